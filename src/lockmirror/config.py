@@ -1,0 +1,514 @@
+"""``mirror.yaml``: load, substitute ``${VAR}``, validate, and point at lines.
+
+The public entry is :func:`load_config`. It returns a :class:`MirrorConfig`
+or raises :class:`~lockmirror.errors.ConfigError` holding *every* problem
+in the file, each formatted ``mirror.yaml:LINE:COL: dotted.path[3]: message``.
+
+Validation happens here, at the edge; the rest of lockmirror works on the
+typed model and on ``packaging`` objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = "mirror.yaml"
+
+# --------------------------------------------------------------------------
+# YAML with positions
+# --------------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _PositionedYaml:
+    """YAML composed into plain data, remembering where each path came from."""
+
+    def __init__(self, text: str, filename: str, environ: Mapping[str, str]) -> None:
+        self.filename = filename
+        self.environ = environ
+        self.marks: dict[Path_, tuple[int, int]] = {}
+        self.problems: list[str] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+            detail = " ".join(p for p in (exc.context, exc.problem) if p)
+            raise ConfigError([f"{where}: YAML syntax error: {detail}"]) from None
+        except yaml.YAMLError as exc:  # pragma: no cover - non-marked YAML errors are rare
+            raise ConfigError([f"{filename}: YAML error: {exc}"]) from None
+        self.data: Any = {} if node is None else self._convert(node, ())
+        if node is not None:
+            self.marks.setdefault((), (node.start_mark.line + 1, node.start_mark.column + 1))
+
+    def _convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node)
+                key = str(key) if not isinstance(key, str) else key
+                child = (*path, key)
+                if key in result:
+                    self.problem(child, f"duplicate key '{key}' (first given at line "
+                                        f"{self.marks[child][0]})", mark=key_node.start_mark)
+                    continue
+                self.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                result[key] = self._convert(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self._constructor.construct_object(node)
+        if isinstance(value, str):
+            value = self._substitute(value, path)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        return value
+
+    def _substitute(self, value: str, path: Path_) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.environ:
+                return self.environ[name]
+            if default is not None:
+                return default
+            self.problem(path, f"environment variable {name} is not set",
+                         hint=f"export {name}=... or write ${{{name}:-default}}")
+            return match.group(0)
+
+        return _ENV_RE.sub(replace, value)
+
+    def where(self, path: Path_) -> str:
+        probe = path
+        while probe not in self.marks and probe:
+            probe = probe[:-1]
+        line, col = self.marks.get(probe, (1, 1))
+        return f"{self.filename}:{line}:{col}"
+
+    def problem(self, path: Path_, message: str, *, hint: str | None = None,
+                mark: yaml.Mark | None = None) -> None:
+        where = (f"{self.filename}:{mark.line + 1}:{mark.column + 1}" if mark
+                 else self.where(path))
+        text = f"{where}: {format_path(path)}: {message}" if path else f"{where}: {message}"
+        if hint:
+            text += f"; {hint}"
+        self.problems.append(text)
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """An upstream index (PEP 503/691 simple API)."""
+
+    name: str
+    url: str
+    priority: int = Field(100, description="lower is tried first; ties keep file order")
+    username_env: str | None = None
+    password_env: str | None = None
+    projects: list[str] = Field(default_factory=list,
+                                description="projects taken from this source only")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^(https?|file)://", value):
+            raise ValueError(f"'{value}' is not an http(s) or file URL")
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def normalized_projects(self) -> frozenset[NormalizedName]:
+        return frozenset(canonicalize_name(p) for p in self.projects)
+
+
+class TargetConfig(_Strict):
+    """What an installer on the far side looks like."""
+
+    python: str = Field(description="'3.11' (every 3.11.x) or '3.11.4'")
+    implementation: Literal["cp", "pp"] = "cp"
+    platforms: list[str] = Field(min_length=1, description="platform tags, e.g. manylinux_2_28_x86_64")
+    abi: str | None = Field(None, description="default: cpXY for CPython")
+    markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: Any) -> str:
+        text = str(value)
+        if not re.fullmatch(r"3\.\d+(\.\d+)?", text):
+            raise ValueError(f"'{text}' is not a Python version like '3.11' or '3.11.4'")
+        return text
+
+    @field_validator("markers")
+    @classmethod
+    def _markers(cls, value: dict[str, str]) -> dict[str, str]:
+        from .targets import MARKER_NAMES
+
+        for key in value:
+            if key not in MARKER_NAMES:
+                raise ValueError(f"'{key}' is not a PEP 508 marker name "
+                                 f"(one of {', '.join(sorted(MARKER_NAMES))})")
+        return value
+
+
+Severity = Literal["deny", "warn", "ignore"]
+
+
+class AdvisorySourceConfig(_Strict):
+    kind: Literal["pypi-json", "osv-api", "osv-offline"]
+    url: str | None = None
+    path: str | None = None
+
+
+class PolicyException(_Strict):
+    package: str
+    version: str = Field("*", description="a version or specifier; '*' for any")
+    reason: str = Field(min_length=1)
+    expires: date | None = None
+    rules: list[str] = Field(default_factory=list,
+                             description="which rules it waives; empty means all")
+
+
+class PolicyConfig(_Strict):
+    min_age_days: int | None = Field(None, ge=0)
+    yanked: Literal["deny", "warn"] = "deny"
+    vulnerabilities: Severity = "warn"
+    sdists: Literal["allow", "deny"] = "allow"
+    advisory_sources: list[AdvisorySourceConfig] = Field(default_factory=list)
+    exceptions: list[PolicyException] = Field(default_factory=list)
+
+
+class PolicyOverride(_Strict):
+    """Per-set policy: any key given replaces the global one."""
+
+    min_age_days: int | None = Field(None, ge=0)
+    yanked: Literal["deny", "warn"] | None = None
+    vulnerabilities: Severity | None = None
+    sdists: Literal["allow", "deny"] | None = None
+    exceptions: list[PolicyException] = Field(default_factory=list)
+
+
+def _check_requirement(text: str) -> str:
+    parse_requirement(text)
+    return text
+
+
+RequirementText = Annotated[str, AfterValidator(_check_requirement)]
+
+
+class SetConfig(_Strict):
+    """A package set: what must install, for which targets."""
+
+    description: str = ""
+    requirements: list[RequirementText] = Field(min_length=1)
+    targets: list[str] | None = Field(None, description="default: every target")
+    prereleases: bool = False
+    prefer_sdists: bool = Field(False, description="lock sdists even where wheels exist")
+    policy: PolicyOverride | None = None
+
+
+class S3Destination(_Strict):
+    kind: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+class UploadDestination(_Strict):
+    kind: Literal["upload"]
+    url: str
+    username_env: str | None = None
+    password_env: str | None = None
+    keyring: bool = False
+    simple_url: str | None = Field(None, description="its simple index, to see what it holds")
+
+
+class DirectoryDestination(_Strict):
+    kind: Literal["directory"]
+    path: str
+
+
+Destination = Annotated[S3Destination | UploadDestination | DirectoryDestination,
+                        Field(discriminator="kind")]
+
+
+class PathsConfig(_Strict):
+    lockfiles: str = "lockfiles"
+    store: str = ".store"
+    index: str = "dist-index"
+    dist: str = "dist"
+    cache: str = ".cache"
+
+
+class MirrorConfig(_Strict):
+    version: Literal[1]
+    name: str = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    sources: list[SourceConfig] = Field(min_length=1)
+    targets: dict[str, TargetConfig] = Field(min_length=1)
+    sets: dict[str, SetConfig] = Field(min_length=1)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    publish: dict[str, Destination] = Field(default_factory=dict)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+
+    # Filled by load_config: where the file is, for resolving relative paths.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def set_targets(self, set_name: str) -> list[str]:
+        """The target names a set covers, in file order."""
+        chosen = self.sets[set_name].targets
+        return list(chosen) if chosen is not None else list(self.targets)
+
+    def sources_by_priority(self) -> list[SourceConfig]:
+        return sorted(self.sources, key=lambda s: s.priority)  # sorted() is stable
+
+    def policy_for(self, set_name: str) -> PolicyConfig:
+        """The global policy with the set's overrides applied."""
+        override = self.sets[set_name].policy
+        if override is None:
+            return self.policy
+        changes: dict[str, Any] = {
+            key: value for key, value in override.model_dump(exclude_unset=True).items()
+            if key != "exceptions" and value is not None
+        }
+        changes["exceptions"] = [*self.policy.exceptions, *override.exceptions]
+        return self.policy.model_copy(update=changes)
+
+
+def parse_requirement(text: str) -> Requirement:
+    """Parse a PEP 508 requirement, with a hint for the usual slips."""
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        hint = ""
+        if re.match(r"^\s*[A-Za-z0-9._\[\],-]+\s*=\s*[^=]", text):
+            hint = "; did you mean '=='?"
+        elif re.match(r"^\s*[A-Za-z0-9._-]+\s+[0-9]", text):
+            hint = "; a version needs an operator, e.g. 'name==1.0'"
+        first_line = str(exc).splitlines()[0]
+        raise ValueError(f"'{text}' is not a valid requirement{hint} ({first_line})") from None
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+class LoadedConfig:
+    """A validated config and the directory its relative paths start from."""
+
+    def __init__(self, config: MirrorConfig, path: Path, text: str) -> None:
+        self.config = config
+        self.path = path
+        self.root = path.parent
+        self.text = text
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def lockfile_dir(self) -> Path:
+        return self.resolve(self.config.paths.lockfiles)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.resolve(os.environ.get("LOCKMIRROR_STORE") or self.config.paths.store)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.resolve(self.config.paths.index)
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.resolve(self.config.paths.dist)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolve(os.environ.get("LOCKMIRROR_CACHE") or self.config.paths.cache)
+
+    def lockfile_path(self, set_name: str) -> Path:
+        return self.lockfile_dir / f"pylock.{set_name}.toml"
+
+
+def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG, *,
+                environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate ``mirror.yaml``.
+
+    Raises ConfigError listing every problem (exit code 2). Reads one file;
+    no network.
+    """
+    file = Path(path)
+    display = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{display}: no such file; create it or pass its path"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{display}: cannot read: {exc}"]) from None
+    return LoadedConfig(parse_config(text, display, environ=environ), file.resolve(), text)
+
+
+def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
+                 environ: Mapping[str, str] | None = None) -> MirrorConfig:
+    """Validate YAML text; see :func:`load_config`."""
+    doc = _PositionedYaml(text, filename, os.environ if environ is None else environ)
+    problems = doc.problems
+    config: MirrorConfig | None = None
+    if not isinstance(doc.data, dict):
+        problems.append(f"{doc.where(())}: the file must be a mapping with version, "
+                        "sources, targets and sets")
+    else:
+        try:
+            config = MirrorConfig.model_validate(doc.data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = _clean_loc(error["loc"])
+                doc.problem(loc, _message(error))
+    if isinstance(doc.data, dict):
+        for path, message in _cross_checks(doc.data):
+            doc.problem(path, message)
+    if problems:
+        raise ConfigError(sorted(set(problems), key=_line_key))
+    assert config is not None
+    return config
+
+
+def _line_key(problem: str) -> tuple[int, int, str]:
+    match = re.match(r"^[^:]*:(\d+):(\d+):", problem)
+    return (int(match.group(1)), int(match.group(2)), problem) if match else (0, 0, problem)
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> Path_:
+    # pydantic inserts the discriminator tag into union paths: publish.x.s3.bucket
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str) and part in {"s3", "upload", "directory"} and out[:1] == ["publish"]:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    if kind == "literal_error":
+        return f"{error['msg'].lower()}, got {error['input']!r}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{error['msg'].lower()}, got {type(error['input']).__name__} {error['input']!r}"
+    return str(error["msg"])
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+    """Checks that span sections: names, references, dates.
+
+    They run on the raw data, tolerant of wrong types (pydantic reports
+    those), so that every problem in the file is reported in one pass.
+    """
+    sources = [s for s in _as_list(data.get("sources")) if isinstance(s, dict)]
+    seen: dict[str, int] = {}
+    owners: dict[NormalizedName, str] = {}
+    for i, source in enumerate(sources):
+        name = str(source.get("name", ""))
+        if name in seen:
+            yield ("sources", i, "name"), f"duplicate source name '{name}' (also sources[{seen[name]}])"
+        seen[name] = i
+        for j, project in enumerate(_as_list(source.get("projects"))):
+            key = canonicalize_name(str(project))
+            if key in owners and owners[key] != name:
+                yield (("sources", i, "projects", j),
+                       f"'{project}' is pinned to both '{owners[key]}' and '{name}'")
+            owners[key] = name
+    targets = _as_dict(data.get("targets"))
+    for name in targets:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
+    normalized_sets: dict[str, str] = {}
+    for set_name, spec in _as_dict(data.get("sets")).items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", set_name):
+            yield ("sets", set_name), "set names may hold letters, digits, '.', '_' and '-' only"
+        lowered = set_name.lower()
+        if lowered in normalized_sets:
+            yield ("sets", set_name), f"duplicate set name (same as '{normalized_sets[lowered]}')"
+        normalized_sets[lowered] = set_name
+        spec = _as_dict(spec)
+        for j, target in enumerate(_as_list(spec.get("targets"))):
+            if isinstance(target, str) and target not in targets:
+                yield (("sets", set_name, "targets", j),
+                       f"unknown target '{target}' (defined: {', '.join(targets) or 'none'})")
+        names: dict[NormalizedName, int] = {}
+        for j, text in enumerate(_as_list(spec.get("requirements"))):
+            try:
+                name = canonicalize_name(Requirement(str(text)).name)
+            except InvalidRequirement:
+                continue
+            if name in names:
+                yield (("sets", set_name, "requirements", j),
+                       f"'{name}' is already required at requirements[{names[name]}]")
+            names[name] = j
+    policy = _as_dict(data.get("policy"))
+    for i, exception in enumerate(_as_list(policy.get("exceptions"))):
+        version = str(_as_dict(exception).get("version", "*"))
+        if version != "*":
+            try:
+                Version(version)
+            except InvalidVersion:
+                from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+                try:
+                    SpecifierSet(version)
+                except InvalidSpecifier:
+                    yield (("policy", "exceptions", i, "version"),
+                           f"'{version}' is neither a version nor a specifier")

@@ -1,0 +1,75 @@
+"""One exception family for everything a user can cause or fix.
+
+Every error carries *what* went wrong, *where* (a file:line, a URL, a set
+and target, a bundle member) and, when one helps, a *hint* saying what to
+do. The CLI and the doit glue print ``str(error)`` and exit; nothing below
+them prints. Foreign exceptions (requests, boto3, OSError, ...) are
+converted to these at the module boundary that called the foreign code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class LockmirrorError(Exception):
+    """Base class: a one-line, actionable message; ``exit_code`` for the CLI."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ConfigError(LockmirrorError):
+    """``mirror.yaml`` is wrong. Holds every problem found, one line each."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class NetworkError(LockmirrorError):
+    """A server could not be reached or kept failing after retries."""
+
+
+class NotFoundError(LockmirrorError):
+    """A project, version or file does not exist where it was expected."""
+
+
+class IntegrityError(LockmirrorError):
+    """Bytes did not match the sha256 (or size) they were promised to have."""
+
+
+class ResolutionError(LockmirrorError):
+    """No set of versions satisfies the requirements for a target."""
+
+
+class StaleLockError(LockmirrorError):
+    """A lockfile is missing or does not match its inputs."""
+
+
+class BundleError(LockmirrorError):
+    """A bundle is malformed, tampered with, or does not fit the mirror."""
+
+
+class PublishError(LockmirrorError):
+    """A destination refused, or could not be brought to, the wanted state."""
+
+
+class PolicyError(LockmirrorError):
+    """A release breaks the mirror's policy and no exception covers it."""

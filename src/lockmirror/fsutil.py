@@ -1,0 +1,68 @@
+"""Small filesystem helpers: atomic writes and streaming hashes.
+
+Nothing partial is ever visible: writers go to a temporary file in the
+target's own directory and ``os.replace`` it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+
+
+@contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False) -> bool:
+    """Write ``data`` to ``path`` atomically; return whether anything was written.
+
+    With ``only_if_changed`` an identical existing file is left alone, so its
+    mtime does not move (incremental builds rely on that).
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if only_if_changed:
+        try:
+            if path.stat().st_size == len(raw) and path.read_bytes() == raw:
+                return False
+        except FileNotFoundError:
+            pass
+    with atomic_writer(path) as handle:
+        handle.write(raw)
+    return True
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (flat memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,266 @@
+"""PEP 751 lockfiles (``pylock.<set>.toml``): the contract between stages.
+
+One lockfile per package set covers all of that set's targets. The lock
+stage writes it; fetch, index, bundle, publish, audit and diff read it. The
+typed model here (:class:`Lockfile`, :class:`LockedPackage`,
+:class:`LockedFile`) is what they work with; :meth:`Lockfile.dumps` and
+:meth:`Lockfile.loads` go through ``packaging.pylock`` so every file written
+or read is validated against PEP 751.
+
+lockmirror's own data lives in ``[tool.lockmirror]`` (the input hash, the
+set's requirements, the targets) and in each package's
+``[packages.tool.lockmirror]`` (targets, why, PEP 658 metadata hashes).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from packaging.markers import Marker
+from packaging.pylock import (
+    Package,
+    PackageSdist,
+    PackageWheel,
+    Pylock,
+    PylockValidationError,
+)
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from .errors import LockmirrorError, StaleLockError
+from .fsutil import atomic_write
+
+LOCK_VERSION = "1.0"
+CREATED_BY = "lockmirror"
+
+
+@dataclass(frozen=True, order=True)
+class LockedFile:
+    """One artifact: where it came from and what its bytes must be."""
+
+    filename: str
+    url: str
+    size: int
+    sha256: str
+    upload_time: datetime | None = None
+    metadata_sha256: str | None = None  # PEP 658 core metadata (wheels), if the index had it
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One release of one project, for the targets listed in ``targets``."""
+
+    name: NormalizedName
+    version: Version
+    targets: tuple[str, ...]
+    index: str
+    wheels: tuple[LockedFile, ...] = ()
+    sdist: LockedFile | None = None
+    marker: str | None = None
+    requires_python: str | None = None
+    dependencies: tuple[str, ...] = ()  # normalized names
+    # target -> the requirements that pulled this in, e.g. "requests==2.31.0 (from set)"
+    # or "requests 2.31.0: urllib3<3,>=1.21.1"
+    why: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    build_only: bool = False  # present only to build some sdist from source
+    yanked: str | None = None  # the yank reason ("" when none given) if locked while yanked
+
+    @property
+    def files(self) -> tuple[LockedFile, ...]:
+        return self.wheels + ((self.sdist,) if self.sdist else ())
+
+    @property
+    def key(self) -> tuple[str, Version]:
+        return (self.name, self.version)
+
+
+@dataclass(frozen=True)
+class LockedTarget:
+    """A target as recorded in the lockfile, so readers need no mirror.yaml."""
+
+    name: str
+    python: str
+    implementation: str
+    platforms: tuple[str, ...]
+    marker: str  # the PEP 508 environment marker that selects it
+
+
+@dataclass(frozen=True)
+class Lockfile:
+    """A whole ``pylock.<set>.toml``."""
+
+    set_name: str
+    requirements: tuple[str, ...]
+    targets: tuple[LockedTarget, ...]
+    packages: tuple[LockedPackage, ...]
+    input_hash: str
+    exceptions_used: tuple[Mapping[str, str], ...] = ()
+
+    # -- queries -----------------------------------------------------------
+
+    def target(self, name: str) -> LockedTarget:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    def packages_for(self, target: str) -> list[LockedPackage]:
+        """The packages installed on one target, sorted by name."""
+        return [p for p in self.packages if target in p.targets]
+
+    def iter_files(self) -> Iterator[tuple[LockedPackage, LockedFile]]:
+        for package in self.packages:
+            for file in package.files:
+                yield package, file
+
+    # -- serialization -----------------------------------------------------
+
+    def to_pylock(self) -> Pylock:
+        packages = []
+        for pkg in sorted(self.packages, key=lambda p: (p.name, p.version, p.marker or "")):
+            tool: dict[str, Any] = {"targets": list(pkg.targets)}
+            if pkg.why:
+                tool["why"] = {t: list(v) for t, v in sorted(pkg.why.items())}
+            if pkg.build_only:
+                tool["build-only"] = True
+            if pkg.yanked is not None:
+                tool["yanked"] = pkg.yanked
+            metadata = {f.filename: f.metadata_sha256 for f in pkg.wheels if f.metadata_sha256}
+            if metadata:
+                tool["metadata-sha256"] = dict(sorted(metadata.items()))
+            packages.append(Package(
+                name=pkg.name,
+                version=pkg.version,
+                marker=Marker(pkg.marker) if pkg.marker else None,
+                requires_python=SpecifierSet(pkg.requires_python) if pkg.requires_python else None,
+                dependencies=[{"name": d} for d in sorted(set(pkg.dependencies))] or None,
+                index=pkg.index,
+                sdist=_to_archive(PackageSdist, pkg.sdist) if pkg.sdist else None,
+                wheels=[_to_archive(PackageWheel, w) for w in sorted(pkg.wheels)] or None,
+                tool={"lockmirror": tool},
+            ))
+        tool = {
+            "set": self.set_name,
+            "input-hash": self.input_hash,
+            "requirements": list(self.requirements),
+            "targets": {
+                t.name: {"python": t.python, "implementation": t.implementation,
+                         "platforms": list(t.platforms), "marker": t.marker}
+                for t in self.targets
+            },
+        }
+        if self.exceptions_used:
+            tool["exceptions-used"] = [dict(sorted(e.items())) for e in self.exceptions_used]
+        lock = Pylock(
+            lock_version=Version(LOCK_VERSION),
+            environments=[Marker(t.marker) for t in self.targets],
+            created_by=CREATED_BY,
+            packages=packages,
+            tool={"lockmirror": tool},
+        )
+        lock.validate()
+        return lock
+
+    def dumps(self) -> str:
+        """The lockfile as TOML text: sorted, stable, validated (PEP 751)."""
+        data = self.to_pylock().to_dict()
+        header = (f"# Generated by lockmirror for the package set '{self.set_name}'. "
+                  "Do not edit: run `doit lock`.\n")
+        return header + tomli_w.dumps(data)
+
+    @classmethod
+    def loads(cls, text: str, *, where: str = "lockfile") -> Lockfile:
+        """Parse and validate; raises LockmirrorError naming ``where``."""
+        try:
+            data = tomllib.loads(text)
+            pylock = Pylock.from_dict(data)
+        except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
+            raise LockmirrorError(f"not a valid PEP 751 lockfile: {exc}", where=where,
+                                  hint="re-create it with `doit lock`") from None
+        tool = (pylock.tool or {}).get("lockmirror")
+        if not isinstance(tool, dict) or "input-hash" not in tool:
+            raise LockmirrorError("lockfile has no [tool.lockmirror] section", where=where,
+                                  hint="it was not written by lockmirror; re-create it with `doit lock`")
+        targets = tuple(
+            LockedTarget(name=name, python=spec["python"], implementation=spec["implementation"],
+                         platforms=tuple(spec["platforms"]), marker=spec["marker"])
+            for name, spec in tool["targets"].items()
+        )
+        packages = []
+        for pkg in pylock.packages:
+            ptool = (pkg.tool or {}).get("lockmirror", {})
+            metadata = ptool.get("metadata-sha256", {})
+            packages.append(LockedPackage(
+                name=canonicalize_name(pkg.name),
+                version=pkg.version or Version("0"),
+                targets=tuple(ptool.get("targets", [t.name for t in targets])),
+                index=pkg.index or "",
+                wheels=tuple(_from_archive(w, metadata.get(w.name)) for w in pkg.wheels or ()),
+                sdist=_from_archive(pkg.sdist, None) if pkg.sdist else None,
+                marker=str(pkg.marker) if pkg.marker else None,
+                requires_python=str(pkg.requires_python) if pkg.requires_python else None,
+                dependencies=tuple(d["name"] for d in pkg.dependencies or ()),
+                why={t: tuple(v) for t, v in ptool.get("why", {}).items()},
+                build_only=bool(ptool.get("build-only", False)),
+                yanked=ptool.get("yanked"),
+            ))
+        return cls(
+            set_name=tool.get("set", ""),
+            requirements=tuple(tool.get("requirements", ())),
+            targets=targets,
+            packages=tuple(packages),
+            input_hash=tool["input-hash"],
+            exceptions_used=tuple(tool.get("exceptions-used", ())),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> Lockfile:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StaleLockError("lockfile is missing", where=str(path),
+                                 hint="run `doit lock`") from None
+        return cls.loads(text, where=str(path))
+
+    def write(self, path: Path) -> bool:
+        """Write atomically; return False when the file already had these bytes."""
+        return atomic_write(path, self.dumps(), only_if_changed=True)
+
+
+def read_input_hash(path: Path) -> str | None:
+    """The recorded input hash, read cheaply (no validation); None if absent."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return None
+    value = data.get("tool", {}).get("lockmirror", {}).get("input-hash")
+    return value if isinstance(value, str) else None
+
+
+def read_lockfiles(paths: Sequence[Path]) -> list[Lockfile]:
+    return [Lockfile.read(p) for p in paths]
+
+
+def _to_archive(kind: type[PackageWheel] | type[PackageSdist], f: LockedFile) -> Any:
+    upload_time = f.upload_time.astimezone(UTC) if f.upload_time else None
+    return kind(name=f.filename, url=f.url, size=f.size, upload_time=upload_time,
+                hashes={"sha256": f.sha256})
+
+
+def _from_archive(archive: PackageWheel | PackageSdist, metadata_sha256: str | None) -> LockedFile:
+    name = archive.name or (archive.url or "").rsplit("/", 1)[-1]
+    return LockedFile(filename=name, url=archive.url or "", size=archive.size or 0,
+                      sha256=archive.hashes.get("sha256", ""), upload_time=archive.upload_time,
+                      metadata_sha256=metadata_sha256)

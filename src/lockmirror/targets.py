@@ -1,0 +1,258 @@
+"""Targets: the installers on the far side, modelled without looking at the host.
+
+A :class:`Target` knows the ordered list of wheel tags it accepts (with
+manylinux, musllinux and macOS versions expanded downward the way
+installers do) and the PEP 508 marker environment it presents. A target
+whose python is ``"3.11"`` stands for *every* 3.11.x, so marker and
+requires-python checks answer with a :class:`Truth` that can be
+``SOMETIMES``: true for some patch releases only.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from packaging.markers import Marker
+from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac_platforms
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import Version
+
+from .config import MirrorConfig, TargetConfig
+
+MARKER_NAMES = frozenset({
+    "os_name", "sys_platform", "platform_machine", "platform_python_implementation",
+    "platform_release", "platform_system", "platform_version", "python_version",
+    "python_full_version", "implementation_name", "implementation_version",
+})
+
+# glibc minors below which no manylinux wheel exists for an architecture.
+_MANYLINUX_FLOOR = {"x86_64": 5, "i686": 5}
+_MANYLINUX_DEFAULT_FLOOR = 17
+_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+_LEGACY_TO_GLIBC = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+# The highest patch release lockmirror assumes exists when a target says "3.11".
+_PATCH_HORIZON = 40
+
+
+class Truth(enum.Enum):
+    """A marker's value over every Python patch release a target stands for."""
+
+    NEVER = "never"
+    SOMETIMES = "sometimes"
+    ALWAYS = "always"
+
+    def __bool__(self) -> bool:  # "could it hold on this target?"
+        return self is not Truth.NEVER
+
+
+def expand_platform(platform: str) -> list[str]:
+    """Every platform tag an installer for ``platform`` accepts, best first.
+
+    ``manylinux_2_28_x86_64`` gives manylinux_2_28 ... manylinux_2_5 with the
+    legacy manylinux2014/2010/1 aliases at their glibc level; musllinux and
+    macOS expand the same way; anything else stands for itself.
+    """
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)_(.+)", platform)
+    legacy = re.fullmatch(r"(manylinux2014|manylinux2010|manylinux1)_(.+)", platform)
+    if legacy:
+        match = None
+        major, minor, arch = 2, _LEGACY_TO_GLIBC[legacy.group(1)], legacy.group(2)
+    elif match:
+        major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
+    if match or legacy:
+        if major != 2:
+            return [platform]
+        floor = _MANYLINUX_FLOOR.get(arch, _MANYLINUX_DEFAULT_FLOOR)
+        tags: list[str] = []
+        for glibc_minor in range(minor, floor - 1, -1):
+            tags.append(f"manylinux_2_{glibc_minor}_{arch}")
+            if glibc_minor in _LEGACY_MANYLINUX:
+                tags.append(f"{_LEGACY_MANYLINUX[glibc_minor]}_{arch}")
+        return tags
+    match = re.fullmatch(r"musllinux_(\d+)_(\d+)_(.+)", platform)
+    if match:
+        major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
+        return [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)]
+    match = re.fullmatch(r"macosx_(\d+)_(\d+)_(.+)", platform)
+    if match:
+        version = (int(match.group(1)), int(match.group(2)))
+        return list(mac_platforms(version, match.group(3)))
+    return [platform]
+
+
+def _platform_facts(platforms: Iterable[str]) -> dict[str, str]:
+    """sys_platform, platform_system, os_name and platform_machine from tags."""
+    first = next(iter(platforms))
+    if first.startswith(("manylinux", "musllinux", "linux")):
+        arch = re.sub(r"^(manylinux_\d+_\d+|musllinux_\d+_\d+|manylinux\d+|linux)_", "", first)
+        return {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                "platform_machine": arch}
+    if first.startswith("macosx"):
+        arch = re.sub(r"^macosx_\d+_\d+_", "", first)
+        arch = {"universal2": "arm64", "intel": "x86_64"}.get(arch, arch)
+        return {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix",
+                "platform_machine": arch}
+    if first.startswith("win"):
+        arch = {"win_amd64": "AMD64", "win32": "x86", "win_arm64": "ARM64"}.get(first, first)
+        return {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
+                "platform_machine": arch}
+    return {"sys_platform": "", "platform_system": "", "os_name": "posix",
+            "platform_machine": ""}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One installer environment; build it with :meth:`from_config`."""
+
+    name: str
+    python: str
+    implementation: str = "cp"
+    platforms: tuple[str, ...] = ("manylinux_2_17_x86_64",)
+    abi: str | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, name: str, spec: TargetConfig) -> Target:
+        return cls(name=name, python=spec.python, implementation=spec.implementation,
+                   platforms=tuple(spec.platforms), abi=spec.abi,
+                   overrides=dict(sorted(spec.markers.items())))
+
+    # -- Python versions -------------------------------------------------
+
+    @property
+    def python_minor(self) -> tuple[int, int]:
+        major, minor = self.python.split(".")[:2]
+        return int(major), int(minor)
+
+    @property
+    def fixed_patch(self) -> int | None:
+        parts = self.python.split(".")
+        return int(parts[2]) if len(parts) == 3 else None
+
+    def patch_versions(self, hints: Iterable[Version] = ()) -> list[str]:
+        """Representative full versions: every boundary a marker can draw."""
+        if self.fixed_patch is not None:
+            return [self.python]
+        major, minor = self.python_minor
+        top = _PATCH_HORIZON
+        for hint in hints:
+            if hint.release[:2] == (major, minor) and len(hint.release) > 2:
+                top = max(top, hint.release[2] + 1)
+        return [f"{major}.{minor}.{patch}" for patch in range(0, top + 1)]
+
+    # -- tags --------------------------------------------------------------
+
+    @cached_property
+    def tags(self) -> tuple[Tag, ...]:
+        """Compatible tags, most preferred first (the order installers use)."""
+        platforms = [p for platform in self.platforms for p in expand_platform(platform)]
+        platforms = list(dict.fromkeys(platforms))
+        version = self.python_minor
+        if self.implementation == "cp":
+            abi = self.abi or f"cp{version[0]}{version[1]}"
+            interpreter = f"cp{version[0]}{version[1]}"
+            found = list(cpython_tags(version, [abi], platforms))
+        else:
+            interpreter = f"pp{version[0]}{version[1]}"
+            abi = self.abi or f"pypy{version[0]}{version[1]}_pp73"
+            found = list(generic_tags(interpreter, [abi], platforms))
+        found += list(compatible_tags(version, interpreter, platforms))
+        return tuple(dict.fromkeys(found))
+
+    @cached_property
+    def _tag_rank(self) -> dict[Tag, int]:
+        return {tag: rank for rank, tag in enumerate(self.tags)}
+
+    def wheel_rank(self, filename: str) -> int | None:
+        """Lower is better; None when the wheel does not install on this target."""
+        try:
+            _, _, _, file_tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename:
+            return None
+        ranks = [self._tag_rank[t] for t in file_tags if t in self._tag_rank]
+        return min(ranks) if ranks else None
+
+    # -- markers -----------------------------------------------------------
+
+    def environment(self, full_version: str | None = None) -> dict[str, str]:
+        """The PEP 508 environment for one patch release (default: the lowest)."""
+        full = full_version or self.patch_versions()[0]
+        major, minor = self.python_minor
+        impl_name = {"cp": "cpython", "pp": "pypy"}[self.implementation]
+        env = {
+            "python_version": f"{major}.{minor}",
+            "python_full_version": full,
+            "implementation_name": impl_name,
+            "implementation_version": full,
+            "platform_python_implementation": {"cp": "CPython", "pp": "PyPy"}[self.implementation],
+            "platform_release": "",
+            "platform_version": "",
+            **_platform_facts(self.platforms),
+        }
+        env.update(self.overrides)
+        return env
+
+    def evaluate(self, marker: Marker | None, extras: Iterable[str] = ("",)) -> Truth:
+        """Whether ``marker`` holds on this target, over all its patch releases.
+
+        ``extras`` are the extras being installed ("" for none); the marker
+        holds when it holds for any one of them.
+        """
+        if marker is None:
+            return Truth.ALWAYS
+        hints = _versions_in(str(marker))
+        results = set()
+        for full in self.patch_versions(hints):
+            env = self.environment(full)
+            results.add(any(marker.evaluate({**env, "extra": extra}) for extra in extras))
+            if len(results) == 2:
+                return Truth.SOMETIMES
+        return Truth.ALWAYS if results == {True} else Truth.NEVER
+
+    def allows_python(self, requires_python: SpecifierSet | str | None) -> Truth:
+        """Whether a Requires-Python admits this target's Python."""
+        if requires_python is None or str(requires_python).strip() == "":
+            return Truth.ALWAYS
+        spec = SpecifierSet(str(requires_python))
+        hints = [Version(s.version) for s in spec if re.fullmatch(r"[\d.]+", s.version)]
+        results = {spec.contains(v, prereleases=True) for v in self.patch_versions(hints)}
+        if results == {True}:
+            return Truth.ALWAYS
+        return Truth.NEVER if results == {False} else Truth.SOMETIMES
+
+    def environment_marker(self) -> str:
+        """A PEP 508 marker selecting this target (for a lockfile's ``environments``)."""
+        env = self.environment()
+        parts = [f"python_version == '{env['python_version']}'"]
+        if self.fixed_patch is not None:
+            parts.append(f"python_full_version == '{self.python}'")
+        for key in ("implementation_name", "sys_platform", "platform_machine"):
+            if env[key]:
+                parts.append(f"{key} == '{env[key]}'")
+        for key, value in sorted(self.overrides.items()):
+            if key not in {"python_version", "implementation_name", "sys_platform",
+                           "platform_machine"}:
+                parts.append(f"{key} == '{value}'")
+        return str(Marker(" and ".join(parts)))
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.implementation}{self.python}, {', '.join(self.platforms)})"
+
+
+def _versions_in(marker_text: str) -> list[Version]:
+    out = []
+    for text in re.findall(r"['\"](\d+(?:\.\d+)+)['\"]", marker_text):
+        try:
+            out.append(Version(text))
+        except ValueError:  # pragma: no cover - regex admits only digits and dots
+            continue
+    return out
+
+
+def targets_from_config(config: MirrorConfig) -> dict[str, Target]:
+    return {name: Target.from_config(name, spec) for name, spec in config.targets.items()}
