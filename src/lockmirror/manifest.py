@@ -1,0 +1,136 @@
+"""``manifest.json``: every file of a mirror tree with its size and sha256.
+
+The index stage writes it last; verify, bundle, import and publish read it.
+Format (sorted keys, one stable encoding, so the same tree gives the same
+bytes)::
+
+    {"format": "lockmirror-manifest/1",
+     "files": {"files/certifi/certifi-2023.7.22-py3-none-any.whl":
+                   {"sha256": "...", "size": 158334}, ...}}
+
+Paths are POSIX, relative to the tree root, and never include
+``manifest.json`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .errors import IntegrityError, LockmirrorError
+from .fsutil import atomic_write, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "lockmirror-manifest/1"
+
+
+@dataclass(frozen=True)
+class Entry:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: Mapping[str, Entry] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        data = {
+            "format": FORMAT,
+            "files": {path: {"sha256": e.sha256, "size": e.size}
+                      for path, e in sorted(self.files.items())},
+        }
+        return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def loads(cls, text: str, *, where: str = MANIFEST_NAME) -> Manifest:
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
+            files = {}
+            for path, entry in data["files"].items():
+                check_relative_path(path, where=where)
+                files[path] = Entry(sha256=str(entry["sha256"]).lower(), size=int(entry["size"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LockmirrorError(f"not a lockmirror manifest: {exc}", where=where) from None
+        return cls(files=files)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            return cls.loads(path.read_text(encoding="utf-8"), where=str(path))
+        except FileNotFoundError:
+            raise LockmirrorError("manifest is missing", where=str(path),
+                                  hint="build the index with `doit index`") from None
+
+    def write(self, path: Path) -> bool:
+        return atomic_write(path, self.dumps(), only_if_changed=True)
+
+    @property
+    def total_size(self) -> int:
+        return sum(e.size for e in self.files.values())
+
+
+def check_relative_path(path: str, *, where: str) -> PurePosixPath:
+    """Refuse absolute paths, ``..``, backslashes and empty parts."""
+    pure = PurePosixPath(path)
+    if (not path or path.startswith("/") or "\\" in path or pure.is_absolute()
+            or any(part in {"", ".", ".."} for part in path.split("/"))):
+        raise IntegrityError(f"unsafe path {path!r}", where=where)
+    return pure
+
+
+def scan_tree(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Manifest:
+    """Hash every regular file below ``root`` (sorted; symlinks are refused)."""
+    skip = set(exclude)
+    files: dict[str, Entry] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if rel in skip or name.startswith(".") and name.endswith(".tmp"):
+                continue
+            if full.is_symlink() or not full.is_file():
+                raise IntegrityError("not a regular file", where=str(full))
+            files[rel] = Entry(sha256=sha256_file(full), size=full.stat().st_size)
+    return Manifest(files=files)
+
+
+@dataclass(frozen=True)
+class TreeReport:
+    missing: tuple[str, ...]
+    altered: tuple[str, ...]
+    unexpected: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.altered or self.unexpected)
+
+
+def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> TreeReport:
+    """Compare a tree with a manifest: missing, altered (size or hash), unexpected."""
+    missing, altered = [], []
+    for rel, entry in sorted(manifest.files.items()):
+        path = root / rel
+        try:
+            stat = path.lstat()
+        except FileNotFoundError:
+            missing.append(rel)
+            continue
+        if not path.is_file() or path.is_symlink() or stat.st_size != entry.size:
+            altered.append(rel)
+        elif hash_files and sha256_file(path) != entry.sha256:
+            altered.append(rel)
+    unexpected = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            rel = (Path(dirpath) / name).relative_to(root).as_posix()
+            if rel != MANIFEST_NAME and rel not in manifest.files:
+                unexpected.append(rel)
+    return TreeReport(tuple(missing), tuple(altered), tuple(unexpected))
