@@ -1,0 +1,52 @@
+"""Shared fixtures: the synthetic catalogue and the fixture index serving it.
+
+* ``catalogue`` (session): every file of ``fixtureindex.catalogue`` built once.
+* ``catalogue_index`` (session): one server over the catalogue; prefer
+  ``fixture_index``, which hands it out reset (switches off, counters zero).
+* ``fixture_index`` (function): that server, reset before the test.
+* ``make_index`` (function): factory ``make_index(files_dir, **kwargs)`` for a
+  server over another directory; every server it made is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex, build_catalogue
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Catalogue:
+    return build_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="session")
+def catalogue_index(catalogue: Catalogue) -> Iterator[FixtureIndex]:
+    server = FixtureIndex(catalogue.root, upload_times=catalogue.upload_times,
+                          yanked=catalogue.yanked, vulnerabilities=catalogue.vulnerabilities)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fixture_index(catalogue_index: FixtureIndex) -> Iterator[FixtureIndex]:
+    catalogue_index.reset()
+    yield catalogue_index
+    catalogue_index.reset()
+
+
+@pytest.fixture
+def make_index() -> Iterator[Callable[..., FixtureIndex]]:
+    started: list[FixtureIndex] = []
+
+    def factory(files_dir: Path, **kwargs: Any) -> FixtureIndex:
+        server = FixtureIndex(files_dir, **kwargs)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()

@@ -1,0 +1,283 @@
+"""The standard synthetic package universe every stage test uses.
+
+=================  ==========================  ==============================================
+project            files (version: kinds)      what it exercises
+=================  ==========================  ==============================================
+alpha              1.0 wheel; 1.1 wheel+sdist; newest needs a newer Python: lock for a 3.11
+                   2.0 wheel (Requires-Python  target picks 1.1, for 3.12 picks 2.0
+                   >=3.12)
+beta               1.0 wheel                   Requires-Dist ``alpha>=1.0``,
+                                               ``FOO_bar.baz>=1.0`` (spelled oddly on purpose)
+                                               and extra ``fast``: ``speedup>=1.1; extra ==
+                                               "fast"``
+speedup            1.0 wheel; 1.2 wheel        pulled in by ``beta[fast]``
+Foo.Bar_baz        1.0 wheel                   PEP 503 normalization: page ``foo-bar-baz``,
+                                               file ``foo_bar_baz-1.0-py3-none-any.whl``
+marked             1.0 wheel                   Requires-Dist markers: ``linuxdep;
+                                               sys_platform == "linux"``, ``windep;
+                                               sys_platform == "win32"``, ``armdep;
+                                               platform_machine == "aarch64"``, ``olddep;
+                                               python_version < "3.12"``, ``patchdep;
+                                               python_full_version >= "3.11.4"``
+linuxdep, windep,  1.0 wheel each              the marker targets above
+armdep, olddep,
+patchdep
+yanky              1.0 wheel; 1.1 wheel        1.1 is yanked, reason ``"broken build, use
+                   (yanked)                    1.0"``
+sdistonly          1.0 sdist only              Metadata-Version 2.2, static ``Requires-Dist:
+                                               speedup>=1.0``; build requires fixture-backend
+oldmeta            1.0 sdist only              Metadata-Version 2.1: PKG-INFO has no
+                                               Requires-Dist; ``alpha>=1.0`` is known only
+                                               through the PEP 517 prepare hook
+legacy             1.0 sdist only              setup.py only (no pyproject.toml): builds with
+                                               setuptools, requires ``speedup``
+native             1.0 wheels: cp311           platform wheels; the manylinux x86_64 one has a
+                   manylinux_2_17_x86_64 (+    compressed tag set
+                   manylinux2014), cp312
+                   manylinux_2_28_aarch64,
+                   cp311 win_amd64, cp311
+                   macosx_11_0_arm64; sdist
+only311            1.0 wheels for cp311 only   no file for CPython 3.12 at all
+                   (manylinux_2_17_x86_64,
+                   manylinux_2_17_aarch64)
+left, right        1.0 wheel each              conflict pair: ``left`` needs ``shared<2``,
+                                               ``right`` needs ``shared>=2``
+shared             1.0 wheel; 2.0 wheel        the project they disagree on
+gamma              1.0 wheel; 2.0b1 wheel      the newest version is a pre-release only
+vulny              1.0 wheel; 1.1 wheel        1.0 has a known vulnerability
+                                               (``PYSEC-2023-0001``, alias
+                                               ``GHSA-fix7-ture-0001``), fixed in 1.1
+fixture-backend    1.0 wheel                   the PEP 517 backend of the sdists above
+setuptools         68.0.0 wheel                stand-in that builds ``legacy`` offline
+=================  ==========================  ==============================================
+
+Upload times: the n-th file in :data:`SPECS` order was uploaded at
+``2023-01-02T03:04:05Z`` plus n days (every file, fixed, deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from .builder import build_backend_wheel, build_sdist, build_setuptools_wheel, build_wheel
+
+UPLOAD_EPOCH = datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """How to build one catalogue file."""
+
+    name: str
+    version: str
+    kind: str = "wheel"  # "wheel" | "sdist" | "legacy-sdist" | "backend" | "setuptools"
+    tag: str = "py3-none-any"
+    requires_dist: tuple[str, ...] = ()
+    requires_python: str | None = None
+    provides_extra: tuple[str, ...] = ()
+    metadata_version: str | None = None
+    yanked_reason: str | None = None
+
+
+NATIVE_X86 = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
+
+SPECS: tuple[FileSpec, ...] = (
+    FileSpec("alpha", "1.0"),
+    FileSpec("alpha", "1.1"),
+    FileSpec("alpha", "1.1", kind="sdist"),
+    FileSpec("alpha", "2.0", requires_python=">=3.12"),
+    FileSpec("beta", "1.0", requires_dist=("alpha>=1.0", "FOO_bar.baz>=1.0",
+                                           'speedup>=1.1; extra == "fast"'),
+             provides_extra=("fast",)),
+    FileSpec("speedup", "1.0"),
+    FileSpec("speedup", "1.2"),
+    FileSpec("Foo.Bar_baz", "1.0"),
+    FileSpec("marked", "1.0", requires_dist=(
+        'linuxdep>=1.0; sys_platform == "linux"',
+        'windep>=1.0; sys_platform == "win32"',
+        'armdep>=1.0; platform_machine == "aarch64"',
+        'olddep>=1.0; python_version < "3.12"',
+        'patchdep>=1.0; python_full_version >= "3.11.4"',
+    )),
+    FileSpec("linuxdep", "1.0"),
+    FileSpec("windep", "1.0"),
+    FileSpec("armdep", "1.0"),
+    FileSpec("olddep", "1.0"),
+    FileSpec("patchdep", "1.0"),
+    FileSpec("yanky", "1.0"),
+    FileSpec("yanky", "1.1", yanked_reason="broken build, use 1.0"),
+    FileSpec("sdistonly", "1.0", kind="sdist", requires_dist=("speedup>=1.0",),
+             metadata_version="2.2"),
+    FileSpec("oldmeta", "1.0", kind="sdist", requires_dist=("alpha>=1.0",),
+             metadata_version="2.1"),
+    FileSpec("legacy", "1.0", kind="legacy-sdist", requires_dist=("speedup",),
+             metadata_version="1.0"),
+    FileSpec("native", "1.0", tag=NATIVE_X86),
+    FileSpec("native", "1.0", tag="cp312-cp312-manylinux_2_28_aarch64"),
+    FileSpec("native", "1.0", tag="cp311-cp311-win_amd64"),
+    FileSpec("native", "1.0", tag="cp311-cp311-macosx_11_0_arm64"),
+    FileSpec("native", "1.0", kind="sdist"),
+    FileSpec("only311", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64"),
+    FileSpec("only311", "1.0", tag="cp311-cp311-manylinux_2_17_aarch64"),
+    FileSpec("left", "1.0", requires_dist=("shared<2",)),
+    FileSpec("right", "1.0", requires_dist=("shared>=2",)),
+    FileSpec("shared", "1.0"),
+    FileSpec("shared", "2.0"),
+    FileSpec("gamma", "1.0"),
+    FileSpec("gamma", "2.0b1"),
+    FileSpec("vulny", "1.0"),
+    FileSpec("vulny", "1.1"),
+    FileSpec("fixture-backend", "1.0", kind="backend"),
+    FileSpec("setuptools", "68.0.0", kind="setuptools", requires_python=">=3.8"),
+)
+
+# (project, version) -> vulnerabilities in the PyPI JSON API's format.
+VULNERABILITIES: dict[tuple[str, str], list[dict[str, object]]] = {
+    ("vulny", "1.0"): [{
+        "id": "PYSEC-2023-0001",
+        "aliases": ["GHSA-fix7-ture-0001"],
+        "summary": "fixture vulnerability in vulny 1.0",
+        "details": "Synthetic advisory used by lockmirror's tests.",
+        "fixed_in": ["1.1"],
+        "link": "https://osv.dev/vulnerability/PYSEC-2023-0001",
+        "source": "osv",
+        "withdrawn": None,
+    }],
+}
+
+
+@dataclass(frozen=True)
+class CatalogueFile:
+    """One built file and everything a test may want to assert about it."""
+
+    project: str            # the name as written in its metadata
+    version: str
+    filename: str
+    path: Path
+    sha256: str
+    size: int
+    upload_time: datetime
+    requires_python: str | None
+    yanked_reason: str | None
+    metadata: bytes         # METADATA of a wheel, PKG-INFO of an sdist
+    requires_dist: tuple[str, ...]
+
+    @property
+    def normalized(self) -> str:
+        return canonicalize_name(self.project)
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+    @property
+    def yanked(self) -> bool:
+        return self.yanked_reason is not None
+
+    @property
+    def metadata_sha256(self) -> str:
+        return hashlib.sha256(self.metadata).hexdigest()
+
+
+@dataclass
+class Catalogue:
+    """The built universe: ``root`` holds every file, flat."""
+
+    root: Path
+    files: list[CatalogueFile]
+    vulnerabilities: dict[tuple[str, str], list[dict[str, object]]] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[CatalogueFile]:
+        return iter(self.files)
+
+    def file(self, filename: str) -> CatalogueFile:
+        for item in self.files:
+            if item.filename == filename:
+                return item
+        raise KeyError(filename)
+
+    def project(self, name: str) -> list[CatalogueFile]:
+        key = canonicalize_name(name)
+        return [item for item in self.files if item.normalized == key]
+
+    def projects(self) -> list[str]:
+        return sorted({item.normalized for item in self.files})
+
+    def find(self, name: str, version: str, *, wheel: bool | None = None,
+             tag: str | None = None) -> CatalogueFile:
+        """The one file of ``name`` ``version`` (narrowed by kind or a tag substring)."""
+        found = [f for f in self.project(name) if f.version == version
+                 and (wheel is None or f.is_wheel == wheel)
+                 and (tag is None or tag in f.filename)]
+        if len(found) != 1:
+            raise KeyError(f"{name} {version}: {[f.filename for f in found]}")
+        return found[0]
+
+    @property
+    def upload_times(self) -> dict[str, datetime]:
+        return {item.filename: item.upload_time for item in self.files}
+
+    @property
+    def yanked(self) -> dict[str, str]:
+        return {item.filename: item.yanked_reason for item in self.files
+                if item.yanked_reason is not None}
+
+
+def _build_one(out_dir: Path, spec: FileSpec) -> Path:
+    if spec.kind == "wheel":
+        return build_wheel(out_dir, spec.name, spec.version, tag=spec.tag,
+                           requires_dist=spec.requires_dist,
+                           requires_python=spec.requires_python,
+                           provides_extra=spec.provides_extra,
+                           metadata_version=spec.metadata_version or "2.1")
+    if spec.kind in ("sdist", "legacy-sdist"):
+        return build_sdist(out_dir, spec.name, spec.version, requires_dist=spec.requires_dist,
+                           requires_python=spec.requires_python,
+                           metadata_version=spec.metadata_version or "2.2",
+                           legacy=spec.kind == "legacy-sdist")
+    if spec.kind == "backend":
+        return build_backend_wheel(out_dir, spec.version)
+    if spec.kind == "setuptools":
+        return build_setuptools_wheel(out_dir, spec.version)
+    raise ValueError(f"unknown kind {spec.kind!r}")
+
+
+def read_metadata(path: Path) -> bytes:
+    """METADATA of a wheel or PKG-INFO of an sdist, as stored in the archive."""
+    if path.name.endswith(".whl"):
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist()
+                        if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+            return archive.read(name)
+    import tarfile
+
+    with tarfile.open(path) as archive:
+        member = next(m for m in archive.getmembers()
+                      if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
+        extracted = archive.extractfile(member)
+        assert extracted is not None
+        return extracted.read()
+
+
+def build_catalogue(out_dir: Path) -> Catalogue:
+    """Build every file of :data:`SPECS` into ``out_dir`` (flat); ~0.1 s, deterministic."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for number, spec in enumerate(SPECS):
+        path = _build_one(out_dir, spec)
+        data = path.read_bytes()
+        files.append(CatalogueFile(
+            project=spec.name, version=spec.version, filename=path.name, path=path,
+            sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+            upload_time=UPLOAD_EPOCH + timedelta(days=number),
+            requires_python=spec.requires_python, yanked_reason=spec.yanked_reason,
+            metadata=read_metadata(path), requires_dist=spec.requires_dist))
+    return Catalogue(root=out_dir, files=files,
+                     vulnerabilities={k: list(v) for k, v in VULNERABILITIES.items()})
