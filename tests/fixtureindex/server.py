@@ -679,21 +679,32 @@ def _make_handler(index: FixtureIndex) -> type[BaseHTTPRequestHandler]:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
             self._status = 0
+            self._recorded = False
+            self._path, self._query = path, split.query
             try:
                 self._dispatch(path, body, head)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
             finally:
-                index._record(RequestRecord(
-                    method=self.command, path=path, query=split.query, status=self._status,
-                    conditional=bool(self.headers.get("If-None-Match")
-                                     or self.headers.get("If-Modified-Since")),
-                    range=self.headers.get("Range"), accept=self.headers.get("Accept"),
-                    authorized=self.headers.get("Authorization") is not None))
+                self._record()
+
+        def _record(self) -> None:
+            # Recorded before the response is sent, so a client that has its answer
+            # can rely on the count; once per request.
+            if self._recorded:
+                return
+            self._recorded = True
+            index._record(RequestRecord(
+                method=self.command, path=self._path, query=self._query, status=self._status,
+                conditional=bool(self.headers.get("If-None-Match")
+                                 or self.headers.get("If-Modified-Since")),
+                range=self.headers.get("Range"), accept=self.headers.get("Accept"),
+                authorized=self.headers.get("Authorization") is not None))
 
         def _send(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None,
                   *, head: bool = False, truncate: bool = False) -> None:
             self._status = status
+            self._record()
             self.send_response(status)
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
