@@ -18,15 +18,21 @@ CHUNK = 1 << 20
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` only if the block succeeds."""
+def atomic_writer(path: Path, mode: int = 0o644, *, fsync: bool = True) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only if the block succeeds.
+
+    ``fsync=False`` skips the per-file flush to disk (still atomic for
+    readers); a caller writing thousands of files does one ``os.sync()``
+    afterwards instead of paying a journal commit per file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -37,7 +43,8 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False) -> bool:
+def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False,
+                 fsync: bool = True) -> bool:
     """Write ``data`` to ``path`` atomically; return whether anything was written.
 
     With ``only_if_changed`` an identical existing file is left alone, so its
@@ -50,7 +57,7 @@ def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False
                 return False
         except FileNotFoundError:
             pass
-    with atomic_writer(path) as handle:
+    with atomic_writer(path, fsync=fsync) as handle:
         handle.write(raw)
     return True
 
