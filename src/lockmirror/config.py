@@ -278,6 +278,8 @@ class PathsConfig(_Strict):
     index: str = "dist-index"
     dist: str = "dist"
     cache: str = ".cache"
+    quarantine: str = Field("quarantine.json",
+                            description="releases `audit --quarantine` took out of the index")
 
 
 class MirrorConfig(_Strict):
@@ -365,6 +367,10 @@ class LoadedConfig:
     @property
     def cache_dir(self) -> Path:
         return self.resolve(os.environ.get("LOCKMIRROR_CACHE") or self.config.paths.cache)
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.resolve(self.config.paths.quarantine)
 
     def lockfile_path(self, set_name: str) -> Path:
         return self.lockfile_dir / f"pylock.{set_name}.toml"
@@ -499,16 +505,48 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
                        f"'{name}' is already required at requirements[{names[name]}]")
             names[name] = j
     policy = _as_dict(data.get("policy"))
-    for i, exception in enumerate(_as_list(policy.get("exceptions"))):
-        version = str(_as_dict(exception).get("version", "*"))
-        if version != "*":
-            try:
-                Version(version)
-            except InvalidVersion:
-                from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    exception_lists: list[tuple[Path_, Any]] = [(("policy",), policy.get("exceptions"))]
+    exception_lists += [(("sets", name, "policy"), _as_dict(_as_dict(spec).get("policy"))
+                         .get("exceptions")) for name, spec in _as_dict(data.get("sets")).items()]
+    for prefix, exceptions in exception_lists:
+        for i, exception in enumerate(_as_list(exceptions)):
+            yield from _exception_checks((*prefix, "exceptions", i), _as_dict(exception))
+    for i, source in enumerate(_as_list(policy.get("advisory_sources"))):
+        source = _as_dict(source)
+        if source.get("kind") == "osv-offline" and not source.get("path"):
+            yield (("policy", "advisory_sources", i),
+                   "an osv-offline source needs 'path' (a directory or .zip of OSV records)")
+        if source.get("kind") in ("pypi-json", "osv-api") and source.get("path"):
+            yield (("policy", "advisory_sources", i, "path"),
+                   "'path' is for osv-offline sources; give 'url' (or nothing for the default)")
+        url = source.get("url")
+        if isinstance(url, str) and not re.match(r"^https?://", url):
+            yield (("policy", "advisory_sources", i, "url"), f"'{url}' is not an http(s) URL")
 
-                try:
-                    SpecifierSet(version)
-                except InvalidSpecifier:
-                    yield (("policy", "exceptions", i, "version"),
-                           f"'{version}' is neither a version nor a specifier")
+
+# Rules an exception may waive by name (see lockmirror.policy); anything else
+# in `rules` must look like an advisory id or alias (PYSEC-..., GHSA-..., CVE-...).
+WAIVABLE_RULES = ("min_age_days", "yanked", "vulnerabilities", "sdists")
+_ADVISORY_ID_RE = re.compile(r"^[A-Z][A-Z0-9]*-[A-Za-z0-9._:-]+$")
+
+
+def _exception_checks(path: Path_, exception: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+    version = str(exception.get("version", "*"))
+    if version != "*":
+        try:
+            Version(version)
+        except InvalidVersion:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+            try:
+                SpecifierSet(version)
+            except InvalidSpecifier:
+                yield (*path, "version"), f"'{version}' is neither a version nor a specifier"
+    reason = exception.get("reason")
+    if isinstance(reason, str) and not reason.strip():
+        yield (*path, "reason"), "the reason must say why the exception is needed"
+    for j, rule in enumerate(_as_list(exception.get("rules"))):
+        if rule not in WAIVABLE_RULES and not _ADVISORY_ID_RE.match(str(rule)):
+            yield ((*path, "rules", j),
+                   (f"'{rule}' is neither a rule ({', '.join(WAIVABLE_RULES)}) "
+                    "nor an advisory id such as PYSEC-2023-212 or GHSA-..."))
