@@ -14,7 +14,10 @@ set's requirements, the targets) and in each package's
 
 from __future__ import annotations
 
-import tomllib
+try:  # tomllib's own parser, compiled with mypyc: 3x faster on big lockfiles
+    import tomli as tomllib
+except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
+    import tomllib  # type: ignore[no-redef]
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
