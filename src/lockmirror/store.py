@@ -37,6 +37,15 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def partial_path(self, sha256: str) -> Path:
+        """Where an unfinished download of this sha256 is kept for resuming.
+
+        Named by the *expected* hash, so a later run (or another mirror
+        repository sharing the store) finds and continues it; it is never
+        linked out, and only :meth:`adopt` after verification makes it visible.
+        """
+        return self.temp_dir() / f"{sha256.lower()}.partial"
+
     def adopt(self, verified: Path, sha256: str) -> Path:
         """Rename a file whose hash the caller has verified into the store."""
         final = self.path(sha256)

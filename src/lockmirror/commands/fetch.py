@@ -1,0 +1,149 @@
+"""``lockmirror fetch``: download every locked file into the content-addressed store.
+
+Also home of the two progress renderers the edges hand to the fetch stage
+(:func:`console_progress`): a live rich bar on a terminal, plain periodic
+lines in CI logs. The doit glue uses the same function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TextIO
+
+from ..config import DEFAULT_CONFIG, load_config
+from ..fetch import FetchItem, FetchProgress, FetchSummary, fetch_config, format_bytes
+
+NAME = "fetch"
+HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "
+        "store, verified by sha256; only what is missing, resuming interrupted downloads")
+
+PLAIN_INTERVAL_SECONDS = 10.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                        help="the mirror's configuration (default: mirror.yaml)")
+    parser.add_argument("--jobs", "-j", type=_positive_int, default=8, metavar="N",
+                        help="concurrent downloads (default: 8)")
+    parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
+                        help="auto: a live bar on a terminal, periodic lines otherwise")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    progress = console_progress(sys.stderr, args.progress)
+    try:
+        summary = fetch_config(loaded, max_workers=args.jobs, progress=progress)
+    finally:
+        if isinstance(progress, RichProgress):
+            progress.close()  # a failed run must not leave the live display running
+    print(f"fetch: {summary.describe()}")
+    print(f"store: {loaded.store_dir}")
+    return 0
+
+
+def console_progress(stream: TextIO, mode: str = "auto") -> FetchProgress | None:
+    """The progress renderer for ``stream``: ``bar`` (rich), ``plain`` (a line
+    every 10 s), ``none``, or ``auto`` (bar on a terminal, plain otherwise)."""
+    if mode == "none":
+        return None
+    if mode == "bar" or (mode == "auto" and stream.isatty()):
+        return RichProgress(stream)
+    return PlainProgress(stream)
+
+
+class RichProgress:
+    """A live bar: files done, bytes, rate, time left."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("fetch {task.fields[files]}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=Console(file=stream), transient=False)
+        self._task = self._progress.add_task("fetch", total=None, files="")
+        self._files = 0
+        self._done = 0
+        self._live = False
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        self._files = files
+        self._progress.update(self._task, total=total_bytes, files=f"0/{files}")
+        if files:  # nothing to download: no bar at all
+            self._progress.start()
+            self._live = True
+
+    def advance(self, nbytes: int) -> None:
+        self._progress.advance(self._task, nbytes)
+
+    def file_done(self, item: FetchItem, downloaded: bool) -> None:
+        self._done += 1
+        self._progress.update(self._task, files=f"{self._done}/{self._files}")
+
+    def end(self, summary: FetchSummary) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live:
+            self._progress.stop()
+            self._live = False
+
+
+class PlainProgress:
+    """One line every ``interval`` seconds, for logs that are not a terminal."""
+
+    def __init__(self, stream: TextIO, interval: float = PLAIN_INTERVAL_SECONDS) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._files = self._total = self._done = self._bytes = 0
+        self._started = self._last = 0.0
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        self._files, self._total = files, total_bytes
+        self._started = self._last = time.monotonic()
+        if files:
+            self._line(f"{files} files to download ({format_bytes(total_bytes)})")
+
+    def advance(self, nbytes: int) -> None:
+        self._bytes += nbytes
+        self._tick()
+
+    def file_done(self, item: FetchItem, downloaded: bool) -> None:
+        self._done += 1
+        self._tick()
+
+    def end(self, summary: FetchSummary) -> None:
+        pass  # the command prints the summary
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        elapsed = now - self._started
+        rate = self._bytes / elapsed if elapsed > 0 else 0.0
+        left = (self._total - self._bytes) / rate if rate > 0 else 0.0
+        self._line(f"{self._done}/{self._files} files, {format_bytes(self._bytes)}/"
+                   f"{format_bytes(self._total)}, {format_bytes(int(rate))}/s, "
+                   f"about {int(left) // 60}:{int(left) % 60:02d} left")
+
+    def _line(self, text: str) -> None:
+        print(f"fetch: {text}", file=self._stream, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -1,0 +1,523 @@
+"""The fetch stage against the real fixture index server on 127.0.0.1.
+
+Small-file behaviour uses the standard catalogue; resuming and flat memory
+use one large (~300 MB) wheel served by its own fixture server, fetched by
+``lockmirror fetch`` running as a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
+from lockmirror.fetch import (
+    FetchItem,
+    FetchSummary,
+    fetch,
+    metadata_url,
+    missing,
+    plan,
+)
+from lockmirror.fsutil import sha256_file
+from lockmirror.http import source_auth
+from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.store import Store
+
+TARGET = LockedTarget(name="linux-py311", python="3.11", implementation="cp",
+                      platforms=("manylinux_2_17_x86_64",),
+                      marker='sys_platform == "linux" and python_version == "3.11"')
+BIG_SIZE = 300 << 20
+
+
+def make_lockfile(index: FixtureIndex, set_name: str, filenames: Sequence[str]) -> Lockfile:
+    """A lockfile naming ``filenames`` as the fixture server serves them now."""
+    served = index.files
+    releases: dict[tuple[str, str], list[LockedFile]] = {}
+    for filename in filenames:
+        entry = served[filename]
+        url = f"{index.base_url}/files/{entry.normalized}/{filename}"
+        releases.setdefault((entry.normalized, entry.version), []).append(LockedFile(
+            filename=filename, url=url, size=entry.size, sha256=entry.sha256,
+            upload_time=entry.upload_time, metadata_sha256=entry.metadata_sha256))
+    packages = tuple(
+        LockedPackage(
+            name=canonicalize_name(name), version=Version(version), targets=(TARGET.name,),
+            index=index.url, wheels=tuple(f for f in files if f.is_wheel),
+            sdist=next((f for f in files if not f.is_wheel), None),
+            why={TARGET.name: (set_name,)})
+        for (name, version), files in sorted(releases.items()))
+    return Lockfile(set_name=set_name, requirements=(), targets=(TARGET,), packages=packages,
+                    input_hash="0" * 64)
+
+
+def file_path(index: FixtureIndex, filename: str) -> str:
+    return f"/files/{index.files[filename].normalized}/{filename}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+class Recorder:
+    """A FetchProgress that keeps what it was told (and can run a hook per chunk)."""
+
+    def __init__(self, on_advance: object = None) -> None:
+        self.begun: tuple[int, int] | None = None
+        self.advanced = 0
+        self.done: list[tuple[FetchItem, bool]] = []
+        self.summary: FetchSummary | None = None
+        self.on_advance = on_advance
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        self.begun = (files, total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        self.advanced += nbytes
+        if callable(self.on_advance):
+            self.on_advance()
+
+    def file_done(self, item: FetchItem, downloaded: bool) -> None:
+        self.done.append((item, downloaded))
+
+    def end(self, summary: FetchSummary) -> None:
+        self.summary = summary
+
+
+# -- planning ------------------------------------------------------------------
+
+
+def test_plan_lists_each_file_once_with_every_set_and_the_wheel_metadata(
+        fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    wheel = catalogue.find("alpha", "1.1", wheel=True).filename
+    sdist = catalogue.find("alpha", "1.1", wheel=False).filename
+    core = make_lockfile(fixture_index, "core", [wheel, sdist])
+    misp = make_lockfile(fixture_index, "misp", [wheel])
+    items = plan([core, misp])
+    by_name = {item.filename: item for item in items}
+    assert sorted(by_name) == sorted([wheel, wheel + ".metadata", sdist])
+    assert by_name[wheel].needed_by == ("core", "misp")
+    assert by_name[sdist].needed_by == ("core",)
+    meta = by_name[wheel + ".metadata"]
+    assert meta.is_metadata and meta.size is None
+    assert meta.url == by_name[wheel].url + ".metadata"
+    assert meta.sha256 == catalogue.file(wheel).metadata_sha256
+    assert metadata_url("https://h/x.whl#sha256=ab") == "https://h/x.whl.metadata"
+
+
+# -- the happy path, and re-runs ----------------------------------------------------
+
+
+def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    names = [catalogue.find("alpha", "1.1", wheel=True).filename,
+             catalogue.find("alpha", "1.1", wheel=False).filename,
+             catalogue.find("beta", "1.0").filename]
+    core = make_lockfile(fixture_index, "core", names)
+    misp = make_lockfile(fixture_index, "misp", names[:1])
+    recorder = Recorder()
+    summary = fetch([core, misp], store, progress=recorder, max_workers=4)
+
+    items = plan([core, misp])
+    assert summary.files == summary.downloaded == len(items) == 5  # 3 files + 2 metadata
+    assert summary.present == 0
+    for item in items:
+        assert store.has(item.sha256, item.size)
+        assert sha256_file(store.path(item.sha256)) == item.sha256
+    for name in names:
+        assert fixture_index.count(file_path(fixture_index, name)) == 1  # shared file: once
+    total = sum(catalogue.file(n).size for n in names)
+    assert recorder.begun == (5, total)
+    assert recorder.advanced == total  # known-size bytes only
+    assert summary.downloaded_bytes == total + sum(
+        len(catalogue.file(n).metadata) for n in names if n.endswith(".whl"))
+    assert list(store.temp_dir().iterdir()) == []  # no partial left behind
+
+    fixture_index.reset_counts()
+    again = fetch([core, misp], store)
+    assert (again.downloaded, again.present, again.downloaded_bytes) == (0, 5, 0)
+    assert fixture_index.requests == []
+    assert missing(items, store) == []
+
+
+# -- refusing what does not verify -------------------------------------------------
+
+
+def test_altered_bytes_are_refused_even_with_http_200(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fixture_index.alter(wheel)
+    with pytest.raises(IntegrityError) as caught:
+        fetch([lock], store, retries=1, backoff=0.01)
+    message = str(caught.value)
+    expected = catalogue.file(wheel).sha256
+    assert lock.packages[0].wheels[0].url in message
+    assert f"expected sha256 {expected}" in message
+    actual = message.split("got sha256 ")[1].split()[0]
+    assert len(actual) == 64 and actual != expected
+    assert "needed by set core" in message
+    assert not store.has(expected)
+    assert list(store.temp_dir().iterdir()) == []
+    assert fixture_index.count(file_path(fixture_index, wheel)) == 1  # refused, not retried
+
+
+def test_altered_metadata_file_is_refused(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("beta", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fixture_index.alter(wheel + ".metadata", b"Metadata-Version: 2.1\nName: evil\n")
+    with pytest.raises(IntegrityError, match=r"\.whl\.metadata"):
+        fetch([lock], store, backoff=0.01)
+    assert store.has(catalogue.file(wheel).sha256)  # the wheel itself verified and stayed
+    assert not store.has(catalogue.file(wheel).metadata_sha256)
+
+
+def test_truncated_body_is_refused_then_resumed_with_a_range_request(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("native", "1.0", wheel=False).filename  # an sdist: no .metadata
+    entry = catalogue.file(wheel)
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fixture_index.truncate = True
+
+    def heal() -> None:  # the first (half) body has been sent; the next one is whole
+        fixture_index.truncate = False
+
+    summary = fetch([lock], store, progress=Recorder(on_advance=heal), backoff=0.01)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+    records = [r for r in fixture_index.requests if r.path == file_path(fixture_index, wheel)]
+    assert [r.range for r in records] == [None, f"bytes={entry.size // 2}-"]
+    assert records[1].status == 206
+    assert summary.resumed_bytes == entry.size // 2
+
+
+def test_server_errors_and_429_are_retried(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    sdist = catalogue.find("sdistonly", "1.0").filename  # one file, no .metadata
+    lock = make_lockfile(fixture_index, "core", [sdist])
+    path = file_path(fixture_index, sdist)
+    fixture_index.fail_next(1, 500, path_prefix=path)
+    fixture_index.fail_next(1, 429, path_prefix=path, retry_after="0")
+    summary = fetch([lock], store, backoff=0.01)
+    assert summary.downloaded == 1
+    assert [r.status for r in fixture_index.requests if r.path == path] == [500, 429, 200]
+    assert store.has(catalogue.file(sdist).sha256)
+
+
+def test_server_errors_that_persist_fail_with_the_url(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("gamma", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fixture_index.fail_next(10, 503, path_prefix=file_path(fixture_index, wheel))
+    with pytest.raises(NetworkError, match="HTTP 503.* after 2 retries") as caught:
+        fetch([lock], store, retries=2, backoff=0.01)
+    assert wheel in str(caught.value)
+    assert not store.has(catalogue.file(wheel).sha256)
+
+
+def test_a_kept_partial_is_continued_restarted_or_dropped_as_the_server_allows(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)  # an sdist: one file, no .metadata
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    path = file_path(fixture_index, entry.filename)
+    partial = store.partial_path(entry.sha256)
+    half = entry.path.read_bytes()[: entry.size // 2]
+
+    # A server that ignores Range: the whole file again, the prefix replaced.
+    partial.write_bytes(half)
+    fixture_index.no_range = True
+    summary = fetch([lock], store)
+    assert (summary.resumed_bytes, summary.downloaded_bytes) == (0, entry.size)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+    store.path(entry.sha256).unlink()
+
+    # A kept prefix that is wrong (say, from a file since replaced upstream):
+    # the continued download does not verify, one fresh download does.
+    fixture_index.reset()
+    partial.write_bytes(b"x" * len(half))
+    summary = fetch([lock], store)
+    assert [r.range for r in fixture_index.requests if r.path == path] == [
+        f"bytes={len(half)}-", None]
+    assert summary.downloaded == 1
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+    assert not partial.exists()
+
+
+def test_two_runs_sharing_a_store_download_each_file_once(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    names = [catalogue.find("alpha", "1.0").filename, catalogue.find("gamma", "1.0").filename]
+    lock = make_lockfile(fixture_index, "core", names)
+    fixture_index.stall = 0.3  # both runs are mid-download at the same time
+    results: list[FetchSummary] = []
+    runs = [threading.Thread(target=lambda: results.append(fetch([lock], Store(store.root))))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(results) == 2
+    for name in names:
+        assert fixture_index.count(file_path(fixture_index, name)) == 1
+    assert sum(r.downloaded for r in results) == 4 and sum(r.present for r in results) == 4
+    assert all(store.has(item.sha256, item.size) for item in plan([lock]))
+    assert list(store.temp_dir().iterdir()) == []
+
+
+# -- clear errors -------------------------------------------------------------------
+
+
+def test_a_file_deleted_upstream_names_the_sets_that_need_it(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    gone = catalogue.find("speedup", "1.0").filename
+    kept = catalogue.find("speedup", "1.2").filename
+    core = make_lockfile(fixture_index, "core", [gone, kept])
+    misp = make_lockfile(fixture_index, "misp", [gone])
+    shuffle = make_lockfile(fixture_index, "shuffle", [kept])
+    fixture_index.remove_file(gone)
+    with pytest.raises(NotFoundError) as caught:
+        fetch([core, misp, shuffle], store, backoff=0.01)
+    message = str(caught.value)
+    assert "the upstream no longer has this locked" in message and "HTTP 404" in message
+    assert "needed by sets core, misp" in message and "shuffle" not in message
+    assert f"/files/speedup/{gone}" in message
+    # The other files still arrived; nothing of the deleted one is anywhere.
+    assert store.has(catalogue.file(kept).sha256)
+    assert not store.has(catalogue.file(gone).sha256)
+    assert list(store.temp_dir().iterdir()) == []
+
+
+def test_credentials_come_from_the_source_environment_variables(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    from lockmirror.config import parse_config
+
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fixture_index.require_basic_auth("reader", "s3cret-pw")
+    with pytest.raises(NetworkError, match="HTTP 401.*no credentials") as caught:
+        fetch([lock], store)
+    assert "username_env" in str(caught.value)
+
+    config = parse_config(f"""
+version: 1
+sources:
+  - {{name: private, url: "{fixture_index.url}", username_env: IDX_USER, password_env: IDX_PW}}
+targets:
+  linux: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}
+sets:
+  core: {{requirements: [alpha]}}
+""")
+    with pytest.raises(LockmirrorError, match="IDX_PW is not set"):
+        source_auth(config.sources, {"IDX_USER": "reader"})
+    wrong = source_auth(config.sources, {"IDX_USER": "reader", "IDX_PW": "nope"})
+    assert list(wrong) == [f"{fixture_index.base_url}/"]
+    with pytest.raises(NetworkError, match="credentials sent were refused") as refused:
+        fetch([lock], store, auth=wrong)
+    assert "nope" not in str(refused.value)
+    right = source_auth(config.sources, {"IDX_USER": "reader", "IDX_PW": "s3cret-pw"})
+    assert fetch([lock], store, auth=right).downloaded == 2
+    assert all(r.authorized for r in fixture_index.requests[-2:])
+
+
+def test_unreachable_host_is_a_network_error(
+        catalogue: Catalogue, fixture_index: FixtureIndex, store: Store) -> None:
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = replace(lock, packages=tuple(
+        replace(p, wheels=tuple(
+            replace(w, url=w.url.replace(f":{fixture_index.port}/", f":{port}/"))
+            for w in p.wheels)) for p in lock.packages))
+    with pytest.raises(NetworkError, match=f"cannot fetch http://127.0.0.1:{port}/.* after 1 retry"):
+        fetch([dead], store, retries=1, backoff=0.01)
+    assert list(store.temp_dir().iterdir()) == []
+
+
+def test_not_enough_free_space_fails_before_any_download(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    huge = replace(lock, packages=tuple(
+        replace(p, wheels=tuple(replace(w, size=1 << 60) for w in p.wheels))
+        for p in lock.packages))
+    with pytest.raises(LockmirrorError, match="not enough free space for the store"):
+        fetch([huge], store)
+    assert fixture_index.requests == []
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_nothing(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    # Writes to /dev/full fail with ENOSPC: the kernel's own "disk full".
+    store.partial_path(entry.sha256).symlink_to("/dev/full")
+    with pytest.raises(LockmirrorError, match="the disk holding the store is full") as caught:
+        fetch([lock], store)
+    assert str(store.root) in str(caught.value)
+    assert not store.has(entry.sha256)
+    assert list(store.temp_dir().iterdir()) == []
+
+
+def test_a_set_without_lockfile_is_reported_before_any_download(tmp_path: Path) -> None:
+    from lockmirror.config import load_config
+    from lockmirror.errors import StaleLockError
+    from lockmirror.fetch import fetch_config
+
+    config = tmp_path / "mirror.yaml"
+    config.write_text("""version: 1
+sources: [{name: pypi, url: "https://pypi.org/simple/"}]
+targets: {linux: {python: "3.11", platforms: [manylinux_2_17_x86_64]}}
+sets: {core: {requirements: [alpha]}}
+""")
+    with pytest.raises(StaleLockError, match="pylock.core.toml: lockfile is missing"):
+        fetch_config(load_config(config))
+
+
+def test_plain_progress_prints_periodic_lines(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    from lockmirror.commands.fetch import PlainProgress
+
+    names = [catalogue.find("alpha", "1.0").filename, catalogue.find("gamma", "1.0").filename]
+    stream = io.StringIO()
+    fetch([make_lockfile(fixture_index, "core", names)], store,
+          progress=PlainProgress(stream, interval=0.0), max_workers=1)
+    lines = stream.getvalue().splitlines()
+    total = sum(catalogue.file(n).size for n in names)
+    assert lines[0] == f"fetch: 4 files to download ({total / 1024:.1f} KiB)"
+    assert lines[-1].startswith(f"fetch: 4/4 files, {total / 1024:.1f} KiB/{total / 1024:.1f} KiB")
+
+
+# -- large files: resume after a kill, flat memory (lockmirror fetch as a subprocess) ----
+
+
+@pytest.fixture(scope="module")
+def big_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FixtureIndex]:
+    """One ~300 MB wheel of incompressible bytes, written in chunks, served alone."""
+    root = tmp_path_factory.mktemp("big")
+    wheel = root / "bigwheel-1.0-py3-none-any.whl"
+    noise = random.Random(20240101)
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("bigwheel-1.0.dist-info/METADATA",
+                         "Metadata-Version: 2.1\nName: bigwheel\nVersion: 1.0\n")
+        archive.writestr("bigwheel-1.0.dist-info/WHEEL",
+                         "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        with archive.open("bigwheel/blob.bin", "w", force_zip64=True) as blob:
+            for _ in range(BIG_SIZE >> 22):
+                blob.write(noise.randbytes(4 << 20))
+        archive.writestr("bigwheel-1.0.dist-info/RECORD", "")
+    server = FixtureIndex(root)
+    yield server
+    server.stop()
+    wheel.unlink()  # do not leave 300 MB in the temp dir
+
+
+def write_mirror(directory: Path, index: FixtureIndex, lockfiles: Sequence[Lockfile]) -> Path:
+    set_lines = "".join(f"  {lock.set_name}: {{requirements: [bigwheel]}}\n" for lock in lockfiles)
+    config = directory / "mirror.yaml"
+    config.write_text(f"""version: 1
+sources:
+  - {{name: fixture, url: "{index.url}"}}
+targets:
+  {TARGET.name}: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}
+sets:
+{set_lines}""")
+    for lock in lockfiles:
+        lock.write(directory / "lockfiles" / f"pylock.{lock.set_name}.toml")
+    return config
+
+
+# The `lockmirror fetch` subcommand (its own configure/run, as cli.py calls
+# them; importing only this command keeps the test independent of the other
+# subcommands). At exit it reports the peak RSS of its own address space:
+# VmHWM, not getrusage, whose ru_maxrss would include the pytest process this
+# child was forked from (which holds the big file's bytes for the server).
+DRIVER = """
+import argparse, sys
+from lockmirror.commands import fetch as command
+parser = argparse.ArgumentParser(prog="lockmirror fetch")
+command.configure(parser)
+code = command.run(parser.parse_args(sys.argv[1:]))
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print("peak-rss-kib", line.split()[1], file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def start_fetch(config: Path, store_dir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "LOCKMIRROR_STORE": str(store_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, "--config", str(config), "--progress", "plain"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, int, str]:
+    """(exit code, peak RSS in bytes of the child's own address space, its output)."""
+    output, _ = process.communicate(timeout=120)
+    peak = [int(line.split()[1]) * 1024 for line in output.splitlines()
+            if line.startswith("peak-rss-kib ")]
+    assert peak, output
+    return process.returncode, peak[0], output
+
+
+def test_interrupted_download_resumes_with_a_range_request(
+        big_index: FixtureIndex, tmp_path: Path) -> None:
+    big_index.reset()
+    entry = next(iter(big_index.files.values()))
+    config = write_mirror(tmp_path, big_index, [make_lockfile(big_index, "core", [entry.filename])])
+    store = Store(tmp_path / "store")
+    partial = store.partial_path(entry.sha256)
+
+    first = start_fetch(config, store.root)
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size >= entry.size // 3):
+        assert first.poll() is None, "the download finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    kept = partial.stat().st_size
+    assert 0 < kept < entry.size
+    assert not store.has(entry.sha256)
+
+    big_index.reset_counts()
+    code, _, output = finish(start_fetch(config, store.root))
+    assert code == 0, output
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+    file_requests = [r for r in big_index.requests if r.path.endswith(".whl")]
+    assert [(r.range, r.status) for r in file_requests] == [(f"bytes={kept}-", 206)]
+    assert "resumed" in output
+    assert not partial.exists()
+
+
+def test_memory_stays_flat_on_a_large_file(big_index: FixtureIndex, tmp_path: Path) -> None:
+    big_index.reset()
+    entry = next(iter(big_index.files.values()))
+    config = write_mirror(tmp_path, big_index, [make_lockfile(big_index, "core", [entry.filename])])
+    store = Store(tmp_path / "store")
+    code, peak_rss, output = finish(start_fetch(config, store.root))
+    assert code == 0, output
+    assert store.has(entry.sha256, entry.size)
+    assert entry.size > 300 << 20
+    # The interpreter with requests, pydantic and rich loaded is ~40 MB;
+    # holding the file in memory would add 300 MB.
+    assert peak_rss < 100 << 20, f"peak RSS {peak_rss >> 20} MiB for a {entry.size >> 20} MiB file"
+    store.path(entry.sha256).unlink()
