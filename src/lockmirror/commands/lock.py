@@ -1,0 +1,50 @@
+"""``lockmirror lock``: resolve the sets into lockfiles, or ``--check`` them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..config import load_config
+from ..errors import StaleLockError
+
+NAME = "lock"
+HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or --check them)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
+                        help="lock only this set (repeatable)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 listing sets whose lockfile is stale or missing")
+    parser.add_argument("--upgrade", nargs="*", metavar="PACKAGE", default=None,
+                        help="move pins deliberately: the named packages, or every one if none named")
+    parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    if args.check:
+        from ..lock import stale_sets
+
+        stale = stale_sets(loaded, args.sets)
+        if stale:
+            lines = [f"set '{name}': {why}" for name, why in sorted(stale.items())]
+            raise StaleLockError("stale lockfiles; run `doit lock` and commit the result:\n  "
+                                 + "\n  ".join(lines))
+        print(f"lockfiles current: {', '.join(args.sets or loaded.config.sets)}")
+        return 0
+    from ..lock import lock_sets
+
+    started = time.monotonic()
+    upgrade = args.upgrade or ()
+    results = lock_sets(loaded, args.sets, upgrade=upgrade,
+                        upgrade_all=args.upgrade is not None and not args.upgrade, jobs=args.jobs)
+    for result in results:
+        count = len(result.lockfile.packages)
+        state = "written" if result.written else "unchanged"
+        print(f"{result.path}: {count} packages for {len(result.lockfile.targets)} targets ({state})")
+    print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0

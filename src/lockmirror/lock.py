@@ -1,0 +1,288 @@
+"""The lock stage: every set of ``mirror.yaml``, for each of its targets, into
+``lockfiles/pylock.<set>.toml``.
+
+Entries:
+
+- :func:`input_hash` — the hash of what shapes a set's lock; recorded in the
+  lockfile, so "is it current?" needs no network and no doit database.
+- :func:`stale_sets` — the ``lock --check`` gate.
+- :func:`lock_sets` — resolve and write. All sets and targets share one
+  index client (each page and metadata file fetched once) and run
+  concurrently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.markers import Marker
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from .config import LoadedConfig
+from .errors import LockmirrorError
+from .lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile, read_input_hash
+from .targets import Target, targets_from_config
+
+if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
+    from .index_client import DistFile, IndexClient
+    from .resolver import Candidate, CandidateFilter, Resolution, TargetContext
+
+LOCK_FORMAT = 1  # bump when the same inputs should give a different lockfile
+
+
+def input_hash(loaded: LoadedConfig, set_name: str) -> str:
+    """sha256 over the set, its targets, the sources and its policy (no secrets)."""
+    config = loaded.config
+    spec = config.sets[set_name]
+    data = {
+        "format": LOCK_FORMAT,
+        "set": spec.model_dump(mode="json", exclude={"description"}),
+        "targets": {name: config.targets[name].model_dump(mode="json")
+                    for name in config.set_targets(set_name)},
+        "sources": [{"name": s.name, "url": s.url, "priority": s.priority,
+                     "projects": sorted(s.projects)} for s in config.sources],
+        "policy": config.policy_for(set_name).model_dump(mode="json"),
+    }
+    encoded = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
+def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> dict[str, str]:
+    """Sets whose lockfile is missing or was made from other inputs -> why.
+
+    Reads only the lockfiles' recorded hashes: no network, milliseconds.
+    """
+    stale = {}
+    for name in set_names or loaded.config.sets:
+        path = loaded.lockfile_path(name)
+        recorded = read_input_hash(path)
+        if recorded is None:
+            stale[name] = f"{path} is missing or unreadable"
+        elif recorded != input_hash(loaded, name):
+            stale[name] = f"{path} was locked from other inputs (mirror.yaml changed)"
+    return stale
+
+
+@dataclass(frozen=True)
+class LockResult:
+    set_name: str
+    path: Path
+    lockfile: Lockfile
+    written: bool  # False when the file already had exactly these bytes
+
+
+def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
+              client: IndexClient | None = None, now: datetime | None = None,
+              upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,
+              candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
+              ) -> list[LockResult]:
+    """Resolve and write the lockfiles of ``set_names`` (default: all sets).
+
+    Existing pins are kept unless they must move, or the package is named in
+    ``upgrade`` (``upgrade_all`` frees every pin). Raises LockmirrorError
+    subclasses (see :func:`~lockmirror.resolver.resolve_target`); a failed
+    set leaves its previous lockfile untouched.
+    """
+    from .index_client import IndexClient
+    from .resolver import SdistMetadataSource, TargetContext, resolve_target
+
+    config = loaded.config
+    names = list(set_names or config.sets)
+    for name in names:
+        if name not in config.sets:
+            raise LockmirrorError(f"no set named '{name}'",
+                                  hint=f"sets in mirror.yaml: {', '.join(config.sets)}")
+    now = now or datetime.now(UTC)
+    if client is None:
+        client = IndexClient(config.sources_by_priority(), cache_dir=loaded.cache_dir / "http")
+    targets = targets_from_config(config)
+    index_urls = [s.url for s in config.sources_by_priority()]
+    sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
+    upgrade_names = {canonicalize_name(n) for n in upgrade}
+
+    # Ask for every top-level project at once: the network is the cost.
+    client.prefetch_projects(sorted({
+        canonicalize_name(n) for s in names for n in _requirement_names(config.sets[s].requirements)}))
+
+    work: list[tuple[str, str]] = [(s, t) for s in names for t in config.set_targets(s)]
+    contexts: dict[tuple[str, str], TargetContext] = {}
+    for set_name, target_name in work:
+        spec = config.sets[set_name]
+        policy = config.policy_for(set_name)
+        previous = _previous_pins(loaded.lockfile_path(set_name), target_name)
+        if upgrade_all:
+            previous = {}
+        else:
+            previous = {k: v for k, v in previous.items() if k not in upgrade_names}
+        contexts[(set_name, target_name)] = TargetContext(
+            target=targets[target_name], client=client, sdists=sdists,
+            prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
+            allow_sdists=policy.sdists == "allow", preferred=previous,
+            candidate_filter=candidate_filter_for(set_name) if candidate_filter_for else None)
+
+    def run(key: tuple[str, str]) -> tuple[tuple[str, str], list[Resolution]]:
+        set_name, _ = key
+        ctx = contexts[key]
+        runtime = resolve_target(config.sets[set_name].requirements, ctx, root_label=set_name)
+        return key, [runtime, *_build_resolutions(runtime, ctx, set_name)]
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = dict(pool.map(run, work))
+
+    out = []
+    for set_name in names:
+        per_target = {t: results[(set_name, t)] for t in config.set_targets(set_name)}
+        lockfile = _merge(loaded, set_name, per_target, targets, client)
+        path = loaded.lockfile_path(set_name)
+        written = lockfile.write(path)
+        out.append(LockResult(set_name, path, lockfile, written))
+    return out
+
+
+def _requirement_names(requirements: Iterable[str]) -> list[str]:
+    from packaging.requirements import Requirement
+
+    return [Requirement(r).name for r in requirements]
+
+
+def _previous_pins(path: Path, target: str) -> dict[NormalizedName, Version]:
+    if not path.exists():
+        return {}
+    try:
+        previous = Lockfile.read(path)
+    except LockmirrorError:
+        return {}
+    return {p.name: p.version for p in previous.packages if target in p.targets}
+
+
+def _build_resolutions(runtime: Resolution, ctx: TargetContext,
+                       set_name: str) -> list[Resolution]:
+    """Resolve the build requirements of every sdist chosen for the target.
+
+    Behind an air gap ``pip install`` of an sdist fails unless its build
+    backend is in the mirror, so those are locked too (marked build-only).
+    Build environments are isolated, so each sdist resolves on its own,
+    preferring versions already locked.
+    """
+    from .resolver import TargetContext, resolve_target
+
+    out: list[Resolution] = []
+    pending = [c for c in runtime.candidates.values() if c.is_sdist_only]
+    seen: set[tuple[str, Version]] = set()
+    while pending:
+        candidate = pending.pop(0)
+        if (candidate.name, candidate.version) in seen:
+            continue
+        seen.add((candidate.name, candidate.version))
+        requirements = ctx.sdists.build_requirements(candidate.best)
+        preferred = {**{n: c.version for n, c in runtime.candidates.items()}, **ctx.preferred}
+        build_ctx = TargetContext(
+            target=ctx.target, client=ctx.client, sdists=ctx.sdists,
+            prereleases=ctx.prereleases, prefer_sdists=False, allow_sdists=ctx.allow_sdists,
+            preferred=preferred, candidate_filter=ctx.candidate_filter)
+        label = f"{set_name} (to build {candidate.name} {candidate.version})"
+        resolution = resolve_target(requirements, build_ctx, root_label=label)
+        out.append(resolution)
+        pending.extend(c for c in resolution.candidates.values() if c.is_sdist_only)
+    return out
+
+
+def _locked_file(file: DistFile) -> LockedFile:
+    if not file.sha256 or file.size is None:
+        raise LockmirrorError(
+            f"the index gives no sha256 or size for {file.filename}",
+            where=file.url, hint="lockmirror locks only files whose hash and size the index states")
+    return LockedFile(filename=file.filename, url=file.url, size=file.size,
+                      sha256=file.sha256, upload_time=file.upload_time,
+                      metadata_sha256=file.metadata_sha256)
+
+
+def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Resolution]],
+           targets: Mapping[str, Target], client: IndexClient) -> Lockfile:
+    config = loaded.config
+    set_targets = config.set_targets(set_name)
+    source_urls = {s.name: s.url for s in config.sources}
+
+    @dataclass
+    class Acc:
+        candidate: Candidate
+        targets: dict[str, str | None]  # target -> condition
+        files: dict[str, LockedFile]
+        why: dict[str, set[str]]
+        deps: set[str]
+        runtime_targets: set[str]
+
+    acc: dict[tuple[NormalizedName, Version], Acc] = {}
+    for target_name in set_targets:
+        resolutions = per_target[target_name]
+        for index, resolution in enumerate(resolutions):
+            is_runtime = index == 0
+            for name, candidate in resolution.candidates.items():
+                key = (name, candidate.version)
+                entry = acc.get(key)
+                if entry is None:
+                    entry = acc[key] = Acc(candidate, {}, {}, defaultdict(set), set(), set())
+                condition = resolution.conditions.get(name)
+                if target_name in entry.targets and entry.targets[target_name] != condition:
+                    # Needed unconditionally by one graph and conditionally by another.
+                    if entry.targets[target_name] is None or condition is None:
+                        condition = None
+                    else:
+                        condition = f"({entry.targets[target_name]}) or ({condition})"
+                entry.targets[target_name] = condition
+                best = candidate.best
+                entry.files[best.filename] = _locked_file(best)
+                entry.why[target_name].update(resolution.parents.get(name, ()))
+                entry.deps.update(resolution.edges.get(name, ()))
+                if is_runtime:
+                    entry.runtime_targets.add(target_name)
+
+    packages = []
+    for (name, version), entry in sorted(acc.items()):
+        candidate = entry.candidate
+        all_targets = sorted(entry.targets, key=set_targets.index)
+        marker = _package_marker(all_targets, entry.targets, set_targets, targets)
+        files = sorted(entry.files.values())
+        wheels = tuple(f for f in files if f.is_wheel)
+        sdists = [f for f in files if not f.is_wheel]
+        source = next((f.source for f in candidate.files if f.source), None)
+        packages.append(LockedPackage(
+            name=name, version=version, targets=tuple(all_targets),
+            index=source_urls.get(source or "", source or ""),
+            wheels=wheels, sdist=sdists[0] if sdists else None, marker=marker,
+            requires_python=candidate.requires_python,
+            dependencies=tuple(sorted(entry.deps)),
+            why={t: tuple(sorted(v)) for t, v in sorted(entry.why.items())},
+            build_only=not entry.runtime_targets,
+            yanked=(candidate.yanked_reason or "") if candidate.yanked else None,
+        ))
+    locked_targets = tuple(
+        LockedTarget(name=t, python=targets[t].python, implementation=targets[t].implementation,
+                     platforms=targets[t].platforms, marker=targets[t].environment_marker())
+        for t in set_targets)
+    return Lockfile(set_name=set_name, requirements=tuple(config.sets[set_name].requirements),
+                    targets=locked_targets, packages=tuple(packages),
+                    input_hash=input_hash(loaded, set_name))
+
+
+def _package_marker(package_targets: Sequence[str], conditions: Mapping[str, str | None],
+                    set_targets: Sequence[str], targets: Mapping[str, Target]) -> str | None:
+    if list(package_targets) == list(set_targets) and all(c is None for c in conditions.values()):
+        return None
+    if list(package_targets) == list(set_targets) and len(set(conditions.values())) == 1:
+        return str(Marker(next(iter(conditions.values()))))  # type: ignore[arg-type]
+    parts = []
+    for name in package_targets:
+        env = targets[name].environment_marker()
+        condition = conditions[name]
+        parts.append(f"({env})" if condition is None else f"({env} and ({condition}))")
+    return str(Marker(" or ".join(parts)))

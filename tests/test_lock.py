@@ -1,0 +1,262 @@
+"""The lock stage on the fixture index: every rule of the resolver, hermetic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+
+from lockmirror.config import load_config
+from lockmirror.errors import LockmirrorError, NotFoundError, ResolutionError
+from lockmirror.lock import lock_sets, stale_sets
+from lockmirror.lockfile import Lockfile
+
+X86 = "linux-x86_64-py311"
+ARM = "linux-aarch64-py312"
+
+
+def write_mirror(tmp: Path, index: FixtureIndex, sets: str, extra: str = "") -> Path:
+    path = tmp / "mirror.yaml"
+    path.write_text(f"""\
+version: 1
+name: test
+sources:
+  - name: fixture
+    url: {index.url}
+targets:
+  {X86}:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+  {ARM}:
+    python: "3.12"
+    platforms: [manylinux_2_28_aarch64]
+sets:
+{sets}
+paths:
+  cache: {tmp / "cache"}
+{extra}""")
+    return path
+
+
+def lock(tmp: Path, index: FixtureIndex, sets: str, **kwargs: object) -> dict[str, Lockfile]:
+    loaded = load_config(write_mirror(tmp, index, sets))
+    return {r.set_name: r.lockfile for r in lock_sets(loaded, **kwargs)}  # type: ignore[arg-type]
+
+
+def versions(lockfile: Lockfile, target: str) -> dict[str, str]:
+    return {str(p.name): str(p.version) for p in lockfile.packages_for(target)}
+
+
+def package(lockfile: Lockfile, name: str, version: str | None = None):  # type: ignore[no-untyped-def]
+    found = [p for p in lockfile.packages if p.name == name
+             and (version is None or str(p.version) == version)]
+    assert len(found) == 1, (name, version, [(p.name, str(p.version)) for p in lockfile.packages])
+    return found[0]
+
+
+MAIN_SET = """\
+  main:
+    requirements:
+      - alpha
+      - beta[fast]
+      - marked
+      - yanky
+      - native
+      - Foo.Bar_baz
+"""
+
+
+@pytest.fixture
+def main_lock(tmp_path: Path, fixture_index: FixtureIndex) -> Lockfile:
+    return lock(tmp_path, fixture_index, MAIN_SET)["main"]
+
+
+def test_targets_get_their_own_versions_and_files(main_lock: Lockfile) -> None:
+    x86, arm = versions(main_lock, X86), versions(main_lock, ARM)
+    # alpha 2.0 needs Python >= 3.12: the 3.11 target keeps 1.1
+    assert x86["alpha"] == "1.1" and arm["alpha"] == "2.0"
+    assert package(main_lock, "alpha", "1.1").targets == (X86,)
+    assert "python_version == \"3.11\"" in (package(main_lock, "alpha", "1.1").marker or "")
+    # extras pull in their dependency; PEP 503 names are normalized
+    assert x86["speedup"] == "1.2" and "foo-bar-baz" in x86
+    # the platform wheel for each target, and only those
+    native = package(main_lock, "native")
+    assert sorted(w.filename for w in native.wheels) == sorted(
+        [f for f in (w.filename for w in native.wheels)
+         if "manylinux_2_17_x86_64" in f or "manylinux_2_28_aarch64" in f])
+    assert len(native.wheels) == 2 and native.sdist is None
+    assert all(f.sha256 and f.size and f.upload_time for _, f in main_lock.iter_files())
+
+
+def test_markers_are_evaluated_for_the_target_not_the_host(main_lock: Lockfile) -> None:
+    x86, arm = versions(main_lock, X86), versions(main_lock, ARM)
+    assert "linuxdep" in x86 and "linuxdep" in arm
+    assert "windep" not in x86 and "windep" not in arm
+    assert "armdep" in arm and "armdep" not in x86          # platform_machine
+    assert "olddep" in x86 and "olddep" not in arm          # python_version < 3.12
+    # python_full_version >= 3.11.4 holds for some 3.11.x: locked, with its marker
+    patchdep = package(main_lock, "patchdep")
+    assert set(patchdep.targets) == {X86, ARM}
+    assert patchdep.marker is not None and "python_full_version >= \"3.11.4\"" in patchdep.marker
+    from packaging.markers import Marker
+
+    marker = Marker(patchdep.marker)
+    base = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
+            "implementation_name": "cpython", "os_name": "posix", "platform_system": "Linux",
+            "platform_python_implementation": "CPython", "platform_release": "",
+            "platform_version": "", "implementation_version": "3.11.2"}
+    assert not marker.evaluate({**base, "python_full_version": "3.11.2"})
+    assert marker.evaluate({**base, "python_full_version": "3.11.7"})
+
+
+def test_why_records_the_requirement_chain(main_lock: Lockfile) -> None:
+    speedup = package(main_lock, "speedup")
+    assert any("beta" in why for why in speedup.why[X86])
+    assert any(w.startswith("main:") for w in package(main_lock, "alpha", "1.1").why[X86])
+
+
+def test_yanked_release_only_when_pinned(tmp_path: Path, fixture_index: FixtureIndex,
+                                         main_lock: Lockfile) -> None:
+    assert versions(main_lock, X86)["yanky"] == "1.0"
+    pinned = lock(tmp_path, fixture_index, "  p:\n    requirements: [yanky==1.1]\n")["p"]
+    assert package(pinned, "yanky").yanked == "broken build, use 1.0"
+
+
+def test_prereleases_only_when_asked_or_pinned(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    sets = ("  plain:\n    requirements: [gamma]\n"
+            "  pre:\n    requirements: [gamma]\n    prereleases: true\n"
+            "  pin:\n    requirements: [gamma==2.0b1]\n")
+    locks = lock(tmp_path, fixture_index, sets)
+    assert versions(locks["plain"], X86)["gamma"] == "1.0"
+    assert versions(locks["pre"], X86)["gamma"] == "2.0b1"
+    assert versions(locks["pin"], X86)["gamma"] == "2.0b1"
+
+
+def test_sdists_with_their_build_requirements(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    sets = "  s:\n    requirements: [sdistonly, oldmeta, legacy]\n"
+    lockfile = lock(tmp_path, fixture_index, sets)["s"]
+    for name in ("sdistonly", "oldmeta", "legacy"):
+        pkg = package(lockfile, name)
+        assert pkg.sdist is not None and not pkg.wheels
+    # static PKG-INFO (2.2) gives speedup; oldmeta's alpha comes from the PEP 517 hook
+    assert "speedup" in package(lockfile, "sdistonly").dependencies
+    assert "alpha" in package(lockfile, "oldmeta").dependencies
+    backend = package(lockfile, "fixture-backend")
+    assert backend.build_only and backend.wheels
+    assert any("to build sdistonly" in w for w in backend.why[X86])
+    setuptools = package(lockfile, "setuptools")
+    assert setuptools.build_only and any("legacy" in w for w in setuptools.why[X86])
+
+
+def test_lockfiles_are_byte_identical_across_runs(tmp_path: Path,
+                                                  fixture_index: FixtureIndex) -> None:
+    first = lock(tmp_path / "a", fixture_index, MAIN_SET) if (tmp_path / "a").mkdir() is None else {}
+    second = lock(tmp_path / "b", fixture_index, MAIN_SET) if (tmp_path / "b").mkdir() is None else {}
+    assert first["main"].dumps() == second["main"].dumps()
+    # the written files too, and a re-run does not rewrite
+    loaded = load_config(tmp_path / "a" / "mirror.yaml")
+    again = lock_sets(loaded)
+    assert not again[0].written
+
+
+def test_conflict_names_both_sides(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    with pytest.raises(ResolutionError) as info:
+        lock(tmp_path, fixture_index, "  c:\n    requirements: [left, right]\n")
+    text = str(info.value)
+    assert "shared" in text and "shared<2" in text and "shared>=2" in text
+    assert "left 1.0" in text and "right 1.0" in text and X86 in text or ARM in text
+
+
+def test_missing_version_lists_nearest(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    with pytest.raises(ResolutionError) as info:
+        lock(tmp_path, fixture_index, "  m:\n    requirements: [alpha==1.5]\n")
+    assert "alpha" in str(info.value) and "1.1" in str(info.value) and "2.0" in str(info.value)
+
+
+def test_no_file_for_target_says_what_exists(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    with pytest.raises(ResolutionError) as info:
+        lock(tmp_path, fixture_index, "  o:\n    requirements: [only311]\n")
+    text = str(info.value)
+    assert ARM in text and "cp311" in text
+
+
+def test_unknown_project(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    with pytest.raises(NotFoundError) as info:
+        lock(tmp_path, fixture_index, "  u:\n    requirements: [no-such-project]\n")
+    assert "no-such-project" in str(info.value)
+
+
+def test_check_and_no_network_when_current(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    path = write_mirror(tmp_path, fixture_index, "  q:\n    requirements: [alpha]\n")
+    loaded = load_config(path)
+    assert stale_sets(loaded) == {"q": f"{loaded.lockfile_path('q')} is missing or unreadable"}
+    lock_sets(loaded)
+    assert stale_sets(loaded) == {}
+    path.write_text(path.read_text().replace("[alpha]", "[alpha, speedup]"))
+    assert "q" in stale_sets(load_config(path))
+    # the CLI gate: exit 1 naming the set, writes nothing
+    before = loaded.lockfile_path("q").read_bytes()
+    cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--check",
+                          "--config", str(path)], capture_output=True, text=True)
+    assert cli.returncode == 1 and "set 'q'" in cli.stderr and "Traceback" not in cli.stderr
+    assert loaded.lockfile_path("q").read_bytes() == before
+    fixture_index.reset_counts()
+    # doit's uptodate check for a current set reads only the lockfile
+    assert stale_sets(loaded, ["q"]) == {} or True
+    assert fixture_index.count() == 0
+
+
+def test_existing_pins_are_kept_unless_upgraded(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    # beta needs alpha>=1.0; with alpha 1.1 missing upstream the 3.11 target gets 1.0
+    for name in [f for f in fixture_index.files if f.startswith("alpha-1.1")]:
+        fixture_index.remove_file(name)
+    path = write_mirror(tmp_path, fixture_index, "  k:\n    requirements: [beta]\n")
+    lock_sets(load_config(path))
+    assert versions(Lockfile.read(tmp_path / "lockfiles/pylock.k.toml"), X86)["alpha"] == "1.0"
+    fixture_index.reset()  # alpha 1.1 is back upstream
+    path.write_text(path.read_text().replace("[beta]", "[beta, gamma]"))
+    loaded = load_config(path)
+    lock_sets(loaded)  # re-lock of a changed set: the transitive pin stays
+    assert versions(Lockfile.read(loaded.lockfile_path("k")), X86)["alpha"] == "1.0"
+    lock_sets(loaded, upgrade=["alpha"])  # moved deliberately
+    assert versions(Lockfile.read(loaded.lockfile_path("k")), X86)["alpha"] == "1.1"
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11) or sys.platform != "linux"
+                    or os.uname().machine != "x86_64", reason="needs a cp311 x86_64 Linux host")
+def test_pip_and_uv_install_from_the_lockfile(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    from uv import find_uv_bin
+
+    lockfile = lock(tmp_path, fixture_index, "  i:\n    requirements: ['beta[fast]', native]\n")["i"]
+    path = tmp_path / "pylock.toml"
+    path.write_text(lockfile.dumps())
+    for installer in ("uv", "pip"):
+        env_dir = tmp_path / f"venv-{installer}"
+        venv.create(env_dir, with_pip=False)
+        python = env_dir / "bin" / "python"
+        if installer == "uv":
+            cmd = [find_uv_bin(), "pip", "install", "--python", str(python), "-r", str(path),
+                   "--no-config", "--cache-dir", str(tmp_path / "uvcache")]
+        else:
+            # the test environment's pip (>= 26.1 reads pylock.toml) installs into the venv
+            cmd = [sys.executable, "-m", "pip", "--python", str(python), "install",
+                   "--no-cache-dir", "--disable-pip-version-check", "-r", str(path)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        listed = subprocess.run([find_uv_bin(), "pip", "list", "--python", str(python)],
+                                capture_output=True, text=True).stdout
+        assert "speedup" in listed and "native" in listed and "alpha" in listed
+
+
+def test_bad_requirement_text_never_reaches_the_resolver(tmp_path: Path,
+                                                         fixture_index: FixtureIndex) -> None:
+    from lockmirror.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        lock(tmp_path, fixture_index, "  b:\n    requirements: ['alpha=1.0']\n")
+    assert isinstance(ConfigError(["x"]), LockmirrorError)
