@@ -17,6 +17,8 @@ sha256 of every fixture file is stable across runs and machines.
 
 from __future__ import annotations
 
+import tarfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -213,3 +215,19 @@ def build_setuptools_wheel(out_dir: Path, version: str = FAKE_SETUPTOOLS_VERSION
         "setuptools/build_meta.py": _SETUPTOOLS_BUILD_META,
         "setuptools/_fixture_writer.py": BACKEND_SOURCE,
     })
+
+
+def read_core_metadata(path: Path) -> tuple[bytes, bool]:
+    """(METADATA of a wheel or PKG-INFO of an sdist, is_wheel), as stored in the archive."""
+    if path.name.endswith((".whl", ".zip")):
+        is_wheel = path.name.endswith(".whl")
+        wanted = ".dist-info/METADATA" if is_wheel else "/PKG-INFO"
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(wanted))
+            return archive.read(name), is_wheel
+    with tarfile.open(path) as archive:
+        member = next(m for m in archive.getmembers()
+                      if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
+        handle = archive.extractfile(member)
+        assert handle is not None
+        return handle.read(), False

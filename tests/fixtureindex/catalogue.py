@@ -58,7 +58,6 @@ Upload times: the n-th file in :data:`SPECS` order was uploaded at
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,7 +65,13 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .builder import build_backend_wheel, build_sdist, build_setuptools_wheel, build_wheel
+from .builder import (
+    build_backend_wheel,
+    build_sdist,
+    build_setuptools_wheel,
+    build_wheel,
+    read_core_metadata,
+)
 
 UPLOAD_EPOCH = datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -251,19 +256,7 @@ def _build_one(out_dir: Path, spec: FileSpec) -> Path:
 
 def read_metadata(path: Path) -> bytes:
     """METADATA of a wheel or PKG-INFO of an sdist, as stored in the archive."""
-    if path.name.endswith(".whl"):
-        with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist()
-                        if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
-            return archive.read(name)
-    import tarfile
-
-    with tarfile.open(path) as archive:
-        member = next(m for m in archive.getmembers()
-                      if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
-        extracted = archive.extractfile(member)
-        assert extracted is not None
-        return extracted.read()
+    return read_core_metadata(path)[0]
 
 
 def build_catalogue(out_dir: Path) -> Catalogue:

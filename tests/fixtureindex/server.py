@@ -40,9 +40,7 @@ import hashlib
 import html
 import json
 import re
-import tarfile
 import threading
-import zipfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +54,8 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from .builder import read_core_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -107,31 +107,11 @@ class ServedFile:
         return hashlib.sha256(self.metadata).hexdigest() if self.metadata is not None else None
 
 
-def _read_core_metadata(path: Path) -> tuple[bytes, bool]:
-    """(METADATA or PKG-INFO bytes, is_wheel)."""
-    if path.name.endswith(".whl"):
-        with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist()
-                        if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
-            return archive.read(name), True
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist()
-                        if n.count("/") == 1 and n.endswith("/PKG-INFO"))
-            return archive.read(name), False
-    with tarfile.open(path) as archive:
-        member = next(m for m in archive.getmembers()
-                      if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
-        handle = archive.extractfile(member)
-        assert handle is not None
-        return handle.read(), False
-
-
 def describe_file(path: Path, *, upload_time: datetime | None = None,
                   yanked_reason: str | None = None) -> ServedFile:
     """Hash a distribution and read its core metadata."""
     data = path.read_bytes()
-    metadata, is_wheel = _read_core_metadata(path)
+    metadata, is_wheel = read_core_metadata(path)
     headers = email.parser.BytesHeaderParser().parsebytes(metadata)
     return ServedFile(
         filename=path.name, path=path, project=str(headers["Name"]),
