@@ -41,7 +41,7 @@ def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
     # Without shellcheck actionlint silently skips `run:` scripts; never let that pass unseen.
     shellcheck = f"-shellcheck={SHELLCHECK}" if SHELLCHECK else "-shellcheck="
     return subprocess.run([ACTIONLINT, "-no-color", shellcheck, *map(str, paths)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -1,0 +1,702 @@
+"""The lock diff (``lockmirror diff``) and the git diff driver (``--textconv``).
+
+Two layers:
+
+* model-level tests on small lockfiles written with :mod:`lockmirror.lockfile`,
+  for the corners (requirer cycles, both requirer spellings, files changed
+  under the same version, findings, truncation, the CLI's sources);
+* scenario tests on before/after lockfile pairs made by the real lock stage
+  from the fixture index: an upgrade, new transitive dependencies with their
+  why, a removal and target-specific changes, in text, Markdown and JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from lockmirror import cli
+from lockmirror.diff import (
+    LockDiff,
+    LockfileSide,
+    diff_as_json,
+    diff_lockfiles,
+    format_size,
+    read_directory,
+    render_json,
+    render_markdown,
+    render_text,
+    render_textconv,
+    why_chains,
+)
+from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+
+BIN = Path(sys.executable).parent
+X86 = LockedTarget("linux-x86_64-py311", "3.11", "cp", ("manylinux_2_28_x86_64",),
+                   "python_version == '3.11' and implementation_name == 'cpython' and "
+                   "sys_platform == 'linux' and platform_machine == 'x86_64'")
+ARM = LockedTarget("linux-aarch64-py312", "3.12", "cp", ("manylinux_2_28_aarch64",),
+                   "python_version == '3.12' and implementation_name == 'cpython' and "
+                   "sys_platform == 'linux' and platform_machine == 'aarch64'")
+BOTH = (X86.name, ARM.name)
+
+
+# --------------------------------------------------------------------------
+# Model-level helpers
+# --------------------------------------------------------------------------
+
+
+def _file(filename: str, size: int = 1000) -> LockedFile:
+    return LockedFile(filename=filename, url=f"https://files.example/{filename}", size=size,
+                      sha256=hashlib.sha256(filename.encode()).hexdigest())
+
+
+def _pkg(name: str, version: str, targets: tuple[str, ...] = BOTH, *,
+         why: Mapping[str, tuple[str, ...]] | tuple[str, ...] = (),
+         wheels: tuple[str, ...] | None = None, sdist: str | None = None, size: int = 1000,
+         yanked: str | None = None, build_only: bool = False) -> LockedPackage:
+    if wheels is None and sdist is None:
+        wheels = ("py3-none-any",)
+    stem = name.replace("-", "_")
+    return LockedPackage(
+        name=canonicalize_name(name), version=Version(version), targets=targets,
+        index="https://index.example/simple/",
+        wheels=tuple(_file(f"{stem}-{version}-{tag}.whl", size) for tag in wheels or ()),
+        sdist=_file(f"{stem}-{version}.tar.gz", size) if sdist else None,
+        why=why if isinstance(why, Mapping) else {t: why for t in targets},
+        build_only=build_only, yanked=yanked)
+
+
+def _lock(*packages: LockedPackage, set_name: str = "core", requirements: tuple[str, ...] = (),
+          targets: tuple[LockedTarget, ...] = (X86, ARM),
+          exceptions: tuple[Mapping[str, str], ...] = ()) -> Lockfile:
+    return Lockfile(set_name=set_name, requirements=requirements, targets=targets,
+                    packages=packages, input_hash="sha256:" + "0" * 64,
+                    exceptions_used=exceptions)
+
+
+def _side(*lockfiles: Lockfile, label: str = "side") -> LockfileSide:
+    # Through the real TOML text, so the diff sees what a reader of the file sees.
+    parsed = {lf.set_name: Lockfile.loads(lf.dumps()) for lf in lockfiles}
+    return LockfileSide(label, parsed, {name: f"pylock.{name}.toml" for name in parsed})
+
+
+def _changes(diff: LockDiff, set_name: str, target: str) -> dict[str, tuple[str, str | None,
+                                                                             str | None]]:
+    set_diff = next(s for s in diff.sets if s.set_name == set_name)
+    target_diff = next(t for t in set_diff.targets if t.target == target)
+    return {p.name: (p.change, p.old_version, p.new_version) for p in target_diff.packages}
+
+
+# --------------------------------------------------------------------------
+# why
+# --------------------------------------------------------------------------
+
+
+def test_why_walks_requirers_up_to_the_set() -> None:
+    lock = _lock(
+        _pkg("requests", "2.31.0", why=("core: requests==2.31.0",)),
+        _pkg("urllib3", "2.0.4", why=("requests 2.31.0: urllib3<3,>=1.21.1",)),
+        _pkg("pysocks", "1.7.1", why=("urllib3 2.0.4: pysocks!=1.5.7,<2.0,>=1.5.6; extra == 'socks'",)),
+    )
+    packages: dict[str, LockedPackage] = {p.name: p for p in lock.packages}
+    assert why_chains(lock, packages["requests"], X86.name) == ("core: requests==2.31.0",)
+    assert why_chains(lock, packages["urllib3"], X86.name) == (
+        "core: requests==2.31.0 -> urllib3",)
+    assert why_chains(lock, packages["pysocks"], ARM.name) == (
+        "core: requests==2.31.0 -> urllib3 -> pysocks",)
+
+
+def test_why_reads_the_short_requirer_spelling_too() -> None:
+    # docs/ARCHITECTURE.md spells requirers "<set>" and "<parent> <version>".
+    lock = _lock(_pkg("requests", "2.31.0", why=("core",)),
+                 _pkg("idna", "3.4", why=("requests 2.31.0",)))
+    idna = next(p for p in lock.packages if p.name == "idna")
+    assert why_chains(lock, idna, X86.name) == ("core: requests==2.31.0 -> idna",)
+
+
+def test_why_survives_cycles_and_prefers_short_chains() -> None:
+    lock = _lock(
+        _pkg("a", "1", why=("core: a", "b 1: a")),
+        _pkg("b", "1", why=("a 1: b",)),
+        _pkg("c", "1", why=("b 1: c", "a 1: c", "core: c>=1")),
+    )
+    by_name: dict[str, LockedPackage] = {p.name: p for p in lock.packages}
+    assert why_chains(lock, by_name["b"], X86.name) == ("core: a -> b",)
+    assert why_chains(lock, by_name["c"], X86.name) == (
+        "core: c>=1", "core: a -> c")  # each parent expanded once, shortest first
+
+
+def test_why_keeps_build_roots_and_unknown_parents_as_chain_heads() -> None:
+    lock = _lock(_pkg("fixture-backend", "1.0", build_only=True,
+                      why=("core (to build sdistonly 1.0): fixture-backend",)),
+                 _pkg("orphan", "1.0", why=("ghost 9.9: orphan",)))
+    by_name: dict[str, LockedPackage] = {p.name: p for p in lock.packages}
+    assert why_chains(lock, by_name["fixture-backend"], ARM.name) == (
+        "core (to build sdistonly 1.0): fixture-backend",)
+    assert why_chains(lock, by_name["orphan"], ARM.name) == ("ghost 9.9: orphan",)
+
+
+# --------------------------------------------------------------------------
+# the model diff
+# --------------------------------------------------------------------------
+
+
+def test_every_kind_of_package_change_per_target() -> None:
+    old = _lock(
+        _pkg("requests", "2.30.0", why=("core: requests",)),
+        _pkg("chardet", "5.2.0", why=("requests 2.30.0: chardet",)),
+        _pkg("urllib3", "2.0.4", why=("requests 2.30.0: urllib3",)),
+        _pkg("native", "1.0", wheels=("cp311-cp311-manylinux_2_17_x86_64",
+                                      "cp312-cp312-manylinux_2_28_aarch64")),
+    )
+    new = _lock(
+        _pkg("requests", "2.31.0", why=("core: requests",)),
+        _pkg("urllib3", "1.26.18", why=("requests 2.31.0: urllib3",)),
+        _pkg("idna", "3.4", why=("requests 2.31.0: idna",)),
+        _pkg("armdep", "1.0", (ARM.name,), why=("core: armdep",)),
+        # Same version, one more wheel for one target only.
+        _pkg("native", "1.0", wheels=("cp311-cp311-manylinux_2_17_x86_64",
+                                      "cp312-cp312-manylinux_2_28_aarch64",
+                                      "cp312-cp312-manylinux_2_17_aarch64")),
+    )
+    diff = diff_lockfiles(_side(old), _side(new))
+    assert _changes(diff, "core", X86.name) == {
+        "chardet": ("removed", "5.2.0", None),
+        "idna": ("added", None, "3.4"),
+        "requests": ("upgraded", "2.30.0", "2.31.0"),
+        "urllib3": ("downgraded", "2.0.4", "1.26.18"),
+    }
+    assert _changes(diff, "core", ARM.name) == {
+        **_changes(diff, "core", X86.name),
+        "armdep": ("added", None, "1.0"),
+        "native": ("changed", "1.0", "1.0"),
+    }
+    core = diff.sets[0]
+    arm = next(t for t in core.targets if t.target == ARM.name)
+    native = next(p for p in arm.packages if p.name == "native")
+    assert [f.filename for f in native.files_added] == [
+        "native-1.0-cp312-cp312-manylinux_2_17_aarch64.whl"]
+    idna = next(p for p in arm.packages if p.name == "idna")
+    assert idna.why == ("core: requests -> idna",)
+    chardet = next(p for p in arm.packages if p.name == "chardet")
+    assert chardet.why == ("core: requests -> chardet",)  # removed: why it was there
+    assert core.status == "changed"
+    assert core.size_change == 1000 * (len(core.files_added) - len(core.files_removed))
+
+
+def test_sets_and_targets_added_and_removed() -> None:
+    old = _side(_lock(_pkg("a", "1", why=("core: a",))),
+                _lock(_pkg("m", "1", why=("misp: m",)), set_name="misp"))
+    new = _side(_lock(_pkg("a", "1", (X86.name,), why=("core: a",)), targets=(X86,)),
+                _lock(_pkg("s", "1", why=("shuffle: s",)), set_name="shuffle"))
+    diff = diff_lockfiles(old, new)
+    assert [(s.set_name, s.status) for s in diff.sets] == [
+        ("core", "changed"), ("misp", "removed"), ("shuffle", "added")]
+    core = diff.sets[0]
+    assert [(t.target, t.status) for t in core.targets] == [
+        (X86.name, "unchanged"), (ARM.name, "removed")]
+    assert core.files_added == core.files_removed == ()  # the file serves the other target still
+    text = render_text(diff)
+    assert "set misp (set removed)" in text
+    assert "set shuffle (new set)" in text
+    assert f"target {ARM.name} removed" in text
+
+
+def test_unchanged_lockfiles_say_so_everywhere() -> None:
+    lock = _lock(_pkg("a", "1", why=("core: a",)))
+    diff = diff_lockfiles(_side(lock, label="old"), _side(lock, label="new"))
+    assert not diff.changed
+    assert "no changes to the lockfiles" in render_text(diff)
+    assert "No changes to the lockfiles." in render_markdown(diff)
+    data = json.loads(render_json(diff))
+    assert data["changed"] is False
+    assert data["sets"][0]["status"] == "unchanged"
+
+
+def test_policy_findings_exceptions_used_and_yanked() -> None:
+    waiver = {"exception": "policy.exceptions[0]", "package": "yanky", "version": "1.1",
+              "release": "yanky==1.1", "rule": "yanked", "reason": "vendor pins it",
+              "expires": "2031-01-01"}
+    kept = {"exception": "policy.exceptions[1]", "package": "vulny", "version": "*",
+            "release": "vulny==1.0", "rule": "vulnerabilities", "reason": "not reachable",
+            "advisory": "PYSEC-2023-0001"}
+    old = _lock(_pkg("vulny", "1.0", why=("core: vulny",)), exceptions=(kept,))
+    new = _lock(_pkg("vulny", "1.0", why=("core: vulny",)),
+                _pkg("yanky", "1.1", why=("core: yanky==1.1",), yanked="broken build, use 1.0"),
+                exceptions=(waiver, kept))
+    findings = diff_lockfiles(_side(old), _side(new)).sets[0].findings
+    assert [(f.kind, f.package, f.version, f.new) for f in findings] == [
+        ("exception-used", "yanky", "1.1", True),
+        ("exception-used", "vulny", "1.0", False),
+        ("yanked", "yanky", "1.1", True),
+    ]
+    assert findings[0].message == ("policy.exceptions[0] waives yanked for yanky==1.1: "
+                                   "vendor pins it (expires 2031-01-01)")
+    assert findings[1].message == ("policy.exceptions[1] waives vulnerabilities for vulny==1.0 "
+                                   "(PYSEC-2023-0001): not reachable")
+    assert findings[2].message == "yanky 1.1 is yanked upstream: broken build, use 1.0"
+
+
+def test_format_size() -> None:
+    assert format_size(0) == "0 B"
+    assert format_size(1023) == "1023 B"
+    assert format_size(63053) == "61.6 KiB"
+    assert format_size(-5 * 1024 * 1024, signed=True) == "-5.0 MiB"
+    assert format_size(3 * 1024**4) == "3072.0 GiB"
+    assert format_size(10, signed=True) == "+10 B"
+
+
+def test_markdown_stays_under_the_comment_limit() -> None:
+    old = _lock(*(_pkg(f"p{i:03d}", "1.0", why=(f"core: p{i:03d}",)) for i in range(400)))
+    new = _lock(*(_pkg(f"p{i:03d}", "2.0", why=(f"core: p{i:03d}",)) for i in range(400)))
+    diff = diff_lockfiles(_side(old), _side(new))
+    full = render_markdown(diff, max_chars=None)
+    cut = render_markdown(diff, max_chars=10_000)
+    assert len(full) > 10_000 >= len(cut)
+    assert "<details>" in full and "<details>" not in cut
+    assert "more changes not shown; run `lockmirror diff` for all of them." in cut
+
+
+def test_markdown_escapes_and_code_spans() -> None:
+    old = _lock(_pkg("a", "1", why=("core: a",)), requirements=("a",))
+    new = _lock(_pkg("a", "1", why=("core: a",)),
+                _pkg("b", "2", why=("core: b; extra == '*x|y*'",)), requirements=("a", "b"))
+    markdown = render_markdown(diff_lockfiles(_side(old), _side(new)))
+    row = next(line for line in markdown.splitlines() if line.startswith("| added |"))
+    assert row == "| added | `b` | 2 | core: b; extra == '\\*x\\|y\\*' |"
+    assert "Requirements: added `b`." in markdown
+
+
+# --------------------------------------------------------------------------
+# textconv
+# --------------------------------------------------------------------------
+
+
+def test_textconv_lines_name_their_package() -> None:
+    lock = _lock(
+        _pkg("requests", "2.31.0", why=("core: requests==2.31.0",)),
+        _pkg("armdep", "1.0", (ARM.name,), why={ARM.name: ("marked 1.0: armdep>=1.0",)}),
+        _pkg("marked", "1.0", why=("core: marked==1.0",)),
+        _pkg("sdistonly", "1.0", sdist="yes", why={X86.name: ("core: sdistonly",),
+                                                   ARM.name: ("marked 1.0: sdistonly",)}),
+        requirements=("requests==2.31.0", "marked==1.0"))
+    text = render_textconv(Lockfile.loads(lock.dumps()))
+    lines = text.splitlines()
+    assert lines[:4] == ["lockmirror lockfile for set core", f"input-hash {lock.input_hash}",
+                         "requirement requests==2.31.0", "requirement marked==1.0"]
+    assert "armdep 1.0: targets linux-aarch64-py312" in lines
+    assert "armdep 1.0: why: core: marked==1.0 -> armdep" in lines
+    assert "requests 2.31.0: why: core: requests==2.31.0" in lines
+    assert "sdistonly 1.0: why on linux-x86_64-py311: core: sdistonly" in lines
+    assert "sdistonly 1.0: why on linux-aarch64-py312: core: marked==1.0 -> sdistonly" in lines
+    digest = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()[:16]
+    assert (f"requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest}"
+            in lines)
+    assert text == render_textconv(Lockfile.loads(lock.dumps()))  # stable
+
+
+def test_textconv_command_falls_back_to_raw_text(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "pylock.core.toml"
+    broken.write_text("this is [not toml\n", encoding="utf-8")
+    assert cli.main(["diff", "--textconv", str(broken)]) == 0
+    out = capsys.readouterr()
+    assert out.out == "this is [not toml\n"
+    assert "showing the raw text" in out.err
+    empty = tmp_path / "empty"
+    empty.write_text("", encoding="utf-8")
+    assert cli.main(["diff", "--textconv", str(empty)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+# --------------------------------------------------------------------------
+# The command: files, directories, git revisions
+# --------------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env=env, check=True)
+    return done.stdout
+
+
+@pytest.fixture
+def lock_repo(tmp_path: Path) -> Iterator[Path]:
+    """A git repository: main has requests 2.30.0; branch `feature` upgrades it."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "lockfiles").mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "mirror.yaml").write_text(
+        "version: 1\nsources: [{name: s, url: 'https://index.example/simple/'}]\n"
+        "targets: {linux-x86_64-py311: {python: '3.11', platforms: [manylinux_2_28_x86_64]}}\n"
+        "sets: {core: {requirements: [requests]}}\n", encoding="utf-8")
+    old = _lock(_pkg("requests", "2.30.0", (X86.name,), why=("core: requests",)),
+                targets=(X86,))
+    old.write(repo / "lockfiles" / "pylock.core.toml")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    _git(repo, "checkout", "-q", "-b", "feature")
+    new = _lock(_pkg("requests", "2.31.0", (X86.name,), why=("core: requests",)),
+                targets=(X86,))
+    new.write(repo / "lockfiles" / "pylock.core.toml")
+    _git(repo, "commit", "-q", "-am", "upgrade requests")
+    yield repo
+
+
+def test_default_old_side_is_the_merge_base_with_main(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(lock_repo)
+    monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
+    base = _git(lock_repo, "rev-parse", "main").strip()
+    # The working tree moves on after the branch commit: NEW is the working tree.
+    _lock(_pkg("requests", "2.32.0", (X86.name,), why=("core: requests",)),
+          targets=(X86,)).write(lock_repo / "lockfiles" / "pylock.core.toml")
+    assert cli.main(["diff", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["old"] == f"merge base with main ({base[:12]})"
+    assert data["new"] == "working tree"
+    package = data["sets"][0]["targets"][0]["packages"][0]
+    assert (package["change"], package["old_version"], package["new_version"]) == (
+        "upgraded", "2.30.0", "2.32.0")
+
+
+def test_two_revisions_and_the_pull_request_base(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(lock_repo)
+    assert cli.main(["diff", "main", "feature", "--exit-code"]) == 1
+    text = capsys.readouterr().out
+    assert "^ requests 2.30.0 -> 2.31.0  core: requests" in text
+    # In a pull-request workflow the base branch comes from GITHUB_BASE_REF.
+    _git(lock_repo, "update-ref", "refs/remotes/origin/release", "main")
+    _git(lock_repo, "branch", "-m", "main", "trunk")  # no `main` to fall back on
+    monkeypatch.setenv("GITHUB_BASE_REF", "release")
+    assert cli.main(["diff", "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "merge base with origin/release" in markdown
+    assert "| upgraded | `requests` | 2.30.0 → 2.31.0 | core: requests |" in markdown
+
+
+def test_unknown_revision_is_one_clear_line(lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(lock_repo)
+    assert cli.main(["diff", "no-such-branch"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("lockmirror: error: 'no-such-branch' is not a lockfile, a directory "
+                   "or a git revision\n")
+
+
+def test_files_and_directories_need_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no repository, no mirror.yaml
+    before, after = tmp_path / "before", tmp_path / "after"
+    _lock(_pkg("a", "1", why=("core: a",))).write(before / "pylock.core.toml")
+    _lock(_pkg("a", "2", why=("core: a",))).write(after / "pylock.core.toml")
+    # Single files pair up even when their sets differ.
+    _lock(_pkg("a", "3", why=("x: a",)), set_name="x").write(after / "pylock.x.toml")
+    out = tmp_path / "out" / "diff.json"
+    assert cli.main(["diff", str(before), str(after), "--format", "json",
+                     "--output", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [(s["set"], s["status"]) for s in data["sets"]] == [("core", "changed"),
+                                                              ("x", "added")]
+    assert cli.main(["diff", str(before / "pylock.core.toml"),
+                     str(after / "pylock.x.toml")]) == 0
+    assert "^ a 1 -> 3  x: a" in capsys.readouterr().out
+
+
+def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
+    lockmirror = BIN / "lockmirror"
+    if not lockmirror.is_file():
+        pytest.skip("the lockmirror console script is not installed in this environment")
+    (lock_repo / ".gitattributes").write_text(
+        (Path(__file__).resolve().parent.parent / ".gitattributes").read_text(encoding="utf-8"),
+        encoding="utf-8")
+    _git(lock_repo, "config", "diff.lockmirror.textconv", f"{lockmirror} diff --textconv")
+    patch = _git(lock_repo, "diff", "main", "feature", "--", "lockfiles")
+    changed = [line for line in patch.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    digest_old = hashlib.sha256(b"requests-2.30.0-py3-none-any.whl").hexdigest()[:16]
+    digest_new = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()[:16]
+    assert changed == [
+        "-requests 2.30.0: targets linux-x86_64-py311",
+        "-requests 2.30.0: why: core: requests",
+        f"-requests 2.30.0: wheel requests-2.30.0-py3-none-any.whl 1000 B sha256:{digest_old}",
+        "+requests 2.31.0: targets linux-x86_64-py311",
+        "+requests 2.31.0: why: core: requests",
+        f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new}",
+    ]
+
+
+# --------------------------------------------------------------------------
+# Scenario: lockfiles from the real lock stage on the fixture index
+# --------------------------------------------------------------------------
+
+SCENARIO_MIRROR = """\
+version: 1
+name: scenario
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+  linux-aarch64-py312:
+    python: "3.12"
+    platforms: [manylinux_2_28_aarch64]
+sets:
+  core:
+    requirements: [{core}]
+  misp:
+    requirements: [gamma==1.0]
+policy:
+  yanked: warn
+"""
+BEFORE = "speedup==1.0, shared==1.0"
+AFTER = "speedup==1.2, beta==1.0, marked==1.0, sdistonly==1.0, native==1.0, yanky==1.1"
+
+
+@dataclass(frozen=True)
+class LockPair:
+    before: Path
+    after: Path
+    diff: LockDiff
+
+
+@pytest.fixture(scope="module")
+def lock_pair(tmp_path_factory: pytest.TempPathFactory, catalogue_index: Any) -> LockPair:
+    """The same mirror locked before and after a change to mirror.yaml, kept in two dirs."""
+    lock = pytest.importorskip("lockmirror.lock", reason="the lock stage has not landed")
+    from lockmirror.config import load_config
+
+    root = tmp_path_factory.mktemp("scenario")
+    repo = root / "repo"
+    repo.mkdir()
+    config = repo / "mirror.yaml"
+    copies = {}
+    for label, core in (("before", BEFORE), ("after", AFTER)):
+        config.write_text(SCENARIO_MIRROR.format(url=catalogue_index.url, core=core),
+                          encoding="utf-8")
+        lock.lock_sets(load_config(config))  # the second run starts from the first's pins
+        copies[label] = root / label
+        shutil.copytree(repo / "lockfiles", copies[label])
+    diff = diff_lockfiles(read_directory(copies["before"], label="before"),
+                          read_directory(copies["after"], label="after"))
+    return LockPair(copies["before"], copies["after"], diff)
+
+
+def _locked(pair: LockPair, filename: str) -> LockedFile:
+    for directory in (pair.before, pair.after):
+        for _, file in Lockfile.read(directory / "pylock.core.toml").iter_files():
+            if file.filename == filename:
+                return file
+    raise AssertionError(f"{filename} is in neither lockfile")
+
+
+def _size(pair: LockPair, filename: str) -> int:
+    return _locked(pair, filename).size
+
+
+def _sha256(pair: LockPair, filename: str) -> str:
+    return _locked(pair, filename).sha256
+
+
+def _target(diff: LockDiff, set_name: str, target: str) -> Any:
+    set_diff = next(s for s in diff.sets if s.set_name == set_name)
+    return next(t for t in set_diff.targets if t.target == target)
+
+
+def test_scenario_package_changes_per_target(lock_pair: LockPair) -> None:
+    common = {
+        "beta": ("added", None, "1.0"),
+        "fixture-backend": ("added", None, "1.0"),
+        "foo-bar-baz": ("added", None, "1.0"),
+        "linuxdep": ("added", None, "1.0"),
+        "marked": ("added", None, "1.0"),
+        "native": ("added", None, "1.0"),
+        "patchdep": ("added", None, "1.0"),
+        "sdistonly": ("added", None, "1.0"),
+        "shared": ("removed", "1.0", None),
+        "speedup": ("upgraded", "1.0", "1.2"),
+        "yanky": ("added", None, "1.1"),
+    }
+    assert _changes(lock_pair.diff, "core", X86.name) == {
+        **common, "alpha": ("added", None, "1.1"), "olddep": ("added", None, "1.0")}
+    # Target-specific: alpha 2.0 needs Python 3.12; armdep and olddep follow markers.
+    assert _changes(lock_pair.diff, "core", ARM.name) == {
+        **common, "alpha": ("added", None, "2.0"), "armdep": ("added", None, "1.0")}
+    assert [(s.set_name, s.status) for s in lock_pair.diff.sets] == [
+        ("core", "changed"), ("misp", "unchanged")]
+
+
+def test_scenario_why_chains(lock_pair: LockPair) -> None:
+    def why(target: str, name: str) -> tuple[str, ...]:
+        package = next(p for p in _target(lock_pair.diff, "core", target).packages
+                       if p.name == name)
+        return tuple(package.why)
+
+    assert why(X86.name, "alpha") == ("core: beta==1.0 -> alpha",)
+    assert why(ARM.name, "foo-bar-baz") == ("core: beta==1.0 -> foo-bar-baz",)
+    assert why(ARM.name, "armdep") == ("core: marked==1.0 -> armdep",)
+    assert why(X86.name, "speedup") == ("core: speedup==1.2", "core: sdistonly==1.0 -> speedup")
+    assert why(X86.name, "fixture-backend") == ("core (to build sdistonly 1.0): fixture-backend",)
+    assert why(X86.name, "shared") == ("core: shared==1.0",)  # why it was there
+
+
+def test_scenario_files_sizes_sdists_and_findings(lock_pair: LockPair) -> None:
+    core = lock_pair.diff.sets[0]
+    removed = {f.filename for f in core.files_removed}
+    assert removed == {"shared-1.0-py3-none-any.whl", "speedup-1.0-py3-none-any.whl"}
+    added = {f.filename for f in core.files_added}
+    assert {"alpha-1.1-py3-none-any.whl", "alpha-2.0-py3-none-any.whl",
+            "native-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "native-1.0-cp312-cp312-manylinux_2_28_aarch64.whl",
+            "sdistonly-1.0.tar.gz"} <= added
+    before = Lockfile.read(lock_pair.before / "pylock.core.toml")
+    after = Lockfile.read(lock_pair.after / "pylock.core.toml")
+    assert core.old_size == sum(f.size for _, f in before.iter_files())
+    assert core.new_size == sum(f.size for _, f in after.iter_files())
+    assert core.size_change == (sum(f.size for f in core.files_added)
+                                - sum(f.size for f in core.files_removed))
+    # Each target sees only the native wheel it can install.
+    x86_native = next(p for p in _target(lock_pair.diff, "core", X86.name).packages
+                      if p.name == "native")
+    assert [f.filename for f in x86_native.files_added] == [
+        "native-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]
+    assert [(s.file.filename, s.source_builds_on) for s in core.new_sdists] == [
+        ("sdistonly-1.0.tar.gz", BOTH)]
+    assert [(f.kind, f.package, f.version, f.new) for f in core.findings] == [
+        ("yanked", "yanky", "1.1", True)]
+    assert core.requirements_added == ("speedup==1.2", "beta==1.0", "marked==1.0",
+                                       "sdistonly==1.0", "native==1.0", "yanky==1.1")
+    assert core.requirements_removed == ("speedup==1.0", "shared==1.0")
+
+
+def test_scenario_reversed_is_a_downgrade(lock_pair: LockPair) -> None:
+    back = diff_lockfiles(read_directory(lock_pair.after), read_directory(lock_pair.before))
+    changes = _changes(back, "core", ARM.name)
+    assert changes["speedup"] == ("downgraded", "1.2", "1.0")
+    assert changes["shared"] == ("added", None, "1.0")
+    assert changes["armdep"] == ("removed", "1.0", None)
+    assert back.sets[0].new_sdists == ()
+    assert back.sets[0].findings == ()
+
+
+def test_scenario_text(lock_pair: LockPair) -> None:
+    text = render_text(lock_pair.diff)
+    lines = text.splitlines()
+    assert lines[0] == "lockmirror diff before -> after"
+    core = lock_pair.diff.sets[0]
+    assert lines[2] == (f"set core: 13 added, 1 removed, 1 upgraded, files "
+                        f"+{len(core.files_added)} -{len(core.files_removed)}, "
+                        f"{format_size(core.size_change, signed=True)} "
+                        f"({format_size(core.old_size)} -> {format_size(core.new_size)})")
+    assert lines[3] == ("  requirements: +speedup==1.2 +beta==1.0 +marked==1.0 +sdistonly==1.0 "
+                        "+native==1.0 +yanky==1.1 -speedup==1.0 -shared==1.0")
+    assert lines[4] == f"  target {X86.name}:"
+    # Columns: the widest "name version" in a target block is "fixture-backend 1.0".
+    assert "    + alpha 1.1            core: beta==1.0 -> alpha" in lines
+    assert "    + alpha 2.0            core: beta==1.0 -> alpha" in lines
+    assert ("    + fixture-backend 1.0  core (to build sdistonly 1.0): fixture-backend "
+            "[build-only]") in lines
+    assert "    - shared 1.0           was: core: shared==1.0" in lines
+    assert ("    ^ speedup 1.0 -> 1.2   core: speedup==1.2; core: sdistonly==1.0 -> speedup"
+            in lines)
+    assert f"  target {ARM.name}:" in lines
+    assert "    + armdep 1.0           core: marked==1.0 -> armdep" in lines
+    width = max(len(f.filename) for f in core.files_added + core.files_removed)
+    speedup_old = _size(lock_pair, "speedup-1.0-py3-none-any.whl")
+    assert (f"    - {'speedup-1.0-py3-none-any.whl':<{width}}  "
+            f"{format_size(speedup_old):>9}") in lines
+    sdist = format_size(_size(lock_pair, "sdistonly-1.0.tar.gz"))
+    assert (f"  new sdist: sdistonly-1.0.tar.gz ({sdist}); no wheel for linux-x86_64-py311, "
+            "linux-aarch64-py312: built from source there") in lines
+    assert ("  policy: new yanked: yanky 1.1 is yanked upstream: broken build, use 1.0"
+            in lines)
+    assert lines[-1] == "unchanged: misp"
+
+
+def test_scenario_markdown(lock_pair: LockPair) -> None:
+    markdown = render_markdown(lock_pair.diff)
+    lines = markdown.splitlines()
+    assert lines[0] == "### lockmirror diff: `before` → `after`"
+    assert lines[2].startswith("**1 set(s) changed**: packages 13 added, 1 removed, 1 upgraded;")
+    assert "#### Set `core`" in lines
+    assert f"**Target** `{X86.name}`" in lines
+    assert "| change | package | version | why |" in lines
+    assert "| added | `alpha` | 1.1 | core: beta==1.0 → alpha |" in lines
+    assert "| added | `alpha` | 2.0 | core: beta==1.0 → alpha |" in lines
+    assert "| upgraded | `speedup` | 1.0 → 1.2 | core: speedup==1.2<br>core: sdistonly==1.0 → speedup |" in lines
+    assert "| removed | `shared` | 1.0 | core: shared==1.0 |" in lines
+    assert ("| added | `fixture-backend` | 1.0 | core (to build sdistonly 1.0): fixture-backend "
+            "(build-only) |") in lines
+    shared = format_size(_size(lock_pair, "shared-1.0-py3-none-any.whl"))
+    assert f"| − | `shared-1.0-py3-none-any.whl` | {shared} |" in lines
+    sdist = format_size(_size(lock_pair, "sdistonly-1.0.tar.gz"))
+    assert (f"- `sdistonly-1.0.tar.gz` ({sdist}): no wheel for `linux-x86_64-py311`, "
+            "`linux-aarch64-py312`, built from source there") in lines
+    assert "- ⚠️ **new** yanked: yanky 1.1 is yanked upstream: broken build, use 1.0" in lines
+    assert lines[-1] == "Unchanged: `misp`."
+
+
+def test_scenario_json(lock_pair: LockPair) -> None:
+    text = render_json(lock_pair.diff)
+    data = json.loads(text)
+    assert data == diff_as_json(lock_pair.diff)
+    assert text == render_json(lock_pair.diff)  # same input, same bytes
+    assert list(data) == ["schema", "old", "new", "changed", "summary", "sets"]
+    assert data["schema"] == "lockmirror-diff/1"
+    assert data["summary"] == {
+        "sets_changed": 1, "packages_added": 13, "packages_removed": 1,
+        "packages_upgraded": 1, "packages_downgraded": 0, "packages_changed": 0,
+        "files_added": len(lock_pair.diff.sets[0].files_added), "files_removed": 2,
+        "size_change": lock_pair.diff.sets[0].size_change}
+    core = data["sets"][0]
+    assert list(core) == ["set", "status", "old_path", "new_path", "requirements", "targets",
+                          "files", "new_sdists", "findings"]
+    assert core["new_path"] == str(lock_pair.after / "pylock.core.toml")
+    arm = next(t for t in core["targets"] if t["target"] == ARM.name)
+    assert arm["status"] == "changed"
+    assert arm["old_definition"] == arm["new_definition"] == "cp3.12 manylinux_2_28_aarch64"
+    speedup = next(p for p in arm["packages"] if p["name"] == "speedup")
+    assert speedup == {
+        "name": "speedup", "change": "upgraded", "old_version": "1.0", "new_version": "1.2",
+        "why": ["core: speedup==1.2", "core: sdistonly==1.0 -> speedup"],
+        "requirers": ["core: speedup==1.2", "sdistonly 1.0: speedup>=1.0"],
+        "build_only": False,
+        "files_added": [{"filename": "speedup-1.2-py3-none-any.whl", "package": "speedup",
+                         "version": "1.2", "kind": "wheel",
+                         "size": _size(lock_pair, "speedup-1.2-py3-none-any.whl"),
+                         "sha256": _sha256(lock_pair, "speedup-1.2-py3-none-any.whl")}],
+        "files_removed": [{"filename": "speedup-1.0-py3-none-any.whl", "package": "speedup",
+                           "version": "1.0", "kind": "wheel",
+                           "size": _size(lock_pair, "speedup-1.0-py3-none-any.whl"),
+                           "sha256": _sha256(lock_pair, "speedup-1.0-py3-none-any.whl")}],
+    }
+    assert core["new_sdists"][0]["source_builds_on"] == list(BOTH)
+    assert core["findings"] == [{"kind": "yanked", "severity": "warn", "package": "yanky",
+                                 "version": "1.1", "new": True,
+                                 "message": "yanky 1.1 is yanked upstream: broken build, "
+                                            "use 1.0"}]
+    assert data["sets"][1] == {**data["sets"][1], "set": "misp", "status": "unchanged"}

@@ -1,0 +1,208 @@
+"""What a pull request runs, run here: the `run:` steps of pr.yml on a fixture mirror.
+
+The commands come out of ``.github/workflows/pr.yml`` itself (every `run:`
+step of the ``check`` job but the install step), so the workflow and this
+test cannot drift apart. They run in order, as GitHub runs them (``bash -eo
+pipefail``), with this environment's executables first on PATH, in a
+temporary git repository whose mirror.yaml points at the fixture index and
+whose lockfiles were written by ``lockmirror lock``:
+
+* a pull request that edits mirror.yaml and re-locks passes every step, and
+  the job summary gets the lock diff;
+* one that edits mirror.yaml without re-locking fails at ``lock --check``,
+  with a message naming the set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fixtureindex import FixtureIndex
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PR_WORKFLOW = ROOT / ".github" / "workflows" / "pr.yml"
+STEP_TIMEOUT = 300
+
+# Every stage the pull-request steps exercise, and the doit tasks they name.
+NEEDED_MODULES = ("lockmirror.lock", "lockmirror.index_client", "lockmirror.fetch",
+                  "lockmirror.index", "lockmirror.verify", "lockmirror.bundle",
+                  "lockmirror.audit", "lockmirror.commands.lock", "lockmirror.commands.audit",
+                  "lockmirror.commands.diff", "lockmirror.commands.validate")
+NEEDED_TASKS = ("lock", "fetch", "index", "verify", "bundle")
+
+
+def _missing_stages() -> list[str]:
+    missing = []
+    for name in NEEDED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(f"{name} ({exc})")
+    dodo = (ROOT / "dodo.py").read_text(encoding="utf-8") if (ROOT / "dodo.py").exists() else ""
+    missing += [f"doit task '{t}'" for t in NEEDED_TASKS
+                if not re.search(rf"^def task_{t}\(", dodo, re.MULTILINE)]
+    for tool in ("lockmirror", "doit"):
+        if not (BIN / tool).is_file():
+            missing.append(f"{tool} executable in {BIN}")
+    if shutil.which("git") is None:
+        missing.append("git")
+    return missing
+
+
+MISSING = _missing_stages()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(MISSING), reason="a stage the pull-request sequence needs is "
+                                             "missing: " + "; ".join(MISSING)),
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    script: str
+
+
+def pr_steps() -> list[Step]:
+    """The `run:` steps of pr.yml's check job, in order, without the install step."""
+    workflow = yaml.safe_load(PR_WORKFLOW.read_text(encoding="utf-8"))
+    steps: list[dict[str, Any]] = workflow["jobs"]["check"]["steps"]
+    out = []
+    for step in steps:
+        if "run" not in step or step.get("id") == "install":
+            continue
+        assert "${{" not in step["run"], f"step '{step['name']}' needs GitHub expressions"
+        out.append(Step(step["name"], step["run"]))
+    return out
+
+
+@dataclass
+class StepResult:
+    step: Step
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_steps(repo: Path, env: dict[str, str]) -> list[StepResult]:
+    """Run the steps in order until one fails, like a job does."""
+    results = []
+    for step in pr_steps():
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                               step.script], cwd=repo, env=env, capture_output=True, text=True,
+                              timeout=STEP_TIMEOUT, check=False)
+        results.append(StepResult(step, done.returncode, done.stdout, done.stderr))
+        if done.returncode != 0:
+            break
+    return results
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+MIRROR = """\
+version: 1
+name: fixture
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+  linux-aarch64-py312:
+    python: "3.12"
+    platforms: [manylinux_2_28_aarch64]
+sets:
+  core:
+    requirements:
+{requirements}
+"""
+
+
+def _write_mirror(repo: Path, url: str, requirements: list[str]) -> None:
+    lines = "\n".join(f"      - {r}" for r in requirements)
+    (repo / "mirror.yaml").write_text(MIRROR.format(url=url, requirements=lines),
+                                      encoding="utf-8")
+
+
+@pytest.fixture
+def mirror_repo(tmp_path: Path, fixture_index: FixtureIndex) -> tuple[Path, dict[str, str]]:
+    """A mirror repository: main locked with two packages, branch `feature` adds two more."""
+    repo = tmp_path / "mirror"
+    repo.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LOCKMIRROR_"))},
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.invalid",
+        "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.invalid",
+        "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+        "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_BASE_REF": "main",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
+        "SOURCE_DATE_EPOCH": "1700000000",
+    }
+    shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
+    shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")
+    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text(encoding="utf-8"),
+                                     encoding="utf-8")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
+
+    def lock_and_commit(message: str) -> None:
+        done = subprocess.run([str(BIN / "lockmirror"), "lock"], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False)
+        assert done.returncode == 0, done.stderr
+        subprocess.run(["git", "add", "-A"], cwd=repo, env=env, check=True)
+        subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo, env=env, check=True)
+
+    _write_mirror(repo, fixture_index.url, ["speedup==1.0", "shared==1.0"])
+    lock_and_commit("mirror: speedup and shared")
+    # What actions/checkout with fetch-depth 0 gives: the base branch as origin/<base>.
+    subprocess.run(["git", "update-ref", "refs/remotes/origin/main", "main"], cwd=repo,
+                   env=env, check=True)
+    subprocess.run(["git", "checkout", "-q", "-b", "feature"], cwd=repo, env=env, check=True)
+    _write_mirror(repo, fixture_index.url, ["speedup==1.2", "beta==1.0", "marked==1.0"])
+    lock_and_commit("mirror: upgrade speedup, add beta and marked, drop shared")
+    return repo, env
+
+
+def test_the_pull_request_steps_pass_on_a_relocked_change(
+        mirror_repo: tuple[Path, dict[str, str]]) -> None:
+    repo, env = mirror_repo
+    results = run_steps(repo, env)
+    for result in results:
+        assert result.returncode == 0, (
+            f"step '{result.step.name}' failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}")
+    assert [r.step.name for r in results] == [s.name for s in pr_steps()]
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+    assert "merge base with origin/main" in summary
+    assert "| upgraded | `speedup` | 1.0 → 1.2 | core: speedup==1.2 |" in summary
+    assert "| removed | `shared` |" in summary
+    assert "core: beta==1.0 → alpha" in summary
+    bundles = sorted((repo / "dist").glob("*.tar"))
+    assert bundles, "doit bundle made no bundle in dist/"
+
+
+def test_a_stale_lockfile_fails_at_lock_check_naming_the_set(
+        mirror_repo: tuple[Path, dict[str, str]], fixture_index: FixtureIndex) -> None:
+    repo, env = mirror_repo
+    _write_mirror(repo, fixture_index.url,
+                  ["speedup==1.2", "beta==1.0", "marked==1.0", "native==1.0"])
+    results = run_steps(repo, env)
+    failed = results[-1]
+    assert failed.returncode != 0
+    assert failed.step.script.strip() == "lockmirror lock --check"
+    assert all(r.returncode == 0 for r in results[:-1])
+    assert "set 'core'" in failed.stderr
