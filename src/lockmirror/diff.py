@@ -62,6 +62,7 @@ only ever added, never renamed or removed, within schema version 1)::
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -220,16 +221,21 @@ def _add(lockfiles: dict[str, Lockfile], paths: dict[str, str], lockfile: Lockfi
 
 
 def why_chains(lockfile: Lockfile, package: LockedPackage, target: str,
-               limit: int = WHY_CHAIN_LIMIT) -> tuple[str, ...]:
+               limit: int = WHY_CHAIN_LIMIT, *,
+               on_target: Mapping[tuple[str, Version], LockedPackage] | None = None,
+               ) -> tuple[str, ...]:
     """The shortest requirement chains from the set down to ``package`` on ``target``.
 
     Requirers come from the lockfile (``LockedPackage.why``): a root entry
     (``"core: requests==2.31.0"``, or just ``"core"``) ends a chain; a parent
     entry (``"requests 2.31.0: urllib3<3"`` or ``"requests 2.31.0"``) continues
-    it. Chains read ``core: requests==2.31.0 -> urllib3``. Breadth-first, so
-    O(packages + requirer entries) per call; cycles are harmless.
+    it. Chains read ``core: requests==2.31.0 -> urllib3``. Breadth-first over
+    the requirers reachable from ``package``; cycles are harmless. Pass
+    ``on_target`` (:func:`packages_on_target`) when calling it for many
+    packages, or each call costs O(packages) to build it.
     """
-    on_target = {p.key: p for p in lockfile.packages if target in p.targets}
+    if on_target is None:
+        on_target = packages_on_target(lockfile, target)
     chains: list[tuple[int, str]] = []
     visited = {package.key}
     # Each queue item: a package and the names below it down to ``package``.
@@ -247,6 +253,12 @@ def why_chains(lockfile: Lockfile, package: LockedPackage, target: str,
                 queue.append((on_target[parent], (node.name, *below)))
     unique = sorted(set(chains))
     return tuple(text for _, text in unique[:limit])
+
+
+def packages_on_target(lockfile: Lockfile, target: str) -> dict[tuple[str, Version],
+                                                                LockedPackage]:
+    """(name, version) -> package, for the packages installed on ``target``."""
+    return {p.key: p for p in lockfile.packages if target in p.targets}
 
 
 def _parent_key(entry: str, packages: Mapping[tuple[str, Version], LockedPackage],
@@ -512,7 +524,9 @@ def _describe_target(target: LockedTarget) -> str:
     return f"{target.implementation}{target.python} {', '.join(target.platforms)}"
 
 
+@functools.lru_cache(maxsize=64)
 def _as_target(target: LockedTarget) -> Target:
+    # Cached: a Target computes its (long) tag list once, on first use.
     return Target(name=target.name, python=target.python, implementation=target.implementation,
                   platforms=target.platforms)
 
@@ -545,6 +559,8 @@ def _diff_target(name: str, old: Lockfile | None, new: Lockfile | None,
                  old_target: LockedTarget | None, new_target: LockedTarget | None) -> TargetDiff:
     before = _on_target(old, name) if old_target else {}
     after = _on_target(new, name) if new_target else {}
+    index = {"old": packages_on_target(old, name) if old else {},
+             "new": packages_on_target(new, name) if new else {}}
     changes: list[PackageChange] = []
     for project in sorted(set(before) | set(after)):
         was, now = before.get(project), after.get(project)
@@ -557,13 +573,13 @@ def _diff_target(name: str, old: Lockfile | None, new: Lockfile | None,
                                 "downgraded" if now.version < was.version else "changed")
         else:
             kind = "added" if now is not None else "removed"
-        shown, lockfile = (now, new) if now is not None else (was, old)
+        shown, lockfile, side = (now, new, "new") if now is not None else (was, old, "old")
         assert shown is not None and lockfile is not None
         changes.append(PackageChange(
             name=project, change=kind,
             old_version=str(was.version) if was else None,
             new_version=str(now.version) if now else None,
-            why=why_chains(lockfile, shown, name),
+            why=why_chains(lockfile, shown, name, on_target=index[side]),
             requirers=tuple(shown.why.get(name, ())),
             build_only=shown.build_only,
             files_added=tuple(sorted(new_files[k] for k in new_files.keys() - old_files.keys())),
@@ -877,6 +893,8 @@ def render_textconv(lockfile: Lockfile) -> str:
     for record in lockfile.exceptions_used:
         lines.append(f"exception-used {_exception_text(record)}")
     target_order = [t.name for t in lockfile.targets]
+    names = {name for package in lockfile.packages for name in package.targets}
+    indexes = {name: packages_on_target(lockfile, name) for name in names}
     for package in sorted(lockfile.packages, key=lambda p: p.key):
         head = f"{package.name} {package.version}:"
         lines.append(f"{head} targets {', '.join(package.targets)}")
@@ -891,7 +909,8 @@ def render_textconv(lockfile: Lockfile) -> str:
         by_chain: dict[tuple[str, ...], list[str]] = {}
         for name in sorted(package.targets, key=lambda t: (
                 target_order.index(t) if t in target_order else len(target_order), t)):
-            by_chain.setdefault(why_chains(lockfile, package, name), []).append(name)
+            chains = why_chains(lockfile, package, name, on_target=indexes[name])
+            by_chain.setdefault(chains, []).append(name)
         for chains, on in by_chain.items():
             where = "" if len(by_chain) == 1 else f" on {', '.join(on)}"
             for chain in chains:
