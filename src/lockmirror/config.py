@@ -50,13 +50,22 @@ class _PositionedYaml:
         self.environ = environ
         self.marks: dict[Path_, tuple[int, int]] = {}
         self.problems: list[str] = []
+        # values holding an unset ${VAR}: already reported, so schema errors there are noise
+        self.unresolved: set[Path_] = set()
         self._constructor = yaml.constructor.SafeConstructor()
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-            detail = " ".join(p for p in (exc.context, exc.problem) if p)
+            detail = exc.problem or exc.context or "invalid YAML"
+            start = exc.context_mark
+            if exc.context and start is not None and mark is not None and start.line != mark.line:
+                # an unclosed bracket or quote is noticed lines later: say where it opened
+                detail += f" ({exc.context} that starts at line {start.line + 1}, " \
+                          f"column {start.column + 1})"
+            elif exc.context and exc.problem:
+                detail = f"{exc.context}: {exc.problem}"
             raise ConfigError([f"{where}: YAML syntax error: {detail}"]) from None
         except yaml.YAMLError as exc:  # pragma: no cover - non-marked YAML errors are rare
             raise ConfigError([f"{filename}: YAML error: {exc}"]) from None
@@ -95,6 +104,7 @@ class _PositionedYaml:
                 return self.environ[name]
             if default is not None:
                 return default
+            self.unresolved.add(path)
             self.problem(path, f"environment variable {name} is not set",
                          hint=f"export {name}=... or write ${{{name}:-default}}")
             return match.group(0)
@@ -409,7 +419,8 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
         except ValidationError as exc:
             for error in exc.errors():
                 loc = _clean_loc(error["loc"])
-                doc.problem(loc, _message(error))
+                if loc not in doc.unresolved:
+                    doc.problem(loc, _message(error))
     if isinstance(doc.data, dict):
         for path, message in _cross_checks(doc.data):
             doc.problem(path, message)

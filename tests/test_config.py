@@ -1,0 +1,161 @@
+"""mirror.yaml validation: the bundled file passes; each mistake is one line naming file:line:col."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lockmirror.cli import main
+from lockmirror.config import load_config, parse_config
+from lockmirror.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = """\
+version: 1
+name: testmirror
+
+sources:
+  - name: pypi
+    url: https://pypi.org/simple/
+    priority: 10
+
+targets:
+  linux-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+  mac-py312:
+    python: "3.12"
+    platforms: [macosx_11_0_arm64]
+
+sets:
+  core:
+    requirements:
+      - requests==2.31.0
+      - celery==5.3.4
+    targets: [linux-py311]
+  tools:
+    requirements:
+      - click==8.1.7
+"""
+
+
+def line_of(text: str, fragment: str) -> int:
+    """1-based number of the only line containing ``fragment``."""
+    found = [n for n, line in enumerate(text.splitlines(), 1) if fragment in line]
+    assert len(found) == 1, (fragment, found)
+    return found[0]
+
+
+def broken(old: str, new: str) -> str:
+    assert old in BASE
+    return BASE.replace(old, new, 1)
+
+
+# (case id, file text, expected line (found by fragment), column, "path: message" regex)
+CASES = [
+    ("bad requirement", broken("celery==5.3.4", "celery=5.3.2"), "celery=5.3.2", 9,
+     (r"sets\.core\.requirements\[1\]: 'celery=5\.3\.2' is not a valid requirement; "
+     r"did you mean '=='\?")),
+    ("unknown key", broken("    priority: 10", "    priorty: 10"), "priorty", 5,
+     r"sources\[0\]\.priorty: unknown key$"),
+    ("undefined target", broken("targets: [linux-py311]", "targets: [linux-py311, win-py311]"),
+     "win-py311", 28,
+     r"sets\.core\.targets\[1\]: unknown target 'win-py311' \(defined: linux-py311, mac-py312\)$"),
+    ("duplicate set", broken("  tools:", "  core:"), "  core:\n    requirements:\n      - click", 3,
+     r"sets\.core: duplicate key 'core' \(first given at line 18\)$"),
+    ("duplicate set by case", broken("  tools:", "  Core:"), "Core:", 3,
+     r"sets\.Core: duplicate set name \(same as 'core'\)$"),
+    ("wrong type", broken("priority: 10", "priority: high"), "priority: high", 5,
+     r"sources\[0\]\.priority: input should be a valid integer.*got str 'high'$"),
+    ("wrong container", broken("      - click==8.1.7", "      click: 8.1.7"),
+     "requirements:\n      click", 5,
+     r"sets\.tools\.requirements: input should be a valid list, got dict"),
+    ("yaml syntax", broken("platforms: [macosx_11_0_arm64]", "platforms: [macosx_11_0_arm64"),
+     "sets:", 5,
+     (r"YAML syntax error: expected ',' or '\]', but got ':' \(while parsing a flow sequence "
+     r"that starts at line 15, column 16\)$")),
+    ("tab indent", broken('    python: "3.12"', '\tpython: "3.12"'), '\tpython: "3.12"', 1,
+     r"YAML syntax error: .*found character '\\t' that cannot start any token$"),
+    ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
+     "PRIVATE_INDEX_URL", 5,
+     (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "
+     r"export PRIVATE_INDEX_URL=\.\.\. or write \$\{PRIVATE_INDEX_URL:-default\}$")),
+]
+
+
+def expected_line(text: str, fragment: str) -> int:
+    if "\n" in fragment:  # a multi-line fragment: the line where it starts
+        return text[: text.index(fragment)].count("\n") + 1
+    return line_of(text, fragment)
+
+
+def test_bundled_mirror_yaml_validates() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lockmirror", "validate", str(REPO / "mirror.yaml")],
+        capture_output=True, text=True, check=False, cwd=REPO,
+        env={"PATH": "/usr/bin:/bin"})  # no LOCKMIRROR_* variables: defaults must do
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{REPO / 'mirror.yaml'}: ok: 3 sets, 2 targets, 1 sources"
+    loaded = load_config(REPO / "mirror.yaml", environ={})
+    assert loaded.config.sources[0].url == "https://pypi.org/simple/"
+
+
+@pytest.mark.parametrize(("text", "fragment", "column", "pattern"),
+                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_each_mistake_is_one_line_with_its_position(
+        text: str, fragment: str, column: int, pattern: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PRIVATE_INDEX_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    Path("mirror.yaml").write_text(text, encoding="utf-8")
+    status = main(["validate", "mirror.yaml"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    line = line.removeprefix("lockmirror: error: ")
+    position = f"mirror.yaml:{expected_line(text, fragment)}:{column}: "
+    assert line.startswith(position), line
+    assert re.search(pattern, line[len(position):]), line
+    assert "Traceback" not in captured.err
+
+
+def test_cli_subprocess_reports_the_line_without_traceback(tmp_path: Path) -> None:
+    text = broken("celery==5.3.4", "celery=5.3.2")
+    (tmp_path / "mirror.yaml").write_text(text, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "lockmirror", "validate"],
+                            capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        (f"lockmirror: error: mirror.yaml:{line_of(text, 'celery=5.3.2')}:9: "
+        "sets.core.requirements[1]: 'celery=5.3.2' is not a valid requirement; did you mean "
+        "'=='? (Expected semicolon (after name with no version specifier) or end)")]
+
+
+def test_every_problem_is_reported_in_one_pass() -> None:
+    text = broken("    priority: 10", "    priorty: 10").replace("celery==5.3.4", "celery=5.3.2")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "mirror.yaml", environ={})
+    assert [p.split(": ")[0] for p in caught.value.problems] == [
+        f"mirror.yaml:{line_of(text, 'priorty')}:5",
+        f"mirror.yaml:{line_of(text, 'celery=5.3.2')}:9"]
+    assert caught.value.exit_code == 2
+
+
+def test_variables_are_substituted(tmp_path: Path) -> None:
+    text = broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL:-https://fallback.example/simple}")
+    config = parse_config(text, environ={})
+    assert config.sources[0].url == "https://fallback.example/simple/"
+    config = parse_config(text, environ={"PRIVATE_INDEX_URL": "https://nexus.example/simple"})
+    assert config.sources[0].url == "https://nexus.example/simple/"
+
+
+def test_missing_file_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^nowhere\.yaml: no such file"):
+        load_config("nowhere.yaml")
