@@ -268,6 +268,25 @@ def test_credentials_in_urls_never_reach_messages(second_index: FixtureIndex) ->
     assert second_index.requests[0].authorized  # the URL's credentials were used
 
 
+def test_session_defaults_and_environment(fixture_index: FixtureIndex,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    assert make_session().verify == str(bundle)
+    monkeypatch.delenv("SSL_CERT_FILE")
+    # the fixture index answers absolute-URI requests too, so it can stand in for a proxy
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fixture_index.base_url)
+    behind_proxy = SourceConfig(name="far", url="http://index.invalid/simple/")
+    with IndexClient([behind_proxy], environ={}) as client:
+        assert client.project("gamma").source == "far"
+    [record] = fixture_index.requests
+    assert record.path == "/simple/gamma/"
+    assert record.user_agent is not None and record.user_agent.startswith("lockmirror/")
+
+
 def test_file_url_source(tmp_path: Path, catalogue: Catalogue) -> None:
     wheel = catalogue.find("beta", "1.0")
     files = tmp_path / "tree" / "files" / "beta"

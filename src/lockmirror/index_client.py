@@ -372,7 +372,11 @@ class IndexClient:
         for source in self.sources:
             for project in source.normalized_projects:
                 self._pinned.setdefault(project, source)
-        self._auth = PrefixAuth(source_auth(self.sources, environ))
+        # per request, so a session handed in needs no setup; credentials it
+        # already carries (make_session(credentials=...)) are kept
+        given = session.auth.credentials if session and isinstance(session.auth, PrefixAuth) \
+            else {}
+        self._auth = PrefixAuth({**given, **source_auth(self.sources, environ)})
         self._owns_session = session is None
         self.session = session if session is not None else make_session(
             cache_dir=cache_dir, pool_size=max(16, max_workers))
@@ -381,6 +385,11 @@ class IndexClient:
         self._executor: ThreadPoolExecutor | None = None
         self._pages: dict[NormalizedName, Future[ProjectPage]] = {}
         self._metadata: dict[str, Future[bytes]] = {}
+
+    @property
+    def auth(self) -> PrefixAuth:
+        """requests auth that sends each source's credentials to its URLs only."""
+        return self._auth
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -137,6 +137,7 @@ class RequestRecord:
     range: str | None      # the Range header
     accept: str | None
     authorized: bool       # carried an Authorization header
+    user_agent: str | None = None
 
 
 @dataclass
@@ -679,7 +680,8 @@ def _make_handler(index: FixtureIndex) -> type[BaseHTTPRequestHandler]:
                 conditional=bool(self.headers.get("If-None-Match")
                                  or self.headers.get("If-Modified-Since")),
                 range=self.headers.get("Range"), accept=self.headers.get("Accept"),
-                authorized=self.headers.get("Authorization") is not None))
+                authorized=self.headers.get("Authorization") is not None,
+                user_agent=self.headers.get("User-Agent")))
 
         def _send(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None,
                   *, head: bool = False, truncate: bool = False) -> None:
