@@ -472,15 +472,21 @@ sets:
     requirements: [gamma==1.0]
 policy:
   yanked: warn
+  vulnerabilities: warn
+  advisory_sources:
+    - kind: pypi-json
+      url: {json_api}
 """
 BEFORE = "speedup==1.0, shared==1.0"
-AFTER = "speedup==1.2, beta==1.0, marked==1.0, sdistonly==1.0, native==1.0, yanky==1.1"
+AFTER = ("speedup==1.2, beta==1.0, marked==1.0, sdistonly==1.0, native==1.0, yanky==1.1, "
+         "vulny==1.0")
 
 
 @dataclass(frozen=True)
 class LockPair:
     before: Path
     after: Path
+    config: Path  # mirror.yaml as of "after"
     diff: LockDiff
 
 
@@ -496,14 +502,15 @@ def lock_pair(tmp_path_factory: pytest.TempPathFactory, catalogue_index: Any) ->
     config = repo / "mirror.yaml"
     copies = {}
     for label, core in (("before", BEFORE), ("after", AFTER)):
-        config.write_text(SCENARIO_MIRROR.format(url=catalogue_index.url, core=core),
+        config.write_text(SCENARIO_MIRROR.format(url=catalogue_index.url, core=core,
+                                                 json_api=catalogue_index.json_api_url),
                           encoding="utf-8")
         lock.lock_sets(load_config(config))  # the second run starts from the first's pins
         copies[label] = root / label
         shutil.copytree(repo / "lockfiles", copies[label])
     diff = diff_lockfiles(read_directory(copies["before"], label="before"),
                           read_directory(copies["after"], label="after"))
-    return LockPair(copies["before"], copies["after"], diff)
+    return LockPair(copies["before"], copies["after"], config, diff)
 
 
 def _locked(pair: LockPair, filename: str) -> LockedFile:
@@ -539,6 +546,7 @@ def test_scenario_package_changes_per_target(lock_pair: LockPair) -> None:
         "sdistonly": ("added", None, "1.0"),
         "shared": ("removed", "1.0", None),
         "speedup": ("upgraded", "1.0", "1.2"),
+        "vulny": ("added", None, "1.0"),
         "yanky": ("added", None, "1.1"),
     }
     assert _changes(lock_pair.diff, "core", X86.name) == {
@@ -589,7 +597,8 @@ def test_scenario_files_sizes_sdists_and_findings(lock_pair: LockPair) -> None:
     assert [(f.kind, f.package, f.version, f.new) for f in core.findings] == [
         ("yanked", "yanky", "1.1", True)]
     assert core.requirements_added == ("speedup==1.2", "beta==1.0", "marked==1.0",
-                                       "sdistonly==1.0", "native==1.0", "yanky==1.1")
+                                       "sdistonly==1.0", "native==1.0", "yanky==1.1",
+                                       "vulny==1.0")
     assert core.requirements_removed == ("speedup==1.0", "shared==1.0")
 
 
@@ -608,12 +617,12 @@ def test_scenario_text(lock_pair: LockPair) -> None:
     lines = text.splitlines()
     assert lines[0] == "lockmirror diff before -> after"
     core = lock_pair.diff.sets[0]
-    assert lines[2] == (f"set core: 13 added, 1 removed, 1 upgraded, files "
+    assert lines[2] == (f"set core: 14 added, 1 removed, 1 upgraded, files "
                         f"+{len(core.files_added)} -{len(core.files_removed)}, "
                         f"{format_size(core.size_change, signed=True)} "
                         f"({format_size(core.old_size)} -> {format_size(core.new_size)})")
     assert lines[3] == ("  requirements: +speedup==1.2 +beta==1.0 +marked==1.0 +sdistonly==1.0 "
-                        "+native==1.0 +yanky==1.1 -speedup==1.0 -shared==1.0")
+                        "+native==1.0 +yanky==1.1 +vulny==1.0 -speedup==1.0 -shared==1.0")
     assert lines[4] == f"  target {X86.name}:"
     # Columns: the widest "name version" in a target block is "fixture-backend 1.0".
     assert "    + alpha 1.1            core: beta==1.0 -> alpha" in lines
@@ -641,7 +650,7 @@ def test_scenario_markdown(lock_pair: LockPair) -> None:
     markdown = render_markdown(lock_pair.diff)
     lines = markdown.splitlines()
     assert lines[0] == "### lockmirror diff: `before` → `after`"
-    assert lines[2].startswith("**1 set(s) changed**: packages 13 added, 1 removed, 1 upgraded;")
+    assert lines[2].startswith("**1 set(s) changed**: packages 14 added, 1 removed, 1 upgraded;")
     assert "#### Set `core`" in lines
     assert f"**Target** `{X86.name}`" in lines
     assert "| change | package | version | why |" in lines
@@ -668,7 +677,7 @@ def test_scenario_json(lock_pair: LockPair) -> None:
     assert list(data) == ["schema", "old", "new", "changed", "summary", "sets"]
     assert data["schema"] == "lockmirror-diff/1"
     assert data["summary"] == {
-        "sets_changed": 1, "packages_added": 13, "packages_removed": 1,
+        "sets_changed": 1, "packages_added": 14, "packages_removed": 1,
         "packages_upgraded": 1, "packages_downgraded": 0, "packages_changed": 0,
         "files_added": len(lock_pair.diff.sets[0].files_added), "files_removed": 2,
         "size_change": lock_pair.diff.sets[0].size_change}
@@ -700,3 +709,25 @@ def test_scenario_json(lock_pair: LockPair) -> None:
                                  "message": "yanky 1.1 is yanked upstream: broken build, "
                                             "use 1.0"}]
     assert data["sets"][1] == {**data["sets"][1], "set": "misp", "status": "unchanged"}
+
+
+def test_scenario_with_the_audit(lock_pair: LockPair, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(lock_pair.config.parent)
+    assert cli.main(["diff", str(lock_pair.before), str(lock_pair.after), "--audit",
+                     "--config", str(lock_pair.config), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    findings = data["sets"][0]["findings"]
+    audit = {(f["package"], f["version"]): f for f in findings if f["kind"] == "audit"}
+    # The advisory comes from the fixture index's JSON API; the release is new in this diff.
+    vulny = audit[("vulny", "1.0")]
+    assert (vulny["severity"], vulny["new"]) == ("warn", True)
+    assert "PYSEC-2023-0001" in vulny["message"]
+    # The audit's yanked finding (asked of the index now) replaces the lockfile's own.
+    assert audit[("yanky", "1.1")]["message"].startswith("yanked: ")
+    assert [f for f in findings if f["kind"] == "yanked"] == []
+    assert all(f["new"] for f in findings)
+    assert cli.main(["diff", str(lock_pair.before), str(lock_pair.after), "--audit",
+                     "--config", str(lock_pair.config), "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "- ⚠️ **new** audit: vulnerabilities: " in markdown

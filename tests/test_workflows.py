@@ -142,7 +142,7 @@ def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
     steps = data["jobs"]["check"]["steps"]
     scripts = "\n".join(step.get("run", "") for step in steps)
     for command in ("lockmirror validate", "lockmirror lock --check", "lockmirror audit",
-                    "lockmirror diff --format markdown", "$GITHUB_STEP_SUMMARY",
+                    "lockmirror diff --audit --format markdown", "$GITHUB_STEP_SUMMARY",
                     "doit fetch index verify", "doit bundle"):
         assert command in scripts
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))

@@ -13,6 +13,8 @@ Entries:
   three output formats (terminal, PR comment / step summary, machines).
 - :func:`render_textconv` — one lockfile as sorted, self-describing lines, so
   that git's textconv diff of two renderings reads as a summary.
+- :func:`with_audit` — add the audit stage's findings (advisories, yanks as
+  of now) to a diff, marking those on releases this change brings in.
 
 Nothing here prints; ``commands/diff.py`` does. Reading a git revision runs
 ``git`` (``ls-tree`` once, ``show`` per lockfile); everything else is in
@@ -51,8 +53,10 @@ only ever added, never renamed or removed, within schema version 1)::
         "files": {"added": [FILE...], "removed": [FILE...],
                   "old_size": 0, "new_size": 0, "size_change": 0},
         "new_sdists": [{FILE..., "source_builds_on": ["target", ...]}],
-        "findings": [{"kind": "exception-used" | "yanked", "severity": "warn" | "info",
-                      "package": "foo", "version": "1.0", "message": "...", "new": true}]
+        "findings": [{"kind": "exception-used" | "yanked" | "audit",
+                      "severity": "deny" | "warn" | "info",
+                      "package": "foo", "version": "1.0", "message": "...",
+                      "new": true}]     # new: not on the old side (audit: release changed here)
       }]
     }
 
@@ -62,6 +66,7 @@ only ever added, never renamed or removed, within schema version 1)::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -70,7 +75,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -368,8 +373,8 @@ class NewSdist:
 class Finding:
     """A policy matter the reviewer should see."""
 
-    kind: Literal["exception-used", "yanked"]
-    severity: Literal["warn", "info"]
+    kind: Literal["exception-used", "yanked", "audit"]
+    severity: Literal["deny", "warn", "info"]
     package: str | None
     version: str | None
     message: str
@@ -632,6 +637,54 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
     return tuple(out)
 
 
+class AuditFinding(Protocol):
+    """What :func:`with_audit` needs of an audit row (``lockmirror.audit.AuditRow``)."""
+
+    @property
+    def package(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def level(self) -> Literal["deny", "warn", "waived"]: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def sets(self) -> tuple[str, ...]: ...
+
+
+def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
+    """``diff`` with audit findings added to the sets they hold in.
+
+    A finding is ``new`` when its release is added or changed by this diff.
+    Waived rows are left out (the lockfile's exceptions-used already says
+    so), and an audit row about a yanked release replaces the lockfile's
+    own yanked finding, which is older news. O(rows + changes).
+    """
+    rows = [r for r in rows if r.level != "waived"]
+    sets = []
+    for set_diff in diff.sets:
+        mine = [r for r in rows if set_diff.set_name in r.sets]
+        if not mine:
+            sets.append(set_diff)
+            continue
+        changed = {(p.name, p.new_version) for t in set_diff.targets for p in t.packages
+                   if p.new_version is not None}
+        audited_yanks = {(r.package, r.version) for r in mine if r.rule == "yanked"}
+        kept = [f for f in set_diff.findings
+                if not (f.kind == "yanked" and (f.package, f.version) in audited_yanks)]
+        added = [Finding("audit", "deny" if r.level == "deny" else "warn", r.package or None,
+                         r.version or None, f"{r.rule}: {r.message}",
+                         new=(r.package, r.version) in changed) for r in mine]
+        findings = tuple(kept + added)
+        status = set_diff.status
+        if status == "unchanged" and any(f.new for f in findings):
+            status = "changed"
+        sets.append(dataclasses.replace(set_diff, findings=findings, status=status))
+    return LockDiff(diff.old_label, diff.new_label, tuple(sets))
+
+
 # --------------------------------------------------------------------------
 # Rendering helpers
 # --------------------------------------------------------------------------
@@ -735,7 +788,8 @@ def render_text(diff: LockDiff) -> str:
                          f"({format_size(sdist.file.size)}){where}")
         for finding in set_diff.findings:
             fresh = "new " if finding.new else ""
-            lines.append(f"  policy: {fresh}{finding.kind}: {finding.message}")
+            level = "DENY " if finding.severity == "deny" else ""
+            lines.append(f"  policy: {level}{fresh}{finding.kind}: {finding.message}")
     unchanged = [s.set_name for s in diff.sets if s.status == "unchanged"]
     if unchanged:
         lines.append("")
@@ -851,7 +905,8 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
             out += ["", "Policy:", ""]
             for finding in set_diff.findings:
                 fresh = "**new** " if finding.new else ""
-                out.append(f"- ⚠️ {fresh}{finding.kind}: {_md(finding.message)}")
+                mark = "⛔ **deny**" if finding.severity == "deny" else "⚠️"
+                out.append(f"- {mark} {fresh}{finding.kind}: {_md(finding.message)}")
     unchanged = [s.set_name for s in diff.sets if s.status == "unchanged"]
     if unchanged:
         out += ["", "Unchanged: " + ", ".join(_code(n) for n in unchanged) + "."]

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import load_config
 from ..diff import (
+    LockDiff,
     LockfileSide,
     default_base,
     diff_lockfiles,
@@ -27,6 +29,7 @@ from ..diff import (
     render_text,
     render_textconv,
     repository_root,
+    with_audit,
 )
 from ..errors import LockmirrorError
 from ..fsutil import atomic_write
@@ -55,6 +58,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the main branch whose merge base is the default OLD")
     parser.add_argument("--exit-code", action="store_true",
                         help="exit 1 when the lockfiles differ (like `git diff --exit-code`)")
+    parser.add_argument("--audit", action="store_true",
+                        help="add the audit's findings (advisories, yanks as of now) for the "
+                             "NEW lockfiles; asks the sources unless --offline")
+    parser.add_argument("--offline", action="store_true",
+                        help="with --audit: offline advisory databases and the lockfiles' "
+                             "own yanked state only")
     parser.add_argument("--textconv", metavar="FILE",
                         help="print one lockfile as lines for git's diff driver "
                              "(git config diff.lockmirror.textconv \"lockmirror diff --textconv\")")
@@ -85,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         new = load_lockfiles(args.new, repo=root, lockfile_dir=relative)
 
     diff = diff_lockfiles(old, new)
+    if args.audit:
+        diff = _with_audit(diff, config, new, args.offline)
     if args.format == "json":
         text = render_json(diff)
     elif args.format == "markdown":
@@ -113,6 +124,29 @@ def _textconv(path: Path) -> int:
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
     return 0
+
+
+def _with_audit(diff: LockDiff, config: Path, new: LockfileSide, offline: bool) -> LockDiff:
+    """The diff with the audit of NEW's lockfiles; an audit that cannot run is a warning.
+
+    The audit is a gate of its own (``lockmirror audit``); here it only
+    informs the reviewer, so a source that is down must not hide the diff.
+    """
+    from ..audit import audit_mirror
+
+    paths = [Path(p) for p in new.paths.values()]
+    if any(not p.is_file() for p in paths):
+        raise LockmirrorError("--audit needs NEW to be the working tree or lockfile paths, "
+                              "not a git revision")
+    loaded = load_config(config)
+    try:
+        # The command line is where the clock is read.
+        report = audit_mirror(loaded, now=datetime.now(UTC), lockfile_paths=paths,
+                              offline=offline)
+    except LockmirrorError as error:
+        print(f"lockmirror: warning: audit not included: {error}", file=sys.stderr)
+        return diff
+    return with_audit(diff, report.rows)
 
 
 def _lockfile_dir(config: Path) -> Path:
