@@ -713,6 +713,7 @@ def test_scenario_json(lock_pair: LockPair) -> None:
 
 def test_scenario_with_the_audit(lock_pair: LockPair, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("lockmirror.audit", reason="the audit stage has not landed")
     monkeypatch.chdir(lock_pair.config.parent)
     assert cli.main(["diff", str(lock_pair.before), str(lock_pair.after), "--audit",
                      "--config", str(lock_pair.config), "--format", "json"]) == 0
