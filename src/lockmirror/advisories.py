@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,11 +42,12 @@ from packaging.version import InvalidVersion, Version
 
 from .config import AdvisorySourceConfig
 from .errors import ConfigError, LockmirrorError, NetworkError
+from .http import check_response, get, make_session, network_error, redact_url
 
 DEFAULT_PYPI_JSON_URL = "https://pypi.org/pypi/"
 DEFAULT_OSV_API_URL = "https://api.osv.dev/"
 OSV_BATCH_LIMIT = 1000  # queries per /v1/querybatch request (the API's limit)
-TIMEOUT = 30.0
+TIMEOUT = (10.0, 60.0)  # (connect, read) when the session has no default
 
 Release = tuple[NormalizedName, Version]
 
@@ -382,33 +384,28 @@ class OsvApiSource:
 
 
 def _get_json(session: requests.Session, url: str, *, missing_ok: bool = False) -> Any:
-    try:
-        response = session.get(url, timeout=TIMEOUT, headers={"Accept": "application/json"})
-    except requests.RequestException as exc:
-        raise NetworkError(f"cannot reach advisory source: {type(exc).__name__}",
-                           where=url) from None
-    if response.status_code == 404 and missing_ok:
+    response = get(session, url, headers={"Accept": "application/json"},
+                   allow=(404,) if missing_ok else ())
+    if response.status_code == 404:
         return None
     return _json_body(response, url)
 
 
 def _post_json(session: requests.Session, url: str, body: Any) -> Any:
     try:
-        response = session.post(url, json=body, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise NetworkError(f"cannot reach advisory source: {type(exc).__name__}",
-                           where=url) from None
-    return _json_body(response, url)
+        response = session.post(url, json=body, timeout=getattr(session, "default_timeout", None)
+                                or TIMEOUT)
+    except requests.RequestException as error:
+        raise network_error(error, url) from None
+    return _json_body(check_response(response, url=url, not_found=NetworkError), url)
 
 
 def _json_body(response: requests.Response, url: str) -> Any:
-    if response.status_code != 200:
-        raise NetworkError(f"advisory source answered HTTP {response.status_code}", where=url)
     try:
         return response.json()
     except ValueError:
-        raise NetworkError("advisory source answered with something that is not JSON",
-                           where=url) from None
+        raise NetworkError(f"{redact_url(url)}: the advisory source answered with something "
+                           "that is not JSON") from None
 
 
 # --------------------------------------------------------------------------
@@ -423,6 +420,9 @@ class AdvisoryDB:
 
     def __init__(self, sources: Sequence[AdvisorySource]) -> None:
         self.sources = list(sources)
+        # the lock stage resolves targets in threads; the sources' caches are
+        # plain dicts, and one lookup at a time also keeps requests unduplicated
+        self._lock = threading.Lock()
 
     @property
     def labels(self) -> list[str]:
@@ -430,21 +430,23 @@ class AdvisoryDB:
 
     def prefetch(self, releases: Iterable[Release]) -> None:
         wanted = list(releases)
-        for source in self.sources:
-            source.prefetch(wanted)
+        with self._lock:
+            for source in self.sources:
+                source.prefetch(wanted)
 
     def advisories_for(self, name: str, version: Version) -> list[Advisory]:
         """Advisories affecting the release, sorted by id."""
         key = canonicalize_name(name)
+        with self._lock:
+            found = [a for source in self.sources for a in source.advisories_for(key, version)]
         merged: list[Advisory] = []
-        for source in self.sources:
-            for advisory in source.advisories_for(key, version):
-                for i, known in enumerate(merged):
-                    if set(known.ids) & set(advisory.ids):
-                        merged[i] = _merge(known, advisory)
-                        break
-                else:
-                    merged.append(advisory)
+        for advisory in found:
+            for i, known in enumerate(merged):
+                if set(known.ids) & set(advisory.ids):
+                    merged[i] = _merge(known, advisory)
+                    break
+            else:
+                merged.append(advisory)
         return sorted(merged, key=lambda a: a.id)
 
 
@@ -473,7 +475,9 @@ def open_advisory_db(configs: Sequence[AdvisorySourceConfig], *, base_dir: Path,
             path = Path(cfg.path)
             sources.append(OsvOfflineSource(path if path.is_absolute() else base_dir / path))
             continue
-        http = session if session is not None else requests.Session()
+        if session is None:
+            session = make_session()
+        http = session
         if cfg.kind == "pypi-json":
             sources.append(PypiJsonSource(cfg.url or DEFAULT_PYPI_JSON_URL, http))
         else:

@@ -1,0 +1,60 @@
+"""``lockmirror audit``: re-check every locked release now; optionally quarantine.
+
+Exit status: 0 when nothing is denied, 1 when a deny-level finding remains
+(also after ``--quarantine``: the lockfiles still pin the release until
+``doit lock`` moves them), 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..audit import RENDERERS, audit_mirror
+from ..config import load_config
+from ..policy import parse_when
+from ..quarantine import apply_quarantine, render_plan
+
+NAME = "audit"
+HELP = ("re-check every locked release against the policy now (advisories, yanks, "
+        "expired exceptions); exit 1 on denied findings")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("--set", dest="sets", action="append", metavar="SET",
+                        help="audit only this set (repeatable; default: every set)")
+    parser.add_argument("--lockfile", dest="lockfiles", action="append", type=Path,
+                        metavar="PATH", help="audit these lockfiles instead of the sets' "
+                        "(e.g. dist-index/lockfiles/*.toml on the far side)")
+    parser.add_argument("--format", choices=sorted(RENDERERS), default="text",
+                        help="text (terminal), markdown (job summary, PR comment) or json")
+    parser.add_argument("--advisories", action="append", type=Path, default=[],
+                        metavar="PATH", help="also use this offline OSV database "
+                        "(directory or .zip; repeatable)")
+    parser.add_argument("--offline", action="store_true",
+                        help="no network: offline advisory databases only, yanked state "
+                        "from the lockfiles")
+    parser.add_argument("--now", metavar="WHEN",
+                        help="audit as of this ISO date/time instead of now (UTC)")
+    parser.add_argument("--quarantine", action="store_true",
+                        help="take releases with denied findings out of the index and add "
+                        "them to the quarantine list")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --quarantine: show what would be removed, change nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    # the command line is the one place that reads the clock
+    now = parse_when(args.now) if args.now else datetime.now(UTC)
+    report = audit_mirror(loaded, now=now, sets=args.sets, lockfile_paths=args.lockfiles,
+                          offline=args.offline, databases=args.advisories)
+    sys.stdout.write(RENDERERS[args.format](report))
+    if args.quarantine:
+        plan = apply_quarantine(loaded, report, now=now, dry_run=args.dry_run)
+        # the plan goes to stderr so that --format json stays parseable on stdout
+        sys.stderr.write(render_plan(plan))
+    return report.exit_code

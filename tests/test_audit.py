@@ -1,0 +1,427 @@
+"""The audit stage, its three renderings, the CLI, and quarantine.
+
+Hermetic: the fixture index on 127.0.0.1 answers project pages (yanked
+state), the PyPI JSON API and the OSV API; the index tree that quarantine
+edits is built by the real index stage from a store filled with the
+catalogue's files. One test audits the mirror's own core set against the
+bundled PyPA advisory subset (tests/data/advisories) as an offline database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from fixtureindex import Catalogue, FixtureIndex
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from lockmirror.advisories import AdvisoryDB, OsvOfflineSource, PypiJsonSource
+from lockmirror.audit import (
+    AuditReport,
+    audit,
+    audit_mirror,
+    render_json,
+    render_markdown,
+    render_text,
+)
+from lockmirror.cli import main
+from lockmirror.config import LoadedConfig, SourceConfig, load_config, parse_config
+from lockmirror.http import make_session
+from lockmirror.index import build_index
+from lockmirror.index_client import IndexClient
+from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.manifest import Manifest, check_tree
+from lockmirror.quarantine import QuarantineList, apply_quarantine
+from lockmirror.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+ADVISORIES = Path(__file__).parent / "data" / "advisories"
+NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)
+TARGET = LockedTarget(name="linux", python="3.11", implementation="cp",
+                      platforms=("manylinux_2_17_x86_64",), marker='sys_platform == "linux"')
+# The releases the audit tests lock: a vulnerable one (and its fix, as if a
+# second target needed it), one to be yanked, one locked with its sdist, and
+# two clean ones.
+LOCKED = [("vulny", "1.0"), ("vulny", "1.1"), ("yanky", "1.0"), ("alpha", "1.1"),
+          ("speedup", "1.2"), ("beta", "1.0")]
+
+
+def lockfile_of(catalogue: Catalogue, index: FixtureIndex, set_name: str,
+                releases: Sequence[tuple[str, str]]) -> Lockfile:
+    """A lockfile of ``releases`` with every file the catalogue has for them."""
+    packages = []
+    for name, version in releases:
+        files = [LockedFile(filename=f.filename, url=f"{index.base_url}/files/{f.normalized}/"
+                            f"{f.filename}", size=f.size, sha256=f.sha256,
+                            upload_time=f.upload_time,
+                            metadata_sha256=f.metadata_sha256 if f.is_wheel else None)
+                 for f in catalogue.project(name) if f.version == version]
+        packages.append(LockedPackage(
+            name=canonicalize_name(name), version=Version(version), targets=(TARGET.name,),
+            index=index.url, wheels=tuple(f for f in files if f.is_wheel),
+            sdist=next((f for f in files if not f.is_wheel), None),
+            why={TARGET.name: (set_name,)}))
+    return Lockfile(set_name=set_name, requirements=tuple(f"{n}=={v}" for n, v in releases),
+                    targets=(TARGET,), packages=tuple(packages), input_hash="0" * 64)
+
+
+def mirror_yaml(index: FixtureIndex, policy: str, sets: Sequence[str] = ("core",)) -> str:
+    set_lines = "".join(f"  {name}: {{requirements: [vulny==1.0]}}\n" for name in sets)
+    return (textwrap.dedent(f"""\
+        version: 1
+        sources: [{{name: fixture, url: "{index.url}"}}]
+        targets: {{linux: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}}}
+        sets:
+        """) + set_lines + "policy:\n" + textwrap.indent(textwrap.dedent(policy), "  "))
+
+
+@pytest.fixture
+def client(fixture_index: FixtureIndex) -> Iterator[IndexClient]:
+    sources = [SourceConfig(name="fixture", url=fixture_index.url)]
+    with IndexClient(sources, session=make_session(retries=0)) as index_client:
+        yield index_client
+
+
+def run_audit(catalogue: Catalogue, index: FixtureIndex, client: IndexClient | None,
+              policy: str, sets: Sequence[str] = ("core",)) -> AuditReport:
+    config = parse_config(mirror_yaml(index, policy, sets))
+    db = AdvisoryDB([PypiJsonSource(index.json_api_url, make_session(retries=0))])
+    lockfiles = [lockfile_of(catalogue, index, name, LOCKED) for name in sets]
+    return audit(lockfiles, config, sources=db, now=NOW, client=client)
+
+
+# --------------------------------------------------------------------------
+# The audit
+# --------------------------------------------------------------------------
+
+
+def test_audit_finds_new_advisories_new_yanks_and_denied_sdists(
+        catalogue: Catalogue, fixture_index: FixtureIndex, client: IndexClient) -> None:
+    fixture_index.yank(catalogue.find("yanky", "1.0").filename, "pulled: bad metadata")
+    report = run_audit(catalogue, fixture_index, client, """\
+        vulnerabilities: deny
+        yanked: warn
+        sdists: deny
+        exceptions:
+          - {package: alpha, version: "1.1", rules: [sdists], reason: no other way to build}
+        """)
+    assert [(r.level, r.release, r.rule) for r in report.rows] == [
+        ("deny", "vulny==1.0", "vulnerabilities"),
+        ("warn", "yanky==1.0", "yanked"),
+        ("waived", "alpha==1.1", "sdists"),
+    ]
+    vuln, yank, waived = report.rows
+    assert (vuln.advisory, vuln.aliases, vuln.fixed_in) == (
+        "PYSEC-2023-0001", ("GHSA-fix7-ture-0001",), ("1.1",))
+    assert yank.message == "yanky==1.0 is yanked: pulled: bad metadata"
+    assert waived.exception == "policy.exceptions[0]"
+    assert report.exit_code == 1
+    assert report.quarantine_candidates() == {("vulny", "1.0"): [vuln.message]}
+    assert report.releases == len(LOCKED) and report.yanked_checked
+
+
+def test_audit_rechecks_each_run_and_passes_when_only_warnings(
+        catalogue: Catalogue, fixture_index: FixtureIndex, client: IndexClient) -> None:
+    clean = run_audit(catalogue, fixture_index, client, "vulnerabilities: warn\n")
+    assert [(r.level, r.release) for r in clean.rows] == [("warn", "vulny==1.0")]
+    assert clean.exit_code == 0
+    # an advisory published after the lock shows up on the next run
+    fixture_index.add_vulnerability("speedup", "1.2", "PYSEC-2024-0099",
+                                    aliases=["CVE-2024-0099"], summary="new issue")
+    later = run_audit(catalogue, fixture_index, None, "vulnerabilities: deny\n")
+    assert [(r.level, r.release, r.advisory) for r in later.rows] == [
+        ("deny", "speedup==1.2", "PYSEC-2024-0099"), ("deny", "vulny==1.0", "PYSEC-2023-0001")]
+    assert later.rows[0].fixed_in == ()
+    assert "yanked state taken from the lockfiles only" in later.notes[0]
+
+
+def test_project_gone_from_every_source_is_noted(
+        catalogue: Catalogue, fixture_index: FixtureIndex, client: IndexClient) -> None:
+    config = parse_config(mirror_yaml(fixture_index, "yanked: deny\n"))
+    lockfile = lockfile_of(catalogue, fixture_index, "core", [("alpha", "1.0")])
+    ghost = LockedPackage(name=canonicalize_name("ghost"), version=Version("1.0"),
+                          targets=(TARGET.name,), index=fixture_index.url)
+    lockfile = Lockfile(lockfile.set_name, lockfile.requirements, lockfile.targets,
+                        (*lockfile.packages, ghost), lockfile.input_hash)
+    report = audit([lockfile], config, sources=None, now=NOW, client=client)
+    assert report.rows == () and report.exit_code == 0
+    assert report.notes == (
+        "ghost: no configured source has this project any more",
+        ("no advisory sources configured (policy.advisory_sources): vulnerabilities were "
+        "not checked"))
+
+
+def test_expired_exception_is_a_denied_finding_and_stops_waiving(
+        catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
+    report = run_audit(catalogue, fixture_index, None, """\
+        vulnerabilities: deny
+        exceptions:
+          - {package: vulny, version: "1.0", reason: not reachable, expires: 2024-10-01}
+        """, sets=("core", "misp"))
+    assert [(r.level, r.rule, r.release, r.sets) for r in report.rows] == [
+        ("deny", "exceptions", "vulny==1.0", ("core", "misp")),
+        ("deny", "vulnerabilities", "vulny==1.0", ("core", "misp")),
+    ]
+    assert report.rows[0].message == (
+        "mirror.yaml: policy.exceptions[0]: exception for vulny==1.0 expired on 2024-10-01; "
+        "renew it with a new date and reason, or remove it")
+    # the expiry finding names no release to quarantine; the advisory does
+    assert list(report.quarantine_candidates()) == [("vulny", "1.0")]
+
+
+def test_renderings(catalogue: Catalogue, fixture_index: FixtureIndex,
+                    client: IndexClient) -> None:
+    fixture_index.yank(catalogue.find("yanky", "1.0").filename, "broken | pipe")
+    report = run_audit(catalogue, fixture_index, client, """\
+        vulnerabilities: deny
+        exceptions:
+          - {package: yanky, rules: [yanked], reason: pinned by vendor}
+        """)
+    text = render_text(report)
+    lines = text.splitlines()
+    assert lines[0].split() == ["LEVEL", "RELEASE", "RULE", "SETS", "DETAIL"]
+    assert lines[1].split()[:4] == ["deny", "vulny==1.0", "vulnerabilities", "core"]
+    assert lines[1].endswith("PYSEC-2023-0001 (GHSA-fix7-ture-0001): fixed in 1.1")
+    assert lines[2].endswith("[waived by policy.exceptions[0]]")
+    assert lines[1].index("vulny") == lines[0].index("RELEASE")  # columns line up
+    assert lines[-1] == ("6 releases in 1 sets checked at 2024-10-10 12:00 UTC: 1 denied, "
+                         "0 warnings, 1 waived")
+
+    markdown = render_markdown(report)
+    assert markdown.startswith("## lockmirror audit: ❌ denied findings\n")
+    assert "| Level | Release | Rule | Sets | Detail |" in markdown
+    assert ("| deny | `vulny==1.0` | vulnerabilities | core | "
+            "[PYSEC-2023-0001](https://osv.dev/vulnerability/PYSEC-2023-0001) "
+            "(GHSA-fix7-ture-0001): fixed in 1.1 |") in markdown
+    assert "broken \\| pipe" in markdown  # a | in data does not break the table
+
+    data = json.loads(render_json(report))
+    assert data["format"] == "lockmirror-audit/1"
+    assert data["checked_at"] == "2024-10-10T12:00:00Z"
+    assert data["summary"] == {"deny": 1, "warn": 0, "waived": 1}
+    assert data["findings"][0] == {
+        "package": "vulny", "version": "1.0", "rule": "vulnerabilities", "level": "deny",
+        "message": report.rows[0].message, "sets": ["core"], "advisory": "PYSEC-2023-0001",
+        "aliases": ["GHSA-fix7-ture-0001"], "fixed_in": ["1.1"],
+        "url": "https://osv.dev/vulnerability/PYSEC-2023-0001",
+        "source": f"pypi-json:{fixture_index.json_api_url}"}
+    assert data["findings"][1]["exception"] == "policy.exceptions[0]"
+    assert render_json(report) == render_json(report)  # stable bytes
+
+    clean = AuditReport(checked_at=NOW, sets=("core",), releases=3, rows=(), sources=())
+    assert render_text(clean).startswith("no findings\n")
+    assert "✅ no denied findings" in render_markdown(clean)
+
+
+# --------------------------------------------------------------------------
+# Real advisories: the core set against the bundled PyPA subset
+# --------------------------------------------------------------------------
+
+
+def core_lockfiles() -> list[Lockfile]:
+    """The committed lockfiles once the lock stage has produced them; until
+    then, a lockfile of the core set's own pins from mirror.yaml."""
+    committed = sorted((REPO / "lockfiles").glob("pylock.*.toml"))
+    if committed:
+        return [Lockfile.read(path) for path in committed]
+    config = load_config(REPO / "mirror.yaml").config
+    packages = []
+    for text in config.sets["core"].requirements:
+        requirement = Requirement(text)
+        [pin] = list(requirement.specifier)
+        packages.append(LockedPackage(name=canonicalize_name(requirement.name),
+                                      version=Version(pin.version), targets=(TARGET.name,),
+                                      index="https://pypi.org/simple/"))
+    return [Lockfile(set_name="core", requirements=tuple(config.sets["core"].requirements),
+                     targets=(TARGET,), packages=tuple(packages), input_hash="0" * 64)]
+
+
+def expected_from_records(releases: set[tuple[str, Version]]) -> set[tuple[str, str, str]]:
+    """(project, version, advisory id) straight from the YAML records' own
+    ``versions`` lists, without lockmirror's evaluation."""
+    found = set()
+    for path in ADVISORIES.glob("vulns/*/*.yaml"):
+        record = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
+        if record.get("withdrawn"):
+            continue
+        for affected in record["affected"]:
+            name = canonicalize_name(affected["package"]["name"])
+            for text in affected.get("versions", []):
+                try:
+                    version = Version(text)
+                except InvalidVersion:
+                    continue
+                if (name, version) in releases:
+                    found.add((name, str(version), record["id"]))
+    return found
+
+
+def test_core_set_against_the_pypa_advisory_database() -> None:
+    lockfiles = core_lockfiles()
+    config = load_config(REPO / "mirror.yaml").config
+    db = AdvisoryDB([OsvOfflineSource(ADVISORIES)])
+    report = audit(lockfiles, config, sources=db, now=NOW)
+    found = {(r.package, r.version, r.advisory) for r in report.rows if r.advisory}
+    locked = {(p.name, p.version) for lf in lockfiles for p in lf.packages}
+    assert found == expected_from_records(locked)
+    # what the records say about the core pins (fixed in: from the records)
+    by_release = {(r.package, r.version, r.advisory): r for r in report.rows}
+    assert by_release[("urllib3", "2.0.4", "PYSEC-2023-192")].fixed_in == ("2.0.6",)
+    assert by_release[("urllib3", "2.0.4", "PYSEC-2023-212")].fixed_in == ("2.0.7",)
+    assert by_release[("urllib3", "2.0.4", "PYSEC-2023-212")].aliases == (
+        "CVE-2023-45803", "GHSA-g4mx-q9vg-27p4")
+    assert by_release[("cryptography", "41.0.4", "PYSEC-2023-254")].fixed_in == ("41.0.6",)
+    # requests 2.31.0 is the fix for PYSEC-2023-74, not affected by it
+    assert not [r for r in report.rows if r.package == "requests"]
+    # mirror.yaml says `vulnerabilities: warn`: findings, but the audit passes
+    assert {r.level for r in report.rows} == {"warn"} and report.exit_code == 0
+
+
+# --------------------------------------------------------------------------
+# The CLI, quarantine and its dry run
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, catalogue: Catalogue, fixture_index: FixtureIndex) -> LoadedConfig:
+    """A mirror repository: mirror.yaml, a lockfile, a store, a built dist-index."""
+    (tmp_path / "mirror.yaml").write_text(mirror_yaml(fixture_index, f"""\
+        vulnerabilities: deny
+        advisory_sources:
+          - {{kind: pypi-json, url: "{fixture_index.json_api_url}"}}
+        """))
+    loaded = load_config(tmp_path / "mirror.yaml")
+    lockfile = lockfile_of(catalogue, fixture_index, "core", LOCKED)
+    lockfile.write(loaded.lockfile_path("core"))
+    store = Store(loaded.store_dir)
+    for item in catalogue:
+        for data in (item.path.read_bytes(), item.metadata if item.is_wheel else None):
+            if data is not None:
+                staged = store.temp_dir() / "staged"
+                staged.write_bytes(data)
+                store.adopt(staged, hashlib.sha256(data).hexdigest())
+    build_index([loaded.lockfile_path("core")], store, loaded.index_dir)
+    return loaded
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: FixtureIndex,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(mirror.path)
+    assert main(["audit", "-c", config, "--now", "2024-10-10T12:00:00Z", "--offline",
+                 "--format", "json"]) == 0  # offline: no source configured is offline
+    offline = json.loads(capsys.readouterr().out)
+    assert offline["findings"] == [] and offline["sources"] == []
+    assert main(["audit", "-c", config, "--now", "2024-10-10T12:00:00Z",
+                 "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [f["advisory"] for f in data["findings"]] == ["PYSEC-2023-0001"]
+    assert main(["audit", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
+    assert capsys.readouterr().out.startswith("## lockmirror audit: ❌")
+    assert main(["audit", "-c", config, "--set", "nope"]) == 1
+    assert "no set named 'nope'" in capsys.readouterr().err
+    assert main(["audit", "-c", config, "--now", "yesterday"]) == 1
+    assert "'yesterday' is not an ISO date" in capsys.readouterr().err
+
+
+def test_quarantine_dry_run_changes_nothing(mirror: LoadedConfig,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(mirror.index_dir)
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-10", "--quarantine",
+                 "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert snapshot(mirror.index_dir) == before
+    assert not mirror.quarantine_path.exists()
+    assert f"quarantine: would add vulny==1.0 to {mirror.quarantine_path}" in err
+    assert f"would remove {mirror.index_dir / 'files/vulny/vulny-1.0-py3-none-any.whl'}" in err
+    assert f"would rewrite {mirror.index_dir / 'simple/vulny/index.json'}" in err
+
+
+def test_quarantine_takes_releases_out_of_the_index(mirror: LoadedConfig, catalogue: Catalogue,
+                                                    fixture_index: FixtureIndex) -> None:
+    report = audit_mirror(mirror, now=NOW)
+    dry = apply_quarantine(mirror, report, now=NOW, dry_run=True)
+    result = apply_quarantine(mirror, report, now=NOW)
+    assert (result.change.removed, result.change.rewritten) == (
+        dry.change.removed, dry.change.rewritten)
+    assert result.change.releases == ("vulny==1.0",)
+    assert result.change.removed == ("files/vulny/vulny-1.0-py3-none-any.whl",
+                                     "files/vulny/vulny-1.0-py3-none-any.whl.metadata")
+    root = mirror.index_dir
+    manifest = Manifest.read(root / "manifest.json")
+    assert check_tree(root, manifest).ok
+    page = json.loads((root / "simple/vulny/index.json").read_text())
+    assert page["versions"] == ["1.1"]
+    assert [f["filename"] for f in page["files"]] == ["vulny-1.1-py3-none-any.whl"]
+    assert "vulny-1.0" not in (root / "simple/vulny/index.html").read_text()
+    assert "vulny-1.1-py3-none-any.whl" in (root / "simple/vulny/index.html").read_text()
+    # untouched projects keep their bytes
+    assert (root / "simple/alpha/index.json").read_bytes() == snapshot_page(mirror, "alpha")
+    listed = QuarantineList.read(mirror.quarantine_path)
+    assert [r.release for r in listed.releases.values()] == ["vulny==1.0"]
+    assert json.loads(mirror.quarantine_path.read_text())["releases"][0]["since"] == (
+        "2024-10-10T12:00:00Z")
+    # running again changes nothing, and keeps the first date
+    again = apply_quarantine(mirror, audit_mirror(mirror, now=NOW.replace(day=11)),
+                             now=NOW.replace(day=11))
+    assert again.change.removed == () and again.added == ()
+    assert QuarantineList.read(mirror.quarantine_path) == listed
+    # once the set is locked without it, audit says the entry can go
+    lockfile_of(catalogue, fixture_index, "core", [r for r in LOCKED if r != ("vulny", "1.0")]
+                ).write(mirror.lockfile_path("core"))
+    later = audit_mirror(mirror, now=NOW)
+    assert later.exit_code == 0
+    assert later.notes[-1] == ("quarantine entries no longer locked (remove them from "
+                               "quarantine.json): vulny==1.0")
+
+
+def snapshot_page(mirror: LoadedConfig, project: str) -> bytes:
+    """The page the index stage writes for ``project`` from the lockfile alone."""
+    other = mirror.root / "reference-index"
+    build_index([mirror.lockfile_path("core")], Store(mirror.store_dir), other,
+                state_dir=mirror.root / "reference-state")
+    return (other / f"simple/{project}/index.json").read_bytes()
+
+
+def test_quarantine_empties_a_project_and_real_installers_see_it(
+        mirror: LoadedConfig, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    uv = shutil.which("uv", path=str(REPO / ".venv" / "bin"))
+    assert uv is not None
+    fixture_index.add_vulnerability("speedup", "1.2", "PYSEC-2024-0100", fixed_in=["1.3"])
+    report = audit_mirror(mirror, now=NOW, sets=["core"])
+    result = apply_quarantine(mirror, report, now=NOW)
+    assert result.change.releases == ("speedup==1.2", "vulny==1.0")
+    root = mirror.index_dir
+    assert "simple/index.json" in result.change.rewritten
+    projects = [p["name"] for p in json.loads((root / "simple/index.json").read_text())["projects"]]
+    assert projects == ["alpha", "beta", "vulny", "yanky"]
+    assert not (root / "simple/speedup").exists() and not (root / "files/speedup").exists()
+    assert check_tree(root, Manifest.read(root / "manifest.json")).ok
+
+    def install(requirement: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [uv, "pip", "install", "--dry-run", "--no-deps", "--no-cache",
+             "--python-platform", "x86_64-manylinux_2_17", "--python-version", "3.11",
+             "--target", str(mirror.root / "target"),
+             "--index-url", (root / "simple").as_uri(), requirement],
+            capture_output=True, text=True, timeout=120, check=False)
+
+    for allowed in ("alpha==1.1", "vulny==1.1"):
+        assert install(allowed).returncode == 0, install(allowed).stderr
+    for refused in ("speedup==1.2", "vulny==1.0"):
+        answer = install(refused)
+        assert answer.returncode != 0 and "unsatisfiable" in answer.stderr, answer.stderr
