@@ -376,19 +376,44 @@ def test_a_full_disk_is_one_clear_error_and_leaves_nothing(
     assert list(store.temp_dir().iterdir()) == []
 
 
-def test_a_set_without_lockfile_is_reported_before_any_download(tmp_path: Path) -> None:
+def test_fetch_config_reads_every_set_and_is_current_afterwards(
+        fixture_index: FixtureIndex, catalogue: Catalogue, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from lockmirror.config import load_config
     from lockmirror.errors import StaleLockError
-    from lockmirror.fetch import fetch_config
+    from lockmirror.fetch import fetch_config, is_current
 
     config = tmp_path / "mirror.yaml"
-    config.write_text("""version: 1
-sources: [{name: pypi, url: "https://pypi.org/simple/"}]
-targets: {linux: {python: "3.11", platforms: [manylinux_2_17_x86_64]}}
-sets: {core: {requirements: [alpha]}}
+    config.write_text(f"""version: 1
+sources: [{{name: fixture, url: "{fixture_index.url}"}}]
+targets: {{linux: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}}}
+sets: {{core: {{requirements: [alpha]}}, misp: {{requirements: [gamma]}}}}
 """)
+    monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "shared-store"))
+    loaded = load_config(config)
+    assert not is_current(loaded)
     with pytest.raises(StaleLockError, match="pylock.core.toml: lockfile is missing"):
-        fetch_config(load_config(config))
+        fetch_config(loaded)
+    assert fixture_index.requests == []
+
+    for set_name, project in (("core", "alpha"), ("misp", "gamma")):
+        make_lockfile(fixture_index, set_name, [catalogue.find(project, "1.0").filename]).write(
+            loaded.lockfile_path(set_name))
+    summary = fetch_config(loaded)
+    assert (summary.files, summary.downloaded) == (4, 4)
+    assert is_current(loaded)
+    assert Store(tmp_path / "shared-store").has(catalogue.find("gamma", "1.0").sha256)
+
+
+def test_rich_progress_shows_files_and_bytes(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    from lockmirror.commands.fetch import RichProgress
+
+    names = [catalogue.find("alpha", "1.0").filename, catalogue.find("gamma", "1.0").filename]
+    stream = io.StringIO()
+    fetch([make_lockfile(fixture_index, "core", names)], store, progress=RichProgress(stream))
+    text = stream.getvalue()
+    assert "fetch 4/4" in text and "kB" in text  # files done, bytes (rich's DownloadColumn)
 
 
 def test_plain_progress_prints_periodic_lines(
@@ -444,17 +469,14 @@ sets:
     return config
 
 
-# The `lockmirror fetch` subcommand (its own configure/run, as cli.py calls
-# them; importing only this command keeps the test independent of the other
-# subcommands). At exit it reports the peak RSS of its own address space:
-# VmHWM, not getrusage, whose ru_maxrss would include the pytest process this
-# child was forked from (which holds the big file's bytes for the server).
+# `lockmirror fetch` through the CLI's entry point. At exit the child reports
+# the peak RSS of its own address space: VmHWM, not getrusage, whose
+# ru_maxrss would include the pytest process the child was forked from
+# (which holds the big file's bytes for the fixture server).
 DRIVER = """
-import argparse, sys
-from lockmirror.commands import fetch as command
-parser = argparse.ArgumentParser(prog="lockmirror fetch")
-command.configure(parser)
-code = command.run(parser.parse_args(sys.argv[1:]))
+import sys
+from lockmirror.cli import main
+code = main(["fetch", *sys.argv[1:]])
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         print("peak-rss-kib", line.split()[1], file=sys.stderr)

@@ -5,7 +5,8 @@ Entry points:
 * :func:`plan` lists the work: one :class:`FetchItem` per distinct sha256
   (every wheel and sdist of every lockfile, plus the PEP 658 metadata file of
   each wheel whose hash the lockfile records), with the sets that need it.
-* :func:`missing` is the cheap "already current?" check (one ``stat`` per item).
+* :func:`missing` is the cheap "already current?" check (one ``stat`` per item);
+  :func:`is_current` applies it to a loaded ``mirror.yaml``.
 * :func:`fetch` downloads what is missing, in parallel, and returns a
   :class:`FetchSummary`. :func:`fetch_config` does the same for a loaded
   ``mirror.yaml`` (lockfiles of every set, source credentials, store path).
@@ -276,6 +277,21 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     lockfiles = [Lockfile.read(loaded.lockfile_path(name)) for name in sorted(loaded.config.sets)]
     return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ))
+
+
+def is_current(loaded: LoadedConfig) -> bool:
+    """Whether every file the lockfiles of ``loaded`` need is in its store.
+
+    The cheap up-to-date check for a task runner: reads the lockfiles and
+    ``stat``s one path per file; no network, no hashing. False when a
+    lockfile is missing or unreadable (the fetch itself then says why).
+    """
+    try:
+        lockfiles = [Lockfile.read(loaded.lockfile_path(name))
+                     for name in sorted(loaded.config.sets)]
+    except LockmirrorError:
+        return False
+    return not missing(plan(lockfiles), Store(loaded.store_dir))
 
 
 def _check_free_space(todo: Sequence[FetchItem], store: Store) -> None:
