@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .errors import IntegrityError, LockmirrorError
 from .fsutil import atomic_write, sha256_file
@@ -38,11 +39,7 @@ class Manifest:
     files: Mapping[str, Entry] = field(default_factory=dict)
 
     def dumps(self) -> str:
-        data = {
-            "format": FORMAT,
-            "files": {path: {"sha256": e.sha256, "size": e.size}
-                      for path, e in sorted(self.files.items())},
-        }
+        data = {"format": FORMAT, "files": entries_to_json(self.files)}
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     @classmethod
@@ -51,10 +48,7 @@ class Manifest:
             data = json.loads(text)
             if data.get("format") != FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
-            files = {}
-            for path, entry in data["files"].items():
-                check_relative_path(path, where=where)
-                files[path] = Entry(sha256=str(entry["sha256"]).lower(), size=int(entry["size"]))
+            files = entries_from_json(data["files"], where=where)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LockmirrorError(f"not a lockmirror manifest: {exc}", where=where) from None
         return cls(files=files)
@@ -73,6 +67,23 @@ class Manifest:
     @property
     def total_size(self) -> int:
         return sum(e.size for e in self.files.values())
+
+
+def entries_to_json(files: Mapping[str, Entry]) -> dict[str, dict[str, str | int]]:
+    """``{path: {"sha256", "size"}}``, sorted: the encoding of a file list
+    (shared with bundle.json)."""
+    return {path: {"sha256": e.sha256, "size": e.size} for path, e in sorted(files.items())}
+
+
+def entries_from_json(raw: Mapping[str, Mapping[str, Any]], *,
+                      where: str) -> dict[str, Entry]:
+    """Decode :func:`entries_to_json`; unsafe paths raise IntegrityError,
+    malformed entries ValueError/KeyError/TypeError for the caller to word."""
+    files = {}
+    for path, entry in raw.items():
+        check_relative_path(path, where=where)
+        files[path] = Entry(sha256=str(entry["sha256"]).lower(), size=int(entry["size"]))
+    return files
 
 
 def check_relative_path(path: str, *, where: str) -> PurePosixPath:

@@ -1,0 +1,69 @@
+"""``lockmirror bundle``: a reproducible tarball of the mirror for the far side of a gap."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..bundle import build_bundle, parse_size
+from ..config import DEFAULT_CONFIG, load_config
+from ..errors import LockmirrorError
+from ..fetch import format_bytes
+
+NAME = "bundle"
+HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "
+        "and lockmirror's own wheels, reproducibly; --since for a delta, --split for volumes")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                        help="the mirror's configuration (default: mirror.yaml)")
+    parser.add_argument("--index", type=Path, metavar="DIR",
+                        help="the index tree to carry (default: paths.index of mirror.yaml)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where to write the bundle (default: paths.dist of mirror.yaml)")
+    parser.add_argument("--since", type=Path, metavar="MANIFEST|BUNDLE",
+                        help="make a delta against this manifest.json, mirror directory or "
+                             "previous bundle: carry only files the far side lacks")
+    parser.add_argument("--split", metavar="SIZE",
+                        help="cut into volumes of at most SIZE (e.g. 700M, 4095M, 4G)")
+    parser.add_argument("--key", type=Path, metavar="KEY",
+                        help="sign bundle.json with this Ed25519 private key (OpenSSH or PEM; "
+                             "passphrase from $LOCKMIRROR_KEY_PASSPHRASE)")
+    tool = parser.add_mutually_exclusive_group()
+    tool.add_argument("--tool", dest="tool", action="store_true", default=None,
+                      help="carry lockmirror's wheels (default for full bundles)")
+    tool.add_argument("--no-tool", dest="tool", action="store_false",
+                      help="leave lockmirror's wheels out (default for deltas)")
+    parser.add_argument("--source-date-epoch", type=int, metavar="SECONDS",
+                        help="mtime of every member (default: $SOURCE_DATE_EPOCH, else the "
+                             "lockfiles' last commit time)")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    if args.split is not None:
+        parse_size(args.split)  # a bad size fails before any work
+    if args.since is not None and not args.since.exists():
+        raise LockmirrorError("no such file or directory", where=str(args.since))
+    result = build_bundle(
+        args.index or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
+        mirror_yaml=loaded.path, out_dir=args.out or loaded.dist_dir,
+        name=loaded.config.name, since=args.since, split=args.split, key=args.key,
+        source_date_epoch=args.source_date_epoch, tool=args.tool,
+        cache_dir=loaded.cache_dir, progress=lambda text: print(f"bundle: {text}",
+                                                                file=sys.stderr))
+    state = "written" if result.changed else "already current"
+    print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
+          f"{format_bytes(result.size)}, {result.index_files_carried} of "
+          f"{result.index_files_total} index files, {result.tool_wheels} tool wheels, "
+          f"{'signed' if result.signed else 'unsigned'}")
+    for part, digest in zip(result.parts, result.sha256):
+        print(f"  {part}  sha256 {digest}")
+    print(f"  {result.checksums}")
+    if result.base_manifest_sha256:
+        print(f"  applies onto the mirror whose manifest.json has sha256 "
+              f"{result.base_manifest_sha256}")
+    print(f"  mtime {result.source_date_epoch} from {result.epoch_source}")
+    return 0

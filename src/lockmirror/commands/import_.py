@@ -1,0 +1,45 @@
+"""``lockmirror import``: check a bundle completely and swap it into a mirror directory.
+
+Works with no network and no mirror.yaml: this is what runs on the far side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..fetch import format_bytes
+from ..importer import import_bundle
+
+NAME = "import"
+HELP = ("check a bundle (outer hash, signature, every member) and swap it atomically into a "
+        "mirror directory; no network")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", nargs="+", type=Path, metavar="BUNDLE",
+                        help="the bundle's .tar, or all of its volumes (.tar.001 ...)")
+    parser.add_argument("--into", type=Path, required=True, metavar="DIR",
+                        help="the mirror directory to create or replace")
+    parser.add_argument("--pubkey", type=Path, metavar="KEY",
+                        help="require a signature by this Ed25519 public key (OpenSSH or PEM)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = import_bundle(args.bundle, args.into, pubkey=args.pubkey,
+                           progress=lambda text: print(f"import: {text}", file=sys.stderr))
+    if result.recovered:
+        print(f"import: {result.recovered}")
+    if not result.changed:
+        print(f"import: {result.into} already holds {result.kind} bundle {result.content_id} "
+              f"({result.files} files); nothing to do")
+        return 0
+    signature = (f"signature by {result.signer} verified" if result.signer
+                 else "signed, signature not checked (no --pubkey)" if result.signed
+                 else "unsigned")
+    print(f"import: {result.kind} bundle {result.content_id} of {result.name!r} is now "
+          f"{result.into}: {result.files} files, {result.extracted} extracted "
+          f"({format_bytes(result.bytes_extracted)}), {result.linked} kept; every file "
+          f"verified; {signature}")
+    return 0

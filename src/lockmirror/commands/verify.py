@@ -1,0 +1,33 @@
+"""``lockmirror verify DIR``: re-check a mirror tree against its manifest.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..importer import verify_mirror
+
+NAME = "verify"
+HELP = ("re-check a mirror directory against its manifest.json: missing, altered and "
+        "unexpected files (exit 1 if any)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", type=Path, metavar="DIR",
+                        help="a mirror tree (an imported bundle, or dist-index/)")
+    parser.add_argument("--sizes-only", action="store_true",
+                        help="compare sizes, not sha256 (fast; misses same-size changes)")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = verify_mirror(args.directory, hash_files=not args.sizes_only)
+    for label, paths in (("missing", report.missing), ("altered", report.altered),
+                         ("unexpected", report.unexpected)):
+        for path in paths:
+            print(f"{label}: {args.directory / path}")
+    if report.ok:
+        print(f"verify: {args.directory}: every file matches manifest.json")
+        return 0
+    print(f"verify: {args.directory}: {len(report.missing)} missing, {len(report.altered)} "
+          f"altered, {len(report.unexpected)} unexpected")
+    return 1

@@ -1,0 +1,532 @@
+"""The import stage: a bundle becomes a verified mirror directory, with no network.
+
+``import_bundle(paths, into)``:
+
+1. finds the bundle's volumes and their ``.sha256`` listing;
+2. reads every tar header first and refuses the bundle if any member is not
+   a regular file or directory (links, devices, FIFOs), has an absolute name
+   or ``..``, lies outside the bundle's directory, is listed twice, is not
+   in ``bundle.json``, or has another size; tarfile's ``data`` filter
+   (Python >= 3.11.4, 3.12.1) vets each member as well. On a Python without
+   it the checks above stand alone: they are stricter than the filter (no
+   links of any kind), and files are created only with ``O_EXCL`` in a
+   fresh staging directory that never contains a link;
+3. checks ``bundle.json``: its top directory name embeds its own hash, its
+   signature when a public key is given, and the index manifest it pins;
+4. streams the tar once into a staging directory beside ``into`` (same
+   filesystem), hashing each member as it is written, while a second thread
+   hashes each volume for the ``.sha256`` check; a delta hard-links the
+   files it does not carry from the current mirror;
+5. checks the staged tree against the manifest, then swaps it into place
+   (``renameat2(RENAME_EXCHANGE)`` where the kernel has it, else the rename
+   dance ``into -> .into.lockmirror-old``, ``staging -> into``) and removes
+   the old tree.
+
+Any failure removes the staging directory and leaves ``into`` as it was;
+the error names the member or volume at fault. An import killed midway
+leaves a staging or old directory, which the next import (or
+:func:`recover_interrupted_import`) resolves first. Importing what ``into``
+already holds is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import shutil
+import tarfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from . import signing
+from .bundle import (
+    DELTA,
+    INDEX_DIR,
+    INDEX_MANIFEST,
+    INFO_NAME,
+    SIGNATURE_NAME,
+    BundleInfo,
+    BundleSource,
+    ConcatenatedReader,
+    locate_bundle,
+    open_tar,
+    read_exact,
+)
+from .errors import BundleError, IntegrityError, LockmirrorError
+from .fsutil import sha256_bytes
+from .manifest import MANIFEST_NAME, Entry, Manifest, TreeReport, check_relative_path, check_tree
+
+CHUNK = 4 << 20
+Progress = Callable[[str], None]
+_INDEX_PREFIX = f"{INDEX_DIR}/"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What ``import_bundle`` did."""
+
+    into: Path
+    changed: bool
+    kind: str
+    name: str
+    content_id: str
+    index_manifest_sha256: str
+    files: int              # files in the mirror now (manifest entries)
+    extracted: int          # written from the bundle
+    linked: int             # reused from the previous mirror (delta)
+    bytes_extracted: int
+    signed: bool
+    signer: str | None      # fingerprint of the key that was checked, if any
+    data_filter: bool       # whether tarfile's data filter vetted the members too
+    recovered: str | None   # how an interrupted earlier import was resolved
+
+
+def staging_dir(into: Path) -> Path:
+    """Where an import builds the new tree: a hidden sibling of ``into``."""
+    return into.parent / f".{into.name}.lockmirror-staging"
+
+
+def old_dir(into: Path) -> Path:
+    """Where the previous tree waits during the rename dance."""
+    return into.parent / f".{into.name}.lockmirror-old"
+
+
+def recover_interrupted_import(into: Path) -> str | None:
+    """Finish or undo what a killed import left behind; say what was done.
+
+    The previous mirror comes back if the kill fell between the two renames;
+    a leftover old tree (kill after the swap) or staging tree (kill during
+    extraction) is removed. Idempotent; None when there was nothing to do.
+    """
+    done = []
+    old, staging = old_dir(into), staging_dir(into)
+    if old.is_dir():
+        if into.exists():
+            shutil.rmtree(old)
+            done.append(f"removed the previous tree {old.name} left after a completed swap")
+        else:
+            os.rename(old, into)
+            done.append(f"restored {into.name} from {old.name} (an import was interrupted "
+                        "between its two renames)")
+    if staging.exists():
+        shutil.rmtree(staging)
+        done.append(f"removed the unfinished staging tree {staging.name}")
+    return "; ".join(done) or None
+
+
+def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
+    """Compare a mirror tree with its ``manifest.json`` (missing, altered, unexpected).
+
+    Raises LockmirrorError if there is no tree or no manifest. Costs one
+    sha256 pass over the tree (a stat per file with ``hash_files=False``).
+    """
+    if not root.is_dir():
+        hint = ("an import was interrupted; run `lockmirror import` again, which restores "
+                "the previous mirror first" if old_dir(root).is_dir() else None)
+        raise LockmirrorError("no such mirror directory", where=str(root), hint=hint)
+    return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
+
+
+def _manifest_sha256(root: Path) -> str | None:
+    try:
+        return sha256_bytes((root / MANIFEST_NAME).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class _Plan:
+    """Everything decided before a byte is extracted."""
+
+    info: BundleInfo
+    top: str
+    manifest: Manifest
+    members: list[tuple[tarfile.TarInfo, str, Entry]]   # regular files: member, path, entry
+    signer: str | None
+    signed: bool
+
+
+def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
+                  progress: Progress | None = None) -> ImportResult:
+    """Import a bundle (one ``.tar`` or all its volumes) into the mirror ``into``.
+
+    With ``pubkey`` an unsigned bundle, or one signed by another key, is
+    refused. Raises BundleError naming the member or volume at fault (the
+    mirror is then exactly as before), LockmirrorError for unusable
+    arguments. Costs one read of the bundle, one sha256 of every member and
+    one of every volume (on a second core), and one write of every carried
+    file; nothing when ``into`` already holds this bundle's index.
+    """
+    source = locate_bundle([Path(p) for p in paths])
+    into = Path(os.path.abspath(into))
+    if into.is_symlink():
+        into = into.resolve()
+    recovered = recover_interrupted_import(into)
+    _check_destination(into)
+    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
+    data_filter = getattr(tarfile, "data_filter", None)
+    staging = staging_dir(into)
+
+    with source.open() as reader:
+        plan = _plan(source, reader, staging, trusted, data_filter)
+        info, manifest = plan.info, plan.manifest
+        current_sha = _manifest_sha256(into)
+
+        def result(changed: bool, extracted: int = 0, linked: int = 0,
+                   size: int = 0) -> ImportResult:
+            return ImportResult(
+                into=into, changed=changed, kind=info.kind, name=info.name,
+                content_id=info.content_id, index_manifest_sha256=info.index_manifest_sha256,
+                files=len(manifest.files), extracted=extracted, linked=linked,
+                bytes_extracted=size, signed=plan.signed, signer=plan.signer,
+                data_filter=data_filter is not None, recovered=recovered)
+
+        if (current_sha == info.index_manifest_sha256
+                and check_tree(into, manifest, hash_files=False).ok):
+            return result(False)
+        reuse = _reuse_plan(info, manifest, into, current_sha, plan)
+
+        if progress:
+            progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
+                     f"{reader.size} bytes) into {into}")
+        hasher = _VolumeHasher(source)
+        hasher.start()
+        try:
+            staging.mkdir()
+            extracted, size = _extract(reader, plan, staging, source)
+            linked = _link_reused(reuse, into, staging, manifest)
+            hasher.check()
+            report = check_tree(staging, manifest, hash_files=False)
+            if not report.ok:  # pragma: no cover - every path was checked on the way in
+                first = (report.missing + report.altered + report.unexpected)[0]
+                raise BundleError("staged tree does not match the manifest",
+                                  where=f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
+            _swap_into_place(staging, into)
+        except BaseException:
+            hasher.cancel()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return result(True, extracted, linked, size)
+
+
+def _check_destination(into: Path) -> None:
+    if not into.exists():
+        if not into.parent.is_dir():
+            raise LockmirrorError("parent directory does not exist", where=str(into.parent))
+        return
+    if not into.is_dir():
+        raise LockmirrorError("exists and is not a directory", where=str(into))
+    if os.stat(into).st_dev != os.stat(into.parent).st_dev:
+        raise LockmirrorError(
+            "is a mount point, so the new tree cannot be swapped in atomically", where=str(into),
+            hint=f"import into a directory inside it, e.g. {into / 'mirror'}")
+    if not (into / MANIFEST_NAME).is_file() and any(into.iterdir()):
+        raise LockmirrorError("is not empty and holds no manifest.json; refusing to replace it",
+                              where=str(into), hint="import into a new or empty directory")
+
+
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    if member.issym():
+        return f"is a symbolic link (to {member.linkname!r})"
+    if member.islnk():
+        return f"is a hard link (to {member.linkname!r})"
+    if member.ischr() or member.isblk():
+        return "is a device node"
+    if member.isfifo():
+        return "is a FIFO"
+    if not (member.isdir() or member.type in (tarfile.REGTYPE, tarfile.AREGTYPE)):
+        return f"has tar type {member.type!r}"
+    return None
+
+
+def _plan(source: BundleSource, reader: ConcatenatedReader, staging: Path,
+          trusted: Ed25519PublicKey | None,
+          data_filter: Callable[[tarfile.TarInfo, str], tarfile.TarInfo] | None) -> _Plan:
+    display = source.display
+    tar = open_tar(reader, where=display)
+    members: list[tarfile.TarInfo] = []
+    try:
+        while (member := tar.next()) is not None:
+            members.append(member)
+    except tarfile.TarError as exc:
+        if members and members[-1].offset_data + members[-1].size > reader.size:
+            raise BundleError("bundle is truncated: it ends inside this member",
+                              where=f"{display}:{members[-1].name}") from None
+        after = f" after {members[-1].name}" if members else ""
+        raise BundleError(f"damaged or truncated tar{after} ({exc})", where=display) from None
+    if len(members) < 2 or not members[0].isdir():
+        raise BundleError("does not start with the bundle's directory; not a lockmirror bundle",
+                          where=display)
+    top = members[0].name.rstrip("/")
+
+    seen: set[str] = set()
+    for member in members:
+        where = f"{display}:{member.name}"
+        problem = _member_problem(member)
+        if problem:
+            raise BundleError(f"{problem}; a bundle holds only regular files and directories",
+                              where=where, hint="refusing the whole bundle; nothing was changed")
+        try:
+            check_relative_path(member.name.rstrip("/") if member.isdir() else member.name,
+                                where=where)
+        except IntegrityError:
+            raise BundleError("unsafe member name (absolute, '..' or empty parts)", where=where,
+                              hint="refusing the whole bundle; nothing was changed") from None
+        if member.name != top and not member.name.startswith(top + "/"):
+            raise BundleError(f"lies outside the bundle directory {top}/", where=where)
+        if data_filter is not None:
+            try:
+                data_filter(member, str(staging))
+            except tarfile.FilterError as exc:
+                raise BundleError(f"refused by tarfile's data filter: {exc}",
+                                  where=where) from None
+        if member.name in seen:
+            raise BundleError("appears twice", where=where)
+        seen.add(member.name)
+        if member.isfile() and member.offset_data + member.size > reader.size:
+            raise BundleError("bundle is truncated: it ends inside this member", where=where)
+
+    info_member = members[1]
+    if info_member.name != f"{top}/{INFO_NAME}" or info_member.size > 1 << 30:
+        raise BundleError(f"second member is not {top}/{INFO_NAME}; not a lockmirror bundle",
+                          where=display)
+    info_where = f"{display}:{info_member.name}"
+    info_bytes = read_exact(reader, info_member.offset_data, info_member.size, where=info_where)
+    info = BundleInfo.loads(info_bytes, where=info_where)
+    if info.top != top:
+        raise BundleError(f"bundle.json hashes to {info.content_id}, but the bundle directory "
+                          f"is {top}", where=info_where, hint="bundle.json was altered")
+
+    sig_member = next((m for m in members[2:3] if m.name == f"{top}/{SIGNATURE_NAME}"), None)
+    signer = None
+    if trusted is not None:
+        if sig_member is None:
+            raise BundleError("bundle is not signed, but a public key was given; refusing it",
+                              where=display, hint="sign bundles with `lockmirror bundle --key`")
+        sig_where = f"{display}:{sig_member.name}"
+        signature = read_exact(reader, sig_member.offset_data, min(sig_member.size, 1 << 16),
+                               where=sig_where).decode("ascii", "replace")
+        signer = signing.verify(info_bytes, signature, trusted, where=sig_where).fingerprint
+
+    planned: list[tuple[tarfile.TarInfo, str, Entry]] = []
+    carried = set()
+    for member in members:
+        if not member.isfile() or member in (info_member, sig_member):
+            continue
+        path = member.name[len(top) + 1:]
+        where = f"{display}:{member.name}"
+        entry = info.files.get(path)
+        if entry is None:
+            raise BundleError("is not listed in bundle.json", where=where)
+        if entry.size != member.size:
+            raise BundleError(f"has {member.size} bytes, bundle.json says {entry.size}",
+                              where=where)
+        planned.append((member, path, entry))
+        carried.add(path)
+    missing = sorted(set(info.files) - carried)
+    if missing:
+        raise BundleError(
+            f"bundle is truncated or incomplete: {len(missing)} member(s) listed in "
+            f"bundle.json are missing, first {top}/{missing[0]}", where=display)
+
+    manifest_member = next(m for m, path, _ in planned if path == INDEX_MANIFEST) \
+        if INDEX_MANIFEST in info.files else None
+    if manifest_member is None:
+        raise BundleError(f"carries no {INDEX_MANIFEST}", where=display)
+    manifest_where = f"{display}:{manifest_member.name}"
+    manifest_bytes = read_exact(reader, manifest_member.offset_data, manifest_member.size,
+                                where=manifest_where)
+    manifest_sha = sha256_bytes(manifest_bytes)
+    if manifest_sha != info.files[INDEX_MANIFEST].sha256 or \
+            manifest_sha != info.index_manifest_sha256:
+        raise BundleError("sha256 does not match bundle.json", where=manifest_where,
+                          hint="damaged in transit or tampered; nothing was changed")
+    try:
+        manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=manifest_where)
+    except UnicodeDecodeError:
+        raise BundleError("not UTF-8", where=manifest_where) from None
+    for path, entry in info.files.items():
+        if (path.startswith(_INDEX_PREFIX) and path != INDEX_MANIFEST
+                and manifest.files.get(path[len(_INDEX_PREFIX):]) != entry):
+            raise BundleError("bundle.json and the index manifest disagree about it",
+                              where=f"{display}:{top}/{path}")
+    return _Plan(info, top, manifest, planned, signer, sig_member is not None)
+
+
+def _reuse_plan(info: BundleInfo, manifest: Manifest, into: Path, current_sha: str | None,
+                plan: _Plan) -> dict[str, str]:
+    """For a delta: new path -> path in the current mirror holding the same bytes."""
+    carried = {path[len(_INDEX_PREFIX):] for path in info.files if path.startswith(_INDEX_PREFIX)}
+    absent = sorted(set(manifest.files) - carried)
+    if info.kind != DELTA:
+        if absent:
+            raise BundleError(f"full bundle lacks {len(absent)} file(s) of its manifest, "
+                              f"first {absent[0]}", where=plan.top)
+        return {}
+    if current_sha != info.base_manifest_sha256:
+        have = (f"its manifest.json has sha256 {current_sha}" if current_sha
+                else "it holds no mirror")
+        raise BundleError(
+            f"this delta applies only onto the mirror whose manifest.json has sha256 "
+            f"{info.base_manifest_sha256}, but {have}", where=str(into),
+            hint="import the full bundle (or the deltas in order) first; nothing was changed")
+    base = Manifest.read(into / MANIFEST_NAME)
+    by_sha = {entry.sha256: path for path, entry in sorted(base.files.items())}
+    reuse = {}
+    for path in absent:
+        found = by_sha.get(manifest.files[path].sha256)
+        if found is None:
+            raise BundleError(f"delta neither carries {path} nor finds it in the base mirror",
+                              where=plan.top)
+        reuse[path] = found
+    return reuse
+
+
+def _extract(reader: ConcatenatedReader, plan: _Plan, staging: Path,
+             source: BundleSource) -> tuple[int, int]:
+    """Stream every planned member: hash it, and write the index's into staging."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    made: set[Path] = {staging}
+    count = size = 0
+    for member, path, entry in plan.members:
+        where = f"{source.display}:{member.name}"
+        target = None
+        if path.startswith(_INDEX_PREFIX):
+            target = staging / path[len(_INDEX_PREFIX):]
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+        reader.seek(member.offset_data)
+        digest = hashlib.sha256()
+        fd = (os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                      | os.O_CLOEXEC, 0o644) if target is not None else -1)
+        try:
+            remaining = member.size
+            while remaining:
+                got = reader.readinto(view[:min(CHUNK, remaining)])
+                if not got:
+                    raise BundleError("bundle is truncated: it ends inside this member",
+                                      where=where)
+                chunk = view[:got]
+                digest.update(chunk)
+                if fd >= 0:
+                    written = 0
+                    while written < got:
+                        written += os.write(fd, chunk[written:])
+                remaining -= got
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if digest.hexdigest() != entry.sha256:
+            raise BundleError(f"sha256 {digest.hexdigest()[:16]}... does not match bundle.json "
+                              f"({entry.sha256[:16]}...)", where=where,
+                              hint="damaged in transit or tampered; nothing was changed")
+        if target is not None and path != INDEX_MANIFEST:
+            count += 1
+            size += member.size
+    return count, size
+
+
+def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Manifest) -> int:
+    """Hard-link unchanged files of the current mirror into staging (copy if
+    the filesystem refuses). Their bytes were checked when they were imported;
+    the size is checked here, the hash by ``lockmirror verify``."""
+    for path, old in sorted(reuse.items()):
+        source, target = into / old, staging / path
+        try:
+            stat = source.lstat()
+        except FileNotFoundError:
+            stat = None
+        if stat is None or not source.is_file() or source.is_symlink() \
+                or stat.st_size != manifest.files[path].size:
+            raise BundleError("the current mirror is damaged: this file is missing or altered",
+                              where=str(source),
+                              hint="run `lockmirror verify`, then import a full bundle")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except OSError:
+            shutil.copyfile(source, target)
+    return len(reuse)
+
+
+class _VolumeHasher(threading.Thread):
+    """sha256 of each volume, in parallel with extraction (a second core)."""
+
+    def __init__(self, source: BundleSource) -> None:
+        super().__init__(daemon=True, name="import-sha256")
+        self.source = source
+        self.digests: list[str] = []
+        self.error: BaseException | None = None
+        self._cancelled = threading.Event()
+
+    def run(self) -> None:
+        buffer = bytearray(CHUNK)
+        try:
+            for part in self.source.parts:
+                digest = hashlib.sha256()
+                with open(part, "rb", buffering=0) as handle:
+                    while got := handle.readinto(buffer):
+                        if self._cancelled.is_set():
+                            return
+                        digest.update(memoryview(buffer)[:got])
+                self.digests.append(digest.hexdigest())
+        except OSError as exc:
+            self.error = exc
+
+    def check(self) -> None:
+        """Wait for the hashes and compare them with the .sha256 listing."""
+        self.join()
+        if self.error is not None:
+            raise BundleError(f"cannot read: {self.error}", where=self.source.display)
+        for part, got, expected in zip(self.source.parts, self.digests,
+                                       self.source.expected_sha256):
+            if got != expected:
+                raise BundleError(f"sha256 does not match {self.source.checksums.name}",
+                                  where=str(part),
+                                  hint="damaged in transit; copy it again. Nothing was changed")
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self.join()
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2); False if unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second),
+                 _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _swap_into_place(staging: Path, into: Path) -> None:
+    if into.exists():
+        if _exchange(staging, into):
+            shutil.rmtree(staging)  # now the previous tree
+            return
+        old = old_dir(into)
+        os.rename(into, old)
+        os.rename(staging, into)
+        shutil.rmtree(old)
+    else:
+        os.rename(staging, into)

@@ -1,0 +1,461 @@
+"""The bundle stage: reproducible bytes, layout, deltas, volumes, signatures.
+
+Trees here are a few small files with a manifest from ``scan_tree``. Bundles
+that carry lockmirror's own wheels take the dependency wheels from
+``.cache/tests`` in the repository; the first run of the suite fills it with
+``pip wheel`` from the package index (the build-side step a real bundle
+takes too), later runs are offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lockmirror import signing
+from lockmirror.bundle import (
+    BundleInfo,
+    build_bundle,
+    locate_bundle,
+    parse_size,
+    read_head,
+    resolve_source_date_epoch,
+)
+from lockmirror.errors import BundleError, LockmirrorError
+from lockmirror.manifest import Manifest, scan_tree
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL_CACHE = REPO / ".cache" / "tests"
+EPOCH = 1_700_000_000
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Manifest:
+    """A mirror tree with these files and its manifest.json."""
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    manifest = scan_tree(root)
+    manifest.write(root / "manifest.json")
+    return manifest
+
+
+def base_files() -> dict[str, bytes]:
+    return {
+        "index.html": b"<html>mirror</html>\n",
+        "simple/index.html": b"<a href='alpha/'>alpha</a>\n",
+        "simple/alpha/index.html": b"<a href='../../files/alpha/alpha-1.0-py3-none-any.whl'>\n",
+        "files/alpha/alpha-1.0-py3-none-any.whl": os.urandom(300_000),
+        "files/alpha/alpha-1.0-py3-none-any.whl.metadata": b"Name: alpha\nVersion: 1.0\n",
+        "files/beta/beta-2.0.tar.gz": os.urandom(50_000),
+        "lockfiles/pylock.core.toml": b"lock-version = '1.0'\n",
+    }
+
+
+def make_inputs(root: Path, files: dict[str, bytes] | None = None) -> dict[str, Path]:
+    """index tree, lockfiles and mirror.yaml below ``root``."""
+    write_tree(root / "dist-index", base_files() if files is None else files)
+    (root / "lockfiles").mkdir(parents=True, exist_ok=True)
+    (root / "lockfiles" / "pylock.core.toml").write_bytes(b"lock-version = '1.0'\n")
+    (root / "mirror.yaml").write_text("version: 1\nname: demo\n")
+    return {"index_dir": root / "dist-index", "lockfile_dir": root / "lockfiles",
+            "mirror_yaml": root / "mirror.yaml"}
+
+
+def bundle(root: Path, out: Path, **kwargs: object) -> object:
+    inputs = make_inputs(root) if not (root / "dist-index").exists() else {
+        "index_dir": root / "dist-index", "lockfile_dir": root / "lockfiles",
+        "mirror_yaml": root / "mirror.yaml"}
+    options: dict[str, object] = {"name": "demo", "source_date_epoch": EPOCH, "tool": False}
+    options.update(kwargs)
+    return build_bundle(inputs["index_dir"], lockfile_dir=inputs["lockfile_dir"],
+                        mirror_yaml=inputs["mirror_yaml"], out_dir=out, **options)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Reproducibility
+# --------------------------------------------------------------------------
+
+
+def _git(cwd: Path, *args: str, date: str = "2024-01-02T03:04:05Z") -> None:
+    env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date,
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def test_same_inputs_give_the_same_bytes_in_other_directories_at_other_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two checkouts of the same commit, different paths, file times and
+    modes, built from different working directories (with lockmirror's own
+    wheels): the tarballs are identical, and the mtime is the commit's."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    first = tmp_path / "one" / "checkout"
+    files = base_files()
+    make_inputs(first, files)
+    _git(first, "init", "-q")
+    _git(first, "add", ".")
+    _git(first, "commit", "-q", "-m", "mirror")
+    second = tmp_path / "elsewhere" / "deeper" / "copy"
+    second.parent.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True)
+    for path in second.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            path.chmod(0o600)
+            os.utime(path, (123456789, 123456789))
+
+    results = []
+    for root in (first, second):
+        monkeypatch.chdir(root.parent)
+        results.append(build_bundle(
+            root / "dist-index", lockfile_dir=root / "lockfiles", mirror_yaml=root / "mirror.yaml",
+            out_dir=root / "dist", name="demo", tool=True, cache_dir=TOOL_CACHE))
+    one, two = results
+    assert one.epoch_source == "git log (lockfiles)"
+    assert one.source_date_epoch == 1704164645  # 2024-01-02T03:04:05Z
+    assert one.path.name == two.path.name
+    assert sha256(one.path) == sha256(two.path) == one.sha256[0] == two.sha256[0]
+    assert one.tool_wheels > 10
+
+
+def test_tar_headers_carry_no_time_owner_or_host(tmp_path: Path) -> None:
+    result = bundle(tmp_path / "in", tmp_path / "out")
+    raw = result.path.read_bytes()
+    assert len(raw) % tarfile.RECORDSIZE == 0
+    with tarfile.open(result.path) as tar:
+        members = tar.getmembers()
+    assert members[0].isdir() and members[1].name.endswith("/bundle.json")
+    top = members[0].name
+    assert top == f"lockmirror-demo-{result.content_id}"
+    rest = [m.name for m in members[2:]]
+    assert rest == sorted(rest)
+    for member in members:
+        assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
+        assert member.mtime == EPOCH
+        assert member.mode == (0o755 if member.isdir() else 0o644)
+        assert member.isdir() or member.isfile()
+        assert not member.pax_headers
+    # GNU/ustar headers only: no pax extended header blocks ('x'/'g' typeflags)
+    offset = 0
+    while offset < len(raw) and raw[offset:offset + 512] != bytes(512):
+        header = tarfile.TarInfo.frombuf(raw[offset:offset + 512], "utf-8", "surrogateescape")
+        assert header.type not in (tarfile.XHDTYPE, tarfile.XGLTYPE)
+        # user and group name fields (where tar would put "root") are empty
+        assert raw[offset + 265:offset + 329] == bytes(64)
+        offset += 512 + -(-header.size // 512) * 512
+
+
+def test_layout_checksums_and_readme_work_by_hand(tmp_path: Path) -> None:
+    result = bundle(tmp_path / "in", tmp_path / "out")
+    done = subprocess.run(["sha256sum", "-c", result.checksums.name], cwd=result.path.parent,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "xf", str(result.path), "-C", str(unpacked)], check=True)
+    top = unpacked / f"lockmirror-demo-{result.content_id}"
+    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=top, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = {line.split("  ", 1)[1] for line in (top / "SHA256SUMS").read_text().splitlines()}
+    assert {"mirror.yaml", "lockfiles/pylock.core.toml", "index/manifest.json",
+            "README.txt", "index/files/beta/beta-2.0.tar.gz"} <= listed
+    info = BundleInfo.loads((top / "bundle.json").read_bytes(), where="bundle.json")
+    assert info.content_id == result.content_id and info.kind == "full"
+    assert set(info.files) == listed | {"SHA256SUMS"}
+    assert info.index_manifest_sha256 == sha256(top / "index" / "manifest.json")
+    assert (top / "index" / "manifest.json").read_bytes() == \
+        (tmp_path / "in" / "dist-index" / "manifest.json").read_bytes()
+    assert "lockmirror import" in (top / "README.txt").read_text()
+
+
+def test_an_identical_bundle_is_recognised_without_rewriting(tmp_path: Path) -> None:
+    first = bundle(tmp_path / "in", tmp_path / "out")
+    stamp = first.path.stat().st_mtime_ns
+    again = bundle(tmp_path / "in", tmp_path / "out")
+    assert first.changed and not again.changed
+    assert again.sha256 == first.sha256 and first.path.stat().st_mtime_ns == stamp
+    later = bundle(tmp_path / "in", tmp_path / "out", source_date_epoch=EPOCH + 1)
+    assert later.changed and later.sha256 != first.sha256
+    assert later.content_id == first.content_id  # same content, other timestamps
+
+
+def test_source_date_epoch_from_environment(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "42")
+    assert resolve_source_date_epoch(None, tmp_path) == (42, "SOURCE_DATE_EPOCH")
+    assert resolve_source_date_epoch(7, tmp_path) == (7, "argument")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(LockmirrorError, match="SOURCE_DATE_EPOCH"):
+        resolve_source_date_epoch(None, tmp_path)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert resolve_source_date_epoch(None, tmp_path)[0] == 0  # not a git checkout
+
+
+# --------------------------------------------------------------------------
+# Tool wheels
+# --------------------------------------------------------------------------
+
+
+def test_own_wheel_is_deterministic_and_installable_metadata(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    from lockmirror.toolwheels import pack_own_wheel
+
+    dist = metadata.distribution("lockmirror")
+    one = pack_own_wheel(dist, tmp_path / "a")
+    two = pack_own_wheel(dist, tmp_path / "b")
+    assert one.read_bytes() == two.read_bytes()
+    with zipfile.ZipFile(one) as archive:
+        names = archive.namelist()
+        assert names[-1] == "lockmirror-0.1.0.dist-info/RECORD"
+        assert "lockmirror/bundle.py" in names and "lockmirror/py.typed" in names
+        assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+        entry_points = archive.read("lockmirror-0.1.0.dist-info/entry_points.txt").decode()
+        assert "lockmirror = lockmirror.cli:run" in entry_points
+
+
+# --------------------------------------------------------------------------
+# Inputs that are wrong
+# --------------------------------------------------------------------------
+
+
+def test_index_file_not_matching_manifest_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in")
+    wheel = inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl"
+    data = bytearray(wheel.read_bytes())
+    data[1000] ^= 0xFF  # same size, other bytes: only the hash tells
+    wheel.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
+        bundle(tmp_path / "in", out)
+    assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
+    assert list(out.iterdir()) == []
+
+
+def test_missing_index_file_and_missing_manifest(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in")
+    (inputs["index_dir"] / "files/beta/beta-2.0.tar.gz").unlink()
+    with pytest.raises(LockmirrorError, match="listed in manifest.json but missing"):
+        bundle(tmp_path / "in", tmp_path / "out")
+    (inputs["index_dir"] / "manifest.json").unlink()
+    with pytest.raises(LockmirrorError, match="manifest.json: missing"):
+        bundle(tmp_path / "in", tmp_path / "out")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("700M", 700 * 2**20), ("4G", 4 * 2**30), ("4095M", 4095 * 2**20), ("650MB", 650 * 10**6),
+    ("1.5GiB", int(1.5 * 2**30)), ("123456", 123456), (2048, 2048),
+])
+def test_parse_size(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "lots", "12Q", "100"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(LockmirrorError):
+        parse_size(text)
+
+
+# --------------------------------------------------------------------------
+# Volumes
+# --------------------------------------------------------------------------
+
+
+def test_split_volumes_are_slices_of_the_same_tar(tmp_path: Path) -> None:
+    whole = bundle(tmp_path / "in", tmp_path / "whole")
+    split = bundle(tmp_path / "in", tmp_path / "split", split="100K")
+    assert len(split.parts) == -(-whole.size // (100 * 1024)) >= 3
+    assert [p.name for p in split.parts] == [f"{whole.path.name}.{i:03d}"
+                                             for i in range(1, len(split.parts) + 1)]
+    joined = b"".join(p.read_bytes() for p in split.parts)
+    assert joined == whole.path.read_bytes()
+    assert all(p.stat().st_size == 100 * 1024 for p in split.parts[:-1])
+    assert list(split.sha256) == [sha256(p) for p in split.parts]
+    done = subprocess.run(["sha256sum", "-c", split.checksums.name], cwd=split.path.parent,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.count(": OK") == len(split.parts)
+    head = read_head(locate_bundle([split.parts[-1]]))  # the others are found beside it
+    assert head.info.content_id == whole.content_id
+
+
+def test_missing_volume_is_named(tmp_path: Path) -> None:
+    split = bundle(tmp_path / "in", tmp_path / "split", split="100K")
+    split.parts[1].unlink()
+    with pytest.raises(BundleError, match=rf"{split.parts[1].name} is missing"):
+        locate_bundle(list(split.parts[:1]) + list(split.parts[2:]))
+
+
+# --------------------------------------------------------------------------
+# Deltas
+# --------------------------------------------------------------------------
+
+
+def test_delta_carries_new_files_and_every_page(tmp_path: Path) -> None:
+    old = make_inputs(tmp_path / "old")
+    full = bundle(tmp_path / "old", tmp_path / "out")
+    files = base_files()
+    files["files/alpha/alpha-1.0-py3-none-any.whl"] = \
+        (old["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl").read_bytes()
+    files["files/beta/beta-2.0.tar.gz"] = \
+        (old["index_dir"] / "files/beta/beta-2.0.tar.gz").read_bytes()
+    files["files/gamma/gamma-3.0-py3-none-any.whl"] = os.urandom(20_000)
+    files["simple/index.html"] += b"<a href='gamma/'>gamma</a>\n"
+    make_inputs(tmp_path / "new", files)
+    base_sha = sha256(old["index_dir"] / "manifest.json")
+    for since in (old["index_dir"] / "manifest.json", old["index_dir"], full.path):
+        delta = bundle(tmp_path / "new", tmp_path / "delta", since=since)
+        assert delta.kind == "delta" and delta.base_manifest_sha256 == base_sha
+        assert delta.path.name.endswith(".delta.tar")
+        with tarfile.open(delta.path) as tar:
+            names = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
+        assert "index/files/gamma/gamma-3.0-py3-none-any.whl" in names
+        assert "index/files/alpha/alpha-1.0-py3-none-any.whl" not in names
+        assert "index/files/beta/beta-2.0.tar.gz" not in names
+        assert {"index/index.html", "index/simple/index.html", "index/simple/alpha/index.html",
+                "index/lockfiles/pylock.core.toml", "index/manifest.json"} <= names
+        assert not any(n.startswith("tool/") for n in names)  # deltas leave the tool out
+        assert delta.index_files_carried == 5 and delta.index_files_total == 8
+
+
+# --------------------------------------------------------------------------
+# Signatures
+# --------------------------------------------------------------------------
+
+
+def test_signed_bundle_verifies_with_openssh(tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "signer"
+    public = signing.generate_keypair(key, comment="release@example")
+    result = bundle(tmp_path / "in", tmp_path / "out", key=key)
+    again = bundle(tmp_path / "in", tmp_path / "out2", key=key)
+    assert result.signed and result.sha256 == again.sha256  # Ed25519 is deterministic
+    with tarfile.open(result.path) as tar:
+        members = tar.getmembers()
+        assert members[2].name.endswith("/bundle.json.sig")
+        info_bytes = tar.extractfile(members[1]).read()  # type: ignore[union-attr]
+        sig_text = tar.extractfile(members[2]).read().decode()  # type: ignore[union-attr]
+    signer = signing.verify(info_bytes, sig_text, signing.load_public_key(public), where="t")
+    assert signer.fingerprint == signing.fingerprint(signing.load_public_key(key))
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen not installed")
+    (tmp_path / "allowed").write_text(f"release@example {public.read_text()}")
+    (tmp_path / "bundle.json.sig").write_text(sig_text)
+    done = subprocess.run(
+        ["ssh-keygen", "-Y", "verify", "-f", str(tmp_path / "allowed"), "-I", "release@example",
+         "-n", signing.NAMESPACE, "-s", str(tmp_path / "bundle.json.sig")],
+        input=info_bytes, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_signature_made_by_ssh_keygen_verifies(tmp_path: Path) -> None:
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen not installed")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)
+    (tmp_path / "data").write_bytes(b"payload\n")
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(tmp_path / "k"), "-n",
+                    signing.NAMESPACE, str(tmp_path / "data")], check=True, capture_output=True)
+    text = (tmp_path / "data.sig").read_text()
+    trusted = signing.load_public_key(tmp_path / "k.pub")
+    signing.verify(b"payload\n", text, trusted, where="data.sig")
+    with pytest.raises(BundleError, match="does not match the signed data"):
+        signing.verify(b"payload!\n", text, trusted, where="data.sig")
+    with pytest.raises(BundleError, match="namespace"):
+        signing.verify(b"payload\n", text, trusted, where="data.sig", namespace="other")
+
+
+def test_keys_in_pem_form_and_wrong_kinds(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    (tmp_path / "k.pub.pem").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    signature = signing.sign(b"x", signing.load_private_key(tmp_path / "k.pem"))
+    signing.verify(b"x", signature, signing.load_public_key(tmp_path / "k.pub.pem"), where="t")
+    signing.verify(b"x", signature, signing.load_public_key(tmp_path / "k.pem"), where="t")
+    other = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "ec.pem").write_bytes(other.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    with pytest.raises(LockmirrorError, match="only Ed25519"):
+        signing.load_private_key(tmp_path / "ec.pem")
+    (tmp_path / "junk").write_text("hello\n")
+    with pytest.raises(LockmirrorError, match="not an OpenSSH or PEM"):
+        signing.load_public_key(tmp_path / "junk")
+    with pytest.raises(LockmirrorError, match="refusing to overwrite"):
+        signing.generate_keypair(tmp_path / "k.pem")
+
+
+def test_encrypted_pem_key_needs_the_passphrase_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    (tmp_path / "k.pem").write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    monkeypatch.delenv(signing.PASSPHRASE_ENV, raising=False)
+    with pytest.raises(LockmirrorError, match=signing.PASSPHRASE_ENV):
+        signing.load_private_key(tmp_path / "k.pem")
+    monkeypatch.setenv(signing.PASSPHRASE_ENV, "wrong")
+    with pytest.raises(LockmirrorError, match="wrong passphrase"):
+        signing.load_private_key(tmp_path / "k.pem")
+    monkeypatch.setenv(signing.PASSPHRASE_ENV, "s3cret")
+    assert signing.load_private_key(tmp_path / "k.pem")
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+
+def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
+    make_inputs(tmp_path)
+    (tmp_path / "mirror.yaml").write_text(
+        "version: 1\nname: demo\nsources:\n  - name: pypi\n    url: https://example.invalid/simple/\n"
+        "targets:\n  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n"
+        "sets:\n  core:\n    requirements: [alpha==1.0]\n")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle", "--no-tool",
+                           "--split", "200K"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "full bundle" in done.stdout and "unsigned" in done.stdout
+    assert max(p.name for p in (tmp_path / "dist").iterdir()).endswith(".tar.sha256")
+    done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle", "--split", "1 apple"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("lockmirror: error: not a size") and "Traceback" not in \
+        done.stderr
+
+
+def test_bundle_json_roundtrip_and_refusals() -> None:
+    from lockmirror.manifest import Entry
+
+    info = BundleInfo(name="demo", kind="delta", index_manifest_sha256="a" * 64,
+                      base_manifest_sha256="b" * 64, lockmirror_version="0.1.0",
+                      tool_python=None, files={"index/x": Entry("c" * 64, 3)})
+    assert BundleInfo.loads(info.dumps(), where="t") == info
+    bad = info.dumps().replace(b'"index/x"', b'"../x"')
+    with pytest.raises(BundleError, match="unsafe path"):
+        BundleInfo.loads(bad, where="t")
+    with pytest.raises(BundleError, match="not a lockmirror bundle.json"):
+        BundleInfo.loads(io.BytesIO(b"{}").read(), where="t")

@@ -1,0 +1,506 @@
+"""The import stage: every way a bundle can be bad is refused, and the mirror stays as it was.
+
+Each refusal test imports a good bundle first, then offers a bad one and
+compares the mirror's whole tree (paths, sizes, sha256) and inode before and
+after, and checks no staging or old tree is left beside it. Bad bundles are
+made from good ones: bytes flipped or cut off in place (the ``.sha256`` file
+left as it was, like damage in transit), or members re-packed with
+``tarfile`` (with a fresh ``.sha256``, like a forger who knows the format).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_bundle import EPOCH, base_files, bundle, make_inputs, write_tree
+
+from lockmirror import signing
+from lockmirror.bundle import BundleResult
+from lockmirror.errors import BundleError, LockmirrorError
+from lockmirror.importer import (
+    ImportResult,
+    import_bundle,
+    old_dir,
+    recover_interrupted_import,
+    staging_dir,
+    verify_mirror,
+)
+from lockmirror.manifest import Manifest, scan_tree
+
+WHEEL = "files/alpha/alpha-1.0-py3-none-any.whl"
+
+
+@dataclass
+class Mirror:
+    """A mirror imported from bundle ``first`` (of the tree in ``first_inputs``),
+    and ``good``: a bundle of another tree (in ``inputs``), not imported yet."""
+
+    root: Path
+    first: BundleResult
+    first_inputs: Path
+    good: BundleResult
+    inputs: Path
+
+    def snapshot(self) -> tuple[str, int, list[str]]:
+        """Everything that must not change: tree, inode, siblings."""
+        tree = scan_tree(self.root, exclude=()).dumps()
+        return tree, self.root.stat().st_ino, sorted(p.name for p in self.root.parent.iterdir())
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Mirror:
+    first = bundle(tmp_path / "v1", tmp_path / "out1")
+    root = tmp_path / "srv" / "mirror"
+    root.parent.mkdir()
+    assert import_bundle([first.path], root).changed
+    good = bundle(tmp_path / "in", tmp_path / "out")  # fresh random wheels: other content
+    return Mirror(root, first, tmp_path / "v1", good, tmp_path / "in")
+
+
+def refused(mirror: Mirror, paths: list[Path], match: str, **kwargs: object) -> BundleError:
+    """Import must raise BundleError matching ``match`` and change nothing."""
+    before = mirror.snapshot()
+    with pytest.raises(LockmirrorError, match=match) as caught:
+        import_bundle(paths, mirror.root, **kwargs)  # type: ignore[arg-type]
+    assert mirror.snapshot() == before
+    assert verify_mirror(mirror.root).ok
+    return caught.value  # type: ignore[return-value]
+
+
+def copy_bundle(result: BundleResult, out: Path) -> Path:
+    """A copy of a one-file bundle and its .sha256 in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / result.path.name
+    target.write_bytes(result.path.read_bytes())
+    (out / result.checksums.name).write_bytes(result.checksums.read_bytes())
+    return target
+
+
+def member_offset(bundle_path: Path, suffix: str) -> tuple[int, int]:
+    with tarfile.open(bundle_path) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(suffix))
+        return member.offset_data, member.size
+
+
+Edit = Callable[[list[tuple[tarfile.TarInfo, bytes]]], list[tuple[tarfile.TarInfo, bytes]]]
+
+
+def repack(source: Path, target: Path, edit: Edit) -> Path:
+    """Rewrite a bundle's members through ``edit`` and give it a matching .sha256."""
+    with tarfile.open(source) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
+                   for m in tar.getmembers()]
+    members = edit(members)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(target, "w", format=tarfile.GNU_FORMAT) as out:
+        for info, data in members:
+            out.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    target.with_name(target.name + ".sha256").write_text(f"{digest}  {target.name}\n")
+    return target
+
+
+def top_of(members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    return members[0][0].name.rstrip("/")
+
+
+# --------------------------------------------------------------------------
+# The good path
+# --------------------------------------------------------------------------
+
+
+def test_import_verifies_everything_and_a_second_import_is_a_no_op(mirror: Mirror) -> None:
+    result = import_bundle([mirror.good.path], mirror.root)
+    assert result.changed and result.extracted == 7 and result.files == 7
+    assert result.data_filter == hasattr(tarfile, "data_filter")
+    assert scan_tree(mirror.root) == Manifest.read(mirror.inputs / "dist-index/manifest.json")
+    assert (mirror.root / "manifest.json").read_bytes() == \
+        (mirror.inputs / "dist-index/manifest.json").read_bytes()
+    assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
+    before = mirror.snapshot()
+    again = import_bundle([mirror.good.path], mirror.root)
+    assert not again.changed and again.content_id == mirror.good.content_id
+    assert mirror.snapshot() == before
+
+
+def test_import_repairs_a_damaged_mirror(mirror: Mirror) -> None:
+    (mirror.root / WHEEL).write_bytes(b"rot")
+    (mirror.root / "stray.txt").write_text("x")
+    assert not verify_mirror(mirror.root).ok
+    result = import_bundle([mirror.first.path], mirror.root)
+    assert result.changed and verify_mirror(mirror.root).ok
+    assert not (mirror.root / "stray.txt").exists()
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_mirror(tmp_path: Path) -> None:
+    good = bundle(tmp_path / "in", tmp_path / "out")
+    home = tmp_path / "home"
+    write_tree(home, {"notes.txt": b"mine"})
+    (home / "manifest.json").unlink()
+    with pytest.raises(LockmirrorError, match="holds no manifest.json; refusing"):
+        import_bundle([good.path], home)
+    assert (home / "notes.txt").read_bytes() == b"mine"
+
+
+# --------------------------------------------------------------------------
+# Damage in transit
+# --------------------------------------------------------------------------
+
+
+def test_flipped_byte_in_a_member_names_the_member(mirror: Mirror, tmp_path: Path) -> None:
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    offset, size = member_offset(bad, WHEEL)
+    data = bytearray(bad.read_bytes())
+    data[offset + size // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    error = refused(mirror, [bad], "does not match bundle.json")
+    assert WHEEL in str(error) and "nothing was changed" in str(error)
+
+
+def test_flipped_byte_outside_any_member_fails_the_outer_hash(mirror: Mirror,
+                                                              tmp_path: Path) -> None:
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    data = bytearray(bad.read_bytes())
+    data[-10] ^= 0x01  # end-of-archive padding: only the .sha256 covers it
+    bad.write_bytes(bytes(data))
+    error = refused(mirror, [bad], r"sha256 does not match .*\.tar\.sha256")
+    assert str(bad) in str(error)
+
+
+def test_truncated_bundle_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    offset, size = member_offset(bad, WHEEL)
+    data = bad.read_bytes()
+    bad.write_bytes(data[:offset + size // 2])
+    error = refused(mirror, [bad], "truncated")
+    assert WHEEL in str(error)
+    with tarfile.open(copy_bundle(mirror.good, tmp_path / "cut")) as tar:
+        cut_at = tar.getmembers()[4].offset  # a header boundary: tar itself sees no damage
+    cut = tmp_path / "cut" / mirror.good.path.name
+    cut.write_bytes(data[:cut_at])
+    refused(mirror, [cut], "truncated or incomplete")
+
+
+def test_missing_checksum_file_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    bad.with_name(bad.name + ".sha256").unlink()
+    refused(mirror, [bad], "checksum file is missing")
+
+
+def test_not_a_tar_at_all(mirror: Mirror, tmp_path: Path) -> None:
+    bad = tmp_path / "junk.tar"
+    bad.write_bytes(os.urandom(4096))
+    digest = hashlib.sha256(bad.read_bytes()).hexdigest()
+    bad.with_name("junk.tar.sha256").write_text(f"{digest}  junk.tar\n")
+    refused(mirror, [bad], "not a tar archive|not a lockmirror bundle")
+
+
+# --------------------------------------------------------------------------
+# Hostile members
+# --------------------------------------------------------------------------
+
+
+def _evil(kind: str, top: str) -> tarfile.TarInfo:
+    if kind == "dotdot":
+        info = tarfile.TarInfo(f"{top}/index/../../escape.txt")
+    elif kind == "absolute":
+        info = tarfile.TarInfo("/tmp/lockmirror-escape.txt")
+    else:
+        info = tarfile.TarInfo(f"{top}/index/files/{kind}")
+    info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
+                 "device": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}.get(kind, tarfile.REGTYPE)
+    if kind == "symlink":
+        info.linkname = "/etc/passwd"
+    if kind == "hardlink":
+        info.linkname = f"{top}/mirror.yaml"
+    if kind == "device":
+        info.devmajor, info.devminor = 1, 3
+    return info
+
+
+@pytest.mark.parametrize("filter_available", [True, False], ids=["data-filter", "own-checks"])
+@pytest.mark.parametrize(("kind", "message"), [
+    ("dotdot", "unsafe member name"),
+    ("absolute", "unsafe member name"),
+    ("symlink", "is a symbolic link"),
+    ("hardlink", "is a hard link"),
+    ("device", "is a device node"),
+    ("fifo", "is a FIFO"),
+])
+def test_hostile_member_is_refused(mirror: Mirror, tmp_path: Path, kind: str, message: str,
+                                   filter_available: bool,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our own checks refuse these even without tarfile.data_filter (as on
+    Debian's Python 3.11.2), before anything is extracted."""
+    if not filter_available:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def add_evil(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
+            tuple[tarfile.TarInfo, bytes]]:
+        evil = _evil(kind, top_of(members))
+        payload = b"owned\n" if evil.isfile() else b""
+        evil.size = len(payload)
+        return [*members[:3], (evil, payload), *members[3:]]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, add_evil)
+    error = refused(mirror, [bad], message)
+    assert error.where == f"{bad.name}:{_evil(kind, f'lockmirror-demo-{mirror.good.content_id}').name}"
+    assert not Path("/tmp/lockmirror-escape.txt").exists()
+    assert not (mirror.root.parent.parent / "escape.txt").exists()
+
+
+def test_member_not_in_bundle_json_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    def smuggle(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
+            tuple[tarfile.TarInfo, bytes]]:
+        extra = tarfile.TarInfo(f"{top_of(members)}/index/files/alpha/extra.whl")
+        extra.size = 5
+        return [*members, (extra, b"extra")]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, smuggle)
+    error = refused(mirror, [bad], "is not listed in bundle.json")
+    assert "extra.whl" in str(error)
+
+
+def test_altered_bundle_json_no_longer_matches_its_directory(mirror: Mirror,
+                                                             tmp_path: Path) -> None:
+    def alter(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
+            tuple[tarfile.TarInfo, bytes]]:
+        info, data = members[1]
+        data = data.replace(b'"lockmirror_version": "', b'"lockmirror_version": "9')
+        info.size = len(data)
+        return [members[0], (info, data), *members[2:]]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, alter)
+    refused(mirror, [bad], "bundle.json hashes to .* but the bundle directory is")
+
+
+# --------------------------------------------------------------------------
+# Signatures
+# --------------------------------------------------------------------------
+
+
+def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "release"
+    public = signing.generate_keypair(key)
+    other = signing.generate_keypair(tmp_path / "keys" / "intruder")
+    signed = bundle(mirror.inputs, tmp_path / "signed", key=key,
+                    source_date_epoch=EPOCH + 1)
+    refused(mirror, [signed.path], "signed by key SHA256:.*, not by the trusted key",
+            pubkey=other)
+    refused(mirror, [mirror.good.path], "not signed, but a public key was given", pubkey=public)
+
+    # A forger re-makes bundle.json (and its directory name) but cannot re-sign it.
+    def forge(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
+            tuple[tarfile.TarInfo, bytes]]:
+        from lockmirror.bundle import BundleInfo
+
+        old_top = top_of(members)
+        info = BundleInfo.loads(members[1][1], where="bundle.json")
+        forged = BundleInfo(**{**info.__dict__, "lockmirror_version": "6.6.6"})
+        out = []
+        for member, data in members:
+            member.name = member.name.replace(old_top, forged.top, 1)
+            if member.name.endswith("/bundle.json"):
+                data = forged.dumps()
+                member.size = len(data)
+            out.append((member, data))
+        return out
+
+    forged = repack(signed.path, tmp_path / "forged" / "lockmirror-demo-forged.tar", forge)
+    refused(mirror, [forged], "signature does not match the signed data", pubkey=public)
+
+    result = import_bundle([signed.path], mirror.root, pubkey=public)
+    assert result.signed and result.signer == signing.fingerprint(
+        signing.load_public_key(public))
+
+
+# --------------------------------------------------------------------------
+# Deltas
+# --------------------------------------------------------------------------
+
+
+def _next_version(old_index: Path, root: Path) -> Path:
+    """A new index: alpha kept, beta dropped, gamma added, pages changed."""
+    files = base_files()
+    files[WHEEL] = (old_index / WHEEL).read_bytes()
+    del files["files/beta/beta-2.0.tar.gz"]
+    files["files/gamma/gamma-3.0-py3-none-any.whl"] = os.urandom(30_000)
+    files["simple/index.html"] = b"<a href='alpha/'>alpha</a><a href='gamma/'>gamma</a>\n"
+    make_inputs(root, files)
+    return root / "dist-index"
+
+
+def test_delta_applies_onto_its_base_and_links_unchanged_files(mirror: Mirror,
+                                                               tmp_path: Path) -> None:
+    new_index = _next_version(mirror.first_inputs / "dist-index", tmp_path / "v2")
+    delta = bundle(tmp_path / "v2", tmp_path / "delta", since=mirror.first.path)
+    assert delta.size < mirror.first.size
+    result: ImportResult = import_bundle([delta.path], mirror.root)
+    assert result.changed and result.kind == "delta"
+    assert result.linked == 2  # the alpha wheel and its .metadata came from the old mirror
+    assert scan_tree(mirror.root) == Manifest.read(new_index / "manifest.json")
+    assert not (mirror.root / "files/beta").exists()
+    assert verify_mirror(mirror.root).ok
+    assert not import_bundle([delta.path], mirror.root).changed  # twice: a no-op
+
+
+def test_delta_onto_the_wrong_base_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    make_inputs(other)  # a different v1 (fresh random wheels)
+    _next_version(other / "dist-index", tmp_path / "v2")
+    delta = bundle(tmp_path / "v2", tmp_path / "delta",
+                   since=other / "dist-index" / "manifest.json")
+    current = hashlib.sha256((mirror.root / "manifest.json").read_bytes()).hexdigest()
+    error = refused(mirror, [delta.path], "applies only onto the mirror whose manifest.json")
+    assert current in str(error) and str(delta.base_manifest_sha256) in str(error)
+    empty = tmp_path / "empty"
+    with pytest.raises(BundleError, match="it holds no mirror"):
+        import_bundle([delta.path], empty)
+    assert not empty.exists()
+
+
+# --------------------------------------------------------------------------
+# Volumes
+# --------------------------------------------------------------------------
+
+
+def test_volumes_are_checked_and_reassembled(mirror: Mirror, tmp_path: Path) -> None:
+    new_index = _next_version(mirror.first_inputs / "dist-index", tmp_path / "v2")
+    split = bundle(tmp_path / "v2", tmp_path / "split", split="64K")
+    assert len(split.parts) > 3
+    missing = split.parts[2]
+    hidden = missing.rename(tmp_path / "elsewhere.tar")
+    refused(mirror, list(split.parts[:2]), f"{missing.name} is missing")
+    hidden.rename(missing)
+
+    data = bytearray(split.parts[-1].read_bytes())
+    data[-3] ^= 0x01  # in the end padding: only the volume's hash notices
+    original = split.parts[-1].read_bytes()
+    split.parts[-1].write_bytes(bytes(data))
+    error = refused(mirror, list(reversed(split.parts)), "sha256 does not match")
+    assert error.where == str(split.parts[-1])
+    split.parts[-1].write_bytes(original)
+
+    result = import_bundle(list(reversed(split.parts)), mirror.root)
+    assert result.changed and scan_tree(mirror.root) == Manifest.read(new_index / "manifest.json")
+
+
+# --------------------------------------------------------------------------
+# Interruption
+# --------------------------------------------------------------------------
+
+
+def test_import_killed_midway_leaves_the_mirror_and_the_next_run_recovers(
+        mirror: Mirror, tmp_path: Path) -> None:
+    files = base_files()
+    files["files/huge/huge-1.0-py3-none-any.whl"] = b""
+    make_inputs(tmp_path / "v2", files)
+    huge = tmp_path / "v2" / "dist-index" / "files/huge/huge-1.0-py3-none-any.whl"
+    size = 256 << 20
+    with open(huge, "r+b") as handle:
+        handle.truncate(size)  # sparse: cheap to make, real bytes in the bundle
+    scan_tree(tmp_path / "v2" / "dist-index").write(tmp_path / "v2" / "dist-index/manifest.json")
+    big = bundle(tmp_path / "v2", tmp_path / "big")
+    before = mirror.snapshot()
+    partial = staging_dir(mirror.root) / "files/huge/huge-1.0-py3-none-any.whl"
+
+    process = subprocess.Popen([sys.executable, "-m", "lockmirror", "import", str(big.path),
+                                "--into", str(mirror.root)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if 0 < partial.stat().st_size < size:
+                    break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.0005)
+        assert process.poll() is None, "the import finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert staging_dir(mirror.root).is_dir()  # killed during extraction
+    staging_name = staging_dir(mirror.root).name
+    assert mirror.snapshot()[:2] == before[:2]  # tree and inode untouched
+    assert verify_mirror(mirror.root).ok
+
+    result = import_bundle([big.path], mirror.root)
+    assert result.recovered is not None and staging_name in result.recovered
+    assert result.changed and verify_mirror(mirror.root).ok
+    assert (mirror.root / "files/huge/huge-1.0-py3-none-any.whl").stat().st_size == size
+    assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
+
+
+def test_interrupted_swap_is_undone_or_finished(mirror: Mirror) -> None:
+    before = mirror.snapshot()
+    # killed between "mirror -> old" and "staging -> mirror": the old tree comes back
+    mirror.root.rename(old_dir(mirror.root))
+    staging_dir(mirror.root).mkdir()
+    with pytest.raises(LockmirrorError, match="an import was interrupted"):
+        verify_mirror(mirror.root)
+    message = recover_interrupted_import(mirror.root)
+    assert message is not None and "restored" in message
+    assert mirror.snapshot() == before
+    # killed after the swap, before the old tree was removed: it is removed
+    old_dir(mirror.root).mkdir()
+    (old_dir(mirror.root) / "leftover").write_text("x")
+    assert "removed" in (recover_interrupted_import(mirror.root) or "")
+    assert mirror.snapshot() == before
+    assert recover_interrupted_import(mirror.root) is None
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lockmirror", *args], capture_output=True,
+                          text=True, check=False)
+
+
+def test_cli_import_and_verify(mirror: Mirror, tmp_path: Path) -> None:
+    target = tmp_path / "cli-mirror"
+    done = _cli("import", str(mirror.good.path), "--into", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "every file verified" in done.stdout and "unsigned" in done.stdout
+    done = _cli("import", str(mirror.good.path), "--into", str(target))
+    assert "nothing to do" in done.stdout
+    assert _cli("verify", str(target)).returncode == 0
+
+    (target / WHEEL).write_bytes(b"rot")
+    (target / "files/beta/beta-2.0.tar.gz").unlink()
+    (target / "simple/extra.html").write_text("x")
+    done = _cli("verify", str(target))
+    assert done.returncode == 1
+    assert f"altered: {target / WHEEL}" in done.stdout
+    assert "missing: " in done.stdout and "unexpected: " in done.stdout
+    assert "1 missing, 1 altered, 1 unexpected" in done.stdout
+
+
+def test_cli_refusal_is_one_line_naming_the_member(mirror: Mirror, tmp_path: Path) -> None:
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    offset, _size = member_offset(bad, WHEEL)
+    data = bytearray(bad.read_bytes())
+    data[offset + 7] ^= 0x80
+    bad.write_bytes(bytes(data))
+    before = mirror.snapshot()
+    done = _cli("import", str(bad), "--into", str(mirror.root))
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("import: ")]
+    assert len(lines) == 1 and lines[0].startswith("lockmirror: error: ")
+    assert WHEEL in lines[0] and "Traceback" not in done.stderr
+    assert mirror.snapshot() == before
