@@ -1,0 +1,82 @@
+"""``lockmirror index``: build the static index (dist-index/) from lockfiles and the store.
+
+With no arguments every set of mirror.yaml is indexed into its ``paths.index``.
+Given lockfiles, ``--store`` and ``--out``, mirror.yaml is not read at all;
+that form is also what ``python -m lockmirror.commands.index`` runs, which
+imports nothing but the index stage (a no-op run then costs tens of
+milliseconds as a whole process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+NAME = "index"
+HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lockfiles and the store"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lockfiles", nargs="*", type=Path,
+                        help="pylock.<set>.toml files (default: every set of mirror.yaml)")
+    parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("--store", type=Path, help="default: paths.store of mirror.yaml")
+    parser.add_argument("--out", type=Path, help="default: paths.index of mirror.yaml")
+    parser.add_argument("--title", help="landing page title (default: the mirror's name)")
+    parser.add_argument("--mirror-yaml", type=Path,
+                        help="the mirror.yaml to name on the landing page (default: --config "
+                             "when it is read)")
+    parser.add_argument("--full", action="store_true",
+                        help="ignore the saved state: compare every file of the tree")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..index import DEFAULT_TITLE, build_index
+    from ..pages import human_size
+
+    lockfiles: list[Path] = list(args.lockfiles)
+    store, out, mirror_yaml, title = args.store, args.out, args.mirror_yaml, args.title
+    if not (lockfiles and store and out):
+        from ..config import load_config
+
+        loaded = load_config(args.config)
+        lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
+        store = store or loaded.store_dir
+        out = out or loaded.index_dir
+        mirror_yaml = mirror_yaml or loaded.path
+        title = title or loaded.config.name
+    result = build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
+                         title=title or DEFAULT_TITLE, full=args.full)
+    if args.quiet:
+        return 0
+    what = (f"{result.projects} projects, {result.files} files, "
+            f"{human_size(result.total_size)}")
+    if result.noop:
+        print(f"{out}: up to date ({what})")
+        return 0
+    print(f"{out}: {what}; wrote {len(result.written)} files "
+          f"({result.linked} linked, {result.copied} copied), removed {len(result.removed)}")
+    for release in result.removed_releases:
+        print(f"  removed {release}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lockmirror.commands.index``: this command without the CLI's registry."""
+    from ..errors import LockmirrorError
+
+    parser = argparse.ArgumentParser(prog="lockmirror index", description=HELP)
+    configure(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except LockmirrorError as error:
+        print(f"lockmirror: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

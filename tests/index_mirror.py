@@ -1,0 +1,147 @@
+"""A fixture mirror for the index, serve and verify tests: catalogue files in a
+store and hand-written lockfiles, without the lock or fetch stages.
+
+Sets (the host target matches the machine running the tests: CPython of this
+interpreter's minor version on x86_64 Linux):
+
+* ``core`` on ``host`` (cp3.11) and ``arm`` (cp3.12 aarch64): ``beta`` (pulls
+  ``alpha`` and ``foo-bar-baz``), ``yanky==1.1`` (yanked), ``sdistonly`` (an
+  sdist only, built with the ``fixture-backend`` build-only package),
+  ``native`` (platform wheels). ``alpha`` is 1.1 on host and 2.0 (Requires-Python
+  >=3.12) on arm, so both versions are in the mirror.
+* ``extra`` on ``host``: ``yanky==1.0`` and ``speedup`` (also in core).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixtureindex import Catalogue, CatalogueFile
+from packaging.version import Version
+
+from lockmirror.fsutil import sha256_bytes
+from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.store import Store
+
+HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+HOST = LockedTarget("host", HOST_PYTHON, "cp", ("manylinux_2_28_x86_64",),
+                    f"python_version == '{HOST_PYTHON}' and sys_platform == 'linux' and "
+                    "platform_machine == 'x86_64'")
+ARM = LockedTarget("arm", "3.12", "cp", ("manylinux_2_28_aarch64",),
+                   "python_version == '3.12' and sys_platform == 'linux' and "
+                   "platform_machine == 'aarch64'")
+SOURCE = "https://user:secret-token@fixture.example/simple/"
+
+# set -> (requirements, targets, [(project, version, targets, build_only, file filter)])
+SETS: dict[str, tuple[tuple[str, ...], tuple[LockedTarget, ...],
+                      list[tuple[str, str, tuple[str, ...], bool, str | None]]]] = {
+    "core": (
+        ("beta", "yanky==1.1", "sdistonly", "native"),
+        (HOST, ARM),
+        [
+            ("alpha", "1.1", ("host",), False, None),
+            ("alpha", "2.0", ("arm",), False, None),
+            ("beta", "1.0", ("host", "arm"), False, None),
+            ("foo-bar-baz", "1.0", ("host", "arm"), False, None),
+            ("yanky", "1.1", ("host", "arm"), False, None),
+            ("sdistonly", "1.0", ("host", "arm"), False, None),
+            ("speedup", "1.2", ("host", "arm"), False, None),
+            ("fixture-backend", "1.0", ("host", "arm"), True, None),
+            ("native", "1.0", ("host",), False, "manylinux_2_17_x86_64"),
+            ("native", "1.0", ("arm",), False, "manylinux_2_28_aarch64"),
+        ],
+    ),
+    "extra": (
+        ("yanky==1.0", "speedup"),
+        (HOST,),
+        [
+            ("yanky", "1.0", ("host",), False, None),
+            ("speedup", "1.2", ("host",), False, None),
+        ],
+    ),
+}
+
+
+@dataclass
+class FixtureMirror:
+    root: Path
+    store: Store
+    lockfiles: list[Path]
+    catalogue: Catalogue
+
+    @property
+    def out(self) -> Path:
+        return self.root / "dist-index"
+
+
+def locked_file(item: CatalogueFile) -> LockedFile:
+    return LockedFile(filename=item.filename, url=f"https://fixture.example/files/{item.filename}",
+                      size=item.size, sha256=item.sha256, upload_time=item.upload_time,
+                      metadata_sha256=item.metadata_sha256 if item.is_wheel else None)
+
+
+def store_file(store: Store, data: bytes) -> str:
+    digest = sha256_bytes(data)
+    path = store.path(digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o644)
+    return digest
+
+
+def build_lockfile(catalogue: Catalogue, set_name: str) -> Lockfile:
+    requirements, targets, entries = SETS[set_name]
+    packages = []
+    merged: dict[tuple[str, str], dict[str, object]] = {}
+    for project, version, package_targets, build_only, tag in entries:
+        files = [f for f in catalogue.project(project) if f.version == version
+                 and (tag is None or not f.is_wheel or tag in f.filename)]
+        if tag is not None:
+            files = [f for f in files if f.is_wheel]
+        entry = merged.setdefault((project, version), {"targets": [], "files": [],
+                                                       "build_only": build_only})
+        entry["targets"] += list(package_targets)  # type: ignore[operator]
+        entry["files"] += files  # type: ignore[operator]
+    for (project, version), entry in sorted(merged.items()):
+        files: list[CatalogueFile] = entry["files"]  # type: ignore[assignment]
+        first = files[0]
+        target_names = tuple(t.name for t in targets if t.name in entry["targets"])  # type: ignore[operator]
+        packages.append(LockedPackage(
+            name=first.normalized, version=Version(version), targets=target_names,
+            index=SOURCE,
+            wheels=tuple(locked_file(f) for f in files if f.is_wheel),
+            sdist=next((locked_file(f) for f in files if not f.is_wheel), None),
+            requires_python=first.requires_python,
+            why={t: (set_name,) for t in target_names},
+            build_only=bool(entry["build_only"]),
+            yanked=first.yanked_reason))
+    return Lockfile(set_name=set_name, requirements=requirements, targets=targets,
+                    packages=tuple(packages), input_hash=f"{set_name}-input-hash")
+
+
+def make_fixture_mirror(catalogue: Catalogue, root: Path) -> FixtureMirror:
+    """Store every catalogue file (and each wheel's metadata) and write the lockfiles."""
+    store = Store(root / "store")
+    for item in catalogue:
+        assert store_file(store, item.path.read_bytes()) == item.sha256
+        if item.is_wheel:
+            store_file(store, item.metadata)
+    lockfiles = []
+    for set_name in SETS:
+        path = root / "lockfiles" / f"pylock.{set_name}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_lockfile(catalogue, set_name).write(path)
+        lockfiles.append(path)
+    return FixtureMirror(root=root, store=store, lockfiles=lockfiles, catalogue=catalogue)
+
+
+def copy_mirror(mirror: FixtureMirror, root: Path) -> FixtureMirror:
+    """An independent copy (store, lockfiles) a test may change."""
+    shutil.copytree(mirror.root / "store", root / "store")
+    shutil.copytree(mirror.root / "lockfiles", root / "lockfiles")
+    return FixtureMirror(root=root, store=Store(root / "store"),
+                         lockfiles=[root / "lockfiles" / p.name for p in mirror.lockfiles],
+                         catalogue=mirror.catalogue)

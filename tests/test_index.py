@@ -1,0 +1,516 @@
+"""The index stage: PEP 503/691/658/700 conformance, incrementality, determinism.
+
+The fixture mirror (tests/index_mirror.py) puts catalogue files in a store and
+writes lockfiles by hand; pip and uv then install from the built tree over
+``file://`` (over HTTP: test_serve.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue
+from index_mirror import (
+    SETS,
+    FixtureMirror,
+    build_lockfile,
+    copy_mirror,
+    make_fixture_mirror,
+)
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from lockmirror.errors import IntegrityError, LockmirrorError, NotFoundError
+from lockmirror.index import IndexResult, build_index, state_dir_for
+from lockmirror.lockfile import LockedFile, Lockfile
+from lockmirror.manifest import Manifest, check_tree
+from lockmirror.store import Store
+
+UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+
+
+@pytest.fixture(scope="module")
+def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
+    built = make_fixture_mirror(catalogue, tmp_path_factory.mktemp("mirror"))
+    build_index(built.lockfiles, built.store, built.out, title="Fixture mirror")
+    return built
+
+
+@pytest.fixture
+def own_mirror(mirror: FixtureMirror, tmp_path: Path) -> FixtureMirror:
+    """A copy of the fixture mirror's inputs this test may change."""
+    return copy_mirror(mirror, tmp_path / "own")
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """rel path -> (mtime_ns, inode) for every file below root."""
+    found = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath) / name
+            stat = path.stat()
+            found[path.relative_to(root).as_posix()] = (stat.st_mtime_ns, stat.st_ino)
+    return found
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {rel: (root / rel).read_bytes() for rel in tree_state(root)}
+
+
+class Anchors(HTMLParser):
+    """Every <a> of a page: (attributes, text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.meta: dict[str, str | None] = {}
+        self._open: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open = dict(attrs)
+        if tag == "meta":
+            data = dict(attrs)
+            self.meta[str(data.get("name"))] = data.get("content")
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self.anchors.append((self._open, data))
+            self._open = None
+
+
+def parse_page(path: Path) -> Anchors:
+    parser = Anchors()
+    parser.feed(path.read_text())
+    return parser
+
+
+def locked_releases() -> dict[str, set[str]]:
+    """project -> versions the fixture lockfiles lock."""
+    found: dict[str, set[str]] = {}
+    for _, _, entries in SETS.values():
+        for project, version, *_ in entries:
+            found.setdefault(canonicalize_name(project), set()).add(version)
+    return found
+
+
+# --------------------------------------------------------------------------
+# Conformance
+# --------------------------------------------------------------------------
+
+
+def test_manifest_lists_every_file_with_its_hash(mirror: FixtureMirror) -> None:
+    manifest = Manifest.read(mirror.out / "manifest.json")
+    report = check_tree(mirror.out, manifest, hash_files=True)
+    assert report.ok, report
+    assert "manifest.json" not in manifest.files
+    assert {"index.html", "simple/index.html", "simple/index.json",
+            "lockfiles/pylock.core.toml", "constraints/core-arm.txt"} <= set(manifest.files)
+    # nothing of lockmirror's own state inside the tree
+    assert not [rel for rel in manifest.files if rel.split("/")[-1].startswith(".")]
+    assert state_dir_for(mirror.out).is_dir()
+
+
+def test_root_pages_list_normalized_projects(mirror: FixtureMirror) -> None:
+    expected = sorted(locked_releases())
+    root = parse_page(mirror.out / "simple" / "index.html")
+    assert [text for _, text in root.anchors] == expected
+    assert [attrs["href"] for attrs, _ in root.anchors] == [f"{p}/" for p in expected]
+    assert "foo-bar-baz" in expected
+    data = json.loads((mirror.out / "simple" / "index.json").read_text())
+    assert data["meta"] == {"api-version": "1.1"}
+    assert [p["name"] for p in data["projects"]] == expected
+
+
+def test_pep503_project_pages(mirror: FixtureMirror) -> None:
+    catalogue = mirror.catalogue
+    for project, versions in locked_releases().items():
+        page_path = mirror.out / "simple" / project / "index.html"
+        page = parse_page(page_path)
+        raw = page_path.read_text()
+        assert page.meta.get("pypi:repository-version") == "1.1"
+        assert page.anchors, project
+        seen_versions = set()
+        for attrs, text in page.anchors:
+            href = str(attrs["href"])
+            url, _, fragment = href.partition("#")
+            assert not urllib.parse.urlsplit(url).scheme and not url.startswith("/"), href
+            target = (page_path.parent / urllib.parse.unquote(url)).resolve()
+            assert target == (mirror.out / "files" / project / text).resolve()
+            assert fragment == f"sha256={sha256_of(target)}"
+            item = catalogue.file(text)
+            seen_versions.add(item.version)
+            assert attrs.get("data-requires-python") == item.requires_python
+            if item.requires_python:
+                escaped = item.requires_python.replace(">", "&gt;").replace("<", "&lt;")
+                assert f'data-requires-python="{escaped}"' in raw
+            assert attrs.get("data-yanked") == item.yanked_reason
+            if item.is_wheel:
+                metadata = target.with_name(target.name + ".metadata")
+                assert attrs["data-core-metadata"] == f"sha256={sha256_of(metadata)}"
+                assert attrs["data-dist-info-metadata"] == f"sha256={sha256_of(metadata)}"
+            else:
+                assert "data-core-metadata" not in attrs
+        assert seen_versions == versions
+
+
+def test_pep691_and_pep700_json(mirror: FixtureMirror) -> None:
+    catalogue = mirror.catalogue
+    for project, versions in locked_releases().items():
+        page_path = mirror.out / "simple" / project / "index.json"
+        data = json.loads(page_path.read_text())
+        assert data["meta"] == {"api-version": "1.1"}
+        assert data["name"] == project
+        assert data["versions"] == sorted(versions, key=Version)
+        html_files = [text for _, text in parse_page(page_path.with_name("index.html")).anchors]
+        assert [f["filename"] for f in data["files"]] == html_files
+        for entry in data["files"]:
+            item = catalogue.file(entry["filename"])
+            target = (page_path.parent / urllib.parse.unquote(entry["url"])).resolve()
+            assert not urllib.parse.urlsplit(entry["url"]).scheme
+            assert entry["hashes"] == {"sha256": sha256_of(target)} == {"sha256": item.sha256}
+            assert entry["size"] == target.stat().st_size == item.size
+            assert UPLOAD_TIME.match(entry["upload-time"]), entry["upload-time"]
+            assert entry["upload-time"] == item.upload_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert entry.get("requires-python") == item.requires_python
+            assert entry["yanked"] == (item.yanked_reason or True if item.yanked else False)
+            if item.is_wheel:
+                metadata_hash = sha256_of(target.with_name(target.name + ".metadata"))
+                assert entry["core-metadata"] == {"sha256": metadata_hash}
+                assert entry["dist-info-metadata"] == {"sha256": metadata_hash}
+            else:
+                assert "core-metadata" not in entry and "dist-info-metadata" not in entry
+
+
+def test_pep658_metadata_files_are_the_wheels_metadata(mirror: FixtureMirror) -> None:
+    wheels = [f for f in mirror.catalogue
+              if (mirror.out / "files" / f.normalized / f.filename).exists() and f.is_wheel]
+    assert len(wheels) >= 8
+    for item in wheels:
+        metadata = mirror.out / "files" / item.normalized / (item.filename + ".metadata")
+        assert metadata.read_bytes() == item.metadata
+        assert sha256_of(metadata) == item.metadata_sha256
+
+
+def test_files_are_hard_links_into_the_store(mirror: FixtureMirror) -> None:
+    for item in mirror.catalogue:
+        placed = mirror.out / "files" / item.normalized / item.filename
+        if placed.exists():
+            assert placed.stat().st_ino == mirror.store.path(item.sha256).stat().st_ino
+            assert placed.stat().st_mode & 0o444 == 0o444
+
+
+def test_constraints_and_lockfiles(mirror: FixtureMirror) -> None:
+    for path in mirror.lockfiles:
+        assert (mirror.out / "lockfiles" / path.name).read_bytes() == path.read_bytes()
+    lines = (mirror.out / "constraints" / "core-host.txt").read_text().splitlines()
+    pins = [line for line in lines if not line.startswith("#")]
+    assert "alpha==1.1" in pins and "alpha==2.0" not in pins
+    assert "native==1.0" in pins and "fixture-backend==1.0" in pins
+    arm = (mirror.out / "constraints" / "core-arm.txt").read_text()
+    assert "alpha==2.0" in arm.splitlines()
+    assert (mirror.out / "constraints" / "extra-host.txt").is_file()
+    assert not (mirror.out / "constraints" / "extra-arm.txt").exists()
+
+
+# --------------------------------------------------------------------------
+# Real installers over file://
+# --------------------------------------------------------------------------
+
+
+def uv_compile(index_url: str, requirements: str, python: str, tmp_path: Path) -> str:
+    from uv import find_uv_bin
+
+    source = tmp_path / "requirements.in"
+    source.write_text(requirements)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    done = subprocess.run(
+        [find_uv_bin(), "pip", "compile", str(source), "--python-version", python,
+         "--python-platform", "x86_64-manylinux_2_28", "--default-index", index_url,
+         "--no-config", "--cache-dir", str(tmp_path / "uv-cache"), "--no-header",
+         "--python", sys.executable],
+        env={**env, "UV_PYTHON_DOWNLOADS": "never"}, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def pins(output: str) -> set[str]:
+    return {line.strip() for line in output.splitlines() if "==" in line
+            and not line.lstrip().startswith("#") and not line.startswith("warning")}
+
+
+def test_uv_respects_requires_python(mirror: FixtureMirror, tmp_path: Path) -> None:
+    url = (mirror.out / "simple").as_uri() + "/"
+    assert pins(uv_compile(url, "alpha\n", "3.11", tmp_path)) == {"alpha==1.1"}
+    assert pins(uv_compile(url, "alpha\n", "3.12", tmp_path)) == {"alpha==2.0"}
+
+
+def test_uv_skips_yanked_unless_pinned(mirror: FixtureMirror, tmp_path: Path) -> None:
+    url = (mirror.out / "simple").as_uri() + "/"
+    assert pins(uv_compile(url, "yanky\n", "3.11", tmp_path)) == {"yanky==1.0"}
+    output = uv_compile(url, "yanky==1.1\n", "3.11", tmp_path)
+    assert pins(output) == {"yanky==1.1"}
+    assert "broken build, use 1.0" in output
+
+
+def pip_install(index_url: str, requirements: list[str], venv: Path) -> str:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--isolated", "--no-cache-dir", "--index-url", index_url,
+         "--disable-pip-version-check", *requirements],
+        env={**env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
+        timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "list",
+         "--format=json", "--disable-pip-version-check"],
+        capture_output=True, text=True, check=True)
+    return " ".join(sorted(f"{canonicalize_name(p['name'])}=={p['version']}"
+                           for p in json.loads(listed.stdout)))
+
+
+def test_pip_installs_over_file_url(mirror: FixtureMirror, tmp_path: Path) -> None:
+    url = (mirror.out / "simple").as_uri() + "/"
+    # beta pulls alpha (not 2.0: Requires-Python) and foo-bar-baz; yanky skips the
+    # yanked 1.1; sdistonly is built from its sdist with the mirror's fixture-backend
+    installed = pip_install(url, ["beta", "yanky", "sdistonly"], tmp_path / "venv")
+    assert installed == ("alpha==1.1 beta==1.0 foo-bar-baz==1.0 sdistonly==1.0 "
+                         "speedup==1.2 yanky==1.0")
+
+
+# --------------------------------------------------------------------------
+# Incrementality and determinism
+# --------------------------------------------------------------------------
+
+
+def build(mirror: FixtureMirror, **kwargs: object) -> IndexResult:
+    return build_index(mirror.lockfiles, mirror.store, mirror.out, title="Fixture mirror",
+                       **kwargs)  # type: ignore[arg-type]
+
+
+def rewrite_lockfile(mirror: FixtureMirror, lock: Lockfile) -> None:
+    lock.write(mirror.root / "lockfiles" / f"pylock.{lock.set_name}.toml")
+
+
+def test_noop_run_writes_nothing(own_mirror: FixtureMirror) -> None:
+    first = build(own_mirror)
+    assert not first.noop and first.linked > 0
+    before = tree_state(own_mirror.out)
+    state = tree_state(state_dir_for(own_mirror.out))
+    again = build(own_mirror)
+    assert again.noop and not again.changed
+    assert (again.projects, again.files, again.total_size) == (
+        first.projects, first.files, first.total_size)
+    assert tree_state(own_mirror.out) == before
+    assert tree_state(state_dir_for(own_mirror.out)) == state
+    # without the shortcut: every file compared, still nothing written
+    full = build(own_mirror, full=True)
+    assert not full.noop and full.written == () and full.removed == ()
+    assert tree_state(own_mirror.out) == before
+    # without any state at all (e.g. a fresh CI checkout over an old tree)
+    shutil.rmtree(state_dir_for(own_mirror.out))
+    fresh_state = build(own_mirror)
+    assert fresh_state.written == () and fresh_state.removed == ()
+    assert tree_state(own_mirror.out) == before
+
+
+def test_changed_pin_rewrites_only_that_project(own_mirror: FixtureMirror,
+                                                tmp_path: Path) -> None:
+    build(own_mirror)
+    before = tree_state(own_mirror.out)
+    manifest_before = (own_mirror.out / "manifest.json").read_bytes()
+    extra = build_lockfile(own_mirror.catalogue, "extra")
+    speedup_10 = own_mirror.catalogue.find("speedup", "1.0")
+    packages = tuple(
+        replace(p, version=Version("1.0"), wheels=(replace(p.wheels[0], filename=speedup_10.filename,
+                                                           sha256=speedup_10.sha256,
+                                                           size=speedup_10.size,
+                                                           metadata_sha256=speedup_10.metadata_sha256),))
+        if p.name == "speedup" else p for p in extra.packages)
+    rewrite_lockfile(own_mirror, replace(extra, packages=packages))
+
+    result = build(own_mirror)
+    new_file = f"files/speedup/{speedup_10.filename}"
+    assert set(result.written) == {
+        new_file, new_file + ".metadata",
+        "simple/speedup/index.html", "simple/speedup/index.json",
+        "index.html", "lockfiles/pylock.extra.toml", "constraints/extra-host.txt",
+    }
+    after = tree_state(own_mirror.out)
+    changed = {rel for rel in after if before.get(rel) != after[rel]}
+    assert changed == set(result.written) | {"manifest.json"}
+    assert (own_mirror.out / "manifest.json").read_bytes() != manifest_before
+    assert result.removed == ()  # core still needs speedup 1.2
+    versions = json.loads((own_mirror.out / "simple/speedup/index.json").read_text())["versions"]
+    assert versions == ["1.0", "1.2"]
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+    # the incremental result is exactly what a build from nothing gives
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "full"))
+
+
+def full_copy(mirror: FixtureMirror, root: Path) -> Path:
+    out = root / "dist-index"
+    build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
+    return out
+
+
+def test_removed_releases_are_reported_and_gone(own_mirror: FixtureMirror,
+                                                tmp_path: Path) -> None:
+    build(own_mirror)
+    extra = build_lockfile(own_mirror.catalogue, "extra")
+    rewrite_lockfile(own_mirror, replace(
+        extra, packages=tuple(p for p in extra.packages if p.name != "yanky")))
+    core = build_lockfile(own_mirror.catalogue, "core")
+    rewrite_lockfile(own_mirror, replace(
+        core, packages=tuple(p for p in core.packages if p.name != "native")))
+
+    result = build(own_mirror)
+    assert result.removed_releases == ("native 1.0", "yanky 1.0")
+    yanky_10 = own_mirror.catalogue.find("yanky", "1.0").filename
+    assert f"files/yanky/{yanky_10}" in result.removed
+    assert f"files/yanky/{yanky_10}.metadata" in result.removed
+    assert {"simple/native/index.html", "simple/native/index.json"} <= set(result.removed)
+    for rel in result.removed:
+        assert not (own_mirror.out / rel).exists()
+    assert not (own_mirror.out / "files" / "native").exists()
+    assert not (own_mirror.out / "simple" / "native").exists()
+    root_names = [text for _, text in parse_page(own_mirror.out / "simple/index.html").anchors]
+    assert "native" not in root_names
+    yanky = json.loads((own_mirror.out / "simple/yanky/index.json").read_text())
+    assert yanky["versions"] == ["1.1"]
+    manifest = Manifest.read(own_mirror.out / "manifest.json")
+    assert check_tree(own_mirror.out, manifest).ok
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "full"))
+
+
+def test_removal_found_without_state(own_mirror: FixtureMirror) -> None:
+    build(own_mirror)
+    shutil.rmtree(state_dir_for(own_mirror.out))
+    extra = build_lockfile(own_mirror.catalogue, "extra")
+    rewrite_lockfile(own_mirror, replace(
+        extra, packages=tuple(p for p in extra.packages if p.name != "yanky")))
+    result = build(own_mirror)
+    assert result.removed_releases == ("yanky 1.0",)
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+
+
+def test_output_is_the_same_whatever_the_order(mirror: FixtureMirror, tmp_path: Path) -> None:
+    # a second store filled in the opposite order, lockfiles handed over reversed
+    store = Store(tmp_path / "store")
+    originals = sorted((mirror.root / "store").rglob("*"), reverse=True)
+    for path in originals:
+        if path.is_file():
+            target = store.root / path.relative_to(mirror.root / "store")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    out = tmp_path / "elsewhere" / "dist-index"
+    build_index(list(reversed(mirror.lockfiles)), store, out, title="Fixture mirror")
+    assert tree_bytes(out) == tree_bytes(mirror.out)
+
+
+# --------------------------------------------------------------------------
+# Failures
+# --------------------------------------------------------------------------
+
+
+def test_missing_store_file_is_named_and_nothing_is_published(own_mirror: FixtureMirror) -> None:
+    beta = own_mirror.catalogue.find("beta", "1.0")
+    own_mirror.store.path(beta.sha256).unlink()
+    with pytest.raises(NotFoundError, match=re.escape(beta.filename)) as error:
+        build(own_mirror)
+    assert "doit fetch" in str(error.value)
+    assert not own_mirror.out.exists()
+    assert not list(own_mirror.root.glob(".dist-index.staging-*"))
+
+
+def test_missing_store_file_leaves_the_previous_tree(own_mirror: FixtureMirror) -> None:
+    build(own_mirror)
+    before = tree_bytes(own_mirror.out)
+    extra = build_lockfile(own_mirror.catalogue, "extra")
+    gamma = own_mirror.catalogue.find("gamma", "1.0")
+    wheel = LockedFile(filename=gamma.filename, url="https://fixture.example/x", size=gamma.size,
+                       sha256="0" * 64, metadata_sha256=None)
+    rewrite_lockfile(own_mirror, replace(extra, packages=(
+        *extra.packages, replace(extra.packages[0], name=canonicalize_name("gamma"),
+                                 version=Version("1.0"), wheels=(wheel,), yanked=None))))
+    with pytest.raises(NotFoundError, match="not in the store"):
+        build(own_mirror)
+    assert tree_bytes(own_mirror.out) == before
+
+
+def test_refuses_a_directory_that_is_not_an_index(own_mirror: FixtureMirror) -> None:
+    own_mirror.out.mkdir()
+    (own_mirror.out / "precious.txt").write_text("keep me")
+    with pytest.raises(LockmirrorError, match="not a lockmirror index"):
+        build(own_mirror)
+    assert (own_mirror.out / "precious.txt").read_text() == "keep me"
+
+
+def test_two_sets_disagreeing_about_a_file(own_mirror: FixtureMirror) -> None:
+    extra = build_lockfile(own_mirror.catalogue, "extra")
+    packages = tuple(replace(p, wheels=tuple(replace(w, sha256="f" * 64) for w in p.wheels))
+                     if p.name == "speedup" else p for p in extra.packages)
+    rewrite_lockfile(own_mirror, replace(extra, packages=packages))
+    with pytest.raises(IntegrityError, match="speedup-1.2-py3-none-any.whl is locked with"):
+        build(own_mirror)
+
+
+def test_store_size_mismatch(own_mirror: FixtureMirror) -> None:
+    beta = own_mirror.catalogue.find("beta", "1.0")
+    path = own_mirror.store.path(beta.sha256)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError, match="beta-1.0-py3-none-any.whl"):
+        build(own_mirror)
+
+
+def test_unsafe_file_name_is_refused(own_mirror: FixtureMirror) -> None:
+    text = (own_mirror.root / "lockfiles" / "pylock.extra.toml").read_text()
+    name = own_mirror.catalogue.find("yanky", "1.0").filename
+    (own_mirror.root / "lockfiles" / "pylock.extra.toml").write_text(
+        text.replace(f'name = "{name}"', 'name = "../../escape.whl"'))
+    with pytest.raises(LockmirrorError, match="unsafe file name|Invalid wheel filename"):
+        build(own_mirror)
+    assert not list(own_mirror.root.parent.rglob("escape.whl"))
+
+
+@pytest.fixture
+def other_filesystem() -> Iterator[Path]:
+    base = Path("/dev/shm")
+    if not base.is_dir() or not os.access(base, os.W_OK):
+        pytest.skip("needs /dev/shm (a second file system) to see the copy fallback")
+    path = Path(__import__("tempfile").mkdtemp(dir=base, prefix="lockmirror-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_copies_when_the_store_is_on_another_file_system(
+        mirror: FixtureMirror, other_filesystem: Path, tmp_path: Path) -> None:
+    if os.stat(other_filesystem).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is on the same file system here")
+    moved = copy_mirror(mirror, other_filesystem / "mirror")
+    out = tmp_path / "dist-index"
+    first = build_index(moved.lockfiles, moved.store, out, title="Fixture mirror")
+    assert first.copied > 0 and first.linked == 0
+    assert tree_bytes(out) == tree_bytes(mirror.out)
+    before = tree_state(out)
+    again = build_index(moved.lockfiles, moved.store, out, title="Fixture mirror", full=True)
+    assert again.written == () and tree_state(out) == before
