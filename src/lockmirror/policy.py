@@ -274,8 +274,8 @@ class PolicyEngine:
                 for e in self._expired]
 
     def expired_findings(self) -> list[Finding]:
-        return [Finding("exceptions", "deny", e.name, e.exact, self.expired_messages()[i])
-                for i, e in enumerate(self._expired)]
+        return [Finding("exceptions", "deny", e.name, e.exact, message)
+                for e, message in zip(self._expired, self.expired_messages(), strict=True)]
 
     def _waiver(self, name: NormalizedName, version: Version, rule: str,
                 advisory: Advisory | None = None) -> ExceptionUse | None:

@@ -46,11 +46,11 @@ from .config import LoadedConfig
 from .errors import LockmirrorError
 from .fsutil import atomic_write, sha256_bytes
 from .manifest import MANIFEST_NAME, Entry, Manifest
-from .pages import IndexFile, Release, project_html, project_json, root_html, root_json
 from .policy import as_utc
 
 if TYPE_CHECKING:
     from .audit import AuditReport
+    from .pages import Release
 
 FORMAT = "lockmirror-quarantine/1"
 Key = tuple[NormalizedName, Version]
@@ -198,6 +198,8 @@ class IndexChange:
 
 def _releases_from_page(project: str, page: Any, where: str) -> list[Release]:
     """A PEP 691 project page (as the index stage writes it) back into releases."""
+    from .pages import IndexFile, Release
+
     by_version: dict[str, dict[str, Any]] = {}
     try:
         for entry in page["files"]:
@@ -242,6 +244,8 @@ def remove_from_index(index_dir: Path, releases: Iterable[Key], *,
     Cost: reads the manifest and one JSON page per affected project.
     Raises LockmirrorError when the tree has no manifest.
     """
+    from .pages import project_html, project_json, root_html, root_json
+
     wanted = set(releases)
     manifest_path = index_dir / MANIFEST_NAME
     manifest = Manifest.read(manifest_path)
