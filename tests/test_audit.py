@@ -332,6 +332,9 @@ def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: F
     assert [f["advisory"] for f in data["findings"]] == ["PYSEC-2023-0001"]
     assert main(["audit", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
     assert capsys.readouterr().out.startswith("## lockmirror audit: ❌")
+    assert main(["audit", "-c", config, "--offline", "--quarantine"]) == 0
+    assert capsys.readouterr().err == "quarantine: nothing to quarantine\n"
+    assert not mirror.quarantine_path.exists()  # no list until something is quarantined
     assert main(["audit", "-c", config, "--set", "nope"]) == 1
     assert "no set named 'nope'" in capsys.readouterr().err
     assert main(["audit", "-c", config, "--now", "yesterday"]) == 1

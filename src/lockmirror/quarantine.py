@@ -342,7 +342,7 @@ def apply_quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime
     index_found = (index_dir / MANIFEST_NAME).is_file()
     change = (remove_from_index(index_dir, updated.keys, dry_run=dry_run) if index_found
               else IndexChange())
-    if not dry_run:
+    if not dry_run and (added or loaded.quarantine_path.exists()):
         updated.write(loaded.quarantine_path)
     ordered = tuple(updated.releases[k] for k in sorted(updated.releases))
     return QuarantineResult(loaded.quarantine_path, index_dir, tuple(added), ordered, change,
