@@ -14,12 +14,16 @@ interpreter's minor version on x86_64 Linux):
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fixtureindex import Catalogue, CatalogueFile
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockmirror.fsutil import sha256_bytes
@@ -145,3 +149,48 @@ def copy_mirror(mirror: FixtureMirror, root: Path) -> FixtureMirror:
     return FixtureMirror(root=root, store=Store(root / "store"),
                          lockfiles=[root / "lockfiles" / p.name for p in mirror.lockfiles],
                          catalogue=mirror.catalogue)
+
+
+# --------------------------------------------------------------------------
+# Real clients
+# --------------------------------------------------------------------------
+
+
+def uv_compile(index_url: str, requirements: str, python: str, tmp_path: Path) -> str:
+    from uv import find_uv_bin
+
+    source = tmp_path / "requirements.in"
+    source.write_text(requirements)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    done = subprocess.run(
+        [find_uv_bin(), "pip", "compile", str(source), "--python-version", python,
+         "--python-platform", "x86_64-manylinux_2_28", "--default-index", index_url,
+         "--no-config", "--cache-dir", str(tmp_path / "uv-cache"), "--no-header",
+         "--python", sys.executable],
+        env={**env, "UV_PYTHON_DOWNLOADS": "never"}, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def pins(output: str) -> set[str]:
+    return {line.strip() for line in output.splitlines() if "==" in line
+            and not line.lstrip().startswith("#") and not line.startswith("warning")}
+
+
+def pip_install(index_url: str, requirements: list[str], venv: Path) -> str:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--isolated", "--no-cache-dir", "--index-url", index_url,
+         "--disable-pip-version-check", *requirements],
+        env={**env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
+        timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "list",
+         "--format=json", "--disable-pip-version-check"],
+        capture_output=True, text=True, check=True)
+    return " ".join(sorted(f"{canonicalize_name(p['name'])}=={p['version']}"
+                           for p in json.loads(listed.stdout)))

@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,6 +26,9 @@ from index_mirror import (
     build_lockfile,
     copy_mirror,
     make_fixture_mirror,
+    pins,
+    pip_install,
+    uv_compile,
 )
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -234,28 +235,6 @@ def test_constraints_and_lockfiles(mirror: FixtureMirror) -> None:
 # --------------------------------------------------------------------------
 
 
-def uv_compile(index_url: str, requirements: str, python: str, tmp_path: Path) -> str:
-    from uv import find_uv_bin
-
-    source = tmp_path / "requirements.in"
-    source.write_text(requirements)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
-    done = subprocess.run(
-        [find_uv_bin(), "pip", "compile", str(source), "--python-version", python,
-         "--python-platform", "x86_64-manylinux_2_28", "--default-index", index_url,
-         "--no-config", "--cache-dir", str(tmp_path / "uv-cache"), "--no-header",
-         "--python", sys.executable],
-        env={**env, "UV_PYTHON_DOWNLOADS": "never"}, capture_output=True, text=True,
-        timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout + done.stderr
-
-
-def pins(output: str) -> set[str]:
-    return {line.strip() for line in output.splitlines() if "==" in line
-            and not line.lstrip().startswith("#") and not line.startswith("warning")}
-
-
 def test_uv_respects_requires_python(mirror: FixtureMirror, tmp_path: Path) -> None:
     url = (mirror.out / "simple").as_uri() + "/"
     assert pins(uv_compile(url, "alpha\n", "3.11", tmp_path)) == {"alpha==1.1"}
@@ -268,24 +247,6 @@ def test_uv_skips_yanked_unless_pinned(mirror: FixtureMirror, tmp_path: Path) ->
     output = uv_compile(url, "yanky==1.1\n", "3.11", tmp_path)
     assert pins(output) == {"yanky==1.1"}
     assert "broken build, use 1.0" in output
-
-
-def pip_install(index_url: str, requirements: list[str], venv: Path) -> str:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--isolated", "--no-cache-dir", "--index-url", index_url,
-         "--disable-pip-version-check", *requirements],
-        env={**env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
-        timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    listed = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "list",
-         "--format=json", "--disable-pip-version-check"],
-        capture_output=True, text=True, check=True)
-    return " ".join(sorted(f"{canonicalize_name(p['name'])}=={p['version']}"
-                           for p in json.loads(listed.stdout)))
 
 
 def test_pip_installs_over_file_url(mirror: FixtureMirror, tmp_path: Path) -> None:

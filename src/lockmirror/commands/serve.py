@@ -1,0 +1,40 @@
+"""``lockmirror serve [DIR]``: serve a built index over HTTP (trials and small sites)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "serve"
+HELP = ("serve a built dist-index/ over HTTP with PEP 691 content negotiation "
+        "(for trials and small sites; use nginx or object storage in production)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", type=Path, default=Path("dist-index"),
+                        help="the index tree (default: dist-index)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every "
+                             "interface)")
+    parser.add_argument("--port", type=int, default=8080, help="default: 8080; 0 picks a free one")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no request log")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pages import render_pip_config
+    from ..serve import MirrorServer
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    server = MirrorServer(args.directory, args.host, args.port, log=None if args.quiet else log)
+    print(f"Serving {args.directory} at {server.url} (simple index: {server.simple_url}); "
+          "Ctrl-C stops.", flush=True)
+    if not args.quiet:
+        print(f"\nClient configuration:\n\n{render_pip_config(server.simple_url)}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,356 @@
+"""``lockmirror serve``: negotiation, redirects, files, ranges, safety, and real clients.
+
+One server (in-process, 127.0.0.1, free port) over the fixture mirror's index
+serves the module; the CLI test starts ``lockmirror serve`` as a subprocess and
+stops it by pid.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue
+from index_mirror import FixtureMirror, make_fixture_mirror, pins, pip_install, uv_compile
+
+from lockmirror.errors import LockmirrorError
+from lockmirror.index import build_index
+from lockmirror.pages import EXAMPLE_URL, pip_config, render_pip_config
+from lockmirror.serve import MirrorServer, choose_format
+
+JSON = "application/vnd.pypi.simple.v1+json"
+PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
+              "q=0.1, text/html; q=0.01")
+
+
+@pytest.fixture(scope="module")
+def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
+    built = make_fixture_mirror(catalogue, tmp_path_factory.mktemp("serve-mirror"))
+    build_index(built.lockfiles, built.store, built.out, title="Fixture mirror")
+    return built
+
+
+@pytest.fixture(scope="module")
+def log_lines() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def server(mirror: FixtureMirror, log_lines: list[str]) -> Iterator[MirrorServer]:
+    with MirrorServer(mirror.out, "127.0.0.1", 0, log=log_lines.append) as running:
+        yield running
+
+
+def request(server: MirrorServer, path: str, method: str = "GET",
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------
+# PEP 691 negotiation and PEP 503 redirects
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("accept", "expected_type", "file"), [
+    (None, "text/html; charset=utf-8", "index.html"),
+    ("*/*", "text/html; charset=utf-8", "index.html"),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+     "text/html; charset=utf-8", "index.html"),
+    (PIP_ACCEPT, JSON, "index.json"),
+    (JSON, JSON, "index.json"),
+    ("application/vnd.pypi.simple.latest+json", JSON, "index.json"),
+    ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html", "index.html"),
+    ("application/vnd.pypi.simple.v1+json;q=0.2, text/html;q=0.5",
+     "text/html; charset=utf-8", "index.html"),
+    ("application/vnd.pypi.simple.v1+json, */*", JSON, "index.json"),
+])
+def test_content_negotiation(server: MirrorServer, mirror: FixtureMirror, accept: str | None,
+                             expected_type: str, file: str) -> None:
+    headers = {"Accept": accept} if accept is not None else {}
+    for path, directory in (("/simple/alpha/", "simple/alpha"), ("/simple/", "simple")):
+        status, got, body = request(server, path, headers=headers)
+        assert status == 200
+        assert got["content-type"] == expected_type
+        assert got["vary"] == "Accept"
+        assert body == (mirror.out / directory / file).read_bytes()
+
+
+def test_nothing_acceptable_is_406(server: MirrorServer) -> None:
+    status, _, _ = request(server, "/simple/alpha/", headers={"Accept": "image/png"})
+    assert status == 406
+    assert choose_format("application/vnd.pypi.simple.v1+json;q=0") is None
+
+
+def test_format_query_parameter(server: MirrorServer) -> None:
+    status, headers, body = request(server, f"/simple/alpha/?format={JSON}")
+    assert status == 200 and headers["content-type"] == JSON
+    assert json.loads(body)["name"] == "alpha"
+
+
+def test_direct_index_json_has_the_pep691_type(server: MirrorServer) -> None:
+    status, headers, _ = request(server, "/simple/alpha/index.json")
+    assert status == 200 and headers["content-type"] == JSON
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/simple/Foo.Bar_baz/", "/simple/foo-bar-baz/"),
+    ("/simple/FOO-bar-BAZ", "/simple/foo-bar-baz/"),
+    ("/simple/alpha", "/simple/alpha/"),
+    ("/simple", "/simple/"),
+    ("/files", "/files/"),
+])
+def test_redirects(server: MirrorServer, path: str, location: str) -> None:
+    status, headers, _ = request(server, path)
+    assert status == 301
+    assert headers["location"] == location
+
+
+def test_unknown_project_is_404(server: MirrorServer) -> None:
+    assert request(server, "/simple/nothing-here/")[0] == 404
+
+
+# --------------------------------------------------------------------------
+# Files: types, HEAD, Range, caching
+# --------------------------------------------------------------------------
+
+
+def wheel_path(mirror: FixtureMirror) -> tuple[str, bytes]:
+    item = mirror.catalogue.find("beta", "1.0")
+    return f"/files/beta/{item.filename}", item.path.read_bytes()
+
+
+def test_file_get_and_head(server: MirrorServer, mirror: FixtureMirror) -> None:
+    path, data = wheel_path(mirror)
+    status, headers, body = request(server, path)
+    assert status == 200 and body == data
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["accept-ranges"] == "bytes"
+    assert int(headers["content-length"]) == len(data)
+    status, head_headers, head_body = request(server, path, method="HEAD")
+    assert status == 200 and head_body == b""
+    assert head_headers["content-length"] == str(len(data))
+    assert head_headers["etag"] == headers["etag"]
+    status, _, body = request(server, path + ".metadata")
+    assert status == 200 and body == mirror.catalogue.find("beta", "1.0").metadata
+
+
+def test_other_content_types(server: MirrorServer) -> None:
+    assert request(server, "/")[1]["content-type"] == "text/html; charset=utf-8"
+    assert request(server, "/manifest.json")[1]["content-type"] == "application/json"
+    assert request(server, "/constraints/core-host.txt")[1]["content-type"].startswith(
+        "text/plain")
+    assert request(server, "/lockfiles/pylock.core.toml")[1]["content-type"] == "application/toml"
+
+
+@pytest.mark.parametrize(("header", "span"), [
+    ("bytes=0-9", (0, 9)),
+    ("bytes=5-", (5, None)),
+    ("bytes=-7", (-7, None)),
+    ("bytes=10-100000000", (10, None)),
+])
+def test_range_requests(server: MirrorServer, mirror: FixtureMirror, header: str,
+                        span: tuple[int, int | None]) -> None:
+    path, data = wheel_path(mirror)
+    status, headers, body = request(server, path, headers={"Range": header})
+    start, end = span
+    expected = data[start:] if end is None else data[start:end + 1]
+    assert status == 206
+    assert body == expected
+    first = len(data) + start if start < 0 else start
+    assert headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{len(data)}"
+
+
+def test_unsatisfiable_and_ignored_ranges(server: MirrorServer, mirror: FixtureMirror) -> None:
+    path, data = wheel_path(mirror)
+    status, headers, _ = request(server, path, headers={"Range": f"bytes={len(data)}-"})
+    assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+    status, _, body = request(server, path, headers={"Range": "bytes=0-1,4-5"})
+    assert status == 200 and body == data
+    status, _, body = request(server, path, headers={"Range": "lines=1-2"})
+    assert status == 200 and body == data
+
+
+def test_etag_revalidation(server: MirrorServer, mirror: FixtureMirror) -> None:
+    path, _ = wheel_path(mirror)
+    etag = request(server, path)[1]["etag"]
+    status, headers, body = request(server, path, headers={"If-None-Match": etag})
+    assert status == 304 and body == b"" and headers["etag"] == etag
+
+
+def test_health(server: MirrorServer) -> None:
+    status, headers, body = request(server, "/health")
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"status": "ok"}
+
+
+# --------------------------------------------------------------------------
+# Safety
+# --------------------------------------------------------------------------
+
+
+def raw_get(server: MirrorServer, path: str) -> int:
+    """Send the request line exactly as given (no client-side normalization)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("path", [
+    "/../../../../etc/passwd",
+    "/files/../../../../etc/passwd",
+    "/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/simple/..%2f..%2f..%2fetc/passwd",
+    "/files/beta/..%5c..%5cmanifest.json",
+    "/.hidden",
+    "/files/beta/%00",
+])
+def test_no_path_traversal(server: MirrorServer, path: str) -> None:
+    assert raw_get(server, path) == 404
+
+
+def test_symlink_out_of_the_tree_is_not_followed(mirror: FixtureMirror, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve")
+    tree = tmp_path / "tree"
+    build_index(mirror.lockfiles, mirror.store, tree)
+    (tree / "files" / "leak.txt").symlink_to(secret)
+    with MirrorServer(tree, "127.0.0.1", 0) as running:
+        assert raw_get(running, "/files/leak.txt") == 404
+        assert raw_get(running, "/simple/alpha/") == 200
+
+
+def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:
+    with pytest.raises(LockmirrorError, match="not a built index"):
+        MirrorServer(tmp_path, "127.0.0.1", 0)
+
+
+def test_port_in_use_is_a_clear_error(server: MirrorServer, mirror: FixtureMirror) -> None:
+    with pytest.raises(LockmirrorError, match="cannot listen on 127.0.0.1"):
+        MirrorServer(mirror.out, "127.0.0.1", server.port)
+
+
+# --------------------------------------------------------------------------
+# Threads, log
+# --------------------------------------------------------------------------
+
+
+def test_threaded_and_logged(server: MirrorServer, mirror: FixtureMirror,
+                             log_lines: list[str]) -> None:
+    # an idle connection must not block anyone
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        results: list[int] = []
+
+        def fetch() -> None:
+            results.append(request(server, "/simple/beta/", headers={"Accept": PIP_ACCEPT})[0])
+
+        threads = [threading.Thread(target=fetch) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert results == [200] * 16
+    finally:
+        idle.close()
+    assert any(re.search(r'^127\.0\.0\.1 "GET /simple/beta/ HTTP/1\.1" 200 \d+ [\d.]+ms$', line)
+               for line in log_lines), log_lines[-5:]
+
+
+# --------------------------------------------------------------------------
+# Real clients over HTTP
+# --------------------------------------------------------------------------
+
+
+def test_uv_over_http(server: MirrorServer, tmp_path: Path) -> None:
+    assert pins(uv_compile(server.simple_url, "alpha\n", "3.11", tmp_path)) == {"alpha==1.1"}
+    assert pins(uv_compile(server.simple_url, "beta\nyanky\n", "3.12", tmp_path)) == {
+        "alpha==2.0", "beta==1.0", "foo-bar-baz==1.0", "yanky==1.0"}
+
+
+def test_pip_over_http(server: MirrorServer, tmp_path: Path) -> None:
+    installed = pip_install(server.simple_url, ["beta", "Foo.Bar_baz"], tmp_path / "venv")
+    assert installed == "alpha==1.1 beta==1.0 foo-bar-baz==1.0"
+
+
+# --------------------------------------------------------------------------
+# The commands
+# --------------------------------------------------------------------------
+
+
+def test_serve_command(mirror: FixtureMirror) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lockmirror", "serve", str(mirror.out), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logged: list[str] = []
+    assert process.stdout is not None and process.stderr is not None
+    reader = threading.Thread(target=lambda: logged.extend(iter(process.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        first = process.stdout.readline()
+        match = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", first)
+        assert match, first
+        connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=10)
+        connection.request("GET", "/health")
+        assert connection.getresponse().status == 200
+        connection.close()
+        deadline = time.monotonic() + 10
+        while not any('"GET /health HTTP/1.1" 200' in line for line in logged):
+            assert time.monotonic() < deadline, logged
+            time.sleep(0.05)
+    finally:
+        os.kill(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+
+
+def test_pip_config_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    assert main(["pip-config", "http://mirror.internal:8080/simple"]) == 0
+    out = capsys.readouterr().out
+    assert out == render_pip_config("http://mirror.internal:8080/simple/")
+    assert "index-url = http://mirror.internal:8080/simple/\n" in out
+    assert "trusted-host = mirror.internal\n" in out
+    assert "export PIP_INDEX_URL=http://mirror.internal:8080/simple/" in out
+    assert "export UV_DEFAULT_INDEX=http://mirror.internal:8080/simple/" in out
+    assert "export UV_INDEX_URL=http://mirror.internal:8080/simple/" in out
+    assert '[[tool.uv.index]]\nname = "mirror"\nurl = "http://mirror.internal:8080/simple/"' in out
+    assert "[[index]]" in out
+    https = render_pip_config("https://mirror.example/simple/")
+    assert "trusted-host" not in https
+    assert main(["pip-config", "mirror.example"]) == 1
+    assert "not an http(s) or file URL" in capsys.readouterr().err
+
+
+def test_landing_page_shows_the_same_configuration(mirror: FixtureMirror) -> None:
+    import html
+
+    page = html.unescape((mirror.out / "index.html").read_text())
+    for snippet in pip_config(EXAMPLE_URL):
+        assert snippet.text in page
