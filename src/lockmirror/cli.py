@@ -18,23 +18,40 @@ from . import __version__, commands
 from .errors import LockmirrorError
 
 
-def _command_modules() -> list[ModuleType]:
+def _module_names() -> list[str]:
+    return sorted(info.name for info in pkgutil.iter_modules(commands.__path__)
+                  if not info.name.startswith("_"))
+
+
+def _command_modules(wanted: str | None = None) -> list[ModuleType]:
+    """The command modules; only the one for ``wanted`` when its file says so.
+
+    A command ``pip-config`` lives in ``pip_config.py`` (``import`` in
+    ``import_.py``): importing just that module keeps start-up fast and keeps
+    one command's import error from breaking the others.
+    """
+    names = _module_names()
+    if wanted is not None:
+        guess = wanted.replace("-", "_")
+        for candidate in (guess, guess + "_"):
+            if candidate in names:
+                names = [candidate]
+                break
     found = []
-    for info in pkgutil.iter_modules(commands.__path__):
-        if not info.name.startswith("_"):
-            module = importlib.import_module(f"{commands.__name__}.{info.name}")
-            if hasattr(module, "NAME"):
-                found.append(module)
+    for name in names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
+        if hasattr(module, "NAME"):
+            found.append(module)
     return sorted(found, key=lambda m: m.NAME)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lockmirror",
         description="Build, verify, carry and publish private Python package mirrors.")
     parser.add_argument("--version", action="version", version=f"lockmirror {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in _command_modules():
+    for module in _command_modules(wanted):
         child = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.configure(child)
         child.set_defaults(_run=module.run)
@@ -42,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    wanted = next((a for a in arguments if not a.startswith("-")), None)
+    parser = build_parser(wanted)
+    args = parser.parse_args(arguments)
     try:
         return int(args._run(args) or 0)
     except LockmirrorError as error:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import io
 import json
 import os
@@ -34,7 +35,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self, TypeVar
@@ -55,6 +55,7 @@ from packaging.version import InvalidVersion, Version
 
 from .config import SourceConfig
 from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
+from .fsutil import atomic_write
 from .http import PrefixAuth, get, make_session, network_error, redact_url, source_auth
 
 PAGE_ACCEPT = ("application/vnd.pypi.simple.v1+json, "
@@ -146,21 +147,37 @@ class ProjectPage:
 # --------------------------------------------------------------------------
 
 
-class _LinkParser(HTMLParser):
+# PEP 503 pages are machine-written lists of anchors; a quote-aware scan of
+# the few tags that matter is ~10x faster than html.parser on the pages of big
+# projects (numpy's lists thousands of files).
+_TAG_RE = re.compile(r"""<(a|base|meta)\b((?:[^>"']|"[^"]*"|'[^']*')*)>""", re.IGNORECASE)
+_ATTR_RE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""")
+
+
+class _LinkParser:
+    """Anchors, <base> and the repository-version <meta> of a PEP 503 page."""
+
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.links: list[dict[str, str | None]] = []
         self.base: str | None = None
         self.api_version: str | None = None
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "a" and attributes.get("href"):
-            self.links.append(attributes)
-        elif tag == "base" and attributes.get("href") and self.base is None:
-            self.base = attributes["href"]
-        elif tag == "meta" and attributes.get("name") == "pypi:repository-version":
-            self.api_version = attributes.get("content")
+    def feed(self, text: str) -> None:
+        for match in _TAG_RE.finditer(text):
+            tag = match.group(1).lower()
+            attributes: dict[str, str | None] = {}
+            for attr in _ATTR_RE.finditer(match.group(2)):
+                value = next((v for v in attr.group(2, 3, 4) if v is not None), None)
+                attributes[attr.group(1).lower()] = html.unescape(value) if value else value
+            if tag == "a" and attributes.get("href"):
+                self.links.append(attributes)
+            elif tag == "base" and attributes.get("href") and self.base is None:
+                self.base = attributes["href"]
+            elif tag == "meta" and attributes.get("name") == "pypi:repository-version":
+                self.api_version = attributes.get("content")
+
+    def close(self) -> None:
+        pass
 
 
 def _check_api_version(version: Any, url: str) -> None:
@@ -246,7 +263,8 @@ def parse_html_page(text: str, url: str, project: NormalizedName, source: str) -
         yanked = "data-yanked" in link
         files.append(DistFile(
             project=project, filename=filename, url=location, sha256=sha256, size=None,
-            upload_time=None, requires_python=link.get("data-requires-python") or None,
+            # not in PEP 503, but some indexes and proxies add it; PEP 700 JSON is the standard
+            upload_time=_parse_time(link.get("data-upload-time")), requires_python=link.get("data-requires-python") or None,
             yanked=yanked, yanked_reason=(link.get("data-yanked") or None) if yanked else None,
             metadata_sha256=metadata_sha256, has_metadata=core is not None, source=source))
     return ProjectPage(name=project, source=source, url=url, files=tuple(files),
@@ -377,6 +395,9 @@ class IndexClient:
         given = session.auth.credentials if session and isinstance(session.auth, PrefixAuth) \
             else {}
         self._auth = PrefixAuth({**given, **source_auth(self.sources, environ)})
+        # Metadata read out of wheels (no PEP 658 file) is kept by the wheel's
+        # sha256: those bytes never change, and the Range reads are not cacheable.
+        self._wheel_metadata_dir = cache_dir / "wheel-metadata" if cache_dir else None
         self._owns_session = session is None
         self.session = session if session is not None else make_session(
             cache_dir=cache_dir, pool_size=max(16, max_workers))
@@ -608,6 +629,16 @@ class IndexClient:
         return self._metadata_from_wheel(file)
 
     def _metadata_from_wheel(self, file: DistFile) -> bytes:
+        cached = (self._wheel_metadata_dir / f"{file.sha256}.METADATA"
+                  if self._wheel_metadata_dir is not None and file.sha256 else None)
+        if cached is not None and cached.exists():
+            return cached.read_bytes()
+        data = self._read_wheel_metadata(file)
+        if cached is not None:
+            atomic_write(cached, data)
+        return data
+
+    def _read_wheel_metadata(self, file: DistFile) -> bytes:
         if file.url.startswith("file:"):
             path = Path(url2pathname(urlsplit(file.url).path))
             with zipfile.ZipFile(path) as archive:

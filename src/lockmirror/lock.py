@@ -199,8 +199,9 @@ def _build_resolutions(runtime: Resolution, ctx: TargetContext,
 def _locked_file(file: DistFile) -> LockedFile:
     if not file.sha256 or file.size is None:
         raise LockmirrorError(
-            f"the index gives no sha256 or size for {file.filename}",
-            where=file.url, hint="lockmirror locks only files whose hash and size the index states")
+            f"the index states no sha256 or size for {file.filename}, and its JSON API and a "
+            "HEAD request did not either",
+            where=file.url, hint="lockmirror locks only files whose hash and size are known")
     return LockedFile(filename=file.filename, url=file.url, size=file.size,
                       sha256=file.sha256, upload_time=file.upload_time,
                       metadata_sha256=file.metadata_sha256)
@@ -221,6 +222,11 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
         deps: set[str]
         runtime_targets: set[str]
 
+    from .file_details import complete
+
+    chosen = [c.best for rs in per_target.values() for r in rs for c in r.candidates.values()]
+    details = complete(client, chosen)
+
     acc: dict[tuple[NormalizedName, Version], Acc] = {}
     for target_name in set_targets:
         resolutions = per_target[target_name]
@@ -239,7 +245,7 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
                     else:
                         condition = f"({entry.targets[target_name]}) or ({condition})"
                 entry.targets[target_name] = condition
-                best = candidate.best
+                best = details[candidate.best.url]
                 entry.files[best.filename] = _locked_file(best)
                 entry.why[target_name].update(resolution.parents.get(name, ()))
                 entry.deps.update(resolution.edges.get(name, ()))

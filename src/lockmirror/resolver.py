@@ -19,6 +19,7 @@ import io
 import re
 import tarfile
 import threading
+import warnings
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,6 +43,8 @@ from .targets import Target, Truth
 # A policy hook: (candidate, pinned) -> None when allowed, else the reason it
 # is excluded. Supplied by the lock stage from the policy engine.
 CandidateFilter = Callable[["Candidate", bool], str | None]
+
+_BUILD_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------
@@ -217,7 +220,7 @@ class SdistMetadataSource:
                     and "requires-dist" not in parsed.dynamic):
                 result = parsed
         if result is None:
-            result = self._prepare_metadata(file)
+            result = self._prepared_metadata(file)
         with self._lock:
             self._metadata[file.url] = result
         return result
@@ -238,12 +241,26 @@ class SdistMetadataSource:
         # PEP 517's fallback for a project without [build-system] (what pip does).
         return ["setuptools>=40.8.0"]
 
-    def _prepare_metadata(self, file: DistFile) -> CoreMetadata:
+    def _prepared_metadata(self, file: DistFile) -> CoreMetadata:
+        """The PEP 517 hook's METADATA, kept on disk by the sdist's sha256
+        (the same bytes always give the same metadata), so a build runs once."""
+        cached = self.work_dir / "metadata" / f"{file.sha256}.METADATA" if file.sha256 else None
+        if cached is not None and cached.exists():
+            return parse_core_metadata(cached.read_bytes())
+        raw = self._prepare_metadata(file)
+        if cached is not None:
+            from .fsutil import atomic_write
+
+            atomic_write(cached, raw)
+        return parse_core_metadata(raw)
+
+    def _prepare_metadata(self, file: DistFile) -> bytes:
         import os
         import tempfile
 
         from build import BuildBackendException, BuildException, ProjectBuilder
         from build.env import DefaultIsolatedEnv
+        from pyproject_hooks import quiet_subprocess_runner
 
         data = self._archive(file)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -260,27 +277,32 @@ class SdistMetadataSource:
             env_vars = {"PIP_INDEX_URL": self.index_urls[0],
                         "PIP_EXTRA_INDEX_URL": " ".join(self.index_urls[1:]),
                         "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-            saved = {k: os.environ.get(k) for k in env_vars}
-            try:
-                os.environ.update(env_vars)
-                with DefaultIsolatedEnv() as env:
-                    builder = ProjectBuilder.from_isolated_env(env, source)
-                    env.install(builder.build_system_requires)
-                    env.install(builder.get_requires_for_build("wheel"))
-                    metadata_dir = builder.metadata_path(root / "out")
-            except (BuildBackendException, BuildException, OSError, Exception) as exc:  # noqa: BLE001 - a third-party backend may raise anything
-                raise LockmirrorError(
-                    f"cannot prepare metadata of {file.filename}: {exc}".splitlines()[0],
-                    where=file.url,
-                    hint="its PEP 517 backend failed; pin a version with wheels or static metadata",
-                ) from None
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
-            return parse_core_metadata((Path(metadata_dir) / "METADATA").read_bytes())
+            # One build at a time: the environment and the warning filters are
+            # process-wide, and builds are rare and CPU-bound anyway.
+            with _BUILD_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # backends' deprecation chatter, re-emitted by build
+                saved = {k: os.environ.get(k) for k in env_vars}
+                try:
+                    os.environ.update(env_vars)
+                    with DefaultIsolatedEnv() as env:
+                        builder = ProjectBuilder.from_isolated_env(
+                            env, source, runner=quiet_subprocess_runner)
+                        env.install(builder.build_system_requires)
+                        env.install(builder.get_requires_for_build("wheel"))
+                        metadata_dir = builder.metadata_path(root / "out")
+                except (BuildBackendException, BuildException, OSError, Exception) as exc:  # noqa: BLE001 - a third-party backend may raise anything
+                    raise LockmirrorError(
+                        f"cannot prepare metadata of {file.filename}: {exc}".splitlines()[0],
+                        where=file.url,
+                        hint="its PEP 517 backend failed; pin a version with wheels or static metadata",
+                    ) from None
+                finally:
+                    for key, value in saved.items():
+                        if value is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = value
+            return (Path(metadata_dir) / "METADATA").read_bytes()
 
 
 # --------------------------------------------------------------------------

@@ -11,13 +11,14 @@ requires-python checks answer with a :class:`Truth` that can be
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from packaging.markers import Marker
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
@@ -143,7 +144,7 @@ class Target:
         for hint in hints:
             if hint.release[:2] == (major, minor) and len(hint.release) > 2:
                 top = max(top, hint.release[2] + 1)
-        return [f"{major}.{minor}.{patch}" for patch in range(0, top + 1)]
+        return [f"{major}.{minor}.{patch}" for patch in range(top + 1)]
 
     # -- tags --------------------------------------------------------------
 
@@ -215,15 +216,14 @@ class Target:
         return Truth.ALWAYS if results == {True} else Truth.NEVER
 
     def allows_python(self, requires_python: SpecifierSet | str | None) -> Truth:
-        """Whether a Requires-Python admits this target's Python."""
+        """Whether a Requires-Python admits this target's Python.
+
+        Memoized per text: a project page repeats the same few strings on
+        thousands of files.
+        """
         if requires_python is None or str(requires_python).strip() == "":
             return Truth.ALWAYS
-        spec = SpecifierSet(str(requires_python))
-        hints = [Version(s.version) for s in spec if re.fullmatch(r"[\d.]+", s.version)]
-        results = {spec.contains(v, prereleases=True) for v in self.patch_versions(hints)}
-        if results == {True}:
-            return Truth.ALWAYS
-        return Truth.NEVER if results == {False} else Truth.SOMETIMES
+        return _allows_python(self.python, str(requires_python))
 
     def environment_marker(self) -> str:
         """A PEP 508 marker selecting this target (for a lockfile's ``environments``)."""
@@ -242,6 +242,20 @@ class Target:
 
     def describe(self) -> str:
         return f"{self.name} ({self.implementation}{self.python}, {', '.join(self.platforms)})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _allows_python(python: str, requires_python: str) -> Truth:
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return Truth.NEVER  # an unreadable Requires-Python installs nowhere (pip skips it too)
+    hints = [Version(s.version) for s in spec if re.fullmatch(r"[\d.]+", s.version)]
+    probe = Target(name="", python=python)
+    results = {spec.contains(v, prereleases=True) for v in probe.patch_versions(hints)}
+    if results == {True}:
+        return Truth.ALWAYS
+    return Truth.NEVER if results == {False} else Truth.SOMETIMES
 
 
 def _versions_in(marker_text: str) -> list[Version]:
