@@ -1,0 +1,190 @@
+"""Closure verification with real uv and pip, from nothing but the built index."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue
+from index_mirror import FixtureMirror, make_fixture_mirror
+
+from lockmirror.errors import LockmirrorError, ResolutionError
+from lockmirror.index import build_index
+from lockmirror.verify import (
+    VerifyReport,
+    explain_pip,
+    explain_pip_check,
+    explain_uv,
+    uv_platform,
+    verify_closure,
+)
+
+
+@pytest.fixture(scope="module")
+def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
+    built = make_fixture_mirror(catalogue, tmp_path_factory.mktemp("verify-mirror"))
+    build_index(built.lockfiles, built.store, built.out, title="Fixture mirror")
+    return built
+
+
+@pytest.fixture(scope="module")
+def report(mirror: FixtureMirror) -> VerifyReport:
+    return verify_closure(mirror.out)
+
+
+def steps(report: VerifyReport) -> dict[tuple[str, str, str], str]:
+    return {(c.set_name, c.target, c.step): "skipped" if c.skipped else "ok" if c.ok else "failed"
+            for c in report.checks}
+
+
+def test_every_set_and_target_is_proven(report: VerifyReport, mirror: FixtureMirror) -> None:
+    assert report.ok, [c.describe() for c in report.failures]
+    assert report.index_url == (mirror.out / "simple").as_uri() + "/"
+    assert steps(report) == {
+        ("core", "arm", "uv pip compile"): "ok",
+        ("core", "arm", "pip install"): "skipped",  # not this machine
+        ("core", "host", "uv pip compile"): "ok",
+        ("core", "host", "pip install"): "ok",
+        ("core", "host", "pip check"): "ok",
+        ("extra", "host", "uv pip compile"): "ok",
+        ("extra", "host", "pip install"): "ok",
+        ("extra", "host", "pip check"): "ok",
+    }
+    skipped = next(c for c in report.checks if c.skipped)
+    assert "needs Python 3.12" in skipped.describe()
+    report.raise_for_failures()  # does not raise
+
+
+def test_a_file_removed_from_the_mirror_is_named(mirror: FixtureMirror, tmp_path: Path) -> None:
+    broken = tmp_path / "dist-index"
+    shutil.copytree(mirror.out, broken)
+    speedup = mirror.catalogue.find("speedup", "1.2")
+    (broken / "files" / "speedup" / speedup.filename).unlink()
+
+    result = verify_closure(broken, sets=["core"], targets=["host"])
+    assert not result.ok
+    failures = {c.step: c for c in result.failures}
+    assert set(failures) == {"uv pip compile", "pip install"}
+    for check in failures.values():
+        assert (check.set_name, check.target) == ("core", "host")
+        assert check.requirement == "speedup==1.2"
+        assert speedup.filename in check.detail
+    with pytest.raises(ResolutionError) as error:
+        result.raise_for_failures()
+    message = str(error.value)
+    assert "set 'core', target 'host': pip install failed: cannot install speedup==1.2" in message
+    assert "set 'core', target 'host': uv pip compile failed: cannot install speedup==1.2" in message
+
+
+def test_a_project_missing_from_the_pages_is_named(mirror: FixtureMirror, tmp_path: Path) -> None:
+    broken = tmp_path / "dist-index"
+    shutil.copytree(mirror.out, broken)
+    shutil.rmtree(broken / "simple" / "foo-bar-baz")
+
+    result = verify_closure(broken, sets=["core"], install=False)
+    failed = sorted((c.target, c.requirement) for c in result.failures)
+    assert failed == [("arm", "foo-bar-baz"), ("host", "foo-bar-baz")]
+    assert all("not found in the package registry" in c.detail for c in result.failures)
+
+
+def test_over_lockmirror_serve(mirror: FixtureMirror) -> None:
+    result = verify_closure(mirror.out, sets=["extra"], serve=True)
+    assert result.ok, [c.describe() for c in result.failures]
+    assert result.index_url.startswith("http://127.0.0.1:")
+    assert steps(result)[("extra", "host", "pip install")] == "ok"
+
+
+def test_unknown_set_or_target(mirror: FixtureMirror) -> None:
+    with pytest.raises(LockmirrorError, match="no set 'nope' in the index"):
+        verify_closure(mirror.out, sets=["nope"])
+    with pytest.raises(LockmirrorError, match="no target 'nope' in the index"):
+        verify_closure(mirror.out, targets=["nope"])
+
+
+def test_not_an_index(tmp_path: Path) -> None:
+    with pytest.raises(LockmirrorError, match="holds no lockfiles"):
+        verify_closure(tmp_path)
+
+
+def test_check_install_command(mirror: FixtureMirror, capsys: pytest.CaptureFixture[str],
+                               tmp_path: Path) -> None:
+    from lockmirror.cli import main
+
+    assert main(["check-install", str(mirror.out), "--set", "extra", "--no-install"]) == 0
+    out = capsys.readouterr().out
+    assert "set 'extra', target 'host': uv pip compile: ok" in out
+    assert "closure verified" in out
+    broken = tmp_path / "dist-index"
+    shutil.copytree(mirror.out, broken)
+    shutil.rmtree(broken / "simple" / "yanky")
+    assert main(["check-install", str(broken), "--set", "extra", "--no-install"]) == 1
+    assert "cannot install yanky" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("platforms", "expected", "env"), [
+    (("manylinux_2_28_x86_64",), "x86_64-manylinux_2_28", ()),
+    (("manylinux_2_28_aarch64",), "aarch64-manylinux_2_28", ()),
+    (("manylinux_2_17_x86_64",), "x86_64-manylinux_2_17", ()),
+    (("manylinux2014_aarch64",), "aarch64-manylinux_2_17", ()),
+    (("manylinux_2_30_x86_64",), "x86_64-manylinux_2_28", ()),
+    (("manylinux_2_39_x86_64",), "x86_64-manylinux_2_39", ()),
+    (("musllinux_1_2_x86_64",), "x86_64-unknown-linux-musl", ()),
+    (("linux_aarch64",), "aarch64-unknown-linux-gnu", ()),
+    (("macosx_11_0_arm64",), "aarch64-apple-darwin", (("MACOSX_DEPLOYMENT_TARGET", "11.0"),)),
+    (("macosx_10_9_x86_64",), "x86_64-apple-darwin", (("MACOSX_DEPLOYMENT_TARGET", "10.9"),)),
+    (("win_amd64",), "x86_64-pc-windows-msvc", ()),
+    (("win32",), "i686-pc-windows-msvc", ()),
+    (("manylinux_2_28_ppc64le", "linux_x86_64"), "x86_64-unknown-linux-gnu", ()),
+])
+def test_uv_platforms(platforms: tuple[str, ...], expected: str,
+                      env: tuple[tuple[str, str], ...]) -> None:
+    mapped = uv_platform(platforms)
+    assert (mapped.python_platform, mapped.environment) == (expected, env)
+
+
+def test_uv_platform_approximations_are_noted() -> None:
+    assert uv_platform(["manylinux_2_30_x86_64"]).note is not None
+    assert uv_platform(["manylinux_2_28_x86_64"]).note is None
+    with pytest.raises(LockmirrorError, match="no uv --python-platform"):
+        uv_platform(["manylinux_2_28_s390x"])
+
+
+# What uv and pip printed in real failures (uv 0.13, pip 26), to pin the readers.
+@pytest.mark.parametrize(("output", "requirement"), [
+    (("error: failed to open file `/m/files/speedup/speedup-1.2-py3-none-any.whl`: "
+     "No such file or directory (os error 2)"), "speedup==1.2"),
+    (("error: No solution found when resolving dependencies\n  cause: Because speedup was not "
+     "found in the package registry and you require speedup==1.2, we can conclude that your "
+     "requirements are unsatisfiable."), "speedup"),
+    (("  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version "
+     "of alpha==3.0 and you require alpha==3.0, we can conclude that your requirements are "
+     "unsatisfiable."), "alpha==3.0"),
+    (("error: No solution found when resolving dependencies\n  cause: Because only alpha<=2.0 "
+     "is available and you require alpha>=3, we can conclude that your requirements are "
+     "unsatisfiable."), "alpha>=3"),
+])
+def test_reading_uv_errors(output: str, requirement: str) -> None:
+    assert explain_uv(output)[0] == requirement
+
+
+@pytest.mark.parametrize(("output", "requirement"), [
+    (("ERROR: HTTP error 404 while getting http://127.0.0.1:9/files/speedup/"
+     "speedup-1.2-py3-none-any.whl#sha256=ab (from http://127.0.0.1:9/simple/speedup/)"),
+     "speedup==1.2"),
+    (("ERROR: Could not find a version that satisfies the requirement alpha>=3 (from versions: "
+     "1.1)\nERROR: No matching distribution found for alpha>=3"), "alpha>=3"),
+    (("ERROR: Cannot install -r r.txt (line 3) because these package versions have conflicting "
+     "dependencies.\n\nThe conflict is caused by:\n    sdistonly 1.0 depends on speedup>=1.0\n"
+     "    The user requested (constraint) speedup==1.2\n\nAdditionally, some packages in these "
+     "conflicts have no matching distributions available for your environment:\n    speedup\n"
+     "\nTo fix this you could try to:\n"), "speedup"),
+])
+def test_reading_pip_errors(output: str, requirement: str) -> None:
+    assert explain_pip(output)[0] == requirement
+
+
+def test_reading_pip_check() -> None:
+    assert explain_pip_check("beta 1.0 requires alpha, which is not installed.\n")[0] == "alpha"
+    assert explain_pip_check(
+        "beta 1.0 has requirement alpha>=1.0, but you have alpha 0.9.\n")[0] == "alpha>=1.0"
