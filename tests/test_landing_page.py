@@ -1,0 +1,134 @@
+"""The landing page: what it says (sets, packages, versions per target, sizes,
+provenance, client configuration), checked in the HTML and in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue
+from index_mirror import SETS, SOURCE, FixtureMirror, make_fixture_mirror
+from packaging.utils import canonicalize_name
+
+from lockmirror.index import build_index
+from lockmirror.pages import EXAMPLE_URL
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True, env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
+                                           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x",
+                                           "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
+    root = tmp_path_factory.mktemp("landing")
+    built = make_fixture_mirror(catalogue, root)
+    (root / "mirror.yaml").write_text("version: 1\nname: fixture\n")
+    git(root, "init", "-q")
+    git(root, "add", "mirror.yaml")
+    git(root, "commit", "-q", "-m", "mirror")
+    build_index(built.lockfiles, built.store, built.out, mirror_yaml=root / "mirror.yaml",
+                title="Fixture mirror")
+    return built
+
+
+def page_text(mirror: FixtureMirror) -> str:
+    return (mirror.out / "index.html").read_text()
+
+
+def test_page_names_sets_packages_versions_and_sizes(mirror: FixtureMirror) -> None:
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page_text(mirror)))
+    assert "Fixture mirror" in text
+    for set_name, (requirements, targets, entries) in SETS.items():
+        assert f"Set {set_name}" in " ".join(text.split())
+        for requirement in requirements:
+            assert requirement in text
+        for target in targets:
+            assert f"constraints/{set_name}-{target.name}.txt" in text
+        for project, version, *_ in entries:
+            assert canonicalize_name(project) in text and version in text
+    assert re.search(r"\d+(\.\d)? KiB", text)
+    assert "yanked" in text
+
+
+def test_versions_are_shown_per_target(mirror: FixtureMirror) -> None:
+    # alpha is 1.1 on host and 2.0 on arm in the core set
+    row = re.search(r'<tr><td><a href="simple/alpha/">alpha</a></td>(.*?)</tr>', page_text(mirror))
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:2] == ["1.1", "2.0"]
+
+
+def test_provenance_is_the_mirror_yaml_commit(mirror: FixtureMirror) -> None:
+    commit = git(mirror.root, "log", "-1", "--format=%H", "--", "mirror.yaml")
+    text = page_text(mirror)
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    assert commit in text
+    assert "modified since this commit" not in text
+    # credentials in a source URL never reach the page
+    assert "secret-token" not in text and "user:" not in text
+    assert SOURCE.replace("user:secret-token@", "") in text
+
+
+def test_an_edited_mirror_yaml_is_flagged(mirror: FixtureMirror, tmp_path: Path) -> None:
+    (mirror.root / "mirror.yaml").write_text("version: 1\nname: edited\n")
+    try:
+        out = tmp_path / "dist-index"
+        build_index(mirror.lockfiles, mirror.store, out, mirror_yaml=mirror.root / "mirror.yaml")
+        assert "modified since this commit" in (out / "index.html").read_text()
+    finally:
+        git(mirror.root, "checkout", "-q", "--", "mirror.yaml")
+
+
+def test_links_are_relative(mirror: FixtureMirror) -> None:
+    for link in re.findall(r'href="([^"]+)"', page_text(mirror)):
+        assert "://" not in link and not link.startswith("/"), link
+        target = link.split("#")[0]
+        if target:
+            assert (mirror.out / target).exists(), link
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_in_headless_chromium(mirror: FixtureMirror, tmp_path: Path) -> None:
+    url = (mirror.out / "index.html").as_uri()
+    dom = chromium("--dump-dom", url, profile=tmp_path / "profile-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    visible = re.sub(r"<(script|style)>.*?</\1>", " ", dom.stdout, flags=re.DOTALL)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", visible))
+    for set_name, (_, _, entries) in SETS.items():
+        assert set_name in text
+        for project, version, *_ in entries:
+            assert canonicalize_name(project) in text and version in text
+    # the script put this mirror's own address into the snippets
+    simple = (mirror.out / "simple").as_uri() + "/"
+    assert f"index-url = {simple}" in text
+    assert EXAMPLE_URL not in text
+
+    shot = tmp_path / "landing.png"
+    done = chromium(f"--screenshot={shot}", "--window-size=1280,2000", url,
+                    profile=tmp_path / "profile-shot")
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1280, 2000)
+    assert len(data) > 50_000  # a rendered page, not a blank canvas
