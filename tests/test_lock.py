@@ -123,7 +123,9 @@ def test_why_records_the_requirement_chain(main_lock: Lockfile) -> None:
 def test_yanked_release_only_when_pinned(tmp_path: Path, fixture_index: FixtureIndex,
                                          main_lock: Lockfile) -> None:
     assert versions(main_lock, X86)["yanky"] == "1.0"
-    pinned = lock(tmp_path, fixture_index, "  p:\n    requirements: [yanky==1.1]\n")["p"]
+    # PEP 592: an exact pin may take a yanked release, when the policy only warns
+    pinned = lock(tmp_path, fixture_index,
+                  "  p:\n    requirements: [yanky==1.1]\n    policy: {yanked: warn}\n")["p"]
     assert package(pinned, "yanky").yanked == "broken build, use 1.0"
 
 
@@ -260,3 +262,46 @@ def test_bad_requirement_text_never_reaches_the_resolver(tmp_path: Path,
     with pytest.raises(ConfigError):
         lock(tmp_path, fixture_index, "  b:\n    requirements: ['alpha=1.0']\n")
     assert isinstance(ConfigError(["x"]), LockmirrorError)
+
+
+def test_policy_applies_while_locking(tmp_path: Path, fixture_index: FixtureIndex,
+                                      catalogue) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from lockmirror.errors import PolicyError
+
+    newest = next(t for f, t in catalogue.upload_times.items() if f.startswith("speedup-1.2"))
+    # speedup 1.2 is 1.5 days old, 1.0 is 2.5 days old; min_age_days 2 admits only 1.0
+    now = newest + timedelta(days=1.5)
+    policy = "policy:\n  min_age_days: 2\n"
+    path = write_mirror(tmp_path, fixture_index, "  a:\n    requirements: [speedup]\n", policy)
+    result = lock_sets(load_config(path), now=now)[0]
+    assert versions(result.lockfile, X86)["speedup"] == "1.0"  # unpinned: the older release
+
+    path = write_mirror(tmp_path, fixture_index, "  a:\n    requirements: [speedup==1.2]\n", policy)
+    with pytest.raises(LockmirrorError) as info:
+        lock_sets(load_config(path), now=now)
+    assert "speedup" in str(info.value) and "day" in str(info.value)
+
+    waived = policy + ("  exceptions:\n    - {package: speedup, version: '1.2', "
+                       "reason: needed for the fast path, rules: [min_age_days]}\n")
+    path = write_mirror(tmp_path, fixture_index, "  a:\n    requirements: [speedup==1.2]\n", waived)
+    result = lock_sets(load_config(path), now=now)[0]
+    assert versions(result.lockfile, X86)["speedup"] == "1.2"
+    used = Lockfile.read(result.path).exceptions_used
+    assert used and used[0]["package"] == "speedup" and "fast path" in used[0]["reason"]
+
+    expired = policy + ("  exceptions:\n    - {package: speedup, version: '1.2', "
+                        "reason: temporary, expires: 2020-01-01}\n")
+    path = write_mirror(tmp_path, fixture_index, "  a:\n    requirements: [speedup==1.2]\n", expired)
+    with pytest.raises(PolicyError) as expired_info:
+        lock_sets(load_config(path), now=now)
+    assert "expired" in str(expired_info.value) and "policy.exceptions[0]" in str(expired_info.value)
+
+
+def test_sdists_denied_by_policy(tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    path = write_mirror(tmp_path, fixture_index, "  s:\n    requirements: [sdistonly]\n",
+                        "policy:\n  sdists: deny\n")
+    with pytest.raises(ResolutionError) as info:
+        lock_sets(load_config(path))
+    assert "only an sdist" in str(info.value)

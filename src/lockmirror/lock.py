@@ -34,6 +34,7 @@ from .targets import Target, targets_from_config
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
     from .index_client import DistFile, IndexClient
+    from .policy import PolicyEngine
     from .resolver import Candidate, CandidateFilter, Resolution, TargetContext
 
 LOCK_FORMAT = 1  # bump when the same inputs should give a different lockfile
@@ -78,6 +79,7 @@ class LockResult:
     path: Path
     lockfile: Lockfile
     written: bool  # False when the file already had exactly these bytes
+    warnings: tuple[str, ...] = ()  # warn-level policy findings on what was locked
 
 
 def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
@@ -108,6 +110,9 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     index_urls = [s.url for s in config.sources_by_priority()]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
     upgrade_names = {canonicalize_name(n) for n in upgrade}
+    engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
+    if candidate_filter_for is None:
+        candidate_filter_for = lambda name: _policy_filter(engines[name])  # noqa: E731
 
     # Ask for every top-level project at once: the network is the cost.
     client.prefetch_projects(sorted({
@@ -142,10 +147,62 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     for set_name in names:
         per_target = {t: results[(set_name, t)] for t in config.set_targets(set_name)}
         lockfile = _merge(loaded, set_name, per_target, targets, client)
+        warnings: tuple[str, ...] = ()
+        if set_name in engines:
+            lockfile, warnings = _record_policy(lockfile, engines[set_name])
         path = loaded.lockfile_path(set_name)
         written = lockfile.write(path)
-        out.append(LockResult(set_name, path, lockfile, written))
+        out.append(LockResult(set_name, path, lockfile, written, warnings))
     return out
+
+
+def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
+                    now: datetime) -> dict[str, PolicyEngine]:
+    """One engine per set (expired exceptions raise PolicyError here)."""
+    from .advisories import open_advisory_db
+    from .policy import PolicyEngine
+
+    config = loaded.config
+    db = (open_advisory_db(config.policy.advisory_sources, base_dir=loaded.root)
+          if config.policy.advisory_sources else None)
+    return {name: PolicyEngine.for_set(config, name, now=now, advisories=db,
+                                       where=loaded.path.name) for name in names}
+
+
+def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
+    def allowed(candidate: Candidate, pinned: bool) -> str | None:
+        decision = engine.candidate_allowed(
+            candidate.name, candidate.version, [f.upload_time for f in candidate.files],
+            (candidate.yanked_reason or "") if candidate.yanked else None, pinned=pinned)
+        return None if decision.allowed else "; ".join(decision.reasons)
+
+    return allowed
+
+
+def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, tuple[str, ...]]:
+    """The exceptions the lock relied on (into the lockfile) and its warnings."""
+    import dataclasses
+
+    from packaging.requirements import Requirement
+
+    from .policy import exceptions_used_records
+
+    pinned = {canonicalize_name(r.name) for r in map(Requirement, lockfile.requirements)
+              if any(s.operator in {"==", "==="} for s in r.specifier)}
+    uses = []
+    warnings = []
+    for package in lockfile.packages:
+        times = [f.upload_time for f in package.files]
+        decision = engine.candidate_allowed(package.name, package.version, times,
+                                            package.yanked, pinned=package.name in pinned)
+        uses.extend(decision.exceptions_used)
+        warnings.extend(f.message for f in decision.warnings)
+        if package.sdist is not None:
+            waiver = engine.sdist_waiver(package.name, package.version)
+            if waiver is not None:
+                uses.append(waiver)
+    records = exceptions_used_records(uses)
+    return dataclasses.replace(lockfile, exceptions_used=records), tuple(sorted(set(warnings)))
 
 
 def _requirement_names(requirements: Iterable[str]) -> list[str]:

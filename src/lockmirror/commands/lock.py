@@ -46,5 +46,7 @@ def run(args: argparse.Namespace) -> int:
         count = len(result.lockfile.packages)
         state = "written" if result.written else "unchanged"
         print(f"{result.path}: {count} packages for {len(result.lockfile.targets)} targets ({state})")
+        for warning in result.warnings:
+            print(f"  policy warning: {warning}", file=sys.stderr)
     print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
