@@ -37,9 +37,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -381,6 +380,8 @@ class _Runner:
     backoff: float
     stop: threading.Event = field(default_factory=threading.Event)
     counters_lock: threading.Lock = field(default_factory=threading.Lock)
+    syncers: ThreadPoolExecutor | None = None  # fsync + rename of verified files
+    adoptions: list[Future[None]] = field(default_factory=list)
     downloaded: int = 0
     raced: int = 0  # finished by another process while this one waited
     network_bytes: int = 0
@@ -404,12 +405,20 @@ class _Runner:
         ordered = sorted(todo, key=lambda item: (-(item.size or 0), item.url))
         errors: list[LockmirrorError] = []
         fatal: LockmirrorError | None = None
-        executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fetch")
+        downloads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fetch")
+        self.syncers = ThreadPoolExecutor(max_workers=max(2, max_workers // 2),
+                                          thread_name_prefix="fetch-sync")
         try:
-            pending: set[Future[None]] = {executor.submit(self.fetch_one, item)
+            pending: set[Future[None]] = {downloads.submit(self.fetch_one, item)
                                           for item in ordered}
+            watching = 0
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                if not pending:
+                    # Every download is over, so every adoption is submitted.
+                    with self.counters_lock:
+                        pending = set(self.adoptions[watching:])
+                        watching = len(self.adoptions)
                 for future in done:
                     error = future.exception()
                     if isinstance(error, _Fatal):
@@ -426,7 +435,9 @@ class _Runner:
             self.stop.set()  # e.g. KeyboardInterrupt: workers leave at their next chunk
             raise
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            downloads.shutdown(wait=True, cancel_futures=True)
+            # Not cancelled: each holds an open, locked partial to adopt or close.
+            self.syncers.shutdown(wait=True)
         if fatal is not None:
             raise fatal
         if errors:
@@ -438,7 +449,9 @@ class _Runner:
         if self.stop.is_set():
             raise _Stopped()
         partial = self.store.partial_path(item.sha256)
-        with _locked_partial(partial) as handle:
+        handle = _open_locked(partial)
+        handed_over = False
+        try:
             # Another process sharing the store may have finished it while we waited.
             if self.store.has(item.sha256, item.size):
                 with self.counters_lock:
@@ -447,11 +460,31 @@ class _Runner:
                 self.progress.file_done(item, False)
                 return
             self._download(item, handle, partial)
+            # fsync waits for the disk: a pool of its own does it, so this
+            # download slot takes the next file meanwhile.
+            assert self.syncers is not None
+            future = self.syncers.submit(self._adopt_and_release, item, handle, partial)
+            handed_over = True
+            with self.counters_lock:
+                self.adoptions.append(future)
+        finally:
+            if not handed_over:
+                _release(handle, partial)
+
+    def _adopt_and_release(self, item: FetchItem, handle: BinaryIO, partial: Path) -> None:
+        try:
+            self._adopt(item, handle, partial)
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            _release(handle, partial)
         with self.counters_lock:
             self.downloaded += 1
         self.progress.file_done(item, True)
 
     def _download(self, item: FetchItem, handle: BinaryIO, partial: Path) -> None:
+        """Bring ``handle`` to the verified bytes of ``item``, or raise."""
         shown = _Shown()
         restart_from_scratch = False
         last_error: LockmirrorError | None = None
@@ -473,8 +506,7 @@ class _Runner:
             self._show_held(item, handle, shown)
             actual = digest.hexdigest()
             if actual == item.sha256 and (item.size is None or length == item.size):
-                self._adopt(item, handle, partial)
-                return
+                return  # verified: the caller adopts it
             if resumed:
                 # The kept prefix may be what is wrong (from a server that
                 # changed the file since): one fresh download decides.
@@ -679,9 +711,9 @@ class _Runner:
             raise _Stopped()
 
 
-@contextmanager
-def _locked_partial(path: Path) -> Iterator[BinaryIO]:
-    """Open (creating) the partial file of one sha256 and hold an exclusive lock.
+def _open_locked(path: Path) -> BinaryIO:
+    """Open (creating) the partial file of one sha256 and hold an exclusive lock
+    until :func:`_release`.
 
     Waits while another process holds it. If the file was renamed into the
     store or deleted while we waited, the lock is on a stale inode: reopen.
@@ -702,18 +734,20 @@ def _locked_partial(path: Path) -> Iterator[BinaryIO]:
         os.close(fd)
     # Unbuffered: every write reaches the kernel in _write, so a full disk
     # surfaces there (not later, in a flush or close).
-    handle = os.fdopen(fd, "r+b", buffering=0)
+    return os.fdopen(fd, "r+b", buffering=0)
+
+
+def _release(handle: BinaryIO, path: Path) -> None:
+    """Close a partial opened by :func:`_open_locked` (which releases the lock)."""
+    # A partial that never received a byte is noise for the next run.
+    # Removed while still locked, so a waiter sees a stale inode and reopens.
     try:
-        yield handle
-    finally:
-        # A partial that never received a byte is noise for the next run.
-        # Removed while still locked, so a waiter sees a stale inode and reopens.
-        try:
-            if os.fstat(fd).st_size == 0 and os.stat(path).st_ino == os.fstat(fd).st_ino:
-                path.unlink()
-        except OSError:
-            pass
-        handle.close()  # closing releases the lock
+        fd = handle.fileno()
+        if os.fstat(fd).st_size == 0 and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+    except OSError:
+        pass
+    handle.close()
 
 
 def _truncate(handle: BinaryIO, partial: Path, store: Store) -> int:
