@@ -475,3 +475,12 @@ def test_copies_when_the_store_is_on_another_file_system(
     before = tree_state(out)
     again = build_index(moved.lockfiles, moved.store, out, title="Fixture mirror", full=True)
     assert again.written == () and tree_state(out) == before
+
+
+def test_manifest_encoding_is_plain_sorted_json(mirror: FixtureMirror) -> None:
+    from lockmirror.manifest import FORMAT, entries_to_json
+
+    manifest = Manifest.read(mirror.out / "manifest.json")
+    expected = json.dumps({"format": FORMAT, "files": entries_to_json(manifest.files)},
+                          indent=1, sort_keys=True) + "\n"
+    assert (mirror.out / "manifest.json").read_text() == expected == manifest.dumps()
