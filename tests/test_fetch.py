@@ -190,6 +190,17 @@ def test_altered_metadata_file_is_refused(
     assert not store.has(catalogue.file(wheel).metadata_sha256)
 
 
+def test_a_longer_body_is_refused_without_reading_it_all(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    fixture_index.alter(entry.filename, entry.path.read_bytes() + b"\0" * (3 << 20))
+    with pytest.raises(IntegrityError, match=r"got more bytes \(stopped after \d+, whose"):
+        fetch([lock], store)
+    assert not store.has(entry.sha256)
+    assert list(store.temp_dir().iterdir()) == []
+
+
 def test_truncated_body_is_refused_then_resumed_with_a_range_request(
         fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
     wheel = catalogue.find("native", "1.0", wheel=False).filename  # an sdist: no .metadata

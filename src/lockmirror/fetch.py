@@ -517,10 +517,12 @@ class _Runner:
                 continue
             _discard(handle, partial)
             self.progress.advance(-shown.bytes)
+            got = (f"got sha256 {actual} ({length} bytes)" if item.size is None
+                   or length <= item.size else
+                   f"got more bytes (stopped after {length}, whose sha256 is {actual})")
             raise IntegrityError(
                 f"upstream bytes differ from the lockfile: expected sha256 {item.sha256}"
-                f"{_size_text(item.size)}, got sha256 {actual} ({length} bytes); "
-                f"refused (needed by {_sets_text(item)})",
+                f"{_size_text(item.size)}, {got}; refused (needed by {_sets_text(item)})",
                 where=_where(item),
                 hint="if the upstream really replaced the file, re-lock with `doit lock`")
         assert last_error is not None
