@@ -758,6 +758,8 @@ def render_text(diff: LockDiff) -> str:
                     + [f"-{r}" for r in set_diff.requirements_removed])
             lines.append(f"  requirements: {' '.join(reqs)}")
         for target in set_diff.targets:
+            if set_diff.status != "changed":
+                break  # a whole set added or removed: its targets go with it
             if target.status in ("added", "removed"):
                 lines.append(f"  target {target.target} {target.status}")
             elif target.old_definition != target.new_definition:
@@ -866,6 +868,8 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
                     + [f"removed {_code(r)}" for r in set_diff.requirements_removed])
             out += ["", f"Requirements: {'; '.join(reqs)}."]
         for target in set_diff.targets:
+            if set_diff.status != "changed":
+                break
             if target.status in ("added", "removed"):
                 out += ["", f"Target {_code(target.target)} {target.status}."]
             elif target.old_definition != target.new_definition:
