@@ -18,19 +18,12 @@ from packaging.utils import canonicalize_name
 from lockmirror.config import load_config
 from lockmirror.lock import lock_sets
 from lockmirror.lockfile import Lockfile
+from lockmirror.verify import uv_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # (set, target, package) -> why lockmirror and uv legitimately differ.
 EXPLAINED: dict[tuple[str, str, str], str] = {}
-
-
-def uv_platform(platform: str) -> str:
-    """manylinux_2_28_x86_64 -> x86_64-manylinux_2_28 (uv's --python-platform)."""
-    for arch in ("x86_64", "aarch64"):
-        if platform.endswith("_" + arch) and platform.startswith("manylinux"):
-            return f"{arch}-{platform[: -len(arch) - 1]}"
-    raise ValueError(platform)
 
 
 def uv_compile(requirements: list[str], python: str, platform: str, tmp: Path) -> dict[str, str]:
@@ -40,7 +33,7 @@ def uv_compile(requirements: list[str], python: str, platform: str, tmp: Path) -
     req.write_text("\n".join(requirements) + "\n")
     out = subprocess.run(
         [find_uv_bin(), "pip", "compile", str(req), "--no-config", "--no-header",
-         "--no-annotate", "--python-version", python, "--python-platform", uv_platform(platform),
+         "--no-annotate", "--python-version", python, "--python-platform", uv_platform([platform]).python_platform,
          "--index-url", "https://pypi.org/simple/", "--cache-dir", str(tmp / "uv-cache")],
         capture_output=True, text=True, check=True, timeout=600).stdout
     pins = {}

@@ -159,3 +159,157 @@ def lock_tasks(project: Project) -> Iterator[TaskDict]:
 
 def lockfile_paths(project: Project) -> list[Path]:
     return [project.lockfile_path(name) for name in project.set_names]
+
+
+# -- fetch -------------------------------------------------------------------
+
+
+def _fetch(project: Project) -> None:
+    from .commands.fetch import console_progress
+    from .fetch import fetch_config
+
+    progress = console_progress(sys.stderr)
+    try:
+        summary = fetch_config(project.loaded, progress=progress)
+    finally:
+        close = getattr(progress, "close", None)
+        if close is not None:
+            close()
+    print(f"fetch: {summary.describe()}")
+
+
+def fetch_task(project: Project) -> TaskDict:
+    def store_complete() -> bool:
+        from .fetch import is_current
+
+        return is_current(project.loaded)
+
+    return {
+        "doc": "download every locked file (and wheel metadata) into the store, verified",
+        "actions": [_action(_fetch, project)],
+        "file_dep": [str(p) for p in lockfile_paths(project)],
+        "task_dep": ["lock"],
+        # Up to date when the lockfiles did not change and the store still holds
+        # every file they name (a stat per file; the names prove the hashes).
+        "uptodate": [store_complete],
+        "verbosity": 2,
+    }
+
+
+# -- index -------------------------------------------------------------------
+
+
+def _index(project: Project) -> None:
+    from .index import build_index
+    from .store import Store
+
+    loaded = project.loaded
+    result = build_index(lockfile_paths(project), Store(loaded.store_dir), loaded.index_dir,
+                         mirror_yaml=loaded.path, title=f"{loaded.config.name} package mirror")
+    if result.noop:
+        print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
+              f"{result.files} files)")
+        return
+    print(f"index: {loaded.index_dir}: {result.projects} projects, {result.files} files; "
+          f"{len(result.written)} written, {len(result.removed)} removed")
+    for release in result.removed_releases:
+        print(f"  removed {release} (no lockfile needs it any more)")
+
+
+def index_task(project: Project) -> TaskDict:
+    return {
+        "doc": "build dist-index/ (PEP 503/691/658/700 pages, files, constraints, manifest)",
+        "actions": [_action(_index, project)],
+        "task_dep": ["fetch"],
+        # The stage is incremental and its no-op costs a few stats, so it always
+        # runs: a hand-deleted page or file in dist-index/ is put back.
+        "uptodate": [False],
+        "targets": [str(project.path_of("index") / "manifest.json")],
+        "verbosity": 2,
+    }
+
+
+# -- verify ------------------------------------------------------------------
+
+
+def _verify(project: Project, stamp: Path) -> None:
+    from .verify import verify_closure
+
+    loaded = project.loaded
+    report = verify_closure(loaded.index_dir, work_dir=loaded.cache_dir / "verify",
+                            progress=print)
+    report.raise_for_failures()
+    atomic_write(stamp, (loaded.index_dir / "manifest.json").read_bytes())
+    print(f"verify: {len(report.checks)} checks passed from {loaded.index_dir} alone")
+
+
+def verify_task(project: Project) -> TaskDict:
+    manifest = project.path_of("index") / "manifest.json"
+    stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
+    return {
+        "doc": "prove every set installs on every target from dist-index/ alone (uv, pip)",
+        "actions": [_action(_verify, project, stamp)],
+        "task_dep": ["index"],
+        "file_dep": [str(manifest)],
+        "targets": [str(stamp)],
+        "verbosity": 2,
+    }
+
+
+# -- bundle ------------------------------------------------------------------
+
+
+def _bundle(project: Project) -> None:
+    from .bundle import build_bundle
+
+    loaded = project.loaded
+    result = build_bundle(loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
+                          mirror_yaml=loaded.path, out_dir=loaded.dist_dir,
+                          name=loaded.config.name, cache_dir=loaded.cache_dir / "bundle")
+    state = "written" if result.changed else "unchanged"
+    print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
+          f"sha256 {result.sha256[0]}) ({state})")
+
+
+def bundle_task(project: Project) -> TaskDict:
+    return {
+        "doc": "write dist/lockmirror-<name>-<id>.tar: the index, lockfiles, manifest, tool wheels",
+        "actions": [_action(_bundle, project)],
+        "task_dep": ["verify"],
+        "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
+                     *(str(p) for p in lockfile_paths(project))],
+        "verbosity": 2,
+    }
+
+
+# -- audit -------------------------------------------------------------------
+
+
+def _audit(project: Project) -> TaskFailed | None:
+    from datetime import UTC, datetime
+
+    from .audit import audit_mirror, render_markdown, render_text
+
+    report = audit_mirror(project.loaded, now=datetime.now(UTC))
+    print(render_text(report))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(render_markdown(report) + "\n")
+    return TaskFailed("deny-level policy findings") if report.exit_code else None
+
+
+def audit_task(project: Project) -> TaskDict:
+    def run() -> TaskFailed | None:
+        try:
+            return _audit(project)
+        except LockmirrorError as error:
+            print(f"lockmirror: error: {error}", file=sys.stderr)
+            return TaskFailed(str(error).splitlines()[0])
+
+    return {
+        "doc": "re-check every locked release now (advisories, yanks, exceptions); never cached",
+        "actions": [run],
+        "uptodate": [False],
+        "verbosity": 2,
+    }

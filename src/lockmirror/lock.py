@@ -13,6 +13,7 @@ Entries:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import defaultdict
@@ -112,7 +113,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     upgrade_names = {canonicalize_name(n) for n in upgrade}
     engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
     if candidate_filter_for is None:
-        candidate_filter_for = lambda name: _policy_filter(engines[name])  # noqa: E731
+        candidate_filter_for = lambda name: _policy_filter(engines[name])
 
     # Ask for every top-level project at once: the network is the cost.
     client.prefetch_projects(sorted({
@@ -181,8 +182,6 @@ def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
 
 def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, tuple[str, ...]]:
     """The exceptions the lock relied on (into the lockfile) and its warnings."""
-    import dataclasses
-
     from packaging.requirements import Requirement
 
     from .policy import exceptions_used_records
@@ -283,6 +282,13 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
 
     chosen = [c.best for rs in per_target.values() for r in rs for c in r.candidates.values()]
     details = complete(client, chosen)
+    for url, file in details.items():
+        if file.is_wheel and not file.metadata_sha256:
+            # The resolver read this wheel's METADATA (PEP 658 file or out of the
+            # wheel; memoized, no new request): its hash lets fetch and index
+            # provide the .metadata file even where the upstream does not.
+            digest = hashlib.sha256(client.metadata(file)).hexdigest()
+            details[url] = dataclasses.replace(file, metadata_sha256=digest)
 
     acc: dict[tuple[NormalizedName, Version], Acc] = {}
     for target_name in set_targets:
