@@ -142,6 +142,15 @@ def make_fixture_mirror(catalogue: Catalogue, root: Path) -> FixtureMirror:
     return FixtureMirror(root=root, store=store, lockfiles=lockfiles, catalogue=catalogue)
 
 
+def make_built_mirror(catalogue: Catalogue, root: Path) -> FixtureMirror:
+    """:func:`make_fixture_mirror` with its index built into ``root/dist-index``."""
+    from lockmirror.index import build_index
+
+    mirror = make_fixture_mirror(catalogue, root)
+    build_index(mirror.lockfiles, mirror.store, mirror.out, title="Fixture mirror")
+    return mirror
+
+
 def copy_mirror(mirror: FixtureMirror, root: Path) -> FixtureMirror:
     """An independent copy (store, lockfiles) a test may change."""
     shutil.copytree(mirror.root / "store", root / "store")

@@ -25,7 +25,7 @@ from index_mirror import (
     FixtureMirror,
     build_lockfile,
     copy_mirror,
-    make_fixture_mirror,
+    make_built_mirror,
     pins,
     pip_install,
     uv_compile,
@@ -44,9 +44,7 @@ UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 @pytest.fixture(scope="module")
 def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
-    built = make_fixture_mirror(catalogue, tmp_path_factory.mktemp("mirror"))
-    build_index(built.lockfiles, built.store, built.out, title="Fixture mirror")
-    return built
+    return make_built_mirror(catalogue, tmp_path_factory.mktemp("mirror"))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue
-from index_mirror import FixtureMirror, make_fixture_mirror, pins, pip_install, uv_compile
+from index_mirror import FixtureMirror, make_built_mirror, pins, pip_install, uv_compile
 
 from lockmirror.errors import LockmirrorError
 from lockmirror.index import build_index
@@ -36,9 +36,7 @@ PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.
 
 @pytest.fixture(scope="module")
 def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
-    built = make_fixture_mirror(catalogue, tmp_path_factory.mktemp("serve-mirror"))
-    build_index(built.lockfiles, built.store, built.out, title="Fixture mirror")
-    return built
+    return make_built_mirror(catalogue, tmp_path_factory.mktemp("serve-mirror"))
 
 
 @pytest.fixture(scope="module")

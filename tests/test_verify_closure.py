@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue
-from index_mirror import FixtureMirror, make_fixture_mirror
+from index_mirror import FixtureMirror, make_built_mirror
 
 from lockmirror.errors import LockmirrorError, ResolutionError
-from lockmirror.index import build_index
 from lockmirror.verify import (
     VerifyReport,
     explain_pip,
@@ -23,9 +22,7 @@ from lockmirror.verify import (
 
 @pytest.fixture(scope="module")
 def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
-    built = make_fixture_mirror(catalogue, tmp_path_factory.mktemp("verify-mirror"))
-    build_index(built.lockfiles, built.store, built.out, title="Fixture mirror")
-    return built
+    return make_built_mirror(catalogue, tmp_path_factory.mktemp("verify-mirror"))
 
 
 @pytest.fixture(scope="module")

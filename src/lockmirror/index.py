@@ -50,7 +50,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +73,7 @@ from .pages import (
     project_json,
     root_html,
     root_json,
+    set_section,
 )
 from .store import Store
 
@@ -191,8 +192,22 @@ class _LockedSet:
     requirements: tuple[str, ...]
     targets: tuple[SetTarget, ...]
     input_hash: str
+    keys: list[str]  # one per row: the row's key in the rows cache
     rows: list[Row]
-    chunk_keys: list[str] = field(default_factory=list)
+
+    def meta(self) -> tuple[Any, ...]:
+        """What the cache keeps of the lockfile besides its rows (marshal-able)."""
+        return (self.name, self.requirements,
+                tuple((t.name, t.python, t.implementation, t.platforms) for t in self.targets),
+                self.input_hash)
+
+    @classmethod
+    def from_cache(cls, item: _Input, meta: tuple[Any, ...], keys: list[str],
+                   rows_cache: dict[str, Row]) -> _LockedSet:
+        name, requirements, targets, input_hash = meta
+        return cls(name=name, input=item, requirements=tuple(requirements),
+                   targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3])) for t in targets),
+                   input_hash=input_hash, keys=list(keys), rows=[rows_cache[k] for k in keys])
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -282,11 +297,12 @@ def _load_set(item: _Input, rows_cache: dict[str, Row]) -> _LockedSet:
                 return _set_from(lock, item, [rows_cache[k] for k in keys], keys)
     lock = _loads(Lockfile, text, where)
     rows = [_row(package, where) for package in lock.packages]
-    keys = []
     if split is not None and len(split[1]) == len(rows):
         targets_key = _targets_key(split[2]) or ""
         keys = [_block_key(targets_key, block) for block in split[1]]
-        rows_cache.update(zip(keys, rows, strict=True))
+    else:  # keyed by content, so unchanged packages still keep their pages
+        keys = [_block_key("row", repr(row)) for row in rows]
+    rows_cache.update(zip(keys, rows, strict=True))
     return _set_from(lock, item, rows, keys)
 
 
@@ -319,7 +335,7 @@ def _set_from(lock: Lockfile, item: _Input, rows: list[Row], keys: list[str]) ->
     targets = tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
                     for t in lock.targets)
     return _LockedSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
-                      targets=targets, input_hash=lock.input_hash, rows=rows, chunk_keys=keys)
+                      targets=targets, input_hash=lock.input_hash, keys=keys, rows=rows)
 
 
 # --------------------------------------------------------------------------
@@ -415,16 +431,16 @@ class _Builder:
                                files=int(summary.get("files", 0)),
                                total_size=int(summary.get("total_size", 0)))
         cache = self._read_cache(cache_path)
+        # The previous outputs are trusted only while the tree is the one we left.
         trusted = (not self.full and manifest_stat is not None
                    and state.get("manifest") == manifest_stat
                    and cache.get("out_dir") == str(self.out_dir)
                    and cache.get("store") == str(self.store.root))
         rows_cache: dict[str, Row] = cache.get("rows", {})
+        lock_cache: dict[str, tuple[Any, ...]] = cache.get("lockfiles", {})
         self.progress(f"reading {len(inputs)} lockfiles")
-        sets = sorted((_load_set(i, rows_cache) for i in inputs), key=lambda s: s.name)
+        sets = sorted((_load(i, rows_cache, lock_cache) for i in inputs), key=lambda s: s.name)
         _check_unique_sets(sets)
-        previous_files: dict[str, tuple[str, int]] = cache.get("files", {}) if trusted else {}
-        previous_pages: dict[str, tuple[str, ...]] = cache.get("pages", {}) if trusted else {}
 
         fresh = not self.out_dir.exists()
         if not fresh and manifest_stat is None and any(self.out_dir.iterdir()):
@@ -439,39 +455,37 @@ class _Builder:
             root = self.out_dir.with_name(f".{self.out_dir.name}.staging-{os.getpid()}")
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
+        previous = cache if trusted and not fresh else {}
         try:
-            outcome = self._build(root, sets, provenance, previous_files, previous_pages,
-                                  trusted and not fresh)
+            built = self._build(root, sets, provenance, previous)
             if fresh:
                 os.replace(root, self.out_dir)
         except BaseException:
             if fresh:
                 shutil.rmtree(root, ignore_errors=True)
             raise
-        entries, pages, removed, removed_releases, summary = outcome
 
-        keep = {k for s in sets for k in s.chunk_keys}
         state_dir.mkdir(parents=True, exist_ok=True)
         cache_data = {
             "format": _cache_format(), "out_dir": str(self.out_dir),
             "store": str(self.store.root),
-            "rows": {k: v for k, v in rows_cache.items() if k in keep},
-            "files": {rel: (e.sha256, e.size) for rel, e in entries.items()},
-            "pages": pages,
+            "rows": {k: rows_cache[k] for s in sets for k in s.keys},
+            "lockfiles": {s.input.sha256: (s.meta(), tuple(s.keys)) for s in sets},
+            "projects": built.projects, "sets": built.sets,
         }
         atomic_write(cache_path, marshal.dumps(cache_data), fsync=False)
         new_state = {
             "format": INDEX_FORMAT, "key": key,
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
-            "manifest": _stat_key(manifest_path), "summary": summary,
+            "manifest": _stat_key(manifest_path), "summary": built.summary,
         }
         atomic_write(state_path, json.dumps(new_state, indent=1, sort_keys=True) + "\n",
                      fsync=False)
         return IndexResult(
             out_dir=self.out_dir, noop=False, written=tuple(sorted(self.written)),
-            removed=tuple(removed), removed_releases=tuple(removed_releases),
-            projects=summary["projects"], files=summary["files"],
-            total_size=summary["total_size"], linked=self.linked, copied=self.copied)
+            removed=tuple(built.removed), removed_releases=tuple(_releases_of(built.removed)),
+            projects=built.summary["projects"], files=built.summary["files"],
+            total_size=built.summary["total_size"], linked=self.linked, copied=self.copied)
 
     def _inputs(self, previous: dict[str, list[Any]]) -> list[_Input]:
         found = []
@@ -500,34 +514,49 @@ class _Builder:
     # -- the tree ----------------------------------------------------------
 
     def _build(self, root: Path, sets: list[_LockedSet], provenance: Provenance,
-               previous_files: dict[str, tuple[str, int]],
-               previous_pages: dict[str, tuple[str, ...]], trusted: bool,
-               ) -> tuple[dict[str, Entry], dict[str, tuple[str, ...]], list[str], list[str],
-                          dict[str, int]]:
-        projects = _merge(sets)
-        entries: dict[str, Entry] = {}
-        self.progress(f"placing the files of {len(projects)} projects")
+               previous: dict[str, Any]) -> _Built:
+        """Write what changed into ``root``; ``previous`` is the trusted cache ({} if none)."""
+        prev_projects: dict[str, ProjectRecord] = previous.get("projects", {})
+        prev_sets: dict[str, SetRecord] = previous.get("sets", {})
+        grouped: dict[str, list[tuple[str, str, Row]]] = {}
+        for locked in sets:
+            for key, row in zip(locked.keys, locked.rows, strict=True):
+                grouped.setdefault(row[0], []).append((locked.name, key, row))
+        names = sorted(grouped)
+        records: dict[str, ProjectRecord] = {}
+        dirty: list[tuple[str, str, list[Release]]] = []
+        for name in names:
+            items = grouped[name]
+            digest = _sha("\n".join(f"{s} {k}" for s, k, _ in items).encode())
+            before = prev_projects.get(name)
+            if before is not None and before[0] == digest:
+                records[name] = before
+            else:
+                dirty.append((name, digest, _merge_project(name, items)))
+        self.fsync = len(dirty) <= BULK_WRITES
+        self.progress(f"{len(dirty)} of {len(names)} projects changed")
 
         # 1. artifacts and metadata, before any page links to them
+        planned: dict[str, list[tuple[str, str, int | None]]] = {}
         to_place: list[tuple[str, str, int | None]] = []
-        artifacts = 0
-        total = 0
-        for project, releases in projects.items():
+        for name, _digest, releases in dirty:
+            before = prev_projects.get(name)
+            had = {f[0]: f for f in before[1]} if before is not None else {}
+            files: list[tuple[str, str, int | None]] = []
             for release in releases:
                 for file in release.files:
-                    artifacts += 1
-                    total += file.size
-                    rel = f"files/{project}/{file.filename}"
-                    entries[rel] = Entry(file.sha256, file.size)
-                    if previous_files.get(rel) != (file.sha256, file.size):
+                    rel = f"files/{name}/{file.filename}"
+                    files.append((rel, file.sha256, file.size))
+                    if had.get(rel) != (rel, file.sha256, file.size):
                         to_place.append((rel, file.sha256, file.size))
                     if file.metadata_sha256:
-                        rel_meta = rel + ".metadata"
-                        before = previous_files.get(rel_meta)
-                        if before is not None and before[0] == file.metadata_sha256:
-                            entries[rel_meta] = Entry(before[0], before[1])
+                        old = had.get(rel + ".metadata")
+                        if old is not None and old[1] == file.metadata_sha256:
+                            files.append(old)
                         else:
-                            to_place.append((rel_meta, file.metadata_sha256, None))
+                            files.append((rel + ".metadata", file.metadata_sha256, None))
+                            to_place.append((rel + ".metadata", file.metadata_sha256, None))
+            planned[name] = files
         placed: dict[str, int] = {}
         missing: list[str] = []
         worker = None
@@ -540,46 +569,64 @@ class _Builder:
         else:
             self._place_all(root, to_place, placed, missing)
             self._raise_missing(missing)
-        # 2. project pages whose inputs changed
+
+        # 2. the pages of changed projects
         try:
-            pages = self._pages(root, projects, previous_pages, entries)
+            pages = self._pages(root, dirty)
         finally:
             if worker is not None:
                 worker.join()  # never leave it writing into a tree being removed
         if worker is not None:
             worker.finish()
             self._raise_missing(missing)
-        for rel, sha256, size in to_place:
-            if size is None:
-                entries[rel] = Entry(sha256, placed[rel])
+        for name, digest, releases in dirty:
+            files_done = tuple((rel, sha256, placed[rel] if size is None else size)
+                               for rel, sha256, size in planned[name])
+            records[name] = (digest, files_done, *pages[name],
+                             sum(len(r.files) for r in releases),
+                             sum(f.size for r in releases for f in r.files))
 
-        # 3. lockfiles and constraints
+        # 3. lockfiles, constraints and each set's part of the landing page
         self.progress("writing lockfiles, constraints, root and landing pages")
+        set_records: dict[str, SetRecord] = {}
         for locked in sets:
-            rel = f"lockfiles/pylock.{locked.name}.toml"
-            if previous_files.get(rel, ("",))[0] == locked.input.sha256:
-                entries[rel] = Entry(*previous_files[rel])
+            before_set = prev_sets.get(locked.name)
+            if before_set is not None and before_set[0] == locked.input.sha256:
+                set_records[locked.name] = before_set
             else:
-                data = locked.input.read()
-                self._write(root, rel, data)
-                entries[rel] = Entry(locked.input.sha256, len(data))
-            for target in locked.targets:
-                pins = [(row[0], row[1]) for row in locked.rows if target.name in row[4]]
-                self._put(root, entries, f"constraints/{locked.name}-{target.name}.txt",
-                          constraints_text(locked.name, target, pins).encode())
+                set_records[locked.name] = self._set_files(root, locked)
 
         # 4. root pages and the landing page
-        self._put(root, entries, "simple/index.html", root_html(projects).encode())
-        self._put(root, entries, "simple/index.json", root_json(projects).encode())
-        landing = _landing(self.title, sets, projects, provenance, artifacts, total)
-        self._put(root, entries, "index.html", landing_html(landing).encode())
+        artifacts = sum(r[6] for r in records.values())
+        total = sum(r[7] for r in records.values())
+        sources = sorted({s for record in set_records.values() for s in record[3]})
+        landing = LandingPage(
+            title=self.title, set_names=tuple(s.name for s in sets),
+            sections=tuple(set_records[s.name][2] for s in sets),
+            provenance=replace(provenance, sources=tuple(sources)),
+            projects=len(names), files=artifacts, total_size=total)
+        root_files = [self._put(root, "simple/index.html", root_html(names).encode()),
+                      self._put(root, "simple/index.json", root_json(names).encode()),
+                      self._put(root, "index.html", landing_html(landing).encode())]
 
         # 5. the manifest (synced after bulk writes, so it never names lost data),
         #    then what no lockfile needs any more
         self.progress("writing the manifest")
+        entries: dict[str, Entry] = {}
+        for name in names:
+            record = records[name]
+            for rel, sha256, size in record[1]:
+                entries[rel] = Entry(sha256, size)
+            entries[f"simple/{name}/index.html"] = Entry(record[2], record[3])
+            entries[f"simple/{name}/index.json"] = Entry(record[4], record[5])
+        for set_record in set_records.values():
+            for rel, sha256, size in set_record[1]:
+                entries[rel] = Entry(sha256, size)
+        for rel, sha256, size in root_files:
+            entries[rel] = Entry(sha256, size)
         if self.fresh or not self.fsync:
             os.sync()
-        removed = self._stale(root, entries, previous_files, trusted)
+        removed = self._stale(root, entries, previous, records, set_records)
         Manifest(files=entries).write(root / MANIFEST_NAME)
         for rel in removed:
             try:
@@ -587,35 +634,35 @@ class _Builder:
             except FileNotFoundError:
                 pass
         _prune_dirs(root, removed)
-        summary = {"projects": len(projects), "files": artifacts, "total_size": total}
-        return entries, pages, removed, _releases_of(removed), summary
+        summary = {"projects": len(names), "files": artifacts, "total_size": total}
+        return _Built(records, set_records, removed, summary)
 
-    def _pages(self, root: Path, projects: dict[str, list[Release]],
-               previous_pages: dict[str, tuple[str, ...]],
-               entries: dict[str, Entry]) -> dict[str, tuple[str, ...]]:
-        """Render and write the project pages whose inputs changed (all without a cache)."""
-        pages: dict[str, tuple[str, ...]] = {}
-        dirty = []
-        for project, releases in projects.items():
-            digest = hashlib.sha256(repr(releases).encode()).hexdigest()
-            before_page = previous_pages.get(project)
-            if before_page is not None and before_page[0] == digest:
-                pages[project] = before_page
-            else:
-                dirty.append((project, releases, digest))
-        self.fsync = len(dirty) <= BULK_WRITES
-        if dirty:
-            self.progress(f"writing {len(dirty)} project pages")
-        for project, releases, digest in dirty:
-            html = project_html(project, releases).encode()
-            data = project_json(project, releases).encode()
-            self._write(root, f"simple/{project}/index.html", html)
-            self._write(root, f"simple/{project}/index.json", data)
-            pages[project] = (digest, _sha(html), str(len(html)), _sha(data), str(len(data)))
-        for project, page in pages.items():
-            entries[f"simple/{project}/index.html"] = Entry(page[1], int(page[2]))
-            entries[f"simple/{project}/index.json"] = Entry(page[3], int(page[4]))
+    def _pages(self, root: Path, dirty: list[tuple[str, str, list[Release]]],
+               ) -> dict[str, tuple[str, int, str, int]]:
+        """Render and write the pages of changed projects: name -> (html sha256,
+        size, json sha256, size)."""
+        pages = {}
+        for name, _digest, releases in dirty:
+            html = project_html(name, releases).encode()
+            data = project_json(name, releases).encode()
+            self._write(root, f"simple/{name}/index.html", html)
+            self._write(root, f"simple/{name}/index.json", data)
+            pages[name] = (_sha(html), len(html), _sha(data), len(data))
         return pages
+
+    def _set_files(self, root: Path, locked: _LockedSet) -> SetRecord:
+        """Write a set's lockfile copy and constraints; render its landing section."""
+        files = []
+        data = locked.input.read()
+        rel = f"lockfiles/pylock.{locked.name}.toml"
+        self._write(root, rel, data)
+        files.append((rel, locked.input.sha256, len(data)))
+        for target in locked.targets:
+            pins = [(row[0], row[1]) for row in locked.rows if target.name in row[4]]
+            files.append(self._put(root, f"constraints/{locked.name}-{target.name}.txt",
+                                   constraints_text(locked.name, target, pins).encode()))
+        sources = tuple(sorted({row[6] for row in locked.rows} - {""}))
+        return (locked.input.sha256, tuple(files), set_section(_summary(locked)), sources)
 
     def _place_all(self, root: Path, to_place: list[tuple[str, str, int | None]],
                    placed: dict[str, int], missing: list[str]) -> None:
@@ -628,22 +675,32 @@ class _Builder:
             raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
                                 where=str(self.store.root), hint="run `doit fetch`")
 
-    def _stale(self, root: Path, entries: dict[str, Entry],
-               previous_files: dict[str, tuple[str, int]], trusted: bool) -> list[str]:
+    def _stale(self, root: Path, entries: dict[str, Entry], previous: dict[str, Any],
+               records: dict[str, ProjectRecord], set_records: dict[str, SetRecord],
+               ) -> list[str]:
+        """Files of the tree no lockfile needs any more, pages first (so no page
+        links to a file already gone)."""
         if self.fresh:
             return []
-        if trusted:
-            present: Iterable[str] = previous_files
+        if previous:
+            candidates: set[str] = set()
+            for name, record in previous.get("projects", {}).items():
+                if records.get(name) is not record:
+                    candidates.update(f[0] for f in record[1])
+                    candidates.update((f"simple/{name}/index.html", f"simple/{name}/index.json"))
+            for set_name, set_record in previous.get("sets", {}).items():
+                if set_records.get(set_name) is not set_record:
+                    candidates.update(f[0] for f in set_record[1])
+            present: Iterable[str] = candidates
         else:
             present = _walk(root)
         stale = [rel for rel in present if rel not in entries and rel != MANIFEST_NAME]
-        # pages first, so no page links to a file already gone
         return sorted(stale, key=lambda rel: (not rel.startswith("simple/"),
                                               rel.startswith("files/"), rel))
 
-    def _put(self, root: Path, entries: dict[str, Entry], rel: str, data: bytes) -> None:
+    def _put(self, root: Path, rel: str, data: bytes) -> tuple[str, str, int]:
         self._write(root, rel, data)
-        entries[rel] = Entry(_sha(data), len(data))
+        return rel, _sha(data), len(data)
 
     def _write(self, root: Path, rel: str, data: bytes) -> None:
         if self.fresh:
@@ -734,7 +791,6 @@ class _Builder:
         digest = sha256.lower()
         return f"{self.store_prefix}{digest[:2]}/{digest[2:]}"
 
-
 class _Worker(threading.Thread):
     """A thread whose exception :meth:`finish` re-raises in the caller."""
 
@@ -773,70 +829,75 @@ def _check_unique_sets(sets: list[_LockedSet]) -> None:
         seen[locked.name] = locked.input.path
 
 
-def _merge(sets: list[_LockedSet]) -> dict[str, list[Release]]:
-    """Every project's releases over all sets; a file locked twice must agree."""
-    by_project: dict[str, dict[str, dict[str, Any]]] = {}
-    origin: dict[tuple[str, str], tuple[str, str]] = {}  # (project, filename) -> (sha, set)
-    for locked in sets:
-        for name, version, requires_python, yanked, _t, _b, _s, files in locked.rows:
-            release = by_project.setdefault(name, {}).get(version)
-            if release is None:
-                release = {"requires_python": requires_python, "yanked": yanked, "files": {}}
-                by_project[name][version] = release
-            else:
-                if release["requires_python"] is None:
-                    release["requires_python"] = requires_python
-                if release["yanked"] is None:
-                    release["yanked"] = yanked
-            for filename, size, sha256, upload_time, metadata in files:
-                first = origin.get((name, filename))
-                if first is not None and first[0] != sha256:
-                    raise IntegrityError(
-                        f"{filename} is locked with sha256 {first[0][:12]}... in set "
-                        f"'{first[1]}' and {sha256[:12]}... in set '{locked.name}'",
-                        hint="re-lock both sets from the same index")
-                origin[(name, filename)] = (sha256, locked.name)
-                known = release["files"].get(filename)
-                if known is None or (known.metadata_sha256 is None and metadata):
-                    release["files"][filename] = IndexFile(filename, size, sha256,
-                                                           upload_time, metadata)
-    projects: dict[str, list[Release]] = {}
-    for name in sorted(by_project):
-        projects[name] = [
-            Release(name, version, data["requires_python"], data["yanked"],
+# project -> (input digest, ((path, sha256, size), ...) of its files and metadata,
+#             html sha256, html size, json sha256, json size, artifacts, bytes)
+ProjectRecord = tuple[Any, ...]
+# set -> (lockfile sha256, ((path, sha256, size), ...), landing section, sources)
+SetRecord = tuple[Any, ...]
+
+
+@dataclass
+class _Built:
+    projects: dict[str, ProjectRecord]
+    sets: dict[str, SetRecord]
+    removed: list[str]
+    summary: dict[str, int]
+
+
+def _load(item: _Input, rows_cache: dict[str, Row],
+          lock_cache: dict[str, tuple[Any, ...]]) -> _LockedSet:
+    """A lockfile from the cache when its bytes were seen before, else parsed."""
+    known = lock_cache.get(item.sha256)
+    if known is not None and all(k in rows_cache for k in known[1]):
+        return _LockedSet.from_cache(item, known[0], list(known[1]), rows_cache)
+    return _load_set(item, rows_cache)
+
+
+def _merge_project(name: str, items: list[tuple[str, str, Row]]) -> list[Release]:
+    """A project's releases over every set; a file locked twice must agree."""
+    versions: dict[str, dict[str, Any]] = {}
+    origin: dict[str, tuple[str, str]] = {}  # filename -> (sha256, set)
+    for set_name, _key, row in items:
+        _name, version, requires_python, yanked, _t, _b, _s, files = row
+        release = versions.get(version)
+        if release is None:
+            release = versions[version] = {"requires_python": requires_python,
+                                           "yanked": yanked, "files": {}}
+        else:
+            if release["requires_python"] is None:
+                release["requires_python"] = requires_python
+            if release["yanked"] is None:
+                release["yanked"] = yanked
+        for filename, size, sha256, upload_time, metadata in files:
+            first = origin.get(filename)
+            if first is not None and first[0] != sha256:
+                raise IntegrityError(
+                    f"{filename} is locked with sha256 {first[0][:12]}... in set "
+                    f"'{first[1]}' and {sha256[:12]}... in set '{set_name}'",
+                    hint="re-lock both sets from the same index")
+            origin[filename] = (sha256, set_name)
+            known = release["files"].get(filename)
+            if known is None or (known.metadata_sha256 is None and metadata):
+                release["files"][filename] = IndexFile(filename, size, sha256, upload_time,
+                                                       metadata)
+    return [Release(name, version, data["requires_python"], data["yanked"],
                     tuple(data["files"][f] for f in sorted(data["files"])))
-            for version, data in sorted(by_project[name].items())
-        ]
-    return projects
+            for version, data in sorted(versions.items())]
 
 
-def _landing(title: str, sets: list[_LockedSet], projects: dict[str, list[Release]],
-             provenance: Provenance, artifacts: int, total: int) -> LandingPage:
-    summaries = []
-    sources: set[str] = set()
-    for locked in sets:
-        packages = []
-        sizes: dict[str, int] = {}
-        for name, version, _rp, yanked, targets, build_only, source, files in locked.rows:
-            sources.add(source)
-            for file in files:
-                sizes[file[2]] = file[1]
-            packages.append(SetPackage(name=name, version=version, targets=targets,
-                                       size=sum(f[1] for f in files), files=len(files),
-                                       build_only=build_only, yanked=yanked))
-        packages.sort(key=lambda p: (p.name, p.version))
-        summaries.append(SetSummary(name=locked.name, requirements=locked.requirements,
-                                    targets=locked.targets, packages=tuple(packages),
-                                    input_hash=locked.input_hash,
-                                    total_size=sum(sizes.values())))
-    sources.discard("")
-    return LandingPage(
-        title=title, sets=tuple(summaries),
-        provenance=Provenance(
-            config_name=provenance.config_name, config_sha256=provenance.config_sha256,
-            commit=provenance.commit, config_modified=provenance.config_modified,
-            sources=tuple(sorted(sources)), tool_version=provenance.tool_version),
-        projects=len(projects), files=artifacts, total_size=total)
+def _summary(locked: _LockedSet) -> SetSummary:
+    packages = []
+    sizes: dict[str, int] = {}
+    for name, version, _rp, yanked, targets, build_only, _source, files in locked.rows:
+        for file in files:
+            sizes[file[2]] = file[1]
+        packages.append(SetPackage(name=name, version=version, targets=targets,
+                                   size=sum(f[1] for f in files), files=len(files),
+                                   build_only=build_only, yanked=yanked))
+    packages.sort(key=lambda p: (p.name, p.version))
+    return SetSummary(name=locked.name, requirements=locked.requirements,
+                      targets=locked.targets, packages=tuple(packages),
+                      input_hash=locked.input_hash, total_size=sum(sizes.values()))
 
 
 def _walk(root: Path) -> list[str]:

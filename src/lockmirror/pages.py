@@ -119,7 +119,8 @@ class Snippet:
 @dataclass(frozen=True)
 class LandingPage:
     title: str
-    sets: tuple[SetSummary, ...]
+    set_names: tuple[str, ...]
+    sections: tuple[str, ...]  # set_section() of each set (cached by the index stage)
     provenance: Provenance
     projects: int
     files: int
@@ -363,7 +364,8 @@ def _facts(rows: Iterable[tuple[str, str]]) -> str:
     return f'<dl class="facts">{inner}</dl>'
 
 
-def _set_section(summary: SetSummary) -> str:
+def set_section(summary: SetSummary) -> str:
+    """The landing page's section for one set (depends on that set alone)."""
     out = [f'<section id="set-{escape(summary.name)}">',
            f"<h2>Set <code>{escape(summary.name)}</code></h2>"]
     distinct = {p.name for p in summary.packages}
@@ -451,8 +453,8 @@ def landing_html(page: LandingPage) -> str:
     config_html = "".join(
         f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'
         f"<pre data-mirror-config>{escape(s.text)}</pre></div>" for s in snippets)
-    set_links = ", ".join(f'<a href="#set-{escape(s.name)}"><code>{escape(s.name)}</code></a>'
-                          for s in page.sets)
+    set_links = ", ".join(f'<a href="#set-{escape(name)}"><code>{escape(name)}</code></a>'
+                          for name in page.set_names)
     body = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -464,7 +466,7 @@ def landing_html(page: LandingPage) -> str:
         "</head>",
         "<body>",
         (f"<header><h1>{escape(page.title)}</h1>"
-         f"<p>{len(page.sets)} package sets, {page.projects} projects, {page.files} files, "
+         f"<p>{len(page.set_names)} package sets, {page.projects} projects, {page.files} files, "
          f"{escape(human_size(page.total_size))}</p></header>"),
         "<main>",
         '<section id="use"><h2>Use this mirror</h2>',
@@ -480,10 +482,10 @@ def landing_html(page: LandingPage) -> str:
         "</section>",
         '<section id="provenance"><h2>Where this content came from</h2>',
         _facts(facts),
-        f"<p>Sets: {set_links}</p>" if page.sets else "",
+        f"<p>Sets: {set_links}</p>" if page.set_names else "",
         "</section>",
     ]
-    body += [_set_section(summary) for summary in page.sets]
+    body += page.sections
     body += [
         "</main>",
         f"<script>{_SCRIPT % json.dumps(EXAMPLE_URL)}</script>",
