@@ -35,7 +35,7 @@ from lockmirror.fetch import (
     missing,
     plan,
 )
-from lockmirror.fsutil import sha256_file
+from lockmirror.fsutil import sha256_bytes, sha256_file
 from lockmirror.http import source_auth
 from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.store import Store
@@ -136,8 +136,10 @@ def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
     summary = fetch([core, misp], store, progress=recorder, max_workers=4)
 
     items = plan([core, misp])
-    assert summary.files == summary.downloaded == len(items) == 5  # 3 files + 2 metadata
-    assert summary.present == 0
+    assert summary.files == len(items) == 5  # 3 files + 2 metadata
+    # the artifacts are downloaded; each wheel's metadata is read out of the verified wheel
+    assert (summary.downloaded, summary.derived, summary.present) == (3, 2, 0)
+    assert not [r for r in fixture_index.requests if r.path.endswith(".metadata")]
     for item in items:
         assert store.has(item.sha256, item.size)
         assert sha256_file(store.path(item.sha256)) == item.sha256
@@ -146,8 +148,7 @@ def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
     total = sum(catalogue.file(n).size for n in names)
     assert recorder.begun == (5, total)
     assert recorder.advanced == total  # known-size bytes only
-    assert summary.downloaded_bytes == total + sum(
-        len(catalogue.file(n).metadata) for n in names if n.endswith(".whl"))
+    assert summary.downloaded_bytes == total
     assert list(store.temp_dir().iterdir()) == []  # no partial left behind
 
     fixture_index.reset_counts()
@@ -179,15 +180,35 @@ def test_altered_bytes_are_refused_even_with_http_200(
     assert fixture_index.count(file_path(fixture_index, wheel)) == 1  # refused, not retried
 
 
-def test_altered_metadata_file_is_refused(
+def test_metadata_comes_from_the_verified_wheel_not_an_altered_upstream_file(
         fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
     wheel = catalogue.find("beta", "1.0").filename
     lock = make_lockfile(fixture_index, "core", [wheel])
     fixture_index.alter(wheel + ".metadata", b"Metadata-Version: 2.1\nName: evil\n")
+    summary = fetch([lock], store, backoff=0.01)
+    assert summary.derived == 1
+    metadata = store.path(catalogue.file(wheel).metadata_sha256).read_bytes()
+    assert metadata == catalogue.file(wheel).metadata and b"evil" not in metadata
+    assert fixture_index.count(file_path(fixture_index, wheel) + ".metadata") == 0
+
+
+def test_metadata_matching_neither_wheel_nor_upstream_is_refused(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    import dataclasses
+
+    wheel = catalogue.find("beta", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    evil = b"Metadata-Version: 2.1\nName: evil\n"
+    # a lockfile that promises other metadata than the wheel carries: the wheel's
+    # own METADATA does not match, so the upstream file is tried, and refused too
+    package = lock.packages[0]
+    claimed = dataclasses.replace(package.wheels[0], metadata_sha256=sha256_bytes(evil + b"x"))
+    lock = dataclasses.replace(lock, packages=(dataclasses.replace(package, wheels=(claimed,)),))
+    fixture_index.alter(wheel + ".metadata", evil)
     with pytest.raises(IntegrityError, match=r"\.whl\.metadata"):
         fetch([lock], store, backoff=0.01)
     assert store.has(catalogue.file(wheel).sha256)  # the wheel itself verified and stayed
-    assert not store.has(catalogue.file(wheel).metadata_sha256)
+    assert not store.has(claimed.metadata_sha256 or "")
 
 
 def test_a_longer_body_is_refused_without_reading_it_all(
@@ -286,7 +307,8 @@ def test_two_runs_sharing_a_store_download_each_file_once(
     assert len(results) == 2
     for name in names:
         assert fixture_index.count(file_path(fixture_index, name)) == 1
-    assert sum(r.downloaded for r in results) == 4 and sum(r.present for r in results) == 4
+    assert sum(r.downloaded for r in results) == 2  # each artifact once, by one of the runs
+    assert sum(r.downloaded + r.derived + r.present for r in results) == 8
     assert all(store.has(item.sha256, item.size) for item in plan([lock]))
     assert list(store.temp_dir().iterdir()) == []
 
@@ -342,8 +364,8 @@ sets:
         fetch([lock], store, auth=wrong)
     assert "nope" not in str(refused.value)
     right = source_auth(config.sources, {"IDX_USER": "reader", "IDX_PW": "s3cret-pw"})
-    assert fetch([lock], store, auth=right).downloaded == 2
-    assert all(r.authorized for r in fixture_index.requests[-2:])
+    assert fetch([lock], store, auth=right).downloaded == 1  # the wheel; its metadata from it
+    assert fixture_index.requests[-1].authorized
 
 
 def test_unreachable_host_is_a_network_error(
@@ -411,7 +433,7 @@ sets: {{core: {{requirements: [alpha]}}, misp: {{requirements: [gamma]}}}}
         make_lockfile(fixture_index, set_name, [catalogue.find(project, "1.0").filename]).write(
             loaded.lockfile_path(set_name))
     summary = fetch_config(loaded)
-    assert (summary.files, summary.downloaded) == (4, 4)
+    assert (summary.files, summary.downloaded, summary.derived) == (4, 2, 2)
     assert is_current(loaded)
     assert Store(tmp_path / "shared-store").has(catalogue.find("gamma", "1.0").sha256)
 

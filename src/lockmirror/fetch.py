@@ -33,10 +33,12 @@ import fcntl
 import hashlib
 import os
 import shutil
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from .http import (
     redact_url,
     source_auth,
 )
+from .index_client import wheel_metadata_member
 from .lockfile import Lockfile
 from .store import Store
 
@@ -90,6 +93,7 @@ class FetchItem:
     filename: str
     needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
     is_metadata: bool = False
+    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
 
 
 def metadata_url(file_url: str) -> str:
@@ -107,7 +111,7 @@ def plan(lockfiles: Sequence[Lockfile]) -> list[FetchItem]:
     found: dict[str, tuple[FetchItem, set[str]]] = {}
 
     def add(url: str, sha256: str, size: int | None, filename: str, set_name: str,
-            is_metadata: bool) -> None:
+            is_metadata: bool, wheel_sha256: str | None = None) -> None:
         digest = sha256.lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise LockmirrorError(f"{filename} has no valid sha256 ({sha256!r})",
@@ -117,7 +121,8 @@ def plan(lockfiles: Sequence[Lockfile]) -> list[FetchItem]:
             found[digest][1].add(set_name)
         else:
             item = FetchItem(url=urllib.parse.urldefrag(url).url, sha256=digest, size=size,
-                             filename=filename, needed_by=(), is_metadata=is_metadata)
+                             filename=filename, needed_by=(), is_metadata=is_metadata,
+                             wheel_sha256=wheel_sha256)
             found[digest] = (item, {set_name})
 
     for lockfile in lockfiles:
@@ -128,10 +133,11 @@ def plan(lockfiles: Sequence[Lockfile]) -> list[FetchItem]:
             add(file.url, file.sha256, size, file.filename, lockfile.set_name, False)
             if file.is_wheel and file.metadata_sha256:
                 add(metadata_url(file.url), file.metadata_sha256, None,
-                    file.filename + ".metadata", lockfile.set_name, True)
+                    file.filename + ".metadata", lockfile.set_name, True, file.sha256.lower())
     items = [
         FetchItem(url=item.url, sha256=item.sha256, size=item.size, filename=item.filename,
-                  needed_by=tuple(sorted(sets)), is_metadata=item.is_metadata)
+                  needed_by=tuple(sorted(sets)), is_metadata=item.is_metadata,
+                  wheel_sha256=item.wheel_sha256)
         for item, sets in found.values()
     ]
     return sorted(items)
@@ -180,6 +186,8 @@ class FetchSummary:
     resumed_bytes: int  # taken from partial downloads of an earlier run
     present_bytes: int  # of files already in the store (known sizes only)
     seconds: float
+    derived: int = 0  # PEP 658 metadata files read out of their verified wheels
+
 
     def describe(self) -> str:
         """One line for the edge to print."""
@@ -187,6 +195,8 @@ class FetchSummary:
         text = (f"{self.files} files: {self.downloaded} downloaded "
                 f"({format_bytes(self.downloaded_bytes)}), {self.present} already present "
                 f"({format_bytes(self.present_bytes)})")
+        if self.derived:
+            text += f", {self.derived} metadata files read from their wheels"
         if self.resumed_bytes:
             text += f", {format_bytes(self.resumed_bytes)} resumed"
         return text + f" in {self.seconds:.1f} s ({format_bytes(int(rate))}/s)"
@@ -248,14 +258,27 @@ def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
                                pool_size=max(max_workers, 1))
     runner = _Runner(store, session, PrefixAuth(auth) if auth is not None else None,
                      _SerializedProgress(progress), retries=max(retries, 0), backoff=backoff)
+    derived = 0
     try:
         runner.progress.begin(len(todo), sum(item.size or 0 for item in todo))
-        runner.run(todo, max_workers=max(max_workers, 1))
+        # Artifacts first; then each wheel's metadata is read out of the wheel
+        # just verified (its locked hash must match), and downloaded only when
+        # that fails: no request, and no dependence on the upstream serving it.
+        runner.run([i for i in todo if not i.is_metadata], max_workers=max(max_workers, 1))
+        rest = []
+        for item in (i for i in todo if i.is_metadata):
+            if _metadata_from_wheel(item, store):
+                derived += 1
+                runner.progress.file_done(item, False)
+            else:
+                rest.append(item)
+        runner.run(rest, max_workers=max(max_workers, 1))
     finally:
         if owned_session:
             session.close()
     summary = FetchSummary(
-        files=len(items), downloaded=runner.downloaded, present=len(present) + runner.raced,
+        files=len(items), downloaded=runner.downloaded, derived=derived,
+        present=len(present) + runner.raced,
         downloaded_bytes=runner.network_bytes, resumed_bytes=runner.resumed_bytes,
         present_bytes=sum(item.size or 0 for item in present),
         seconds=time.monotonic() - started)
@@ -291,6 +314,27 @@ def is_current(loaded: LoadedConfig) -> bool:
     except LockmirrorError:
         return False
     return not missing(plan(lockfiles), Store(loaded.store_dir))
+
+
+def _metadata_from_wheel(item: FetchItem, store: Store) -> bool:
+    """Put a wheel's METADATA in the store from the verified wheel itself,
+    when its bytes have the locked hash; False when they do not (or the wheel
+    is absent), and the caller downloads the ``.metadata`` file instead."""
+    if item.wheel_sha256 is None or not store.has(item.wheel_sha256):
+        return False
+    try:
+        with zipfile.ZipFile(store.path(item.wheel_sha256)) as archive:
+            member = wheel_metadata_member(archive, item.filename.removesuffix(".metadata"))
+            data = archive.read(member) if member is not None else None
+    except (OSError, zipfile.BadZipFile):
+        return False
+    if data is None or hashlib.sha256(data).hexdigest() != item.sha256:
+        return False
+    fd, temp = tempfile.mkstemp(dir=store.temp_dir(), suffix=".metadata")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    store.adopt(Path(temp), item.sha256)
+    return True
 
 
 def _check_free_space(todo: Sequence[FetchItem], store: Store) -> None:

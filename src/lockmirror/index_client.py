@@ -350,16 +350,22 @@ class _RangeReader:
             self._segments[position] = self._fetch(position, stop)
 
 
-def _metadata_member(archive: zipfile.ZipFile, file: DistFile) -> bytes:
+def wheel_metadata_member(archive: zipfile.ZipFile, filename: str) -> str | None:
+    """The name of the wheel's ``<name>-<version>.dist-info/METADATA`` member."""
     candidates = [n for n in archive.namelist()
                   if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-    prefix = file.filename.split("-")[0].lower()
+    prefix = filename.split("-")[0].lower()
     preferred = [n for n in candidates if n.split("-")[0].lower() == prefix]
     chosen = (preferred or candidates)[:1]
-    if not chosen:
+    return chosen[0] if chosen else None
+
+
+def _metadata_member(archive: zipfile.ZipFile, file: DistFile) -> bytes:
+    member = wheel_metadata_member(archive, file.filename)
+    if member is None:
         raise LockmirrorError(f"{file.filename} has no .dist-info/METADATA",
                               where=redact_url(file.url))
-    return archive.read(chosen[0])
+    return archive.read(member)
 
 
 # --------------------------------------------------------------------------
