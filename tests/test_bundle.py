@@ -31,6 +31,7 @@ from lockmirror.bundle import (
     resolve_source_date_epoch,
 )
 from lockmirror.errors import BundleError, LockmirrorError
+from lockmirror.importer import import_bundle
 from lockmirror.manifest import Manifest, scan_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,16 +234,33 @@ def test_own_wheel_is_deterministic_and_installable_metadata(tmp_path: Path) -> 
 # --------------------------------------------------------------------------
 
 
+def _rot(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: only the hash tells
+    path.write_bytes(bytes(data))
+
+
 def test_index_file_not_matching_manifest_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    """Small files are always hashed as they are read; big ones with verify_sources.
+    Without it a rotten big file is carried, and import refuses it by name."""
     inputs = make_inputs(tmp_path / "in")
-    wheel = inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl"
-    data = bytearray(wheel.read_bytes())
-    data[1000] ^= 0xFF  # same size, other bytes: only the hash tells
-    wheel.write_bytes(bytes(data))
+    _rot(inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl")  # 300 kB: streamed
     out = tmp_path / "out"
     with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out)
+        bundle(tmp_path / "in", out, verify_sources=True)
     assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
+    assert list(out.iterdir()) == []
+
+    carried = bundle(tmp_path / "in", out)
+    with pytest.raises(BundleError, match="does not match bundle.json") as caught:
+        import_bundle([carried.path], tmp_path / "far")
+    assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
+    shutil.rmtree(out)
+
+    _rot(inputs["index_dir"] / "simple/alpha/index.html")
+    with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
+        bundle(tmp_path / "in", out)
+    assert "simple/alpha/index.html" in str(caught.value)
     assert list(out.iterdir()) == []
 
 

@@ -538,6 +538,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
                  name: str, since: Path | None = None, split: int | str | None = None,
                  key: Path | None = None, source_date_epoch: int | None = None,
                  tool: bool | None = None, cache_dir: Path | None = None,
+                 verify_sources: bool = False,
                  progress: Progress | None = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
@@ -547,13 +548,18 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     lockmirror's wheels (default: in full bundles, not in deltas), with the
     dependency wheels cached under ``cache_dir`` (default ``~/.cache/lockmirror``).
 
+    Index files are taken at the sha256 manifest.json gives them (their
+    sizes are checked, and files up to 256 KiB are hashed as they are read);
+    ``verify_sources`` re-hashes the big ones too, on another thread, so rot
+    in the build tree fails here rather than at import on the far side.
+
     Raises LockmirrorError (or BundleError) when an input is missing, an
     index file does not match the manifest, or pip cannot fetch the tool's
-    dependencies; nothing is left in ``out_dir`` then. Costs one read of
-    every carried file and one sha256 pass over the output, plus (on a
-    second core) a sha256 of each streamed index file to check it against
-    the manifest; an existing identical bundle is recognised from its first
-    member and left alone.
+    dependencies; nothing is left in ``out_dir`` then. Costs one kernel
+    copy of every carried file and, on a second core, one sha256 pass over
+    the output (plus one over the big index files with ``verify_sources``);
+    an existing identical bundle is recognised from its first member and
+    left alone.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise LockmirrorError(f"bad bundle name {name!r}", hint="letters, digits, '.', '_', '-'")
@@ -657,7 +663,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         return result(current, changed=False)
     if progress:
         progress(f"writing {stem} ({total} bytes, {len(ordered)} members)")
-    digests = layout.write(out_dir, names, volume_size)
+    digests = layout.write(out_dir, names, volume_size, verify_sources=verify_sources)
     atomic_write(checksums_path, format_checksums(zip(names, digests)))
     return result(digests, changed=True)
 
@@ -724,11 +730,12 @@ class _Layout:
         self.end_padding = 2 * BLOCK + (-size % RECORD)
         self.total_size = size + (-size % RECORD)
 
-    def write(self, out_dir: Path, names: list[str], volume_size: int | None) -> list[str]:
+    def write(self, out_dir: Path, names: list[str], volume_size: int | None, *,
+              verify_sources: bool) -> list[str]:
         out_dir.mkdir(parents=True, exist_ok=True)
         writer = _VolumeWriter(out_dir, names, volume_size)
         hasher = _StreamHasher(volume_size)
-        checker = _SourceChecker()
+        checker = _SourceChecker(enabled=verify_sources)
         hasher.start()
         checker.start()
         try:
@@ -774,7 +781,7 @@ class _Layout:
             # Every reader gets its own descriptor of the same open file, so
             # all three see the same inode even if the index is rebuilt meanwhile.
             hasher.feed_file(os.dup(fd), member.entry.size, member.path)
-            checker.check(os.dup(fd), member.entry, member.path)
+            checker.check(fd, member.entry, member.path)
             writer.copy_from(fd, member.entry.size, member.path)
         finally:
             os.close(fd)
@@ -970,14 +977,16 @@ class _SourceChecker(threading.Thread):
     """Checks each streamed index file against its manifest sha256, in parallel,
     so rot in the build tree fails here and not on the far side of the gap."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enabled: bool) -> None:
         super().__init__(daemon=True, name="bundle-check")
         self.queue: queue.Queue[tuple[int, Entry | None, Path | None]] = queue.Queue(64)
         self.error: BaseException | None = None
+        self.enabled = enabled
         self._cancelled = threading.Event()
 
     def check(self, fd: int, entry: Entry, where: Path) -> None:
-        self.queue.put((fd, entry, where))
+        if self.enabled:
+            self.queue.put((os.dup(fd), entry, where))
 
     def run(self) -> None:
         buffer = bytearray(CHUNK)

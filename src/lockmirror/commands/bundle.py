@@ -36,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="carry lockmirror's wheels (default for full bundles)")
     tool.add_argument("--no-tool", dest="tool", action="store_false",
                       help="leave lockmirror's wheels out (default for deltas)")
+    parser.add_argument("--verify-sources", action="store_true",
+                        help="re-hash every index file against manifest.json while bundling "
+                             "(catches rot in the build tree before it crosses the gap)")
     parser.add_argument("--source-date-epoch", type=int, metavar="SECONDS",
                         help="mtime of every member (default: $SOURCE_DATE_EPOCH, else the "
                              "lockfiles' last commit time)")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         mirror_yaml=loaded.path, out_dir=args.out or loaded.dist_dir,
         name=loaded.config.name, since=args.since, split=args.split, key=args.key,
         source_date_epoch=args.source_date_epoch, tool=args.tool,
-        cache_dir=loaded.cache_dir, progress=lambda text: print(f"bundle: {text}",
+        cache_dir=loaded.cache_dir, verify_sources=args.verify_sources, progress=lambda text: print(f"bundle: {text}",
                                                                 file=sys.stderr))
     state = "written" if result.changed else "already current"
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "

@@ -42,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result.into}: {result.files} files, {result.extracted} extracted "
           f"({format_bytes(result.bytes_extracted)}), {result.linked} kept; every file "
           f"verified; {signature}")
+    if not result.data_filter:
+        print("import: this Python's tarfile has no data filter; lockmirror's own member "
+              "checks (regular files and directories only, no absolute names or '..') applied")
     return 0
