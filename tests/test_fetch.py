@@ -143,6 +143,7 @@ def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
     for item in items:
         assert store.has(item.sha256, item.size)
         assert sha256_file(store.path(item.sha256)) == item.sha256
+        assert store.path(item.sha256).stat().st_mode & 0o777 == 0o644  # servable once linked
     for name in names:
         assert fixture_index.count(file_path(fixture_index, name)) == 1  # shared file: once
     total = sum(catalogue.file(n).size for n in names)

@@ -333,6 +333,9 @@ def _metadata_from_wheel(item: FetchItem, store: Store) -> bool:
     fd, temp = tempfile.mkstemp(dir=store.temp_dir(), suffix=".metadata")
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # durable before named, like every download
+    os.chmod(temp, 0o644)  # mkstemp's 0600 would follow the hard link into dist-index
     store.adopt(Path(temp), item.sha256)
     return True
 
@@ -449,6 +452,7 @@ class _Runner:
         ordered = sorted(todo, key=lambda item: (-(item.size or 0), item.url))
         errors: list[LockmirrorError] = []
         fatal: LockmirrorError | None = None
+        self.adoptions = []  # this call's only (artifacts and metadata are two calls)
         downloads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fetch")
         self.syncers = ThreadPoolExecutor(max_workers=max(2, max_workers // 2),
                                           thread_name_prefix="fetch-sync")
