@@ -262,6 +262,8 @@ class S3Destination(_Strict):
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
+    directory_keys: bool = Field(True, description="also upload simple/<p>/index.html as the "
+                                 "key simple/<p>/ so the REST endpoint serves pip's URLs")
 
 
 class UploadDestination(_Strict):
@@ -276,6 +278,8 @@ class UploadDestination(_Strict):
 class DirectoryDestination(_Strict):
     kind: Literal["directory"]
     path: str
+    layout: Literal["flat", "tree"] = Field("flat", description="flat: the artifacts only "
+                                            "(a pypiserver package dir); tree: the whole index")
 
 
 Destination = Annotated[S3Destination | UploadDestination | DirectoryDestination,

@@ -1,0 +1,157 @@
+"""``lockmirror publish``: push a built index (or a bundle) to S3, an upload API or a directory.
+
+    lockmirror publish                       every destination in mirror.yaml
+    lockmirror publish --to prod-s3          one of them
+    lockmirror publish --to s3://bucket/pypi --from bundle.tar      (no mirror.yaml)
+    lockmirror publish --to https://nexus/repository/pypi-internal/ --dry-run
+    lockmirror publish --to /srv/pypiserver/packages
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import DEFAULT_CONFIG, Destination, LoadedConfig, load_config
+from ..errors import LockmirrorError
+from ..publish import (
+    Progress,
+    ProgressEvent,
+    PublishResult,
+    configured_destination,
+    destination_from_text,
+    human_bytes,
+    open_source,
+    publish,
+)
+
+NAME = "publish"
+HELP = "publish the index (or a bundle) to S3, an upload-API repository or a directory"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--to", metavar="NAME|URL|DIR", action="append",
+                        help="a destination named in mirror.yaml, or s3://BUCKET/PREFIX, an "
+                             "http(s) upload URL, or a directory (repeatable; default: every "
+                             "destination in mirror.yaml)")
+    parser.add_argument("--from", dest="source", metavar="DIR|BUNDLE", type=Path,
+                        help="an index directory or a bundle .tar (default: the configured "
+                             "dist-index, else ./dist-index)")
+    parser.add_argument("--config", default=None, metavar="PATH",
+                        help=f"mirror.yaml (default: ./{DEFAULT_CONFIG} when present)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be uploaded and deleted (counts and bytes per "
+                             "kind); change nothing")
+    parser.add_argument("--prune", action="store_true",
+                        help="delete what the destination holds beyond the index (after the "
+                             "pages stopped linking it)")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="remove a publish lock left by a publish that died")
+    parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for another publish's lock (default: fail at once)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="parallel uploads (default: 10 for S3, 4 for upload APIs)")
+    parser.add_argument("--pubkey", type=Path, default=None,
+                        help="with a bundle: refuse it unless signed by this public key")
+    adhoc = parser.add_argument_group("ad-hoc destinations (without mirror.yaml)")
+    adhoc.add_argument("--endpoint-url", help="S3: the endpoint of an S3-compatible server "
+                                              "(default: AWS_ENDPOINT_URL or AWS)")
+    adhoc.add_argument("--region", help="S3: the bucket's region")
+    adhoc.add_argument("--profile", help="S3: the AWS profile")
+    adhoc.add_argument("--no-directory-keys", action="store_true",
+                       help="S3: do not upload simple/<p>/ directory keys (servers that "
+                            "store keys ending in / as folders, e.g. SeaweedFS)")
+    adhoc.add_argument("--simple-url", help="upload API: the repository's simple index "
+                                            "(default: URL/simple/; devpi: URL/+simple/)")
+    adhoc.add_argument("--username-env", help="upload API: variable holding the user name "
+                                              "(default TWINE_USERNAME)")
+    adhoc.add_argument("--password-env", help="upload API: variable holding the password "
+                                              "or token (default TWINE_PASSWORD)")
+    adhoc.add_argument("--keyring", action="store_true",
+                       help="upload API: take the password from the keyring")
+    adhoc.add_argument("--layout", choices=("flat", "tree"), default="flat",
+                       help="directory: artifacts only (pypiserver) or the whole index")
+    parser.add_argument("-v", "--verbose", action="store_true", help="report every file")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig | None:
+    if args.config is not None:
+        return load_config(args.config)
+    if Path(DEFAULT_CONFIG).is_file():
+        return load_config(DEFAULT_CONFIG)
+    return None
+
+
+def _destinations(args: argparse.Namespace, loaded: LoadedConfig | None
+                  ) -> list[tuple[str, Destination]]:
+    if not args.to:
+        if loaded is None:
+            raise LockmirrorError("nothing to publish to: no mirror.yaml here",
+                                  hint="pass --to s3://BUCKET/PREFIX, an upload URL or a "
+                                       "directory, or --config mirror.yaml")
+        if not loaded.config.publish:
+            raise LockmirrorError("mirror.yaml has no publish destinations",
+                                  where=str(loaded.path), hint="add a publish: section or "
+                                                               "pass --to")
+        return sorted(loaded.config.publish.items())
+    chosen = []
+    for text in args.to:
+        if loaded is not None and text in loaded.config.publish:
+            chosen.append((text, configured_destination(loaded, text)))
+        elif text.startswith(("s3://", "http://", "https://", "/", ".")) or "/" in text \
+                or loaded is None:
+            chosen.append((text, destination_from_text(
+                text, endpoint_url=args.endpoint_url, region=args.region, profile=args.profile,
+                simple_url=args.simple_url, layout=args.layout,
+                directory_keys=not args.no_directory_keys, username_env=args.username_env,
+                password_env=args.password_env, keyring=args.keyring)))
+        else:
+            configured_destination(loaded, text)  # raises, naming the defined ones
+    return chosen
+
+
+def _printer(args: argparse.Namespace, name: str) -> Progress:
+    def report(event: ProgressEvent) -> None:
+        if args.quiet or (event.detail and not args.verbose):
+            return
+        counter = f" [{event.done}/{event.total}]" if event.detail and event.total else ""
+        print(f"publish {name}: {event.message}{counter}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _print_plan(name: str, result: PublishResult) -> None:
+    plan = result.plan
+    print(f"publish {name} ({result.destination}): dry run, nothing changed")
+    for kind, (count, size) in plan.by_kind().items():
+        print(f"  upload {kind}s: {count} ({human_bytes(size)})")  # kinds are nouns
+    print(f"  upload total: {len(plan.upload)} ({human_bytes(plan.upload_bytes)})")
+    print(f"  already present: {len(plan.present)}")
+    if plan.stale:
+        verb = "delete" if plan.delete else "keep (no --prune)"
+        print(f"  stale, would {verb}: {len(plan.stale)}")
+    for name_ in plan.conflicts:
+        print(f"  CONFLICT: {name_}: the destination holds other bytes under this name")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    destinations = _destinations(args, loaded)
+    source = args.source or (loaded.index_dir if loaded is not None else Path("dist-index"))
+    base_dir = loaded.root if loaded is not None else None
+    with open_source(source, pubkey=args.pubkey,
+                     progress=_printer(args, str(source))) as tree_dir:
+        for name, destination in destinations:
+            result = publish(tree_dir, destination, base_dir=base_dir, dry_run=args.dry_run,
+                             prune=args.prune, break_lock=args.break_lock,
+                             lock_wait=args.lock_wait, jobs=args.jobs,
+                             progress=_printer(args, name))
+            if args.dry_run:
+                _print_plan(name, result)
+                continue
+            for note in result.notes:
+                print(f"publish {name}: {note}", file=sys.stderr)
+            print(f"publish {name} ({result.destination}): {result.summary()}")
+    return 0

@@ -1,0 +1,231 @@
+"""The publish stage: bring a destination to hold exactly what a built index holds.
+
+Entry points:
+
+* :func:`publish` - one source tree to one destination (S3 bucket, upload-API
+  repository, or local directory); ``dry_run`` only plans.
+* :func:`publish_configured` - a destination named in ``mirror.yaml``'s
+  ``publish`` section, from the configured ``dist-index/`` (what ``doit
+  publish:<name>`` calls).
+* :func:`destination_from_text` - an ad-hoc destination (``s3://bucket/prefix``,
+  an ``http(s)://`` upload URL, or a directory) for the far side, where there
+  is no mirror.yaml.
+* :func:`open_source` - a ``dist-index/`` directory as is, or a bundle
+  imported (verified) into a temporary directory.
+
+Every destination implements :class:`Publisher`: ``plan`` compares (cheaply:
+a listing, a receipt, simple pages) and ``apply`` uploads in the order of
+:mod:`lockmirror.publish.tree` so clients never see a link to a missing file.
+Errors are :class:`~lockmirror.errors.PublishError` (one line, no secrets),
+or IntegrityError when the source tree does not match its manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Protocol
+
+from ..config import (
+    Destination,
+    DirectoryDestination,
+    LoadedConfig,
+    S3Destination,
+    UploadDestination,
+)
+from ..errors import LockmirrorError
+from .tree import (
+    PHASES,
+    Item,
+    Plan,
+    Progress,
+    ProgressEvent,
+    PublishResult,
+    SourceTree,
+    human_bytes,
+    no_progress,
+)
+
+
+class Publisher(Protocol):
+    """A destination: plan against its current state, then apply the plan."""
+
+    display: str
+
+    def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
+        """What differs; read-only. Raises PublishError when the destination cannot be read."""
+        ...
+
+    def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
+        """Upload ``plan.upload`` phase by phase, then delete ``plan.delete``."""
+        ...
+
+
+def make_publisher(destination: Destination, *, base_dir: Path | None = None,
+                   jobs: int | None = None, break_lock: bool = False, lock_wait: float = 0.0,
+                   progress: Progress = no_progress,
+                   environ: dict[str, str] | None = None) -> Publisher:
+    """The publisher for a destination (nothing is contacted yet).
+
+    ``base_dir`` resolves a relative directory destination (mirror.yaml's
+    directory). ``environ`` replaces os.environ for upload credentials.
+    """
+    if isinstance(destination, S3Destination):
+        from .s3 import DEFAULT_JOBS, S3Publisher
+
+        return S3Publisher(destination, jobs=jobs or DEFAULT_JOBS, break_lock=break_lock,
+                           lock_wait=lock_wait, progress=progress)
+    if isinstance(destination, UploadDestination):
+        from .upload import DEFAULT_JOBS as UPLOAD_JOBS
+        from .upload import UploadPublisher
+
+        return UploadPublisher(destination, jobs=jobs or UPLOAD_JOBS, progress=progress,
+                               environ=environ)
+    from .directory import DirectoryPublisher
+
+    path = Path(destination.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return DirectoryPublisher(destination, path, lock_wait=lock_wait, progress=progress)
+
+
+def publish(source: Path, destination: Destination, *, base_dir: Path | None = None,
+            dry_run: bool = False, prune: bool = False, break_lock: bool = False,
+            lock_wait: float = 0.0, jobs: int | None = None, progress: Progress | None = None,
+            environ: dict[str, str] | None = None) -> PublishResult:
+    """Publish the index tree ``source`` (a ``dist-index/``) to ``destination``.
+
+    ``prune`` deletes what the destination holds beyond the tree (after the
+    pages stopped linking it); ``break_lock`` removes a held S3 lock first;
+    ``lock_wait`` seconds to wait for a held lock. A re-run with nothing new
+    uploads nothing (``result.summary()`` says "0 uploaded, N already
+    present").
+
+    Raises LockmirrorError for an unusable source, IntegrityError when a
+    file does not match the manifest, PublishError for everything the
+    destination refuses (the destination's root pages untouched when files
+    failed). Costs: see each publisher's ``plan`` and ``apply``.
+    """
+    tree = SourceTree.open(Path(source))
+    publisher = make_publisher(destination, base_dir=base_dir, jobs=jobs, break_lock=break_lock,
+                               lock_wait=lock_wait, progress=progress or no_progress,
+                               environ=environ)
+    plan = publisher.plan(tree, prune=prune)
+    if dry_run:
+        return PublishResult(destination=publisher.display, plan=plan, dry_run=True)
+    return publisher.apply(tree, plan, prune=prune)
+
+
+def configured_destination(loaded: LoadedConfig, name: str) -> Destination:
+    """The destination ``name`` of mirror.yaml's ``publish`` section.
+
+    Raises LockmirrorError naming the defined destinations when it is not there."""
+    destinations = loaded.config.publish
+    if name not in destinations:
+        defined = ", ".join(sorted(destinations)) or "none"
+        raise LockmirrorError(f"no publish destination named {name!r} (defined: {defined})",
+                              where=str(loaded.path))
+    return destinations[name]
+
+
+def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None = None,
+                       dry_run: bool = False, prune: bool = False, break_lock: bool = False,
+                       lock_wait: float = 0.0, jobs: int | None = None,
+                       progress: Progress | None = None) -> PublishResult:
+    """Publish the configured index (or ``source``) to the destination ``name``.
+
+    This is what ``doit publish:<name>`` runs. Raises as :func:`publish`."""
+    return publish(source or loaded.index_dir, configured_destination(loaded, name),
+                   base_dir=loaded.root, dry_run=dry_run, prune=prune, break_lock=break_lock,
+                   lock_wait=lock_wait, jobs=jobs, progress=progress)
+
+
+def destination_from_text(text: str, *, endpoint_url: str | None = None,
+                          region: str | None = None, profile: str | None = None,
+                          simple_url: str | None = None, layout: str = "flat",
+                          directory_keys: bool = True, username_env: str | None = None,
+                          password_env: str | None = None, keyring: bool = False
+                          ) -> Destination:
+    """An ad-hoc destination: ``s3://bucket[/prefix]``, an ``http(s)://`` upload URL
+    (credentials from TWINE_USERNAME/TWINE_PASSWORD unless variables are named),
+    or a directory path. Raises LockmirrorError for a malformed S3 URL."""
+    if text.startswith("s3://"):
+        match = re.fullmatch(r"s3://([^/]+)/?(.*)", text)
+        if not match:
+            raise LockmirrorError(f"{text!r} is not an S3 URL", hint="write s3://BUCKET/PREFIX")
+        return S3Destination(kind="s3", bucket=match.group(1), prefix=match.group(2),
+                             endpoint_url=endpoint_url or _endpoint_from_environment(),
+                             region=region, profile=profile, directory_keys=directory_keys)
+    if re.match(r"^https?://", text):
+        return UploadDestination(kind="upload", url=text, simple_url=simple_url,
+                                 username_env=username_env, password_env=password_env,
+                                 keyring=keyring)
+    if layout not in ("flat", "tree"):
+        raise LockmirrorError(f"layout must be flat or tree, not {layout!r}")
+    return DirectoryDestination(kind="directory", path=text,
+                                layout="tree" if layout == "tree" else "flat")
+
+
+def _endpoint_from_environment() -> str | None:
+    # boto3 reads these itself too; knowing it here picks path-style addressing and a region
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def open_source(path: Path, *, pubkey: Path | None = None,
+                progress: Progress | None = None) -> AbstractContextManager[Path]:
+    """A context giving an index directory: ``path`` itself when it is one, or the
+    bundle ``path`` imported (every hash checked) into a temporary directory
+    removed afterwards. Raises LockmirrorError/BundleError for anything else."""
+    if path.is_dir():
+        return nullcontext(path)
+    if not path.exists():
+        raise LockmirrorError("no such file or directory", where=str(path),
+                              hint="pass a dist-index directory or a bundle .tar")
+    return _imported(path, pubkey, progress or no_progress)
+
+
+class _imported(AbstractContextManager[Path]):
+    def __init__(self, bundle: Path, pubkey: Path | None, progress: Progress) -> None:
+        self.bundle = bundle
+        self.pubkey = pubkey
+        self.progress = progress
+        self.workdir: TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> Path:
+        from ..importer import import_bundle
+
+        self.workdir = TemporaryDirectory(prefix="lockmirror-publish-")
+        into = Path(self.workdir.name) / "dist-index"
+        try:
+            import_bundle([self.bundle], into, pubkey=self.pubkey,
+                          progress=lambda message: self.progress(ProgressEvent(message)))
+        except BaseException:
+            self.workdir.cleanup()
+            raise
+        return into
+
+    def __exit__(self, *exc: object) -> None:
+        if self.workdir is not None:
+            self.workdir.cleanup()
+
+
+__all__ = [
+    "PHASES",
+    "Item",
+    "Plan",
+    "Progress",
+    "ProgressEvent",
+    "PublishResult",
+    "Publisher",
+    "SourceTree",
+    "configured_destination",
+    "destination_from_text",
+    "human_bytes",
+    "make_publisher",
+    "open_source",
+    "publish",
+    "publish_configured",
+]

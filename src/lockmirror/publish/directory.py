@@ -1,0 +1,246 @@
+"""Publish into a local directory: a pypiserver package directory, or a static web root.
+
+``layout: flat`` copies the artifacts (wheels, sdists) side by side, which
+is what ``pypi-server run DIR`` serves; ``layout: tree`` copies the whole
+static index (pages, ``.metadata``, constraints, lockfiles, manifest) for a
+plain web server. Every file is copied to a temporary name in its target
+directory while being hashed, checked against the manifest, then renamed
+into place; identical files are left alone. Phases follow
+:mod:`lockmirror.publish.tree`, so a web root never links a missing file.
+
+State lives in ``<dir>/.lockmirror/`` (pypiserver ignores dot paths): a
+receipt of (sha256, size, mtime) per file, so a no-op publish stats every
+file and hashes none, and a lock file held with ``flock`` while publishing.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..config import DirectoryDestination
+from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
+from .tree import (
+    Item,
+    Plan,
+    Progress,
+    ProgressEvent,
+    PublishResult,
+    SourceTree,
+    in_phases,
+    is_artifact,
+    lock_holder_text,
+    no_progress,
+    plural,
+)
+
+STATE_DIR = ".lockmirror"
+RECEIPT_FORMAT = "lockmirror-directory-receipt/1"
+
+
+class DirectoryPublisher:
+    """The directory implementation of :class:`lockmirror.publish.Publisher`."""
+
+    def __init__(self, destination: DirectoryDestination, root: Path, *,
+                 lock_wait: float = 0.0, progress: Progress = no_progress) -> None:
+        self.destination = destination
+        self.root = Path(os.path.abspath(root))
+        self.display = str(self.root)
+        self.flat = destination.layout == "flat"
+        self.lock_wait = lock_wait
+        self.progress = progress
+        self._receipt_path = self.root / STATE_DIR / "receipt.json"
+        self._known: dict[str, tuple[str, int, int]] = {}
+
+    def wanted(self, tree: SourceTree) -> list[Item]:
+        if not self.flat:
+            return tree.items()
+        items = [Item(item.path.rsplit("/", 1)[-1], item.source, item.sha256, item.size)
+                 for item in tree.artifacts()]
+        names: dict[str, str] = {}
+        for item in items:
+            if item.path in names:
+                raise LockmirrorError(f"two artifacts are named {item.path} "
+                                      f"({names[item.path]} and {item.source})",
+                                      hint="use layout: tree")
+            names[item.path] = item.source
+        return items
+
+    def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
+        """Compare the tree with the directory. Costs a stat per file; a file is
+        hashed only when its size or mtime differs from the receipt."""
+        if self.root.exists() and not self.root.is_dir():
+            raise PublishError("is not a directory", where=self.display)
+        receipt = self._read_receipt()
+        upload: list[Item] = []
+        present: list[Item] = []
+        wanted = self.wanted(tree)
+        for item in wanted:
+            target = self.root / item.path
+            try:
+                stat = target.stat()
+            except FileNotFoundError:
+                upload.append(item)
+                continue
+            except OSError as error:
+                raise PublishError(f"cannot read ({error.strerror})", where=str(target)) from None
+            if stat.st_size != item.size:
+                upload.append(item)
+                continue
+            remembered = receipt.get(item.path)
+            current = (item.sha256, stat.st_size, stat.st_mtime_ns)
+            if remembered == current or sha256_file(target) == item.sha256:
+                present.append(item)
+                self._known[item.path] = current
+            else:
+                upload.append(item)
+        names = {item.path for item in wanted}
+        stale = tuple(path for path in self._existing() if path not in names)
+        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
+                    stale=stale, delete=stale if prune else ())
+
+    def _existing(self) -> list[str]:
+        """Files lockmirror may own there: artifacts (flat) or every non-hidden file (tree)."""
+        if not self.root.is_dir():
+            return []
+        if self.flat:
+            return sorted(entry.name for entry in os.scandir(self.root)
+                          if entry.is_file() and not entry.name.startswith(".")
+                          and is_artifact(f"files/{entry.name}"))
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    found.append((Path(dirpath) / name).relative_to(self.root).as_posix())
+        return found
+
+    def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
+        """Copy what differs, phase by phase, then delete what ``--prune`` asked for.
+
+        Raises IntegrityError when a tree file does not match the manifest
+        (its phase stops; later phases are not started), PublishError when
+        the directory cannot be written or another publish holds the lock.
+        """
+        if plan.empty:
+            return PublishResult(destination=self.display, plan=plan, dry_run=False)
+        uploaded: list[str] = []
+        deleted: list[str] = []
+        with self._locked():
+            plan = self.plan(tree, prune=prune)
+            try:
+                for phase, items in in_phases(plan.upload):
+                    self.progress(ProgressEvent(f"copying {plural(len(items), phase)}", 0, len(items)))
+                    for count, item in enumerate(items, 1):
+                        self._copy(tree, item)
+                        uploaded.append(item.path)
+                        self.progress(ProgressEvent(f"copied {item.path}", count, len(items),
+                                                    detail=True))
+                for path in plan.delete:
+                    self._remove(path)
+                    deleted.append(path)
+            finally:
+                self._write_receipt()
+        return PublishResult(destination=self.display, plan=plan, dry_run=False,
+                             uploaded=tuple(uploaded), deleted=tuple(deleted))
+
+    def _copy(self, tree: SourceTree, item: Item) -> None:
+        source = tree.root / item.source
+        target = self.root / item.path
+        try:
+            with atomic_writer(target) as out, open(source, "rb") as handle:
+                digest = hashlib.sha256()
+                size = 0
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                if size != item.size or digest.hexdigest() != item.sha256:
+                    raise IntegrityError(
+                        f"does not match manifest.json ({size} bytes, sha256 {digest.hexdigest()})",
+                        where=str(source), hint="rebuild or re-import the index; the "
+                                                "destination's pages were left as they were")
+        except OSError as error:
+            raise PublishError(f"cannot write ({error.strerror})", where=str(target)) from None
+        stat = target.stat()
+        self._known[item.path] = (item.sha256, stat.st_size, stat.st_mtime_ns)
+
+    def _remove(self, path: str) -> None:
+        target = self.root / path
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise PublishError(f"cannot delete ({error.strerror})", where=str(target)) from None
+        self._known.pop(path, None)
+        parent = target.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()  # only empty directories go
+            except OSError:
+                break
+            parent = parent.parent
+
+    def _read_receipt(self) -> dict[str, tuple[str, int, int]]:
+        try:
+            data = json.loads(self._receipt_path.read_text(encoding="utf-8"))
+            if data.get("format") != RECEIPT_FORMAT:
+                return {}
+            return {str(k): (str(v[0]), int(v[1]), int(v[2])) for k, v in data["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return {}  # no receipt costs hashing, never a wrong answer
+
+    def _write_receipt(self) -> None:
+        data = {"format": RECEIPT_FORMAT,
+                "files": {k: list(v) for k, v in sorted(self._known.items())}}
+        try:
+            atomic_write(self._receipt_path, json.dumps(data, indent=0, sort_keys=True) + "\n",
+                         only_if_changed=True)
+        except OSError as error:
+            raise PublishError(f"cannot write the receipt ({error.strerror})",
+                               where=str(self._receipt_path)) from None
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        path = self.root / STATE_DIR / "lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - `with handle` below
+        except OSError as error:
+            raise PublishError(f"cannot create ({error.strerror})", where=str(path)) from None
+        deadline = time.monotonic() + self.lock_wait
+        with handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as error:
+                    if error.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise PublishError(f"cannot lock ({error.strerror})",
+                                           where=str(path)) from None
+                    if time.monotonic() >= deadline:
+                        handle.seek(0)
+                        holder = handle.read().strip() or "another process"
+                        raise PublishError(f"locked by {holder}", where=self.display,
+                                           hint="another publish is running; wait for it "
+                                                "(--lock-wait SECONDS)") from None
+                    time.sleep(0.2)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(lock_holder_text() + "\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,582 @@
+"""Publish a static index to an S3 bucket (AWS or any S3-compatible server).
+
+How the remote state is learned cheaply: one paginated ``list_objects_v2``
+under the prefix gives every key's size and ETag; the receipt object
+(``<prefix>.lockmirror/receipt.json``, written at the end of every publish)
+maps each key to the sha256 and ETag it had when lockmirror uploaded it. A
+key whose size and ETag match the receipt is current without a request;
+only keys the receipt does not vouch for are asked with ``head_object``
+(lockmirror keeps each object's sha256 in its ``x-amz-meta-sha256``). A
+no-op publish therefore costs one listing page per 1000 keys and one GET.
+
+Order: files (in parallel; multipart above 8 MiB), documents, project pages,
+root pages, ``manifest.json``; deletions (``--prune``) after that. A phase
+starts only when the one before it fully succeeded, so a failure leaves the
+pages that clients read exactly as they were.
+
+Pages are uploaded twice: ``simple/<p>/index.html`` and the "directory key"
+``simple/<p>/``, so that the REST endpoint (which has no index documents)
+answers pip's ``GET .../simple/<p>/`` (see docs/publish.md). Servers that
+store keys ending in ``/`` as folders (SeaweedFS) need
+``directory_keys: false`` and an S3 website endpoint or a CDN rule instead.
+
+Two publishers are kept apart by a lock object created with
+``If-None-Match: *`` (AWS S3 since 2024, MinIO, SeaweedFS, moto); it is
+read back after creation, so a server that ignores the condition is caught.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import S3Destination
+from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..fsutil import sha256_bytes, sha256_file
+from .tree import (
+    FILE,
+    MANIFEST,
+    Item,
+    Plan,
+    Progress,
+    ProgressEvent,
+    PublishResult,
+    SourceTree,
+    first_lines,
+    human_bytes,
+    in_phases,
+    lock_holder_text,
+    no_progress,
+    plural,
+)
+
+# boto3 is imported lazily (the CLI starts faster for every other command);
+# its client class is generated at run time, so it is typed loosely here.
+S3Client = Any
+
+STATE_DIR = ".lockmirror/"
+RECEIPT_KEY = STATE_DIR + "receipt.json"
+LOCK_KEY = STATE_DIR + "lock.json"
+RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
+DEFAULT_JOBS = 10
+
+FILE_CACHE = "public, max-age=31536000, immutable"
+PAGE_CACHE = "public, max-age=60"
+STATE_CACHE = "no-store"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+
+# Errors that will not go away by trying the next object: stop the phase.
+_AUTH_CODES = frozenset({
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "InvalidClientTokenId",
+    "AuthorizationHeaderMalformed", "UnrecognizedClientException",
+})
+_DIGEST_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
+_LOCK_TAKEN_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
+def content_type(path: str) -> str:
+    """Content-Type for a tree path or directory key."""
+    if path.startswith("simple/") and path.endswith("index.json"):
+        return SIMPLE_JSON
+    if path.endswith(("/", ".html")):
+        return "text/html; charset=utf-8"
+    if path.endswith(".json"):
+        return "application/json"
+    if path.endswith((".txt", ".toml")):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def cache_control(path: str) -> str:
+    """Artifacts never change under a name; everything else is short-lived."""
+    return FILE_CACHE if path.startswith("files/") else PAGE_CACHE
+
+
+def normalize_prefix(prefix: str) -> str:
+    """``a/b`` -> ``a/b/``; empty stays empty."""
+    cleaned = prefix.strip("/")
+    return f"{cleaned}/" if cleaned else ""
+
+
+@dataclass(frozen=True)
+class _Remote:
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a publish lock, read from the lock object."""
+
+    holder: str
+    created: datetime | None
+    token: str
+
+    def age(self, now: datetime | None = None) -> str:
+        if self.created is None:
+            return "an unknown time"
+        seconds = max(0, int(((now or datetime.now(UTC)) - self.created).total_seconds()))
+        if seconds < 120:
+            return f"{seconds} s"
+        if seconds < 7200:
+            return f"{seconds // 60} min"
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+class S3Publisher:
+    """The S3 implementation of :class:`lockmirror.publish.Publisher`."""
+
+    def __init__(self, destination: S3Destination, *, jobs: int = DEFAULT_JOBS,
+                 break_lock: bool = False, lock_wait: float = 0.0,
+                 progress: Progress = no_progress, client: S3Client | None = None) -> None:
+        self.destination = destination
+        self.bucket = destination.bucket
+        self.prefix = normalize_prefix(destination.prefix)
+        self.display = f"s3://{self.bucket}/{self.prefix}"
+        self.jobs = max(1, jobs)
+        self.break_lock = break_lock
+        self.lock_wait = lock_wait
+        self.progress = progress
+        self._client = client
+        # key (relative to the prefix) -> (sha256, etag) known to be current
+        self._known: dict[str, tuple[str, str]] = {}
+        self._receipt: dict[str, tuple[str, str]] = {}
+        self._listing: dict[str, _Remote] = {}
+
+    # ------------------------------------------------------------------
+    # client and errors
+    # ------------------------------------------------------------------
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            self._client = make_client(self.destination, pool=self.jobs + 4)
+        return self._client
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.client.meta.endpoint_url)
+
+    def _convert(self, error: BaseException, action: str, key: str | None = None
+                 ) -> LockmirrorError:
+        return convert_error(error, action=action, bucket=self.bucket,
+                             where=self.display + (key or ""), endpoint=self.destination.endpoint_url)
+
+    # ------------------------------------------------------------------
+    # planning
+    # ------------------------------------------------------------------
+
+    def wanted(self, tree: SourceTree) -> list[Item]:
+        """The tree's items plus a directory key beside every ``simple/**/index.html``."""
+        items = tree.items()
+        if self.destination.directory_keys:
+            for item in list(items):
+                if item.path.startswith("simple/") and item.path.endswith("/index.html"):
+                    items.append(Item(item.path[: -len("index.html")], item.source,
+                                      item.sha256, item.size))
+        return items
+
+    def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
+        """Compare the tree with the bucket. Costs one listing (paginated), one
+        GET of the receipt, and a HEAD for each same-size key the receipt does
+        not vouch for (none after a publish by lockmirror). Raises PublishError
+        for unreachable endpoints, refused credentials and missing buckets."""
+        self._listing = self._list()
+        self._receipt = self._read_receipt() if RECEIPT_KEY in self._listing else {}
+        wanted = self.wanted(tree)
+        upload: list[Item] = []
+        present: list[Item] = []
+        unsure: list[Item] = []
+        for item in wanted:
+            remote = self._listing.get(item.path)
+            if remote is None or remote.size != item.size:
+                upload.append(item)
+            elif self._receipt.get(item.path) == (item.sha256, remote.etag):
+                present.append(item)
+                self._known[item.path] = (item.sha256, remote.etag)
+            else:
+                unsure.append(item)
+        if unsure:
+            self.progress(ProgressEvent(f"checking {len(unsure)} objects the receipt does not "
+                                        "vouch for"))
+            with ThreadPoolExecutor(self.jobs) as pool:
+                answers = list(pool.map(self._remote_sha256, unsure))
+            for item, (sha, etag) in zip(unsure, answers, strict=True):
+                if sha == item.sha256:
+                    present.append(item)
+                    self._known[item.path] = (item.sha256, etag)
+                else:
+                    upload.append(item)
+        order = {item.path: index for index, item in enumerate(wanted)}
+        upload.sort(key=lambda item: order[item.path])
+        present.sort(key=lambda item: order[item.path])
+        names = {item.path for item in wanted}
+        stale = tuple(sorted(key for key in self._listing
+                             if key not in names and not key.startswith(STATE_DIR)))
+        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
+                    stale=stale, delete=stale if prune else ())
+
+    def _list(self) -> dict[str, _Remote]:
+        found: dict[str, _Remote] = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    key = entry["Key"][len(self.prefix):]
+                    if key:
+                        found[key] = _Remote(int(entry["Size"]), str(entry["ETag"]))
+        except s3_errors() as error:
+            raise self._convert(error, "listing the bucket") from None
+        return found
+
+    def _read_receipt(self) -> dict[str, tuple[str, str]]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY)
+            data = json.loads(body["Body"].read())
+            if data.get("format") != RECEIPT_FORMAT:
+                return {}
+            return {str(key): (str(value[0]), str(value[1]))
+                    for key, value in data["objects"].items()}
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return {}  # an unreadable receipt only costs HEAD requests
+        except s3_errors() as error:
+            if _error_code(error) == "NoSuchKey":
+                return {}
+            raise self._convert(error, "reading the receipt", RECEIPT_KEY) from None
+
+    def _remote_sha256(self, item: Item) -> tuple[str | None, str]:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + item.path)
+        except s3_errors() as error:
+            if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+                return None, ""
+            raise self._convert(error, "reading object metadata", item.path) from None
+        return head.get("Metadata", {}).get("sha256"), str(head.get("ETag", ""))
+
+    # ------------------------------------------------------------------
+    # applying
+    # ------------------------------------------------------------------
+
+    def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
+        """Carry out ``plan`` under the bucket lock (re-planned once the lock is held).
+
+        Raises PublishError (the bucket's pages untouched when files failed),
+        IntegrityError when a tree file does not match the manifest. Costs the
+        upload of what differs; nothing but the planning requests for a no-op.
+        """
+        if plan.empty:
+            if self._receipt != self._known:
+                self._write_receipt()  # saves the next no-op its HEAD requests
+            return PublishResult(destination=self.display, plan=plan, dry_run=False)
+        uploaded: list[str] = []
+        deleted: list[str] = []
+        notes: list[str] = []
+        with self._locked(notes):
+            plan = self.plan(tree, prune=prune)  # the bucket may have changed while we waited
+            try:
+                with ThreadPoolExecutor(self.jobs) as pool:
+                    for phase, items in in_phases(plan.upload):
+                        self.progress(ProgressEvent(
+                            f"uploading {plural(len(items), phase)} "
+                            f"({human_bytes(sum(i.size for i in items))})",
+                            0, len(items)))
+                        self._run_phase(pool, tree, phase, items, uploaded)
+                if plan.delete:
+                    self.progress(ProgressEvent(f"deleting {len(plan.delete)} stale objects"))
+                    self._delete(plan.delete, deleted)
+            except BaseException:
+                # what did get uploaded is remembered, so the next run skips it
+                self._write_receipt(raise_errors=False)
+                raise
+            self._write_receipt()
+        return PublishResult(destination=self.display, plan=plan, dry_run=False,
+                             uploaded=tuple(uploaded), deleted=tuple(deleted), notes=tuple(notes))
+
+    def _run_phase(self, pool: ThreadPoolExecutor, tree: SourceTree, phase: str,
+                   items: Sequence[Item], uploaded: list[str]) -> None:
+        stop = threading.Event()
+        done = 0
+        lock = threading.Lock()
+
+        def one(item: Item) -> None:
+            nonlocal done
+            if stop.is_set():
+                return
+            try:
+                etag = self._put(tree, item)
+            except BaseException:
+                stop.set()
+                raise
+            with lock:
+                self._known[item.path] = (item.sha256, etag)
+                uploaded.append(item.path)
+                done += 1
+                count = done
+            self.progress(ProgressEvent(f"uploaded {item.path}", count, len(items), detail=True))
+
+        futures: list[tuple[Item, Future[None]]] = [(item, pool.submit(one, item))
+                                                    for item in items]
+        problems: list[LockmirrorError] = []
+        for item, future in futures:
+            error = future.exception()
+            if error is not None:
+                problems.append(error if isinstance(error, LockmirrorError)
+                                else self._convert(error, "uploading", item.path))
+        if not problems:
+            return
+        untouched = "the pages were left as they were" if phase == FILE else \
+            "the root pages and manifest were left as they were" if phase != MANIFEST else \
+            "the manifest was left as it was"
+        # One cause for all (credentials, bucket, endpoint) is shown as itself.
+        first = problems[0]
+        if isinstance(first, PublishError) and all(str(p) == str(first) for p in problems):
+            raise PublishError(first.message, where=first.where,
+                               hint=f"{first.hint + '; ' if first.hint else ''}{untouched}")
+        raise PublishError(
+            f"{len(problems)} of {plural(len(items), phase)} failed: "
+            f"{first_lines([str(p) for p in problems])}", where=self.display,
+            hint=f"{untouched}; fix the cause and publish again")
+
+    def _put(self, tree: SourceTree, item: Item) -> str:
+        path = tree.root / item.source
+        key = self.prefix + item.path
+        extra: dict[str, Any] = {"ContentType": content_type(item.path),
+                                 "CacheControl": cache_control(item.path),
+                                 "Metadata": {"sha256": item.sha256}}
+        if item.size < MULTIPART_THRESHOLD:
+            data = path.read_bytes()
+            _check_bytes(path, len(data), sha256_bytes(data), item)
+            try:
+                answer = self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data,
+                    ChecksumSHA256=base64.b64encode(bytes.fromhex(item.sha256)).decode(), **extra)
+            except s3_errors() as error:
+                raise self._convert(error, "uploading", item.path) from None
+            return str(answer["ETag"])
+        _check_bytes(path, os.stat(path).st_size, sha256_file(path), item)
+        from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+
+        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                  multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
+        try:
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra,
+                                    Config=transfer)
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+        except s3_errors() as error:
+            raise self._convert(error, "uploading", item.path) from None
+
+    def _delete(self, keys: Sequence[str], deleted: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            try:
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self.prefix + key} for key in batch], "Quiet": True})
+            except s3_errors() as error:
+                raise self._convert(error, "deleting stale objects") from None
+            failed = {str(e.get("Key", ""))[len(self.prefix):]: str(e.get("Code"))
+                      for e in answer.get("Errors", [])}
+            deleted += [key for key in batch if key not in failed]
+            for key in batch:
+                self._known.pop(key, None)
+            if failed:
+                raise PublishError(f"{len(failed)} stale objects could not be deleted: "
+                                   f"{first_lines([f'{k} ({c})' for k, c in failed.items()])}",
+                                   where=self.display)
+
+    def _write_receipt(self, raise_errors: bool = True) -> None:
+        data = {"format": RECEIPT_FORMAT,
+                "objects": {key: list(value) for key, value in sorted(self._known.items())}}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY,
+                                   Body=json.dumps(data, indent=0, sort_keys=True).encode(),
+                                   ContentType="application/json", CacheControl=STATE_CACHE)
+            self._receipt = dict(self._known)
+        except s3_errors() as error:
+            if raise_errors:
+                raise self._convert(error, "writing the receipt", RECEIPT_KEY) from None
+
+    # ------------------------------------------------------------------
+    # the lock
+    # ------------------------------------------------------------------
+
+    def read_lock(self) -> LockHolder | None:
+        """The current lock holder, or None when the bucket is not locked."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + LOCK_KEY)
+            raw = body["Body"].read()
+        except s3_errors() as error:
+            if _error_code(error) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise self._convert(error, "reading the lock", LOCK_KEY) from None
+        try:
+            data = json.loads(raw)
+            created = datetime.fromisoformat(str(data["created"]))
+            return LockHolder(str(data["holder"]), created, str(data["token"]))
+        except (ValueError, KeyError, TypeError):
+            return LockHolder("an unreadable lock object", None, "")
+
+    @contextmanager
+    def _locked(self, notes: list[str]) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        body = json.dumps({"holder": lock_holder_text(), "token": token,
+                           "created": datetime.now(UTC).isoformat(timespec="seconds")},
+                          sort_keys=True).encode()
+        deadline = time.monotonic() + self.lock_wait
+        breaks_left = 1 if self.break_lock else 0
+        while True:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self.prefix + LOCK_KEY, Body=body,
+                                       IfNoneMatch="*", ContentType="application/json",
+                                       CacheControl=STATE_CACHE)
+                break
+            except s3_errors() as error:
+                if _error_code(error) not in _LOCK_TAKEN_CODES:
+                    raise self._convert(error, "taking the publish lock", LOCK_KEY) from None
+            holder = self.read_lock()
+            if holder is None:
+                continue  # released between our attempt and the read: try again
+            if breaks_left:
+                breaks_left -= 1
+                notes.append(f"broke the lock held by {holder.holder} for {holder.age()}")
+                self.progress(ProgressEvent(notes[-1]))
+                self._remove_lock()
+                continue
+            if time.monotonic() < deadline:
+                time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+                continue
+            raise PublishError(
+                f"locked by {holder.holder} for {holder.age()}", where=self.display,
+                hint="another publish is running: wait for it (--lock-wait SECONDS); "
+                     "if it died, run again with --break-lock")
+        current = self.read_lock()
+        if current is None or current.token != token:
+            raise PublishError(
+                f"lost the publish lock to {current.holder if current else 'nobody'}",
+                where=self.display,
+                hint="this S3 server seems to ignore If-None-Match; publish from one place only")
+        try:
+            yield
+        finally:
+            current = self.read_lock()
+            if current is not None and current.token == token:
+                self._remove_lock()
+
+    def _remove_lock(self) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + LOCK_KEY)
+        except s3_errors() as error:
+            raise self._convert(error, "removing the publish lock", LOCK_KEY) from None
+
+
+# ----------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------
+
+
+def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> S3Client:
+    """A boto3 S3 client for the destination (profile, region, endpoint).
+
+    Credentials come from boto3's usual chain (environment, profile, instance
+    or OIDC web identity); they are never read or printed here. Raises
+    PublishError for an unknown profile.
+    """
+    import boto3  # type: ignore[import-untyped]
+    import botocore.config  # type: ignore[import-untyped]
+    import botocore.exceptions  # type: ignore[import-untyped]
+
+    try:
+        session = boto3.session.Session(profile_name=destination.profile,
+                                        region_name=destination.region)
+    except botocore.exceptions.ProfileNotFound:
+        raise PublishError(f"AWS profile {destination.profile!r} is not configured",
+                           hint="check ~/.aws/config or the destination's profile") from None
+    region = destination.region or session.region_name or (
+        "us-east-1" if destination.endpoint_url else None)
+    config = botocore.config.Config(
+        max_pool_connections=pool, connect_timeout=10, read_timeout=120,
+        retries={"max_attempts": 4, "mode": "standard"},
+        s3={"addressing_style": "path"} if destination.endpoint_url else {})
+    return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
+                          config=config)
+
+
+@functools.cache
+def s3_errors() -> tuple[type[BaseException], ...]:
+    """What boto3 and botocore raise (imported on first use, not at module import)."""
+    import boto3.exceptions  # type: ignore[import-untyped]
+    import botocore.exceptions
+
+    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+            boto3.exceptions.Boto3Error)
+
+
+def _error_code(error: BaseException) -> str | None:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code"))
+    return None
+
+
+def convert_error(error: BaseException, *, action: str, bucket: str, where: str,
+                  endpoint: str | None) -> LockmirrorError:
+    """One-line lockmirror error for a botocore/boto3 failure (no credentials in it)."""
+    import boto3.exceptions
+    import botocore.exceptions as be
+
+    if isinstance(error, LockmirrorError):
+        return error
+    cause: BaseException = error
+    if isinstance(error, boto3.exceptions.S3UploadFailedError):
+        cause = error.__cause__ or error.__context__ or error
+    server = endpoint or "the AWS endpoint"
+    if isinstance(cause, (be.NoCredentialsError, be.PartialCredentialsError)):
+        return PublishError("no AWS credentials found", where=where,
+                            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                                 "or the destination's profile")
+    if isinstance(cause, (be.EndpointConnectionError, be.ConnectTimeoutError,
+                          be.ConnectionClosedError, be.ReadTimeoutError)):
+        return PublishError(f"cannot reach {server} ({type(cause).__name__})", where=where,
+                            hint="check endpoint_url and the network")
+    if isinstance(cause, be.ClientError):
+        code = _error_code(cause) or "?"
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = str(cause.response.get("Error", {}).get("Message") or "").splitlines()
+        detail = f"{code}: {message[0]}" if message else code
+        if code == "NoSuchBucket":
+            return PublishError(f"bucket {bucket!r} does not exist at {server}", where=where,
+                                hint="create it, or fix bucket/endpoint_url in mirror.yaml")
+        if code in _AUTH_CODES or status == 403:
+            return PublishError(f"the credentials were refused while {action} ({code})",
+                                where=where,
+                                hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
+                                     "profile, and the bucket policy")
+        if code in _DIGEST_CODES:
+            return IntegrityError(f"the server received other bytes than were sent ({code})",
+                                  where=where)
+        return PublishError(f"{action} failed ({detail})", where=where)
+    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    return PublishError(f"{action} failed ({type(cause).__name__}: {text})", where=where)
+
+
+def _check_bytes(path: Path, size: int, sha256: str, item: Item) -> None:
+    if size != item.size or sha256 != item.sha256:
+        raise IntegrityError(f"does not match manifest.json ({size} bytes, sha256 {sha256}; "
+                             f"expected {item.size} bytes, {item.sha256})", where=str(path),
+                             hint="rebuild or re-import the index; nothing that links it "
+                                  "was published")

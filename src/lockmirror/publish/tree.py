@@ -1,0 +1,243 @@
+"""What a publish carries and in which order: the source tree, its items, plans, results.
+
+Every destination publishes the same ordered phases, so that no client ever
+sees a link to something that is not there yet:
+
+1. ``file``: artifacts and their PEP 658 ``.metadata`` (``files/...``);
+2. ``document``: constraints, lockfiles and anything else the pages link to;
+3. ``project page``: ``simple/<project>/...``;
+4. ``root page``: ``simple/index.html``, ``simple/index.json``, ``index.html``;
+5. ``manifest``: ``manifest.json``, last of all: it vouches for the rest.
+
+Deletions (``--prune``) come after every phase, when nothing links the
+deleted objects any more.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import IntegrityError, LockmirrorError
+from ..fsutil import sha256_bytes
+from ..manifest import MANIFEST_NAME, Manifest
+
+FILE = "file"
+DOCUMENT = "document"
+PROJECT_PAGE = "project page"
+ROOT_PAGE = "root page"
+MANIFEST = "manifest"
+PHASES: tuple[str, ...] = (FILE, DOCUMENT, PROJECT_PAGE, ROOT_PAGE, MANIFEST)
+
+ROOT_PAGES = frozenset({"index.html", "simple/index.html", "simple/index.json"})
+ARTIFACT_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg")
+
+
+def kind_of(path: str) -> str:
+    """The phase a tree path (or an S3 directory key such as ``simple/p/``) belongs to."""
+    if path == MANIFEST_NAME:
+        return MANIFEST
+    if path in ROOT_PAGES or path == "simple/":
+        return ROOT_PAGE
+    if path.startswith("files/"):
+        return FILE
+    if path.startswith("simple/"):
+        return PROJECT_PAGE
+    return DOCUMENT
+
+
+def is_artifact(path: str) -> bool:
+    """A wheel or sdist under ``files/`` (not its ``.metadata``)."""
+    return path.startswith("files/") and path.endswith(ARTIFACT_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to publish: a tree file (``source`` relative path) under a remote name."""
+
+    path: str          # where it goes, relative to the destination root (S3: key after prefix)
+    source: str        # the tree file holding its bytes
+    sha256: str
+    size: int
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.path)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a running publish reports; ``detail`` events are per file, the rest per phase."""
+
+    message: str
+    done: int = 0
+    total: int = 0
+    detail: bool = False
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+def no_progress(_event: ProgressEvent) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A built ``dist-index/`` and its manifest (plus ``manifest.json`` itself)."""
+
+    root: Path
+    manifest: Manifest
+    manifest_entry: tuple[str, int]   # sha256 and size of manifest.json
+
+    @classmethod
+    def open(cls, root: Path) -> SourceTree:
+        """Read ``root/manifest.json`` and check that every listed file exists with its size.
+
+        Raises LockmirrorError when the manifest is missing or unreadable,
+        IntegrityError naming the first file that is missing or has another
+        size. Costs one stat per file; no file is hashed here (each is
+        hashed when it is read for upload).
+        """
+        if not root.is_dir():
+            raise LockmirrorError("no such directory", where=str(root),
+                                  hint="build the index first (`doit index`) or pass --from")
+        path = root / MANIFEST_NAME
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise LockmirrorError("manifest is missing", where=str(path),
+                                  hint="build the index with `doit index`") from None
+        manifest = Manifest.loads(raw.decode("utf-8"), where=str(path))
+        for rel, entry in sorted(manifest.files.items()):
+            try:
+                size = os.stat(root / rel).st_size
+            except FileNotFoundError:
+                raise IntegrityError("listed in manifest.json but missing",
+                                     where=str(root / rel)) from None
+            if size != entry.size:
+                raise IntegrityError(f"is {size} bytes, manifest.json says {entry.size}",
+                                     where=str(root / rel), hint="rebuild or re-import the index")
+        return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)))
+
+    def items(self) -> list[Item]:
+        """Every file of the tree, manifest.json included, in phase order."""
+        items = [Item(rel, rel, e.sha256, e.size) for rel, e in self.manifest.files.items()]
+        sha, size = self.manifest_entry
+        items.append(Item(MANIFEST_NAME, MANIFEST_NAME, sha, size))
+        return sorted(items, key=lambda item: (PHASES.index(item.kind), item.path))
+
+    def artifacts(self) -> list[Item]:
+        """Wheels and sdists only, sorted by path."""
+        return [item for item in self.items() if is_artifact(item.path)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a publish would do (and, once done, did)."""
+
+    destination: str
+    upload: tuple[Item, ...]
+    present: tuple[Item, ...]
+    stale: tuple[str, ...] = ()      # at the destination but not in the tree
+    delete: tuple[str, ...] = ()     # what --prune removes (a subset of stale)
+    conflicts: tuple[str, ...] = ()  # same name, other bytes: never overwritten silently
+
+    def by_kind(self) -> dict[str, tuple[int, int]]:
+        """Phase -> (count, bytes) of what is to be uploaded, in phase order."""
+        counts: dict[str, tuple[int, int]] = {}
+        for phase in PHASES:
+            chosen = [item for item in self.upload if item.kind == phase]
+            if chosen:
+                counts[phase] = (len(chosen), sum(item.size for item in chosen))
+        return counts
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(item.size for item in self.upload)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.upload or self.delete)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish did (``dry_run``: what it would do)."""
+
+    destination: str
+    plan: Plan
+    dry_run: bool
+    uploaded: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    found_present: tuple[str, ...] = field(default=())  # "already exists" answers that matched
+    notes: tuple[str, ...] = ()
+
+    @property
+    def present_count(self) -> int:
+        return len(self.plan.present) + len(self.found_present)
+
+    @property
+    def uploaded_bytes(self) -> int:
+        sizes = {item.path: item.size for item in self.plan.upload}
+        return sum(sizes.get(path, 0) for path in self.uploaded)
+
+    def summary(self) -> str:
+        """One line: ``N uploaded (X MB), M already present[, K deleted][, S stale kept]``."""
+        if self.dry_run:
+            parts = [f"would upload {len(self.plan.upload)} ({human_bytes(self.plan.upload_bytes)})",
+                     f"{len(self.plan.present)} already present"]
+            if self.plan.delete:
+                parts.append(f"would delete {len(self.plan.delete)}")
+        else:
+            parts = [f"{len(self.uploaded)} uploaded ({human_bytes(self.uploaded_bytes)})",
+                     f"{self.present_count} already present"]
+            if self.deleted:
+                parts.append(f"{len(self.deleted)} deleted")
+        kept = len(self.plan.stale) - len(self.plan.delete)
+        if kept:
+            parts.append(f"{kept} stale kept (--prune deletes them)")
+        return ", ".join(parts)
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+def in_phases(items: Iterable[Item]) -> list[tuple[str, list[Item]]]:
+    """Items grouped by phase, in publishing order (empty phases left out)."""
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        groups.setdefault(item.kind, []).append(item)
+    return [(phase, groups[phase]) for phase in PHASES if phase in groups]
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def first_lines(problems: Sequence[str], shown: int = 3) -> str:
+    """Join the first few problems on one line, saying how many more there are."""
+    text = "; ".join(problems[:shown])
+    if len(problems) > shown:
+        text += f"; and {len(problems) - shown} more"
+    return text
+
+
+def lock_holder_text() -> str:
+    """``user@host pid N``: enough for an operator to find a running publish."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"

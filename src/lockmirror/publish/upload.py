@@ -1,0 +1,499 @@
+"""Publish through the legacy upload API: Nexus, devpi, pypiserver, Artifactory, PyPI.
+
+What the repository already holds is established by lockmirror itself:
+servers answer a duplicate upload differently (pypiserver 409, or 400 when
+the client says it is twine; devpi 200 or 409; Nexus 400) and twine 7
+refuses ``--skip-existing`` for anything but PyPI. So the repository's
+simple page of each project is read first (PEP 691 JSON when offered, else
+PEP 503 HTML), and only files it lacks are uploaded. A file it holds under
+the same name with other bytes is a conflict: never overwritten, reported
+loudly. An "already exists" answer counts as success only when the page
+then shows the file with our sha256.
+
+Each file goes through twine (``twine.package.PackageFile`` validates and
+reads the metadata, ``twine.repository.Repository.upload`` posts it) when
+twine accepts it. Files whose metadata twine refuses (e.g. Metadata-Version
+2.1 with a License-Expression field, as beautifulsoup4 4.12.2 has) go
+through the same ``:action=file_upload`` multipart POST built here from the
+file's own METADATA / PKG-INFO, so no third-party file is refused for its
+metadata style. One refused file never blocks the others; wrong
+credentials stop at the first 401/403. Connection errors and 5xx answers
+are retried (with a look at the page first, since a failed answer may
+follow a stored upload).
+
+Credentials come from the variables named by ``username_env`` /
+``password_env`` (default ``TWINE_USERNAME`` / ``TWINE_PASSWORD``) or the
+keyring; they travel only in Authorization headers, never in argv or text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from packaging.utils import canonicalize_name
+
+from ..config import UploadDestination
+from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..http import make_session, network_error, redact_url
+from ..index_client import DistFile, parse_html_page, parse_json_page
+from .tree import (
+    Item,
+    Plan,
+    Progress,
+    ProgressEvent,
+    PublishResult,
+    SourceTree,
+    first_lines,
+    no_progress,
+)
+
+DEFAULT_JOBS = 4
+ATTEMPTS = 3
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, " \
+         "text/html;q=0.1"
+Credentials = tuple[str, str]
+
+
+def simple_url_for(destination: UploadDestination) -> str:
+    """The repository's simple index: ``simple_url``, else ``<url>/simple/``
+    (pypiserver, Nexus, Artifactory; devpi needs ``simple_url: .../+simple/``)."""
+    if destination.simple_url:
+        url = destination.simple_url
+    else:
+        url = destination.url.rstrip("/") + "/simple/"
+    return url if url.endswith("/") else url + "/"
+
+
+def upload_credentials(destination: UploadDestination,
+                       environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """(username, password) from the named variables, TWINE_* or the keyring; None if none.
+
+    Raises PublishError when a variable the destination names is unset.
+    Never returns or raises text containing a secret.
+    """
+    env = os.environ if environ is None else environ
+    for variable in (destination.username_env, destination.password_env):
+        if variable is not None and variable not in env:
+            raise PublishError(f"environment variable {variable} is not set",
+                               where=redact_url(destination.url),
+                               hint=f"export {variable}=... (the repository's credentials)")
+    username = env.get(destination.username_env or "TWINE_USERNAME")
+    password = env.get(destination.password_env or "TWINE_PASSWORD")
+    if password is None and destination.keyring:
+        import keyring
+        import keyring.errors
+
+        try:
+            if username is None:
+                found = keyring.get_credential(destination.url, None)
+                if found is not None:
+                    username, password = found.username, found.password
+            else:
+                password = keyring.get_password(destination.url, username)
+        except keyring.errors.KeyringError as error:
+            raise PublishError(f"the keyring failed ({type(error).__name__})",
+                               where=redact_url(destination.url)) from None
+    if username is None and password is None:
+        return None
+    if username is None:  # a token alone: the convention of PyPI, Nexus and Artifactory
+        username = "__token__"
+    return username, password or ""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+# ----------------------------------------------------------------------
+# Core metadata of a local distribution, for the direct upload path
+# ----------------------------------------------------------------------
+
+
+def core_metadata(path: Path) -> bytes:
+    """METADATA of a wheel (the PEP 658 file beside it when the index has one)
+    or PKG-INFO of an sdist. Raises PublishError when there is none."""
+    name = path.name
+    try:
+        if name.endswith(".whl"):
+            sibling = path.with_name(name + ".metadata")
+            if sibling.is_file():
+                return sibling.read_bytes()
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    parts = member.split("/")
+                    if len(parts) == 2 and parts[0].endswith(".dist-info") \
+                            and parts[1] == "METADATA":
+                        return archive.read(member)
+        elif name.endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    if member.count("/") == 1 and member.endswith("/PKG-INFO"):
+                        return archive.read(member)
+        else:
+            with tarfile.open(path) as archive:
+                for info in archive:
+                    if info.name.count("/") == 1 and info.name.endswith("/PKG-INFO"):
+                        extracted = archive.extractfile(info)
+                        if extracted is not None:
+                            return extracted.read()
+    except (OSError, zipfile.BadZipFile, tarfile.TarError) as error:
+        raise PublishError(f"cannot read its metadata ({error})", where=str(path)) from None
+    raise PublishError("has no METADATA / PKG-INFO", where=str(path))
+
+
+def legacy_upload_fields(path: Path, metadata: bytes, sha256: str) -> list[tuple[str, Any]]:
+    """The form fields of a ``:action=file_upload`` POST (protocol 1), taken
+    verbatim from the file's own core metadata; the file itself is added by
+    the caller as ``content``. Unknown headers are passed through, so any
+    metadata version is carried as written."""
+    message = BytesParser(policy=compat32).parsebytes(metadata)
+    renamed = {"classifier": "classifiers", "project_url": "project_urls"}
+    fields: list[tuple[str, Any]] = [(":action", "file_upload"), ("protocol_version", "1")]
+    for header, value in message.items():
+        key = header.lower().replace("-", "_")
+        fields.append((renamed.get(key, key), str(value)))
+    body = message.get_payload()
+    if isinstance(body, str) and body.strip() and "Description" not in message:
+        fields.append(("description", body))
+    if path.name.endswith(".whl"):
+        filetype, pyversion = "bdist_wheel", path.name[:-4].split("-")[-3]
+    else:
+        filetype, pyversion = "sdist", "source"
+    md5 = hashlib.md5(usedforsecurity=False)
+    blake = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            md5.update(chunk)
+            blake.update(chunk)
+    fields += [("filetype", filetype), ("pyversion", pyversion),
+               ("md5_digest", md5.hexdigest()), ("sha256_digest", sha256),
+               ("blake2_256_digest", blake.hexdigest())]
+    return fields
+
+
+# ----------------------------------------------------------------------
+# The publisher
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    path: str
+    uploaded: bool = False
+    present: bool = False       # the server said "exists" and holds our bytes
+    problem: str | None = None
+
+
+class _AuthRefused(Exception):
+    pass
+
+
+class UploadPublisher:
+    """The upload-API implementation of :class:`lockmirror.publish.Publisher`."""
+
+    def __init__(self, destination: UploadDestination, *, jobs: int = DEFAULT_JOBS,
+                 progress: Progress = no_progress,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.destination = destination
+        self.url = destination.url
+        self.simple_url = simple_url_for(destination)
+        self.display = redact_url(destination.url)
+        self.jobs = max(1, jobs)
+        self.progress = progress
+        self.credentials = upload_credentials(destination, environ)
+        prefixes = {_origin(self.url), _origin(self.simple_url)}
+        creds = {prefix: self.credentials for prefix in prefixes} if self.credentials else {}
+        self.session = make_session(retries=3, pool_size=self.jobs + 2, credentials=creds)
+        # POST bodies are streamed, so urllib3 must not replay them: retried here instead.
+        self.post_session = make_session(retries=0, timeout=(10, 600), pool_size=self.jobs + 2,
+                                         credentials=creds)
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------
+    # what the repository holds
+    # ------------------------------------------------------------------
+
+    def repository_files(self, project: str) -> dict[str, DistFile]:
+        """Filename -> file on the repository's simple page of ``project`` ({} if absent).
+
+        Redirects are followed within the repository's origin only: a
+        redirect elsewhere (pypiserver's fallback to PyPI) means absent here.
+        Raises PublishError for refused credentials or an unreachable server.
+        """
+        url = f"{self.simple_url}{project}/"
+        for _ in range(6):
+            try:
+                response = self.session.get(url, headers={"Accept": ACCEPT},
+                                            allow_redirects=False)
+            except requests.RequestException as error:
+                raise self._unreachable(error, url) from None
+            if response.is_redirect:
+                target = urljoin(url, response.headers.get("Location", ""))
+                response.close()
+                if _origin(target) != _origin(url):
+                    return {}
+                url = target
+                continue
+            break
+        else:
+            raise PublishError("too many redirects", where=redact_url(url))
+        status = response.status_code
+        if status in (404, 410):
+            return {}
+        if status in (401, 403):
+            raise PublishError(f"the credentials were refused reading {redact_url(url)} "
+                               f"(HTTP {status})", where=self.display,
+                               hint=self._credentials_hint())
+        if status >= 400:
+            raise PublishError(f"reading {redact_url(url)} failed (HTTP {status} "
+                               f"{response.reason})", where=self.display)
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            if kind == "application/vnd.pypi.simple.v1+json" or kind.endswith("+json"):
+                page = parse_json_page(response.content, response.url, canonicalize_name(project),
+                                       self.display)
+            else:
+                page = parse_html_page(response.text, response.url, canonicalize_name(project),
+                                       self.display)
+        except LockmirrorError as error:
+            raise PublishError(f"cannot read the repository's page ({error.message})",
+                               where=redact_url(url)) from None
+        return {file.filename: file for file in page.files}
+
+    def _remote_sha256(self, file: DistFile) -> str | None:
+        """The page's sha256, else the hash of the downloaded file (pages without hashes)."""
+        if file.sha256:
+            return file.sha256
+        digest = hashlib.sha256()
+        try:
+            with self.session.get(file.url, stream=True) as response:
+                if response.status_code >= 400:
+                    return None
+                for chunk in response.iter_content(1 << 20):
+                    digest.update(chunk)
+        except requests.RequestException as error:
+            raise self._unreachable(error, file.url) from None
+        return digest.hexdigest()
+
+    def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
+        """Read each project's page (in parallel) and compare. Costs one GET per
+        project (plus a download for a same-named file the page gives no hash for)."""
+        if prune:
+            raise PublishError("--prune is not possible here: the upload API cannot delete",
+                               where=self.display, hint="remove files in the repository's UI")
+        artifacts = tree.artifacts()
+        projects = sorted({item.path.split("/")[1] for item in artifacts})
+        pages: dict[str, dict[str, DistFile]] = {}
+        if projects:  # the first alone: a wrong password or URL fails once, not per project
+            pages[projects[0]] = self.repository_files(projects[0])
+        with ThreadPoolExecutor(self.jobs) as pool:
+            pages.update(zip(projects[1:], pool.map(self.repository_files, projects[1:]),
+                             strict=True))
+        upload: list[Item] = []
+        present: list[Item] = []
+        conflicts: list[str] = []
+        for item in artifacts:
+            project, filename = item.path.split("/")[1], item.path.rsplit("/", 1)[-1]
+            remote = pages[project].get(filename)
+            if remote is None:
+                upload.append(item)
+            elif self._remote_sha256(remote) == item.sha256:
+                present.append(item)
+            else:
+                conflicts.append(filename)
+        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
+                    conflicts=tuple(conflicts))
+
+    # ------------------------------------------------------------------
+    # uploading
+    # ------------------------------------------------------------------
+
+    def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
+        """Upload what the repository lacks, file by file (``jobs`` at a time).
+
+        Raises PublishError after trying every file when any was refused or
+        conflicts (naming them and what was uploaded), at once for refused
+        credentials. Costs one POST per missing file, plus a page read for
+        each file the server refuses.
+        """
+        items = list(plan.upload)
+        outcomes: list[_Outcome] = []
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def one(item: Item) -> None:
+            if stop.is_set():
+                return
+            try:
+                outcome = self._upload_one(tree, item)
+            except _AuthRefused as refused:
+                stop.set()
+                outcome = _Outcome(item.path, problem=str(refused))
+            except LockmirrorError as error:  # this file only: the others go on
+                outcome = _Outcome(item.path, problem=str(error))
+            with lock:
+                outcomes.append(outcome)
+                count = len(outcomes)
+            verb = "uploaded" if outcome.uploaded else "present" if outcome.present else "refused"
+            self.progress(ProgressEvent(f"{verb} {item.path.rsplit('/', 1)[-1]}", count,
+                                        len(items), detail=True))
+
+        if items:
+            self.progress(ProgressEvent(f"uploading {len(items)} files", 0, len(items)))
+            # twine's Repository announces each upload on stdout; a stage must not print
+            with contextlib.redirect_stdout(io.StringIO()), ThreadPoolExecutor(self.jobs) as pool:
+                list(pool.map(one, items))
+        order = {item.path: index for index, item in enumerate(items)}
+        outcomes.sort(key=lambda outcome: order[outcome.path])
+        uploaded = tuple(o.path for o in outcomes if o.uploaded)
+        found = tuple(o.path for o in outcomes if o.present)
+        result = PublishResult(destination=self.display, plan=plan, dry_run=False,
+                               uploaded=uploaded, found_present=found)
+        if stop.is_set():
+            refused = next(o.problem for o in outcomes if o.problem)
+            raise PublishError(str(refused), where=self.display, hint=self._credentials_hint())
+        problems = [o.problem for o in outcomes if o.problem] + [
+            f"{name}: the repository holds other bytes under this name" for name in plan.conflicts]
+        if problems:
+            raise PublishError(f"{len(problems)} files not published ({result.summary()}): "
+                               f"{first_lines(problems)}", where=self.display,
+                               hint="a conflict needs a new version or a removal by hand"
+                               if plan.conflicts else None)
+        return result
+
+    def _upload_one(self, tree: SourceTree, item: Item) -> _Outcome:
+        path = tree.root / item.source
+        filename = path.name
+        project = item.path.split("/")[1]
+        last = "no attempt made"
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(0.5 * 2 ** (attempt - 1))
+                # a failed answer may follow a stored upload: look before sending again
+                settled = self._settled(project, filename, item)
+                if settled is not None:
+                    return settled
+            try:
+                response = self._send(path, item)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                last = network_error(error, self.url).message
+                continue
+            status = response.status_code
+            text = _reason(response)
+            response.close()
+            if 200 <= status < 300:
+                return _Outcome(item.path, uploaded=True)
+            if status in (401, 403):
+                raise _AuthRefused(f"the credentials were refused uploading {filename} "
+                                   f"(HTTP {status}{': ' + text if text else ''})")
+            last = f"HTTP {status}{': ' + text if text else ''}"
+            if status >= 500 or status == 429:
+                continue
+            # 400/409/...: "exists" in some wording, or a real refusal
+            settled = self._settled(project, filename, item)
+            if settled is not None:
+                return settled
+            return _Outcome(item.path, problem=f"{filename}: refused ({last})")
+        return _Outcome(item.path, problem=f"{filename}: failed after {ATTEMPTS} attempts "
+                                           f"({last})")
+
+    def _settled(self, project: str, filename: str, item: Item) -> _Outcome | None:
+        """Present with our bytes -> success; with other bytes -> a conflict; else None."""
+        remote = self.repository_files(project).get(filename)
+        if remote is None:
+            return None
+        if self._remote_sha256(remote) == item.sha256:
+            return _Outcome(item.path, present=True)
+        return _Outcome(item.path, problem=f"{filename}: the repository holds other bytes "
+                                           "under this name")
+
+    def _send(self, path: Path, item: Item) -> requests.Response:
+        """POST one file: through twine when it accepts the file, else directly."""
+        from twine.exceptions import InvalidDistribution, TwineException
+        from twine.package import PackageFile
+
+        try:
+            package = PackageFile.from_filename(str(path), comment=None)
+        except (InvalidDistribution, TwineException, ValueError):
+            package = None
+        if package is not None:
+            if package.sha2_digest != item.sha256:
+                raise _integrity(path, str(package.sha2_digest), item)
+            response: requests.Response = self._repository().upload(package)
+            return response
+        return self._send_direct(path, item)
+
+    def _send_direct(self, path: Path, item: Item) -> requests.Response:
+        from requests_toolbelt import MultipartEncoder  # type: ignore[import-untyped]
+
+        fields = legacy_upload_fields(path, core_metadata(path), item.sha256)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != item.sha256:
+            raise _integrity(path, digest.hexdigest(), item)
+        with open(path, "rb") as handle:
+            encoder = MultipartEncoder(
+                fields + [("content", (path.name, handle, "application/octet-stream"))])
+            return self.post_session.post(self.url, data=encoder, allow_redirects=False,
+                                          headers={"Content-Type": encoder.content_type})
+
+    def _repository(self) -> Any:
+        """One twine Repository (one connection pool) per worker thread."""
+        repository = getattr(self._local, "repository", None)
+        if repository is None:
+            from twine.repository import Repository
+
+            username, password = self.credentials or (None, None)
+            repository = Repository(self.url, username, password, disable_progress_bar=True)
+            self._local.repository = repository
+        return repository
+
+    def _unreachable(self, error: BaseException, url: str) -> PublishError:
+        return PublishError(network_error(error, url).message, where=self.display,
+                            hint="check the repository URL and that it is running")
+
+    def _credentials_hint(self) -> str:
+        user = self.destination.username_env or "TWINE_USERNAME"
+        password = self.destination.password_env or "TWINE_PASSWORD"
+        return f"check {user}/{password}" + (" or the keyring" if self.destination.keyring else "")
+
+
+def _reason(response: requests.Response) -> str:
+    """The server's one-line reason (reason phrase, else the first body line)."""
+    text = ""
+    try:
+        body = response.text.strip()
+        text = next((line.strip() for line in body.splitlines() if line.strip()
+                     and not line.lstrip().startswith("<")), "")
+    except (requests.RequestException, UnicodeDecodeError):
+        pass
+    text = text or response.reason or ""
+    return redact_url(text)[:200]
+
+
+def _integrity(path: Path, actual: str, item: Item) -> IntegrityError:
+    return IntegrityError(f"sha256 is {actual}, manifest.json says {item.sha256}",
+                          where=str(path), hint="rebuild or re-import the index")
+
+
+__all__ = ["UploadPublisher", "core_metadata", "legacy_upload_fields", "simple_url_for",
+           "upload_credentials"]

@@ -1,0 +1,353 @@
+"""Real servers for the publish tests, started as subprocesses on free 127.0.0.1 ports.
+
+Each is started once per session (they are slow to start) and stopped by
+its pid. Fixtures (import them into a test module to use them):
+
+* ``moto_s3`` - moto's server mode: fast, checks no credentials.
+* ``seaweed_s3`` - SeaweedFS with an S3 gateway that checks credentials
+  (``AKID``/``SECRET``, anonymous may read) and checksums.
+* ``pypiserver`` (function scope, emptied before each test) over the
+  session's ``pypiserver_session`` with an htpasswd file (update, download
+  and list need credentials).
+* ``devpi`` - devpi-server; ``devpi_index()`` makes a fresh user index.
+
+The classes are usable outside pytest too (benchmarks start them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """A subprocess with its log in a file; stopped by pid (TERM, then KILL)."""
+
+    def __init__(self, name: str, argv: Sequence[str], workdir: Path,
+                 env: dict[str, str] | None = None, term_timeout: float = 5) -> None:
+        self.name = name
+        self.term_timeout = term_timeout
+        self.log_path = workdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
+        self.process = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT,
+                                        cwd=workdir, env=env, start_new_session=True)
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                if ready():
+                    return
+            except Exception:  # noqa: BLE001, S110 - not up yet: refused, 5xx, boto errors
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start in {timeout} s: "
+                           f"{self.log_path.read_text(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(self.term_timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
+
+
+# ----------------------------------------------------------------------
+# S3 servers
+# ----------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    process: ServerProcess
+
+    def env(self) -> dict[str, str]:
+        """Environment for boto3 / aws CLI / lockmirror subprocesses."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def client(self, *, secret_key: str | None = None) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                            aws_access_key_id=self.access_key,
+                            aws_secret_access_key=secret_key or self.secret_key)
+
+    def new_bucket(self, *, public: bool = True) -> str:
+        """A fresh bucket; ``public`` lets anonymous clients (pip) GET its objects."""
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        client = self.client()
+        client.create_bucket(Bucket=name)
+        if public and "moto" in self.process.name:
+            # moto answers anonymous GETs only when a bucket policy allows them;
+            # SeaweedFS's anonymous identity has Read in its config instead
+            client.put_bucket_policy(Bucket=name, Policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                               "Resource": f"arn:aws:s3:::{name}/*"}]}))
+        return name
+
+    def keys(self, bucket: str) -> dict[str, int]:
+        """Every key in the bucket with its size."""
+        found: dict[str, int] = {}
+        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for entry in page.get("Contents", []):
+                found[entry["Key"]] = entry["Size"]
+        return found
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return bytes(self.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def start_moto(workdir: Path) -> S3Server:
+    port = free_port()
+    process = ServerProcess("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p",
+                                     str(port)], workdir)
+    url = f"http://127.0.0.1:{port}"
+    process.wait_until(lambda: requests.get(url + "/moto-api/", timeout=1).status_code < 500)
+    return S3Server(url, "moto-key", "moto-secret", process)
+
+
+def start_seaweed(workdir: Path) -> S3Server:
+    config = workdir / "s3.json"
+    config.write_text(json.dumps({"identities": [
+        {"name": "admin", "credentials": [{"accessKey": "AKID", "secretKey": "SECRET"}],
+         "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+        {"name": "anonymous", "actions": ["Read"]},
+    ]}))
+    (workdir / "data").mkdir()
+    ports = {name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc",
+                                            "filer", "filer.grpc", "s3", "s3.grpc")}
+    argv = [str(BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-dir={workdir / 'data'}", "-filer", "-s3", f"-s3.config={config}",
+            "-volume.max=100", "-master.volumeSizeLimitMB=32"]
+    for name, port in ports.items():  # "volume.grpc" -> -volume.port.grpc=N
+        service, _, grpc = name.partition(".")
+        argv.append(f"-{service}.port{'.grpc' if grpc else ''}={port}")
+    # SeaweedFS shuts down gracefully for many seconds; its data is thrown away anyway
+    process = ServerProcess("seaweedfs", argv, workdir, term_timeout=0.5)
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", "AKID", "SECRET", process)
+
+    def ready() -> bool:
+        client = server.client()
+        client.list_buckets()
+        name = f"probe-{uuid.uuid4().hex[:8]}"
+        client.create_bucket(Bucket=name)   # volumes are ready only when this works
+        client.put_object(Bucket=name, Key="probe", Body=b"1")
+        return True
+
+    process.wait_until(ready)
+    return server
+
+
+# ----------------------------------------------------------------------
+# Upload-API servers
+# ----------------------------------------------------------------------
+
+
+@dataclass
+class UploadServer:
+    url: str            # the upload endpoint
+    simple_url: str
+    username: str
+    password: str
+    packages: Path | None = None
+
+
+@dataclass
+class PypiServer:
+    server: UploadServer
+    process: ServerProcess
+
+    def clear(self) -> None:
+        assert self.server.packages is not None
+        for entry in self.server.packages.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def start_pypiserver(workdir: Path) -> PypiServer:
+    from passlib.apache import HtpasswdFile
+
+    packages = workdir / "packages"
+    packages.mkdir()
+    htpasswd = HtpasswdFile(str(workdir / "htpasswd"), new=True)
+    htpasswd.set_password("uploader", "s3cret-pass")
+    htpasswd.save()
+    port = free_port()
+    process = ServerProcess("pypiserver", [
+        str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port),
+        "-P", str(workdir / "htpasswd"), "-a", "update,download,list", "--disable-fallback",
+        str(packages)], workdir)
+    url = f"http://127.0.0.1:{port}/"
+    process.wait_until(lambda: requests.get(url + "health", timeout=1).status_code == 200)
+    return PypiServer(UploadServer(url, url + "simple/", "uploader", "s3cret-pass", packages),
+                      process)
+
+
+@dataclass
+class Devpi:
+    url: str
+    process: ServerProcess
+    password: str = "devpi-pass"
+
+    def new_index(self) -> UploadServer:
+        """A fresh user with a non-volatile index (duplicates answer 409, like production)."""
+        user = f"u{uuid.uuid4().hex[:8]}"
+        session = requests.Session()
+        session.headers["Accept"] = "application/json"
+        answer = session.put(f"{self.url}{user}", json={"password": self.password,
+                                                        "email": f"{user}@example.invalid"})
+        answer.raise_for_status()
+        login = session.post(f"{self.url}+login", json={"user": user, "password": self.password})
+        login.raise_for_status()
+        token = login.json()["result"]["password"]
+        session.headers["X-Devpi-Auth"] = base64.b64encode(f"{user}:{token}".encode()).decode()
+        created = session.put(f"{self.url}{user}/dev", json={"bases": [], "volatile": False})
+        created.raise_for_status()
+        index = f"{self.url}{user}/dev/"
+        return UploadServer(index, index + "+simple/", user, self.password)
+
+
+def start_devpi(workdir: Path) -> Devpi:
+    serverdir = workdir / "devpi"
+    subprocess.run([str(BIN / "devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi",
+                    "--root-passwd", "root-pass"], check=True, capture_output=True)
+    port = free_port()
+    process = ServerProcess("devpi", [
+        str(BIN / "devpi-server"), "--serverdir", str(serverdir), "--host", "127.0.0.1",
+        "--port", str(port), "--offline-mode",
+        # devpi's own tests lower these: the default argon2 key derivation
+        # costs ~10 s of CPU at every start
+        "--argon2-memory-cost", "8192", "--argon2-time-cost", "1", "--argon2-parallelism", "1",
+    ], workdir)
+    url = f"http://127.0.0.1:{port}/"
+    process.wait_until(lambda: requests.get(url + "+api", timeout=1).status_code == 200)
+    return Devpi(url, process)
+
+
+# ----------------------------------------------------------------------
+# pytest fixtures
+# ----------------------------------------------------------------------
+
+
+def _workdir(factory: pytest.TempPathFactory, name: str) -> Path:
+    # SeaweedFS and devpi want short paths (unix sockets); pytest's are long
+    del factory
+    return Path(tempfile.mkdtemp(prefix=f"lm-{name}-"))
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    workdir = _workdir(tmp_path_factory, "moto")
+    server = start_moto(workdir)
+    yield server
+    server.process.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    workdir = _workdir(tmp_path_factory, "weed")
+    server = start_seaweed(workdir)
+    yield server
+    server.process.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pypiserver_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
+    workdir = _workdir(tmp_path_factory, "pypiserver")
+    server = start_pypiserver(workdir)
+    yield server
+    server.process.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def pypiserver(pypiserver_session: PypiServer) -> UploadServer:
+    pypiserver_session.clear()
+    return pypiserver_session.server
+
+
+@pytest.fixture(scope="session")
+def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devpi]:
+    workdir = _workdir(tmp_path_factory, "devpi")
+    server = start_devpi(workdir)
+    yield server
+    server.process.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------
+# What the publish tests publish
+# ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def index_tree(catalogue: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``dist-index/`` built by the index stage from the fixture catalogue
+    (sets core and extra; see tests/index_mirror.py). Read-only: copy it to change it."""
+    from index_mirror import make_fixture_mirror
+
+    from lockmirror.index import build_index
+
+    root = tmp_path_factory.mktemp("publish-mirror")
+    mirror = make_fixture_mirror(catalogue, root)
+    build_index(mirror.lockfiles, mirror.store, mirror.out)
+    return mirror.out
+
+
+def pip_install(target: Path, requirements: Sequence[str], *, index_url: str | None = None,
+                find_links: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+    """Install with the real pip into ``target`` from one index (or find-links pages only).
+
+    The index URL goes through PIP_INDEX_URL, so credentials in it stay off argv."""
+    environ = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
+               "PIP_NO_INPUT": "1", **(env or {})}
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target)]
+    if index_url is not None:
+        environ["PIP_INDEX_URL"] = index_url
+    else:
+        argv.append("--no-index")
+    for link in find_links:
+        argv += ["--find-links", link]
+    done = subprocess.run(argv + list(requirements), env=environ, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

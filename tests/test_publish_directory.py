@@ -1,0 +1,113 @@
+"""Publishing into a directory: a pypiserver package directory (flat) or a web root (tree)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from servers import UploadServer, pip_install
+
+from lockmirror.cli import main
+from lockmirror.config import DirectoryDestination
+from lockmirror.errors import IntegrityError
+from lockmirror.manifest import Manifest, check_tree
+from lockmirror.publish import publish
+
+pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
+
+
+def artifacts(tree: Path) -> list[str]:
+    return sorted(path.rsplit("/", 1)[-1] for path in Manifest.read(tree / "manifest.json").files
+                  if path.startswith("files/") and not path.endswith(".metadata"))
+
+
+def flat(path: Path) -> DirectoryDestination:
+    return DirectoryDestination(kind="directory", path=str(path))
+
+
+def test_flat_into_pypiserver_then_pip_installs_and_noop_hashes_nothing(
+        pypiserver: UploadServer, index_tree: Path, tmp_path: Path) -> None:
+    assert pypiserver.packages is not None
+    result = publish(index_tree, flat(pypiserver.packages))
+    assert len(result.uploaded) == len(artifacts(index_tree))
+    assert sorted(p.name for p in pypiserver.packages.iterdir() if not p.name.startswith(".")) \
+        == artifacts(index_tree)
+    credentials = f"{pypiserver.username}:{pypiserver.password}@"
+    pip_install(tmp_path / "site", ["beta", "native"],
+                index_url=pypiserver.simple_url.replace("http://", f"http://{credentials}"))
+    assert (tmp_path / "site" / "beta").is_dir()
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in pypiserver.packages.iterdir()}
+    again = publish(index_tree, flat(pypiserver.packages))
+    assert again.summary() == f"0 uploaded (0 B), {len(artifacts(index_tree))} already present"
+    assert {p.name: p.stat().st_mtime_ns for p in pypiserver.packages.iterdir()} == mtimes
+
+
+def test_tree_layout_is_a_static_index_pip_can_use(index_tree: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    web_root = tmp_path / "www"
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    assert main(["publish", "--to", str(web_root), "--layout", "tree", "--from",
+                 str(index_tree), "-q"]) == 0
+    assert "0 already present" in capsys.readouterr().out
+    report = check_tree(web_root, Manifest.read(web_root / "manifest.json"))
+    assert report.missing == report.altered == ()
+    assert report.unexpected == (".lockmirror/lock", ".lockmirror/receipt.json")  # its state
+    assert (web_root / "manifest.json").read_bytes() == (index_tree / "manifest.json").read_bytes()
+    pip_install(tmp_path / "site", ["beta"], index_url=(web_root / "simple").as_uri() + "/")
+    assert (tmp_path / "site" / "alpha").is_dir()
+
+
+def test_identical_files_without_a_receipt_are_hashed_and_kept(index_tree: Path,
+                                                               tmp_path: Path) -> None:
+    target = tmp_path / "packages"
+    target.mkdir()
+    wheel = index_tree / "files" / "beta" / "beta-1.0-py3-none-any.whl"
+    shutil.copyfile(wheel, target / wheel.name)
+    os.utime(target / wheel.name, ns=(1, 1))
+    result = publish(index_tree, flat(target))
+    assert f"files/beta/{wheel.name}" in {item.source for item in result.plan.present}
+    assert (target / wheel.name).stat().st_mtime_ns == 1
+
+
+def test_prune_removes_what_the_index_dropped(index_tree: Path, tmp_path: Path) -> None:
+    target = tmp_path / "www"
+    tree = DirectoryDestination(kind="directory", path=str(target), layout="tree")
+    publish(index_tree, tree)
+    (target / "files" / "old").mkdir()
+    (target / "files" / "old" / "old-0.1.tar.gz").write_bytes(b"old")
+    kept = publish(index_tree, tree)
+    assert kept.plan.stale == ("files/old/old-0.1.tar.gz",) and kept.deleted == ()
+    pruned = publish(index_tree, tree, prune=True)
+    assert pruned.deleted == ("files/old/old-0.1.tar.gz",)
+    assert not (target / "files" / "old").exists()  # its empty directory went too
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    (packages / "stranger-1.0.tar.gz").write_bytes(b"x")
+    (packages / "README.txt").write_text("not an artifact: never pruned")
+    assert publish(index_tree, flat(packages), prune=True).deleted == ("stranger-1.0.tar.gz",)
+    assert (packages / "README.txt").is_file()
+
+
+def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path: Path) -> None:
+    source = tmp_path / "tree"
+    shutil.copytree(index_tree, source)
+    wheel = source / "files" / "speedup" / "speedup-1.2-py3-none-any.whl"
+    data = wheel.read_bytes()
+    wheel.unlink()  # a hard link into the store: replace, never write through it
+    wheel.write_bytes(bytes(len(data)))
+    target = tmp_path / "www"
+    with pytest.raises(IntegrityError, match="speedup-1.2-py3-none-any.whl: does not match"):
+        publish(source, DirectoryDestination(kind="directory", path=str(target), layout="tree"))
+    assert not (target / "simple").exists() and not (target / "manifest.json").exists()
+    assert not (target / "files" / "speedup").exists() or not any(
+        (target / "files" / "speedup").iterdir())
+    assert not [p for p in target.rglob("*.tmp")]
+    # the receipt kept what was copied: a good tree completes the rest
+    again = publish(index_tree, DirectoryDestination(kind="directory", path=str(target),
+                                                     layout="tree"))
+    assert "files/alpha/alpha-1.1-py3-none-any.whl" in {i.path for i in again.plan.present}
+    assert check_tree(target, Manifest.read(target / "manifest.json")).missing == ()

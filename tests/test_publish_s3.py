@@ -1,0 +1,389 @@
+"""Publishing to S3: moto's server mode for speed, SeaweedFS for credentials and checksums.
+
+After each publish the real pip installs from the bucket's HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import S3Server, pip_install
+
+from lockmirror.cli import main
+from lockmirror.config import S3Destination
+from lockmirror.errors import IntegrityError, PublishError
+from lockmirror.manifest import Manifest, scan_tree
+from lockmirror.publish import ProgressEvent, SourceTree, publish
+from lockmirror.publish.s3 import LOCK_KEY, RECEIPT_KEY, S3Publisher, make_client
+
+pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
+
+INSTALL = ["beta", "native", "speedup"]  # beta pulls alpha and foo-bar-baz
+
+
+@pytest.fixture
+def aws_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    for name, value in moto_s3.env().items():
+        monkeypatch.setenv(name, value)
+    return moto_s3
+
+
+def destination(server: S3Server, bucket: str, prefix: str = "pypi",
+                **changes: Any) -> S3Destination:
+    return S3Destination(kind="s3", bucket=bucket, prefix=prefix,
+                         endpoint_url=server.endpoint_url, **changes)
+
+
+def counting_client(server: S3Server, dest: S3Destination) -> tuple[Any, list[tuple[str, str]]]:
+    """A real client that records each operation (name, key) it sends."""
+    client = make_client(dest)
+    calls: list[tuple[str, str]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, str(params.get("Key", ""))))
+
+    client.meta.events.register("provide-client-params.s3.*", record)
+    return client, calls
+
+
+def wanted_keys(tree: Path, prefix: str, *, directory_keys: bool = True) -> set[str]:
+    manifest = Manifest.read(tree / "manifest.json")
+    keys = {f"{prefix}/{path}" for path in manifest.files} | {f"{prefix}/manifest.json"}
+    if directory_keys:
+        keys |= {key[: -len("index.html")] for key in keys
+                 if key.startswith(f"{prefix}/simple/") and key.endswith("/index.html")}
+    return keys
+
+
+def test_publish_installs_with_pip_then_noop_sends_two_requests(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    result = publish(index_tree, dest)
+    want = wanted_keys(index_tree, "pypi")
+    assert len(result.uploaded) == len(want)
+    assert set(aws_env.keys(bucket)) == want | {f"pypi/{RECEIPT_KEY}"}  # the lock is gone
+
+    head = aws_env.client().head_object
+    wheel = head(Bucket=bucket, Key="pypi/files/beta/beta-1.0-py3-none-any.whl")
+    assert wheel["ContentType"] == "application/octet-stream"
+    assert "immutable" in wheel["CacheControl"]
+    assert wheel["Metadata"]["sha256"] == Manifest.read(index_tree / "manifest.json").files[
+        "files/beta/beta-1.0-py3-none-any.whl"].sha256
+    page = head(Bucket=bucket, Key="pypi/simple/beta/")
+    assert page["ContentType"].startswith("text/html") and "max-age=60" in page["CacheControl"]
+    assert head(Bucket=bucket, Key="pypi/simple/beta/index.json")["ContentType"] == \
+        "application/vnd.pypi.simple.v1+json"
+
+    pip_install(tmp_path / "site", INSTALL,
+                index_url=f"{aws_env.endpoint_url}/{bucket}/pypi/simple/")
+    installed = {p.name for p in (tmp_path / "site").iterdir()}
+    assert {"alpha", "beta", "foo_bar_baz", "native", "speedup"} <= installed
+
+    client, calls = counting_client(aws_env, dest)
+    again = S3Publisher(dest, client=client)
+    tree = SourceTree.open(index_tree)
+    plan = again.plan(tree)
+    second = again.apply(tree, plan)
+    assert second.uploaded == () and second.present_count == len(want)
+    assert second.summary().startswith(f"0 uploaded (0 B), {len(want)} already present")
+    assert [name for name, _ in calls] == ["ListObjectsV2", "GetObject"]
+
+
+def test_phases_go_files_pages_root_manifest_and_lock_brackets_them(
+        aws_env: S3Server, index_tree: Path) -> None:
+    dest = destination(aws_env, aws_env.new_bucket(), prefix="")
+    client, calls = counting_client(aws_env, dest)
+    tree = SourceTree.open(index_tree)
+    publisher = S3Publisher(dest, client=client, jobs=4)
+    publisher.apply(tree, publisher.plan(tree))
+    puts = [key for name, key in calls if name == "PutObject"]
+    assert puts[0] == LOCK_KEY and puts[-1] == RECEIPT_KEY
+    body = puts[1:-1]
+    rank = {"files/": 0, "constraints/": 1, "lockfiles/": 1}
+
+    def phase(key: str) -> int:
+        if key == "manifest.json":
+            return 4
+        if key in {"index.html", "simple/", "simple/index.html", "simple/index.json"}:
+            return 3
+        if key.startswith("simple/"):
+            return 2
+        return rank[key.split("/")[0] + "/"]
+
+    phases = [phase(key) for key in body]
+    assert phases == sorted(phases) and phases[-1] == 4
+    assert [name for name, key in calls if key == LOCK_KEY][-1] == "DeleteObject"
+
+
+def test_dry_run_prints_counts_and_bytes_per_kind(aws_env: S3Server, index_tree: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bucket = aws_env.new_bucket()
+    code = main(["publish", "--to", f"s3://{bucket}/mirror", "--from", str(index_tree),
+                 "--endpoint-url", aws_env.endpoint_url, "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    manifest = Manifest.read(index_tree / "manifest.json")
+    files = {p: e for p, e in manifest.files.items() if p.startswith("files/")}
+    assert f"upload files: {len(files)} (" in out
+    assert "upload project pages:" in out and "upload root pages: 4 (" in out
+    assert "already present: 0" in out
+    assert aws_env.keys(bucket) == {}
+
+
+def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    publish(index_tree, dest)
+    # someone replaces a wheel behind lockmirror's back (same size, other bytes, no metadata)
+    key = "pypi/files/beta/beta-1.0-py3-none-any.whl"
+    original = aws_env.get(bucket, key)
+    aws_env.client().put_object(Bucket=bucket, Key=key, Body=bytes(reversed(original)))
+    aws_env.client().put_object(Bucket=bucket, Key="pypi/files/old/old-0.1.tar.gz", Body=b"x")
+    repaired = publish(index_tree, dest)
+    assert repaired.uploaded == ("files/beta/beta-1.0-py3-none-any.whl",)
+    assert aws_env.get(bucket, key) == original
+    assert repaired.plan.stale == ("files/old/old-0.1.tar.gz",)
+    assert "1 stale kept (--prune deletes them)" in repaired.summary()
+
+    # a smaller index: "speedup" and "yanky" leave; prune removes them only after the pages
+    smaller = tmp_path / "smaller"
+    shutil.copytree(index_tree, smaller)
+    for project in ("speedup", "yanky"):
+        shutil.rmtree(smaller / "files" / project)
+        shutil.rmtree(smaller / "simple" / project)
+    scan_tree(smaller).write(smaller / "manifest.json")
+    client, calls = counting_client(aws_env, dest)
+    publisher = S3Publisher(dest, client=client)
+    tree = SourceTree.open(smaller)
+    result = publisher.apply(tree, publisher.plan(tree, prune=True), prune=True)
+    assert "pypi/files/speedup/speedup-1.2-py3-none-any.whl" not in aws_env.keys(bucket)
+    assert "files/old/old-0.1.tar.gz" in result.deleted and "simple/yanky/" in result.deleted
+    names = [name for name, _ in calls]
+    manifest_put = calls.index(("PutObject", "pypi/manifest.json"))
+    assert names.index("DeleteObjects") > manifest_put
+    assert set(aws_env.keys(bucket)) == wanted_keys(smaller, "pypi") | {f"pypi/{RECEIPT_KEY}"}
+
+
+def test_large_file_goes_multipart_and_is_current_afterwards(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    tree_dir = tmp_path / "tree"
+    shutil.copytree(index_tree, tree_dir)
+    big = tree_dir / "files" / "big" / "big-1.0-py3-none-any.whl"
+    big.parent.mkdir()
+    big.write_bytes(os.urandom(9 * 1024 * 1024 + 17))
+    scan_tree(tree_dir).write(tree_dir / "manifest.json")
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    client, calls = counting_client(aws_env, dest)
+    publisher = S3Publisher(dest, client=client)
+    tree = SourceTree.open(tree_dir)
+    publisher.apply(tree, publisher.plan(tree))
+    assert ("CreateMultipartUpload", "pypi/files/big/big-1.0-py3-none-any.whl") in calls
+    assert aws_env.get(bucket, "pypi/files/big/big-1.0-py3-none-any.whl") == big.read_bytes()
+    assert publish(tree_dir, dest).uploaded == ()
+
+
+def test_a_file_that_does_not_match_the_manifest_leaves_the_pages_alone(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    tree_dir = tmp_path / "tree"
+    shutil.copytree(index_tree, tree_dir)
+    wheel = tree_dir / "files" / "beta" / "beta-1.0-py3-none-any.whl"
+    data = wheel.read_bytes()
+    wheel.unlink()  # the index hard-links into the store: never write through the link
+    wheel.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    bucket = aws_env.new_bucket()
+    with pytest.raises(PublishError, match="1 of .* files failed: .*beta-1.0-py3-none-any.whl"
+                       ".*does not match manifest.json.*pages were left as they were"):
+        publish(tree_dir, destination(aws_env, bucket))
+    keys = aws_env.keys(bucket)
+    assert not [k for k in keys if k.startswith("pypi/simple/") or k == "pypi/manifest.json"]
+    assert f"pypi/{LOCK_KEY}" not in keys
+    # what did go up is in the receipt: the next run (a good tree) uploads only the rest
+    receipt = json.loads(aws_env.get(bucket, f"pypi/{RECEIPT_KEY}"))["objects"]
+    assert all(path.startswith("files/") for path in receipt)
+    assert "files/beta/beta-1.0-py3-none-any.whl" not in receipt
+    repaired = publish(index_tree, destination(aws_env, bucket))
+    assert not set(repaired.uploaded) & set(receipt)
+    assert "files/beta/beta-1.0-py3-none-any.whl" in repaired.uploaded
+
+
+def test_lock_keeps_a_second_publisher_out_until_the_first_is_done(
+        aws_env: S3Server, index_tree: Path) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    inside = threading.Event()
+    proceed = threading.Event()
+
+    def hold(event: ProgressEvent) -> None:
+        if event.detail and not inside.is_set():
+            inside.set()
+            proceed.wait(30)
+
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        outcome["first"] = publish(index_tree, dest, progress=hold, jobs=2)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(PublishError, match=r"locked by \S+@\S+ pid \d+ for \d+ s.*"
+                                               "--break-lock"):
+            publish(index_tree, dest)
+    finally:
+        proceed.set()
+        thread.join(60)
+    assert outcome["first"].uploaded
+    assert set(aws_env.keys(bucket)) == wanted_keys(index_tree, "pypi") | {
+        f"pypi/{RECEIPT_KEY}"}
+    assert publish(index_tree, dest).uploaded == ()
+
+
+def test_a_stale_lock_names_its_holder_and_can_be_broken(aws_env: S3Server,
+                                                          index_tree: Path) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    created = (datetime.now(UTC) - timedelta(hours=3)).isoformat(timespec="seconds")
+    aws_env.client().put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
+        {"holder": "ci@runner-7 pid 4242", "created": created, "token": "t"}).encode())
+    with pytest.raises(PublishError, match=r"locked by ci@runner-7 pid 4242 for 3 h 0 min"):
+        publish(index_tree, dest)
+    assert set(aws_env.keys(bucket)) == {f"pypi/{LOCK_KEY}"}
+    result = publish(index_tree, dest, break_lock=True)
+    assert result.notes == ("broke the lock held by ci@runner-7 pid 4242 for 3 h 0 min",)
+    assert f"pypi/{LOCK_KEY}" not in aws_env.keys(bucket)
+
+
+def test_two_cli_publishes_at_once_leave_the_bucket_consistent(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    bucket = aws_env.new_bucket()
+    argv = [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
+            "--from", str(index_tree), "--endpoint-url", aws_env.endpoint_url, "--jobs", "2"]
+    env = {**os.environ, **aws_env.env()}
+    runs = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    answers = [(run.wait(60), *run.communicate()) for run in runs]
+    assert any(code == 0 for code, _, _ in answers)
+    for code, out, err in answers:
+        if code != 0:
+            assert "Traceback" not in err
+            assert err.splitlines()[-1].startswith("lockmirror: error: ")  # one line, last
+            assert "locked by" in err.splitlines()[-1]
+        else:
+            assert "uploaded" in out
+    assert set(aws_env.keys(bucket)) == wanted_keys(index_tree, "pypi") | {
+        f"pypi/{RECEIPT_KEY}"}
+
+
+def test_missing_bucket_and_unreachable_endpoint_are_one_line_errors(
+        aws_env: S3Server, index_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["publish", "--to", "s3://no-such-bucket-here/p", "--from", str(index_tree),
+                 "--endpoint-url", aws_env.endpoint_url])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "bucket 'no-such-bucket-here' does not exist" in err
+    with pytest.raises(PublishError, match="cannot reach http://127.0.0.1:9/"):
+        publish(index_tree, S3Destination(kind="s3", bucket="b", endpoint_url="http://127.0.0.1:9/"))
+
+
+def test_publish_from_a_bundle_without_mirror_yaml(aws_env: S3Server, index_tree: Path,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror.bundle import build_bundle
+
+    lockfiles = index_tree.parent / "lockfiles"
+    mirror_yaml = tmp_path / "mirror.yaml"
+    mirror_yaml.write_text("version: 1\n")
+    result = build_bundle(index_tree, lockfile_dir=lockfiles, mirror_yaml=mirror_yaml,
+                          out_dir=tmp_path / "dist", name="fixture", tool=False)
+    far_side = tmp_path / "far"
+    far_side.mkdir()
+    monkeypatch.chdir(far_side)
+    bucket = aws_env.new_bucket()
+    code = main(["publish", "--to", f"s3://{bucket}/inside", "--from", str(result.path),
+                 "--endpoint-url", aws_env.endpoint_url, "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{len(wanted_keys(index_tree, 'inside'))} uploaded" in out
+    assert set(aws_env.keys(bucket)) == wanted_keys(index_tree, "inside") | {
+        f"inside/{RECEIPT_KEY}"}
+
+
+# ----------------------------------------------------------------------
+# SeaweedFS: checks credentials and checksums
+# ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def weed_env(seaweed_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    for name, value in seaweed_s3.env().items():
+        monkeypatch.setenv(name, value)
+    yield seaweed_s3
+
+
+def test_seaweedfs_publish_installs_with_pip_and_noop(weed_env: S3Server, index_tree: Path,
+                                                      tmp_path: Path) -> None:
+    bucket = weed_env.new_bucket()
+    # SeaweedFS turns keys ending in "/" into folders, so no directory keys here
+    dest = destination(weed_env, bucket, directory_keys=False)
+    result = publish(index_tree, dest)
+    want = wanted_keys(index_tree, "pypi", directory_keys=False)
+    assert len(result.uploaded) == len(want)
+    # pip cannot GET .../simple/<p>/ here: the project pages go in as find-links
+    base = f"{weed_env.endpoint_url}/{bucket}/pypi/simple"
+    pages = [f"{base}/{p}/index.html" for p in ("alpha", "beta", "foo-bar-baz", "native",
+                                                "speedup")]
+    pip_install(tmp_path / "site", INSTALL, find_links=pages)
+    assert (tmp_path / "site" / "beta").is_dir()
+    again = publish(index_tree, dest)
+    assert again.uploaded == () and again.present_count == len(want)
+
+
+def test_seaweedfs_wrong_credentials_publish_nothing(weed_env: S3Server, index_tree: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = weed_env.new_bucket()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(PublishError, match="credentials were refused while listing the bucket "
+                                           r"\(SignatureDoesNotMatch\)"):
+        publish(index_tree, destination(weed_env, bucket, directory_keys=False))
+    assert weed_env.keys(bucket) == {}
+
+
+def test_seaweedfs_checksum_refusal_becomes_an_integrity_error(weed_env: S3Server) -> None:
+    # lockmirror sends each small object's sha256 (from the manifest) as its S3 checksum;
+    # a server that checks it refuses other bytes, and that answer is an IntegrityError
+    import base64
+    import hashlib
+
+    import botocore.exceptions
+
+    from lockmirror.publish.s3 import convert_error
+
+    bucket = weed_env.new_bucket()
+    promised = base64.b64encode(hashlib.sha256(b"the bytes in the manifest").digest()).decode()
+    try:
+        weed_env.client().put_object(Bucket=bucket, Key="files/x.whl", Body=b"other bytes",
+                                     ChecksumSHA256=promised)
+    except botocore.exceptions.ClientError as error:  # as S3Publisher sees it
+        converted = convert_error(error, action="uploading", bucket=bucket,
+                                  where=f"s3://{bucket}/files/x.whl",
+                                  endpoint=weed_env.endpoint_url)
+    else:
+        pytest.fail("SeaweedFS accepted bytes that do not match their checksum")
+    assert isinstance(converted, IntegrityError)
+    assert "the server received other bytes than were sent (BadDigest)" in str(converted)
+    assert weed_env.keys(bucket) == {}

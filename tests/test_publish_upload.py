@@ -1,0 +1,194 @@
+"""Publishing through the upload API to a real pypiserver (htpasswd) and devpi-server.
+
+After each publish the real pip installs from the repository's simple index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtureindex import build_wheel
+from servers import Devpi, UploadServer, pip_install
+
+from lockmirror.cli import main
+from lockmirror.config import UploadDestination
+from lockmirror.errors import PublishError
+from lockmirror.manifest import Manifest, scan_tree
+from lockmirror.publish import SourceTree, publish
+from lockmirror.publish.upload import UploadPublisher
+
+pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
+
+INSTALL = ["beta", "native", "speedup"]
+
+
+def destination(server: UploadServer) -> UploadDestination:
+    return UploadDestination(kind="upload", url=server.url, simple_url=server.simple_url,
+                             username_env="REPO_USER", password_env="REPO_PASSWORD")
+
+
+def credentials(server: UploadServer, password: str | None = None) -> dict[str, str]:
+    return {"REPO_USER": server.username, "REPO_PASSWORD": password or server.password}
+
+
+def with_credentials(url: str, server: UploadServer) -> str:
+    return url.replace("http://", f"http://{server.username}:{server.password}@")
+
+
+def artifacts(tree: Path) -> list[str]:
+    return sorted(path.rsplit("/", 1)[-1] for path in Manifest.read(tree / "manifest.json").files
+                  if path.startswith("files/") and not path.endswith(".metadata"))
+
+
+def tree_of(root: Path, wheels: list[Path]) -> Path:
+    """A minimal index tree (files and manifest) holding ``wheels``."""
+    for wheel in wheels:
+        project = wheel.name.split("-")[0].replace("_", "-")
+        target = root / "files" / project / wheel.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(wheel, target)
+    scan_tree(root).write(root / "manifest.json")
+    return root
+
+
+@pytest.fixture
+def license_expression_wheel(tmp_path: Path) -> Path:
+    """Built the way beautifulsoup4 4.12.2 was: Metadata-Version 2.1 with License-Expression."""
+    from twine.exceptions import InvalidDistribution
+    from twine.package import PackageFile
+
+    wheel = build_wheel(tmp_path / "built", "licexpr", "1.0", metadata_version="2.1",
+                        extra_metadata=[("License-Expression", "MIT"),
+                                        ("Classifier", "Programming Language :: Python :: 3"),
+                                        ("Classifier", "License :: OSI Approved :: MIT License")])
+    with pytest.raises(InvalidDistribution, match="license-expression"):
+        PackageFile.from_filename(str(wheel), comment=None)  # twine itself refuses it
+    return wheel
+
+
+def test_pypiserver_publish_installs_with_pip_then_noop(pypiserver: UploadServer,
+                                                        index_tree: Path,
+                                                        tmp_path: Path) -> None:
+    dest = destination(pypiserver)
+    env = credentials(pypiserver)
+    result = publish(index_tree, dest, environ=env)
+    names = artifacts(index_tree)
+    assert sorted(p.rsplit("/", 1)[-1] for p in result.uploaded) == names
+    assert pypiserver.packages is not None
+    assert sorted(p.name for p in pypiserver.packages.iterdir()) == names
+    pip_install(tmp_path / "site", INSTALL,
+                index_url=with_credentials(pypiserver.simple_url, pypiserver))
+    assert (tmp_path / "site" / "native").is_dir()
+
+    again = publish(index_tree, dest, environ=env)
+    assert again.uploaded == ()
+    assert again.summary() == f"0 uploaded (0 B), {len(names)} already present"
+
+
+def test_a_wheel_twine_refuses_is_uploaded_directly_to_pypiserver(
+        pypiserver: UploadServer, license_expression_wheel: Path, tmp_path: Path) -> None:
+    tree = tree_of(tmp_path / "tree", [license_expression_wheel])
+    result = publish(tree, destination(pypiserver), environ=credentials(pypiserver))
+    assert result.uploaded == (f"files/licexpr/{license_expression_wheel.name}",)
+    pip_install(tmp_path / "site", ["licexpr==1.0"],
+                index_url=with_credentials(pypiserver.simple_url, pypiserver))
+    assert (tmp_path / "site" / "licexpr" / "__init__.py").is_file()
+
+
+def test_devpi_takes_the_index_and_the_wheel_twine_refuses(
+        devpi: Devpi, index_tree: Path, license_expression_wheel: Path,
+        tmp_path: Path) -> None:
+    server = devpi.new_index()
+    dest = destination(server)
+    env = credentials(server)
+    tree = tmp_path / "tree"
+    shutil.copytree(index_tree, tree)
+    target = tree / "files" / "licexpr" / license_expression_wheel.name
+    target.parent.mkdir()
+    shutil.copyfile(license_expression_wheel, target)
+    scan_tree(tree).write(tree / "manifest.json")
+    result = publish(tree, dest, environ=env)
+    assert len(result.uploaded) == len(artifacts(tree))
+    pip_install(tmp_path / "site", [*INSTALL, "licexpr"], index_url=server.simple_url)
+    assert (tmp_path / "site" / "licexpr").is_dir()
+    again = publish(tree, dest, environ=env)
+    assert again.uploaded == () and again.present_count == len(artifacts(tree))
+
+
+def test_wrong_credentials_fail_cleanly_with_nothing_uploaded(
+        pypiserver: UploadServer, index_tree: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWINE_USERNAME", pypiserver.username)
+    monkeypatch.setenv("TWINE_PASSWORD", "wrong-password")
+    code = main(["publish", "--to", pypiserver.url, "--from", str(index_tree)])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "credentials were refused" in err and "(HTTP 403)" in err  # pypiserver's answer
+    assert "wrong-password" not in err
+    assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
+
+
+def test_credentials_rejected_only_at_upload_stop_at_the_first_file(
+        devpi: Devpi, index_tree: Path) -> None:
+    # devpi lets anyone read the index, so the wrong password shows only on upload
+    server = devpi.new_index()
+    with pytest.raises(PublishError, match=r"credentials were refused uploading .* \(HTTP 401"):
+        publish(index_tree, destination(server), environ=credentials(server, "wrong"), jobs=1)
+    assert UploadPublisher(destination(server), environ=credentials(server)).repository_files(
+        "beta") == {}
+
+
+def test_same_name_other_bytes_is_a_loud_error_and_the_rest_still_goes(
+        pypiserver: UploadServer, index_tree: Path, tmp_path: Path) -> None:
+    impostor = build_wheel(tmp_path / "other", "beta", "1.0", requires_dist=["nothing-else"])
+    assert pypiserver.packages is not None
+    shutil.copyfile(impostor, pypiserver.packages / impostor.name)
+    with pytest.raises(PublishError, match=r"1 files not published \(\d+ uploaded .*\): "
+                                           r"beta-1.0-py3-none-any.whl: the repository holds "
+                                           "other bytes under this name"):
+        publish(index_tree, destination(pypiserver), environ=credentials(pypiserver))
+    assert (pypiserver.packages / "alpha-1.1-py3-none-any.whl").is_file()
+    assert (pypiserver.packages / impostor.name).read_bytes() == impostor.read_bytes()
+
+
+def test_already_exists_answer_counts_only_with_the_same_sha256(
+        pypiserver: UploadServer, index_tree: Path) -> None:
+    dest = destination(pypiserver)
+    env = credentials(pypiserver)
+    publisher = UploadPublisher(dest, environ=env)
+    tree = SourceTree.open(index_tree)
+    plan = publisher.plan(tree)
+    # between plan and upload, someone else uploads one of the files with plain twine
+    wheel = index_tree / "files" / "beta" / "beta-1.0-py3-none-any.whl"
+    done = subprocess.run(
+        [sys.executable, "-m", "twine", "upload", "--repository-url", pypiserver.url,
+         "--non-interactive", "--disable-progress-bar", str(wheel)],
+        env={**os.environ, "TWINE_USERNAME": pypiserver.username,
+             "TWINE_PASSWORD": pypiserver.password}, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = publisher.apply(tree, plan)
+    assert result.found_present == ("files/beta/beta-1.0-py3-none-any.whl",)
+    assert "files/beta/beta-1.0-py3-none-any.whl" not in result.uploaded
+    assert result.present_count == 1
+
+
+def test_unset_credential_variable_and_unreachable_repository(index_tree: Path) -> None:
+    dest = UploadDestination(kind="upload", url="http://127.0.0.1:9/",
+                             username_env="NOT_SET_USER", password_env="NOT_SET_PASSWORD")
+    with pytest.raises(PublishError, match="environment variable NOT_SET_USER is not set"):
+        publish(index_tree, dest, environ={})
+    with pytest.raises(PublishError, match=r"^http://127.0.0.1:9/: cannot fetch "
+                                           r"http://127.0.0.1:9/simple/alpha/: [^\n]*$"):
+        publish(index_tree, UploadDestination(kind="upload", url="http://127.0.0.1:9/"),
+                environ={})
+
+
+def test_prune_is_refused_for_upload_apis(pypiserver: UploadServer, index_tree: Path) -> None:
+    with pytest.raises(PublishError, match="upload API cannot delete"):
+        publish(index_tree, destination(pypiserver), environ=credentials(pypiserver),
+                prune=True)
