@@ -274,6 +274,33 @@ def test_missing_index_file_and_missing_manifest(tmp_path: Path) -> None:
         bundle(tmp_path / "in", tmp_path / "out")
 
 
+def test_output_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """A full disk, simulated with RLIMIT_FSIZE: no traceback, no temporary file left."""
+    import resource
+    import signal
+
+    make_inputs(tmp_path / "in")
+    script = ("import sys; from pathlib import Path; from lockmirror.bundle import build_bundle\n"
+              "from lockmirror.errors import LockmirrorError\n"
+              "root = Path(sys.argv[1])\n"
+              "try:\n"
+              "    build_bundle(root / 'dist-index', lockfile_dir=root / 'lockfiles',\n"
+              "                 mirror_yaml=root / 'mirror.yaml', out_dir=root / 'out',\n"
+              "                 name='demo', source_date_epoch=0, tool=False)\n"
+              "except LockmirrorError as error:\n"
+              "    sys.exit(str(error))\n")
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "in")],
+                          preexec_fn=small_files, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "cannot write the bundle: File too large" in done.stderr
+    assert list((tmp_path / "in" / "out").iterdir()) == []
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("700M", 700 * 2**20), ("4G", 4 * 2**30), ("4095M", 4095 * 2**20), ("650MB", 650 * 10**6),
     ("1.5GiB", int(1.5 * 2**30)), ("123456", 123456), (2048, 2048),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -442,6 +443,37 @@ def test_import_killed_midway_leaves_the_mirror_and_the_next_run_recovers(
     assert result.changed and verify_mirror(mirror.root).ok
     assert (mirror.root / "files/huge/huge-1.0-py3-none-any.whl").stat().st_size == size
     assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
+
+
+def test_write_failure_midway_leaves_the_mirror(mirror: Mirror) -> None:
+    """A full disk, simulated with RLIMIT_FSIZE: the 300 kB wheel cannot be written."""
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    before = mirror.snapshot()
+    done = subprocess.run([sys.executable, "-m", "lockmirror", "import", str(mirror.good.path),
+                           "--into", str(mirror.root)], preexec_fn=small_files,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "cannot write the new mirror: File too large" in done.stderr
+    assert WHEEL in done.stderr and "Traceback" not in done.stderr
+    assert mirror.snapshot() == before
+
+
+def test_one_import_at_a_time(mirror: Mirror) -> None:
+    import fcntl
+
+    fd = os.open(mirror.root.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        before = mirror.snapshot()
+        with pytest.raises(LockmirrorError, match="another lockmirror import is running"):
+            import_bundle([mirror.good.path], mirror.root)
+        assert mirror.snapshot() == before
+    finally:
+        os.close(fd)
+    assert import_bundle([mirror.good.path], mirror.root).changed
 
 
 def test_interrupted_swap_is_undone_or_finished(mirror: Mirror) -> None:

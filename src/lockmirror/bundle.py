@@ -503,33 +503,38 @@ def _is_page(path: str) -> bool:
 
 
 def _readme(info: BundleInfo) -> bytes:
+    """The far side's instructions (no content id or time in it: it is a member,
+    so it must not depend on what depends on it)."""
+    stem = f"lockmirror-{info.name}-*"
     delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
              f"sha256 {info.base_manifest_sha256}\n"
-             f"(sha256sum DIR/manifest.json). Import it into that mirror.\n\n"
+             f"(check with: sha256sum /srv/mirror/manifest.json).\n\n"
              if info.kind == DELTA else "")
-    tool = (f"  python3 -m venv lockmirror-venv\n"
-            f"  lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror\n"
-            f"  (the tool's wheels are for {info.tool_python})\n"
-            if info.tool_python else
-            "  (this bundle does not carry lockmirror's wheels; use the ones from a full bundle)\n")
+    tool = (f"""\
+2. Install lockmirror with no network (its wheels are for {info.tool_python}):
+     tar xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
+     python3 -m venv lockmirror-venv
+     lockmirror-venv/bin/pip install --no-index --find-links {stem}/{TOOL_DIR} lockmirror
+""" if info.tool_python else """\
+2. This bundle does not carry lockmirror's own wheels (deltas leave them out):
+   use the lockmirror installed from a full bundle.
+""")
     text = f"""\
-lockmirror bundle for the mirror "{info.name}" (lockmirror {info.lockmirror_version})
+lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lockmirror_version})
 
 {delta}The index manifest carried here has sha256 {info.index_manifest_sha256}.
 
-1. Check the bundle arrived intact:
-     sha256sum -c lockmirror-{info.name}-*.sha256
-2. Install lockmirror without a network (extract just the wheels first:
-   tar xf BUNDLE.tar --wildcards '*/{TOOL_DIR}/*' and cd into the directory):
-{tool}3. Import (checks every file, then swaps the mirror into place atomically):
-     lockmirror import lockmirror-{info.name}-*.tar --into /srv/mirror [--pubkey signer.pub]
-   Split bundles: pass all volumes (lockmirror-{info.name}-*.tar.0*).
-4. Serve /srv/mirror with any static web server, or `lockmirror serve /srv/mirror`;
-   clients use: pip install --index-url http://HOST/simple/ PACKAGE
+1. Check the bundle arrived intact (the .sha256 file travels beside it):
+     sha256sum -c {stem}.sha256
+{tool}3. Import: every file is checked before the new tree is swapped in atomically.
+     lockmirror import {stem}.tar --into /srv/mirror [--pubkey signer.pub]
+   Volumes of a split bundle: pass them all ({stem}.tar.0*).
+4. Serve /srv/mirror with any static web server, or: lockmirror serve /srv/mirror
+   Clients: pip install --index-url http://HOST/simple/ PACKAGE
 5. Re-check the mirror at any time: lockmirror verify /srv/mirror
 
-By hand, after extracting: cd into the bundle's directory and run
-  sha256sum -c {SUMS_NAME}
+To check the members by hand, extract the tar and, in its directory, run
+     sha256sum -c {SUMS_NAME}
 """
     return text.encode()
 
@@ -732,8 +737,12 @@ class _Layout:
 
     def write(self, out_dir: Path, names: list[str], volume_size: int | None, *,
               verify_sources: bool) -> list[str]:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        writer = _VolumeWriter(out_dir, names, volume_size)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            writer = _VolumeWriter(out_dir, names, volume_size)
+        except OSError as exc:
+            raise LockmirrorError(f"cannot write the bundle: {exc.strerror}",
+                                  where=str(exc.filename or out_dir)) from None
         hasher = _StreamHasher(volume_size)
         checker = _SourceChecker(enabled=verify_sources)
         hasher.start()
@@ -763,10 +772,14 @@ class _Layout:
             checker.finish()
             writer.commit()
             return digests
-        except BaseException:
+        except BaseException as exc:
             hasher.cancel()
             checker.cancel()
             writer.abort()
+            if isinstance(exc, OSError):  # ENOSPC, EFBIG, EACCES, ...
+                raise LockmirrorError(f"cannot write the bundle: {exc.strerror}",
+                                      where=str(exc.filename or out_dir),
+                                      hint="nothing was left behind") from None
             raise
 
     @staticmethod

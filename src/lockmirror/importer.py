@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
 import tarfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,12 +169,40 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     into = Path(os.path.abspath(into))
     if into.is_symlink():
         into = into.resolve()
-    recovered = recover_interrupted_import(into)
-    _check_destination(into)
+    if not into.parent.is_dir():
+        raise LockmirrorError("parent directory does not exist", where=str(into.parent))
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
+    with _exclusive(into.parent):
+        try:
+            recovered = recover_interrupted_import(into)
+        except OSError as exc:
+            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
+                                  where=str(exc.filename or into)) from None
+        _check_destination(into)
+        return _import(source, into, trusted, recovered, progress)
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One import at a time beside a mirror: the staging and old trees live
+    there, and recovery would otherwise remove a running import's staging.
+    The kernel drops the lock when the process ends, even by SIGKILL."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockmirrorError("another lockmirror import is running in this directory",
+                                  where=str(directory), hint="wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
+            recovered: str | None, progress: Progress | None) -> ImportResult:
     data_filter = getattr(tarfile, "data_filter", None)
     staging = staging_dir(into)
-
     with source.open() as reader:
         plan = _plan(source, reader, staging, trusted, data_filter)
         info, manifest = plan.info, plan.manifest
@@ -208,17 +238,20 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
                 raise BundleError("staged tree does not match the manifest",
                                   where=f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
             _swap_into_place(staging, into)
-        except BaseException:
+        except BaseException as exc:
             hasher.cancel()
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise LockmirrorError(
+                    f"cannot write the new mirror: {exc.strerror}",
+                    where=str(exc.filename or staging),
+                    hint=f"nothing was changed in {into}") from None
             raise
     return result(True, extracted, linked, size)
 
 
 def _check_destination(into: Path) -> None:
     if not into.exists():
-        if not into.parent.is_dir():
-            raise LockmirrorError("parent directory does not exist", where=str(into.parent))
         return
     if not into.is_dir():
         raise LockmirrorError("exists and is not a directory", where=str(into))
@@ -417,9 +450,7 @@ def _extract(reader: ConcatenatedReader, plan: _Plan, staging: Path,
                 chunk = view[:got]
                 digest.update(chunk)
                 if fd >= 0:
-                    written = 0
-                    while written < got:
-                        written += os.write(fd, chunk[written:])
+                    _write_all(fd, chunk, target)
                 remaining -= got
         finally:
             if fd >= 0:
@@ -432,6 +463,15 @@ def _extract(reader: ConcatenatedReader, plan: _Plan, staging: Path,
             count += 1
             size += member.size
     return count, size
+
+
+def _write_all(fd: int, chunk: memoryview, target: Path | None) -> None:
+    written = 0
+    try:
+        while written < len(chunk):
+            written += os.write(fd, chunk[written:])
+    except OSError as exc:  # name the file: a bare write error (ENOSPC, EFBIG) has none
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
 
 
 def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Manifest) -> int:
@@ -522,11 +562,16 @@ def _exchange(first: Path, second: Path) -> bool:
 def _swap_into_place(staging: Path, into: Path) -> None:
     if into.exists():
         if _exchange(staging, into):
-            shutil.rmtree(staging)  # now the previous tree
+            # Now the previous tree; what a failure here leaves, the next import removes.
+            shutil.rmtree(staging, ignore_errors=True)
             return
         old = old_dir(into)
         os.rename(into, old)
-        os.rename(staging, into)
-        shutil.rmtree(old)
+        try:
+            os.rename(staging, into)
+        except OSError:
+            os.rename(old, into)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(staging, into)
