@@ -29,6 +29,7 @@ EXPLAINED: dict[tuple[str, str, str], str] = {}
 def uv_compile(requirements: list[str], python: str, platform: str, tmp: Path) -> dict[str, str]:
     from uv import find_uv_bin
 
+    tmp.mkdir(parents=True, exist_ok=True)
     req = tmp / "requirements.in"
     req.write_text("\n".join(requirements) + "\n")
     out = subprocess.run(
