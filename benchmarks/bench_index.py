@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -181,13 +182,17 @@ def dumb_pypi_list(mirror: Mirror, path: Path, *, with_added: bool) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def timed(command: Sequence[str], env: dict[str, str]) -> float:
+def timed(command: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout}{done.stderr}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,8 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             command += ["--previous-package-list-json", str(lists[previous])]
         return command
 
-    results: dict[str, dict[str, list[float]]] = {
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {
         tool: {step: [] for step in GOALS} for tool in ("lockmirror", "dumb-pypi")}
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeat):
         # lockmirror
         shutil.rmtree(out, ignore_errors=True)
@@ -242,18 +248,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["dumb-pypi"]["add one file"].append(timed(dumb("added", "base"), env))
     remove_added(mirror)
 
-    print(f"\n{'':14}{'lockmirror':>12}{'dumb-pypi':>12}{'ratio':>9}{'goal':>9}")
+    print(f"\nwall time (median of {args.repeat}); CPU time (user+system) in brackets; "
+          f"load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    print(f"{'':14}{'lockmirror':>20}{'dumb-pypi':>20}{'ratio':>8}{'goal':>10}")
     failed = False
     for step, goal in GOALS.items():
-        ours = statistics.median(results["lockmirror"][step])
-        theirs = statistics.median(results["dumb-pypi"][step])
+        ours = statistics.median(w for w, _ in results["lockmirror"][step])
+        ours_cpu = statistics.median(c for _, c in results["lockmirror"][step])
+        theirs = statistics.median(w for w, _ in results["dumb-pypi"][step])
+        theirs_cpu = statistics.median(c for _, c in results["dumb-pypi"][step])
         ok = ours < goal
         failed |= not ok
-        print(f"{step:14}{ours:>10.3f} s{theirs:>10.3f} s{theirs / ours:>8.1f}x"
-              f"{'<' + format(goal, 'g') + ' s':>8} {'ok' if ok else 'MISSED'}")
-    print(f"\n(median of {args.repeat} runs each, whole processes; lockmirror also links "
-          f"{args.files} files and their .metadata files and writes PEP 691 JSON, which "
-          "dumb-pypi does not)")
+        print(f"{step:14}{ours:>9.3f} s [{ours_cpu:.3f}]{theirs:>9.3f} s [{theirs_cpu:.3f}]"
+              f"{theirs / ours:>7.1f}x{'< ' + format(goal, 'g') + ' s':>10} "
+              f"{'ok' if ok else 'MISSED'}")
+    print("\nratio: dumb-pypi wall time / lockmirror wall time. lockmirror also hard-links "
+          f"{args.files} files and their .metadata files from the store and writes PEP 691 "
+          "JSON pages, a manifest and a landing page, which dumb-pypi does not.")
     if not args.workdir:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

@@ -23,11 +23,16 @@ How it stays fast and quiet:
   ``full=True`` re-checks everything, and ``lockmirror verify DIR`` checks a
   tree against its manifest).
 * A cache beside it (``cache.marshal``) keeps every lockfile package block
-  already parsed (keyed by the block's text), the previous outputs and each
-  project page's input digest, so a changed pin re-parses one block and
-  rewrites only that project's pages, the root pages, the landing page and
-  the manifest. Without it (or with ``full=True``) every file is compared
-  with what it should be and only differing ones are written.
+  already parsed (keyed by the block's text, so only changed blocks of a
+  changed lockfile are parsed again, and unchanged lockfiles are not read),
+  and per project and per set what was written. A project whose blocks did
+  not change is not merged, rendered or linked again; a set whose lockfile
+  did not change keeps its constraints and its landing-page section. So a
+  changed pin rewrites only that project's pages, the root pages, the
+  landing page, the set's lockfile copy and constraints, and the manifest.
+  Without the cache (or with ``full=True``) every file is compared with
+  what it should be (links by inode, pages by content) and only differing
+  ones are written.
 * Pages are written with :func:`~lockmirror.fsutil.atomic_write` and
   ``only_if_changed``: an unchanged file keeps its mtime. A first build goes
   into a staging directory renamed into place at the end.
@@ -46,7 +51,6 @@ import os
 import re
 import shutil
 import stat as statmod
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -78,6 +82,8 @@ from .pages import (
 from .store import Store
 
 if TYPE_CHECKING:
+    import subprocess
+
     from .lockfile import LockedPackage, Lockfile
 
 # Bump whenever what a page contains for the same input changes: it
@@ -360,6 +366,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _git(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
+    import subprocess  # only when a mirror.yaml is named: keeps the entry point light
+
     try:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                               timeout=60, check=False)
