@@ -482,3 +482,31 @@ def test_manifest_encoding_is_plain_sorted_json(mirror: FixtureMirror) -> None:
     expected = json.dumps({"format": FORMAT, "files": entries_to_json(manifest.files)},
                           indent=1, sort_keys=True) + "\n"
     assert (mirror.out / "manifest.json").read_text() == expected == manifest.dumps()
+
+
+def test_a_set_no_longer_built_is_taken_out(own_mirror: FixtureMirror, tmp_path: Path) -> None:
+    build(own_mirror)
+    core_only = [p for p in own_mirror.lockfiles if "core" in p.name]
+    result = build_index(core_only, own_mirror.store, own_mirror.out, title="Fixture mirror")
+    assert {"lockfiles/pylock.extra.toml", "constraints/extra-host.txt"} <= set(result.removed)
+    assert result.removed_releases == ("yanky 1.0",)  # speedup 1.2 is still in core
+    landing = (own_mirror.out / "index.html").read_text()
+    assert 'id="set-extra"' not in landing and 'id="set-core"' in landing
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+    fresh = tmp_path / "fresh" / "dist-index"
+    build_index(core_only, own_mirror.store, fresh, title="Fixture mirror")
+    assert tree_bytes(own_mirror.out) == tree_bytes(fresh)
+
+
+def test_index_command(own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    args = ["index", *map(str, own_mirror.lockfiles), "--store", str(own_mirror.store.root),
+            "--out", str(own_mirror.out), "--title", "Fixture mirror"]
+    assert main(args) == 0
+    assert "8 projects, 12 files" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    own_mirror.store.path(own_mirror.catalogue.find("beta", "1.0").sha256).unlink()
+    assert main([*args, "--full"]) == 1
+    assert "not in the store" in capsys.readouterr().err
