@@ -28,6 +28,7 @@ import functools
 import hashlib
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -156,8 +157,20 @@ def write_mirror(root: Path, url: str, dists: Sequence[Dist]) -> Path:
     return config
 
 
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the command and its children
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command: Sequence[str], *, env: dict[str, str] | None = None,
-          stdin: str | None = None) -> float:
+          stdin: str | None = None) -> Timing:
+    cpu = _children_cpu()
     started = time.perf_counter()
     result = subprocess.run(command, env=env, input=stdin, text=True, capture_output=True,
                             check=False)
@@ -165,7 +178,7 @@ def timed(command: Sequence[str], *, env: dict[str, str] | None = None,
     if result.returncode != 0:
         raise SystemExit(f"{command[0]} failed ({result.returncode}):\n"
                          f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return elapsed
+    return Timing(elapsed, _children_cpu() - cpu)
 
 
 def held(directory: Path) -> tuple[int, int]:
@@ -174,7 +187,7 @@ def held(directory: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def run_lockmirror(work: Path, config: Path) -> tuple[float, tuple[int, int]]:
+def run_lockmirror(work: Path, config: Path) -> tuple[Timing, tuple[int, int]]:
     store = work / "store"
     env = {**os.environ, "LOCKMIRROR_STORE": str(store)}
     seconds = timed([sys.executable, "-m", "lockmirror", "fetch", "--config", str(config),
@@ -184,7 +197,7 @@ def run_lockmirror(work: Path, config: Path) -> tuple[float, tuple[int, int]]:
     return seconds, found
 
 
-def run_curl(work: Path, url: str, dists: Sequence[Dist]) -> tuple[float, tuple[int, int]]:
+def run_curl(work: Path, url: str, dists: Sequence[Dist]) -> tuple[Timing, tuple[int, int]]:
     out = work / "curl"
     out.mkdir()
     lines = "".join(f"{out / d.filename} {url}/files/{d.filename}\n" for d in dists)
@@ -194,7 +207,7 @@ def run_curl(work: Path, url: str, dists: Sequence[Dist]) -> tuple[float, tuple[
     return seconds, found
 
 
-def run_pip(work: Path, url: str, dists: Sequence[Dist]) -> tuple[float, tuple[int, int]]:
+def run_pip(work: Path, url: str, dists: Sequence[Dist]) -> tuple[Timing, tuple[int, int]]:
     out = work / "pip"
     requirements = work / "requirements.txt"
     requirements.write_text("".join(f"{d.name}==1.0\n" for d in dists))
@@ -233,40 +246,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         for d in dists:
             sha256_file(root / "tree" / "files" / d.filename)
 
-        runs: dict[str, Callable[[], tuple[float, tuple[int, int]]]] = {
+        runs: dict[str, Callable[[], tuple[Timing, tuple[int, int]]]] = {
             "raw parallel curl": functools.partial(run_curl, root, url, dists),
             "lockmirror fetch": functools.partial(run_lockmirror, root, config),
         }
-        results: dict[str, list[float]] = {label: [] for label in runs}
+        results: dict[str, list[Timing]] = {label: [] for label in runs}
         for _ in range(max(args.repeat, 1)):
             for label, run in runs.items():
-                seconds, (count, size) = run()
+                timing, (count, size) = run()
                 if (count, size) != (len(dists), total):
                     raise SystemExit(f"{label}: got {count} files, {size} bytes; "
                                      f"expected {len(dists)}, {total}")
-                results[label].append(seconds)
-        seconds, (count, size) = run_pip(root, url, dists)
+                results[label].append(timing)
+        timing, (count, size) = run_pip(root, url, dists)
         if (count, size) != (len(dists), total):
             raise SystemExit(f"pip: got {count} files, {size} bytes")
-        results["pip download"] = [seconds]
+        results["pip download"] = [timing]
 
         load = os.getloadavg()[0]
         print(f"\n{len(dists)} files, {total} bytes ({total / 2**20:.0f} MiB), "
               f"{JOBS} parallel downloads, 127.0.0.1, cold output each run, "
               f"{os.cpu_count()} CPUs, load average {load:.1f}")
         # Best of the runs: on a shared machine the other load only ever adds time.
-        ours = min(results["lockmirror fetch"])
-        print(f"{'':20} {'best s':>8} {'MiB/s':>8} {'median s':>9}  {'all runs':<20} "
-              "time / lockmirror's")
-        for label, times in results.items():
-            best = min(times)
-            shown = " ".join(f"{t:.2f}" for t in times)
-            print(f"{label:20} {best:8.2f} {total / 2**20 / best:8.0f} "
-                  f"{statistics.median(times):9.2f}  {shown:<20} {best / ours:.2f}x")
-        vs_raw = min(results["raw parallel curl"]) / ours
-        vs_raw_median = (statistics.median(results["raw parallel curl"])
-                         / statistics.median(results["lockmirror fetch"]))
-        vs_pip = results["pip download"][0] / ours
+        walls = {label: [t.wall for t in timings] for label, timings in results.items()}
+        ours = min(walls["lockmirror fetch"])
+        print(f"{'':18} {'best s':>7} {'MiB/s':>6} {'median s':>8} {'CPU s':>6}  "
+              f"{'all runs (s)':<29} time / lockmirror's")
+        for label, timings in results.items():
+            best = min(walls[label])
+            shown = " ".join(f"{t:.2f}" for t in walls[label])
+            cpu = statistics.median(t.cpu for t in timings)
+            print(f"{label:18} {best:7.2f} {total / 2**20 / best:6.0f} "
+                  f"{statistics.median(walls[label]):8.2f} {cpu:6.2f}  {shown:<29} "
+                  f"{best / ours:.2f}x")
+        vs_raw = min(walls["raw parallel curl"]) / ours
+        vs_raw_median = (statistics.median(walls["raw parallel curl"])
+                         / statistics.median(walls["lockmirror fetch"]))
+        vs_pip = walls["pip download"][0] / ours
         print(f"\nlockmirror / raw parallel throughput: {vs_raw:.2f}x best, "
               f"{vs_raw_median:.2f}x median "
               f"(goal >= {GOAL_VS_RAW}x: {'met' if vs_raw >= GOAL_VS_RAW else 'MISSED'})")

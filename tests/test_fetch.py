@@ -159,6 +159,25 @@ def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
     assert missing(items, store) == []
 
 
+def test_file_urls_are_copied_verified_and_a_missing_one_is_named(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store, tmp_path: Path) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    local = replace(lock, packages=tuple(
+        replace(p, sdist=replace(p.sdist, url=entry.path.as_uri())) if p.sdist else p
+        for p in lock.packages))
+    assert fetch([local], store).downloaded == 1
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+    assert fixture_index.requests == []
+
+    gone = replace(local, packages=tuple(
+        replace(p, sdist=replace(p.sdist, url=(tmp_path / entry.filename).as_uri(),
+                                 sha256="0" * 64)) if p.sdist else p
+        for p in local.packages))
+    with pytest.raises(NotFoundError, match="the locked file is missing; needed by set core"):
+        fetch([gone], store)
+
+
 # -- refusing what does not verify -------------------------------------------------
 
 

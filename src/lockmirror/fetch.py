@@ -37,7 +37,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -677,6 +676,8 @@ class _Runner:
 
     def _copy_local(self, item: FetchItem, handle: BinaryIO, partial: Path,
                     digest: hashlib._Hash, shown: _Shown) -> tuple[hashlib._Hash, int, bool]:
+        import urllib.request  # file:// sources only; not worth its import time otherwise
+
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(item.url).path))
         length = 0
         try:
