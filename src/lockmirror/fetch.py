@@ -190,15 +190,21 @@ class FetchSummary:
 
     def describe(self) -> str:
         """One line for the edge to print."""
-        rate = self.downloaded_bytes / self.seconds if self.seconds > 0 else 0.0
-        text = (f"{self.files} files: {self.downloaded} downloaded "
+        text = (f"{plural(self.files, 'file')}: {self.downloaded} downloaded "
                 f"({format_bytes(self.downloaded_bytes)}), {self.present} already present "
                 f"({format_bytes(self.present_bytes)})")
         if self.derived:
-            text += f", {self.derived} metadata files read from their wheels"
+            text += f", {plural(self.derived, 'metadata file')} read from their wheels"
         if self.resumed_bytes:
             text += f", {format_bytes(self.resumed_bytes)} resumed"
-        return text + f" in {self.seconds:.1f} s ({format_bytes(int(rate))}/s)"
+        text += f" in {self.seconds:.1f} s"
+        if self.downloaded_bytes and self.seconds > 0:
+            text += f" ({format_bytes(int(self.downloaded_bytes / self.seconds))}/s)"
+        return text
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def format_bytes(count: int) -> str:

@@ -13,7 +13,14 @@ import time
 from typing import TextIO
 
 from ..config import DEFAULT_CONFIG, load_config
-from ..fetch import FetchItem, FetchProgress, FetchSummary, fetch_config, format_bytes
+from ..fetch import (
+    FetchItem,
+    FetchProgress,
+    FetchSummary,
+    fetch_config,
+    format_bytes,
+    plural,
+)
 
 NAME = "fetch"
 HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "
@@ -113,7 +120,7 @@ class PlainProgress:
         self._files, self._total = files, total_bytes
         self._started = self._last = time.monotonic()
         if files:
-            self._line(f"{files} files to download ({format_bytes(total_bytes)})")
+            self._line(f"{plural(files, 'file')} to download ({format_bytes(total_bytes)})")
 
     def advance(self, nbytes: int) -> None:
         self._bytes += nbytes
