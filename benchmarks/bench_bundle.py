@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,27 +84,42 @@ def make_tree(wheels: list[Path], root: Path) -> None:
     scan_tree(root).write(root / "manifest.json")
 
 
-def timed(action: Callable[[], object], reset: Callable[[], None]) -> float:
+def cpu_seconds() -> float:
+    """User + system time of this process (all threads) and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(action: Callable[[], object], reset: Callable[[], None]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run."""
     reset()
+    cpu = cpu_seconds()
     start = time.perf_counter()
     action()
-    elapsed = time.perf_counter() - start
-    return elapsed
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def compare(name: str, ours: Callable[[], object], theirs: dict[str, Callable[[], object]],
             reset: Callable[[], None], runs: int, size: int) -> dict[str, float]:
+    """Median wall time per contender; CPU time printed too (it does not
+    depend on what else the machine is doing, wall time does)."""
     contenders = {"lockmirror": ours, **theirs}
     for action in contenders.values():  # warm-up: page cache, imports
         timed(action, reset)
-    samples: dict[str, list[float]] = {label: [] for label in contenders}
+    walls: dict[str, list[float]] = {label: [] for label in contenders}
+    cpus: dict[str, list[float]] = {label: [] for label in contenders}
     for _ in range(runs):
         for label, action in contenders.items():
-            samples[label].append(timed(action, reset))
-    medians = {label: statistics.median(values) for label, values in samples.items()}
-    print(f"\n{name} ({size / 1e6:.0f} MB, median of {runs}):")
+            wall, cpu = timed(action, reset)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
+    medians = {label: statistics.median(values) for label, values in walls.items()}
+    print(f"\n{name} ({size / 1e6:.0f} MB, median of {runs}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
     for label, median in medians.items():
-        print(f"  {label:<44} {median:7.3f} s  {size / median / 1e6:8.0f} MB/s")
+        print(f"  {label:<46} {median:7.3f} s wall {size / median / 1e6:6.0f} MB/s   "
+              f"{statistics.median(cpus[label]):6.3f} s CPU")
     return medians
 
 
