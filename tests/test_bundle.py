@@ -337,6 +337,16 @@ def test_split_volumes_are_slices_of_the_same_tar(tmp_path: Path) -> None:
     assert head.info.content_id == whole.content_id
 
 
+def test_rebuilding_with_other_volumes_removes_the_old_ones(tmp_path: Path) -> None:
+    split = bundle(tmp_path / "in", tmp_path / "out", split="100K")
+    whole = bundle(tmp_path / "in", tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        whole.path.name, whole.checksums.name]
+    again = bundle(tmp_path / "in", tmp_path / "out", split="100K")
+    assert again.changed and again.sha256 == split.sha256
+    assert not whole.path.exists()
+
+
 def test_missing_volume_is_named(tmp_path: Path) -> None:
     split = bundle(tmp_path / "in", tmp_path / "split", split="100K")
     split.parts[1].unlink()

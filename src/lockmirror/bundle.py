@@ -33,6 +33,7 @@ which pins every member, so it names the content.
 from __future__ import annotations
 
 import bisect
+import glob
 import hashlib
 import io
 import json
@@ -583,38 +584,10 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         carried = {path: entry for path, entry in manifest.files.items()
                    if _is_page(path) or entry.sha256 not in have}
 
-    members: list[_Member] = []
-    members.append(_Member(MIRROR_YAML_NAME, data=_read_input(mirror_yaml)))
-    lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
-    if not lockfiles:
-        raise LockmirrorError("no pylock.*.toml lockfiles here", where=str(lockfile_dir),
-                              hint="run `doit lock`")
-    for path in lockfiles:
-        members.append(_Member(f"{LOCKFILE_DIR}/{path.name}", data=_read_input(path)))
-    tool_python = None
-    with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
-        if with_tool:
-            if progress:
-                progress("collecting lockmirror's wheels")
-            wheels = collect_tool_wheels(
-                cache_dir or Path.home() / ".cache" / "lockmirror", Path(scratch),
-                progress=progress)
-            tool_python = wheels.python
-            for path in sorted(wheels.wheels, key=lambda p: p.name):
-                members.append(_Member(f"{TOOL_DIR}/{path.name}", data=_read_input(path)))
-        members.append(_Member(INDEX_MANIFEST, data=index_manifest_bytes))
-        for rel, entry in sorted(carried.items()):
-            path = index_dir / rel
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                raise LockmirrorError("listed in manifest.json but missing", where=str(path),
-                                      hint="rebuild the index") from None
-            if size != entry.size:
-                raise LockmirrorError(f"size {size} differs from manifest.json ({entry.size})",
-                                      where=str(path), hint="rebuild the index")
-            members.append(_Member(f"{INDEX_DIR}/{rel}", path=path, entry=entry))
-        tool_count = sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/"))
+    members, tool_python = _gather(index_dir, carried, lockfile_dir=lockfile_dir,
+                                   mirror_yaml=mirror_yaml, index_manifest=index_manifest_bytes,
+                                   with_tool=with_tool, cache_dir=cache_dir, progress=progress)
+    tool_count = sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/"))
 
     provisional = BundleInfo(name=name, kind=kind, index_manifest_sha256=sha256_bytes(
         index_manifest_bytes), base_manifest_sha256=base_sha, lockmirror_version=__version__,
@@ -636,12 +609,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     head = [_Member("", is_dir=True), _Member(INFO_NAME, data=info_bytes)]
     if signature is not None:
         head.append(_Member(SIGNATURE_NAME, data=signature))
-    directories = {str(Path(m.name).parent.as_posix()) for m in members}
-    for directory in list(directories):
-        parts = directory.split("/")
-        directories.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    directories.discard(".")
-    ordered = head + sorted([*members, *(_Member(d, is_dir=True) for d in directories)], key=_key)
+    ordered = head + sorted([*members, *_directories(members)], key=_key)
     layout = _Layout(info.top, ordered, epoch)
 
     stem = info.filename
@@ -671,6 +639,51 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     digests = layout.write(out_dir, names, volume_size, verify_sources=verify_sources)
     atomic_write(checksums_path, format_checksums(zip(names, digests)))
     return result(digests, changed=True)
+
+
+def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
+            mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
+            cache_dir: Path | None, progress: Progress | None) -> tuple[list[_Member], str | None]:
+    """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
+    members = [_Member(MIRROR_YAML_NAME, data=_read_input(mirror_yaml))]
+    lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
+    if not lockfiles:
+        raise LockmirrorError("no pylock.*.toml lockfiles here", where=str(lockfile_dir),
+                              hint="run `doit lock`")
+    members += [_Member(f"{LOCKFILE_DIR}/{path.name}", data=_read_input(path))
+                for path in lockfiles]
+    tool_python = None
+    if with_tool:
+        if progress:
+            progress("collecting lockmirror's wheels")
+        with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
+            wheels = collect_tool_wheels(cache_dir or Path.home() / ".cache" / "lockmirror",
+                                         Path(scratch), progress=progress)
+            members += [_Member(f"{TOOL_DIR}/{path.name}", data=_read_input(path))
+                        for path in sorted(wheels.wheels, key=lambda p: p.name)]
+        tool_python = wheels.python
+    members.append(_Member(INDEX_MANIFEST, data=index_manifest))
+    for rel, entry in sorted(carried.items()):
+        path = index_dir / rel
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise LockmirrorError("listed in manifest.json but missing", where=str(path),
+                                  hint="rebuild the index") from None
+        if size != entry.size:
+            raise LockmirrorError(f"size {size} differs from manifest.json ({entry.size})",
+                                  where=str(path), hint="rebuild the index")
+        members.append(_Member(f"{INDEX_DIR}/{rel}", path=path, entry=entry))
+    return members, tool_python
+
+
+def _directories(members: Iterable[_Member]) -> list[_Member]:
+    """A directory entry for every parent of a member (below the top)."""
+    found: set[str] = set()
+    for member in members:
+        parts = member.name.split("/")[:-1]
+        found.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return [_Member(directory, is_dir=True) for directory in found]
 
 
 def _key(member: _Member) -> str:
@@ -893,6 +906,12 @@ class _VolumeWriter:
             raise AssertionError("fewer volumes than computed")
         for temp, name in zip(self.temps, self.names):
             os.replace(temp, self.out_dir / name)
+        # The same bundle written before with other volume sizes (or unsplit):
+        # its files would no longer match the .sha256 listing written next.
+        stem = _stem(self.names[0])
+        for stale in self.out_dir.glob(f"{glob.escape(stem)}*"):
+            if stale.name not in self.names and (stale.name == stem or _PART.match(stale.name)):
+                stale.unlink(missing_ok=True)
 
     def abort(self) -> None:
         if self.fd >= 0:
