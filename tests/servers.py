@@ -5,7 +5,8 @@ its pid. Fixtures (import them into a test module to use them):
 
 * ``moto_s3`` - moto's server mode: fast, checks no credentials.
 * ``seaweed_s3`` - SeaweedFS with an S3 gateway that checks credentials
-  (``AKID``/``SECRET``, anonymous may read) and checksums.
+  (``AKID``/``SECRET``; ``READER``/``READER-SECRET`` may only read and list;
+  anonymous may read) and checksums.
 * ``pypiserver`` (function scope, emptied before each test) over the
   session's ``pypiserver_session`` with an htpasswd file (update, download
   and list need credentials).
@@ -147,6 +148,8 @@ def start_seaweed(workdir: Path) -> S3Server:
     config.write_text(json.dumps({"identities": [
         {"name": "admin", "credentials": [{"accessKey": "AKID", "secretKey": "SECRET"}],
          "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+        {"name": "reader", "credentials": [{"accessKey": "READER", "secretKey": "READER-SECRET"}],
+         "actions": ["Read", "List"]},
         {"name": "anonymous", "actions": ["Read"]},
     ]}))
     (workdir / "data").mkdir()
@@ -267,37 +270,34 @@ def start_devpi(workdir: Path) -> Devpi:
 # ----------------------------------------------------------------------
 
 
-def _workdir(factory: pytest.TempPathFactory, name: str) -> Path:
-    # SeaweedFS and devpi want short paths (unix sockets); pytest's are long
-    del factory
-    return Path(tempfile.mkdtemp(prefix=f"lm-{name}-"))
+def _serving(start: Callable[[Path], Any], name: str) -> Iterator[Any]:
+    """Start a server in a fresh short-pathed directory; stop it and clean up afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"lm-{name}-"))  # devpi/SeaweedFS: short paths
+    try:
+        server = start(workdir)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    try:
+        yield server
+    finally:
+        server.process.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    workdir = _workdir(tmp_path_factory, "moto")
-    server = start_moto(workdir)
-    yield server
-    server.process.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+def moto_s3() -> Iterator[S3Server]:
+    yield from _serving(start_moto, "moto")
 
 
 @pytest.fixture(scope="session")
-def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    workdir = _workdir(tmp_path_factory, "weed")
-    server = start_seaweed(workdir)
-    yield server
-    server.process.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+def seaweed_s3() -> Iterator[S3Server]:
+    yield from _serving(start_seaweed, "weed")
 
 
 @pytest.fixture(scope="session")
-def pypiserver_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
-    workdir = _workdir(tmp_path_factory, "pypiserver")
-    server = start_pypiserver(workdir)
-    yield server
-    server.process.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+def pypiserver_session() -> Iterator[PypiServer]:
+    yield from _serving(start_pypiserver, "pypiserver")
 
 
 @pytest.fixture
@@ -307,12 +307,8 @@ def pypiserver(pypiserver_session: PypiServer) -> UploadServer:
 
 
 @pytest.fixture(scope="session")
-def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devpi]:
-    workdir = _workdir(tmp_path_factory, "devpi")
-    server = start_devpi(workdir)
-    yield server
-    server.process.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+def devpi() -> Iterator[Devpi]:
+    yield from _serving(start_devpi, "devpi")
 
 
 # ----------------------------------------------------------------------

@@ -111,3 +111,32 @@ def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path
                                                      layout="tree"))
     assert "files/alpha/alpha-1.1-py3-none-any.whl" in {i.path for i in again.plan.present}
     assert check_tree(target, Manifest.read(target / "manifest.json")).missing == ()
+
+
+def test_cli_publishes_to_every_configured_destination_or_one(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"""\
+version: 1
+sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
+targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
+sets: {{core: {{requirements: [beta]}}}}
+paths: {{index: "{index_tree}"}}
+publish:
+  web: {{kind: directory, path: www, layout: tree}}
+  pypiserver-dir: {{kind: directory, path: packages}}
+""")
+    assert main(["publish", "--config", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "publish pypiserver-dir" in out and "publish web" in out and "dry run" in out
+    assert not (tmp_path / "www").exists()
+    assert main(["publish", "--config", str(config)]) == 0
+    assert (tmp_path / "www" / "manifest.json").is_file()  # relative to mirror.yaml
+    assert len(list((tmp_path / "packages").glob("*.whl"))) == len(
+        [a for a in artifacts(index_tree) if a.endswith(".whl")])
+    capsys.readouterr()
+    assert main(["publish", "--config", str(config), "--to", "web"]) == 0
+    assert "publish web" in capsys.readouterr().out
+    assert main(["publish", "--config", str(config), "--to", "nope"]) == 1
+    assert "no publish destination named 'nope' (defined: pypiserver-dir, web)" in \
+        capsys.readouterr().err

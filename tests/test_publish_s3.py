@@ -353,6 +353,26 @@ def test_seaweedfs_publish_installs_with_pip_and_noop(weed_env: S3Server, index_
     assert again.uploaded == () and again.present_count == len(want)
 
 
+def test_noop_plan_is_signed_by_lockmirror_without_boto3(weed_env: S3Server, index_tree: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # SeaweedFS checks signatures, so this proves the standard-library SigV4 path right
+    bucket = weed_env.new_bucket()
+    dest = destination(weed_env, bucket, prefix="quick/path", directory_keys=False)
+    publish(index_tree, dest)
+    tree = SourceTree.open(index_tree)
+    publisher = S3Publisher(dest)
+    plan = publisher.plan(tree)
+    assert plan.upload == () and len(plan.present) == len(
+        wanted_keys(index_tree, "quick/path", directory_keys=False))
+    assert publisher.quick_reads == 1 and publisher._client is None  # boto3 never made
+    # credentials the server refuses: the quick path steps aside and boto3 reports it
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    refused = S3Publisher(dest)
+    with pytest.raises(PublishError, match="credentials were refused"):
+        refused.plan(tree)
+    assert refused.quick_reads == 0
+
+
 def test_seaweedfs_wrong_credentials_publish_nothing(weed_env: S3Server, index_tree: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = weed_env.new_bucket()
@@ -360,6 +380,19 @@ def test_seaweedfs_wrong_credentials_publish_nothing(weed_env: S3Server, index_t
     with pytest.raises(PublishError, match="credentials were refused while listing the bucket "
                                            r"\(SignatureDoesNotMatch\)"):
         publish(index_tree, destination(weed_env, bucket, directory_keys=False))
+    assert weed_env.keys(bucket) == {}
+
+
+def test_seaweedfs_read_only_credentials_stop_at_the_lock(weed_env: S3Server, index_tree: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = weed_env.new_bucket()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "READER")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "READER-SECRET")
+    dest = destination(weed_env, bucket, directory_keys=False)
+    assert len(publish(index_tree, dest, dry_run=True).plan.upload) > 0  # reading is allowed
+    with pytest.raises(PublishError, match=r"credentials were refused while taking the publish "
+                                           r"lock \(AccessDenied\)"):
+        publish(index_tree, dest)
     assert weed_env.keys(bucket) == {}
 
 

@@ -116,7 +116,10 @@ def test_devpi_takes_the_index_and_the_wheel_twine_refuses(
     assert len(result.uploaded) == len(artifacts(tree))
     pip_install(tmp_path / "site", [*INSTALL, "licexpr"], index_url=server.simple_url)
     assert (tmp_path / "site" / "licexpr").is_dir()
-    again = publish(tree, dest, environ=env)
+    # without simple_url: the default <url>/simple/ is not devpi's; its +simple/ is found
+    guessed = UploadDestination(kind="upload", url=server.url, username_env="REPO_USER",
+                                password_env="REPO_PASSWORD")
+    again = publish(tree, guessed, environ=env)
     assert again.uploaded == () and again.present_count == len(artifacts(tree))
 
 
@@ -148,7 +151,7 @@ def test_same_name_other_bytes_is_a_loud_error_and_the_rest_still_goes(
     impostor = build_wheel(tmp_path / "other", "beta", "1.0", requires_dist=["nothing-else"])
     assert pypiserver.packages is not None
     shutil.copyfile(impostor, pypiserver.packages / impostor.name)
-    with pytest.raises(PublishError, match=r"1 files not published \(\d+ uploaded .*\): "
+    with pytest.raises(PublishError, match=r"1 file not published \(\d+ uploaded .*\): "
                                            r"beta-1.0-py3-none-any.whl: the repository holds "
                                            "other bytes under this name"):
         publish(index_tree, destination(pypiserver), environ=credentials(pypiserver))
@@ -192,3 +195,23 @@ def test_prune_is_refused_for_upload_apis(pypiserver: UploadServer, index_tree: 
     with pytest.raises(PublishError, match="upload API cannot delete"):
         publish(index_tree, destination(pypiserver), environ=credentials(pypiserver),
                 prune=True)
+
+
+def test_a_file_the_repository_refuses_does_not_block_the_others(devpi: Devpi,
+                                                                 tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "built", "realname", "1.0")
+    tree = tmp_path / "tree"
+    (tree / "files" / "other").mkdir(parents=True)
+    shutil.copyfile(wheel, tree / "files" / "other" / "other-1.0-py3-none-any.whl")
+    (tree / "files" / "realname").mkdir()
+    shutil.copyfile(wheel, tree / "files" / "realname" / wheel.name)
+    scan_tree(tree).write(tree / "manifest.json")
+    server = devpi.new_index()
+    with pytest.raises(PublishError) as refused:
+        publish(tree, destination(server), environ=credentials(server), jobs=1)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "1 file not published (1 uploaded" in message
+    assert "other-1.0-py3-none-any.whl: refused (HTTP 400: filename " in message
+    assert wheel.name in UploadPublisher(destination(server), environ=credentials(server)
+                                         ).repository_files("realname")

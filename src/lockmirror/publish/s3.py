@@ -157,6 +157,7 @@ class S3Publisher:
         self._known: dict[str, tuple[str, str]] = {}
         self._receipt: dict[str, tuple[str, str]] = {}
         self._listing: dict[str, _Remote] = {}
+        self.quick_reads = 0  # plans answered without boto3 (see _quick_state)
 
     # ------------------------------------------------------------------
     # client and errors
@@ -196,8 +197,12 @@ class S3Publisher:
         GET of the receipt, and a HEAD for each same-size key the receipt does
         not vouch for (none after a publish by lockmirror). Raises PublishError
         for unreachable endpoints, refused credentials and missing buckets."""
-        self._listing = self._list()
-        self._receipt = self._read_receipt() if RECEIPT_KEY in self._listing else {}
+        quick = self._quick_state()
+        if quick is not None:
+            self._listing, self._receipt = quick
+        else:
+            self._listing = self._list()
+            self._receipt = self._read_receipt() if RECEIPT_KEY in self._listing else {}
         wanted = self.wanted(tree)
         upload: list[Item] = []
         present: list[Item] = []
@@ -231,6 +236,32 @@ class S3Publisher:
         return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
                     stale=stale, delete=stale if prune else ())
 
+    def _quick_state(self) -> tuple[dict[str, _Remote], dict[str, tuple[str, str]]] | None:
+        """Listing and receipt without boto3 (see :mod:`.s3quick`), or None to use boto3.
+
+        Used only before a boto3 client exists: a client handed in (or made
+        for uploading) is used for everything."""
+        if self._client is not None:
+            return None
+        from .s3quick import QuickBucketReader, QuickReadFailed
+
+        try:
+            reader = QuickBucketReader.for_destination(self.destination)
+        except QuickReadFailed:
+            return None
+        if reader is None:
+            return None
+        try:
+            listing = {key: _Remote(size, etag)
+                       for key, (size, etag) in reader.list(self.prefix).items()}
+            raw = reader.get(self.prefix + RECEIPT_KEY) if RECEIPT_KEY in listing else None
+        except QuickReadFailed:
+            return None  # boto3 will say what is wrong, or succeed where this could not
+        finally:
+            reader.close()
+        self.quick_reads += 1
+        return listing, parse_receipt(raw) if raw is not None else {}
+
     def _list(self) -> dict[str, _Remote]:
         found: dict[str, _Remote] = {}
         try:
@@ -248,13 +279,7 @@ class S3Publisher:
     def _read_receipt(self) -> dict[str, tuple[str, str]]:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY)
-            data = json.loads(body["Body"].read())
-            if data.get("format") != RECEIPT_FORMAT:
-                return {}
-            return {str(key): (str(value[0]), str(value[1]))
-                    for key, value in data["objects"].items()}
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return {}  # an unreadable receipt only costs HEAD requests
+            return parse_receipt(body["Body"].read())
         except s3_errors() as error:
             if _error_code(error) == "NoSuchKey":
                 return {}
@@ -514,6 +539,18 @@ def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> 
         s3={"addressing_style": "path"} if destination.endpoint_url else {})
     return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
                           config=config)
+
+
+def parse_receipt(raw: bytes) -> dict[str, tuple[str, str]]:
+    """Key -> (sha256, ETag) from a receipt object; {} when unreadable (that only
+    costs HEAD requests, never a wrong answer: the ETag must match too)."""
+    try:
+        data = json.loads(raw)
+        if data.get("format") != RECEIPT_FORMAT:
+            return {}
+        return {str(key): (str(value[0]), str(value[1])) for key, value in data["objects"].items()}
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}
 
 
 @functools.cache

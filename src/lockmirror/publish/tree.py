@@ -113,15 +113,16 @@ class SourceTree:
             raise LockmirrorError("manifest is missing", where=str(path),
                                   hint="build the index with `doit index`") from None
         manifest = Manifest.loads(raw.decode("utf-8"), where=str(path))
+        base = str(root)
         for rel, entry in sorted(manifest.files.items()):
+            full = os.path.join(base, rel)  # strings: a no-op publish stats thousands of files
             try:
-                size = os.stat(root / rel).st_size
+                size = os.stat(full).st_size
             except FileNotFoundError:
-                raise IntegrityError("listed in manifest.json but missing",
-                                     where=str(root / rel)) from None
+                raise IntegrityError("listed in manifest.json but missing", where=full) from None
             if size != entry.size:
                 raise IntegrityError(f"is {size} bytes, manifest.json says {entry.size}",
-                                     where=str(root / rel), hint="rebuild or re-import the index")
+                                     where=full, hint="rebuild or re-import the index")
         return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)))
 
     def items(self) -> list[Item]:

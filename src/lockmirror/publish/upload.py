@@ -61,6 +61,7 @@ from .tree import (
     SourceTree,
     first_lines,
     no_progress,
+    plural,
 )
 
 DEFAULT_JOBS = 4
@@ -72,7 +73,8 @@ Credentials = tuple[str, str]
 
 def simple_url_for(destination: UploadDestination) -> str:
     """The repository's simple index: ``simple_url``, else ``<url>/simple/``
-    (pypiserver, Nexus, Artifactory; devpi needs ``simple_url: .../+simple/``)."""
+    (pypiserver, Nexus, Artifactory; devpi's ``<url>/+simple/`` is found on the
+    first page read, see ``UploadPublisher._devpi_simple_url``)."""
     if destination.simple_url:
         url = destination.simple_url
     else:
@@ -220,7 +222,7 @@ class UploadPublisher:
         self.credentials = upload_credentials(destination, environ)
         prefixes = {_origin(self.url), _origin(self.simple_url)}
         creds = {prefix: self.credentials for prefix in prefixes} if self.credentials else {}
-        self.session = make_session(retries=3, pool_size=self.jobs + 2, credentials=creds)
+        self.session = make_session(retries=3, pool_size=max(self.jobs, 8) + 2, credentials=creds)
         # POST bodies are streamed, so urllib3 must not replay them: retried here instead.
         self.post_session = make_session(retries=0, timeout=(10, 600), pool_size=self.jobs + 2,
                                          credentials=creds)
@@ -256,6 +258,8 @@ class UploadPublisher:
             raise PublishError("too many redirects", where=redact_url(url))
         status = response.status_code
         if status in (404, 410):
+            if self._devpi_simple_url(response):
+                return self.repository_files(project)
             return {}
         if status in (401, 403):
             raise PublishError(f"the credentials were refused reading {redact_url(url)} "
@@ -276,6 +280,15 @@ class UploadPublisher:
             raise PublishError(f"cannot read the repository's page ({error.message})",
                                where=redact_url(url)) from None
         return {file.filename: file for file in page.files}
+
+    def _devpi_simple_url(self, response: requests.Response) -> bool:
+        """devpi serves an index's pages under ``<index>/+simple/``: switch there when the
+        default ``<url>/simple/`` was guessed and a devpi server answered 404."""
+        guessed = not self.destination.simple_url and self.simple_url.endswith("/simple/")
+        if guessed and any(name.lower().startswith("x-devpi") for name in response.headers):
+            self.simple_url = self.url.rstrip("/") + "/+simple/"
+            return True
+        return False
 
     def _remote_sha256(self, file: DistFile) -> str | None:
         """The page's sha256, else the hash of the downloaded file (pages without hashes)."""
@@ -303,7 +316,8 @@ class UploadPublisher:
         pages: dict[str, dict[str, DistFile]] = {}
         if projects:  # the first alone: a wrong password or URL fails once, not per project
             pages[projects[0]] = self.repository_files(projects[0])
-        with ThreadPoolExecutor(self.jobs) as pool:
+        # page reads are small and the server's work: more at once than uploads
+        with ThreadPoolExecutor(max(self.jobs, 8)) as pool:
             pages.update(zip(projects[1:], pool.map(self.repository_files, projects[1:]),
                              strict=True))
         upload: list[Item] = []
@@ -372,7 +386,8 @@ class UploadPublisher:
         problems = [o.problem for o in outcomes if o.problem] + [
             f"{name}: the repository holds other bytes under this name" for name in plan.conflicts]
         if problems:
-            raise PublishError(f"{len(problems)} files not published ({result.summary()}): "
+            raise PublishError(f"{plural(len(problems), 'file')} not published "
+                               f"({result.summary()}): "
                                f"{first_lines(problems)}", where=self.display,
                                hint="a conflict needs a new version or a removal by hand"
                                if plan.conflicts else None)
