@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from .errors import IntegrityError, LockmirrorError, NotFoundError
@@ -479,7 +479,8 @@ class _Builder:
             "store": str(self.store.root),
             "rows": {k: rows_cache[k] for s in sets for k in s.keys},
             "lockfiles": {s.input.sha256: (s.meta(), tuple(s.keys)) for s in sets},
-            "projects": built.projects, "sets": built.sets,
+            "projects": {k: tuple(v) for k, v in built.projects.items()},
+            "sets": {k: tuple(v) for k, v in built.sets.items()},
         }
         atomic_write(cache_path, marshal.dumps(cache_data), fsync=False)
         new_state = {
@@ -524,8 +525,10 @@ class _Builder:
     def _build(self, root: Path, sets: list[_LockedSet], provenance: Provenance,
                previous: dict[str, Any]) -> _Built:
         """Write what changed into ``root``; ``previous`` is the trusted cache ({} if none)."""
-        prev_projects: dict[str, ProjectRecord] = previous.get("projects", {})
-        prev_sets: dict[str, SetRecord] = previous.get("sets", {})
+        prev_projects = {k: ProjectRecord._make(v)
+                         for k, v in previous.get("projects", {}).items()}
+        prev_sets = {k: SetRecord._make(v) for k, v in previous.get("sets", {}).items()}
+        prev_rows: dict[str, Row] = previous.get("rows", {})
         grouped: dict[str, list[tuple[str, str, Row]]] = {}
         for locked in sets:
             for key, row in zip(locked.keys, locked.rows, strict=True):
@@ -537,7 +540,7 @@ class _Builder:
             items = grouped[name]
             digest = _sha("\n".join(f"{s} {k}" for s, k, _ in items).encode())
             before = prev_projects.get(name)
-            if before is not None and before[0] == digest:
+            if before is not None and before.digest == digest:
                 records[name] = before
             else:
                 dirty.append((name, digest, _merge_project(name, items)))
@@ -545,26 +548,28 @@ class _Builder:
         self.progress(f"{len(dirty)} of {len(names)} projects changed")
 
         # 1. artifacts and metadata, before any page links to them
-        planned: dict[str, list[tuple[str, str, int | None]]] = {}
+        # (wheel filename, its .metadata path, sha256, size when already in the tree)
+        planned_metadata: dict[str, list[tuple[str, str, str, int | None]]] = {}
         to_place: list[tuple[str, str, int | None]] = []
         for name, _digest, releases in dirty:
             before = prev_projects.get(name)
-            had = {f[0]: f for f in before[1]} if before is not None else {}
-            files: list[tuple[str, str, int | None]] = []
+            had = {rel: (sha256, size) for rel, sha256, size
+                   in _previous_files(name, before, prev_rows)}
+            metadata_files = planned_metadata[name] = []
             for release in releases:
                 for file in release.files:
                     rel = f"files/{name}/{file.filename}"
-                    files.append((rel, file.sha256, file.size))
-                    if had.get(rel) != (rel, file.sha256, file.size):
+                    if had.get(rel) != (file.sha256, file.size):
                         to_place.append((rel, file.sha256, file.size))
                     if file.metadata_sha256:
                         old = had.get(rel + ".metadata")
-                        if old is not None and old[1] == file.metadata_sha256:
-                            files.append(old)
+                        if old is not None and old[0] == file.metadata_sha256:
+                            size = old[1]
                         else:
-                            files.append((rel + ".metadata", file.metadata_sha256, None))
+                            size = None
                             to_place.append((rel + ".metadata", file.metadata_sha256, None))
-            planned[name] = files
+                        metadata_files.append((file.filename, rel + ".metadata",
+                                               file.metadata_sha256, size))
         placed: dict[str, int] = {}
         missing: list[str] = []
         worker = None
@@ -588,29 +593,31 @@ class _Builder:
             worker.finish()
             self._raise_missing(missing)
         for name, digest, releases in dirty:
-            files_done = tuple((rel, sha256, placed[rel] if size is None else size)
-                               for rel, sha256, size in planned[name])
-            records[name] = (digest, files_done, *pages[name],
-                             sum(len(r.files) for r in releases),
-                             sum(f.size for r in releases for f in r.files))
+            metadata_sizes = tuple((filename, placed[rel] if size is None else size)
+                                   for filename, rel, _sha256, size in planned_metadata[name])
+            records[name] = ProjectRecord(
+                digest, tuple(k for _, k, _ in grouped[name]), *pages[name],
+                artifacts=sum(len(r.files) for r in releases),
+                size=sum(f.size for r in releases for f in r.files),
+                metadata_sizes=metadata_sizes)
 
         # 3. lockfiles, constraints and each set's part of the landing page
         self.progress("writing lockfiles, constraints, root and landing pages")
         set_records: dict[str, SetRecord] = {}
         for locked in sets:
             before_set = prev_sets.get(locked.name)
-            if before_set is not None and before_set[0] == locked.input.sha256:
+            if before_set is not None and before_set.lockfile_sha256 == locked.input.sha256:
                 set_records[locked.name] = before_set
             else:
                 set_records[locked.name] = self._set_files(root, locked)
 
         # 4. root pages and the landing page
-        artifacts = sum(r[6] for r in records.values())
-        total = sum(r[7] for r in records.values())
-        sources = sorted({s for record in set_records.values() for s in record[3]})
+        artifacts = sum(r.artifacts for r in records.values())
+        total = sum(r.size for r in records.values())
+        sources = sorted({s for record in set_records.values() for s in record.sources})
         landing = LandingPage(
             title=self.title, set_names=tuple(s.name for s in sets),
-            sections=tuple(set_records[s.name][2] for s in sets),
+            sections=tuple(set_records[s.name].section for s in sets),
             provenance=replace(provenance, sources=tuple(sources)),
             projects=len(names), files=artifacts, total_size=total)
         root_files = [self._put(root, "simple/index.html", root_html(names).encode()),
@@ -623,18 +630,20 @@ class _Builder:
         entries: dict[str, Entry] = {}
         for name in names:
             record = records[name]
-            for rel, sha256, size in record[1]:
+            for rel, sha256, size in _project_files(name, [row for _, _, row in grouped[name]],
+                                                    dict(record.metadata_sizes)):
                 entries[rel] = Entry(sha256, size)
-            entries[f"simple/{name}/index.html"] = Entry(record[2], record[3])
-            entries[f"simple/{name}/index.json"] = Entry(record[4], record[5])
+            entries[f"simple/{name}/index.html"] = Entry(record.html_sha256, record.html_size)
+            entries[f"simple/{name}/index.json"] = Entry(record.json_sha256, record.json_size)
         for set_record in set_records.values():
-            for rel, sha256, size in set_record[1]:
+            for rel, sha256, size in set_record.files:
                 entries[rel] = Entry(sha256, size)
         for rel, sha256, size in root_files:
             entries[rel] = Entry(sha256, size)
         if self.fresh or not self.fsync:
             os.sync()
-        removed = self._stale(root, entries, previous, records, set_records)
+        removed = self._stale(root, entries, (prev_projects, prev_sets, prev_rows),
+                              records, set_records)
         Manifest(files=entries).write(root / MANIFEST_NAME)
         for rel in removed:
             try:
@@ -670,7 +679,8 @@ class _Builder:
             files.append(self._put(root, f"constraints/{locked.name}-{target.name}.txt",
                                    constraints_text(locked.name, target, pins).encode()))
         sources = tuple(sorted({row[6] for row in locked.rows} - {""}))
-        return (locked.input.sha256, tuple(files), set_section(_summary(locked)), sources)
+        return SetRecord(locked.input.sha256, tuple(files), set_section(_summary(locked)),
+                         sources)
 
     def _place_all(self, root: Path, to_place: list[tuple[str, str, int | None]],
                    placed: dict[str, int], missing: list[str]) -> None:
@@ -683,22 +693,26 @@ class _Builder:
             raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
                                 where=str(self.store.root), hint="run `doit fetch`")
 
-    def _stale(self, root: Path, entries: dict[str, Entry], previous: dict[str, Any],
+    def _stale(self, root: Path, entries: dict[str, Entry],
+               previous: tuple[dict[str, ProjectRecord], dict[str, SetRecord], dict[str, Row]],
                records: dict[str, ProjectRecord], set_records: dict[str, SetRecord],
                ) -> list[str]:
         """Files of the tree no lockfile needs any more, pages first (so no page
-        links to a file already gone)."""
+        links to a file already gone). With the previous records only what they
+        list is considered; without them, every file of the tree."""
         if self.fresh:
             return []
-        if previous:
+        prev_projects, prev_sets, prev_rows = previous
+        if prev_projects or prev_sets:
             candidates: set[str] = set()
-            for name, record in previous.get("projects", {}).items():
+            for name, record in prev_projects.items():
                 if records.get(name) is not record:
-                    candidates.update(f[0] for f in record[1])
+                    candidates.update(rel for rel, _, _ in
+                                      _previous_files(name, record, prev_rows))
                     candidates.update((f"simple/{name}/index.html", f"simple/{name}/index.json"))
-            for set_name, set_record in previous.get("sets", {}).items():
+            for set_name, set_record in prev_sets.items():
                 if set_records.get(set_name) is not set_record:
-                    candidates.update(f[0] for f in set_record[1])
+                    candidates.update(rel for rel, _, _ in set_record.files)
             present: Iterable[str] = candidates
         else:
             present = _walk(root)
@@ -837,11 +851,27 @@ def _check_unique_sets(sets: list[_LockedSet]) -> None:
         seen[locked.name] = locked.input.path
 
 
-# project -> (input digest, ((path, sha256, size), ...) of its files and metadata,
-#             html sha256, html size, json sha256, json size, artifacts, bytes)
-ProjectRecord = tuple[Any, ...]
-# set -> (lockfile sha256, ((path, sha256, size), ...), landing section, sources)
-SetRecord = tuple[Any, ...]
+class ProjectRecord(NamedTuple):
+    """What the cache remembers of a project's part of the tree (stored as a plain tuple)."""
+
+    digest: str  # of the package blocks it was built from
+    keys: tuple[str, ...]  # those blocks' keys in the rows cache
+    html_sha256: str
+    html_size: int
+    json_sha256: str
+    json_size: int
+    artifacts: int
+    size: int  # bytes of its artifacts
+    metadata_sizes: tuple[tuple[str, int], ...]  # (wheel filename, .metadata size)
+
+
+class SetRecord(NamedTuple):
+    """What the cache remembers of a set's files (stored as a plain tuple)."""
+
+    lockfile_sha256: str
+    files: tuple[tuple[str, str, int], ...]  # (path, sha256, size): lockfile copy, constraints
+    section: str  # its landing-page section
+    sources: tuple[str, ...]
 
 
 @dataclass
@@ -891,6 +921,34 @@ def _merge_project(name: str, items: list[tuple[str, str, Row]]) -> list[Release
     return [Release(name, version, data["requires_python"], data["yanked"],
                     tuple(data["files"][f] for f in sorted(data["files"])))
             for version, data in sorted(versions.items())]
+
+
+def _project_files(name: str, rows: Iterable[Row],
+                   metadata_sizes: dict[str, int]) -> list[tuple[str, str, int]]:
+    """(path, sha256, size) of a project's artifacts and .metadata files, as
+    :func:`_merge_project` would place them (first set's file wins)."""
+    files: dict[str, tuple[str, int]] = {}
+    metadata: dict[str, str] = {}
+    for row in rows:
+        for filename, size, sha256, _upload_time, metadata_sha256 in row[7]:
+            files.setdefault(filename, (sha256, size))
+            if metadata_sha256 and filename not in metadata:
+                metadata[filename] = metadata_sha256
+    found = []
+    for filename, (sha256, size) in files.items():
+        rel = f"files/{name}/{filename}"
+        found.append((rel, sha256, size))
+        if filename in metadata and filename in metadata_sizes:
+            found.append((rel + ".metadata", metadata[filename], metadata_sizes[filename]))
+    return found
+
+
+def _previous_files(name: str, record: ProjectRecord | None,
+                    rows: dict[str, Row]) -> list[tuple[str, str, int]]:
+    """What an earlier run placed for a project (nothing when unknown)."""
+    if record is None or any(key not in rows for key in record.keys):
+        return []
+    return _project_files(name, [rows[key] for key in record.keys], dict(record.metadata_sizes))
 
 
 def _summary(locked: _LockedSet) -> SetSummary:
