@@ -510,3 +510,18 @@ def test_index_command(own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[
     own_mirror.store.path(own_mirror.catalogue.find("beta", "1.0").sha256).unlink()
     assert main([*args, "--full"]) == 1
     assert "not in the store" in capsys.readouterr().err
+
+
+def test_files_deleted_by_hand_are_put_back(own_mirror: FixtureMirror) -> None:
+    build(own_mirror)
+    beta = own_mirror.catalogue.find("beta", "1.0").filename
+    gone = [f"files/beta/{beta}", "simple/beta/index.json", "constraints/extra-host.txt"]
+    for rel in gone:
+        (own_mirror.out / rel).unlink()
+    (own_mirror.out / "files" / "beta" / "stray.txt").write_text("not from a lockfile")
+    result = build(own_mirror)
+    assert not result.noop
+    assert set(result.written) == set(gone)
+    assert result.removed == ("files/beta/stray.txt",) and result.removed_releases == ()
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+    assert build(own_mirror).noop

@@ -357,6 +357,19 @@ def _stat_key(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _tree_key(root: Path, dirs: Sequence[str]) -> str | None:
+    """A digest of the mtimes of ``dirs`` below ``root`` (None if one is missing)."""
+    digest = hashlib.sha256()
+    base = str(root)
+    for rel in dirs:
+        try:
+            stat = os.stat(f"{base}/{rel}" if rel else base)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        digest.update(f"{rel}\0{stat.st_mtime_ns}\0{stat.st_ino}\n".encode())
+    return digest.hexdigest()
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_bytes())
@@ -431,8 +444,12 @@ class _Builder:
             [(i.path.name, i.sha256) for i in inputs],
         ]).encode()).hexdigest()
         manifest_stat = _stat_key(manifest_path)
-        if (not self.full and state.get("key") == key and manifest_stat is not None
-                and state.get("manifest") == manifest_stat):
+        # The tree is as we left it: same manifest, and no directory gained or
+        # lost an entry (a file deleted or added by hand changes its directory's
+        # mtime; one stat per directory, not per file).
+        intact = (manifest_stat is not None and state.get("manifest") == manifest_stat
+                  and _tree_key(self.out_dir, state.get("dirs", [])) == state.get("tree"))
+        if not self.full and state.get("key") == key and intact:
             summary = state.get("summary", {})
             return IndexResult(out_dir=self.out_dir, noop=True, written=(), removed=(),
                                removed_releases=(), projects=int(summary.get("projects", 0)),
@@ -440,8 +457,7 @@ class _Builder:
                                total_size=int(summary.get("total_size", 0)))
         cache = self._read_cache(cache_path)
         # The previous outputs are trusted only while the tree is the one we left.
-        trusted = (not self.full and manifest_stat is not None
-                   and state.get("manifest") == manifest_stat
+        trusted = (not self.full and intact
                    and cache.get("out_dir") == str(self.out_dir)
                    and cache.get("store") == str(self.store.root))
         rows_cache: dict[str, Row] = cache.get("rows", {})
@@ -483,10 +499,12 @@ class _Builder:
             "sets": {k: tuple(v) for k, v in built.sets.items()},
         }
         atomic_write(cache_path, marshal.dumps(cache_data), fsync=False)
+        dirs = sorted({rel.rpartition("/")[0] for rel in built.paths})
         new_state = {
             "format": INDEX_FORMAT, "key": key,
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
             "manifest": _stat_key(manifest_path), "summary": built.summary,
+            "dirs": dirs, "tree": _tree_key(self.out_dir, dirs),
         }
         atomic_write(state_path, json.dumps(new_state, indent=1, sort_keys=True) + "\n",
                      fsync=False)
@@ -652,7 +670,7 @@ class _Builder:
                 pass
         _prune_dirs(root, removed)
         summary = {"projects": len(names), "files": artifacts, "total_size": total}
-        return _Built(records, set_records, removed, summary)
+        return _Built(records, set_records, removed, summary, tuple(entries))
 
     def _pages(self, root: Path, dirty: list[tuple[str, str, list[Release]]],
                ) -> dict[str, tuple[str, int, str, int]]:
@@ -880,6 +898,7 @@ class _Built:
     sets: dict[str, SetRecord]
     removed: list[str]
     summary: dict[str, int]
+    paths: tuple[str, ...]  # every file of the tree but the manifest
 
 
 def _load(item: _Input, rows_cache: dict[str, Row],
@@ -1009,7 +1028,7 @@ def _releases_of(removed: Iterable[str]) -> list[str]:
             else:
                 version = str(parse_sdist_filename(filename)[1])
         except (InvalidWheelFilename, InvalidSdistFilename):
-            version = filename
+            continue  # not a distribution (a stray file)
         releases.add(f"{project} {version}")
     return sorted(releases)
 
