@@ -18,10 +18,12 @@ How it stays fast and quiet:
   sha256 and the store's file name proves it. Pages are hashed in memory.
 * A small state file beside the output (``.<out>.lockmirror/state.json``)
   records the inputs' key (lockfile hashes, title, mirror.yaml commit, tool
-  version) and the manifest's stat; when both match, a run returns without
-  parsing anything or touching the tree (it does not stat every output file:
-  ``full=True`` re-checks everything, and ``lockmirror verify DIR`` checks a
-  tree against its manifest).
+  version), the manifest's stat and the mtimes of the tree's directories;
+  when all match, a run returns without parsing anything or writing. It
+  stats each directory, not each file: a file deleted or added by hand
+  changes its directory and is put back or taken out by the next run; a
+  file edited in place is found by ``full=True`` (every file compared) or
+  ``lockmirror verify DIR`` (every hash checked against the manifest).
 * A cache beside it (``cache.marshal``) keeps every lockfile package block
   already parsed (keyed by the block's text, so only changed blocks of a
   changed lockfile are parsed again, and unchanged lockfiles are not read),
