@@ -189,7 +189,8 @@ def verify_closure(
     ``serve=True`` serves ``index_dir`` with :class:`~lockmirror.serve.MirrorServer`
     on a free 127.0.0.1 port for the duration instead. ``install=False`` runs
     only the uv resolutions. ``work_dir`` (default: a temporary directory,
-    removed afterwards) holds the uv cache and the virtual environments.
+    removed afterwards) holds the uv cache and the virtual environments; both
+    start empty on every run, so nothing cached can hide a missing file.
 
     Returns a report (``report.raise_for_failures()`` turns failures into a
     ResolutionError). Raises LockmirrorError when the index has no lockfiles,
@@ -206,6 +207,8 @@ def verify_closure(
         temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-"))
         work_dir = temp_root
     work_dir.mkdir(parents=True, exist_ok=True)
+    # A cache left by an earlier run could stand in for a file the index has lost.
+    shutil.rmtree(work_dir / "uv-cache", ignore_errors=True)
     checks: list[Check] = []
     used_url = ""
     try:
