@@ -476,6 +476,15 @@ def test_encrypted_pem_key_needs_the_passphrase_from_the_environment(
     monkeypatch.setenv(signing.PASSPHRASE_ENV, "s3cret")
     assert signing.load_private_key(tmp_path / "k.pem")
 
+    public = signing.generate_keypair(tmp_path / "new" / "key")  # encrypted: passphrase set
+    assert (tmp_path / "new" / "key").stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "new" / "key").read_bytes()
+    key = signing.load_private_key(tmp_path / "new" / "key")
+    signing.verify(b"m", signing.sign(b"m", key), signing.load_public_key(public), where="t")
+    monkeypatch.delenv(signing.PASSPHRASE_ENV)
+    with pytest.raises(LockmirrorError, match=signing.PASSPHRASE_ENV):
+        signing.load_private_key(tmp_path / "new" / "key")
+
 
 # --------------------------------------------------------------------------
 # CLI

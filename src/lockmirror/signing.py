@@ -146,11 +146,13 @@ def fingerprint(key: Ed25519PublicKey) -> str:
 
 
 def generate_keypair(private_path: Path, *, comment: str = "lockmirror") -> Path:
-    """Write a new Ed25519 key pair: OpenSSH private key (mode 0600) and ``.pub``.
+    """Write a new Ed25519 key pair: the private key (mode 0600) and ``.pub``.
 
-    The private key is encrypted when :data:`PASSPHRASE_ENV` is set (reading
-    it back then needs the ``bcrypt`` package). Refuses to overwrite an
-    existing private key (LockmirrorError). Returns the public key's path.
+    The private key is in OpenSSH form, or, when :data:`PASSPHRASE_ENV` is
+    set, encrypted PKCS#8 PEM (OpenSSH's encrypted form needs the optional
+    ``bcrypt`` package). The public key is an OpenSSH ``ssh-ed25519`` line.
+    Refuses to overwrite an existing private key (LockmirrorError). Returns
+    the public key's path.
     """
     public_path = private_path.with_name(private_path.name + ".pub")
     if private_path.exists():
@@ -158,20 +160,27 @@ def generate_keypair(private_path: Path, *, comment: str = "lockmirror") -> Path
                               where=str(private_path))
     key = Ed25519PrivateKey.generate()
     password = _passphrase()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password) if password
-        else serialization.NoEncryption())
-    private_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.OpenSSH, encryption)
+    if password:
+        private_pem = key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.BestAvailableEncryption(password))
+    else:
+        private_pem = key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.OpenSSH,
+                                        serialization.NoEncryption())
     public_line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                 serialization.PublicFormat.OpenSSH)
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    # O_EXCL with 0600 from the start: the secret is never readable by others,
-    # not even for the instant before a chmod.
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private_pem)
-    atomic_write(public_path, public_line + b" " + comment.encode() + b"\n")
+    try:
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL with 0600 from the start: the secret is never readable by
+        # others, not even for the instant before a chmod.
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(private_pem)
+        atomic_write(public_path, public_line + b" " + comment.encode() + b"\n")
+    except OSError as exc:
+        raise LockmirrorError(f"cannot write the key: {exc.strerror}",
+                              where=str(exc.filename or private_path)) from None
     return public_path
 
 
