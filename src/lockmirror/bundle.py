@@ -246,6 +246,9 @@ def locate_bundle(paths: Sequence[Path]) -> BundleSource:
     given = [Path(p) for p in paths if not str(p).endswith(".sha256")]
     if not given:
         raise BundleError("no bundle given")
+    for path in given:
+        if not path.is_file():
+            raise BundleError("no such file", where=str(path))
     stems = {_stem(p.name) for p in given}
     if len(stems) != 1:
         raise BundleError(f"these are not one bundle: {', '.join(sorted(stems))}",
