@@ -37,6 +37,11 @@ def task_bundle():
     return stages.bundle_task(MIRROR)
 
 
+def task_publish():
+    """Publish dist-index/ to every destination in mirror.yaml (publish:<name> for one)."""
+    yield from stages.publish_tasks(MIRROR)
+
+
 def task_audit():
     """Re-check the locked releases against the policy now (always runs)."""
     return stages.audit_task(MIRROR)

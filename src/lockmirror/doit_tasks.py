@@ -313,3 +313,37 @@ def audit_task(project: Project) -> TaskDict:
         "uptodate": [False],
         "verbosity": 2,
     }
+
+
+# -- publish -----------------------------------------------------------------
+
+
+def _publish(project: Project, name: str) -> None:
+    from .publish import publish_configured
+
+    result = publish_configured(project.loaded, name)
+    print(f"publish {name}: {result.summary()}")
+
+
+def publish_tasks(project: Project) -> Iterator[TaskDict]:
+    """One subtask per destination; each asks the destination what it lacks
+    (a listing, a receipt or its simple pages), so it always runs and a
+    current destination costs a few requests and uploads nothing."""
+    names = project.summary["publish"]
+    if not names:
+        def explain() -> None:
+            print("publish: mirror.yaml defines no destinations; add a `publish:` section "
+                  "(kinds s3, upload, directory) - see README, Publishing")
+
+        yield {"name": "none", "doc": "no destinations in mirror.yaml", "actions": [explain],
+               "uptodate": [False], "verbosity": 2}
+        return
+    for name in names:
+        yield {
+            "name": name,
+            "doc": f"publish dist-index/ to the destination '{name}' of mirror.yaml",
+            "actions": [_action(_publish, project, name)],
+            "task_dep": ["index"],
+            "uptodate": [False],
+            "verbosity": 2,
+        }
