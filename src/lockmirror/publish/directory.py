@@ -35,11 +35,10 @@ from .tree import (
     ProgressEvent,
     PublishResult,
     SourceTree,
-    in_phases,
+    in_steps,
     is_artifact,
     lock_holder_text,
     no_progress,
-    plural,
 )
 
 STATE_DIR = ".lockmirror"
@@ -137,13 +136,14 @@ class DirectoryPublisher:
         with self._locked():
             plan = self.plan(tree, prune=prune)
             try:
-                for phase, items in in_phases(plan.upload):
-                    self.progress(ProgressEvent(f"copying {plural(len(items), phase)}", 0, len(items)))
-                    for count, item in enumerate(items, 1):
+                for step in in_steps(plan.upload):
+                    self.progress(ProgressEvent(f"copying {step.describe()}", 0,
+                                                len(step.items)))
+                    for count, item in enumerate(step.items, 1):
                         self._copy(tree, item)
                         uploaded.append(item.path)
-                        self.progress(ProgressEvent(f"copied {item.path}", count, len(items),
-                                                    detail=True))
+                        self.progress(ProgressEvent(f"copied {item.path}", count,
+                                                    len(step.items), detail=True))
                 for path in plan.delete:
                     self._remove(path)
                     deleted.append(path)

@@ -46,7 +46,6 @@ from ..config import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..fsutil import sha256_bytes, sha256_file
 from .tree import (
-    FILE,
     MANIFEST,
     Item,
     Plan,
@@ -54,12 +53,12 @@ from .tree import (
     ProgressEvent,
     PublishResult,
     SourceTree,
+    Step,
     first_lines,
     human_bytes,
-    in_phases,
+    in_steps,
     lock_holder_text,
     no_progress,
-    plural,
 )
 
 # boto3 is imported lazily (the CLI starts faster for every other command);
@@ -316,12 +315,12 @@ class S3Publisher:
             plan = self.plan(tree, prune=prune)  # the bucket may have changed while we waited
             try:
                 with ThreadPoolExecutor(self.jobs) as pool:
-                    for phase, items in in_phases(plan.upload):
+                    for step in in_steps(plan.upload):
                         self.progress(ProgressEvent(
-                            f"uploading {plural(len(items), phase)} "
-                            f"({human_bytes(sum(i.size for i in items))})",
-                            0, len(items)))
-                        self._run_phase(pool, tree, phase, items, uploaded)
+                            f"uploading {step.describe()} "
+                            f"({human_bytes(sum(i.size for i in step.items))})",
+                            0, len(step.items)))
+                        self._run_step(pool, tree, step, uploaded)
                 if plan.delete:
                     self.progress(ProgressEvent(f"deleting {len(plan.delete)} stale objects"))
                     self._delete(plan.delete, deleted)
@@ -333,8 +332,9 @@ class S3Publisher:
         return PublishResult(destination=self.display, plan=plan, dry_run=False,
                              uploaded=tuple(uploaded), deleted=tuple(deleted), notes=tuple(notes))
 
-    def _run_phase(self, pool: ThreadPoolExecutor, tree: SourceTree, phase: str,
-                   items: Sequence[Item], uploaded: list[str]) -> None:
+    def _run_step(self, pool: ThreadPoolExecutor, tree: SourceTree, step: Step,
+                  uploaded: list[str]) -> None:
+        items = step.items
         stop = threading.Event()
         done = 0
         lock = threading.Lock()
@@ -355,8 +355,10 @@ class S3Publisher:
                 count = done
             self.progress(ProgressEvent(f"uploaded {item.path}", count, len(items), detail=True))
 
-        futures: list[tuple[Item, Future[None]]] = [(item, pool.submit(one, item))
-                                                    for item in items]
+        # largest first: a big file started last would leave the other workers idle at
+        # the phase barrier
+        futures: list[tuple[Item, Future[None]]] = [
+            (item, pool.submit(one, item)) for item in sorted(items, key=lambda i: -i.size)]
         problems: list[LockmirrorError] = []
         for item, future in futures:
             error = future.exception()
@@ -365,16 +367,16 @@ class S3Publisher:
                                 else self._convert(error, "uploading", item.path))
         if not problems:
             return
-        untouched = "the pages were left as they were" if phase == FILE else \
-            "the root pages and manifest were left as they were" if phase != MANIFEST else \
-            "the manifest was left as it was"
+        untouched = "the pages were left as they were" if step.first else \
+            "the root pages and manifest were left as they were" if MANIFEST not in step.kinds \
+            else "the manifest was left as it was"
         # One cause for all (credentials, bucket, endpoint) is shown as itself.
         first = problems[0]
         if isinstance(first, PublishError) and all(str(p) == str(first) for p in problems):
             raise PublishError(first.message, where=first.where,
                                hint=f"{first.hint + '; ' if first.hint else ''}{untouched}")
         raise PublishError(
-            f"{len(problems)} of {plural(len(items), phase)} failed: "
+            f"{len(problems)} of {step.describe()} failed: "
             f"{first_lines([str(p) for p in problems])}", where=self.display,
             hint=f"{untouched}; fix the cause and publish again")
 
@@ -533,10 +535,15 @@ def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> 
                            hint="check ~/.aws/config or the destination's profile") from None
     region = destination.region or session.region_name or (
         "us-east-1" if destination.endpoint_url else None)
+    s3_options: dict[str, Any] = {
+        # Every upload carries its sha256 as the (signed) x-amz-checksum-sha256 header,
+        # which the server verifies; signing the payload too would hash every byte again.
+        "payload_signing_enabled": False}
+    if destination.endpoint_url:
+        s3_options["addressing_style"] = "path"
     config = botocore.config.Config(
         max_pool_connections=pool, connect_timeout=10, read_timeout=120,
-        retries={"max_attempts": 4, "mode": "standard"},
-        s3={"addressing_style": "path"} if destination.endpoint_url else {})
+        retries={"max_attempts": 4, "mode": "standard"}, s3=s3_options)
     return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
                           config=config)
 

@@ -3,11 +3,12 @@
 Every destination publishes the same ordered phases, so that no client ever
 sees a link to something that is not there yet:
 
-1. ``file``: artifacts and their PEP 658 ``.metadata`` (``files/...``);
-2. ``document``: constraints, lockfiles and anything else the pages link to;
-3. ``project page``: ``simple/<project>/...``;
-4. ``root page``: ``simple/index.html``, ``simple/index.json``, ``index.html``;
-5. ``manifest``: ``manifest.json``, last of all: it vouches for the rest.
+1. ``file``: artifacts and their PEP 658 ``.metadata`` (``files/...``), together
+   with ``document``: constraints, lockfiles and anything else only the landing
+   page links to;
+2. ``project page``: ``simple/<project>/...``;
+3. ``root page``: ``simple/index.html``, ``simple/index.json``, ``index.html``;
+4. ``manifest``: ``manifest.json``, last of all: it vouches for the rest.
 
 Deletions (``--prune``) come after every phase, when nothing links the
 deleted objects any more.
@@ -214,12 +215,36 @@ def human_bytes(size: int) -> str:
     return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
 
 
-def in_phases(items: Iterable[Item]) -> list[tuple[str, list[Item]]]:
-    """Items grouped by phase, in publishing order (empty phases left out)."""
-    groups: dict[str, list[Item]] = {}
-    for item in items:
-        groups.setdefault(item.kind, []).append(item)
-    return [(phase, groups[phase]) for phase in PHASES if phase in groups]
+# Kinds written together: documents are linked from the landing page only, never from
+# a project page, so they need not wait for the files (one barrier less).
+_STEPS: tuple[tuple[str, ...], ...] = ((FILE, DOCUMENT), (PROJECT_PAGE,), (ROOT_PAGE,),
+                                       (MANIFEST,))
+
+
+@dataclass(frozen=True)
+class Step:
+    """Items uploaded together; the next step starts only when all of them are there."""
+
+    kinds: tuple[str, ...]
+    items: list[Item]
+
+    @property
+    def first(self) -> bool:
+        """Nothing that links anything has been written before this step."""
+        return FILE in self.kinds
+
+    def describe(self) -> str:
+        """``22 files and 5 documents`` / ``1 manifest``."""
+        counts = [(kind, sum(1 for item in self.items if item.kind == kind))
+                  for kind in self.kinds]
+        return " and ".join(plural(count, kind) for kind, count in counts if count)
+
+
+def in_steps(items: Iterable[Item]) -> list[Step]:
+    """Items grouped into publishing steps, in order (empty steps left out)."""
+    chosen = list(items)
+    steps = [Step(kinds, [item for item in chosen if item.kind in kinds]) for kinds in _STEPS]
+    return [step for step in steps if step.items]
 
 
 def plural(count: int, noun: str) -> str:
