@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import __version__
 from .errors import IntegrityError, LockmirrorError, NotFoundError
 from .fsutil import atomic_write
-from .manifest import MANIFEST_NAME, Entry, Manifest
+from .manifest import MANIFEST_NAME, Entry, encode_entries, join_encoded
 from .pages import (
     IndexFile,
     LandingPage,
@@ -501,7 +501,7 @@ class _Builder:
             "sets": {k: tuple(v) for k, v in built.sets.items()},
         }
         atomic_write(cache_path, marshal.dumps(cache_data), fsync=False)
-        dirs = sorted({rel.rpartition("/")[0] for rel in built.paths})
+        dirs = list(built.dirs)
         new_state = {
             "format": INDEX_FORMAT, "key": key,
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
@@ -612,14 +612,25 @@ class _Builder:
         if worker is not None:
             worker.finish()
             self._raise_missing(missing)
+        wanted: set[str] = set()  # what changed projects, sets and the root now hold
         for name, digest, releases in dirty:
             metadata_sizes = tuple((filename, placed[rel] if size is None else size)
                                    for filename, rel, _sha256, size in planned_metadata[name])
+            html_sha256, html_size, json_sha256, json_size = pages[name]
+            files = sorted(_project_files(name, [row for _, _, row in grouped[name]],
+                                          dict(metadata_sizes)))
+            page_entries = [(f"simple/{name}/index.html", Entry(html_sha256, html_size)),
+                            (f"simple/{name}/index.json", Entry(json_sha256, json_size))]
+            wanted.update(rel for rel, _, _ in files)
+            wanted.update(rel for rel, _ in page_entries)
             records[name] = ProjectRecord(
                 digest, tuple(k for _, k, _ in grouped[name]), *pages[name],
                 artifacts=sum(len(r.files) for r in releases),
                 size=sum(f.size for r in releases for f in r.files),
-                metadata_sizes=metadata_sizes)
+                metadata_sizes=metadata_sizes,
+                files_manifest=encode_entries((rel, Entry(sha256, size))
+                                              for rel, sha256, size in files),
+                pages_manifest=encode_entries(page_entries))
 
         # 3. lockfiles, constraints and each set's part of the landing page
         self.progress("writing lockfiles, constraints, root and landing pages")
@@ -645,34 +656,38 @@ class _Builder:
                       self._put(root, "index.html", landing_html(landing).encode())]
 
         # 5. the manifest (synced after bulk writes, so it never names lost data),
-        #    then what no lockfile needs any more
+        #    then what no lockfile needs any more. It is assembled from each
+        #    project's cached part: a project's paths sort together under its
+        #    directory, so parts ordered by that directory give sorted paths.
         self.progress("writing the manifest")
-        entries: dict[str, Entry] = {}
+        single = [*(f for record in set_records.values() for f in record.files), *root_files]
+        wanted.update(rel for rel, _, _ in single)
+        parts = [(rel, encode_entries([(rel, Entry(sha256, size))]))
+                 for rel, sha256, size in single]
         for name in names:
             record = records[name]
-            for rel, sha256, size in _project_files(name, [row for _, _, row in grouped[name]],
-                                                    dict(record.metadata_sizes)):
-                entries[rel] = Entry(sha256, size)
-            entries[f"simple/{name}/index.html"] = Entry(record.html_sha256, record.html_size)
-            entries[f"simple/{name}/index.json"] = Entry(record.json_sha256, record.json_size)
-        for set_record in set_records.values():
-            for rel, sha256, size in set_record.files:
-                entries[rel] = Entry(sha256, size)
-        for rel, sha256, size in root_files:
-            entries[rel] = Entry(sha256, size)
+            parts.append((f"files/{name}/", record.files_manifest))
+            parts.append((f"simple/{name}/", record.pages_manifest))
+        parts.sort()
         if self.fresh or not self.fsync:
             os.sync()
-        removed = self._stale(root, entries, (prev_projects, prev_sets, prev_rows),
+        removed = self._stale(root, wanted, (prev_projects, prev_sets, prev_rows),
                               records, set_records)
-        Manifest(files=entries).write(root / MANIFEST_NAME)
+        atomic_write(root / MANIFEST_NAME, join_encoded(part for _, part in parts),
+                     only_if_changed=True)
         for rel in removed:
             try:
                 os.unlink(root / rel)
             except FileNotFoundError:
                 pass
         _prune_dirs(root, removed)
+        dirs = {rel.rpartition("/")[0] for rel, _, _ in single} | {"", "simple"}
+        for name in names:
+            dirs.add(f"simple/{name}")
+            if records[name].artifacts:
+                dirs.update(("files", f"files/{name}"))
         summary = {"projects": len(names), "files": artifacts, "total_size": total}
-        return _Built(records, set_records, removed, summary, tuple(entries))
+        return _Built(records, set_records, removed, summary, tuple(sorted(dirs)))
 
     def _pages(self, root: Path, dirty: list[tuple[str, str, list[Release]]],
                ) -> dict[str, tuple[str, int, str, int]]:
@@ -713,13 +728,14 @@ class _Builder:
             raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
                                 where=str(self.store.root), hint="run `doit fetch`")
 
-    def _stale(self, root: Path, entries: dict[str, Entry],
+    def _stale(self, root: Path, wanted: set[str],
                previous: tuple[dict[str, ProjectRecord], dict[str, SetRecord], dict[str, Row]],
                records: dict[str, ProjectRecord], set_records: dict[str, SetRecord],
                ) -> list[str]:
         """Files of the tree no lockfile needs any more, pages first (so no page
         links to a file already gone). With the previous records only what they
-        list is considered; without them, every file of the tree."""
+        list for changed projects and sets is considered (``wanted`` holds what
+        those have now); without them, every file of the tree."""
         if self.fresh:
             return []
         prev_projects, prev_sets, prev_rows = previous
@@ -735,8 +751,8 @@ class _Builder:
                     candidates.update(rel for rel, _, _ in set_record.files)
             present: Iterable[str] = candidates
         else:
-            present = _walk(root)
-        stale = [rel for rel in present if rel not in entries and rel != MANIFEST_NAME]
+            present = _walk(root)  # every project was rebuilt: ``wanted`` has them all
+        stale = [rel for rel in present if rel not in wanted and rel != MANIFEST_NAME]
         return sorted(stale, key=lambda rel: (not rel.startswith("simple/"),
                                               rel.startswith("files/"), rel))
 
@@ -883,6 +899,8 @@ class ProjectRecord(NamedTuple):
     artifacts: int
     size: int  # bytes of its artifacts
     metadata_sizes: tuple[tuple[str, int], ...]  # (wheel filename, .metadata size)
+    files_manifest: str  # manifest.encode_entries() of its files/<project>/ entries
+    pages_manifest: str  # ... and of its simple/<project>/ pages
 
 
 class SetRecord(NamedTuple):
@@ -900,7 +918,7 @@ class _Built:
     sets: dict[str, SetRecord]
     removed: list[str]
     summary: dict[str, int]
-    paths: tuple[str, ...]  # every file of the tree but the manifest
+    dirs: tuple[str, ...]  # every directory of the tree ("" is the tree itself)
 
 
 def _load(item: _Input, rows_cache: dict[str, Row],

@@ -39,18 +39,7 @@ class Manifest:
     files: Mapping[str, Entry] = field(default_factory=dict)
 
     def dumps(self) -> str:
-        if not self.files:
-            data = {"format": FORMAT, "files": entries_to_json(self.files)}
-            return json.dumps(data, indent=1, sort_keys=True) + "\n"
-        # The same bytes as json.dumps(that, indent=1, sort_keys=True), 3-5x faster:
-        # indented JSON is encoded in pure Python, and an index of 10,000 files
-        # has a 20,000-entry manifest to write on every change.
-        quote = json.encoder.encode_basestring_ascii
-        body = ",\n".join(
-            f'  {quote(path)}: {{\n   "sha256": {quote(entry.sha256)},\n'
-            f'   "size": {int(entry.size)}\n  }}'
-            for path, entry in sorted(self.files.items()))
-        return f'{{\n "files": {{\n{body}\n }},\n "format": {quote(FORMAT)}\n}}\n'
+        return join_encoded([encode_entries(sorted(self.files.items()))])
 
     @classmethod
     def loads(cls, text: str, *, where: str = MANIFEST_NAME) -> Manifest:
@@ -77,6 +66,29 @@ class Manifest:
     @property
     def total_size(self) -> int:
         return sum(e.size for e in self.files.values())
+
+
+def encode_entries(entries: Iterable[tuple[str, Entry]]) -> str:
+    """The text of ``entries`` (sorted by path) inside a manifest's ``files``.
+
+    :func:`join_encoded` of such parts, in path order, is :meth:`Manifest.dumps`:
+    a writer that keeps the parts of a large manifest re-encodes only what
+    changed. The bytes are those of ``json.dumps(data, indent=1, sort_keys=True)``,
+    3-5x faster (indented JSON is encoded in pure Python).
+    """
+    quote = json.encoder.encode_basestring_ascii
+    return ",\n".join(
+        f'  {quote(path)}: {{\n   "sha256": {quote(entry.sha256)},\n'
+        f'   "size": {int(entry.size)}\n  }}'
+        for path, entry in entries)
+
+
+def join_encoded(parts: Iterable[str]) -> str:
+    """A whole manifest from :func:`encode_entries` parts given in path order."""
+    body = ",\n".join(part for part in parts if part)
+    if not body:
+        return json.dumps({"format": FORMAT, "files": {}}, indent=1, sort_keys=True) + "\n"
+    return f'{{\n "files": {{\n{body}\n }},\n "format": {json.dumps(FORMAT)}\n}}\n'
 
 
 def entries_to_json(files: Mapping[str, Entry]) -> dict[str, dict[str, str | int]]:
