@@ -178,6 +178,22 @@ def test_file_urls_are_copied_verified_and_a_missing_one_is_named(
         fetch([gone], store)
 
 
+def test_what_a_crash_can_leave_in_the_store_is_fetched_again(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fetch([lock], store)
+    items = plan([lock])
+    # A file renamed before the disk had its bytes comes back short or empty.
+    for item in items:
+        store.path(item.sha256).write_bytes(b"")
+    assert missing(items, store) == items
+    again = fetch([lock], store, durable=True)
+    assert (again.downloaded, again.derived) == (1, 1)
+    for item in items:
+        assert sha256_file(store.path(item.sha256)) == item.sha256
+
+
 # -- refusing what does not verify -------------------------------------------------
 
 

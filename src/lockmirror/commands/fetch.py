@@ -36,13 +36,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="concurrent downloads (default: 8)")
     parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
                         help="auto: a live bar on a terminal, periodic lines otherwise")
+    parser.add_argument("--fsync", action="store_true",
+                        help="write each file to disk before naming it in the store, so it "
+                             "survives a power loss (slower: waits for the disk)")
 
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     progress = console_progress(sys.stderr, args.progress)
     try:
-        summary = fetch_config(loaded, max_workers=args.jobs, progress=progress)
+        summary = fetch_config(loaded, max_workers=args.jobs, progress=progress,
+                               durable=args.fsync)
     finally:
         if isinstance(progress, RichProgress):
             progress.close()  # a failed run must not leave the live display running
