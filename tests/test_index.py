@@ -525,3 +525,35 @@ def test_files_deleted_by_hand_are_put_back(own_mirror: FixtureMirror) -> None:
     assert result.removed == ("files/beta/stray.txt",) and result.removed_releases == ()
     assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
     assert build(own_mirror).noop
+
+
+def test_quarantined_releases_are_left_out(own_mirror: FixtureMirror, tmp_path: Path) -> None:
+    from lockmirror.quarantine import remove_from_index
+
+    build(own_mirror)
+    quarantined = {(canonicalize_name("yanky"), Version("1.0")),
+                   (canonicalize_name("native"), Version("1.0"))}
+    # audit --quarantine edits the built tree in place; the next build keeps them out
+    change = remove_from_index(own_mirror.out, quarantined)
+    assert change.removed
+    result = build(own_mirror, exclude=quarantined)
+    yanky_10 = own_mirror.catalogue.find("yanky", "1.0").filename
+    assert not (own_mirror.out / "files" / "yanky" / yanky_10).exists()
+    assert not (own_mirror.out / "simple" / "native").exists()
+    assert json.loads((own_mirror.out / "simple/yanky/index.json").read_text())["versions"] == [
+        "1.1"]
+    assert "native" not in (own_mirror.out / "simple/index.html").read_text()
+    assert "yanky==1.0" in (own_mirror.out / "constraints/extra-host.txt").read_text()
+    assert "quarantined" in (own_mirror.out / "index.html").read_text()
+    assert result.removed == ()  # remove_from_index already took the files out
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+    assert build(own_mirror, exclude=quarantined).noop
+    fresh = tmp_path / "fresh" / "dist-index"
+    build_index(own_mirror.lockfiles, own_mirror.store, fresh, title="Fixture mirror",
+                exclude=quarantined)
+    assert tree_bytes(own_mirror.out) == tree_bytes(fresh)
+    # taken off the list: back in the index
+    back = build(own_mirror)
+    assert f"files/yanky/{yanky_10}" in back.written
+    assert (own_mirror.out / "simple" / "native" / "index.html").is_file()
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "b"))

@@ -86,11 +86,13 @@ from .store import Store
 if TYPE_CHECKING:
     import subprocess
 
+    from packaging.version import Version
+
     from .lockfile import LockedPackage, Lockfile
 
 # Bump whenever what a page contains for the same input changes: it
 # invalidates the cache and so re-renders (and compares) every page.
-INDEX_FORMAT = "lockmirror-index/1"
+INDEX_FORMAT = "lockmirror-index/2"
 DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 CACHE_NAME = "cache.marshal"
@@ -139,6 +141,7 @@ def build_index(
     mirror_yaml: Path | None = None,
     title: str = DEFAULT_TITLE,
     full: bool = False,
+    exclude: Iterable[tuple[str, Version | str]] = (),
     state_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> IndexResult:
@@ -148,6 +151,10 @@ def build_index(
     (the fetch stage's job). ``mirror_yaml``, when given, is named on the
     landing page with its sha256 and the last git commit that touched it.
     ``full`` ignores the state and cache and compares every file.
+    ``exclude`` holds releases, (name, version), to leave out although locked:
+    the quarantine list (``QuarantineList.keys``). Their files and page
+    entries are not in the index; the landing page marks them quarantined and
+    the constraints still pin them (installing them must fail, not drift).
 
     Raises NotFoundError when a locked file is not in the store (run fetch),
     IntegrityError when the store or two lockfiles disagree about a file, and
@@ -163,6 +170,7 @@ def build_index(
         mirror_yaml=Path(mirror_yaml) if mirror_yaml else None,
         title=title,
         full=full,
+        exclude=_normalized_releases(exclude),
         state_dir=Path(state_dir) if state_dir else None,
         progress=progress or (lambda _message: None),
     )
@@ -417,6 +425,7 @@ class _Builder:
     mirror_yaml: Path | None
     title: str
     full: bool
+    exclude: frozenset[tuple[str, str]]
     state_dir: Path | None
     progress: Progress
 
@@ -444,6 +453,7 @@ class _Builder:
             [provenance.config_name, provenance.config_sha256, provenance.commit,
              provenance.config_modified],
             [(i.path.name, i.sha256) for i in inputs],
+            sorted(self.exclude),
         ]).encode()).hexdigest()
         manifest_stat = _stat_key(manifest_path)
         # The tree is as we left it: same manifest, and no directory gained or
@@ -538,6 +548,12 @@ class _Builder:
             return {}
         if not isinstance(data, dict) or data.get("format") != _cache_format():
             return {}
+        try:  # stored as plain tuples (marshal knows no named tuples)
+            data["projects"] = {k: ProjectRecord._make(v)
+                                for k, v in data.get("projects", {}).items()}
+            data["sets"] = {k: SetRecord._make(v) for k, v in data.get("sets", {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            return {}
         return data
 
     # -- the tree ----------------------------------------------------------
@@ -545,14 +561,14 @@ class _Builder:
     def _build(self, root: Path, sets: list[_LockedSet], provenance: Provenance,
                previous: dict[str, Any]) -> _Built:
         """Write what changed into ``root``; ``previous`` is the trusted cache ({} if none)."""
-        prev_projects = {k: ProjectRecord._make(v)
-                         for k, v in previous.get("projects", {}).items()}
-        prev_sets = {k: SetRecord._make(v) for k, v in previous.get("sets", {}).items()}
+        prev_projects: dict[str, ProjectRecord] = previous.get("projects", {})
+        prev_sets: dict[str, SetRecord] = previous.get("sets", {})
         prev_rows: dict[str, Row] = previous.get("rows", {})
         grouped: dict[str, list[tuple[str, str, Row]]] = {}
         for locked in sets:
             for key, row in zip(locked.keys, locked.rows, strict=True):
-                grouped.setdefault(row[0], []).append((locked.name, key, row))
+                if (row[0], row[1]) not in self.exclude:
+                    grouped.setdefault(row[0], []).append((locked.name, key, row))
         names = sorted(grouped)
         records: dict[str, ProjectRecord] = {}
         dirty: list[tuple[str, str, list[Release]]] = []
@@ -637,10 +653,12 @@ class _Builder:
         set_records: dict[str, SetRecord] = {}
         for locked in sets:
             before_set = prev_sets.get(locked.name)
-            if before_set is not None and before_set.lockfile_sha256 == locked.input.sha256:
+            excluded = tuple(sorted({(row[0], row[1]) for row in locked.rows} & self.exclude))
+            if (before_set is not None and before_set.lockfile_sha256 == locked.input.sha256
+                    and before_set.excluded == excluded):
                 set_records[locked.name] = before_set
             else:
-                set_records[locked.name] = self._set_files(root, locked)
+                set_records[locked.name] = self._set_files(root, locked, excluded)
 
         # 4. root pages and the landing page
         artifacts = sum(r.artifacts for r in records.values())
@@ -702,7 +720,8 @@ class _Builder:
             pages[name] = (_sha(html), len(html), _sha(data), len(data))
         return pages
 
-    def _set_files(self, root: Path, locked: _LockedSet) -> SetRecord:
+    def _set_files(self, root: Path, locked: _LockedSet,
+                   excluded: tuple[tuple[str, str], ...]) -> SetRecord:
         """Write a set's lockfile copy and constraints; render its landing section."""
         files = []
         data = locked.input.read()
@@ -714,8 +733,8 @@ class _Builder:
             files.append(self._put(root, f"constraints/{locked.name}-{target.name}.txt",
                                    constraints_text(locked.name, target, pins).encode()))
         sources = tuple(sorted({row[6] for row in locked.rows} - {""}))
-        return SetRecord(locked.input.sha256, tuple(files), set_section(_summary(locked)),
-                         sources)
+        section = set_section(_summary(locked, frozenset(excluded)))
+        return SetRecord(locked.input.sha256, tuple(files), section, sources, excluded)
 
     def _place_all(self, root: Path, to_place: list[tuple[str, str, int | None]],
                    placed: dict[str, int], missing: list[str]) -> None:
@@ -910,6 +929,7 @@ class SetRecord(NamedTuple):
     files: tuple[tuple[str, str, int], ...]  # (path, sha256, size): lockfile copy, constraints
     section: str  # its landing-page section
     sources: tuple[str, ...]
+    excluded: tuple[tuple[str, str], ...]  # its releases left out (quarantined)
 
 
 @dataclass
@@ -962,6 +982,25 @@ def _merge_project(name: str, items: list[tuple[str, str, Row]]) -> list[Release
             for version, data in sorted(versions.items())]
 
 
+def _normalized_releases(releases: Iterable[tuple[str, Version | str]],
+                         ) -> frozenset[tuple[str, str]]:
+    """(normalized name, normalized version) pairs, as the rows spell them."""
+    pairs = list(releases)
+    if not pairs:
+        return frozenset()
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    found = set()
+    for name, version in pairs:
+        try:
+            text = str(Version(str(version)))
+        except InvalidVersion:
+            text = str(version)
+        found.add((str(canonicalize_name(str(name))), text))
+    return frozenset(found)
+
+
 def _project_files(name: str, rows: Iterable[Row],
                    metadata_sizes: dict[str, int]) -> list[tuple[str, str, int]]:
     """(path, sha256, size) of a project's artifacts and .metadata files, as
@@ -990,7 +1029,7 @@ def _previous_files(name: str, record: ProjectRecord | None,
     return _project_files(name, [rows[key] for key in record.keys], dict(record.metadata_sizes))
 
 
-def _summary(locked: _LockedSet) -> SetSummary:
+def _summary(locked: _LockedSet, excluded: frozenset[tuple[str, str]]) -> SetSummary:
     packages = []
     sizes: dict[str, int] = {}
     for name, version, _rp, yanked, targets, build_only, _source, files in locked.rows:
@@ -998,7 +1037,8 @@ def _summary(locked: _LockedSet) -> SetSummary:
             sizes[file[2]] = file[1]
         packages.append(SetPackage(name=name, version=version, targets=targets,
                                    size=sum(f[1] for f in files), files=len(files),
-                                   build_only=build_only, yanked=yanked))
+                                   build_only=build_only, yanked=yanked,
+                                   quarantined=(name, version) in excluded))
     packages.sort(key=lambda p: (p.name, p.version))
     return SetSummary(name=locked.name, requirements=locked.requirements,
                       targets=locked.targets, packages=tuple(packages),

@@ -81,6 +81,7 @@ class SetPackage:
     files: int
     build_only: bool = False
     yanked: str | None = None
+    quarantined: bool = False  # locked, but left out of the index (quarantine list)
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,8 @@ def set_section(summary: SetSummary) -> str:
                     text += '<span class="tag yanked">yanked</span>'
                 if package.build_only:
                     text += '<span class="tag">build</span>'
+                if package.quarantined:
+                    text += '<span class="tag yanked">quarantined</span>'
                 texts.append(text)
             cells.append(f"<td>{'<br>'.join(texts)}</td>")
         releases = releases_by_name[name]

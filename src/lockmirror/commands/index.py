@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 NAME = "index"
 HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lockfiles and the store"
@@ -28,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror-yaml", type=Path,
                         help="the mirror.yaml to name on the landing page (default: --config "
                              "when it is read)")
+    parser.add_argument("--quarantine", type=Path,
+                        help="quarantine list whose releases are left out (default: "
+                             "paths.quarantine of mirror.yaml when it is read)")
     parser.add_argument("--full", action="store_true",
                         help="ignore the saved state: compare every file of the tree")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     lockfiles: list[Path] = list(args.lockfiles)
     store, out, mirror_yaml, title = args.store, args.out, args.mirror_yaml, args.title
+    quarantine = args.quarantine
     if not (lockfiles and store and out):
         from ..config import load_config
 
@@ -48,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
         out = out or loaded.index_dir
         mirror_yaml = mirror_yaml or loaded.path
         title = title or loaded.config.name
+        quarantine = quarantine or loaded.quarantine_path
+    exclude: Iterable[tuple[str, Version | str]] = ()
+    if quarantine is not None and quarantine.exists():
+        from ..quarantine import QuarantineList
+
+        exclude = QuarantineList.read(quarantine).keys
     result = build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
-                         title=title or DEFAULT_TITLE, full=args.full)
+                         title=title or DEFAULT_TITLE, full=args.full, exclude=exclude)
     if args.quiet:
         return 0
     what = (f"{result.projects} projects, {result.files} files, "
