@@ -60,7 +60,11 @@ class Publisher(Protocol):
         ...
 
     def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
-        """Upload ``plan.upload`` phase by phase, then delete ``plan.delete``."""
+        """Upload ``plan.upload`` step by step, then delete ``plan.delete``."""
+        ...
+
+    def run(self, tree: SourceTree, *, prune: bool = False) -> PublishResult:
+        """Plan and apply (a publisher may overlap the two)."""
         ...
 
 
@@ -113,10 +117,10 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
     publisher = make_publisher(destination, base_dir=base_dir, jobs=jobs, break_lock=break_lock,
                                lock_wait=lock_wait, progress=progress or no_progress,
                                environ=environ)
-    plan = publisher.plan(tree, prune=prune)
     if dry_run:
+        plan = publisher.plan(tree, prune=prune)
         return PublishResult(destination=publisher.display, plan=plan, dry_run=True)
-    return publisher.apply(tree, plan, prune=prune)
+    return publisher.run(tree, prune=prune)
 
 
 def configured_destination(loaded: LoadedConfig, name: str) -> Destination:

@@ -122,6 +122,10 @@ class DirectoryPublisher:
                     found.append((Path(dirpath) / name).relative_to(self.root).as_posix())
         return found
 
+    def run(self, tree: SourceTree, *, prune: bool = False) -> PublishResult:
+        """:meth:`plan`, then :meth:`apply` (which re-plans under the lock)."""
+        return self.apply(tree, self.plan(tree, prune=prune), prune=prune)
+
     def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
         """Copy what differs, phase by phase, then delete what ``--prune`` asked for.
 

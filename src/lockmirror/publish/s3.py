@@ -297,6 +297,10 @@ class S3Publisher:
     # applying
     # ------------------------------------------------------------------
 
+    def run(self, tree: SourceTree, *, prune: bool = False) -> PublishResult:
+        """:meth:`plan`, then :meth:`apply` (which re-plans under the lock)."""
+        return self.apply(tree, self.plan(tree, prune=prune), prune=prune)
+
     def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
         """Carry out ``plan`` under the bucket lock (re-planned once the lock is held).
 

@@ -5,7 +5,9 @@ servers answer a duplicate upload differently (pypiserver 409, or 400 when
 the client says it is twine; devpi 200 or 409; Nexus 400) and twine 7
 refuses ``--skip-existing`` for anything but PyPI. So the repository's
 simple page of each project is read first (PEP 691 JSON when offered, else
-PEP 503 HTML), and only files it lacks are uploaded. A file it holds under
+PEP 503 HTML), and only files it lacks are uploaded (a project's uploads
+start as soon as its page is read, while the other pages are still being
+read). A file it holds under
 the same name with other bytes is a conflict: never overwritten, reported
 loudly. An "already exists" answer counts as success only when the page
 then shows the file with our sha256.
@@ -36,13 +38,13 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import compat32
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -207,6 +209,53 @@ class _AuthRefused(Exception):
     pass
 
 
+class _Uploads:
+    """Uploads running ``jobs`` at a time; a refusal of the credentials stops the rest."""
+
+    def __init__(self, publisher: UploadPublisher, tree: SourceTree) -> None:
+        self.publisher = publisher
+        self.tree = tree
+        self.pool = ThreadPoolExecutor(publisher.jobs)
+        self.outcomes: list[_Outcome] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.submitted = 0
+
+    def submit(self, item: Item) -> None:
+        if self.stop.is_set():
+            return
+        with self.lock:
+            self.submitted += 1
+            if self.submitted == 1:
+                self.publisher.progress(ProgressEvent("uploading what the repository lacks"))
+        self.pool.submit(self._one, item)
+
+    def _one(self, item: Item) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            outcome = self.publisher._upload_one(self.tree, item)
+        except _AuthRefused as refused:
+            self.stop.set()
+            outcome = _Outcome(item.path, problem=str(refused))
+        except LockmirrorError as error:  # this file only: the others go on
+            outcome = _Outcome(item.path, problem=str(error))
+        with self.lock:
+            self.outcomes.append(outcome)
+            done, total = len(self.outcomes), self.submitted
+        verb = "uploaded" if outcome.uploaded else "present" if outcome.present else "refused"
+        self.publisher.progress(ProgressEvent(f"{verb} {item.path.rsplit('/', 1)[-1]}", done,
+                                              total, detail=True))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+
 class UploadPublisher:
     """The upload-API implementation of :class:`lockmirror.publish.Publisher`."""
 
@@ -308,36 +357,17 @@ class UploadPublisher:
     def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
         """Read each project's page (in parallel) and compare. Costs one GET per
         project (plus a download for a same-named file the page gives no hash for)."""
-        if prune:
-            raise PublishError("--prune is not possible here: the upload API cannot delete",
-                               where=self.display, hint="remove files in the repository's UI")
-        artifacts = tree.artifacts()
-        projects = sorted({item.path.split("/")[1] for item in artifacts})
-        pages: dict[str, dict[str, DistFile]] = {}
-        if projects:  # the first alone: a wrong password or URL fails once, not per project
-            pages[projects[0]] = self.repository_files(projects[0])
-        # page reads are small and the server's work: more at once than uploads
-        with ThreadPoolExecutor(max(self.jobs, 8)) as pool:
-            pages.update(zip(projects[1:], pool.map(self.repository_files, projects[1:]),
-                             strict=True))
-        upload: list[Item] = []
-        present: list[Item] = []
-        conflicts: list[str] = []
-        for item in artifacts:
-            project, filename = item.path.split("/")[1], item.path.rsplit("/", 1)[-1]
-            remote = pages[project].get(filename)
-            if remote is None:
-                upload.append(item)
-            elif self._remote_sha256(remote) == item.sha256:
-                present.append(item)
-            else:
-                conflicts.append(filename)
-        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
-                    conflicts=tuple(conflicts))
+        self._refuse_prune(prune)
+        return self._compare(tree, None)
 
-    # ------------------------------------------------------------------
-    # uploading
-    # ------------------------------------------------------------------
+    def run(self, tree: SourceTree, *, prune: bool = False) -> PublishResult:
+        """Plan and upload at once: a project's missing files start uploading as soon
+        as its page is read, so reading and uploading overlap. Raises as :meth:`apply`."""
+        self._refuse_prune(prune)
+        uploads = _Uploads(self, tree)
+        with contextlib.redirect_stdout(io.StringIO()), uploads:
+            plan = self._compare(tree, uploads.submit)
+        return self._result(plan, uploads)
 
     def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
         """Upload what the repository lacks, file by file (``jobs`` at a time).
@@ -347,40 +377,67 @@ class UploadPublisher:
         credentials. Costs one POST per missing file, plus a page read for
         each file the server refuses.
         """
-        items = list(plan.upload)
-        outcomes: list[_Outcome] = []
-        stop = threading.Event()
-        lock = threading.Lock()
+        self._refuse_prune(prune)
+        uploads = _Uploads(self, tree)
+        # twine's Repository announces each upload on stdout; a stage must not print
+        with contextlib.redirect_stdout(io.StringIO()), uploads:
+            for item in plan.upload:
+                uploads.submit(item)
+        return self._result(plan, uploads)
 
-        def one(item: Item) -> None:
-            if stop.is_set():
-                return
+    def _refuse_prune(self, prune: bool) -> None:
+        if prune:
+            raise PublishError("--prune is not possible here: the upload API cannot delete",
+                               where=self.display, hint="remove files in the repository's UI")
+
+    def _compare(self, tree: SourceTree, on_missing: Callable[[Item], None] | None) -> Plan:
+        artifacts = tree.artifacts()
+        by_project: dict[str, list[Item]] = {}
+        for item in artifacts:
+            by_project.setdefault(item.path.split("/")[1], []).append(item)
+        projects = sorted(by_project)
+        upload: list[Item] = []
+        present: list[Item] = []
+        conflicts: list[str] = []
+
+        def compare(project: str, page: dict[str, DistFile]) -> None:
+            for item in by_project[project]:
+                remote = page.get(item.path.rsplit("/", 1)[-1])
+                if remote is None:
+                    upload.append(item)
+                    if on_missing is not None:
+                        on_missing(item)
+                elif self._remote_sha256(remote) == item.sha256:
+                    present.append(item)
+                else:
+                    conflicts.append(item.path.rsplit("/", 1)[-1])
+
+        if projects:  # the first alone: a wrong password or URL fails once, not per project
+            compare(projects[0], self.repository_files(projects[0]))
+        # page reads are small and the server's work: more at once than uploads
+        with ThreadPoolExecutor(max(self.jobs, 8)) as pool:
+            reads = {pool.submit(self.repository_files, project): project
+                     for project in projects[1:]}
             try:
-                outcome = self._upload_one(tree, item)
-            except _AuthRefused as refused:
-                stop.set()
-                outcome = _Outcome(item.path, problem=str(refused))
-            except LockmirrorError as error:  # this file only: the others go on
-                outcome = _Outcome(item.path, problem=str(error))
-            with lock:
-                outcomes.append(outcome)
-                count = len(outcomes)
-            verb = "uploaded" if outcome.uploaded else "present" if outcome.present else "refused"
-            self.progress(ProgressEvent(f"{verb} {item.path.rsplit('/', 1)[-1]}", count,
-                                        len(items), detail=True))
+                for future in as_completed(reads):
+                    compare(reads[future], future.result())
+            except BaseException:
+                for pending in reads:
+                    pending.cancel()
+                raise
+        order = {item.path: index for index, item in enumerate(artifacts)}
+        upload.sort(key=lambda item: order[item.path])
+        present.sort(key=lambda item: order[item.path])
+        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
+                    conflicts=tuple(sorted(conflicts)))
 
-        if items:
-            self.progress(ProgressEvent(f"uploading {len(items)} files", 0, len(items)))
-            # twine's Repository announces each upload on stdout; a stage must not print
-            with contextlib.redirect_stdout(io.StringIO()), ThreadPoolExecutor(self.jobs) as pool:
-                list(pool.map(one, items))
-        order = {item.path: index for index, item in enumerate(items)}
-        outcomes.sort(key=lambda outcome: order[outcome.path])
-        uploaded = tuple(o.path for o in outcomes if o.uploaded)
-        found = tuple(o.path for o in outcomes if o.present)
+    def _result(self, plan: Plan, uploads: _Uploads) -> PublishResult:
+        order = {item.path: index for index, item in enumerate(plan.upload)}
+        outcomes = sorted(uploads.outcomes, key=lambda outcome: order[outcome.path])
         result = PublishResult(destination=self.display, plan=plan, dry_run=False,
-                               uploaded=uploaded, found_present=found)
-        if stop.is_set():
+                               uploaded=tuple(o.path for o in outcomes if o.uploaded),
+                               found_present=tuple(o.path for o in outcomes if o.present))
+        if uploads.stop.is_set():
             refused = next(o.problem for o in outcomes if o.problem)
             raise PublishError(str(refused), where=self.display, hint=self._credentials_hint())
         problems = [o.problem for o in outcomes if o.problem] + [
