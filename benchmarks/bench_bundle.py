@@ -16,8 +16,8 @@
    ``sha256sum -c`` of the outer ``.sha256`` first.
 5. Compression: gzip -6, zstd -3 and zstd -19 of the bundle, size and time.
 
-Each contender runs ``--runs`` times after one warm-up, alternating, on warm
-page caches (dropping caches needs root); the median is reported. Goals:
+Each contender runs ``--runs`` times after one warm-up, interleaved in a
+rotating order, on warm page caches (dropping caches needs root); the median is reported. Goals:
 bundling >= 0.8x tar's throughput, verified import >= 2x faster than
 ``tar xf`` + ``sha256sum -c``.
 """
@@ -109,8 +109,11 @@ def compare(name: str, ours: Callable[[], object], theirs: dict[str, Callable[[]
         timed(action, reset)
     walls: dict[str, list[float]] = {label: [] for label in contenders}
     cpus: dict[str, list[float]] = {label: [] for label in contenders}
-    for _ in range(runs):
-        for label, action in contenders.items():
+    order = list(contenders.items())
+    for run in range(runs):
+        # rotate, so that no contender always follows the same one (write-back,
+        # caches): the same conditions for all, on average
+        for label, action in order[run % len(order):] + order[:run % len(order)]:
             wall, cpu = timed(action, reset)
             walls[label].append(wall)
             cpus[label].append(cpu)
