@@ -102,7 +102,7 @@ class S3Server:
                 "AWS_DEFAULT_REGION": "us-east-1"}
 
     def client(self, *, secret_key: str | None = None) -> Any:
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
                             aws_access_key_id=self.access_key,
@@ -206,7 +206,7 @@ class PypiServer:
 
 
 def start_pypiserver(workdir: Path) -> PypiServer:
-    from passlib.apache import HtpasswdFile
+    from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]
 
     packages = workdir / "packages"
     packages.mkdir()

@@ -402,7 +402,7 @@ def test_seaweedfs_checksum_refusal_becomes_an_integrity_error(weed_env: S3Serve
     import base64
     import hashlib
 
-    import botocore.exceptions
+    import botocore.exceptions  # type: ignore[import-untyped]
 
     from lockmirror.publish.s3 import convert_error
 

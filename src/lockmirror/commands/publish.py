@@ -34,8 +34,9 @@ HELP = "publish the index (or a bundle) to S3, an upload-API repository or a dir
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", metavar="NAME|URL|DIR", action="append",
                         help="a destination named in mirror.yaml, or s3://BUCKET/PREFIX, an "
-                             "http(s) upload URL, or a directory (repeatable; default: every "
-                             "destination in mirror.yaml)")
+                             "http(s) upload URL, or a directory path containing a '/' (e.g. "
+                             "./packages) (repeatable; default: every destination in "
+                             "mirror.yaml)")
     parser.add_argument("--from", dest="source", metavar="DIR|BUNDLE", type=Path,
                         help="an index directory or a bundle .tar (default: the configured "
                              "dist-index, else ./dist-index)")
