@@ -245,19 +245,26 @@ class S3Publisher:
         from .s3quick import QuickBucketReader, QuickReadFailed
 
         try:
-            reader = QuickBucketReader.for_destination(self.destination)
+            lister = QuickBucketReader.for_destination(self.destination)
+            getter = QuickBucketReader.for_destination(self.destination)
         except QuickReadFailed:
             return None
-        if reader is None:
+        if lister is None or getter is None:
             return None
-        try:
-            listing = {key: _Remote(size, etag)
-                       for key, (size, etag) in reader.list(self.prefix).items()}
-            raw = reader.get(self.prefix + RECEIPT_KEY) if RECEIPT_KEY in listing else None
-        except QuickReadFailed:
-            return None  # boto3 will say what is wrong, or succeed where this could not
-        finally:
-            reader.close()
+        # the receipt is fetched beside the listing (its own connection): one round trip less
+        with ThreadPoolExecutor(1) as side:
+            receipt = side.submit(getter.get, self.prefix + RECEIPT_KEY)
+            try:
+                listing = {key: _Remote(size, etag)
+                           for key, (size, etag) in lister.list(self.prefix).items()}
+                raw = receipt.result()
+            except QuickReadFailed:
+                return None  # boto3 will say what is wrong, or succeed where this could not
+            finally:
+                lister.close()
+                receipt.add_done_callback(lambda _: getter.close())
+        if RECEIPT_KEY not in listing:
+            raw = None
         self.quick_reads += 1
         return listing, parse_receipt(raw) if raw is not None else {}
 
