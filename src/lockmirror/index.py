@@ -96,7 +96,8 @@ INDEX_FORMAT = "lockmirror-index/2"
 DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 CACHE_NAME = "cache.marshal"
-# Above this many page writes, skip the per-file fsync and sync once at the end.
+# Up to this many written files are fsync'ed one by one at the end (one journal
+# commit covers them all); above it, one os.sync() is cheaper.
 BULK_WRITES = 64
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -433,7 +434,7 @@ class _Builder:
     linked: int = 0
     copied: int = 0
     can_link: bool = True
-    fsync: bool = True
+    unsynced: list[str] = field(default_factory=list)  # written, not yet flushed to disk
     fresh: bool = False  # building into a new staging directory
     made_dirs: set[str] = field(default_factory=set)
     store_prefix: str | None = None
@@ -580,7 +581,6 @@ class _Builder:
                 records[name] = before
             else:
                 dirty.append((name, digest, _merge_project(name, items)))
-        self.fsync = len(dirty) <= BULK_WRITES
         self.progress(f"{len(dirty)} of {len(names)} projects changed")
 
         # 1. artifacts and metadata, before any page links to them
@@ -687,8 +687,7 @@ class _Builder:
             parts.append((f"files/{name}/", record.files_manifest))
             parts.append((f"simple/{name}/", record.pages_manifest))
         parts.sort()
-        if self.fresh or not self.fsync:
-            os.sync()
+        self._sync(root)
         removed = self._stale(root, wanted, (prev_projects, prev_sets, prev_rows),
                               records, set_records)
         atomic_write(root / MANIFEST_NAME, join_encoded(part for _, part in parts),
@@ -788,8 +787,29 @@ class _Builder:
             with open(path, "wb") as handle:
                 handle.write(data)
             self.written.append(rel)
-        elif atomic_write(root / rel, data, only_if_changed=True, fsync=self.fsync):
+        elif atomic_write(root / rel, data, only_if_changed=True, fsync=False):
             self.written.append(rel)
+            self.unsynced.append(rel)
+
+    def _sync(self, root: Path) -> None:
+        """Make everything written so far durable before the manifest names it.
+
+        Files are written without a flush each (a journal commit per file is
+        what makes many small writes slow); flushing them back to back at the
+        end costs about one commit. A staging tree or many files: one os.sync().
+        """
+        if self.fresh or len(self.unsynced) > BULK_WRITES:
+            os.sync()
+        else:
+            # the files, then their directories (which hold the renames)
+            parents = sorted({os.path.dirname(f"{root}/{rel}") for rel in self.unsynced})
+            for path in [*(f"{root}/{rel}" for rel in self.unsynced), *parents]:
+                descriptor = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+        self.unsynced.clear()
 
     def _mkdir(self, directory: str) -> None:
         if directory not in self.made_dirs:
