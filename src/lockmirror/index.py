@@ -36,8 +36,9 @@ How it stays fast and quiet:
   what it should be (links by inode, pages by content) and only differing
   ones are written.
 * Pages are written with :func:`~lockmirror.fsutil.atomic_write` and
-  ``only_if_changed``: an unchanged file keeps its mtime. A first build goes
-  into a staging directory renamed into place at the end.
+  ``only_if_changed``: an unchanged file keeps its mtime. Written files are
+  flushed to disk together just before the manifest names them. A first
+  build goes into a staging directory renamed into place at the end.
 
 Output is byte-identical whatever the order of the lockfiles, the store or
 a directory listing: everything is sorted, and nothing depends on the clock.
