@@ -5,9 +5,7 @@ servers answer a duplicate upload differently (pypiserver 409, or 400 when
 the client says it is twine; devpi 200 or 409; Nexus 400) and twine 7
 refuses ``--skip-existing`` for anything but PyPI. So the repository's
 simple page of each project is read first (PEP 691 JSON when offered, else
-PEP 503 HTML), and only files it lacks are uploaded (a project's uploads
-start as soon as its page is read, while the other pages are still being
-read). A file it holds under
+PEP 503 HTML), and only files it lacks are uploaded. A file it holds under
 the same name with other bytes is a conflict: never overwritten, reported
 loudly. An "already exists" answer counts as success only when the page
 then shows the file with our sha256.
@@ -38,7 +36,7 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from email.parser import BytesParser
@@ -358,16 +356,15 @@ class UploadPublisher:
         """Read each project's page (in parallel) and compare. Costs one GET per
         project (plus a download for a same-named file the page gives no hash for)."""
         self._refuse_prune(prune)
-        return self._compare(tree, None)
+        return self._compare(tree)
 
     def run(self, tree: SourceTree, *, prune: bool = False) -> PublishResult:
-        """Plan and upload at once: a project's missing files start uploading as soon
-        as its page is read, so reading and uploading overlap. Raises as :meth:`apply`."""
-        self._refuse_prune(prune)
-        uploads = _Uploads(self, tree)
-        with contextlib.redirect_stdout(io.StringIO()), uploads:
-            plan = self._compare(tree, uploads.submit)
-        return self._result(plan, uploads)
+        """:meth:`plan`, then :meth:`apply`.
+
+        The pages are all read before the first upload, on purpose: servers such
+        as pypiserver build each page by scanning every stored file, so pages read
+        while uploads land get dearer (measured: overlapping them was slower)."""
+        return self.apply(tree, self.plan(tree, prune=prune), prune=prune)
 
     def apply(self, tree: SourceTree, plan: Plan, *, prune: bool = False) -> PublishResult:
         """Upload what the repository lacks, file by file (``jobs`` at a time).
@@ -390,7 +387,7 @@ class UploadPublisher:
             raise PublishError("--prune is not possible here: the upload API cannot delete",
                                where=self.display, hint="remove files in the repository's UI")
 
-    def _compare(self, tree: SourceTree, on_missing: Callable[[Item], None] | None) -> Plan:
+    def _compare(self, tree: SourceTree) -> Plan:
         artifacts = tree.artifacts()
         by_project: dict[str, list[Item]] = {}
         for item in artifacts:
@@ -405,8 +402,6 @@ class UploadPublisher:
                 remote = page.get(item.path.rsplit("/", 1)[-1])
                 if remote is None:
                     upload.append(item)
-                    if on_missing is not None:
-                        on_missing(item)
                 elif self._remote_sha256(remote) == item.sha256:
                     present.append(item)
                 else:
