@@ -204,8 +204,14 @@ def _index(project: Project) -> None:
     from .store import Store
 
     loaded = project.loaded
+    exclude: frozenset[tuple[str, str]] | tuple[()] = ()
+    if loaded.quarantine_path.exists():  # releases quarantined by `lockmirror audit --quarantine`
+        from .quarantine import QuarantineList
+
+        exclude = QuarantineList.read(loaded.quarantine_path).keys
     result = build_index(lockfile_paths(project), Store(loaded.store_dir), loaded.index_dir,
-                         mirror_yaml=loaded.path, title=f"{loaded.config.name} package mirror")
+                         mirror_yaml=loaded.path, title=f"{loaded.config.name} package mirror",
+                         exclude=exclude)
     if result.noop:
         print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
               f"{result.files} files)")
