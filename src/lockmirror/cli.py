@@ -60,6 +60,9 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments == ["--version"]:  # without importing every command
+        print(f"lockmirror {__version__}")
+        return 0
     wanted = next((a for a in arguments if not a.startswith("-")), None)
     parser = build_parser(wanted)
     args = parser.parse_args(arguments)

@@ -280,15 +280,17 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
     elif has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
         cause = "the proxy refused or failed the connection"
         hint = "check HTTPS_PROXY, HTTP_PROXY and NO_PROXY"
+    # urllib3 derives NameResolutionError from NewConnectionError, and that
+    # from ConnectTimeoutError: test the most specific first.
+    elif has(urllib3.exceptions.NameResolutionError):
+        cause = "the host name does not resolve"
+    elif has(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
+        cause = "the connection was refused"
     elif has(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
         cause = "connecting timed out"
     elif has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
         within = f" within {read_timeout:g} s" if read_timeout else ""
         cause = f"the server did not answer{within}"
-    elif has(urllib3.exceptions.NameResolutionError):
-        cause = "the host name does not resolve"
-    elif has(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
-        cause = "the connection was refused"
     elif has(requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
              urllib3.exceptions.IncompleteRead, requests.exceptions.ContentDecodingError):
         cause = "the connection broke during the transfer"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,18 +78,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lockmirror.commands.index``: this command without the CLI's registry."""
-    from ..errors import LockmirrorError
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lockmirror.commands.index``: see :func:`lockmirror.commands.standalone`."""
+    from . import standalone
 
-    parser = argparse.ArgumentParser(prog="lockmirror index", description=HELP)
-    configure(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except LockmirrorError as error:
-        print(f"lockmirror: error: {error}", file=sys.stderr)
-        return error.exit_code
+    return standalone(__name__, argv)
 
 
 if __name__ == "__main__":

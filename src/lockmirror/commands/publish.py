@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, Destination, LoadedConfig, load_config
@@ -159,17 +158,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lockmirror.commands.publish``: this command without the CLI's registry
-    (which imports every command; a no-op publish should not pay for that)."""
-    parser = argparse.ArgumentParser(prog="lockmirror publish", description=HELP)
-    configure(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except LockmirrorError as error:
-        print(f"lockmirror: error: {error}", file=sys.stderr)
-        return error.exit_code
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lockmirror.commands.publish``: see :func:`lockmirror.commands.standalone`."""
+    from . import standalone
+
+    return standalone(__name__, argv)
 
 
 if __name__ == "__main__":
