@@ -25,7 +25,7 @@ Guarantees:
   size, any other only when not empty, so what a crash leaves of a file
   renamed before the disk had its bytes is fetched again; ``durable=True``
   (``--fsync``) writes each file to disk before naming it instead.
-* Flat memory: bodies are streamed in 1 MiB chunks, never read whole.
+* Flat memory: bodies are streamed in 256 KiB chunks, never read whole.
 * This module never prints; progress goes to a :class:`FetchProgress` handed
   in by the edge, results come back as a :class:`FetchSummary`.
 """
@@ -53,7 +53,6 @@ import requests
 import urllib3.exceptions
 
 from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from .fsutil import CHUNK
 from .http import (
     Credentials,
     PrefixAuth,
@@ -76,6 +75,10 @@ TIMEOUT = (10.0, 60.0)
 RETRIES = 4
 BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
+# Bytes read, hashed and written at a time. Measured on 1 GB: 256 KiB takes
+# a quarter less CPU than 1 MiB (the chunk is still in the L2 cache when it is
+# hashed and written) and less than 128 or 64 KiB (fewer calls).
+CHUNK = 256 << 10
 # Kept free beyond the bytes to download: filesystem overhead and whatever
 # else writes to the same disk meanwhile.
 FREE_SPACE_MARGIN = 64 << 20
@@ -271,7 +274,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
     together; the others stop the run. In every case nothing unverified is
     in the store, and partial downloads are kept in ``<store>/tmp`` for the
     next run. Costs: the bytes of the missing files once over the network,
-    one sha256 pass over them, memory of ``max_workers`` MiB.
+    one sha256 pass over them, memory of ``max_workers`` chunks of 256 KiB.
     """
     started = time.monotonic()
     items = plan(lockfiles)
