@@ -92,8 +92,10 @@ def cpu_seconds() -> float:
 
 
 def timed(action: Callable[[], object], reset: Callable[[], None]) -> tuple[float, float]:
-    """Wall and CPU seconds of one run."""
+    """Wall and CPU seconds of one run, started with nothing left to write
+    back from earlier runs (os.sync, untimed), so no run pays for another's."""
     reset()
+    os.sync()
     cpu = cpu_seconds()
     start = time.perf_counter()
     action()

@@ -246,9 +246,9 @@ def locate_bundle(paths: Sequence[Path]) -> BundleSource:
     given = [Path(p) for p in paths if not str(p).endswith(".sha256")]
     if not given:
         raise BundleError("no bundle given")
-    for path in given:
-        if not path.is_file():
-            raise BundleError("no such file", where=str(path))
+    for candidate in given:
+        if not candidate.is_file():
+            raise BundleError("no such file", where=str(candidate))
     stems = {_stem(p.name) for p in given}
     if len(stems) != 1:
         raise BundleError(f"these are not one bundle: {', '.join(sorted(stems))}",
@@ -297,6 +297,10 @@ class ConcatenatedReader(io.RawIOBase):
         self._sizes = sizes
         self.size = sum(sizes)
         self._pos = 0
+
+    @property
+    def part_sizes(self) -> list[int]:
+        return list(self._sizes)
 
     def readable(self) -> bool:
         return True
