@@ -10,12 +10,20 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex, build_catalogue
+
+
+# Bundles carry lockmirror's dependency wheels; the suite repacks the installed
+# distributions instead of downloading them, so it never needs the package index.
+# Set before any test runs, so subprocesses (the CLI, doit) inherit it.
+os.environ.setdefault("LOCKMIRROR_TOOL_WHEELS", "installed")
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,8 @@
 
 Trees here are a few small files with a manifest from ``scan_tree``. Bundles
 that carry lockmirror's own wheels take the dependency wheels from
-``.cache/tests`` in the repository; the first run of the suite fills it with
-``pip wheel`` from the package index (the build-side step a real bundle
-takes too), later runs are offline.
+``.cache/tests`` in the repository, repacked from the installed distributions
+(``LOCKMIRROR_TOOL_WHEELS=installed``, set by conftest.py): no package index.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ bundle's own wheels with no index, import, serve, and pip install from the mirro
 
 The build side is the real index stage over the fixture catalogue
 (``servers.index_tree``). The bundle carries lockmirror's wheel and its
-dependencies' wheels; the dependency wheels come from ``.cache/tests``, which
-the first run of the suite fills from the package index (``pip wheel``, the
-build-side step every real bundle takes once per dependency set).
+dependencies' wheels; the dependency wheels are repacked from this
+environment's installed distributions (``LOCKMIRROR_TOOL_WHEELS=installed``,
+set by conftest.py), so the suite needs no package index.
 
 The far side runs with proxies pointing at a closed port, so anything that
 tried the network there would fail; only the client installing from the

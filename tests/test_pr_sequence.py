@@ -152,6 +152,8 @@ def mirror_repo(tmp_path: Path, fixture_index: FixtureIndex) -> tuple[Path, dict
         "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_BASE_REF": "main",
         "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
         "SOURCE_DATE_EPOCH": "1700000000",
+        # the bundle's dependency wheels repacked from this environment: no package index
+        "LOCKMIRROR_TOOL_WHEELS": "installed",
     }
     shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
     shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")

@@ -8,6 +8,10 @@ A bundle carries them so an operator can install the tool with
   ``pip wheel --no-deps`` into ``<cache>/tool-wheels/<key>/``, where the key is
   the hash of the pinned set and this Python's tags. Later bundles reuse
   them; only a changed dependency set touches the network again (build side).
+  With ``LOCKMIRROR_TOOL_WHEELS=installed`` they are instead repacked from
+  the installed distributions themselves (their RECORD lists every file):
+  no network at all, for build machines that have none and for the test
+  suite, which must not depend on the package index.
 * lockmirror's own wheel is packed from the running installation (package
   files plus the installed metadata) rather than rebuilt by a PEP 517
   backend: the result is what runs here, byte-for-byte the same whenever and
@@ -73,7 +77,11 @@ def collect_tool_wheels(cache_dir: Path, work_dir: Path, *,
     """
     dist = metadata.distribution(PROJECT)
     pins = dependency_pins(runtime_requirements(dist))
-    deps = _cached_dependency_wheels(pins, cache_dir, progress)
+    source = os.environ.get("LOCKMIRROR_TOOL_WHEELS", "index")
+    if source not in {"index", "installed"}:
+        raise LockmirrorError(f"LOCKMIRROR_TOOL_WHEELS is {source!r}",
+                              hint="use 'index' (download, the default) or 'installed' (repack)")
+    deps = _cached_dependency_wheels(pins, cache_dir, progress, source=source)
     own = pack_own_wheel(dist, work_dir)
     return ToolWheels(wheels=(own, *deps), python=python_tag())
 
@@ -107,8 +115,10 @@ def dependency_pins(requirements: list[str]) -> list[str]:
 
 
 def _cached_dependency_wheels(pins: list[str], cache_dir: Path,
-                              progress: Callable[[str], None] | None) -> list[Path]:
-    key_text = json.dumps({"python": python_tag(), "pins": pins}, sort_keys=True)
+                              progress: Callable[[str], None] | None, *,
+                              source: str = "index") -> list[Path]:
+    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": source},
+                          sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     target = cache_dir / "tool-wheels" / key
     if not target.is_dir():
@@ -118,7 +128,11 @@ def _cached_dependency_wheels(pins: list[str], cache_dir: Path,
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
         try:
-            _pip_wheel(pins, scratch)
+            if source == "installed":
+                for pin in pins:
+                    repack_installed(metadata.distribution(pin.split("==")[0]), scratch)
+            else:
+                _pip_wheel(pins, scratch)
             (scratch / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
             os.replace(scratch, target)  # a half-filled directory never gets the key's name
         finally:
@@ -214,6 +228,64 @@ def _metadata_with(text: str, requirements: list[str]) -> str:
     if not placed:
         lines.extend(f"Requires-Dist: {r}" for r in requirements)
     return "\n".join(lines) + ("\n" + blank + body if blank else "\n")
+
+
+def repack_installed(dist: metadata.Distribution, out_dir: Path) -> Path:
+    """Zip an installed distribution back into the wheel it came from.
+
+    The files are the ones its RECORD lists, under the tags its WHEEL file
+    names; scripts installed outside site-packages go back under
+    ``<name>.data/scripts/`` (console scripts are left out: installers
+    write them anew from entry_points.txt). Deterministic, like
+    :func:`pack_own_wheel`. Raises LockmirrorError for an editable install.
+    """
+    wheel_text = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_text.splitlines()
+            if line.startswith("Tag:")]
+    files = dist.files or []
+    info_dir = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
+    if not tags or info_dir is None:
+        raise LockmirrorError(f"{dist.metadata['Name']} is not installed from a wheel",
+                              hint="reinstall it with pip, or use LOCKMIRROR_TOOL_WHEELS=index")
+    stem = info_dir.removesuffix(".dist-info")
+    console = {line.split("=")[0].strip() for line in (dist.read_text("entry_points.txt")
+                                                         or "").splitlines() if "=" in line}
+    entries: dict[str, bytes] = {}
+    for file in files:
+        rel = file.as_posix()
+        if "__pycache__" in file.parts or rel.endswith((".pyc", ".pyo")):
+            continue
+        if rel.startswith(f"{info_dir}/") and file.name in {
+                "RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}:
+            continue
+        path = Path(str(dist.locate_file(file)))
+        if rel.startswith("../"):
+            if path.parent.name != "bin" or file.name in console:
+                continue  # console scripts are regenerated; other data is not carried
+            rel = f"{stem}.data/scripts/{file.name}"
+        if not path.is_file():
+            raise LockmirrorError(f"a file of {dist.metadata['Name']} is missing", where=str(path),
+                                  hint="reinstall it")
+        entries[rel] = path.read_bytes()
+    record = []
+    for name, data in sorted(entries.items()):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{info_dir}/RECORD,,")
+    entries[f"{info_dir}/RECORD"] = ("\n".join(record) + "\n").encode()
+    parts = [tag.split("-") for tag in tags]
+    compressed = "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel = out_dir / f"{stem}-{compressed}.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in [*sorted(n for n in entries if n != f"{info_dir}/RECORD"),
+                     f"{info_dir}/RECORD"]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            executable = name.startswith(f"{stem}.data/scripts/")
+            info.external_attr = (0o755 if executable else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, entries[name])
+    return wheel
 
 
 def pack_own_wheel(dist: metadata.Distribution, out_dir: Path) -> Path:
