@@ -267,25 +267,10 @@ def repack_installed(dist: metadata.Distribution, out_dir: Path) -> Path:
             raise LockmirrorError(f"a file of {dist.metadata['Name']} is missing", where=str(path),
                                   hint="reinstall it")
         entries[rel] = path.read_bytes()
-    record = []
-    for name, data in sorted(entries.items()):
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{info_dir}/RECORD,,")
-    entries[f"{info_dir}/RECORD"] = ("\n".join(record) + "\n").encode()
     parts = [tag.split("-") for tag in tags]
     compressed = "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wheel = out_dir / f"{stem}-{compressed}.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in [*sorted(n for n in entries if n != f"{info_dir}/RECORD"),
-                     f"{info_dir}/RECORD"]:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            executable = name.startswith(f"{stem}.data/scripts/")
-            info.external_attr = (0o755 if executable else 0o644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name])
-    return wheel
+    return _write_wheel(out_dir / f"{stem}-{compressed}.whl", entries, info_dir,
+                        executable_prefix=f"{stem}.data/scripts/")
 
 
 def pack_own_wheel(dist: metadata.Distribution, out_dir: Path) -> Path:
@@ -322,21 +307,28 @@ def pack_own_wheel(dist: metadata.Distribution, out_dir: Path) -> Path:
         text = _entry_points(dist) if extra == "entry_points.txt" else dist.read_text(extra)
         if text:
             entries[f"{dist_info}/{extra}"] = text.encode()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _write_wheel(out_dir / f"{PROJECT}-{version}-py3-none-any.whl", entries, dist_info)
+
+
+def _write_wheel(wheel: Path, entries: dict[str, bytes], info_dir: str, *,
+                 executable_prefix: str | None = None) -> Path:
+    """Write ``entries`` plus a RECORD as a deterministic wheel: sorted, fixed
+    dates and modes, RECORD last (as installers expect)."""
+    entries = dict(entries)
     record_lines = []
     for name, data in sorted(entries.items()):
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record_lines.append(f"{name},sha256={digest},{len(data)}")
-    record_lines.append(f"{dist_info}/RECORD,,")
-    entries[f"{dist_info}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wheel = out_dir / f"{PROJECT}-{version}-py3-none-any.whl"
+    record_lines.append(f"{info_dir}/RECORD,,")
+    entries[f"{info_dir}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
+    wheel.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        # RECORD last, as installers expect; everything else sorted.
-        for name in [*sorted(n for n in entries if not n.endswith("/RECORD")),
-                     f"{dist_info}/RECORD"]:
+        for name in [*sorted(n for n in entries if n != f"{info_dir}/RECORD"),
+                     f"{info_dir}/RECORD"]:
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.external_attr = 0o644 << 16
+            executable = executable_prefix is not None and name.startswith(executable_prefix)
+            info.external_attr = (0o755 if executable else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, entries[name])
     return wheel
