@@ -15,10 +15,8 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import (
@@ -31,6 +29,10 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # loaded on use: an ad-hoc `lockmirror publish` reads no YAML
+    import yaml
+    from packaging.requirements import Requirement
 
 DEFAULT_CONFIG = "mirror.yaml"
 
@@ -46,6 +48,8 @@ class _PositionedYaml:
     """YAML composed into plain data, remembering where each path came from."""
 
     def __init__(self, text: str, filename: str, environ: Mapping[str, str]) -> None:
+        import yaml
+
         self.filename = filename
         self.environ = environ
         self.marks: dict[Path_, tuple[int, int]] = {}
@@ -74,6 +78,8 @@ class _PositionedYaml:
             self.marks.setdefault((), (node.start_mark.line + 1, node.start_mark.column + 1))
 
     def _convert(self, node: yaml.Node, path: Path_) -> Any:
+        import yaml
+
         self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
@@ -144,7 +150,9 @@ def format_path(path: Path_) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: schemas are built on first use, so commands that touch one
+    # model (an ad-hoc publish destination) do not pay for all of them at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SourceConfig(_Strict):
@@ -307,7 +315,9 @@ class MirrorConfig(_Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
     # Filled by load_config: where the file is, for resolving relative paths.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: schemas are built on first use, so commands that touch one
+    # model (an ad-hoc publish destination) do not pay for all of them at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     def set_targets(self, set_name: str) -> list[str]:
         """The target names a set covers, in file order."""
@@ -332,6 +342,8 @@ class MirrorConfig(_Strict):
 
 def parse_requirement(text: str) -> Requirement:
     """Parse a PEP 508 requirement, with a hint for the usual slips."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return Requirement(text)
     except InvalidRequirement as exc:
@@ -459,7 +471,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind == "literal_error":
         return f"{error['msg'].lower()}, got {error['input']!r}"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
+    if kind.endswith(("_type", "_parsing")):
         return f"{error['msg'].lower()}, got {type(error['input']).__name__} {error['input']!r}"
     return str(error["msg"])
 
@@ -478,6 +490,8 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
     They run on the raw data, tolerant of wrong types (pydantic reports
     those), so that every problem in the file is reported in one pass.
     """
+    from packaging.requirements import InvalidRequirement, Requirement
+
     sources = [s for s in _as_list(data.get("sources")) if isinstance(s, dict)]
     seen: dict[str, int] = {}
     owners: dict[NormalizedName, str] = {}
