@@ -50,7 +50,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import UploadDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError
-from ..http import make_session, network_error, redact_url
+from ..http import PrefixAuth, make_session, network_error, redact_url
 from ..index_client import DistFile, parse_html_page, parse_json_page
 from .tree import (
     Item,
@@ -269,7 +269,12 @@ class UploadPublisher:
         self.credentials = upload_credentials(destination, environ)
         prefixes = {_origin(self.url), _origin(self.simple_url)}
         creds = {prefix: self.credentials for prefix in prefixes} if self.credentials else {}
-        self.session = make_session(retries=3, pool_size=max(self.jobs, 8) + 2, credentials=creds)
+        # Pages are read without credentials until the repository asks for them
+        # (HTTP 401): many serve reads anonymously, and checking a password costs
+        # servers such as pypiserver (htpasswd) real time on every request.
+        self.session = make_session(retries=3, pool_size=max(self.jobs, 8) + 2)
+        self._read_auth = PrefixAuth(creds) if creds else None
+        self._reads_need_auth = threading.Event()
         # POST bodies are streamed, so urllib3 must not replay them: retried here instead.
         self.post_session = make_session(retries=0, timeout=(10, 600), pool_size=self.jobs + 2,
                                          credentials=creds)
@@ -288,11 +293,16 @@ class UploadPublisher:
         """
         url = f"{self.simple_url}{project}/"
         for _ in range(6):
+            auth = self._read_auth if self._reads_need_auth.is_set() else None
             try:
                 response = self.session.get(url, headers={"Accept": ACCEPT},
-                                            allow_redirects=False)
+                                            allow_redirects=False, auth=auth)
             except requests.RequestException as error:
                 raise self._unreachable(error, url) from None
+            if response.status_code == 401 and auth is None and self._read_auth is not None:
+                response.close()
+                self._reads_need_auth.set()  # from now on every read sends them
+                continue
             if response.is_redirect:
                 target = urljoin(url, response.headers.get("Location", ""))
                 response.close()
