@@ -814,7 +814,12 @@ class _Builder:
 
     def _mkdir(self, directory: str) -> None:
         if directory not in self.made_dirs:
-            os.makedirs(directory, exist_ok=True)
+            try:  # the parent (files/, simple/) almost always exists: one syscall
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)
             self.made_dirs.add(directory)
 
     def _place(self, root: Path, rel: str, sha256: str, size: int | None,
