@@ -207,9 +207,10 @@ def test_check_and_no_network_when_current(tmp_path: Path, fixture_index: Fixtur
                           "--config", str(path)], capture_output=True, text=True)
     assert cli.returncode == 1 and "set 'q'" in cli.stderr and "Traceback" not in cli.stderr
     assert loaded.lockfile_path("q").read_bytes() == before
+    # the doit uptodate check of a current set reads only the lockfile: no request
+    path.write_text(path.read_text().replace("[alpha, speedup]", "[alpha]"))
     fixture_index.reset_counts()
-    # doit's uptodate check for a current set reads only the lockfile
-    assert stale_sets(loaded, ["q"]) == {} or True
+    assert stale_sets(load_config(path), ["q"]) == {}
     assert fixture_index.count() == 0
 
 
