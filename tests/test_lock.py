@@ -157,8 +157,10 @@ def test_sdists_with_their_build_requirements(tmp_path: Path, fixture_index: Fix
 
 def test_lockfiles_are_byte_identical_across_runs(tmp_path: Path,
                                                   fixture_index: FixtureIndex) -> None:
-    first = lock(tmp_path / "a", fixture_index, MAIN_SET) if (tmp_path / "a").mkdir() is None else {}
-    second = lock(tmp_path / "b", fixture_index, MAIN_SET) if (tmp_path / "b").mkdir() is None else {}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = lock(tmp_path / "a", fixture_index, MAIN_SET)  # each with its own, cold cache
+    second = lock(tmp_path / "b", fixture_index, MAIN_SET)
     assert first["main"].dumps() == second["main"].dumps()
     # the written files too, and a re-run does not rewrite
     loaded = load_config(tmp_path / "a" / "mirror.yaml")
