@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
     from .policy import PolicyEngine
     from .resolver import Candidate, CandidateFilter, Resolution, TargetContext
 
-LOCK_FORMAT = 1  # bump when the same inputs should give a different lockfile
+LOCK_FORMAT = 2  # bump when the same inputs should give a different lockfile
 
 
 def input_hash(loaded: LoadedConfig, set_name: str) -> str:
@@ -70,7 +70,8 @@ def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> 
         if recorded is None:
             stale[name] = f"{path} is missing or unreadable"
         elif recorded != input_hash(loaded, name):
-            stale[name] = f"{path} was locked from other inputs (mirror.yaml changed)"
+            stale[name] = (f"{path} was locked from other inputs (mirror.yaml changed, "
+                           "or this lockmirror locks differently)")
     return stale
 
 

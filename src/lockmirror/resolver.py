@@ -226,7 +226,7 @@ class SdistMetadataSource:
         return result
 
     def build_requirements(self, file: DistFile) -> list[str]:
-        """``[build-system].requires``, or setuptools for a legacy sdist."""
+        """``[build-system].requires``, or setuptools and wheel for a legacy sdist."""
         import tomllib
 
         members = self._members(file)
@@ -238,8 +238,9 @@ class SdistMetadataSource:
             build_system = data.get("build-system")
             if isinstance(build_system, dict) and isinstance(build_system.get("requires"), list):
                 return [str(r) for r in build_system["requires"]]
-        # PEP 517's fallback for a project without [build-system] (what pip does).
-        return ["setuptools>=40.8.0"]
+        # PEP 517's fallback for a project without [build-system]: setuptools and
+        # wheel (pip up to 23.x asks for both; newer pips need only setuptools).
+        return ["setuptools>=40.8.0", "wheel"]
 
     def _prepared_metadata(self, file: DistFile) -> CoreMetadata:
         """The PEP 517 hook's METADATA, kept on disk by the sdist's sha256

@@ -49,6 +49,7 @@ vulny              1.0 wheel; 1.1 wheel        1.0 has a known vulnerability
                                                ``GHSA-fix7-ture-0001``), fixed in 1.1
 fixture-backend    1.0 wheel                   the PEP 517 backend of the sdists above
 setuptools         68.0.0 wheel                stand-in that builds ``legacy`` offline
+wheel              0.45.1 wheel                the other half of PEP 517's legacy fallback
 =================  ==========================  ==============================================
 
 Upload times: the n-th file in :data:`SPECS` order was uploaded at
@@ -141,6 +142,8 @@ SPECS: tuple[FileSpec, ...] = (
     FileSpec("vulny", "1.1"),
     FileSpec("fixture-backend", "1.0", kind="backend"),
     FileSpec("setuptools", "68.0.0", kind="setuptools", requires_python=">=3.8"),
+    # PEP 517's fallback for a project without pyproject.toml is setuptools and wheel
+    FileSpec("wheel", "0.45.1", requires_python=">=3.8"),
 )
 
 # (project, version) -> vulnerabilities in the PyPI JSON API's format.
