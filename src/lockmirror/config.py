@@ -310,9 +310,9 @@ class MirrorConfig(_Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     targets: dict[str, TargetConfig] = Field(min_length=1)
     sets: dict[str, SetConfig] = Field(min_length=1)
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    policy: PolicyConfig = Field(default_factory=lambda: PolicyConfig())
     publish: dict[str, Destination] = Field(default_factory=dict)
-    paths: PathsConfig = Field(default_factory=PathsConfig)
+    paths: PathsConfig = Field(default_factory=lambda: PathsConfig())
 
     # Filled by load_config: where the file is, for resolving relative paths.
     # defer_build: schemas are built on first use, so commands that touch one

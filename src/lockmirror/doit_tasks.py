@@ -14,17 +14,19 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from .config import LoadedConfig
 
 TaskDict = dict[str, Any]
@@ -204,7 +206,7 @@ def _index(project: Project) -> None:
     from .store import Store
 
     loaded = project.loaded
-    exclude: frozenset[tuple[str, str]] | tuple[()] = ()
+    exclude: Iterable[tuple[str, Version | str]] = ()
     if loaded.quarantine_path.exists():  # releases quarantined by `lockmirror audit --quarantine`
         from .quarantine import QuarantineList
 

@@ -93,7 +93,7 @@ class LockmirrorSession(requests.Session):
                 *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
-        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+        return super().request(method, url, *args, **kwargs)
 
 
 class PrefixAuth(AuthBase):

@@ -35,7 +35,7 @@ from .targets import Target, targets_from_config
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
     from .index_client import DistFile, IndexClient
-    from .policy import PolicyEngine
+    from .policy import ExceptionUse, PolicyEngine
     from .resolver import Candidate, CandidateFilter, Resolution, TargetContext
 
 LOCK_FORMAT = 2  # bump when the same inputs should give a different lockfile
@@ -134,7 +134,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
             target=targets[target_name], client=client, sdists=sdists,
             prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
             allow_sdists=policy.sdists == "allow", preferred=previous,
-            candidate_filter=candidate_filter_for(set_name) if candidate_filter_for else None)
+            candidate_filter=candidate_filter_for(set_name))
 
     def run(key: tuple[str, str]) -> tuple[tuple[str, str], list[Resolution]]:
         set_name, _ = key
@@ -189,8 +189,8 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, 
 
     pinned = {canonicalize_name(r.name) for r in map(Requirement, lockfile.requirements)
               if any(s.operator in {"==", "==="} for s in r.specifier)}
-    uses = []
-    warnings = []
+    uses: list[ExceptionUse] = []
+    warnings: list[str] = []
     for package in lockfile.packages:
         times = [f.upload_time for f in package.files]
         decision = engine.candidate_allowed(package.name, package.version, times,

@@ -155,9 +155,8 @@ def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> Tr
         except FileNotFoundError:
             missing.append(rel)
             continue
-        if not path.is_file() or path.is_symlink() or stat.st_size != entry.size:
-            altered.append(rel)
-        elif hash_files and sha256_file(path) != entry.sha256:
+        wrong_kind = not path.is_file() or path.is_symlink() or stat.st_size != entry.size
+        if wrong_kind or (hash_files and sha256_file(path) != entry.sha256):
             altered.append(rel)
     unexpected = []
     for dirpath, dirnames, filenames in os.walk(root):

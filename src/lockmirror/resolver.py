@@ -416,7 +416,7 @@ class CandidateFactory:
 # --------------------------------------------------------------------------
 
 
-class TargetProvider(AbstractProvider):  # type: ignore[misc]
+class TargetProvider(AbstractProvider[Req, Candidate, str]):
     """resolvelib's questions, answered for one target."""
 
     def __init__(self, factory: CandidateFactory) -> None:
@@ -584,7 +584,7 @@ def _propagate_conditions(
     return conditions
 
 
-def _explain_impossible(exc: ResolutionImpossible, factory: CandidateFactory,
+def _explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: CandidateFactory,
                         root_label: str) -> LockmirrorError:
     target = factory.ctx.target
     where = f"{root_label} on target {target.name}"
