@@ -81,6 +81,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import LockmirrorError
+from .fsutil import format_size
 from .lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from .targets import Target
 
@@ -688,19 +689,6 @@ def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
 # --------------------------------------------------------------------------
 # Rendering helpers
 # --------------------------------------------------------------------------
-
-
-def format_size(size: int, *, signed: bool = False) -> str:
-    """Binary units with one decimal (``61.6 KiB``); ``signed`` adds ``+``/``-``."""
-    sign = ("-" if size < 0 else "+") if signed else ("-" if size < 0 else "")
-    value = float(abs(size))
-    if value < 1024:
-        return f"{sign}{int(value)} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{sign}{value:.1f} {unit}"
 
 
 def _version_text(change: PackageChange, arrow: str = "->") -> str:

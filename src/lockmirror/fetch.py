@@ -53,6 +53,7 @@ import requests
 import urllib3.exceptions
 
 from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
+from .fsutil import format_size
 from .http import (
     Credentials,
     PrefixAuth,
@@ -210,29 +211,20 @@ class FetchSummary:
     def describe(self) -> str:
         """One line for the edge to print."""
         text = (f"{plural(self.files, 'file')}: {self.downloaded} downloaded "
-                f"({format_bytes(self.downloaded_bytes)}), {self.present} already present "
-                f"({format_bytes(self.present_bytes)})")
+                f"({format_size(self.downloaded_bytes)}), {self.present} already present "
+                f"({format_size(self.present_bytes)})")
         if self.derived:
             text += f", {plural(self.derived, 'metadata file')} read from their wheels"
         if self.resumed_bytes:
-            text += f", {format_bytes(self.resumed_bytes)} resumed"
+            text += f", {format_size(self.resumed_bytes)} resumed"
         text += f" in {self.seconds:.1f} s"
         if self.downloaded_bytes and self.seconds > 0:
-            text += f" ({format_bytes(int(self.downloaded_bytes / self.seconds))}/s)"
+            text += f" ({format_size(int(self.downloaded_bytes / self.seconds))}/s)"
         return text
 
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def format_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------
@@ -390,7 +382,7 @@ def _check_free_space(todo: Sequence[FetchItem], store: Store) -> None:
     if needed + FREE_SPACE_MARGIN > free:
         raise LockmirrorError(
             f"not enough free space for the store: {len(todo)} files need "
-            f"{format_bytes(needed)}, the disk has {format_bytes(free)} free",
+            f"{format_size(needed)}, the disk has {format_size(free)} free",
             where=str(store.root),
             hint="free some space, or point paths.store / LOCKMIRROR_STORE at a bigger disk")
 

@@ -73,3 +73,16 @@ def sha256_file(path: Path) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def format_size(size: int, *, signed: bool = False) -> str:
+    """Binary units with one decimal (``61.6 KiB``, ``512 B``); ``signed`` adds ``+``/``-``."""
+    sign = ("-" if size < 0 else "+") if signed else ("-" if size < 0 else "")
+    value = float(abs(size))
+    if value < 1024:
+        return f"{sign}{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{sign}{value:.1f} {unit}"

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from .fsutil import format_size
+
 API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -146,15 +148,6 @@ def version_key(version: str) -> tuple[object, ...]:
 def file_href(project: str, filename: str) -> str:
     """The link from ``simple/<project>/`` to an artifact (relative, quoted)."""
     return f"../../files/{project}/{urllib.parse.quote(filename)}"
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def public_url(url: str) -> str:
@@ -372,7 +365,7 @@ def set_section(summary: SetSummary) -> str:
     distinct = {p.name for p in summary.packages}
     out.append(_facts([
         ("packages", f"{len(distinct)} ({len(summary.packages)} releases)"),
-        ("size", escape(human_size(summary.total_size))),
+        ("size", escape(format_size(summary.total_size))),
         ("lockfile", (f'<a href="lockfiles/pylock.{escape(summary.name)}.toml">'
                       f"lockfiles/pylock.{escape(summary.name)}.toml</a>")),
         ("input hash", f"<code>{escape(summary.input_hash)}</code>"),
@@ -426,7 +419,7 @@ def set_section(summary: SetSummary) -> str:
         out.append(f'<tr><td><a href="simple/{escape(name)}/">{escape(name)}</a></td>'
                    + "".join(cells)
                    + f'<td class="num">{files}</td>'
-                   f'<td class="num">{escape(human_size(size))}</td></tr>')
+                   f'<td class="num">{escape(format_size(size))}</td></tr>')
     out.append("</tbody></table></section>")
     return "\n".join(out)
 
@@ -470,7 +463,7 @@ def landing_html(page: LandingPage) -> str:
         "<body>",
         (f"<header><h1>{escape(page.title)}</h1>"
          f"<p>{len(page.set_names)} package sets, {page.projects} projects, {page.files} files, "
-         f"{escape(human_size(page.total_size))}</p></header>"),
+         f"{escape(format_size(page.total_size))}</p></header>"),
         "<main>",
         '<section id="use"><h2>Use this mirror</h2>',
         ("<p>Simple index (PEP 503/691): "

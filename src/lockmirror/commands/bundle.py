@@ -9,7 +9,7 @@ from pathlib import Path
 from ..bundle import build_bundle, parse_size
 from ..config import DEFAULT_CONFIG, load_config
 from ..errors import LockmirrorError
-from ..fetch import format_bytes
+from ..fsutil import format_size
 
 NAME = "bundle"
 HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                                                 file=sys.stderr))
     state = "written" if result.changed else "already current"
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
-          f"{format_bytes(result.size)}, {result.index_files_carried} of "
+          f"{format_size(result.size)}, {result.index_files_carried} of "
           f"{result.index_files_total} index files, {result.tool_wheels} tool wheels, "
           f"{'signed' if result.signed else 'unsigned'}")
     for part, digest in zip(result.parts, result.sha256):

@@ -18,9 +18,9 @@ from ..fetch import (
     FetchProgress,
     FetchSummary,
     fetch_config,
-    format_bytes,
     plural,
 )
+from ..fsutil import format_size
 
 NAME = "fetch"
 HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "
@@ -124,7 +124,7 @@ class PlainProgress:
         self._files, self._total = files, total_bytes
         self._started = self._last = time.monotonic()
         if files:
-            self._line(f"{plural(files, 'file')} to download ({format_bytes(total_bytes)})")
+            self._line(f"{plural(files, 'file')} to download ({format_size(total_bytes)})")
 
     def advance(self, nbytes: int) -> None:
         self._bytes += nbytes
@@ -145,8 +145,8 @@ class PlainProgress:
         elapsed = now - self._started
         rate = self._bytes / elapsed if elapsed > 0 else 0.0
         left = (self._total - self._bytes) / rate if rate > 0 else 0.0
-        self._line(f"{self._done}/{self._files} files, {format_bytes(self._bytes)}/"
-                   f"{format_bytes(self._total)}, {format_bytes(int(rate))}/s, "
+        self._line(f"{self._done}/{self._files} files, {format_size(self._bytes)}/"
+                   f"{format_size(self._total)}, {format_size(int(rate))}/s, "
                    f"about {int(left) // 60}:{int(left) % 60:02d} left")
 
     def _line(self, text: str) -> None:

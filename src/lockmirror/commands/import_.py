@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..fetch import format_bytes
+from ..fsutil import format_size
 from ..importer import import_bundle
 
 NAME = "import"
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                  else "unsigned")
     print(f"import: {result.kind} bundle {result.content_id} of {result.name!r} is now "
           f"{result.into}: {result.files} files, {result.extracted} extracted "
-          f"({format_bytes(result.bytes_extracted)}), {result.linked} kept; every file "
+          f"({format_size(result.bytes_extracted)}), {result.linked} kept; every file "
           f"verified; {signature}")
     if not result.data_filter:
         print("import: this Python's tarfile has no data filter; lockmirror's own member "

@@ -41,8 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fsutil import format_size
     from ..index import DEFAULT_TITLE, build_index
-    from ..pages import human_size
 
     lockfiles: list[Path] = list(args.lockfiles)
     store, out, mirror_yaml, title = args.store, args.out, args.mirror_yaml, args.title
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         return 0
     what = (f"{result.projects} projects, {result.files} files, "
-            f"{human_size(result.total_size)}")
+            f"{format_size(result.total_size)}")
     if result.noop:
         print(f"{out}: up to date ({what})")
         return 0
