@@ -116,15 +116,16 @@ def load(path: str = "mirror.yaml") -> Project:
 
 
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
-    """Wrap a stage call: LockmirrorError -> one line, task failed."""
+    """Wrap a stage call: LockmirrorError -> one line, task failed; a TaskFailed
+    the call returns is passed on."""
 
     def run() -> TaskFailed | None:
         try:
-            function(*args)
+            result = function(*args)
         except LockmirrorError as error:
             print(f"lockmirror: error: {error}", file=sys.stderr)
             return TaskFailed(str(error).splitlines()[0])
-        return None
+        return result if isinstance(result, TaskFailed) else None
 
     run.__name__ = getattr(function, "__name__", "action")
     return run
@@ -308,16 +309,9 @@ def _audit(project: Project) -> TaskFailed | None:
 
 
 def audit_task(project: Project) -> TaskDict:
-    def run() -> TaskFailed | None:
-        try:
-            return _audit(project)
-        except LockmirrorError as error:
-            print(f"lockmirror: error: {error}", file=sys.stderr)
-            return TaskFailed(str(error).splitlines()[0])
-
     return {
         "doc": "re-check every locked release now (advisories, yanks, exceptions); never cached",
-        "actions": [run],
+        "actions": [_action(_audit, project)],
         "uptodate": [False],
         "verbosity": 2,
     }

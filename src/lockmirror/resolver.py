@@ -608,13 +608,10 @@ def _explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: Cand
 
 
 def _chain(req: Req, root_label: str) -> str:
-    parts = [req.text]
-    parent = req.parent
-    while parent is not None:
-        parts.append(f"{parent.name} {parent.version}")
-        parent = None  # parents of parents are not tracked by resolvelib's causes
-    return (" <- ".join(parts) if req.parent is not None
-            else f"{req.text} (required by the set {root_label})")
+    """``req <- parent version`` (resolvelib's causes name one level of parents)."""
+    if req.parent is None:
+        return f"{req.text} (required by the set {root_label})"
+    return f"{req.text} <- {req.parent.name} {req.parent.version}"
 
 
 def _no_match(req: Req, factory: CandidateFactory, where: str,
