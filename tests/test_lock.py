@@ -309,3 +309,27 @@ def test_sdists_denied_by_policy(tmp_path: Path, fixture_index: FixtureIndex) ->
     with pytest.raises(ResolutionError) as info:
         lock_sets(load_config(path))
     assert "only an sdist" in str(info.value)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_credentials_in_a_source_url_never_reach_the_lockfile(
+        tmp_path: Path, fixture_index: FixtureIndex, relative: bool) -> None:
+    from lockmirror.fetch import fetch_config
+
+    fixture_index.require_basic_auth("reader", "s3cret-pw")
+    fixture_index.relative_urls = relative
+    path = write_mirror(tmp_path, fixture_index, "  c:\n    requirements: [beta]\n")
+    path.write_text(path.read_text().replace(
+        f"url: {fixture_index.url}", f"url: {fixture_index.url_with_auth('reader', 's3cret-pw')}"))
+    loaded = load_config(path)
+    result = lock_sets(loaded)[0]
+    text = result.path.read_text()
+    assert "s3cret" not in text and "reader@" not in text
+    assert versions(result.lockfile, X86)["alpha"] == "1.1"
+    # the files are fetched with the same credentials, taken from the source URL
+    os.environ["LOCKMIRROR_STORE"] = str(tmp_path / "store")
+    try:
+        summary = fetch_config(loaded)
+    finally:
+        del os.environ["LOCKMIRROR_STORE"]
+    assert summary.downloaded == summary.files - summary.derived > 0

@@ -150,6 +150,12 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
     env = os.environ if environ is None else environ
     result: dict[str, Credentials] = {}
     for source in sources:
+        prefix = auth_prefix(redact_url(source.url))
+        parts = urlsplit(source.url)
+        if parts.username is not None:
+            # credentials written into the URL move here, so the URL itself (in
+            # pages' URLs, lockfiles, messages) never carries them
+            result[prefix] = (unquote(parts.username), unquote(parts.password or ""))
         if not (source.username_env or source.password_env):
             continue
         values = []
@@ -159,7 +165,7 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
                                       where=f"mirror.yaml sources '{source.name}'",
                                       hint=f"export {variable}=... (the source's credentials)")
             values.append(env[variable] if variable is not None else "")
-        result[auth_prefix(source.url)] = (values[0], values[1])
+        result[prefix] = (values[0], values[1])
     return result
 
 

@@ -391,6 +391,10 @@ class IndexClient:
         if not sources:
             raise LockmirrorError("no sources to read projects from",
                                   hint="add one under 'sources' in mirror.yaml")
+        credentials = source_auth(sources, environ)  # includes userinfo written in URLs
+        # Requests go to the URLs without userinfo (its credentials are in the
+        # auth table), so no page, file URL or lockfile ever carries them.
+        sources = [s.model_copy(update={"url": redact_url(s.url)}) for s in sources]
         self.sources = sorted(sources, key=lambda s: s.priority)  # stable: ties keep file order
         self._pinned: dict[NormalizedName, SourceConfig] = {}
         for source in self.sources:
@@ -400,7 +404,7 @@ class IndexClient:
         # already carries (make_session(credentials=...)) are kept
         given = session.auth.credentials if session and isinstance(session.auth, PrefixAuth) \
             else {}
-        self._auth = PrefixAuth({**given, **source_auth(self.sources, environ)})
+        self._auth = PrefixAuth({**given, **credentials})
         # Metadata read out of wheels (no PEP 658 file) is kept by the wheel's
         # sha256: those bytes never change, and the Range reads are not cacheable.
         self._wheel_metadata_dir = cache_dir / "wheel-metadata" if cache_dir else None

@@ -268,7 +268,7 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
            targets: Mapping[str, Target], client: IndexClient) -> Lockfile:
     config = loaded.config
     set_targets = config.set_targets(set_name)
-    source_urls = {s.name: s.url for s in config.sources}
+    source_urls = {s.name: s.url for s in client.sources}  # without any userinfo
 
     @dataclass
     class Acc:
