@@ -244,7 +244,8 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _redact_text(text: str) -> str:
+def redact_text(text: str) -> str:
+    """``text`` with the userinfo of every URL in it removed (for server messages)."""
     return re.sub(r"(\w+://)[^/\s@]+@", r"\1", text)
 
 
@@ -307,7 +308,7 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
         cause = "the URL is not valid"
     else:
         root = chain[-1]
-        cause = _redact_text(f"{type(root).__name__}: {root}".splitlines()[0])
+        cause = redact_text(f"{type(root).__name__}: {root}".splitlines()[0])
     return NetworkError(f"cannot fetch {redact_url(url)}: {cause}{_retry_text(retries)}",
                         hint=hint)
 

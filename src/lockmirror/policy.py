@@ -252,7 +252,7 @@ class PolicyEngine:
         today = self.now.date()
         self._expired = [e for e in self._exceptions if e.expired(today)]
         self._active = [e for e in self._exceptions if not e.expired(today)]
-        self._memo: dict[tuple[NormalizedName, Version, bool], Decision] = {}
+        self._memo: dict[tuple[object, ...], Decision] = {}
         if self._expired and not allow_expired:
             raise PolicyError("\n".join(self.expired_messages()))
 
@@ -365,10 +365,12 @@ class PolicyEngine:
         """
         key_name = canonicalize_name(name)
         key_version = version if isinstance(version, Version) else Version(version)
-        memo_key = (key_name, key_version, pinned)
+        times = list(upload_times.values() if isinstance(upload_times, Mapping) else upload_times)
+        # the key holds every input: targets resolving in parallel see different files
+        earliest = min((t for t in times if t is not None), default=None)
+        memo_key = (key_name, key_version, pinned, earliest, None in times, yanked)
         if memo_key in self._memo:
             return self._memo[memo_key]
-        times = upload_times.values() if isinstance(upload_times, Mapping) else upload_times
         findings: list[Finding] = []
         age = self.min_age_finding(key_name, key_version, times)
         if age is not None:

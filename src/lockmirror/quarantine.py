@@ -340,10 +340,12 @@ def apply_quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime
     current = QuarantineList.read(loaded.quarantine_path)
     updated, added = current.with_added(report.quarantine_candidates(), now=now)
     index_found = (index_dir / MANIFEST_NAME).is_file()
-    change = (remove_from_index(index_dir, updated.keys, dry_run=dry_run) if index_found
-              else IndexChange())
+    # the list first: if editing the index fails, the next index build still
+    # leaves the listed releases out
     if not dry_run and (added or loaded.quarantine_path.exists()):
         updated.write(loaded.quarantine_path)
+    change = (remove_from_index(index_dir, updated.keys, dry_run=dry_run) if index_found
+              else IndexChange())
     ordered = tuple(updated.releases[k] for k in sorted(updated.releases))
     return QuarantineResult(loaded.quarantine_path, index_dir, tuple(added), ordered, change,
                             dry_run, index_found)

@@ -50,7 +50,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import UploadDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError
-from ..http import PrefixAuth, make_session, network_error, redact_url
+from ..http import PrefixAuth, make_session, network_error, redact_text, redact_url
 from ..index_client import DistFile, parse_html_page, parse_json_page
 from .tree import (
     Item,
@@ -238,6 +238,9 @@ class _Uploads:
             outcome = _Outcome(item.path, problem=str(refused))
         except LockmirrorError as error:  # this file only: the others go on
             outcome = _Outcome(item.path, problem=str(error))
+        except Exception as error:  # noqa: BLE001 - a worker's failure must be reported, not lost
+            text = redact_text(f"{type(error).__name__}: {error}".splitlines()[0])
+            outcome = _Outcome(item.path, problem=f"{item.path}: {text}")
         with self.lock:
             self.outcomes.append(outcome)
             done, total = len(self.outcomes), self.submitted
@@ -564,7 +567,7 @@ def _reason(response: requests.Response) -> str:
     except (requests.RequestException, UnicodeDecodeError):
         pass
     text = text or response.reason or ""
-    return redact_url(text)[:200]
+    return redact_text(text)[:200]
 
 
 def _integrity(path: Path, actual: str, item: Item) -> IntegrityError:
