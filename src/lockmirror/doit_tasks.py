@@ -55,6 +55,12 @@ class Project:
         for name in names:
             digest.update(b"\0" + name + b"=" + os.environ.get(name.decode(), "\0").encode())
         digest.update(str(self.path.resolve()).encode())
+        # the summary holds input hashes: a lockmirror that locks differently
+        # must not reuse one (lockfile is imported by the lock tasks anyway)
+        from . import __version__
+        from .lockfile import LOCK_FORMAT
+
+        digest.update(f"\0{__version__}\0{LOCK_FORMAT}".encode())
         self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
                               / f"{digest.hexdigest()[:32]}.json")
         self.summary = self._read_summary() or self._make_summary()
@@ -135,11 +141,10 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
+    from .commands.lock import print_results
     from .lock import lock_sets
 
-    for result in lock_sets(project.loaded, [set_name]):
-        state = "written" if result.written else "unchanged"
-        print(f"{result.path}: {len(result.lockfile.packages)} packages ({state})")
+    print_results(lock_sets(project.loaded, [set_name]))
 
 
 def lock_tasks(project: Project) -> Iterator[TaskDict]:

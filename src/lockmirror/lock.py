@@ -30,7 +30,14 @@ from packaging.version import Version
 
 from .config import LoadedConfig
 from .errors import LockmirrorError
-from .lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile, read_input_hash
+from .lockfile import (
+    LOCK_FORMAT,
+    LockedFile,
+    LockedPackage,
+    LockedTarget,
+    Lockfile,
+    read_input_hash,
+)
 from .targets import Target, targets_from_config
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
@@ -38,7 +45,6 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
     from .policy import ExceptionUse, PolicyEngine
     from .resolver import Candidate, CandidateFilter, Resolution, TargetContext
 
-LOCK_FORMAT = 2  # bump when the same inputs should give a different lockfile
 
 
 def input_hash(loaded: LoadedConfig, set_name: str) -> str:
@@ -64,6 +70,7 @@ def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> 
     Reads only the lockfiles' recorded hashes: no network, milliseconds.
     """
     stale = {}
+    _check_set_names(loaded, set_names or ())
     for name in set_names or loaded.config.sets:
         path = loaded.lockfile_path(name)
         recorded = read_input_hash(path)
@@ -101,13 +108,14 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
 
     config = loaded.config
     names = list(set_names or config.sets)
-    for name in names:
-        if name not in config.sets:
-            raise LockmirrorError(f"no set named '{name}'",
-                                  hint=f"sets in mirror.yaml: {', '.join(config.sets)}")
+    _check_set_names(loaded, names)
     now = now or datetime.now(UTC)
-    if client is None:
-        client = IndexClient(config.sources_by_priority(), cache_dir=loaded.cache_dir / "http")
+    if client is None:  # ours: closed (its prefetches cancelled) however the lock ends
+        with IndexClient(config.sources_by_priority(),
+                         cache_dir=loaded.cache_dir / "http") as own:
+            return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
+                             upgrade_all=upgrade_all, jobs=jobs,
+                             candidate_filter_for=candidate_filter_for)
     targets = targets_from_config(config)
     index_urls = [s.url for s in config.sources_by_priority()]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
@@ -203,6 +211,13 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, 
                 uses.append(waiver)
     records = exceptions_used_records(uses)
     return dataclasses.replace(lockfile, exceptions_used=records), tuple(sorted(set(warnings)))
+
+
+def _check_set_names(loaded: LoadedConfig, names: Iterable[str]) -> None:
+    for name in names:
+        if name not in loaded.config.sets:
+            raise LockmirrorError(f"no set named '{name}'",
+                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
 
 
 def _requirement_names(requirements: Iterable[str]) -> list[str]:

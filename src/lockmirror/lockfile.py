@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # loaded on use: `doit` only reads input hashes, and must sta
 _INPUT_HASH_RE = re.compile(rb'^input-hash = "(sha256:[0-9a-f]{64})"$', re.MULTILINE)
 
 LOCK_VERSION = "1.0"
+# lockmirror's own: part of every input hash; bump when the same inputs should give
+# a different lockfile, so existing lockfiles become stale
+LOCK_FORMAT = 2
 CREATED_BY = "lockmirror"
 
 

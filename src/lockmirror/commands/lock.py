@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..config import load_config
 from ..errors import StaleLockError
+
+if TYPE_CHECKING:
+    from ..lock import LockResult
 
 NAME = "lock"
 HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or --check them)"
@@ -42,11 +47,16 @@ def run(args: argparse.Namespace) -> int:
     upgrade = args.upgrade or ()
     results = lock_sets(loaded, args.sets, upgrade=upgrade,
                         upgrade_all=args.upgrade is not None and not args.upgrade, jobs=args.jobs)
+    print_results(results)
+    print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def print_results(results: Sequence[LockResult]) -> None:
+    """One line per lockfile, then its policy warnings (the CLI and doit)."""
     for result in results:
         count = len(result.lockfile.packages)
         state = "written" if result.written else "unchanged"
         print(f"{result.path}: {count} packages for {len(result.lockfile.targets)} targets ({state})")
         for warning in result.warnings:
             print(f"  policy warning: {warning}", file=sys.stderr)
-    print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    return 0
