@@ -37,7 +37,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -53,7 +52,7 @@ import requests
 import urllib3.exceptions
 
 from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from .fsutil import format_size
+from .fsutil import atomic_writer, format_size
 from .http import (
     Credentials,
     PrefixAuth,
@@ -291,7 +290,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
         runner.run([i for i in todo if not i.is_metadata], max_workers=max(max_workers, 1))
         rest = []
         for item in (i for i in todo if i.is_metadata):
-            if _metadata_from_wheel(item, store, durable=durable):
+            if _metadata_from_wheel(item, store):
                 derived += 1
                 runner.progress.file_done(item, False)
             else:
@@ -342,7 +341,7 @@ def is_current(loaded: LoadedConfig) -> bool:
     return not missing(plan(lockfiles), Store(loaded.store_dir))
 
 
-def _metadata_from_wheel(item: FetchItem, store: Store, *, durable: bool) -> bool:
+def _metadata_from_wheel(item: FetchItem, store: Store) -> bool:
     """Put a wheel's METADATA in the store from the verified wheel itself,
     when its bytes have the locked hash; False when they do not (or the wheel
     is absent), and the caller downloads the ``.metadata`` file instead."""
@@ -356,14 +355,17 @@ def _metadata_from_wheel(item: FetchItem, store: Store, *, durable: bool) -> boo
         return False
     if data is None or hashlib.sha256(data).hexdigest() != item.sha256:
         return False
-    fd, temp = tempfile.mkstemp(dir=store.temp_dir(), suffix=".metadata")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.chmod(temp, 0o644)  # mkstemp's 0600 would follow the hard link into dist-index
-    store.adopt(Path(temp), item.sha256)
+    final = store.path(item.sha256)
+    try:  # temp file beside it, 0644, renamed in only when complete (small: always synced)
+        with atomic_writer(final) as handle:
+            handle.write(data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LockmirrorError("the disk holding the store is full", where=str(store.root),
+                                  hint="free some space or point paths.store / LOCKMIRROR_STORE "
+                                       "at a bigger disk, then re-run") from None
+        raise LockmirrorError(f"cannot write to the store: {exc.strerror}",
+                              where=str(final)) from None
     return True
 
 

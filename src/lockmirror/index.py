@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from .errors import IntegrityError, LockmirrorError, NotFoundError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, sha256_bytes
 from .manifest import MANIFEST_NAME, Entry, encode_entries, join_encoded
 from .pages import (
     IndexFile,
@@ -165,6 +165,9 @@ def build_index(
     runs git twice; otherwise time grows with the changed packages plus a
     pass over every locked file name (no artifact is read or hashed).
     """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
+                              hint="point --out (paths.index) at a directory")
     builder = _Builder(
         lockfiles=[Path(p) for p in lockfiles],
         store=store if isinstance(store, Store) else Store(Path(store)),
@@ -832,6 +835,10 @@ class _Builder:
         except FileNotFoundError:
             missing.append(f"{rel.split('/', 2)[2]} ({sha256[:12]})")
             return size or 0
+        if size is None and src.st_size == 0 and sha256 != _EMPTY_SHA256:
+            # a size-less file (PEP 658 metadata) left empty by a crash: not the file
+            missing.append(f"{rel.split('/', 2)[2]} ({sha256[:12]})")
+            return 0
         if size is not None and src.st_size != size:
             raise IntegrityError(f"the store holds {src.st_size} bytes for {rel}, the lockfile "
                                  f"says {size}", where=source,
@@ -865,6 +872,7 @@ class _Builder:
                     os.replace(temp, dest)
                 self.linked += 1
                 self.written.append(rel)
+                self.unsynced.append(rel)
                 return src.st_size
         try:
             shutil.copyfile(source, temp)
@@ -879,6 +887,7 @@ class _Builder:
             raise
         self.copied += 1
         self.written.append(rel)
+        self.unsynced.append(rel)
         return src.st_size
 
     def _store_path(self, sha256: str) -> str:
@@ -919,8 +928,8 @@ def _cache_format() -> str:
     return f"{INDEX_FORMAT};{__version__};{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+_sha = sha256_bytes
+_EMPTY_SHA256 = sha256_bytes(b"")
 
 
 def _check_unique_sets(sets: list[_LockedSet]) -> None:

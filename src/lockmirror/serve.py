@@ -360,6 +360,9 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         return path if path.exists() else None
 
     def log_line(self, line: str) -> None:
+        # the request line is the client's text: no terminal escapes into the log
+        # (what BaseHTTPRequestHandler.log_message does for its own lines)
+        line = line.translate(BaseHTTPRequestHandler._control_char_table)  # type: ignore[attr-defined]
         if self._log is not None:
             with self._log_lock:
                 self._log(line)

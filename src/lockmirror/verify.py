@@ -126,7 +126,8 @@ class Check:
         if self.skipped:
             return f"{head}: skipped ({self.skipped})"
         if self.ok:
-            return f"{head}: ok ({self.seconds:.1f} s)"
+            note = f"; {self.detail}" if self.detail else ""
+            return f"{head}: ok ({self.seconds:.1f} s{note})"
         text = f"{head} failed"
         if self.requirement:
             text += f": cannot install {self.requirement}"

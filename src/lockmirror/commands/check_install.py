@@ -45,5 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if check.ok:  # failures are listed once, in the error below
             print(check.describe())
     report.raise_for_failures()
-    print(f"closure verified from {report.index_url}")
+    from ..http import redact_url
+
+    print(f"closure verified from {redact_url(report.index_url)}")
     return 0

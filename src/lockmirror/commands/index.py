@@ -58,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
         title = title or loaded.config.name
         quarantine = quarantine or loaded.quarantine_path
     exclude: Iterable[tuple[str, Version | str]] = ()
+    if args.quarantine is not None and not args.quarantine.exists():
+        from ..errors import NotFoundError
+
+        # a mistyped list must not publish what it keeps out
+        raise NotFoundError("the quarantine list does not exist", where=str(args.quarantine))
     if quarantine is not None and quarantine.exists():
         from ..quarantine import QuarantineList
 
