@@ -86,10 +86,10 @@ def test_targets_get_their_own_versions_and_files(main_lock: Lockfile) -> None:
     assert x86["speedup"] == "1.2" and "foo-bar-baz" in x86
     # the platform wheel for each target, and only those
     native = package(main_lock, "native")
-    assert sorted(w.filename for w in native.wheels) == sorted(
-        [f for f in (w.filename for w in native.wheels)
-         if "manylinux_2_17_x86_64" in f or "manylinux_2_28_aarch64" in f])
-    assert len(native.wheels) == 2 and native.sdist is None
+    wheels = sorted(w.filename for w in native.wheels)
+    assert len(wheels) == 2 and native.sdist is None
+    assert "cp311" in wheels[0] and "manylinux_2_17_x86_64" in wheels[0]
+    assert "cp312" in wheels[1] and "manylinux_2_28_aarch64" in wheels[1]
     assert all(f.sha256 and f.size and f.upload_time for _, f in main_lock.iter_files())
 
 
@@ -174,7 +174,7 @@ def test_conflict_names_both_sides(tmp_path: Path, fixture_index: FixtureIndex) 
         lock(tmp_path, fixture_index, "  c:\n    requirements: [left, right]\n")
     text = str(info.value)
     assert "shared" in text and "shared<2" in text and "shared>=2" in text
-    assert "left 1.0" in text and "right 1.0" in text and X86 in text or ARM in text
+    assert "left 1.0" in text and "right 1.0" in text and (X86 in text or ARM in text)
 
 
 def test_missing_version_lists_nearest(tmp_path: Path, fixture_index: FixtureIndex) -> None:
@@ -265,7 +265,7 @@ def test_bad_requirement_text_never_reaches_the_resolver(tmp_path: Path,
 
     with pytest.raises(ConfigError):
         lock(tmp_path, fixture_index, "  b:\n    requirements: ['alpha=1.0']\n")
-    assert isinstance(ConfigError(["x"]), LockmirrorError)
+    assert fixture_index.count() == 0
 
 
 def test_policy_applies_while_locking(tmp_path: Path, fixture_index: FixtureIndex,
