@@ -25,7 +25,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .advisories import AdvisoryDB, OsvOfflineSource, open_advisory_db
-from .config import LoadedConfig, MirrorConfig, PolicyConfig
+from .config import LoadedConfig, MirrorConfig
 from .errors import LockmirrorError, NotFoundError
 from .lockfile import LockedPackage, Lockfile
 from .policy import Finding, PolicyEngine, as_utc
@@ -137,15 +137,13 @@ class AuditReport:
 
 def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
           sources: AdvisoryDB | None, now: datetime,
-          client: ProjectPages | None = None, where: str = "mirror.yaml",
-          policy_for_set: Callable[[str], PolicyConfig] | None = None) -> AuditReport:
+          client: ProjectPages | None = None, where: str = "mirror.yaml") -> AuditReport:
     """Re-check every release in ``lockfiles`` against the policy at ``now``.
 
     ``sources``: the advisory sources (None: vulnerabilities not checked).
     ``client``: an index client whose project pages say what is yanked now
     (None: only the yanked state recorded in the lockfile is checked).
-    ``policy_for_set`` overrides ``config.policy_for`` (a set removed from
-    mirror.yaml is audited under the global policy).
+    A set no longer in mirror.yaml is audited under the global policy.
 
     Cost: one advisory prefetch over every distinct release (a batch for the
     OSV API, one request per release for the PyPI JSON API, nothing for an
@@ -172,10 +170,7 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
 
     for lockfile in sorted(lockfiles, key=lambda lf: lf.set_name):
         set_name = lockfile.set_name
-        if policy_for_set is not None:
-            engine = PolicyEngine(policy_for_set(set_name), now=moment, advisories=sources,
-                                  where=where, allow_expired=True)
-        elif set_name in config.sets:
+        if set_name in config.sets:
             engine = PolicyEngine.for_set(config, set_name, now=moment, advisories=sources,
                                           where=where, allow_expired=True)
         else:

@@ -20,7 +20,7 @@ try:  # tomllib's own parser, compiled with mypyc: 3x faster on big lockfiles
     import tomli as tomllib
 except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
     import tomllib  # type: ignore[no-redef]
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,10 +258,6 @@ def read_input_hash(path: Path) -> str | None:
     except OSError:
         return None
     return found[-1].decode() if len(found) == 1 else None
-
-
-def read_lockfiles(paths: Sequence[Path]) -> list[Lockfile]:
-    return [Lockfile.read(p) for p in paths]
 
 
 def _to_archive(kind: type[PackageWheel | PackageSdist], f: LockedFile) -> Any:

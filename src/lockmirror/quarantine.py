@@ -83,13 +83,6 @@ class QuarantineList:
 
     releases: Mapping[Key, QuarantinedRelease] = field(default_factory=dict)
 
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, tuple) or len(key) != 2:
-            return False
-        name, version = key
-        version = version if isinstance(version, Version) else Version(str(version))
-        return (canonicalize_name(str(name)), version) in self.releases
-
     @property
     def keys(self) -> frozenset[Key]:
         """What the index stage must leave out: (normalized name, version)."""

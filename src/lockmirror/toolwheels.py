@@ -55,10 +55,6 @@ class ToolWheels:
     wheels: tuple[Path, ...]
     python: str
 
-    @property
-    def names(self) -> list[str]:
-        return sorted(path.name for path in self.wheels)
-
 
 def python_tag() -> str:
     """E.g. ``cpython-3.11-linux-x86_64``: what the dependency wheels fit."""
