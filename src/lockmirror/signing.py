@@ -155,9 +155,10 @@ def generate_keypair(private_path: Path, *, comment: str = "lockmirror") -> Path
     the public key's path.
     """
     public_path = private_path.with_name(private_path.name + ".pub")
-    if private_path.exists():
-        raise LockmirrorError("a key already exists here; refusing to overwrite it",
-                              where=str(private_path))
+    for path in (private_path, public_path):
+        if path.exists():
+            raise LockmirrorError("a key already exists here; refusing to overwrite it",
+                                  where=str(path))
     key = Ed25519PrivateKey.generate()
     password = _passphrase()
     if password:
@@ -170,15 +171,19 @@ def generate_keypair(private_path: Path, *, comment: str = "lockmirror") -> Path
                                         serialization.NoEncryption())
     public_line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                 serialization.PublicFormat.OpenSSH)
+    created = False
     try:
         private_path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL with 0600 from the start: the secret is never readable by
         # others, not even for the instant before a chmod.
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        created = True
         with os.fdopen(fd, "wb") as handle:
             handle.write(private_pem)
         atomic_write(public_path, public_line + b" " + comment.encode() + b"\n")
     except OSError as exc:
+        if created:  # half a key pair would block the next attempt
+            private_path.unlink(missing_ok=True)
         raise LockmirrorError(f"cannot write the key: {exc.strerror}",
                               where=str(exc.filename or private_path)) from None
     return public_path

@@ -516,7 +516,9 @@ class UploadPublisher:
         if package is not None:
             if package.sha2_digest != item.sha256:
                 raise _integrity(path, str(package.sha2_digest), item)
-            response: requests.Response = self._repository().upload(package)
+            # one POST: twine would re-post on every 5xx itself; our retry loop looks
+            # at the page first, since a failed answer may follow a stored upload
+            response: requests.Response = self._repository().upload(package, max_redirects=1)
             return response
         return self._send_direct(path, item)
 
