@@ -44,7 +44,7 @@ from .targets import Target, Truth
 # is excluded. Supplied by the lock stage from the policy engine.
 CandidateFilter = Callable[["Candidate", bool], str | None]
 
-_BUILD_LOCK = threading.Lock()
+_BUILD_LOCK = threading.RLock()
 
 
 # --------------------------------------------------------------------------
@@ -246,13 +246,14 @@ class SdistMetadataSource:
         """The PEP 517 hook's METADATA, kept on disk by the sdist's sha256
         (the same bytes always give the same metadata), so a build runs once."""
         cached = self.work_dir / "metadata" / f"{file.sha256}.METADATA" if file.sha256 else None
-        if cached is not None and cached.exists():
-            return parse_core_metadata(cached.read_bytes())
-        raw = self._prepare_metadata(file)
-        if cached is not None:
-            from .fsutil import atomic_write
+        with _BUILD_LOCK:  # checked under the lock: targets in parallel build it once
+            if cached is not None and cached.exists():
+                return parse_core_metadata(cached.read_bytes())
+            raw = self._prepare_metadata(file)
+            if cached is not None:
+                from .fsutil import atomic_write
 
-            atomic_write(cached, raw)
+                atomic_write(cached, raw)
         return parse_core_metadata(raw)
 
     def _prepare_metadata(self, file: DistFile) -> bytes:

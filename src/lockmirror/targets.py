@@ -116,6 +116,10 @@ class Target:
     platforms: tuple[str, ...] = ("manylinux_2_17_x86_64",)
     abi: str | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
+    # marker text and extras -> Truth: the same Requires-Dist markers recur across
+    # releases and candidates, and each evaluation covers every patch release
+    _truths: dict[tuple[str, tuple[str, ...]], Truth] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def from_config(cls, name: str, spec: TargetConfig) -> Target:
@@ -206,6 +210,13 @@ class Target:
         """
         if marker is None:
             return Truth.ALWAYS
+        key = (str(marker), tuple(extras))
+        known = self._truths.get(key)
+        if known is None:
+            known = self._truths[key] = self._evaluate(marker, key[1])
+        return known
+
+    def _evaluate(self, marker: Marker, extras: tuple[str, ...]) -> Truth:
         hints = _versions_in(str(marker))
         results = set()
         for full in self.patch_versions(hints):
