@@ -557,3 +557,95 @@ def test_quarantined_releases_are_left_out(own_mirror: FixtureMirror, tmp_path: 
     assert f"files/yanky/{yanky_10}" in back.written
     assert (own_mirror.out / "simple" / "native" / "index.html").is_file()
     assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "b"))
+
+
+# --------------------------------------------------------------------------
+# A first build uses both cores: a forked child parses half the package
+# blocks, two threads write the pages. Same bytes as the serial build.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def parallel(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Lower the thresholds so the fixture mirror takes the parallel paths;
+    records each child parser started."""
+    from lockmirror import index
+
+    started: list[object] = []
+    original = index._ChildParser.start
+
+    def start(*args: object, **kwargs: object) -> object:
+        child = original(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(index, "PARALLEL_BLOCKS", 2)
+    monkeypatch.setattr(index, "PARALLEL_WRITES", 1)
+    monkeypatch.setattr(index._ChildParser, "start", staticmethod(start))
+    return started
+
+
+def test_parallel_first_build_gives_the_same_bytes(mirror: FixtureMirror, tmp_path: Path,
+                                                   parallel: list[object]) -> None:
+    out = tmp_path / "dist-index"
+    build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
+    assert parallel and all(child is not None for child in parallel)  # really forked
+    assert tree_bytes(out) == tree_bytes(mirror.out)
+    again = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
+    assert again.noop
+    # the rows the child parsed were cached: a full compare parses nothing and writes nothing
+    full = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror", full=True)
+    assert full.written == () and full.removed == ()
+
+
+def test_parallel_parse_error_in_the_childs_share_is_reported(own_mirror: FixtureMirror,
+                                                              parallel: list[object]) -> None:
+    # the last block of the last lockfile is in the child's half
+    last = sorted(own_mirror.lockfiles, key=lambda p: p.name)[-1]
+    text = last.read_text()
+    block = text.rfind("\n[[packages]]\n")
+    version = text.index('\nversion = "', block)
+    last.write_text(text[:version] + '\nversion = "not a version!"'
+                    + text[text.index("\n", version + 1):])
+    with pytest.raises(LockmirrorError, match="not a valid PEP 751 lockfile") as error:
+        build(own_mirror)
+    assert str(last) in str(error.value)
+    assert parallel and parallel[0] is not None
+    assert not own_mirror.out.exists()
+
+
+def _swap_speedup(mirror: FixtureMirror, version: str) -> None:
+    """Lock speedup ``version`` in the extra set."""
+    extra = build_lockfile(mirror.catalogue, "extra")
+    item = mirror.catalogue.find("speedup", version)
+    packages = tuple(
+        replace(p, version=Version(version), wheels=(replace(
+            p.wheels[0], filename=item.filename, sha256=item.sha256, size=item.size,
+            metadata_sha256=item.metadata_sha256),))
+        if p.name == "speedup" else p for p in extra.packages)
+    rewrite_lockfile(mirror, replace(extra, packages=packages))
+
+
+def test_manifest_cut_from_the_previous_one_over_several_runs(own_mirror: FixtureMirror,
+                                                              tmp_path: Path) -> None:
+    # unchanged projects' manifest parts are cut from the previous manifest at
+    # offsets the cache keeps; they move whenever a project before them changes
+    build(own_mirror)
+    original = tree_bytes(own_mirror.out)
+    _swap_speedup(own_mirror, "1.0")
+    build(own_mirror)
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+    rewrite_lockfile(own_mirror, build_lockfile(own_mirror.catalogue, "extra"))
+    build(own_mirror)
+    assert tree_bytes(own_mirror.out) == original
+
+
+def test_manifest_parts_encoded_again_when_not_where_expected(
+        own_mirror: FixtureMirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import index
+
+    build(own_mirror)
+    monkeypatch.setattr(index._OldManifest, "parts", lambda self, name: None)
+    _swap_speedup(own_mirror, "1.0")
+    build(own_mirror)
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))

@@ -56,7 +56,7 @@ import shutil
 import stat as statmod
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import __version__
 from .errors import IntegrityError, LockmirrorError, NotFoundError
 from .fsutil import atomic_write, sha256_bytes
-from .manifest import MANIFEST_NAME, Entry, encode_entries, join_encoded
+from .manifest import MANIFEST_NAME, Entry, encode_entries, join_encoded_spans
 from .pages import (
     IndexFile,
     LandingPage,
@@ -97,9 +97,12 @@ INDEX_FORMAT = "lockmirror-index/2"
 DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 CACHE_NAME = "cache.marshal"
+CACHE_VERSION = 3  # bump when what cache.marshal holds changes shape
 # Up to this many written files are fsync'ed one by one at the end (one journal
 # commit covers them all); above it, one os.sync() is cheaper.
 BULK_WRITES = 64
+# A first build writes its pages from two threads when it has this many projects.
+PARALLEL_WRITES = 100
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -206,6 +209,45 @@ class _Input:
         return self.data
 
 
+class _Rows(MutableMapping[str, Row]):
+    """The rows cache, block key -> Row. Rows read from the cache file stay
+    marshal-encoded until first used: a run that changes one package decodes
+    a handful of rows, not every row of every lockfile."""
+
+    def __init__(self, encoded: dict[str, bytes] | None = None) -> None:
+        self._encoded = dict(encoded or {})
+        self._decoded: dict[str, Row] = {}
+
+    def __getitem__(self, key: str) -> Row:
+        row = self._decoded.get(key)
+        if row is None:
+            row = self._decoded[key] = marshal.loads(self._encoded[key])
+        return row
+
+    def __setitem__(self, key: str, row: Row) -> None:
+        self._decoded[key] = row
+        self._encoded.pop(key, None)
+
+    def __delitem__(self, key: str) -> None:
+        found = self._decoded.pop(key, None) is not None
+        if self._encoded.pop(key, None) is None and not found:
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._decoded or key in self._encoded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._encoded, **self._decoded})
+
+    def __len__(self) -> int:
+        return len({**self._encoded, **self._decoded})
+
+    def encoded(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """``keys``' rows as the cache file keeps them."""
+        return {key: self._encoded[key] if key in self._encoded
+                else marshal.dumps(self._decoded[key]) for key in keys}
+
+
 @dataclass
 class _LockedSet:
     name: str
@@ -214,7 +256,12 @@ class _LockedSet:
     targets: tuple[SetTarget, ...]
     input_hash: str
     keys: list[str]  # one per row: the row's key in the rows cache
-    rows: list[Row]
+    pins: list[tuple[str, str]]  # one per row: (name, version)
+    store: Mapping[str, Row]  # where the rows are
+
+    @property
+    def rows(self) -> list[Row]:
+        return [self.store[key] for key in self.keys]
 
     def meta(self) -> tuple[Any, ...]:
         """What the cache keeps of the lockfile besides its rows (marshal-able)."""
@@ -223,12 +270,13 @@ class _LockedSet:
                 self.input_hash)
 
     @classmethod
-    def from_cache(cls, item: _Input, meta: tuple[Any, ...], keys: list[str],
-                   rows_cache: dict[str, Row]) -> _LockedSet:
-        name, requirements, targets, input_hash = meta
+    def from_cache(cls, item: _Input, cached: tuple[Any, ...], rows_cache: _Rows,
+                   ) -> _LockedSet:
+        (name, requirements, targets, input_hash), keys, pins = cached
         return cls(name=name, input=item, requirements=tuple(requirements),
                    targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3])) for t in targets),
-                   input_hash=input_hash, keys=list(keys), rows=[rows_cache[k] for k in keys])
+                   input_hash=input_hash, keys=list(keys),
+                   pins=[(pin[0], pin[1]) for pin in pins], store=rows_cache)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -289,35 +337,70 @@ def _block_key(targets_key: str, block: str) -> str:
     return hashlib.sha256(f"{INDEX_FORMAT}\n{targets_key}\n{block}".encode()).hexdigest()
 
 
-def _load_set(item: _Input, rows_cache: dict[str, Row]) -> _LockedSet:
-    """Parse one lockfile, re-using cached package blocks; validates what it parses
-    with :meth:`Lockfile.loads`."""
+@dataclass
+class _Split:
+    """A lockfile cut into its package blocks, each keyed for the rows cache."""
+
+    item: _Input
+    header: str
+    blocks: list[str]
+    trailer: str
+    keys: list[str]
+
+    def missing(self, rows_cache: MutableMapping[str, Row], skip: frozenset[str] = frozenset(),
+                ) -> list[int]:
+        return [i for i, key in enumerate(self.keys) if key not in rows_cache and key not in skip]
+
+    def parse(self, indices: list[int], rows_cache: MutableMapping[str, Row]) -> Lockfile | None:
+        """Parse the blocks at ``indices`` (at least one, for the set's header)
+        with the header and trailer, into ``rows_cache``; validates them with
+        :meth:`Lockfile.loads`. None when the blocks do not parse on their own
+        (the file is not cut where we thought): the caller parses it whole."""
+        from .lockfile import Lockfile
+
+        sample = indices or [0]
+        where = str(self.item.path)
+        partial = self.header + "".join(self.blocks[i] for i in sample) + self.trailer
+        try:
+            lock = _loads(Lockfile, partial, where)
+        except LockmirrorError:
+            return None
+        if len(lock.packages) != len(sample):
+            return None
+        for i, package in zip(sample, lock.packages, strict=True):
+            rows_cache[self.keys[i]] = _row(package, where)
+        return lock
+
+
+def _text_of(item: _Input) -> str:
+    try:
+        return item.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockmirrorError(f"not UTF-8 text: {exc}", where=str(item.path)) from None
+
+
+def _split_input(item: _Input) -> _Split | None:
+    """The lockfile's blocks, or None when it does not have the shape lockmirror writes."""
+    split = _split_blocks(_text_of(item))
+    if split is None:
+        return None
+    header, blocks, trailer = split
+    targets_key = _targets_key(trailer)
+    if targets_key is None:
+        return None
+    return _Split(item, header, blocks, trailer,
+                  [_block_key(targets_key, block) for block in blocks])
+
+
+def _load_whole(item: _Input, rows_cache: MutableMapping[str, Row]) -> _LockedSet:
+    """Parse a lockfile in one piece (one that cannot be cut into blocks)."""
     from .lockfile import Lockfile
 
     where = str(item.path)
-    try:
-        text = item.read().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LockmirrorError(f"not UTF-8 text: {exc}", where=where) from None
-    split = _split_blocks(text)
-    if split is not None:
-        header, blocks, trailer = split
-        targets_key = _targets_key(trailer)
-        if targets_key is not None:
-            keys = [_block_key(targets_key, block) for block in blocks]
-            missing = [i for i, key in enumerate(keys) if key not in rows_cache]
-            sample = missing or [0]
-            partial = header + "".join(blocks[i] for i in sample) + trailer
-            try:
-                lock = _loads(Lockfile, partial, where)
-            except LockmirrorError:  # not split where we thought: parse it whole
-                lock = None
-            if lock is not None and len(lock.packages) == len(sample):
-                for i, package in zip(sample, lock.packages, strict=True):
-                    rows_cache[keys[i]] = _row(package, where)
-                return _set_from(lock, item, [rows_cache[k] for k in keys], keys)
+    text = _text_of(item)
     lock = _loads(Lockfile, text, where)
     rows = [_row(package, where) for package in lock.packages]
+    split = _split_blocks(text)
     if split is not None and len(split[1]) == len(rows):
         targets_key = _targets_key(split[2]) or ""
         keys = [_block_key(targets_key, block) for block in split[1]]
@@ -325,6 +408,112 @@ def _load_set(item: _Input, rows_cache: dict[str, Row]) -> _LockedSet:
         keys = [_block_key("row", repr(row)) for row in rows]
     rows_cache.update(zip(keys, rows, strict=True))
     return _set_from(lock, item, rows, keys)
+
+
+def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
+              lock_cache: dict[str, tuple[Any, ...]]) -> list[_LockedSet]:
+    """Every lockfile as a set: from the cache when its bytes were seen before,
+    else its changed package blocks parsed (validated by :meth:`Lockfile.loads`).
+    Many blocks to parse (a first build) are shared with a forked child, so
+    both cores parse."""
+    found: dict[int, _LockedSet] = {}
+    splits: list[_Split] = []
+    for number, item in enumerate(inputs):
+        known = lock_cache.get(item.sha256)
+        if known is not None and all(k in rows_cache for k in known[1]):
+            found[number] = _LockedSet.from_cache(item, known, rows_cache)
+            continue
+        split = _split_input(item)
+        if split is None:
+            found[number] = _load_whole(item, rows_cache)
+        else:
+            splits.append(split)
+    child = _ChildParser.start(splits, rows_cache)
+    skip = child.keys if child is not None else frozenset()
+    try:
+        locks: list[Lockfile | None] = [s.parse(s.missing(rows_cache, skip), rows_cache)
+                                        for s in splits]
+    finally:
+        if child is not None:  # always reaped; nothing when it failed: parsed below
+            rows_cache.update(child.collect())
+    for split, lock in zip(splits, locks, strict=True):
+        number = inputs.index(split.item)
+        missing = split.missing(rows_cache)
+        if lock is not None and missing:
+            lock = split.parse(missing, rows_cache)
+        if lock is None:
+            found[number] = _load_whole(split.item, rows_cache)
+        else:
+            found[number] = _set_from(lock, split.item, [rows_cache[k] for k in split.keys],
+                                      split.keys)
+    return [found[number] for number in range(len(inputs))]
+
+
+# Below this many package blocks to parse, a child process costs more than it saves.
+PARALLEL_BLOCKS = 600
+
+
+def _child_parse(reader: int, writer: int, shares: list[tuple[_Split, list[int]]]) -> int:
+    """In the forked child: parse ``shares``, send their rows; the exit status.
+    Any failure is status 1 and no output: the parent parses the share itself
+    and so reports the error."""
+    try:
+        os.close(reader)
+        rows: dict[str, Row] = {}
+        for split, indices in shares:
+            if split.parse(indices, rows) is None:
+                return 1
+        with os.fdopen(writer, "wb") as pipe:
+            pipe.write(marshal.dumps(rows))
+    except BaseException:  # noqa: BLE001 - reported by the parent, which parses again
+        return 1
+    return 0
+
+
+class _ChildParser:
+    """A forked child that parses a share of the package blocks and sends the
+    rows back (marshal over a pipe). Only from a single-threaded process, where
+    fork is safe; any failure in the child just leaves its share to the parent,
+    which then reports errors itself."""
+
+    def __init__(self, pid: int, reader: int, keys: frozenset[str]) -> None:
+        self.pid, self.reader, self.keys = pid, reader, keys
+
+    @classmethod
+    def start(cls, splits: list[_Split], rows_cache: MutableMapping[str, Row]) -> _ChildParser | None:
+        missing = [(split, i) for split in splits for i in split.missing(rows_cache)]
+        if (len(missing) < PARALLEL_BLOCKS or not hasattr(os, "fork")
+                or threading.active_count() != 1):
+            return None
+        share = missing[len(missing) // 2:]  # the child's half: the last blocks
+        by_split: dict[int, tuple[_Split, list[int]]] = {}
+        for split, i in share:
+            by_split.setdefault(id(split), (split, []))[1].append(i)
+        keys = frozenset(split.keys[i] for split, i in share)
+        reader, writer = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return None
+        if pid == 0:  # the child: parse, send, leave without running any cleanup
+            os._exit(_child_parse(reader, writer, list(by_split.values())))
+        os.close(writer)
+        return cls(pid, reader, keys)
+
+    def collect(self) -> dict[str, Row]:
+        """The child's rows; {} when it failed."""
+        with os.fdopen(self.reader, "rb") as pipe:
+            data = pipe.read()
+        _pid, status = os.waitpid(self.pid, 0)
+        if status != 0:
+            return {}
+        try:
+            rows = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return {}
+        return rows if isinstance(rows, dict) else {}
 
 
 def _loads(cls: type[Lockfile], text: str, where: str) -> Lockfile:
@@ -347,6 +536,7 @@ def _targets_key(trailer: str) -> str | None:
 
 
 def _set_from(lock: Lockfile, item: _Input, rows: list[Row], keys: list[str]) -> _LockedSet:
+    """The set of a parsed lockfile (``rows`` are its packages' rows, in order)."""
     where = str(item.path)
     if not _SET_RE.match(lock.set_name or ""):
         raise LockmirrorError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
@@ -356,7 +546,8 @@ def _set_from(lock: Lockfile, item: _Input, rows: list[Row], keys: list[str]) ->
     targets = tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
                     for t in lock.targets)
     return _LockedSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
-                      targets=targets, input_hash=lock.input_hash, keys=keys, rows=rows)
+                      targets=targets, input_hash=lock.input_hash, keys=keys,
+                      pins=[(row[0], row[1]) for row in rows], store=dict(zip(keys, rows)))
 
 
 # --------------------------------------------------------------------------
@@ -372,17 +563,48 @@ def _stat_key(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def _tree_key(root: Path, dirs: Sequence[str]) -> str | None:
-    """A digest of the mtimes of ``dirs`` below ``root`` (None if one is missing)."""
-    digest = hashlib.sha256()
+DirStats = dict[str, tuple[int, int]]  # directory (relative) -> (mtime_ns, inode)
+
+
+def _dir_stats(root: Path, dirs: Iterable[str], known: DirStats | None = None,
+               fresh: Iterable[str] = ()) -> DirStats | None:
+    """(mtime, inode) of ``dirs`` below ``root``, None if one is missing.
+    Those in ``known`` and not in ``fresh`` are taken from ``known``, unstatted."""
+    found: DirStats = {}
     base = str(root)
+    again = set(fresh)
     for rel in dirs:
+        if known is not None and rel in known and rel not in again:
+            found[rel] = known[rel]
+            continue
         try:
             stat = os.stat(f"{base}/{rel}" if rel else base)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        digest.update(f"{rel}\0{stat.st_mtime_ns}\0{stat.st_ino}\n".encode())
+        found[rel] = (stat.st_mtime_ns, stat.st_ino)
+    return found
+
+
+def _tree_key(dirs: Sequence[str], stats: DirStats | None) -> str | None:
+    """A digest of the mtimes of ``dirs`` (None if one is missing)."""
+    if stats is None:
+        return None
+    digest = hashlib.sha256()
+    for rel in dirs:
+        mtime, inode = stats[rel]
+        digest.update(f"{rel}\0{mtime}\0{inode}\n".encode())
     return digest.hexdigest()
+
+
+def _ancestors(paths: Iterable[str]) -> set[str]:
+    """Every directory above each of ``paths`` ("" for the tree itself)."""
+    found = {""}
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in found:
+            found.add(parent)
+            parent = parent.rpartition("/")[0]
+    return found
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -464,8 +686,10 @@ class _Builder:
         # The tree is as we left it: same manifest, and no directory gained or
         # lost an entry (a file deleted or added by hand changes its directory's
         # mtime; one stat per directory, not per file).
+        old_dirs = state.get("dirs", [])
+        dir_stats = _dir_stats(self.out_dir, old_dirs) if manifest_stat is not None else None
         intact = (manifest_stat is not None and state.get("manifest") == manifest_stat
-                  and _tree_key(self.out_dir, state.get("dirs", [])) == state.get("tree"))
+                  and _tree_key(old_dirs, dir_stats) == state.get("tree"))
         if not self.full and state.get("key") == key and intact:
             summary = state.get("summary", {})
             return IndexResult(out_dir=self.out_dir, noop=True, written=(), removed=(),
@@ -477,10 +701,10 @@ class _Builder:
         trusted = (not self.full and intact
                    and cache.get("out_dir") == str(self.out_dir)
                    and cache.get("store") == str(self.store.root))
-        rows_cache: dict[str, Row] = cache.get("rows", {})
+        rows_cache: _Rows = cache.get("rows") or _Rows()
         lock_cache: dict[str, tuple[Any, ...]] = cache.get("lockfiles", {})
         self.progress(f"reading {len(inputs)} lockfiles")
-        sets = sorted((_load(i, rows_cache, lock_cache) for i in inputs), key=lambda s: s.name)
+        sets = sorted(_load_all(inputs, rows_cache, lock_cache), key=lambda s: s.name)
         _check_unique_sets(sets)
 
         fresh = not self.out_dir.exists()
@@ -510,18 +734,25 @@ class _Builder:
         cache_data = {
             "format": _cache_format(), "out_dir": str(self.out_dir),
             "store": str(self.store.root),
-            "rows": {k: rows_cache[k] for s in sets for k in s.keys},
-            "lockfiles": {s.input.sha256: (s.meta(), tuple(s.keys)) for s in sets},
+            "rows": rows_cache.encoded(k for s in sets for k in s.keys),
+            "lockfiles": {s.input.sha256: (s.meta(), tuple(s.keys), tuple(s.pins))
+                          for s in sets},
             "projects": {k: tuple(v) for k, v in built.projects.items()},
             "sets": {k: tuple(v) for k, v in built.sets.items()},
+            "spans": built.spans,
         }
         atomic_write(cache_path, marshal.dumps(cache_data), fsync=False)
         dirs = list(built.dirs)
+        # Only the directories this run added or removed entries in changed:
+        # the others keep the stat taken before (one stat each, not 4,000).
+        touched = _ancestors([*self.written, *built.removed])
+        known = dir_stats if (intact and not fresh) else None
+        tree = _tree_key(dirs, _dir_stats(self.out_dir, dirs, known, touched))
         new_state = {
             "format": INDEX_FORMAT, "key": key,
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
             "manifest": _stat_key(manifest_path), "summary": built.summary,
-            "dirs": dirs, "tree": _tree_key(self.out_dir, dirs),
+            "dirs": dirs, "tree": tree,
         }
         atomic_write(state_path, json.dumps(new_state, indent=1, sort_keys=True) + "\n",
                      fsync=False)
@@ -554,6 +785,7 @@ class _Builder:
         if not isinstance(data, dict) or data.get("format") != _cache_format():
             return {}
         try:  # stored as plain tuples (marshal knows no named tuples)
+            data["rows"] = _Rows(data.get("rows", {}))
             data["projects"] = {k: ProjectRecord._make(v)
                                 for k, v in data.get("projects", {}).items()}
             data["sets"] = {k: SetRecord._make(v) for k, v in data.get("sets", {}).items()}
@@ -568,12 +800,14 @@ class _Builder:
         """Write what changed into ``root``; ``previous`` is the trusted cache ({} if none)."""
         prev_projects: dict[str, ProjectRecord] = previous.get("projects", {})
         prev_sets: dict[str, SetRecord] = previous.get("sets", {})
-        prev_rows: dict[str, Row] = previous.get("rows", {})
-        grouped: dict[str, list[tuple[str, str, Row]]] = {}
+        prev_rows: Mapping[str, Row] = previous.get("rows", {})
+        # name -> (set, row key, where the row is); rows are only looked at
+        # for projects that changed
+        grouped: dict[str, list[tuple[str, str, Mapping[str, Row]]]] = {}
         for locked in sets:
-            for key, row in zip(locked.keys, locked.rows, strict=True):
-                if (row[0], row[1]) not in self.exclude:
-                    grouped.setdefault(row[0], []).append((locked.name, key, row))
+            for key, pin in zip(locked.keys, locked.pins, strict=True):
+                if pin not in self.exclude:
+                    grouped.setdefault(pin[0], []).append((locked.name, key, locked.store))
         names = sorted(grouped)
         records: dict[str, ProjectRecord] = {}
         dirty: list[tuple[str, str, list[Release]]] = []
@@ -584,7 +818,8 @@ class _Builder:
             if before is not None and before.digest == digest:
                 records[name] = before
             else:
-                dirty.append((name, digest, _merge_project(name, items)))
+                dirty.append((name, digest, _merge_project(
+                    name, [(s, k, store[k]) for s, k, store in items])))
         self.progress(f"{len(dirty)} of {len(names)} projects changed")
 
         # 1. artifacts and metadata, before any page links to them
@@ -633,11 +868,12 @@ class _Builder:
             worker.finish()
             self._raise_missing(missing)
         wanted: set[str] = set()  # what changed projects, sets and the root now hold
+        fresh_parts: dict[str, tuple[bytes, bytes]] = {}  # their manifest parts
         for name, digest, releases in dirty:
             metadata_sizes = tuple((filename, placed[rel] if size is None else size)
                                    for filename, rel, _sha256, size in planned_metadata[name])
             html_sha256, html_size, json_sha256, json_size = pages[name]
-            files = sorted(_project_files(name, [row for _, _, row in grouped[name]],
+            files = sorted(_project_files(name, [store[k] for _, k, store in grouped[name]],
                                           dict(metadata_sizes)))
             page_entries = [(f"simple/{name}/index.html", Entry(html_sha256, html_size)),
                             (f"simple/{name}/index.json", Entry(json_sha256, json_size))]
@@ -647,17 +883,17 @@ class _Builder:
                 digest, tuple(k for _, k, _ in grouped[name]), *pages[name],
                 artifacts=sum(len(r.files) for r in releases),
                 size=sum(f.size for r in releases for f in r.files),
-                metadata_sizes=metadata_sizes,
-                files_manifest=encode_entries((rel, Entry(sha256, size))
-                                              for rel, sha256, size in files),
-                pages_manifest=encode_entries(page_entries))
+                metadata_sizes=metadata_sizes)
+            fresh_parts[name] = (
+                encode_entries((rel, Entry(sha256, size)) for rel, sha256, size in files).encode(),
+                encode_entries(page_entries).encode())
 
         # 3. lockfiles, constraints and each set's part of the landing page
         self.progress("writing lockfiles, constraints, root and landing pages")
         set_records: dict[str, SetRecord] = {}
         for locked in sets:
             before_set = prev_sets.get(locked.name)
-            excluded = tuple(sorted({(row[0], row[1]) for row in locked.rows} & self.exclude))
+            excluded = tuple(sorted(set(locked.pins) & self.exclude))
             if (before_set is not None and before_set.lockfile_sha256 == locked.input.sha256
                     and before_set.excluded == excluded):
                 set_records[locked.name] = before_set
@@ -679,23 +915,40 @@ class _Builder:
 
         # 5. the manifest (synced after bulk writes, so it never names lost data),
         #    then what no lockfile needs any more. It is assembled from each
-        #    project's cached part: a project's paths sort together under its
+        #    project's part: a project's paths sort together under its
         #    directory, so parts ordered by that directory give sorted paths.
+        #    An unchanged project's part is cut from the previous manifest.
         self.progress("writing the manifest")
         single = [*(f for record in set_records.values() for f in record.files), *root_files]
         wanted.update(rel for rel, _, _ in single)
-        parts = [(rel, encode_entries([(rel, Entry(sha256, size))]))
+        parts = [(rel, encode_entries([(rel, Entry(sha256, size))]).encode())
                  for rel, sha256, size in single]
+        kept = len(fresh_parts) < len(names)
+        last_manifest = _OldManifest.read(root, previous) if kept else None
         for name in names:
-            record = records[name]
-            parts.append((f"files/{name}/", record.files_manifest))
-            parts.append((f"simple/{name}/", record.pages_manifest))
+            if name in fresh_parts:
+                files_part, pages_part = fresh_parts[name]
+            else:
+                files_part, pages_part = self._kept_parts(name, records[name], prev_rows,
+                                                          last_manifest)
+            parts.append((f"files/{name}/", files_part))
+            parts.append((f"simple/{name}/", pages_part))
         parts.sort()
+        data, part_spans = join_encoded_spans([part for _, part in parts])
+        files_spans: dict[str, tuple[int, int]] = {}
+        pages_spans: dict[str, tuple[int, int]] = {}
+        for (key, _part), span in zip(parts, part_spans, strict=True):
+            if key.endswith("/"):
+                kind, name = key[:-1].split("/", 1)
+                (files_spans if kind == "files" else pages_spans)[name] = span
+        spans = {name: (*files_spans[name], *pages_spans[name]) for name in names}
         self._sync(root)
         removed = self._stale(root, wanted, (prev_projects, prev_sets, prev_rows),
                               records, set_records)
-        atomic_write(root / MANIFEST_NAME, join_encoded(part for _, part in parts),
-                     only_if_changed=True)
+        if last_manifest is None:
+            atomic_write(root / MANIFEST_NAME, data, only_if_changed=True)
+        elif last_manifest.data != data:
+            atomic_write(root / MANIFEST_NAME, data)
         for rel in removed:
             try:
                 os.unlink(root / rel)
@@ -708,20 +961,52 @@ class _Builder:
             if records[name].artifacts:
                 dirs.update(("files", f"files/{name}"))
         summary = {"projects": len(names), "files": artifacts, "total_size": total}
-        return _Built(records, set_records, removed, summary, tuple(sorted(dirs)))
+        return _Built(records, set_records, removed, summary, tuple(sorted(dirs)), spans)
+
+    def _kept_parts(self, name: str, record: ProjectRecord, rows: Mapping[str, Row],
+                    old: _OldManifest | None) -> tuple[bytes, bytes]:
+        """An unchanged project's manifest parts: from the previous manifest
+        when it has them where the cache says, else encoded again."""
+        if old is not None:
+            found = old.parts(name)
+            if found is not None:
+                return found
+        files = sorted(_previous_files(name, record, rows))
+        pages = [(f"simple/{name}/index.html", Entry(record.html_sha256, record.html_size)),
+                 (f"simple/{name}/index.json", Entry(record.json_sha256, record.json_size))]
+        return (encode_entries((rel, Entry(sha256, size)) for rel, sha256, size in files).encode(),
+                encode_entries(pages).encode())
 
     def _pages(self, root: Path, dirty: list[tuple[str, str, list[Release]]],
                ) -> dict[str, tuple[str, int, str, int]]:
         """Render and write the pages of changed projects: name -> (html sha256,
         size, json sha256, size)."""
         pages = {}
+        rendered = []
         for name, _digest, releases in dirty:
             html = project_html(name, releases).encode()
             data = project_json(name, releases).encode()
+            rendered.append((name, html, data))
+            pages[name] = (_sha(html), len(html), _sha(data), len(data))
+        if self.fresh and len(rendered) >= 2 * PARALLEL_WRITES:
+            # Creating files is kernel work: on a first build, a second thread
+            # writes half the pages while this one writes the rest (both cores).
+            half = len(rendered) // 2
+            helper = _Worker(lambda: self._write_pages(root, rendered[half:]))
+            helper.start()
+            try:
+                self._write_pages(root, rendered[:half])
+            finally:
+                helper.join()
+            helper.finish()
+        else:
+            self._write_pages(root, rendered)
+        return pages
+
+    def _write_pages(self, root: Path, rendered: list[tuple[str, bytes, bytes]]) -> None:
+        for name, html, data in rendered:
             self._write(root, f"simple/{name}/index.html", html)
             self._write(root, f"simple/{name}/index.json", data)
-            pages[name] = (_sha(html), len(html), _sha(data), len(data))
-        return pages
 
     def _set_files(self, root: Path, locked: _LockedSet,
                    excluded: tuple[tuple[str, str], ...]) -> SetRecord:
@@ -751,7 +1036,7 @@ class _Builder:
                                 where=str(self.store.root), hint="run `doit fetch`")
 
     def _stale(self, root: Path, wanted: set[str],
-               previous: tuple[dict[str, ProjectRecord], dict[str, SetRecord], dict[str, Row]],
+               previous: tuple[dict[str, ProjectRecord], dict[str, SetRecord], Mapping[str, Row]],
                records: dict[str, ProjectRecord], set_records: dict[str, SetRecord],
                ) -> list[str]:
         """Files of the tree no lockfile needs any more, pages first (so no page
@@ -925,7 +1210,8 @@ class _Worker(threading.Thread):
 
 def _cache_format() -> str:
     # marshal's format belongs to the interpreter version
-    return f"{INDEX_FORMAT};{__version__};{sys.version_info[0]}.{sys.version_info[1]}"
+    return (f"{INDEX_FORMAT};cache/{CACHE_VERSION};{__version__};"
+            f"{sys.version_info[0]}.{sys.version_info[1]}")
 
 
 _sha = sha256_bytes
@@ -953,8 +1239,6 @@ class ProjectRecord(NamedTuple):
     artifacts: int
     size: int  # bytes of its artifacts
     metadata_sizes: tuple[tuple[str, int], ...]  # (wheel filename, .metadata size)
-    files_manifest: str  # manifest.encode_entries() of its files/<project>/ entries
-    pages_manifest: str  # ... and of its simple/<project>/ pages
 
 
 class SetRecord(NamedTuple):
@@ -974,15 +1258,42 @@ class _Built:
     removed: list[str]
     summary: dict[str, int]
     dirs: tuple[str, ...]  # every directory of the tree ("" is the tree itself)
+    # project -> where its files/ and simple/ parts are in the manifest written:
+    # (offset, length, offset, length)
+    spans: dict[str, tuple[int, int, int, int]]
 
 
-def _load(item: _Input, rows_cache: dict[str, Row],
-          lock_cache: dict[str, tuple[Any, ...]]) -> _LockedSet:
-    """A lockfile from the cache when its bytes were seen before, else parsed."""
-    known = lock_cache.get(item.sha256)
-    if known is not None and all(k in rows_cache for k in known[1]):
-        return _LockedSet.from_cache(item, known[0], list(known[1]), rows_cache)
-    return _load_set(item, rows_cache)
+@dataclass
+class _OldManifest:
+    """The manifest the previous run wrote, and where each project's parts are in it."""
+
+    data: bytes
+    spans: dict[str, tuple[int, int, int, int]]
+
+    @classmethod
+    def read(cls, root: Path, previous: dict[str, Any]) -> _OldManifest | None:
+        spans = previous.get("spans")
+        if not spans:
+            return None
+        try:
+            data = (root / MANIFEST_NAME).read_bytes()
+        except OSError:
+            return None
+        return cls(data, spans)
+
+    def parts(self, name: str) -> tuple[bytes, bytes] | None:
+        """The project's (files part, pages part); None unless both are where
+        the cache says (each starts with its directory's first path)."""
+        span = self.spans.get(name)
+        if span is None or len(span) != 4:
+            return None
+        files_at, files_length, pages_at, pages_length = span
+        if not self.data.startswith(f'  "simple/{name}/'.encode(), pages_at):
+            return None
+        if files_length and not self.data.startswith(f'  "files/{name}/'.encode(), files_at):
+            return None
+        files = self.data[files_at:files_at + files_length] if files_length else b""
+        return files, self.data[pages_at:pages_at + pages_length]
 
 
 def _merge_project(name: str, items: list[tuple[str, str, Row]]) -> list[Release]:
@@ -1057,7 +1368,7 @@ def _project_files(name: str, rows: Iterable[Row],
 
 
 def _previous_files(name: str, record: ProjectRecord | None,
-                    rows: dict[str, Row]) -> list[tuple[str, str, int]]:
+                    rows: Mapping[str, Row]) -> list[tuple[str, str, int]]:
     """What an earlier run placed for a project (nothing when unknown)."""
     if record is None or any(key not in rows for key in record.keys):
         return []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -89,6 +89,30 @@ def join_encoded(parts: Iterable[str]) -> str:
     if not body:
         return json.dumps({"format": FORMAT, "files": {}}, indent=1, sort_keys=True) + "\n"
     return f'{{\n "files": {{\n{body}\n }},\n "format": {json.dumps(FORMAT)}\n}}\n'
+
+
+def join_encoded_spans(parts: Sequence[bytes]) -> tuple[bytes, list[tuple[int, int]]]:
+    """:func:`join_encoded` of UTF-8 encoded parts, and where each part is in
+    the result: (offset, length), (0, 0) for an empty part. A writer that keeps
+    those spans can take unchanged parts from the previous manifest's bytes."""
+    head = b'{\n "files": {\n'
+    chunks: list[bytes] = []
+    spans = []
+    position = len(head)
+    for part in parts:
+        if not part:
+            spans.append((0, 0))
+            continue
+        if chunks:
+            chunks.append(b",\n")
+            position += 2
+        spans.append((position, len(part)))
+        chunks.append(part)
+        position += len(part)
+    if not chunks:
+        return join_encoded([]).encode(), spans
+    tail = f'\n }},\n "format": {json.dumps(FORMAT)}\n}}\n'.encode()
+    return b"".join([head, *chunks, tail]), spans
 
 
 def entries_to_json(files: Mapping[str, Entry]) -> dict[str, dict[str, str | int]]:
