@@ -580,6 +580,9 @@ def parallel(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         return child
 
     monkeypatch.setattr(index, "PARALLEL_BLOCKS", 2)
+    # The suite's session fixtures may have left server threads running; the
+    # child only parses and leaves with os._exit, so forking is safe here.
+    monkeypatch.setattr(index.threading, "active_count", lambda: 1)
     monkeypatch.setattr(index, "PARALLEL_WRITES", 1)
     monkeypatch.setattr(index._ChildParser, "start", staticmethod(start))
     return started

@@ -35,10 +35,18 @@ How it stays fast and quiet:
   Without the cache (or with ``full=True``) every file is compared with
   what it should be (links by inode, pages by content) and only differing
   ones are written.
+  Rows read from the cache stay encoded until used, and an unchanged
+  project's part of the manifest is cut from the previous manifest (the
+  cache keeps where each part is), so a one-package change costs little
+  more than the stat calls of the no-op check.
 * Pages are written with :func:`~lockmirror.fsutil.atomic_write` and
   ``only_if_changed``: an unchanged file keeps its mtime. Written files are
   flushed to disk together just before the manifest names them. A first
   build goes into a staging directory renamed into place at the end.
+* A first build uses both cores: a forked child parses half the package
+  blocks (from a single-threaded process only; if it fails, the parent
+  parses its share and reports any error), a thread hard-links the files
+  while the pages render, and two threads write the pages.
 
 Output is byte-identical whatever the order of the lockfiles, the store or
 a directory listing: everything is sorted, and nothing depends on the clock.
