@@ -55,6 +55,7 @@ a directory listing: everything is sorted, and nothing depends on the clock.
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import json
 import marshal
@@ -190,7 +191,15 @@ def build_index(
         state_dir=Path(state_dir) if state_dir else None,
         progress=progress or (lambda _message: None),
     )
-    return builder.run()
+    # Parsing makes hundreds of thousands of small objects and no cycles the
+    # run needs collected: the cyclic collector's passes cost 3-5 % for nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return builder.run()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------
