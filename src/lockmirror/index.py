@@ -499,7 +499,9 @@ class _ChildParser:
     @classmethod
     def start(cls, splits: list[_Split], rows_cache: MutableMapping[str, Row]) -> _ChildParser | None:
         missing = [(split, i) for split in splits for i in split.missing(rows_cache)]
-        if (len(missing) < PARALLEL_BLOCKS or not hasattr(os, "fork")
+        # Linux only: on macOS a forked child of a process that loaded system
+        # frameworks may crash (why multiprocessing spawns there).
+        if (len(missing) < PARALLEL_BLOCKS or not sys.platform.startswith("linux")
                 or threading.active_count() != 1):
             return None
         share = missing[len(missing) // 2:]  # the child's half: the last blocks
