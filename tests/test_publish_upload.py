@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,30 @@ def test_a_file_the_repository_refuses_does_not_block_the_others(devpi: Devpi,
     assert "other-1.0-py3-none-any.whl: refused (HTTP 400: filename " in message
     assert wheel.name in UploadPublisher(destination(server), environ=credentials(server)
                                          ).repository_files("realname")
+
+
+def test_files_changed_after_the_manifest_are_not_uploaded_by_either_path(
+        pypiserver: UploadServer, tmp_path: Path) -> None:
+    """Each file is hashed once, before its upload, on the twine path and the direct
+    one alike: bytes that are not the manifest's never reach the repository."""
+    licexpr = [("License-Expression", "MIT")]  # twine refuses it: the direct path
+    built = {name: build_wheel(tmp_path / "built", name, "1.0",
+                               extra_metadata=licexpr if name == "licexpr" else ())
+             for name in ("licexpr", "plain", "kept")}
+    tree = tree_of(tmp_path / "tree", list(built.values()))
+    for name in ("licexpr", "plain"):  # same size, other bytes, still a valid wheel:
+        target = tree / "files" / name / built[name].name  # a central directory time
+        data = bytearray(target.read_bytes())
+        entry = data.index(b"PK\x01\x02") + 12
+        data[entry:entry + 2] = bytes(255 - byte for byte in data[entry:entry + 2])
+        target.write_bytes(bytes(data))
+        with zipfile.ZipFile(target) as archive:
+            assert archive.testzip() is None
+    with pytest.raises(PublishError) as failed:
+        publish(tree, destination(pypiserver), environ=credentials(pypiserver))
+    message = str(failed.value)
+    assert "2 files not published (1 uploaded" in message
+    assert message.count("manifest.json says") == 2
+    assert pypiserver.packages is not None
+    assert sorted(path.name for path in pypiserver.packages.iterdir()) == [
+        built["kept"].name]
