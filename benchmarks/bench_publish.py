@@ -15,7 +15,8 @@ times, each as a whole process (interpreter start-up included):
 * S3, no-op: both again with nothing changed (median of --repeat runs);
 * upload API, initial: ``lockmirror publish --to http://pypiserver/`` vs one
   plain ``twine upload`` of the same wheels (credentials from the
-  environment, the packages directory emptied before each);
+  environment, the packages directory emptied before each; alternating who
+  goes first, median of --repeat runs);
 * upload API, no-op: lockmirror again (it must upload nothing; twine has no
   no-op for pypiserver: twine 7 refuses --skip-existing there).
 
@@ -180,12 +181,15 @@ def bench_upload(tree: Path, work: Path, repeat: int) -> dict[str, float]:
                   "--repository-url", server.url, *wheels]
         results: dict[str, float] = {}
         initial_ours, initial_theirs = [], []
-        for _ in range(max(1, repeat - 1)):
-            pypi.clear()
-            initial_theirs.append(timed(theirs, env, work)[0])
-            pypi.clear()
-            elapsed, out = timed(ours, env, work)
-            initial_ours.append(elapsed)
+        for run in range(repeat):  # an empty repository each time; who goes first alternates
+            for which in ((0, 1) if run % 2 == 0 else (1, 0)):
+                pypi.clear()
+                if which == 0:
+                    elapsed, out = timed(ours, env, work)
+                    assert f": {len(wheels)} uploaded" in out, out
+                    initial_ours.append(elapsed)
+                else:
+                    initial_theirs.append(timed(theirs, env, work)[0])
         print(f"  lockmirror: {out.strip()}")
         results["upload initial: lockmirror"] = statistics.median(initial_ours)
         results["upload initial: twine upload"] = statistics.median(initial_theirs)
