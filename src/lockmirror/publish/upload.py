@@ -73,7 +73,7 @@ from .tree import (
     plural,
 )
 
-DEFAULT_JOBS = 2  # uploads in flight: two hide our per-file work; more crowd pypiserver/devpi
+DEFAULT_JOBS = 2  # uploads in flight: two hide our per-file work; four crowded pypiserver
 # Files read, hashed and checked ahead of the uploads: all the first ones while the
 # pages are still being read (the client has CPU to spare then, not once the uploads
 # load the repository); bounded, since each holds its metadata in memory.
