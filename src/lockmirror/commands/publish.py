@@ -52,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
                         help="wait this long for another publish's lock (default: fail at once)")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="parallel uploads (default: 10 for S3, 4 for upload APIs)")
+                        help="parallel uploads (default: 10 for S3, 2 for upload APIs)")
     parser.add_argument("--pubkey", type=Path, default=None,
                         help="with a bundle: refuse it unless signed by this public key")
     adhoc = parser.add_argument_group("ad-hoc destinations (without mirror.yaml)")
