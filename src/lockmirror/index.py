@@ -435,6 +435,7 @@ def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
     both cores parse."""
     found: dict[int, _LockedSet] = {}
     splits: list[_Split] = []
+    numbers: list[int] = []  # each split's place in ``inputs``
     for number, item in enumerate(inputs):
         known = lock_cache.get(item.sha256)
         if known is not None and all(k in rows_cache for k in known[1]):
@@ -445,6 +446,7 @@ def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
             found[number] = _load_whole(item, rows_cache)
         else:
             splits.append(split)
+            numbers.append(number)
     child = _ChildParser.start(splits, rows_cache)
     skip = child.keys if child is not None else frozenset()
     try:
@@ -453,8 +455,7 @@ def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
     finally:
         if child is not None:  # always reaped; nothing when it failed: parsed below
             rows_cache.update(child.collect())
-    for split, lock in zip(splits, locks, strict=True):
-        number = inputs.index(split.item)
+    for number, split, lock in zip(numbers, splits, locks, strict=True):
         missing = split.missing(rows_cache)
         if lock is not None and missing:
             lock = split.parse(missing, rows_cache)
@@ -586,12 +587,12 @@ DirStats = dict[str, tuple[int, int]]  # directory (relative) -> (mtime_ns, inod
 
 
 def _dir_stats(root: Path, dirs: Iterable[str], known: DirStats | None = None,
-               fresh: Iterable[str] = ()) -> DirStats | None:
+               restat: Iterable[str] = ()) -> DirStats | None:
     """(mtime, inode) of ``dirs`` below ``root``, None if one is missing.
-    Those in ``known`` and not in ``fresh`` are taken from ``known``, unstatted."""
+    Those in ``known`` and not in ``restat`` are taken from ``known``, unstatted."""
     found: DirStats = {}
     base = str(root)
-    again = set(fresh)
+    again = set(restat)
     for rel in dirs:
         if known is not None and rel in known and rel not in again:
             found[rel] = known[rel]
