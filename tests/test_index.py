@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fixtureindex import Catalogue
@@ -561,39 +562,49 @@ def test_quarantined_releases_are_left_out(own_mirror: FixtureMirror, tmp_path: 
 
 # --------------------------------------------------------------------------
 # A first build uses both cores: a forked child parses half the package
-# blocks, two threads write the pages. Same bytes as the serial build.
+# blocks, another links the files. Same bytes as the serial build.
 # --------------------------------------------------------------------------
 
 
 @pytest.fixture
-def parallel(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+def parallel(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[object]]:
     """Lower the thresholds so the fixture mirror takes the parallel paths;
-    records each child parser started."""
+    records each child parser and share child started."""
     from lockmirror import index
 
-    started: list[object] = []
-    original = index._ChildParser.start
+    started: dict[str, list[object]] = {"parse": [], "share": []}
 
-    def start(*args: object, **kwargs: object) -> object:
-        child = original(*args, **kwargs)  # type: ignore[arg-type]
-        started.append(child)
-        return child
+    def recorded(kind: str, original: Any) -> Any:
+        def start(*args: object, **kwargs: object) -> object:
+            child = original(*args, **kwargs)
+            started[kind].append(child)
+            return child
+        return staticmethod(start)
 
     monkeypatch.setattr(index, "PARALLEL_BLOCKS", 2)
+    monkeypatch.setattr(index, "PARALLEL_FILES", 2)
     # The suite's session fixtures may have left server threads running; the
-    # child only parses and leaves with os._exit, so forking is safe here.
+    # children only parse or write the tree and leave with os._exit, so forking is safe here.
     monkeypatch.setattr(index.threading, "active_count", lambda: 1)
-    monkeypatch.setattr(index, "PARALLEL_WRITES", 1)
-    monkeypatch.setattr(index._ChildParser, "start", staticmethod(start))
+    monkeypatch.setattr(index._ChildParser, "start",
+                        recorded("parse", index._ChildParser.start))
+    monkeypatch.setattr(index._ChildShare, "start",
+                        recorded("share", index._ChildShare.start))
     return started
 
 
 def test_parallel_first_build_gives_the_same_bytes(mirror: FixtureMirror, tmp_path: Path,
-                                                   parallel: list[object]) -> None:
+                                                   parallel: dict[str, list[object]]) -> None:
     out = tmp_path / "dist-index"
-    build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
-    assert parallel and all(child is not None for child in parallel)  # really forked
+    result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
+    # really forked, both children
+    assert [child is not None for child in parallel["parse"]] == [True]
+    assert [child is not None for child in parallel["share"]] == [True]
     assert tree_bytes(out) == tree_bytes(mirror.out)
+    # what the share child did is reported as if the parent had done it
+    files = sorted(rel for rel in tree_state(out) if rel.startswith("files/"))
+    assert (result.linked, result.copied) == (len(files), 0)
+    assert set(files) <= set(result.written)
     again = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
     assert again.noop
     # the rows the child parsed were cached: a full compare parses nothing and writes nothing
@@ -601,8 +612,8 @@ def test_parallel_first_build_gives_the_same_bytes(mirror: FixtureMirror, tmp_pa
     assert full.written == () and full.removed == ()
 
 
-def test_parallel_parse_error_in_the_childs_share_is_reported(own_mirror: FixtureMirror,
-                                                              parallel: list[object]) -> None:
+def test_parallel_parse_error_in_the_childs_share_is_reported(
+        own_mirror: FixtureMirror, parallel: dict[str, list[object]]) -> None:
     # the last block of the last lockfile is in the child's half
     last = sorted(own_mirror.lockfiles, key=lambda p: p.name)[-1]
     text = last.read_text()
@@ -613,8 +624,56 @@ def test_parallel_parse_error_in_the_childs_share_is_reported(own_mirror: Fixtur
     with pytest.raises(LockmirrorError, match="not a valid PEP 751 lockfile") as error:
         build(own_mirror)
     assert str(last) in str(error.value)
-    assert parallel and parallel[0] is not None
+    assert parallel["parse"] and parallel["parse"][0] is not None
     assert not own_mirror.out.exists()
+
+
+# the fixture's 8 projects: beta is in the parent's half, yanky in the child's
+@pytest.mark.parametrize("project", ["beta", "yanky"])
+def test_parallel_share_child_store_size_mismatch_is_reported(
+        own_mirror: FixtureMirror, parallel: dict[str, list[object]], project: str) -> None:
+    # a child stops at the error; the parent does its share and raises it
+    item = own_mirror.catalogue.find(project, "1.0")
+    path = own_mirror.store.path(item.sha256)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError, match=re.escape(item.filename)):
+        build(own_mirror)
+    assert parallel["share"] and parallel["share"][0] is not None
+    assert not own_mirror.out.exists()
+    assert not list(own_mirror.root.glob(".dist-index.staging-*"))
+
+
+@pytest.mark.parametrize("project", ["beta", "yanky"])
+def test_parallel_share_child_reports_missing_store_files(
+        own_mirror: FixtureMirror, parallel: dict[str, list[object]], project: str) -> None:
+    item = own_mirror.catalogue.find(project, "1.0")
+    own_mirror.store.path(item.sha256).unlink()
+    with pytest.raises(NotFoundError, match=re.escape(item.filename)):
+        build(own_mirror)
+    assert parallel["share"] and parallel["share"][0] is not None
+    assert not own_mirror.out.exists()
+
+
+def test_parallel_share_child_dying_half_way_is_finished_by_the_parent(
+        mirror: FixtureMirror, tmp_path: Path, parallel: dict[str, list[object]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import index
+
+    def dies_half_way(builder: Any, root: Path, dirty: list[Any], to_place: list[Any],
+                      reader: int, writer: int) -> int:
+        builder._place_all(root, to_place[:len(to_place) // 2], {}, [])
+        builder._pages(root, dirty[:1])
+        return 1
+
+    monkeypatch.setattr(index, "_child_share", dies_half_way)
+    out = tmp_path / "dist-index"
+    result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
+    assert parallel["share"] and parallel["share"][0] is not None
+    assert tree_bytes(out) == tree_bytes(mirror.out)
+    assert 0 < result.linked < len([r for r in tree_state(out) if r.startswith("files/")])
+    for rel in tree_state(out):  # the child's links were kept, not made twice
+        if rel.startswith("files/") and not rel.endswith(".metadata"):
+            assert (out / rel).stat().st_nlink >= 2
 
 
 def _swap_speedup(mirror: FixtureMirror, version: str) -> None:

@@ -43,10 +43,14 @@ How it stays fast and quiet:
   ``only_if_changed``: an unchanged file keeps its mtime. Written files are
   flushed to disk together just before the manifest names them. A first
   build goes into a staging directory renamed into place at the end.
-* A first build uses both cores: a forked child parses half the package
-  blocks (from a single-threaded process only; if it fails, the parent
-  parses its share and reports any error), a thread hard-links the files
-  while the pages render, and two threads write the pages.
+* A first build uses both cores, with forked children (from a
+  single-threaded process on Linux only): one parses half the package
+  blocks; then another places the files of half the projects and renders
+  and writes their pages while the parent does the other half. Processes,
+  not threads: tens of thousands of short system calls from two threads
+  mostly wait for each other at the GIL. If a child fails, the parent does
+  (or checks) its share and reports any error; without fork, a thread
+  places the files while the pages are written.
 
 Output is byte-identical whatever the order of the lockfiles, the store or
 a directory listing: everything is sorted, and nothing depends on the clock.
@@ -110,8 +114,6 @@ CACHE_VERSION = 3  # bump when what cache.marshal holds changes shape
 # Up to this many written files are fsync'ed one by one at the end (one journal
 # commit covers them all); above it, one os.sync() is cheaper.
 BULK_WRITES = 64
-# A first build writes its pages from two threads when it has this many projects.
-PARALLEL_WRITES = 100
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -846,7 +848,9 @@ class _Builder:
         # (wheel filename, its .metadata path, sha256, size when already in the tree)
         planned_metadata: dict[str, list[tuple[str, str, str, int | None]]] = {}
         to_place: list[tuple[str, str, int | None]] = []
+        cuts: list[int] = []  # where each project's files start in to_place
         for name, _digest, releases in dirty:
+            cuts.append(len(to_place))
             before = prev_projects.get(name)
             had = {rel: (sha256, size) for rel, sha256, size
                    in _previous_files(name, before, prev_rows)}
@@ -867,26 +871,14 @@ class _Builder:
                                                file.metadata_sha256, size))
         placed: dict[str, int] = {}
         missing: list[str] = []
-        worker = None
         if self.fresh:
-            # Nobody sees the staging tree before the rename, so links need not
-            # precede pages: make them (system calls, GIL released) on a second
-            # thread while this one renders.
-            worker = _Worker(lambda: self._place_all(root, to_place, placed, missing))
-            worker.start()
+            pages = self._fill_staging(root, dirty, to_place, cuts, placed, missing)
+            self._raise_missing(missing)
         else:
             self._place_all(root, to_place, placed, missing)
             self._raise_missing(missing)
-
-        # 2. the pages of changed projects
-        try:
+            # 2. the pages of changed projects
             pages = self._pages(root, dirty)
-        finally:
-            if worker is not None:
-                worker.join()  # never leave it writing into a tree being removed
-        if worker is not None:
-            worker.finish()
-            self._raise_missing(missing)
         wanted: set[str] = set()  # what changed projects, sets and the root now hold
         fresh_parts: dict[str, tuple[bytes, bytes]] = {}  # their manifest parts
         for name, digest, releases in dirty:
@@ -997,6 +989,51 @@ class _Builder:
         return (encode_entries((rel, Entry(sha256, size)) for rel, sha256, size in files).encode(),
                 encode_entries(pages).encode())
 
+    def _fill_staging(self, root: Path, dirty: list[tuple[str, str, list[Release]]],
+                      to_place: list[tuple[str, str, int | None]], cuts: list[int],
+                      placed: dict[str, int], missing: list[str],
+                      ) -> dict[str, tuple[str, int, str, int]]:
+        """A first build's files and project pages (what :meth:`_pages` returns).
+
+        Nobody sees the staging tree before the rename, so files need not be
+        placed before the pages that link to them. A forked child takes the
+        second half of the projects (their files and pages) while this process
+        does the first half: both cores, and no GIL between them. If the child
+        fails, this process does (or checks) its half too and so reports any
+        error. Where it cannot fork, a thread places the files while this
+        thread renders and writes the pages."""
+        half = len(dirty) // 2
+        cut = cuts[half] if dirty else 0
+        child = _ChildShare.start(self, root, dirty[half:], to_place[cut:])
+        if child is not None:
+            try:
+                self._place_all(root, to_place[:cut], placed, missing)
+                pages = self._pages(root, dirty[:half])
+            finally:  # never leave the child writing into a tree being removed
+                report = child.collect()
+            if report is None:
+                self._place_all(root, to_place[cut:], placed, missing, recheck=True)
+                pages.update(self._pages(root, dirty[half:]))
+                return pages
+            child_pages, sizes, child_missing, linked, copied = report
+            pages.update(child_pages)
+            placed.update(sizes)
+            missing.extend(child_missing)
+            self.linked += linked
+            self.copied += copied
+            self.written.extend(rel for rel, _sha256, _size in to_place[cut:])
+            self.written.extend(f"simple/{name}/{page}" for name, _digest, _releases
+                                in dirty[half:] for page in ("index.html", "index.json"))
+            return pages
+        worker = _Worker(lambda: self._place_all(root, to_place, placed, missing))
+        worker.start()
+        try:
+            pages = self._pages(root, dirty)
+        finally:  # never leave the thread writing into a tree being removed
+            worker.join()
+        worker.finish()
+        return pages
+
     def _pages(self, root: Path, dirty: list[tuple[str, str, list[Release]]],
                ) -> dict[str, tuple[str, int, str, int]]:
         """Render and write the pages of changed projects: name -> (html sha256,
@@ -1008,25 +1045,10 @@ class _Builder:
             data = project_json(name, releases).encode()
             rendered.append((name, html, data))
             pages[name] = (_sha(html), len(html), _sha(data), len(data))
-        if self.fresh and len(rendered) >= 2 * PARALLEL_WRITES:
-            # Creating files is kernel work: on a first build, a second thread
-            # writes half the pages while this one writes the rest (both cores).
-            half = len(rendered) // 2
-            helper = _Worker(lambda: self._write_pages(root, rendered[half:]))
-            helper.start()
-            try:
-                self._write_pages(root, rendered[:half])
-            finally:
-                helper.join()
-            helper.finish()
-        else:
-            self._write_pages(root, rendered)
-        return pages
-
-    def _write_pages(self, root: Path, rendered: list[tuple[str, bytes, bytes]]) -> None:
         for name, html, data in rendered:
             self._write(root, f"simple/{name}/index.html", html)
             self._write(root, f"simple/{name}/index.json", data)
+        return pages
 
     def _set_files(self, root: Path, locked: _LockedSet,
                    excluded: tuple[tuple[str, str], ...]) -> SetRecord:
@@ -1045,9 +1067,10 @@ class _Builder:
         return SetRecord(locked.input.sha256, tuple(files), section, sources, excluded)
 
     def _place_all(self, root: Path, to_place: list[tuple[str, str, int | None]],
-                   placed: dict[str, int], missing: list[str]) -> None:
+                   placed: dict[str, int], missing: list[str], *, recheck: bool = False,
+                   ) -> None:
         for rel, sha256, size in to_place:
-            placed[rel] = self._place(root, rel, sha256, size, missing)
+            placed[rel] = self._place(root, rel, sha256, size, missing, recheck=recheck)
 
     def _raise_missing(self, missing: list[str]) -> None:
         if missing:
@@ -1131,9 +1154,10 @@ class _Builder:
             self.made_dirs.add(directory)
 
     def _place(self, root: Path, rel: str, sha256: str, size: int | None,
-               missing: list[str]) -> int:
+               missing: list[str], *, recheck: bool = False) -> int:
         """Hard-link (or copy) the store's file to ``rel`` unless already there;
-        returns its size. Records files absent from the store in ``missing``."""
+        returns its size. Records files absent from the store in ``missing``.
+        In a staging tree ``rel`` is taken to be absent unless ``recheck``."""
         source = self._store_path(sha256)
         try:
             src = os.stat(source)
@@ -1150,7 +1174,7 @@ class _Builder:
                                  hint="remove the store file and run `doit fetch`")
         dest = f"{root}/{rel}"
         have = None
-        if not self.fresh:
+        if not self.fresh or recheck:
             try:
                 have = os.lstat(dest)
             except FileNotFoundError:
@@ -1207,6 +1231,81 @@ class _Builder:
             return str(self.store.path(sha256))
         digest = sha256.lower()
         return f"{self.store_prefix}{digest[:2]}/{digest[2:]}"
+
+# What the share child sends back: its projects' pages (name -> html sha256,
+# size, json sha256, size), the sizes of the files it placed without a known
+# size (rel -> size), the files missing from the store, and how many files it
+# linked and copied.
+_ShareReport = tuple[dict[str, tuple[str, int, str, int]], dict[str, int], list[str], int, int]
+
+
+class _ChildShare:
+    """A forked child that does a first build's share of projects: places
+    their files in the staging tree (hard links, or copies) and renders and
+    writes their pages. Only from a single-threaded process on Linux, where
+    fork is safe. Any failure in the child, an error such as a size mismatch
+    included, makes :meth:`collect` return None: the parent then does the
+    share itself and so raises the error."""
+
+    def __init__(self, pid: int, reader: int) -> None:
+        self.pid, self.reader = pid, reader
+
+    @classmethod
+    def start(cls, builder: _Builder, root: Path, dirty: list[tuple[str, str, list[Release]]],
+              to_place: list[tuple[str, str, int | None]]) -> _ChildShare | None:
+        if (len(to_place) < PARALLEL_FILES or not sys.platform.startswith("linux")
+                or threading.active_count() != 1):
+            return None
+        reader, writer = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return None
+        if pid == 0:  # the child: build its share, report, leave without any cleanup
+            os._exit(_child_share(builder, root, dirty, to_place, reader, writer))
+        os.close(writer)
+        return cls(pid, reader)
+
+    def collect(self) -> _ShareReport | None:
+        """Wait for the child; its report, or None when it failed."""
+        with os.fdopen(self.reader, "rb") as pipe:
+            data = pipe.read()
+        _pid, status = os.waitpid(self.pid, 0)
+        if status != 0:
+            return None
+        try:
+            pages, sizes, missing, linked, copied = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return None
+        return pages, sizes, missing, linked, copied
+
+
+# Below this many files to place, a child process costs more than it saves.
+PARALLEL_FILES = 2000
+
+
+def _child_share(builder: _Builder, root: Path, dirty: list[tuple[str, str, list[Release]]],
+                 to_place: list[tuple[str, str, int | None]], reader: int, writer: int) -> int:
+    """In the forked share child: place ``to_place``, write the pages of
+    ``dirty``, send the report; the exit status. Any failure is status 1 (the
+    parent does the share itself)."""
+    try:
+        os.close(reader)
+        placed: dict[str, int] = {}
+        missing: list[str] = []
+        builder.linked = builder.copied = 0
+        builder._place_all(root, to_place, placed, missing)
+        pages = builder._pages(root, dirty)
+        sizes = {rel: placed[rel] for rel, _sha256, size in to_place if size is None}
+        report = (pages, sizes, missing, builder.linked, builder.copied)
+        with os.fdopen(writer, "wb") as pipe:
+            pipe.write(marshal.dumps(report))
+    except BaseException:  # noqa: BLE001 - the parent does the share again and reports
+        return 1
+    return 0
+
 
 class _Worker(threading.Thread):
     """A thread whose exception :meth:`finish` re-raises in the caller."""
