@@ -614,8 +614,8 @@ def test_parallel_first_build_gives_the_same_bytes(mirror: FixtureMirror, tmp_pa
 
 def test_parallel_parse_error_in_the_childs_share_is_reported(
         own_mirror: FixtureMirror, parallel: dict[str, list[object]]) -> None:
-    # the last block of the last lockfile is in the child's half
-    last = sorted(own_mirror.lockfiles, key=lambda p: p.name)[-1]
+    # the last block of the last lockfile is in the child's share
+    last = max(own_mirror.lockfiles, key=lambda p: p.name)
     text = last.read_text()
     block = text.rfind("\n[[packages]]\n")
     version = text.index('\nversion = "', block)
@@ -626,6 +626,20 @@ def test_parallel_parse_error_in_the_childs_share_is_reported(
     assert str(last) in str(error.value)
     assert parallel["parse"] and parallel["parse"][0] is not None
     assert not own_mirror.out.exists()
+
+
+def test_first_build_work_is_split_about_half_way() -> None:
+    from lockmirror.index import PAGES_WEIGHT, _halfway
+
+    assert _halfway([0, 10, 20, 30], 40) == 2  # even projects: half the projects
+    # one big project: the parent takes it alone, the child all the small ones
+    assert _halfway([0, 100, 101, 102, 103], 104) == 1
+    assert _halfway([], 0) == 0
+    assert _halfway([0], 5) == 1  # one project: nothing for a child
+    cuts = list(range(0, 2000 * 5, 5))
+    half = _halfway(cuts, 10_000)
+    parent = cuts[half] + PAGES_WEIGHT * half
+    assert abs(parent - (10_000 + PAGES_WEIGHT * 2000 - parent)) <= 5 + PAGES_WEIGHT
 
 
 # the fixture's 8 projects: beta is in the parent's half, yanky in the child's

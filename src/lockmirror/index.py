@@ -115,6 +115,9 @@ CACHE_VERSION = 3  # bump when what cache.marshal holds changes shape
 # commit covers them all); above it, one os.sync() is cheaper.
 BULK_WRITES = 64
 
+# os.open's descriptors are not inherited (PEP 446); O_BINARY: no newline
+# translation on Windows
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FILENAME_BAD = re.compile(r"[/\\\x00-\x1f]")
@@ -507,7 +510,9 @@ class _ChildParser:
         if (len(missing) < PARALLEL_BLOCKS or not sys.platform.startswith("linux")
                 or threading.active_count() != 1):
             return None
-        share = missing[len(missing) // 2:]  # the child's half: the last blocks
+        # the child's share: the last blocks, a little under half (it also
+        # pays for sending its rows, the parent for reading them)
+        share = missing[len(missing) * 14 // 25:]
         by_split: dict[int, tuple[_Split, list[int]]] = {}
         for split, i in share:
             by_split.setdefault(id(split), (split, []))[1].append(i)
@@ -997,13 +1002,13 @@ class _Builder:
 
         Nobody sees the staging tree before the rename, so files need not be
         placed before the pages that link to them. A forked child takes the
-        second half of the projects (their files and pages) while this process
-        does the first half: both cores, and no GIL between them. If the child
-        fails, this process does (or checks) its half too and so reports any
-        error. Where it cannot fork, a thread places the files while this
-        thread renders and writes the pages."""
-        half = len(dirty) // 2
-        cut = cuts[half] if dirty else 0
+        last projects (their files and pages), about half the work, while
+        this process does the first ones: both cores, and no GIL between
+        them. If the child fails, this process does (or checks) its share too
+        and so reports any error. Where it cannot fork, a thread places the
+        files while this thread renders and writes the pages."""
+        half = _halfway(cuts, len(to_place))
+        cut = cuts[half] if half < len(cuts) else len(to_place)
         child = _ChildShare.start(self, root, dirty[half:], to_place[cut:])
         if child is not None:
             try:
@@ -1116,8 +1121,15 @@ class _Builder:
             # once before the manifest is written)
             path = f"{root}/{rel}"
             self._mkdir(os.path.dirname(path))
-            with open(path, "wb") as handle:
-                handle.write(data)
+            # os.open, not open(): no buffered file object, no fstat or isatty
+            # call (4,000 pages on a first build)
+            descriptor = os.open(path, _WRITE_FLAGS, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view):]
+            finally:
+                os.close(descriptor)
             self.written.append(rel)
         elif atomic_write(root / rel, data, only_if_changed=True, fsync=False):
             self.written.append(rel)
@@ -1284,6 +1296,19 @@ class _ChildShare:
 
 # Below this many files to place, a child process costs more than it saves.
 PARALLEL_FILES = 2000
+# A project's two pages (render, hash, write) cost about as much as placing
+# this many files (bench mirror: 2,000 projects' pages 0.3 s, 20,000 links 0.2 s).
+PAGES_WEIGHT = 15
+
+
+def _halfway(cuts: list[int], files: int) -> int:
+    """The first project of the second half of the work: ``cuts[i]`` is where
+    project ``i``'s files start among ``files`` files to place."""
+    total = files + PAGES_WEIGHT * len(cuts)
+    for number, cut in enumerate(cuts):
+        if 2 * (cut + PAGES_WEIGHT * number) >= total:
+            return number
+    return len(cuts)
 
 
 def _child_share(builder: _Builder, root: Path, dirty: list[tuple[str, str, list[Release]]],
