@@ -417,6 +417,32 @@ def test_missing_store_file_leaves_the_previous_tree(own_mirror: FixtureMirror) 
     assert tree_bytes(own_mirror.out) == before
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_full_disk_is_one_line_and_leaves_no_half_tree(own_mirror: FixtureMirror,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       fresh: bool) -> None:
+    import errno
+
+    if not fresh:
+        build(own_mirror)
+        before = tree_bytes(own_mirror.out)
+        _swap_speedup(own_mirror, "1.0")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[1]))
+
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(LockmirrorError, match="cannot build the index: No space left") as error:
+        build(own_mirror)
+    assert "\n" not in str(error.value) and "free some space" in str(error.value)
+    assert str(own_mirror.root) in str(error.value)  # names the file it could not write
+    assert not list(own_mirror.root.glob(".dist-index.staging-*"))
+    if fresh:
+        assert not own_mirror.out.exists()
+    else:  # the previous tree and its manifest are untouched
+        assert tree_bytes(own_mirror.out) == before
+
+
 def test_refuses_a_directory_that_is_not_an_index(own_mirror: FixtureMirror) -> None:
     own_mirror.out.mkdir()
     (own_mirror.out / "precious.txt").write_text("keep me")

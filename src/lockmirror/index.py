@@ -177,8 +177,9 @@ def build_index(
 
     Raises NotFoundError when a locked file is not in the store (run fetch),
     IntegrityError when the store or two lockfiles disagree about a file, and
-    LockmirrorError for an unreadable lockfile or an ``out_dir`` that is not
-    an index. Costs: a no-op run stats the lockfiles and the manifest and
+    LockmirrorError for an unreadable lockfile, an ``out_dir`` that is not
+    an index, or a file that cannot be written (a full disk): a first build
+    then leaves nothing behind, an update leaves the previous manifest. Costs: a no-op run stats the lockfiles and the manifest and
     runs git twice; otherwise time grows with the changed packages plus a
     pass over every locked file name (no artifact is read or hashed).
     """
@@ -202,6 +203,11 @@ def build_index(
     gc.disable()
     try:
         return builder.run()
+    except OSError as exc:  # a full disk, an unwritable directory, a failing device
+        where = exc.filename if isinstance(exc.filename, str) else str(builder.out_dir)
+        hint = "free some space and run again" if exc.errno == errno.ENOSPC else None
+        raise LockmirrorError(f"cannot build the index: {exc.strerror or exc}", where=where,
+                              hint=hint) from None
     finally:
         if collecting:
             gc.enable()
