@@ -231,7 +231,7 @@ def settle(directory: Path, quiet_us: float, longest: float) -> str:
     while cost >= quiet_us and time.perf_counter() - start < longest:
         print(f"  file system busy: {cost:.0f} us per new inode (quiet: under {quiet_us:g}); "
               f"waiting ({time.perf_counter() - start:.0f} s of at most {longest:g})", flush=True)
-        time.sleep(20)
+        time.sleep(30)  # each probe keeps its 2,000 inodes: probe seldom
         cost = inode_cost(directory)
         seen.append(cost)
     waited = time.perf_counter() - start

@@ -428,14 +428,18 @@ def test_full_disk_is_one_line_and_leaves_no_half_tree(own_mirror: FixtureMirror
         before = tree_bytes(own_mirror.out)
         _swap_speedup(own_mirror, "1.0")
 
-    def full(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[1]))
+    def full(source: object, destination: object, **kwargs: object) -> None:
+        # as link(2) fails: the source is the first file name, the new link the second
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source), None,
+                      str(destination))
 
     monkeypatch.setattr(os, "link", full)
     with pytest.raises(LockmirrorError, match="cannot build the index: No space left") as error:
         build(own_mirror)
     assert "\n" not in str(error.value) and "free some space" in str(error.value)
-    assert str(own_mirror.root) in str(error.value)  # names the file it could not write
+    # names the file it could not write, not the store file it links from
+    where = str(error.value).split(": cannot build")[0]
+    assert "/files/" in where and str(own_mirror.store.root) not in where
     assert not list(own_mirror.root.glob(".dist-index.staging-*"))
     if fresh:
         assert not own_mirror.out.exists()
@@ -710,10 +714,42 @@ def test_parallel_share_child_dying_half_way_is_finished_by_the_parent(
     result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
     assert parallel["share"] and parallel["share"][0] is not None
     assert tree_bytes(out) == tree_bytes(mirror.out)
-    assert 0 < result.linked < len([r for r in tree_state(out) if r.startswith("files/")])
-    for rel in tree_state(out):  # the child's links were kept, not made twice
-        if rel.startswith("files/") and not rel.endswith(".metadata"):
-            assert (out / rel).stat().st_nlink >= 2
+    # the links the child made are kept and counted as this run's
+    files = [rel for rel in tree_state(out) if rel.startswith("files/")]
+    assert (result.linked, result.copied) == (len(files), 0)
+    assert set(files) <= set(result.written)
+
+
+def test_parallel_share_child_killed_while_copying_leaves_no_temp_file(
+        mirror: FixtureMirror, tmp_path: Path, parallel: dict[str, list[object]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import signal
+
+    from lockmirror import index
+
+    parent = os.getpid()
+    real_copyfile = shutil.copyfile
+
+    def no_links(*args: object, **kwargs: object) -> None:  # another file system: copies
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    def copyfile(source: str, destination: str) -> str:
+        if os.getpid() != parent:  # the child dies half-way through its first copy
+            Path(destination).write_bytes(Path(source).read_bytes()[:3])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_copyfile(source, destination)
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(index.shutil, "copyfile", copyfile)
+    out = tmp_path / "dist-index"
+    result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
+    assert parallel["share"] and parallel["share"][0] is not None
+    assert not [rel for rel in tree_state(out) if rel.endswith(".tmp")]
+    assert tree_bytes(out) == tree_bytes(mirror.out)
+    files = [rel for rel in tree_state(out) if rel.startswith("files/")]
+    assert (result.linked, result.copied) == (0, len(files))
+    assert check_tree(out, Manifest.read(out / "manifest.json")).ok
 
 
 def _swap_speedup(mirror: FixtureMirror, version: str) -> None:

@@ -66,6 +66,7 @@ import marshal
 import os
 import re
 import shutil
+import signal
 import stat as statmod
 import sys
 import threading
@@ -179,7 +180,8 @@ def build_index(
     IntegrityError when the store or two lockfiles disagree about a file, and
     LockmirrorError for an unreadable lockfile, an ``out_dir`` that is not
     an index, or a file that cannot be written (a full disk): a first build
-    then leaves nothing behind, an update leaves the previous manifest. Costs: a no-op run stats the lockfiles and the manifest and
+    that fails before its rename leaves no tree; an update keeps the
+    previous manifest. Costs: a no-op run stats the lockfiles and the manifest and
     runs git twice; otherwise time grows with the changed packages plus a
     pass over every locked file name (no artifact is read or hashed).
     """
@@ -204,10 +206,13 @@ def build_index(
     try:
         return builder.run()
     except OSError as exc:  # a full disk, an unwritable directory, a failing device
-        where = exc.filename if isinstance(exc.filename, str) else str(builder.out_dir)
-        hint = "free some space and run again" if exc.errno == errno.ENOSPC else None
+        # link() and copies name the source first, the file being written second
+        named = exc.filename2 if isinstance(exc.filename2, str) else exc.filename
+        where = named if isinstance(named, str) else str(builder.out_dir)
+        hint = ("free some space and run again"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None)
         raise LockmirrorError(f"cannot build the index: {exc.strerror or exc}", where=where,
-                              hint=hint) from None
+                              hint=hint) from exc
     finally:
         if collecting:
             gc.enable()
@@ -478,6 +483,17 @@ def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
     return [found[number] for number in range(len(inputs))]
 
 
+def _reap(pid: int, reader: int) -> tuple[bytes, int]:
+    """What a forked child wrote to the pipe, and its exit status; the child
+    is always waited for, even when reading is interrupted."""
+    try:
+        with os.fdopen(reader, "rb") as pipe:
+            data = pipe.read()
+    finally:
+        _pid, status = os.waitpid(pid, 0)
+    return data, status
+
+
 # Below this many package blocks to parse, a child process costs more than it saves.
 PARALLEL_BLOCKS = 600
 
@@ -531,15 +547,17 @@ class _ChildParser:
             os.close(writer)
             return None
         if pid == 0:  # the child: parse, send, leave without running any cleanup
-            os._exit(_child_parse(reader, writer, list(by_split.values())))
+            status = 1
+            try:  # even an interrupt must not unwind into the parent's code
+                status = _child_parse(reader, writer, list(by_split.values()))
+            finally:
+                os._exit(status)
         os.close(writer)
         return cls(pid, reader, keys)
 
     def collect(self) -> dict[str, Row]:
         """The child's rows; {} when it failed."""
-        with os.fdopen(self.reader, "rb") as pipe:
-            data = pipe.read()
-        _pid, status = os.waitpid(self.pid, 0)
+        data, status = _reap(self.pid, self.reader)
         if status != 0:
             return {}
         try:
@@ -1020,9 +1038,19 @@ class _Builder:
             try:
                 self._place_all(root, to_place[:cut], placed, missing)
                 pages = self._pages(root, dirty[:half])
-            finally:  # never leave the child writing into a tree being removed
-                report = child.collect()
+            except BaseException:
+                # never leave the child writing into a tree about to be removed
+                child.collect(stop=True)
+                raise
+            report = child.collect()
             if report is None:
+                # a copy the child was making when it died: not part of the tree
+                for rel, _sha256, _size in to_place[cut:]:
+                    directory, name = os.path.split(f"{root}/{rel}")
+                    try:
+                        os.unlink(f"{directory}/.{name}.{child.pid}.tmp")
+                    except FileNotFoundError:
+                        pass
                 self._place_all(root, to_place[cut:], placed, missing, recheck=True)
                 pages.update(self._pages(root, dirty[half:]))
                 return pages
@@ -1199,10 +1227,16 @@ class _Builder:
                 pass
         if have is not None and statmod.S_ISREG(have.st_mode):
             if have.st_ino == src.st_ino and have.st_dev == src.st_dev:
+                if recheck:  # linked by a failed child of this run: count it here
+                    self.linked += 1
+                    self.written.append(rel)
                 return src.st_size
             if (have.st_dev != src.st_dev and have.st_size == src.st_size
                     and have.st_mtime_ns == src.st_mtime_ns):
-                return src.st_size  # a copy made by an earlier run
+                if recheck:
+                    self.copied += 1
+                    self.written.append(rel)
+                return src.st_size  # a copy made by an earlier run (or a failed child)
         directory, name = os.path.split(dest)
         self._mkdir(directory)
         temp = f"{directory}/.{name}.{os.getpid()}.tmp"
@@ -1282,15 +1316,23 @@ class _ChildShare:
             os.close(writer)
             return None
         if pid == 0:  # the child: build its share, report, leave without any cleanup
-            os._exit(_child_share(builder, root, dirty, to_place, reader, writer))
+            status = 1
+            try:  # even an interrupt must not unwind into the parent's code
+                status = _child_share(builder, root, dirty, to_place, reader, writer)
+            finally:
+                os._exit(status)
         os.close(writer)
         return cls(pid, reader)
 
-    def collect(self) -> _ShareReport | None:
-        """Wait for the child; its report, or None when it failed."""
-        with os.fdopen(self.reader, "rb") as pipe:
-            data = pipe.read()
-        _pid, status = os.waitpid(self.pid, 0)
+    def collect(self, *, stop: bool = False) -> _ShareReport | None:
+        """Wait for the child; its report, or None when it failed. ``stop``
+        kills it first (the build already failed: its work is not wanted)."""
+        if stop:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        data, status = _reap(self.pid, self.reader)
         if status != 0:
             return None
         try:
@@ -1300,7 +1342,8 @@ class _ChildShare:
         return pages, sizes, missing, linked, copied
 
 
-# Below this many files to place, a child process costs more than it saves.
+# Below this many files to place in its share, a child process costs more
+# than it saves.
 PARALLEL_FILES = 2000
 # A project's two pages (render, hash, write) cost about as much as placing
 # this many files (bench mirror: 2,000 projects' pages 0.3 s, 20,000 links 0.2 s).
