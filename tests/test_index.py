@@ -787,3 +787,95 @@ def test_manifest_parts_encoded_again_when_not_where_expected(
     _swap_speedup(own_mirror, "1.0")
     build(own_mirror)
     assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+
+
+# --------------------------------------------------------------------------
+# An update parses its changed blocks in a child forked early (the parser's
+# imports overlap the tree's stat calls). Same bytes, same errors.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def importer(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[object]]:
+    """Lets the importer child fork in this (threaded) test process; records
+    each child started and what each parse returned."""
+    from lockmirror import index
+
+    seen: dict[str, list[object]] = {"started": [], "parsed": []}
+    start, parse = index._ChildImporter.start, index._ChildImporter.parse
+
+    def recorded_start() -> object:
+        child = start()
+        seen["started"].append(child)
+        return child
+
+    def recorded_parse(self: Any, *args: Any) -> object:
+        metas = parse(self, *args)
+        seen["parsed"].append(metas)
+        return metas
+
+    # The suite's session fixtures may have left server threads running; the
+    # child only parses and leaves with os._exit, so forking is safe here.
+    monkeypatch.setattr(index.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(index._ChildImporter, "start", staticmethod(recorded_start))
+    monkeypatch.setattr(index._ChildImporter, "parse", recorded_parse)
+    return seen
+
+
+def test_update_parses_changed_blocks_in_the_importer_child(
+        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]]) -> None:
+    build(own_mirror)
+    assert importer["started"] == []  # a first build has no state: no importer
+    _swap_speedup(own_mirror, "1.0")
+    result = build(own_mirror)
+    assert [child is not None for child in importer["started"]] == [True]
+    assert importer["parsed"] and importer["parsed"][0] is not None  # the child's rows were used
+    assert "simple/speedup/index.html" in result.written
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+    assert build(own_mirror).noop  # a no-op starts no child
+    assert len(importer["started"]) == 1
+
+
+def test_update_with_an_invalid_block_reports_it_as_without_the_child(
+        own_mirror: FixtureMirror, importer: dict[str, list[object]]) -> None:
+    build(own_mirror)
+    before = tree_bytes(own_mirror.out)
+    path = own_mirror.root / "lockfiles" / "pylock.extra.toml"
+    text = path.read_text()
+    block = text.rfind("\n[[packages]]\n")
+    version = text.index('\nversion = "', block)
+    path.write_text(text[:version] + '\nversion = "not a version!"'
+                    + text[text.index("\n", version + 1):])
+    with pytest.raises(LockmirrorError, match="not a valid PEP 751 lockfile") as error:
+        build(own_mirror)
+    assert str(path) in str(error.value)
+    assert importer["started"] and importer["started"][0] is not None
+    assert tree_bytes(own_mirror.out) == before
+
+
+def test_update_when_the_importer_child_dies_parses_here(
+        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import index
+
+    monkeypatch.setattr(index, "_child_import", lambda requests, replies: 1)
+    build(own_mirror)
+    _swap_speedup(own_mirror, "1.0")
+    build(own_mirror)
+    assert importer["started"] and importer["started"][0] is not None
+    assert importer["parsed"] == [None]  # nothing from the child: parsed here
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+
+
+def test_update_with_many_changed_blocks_lets_the_importer_go(
+        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import index
+
+    monkeypatch.setattr(index, "IMPORTER_BLOCKS", 0)
+    build(own_mirror)
+    _swap_speedup(own_mirror, "1.0")
+    build(own_mirror)
+    assert importer["started"] and importer["started"][0] is not None
+    assert importer["parsed"] == [None]
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))

@@ -440,15 +440,16 @@ def _load_whole(item: _Input, rows_cache: MutableMapping[str, Row]) -> _LockedSe
     else:  # keyed by content, so unchanged packages still keep their pages
         keys = [_block_key("row", repr(row)) for row in rows]
     rows_cache.update(zip(keys, rows, strict=True))
-    return _set_from(lock, item, rows, keys)
+    return _set_from(_lock_meta(lock), item, rows, keys)
 
 
 def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
-              lock_cache: dict[str, tuple[Any, ...]]) -> list[_LockedSet]:
+              lock_cache: dict[str, tuple[Any, ...]],
+              importer: _ChildImporter | None = None) -> list[_LockedSet]:
     """Every lockfile as a set: from the cache when its bytes were seen before,
     else its changed package blocks parsed (validated by :meth:`Lockfile.loads`).
     Many blocks to parse (a first build) are shared with a forked child, so
-    both cores parse."""
+    both cores parse; a few (an update) go to ``importer`` when given."""
     found: dict[int, _LockedSet] = {}
     splits: list[_Split] = []
     numbers: list[int] = []  # each split's place in ``inputs``
@@ -463,24 +464,168 @@ def _load_all(inputs: Sequence[_Input], rows_cache: _Rows,
         else:
             splits.append(split)
             numbers.append(number)
-    child = _ChildParser.start(splits, rows_cache)
-    skip = child.keys if child is not None else frozenset()
-    try:
-        locks: list[Lockfile | None] = [s.parse(s.missing(rows_cache, skip), rows_cache)
-                                        for s in splits]
-    finally:
-        if child is not None:  # always reaped; nothing when it failed: parsed below
-            rows_cache.update(child.collect())
-    for number, split, lock in zip(numbers, splits, locks, strict=True):
+    metas = importer.parse(splits, rows_cache) if importer is not None else None
+    if metas is None:
+        child = _ChildParser.start(splits, rows_cache)
+        skip = child.keys if child is not None else frozenset()
+        try:
+            locks = [s.parse(s.missing(rows_cache, skip), rows_cache) for s in splits]
+        finally:
+            if child is not None:  # always reaped; nothing when it failed: parsed below
+                rows_cache.update(child.collect())
+        metas = [None if lock is None else _lock_meta(lock) for lock in locks]
+    for number, split, meta in zip(numbers, splits, metas, strict=True):
         missing = split.missing(rows_cache)
-        if lock is not None and missing:
+        if meta is not None and missing:
             lock = split.parse(missing, rows_cache)
-        if lock is None:
+            meta = None if lock is None else _lock_meta(lock)
+        if meta is None:  # not parsed in blocks (or an error): parsed whole, here
             found[number] = _load_whole(split.item, rows_cache)
         else:
-            found[number] = _set_from(lock, split.item, [rows_cache[k] for k in split.keys],
+            found[number] = _set_from(meta, split.item, [rows_cache[k] for k in split.keys],
                                       split.keys)
     return [found[number] for number in range(len(inputs))]
+
+
+def _lockfiles_changed(state: dict[str, Any], inputs: Sequence[_Input]) -> bool:
+    """Whether a lockfile's bytes differ from the previous run's."""
+    previous = state.get("lockfiles", {})
+    for item in inputs:
+        before = previous.get(str(item.path))
+        if not (isinstance(before, list) and len(before) == 5 and before[4] == item.sha256):
+            return True
+    return False
+
+
+# Up to this many package blocks to parse go to the importer child (an update);
+# more are parsed here and by a _ChildParser.
+IMPORTER_BLOCKS = 100
+
+
+class _ChildImporter:
+    """A child forked early in an update that imports the lockfile parser
+    (packaging.pylock: about 30 ms of imports and regex compiling) while this
+    process stats the tree and reads the cache, then parses and validates the
+    package blocks this process sends it and sends back their rows. Only from
+    a single-threaded process on Linux, where fork is safe. Whatever fails in
+    the child, the parent parses those blocks itself and so reports any error."""
+
+    def __init__(self, pid: int, to_child: int, from_child: int) -> None:
+        self.pid, self.to_child, self.from_child = pid, to_child, from_child
+        self.done = False
+
+    @classmethod
+    def start(cls) -> _ChildImporter | None:
+        if not sys.platform.startswith("linux") or threading.active_count() != 1:
+            return None
+        requests_read, requests_write = os.pipe()
+        replies_read, replies_write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for descriptor in (requests_read, requests_write, replies_read, replies_write):
+                os.close(descriptor)
+            return None
+        if pid == 0:  # the child: import, parse what is asked, leave without any cleanup
+            status = 1
+            try:  # even an interrupt must not unwind into the parent's code
+                os.close(requests_write)
+                os.close(replies_read)
+                status = _child_import(requests_read, replies_write)
+            finally:
+                os._exit(status)
+        os.close(requests_read)
+        os.close(replies_write)
+        return cls(pid, requests_write, replies_read)
+
+    def parse(self, splits: list[_Split], rows_cache: MutableMapping[str, Row],
+              ) -> list[LockMeta | None] | None:
+        """Have the child parse the blocks of ``splits`` missing from
+        ``rows_cache`` (at least one block each, for the header); their rows
+        go into ``rows_cache``. Each split's lockfile meta, None for a split
+        whose blocks did not parse on their own; None for all when too many
+        blocks are missing or the child failed."""
+        wanted = [split.missing(rows_cache) for split in splits]
+        if not splits or sum(map(len, wanted)) > IMPORTER_BLOCKS:
+            self.stop()
+            return None
+        requests = []
+        for split, indices in zip(splits, wanted, strict=True):
+            sample = indices or [0]
+            requests.append((str(split.item.path),
+                             split.header + "".join(split.blocks[i] for i in sample)
+                             + split.trailer,
+                             [split.keys[i] for i in sample]))
+        try:
+            with os.fdopen(self.to_child, "wb") as pipe:
+                pipe.write(marshal.dumps(requests))
+        except OSError:  # the child is gone: parsed here
+            pass
+        data, status = self._reap()
+        try:
+            replies = marshal.loads(data) if status == 0 else None
+        except (EOFError, ValueError, TypeError):
+            replies = None
+        if not isinstance(replies, list) or len(replies) != len(splits):
+            return None
+        metas: list[LockMeta | None] = []
+        for reply in replies:
+            if reply is None:
+                metas.append(None)
+                continue
+            rows, meta = reply
+            rows_cache.update(rows)
+            metas.append(meta)
+        return metas
+
+    def stop(self) -> None:
+        """Let the child go (it reads no request) and wait for it; idempotent."""
+        if self.done:
+            return
+        try:
+            os.close(self.to_child)
+        except OSError:
+            pass
+        self._reap()
+
+    def _reap(self) -> tuple[bytes, int]:
+        if self.done:
+            return b"", 1
+        self.done = True
+        return _reap(self.pid, self.from_child)
+
+
+def _child_import(requests: int, replies: int) -> int:
+    """In the importer child: import the parser, then parse each (where,
+    text, keys) request into its rows and lockfile meta (None when the text
+    does not parse, or its packages are not one per key); the exit status."""
+    try:
+        import packaging.pylock  # noqa: F401 - what Lockfile.loads imports on first use
+
+        from .lockfile import Lockfile
+
+        with os.fdopen(requests, "rb") as pipe:
+            data = pipe.read()
+        if not data:  # nothing to parse after all
+            return 0
+        answers: list[tuple[dict[str, Row], LockMeta] | None] = []
+        for where, text, keys in marshal.loads(data):
+            try:
+                lock = _loads(Lockfile, text, where)
+                if len(lock.packages) != len(keys):
+                    answers.append(None)
+                    continue
+                rows = {key: _row(package, where)
+                        for key, package in zip(keys, lock.packages, strict=True)}
+            except LockmirrorError:  # the parent parses it again and reports
+                answers.append(None)
+                continue
+            answers.append((rows, _lock_meta(lock)))
+        with os.fdopen(replies, "wb") as pipe:
+            pipe.write(marshal.dumps(answers))
+    except BaseException:  # noqa: BLE001 - the parent parses the blocks itself
+        return 1
+    return 0
 
 
 def _reap(pid: int, reader: int) -> tuple[bytes, int]:
@@ -586,18 +731,30 @@ def _targets_key(trailer: str) -> str | None:
     return ",".join(targets) if isinstance(targets, dict) else None
 
 
-def _set_from(lock: Lockfile, item: _Input, rows: list[Row], keys: list[str]) -> _LockedSet:
+# What a set needs of its lockfile besides the package rows (marshal-able):
+# (set name, requirements, ((target, python, implementation, platforms), ...),
+#  input hash)
+LockMeta = tuple[str, tuple[str, ...], tuple[tuple[str, str, str, tuple[str, ...]], ...], str]
+
+
+def _lock_meta(lock: Lockfile) -> LockMeta:
+    return (lock.set_name, tuple(lock.requirements),
+            tuple((t.name, t.python, t.implementation, tuple(t.platforms))
+                  for t in lock.targets), lock.input_hash)
+
+
+def _set_from(meta: LockMeta, item: _Input, rows: list[Row], keys: list[str]) -> _LockedSet:
     """The set of a parsed lockfile (``rows`` are its packages' rows, in order)."""
     where = str(item.path)
-    if not _SET_RE.match(lock.set_name or ""):
-        raise LockmirrorError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
-    for target in lock.targets:
-        if not _SET_RE.match(target.name):
-            raise LockmirrorError(f"target name {target.name!r} is unsafe", where=where)
-    targets = tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
-                    for t in lock.targets)
-    return _LockedSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
-                      targets=targets, input_hash=lock.input_hash, keys=keys,
+    set_name, requirements, targets, input_hash = meta
+    if not _SET_RE.match(set_name or ""):
+        raise LockmirrorError(f"set name {set_name!r} is missing or unsafe", where=where)
+    for target in targets:
+        if not _SET_RE.match(target[0]):
+            raise LockmirrorError(f"target name {target[0]!r} is unsafe", where=where)
+    return _LockedSet(name=set_name, input=item, requirements=tuple(requirements),
+                      targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3])) for t in targets),
+                      input_hash=input_hash, keys=keys,
                       pins=[(row[0], row[1]) for row in rows], store=dict(zip(keys, rows)))
 
 
@@ -720,9 +877,7 @@ class _Builder:
 
     def run(self) -> IndexResult:
         state_dir = self.state_dir or state_dir_for(self.out_dir)
-        state_path, cache_path = state_dir / STATE_NAME, state_dir / CACHE_NAME
-        manifest_path = self.out_dir / MANIFEST_NAME
-        state = _read_json(state_path) or {}
+        state = _read_json(state_dir / STATE_NAME) or {}
         inputs = self._inputs(state.get("lockfiles", {}))
         provenance = provenance_of(self.mirror_yaml)
         key = hashlib.sha256(json.dumps([
@@ -733,6 +888,24 @@ class _Builder:
             [(i.path.name, i.sha256) for i in inputs],
             sorted(self.exclude),
         ]).encode()).hexdigest()
+        importer = None
+        if state.get("key") not in (None, key) and _lockfiles_changed(state, inputs):
+            # An update that will parse changed package blocks: a child imports
+            # the parser (about 30 ms) while this process stats the tree and
+            # reads the cache, then parses the blocks this process sends it.
+            importer = _ChildImporter.start()
+        try:
+            return self._update(state, state_dir, inputs, provenance, key, importer)
+        finally:
+            if importer is not None:
+                importer.stop()
+
+    def _update(self, state: dict[str, Any], state_dir: Path, inputs: list[_Input],
+                provenance: Provenance, key: str, importer: _ChildImporter | None,
+                ) -> IndexResult:
+        """The rest of :meth:`run`: the no-op check, then the build."""
+        state_path, cache_path = state_dir / STATE_NAME, state_dir / CACHE_NAME
+        manifest_path = self.out_dir / MANIFEST_NAME
         manifest_stat = _stat_key(manifest_path)
         # The tree is as we left it: same manifest, and no directory gained or
         # lost an entry (a file deleted or added by hand changes its directory's
@@ -755,7 +928,7 @@ class _Builder:
         rows_cache: _Rows = cache.get("rows") or _Rows()
         lock_cache: dict[str, tuple[Any, ...]] = cache.get("lockfiles", {})
         self.progress(f"reading {len(inputs)} lockfiles")
-        sets = sorted(_load_all(inputs, rows_cache, lock_cache), key=lambda s: s.name)
+        sets = sorted(_load_all(inputs, rows_cache, lock_cache, importer), key=lambda s: s.name)
         _check_unique_sets(sets)
 
         fresh = not self.out_dir.exists()
@@ -1608,6 +1781,13 @@ def _prune_dirs(root: Path, removed: Iterable[str]) -> None:
 
 def _releases_of(removed: Iterable[str]) -> list[str]:
     """"name version" of the artifacts among ``removed`` paths."""
+    artifacts = []
+    for rel in removed:
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
+            artifacts.append((parts[1], parts[2]))
+    if not artifacts:  # most runs: and no packaging.utils import (packaging.tags: ~9 ms)
+        return []
     from packaging.utils import (
         InvalidSdistFilename,
         InvalidWheelFilename,
@@ -1616,11 +1796,7 @@ def _releases_of(removed: Iterable[str]) -> list[str]:
     )
 
     releases = set()
-    for rel in removed:
-        parts = rel.split("/")
-        if len(parts) != 3 or parts[0] != "files" or parts[2].endswith(".metadata"):
-            continue
-        project, filename = parts[1], parts[2]
+    for project, filename in artifacts:
         try:
             if filename.endswith(".whl"):
                 version = str(parse_wheel_filename(filename)[1])
