@@ -50,7 +50,10 @@ How it stays fast and quiet:
   not threads: tens of thousands of short system calls from two threads
   mostly wait for each other at the GIL. If a child fails, the parent does
   (or checks) its share and reports any error; without fork, a thread
-  places the files while the pages are written.
+  places the files while the pages are written. An update whose
+  lockfiles changed forks a child at once that imports the lockfile
+  parser (about 30 ms) while this process stats the tree and reads the
+  cache, then parses the changed blocks for it.
 
 Output is byte-identical whatever the order of the lockfiles, the store or
 a directory listing: everything is sorted, and nothing depends on the clock.
