@@ -879,3 +879,45 @@ def test_update_with_many_changed_blocks_lets_the_importer_go(
     assert importer["started"] and importer["started"][0] is not None
     assert importer["parsed"] == [None]
     assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+
+
+def test_no_child_is_forked_when_sigchld_is_ignored(
+        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]],
+        parallel: dict[str, list[object]]) -> None:
+    # inherited SIG_IGN makes the kernel reap children: their status is lost
+    import signal
+
+    build(own_mirror)
+    _swap_speedup(own_mirror, "1.0")
+    before = {kind: len(started) for kind, started in parallel.items()}
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        build(own_mirror)
+        fresh = build_index(own_mirror.lockfiles, own_mirror.store, tmp_path / "a" / "dist-index",
+                            title="Fixture mirror")
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert importer["started"] == [None]
+    for kind, started in parallel.items():  # asked for, and none forked
+        assert len(started) > before[kind] and set(started[before[kind]:]) == {None}
+    assert fresh.linked > 0
+    assert tree_bytes(own_mirror.out) == tree_bytes(tmp_path / "a" / "dist-index")
+
+
+def test_a_child_reaped_elsewhere_counts_as_failed() -> None:
+    import signal
+
+    from lockmirror import index
+
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # only writes and leaves: safe to fork from a threaded process
+            os.write(writer, b"report")
+            os._exit(0)
+        os.close(writer)
+        data, status = index._reap(pid, reader)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert data == b"report" and status != 0

@@ -519,7 +519,7 @@ class _ChildImporter:
 
     @classmethod
     def start(cls) -> _ChildImporter | None:
-        if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        if not _may_fork():
             return None
         requests_read, requests_write = os.pipe()
         replies_read, replies_write = os.pipe()
@@ -559,8 +559,9 @@ class _ChildImporter:
                              split.header + "".join(split.blocks[i] for i in sample)
                              + split.trailer,
                              [split.keys[i] for i in sample]))
+        to_child, self.to_child = self.to_child, -1  # the with block closes it
         try:
-            with os.fdopen(self.to_child, "wb") as pipe:
+            with os.fdopen(to_child, "wb") as pipe:
                 pipe.write(marshal.dumps(requests))
         except OSError:  # the child is gone: parsed here
             pass
@@ -582,12 +583,16 @@ class _ChildImporter:
         return metas
 
     def stop(self) -> None:
-        """Let the child go (it reads no request) and wait for it; idempotent."""
+        """End the child, unused (it may still be importing), and reap it;
+        idempotent."""
         if self.done:
             return
-        try:
+        if self.to_child >= 0:
             os.close(self.to_child)
-        except OSError:
+            self.to_child = -1
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
         self._reap()
 
@@ -633,13 +638,27 @@ def _child_import(requests: int, replies: int) -> int:
 
 def _reap(pid: int, reader: int) -> tuple[bytes, int]:
     """What a forked child wrote to the pipe, and its exit status; the child
-    is always waited for, even when reading is interrupted."""
+    is always waited for, even when reading is interrupted. A status that
+    cannot be known (the child was reaped by someone else) counts as failed."""
     try:
         with os.fdopen(reader, "rb") as pipe:
             data = pipe.read()
     finally:
-        _pid, status = os.waitpid(pid, 0)
+        try:
+            _pid, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = -1
     return data, status
+
+
+def _may_fork() -> bool:
+    """Whether this process may fork a helper child: Linux only (on macOS a
+    forked child of a process that loaded system frameworks may crash, why
+    multiprocessing spawns there), a single thread (fork copies no other
+    thread, nor the locks they hold), and SIGCHLD not ignored (the kernel
+    would reap the child, and its exit status could not be checked)."""
+    return (sys.platform.startswith("linux") and threading.active_count() == 1
+            and signal.getsignal(signal.SIGCHLD) is not signal.SIG_IGN)
 
 
 # Below this many package blocks to parse, a child process costs more than it saves.
@@ -675,10 +694,7 @@ class _ChildParser:
     @classmethod
     def start(cls, splits: list[_Split], rows_cache: MutableMapping[str, Row]) -> _ChildParser | None:
         missing = [(split, i) for split in splits for i in split.missing(rows_cache)]
-        # Linux only: on macOS a forked child of a process that loaded system
-        # frameworks may crash (why multiprocessing spawns there).
-        if (len(missing) < PARALLEL_BLOCKS or not sys.platform.startswith("linux")
-                or threading.active_count() != 1):
+        if len(missing) < PARALLEL_BLOCKS or not _may_fork():
             return None
         # the child's share: the last blocks, a little under half (it also
         # pays for sending its rows, the parent for reading them)
@@ -1481,8 +1497,7 @@ class _ChildShare:
     @classmethod
     def start(cls, builder: _Builder, root: Path, dirty: list[tuple[str, str, list[Release]]],
               to_place: list[tuple[str, str, int | None]]) -> _ChildShare | None:
-        if (len(to_place) < PARALLEL_FILES or not sys.platform.startswith("linux")
-                or threading.active_count() != 1):
+        if len(to_place) < PARALLEL_FILES or not _may_fork():
             return None
         reader, writer = os.pipe()
         try:
