@@ -253,8 +253,7 @@ def since_cleanup() -> float:
 
 
 def note_cleanup() -> None:
-    CLEANUP_STAMP.touch()
-    os.utime(CLEANUP_STAMP)
+    CLEANUP_STAMP.touch()  # creates it, or sets its mtime to now
 
 
 def timed(command: Sequence[str], env: dict[str, str]) -> tuple[float, float]:

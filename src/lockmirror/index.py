@@ -565,11 +565,7 @@ class _ChildImporter:
                 pipe.write(marshal.dumps(requests))
         except OSError:  # the child is gone: parsed here
             pass
-        data, status = self._reap()
-        try:
-            replies = marshal.loads(data) if status == 0 else None
-        except (EOFError, ValueError, TypeError):
-            replies = None
+        replies = self._reap()
         if not isinstance(replies, list) or len(replies) != len(splits):
             return None
         metas: list[LockMeta | None] = []
@@ -596,9 +592,9 @@ class _ChildImporter:
             pass
         self._reap()
 
-    def _reap(self) -> tuple[bytes, int]:
+    def _reap(self) -> Any:
         if self.done:
-            return b"", 1
+            return None
         self.done = True
         return _reap(self.pid, self.from_child)
 
@@ -636,10 +632,11 @@ def _child_import(requests: int, replies: int) -> int:
     return 0
 
 
-def _reap(pid: int, reader: int) -> tuple[bytes, int]:
-    """What a forked child wrote to the pipe, and its exit status; the child
-    is always waited for, even when reading is interrupted. A status that
-    cannot be known (the child was reaped by someone else) counts as failed."""
+def _reap(pid: int, reader: int) -> Any:
+    """What a forked child sent on the pipe (marshal), None when it failed:
+    a non-zero exit status, one that cannot be known (the child was reaped by
+    someone else), or a report that does not decode. The child is always
+    waited for, even when reading is interrupted."""
     try:
         with os.fdopen(reader, "rb") as pipe:
             data = pipe.read()
@@ -648,7 +645,40 @@ def _reap(pid: int, reader: int) -> tuple[bytes, int]:
             _pid, status = os.waitpid(pid, 0)
         except ChildProcessError:
             status = -1
-    return data, status
+    if status != 0:
+        return None
+    try:
+        return marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+
+
+def _fork_reporter(work: Callable[[int], int]) -> tuple[int, int] | None:
+    """Fork a child that runs ``work(writer)``, ``writer`` being the write end
+    of a pipe for its report, and leaves with the status it returns (1 on any
+    exception, an interrupt included: nothing unwinds into the parent's code,
+    and no cleanup runs). The parent gets (pid, reader), None if fork failed."""
+    reader, writer = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(reader)
+        os.close(writer)
+        return None
+    if pid == 0:
+        status = 1
+        try:
+            os.close(reader)
+            status = work(writer)
+        finally:
+            os._exit(status)
+    os.close(writer)
+    return pid, reader
+
+
+def _temp_path(directory: str, name: str, pid: int) -> str:
+    """Where process ``pid`` copies a file before renaming it to ``name``."""
+    return f"{directory}/.{name}.{pid}.tmp"
 
 
 def _may_fork() -> bool:
@@ -665,12 +695,11 @@ def _may_fork() -> bool:
 PARALLEL_BLOCKS = 600
 
 
-def _child_parse(reader: int, writer: int, shares: list[tuple[_Split, list[int]]]) -> int:
+def _child_parse(writer: int, shares: list[tuple[_Split, list[int]]]) -> int:
     """In the forked child: parse ``shares``, send their rows; the exit status.
     Any failure is status 1 and no output: the parent parses the share itself
     and so reports the error."""
     try:
-        os.close(reader)
         rows: dict[str, Row] = {}
         for split, indices in shares:
             if split.parse(indices, rows) is None:
@@ -703,31 +732,12 @@ class _ChildParser:
         for split, i in share:
             by_split.setdefault(id(split), (split, []))[1].append(i)
         keys = frozenset(split.keys[i] for split, i in share)
-        reader, writer = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(reader)
-            os.close(writer)
-            return None
-        if pid == 0:  # the child: parse, send, leave without running any cleanup
-            status = 1
-            try:  # even an interrupt must not unwind into the parent's code
-                status = _child_parse(reader, writer, list(by_split.values()))
-            finally:
-                os._exit(status)
-        os.close(writer)
-        return cls(pid, reader, keys)
+        forked = _fork_reporter(lambda writer: _child_parse(writer, list(by_split.values())))
+        return None if forked is None else cls(*forked, keys)
 
     def collect(self) -> dict[str, Row]:
         """The child's rows; {} when it failed."""
-        data, status = _reap(self.pid, self.reader)
-        if status != 0:
-            return {}
-        try:
-            rows = marshal.loads(data)
-        except (EOFError, ValueError, TypeError):
-            return {}
+        rows = _reap(self.pid, self.reader)
         return rows if isinstance(rows, dict) else {}
 
 
@@ -1240,7 +1250,7 @@ class _Builder:
                 for rel, _sha256, _size in to_place[cut:]:
                     directory, name = os.path.split(f"{root}/{rel}")
                     try:
-                        os.unlink(f"{directory}/.{name}.{child.pid}.tmp")
+                        os.unlink(_temp_path(directory, name, child.pid))
                     except FileNotFoundError:
                         pass
                 self._place_all(root, to_place[cut:], placed, missing, recheck=True)
@@ -1431,7 +1441,7 @@ class _Builder:
                 return src.st_size  # a copy made by an earlier run (or a failed child)
         directory, name = os.path.split(dest)
         self._mkdir(directory)
-        temp = f"{directory}/.{name}.{os.getpid()}.tmp"
+        temp = _temp_path(directory, name, os.getpid())
         if self.can_link:
             try:
                 os.link(source, dest if have is None else temp)
@@ -1499,21 +1509,9 @@ class _ChildShare:
               to_place: list[tuple[str, str, int | None]]) -> _ChildShare | None:
         if len(to_place) < PARALLEL_FILES or not _may_fork():
             return None
-        reader, writer = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(reader)
-            os.close(writer)
-            return None
-        if pid == 0:  # the child: build its share, report, leave without any cleanup
-            status = 1
-            try:  # even an interrupt must not unwind into the parent's code
-                status = _child_share(builder, root, dirty, to_place, reader, writer)
-            finally:
-                os._exit(status)
-        os.close(writer)
-        return cls(pid, reader)
+        forked = _fork_reporter(
+            lambda writer: _child_share(builder, root, dirty, to_place, writer))
+        return None if forked is None else cls(*forked)
 
     def collect(self, *, stop: bool = False) -> _ShareReport | None:
         """Wait for the child; its report, or None when it failed. ``stop``
@@ -1523,13 +1521,10 @@ class _ChildShare:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        data, status = _reap(self.pid, self.reader)
-        if status != 0:
+        report = _reap(self.pid, self.reader)
+        if not (isinstance(report, tuple) and len(report) == 5):
             return None
-        try:
-            pages, sizes, missing, linked, copied = marshal.loads(data)
-        except (EOFError, ValueError, TypeError):
-            return None
+        pages, sizes, missing, linked, copied = report
         return pages, sizes, missing, linked, copied
 
 
@@ -1552,12 +1547,11 @@ def _halfway(cuts: list[int], files: int) -> int:
 
 
 def _child_share(builder: _Builder, root: Path, dirty: list[tuple[str, str, list[Release]]],
-                 to_place: list[tuple[str, str, int | None]], reader: int, writer: int) -> int:
+                 to_place: list[tuple[str, str, int | None]], writer: int) -> int:
     """In the forked share child: place ``to_place``, write the pages of
     ``dirty``, send the report; the exit status. Any failure is status 1 (the
     parent does the share itself)."""
     try:
-        os.close(reader)
         placed: dict[str, int] = {}
         missing: list[str] = []
         builder.linked = builder.copied = 0
