@@ -501,12 +501,12 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
     assert changed == [
         "-requests 2.30.0: targets linux-x86_64-py311",
         "-requests 2.30.0: why: core: requests",
-        f"-requests 2.30.0: wheel requests-2.30.0-py3-none-any.whl 1000 B sha256:{digest_old} "
-        "from https://files.example",
+        (f"-requests 2.30.0: wheel requests-2.30.0-py3-none-any.whl 1000 B sha256:{digest_old} "
+         "from https://files.example"),
         "+requests 2.31.0: targets linux-x86_64-py311",
         "+requests 2.31.0: why: core: requests",
-        f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new} "
-        "from https://files.example",
+        (f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new} "
+         "from https://files.example"),
     ]
 
 

@@ -909,8 +909,8 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
     alarms = [(s.set_name, a) for s in diff.sets for a in s.alarms]
     if alarms:
         out += ["> [!CAUTION]",
-                f"> **{len(alarms)} file(s) changed under the same name or moved to another "
-                "host.** Do not merge before finding out why:"]
+                (f"> **{len(alarms)} file(s) changed under the same name or moved to another "
+                 "host.** Do not merge before finding out why:")]
         out += [f"> - set {_code(name)}: {_md(alarm.message)}" for name, alarm in alarms]
         out.append("")
     totals = diff.summary()

@@ -133,8 +133,8 @@ def _package_mismatches(package: LockedPackage, page: ProjectPage, sources: Mapp
                      f"from source '{page.source}' ({source_url})")
     if package.version not in page.versions:
         shown = ", ".join(str(v) for v in page.versions[-5:]) or "none"
-        return lines + [f"version {package.version} is not on the project page "
-                        f"(latest listed: {shown})"], []
+        return lines + [(f"version {package.version} is not on the project page "
+                         f"(latest listed: {shown})")], []
     listed = {f.filename: f for f in page.files}
     lacking = []
     for file in package.files:
@@ -214,10 +214,10 @@ def describe_differences(committed: Lockfile, fresh: Lockfile, committed_text: s
         else:
             lines += [f"{name} {version}: {line}" for line in _package_changes(old[key], new[key])]
     if not lines:  # same content, other bytes: an edited comment, spacing or order
-        ours, theirs = committed_text.splitlines(), fresh_text.splitlines()
-        at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
-                  min(len(ours), len(theirs)))
-        shown = ours[at][:80] if at < len(ours) else "(end of file)"
+        old_lines, new_lines = committed_text.splitlines(), fresh_text.splitlines()
+        at = next((i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=False))
+                   if a != b), min(len(old_lines), len(new_lines)))
+        shown = old_lines[at][:80] if at < len(old_lines) else "(end of file)"
         lines.append(f"line {at + 1} differs from what `lock` writes (same entries, other "
                      f"text: {shown!r})")
     return lines

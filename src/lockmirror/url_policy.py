@@ -160,8 +160,8 @@ def package_problem(package: LockedPackage, sources: Sequence[SourceConfig] | No
         if not matching:
             declared = ", ".join(redact_url(s.url) for s in candidates)
             return (redact_url(package.index),
-                    f"its index is not a source mirror.yaml declares for {package.name} "
-                    f"(declared: {declared})")
+                    (f"its index is not a source mirror.yaml declares for {package.name} "
+                     f"(declared: {declared})"))
         candidates = matching
     for file in package.files:
         reason = url_problem(file.url, candidates)

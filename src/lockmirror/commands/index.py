@@ -44,7 +44,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..fsutil import format_size
     from ..index import DEFAULT_TITLE, build_index
-
     from ..url_policy import check_lockfile_paths
 
     lockfiles: list[Path] = list(args.lockfiles)
