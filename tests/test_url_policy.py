@@ -29,6 +29,7 @@ from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfil
 try:
     from lockmirror.url_policy import (
         check_lockfile_urls,
+        entries_of,
         file_prefixes,
         package_problem,
         url_problem,
@@ -123,22 +124,26 @@ def package(url: str = PYPI_URL, index: str = "https://pypi.org/simple/", name: 
                          targets=("linux",), index=index, wheels=(wheel,))
 
 
+def problem_of(entry: LockedPackage, sources: list[SourceConfig]) -> tuple[str | None, str] | None:
+    return package_problem(entries_of(lockfile(entry))[0], sources)
+
+
 def test_a_pinned_package_must_come_from_its_source() -> None:
     private = source(projects=["amqp"])
     sources = [PYPI, private]
-    problem = package_problem(package(), sources)  # pinned to private, index says pypi
+    problem = problem_of(package(), sources)  # pinned to private, index says pypi
     assert problem is not None and "not a source mirror.yaml declares for amqp" in problem[1]
-    problem = package_problem(package(index="https://idx.corp/simple/"), sources)
+    problem = problem_of(package(index="https://idx.corp/simple/"), sources)
     assert problem is not None and problem[0] == PYPI_URL  # a PyPI URL for a private package
-    assert package_problem(package(f"https://idx.corp/f/{WHEEL}", "https://idx.corp/simple/"),
+    assert problem_of(package(f"https://idx.corp/f/{WHEEL}", "https://idx.corp/simple/"),
                            sources) is None
     # an unpinned package may come from any source, but its files from the one it names
-    assert package_problem(package(name="kombu"), sources) is None
-    assert package_problem(package(f"https://idx.corp/f/{WHEEL}", name="kombu"), sources) \
+    assert problem_of(package(name="kombu"), sources) is None
+    assert problem_of(package(f"https://idx.corp/f/{WHEEL}", name="kombu"), sources) \
         is not None
     # the index is compared without the user info a source URL may carry
     secret = SourceConfig(name="pypi", url="https://u:pw@pypi.org/simple/")
-    assert package_problem(package(), [secret]) is None
+    assert problem_of(package(), [secret]) is None
 
 
 def test_the_error_is_one_line_naming_lockfile_package_and_url() -> None:
@@ -247,3 +252,60 @@ def test_index_without_mirror_yaml_applies_the_rules_that_need_no_sources(
     done = run_cli(tmp_path, "index", str(path), "--store", "s", "--out", "o")
     assert done.returncode == 2 and "plain http" in done.stderr and f"{WHEEL}" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("archive", {"url": EVIL_URL, "hashes": {"sha256": "a" * 64}}, "a `archive` table"),
+    ("vcs", {"type": "git", "url": "https://evil.example.com/x.git", "commit-id": "a" * 40},
+     "a `vcs` table"),
+    ("directory", {"path": "/etc"}, "a `directory` table"),
+])
+def test_validate_refuses_what_an_installer_would_follow_but_lockmirror_never_writes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        key: str, value: dict[str, object], words: str) -> None:
+    import tomli_w
+
+    from lockmirror.lockfile import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    path = repo(tmp_path, package())
+    data = tomllib.loads(path.read_text())
+    data["packages"][0][key] = value
+    path.write_text(tomli_w.dumps(data))
+    assert cli.main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: package amqp 5.4.2: {words}" in err, err
+
+
+def test_validate_refuses_a_local_path_for_a_wheel(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tomli_w
+
+    from lockmirror.lockfile import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    path = repo(tmp_path, package())
+    data = tomllib.loads(path.read_text())
+    wheel = data["packages"][0]["wheels"][0]
+    del wheel["url"]
+    wheel["path"] = "/etc/passwd"
+    path.write_text(tomli_w.dumps(data))
+    assert cli.main(["validate"]) == 2
+    assert "a wheel or sdist with a local `path`" in capsys.readouterr().err
+
+
+def test_the_doit_stages_refuse_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror import doit_tasks
+
+    path = repo(tmp_path, package(url=EVIL_URL))
+    project = doit_tasks.Project(tmp_path / "mirror.yaml")
+    for task in (doit_tasks.fetch_task(project), doit_tasks.index_task(project),
+                 doit_tasks.bundle_task(project)):
+        failed = task["actions"][0]()
+        assert failed is not None, task["doc"]
+        assert failed.message.startswith(f"{path.resolve()}: package amqp 5.4.2: {EVIL_URL}: ")
+    assert not (tmp_path / "dist-index").exists() and not (tmp_path / "dist").exists()
+    assert not (tmp_path / ".store").exists() or not any(
+        p.is_file() for p in (tmp_path / ".store").rglob("*"))
+    capsys.readouterr()

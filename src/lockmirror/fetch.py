@@ -324,9 +324,9 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     """
     from .url_policy import check_lockfile_paths
 
-    lockfiles = check_lockfile_paths([loaded.lockfile_path(name)
-                                      for name in sorted(loaded.config.sets)],
-                                     loaded.config.sources)
+    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)]
+    check_lockfile_paths(paths, loaded.config.sources)
+    lockfiles = [Lockfile.read(path) for path in paths]
     return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)

@@ -65,7 +65,8 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     """
     names = list(set_names or loaded.config.sets)
     paths = [loaded.lockfile_path(name) for name in names]
-    lockfiles = check_lockfile_paths(paths, loaded.config.sources)
+    check_lockfile_paths(paths, loaded.config.sources)
+    lockfiles = [Lockfile.read(path) for path in paths]
     if client is None:
         from .index_client import IndexClient
 

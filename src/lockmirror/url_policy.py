@@ -22,10 +22,13 @@ before any file is opened or downloaded:
    cross a network. The sha256 in the lockfile still guards the bytes.
 4. Never ``file://`` (a lockfile must not make the build machine read its own
    files), never a user name or password in the URL.
+5. Index wheels and sdists only: a ``vcs``, ``directory`` or ``archive`` table
+   or a file ``path`` (which lockmirror never writes, but an installer given
+   the lockfile would follow) refuses the lockfile.
 
 Without sources (``lockmirror index LOCKFILE... --store --out`` reads no
 mirror.yaml) only the rules that need none apply: 3 as for a loopback-or-https
-source, and 4. Nothing here does I/O beyond reading the lockfiles it is given.
+source, 4 and 5. Nothing here does I/O beyond reading the lockfiles it is given.
 """
 
 from __future__ import annotations
@@ -35,16 +38,21 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from .errors import UrlPolicyError
-from .lockfile import LockedPackage, Lockfile
+from .errors import LockmirrorError, StaleLockError, UrlPolicyError
+
+try:  # the same parser lockfile.py uses
+    import tomli as tomllib
+except ImportError:  # pragma: no cover - tomli is a dependency
+    import tomllib  # type: ignore[no-redef]
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from .config import SourceConfig
+    from .lockfile import Lockfile
 
 # The file hosts of well-known indexes whose pages link to another host.
 KNOWN_FILE_HOSTS: dict[str, tuple[str, ...]] = {
@@ -150,62 +158,139 @@ def url_problem(url: str, sources: Sequence[SourceConfig] | None) -> str | None:
     return None
 
 
-def package_problem(package: LockedPackage, sources: Sequence[SourceConfig] | None
-                    ) -> tuple[str, str] | None:
-    """(URL, reason) for the first URL of ``package`` the rules refuse; None if all pass."""
-    candidates = None if sources is None else sources_for(package.name, sources)
-    if candidates is not None and package.index:
-        recorded = _normal_source_url(package.index)
+@dataclass(frozen=True)
+class LockEntry:
+    """What the rules look at in one ``[[packages]]`` entry of a lockfile."""
+
+    name: str
+    version: str
+    index: str
+    urls: tuple[str, ...]  # every wheel's and the sdist's
+    refused: str | None = None  # a shape no lockmirror lockfile has (vcs, a local path, ...)
+
+
+def entries_of(lockfile: Lockfile) -> list[LockEntry]:
+    """The entries of a lockfile already in memory (``lock`` checks before it writes)."""
+    return [LockEntry(p.name, str(p.version), p.index, tuple(f.url for f in p.files))
+            for p in lockfile.packages]
+
+
+def read_entries(path: Path) -> list[LockEntry]:
+    """The entries of the lockfile at ``path``, from its TOML alone.
+
+    Every URL-bearing key PEP 751 allows is looked at, not only what
+    lockmirror reads: an installer given the lockfile would follow a
+    ``vcs``, ``directory`` or ``archive`` entry or a file ``path``, so those
+    are refused too. Raises StaleLockError (missing), LockmirrorError (not
+    TOML). Costs one TOML parse (no PEP 751 validation: the index stage
+    reads unchanged lockfiles from its cache, and stays fast).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StaleLockError("lockfile is missing", where=str(path),
+                             hint="run `doit lock`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LockmirrorError(f"not a valid PEP 751 lockfile: {exc}", where=str(path),
+                              hint="re-create it with `doit lock`") from None
+    packages = data.get("packages", [])
+    if not isinstance(packages, list):
+        raise UrlPolicyError("'packages' is not an array of tables", where=str(path))
+    return [_entry(item, i) for i, item in enumerate(packages)]
+
+
+def _entry(item: Any, position: int) -> LockEntry:
+    if not isinstance(item, dict):
+        return LockEntry(f"packages[{position}]", "", "", (), "not a table")
+    name, version = str(item.get("name", f"packages[{position}]")), str(item.get("version", ""))
+    index = item.get("index", "")
+    refused = None if isinstance(index, str) else "its index is not a string"
+    for key in ("vcs", "directory", "archive"):
+        if key in item:
+            refused = f"a `{key}` table; lockmirror locks index wheels and sdists only"
+    wheels = item.get("wheels", [])
+    files = [*(wheels if isinstance(wheels, list) else [wheels])]
+    if "sdist" in item:
+        files.append(item["sdist"])
+    urls = []
+    for file in files:
+        if not isinstance(file, dict):
+            refused = "a wheel or sdist entry is not a table"
+        elif "path" in file:
+            refused = "a wheel or sdist with a local `path`; only index URLs are allowed"
+        elif not isinstance(file.get("url"), str):
+            refused = "a wheel or sdist without a URL"
+        else:
+            urls.append(file["url"])
+    return LockEntry(name, version, index if isinstance(index, str) else "", tuple(urls), refused)
+
+
+def package_problem(entry: LockEntry, sources: Sequence[SourceConfig] | None
+                    ) -> tuple[str | None, str] | None:
+    """(URL or None, reason) for the first thing in ``entry`` the rules refuse; None if
+    all pass."""
+    if entry.refused is not None:
+        return None, entry.refused
+    candidates = None if sources is None else sources_for(entry.name, sources)
+    if candidates is not None and entry.index:
+        recorded = _normal_source_url(entry.index)
         matching = [s for s in candidates if _normal_source_url(s.url) == recorded]
         if not matching:
             declared = ", ".join(redact_url(s.url) for s in candidates)
-            return (redact_url(package.index),
-                    (f"its index is not a source mirror.yaml declares for {package.name} "
+            return (redact_url(entry.index),
+                    (f"its index is not a source mirror.yaml declares for {entry.name} "
                      f"(declared: {declared})"))
         candidates = matching
-    for file in package.files:
-        reason = url_problem(file.url, candidates)
+    for url in entry.urls:
+        reason = url_problem(url, candidates)
         if reason is not None:
-            return redact_url(file.url), reason
+            return redact_url(url), reason
     return None
 
 
-def check_lockfile_urls(lockfile: Lockfile, path: Path | str,
-                        sources: Sequence[SourceConfig] | None) -> None:
-    """Raise UrlPolicyError (exit 2) for the first URL of ``lockfile`` the rules refuse.
+def check_entries(entries: Iterable[LockEntry], path: Path | str,
+                  sources: Sequence[SourceConfig] | None) -> None:
+    """Raise UrlPolicyError (exit 2) for the first entry the rules refuse.
 
     One line: ``<path>: package <name> <version>: <url>: <reason>``, plus how
     many other packages are refused. Costs a few string operations per file.
     """
     refused = []
-    for package in lockfile.packages:
-        problem = package_problem(package, sources)
+    for entry in entries:
+        problem = package_problem(entry, sources)
         if problem is not None:
-            refused.append((package, *problem))
+            refused.append((entry, *problem))
     if not refused:
         return
-    package, url, reason = refused[0]
+    entry, url, reason = refused[0]
     more = f" ({len(refused) - 1} more packages refused)" if len(refused) > 1 else ""
-    raise UrlPolicyError(f"package {package.name} {package.version}: {url}: {reason}{more}",
-                         where=str(path))
+    what = f"package {entry.name} {entry.version}".rstrip()
+    where = f"{url}: " if url else ""
+    raise UrlPolicyError(f"{what}: {where}{reason}{more}", where=str(path))
+
+
+def check_lockfile_urls(lockfile: Lockfile, path: Path | str,
+                        sources: Sequence[SourceConfig] | None) -> None:
+    """:func:`check_entries` for a lockfile in memory."""
+    check_entries(entries_of(lockfile), path, sources)
 
 
 def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] | None, *,
-                         missing_ok: bool = False) -> list[Lockfile]:
-    """Read each lockfile and check its URLs; returns them in order.
+                         missing_ok: bool = False) -> None:
+    """Check the lockfiles at ``paths`` (read as TOML; see :func:`read_entries`).
 
     Raises StaleLockError for a missing one (unless ``missing_ok``: skipped),
-    LockmirrorError for an invalid one, UrlPolicyError as
-    :func:`check_lockfile_urls`.
+    LockmirrorError for one that is not TOML, UrlPolicyError as
+    :func:`check_entries`.
     """
-    out = []
     for path in paths:
         if missing_ok and not path.exists():
             continue
-        lockfile = Lockfile.read(path)
-        check_lockfile_urls(lockfile, path, sources)
-        out.append(lockfile)
-    return out
+        check_entries(read_entries(path), path, sources)
 
 
 def _is_under(url: _Prefix, prefix: _Prefix) -> bool:
