@@ -277,10 +277,10 @@ def verify_task(project: Project) -> TaskDict:
 
 def _bundle(project: Project) -> None:
     from .bundle import build_bundle
-    from .commands.bundle import check_bundle_lockfiles
+    from .url_policy import check_lockfile_dir
 
     loaded = project.loaded
-    check_bundle_lockfiles(loaded)
+    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     result = build_bundle(loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                           mirror_yaml=loaded.path, out_dir=loaded.dist_dir,
                           name=loaded.config.name, cache_dir=loaded.cache_dir / "bundle")

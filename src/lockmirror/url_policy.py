@@ -293,6 +293,12 @@ def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] 
         check_entries(read_entries(path), path, sources)
 
 
+def check_lockfile_dir(directory: Path, sources: Sequence[SourceConfig] | None) -> None:
+    """:func:`check_lockfile_paths` for every ``pylock.*.toml`` in ``directory``: what a
+    bundle carries, whether or not mirror.yaml still names the set."""
+    check_lockfile_paths(sorted(directory.glob("pylock.*.toml")), sources)
+
+
 def _is_under(url: _Prefix, prefix: _Prefix) -> bool:
     return (url.scheme == prefix.scheme and url.host == prefix.host and url.port == prefix.port
             and url.path.startswith(prefix.path))

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from ..bundle import build_bundle, parse_size
-from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
+from ..config import DEFAULT_CONFIG, load_config
 from ..errors import LockmirrorError
 from ..fsutil import format_size
+from ..url_policy import check_lockfile_dir
 
 NAME = "bundle"
 HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "
@@ -44,22 +45,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "lockfiles' last commit time)")
 
 
-def check_bundle_lockfiles(loaded: LoadedConfig) -> None:
-    """Every lockfile the bundle will carry names only URLs of declared sources
-    (UrlPolicyError otherwise; see :mod:`lockmirror.url_policy`)."""
-    from ..url_policy import check_lockfile_paths
-
-    check_lockfile_paths(sorted(loaded.lockfile_dir.glob("pylock.*.toml")),
-                         loaded.config.sources)
-
-
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     if args.split is not None:
         parse_size(args.split)  # a bad size fails before any work
     if args.since is not None and not args.since.exists():
         raise LockmirrorError("no such file or directory", where=str(args.since))
-    check_bundle_lockfiles(loaded)
+    # every lockfile the bundle carries names only URLs of its declared sources
+    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     result = build_bundle(
         args.index or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
         mirror_yaml=loaded.path, out_dir=args.out or loaded.dist_dir,

@@ -38,7 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     if args.resolve and not args.check:
-        raise LockmirrorError("--resolve goes with --check", hint="lockmirror lock --check --resolve")
+        raise LockmirrorError("--resolve goes with --check",
+                              hint="lockmirror lock --check --resolve")
     if args.check:
         from ..lock import stale_sets
         from ..lock_check import check_lockfiles
