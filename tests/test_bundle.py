@@ -496,6 +496,11 @@ def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
         "version: 1\nname: demo\nsources:\n  - name: pypi\n    url: https://example.invalid/simple/\n"
         "targets:\n  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n"
         "sets:\n  core:\n    requirements: [alpha==1.0]\n")
+    # the CLI checks the URLs of the lockfiles it carries, so they must be lockfiles
+    from lockmirror.lockfile import Lockfile
+
+    Lockfile(set_name="core", requirements=("alpha==1.0",), targets=(), packages=(),
+             input_hash="sha256:" + "0" * 64).write(tmp_path / "lockfiles" / "pylock.core.toml")
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
     done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle", "--no-tool",
                            "--split", "200K"], cwd=tmp_path, env=env, capture_output=True,

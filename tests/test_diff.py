@@ -12,6 +12,7 @@ Two layers:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -280,6 +281,65 @@ def test_markdown_escapes_and_code_spans() -> None:
     assert "Requirements: added `b`." in markdown
 
 
+def _swap_first_wheel(lock: Lockfile, **changes: Any) -> Lockfile:
+    """``lock`` with the first wheel of its first package changed (name kept)."""
+    first = lock.packages[0]
+    wheel = dataclasses.replace(first.wheels[0], **changes)
+    return dataclasses.replace(lock, packages=(
+        dataclasses.replace(first, wheels=(wheel, *first.wheels[1:])), *lock.packages[1:]))
+
+
+def test_a_changed_hash_under_the_same_file_name_is_an_alarm_shown_first() -> None:
+    before = _lock(_pkg("amqp", "5.4.2", why=("core: amqp",)),
+                   _pkg("zz-last", "1.0", why=("core: zz-last",)), requirements=("amqp",))
+    name = "amqp-5.4.2-py3-none-any.whl"
+    assert before.packages[0].wheels[0].filename == name
+    after = _swap_first_wheel(before, url=f"https://evil.example.com/{name}",
+                              sha256="e" * 64, size=1044)
+    diff = diff_lockfiles(_side(before, label="main"), _side(after, label="pr"))
+    assert diff.changed and [a.kind for a in diff.sets[0].alarms] == ["sha256", "host"]
+    text = render_text(diff).splitlines()
+    sha_line = (f"  ! set core: {name}: sha256 changed for the same file name; files on PyPI "
+                f"are immutable (was {hashlib.sha256(name.encode()).hexdigest()[:16]}..., "
+                f"now {'e' * 16}...)")
+    host_line = (f"  ! set core: {name}: URL host changed from https://files.example to "
+                 "https://evil.example.com")
+    assert text[2].startswith("ALARM: 2 file(s) changed under the same name")
+    assert text[3:5] == [sha_line, host_line]
+    assert text.index(sha_line) < next(i for i, line in enumerate(text)
+                                       if line.startswith("set core"))
+    markdown = render_markdown(diff).splitlines()
+    assert markdown[2] == "> [!CAUTION]"
+    assert markdown[4].startswith("> - set `core`: amqp-5.4.2-py3-none-any.whl: sha256 changed "
+                                  "for the same file name; files on PyPI are immutable")
+    assert "URL host changed from https://files.example to https://evil.example.com" \
+        in markdown[5]
+    assert markdown.index("> [!CAUTION]") < next(i for i, line in enumerate(markdown)
+                                                 if "set(s) changed" in line)
+    tiny = render_markdown(diff, max_chars=10)  # cut to the bone, the alarm stays
+    assert "sha256 changed for the same file name" in tiny
+    data = diff_as_json(diff)
+    assert data["summary"]["alarms"] == 2
+    assert [a["kind"] for a in data["sets"][0]["alarms"]] == ["sha256", "host"]
+
+
+def test_a_host_change_with_the_same_hash_is_always_shown() -> None:
+    before = _lock(_pkg("amqp", "5.4.2", why=("core: amqp",)), requirements=("amqp",))
+    name = before.packages[0].wheels[0].filename
+    after = _swap_first_wheel(before, url=f"https://evil.example.com/{name}")
+    diff = diff_lockfiles(_side(before), _side(after))
+    assert diff.changed and diff.sets[0].status == "changed"
+    text = render_text(diff)
+    assert "no changes to the lockfiles" not in text
+    assert (f"! set core: {name}: URL host changed from https://files.example to "
+            "https://evil.example.com") in text
+    assert "sha256 changed" not in text
+    assert "URL host changed" in render_markdown(diff).splitlines()[4]
+    # git's textconv diff shows it too
+    assert render_textconv(before) != render_textconv(after)
+    assert render_textconv(after).count("from https://evil.example.com") == 1
+
+
 # --------------------------------------------------------------------------
 # textconv
 # --------------------------------------------------------------------------
@@ -303,8 +363,8 @@ def test_textconv_lines_name_their_package() -> None:
     assert "sdistonly 1.0: why on linux-x86_64-py311: core: sdistonly" in lines
     assert "sdistonly 1.0: why on linux-aarch64-py312: core: marked==1.0 -> sdistonly" in lines
     digest = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()[:16]
-    assert (f"requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest}"
-            in lines)
+    assert (f"requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest} "
+            "from https://files.example" in lines)
     assert text == render_textconv(Lockfile.loads(lock.dumps()))  # stable
 
 
@@ -441,10 +501,12 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
     assert changed == [
         "-requests 2.30.0: targets linux-x86_64-py311",
         "-requests 2.30.0: why: core: requests",
-        f"-requests 2.30.0: wheel requests-2.30.0-py3-none-any.whl 1000 B sha256:{digest_old}",
+        (f"-requests 2.30.0: wheel requests-2.30.0-py3-none-any.whl 1000 B sha256:{digest_old} "
+         "from https://files.example"),
         "+requests 2.31.0: targets linux-x86_64-py311",
         "+requests 2.31.0: why: core: requests",
-        f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new}",
+        (f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new} "
+         "from https://files.example"),
     ]
 
 
@@ -680,10 +742,10 @@ def test_scenario_json(lock_pair: LockPair) -> None:
         "sets_changed": 1, "packages_added": 14, "packages_removed": 1,
         "packages_upgraded": 1, "packages_downgraded": 0, "packages_changed": 0,
         "files_added": len(lock_pair.diff.sets[0].files_added), "files_removed": 2,
-        "size_change": lock_pair.diff.sets[0].size_change}
+        "size_change": lock_pair.diff.sets[0].size_change, "alarms": 0}
     core = data["sets"][0]
     assert list(core) == ["set", "status", "old_path", "new_path", "requirements", "targets",
-                          "files", "new_sdists", "findings"]
+                          "files", "new_sdists", "findings", "alarms"]
     assert core["new_path"] == str(lock_pair.after / "pylock.core.toml")
     arm = next(t for t in core["targets"] if t["target"] == ARM.name)
     assert arm["status"] == "changed"

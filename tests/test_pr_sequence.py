@@ -10,11 +10,14 @@ whose lockfiles were written by ``lockmirror lock``:
 * a pull request that edits mirror.yaml and re-locks passes every step, and
   the job summary gets the lock diff;
 * one that edits mirror.yaml without re-locking fails at ``lock --check``,
-  with a message naming the set.
+  with a message naming the set;
+* one that edits a lockfile by hand fails at ``lock --check --resolve``,
+  naming the entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -26,6 +29,8 @@ from typing import Any
 import pytest
 import yaml
 from fixtureindex import FixtureIndex
+
+from lockmirror.lockfile import Lockfile
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -186,6 +191,28 @@ def test_a_stale_lockfile_fails_at_lock_check_naming_the_set(
     results = run_steps(repo, env)
     failed = results[-1]
     assert failed.returncode != 0
-    assert failed.step.script.strip() == "lockmirror lock --check"
+    assert failed.step.script.strip().startswith("lockmirror lock --check")
     assert all(r.returncode == 0 for r in results[:-1])
     assert "set 'core'" in failed.stderr
+
+
+def test_a_hand_edited_lockfile_fails_at_lock_check_naming_the_entry(
+        mirror_repo: tuple[Path, dict[str, str]]) -> None:
+    """A lockfile-only change that keeps the fingerprint: a swapped sha256 and size on the
+    source's own host (the URL rule lets it through; the project page does not)."""
+    repo, env = mirror_repo
+    lockfile = repo / "lockfiles" / "pylock.core.toml"
+    lock = Lockfile.read(lockfile)
+    packages = tuple(
+        dataclasses.replace(p, wheels=tuple(dataclasses.replace(w, sha256="e" * 64,
+                                                                size=w.size + 44)
+                                            for w in p.wheels)) if p.name == "beta" else p
+        for p in lock.packages)
+    dataclasses.replace(lock, packages=packages).write(lockfile)
+    results = run_steps(repo, env)
+    failed = results[-1]
+    assert failed.returncode != 0
+    assert failed.step.script.strip() == "lockmirror lock --check --resolve"
+    assert all(r.returncode == 0 for r in results[:-1])
+    assert (f"pylock.core.toml: beta 1.0: beta-1.0-py3-none-any.whl: sha256 {'e' * 64} in "
+            "the lockfile") in failed.stderr

@@ -165,6 +165,12 @@ class SourceConfig(_Strict):
     password_env: str | None = None
     projects: list[str] = Field(default_factory=list,
                                 description="projects taken from this source only")
+    files_url: list[str] = Field(default_factory=list,
+                                 description="URL prefixes the index's files live under (default:"
+                                 " https://files.pythonhosted.org/packages/ for pypi.org, "
+                                 "else the source's own scheme, host and port)")
+    allow_http: bool = Field(False, description="an http:// source whose files may be fetched "
+                             "over plain http (loopback hosts need no flag)")
 
     @field_validator("url")
     @classmethod
@@ -172,6 +178,14 @@ class SourceConfig(_Strict):
         if not re.match(r"^(https?|file)://", value):
             raise ValueError(f"'{value}' is not an http(s) or file URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("files_url")
+    @classmethod
+    def _files_url(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/@]+/", url if url.endswith("/") else url + "/"):
+                raise ValueError(f"'{url}' is not an http(s) URL with a host (and no user name)")
+        return [url if url.endswith("/") else url + "/" for url in value]
 
     @property
     def normalized_projects(self) -> frozenset[NormalizedName]:

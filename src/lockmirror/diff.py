@@ -8,7 +8,9 @@ Entries:
 - :func:`diff_lockfiles` — compare two sides: per set and target, packages
   added, removed, upgraded, downgraded or changed (same version, other files),
   why each is there, files added and removed with the size change, new
-  sdists, and policy findings (exceptions used, yanked releases).
+  sdists, policy findings (exceptions used, yanked releases), and alarms: a
+  file whose name stays while its sha256 or its URL's host changes (never a
+  routine update: files on PyPI are immutable), shown first in every format.
 - :func:`render_text`, :func:`render_markdown`, :func:`render_json` — the
   three output formats (terminal, PR comment / step summary, machines).
 - :func:`render_textconv` — one lockfile as sorted, self-describing lines, so
@@ -29,7 +31,8 @@ only ever added, never renamed or removed, within schema version 1)::
       "changed": true,
       "summary": {"sets_changed": 1, "packages_added": 2, "packages_removed": 0,
                   "packages_upgraded": 1, "packages_downgraded": 0, "packages_changed": 0,
-                  "files_added": 3, "files_removed": 1, "size_change": 1234},
+                  "files_added": 3, "files_removed": 1, "size_change": 1234,
+                  "alarms": 0},
       "sets": [{
         "set": "core",
         "status": "changed",            # added | removed | changed | unchanged
@@ -56,7 +59,9 @@ only ever added, never renamed or removed, within schema version 1)::
         "findings": [{"kind": "exception-used" | "yanked" | "audit",
                       "severity": "deny" | "warn" | "info",
                       "package": "foo", "version": "1.0", "message": "...",
-                      "new": true}]     # new: not on the old side (audit: release changed here)
+                      "new": true}],    # new: not on the old side (audit: release changed here)
+        "alarms": [{"kind": "sha256" | "host", "filename": "...", "package": "...",
+                    "version": "...", "old": "...", "new": "...", "message": "..."}]
       }]
     }
 
@@ -71,6 +76,7 @@ import functools
 import json
 import re
 import subprocess
+import urllib.parse
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -387,6 +393,30 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Alarm:
+    """A file that kept its name while its sha256 or its URL's host changed."""
+
+    kind: Literal["sha256", "host"]
+    filename: str
+    package: str
+    version: str
+    old: str
+    new: str
+
+    @property
+    def message(self) -> str:
+        if self.kind == "sha256":
+            return (f"{self.filename}: sha256 changed for the same file name; files on PyPI are "
+                    f"immutable (was {self.old[:16]}..., now {self.new[:16]}...)")
+        return f"{self.filename}: URL host changed from {self.old} to {self.new}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "filename": self.filename, "package": self.package,
+                "version": self.version, "old": self.old, "new": self.new,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
 class SetDiff:
     set_name: str
     status: SetStatus
@@ -401,6 +431,7 @@ class SetDiff:
     new_size: int
     new_sdists: tuple[NewSdist, ...]
     findings: tuple[Finding, ...]
+    alarms: tuple[Alarm, ...] = ()
 
     @property
     def size_change(self) -> int:
@@ -424,6 +455,7 @@ class SetDiff:
                       "size_change": self.size_change},
             "new_sdists": [s.as_json() for s in self.new_sdists],
             "findings": [f.as_json() for f in self.findings],
+            "alarms": [a.as_json() for a in self.alarms],
         }
 
 
@@ -449,6 +481,7 @@ class LockDiff:
             "files_added": sum(len(s.files_added) for s in self.sets),
             "files_removed": sum(len(s.files_removed) for s in self.sets),
             "size_change": sum(s.size_change for s in self.sets),
+            "alarms": sum(len(s.alarms) for s in self.sets),
         }
 
 
@@ -501,12 +534,13 @@ def _diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
                 sdists.append(NewSdist(FileRef.of(package, package.sdist), builds_on))
 
     findings = _findings(old, new)
+    alarms = _alarms(old, new)
     if old is None:
         status: SetStatus = "added"
     elif new is None:
         status = "removed"
     elif (added or removed or any(t.status != "unchanged" for t in targets)
-          or old_reqs != new_reqs or any(f.new for f in findings)):
+          or old_reqs != new_reqs or any(f.new for f in findings) or alarms):
         status = "changed"
     else:
         status = "unchanged"
@@ -517,7 +551,37 @@ def _diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
         targets=targets, files_added=added, files_removed=removed,
         old_size=sum(f.size for f in old_files.values()),
         new_size=sum(f.size for f in new_files.values()),
-        new_sdists=tuple(sorted(sdists, key=lambda s: s.file)), findings=findings)
+        new_sdists=tuple(sorted(sdists, key=lambda s: s.file)), findings=findings,
+        alarms=alarms)
+
+
+def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
+    """Files in both lockfiles under one name whose sha256 or URL host differ."""
+    if old is None or new is None:
+        return ()
+    before = {f.filename: f for _, f in old.iter_files()}
+    out = []
+    for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
+        was = before.get(file.filename)
+        if was is None:
+            continue
+        if was.sha256.lower() != file.sha256.lower():
+            out.append(Alarm("sha256", file.filename, package.name, str(package.version),
+                             was.sha256.lower(), file.sha256.lower()))
+        if _host(was.url) != _host(file.url):
+            out.append(Alarm("host", file.filename, package.name, str(package.version),
+                             _host(was.url), _host(file.url)))
+    return tuple(out)
+
+
+def _host(url: str) -> str:
+    """The scheme, host and port of ``url`` (no user info), as it decides where bytes come from."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url
+    return f"{parts.scheme}://{parts.hostname or ''}{port}" if parts.scheme else url
 
 
 def _files(lockfile: Lockfile | None) -> dict[tuple[str, str], FileRef]:
@@ -735,6 +799,12 @@ def render_text(diff: LockDiff) -> str:
     if not diff.changed:
         lines.append("no changes to the lockfiles")
         return "\n".join(lines) + "\n"
+    alarms = [(s.set_name, a) for s in diff.sets for a in s.alarms]
+    if alarms:
+        lines.append("")
+        lines.append(f"ALARM: {len(alarms)} file(s) changed under the same name or moved to "
+                     "another host; do not merge before finding out why:")
+        lines += [f"  ! set {name}: {alarm.message}" for name, alarm in alarms]
     for set_diff in diff.sets:
         if set_diff.status == "unchanged":
             continue
@@ -836,6 +906,13 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
     if not diff.changed:
         out.append("No changes to the lockfiles.")
         return "\n".join(out) + "\n"
+    alarms = [(s.set_name, a) for s in diff.sets for a in s.alarms]
+    if alarms:
+        out += ["> [!CAUTION]",
+                (f"> **{len(alarms)} file(s) changed under the same name or moved to another "
+                 "host.** Do not merge before finding out why:")]
+        out += [f"> - set {_code(name)}: {_md(alarm.message)}" for name, alarm in alarms]
+        out.append("")
     totals = diff.summary()
     counts = [f"{totals[f'packages_{k}']} {k}" for k in
               ("added", "removed", "upgraded", "downgraded", "changed") if totals[f"packages_{k}"]]
@@ -965,5 +1042,5 @@ def render_textconv(lockfile: Lockfile) -> str:
         for file in package.files:
             kind = "wheel" if file.is_wheel else "sdist"
             lines.append(f"{head} {kind} {file.filename} {format_size(file.size)} "
-                         f"sha256:{file.sha256[:16]}")
+                         f"sha256:{file.sha256[:16]} from {_host(file.url)}")
     return "\n".join(lines) + "\n"

@@ -210,8 +210,10 @@ def fetch_task(project: Project) -> TaskDict:
 def _index(project: Project) -> None:
     from .index import build_index
     from .store import Store
+    from .url_policy import check_lockfile_paths
 
     loaded = project.loaded
+    check_lockfile_paths(lockfile_paths(project), loaded.config.sources)
     exclude: Iterable[tuple[str, Version | str]] = ()
     if loaded.quarantine_path.exists():  # releases quarantined by `lockmirror audit --quarantine`
         from .quarantine import QuarantineList
@@ -275,8 +277,10 @@ def verify_task(project: Project) -> TaskDict:
 
 def _bundle(project: Project) -> None:
     from .bundle import build_bundle
+    from .url_policy import check_lockfile_dir
 
     loaded = project.loaded
+    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     result = build_bundle(loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                           mirror_yaml=loaded.path, out_dir=loaded.dist_dir,
                           name=loaded.config.name, cache_dir=loaded.cache_dir / "bundle")

@@ -73,3 +73,9 @@ class PublishError(LockmirrorError):
 
 class PolicyError(LockmirrorError):
     """A release breaks the mirror's policy and no exception covers it."""
+
+
+class UrlPolicyError(LockmirrorError):
+    """A lockfile names a file URL that no declared source may serve."""
+
+    exit_code = 2

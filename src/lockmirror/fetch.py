@@ -317,10 +317,16 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
     the sources from their environment variables.
 
-    Raises StaleLockError when a set has no lockfile yet, plus what
+    Raises StaleLockError when a set has no lockfile yet, UrlPolicyError when
+    a lockfile names a URL no declared source may serve (before anything is
+    opened or downloaded; see :mod:`lockmirror.url_policy`), plus what
     :func:`fetch` raises.
     """
-    lockfiles = [Lockfile.read(loaded.lockfile_path(name)) for name in sorted(loaded.config.sets)]
+    from .url_policy import check_lockfile_paths
+
+    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)]
+    check_lockfile_paths(paths, loaded.config.sources)
+    lockfiles = [Lockfile.read(path) for path in paths]
     return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)

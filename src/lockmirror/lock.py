@@ -161,6 +161,8 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         if set_name in engines:
             lockfile, warnings = _record_policy(lockfile, engines[set_name])
         path = loaded.lockfile_path(set_name)
+        from .url_policy import check_lockfile_urls  # issue 19: only URLs of declared sources
+        check_lockfile_urls(lockfile, path, config.sources)
         written = lockfile.write(path)
         out.append(LockResult(set_name, path, lockfile, written, warnings))
     return out

@@ -10,6 +10,7 @@ from ..bundle import build_bundle, parse_size
 from ..config import DEFAULT_CONFIG, load_config
 from ..errors import LockmirrorError
 from ..fsutil import format_size
+from ..url_policy import check_lockfile_dir
 
 NAME = "bundle"
 HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         parse_size(args.split)  # a bad size fails before any work
     if args.since is not None and not args.since.exists():
         raise LockmirrorError("no such file or directory", where=str(args.since))
+    # every lockfile the bundle carries names only URLs of its declared sources
+    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     result = build_bundle(
         args.index or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
         mirror_yaml=loaded.path, out_dir=args.out or loaded.dist_dir,

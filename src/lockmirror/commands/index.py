@@ -25,7 +25,8 @@ HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lock
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lockfiles", nargs="*", type=Path,
                         help="pylock.<set>.toml files (default: every set of mirror.yaml)")
-    parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("--config", help="default: mirror.yaml (not read when lockfiles, --store "
+                        "and --out are all given, unless named here)")
     parser.add_argument("--store", type=Path, help="default: paths.store of mirror.yaml")
     parser.add_argument("--out", type=Path, help="default: paths.index of mirror.yaml")
     parser.add_argument("--title", help="landing page title (default: the mirror's name)")
@@ -43,14 +44,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..fsutil import format_size
     from ..index import DEFAULT_TITLE, build_index
+    from ..url_policy import check_lockfile_paths
 
     lockfiles: list[Path] = list(args.lockfiles)
     store, out, mirror_yaml, title = args.store, args.out, args.mirror_yaml, args.title
     quarantine = args.quarantine
-    if not (lockfiles and store and out):
+    sources = None  # without mirror.yaml: only the URL rules that need no sources
+    if not (lockfiles and store and out) or args.config is not None:
         from ..config import load_config
 
-        loaded = load_config(args.config)
+        loaded = load_config(args.config or "mirror.yaml")
+        sources = loaded.config.sources
         lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
         store = store or loaded.store_dir
         out = out or loaded.index_dir
@@ -67,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         from ..quarantine import QuarantineList
 
         exclude = QuarantineList.read(quarantine).keys
+    # every URL must lie under a declared source before anything is indexed
+    check_lockfile_paths(lockfiles, sources)
     result = build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
                          title=title or DEFAULT_TITLE, full=args.full, exclude=exclude)
     if args.quiet:

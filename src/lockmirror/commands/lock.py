@@ -1,4 +1,5 @@
-"""``lockmirror lock``: resolve the sets into lockfiles, or ``--check`` them."""
+"""``lockmirror lock``: resolve the sets into lockfiles, or ``--check`` them
+(fingerprint, URLs, project pages; ``--resolve``: a fresh resolution)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import load_config
-from ..errors import StaleLockError
+from ..errors import LockmirrorError, StaleLockError
 
 if TYPE_CHECKING:
     from ..lock import LockResult
@@ -23,7 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
                         help="lock only this set (repeatable)")
     parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 listing sets whose lockfile is stale or missing")
+                        help="write nothing; exit 1 listing sets whose lockfile is stale or "
+                             "missing, or entries that differ from the sources' project pages "
+                             "(exit 2 for a URL outside its source)")
+    parser.add_argument("--resolve", action="store_true",
+                        help="with --check: also resolve every set again in memory and fail "
+                             "unless the lockfile is byte for byte what `lock` writes today")
     parser.add_argument("--upgrade", nargs="*", metavar="PACKAGE", default=None,
                         help="move pins deliberately: the named packages, or every one if none named")
     parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
@@ -31,15 +37,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
+    if args.resolve and not args.check:
+        raise LockmirrorError("--resolve goes with --check",
+                              hint="lockmirror lock --check --resolve")
     if args.check:
         from ..lock import stale_sets
+        from ..lock_check import check_lockfiles
 
         stale = stale_sets(loaded, args.sets)
         if stale:
             lines = [f"set '{name}': {why}" for name, why in sorted(stale.items())]
             raise StaleLockError("stale lockfiles; run `doit lock` and commit the result:\n  "
                                  + "\n  ".join(lines))
-        print(f"lockfiles current: {', '.join(args.sets or loaded.config.sets)}")
+        report = check_lockfiles(loaded, args.sets, resolve=args.resolve)
+        how = "; re-resolved: identical" if report.resolved else ""
+        print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
+              f"{report.files} files match their sources' project pages{how})")
         return 0
     from ..lock import lock_sets
 

@@ -1,0 +1,190 @@
+"""``lock --check`` proves the lockfile, not only its inputs (issue 19, point 2).
+
+A set is locked against the fixture index, then its lockfile is edited by
+hand the way a pull request could: ``lock --check`` must name the entry and
+say what differs (a swapped URL, sha256, size, file name or version), reading
+project pages only; ``--resolve`` must find any edit at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+
+from lockmirror import cli
+from lockmirror.config import load_config
+from lockmirror.lock import lock_sets
+from lockmirror.lockfile import LockedFile, LockedPackage, Lockfile
+
+MIRROR = """\
+version: 1
+name: test
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  x86:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  main:
+    requirements: [beta, native]
+paths:
+  cache: {cache}
+"""
+
+
+@pytest.fixture
+def locked(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
+    """mirror.yaml of a freshly locked set; its lockfile is lockfiles/pylock.main.toml."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache"))
+    lock_sets(load_config(config))
+    return config
+
+
+def lockfile_of(config: Path) -> Path:
+    return config.parent / "lockfiles" / "pylock.main.toml"
+
+
+def edit(config: Path, name: str,
+         change: Callable[[LockedPackage, LockedFile], tuple[LockedPackage, LockedFile]]
+         ) -> LockedFile:
+    """Rewrite the first file of package ``name``; returns the file as edited."""
+    path = lockfile_of(config)
+    lock = Lockfile.read(path)
+    packages = []
+    edited = None
+    for package in lock.packages:
+        if package.name == name and edited is None:
+            first = package.files[0]
+            package, edited = change(package, first)
+            wheels = tuple(edited if w == first else w for w in package.wheels)
+            sdist = edited if package.sdist == first else package.sdist
+            package = dataclasses.replace(package, wheels=wheels, sdist=sdist)
+        packages.append(package)
+    assert edited is not None
+    dataclasses.replace(lock, packages=tuple(packages)).write(path)
+    return edited
+
+
+def check(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    status = cli.main(["lock", "--check", "--config", str(config), *extra])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def test_a_fresh_lock_passes_reading_pages_only(
+        locked: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    fixture_index.reset_counts()
+    status, out = check(locked, capsys)
+    assert status == 0, out
+    assert "lockfiles current: main" in out and "match their sources' project pages" in out
+    paths = {r.path for r in fixture_index.requests}
+    assert any(p.startswith("/simple/") for p in paths)
+    assert not any(p.startswith("/files/") for p in paths)  # no distribution downloaded
+
+
+def test_a_swapped_url_hash_and_size_on_another_host_fail_naming_the_entry(
+        locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def swap(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return package, dataclasses.replace(
+            file, url=f"https://evil.example.com/{file.filename}", sha256="e" * 64,
+            size=file.size + 44)
+
+    swapped = edit(locked, "beta", swap)
+    status, out = check(locked, capsys)
+    assert status == 2
+    assert f"package beta 1.0: https://evil.example.com/{swapped.filename}" in out
+    assert "not under a file location of its source" in out
+    # the URL rule refuses it first; the project page would have too
+    from lockmirror.index_client import IndexClient
+    from lockmirror.lock_check import page_mismatches
+
+    loaded = load_config(locked)
+    with IndexClient(loaded.config.sources, cache_dir=loaded.cache_dir / "http") as client:
+        lines = page_mismatches([(lockfile_of(locked), Lockfile.read(lockfile_of(locked)))],
+                                client)
+    head = f"{lockfile_of(locked)}: beta 1.0: {swapped.filename}: "
+    assert [line.split(" in the lockfile")[0] for line in lines] == [
+        f"{head}sha256 {'e' * 64}", f"{head}URL {swapped.url}", f"{head}size {swapped.size}"]
+
+
+def test_a_swapped_hash_and_size_on_the_sources_host_fail_against_the_page(
+        locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def swap(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return package, dataclasses.replace(file, sha256="e" * 64, size=file.size + 44)
+
+    swapped = edit(locked, "beta", swap)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    head = f"{lockfile_of(locked)}: beta 1.0: {swapped.filename}: "
+    assert f"{head}sha256 {'e' * 64} in the lockfile, " in out
+    assert f"{head}size {swapped.size} in the lockfile, {swapped.size - 44} on the project page" \
+        in out
+
+
+def test_a_file_name_the_page_does_not_list_fails(
+        locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def rename(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        name = file.filename.replace("py3-none-any", "py2.py3-none-any")
+        return package, dataclasses.replace(file, filename=name,
+                                            url=file.url.replace(file.filename, name))
+
+    renamed = edit(locked, "beta", rename)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert f"beta 1.0: {renamed.filename}: not listed on the project page" in out
+
+
+def test_a_version_the_page_does_not_list_fails(
+        locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from packaging.version import Version
+
+    def bump(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        # PEP 751 ties a file name's version to its entry's: both move
+        name = file.filename.replace("-1.0-", "-9.9-")
+        return (dataclasses.replace(package, version=Version("9.9")),
+                dataclasses.replace(file, filename=name, url=file.url.replace(file.filename,
+                                                                              name)))
+
+    edit(locked, "beta", bump)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert f"{lockfile_of(locked)}: beta 9.9: version 9.9 is not on the project page" in out
+
+
+def test_resolve_passes_on_a_fresh_lock_and_names_a_hand_edit(
+        locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = lockfile_of(locked).read_bytes()
+    status, out = check(locked, capsys, "--resolve")
+    assert status == 0, out
+    assert "re-resolved: identical" in out
+    assert lockfile_of(locked).read_bytes() == before  # nothing written
+
+    def drop_dependencies(package: LockedPackage,
+                          file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return dataclasses.replace(package, dependencies=()), file
+
+    edit(locked, "beta", drop_dependencies)
+    status, out = check(locked, capsys)  # every file still matches its page
+    assert status == 0, out
+    status, out = check(locked, capsys, "--resolve")
+    assert status == 1
+    assert f"{lockfile_of(locked)}: beta 1.0: dependencies () in the lockfile, `lock` writes (" \
+        in out
+    edited = lockfile_of(locked).read_bytes()
+    assert edited != before  # the check wrote nothing back
+
+    lockfile_of(locked).write_bytes(before.replace(b"Do not edit", b"Please edit"))
+    status, out = check(locked, capsys, "--resolve")
+    assert status == 1 and "line 1 differs from what `lock` writes" in out
+
+
+def test_resolve_needs_check(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["lock", "--resolve", "--config", str(locked)]) == 1
+    assert "--resolve goes with --check" in capsys.readouterr().err
