@@ -322,7 +322,8 @@ class MirrorConfig(_Strict):
 
     @field_validator("sets")
     @classmethod
-    def _targets_apart(cls, sets: dict[str, SetConfig], info: ValidationInfo) -> dict[str, SetConfig]:
+    def _targets_apart(cls, sets: dict[str, SetConfig],
+                       info: ValidationInfo) -> dict[str, SetConfig]:
         """Refuse a set whose targets a PEP 508 marker cannot tell apart."""
         targets = info.data.get("targets")
         if not isinstance(targets, dict):

@@ -459,7 +459,8 @@ def check_one_entry_per_name(lockfile: Lockfile, targets: Mapping[str, Target]) 
     repeated = {n: ps for n, ps in by_name.items() if len(ps) > 1}
     if not repeated:
         return
-    markers = {id(p): Marker(p.marker) if p.marker else None for ps in repeated.values() for p in ps}
+    markers = {id(p): Marker(p.marker) if p.marker else None
+               for ps in repeated.values() for p in ps}
     hints = versions_in(" ".join(p.marker or "" for ps in repeated.values() for p in ps))
     selections = ([frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
     selections += [frozenset({g}) for g in lockfile.build_groups]
