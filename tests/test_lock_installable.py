@@ -255,3 +255,26 @@ def test_a_setup_requires_sdist_installs_offline_from_the_mirror(
     assert helper.build_only and helper.targets == (X86,)  # asked on this host only
     assert ARM in lockfile.backend_not_asked and "setupreq 1.0" in lockfile.backend_not_asked[ARM]
     assert X86 not in lockfile.backend_not_asked
+
+
+@needs_host
+def test_the_mirror_of_a_build_needing_another_version_verifies(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """The constraints of the built index pin the runtime version, not both."""
+    from lockmirror.fetch import fetch_config
+    from lockmirror.index import build_index
+    from lockmirror.verify import verify_closure
+
+    loaded = load_config(write_mirror(tmp_path, fixture_index, BUILD_SET))
+    lock_sets(loaded)
+    fetch_config(loaded)
+    out = tmp_path / "dist-index"
+    build_index([loaded.lockfile_path("s")], loaded.store_dir, out)
+    pins = (out / "constraints" / f"s-{X86}.txt").read_text().split()
+    assert "buildtool==1.0" in pins and "buildtool==2.0" not in pins
+    assert "fixture-backend==1.0" in pins  # a build-only pin with one version stays
+    # both versions are mirrored
+    assert {p.name for p in (out / "files" / "buildtool").glob("*.whl")} == {
+        "buildtool-1.0-py3-none-any.whl", "buildtool-2.0-py3-none-any.whl"}
+    report = verify_closure(out, targets=[X86])
+    assert report.ok, [c.describe() for c in report.failures]
