@@ -27,6 +27,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
+from packaging._parser import Variable  # the parsed marker tree's names (no public API)
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -158,9 +159,7 @@ def _reduce(node: Any, extra: str) -> bool | str:
     if isinstance(node, tuple):
         lhs, op, rhs = node
         text = f"{lhs.serialize()} {op.serialize()} {rhs.serialize()}"
-        if "extra" not in {getattr(lhs, "value", None), getattr(rhs, "value", None)}:
-            return text
-        if not isinstance(lhs, type(rhs)):  # Variable vs Value: an extra comparison
+        if any(isinstance(side, Variable) and side.value == "extra" for side in (lhs, rhs)):
             return Marker(text).evaluate({"extra": extra})
         return text
     # a list: atoms and sub-lists joined by "and"/"or"; "and" binds tighter
