@@ -255,6 +255,9 @@ def test_a_setup_requires_sdist_installs_offline_from_the_mirror(
     assert helper.build_only and helper.targets == (X86,)  # asked on this host only
     assert ARM in lockfile.backend_not_asked and "setupreq 1.0" in lockfile.backend_not_asked[ARM]
     assert X86 not in lockfile.backend_not_asked
+    written = Lockfile.read(loaded.lockfile_path("s"))  # both survive the TOML round trip
+    assert written.backend_not_asked == lockfile.backend_not_asked
+    assert written.build_groups == ("build-setupreq",) and written.packages == lockfile.packages
 
 
 @needs_host
