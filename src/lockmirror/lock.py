@@ -295,7 +295,10 @@ def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: s
             preferred=preferred, candidate_filter=ctx.candidate_filter)
         label = f"{set_name} (to build {candidate.name} {candidate.version})"
         resolution = resolve_target(requirements, build_ctx, root_label=label)
-        out.append((build_group(candidate.name), resolution))
+        group = build_group(candidate.name)
+        if any(g == group for g, _ in out):  # one sdist at two versions: one group each
+            group = canonicalize_name(f"{group}-{candidate.version}")
+        out.append((group, resolution))
         pending.extend(c for c in resolution.candidates.values() if c.is_sdist_only)
     reason = (f"{askable}; not asked for {', '.join(unasked)} (their [build-system] requires "
               "are locked)") if unasked else None
