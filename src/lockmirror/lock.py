@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -462,27 +463,34 @@ def check_one_entry_per_name(lockfile: Lockfile, targets: Mapping[str, Target]) 
     repeated = {n: ps for n, ps in by_name.items() if len(ps) > 1}
     if not repeated:
         return
-    markers = {id(p): Marker(p.marker) if p.marker else None
-               for ps in repeated.values() for p in ps}
+    markers = {id(p): Marker(p.marker) for ps in repeated.values() for p in ps if p.marker}
     hints = versions_in(" ".join(p.marker or "" for ps in repeated.values() for p in ps))
-    selections = ([frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
+    selections: list[frozenset[str]] = (
+        [frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
     selections += [frozenset({g}) for g in lockfile.build_groups]
     for locked in lockfile.targets:
         target = targets.get(locked.name)
         if target is None:
             continue
         for full in target.patch_versions(hints):
-            env = {**target.environment(full), "extras": frozenset()}
             for groups in selections:
+                env: dict[str, str | AbstractSet[str]] = {
+                    **target.environment(full), "extras": frozenset(), "dependency_groups": groups}
                 for name, entries in sorted(repeated.items()):
-                    active = [p for p in entries if markers[id(p)] is None or markers[id(p)]
-                              .evaluate({**env, "dependency_groups": groups}, "lock_file")]
+                    active = [p for p in entries
+                              if id(p) not in markers or markers[id(p)].evaluate(env, "lock_file")]
                     if len(active) > 1:
-                        selected = f" with group {', '.join(sorted(groups))}" if groups else ""
-                        raise LockmirrorError(
-                            f"the lockfile would have {len(active)} active entries "
-                            f"of {name} ({', '.join(str(p.version) for p in active)}) on target "
-                            f"{locked.name} (Python {full}){selected}; installers refuse such a "
-                            "file, so it was not written", where=f"set '{lockfile.set_name}'",
-                            hint=f"pin one version of {name} in the set; if the targets overlap, "
-                            "give them separate sets")
+                        raise _two_active(lockfile.set_name, name, active, locked.name, full,
+                                          groups)
+
+
+def _two_active(set_name: str, name: str, active: Sequence[LockedPackage], target: str,
+                full_version: str, groups: AbstractSet[str]) -> LockmirrorError:
+    selected = f" with group {', '.join(sorted(groups))}" if groups else ""
+    return LockmirrorError(
+        f"the lockfile would have {len(active)} active entries of {name} "
+        f"({', '.join(str(p.version) for p in active)}) on target {target} "
+        f"(Python {full_version}){selected}; installers refuse such a file, so it was not "
+        "written", where=f"set '{set_name}'",
+        hint=f"pin one version of {name} in the set; if the targets overlap, give them "
+        "separate sets")
