@@ -147,3 +147,36 @@ def test_unknown_marker_override_is_a_config_error() -> None:
     with pytest.raises(ValidationError, match="'platfrom_machine' is not a PEP 508 marker name"):
         TargetConfig.model_validate({"python": "3.11", "platforms": ["win_amd64"],
                                      "markers": {"platfrom_machine": "AMD64"}})
+
+
+# -- issue 14: what a lockfile marker can tell apart; extras evaluated away -----------
+
+
+def test_overlapping_targets_are_those_markers_cannot_tell_apart() -> None:
+    def target(python: str, platform: str) -> Target:
+        return Target(name=f"{python}-{platform}", python=python, platforms=(platform,))
+
+    glibc17 = target("3.11", "manylinux_2_17_x86_64")
+    glibc28 = target("3.11", "manylinux_2_28_x86_64")
+    assert glibc17.overlaps(glibc28)
+    assert glibc28.environment_marker() == glibc17.environment_marker()
+    assert glibc17.overlaps(target("3.11", "musllinux_1_2_x86_64"))
+    assert glibc17.overlaps(target("3.11.9", "manylinux_2_17_x86_64"))  # 3.11.9 is a 3.11
+    assert not target("3.11.4", "manylinux_2_17_x86_64").overlaps(
+        target("3.11.9", "manylinux_2_17_x86_64"))
+    assert not glibc17.overlaps(target("3.11", "manylinux_2_17_aarch64"))
+    assert not glibc17.overlaps(target("3.12", "manylinux_2_17_x86_64"))
+
+
+def test_extras_are_evaluated_out_of_dependency_markers() -> None:
+    from lockmirror.resolver import without_extra
+
+    marker = Marker('python_full_version < "3.11.3" and (extra == "a" or extra == "b")')
+    assert without_extra(marker, ("a",)) == 'python_full_version < "3.11.3"'
+    either = Marker('(python_full_version < "3.11.3" and extra == "a") or '
+                    '(python_full_version >= "3.11.8" and extra == "b")')
+    assert without_extra(either, ("b",)) == 'python_full_version >= "3.11.8"'
+    both = without_extra(either, ("a", "b"))
+    assert both is not None and "extra" not in both
+    assert Marker(both).evaluate({"python_full_version": "3.11.9", "python_version": "3.11"})
+    assert without_extra(Marker('extra == "a" or sys_platform == "linux"'), ("a",)) is None

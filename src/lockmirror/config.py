@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -333,6 +334,20 @@ class MirrorConfig(_Strict):
     # model (an ad-hoc publish destination) do not pay for all of them at import.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
+    @field_validator("sets")
+    @classmethod
+    def _targets_apart(cls, sets: dict[str, SetConfig],
+                       info: ValidationInfo) -> dict[str, SetConfig]:
+        """Refuse a set whose targets a PEP 508 marker cannot tell apart."""
+        targets = info.data.get("targets")
+        if not isinstance(targets, dict):
+            return sets  # the targets are invalid themselves; reported there
+        problems = [problem for name, spec in sets.items()
+                    for problem in _overlapping_targets(name, spec, targets)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return sets
+
     def set_targets(self, set_name: str) -> list[str]:
         """The target names a set covers, in file order."""
         chosen = self.sets[set_name].targets
@@ -352,6 +367,31 @@ class MirrorConfig(_Strict):
         }
         changes["exceptions"] = [*self.policy.exceptions, *override.exceptions]
         return self.policy.model_copy(update=changes)
+
+
+def _overlapping_targets(set_name: str, spec: SetConfig,
+                         targets: Mapping[str, TargetConfig]) -> Iterator[str]:
+    """The problem of a set two of whose targets one installer could be both of.
+
+    A lockfile selects entries by marker, and markers cannot see a glibc or
+    musl level or which patch release a "3.11" target means: two such
+    targets would get two active entries of one package (installers refuse
+    the file), so lockmirror refuses the set instead.
+    """
+    from .targets import Target
+
+    names = [n for n in (spec.targets if spec.targets is not None else targets) if n in targets]
+    built = [Target.from_config(n, targets[n]) for n in names]
+    pairs = [(a, b) for i, a in enumerate(built) for b in built[i + 1:] if a.overlaps(b)]
+    if pairs:
+        first, second = pairs[0]
+        shared = " and ".join(f"{k} == '{v}'" for k, v in first.marker_facts().items()
+                              if second.marker_facts().get(k) == v)
+        named = ", ".join(f"'{a.name}' and '{b.name}'" for a, b in pairs)
+        yield (f"set '{set_name}': targets {named} cannot be told apart by a lockfile marker "
+               f"(both match {shared}; markers see no glibc/musl level nor which patch "
+               "release a \"3.11\" target means), so installers would find two entries of "
+               "one package; list them in separate sets (`targets:`) or merge them into one")
 
 
 def parse_requirement(text: str) -> Requirement:

@@ -232,6 +232,19 @@ Row = tuple[str, str, str | None, str | None, tuple[str, ...], bool, str,
             tuple[tuple[str, int, str, str | None, str | None], ...]]
 
 
+def _constraint_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str]]:
+    """A target's ``name==version`` pins: the runtime ones, and a build-only one
+    only where its name has no other version (a build may need another version
+    of a runtime pin; pip constraints reach no isolated build anyway)."""
+    mine = [row for row in rows if target in row[4]]
+    runtime = {row[0] for row in mine if not row[5]}
+    versions: dict[str, set[str]] = {}
+    for row in mine:
+        versions.setdefault(row[0], set()).add(row[1])
+    return [(row[0], row[1]) for row in mine
+            if not row[5] or (row[0] not in runtime and len(versions[row[0]]) == 1)]
+
+
 @dataclass
 class _Input:
     path: Path
@@ -1300,7 +1313,7 @@ class _Builder:
         self._write(root, rel, data)
         files.append((rel, locked.input.sha256, len(data)))
         for target in locked.targets:
-            pins = [(row[0], row[1]) for row in locked.rows if target.name in row[4]]
+            pins = _constraint_pins(locked.rows, target.name)
             files.append(self._put(root, f"constraints/{locked.name}-{target.name}.txt",
                                    constraints_text(locked.name, target, pins).encode()))
         sources = tuple(sorted({row[6] for row in locked.rows} - {""}))

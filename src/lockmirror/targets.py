@@ -217,7 +217,7 @@ class Target:
         return known
 
     def _evaluate(self, marker: Marker, extras: tuple[str, ...]) -> Truth:
-        hints = _versions_in(str(marker))
+        hints = versions_in(str(marker))
         results = set()
         for full in self.patch_versions(hints):
             env = self.environment(full)
@@ -236,20 +236,31 @@ class Target:
             return Truth.ALWAYS
         return _allows_python(self.python, str(requires_python))
 
-    def environment_marker(self) -> str:
-        """A PEP 508 marker selecting this target (for a lockfile's ``environments``)."""
+    def marker_facts(self) -> dict[str, str]:
+        """What a PEP 508 marker can tell about this target: the comparisons
+        :meth:`environment_marker` joins. Glibc and musl levels, ABI and the
+        patch release of a ``"3.11"`` target are not among them."""
         env = self.environment()
-        parts = [f"python_version == '{env['python_version']}'"]
+        facts = {"python_version": env["python_version"]}
         if self.fixed_patch is not None:
-            parts.append(f"python_full_version == '{self.python}'")
+            facts["python_full_version"] = self.python
         for key in ("implementation_name", "sys_platform", "platform_machine"):
             if env[key]:
-                parts.append(f"{key} == '{env[key]}'")
+                facts[key] = env[key]
         for key, value in sorted(self.overrides.items()):
-            if key not in {"python_version", "implementation_name", "sys_platform",
-                           "platform_machine"}:
-                parts.append(f"{key} == '{value}'")
-        return str(Marker(" and ".join(parts)))
+            facts.setdefault(key, value)
+        return facts
+
+    def environment_marker(self) -> str:
+        """A PEP 508 marker selecting this target (for a lockfile's ``environments``)."""
+        return str(Marker(" and ".join(f"{k} == '{v}'" for k, v in self.marker_facts().items())))
+
+    def overlaps(self, other: Target) -> bool:
+        """Whether one installer environment could be both targets: every
+        fact both markers state agrees (a lockfile entry selected by marker
+        cannot then tell which target it is for)."""
+        mine, theirs = self.marker_facts(), other.marker_facts()
+        return all(mine[key] == theirs[key] for key in mine.keys() & theirs.keys())
 
     def describe(self) -> str:
         return f"{self.name} ({self.implementation}{self.python}, {', '.join(self.platforms)})"
@@ -269,7 +280,7 @@ def _allows_python(python: str, requires_python: str) -> Truth:
     return Truth.NEVER if results == {False} else Truth.SOMETIMES
 
 
-def _versions_in(marker_text: str) -> list[Version]:
+def versions_in(marker_text: str) -> list[Version]:
     out = []
     for text in re.findall(r"['\"](\d+(?:\.\d+)+)['\"]", marker_text):
         try:

@@ -239,6 +239,8 @@ class Catalogue:
 
 
 def _build_one(out_dir: Path, spec: FileSpec) -> Path:
+    if spec.kind in EXTRA_KINDS:  # builders defined in the blocks at the end of this file
+        return EXTRA_KINDS[spec.kind](out_dir, spec)
     if spec.kind == "wheel":
         return build_wheel(out_dir, spec.name, spec.version, tag=spec.tag,
                            requires_dist=spec.requires_dist,
@@ -277,3 +279,57 @@ def build_catalogue(out_dir: Path) -> Catalogue:
             metadata=read_metadata(path), requires_dist=spec.requires_dist))
     return Catalogue(root=out_dir, files=files,
                      vulnerabilities={k: list(v) for k, v in VULNERABILITIES.items()})
+
+
+# ==========================================================================
+# Issue 14 (lockfiles every installer accepts): build requirements, extras
+# ==========================================================================
+#
+# =================  ==========================  ==============================================
+# setuphelper        1.0 wheel                   what setupreq's backend asks for at build time
+# setupreq           1.0 sdist only              build-system requires fixture-backend; its
+#                                                get_requires_for_build_wheel reports
+#                                                ``setuphelper`` (as setup_requires would), and
+#                                                its build imports it
+# buildtool          1.0 wheel; 2.0 wheel        a set pins 1.0 at runtime ...
+# newtool            1.0 sdist only              ... while this sdist needs ``buildtool>=2`` to
+#                                                build: two versions of one name in one file
+# extrasy            1.0 wheel                   extras a, b: ``leaky>=1.0; python_full_version
+#                                                < "3.11.3" and (extra == "a" or extra == "b")``
+# leaky              1.0 wheel                   the dependency behind that marker
+# =================  ==========================  ==============================================
+
+# (name, version) -> (build-system requires, what get_requires_for_build_wheel reports)
+BUILD_REQUIRES_14: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    ("setupreq", "1.0"): (("fixture-backend",), ("setuphelper",)),
+    ("newtool", "1.0"): (("fixture-backend", "buildtool>=2"), ()),
+}
+
+
+def _build_sdist_14(out_dir: Path, spec: FileSpec) -> Path:
+    """An sdist of the fixture backend with the build requirements above."""
+    from . import fixture_backend
+
+    build_requires, setup_requires = BUILD_REQUIRES_14[(spec.name, spec.version)]
+    files = dict(fixture_backend.default_module(spec.name, spec.version))
+    files["PKG-INFO"] = fixture_backend.core_metadata(
+        spec.name, spec.version, metadata_version="2.2",
+        requires_dist=spec.requires_dist).encode()
+    files["pyproject.toml"] = fixture_backend.pyproject_text(
+        spec.name, spec.version, requires_dist=spec.requires_dist,
+        build_requires=build_requires, setup_requires=setup_requires).encode()
+    return out_dir / fixture_backend.write_sdist(out_dir, spec.name, spec.version, files)
+
+
+EXTRA_KINDS = {"sdist-14": _build_sdist_14}
+
+SPECS = SPECS + (
+    FileSpec("setuphelper", "1.0"),
+    FileSpec("setupreq", "1.0", kind="sdist-14"),
+    FileSpec("buildtool", "1.0"),
+    FileSpec("buildtool", "2.0"),
+    FileSpec("newtool", "1.0", kind="sdist-14"),
+    FileSpec("extrasy", "1.0", provides_extra=("a", "b"), requires_dist=(
+        'leaky>=1.0; python_full_version < "3.11.3" and (extra == "a" or extra == "b")',)),
+    FileSpec("leaky", "1.0"),
+)

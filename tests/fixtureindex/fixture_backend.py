@@ -20,6 +20,7 @@ frontend can read static PEP 621 metadata: the sdist's PKG-INFO or the
     dependencies = ["speedup>=1.0"]
     requires-python = ">=3.8"
     optional-dependencies = {fast = ["speedup>=1.2"]}
+    setup-requires = ["setuphelper"]   # reported by get_requires_for_build_wheel
 
 Every file of the project's module directory (the escaped project name) is
 packed into the wheel; a module is generated when there is none.
@@ -236,7 +237,8 @@ def _module_files(name: str, version: str) -> dict[str, bytes]:
 
 
 def get_requires_for_build_wheel(config_settings: object = None) -> list[str]:
-    return []
+    """What the build needs beyond [build-system] requires (setuptools' setup_requires)."""
+    return [str(r) for r in _config().get("setup-requires") or []]
 
 
 def get_requires_for_build_sdist(config_settings: object = None) -> list[str]:
@@ -259,6 +261,8 @@ def prepare_metadata_for_build_wheel(metadata_directory: str,
 def build_wheel(wheel_directory: str, config_settings: object = None,
                 metadata_directory: str | None = None) -> str:
     config = _config()
+    for requirement in config.get("setup-requires") or []:  # as setup_requires: import it
+        __import__(escape_name(re.split(r"[\s<>=!~;\[]", str(requirement))[0]))
     name, version = str(config["name"]), str(config["version"])
     return write_wheel(wheel_directory, name, version, _metadata_from_config(config),
                        _module_files(name, version))
@@ -280,7 +284,8 @@ def build_sdist(sdist_directory: str, config_settings: object = None) -> str:
 def pyproject_text(name: str, version: str, *, requires_dist: Sequence[str] = (),
                    requires_python: str | None = None,
                    build_requires: Sequence[str] = ("fixture-backend",),
-                   build_backend: str = "fixture_backend") -> str:
+                   build_backend: str = "fixture_backend",
+                   setup_requires: Sequence[str] = ()) -> str:
     """The pyproject.toml of a project built by this backend."""
     def array(items: Iterable[str]) -> str:
         return "[" + ", ".join('"' + item.replace('"', '\\"') + '"' for item in items) + "]"
@@ -291,4 +296,6 @@ def pyproject_text(name: str, version: str, *, requires_dist: Sequence[str] = ()
              f"dependencies = {array(requires_dist)}"]
     if requires_python:
         lines.append(f'requires-python = "{requires_python}"')
+    if setup_requires:
+        lines.append(f"setup-requires = {array(setup_requires)}")
     return "\n".join(lines) + "\n"
