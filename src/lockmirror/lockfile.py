@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import re
 
-try:  # tomllib's own parser, compiled with mypyc: 3x faster on big lockfiles
-    import tomli as tomllib
-except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
-    import tomllib  # type: ignore[no-redef]
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from .errors import LockmirrorError, StaleLockError
+from .bounded import load_toml
+from .errors import InputError, LockmirrorError, StaleLockError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:  # loaded on use: `doit` only reads input hashes, and must start fast
@@ -190,19 +187,28 @@ class Lockfile:
 
     @classmethod
     def loads(cls, text: str, *, where: str = "lockfile") -> Lockfile:
-        """Parse and validate; raises LockmirrorError naming ``where``."""
+        """Parse (with :mod:`lockmirror.bounded`'s limits) and validate; raises
+        InputError (exit 2) naming ``where``."""
         from packaging.pylock import Pylock, PylockValidationError
 
+        data = load_toml(text, where=where)
         try:
-            data = tomllib.loads(text)
             pylock = Pylock.from_dict(data)
-        except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
-            raise LockmirrorError(f"not a valid PEP 751 lockfile: {exc}", where=where,
-                                  hint="re-create it with `doit lock`") from None
+        except PylockValidationError as exc:
+            raise InputError(f"not a valid PEP 751 lockfile: {exc}", where=where,
+                             hint="re-create it with `doit lock`") from None
         tool = (pylock.tool or {}).get("lockmirror")
         if not isinstance(tool, dict) or "input-hash" not in tool:
-            raise LockmirrorError("lockfile has no [tool.lockmirror] section", where=where,
-                                  hint="it was not written by lockmirror; re-create it with `doit lock`")
+            raise InputError("lockfile has no [tool.lockmirror] section", where=where,
+                             hint="it was not written by lockmirror; re-create it with `doit lock`")
+        try:
+            return cls._from_pylock(pylock, tool)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"malformed lockmirror data in the lockfile ({type(exc).__name__}: "
+                             f"{exc})", where=where, hint="re-create it with `doit lock`") from None
+
+    @classmethod
+    def _from_pylock(cls, pylock: Pylock, tool: dict[str, Any]) -> Lockfile:
         targets = tuple(
             LockedTarget(name=name, python=spec["python"], implementation=spec["implementation"],
                          platforms=tuple(spec["platforms"]), marker=spec["marker"])
