@@ -115,5 +115,6 @@ def _check_ints(data: Any, where: str, error: type[InputError]) -> None:
         elif isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, int) and not -(1 << 63) <= item < 1 << 63:
-            raise error(f"the integer {str(item)[:24]}... is out of TOML's 64-bit range",
-                        where=where)
+            digits = str(item)
+            shown = digits if len(digits) <= 24 else digits[:24] + "..."
+            raise error(f"the integer {shown} is out of TOML's 64-bit range", where=where)

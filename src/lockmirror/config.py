@@ -148,12 +148,11 @@ class _PositionedYaml:
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:  # fatal: the mapping's keys are unknown
+                    raise _Refused(f"{format_path(path) or 'top level'}: merge keys (<<) are "
+                                   "not supported; write the keys out", key_node.start_mark)
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _YAML_TAGS:
-                    if key_node.tag == _MERGE_TAG:
-                        self._refuse_tag(key_node, path)
-                    else:
-                        self.problem(path, "a key must be a plain string",
-                                     mark=key_node.start_mark)
+                    self.problem(path, "a key must be a plain string", mark=key_node.start_mark)
                     continue
                 key = self._scalar(key_node, path)
                 key = str(key) if not isinstance(key, str) else key
@@ -191,10 +190,6 @@ class _PositionedYaml:
 
     def _refuse_tag(self, node: yaml.Node, path: Path_) -> None:
         self.unresolved.add(path)
-        if node.tag == _MERGE_TAG:
-            self.problem(path, "merge keys (<<) are not supported; write the keys out",
-                         mark=node.start_mark)
-            return
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
         self.problem(path, f"the tag {tag} is not allowed: mirror.yaml holds plain strings, "
                      "numbers, booleans, lists and mappings", mark=node.start_mark)
