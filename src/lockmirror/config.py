@@ -54,6 +54,8 @@ MAX_ALIAS_WEIGHT = 1 << 18
 MAX_INT_CHARS = 20
 _YAML_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in (
     "null", "bool", "int", "float", "str", "seq", "map", "timestamp"))
+# what str.splitlines() splits on: a value quoted in a message must not start a new line
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _INT_TAG, _MERGE_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"  # PyYAML's tag for a plain '=': a string here
 
@@ -243,7 +245,7 @@ class _PositionedYaml:
         text = f"{where}: {format_path(path)}: {message}" if path else f"{where}: {message}"
         if hint:
             text += f"; {hint}"
-        self.problems.append(text)
+        self.problems.append(_LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], text))
 
 
 def format_path(path: Path_) -> str:
