@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import resource
@@ -237,9 +238,9 @@ TOKENS = [
     "2024-13-45", ".inf", "~", "=", "${X}", "${X:-y}", "1e400", "NaN", "Infinity", "-Infinity",
     "nan", "inf", "[[packages]]\n", "[tool.lockmirror]\n", "= ", "true", "null", "0o7",
 ]
-EDITS = st.lists(st.tuples(st.floats(0, 1), st.integers(0, 6),
-                           st.one_of(st.sampled_from(TOKENS), st.text(max_size=4))),
-                 min_size=1, max_size=6)
+EDIT = st.tuples(st.floats(0, 1), st.integers(0, 6),
+                 st.one_of(st.sampled_from(TOKENS), st.text(max_size=4)))
+EDITS = st.lists(EDIT, min_size=1, max_size=6)
 FUZZ = settings(derandomize=True, database=None, max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -306,7 +307,8 @@ def test_fuzz_lockfile(edits: list[tuple[float, int, str]]) -> None:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.integers(10**19, 10**30) | st.floats()
+    | st.sampled_from([math.inf, -math.inf, math.nan, 1e308]) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                max_size=3),
     max_leaves=8)
@@ -314,7 +316,7 @@ JSON_VALUES = st.recursive(
 
 @pytest.mark.timeout(240)
 @FUZZ
-@given(edits=EDITS, key=st.sampled_from(["size", "sha256", "files", "kind", "name",
+@given(edits=st.lists(EDIT, max_size=2), key=st.sampled_from(["size", "sha256", "files", "kind", "name",
                                          "base_manifest_sha256", "tool_python", "format"]),
        value=JSON_VALUES)
 def test_fuzz_bundle_json(edits: list[tuple[float, int, str]], key: str, value: object) -> None:

@@ -207,7 +207,8 @@ class Lockfile:
             return cls._from_pylock(pylock, tool)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"malformed lockmirror data in the lockfile ({type(exc).__name__}: "
-                             f"{exc})", where=where, hint="re-create it with `doit lock`") from None
+                             f"{_one_line(str(exc))})", where=where,
+                             hint="re-create it with `doit lock`") from None
 
     @classmethod
     def _from_pylock(cls, pylock: Pylock, tool: dict[str, Any]) -> Lockfile:
