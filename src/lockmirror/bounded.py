@@ -27,7 +27,7 @@ try:  # the parser lockfile.py uses (tomllib compiled with mypyc)
 except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
     import tomllib  # type: ignore[no-redef]
 
-from .errors import InputError
+from .errors import InputError, LockmirrorError
 
 MAX_JSON_BYTES = 256 << 20   # a manifest of a million files is ~200 MiB
 MAX_TOML_BYTES = 64 << 20    # a lockfile of thousands of packages is a few MiB
@@ -39,10 +39,11 @@ class _Refused(ValueError):
 
 
 def load_json(data: bytes | str, *, where: str,
-              error: type[InputError] = InputError) -> Any:
+              error: type[LockmirrorError] = InputError) -> Any:
     """Parse JSON text or UTF-8 bytes with limits.
 
-    Raises ``error`` (an InputError subclass, exit code 2) naming ``where``
+    Raises ``error`` (InputError, exit code 2, unless the caller names
+    another LockmirrorError, e.g. for an upstream's page) naming ``where``
     for: more than MAX_JSON_BYTES, invalid UTF-8, a syntax error (with its
     line and column), NaN/Infinity or a non-finite float, an integer of more
     than MAX_INT_DIGITS digits, nesting past the recursion limit. Costs one
@@ -66,7 +67,7 @@ def load_json(data: bytes | str, *, where: str,
         raise error("JSON nested too deeply", where=where) from None
 
 
-def load_toml(text: str, *, where: str, error: type[InputError] = InputError) -> dict[str, Any]:
+def load_toml(text: str, *, where: str, error: type[LockmirrorError] = InputError) -> dict[str, Any]:
     """Parse TOML text with limits; like :func:`load_json` (inf/nan, huge
     integers, more than MAX_TOML_BYTES, nesting past tomli's 400 levels).
     Syntax errors carry tomli's own "(at line L, column C)"."""
@@ -105,7 +106,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check_ints(data: Any, where: str, error: type[InputError]) -> None:
+def _check_ints(data: Any, where: str, error: type[LockmirrorError]) -> None:
     """TOML integers are 64-bit (TOML 1.0); tomli reads any size."""
     stack = [data]
     while stack:

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
-    except Exception as error:  # noqa: BLE001 - see below
+    except Exception as error:
         # Every error a user's input can cause is converted where the foreign
         # code is called; this is the last line of defence, so a bug still
         # prints one line (the tests fail on it: they want exit 2 or 0).

@@ -77,13 +77,13 @@ def _bounded_loader() -> type[yaml.SafeLoader]:
     class BoundedLoader(yaml.SafeLoader):
         depth = 0
 
-        def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
             self.depth += 1
             try:
                 if self.depth > MAX_YAML_DEPTH:
                     raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                   self.peek_event().start_mark)
-                return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                                   self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+                return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
 
@@ -105,10 +105,11 @@ class _PositionedYaml:
         self._constructor = yaml.constructor.SafeConstructor()
         self._seen: set[int] = set()  # nodes converted once: an alias repeats them
         self._alias_weight = 0
+        if len(text) > MAX_YAML_BYTES:
+            message = (f"{filename}: {len(text)} characters is more than the "
+                       f"{MAX_YAML_BYTES >> 20} MiB lockmirror reads as mirror.yaml")
+            raise ConfigError([message])
         try:
-            if len(text) > MAX_YAML_BYTES:
-                raise ConfigError([f"{filename}: {len(text)} characters is more than the "
-                                   f"{MAX_YAML_BYTES >> 20} MiB lockmirror reads as mirror.yaml"])
             node = yaml.compose(text, Loader=_bounded_loader())
             self.data: Any = {} if node is None else self._convert(node, ())
         except _Refused as exc:
@@ -117,8 +118,9 @@ class _PositionedYaml:
         except yaml.reader.ReaderError as exc:  # NUL and other unprintable characters
             line = text.count("\n", 0, exc.position) + 1
             column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-            raise ConfigError([f"{filename}:{line}:{column}: character {chr(exc.character)!r} "
-                               "is not allowed in YAML"]) from None
+            message = (f"{filename}:{line}:{column}: character {chr(exc.character)!r} is "
+                       "not allowed in YAML")
+            raise ConfigError([message]) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
@@ -168,6 +170,7 @@ class _PositionedYaml:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
         if isinstance(value, str):
             value = self._substitute(value, path)

@@ -136,7 +136,7 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
             where = f"{error.filename}: " if error.filename else ""
             print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
             return TaskFailed(f"{where}{error.strerror or error}")
-        except Exception as error:  # noqa: BLE001 - the last line of defence, as in cli.py
+        except Exception as error:
             if os.environ.get("LOCKMIRROR_TRACEBACK"):
                 raise
             line = (str(error).splitlines() or [""])[0][:300]

@@ -15,7 +15,6 @@ set's requirements, the targets) and in each package's
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .bounded import load_toml
-from .errors import InputError, LockmirrorError, StaleLockError
+from .errors import InputError, StaleLockError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:  # loaded on use: `doit` only reads input hashes, and must start fast

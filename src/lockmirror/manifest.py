@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .bounded import load_json
-from .errors import IntegrityError, InputError, LockmirrorError
+from .errors import InputError, IntegrityError, LockmirrorError
 from .fsutil import atomic_write, sha256_file
 
 MANIFEST_NAME = "manifest.json"
