@@ -347,3 +347,57 @@ def test_fuzz_bundle_json(edits: list[tuple[float, int, str]], key: str, value: 
         assert_clean(code, stderr, bundle.name, {0, 1, 2})
         if code:
             assert tree(root) == before
+
+
+# --------------------------------------------------------------------------
+# The last line of defence: what nothing converted still prints one line
+# --------------------------------------------------------------------------
+
+
+def _raising(error: BaseException) -> object:
+    def run(*_args: object) -> None:
+        raise error
+    return run
+
+
+def test_an_unexpected_exception_is_one_internal_error_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.commands import validate
+
+    monkeypatch.delenv("LOCKMIRROR_TRACEBACK", raising=False)
+    monkeypatch.setattr(validate, "run", _raising(RuntimeError("boom\nsecond line")))
+    assert main(["validate"]) == 70
+    assert capsys.readouterr().err.splitlines() == [
+        ("lockmirror: internal error: RuntimeError: boom (a bug in lockmirror; "
+         "set LOCKMIRROR_TRACEBACK=1 for the traceback)")]
+    monkeypatch.setenv("LOCKMIRROR_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["validate"])
+
+
+def test_an_unconverted_os_error_is_one_line_naming_the_file(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.commands import validate
+
+    monkeypatch.setattr(validate, "run",
+                        _raising(PermissionError(13, "Permission denied", "/srv/mirror.yaml")))
+    assert main(["validate"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "lockmirror: error: /srv/mirror.yaml: Permission denied"]
+
+
+def test_a_doit_action_turns_any_exception_into_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
+
+    from lockmirror.doit_tasks import _action
+
+    monkeypatch.delenv("LOCKMIRROR_TRACEBACK", raising=False)
+    result = _action(_raising(OverflowError("date value out of range")))()
+    assert isinstance(result, TaskFailed)
+    assert capsys.readouterr().err.splitlines() == [
+        ("lockmirror: internal error: OverflowError: date value out of range (a bug in "
+         "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)")]
+    result = _action(_raising(FileNotFoundError(2, "No such file or directory", "/x")))()
+    assert isinstance(result, TaskFailed)
+    assert capsys.readouterr().err == "lockmirror: error: /x: No such file or directory\n"
