@@ -85,6 +85,7 @@ YAML_CASES = [  # file, line, what the message says
     ("long-integer.yaml", 13, "integer of 5000 characters is out of range"),
     ("deep-nesting.yaml", 13, "nested more than 32 levels"),
     ("nul-byte.yaml", 3, r"character '\\x00' is not allowed"),
+    ("invalid-utf8.yaml", 3, r"not UTF-8 \(byte 0xff\)"),
     ("huge-min-age-days.yaml", 13, r"min_age_days: .*less than or equal to 36500"),
     ("invalid-date.yaml", 16, "expires: invalid value '2024-13-45'"),
 ]
@@ -101,6 +102,13 @@ def test_hostile_mirror_yaml_is_one_line(tmp_path: Path, command: tuple[str, ...
     done = run_cli(*command, name, cwd=tmp_path)
     assert_one_line(done, f"{name}:{line}:", says)
     assert tree(tmp_path) == before
+
+
+def test_a_mirror_yaml_over_a_mebibyte_is_refused_unread(tmp_path: Path) -> None:
+    text = (HOSTILE / "good.yaml").read_text() + "# padding\n" * 120_000
+    (tmp_path / "mirror.yaml").write_text(text)
+    done = run_cli("validate", cwd=tmp_path)
+    assert_one_line(done, "mirror.yaml: ", "more than the 1 MiB")
 
 
 def test_the_corpus_mirror_yaml_is_valid_without_its_attack(tmp_path: Path) -> None:

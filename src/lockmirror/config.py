@@ -531,11 +531,22 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG, *,
     file = Path(path)
     display = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)  # a bigger file is refused unread
     except FileNotFoundError:
         raise ConfigError([f"{display}: no such file; create it or pass its path"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{display}: cannot read: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{display}: cannot read: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_YAML_BYTES:
+        limit = MAX_YAML_BYTES >> 20
+        raise ConfigError([f"{display}: more than the {limit} MiB lockmirror reads as mirror.yaml"])
+    try:  # with the newlines read_text() would give
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError([f"{display}:{line}:{column}: not UTF-8 (byte 0x{raw[exc.start]:02x})"]
+                          ) from None
     return LoadedConfig(parse_config(text, display, environ=environ), file.resolve(), text)
 
 
