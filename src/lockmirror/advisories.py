@@ -27,7 +27,6 @@ skipped.
 from __future__ import annotations
 
 import io
-import json
 import threading
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +39,7 @@ import yaml
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from .bounded import load_json
 from .config import AdvisorySourceConfig
 from .errors import ConfigError, LockmirrorError, NetworkError
 from .http import check_response, get, make_session, network_error, redact_url
@@ -284,9 +284,9 @@ class OsvOfflineSource:
 def _decode(raw: bytes, where: str) -> Any:
     try:
         if where.endswith(".json"):
-            return json.loads(raw)
+            return load_json(raw, where=where, error=LockmirrorError)
         return yaml.load(io.BytesIO(raw), Loader=_YamlLoader)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
         raise LockmirrorError(f"cannot parse OSV record: {str(exc).splitlines()[0]}",
                               where=where) from None
 
@@ -403,7 +403,7 @@ def _post_json(session: requests.Session, url: str, body: Any) -> Any:
 def _json_body(response: requests.Response, url: str) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         raise NetworkError(f"{redact_url(url)}: the advisory source answered with something "
                            "that is not JSON") from None
 

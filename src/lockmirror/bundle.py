@@ -51,7 +51,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import __version__, signing
-from .errors import BundleError, LockmirrorError
+from .bounded import load_json
+from .errors import BundleError, BundleFormatError, LockmirrorError
 from .fsutil import CHUNK, atomic_write, sha256_bytes
 from .manifest import MANIFEST_NAME, Entry, Manifest, entries_from_json, entries_to_json
 from .toolwheels import collect_tool_wheels
@@ -118,12 +119,18 @@ class BundleInfo:
 
     @classmethod
     def loads(cls, data: bytes, *, where: str) -> BundleInfo:
-        """Parse and sanity-check; BundleError naming ``where`` otherwise."""
+        """Parse (with :mod:`lockmirror.bounded`'s limits) and sanity-check;
+        BundleFormatError (a BundleError, exit 2) naming ``where`` otherwise."""
+        raw = load_json(data, where=where, error=BundleFormatError)
         try:
-            raw = json.loads(data)
+            if not isinstance(raw, dict):
+                raise TypeError(f"a JSON {type(raw).__name__}, not an object")
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
             files = entries_from_json(raw["files"], where=where)
+            for key in ("base_manifest_sha256", "tool_python"):
+                if not isinstance(raw[key], str | None):
+                    raise TypeError(f"{key} is a JSON {type(raw[key]).__name__}")
             info = cls(name=str(raw["name"]), kind=str(raw["kind"]),
                        index_manifest_sha256=str(raw["index_manifest_sha256"]),
                        base_manifest_sha256=raw["base_manifest_sha256"],
@@ -135,9 +142,9 @@ class BundleInfo:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", info.name):
                 raise ValueError(f"bad name {info.name!r}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"not a lockmirror bundle.json: {exc}", where=where) from None
+            raise BundleFormatError(f"not a lockmirror bundle.json: {exc}", where=where) from None
         except LockmirrorError as exc:
-            raise BundleError(exc.message, where=exc.where) from None
+            raise BundleFormatError(exc.message, where=exc.where) from None
         return info
 
     @property
@@ -412,7 +419,7 @@ def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
     digest = sha256_bytes(data)
     if digest != head.info.index_manifest_sha256:
         raise BundleError("index manifest does not match bundle.json", where=where)
-    return Manifest.loads(data.decode("utf-8"), where=where), digest
+    return Manifest.loads(data, where=where), digest
 
 
 # --------------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
 Subcommands live in :mod:`lockmirror.commands`, one module each; this file
 finds them, parses arguments and turns every LockmirrorError into one line
-on stderr and an exit status, never a traceback.
+on stderr and an exit status, never a traceback: an OSError nothing converted
+becomes one line (exit 1), any other exception one "internal error" line
+(exit 70; ``LOCKMIRROR_TRACEBACK=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -17,6 +20,8 @@ from types import ModuleType
 from . import __version__, commands
 from .errors import LockmirrorError
 
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
+TRACEBACK_ENV = "LOCKMIRROR_TRACEBACK"
 
 def _module_names() -> list[str]:
     return sorted(info.name for info in pkgutil.iter_modules(commands.__path__)
@@ -75,6 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lockmirror: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a file or device the command was pointed at
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        # Every error a user's input can cause is converted where the foreign
+        # code is called; this is the last line of defence, so a bug still
+        # prints one line (the tests fail on it: they want exit 2 or 0).
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"lockmirror: internal error: {type(error).__name__}: "
+              f"{_first_line(error)} (a bug in lockmirror; set {TRACEBACK_ENV}=1 "
+              "for the traceback)", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def run() -> None:  # pragma: no cover - console script wrapper

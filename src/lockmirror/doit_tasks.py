@@ -68,9 +68,9 @@ class Project:
     def _read_summary(self) -> dict[str, Any] | None:
         try:
             data = json.loads(self._summary_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if data.get("format") == _SUMMARY_FORMAT else None
+        except (OSError, ValueError, RecursionError):
+            return None  # a damaged cache is rebuilt from mirror.yaml
+        return data if isinstance(data, dict) and data.get("format") == _SUMMARY_FORMAT else None
 
     def _make_summary(self) -> dict[str, Any]:
         from .lock import input_hash
@@ -122,8 +122,9 @@ def load(path: str = "mirror.yaml") -> Project:
 
 
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
-    """Wrap a stage call: LockmirrorError -> one line, task failed; a TaskFailed
-    the call returns is passed on."""
+    """Wrap a stage call: LockmirrorError or OSError -> one line, task failed;
+    any other exception -> one "internal error" line (a bug; doit's traceback
+    with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on."""
 
     def run() -> TaskFailed | None:
         try:
@@ -131,6 +132,17 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
         except LockmirrorError as error:
             print(f"lockmirror: error: {error}", file=sys.stderr)
             return TaskFailed(str(error).splitlines()[0])
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
+            return TaskFailed(f"{where}{error.strerror or error}")
+        except Exception as error:
+            if os.environ.get("LOCKMIRROR_TRACEBACK"):
+                raise
+            line = (str(error).splitlines() or [""])[0][:300]
+            print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
+                  "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)
+            return TaskFailed(f"internal error: {type(error).__name__}")
         return result if isinstance(result, TaskFailed) else None
 
     run.__name__ = getattr(function, "__name__", "action")

@@ -43,6 +43,13 @@ class ConfigError(LockmirrorError):
         return "\n".join(self.problems)
 
 
+class InputError(LockmirrorError):
+    """A file lockmirror reads (a lockfile, ``bundle.json``, a ``manifest.json``)
+    is malformed or goes past a parsing limit: bad input, exit code 2."""
+
+    exit_code = 2
+
+
 class NetworkError(LockmirrorError):
     """A server could not be reached or kept failing after retries."""
 
@@ -65,6 +72,11 @@ class StaleLockError(LockmirrorError):
 
 class BundleError(LockmirrorError):
     """A bundle is malformed, tampered with, or does not fit the mirror."""
+
+
+class BundleFormatError(BundleError, InputError):
+    """``bundle.json`` (or what it describes) is not what lockmirror writes:
+    a refused bundle like any other, but bad input, so exit code 2."""
 
 
 class PublishError(LockmirrorError):

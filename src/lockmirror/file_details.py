@@ -52,7 +52,7 @@ def _json_details(client: IndexClient, url: str) -> dict[str, tuple[int | None, 
         return {}
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         return {}
     details: dict[str, tuple[int | None, datetime | None]] = {}
     releases = data.get("releases") if isinstance(data, dict) else None

@@ -380,10 +380,7 @@ def _plan(source: BundleSource, reader: ConcatenatedReader, staging: Path,
             manifest_sha != info.index_manifest_sha256:
         raise BundleError("sha256 does not match bundle.json", where=manifest_where,
                           hint="damaged in transit or tampered; nothing was changed")
-    try:
-        manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=manifest_where)
-    except UnicodeDecodeError:
-        raise BundleError("not UTF-8", where=manifest_where) from None
+    manifest = Manifest.loads(manifest_bytes, where=manifest_where)  # InputError if malformed
     for path, entry in info.files.items():
         if (path.startswith(_INDEX_PREFIX) and path != INDEX_MANIFEST
                 and manifest.files.get(path[len(_INDEX_PREFIX):]) != entry):

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import html
 import io
-import json
 import os
 import re
 import tempfile
@@ -53,6 +52,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from .bounded import load_json
 from .config import SourceConfig
 from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from .fsutil import atomic_write
@@ -208,8 +208,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str) -> ProjectPage:
     """A PEP 691 page (with PEP 700 fields when present). Raises LockmirrorError if malformed."""
+    page = load_json(data, where=redact_url(url), error=LockmirrorError)
     try:
-        page = json.loads(data)
         _check_api_version(page.get("meta", {}).get("api-version"), url)
         entries = page["files"]
         files = []

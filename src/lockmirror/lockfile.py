@@ -23,11 +23,6 @@ name, however its versions differ from the runtime's.
 from __future__ import annotations
 
 import re
-
-try:  # tomllib's own parser, compiled with mypyc: 3x faster on big lockfiles
-    import tomli as tomllib
-except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
-    import tomllib  # type: ignore[no-redef]
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,12 +32,14 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from .errors import LockmirrorError, StaleLockError
+from .bounded import load_toml
+from .errors import InputError, StaleLockError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:  # loaded on use: `doit` only reads input hashes, and must start fast
     from packaging.pylock import PackageSdist, PackageWheel, Pylock
 
+_PYTHON_RE = re.compile(r"3\.\d+(\.\d+)?")
 _INPUT_HASH_RE = re.compile(rb'^input-hash = "(sha256:[0-9a-f]{64})"$', re.MULTILINE)
 
 LOCK_VERSION = "1.0"
@@ -210,19 +207,30 @@ class Lockfile:
 
     @classmethod
     def loads(cls, text: str, *, where: str = "lockfile") -> Lockfile:
-        """Parse and validate; raises LockmirrorError naming ``where``."""
+        """Parse (with :mod:`lockmirror.bounded`'s limits) and validate; raises
+        InputError (exit 2) naming ``where``."""
         from packaging.pylock import Pylock, PylockValidationError
 
+        data = load_toml(text, where=where)
         try:
-            data = tomllib.loads(text)
             pylock = Pylock.from_dict(data)
-        except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
-            raise LockmirrorError(f"not a valid PEP 751 lockfile: {exc}", where=where,
-                                  hint="re-create it with `doit lock`") from None
+        except PylockValidationError as exc:
+            raise InputError(f"not a valid PEP 751 lockfile: {_one_line(str(exc))}",
+                             where=where, hint="re-create it with `doit lock`") from None
         tool = (pylock.tool or {}).get("lockmirror")
         if not isinstance(tool, dict) or "input-hash" not in tool:
-            raise LockmirrorError("lockfile has no [tool.lockmirror] section", where=where,
-                                  hint="it was not written by lockmirror; re-create it with `doit lock`")
+            raise InputError("lockfile has no [tool.lockmirror] section", where=where,
+                             hint="it was not written by lockmirror; re-create it with `doit lock`")
+        try:
+            _check_tool_tables(pylock, tool)
+            return cls._from_pylock(pylock, tool)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"malformed lockmirror data in the lockfile ({type(exc).__name__}: "
+                             f"{_one_line(str(exc))})", where=where,
+                             hint="re-create it with `doit lock`") from None
+
+    @classmethod
+    def _from_pylock(cls, pylock: Pylock, tool: dict[str, Any]) -> Lockfile:
         targets = tuple(
             LockedTarget(name=name, python=spec["python"], implementation=spec["implementation"],
                          platforms=tuple(spec["platforms"]), marker=spec["marker"])
@@ -270,6 +278,62 @@ class Lockfile:
     def write(self, path: Path) -> bool:
         """Write atomically; return False when the file already had these bytes."""
         return atomic_write(path, self.dumps(), only_if_changed=True)
+
+
+def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:
+    """Give lockmirror's own tables the shapes its readers rely on, so a
+    hand-edited or hostile lockfile fails here, not later in a foreign error.
+    Raises ValueError or TypeError naming the key."""
+    from packaging.markers import Marker
+
+    _expect(tool["input-hash"], str, "tool.lockmirror.input-hash")
+    _expect(tool.get("set", ""), str, "tool.lockmirror.set")
+    _expect_strings(tool.get("requirements", []), "tool.lockmirror.requirements")
+    for record in _expect(tool.get("exceptions-used", []), list, "tool.lockmirror.exceptions-used"):
+        if not isinstance(record, dict) or not all(
+                isinstance(v, str) for v in record.values()):
+            raise TypeError("tool.lockmirror.exceptions-used holds a record that is not a "
+                            "table of strings")
+    for name, spec in _expect(tool.get("targets"), dict, "tool.lockmirror.targets").items():
+        where = f"tool.lockmirror.targets.{name}"
+        _expect(spec, dict, where)
+        python = _expect(spec.get("python"), str, f"{where}.python")
+        if not _PYTHON_RE.fullmatch(python) or spec.get("implementation") not in ("cp", "pp"):
+            raise ValueError(f"{where}: {python!r} {spec.get('implementation')!r} is not a "
+                             "Python version and implementation lockmirror writes")
+        _expect_strings(spec.get("platforms"), f"{where}.platforms")
+        Marker(_expect(spec.get("marker"), str, f"{where}.marker"))
+    for package in pylock.packages:
+        where = f"packages.{package.name}.tool.lockmirror"
+        own = _expect((package.tool or {}).get("lockmirror", {}), dict, where)
+        _expect_strings(own.get("targets", []), f"{where}.targets")
+        for target, why in _expect(own.get("why", {}), dict, f"{where}.why").items():
+            _expect_strings(why, f"{where}.why.{target}")
+        for file, digest in _expect(own.get("metadata-sha256", {}), dict, where).items():
+            _expect(digest, str, f"{where}.metadata-sha256.{file}")
+        _expect(own.get("build-only", False), bool, f"{where}.build-only")
+        _expect(own.get("yanked", ""), str, f"{where}.yanked")
+
+
+def _expect(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"{where} is a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def _expect_strings(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{where} is not a list of strings")
+
+
+def _one_line(message: str) -> str:
+    """packaging's marker and specifier errors draw a caret under the text on
+    lines of their own: keep the first line and the place after the caret."""
+    lines = message.splitlines()
+    if len(lines) <= 1:
+        return message
+    place = lines[-1].strip().lstrip("^").strip()
+    return f"{lines[0]} {place}".strip()
 
 
 def read_input_hash(path: Path) -> str | None:

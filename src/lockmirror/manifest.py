@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import IntegrityError, LockmirrorError
+from .bounded import load_json
+from .errors import InputError, IntegrityError, LockmirrorError
 from .fsutil import atomic_write, sha256_file
 
 MANIFEST_NAME = "manifest.json"
@@ -42,23 +43,31 @@ class Manifest:
         return join_encoded([encode_entries(sorted(self.files.items()))])
 
     @classmethod
-    def loads(cls, text: str, *, where: str = MANIFEST_NAME) -> Manifest:
+    def loads(cls, text: str | bytes, *, where: str = MANIFEST_NAME) -> Manifest:
+        """Parse with :mod:`lockmirror.bounded`'s limits; InputError (exit 2)
+        naming ``where`` if it is not a manifest, IntegrityError for an unsafe path."""
+        data = load_json(text, where=where)
         try:
-            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
             if data.get("format") != FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
             files = entries_from_json(data["files"], where=where)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise LockmirrorError(f"not a lockmirror manifest: {exc}", where=where) from None
+            raise InputError(f"not a lockmirror manifest: {exc}", where=where) from None
         return cls(files=files)
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
         try:
-            return cls.loads(path.read_text(encoding="utf-8"), where=str(path))
+            data = path.read_bytes()
         except FileNotFoundError:
             raise LockmirrorError("manifest is missing", where=str(path),
                                   hint="build the index with `doit index`") from None
+        except OSError as exc:
+            raise LockmirrorError(f"cannot read the manifest: {exc.strerror}",
+                                  where=str(path)) from None
+        return cls.loads(data, where=str(path))
 
     def write(self, path: Path) -> bool:
         return atomic_write(path, self.dumps(), only_if_changed=True)
@@ -128,7 +137,10 @@ def entries_from_json(raw: Mapping[str, Mapping[str, Any]], *,
     files = {}
     for path, entry in raw.items():
         check_relative_path(path, where=where)
-        files[path] = Entry(sha256=str(entry["sha256"]).lower(), size=int(entry["size"]))
+        size = entry["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"size of {path!r} is {size!r}, not a byte count")
+        files[path] = Entry(sha256=str(entry["sha256"]).lower(), size=size)
     return files
 
 

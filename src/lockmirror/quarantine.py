@@ -42,6 +42,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from .bounded import load_json
 from .config import LoadedConfig
 from .errors import LockmirrorError
 from .fsutil import atomic_write, sha256_bytes
@@ -95,8 +96,8 @@ class QuarantineList:
 
     @classmethod
     def loads(cls, text: str, *, where: str) -> QuarantineList:
+        data = load_json(text, where=where)  # InputError (exit 2) if malformed or too deep
         try:
-            data = json.loads(text)
             if data.get("format") != FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
             releases = {}
