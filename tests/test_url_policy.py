@@ -265,7 +265,7 @@ def test_validate_refuses_what_an_installer_would_follow_but_lockmirror_never_wr
         key: str, value: dict[str, object], words: str) -> None:
     import tomli_w
 
-    from lockmirror.lockfile import tomllib
+    import tomllib
 
     monkeypatch.chdir(tmp_path)
     path = repo(tmp_path, package())
@@ -282,7 +282,7 @@ def test_validate_refuses_a_local_path_for_a_wheel(
 ) -> None:
     import tomli_w
 
-    from lockmirror.lockfile import tomllib
+    import tomllib
 
     monkeypatch.chdir(tmp_path)
     path = repo(tmp_path, package())

@@ -43,12 +43,9 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
+from .bounded import load_toml
 from .errors import LockmirrorError, StaleLockError, UrlPolicyError
 
-try:  # the same parser lockfile.py uses
-    import tomli as tomllib
-except ImportError:  # pragma: no cover - tomli is a dependency
-    import tomllib  # type: ignore[no-redef]
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from .config import SourceConfig
@@ -192,11 +189,7 @@ def read_entries(path: Path) -> list[LockEntry]:
                              hint="run `doit lock`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LockmirrorError(f"not a valid PEP 751 lockfile: {exc}", where=str(path),
-                              hint="re-create it with `doit lock`") from None
+    data = load_toml(text, where=str(path))
     packages = data.get("packages", [])
     if not isinstance(packages, list):
         raise UrlPolicyError("'packages' is not an array of tables", where=str(path))
