@@ -143,7 +143,8 @@ class S3Publisher:
     def _convert(self, error: BaseException, action: str, key: str | None = None
                  ) -> LockmirrorError:
         return convert_error(error, action=action, bucket=self.bucket,
-                             where=self.display + (key or ""), endpoint=self.destination.endpoint_url)
+                             where=self.display + (key or ""),
+                             endpoint=self.destination.endpoint_url)
 
     # ------------------------------------------------------------------
     # planning

@@ -191,7 +191,8 @@ class PublishResult:
     def summary(self) -> str:
         """One line: ``N uploaded (X MiB), M already present[, K deleted][, S stale kept]``."""
         if self.dry_run:
-            parts = [f"would upload {len(self.plan.upload)} ({format_size(self.plan.upload_bytes)})",
+            size = format_size(self.plan.upload_bytes)
+            parts = [f"would upload {len(self.plan.upload)} ({size})",
                      f"{len(self.plan.present)} already present"]
             if self.plan.delete:
                 parts.append(f"would delete {len(self.plan.delete)}")
