@@ -420,5 +420,5 @@ def _check_bytes(path: Path, size: int, sha256: str, item: Item) -> None:
                                   "was published")
 
 
-__all__ = ["LOCK_KEY", "RECEIPT_KEY", "LockHolder", "S3Publisher", "cache_control",
+__all__ = ["DEFAULT_JOBS", "LOCK_KEY", "RECEIPT_KEY", "LockHolder", "S3Publisher", "cache_control",
            "content_type", "convert_error", "make_client", "parse_receipt"]
