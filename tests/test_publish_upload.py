@@ -243,3 +243,42 @@ def test_files_changed_after_the_manifest_are_not_uploaded_by_either_path(
     assert pypiserver.packages is not None
     assert sorted(path.name for path in pypiserver.packages.iterdir()) == [
         built["kept"].name]
+
+
+def test_a_post_answered_503_is_sent_again_by_the_session_retry(tmp_path: Path) -> None:
+    """Transient answers are retried by make_session's urllib3 Retry (the one retry
+    policy), with the same body; an upload server that fails once still gets the file."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[bytes] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - no project page: nothing uploaded yet
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:  # noqa: N802
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(503 if len(bodies) == 1 else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wheel = build_wheel(tmp_path / "built", "flaky", "1.0")
+        tree = tree_of(tmp_path / "tree", [wheel])
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        result = publish(tree, UploadDestination(kind="upload", url=url), environ={})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.uploaded == (f"files/flaky/{wheel.name}",)
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+    assert wheel.read_bytes() in bodies[1]
