@@ -15,7 +15,7 @@ from lockmirror.core_metadata import (
     parse_metadata,
     read_metadata,
 )
-from lockmirror.publish.upload_form import upload_fields
+from lockmirror.publish.upload_form import file_digests, upload_fields
 
 
 def test_wheel_metadata_from_the_archive_and_from_its_pep658_file(tmp_path: Path) -> None:
@@ -61,8 +61,7 @@ def test_upload_form_carries_every_field_as_written(tmp_path: Path) -> None:
                                         ("Classifier", "A :: B"), ("Classifier", "C :: D"),
                                         ("Project-URL", "Home, https://example.invalid/"),
                                         ("X-Custom", "kept")])
-    data = wheel.read_bytes()
-    fields = upload_fields(wheel.name, data, parse_metadata(read_metadata(wheel)))
+    fields = upload_fields(wheel.name, file_digests(wheel), parse_metadata(read_metadata(wheel)))
     assert fields[:2] == [(":action", "file_upload"), ("protocol_version", "1")]
     assert ("license_expression", "MIT") in fields
     assert [v for k, v in fields if k == "classifiers"] == ["A :: B", "C :: D"]

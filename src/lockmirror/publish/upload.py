@@ -10,13 +10,13 @@ other bytes is a conflict: never overwritten, reported loudly. An "already
 exists" answer counts as success only when the page then shows the file
 with our sha256.
 
-Each file is read once, checked against the manifest's sha256, and posted
+Each file is hashed, checked against the manifest's sha256, and posted
 as a ``:action=file_upload`` form built from its own core metadata
 (:mod:`.upload_form`), ``jobs`` files at a time (network concurrency: the
-repository works on one file while the next is sent). Each file is held in
-memory while it is posted, so that urllib3's ``Retry`` of
-:func:`lockmirror.http.make_session`, the one retry policy, can send it
-again after a connection error, 5xx or 429. One refused file never blocks
+repository works on one file while the next is sent). The body streams from
+the disk (memory does not grow with the file) and is seekable, so that
+urllib3's ``Retry`` of :func:`lockmirror.http.make_session`, the one retry
+policy, rewinds it and sends it again after a connection error, 5xx or 429. One refused file never blocks
 the others; refused credentials stop at the first 401/403.
 """
 
@@ -32,7 +32,7 @@ import requests
 from ..config import UploadDestination
 from ..core_metadata import parse_metadata, read_metadata
 from ..errors import IntegrityError, LockmirrorError, PublishError
-from ..fsutil import plural, sha256_bytes
+from ..fsutil import plural
 from ..http import make_session, network_error, redact_text, redact_url, retries_made
 from ..index_client import DistFile
 from .tree import (
@@ -45,7 +45,7 @@ from .tree import (
     first_lines,
     no_progress,
 )
-from .upload_form import upload_fields
+from .upload_form import UploadBody, file_digests, upload_fields
 from .upload_repository import (
     RepositoryPages,
     origin,
@@ -217,20 +217,21 @@ class UploadPublisher:
             return _Outcome(item.path, problem=f"{item.path}: {text}")
 
     def _post(self, tree: SourceTree, item: Item) -> _Outcome:
-        """Read, check and POST one file. Raises IntegrityError when its bytes are
-        not the manifest's, MetadataError when it has no readable metadata,
-        _AuthRefused for 401/403."""
+        """Hash, check and POST one file (streamed from the disk). Raises
+        IntegrityError when its bytes are not the manifest's, MetadataError when it
+        has no readable metadata, _AuthRefused for 401/403, OSError."""
         path = tree.root / item.source
-        data = path.read_bytes()
-        actual = sha256_bytes(data)
+        digests = file_digests(path)
+        actual = digests["sha256_digest"]
         if actual != item.sha256:
             raise IntegrityError(f"sha256 is {actual}, manifest.json says {item.sha256}",
                                  where=str(path), hint="rebuild or re-import the index")
-        fields = upload_fields(path.name, data, parse_metadata(read_metadata(path)))
+        fields = upload_fields(path.name, digests, parse_metadata(read_metadata(path)))
         try:
-            response = self.post_session.post(
-                self.url, data=fields, allow_redirects=False,
-                files={"content": (path.name, data, "application/octet-stream")})
+            with UploadBody(fields, path) as body:
+                response = self.post_session.post(
+                    self.url, data=body, headers={"Content-Type": body.content_type},
+                    allow_redirects=False)
         except requests.RequestException as error:
             failure = network_error(error, self.url, retries=POST_RETRIES).message
             return _Outcome(item.path, problem=f"{path.name}: {failure}")
