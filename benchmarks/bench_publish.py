@@ -20,12 +20,14 @@ times, each as a whole process (interpreter start-up included):
 * upload API, no-op: lockmirror again (it must upload nothing; twine has no
   no-op for pypiserver: twine 7 refuses --skip-existing there).
 
-Goals: S3 initial no slower than aws s3 sync (ratio >= 1), S3 no-op at most
-half its time (ratio >= 2), upload API at least 0.9x plain twine; the
-upload-API no-op uploads nothing. Ratios are the other tool's time divided
-by lockmirror's (above 1: lockmirror is faster).
+Goal (issue 20): an S3 no-op publish takes at most 1 s, the whole process,
+on the test server; the upload-API no-op uploads nothing. The ratios beside
+it (the other tool's time divided by lockmirror's; above 1: lockmirror is
+faster) are printed for information: speed beyond the goal is not worth
+code a newcomer cannot follow.
 
     .venv/bin/python benchmarks/bench_publish.py [--scale 1.0] [--repeat 3]
+        [--only s3|upload] [--upload-jobs N]
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ HOST = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
                     "python_version == '3.11' and sys_platform == 'linux'")
 # (count, payload bytes) per size class: about 100 MB in all
 SIZES = ((2, 15_000_000), (10, 3_000_000), (60, 500_000), (150, 50_000))
+NOOP_GOAL = 1.0  # seconds: an S3 no-op publish, the whole process
 
 
 def store_bytes(store: Store, data: bytes) -> str:
@@ -168,7 +171,7 @@ def bench_s3(server: S3Server, tree: Path, work: Path, repeat: int) -> dict[str,
             "s3 no-op: aws s3 sync": statistics.median(noop_theirs)}
 
 
-def bench_upload(tree: Path, work: Path, repeat: int) -> dict[str, float]:
+def bench_upload(tree: Path, work: Path, repeat: int, jobs: int | None) -> dict[str, float]:
     pypi = start_pypiserver(Path(tempfile.mkdtemp(prefix="lm-bench-pypi-")))
     try:
         server = pypi.server
@@ -176,7 +179,7 @@ def bench_upload(tree: Path, work: Path, repeat: int) -> dict[str, float]:
                "TWINE_PASSWORD": server.password}
         wheels = sorted(str(p) for p in (tree / "files").rglob("*.whl"))
         ours = [sys.executable, "-m", "lockmirror.commands.publish", "-q", "--to", server.url,
-                "--from", str(tree)]
+                "--from", str(tree), *(["--jobs", str(jobs)] if jobs else [])]
         theirs = [str(BIN / "twine"), "upload", "--non-interactive", "--disable-progress-bar",
                   "--repository-url", server.url, *wheels]
         results: dict[str, float] = {}
@@ -211,6 +214,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="files per size class x this")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("s3", "upload"), help="run one half only")
+    parser.add_argument("--upload-jobs", type=int, default=None, metavar="N",
+                        help="lockmirror's --jobs for the upload API (default: its own)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lm-bench-publish-"))
     moto = None
@@ -227,7 +232,7 @@ def main() -> None:
             results.update(bench_s3(moto, tree, work, args.repeat))
         if args.only in (None, "upload"):
             print("upload API (pypiserver):")
-            results.update(bench_upload(tree, work, args.repeat))
+            results.update(bench_upload(tree, work, args.repeat, args.upload_jobs))
     finally:
         if moto is not None:
             moto.process.stop()
@@ -237,20 +242,22 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"{name:36s} {seconds:7.2f} s")
     print()
+    if "s3 no-op: lockmirror" in results:
+        seconds = results["s3 no-op: lockmirror"]
+        verdict = "ok" if seconds <= NOOP_GOAL else "MISSED"
+        print(f"{'S3 no-op: lockmirror':40s} {seconds:5.2f} s  "
+              f"(goal <= {NOOP_GOAL:g} s: {verdict})")
     ratios = [
         ("S3 initial: aws s3 sync / lockmirror", "s3 initial: aws s3 sync",
-         "s3 initial: lockmirror", 1.0),
+         "s3 initial: lockmirror"),
         ("S3 no-op: aws s3 sync / lockmirror", "s3 no-op: aws s3 sync",
-         "s3 no-op: lockmirror", 2.0),
+         "s3 no-op: lockmirror"),
         ("upload: twine / lockmirror", "upload initial: twine upload",
-         "upload initial: lockmirror", 0.9),
+         "upload initial: lockmirror"),
     ]
-    for name, theirs, ours, goal in ratios:
-        if theirs not in results:
-            continue
-        ratio = results[theirs] / results[ours]
-        verdict = "ok" if ratio >= goal else "MISSED"
-        print(f"{name:40s} {ratio:5.2f}x  (goal >= {goal:g}x: {verdict})")
+    for name, theirs, ours in ratios:
+        if theirs in results:
+            print(f"{name:40s} {results[theirs] / results[ours]:5.2f}x  (for information)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ After each publish the real pip installs from the repository's simple index.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,6 +21,7 @@ from servers import Devpi, UploadServer, pip_install
 from lockmirror.cli import main
 from lockmirror.config import UploadDestination
 from lockmirror.errors import PublishError
+from lockmirror.fsutil import sha256_file
 from lockmirror.manifest import Manifest, scan_tree
 from lockmirror.publish import SourceTree, publish
 from lockmirror.publish.upload import UploadPublisher
@@ -243,3 +246,132 @@ def test_files_changed_after_the_manifest_are_not_uploaded_by_either_path(
     assert pypiserver.packages is not None
     assert sorted(path.name for path in pypiserver.packages.iterdir()) == [
         built["kept"].name]
+
+
+def file_part(body: bytes, content_type: str) -> bytes:
+    """The ``content`` part of a multipart/form-data body, parsed by the standard library."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    parts = [part for part in message.iter_parts() if part.get_param(
+        "name", header="content-disposition") == "content"]
+    assert len(parts) == 1
+    payload = parts[0].get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload
+
+
+def test_a_post_answered_503_is_sent_again_by_the_session_retry(tmp_path: Path) -> None:
+    """Transient answers are retried by make_session's urllib3 Retry (the one retry
+    policy): the body streamed from the file is rewound and sent again whole, with a
+    Content-Length (no chunked encoding); an upload server that fails once still gets
+    the file."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[tuple[dict[str, str], bytes]] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        timeout = 20  # a body shorter than its Content-Length fails the test, not hangs it
+
+        def do_GET(self) -> None:  # no project page: nothing uploaded yet
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            posts.append((headers, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(503 if len(posts) == 1 else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wheel = build_wheel(tmp_path / "built", "flaky", "1.0",
+                            files={"flaky/data.bin": bytes(range(256)) * 1200})
+        tree = tree_of(tmp_path / "tree", [wheel])
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        result = publish(tree, UploadDestination(kind="upload", url=url), environ={})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.uploaded == (f"files/flaky/{wheel.name}",)
+    assert len(posts) == 2 and posts[0][1] == posts[1][1]
+    headers, body = posts[1]
+    assert "transfer-encoding" not in headers and int(headers["content-length"]) == len(body)
+    received = file_part(body, headers["content-type"])
+    assert hashlib.sha256(received).hexdigest() == hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def big_wheel(directory: Path, name: str, size: int) -> Path:
+    """A valid wheel of about ``size`` bytes, cheap to make: its payload is a stored
+    (uncompressed) member of zeros written in 1 MiB chunks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / f"{name}-1.0-py3-none-any.whl"
+    dist_info = f"{name}-1.0.dist-info"
+    record: list[str] = []
+
+    def entry(member: str, digest: bytes, length: int) -> str:
+        encoded = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return f"{member},sha256={encoded},{length}"
+
+    with zipfile.ZipFile(wheel, "w") as archive:  # ZIP_STORED: no compression
+        small = {f"{name}/__init__.py": b"",
+                 f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\n"
+                                          "Version: 1.0\n".encode(),
+                 f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+                                       b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+        for member, data in small.items():
+            archive.writestr(member, data)
+            record.append(entry(member, hashlib.sha256(data).digest(), len(data)))
+        chunk, payload = bytes(1 << 20), hashlib.sha256()
+        with archive.open(f"{name}/payload.bin", "w", force_zip64=True) as stream:
+            for _ in range(size // len(chunk)):
+                stream.write(chunk)
+                payload.update(chunk)
+        record.append(entry(f"{name}/payload.bin", payload.digest(),
+                            size // len(chunk) * len(chunk)))
+        archive.writestr(f"{dist_info}/RECORD", "\n".join([*record, f"{dist_info}/RECORD,,"]))
+    return wheel
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads Linux's VmHWM")
+def test_a_large_file_is_posted_in_memory_independent_of_its_size(
+        pypiserver: UploadServer, tmp_path: Path) -> None:
+    """A 300 MB wheel goes to pypiserver from a `lockmirror publish` process whose peak
+    RSS stays far below the file's size (the body streams from the disk)."""
+    size = 300 << 20
+    wheel = big_wheel(tmp_path / "built", "bigpayload", size)
+    tree = tree_of(tmp_path / "tree", [wheel])
+    wheel.unlink()  # one copy on disk is enough
+    # the peak RSS of the process's own address space (VmHWM): ru_maxrss would also
+    # count the forking parent's (pytest's) RSS, which Linux folds in at exec
+    measured = ("import re, sys\nfrom pathlib import Path\nfrom lockmirror.cli import main\n"
+                "code = main(sys.argv[1:])\n"
+                "status = Path('/proc/self/status').read_text()\n"
+                "print('peak_kib', re.search(r'VmHWM:\\s*(\\d+) kB', status).group(1))\n"
+                "sys.exit(code)\n")
+    done = subprocess.run(
+        [sys.executable, "-c", measured, "publish", "--to", pypiserver.url,
+         "--from", str(tree)], capture_output=True, text=True, check=False,
+        env={**os.environ, "TWINE_USERNAME": pypiserver.username,
+             "TWINE_PASSWORD": pypiserver.password})
+    assert done.returncode == 0, done.stderr
+    peak_mib = int(done.stdout.split("peak_kib")[-1]) / 1024
+    print(f"peak RSS of the publishing process: {peak_mib:.0f} MiB for a "
+          f"{size >> 20} MiB file")
+    assert peak_mib < 150
+    assert pypiserver.packages is not None
+    stored = pypiserver.packages / wheel.name
+    posted = tree / "files" / "bigpayload" / wheel.name
+    assert stored.stat().st_size == posted.stat().st_size
+    assert sha256_file(stored) == sha256_file(posted)

@@ -86,3 +86,8 @@ def format_size(size: int, *, signed: bool = False) -> str:
         if value < 1024 or unit == "GiB":
             break
     return f"{sign}{value:.1f} {unit}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count for messages, beside :func:`format_size`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, Destination, LoadedConfig, load_config
 from ..errors import LockmirrorError
+from ..fsutil import format_size
 from ..publish import (
     Progress,
     ProgressEvent,
     PublishResult,
     configured_destination,
     destination_from_text,
-    human_bytes,
     open_source,
     publish,
 )
@@ -127,8 +127,8 @@ def _print_plan(name: str, result: PublishResult) -> None:
     plan = result.plan
     print(f"publish {name} ({result.destination}): dry run, nothing changed")
     for kind, (count, size) in plan.by_kind().items():
-        print(f"  upload {kind}s: {count} ({human_bytes(size)})")  # kinds are nouns
-    print(f"  upload total: {len(plan.upload)} ({human_bytes(plan.upload_bytes)})")
+        print(f"  upload {kind}s: {count} ({format_size(size)})")  # kinds are nouns
+    print(f"  upload total: {len(plan.upload)} ({format_size(plan.upload_bytes)})")
     print(f"  already present: {len(plan.present)}")
     if plan.stale:
         verb = "delete" if plan.delete else "keep (no --prune)"

@@ -45,7 +45,6 @@ from .tree import (
     ProgressEvent,
     PublishResult,
     SourceTree,
-    human_bytes,
     no_progress,
 )
 
@@ -227,7 +226,6 @@ __all__ = [
     "SourceTree",
     "configured_destination",
     "destination_from_text",
-    "human_bytes",
     "make_publisher",
     "open_source",
     "publish",

@@ -7,7 +7,8 @@ maps each key to the sha256 and ETag it had when lockmirror uploaded it. A
 key whose size and ETag match the receipt is current without a request;
 only keys the receipt does not vouch for are asked with ``head_object``
 (lockmirror keeps each object's sha256 in its ``x-amz-meta-sha256``). A
-no-op publish therefore costs one listing page per 1000 keys and one GET.
+no-op publish therefore costs one listing page per 1000 keys and one GET,
+through one boto3 client (whose creation is most of a no-op's time).
 
 Order: files (in parallel; multipart above 8 MiB), documents, project pages,
 root pages, ``manifest.json``; deletions (``--prune``) after that. A phase
@@ -20,31 +21,35 @@ answers pip's ``GET .../simple/<p>/`` (see docs/publish.md). Servers that
 store keys ending in ``/`` as folders (SeaweedFS) need
 ``directory_keys: false`` and an S3 website endpoint or a CDN rule instead.
 
-Two publishers are kept apart by a lock object created with
-``If-None-Match: *`` (AWS S3 since 2024, MinIO, SeaweedFS, moto); it is
-read back after creation, so a server that ignores the condition is caught.
+Two publishers are kept apart by a lock object (:mod:`.s3_lock`). The
+client and the conversion of botocore's errors are in :mod:`.s3_client`.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
 import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..config import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
-from ..fsutil import sha256_bytes, sha256_file
+from ..fsutil import format_size, sha256_bytes, sha256_file
+from .s3_client import (
+    DEFAULT_JOBS,
+    NOT_FOUND_CODES,
+    S3Client,
+    convert_error,
+    error_code,
+    make_client,
+    s3_errors,
+)
+from .s3_lock import STATE_CACHE, BucketLock, LockHolder
 from .tree import (
     MANIFEST,
     Item,
@@ -55,15 +60,9 @@ from .tree import (
     SourceTree,
     Step,
     first_lines,
-    human_bytes,
     in_steps,
-    lock_holder_text,
     no_progress,
 )
-
-# boto3 is imported lazily (the CLI starts faster for every other command);
-# its client class is generated at run time, so it is typed loosely here.
-S3Client = Any
 
 STATE_DIR = ".lockmirror/"
 RECEIPT_KEY = STATE_DIR + "receipt.json"
@@ -71,21 +70,10 @@ LOCK_KEY = STATE_DIR + "lock.json"
 RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
-DEFAULT_JOBS = 10
 
 FILE_CACHE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
-STATE_CACHE = "no-store"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-# Errors that will not go away by trying the next object: stop the phase.
-_AUTH_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-    "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "InvalidClientTokenId",
-    "AuthorizationHeaderMalformed", "UnrecognizedClientException",
-})
-_DIGEST_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
-_LOCK_TAKEN_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 
 def content_type(path: str) -> str:
@@ -118,25 +106,6 @@ class _Remote:
     etag: str
 
 
-@dataclass(frozen=True)
-class LockHolder:
-    """Who holds a publish lock, read from the lock object."""
-
-    holder: str
-    created: datetime | None
-    token: str
-
-    def age(self, now: datetime | None = None) -> str:
-        if self.created is None:
-            return "an unknown time"
-        seconds = max(0, int(((now or datetime.now(UTC)) - self.created).total_seconds()))
-        if seconds < 120:
-            return f"{seconds} s"
-        if seconds < 7200:
-            return f"{seconds // 60} min"
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
 class S3Publisher:
     """The S3 implementation of :class:`lockmirror.publish.Publisher`."""
 
@@ -156,7 +125,6 @@ class S3Publisher:
         self._known: dict[str, tuple[str, str]] = {}
         self._receipt: dict[str, tuple[str, str]] = {}
         self._listing: dict[str, _Remote] = {}
-        self.quick_reads = 0  # plans answered without boto3 (see _quick_state)
 
     # ------------------------------------------------------------------
     # client and errors
@@ -175,7 +143,8 @@ class S3Publisher:
     def _convert(self, error: BaseException, action: str, key: str | None = None
                  ) -> LockmirrorError:
         return convert_error(error, action=action, bucket=self.bucket,
-                             where=self.display + (key or ""), endpoint=self.destination.endpoint_url)
+                             where=self.display + (key or ""),
+                             endpoint=self.destination.endpoint_url)
 
     # ------------------------------------------------------------------
     # planning
@@ -196,12 +165,8 @@ class S3Publisher:
         GET of the receipt, and a HEAD for each same-size key the receipt does
         not vouch for (none after a publish by lockmirror). Raises PublishError
         for unreachable endpoints, refused credentials and missing buckets."""
-        quick = self._quick_state()
-        if quick is not None:
-            self._listing, self._receipt = quick
-        else:
-            self._listing = self._list()
-            self._receipt = self._read_receipt() if RECEIPT_KEY in self._listing else {}
+        self._listing = self._list()
+        self._receipt = self._read_receipt() if RECEIPT_KEY in self._listing else {}
         wanted = self.wanted(tree)
         upload: list[Item] = []
         present: list[Item] = []
@@ -235,39 +200,6 @@ class S3Publisher:
         return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
                     stale=stale, delete=stale if prune else ())
 
-    def _quick_state(self) -> tuple[dict[str, _Remote], dict[str, tuple[str, str]]] | None:
-        """Listing and receipt without boto3 (see :mod:`.s3quick`), or None to use boto3.
-
-        Used only before a boto3 client exists: a client handed in (or made
-        for uploading) is used for everything."""
-        if self._client is not None:
-            return None
-        from .s3quick import QuickBucketReader, QuickReadFailed
-
-        try:
-            lister = QuickBucketReader.for_destination(self.destination)
-            getter = QuickBucketReader.for_destination(self.destination)
-        except QuickReadFailed:
-            return None
-        if lister is None or getter is None:
-            return None
-        # the receipt is fetched beside the listing (its own connection): one round trip less
-        with ThreadPoolExecutor(1) as side:
-            receipt = side.submit(getter.get, self.prefix + RECEIPT_KEY)
-            try:
-                listing = {key: _Remote(size, etag)
-                           for key, (size, etag) in lister.list(self.prefix).items()}
-                raw = receipt.result()
-            except QuickReadFailed:
-                return None  # boto3 will say what is wrong, or succeed where this could not
-            finally:
-                lister.close()
-                receipt.add_done_callback(lambda _: getter.close())
-        if RECEIPT_KEY not in listing:
-            raw = None
-        self.quick_reads += 1
-        return listing, parse_receipt(raw) if raw is not None else {}
-
     def _list(self) -> dict[str, _Remote]:
         found: dict[str, _Remote] = {}
         try:
@@ -287,7 +219,7 @@ class S3Publisher:
             body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY)
             return parse_receipt(body["Body"].read())
         except s3_errors() as error:
-            if _error_code(error) == "NoSuchKey":
+            if error_code(error) in NOT_FOUND_CODES:
                 return {}
             raise self._convert(error, "reading the receipt", RECEIPT_KEY) from None
 
@@ -295,7 +227,7 @@ class S3Publisher:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + item.path)
         except s3_errors() as error:
-            if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+            if error_code(error) in NOT_FOUND_CODES:
                 return None, ""
             raise self._convert(error, "reading object metadata", item.path) from None
         return head.get("Metadata", {}).get("sha256"), str(head.get("ETag", ""))
@@ -322,14 +254,15 @@ class S3Publisher:
         uploaded: list[str] = []
         deleted: list[str] = []
         notes: list[str] = []
-        with self._locked(notes):
+        with self._lock().held(wait=self.lock_wait, break_lock=self.break_lock, notes=notes,
+                               progress=self.progress):
             plan = self.plan(tree, prune=prune)  # the bucket may have changed while we waited
             try:
                 with ThreadPoolExecutor(self.jobs) as pool:
                     for step in in_steps(plan.upload):
                         self.progress(ProgressEvent(
                             f"uploading {step.describe()} "
-                            f"({human_bytes(sum(i.size for i in step.items))})",
+                            f"({format_size(sum(i.size for i in step.items))})",
                             0, len(step.items)))
                         self._run_step(pool, tree, step, uploaded)
                 if plan.delete:
@@ -453,110 +386,18 @@ class S3Publisher:
     # the lock
     # ------------------------------------------------------------------
 
+    def _lock(self) -> BucketLock:
+        return BucketLock(self.client, self.bucket, self.prefix + LOCK_KEY, self.display,
+                          lambda error, action: self._convert(error, action, LOCK_KEY))
+
     def read_lock(self) -> LockHolder | None:
-        """The current lock holder, or None when the bucket is not locked."""
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + LOCK_KEY)
-            raw = body["Body"].read()
-        except s3_errors() as error:
-            if _error_code(error) in {"NoSuchKey", "404", "NotFound"}:
-                return None
-            raise self._convert(error, "reading the lock", LOCK_KEY) from None
-        try:
-            data = json.loads(raw)
-            created = datetime.fromisoformat(str(data["created"]))
-            return LockHolder(str(data["holder"]), created, str(data["token"]))
-        except (ValueError, KeyError, TypeError):
-            return LockHolder("an unreadable lock object", None, "")
-
-    @contextmanager
-    def _locked(self, notes: list[str]) -> Iterator[None]:
-        token = uuid.uuid4().hex
-        body = json.dumps({"holder": lock_holder_text(), "token": token,
-                           "created": datetime.now(UTC).isoformat(timespec="seconds")},
-                          sort_keys=True).encode()
-        deadline = time.monotonic() + self.lock_wait
-        breaks_left = 1 if self.break_lock else 0
-        while True:
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self.prefix + LOCK_KEY, Body=body,
-                                       IfNoneMatch="*", ContentType="application/json",
-                                       CacheControl=STATE_CACHE)
-                break
-            except s3_errors() as error:
-                if _error_code(error) not in _LOCK_TAKEN_CODES:
-                    raise self._convert(error, "taking the publish lock", LOCK_KEY) from None
-            holder = self.read_lock()
-            if holder is None:
-                continue  # released between our attempt and the read: try again
-            if breaks_left:
-                breaks_left -= 1
-                notes.append(f"broke the lock held by {holder.holder} for {holder.age()}")
-                self.progress(ProgressEvent(notes[-1]))
-                self._remove_lock()
-                continue
-            if time.monotonic() < deadline:
-                time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
-                continue
-            raise PublishError(
-                f"locked by {holder.holder} for {holder.age()}", where=self.display,
-                hint="another publish is running: wait for it (--lock-wait SECONDS); "
-                     "if it died, run again with --break-lock")
-        current = self.read_lock()
-        if current is None or current.token != token:
-            raise PublishError(
-                f"lost the publish lock to {current.holder if current else 'nobody'}",
-                where=self.display,
-                hint="this S3 server seems to ignore If-None-Match; publish from one place only")
-        try:
-            yield
-        finally:
-            current = self.read_lock()
-            if current is not None and current.token == token:
-                self._remove_lock()
-
-    def _remove_lock(self) -> None:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + LOCK_KEY)
-        except s3_errors() as error:
-            raise self._convert(error, "removing the publish lock", LOCK_KEY) from None
+        """The current lock holder, or None when the prefix is not locked."""
+        return self._lock().read()
 
 
 # ----------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------
-
-
-def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> S3Client:
-    """A boto3 S3 client for the destination (profile, region, endpoint).
-
-    Credentials come from boto3's usual chain (environment, profile, instance
-    or OIDC web identity); they are never read or printed here. Raises
-    PublishError for an unknown profile.
-    """
-    import boto3  # type: ignore[import-untyped]
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.exceptions  # type: ignore[import-untyped]
-
-    try:
-        session = boto3.session.Session(profile_name=destination.profile,
-                                        region_name=destination.region)
-    except botocore.exceptions.ProfileNotFound:
-        raise PublishError(f"AWS profile {destination.profile!r} is not configured",
-                           hint="check ~/.aws/config or the destination's profile") from None
-    region = destination.region or session.region_name or (
-        "us-east-1" if destination.endpoint_url else None)
-    s3_options: dict[str, Any] = {
-        # Every upload carries its sha256 as the (signed) x-amz-checksum-sha256 header,
-        # which the server verifies; signing the payload too would hash every byte again.
-        "payload_signing_enabled": False}
-    if destination.endpoint_url:
-        s3_options["addressing_style"] = "path"
-    config = botocore.config.Config(
-        max_pool_connections=pool, connect_timeout=10, read_timeout=120,
-        retries={"max_attempts": 4, "mode": "standard"}, s3=s3_options)
-    return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
-                          config=config)
 
 
 def parse_receipt(raw: bytes) -> dict[str, tuple[str, str]]:
@@ -571,67 +412,13 @@ def parse_receipt(raw: bytes) -> dict[str, tuple[str, str]]:
         return {}
 
 
-@functools.cache
-def s3_errors() -> tuple[type[BaseException], ...]:
-    """What boto3 and botocore raise (imported on first use, not at module import)."""
-    import boto3.exceptions  # type: ignore[import-untyped]
-    import botocore.exceptions
-
-    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
-            boto3.exceptions.Boto3Error)
-
-
-def _error_code(error: BaseException) -> str | None:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code"))
-    return None
-
-
-def convert_error(error: BaseException, *, action: str, bucket: str, where: str,
-                  endpoint: str | None) -> LockmirrorError:
-    """One-line lockmirror error for a botocore/boto3 failure (no credentials in it)."""
-    import boto3.exceptions
-    import botocore.exceptions as be
-
-    if isinstance(error, LockmirrorError):
-        return error
-    cause: BaseException = error
-    if isinstance(error, boto3.exceptions.S3UploadFailedError):
-        cause = error.__cause__ or error.__context__ or error
-    server = endpoint or "the AWS endpoint"
-    if isinstance(cause, (be.NoCredentialsError, be.PartialCredentialsError)):
-        return PublishError("no AWS credentials found", where=where,
-                            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                                 "or the destination's profile")
-    if isinstance(cause, (be.EndpointConnectionError, be.ConnectTimeoutError,
-                          be.ConnectionClosedError, be.ReadTimeoutError)):
-        return PublishError(f"cannot reach {server} ({type(cause).__name__})", where=where,
-                            hint="check endpoint_url and the network")
-    if isinstance(cause, be.ClientError):
-        code = _error_code(cause) or "?"
-        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = str(cause.response.get("Error", {}).get("Message") or "").splitlines()
-        detail = f"{code}: {message[0]}" if message else code
-        if code == "NoSuchBucket":
-            return PublishError(f"bucket {bucket!r} does not exist at {server}", where=where,
-                                hint="create it, or fix bucket/endpoint_url in mirror.yaml")
-        if code in _AUTH_CODES or status == 403:
-            return PublishError(f"the credentials were refused while {action} ({code})",
-                                where=where,
-                                hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
-                                     "profile, and the bucket policy")
-        if code in _DIGEST_CODES:
-            return IntegrityError(f"the server received other bytes than were sent ({code})",
-                                  where=where)
-        return PublishError(f"{action} failed ({detail})", where=where)
-    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-    return PublishError(f"{action} failed ({type(cause).__name__}: {text})", where=where)
-
-
 def _check_bytes(path: Path, size: int, sha256: str, item: Item) -> None:
     if size != item.size or sha256 != item.sha256:
         raise IntegrityError(f"does not match manifest.json ({size} bytes, sha256 {sha256}; "
                              f"expected {item.size} bytes, {item.sha256})", where=str(path),
                              hint="rebuild or re-import the index; nothing that links it "
                                   "was published")
+
+
+__all__ = ["DEFAULT_JOBS", "LOCK_KEY", "RECEIPT_KEY", "LockHolder", "S3Publisher", "cache_control",
+           "content_type", "convert_error", "make_client", "parse_receipt"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IntegrityError, LockmirrorError
-from ..fsutil import sha256_bytes
+from ..fsutil import format_size, plural, sha256_bytes
 from ..manifest import MANIFEST_NAME, Manifest
 
 FILE = "file"
@@ -189,14 +189,15 @@ class PublishResult:
         return sum(sizes.get(path, 0) for path in self.uploaded)
 
     def summary(self) -> str:
-        """One line: ``N uploaded (X MB), M already present[, K deleted][, S stale kept]``."""
+        """One line: ``N uploaded (X MiB), M already present[, K deleted][, S stale kept]``."""
         if self.dry_run:
-            parts = [f"would upload {len(self.plan.upload)} ({human_bytes(self.plan.upload_bytes)})",
+            size = format_size(self.plan.upload_bytes)
+            parts = [f"would upload {len(self.plan.upload)} ({size})",
                      f"{len(self.plan.present)} already present"]
             if self.plan.delete:
                 parts.append(f"would delete {len(self.plan.delete)}")
         else:
-            parts = [f"{len(self.uploaded)} uploaded ({human_bytes(self.uploaded_bytes)})",
+            parts = [f"{len(self.uploaded)} uploaded ({format_size(self.uploaded_bytes)})",
                      f"{self.present_count} already present"]
             if self.deleted:
                 parts.append(f"{len(self.deleted)} deleted")
@@ -204,15 +205,6 @@ class PublishResult:
         if kept:
             parts.append(f"{kept} stale kept (--prune deletes them)")
         return ", ".join(parts)
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
 
 
 # Kinds written together: documents are linked from the landing page only, never from
@@ -245,11 +237,6 @@ def in_steps(items: Iterable[Item]) -> list[Step]:
     chosen = list(items)
     steps = [Step(kinds, [item for item in chosen if item.kind in kinds]) for kinds in _STEPS]
     return [step for step in steps if step.items]
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 file``, ``2 files``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def first_lines(problems: Sequence[str], shown: int = 3) -> str:

@@ -1,0 +1,194 @@
+"""What an upload-API repository already holds, and who we are there.
+
+:class:`RepositoryPages` reads the repository's simple page of a project
+(PEP 691 JSON when offered, else PEP 503 HTML) through the session of
+:func:`lockmirror.http.make_session` (its urllib3 ``Retry`` retries
+connection errors, 5xx and 429). Pages are read without credentials until
+the repository asks for them (HTTP 401): many serve reads anonymously, and
+checking a password costs servers such as pypiserver (htpasswd) real time
+on every request.
+
+Credentials come from the variables named by ``username_env`` /
+``password_env`` (default ``TWINE_USERNAME`` / ``TWINE_PASSWORD``) or the
+keyring; they travel only in Authorization headers, never in argv or text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Mapping
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from packaging.utils import canonicalize_name
+
+from ..config import UploadDestination
+from ..errors import LockmirrorError, PublishError
+from ..http import PrefixAuth, make_session, network_error, redact_url
+from ..index_client import DistFile, parse_html_page, parse_json_page
+
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, " \
+         "text/html;q=0.1"
+Credentials = tuple[str, str]
+
+
+def simple_url_for(destination: UploadDestination) -> str:
+    """The repository's simple index: ``simple_url``, else ``<url>/simple/``
+    (pypiserver, Nexus, Artifactory; devpi's ``<url>/+simple/`` is found on the
+    first page read, see ``RepositoryPages._devpi_simple_url``)."""
+    if destination.simple_url:
+        url = destination.simple_url
+    else:
+        url = destination.url.rstrip("/") + "/simple/"
+    return url if url.endswith("/") else url + "/"
+
+
+def upload_credentials(destination: UploadDestination,
+                       environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """(username, password) from the named variables, TWINE_* or the keyring; None if none.
+
+    Raises PublishError when a variable the destination names is unset.
+    Never returns or raises text containing a secret.
+    """
+    env = os.environ if environ is None else environ
+    for variable in (destination.username_env, destination.password_env):
+        if variable is not None and variable not in env:
+            raise PublishError(f"environment variable {variable} is not set",
+                               where=redact_url(destination.url),
+                               hint=f"export {variable}=... (the repository's credentials)")
+    username = env.get(destination.username_env or "TWINE_USERNAME")
+    password = env.get(destination.password_env or "TWINE_PASSWORD")
+    if password is None and destination.keyring:
+        username, password = _from_keyring(destination.url, username)
+    if username is None and password is None:
+        return None
+    if username is None:  # a token alone: the convention of PyPI, Nexus and Artifactory
+        username = "__token__"
+    return username, password or ""
+
+
+def _from_keyring(url: str, username: str | None) -> tuple[str | None, str | None]:
+    import keyring
+    import keyring.errors
+
+    try:
+        if username is None:
+            found = keyring.get_credential(url, None)
+            return (found.username, found.password) if found is not None else (None, None)
+        return username, keyring.get_password(url, username)
+    except keyring.errors.KeyringError as error:
+        raise PublishError(f"the keyring failed ({type(error).__name__})",
+                           where=redact_url(url)) from None
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]/`` of ``url``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+class RepositoryPages:
+    """The simple pages of one repository, read on demand (thread-safe)."""
+
+    def __init__(self, destination: UploadDestination, credentials: Credentials | None, *,
+                 display: str, credentials_hint: str, pool_size: int) -> None:
+        self.destination = destination
+        self.url = destination.url
+        self.simple_url = simple_url_for(destination)
+        self.display = display
+        self.credentials_hint = credentials_hint
+        prefixes = {origin(self.url), origin(self.simple_url)}
+        self.auth = PrefixAuth({prefix: credentials for prefix in prefixes}) \
+            if credentials else None
+        self.session = make_session(retries=3, pool_size=pool_size)
+        self._reads_need_auth = threading.Event()
+
+    def files(self, project: str) -> dict[str, DistFile]:
+        """Filename -> file on the repository's simple page of ``project`` ({} if absent).
+
+        Redirects are followed within the repository's origin only: a
+        redirect elsewhere (pypiserver's fallback to PyPI) means absent here.
+        Raises PublishError for refused credentials or an unreachable server.
+        """
+        url = f"{self.simple_url}{project}/"
+        response = self._get_page(url)
+        if response is None:
+            return {}
+        status = response.status_code
+        if status in (404, 410):
+            if self._devpi_simple_url(response):
+                return self.files(project)
+            return {}
+        if status in (401, 403):
+            raise PublishError(f"the credentials were refused reading {redact_url(url)} "
+                               f"(HTTP {status})", where=self.display,
+                               hint=self.credentials_hint)
+        if status >= 400:
+            raise PublishError(f"reading {redact_url(url)} failed (HTTP {status} "
+                               f"{response.reason})", where=self.display)
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            if kind.endswith("+json"):
+                page = parse_json_page(response.content, response.url, canonicalize_name(project),
+                                       self.display)
+            else:
+                page = parse_html_page(response.text, response.url, canonicalize_name(project),
+                                       self.display)
+        except LockmirrorError as error:
+            raise PublishError(f"cannot read the repository's page ({error.message})",
+                               where=redact_url(url)) from None
+        return {file.filename: file for file in page.files}
+
+    def _get_page(self, url: str) -> requests.Response | None:
+        """The answer for ``url`` after same-origin redirects and a 401 asking for
+        credentials; None when it redirects to another origin."""
+        for _ in range(6):
+            auth = self.auth if self._reads_need_auth.is_set() else None
+            try:
+                response = self.session.get(url, headers={"Accept": ACCEPT},
+                                            allow_redirects=False, auth=auth)
+            except requests.RequestException as error:
+                raise self.unreachable(error, url) from None
+            if response.status_code == 401 and auth is None and self.auth is not None:
+                response.close()
+                self._reads_need_auth.set()  # from now on every read sends them
+                continue
+            if not response.is_redirect:
+                return response
+            target = urljoin(url, response.headers.get("Location", ""))
+            response.close()
+            if origin(target) != origin(url):
+                return None
+            url = target
+        raise PublishError("too many redirects", where=redact_url(url))
+
+    def _devpi_simple_url(self, response: requests.Response) -> bool:
+        """devpi serves an index's pages under ``<index>/+simple/``: switch there when the
+        default ``<url>/simple/`` was guessed and a devpi server answered 404."""
+        guessed = not self.destination.simple_url and self.simple_url.endswith("/simple/")
+        if guessed and any(name.lower().startswith("x-devpi") for name in response.headers):
+            self.simple_url = self.url.rstrip("/") + "/+simple/"
+            return True
+        return False
+
+    def sha256(self, file: DistFile) -> str | None:
+        """The page's sha256, else the hash of the downloaded file (pages without hashes)."""
+        if file.sha256:
+            return file.sha256
+        digest = hashlib.sha256()
+        try:
+            with self.session.get(file.url, stream=True) as response:
+                if response.status_code >= 400:
+                    return None
+                for chunk in response.iter_content(1 << 20):
+                    digest.update(chunk)
+        except requests.RequestException as error:
+            raise self.unreachable(error, file.url) from None
+        return digest.hexdigest()
+
+    def unreachable(self, error: BaseException, url: str) -> PublishError:
+        """The one-line error for a request that failed on the network."""
+        return PublishError(network_error(error, url).message, where=self.display,
+                            hint="check the repository URL and that it is running")
