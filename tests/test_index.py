@@ -666,16 +666,16 @@ def test_invalid_lockfile_on_first_build_leaves_no_tree(own_mirror: FixtureMirro
 
 def test_only_changed_lockfiles_are_parsed(own_mirror: FixtureMirror, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import index
+    from lockmirror import index_sets
 
     parsed: list[str] = []
-    parse = index._parse_set
+    parse = index_sets.parse_set
 
     def recorded(item: Any) -> Any:
         parsed.append(item.path.name)
         return parse(item)
 
-    monkeypatch.setattr(index, "_parse_set", recorded)
+    monkeypatch.setattr(index_sets, "parse_set", recorded)
     build(own_mirror)
     assert sorted(parsed) == ["pylock.core.toml", "pylock.extra.toml"]
     parsed.clear()

@@ -1,16 +1,10 @@
 """Index stage: ``dist-index/`` from the lockfiles and the store, incrementally.
 
-Entry: :func:`build_index`. It writes (layout in docs/ARCHITECTURE.md)::
-
-    index.html                   landing page (pages.landing_html)
-    simple/index.html|json       PEP 503 / PEP 691 root
-    simple/<project>/index.html  PEP 503 page, index.json beside it (PEP 691 1.1 + PEP 700)
-    files/<project>/<filename>   the artifact, hard-linked from the store (copied
-                                 when the store is on another file system)
-    files/<project>/<wheel>.metadata   PEP 658 core metadata, also from the store
-    constraints/<set>-<target>.txt     pins for ``pip install -c``
-    lockfiles/pylock.<set>.toml        the lockfiles, byte for byte
-    manifest.json                every other file: path, size, sha256
+Entry: :func:`build_index`. It writes the tree docs/ARCHITECTURE.md lays
+out: PEP 503/691/700 pages (rendered by :mod:`lockmirror.pages`), each
+artifact and its PEP 658 ``.metadata`` file hard-linked from the store
+(copied when the store is on another file system), constraints, the
+lockfiles, the landing page, and ``manifest.json`` naming every other file.
 
 A run, step by step (like dumb-pypi's ``build_repo``, plus bandersnatch's
 "is this file already current?"):
@@ -45,27 +39,32 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat as statmod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from . import index_fs as fs
 from .errors import IntegrityError, LockmirrorError, NotFoundError
 from .fsutil import atomic_write, sha256_bytes
+from .index_sets import (
+    LockfileInput,
+    PackageSet,
+    group_projects,
+    hash_lockfiles,
+    keep_rows,
+    merge_project,
+    read_sets,
+    set_summary,
+)
 from .manifest import MANIFEST_NAME, encode_files, join_encoded
 from .pages import (
-    IndexFile,
     LandingPage,
     Provenance,
     Release,
-    SetPackage,
-    SetSummary,
-    SetTarget,
     constraints_text,
     landing_html,
     project_html,
@@ -81,7 +80,6 @@ if TYPE_CHECKING:
 
     from packaging.version import Version
 
-    from .lockfile import LockedPackage
 
 # Bump whenever what a page contains for the same input changes: every
 # project's pages are then rendered (and compared) again.
@@ -90,14 +88,6 @@ DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 STATE_FORMAT = f"{INDEX_FORMAT};state/3"
 ROWS_DIR = "sets"  # in the state directory: <lockfile sha256>.json, its package rows
-# Up to this many written files are flushed one by one before the manifest
-# names them; above it, one os.sync() is cheaper.
-BULK_WRITES = 64
-
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_FILENAME_BAD = re.compile(r"[/\\\x00-\x1f]")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _EMPTY_SHA256 = sha256_bytes(b"")
 
 Progress = Callable[[str], None]
@@ -189,55 +179,6 @@ def build_index(
 # --------------------------------------------------------------------------
 
 
-class Row(NamedTuple):
-    """One package of a lockfile, as the index needs it (JSON-able)."""
-
-    name: str
-    version: str
-    requires_python: str | None
-    yanked: str | None
-    targets: tuple[str, ...]
-    build_only: bool
-    source: str
-    files: tuple[RowFile, ...]  # sorted by filename
-
-
-class RowFile(NamedTuple):
-    filename: str
-    size: int
-    sha256: str
-    upload_time: str | None  # ISO 8601, UTC, "Z"
-    metadata_sha256: str | None  # wheels only
-
-
-@dataclass
-class _Input:
-    """A lockfile given to the run: its stat (to skip hashing an unchanged one)
-    and sha256; its bytes once read."""
-
-    path: Path
-    stat_key: list[int]
-    sha256: str
-    data: bytes | None = None
-
-    def read(self) -> bytes:
-        if self.data is None:
-            self.data = self.path.read_bytes()
-        return self.data
-
-
-@dataclass
-class _Set:
-    """A package set: its lockfile and the package rows it locks."""
-
-    name: str
-    input: _Input
-    requirements: tuple[str, ...]
-    targets: tuple[SetTarget, ...]
-    input_hash: str
-    rows: list[Row]
-
-
 @dataclass
 class _Run:
     store: Store
@@ -268,8 +209,8 @@ class _Run:
 
     def build(self, lockfiles: list[Path], mirror_yaml: Path | None) -> IndexResult:
         """The whole run: :func:`build_index` without its error wording."""
-        state = {} if self.full else _read_json(self.state_dir / STATE_NAME) or {}
-        inputs = _hash_lockfiles(lockfiles, state.get("lockfiles", {}))
+        state = {} if self.full else fs.read_json(self.state_dir / STATE_NAME) or {}
+        inputs = hash_lockfiles(lockfiles, state.get("lockfiles", {}))
         provenance = provenance_of(mirror_yaml)
         key = self._run_key(inputs, provenance)
         intact = self._tree_intact(state)
@@ -280,7 +221,7 @@ class _Run:
                                files=int(summary.get("files", 0)),
                                total_size=int(summary.get("total_size", 0)))
         self.progress(f"reading {len(inputs)} lockfiles")
-        sets = self._read_sets(inputs)
+        sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full)
         self._open_tree(state if intact else {})
         try:
             summary = self._write_tree(sets, provenance)
@@ -296,7 +237,7 @@ class _Run:
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"], linked=self.linked, copied=self.copied)
 
-    def _run_key(self, inputs: list[_Input], provenance: Provenance) -> str:
+    def _run_key(self, inputs: list[LockfileInput], provenance: Provenance) -> str:
         """A digest of every input of the tree: equal keys and an intact tree are a no-op."""
         return sha256_bytes(json.dumps([
             INDEX_FORMAT, __version__, self.title, str(self.out_dir),
@@ -314,27 +255,9 @@ class _Run:
             return False
         if state.get("store") != os.path.abspath(self.store.root):
             return False
-        manifest = _stat_key(self.out_dir / MANIFEST_NAME)
+        manifest = fs.stat_key(self.out_dir / MANIFEST_NAME)
         return (manifest is not None and state.get("manifest") == manifest
-                and _tree_key(self.out_dir, state.get("dirs", [])) == state.get("tree"))
-
-    # -- 2. the sets -------------------------------------------------------
-
-    def _read_sets(self, inputs: list[_Input]) -> list[_Set]:
-        """Every lockfile as a set, sorted by name: from the package rows it
-        gave before (by its sha256), else parsed and validated."""
-        sets = []
-        for item in inputs:
-            known = None if self.full else _read_rows(self.state_dir, item)
-            sets.append(known or _parse_set(item))
-        sets.sort(key=lambda s: s.name)
-        seen: dict[str, Path] = {}
-        for locked in sets:
-            if locked.name in seen:
-                raise LockmirrorError(f"set '{locked.name}' is also locked in {seen[locked.name]}",
-                                      where=str(locked.input.path))
-            seen[locked.name] = locked.input.path
-        return sets
+                and fs.tree_key(self.out_dir, state.get("dirs", [])) == state.get("tree"))
 
     # -- 3-5. the tree -----------------------------------------------------
 
@@ -349,27 +272,27 @@ class _Run:
                 "lockmirror index", where=str(self.out_dir),
                 hint="remove it or choose another output directory")
         if self.fresh:
-            _remove_stale_staging(self.out_dir)
+            fs.remove_stale_staging(self.out_dir)
             self.root = self.out_dir.with_name(f".{self.out_dir.name}.staging-{os.getpid()}")
             shutil.rmtree(self.root, ignore_errors=True)
             self.root.mkdir(parents=True)
             return
         self.root = self.out_dir
-        old_entries = _read_manifest(manifest) if state else None
+        old_entries = fs.read_manifest(manifest) if state else None
         if old_entries is not None:
             self.previous, self.old_entries = state, old_entries
 
-    def _write_tree(self, sets: list[_Set], provenance: Provenance) -> dict[str, int]:
+    def _write_tree(self, sets: list[PackageSet], provenance: Provenance) -> dict[str, int]:
         """Steps 3 to 5: every project's files and pages, the sets' files, the
         root and landing pages, into ``self.entries``; the summary."""
-        projects = _group_projects(sets, self.exclude)
+        projects = group_projects(sets, self.exclude)
         known: dict[str, list[Any]] = self.previous.get("projects", {})
         for name, (digest, _rows) in projects.items():
             before = known.get(name)
             if before is not None and before[0] == digest:
                 self._keep(f"files/{name}/", f"simple/{name}/")
                 self.projects[name] = before
-        changed = {name: _merge_project(name, rows)
+        changed = {name: merge_project(name, rows)
                    for name, (_digest, rows) in projects.items() if name not in self.projects}
         self.progress(f"{len(changed)} of {len(projects)} projects changed")
         self._place_files(changed)
@@ -387,7 +310,7 @@ class _Run:
         sources = sorted({row.source for s in sets for row in s.rows} - {""})
         landing = LandingPage(
             title=self.title, set_names=tuple(s.name for s in sets),
-            sections=tuple(set_section(_summary(s, self.exclude)) for s in sets),
+            sections=tuple(set_section(set_summary(s, self.exclude)) for s in sets),
             provenance=replace(provenance, sources=tuple(sources)),
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"])
@@ -426,7 +349,7 @@ class _Run:
 
     def _place(self, rel: str, sha256: str, size: int | None, missing: list[str]) -> None:
         """Make ``rel`` the store's file: nothing to do when it already is
-        (same inode; or, for a copy, same size and mtime), else a hard link,
+        (same inode; or, on another device, same size and mtime), else a hard link,
         or a copy where linking is not possible. ``size`` None: not known
         (a .metadata file). A file absent from the store goes to ``missing``."""
         source = self._store_path(sha256)
@@ -445,15 +368,16 @@ class _Run:
                                  hint="remove the store file and run `doit fetch`")
         self.entries[rel] = (sha256, src.st_size)
         dest = f"{self.root}/{rel}"
-        have = None if self.fresh else _lstat(dest)
+        have = None if self.fresh else fs.lstat(dest)
         if have is not None and statmod.S_ISREG(have.st_mode) and (
                 (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev)
-                or (have.st_size, have.st_mtime_ns) == (src.st_size, src.st_mtime_ns)):
+                or (have.st_dev != src.st_dev  # a copy made by an earlier run
+                    and (have.st_size, have.st_mtime_ns) == (src.st_size, src.st_mtime_ns))):
             return
         self._mkdir(os.path.dirname(dest))
         if self.can_link:
             try:
-                _link(source, dest, replace=have is not None)
+                fs.link(source, dest, replace=have is not None)
                 self.linked += 1
                 self._wrote(rel)
                 return
@@ -462,7 +386,7 @@ class _Run:
                                      errno.EACCES):
                     raise
                 self.can_link = False
-        _copy(source, dest, src)
+        fs.copy(source, dest, src)
         self.copied += 1
         self._wrote(rel)
 
@@ -483,7 +407,7 @@ class _Run:
         self._put(f"simple/{name}/index.html", project_html(name, releases).encode())
         self._put(f"simple/{name}/index.json", project_json(name, releases).encode())
 
-    def _write_set(self, locked: _Set) -> None:
+    def _write_set(self, locked: PackageSet) -> None:
         """A set's lockfile copy and constraints, unless its lockfile and
         exclusions are those of the last run."""
         paths = [f"lockfiles/pylock.{locked.name}.toml",
@@ -499,7 +423,7 @@ class _Run:
             self._put(f"constraints/{locked.name}-{target.name}.txt",
                       constraints_text(locked.name, target, pins).encode())
 
-    def _write_lockfile_copy(self, locked: _Set) -> None:
+    def _write_lockfile_copy(self, locked: PackageSet) -> None:
         """``lockfiles/pylock.<set>.toml``: the lockfile as it is."""
         self._put(f"lockfiles/pylock.{locked.name}.toml", locked.input.read())
 
@@ -526,9 +450,9 @@ class _Run:
         names (pages first, so no page links to a file already gone), and
         rename a staging tree into place. The removed paths, in that order."""
         self.progress("writing the manifest")
-        _flush(self.root, self.unsynced, everything=self.fresh)
+        fs.flush(self.root, self.unsynced, everything=self.fresh)
         present = self.old_entries if self.previous else (
-            {} if self.fresh else dict.fromkeys(_walk(self.root)))
+            {} if self.fresh else dict.fromkeys(fs.walk(self.root)))
         removed = sorted((rel for rel in present if rel not in self.entries
                           and rel != MANIFEST_NAME),
                          key=lambda rel: (not rel.startswith("simple/"),
@@ -536,36 +460,24 @@ class _Run:
         data = join_encoded([encode_files(
             [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
         atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=True)
-        for rel in removed:
-            try:
-                os.unlink(self.root / rel)
-            except FileNotFoundError:
-                pass
-        _prune_dirs(self.root, removed)
+        fs.remove_files(self.root, removed)
         if self.fresh:
             os.replace(self.root, self.out_dir)
         return removed
 
-    def _save_state(self, key: str, inputs: list[_Input], sets: list[_Set],
+    def _save_state(self, key: str, inputs: list[LockfileInput], sets: list[PackageSet],
                     summary: dict[str, int]) -> None:
         """What the next run trusts: the inputs' key and hashes, the tree's
         manifest stat and directories, each project's and set's inputs, and
         each lockfile's package rows (by its sha256)."""
-        rows_dir = self.state_dir / ROWS_DIR
-        rows_dir.mkdir(parents=True, exist_ok=True)
-        current = {f"{s.input.sha256}.json" for s in sets}
-        for locked in sets:
-            _write_rows(rows_dir / f"{locked.input.sha256}.json", locked)
-        for entry in os.listdir(rows_dir):
-            if entry not in current:
-                os.unlink(rows_dir / entry)
-        dirs = sorted(_ancestors(self.entries))
+        keep_rows(self.state_dir / ROWS_DIR, sets)
+        dirs = sorted(fs.ancestors(self.entries))
         state = {
             "format": STATE_FORMAT, "key": key, "out_dir": str(self.out_dir),
             "store": os.path.abspath(self.store.root),
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
-            "manifest": _stat_key(self.out_dir / MANIFEST_NAME), "summary": summary,
-            "dirs": dirs, "tree": _tree_key(self.out_dir, dirs),
+            "manifest": fs.stat_key(self.out_dir / MANIFEST_NAME), "summary": summary,
+            "dirs": dirs, "tree": fs.tree_key(self.out_dir, dirs),
             "projects": self.projects,
             "sets": {s.name: _set_record(s, self.exclude) for s in sets},
         }
@@ -574,175 +486,14 @@ class _Run:
 
 
 # --------------------------------------------------------------------------
-# Lockfiles and package rows
+# Projects and sets
 # --------------------------------------------------------------------------
 
-def _hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[_Input]:
-    """Each lockfile's sha256, sorted by file name: read and hashed only when
-    its stat (size, mtime, ctime, inode) differs from the last run's."""
-    found = []
-    for path in paths:
-        stat_key = _stat_key(path)
-        if stat_key is None:
-            raise NotFoundError("lockfile is missing", where=str(path), hint="run `doit lock`")
-        before = previous.get(str(path))
-        if isinstance(before, list) and before[:4] == stat_key and isinstance(before[4], str):
-            found.append(_Input(path, stat_key, before[4]))
-        else:
-            data = path.read_bytes()
-            found.append(_Input(path, stat_key, sha256_bytes(data), data))
-    return sorted(found, key=lambda i: (i.path.name, str(i.path)))
-
-
-def _parse_set(item: _Input) -> _Set:
-    """Parse and validate a lockfile (:meth:`Lockfile.loads`) into a set."""
-    from .lockfile import Lockfile  # only when a lockfile changed: packaging.pylock is slow to load
-
-    where = str(item.path)
-    try:
-        text = item.read().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LockmirrorError(f"not UTF-8 text: {exc}", where=where) from None
-    lock = Lockfile.loads(text, where=where)
-    rows = [_row(package, where) for package in lock.packages]
-    if not _SET_RE.match(lock.set_name or ""):
-        raise LockmirrorError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
-    for target in lock.targets:
-        if not _SET_RE.match(target.name):
-            raise LockmirrorError(f"target name {target.name!r} is unsafe", where=where)
-    return _Set(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
-                targets=tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
-                              for t in lock.targets),
-                input_hash=lock.input_hash, rows=rows)
-
-
-def _row(package: LockedPackage, where: str) -> Row:
-    """A package as a row; refuses names and file names unsafe in a path."""
-    if not _NAME_RE.match(package.name):
-        raise LockmirrorError(f"package name {package.name!r} is not a normalized name",
-                              where=where, hint="re-create the lockfile with `doit lock`")
-    files = []
-    for file in package.files:
-        if (not file.filename or file.filename.startswith(".")
-                or _FILENAME_BAD.search(file.filename)):
-            raise LockmirrorError(f"unsafe file name {file.filename!r} for {package.name}",
-                                  where=where)
-        if not _SHA256_RE.match(file.sha256 or ""):
-            raise LockmirrorError(f"{file.filename} has no sha256", where=where)
-        metadata = file.metadata_sha256 if file.is_wheel else None
-        files.append(RowFile(file.filename, int(file.size), file.sha256, _iso(file.upload_time),
-                             metadata.lower() if metadata else None))
-    return Row(package.name, str(package.version), package.requires_python, package.yanked,
-               tuple(package.targets), bool(package.build_only), package.index,
-               tuple(sorted(files)))
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.replace(tzinfo=None).isoformat() + "Z"
-
-
-def _write_rows(path: Path, locked: _Set) -> None:
-    """Keep a set's rows for the next run, named by its lockfile's sha256."""
-    if path.exists():  # same name, same lockfile bytes, same rows
-        return
-    data = {"format": STATE_FORMAT, "set": locked.name,
-            "requirements": locked.requirements, "input_hash": locked.input_hash,
-            "targets": [[t.name, t.python, t.implementation, t.platforms]
-                        for t in locked.targets],
-            "rows": locked.rows}
-    atomic_write(path, json.dumps(data), fsync=False)
-
-
-def _read_rows(state_dir: Path, item: _Input) -> _Set | None:
-    """The set a lockfile with these bytes gave before; None when not kept."""
-    data = _read_json(state_dir / ROWS_DIR / f"{item.sha256}.json")
-    if data is None or data.get("format") != STATE_FORMAT:
-        return None
-    try:
-        rows = [Row(name, version, requires_python, yanked, tuple(targets), build_only, source,
-                    tuple(RowFile(*file) for file in files))
-                for name, version, requires_python, yanked, targets, build_only, source, files
-                in data["rows"]]
-        return _Set(name=data["set"], input=item, requirements=tuple(data["requirements"]),
-                    targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3]))
-                                  for t in data["targets"]),
-                    input_hash=data["input_hash"], rows=rows)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _set_record(locked: _Set, exclude: frozenset[tuple[str, str]]) -> list[Any]:
+def _set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[Any]:
     """What a set's files depend on besides its name: its lockfile and the
     releases of it left out."""
     excluded = {(row.name, row.version) for row in locked.rows} & exclude
     return [locked.input.sha256, sorted([name, version] for name, version in excluded)]
-
-
-ProjectRows = list[tuple[str, Row]]  # (set name, row) for each set that locks the project
-
-
-def _group_projects(sets: list[_Set], exclude: frozenset[tuple[str, str]],
-                    ) -> dict[str, tuple[str, ProjectRows]]:
-    """Project -> (digest of its rows, its rows), sets in name order;
-    excluded releases left out."""
-    grouped: dict[str, ProjectRows] = {}
-    for locked in sets:
-        for row in locked.rows:
-            if (row.name, row.version) not in exclude:
-                grouped.setdefault(row.name, []).append((locked.name, row))
-    return {name: (sha256_bytes(json.dumps(rows).encode()), rows)
-            for name, rows in sorted(grouped.items())}
-
-
-def _merge_project(name: str, rows: ProjectRows) -> list[Release]:
-    """A project's releases over every set; a file locked twice must agree."""
-    versions: dict[str, dict[str, Any]] = {}
-    origin: dict[str, tuple[str, str]] = {}  # filename -> (sha256, set)
-    for set_name, row in rows:
-        release = versions.get(row.version)
-        if release is None:
-            release = versions[row.version] = {"requires_python": row.requires_python,
-                                               "yanked": row.yanked, "files": {}}
-        else:
-            if release["requires_python"] is None:
-                release["requires_python"] = row.requires_python
-            if release["yanked"] is None:
-                release["yanked"] = row.yanked
-        for filename, size, sha256, upload_time, metadata in row.files:
-            first = origin.get(filename)
-            if first is not None and first[0] != sha256:
-                raise IntegrityError(
-                    f"{filename} is locked with sha256 {first[0][:12]}... in set "
-                    f"'{first[1]}' and {sha256[:12]}... in set '{set_name}'",
-                    hint="re-lock both sets from the same index")
-            origin[filename] = (sha256, set_name)
-            known = release["files"].get(filename)
-            if known is None or (known.metadata_sha256 is None and metadata):
-                release["files"][filename] = IndexFile(filename, size, sha256, upload_time,
-                                                       metadata)
-    return [Release(name, version, data["requires_python"], data["yanked"],
-                    tuple(data["files"][f] for f in sorted(data["files"])))
-            for version, data in sorted(versions.items())]
-
-
-def _summary(locked: _Set, excluded: frozenset[tuple[str, str]]) -> SetSummary:
-    """A set's part of the landing page."""
-    packages = []
-    sizes: dict[str, int] = {}
-    for row in locked.rows:
-        for file in row.files:
-            sizes[file.sha256] = file.size
-        packages.append(SetPackage(name=row.name, version=row.version, targets=row.targets,
-                                   size=sum(f.size for f in row.files), files=len(row.files),
-                                   build_only=row.build_only, yanked=row.yanked,
-                                   quarantined=(row.name, row.version) in excluded))
-    packages.sort(key=lambda p: (p.name, p.version))
-    return SetSummary(name=locked.name, requirements=locked.requirements,
-                      targets=locked.targets, packages=tuple(packages),
-                      input_hash=locked.input_hash, total_size=sum(sizes.values()))
 
 
 def _normalized_releases(releases: Iterable[tuple[str, Version | str]],
@@ -793,144 +544,6 @@ def _git(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str] | N
         return None
 
 
-# --------------------------------------------------------------------------
-# The file system
-# --------------------------------------------------------------------------
-
-
-def _stat_key(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _tree_key(root: Path, dirs: Iterable[str]) -> str | None:
-    """A digest of the mtime and inode of each of ``dirs`` below ``root``
-    (None when one is missing): a file added or removed changes it."""
-    digest = hashlib.sha256()
-    for rel in dirs:
-        try:
-            stat = os.stat(f"{root}/{rel}" if rel else root)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        digest.update(f"{rel}\0{stat.st_mtime_ns}\0{stat.st_ino}\n".encode())
-    return digest.hexdigest()
-
-
-def _ancestors(paths: Iterable[str]) -> set[str]:
-    """Every directory above each of ``paths`` ("" for the tree itself)."""
-    found = {""}
-    for path in paths:
-        parent = path.rpartition("/")[0]
-        while parent and parent not in found:
-            found.add(parent)
-            parent = parent.rpartition("/")[0]
-    return found
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_manifest(path: Path) -> dict[str, tuple[str, int]] | None:
-    """The manifest the last run wrote: path -> (sha256, size); None if unreadable."""
-    data = _read_json(path)
-    try:
-        return {rel: (entry["sha256"], entry["size"])
-                for rel, entry in data["files"].items()} if data else None
-    except (KeyError, TypeError, AttributeError):
-        return None
-
-
-def _link(source: str, dest: str, *, replace: bool) -> None:
-    """Hard-link ``source`` to ``dest``; ``replace``: over an existing file, atomically."""
-    if not replace:
-        os.link(source, dest)
-        return
-    temp = _temp_path(dest)
-    os.link(source, temp)
-    try:
-        os.replace(temp, dest)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
-def _copy(source: str, dest: str, src: os.stat_result) -> None:
-    """Copy ``source`` to ``dest`` atomically, with its mtime (how a later run
-    knows the copy is current: same size and mtime)."""
-    temp = _temp_path(dest)
-    try:
-        shutil.copyfile(source, temp)
-        os.chmod(temp, 0o644)
-        os.utime(temp, ns=(src.st_atime_ns, src.st_mtime_ns))
-        os.replace(temp, dest)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _temp_path(dest: str) -> str:
-    directory, name = os.path.split(dest)
-    return f"{directory}/.{name}.{os.getpid()}.tmp"
-
-
-def _flush(root: Path, written: list[str], *, everything: bool) -> None:
-    """Make ``written`` durable before the manifest names them: files written
-    without a flush each (a journal commit per file is what makes many small
-    writes slow), flushed back to back here; ``everything`` (a staging tree)
-    or many files: one os.sync()."""
-    if everything or len(written) > BULK_WRITES:
-        os.sync()
-        return
-    parents = sorted({os.path.dirname(f"{root}/{rel}") for rel in written})
-    for path in [*(f"{root}/{rel}" for rel in written), *parents]:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def _walk(root: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        base = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if base == "." else base + "/"
-        found += [prefix + name for name in sorted(filenames)]
-    return found
-
-
-def _prune_dirs(root: Path, removed: Iterable[str]) -> None:
-    """Remove the directories ``removed`` emptied."""
-    parents = sorted({(root / rel).parent for rel in removed},
-                     key=lambda p: len(p.parts), reverse=True)
-    for directory in parents:
-        while directory != root and root in directory.parents:
-            try:
-                directory.rmdir()
-            except OSError:
-                break
-            directory = directory.parent
-
-
 def _releases_of(removed: Iterable[str]) -> list[str]:
     """"name version" of the artifacts among ``removed`` paths."""
     artifacts = []
@@ -958,29 +571,3 @@ def _releases_of(removed: Iterable[str]) -> list[str]:
             continue  # not a distribution (a stray file)
         releases.add(f"{project} {version}")
     return sorted(releases)
-
-
-def _remove_stale_staging(out_dir: Path) -> None:
-    """Staging directories left by builds that were killed."""
-    parent = out_dir.parent
-    if not parent.is_dir():
-        return
-    prefix = f".{out_dir.name}.staging-"
-    for entry in parent.iterdir():
-        if entry.name.startswith(prefix) and entry.is_dir():
-            pid = entry.name[len(prefix):]
-            if pid.isdigit() and _pid_alive(int(pid)):
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
