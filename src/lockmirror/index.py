@@ -181,6 +181,8 @@ def build_index(
 
 @dataclass
 class _Run:
+    """One run of :func:`build_index`: its options, then what it learns and does."""
+
     store: Store
     out_dir: Path
     state_dir: Path
@@ -392,7 +394,8 @@ class _Run:
 
     def _store_path(self, sha256: str) -> str:
         """``str(self.store.path(sha256))``, without a Path object per file
-        (20,000 of them cost a tenth of a second); test_index checks they agree."""
+        (20,000 of them cost a tenth of a second); the tests check every placed
+        file is the store's inode."""
         digest = sha256.lower()
         return f"{self.store_objects}/{digest[:2]}/{digest[2:]}"
 

@@ -86,6 +86,7 @@ class PackageSet:
     targets: tuple[SetTarget, ...]
     input_hash: str
     rows: list[Row]
+    kept: bool = False  # read from the rows an earlier run kept (not parsed)
 
 
 def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[LockfileInput]:
@@ -136,7 +137,7 @@ def read_rows(rows_dir: Path, item: LockfileInput) -> PackageSet | None:
         return PackageSet(name=data["set"], input=item, requirements=tuple(data["requirements"]),
                     targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3]))
                                   for t in data["targets"]),
-                    input_hash=data["input_hash"], rows=rows)
+                    input_hash=data["input_hash"], rows=rows, kept=True)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -196,7 +197,8 @@ def keep_rows(rows_dir: Path, sets: list[PackageSet]) -> None:
     lockfile's sha256), and only those."""
     rows_dir.mkdir(parents=True, exist_ok=True)
     for locked in sets:
-        write_rows(rows_dir / f"{locked.input.sha256}.json", locked)
+        if not locked.kept:
+            write_rows(rows_dir / f"{locked.input.sha256}.json", locked)
     current = {f"{s.input.sha256}.json" for s in sets}
     for entry in os.listdir(rows_dir):
         if entry not in current:
@@ -205,8 +207,6 @@ def keep_rows(rows_dir: Path, sets: list[PackageSet]) -> None:
 
 def write_rows(path: Path, locked: PackageSet) -> None:
     """Keep a set's rows for the next run, named by its lockfile's sha256."""
-    if path.exists():  # same name, same lockfile bytes, same rows
-        return
     data = {"format": ROWS_FORMAT, "set": locked.name,
             "requirements": locked.requirements, "input_hash": locked.input_hash,
             "targets": [[t.name, t.python, t.implementation, t.platforms]
