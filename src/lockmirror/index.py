@@ -460,9 +460,10 @@ class _Run:
                           and rel != MANIFEST_NAME),
                          key=lambda rel: (not rel.startswith("simple/"),
                                           rel.startswith("files/"), rel))
-        data = join_encoded([encode_files(
-            [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
-        atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=True)
+        if self.entries != self.old_entries:  # else the manifest holds them already
+            data = join_encoded([encode_files(
+                [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
+            atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=not self.previous)
         fs.remove_files(self.root, removed)
         if self.fresh:
             os.replace(self.root, self.out_dir)
