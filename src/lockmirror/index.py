@@ -239,6 +239,8 @@ class _Run:
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"], linked=self.linked, copied=self.copied)
 
+    # -- 1. the no-op check ----------------------------------------------
+
     def _run_key(self, inputs: list[LockfileInput], provenance: Provenance) -> str:
         """A digest of every input of the tree: equal keys and an intact tree are a no-op."""
         return sha256_bytes(json.dumps([

@@ -7,11 +7,12 @@ staging directories of killed builds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -81,38 +82,36 @@ def read_manifest(path: Path) -> dict[str, tuple[str, int]] | None:
 
 def link(source: str, dest: str, *, replace: bool) -> None:
     """Hard-link ``source`` to ``dest``; ``replace``: over an existing file, atomically."""
-    if not replace:
+    if replace:
+        _into_place(dest, lambda temp: os.link(source, temp))
+    else:
         os.link(source, dest)
-        return
-    temp = _temp_path(dest)
-    os.link(source, temp)
-    try:
-        os.replace(temp, dest)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 def copy(source: str, dest: str, src: os.stat_result) -> None:
-    """Copy ``source`` to ``dest`` atomically, with its mtime (how a later run
-    knows the copy is current: same size and mtime)."""
-    temp = _temp_path(dest)
-    try:
+    """Copy ``source`` (whose stat is ``src``) to ``dest`` atomically, with its
+    mtime: how a later run knows the copy is current (same size and mtime)."""
+
+    def make(temp: str) -> None:
         shutil.copyfile(source, temp)
         os.chmod(temp, 0o644)
         os.utime(temp, ns=(src.st_atime_ns, src.st_mtime_ns))
+
+    _into_place(dest, make)
+
+
+def _into_place(dest: str, make: Callable[[str], None]) -> None:
+    """``make`` a temporary file beside ``dest``, then rename it to ``dest``;
+    whatever fails, no temporary file is left."""
+    directory, name = os.path.split(dest)
+    temp = f"{directory}/.{name}.{os.getpid()}.tmp"
+    try:
+        make(temp)
         os.replace(temp, dest)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-        except FileNotFoundError:
-            pass
         raise
-
-
-def _temp_path(dest: str) -> str:
-    directory, name = os.path.split(dest)
-    return f"{directory}/.{name}.{os.getpid()}.tmp"
 
 
 def flush(root: Path, written: list[str], *, everything: bool) -> None:
