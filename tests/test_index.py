@@ -688,3 +688,15 @@ def test_only_changed_lockfiles_are_parsed(own_mirror: FixtureMirror, tmp_path: 
     full = build(own_mirror, full=True)  # trusts nothing: parses everything, writes nothing
     assert sorted(parsed) == ["pylock.core.toml", "pylock.extra.toml"]
     assert full.written == () and full.removed == ()
+
+
+def test_metadata_hash_that_is_not_a_hash_is_refused(own_mirror: FixtureMirror) -> None:
+    # the metadata sha256 names a store file: a path in its place must not be followed
+    path = own_mirror.root / "lockfiles" / "pylock.extra.toml"
+    text = path.read_text()
+    digest = own_mirror.catalogue.find("yanky", "1.0").metadata_sha256
+    assert digest in text
+    path.write_text(text.replace(digest, "ab/../../../../../../etc/passwd", 1))
+    with pytest.raises(LockmirrorError, match="invalid metadata sha256"):
+        build(own_mirror)
+    assert not own_mirror.out.exists()

@@ -398,13 +398,17 @@ class _Run:
         """``str(self.store.path(sha256))``, without a Path object per file
         (20,000 of them cost a tenth of a second); the tests check every placed
         file is the store's inode."""
-        digest = sha256.lower()
-        return f"{self.store_objects}/{digest[:2]}/{digest[2:]}"
+        return f"{self.store_objects}/{sha256[:2]}/{sha256[2:]}"  # rows hold lower-case hex
 
     def _mkdir(self, directory: str) -> None:
         """Make ``directory`` (and its parents) once per run."""
         if directory not in self.made_dirs:
-            os.makedirs(directory, exist_ok=True)
+            try:  # the parent (files/, simple/) is almost always there: one call
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)
             self.made_dirs.add(directory)
 
     def _write_pages(self, name: str, releases: list[Release]) -> None:
@@ -440,13 +444,14 @@ class _Run:
             self._mkdir(os.path.dirname(path))
             with open(path, "wb") as handle:
                 handle.write(data)
-            self.written.append(rel)
+            self._wrote(rel)
         elif atomic_write(Path(path), data, only_if_changed=True, fsync=False):
             self._wrote(rel)
 
     def _wrote(self, rel: str) -> None:
         self.written.append(rel)
-        self.unsynced.append(rel)
+        if not self.fresh:  # a staging tree is synced whole
+            self.unsynced.append(rel)
 
     # -- 6. manifest, removals, state --------------------------------------
 

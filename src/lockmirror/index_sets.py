@@ -177,9 +177,12 @@ def _row(package: LockedPackage, where: str) -> Row:
                                   where=where)
         if not _SHA256_RE.match(file.sha256 or ""):
             raise LockmirrorError(f"{file.filename} has no sha256", where=where)
-        metadata = file.metadata_sha256 if file.is_wheel else None
+        metadata = (file.metadata_sha256 or "").lower() if file.is_wheel else ""
+        if metadata and not _SHA256_RE.match(metadata):  # it names a store file: no paths
+            raise LockmirrorError(f"{file.filename} has an invalid metadata sha256",
+                                  where=where)
         files.append(RowFile(file.filename, int(file.size), file.sha256, _iso(file.upload_time),
-                             metadata.lower() if metadata else None))
+                             metadata or None))
     return Row(package.name, str(package.version), package.requires_python, package.yanked,
                tuple(package.targets), bool(package.build_only), package.index,
                tuple(sorted(files)))
