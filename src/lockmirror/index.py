@@ -482,6 +482,7 @@ class _Run:
         manifest stat and directories, each project's and set's inputs, and
         each lockfile's package rows (by its sha256)."""
         keep_rows(self.state_dir / ROWS_DIR, sets)
+        (self.state_dir / "cache.marshal").unlink(missing_ok=True)  # earlier versions' cache
         dirs = sorted(fs.ancestors(self.entries))
         state = {
             "format": STATE_FORMAT, "key": key, "out_dir": str(self.out_dir),
