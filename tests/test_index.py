@@ -591,170 +591,22 @@ def test_quarantined_releases_are_left_out(own_mirror: FixtureMirror, tmp_path: 
 
 
 # --------------------------------------------------------------------------
-# A first build uses both cores: a forked child parses half the package
-# blocks, another links the files. Same bytes as the serial build.
+# The same bytes as the index stage before it was made plain (golden listing),
+# and incremental without parsing what did not change
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def parallel(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[object]]:
-    """Lower the thresholds so the fixture mirror takes the parallel paths;
-    records each child parser and share child started."""
-    from lockmirror import index
+def test_tree_matches_the_golden_listing(catalogue: Catalogue, tmp_path: Path) -> None:
+    """Every file of the fixture mirror's index, byte for byte (by sha256), as
+    tests/data/index_golden.json records it. After a deliberate change to what
+    the index writes, regenerate that file with `.venv/bin/python tests/index_golden.py`
+    and review its diff."""
+    from index_golden import GOLDEN, PYTHON, build_trees
 
-    started: dict[str, list[object]] = {"parse": [], "share": []}
-
-    def recorded(kind: str, original: Any) -> Any:
-        def start(*args: object, **kwargs: object) -> object:
-            child = original(*args, **kwargs)
-            started[kind].append(child)
-            return child
-        return staticmethod(start)
-
-    monkeypatch.setattr(index, "PARALLEL_BLOCKS", 2)
-    monkeypatch.setattr(index, "PARALLEL_FILES", 2)
-    # The suite's session fixtures may have left server threads running; the
-    # children only parse or write the tree and leave with os._exit, so forking is safe here.
-    monkeypatch.setattr(index.threading, "active_count", lambda: 1)
-    monkeypatch.setattr(index._ChildParser, "start",
-                        recorded("parse", index._ChildParser.start))
-    monkeypatch.setattr(index._ChildShare, "start",
-                        recorded("share", index._ChildShare.start))
-    return started
-
-
-def test_parallel_first_build_gives_the_same_bytes(mirror: FixtureMirror, tmp_path: Path,
-                                                   parallel: dict[str, list[object]]) -> None:
-    out = tmp_path / "dist-index"
-    result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
-    # really forked, both children
-    assert [child is not None for child in parallel["parse"]] == [True]
-    assert [child is not None for child in parallel["share"]] == [True]
-    assert tree_bytes(out) == tree_bytes(mirror.out)
-    # what the share child did is reported as if the parent had done it
-    files = sorted(rel for rel in tree_state(out) if rel.startswith("files/"))
-    assert (result.linked, result.copied) == (len(files), 0)
-    assert set(files) <= set(result.written)
-    again = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
-    assert again.noop
-    # the rows the child parsed were cached: a full compare parses nothing and writes nothing
-    full = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror", full=True)
-    assert full.written == () and full.removed == ()
-
-
-def _break_last_version(path: Path) -> None:
-    """Make the version of the last package block of lockfile ``path`` invalid."""
-    text = path.read_text()
-    block = text.rfind("\n[[packages]]\n")
-    version = text.index('\nversion = "', block)
-    path.write_text(text[:version] + '\nversion = "not a version!"'
-                    + text[text.index("\n", version + 1):])
-
-
-def test_parallel_parse_error_in_the_childs_share_is_reported(
-        own_mirror: FixtureMirror, parallel: dict[str, list[object]]) -> None:
-    # the last block of the last lockfile is in the child's share
-    last = max(own_mirror.lockfiles, key=lambda p: p.name)
-    _break_last_version(last)
-    with pytest.raises(LockmirrorError, match="not a valid PEP 751 lockfile") as error:
-        build(own_mirror)
-    assert str(last) in str(error.value)
-    assert parallel["parse"] and parallel["parse"][0] is not None
-    assert not own_mirror.out.exists()
-
-
-def test_first_build_work_is_split_about_half_way() -> None:
-    from lockmirror.index import PAGES_WEIGHT, _halfway
-
-    assert _halfway([0, 10, 20, 30], 40) == 2  # even projects: half the projects
-    # one big project: the parent takes it alone, the child all the small ones
-    assert _halfway([0, 100, 101, 102, 103], 104) == 1
-    assert _halfway([], 0) == 0
-    assert _halfway([0], 5) == 1  # one project: nothing for a child
-    cuts = list(range(0, 2000 * 5, 5))
-    half = _halfway(cuts, 10_000)
-    parent = cuts[half] + PAGES_WEIGHT * half
-    assert abs(parent - (10_000 + PAGES_WEIGHT * 2000 - parent)) <= 5 + PAGES_WEIGHT
-
-
-# the fixture's 8 projects: beta is in the parent's half, yanky in the child's
-@pytest.mark.parametrize("project", ["beta", "yanky"])
-def test_parallel_share_child_store_size_mismatch_is_reported(
-        own_mirror: FixtureMirror, parallel: dict[str, list[object]], project: str) -> None:
-    # a child stops at the error; the parent does its share and raises it
-    item = own_mirror.catalogue.find(project, "1.0")
-    path = own_mirror.store.path(item.sha256)
-    path.write_bytes(path.read_bytes() + b"tampered")
-    with pytest.raises(IntegrityError, match=re.escape(item.filename)):
-        build(own_mirror)
-    assert parallel["share"] and parallel["share"][0] is not None
-    assert not own_mirror.out.exists()
-    assert not list(own_mirror.root.glob(".dist-index.staging-*"))
-
-
-@pytest.mark.parametrize("project", ["beta", "yanky"])
-def test_parallel_share_child_reports_missing_store_files(
-        own_mirror: FixtureMirror, parallel: dict[str, list[object]], project: str) -> None:
-    item = own_mirror.catalogue.find(project, "1.0")
-    own_mirror.store.path(item.sha256).unlink()
-    with pytest.raises(NotFoundError, match=re.escape(item.filename)):
-        build(own_mirror)
-    assert parallel["share"] and parallel["share"][0] is not None
-    assert not own_mirror.out.exists()
-
-
-def test_parallel_share_child_dying_half_way_is_finished_by_the_parent(
-        mirror: FixtureMirror, tmp_path: Path, parallel: dict[str, list[object]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import index
-
-    def dies_half_way(builder: Any, root: Path, dirty: list[Any], to_place: list[Any],
-                      writer: int) -> int:
-        builder._place_all(root, to_place[:len(to_place) // 2], {}, [])
-        builder._pages(root, dirty[:1])
-        return 1
-
-    monkeypatch.setattr(index, "_child_share", dies_half_way)
-    out = tmp_path / "dist-index"
-    result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
-    assert parallel["share"] and parallel["share"][0] is not None
-    assert tree_bytes(out) == tree_bytes(mirror.out)
-    # the links the child made are kept and counted as this run's
-    files = [rel for rel in tree_state(out) if rel.startswith("files/")]
-    assert (result.linked, result.copied) == (len(files), 0)
-    assert set(files) <= set(result.written)
-
-
-def test_parallel_share_child_killed_while_copying_leaves_no_temp_file(
-        mirror: FixtureMirror, tmp_path: Path, parallel: dict[str, list[object]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-    import signal
-
-    from lockmirror import index
-
-    parent = os.getpid()
-    real_copyfile = shutil.copyfile
-
-    def no_links(*args: object, **kwargs: object) -> None:  # another file system: copies
-        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
-
-    def copyfile(source: str, destination: str) -> str:
-        if os.getpid() != parent:  # the child dies half-way through its first copy
-            Path(destination).write_bytes(Path(source).read_bytes()[:3])
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real_copyfile(source, destination)
-
-    monkeypatch.setattr(os, "link", no_links)
-    monkeypatch.setattr(index.shutil, "copyfile", copyfile)
-    out = tmp_path / "dist-index"
-    result = build_index(mirror.lockfiles, mirror.store, out, title="Fixture mirror")
-    assert parallel["share"] and parallel["share"][0] is not None
-    assert not [rel for rel in tree_state(out) if rel.endswith(".tmp")]
-    assert tree_bytes(out) == tree_bytes(mirror.out)
-    files = [rel for rel in tree_state(out) if rel.startswith("files/")]
-    assert (result.linked, result.copied) == (0, len(files))
-    assert check_tree(out, Manifest.read(out / "manifest.json")).ok
+    golden = json.loads(GOLDEN.read_text())
+    if golden["python"] != PYTHON:
+        pytest.skip(f"the golden listing was made with Python {golden['python']}")
+    assert build_trees(tmp_path) == golden["trees"]
 
 
 def _swap_speedup(mirror: FixtureMirror, version: str) -> None:
@@ -769,10 +621,10 @@ def _swap_speedup(mirror: FixtureMirror, version: str) -> None:
     rewrite_lockfile(mirror, replace(extra, packages=packages))
 
 
-def test_manifest_cut_from_the_previous_one_over_several_runs(own_mirror: FixtureMirror,
+def test_manifest_over_several_runs(own_mirror: FixtureMirror,
                                                               tmp_path: Path) -> None:
-    # unchanged projects' manifest parts are cut from the previous manifest at
-    # offsets the cache keeps; they move whenever a project before them changes
+    # unchanged projects keep their manifest entries from the previous manifest;
+    # a change and its undoing each give what a build from nothing gives
     build(own_mirror)
     original = tree_bytes(own_mirror.out)
     _swap_speedup(own_mirror, "1.0")
@@ -783,144 +635,68 @@ def test_manifest_cut_from_the_previous_one_over_several_runs(own_mirror: Fixtur
     assert tree_bytes(own_mirror.out) == original
 
 
-def test_manifest_parts_encoded_again_when_not_where_expected(
-        own_mirror: FixtureMirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import index
-
-    build(own_mirror)
-    monkeypatch.setattr(index._OldManifest, "parts", lambda self, name: None)
-    _swap_speedup(own_mirror, "1.0")
-    build(own_mirror)
-    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+def _break_last_version(path: Path) -> None:
+    """Make the version of the last package block of lockfile ``path`` invalid."""
+    text = path.read_text()
+    block = text.rfind("\n[[packages]]\n")
+    version = text.index('\nversion = "', block)
+    path.write_text(text[:version] + '\nversion = "not a version!"'
+                    + text[text.index("\n", version + 1):])
 
 
-# --------------------------------------------------------------------------
-# An update parses its changed blocks in a child forked early (the parser's
-# imports overlap the tree's stat calls). Same bytes, same errors.
-# --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def importer(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[object]]:
-    """Lets the importer child fork in this (threaded) test process; records
-    each child started and what each parse returned."""
-    from lockmirror import index
-
-    seen: dict[str, list[object]] = {"started": [], "parsed": []}
-    start, parse = index._ChildImporter.start, index._ChildImporter.parse
-
-    def recorded_start() -> object:
-        child = start()
-        seen["started"].append(child)
-        return child
-
-    def recorded_parse(self: Any, *args: Any) -> object:
-        metas = parse(self, *args)
-        seen["parsed"].append(metas)
-        return metas
-
-    # The suite's session fixtures may have left server threads running; the
-    # child only parses and leaves with os._exit, so forking is safe here.
-    monkeypatch.setattr(index.threading, "active_count", lambda: 1)
-    monkeypatch.setattr(index._ChildImporter, "start", staticmethod(recorded_start))
-    monkeypatch.setattr(index._ChildImporter, "parse", recorded_parse)
-    return seen
-
-
-def test_update_parses_changed_blocks_in_the_importer_child(
-        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]]) -> None:
-    build(own_mirror)
-    assert importer["started"] == []  # a first build has no state: no importer
-    _swap_speedup(own_mirror, "1.0")
-    result = build(own_mirror)
-    assert [child is not None for child in importer["started"]] == [True]
-    assert importer["parsed"] and importer["parsed"][0] is not None  # the child's rows were used
-    assert "simple/speedup/index.html" in result.written
-    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
-    assert build(own_mirror).noop  # a no-op starts no child
-    assert len(importer["started"]) == 1
-
-
-def test_update_with_an_invalid_block_reports_it_as_without_the_child(
-        own_mirror: FixtureMirror, importer: dict[str, list[object]]) -> None:
+def test_invalid_lockfile_on_update_is_one_line_and_keeps_the_tree(
+        own_mirror: FixtureMirror) -> None:
     build(own_mirror)
     before = tree_bytes(own_mirror.out)
     path = own_mirror.root / "lockfiles" / "pylock.extra.toml"
     _break_last_version(path)
     with pytest.raises(LockmirrorError, match="not a valid PEP 751 lockfile") as error:
         build(own_mirror)
-    assert str(path) in str(error.value)
-    assert importer["started"] and importer["started"][0] is not None
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
     assert tree_bytes(own_mirror.out) == before
 
 
-def test_update_when_the_importer_child_dies_parses_here(
-        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import index
-
-    monkeypatch.setattr(index, "_child_import", lambda requests, replies: 1)
-    build(own_mirror)
-    _swap_speedup(own_mirror, "1.0")
-    build(own_mirror)
-    assert importer["started"] and importer["started"][0] is not None
-    assert importer["parsed"] == [None]  # nothing from the child: parsed here
-    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
-
-
-def test_update_with_many_changed_blocks_lets_the_importer_go(
-        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import index
-
-    monkeypatch.setattr(index, "IMPORTER_BLOCKS", 0)
-    build(own_mirror)
-    _swap_speedup(own_mirror, "1.0")
-    build(own_mirror)
-    assert importer["started"] and importer["started"][0] is not None
-    assert importer["parsed"] == [None]
-    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
-
-
-def test_no_child_is_forked_when_sigchld_is_ignored(
-        own_mirror: FixtureMirror, tmp_path: Path, importer: dict[str, list[object]],
-        parallel: dict[str, list[object]]) -> None:
-    # inherited SIG_IGN makes the kernel reap children: their status is lost
-    import signal
-
-    build(own_mirror)
-    _swap_speedup(own_mirror, "1.0")
-    before = {kind: len(started) for kind, started in parallel.items()}
-    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    try:
+def test_invalid_lockfile_on_first_build_leaves_no_tree(own_mirror: FixtureMirror) -> None:
+    _break_last_version(own_mirror.root / "lockfiles" / "pylock.core.toml")
+    with pytest.raises(LockmirrorError, match="not a valid PEP 751 lockfile"):
         build(own_mirror)
-        fresh = build_index(own_mirror.lockfiles, own_mirror.store, tmp_path / "a" / "dist-index",
-                            title="Fixture mirror")
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
-    assert importer["started"] == [None]
-    for kind, started in parallel.items():  # asked for, and none forked
-        assert len(started) > before[kind] and set(started[before[kind]:]) == {None}
-    assert fresh.linked > 0
-    assert tree_bytes(own_mirror.out) == tree_bytes(tmp_path / "a" / "dist-index")
+    assert not own_mirror.out.exists()
+    assert not list(own_mirror.root.glob(".dist-index.staging-*"))
 
 
-def test_a_child_reaped_elsewhere_counts_as_failed() -> None:
-    import marshal
-    import signal
+def test_only_changed_lockfiles_are_parsed(own_mirror: FixtureMirror, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import index_sets
 
-    from lockmirror import index
+    parsed: list[str] = []
+    parse = index_sets.parse_set
 
-    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    try:
-        reader, writer = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # only writes and leaves: safe to fork from a threaded process
-            os.write(writer, marshal.dumps("report"))
-            os._exit(0)
-        os.close(writer)
-        report = index._reap(pid, reader)
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
-    # a complete report, but the exit status is lost: not trusted
-    assert report is None
+    def recorded(item: Any) -> Any:
+        parsed.append(item.path.name)
+        return parse(item)
+
+    monkeypatch.setattr(index_sets, "parse_set", recorded)
+    build(own_mirror)
+    assert sorted(parsed) == ["pylock.core.toml", "pylock.extra.toml"]
+    parsed.clear()
+    _swap_speedup(own_mirror, "1.0")
+    result = build(own_mirror)
+    assert parsed == ["pylock.extra.toml"]  # core's rows are those of the last run
+    assert "simple/speedup/index.html" in result.written
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "a"))
+    parsed.clear()
+    full = build(own_mirror, full=True)  # trusts nothing: parses everything, writes nothing
+    assert sorted(parsed) == ["pylock.core.toml", "pylock.extra.toml"]
+    assert full.written == () and full.removed == ()
+
+
+def test_metadata_hash_that_is_not_a_hash_is_refused(own_mirror: FixtureMirror) -> None:
+    # the metadata sha256 names a store file: a path in its place must not be followed
+    path = own_mirror.root / "lockfiles" / "pylock.extra.toml"
+    text = path.read_text()
+    digest = own_mirror.catalogue.find("yanky", "1.0").metadata_sha256
+    assert digest in text
+    path.write_text(text.replace(digest, "ab/../../../../../../etc/passwd", 1))
+    with pytest.raises(LockmirrorError, match="invalid metadata sha256"):
+        build(own_mirror)
+    assert not own_mirror.out.exists()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -80,16 +80,20 @@ class Manifest:
 def encode_entries(entries: Iterable[tuple[str, Entry]]) -> str:
     """The text of ``entries`` (sorted by path) inside a manifest's ``files``.
 
-    :func:`join_encoded` of such parts, in path order, is :meth:`Manifest.dumps`:
-    a writer that keeps the parts of a large manifest re-encodes only what
-    changed. The bytes are those of ``json.dumps(data, indent=1, sort_keys=True)``,
+    :func:`join_encoded` of such parts, in path order, is :meth:`Manifest.dumps`.
+    The bytes are those of ``json.dumps(data, indent=1, sort_keys=True)``,
     3-5x faster (indented JSON is encoded in pure Python).
     """
+    return encode_files([(path, entry.sha256, entry.size) for path, entry in entries])
+
+
+def encode_files(files: Iterable[tuple[str, str, int]]) -> str:
+    """:func:`encode_entries` of plain (path, sha256, size) tuples, sorted by
+    path: a writer of a large manifest need not make an Entry per file."""
     quote = json.encoder.encode_basestring_ascii
-    return ",\n".join(
-        f'  {quote(path)}: {{\n   "sha256": {quote(entry.sha256)},\n'
-        f'   "size": {int(entry.size)}\n  }}'
-        for path, entry in entries)
+    return ",\n".join([
+        f'  {quote(path)}: {{\n   "sha256": {quote(sha256)},\n   "size": {int(size)}\n  }}'
+        for path, sha256, size in files])
 
 
 def join_encoded(parts: Iterable[str]) -> str:
@@ -98,30 +102,6 @@ def join_encoded(parts: Iterable[str]) -> str:
     if not body:
         return json.dumps({"format": FORMAT, "files": {}}, indent=1, sort_keys=True) + "\n"
     return f'{{\n "files": {{\n{body}\n }},\n "format": {json.dumps(FORMAT)}\n}}\n'
-
-
-def join_encoded_spans(parts: Sequence[bytes]) -> tuple[bytes, list[tuple[int, int]]]:
-    """:func:`join_encoded` of UTF-8 encoded parts, and where each part is in
-    the result: (offset, length), (0, 0) for an empty part. A writer that keeps
-    those spans can take unchanged parts from the previous manifest's bytes."""
-    head = b'{\n "files": {\n'
-    chunks: list[bytes] = []
-    spans = []
-    position = len(head)
-    for part in parts:
-        if not part:
-            spans.append((0, 0))
-            continue
-        if chunks:
-            chunks.append(b",\n")
-            position += 2
-        spans.append((position, len(part)))
-        chunks.append(part)
-        position += len(part)
-    if not chunks:
-        return join_encoded([]).encode(), spans
-    tail = f'\n }},\n "format": {json.dumps(FORMAT)}\n}}\n'.encode()
-    return b"".join([head, *chunks, tail]), spans
 
 
 def entries_to_json(files: Mapping[str, Entry]) -> dict[str, dict[str, str | int]]:
