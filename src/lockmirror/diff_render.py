@@ -76,39 +76,6 @@ from .lockfile import Lockfile
 SCHEMA = "lockmirror-diff/1"
 
 
-def _version_text(change: PackageChange, arrow: str = "->") -> str:
-    if change.change == "added":
-        return f"{change.new_version}"
-    if change.change == "removed":
-        return f"{change.old_version}"
-    if change.change == "changed":
-        return f"{change.new_version} (files changed)"
-    return f"{change.old_version} {arrow} {change.new_version}"
-
-
-def _grouped(targets: Iterable[TargetDiff]) -> list[tuple[list[str], tuple[PackageChange, ...]]]:
-    """Targets with the same visible changes, together (first target's order)."""
-    groups: dict[tuple[object, ...], tuple[list[str], tuple[PackageChange, ...]]] = {}
-    for target in targets:
-        if not target.packages:
-            continue
-        key = tuple(p.signature for p in target.packages)
-        groups.setdefault(key, ([], target.packages))[0].append(target.target)
-    return list(groups.values())
-
-
-def _summary_line(diff: SetDiff) -> str:
-    parts = [f"{diff.count(k)} {k}" for k in ("added", "removed", "upgraded", "downgraded",
-                                               "changed") if diff.count(k)]
-    files = (f"files +{len(diff.files_added)} -{len(diff.files_removed)}, "
-             f"{format_size(diff.size_change, signed=True)} "
-             f"({format_size(diff.old_size)} -> {format_size(diff.new_size)})")
-    return ", ".join(parts + [files]) if parts else files
-
-
-_TEXT_MARK = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
-
-
 # --------------------------------------------------------------------------
 # Text
 # --------------------------------------------------------------------------
@@ -365,6 +332,7 @@ def diff_as_json(diff: LockDiff) -> dict[str, Any]:
 
 
 def render_json(diff: LockDiff) -> str:
+    """:func:`diff_as_json`, indented, UTF-8 as is, one newline at the end."""
     return json.dumps(diff_as_json(diff), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -414,3 +382,41 @@ def render_textconv(lockfile: Lockfile) -> str:
             lines.append(f"{head} {kind} {file.filename} {format_size(file.size)} "
                          f"sha256:{file.sha256[:16]} from {url_host(file.url)}")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Shared by the renderers
+# --------------------------------------------------------------------------
+
+
+def _version_text(change: PackageChange, arrow: str = "->") -> str:
+    if change.change == "added":
+        return f"{change.new_version}"
+    if change.change == "removed":
+        return f"{change.old_version}"
+    if change.change == "changed":
+        return f"{change.new_version} (files changed)"
+    return f"{change.old_version} {arrow} {change.new_version}"
+
+
+def _grouped(targets: Iterable[TargetDiff]) -> list[tuple[list[str], tuple[PackageChange, ...]]]:
+    """Targets with the same visible changes, together (first target's order)."""
+    groups: dict[tuple[object, ...], tuple[list[str], tuple[PackageChange, ...]]] = {}
+    for target in targets:
+        if not target.packages:
+            continue
+        key = tuple(p.signature for p in target.packages)
+        groups.setdefault(key, ([], target.packages))[0].append(target.target)
+    return list(groups.values())
+
+
+def _summary_line(diff: SetDiff) -> str:
+    parts = [f"{diff.count(k)} {k}" for k in ("added", "removed", "upgraded", "downgraded",
+                                               "changed") if diff.count(k)]
+    files = (f"files +{len(diff.files_added)} -{len(diff.files_removed)}, "
+             f"{format_size(diff.size_change, signed=True)} "
+             f"({format_size(diff.old_size)} -> {format_size(diff.new_size)})")
+    return ", ".join(parts + [files]) if parts else files
+
+
+_TEXT_MARK = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
