@@ -29,19 +29,17 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockmirror import cli
-from lockmirror.diff import (
-    LockDiff,
-    LockfileSide,
+from lockmirror.diff import LockfileSide, diff_lockfiles, read_directory
+from lockmirror.diff_compare import why_chains
+from lockmirror.diff_model import LockDiff
+from lockmirror.diff_render import (
     diff_as_json,
-    diff_lockfiles,
-    format_size,
-    read_directory,
     render_json,
     render_markdown,
     render_text,
     render_textconv,
-    why_chains,
 )
+from lockmirror.fsutil import format_size
 from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 
 BIN = Path(sys.executable).parent

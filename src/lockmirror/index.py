@@ -77,8 +77,6 @@ from .pages import (
 from .store import Store
 
 if TYPE_CHECKING:
-    import subprocess
-
     from packaging.version import Version
 
 
@@ -536,25 +534,14 @@ def provenance_of(mirror_yaml: Path | None) -> Provenance:
         digest = hashlib.sha256(mirror_yaml.read_bytes()).hexdigest()
     except OSError as exc:
         raise LockmirrorError(f"cannot read: {exc.strerror}", where=str(mirror_yaml)) from None
+    from .gitutil import run_git  # only when a mirror.yaml is named: keeps the entry light
+
     cwd, name = mirror_yaml.absolute().parent, mirror_yaml.name
-    commit, modified = None, False
-    done = _git(["log", "-1", "--format=%H", "--", name], cwd)
-    if done is not None and done.returncode == 0 and done.stdout.strip():
-        commit = done.stdout.strip()
-        status = _git(["status", "--porcelain", "--", name], cwd)
-        modified = bool(status is not None and status.stdout.strip())
-    return Provenance(config_name=name, config_sha256=digest, commit=commit,
+    commit = (run_git(cwd, "log", "-1", "--format=%H", "--", name, optional=True) or "").strip()
+    modified = bool(commit and (run_git(cwd, "status", "--porcelain", "--", name,
+                                        optional=True) or "").strip())
+    return Provenance(config_name=name, config_sha256=digest, commit=commit or None,
                       config_modified=modified, tool_version=__version__)
-
-
-def _git(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
-    import subprocess  # only when a mirror.yaml is named: keeps the entry point light
-
-    try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _releases_of(removed: Iterable[str]) -> list[str]:

@@ -5,7 +5,8 @@ lockfiles. OLD defaults to the merge base of HEAD with the main branch
 (``--base``, else ``origin/$GITHUB_BASE_REF`` in a pull-request workflow,
 else origin/HEAD, origin/main, origin/master, main, master); NEW defaults to
 the working tree. ``--textconv FILE`` renders one lockfile for git's diff
-driver instead.
+driver instead. The work is :func:`lockmirror.diff.run`'s; this module
+parses options and prints.
 """
 
 from __future__ import annotations
@@ -16,21 +17,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..config import load_config
-from ..diff import (
-    LockDiff,
-    LockfileSide,
-    default_base,
-    diff_lockfiles,
-    load_lockfiles,
-    read_directory,
-    render_json,
-    render_markdown,
-    render_text,
-    render_textconv,
-    repository_root,
-    with_audit,
-)
+from .. import diff as stage
+from ..diff_render import render_json, render_markdown, render_text, render_textconv
 from ..errors import LockmirrorError
 from ..fsutil import atomic_write
 from ..lockfile import Lockfile
@@ -39,6 +27,7 @@ NAME = "diff"
 HELP = "show what changed between two lock states: packages, why, files, sizes, policy"
 
 MAIN_BRANCHES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
+RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "with the main branch)")
     parser.add_argument("new", nargs="?", metavar="NEW",
                         help="git revision, lockfile or directory (default: the working tree)")
-    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+    parser.add_argument("--format", choices=tuple(RENDERERS), default="text",
                         help="text for terminals (default), markdown for a PR comment or "
                              "$GITHUB_STEP_SUMMARY, json for machines")
     parser.add_argument("-o", "--output", metavar="FILE",
@@ -72,41 +61,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.textconv:
         return _textconv(Path(args.textconv))
-    config = Path(args.config)
-    lockfile_dir = _lockfile_dir(config)
-    needs_git = args.old is None or not Path(args.old).exists() or (
-        args.new is not None and not Path(args.new).exists())
-    root, relative = Path.cwd(), "lockfiles"
-    if needs_git:
-        root = repository_root(config.resolve().parent if config.is_file() else Path.cwd())
-        relative = _relative_to(lockfile_dir, root)
-
-    if args.old is None:
-        branch, commit = default_base(root, _branches(args.base))
-        found = load_lockfiles(commit, repo=root, lockfile_dir=relative)
-        old = LockfileSide(f"merge base with {branch} ({commit[:12]})", found.lockfiles,
-                           found.paths)
-    else:
-        old = load_lockfiles(args.old, repo=root, lockfile_dir=relative)
-    if args.new is None:
-        new = read_directory(lockfile_dir, label="working tree")
-    else:
-        new = load_lockfiles(args.new, repo=root, lockfile_dir=relative)
-
-    diff = diff_lockfiles(old, new)
-    if args.audit:
-        diff = _with_audit(diff, config, new, args.offline)
-    if args.format == "json":
-        text = render_json(diff)
-    elif args.format == "markdown":
-        text = render_markdown(diff)
-    else:
-        text = render_text(diff)
+    # The command line is where the clock is read.
+    result = stage.run(args.old, args.new, config=Path(args.config),
+                       branches=_branches(args.base),
+                       audit_now=datetime.now(UTC) if args.audit else None,
+                       offline=args.offline)
+    for warning in result.warnings:
+        print(f"lockmirror: warning: {warning}", file=sys.stderr)
+    text = RENDERERS[args.format](result.diff)
     if args.output:
         atomic_write(Path(args.output), text)
     else:
         sys.stdout.write(text)
-    return 1 if args.exit_code and diff.changed else 0
+    return 1 if args.exit_code and result.diff.changed else 0
 
 
 def _textconv(path: Path) -> int:
@@ -124,44 +91,6 @@ def _textconv(path: Path) -> int:
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
     return 0
-
-
-def _with_audit(diff: LockDiff, config: Path, new: LockfileSide, offline: bool) -> LockDiff:
-    """The diff with the audit of NEW's lockfiles; an audit that cannot run is a warning.
-
-    The audit is a gate of its own (``lockmirror audit``); here it only
-    informs the reviewer, so a source that is down must not hide the diff.
-    """
-    from ..audit import audit_mirror
-
-    paths = [Path(p) for p in new.paths.values()]
-    if any(not p.is_file() for p in paths):
-        raise LockmirrorError("--audit needs NEW to be the working tree or lockfile paths, "
-                              "not a git revision")
-    loaded = load_config(config)
-    try:
-        # The command line is where the clock is read.
-        report = audit_mirror(loaded, now=datetime.now(UTC), lockfile_paths=paths,
-                              offline=offline)
-    except LockmirrorError as error:
-        print(f"lockmirror: warning: audit not included: {error}", file=sys.stderr)
-        return diff
-    return with_audit(diff, report.rows)
-
-
-def _lockfile_dir(config: Path) -> Path:
-    """The lockfile directory mirror.yaml names; ``lockfiles`` next to it by default."""
-    if config.is_file():
-        return load_config(config).lockfile_dir
-    return (config.parent / "lockfiles").resolve()
-
-
-def _relative_to(directory: Path, root: Path) -> str:
-    try:
-        return directory.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        raise LockmirrorError(f"the lockfile directory {directory} is outside the git "
-                              f"repository {root}", hint="give lockfile paths instead") from None
 
 
 def _branches(explicit: str | None) -> list[str]:

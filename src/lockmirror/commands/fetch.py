@@ -18,9 +18,8 @@ from ..fetch import (
     FetchProgress,
     FetchSummary,
     fetch_config,
-    plural,
 )
-from ..fsutil import format_size
+from ..fsutil import format_size, plural
 
 NAME = "fetch"
 HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "

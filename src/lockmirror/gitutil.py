@@ -1,0 +1,67 @@
+"""Running ``git``: the one helper every caller goes through.
+
+Callers: the lock diff (reading lockfiles at a revision, the merge base),
+the index's provenance (the last commit touching mirror.yaml) and the
+bundle's ``SOURCE_DATE_EPOCH`` (the last commit touching the lockfiles).
+
+Conventions, the same for all of them: git runs in the directory given
+(``git -C DIR``, so a missing directory is git's own error, not ours), never
+prompts (``GIT_TERMINAL_PROMPT=0``, standard input closed), takes no
+optional locks (a build reading ``git status`` must not rewrite the user's
+index while they work), decodes its output as UTF-8 and gives up after
+:data:`TIMEOUT` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Literal, overload
+
+from .errors import LockmirrorError
+
+TIMEOUT = 60  # seconds; a local git command that takes longer is stuck, not busy
+
+
+@overload
+def run_git(cwd: Path, *args: str, failed: str | None = None, hint: str | None = None,
+            optional: Literal[False] = False) -> str: ...
+@overload
+def run_git(cwd: Path, *args: str, failed: str | None = None, hint: str | None = None,
+            optional: Literal[True]) -> str | None: ...
+
+
+def run_git(cwd: Path, *args: str, failed: str | None = None, hint: str | None = None,
+            optional: bool = False) -> str | None:
+    """The standard output of ``git -C cwd args...``.
+
+    When git is not installed, does not finish within :data:`TIMEOUT`, or
+    exits non-zero (``cwd`` is no repository, a revision does not exist...):
+    with ``optional`` returns None; otherwise raises LockmirrorError, whose
+    message is ``failed`` when given (else the command and git's last line
+    of error output) or "git is not installed", with ``hint`` appended.
+    Costs one process.
+    """
+    command = ["git", "-C", str(cwd), *args]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, env=env,
+                              encoding="utf-8", timeout=TIMEOUT, check=False)
+    except FileNotFoundError:
+        problem = "git is not installed"
+    except OSError as exc:
+        problem = f"cannot run git: {exc.strerror}"
+    except subprocess.TimeoutExpired:
+        problem = failed or f"git {' '.join(args)} did not finish in {TIMEOUT} s"
+    except UnicodeDecodeError:
+        problem = failed or f"git {' '.join(args)} printed text that is not UTF-8"
+    else:
+        if done.returncode == 0:
+            return done.stdout
+        detail = done.stderr.strip().splitlines()
+        problem = failed or (f"git {' '.join(args)} failed in {cwd}: "
+                             f"{detail[-1] if detail else f'exit code {done.returncode}'}")
+    if optional:
+        return None
+    raise LockmirrorError(problem, hint=hint)
