@@ -9,7 +9,7 @@ Entry: :func:`build_index`. It writes (layout in docs/ARCHITECTURE.md)::
                                  when the store is on another file system)
     files/<project>/<wheel>.metadata   PEP 658 core metadata, also from the store
     constraints/<set>-<target>.txt     pins for ``pip install -c``
-    lockfiles/pylock.<set>.toml        the lockfiles, byte for byte
+    lockfiles/pylock.<set>.toml        the lockfiles, files pointing into the mirror
     manifest.json                every other file: path, size, sha256
 
 How it stays fast and quiet:
@@ -1295,10 +1295,14 @@ class _Builder:
                    excluded: tuple[tuple[str, str], ...]) -> SetRecord:
         """Write a set's lockfile copy and constraints; render its landing section."""
         files = []
-        data = locked.input.read()
         rel = f"lockfiles/pylock.{locked.name}.toml"
-        self._write(root, rel, data)
-        files.append((rel, locked.input.sha256, len(data)))
+        # --- issue 14 hook (merger: keep): the mirror's copy points at the mirror's own
+        # files (relative PEP 751 paths), not upstream; the manifest lists these bytes.
+        from .mirror_lockfile import relocate_lockfile
+
+        data = relocate_lockfile(locked.input.read(), where=str(locked.input.path))
+        files.append(self._put(root, rel, data))
+        # --- end of issue 14 hook
         for target in locked.targets:
             pins = [(row[0], row[1]) for row in locked.rows if target.name in row[4]]
             files.append(self._put(root, f"constraints/{locked.name}-{target.name}.txt",
