@@ -42,6 +42,12 @@ _NOTE = "# Mirror copy:"
 _NORMALIZE = re.compile(r"[-_.]+")
 
 
+class RelocationError(LockmirrorError):
+    """Bad input to the relocation: not a lockfile, or an unusable base URL."""
+
+    exit_code = 2
+
+
 def relocate_lockfile(data: bytes, *, base_url: str | None = None,
                       where: str = "lockfile") -> bytes:
     """``data`` (a PEP 751 lockfile) with every wheel and sdist pointing at the mirror.
@@ -60,10 +66,10 @@ def relocate_lockfile(data: bytes, *, base_url: str | None = None,
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise LockmirrorError(f"not a TOML lockfile: {exc}", where=where) from None
+        raise RelocationError(f"not a TOML lockfile: {exc}", where=where) from None
     packages = document.get("packages")
     if not isinstance(packages, list):
-        raise LockmirrorError("not a PEP 751 lockfile (no [[packages]])", where=where)
+        raise RelocationError("not a PEP 751 lockfile (no [[packages]])", where=where)
     for package in packages:
         _relocate_package(package, base, where)
     _validate(document, where)
@@ -75,22 +81,22 @@ def check_base_url(base_url: str) -> str:
     parts = urllib.parse.urlsplit(base_url)
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
                                                          and not parts.hostname):
-        raise LockmirrorError(f"not an http(s) or file URL: {base_url!r}", where="--base-url",
+        raise RelocationError(f"not an http(s) or file URL: {base_url!r}", where="--base-url",
                               hint="give the mirror's root, e.g. https://mirror.internal/")
     if parts.username or parts.password:
-        raise LockmirrorError("the base URL carries credentials, which would be written into "
+        raise RelocationError("the base URL carries credentials, which would be written into "
                               "the lockfile", where="--base-url",
                               hint="give the URL without user:password; let the installer "
                                    "authenticate (netrc, keyring)")
     if parts.query or parts.fragment:
-        raise LockmirrorError(f"the base URL has a query or fragment: {base_url!r}",
+        raise RelocationError(f"the base URL has a query or fragment: {base_url!r}",
                               where="--base-url")
     return base_url if base_url.endswith("/") else base_url + "/"
 
 
 def _relocate_package(package: Any, base: str | None, where: str) -> None:
     if not isinstance(package, dict) or not isinstance(package.get("name"), str):
-        raise LockmirrorError("a [[packages]] entry has no name", where=where)
+        raise RelocationError("a [[packages]] entry has no name", where=where)
     project = _NORMALIZE.sub("-", package["name"]).lower()
     archives = list(package.get("wheels") or [])
     if isinstance(package.get("sdist"), dict):
@@ -113,7 +119,7 @@ def _filename(archive: Any, project: str, where: str) -> str:
     name = archive.get("name") or urllib.parse.unquote(
         urllib.parse.urlsplit(location).path.rsplit("/", 1)[-1])
     if not name or "/" in name or name in (".", ".."):
-        raise LockmirrorError(f"package '{project}' has a file without a name", where=where)
+        raise RelocationError(f"package '{project}' has a file without a name", where=where)
     return str(name)
 
 
@@ -123,7 +129,7 @@ def _validate(document: dict[str, Any], where: str) -> None:
     try:
         Pylock.from_dict(document).validate()
     except PylockValidationError as exc:
-        raise LockmirrorError(f"not a valid PEP 751 lockfile after relocation: {exc}",
+        raise RelocationError(f"not a valid PEP 751 lockfile after relocation: {exc}",
                               where=where) from None
 
 
