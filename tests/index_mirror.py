@@ -113,12 +113,16 @@ def build_lockfile(catalogue: Catalogue, set_name: str) -> Lockfile:
         files: list[CatalogueFile] = entry["files"]  # type: ignore[assignment]
         first = files[0]
         target_names = tuple(t.name for t in targets if t.name in entry["targets"])  # type: ignore[operator]
+        # as lock.py marks them: an entry for some targets only is active on those alone
+        # (PEP 751 installers refuse two active entries of one name)
+        marker = None if len(target_names) == len(targets) else " or ".join(
+            f"({t.marker})" for t in targets if t.name in target_names)
         packages.append(LockedPackage(
             name=first.normalized, version=Version(version), targets=target_names,
             index=SOURCE,
             wheels=tuple(locked_file(f) for f in files if f.is_wheel),
             sdist=next((locked_file(f) for f in files if not f.is_wheel), None),
-            requires_python=first.requires_python,
+            requires_python=first.requires_python, marker=marker,
             why={t: (set_name,) for t in target_names},
             build_only=bool(entry["build_only"]),
             yanked=first.yanked_reason))
