@@ -43,7 +43,7 @@ from lockmirror.pages import IndexFile, Release, project_html, project_json
 from lockmirror.verify import VerifyReport, verify_closure
 
 REPO = Path(__file__).resolve().parents[1]
-INSTALLER_CACHE = REPO / ".cache" / "installers"
+INSTALLER_CACHE = REPO / ".cache" / "installers"  # = $LOCKMIRROR_INSTALLER_CACHE (conftest)
 OLD_PIPS = ["pip 23.0.1", "pip 22.0.2", "pip 21.2.3"]  # Debian 12, Ubuntu 22.04, RHEL 9
 
 

@@ -269,7 +269,8 @@ def verify_task(project: Project) -> TaskDict:
         "doc": "prove every set installs from dist-index/ alone with the far side's installers",
         "actions": [_action(_verify, project, stamp)],
         "task_dep": ["index"],
-        "file_dep": [str(manifest)],
+        # a changed installer matrix (installers.py) is a reason to verify again
+        "file_dep": [str(manifest), str(Path(__file__).with_name("installers.py"))],
         "targets": [str(stamp)],
         "verbosity": 2,
     }

@@ -160,9 +160,9 @@ def verify_closure(
     resolutions and dry runs. ``work_dir`` (default: a temporary directory)
     holds ``run/`` (uv cache, virtual environments: emptied before and after,
     so nothing cached can hide a missing file) and, unless
-    ``installer_cache`` is given, ``installers/`` (the installer copies, kept
-    and pruned to the matrix). Without either, the copies are kept in
-    ``$XDG_CACHE_HOME/lockmirror/installers``.
+    ``installer_cache`` or ``$LOCKMIRROR_INSTALLER_CACHE`` is given,
+    ``installers/`` (the installer copies, kept and pruned to the matrix).
+    Without any of them the copies are kept in ``$XDG_CACHE_HOME/lockmirror/installers``.
 
     Returns a report (``report.raise_for_failures()`` turns failures into a
     ResolutionError). Raises LockmirrorError when the index has no lockfiles,
@@ -177,8 +177,7 @@ def verify_closure(
     chosen = find_installers(installers)
     temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
-    cache = installer_cache or (work_dir / "installers" if temp_root is None
-                                else _default_installer_cache())
+    cache = installer_cache or _default_installer_cache(None if temp_root else work_dir)
     _clean_work_dir(work_dir)
     copies = _copies(chosen, cache, say) if install else {}
     uv = uv_bin or _uv_binary(copies)
@@ -289,7 +288,12 @@ def _uv_binary(copies: dict[Installer, Path | str]) -> str:
     return _find_uv()
 
 
-def _default_installer_cache() -> Path:
+def _default_installer_cache(work_dir: Path | None) -> Path:
+    """``$LOCKMIRROR_INSTALLER_CACHE``, else ``work_dir/installers``, else the user's cache."""
+    if os.environ.get("LOCKMIRROR_INSTALLER_CACHE"):
+        return Path(os.environ["LOCKMIRROR_INSTALLER_CACHE"])
+    if work_dir is not None:
+        return work_dir / "installers"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "lockmirror" / "installers"
 
