@@ -241,10 +241,12 @@ def test_work_dir_keeps_only_the_installer_copies(mirror: FixtureMirror,
     (work / "venv-0" / "lib").mkdir(parents=True)  # what the old layout left behind
     (work / "uv-cache").mkdir()
     (work / "installers" / "pip-1.0").mkdir(parents=True)  # no longer in the matrix
+    (work / "installers" / "notes.txt").write_text("not an installer copy: kept\n")
     shutil.copytree(installer("pip 26.3"), work / "installers" / "pip-26.3")
     report = verify_closure(mirror.out, sets=["extra"], transports=["file://"],
-                            installers=["pip 26.3"], work_dir=work)
+                            installers=["pip 26.3"], work_dir=work,
+                            installer_cache=work / "installers")
     assert report.ok, [c.describe() for c in report.failures]
     assert sorted(p.name for p in work.iterdir()) == ["installers"]
-    assert sorted(p.name for p in (work / "installers").iterdir()) == ["pip-26.3"]
+    assert sorted(p.name for p in (work / "installers").iterdir()) == ["notes.txt", "pip-26.3"]
     assert prune_installers(work / "installers", []) == [work / "installers" / "pip-26.3"]

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
@@ -168,7 +168,7 @@ class Runner:
     uv: str
     work: Path  # the run's own: uv cache and virtual environments
     timeout: float
-    _numbers: Iterator[int] = count()
+    _numbers: Iterator[int] = field(default_factory=count)
 
     @property
     def uv_cache(self) -> Path:

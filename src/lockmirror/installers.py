@@ -27,6 +27,7 @@ the ``uv`` package's binary when its version matches, else a fetched copy.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,7 @@ UBUNTU_2204_PIP = Installer("pip", "22.0.2", "Ubuntu 22.04 python3-pip 22.0.2+df
 RHEL_9_PIP = Installer("pip", "21.2.3", "RHEL 9 python3-pip-21.2.3", (3, 11))
 INSTALLERS: tuple[Installer, ...] = (NEWEST_PIP, UV, DEBIAN_12_PIP, UBUNTU_2204_PIP, RHEL_9_PIP)
 FETCH_TIMEOUT = 300.0
+_COPY_NAME = re.compile(r"(pip|uv)-[0-9][0-9a-z.]*|\.(pip|uv)-[0-9][0-9a-z.]*\..+")
 
 
 def find_installers(names: Sequence[str] | None) -> tuple[Installer, ...]:
@@ -115,13 +117,17 @@ def ensure_installer(installer: Installer, cache: Path) -> Path:
 
 
 def prune_installers(cache: Path, keep: Sequence[Installer] = INSTALLERS) -> list[Path]:
-    """Remove every copy in ``cache`` that ``keep`` does not name; return what went."""
+    """Remove every installer copy in ``cache`` that ``keep`` does not name; return what went.
+
+    Only entries named like a copy (``pip-1.2.3``, ``uv-0.1.0``, or a staging
+    ``.pip-1.2.3.xxxx`` left by an interrupted fetch) are touched.
+    """
     if not cache.is_dir():
         return []
     wanted = {i.key for i in keep}
     gone = []
     for entry in sorted(cache.iterdir()):
-        if entry.name not in wanted:
+        if _COPY_NAME.fullmatch(entry.name) and entry.name not in wanted:
             shutil.rmtree(entry, ignore_errors=True)
             gone.append(entry)
     return gone
