@@ -77,7 +77,7 @@ def relocate_lockfile(data: bytes, *, base_url: str | None = None,
 
 
 def check_base_url(base_url: str) -> str:
-    """``base_url`` with a trailing ``/``; LockmirrorError unless http(s)/file without credentials."""
+    """``base_url`` ending in ``/``; RelocationError unless http(s)/file with no credentials."""
     parts = urllib.parse.urlsplit(base_url)
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
                                                          and not parts.hostname):
