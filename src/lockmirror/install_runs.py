@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .errors import LockmirrorError
 from .installer_output import explain_pip, explain_pip_check, explain_uv
-from .installers import Installer, pip_command
+from .installers import Installer, pip_command, seed_wheel
 
 # glibc minors uv accepts as x86_64-manylinux_2_X / aarch64-manylinux_2_X
 # (`uv pip compile --help`, uv 0.13); 17 is also spelled manylinux2014.
@@ -307,6 +307,9 @@ def _install(runner: Runner, where: Where, installer: Installer, copy: Path, ste
             verify = [str(copy), "pip", "check", "--python", str(python), "--no-config"]
         else:
             pip = pip_command(copy, python)
+            seeded = _seed(runner, installer, copy, pip, env)
+            if seeded is not None:
+                return where.check(step, ok=False, detail=seeded)
             install = [*pip, "install", "--isolated", "--no-cache-dir",
                        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
                        *arguments]
@@ -324,3 +327,17 @@ def _install(runner: Runner, where: Where, installer: Installer, copy: Path, ste
                            detail=f"installed, but the check failed: {detail}",
                            seconds=seconds + more)
     return where.check(step, ok=True, seconds=seconds + more)
+
+
+def _seed(runner: Runner, installer: Installer, copy: Path, pip: list[str],
+          env: dict[str, str]) -> str | None:
+    """Give the environment the setuptools its distribution's venv starts with; None: done."""
+    wheel = seed_wheel(installer, copy)
+    if wheel is None:
+        return None
+    code, output, _ = run([*pip, "install", "--isolated", "--no-index", "--no-deps",
+                           "--disable-pip-version-check", "--quiet", str(wheel)],
+                          env, runner.timeout)
+    return None if code == 0 else f"cannot seed the environment with {wheel.name}: " + (
+        output.strip().splitlines() or ["no output"])[-1]
+
