@@ -235,6 +235,26 @@ def test_dry_run_catches_a_lockfile_installers_refuse(mirror: FixtureMirror,
     assert "Multiple active package entries" in failed["uv install --dry-run -r lockfile"]
 
 
+def test_a_lockfile_installing_more_than_the_closure_fails(mirror: FixtureMirror,
+                                                          tmp_path: Path) -> None:
+    broken = tmp_path / "dist-index"
+    shutil.copytree(mirror.out, broken)
+    lockfile = broken / "lockfiles" / "pylock.extra.toml"
+    core = (broken / "lockfiles" / "pylock.core.toml").read_text()
+    # foo-bar-baz's entry from core: no marker, nothing in extra needs it
+    start = core.index('[[packages]]\nname = "foo-bar-baz"')
+    entry = core[start:core.index("[[packages]]", start + 1)]
+    lockfile.write_text(lockfile.read_text() + "\n" + entry)
+    report = verify_closure(broken, sets=["extra"], transports=["file://"],
+                            installers=["pip 26.3", "uv"])
+    skip_if_unavailable(report)
+    failed = {c.step: c.detail for c in report.failures}
+    assert sorted(failed) == ["pip 26.3 install -r lockfile (file://)",
+                              "uv 0.13.9 install -r lockfile (file://)"]
+    for detail in failed.values():
+        assert detail.startswith("installs foo-bar-baz==1.0 beyond the set's runtime closure")
+
+
 def test_work_dir_keeps_only_the_installer_copies(mirror: FixtureMirror,
                                                   tmp_path: Path) -> None:
     work = tmp_path / "verify"

@@ -41,7 +41,6 @@ def steps(report: VerifyReport) -> dict[tuple[str, str, str], str]:
 
 def test_every_set_and_target_is_proven(report: VerifyReport, mirror: FixtureMirror) -> None:
     skip_if_unavailable(report)
-    assert report.ok, [c.describe() for c in report.failures]
     assert report.index_urls[0] == (mirror.out / "simple").as_uri() + "/"
     assert report.index_urls[1].startswith("http://127.0.0.1:")
     expected = {
@@ -50,19 +49,30 @@ def test_every_set_and_target_is_proven(report: VerifyReport, mirror: FixtureMir
         ("core", "arm", "installs"): "skipped",  # not this machine
         ("core", "arm", "uv install --dry-run -r lockfile"): "ok",
     }
+    leaks = set()
     for set_name in ("core", "extra"):
         for transport in ("file://", "http"):
             expected[(set_name, "host", f"uv pip compile ({transport})")] = "ok"
             for installer in (NEWEST_PIP, UV):
                 expected[(set_name, "host", f"{installer.name} install ({transport})")] = "ok"
             lockfile = "lockfile --base-url" if transport == "http" else "lockfile"
-            expected[(set_name, "host", f"pip 26.3 install -r lockfile ({transport})")] = "ok"
-            expected[(set_name, "host", f"uv 0.13.9 install -r {lockfile} ({transport})")] = "ok"
+            for step in (f"pip 26.3 install -r lockfile ({transport})",
+                         f"uv 0.13.9 install -r {lockfile} ({transport})"):
+                # The fixture's core lockfile lists its build-only backend as a plain entry,
+                # so installing the lockfile installs it too: issue 14's build-only leak,
+                # which verify must report. Issue 14 point 3 (build requirements out of the
+                # runtime install) turns these into "ok".
+                leak = set_name == "core"
+                expected[(set_name, "host", step)] = "failed" if leak else "ok"
+                if leak:
+                    leaks.add(step)
     assert steps(report) == expected
+    assert {c.step for c in report.failures} == leaks
+    for check in report.failures:
+        assert "installs fixture-backend==1.0 beyond the set's runtime closure" in check.detail
     skipped = next(c for c in report.checks if c.skipped)
     assert "needs Python 3.12" in skipped.describe()
-    assert report.summary() == f"{len(expected) - 1} passed, 0 failed, 1 skipped"
-    report.raise_for_failures()  # does not raise
+    assert report.summary() == f"{len(expected) - 5} passed, 4 failed, 1 skipped"
 
 
 def test_a_file_removed_from_the_mirror_is_named(mirror: FixtureMirror, tmp_path: Path) -> None:

@@ -121,6 +121,7 @@ class Check:
     requirement: str | None = None  # what could not be met, as the installer named it
     detail: str = ""  # the installer's own words (the lines that matter)
     seconds: float = 0.0
+    installed: frozenset[str] = frozenset()  # "name==version" after a passing install
 
     @property
     def passed(self) -> bool:
@@ -305,6 +306,7 @@ def _install(runner: Runner, where: Where, installer: Installer, copy: Path, ste
             install = [str(copy), "pip", "install", "--python", str(python),
                        *runner.uv_flags(where), *arguments]
             verify = [str(copy), "pip", "check", "--python", str(python), "--no-config"]
+            freeze = [str(copy), "pip", "freeze", "--python", str(python), "--no-config"]
         else:
             pip = pip_command(copy, python)
             seeded = _seed(runner, installer, copy, pip, env)
@@ -314,6 +316,7 @@ def _install(runner: Runner, where: Where, installer: Installer, copy: Path, ste
                        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
                        *arguments]
             verify = [*pip, "check", "--disable-pip-version-check"]
+            freeze = [*pip, "freeze", "--disable-pip-version-check"]
         code, output, seconds = run(install, env, runner.timeout)
         if code != 0:
             explain = explain_uv if installer.kind == "uv" else explain_pip
@@ -321,12 +324,49 @@ def _install(runner: Runner, where: Where, installer: Installer, copy: Path, ste
             return where.check(step, ok=False, requirement=requirement, detail=detail,
                                seconds=seconds)
         code, output, more = run(verify, env, runner.timeout)
-    if code != 0:
-        requirement, detail = explain_pip_check(output)
-        return where.check(step, ok=False, requirement=requirement,
-                           detail=f"installed, but the check failed: {detail}",
-                           seconds=seconds + more)
-    return where.check(step, ok=True, seconds=seconds + more)
+        if code != 0:
+            requirement, detail = explain_pip_check(output)
+            return where.check(step, ok=False, requirement=requirement,
+                               detail=f"installed, but the check failed: {detail}",
+                               seconds=seconds + more)
+        installed: frozenset[str] = frozenset()
+        if installer.reads_pylock:  # compared with the lockfile install (verify.py)
+            _, output, _ = run(freeze, env, runner.timeout)
+            installed = _pins(output)
+    return where.check(step, ok=True, seconds=seconds + more, installed=installed)
+
+
+def _pins(freeze_output: str) -> frozenset[str]:
+    """Normalized ``name==version`` lines of ``pip freeze`` / ``uv pip freeze``."""
+    pins = set()
+    for line in freeze_output.splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep:
+            pins.add(f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}")
+    return frozenset(pins)
+
+
+def closure_mismatch(lockfile: Check, index: Check) -> Check:
+    """``lockfile`` failed unless it installed what the index install of the set did.
+
+    The index install (requirements + constraints) installs exactly the set's
+    runtime closure; a lockfile install that adds to it installs build-only or
+    stale entries at run time, one that lacks some leaves the set incomplete.
+    """
+    if not (lockfile.passed and index.passed and lockfile.installed and index.installed):
+        return lockfile
+    extra = sorted(lockfile.installed - index.installed)
+    missing = sorted(index.installed - lockfile.installed)
+    if not extra and not missing:
+        return lockfile
+    parts = []
+    if extra:
+        parts.append(f"installs {', '.join(extra)} beyond the set's runtime closure")
+    if missing:
+        parts.append(f"lacks {', '.join(missing)}")
+    return Check(lockfile.set_name, lockfile.target, lockfile.step, ok=False,
+                 detail="; ".join(parts) + f", which is what {index.step} installed",
+                 seconds=lockfile.seconds)
 
 
 def _seed(runner: Runner, installer: Installer, copy: Path, pip: list[str],

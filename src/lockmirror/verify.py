@@ -20,7 +20,9 @@ URL given. For every set and target:
      it from its URL and uv reads a copy relocated to the server's URL
      (what ``lockmirror lockfile --base-url`` writes);
 
-   each into a fresh virtual environment, followed by ``pip check``;
+   each into a fresh virtual environment, followed by ``pip check``; a
+   lockfile install must install exactly what the same installer installed
+   from the index (the runtime closure: no build-only or stale entry);
 3. elsewhere: ``uv pip install --dry-run -r`` of the lockfile for the target's
    platform and Python, so its lockfile is exercised too.
 
@@ -46,6 +48,7 @@ from .install_runs import (
     Runner,
     UvPlatform,
     Where,
+    closure_mismatch,
     index_install,
     lockfile_dry_run,
     lockfile_install,
@@ -111,8 +114,9 @@ class VerifyReport:
             raise ResolutionError(
                 f"{len(lines)} closure check(s) failed for {self.index_dir}:\n  "
                 + "\n  ".join(lines),
-                hint="the index lacks what these requirements need, or an installer "
-                     "cannot read it; re-run `doit fetch` and `doit index`, or fix the lockfile")
+                hint="the index lacks what these requirements need, an installer cannot "
+                     "read it, or a lockfile installs more or less than the set needs; re-run "
+                     "`doit fetch` and `doit index`, or fix the lockfile")
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ def _check_pair(runner: Runner, index_dir: Path, pair: _SetTarget,
         return checks
     for transport in served:
         where = pair.where(transport.name, transport.url)
+        from_index: dict[Installer, Check] = {}
         for installer in chosen:
             copy = copies[installer]
             step = f"{installer.name} install ({transport.name})"
@@ -232,8 +237,9 @@ def _check_pair(runner: Runner, index_dir: Path, pair: _SetTarget,
                 checks.append(where.check(step, ok=True, skipped=reason))
                 continue
             say(f"{head}: {step}")
-            checks.append(index_install(runner, where, installer, Path(copy), requirements,
-                                        constraints))
+            from_index[installer] = index_install(runner, where, installer, Path(copy),
+                                                  requirements, constraints)
+            checks.append(from_index[installer])
         for installer in (i for i in chosen if i.reads_pylock):
             copy = copies[installer]
             for source, label in _lockfile_sources(runner, transport, installer, lockfile):
@@ -242,7 +248,9 @@ def _check_pair(runner: Runner, index_dir: Path, pair: _SetTarget,
                     checks.append(where.check(step, ok=True, skipped=copy))
                     continue
                 say(f"{head}: {step}")
-                checks.append(lockfile_install(runner, where, installer, copy, source, label))
+                done = lockfile_install(runner, where, installer, copy, source, label)
+                index = from_index.get(installer)
+                checks.append(closure_mismatch(done, index) if index else done)
     return checks
 
 
