@@ -166,7 +166,8 @@ def verify_closure(
     so nothing cached can hide a missing file) and, unless
     ``installer_cache`` or ``$LOCKMIRROR_INSTALLER_CACHE`` is given,
     ``installers/`` (the installer copies, kept and pruned to the matrix).
-    Without any of them the copies are kept in ``$XDG_CACHE_HOME/lockmirror/installers``.
+    Without any of them the copies are kept in
+    ``$XDG_CACHE_HOME/lockmirror/installers``.
 
     Returns a report (``report.raise_for_failures()`` turns failures into a
     ResolutionError). Raises LockmirrorError when the index has no lockfiles,
@@ -227,30 +228,42 @@ def _check_pair(runner: Runner, index_dir: Path, pair: _SetTarget,
             checks.append(lockfile_dry_run(runner, where, lockfile))
         return checks
     for transport in served:
-        where = pair.where(transport.name, transport.url)
-        from_index: dict[Installer, Check] = {}
-        for installer in chosen:
-            copy = copies[installer]
-            step = f"{installer.name} install ({transport.name})"
-            reason = copy if isinstance(copy, str) else installer.unusable_on(sys.version_info[:2])
-            if reason:
-                checks.append(where.check(step, ok=True, skipped=reason))
+        checks += _installs(runner, pair.where(transport.name, transport.url), transport,
+                            chosen, copies, (requirements, constraints, lockfile), say)
+    return checks
+
+
+def _installs(runner: Runner, where: Where, transport: _Transport,
+              chosen: Sequence[Installer], copies: dict[Installer, Path | str],
+              inputs: tuple[Path, Path, Path], say: Progress) -> list[Check]:
+    """Over one transport: the set from the index with every installer, then from its
+    lockfile with those that read one (compared with what they installed from the index)."""
+    requirements, constraints, lockfile = inputs
+    head = f"set '{where.set_name}', target '{where.target}'"
+    checks = []
+    from_index: dict[Installer, Check] = {}
+    for installer in chosen:
+        copy = copies[installer]
+        step = f"{installer.name} install ({transport.name})"
+        reason = copy if isinstance(copy, str) else installer.unusable_on(sys.version_info[:2])
+        if reason:
+            checks.append(where.check(step, ok=True, skipped=reason))
+            continue
+        say(f"{head}: {step}")
+        from_index[installer] = index_install(runner, where, installer, Path(copy),
+                                              requirements, constraints)
+        checks.append(from_index[installer])
+    for installer in (i for i in chosen if i.reads_pylock):
+        copy = copies[installer]
+        for source, label in _lockfile_sources(runner, transport, installer, lockfile):
+            step = f"{installer.name} install -r {label} ({transport.name})"
+            if isinstance(copy, str):
+                checks.append(where.check(step, ok=True, skipped=copy))
                 continue
             say(f"{head}: {step}")
-            from_index[installer] = index_install(runner, where, installer, Path(copy),
-                                                  requirements, constraints)
-            checks.append(from_index[installer])
-        for installer in (i for i in chosen if i.reads_pylock):
-            copy = copies[installer]
-            for source, label in _lockfile_sources(runner, transport, installer, lockfile):
-                step = f"{installer.name} install -r {label} ({transport.name})"
-                if isinstance(copy, str):
-                    checks.append(where.check(step, ok=True, skipped=copy))
-                    continue
-                say(f"{head}: {step}")
-                done = lockfile_install(runner, where, installer, copy, source, label)
-                index = from_index.get(installer)
-                checks.append(closure_mismatch(done, index) if index else done)
+            done = lockfile_install(runner, where, installer, copy, source, label)
+            index = from_index.get(installer)
+            checks.append(closure_mismatch(done, index) if index else done)
     return checks
 
 
