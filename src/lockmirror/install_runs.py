@@ -316,7 +316,7 @@ def _install(runner: Runner, where: Where, installer: Installer, copy: Path, ste
                        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
                        *arguments]
             verify = [*pip, "check", "--disable-pip-version-check"]
-            freeze = [*pip, "freeze", "--disable-pip-version-check"]
+            freeze = [*pip, "freeze", "--all", "--disable-pip-version-check"]
         code, output, seconds = run(install, env, runner.timeout)
         if code != 0:
             explain = explain_uv if installer.kind == "uv" else explain_pip
