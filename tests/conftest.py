@@ -24,6 +24,10 @@ from fixtureindex import Catalogue, FixtureIndex, build_catalogue
 # distributions instead of downloading them, so it never needs the package index.
 # Set before any test runs, so subprocesses (the CLI, doit) inherit it.
 os.environ.setdefault("LOCKMIRROR_TOOL_WHEELS", "installed")
+# The installers `doit verify` runs (old pips) come from the package index once and are
+# shared by every test from here (issue 14).
+os.environ.setdefault("LOCKMIRROR_INSTALLER_CACHE",
+                      str(Path(__file__).resolve().parent.parent / ".cache" / "installers"))
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockmirror.fsutil import sha256_bytes
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.store import Store
 
 HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -38,6 +38,8 @@ ARM = LockedTarget("arm", "3.12", "cp", ("manylinux_2_28_aarch64",),
                    "python_version == '3.12' and sys_platform == 'linux' and "
                    "platform_machine == 'aarch64'")
 SOURCE = "https://user:secret-token@fixture.example/simple/"
+# sets with an sdist: the dependency group of its build requirements (as lock.py names it)
+BUILD_GROUPS = {"core": "build-sdistonly"}
 
 # set -> (requirements, targets, [(project, version, targets, build_only, file filter)])
 SETS: dict[str, tuple[tuple[str, ...], tuple[LockedTarget, ...],
@@ -113,17 +115,32 @@ def build_lockfile(catalogue: Catalogue, set_name: str) -> Lockfile:
         files: list[CatalogueFile] = entry["files"]  # type: ignore[assignment]
         first = files[0]
         target_names = tuple(t.name for t in targets if t.name in entry["targets"])  # type: ignore[operator]
+        # as lock.py marks them: an entry for some targets only is active on those alone
+        # (PEP 751 installers refuse two active entries of one name), and in a set with
+        # an sdist each entry names its dependency group (build-only ones stay out of
+        # the default install)
+        group = (BUILD_GROUPS.get(set_name, "") if entry["build_only"] else RUNTIME_GROUP) \
+            if set_name in BUILD_GROUPS else None
+        clause = f"'{group}' in dependency_groups" if group else None
+        if len(target_names) == len(targets):
+            marker = clause
+        else:
+            marker = " or ".join(
+                f"({t.marker})" if clause is None else f"({t.marker} and ({clause}))"
+                for t in targets if t.name in target_names)
         packages.append(LockedPackage(
             name=first.normalized, version=Version(version), targets=target_names,
             index=SOURCE,
             wheels=tuple(locked_file(f) for f in files if f.is_wheel),
             sdist=next((locked_file(f) for f in files if not f.is_wheel), None),
-            requires_python=first.requires_python,
+            requires_python=first.requires_python, marker=marker,
             why={t: (set_name,) for t in target_names},
-            build_only=bool(entry["build_only"]),
+            build_only=bool(entry["build_only"]), groups=(group,) if group else (),
             yanked=first.yanked_reason))
+    build_groups = (BUILD_GROUPS[set_name],) if set_name in BUILD_GROUPS else ()
     return Lockfile(set_name=set_name, requirements=requirements, targets=targets,
-                    packages=tuple(packages), input_hash=f"{set_name}-input-hash")
+                    packages=tuple(packages), input_hash=f"{set_name}-input-hash",
+                    build_groups=build_groups)
 
 
 def make_fixture_mirror(catalogue: Catalogue, root: Path) -> FixtureMirror:

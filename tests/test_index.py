@@ -38,6 +38,7 @@ from lockmirror.errors import IntegrityError, LockmirrorError, NotFoundError
 from lockmirror.index import IndexResult, build_index, state_dir_for
 from lockmirror.lockfile import LockedFile, Lockfile
 from lockmirror.manifest import Manifest, check_tree
+from lockmirror.mirror_lockfile import relocate_lockfile
 from lockmirror.store import Store
 
 UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
@@ -164,7 +165,7 @@ def test_pep503_project_pages(mirror: FixtureMirror) -> None:
             if item.is_wheel:
                 metadata = target.with_name(target.name + ".metadata")
                 assert attrs["data-core-metadata"] == f"sha256={sha256_of(metadata)}"
-                assert attrs["data-dist-info-metadata"] == f"sha256={sha256_of(metadata)}"
+                assert "data-dist-info-metadata" not in attrs  # PEP 714; pips 22.3-23.1 break
             else:
                 assert "data-core-metadata" not in attrs
         assert seen_versions == versions
@@ -193,7 +194,7 @@ def test_pep691_and_pep700_json(mirror: FixtureMirror) -> None:
             if item.is_wheel:
                 metadata_hash = sha256_of(target.with_name(target.name + ".metadata"))
                 assert entry["core-metadata"] == {"sha256": metadata_hash}
-                assert entry["dist-info-metadata"] == {"sha256": metadata_hash}
+                assert "dist-info-metadata" not in entry  # PEP 714; pips 22.3-23.1 break
             else:
                 assert "core-metadata" not in entry and "dist-info-metadata" not in entry
 
@@ -218,7 +219,8 @@ def test_files_are_hard_links_into_the_store(mirror: FixtureMirror) -> None:
 
 def test_constraints_and_lockfiles(mirror: FixtureMirror) -> None:
     for path in mirror.lockfiles:
-        assert (mirror.out / "lockfiles" / path.name).read_bytes() == path.read_bytes()
+        copy = (mirror.out / "lockfiles" / path.name).read_bytes()  # issue 14: files -> mirror
+        assert copy == relocate_lockfile(path.read_bytes())
     lines = (mirror.out / "constraints" / "core-host.txt").read_text().splitlines()
     pins = [line for line in lines if not line.startswith("#")]
     assert "alpha==1.1" in pins and "alpha==2.0" not in pins

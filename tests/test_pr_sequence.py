@@ -140,6 +140,8 @@ def mirror_repo(tmp_path: Path, fixture_index: FixtureIndex) -> tuple[Path, dict
         "SOURCE_DATE_EPOCH": "1700000000",
         # the bundle's dependency wheels repacked from this environment: no package index
         "LOCKMIRROR_TOOL_WHEELS": "installed",
+        # the verify step's installers (old pips): fetched once, shared with the other tests
+        "LOCKMIRROR_INSTALLER_CACHE": str(ROOT / ".cache" / "installers"),
     }
     shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
     shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")

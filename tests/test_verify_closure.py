@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue
 from index_mirror import FixtureMirror, make_built_mirror
+from test_far_side import INSTALLER_CACHE, skip_if_unavailable
 
 from lockmirror.errors import LockmirrorError, ResolutionError
+from lockmirror.installers import NEWEST_PIP, UV
 from lockmirror.verify import (
     VerifyReport,
     explain_pip,
@@ -27,7 +29,9 @@ def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> Fi
 
 @pytest.fixture(scope="module")
 def report(mirror: FixtureMirror) -> VerifyReport:
-    return verify_closure(mirror.out)
+    # newest pip and uv here; the old pips of the matrix: test_far_side.py
+    return verify_closure(mirror.out, installers=["pip 26.3", "uv"],
+                          installer_cache=INSTALLER_CACHE)
 
 
 def steps(report: VerifyReport) -> dict[tuple[str, str, str], str]:
@@ -36,21 +40,31 @@ def steps(report: VerifyReport) -> dict[tuple[str, str, str], str]:
 
 
 def test_every_set_and_target_is_proven(report: VerifyReport, mirror: FixtureMirror) -> None:
-    assert report.ok, [c.describe() for c in report.failures]
-    assert report.index_url == (mirror.out / "simple").as_uri() + "/"
-    assert steps(report) == {
-        ("core", "arm", "uv pip compile"): "ok",
-        ("core", "arm", "pip install"): "skipped",  # not this machine
-        ("core", "host", "uv pip compile"): "ok",
-        ("core", "host", "pip install"): "ok",
-        ("core", "host", "pip check"): "ok",
-        ("extra", "host", "uv pip compile"): "ok",
-        ("extra", "host", "pip install"): "ok",
-        ("extra", "host", "pip check"): "ok",
+    skip_if_unavailable(report)
+    assert report.index_urls[0] == (mirror.out / "simple").as_uri() + "/"
+    assert report.index_urls[1].startswith("http://127.0.0.1:")
+    expected = {
+        ("core", "arm", "uv pip compile (file://)"): "ok",
+        ("core", "arm", "uv pip compile (http)"): "ok",
+        ("core", "arm", "installs"): "skipped",  # not this machine
+        ("core", "arm", "uv install --dry-run -r lockfile"): "ok",
     }
+    for set_name in ("core", "extra"):
+        for transport in ("file://", "http"):
+            expected[(set_name, "host", f"uv pip compile ({transport})")] = "ok"
+            for installer in (NEWEST_PIP, UV):
+                expected[(set_name, "host", f"{installer.name} install ({transport})")] = "ok"
+            lockfile = "lockfile --base-url" if transport == "http" else "lockfile"
+            # core's build-only backend sits in its build group, so installing the
+            # lockfile installs the runtime closure alone (a leak fails: test_far_side)
+            for step in (f"pip 26.3 install -r lockfile ({transport})",
+                         f"uv 0.13.9 install -r {lockfile} ({transport})"):
+                expected[(set_name, "host", step)] = "ok"
+    assert steps(report) == expected
+    assert report.failures == ()
     skipped = next(c for c in report.checks if c.skipped)
     assert "needs Python 3.12" in skipped.describe()
-    report.raise_for_failures()  # does not raise
+    assert report.summary() == f"{len(expected) - 1} passed, 0 failed, 1 skipped"
 
 
 def test_a_file_removed_from_the_mirror_is_named(mirror: FixtureMirror, tmp_path: Path) -> None:
@@ -59,10 +73,13 @@ def test_a_file_removed_from_the_mirror_is_named(mirror: FixtureMirror, tmp_path
     speedup = mirror.catalogue.find("speedup", "1.2")
     (broken / "files" / "speedup" / speedup.filename).unlink()
 
-    result = verify_closure(broken, sets=["core"], targets=["host"])
+    result = verify_closure(broken, sets=["core"], targets=["host"], transports=["file://"],
+                            installers=["pip 26.3"], installer_cache=INSTALLER_CACHE)
+    skip_if_unavailable(result)
     assert not result.ok
     failures = {c.step: c for c in result.failures}
-    assert set(failures) == {"uv pip compile", "pip install"}
+    assert set(failures) == {"uv pip compile (file://)", "pip 26.3 install (file://)",
+                             "pip 26.3 install -r lockfile (file://)"}
     for check in failures.values():
         assert (check.set_name, check.target) == ("core", "host")
         assert check.requirement == "speedup==1.2"
@@ -70,8 +87,10 @@ def test_a_file_removed_from_the_mirror_is_named(mirror: FixtureMirror, tmp_path
     with pytest.raises(ResolutionError) as error:
         result.raise_for_failures()
     message = str(error.value)
-    assert "set 'core', target 'host': pip install failed: cannot install speedup==1.2" in message
-    assert "set 'core', target 'host': uv pip compile failed: cannot install speedup==1.2" in message
+    assert ("set 'core', target 'host': pip 26.3 install (file://) failed: cannot install "
+            "speedup==1.2") in message
+    assert ("set 'core', target 'host': uv pip compile (file://) failed: cannot install "
+            "speedup==1.2") in message
 
 
 def test_a_project_missing_from_the_pages_is_named(mirror: FixtureMirror, tmp_path: Path) -> None:
@@ -79,17 +98,18 @@ def test_a_project_missing_from_the_pages_is_named(mirror: FixtureMirror, tmp_pa
     shutil.copytree(mirror.out, broken)
     shutil.rmtree(broken / "simple" / "foo-bar-baz")
 
-    result = verify_closure(broken, sets=["core"], install=False)
+    result = verify_closure(broken, sets=["core"], install=False, transports=["file://"])
     failed = sorted((c.target, c.requirement) for c in result.failures)
     assert failed == [("arm", "foo-bar-baz"), ("host", "foo-bar-baz")]
     assert all("not found in the package registry" in c.detail for c in result.failures)
 
 
-def test_over_lockmirror_serve(mirror: FixtureMirror) -> None:
-    result = verify_closure(mirror.out, sets=["extra"], serve=True)
+def test_over_lockmirror_serve_only(mirror: FixtureMirror) -> None:
+    result = verify_closure(mirror.out, sets=["extra"], transports=["http"],
+                            installers=["uv"], installer_cache=INSTALLER_CACHE)
     assert result.ok, [c.describe() for c in result.failures]
-    assert result.index_url.startswith("http://127.0.0.1:")
-    assert steps(result)[("extra", "host", "pip install")] == "ok"
+    assert [u[:17] for u in result.index_urls] == ["http://127.0.0.1:"]
+    assert steps(result)[("extra", "host", "uv 0.13.9 install (http)")] == "ok"
 
 
 def test_unknown_set_or_target(mirror: FixtureMirror) -> None:
@@ -108,14 +128,17 @@ def test_check_install_command(mirror: FixtureMirror, capsys: pytest.CaptureFixt
                                tmp_path: Path) -> None:
     from lockmirror.cli import main
 
-    assert main(["check-install", str(mirror.out), "--set", "extra", "--no-install"]) == 0
+    assert main(["check-install", str(mirror.out), "--set", "extra", "--no-install",
+                 "--file"]) == 0
     out = capsys.readouterr().out
-    assert "set 'extra', target 'host': uv pip compile: ok" in out
+    assert "set 'extra', target 'host': uv pip compile (file://): ok" in out
+    assert "set 'extra', target 'host': installs: skipped (not requested)" in out
+    assert "check-install: 1 passed, 0 failed, 1 skipped" in out
     assert "closure verified" in out
     broken = tmp_path / "dist-index"
     shutil.copytree(mirror.out, broken)
     shutil.rmtree(broken / "simple" / "yanky")
-    assert main(["check-install", str(broken), "--set", "extra", "--no-install"]) == 1
+    assert main(["check-install", str(broken), "--set", "extra", "--no-install", "--file"]) == 1
     assert "cannot install yanky" in capsys.readouterr().err
 
 

@@ -266,19 +266,25 @@ def _verify(project: Project, stamp: Path) -> None:
     loaded = project.loaded
     report = verify_closure(loaded.index_dir, work_dir=loaded.cache_dir / "verify",
                             progress=print)
+    for line in report.installers:
+        print(f"verify: installer {line}")
+    for check in report.checks:
+        if check.ok:  # failures are listed once, in the error
+            print(f"verify: {check.describe()}")
+    print(f"verify: {report.summary()} from {loaded.index_dir} alone")
     report.raise_for_failures()
     atomic_write(stamp, (loaded.index_dir / "manifest.json").read_bytes())
-    print(f"verify: {len(report.checks)} checks passed from {loaded.index_dir} alone")
 
 
 def verify_task(project: Project) -> TaskDict:
     manifest = project.path_of("index") / "manifest.json"
     stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
     return {
-        "doc": "prove every set installs on every target from dist-index/ alone (uv, pip)",
+        "doc": "prove every set installs from dist-index/ alone with the far side's installers",
         "actions": [_action(_verify, project, stamp)],
         "task_dep": ["index"],
-        "file_dep": [str(manifest)],
+        # a changed installer matrix (installers.py) is a reason to verify again
+        "file_dep": [str(manifest), str(Path(__file__).with_name("installers.py"))],
         "targets": [str(stamp)],
         "verbosity": 2,
     }

@@ -62,6 +62,7 @@ from .index_sets import (
     set_summary,
 )
 from .manifest import MANIFEST_NAME, encode_files, join_encoded
+from .mirror_lockfile import relocate_lockfile
 from .pages import (
     LandingPage,
     Provenance,
@@ -432,8 +433,10 @@ class _Run:
                       constraints_text(locked.name, target, pins).encode())
 
     def _write_lockfile_copy(self, locked: PackageSet) -> None:
-        """``lockfiles/pylock.<set>.toml``: the lockfile as it is."""
-        self._put(f"lockfiles/pylock.{locked.name}.toml", locked.input.read())
+        """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
+        mirror's own (relative PEP 751 paths), so it installs behind the gap."""
+        data = relocate_lockfile(locked.input.read(), where=str(locked.input.path))
+        self._put(f"lockfiles/pylock.{locked.name}.toml", data)
 
     def _put(self, rel: str, data: bytes) -> None:
         """Write ``rel`` unless it already holds ``data``; enter it in the manifest."""

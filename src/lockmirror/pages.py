@@ -9,12 +9,28 @@ Formats:
 
 * project pages: PEP 503 HTML and PEP 691 JSON (api-version 1.1, with the
   PEP 700 ``versions``, ``size`` and ``upload-time``), each advertising the
-  PEP 658/714 core metadata hash and PEP 592 yanked status;
+  PEP 658 core metadata hash under its PEP 714 name only and the PEP 592
+  yanked status;
 * root pages: the PEP 503/691 project list;
 * ``constraints/<set>-<target>.txt``: ``name==version`` pins;
 * the landing page ``index.html`` for people;
 * :func:`pip_config`: pip / uv configuration for a mirror URL (the text the
   landing page shows and ``lockmirror pip-config`` prints).
+
+Core metadata keys (PEP 714), as pip's ``models/link.py`` reads them:
+
+* pip <= 22.2 (21.2.3 of RHEL 9, 22.0.2 of Ubuntu 22.04): no PEP 658 support;
+  any key is ignored and the wheel itself is downloaded.
+* pip 22.3 - 23.1 (23.0.1 of Debian 12): reads only the old names. In JSON it
+  expects a string where PEP 691 has a dict (``TypeError: unhashable type:
+  'dict'``, ``'dict' object has no attribute 'partition'``); in HTML it
+  compares the metadata's ``Name`` with the requirement's spelling verbatim
+  ("inconsistent Name", then ResolutionImpossible).
+* pip >= 23.2 and uv: read ``core-metadata`` / ``data-core-metadata`` first.
+
+So the pages carry ``data-core-metadata`` (HTML) and ``core-metadata`` (JSON)
+and never the old names: every pip above installs, the older ones without
+the metadata shortcut. (``_PEP_714`` in the renderers points here.)
 
 Imports are kept to the standard library so the index entry point starts fast.
 """
@@ -186,7 +202,8 @@ def project_html(project: str, releases: Sequence[Release]) -> str:
         if release.requires_python:
             attrs.append(f'data-requires-python="{escape(release.requires_python)}"')
         if file.metadata_sha256:
-            attrs.append(f'data-dist-info-metadata="sha256={file.metadata_sha256}"')
+            # PEP 714: the new name only. pips 22.3-23.1 read the old name and fail
+            # (module docstring); they ignore this one and download the wheel instead.
             attrs.append(f'data-core-metadata="sha256={file.metadata_sha256}"')
         if release.yanked is not None:
             attrs.append(f'data-yanked="{escape(release.yanked)}"')
@@ -207,8 +224,7 @@ def project_json(project: str, releases: Sequence[Release]) -> str:
         if release.requires_python:
             entry["requires-python"] = release.requires_python
         if file.metadata_sha256:
-            entry["core-metadata"] = {"sha256": file.metadata_sha256}
-            entry["dist-info-metadata"] = {"sha256": file.metadata_sha256}
+            entry["core-metadata"] = {"sha256": file.metadata_sha256}  # PEP 714 only
         entry["yanked"] = (release.yanked or True) if release.yanked is not None else False
         entry["size"] = file.size
         if file.upload_time:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 NAME = "check-install"
-HELP = ("prove with real installers (uv pip compile per set and target, pip install + "
-        "pip check where this machine matches a target) that every set installs from the "
-        "index alone")
+HELP = ("prove with the far side's installers (newest pip and uv, the pips of Debian 12, "
+        "Ubuntu 22.04 and RHEL 9) that every set installs from the index and from its "
+        "mirrored lockfile alone, over file:// and HTTP")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,33 +19,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="only this set (repeatable)")
     parser.add_argument("--target", dest="targets", action="append", metavar="TARGET",
                         help="only this target (repeatable)")
+    parser.add_argument("--installer", dest="installers", action="append", metavar="NAME",
+                        help="only this installer of the matrix, e.g. 'pip 23.0.1' or uv "
+                             "(repeatable; default: all)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--index-url", help="use this simple index URL instead of the directory "
                                            "(e.g. a deployed mirror)")
     where.add_argument("--serve", action="store_true",
-                       help="serve the directory over HTTP on 127.0.0.1 while checking, "
-                            "instead of a file:// URL")
+                       help="only over HTTP (the directory served on 127.0.0.1)")
+    where.add_argument("--file", action="store_true", help="only over file://")
     parser.add_argument("--no-install", action="store_true",
-                        help="only resolve with uv; skip the pip install on this machine")
+                        help="only resolve with uv (and dry-run the lockfiles); install nothing")
     parser.add_argument("--work-dir", type=Path,
-                        help="keep the uv cache and virtual environments here")
+                        help="keep the installer copies here (runs are removed afterwards)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..verify import verify_closure
+    from ..verify import TRANSPORTS, verify_closure
 
     def progress(message: str) -> None:
         print(f"... {message}", file=sys.stderr, flush=True)
 
+    transports = ("http",) if args.serve else ("file://",) if args.file else TRANSPORTS
     report = verify_closure(args.directory, sets=args.sets, targets=args.targets,
-                            index_url=args.index_url, serve=args.serve,
-                            install=not args.no_install, work_dir=args.work_dir,
-                            progress=progress)
+                            index_url=args.index_url, transports=transports,
+                            install=not args.no_install, installers=args.installers,
+                            work_dir=args.work_dir, progress=progress)
     for check in report.checks:
         if check.ok:  # failures are listed once, in the error below
             print(check.describe())
+    print(f"check-install: {report.summary()}")
     report.raise_for_failures()
     from ..http import redact_url
 
-    print(f"closure verified from {redact_url(report.index_url)}")
+    print(f"closure verified from {', '.join(redact_url(u) for u in report.index_urls)}")
     return 0

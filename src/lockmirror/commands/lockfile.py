@@ -1,0 +1,54 @@
+"""``lockmirror lockfile --base-url URL [DIR]``: a set's lockfile for a mirror served at URL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "lockfile"
+HELP = ("write the mirror's lockfiles with every file as a URL under --base-url (for uv over "
+        "HTTP, or a lockfile copied away from the mirror)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", type=Path, default=Path("dist-index"),
+                        help="the index tree or an imported mirror (default: dist-index)")
+    parser.add_argument("--base-url", required=True, metavar="URL",
+                        help="where the mirror's root (the directory holding files/ and "
+                             "simple/) is served, e.g. https://mirror.internal/")
+    parser.add_argument("--set", dest="sets", action="append", metavar="SET",
+                        help="only this set (repeatable)")
+    parser.add_argument("-o", "--output", type=Path, metavar="DIR",
+                        help="write pylock.<set>.toml files here (default: print the one "
+                             "selected set's lockfile)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fsutil import atomic_write
+    from ..mirror_lockfile import RelocationError, check_base_url, relocate_lockfile
+
+    base_url = check_base_url(args.base_url)
+    found = {p.name[len("pylock."):-len(".toml")]: p
+             for p in sorted((args.directory / "lockfiles").glob("pylock.*.toml"))}
+    if not found:
+        raise RelocationError("holds no lockfiles/pylock.*.toml", where=str(args.directory),
+                              hint="give the index tree (dist-index/) or an imported mirror")
+    unknown = sorted(set(args.sets or ()) - set(found))
+    if unknown:
+        raise RelocationError(f"no set {', '.join(unknown)} (sets: {', '.join(found)})",
+                              where=str(args.directory))
+    chosen = {name: path for name, path in found.items() if not args.sets or name in args.sets}
+    if args.output is None and len(chosen) != 1:
+        raise RelocationError(f"{len(chosen)} sets to print ({', '.join(chosen)})",
+                              where="--set", hint="choose one with --set, or give --output DIR")
+    rewritten = {name: relocate_lockfile(path.read_bytes(), base_url=base_url, where=str(path))
+                 for name, path in chosen.items()}
+    if args.output is None:
+        sys.stdout.write(next(iter(rewritten.values())).decode("utf-8"))
+        return 0
+    for name, data in rewritten.items():
+        target = args.output / f"pylock.{name}.toml"
+        atomic_write(target, data, only_if_changed=True)
+        print(f"{target}: files under {base_url}files/")
+    return 0
