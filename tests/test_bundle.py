@@ -21,14 +21,8 @@ from pathlib import Path
 import pytest
 
 from lockmirror import signing
-from lockmirror.bundle import (
-    BundleInfo,
-    build_bundle,
-    locate_bundle,
-    parse_size,
-    read_head,
-    resolve_source_date_epoch,
-)
+from lockmirror.bundle import build_bundle, resolve_source_date_epoch
+from lockmirror.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
 from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.importer import import_bundle
 from lockmirror.manifest import Manifest, scan_tree
@@ -240,21 +234,21 @@ def _rot(path: Path) -> None:
 
 
 def test_index_file_not_matching_manifest_fails_and_leaves_nothing(tmp_path: Path) -> None:
-    """Small files are always hashed as they are read; big ones with verify_sources.
-    Without it a rotten big file is carried, and import refuses it by name."""
+    """Every index file is hashed as it is copied, small or big: rot in the build
+    tree fails here, naming the file, and nothing is left in the output."""
     inputs = make_inputs(tmp_path / "in")
-    _rot(inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl")  # 300 kB: streamed
+    whl = inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl"  # 300 kB
+    original = whl.read_bytes()
+    _rot(whl)
     out = tmp_path / "out"
     with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out, verify_sources=True)
+        bundle(tmp_path / "in", out)
     assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
     assert list(out.iterdir()) == []
-
-    carried = bundle(tmp_path / "in", out)
-    with pytest.raises(BundleError, match="does not match bundle.json") as caught:
-        import_bundle([carried.path], tmp_path / "far")
-    assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
-    shutil.rmtree(out)
+    with pytest.raises(LockmirrorError, match="does not match manifest.json"):
+        bundle(tmp_path / "in", out, split=64 * 1024)  # the check fails mid-volume too
+    assert list(out.iterdir()) == []
+    whl.write_bytes(original)
 
     _rot(inputs["index_dir"] / "simple/alpha/index.html")
     with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
