@@ -113,9 +113,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     delta; ``split`` (bytes or ``700M``/``4G``) cuts volumes; ``key`` (an
     Ed25519 private key, OpenSSH or PEM) signs bundle.json. ``tool`` carries
     lockmirror's wheels (default: in full bundles, not in deltas), with the
-    dependency wheels cached below ``cache_dir``, the project's cache
-    directory (default ``~/.cache/lockmirror``; the sub-directory is
-    :func:`lockmirror.toolwheels.tool_wheel_cache`'s).
+    dependency wheels cached in :func:`lockmirror.toolwheels.tool_wheel_cache`
+    of ``cache_dir``, the project's cache directory (``paths.cache``).
 
     Every index file is taken at the sha256 and size manifest.json gives
     them, and every byte of it is hashed as it is copied: a file that rotted
@@ -247,8 +246,7 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         if progress:
             progress("collecting lockmirror's wheels")
         with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
-            wheels = collect_tool_wheels(cache_dir or Path.home() / ".cache" / "lockmirror",
-                                         Path(scratch), progress=progress)
+            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress)
             members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
                         for path in sorted(wheels.wheels, key=lambda p: p.name)]
         tool_python = wheels.python
