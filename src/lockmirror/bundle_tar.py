@@ -17,6 +17,7 @@ written, for the ``.sha256`` listing. One thread, ``hashlib`` inline.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -195,8 +196,8 @@ class VolumeWriter:
         fd, temp = tempfile.mkstemp(prefix=f".{self.names[index]}.", suffix=".tmp",
                                     dir=self.out_dir)
         self.temps.append(Path(temp))
-        os.fchmod(fd, FILE_MODE)
         self.file = open(fd, "wb", buffering=CHUNK, closefd=True)  # noqa: SIM115 - closed above
+        os.fchmod(fd, FILE_MODE)
         self.hash = hashlib.sha256()
         self.room = self.volume_size if self.volume_size is not None else 1 << 62
 
@@ -234,7 +235,8 @@ class VolumeWriter:
     def abort(self) -> None:
         """Close and delete every temporary volume (after an error)."""
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):  # flushing what a full disk refused fails again
+                self.file.close()
             self.file = None
         for temp in self.temps:
             temp.unlink(missing_ok=True)
