@@ -21,16 +21,9 @@ from pathlib import Path
 import pytest
 
 from lockmirror import signing
-from lockmirror.bundle import (
-    BundleInfo,
-    build_bundle,
-    locate_bundle,
-    parse_size,
-    read_head,
-    resolve_source_date_epoch,
-)
+from lockmirror.bundle import build_bundle, resolve_source_date_epoch
+from lockmirror.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
 from lockmirror.errors import BundleError, LockmirrorError
-from lockmirror.importer import import_bundle
 from lockmirror.manifest import Manifest, scan_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,21 +233,21 @@ def _rot(path: Path) -> None:
 
 
 def test_index_file_not_matching_manifest_fails_and_leaves_nothing(tmp_path: Path) -> None:
-    """Small files are always hashed as they are read; big ones with verify_sources.
-    Without it a rotten big file is carried, and import refuses it by name."""
+    """Every index file is hashed as it is copied, small or big: rot in the build
+    tree fails here, naming the file, and nothing is left in the output."""
     inputs = make_inputs(tmp_path / "in")
-    _rot(inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl")  # 300 kB: streamed
+    whl = inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl"  # 300 kB
+    original = whl.read_bytes()
+    _rot(whl)
     out = tmp_path / "out"
     with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out, verify_sources=True)
+        bundle(tmp_path / "in", out)
     assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
     assert list(out.iterdir()) == []
-
-    carried = bundle(tmp_path / "in", out)
-    with pytest.raises(BundleError, match="does not match bundle.json") as caught:
-        import_bundle([carried.path], tmp_path / "far")
-    assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
-    shutil.rmtree(out)
+    with pytest.raises(LockmirrorError, match="does not match manifest.json"):
+        bundle(tmp_path / "in", out, split=64 * 1024)  # the check fails mid-volume too
+    assert list(out.iterdir()) == []
+    whl.write_bytes(original)
 
     _rot(inputs["index_dir"] / "simple/alpha/index.html")
     with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
@@ -490,9 +483,10 @@ def test_encrypted_pem_key_needs_the_passphrase_from_the_environment(
 # --------------------------------------------------------------------------
 
 
-def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
-    make_inputs(tmp_path)
-    (tmp_path / "mirror.yaml").write_text(
+def make_project(root: Path) -> None:
+    """A mirror.yaml project with inputs at its default paths."""
+    make_inputs(root)
+    (root / "mirror.yaml").write_text(
         "version: 1\nname: demo\nsources:\n  - name: pypi\n    url: https://example.invalid/simple/\n"
         "targets:\n  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n"
         "sets:\n  core:\n    requirements: [alpha==1.0]\n")
@@ -500,7 +494,11 @@ def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
     from lockmirror.lockfile import Lockfile
 
     Lockfile(set_name="core", requirements=("alpha==1.0",), targets=(), packages=(),
-             input_hash="sha256:" + "0" * 64).write(tmp_path / "lockfiles" / "pylock.core.toml")
+             input_hash="sha256:" + "0" * 64).write(root / "lockfiles" / "pylock.core.toml")
+
+
+def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
+    make_project(tmp_path)
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
     done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle", "--no-tool",
                            "--split", "200K"], cwd=tmp_path, env=env, capture_output=True,
@@ -513,6 +511,31 @@ def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("lockmirror: error: not a size") and "Traceback" not in \
         done.stderr
+
+
+def test_doit_and_cli_share_one_tool_wheel_cache_and_give_the_same_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`lockmirror bundle` and `doit bundle` (its action) fill and reuse the same
+    ``.cache/tool-wheels/<key>/``: the dependency wheels are fetched once."""
+    from lockmirror import doit_tasks
+
+    make_project(tmp_path)
+    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "full bundle" in done.stdout and "dependency wheels" in done.stderr
+    written = {p.name: sha256(p) for p in (tmp_path / "dist").iterdir()}
+    cached = sorted((tmp_path / ".cache").rglob("pins.txt"))
+    assert [p.parent.parent for p in cached] == [tmp_path / ".cache" / "tool-wheels"]
+
+    monkeypatch.chdir(tmp_path)
+    doit_tasks._bundle(doit_tasks.Project(tmp_path / "mirror.yaml"))
+    assert "(unchanged)" in capsys.readouterr().out  # the same bytes: nothing rewritten
+    assert {p.name: sha256(p) for p in (tmp_path / "dist").iterdir()} == written
+    assert sorted((tmp_path / ".cache").rglob("pins.txt")) == cached
 
 
 def test_bundle_json_roundtrip_and_refusals() -> None:

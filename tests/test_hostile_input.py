@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lockmirror.bundle import BundleInfo
+from lockmirror.bundle_format import BundleInfo
 from lockmirror.cli import main
 from lockmirror.errors import LockmirrorError
 from lockmirror.manifest import Entry

@@ -304,7 +304,7 @@ def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
     # A forger re-makes bundle.json (and its directory name) but cannot re-sign it.
     def forge(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
             tuple[tarfile.TarInfo, bytes]]:
-        from lockmirror.bundle import BundleInfo
+        from lockmirror.bundle_format import BundleInfo
 
         old_top = top_of(members)
         info = BundleInfo.loads(members[1][1], where="bundle.json")

@@ -301,7 +301,7 @@ def _bundle(project: Project) -> None:
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     result = build_bundle(loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                           mirror_yaml=loaded.path, out_dir=loaded.dist_dir,
-                          name=loaded.config.name, cache_dir=loaded.cache_dir / "bundle")
+                          name=loaded.config.name, cache_dir=loaded.cache_dir)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")

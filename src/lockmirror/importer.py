@@ -50,7 +50,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import signing
-from .bundle import (
+from .bundle_format import (
     DELTA,
     INDEX_DIR,
     INDEX_MANIFEST,

@@ -5,8 +5,9 @@ A bundle carries them so an operator can install the tool with
 
 * The dependency wheels are the exact versions installed here (the
   requirement closure of the running lockmirror), fetched once with
-  ``pip wheel --no-deps`` into ``<cache>/tool-wheels/<key>/``, where the key is
-  the hash of the pinned set and this Python's tags. Later bundles reuse
+  ``pip wheel --no-deps`` into ``<cache>/tool-wheels/<key>/`` (the one place,
+  :func:`tool_wheel_cache`, for ``doit bundle`` and ``lockmirror bundle``
+  alike), where the key is the hash of the pinned set and this Python's tags. Later bundles reuse
   them; only a changed dependency set touches the network again (build side).
   With ``LOCKMIRROR_TOOL_WHEELS=installed`` they are instead repacked from
   the installed distributions themselves (their RECORD lists every file):
@@ -62,9 +63,17 @@ def python_tag() -> str:
             f"{sysconfig.get_platform()}")
 
 
-def collect_tool_wheels(cache_dir: Path, work_dir: Path, *,
+def tool_wheel_cache(cache_dir: Path | None) -> Path:
+    """Where the dependency wheels are kept below a project's cache directory
+    (``paths.cache`` of mirror.yaml, or ``$LOCKMIRROR_CACHE``); without one,
+    below ``~/.cache/lockmirror``. Both front doors reach it through here."""
+    return (cache_dir or Path.home() / ".cache" / "lockmirror") / "tool-wheels"
+
+
+def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
                         progress: Callable[[str], None] | None = None) -> ToolWheels:
-    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels.
+    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels
+    (cached in :func:`tool_wheel_cache` of ``cache_dir``, the project's cache).
 
     Raises LockmirrorError if a dependency is not installed, the editable
     install's version is stale, or pip cannot get a dependency wheel.
@@ -110,13 +119,13 @@ def dependency_pins(requirements: list[str]) -> list[str]:
     return sorted(f"{name}=={version}" for name, version in seen.items())
 
 
-def _cached_dependency_wheels(pins: list[str], cache_dir: Path,
+def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
                               progress: Callable[[str], None] | None, *,
                               source: str = "index") -> list[Path]:
     key_text = json.dumps({"python": python_tag(), "pins": pins, "source": source},
                           sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    target = cache_dir / "tool-wheels" / key
+    target = tool_wheel_cache(cache_dir) / key
     if not target.is_dir():
         if progress:
             progress(f"downloading {len(pins)} dependency wheels for {python_tag()} "

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..bundle import build_bundle, parse_size
+from ..bundle import build_bundle
+from ..bundle_format import parse_size
 from ..config import DEFAULT_CONFIG, load_config
 from ..errors import LockmirrorError
 from ..fsutil import format_size
@@ -37,9 +38,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="carry lockmirror's wheels (default for full bundles)")
     tool.add_argument("--no-tool", dest="tool", action="store_false",
                       help="leave lockmirror's wheels out (default for deltas)")
-    parser.add_argument("--verify-sources", action="store_true",
-                        help="re-hash every index file against manifest.json while bundling "
-                             "(catches rot in the build tree before it crosses the gap)")
     parser.add_argument("--source-date-epoch", type=int, metavar="SECONDS",
                         help="mtime of every member (default: $SOURCE_DATE_EPOCH, else the "
                              "lockfiles' last commit time)")
@@ -58,14 +56,13 @@ def run(args: argparse.Namespace) -> int:
         mirror_yaml=loaded.path, out_dir=args.out or loaded.dist_dir,
         name=loaded.config.name, since=args.since, split=args.split, key=args.key,
         source_date_epoch=args.source_date_epoch, tool=args.tool,
-        cache_dir=loaded.cache_dir, verify_sources=args.verify_sources, progress=lambda text: print(f"bundle: {text}",
-                                                                file=sys.stderr))
+        cache_dir=loaded.cache_dir, progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
     state = "written" if result.changed else "already current"
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
           f"{format_size(result.size)}, {result.index_files_carried} of "
           f"{result.index_files_total} index files, {result.tool_wheels} tool wheels, "
           f"{'signed' if result.signed else 'unsigned'}")
-    for part, digest in zip(result.parts, result.sha256):
+    for part, digest in zip(result.parts, result.sha256, strict=True):
         print(f"  {part}  sha256 {digest}")
     print(f"  {result.checksums}")
     if result.base_manifest_sha256:
