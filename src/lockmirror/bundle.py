@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +67,7 @@ from .bundle_format import (
 from .bundle_tar import Layout, Member, directories, read_input
 from .errors import BundleError, LockmirrorError
 from .fsutil import atomic_write, sha256_bytes
+from .gitutil import run_git
 from .manifest import MANIFEST_NAME, Entry, Manifest
 from .toolwheels import collect_tool_wheels
 
@@ -189,13 +189,9 @@ def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple
             return int(env), "SOURCE_DATE_EPOCH"
         except ValueError:
             raise LockmirrorError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
-    try:
-        done = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "."],
-                              cwd=lockfile_dir, capture_output=True, text=True, check=False)
-        if done.returncode == 0 and done.stdout.strip().isdigit():
-            return int(done.stdout.strip()), "git log (lockfiles)"
-    except OSError:
-        pass
+    stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
+    if stamp and stamp.strip().isdigit():
+        return int(stamp.strip()), "git log (lockfiles)"
     return 0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"
 
 
