@@ -280,6 +280,56 @@ def test_threaded_and_logged(server: MirrorServer, mirror: FixtureMirror,
                for line in log_lines), log_lines[-5:]
 
 
+def test_idle_connections_are_closed_and_threads_capped(mirror: FixtureMirror) -> None:
+    """50 silent clients against a server capped at 8 connections with a 0.5 s
+    idle timeout: never more than 8 connection threads, every silent socket is
+    closed by the server, and a real request is answered afterwards."""
+    peak = 0
+    done = threading.Event()
+
+    def connection_threads() -> int:
+        return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, connection_threads())
+            done.wait(0.005)
+
+    with MirrorServer(mirror.out, "127.0.0.1", 0, idle_timeout=0.5, max_connections=8) as running:
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        idle = [socket.create_connection(("127.0.0.1", running.port), timeout=60)
+                for _ in range(50)]
+        try:
+            closed = [sock.recv(1) for sock in idle]  # b"" once the server closed it
+        finally:
+            for sock in idle:
+                sock.close()
+            done.set()
+            sampler.join()
+        assert closed == [b""] * 50
+        assert 1 <= peak <= 8
+        assert request(running, "/health")[0] == 200
+
+
+def _listening_address(pid: int, port: int) -> str:
+    """The local IPv4 address of the socket listening on ``port`` in the process
+    ``pid``'s network namespace, read from /proc (what the kernel bound)."""
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, hex_port = fields[1].split(":")
+        if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+            return socket.inet_ntoa(bytes.fromhex(address)[::-1])
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_default_bind_is_loopback_on_the_socket(mirror: FixtureMirror) -> None:
+    with MirrorServer(mirror.out, port=0) as running:
+        assert running.httpd.socket.getsockname()[0] == "127.0.0.1"
+        assert _listening_address(os.getpid(), running.port) == "127.0.0.1"
+
+
 # --------------------------------------------------------------------------
 # Real clients over HTTP
 # --------------------------------------------------------------------------
@@ -314,6 +364,8 @@ def test_serve_command(mirror: FixtureMirror) -> None:
         first = process.stdout.readline()
         match = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", first)
         assert match, first
+        # what the socket is bound to, not only what was printed
+        assert _listening_address(process.pid, int(match.group(1))) == "127.0.0.1"
         connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=10)
         connection.request("GET", "/health")
         assert connection.getresponse().status == 200
