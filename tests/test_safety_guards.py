@@ -1,0 +1,224 @@
+"""One test per safety check that no other test guarded (issue 19, point 7).
+
+Each was found by removing the check by hand: the whole suite still passed.
+Every test here fails when its check is removed (the README's mutation
+section lists how each was verified). They use public APIs only (the
+index stage is being rewritten: ``build_index`` is its contract).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from index_mirror import make_fixture_mirror
+
+from lockmirror.config import DirectoryDestination, load_config
+from lockmirror.fsutil import atomic_write, atomic_writer
+from lockmirror.lock import lock_sets, stale_sets
+from lockmirror.publish import publish
+
+pytest_plugins = ["servers"]  # index_tree: a built dist-index/
+
+
+# --------------------------------------------------------------------------
+# index: a first build goes into a staging directory, renamed at the end
+# --------------------------------------------------------------------------
+
+_BUILD_KILLED_HALF_WAY = """
+import os, signal, sys
+from pathlib import Path
+from lockmirror.index import build_index
+
+out = Path(sys.argv[1])
+lockfiles = [Path(p) for p in sys.argv[3:]]
+known = set(os.listdir(out.parent))
+
+def progress(text: str) -> None:
+    # SIGKILL (no cleanup runs) at the first report after a file was written
+    for name in set(os.listdir(out.parent)) - known:
+        if any(files for _, _, files in os.walk(out.parent / name)):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+build_index(lockfiles, Path(sys.argv[2]), out, progress=progress)
+"""
+
+
+def test_a_first_index_build_killed_half_way_leaves_no_dist_index(
+        catalogue: Catalogue, tmp_path: Path) -> None:
+    mirror = make_fixture_mirror(catalogue, tmp_path / "m")
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD_KILLED_HALF_WAY, str(mirror.out), str(mirror.store.root),
+         *map(str, mirror.lockfiles)], capture_output=True, text=True, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr  # killed with files written
+    assert not mirror.out.exists()  # half a tree is never where readers look
+    # the next build recovers and completes
+    from lockmirror.index import build_index
+    build_index(mirror.lockfiles, mirror.store, mirror.out)
+    assert (mirror.out / "manifest.json").is_file()
+
+
+# --------------------------------------------------------------------------
+# publish to a directory: a changed file is copied again, even at the same size
+# --------------------------------------------------------------------------
+
+
+def test_a_same_size_changed_file_at_a_directory_destination_is_copied_again(
+        index_tree: Path, tmp_path: Path) -> None:
+    web_root = tmp_path / "www"
+    destination = DirectoryDestination(kind="directory", path=str(web_root), layout="tree")
+    publish(index_tree, destination)
+    page = "simple/alpha/index.html"
+    wheel = next(p.relative_to(index_tree).as_posix()
+                 for p in sorted((index_tree / "files").rglob("*.whl")))
+    for rel in (page, wheel):
+        original = (web_root / rel).read_bytes()
+        (web_root / rel).write_bytes(bytes(b ^ 0xFF for b in original))  # same size
+    again = publish(index_tree, destination)
+    assert sorted(again.uploaded) == sorted([page, wheel])
+    for rel in (page, wheel):
+        assert (web_root / rel).read_bytes() == (index_tree / rel).read_bytes()
+    assert publish(index_tree, destination).uploaded == ()
+
+
+# --------------------------------------------------------------------------
+# lock --check: every input of a set is in its fingerprint
+# --------------------------------------------------------------------------
+
+
+def _mirror_yaml(tmp_path: Path, index: FixtureIndex, *, source_extra: str = "",
+                 policy: str = "") -> Path:
+    path = tmp_path / "mirror.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        name: guards
+        sources:
+          - name: fixture
+            url: {index.url}
+        {source_extra}
+        targets:
+          host:
+            python: "3.11"
+            platforms: [manylinux_2_28_x86_64]
+        sets:
+          q:
+            requirements: [alpha]
+        paths:
+          cache: {tmp_path / "cache"}
+        """) + policy + "\n")
+    return path
+
+
+def _lock_check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--check", "--config",
+                           str(config)], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("change", [
+    {"policy": "policy:\n  yanked: warn"},
+    {"policy": "policy:\n  sdists: deny"},
+    {"source_extra": "    priority: 5"},
+    {"source_extra": "    projects: [alpha]"},
+], ids=["policy-yanked", "policy-sdists", "source-priority", "source-projects"])
+def test_a_policy_or_source_change_makes_lock_check_fail(
+        tmp_path: Path, fixture_index: FixtureIndex, change: dict[str, str]) -> None:
+    config = _mirror_yaml(tmp_path, fixture_index)
+    lock_sets(load_config(config))
+    assert stale_sets(load_config(config)) == {}
+    lockfile = load_config(config).lockfile_path("q")
+    before = lockfile.read_bytes()
+    _mirror_yaml(tmp_path, fixture_index, **change)
+    assert "locked from other inputs" in stale_sets(load_config(config))["q"]
+    done = _lock_check(config)
+    assert done.returncode == 1 and "set 'q'" in done.stderr, done.stderr
+    assert "locked from other inputs" in done.stderr and "Traceback" not in done.stderr
+    assert lockfile.read_bytes() == before
+
+
+# --------------------------------------------------------------------------
+# credentials in a server's reply never reach the output
+# --------------------------------------------------------------------------
+
+SECRET = "deploy:hunter2"
+
+
+class _LeakyRepository(http.server.BaseHTTPRequestHandler):
+    """An upload API that refuses every upload, quoting a URL with credentials
+    in its reason phrase and its body; every page is 404 (nothing there yet)."""
+
+    def do_GET(self) -> None:
+        self._answer(404, b"not found\n")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._answer(400, f"upload refused: mirror https://{SECRET}@repo.example/simple/ "
+                          "is read-only\n".encode(),
+                     reason=f"Bad https://{SECRET}@repo.example/")
+
+    def _answer(self, status: int, body: bytes, reason: str | None = None) -> None:
+        self.send_response(status, reason)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def leaky_repository() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LeakyRepository)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_credential_in_a_server_reply_never_reaches_output(
+        leaky_repository: str, index_tree: Path) -> None:
+    env = {**os.environ, "TWINE_USERNAME": "me", "TWINE_PASSWORD": "pw-not-shown"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lockmirror", "publish", "--to", leaky_repository,
+         "--simple-url", leaky_repository + "simple/", "--from", str(index_tree)],
+        capture_output=True, text=True, env=env, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "upload refused: mirror https://repo.example/simple/ is read-only" in output
+    assert SECRET not in output and "hunter2" not in output
+    assert "pw-not-shown" not in output and "Traceback" not in output
+
+
+# --------------------------------------------------------------------------
+# atomic writes: a failed write leaves the old file
+# --------------------------------------------------------------------------
+
+
+class _DiskFull(OSError):
+    pass
+
+
+def test_a_failed_page_write_leaves_the_old_page(tmp_path: Path) -> None:
+    page = tmp_path / "simple" / "alpha" / "index.html"
+    atomic_write(page, "<a>old</a>\n")
+    with pytest.raises(_DiskFull), atomic_writer(page) as out:
+        out.write(b"<a>new, half")
+        out.flush()
+        raise _DiskFull(28, "No space left on device")
+    assert page.read_text() == "<a>old</a>\n"
+    assert sorted(p.name for p in page.parent.iterdir()) == ["index.html"]  # no temp file
+    assert atomic_write(page, "<a>new</a>\n") and page.read_text() == "<a>new</a>\n"
