@@ -8,9 +8,11 @@ index stage is being rewritten: ``build_index`` is its contract).
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -19,10 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fixtureindex import Catalogue, FixtureIndex
 from index_mirror import make_fixture_mirror
 
+from lockmirror import signing
 from lockmirror.config import DirectoryDestination, load_config
+from lockmirror.errors import BundleError
 from lockmirror.fsutil import atomic_write, atomic_writer
 from lockmirror.lock import lock_sets, stale_sets
 from lockmirror.publish import publish
@@ -222,3 +228,95 @@ def test_a_failed_page_write_leaves_the_old_page(tmp_path: Path) -> None:
     assert page.read_text() == "<a>old</a>\n"
     assert sorted(p.name for p in page.parent.iterdir()) == ["index.html"]  # no temp file
     assert atomic_write(page, "<a>new</a>\n") and page.read_text() == "<a>new</a>\n"
+
+
+# --------------------------------------------------------------------------
+# signing: every malformed signature is refused, naming what and where
+# (mutants of signing.py that survived the suite; see the README)
+# --------------------------------------------------------------------------
+
+
+def _armor(blob: bytes) -> str:
+    text = base64.b64encode(blob).decode()
+    return f"{signing._ARMOR_BEGIN}\n{text}\n{signing._ARMOR_END}\n"
+
+
+def _blob(signature: str) -> bytes:
+    lines = signature.strip().splitlines()
+    return base64.b64decode("".join(lines[1:-1]))
+
+
+def _field(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def _tampered(key: Ed25519PrivateKey) -> dict[str, tuple[str, str]]:
+    good = signing.sign(b"payload", key)
+    blob = _blob(good)
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    head = b"SSHSIG" + struct.pack(">I", 1)
+    rsa_key = _field(_field(b"ssh-rsa") + _field(public))
+    ed_key = _field(_field(b"ssh-ed25519") + _field(public))
+    rest = _field(b"lockmirror-bundle") + _field(b"")
+    return {
+        "no END line": (good.replace(signing._ARMOR_END, ""),
+                        "not an SSH signature (no BEGIN/END SSH SIGNATURE lines)"),
+        "no BEGIN line": (good.replace(signing._ARMOR_BEGIN, ""),
+                          "not an SSH signature (no BEGIN/END SSH SIGNATURE lines)"),
+        "truncated": (_armor(blob[:-5]), "malformed SSH signature: truncated"),
+        "not base64": (good.replace("\n", "\n!", 2), "malformed SSH signature: "),
+        "bad magic": (_armor(b"SSHSIX" + blob[6:]),
+                      "malformed SSH signature: bad magic or version"),
+        "bad version": (_armor(b"SSHSIG" + struct.pack(">I", 2) + blob[10:]),
+                        "malformed SSH signature: bad magic or version"),
+        "rsa key": (_armor(head + rsa_key + blob[10 + len(rsa_key):]),
+                    "malformed SSH signature: the signing key is not ssh-ed25519"),
+        "md5 hash": (_armor(head + ed_key + rest + _field(b"md5") + _field(b"")),
+                     "malformed SSH signature: unknown hash 'md5'"),
+        "rsa signature": (_armor(head + ed_key + rest + _field(b"sha512")
+                                 + _field(_field(b"ssh-rsa") + _field(b"x" * 64))),
+                          "malformed SSH signature: the signature is not ssh-ed25519"),
+    }
+
+
+@pytest.mark.parametrize("case", ["no END line", "no BEGIN line", "truncated", "not base64",
+                                  "bad magic", "bad version", "rsa key", "md5 hash",
+                                  "rsa signature"])
+def test_a_malformed_signature_is_refused_naming_what_and_where(
+        key: Ed25519PrivateKey, case: str) -> None:
+    text, message = _tampered(key)[case]
+    with pytest.raises(BundleError) as caught:
+        signing.verify(b"payload", text, key.public_key(), where="b/bundle.json.sig")
+    assert caught.value.message.startswith(message), caught.value.message
+    assert caught.value.where == "b/bundle.json.sig"
+
+
+def test_a_signature_by_another_key_or_namespace_or_of_other_data_is_refused(
+        key: Ed25519PrivateKey) -> None:
+    other = Ed25519PrivateKey.generate()
+    text = signing.sign(b"payload", other)
+    with pytest.raises(BundleError) as caught:
+        signing.verify(b"payload", text, key.public_key(), where="w")
+    error = caught.value
+    assert error.message == (f"signed by key {signing.fingerprint(other.public_key())}, not by "
+                             f"the trusted key {signing.fingerprint(key.public_key())}")
+    assert error.where == "w" and error.hint and "wrong --pubkey" in error.hint
+    with pytest.raises(BundleError) as caught:
+        signing.verify(b"payload", signing.sign(b"payload", key, namespace="file"),
+                       key.public_key(), where="w")
+    assert caught.value.message == ("signature is for namespace 'file', expected "
+                                    "'lockmirror-bundle'") and caught.value.where == "w"
+    with pytest.raises(BundleError) as caught:
+        signing.verify(b"payload!", signing.sign(b"payload", key), key.public_key(), where="w")
+    assert caught.value.message.startswith("signature does not match the signed data")
+    assert caught.value.where == "w"
+    info = signing.verify(b"payload", signing.sign(b"payload", key), key.public_key(), where="w")
+    assert (info.namespace, info.hash_name) == ("lockmirror-bundle", "sha512")
+    # the reserved field is empty, as OpenSSH writes it
+    blob = _blob(signing.sign(b"payload", key))
+    assert _field(b"lockmirror-bundle") + _field(b"") + _field(b"sha512") in blob
