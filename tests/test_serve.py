@@ -186,6 +186,37 @@ def test_unsatisfiable_and_ignored_ranges(server: MirrorServer, mirror: FixtureM
     assert status == 200 and body == data
 
 
+def test_range_edges_head_vary_and_redirect_query(server: MirrorServer,
+                                                  mirror: FixtureMirror) -> None:
+    path, data = wheel_path(mirror)
+    assert request(server, path, headers={"Range": "bytes=-0"})[0] == 416
+    assert request(server, path, headers={"Range": "bytes=-1"})[2] == data[-1:]
+    assert request(server, path, headers={"Range": "bytes=5-3"})[:3:2] == (200, data)
+    whole = request(server, path, headers={"Range": f"bytes=-{len(data) + 50}"})
+    assert whole[0] == 206 and whole[2] == data
+    etag = request(server, path)[1]["etag"]
+    assert request(server, path, headers={"If-None-Match": f'"other", {etag}'})[0] == 304
+    status, headers, _ = request(server, "/simple/beta/", headers={"Accept": JSON})
+    assert status == 200 and headers["vary"] == "Accept"
+    status, headers, _ = request(server, "/simple/Beta/?format=" + JSON)
+    assert status == 301 and headers["location"] == "/simple/beta/?format=" + JSON
+    # HEAD sends headers only: the next response on the same connection is intact
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("HEAD", "/simple/beta/")
+        head = connection.getresponse()
+        assert head.status == 200 and head.read() == b""
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() == b'{"status":"ok"}\n'
+        connection.request("HEAD", "/no/such/file")
+        missing = connection.getresponse()
+        assert missing.status == 404 and missing.read() == b""
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() == b'{"status":"ok"}\n'
+    finally:
+        connection.close()
+
+
 def test_etag_revalidation(server: MirrorServer, mirror: FixtureMirror) -> None:
     path, _ = wheel_path(mirror)
     etag = request(server, path)[1]["etag"]
