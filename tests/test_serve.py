@@ -275,8 +275,23 @@ def test_symlink_out_of_the_tree_is_not_followed(mirror: FixtureMirror, tmp_path
 
 
 def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:
-    with pytest.raises(LockmirrorError, match="not a built index"):
+    with pytest.raises(LockmirrorError, match="not a built index") as caught:
         MirrorServer(tmp_path, "127.0.0.1", 0)
+    assert caught.value.where == str(tmp_path) and caught.value.hint == "build it with `doit index`"
+
+
+@pytest.mark.parametrize(("idle_timeout", "max_connections", "refused"), [
+    (0, 10, True), (-1, 10, True), (1, 0, True), (0.01, 1, False)])
+def test_connection_limits_must_be_positive(mirror: FixtureMirror, idle_timeout: float,
+                                            max_connections: int, refused: bool) -> None:
+    if refused:
+        with pytest.raises(LockmirrorError, match="must be positive"):
+            MirrorServer(mirror.out, "127.0.0.1", 0, idle_timeout=idle_timeout,
+                         max_connections=max_connections)
+        return
+    with MirrorServer(mirror.out, "127.0.0.1", 0, idle_timeout=idle_timeout,
+                      max_connections=max_connections) as running:
+        assert running.httpd.max_connections == 1 and request(running, "/health")[0] == 200
 
 
 def test_port_in_use_is_a_clear_error(server: MirrorServer, mirror: FixtureMirror) -> None:
