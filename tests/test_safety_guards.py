@@ -305,7 +305,8 @@ def test_a_signature_by_another_key_or_namespace_or_of_other_data_is_refused(
     error = caught.value
     assert error.message == (f"signed by key {signing.fingerprint(other.public_key())}, not by "
                              f"the trusted key {signing.fingerprint(key.public_key())}")
-    assert error.where == "w" and error.hint and "wrong --pubkey" in error.hint
+    assert error.where == "w"
+    assert error.hint == "wrong --pubkey, or the bundle was not made by who you think"
     with pytest.raises(BundleError) as caught:
         signing.verify(b"payload", signing.sign(b"payload", key, namespace="file"),
                        key.public_key(), where="w")
@@ -320,3 +321,11 @@ def test_a_signature_by_another_key_or_namespace_or_of_other_data_is_refused(
     # the reserved field is empty, as OpenSSH writes it
     blob = _blob(signing.sign(b"payload", key))
     assert _field(b"lockmirror-bundle") + _field(b"") + _field(b"sha512") in blob
+
+
+def test_fingerprints_are_openssh_s(tmp_path: Path) -> None:
+    public = signing.generate_keypair(tmp_path / "k", comment="ops@example")
+    shown = subprocess.run(["ssh-keygen", "-l", "-f", str(public)], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert shown[1] == signing.fingerprint(signing.load_public_key(public))
+    assert shown[1] == signing.fingerprint(signing.load_private_key(tmp_path / "k").public_key())
