@@ -9,6 +9,7 @@ index stage is being rewritten: ``build_index`` is its contract).
 from __future__ import annotations
 
 import base64
+import gzip
 import http.server
 import os
 import signal
@@ -27,9 +28,18 @@ from fixtureindex import Catalogue, FixtureIndex
 from index_mirror import make_fixture_mirror
 
 from lockmirror import signing
+from lockmirror.cli import main
 from lockmirror.config import DirectoryDestination, load_config
 from lockmirror.errors import BundleError
 from lockmirror.fsutil import atomic_write, atomic_writer
+from lockmirror.http import (
+    PrefixAuth,
+    auth_prefix,
+    iter_raw_body,
+    make_session,
+    redact_text,
+    redact_url,
+)
 from lockmirror.lock import lock_sets, stale_sets
 from lockmirror.publish import publish
 
@@ -207,6 +217,83 @@ def test_a_credential_in_a_server_reply_never_reaches_output(
     assert "upload refused: mirror https://repo.example/simple/ is read-only" in output
     assert SECRET not in output and "hunter2" not in output
     assert "pw-not-shown" not in output and "Traceback" not in output
+
+
+def test_a_credential_in_a_server_reply_never_reaches_output_in_process(
+        leaky_repository: str, index_tree: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same through ``main`` in this process (what the mutation run can see)."""
+    monkeypatch.setenv("TWINE_USERNAME", "me")
+    monkeypatch.setenv("TWINE_PASSWORD", "pw-not-shown")
+    code = main(["publish", "--to", leaky_repository, "--simple-url",
+                 leaky_repository + "simple/", "--from", str(index_tree)])
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert code != 0
+    assert "upload refused: mirror https://repo.example/simple/ is read-only" in output
+    assert "hunter2" not in output and "pw-not-shown" not in output
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://u:p@example.org:8443/simple/?q=1#f", "https://example.org:8443/simple/?q=1#f"),
+    ("https://token@example.org/simple/", "https://example.org/simple/"),
+    ("https://:secret@example.org/", "https://example.org/"),
+    ("http://u:p@[::1]:8080/simple/", "http://[::1]:8080/simple/"),
+    ("https://u:p@[::1/simple/", "https://[::1/simple/"),  # unparsable: the regex fallback
+    ("https://example.org/simple/", "https://example.org/simple/"),
+])
+def test_redact_url_drops_every_form_of_userinfo(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_redact_text_drops_userinfo_of_every_url_in_a_message() -> None:
+    text = "see https://a:b@x.example/p and git+ssh://tok@y.example/r, not me@z.example"
+    assert redact_text(text) == "see https://x.example/p and git+ssh://y.example/r, " \
+        "not me@z.example"
+
+
+def test_source_credentials_cover_its_prefix_only() -> None:
+    assert auth_prefix("https://h.example/simple") == "https://h.example/"
+    assert auth_prefix("https://h.example/pypi/simple/") == "https://h.example/pypi/"
+    assert auth_prefix("https://h.example/repo") == "https://h.example/repo/"
+    auth = PrefixAuth()
+    auth.add("https://h.example/repo/", "u", "p")
+    assert auth.for_url("https://h.example/repo/files/a.whl") == ("u", "p")
+    assert auth.for_url("https://h.example/repository/x") is None
+    assert auth.for_url("https://other.example/repo/") is None
+
+
+class _GzipFile(http.server.BaseHTTPRequestHandler):
+    """A .tar.gz served with ``Content-Encoding: gzip`` (as some servers do)."""
+
+    body = gzip.compress(b"the sdist's bytes " * 1000, mtime=0)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_body_is_read_as_sent_never_decoded() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GzipFile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with make_session(retries=0) as session:
+            response = session.get(f"http://127.0.0.1:{server.server_address[1]}/a.tar.gz",
+                                   stream=True)
+            pieces = list(iter_raw_body(response, 1000))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert b"".join(pieces) == _GzipFile.body  # what is hashed is what upstream stores
+    assert max(len(p) for p in pieces) <= 1000
 
 
 # --------------------------------------------------------------------------
