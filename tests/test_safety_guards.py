@@ -241,6 +241,7 @@ def test_a_credential_in_a_server_reply_never_reaches_output_in_process(
     ("http://u:p@[::1]:8080/simple/", "http://[::1]:8080/simple/"),
     ("https://u:p@[::1/simple/", "https://[::1/simple/"),  # unparsable: the regex fallback
     ("https://example.org/simple/", "https://example.org/simple/"),
+    ("https://u:p@/simple/", "https:///simple/"),  # no host at all
 ])
 def test_redact_url_drops_every_form_of_userinfo(url: str, shown: str) -> None:
     assert redact_url(url) == shown
@@ -261,6 +262,9 @@ def test_source_credentials_cover_its_prefix_only() -> None:
     assert auth.for_url("https://h.example/repo/files/a.whl") == ("u", "p")
     assert auth.for_url("https://h.example/repository/x") is None
     assert auth.for_url("https://other.example/repo/") is None
+    # credentials written into the URL itself are honoured, decoded
+    assert auth.for_url("https://me:p%40ss@other.example/x") == ("me", "p@ss")
+    assert auth.for_url("https://token@other.example/x") == ("token", "")
 
 
 class _GzipFile(http.server.BaseHTTPRequestHandler):
