@@ -47,6 +47,11 @@ def task_audit():
     return stages.audit_task(MIRROR)
 
 
+def task_mutation():
+    """Mutation testing of the safety-critical modules (slow; not part of build)."""
+    return stages.mutation_task()
+
+
 def task_build():
     """The pull-request pipeline: lock, fetch, index, verify, bundle."""
     return {"actions": None, "task_dep": ["lock", "fetch", "index", "verify", "bundle"]}

@@ -7,6 +7,7 @@ use one large (~300 MB) wheel served by its own fixture server, fetched by
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import random
@@ -36,7 +37,7 @@ from lockmirror.fetch import (
     plan,
 )
 from lockmirror.fsutil import sha256_bytes, sha256_file
-from lockmirror.http import source_auth
+from lockmirror.http import make_session, source_auth
 from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.store import Store
 
@@ -613,3 +614,56 @@ def test_memory_stays_flat_on_a_large_file(big_index: FixtureIndex, tmp_path: Pa
     # holding the file in memory would add 300 MB.
     assert peak_rss < 100 << 20, f"peak RSS {peak_rss >> 20} MiB for a {entry.size >> 20} MiB file"
     store.path(entry.sha256).unlink()
+
+
+class _StallingHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the headers of a ``size``-byte file, its first 100 bytes, then nothing
+    until the test releases it (bounded)."""
+
+    server: _StallingServer
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body[:100])
+        self.wfile.flush()
+        self.server.release.wait(10)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _StallingServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _StallingHandler)
+        self.body = body
+        self.release = threading.Event()
+
+
+def test_a_stall_counts_the_bytes_received_before_it(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    server = _StallingServer(b"x" * fixture_index.files[wheel].size)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/files/alpha/{wheel}"
+        stalled = replace(lock, packages=tuple(
+            replace(p, wheels=tuple(replace(w, url=url) for w in p.wheels))
+            for p in lock.packages))
+        with make_session(timeout=(2, 0.3), retries=0) as session, \
+                pytest.raises(NetworkError) as caught:
+            fetch([stalled], store, session=session, retries=0)
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    message = str(caught.value)
+    assert "did not answer within 0.3 s" in message
+    assert "(100 bytes received," in message

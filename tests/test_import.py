@@ -135,6 +135,22 @@ def test_import_verifies_everything_and_a_second_import_is_a_no_op(mirror: Mirro
     assert mirror.snapshot() == before
 
 
+def test_a_no_op_import_still_checks_the_outer_hash(mirror: Mirror, tmp_path: Path) -> None:
+    """The mirror already holds this content: a damaged copy is still refused, not
+    answered with "nothing to do"."""
+    assert import_bundle([mirror.good.path], mirror.root).changed
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    offset, size = member_offset(bad, WHEEL)
+    data = bytearray(bad.read_bytes())
+    data[offset + size // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    error = refused(mirror, [bad], "sha256 does not match")
+    assert error.where == str(bad)
+    done = _cli("import", str(bad), "--into", str(mirror.root))
+    assert done.returncode == 1 and "nothing to do" not in done.stdout
+    assert "sha256 does not match" in done.stderr
+
+
 def test_import_repairs_a_damaged_mirror(mirror: Mirror) -> None:
     (mirror.root / WHEEL).write_bytes(b"rot")
     (mirror.root / "stray.txt").write_text("x")
@@ -354,6 +370,23 @@ def test_delta_applies_onto_its_base_and_links_unchanged_files(mirror: Mirror,
     assert not (mirror.root / "files/beta").exists()
     assert verify_mirror(mirror.root).ok
     assert not import_bundle([delta.path], mirror.root).changed  # twice: a no-op
+
+
+def test_delta_hashes_the_base_files_it_keeps(mirror: Mirror, tmp_path: Path) -> None:
+    """A base file altered in place with its size kept is found by its sha256:
+    the delta is refused instead of reporting "every file verified"."""
+    _next_version(mirror.first_inputs / "dist-index", tmp_path / "v2")
+    delta = bundle(tmp_path / "v2", tmp_path / "delta", since=mirror.first.path)
+    kept = mirror.root / WHEEL
+    data = bytearray(kept.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    kept.write_bytes(bytes(data))
+    before = mirror.snapshot()
+    with pytest.raises(BundleError, match="current mirror is damaged") as caught:
+        import_bundle([delta.path], mirror.root)
+    assert caught.value.where == str(kept)
+    assert mirror.snapshot() == before
+    assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
 
 
 def test_delta_onto_the_wrong_base_is_refused(mirror: Mirror, tmp_path: Path) -> None:

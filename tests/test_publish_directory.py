@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,8 @@ from servers import UploadServer, pip_install
 from lockmirror.cli import main
 from lockmirror.config import DirectoryDestination
 from lockmirror.errors import IntegrityError
-from lockmirror.manifest import Manifest, check_tree
+from lockmirror.fsutil import sha256_bytes
+from lockmirror.manifest import Entry, Manifest, check_tree
 from lockmirror.publish import publish
 
 pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
@@ -54,8 +58,8 @@ def test_tree_layout_is_a_static_index_pip_can_use(index_tree: Path, tmp_path: P
                  str(index_tree), "-q"]) == 0
     assert "0 already present" in capsys.readouterr().out
     report = check_tree(web_root, Manifest.read(web_root / "manifest.json"))
-    assert report.missing == report.altered == ()
-    assert report.unexpected == (".lockmirror/lock", ".lockmirror/receipt.json")  # its state
+    assert report.ok and report.temporary == ()  # its state in .lockmirror/ is not unexpected
+    assert sorted(p.name for p in (web_root / ".lockmirror").iterdir()) == ["lock", "receipt.json"]
     assert (web_root / "manifest.json").read_bytes() == (index_tree / "manifest.json").read_bytes()
     pip_install(tmp_path / "site", ["beta"], index_url=(web_root / "simple").as_uri() + "/")
     assert (tmp_path / "site" / "alpha").is_dir()
@@ -140,3 +144,67 @@ publish:
     assert main(["publish", "--config", str(config), "--to", "nope"]) == 1
     assert "no publish destination named 'nope' (defined: pypiserver-dir, web)" in \
         capsys.readouterr().err
+
+
+def test_prune_and_verify_handle_what_a_killed_publish_left(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A publish SIGKILLed mid-copy leaves a temporary file: verify names it apart
+    and passes, ``--prune`` removes it, and a stranger's hidden file stays."""
+    source = tmp_path / "tree"
+    shutil.copytree(index_tree, source)
+    manifest = Manifest.read(source / "manifest.json")
+    # an empty file that is a FIFO: the copy opens its temporary file, then blocks
+    manifest.files["files/zzz/zzz-0.1.tar.gz"] = Entry(sha256=sha256_bytes(b""), size=0)
+    manifest.write(source / "manifest.json")
+    (source / "files" / "zzz").mkdir()
+    os.mkfifo(source / "files" / "zzz" / "zzz-0.1.tar.gz")
+    web_root = tmp_path / "www"
+    child = subprocess.Popen([sys.executable, "-m", "lockmirror", "publish", "--to",
+                              str(web_root), "--layout", "tree", "--from", str(source), "-q"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # wait (at most ~60 s) for the blocked copy's temporary file
+            leftovers = list((web_root / "files" / "zzz").glob(".*.tmp")) \
+                if (web_root / "files" / "zzz").is_dir() else []
+            if leftovers or child.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        child.wait()
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".zzz-0.1.tar.gz.")
+
+    assert main(["publish", "--to", str(web_root), "--layout", "tree", "--from",
+                 str(index_tree), "-q"]) == 0  # complete, no --prune: the leftover stays
+    leftover = leftovers[0].relative_to(web_root).as_posix()
+    report = check_tree(web_root, Manifest.read(web_root / "manifest.json"))
+    assert report.ok and report.temporary == (leftover,)
+    capsys.readouterr()
+    assert main(["verify", str(web_root)]) == 0
+    assert f"leftover: {web_root / leftover} (an interrupted write" in capsys.readouterr().out
+    (web_root / ".notes.tmp").write_text("a stranger's hidden file: not ours")
+
+    pruned = publish(index_tree, DirectoryDestination(kind="directory", path=str(web_root),
+                                                      layout="tree"), prune=True)
+    assert leftover in pruned.deleted
+    assert not (web_root / "files" / "zzz").exists()
+    assert (web_root / ".notes.tmp").is_file()
+    report = check_tree(web_root, Manifest.read(web_root / "manifest.json"))
+    assert report.temporary == () and report.unexpected == (".notes.tmp",)  # not ours: named
+
+
+def test_prune_removes_leftover_temporary_files_in_a_flat_directory(index_tree: Path,
+                                                                    tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    publish(index_tree, flat(packages))
+    wheel = artifacts(index_tree)[0]
+    (packages / f".{wheel}.a1b2c3d4.tmp").write_bytes(b"half a wheel")
+    (packages / ".lockmirror" / ".receipt.json.zz9_x0y1.tmp").write_text("{")
+    (packages / ".bashrc.a1b2c3d4.tmp").write_text("not an artifact's: never pruned")
+    kept = publish(index_tree, flat(packages))
+    assert kept.deleted == () and f".{wheel}.a1b2c3d4.tmp" in kept.plan.stale
+    pruned = publish(index_tree, flat(packages), prune=True)
+    assert sorted(pruned.deleted) == sorted([".lockmirror/.receipt.json.zz9_x0y1.tmp",
+                                             f".{wheel}.a1b2c3d4.tmp"])
+    assert (packages / ".bashrc.a1b2c3d4.tmp").is_file()
+    assert (packages / ".lockmirror" / "receipt.json").is_file()

@@ -186,6 +186,37 @@ def test_unsatisfiable_and_ignored_ranges(server: MirrorServer, mirror: FixtureM
     assert status == 200 and body == data
 
 
+def test_range_edges_head_vary_and_redirect_query(server: MirrorServer,
+                                                  mirror: FixtureMirror) -> None:
+    path, data = wheel_path(mirror)
+    assert request(server, path, headers={"Range": "bytes=-0"})[0] == 416
+    assert request(server, path, headers={"Range": "bytes=-1"})[2] == data[-1:]
+    assert request(server, path, headers={"Range": "bytes=5-3"})[:3:2] == (200, data)
+    whole = request(server, path, headers={"Range": f"bytes=-{len(data) + 50}"})
+    assert whole[0] == 206 and whole[2] == data
+    etag = request(server, path)[1]["etag"]
+    assert request(server, path, headers={"If-None-Match": f'"other", {etag}'})[0] == 304
+    status, headers, _ = request(server, "/simple/beta/", headers={"Accept": JSON})
+    assert status == 200 and headers["vary"] == "Accept"
+    status, headers, _ = request(server, "/simple/Beta/?format=" + JSON)
+    assert status == 301 and headers["location"] == "/simple/beta/?format=" + JSON
+    # HEAD sends headers only: the next response on the same connection is intact
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("HEAD", "/simple/beta/")
+        head = connection.getresponse()
+        assert head.status == 200 and head.read() == b""
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() == b'{"status":"ok"}\n'
+        connection.request("HEAD", "/no/such/file")
+        missing = connection.getresponse()
+        assert missing.status == 404 and missing.read() == b""
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() == b'{"status":"ok"}\n'
+    finally:
+        connection.close()
+
+
 def test_etag_revalidation(server: MirrorServer, mirror: FixtureMirror) -> None:
     path, _ = wheel_path(mirror)
     etag = request(server, path)[1]["etag"]
@@ -244,8 +275,23 @@ def test_symlink_out_of_the_tree_is_not_followed(mirror: FixtureMirror, tmp_path
 
 
 def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:
-    with pytest.raises(LockmirrorError, match="not a built index"):
+    with pytest.raises(LockmirrorError, match="not a built index") as caught:
         MirrorServer(tmp_path, "127.0.0.1", 0)
+    assert caught.value.where == str(tmp_path) and caught.value.hint == "build it with `doit index`"
+
+
+@pytest.mark.parametrize(("idle_timeout", "max_connections", "refused"), [
+    (0, 10, True), (-1, 10, True), (1, 0, True), (0.01, 1, False)])
+def test_connection_limits_must_be_positive(mirror: FixtureMirror, idle_timeout: float,
+                                            max_connections: int, refused: bool) -> None:
+    if refused:
+        with pytest.raises(LockmirrorError, match="must be positive"):
+            MirrorServer(mirror.out, "127.0.0.1", 0, idle_timeout=idle_timeout,
+                         max_connections=max_connections)
+        return
+    with MirrorServer(mirror.out, "127.0.0.1", 0, idle_timeout=idle_timeout,
+                      max_connections=max_connections) as running:
+        assert running.httpd.max_connections == 1 and request(running, "/health")[0] == 200
 
 
 def test_port_in_use_is_a_clear_error(server: MirrorServer, mirror: FixtureMirror) -> None:
@@ -278,6 +324,56 @@ def test_threaded_and_logged(server: MirrorServer, mirror: FixtureMirror,
         idle.close()
     assert any(re.search(r'^127\.0\.0\.1 "GET /simple/beta/ HTTP/1\.1" 200 \d+ [\d.]+ms$', line)
                for line in log_lines), log_lines[-5:]
+
+
+def test_idle_connections_are_closed_and_threads_capped(mirror: FixtureMirror) -> None:
+    """50 silent clients against a server capped at 8 connections with a 0.5 s
+    idle timeout: never more than 8 connection threads, every silent socket is
+    closed by the server, and a real request is answered afterwards."""
+    peak = 0
+    done = threading.Event()
+
+    def connection_threads() -> int:
+        return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, connection_threads())
+            done.wait(0.005)
+
+    with MirrorServer(mirror.out, "127.0.0.1", 0, idle_timeout=0.5, max_connections=8) as running:
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        idle = [socket.create_connection(("127.0.0.1", running.port), timeout=60)
+                for _ in range(50)]
+        try:
+            closed = [sock.recv(1) for sock in idle]  # b"" once the server closed it
+        finally:
+            for sock in idle:
+                sock.close()
+            done.set()
+            sampler.join()
+        assert closed == [b""] * 50
+        assert 1 <= peak <= 8
+        assert request(running, "/health")[0] == 200
+
+
+def _listening_address(pid: int, port: int) -> str:
+    """The local IPv4 address of the socket listening on ``port`` in the process
+    ``pid``'s network namespace, read from /proc (what the kernel bound)."""
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, hex_port = fields[1].split(":")
+        if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+            return socket.inet_ntoa(bytes.fromhex(address)[::-1])
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_default_bind_is_loopback_on_the_socket(mirror: FixtureMirror) -> None:
+    with MirrorServer(mirror.out, port=0) as running:
+        assert running.httpd.socket.getsockname()[0] == "127.0.0.1"
+        assert _listening_address(os.getpid(), running.port) == "127.0.0.1"
 
 
 # --------------------------------------------------------------------------
@@ -314,6 +410,8 @@ def test_serve_command(mirror: FixtureMirror) -> None:
         first = process.stdout.readline()
         match = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", first)
         assert match, first
+        # what the socket is bound to, not only what was printed
+        assert _listening_address(process.pid, int(match.group(1))) == "127.0.0.1"
         connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=10)
         connection.request("GET", "/health")
         assert connection.getresponse().status == 200

@@ -57,6 +57,7 @@ from .http import (
     Credentials,
     PrefixAuth,
     check_response,
+    iter_raw_body,
     make_session,
     network_error,
     redact_url,
@@ -682,8 +683,9 @@ class _Runner:
         length = offset
         handle.seek(offset)
         # The bytes exactly as sent: a server that gzips a .tar.gz must not
-        # change what is hashed (pip does the same).
-        chunks = response.raw.stream(CHUNK, decode_content=False)
+        # change what is hashed (pip does the same). Pieces as they arrive, so
+        # a stall reports (and keeps) every byte received before it.
+        chunks = iter_raw_body(response, CHUNK)
         try:
             for chunk in chunks:
                 if self.stop.is_set():

@@ -18,7 +18,7 @@
    member it belongs to, index members are written as they pass, and a
    second thread feeds the same chunk into its volume's sha256 (the
    ``.sha256`` check); a delta hard-links the files it does not carry from
-   the current mirror;
+   the current mirror, each hashed against the manifest first;
 5. checks the staged tree against the manifest, then swaps it into place
    (``renameat2(RENAME_EXCHANGE)`` where the kernel has it, else the rename
    dance ``into -> .into.lockmirror-old``, ``staging -> into``) and removes
@@ -28,7 +28,8 @@ Any failure removes the staging directory and leaves ``into`` as it was;
 the error names the member or volume at fault. An import killed midway
 leaves a staging or old directory, which the next import (or
 :func:`recover_interrupted_import`) resolves first. Importing what ``into``
-already holds is a no-op.
+already holds is a no-op that still checks the bundle's outer sha256
+(a damaged copy is refused even then).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -166,8 +168,8 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     mirror is then exactly as before), LockmirrorError for unusable
     arguments. Costs one sequential read of the bundle, two sha256 passes
     over it (members; volumes, on a second core) and one write of every
-    carried index file; nothing when ``into`` already holds this bundle's
-    index.
+    carried index file; when ``into`` already holds this bundle's index,
+    one read of the bundle for its outer sha256 and nothing written.
     """
     source = locate_bundle([Path(p) for p in paths])
     into = Path(os.path.abspath(into))
@@ -223,6 +225,7 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
 
         if (current_sha == info.index_manifest_sha256
                 and check_tree(into, manifest, hash_files=False).ok):
+            _check_outer_hashes(source)  # a no-op still proves the bundle it was given
             return result(False)
         reuse = _reuse_plan(info, manifest, into, current_sha, plan)
 
@@ -597,6 +600,18 @@ class _VolumeHashing(threading.Thread):
             self.join()
 
 
+def _check_outer_hashes(source: BundleSource) -> None:
+    """Hash every volume against the ``.sha256`` listing; raise BundleError
+    naming the first that differs. One sequential read of the bundle."""
+    for part, expected in zip(source.parts, source.expected_sha256, strict=True):
+        with open(part, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        if digest != expected:
+            raise BundleError(f"sha256 does not match {source.checksums.name}",
+                              where=str(part),
+                              hint="damaged in transit; copy it again. Nothing was changed")
+
+
 def _write_all(fd: int, chunk: memoryview, target: Path | None) -> None:
     written = 0
     try:
@@ -608,16 +623,13 @@ def _write_all(fd: int, chunk: memoryview, target: Path | None) -> None:
 
 def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Manifest) -> int:
     """Hard-link unchanged files of the current mirror into staging (copy if
-    the filesystem refuses). Their bytes were checked when they were imported;
-    the size is checked here, the hash by ``lockmirror verify``."""
+    the filesystem refuses), each checked first for its size and its sha256
+    against the new manifest: a delta's "every file verified" covers the
+    files it takes from the base too. Raises BundleError naming a base file
+    that is missing or altered."""
     for path, old in sorted(reuse.items()):
         source, target = into / old, staging / path
-        try:
-            stat = source.lstat()
-        except FileNotFoundError:
-            stat = None
-        if stat is None or not source.is_file() or source.is_symlink() \
-                or stat.st_size != manifest.files[path].size:
+        if not _reused_file_intact(source, manifest.files[path]):
             raise BundleError("the current mirror is damaged: this file is missing or altered",
                               where=str(source),
                               hint="run `lockmirror verify`, then import a full bundle")
@@ -627,6 +639,19 @@ def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Man
         except OSError:
             shutil.copyfile(source, target)
     return len(reuse)
+
+
+def _reused_file_intact(source: Path, entry: Entry) -> bool:
+    """True when ``source`` is a regular file (not a symlink) of the entry's size and sha256."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if not S_ISREG(stat.st_mode) or stat.st_size != entry.size:
+            return False
+        return hashlib.file_digest(handle, "sha256").hexdigest() == entry.sha256
 
 
 _AT_FDCWD = -100

@@ -15,6 +15,7 @@ Paths are POSIX, relative to the tree root, and never include
 from __future__ import annotations
 
 import json
+import re
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,22 @@ def check_relative_path(path: str, *, where: str) -> PurePosixPath:
     return pure
 
 
+# fsutil.atomic_writer writes ``<dir>/.<name>.XXXXXXXX.tmp`` (tempfile.mkstemp's
+# eight characters) and renames it to ``<dir>/<name>``; a process killed in
+# between leaves it behind.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+# What a directory publish keeps in its destination (publish/directory.py).
+PUBLISHER_STATE = frozenset({".lockmirror/lock", ".lockmirror/receipt.json"})
+
+
+def temporary_target(name: str) -> str | None:
+    """The file name an interrupted atomic write was writing when ``name`` is
+    such a leftover temporary file (``.wheel.whl.k2j4h5g6.tmp`` -> ``wheel.whl``),
+    else None."""
+    match = _TEMPORARY.fullmatch(name)
+    return match.group("name") if match else None
+
+
 def scan_tree(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Manifest:
     """Hash every regular file below ``root`` (sorted; symlinks are refused)."""
     skip = set(exclude)
@@ -152,9 +169,14 @@ def scan_tree(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Manif
 
 @dataclass(frozen=True)
 class TreeReport:
+    """What :func:`check_tree` found. ``temporary`` lists leftovers of an
+    interrupted atomic write (named, not counted against the tree: they are
+    hidden, never linked, and ``publish --prune`` removes them)."""
+
     missing: tuple[str, ...]
     altered: tuple[str, ...]
     unexpected: tuple[str, ...]
+    temporary: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -162,7 +184,11 @@ class TreeReport:
 
 
 def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> TreeReport:
-    """Compare a tree with a manifest: missing, altered (size or hash), unexpected."""
+    """Compare a tree with a manifest: missing, altered (size or hash), unexpected.
+
+    A directory publish's own state (:data:`PUBLISHER_STATE`) is not
+    unexpected; leftover temporary files of lockmirror's atomic writes are
+    reported apart, in ``temporary``."""
     missing, altered = [], []
     for rel, entry in sorted(manifest.files.items()):
         path = root / rel
@@ -174,11 +200,12 @@ def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> Tr
         wrong_kind = not path.is_file() or path.is_symlink() or stat.st_size != entry.size
         if wrong_kind or (hash_files and sha256_file(path) != entry.sha256):
             altered.append(rel)
-    unexpected = []
+    unexpected, temporary = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if rel != MANIFEST_NAME and rel not in manifest.files:
-                unexpected.append(rel)
-    return TreeReport(tuple(missing), tuple(altered), tuple(unexpected))
+            if rel == MANIFEST_NAME or rel in manifest.files or rel in PUBLISHER_STATE:
+                continue
+            (temporary if temporary_target(name) else unexpected).append(rel)
+    return TreeReport(tuple(missing), tuple(altered), tuple(unexpected), tuple(temporary))

@@ -12,8 +12,11 @@ What it adds to a plain static server, so pip and uv get what PyPI gives them:
 * HEAD, single byte ``Range`` requests (206/416), ``ETag``/``If-None-Match`` (304),
   ``Last-Modified``; ``application/octet-stream`` for ``files/``;
 * ``/health`` for load balancers and scripts;
-* a thread per connection, and a request log handed to a callback (the CLI
-  prints it; nothing here prints).
+* a thread per connection, at most ``max_connections`` of them: a connection
+  idle for ``idle_timeout`` seconds (no request, or a client that stops
+  reading) is closed, and a new one waits up to ``idle_timeout`` for a free
+  thread, then is closed unanswered (clients retry);
+* a request log handed to a callback (the CLI prints it; nothing here prints).
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
 names (temporary files) and symlinks leading out are answered with 404.
@@ -40,6 +43,9 @@ from .errors import LockmirrorError
 from .pages import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 
 RequestLog = Callable[[str], None]
+
+IDLE_TIMEOUT = 30.0    # seconds a connection may stay silent (nginx: 60 s headers, 75 s keep-alive)
+MAX_CONNECTIONS = 100  # connections (threads) served at once
 
 _CHUNK = 1 << 16
 _NORMALIZE = re.compile(r"[-_.]+")
@@ -116,6 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"lockmirror/{__version__}"
     sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # the socket's timeout, set by super().setup()
+        super().setup()
 
     # -- entry points --------------------------------------------------------
 
@@ -344,12 +354,37 @@ class MirrorHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # connections waiting for a thread wait in the kernel
 
-    def __init__(self, root: Path, address: tuple[str, int], log: RequestLog | None) -> None:
+    def __init__(self, root: Path, address: tuple[str, int], log: RequestLog | None, *,
+                 idle_timeout: float, max_connections: int) -> None:
         self.root = Path(os.path.realpath(root))
         self._log = log
         self._log_lock = threading.Lock()
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a thread for the connection once one of the ``max_connections``
+        slots is free (waiting up to ``idle_timeout``, then closing it)."""
+        if not self._slots.acquire(timeout=self.idle_timeout):
+            self.log_line(f"{client_address[0]} closed unanswered: all "
+                          f"{self.max_connections} connections busy")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def resolve(self, parts: list[str]) -> Path | None:
         """The real path for URL path parts, or None if it is missing or outside the tree."""
@@ -372,18 +407,25 @@ class MirrorServer:
     """A running ``lockmirror serve``: ``with MirrorServer(root) as server: server.url``.
 
     ``port=0`` picks a free port. :meth:`start` serves on a background thread
-    (tests, verify); :meth:`serve_forever` blocks (the CLI). Raises
-    LockmirrorError when ``root`` is not a built index or the address is taken.
+    (tests, verify); :meth:`serve_forever` blocks (the CLI). At most
+    ``max_connections`` connections are served at once; one idle for
+    ``idle_timeout`` seconds is closed. Raises LockmirrorError when ``root``
+    is not a built index, the limits are not positive or the address is taken.
     """
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 8080, *,
-                 log: RequestLog | None = None) -> None:
+                 log: RequestLog | None = None, idle_timeout: float = IDLE_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         root = Path(root)
         if not (root / "simple" / "index.html").is_file():
             raise LockmirrorError("is not a built index (no simple/index.html)",
                                   where=str(root), hint="build it with `doit index`")
+        if not idle_timeout > 0 or max_connections < 1:
+            raise LockmirrorError(f"idle timeout ({idle_timeout}) and connection limit "
+                                  f"({max_connections}) must be positive")
         try:
-            self.httpd = MirrorHTTPServer(root, (host, port), log)
+            self.httpd = MirrorHTTPServer(root, (host, port), log, idle_timeout=idle_timeout,
+                                          max_connections=max_connections)
         except OSError as exc:
             raise LockmirrorError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                   hint="choose another --port") from None

@@ -18,6 +18,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every "
                              "interface)")
     parser.add_argument("--port", type=int, default=8080, help="default: 8080; 0 picks a free one")
+    parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="close a connection silent this long (default: 30)")
+    parser.add_argument("--max-connections", type=int, default=100, metavar="N",
+                        help="connections served at once, one thread each; more wait "
+                             "(default: 100)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no request log")
 
 
@@ -28,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    server = MirrorServer(args.directory, args.host, args.port, log=None if args.quiet else log)
+    server = MirrorServer(args.directory, args.host, args.port, log=None if args.quiet else log,
+                          idle_timeout=args.idle_timeout, max_connections=args.max_connections)
     print(f"Serving {args.directory} at {server.url} (simple index: {server.simple_url}); "
           "Ctrl-C stops.", flush=True)
     if not args.quiet:

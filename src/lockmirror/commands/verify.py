@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
                          ("unexpected", report.unexpected)):
         for path in paths:
             print(f"{label}: {args.directory / path}")
+    for path in report.temporary:
+        print(f"leftover: {args.directory / path} (an interrupted write's temporary file; "
+              "not part of the mirror, `publish --prune` removes it)")
     if report.ok:
         print(f"verify: {args.directory}: every file matches manifest.json")
         return 0

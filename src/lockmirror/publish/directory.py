@@ -11,6 +11,8 @@ into place; identical files are left alone. Phases follow
 State lives in ``<dir>/.lockmirror/`` (pypiserver ignores dot paths): a
 receipt of (sha256, size, mtime) per file, so a no-op publish stats every
 file and hashes none, and a lock file held with ``flock`` while publishing.
+A publish killed mid-copy leaves ``.<name>.XXXXXXXX.tmp`` files: they are
+stale like a dropped file, and ``--prune`` removes them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from ..config import DirectoryDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
+from ..manifest import temporary_target
 from .tree import (
     Item,
     Plan,
@@ -107,20 +110,30 @@ class DirectoryPublisher:
                     stale=stale, delete=stale if prune else ())
 
     def _existing(self) -> list[str]:
-        """Files lockmirror may own there: artifacts (flat) or every non-hidden file (tree)."""
+        """Files lockmirror may own there: artifacts (flat) or every non-hidden file
+        (tree), and the temporary files its own interrupted writes left (both layouts:
+        ``.<name>.XXXXXXXX.tmp`` of an artifact, a tree file or the receipt)."""
         if not self.root.is_dir():
             return []
-        if self.flat:
-            return sorted(entry.name for entry in os.scandir(self.root)
-                          if entry.is_file() and not entry.name.startswith(".")
-                          and is_artifact(f"files/{entry.name}"))
         found = []
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            top = dirpath == str(self.root)
+            dirnames[:] = sorted(d for d in dirnames if top and d == STATE_DIR
+                                 or not self.flat and not d.startswith("."))
+            in_state = not top and Path(dirpath).name == STATE_DIR
             for name in sorted(filenames):
-                if not name.startswith("."):
+                if self._owned(name, top=top, in_state=in_state):
                     found.append((Path(dirpath) / name).relative_to(self.root).as_posix())
         return found
+
+    def _owned(self, name: str, *, top: bool, in_state: bool) -> bool:
+        target = temporary_target(name)
+        if in_state:
+            return target is not None
+        if self.flat:
+            return top and is_artifact(f"files/{target or name}") and (
+                target is not None or not name.startswith("."))
+        return target is not None or not name.startswith(".")
 
     def run(self, tree: SourceTree, *, prune: bool = False) -> PublishResult:
         """:meth:`plan`, then :meth:`apply` (which re-plans under the lock)."""
