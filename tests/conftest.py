@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex, build_catalogue
-
 
 # Bundles carry lockmirror's dependency wheels; the suite repacks the installed
 # distributions instead of downloading them, so it never needs the package index.

@@ -263,9 +263,9 @@ def test_index_without_mirror_yaml_applies_the_rules_that_need_no_sources(
 def test_validate_refuses_what_an_installer_would_follow_but_lockmirror_never_writes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         key: str, value: dict[str, object], words: str) -> None:
-    import tomli_w
-
     import tomllib
+
+    import tomli_w
 
     monkeypatch.chdir(tmp_path)
     path = repo(tmp_path, package())
@@ -280,9 +280,9 @@ def test_validate_refuses_what_an_installer_would_follow_but_lockmirror_never_wr
 def test_validate_refuses_a_local_path_for_a_wheel(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tomli_w
-
     import tomllib
+
+    import tomli_w
 
     monkeypatch.chdir(tmp_path)
     path = repo(tmp_path, package())

@@ -316,7 +316,8 @@ class TargetConfig(_Strict):
 
     python: str = Field(description="'3.11' (every 3.11.x) or '3.11.4'")
     implementation: Literal["cp", "pp"] = "cp"
-    platforms: list[str] = Field(min_length=1, description="platform tags, e.g. manylinux_2_28_x86_64")
+    platforms: list[str] = Field(min_length=1,
+                                 description="platform tags, e.g. manylinux_2_28_x86_64")
     abi: str | None = Field(None, description="default: cpXY for CPython")
     markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
 
@@ -639,7 +640,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> Path_:
     # pydantic inserts the discriminator tag into union paths: publish.x.s3.bucket
     out: list[str | int] = []
     for part in loc:
-        if isinstance(part, str) and part in {"s3", "upload", "directory"} and out[:1] == ["publish"]:
+        publish_kind = part in {"s3", "upload", "directory"} and out[:1] == ["publish"]
+        if isinstance(part, str) and publish_kind:
             continue
         out.append(part)
     return tuple(out)
@@ -674,15 +676,25 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
     They run on the raw data, tolerant of wrong types (pydantic reports
     those), so that every problem in the file is reported in one pass.
     """
-    from packaging.requirements import InvalidRequirement, Requirement
+    yield from _source_checks(_as_list(data.get("sources")))
+    targets = _as_dict(data.get("targets"))
+    for name in targets:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
+    yield from _set_checks(_as_dict(data.get("sets")), targets)
+    yield from _policy_checks(_as_dict(data.get("policy")), _as_dict(data.get("sets")))
 
-    sources = [s for s in _as_list(data.get("sources")) if isinstance(s, dict)]
+
+def _source_checks(items: list[Any]) -> Iterator[tuple[Path_, str]]:
+    """Source names unique; a project pinned to one source only."""
+    sources = [s for s in items if isinstance(s, dict)]
     seen: dict[str, int] = {}
     owners: dict[NormalizedName, str] = {}
     for i, source in enumerate(sources):
         name = str(source.get("name", ""))
         if name in seen:
-            yield ("sources", i, "name"), f"duplicate source name '{name}' (also sources[{seen[name]}])"
+            yield (("sources", i, "name"),
+                   f"duplicate source name '{name}' (also sources[{seen[name]}])")
         seen[name] = i
         for j, project in enumerate(_as_list(source.get("projects"))):
             key = canonicalize_name(str(project))
@@ -690,12 +702,12 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
                 yield (("sources", i, "projects", j),
                        f"'{project}' is pinned to both '{owners[key]}' and '{name}'")
             owners[key] = name
-    targets = _as_dict(data.get("targets"))
-    for name in targets:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
+
+
+def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+    """Set names valid and unique; their targets defined; each project required once."""
     normalized_sets: dict[str, str] = {}
-    for set_name, spec in _as_dict(data.get("sets")).items():
+    for set_name, spec in sets.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", set_name):
             yield ("sets", set_name), "set names may hold letters, digits, '.', '_' and '-' only"
         lowered = set_name.lower()
@@ -707,20 +719,30 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
             if isinstance(target, str) and target not in targets:
                 yield (("sets", set_name, "targets", j),
                        f"unknown target '{target}' (defined: {', '.join(targets) or 'none'})")
-        names: dict[NormalizedName, int] = {}
-        for j, text in enumerate(_as_list(spec.get("requirements"))):
-            try:
-                name = canonicalize_name(Requirement(str(text)).name)
-            except InvalidRequirement:
-                continue
-            if name in names:
-                yield (("sets", set_name, "requirements", j),
-                       f"'{name}' is already required at requirements[{names[name]}]")
-            names[name] = j
-    policy = _as_dict(data.get("policy"))
+        yield from _requirement_checks(set_name, _as_list(spec.get("requirements")))
+
+
+def _requirement_checks(set_name: str, requirements: list[Any]) -> Iterator[tuple[Path_, str]]:
+    """A project named by two requirements of one set."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names: dict[NormalizedName, int] = {}
+    for j, text in enumerate(requirements):
+        try:
+            name = canonicalize_name(Requirement(str(text)).name)
+        except InvalidRequirement:
+            continue  # reported by the schema
+        if name in names:
+            yield (("sets", set_name, "requirements", j),
+                   f"'{name}' is already required at requirements[{names[name]}]")
+        names[name] = j
+
+
+def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+    """Exceptions (global and per set) and advisory sources."""
     exception_lists: list[tuple[Path_, Any]] = [(("policy",), policy.get("exceptions"))]
     exception_lists += [(("sets", name, "policy"), _as_dict(_as_dict(spec).get("policy"))
-                         .get("exceptions")) for name, spec in _as_dict(data.get("sets")).items()]
+                         .get("exceptions")) for name, spec in sets.items()]
     for prefix, exceptions in exception_lists:
         for i, exception in enumerate(_as_list(exceptions)):
             yield from _exception_checks((*prefix, "exceptions", i), _as_dict(exception))

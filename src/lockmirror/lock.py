@@ -124,11 +124,13 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     upgrade_names = {canonicalize_name(n) for n in upgrade}
     engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
     if candidate_filter_for is None:
-        candidate_filter_for = lambda name: _policy_filter(engines[name])
+        def candidate_filter_for(name: str) -> CandidateFilter:
+            return _policy_filter(engines[name])
 
     # Ask for every top-level project at once: the network is the cost.
     client.prefetch_projects(sorted({
-        canonicalize_name(n) for s in names for n in _requirement_names(config.sets[s].requirements)}))
+        canonicalize_name(n)
+        for s in names for n in _requirement_names(config.sets[s].requirements)}))
 
     work: list[tuple[str, str]] = [(s, t) for s in names for t in config.set_targets(s)]
     contexts: dict[tuple[str, str], TargetContext] = {}

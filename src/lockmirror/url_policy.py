@@ -46,7 +46,6 @@ from packaging.utils import canonicalize_name
 from .bounded import load_toml
 from .errors import LockmirrorError, StaleLockError, UrlPolicyError
 
-
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from .config import SourceConfig
     from .lockfile import Lockfile

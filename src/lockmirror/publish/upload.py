@@ -16,8 +16,9 @@ as a ``:action=file_upload`` form built from its own core metadata
 repository works on one file while the next is sent). The body streams from
 the disk (memory does not grow with the file) and is seekable, so that
 urllib3's ``Retry`` of :func:`lockmirror.http.make_session`, the one retry
-policy, rewinds it and sends it again after a connection error, 5xx or 429. One refused file never blocks
-the others; refused credentials stop at the first 401/403.
+policy, rewinds it and sends it again after a connection error, 5xx or 429.
+One refused file never blocks the others; refused credentials stop at the
+first 401/403.
 """
 
 from __future__ import annotations
