@@ -509,11 +509,8 @@ def test_one_import_at_a_time(mirror: Mirror) -> None:
     assert import_bundle([mirror.good.path], mirror.root).changed
 
 
-def test_swap_without_rename_exchange(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kernels or filesystems without renameat2(RENAME_EXCHANGE): the rename dance."""
-    from lockmirror import importer
-
-    monkeypatch.setattr(importer, "_exchange", lambda first, second: False)
+def test_swap_by_the_rename_dance(mirror: Mirror) -> None:
+    """into -> old, staging -> into, old removed: nothing left beside the mirror."""
     result = import_bundle([mirror.good.path], mirror.root)
     assert result.changed and verify_mirror(mirror.root).ok
     assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
