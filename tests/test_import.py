@@ -10,6 +10,7 @@ left as it was, like damage in transit), or members re-packed with
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -514,6 +515,20 @@ def test_swap_by_the_rename_dance(mirror: Mirror) -> None:
     result = import_bundle([mirror.good.path], mirror.root)
     assert result.changed and verify_mirror(mirror.root).ok
     assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
+
+
+def test_a_failed_second_rename_puts_the_mirror_back(mirror: Mirror,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """If staging -> mirror fails after mirror -> old, the old tree is renamed back."""
+    real_rename = os.rename
+
+    def refuse_staging(source: str | Path, target: str | Path) -> None:
+        if Path(source) == staging_dir(mirror.root):
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(target))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", refuse_staging)
+    refused(mirror, [mirror.good.path], "cannot write the new mirror: Invalid cross-device")
 
 
 def test_interrupted_swap_is_undone_or_finished(mirror: Mirror) -> None:
