@@ -82,10 +82,12 @@ def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
         _check_member(member, top, seen, reader.size, staging, data_filter,
                       where=f"{source.display}:{member.name}")
     signer = _check_signature(head, trusted, source.display)
-    has_signature = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
-    carried = _carried(members[2 + has_signature:], head.info, source.display)
+    # members[0] is the directory, [1] bundle.json (read_head checked both), [2] the signature
+    # if it has one; a signature anywhere else is an unlisted member
+    signed = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
+    carried = _carried(members[3 if signed else 2:], head.info, source.display)
     manifest = _index_manifest(reader, carried, head.info, source.display)
-    return ImportPlan(head.info, top, manifest, carried, signer, head.signature is not None)
+    return ImportPlan(head.info, top, manifest, carried, signer, signed)
 
 
 def _read_members(reader: ConcatenatedReader, display: str) -> list[tarfile.TarInfo]:
