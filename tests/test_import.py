@@ -10,6 +10,7 @@ left as it was, like damage in transit), or members re-packed with
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -509,14 +510,25 @@ def test_one_import_at_a_time(mirror: Mirror) -> None:
     assert import_bundle([mirror.good.path], mirror.root).changed
 
 
-def test_swap_without_rename_exchange(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kernels or filesystems without renameat2(RENAME_EXCHANGE): the rename dance."""
-    from lockmirror import importer
-
-    monkeypatch.setattr(importer, "_exchange", lambda first, second: False)
+def test_swap_by_the_rename_dance(mirror: Mirror) -> None:
+    """into -> old, staging -> into, old removed: nothing left beside the mirror."""
     result = import_bundle([mirror.good.path], mirror.root)
     assert result.changed and verify_mirror(mirror.root).ok
     assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
+
+
+def test_a_failed_second_rename_puts_the_mirror_back(mirror: Mirror,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """If staging -> mirror fails after mirror -> old, the old tree is renamed back."""
+    real_rename = os.rename
+
+    def refuse_staging(source: str | Path, target: str | Path) -> None:
+        if Path(source) == staging_dir(mirror.root):
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(target))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", refuse_staging)
+    refused(mirror, [mirror.good.path], "cannot write the new mirror: Invalid cross-device")
 
 
 def test_interrupted_swap_is_undone_or_finished(mirror: Mirror) -> None:

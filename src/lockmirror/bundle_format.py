@@ -357,8 +357,9 @@ def read_head(source: BundleSource) -> BundleHead:
         info_bytes = read_exact(reader, info_member.offset_data, info_member.size, where=where)
         info = BundleInfo.loads(info_bytes, where=where)
         if info.top != top.name:
-            raise BundleError(f"bundle.json belongs to {info.top}, not to {top.name}",
-                              where=where, hint="the bundle was altered")
+            raise BundleError(f"bundle.json hashes to {info.content_id}, but the bundle "
+                              f"directory is {top.name}", where=where,
+                              hint="bundle.json was altered")
         signature = None
         if sig_member is not None and sig_member.name == f"{top.name}/{SIGNATURE_NAME}":
             if sig_member.size > 1 << 16:

@@ -1,0 +1,83 @@
+"""Where an import builds its tree, how it swaps it in, and how a killed import is resolved.
+
+An import writes the new tree into ``.<into>.lockmirror-staging`` beside the
+mirror (same filesystem), then swaps it in with two plain renames::
+
+    into    -> .<into>.lockmirror-old
+    staging -> into
+    remove .<into>.lockmirror-old
+
+Each rename is atomic. Between the two there is a window of a few
+microseconds in which ``into`` does not exist (a reader then sees no mirror,
+never a half-written one). A process killed at any point leaves one of
+these states, which :func:`recover_interrupted_import` (run by every import
+before it starts) resolves without losing the previous good mirror:
+
+- staging only (killed while extracting): the staging tree is removed;
+  ``into`` was never touched;
+- old, no ``into`` (killed between the two renames): the old tree is renamed
+  back to ``into``, which is the previous good mirror, byte for byte;
+- old and ``into`` (killed after the swap): ``into`` is the new, fully
+  checked mirror; the old tree is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def staging_dir(into: Path) -> Path:
+    """Where an import builds the new tree: a hidden sibling of ``into``."""
+    return into.parent / f".{into.name}.lockmirror-staging"
+
+
+def old_dir(into: Path) -> Path:
+    """Where the previous tree waits between the two renames of the swap."""
+    return into.parent / f".{into.name}.lockmirror-old"
+
+
+def recover_interrupted_import(into: Path) -> str | None:
+    """Finish or undo what a killed import left behind; say what was done.
+
+    The previous mirror comes back if the kill fell between the two renames;
+    a leftover old tree (kill after the swap) or staging tree (kill during
+    extraction) is removed. Idempotent; None when there was nothing to do.
+    Raises OSError if a rename or removal fails.
+    """
+    done = []
+    old, staging = old_dir(into), staging_dir(into)
+    if old.is_dir():
+        if into.exists():
+            shutil.rmtree(old)
+            done.append(f"removed the previous tree {old.name} left after a completed swap")
+        else:
+            os.rename(old, into)
+            done.append(f"restored {into.name} from {old.name} (an import was interrupted "
+                        "between its two renames)")
+    if staging.exists():
+        shutil.rmtree(staging)
+        done.append(f"removed the unfinished staging tree {staging.name}")
+    return "; ".join(done) or None
+
+
+def swap_into_place(staging: Path, into: Path) -> None:
+    """Make the checked tree ``staging`` the mirror ``into``; remove the previous tree.
+
+    ``into -> old``, ``staging -> into``, then the old tree is removed (see
+    the module's docstring for what a kill in between leaves). If the second
+    rename fails, the first is undone before the OSError propagates. A
+    failure to remove the old tree is not an error: the next import removes it.
+    """
+    if not into.exists():
+        os.rename(staging, into)
+        return
+    old = old_dir(into)
+    os.rename(into, old)
+    try:
+        os.rename(staging, into)
+    except OSError:
+        os.rename(old, into)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
