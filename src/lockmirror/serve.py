@@ -124,7 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # the socket's timeout, set by super().setup()
+        # the socket's timeout, which super().setup() applies (a class attribute in
+        # StreamRequestHandler; each connection takes the server's setting)
+        self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
 
     # -- entry points --------------------------------------------------------
