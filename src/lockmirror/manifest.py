@@ -15,8 +15,8 @@ Paths are POSIX, relative to the tree root, and never include
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -200,7 +200,8 @@ def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> Tr
         wrong_kind = not path.is_file() or path.is_symlink() or stat.st_size != entry.size
         if wrong_kind or (hash_files and sha256_file(path) != entry.sha256):
             altered.append(rel)
-    unexpected, temporary = [], []
+    unexpected: list[str] = []
+    temporary: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):

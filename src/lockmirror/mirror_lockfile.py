@@ -60,13 +60,26 @@ def relocate_lockfile(data: bytes, *, base_url: str | None = None,
     LockmirrorError naming ``where`` when ``data`` is not a lockfile or the base
     URL is unusable.
     """
-    import tomli_w
-
     base = check_base_url(base_url) if base_url is not None else None
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise RelocationError(f"not a TOML lockfile: {exc}", where=where) from None
+    return _relocate(document, data, base, where)
+
+
+def relocate_document(document: dict[str, Any], data: bytes, *, where: str = "lockfile",
+                      ) -> bytes:
+    """:func:`relocate_lockfile` (relative paths) of a lockfile already parsed:
+    ``document`` is the TOML of ``data`` (whose leading comments are kept) and is
+    changed in place. Spares the index stage a second parse of a lockfile it
+    has just read; same output, same errors."""
+    return _relocate(document, data, None, where)
+
+
+def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: str) -> bytes:
+    import tomli_w
+
     packages = document.get("packages")
     if not isinstance(packages, list):
         raise RelocationError("not a PEP 751 lockfile (no [[packages]])", where=where)
@@ -126,8 +139,8 @@ def _filename(archive: Any, project: str, where: str) -> str:
 def _validate(document: dict[str, Any], where: str) -> None:
     from packaging.pylock import Pylock, PylockValidationError
 
-    try:
-        Pylock.from_dict(document).validate()
+    try:  # from_dict validates; .validate() would only rebuild the dict and do it again
+        Pylock.from_dict(document)
     except PylockValidationError as exc:
         raise RelocationError(f"not a valid PEP 751 lockfile after relocation: {exc}",
                               where=where) from None
