@@ -70,14 +70,18 @@ def relocate_lockfile(data: bytes, *, base_url: str | None = None,
 
 def relocate_document(document: dict[str, Any], data: bytes, *, where: str = "lockfile",
                       ) -> bytes:
-    """:func:`relocate_lockfile` (relative paths) of a lockfile already parsed:
-    ``document`` is the TOML of ``data`` (whose leading comments are kept) and is
-    changed in place. Spares the index stage a second parse of a lockfile it
-    has just read; same output, same errors."""
-    return _relocate(document, data, None, where)
+    """:func:`relocate_lockfile` (relative paths) of a lockfile already parsed and
+    validated: ``document`` is the TOML of ``data`` (whose leading comments are
+    kept) that :meth:`~lockmirror.lockfile.Lockfile.from_toml` accepted, and is
+    changed in place. Same output; spares the index stage a second parse and
+    validation of a lockfile it has just read (relocation only swaps each file's
+    ``url``/``path`` for a ``path`` and drops ``index``, which keeps a valid
+    lockfile valid)."""
+    return _relocate(document, data, None, where, validate=False)
 
 
-def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: str) -> bytes:
+def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: str, *,
+              validate: bool = True) -> bytes:
     import tomli_w
 
     packages = document.get("packages")
@@ -85,7 +89,8 @@ def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: st
         raise RelocationError("not a PEP 751 lockfile (no [[packages]])", where=where)
     for package in packages:
         _relocate_package(package, base, where)
-    _validate(document, where)
+    if validate:
+        _validate(document, where)
     return (_header(data, base) + tomli_w.dumps(document)).encode("utf-8")
 
 
