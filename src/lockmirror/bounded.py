@@ -108,14 +108,19 @@ def _finite_float(text: str) -> float:
 
 def _check_ints(data: Any, where: str, error: type[LockmirrorError]) -> None:
     """TOML integers are 64-bit (TOML 1.0); tomli reads any size."""
+    low, high = -(1 << 63), 1 << 63
     stack = [data]
-    while stack:
+    while stack:  # a lockfile is mostly strings: one type() per value, tables pushed
         item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, int) and not -(1 << 63) <= item < 1 << 63:
-            digits = str(item)
-            shown = digits if len(digits) <= 24 else digits[:24] + "..."
-            raise error(f"the integer {shown} is out of TOML's 64-bit range", where=where)
+        for value in item.values() if type(item) is dict else item:
+            kind = type(value)
+            if kind is dict or kind is list:
+                stack.append(value)
+            elif kind is int and not low <= value < high:
+                _refuse_int(value, where, error)
+
+
+def _refuse_int(item: int, where: str, error: type[LockmirrorError]) -> None:
+    digits = str(item)
+    shown = digits if len(digits) <= 24 else digits[:24] + "..."
+    raise error(f"the integer {shown} is out of TOML's 64-bit range", where=where)

@@ -62,7 +62,7 @@ from .index_sets import (
     set_summary,
 )
 from .manifest import MANIFEST_NAME, encode_files, join_encoded
-from .mirror_lockfile import relocate_lockfile
+from .mirror_lockfile import relocate_document, relocate_lockfile
 from .pages import (
     LandingPage,
     Provenance,
@@ -435,7 +435,11 @@ class _Run:
     def _write_lockfile_copy(self, locked: PackageSet) -> None:
         """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
         mirror's own (relative PEP 751 paths), so it installs behind the gap."""
-        data = relocate_lockfile(locked.input.read(), where=str(locked.input.path))
+        where = str(locked.input.path)
+        if locked.document is not None:  # parsed (and validated) in this run
+            data = relocate_document(locked.document, locked.input.read(), where=where)
+        else:
+            data = relocate_lockfile(locked.input.read(), where=where)
         self._put(f"lockfiles/pylock.{locked.name}.toml", data)
 
     def _put(self, rel: str, data: bytes) -> None:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import IntegrityError, LockmirrorError, NotFoundError
@@ -88,6 +88,8 @@ class PackageSet:
     input_hash: str
     rows: list[Row]
     kept: bool = False  # read from the rows an earlier run kept (not parsed)
+    # the lockfile's TOML when parsed in this run, for its mirror copy (no second parse)
+    document: dict[str, Any] | None = None
 
 
 def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[LockfileInput]:
@@ -145,6 +147,7 @@ def read_rows(rows_dir: Path, item: LockfileInput) -> PackageSet | None:
 
 def parse_set(item: LockfileInput) -> PackageSet:
     """Parse and validate a lockfile (:meth:`Lockfile.loads`) into a set."""
+    from .bounded import load_toml
     from .lockfile import Lockfile  # only when a lockfile changed: packaging.pylock is slow to load
 
     where = str(item.path)
@@ -152,7 +155,8 @@ def parse_set(item: LockfileInput) -> PackageSet:
         text = item.read().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LockmirrorError(f"not UTF-8 text: {exc}", where=where) from None
-    lock = Lockfile.loads(text, where=where)
+    document = load_toml(text, where=where)
+    lock = Lockfile.from_toml(document, where=where)
     rows = [_row(package, where) for package in lock.packages]
     if not _SET_RE.match(lock.set_name or ""):
         raise LockmirrorError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
@@ -162,7 +166,7 @@ def parse_set(item: LockfileInput) -> PackageSet:
     return PackageSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
                 targets=tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
                               for t in lock.targets),
-                input_hash=lock.input_hash, rows=rows)
+                input_hash=lock.input_hash, rows=rows, document=document)
 
 
 def _row(package: LockedPackage, where: str) -> Row:

@@ -209,9 +209,14 @@ class Lockfile:
     def loads(cls, text: str, *, where: str = "lockfile") -> Lockfile:
         """Parse (with :mod:`lockmirror.bounded`'s limits) and validate; raises
         InputError (exit 2) naming ``where``."""
+        return cls.from_toml(load_toml(text, where=where), where=where)
+
+    @classmethod
+    def from_toml(cls, data: dict[str, Any], *, where: str = "lockfile") -> Lockfile:
+        """:meth:`loads` of a lockfile already parsed with :func:`~lockmirror.bounded.load_toml`
+        (``data`` is not changed); validates and raises as :meth:`loads` does."""
         from packaging.pylock import Pylock, PylockValidationError
 
-        data = load_toml(text, where=where)
         try:
             pylock = Pylock.from_dict(data)
         except PylockValidationError as exc:

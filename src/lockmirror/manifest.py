@@ -15,8 +15,8 @@ Paths are POSIX, relative to the tree root, and never include
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath

@@ -60,19 +60,37 @@ def relocate_lockfile(data: bytes, *, base_url: str | None = None,
     LockmirrorError naming ``where`` when ``data`` is not a lockfile or the base
     URL is unusable.
     """
-    import tomli_w
-
     base = check_base_url(base_url) if base_url is not None else None
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise RelocationError(f"not a TOML lockfile: {exc}", where=where) from None
+    return _relocate(document, data, base, where)
+
+
+def relocate_document(document: dict[str, Any], data: bytes, *, where: str = "lockfile",
+                      ) -> bytes:
+    """:func:`relocate_lockfile` (relative paths) of a lockfile already parsed and
+    validated: ``document`` is the TOML of ``data`` (whose leading comments are
+    kept) that :meth:`~lockmirror.lockfile.Lockfile.from_toml` accepted, and is
+    changed in place. Same output; spares the index stage a second parse and
+    validation of a lockfile it has just read (relocation only swaps each file's
+    ``url``/``path`` for a ``path`` and drops ``index``, which keeps a valid
+    lockfile valid)."""
+    return _relocate(document, data, None, where, validate=False)
+
+
+def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: str, *,
+              validate: bool = True) -> bytes:
+    import tomli_w
+
     packages = document.get("packages")
     if not isinstance(packages, list):
         raise RelocationError("not a PEP 751 lockfile (no [[packages]])", where=where)
     for package in packages:
         _relocate_package(package, base, where)
-    _validate(document, where)
+    if validate:
+        _validate(document, where)
     return (_header(data, base) + tomli_w.dumps(document)).encode("utf-8")
 
 
@@ -126,8 +144,8 @@ def _filename(archive: Any, project: str, where: str) -> str:
 def _validate(document: dict[str, Any], where: str) -> None:
     from packaging.pylock import Pylock, PylockValidationError
 
-    try:
-        Pylock.from_dict(document).validate()
+    try:  # from_dict validates; .validate() would only rebuild the dict and do it again
+        Pylock.from_dict(document)
     except PylockValidationError as exc:
         raise RelocationError(f"not a valid PEP 751 lockfile after relocation: {exc}",
                               where=where) from None
