@@ -1,4 +1,6 @@
-"""``lockmirror check-install [DIR]``: prove every set installs from the index alone."""
+"""``lockmirror check-install [DIR]``: prove every set installs from the index alone.
+
+The same stage as ``doit check-install`` (``stages.check_install``)."""
 
 from __future__ import annotations
 
