@@ -143,7 +143,7 @@ def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
     scripts = "\n".join(step.get("run", "") for step in steps)
     for command in ("lockmirror validate", "lockmirror lock --check", "lockmirror audit",
                     "lockmirror diff --audit --format markdown", "$GITHUB_STEP_SUMMARY",
-                    "doit fetch index verify", "doit bundle"):
+                    "doit fetch index check-install", "doit bundle"):
         assert command in scripts
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
     assert cache["with"]["key"] == "lockmirror-store-${{ hashFiles('lockfiles/*.toml') }}"

@@ -29,7 +29,7 @@ from .config import LoadedConfig, MirrorConfig
 from .errors import LockmirrorError, NotFoundError
 from .lockfile import LockedPackage, Lockfile
 from .policy import Finding, PolicyEngine, as_utc
-from .quarantine import QuarantineList
+from .quarantine_list import QuarantineList
 
 RowLevel = Literal["deny", "warn", "waived"]
 LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}

@@ -1,10 +1,11 @@
-"""The doit glue: the only module that imports doit.
+"""The doit glue: the only module that imports doit, and doit's one print site.
 
-Each ``*_tasks`` function returns the task dict (or yields subtasks) for one
-stage; ``dodo.py`` only wires them. Actions call the stage's entry function,
-print its summary, and turn a LockmirrorError into a one-line message and a
-failed task (no traceback). Heavy modules are imported inside actions so a
-no-op run stays fast.
+Each ``*_task(s)`` function returns the task dict (or yields subtasks) for one
+stage; ``dodo.py`` only wires them. Each action calls the stage's one entry in
+:mod:`lockmirror.stages` (the same the CLI commands call), prints its summary,
+and turns a LockmirrorError into a one-line message and a failed task (no
+traceback), through :func:`_report`. Heavy modules are imported inside
+actions so a no-op run stays fast.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
+from . import stages
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:
-    from packaging.version import Version
 
     from .config import LoadedConfig
 
@@ -95,15 +96,11 @@ class Project:
 
     @cached_property
     def loaded(self) -> LoadedConfig:
-        """The validated config; a broken file exits 2 with the lines
-        ``lockmirror validate`` prints."""
+        """The validated config. Raises ConfigError (the lines ``lockmirror
+        validate`` prints) for a broken file; the caller reports it."""
         from .config import load_config
 
-        try:
-            return load_config(self.path)
-        except ConfigError as error:
-            print(str(error), file=sys.stderr)
-            raise SystemExit(2) from None
+        return load_config(self.path)
 
     @property
     def set_names(self) -> list[str]:
@@ -117,8 +114,32 @@ class Project:
 
 
 def load(path: str = "mirror.yaml") -> Project:
-    """The project for dodo.py (cheap when mirror.yaml is unchanged)."""
-    return Project(path)
+    """The project for dodo.py (cheap when mirror.yaml is unchanged); a
+    broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
+    try:
+        return Project(path)
+    except ConfigError as error:
+        _report(error)
+        raise SystemExit(2) from None
+
+
+def _report(error: Exception) -> TaskFailed:
+    """Print ``error`` as one line on stderr (a ConfigError: its lines) and
+    return the failed task: doit's one place that reports an error."""
+    if isinstance(error, ConfigError):
+        print(str(error), file=sys.stderr)
+        return TaskFailed(str(error).splitlines()[0])
+    if isinstance(error, LockmirrorError):
+        print(f"lockmirror: error: {error}", file=sys.stderr)
+        return TaskFailed(str(error).splitlines()[0])
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
+        return TaskFailed(f"{where}{error.strerror or error}")
+    line = (str(error).splitlines() or [""])[0][:300]
+    print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
+          "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)
+    return TaskFailed(f"internal error: {type(error).__name__}")
 
 
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
@@ -129,20 +150,12 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
     def run() -> TaskFailed | None:
         try:
             result = function(*args)
-        except LockmirrorError as error:
-            print(f"lockmirror: error: {error}", file=sys.stderr)
-            return TaskFailed(str(error).splitlines()[0])
-        except OSError as error:
-            where = f"{error.filename}: " if error.filename else ""
-            print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
-            return TaskFailed(f"{where}{error.strerror or error}")
+        except (LockmirrorError, OSError) as error:
+            return _report(error)
         except Exception as error:
             if os.environ.get("LOCKMIRROR_TRACEBACK"):
                 raise
-            line = (str(error).splitlines() or [""])[0][:300]
-            print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
-                  "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-            return TaskFailed(f"internal error: {type(error).__name__}")
+            return _report(error)
         return result if isinstance(result, TaskFailed) else None
 
     run.__name__ = getattr(function, "__name__", "action")
@@ -153,10 +166,12 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    from .commands.lock import print_results
-    from .lock import lock_sets
-
-    print_results(lock_sets(project.loaded, [set_name]))
+    for result in stages.lock(project.loaded, [set_name]):
+        state = "written" if result.written else "unchanged"
+        print(f"{result.path}: {len(result.lockfile.packages)} packages for "
+              f"{len(result.lockfile.targets)} targets ({state})")
+        for warning in result.warnings:
+            print(f"  policy warning: {warning}", file=sys.stderr)
 
 
 def lock_tasks(project: Project) -> Iterator[TaskDict]:
@@ -186,11 +201,10 @@ def lockfile_paths(project: Project) -> list[Path]:
 
 def _fetch(project: Project) -> None:
     from .commands.fetch import console_progress
-    from .fetch import fetch_config
 
     progress = console_progress(sys.stderr)
     try:
-        summary = fetch_config(project.loaded, progress=progress)
+        summary = stages.fetch(project.loaded, progress=progress)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -220,20 +234,8 @@ def fetch_task(project: Project) -> TaskDict:
 
 
 def _index(project: Project) -> None:
-    from .index import build_index
-    from .store import Store
-    from .url_policy import check_lockfile_paths
-
     loaded = project.loaded
-    check_lockfile_paths(lockfile_paths(project), loaded.config.sources)
-    exclude: Iterable[tuple[str, Version | str]] = ()
-    if loaded.quarantine_path.exists():  # releases quarantined by `lockmirror audit --quarantine`
-        from .quarantine import QuarantineList
-
-        exclude = QuarantineList.read(loaded.quarantine_path).keys
-    result = build_index(lockfile_paths(project), Store(loaded.store_dir), loaded.index_dir,
-                         mirror_yaml=loaded.path, title=f"{loaded.config.name} package mirror",
-                         exclude=exclude)
+    result = stages.index(loaded)
     if result.noop:
         print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
               f"{result.files} files)")
@@ -257,31 +259,29 @@ def index_task(project: Project) -> TaskDict:
     }
 
 
-# -- verify ------------------------------------------------------------------
+# -- check-install -------------------------------------------------------------
 
 
-def _verify(project: Project, stamp: Path) -> None:
-    from .verify import verify_closure
-
+def _check_install(project: Project, stamp: Path) -> None:
     loaded = project.loaded
-    report = verify_closure(loaded.index_dir, work_dir=loaded.cache_dir / "verify",
-                            progress=print)
+    report = stages.check_install(loaded, work_dir=loaded.cache_dir / "verify", progress=print)
     for line in report.installers:
-        print(f"verify: installer {line}")
+        print(f"check-install: installer {line}")
     for check in report.checks:
         if check.ok:  # failures are listed once, in the error
-            print(f"verify: {check.describe()}")
-    print(f"verify: {report.summary()} from {loaded.index_dir} alone")
+            print(f"check-install: {check.describe()}")
+    print(f"check-install: {report.summary()} from {loaded.index_dir} alone")
     report.raise_for_failures()
     atomic_write(stamp, (loaded.index_dir / "manifest.json").read_bytes())
 
 
-def verify_task(project: Project) -> TaskDict:
+def check_install_task(project: Project) -> TaskDict:
     manifest = project.path_of("index") / "manifest.json"
     stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
     return {
+        "basename": "check-install",
         "doc": "prove every set installs from dist-index/ alone with the far side's installers",
-        "actions": [_action(_verify, project, stamp)],
+        "actions": [_action(_check_install, project, stamp)],
         "task_dep": ["index"],
         # a changed installer matrix (installers.py) is a reason to verify again
         "file_dep": [str(manifest), str(Path(__file__).with_name("installers.py"))],
@@ -290,18 +290,21 @@ def verify_task(project: Project) -> TaskDict:
     }
 
 
+def verify_alias_task() -> TaskDict:
+    """``doit verify``: the old name of check-install, kept so scripts still work."""
+    def point_to_new_name() -> None:
+        print("doit verify is deprecated: it runs `doit check-install` (the install check); "
+              "`lockmirror verify DIR` checks a tree against its manifest", file=sys.stderr)
+
+    return {"doc": "deprecated name of check-install", "actions": [point_to_new_name],
+            "task_dep": ["check-install"], "uptodate": [False], "verbosity": 2}
+
+
 # -- bundle ------------------------------------------------------------------
 
 
 def _bundle(project: Project) -> None:
-    from .bundle import build_bundle
-    from .url_policy import check_lockfile_dir
-
-    loaded = project.loaded
-    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
-    result = build_bundle(loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
-                          mirror_yaml=loaded.path, out_dir=loaded.dist_dir,
-                          name=loaded.config.name, cache_dir=loaded.cache_dir)
+    result = stages.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")
@@ -311,7 +314,7 @@ def bundle_task(project: Project) -> TaskDict:
     return {
         "doc": "write dist/lockmirror-<name>-<id>.tar: the index, lockfiles, manifest, tool wheels",
         "actions": [_action(_bundle, project)],
-        "task_dep": ["verify"],
+        "task_dep": ["check-install"],
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in lockfile_paths(project))],
         "verbosity": 2,
@@ -324,9 +327,9 @@ def bundle_task(project: Project) -> TaskDict:
 def _audit(project: Project) -> TaskFailed | None:
     from datetime import UTC, datetime
 
-    from .audit import audit_mirror, render_markdown, render_text
+    from .audit import render_markdown, render_text
 
-    report = audit_mirror(project.loaded, now=datetime.now(UTC))
+    report = stages.audit(project.loaded, now=datetime.now(UTC))
     print(render_text(report))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -348,9 +351,7 @@ def audit_task(project: Project) -> TaskDict:
 
 
 def _publish(project: Project, name: str) -> None:
-    from .publish import publish_configured
-
-    result = publish_configured(project.loaded, name)
+    result = stages.publish(project.loaded, name)
     print(f"publish {name}: {result.summary()}")
 
 

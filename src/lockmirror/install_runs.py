@@ -1,4 +1,4 @@
-"""One installer run each: what ``doit verify`` asks uv and pip to do, as a :class:`Check`.
+"""One installer run each: what ``doit check-install`` asks uv and pip to do, as a :class:`Check`.
 
 Every run sees the mirror and nothing else: the caller's ``PIP_*``/``UV_*``
 variables, configuration files and proxy settings are dropped, pip runs

@@ -1,4 +1,4 @@
-"""The installers the far side uses, as ``doit verify`` runs them: versions and copies.
+"""The installers the far side uses, as ``doit check-install`` runs them: versions and copies.
 
 :data:`INSTALLERS` is the one place the project names installer versions. It
 holds the newest pip and uv, and the pips that long-term distributions ship:

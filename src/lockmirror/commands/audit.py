@@ -12,7 +12,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..audit import RENDERERS, audit_mirror
+from .. import stages
+from ..audit import RENDERERS
 from ..config import load_config
 from ..policy import parse_when
 from ..quarantine import apply_quarantine, render_plan
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     # the command line is the one place that reads the clock
     now = parse_when(args.now) if args.now else datetime.now(UTC)
-    report = audit_mirror(loaded, now=now, sets=args.sets, lockfile_paths=args.lockfiles,
+    report = stages.audit(loaded, now=now, sets=args.sets, lockfiles=args.lockfiles,
                           offline=args.offline, databases=args.advisories)
     sys.stdout.write(RENDERERS[args.format](report))
     if args.quarantine:

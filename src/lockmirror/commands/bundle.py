@@ -6,12 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..bundle import build_bundle
-from ..bundle_format import parse_size
+from .. import stages
 from ..config import DEFAULT_CONFIG, load_config
-from ..errors import LockmirrorError
 from ..fsutil import format_size
-from ..url_policy import check_lockfile_dir
 
 NAME = "bundle"
 HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "
@@ -44,19 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_config(args.config)
-    if args.split is not None:
-        parse_size(args.split)  # a bad size fails before any work
-    if args.since is not None and not args.since.exists():
-        raise LockmirrorError("no such file or directory", where=str(args.since))
-    # every lockfile the bundle carries names only URLs of its declared sources
-    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
-    result = build_bundle(
-        args.index or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
-        mirror_yaml=loaded.path, out_dir=args.out or loaded.dist_dir,
-        name=loaded.config.name, since=args.since, split=args.split, key=args.key,
-        source_date_epoch=args.source_date_epoch, tool=args.tool,
-        cache_dir=loaded.cache_dir, progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
+    result = stages.bundle(
+        load_config(args.config), index_dir=args.index, out=args.out, since=args.since,
+        split=args.split, key=args.key, source_date_epoch=args.source_date_epoch,
+        tool=args.tool, progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
     state = "written" if result.changed else "already current"
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
           f"{format_size(result.size)}, {result.index_files_carried} of "

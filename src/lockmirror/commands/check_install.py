@@ -1,4 +1,6 @@
-"""``lockmirror check-install [DIR]``: prove every set installs from the index alone."""
+"""``lockmirror check-install [DIR]``: prove every set installs from the index alone.
+
+The same stage as ``doit check-install`` (``stages.check_install``)."""
 
 from __future__ import annotations
 
@@ -35,16 +37,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..verify import TRANSPORTS, verify_closure
+    from .. import stages
 
     def progress(message: str) -> None:
         print(f"... {message}", file=sys.stderr, flush=True)
 
-    transports = ("http",) if args.serve else ("file://",) if args.file else TRANSPORTS
-    report = verify_closure(args.directory, sets=args.sets, targets=args.targets,
-                            index_url=args.index_url, transports=transports,
-                            install=not args.no_install, installers=args.installers,
-                            work_dir=args.work_dir, progress=progress)
+    transports = ("http",) if args.serve else ("file://",) if args.file else None
+    report = stages.check_install(None, index_dir=args.directory, sets=args.sets,
+                                  targets=args.targets, index_url=args.index_url,
+                                  transports=transports, install=not args.no_install,
+                                  installers=args.installers, work_dir=args.work_dir,
+                                  progress=progress)
     for check in report.checks:
         if check.ok:  # failures are listed once, in the error below
             print(check.describe())

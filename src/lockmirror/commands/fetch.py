@@ -12,13 +12,9 @@ import sys
 import time
 from typing import TextIO
 
+from .. import stages
 from ..config import DEFAULT_CONFIG, load_config
-from ..fetch import (
-    FetchItem,
-    FetchProgress,
-    FetchSummary,
-    fetch_config,
-)
+from ..fetch import FetchItem, FetchProgress, FetchSummary
 from ..fsutil import format_size, plural
 
 NAME = "fetch"
@@ -44,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     progress = console_progress(sys.stderr, args.progress)
     try:
-        summary = fetch_config(loaded, max_workers=args.jobs, progress=progress,
-                               durable=args.fsync)
+        summary = stages.fetch(loaded, jobs=args.jobs, progress=progress, durable=args.fsync)
     finally:
         if isinstance(progress, RichProgress):
             progress.close()  # a failed run must not leave the live display running

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from packaging.version import Version
+    from ..index import IndexResult
 
 NAME = "index"
 HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lockfiles and the store"
@@ -43,7 +42,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..fsutil import format_size
+
+    overrides = (args.lockfiles, args.store, args.title, args.mirror_yaml, args.quarantine)
+    if any(overrides):
+        result = _build_given(args)
+        out = args.out or result.out_dir
+    else:  # the mirror as mirror.yaml describes it: the same entry as `doit index`
+        from .. import stages
+        from ..config import load_config
+
+        loaded = load_config(args.config or "mirror.yaml")
+        result = stages.index(loaded, out=args.out, full=args.full)
+        out = args.out or loaded.index_dir
+    if args.quiet:
+        return 0
+    what = (f"{result.projects} projects, {result.files} files, "
+            f"{format_size(result.total_size)}")
+    if result.noop:
+        print(f"{out}: up to date ({what})")
+        return 0
+    print(f"{out}: {what}; wrote {len(result.written)} files "
+          f"({result.linked} linked, {result.copied} copied), removed {len(result.removed)}")
+    for release in result.removed_releases:
+        print(f"  removed {release}")
+    return 0
+
+
+def _build_given(args: argparse.Namespace) -> IndexResult:
+    """The index of the lockfiles, store and list given on the command line,
+    anything not given taken from mirror.yaml (read only when needed)."""
     from ..index import DEFAULT_TITLE, build_index
+    from ..quarantine_list import quarantined
     from ..url_policy import check_lockfile_paths
 
     lockfiles: list[Path] = list(args.lockfiles)
@@ -61,32 +90,12 @@ def run(args: argparse.Namespace) -> int:
         mirror_yaml = mirror_yaml or loaded.path
         title = title or loaded.config.name
         quarantine = quarantine or loaded.quarantine_path
-    exclude: Iterable[tuple[str, Version | str]] = ()
-    if args.quarantine is not None and not args.quarantine.exists():
-        from ..errors import NotFoundError
-
-        # a mistyped list must not publish what it keeps out
-        raise NotFoundError("the quarantine list does not exist", where=str(args.quarantine))
-    if quarantine is not None and quarantine.exists():
-        from ..quarantine import QuarantineList
-
-        exclude = QuarantineList.read(quarantine).keys
+    # a mistyped --quarantine must not publish what it keeps out
+    exclude = quarantined(quarantine, required=args.quarantine is not None)
     # every URL must lie under a declared source before anything is indexed
     check_lockfile_paths(lockfiles, sources)
-    result = build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
-                         title=title or DEFAULT_TITLE, full=args.full, exclude=exclude)
-    if args.quiet:
-        return 0
-    what = (f"{result.projects} projects, {result.files} files, "
-            f"{format_size(result.total_size)}")
-    if result.noop:
-        print(f"{out}: up to date ({what})")
-        return 0
-    print(f"{out}: {what}; wrote {len(result.written)} files "
-          f"({result.linked} linked, {result.copied} copied), removed {len(result.removed)}")
-    for release in result.removed_releases:
-        print(f"  removed {release}")
-    return 0
+    return build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
+                       title=title or DEFAULT_TITLE, full=args.full, exclude=exclude)
 
 
 def main(argv: list[str] | None = None) -> int:

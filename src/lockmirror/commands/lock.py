@@ -54,19 +54,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
               f"{report.files} files match their sources' project pages{how})")
         return 0
-    from ..lock import lock_sets
+    from .. import stages
 
     started = time.monotonic()
-    upgrade = args.upgrade or ()
-    results = lock_sets(loaded, args.sets, upgrade=upgrade,
-                        upgrade_all=args.upgrade is not None and not args.upgrade, jobs=args.jobs)
+    results = stages.lock(loaded, args.sets, upgrade=args.upgrade or (),
+                          upgrade_all=args.upgrade is not None and not args.upgrade,
+                          jobs=args.jobs)
     print_results(results)
     print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
 
 
 def print_results(results: Sequence[LockResult]) -> None:
-    """One line per lockfile, then its policy warnings (the CLI and doit)."""
+    """One line per lockfile, then its policy warnings."""
     for result in results:
         count = len(result.lockfile.packages)
         state = "written" if result.written else "unchanged"

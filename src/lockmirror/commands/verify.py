@@ -1,4 +1,8 @@
-"""``lockmirror verify DIR``: re-check a mirror tree against its manifest.json."""
+"""``lockmirror verify DIR``: re-check a mirror tree against its manifest.json.
+
+The one meaning of "verify" at both front doors; the install check is
+``check-install`` (``lockmirror check-install``, ``doit check-install``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from ..importer import verify_mirror
 
 NAME = "verify"
 HELP = ("re-check a mirror directory against its manifest.json: missing, altered and "
-        "unexpected files (exit 1 if any)")
+        "unexpected files (exit 1 if any); the install check is check-install")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,133 @@
+"""The two front doors, `doit` and `lockmirror`, reach each stage through one entry.
+
+Two copies of one mirror.yaml (on the fixture index) are built, one through
+the doit tasks' actions (``doit_tasks``, what ``dodo.py`` wires), one through
+the CLI (``lockmirror.cli.main``): every stage writes the same bytes --
+lockfiles, the ``dist-index/`` tree, the bundle. Also: ``doit verify`` is the
+deprecated name of ``check-install`` and says so in one line, and a broken
+mirror.yaml reaches doit as one failed task, not a printed exit from
+``Project.loaded``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+
+from lockmirror import doit_tasks
+from lockmirror.cli import main
+from lockmirror.errors import ConfigError
+
+EPOCH = 1700000000
+MIRROR = """\
+version: 1
+name: fixture
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  core:
+    requirements: [speedup==1.2, beta==1.0]
+  extra:
+    requirements: [marked==1.0]
+"""
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def projects(tmp_path: Path, fixture_index: FixtureIndex,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Two project directories holding the same mirror.yaml."""
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    # the bundle's dependency wheels repacked from this environment: no package index
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
+    roots = tmp_path / "doit", tmp_path / "cli"
+    for root in roots:
+        root.mkdir()
+        (root / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+    return roots
+
+
+def run_doit_stages(root: Path) -> None:
+    """What `doit lock fetch index bundle` runs: each task's actions, in order."""
+    project = doit_tasks.load(str(root / "mirror.yaml"))
+    tasks = [*doit_tasks.lock_tasks(project), doit_tasks.fetch_task(project),
+             doit_tasks.index_task(project), doit_tasks.bundle_task(project)]
+    for task in tasks:
+        for action in task["actions"]:
+            assert action() is None, f"doit task {task.get('name', task['doc'])} failed"
+
+
+def run_cli_stages(root: Path) -> None:
+    config = str(root / "mirror.yaml")
+    for command in ("lock", "fetch", "index", "bundle"):
+        assert main([command, "--config", config]) == 0, command
+
+
+def test_doit_and_the_cli_write_the_same_bytes_at_every_stage(
+        projects: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    by_doit, by_cli = projects
+    monkeypatch.chdir(by_doit)
+    run_doit_stages(by_doit)
+    monkeypatch.chdir(by_cli)
+    run_cli_stages(by_cli)
+    capsys.readouterr()
+    for part in ("lockfiles", "dist-index", "dist"):
+        written = tree(by_doit / part)
+        assert written, f"{part}: nothing written"
+        assert written == tree(by_cli / part), f"{part} differs between doit and the CLI"
+    # one tool-wheel cache layout for both doors
+    assert [p.relative_to(by_doit) for p in sorted((by_doit / ".cache").rglob("pins.txt"))] == [
+        p.relative_to(by_cli) for p in sorted((by_cli / ".cache").rglob("pins.txt"))]
+
+
+def test_doit_verify_is_the_deprecated_name_of_check_install(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    task = doit_tasks.verify_alias_task()
+    assert task["task_dep"] == ["check-install"]
+    for action in task["actions"]:
+        action()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "deprecated" in lines[0] and "doit check-install" in lines[0]
+
+
+def test_a_broken_mirror_yaml_fails_the_doit_task_in_one_place(
+        tmp_path: Path, projects: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = projects[0]
+    project = doit_tasks.load(str(root / "mirror.yaml"))
+    (root / "mirror.yaml").write_text("version: 1\nsets: {core: {requirements: [1]}}\n")
+    project.__dict__.pop("loaded", None)  # a task that runs after mirror.yaml broke
+    with pytest.raises(ConfigError):
+        _ = project.loaded  # raises; prints nothing
+    assert capsys.readouterr() == ("", "")
+    failed = doit_tasks._action(doit_tasks._index, project)()
+    assert failed is not None
+    assert "mirror.yaml" in capsys.readouterr().err
+
+
+def test_dodo_reaches_each_stage_through_one_doit_tasks_function() -> None:
+    """Every task of dodo.py is one call of a ``doit_tasks`` function."""
+    source = (Path(__file__).resolve().parent.parent / "dodo.py").read_text()
+    bodies = source.split("\ndef task_")[1:]
+    assert len(bodies) >= 9
+    for body in bodies:
+        name = body.split("(", 1)[0]
+        if name == "build":
+            continue
+        assert "tasks." in body and body.count("tasks.") == 1, name
+
