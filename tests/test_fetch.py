@@ -667,3 +667,54 @@ def test_a_stall_counts_the_bytes_received_before_it(
     message = str(caught.value)
     assert "did not answer within 0.3 s" in message
     assert "(100 bytes received," in message
+
+
+class _RedirectingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with a 302 to ``server.target`` + the path; records
+    whether the request carried credentials."""
+
+    server: _RedirectingServer
+
+    def do_GET(self) -> None:
+        self.server.authorized.append(self.headers.get("Authorization") is not None)
+        self.send_response(302)
+        self.send_header("Location", self.server.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _RedirectingServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, target: str) -> None:
+        super().__init__(("127.0.0.1", 0), _RedirectingHandler)
+        self.target = target
+        self.authorized: list[bool] = []
+
+
+def test_a_redirect_to_another_host_gets_no_credentials(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    sdist = catalogue.find("sdistonly", "1.0").filename  # one file, no .metadata
+    lock = make_lockfile(fixture_index, "core", [sdist])
+    # Another host name for the same fixture server: what a CDN would be.
+    server = _RedirectingServer(f"http://localhost:{fixture_index.port}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        moved = replace(lock, packages=tuple(
+            replace(p, sdist=replace(p.sdist, url=p.sdist.url.replace(fixture_index.base_url,
+                                                                       base)))
+            for p in lock.packages if p.sdist is not None))
+        summary = fetch([moved], store, auth={f"{base}/": ("reader", "s3cret-pw")})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert summary.downloaded == 1 and store.has(catalogue.file(sdist).sha256)
+    assert server.authorized == [True]  # the configured host got them
+    served = [r for r in fixture_index.requests if r.path == file_path(fixture_index, sdist)]
+    assert [r.authorized for r in served] == [False]  # the other host did not
