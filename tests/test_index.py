@@ -670,9 +670,9 @@ def test_only_changed_lockfiles_are_parsed(own_mirror: FixtureMirror, tmp_path: 
     parsed: list[str] = []
     parse = index_sets.parse_set
 
-    def recorded(item: Any) -> Any:
+    def recorded(item: Any, url_rule: Any = None) -> Any:
         parsed.append(item.path.name)
-        return parse(item)
+        return parse(item, url_rule)
 
     monkeypatch.setattr(index_sets, "parse_set", recorded)
     build(own_mirror)
@@ -699,3 +699,24 @@ def test_metadata_hash_that_is_not_a_hash_is_refused(own_mirror: FixtureMirror) 
     with pytest.raises(LockmirrorError, match="invalid metadata sha256"):
         build(own_mirror)
     assert not own_mirror.out.exists()
+
+
+def test_the_url_rule_checks_what_it_parses_and_again_when_the_sources_change(
+        own_mirror: FixtureMirror) -> None:
+    """The index stage checks the file URLs of each lockfile it parses; rows kept
+    from a run under other sources are not trusted (issue 19's URL rule)."""
+    from lockmirror.config import SourceConfig
+    from lockmirror.errors import UrlPolicyError
+    from lockmirror.url_policy import UrlRule
+
+    fixture = UrlRule((SourceConfig(name="fixture", url="https://fixture.example/simple/"),))
+    build(own_mirror, url_rule=fixture)
+    before = tree_bytes(own_mirror.out)
+    assert build(own_mirror, url_rule=fixture).noop
+    # the same lockfiles, but mirror.yaml now declares another file host
+    elsewhere = UrlRule((SourceConfig(name="fixture", url="https://fixture.example/simple/",
+                                      files_url=["https://files.elsewhere.example/"]),))
+    with pytest.raises(UrlPolicyError, match="fixture.example/files/"):
+        build(own_mirror, url_rule=elsewhere)
+    assert tree_bytes(own_mirror.out) == before  # nothing written
+    assert build(own_mirror, url_rule=fixture).noop

@@ -80,6 +80,8 @@ from .store import Store
 if TYPE_CHECKING:
     from packaging.version import Version
 
+    from .url_policy import UrlRule
+
 
 # Bump whenever what a page contains for the same input changes: every
 # project's pages are then rendered (and compared) again.
@@ -131,6 +133,7 @@ def build_index(
     exclude: Iterable[tuple[str, Version | str]] = (),
     state_dir: Path | None = None,
     progress: Progress | None = None,
+    url_rule: UrlRule | None = None,
 ) -> IndexResult:
     """Bring ``out_dir`` to the index of ``lockfiles`` (paths to ``pylock.<set>.toml``).
 
@@ -138,6 +141,9 @@ def build_index(
     (the fetch stage's job). ``mirror_yaml``, when given, is named on the
     landing page with its sha256 and the last git commit that touched it.
     ``full`` ignores the saved state and compares every file.
+    ``url_rule`` checks the file URLs of every lockfile this run parses (a
+    lockfile whose rows an earlier run kept was checked then, under the same
+    rule); without it no URL is checked.
     ``exclude`` holds releases, (name, version), to leave out although locked:
     the quarantine list (``QuarantineList.keys``). Their files and page
     entries are not in the index; the landing page marks them quarantined and
@@ -160,7 +166,7 @@ def build_index(
     run = _Run(store=store if isinstance(store, Store) else Store(Path(store)),
                out_dir=out_dir, state_dir=Path(state_dir) if state_dir else state_dir_for(out_dir),
                title=title, full=full, exclude=_normalized_releases(exclude),
-               progress=progress or (lambda _message: None))
+               progress=progress or (lambda _message: None), url_rule=url_rule)
     try:
         return run.build([Path(p) for p in lockfiles],
                          Path(mirror_yaml) if mirror_yaml else None)
@@ -190,6 +196,7 @@ class _Run:
     full: bool
     exclude: frozenset[tuple[str, str]]
     progress: Progress
+    url_rule: UrlRule | None
 
     root: Path = Path()  # where this run writes: out_dir, or a staging directory
     fresh: bool = False  # building into a new staging directory
@@ -223,7 +230,8 @@ class _Run:
                                files=int(summary.get("files", 0)),
                                total_size=int(summary.get("total_size", 0)))
         self.progress(f"reading {len(inputs)} lockfiles")
-        sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full)
+        sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
+                         url_rule=self.url_rule)
         self._open_tree(state if intact else {})
         try:
             summary = self._write_tree(sets, provenance)
@@ -250,6 +258,7 @@ class _Run:
              provenance.config_modified],
             [(i.path.name, i.sha256) for i in inputs],
             sorted(self.exclude),
+            self.url_rule.key if self.url_rule else "",
         ]).encode())
 
     def _tree_intact(self, state: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from .pages import IndexFile, Release, SetPackage, SetSummary, SetTarget
 
 if TYPE_CHECKING:
     from .lockfile import LockedPackage
+    from .url_policy import UrlRule
 
 # Bump when what a row holds changes: rows kept by earlier runs are then not used.
 ROWS_FORMAT = "lockmirror-index-rows/1"
@@ -90,6 +91,7 @@ class PackageSet:
     kept: bool = False  # read from the rows an earlier run kept (not parsed)
     # the lockfile's TOML when parsed in this run, for its mirror copy (no second parse)
     document: dict[str, Any] | None = None
+    checked: str = ""  # the key of the URL rule its file URLs were checked under
 
 
 def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[LockfileInput]:
@@ -109,14 +111,18 @@ def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[Lo
     return sorted(found, key=lambda i: (i.path.name, str(i.path)))
 
 
-def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool) -> list[PackageSet]:
+def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool,
+              url_rule: UrlRule | None = None) -> list[PackageSet]:
     """Every lockfile as a set, sorted by name: from the rows it gave before
-    (kept in ``rows_dir`` by its sha256) unless ``full``, else parsed and
-    validated. Raises LockmirrorError for an invalid lockfile or a set locked twice."""
+    (kept in ``rows_dir`` by its sha256, checked under the same ``url_rule``)
+    unless ``full``, else parsed, validated and checked against ``url_rule``.
+    Raises LockmirrorError for an invalid lockfile or a set locked twice,
+    UrlPolicyError for a file URL the rule refuses."""
+    checked = url_rule.key if url_rule else ""
     sets = []
     for item in inputs:
-        known = None if full else read_rows(rows_dir, item)
-        sets.append(known or parse_set(item))
+        known = None if full else read_rows(rows_dir, item, checked)
+        sets.append(known or parse_set(item, url_rule))
     sets.sort(key=lambda s: s.name)
     seen: dict[str, Path] = {}
     for locked in sets:
@@ -127,10 +133,11 @@ def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool) -> lis
     return sets
 
 
-def read_rows(rows_dir: Path, item: LockfileInput) -> PackageSet | None:
-    """The set a lockfile with these bytes gave before; None when not kept."""
+def read_rows(rows_dir: Path, item: LockfileInput, checked: str) -> PackageSet | None:
+    """The set a lockfile with these bytes gave before, its URLs checked under
+    the rule keyed ``checked``; None when not kept."""
     data = read_json(rows_dir / f"{item.sha256}.json")
-    if data is None or data.get("format") != ROWS_FORMAT:
+    if data is None or data.get("format") != ROWS_FORMAT or data.get("checked") != checked:
         return None
     try:
         rows = [Row(name, version, requires_python, yanked, tuple(targets), build_only, source,
@@ -140,13 +147,14 @@ def read_rows(rows_dir: Path, item: LockfileInput) -> PackageSet | None:
         return PackageSet(name=data["set"], input=item, requirements=tuple(data["requirements"]),
                     targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3]))
                                   for t in data["targets"]),
-                    input_hash=data["input_hash"], rows=rows, kept=True)
+                    input_hash=data["input_hash"], rows=rows, kept=True, checked=checked)
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def parse_set(item: LockfileInput) -> PackageSet:
-    """Parse and validate a lockfile (:meth:`Lockfile.loads`) into a set."""
+def parse_set(item: LockfileInput, url_rule: UrlRule | None = None) -> PackageSet:
+    """Parse and validate a lockfile (:meth:`Lockfile.loads`) into a set,
+    after checking its file URLs against ``url_rule``."""
     from .bounded import load_toml
     from .lockfile import Lockfile  # only when a lockfile changed: packaging.pylock is slow to load
 
@@ -156,6 +164,8 @@ def parse_set(item: LockfileInput) -> PackageSet:
     except UnicodeDecodeError as exc:
         raise LockmirrorError(f"not UTF-8 text: {exc}", where=where) from None
     document = load_toml(text, where=where)
+    if url_rule is not None:
+        url_rule.check(document, item.path)
     lock = Lockfile.from_toml(document, where=where)
     rows = [_row(package, where) for package in lock.packages]
     if not _SET_RE.match(lock.set_name or ""):
@@ -166,7 +176,8 @@ def parse_set(item: LockfileInput) -> PackageSet:
     return PackageSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
                 targets=tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
                               for t in lock.targets),
-                input_hash=lock.input_hash, rows=rows, document=document)
+                input_hash=lock.input_hash, rows=rows, document=document,
+                checked=url_rule.key if url_rule else "")
 
 
 def _row(package: LockedPackage, where: str) -> Row:
@@ -215,7 +226,7 @@ def keep_rows(rows_dir: Path, sets: list[PackageSet]) -> None:
 
 def write_rows(path: Path, locked: PackageSet) -> None:
     """Keep a set's rows for the next run, named by its lockfile's sha256."""
-    data = {"format": ROWS_FORMAT, "set": locked.name,
+    data = {"format": ROWS_FORMAT, "set": locked.name, "checked": locked.checked,
             "requirements": locked.requirements, "input_hash": locked.input_hash,
             "targets": [[t.name, t.python, t.implementation, t.platforms]
                         for t in locked.targets],

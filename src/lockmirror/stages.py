@@ -63,19 +63,19 @@ def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
     lockfile and the store, leaving out the quarantine list's releases
     (``exclude`` replaces the list: quarantine's dry run).
 
-    The only writer of ``dist-index/``: quarantine runs this too. Checks
-    first that every lockfile URL lies under a declared source."""
+    The only writer of ``dist-index/``: quarantine runs this too. Every
+    lockfile it parses is refused unless its file URLs lie under a declared
+    source (:class:`~lockmirror.url_policy.UrlRule`)."""
     from .index import DEFAULT_TITLE, build_index
     from .quarantine_list import quarantined
-    from .url_policy import check_lockfile_paths
+    from .url_policy import UrlRule
 
     lockfiles = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    check_lockfile_paths(lockfiles, loaded.config.sources)
     return build_index(lockfiles, loaded.store_dir, out or loaded.index_dir,
                        mirror_yaml=loaded.path, title=loaded.config.name or DEFAULT_TITLE,
                        full=full, exclude=(quarantined(loaded.quarantine_path) if exclude is None
                                 else exclude),
-                       state_dir=state_dir)
+                       state_dir=state_dir, url_rule=UrlRule(tuple(loaded.config.sources)))
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,

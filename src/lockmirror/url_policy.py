@@ -33,7 +33,9 @@ source, 4 and 5. Nothing here does I/O beyond reading the lockfiles it is given.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -188,7 +190,11 @@ def read_entries(path: Path) -> list[LockEntry]:
                              hint="run `doit lock`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
-    data = load_toml(text, where=str(path))
+    return document_entries(load_toml(text, where=str(path)), path)
+
+
+def document_entries(data: dict[str, Any], path: Path | str) -> list[LockEntry]:
+    """The entries of a lockfile's parsed TOML (see :func:`read_entries`)."""
     packages = data.get("packages", [])
     if not isinstance(packages, list):
         raise UrlPolicyError("'packages' is not an array of tables", where=str(path))
@@ -283,6 +289,28 @@ def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] 
         if missing_ok and not path.exists():
             continue
         check_entries(read_entries(path), path, sources)
+
+
+@dataclass(frozen=True)
+class UrlRule:
+    """The rules for one set of sources, as the index stage applies them to the
+    lockfiles it parses (those it kept from an earlier run were checked then,
+    under the rule whose :attr:`key` their kept rows record)."""
+
+    sources: tuple[SourceConfig, ...] | None  # None: the rules that need no sources
+
+    @property
+    def key(self) -> str:
+        """What the rule depends on: a change of sources makes kept rows stale."""
+        if self.sources is None:
+            return "no-sources"
+        fields = [(s.name, redact_url(s.url), sorted(s.projects), list(s.files_url),
+                   s.allow_http) for s in self.sources]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+    def check(self, document: dict[str, Any], path: Path | str) -> None:
+        """Raise UrlPolicyError as :func:`check_entries` for a parsed lockfile."""
+        check_entries(document_entries(document, path), path, self.sources)
 
 
 def check_lockfile_dir(directory: Path, sources: Sequence[SourceConfig] | None) -> None:

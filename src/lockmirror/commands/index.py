@@ -73,7 +73,7 @@ def _build_given(args: argparse.Namespace) -> IndexResult:
     anything not given taken from mirror.yaml (read only when needed)."""
     from ..index import DEFAULT_TITLE, build_index
     from ..quarantine_list import quarantined
-    from ..url_policy import check_lockfile_paths
+    from ..url_policy import UrlRule
 
     lockfiles: list[Path] = list(args.lockfiles)
     store, out, mirror_yaml, title = args.store, args.out, args.mirror_yaml, args.title
@@ -93,9 +93,9 @@ def _build_given(args: argparse.Namespace) -> IndexResult:
     # a mistyped --quarantine must not publish what it keeps out
     exclude = quarantined(quarantine, required=args.quarantine is not None)
     # every URL must lie under a declared source before anything is indexed
-    check_lockfile_paths(lockfiles, sources)
     return build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
-                       title=title or DEFAULT_TITLE, full=args.full, exclude=exclude)
+                       title=title or DEFAULT_TITLE, full=args.full, exclude=exclude,
+                       url_rule=UrlRule(tuple(sources) if sources is not None else None))
 
 
 def main(argv: list[str] | None = None) -> int:
