@@ -42,9 +42,10 @@ BIN = Path(sys.executable).parent
 LAST_ERROR: list[str] = []
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, bool]:
+def run(cmd: list[str], cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> tuple[float, bool]:
     started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     LAST_ERROR[:] = errors[-1:]
     return time.perf_counter() - started, result.returncode == 0
@@ -68,7 +69,8 @@ def main() -> int:
         shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
         shutil.copy(ROOT / "mirror.yaml", repo / "mirror.yaml")
         for set_name in config.sets:
-            (tmp / f"{set_name}.in").write_text("\n".join(config.sets[set_name].requirements) + "\n")
+            requirements = config.sets[set_name].requirements
+            (tmp / f"{set_name}.in").write_text("\n".join(requirements) + "\n")
 
         def lockmirror_run() -> float:
             shutil.rmtree(repo / "lockfiles", ignore_errors=True)
@@ -83,9 +85,10 @@ def main() -> int:
             total = 0.0
             for set_name, target_name in jobs:
                 target = config.targets[target_name]
+                platform = uv_platform(target.platforms).python_platform
                 seconds, ok = run([uv, "pip", "compile", str(tmp / f"{set_name}.in"), "--no-config",
                                    "--quiet", "--python-version", target.python,
-                                   "--python-platform", uv_platform(target.platforms).python_platform,
+                                   "--python-platform", platform,
                                    "--index-url", index, "--cache-dir", str(cache),
                                    "-o", str(tmp / f"uv-{set_name}-{target_name}.txt")])
                 if not ok:
@@ -115,7 +118,8 @@ def main() -> int:
         print(f"{len(config.sets)} sets x targets = {len(jobs)} resolutions against {index}")
         shutil.rmtree(env_cache, ignore_errors=True)
         results["lockmirror"] = {"cold": lockmirror_run()}
-        results["lockmirror"]["warm"] = statistics.median(lockmirror_run() for _ in range(args.rounds))
+        results["lockmirror"]["warm"] = statistics.median(
+            lockmirror_run() for _ in range(args.rounds))
         uv_cache = tmp / "uv-cache"
         results["uv"] = {"cold": uv_run(uv_cache)}
         results["uv"]["warm"] = statistics.median(uv_run(uv_cache) for _ in range(args.rounds))
@@ -130,6 +134,12 @@ def main() -> int:
             seconds, ok = run([str(BIN / "doit"), "lock"], cwd=repo)
             noop.append(seconds)
 
+    report(results, failed, noop)
+    return 0
+
+
+def report(results: dict[str, dict[str, float]], failed: list[str], noop: list[float]) -> None:
+    """Print the table, the ratios and the no-op figure."""
     print(f"\n{'tool':<28}{'cold s':>10}{'warm s':>10}")
     for tool, label in (("lockmirror", "lockmirror (doit lock)"), ("uv", "uv pip compile (sum)"),
                         ("pip", "pip --dry-run --report")):
@@ -146,7 +156,6 @@ def main() -> int:
     best = min(noop)
     print(f"no-op doit lock: best {best:.3f} s, median {statistics.median(noop):.3f} s "
           f"({'meets' if best < 0.3 else 'MISSES'} goal < 0.3 s)")
-    return 0
 
 
 if __name__ == "__main__":

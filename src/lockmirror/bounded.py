@@ -67,7 +67,8 @@ def load_json(data: bytes | str, *, where: str,
         raise error("JSON nested too deeply", where=where) from None
 
 
-def load_toml(text: str, *, where: str, error: type[LockmirrorError] = InputError) -> dict[str, Any]:
+def load_toml(text: str, *, where: str,
+              error: type[LockmirrorError] = InputError) -> dict[str, Any]:
     """Parse TOML text with limits; like :func:`load_json` (inf/nan, huge
     integers, more than MAX_TOML_BYTES, nesting past tomli's 400 levels).
     Syntax errors carry tomli's own "(at line L, column C)"."""

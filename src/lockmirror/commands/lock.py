@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --check: also resolve every set again in memory and fail "
                              "unless the lockfile is byte for byte what `lock` writes today")
     parser.add_argument("--upgrade", nargs="*", metavar="PACKAGE", default=None,
-                        help="move pins deliberately: the named packages, or every one if none named")
+                        help="move pins deliberately: the named packages, or every one if "
+                             "none named")
     parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
 
 
@@ -70,6 +71,7 @@ def print_results(results: Sequence[LockResult]) -> None:
     for result in results:
         count = len(result.lockfile.packages)
         state = "written" if result.written else "unchanged"
-        print(f"{result.path}: {count} packages for {len(result.lockfile.targets)} targets ({state})")
+        targets = len(result.lockfile.targets)
+        print(f"{result.path}: {count} packages for {targets} targets ({state})")
         for warning in result.warnings:
             print(f"  policy warning: {warning}", file=sys.stderr)
