@@ -231,14 +231,13 @@ def _install(python: str, requirements: Collection[str],
 
 
 def _pip(python: str) -> list[str]:
-    """The pip that installs into ``python``'s environment: this process's own
-    (``--python``, pip >= 22.3) when it has one, as build does, else the
-    environment's (build then created it with pip)."""
-    import importlib.util
-
-    if importlib.util.find_spec("pip") is not None:
-        return [sys.executable, "-m", "pip", "--python", python]
-    return [python, "-Im", "pip"]
+    """The pip that installs into ``python``'s environment, as build chose it: the
+    environment's own when build created it with pip (this process's pip is
+    missing or older than 22.3), else this process's pip with ``--python``."""
+    scripts = Path(python).parent
+    if (scripts / "pip").exists() or (scripts / "pip.exe").exists():
+        return [python, "-Im", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python]
 
 
 def _runner(extra: Mapping[str, str], path: str | None) -> Runner:
