@@ -6,7 +6,10 @@ order and per-source project pinning, memoizes each page, and reads wheel
 metadata from PEP 658 ``.metadata`` files (hash-verified) or, when the index
 has none, from the wheel's zip central directory through HTTP Range
 requests. It is safe to share between threads; ``prefetch_*`` methods start
-background fetches so that later calls find their answer ready.
+background fetches so that later calls find their answer ready. Pages are
+parsed by :mod:`lockmirror.simple_page` (JSON preferred through ``Accept``),
+Range reads live in :mod:`lockmirror.remote_wheel`, and METADATA is read out
+of archives by :mod:`lockmirror.core_metadata` (errors: MetadataError).
 
 Source rules (``mirror.yaml`` ``sources``):
 
@@ -297,7 +300,8 @@ class IndexClient:
         (a few KiB), else by a streamed, sha256-verified download to a
         temporary file. Sdists: their PKG-INFO (static only for
         Metadata-Version >= 2.2). Raises NetworkError, NotFoundError,
-        IntegrityError, LockmirrorError (not a wheel/zip).
+        IntegrityError, MetadataError / LockmirrorError (not a
+        readable wheel or sdist).
         """
         future, owner = self._claim(self._metadata, file.url)
         if owner:
