@@ -6,7 +6,10 @@ order and per-source project pinning, memoizes each page, and reads wheel
 metadata from PEP 658 ``.metadata`` files (hash-verified) or, when the index
 has none, from the wheel's zip central directory through HTTP Range
 requests. It is safe to share between threads; ``prefetch_*`` methods start
-background fetches so that later calls find their answer ready.
+background fetches so that later calls find their answer ready. Pages are
+parsed by :mod:`lockmirror.simple_page` (JSON preferred through ``Accept``),
+Range reads live in :mod:`lockmirror.remote_wheel`, and METADATA is read out
+of archives by :mod:`lockmirror.core_metadata` (errors: MetadataError).
 
 Source rules (``mirror.yaml`` ``sources``):
 
@@ -23,40 +26,31 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
-import io
 import os
-import re
-import tempfile
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import Self, TypeVar
+from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
-from packaging.tags import Tag
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName, canonicalize_name
 
-from .bounded import load_json
 from .config import SourceConfig
-from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
+from .core_metadata import archive_metadata, wheel_metadata_member
+from .errors import IntegrityError, LockmirrorError, NotFoundError
 from .fsutil import atomic_write
 from .http import PrefixAuth, get, make_session, network_error, redact_url, source_auth
+from .remote_wheel import metadata_by_download, metadata_by_ranges, verify_digest
+from .simple_page import DistFile, ProjectPage, parse_html_page, parse_json_page
+
+# Importers of these names from here (fetch, lock, publish) keep working.
+__all__ = ["DistFile", "IndexClient", "ProjectPage", "parse_html_page", "parse_json_page",
+           "wheel_metadata_member"]
 
 PAGE_ACCEPT = ("application/vnd.pypi.simple.v1+json, "
                "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01")
@@ -66,306 +60,9 @@ PAGE_HEADERS = {"Accept": PAGE_ACCEPT, "Cache-Control": "max-age=0"}
 # directory of almost every wheel fits, and small wheels come whole.
 TAIL_BYTES = 64 * 1024
 BODY_ATTEMPTS = 3
-CHUNK = 1 << 20
 
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
-
-
-# --------------------------------------------------------------------------
-# What a page says
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistFile:
-    """One file of a project page, as the index describes it."""
-
-    project: NormalizedName
-    filename: str
-    url: str                       # absolute
-    sha256: str | None
-    size: int | None
-    upload_time: datetime | None
-    requires_python: str | None
-    yanked: bool
-    yanked_reason: str | None
-    metadata_sha256: str | None    # PEP 658/714 hash of the .metadata file, if given
-    has_metadata: bool             # the index serves ``<url>.metadata``
-    source: str                    # name of the source the page came from
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
-
-    @property
-    def version(self) -> Version | None:
-        """From the file name; None when the name cannot be parsed."""
-        return _parse_filename(self.filename)[0]
-
-    @property
-    def tags(self) -> frozenset[Tag]:
-        """The wheel's tags (empty for sdists)."""
-        return _parse_filename(self.filename)[1]
-
-    @property
-    def metadata_url(self) -> str:
-        return self.url.split("#", 1)[0] + ".metadata"
-
-
-_FILENAME_CACHE: dict[str, tuple[Version | None, frozenset[Tag]]] = {}
-
-
-def _parse_filename(filename: str) -> tuple[Version | None, frozenset[Tag]]:
-    found = _FILENAME_CACHE.get(filename)
-    if found is None:
-        try:
-            if filename.endswith(".whl"):
-                _, version, _, tags = parse_wheel_filename(filename)
-                found = (version, tags)
-            else:
-                found = (parse_sdist_filename(filename)[1], frozenset())
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-            found = (None, frozenset())
-        _FILENAME_CACHE[filename] = found
-    return found
-
-
-@dataclass(frozen=True)
-class ProjectPage:
-    """A project's page on the source that has it."""
-
-    name: NormalizedName
-    source: str
-    url: str
-    files: tuple[DistFile, ...]
-    versions: tuple[Version, ...]  # PEP 700 ``versions`` when given, else from the files
-
-
-# --------------------------------------------------------------------------
-# Parsing pages
-# --------------------------------------------------------------------------
-
-
-# PEP 503 pages are machine-written lists of anchors; a quote-aware scan of
-# the few tags that matter is ~10x faster than html.parser on the pages of big
-# projects (numpy's lists thousands of files).
-_TAG_RE = re.compile(r"""<(a|base|meta)\b((?:[^>"']|"[^"]*"|'[^']*')*)>""", re.IGNORECASE)
-_ATTR_RE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""")
-
-
-class _LinkParser:
-    """Anchors, <base> and the repository-version <meta> of a PEP 503 page."""
-
-    def __init__(self) -> None:
-        self.links: list[dict[str, str | None]] = []
-        self.base: str | None = None
-        self.api_version: str | None = None
-
-    def feed(self, text: str) -> None:
-        for match in _TAG_RE.finditer(text):
-            tag = match.group(1).lower()
-            attributes: dict[str, str | None] = {}
-            for attr in _ATTR_RE.finditer(match.group(2)):
-                value = next((v for v in attr.group(2, 3, 4) if v is not None), None)
-                attributes[attr.group(1).lower()] = html.unescape(value) if value else value
-            if tag == "a" and attributes.get("href"):
-                self.links.append(attributes)
-            elif tag == "base" and attributes.get("href") and self.base is None:
-                self.base = attributes["href"]
-            elif tag == "meta" and attributes.get("name") == "pypi:repository-version":
-                self.api_version = attributes.get("content")
-
-    def close(self) -> None:
-        pass
-
-
-def _check_api_version(version: Any, url: str) -> None:
-    if version is None:
-        return
-    major = str(version).split(".")[0]
-    if major != "1":
-        raise LockmirrorError(f"the index speaks repository API version {version}; "
-                              "lockmirror understands version 1", where=redact_url(url))
-
-
-def _metadata_field(value: Any) -> tuple[bool, str | None]:
-    """(has metadata, its sha256) from a PEP 691 ``core-metadata`` value."""
-    if isinstance(value, dict):
-        digest = value.get("sha256")
-        return True, str(digest).lower() if digest else None
-    return bool(value), None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value))  # 3.11 reads a trailing Z
-    except ValueError:
-        return None
-
-
-def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str) -> ProjectPage:
-    """A PEP 691 page (with PEP 700 fields when present). Raises LockmirrorError if malformed."""
-    page = load_json(data, where=redact_url(url), error=LockmirrorError)
-    try:
-        _check_api_version(page.get("meta", {}).get("api-version"), url)
-        entries = page["files"]
-        files = []
-        for entry in entries:
-            core = entry.get("core-metadata", entry.get("dist-info-metadata", False))
-            has_metadata, metadata_sha256 = _metadata_field(core)
-            yanked = entry.get("yanked", False)
-            sha256 = (entry.get("hashes") or {}).get("sha256")
-            size = entry.get("size")
-            files.append(DistFile(
-                project=project, filename=str(entry["filename"]),
-                url=urljoin(url, str(entry["url"])).split("#", 1)[0],
-                sha256=str(sha256).lower() if sha256 else None,
-                size=int(size) if isinstance(size, int) else None,
-                upload_time=_parse_time(entry.get("upload-time")),
-                requires_python=entry.get("requires-python") or None,
-                yanked=bool(yanked), yanked_reason=yanked if isinstance(yanked, str) and yanked
-                else None,
-                metadata_sha256=metadata_sha256, has_metadata=has_metadata, source=source))
-        versions = _versions(page.get("versions"), files)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LockmirrorError(f"the project page is not valid PEP 691 JSON ({exc})",
-                              where=redact_url(url)) from None
-    return ProjectPage(name=project, source=source, url=url, files=tuple(files),
-                       versions=versions)
-
-
-def parse_html_page(text: str, url: str, project: NormalizedName, source: str) -> ProjectPage:
-    """A PEP 503 page with PEP 592/658/714 attributes."""
-    parser = _LinkParser()
-    parser.feed(text)
-    parser.close()
-    _check_api_version(parser.api_version, url)
-    base = urljoin(url, parser.base) if parser.base else url
-    files = []
-    for link in parser.links:
-        href = urljoin(base, link["href"] or "")
-        location, _, fragment = href.partition("#")
-        filename = unquote(urlsplit(location).path.rsplit("/", 1)[-1])
-        if not filename:
-            continue
-        sha256 = None
-        match = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", fragment)
-        if match:
-            sha256 = match.group(1).lower()
-        core = link.get("data-core-metadata", link.get("data-dist-info-metadata"))
-        metadata_sha256 = None
-        if core is not None:
-            found = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", core.strip())
-            metadata_sha256 = found.group(1).lower() if found else None
-        yanked = "data-yanked" in link
-        files.append(DistFile(
-            project=project, filename=filename, url=location, sha256=sha256, size=None,
-            # not in PEP 503, but some indexes and proxies add it; PEP 700 JSON is the standard
-            upload_time=_parse_time(link.get("data-upload-time")), requires_python=link.get("data-requires-python") or None,
-            yanked=yanked, yanked_reason=(link.get("data-yanked") or None) if yanked else None,
-            metadata_sha256=metadata_sha256, has_metadata=core is not None, source=source))
-    return ProjectPage(name=project, source=source, url=url, files=tuple(files),
-                       versions=_versions(None, files))
-
-
-def _versions(given: Any, files: Iterable[DistFile]) -> tuple[Version, ...]:
-    found: set[Version] = set()
-    for text in given if isinstance(given, list) else []:
-        try:
-            found.add(Version(str(text)))
-        except InvalidVersion:
-            continue
-    if not isinstance(given, list):
-        found = {f.version for f in files if f.version is not None}
-    return tuple(sorted(found))
-
-
-# --------------------------------------------------------------------------
-# Reading a wheel's METADATA over HTTP Range requests
-# --------------------------------------------------------------------------
-
-
-class _RangeReader:
-    """A read-only, seekable file over a remote file, fetching only the byte
-    ranges read (what :mod:`zipfile` needs to read one member)."""
-
-    def __init__(self, length: int, fetch: Callable[[int, int], bytes],
-                 known: Mapping[int, bytes]) -> None:
-        self._length = length
-        self._fetch = fetch  # (start, end exclusive) -> exactly those bytes
-        self._segments: dict[int, bytes] = dict(known)
-        self._position = 0
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        start = self._position
-        end = self._length if size is None or size < 0 else min(self._length, start + size)
-        if end <= start:
-            return b""
-        self._fill(start, end)
-        out = bytearray()
-        for segment_start, data in sorted(self._segments.items()):
-            segment_end = segment_start + len(data)
-            if segment_end <= start + len(out) or segment_start > start + len(out):
-                continue
-            offset = start + len(out) - segment_start
-            out += data[offset: offset + (end - start - len(out))]
-            if len(out) >= end - start:
-                break
-        self._position = start + len(out)
-        return bytes(out)
-
-    def _fill(self, start: int, end: int) -> None:
-        position = start
-        for segment_start, data in sorted(self._segments.items()):
-            segment_end = segment_start + len(data)
-            if segment_end <= position:
-                continue
-            if segment_start >= end:
-                break
-            if segment_start > position:
-                self._segments[position] = self._fetch(position, segment_start)
-            position = max(position, segment_end)
-            if position >= end:
-                return
-        if position < end:
-            # read a little ahead: zipfile reads a member's header, then its data
-            stop = min(self._length, max(end, position + 16 * 1024))
-            self._segments[position] = self._fetch(position, stop)
-
-
-def wheel_metadata_member(archive: zipfile.ZipFile, filename: str) -> str | None:
-    """The name of the wheel's ``<name>-<version>.dist-info/METADATA`` member."""
-    candidates = [n for n in archive.namelist()
-                  if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-    prefix = filename.split("-")[0].lower()
-    preferred = [n for n in candidates if n.split("-")[0].lower() == prefix]
-    chosen = (preferred or candidates)[:1]
-    return chosen[0] if chosen else None
-
-
-def _metadata_member(archive: zipfile.ZipFile, file: DistFile) -> bytes:
-    member = wheel_metadata_member(archive, file.filename)
-    if member is None:
-        raise LockmirrorError(f"{file.filename} has no .dist-info/METADATA",
-                              where=redact_url(file.url))
-    return archive.read(member)
 
 
 # --------------------------------------------------------------------------
@@ -588,7 +285,7 @@ class IndexClient:
         Costs the file's size in memory (meant for sdists and small files).
         """
         data = self._get_bytes(file.url, what=file.filename)
-        _verify(data, file.sha256, file.size, file.filename, file.url)
+        _verify(data, file)
         return data
 
     # -- metadata ----------------------------------------------------------------
@@ -603,7 +300,8 @@ class IndexClient:
         (a few KiB), else by a streamed, sha256-verified download to a
         temporary file. Sdists: their PKG-INFO (static only for
         Metadata-Version >= 2.2). Raises NetworkError, NotFoundError,
-        IntegrityError, LockmirrorError (not a wheel/zip).
+        IntegrityError, MetadataError / LockmirrorError (not a
+        readable wheel or sdist).
         """
         future, owner = self._claim(self._metadata, file.url)
         if owner:
@@ -619,7 +317,7 @@ class IndexClient:
 
     def _fetch_metadata(self, file: DistFile) -> bytes:
         if not file.is_wheel:
-            return _sdist_pkg_info(self.download_bytes(file), file)
+            return archive_metadata(self.download_bytes(file), file.filename)
         if file.has_metadata:
             try:
                 data = self._get_bytes(file.metadata_url, what=f"{file.filename}.metadata")
@@ -651,8 +349,7 @@ class IndexClient:
     def _read_wheel_metadata(self, file: DistFile) -> bytes:
         if file.url.startswith("file:"):
             path = Path(url2pathname(urlsplit(file.url).path))
-            with zipfile.ZipFile(path) as archive:
-                return _metadata_member(archive, file)
+            return archive_metadata(path, file.filename)
         tail = TAIL_BYTES if file.size is None else min(TAIL_BYTES, file.size)
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = get(self.session, file.url, stream=True, auth=self._auth,
@@ -660,8 +357,8 @@ class IndexClient:
             try:
                 with response:
                     if response.status_code == 206:
-                        return self._metadata_by_ranges(file, response)
-                    return self._metadata_by_download(file, response)
+                        return metadata_by_ranges(file, response, self.session, self._auth)
+                    return metadata_by_download(file, response)
             except requests.RequestException as error:
                 if attempt == BODY_ATTEMPTS:
                     raise network_error(error, file.url, retries=attempt - 1) from None
@@ -670,90 +367,6 @@ class IndexClient:
                                       where=redact_url(file.url)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _metadata_by_ranges(self, file: DistFile, response: requests.Response) -> bytes:
-        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)",
-                             response.headers.get("Content-Range", "").strip())
-        if not match:
-            raise LockmirrorError("the server sent a partial response without a usable "
-                                  "Content-Range", where=redact_url(file.url))
-        start, length = int(match.group(1)), int(match.group(3))
-        if file.size is not None and length != file.size:
-            raise IntegrityError(f"{file.filename} is {length} bytes, the index says {file.size}",
-                                 where=redact_url(file.url))
-        tail = response.content
 
-        def fetch(begin: int, end: int) -> bytes:
-            part = get(self.session, file.url, auth=self._auth,
-                       headers={"Range": f"bytes={begin}-{end - 1}",
-                                "Accept-Encoding": "identity"})
-            with part:
-                body = part.content
-                if part.status_code == 200:  # the server stopped honouring Range
-                    body = body[begin:end]
-            if len(body) != end - begin:
-                raise NetworkError(f"cannot fetch {redact_url(file.url)}: asked for "
-                                   f"{end - begin} bytes, got {len(body)}")
-            return body
-
-        reader = _RangeReader(length, fetch, {start: tail})
-        with zipfile.ZipFile(reader) as archive:
-            return _metadata_member(archive, file)
-
-    def _metadata_by_download(self, file: DistFile, response: requests.Response) -> bytes:
-        digest = hashlib.sha256()
-        size = 0
-        with tempfile.TemporaryFile(prefix="lockmirror-wheel-") as spool:
-            for chunk in response.iter_content(CHUNK):
-                spool.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-            _verify_digest(digest.hexdigest(), size, file.sha256, file.size, file.filename,
-                           file.url)
-            spool.seek(0)
-            with zipfile.ZipFile(spool) as archive:
-                return _metadata_member(archive, file)
-
-
-# --------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------
-
-
-def _verify(data: bytes, sha256: str | None, size: int | None, filename: str, url: str) -> None:
-    _verify_digest(hashlib.sha256(data).hexdigest(), len(data), sha256, size, filename, url)
-
-
-def _verify_digest(actual_sha256: str, actual_size: int, sha256: str | None, size: int | None,
-                   filename: str, url: str) -> None:
-    if size is not None and actual_size != size:
-        raise IntegrityError(f"{filename} is {actual_size} bytes, the index says {size}",
-                             where=redact_url(url))
-    if sha256 is not None and actual_sha256 != sha256:
-        raise IntegrityError(f"{filename} has sha256 {actual_sha256}, the index says {sha256}",
-                             where=redact_url(url),
-                             hint="the index or something between serves altered bytes; "
-                                  "refusing them")
-
-
-def _sdist_pkg_info(data: bytes, file: DistFile) -> bytes:
-    import tarfile
-
-    handle: IO[bytes] = io.BytesIO(data)
-    try:
-        if file.filename.endswith(".zip"):
-            with zipfile.ZipFile(handle) as archive:
-                names = [n for n in archive.namelist()
-                         if n.count("/") == 1 and n.endswith("/PKG-INFO")]
-                if names:
-                    return archive.read(names[0])
-        else:
-            with tarfile.open(fileobj=handle) as archive:
-                for member in archive.getmembers():
-                    if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
-                        extracted = archive.extractfile(member)
-                        if extracted is not None:
-                            return extracted.read()
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as error:
-        raise LockmirrorError(f"{file.filename} is not a readable sdist ({error})",
-                              where=redact_url(file.url)) from None
-    raise LockmirrorError(f"{file.filename} has no PKG-INFO", where=redact_url(file.url))
+def _verify(data: bytes, file: DistFile) -> None:
+    verify_digest(hashlib.sha256(data).hexdigest(), len(data), file)

@@ -106,7 +106,8 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     set leaves its previous lockfile untouched.
     """
     from .index_client import IndexClient
-    from .resolver import SdistMetadataSource, TargetContext, resolve_target
+    from .resolver import TargetContext, resolve_target
+    from .sdist_metadata import SdistMetadataSource
 
     config = loaded.config
     names = list(set_names or config.sets)
