@@ -169,7 +169,7 @@ class CandidateFactory:
             wheels = []
             sdists = []
             for file in files:
-                if not target.allows_python(file.requires_python) is Truth.ALWAYS:
+                if target.allows_python(file.requires_python) is not Truth.ALWAYS:
                     continue
                 if file.is_wheel:
                     rank = target.wheel_rank(file.filename)
