@@ -35,7 +35,8 @@ from lockmirror.audit import (
     render_text,
 )
 from lockmirror.cli import main
-from lockmirror.config import LoadedConfig, SourceConfig, load_config, parse_config
+from lockmirror.config import LoadedConfig, load_config, parse_config
+from lockmirror.config_schema import SourceConfig
 from lockmirror.http import make_session
 from lockmirror.index import build_index
 from lockmirror.index_client import IndexClient

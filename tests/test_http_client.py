@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue, FixtureIndex, build_wheel
 
-from lockmirror.config import SourceConfig
+from lockmirror.config_schema import SourceConfig
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from lockmirror.http import make_session, redact_url
 from lockmirror.index_client import IndexClient

@@ -705,7 +705,7 @@ def test_the_url_rule_checks_what_it_parses_and_again_when_the_sources_change(
         own_mirror: FixtureMirror) -> None:
     """The index stage checks the file URLs of each lockfile it parses; rows kept
     from a run under other sources are not trusted (issue 19's URL rule)."""
-    from lockmirror.config import SourceConfig
+    from lockmirror.config_schema import SourceConfig
     from lockmirror.errors import UrlPolicyError
     from lockmirror.url_policy import UrlRule
 

@@ -16,7 +16,7 @@ from index_mirror import SETS, SOURCE, FixtureMirror, make_fixture_mirror
 from packaging.utils import canonicalize_name
 
 from lockmirror.index import build_index
-from lockmirror.pages import EXAMPLE_URL
+from lockmirror.landing_page import EXAMPLE_URL
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -91,7 +91,7 @@ def test_a_set_without_sdists_has_no_groups(tmp_path: Path, fixture_index: Fixtu
 
 
 def test_the_final_guard_refuses_two_active_entries() -> None:
-    from lockmirror.lock import check_one_entry_per_name
+    from lockmirror.lock_merge import check_one_entry_per_name
 
     target = Target("t", "3.11", platforms=("manylinux_2_17_x86_64",))
     marker = target.environment_marker()

@@ -29,12 +29,8 @@ from lockmirror.advisories import (
     open_advisory_db,
     range_affects,
 )
-from lockmirror.config import (
-    AdvisorySourceConfig,
-    PolicyConfig,
-    PolicyException,
-    parse_config,
-)
+from lockmirror.config import parse_config
+from lockmirror.config_schema import AdvisorySourceConfig, PolicyConfig, PolicyException
 from lockmirror.errors import ConfigError, LockmirrorError, NetworkError, PolicyError
 from lockmirror.lockfile import LockedTarget, Lockfile
 from lockmirror.policy import PolicyEngine, exceptions_used_records

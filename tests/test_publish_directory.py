@@ -13,7 +13,7 @@ import pytest
 from servers import UploadServer, pip_install
 
 from lockmirror.cli import main
-from lockmirror.config import DirectoryDestination
+from lockmirror.config_schema import DirectoryDestination
 from lockmirror.errors import IntegrityError
 from lockmirror.fsutil import sha256_bytes
 from lockmirror.manifest import Entry, Manifest, check_tree

@@ -20,7 +20,7 @@ import pytest
 from servers import S3Server, pip_install
 
 from lockmirror.cli import main
-from lockmirror.config import S3Destination
+from lockmirror.config_schema import S3Destination
 from lockmirror.errors import IntegrityError, PublishError
 from lockmirror.manifest import Manifest, scan_tree
 from lockmirror.publish import ProgressEvent, SourceTree, publish

@@ -19,7 +19,7 @@ from fixtureindex import build_wheel
 from servers import Devpi, UploadServer, pip_install
 
 from lockmirror.cli import main
-from lockmirror.config import UploadDestination
+from lockmirror.config_schema import UploadDestination
 from lockmirror.errors import PublishError
 from lockmirror.fsutil import sha256_file
 from lockmirror.manifest import Manifest, scan_tree

@@ -29,7 +29,8 @@ from index_mirror import make_fixture_mirror
 
 from lockmirror import signing
 from lockmirror.cli import main
-from lockmirror.config import DirectoryDestination, load_config
+from lockmirror.config import load_config
+from lockmirror.config_schema import DirectoryDestination
 from lockmirror.errors import BundleError
 from lockmirror.fsutil import atomic_write, atomic_writer
 from lockmirror.http import (

@@ -9,7 +9,7 @@ import pytest
 from packaging import tags
 from packaging.markers import Marker
 
-from lockmirror.config import TargetConfig
+from lockmirror.config_schema import TargetConfig
 from lockmirror.targets import Target, Truth, expand_platform
 
 

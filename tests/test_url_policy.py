@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockmirror import cli, errors
-from lockmirror.config import SourceConfig
+from lockmirror.config_schema import SourceConfig
 from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 
 # The CLI tests below need none of the new modules: on the code before issue 19

@@ -25,7 +25,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .advisories import AdvisoryDB, OsvOfflineSource, open_advisory_db
-from .config import LoadedConfig, MirrorConfig
+from .config import LoadedConfig
+from .config_schema import MirrorConfig
 from .errors import LockmirrorError, NotFoundError
 from .lockfile import LockedPackage, Lockfile
 from .policy import Finding, PolicyEngine, as_utc

@@ -142,7 +142,7 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
                 ) -> dict[str, Credentials]:
     """URL prefix -> (username, password) for every source naming credential variables.
 
-    ``sources`` are :class:`lockmirror.config.SourceConfig`. A variable that
+    ``sources`` are :class:`lockmirror.config_schema.SourceConfig`. A variable that
     is named but unset raises LockmirrorError naming the source and the
     variable (never a value). A source with only ``password_env`` (a token)
     gets an empty username.

@@ -61,20 +61,10 @@ from .index_sets import (
     read_sets,
     set_summary,
 )
+from .landing_page import LandingPage, Provenance, landing_html, set_section
 from .manifest import MANIFEST_NAME, encode_files, join_encoded
 from .mirror_lockfile import relocate_document, relocate_lockfile
-from .pages import (
-    LandingPage,
-    Provenance,
-    Release,
-    constraints_text,
-    landing_html,
-    project_html,
-    project_json,
-    root_html,
-    root_json,
-    set_section,
-)
+from .pages import Release, constraints_text, project_html, project_json, root_html, root_json
 from .store import Store
 
 if TYPE_CHECKING:

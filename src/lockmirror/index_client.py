@@ -40,7 +40,7 @@ from urllib.request import url2pathname
 import requests
 from packaging.utils import NormalizedName, canonicalize_name
 
-from .config import SourceConfig
+from .config_schema import SourceConfig
 from .core_metadata import archive_metadata, wheel_metadata_member
 from .errors import IntegrityError, LockmirrorError, NotFoundError
 from .fsutil import atomic_write

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import IntegrityError, LockmirrorError, NotFoundError
 from .fsutil import atomic_write, sha256_bytes
 from .index_fs import read_json, stat_key
-from .pages import IndexFile, Release, SetPackage, SetSummary, SetTarget
+from .landing_page import SetPackage, SetSummary, SetTarget
+from .pages import IndexFile, Release
 
 if TYPE_CHECKING:
     from .lockfile import LockedPackage

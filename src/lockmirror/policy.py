@@ -44,7 +44,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .config import WAIVABLE_RULES, MirrorConfig, PolicyConfig, PolicyException
+from .config import WAIVABLE_RULES
+from .config_schema import MirrorConfig, PolicyConfig, PolicyException
 from .errors import PolicyError
 
 if TYPE_CHECKING:

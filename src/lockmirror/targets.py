@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -23,7 +24,9 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-from .config import MirrorConfig, TargetConfig
+if TYPE_CHECKING:  # annotations only: config_schema imports this module, not the reverse
+    from .config_schema import MirrorConfig, TargetConfig
+
 
 MARKER_NAMES = frozenset({
     "os_name", "sys_platform", "platform_machine", "platform_python_implementation",

@@ -49,7 +49,7 @@ from .bounded import load_toml
 from .errors import LockmirrorError, StaleLockError, UrlPolicyError
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
-    from .config import SourceConfig
+    from .config_schema import SourceConfig
     from .lockfile import Lockfile
 
 # The file hosts of well-known indexes whose pages link to another host.

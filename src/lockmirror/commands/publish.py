@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG, Destination, LoadedConfig, load_config
+from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
+from ..config_schema import Destination
 from ..errors import LockmirrorError
 from ..fsutil import format_size
 from ..publish import (

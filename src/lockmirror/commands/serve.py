@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pages import render_pip_config
+    from ..landing_page import render_pip_config
     from ..serve import MirrorServer
 
     def log(line: str) -> None:

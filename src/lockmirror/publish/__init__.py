@@ -29,13 +29,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Protocol
 
-from ..config import (
-    Destination,
-    DirectoryDestination,
-    LoadedConfig,
-    S3Destination,
-    UploadDestination,
-)
+from ..config import LoadedConfig
+from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
 from ..errors import LockmirrorError
 from .tree import (
     PHASES,

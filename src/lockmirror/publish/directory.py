@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config import DirectoryDestination
+from ..config_schema import DirectoryDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
 from ..manifest import temporary_target

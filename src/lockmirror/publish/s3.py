@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import S3Destination
+from ..config_schema import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..fsutil import format_size, sha256_bytes, sha256_file
 from .s3_client import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ..config import S3Destination
+from ..config_schema import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
 
 S3Client = Any

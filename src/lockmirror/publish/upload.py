@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import requests
 
-from ..config import UploadDestination
+from ..config_schema import UploadDestination
 from ..core_metadata import parse_metadata, read_metadata
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..fsutil import plural

@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from packaging.utils import canonicalize_name
 
-from ..config import UploadDestination
+from ..config_schema import UploadDestination
 from ..errors import LockmirrorError, PublishError
 from ..http import PrefixAuth, make_session, network_error, redact_url
 from ..index_client import DistFile, parse_html_page, parse_json_page

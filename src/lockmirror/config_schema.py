@@ -1,0 +1,289 @@
+"""The ``mirror.yaml`` schema: strict, frozen pydantic models.
+
+:class:`MirrorConfig` is the validated file; the rest of lockmirror works on
+these models. Checks that span sections on the raw data live in
+:mod:`lockmirror.config`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from packaging.utils import NormalizedName, canonicalize_name
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
+
+class _Strict(BaseModel):
+    # defer_build: schemas are built on first use, so commands that touch one
+    # model (an ad-hoc publish destination) do not pay for all of them at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class SourceConfig(_Strict):
+    """An upstream index (PEP 503/691 simple API)."""
+
+    name: str
+    url: str
+    priority: int = Field(100, ge=-1_000_000, le=1_000_000,
+                          description="lower is tried first; ties keep file order")
+    username_env: str | None = None
+    password_env: str | None = None
+    projects: list[str] = Field(default_factory=list,
+                                description="projects taken from this source only")
+    files_url: list[str] = Field(default_factory=list,
+                                 description="URL prefixes the index's files live under (default:"
+                                 " https://files.pythonhosted.org/packages/ for pypi.org, "
+                                 "else the source's own scheme, host and port)")
+    allow_http: bool = Field(False, description="an http:// source whose files may be fetched "
+                             "over plain http (loopback hosts need no flag)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^(https?|file)://", value):
+            raise ValueError(f"'{value}' is not an http(s) or file URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("files_url")
+    @classmethod
+    def _files_url(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/@]+/", url if url.endswith("/") else url + "/"):
+                raise ValueError(f"'{url}' is not an http(s) URL with a host (and no user name)")
+        return [url if url.endswith("/") else url + "/" for url in value]
+
+    @property
+    def normalized_projects(self) -> frozenset[NormalizedName]:
+        return frozenset(canonicalize_name(p) for p in self.projects)
+
+
+class TargetConfig(_Strict):
+    """What an installer on the far side looks like."""
+
+    python: str = Field(description="'3.11' (every 3.11.x) or '3.11.4'")
+    implementation: Literal["cp", "pp"] = "cp"
+    platforms: list[str] = Field(min_length=1,
+                                 description="platform tags, e.g. manylinux_2_28_x86_64")
+    abi: str | None = Field(None, description="default: cpXY for CPython")
+    markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: Any) -> str:
+        text = str(value)
+        if not re.fullmatch(r"3\.\d+(\.\d+)?", text):
+            raise ValueError(f"'{text}' is not a Python version like '3.11' or '3.11.4'")
+        return text
+
+    @field_validator("markers")
+    @classmethod
+    def _markers(cls, value: dict[str, str]) -> dict[str, str]:
+        from .targets import MARKER_NAMES
+
+        for key in value:
+            if key not in MARKER_NAMES:
+                raise ValueError(f"'{key}' is not a PEP 508 marker name "
+                                 f"(one of {', '.join(sorted(MARKER_NAMES))})")
+        return value
+
+
+Severity = Literal["deny", "warn", "ignore"]
+MAX_AGE_DAYS = 36_500  # a century; beyond it the date arithmetic of the lock overflows
+
+
+class AdvisorySourceConfig(_Strict):
+    kind: Literal["pypi-json", "osv-api", "osv-offline"]
+    url: str | None = None
+    path: str | None = None
+
+
+class PolicyException(_Strict):
+    package: str
+    version: str = Field("*", description="a version or specifier; '*' for any")
+    reason: str = Field(min_length=1)
+    expires: date | None = None
+    rules: list[str] = Field(default_factory=list,
+                             description="which rules it waives; empty means all")
+
+
+class PolicyConfig(_Strict):
+    min_age_days: int | None = Field(None, ge=0, le=MAX_AGE_DAYS)
+    yanked: Literal["deny", "warn"] = "deny"
+    vulnerabilities: Severity = "warn"
+    sdists: Literal["allow", "deny"] = "allow"
+    advisory_sources: list[AdvisorySourceConfig] = Field(default_factory=list)
+    exceptions: list[PolicyException] = Field(default_factory=list)
+
+
+class PolicyOverride(_Strict):
+    """Per-set policy: any key given replaces the global one."""
+
+    min_age_days: int | None = Field(None, ge=0, le=MAX_AGE_DAYS)
+    yanked: Literal["deny", "warn"] | None = None
+    vulnerabilities: Severity | None = None
+    sdists: Literal["allow", "deny"] | None = None
+    exceptions: list[PolicyException] = Field(default_factory=list)
+
+
+def _check_requirement(text: str) -> str:
+    parse_requirement(text)
+    return text
+
+
+RequirementText = Annotated[str, AfterValidator(_check_requirement)]
+
+
+class SetConfig(_Strict):
+    """A package set: what must install, for which targets."""
+
+    description: str = ""
+    requirements: list[RequirementText] = Field(min_length=1)
+    targets: list[str] | None = Field(None, description="default: every target")
+    prereleases: bool = False
+    prefer_sdists: bool = Field(False, description="lock sdists even where wheels exist")
+    policy: PolicyOverride | None = None
+
+
+class S3Destination(_Strict):
+    kind: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    directory_keys: bool = Field(True, description="also upload simple/<p>/index.html as the "
+                                 "key simple/<p>/ so the REST endpoint serves pip's URLs")
+
+
+class UploadDestination(_Strict):
+    kind: Literal["upload"]
+    url: str
+    username_env: str | None = None
+    password_env: str | None = None
+    keyring: bool = False
+    simple_url: str | None = Field(None, description="its simple index, to see what it holds")
+
+
+class DirectoryDestination(_Strict):
+    kind: Literal["directory"]
+    path: str
+    layout: Literal["flat", "tree"] = Field("flat", description="flat: the artifacts only "
+                                            "(a pypiserver package dir); tree: the whole index")
+
+
+Destination = Annotated[S3Destination | UploadDestination | DirectoryDestination,
+                        Field(discriminator="kind")]
+
+
+class PathsConfig(_Strict):
+    lockfiles: str = "lockfiles"
+    store: str = ".store"
+    index: str = "dist-index"
+    dist: str = "dist"
+    cache: str = ".cache"
+    quarantine: str = Field("quarantine.json",
+                            description="releases `audit --quarantine` took out of the index")
+
+
+class MirrorConfig(_Strict):
+    version: Literal[1]
+    name: str = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    sources: list[SourceConfig] = Field(min_length=1)
+    targets: dict[str, TargetConfig] = Field(min_length=1)
+    sets: dict[str, SetConfig] = Field(min_length=1)
+    policy: PolicyConfig = Field(default_factory=lambda: PolicyConfig())
+    publish: dict[str, Destination] = Field(default_factory=dict)
+    paths: PathsConfig = Field(default_factory=lambda: PathsConfig())
+
+    # Filled by load_config: where the file is, for resolving relative paths.
+    # defer_build: schemas are built on first use, so commands that touch one
+    # model (an ad-hoc publish destination) do not pay for all of them at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @field_validator("sets")
+    @classmethod
+    def _targets_apart(cls, sets: dict[str, SetConfig],
+                       info: ValidationInfo) -> dict[str, SetConfig]:
+        """Refuse a set whose targets a PEP 508 marker cannot tell apart."""
+        targets = info.data.get("targets")
+        if not isinstance(targets, dict):
+            return sets  # the targets are invalid themselves; reported there
+        problems = [problem for name, spec in sets.items()
+                    for problem in _overlapping_targets(name, spec, targets)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return sets
+
+    def set_targets(self, set_name: str) -> list[str]:
+        """The target names a set covers, in file order."""
+        chosen = self.sets[set_name].targets
+        return list(chosen) if chosen is not None else list(self.targets)
+
+    def sources_by_priority(self) -> list[SourceConfig]:
+        return sorted(self.sources, key=lambda s: s.priority)  # sorted() is stable
+
+    def policy_for(self, set_name: str) -> PolicyConfig:
+        """The global policy with the set's overrides applied."""
+        override = self.sets[set_name].policy
+        if override is None:
+            return self.policy
+        changes: dict[str, Any] = {
+            key: value for key, value in override.model_dump(exclude_unset=True).items()
+            if key != "exceptions" and value is not None
+        }
+        changes["exceptions"] = [*self.policy.exceptions, *override.exceptions]
+        return self.policy.model_copy(update=changes)
+
+
+def _overlapping_targets(set_name: str, spec: SetConfig,
+                         targets: Mapping[str, TargetConfig]) -> Iterator[str]:
+    """The problem of a set two of whose targets one installer could be both of.
+
+    A lockfile selects entries by marker, and markers cannot see a glibc or
+    musl level or which patch release a "3.11" target means: two such
+    targets would get two active entries of one package (installers refuse
+    the file), so lockmirror refuses the set instead.
+    """
+    from .targets import Target
+
+    names = [n for n in (spec.targets if spec.targets is not None else targets) if n in targets]
+    built = [Target.from_config(n, targets[n]) for n in names]
+    pairs = [(a, b) for i, a in enumerate(built) for b in built[i + 1:] if a.overlaps(b)]
+    if pairs:
+        first, second = pairs[0]
+        shared = " and ".join(f"{k} == '{v}'" for k, v in first.marker_facts().items()
+                              if second.marker_facts().get(k) == v)
+        named = ", ".join(f"'{a.name}' and '{b.name}'" for a, b in pairs)
+        yield (f"set '{set_name}': targets {named} cannot be told apart by a lockfile marker "
+               f"(both match {shared}; markers see no glibc/musl level nor which patch "
+               "release a \"3.11\" target means), so installers would find two entries of "
+               "one package; list them in separate sets (`targets:`) or merge them into one")
+
+
+def parse_requirement(text: str) -> Requirement:
+    """Parse a PEP 508 requirement, with a hint for the usual slips."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        hint = ""
+        if re.match(r"^\s*[A-Za-z0-9._\[\],-]+\s*=\s*[^=]", text):
+            hint = "; did you mean '=='?"
+        elif re.match(r"^\s*[A-Za-z0-9._-]+\s+[0-9]", text):
+            hint = "; a version needs an operator, e.g. 'name==1.0'"
+        first_line = str(exc).splitlines()[0]
+        raise ValueError(f"'{text}' is not a valid requirement{hint} ({first_line})") from None
