@@ -13,8 +13,9 @@ from .fsutil import atomic_write
 
 # The modules whose checks keep bad bytes out or secrets in (issue 19); `lock`
 # holds the lock check (the input fingerprint), `http` the redaction.
-SAFETY_MODULES = ("signing", "serve", "http", "fetch", "download", "importer", "import_plan",
-                  "import_extract", "import_swap", "policy", "lock", "publish.directory")
+SAFETY_MODULES = ("signing", "serve", "serve_handler", "http", "fetch", "download",
+                  "importer", "import_plan", "import_extract", "import_swap", "policy", "lock",
+                  "publish.directory")
 MUTATION_SCORE = Path("build") / "mutation-score.txt"
 
 
