@@ -24,15 +24,14 @@ from lockmirror.advisories import (
     AdvisoryDB,
     OsvApiSource,
     OsvOfflineSource,
-    OsvRecord,
     PypiJsonSource,
     open_advisory_db,
-    range_affects,
 )
 from lockmirror.config import parse_config
 from lockmirror.config_schema import AdvisorySourceConfig, PolicyConfig, PolicyException
 from lockmirror.errors import ConfigError, LockmirrorError, NetworkError, PolicyError
 from lockmirror.lockfile import LockedTarget, Lockfile
+from lockmirror.osv import OsvRecord, range_affects
 from lockmirror.policy import PolicyEngine, exceptions_used_records
 
 ADVISORIES = Path(__file__).parent / "data" / "advisories"

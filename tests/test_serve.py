@@ -27,7 +27,8 @@ from index_mirror import FixtureMirror, make_built_mirror, pins, pip_install, uv
 from lockmirror.errors import LockmirrorError
 from lockmirror.index import build_index
 from lockmirror.landing_page import EXAMPLE_URL, pip_config, render_pip_config
-from lockmirror.serve import MirrorServer, choose_format
+from lockmirror.serve import MirrorServer
+from lockmirror.serve_handler import choose_format
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "

@@ -22,8 +22,6 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
-# re-exported: advisories.py imports AdvisorySourceConfig from here
-from .config_schema import AdvisorySourceConfig as AdvisorySourceConfig
 from .config_schema import MirrorConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
-from . import stages
+from . import mutation, stages
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write
 
@@ -381,62 +381,15 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
 
 # -- mutation (not part of build) --------------------------------------------------
 
-# The modules whose checks keep bad bytes out or secrets in (issue 19); `lock`
-# holds the lock check (the input fingerprint), `http` the redaction.
-SAFETY_MODULES = ("signing", "serve", "http", "fetch", "download", "importer", "import_plan",
-                  "import_extract", "import_swap", "policy", "lock", "publish.directory")
-MUTATION_SCORE = Path("build") / "mutation-score.txt"
-
-
-def mutation_scores(results: str) -> dict[str, dict[str, int]]:
-    """Per module, how many mutants ``mutmut results --all true`` lists in each
-    state (``killed``, ``survived``, ``timeout``, ``not checked``...)."""
-    scores: dict[str, dict[str, int]] = {}
-    for line in results.splitlines():
-        name, sep, status = line.strip().rpartition(": ")
-        if not sep or "__mutmut_" not in name:
-            continue
-        module = name.rsplit(".", 1)[0].removeprefix("lockmirror.")
-        counts = scores.setdefault(module, {})
-        counts[status] = counts.get(status, 0) + 1
-    return scores
-
-
-def format_mutation_scores(scores: dict[str, dict[str, int]]) -> str:
-    """One line per module: killed (and timed out) of the mutants checked, then the rest."""
-    lines = []
-    for module, counts in sorted(scores.items()):
-        checked = sum(n for status, n in counts.items()
-                      if status not in ("not checked", "skipped", "no tests"))
-        caught = counts.get("killed", 0) + counts.get("timeout", 0)
-        score = f"{100 * caught / checked:.0f}%" if checked else "-"
-        rest = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        lines.append(f"{module}: {score} ({caught} of {checked} checked mutants caught; {rest})")
-    return "\n".join(lines) + "\n"
-
 
 def _mutation(modules: str, jobs: int) -> TaskFailed | None:
-    import subprocess
-
-    wanted = [m.strip() for m in modules.split(",") if m.strip()]
-    unknown = sorted(set(wanted) - set(SAFETY_MODULES))
-    if unknown:
-        return TaskFailed(f"lockmirror: error: not a safety module: {', '.join(unknown)} "
-                          f"(choose among {', '.join(SAFETY_MODULES)})")
-    for module in wanted:  # mutmut keeps its results in mutants/: a rerun resumes
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children",
-                               str(jobs), f"lockmirror.{module}.*"], check=False)
-        if done.returncode not in (0, 1):  # 1: survivors, reported below
-            return TaskFailed(f"lockmirror: error: mutmut failed on {module} "
-                              f"(exit {done.returncode})")
-    results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
-                             capture_output=True, text=True, check=False)
-    scores = {m: c for m, c in mutation_scores(results.stdout).items() if m in wanted}
-    text = format_mutation_scores(scores)
-    atomic_write(MUTATION_SCORE, text)
+    try:
+        text = mutation.run(modules, jobs)
+    except mutation.MutationFailed as error:
+        return TaskFailed(str(error))
     print(text, end="")
     print(f"(survivors: `mutmut results`; one mutant: `mutmut show NAME`; score in "
-          f"{MUTATION_SCORE})")
+          f"{mutation.MUTATION_SCORE})")
     return None
 
 
@@ -447,7 +400,7 @@ def mutation_task() -> TaskDict:
         "actions": [(_mutation,)],
         "params": [
             {"name": "modules", "long": "modules", "type": str,
-             "default": ",".join(SAFETY_MODULES),
+             "default": ",".join(mutation.SAFETY_MODULES),
              "help": "comma-separated modules to mutate (default: every safety module)"},
             {"name": "jobs", "long": "jobs", "type": int, "default": 2,
              "help": "mutants tested in parallel (default: 2)"},

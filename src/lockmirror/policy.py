@@ -49,7 +49,8 @@ from .config_schema import MirrorConfig, PolicyConfig, PolicyException
 from .errors import PolicyError
 
 if TYPE_CHECKING:
-    from .advisories import Advisory, AdvisoryDB
+    from .advisories import AdvisoryDB
+    from .osv import Advisory
 
 Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "exceptions"]
 Level = Literal["deny", "warn"]
