@@ -271,3 +271,14 @@ def test_work_dir_keeps_only_the_installer_copies(mirror: FixtureMirror,
     assert sorted(p.name for p in work.iterdir()) == ["installers"]
     assert sorted(p.name for p in (work / "installers").iterdir()) == ["notes.txt", "pip-26.3"]
     assert prune_installers(work / "installers", []) == [work / "installers" / "pip-26.3"]
+
+
+def test_a_copy_that_cannot_be_put_in_place_is_one_error_and_no_leftover(
+        tmp_path: Path) -> None:
+    cache = tmp_path / "installers"
+    cache.mkdir()
+    (cache / "pip-26.3").write_text("in the way: not a directory\n")  # os.replace refuses
+    installer("pip 26.3")  # skips when the index cannot give pip 26.3
+    with pytest.raises(InstallerUnavailable, match="cannot fetch pip 26.3"):
+        ensure_installer(NEWEST_PIP, cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["pip-26.3"]  # no staging copy

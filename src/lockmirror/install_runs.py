@@ -240,19 +240,9 @@ def uv_compile(runner: Runner, where: Where, requirements: Path, constraints: Pa
     if not constraints.is_file():
         return where.check(step, ok=False,
                            detail=f"constraints/{constraints.name} is missing from the index")
-    try:
-        platform = uv_platform(where.platforms)
-    except LockmirrorError as exc:
-        return where.check(step, ok=True, skipped=exc.message)
-    command = [runner.uv, "pip", "compile", str(requirements), "-c", str(constraints),
-               "--python-version", where.python, "--python-platform", platform.python_platform,
-               *runner.uv_flags(where), "--python", sys.executable, "--no-header", "--quiet"]
-    code, output, seconds = run(command, where.environment(platform.environment),
-                                runner.timeout)
-    if code == 0:
-        return where.check(step, ok=True, seconds=seconds, detail=platform.note or "")
-    requirement, detail = explain_uv(output)
-    return where.check(step, ok=False, requirement=requirement, detail=detail, seconds=seconds)
+    return _uv_as_target(runner, where, step,
+                         ["pip", "compile", str(requirements), "-c", str(constraints),
+                          "--no-header", "--quiet"])
 
 
 def index_install(runner: Runner, where: Where, installer: Installer, copy: Path,
@@ -282,13 +272,19 @@ def lockfile_dry_run(runner: Runner, where: Where, lockfile: Path) -> Check:
     if where.implementation != "cp":
         return where.check(step, ok=True, skipped=f"uv cannot stand in for "
                                                   f"{where.implementation} targets")
+    return _uv_as_target(runner, where, step,
+                         ["pip", "install", "--dry-run", "-r", str(lockfile),
+                          "--target", str(runner.work / "dry-run-target")])
+
+
+def _uv_as_target(runner: Runner, where: Where, step: str, arguments: list[str]) -> Check:
+    """Run ``uv <arguments>`` for the target's Python and platform (skipped: no uv platform)."""
     try:
         platform = uv_platform(where.platforms)
     except LockmirrorError as exc:
         return where.check(step, ok=True, skipped=exc.message)
-    command = [runner.uv, "pip", "install", "--dry-run", "-r", str(lockfile),
-               "--python-version", where.python, "--python-platform", platform.python_platform,
-               "--python", sys.executable, "--target", str(runner.work / "dry-run-target"),
+    command = [runner.uv, *arguments, "--python-version", where.python,
+               "--python-platform", platform.python_platform, "--python", sys.executable,
                *runner.uv_flags(where)]
     code, output, seconds = run(command, where.environment(platform.environment),
                                 runner.timeout)

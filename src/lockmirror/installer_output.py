@@ -11,23 +11,11 @@ import re
 
 def _release_of_file(location: str) -> str:
     """"name==version" from a distribution file's URL or path, else the file name."""
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
+    from .quarantine import release_of
 
     filename = location.split("#")[0].rstrip("/").rsplit("/", 1)[-1]
-    filename = filename.removesuffix(".metadata")
-    try:
-        if filename.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(filename)
-        else:
-            name, version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return filename
-    return f"{name}=={version}"
+    release = release_of(filename)
+    return f"{release[0]}=={release[1]}" if release else filename.removesuffix(".metadata")
 
 
 def _first_line(output: str, pattern: str) -> str | None:

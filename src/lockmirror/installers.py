@@ -187,11 +187,15 @@ def _fetch(installer: Installer, home: Path) -> None:
     try:
         for step in commands:
             _pip(step, installer, home)
-    except InstallerUnavailable:
+        shutil.rmtree(home, ignore_errors=True)
+        os.replace(staging, home)
+    except OSError as exc:  # pip not runnable, or the old copy would not go
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InstallerUnavailable(f"cannot fetch {installer.name}: {exc.strerror or exc}",
+                                   where=str(home)) from None
+    except BaseException:  # InstallerUnavailable, Ctrl-C: no staging copy is left behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(home, ignore_errors=True)
-    os.replace(staging, home)
 
 
 def _pip(command: list[str], installer: Installer, home: Path) -> None:

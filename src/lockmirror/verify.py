@@ -83,10 +83,6 @@ class VerifyReport:
     installers: tuple[str, ...] = ()  # "pip 23.0.1 (Debian 12 ...)" for each one asked for
 
     @property
-    def index_url(self) -> str:
-        return self.index_urls[0] if self.index_urls else ""
-
-    @property
     def failures(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.ok and not c.skipped)
 
