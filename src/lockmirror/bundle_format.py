@@ -29,7 +29,14 @@ from pathlib import Path
 from .bounded import load_json
 from .errors import BundleError, BundleFormatError, LockmirrorError
 from .fsutil import sha256_bytes
-from .manifest import MANIFEST_NAME, Entry, Manifest, entries_from_json, entries_to_json
+from .manifest import (
+    MANIFEST_NAME,
+    Entry,
+    Manifest,
+    check_format,
+    entries_from_json,
+    entries_to_json,
+)
 
 FORMAT = "lockmirror-bundle/1"
 INFO_NAME = "bundle.json"
@@ -90,10 +97,7 @@ class BundleInfo:
         BundleFormatError (a BundleError, exit 2) naming ``where`` otherwise."""
         raw = load_json(data, where=where, error=BundleFormatError)
         try:
-            if not isinstance(raw, dict):
-                raise TypeError(f"a JSON {type(raw).__name__}, not an object")
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+            raw = check_format(raw, FORMAT)
             files = entries_from_json(raw["files"], where=where)
             for key in ("base_manifest_sha256", "tool_python"):
                 if not isinstance(raw[key], str | None):

@@ -76,11 +76,14 @@ class Fatal(LockmirrorError):
 class _Resume(Exception):
     """A transfer ended early (body broke off, stalled, or a Range answer was
     unusable): continue from what the partial holds; ``error`` is raised when
-    no resume is left."""
+    no resume is left. ``held`` is the digest and count of the bytes the
+    partial holds, when known (so the next attempt need not re-read them)."""
 
-    def __init__(self, error: LockmirrorError) -> None:
+    def __init__(self, error: LockmirrorError,
+                 held: tuple[hashlib._Hash, int] | None = None) -> None:
         super().__init__(str(error))
         self.error = error
+        self.held = held
 
 
 @dataclass
@@ -158,13 +161,14 @@ class Downloader:
         that does not verify is fetched once more from scratch."""
         shown = _Shown()
         last_error: LockmirrorError | None = None
+        held: tuple[hashlib._Hash, int] | None = None
         for _attempt in range(self.resumes + 1):
             if self.stop.is_set():
                 raise Stopped()
             try:
-                digest, length, resumed = self._transfer(item, handle, partial, shown)
+                digest, length, resumed = self._transfer(item, handle, partial, shown, held)
             except _Resume as resume:
-                last_error = resume.error
+                last_error, held = resume.error, resume.held
                 self._show_held(item, handle, shown)
                 continue
             self._show_held(item, handle, shown)
@@ -178,6 +182,7 @@ class Downloader:
             # The kept prefix may be what is wrong (from a server that changed
             # the file since): one fresh download decides.
             _truncate(handle, partial, self.store)
+            held = None
             last_error = IntegrityError(
                 f"a resumed download of {where(item)} did not verify "
                 f"(expected sha256 {item.sha256}, got {actual})")
@@ -185,10 +190,12 @@ class Downloader:
         raise Fatal(last_error)
 
     def _transfer(self, item: FetchItem, handle: BinaryIO, partial: Path,
-                  shown: _Shown) -> tuple[hashlib._Hash, int, bool]:
-        """One request: hash the kept prefix, continue or restart, stream to the
-        end. Returns (digest, total length, whether a kept prefix was used)."""
-        digest, offset = self._rehash_prefix(item, handle, partial)
+                  shown: _Shown, held: tuple[hashlib._Hash, int] | None = None,
+                  ) -> tuple[hashlib._Hash, int, bool]:
+        """One request: hash the kept prefix (unless ``held`` gives its digest
+        and count, from the attempt that wrote it), continue or restart, stream
+        to the end. Returns (digest, total length, whether a kept prefix was used)."""
+        digest, offset = held if held is not None else self._rehash_prefix(item, handle, partial)
         if offset and offset == item.size:
             # Complete but never named (killed before the rename).
             self.tally.add(resumed_bytes=offset)

@@ -49,11 +49,7 @@ class Manifest:
         naming ``where`` if it is not a manifest, IntegrityError for an unsafe path."""
         data = load_json(text, where=where)
         try:
-            if not isinstance(data, dict):
-                raise TypeError(f"a JSON {type(data).__name__}, not an object")
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
-            files = entries_from_json(data["files"], where=where)
+            files = entries_from_json(check_format(data, FORMAT)["files"], where=where)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"not a lockmirror manifest: {exc}", where=where) from None
         return cls(files=files)
@@ -109,6 +105,16 @@ def entries_to_json(files: Mapping[str, Entry]) -> dict[str, dict[str, str | int
     """``{path: {"sha256", "size"}}``, sorted: the encoding of a file list
     (shared with bundle.json)."""
     return {path: {"sha256": e.sha256, "size": e.size} for path, e in sorted(files.items())}
+
+
+def check_format(raw: Any, expected: str) -> dict[str, Any]:
+    """``raw`` itself if it is a JSON object whose ``format`` is ``expected``;
+    TypeError/ValueError for the caller to word (shared with bundle.json)."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"a JSON {type(raw).__name__}, not an object")
+    if raw.get("format") != expected:
+        raise ValueError(f"format is {raw.get('format')!r}, expected {expected!r}")
+    return raw
 
 
 def entries_from_json(raw: Mapping[str, Mapping[str, Any]], *,
