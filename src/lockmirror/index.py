@@ -553,28 +553,13 @@ def provenance_of(mirror_yaml: Path | None) -> Provenance:
 
 def _releases_of(removed: Iterable[str]) -> list[str]:
     """"name version" of the artifacts among ``removed`` paths."""
-    artifacts = []
+    from .quarantine_list import release_of
+
+    releases = set()
     for rel in removed:
         parts = rel.split("/")
         if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
-            artifacts.append((parts[1], parts[2]))
-    if not artifacts:
-        return []
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
-
-    releases = set()
-    for project, filename in artifacts:
-        try:
-            if filename.endswith(".whl"):
-                version = str(parse_wheel_filename(filename)[1])
-            else:
-                version = str(parse_sdist_filename(filename)[1])
-        except (InvalidWheelFilename, InvalidSdistFilename):
-            continue  # not a distribution (a stray file)
-        releases.add(f"{project} {version}")
+            release = release_of(parts[2])
+            if release is not None:  # else not a distribution (a stray file)
+                releases.add(f"{parts[1]} {release[1]}")
     return sorted(releases)
