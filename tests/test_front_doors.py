@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
+from index_golden import tree_digests
 
 from lockmirror import doit_tasks
 from lockmirror.cli import main
@@ -37,12 +38,6 @@ sets:
   extra:
     requirements: [marked==1.0]
 """
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` by relative path, with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
 
 
 @pytest.fixture
@@ -87,9 +82,9 @@ def test_doit_and_the_cli_write_the_same_bytes_at_every_stage(
     run_cli_stages(by_cli)
     capsys.readouterr()
     for part in ("lockfiles", "dist-index", "dist"):
-        written = tree(by_doit / part)
+        written = tree_digests(by_doit / part)
         assert written, f"{part}: nothing written"
-        assert written == tree(by_cli / part), f"{part} differs between doit and the CLI"
+        assert written == tree_digests(by_cli / part), f"{part} differs between doit and the CLI"
     # one tool-wheel cache layout for both doors
     assert [p.relative_to(by_doit) for p in sorted((by_doit / ".cache").rglob("pins.txt"))] == [
         p.relative_to(by_cli) for p in sorted((by_cli / ".cache").rglob("pins.txt"))]

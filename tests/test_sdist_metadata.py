@@ -69,3 +69,26 @@ def test_static_pkg_info_is_read_without_a_backend(
         assert metadata.metadata_version == "2.2"
         assert metadata.raw["name"] == "setupreq"
     assert not (tmp_path / "build" / "metadata").exists()  # no backend was asked
+
+
+def test_an_sdist_is_opened_once_however_many_targets_ask(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import sdist_metadata
+
+    opened: list[str] = []
+    real = sdist_metadata.sdist_members
+
+    def counting(archive: bytes, filename: str, names: tuple[str, ...]) -> dict[str, bytes]:
+        opened.append(filename)
+        return real(archive, filename, names)
+
+    monkeypatch.setattr(sdist_metadata, "sdist_members", counting)
+    loaded = load_config(write_mirror(tmp_path, fixture_index,
+                                      "  s:\n    requirements: [setupreq]\n"))
+    with IndexClient(loaded.config.sources, cache_dir=tmp_path / "http") as client:
+        sdist = next(f for f in client.project("setupreq").files if not f.is_wheel)
+        source = SdistMetadataSource(client, tmp_path / "build", [fixture_index.url])
+        asked = [source.build_requirements(sdist) for _target in range(3)]
+        assert source.metadata(sdist).raw["name"] == "setupreq"
+    assert asked[0] == asked[1] == asked[2]
+    assert opened == [sdist.filename]

@@ -214,11 +214,8 @@ class _Run:
         key = self._run_key(inputs, provenance)
         intact = self._tree_intact(state)
         if intact and state.get("key") == key:
-            summary = state.get("summary", {})
             return IndexResult(out_dir=self.out_dir, noop=True, written=(), removed=(),
-                               removed_releases=(), projects=int(summary.get("projects", 0)),
-                               files=int(summary.get("files", 0)),
-                               total_size=int(summary.get("total_size", 0)))
+                               removed_releases=(), **_summary(state.get("projects", {})))
         self.progress(f"reading {len(inputs)} lockfiles")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
@@ -230,7 +227,7 @@ class _Run:
             if self.fresh:
                 shutil.rmtree(self.root, ignore_errors=True)
             raise
-        self._save_state(key, inputs, sets, summary)
+        self._save_state(key, inputs, sets)
         return IndexResult(
             out_dir=self.out_dir, noop=False, written=tuple(sorted(self.written)),
             removed=tuple(removed), removed_releases=tuple(_releases_of(removed)),
@@ -307,9 +304,7 @@ class _Run:
         for locked in sets:
             self._write_set(locked)
         names = sorted(projects)
-        summary = {"projects": len(names),
-                   "files": sum(int(self.projects[name][1]) for name in names),
-                   "total_size": sum(int(self.projects[name][2]) for name in names)}
+        summary = _summary(self.projects)
         sources = sorted({row.source for s in sets for row in s.rows} - {""})
         landing = LandingPage(
             title=self.title, set_names=tuple(s.name for s in sets),
@@ -482,7 +477,7 @@ class _Run:
         return removed
 
     def _save_state(self, key: str, inputs: list[LockfileInput], sets: list[PackageSet],
-                    summary: dict[str, int]) -> None:
+                    ) -> None:
         """What the next run trusts: the inputs' key and hashes, the tree's
         manifest stat and directories, each project's and set's inputs, and
         each lockfile's package rows (by its sha256)."""
@@ -493,7 +488,7 @@ class _Run:
             "format": STATE_FORMAT, "key": key, "out_dir": str(self.out_dir),
             "store": os.path.abspath(self.store.root),
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
-            "manifest": fs.stat_key(self.out_dir / MANIFEST_NAME), "summary": summary,
+            "manifest": fs.stat_key(self.out_dir / MANIFEST_NAME),
             "dirs": dirs, "tree": fs.tree_key(self.out_dir, dirs),
             "projects": self.projects,
             "sets": {s.name: _set_record(s, self.exclude) for s in sets},
@@ -505,6 +500,12 @@ class _Run:
 # --------------------------------------------------------------------------
 # Projects and sets
 # --------------------------------------------------------------------------
+
+def _summary(projects: dict[str, list[Any]]) -> dict[str, int]:
+    """IndexResult's counts from the projects' state records ([digest, files, size])."""
+    return {"projects": len(projects), "files": sum(int(r[1]) for r in projects.values()),
+            "total_size": sum(int(r[2]) for r in projects.values())}
+
 
 def _set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[Any]:
     """What a set's files depend on besides its name: its lockfile and the
@@ -552,28 +553,13 @@ def provenance_of(mirror_yaml: Path | None) -> Provenance:
 
 def _releases_of(removed: Iterable[str]) -> list[str]:
     """"name version" of the artifacts among ``removed`` paths."""
-    artifacts = []
+    from .quarantine_list import release_of
+
+    releases = set()
     for rel in removed:
         parts = rel.split("/")
         if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
-            artifacts.append((parts[1], parts[2]))
-    if not artifacts:
-        return []
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
-
-    releases = set()
-    for project, filename in artifacts:
-        try:
-            if filename.endswith(".whl"):
-                version = str(parse_wheel_filename(filename)[1])
-            else:
-                version = str(parse_sdist_filename(filename)[1])
-        except (InvalidWheelFilename, InvalidSdistFilename):
-            continue  # not a distribution (a stray file)
-        releases.add(f"{project} {version}")
+            release = release_of(parts[2])
+            if release is not None:  # else not a distribution (a stray file)
+                releases.add(f"{parts[1]} {release[1]}")
     return sorted(releases)

@@ -27,17 +27,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion
-
 from .config import LoadedConfig
 from .manifest import MANIFEST_NAME, Manifest
-from .quarantine_list import FORMAT, Key, QuarantinedRelease, QuarantineList, quarantined
+from .quarantine_list import (
+    FORMAT,
+    Key,
+    QuarantinedRelease,
+    QuarantineList,
+    quarantined,
+    release_of,
+)
 
 if TYPE_CHECKING:
     from .audit import AuditReport
@@ -45,21 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT", "IndexChange", "Key", "QuarantineList", "QuarantineResult",
            "QuarantinedRelease", "apply_quarantine", "quarantined", "release_of",
            "render_plan"]
-
-
-def release_of(filename: str) -> Key | None:
-    """(name, version) of a wheel or sdist filename (a ``.metadata`` file
-    belongs to its wheel); None for anything else."""
-    filename = filename.removesuffix(".metadata")
-    try:
-        if filename.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(filename)
-            return name, version
-        if filename.endswith((".tar.gz", ".zip")):
-            return parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        return None
-    return None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from .bounded import load_json
@@ -134,3 +141,18 @@ def quarantined(path: Path | None, *, required: bool = False) -> frozenset[Key]:
     if required and not path.exists():
         raise NotFoundError("the quarantine list does not exist", where=str(path))
     return QuarantineList.read(path).keys
+
+
+def release_of(filename: str) -> Key | None:
+    """(name, version) of a wheel or sdist filename (a ``.metadata`` file
+    belongs to its wheel); None for anything else."""
+    filename = filename.removesuffix(".metadata")
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+            return name, version
+        if filename.endswith((".tar.gz", ".zip")):
+            return parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+    return None

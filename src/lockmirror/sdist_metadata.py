@@ -49,6 +49,7 @@ class SdistMetadataSource:
         self.index_urls = list(index_urls)
         self._lock = threading.Lock()
         self._archives: dict[str, bytes] = {}
+        self._members_of: dict[str, dict[str, bytes]] = {}
         self._metadata: dict[str, CoreMetadata] = {}
 
     def metadata(self, file: DistFile) -> CoreMetadata:
@@ -104,8 +105,15 @@ class SdistMetadataSource:
         return data
 
     def _members(self, file: DistFile) -> dict[str, bytes]:
-        """The top-level PKG-INFO, pyproject.toml and setup.py of an sdist, if present."""
-        return sdist_members(self._archive(file), file.filename, _MEMBERS)
+        """The top-level PKG-INFO, pyproject.toml and setup.py of an sdist, if present
+        (memoized: every target asks, the archive is decompressed once)."""
+        with self._lock:
+            if file.url in self._members_of:
+                return self._members_of[file.url]
+        members = sdist_members(self._archive(file), file.filename, _MEMBERS)
+        with self._lock:
+            self._members_of[file.url] = members
+        return members
 
     # -- the backend -----------------------------------------------------------------
 
