@@ -11,7 +11,7 @@ import re
 
 def _release_of_file(location: str) -> str:
     """"name==version" from a distribution file's URL or path, else the file name."""
-    from .quarantine import release_of
+    from .quarantine_list import release_of
 
     filename = location.split("#")[0].rstrip("/").rsplit("/", 1)[-1]
     release = release_of(filename)
