@@ -45,8 +45,8 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from .bounded import load_toml
-from .errors import LockmirrorError, StaleLockError, UrlPolicyError
+from .errors import UrlPolicyError
+from .lockfile import read_document
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from .config_schema import SourceConfig
@@ -179,18 +179,12 @@ def read_entries(path: Path) -> list[LockEntry]:
     Every URL-bearing key PEP 751 allows is looked at, not only what
     lockmirror reads: an installer given the lockfile would follow a
     ``vcs``, ``directory`` or ``archive`` entry or a file ``path``, so those
-    are refused too. Raises StaleLockError (missing), LockmirrorError (not
-    TOML). Costs one TOML parse (no PEP 751 validation: the index stage
-    reads unchanged lockfiles from its cache, and stays fast).
+    are refused too. Raises as :func:`~lockmirror.lockfile.read_document`
+    (missing, unreadable, not TOML). Costs one TOML parse (no PEP 751
+    validation: the index stage reads unchanged lockfiles from its cache, and
+    stays fast).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StaleLockError("lockfile is missing", where=str(path),
-                             hint="run `doit lock`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
-    return document_entries(load_toml(text, where=str(path)), path)
+    return document_entries(read_document(path), path)
 
 
 def document_entries(data: dict[str, Any], path: Path | str) -> list[LockEntry]:
