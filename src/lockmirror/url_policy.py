@@ -46,11 +46,10 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 from .errors import UrlPolicyError
-from .lockfile import read_document
+from .lockfile import Lockfile, read_document
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from .config_schema import SourceConfig
-    from .lockfile import Lockfile
 
 # The file hosts of well-known indexes whose pages link to another host.
 KNOWN_FILE_HOSTS: dict[str, tuple[str, ...]] = {
@@ -283,6 +282,20 @@ def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] 
         if missing_ok and not path.exists():
             continue
         check_entries(read_entries(path), path, sources)
+
+
+def read_checked_lockfiles(paths: Sequence[Path], sources: Sequence[SourceConfig] | None
+                           ) -> list[Lockfile]:
+    """The lockfiles at ``paths``, each parsed once: every one passes the rules
+    (raising as :func:`check_lockfile_paths`) before any is validated as PEP 751
+    (:meth:`Lockfile.from_toml`, raising InputError)."""
+    documents = []
+    for path in paths:
+        document = read_document(path)
+        check_entries(document_entries(document, path), path, sources)
+        documents.append(document)
+    return [Lockfile.from_toml(document, where=str(path))
+            for path, document in zip(paths, documents, strict=True)]
 
 
 @dataclass(frozen=True)
