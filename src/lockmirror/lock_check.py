@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from .config import LoadedConfig
 from .errors import NotFoundError, StaleLockError
 from .lockfile import LockedFile, LockedPackage, Lockfile
-from .url_policy import read_checked_lockfiles
+from .url_policy import normal_source_url, read_checked_lockfiles
 
 if TYPE_CHECKING:
     from .index_client import DistFile, IndexClient, ProjectPage
@@ -136,7 +136,7 @@ def _package_mismatches(package: LockedPackage, page: ProjectPage, sources: Mapp
     """(lines, files whose size the page leaves out) for one entry."""
     lines: list[str] = []
     source_url = sources.get(page.source, "")
-    if package.index and _slash(package.index) != _slash(source_url):
+    if package.index and normal_source_url(package.index) != normal_source_url(source_url):
         lines.append(f"the lockfile says index {package.index}, but the project now comes "
                      f"from source '{page.source}' ({source_url})")
     if package.version not in page.versions:
@@ -262,10 +262,3 @@ def _listing(title: str, problems: Sequence[str]) -> str:
 
 def _defrag(url: str) -> str:
     return url.split("#", 1)[0]
-
-
-def _slash(url: str) -> str:
-    from .url_policy import redact_url
-
-    text = redact_url(url)
-    return text if text.endswith("/") else text + "/"

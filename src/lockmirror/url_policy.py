@@ -228,8 +228,8 @@ def package_problem(entry: LockEntry, sources: Sequence[SourceConfig] | None
         return None, entry.refused
     candidates = None if sources is None else sources_for(entry.name, sources)
     if candidates is not None and entry.index:
-        recorded = _normal_source_url(entry.index)
-        matching = [s for s in candidates if _normal_source_url(s.url) == recorded]
+        recorded = normal_source_url(entry.index)
+        matching = [s for s in candidates if normal_source_url(s.url) == recorded]
         if not matching:
             declared = ", ".join(redact_url(s.url) for s in candidates)
             return (redact_url(entry.index),
@@ -347,6 +347,7 @@ def redact_url(url: str) -> str:
     return redact(url)
 
 
-def _normal_source_url(url: str) -> str:
+def normal_source_url(url: str) -> str:
+    """``url`` without user info and with a trailing slash: how source URLs compare."""
     text = redact_url(url)
     return text if text.endswith("/") else text + "/"
