@@ -229,6 +229,24 @@ def test_hostile_lockfile_is_one_line(tmp_path: Path, name: str, says: str) -> N
     assert not out.exists()
 
 
+def test_a_lockfile_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """Lockfile.read shares the URL rule's reader: an undecodable file is a user error."""
+    bad = tmp_path / "pylock.latin1.toml"
+    bad.write_bytes((HOSTILE / "pylock.good.toml").read_bytes() + b"# caf\xe9\n")
+    done = run_cli("diff", HOSTILE / "pylock.good.toml", bad, cwd=tmp_path)
+    assert_one_line(done, str(bad), "cannot read the lockfile: 'utf-8' codec")
+
+
+@pytest.mark.parametrize(("name", "says"), LOCKFILE_CASES[:4], ids=[c[0] for c in LOCKFILE_CASES[:4]])
+def test_hostile_lockfile_in_a_mirror_is_one_line(tmp_path: Path, name: str, says: str) -> None:
+    """`lockmirror lockfile` reads a mirror's lockfiles with the same limits as the stages."""
+    (tmp_path / "lockfiles").mkdir()
+    bad = tmp_path / "lockfiles" / "pylock.demo.toml"
+    bad.write_bytes((HOSTILE / name).read_bytes())
+    done = run_cli("lockfile", "--base-url", "https://mirror.internal/", tmp_path, cwd=tmp_path)
+    assert_one_line(done, str(bad), f"not a TOML lockfile: .*{says}")
+
+
 def test_the_corpus_lockfile_is_valid_without_its_attack(tmp_path: Path) -> None:
     good = HOSTILE / "pylock.good.toml"
     done = run_cli("diff", good, good, cwd=tmp_path)

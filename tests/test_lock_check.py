@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fixtureindex import FixtureIndex
@@ -188,3 +189,22 @@ def test_resolve_passes_on_a_fresh_lock_and_names_a_hand_edit(
 def test_resolve_needs_check(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["lock", "--resolve", "--config", str(locked)]) == 1
     assert "--resolve goes with --check" in capsys.readouterr().err
+
+
+def test_check_parses_each_lockfile_once(locked: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL rule and the PEP 751 model share one parse of the lockfile (it was four:
+    rule and model, all twice since the check re-entered itself to open its client)."""
+    from lockmirror import lockfile
+
+    parsed: list[str] = []
+    real = lockfile.load_toml
+
+    def counting(text: str, *, where: str, **kwargs: Any) -> dict[str, Any]:
+        parsed.append(where)
+        return real(text, where=where, **kwargs)
+
+    monkeypatch.setattr(lockfile, "load_toml", counting)
+    status, out = check(locked, capsys)
+    assert status == 0, out
+    assert parsed.count(str(lockfile_of(locked))) == 1, parsed

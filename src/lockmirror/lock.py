@@ -95,15 +95,16 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         for s in names for n in _requirement_names(config.sets[s].requirements)}))
 
     work: list[tuple[str, str]] = [(s, t) for s in names for t in config.set_targets(s)]
+    # each set's previous lockfile read once, not once per target; none kept under upgrade_all
+    previous_locks = {} if upgrade_all else {
+        s: _read_previous(loaded.lockfile_path(s)) for s in names}
     contexts: dict[tuple[str, str], TargetContext] = {}
     for set_name, target_name in work:
         spec = config.sets[set_name]
         policy = config.policy_for(set_name)
-        previous = _previous_pins(loaded.lockfile_path(set_name), target_name)
-        if upgrade_all:
-            previous = {}
-        else:
-            previous = {k: v for k, v in previous.items() if k not in upgrade_names}
+        previous = {k: v for k, v in
+                    _previous_pins(previous_locks.get(set_name), target_name).items()
+                    if k not in upgrade_names}
         contexts[(set_name, target_name)] = TargetContext(
             target=targets[target_name], client=client, sdists=sdists,
             prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
@@ -197,12 +198,19 @@ def _requirement_names(requirements: Iterable[str]) -> list[str]:
     return [Requirement(r).name for r in requirements]
 
 
-def _previous_pins(path: Path, target: str) -> dict[NormalizedName, Version]:
+def _read_previous(path: Path) -> Lockfile | None:
+    """The set's lockfile as it stands, if it exists and reads; None otherwise."""
     if not path.exists():
-        return {}
+        return None
     try:
-        previous = Lockfile.read(path)
+        return Lockfile.read(path)
     except LockmirrorError:
+        return None
+
+
+def _previous_pins(previous: Lockfile | None, target: str) -> dict[NormalizedName, Version]:
+    """The versions ``previous`` pins for ``target`` (the runtime pin over a build-only one)."""
+    if previous is None:
         return {}
     pins = {p.name: p.version for p in previous.packages if target in p.targets and p.build_only}
     pins.update({p.name: p.version for p in previous.packages

@@ -5,7 +5,7 @@ from the current mirror.yaml; it says nothing about what was written into it
 afterwards. A pull request that edits only a lockfile could swap a file's
 URL, sha256 and size. So, after the fingerprint:
 
-1. :func:`~lockmirror.url_policy.check_lockfile_urls`: every URL lies under a
+1. :func:`~lockmirror.url_policy.read_checked_lockfiles`: every URL lies under a
    source mirror.yaml declares for its package (no network);
 2. :func:`page_mismatches`: every entry against its source's project page,
    read through the same HTTP cache as ``lock`` (a revalidation per project;
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from .config import LoadedConfig
 from .errors import NotFoundError, StaleLockError
 from .lockfile import LockedFile, LockedPackage, Lockfile
-from .url_policy import check_lockfile_paths
+from .url_policy import normal_source_url, read_checked_lockfiles
 
 if TYPE_CHECKING:
     from .index_client import DistFile, IndexClient, ProjectPage
@@ -65,15 +65,22 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     """
     names = list(set_names or loaded.config.sets)
     paths = [loaded.lockfile_path(name) for name in names]
-    check_lockfile_paths(paths, loaded.config.sources)
-    lockfiles = [Lockfile.read(path) for path in paths]
+    lockfiles = read_checked_lockfiles(paths, loaded.config.sources)
     if client is None:
         from .index_client import IndexClient
 
         with IndexClient(loaded.config.sources_by_priority(),
                          cache_dir=loaded.cache_dir / "http") as own:
-            return check_lockfiles(loaded, names, resolve=resolve, client=own)
-    problems = page_mismatches(zip(paths, lockfiles, strict=True), client)
+            return _check_read(loaded, names, dict(zip(paths, lockfiles, strict=True)),
+                               resolve, own)
+    return _check_read(loaded, names, dict(zip(paths, lockfiles, strict=True)), resolve, client)
+
+
+def _check_read(loaded: LoadedConfig, names: list[str], read: dict[Path, Lockfile],
+                resolve: bool, client: IndexClient) -> CheckReport:
+    """:func:`check_lockfiles` after the lockfiles at ``read``'s paths passed the URL rule."""
+    lockfiles = list(read.values())
+    problems = page_mismatches(read.items(), client)
     if problems:
         raise StaleLockError(_listing("lockfiles differ from what the index lists", problems)
                              + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
@@ -129,7 +136,7 @@ def _package_mismatches(package: LockedPackage, page: ProjectPage, sources: Mapp
     """(lines, files whose size the page leaves out) for one entry."""
     lines: list[str] = []
     source_url = sources.get(page.source, "")
-    if package.index and _slash(package.index) != _slash(source_url):
+    if package.index and normal_source_url(package.index) != normal_source_url(source_url):
         lines.append(f"the lockfile says index {package.index}, but the project now comes "
                      f"from source '{page.source}' ({source_url})")
     if package.version not in page.versions:
@@ -255,10 +262,3 @@ def _listing(title: str, problems: Sequence[str]) -> str:
 
 def _defrag(url: str) -> str:
     return url.split("#", 1)[0]
-
-
-def _slash(url: str) -> str:
-    from .url_policy import redact_url
-
-    text = redact_url(url)
-    return text if text.endswith("/") else text + "/"

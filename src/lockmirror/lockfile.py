@@ -33,7 +33,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .bounded import load_toml
-from .errors import InputError, StaleLockError
+from .errors import InputError, LockmirrorError, StaleLockError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:  # loaded on use: `doit` only reads input hashes, and must start fast
@@ -273,16 +273,28 @@ class Lockfile:
 
     @classmethod
     def read(cls, path: Path) -> Lockfile:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise StaleLockError("lockfile is missing", where=str(path),
-                                 hint="run `doit lock`") from None
-        return cls.loads(text, where=str(path))
+        """The lockfile at ``path``: :func:`read_document`, then :meth:`from_toml`."""
+        return cls.from_toml(read_document(path), where=str(path))
 
     def write(self, path: Path) -> bool:
         """Write atomically; return False when the file already had these bytes."""
         return atomic_write(path, self.dumps(), only_if_changed=True)
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The parsed TOML of the lockfile at ``path`` (one bounded parse, no PEP 751
+    validation). Raises StaleLockError (missing), LockmirrorError (unreadable),
+    InputError (exit 2: not UTF-8, not TOML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StaleLockError("lockfile is missing", where=str(path),
+                             hint="run `doit lock`") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read the lockfile: {exc}", where=str(path)) from None
+    except OSError as exc:
+        raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
+    return load_toml(text, where=str(path))
 
 
 def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:

@@ -30,12 +30,8 @@ import re
 import urllib.parse
 from typing import Any
 
+from .bounded import load_toml
 from .errors import LockmirrorError
-
-try:
-    import tomli as tomllib
-except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
-    import tomllib  # type: ignore[no-redef]
 
 FILES_FROM_LOCKFILE = "../files"  # dist-index/lockfiles/ -> dist-index/files/
 _NOTE = "# Mirror copy:"
@@ -62,9 +58,11 @@ def relocate_lockfile(data: bytes, *, base_url: str | None = None,
     """
     base = check_base_url(base_url) if base_url is not None else None
     try:
-        document = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        document = load_toml(data.decode("utf-8"), where=where, error=RelocationError)
+    except UnicodeDecodeError as exc:
         raise RelocationError(f"not a TOML lockfile: {exc}", where=where) from None
+    except RelocationError as exc:  # the bounded reader's limits, as every lockfile read
+        raise RelocationError(f"not a TOML lockfile: {exc.message}", where=where) from None
     return _relocate(document, data, base, where)
 
 

@@ -45,12 +45,11 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from .bounded import load_toml
-from .errors import LockmirrorError, StaleLockError, UrlPolicyError
+from .errors import UrlPolicyError
+from .lockfile import Lockfile, read_document
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from .config_schema import SourceConfig
-    from .lockfile import Lockfile
 
 # The file hosts of well-known indexes whose pages link to another host.
 KNOWN_FILE_HOSTS: dict[str, tuple[str, ...]] = {
@@ -179,18 +178,12 @@ def read_entries(path: Path) -> list[LockEntry]:
     Every URL-bearing key PEP 751 allows is looked at, not only what
     lockmirror reads: an installer given the lockfile would follow a
     ``vcs``, ``directory`` or ``archive`` entry or a file ``path``, so those
-    are refused too. Raises StaleLockError (missing), LockmirrorError (not
-    TOML). Costs one TOML parse (no PEP 751 validation: the index stage
-    reads unchanged lockfiles from its cache, and stays fast).
+    are refused too. Raises as :func:`~lockmirror.lockfile.read_document`
+    (missing, unreadable, not TOML). Costs one TOML parse (no PEP 751
+    validation: the index stage reads unchanged lockfiles from its cache, and
+    stays fast).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StaleLockError("lockfile is missing", where=str(path),
-                             hint="run `doit lock`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
-    return document_entries(load_toml(text, where=str(path)), path)
+    return document_entries(read_document(path), path)
 
 
 def document_entries(data: dict[str, Any], path: Path | str) -> list[LockEntry]:
@@ -235,8 +228,8 @@ def package_problem(entry: LockEntry, sources: Sequence[SourceConfig] | None
         return None, entry.refused
     candidates = None if sources is None else sources_for(entry.name, sources)
     if candidates is not None and entry.index:
-        recorded = _normal_source_url(entry.index)
-        matching = [s for s in candidates if _normal_source_url(s.url) == recorded]
+        recorded = normal_source_url(entry.index)
+        matching = [s for s in candidates if normal_source_url(s.url) == recorded]
         if not matching:
             declared = ", ".join(redact_url(s.url) for s in candidates)
             return (redact_url(entry.index),
@@ -291,6 +284,20 @@ def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] 
         check_entries(read_entries(path), path, sources)
 
 
+def read_checked_lockfiles(paths: Sequence[Path], sources: Sequence[SourceConfig] | None
+                           ) -> list[Lockfile]:
+    """The lockfiles at ``paths``, each parsed once: every one passes the rules
+    (raising as :func:`check_lockfile_paths`) before any is validated as PEP 751
+    (:meth:`Lockfile.from_toml`, raising InputError)."""
+    documents = []
+    for path in paths:
+        document = read_document(path)
+        check_entries(document_entries(document, path), path, sources)
+        documents.append(document)
+    return [Lockfile.from_toml(document, where=str(path))
+            for path, document in zip(paths, documents, strict=True)]
+
+
 @dataclass(frozen=True)
 class UrlRule:
     """The rules for one set of sources, as the index stage applies them to the
@@ -340,6 +347,7 @@ def redact_url(url: str) -> str:
     return redact(url)
 
 
-def _normal_source_url(url: str) -> str:
+def normal_source_url(url: str) -> str:
+    """``url`` without user info and with a trailing slash: how source URLs compare."""
     text = redact_url(url)
     return text if text.endswith("/") else text + "/"
