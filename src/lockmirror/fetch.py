@@ -82,11 +82,10 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     opened or downloaded; see :mod:`lockmirror.url_policy`), plus what
     :func:`fetch` raises.
     """
-    from .url_policy import check_lockfile_paths
+    from .url_policy import read_checked_lockfiles
 
     paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)]
-    check_lockfile_paths(paths, loaded.config.sources)
-    lockfiles = [Lockfile.read(path) for path in paths]
+    lockfiles = read_checked_lockfiles(paths, loaded.config.sources)  # each parsed once
     return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)
