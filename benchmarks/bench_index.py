@@ -12,7 +12,7 @@ process (interpreter start-up included):
 * no-op: the same inputs again;
 * add one file: one more wheel for one project, in one lockfile.
 
-lockmirror runs ``python -m lockmirror.commands.index`` (complete output:
+lockmirror runs ``python -m lockmirror index`` (complete output:
 PEP 503 HTML + PEP 691/700 JSON pages, PEP 658 metadata, files hard-linked
 from the store, constraints, lockfiles, landing page, manifest). dumb-pypi
 gets the same files as a JSON-lines package list with hashes, requires-python,
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    check=False, capture_output=True)
     out = root / "dist-index"
     state = out.with_name(f".{out.name}.lockmirror")
-    lockmirror = [sys.executable, "-m", "lockmirror.commands.index", *map(str, mirror.lockfiles),
+    lockmirror = [sys.executable, "-m", "lockmirror", "index", *map(str, mirror.lockfiles),
                   "--store", str(mirror.store.root), "--out", str(out), "--quiet"]
     dumb_bin = str(Path(sys.executable).with_name("dumb-pypi"))
     dumb_out = root / "dumb-pypi"

@@ -131,7 +131,7 @@ def bench_s3(server: S3Server, tree: Path, work: Path, repeat: int) -> dict[str,
 
     def commands(ours_bucket: str, theirs_bucket: str, directory_keys: bool = False
                  ) -> tuple[list[str], list[str]]:
-        ours = [sys.executable, "-m", "lockmirror.commands.publish", "-q", "--to",
+        ours = [sys.executable, "-m", "lockmirror", "publish", "-q", "--to",
                 f"s3://{ours_bucket}/pypi", "--from", str(tree),
                 "--endpoint-url", server.endpoint_url]
         if not directory_keys:  # the same objects as aws s3 sync
@@ -178,7 +178,7 @@ def bench_upload(tree: Path, work: Path, repeat: int, jobs: int | None) -> dict[
         env = {**os.environ, "TWINE_USERNAME": server.username,
                "TWINE_PASSWORD": server.password}
         wheels = sorted(str(p) for p in (tree / "files").rglob("*.whl"))
-        ours = [sys.executable, "-m", "lockmirror.commands.publish", "-q", "--to", server.url,
+        ours = [sys.executable, "-m", "lockmirror", "publish", "-q", "--to", server.url,
                 "--from", str(tree), *(["--jobs", str(jobs)] if jobs else [])]
         theirs = [str(BIN / "twine"), "upload", "--non-interactive", "--disable-progress-bar",
                   "--repository-url", server.url, *wheels]

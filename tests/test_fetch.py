@@ -27,9 +27,9 @@ from fixtureindex import Catalogue, FixtureIndex
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from lockmirror.download import FetchItem
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from lockmirror.fetch import (
-    FetchItem,
     FetchSummary,
     fetch,
     metadata_url,

@@ -15,7 +15,7 @@ from lockmirror.targets import Target, Truth, expand_platform
 
 def target(python: str, *platforms: str, **fields: object) -> Target:
     spec = TargetConfig.model_validate({"python": python, "platforms": list(platforms), **fields})
-    return Target.from_config("t", spec)
+    return spec.target("t")
 
 
 def _host_is_glibc_x86_64_cpython() -> bool:
@@ -169,7 +169,7 @@ def test_overlapping_targets_are_those_markers_cannot_tell_apart() -> None:
 
 
 def test_extras_are_evaluated_out_of_dependency_markers() -> None:
-    from lockmirror.resolver import without_extra
+    from lockmirror.marker_extras import without_extra
 
     marker = Marker('python_full_version < "3.11.3" and (extra == "a" or extra == "b")')
     assert without_extra(marker, ("a",)) == 'python_full_version < "3.11.3"'

@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from .targets import MARKER_NAMES, Target
+
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
@@ -91,13 +93,17 @@ class TargetConfig(_Strict):
     @field_validator("markers")
     @classmethod
     def _markers(cls, value: dict[str, str]) -> dict[str, str]:
-        from .targets import MARKER_NAMES
-
         for key in value:
             if key not in MARKER_NAMES:
                 raise ValueError(f"'{key}' is not a PEP 508 marker name "
                                  f"(one of {', '.join(sorted(MARKER_NAMES))})")
         return value
+
+    def target(self, name: str) -> Target:
+        """The installer environment this entry describes, named ``name``."""
+        return Target(name=name, python=self.python, implementation=self.implementation,
+                      platforms=tuple(self.platforms), abi=self.abi,
+                      overrides=dict(sorted(self.markers.items())))
 
 
 Severity = Literal["deny", "warn", "ignore"]
@@ -227,6 +233,10 @@ class MirrorConfig(_Strict):
             raise ValueError("; ".join(problems))
         return sets
 
+    def all_targets(self) -> dict[str, Target]:
+        """Every target of mirror.yaml by name, in the file's order."""
+        return {name: spec.target(name) for name, spec in self.targets.items()}
+
     def set_targets(self, set_name: str) -> list[str]:
         """The target names a set covers, in file order."""
         chosen = self.sets[set_name].targets
@@ -257,10 +267,8 @@ def _overlapping_targets(set_name: str, spec: SetConfig,
     targets would get two active entries of one package (installers refuse
     the file), so lockmirror refuses the set instead.
     """
-    from .targets import Target
-
     names = [n for n in (spec.targets if spec.targets is not None else targets) if n in targets]
-    built = [Target.from_config(n, targets[n]) for n in names]
+    built = [targets[n].target(n) for n in names]
     pairs = [(a, b) for i, a in enumerate(built) for b in built[i + 1:] if a.overlaps(b)]
     if pairs:
         first, second = pairs[0]

@@ -1,7 +1,7 @@
 """One file's transfer into the content-addressed store: request, stream + hash,
 resume, verify, rename.
 
-:class:`Downloader` brings one :class:`lockmirror.fetch.FetchItem` into the
+:class:`Downloader` brings one :class:`FetchItem` into the
 store; the fetch stage (:mod:`lockmirror.fetch`) runs one per download thread.
 
 Contract for one file:
@@ -32,7 +32,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -43,8 +43,20 @@ from .errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
 from .store import Store
 
-if TYPE_CHECKING:
-    from .fetch import FetchItem
+
+@dataclass(frozen=True, order=True)
+class FetchItem:
+    """One distinct file to have in the store (distinct by sha256)."""
+
+    url: str
+    sha256: str
+    size: int | None  # None for PEP 658 metadata files: lockfiles record only their hash
+    filename: str
+    needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
+    is_metadata: bool = False
+    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
+
+
 
 # (connect, between bytes) seconds, for a caller's session without its own default.
 TIMEOUT = (10.0, 60.0)

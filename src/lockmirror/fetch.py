@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import requests
 
-from .download import Downloader, Fatal, Stopped, store_write_error
+from .download import Downloader, Fatal, FetchItem, Stopped, store_write_error
 from .errors import LockmirrorError
 from .fsutil import atomic_writer, format_size, plural
 from .http import Credentials, PrefixAuth, make_session, source_auth
@@ -109,19 +109,6 @@ def is_current(loaded: LoadedConfig) -> bool:
 # --------------------------------------------------------------------------
 # What to fetch
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class FetchItem:
-    """One distinct file to have in the store (distinct by sha256)."""
-
-    url: str
-    sha256: str
-    size: int | None  # None for PEP 658 metadata files: lockfiles record only their hash
-    filename: str
-    needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
-    is_metadata: bool = False
-    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
 
 
 def metadata_url(file_url: str) -> str:

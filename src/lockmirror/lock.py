@@ -36,12 +36,13 @@ from .lockfile import (
     Lockfile,
     read_input_hash,
 )
-from .targets import Target, targets_from_config
+from .targets import Target
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
+    from .candidates import Candidate, CandidateFilter, TargetContext
     from .index_client import IndexClient
     from .policy import ExceptionUse, PolicyEngine
-    from .resolver import Candidate, CandidateFilter, Resolution, TargetContext
+    from .resolver import Resolution
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     subclasses (see :func:`~lockmirror.resolver.resolve_target`); a failed
     set leaves its previous lockfile untouched.
     """
+    from .candidates import TargetContext
     from .index_client import IndexClient
-    from .resolver import TargetContext, resolve_target
+    from .resolver import resolve_target
     from .sdist_metadata import SdistMetadataSource
 
     config = loaded.config
@@ -80,7 +82,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
             return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
                              upgrade_all=upgrade_all, jobs=jobs,
                              candidate_filter_for=candidate_filter_for)
-    targets = targets_from_config(config)
+    targets = config.all_targets()
     index_urls = [s.url for s in config.sources_by_priority()]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
     upgrade_names = {canonicalize_name(n) for n in upgrade}
@@ -235,7 +237,8 @@ def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: s
     each sdist resolves on its own (its own dependency group), preferring
     versions already locked.
     """
-    from .resolver import TargetContext, resolve_target
+    from .candidates import TargetContext
+    from .resolver import resolve_target
 
     out: list[tuple[str, Resolution]] = []
     askable = _backend_askable(ctx.target)

@@ -25,9 +25,10 @@ from .errors import LockmirrorError
 from .lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, LockedTarget, Lockfile
 
 if TYPE_CHECKING:
+    from .candidates import Candidate
     from .config import LoadedConfig
     from .index_client import DistFile, IndexClient
-    from .resolver import Candidate, Resolution
+    from .resolver import Resolution
     from .targets import Target
 
 

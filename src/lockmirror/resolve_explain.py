@@ -19,7 +19,7 @@ from .errors import LockmirrorError, NotFoundError, ResolutionError
 from .simple_page import DistFile
 
 if TYPE_CHECKING:
-    from .resolver import Candidate, CandidateFactory, Req
+    from .candidates import Candidate, CandidateFactory, Req
 
 
 def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: CandidateFactory,

@@ -18,74 +18,15 @@ README for an nginx snippet doing the same negotiation).
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from .errors import LockmirrorError
-from .serve_handler import MirrorRequestHandler
-
-RequestLog = Callable[[str], None]
+from .serve_handler import MirrorHTTPServer, RequestLog
 
 IDLE_TIMEOUT = 30.0    # seconds a connection may stay silent (nginx: 60 s headers, 75 s keep-alive)
 MAX_CONNECTIONS = 100  # connections (threads) served at once
-
-class MirrorHTTPServer(ThreadingHTTPServer):
-    """The threaded server over one tree; see :class:`MirrorServer`."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # connections waiting for a thread wait in the kernel
-
-    def __init__(self, root: Path, address: tuple[str, int], log: RequestLog | None, *,
-                 idle_timeout: float, max_connections: int) -> None:
-        self.root = Path(os.path.realpath(root))
-        self._log = log
-        self._log_lock = threading.Lock()
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, MirrorRequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread for the connection once one of the ``max_connections``
-        slots is free (waiting up to ``idle_timeout``, then closing it)."""
-        if not self._slots.acquire(timeout=self.idle_timeout):
-            self.log_line(f"{client_address[0]} closed unanswered: all "
-                          f"{self.max_connections} connections busy")
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def resolve(self, parts: list[str]) -> Path | None:
-        """The real path for URL path parts, or None if it is missing or outside the tree."""
-        candidate = os.path.realpath(os.path.join(self.root, *parts))
-        if candidate != str(self.root) and not candidate.startswith(str(self.root) + os.sep):
-            return None
-        path = Path(candidate)
-        return path if path.exists() else None
-
-    def log_line(self, line: str) -> None:
-        # the request line is the client's text: no terminal escapes into the log
-        # (what BaseHTTPRequestHandler.log_message does for its own lines)
-        line = line.translate(BaseHTTPRequestHandler._control_char_table)  # type: ignore[attr-defined]
-        if self._log is not None:
-            with self._log_lock:
-                self._log(line)
-
 
 class MirrorServer:
     """A running ``lockmirror serve``: ``with MirrorServer(root) as server: server.url``.

@@ -1,4 +1,6 @@
-"""The request handler of ``lockmirror serve``: what one HTTP request to a built index gets.
+"""The HTTP side of ``lockmirror serve``: the threaded server over one tree (a
+thread per connection, at most ``max_connections``; the request log; paths kept
+inside the tree) and what one HTTP request to a built index gets:
 
 * PEP 691 content negotiation under ``simple/``: the ``Accept`` header (or a
   ``?format=`` query) chooses ``index.json`` (``application/vnd.pypi.simple.v1+json``)
@@ -13,8 +15,8 @@
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
 names (temporary files) and symlinks leading out are answered with 404 (the
-server's ``resolve`` keeps every path inside the tree). The server, its threads
-and limits: :mod:`lockmirror.serve`.
+server's ``resolve`` keeps every path inside the tree). Binding, starting and
+stopping: :mod:`lockmirror.serve`.
 """
 
 from __future__ import annotations
@@ -22,18 +24,17 @@ from __future__ import annotations
 import email.utils
 import os
 import re
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import __version__
 from .pages import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
-
-if TYPE_CHECKING:
-    from .serve import MirrorHTTPServer
 
 _CHUNK = 1 << 16
 _NORMALIZE = re.compile(r"[-_.]+")
@@ -340,3 +341,60 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if start < 0 or end < start:
         return None
     return start, min(end, size - 1)
+
+
+RequestLog = Callable[[str], None]
+
+
+class MirrorHTTPServer(ThreadingHTTPServer):
+    """The threaded server over one tree; see :class:`MirrorServer`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # connections waiting for a thread wait in the kernel
+
+    def __init__(self, root: Path, address: tuple[str, int], log: RequestLog | None, *,
+                 idle_timeout: float, max_connections: int) -> None:
+        self.root = Path(os.path.realpath(root))
+        self._log = log
+        self._log_lock = threading.Lock()
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, MirrorRequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a thread for the connection once one of the ``max_connections``
+        slots is free (waiting up to ``idle_timeout``, then closing it)."""
+        if not self._slots.acquire(timeout=self.idle_timeout):
+            self.log_line(f"{client_address[0]} closed unanswered: all "
+                          f"{self.max_connections} connections busy")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def resolve(self, parts: list[str]) -> Path | None:
+        """The real path for URL path parts, or None if it is missing or outside the tree."""
+        candidate = os.path.realpath(os.path.join(self.root, *parts))
+        if candidate != str(self.root) and not candidate.startswith(str(self.root) + os.sep):
+            return None
+        path = Path(candidate)
+        return path if path.exists() else None
+
+    def log_line(self, line: str) -> None:
+        # the request line is the client's text: no terminal escapes into the log
+        # (what BaseHTTPRequestHandler.log_message does for its own lines)
+        line = line.translate(BaseHTTPRequestHandler._control_char_table)  # type: ignore[attr-defined]
+        if self._log is not None:
+            with self._log_lock:
+                self._log(line)

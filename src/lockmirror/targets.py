@@ -16,17 +16,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
-
-if TYPE_CHECKING:  # annotations only: config_schema imports this module, not the reverse
-    from .config_schema import MirrorConfig, TargetConfig
-
 
 MARKER_NAMES = frozenset({
     "os_name", "sys_platform", "platform_machine", "platform_python_implementation",
@@ -111,7 +106,8 @@ def _platform_facts(platforms: Iterable[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Target:
-    """One installer environment; build it with :meth:`from_config`."""
+    """One installer environment; built from mirror.yaml by
+    :meth:`lockmirror.config_schema.TargetConfig.target`."""
 
     name: str
     python: str
@@ -123,12 +119,6 @@ class Target:
     # releases and candidates, and each evaluation covers every patch release
     _truths: dict[tuple[str, tuple[str, ...]], Truth] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @classmethod
-    def from_config(cls, name: str, spec: TargetConfig) -> Target:
-        return cls(name=name, python=spec.python, implementation=spec.implementation,
-                   platforms=tuple(spec.platforms), abi=spec.abi,
-                   overrides=dict(sorted(spec.markers.items())))
 
     # -- Python versions -------------------------------------------------
 
@@ -291,7 +281,3 @@ def versions_in(marker_text: str) -> list[Version]:
         except ValueError:  # pragma: no cover - regex admits only digits and dots
             continue
     return out
-
-
-def targets_from_config(config: MirrorConfig) -> dict[str, Target]:
-    return {name: Target.from_config(name, spec) for name, spec in config.targets.items()}

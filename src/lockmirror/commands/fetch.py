@@ -14,7 +14,8 @@ from typing import TextIO
 
 from .. import stages
 from ..config import DEFAULT_CONFIG, load_config
-from ..fetch import FetchItem, FetchProgress, FetchSummary
+from ..download import FetchItem
+from ..fetch import FetchProgress, FetchSummary
 from ..fsutil import format_size, plural
 
 NAME = "fetch"

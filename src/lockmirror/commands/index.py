@@ -10,7 +10,6 @@ milliseconds as a whole process).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,14 +95,3 @@ def _build_given(args: argparse.Namespace) -> IndexResult:
     return build_index(lockfiles, store, out, mirror_yaml=mirror_yaml,
                        title=title or DEFAULT_TITLE, full=args.full, exclude=exclude,
                        url_rule=UrlRule(tuple(sources) if sources is not None else None))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lockmirror.commands.index``: see :func:`lockmirror.commands.standalone`."""
-    from . import standalone
-
-    return standalone(__name__, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

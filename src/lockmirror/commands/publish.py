@@ -157,14 +157,3 @@ def run(args: argparse.Namespace) -> int:
                 print(f"publish {name}: {note}", file=sys.stderr)
             print(f"publish {name} ({result.destination}): {result.summary()}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lockmirror.commands.publish``: see :func:`lockmirror.commands.standalone`."""
-    from . import standalone
-
-    return standalone(__name__, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
