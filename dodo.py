@@ -2,7 +2,7 @@
 bundle.
 
 Only wiring lives here: each task is `doit_tasks.<stage>_task(MIRROR)`, whose action
-calls the stage's one entry `lockmirror.stages.<stage>(loaded, ...)`, the same function
+calls the stage's one entry `lockmirror.pipeline.<stage>(loaded, ...)`, the same function
 the `lockmirror <stage>` command calls.
 """
 

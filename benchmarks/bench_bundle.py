@@ -40,9 +40,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lockmirror.bundle import BundleResult, build_bundle
-from lockmirror.importer import import_bundle
-from lockmirror.manifest import scan_tree
+from lockmirror.formats.manifest import scan_tree
+from lockmirror.stages.bundle import BundleResult, build_bundle
+from lockmirror.stages.importer import import_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 PINS = ["numpy==1.26.4", "pandas==2.2.2", "cryptography==42.0.8", "lxml==5.2.2"]

@@ -46,8 +46,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.fsutil import sha256_file
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 
 JOBS = 8
 SETS = ("core", "misp", "shuffle")

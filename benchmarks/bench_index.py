@@ -49,8 +49,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.store import Store
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.formats.store import Store
 
 TARGETS = (
     LockedTarget("linux-x86_64-py311", "3.11", "cp", ("manylinux_2_28_x86_64",),

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from lockmirror.config import load_config  # noqa: E402
-from lockmirror.verify import uv_platform  # noqa: E402
+from lockmirror.stages.check_install import uv_platform  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -54,10 +54,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fixtureindex import build_wheel
 from servers import BIN, S3Server, start_moto, start_pypiserver
 
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_bytes
-from lockmirror.index import build_index
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.store import Store
+from lockmirror.stages.index import build_index
 
 HOST = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
                     "python_version == '3.11' and sys_platform == 'linux'")

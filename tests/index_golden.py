@@ -25,7 +25,7 @@ from index_mirror import make_fixture_mirror
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from lockmirror.index import build_index
+from lockmirror.stages.index import build_index
 
 GOLDEN = Path(__file__).parent / "data" / "index_golden.json"
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -26,9 +26,15 @@ from fixtureindex import Catalogue, CatalogueFile
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from lockmirror.formats.lockfile import (
+    RUNTIME_GROUP,
+    LockedFile,
+    LockedPackage,
+    LockedTarget,
+    Lockfile,
+)
+from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_bytes
-from lockmirror.lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.store import Store
 
 HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 HOST = LockedTarget("host", HOST_PYTHON, "cp", ("manylinux_2_28_x86_64",),
@@ -161,7 +167,7 @@ def make_fixture_mirror(catalogue: Catalogue, root: Path) -> FixtureMirror:
 
 def make_built_mirror(catalogue: Catalogue, root: Path) -> FixtureMirror:
     """:func:`make_fixture_mirror` with its index built into ``root/dist-index``."""
-    from lockmirror.index import build_index
+    from lockmirror.stages.index import build_index
 
     mirror = make_fixture_mirror(catalogue, root)
     build_index(mirror.lockfiles, mirror.store, mirror.out, title="Fixture mirror")

@@ -322,7 +322,7 @@ def index_tree(catalogue: Any, tmp_path_factory: pytest.TempPathFactory) -> Path
     (sets core and extra; see tests/index_mirror.py). Read-only: copy it to change it."""
     from index_mirror import make_fixture_mirror
 
-    from lockmirror.index import build_index
+    from lockmirror.stages.index import build_index
 
     root = tmp_path_factory.mktemp("publish-mirror")
     mirror = make_fixture_mirror(catalogue, root)

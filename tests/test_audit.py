@@ -25,8 +25,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockmirror.advisories import AdvisoryDB, OsvOfflineSource, PypiJsonSource
-from lockmirror.audit import (
+from lockmirror.cli import main
+from lockmirror.config import LoadedConfig, load_config, parse_config
+from lockmirror.config_schema import SourceConfig
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.formats.manifest import Manifest, check_tree
+from lockmirror.formats.store import Store
+from lockmirror.net.http import make_session
+from lockmirror.net.index_client import IndexClient
+from lockmirror.resolve.advisories import AdvisoryDB, OsvOfflineSource, PypiJsonSource
+from lockmirror.stages.audit import (
     AuditReport,
     audit,
     audit_mirror,
@@ -34,16 +42,8 @@ from lockmirror.audit import (
     render_markdown,
     render_text,
 )
-from lockmirror.cli import main
-from lockmirror.config import LoadedConfig, load_config, parse_config
-from lockmirror.config_schema import SourceConfig
-from lockmirror.http import make_session
-from lockmirror.index import build_index
-from lockmirror.index_client import IndexClient
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.manifest import Manifest, check_tree
-from lockmirror.quarantine import QuarantineList, apply_quarantine
-from lockmirror.store import Store
+from lockmirror.stages.index import build_index
+from lockmirror.stages.quarantine import QuarantineList, apply_quarantine
 
 REPO = Path(__file__).resolve().parent.parent
 ADVISORIES = Path(__file__).parent / "data" / "advisories"

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from lockmirror import signing
-from lockmirror.bundle import build_bundle, resolve_source_date_epoch
-from lockmirror.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
 from lockmirror.errors import BundleError, LockmirrorError
-from lockmirror.manifest import Manifest, scan_tree
+from lockmirror.formats import signing
+from lockmirror.formats.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
+from lockmirror.formats.manifest import Manifest, scan_tree
+from lockmirror.stages.bundle import build_bundle, resolve_source_date_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL_CACHE = REPO / ".cache" / "tests"
@@ -206,7 +206,7 @@ def test_source_date_epoch_from_environment(tmp_path: Path,
 def test_own_wheel_is_deterministic_and_installable_metadata(tmp_path: Path) -> None:
     from importlib import metadata
 
-    from lockmirror.toolwheels import pack_own_wheel
+    from lockmirror.stages.toolwheels import pack_own_wheel
 
     dist = metadata.distribution("lockmirror")
     one = pack_own_wheel(dist, tmp_path / "a")
@@ -215,7 +215,7 @@ def test_own_wheel_is_deterministic_and_installable_metadata(tmp_path: Path) -> 
     with zipfile.ZipFile(one) as archive:
         names = archive.namelist()
         assert names[-1] == "lockmirror-0.1.0.dist-info/RECORD"
-        assert "lockmirror/bundle.py" in names and "lockmirror/py.typed" in names
+        assert "lockmirror/stages/bundle.py" in names and "lockmirror/py.typed" in names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         entry_points = archive.read("lockmirror-0.1.0.dist-info/entry_points.txt").decode()
         assert "lockmirror = lockmirror.cli:run" in entry_points
@@ -272,7 +272,7 @@ def test_output_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path: 
     import signal
 
     make_inputs(tmp_path / "in")
-    script = ("import sys; from pathlib import Path; from lockmirror.bundle import build_bundle\n"
+    script = ("import sys; from pathlib import Path; from lockmirror.stages.bundle import build_bundle\n"
               "from lockmirror.errors import LockmirrorError\n"
               "root = Path(sys.argv[1])\n"
               "try:\n"
@@ -491,7 +491,7 @@ def make_project(root: Path) -> None:
         "targets:\n  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n"
         "sets:\n  core:\n    requirements: [alpha==1.0]\n")
     # the CLI checks the URLs of the lockfiles it carries, so they must be lockfiles
-    from lockmirror.lockfile import Lockfile
+    from lockmirror.formats.lockfile import Lockfile
 
     Lockfile(set_name="core", requirements=("alpha==1.0",), targets=(), packages=(),
              input_hash="sha256:" + "0" * 64).write(root / "lockfiles" / "pylock.core.toml")
@@ -539,7 +539,7 @@ def test_doit_and_cli_share_one_tool_wheel_cache_and_give_the_same_bytes(
 
 
 def test_bundle_json_roundtrip_and_refusals() -> None:
-    from lockmirror.manifest import Entry
+    from lockmirror.formats.manifest import Entry
 
     info = BundleInfo(name="demo", kind="delta", index_manifest_sha256="a" * 64,
                       base_manifest_sha256="b" * 64, lockmirror_version="0.1.0",

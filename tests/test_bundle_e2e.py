@@ -24,8 +24,8 @@ from index_mirror import pip_install
 from servers import ServerProcess, free_port, index_tree  # noqa: F401 - fixture
 from test_bundle import TOOL_CACHE
 
-from lockmirror.bundle import build_bundle
-from lockmirror.manifest import Manifest, scan_tree
+from lockmirror.formats.manifest import Manifest, scan_tree
+from lockmirror.stages.bundle import build_bundle
 
 NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",

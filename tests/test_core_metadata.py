@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import build_sdist, build_wheel
 
-from lockmirror.core_metadata import (
+from lockmirror.formats.core_metadata import (
     MetadataError,
     archive_metadata,
     parse_metadata,

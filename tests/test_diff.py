@@ -2,7 +2,7 @@
 
 Two layers:
 
-* model-level tests on small lockfiles written with :mod:`lockmirror.lockfile`,
+* model-level tests on small lockfiles written with :mod:`lockmirror.formats.lockfile`,
   for the corners (requirer cycles, both requirer spellings, files changed
   under the same version, findings, truncation, the CLI's sources);
 * scenario tests on before/after lockfile pairs made by the real lock stage
@@ -29,18 +29,18 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockmirror import cli
-from lockmirror.diff import LockfileSide, diff_lockfiles, read_directory
-from lockmirror.diff_compare import why_chains
-from lockmirror.diff_model import LockDiff
-from lockmirror.diff_render import (
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.fsutil import format_size
+from lockmirror.stages.diff import LockfileSide, diff_lockfiles, read_directory
+from lockmirror.stages.diff_compare import why_chains
+from lockmirror.stages.diff_model import LockDiff
+from lockmirror.stages.diff_render import (
     diff_as_json,
     render_json,
     render_markdown,
     render_text,
     render_textconv,
 )
-from lockmirror.fsutil import format_size
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 
 BIN = Path(sys.executable).parent
 X86 = LockedTarget("linux-x86_64-py311", "3.11", "cp", ("manylinux_2_28_x86_64",),
@@ -553,7 +553,7 @@ class LockPair:
 @pytest.fixture(scope="module")
 def lock_pair(tmp_path_factory: pytest.TempPathFactory, catalogue_index: Any) -> LockPair:
     """The same mirror locked before and after a change to mirror.yaml, kept in two dirs."""
-    lock = pytest.importorskip("lockmirror.lock", reason="the lock stage has not landed")
+    lock = pytest.importorskip("lockmirror.stages.lock", reason="the lock stage has not landed")
     from lockmirror.config import load_config
 
     root = tmp_path_factory.mktemp("scenario")
@@ -773,7 +773,7 @@ def test_scenario_json(lock_pair: LockPair) -> None:
 
 def test_scenario_with_the_audit(lock_pair: LockPair, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("lockmirror.audit", reason="the audit stage has not landed")
+    pytest.importorskip("lockmirror.stages.audit", reason="the audit stage has not landed")
     monkeypatch.chdir(lock_pair.config.parent)
     assert cli.main(["diff", str(lock_pair.before), str(lock_pair.after), "--audit",
                      "--config", str(lock_pair.config), "--format", "json"]) == 0

@@ -28,9 +28,12 @@ from servers import BIN, ServerProcess, free_port
 from test_bundle import TOOL_CACHE
 from test_bundle_e2e import far_env
 
-from lockmirror.bundle import build_bundle
-from lockmirror.importer import import_bundle, verify_mirror
-from lockmirror.installers import (
+from lockmirror.formats.mirror_lockfile import RelocationError, relocate_lockfile
+from lockmirror.formats.pages import IndexFile, Release, project_html, project_json
+from lockmirror.stages.bundle import build_bundle
+from lockmirror.stages.check_install import VerifyReport, verify_closure
+from lockmirror.stages.importer import import_bundle, verify_mirror
+from lockmirror.stages.installers import (
     NEWEST_PIP,
     UV,
     InstallerUnavailable,
@@ -38,9 +41,6 @@ from lockmirror.installers import (
     find_installers,
     prune_installers,
 )
-from lockmirror.mirror_lockfile import RelocationError, relocate_lockfile
-from lockmirror.pages import IndexFile, Release, project_html, project_json
-from lockmirror.verify import VerifyReport, verify_closure
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER_CACHE = REPO / ".cache" / "installers"  # = $LOCKMIRROR_INSTALLER_CACHE (conftest)

@@ -27,19 +27,13 @@ from fixtureindex import Catalogue, FixtureIndex
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from lockmirror.download import FetchItem
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from lockmirror.fetch import (
-    FetchSummary,
-    fetch,
-    metadata_url,
-    missing,
-    plan,
-)
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_bytes, sha256_file
-from lockmirror.http import make_session, source_auth
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.store import Store
+from lockmirror.net.download import FetchItem
+from lockmirror.net.http import make_session, source_auth
+from lockmirror.stages.fetch import FetchSummary, fetch, metadata_url, missing, plan
 
 TARGET = LockedTarget(name="linux-py311", python="3.11", implementation="cp",
                       platforms=("manylinux_2_17_x86_64",),
@@ -451,7 +445,7 @@ def test_fetch_config_reads_every_set_and_is_current_afterwards(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from lockmirror.config import load_config
     from lockmirror.errors import StaleLockError
-    from lockmirror.fetch import fetch_config, is_current
+    from lockmirror.stages.fetch import fetch_config, is_current
 
     config = tmp_path / "mirror.yaml"
     config.write_text(f"""version: 1

@@ -34,10 +34,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lockmirror.bundle_format import BundleInfo
 from lockmirror.cli import main
 from lockmirror.errors import LockmirrorError
-from lockmirror.manifest import Entry
+from lockmirror.formats.bundle_format import BundleInfo
+from lockmirror.formats.manifest import Entry
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 TIMEOUT = 30          # seconds; the refusals take a fraction of one, a regression hangs

@@ -1,4 +1,4 @@
-"""lockmirror.http and lockmirror.index_client against the real fixture index server."""
+"""lockmirror.net.http and lockmirror.net.index_client against the real fixture index server."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from fixtureindex import Catalogue, FixtureIndex, build_wheel
 
 from lockmirror.config_schema import SourceConfig
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from lockmirror.http import make_session, redact_url
-from lockmirror.index_client import IndexClient
+from lockmirror.net.http import make_session, redact_url
+from lockmirror.net.index_client import IndexClient
 
 MakeIndex = Callable[..., FixtureIndex]
 

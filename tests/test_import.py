@@ -27,10 +27,11 @@ from pathlib import Path
 import pytest
 from test_bundle import EPOCH, base_files, bundle, make_inputs, write_tree
 
-from lockmirror import signing
-from lockmirror.bundle import BundleResult
 from lockmirror.errors import BundleError, LockmirrorError
-from lockmirror.importer import (
+from lockmirror.formats import signing
+from lockmirror.formats.manifest import Manifest, scan_tree
+from lockmirror.stages.bundle import BundleResult
+from lockmirror.stages.importer import (
     ImportResult,
     import_bundle,
     old_dir,
@@ -38,7 +39,6 @@ from lockmirror.importer import (
     staging_dir,
     verify_mirror,
 )
-from lockmirror.manifest import Manifest, scan_tree
 
 WHEEL = "files/alpha/alpha-1.0-py3-none-any.whl"
 
@@ -321,7 +321,7 @@ def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
     # A forger re-makes bundle.json (and its directory name) but cannot re-sign it.
     def forge(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
             tuple[tarfile.TarInfo, bytes]]:
-        from lockmirror.bundle_format import BundleInfo
+        from lockmirror.formats.bundle_format import BundleInfo
 
         old_top = top_of(members)
         info = BundleInfo.loads(members[1][1], where="bundle.json")

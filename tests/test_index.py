@@ -35,11 +35,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockmirror.errors import IntegrityError, LockmirrorError, NotFoundError
-from lockmirror.index import IndexResult, build_index, state_dir_for
-from lockmirror.lockfile import LockedFile, Lockfile
-from lockmirror.manifest import Manifest, check_tree
-from lockmirror.mirror_lockfile import relocate_lockfile
-from lockmirror.store import Store
+from lockmirror.formats.lockfile import LockedFile, Lockfile
+from lockmirror.formats.manifest import Manifest, check_tree
+from lockmirror.formats.mirror_lockfile import relocate_lockfile
+from lockmirror.formats.store import Store
+from lockmirror.stages.index import IndexResult, build_index, state_dir_for
 
 UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
@@ -509,7 +509,7 @@ def test_copies_when_the_store_is_on_another_file_system(
 
 
 def test_manifest_encoding_is_plain_sorted_json(mirror: FixtureMirror) -> None:
-    from lockmirror.manifest import FORMAT, entries_to_json
+    from lockmirror.formats.manifest import FORMAT, entries_to_json
 
     manifest = Manifest.read(mirror.out / "manifest.json")
     expected = json.dumps({"format": FORMAT, "files": entries_to_json(manifest.files)},
@@ -665,7 +665,7 @@ def test_invalid_lockfile_on_first_build_leaves_no_tree(own_mirror: FixtureMirro
 
 def test_only_changed_lockfiles_are_parsed(own_mirror: FixtureMirror, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import index_sets
+    from lockmirror.stages import index_sets
 
     parsed: list[str] = []
     parse = index_sets.parse_set
@@ -707,7 +707,7 @@ def test_the_url_rule_checks_what_it_parses_and_again_when_the_sources_change(
     from a run under other sources are not trusted (issue 19's URL rule)."""
     from lockmirror.config_schema import SourceConfig
     from lockmirror.errors import UrlPolicyError
-    from lockmirror.url_policy import UrlRule
+    from lockmirror.formats.url_policy import UrlRule
 
     fixture = UrlRule((SourceConfig(name="fixture", url="https://fixture.example/simple/"),))
     build(own_mirror, url_rule=fixture)

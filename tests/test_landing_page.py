@@ -15,8 +15,8 @@ from fixtureindex import Catalogue
 from index_mirror import SETS, SOURCE, FixtureMirror, make_fixture_mirror
 from packaging.utils import canonicalize_name
 
-from lockmirror.index import build_index
-from lockmirror.landing_page import EXAMPLE_URL
+from lockmirror.formats.landing_page import EXAMPLE_URL
+from lockmirror.stages.index import build_index
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

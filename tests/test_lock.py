@@ -13,8 +13,8 @@ from fixtureindex import FixtureIndex
 
 from lockmirror.config import load_config
 from lockmirror.errors import LockmirrorError, NotFoundError, ResolutionError
-from lockmirror.lock import lock_sets, stale_sets
-from lockmirror.lockfile import Lockfile
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.stages.lock import lock_sets, stale_sets
 
 X86 = "linux-x86_64-py311"
 ARM = "linux-aarch64-py312"
@@ -314,7 +314,7 @@ def test_sdists_denied_by_policy(tmp_path: Path, fixture_index: FixtureIndex) ->
 @pytest.mark.parametrize("relative", [False, True])
 def test_credentials_in_a_source_url_never_reach_the_lockfile(
         tmp_path: Path, fixture_index: FixtureIndex, relative: bool) -> None:
-    from lockmirror.fetch import fetch_config
+    from lockmirror.stages.fetch import fetch_config
 
     fixture_index.require_basic_auth("reader", "s3cret-pw")
     fixture_index.relative_urls = relative

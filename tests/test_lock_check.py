@@ -18,8 +18,8 @@ from fixtureindex import FixtureIndex
 
 from lockmirror import cli
 from lockmirror.config import load_config
-from lockmirror.lock import lock_sets
-from lockmirror.lockfile import LockedFile, LockedPackage, Lockfile
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, Lockfile
+from lockmirror.stages.lock import lock_sets
 
 MIRROR = """\
 version: 1
@@ -103,8 +103,8 @@ def test_a_swapped_url_hash_and_size_on_another_host_fail_naming_the_entry(
     assert f"package beta 1.0: https://evil.example.com/{swapped.filename}" in out
     assert "not under a file location of its source" in out
     # the URL rule refuses it first; the project page would have too
-    from lockmirror.index_client import IndexClient
-    from lockmirror.lock_check import page_mismatches
+    from lockmirror.net.index_client import IndexClient
+    from lockmirror.stages.lock_check import page_mismatches
 
     loaded = load_config(locked)
     with IndexClient(loaded.config.sources, cache_dir=loaded.cache_dir / "http") as client:
@@ -195,7 +195,7 @@ def test_check_parses_each_lockfile_once(locked: Path, capsys: pytest.CaptureFix
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The URL rule and the PEP 751 model share one parse of the lockfile (it was four:
     rule and model, all twice since the check re-entered itself to open its client)."""
-    from lockmirror import lockfile
+    from lockmirror.formats import lockfile
 
     parsed: list[str] = []
     real = lockfile.load_toml

@@ -23,8 +23,8 @@ from test_lock import ARM, X86, lock, package, write_mirror
 
 from lockmirror.config import load_config
 from lockmirror.errors import ConfigError, LockmirrorError
-from lockmirror.lock import lock_sets
-from lockmirror.lockfile import LockedPackage, Lockfile
+from lockmirror.formats.lockfile import LockedPackage, Lockfile
+from lockmirror.stages.lock import lock_sets
 from lockmirror.targets import Target
 
 try:
@@ -91,7 +91,7 @@ def test_a_set_without_sdists_has_no_groups(tmp_path: Path, fixture_index: Fixtu
 
 
 def test_the_final_guard_refuses_two_active_entries() -> None:
-    from lockmirror.lock_merge import check_one_entry_per_name
+    from lockmirror.stages.lock_merge import check_one_entry_per_name
 
     target = Target("t", "3.11", platforms=("manylinux_2_17_x86_64",))
     marker = target.environment_marker()
@@ -100,7 +100,7 @@ def test_the_final_guard_refuses_two_active_entries() -> None:
         return LockedPackage(name="soupsieve", version=Version(version),  # type: ignore[arg-type]
                              targets=("t",), index="", marker=entry_marker)
 
-    from lockmirror.lockfile import LockedTarget
+    from lockmirror.formats.lockfile import LockedTarget
 
     locked = LockedTarget("t", "3.11", "cp", ("manylinux_2_17_x86_64",), marker)
     # "3.11" and "3.11.9" both hold on 3.11.9: the overlap case of the issue
@@ -238,8 +238,8 @@ def test_installers_accept_a_runtime_pin_beside_its_build_version(
 @needs_host
 def test_a_setup_requires_sdist_installs_offline_from_the_mirror(
         tmp_path: Path, fixture_index: FixtureIndex) -> None:
-    from lockmirror.fetch import fetch_config
-    from lockmirror.index import build_index
+    from lockmirror.stages.fetch import fetch_config
+    from lockmirror.stages.index import build_index
 
     path = write_mirror(tmp_path, fixture_index, "  s:\n    requirements: [setupreq]\n")
     loaded = load_config(path)
@@ -265,9 +265,9 @@ def test_a_setup_requires_sdist_installs_offline_from_the_mirror(
 def test_the_mirror_of_a_build_needing_another_version_verifies(
         tmp_path: Path, fixture_index: FixtureIndex) -> None:
     """The constraints of the built index pin the runtime version, not both."""
-    from lockmirror.fetch import fetch_config
-    from lockmirror.index import build_index
-    from lockmirror.verify import verify_closure
+    from lockmirror.stages.check_install import verify_closure
+    from lockmirror.stages.fetch import fetch_config
+    from lockmirror.stages.index import build_index
 
     loaded = load_config(write_mirror(tmp_path, fixture_index, BUILD_SET))
     lock_sets(loaded)

@@ -16,9 +16,9 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from lockmirror.config import load_config
-from lockmirror.lock import lock_sets
-from lockmirror.lockfile import Lockfile
-from lockmirror.verify import uv_platform
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.stages.check_install import uv_platform
+from lockmirror.stages.lock import lock_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 

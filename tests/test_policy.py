@@ -20,19 +20,19 @@ from fixtureindex import FixtureIndex
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockmirror.advisories import (
+from lockmirror.config import parse_config
+from lockmirror.config_schema import AdvisorySourceConfig, PolicyConfig, PolicyException
+from lockmirror.errors import ConfigError, LockmirrorError, NetworkError, PolicyError
+from lockmirror.formats.lockfile import LockedTarget, Lockfile
+from lockmirror.net.osv import OsvRecord, range_affects
+from lockmirror.resolve.advisories import (
     AdvisoryDB,
     OsvApiSource,
     OsvOfflineSource,
     PypiJsonSource,
     open_advisory_db,
 )
-from lockmirror.config import parse_config
-from lockmirror.config_schema import AdvisorySourceConfig, PolicyConfig, PolicyException
-from lockmirror.errors import ConfigError, LockmirrorError, NetworkError, PolicyError
-from lockmirror.lockfile import LockedTarget, Lockfile
-from lockmirror.osv import OsvRecord, range_affects
-from lockmirror.policy import PolicyEngine, exceptions_used_records
+from lockmirror.resolve.policy import PolicyEngine, exceptions_used_records
 
 ADVISORIES = Path(__file__).parent / "data" / "advisories"
 NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from fixtureindex import FixtureIndex
 
-from lockmirror.lockfile import Lockfile
+from lockmirror.formats.lockfile import Lockfile
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -15,8 +15,8 @@ from servers import UploadServer, pip_install
 from lockmirror.cli import main
 from lockmirror.config_schema import DirectoryDestination
 from lockmirror.errors import IntegrityError
+from lockmirror.formats.manifest import Entry, Manifest, check_tree
 from lockmirror.fsutil import sha256_bytes
-from lockmirror.manifest import Entry, Manifest, check_tree
 from lockmirror.publish import publish
 
 pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test

@@ -22,7 +22,7 @@ from servers import S3Server, pip_install
 from lockmirror.cli import main
 from lockmirror.config_schema import S3Destination
 from lockmirror.errors import IntegrityError, PublishError
-from lockmirror.manifest import Manifest, scan_tree
+from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.publish import ProgressEvent, SourceTree, publish
 from lockmirror.publish.s3 import LOCK_KEY, RECEIPT_KEY, S3Publisher, make_client
 
@@ -303,7 +303,7 @@ def test_publish_from_a_bundle_without_mirror_yaml(aws_env: S3Server, index_tree
                                                    tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror.bundle import build_bundle
+    from lockmirror.stages.bundle import build_bundle
 
     lockfiles = index_tree.parent / "lockfiles"
     mirror_yaml = tmp_path / "mirror.yaml"

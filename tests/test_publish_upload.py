@@ -21,8 +21,8 @@ from servers import Devpi, UploadServer, pip_install
 from lockmirror.cli import main
 from lockmirror.config_schema import UploadDestination
 from lockmirror.errors import PublishError
+from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.fsutil import sha256_file
-from lockmirror.manifest import Manifest, scan_tree
 from lockmirror.publish import SourceTree, publish
 from lockmirror.publish.upload import UploadPublisher
 

@@ -27,13 +27,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fixtureindex import Catalogue, FixtureIndex
 from index_mirror import make_fixture_mirror
 
-from lockmirror import signing
 from lockmirror.cli import main
 from lockmirror.config import load_config
 from lockmirror.config_schema import DirectoryDestination
 from lockmirror.errors import BundleError
+from lockmirror.formats import signing
 from lockmirror.fsutil import atomic_write, atomic_writer
-from lockmirror.http import (
+from lockmirror.net.http import (
     PrefixAuth,
     auth_prefix,
     iter_raw_body,
@@ -41,8 +41,8 @@ from lockmirror.http import (
     redact_text,
     redact_url,
 )
-from lockmirror.lock import lock_sets, stale_sets
 from lockmirror.publish import publish
+from lockmirror.stages.lock import lock_sets, stale_sets
 
 pytest_plugins = ["servers"]  # index_tree: a built dist-index/
 
@@ -54,7 +54,7 @@ pytest_plugins = ["servers"]  # index_tree: a built dist-index/
 _BUILD_KILLED_HALF_WAY = """
 import os, signal, sys
 from pathlib import Path
-from lockmirror.index import build_index
+from lockmirror.stages.index import build_index
 
 out = Path(sys.argv[1])
 lockfiles = [Path(p) for p in sys.argv[3:]]
@@ -79,7 +79,7 @@ def test_a_first_index_build_killed_half_way_leaves_no_dist_index(
     assert done.returncode == -signal.SIGKILL, done.stderr  # killed with files written
     assert not mirror.out.exists()  # half a tree is never where readers look
     # the next build recovers and completes
-    from lockmirror.index import build_index
+    from lockmirror.stages.index import build_index
     build_index(mirror.lockfiles, mirror.store, mirror.out)
     assert (mirror.out / "manifest.json").is_file()
 

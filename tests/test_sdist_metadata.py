@@ -12,8 +12,8 @@ from fixtureindex import FixtureIndex
 from test_lock import write_mirror
 
 from lockmirror.config import load_config
-from lockmirror.index_client import IndexClient
-from lockmirror.sdist_metadata import SdistMetadataSource
+from lockmirror.net.index_client import IndexClient
+from lockmirror.resolve.sdist_metadata import SdistMetadataSource
 
 
 class _RecordingEnviron(dict[str, str]):
@@ -73,7 +73,7 @@ def test_static_pkg_info_is_read_without_a_backend(
 
 def test_an_sdist_is_opened_once_however_many_targets_ask(
         tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockmirror import sdist_metadata
+    from lockmirror.resolve import sdist_metadata
 
     opened: list[str] = []
     real = sdist_metadata.sdist_members

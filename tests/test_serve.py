@@ -25,10 +25,10 @@ from fixtureindex import Catalogue
 from index_mirror import FixtureMirror, make_built_mirror, pins, pip_install, uv_compile
 
 from lockmirror.errors import LockmirrorError
-from lockmirror.index import build_index
-from lockmirror.landing_page import EXAMPLE_URL, pip_config, render_pip_config
-from lockmirror.serve import MirrorServer
-from lockmirror.serve_handler import choose_format
+from lockmirror.formats.landing_page import EXAMPLE_URL, pip_config, render_pip_config
+from lockmirror.stages.index import build_index
+from lockmirror.stages.serve import MirrorServer
+from lockmirror.stages.serve_handler import choose_format
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "

@@ -8,8 +8,8 @@ import zipfile
 
 from packaging.utils import canonicalize_name
 
-from lockmirror.core_metadata import parse_metadata, wheel_metadata_member
-from lockmirror.simple_page import parse_html_page
+from lockmirror.formats.core_metadata import parse_metadata, wheel_metadata_member
+from lockmirror.net.simple_page import parse_html_page
 
 DIGEST = "ab" * 32
 PAGE = f"""<!DOCTYPE html>

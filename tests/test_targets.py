@@ -169,7 +169,7 @@ def test_overlapping_targets_are_those_markers_cannot_tell_apart() -> None:
 
 
 def test_extras_are_evaluated_out_of_dependency_markers() -> None:
-    from lockmirror.marker_extras import without_extra
+    from lockmirror.resolve.marker_extras import without_extra
 
     marker = Marker('python_full_version < "3.11.3" and (extra == "a" or extra == "b")')
     assert without_extra(marker, ("a",)) == 'python_full_version < "3.11.3"'

@@ -1,6 +1,6 @@
 """Lockfile URLs belong to their sources (issue 19, point 1).
 
-Model-level: :func:`lockmirror.url_policy.url_problem` and friends on every
+Model-level: :func:`lockmirror.formats.url_policy.url_problem` and friends on every
 rule (file hosts, pinning, http, file://, credentials, dot segments). CLI:
 ``validate``, ``fetch``, ``index`` and ``bundle`` refuse a lockfile whose URL
 left its source with one line naming the lockfile, the package and the URL,
@@ -22,12 +22,12 @@ from packaging.version import Version
 
 from lockmirror import cli, errors
 from lockmirror.config_schema import SourceConfig
-from lockmirror.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 
 # The CLI tests below need none of the new modules: on the code before issue 19
 # they fail by what the commands do, not by an import.
 try:
-    from lockmirror.url_policy import (
+    from lockmirror.formats.url_policy import (
         check_lockfile_urls,
         entries_of,
         file_prefixes,

@@ -11,8 +11,7 @@ from index_mirror import FixtureMirror, make_built_mirror
 from test_far_side import INSTALLER_CACHE, skip_if_unavailable
 
 from lockmirror.errors import LockmirrorError, ResolutionError
-from lockmirror.installers import NEWEST_PIP, UV
-from lockmirror.verify import (
+from lockmirror.stages.check_install import (
     VerifyReport,
     explain_pip,
     explain_pip_check,
@@ -20,6 +19,7 @@ from lockmirror.verify import (
     uv_platform,
     verify_closure,
 )
+from lockmirror.stages.installers import NEWEST_PIP, UV
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Each ``*_task(s)`` function returns the task dict (or yields subtasks) for one
 stage; ``dodo.py`` only wires them. Each action calls the stage's one entry in
-:mod:`lockmirror.stages` (the same the CLI commands call), prints its summary,
+:mod:`lockmirror.pipeline` (the same the CLI commands call), prints its summary,
 and turns a LockmirrorError into a one-line message and a failed task (no
 traceback), through :func:`_report`. Heavy modules are imported inside
 actions so a no-op run stays fast.
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
-from . import mutation, stages
+from . import mutation, pipeline
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write
 
@@ -59,7 +59,7 @@ class Project:
         # the summary holds input hashes: a lockmirror that locks differently
         # must not reuse one (lockfile is imported by the lock tasks anyway)
         from . import __version__
-        from .lockfile import LOCK_FORMAT
+        from .formats.lockfile import LOCK_FORMAT
 
         digest.update(f"\0{__version__}\0{LOCK_FORMAT}".encode())
         self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
@@ -74,7 +74,7 @@ class Project:
         return data if isinstance(data, dict) and data.get("format") == _SUMMARY_FORMAT else None
 
     def _make_summary(self) -> dict[str, Any]:
-        from .lock import input_hash
+        from .stages.lock import input_hash
 
         loaded = self.loaded
         config = loaded.config
@@ -166,7 +166,7 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    for result in stages.lock(project.loaded, [set_name]):
+    for result in pipeline.lock(project.loaded, [set_name]):
         state = "written" if result.written else "unchanged"
         print(f"{result.path}: {len(result.lockfile.packages)} packages for "
               f"{len(result.lockfile.targets)} targets ({state})")
@@ -175,7 +175,7 @@ def _lock_one(project: Project, set_name: str) -> None:
 
 
 def lock_tasks(project: Project) -> Iterator[TaskDict]:
-    from .lockfile import read_input_hash
+    from .formats.lockfile import read_input_hash
 
     for set_name in project.set_names:
         path = project.lockfile_path(set_name)
@@ -204,7 +204,7 @@ def _fetch(project: Project) -> None:
 
     progress = console_progress(sys.stderr)
     try:
-        summary = stages.fetch(project.loaded, progress=progress)
+        summary = pipeline.fetch(project.loaded, progress=progress)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -214,7 +214,7 @@ def _fetch(project: Project) -> None:
 
 def fetch_task(project: Project) -> TaskDict:
     def store_complete() -> bool:
-        from .fetch import is_current
+        from .stages.fetch import is_current
 
         return is_current(project.loaded)
 
@@ -235,7 +235,7 @@ def fetch_task(project: Project) -> TaskDict:
 
 def _index(project: Project) -> None:
     loaded = project.loaded
-    result = stages.index(loaded)
+    result = pipeline.index(loaded)
     if result.noop:
         print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
               f"{result.files} files)")
@@ -264,7 +264,7 @@ def index_task(project: Project) -> TaskDict:
 
 def _check_install(project: Project, stamp: Path) -> None:
     loaded = project.loaded
-    report = stages.check_install(loaded, work_dir=loaded.cache_dir / "verify", progress=print)
+    report = pipeline.check_install(loaded, work_dir=loaded.cache_dir / "verify", progress=print)
     for line in report.installers:
         print(f"check-install: installer {line}")
     for check in report.checks:
@@ -283,8 +283,8 @@ def check_install_task(project: Project) -> TaskDict:
         "doc": "prove every set installs from dist-index/ alone with the far side's installers",
         "actions": [_action(_check_install, project, stamp)],
         "task_dep": ["index"],
-        # a changed installer matrix (installers.py) is a reason to verify again
-        "file_dep": [str(manifest), str(Path(__file__).with_name("installers.py"))],
+        # a changed installer matrix (stages/installers.py) is a reason to verify again
+        "file_dep": [str(manifest), str(Path(__file__).parent / "stages" / "installers.py")],
         "targets": [str(stamp)],
         "verbosity": 2,
     }
@@ -304,7 +304,7 @@ def verify_alias_task() -> TaskDict:
 
 
 def _bundle(project: Project) -> None:
-    result = stages.bundle(project.loaded)
+    result = pipeline.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")
@@ -327,9 +327,9 @@ def bundle_task(project: Project) -> TaskDict:
 def _audit(project: Project) -> TaskFailed | None:
     from datetime import UTC, datetime
 
-    from .audit import render_markdown, render_text
+    from .stages.audit import render_markdown, render_text
 
-    report = stages.audit(project.loaded, now=datetime.now(UTC))
+    report = pipeline.audit(project.loaded, now=datetime.now(UTC))
     print(render_text(report))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -351,7 +351,7 @@ def audit_task(project: Project) -> TaskDict:
 
 
 def _publish(project: Project, name: str) -> None:
-    result = stages.publish(project.loaded, name)
+    result = pipeline.publish(project.loaded, name)
     print(f"publish {name}: {result.summary()}")
 
 
@@ -394,7 +394,7 @@ def _mutation(modules: str, jobs: int) -> TaskFailed | None:
 
 
 def mutation_task() -> TaskDict:
-    """`doit mutation [--modules signing,serve] [--jobs 2]`: mutmut over the safety modules."""
+    """`doit mutation [--modules formats.signing,stages.serve] [--jobs 2]`: mutmut over the safety modules."""
     return {
         "doc": "mutation testing (mutmut) of the safety-critical modules; slow, never in build",
         "actions": [(_mutation,)],

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from .fsutil import atomic_write
 
-# The modules whose checks keep bad bytes out or secrets in (issue 19); `lock`
-# holds the lock check (the input fingerprint), `http` the redaction.
-SAFETY_MODULES = ("signing", "serve", "serve_handler", "http", "fetch", "download",
-                  "importer", "import_plan", "import_extract", "import_swap", "policy", "lock",
-                  "publish.directory")
+# The modules whose checks keep bad bytes out or secrets in (issue 19), by their
+# path under lockmirror; `stages.lock` holds the lock check (the input fingerprint),
+# `net.http` the redaction.
+SAFETY_MODULES = ("formats.signing", "stages.serve", "stages.serve_handler", "net.http",
+                  "stages.fetch", "net.download", "stages.importer", "stages.import_plan",
+                  "stages.import_extract", "stages.import_swap", "resolve.policy",
+                  "stages.lock", "publish.directory")
 MUTATION_SCORE = Path("build") / "mutation-score.txt"
 
 

@@ -12,11 +12,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import stages
-from ..audit import RENDERERS
+from .. import pipeline
 from ..config import load_config
-from ..policy import parse_when
-from ..quarantine import apply_quarantine, render_plan
+from ..resolve.policy import parse_when
+from ..stages.audit import RENDERERS
+from ..stages.quarantine import apply_quarantine, render_plan
 
 NAME = "audit"
 HELP = ("re-check every locked release against the policy now (advisories, yanks, "
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     # the command line is the one place that reads the clock
     now = parse_when(args.now) if args.now else datetime.now(UTC)
-    report = stages.audit(loaded, now=now, sets=args.sets, lockfiles=args.lockfiles,
+    report = pipeline.audit(loaded, now=now, sets=args.sets, lockfiles=args.lockfiles,
                           offline=args.offline, databases=args.advisories)
     sys.stdout.write(RENDERERS[args.format](report))
     if args.quarantine:

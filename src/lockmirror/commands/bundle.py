@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import stages
+from .. import pipeline
 from ..config import DEFAULT_CONFIG, load_config
 from ..fsutil import format_size
 
@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = stages.bundle(
+    result = pipeline.bundle(
         load_config(args.config), index_dir=args.index, out=args.out, since=args.since,
         split=args.split, key=args.key, source_date_epoch=args.source_date_epoch,
         tool=args.tool, progress=lambda text: print(f"bundle: {text}", file=sys.stderr))

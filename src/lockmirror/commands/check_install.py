@@ -1,6 +1,6 @@
 """``lockmirror check-install [DIR]``: prove every set installs from the index alone.
 
-The same stage as ``doit check-install`` (``stages.check_install``)."""
+The same stage as ``doit check-install`` (``pipeline.check_install``)."""
 
 from __future__ import annotations
 
@@ -37,13 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import stages
+    from .. import pipeline
 
     def progress(message: str) -> None:
         print(f"... {message}", file=sys.stderr, flush=True)
 
     transports = ("http",) if args.serve else ("file://",) if args.file else None
-    report = stages.check_install(None, index_dir=args.directory, sets=args.sets,
+    report = pipeline.check_install(None, index_dir=args.directory, sets=args.sets,
                                   targets=args.targets, index_url=args.index_url,
                                   transports=transports, install=not args.no_install,
                                   installers=args.installers, work_dir=args.work_dir,
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             print(check.describe())
     print(f"check-install: {report.summary()}")
     report.raise_for_failures()
-    from ..http import redact_url
+    from ..net.http import redact_url
 
     print(f"closure verified from {', '.join(redact_url(u) for u in report.index_urls)}")
     return 0

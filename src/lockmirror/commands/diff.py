@@ -5,7 +5,7 @@ lockfiles. OLD defaults to the merge base of HEAD with the main branch
 (``--base``, else ``origin/$GITHUB_BASE_REF`` in a pull-request workflow,
 else origin/HEAD, origin/main, origin/master, main, master); NEW defaults to
 the working tree. ``--textconv FILE`` renders one lockfile for git's diff
-driver instead. The work is :func:`lockmirror.diff.run`'s; this module
+driver instead. The work is :func:`lockmirror.stages.diff.run`'s; this module
 parses options and prints.
 """
 
@@ -17,11 +17,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import diff as stage
-from ..diff_render import render_json, render_markdown, render_text, render_textconv
 from ..errors import LockmirrorError
+from ..formats.lockfile import Lockfile
 from ..fsutil import atomic_write
-from ..lockfile import Lockfile
+from ..stages import diff as stage
+from ..stages.diff_render import render_json, render_markdown, render_text, render_textconv
 
 NAME = "diff"
 HELP = "show what changed between two lock states: packages, why, files, sizes, policy"

@@ -12,11 +12,11 @@ import sys
 import time
 from typing import TextIO
 
-from .. import stages
+from .. import pipeline
 from ..config import DEFAULT_CONFIG, load_config
-from ..download import FetchItem
-from ..fetch import FetchProgress, FetchSummary
 from ..fsutil import format_size, plural
+from ..net.download import FetchItem
+from ..stages.fetch import FetchProgress, FetchSummary
 
 NAME = "fetch"
 HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     progress = console_progress(sys.stderr, args.progress)
     try:
-        summary = stages.fetch(loaded, jobs=args.jobs, progress=progress, durable=args.fsync)
+        summary = pipeline.fetch(loaded, jobs=args.jobs, progress=progress, durable=args.fsync)
     finally:
         if isinstance(progress, RichProgress):
             progress.close()  # a failed run must not leave the live display running

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..fsutil import format_size
-from ..importer import import_bundle
+from ..stages.importer import import_bundle
 
 NAME = "import"
 HELP = ("check a bundle (outer hash, signature, every member) and swap it atomically into a "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..index import IndexResult
+    from ..stages.index import IndexResult
 
 NAME = "index"
 HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lockfiles and the store"
@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
         result = _build_given(args)
         out = args.out or result.out_dir
     else:  # the mirror as mirror.yaml describes it: the same entry as `doit index`
-        from .. import stages
+        from .. import pipeline
         from ..config import load_config
 
         loaded = load_config(args.config or "mirror.yaml")
-        result = stages.index(loaded, out=args.out, full=args.full)
+        result = pipeline.index(loaded, out=args.out, full=args.full)
         out = args.out or loaded.index_dir
     if args.quiet:
         return 0
@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
 def _build_given(args: argparse.Namespace) -> IndexResult:
     """The index of the lockfiles, store and list given on the command line,
     anything not given taken from mirror.yaml (read only when needed)."""
-    from ..index import DEFAULT_TITLE, build_index
-    from ..quarantine_list import quarantined
-    from ..url_policy import UrlRule
+    from ..formats.quarantine_list import quarantined
+    from ..formats.url_policy import UrlRule
+    from ..stages.index import DEFAULT_TITLE, build_index
 
     lockfiles: list[Path] = list(args.lockfiles)
     store, out, mirror_yaml, title = args.store, args.out, args.mirror_yaml, args.title

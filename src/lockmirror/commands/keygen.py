@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..signing import PASSPHRASE_ENV, fingerprint, generate_keypair, load_public_key
+from ..formats.signing import PASSPHRASE_ENV, fingerprint, generate_keypair, load_public_key
 
 NAME = "keygen"
 HELP = ("write an Ed25519 key pair for `bundle --key` / `import --pubkey` (OpenSSH format, "

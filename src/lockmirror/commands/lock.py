@@ -13,7 +13,7 @@ from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
 
 if TYPE_CHECKING:
-    from ..lock import LockResult
+    from ..stages.lock import LockResult
 
 NAME = "lock"
 HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or --check them)"
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise LockmirrorError("--resolve goes with --check",
                               hint="lockmirror lock --check --resolve")
     if args.check:
-        from ..lock import stale_sets
-        from ..lock_check import check_lockfiles
+        from ..stages.lock import stale_sets
+        from ..stages.lock_check import check_lockfiles
 
         stale = stale_sets(loaded, args.sets)
         if stale:
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
               f"{report.files} files match their sources' project pages{how})")
         return 0
-    from .. import stages
+    from .. import pipeline
 
     started = time.monotonic()
-    results = stages.lock(loaded, args.sets, upgrade=args.upgrade or (),
+    results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
                           upgrade_all=args.upgrade is not None and not args.upgrade,
                           jobs=args.jobs)
     print_results(results)

@@ -25,8 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..formats.mirror_lockfile import RelocationError, check_base_url, relocate_lockfile
     from ..fsutil import atomic_write
-    from ..mirror_lockfile import RelocationError, check_base_url, relocate_lockfile
 
     base_url = check_base_url(args.base_url)
     found = {p.name[len("pylock."):-len(".toml")]: p

@@ -27,8 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..landing_page import render_pip_config
-    from ..serve import MirrorServer
+    from ..formats.landing_page import render_pip_config
+    from ..stages.serve import MirrorServer
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

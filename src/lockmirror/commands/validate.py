@@ -1,6 +1,6 @@
 """``lockmirror validate [PATH]``: check mirror.yaml and report every problem; then
 check that every file URL of the existing lockfiles lies under a declared source
-(:mod:`lockmirror.url_policy`; no network)."""
+(:mod:`lockmirror.formats.url_policy`; no network)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..url_policy import check_lockfile_paths
+    from ..formats.url_policy import check_lockfile_paths
 
     loaded = load_config(args.path)
     config = loaded.config

@@ -193,7 +193,7 @@ class _imported(AbstractContextManager[Path]):
         self.workdir: TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> Path:
-        from ..importer import import_bundle
+        from ..stages.importer import import_bundle
 
         self.workdir = TemporaryDirectory(prefix="lockmirror-publish-")
         into = Path(self.workdir.name) / "dist-index"

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from ..config_schema import DirectoryDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..formats.manifest import temporary_target
 from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
-from ..manifest import temporary_target
 from .tree import (
     Item,
     Plan,

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IntegrityError, LockmirrorError
+from ..formats.manifest import MANIFEST_NAME, Manifest
 from ..fsutil import format_size, plural, sha256_bytes
-from ..manifest import MANIFEST_NAME, Manifest
 
 FILE = "file"
 DOCUMENT = "document"

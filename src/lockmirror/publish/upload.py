@@ -15,7 +15,7 @@ as a ``:action=file_upload`` form built from its own core metadata
 (:mod:`.upload_form`), ``jobs`` files at a time (network concurrency: the
 repository works on one file while the next is sent). The body streams from
 the disk (memory does not grow with the file) and is seekable, so that
-urllib3's ``Retry`` of :func:`lockmirror.http.make_session`, the one retry
+urllib3's ``Retry`` of :func:`lockmirror.net.http.make_session`, the one retry
 policy, rewinds it and sends it again after a connection error, 5xx or 429.
 One refused file never blocks the others; refused credentials stop at the
 first 401/403.
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import requests
 
 from ..config_schema import UploadDestination
-from ..core_metadata import parse_metadata, read_metadata
 from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
-from ..http import make_session, network_error, redact_text, redact_url, retries_made
-from ..index_client import DistFile
+from ..net.http import make_session, network_error, redact_text, redact_url, retries_made
+from ..net.index_client import DistFile
 from .tree import (
     Item,
     Plan,
@@ -47,12 +47,7 @@ from .tree import (
     no_progress,
 )
 from .upload_form import UploadBody, file_digests, upload_fields
-from .upload_repository import (
-    RepositoryPages,
-    origin,
-    simple_url_for,
-    upload_credentials,
-)
+from .upload_repository import RepositoryPages, origin, simple_url_for, upload_credentials
 
 DEFAULT_JOBS = 2  # uploads in flight: two keep a repository busy; four crowded pypiserver
 POST_RETRIES = 2

@@ -3,7 +3,7 @@ Nexus, devpi, pypiserver and Artifactory accept it, and the body that
 carries it from the disk (:class:`UploadBody`).
 
 The fields come from the file's own core metadata (read and parsed by
-:mod:`lockmirror.core_metadata`), named as twine and Warehouse name them;
+:mod:`lockmirror.formats.core_metadata`), named as twine and Warehouse name them;
 fields ``packaging.metadata`` does not know or cannot parse are passed on
 as written, so any metadata version is carried and no file is refused here
 for its metadata style (twine 7 refuses, for example, Metadata-Version 2.1
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from urllib3.filepost import choose_boundary, encode_multipart_formdata
 
-from ..core_metadata import CoreMetadata
+from ..formats.core_metadata import CoreMetadata
 from ..fsutil import CHUNK
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 :class:`RepositoryPages` reads the repository's simple page of a project
 (PEP 691 JSON when offered, else PEP 503 HTML) through the session of
-:func:`lockmirror.http.make_session` (its urllib3 ``Retry`` retries
+:func:`lockmirror.net.http.make_session` (its urllib3 ``Retry`` retries
 connection errors, 5xx and 429). Pages are read without credentials until
 the repository asks for them (HTTP 401): many serve reads anonymously, and
 checking a password costs servers such as pypiserver (htpasswd) real time
@@ -26,8 +26,8 @@ from packaging.utils import canonicalize_name
 
 from ..config_schema import UploadDestination
 from ..errors import LockmirrorError, PublishError
-from ..http import PrefixAuth, make_session, network_error, redact_url
-from ..index_client import DistFile, parse_html_page, parse_json_page
+from ..net.http import PrefixAuth, make_session, network_error, redact_url
+from ..net.index_client import DistFile, parse_html_page, parse_json_page
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, " \
          "text/html;q=0.1"

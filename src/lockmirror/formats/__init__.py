@@ -1,0 +1,3 @@
+"""Bytes on disk, no network: lockfiles, manifests, pages, the store, bundles, signatures,
+core metadata.
+"""

@@ -1,0 +1,127 @@
+"""Bounded parsing of JSON and TOML that may come from a hostile hand.
+
+``bundle.json`` and the ``manifest.json`` of an imported bundle come from
+whoever carried the bundle; a lockfile in a pull request comes from its
+author. Python's parsers accept what lockmirror's formats never hold and
+fail on the rest with foreign exceptions: ``NaN`` and ``Infinity`` (and
+``1e400``, which is infinity), integers of thousands of digits (a ValueError
+from ``int``), nesting deep enough to reach the recursion limit (a
+RecursionError). :func:`load_json` and :func:`load_toml` refuse all of them,
+and inputs past a size cap, with one :class:`~lockmirror.errors.InputError`
+line naming the file and, for syntax errors, the line and column.
+
+Depth is bounded by the parsers themselves: json's scanner counts its
+recursion and raises RecursionError at the interpreter's limit (about a
+thousand levels) without using more C stack, and tomli stops at 400 levels;
+both are caught here. Neither format lockmirror writes nests deeper than six.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+try:  # the parser lockfile.py uses (tomllib compiled with mypyc)
+    import tomli as tomllib
+except ImportError:  # pragma: no cover - tomli is a dependency; the stdlib parser is the same
+    import tomllib  # type: ignore[no-redef]
+
+from ..errors import InputError, LockmirrorError
+
+MAX_JSON_BYTES = 256 << 20   # a manifest of a million files is ~200 MiB
+MAX_TOML_BYTES = 64 << 20    # a lockfile of thousands of packages is a few MiB
+MAX_INT_DIGITS = 20          # sizes and counts: 2**64 has 20 digits
+
+
+class _Refused(ValueError):
+    """A value the formats never hold; raised from the parsers' hooks."""
+
+
+def load_json(data: bytes | str, *, where: str,
+              error: type[LockmirrorError] = InputError) -> Any:
+    """Parse JSON text or UTF-8 bytes with limits.
+
+    Raises ``error`` (InputError, exit code 2, unless the caller names
+    another LockmirrorError, e.g. for an upstream's page) naming ``where``
+    for: more than MAX_JSON_BYTES, invalid UTF-8, a syntax error (with its
+    line and column), NaN/Infinity or a non-finite float, an integer of more
+    than MAX_INT_DIGITS digits, nesting past the recursion limit. Costs one
+    pass of the C scanner plus a Python call per number.
+    """
+    if len(data) > MAX_JSON_BYTES:
+        raise error(f"{len(data)} bytes is more than the {MAX_JSON_BYTES >> 20} MiB "
+                    "lockmirror reads as JSON", where=where)
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise error(f"not valid JSON: {exc.msg}",
+                    where=f"{where}:{exc.lineno}:{exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 (byte {exc.start})", where=where) from None
+    except _Refused as exc:
+        raise error(str(exc), where=where) from None
+    except RecursionError:
+        raise error("JSON nested too deeply", where=where) from None
+
+
+def load_toml(text: str, *, where: str,
+              error: type[LockmirrorError] = InputError) -> dict[str, Any]:
+    """Parse TOML text with limits; like :func:`load_json` (inf/nan, huge
+    integers, more than MAX_TOML_BYTES, nesting past tomli's 400 levels).
+    Syntax errors carry tomli's own "(at line L, column C)"."""
+    if len(text) > MAX_TOML_BYTES:
+        raise error(f"{len(text)} characters is more than the {MAX_TOML_BYTES >> 20} MiB "
+                    "lockmirror reads as TOML", where=where)
+    try:
+        data = tomllib.loads(text, parse_float=_finite_float)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"not valid TOML: {exc}", where=where) from None
+    except _Refused as exc:
+        raise error(str(exc), where=where) from None
+    except RecursionError:
+        raise error("TOML nested too deeply", where=where) from None
+    except ValueError as exc:  # int(): more digits than sys.get_int_max_str_digits()
+        raise error(f"a number is out of range: {str(exc).split(';')[0]}", where=where) from None
+    _check_ints(data, where, error)
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a number lockmirror accepts")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refused(f"an integer of {len(text)} digits is out of range "
+                       f"(at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text.replace("_", ""))
+    if not math.isfinite(value):
+        raise _Refused(f"{text!r} is not a finite number")
+    return value
+
+
+def _check_ints(data: Any, where: str, error: type[LockmirrorError]) -> None:
+    """TOML integers are 64-bit (TOML 1.0); tomli reads any size."""
+    low, high = -(1 << 63), 1 << 63
+    stack = [data]
+    while stack:  # a lockfile is mostly strings: one type() per value, tables pushed
+        item = stack.pop()
+        for value in item.values() if type(item) is dict else item:
+            kind = type(value)
+            if kind is dict or kind is list:
+                stack.append(value)
+            elif kind is int and not low <= value < high:
+                _refuse_int(value, where, error)
+
+
+def _refuse_int(item: int, where: str, error: type[LockmirrorError]) -> None:
+    digits = str(item)
+    shown = digits if len(digits) <= 24 else digits[:24] + "..."
+    raise error(f"the integer {shown} is out of TOML's 64-bit range", where=where)

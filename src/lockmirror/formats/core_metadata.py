@@ -1,0 +1,160 @@
+"""The one reader of core metadata (METADATA / PKG-INFO): wheel, sdist or PEP 658 file.
+
+:func:`archive_metadata` finds the raw bytes in a distribution (a wheel's
+``<name>.dist-info/METADATA``, an sdist's top-level ``PKG-INFO``);
+:func:`read_metadata` prefers a wheel's PEP 658 ``.metadata`` file beside
+it; :func:`parse_metadata` parses the bytes with ``packaging.metadata``
+(fields it cannot parse are kept, raw, in ``unparsed``). No network.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.metadata import RawMetadata, parse_email
+
+from ..errors import LockmirrorError
+
+
+class MetadataError(LockmirrorError):
+    """A distribution whose core metadata cannot be found or read."""
+
+
+@dataclass(frozen=True)
+class CoreMetadata:
+    """Parsed core metadata: ``raw`` as ``packaging.metadata`` reads it, plus the
+    header fields it could not parse or does not know (name -> values, as written)."""
+
+    raw: RawMetadata
+    unparsed: dict[str, list[str]] = field(default_factory=dict)
+
+    # What resolution reads; a field packaging could not parse (repeated, not
+    # UTF-8) is taken as written, so no dependency is lost to a strict parser.
+
+    @property
+    def metadata_version(self) -> str:
+        """``Metadata-Version`` ("1.0" when absent)."""
+        return self.raw.get("metadata_version") or self._first("metadata-version") or "1.0"
+
+    @property
+    def requires_dist(self) -> tuple[str, ...]:
+        """Every ``Requires-Dist``, as written."""
+        return tuple(self.raw.get("requires_dist") or self.unparsed.get("requires-dist") or ())
+
+    @property
+    def requires_python(self) -> str | None:
+        """``Requires-Python`` (the first, if it is repeated)."""
+        return self.raw.get("requires_python") or self._first("requires-python")
+
+    @property
+    def dynamic(self) -> frozenset[str]:
+        """``Dynamic`` field names, lower-cased."""
+        names = self.raw.get("dynamic") or self.unparsed.get("dynamic") or ()
+        return frozenset(name.strip().lower() for name in names)
+
+    def _first(self, name: str) -> str | None:
+        values = self.unparsed.get(name)
+        return values[0] if values else None
+
+
+def parse_metadata(data: bytes) -> CoreMetadata:
+    """Parse METADATA / PKG-INFO bytes (any metadata version; never raises for a field)."""
+    raw, unparsed = parse_email(data)
+    return CoreMetadata(raw=raw, unparsed=unparsed)
+
+
+def read_metadata(path: Path) -> bytes:
+    """The core metadata of the distribution file ``path``: for a wheel, the PEP 658
+    ``<file>.metadata`` beside it when there is one, else the archive's own.
+
+    Raises MetadataError naming ``path`` when there is none or it cannot be read."""
+    if path.name.endswith(".whl"):
+        sibling = path.with_name(path.name + ".metadata")
+        if sibling.is_file():
+            return sibling.read_bytes()
+    return archive_metadata(path, str(path))
+
+
+def archive_metadata(archive: Path | bytes, filename: str) -> bytes:
+    """METADATA of a wheel or top-level PKG-INFO of an sdist (``.zip`` or a tarball),
+    given as a path or as the archive's bytes; ``filename`` (its name or path) says
+    which kind it is and is named in errors.
+
+    Raises MetadataError naming ``filename`` when there is none or the archive is
+    unreadable. Reads only the one member."""
+    if filename.endswith(".whl"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(archive) if isinstance(archive, bytes)
+                                 else archive) as opened:
+                return zip_metadata(opened, filename)
+        except (OSError, zipfile.BadZipFile) as error:
+            raise MetadataError(f"cannot read its metadata ({error})", where=filename) from None
+    found = sdist_members(archive, filename, ("PKG-INFO",))
+    if "PKG-INFO" not in found:
+        raise MetadataError("has no METADATA / PKG-INFO", where=filename)
+    return found["PKG-INFO"]
+
+
+def zip_metadata(archive: zipfile.ZipFile, filename: str) -> bytes:
+    """METADATA of the opened wheel ``archive`` (any seekable file, e.g. one read
+    through HTTP Range requests); ``filename`` is the wheel's name, named in errors.
+
+    Raises MetadataError when it has none; zipfile's errors pass through."""
+    member = wheel_metadata_member(archive, filename)
+    if member is None:
+        raise MetadataError("has no METADATA / PKG-INFO", where=filename)
+    return archive.read(member)
+
+
+def wheel_metadata_member(archive: zipfile.ZipFile, filename: str) -> str | None:
+    """The name of the wheel's ``<name>-<version>.dist-info/METADATA`` member,
+    preferring the one whose project name starts the wheel's ``filename``."""
+    candidates = [n for n in archive.namelist() if _DIST_INFO_METADATA.fullmatch(n)]
+    prefix = Path(filename).name.split("-")[0].lower()
+    preferred = [n for n in candidates if n.split("-")[0].lower() == prefix]
+    chosen = preferred or candidates
+    return chosen[0] if chosen else None
+
+
+def sdist_members(archive: Path | bytes, filename: str,
+                  names: Iterable[str]) -> dict[str, bytes]:
+    """The top-level files ``names`` (``<dir>/<name>``: PKG-INFO, pyproject.toml...)
+    of an sdist (``.zip`` or a tarball) given as a path or its bytes; those it lacks
+    are absent from the answer. Raises MetadataError naming ``filename`` when the
+    archive is unreadable."""
+    wanted = set(names)
+    found: dict[str, bytes] = {}
+    source = io.BytesIO(archive) if isinstance(archive, bytes) else archive
+    try:
+        if filename.endswith(".zip"):
+            with zipfile.ZipFile(source) as opened:
+                for name in opened.namelist():
+                    top = _top_level(name, wanted)
+                    if top is not None and top not in found:
+                        found[top] = opened.read(name)
+        else:
+            with (tarfile.open(fileobj=source) if isinstance(source, io.BytesIO)
+                  else tarfile.open(source)) as opened:
+                for info in opened:
+                    top = _top_level(info.name, wanted)
+                    if top is not None and top not in found and info.isfile():
+                        extracted = opened.extractfile(info)
+                        if extracted is not None:
+                            found[top] = extracted.read()
+    except (OSError, zipfile.BadZipFile, tarfile.TarError) as error:
+        raise MetadataError(f"cannot read its metadata ({error})", where=filename) from None
+    return found
+
+
+_DIST_INFO_METADATA = re.compile(r"[^/]+\.dist-info/METADATA")
+
+
+def _top_level(name: str, wanted: set[str]) -> str | None:
+    parts = name.split("/")
+    return parts[1] if len(parts) == 2 and parts[1] in wanted else None

@@ -1,0 +1,338 @@
+"""The landing page ``index.html`` for people, and client configuration.
+
+Pure rendering, no file system, deterministic (no clock), relative links
+only: :mod:`lockmirror.stages.index` builds the page from :class:`SetSummary`
+values (cached per set) and writes it. :func:`pip_config` is the pip / uv
+configuration for a mirror URL: the text the landing page shows and
+``lockmirror pip-config`` prints. The simple pages are :mod:`lockmirror.formats.pages`.
+
+Imports are kept to the standard library so the index entry point starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html import escape
+
+from ..fsutil import format_size
+
+# The URL shown in configuration snippets where the real one is not known
+# when the page is built; the landing page's script replaces it in the browser.
+EXAMPLE_URL = "https://mirror.example.com/simple/"
+
+
+# --------------------------------------------------------------------------
+# The model the landing page is rendered from (plain, cacheable values)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetTarget:
+    name: str
+    python: str
+    implementation: str
+    platforms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SetPackage:
+    """A release as one set locks it: for which targets, and why."""
+
+    name: str
+    version: str
+    targets: tuple[str, ...]
+    size: int
+    files: int
+    build_only: bool = False
+    yanked: str | None = None
+    quarantined: bool = False  # locked, but left out of the index (quarantine list)
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """What the landing page says about one package set."""
+
+    name: str
+    requirements: tuple[str, ...]
+    targets: tuple[SetTarget, ...]
+    packages: tuple[SetPackage, ...]
+    input_hash: str
+    total_size: int  # every distinct file of the set, once
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the mirror's content came from."""
+
+    config_name: str | None = None  # "mirror.yaml"
+    config_sha256: str | None = None
+    commit: str | None = None  # last commit touching mirror.yaml
+    config_modified: bool = False  # mirror.yaml differs from that commit
+    sources: tuple[str, ...] = ()  # index URLs the releases were locked from
+    tool_version: str = ""
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One piece of client configuration: a heading, where it goes, the text."""
+
+    title: str
+    where: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LandingPage:
+    title: str
+    set_names: tuple[str, ...]
+    sections: tuple[str, ...]  # set_section() of each set (cached by the index stage)
+    provenance: Provenance
+    projects: int
+    files: int
+    total_size: int
+
+
+
+def public_url(url: str) -> str:
+    """``url`` without user name or password (source URLs may embed tokens)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+
+# --------------------------------------------------------------------------
+# Client configuration (pip-config command and landing page)
+# --------------------------------------------------------------------------
+
+
+def pip_config(url: str) -> list[Snippet]:
+    """pip and uv configuration making ``url`` (a simple index URL) the only index.
+
+    ``url`` is used as given except that a trailing ``/`` is added. For a
+    plain-http URL pip also needs ``trusted-host`` (it refuses insecure
+    hosts otherwise, except localhost).
+    """
+    if not url.endswith("/"):
+        url += "/"
+    parts = urllib.parse.urlsplit(url)
+    trusted = parts.scheme == "http" and parts.hostname not in (None, "localhost", "127.0.0.1")
+    trusted_line = f"trusted-host = {parts.hostname}\n" if trusted else ""
+    pip_conf = f"[global]\nindex-url = {url}\n{trusted_line}"
+    env = (f"export PIP_INDEX_URL={url}\n"
+           + (f"export PIP_TRUSTED_HOST={parts.hostname}\n" if trusted else "")
+           + f"export UV_DEFAULT_INDEX={url}\n"
+           + f"export UV_INDEX_URL={url}  # uv older than 0.4.23\n")
+    uv_toml = f'[[index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
+    pyproject = f'[[tool.uv.index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
+    once = (f"pip install --index-url {url} PACKAGE\n"
+            f"uv pip install --default-index {url} PACKAGE\n")
+    return [
+        Snippet("pip", "pip.conf: ~/.config/pip/pip.conf (Linux), "
+                "~/Library/Application Support/pip/pip.conf (macOS), "
+                "%APPDATA%\\pip\\pip.ini (Windows), or /etc/pip.conf", pip_conf),
+        Snippet("Environment variables", "shell profile or CI job", env),
+        Snippet("uv", "uv.toml: ~/.config/uv/uv.toml or the project's uv.toml", uv_toml),
+        Snippet("uv project", "pyproject.toml", pyproject),
+        Snippet("One command", "command line", once),
+    ]
+
+
+def render_pip_config(url: str) -> str:
+    """:func:`pip_config` as plain text with ``#`` headings."""
+    parts = []
+    for snippet in pip_config(url):
+        parts.append(f"# --- {snippet.title} ({snippet.where})\n{snippet.text}")
+    return "\n".join(parts)
+
+# --------------------------------------------------------------------------
+# Landing page
+# --------------------------------------------------------------------------
+
+_STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2329;
+background:#f6f7f9}
+header{background:#1f3a5f;color:#fff;padding:1.2em 2em}
+header h1{margin:0;font-size:1.6em}
+header p{margin:.3em 0 0;opacity:.85}
+main{max-width:72em;margin:0 auto;padding:1em 2em 3em}
+section{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:.8em 1.4em;
+margin:1.2em 0}
+h2{font-size:1.25em;margin:.4em 0}
+h3{font-size:1.05em;margin:1em 0 .4em}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1.2em;margin:.4em 0}
+dl.facts dt{color:#5a6570}
+dl.facts dd{margin:0;word-break:break-all}
+code,pre{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+pre{background:#f0f3f6;border:1px solid #dde2e8;border-radius:4px;padding:.6em .8em;
+white-space:pre-wrap;overflow-wrap:anywhere;margin:.3em 0 .8em}
+table{border-collapse:collapse;width:100%;margin:.4em 0}
+th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #e6e9ed;vertical-align:top}
+th{background:#eef1f4;font-weight:600}
+tbody tr:nth-child(even){background:#fafbfc}
+td.num,th.num{text-align:right;white-space:nowrap}
+.none{color:#a0a8b0}
+.tag{display:inline-block;font-size:.8em;padding:0 .4em;border-radius:3px;background:#e8edf3;
+color:#33475b;margin-left:.3em}
+.yanked{background:#fbe3e1;color:#8a1f11}
+details>summary{cursor:pointer;font-weight:600;margin:.4em 0}
+.config{display:grid;grid-template-columns:repeat(auto-fit,minmax(28em,1fr));gap:0 1.4em}
+.where{color:#5a6570;font-size:.85em}
+""".strip()
+
+_SCRIPT = """
+(function(){
+  var url = new URL("simple/", document.baseURI).href;
+  var from = %s;
+  document.querySelectorAll("[data-mirror-config]").forEach(function(node){
+    node.textContent = node.textContent.split(from).join(url);
+  });
+  document.querySelectorAll("[data-mirror-url]").forEach(function(node){
+    node.textContent = url;
+  });
+})();
+""".strip()
+
+
+def _facts(rows: Iterable[tuple[str, str]]) -> str:
+    inner = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in rows)
+    return f'<dl class="facts">{inner}</dl>'
+
+
+def set_section(summary: SetSummary) -> str:
+    """The landing page's section for one set (depends on that set alone)."""
+    out = [f'<section id="set-{escape(summary.name)}">',
+           f"<h2>Set <code>{escape(summary.name)}</code></h2>"]
+    distinct = {p.name for p in summary.packages}
+    out.append(_facts([
+        ("packages", f"{len(distinct)} ({len(summary.packages)} releases)"),
+        ("size", escape(format_size(summary.total_size))),
+        ("lockfile", (f'<a href="lockfiles/pylock.{escape(summary.name)}.toml">'
+                      f"lockfiles/pylock.{escape(summary.name)}.toml</a>")),
+        ("input hash", f"<code>{escape(summary.input_hash)}</code>"),
+    ]))
+    out.append("<h3>Targets</h3><table><thead><tr><th>target</th><th>python</th>"
+               "<th>platforms</th><th>constraints</th></tr></thead><tbody>")
+    for set_target in summary.targets:
+        path = f"constraints/{summary.name}-{set_target.name}.txt"
+        out.append(f"<tr><td><code>{escape(set_target.name)}</code></td>"
+                   f"<td>{escape(set_target.implementation)}{escape(set_target.python)}</td>"
+                   f"<td>{escape(', '.join(set_target.platforms))}</td>"
+                   f'<td><a href="{escape(path)}">{escape(path)}</a></td></tr>')
+    out.append("</tbody></table>")
+    if summary.requirements:
+        out.append("<details><summary>Requirements "
+                   f"({len(summary.requirements)})</summary><pre>"
+                   + escape("\n".join(summary.requirements)) + "</pre></details>")
+    target_names = [t.name for t in summary.targets]
+    rows: dict[str, dict[str, list[SetPackage]]] = {}
+    for package in summary.packages:
+        per_target = rows.setdefault(package.name, {})
+        for target in package.targets:
+            per_target.setdefault(target, []).append(package)
+    out.append(f"<h3>Packages ({len(distinct)})</h3><table><thead><tr><th>package</th>"
+               + "".join(f"<th>{escape(t)}</th>" for t in target_names)
+               + '<th class="num">files</th><th class="num">size</th></tr></thead><tbody>')
+    releases_by_name: dict[str, list[SetPackage]] = {}
+    for package in summary.packages:
+        releases_by_name.setdefault(package.name, []).append(package)
+    for name in sorted(rows):
+        cells = []
+        for target in target_names:
+            found = rows[name].get(target, [])
+            if not found:
+                cells.append('<td class="none">-</td>')
+                continue
+            texts = []
+            for package in found:
+                text = escape(package.version)
+                if package.yanked is not None:
+                    text += '<span class="tag yanked">yanked</span>'
+                if package.build_only:
+                    text += '<span class="tag">build</span>'
+                if package.quarantined:
+                    text += '<span class="tag yanked">quarantined</span>'
+                texts.append(text)
+            cells.append(f"<td>{'<br>'.join(texts)}</td>")
+        releases = releases_by_name[name]
+        files = sum(p.files for p in releases)
+        size = sum(p.size for p in releases)
+        out.append(f'<tr><td><a href="simple/{escape(name)}/">{escape(name)}</a></td>'
+                   + "".join(cells)
+                   + f'<td class="num">{files}</td>'
+                   f'<td class="num">{escape(format_size(size))}</td></tr>')
+    out.append("</tbody></table></section>")
+    return "\n".join(out)
+
+
+def landing_html(page: LandingPage) -> str:
+    """The human front page: sets, packages and versions per target, sizes,
+    provenance, and copy-paste client configuration."""
+    prov = page.provenance
+    facts: list[tuple[str, str]] = []
+    if prov.commit:
+        commit = f"<code>{escape(prov.commit)}</code>"
+        if prov.config_modified:
+            commit += ' <span class="tag yanked">modified since this commit</span>'
+        facts.append((f"{prov.config_name or 'mirror.yaml'} commit", commit))
+    elif prov.config_name:
+        facts.append(("commit", "not in a git repository"))
+    if prov.config_sha256:
+        facts.append((f"{prov.config_name or 'mirror.yaml'} sha256",
+                      f"<code>{escape(prov.config_sha256)}</code>"))
+    if prov.sources:
+        facts.append(("locked from", "<br>".join(
+            f"<code>{escape(public_url(s))}</code>" for s in prov.sources)))
+    facts.append(("built by", f"lockmirror {escape(prov.tool_version)}"))
+    facts.append(("manifest", ('<a href="manifest.json">manifest.json</a> '
+                               "(path, size and sha256 of every file)")))
+    snippets = pip_config(EXAMPLE_URL)
+    config_html = "".join(
+        f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'
+        f"<pre data-mirror-config>{escape(s.text)}</pre></div>" for s in snippets)
+    set_links = ", ".join(f'<a href="#set-{escape(name)}"><code>{escape(name)}</code></a>'
+                          for name in page.set_names)
+    body = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(page.title)}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        (f"<header><h1>{escape(page.title)}</h1>"
+         f"<p>{len(page.set_names)} package sets, {page.projects} projects, {page.files} files, "
+         f"{escape(format_size(page.total_size))}</p></header>"),
+        "<main>",
+        '<section id="use"><h2>Use this mirror</h2>',
+        ("<p>Simple index (PEP 503/691): "
+         f'<code data-mirror-url>{escape(EXAMPLE_URL)}</code> &mdash; '
+         '<a href="simple/">simple/</a> beside this page. '
+         "The snippets below show this mirror's address when the page is opened "
+         "from where the mirror is served; otherwise replace the example URL.</p>"),
+        f'<div class="config">{config_html}</div>',
+        ("<p>To install a set exactly as locked, use its lockfile or its constraints file "
+         "for your target: <code>pip install -c constraints/SET-TARGET.txt "
+         "PACKAGE</code>.</p>"),
+        "</section>",
+        '<section id="provenance"><h2>Where this content came from</h2>',
+        _facts(facts),
+        f"<p>Sets: {set_links}</p>" if page.set_names else "",
+        "</section>",
+    ]
+    body += page.sections
+    body += [
+        "</main>",
+        f"<script>{_SCRIPT % json.dumps(EXAMPLE_URL)}</script>",
+        "</body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(line for line in body if line)

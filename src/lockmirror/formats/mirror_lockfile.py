@@ -1,0 +1,162 @@
+"""The mirror's copies of the lockfiles: every file entry points at the mirror itself.
+
+The committed ``lockfiles/pylock.<set>.toml`` name the upstream files
+(``https://files.pythonhosted.org/...``), which nothing behind an air gap can
+reach. The copies in ``dist-index/lockfiles/`` (and so in every bundle and
+import) are rewritten by :func:`relocate_lockfile`, a pure function of the
+lockfile's bytes, in one of two forms:
+
+* **relative paths** (the default, what the index stage writes): each
+  ``url`` becomes a PEP 751 ``path`` relative to the lockfile's own location,
+  ``../files/<project>/<filename>``. Checked with the real installers:
+  ``uv pip install -r DIR/lockfiles/pylock.<set>.toml`` and
+  ``pip install -r`` (pip >= 26.1) of a local path install from the files
+  beside it; ``pip install -r http://mirror/lockfiles/pylock.<set>.toml``
+  resolves the paths against the URL, but uv (0.13) resolves them against the
+  current directory when it reads a lockfile over HTTP, so uv over HTTP needs
+  the second form.
+* **absolute URLs** for a ``base_url`` the operator gives (``lockmirror lockfile
+  --base-url https://mirror.internal/``): ``<base_url>files/<project>/<filename>``,
+  which both installers take from a path or a URL.
+
+Either way the upstream ``index`` key (which may carry a token) is dropped or
+replaced by the mirror's ``<base_url>simple/``; hashes, sizes, markers and
+``[tool]`` data are kept as they are, so the installer still checks every byte.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Any
+
+from ..errors import LockmirrorError
+from .bounded import load_toml
+
+FILES_FROM_LOCKFILE = "../files"  # dist-index/lockfiles/ -> dist-index/files/
+_NOTE = "# Mirror copy:"
+_NORMALIZE = re.compile(r"[-_.]+")
+
+
+class RelocationError(LockmirrorError):
+    """Bad input to the relocation: not a lockfile, or an unusable base URL."""
+
+    exit_code = 2
+
+
+def relocate_lockfile(data: bytes, *, base_url: str | None = None,
+                      where: str = "lockfile") -> bytes:
+    """``data`` (a PEP 751 lockfile) with every wheel and sdist pointing at the mirror.
+
+    Without ``base_url``: relative ``path`` entries (``../files/<project>/<file>``,
+    resolved against the lockfile's directory). With ``base_url`` (the mirror's
+    root, e.g. ``https://mirror.internal/``): absolute ``url`` entries under it.
+    Either form is accepted as input, so a mirror copy can be relocated again.
+    Deterministic: the same bytes and base URL give the same bytes. Raises
+    LockmirrorError naming ``where`` when ``data`` is not a lockfile or the base
+    URL is unusable.
+    """
+    base = check_base_url(base_url) if base_url is not None else None
+    try:
+        document = load_toml(data.decode("utf-8"), where=where, error=RelocationError)
+    except UnicodeDecodeError as exc:
+        raise RelocationError(f"not a TOML lockfile: {exc}", where=where) from None
+    except RelocationError as exc:  # the bounded reader's limits, as every lockfile read
+        raise RelocationError(f"not a TOML lockfile: {exc.message}", where=where) from None
+    return _relocate(document, data, base, where)
+
+
+def relocate_document(document: dict[str, Any], data: bytes, *, where: str = "lockfile",
+                      ) -> bytes:
+    """:func:`relocate_lockfile` (relative paths) of a lockfile already parsed and
+    validated: ``document`` is the TOML of ``data`` (whose leading comments are
+    kept) that :meth:`~lockmirror.formats.lockfile.Lockfile.from_toml` accepted, and is
+    changed in place. Same output; spares the index stage a second parse and
+    validation of a lockfile it has just read (relocation only swaps each file's
+    ``url``/``path`` for a ``path`` and drops ``index``, which keeps a valid
+    lockfile valid)."""
+    return _relocate(document, data, None, where, validate=False)
+
+
+def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: str, *,
+              validate: bool = True) -> bytes:
+    import tomli_w
+
+    packages = document.get("packages")
+    if not isinstance(packages, list):
+        raise RelocationError("not a PEP 751 lockfile (no [[packages]])", where=where)
+    for package in packages:
+        _relocate_package(package, base, where)
+    if validate:
+        _validate(document, where)
+    return (_header(data, base) + tomli_w.dumps(document)).encode("utf-8")
+
+
+def check_base_url(base_url: str) -> str:
+    """``base_url`` ending in ``/``; RelocationError unless http(s)/file with no credentials."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
+                                                         and not parts.hostname):
+        raise RelocationError(f"not an http(s) or file URL: {base_url!r}", where="--base-url",
+                              hint="give the mirror's root, e.g. https://mirror.internal/")
+    if parts.username or parts.password:
+        raise RelocationError("the base URL carries credentials, which would be written into "
+                              "the lockfile", where="--base-url",
+                              hint="give the URL without user:password; let the installer "
+                                   "authenticate (netrc, keyring)")
+    if parts.query or parts.fragment:
+        raise RelocationError(f"the base URL has a query or fragment: {base_url!r}",
+                              where="--base-url")
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+def _relocate_package(package: Any, base: str | None, where: str) -> None:
+    if not isinstance(package, dict) or not isinstance(package.get("name"), str):
+        raise RelocationError("a [[packages]] entry has no name", where=where)
+    project = _NORMALIZE.sub("-", package["name"]).lower()
+    archives = list(package.get("wheels") or [])
+    if isinstance(package.get("sdist"), dict):
+        archives.append(package["sdist"])
+    for archive in archives:
+        filename = _filename(archive, project, where)
+        archive.pop("url", None)
+        archive.pop("path", None)
+        if base is None:
+            archive["path"] = f"{FILES_FROM_LOCKFILE}/{project}/{filename}"
+        else:
+            archive["url"] = f"{base}files/{project}/{urllib.parse.quote(filename)}"
+    package.pop("index", None)
+    if base is not None and archives:
+        package["index"] = f"{base}simple/"
+
+
+def _filename(archive: Any, project: str, where: str) -> str:
+    location = archive.get("url") or archive.get("path") or ""
+    name = archive.get("name") or urllib.parse.unquote(
+        urllib.parse.urlsplit(location).path.rsplit("/", 1)[-1])
+    if not name or "/" in name or name in (".", ".."):
+        raise RelocationError(f"package '{project}' has a file without a name", where=where)
+    return str(name)
+
+
+def _validate(document: dict[str, Any], where: str) -> None:
+    from packaging.pylock import Pylock, PylockValidationError
+
+    try:  # from_dict validates; .validate() would only rebuild the dict and do it again
+        Pylock.from_dict(document)
+    except PylockValidationError as exc:
+        raise RelocationError(f"not a valid PEP 751 lockfile after relocation: {exc}",
+                              where=where) from None
+
+
+def _header(data: bytes, base: str | None) -> str:
+    """The input's leading comment lines, and one line saying where the files are."""
+    lines = []
+    for line in data.decode("utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith(_NOTE):
+            lines.append(line)
+    where = f"under {base}files/" if base else "in ../files/, relative to this file"
+    lines.append(f"{_NOTE} every file points at the mirror ({where}).")
+    return "".join(line + "\n" for line in lines)

@@ -1,0 +1,3 @@
+"""The network: one HTTP session, project pages, metadata by Range, downloads into the
+store, OSV.
+"""

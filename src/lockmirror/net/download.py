@@ -1,0 +1,463 @@
+"""One file's transfer into the content-addressed store: request, stream + hash,
+resume, verify, rename.
+
+:class:`Downloader` brings one :class:`FetchItem` into the
+store; the fetch stage (:mod:`lockmirror.stages.fetch`) runs one per download thread.
+
+Contract for one file:
+
+* The partial ``<store>/tmp/<sha256>.partial`` is held under an exclusive
+  ``flock`` while in use, so processes sharing one store never write the same
+  file; a file another process finished meanwhile is counted as present.
+* Bytes stream (in :data:`CHUNK` pieces, unbuffered writes) into the partial
+  while their sha256 and length are computed; only when both match the
+  lockfile is the partial fsync'ed (``durable``) and renamed into the store.
+* Retries: the session's urllib3 ``Retry`` (see :func:`lockmirror.net.http.make_session`)
+  is the one retry policy for connection errors, 5xx and 429. The only thing
+  added here is :meth:`Downloader._download`'s loop, which continues a body
+  that broke off or stalled (urllib3 does not retry those) with an HTTP
+  ``Range`` request from the bytes already held, at most ``resumes`` times; a
+  resumed file that does not verify is downloaded once more from scratch.
+* A body longer than the locked size is refused as soon as it is longer; a
+  404/410 names the sets that need the file; refused credentials are never
+  shown.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import requests
+import urllib3.exceptions
+
+from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
+from ..formats.store import Store
+from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
+
+
+@dataclass(frozen=True, order=True)
+class FetchItem:
+    """One distinct file to have in the store (distinct by sha256)."""
+
+    url: str
+    sha256: str
+    size: int | None  # None for PEP 658 metadata files: lockfiles record only their hash
+    filename: str
+    needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
+    is_metadata: bool = False
+    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
+
+
+
+# (connect, between bytes) seconds, for a caller's session without its own default.
+TIMEOUT = (10.0, 60.0)
+# Bytes read, hashed and written at a time (256 KiB stays in the L2 cache
+# between the hash and the write; fewer calls than 64 or 128 KiB).
+CHUNK = 256 << 10
+
+
+class Progress(Protocol):
+    """What a download reports (calls may come from several threads at once)."""
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def file_done(self, item: FetchItem, downloaded: bool) -> None: ...
+
+
+class Stopped(Exception):
+    """Another download failed fatally (or the run was interrupted)."""
+
+
+class Fatal(LockmirrorError):
+    """An error that stops the whole run (the error to raise is in ``error``)."""
+
+    def __init__(self, error: LockmirrorError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class _Resume(Exception):
+    """A transfer ended early (body broke off, stalled, or a Range answer was
+    unusable): continue from what the partial holds; ``error`` is raised when
+    no resume is left. ``held`` is the digest and count of the bytes the
+    partial holds, when known (so the next attempt need not re-read them)."""
+
+    def __init__(self, error: LockmirrorError,
+                 held: tuple[hashlib._Hash, int] | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.held = held
+
+
+@dataclass
+class Tally:
+    """What the downloads of one run did (updated from several threads)."""
+
+    downloaded: int = 0
+    raced: int = 0  # finished by another process while this one waited for the lock
+    network_bytes: int = 0
+    resumed_bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, downloaded: int = 0, raced: int = 0, network_bytes: int = 0,
+            resumed_bytes: int = 0) -> None:
+        with self.lock:
+            self.downloaded += downloaded
+            self.raced += raced
+            self.network_bytes += network_bytes
+            self.resumed_bytes += resumed_bytes
+
+
+@dataclass
+class _Shown:
+    """Bytes of one item already counted on the progress bar."""
+
+    bytes: int = 0
+
+
+@dataclass
+class Downloader:
+    """Downloads files into ``store`` with ``session`` (shared by the threads)."""
+
+    store: Store
+    session: requests.Session
+    auth: PrefixAuth | None  # None: the session's own
+    progress: Progress
+    resumes: int  # continuations of a broken-off body, per file
+    durable: bool  # fsync before naming
+    stop: threading.Event = field(default_factory=threading.Event)
+    tally: Tally = field(default_factory=Tally)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds: the session's default, else :data:`TIMEOUT`."""
+        value = getattr(self.session, "default_timeout", None)
+        return (float(value[0]), float(value[1])) if value else TIMEOUT
+
+    def fetch_one(self, item: FetchItem) -> None:
+        """Bring ``item`` into the store, verified, or raise: NotFoundError,
+        IntegrityError (this file only), :class:`Fatal` (stops the run),
+        :class:`Stopped` (``stop`` was set)."""
+        if self.stop.is_set():
+            raise Stopped()
+        partial = self.store.partial_path(item.sha256)
+        handle = _open_locked(partial)
+        try:
+            # Another process sharing the store may have finished it while we waited.
+            if self.store.has(item.sha256, item.size):
+                self.tally.add(raced=1)
+                self.progress.advance(item.size or 0)
+                self.progress.file_done(item, False)
+                return
+            self._download(item, handle, partial)
+            self._adopt(item, handle, partial)
+        finally:
+            _release(handle, partial)
+        self.tally.add(downloaded=1)
+        self.progress.file_done(item, True)
+
+    def _download(self, item: FetchItem, handle: BinaryIO, partial: Path) -> None:
+        """Bring ``handle`` to the verified bytes of ``item``, or raise.
+
+        The one place a transfer is repeated: a body that broke off is
+        continued from the bytes held (:class:`_Resume`), and a resumed file
+        that does not verify is fetched once more from scratch."""
+        shown = _Shown()
+        last_error: LockmirrorError | None = None
+        held: tuple[hashlib._Hash, int] | None = None
+        for _attempt in range(self.resumes + 1):
+            if self.stop.is_set():
+                raise Stopped()
+            try:
+                digest, length, resumed = self._transfer(item, handle, partial, shown, held)
+            except _Resume as resume:
+                last_error, held = resume.error, resume.held
+                self._show_held(item, handle, shown)
+                continue
+            self._show_held(item, handle, shown)
+            actual = digest.hexdigest()
+            if actual == item.sha256 and (item.size is None or length == item.size):
+                return
+            if not resumed:
+                self.progress.advance(-shown.bytes)
+                _discard(handle, partial)
+                raise _mismatch(item, actual, length)
+            # The kept prefix may be what is wrong (from a server that changed
+            # the file since): one fresh download decides.
+            _truncate(handle, partial, self.store)
+            held = None
+            last_error = IntegrityError(
+                f"a resumed download of {where(item)} did not verify "
+                f"(expected sha256 {item.sha256}, got {actual})")
+        assert last_error is not None
+        raise Fatal(last_error)
+
+    def _transfer(self, item: FetchItem, handle: BinaryIO, partial: Path,
+                  shown: _Shown, held: tuple[hashlib._Hash, int] | None = None,
+                  ) -> tuple[hashlib._Hash, int, bool]:
+        """One request: hash the kept prefix (unless ``held`` gives its digest
+        and count, from the attempt that wrote it), continue or restart, stream
+        to the end. Returns (digest, total length, whether a kept prefix was used)."""
+        digest, offset = held if held is not None else self._rehash_prefix(item, handle, partial)
+        if offset and offset == item.size:
+            # Complete but never named (killed before the rename).
+            self.tally.add(resumed_bytes=offset)
+            return digest, offset, True
+        if item.url.startswith("file://"):
+            if offset:
+                digest, offset = hashlib.sha256(), _truncate(handle, partial, self.store)
+            return self._copy_local(item, handle, partial, digest, shown)
+        with self._request(item, offset) as response:
+            if offset and response.status_code == 206:
+                if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                    _truncate(handle, partial, self.store)
+                    raise _Resume(NetworkError(f"cannot fetch {where(item)}: the server "
+                                               "answers Range requests with other ranges"))
+                self.tally.add(resumed_bytes=offset)
+            elif response.status_code == 200:
+                if offset:  # the server ignores Range: start over
+                    digest, offset = hashlib.sha256(), _truncate(handle, partial, self.store)
+            elif offset and response.status_code == 416:
+                _truncate(handle, partial, self.store)
+                raise _Resume(NetworkError(f"cannot fetch {where(item)}: the server refuses "
+                                           "to resume (HTTP 416)"))
+            else:
+                _fail_status(item, response)
+            return self._stream(item, response, handle, partial, digest, offset, shown)
+
+    def _rehash_prefix(self, item: FetchItem, handle: BinaryIO,
+                       partial: Path) -> tuple[hashlib._Hash, int]:
+        """The sha256 of the bytes the partial holds, and their count (a partial
+        longer than the locked size is emptied first)."""
+        digest = hashlib.sha256()
+        offset = os.fstat(handle.fileno()).st_size
+        if item.size is not None and offset > item.size:
+            return digest, _truncate(handle, partial, self.store)
+        handle.seek(0)
+        remaining = offset
+        while remaining and (chunk := handle.read(min(CHUNK, remaining))):
+            digest.update(chunk)
+            remaining -= len(chunk)
+        return digest, offset
+
+    def _request(self, item: FetchItem, offset: int) -> requests.Response:
+        """GET ``item`` (from ``offset`` when non-zero), streamed; connection
+        errors are final here: the session's urllib3 ``Retry`` retried them."""
+        # identity: the bytes exactly as stored upstream, which are what is hashed.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            return self.session.get(item.url, headers=headers, stream=True,
+                                    timeout=self.timeout, auth=self.auth)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise Fatal(network_error(exc, item.url, retries=getattr(self.session, "retries", 0),
+                                      read_timeout=self.timeout[1])) from None
+        except requests.exceptions.RequestException as exc:
+            raise Fatal(network_error(exc, item.url)) from None
+
+    def _stream(self, item: FetchItem, response: requests.Response, handle: BinaryIO,
+                partial: Path, digest: hashlib._Hash, offset: int,
+                shown: _Shown) -> tuple[hashlib._Hash, int, bool]:
+        """Write, hash and count the body after ``offset``; stop as soon as it
+        is longer than the locked size. A body that breaks off or stalls keeps
+        every byte received and raises :class:`_Resume` saying how many."""
+        length = offset
+        handle.seek(offset)
+        try:
+            # The bytes exactly as sent (a gzip'ed .tar.gz is hashed as is), in
+            # pieces as they arrive, so a stall keeps every byte before it.
+            for chunk in iter_raw_body(response, CHUNK):
+                length += self._take(item, handle, partial, digest, chunk, shown)
+                self.tally.add(network_bytes=len(chunk))
+                if item.size is not None and length > item.size:
+                    break  # longer than locked: cannot be the locked file
+        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException,
+                ConnectionError, TimeoutError) as exc:
+            error = network_error(exc, item.url, read_timeout=self.timeout[1])
+            raise _Resume(NetworkError(
+                f"{error.message} ({length} bytes received, after {self.resumes} "
+                f"{'retry' if self.resumes == 1 else 'retries'})",
+                hint="a re-run resumes from the bytes received")) from None
+        return digest, length, offset > 0
+
+    def _copy_local(self, item: FetchItem, handle: BinaryIO, partial: Path,
+                    digest: hashlib._Hash, shown: _Shown) -> tuple[hashlib._Hash, int, bool]:
+        """Copy a ``file://`` source (its URL passed the URL rules before)."""
+        path = Path(url2pathname(urlparse(item.url).path))
+        length = 0
+        try:
+            source = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+        except FileNotFoundError:
+            raise NotFoundError(f"the locked file is missing; needed by {sets_text(item)}",
+                                where=where(item),
+                                hint="re-lock those sets with `doit lock`") from None
+        except OSError as exc:
+            raise Fatal(LockmirrorError(f"cannot read: {exc.strerror}",
+                                        where=where(item))) from None
+        with source:
+            while chunk := source.read(CHUNK):
+                length += self._take(item, handle, partial, digest, chunk, shown)
+        return digest, length, False
+
+    def _take(self, item: FetchItem, handle: BinaryIO, partial: Path, digest: hashlib._Hash,
+              chunk: bytes, shown: _Shown) -> int:
+        """Write and hash one piece of the body; show it; its length."""
+        if self.stop.is_set():
+            raise Stopped()
+        try:
+            view = memoryview(chunk)
+            while view:  # a raw write may take only part of the chunk
+                view = view[handle.write(view):]
+        except OSError as exc:
+            raise Fatal(_disk_error(exc, self.store, partial, handle)) from None
+        digest.update(chunk)
+        if item.size is not None:
+            shown.bytes += len(chunk)
+            self.progress.advance(len(chunk))
+        return len(chunk)
+
+    def _adopt(self, item: FetchItem, handle: BinaryIO, partial: Path) -> None:
+        """Name the verified partial in the store (fsync'ed first when durable)."""
+        try:
+            if self.durable:
+                os.fsync(handle.fileno())
+            os.chmod(partial, 0o644)
+            self.store.adopt(partial, item.sha256)
+        except OSError as exc:
+            raise Fatal(_disk_error(exc, self.store, partial, handle)) from None
+
+    def _show_held(self, item: FetchItem, handle: BinaryIO, shown: _Shown) -> None:
+        """Bring the progress bar to the bytes now held for ``item``."""
+        if item.size is None:
+            return
+        held = min(os.fstat(handle.fileno()).st_size, item.size)
+        self.progress.advance(held - shown.bytes)
+        shown.bytes = held
+
+
+def _fail_status(item: FetchItem, response: requests.Response) -> None:
+    """Raise for a status that is not a usable answer (after the session's retries)."""
+    status = response.status_code
+    if status in (404, 410):
+        kind = "metadata file" if item.is_metadata else "file"
+        raise NotFoundError(
+            f"the upstream no longer has this locked {kind} (HTTP {status}); "
+            f"needed by {sets_text(item)}",
+            where=where(item),
+            hint="re-lock those sets with `doit lock` to pick what exists now")
+    if status in (401, 403, 407):
+        if "Authorization" in response.request.headers:
+            detail, hint = ("the credentials sent were refused",
+                            "check the values of the source's username_env/password_env")
+        else:
+            detail, hint = ("no credentials are configured for this URL",
+                            "set username_env/password_env on its source in mirror.yaml")
+        raise Fatal(NetworkError(f"access denied (HTTP {status}): {detail}",
+                                 where=where(item), hint=hint))
+    try:
+        check_response(response, url=item.url)
+    except LockmirrorError as error:
+        raise Fatal(error) from None
+    raise Fatal(NetworkError(f"cannot fetch {where(item)}: unexpected HTTP {status}"))
+
+
+def _mismatch(item: FetchItem, actual: str, length: int) -> IntegrityError:
+    got = (f"got sha256 {actual} ({length} bytes)" if item.size is None or length <= item.size
+           else f"got more bytes (stopped after {length}, whose sha256 is {actual})")
+    size = f" ({item.size} bytes)" if item.size is not None else ""
+    return IntegrityError(
+        f"upstream bytes differ from the lockfile: expected sha256 {item.sha256}{size}, "
+        f"{got}; refused (needed by {sets_text(item)})",
+        where=where(item),
+        hint="if the upstream really replaced the file, re-lock with `doit lock`")
+
+
+def _open_locked(path: Path) -> BinaryIO:
+    """Open (creating) the partial file of one sha256, holding an exclusive
+    lock until :func:`_release`.
+
+    Waits while another process holds it. If the file was renamed into the
+    store or deleted while we waited, the lock is on a stale inode: reopen.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(fd).st_ino:
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    # Unbuffered: every write reaches the kernel in _take, so a full disk
+    # surfaces there (not later, in a flush or close).
+    return os.fdopen(fd, "r+b", buffering=0)
+
+
+def _release(handle: BinaryIO, path: Path) -> None:
+    """Close a partial opened by :func:`_open_locked` (which releases the lock)."""
+    # A partial that never received a byte is noise for the next run. Removed
+    # while still locked, so a waiter sees a stale inode and reopens.
+    try:
+        fd = handle.fileno()
+        if os.fstat(fd).st_size == 0 and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+    except OSError:
+        pass
+    handle.close()
+
+
+def _truncate(handle: BinaryIO, partial: Path, store: Store) -> int:
+    try:
+        handle.seek(0)
+        handle.truncate(0)
+    except OSError as exc:
+        raise Fatal(_disk_error(exc, store, partial, handle)) from None
+    return 0
+
+
+def _discard(handle: BinaryIO, partial: Path) -> None:
+    handle.truncate(0)
+    partial.unlink(missing_ok=True)
+
+
+def _disk_error(exc: OSError, store: Store, partial: Path, handle: BinaryIO) -> LockmirrorError:
+    # What could not be written is useless; free its space at once.
+    try:
+        _discard(handle, partial)
+    except OSError:
+        pass
+    return store_write_error(exc, store, partial)
+
+
+def store_write_error(exc: OSError, store: Store, path: Path) -> LockmirrorError:
+    """The one-line error for a failed write under ``store`` (disk full or other)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LockmirrorError("the disk holding the store is full", where=str(store.root),
+                               hint="free some space or point paths.store / LOCKMIRROR_STORE "
+                                    "at a bigger disk, then re-run")
+    return LockmirrorError(f"cannot write to the store: {exc.strerror}", where=str(path))
+
+
+def sets_text(item: FetchItem) -> str:
+    """``set core`` / ``sets core, misp``: the sets that need ``item``."""
+    return f"set{'s' if len(item.needed_by) != 1 else ''} {', '.join(item.needed_by)}"
+
+
+def where(item: FetchItem) -> str:
+    """The item's URL, safe to print."""
+    return redact_url(item.url)

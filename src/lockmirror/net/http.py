@@ -1,0 +1,365 @@
+"""The one HTTP session factory, and the conversion of network failures to lockmirror errors.
+
+:func:`make_session` gives a :class:`requests.Session` that every stage
+shares: urllib3 retries (connection errors, 5xx, 429 with a bounded
+``Retry-After``), a default timeout on every request, a
+``lockmirror/<version>`` User-Agent, proxies and CA bundles from the usual
+environment variables, and an optional on-disk HTTP cache (CacheControl's
+FileCache) in which everything that is not declared ``immutable`` is
+revalidated with ``If-None-Match`` / ``If-Modified-Since`` on every use.
+
+Credentials: :func:`source_auth` reads a source's ``username_env`` /
+``password_env`` variables, :class:`PrefixAuth` applies them to URLs under
+the source only. Credentials never appear in messages: :func:`redact_url`
+strips them from every URL an error names.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import requests
+import urllib3.exceptions
+from cachecontrol import CacheControlAdapter
+from cachecontrol.caches.file_cache import SeparateBodyFileCache
+from cachecontrol.heuristics import BaseHeuristic
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase, _basic_auth_str
+from urllib3.util.retry import Retry
+
+from .. import __version__
+from ..errors import LockmirrorError, NetworkError, NotFoundError
+
+# the redaction lives with the URL rule (formats); named here for every HTTP caller
+from ..formats.url_policy import redact_text as redact_text
+from ..formats.url_policy import redact_url as redact_url
+
+USER_AGENT = (f"lockmirror/{__version__} ({platform.python_implementation()} "
+              f"{platform.python_version()}; requests {importlib.metadata.version('requests')})")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A server asking for a longer pause than this is waited on for this long only.
+MAX_RETRY_AFTER = 60.0
+# POST is retried too: the POSTs lockmirror makes (OSV queries) are idempotent.
+RETRY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST"})
+
+Credentials = tuple[str, str]
+
+
+# --------------------------------------------------------------------------
+# Pieces of the session
+# --------------------------------------------------------------------------
+
+
+class _BoundedRetry(Retry):
+    """urllib3 Retry whose Retry-After pause is capped (a server may ask for hours)."""
+
+    def get_retry_after(self, response: urllib3.BaseHTTPResponse) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, MAX_RETRY_AFTER)
+
+
+class _RevalidateUnlessImmutable(BaseHeuristic):
+    """Cached responses not marked ``immutable`` are stale at once, so the
+    cache always asks the server again with If-None-Match and only skips the
+    body when the server answers 304. Artifacts (``immutable``) are served
+    from the cache without a request. Only responses with an ETag are kept
+    (CacheControl cannot revalidate a max-age=0 response by date alone);
+    clients that need date-only revalidation send ``Cache-Control: max-age=0``
+    themselves."""
+
+    def update_headers(self, response: urllib3.BaseHTTPResponse) -> dict[str, str]:
+        directives = {part.strip().split("=")[0].lower()
+                      for part in response.headers.get("cache-control", "").split(",")}
+        if directives & {"immutable", "no-store"} or "etag" not in response.headers:
+            return {}
+        return {"cache-control": "max-age=0"}
+
+    def warning(self, response: urllib3.BaseHTTPResponse) -> str | None:
+        return None
+
+
+class LockmirrorSession(requests.Session):
+    """A Session with a default timeout on every request and the retry budget it was made with."""
+
+    def __init__(self, *, timeout: tuple[float, float], retries: int) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+        self.retries = retries
+
+    def request(self, method: str | bytes, url: str | bytes,
+                *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class PrefixAuth(AuthBase):
+    """Basic auth for URLs under given prefixes (longest prefix wins).
+
+    URLs outside every prefix get no Authorization header (a public CDN
+    never sees a private index's credentials), except credentials written
+    into the URL itself (``https://user:pw@host/``), which are honoured.
+    """
+
+    def __init__(self, credentials: Mapping[str, Credentials] | None = None) -> None:
+        self.credentials: dict[str, Credentials] = dict(credentials or {})
+
+    def add(self, prefix: str, username: str, password: str) -> None:
+        self.credentials[prefix] = (username, password)
+
+    def for_url(self, url: str) -> Credentials | None:
+        best: tuple[str, Credentials] | None = None
+        for prefix, value in self.credentials.items():
+            if url.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, value)
+        if best is not None:
+            return best[1]
+        parts = urlsplit(url)
+        if parts.username is not None:
+            return unquote(parts.username), unquote(parts.password or "")
+        return None
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        credentials = self.for_url(request.url or "")
+        if credentials is not None:
+            request.headers["Authorization"] = _basic_auth_str(*credentials)
+        return request
+
+
+def auth_prefix(source_url: str) -> str:
+    """The URL prefix a source's credentials cover: its URL without a trailing ``simple/``,
+    so files served beside the pages (``.../packages/...``) get them too."""
+    prefix = source_url if source_url.endswith("/") else source_url + "/"
+    if prefix.endswith("/simple/"):
+        prefix = prefix[: -len("simple/")]
+    return prefix
+
+
+def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
+                ) -> dict[str, Credentials]:
+    """URL prefix -> (username, password) for every source naming credential variables.
+
+    ``sources`` are :class:`lockmirror.config_schema.SourceConfig`. A variable that
+    is named but unset raises LockmirrorError naming the source and the
+    variable (never a value). A source with only ``password_env`` (a token)
+    gets an empty username.
+    """
+    env = os.environ if environ is None else environ
+    result: dict[str, Credentials] = {}
+    for source in sources:
+        prefix = auth_prefix(redact_url(source.url))
+        parts = urlsplit(source.url)
+        if parts.username is not None:
+            # credentials written into the URL move here, so the URL itself (in
+            # pages' URLs, lockfiles, messages) never carries them
+            result[prefix] = (unquote(parts.username), unquote(parts.password or ""))
+        if not (source.username_env or source.password_env):
+            continue
+        values = []
+        for variable in (source.username_env, source.password_env):
+            if variable is not None and variable not in env:
+                raise LockmirrorError(f"environment variable {variable} is not set",
+                                      where=f"mirror.yaml sources '{source.name}'",
+                                      hint=f"export {variable}=... (the source's credentials)")
+            values.append(env[variable] if variable is not None else "")
+        result[prefix] = (values[0], values[1])
+    return result
+
+
+# --------------------------------------------------------------------------
+# The factory
+# --------------------------------------------------------------------------
+
+
+def make_session(*, cache_dir: Path | None = None, retries: int = 4, backoff: float = 0.5,
+                 timeout: tuple[float, float] = (10, 60), pool_size: int = 16,
+                 credentials: Mapping[str, Credentials] | None = None) -> LockmirrorSession:
+    """The session every lockmirror stage uses.
+
+    - ``retries``: per request, on connection errors, read timeouts, 5xx and
+      429; exponential backoff from ``backoff`` seconds; ``Retry-After`` is
+      honoured up to 60 s. When the retries run out on a status, the last
+      response is returned (use :func:`check_response` to turn it into an
+      error); on a connection failure, requests raises (use
+      :func:`network_error`).
+    - ``timeout``: (connect, read) seconds for every request that does not
+      give its own.
+    - Proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and CA bundles
+      (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, then ``SSL_CERT_FILE``) come
+      from the environment.
+    - ``cache_dir``: an on-disk HTTP cache there (created if needed); see
+      :class:`_RevalidateUnlessImmutable` for what is revalidated.
+    - ``credentials``: URL prefix -> (user, password), see :class:`PrefixAuth`
+      and :func:`source_auth`; more can be added with ``session.auth.add``.
+    - ``pool_size`` connections per host, so that many threads can share it.
+
+    Costs nothing until used; no network in the constructor.
+    """
+    session = LockmirrorSession(timeout=timeout, retries=retries)
+    retry = _BoundedRetry(
+        total=retries, connect=retries, read=retries, status=retries, other=0,
+        redirect=10, backoff_factor=backoff, backoff_max=30,
+        status_forcelist=RETRY_STATUSES, allowed_methods=RETRY_METHODS,
+        raise_on_status=False, respect_retry_after_header=True)
+    adapter: HTTPAdapter
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        adapter = CacheControlAdapter(
+            cache=SeparateBodyFileCache(str(cache_dir)), heuristic=_RevalidateUnlessImmutable(),
+            max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    else:
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size,
+                              pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    # requests itself reads REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE per request
+    # (and they win over this); SSL_CERT_FILE is what OpenSSL users set.
+    if os.environ.get("SSL_CERT_FILE"):
+        session.verify = os.environ["SSL_CERT_FILE"]
+    session.auth = PrefixAuth(credentials)
+    return session
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, what it wraps (requests keeps urllib3's in ``args``), and their reasons."""
+    chain: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if current in chain or len(chain) > 10:
+            continue
+        chain.append(current)
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
+    return chain
+
+
+def _retry_text(retries: int) -> str:
+    return f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+
+
+def network_error(error: BaseException, url: str, *, retries: int = 0,
+                  read_timeout: float | None = None) -> NetworkError:
+    """A NetworkError for a failed request: what happened, the URL (credentials
+    stripped), and how many retries were made; a hint where one helps."""
+    chain = _causes(error)
+
+    def has(*kinds: type[BaseException]) -> bool:
+        return any(isinstance(e, kinds) for e in chain)
+
+    hint: str | None = None
+    if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError):
+        cause = "TLS verification failed"
+        hint = "point REQUESTS_CA_BUNDLE or SSL_CERT_FILE at your CA bundle"
+    elif has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
+        cause = "the proxy refused or failed the connection"
+        hint = "check HTTPS_PROXY, HTTP_PROXY and NO_PROXY"
+    # urllib3 derives NameResolutionError from NewConnectionError, and that
+    # from ConnectTimeoutError: test the most specific first.
+    elif has(urllib3.exceptions.NameResolutionError):
+        cause = "the host name does not resolve"
+    elif has(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
+        cause = "the connection was refused"
+    elif has(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
+        cause = "connecting timed out"
+    elif has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        within = f" within {read_timeout:g} s" if read_timeout else ""
+        cause = f"the server did not answer{within}"
+    elif has(requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
+             urllib3.exceptions.IncompleteRead, requests.exceptions.ContentDecodingError):
+        cause = "the connection broke during the transfer"
+    elif has(requests.exceptions.TooManyRedirects):
+        cause = "too many redirects"
+    elif has(requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+             requests.exceptions.InvalidSchema):
+        cause = "the URL is not valid"
+    else:
+        root = chain[-1]
+        cause = redact_text(f"{type(root).__name__}: {root}".splitlines()[0])
+    return NetworkError(f"cannot fetch {redact_url(url)}: {cause}{_retry_text(retries)}",
+                        hint=hint)
+
+
+def iter_raw_body(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body exactly as sent (no content decoding), in pieces of at most
+    ``size`` bytes handed on as soon as they arrive: each piece is one read
+    of the socket, so bytes that came before a stall or a broken connection
+    have been yielded (and can be counted and kept) when the error is raised.
+    Raises what urllib3 raises for a timeout or a short body."""
+    raw = response.raw
+    if raw.chunked and raw.supports_chunked_reads():
+        yield from raw.stream(size, decode_content=False)  # one piece per HTTP chunk
+        return
+    while piece := raw.read1(size, decode_content=False):
+        yield piece
+
+
+def retries_made(response: requests.Response) -> int:
+    """How many retries urllib3 made before this response (0 when from the cache)."""
+    retry = getattr(response.raw, "retries", None)
+    return len(retry.history) if isinstance(retry, Retry) else 0
+
+
+def check_response(response: requests.Response, *, url: str | None = None,
+                   not_found: type[LockmirrorError] = NotFoundError) -> requests.Response:
+    """Return a 2xx/304 response; raise for the rest.
+
+    Raises ``not_found`` (NotFoundError) for 404/410, NetworkError naming
+    the URL, the status and the retries made for everything else (with a
+    credentials hint on 401/403). Reads no body except to close it.
+    """
+    if response.status_code < 400:
+        return response
+    shown = redact_url(url or response.url)
+    status = f"HTTP {response.status_code}{' ' + response.reason if response.reason else ''}"
+    response.close()
+    if response.status_code in (404, 410):
+        raise not_found(f"{shown}: not found ({status})")
+    hint = None
+    if response.status_code in (401, 403):
+        hint = ("the source needs credentials: set the variables named by its "
+                "username_env/password_env")
+    raise NetworkError(f"cannot fetch {shown}: {status}{_retry_text(retries_made(response))}",
+                       hint=hint)
+
+
+def get(session: requests.Session, url: str, *, headers: Mapping[str, str] | None = None,
+        stream: bool = False, allow: Collection[int] = (),
+        timeout: tuple[float, float] | None = None,
+        auth: AuthBase | None = None) -> requests.Response:
+    """``session.get`` with lockmirror errors (see :func:`network_error`, :func:`check_response`).
+
+    Statuses in ``allow`` (e.g. 404 when absence is an answer) are returned
+    instead of raised. ``auth`` replaces the session's for this request.
+    """
+    retries = getattr(session, "retries", 0)
+    chosen = timeout or getattr(session, "default_timeout", None)
+    try:
+        response = session.get(url, headers=dict(headers or {}), stream=stream, timeout=chosen,
+                               auth=auth)
+    except requests.RequestException as error:
+        # urllib3 raises only once its retries are spent, except for read
+        # timeouts and broken bodies when streaming, which are not retried.
+        spent = retries if isinstance(error, (requests.ConnectionError,
+                                              requests.exceptions.RetryError)) else 0
+        raise network_error(error, url, retries=spent,
+                            read_timeout=chosen[1] if chosen else None) from None
+    if response.status_code in allow:
+        return response
+    return check_response(response, url=url)

@@ -1,0 +1,158 @@
+"""A wheel's METADATA read from a server: HTTP Range requests, or one download.
+
+:func:`metadata_by_ranges` reads the zip's central directory and the one
+member through Range requests (a few KiB of a wheel of any size);
+:func:`metadata_by_download` streams the whole wheel to a temporary file,
+verifying its sha256 and size, when the server ignores Range. Both parse the
+archive with :func:`lockmirror.formats.core_metadata.zip_metadata`, the one reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import requests
+
+from ..errors import IntegrityError, LockmirrorError, NetworkError
+from ..formats.core_metadata import zip_metadata
+from .http import get, redact_url
+
+if TYPE_CHECKING:
+    from .simple_page import DistFile
+
+CHUNK = 1 << 20
+# zipfile reads a member's header, then its data: read a little ahead.
+READ_AHEAD = 16 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+class RangeFile:
+    """A read-only, seekable file of ``length`` bytes on a server, fetching only
+    the byte ranges read; ``fetch(start, end)`` answers exactly bytes
+    ``start`` to ``end`` (exclusive), ``known`` holds ranges already read."""
+
+    def __init__(self, length: int, fetch: Callable[[int, int], bytes],
+                 known: Mapping[int, bytes]) -> None:
+        self._length = length
+        self._fetch = fetch
+        self._segments: dict[int, bytes] = dict(known)
+        self._position = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._position
+        end = self._length if size is None or size < 0 else min(self._length, start + size)
+        if end <= start:
+            return b""
+        self._fill(start, end)
+        out = bytearray()
+        for segment_start, data in sorted(self._segments.items()):
+            here = start + len(out)
+            if segment_start + len(data) <= here or segment_start > here:
+                continue
+            offset = here - segment_start
+            out += data[offset: offset + (end - start - len(out))]
+            if len(out) >= end - start:
+                break
+        self._position = start + len(out)
+        return bytes(out)
+
+    def _fill(self, start: int, end: int) -> None:
+        """Fetch the parts of [start, end) not yet read."""
+        position = start
+        for segment_start, data in sorted(self._segments.items()):
+            if segment_start + len(data) <= position:
+                continue
+            if segment_start >= end:
+                break
+            if segment_start > position:
+                self._segments[position] = self._fetch(position, segment_start)
+            position = max(position, segment_start + len(data))
+            if position >= end:
+                return
+        if position < end:
+            stop = min(self._length, max(end, position + READ_AHEAD))
+            self._segments[position] = self._fetch(position, stop)
+
+
+def metadata_by_ranges(file: DistFile, response: requests.Response,
+                       session: requests.Session, auth: requests.auth.AuthBase) -> bytes:
+    """METADATA of ``file`` given the 206 ``response`` to a Range request for its tail;
+    further ranges are asked through ``session`` with ``auth``.
+
+    Raises LockmirrorError (no usable Content-Range), IntegrityError (the length
+    differs from the page's size), NetworkError (a short range), MetadataError,
+    zipfile.BadZipFile and requests' errors."""
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if not match:
+        raise LockmirrorError("the server sent a partial response without a usable "
+                              "Content-Range", where=redact_url(file.url))
+    start, length = int(match.group(1)), int(match.group(3))
+    if file.size is not None and length != file.size:
+        raise IntegrityError(f"{file.filename} is {length} bytes, the index says {file.size}",
+                             where=redact_url(file.url))
+    tail = response.content
+
+    def fetch(begin: int, end: int) -> bytes:
+        part = get(session, file.url, auth=auth,
+                   headers={"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"})
+        with part:
+            body = part.content
+            if part.status_code == 200:  # the server stopped honouring Range
+                body = body[begin:end]
+        if len(body) != end - begin:
+            raise NetworkError(f"cannot fetch {redact_url(file.url)}: asked for "
+                               f"{end - begin} bytes, got {len(body)}")
+        return body
+
+    with zipfile.ZipFile(RangeFile(length, fetch, {start: tail})) as archive:
+        return zip_metadata(archive, file.filename)
+
+
+def metadata_by_download(file: DistFile, response: requests.Response) -> bytes:
+    """METADATA of ``file`` from the whole body of ``response``, spooled to a
+    temporary file and verified against the page's sha256 and size first.
+
+    Raises IntegrityError, MetadataError, zipfile.BadZipFile, requests' errors."""
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.TemporaryFile(prefix="lockmirror-wheel-") as spool:
+        for chunk in response.iter_content(CHUNK):
+            spool.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+        verify_digest(digest.hexdigest(), size, file)
+        spool.seek(0)
+        with zipfile.ZipFile(spool) as archive:
+            return zip_metadata(archive, file.filename)
+
+
+def verify_digest(actual_sha256: str, actual_size: int, file: DistFile) -> None:
+    """Raise IntegrityError when the bytes read differ from what the page says of ``file``."""
+    if file.size is not None and actual_size != file.size:
+        raise IntegrityError(f"{file.filename} is {actual_size} bytes, the index says {file.size}",
+                             where=redact_url(file.url))
+    if file.sha256 is not None and actual_sha256 != file.sha256:
+        raise IntegrityError(f"{file.filename} has sha256 {actual_sha256}, "
+                             f"the index says {file.sha256}", where=redact_url(file.url),
+                             hint="the index or something between serves altered bytes; "
+                                  "refusing them")

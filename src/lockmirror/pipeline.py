@@ -1,0 +1,143 @@
+"""The one entry of every stage: ``<stage>(loaded, **options) -> result``.
+
+Both front doors call these and nothing else: ``doit_tasks.py`` (the doit
+tasks of ``dodo.py``) and the CLI commands (``commands/*.py``), which only
+parse options and print. Each function turns the loaded mirror.yaml into the
+plain arguments of its stage's engine (``lock_sets``, ``fetch_config``,
+``build_index``, ``verify_closure``, ``build_bundle``, ``audit_mirror``,
+``publish_configured``) in one way, so the two doors write the same bytes:
+the same title and exclusions for the index, the same cache for the bundle's
+tool wheels, the same URL checks before anything is read.
+
+The functions live here, beside the engines rather than inside their
+modules, so each engine module keeps one concern and takes plain arguments;
+nothing here prints. Heavy modules are imported inside the functions so a
+no-op ``doit`` stays fast. Every function raises the LockmirrorError
+subclasses its engine documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from packaging.version import Version
+
+    from .config import LoadedConfig
+    from .publish import Progress as PublishProgress
+    from .publish import PublishResult
+    from .stages.audit import AuditReport
+    from .stages.bundle import BundleResult
+    from .stages.check_install import VerifyReport
+    from .stages.fetch import FetchProgress, FetchSummary
+    from .stages.index import IndexResult
+    from .stages.lock import LockResult
+
+Progress = Callable[[str], None]
+
+
+def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
+         upgrade: Sequence[str] = (), upgrade_all: bool = False,
+         jobs: int = 6) -> list[LockResult]:
+    """Resolve ``sets`` (default: every set) into their lockfiles."""
+    from .stages.lock import lock_sets
+
+    return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs)
+
+
+def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
+          durable: bool = False) -> FetchSummary:
+    """Download every locked file into the store (``paths.store``)."""
+    from .stages.fetch import fetch_config
+
+    return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable)
+
+
+def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
+          state_dir: Path | None = None,
+          exclude: Iterable[tuple[str, Version]] | None = None) -> IndexResult:
+    """Build the index (``out``, default ``paths.index``) from every set's
+    lockfile and the store, leaving out the quarantine list's releases
+    (``exclude`` replaces the list: quarantine's dry run).
+
+    The only writer of ``dist-index/``: quarantine runs this too. Every
+    lockfile it parses is refused unless its file URLs lie under a declared
+    source (:class:`~lockmirror.formats.url_policy.UrlRule`)."""
+    from .formats.quarantine_list import quarantined
+    from .formats.url_policy import UrlRule
+    from .stages.index import DEFAULT_TITLE, build_index
+
+    lockfiles = [loaded.lockfile_path(name) for name in loaded.config.sets]
+    return build_index(lockfiles, loaded.store_dir, out or loaded.index_dir,
+                       mirror_yaml=loaded.path, title=loaded.config.name or DEFAULT_TITLE,
+                       full=full, exclude=(quarantined(loaded.quarantine_path) if exclude is None
+                                else exclude),
+                       state_dir=state_dir, url_rule=UrlRule(tuple(loaded.config.sources)))
+
+
+def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
+                  sets: Sequence[str] | None = None, targets: Sequence[str] | None = None,
+                  installers: Sequence[str] | None = None, index_url: str | None = None,
+                  transports: Sequence[str] | None = None, install: bool = True,
+                  work_dir: Path | None = None, progress: Progress | None = None
+                  ) -> VerifyReport:
+    """Install every set from the index alone with the far side's installers.
+
+    ``index_dir`` defaults to ``paths.index`` (``dist-index`` without a
+    mirror.yaml). The report is returned as is; ``raise_for_failures`` is the
+    caller's (after it printed what passed)."""
+    from .stages.check_install import TRANSPORTS, verify_closure
+
+    if index_dir is None:
+        index_dir = loaded.index_dir if loaded is not None else Path("dist-index")
+    return verify_closure(index_dir, sets=sets, targets=targets, index_url=index_url,
+                          transports=transports or TRANSPORTS, install=install,
+                          installers=installers, work_dir=work_dir, progress=progress)
+
+
+def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,
+           since: Path | None = None, split: str | None = None, key: Path | None = None,
+           tool: bool | None = None, source_date_epoch: int | None = None,
+           progress: Progress | None = None) -> BundleResult:
+    """Write the reproducible bundle of the index (default ``paths.index``)
+    into ``out`` (default ``paths.dist``); tool wheels cached under
+    ``paths.cache`` (:func:`lockmirror.stages.toolwheels.tool_wheel_cache`)."""
+    from .errors import LockmirrorError
+    from .formats.bundle_format import parse_size
+    from .formats.url_policy import check_lockfile_dir
+    from .stages.bundle import build_bundle
+
+    if split is not None:
+        parse_size(split)  # a bad size fails before any work
+    if since is not None and not since.exists():
+        raise LockmirrorError("no such file or directory", where=str(since))
+    check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
+    return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
+                        mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
+                        name=loaded.config.name, since=since, split=split, key=key,
+                        source_date_epoch=source_date_epoch, tool=tool,
+                        cache_dir=loaded.cache_dir, progress=progress)
+
+
+def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
+          lockfiles: Sequence[Path] | None = None, offline: bool = False,
+          databases: Sequence[Path] = ()) -> AuditReport:
+    """Re-check the locked releases against the policy as of ``now``."""
+    from .stages.audit import audit_mirror
+
+    return audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
+                        offline=offline, databases=databases)
+
+
+def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,
+            break_lock: bool = False, lock_wait: float = 0.0, jobs: int | None = None,
+            progress: PublishProgress | None = None) -> PublishResult:
+    """Publish ``paths.index`` to the destination ``name`` of mirror.yaml."""
+    from .publish import publish_configured
+
+    return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
+                              break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
+                              progress=progress)

@@ -1,0 +1,3 @@
+"""Choosing releases for a target: candidates, the resolvelib provider, sdist metadata,
+policy, advisories.
+"""

@@ -1,0 +1,222 @@
+"""What the resolver chooses between, for one target: requirements, candidates
+and the factory that makes them.
+
+A :class:`Req` is one requirement (with extras) as the resolver sees it; a
+:class:`Candidate` is one release of a project (with extras) whose files
+install on the target; the :class:`CandidateFactory` builds candidates from the
+index client's pages (filtered by the policy hook, the target's wheel tags and
+Requires-Python) and their dependencies from core metadata (PEP 658 file,
+wheel, or the sdist's backend), as pip's factory does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from ..errors import LockmirrorError
+from ..formats.core_metadata import CoreMetadata, parse_metadata
+from ..net.index_client import DistFile, IndexClient
+from ..targets import Target, Truth
+from .marker_extras import without_extra
+from .sdist_metadata import SdistMetadataSource
+
+# A policy hook: (candidate, pinned) -> None when allowed, else the reason it
+# is excluded. Supplied by the lock stage from the policy engine.
+CandidateFilter = Callable[["Candidate", bool], str | None]
+
+
+# --------------------------------------------------------------------------
+# Requirements and candidates
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Req:
+    """A requirement already judged applicable to the target.
+
+    ``condition`` is the marker text when its truth depends on the Python
+    patch release (Truth.SOMETIMES); None when it always applies.
+    """
+
+    name: NormalizedName
+    extras: frozenset[str]
+    specifier: SpecifierSet
+    parent: Candidate | None
+    text: str
+    condition: str | None = None
+
+    @property
+    def identifier(self) -> str:
+        return _identifier(self.name, self.extras)
+
+    @property
+    def is_pin(self) -> bool:
+        return any(s.operator in {"==", "==="} and "*" not in s.version for s in self.specifier)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(eq=False)
+class Candidate:
+    """One version of one project for one target, with the file it would use."""
+
+    name: NormalizedName
+    version: Version
+    extras: frozenset[str]
+    files: tuple[DistFile, ...]  # every file of the release usable on the target, best first
+    requires_python: str | None
+    yanked: bool
+    yanked_reason: str | None
+    dependencies: list[Req] | None = None
+
+    @property
+    def identifier(self) -> str:
+        return _identifier(self.name, self.extras)
+
+    @property
+    def best(self) -> DistFile:
+        return self.files[0]
+
+    @property
+    def is_sdist_only(self) -> bool:
+        return not self.best.is_wheel
+
+    def __repr__(self) -> str:
+        extras = f"[{','.join(sorted(self.extras))}]" if self.extras else ""
+        return f"{self.name}{extras} {self.version}"
+
+
+def _identifier(name: str, extras: frozenset[str]) -> str:
+    return f"{name}[{','.join(sorted(extras))}]" if extras else name
+
+
+def requirement_to_reqs(requirement: Requirement, target: Target, parent: Candidate | None,
+                        extras_context: Iterable[str] = ("",)) -> list[Req]:
+    """Turn a PEP 508 requirement into Reqs for a target ([] when its marker is false)."""
+    extras_context = tuple(extras_context)
+    truth = target.evaluate(requirement.marker, extras_context)
+    if truth is Truth.NEVER:
+        return []
+    condition = None
+    if truth is Truth.SOMETIMES and requirement.marker is not None:
+        condition = without_extra(requirement.marker, extras_context)
+    name = canonicalize_name(requirement.name)
+    extras = frozenset(canonicalize_name(e) for e in requirement.extras)
+    text = str(requirement)
+    reqs = [Req(name, frozenset(), requirement.specifier, parent, text, condition)]
+    if extras:
+        reqs.append(Req(name, extras, requirement.specifier, parent, text, condition))
+    return reqs
+
+
+# --------------------------------------------------------------------------
+# The factory: candidates for a target
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class TargetContext:
+    """Everything the provider needs to know about one resolution."""
+
+    target: Target
+    client: IndexClient
+    sdists: SdistMetadataSource
+    prereleases: bool = False
+    prefer_sdists: bool = False
+    allow_sdists: bool = True
+    preferred: Mapping[NormalizedName, Version] = field(default_factory=dict)
+    candidate_filter: CandidateFilter | None = None
+    excluded: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class CandidateFactory:
+    """Builds and caches candidates; knows files, tags and metadata."""
+
+    def __init__(self, ctx: TargetContext) -> None:
+        self.ctx = ctx
+        self._base: dict[NormalizedName, list[Candidate]] = {}
+        self._extras: dict[tuple[NormalizedName, Version, frozenset[str]], Candidate] = {}
+
+    def base_candidates(self, name: NormalizedName) -> list[Candidate]:
+        """Every release usable on the target, newest first, ignoring pins/policy."""
+        if name in self._base:
+            return self._base[name]
+        page = self.ctx.client.project(name)
+        by_version: dict[Version, list[DistFile]] = defaultdict(list)
+        for file in page.files:
+            if file.version is not None:
+                by_version[file.version].append(file)
+        candidates = []
+        target = self.ctx.target
+        for version in sorted(by_version, reverse=True):
+            files = by_version[version]
+            wheels = []
+            sdists = []
+            for file in files:
+                if target.allows_python(file.requires_python) is not Truth.ALWAYS:
+                    continue
+                if file.is_wheel:
+                    rank = target.wheel_rank(file.filename)
+                    if rank is not None:
+                        wheels.append((rank, file.filename, file))
+                elif self.ctx.allow_sdists:
+                    sdists.append(file)
+            wheels.sort(key=lambda item: (item[0], item[1]))
+            usable = [w for _, _, w in wheels]
+            if sdists:
+                sdist = min(sdists, key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
+                usable = [sdist, *usable] if self.ctx.prefer_sdists else [*usable, sdist]
+            if not usable:
+                continue
+            yanked = all(f.yanked for f in files)
+            reason = next((f.yanked_reason for f in files if f.yanked_reason), None)
+            requires_python = next((f.requires_python for f in usable if f.requires_python), None)
+            candidates.append(Candidate(name, version, frozenset(), tuple(usable),
+                                        requires_python, yanked, reason))
+        self._base[name] = candidates
+        return candidates
+
+    def with_extras(self, base: Candidate, extras: frozenset[str]) -> Candidate:
+        key = (base.name, base.version, extras)
+        if key not in self._extras:
+            self._extras[key] = Candidate(base.name, base.version, extras, base.files,
+                                          base.requires_python, base.yanked, base.yanked_reason)
+        return self._extras[key]
+
+    def metadata(self, candidate: Candidate) -> CoreMetadata:
+        file = candidate.best
+        if file.is_wheel:
+            return parse_metadata(self.ctx.client.metadata(file))
+        return self.ctx.sdists.metadata(file)
+
+    def dependencies(self, candidate: Candidate) -> list[Req]:
+        if candidate.dependencies is not None:
+            return candidate.dependencies
+        target = self.ctx.target
+        deps: list[Req] = []
+        if candidate.extras:
+            # A candidate with extras depends on its own base release, exactly.
+            deps.append(Req(candidate.name, frozenset(), SpecifierSet(f"=={candidate.version}"),
+                            candidate, f"{candidate.name}=={candidate.version}"))
+        metadata = self.metadata(candidate)
+        context = tuple(sorted(candidate.extras)) if candidate.extras else ("",)
+        for text in metadata.requires_dist:
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                raise LockmirrorError(f"{candidate} declares an invalid requirement {text!r}",
+                                      where=candidate.best.url) from None
+            # The base candidate is evaluated with extra == "", so it takes only the
+            # dependencies outside any extra; a candidate with extras takes its own.
+            deps.extend(requirement_to_reqs(requirement, target, candidate, context))
+        candidate.dependencies = deps
+        self.ctx.client.prefetch_projects(sorted({d.name for d in deps}))
+        return deps

@@ -1,0 +1,111 @@
+"""Why a resolution failed, in words: the conflict, the missing version or file.
+
+:func:`explain_impossible` turns resolvelib's ResolutionImpossible into one
+LockmirrorError naming the target, the requirement chain, and what exists
+instead (nearest versions, the files' tags, a policy that excluded them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+from resolvelib.resolvers import ResolutionImpossible
+
+from ..errors import LockmirrorError, NotFoundError, ResolutionError
+from ..net.simple_page import DistFile
+
+if TYPE_CHECKING:
+    from .candidates import Candidate, CandidateFactory, Req
+
+
+def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: CandidateFactory,
+                        root_label: str) -> LockmirrorError:
+    target = factory.ctx.target
+    where = f"{root_label} on target {target.name}"
+    causes = exc.causes
+    by_name: dict[str, list[Any]] = defaultdict(list)
+    for cause in causes:
+        by_name[cause.requirement.name].append(cause)
+    lines = []
+    for name, items in sorted(by_name.items()):
+        try:
+            available = factory.base_candidates(NormalizedName(name))
+        except NotFoundError as error:
+            return error
+        reqs = [c.requirement for c in items]
+        if len(items) == 1 or not available:
+            return _no_match(reqs[0], factory, where, items[0].parent)
+        lines.append(f"conflicting requirements on {name}:")
+        for item in items:
+            lines.append(f"  {_chain(item.requirement, root_label)}")
+    return ResolutionError("cannot resolve:\n" + "\n".join(lines), where=where)
+
+
+def _chain(req: Req, root_label: str) -> str:
+    """``req <- parent version`` (resolvelib's causes name one level of parents)."""
+    if req.parent is None:
+        return f"{req.text} (required by the set {root_label})"
+    return f"{req.text} <- {req.parent.name} {req.parent.version}"
+
+
+def _no_match(req: Req, factory: CandidateFactory, where: str,
+              parent: Candidate | None) -> LockmirrorError:
+    """Explain why nothing matched one requirement: no such version, no file, ..."""
+    target = factory.ctx.target
+    page = factory.ctx.client.project(req.name)
+    versions = sorted({f.version for f in page.files if f.version is not None})
+    matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
+    who = f" (required by {parent.name} {parent.version})" if parent else ""
+    if not matching:
+        nearest = _nearest(versions, req)
+        return ResolutionError(
+            f"no version of {req.name} matches '{req.text}'{who}",
+            where=where, hint=f"nearest existing versions: {', '.join(map(str, nearest))}"
+            if nearest else "the project has no releases")
+    excluded = [f"{v}: {factory.ctx.excluded[(req.name, str(v))]}" for v in matching
+                if (req.name, str(v)) in factory.ctx.excluded]
+    if excluded:
+        return ResolutionError(f"'{req.text}'{who}: excluded by policy: {'; '.join(excluded)}",
+                               where=where)
+    best = matching[-1]
+    files = [f for f in page.files if f.version == best]
+    return ResolutionError(
+        f"no file of {req.name} {best} installs on {target.describe()}{who}",
+        where=where, hint=f"what exists: {_describe_files(files, factory.ctx.allow_sdists)}")
+
+
+def _nearest(versions: Sequence[Version], req: Req) -> list[Version]:
+    pins = [Version(s.version) for s in req.specifier
+            if s.operator == "==" and "*" not in s.version]
+    if not pins:
+        return list(versions[-3:])
+    pin = pins[0]
+    lower = [v for v in versions if v < pin][-2:]
+    higher = [v for v in versions if v > pin][:2]
+    return lower + higher
+
+
+def _describe_files(files: Sequence[DistFile], allow_sdists: bool) -> str:
+    if not files:
+        return "no files"
+    wheels = [f for f in files if f.is_wheel]
+    sdists = [f for f in files if not f.is_wheel]
+    if not wheels:
+        if sdists and not allow_sdists:
+            return "only an sdist, and sdists are denied by policy"
+        return "only an sdist" if sdists else "no files"
+    pythons = sorted({t.interpreter for f in wheels for t in f.tags})
+    platforms = sorted({t.platform for f in wheels for t in f.tags})
+    requires = sorted({f.requires_python for f in files if f.requires_python})
+    text = f"wheels for {', '.join(pythons)} on {', '.join(platforms[:6])}"
+    if len(platforms) > 6:
+        text += f" and {len(platforms) - 6} more platforms"
+    if sdists and not allow_sdists:
+        text += " and an sdist (sdists are denied by policy)"
+    if requires:
+        text += f"; Requires-Python {', '.join(requires)}"
+    return text

@@ -1,0 +1,424 @@
+"""The mirror's policy, applied to one release at a time.
+
+:class:`PolicyEngine` answers one question for the lock stage (and for
+audit): may this release of this project be in the mirror, now? It is pure:
+the time is a parameter (``now``), advisories come from a handed-in
+:class:`~lockmirror.resolve.advisories.AdvisoryDB`, and nothing reads the clock or
+the network except through those.
+
+Rules (the keys of ``policy:`` in ``mirror.yaml``):
+
+``min_age_days``
+    A release whose earliest file was uploaded less than N days before
+    ``now`` is too new: never chosen for an unpinned requirement, and an
+    error for an exact pin (like uv's ``--exclude-newer``, a release that
+    may still be pulled as malicious stays out). A release whose index
+    gives no upload time counts as too new (fail closed).
+``yanked``
+    Yanked releases are never chosen for unpinned requirements (PEP 592).
+    ``deny``: an exact pin to one is an error; ``warn``: allowed, with a
+    finding.
+``vulnerabilities``
+    A release affected by a known advisory: ``deny`` excludes it (error for
+    a pin), ``warn`` allows it with a finding, ``ignore`` skips the lookup.
+``sdists``
+    ``deny``: sdists are not locked (wheels only), see
+    :attr:`Decision.sdists_allowed`.
+
+An exception (``policy.exceptions`` or ``sets.<set>.policy.exceptions``)
+waives rules for matching releases: ``package``, ``version`` (a version, a
+specifier such as ``<2``, or ``*``), ``reason`` (required), ``expires`` (a
+date: from that day on it no longer applies, and its presence is an error
+that names it) and ``rules`` (rule names above, or advisory ids/aliases such
+as ``PYSEC-2023-212``; empty means every rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..config import WAIVABLE_RULES
+from ..config_schema import MirrorConfig, PolicyConfig, PolicyException
+from ..errors import PolicyError
+
+if TYPE_CHECKING:
+    from ..net.osv import Advisory
+    from .advisories import AdvisoryDB
+
+Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "exceptions"]
+Level = Literal["deny", "warn"]
+
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExceptionUse:
+    """An exception that waived a rule for one release."""
+
+    label: str  # "policy.exceptions[2]" or "sets.core.policy.exceptions[0]"
+    exception: PolicyException
+    release: str  # "foo==1.0"
+    rule: str  # the waived rule
+    detail: str = ""  # the advisory id when the rule is "vulnerabilities"
+
+    def as_record(self) -> dict[str, str]:
+        """The lockfile's ``[tool.lockmirror] exceptions-used`` entry."""
+        record = {
+            "exception": self.label,
+            "package": self.exception.package,
+            "version": self.exception.version,
+            "release": self.release,
+            "rule": self.rule,
+            "reason": self.exception.reason,
+        }
+        if self.detail:
+            record["advisory"] = self.detail
+        if self.exception.expires is not None:
+            record["expires"] = self.exception.expires.isoformat()
+        return record
+
+
+@dataclass(frozen=True)
+class _Exception:
+    label: str
+    spec: PolicyException
+    name: NormalizedName
+    exact: Version | None
+    specifier: SpecifierSet | None  # None with exact None: every version
+
+    @classmethod
+    def parse(cls, label: str, spec: PolicyException) -> _Exception:
+        text = spec.version.strip()
+        exact: Version | None = None
+        specifier: SpecifierSet | None = None
+        if text != "*":
+            try:
+                exact = Version(text)
+            except InvalidVersion:
+                try:
+                    specifier = SpecifierSet(text)
+                except InvalidSpecifier:
+                    raise PolicyError(f"'{text}' is neither a version nor a specifier",
+                                      where=f"{label}.version") from None
+        return cls(label, spec, canonicalize_name(spec.package), exact, specifier)
+
+    @property
+    def title(self) -> str:
+        if self.exact is not None:
+            return f"{self.spec.package}=={self.exact}"
+        if self.specifier is not None:
+            return f"{self.spec.package}{self.specifier}"
+        return self.spec.package
+
+    def expired(self, today: date) -> bool:
+        return self.spec.expires is not None and today >= self.spec.expires
+
+    def matches(self, name: NormalizedName, version: Version) -> bool:
+        if name != self.name:
+            return False
+        if self.exact is not None:
+            return version == self.exact
+        if self.specifier is not None:
+            return self.specifier.contains(version, prereleases=True)
+        return True
+
+    def waives(self, rule: str, advisory: Advisory | None = None) -> bool:
+        rules = self.spec.rules
+        if not rules or rule in rules:
+            return True
+        if advisory is not None:
+            return any(ident in rules for ident in advisory.ids)
+        return False
+
+
+def exception_labels(config: MirrorConfig, set_name: str) -> list[str]:
+    """Where each exception of ``config.policy_for(set_name)`` is written.
+
+    Same order as :meth:`MirrorConfig.policy_for`: the global ones, then the
+    set's own.
+    """
+    labels = [f"policy.exceptions[{i}]" for i in range(len(config.policy.exceptions))]
+    override = config.sets[set_name].policy
+    if override is not None:
+        labels += [f"sets.{set_name}.policy.exceptions[{i}]"
+                   for i in range(len(override.exceptions))]
+    return labels
+
+
+# --------------------------------------------------------------------------
+# Findings and decisions
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's verdict on one release (deny or warn), possibly waived."""
+
+    rule: Rule
+    level: Level
+    package: NormalizedName
+    version: Version | None
+    message: str
+    advisory: Advisory | None = None
+    waived_by: ExceptionUse | None = None
+
+    @property
+    def blocking(self) -> bool:
+        """A deny that no exception waived."""
+        return self.level == "deny" and self.waived_by is None
+
+    @property
+    def release(self) -> str:
+        return f"{self.package}=={self.version}" if self.version is not None else self.package
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy says about one release."""
+
+    name: NormalizedName
+    version: Version
+    findings: tuple[Finding, ...] = ()
+    sdists_allowed: bool = True
+
+    @property
+    def allowed(self) -> bool:
+        return not any(f.blocking for f in self.findings)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """One line per unwaived deny: why the release is excluded."""
+        return tuple(f.message for f in self.findings if f.blocking)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.level == "warn" and f.waived_by is None)
+
+    @property
+    def exceptions_used(self) -> tuple[ExceptionUse, ...]:
+        return tuple(f.waived_by for f in self.findings if f.waived_by is not None)
+
+    def error(self, *, where: str | None = None) -> PolicyError:
+        """The error for an exact pin to a release the policy excludes."""
+        return PolicyError(f"{self.name}=={self.version} is pinned but "
+                           + "; ".join(self.reasons), where=where,
+                           hint="pin another version, or add a policy exception with a reason")
+
+
+# --------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------
+
+
+class PolicyEngine:
+    """Apply one set's policy at one moment.
+
+    ``now`` is the lock (or audit) time; ``advisories`` may be None when the
+    policy ignores vulnerabilities or no source is configured. Exceptions
+    that expired by ``now`` never waive anything; unless ``allow_expired``,
+    their mere presence raises :class:`PolicyError` here, naming each one
+    (the lock stage wants that; audit reports them as findings instead).
+
+    Decisions are memoized per (name, version, pinned); the cost of a
+    decision is one advisory lookup (see the source's cost).
+    """
+
+    def __init__(self, policy: PolicyConfig, *, now: datetime,
+                 advisories: AdvisoryDB | None = None,
+                 exception_labels: Sequence[str] | None = None,
+                 where: str = "mirror.yaml", allow_expired: bool = False) -> None:
+        self.policy = policy
+        self.now = as_utc(now)
+        self.advisories = advisories
+        self.where = where
+        labels = list(exception_labels or ())
+        labels += [f"policy.exceptions[{i}]" for i in range(len(labels), len(policy.exceptions))]
+        self._exceptions = [_Exception.parse(label, spec)
+                            for label, spec in zip(labels, policy.exceptions, strict=False)]
+        today = self.now.date()
+        self._expired = [e for e in self._exceptions if e.expired(today)]
+        self._active = [e for e in self._exceptions if not e.expired(today)]
+        self._memo: dict[tuple[object, ...], Decision] = {}
+        if self._expired and not allow_expired:
+            raise PolicyError("\n".join(self.expired_messages()))
+
+    @classmethod
+    def for_set(cls, config: MirrorConfig, set_name: str, *, now: datetime,
+                advisories: AdvisoryDB | None = None, where: str = "mirror.yaml",
+                allow_expired: bool = False) -> PolicyEngine:
+        """The engine for one set: global policy, the set's overrides, labels."""
+        return cls(config.policy_for(set_name), now=now, advisories=advisories,
+                   exception_labels=exception_labels(config, set_name), where=where,
+                   allow_expired=allow_expired)
+
+    # -- exceptions --------------------------------------------------------
+
+    def expired_messages(self) -> list[str]:
+        """``mirror.yaml: policy.exceptions[2]: exception for foo==1.0 expired on ...``"""
+        return [f"{self.where}: {e.label}: exception for {e.title} expired on "
+                f"{e.spec.expires}; renew it with a new date and reason, or remove it"
+                for e in self._expired]
+
+    def expired_findings(self) -> list[Finding]:
+        return [Finding("exceptions", "deny", e.name, e.exact, message)
+                for e, message in zip(self._expired, self.expired_messages(), strict=True)]
+
+    def _waiver(self, name: NormalizedName, version: Version, rule: str,
+                advisory: Advisory | None = None) -> ExceptionUse | None:
+        for exc in self._active:
+            if exc.matches(name, version) and exc.waives(rule, advisory):
+                return ExceptionUse(exc.label, exc.spec, f"{name}=={version}", rule,
+                                    advisory.id if advisory is not None else "")
+        return None
+
+    def _finding(self, rule: Rule, level: Level, name: NormalizedName, version: Version,
+                 message: str, advisory: Advisory | None = None) -> Finding:
+        waiver = self._waiver(name, version, rule, advisory)
+        return Finding(rule, level, name, version, message, advisory, waiver)
+
+    # -- rules -------------------------------------------------------------
+
+    def min_age_finding(self, name: NormalizedName, version: Version,
+                        upload_times: Iterable[datetime | None]) -> Finding | None:
+        """Too new for ``min_age_days`` (deny), or None."""
+        days = self.policy.min_age_days
+        if not days:
+            return None
+        known = [as_utc(t) for t in upload_times if t is not None]
+        if not known:
+            return self._finding(
+                "min_age_days", "deny", name, version,
+                f"{name}=={version} has no upload time on its index, so its age "
+                f"(min_age_days: {days}) cannot be checked")
+        first = min(known)
+        if first > self.now - timedelta(days=days):
+            age = self.now - first
+            return self._finding(
+                "min_age_days", "deny", name, version,
+                f"{name}=={version} was uploaded {first:%Y-%m-%d %H:%M} UTC, "
+                f"{_days(age)} before {self.now:%Y-%m-%d %H:%M} UTC "
+                f"(min_age_days: {days})")
+        return None
+
+    def yanked_finding(self, name: NormalizedName, version: Version,
+                       yanked: str | bool | None, *, pinned: bool) -> Finding | None:
+        """Yanked (``yanked`` is the reason, ``""``/True without one)."""
+        if yanked is None or yanked is False:
+            return None
+        reason = yanked if isinstance(yanked, str) and yanked else "no reason given"
+        level: Level = "warn" if pinned and self.policy.yanked == "warn" else "deny"
+        note = "" if pinned else " (yanked releases are only used when pinned with ==)"
+        return self._finding("yanked", level, name, version,
+                             f"{name}=={version} is yanked: {reason}{note}")
+
+    def vulnerability_findings(self, name: NormalizedName, version: Version) -> list[Finding]:
+        """One finding per advisory affecting the release (none if ignored)."""
+        if self.policy.vulnerabilities == "ignore" or self.advisories is None:
+            return []
+        level: Level = "deny" if self.policy.vulnerabilities == "deny" else "warn"
+        findings = []
+        for advisory in self.advisories.advisories_for(name, version):
+            findings.append(self._finding("vulnerabilities", level, name, version,
+                                          advisory.describe(version), advisory))
+        return findings
+
+    def sdists_allowed(self, name: NormalizedName, version: Version) -> bool:
+        return (self.policy.sdists == "allow"
+                or self._waiver(name, version, "sdists") is not None)
+
+    def sdist_finding(self, name: NormalizedName, version: Version) -> Finding | None:
+        """For a release that *is* locked with an sdist (audit)."""
+        if self.policy.sdists == "allow":
+            return None
+        return self._finding("sdists", "deny", name, version,
+                             f"{name}=={version} is locked as an sdist (sdists: deny)")
+
+    # -- the question the resolver asks --------------------------------------
+
+    def candidate_allowed(self, name: str, version: Version | str,
+                          upload_times: Iterable[datetime | None] | Mapping[str, datetime | None],
+                          yanked: str | bool | None = None, *, pinned: bool = False) -> Decision:
+        """May the lock choose this release?
+
+        ``upload_times``: the upload time of each of the release's files (a
+        mapping filename -> time is accepted too); the earliest counts.
+        ``yanked``: None when not yanked, else the reason (``""`` or True
+        without one). ``pinned``: the requirement is an exact ``==`` pin.
+
+        For an unpinned requirement a refused candidate is simply skipped;
+        for a pin, raise ``decision.error()``. Cost: one advisory lookup,
+        memoized.
+        """
+        key_name = canonicalize_name(name)
+        key_version = version if isinstance(version, Version) else Version(version)
+        times = list(upload_times.values() if isinstance(upload_times, Mapping) else upload_times)
+        # the key holds every input: targets resolving in parallel see different files
+        earliest = min((t for t in times if t is not None), default=None)
+        memo_key = (key_name, key_version, pinned, earliest, None in times, yanked)
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        findings: list[Finding] = []
+        age = self.min_age_finding(key_name, key_version, times)
+        if age is not None:
+            findings.append(age)
+        yank = self.yanked_finding(key_name, key_version, yanked, pinned=pinned)
+        if yank is not None:
+            findings.append(yank)
+        findings += self.vulnerability_findings(key_name, key_version)
+        decision = Decision(key_name, key_version, tuple(findings),
+                            self.sdists_allowed(key_name, key_version))
+        self._memo[memo_key] = decision
+        return decision
+
+    def sdist_waiver(self, name: str, version: Version) -> ExceptionUse | None:
+        """The exception that lets an sdist of this release be locked under
+        ``sdists: deny`` (for the lockfile's exceptions-used), or None."""
+        if self.policy.sdists == "allow":
+            return None
+        return self._waiver(canonicalize_name(name), version, "sdists")
+
+
+def exceptions_used_records(uses: Iterable[ExceptionUse]) -> tuple[dict[str, str], ...]:
+    """Sorted, de-duplicated ``exceptions-used`` entries for the lockfile."""
+    records = {tuple(sorted(use.as_record().items())): use.as_record() for use in uses}
+    return tuple(records[key] for key in sorted(records))
+
+
+def _days(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    if days < 1:
+        hours = max(delta.total_seconds() / 3600, 0)
+        return f"{hours:.0f} hours"
+    return f"{days:.1f} days"
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO date or date-time from the command line (``--now``), as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise PolicyError(f"'{text}' is not an ISO date or date-time",
+                          hint="e.g. 2024-10-10 or 2024-10-10T12:00:00Z") from None
+    return as_utc(moment)
+
+
+__all__ = [
+    "WAIVABLE_RULES", "Decision", "ExceptionUse", "Finding", "PolicyEngine",
+    "as_utc", "exception_labels", "exceptions_used_records", "parse_when",
+]

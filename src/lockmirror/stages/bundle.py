@@ -1,0 +1,365 @@
+"""The bundle stage: a reproducible tarball that carries a mirror across an air gap.
+
+``build_bundle`` writes ``<out>/lockmirror-<name>-<content id>.tar`` (a delta:
+``...-<content id>.delta.tar``) and ``<that>.sha256`` (``sha256sum -c``
+format). With ``split`` the tar is cut into volumes ``.tar.001``,
+``.tar.002``, ... and the ``.sha256`` file lists each volume's hash.
+
+Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
+
+    bundle.json          first member: what the bundle is and the sha256 and
+                         size of every other member (except the signature)
+    bundle.json.sig      optional SSHSIG (Ed25519) signature of bundle.json
+    README.txt           how to check, install and import on the far side
+    SHA256SUMS           ``sha256sum -c`` list of the members below
+    mirror.yaml
+    lockfiles/pylock.<set>.toml
+    tool/*.whl           lockmirror's wheel and its dependencies' wheels
+    index/...            the dist-index tree, ``index/manifest.json`` included
+                         (a delta carries only files the base lacks, plus
+                         every page and the new manifest)
+
+Reproducible: members in a fixed order (the head above, then sorted), GNU
+tar headers without pax records, mtime from ``SOURCE_DATE_EPOCH`` (else the
+lockfiles' last commit time, else 0), uid/gid 0, no user or group names,
+mode 0644/0755 (:mod:`lockmirror.stages.bundle_tar`). The same inputs give the
+same bytes wherever and whenever they are built. Plain tar, no compression:
+the payload is wheels, which are zip files already (benchmarks/bench_bundle.py
+measures gzip and zstd). The format itself (bundle.json, checksum listings,
+reading a bundle) is :mod:`lockmirror.formats.bundle_format`.
+
+The content id is the first 16 hex digits of the sha256 of ``bundle.json``,
+which pins every member, so it names the content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..errors import BundleError, LockmirrorError
+from ..formats import signing
+from ..formats.bundle_format import (
+    DELTA,
+    FULL,
+    INDEX_DIR,
+    INDEX_MANIFEST,
+    INFO_NAME,
+    LOCKFILE_DIR,
+    MIRROR_YAML_NAME,
+    NAME_PATTERN,
+    README_NAME,
+    SIGNATURE_NAME,
+    SUMS_NAME,
+    TOOL_DIR,
+    BundleInfo,
+    format_checksums,
+    locate_bundle,
+    parse_size,
+    read_checksums,
+    read_head,
+    read_index_manifest,
+)
+from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
+from ..fsutil import atomic_write, sha256_bytes
+from ..gitutil import run_git
+from .bundle_tar import Layout, Member, directories, read_input
+from .toolwheels import collect_tool_wheels
+
+MAX_PARTS = 999
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """What ``build_bundle`` wrote (or found already current)."""
+
+    parts: tuple[Path, ...]
+    checksums: Path
+    sha256: tuple[str, ...]
+    content_id: str
+    kind: str
+    base_manifest_sha256: str | None
+    size: int
+    members: int
+    index_files_carried: int
+    index_files_total: int
+    signed: bool
+    source_date_epoch: int
+    epoch_source: str
+    tool_wheels: int
+    changed: bool
+
+    @property
+    def path(self) -> Path:
+        """The bundle (its first volume when split)."""
+        return self.parts[0]
+
+
+def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_dir: Path,
+                 name: str, since: Path | None = None, split: int | str | None = None,
+                 key: Path | None = None, source_date_epoch: int | None = None,
+                 tool: bool | None = None, cache_dir: Path | None = None,
+                 progress: Progress | None = None) -> BundleResult:
+    """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
+
+    ``since`` (a manifest.json, a mirror dir or a previous bundle) makes a
+    delta; ``split`` (bytes or ``700M``/``4G``) cuts volumes; ``key`` (an
+    Ed25519 private key, OpenSSH or PEM) signs bundle.json. ``tool`` carries
+    lockmirror's wheels (default: in full bundles, not in deltas), with the
+    dependency wheels cached in :func:`lockmirror.stages.toolwheels.tool_wheel_cache`
+    of ``cache_dir``, the project's cache directory (``paths.cache``).
+
+    Every index file is taken at the sha256 and size manifest.json gives
+    them, and every byte of it is hashed as it is copied: a file that rotted
+    in the build tree fails here, not at import on the far side.
+
+    Raises LockmirrorError (or BundleError) when an input is missing, an
+    index file does not match the manifest, or pip cannot fetch the tool's
+    dependencies; nothing is left in ``out_dir`` then. Costs one read and two
+    sha256 passes (the member's, the volume's) over every carried byte; an
+    existing identical bundle is recognised from its first member and left
+    alone.
+    """
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise LockmirrorError(f"bad bundle name {name!r}", hint="letters, digits, '.', '_', '-'")
+    volume_size = parse_size(split) if split is not None else None
+    epoch, epoch_source = resolve_source_date_epoch(source_date_epoch, lockfile_dir)
+    kind = DELTA if since is not None else FULL
+    manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
+    manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
+    carried, base_sha = _carried(manifest, since)
+    members, tool_python = _gather(
+        index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
+        index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
+        cache_dir=cache_dir, progress=progress)
+    info = _describe(members, BundleInfo(
+        name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
+        base_manifest_sha256=base_sha, lockmirror_version=__version__,
+        tool_python=tool_python, files={}))
+    info_bytes = info.dumps()
+    signature = signing.sign(info_bytes, signing.load_private_key(key)).encode() if key else None
+    head = [Member("", is_dir=True), Member(INFO_NAME, data=info_bytes)]
+    if signature is not None:
+        head.append(Member(SIGNATURE_NAME, data=signature))
+    ordered = head + sorted([*members, *directories(members)], key=lambda m: m.name)
+    layout = Layout(info.top, ordered, epoch)
+    names = _volume_names(info.filename, layout.total_size, volume_size)
+    checksums_path = out_dir / f"{info.filename}.sha256"
+
+    def result(digests: Sequence[str], changed: bool) -> BundleResult:
+        return BundleResult(
+            parts=tuple(out_dir / n for n in names), checksums=checksums_path,
+            sha256=tuple(digests), content_id=info.content_id, kind=kind,
+            base_manifest_sha256=base_sha, size=layout.total_size,
+            members=len(info.files) + len(head) - 1, index_files_carried=len(carried),
+            index_files_total=len(manifest.files), signed=signature is not None,
+            source_date_epoch=epoch, epoch_source=epoch_source,
+            tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
+            changed=changed)
+
+    current = _existing_digests(out_dir, names, checksums_path, layout.total_size,
+                                volume_size, info_bytes, signature, epoch)
+    if current is not None:
+        return result(current, changed=False)
+    if progress:
+        progress(f"writing {info.filename} ({layout.total_size} bytes, {len(ordered)} members)")
+    digests = layout.write(out_dir, names, volume_size)
+    atomic_write(checksums_path, format_checksums(zip(names, digests, strict=True)))
+    return result(digests, changed=True)
+
+
+def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple[int, str]:
+    """The mtime stamped on every member and where it came from.
+
+    ``explicit`` wins, then ``$SOURCE_DATE_EPOCH``, then the time of the last
+    commit touching ``lockfile_dir``; else 0 (so output stays reproducible).
+    """
+    if explicit is not None:
+        return int(explicit), "argument"
+    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if env:
+        try:
+            return int(env), "SOURCE_DATE_EPOCH"
+        except ValueError:
+            raise LockmirrorError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
+    stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
+    if stamp and stamp.strip().isdigit():
+        return int(stamp.strip()), "git log (lockfiles)"
+    return 0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"
+
+
+def load_base_manifest(since: Path) -> tuple[Manifest, str]:
+    """The manifest a delta starts from, and the sha256 of its bytes.
+
+    ``since`` is a ``manifest.json``, a mirror directory holding one, or a
+    previous bundle (``.tar`` or a volume).
+    """
+    if since.is_dir():
+        since = since / MANIFEST_NAME
+    if since.name.endswith(".json"):
+        try:
+            data = since.read_bytes()
+        except OSError as exc:
+            raise LockmirrorError(f"cannot read base manifest: {exc.strerror}",
+                                  where=str(since)) from None
+        return Manifest.loads(data.decode("utf-8"), where=str(since)), sha256_bytes(data)
+    return read_index_manifest(locate_bundle([since]))
+
+
+
+def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], str | None]:
+    """The index files to carry and the sha256 of the base manifest (None for a
+    full bundle): all of them, or for a delta every page plus the files whose
+    bytes the base lacks."""
+    if since is None:
+        return dict(manifest.files), None
+    base, base_sha = load_base_manifest(since)
+    have = {entry.sha256 for entry in base.files.values()}
+    return {path: entry for path, entry in manifest.files.items()
+            if _is_page(path) or entry.sha256 not in have}, base_sha
+
+
+def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
+            mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
+            cache_dir: Path | None, progress: Progress | None) -> tuple[list[Member], str | None]:
+    """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
+    members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
+    lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
+    if not lockfiles:
+        raise LockmirrorError("no pylock.*.toml lockfiles here", where=str(lockfile_dir),
+                              hint="run `doit lock`")
+    members += [Member(f"{LOCKFILE_DIR}/{path.name}", data=read_input(path))
+                for path in lockfiles]
+    tool_python = None
+    if with_tool:
+        if progress:
+            progress("collecting lockmirror's wheels")
+        with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
+            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress)
+            members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
+                        for path in sorted(wheels.wheels, key=lambda p: p.name)]
+        tool_python = wheels.python
+    members.append(Member(INDEX_MANIFEST, data=index_manifest))
+    for rel, entry in sorted(carried.items()):
+        path = index_dir / rel
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise LockmirrorError("listed in manifest.json but missing", where=str(path),
+                                  hint="rebuild the index") from None
+        if size != entry.size:
+            raise LockmirrorError(f"size {size} differs from manifest.json ({entry.size})",
+                                  where=str(path), hint="rebuild the index")
+        members.append(Member(f"{INDEX_DIR}/{rel}", path=path, entry=entry))
+    return members, tool_python
+
+
+def _describe(members: list[Member], provisional: BundleInfo) -> BundleInfo:
+    """Add README.txt and SHA256SUMS to ``members``; the bundle.json listing them all.
+
+    ``provisional`` is bundle.json without its file list: the README is made
+    from it, so it cannot depend on the content id.
+    """
+    members.append(Member(README_NAME, data=_readme(provisional)))
+    sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
+                            if m.entry).encode()
+    members.append(Member(SUMS_NAME, data=sums))
+    return dataclasses.replace(provisional, files={m.name: m.entry for m in members if m.entry})
+
+
+def _volume_names(filename: str, total: int, volume_size: int | None) -> list[str]:
+    """``[X.tar]``, or ``X.tar.001``, ``X.tar.002``, ... for ``total`` bytes cut at
+    ``volume_size``; LockmirrorError beyond MAX_PARTS volumes."""
+    if volume_size is None:
+        return [filename]
+    count = max(1, -(-total // volume_size))
+    if count > MAX_PARTS:
+        raise LockmirrorError(f"{total} bytes in volumes of {volume_size} makes {count} "
+                              f"volumes; at most {MAX_PARTS}", hint="use a larger --split")
+    return [f"{filename}.{i:03d}" for i in range(1, count + 1)]
+
+
+def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: int,
+                      volume_size: int | None, info_bytes: bytes, signature: bytes | None,
+                      epoch: int) -> tuple[str, ...] | None:
+    """The hashes of an identical bundle already on disk, else None.
+
+    The tar is a function of bundle.json (which pins every member's bytes),
+    the signature and the epoch, so comparing those three and the volume
+    sizes is enough; nothing is re-hashed.
+    """
+    try:
+        listed = read_checksums(checksums)
+    except BundleError:
+        return None
+    if [name for name, _ in listed] != names:
+        return None
+    for index, name in enumerate(names):
+        expected = total if volume_size is None else min(volume_size, total - index * volume_size)
+        try:
+            if (out_dir / name).stat().st_size != expected:
+                return None
+        except FileNotFoundError:
+            return None
+    try:
+        head = read_head(locate_bundle([out_dir / n for n in names]))
+    except LockmirrorError:
+        return None
+    if (head.info_bytes != info_bytes or head.first_mtime != epoch
+            or (head.signature or "").encode() != (signature or b"")):
+        return None
+    return tuple(digest for _, digest in listed)
+
+
+def _is_page(path: str) -> bool:
+    """Index pages (HTML/JSON, constraints, lockfiles) travel in every delta;
+    only artifacts and their metadata under ``files/`` are left out when the
+    far side has them."""
+    return not path.startswith("files/")
+
+
+def _readme(info: BundleInfo) -> bytes:
+    """The far side's instructions (no content id or time in it: it is a member,
+    so it must not depend on what depends on it)."""
+    stem = f"lockmirror-{info.name}-*"
+    delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
+             f"sha256 {info.base_manifest_sha256}\n"
+             f"(check with: sha256sum /srv/mirror/manifest.json).\n\n"
+             if info.kind == DELTA else "")
+    tool = (f"""\
+2. Install lockmirror with no network (its wheels are for {info.tool_python}):
+     tar xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
+     python3 -m venv lockmirror-venv
+     lockmirror-venv/bin/pip install --no-index --find-links {stem}/{TOOL_DIR} lockmirror
+""" if info.tool_python else """\
+2. This bundle does not carry lockmirror's own wheels (deltas leave them out):
+   use the lockmirror installed from a full bundle.
+""")
+    text = f"""\
+lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lockmirror_version})
+
+{delta}The index manifest carried here has sha256 {info.index_manifest_sha256}.
+
+1. Check the bundle arrived intact (the .sha256 file travels beside it):
+     sha256sum -c {stem}.sha256
+{tool}3. Import: every file is checked before the new tree is swapped in atomically.
+     lockmirror import {stem}.tar --into /srv/mirror [--pubkey signer.pub]
+   Volumes of a split bundle: pass them all ({stem}.tar.0*).
+4. Serve /srv/mirror with any static web server, or: lockmirror serve /srv/mirror
+   Clients: pip install --index-url http://HOST/simple/ PACKAGE
+5. Re-check the mirror at any time: lockmirror verify /srv/mirror
+
+To check the members by hand, extract the tar and, in its directory, run
+     sha256sum -c {SUMS_NAME}
+"""
+    return text.encode()
+
+

@@ -1,0 +1,419 @@
+"""Closure check: every set installs from ``dist-index/`` alone, with the far side's installers.
+
+Entry: :func:`verify_closure`. Everything it needs comes from the index tree:
+the sets, their requirements and targets from ``lockfiles/pylock.<set>.toml``,
+the pins from ``constraints/<set>-<target>.txt``, and the packages from
+``simple/`` and ``files/``, over ``file://`` and over HTTP (a
+:class:`~lockmirror.stages.serve.MirrorServer` on a free 127.0.0.1 port), or from a
+URL given. For every set and target:
+
+1. ``uv pip compile`` of the set's requirements with the target's pins, for the
+   target's Python and platform, over each transport;
+2. where this machine can stand in for the target (CPython of this
+   interpreter's minor version, platform tags it accepts):
+
+   * an install from the index (requirements + constraints) with every
+     installer of :data:`lockmirror.stages.installers.INSTALLERS` (newest pip and uv,
+     the pips of Debian 12, Ubuntu 22.04 and RHEL 9), over each transport;
+   * an install from the mirrored lockfile with uv and the newest pip: the local
+     path (``-r dist-index/lockfiles/pylock.<set>.toml``); over HTTP pip reads
+     it from its URL and uv reads a copy relocated to the server's URL
+     (what ``lockmirror lockfile --base-url`` writes);
+
+   each into a fresh virtual environment, followed by ``pip check``; a
+   lockfile install must install exactly what the same installer installed
+   from the index (the runtime closure: no build-only or stale entry);
+3. elsewhere: ``uv pip install --dry-run -r`` of the lockfile for the target's
+   platform and Python, so its lockfile is exercised too.
+
+A failure names the set, the target, the step and the requirement the
+installer could not meet. What cannot run here is reported as skipped, with
+the reason, and counted as skipped (:meth:`VerifyReport.summary`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LockmirrorError, ResolutionError
+from .install_runs import (
+    Check,
+    Runner,
+    UvPlatform,
+    Where,
+    closure_mismatch,
+    index_install,
+    lockfile_dry_run,
+    lockfile_install,
+    uv_compile,
+    uv_platform,
+)
+from .installer_output import explain_pip, explain_pip_check, explain_uv
+from .installers import (
+    INSTALLERS,
+    Installer,
+    InstallerUnavailable,
+    ensure_installer,
+    find_installers,
+    prune_installers,
+)
+
+__all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_check",
+           "explain_uv", "uv_platform", "verify_closure"]
+
+Progress = Callable[[str], None]
+DEFAULT_TIMEOUT = 900.0
+TRANSPORTS = ("file://", "http")
+# What the layout before issue 14 left in a work directory (433 MB of venvs).
+_LEGACY = ("venv-*", "uv-cache", "requirements-*.txt")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    index_dir: Path
+    index_urls: tuple[str, ...]
+    checks: tuple[Check, ...]
+    installers: tuple[str, ...] = ()  # "pip 23.0.1 (Debian 12 ...)" for each one asked for
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.ok and not c.skipped)
+
+    @property
+    def skipped(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.skipped)
+
+    @property
+    def passed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.passed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        """``N passed, N failed, N skipped``."""
+        return (f"{len(self.passed)} passed, {len(self.failures)} failed, "
+                f"{len(self.skipped)} skipped")
+
+    def raise_for_failures(self) -> None:
+        """Raise ResolutionError naming every failed set/target/requirement."""
+        if self.failures:
+            lines = [f.describe() for f in self.failures]
+            raise ResolutionError(
+                f"{len(lines)} closure check(s) failed for {self.index_dir}:\n  "
+                + "\n  ".join(lines),
+                hint="the index lacks what these requirements need, an installer cannot "
+                     "read it, or a lockfile installs more or less than the set needs; re-run "
+                     "`doit fetch` and `doit index`, or fix the lockfile")
+
+
+@dataclass(frozen=True)
+class _SetTarget:
+    set_name: str
+    requirements: tuple[str, ...]
+    target: str
+    python: str
+    implementation: str
+    platforms: tuple[str, ...]
+
+    def where(self, transport: str, url: str) -> Where:
+        return Where(self.set_name, self.target, self.python, self.implementation,
+                     self.platforms, url, transport)
+
+
+@dataclass(frozen=True)
+class _Transport:
+    name: str  # "file://" | "http" | "given"
+    url: str  # the simple index
+    root: str | None  # the mirror's root URL over HTTP (None: not served by us)
+
+
+def verify_closure(
+    index_dir: Path,
+    *,
+    sets: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+    index_url: str | None = None,
+    transports: Sequence[str] = TRANSPORTS,
+    install: bool = True,
+    installers: Sequence[str] | None = None,
+    work_dir: Path | None = None,
+    installer_cache: Path | None = None,
+    uv_bin: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Prove each set (optionally only ``sets``/``targets``) installs from the index alone.
+
+    ``transports``: ``file://`` (the directory) and/or ``http`` (served on
+    127.0.0.1 for the duration); ``index_url`` replaces both with one URL (a
+    deployed mirror). ``installers`` names a part of the matrix (``"pip
+    23.0.1"``, ``"uv"``; default all); ``install=False`` runs only the uv
+    resolutions and dry runs. ``work_dir`` (default: a temporary directory)
+    holds ``run/`` (uv cache, virtual environments: emptied before and after,
+    so nothing cached can hide a missing file) and, unless
+    ``installer_cache`` or ``$LOCKMIRROR_INSTALLER_CACHE`` is given,
+    ``installers/`` (the installer copies, kept and pruned to the matrix).
+    Without any of them the copies are kept in
+    ``$XDG_CACHE_HOME/lockmirror/installers``.
+
+    Returns a report (``report.raise_for_failures()`` turns failures into a
+    ResolutionError). Raises LockmirrorError when the index has no lockfiles,
+    a requested set, target or installer does not exist, or no uv can be found.
+    An installer that cannot be fetched is reported as skipped with the reason.
+    Costs one venv and install per installer, transport and host-matching
+    target: seconds each on a small mirror, dominated by sdist builds.
+    """
+    index_dir = Path(index_dir)
+    say = progress or (lambda _message: None)
+    pairs = _pairs(index_dir, sets, targets)
+    chosen = find_installers(installers)
+    temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
+    work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
+    cache = installer_cache or _default_installer_cache(None if temp_root else work_dir)
+    _clean_work_dir(work_dir)
+    copies = _copies(chosen, cache, say) if install else {}
+    uv = uv_bin or _uv_binary(copies)
+    runner = Runner(uv, work_dir / "run", timeout)
+    runner.work.mkdir(parents=True)
+    checks: list[Check] = []
+    used: list[str] = []
+    try:
+        with _transports(index_dir, index_url, transports) as served:
+            used = [t.url for t in served]
+            for pair in pairs:
+                checks += _check_pair(runner, index_dir, pair, served, chosen, copies,
+                                      install, say)
+    finally:
+        shutil.rmtree(runner.work, ignore_errors=True)
+        if temp_root is not None:
+            shutil.rmtree(temp_root, ignore_errors=True)
+    return VerifyReport(index_dir=index_dir, index_urls=tuple(used), checks=tuple(checks),
+                        installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen))
+
+
+def _check_pair(runner: Runner, index_dir: Path, pair: _SetTarget,
+                served: Sequence[_Transport], chosen: Sequence[Installer],
+                copies: dict[Installer, Path | str], install: bool,
+                say: Progress) -> list[Check]:
+    """Every check of one set and target."""
+    requirements = runner.work / f"requirements-{pair.set_name}.txt"
+    requirements.write_text("".join(r + "\n" for r in pair.requirements))
+    constraints = index_dir / "constraints" / f"{pair.set_name}-{pair.target}.txt"
+    lockfile = index_dir / "lockfiles" / f"pylock.{pair.set_name}.toml"
+    head = f"set '{pair.set_name}', target '{pair.target}'"
+    checks = []
+    for transport in served:
+        say(f"{head}: uv pip compile ({transport.name})")
+        checks.append(uv_compile(runner, pair.where(transport.name, transport.url),
+                                 requirements, constraints))
+    mismatch = _host_mismatch(pair)
+    if mismatch or not install:
+        where = pair.where(served[0].name, served[0].url)
+        checks.append(where.check("installs", ok=True, skipped=mismatch or "not requested"))
+        if mismatch:
+            say(f"{head}: uv install --dry-run -r lockfile")
+            checks.append(lockfile_dry_run(runner, where, lockfile))
+        return checks
+    for transport in served:
+        checks += _installs(runner, pair.where(transport.name, transport.url), transport,
+                            chosen, copies, (requirements, constraints, lockfile), say)
+    return checks
+
+
+def _installs(runner: Runner, where: Where, transport: _Transport,
+              chosen: Sequence[Installer], copies: dict[Installer, Path | str],
+              inputs: tuple[Path, Path, Path], say: Progress) -> list[Check]:
+    """Over one transport: the set from the index with every installer, then from its
+    lockfile with those that read one (compared with what they installed from the index)."""
+    requirements, constraints, lockfile = inputs
+    head = f"set '{where.set_name}', target '{where.target}'"
+    checks = []
+    from_index: dict[Installer, Check] = {}
+    for installer in chosen:
+        copy = copies[installer]
+        step = f"{installer.name} install ({transport.name})"
+        reason = copy if isinstance(copy, str) else installer.unusable_on(sys.version_info[:2])
+        if reason:
+            checks.append(where.check(step, ok=True, skipped=reason))
+            continue
+        say(f"{head}: {step}")
+        from_index[installer] = index_install(runner, where, installer, Path(copy),
+                                              requirements, constraints)
+        checks.append(from_index[installer])
+    for installer in (i for i in chosen if i.reads_pylock):
+        copy = copies[installer]
+        for source, label in _lockfile_sources(runner, transport, installer, lockfile):
+            step = f"{installer.name} install -r {label} ({transport.name})"
+            if isinstance(copy, str):
+                checks.append(where.check(step, ok=True, skipped=copy))
+                continue
+            say(f"{head}: {step}")
+            done = lockfile_install(runner, where, installer, copy, source, label)
+            index = from_index.get(installer)
+            checks.append(closure_mismatch(done, index) if index else done)
+    return checks
+
+
+def _lockfile_sources(runner: Runner, transport: _Transport, installer: Installer,
+                      lockfile: Path) -> list[tuple[str, str]]:
+    """(what -r gets, its label) for one installer over one transport."""
+    if transport.root is None:
+        return [(str(lockfile), "lockfile")]
+    if installer.kind == "pip":  # pip resolves the relative paths against the URL
+        return [(f"{transport.root}lockfiles/{lockfile.name}", "lockfile")]
+    from ..formats.mirror_lockfile import relocate_lockfile
+
+    copy = runner.work / "base-url" / lockfile.name
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(relocate_lockfile(lockfile.read_bytes(), base_url=transport.root,
+                                       where=str(lockfile)))
+    return [(str(copy), "lockfile --base-url")]
+
+
+# --------------------------------------------------------------------------
+# What to check, and with what
+# --------------------------------------------------------------------------
+
+
+def _copies(chosen: Sequence[Installer], cache: Path,
+            say: Progress) -> dict[Installer, Path | str]:
+    """Each installer's runnable copy, or why it cannot be had."""
+    prune_installers(cache, INSTALLERS)
+    copies: dict[Installer, Path | str] = {}
+    for installer in chosen:
+        try:
+            copies[installer] = ensure_installer(installer, cache)
+        except InstallerUnavailable as exc:
+            say(f"{installer.name}: {exc.message}")
+            copies[installer] = f"{installer.name} unavailable: {exc.message}"
+    return copies
+
+
+def _uv_binary(copies: dict[Installer, Path | str]) -> str:
+    for installer, copy in copies.items():
+        if installer.kind == "uv" and isinstance(copy, Path):
+            return str(copy)
+    return _find_uv()
+
+
+def _default_installer_cache(work_dir: Path | None) -> Path:
+    """``$LOCKMIRROR_INSTALLER_CACHE``, else ``work_dir/installers``, else the user's cache."""
+    if os.environ.get("LOCKMIRROR_INSTALLER_CACHE"):
+        return Path(os.environ["LOCKMIRROR_INSTALLER_CACHE"])
+    if work_dir is not None:
+        return work_dir / "installers"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lockmirror" / "installers"
+
+
+def _clean_work_dir(work_dir: Path) -> None:
+    """Remove what earlier runs left (their venvs and uv cache), keep the installer copies."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work_dir / "run", ignore_errors=True)
+    for pattern in _LEGACY:
+        for leftover in work_dir.glob(pattern):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def _transports(index_dir: Path, index_url: str | None,
+                transports: Sequence[str]) -> Iterator[list[_Transport]]:
+    if index_url:
+        yield [_Transport("given", index_url if index_url.endswith("/") else index_url + "/",
+                          None)]
+        return
+    unknown = sorted(set(transports) - set(TRANSPORTS))
+    if unknown or not transports:
+        raise LockmirrorError(f"unknown transport {', '.join(unknown) or '(none)'} "
+                              f"(known: {', '.join(TRANSPORTS)})")
+    if not (index_dir / "simple" / "index.html").is_file():
+        raise LockmirrorError("is not a built index (no simple/index.html)",
+                              where=str(index_dir), hint="build it with `doit index`")
+    found = []
+    if "file://" in transports:
+        found.append(_Transport("file://", (index_dir.absolute() / "simple").as_uri() + "/",
+                                None))
+    if "http" not in transports:
+        yield found
+        return
+    from .serve import MirrorServer
+
+    with MirrorServer(index_dir, "127.0.0.1", 0) as server:
+        root = server.simple_url.removesuffix("simple/")
+        yield [*found, _Transport("http", server.simple_url, root)]
+
+
+def _pairs(index_dir: Path, sets: Sequence[str] | None,
+           targets: Sequence[str] | None) -> list[_SetTarget]:
+    from ..formats.lockfile import Lockfile
+
+    paths = sorted((index_dir / "lockfiles").glob("pylock.*.toml"))
+    if not paths:
+        raise LockmirrorError("holds no lockfiles/pylock.*.toml", where=str(index_dir),
+                              hint="build the index with `doit index`")
+    found = []
+    set_names = set()
+    target_names = set()
+    for path in paths:
+        lock = Lockfile.read(path)
+        set_names.add(lock.set_name)
+        if sets and lock.set_name not in sets:
+            continue
+        for target in lock.targets:
+            target_names.add(target.name)
+            if targets and target.name not in targets:
+                continue
+            found.append(_SetTarget(lock.set_name, lock.requirements, target.name,
+                                    target.python, target.implementation, target.platforms))
+    for name in sets or ():
+        if name not in set_names:
+            raise LockmirrorError(f"no set '{name}' in the index (sets: "
+                                  f"{', '.join(sorted(set_names))})", where=str(index_dir))
+    for name in targets or ():
+        if name not in target_names:
+            raise LockmirrorError(f"no target '{name}' in the index (targets: "
+                                  f"{', '.join(sorted(target_names))})", where=str(index_dir))
+    return sorted(found, key=lambda p: (p.set_name, p.target))
+
+
+def _find_uv() -> str:
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        found = shutil.which("uv")
+        if found:
+            return found
+        raise LockmirrorError("uv is not installed", hint="pip install uv") from None
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        raise LockmirrorError("the uv package has no uv binary",
+                              hint="reinstall it: pip install --force-reinstall uv") from None
+
+
+def _host_mismatch(pair: _SetTarget) -> str | None:
+    """Why this machine cannot stand in for the target (None: it can)."""
+    from packaging.tags import sys_tags
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    wanted = ".".join(pair.python.split(".")[:2])
+    if pair.implementation != "cp" or sys.implementation.name != "cpython":
+        return f"needs {pair.implementation}{pair.python}; this is {sys.implementation.name}"
+    if wanted != here:
+        return f"needs Python {pair.python}; this is {here}"
+    host_platforms = {tag.platform for tag in sys_tags()}
+    if not any(p in host_platforms for p in pair.platforms):
+        return f"needs {', '.join(pair.platforms)}; this host is not one"
+    return None

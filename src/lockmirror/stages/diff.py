@@ -1,0 +1,237 @@
+"""The lock diff: what a change to the lockfiles means, for the reviewer of a pull request.
+
+This module is the entry: it reads the two sides and compares them.
+
+- :func:`run` — the stage as ``lockmirror diff`` runs it: the default sides
+  (merge base, working tree), the comparison, and the audit when asked.
+- :func:`load_lockfiles` — one side of a diff from a lockfile, a directory of
+  lockfiles, a git revision, or the working tree.
+- :func:`default_base` — the merge base of ``HEAD`` with the main branch.
+- :func:`diff_lockfiles` — compare two sides, set by set, into a
+  :class:`~lockmirror.stages.diff_model.LockDiff`.
+
+The rest, by concern: :mod:`lockmirror.stages.diff_model` (the change model and
+merging the audit's findings), :mod:`lockmirror.stages.diff_compare` (comparing
+two lockfiles: changes, why, alarms, findings) and
+:mod:`lockmirror.stages.diff_render` (text, Markdown, JSON and git textconv).
+
+Nothing here prints; ``commands/diff.py`` does. Reading a git revision runs
+``git`` (``ls-tree`` once, ``show`` per lockfile); everything else is in
+memory and linear in the number of packages and files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ..config import LoadedConfig, load_config
+from ..errors import LockmirrorError
+from ..formats.lockfile import Lockfile
+from ..gitutil import run_git
+from .diff_compare import diff_set
+from .diff_model import LockDiff, with_audit
+
+LOCKFILE_GLOB = "pylock.*.toml"
+NO_GIT_HINT = "give two lockfiles or two directories to compare"
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """What :func:`run` found: the diff, and warnings for the caller to print."""
+
+    diff: LockDiff
+    warnings: tuple[str, ...] = ()
+
+
+def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[str],
+        audit_now: datetime | None = None, offline: bool = False) -> DiffResult:
+    """Compare two lock states: ``old`` and ``new`` are lockfiles, directories or git revisions.
+
+    ``old`` None is the merge base of ``HEAD`` with the first of ``branches``
+    that exists; ``new`` None is the working tree (the lockfile directory
+    ``config`` names, ``lockfiles/`` beside it without one). Git revisions
+    are read from the repository holding ``config``. With ``audit_now`` the
+    audit of NEW's lockfiles as of that time is added (``offline``: offline
+    databases only); an audit that cannot run is a warning, not an error,
+    since the audit is a gate of its own. Raises LockmirrorError for a side
+    that cannot be read.
+    """
+    loaded = load_config(config) if config.is_file() else None
+    lockfile_dir = loaded.lockfile_dir if loaded else (config.parent / "lockfiles").resolve()
+    needs_git = old is None or not Path(old).exists() or (new is not None
+                                                          and not Path(new).exists())
+    root, relative = Path.cwd(), "lockfiles"
+    if needs_git:
+        root = repository_root(config.resolve().parent if loaded else Path.cwd())
+        relative = _relative_to(lockfile_dir, root)
+    if old is None:
+        branch, commit = default_base(root, branches)
+        found = load_lockfiles(commit, repo=root, lockfile_dir=relative)
+        old_side = LockfileSide(f"merge base with {branch} ({commit[:12]})", found.lockfiles,
+                                found.paths)
+    else:
+        old_side = load_lockfiles(old, repo=root, lockfile_dir=relative)
+    new_side = (read_directory(lockfile_dir, label="working tree") if new is None
+                else load_lockfiles(new, repo=root, lockfile_dir=relative))
+    diff = diff_lockfiles(old_side, new_side)
+    if audit_now is None:
+        return DiffResult(diff)
+    return _audited(diff, loaded or config, new_side, audit_now, offline)
+
+
+def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now: datetime,
+             offline: bool) -> DiffResult:
+    """``diff`` with the audit of NEW's lockfiles, or unchanged with a warning saying why not."""
+    from .audit import audit_mirror  # the audit pulls in the network clients: only when asked
+
+    paths = [Path(p) for p in new.paths.values()]
+    if any(not p.is_file() for p in paths):
+        raise LockmirrorError("--audit needs NEW to be the working tree or lockfile paths, "
+                              "not a git revision")
+    loaded = config if isinstance(config, LoadedConfig) else load_config(config)
+    try:
+        report = audit_mirror(loaded, now=now, lockfile_paths=paths, offline=offline)
+    except LockmirrorError as error:
+        return DiffResult(diff, (f"audit not included: {error}",))
+    return DiffResult(with_audit(diff, report.rows))
+
+
+def _relative_to(directory: Path, root: Path) -> str:
+    try:
+        return directory.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise LockmirrorError(f"the lockfile directory {directory} is outside the git "
+                              f"repository {root}", hint="give lockfile paths instead") from None
+
+
+@dataclass(frozen=True)
+class LockfileSide:
+    """One side of a diff: set name -> lockfile, and where each came from."""
+
+    label: str
+    lockfiles: Mapping[str, Lockfile]
+    paths: Mapping[str, str] = field(default_factory=dict)
+    single_file: bool = False  # given as one lockfile path: pairs with any one set
+
+
+def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide:
+    """Every ``pylock.*.toml`` in ``directory`` (a missing directory is an empty side).
+
+    Raises LockmirrorError naming the file when one is not a valid lockfile.
+    """
+    lockfiles: dict[str, Lockfile] = {}
+    paths: dict[str, str] = {}
+    for path in sorted(directory.glob(LOCKFILE_GLOB)):
+        _add(lockfiles, paths, Lockfile.read(path), str(path), path.name)
+    return LockfileSide(label or str(directory), lockfiles, paths)
+
+
+def read_file(path: Path) -> LockfileSide:
+    """One lockfile as a side; raises LockmirrorError naming it when invalid."""
+    lockfile = Lockfile.read(path)
+    return LockfileSide(str(path), {_set_name(lockfile, path.name): lockfile},
+                        {_set_name(lockfile, path.name): str(path)}, single_file=True)
+
+
+def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
+    """The lockfiles in ``lockfile_dir`` (relative to the repository root) at ``revision``.
+
+    A revision without that directory is an empty side (every set "added").
+    Raises LockmirrorError when ``revision`` is not a commit in ``repo``, or
+    when git is missing. Costs one ``git ls-tree`` and one ``git show`` per lockfile.
+    """
+    unknown = f"'{revision}' is not a lockfile, a directory or a git revision"
+    commit = run_git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}",
+                     failed=unknown).strip()
+    prefix = lockfile_dir.strip("/")
+    listing = run_git(repo, "ls-tree", "--name-only", "-z", commit, "--", f"{prefix}/")
+    lockfiles: dict[str, Lockfile] = {}
+    paths: dict[str, str] = {}
+    for member in sorted(n for n in listing.split("\0") if n):
+        name = member.rsplit("/", 1)[-1]
+        if not Path(name).match(LOCKFILE_GLOB):
+            continue
+        where = f"{revision}:{member}"
+        text = run_git(repo, "show", f"{commit}:{member}", failed=f"cannot read {where}")
+        _add(lockfiles, paths, Lockfile.loads(text, where=where), where, name)
+    return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths)
+
+
+def load_lockfiles(spec: str, *, repo: Path, lockfile_dir: str) -> LockfileSide:
+    """A side from a lockfile path, a directory of lockfiles, or a git revision.
+
+    An existing path wins over a revision of the same name. ``repo`` is a
+    directory inside the git work tree; ``lockfile_dir`` is relative to its root.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        return read_directory(path)
+    if path.is_file():
+        return read_file(path)
+    return read_revision(repo, spec, lockfile_dir)
+
+
+def repository_root(directory: Path) -> Path:
+    """The root of the git work tree holding ``directory``; LockmirrorError outside one."""
+    top = run_git(directory, "rev-parse", "--show-toplevel",
+                  failed=f"{directory} is not inside a git repository", hint=NO_GIT_HINT)
+    return Path(top.strip())
+
+
+def default_base(repo: Path, branches: Sequence[str]) -> tuple[str, str]:
+    """(branch, commit): the merge base of ``HEAD`` with the first of ``branches`` that exists.
+
+    ``branches`` is the caller's preference order, e.g. ``origin/main``,
+    ``main``. Raises LockmirrorError naming the candidates when none exists.
+    """
+    for branch in branches:
+        if run_git(repo, "rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}",
+                   optional=True) is None:
+            continue
+        commit = run_git(repo, "merge-base", "HEAD", branch,
+                         failed=f"HEAD and {branch} have no common ancestor").strip()
+        return branch, commit
+    raise LockmirrorError(f"none of the branches {', '.join(branches)} exists",
+                          where=str(repo), hint="name the old side: `lockmirror diff REVISION`")
+
+
+def _set_name(lockfile: Lockfile, filename: str) -> str:
+    if lockfile.set_name:
+        return lockfile.set_name
+    match = re.fullmatch(r"pylock\.(.+)\.toml", filename)
+    return match.group(1) if match else filename
+
+
+def _add(lockfiles: dict[str, Lockfile], paths: dict[str, str], lockfile: Lockfile,
+         where: str, filename: str) -> None:
+    name = _set_name(lockfile, filename)
+    if name in lockfiles:
+        raise LockmirrorError(f"two lockfiles for the set '{name}' (also {paths[name]})",
+                              where=where)
+    lockfiles[name] = lockfile
+    paths[name] = where
+
+
+
+def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:
+    """Compare two sides set by set (two single files are compared whatever their sets).
+
+    Pure and deterministic: sets sorted by name, targets in the new
+    lockfile's order (then targets only the old one has), packages by name.
+    """
+    old_map, new_map = dict(old.lockfiles), dict(new.lockfiles)
+    old_paths, new_paths = dict(old.paths), dict(new.paths)
+    if old.single_file and new.single_file and set(old_map) != set(new_map):
+        (old_name, lock), = old_map.items()
+        new_name = next(iter(new_map))
+        old_map, old_paths = {new_name: lock}, {new_name: old_paths[old_name]}
+    sets = tuple(
+        diff_set(name, old_map.get(name), new_map.get(name),
+                 old_paths.get(name), new_paths.get(name))
+        for name in sorted(set(old_map) | set(new_map)))
+    return LockDiff(old.label, new.label, sets)
+

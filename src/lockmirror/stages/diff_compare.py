@@ -1,0 +1,301 @@
+"""Comparing two lockfiles of one set: the rows of the lock diff's model.
+
+- :func:`diff_set` — one set's :class:`~lockmirror.stages.diff_model.SetDiff`:
+  per target, packages added, removed, upgraded, downgraded or changed (same
+  version, other files), files added and removed with sizes, new sdists,
+  policy findings (exceptions used, yanked releases) and alarms (a file whose
+  name stays while its sha256 or its URL's host changes).
+- :func:`why_chains` — why a package is locked: requirer entries walked up
+  to the set.
+
+Pure and in memory; linear in the number of packages and files.
+"""
+
+from __future__ import annotations
+
+import functools
+import urllib.parse
+from collections import deque
+from collections.abc import Mapping
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from ..targets import Target
+from .diff_model import (
+    Alarm,
+    ChangeKind,
+    FileRef,
+    Finding,
+    NewSdist,
+    PackageChange,
+    SetDiff,
+    SetStatus,
+    TargetDiff,
+)
+
+WHY_CHAIN_LIMIT = 3  # chains shown per package; the shortest ones, which say the most
+
+
+def why_chains(lockfile: Lockfile, package: LockedPackage, target: str,
+               limit: int = WHY_CHAIN_LIMIT, *,
+               on_target: Mapping[tuple[str, Version], LockedPackage] | None = None,
+               ) -> tuple[str, ...]:
+    """The shortest requirement chains from the set down to ``package`` on ``target``.
+
+    Requirers come from the lockfile (``LockedPackage.why``): a root entry
+    (``"core: requests==2.31.0"``, or just ``"core"``) ends a chain; a parent
+    entry (``"requests 2.31.0: urllib3<3"`` or ``"requests 2.31.0"``) continues
+    it. Chains read ``core: requests==2.31.0 -> urllib3``. Breadth-first over
+    the requirers reachable from ``package``; cycles are harmless. Pass
+    ``on_target`` (:func:`packages_on_target`) when calling it for many
+    packages, or each call costs O(packages) to build it.
+    """
+    if on_target is None:
+        on_target = packages_on_target(lockfile, target)
+    chains: list[tuple[int, str]] = []
+    visited = {package.key}
+    # Each queue item: a package and the names below it down to ``package``.
+    queue: deque[tuple[LockedPackage, tuple[str, ...]]] = deque([(package, ())])
+    while queue:
+        node, below = queue.popleft()
+        for entry in node.why.get(target, ()):
+            parent = _parent_key(entry, on_target)
+            if parent is None:
+                who, _, requirement = entry.partition(": ")
+                head = f"{who}: {requirement or f'{node.name}=={node.version}'}"
+                chains.append((len(below), " -> ".join((head, *below))))
+            elif parent not in visited:
+                visited.add(parent)
+                queue.append((on_target[parent], (node.name, *below)))
+    unique = sorted(set(chains))
+    return tuple(text for _, text in unique[:limit])
+
+
+def packages_on_target(lockfile: Lockfile, target: str) -> dict[tuple[str, Version],
+                                                                LockedPackage]:
+    """(name, version) -> package, for the packages installed on ``target``."""
+    return {p.key: p for p in lockfile.packages if target in p.targets}
+
+
+def _parent_key(entry: str, packages: Mapping[tuple[str, Version], LockedPackage],
+                ) -> tuple[str, Version] | None:
+    """The (name, version) of a parent entry, or None for a root entry."""
+    who = entry.partition(": ")[0]
+    parts = who.split(" ")
+    if len(parts) != 2:
+        return None
+    try:
+        key = (canonicalize_name(parts[0]), Version(parts[1]))
+    except InvalidVersion:
+        return None
+    return key if key in packages else None
+
+
+
+def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
+             old_path: str | None, new_path: str | None) -> SetDiff:
+    """Compare one set's lockfiles (None: the side has no lockfile for the set).
+
+    Targets come in the new lockfile's order, then those only the old one
+    has; packages, files and sdists sorted. The set is "changed" when
+    anything a reviewer must see differs (a new finding or alarm included).
+    """
+    old_targets = {t.name: t for t in old.targets} if old else {}
+    new_targets = {t.name: t for t in new.targets} if new else {}
+    order = list(new_targets) + [t for t in old_targets if t not in new_targets]
+    targets = tuple(_diff_target(t, old, new, old_targets.get(t), new_targets.get(t))
+                    for t in order)
+
+    old_files = _files(old)
+    new_files = _files(new)
+    added = tuple(sorted(new_files[k] for k in new_files.keys() - old_files.keys()))
+    removed = tuple(sorted(old_files[k] for k in old_files.keys() - new_files.keys()))
+    old_reqs = old.requirements if old else ()
+    new_reqs = new.requirements if new else ()
+
+    findings = _findings(old, new)
+    alarms = _alarms(old, new)
+    if old is None:
+        status: SetStatus = "added"
+    elif new is None:
+        status = "removed"
+    elif (added or removed or any(t.status != "unchanged" for t in targets)
+          or old_reqs != new_reqs or any(f.new for f in findings) or alarms):
+        status = "changed"
+    else:
+        status = "unchanged"
+    return SetDiff(
+        set_name=name, status=status, old_path=old_path, new_path=new_path,
+        requirements_added=tuple(r for r in new_reqs if r not in old_reqs),
+        requirements_removed=tuple(r for r in old_reqs if r not in new_reqs),
+        targets=targets, files_added=added, files_removed=removed,
+        old_size=sum(f.size for f in old_files.values()),
+        new_size=sum(f.size for f in new_files.values()),
+        new_sdists=_new_sdists(new, added), findings=findings, alarms=alarms)
+
+
+def _new_sdists(new: Lockfile | None, added: tuple[FileRef, ...]) -> tuple[NewSdist, ...]:
+    """The sdists among ``added``, each with the targets that have no wheel of its release."""
+    if new is None:
+        return ()
+    targets = {t.name: t for t in new.targets}
+    added_keys = {(f.filename, f.sha256) for f in added}
+    sdists = []
+    for package in new.packages:
+        if package.sdist and (package.sdist.filename, package.sdist.sha256) in added_keys:
+            builds_on = tuple(t for t in package.targets if t in targets
+                              and not _wheels_for(package, targets[t]))
+            sdists.append(NewSdist(FileRef.of(package, package.sdist), builds_on))
+    return tuple(sorted(sdists, key=lambda s: s.file))
+
+
+def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
+    """Files in both lockfiles under one name whose sha256 or URL host differ."""
+    if old is None or new is None:
+        return ()
+    before = {f.filename: f for _, f in old.iter_files()}
+    out = []
+    for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
+        was = before.get(file.filename)
+        if was is None:
+            continue
+        if was.sha256.lower() != file.sha256.lower():
+            out.append(Alarm("sha256", file.filename, package.name, str(package.version),
+                             was.sha256.lower(), file.sha256.lower()))
+        if url_host(was.url) != url_host(file.url):
+            out.append(Alarm("host", file.filename, package.name, str(package.version),
+                             url_host(was.url), url_host(file.url)))
+    return tuple(out)
+
+
+def url_host(url: str) -> str:
+    """The scheme, host and port of ``url`` (no user info), as it decides where bytes come from."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url
+    return f"{parts.scheme}://{parts.hostname or ''}{port}" if parts.scheme else url
+
+
+def _files(lockfile: Lockfile | None) -> dict[tuple[str, str], FileRef]:
+    if lockfile is None:
+        return {}
+    return {(f.filename, f.sha256): FileRef.of(p, f) for p, f in lockfile.iter_files()}
+
+
+def describe_target(target: LockedTarget) -> str:
+    """``cp3.11 manylinux_2_28_x86_64``: what a target installs, in one phrase."""
+    return f"{target.implementation}{target.python} {', '.join(target.platforms)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _as_target(target: LockedTarget) -> Target:
+    # Cached: a Target computes its (long) tag list once, on first use.
+    return Target(name=target.name, python=target.python, implementation=target.implementation,
+                  platforms=target.platforms)
+
+
+def _wheels_for(package: LockedPackage, target: LockedTarget) -> tuple[LockedFile, ...]:
+    model = _as_target(target)
+    return tuple(w for w in package.wheels if model.wheel_rank(w.filename) is not None)
+
+
+def _target_files(package: LockedPackage, target: LockedTarget) -> dict[tuple[str, str], FileRef]:
+    """The files of ``package`` an installer on ``target`` could use."""
+    files = list(_wheels_for(package, target))
+    if package.sdist:
+        files.append(package.sdist)
+    return {(f.filename, f.sha256): FileRef.of(package, f) for f in files}
+
+
+def _on_target(lockfile: Lockfile | None, target: str) -> dict[str, LockedPackage]:
+    if lockfile is None:
+        return {}
+    found: dict[str, LockedPackage] = {}
+    # One release per project and target is the contract; should a lockfile
+    # break it, the highest version stands for the project.
+    for package in sorted(lockfile.packages_for(target), key=lambda p: p.version):
+        found[package.name] = package
+    return found
+
+
+def _diff_target(name: str, old: Lockfile | None, new: Lockfile | None,
+                 old_target: LockedTarget | None, new_target: LockedTarget | None) -> TargetDiff:
+    before = _on_target(old, name) if old_target else {}
+    after = _on_target(new, name) if new_target else {}
+    index = {"old": packages_on_target(old, name) if old else {},
+             "new": packages_on_target(new, name) if new else {}}
+    changes: list[PackageChange] = []
+    for project in sorted(set(before) | set(after)):
+        was, now = before.get(project), after.get(project)
+        old_files = _target_files(was, old_target) if was and old_target else {}
+        new_files = _target_files(now, new_target) if now and new_target else {}
+        if was is not None and now is not None:
+            if was.version == now.version and old_files.keys() == new_files.keys():
+                continue
+            kind: ChangeKind = ("upgraded" if now.version > was.version else
+                                "downgraded" if now.version < was.version else "changed")
+        else:
+            kind = "added" if now is not None else "removed"
+        shown, lockfile, side = (now, new, "new") if now is not None else (was, old, "old")
+        assert shown is not None and lockfile is not None
+        changes.append(PackageChange(
+            name=project, change=kind,
+            old_version=str(was.version) if was else None,
+            new_version=str(now.version) if now else None,
+            why=why_chains(lockfile, shown, name, on_target=index[side]),
+            requirers=tuple(shown.why.get(name, ())),
+            build_only=shown.build_only,
+            files_added=tuple(sorted(new_files[k] for k in new_files.keys() - old_files.keys())),
+            files_removed=tuple(sorted(old_files[k] for k in old_files.keys() - new_files.keys())),
+        ))
+    old_def = describe_target(old_target) if old_target else None
+    new_def = describe_target(new_target) if new_target else None
+    if old_target is None:
+        status: SetStatus = "added"
+    elif new_target is None:
+        status = "removed"
+    elif changes or old_def != new_def:
+        status = "changed"
+    else:
+        status = "unchanged"
+    return TargetDiff(name, status, tuple(changes), old_def, new_def)
+
+
+def exception_text(record: Mapping[str, str]) -> str:
+    """One sentence for a lockfile's exceptions-used record (which rule, which release, why)."""
+    label = record.get("exception", "an exception")
+    release = record.get("release") or f"{record.get('package', '?')}=={record.get('version', '*')}"
+    text = f"{label} waives {record.get('rule', 'a rule')} for {release}"
+    if record.get("advisory"):
+        text += f" ({record['advisory']})"
+    text += f": {record.get('reason', '')}".rstrip(": ")
+    if record.get("expires"):
+        text += f" (expires {record['expires']})"
+    return text
+
+
+def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]:
+    if new is None:
+        return ()
+    out: list[Finding] = []
+    old_records = {tuple(sorted(r.items())) for r in (old.exceptions_used if old else ())}
+    for record in new.exceptions_used:
+        release = record.get("release", "")
+        name, _, version = release.partition("==")
+        out.append(Finding("exception-used", "warn", name or record.get("package"),
+                           version or None, exception_text(record),
+                           new=tuple(sorted(record.items())) not in old_records))
+    old_yanked = {p.key for p in (old.packages if old else ()) if p.yanked is not None}
+    for package in sorted(new.packages, key=lambda p: p.key):
+        if package.yanked is None:
+            continue
+        reason = f": {package.yanked}" if package.yanked else ""
+        out.append(Finding("yanked", "warn", package.name, str(package.version),
+                           f"{package.name} {package.version} is yanked upstream{reason}",
+                           new=package.key not in old_yanked))
+    return tuple(out)
+

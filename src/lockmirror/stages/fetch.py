@@ -1,0 +1,434 @@
+"""The fetch stage: every locked file, verified, into the content-addressed store.
+
+Entry points:
+
+* :func:`fetch_config` runs the stage for a loaded ``mirror.yaml`` (lockfiles
+  of every set, URL rules, source credentials, store path) and returns a
+  :class:`FetchSummary`; :func:`fetch` does the same for given lockfiles.
+* :func:`plan` lists the work: one :class:`FetchItem` per distinct sha256
+  (every wheel and sdist of every lockfile, plus the PEP 658 metadata file of
+  each wheel whose hash the lockfile records), with the sets that need it.
+* :func:`missing` is the cheap "already current?" check (one ``stat`` per item);
+  :func:`is_current` applies it to a loaded ``mirror.yaml``.
+
+Steps of :func:`fetch`: plan, keep what is missing, check free space,
+download the artifacts (a ``ThreadPoolExecutor`` of network downloads, each
+one file's transfer in :mod:`lockmirror.net.download`), then read each wheel's
+PEP 658 metadata out of the verified wheel (downloading only what does not
+match), then summarize.
+
+Guarantees:
+
+* Verified before visible: bytes stream into ``<store>/tmp/<sha256>.partial``
+  while their sha256 and size are computed, and only a match is renamed into
+  ``<store>/sha256/..``. Bytes that differ from the lockfile are refused even
+  when the server answers 200.
+* Resumable: a partial download left by an interrupted run is re-hashed and
+  continued with an HTTP ``Range`` request where the server honours one.
+  Partials are locked (``flock``) while in use, so several processes sharing
+  one store never write the same file.
+* Crash-safe: a file the lockfile gives a size is present only with that
+  size, any other only when not empty, so what a crash leaves of a file
+  renamed before the disk had its bytes is fetched again; ``durable=True``
+  (``--fsync``) writes each file to disk before naming it instead.
+* Flat memory: bodies are streamed in 256 KiB chunks, never read whole.
+* This module never prints; progress goes to a :class:`FetchProgress` handed
+  in by the edge, results come back as a :class:`FetchSummary`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+import urllib.parse
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import requests
+
+from ..errors import LockmirrorError
+from ..formats.lockfile import Lockfile
+from ..formats.store import Store
+from ..fsutil import atomic_writer, format_size, plural
+from ..net.download import Downloader, Fatal, FetchItem, Stopped, store_write_error
+from ..net.http import Credentials, PrefixAuth, make_session, source_auth
+from ..net.index_client import wheel_metadata_member
+
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
+
+RETRIES = 4  # the session's (urllib3) retries, and resumes of a broken-off body
+BACKOFF_SECONDS = 0.5
+# Kept free beyond the bytes to download: filesystem overhead and whatever
+# else writes to the same disk meanwhile.
+FREE_SPACE_MARGIN = 64 << 20
+
+
+def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = None,
+                 max_workers: int = 8, progress: FetchProgress | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 durable: bool = False) -> FetchSummary:
+    """:func:`fetch` for a loaded ``mirror.yaml``: the lockfile of every set,
+    the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
+    the sources from their environment variables.
+
+    Raises StaleLockError when a set has no lockfile yet, UrlPolicyError when
+    a lockfile names a URL no declared source may serve (before anything is
+    opened or downloaded; see :mod:`lockmirror.formats.url_policy`), plus what
+    :func:`fetch` raises.
+    """
+    from ..formats.url_policy import read_checked_lockfiles
+
+    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)]
+    lockfiles = read_checked_lockfiles(paths, loaded.config.sources)  # each parsed once
+    return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
+                 progress=progress, auth=source_auth(loaded.config.sources, environ),
+                 durable=durable)
+
+
+def is_current(loaded: LoadedConfig) -> bool:
+    """Whether every file the lockfiles of ``loaded`` need is in its store.
+
+    The cheap up-to-date check for a task runner: reads the lockfiles and
+    ``stat``s one path per file; no network, no hashing. False when a
+    lockfile is missing or unreadable (the fetch itself then says why).
+    """
+    try:
+        lockfiles = [Lockfile.read(loaded.lockfile_path(name))
+                     for name in sorted(loaded.config.sets)]
+    except LockmirrorError:
+        return False
+    return not missing(plan(lockfiles), Store(loaded.store_dir))
+
+
+# --------------------------------------------------------------------------
+# What to fetch
+# --------------------------------------------------------------------------
+
+
+def metadata_url(file_url: str) -> str:
+    """The PEP 658 metadata URL of a wheel: its URL (without fragment) + ``.metadata``."""
+    return urllib.parse.urldefrag(file_url).url + ".metadata"
+
+
+def plan(lockfiles: Sequence[Lockfile]) -> list[FetchItem]:
+    """Every file the lockfiles need, once per sha256, sorted by URL.
+
+    A file named by several sets or targets (or by several lockfiles) becomes
+    one item whose ``needed_by`` lists every set. Raises LockmirrorError for
+    a locked file without a usable sha256. Costs nothing but memory.
+    """
+    found: dict[str, tuple[FetchItem, set[str]]] = {}
+
+    def add(url: str, sha256: str, size: int | None, filename: str, set_name: str,
+            is_metadata: bool, wheel_sha256: str | None = None) -> None:
+        digest = sha256.lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise LockmirrorError(f"{filename} has no valid sha256 ({sha256!r})",
+                                  where=f"lockfile of set '{set_name}'",
+                                  hint="re-create it with `doit lock`")
+        if digest in found:
+            found[digest][1].add(set_name)
+        else:
+            item = FetchItem(url=urllib.parse.urldefrag(url).url, sha256=digest, size=size,
+                             filename=filename, needed_by=(), is_metadata=is_metadata,
+                             wheel_sha256=wheel_sha256)
+            found[digest] = (item, {set_name})
+
+    for lockfile in lockfiles:
+        for _package, file in lockfile.iter_files():
+            # size 0 means "not recorded" (PEP 751 makes it optional), except
+            # for the one file whose bytes really are empty.
+            size = file.size if file.size > 0 or file.sha256.lower() == _EMPTY_SHA256 else None
+            add(file.url, file.sha256, size, file.filename, lockfile.set_name, False)
+            if file.is_wheel and file.metadata_sha256:
+                add(metadata_url(file.url), file.metadata_sha256, None,
+                    file.filename + ".metadata", lockfile.set_name, True, file.sha256.lower())
+    items = [
+        FetchItem(url=item.url, sha256=item.sha256, size=item.size, filename=item.filename,
+                  needed_by=tuple(sorted(sets)), is_metadata=item.is_metadata,
+                  wheel_sha256=item.wheel_sha256)
+        for item, sets in found.values()
+    ]
+    return sorted(items)
+
+
+def missing(items: Sequence[FetchItem], store: Store) -> list[FetchItem]:
+    """The items not yet in the store (one ``stat`` each; the name proves the hash).
+
+    This is the stage's up-to-date check: empty means nothing to do. A file
+    whose size the lockfile does not record must at least not be empty: that
+    is what a crash can leave of a file renamed before the disk had its bytes
+    (see ``durable`` in :func:`fetch`).
+    """
+    return [item for item in items if not _present(item, store)]
+
+
+def _present(item: FetchItem, store: Store) -> bool:
+    if item.size is not None or item.sha256 == _EMPTY_SHA256:
+        return store.has(item.sha256, item.size)
+    try:
+        return store.path(item.sha256).stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Progress and results
+# --------------------------------------------------------------------------
+
+
+class FetchProgress(Protocol):
+    """What the edge hands in to show progress. Calls are serialized by the
+    stage (never concurrent), so implementations need no locking."""
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        """Before the first download: how many files and bytes are missing."""
+
+    def advance(self, nbytes: int) -> None:
+        """Bytes of a known-size file arrived (negative when a failed attempt's
+        bytes were discarded and will be fetched again)."""
+
+    def file_done(self, item: FetchItem, downloaded: bool) -> None:
+        """One item is in the store (``downloaded`` False: another process did it)."""
+
+    def end(self, summary: FetchSummary) -> None:
+        """After the last download (not called when the stage raises)."""
+
+
+@dataclass(frozen=True)
+class FetchSummary:
+    files: int  # distinct files the lockfiles need
+    downloaded: int  # fetched by this run
+    present: int  # already in the store
+    downloaded_bytes: int  # received over the network by this run
+    resumed_bytes: int  # taken from partial downloads of an earlier run
+    present_bytes: int  # of files already in the store (known sizes only)
+    seconds: float
+    derived: int = 0  # PEP 658 metadata files read out of their verified wheels
+
+    def describe(self) -> str:
+        """One line for the edge to print."""
+        text = (f"{plural(self.files, 'file')}: {self.downloaded} downloaded "
+                f"({format_size(self.downloaded_bytes)}), {self.present} already present "
+                f"({format_size(self.present_bytes)})")
+        if self.derived:
+            text += f", {plural(self.derived, 'metadata file')} read from their wheels"
+        if self.resumed_bytes:
+            text += f", {format_size(self.resumed_bytes)} resumed"
+        text += f" in {self.seconds:.1f} s"
+        if self.downloaded_bytes and self.seconds > 0:
+            text += f" ({format_size(int(self.downloaded_bytes / self.seconds))}/s)"
+        return text
+
+
+# --------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------
+
+
+def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
+          session: requests.Session | None = None, max_workers: int = 8,
+          progress: FetchProgress | None = None,
+          auth: Mapping[str, Credentials] | None = None,
+          retries: int = RETRIES, backoff: float = BACKOFF_SECONDS,
+          durable: bool = False) -> FetchSummary:
+    """Bring every file of ``lockfiles`` (and each wheel's PEP 658 metadata)
+    into ``store``; download only what is missing.
+
+    ``session`` is shared by the worker threads (connection reuse); by default
+    :func:`lockmirror.net.http.make_session` with ``retries``, ``backoff`` and a
+    pool of ``max_workers`` connections. ``auth`` maps URL prefixes to
+    (username, password), longest prefix wins (see
+    :func:`lockmirror.net.http.source_auth`); without it the session's own auth
+    applies. Connection errors, 5xx and 429 are retried by the session
+    (urllib3's ``Retry``, honouring ``Retry-After``: the one retry policy);
+    a body that breaks off or stalls is continued with a Range request from
+    the bytes received, up to ``retries`` times (see
+    :meth:`lockmirror.net.download.Downloader._download`).
+
+    ``durable`` fsyncs each file before naming it (in its download thread),
+    so the store survives a power loss as it was; it costs the time the disk
+    takes to write what was downloaded. Without it a crash can leave a named file short or
+    empty, which :func:`missing` (by size) sends to be downloaded again.
+
+    Raises NotFoundError (404/410: the upstream deleted a locked file; names
+    the sets that need it), IntegrityError (bytes differ from the lockfile),
+    NetworkError (unreachable, refused credentials, or still failing after
+    the retries), LockmirrorError (not enough free space, disk full). Per-file
+    failures (404, mismatch) let the other downloads finish and are reported
+    together; the others stop the run. In every case nothing unverified is
+    in the store, and partial downloads are kept in ``<store>/tmp`` for the
+    next run. Costs: the bytes of the missing files once over the network,
+    one sha256 pass over them, memory of ``max_workers`` chunks of 256 KiB.
+    """
+    started = time.monotonic()
+    items = plan(lockfiles)
+    todo = missing(items, store)
+    todo_keys = {item.sha256 for item in todo}
+    present = [item for item in items if item.sha256 not in todo_keys]
+    if todo:
+        _check_free_space(todo, store)
+    workers = max(max_workers, 1)
+    owned_session = session is None
+    if session is None:
+        session = make_session(retries=max(retries, 0), backoff=backoff, pool_size=workers)
+    serialized = _SerializedProgress(progress)
+    downloader = Downloader(store, session, PrefixAuth(auth) if auth is not None else None,
+                            serialized, resumes=max(retries, 0), durable=durable)
+    derived = 0
+    try:
+        serialized.begin(len(todo), sum(item.size or 0 for item in todo))
+        # Artifacts first; then each wheel's metadata is read out of the wheel
+        # just verified (its locked hash must match), and downloaded only when
+        # that fails: no request, and no dependence on the upstream serving it.
+        _download_all(downloader, [i for i in todo if not i.is_metadata], workers)
+        rest = []
+        for item in (i for i in todo if i.is_metadata):
+            if _metadata_from_wheel(item, store):
+                derived += 1
+                serialized.file_done(item, False)
+            else:
+                rest.append(item)
+        _download_all(downloader, rest, workers)
+    finally:
+        if owned_session:
+            session.close()
+    tally = downloader.tally
+    summary = FetchSummary(
+        files=len(items), downloaded=tally.downloaded, derived=derived,
+        present=len(present) + tally.raced,
+        downloaded_bytes=tally.network_bytes, resumed_bytes=tally.resumed_bytes,
+        present_bytes=sum(item.size or 0 for item in present),
+        seconds=time.monotonic() - started)
+    serialized.end(summary)
+    return summary
+
+
+def _download_all(downloader: Downloader, todo: Sequence[FetchItem], workers: int) -> None:
+    """Download ``todo`` on ``workers`` threads (network concurrency only).
+
+    A :class:`~lockmirror.net.download.Fatal` error stops the others at their next
+    chunk and is raised; per-file errors (404, mismatch) let the others finish
+    and are raised together.
+    """
+    # Largest first: the long downloads overlap with many small ones instead
+    # of finishing alone at the end.
+    ordered = sorted(todo, key=lambda item: (-(item.size or 0), item.url))
+    errors: list[LockmirrorError] = []
+    fatal: LockmirrorError | None = None
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    try:
+        pending: set[Future[None]] = {pool.submit(downloader.fetch_one, i) for i in ordered}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if isinstance(error, Fatal):
+                    fatal = fatal or error.error
+                    downloader.stop.set()
+                elif isinstance(error, LockmirrorError):
+                    errors.append(error)
+                elif error is not None and not isinstance(error, Stopped):
+                    downloader.stop.set()
+                    raise error
+    except BaseException:
+        downloader.stop.set()  # e.g. KeyboardInterrupt: workers leave at their next chunk
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if fatal is not None:
+        raise fatal
+    if errors:
+        raise _combine(errors)
+
+
+def _combine(errors: list[LockmirrorError]) -> LockmirrorError:
+    errors = sorted(errors, key=str)
+    if len(errors) == 1:
+        return errors[0]
+    kinds = {type(error) for error in errors}
+    kind: Callable[..., LockmirrorError] = kinds.pop() if len(kinds) == 1 else LockmirrorError
+    lines = "\n".join(f"  {error}" for error in errors)
+    return kind(f"{len(errors)} locked files could not be fetched:\n{lines}")
+
+
+def _metadata_from_wheel(item: FetchItem, store: Store) -> bool:
+    """Put a wheel's METADATA in the store from the verified wheel itself,
+    when its bytes have the locked hash; False when they do not (or the wheel
+    is absent), and the caller downloads the ``.metadata`` file instead."""
+    if item.wheel_sha256 is None or not store.has(item.wheel_sha256):
+        return False
+    try:
+        with zipfile.ZipFile(store.path(item.wheel_sha256)) as archive:
+            member = wheel_metadata_member(archive, item.filename.removesuffix(".metadata"))
+            data = archive.read(member) if member is not None else None
+    except (OSError, zipfile.BadZipFile):
+        return False
+    if data is None or hashlib.sha256(data).hexdigest() != item.sha256:
+        return False
+    final = store.path(item.sha256)
+    try:  # temp file beside it, 0644, renamed in only when complete (small: always synced)
+        with atomic_writer(final) as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise store_write_error(exc, store, final) from None
+    return True
+
+
+def _check_free_space(todo: Sequence[FetchItem], store: Store) -> None:
+    tmp = store.temp_dir()
+    needed = 0
+    for item in todo:
+        if item.size is None:
+            continue
+        try:
+            already = store.partial_path(item.sha256).stat().st_size
+        except FileNotFoundError:
+            already = 0
+        needed += max(item.size - already, 0)
+    free = shutil.disk_usage(tmp).free
+    if needed + FREE_SPACE_MARGIN > free:
+        raise LockmirrorError(
+            f"not enough free space for the store: {len(todo)} files need "
+            f"{format_size(needed)}, the disk has {format_size(free)} free",
+            where=str(store.root),
+            hint="free some space, or point paths.store / LOCKMIRROR_STORE at a bigger disk")
+
+
+class _SerializedProgress:
+    """Forwards progress calls from the worker threads one at a time."""
+
+    def __init__(self, target: FetchProgress | None) -> None:
+        self._target = target
+        self._lock = threading.Lock()
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        if self._target is not None:
+            with self._lock:
+                self._target.begin(files, total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._target is not None and nbytes:
+            with self._lock:
+                self._target.advance(nbytes)
+
+    def file_done(self, item: FetchItem, downloaded: bool) -> None:
+        if self._target is not None:
+            with self._lock:
+                self._target.file_done(item, downloaded)
+
+    def end(self, summary: FetchSummary) -> None:
+        if self._target is not None:
+            with self._lock:
+                self._target.end(summary)
+
+

@@ -1,0 +1,206 @@
+"""What an import decides before a byte is extracted: the bundle's members, vetted.
+
+:func:`plan_import` reads ``bundle.json`` and its signature with
+:func:`bundle_format.read_head`, then every tar header, and refuses the
+bundle if any member is not a regular file or directory (links, devices,
+FIFOs), has an absolute name or ``..``, lies outside the bundle's
+directory, is listed twice, is not in ``bundle.json``, or has another
+size; tarfile's ``data`` filter (Python >= 3.11.4, 3.12.1) vets each member
+as well. On a Python without it the checks above stand alone: they are
+stricter than the filter (no links of any kind), and files are created
+only with ``O_EXCL`` in a fresh staging directory that never contains a
+link. It then checks the signature (when a public key is given) and the
+index manifest the bundle pins.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..errors import BundleError, IntegrityError
+from ..formats import signing
+from ..formats.bundle_format import (
+    INDEX_DIR,
+    INDEX_MANIFEST,
+    SIGNATURE_NAME,
+    BundleHead,
+    BundleInfo,
+    BundleSource,
+    ConcatenatedReader,
+    open_tar,
+    read_exact,
+    read_head,
+)
+from ..formats.manifest import Entry, Manifest, check_relative_path
+from ..fsutil import sha256_bytes
+
+INDEX_PREFIX = f"{INDEX_DIR}/"
+DataFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
+_REFUSED = "refusing the whole bundle; nothing was changed"
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A regular file the bundle carries: its tar member, path in the bundle, entry."""
+
+    member: tarfile.TarInfo
+    path: str
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """Everything decided before a byte is extracted."""
+
+    info: BundleInfo
+    top: str
+    manifest: Manifest
+    members: list[Carried]   # every regular file but bundle.json and its signature
+    signer: str | None       # fingerprint of the key that was checked, if any
+    signed: bool
+
+
+def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
+                trusted: Ed25519PublicKey | None, data_filter: DataFilter | None) -> ImportPlan:
+    """Vet a bundle's headers, signature and index manifest; nothing is written.
+
+    ``staging`` is where members would be extracted (for the data filter).
+    Raises BundleError naming the member at fault, InputError for a
+    malformed index manifest. Costs one read of every tar header, of
+    ``bundle.json``, its signature and the index manifest.
+    """
+    head = read_head(source)
+    top = head.info.top
+    members = _read_members(reader, source.display)
+    seen: set[str] = set()
+    for member in members:
+        _check_member(member, top, seen, reader.size, staging, data_filter,
+                      where=f"{source.display}:{member.name}")
+    signer = _check_signature(head, trusted, source.display)
+    # members[0] is the directory, [1] bundle.json (read_head checked both), [2] the signature
+    # if it has one; a signature anywhere else is an unlisted member
+    signed = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
+    carried = _carried(members[3 if signed else 2:], head.info, source.display)
+    manifest = _index_manifest(reader, carried, head.info, source.display)
+    return ImportPlan(head.info, top, manifest, carried, signer, signed)
+
+
+def _read_members(reader: ConcatenatedReader, display: str) -> list[tarfile.TarInfo]:
+    """Every tar header, in order; BundleError for a damaged or truncated tar."""
+    tar = open_tar(reader, where=display)
+    members: list[tarfile.TarInfo] = []
+    try:
+        while (member := tar.next()) is not None:
+            members.append(member)
+    except tarfile.TarError as exc:
+        if members and members[-1].offset_data + members[-1].size > reader.size:
+            raise BundleError("bundle is truncated: it ends inside this member",
+                              where=f"{display}:{members[-1].name}") from None
+        after = f" after {members[-1].name}" if members else ""
+        raise BundleError(f"damaged or truncated tar{after} ({exc})", where=display) from None
+    return members
+
+
+def member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why a member is not a plain file or directory (None when it is)."""
+    if member.issym():
+        return f"is a symbolic link (to {member.linkname!r})"
+    if member.islnk():
+        return f"is a hard link (to {member.linkname!r})"
+    if member.ischr() or member.isblk():
+        return "is a device node"
+    if member.isfifo():
+        return "is a FIFO"
+    if not (member.isdir() or member.type in (tarfile.REGTYPE, tarfile.AREGTYPE)):
+        return f"has tar type {member.type!r}"
+    return None
+
+
+def _check_member(member: tarfile.TarInfo, top: str, seen: set[str], total: int,
+                  staging: Path, data_filter: DataFilter | None, *, where: str) -> None:
+    """Refuse one member that is not a plain, safe, unique file or directory under ``top``."""
+    problem = member_problem(member)
+    if problem:
+        raise BundleError(f"{problem}; a bundle holds only regular files and directories",
+                          where=where, hint=_REFUSED)
+    try:
+        check_relative_path(member.name.rstrip("/") if member.isdir() else member.name,
+                            where=where)
+    except IntegrityError:
+        raise BundleError("unsafe member name (absolute, '..' or empty parts)", where=where,
+                          hint=_REFUSED) from None
+    if member.name != top and not member.name.startswith(top + "/"):
+        raise BundleError(f"lies outside the bundle directory {top}/", where=where)
+    if data_filter is not None:
+        try:
+            data_filter(member, str(staging))
+        except tarfile.FilterError as exc:
+            raise BundleError(f"refused by tarfile's data filter: {exc}", where=where) from None
+    if member.name in seen:
+        raise BundleError("appears twice", where=where)
+    seen.add(member.name)
+    if member.isfile() and member.offset_data + member.size > total:
+        raise BundleError("bundle is truncated: it ends inside this member", where=where)
+
+
+def _check_signature(head: BundleHead, trusted: Ed25519PublicKey | None,
+                     display: str) -> str | None:
+    """The fingerprint of ``trusted`` once it verified ``bundle.json``; None without a key."""
+    if trusted is None:
+        return None
+    if head.signature is None:
+        raise BundleError("bundle is not signed, but a public key was given; refusing it",
+                          where=display, hint="sign bundles with `lockmirror bundle --key`")
+    where = f"{display}:{head.info.top}/{SIGNATURE_NAME}"
+    return signing.verify(head.info_bytes, head.signature, trusted, where=where).fingerprint
+
+
+def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> list[Carried]:
+    """The regular files after ``bundle.json`` (and its signature), each listed in
+    ``bundle.json`` with its size; BundleError if one is unlisted or one is missing."""
+    top = info.top
+    carried = []
+    for member in members:
+        if not member.isfile():
+            continue
+        path = member.name[len(top) + 1:]
+        where = f"{display}:{member.name}"
+        entry = info.files.get(path)
+        if entry is None:
+            raise BundleError("is not listed in bundle.json", where=where)
+        if entry.size != member.size:
+            raise BundleError(f"has {member.size} bytes, bundle.json says {entry.size}",
+                              where=where)
+        carried.append(Carried(member, path, entry))
+    missing = sorted(set(info.files) - {item.path for item in carried})
+    if missing:
+        raise BundleError(
+            f"bundle is truncated or incomplete: {len(missing)} member(s) listed in "
+            f"bundle.json are missing, first {top}/{missing[0]}", where=display)
+    return carried
+
+
+def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: BundleInfo,
+                    display: str) -> Manifest:
+    """The index manifest the bundle carries, matching ``bundle.json`` in hash and entries."""
+    member = next((item.member for item in carried if item.path == INDEX_MANIFEST), None)
+    if member is None:
+        raise BundleError(f"carries no {INDEX_MANIFEST}", where=display)
+    where = f"{display}:{member.name}"
+    data = read_exact(reader, member.offset_data, member.size, where=where)
+    digest = sha256_bytes(data)
+    if digest != info.files[INDEX_MANIFEST].sha256 or digest != info.index_manifest_sha256:
+        raise BundleError("sha256 does not match bundle.json", where=where,
+                          hint="damaged in transit or tampered; nothing was changed")
+    manifest = Manifest.loads(data, where=where)  # InputError if malformed
+    for path, entry in info.files.items():
+        if (path.startswith(INDEX_PREFIX) and path != INDEX_MANIFEST
+                and manifest.files.get(path[len(INDEX_PREFIX):]) != entry):
+            raise BundleError("bundle.json and the index manifest disagree about it",
+                              where=f"{display}:{info.top}/{path}")
+    return manifest

@@ -1,0 +1,275 @@
+"""The import stage: a bundle becomes a verified mirror directory, with no network.
+
+``import_bundle(paths, into)``:
+
+1. finds the bundle's volumes and their ``.sha256`` listing, takes the
+   directory lock and resolves what a killed earlier import left
+   (:mod:`lockmirror.stages.import_swap`);
+2. vets every tar header, ``bundle.json``, its signature and the index
+   manifest it pins before a byte is extracted (:mod:`lockmirror.stages.import_plan`:
+   regular files and directories only, no absolute names or ``..``, nothing
+   unlisted or twice, tarfile's ``data`` filter where Python has it);
+3. streams the tar once, front to back, into a staging directory beside
+   ``into`` (same filesystem), each chunk hashed into its volume's sha256
+   and its member's sha256 (:mod:`lockmirror.stages.import_extract`); a delta
+   hard-links the files it does not carry from the current mirror, each
+   hashed against the manifest first;
+4. checks the staged tree against the manifest, then swaps it into place
+   with two renames and removes the old tree.
+
+Any failure removes the staging directory and leaves ``into`` as it was;
+the error names the member or volume at fault. An import killed at any
+point leaves a staging or old directory, which the next import (or
+:func:`recover_interrupted_import`) resolves first; the previous good
+mirror is never lost. Importing what ``into`` already holds is a no-op
+that still checks the bundle's outer sha256 (a damaged copy is refused
+even then).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from stat import S_ISREG
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..errors import BundleError, LockmirrorError
+from ..formats import signing
+from ..formats.bundle_format import (
+    DELTA,
+    INDEX_DIR,
+    BundleSource,
+    ConcatenatedReader,
+    locate_bundle,
+)
+from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
+from ..fsutil import sha256_bytes
+from .import_extract import check_outer_hashes, extract
+from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
+from .import_swap import old_dir, recover_interrupted_import, staging_dir, swap_into_place
+from .verify import verify_mirror
+
+__all__ = ["ImportResult", "import_bundle", "old_dir", "recover_interrupted_import",
+           "staging_dir", "verify_mirror"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What ``import_bundle`` did."""
+
+    into: Path
+    changed: bool
+    kind: str
+    name: str
+    content_id: str
+    index_manifest_sha256: str
+    files: int              # files in the mirror now (manifest entries)
+    extracted: int          # written from the bundle
+    linked: int             # reused from the previous mirror (delta)
+    bytes_extracted: int
+    signed: bool
+    signer: str | None      # fingerprint of the key that was checked, if any
+    data_filter: bool       # whether tarfile's data filter vetted the members too
+    recovered: str | None   # how an interrupted earlier import was resolved
+
+
+def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
+                  progress: Progress | None = None) -> ImportResult:
+    """Import a bundle (one ``.tar`` or all its volumes) into the mirror ``into``.
+
+    With ``pubkey`` an unsigned bundle, or one signed by another key, is
+    refused. Raises BundleError naming the member or volume at fault (the
+    mirror is then exactly as before), LockmirrorError for unusable
+    arguments. Costs one sequential read of the bundle, two sha256 passes
+    over it (members; volumes) and one write of every carried index file;
+    when ``into`` already holds this bundle's index, one read of the bundle
+    for its outer sha256 and nothing written.
+    """
+    source = locate_bundle([Path(p) for p in paths])
+    into = Path(os.path.abspath(into))
+    if into.is_symlink():
+        into = into.resolve()
+    if not into.parent.is_dir():
+        raise LockmirrorError("parent directory does not exist", where=str(into.parent))
+    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
+    with _exclusive(into.parent):
+        try:
+            recovered = recover_interrupted_import(into)
+        except OSError as exc:
+            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
+                                  where=str(exc.filename or into)) from None
+        _check_destination(into)
+        return _import(source, into, trusted, recovered, progress)
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One import at a time beside a mirror: the staging and old trees live
+    there, and recovery would otherwise remove a running import's staging.
+    The kernel drops the lock when the process ends, even by SIGKILL."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockmirrorError("another lockmirror import is running in this directory",
+                                  where=str(directory), hint="wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _check_destination(into: Path) -> None:
+    """Refuse a destination that is not a directory, is a mount point, or
+    holds something other than a mirror."""
+    if not into.exists():
+        return
+    if not into.is_dir():
+        raise LockmirrorError("exists and is not a directory", where=str(into))
+    if os.stat(into).st_dev != os.stat(into.parent).st_dev:
+        raise LockmirrorError(
+            "is a mount point, so the new tree cannot be swapped in atomically", where=str(into),
+            hint=f"import into a directory inside it, e.g. {into / 'mirror'}")
+    if not (into / MANIFEST_NAME).is_file() and any(into.iterdir()):
+        raise LockmirrorError("is not empty and holds no manifest.json; refusing to replace it",
+                              where=str(into), hint="import into a new or empty directory")
+
+
+def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
+            recovered: str | None, progress: Progress | None) -> ImportResult:
+    """Plan, then either prove the no-op or build, check and swap in the new tree."""
+    data_filter = getattr(tarfile, "data_filter", None)
+    staging = staging_dir(into)
+    with source.open() as reader:
+        plan = plan_import(source, reader, staging, trusted, data_filter)
+        info = plan.info
+
+        def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0)) -> ImportResult:
+            extracted, linked, size = counts
+            return ImportResult(
+                into=into, changed=changed, kind=info.kind, name=info.name,
+                content_id=info.content_id, index_manifest_sha256=info.index_manifest_sha256,
+                files=len(plan.manifest.files), extracted=extracted, linked=linked,
+                bytes_extracted=size, signed=plan.signed, signer=plan.signer,
+                data_filter=data_filter is not None, recovered=recovered)
+
+        current_sha = _manifest_sha256(into)
+        if (current_sha == info.index_manifest_sha256
+                and check_tree(into, plan.manifest, hash_files=False).ok):
+            check_outer_hashes(source)  # a no-op still proves the bundle it was given
+            return result(False)
+        reuse = _reuse_plan(plan, into, current_sha)
+        if progress:
+            progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
+                     f"{reader.size} bytes) into {into}")
+        return result(True, _build_and_swap(reader, plan, reuse, source, into))
+
+
+def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[str, str],
+                    source: BundleSource, into: Path) -> tuple[int, int, int]:
+    """Extract into staging, link the kept files, check, swap; (extracted, linked, bytes).
+
+    On any failure the staging tree is removed and ``into`` is untouched;
+    an OSError becomes a LockmirrorError naming the file."""
+    staging = staging_dir(into)
+    try:
+        staging.mkdir()
+        extracted, size = extract(reader, plan, staging, source)
+        linked = _link_reused(reuse, into, staging, plan.manifest)
+        report = check_tree(staging, plan.manifest, hash_files=False)
+        if not report.ok:  # pragma: no cover - every path was checked on the way in
+            first = (report.missing + report.altered + report.unexpected)[0]
+            raise BundleError("staged tree does not match the manifest",
+                              where=f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
+        swap_into_place(staging, into)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise LockmirrorError(
+                f"cannot write the new mirror: {exc.strerror}",
+                where=str(exc.filename or staging),
+                hint=f"nothing was changed in {into}") from None
+        raise
+    return extracted, linked, size
+
+
+def _manifest_sha256(root: Path) -> str | None:
+    try:
+        return sha256_bytes((root / MANIFEST_NAME).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _reuse_plan(plan: ImportPlan, into: Path, current_sha: str | None) -> dict[str, str]:
+    """For a delta: new path -> path in the current mirror holding the same bytes.
+
+    Raises BundleError for a full bundle that lacks files of its manifest, a
+    delta onto another base, or a delta whose base lacks a file it needs."""
+    info, manifest = plan.info, plan.manifest
+    carried = {path[len(INDEX_PREFIX):] for path in info.files if path.startswith(INDEX_PREFIX)}
+    absent = sorted(set(manifest.files) - carried)
+    if info.kind != DELTA:
+        if absent:
+            raise BundleError(f"full bundle lacks {len(absent)} file(s) of its manifest, "
+                              f"first {absent[0]}", where=plan.top)
+        return {}
+    if current_sha != info.base_manifest_sha256:
+        have = (f"its manifest.json has sha256 {current_sha}" if current_sha
+                else "it holds no mirror")
+        raise BundleError(
+            f"this delta applies only onto the mirror whose manifest.json has sha256 "
+            f"{info.base_manifest_sha256}, but {have}", where=str(into),
+            hint="import the full bundle (or the deltas in order) first; nothing was changed")
+    base = Manifest.read(into / MANIFEST_NAME)
+    by_sha = {entry.sha256: path for path, entry in sorted(base.files.items())}
+    reuse = {}
+    for path in absent:
+        found = by_sha.get(manifest.files[path].sha256)
+        if found is None:
+            raise BundleError(f"delta neither carries {path} nor finds it in the base mirror",
+                              where=plan.top)
+        reuse[path] = found
+    return reuse
+
+
+def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Manifest) -> int:
+    """Hard-link unchanged files of the current mirror into staging (copy if
+    the filesystem refuses), each checked first for its size and its sha256
+    against the new manifest: a delta's "every file verified" covers the
+    files it takes from the base too. Raises BundleError naming a base file
+    that is missing or altered."""
+    for path, old in sorted(reuse.items()):
+        source, target = into / old, staging / path
+        if not _reused_file_intact(source, manifest.files[path]):
+            raise BundleError("the current mirror is damaged: this file is missing or altered",
+                              where=str(source),
+                              hint="run `lockmirror verify`, then import a full bundle")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except OSError:
+            shutil.copyfile(source, target)
+    return len(reuse)
+
+
+def _reused_file_intact(source: Path, entry: Entry) -> bool:
+    """True when ``source`` is a regular file (not a symlink) of the entry's size and sha256."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if not S_ISREG(stat.st_mode) or stat.st_size != entry.size:
+            return False
+        return hashlib.file_digest(handle, "sha256").hexdigest() == entry.sha256

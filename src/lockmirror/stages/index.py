@@ -1,0 +1,572 @@
+"""Index stage: ``dist-index/`` from the lockfiles and the store, incrementally.
+
+Entry: :func:`build_index`. It writes the tree docs/ARCHITECTURE.md lays
+out: PEP 503/691/700 pages (rendered by :mod:`lockmirror.formats.pages`), each
+artifact and its PEP 658 ``.metadata`` file hard-linked from the store
+(copied when the store is on another file system), constraints, the
+lockfiles, the landing page, and ``manifest.json`` naming every other file.
+
+A run, step by step (like dumb-pypi's ``build_repo``, plus bandersnatch's
+"is this file already current?"):
+
+1. hash the lockfiles (a lockfile whose stat is unchanged keeps the hash the
+   state recorded) and return at once when the inputs and the tree are as the
+   last run left them (the manifest's stat and the mtime of every directory:
+   a file deleted or added by hand changes its directory);
+2. read each set's packages: a lockfile parsed before is not parsed again (the
+   state keeps the package list each lockfile gave, keyed by its sha256, as
+   dumb-pypi takes the previous package list);
+3. group the packages by project; a project whose packages (a hash of its
+   rows) are those of the last run keeps its files, pages and manifest entries;
+4. for each other project: merge its releases, link (or copy) each file unless
+   it is already the store's inode (or a copy of its size and mtime), then
+   render its two pages and write each only if its bytes changed;
+5. each changed set's lockfile copy and constraints, then the root pages and
+   the landing page, each written only if changed;
+6. flush what was written, write the manifest, remove what no lockfile names
+   (pages first), save the state.
+
+Artifacts are never hashed: the lockfile states each sha256 and the store's
+file name proves it. ``full=True`` trusts no state: every lockfile is parsed
+and every file of the tree compared. A first build goes into a staging
+directory renamed into place at the end. Output is byte-identical whatever
+the order of the lockfiles, the store or a directory listing.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat as statmod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..errors import IntegrityError, LockmirrorError, NotFoundError
+from ..formats.landing_page import LandingPage, Provenance, landing_html, set_section
+from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
+from ..formats.mirror_lockfile import relocate_document, relocate_lockfile
+from ..formats.pages import (
+    Release,
+    constraints_text,
+    project_html,
+    project_json,
+    root_html,
+    root_json,
+)
+from ..formats.store import Store
+from ..fsutil import atomic_write, sha256_bytes
+from . import index_fs as fs
+from .index_sets import (
+    LockfileInput,
+    PackageSet,
+    constraint_pins,
+    group_projects,
+    hash_lockfiles,
+    keep_rows,
+    merge_project,
+    read_sets,
+    set_summary,
+)
+
+if TYPE_CHECKING:
+    from packaging.version import Version
+
+    from ..formats.url_policy import UrlRule
+
+
+# Bump whenever what a page contains for the same input changes: every
+# project's pages are then rendered (and compared) again.
+INDEX_FORMAT = "lockmirror-index/2"
+DEFAULT_TITLE = "Python package mirror"
+STATE_NAME = "state.json"
+STATE_FORMAT = f"{INDEX_FORMAT};state/3"
+ROWS_DIR = "sets"  # in the state directory: <lockfile sha256>.json, its package rows
+_EMPTY_SHA256 = sha256_bytes(b"")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What a run did. Paths are relative to ``out_dir``, sorted."""
+
+    out_dir: Path
+    noop: bool  # nothing to do: the inputs and the tree were as last built
+    written: tuple[str, ...]  # files created or replaced (pages, links, copies)
+    removed: tuple[str, ...]  # files taken out because no lockfile needs them
+    removed_releases: tuple[str, ...]  # "name version" of releases taken out
+    projects: int
+    files: int  # artifacts (wheels and sdists), without .metadata files
+    total_size: int  # bytes of those artifacts
+    linked: int = 0
+    copied: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed)
+
+
+def state_dir_for(out_dir: Path) -> Path:
+    """Where :func:`build_index` keeps its state by default: beside ``out_dir``
+    (not inside: the tree holds only what clients may fetch)."""
+    out_dir = Path(os.path.abspath(out_dir))
+    return out_dir.with_name(f".{out_dir.name}.lockmirror")
+
+
+def build_index(
+    lockfiles: Sequence[Path],
+    store: Store | Path,
+    out_dir: Path,
+    *,
+    mirror_yaml: Path | None = None,
+    title: str = DEFAULT_TITLE,
+    full: bool = False,
+    exclude: Iterable[tuple[str, Version | str]] = (),
+    state_dir: Path | None = None,
+    progress: Progress | None = None,
+    url_rule: UrlRule | None = None,
+) -> IndexResult:
+    """Bring ``out_dir`` to the index of ``lockfiles`` (paths to ``pylock.<set>.toml``).
+
+    ``store`` holds every locked file and each wheel's PEP 658 metadata file
+    (the fetch stage's job). ``mirror_yaml``, when given, is named on the
+    landing page with its sha256 and the last git commit that touched it.
+    ``full`` ignores the saved state and compares every file.
+    ``url_rule`` checks the file URLs of every lockfile this run parses (a
+    lockfile whose rows an earlier run kept was checked then, under the same
+    rule); without it no URL is checked.
+    ``exclude`` holds releases, (name, version), to leave out although locked:
+    the quarantine list (``QuarantineList.keys``). Their files and page
+    entries are not in the index; the landing page marks them quarantined and
+    the constraints still pin them (installing them must fail, not drift).
+
+    Raises NotFoundError when a locked file is not in the store (run fetch),
+    IntegrityError when the store or two lockfiles disagree about a file, and
+    LockmirrorError for an unreadable lockfile, an ``out_dir`` that is not
+    an index, or a file that cannot be written (a full disk): a first build
+    that fails leaves no tree; an update keeps the previous manifest.
+    Costs: a no-op run stats the lockfiles, the manifest and the tree's
+    directories (and runs git twice when ``mirror_yaml`` is given); otherwise
+    time grows with the changed lockfiles and projects plus a pass over every
+    project's rows (no artifact is read or hashed).
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
+                              hint="point --out (paths.index) at a directory")
+    out_dir = Path(os.path.abspath(out_dir))
+    run = _Run(store=store if isinstance(store, Store) else Store(Path(store)),
+               out_dir=out_dir, state_dir=Path(state_dir) if state_dir else state_dir_for(out_dir),
+               title=title, full=full, exclude=_normalized_releases(exclude),
+               progress=progress or (lambda _message: None), url_rule=url_rule)
+    try:
+        return run.build([Path(p) for p in lockfiles],
+                         Path(mirror_yaml) if mirror_yaml else None)
+    except OSError as exc:  # a full disk, an unwritable directory, a failing device
+        # link() and copies name the source first, the file being written second
+        named = exc.filename2 if isinstance(exc.filename2, str) else exc.filename
+        hint = ("free some space and run again"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None)
+        raise LockmirrorError(f"cannot build the index: {exc.strerror or exc}",
+                              where=named if isinstance(named, str) else str(out_dir),
+                              hint=hint) from exc
+
+
+# --------------------------------------------------------------------------
+# The run, step by step
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One run of :func:`build_index`: its options, then what it learns and does."""
+
+    store: Store
+    out_dir: Path
+    state_dir: Path
+    title: str
+    full: bool
+    exclude: frozenset[tuple[str, str]]
+    progress: Progress
+    url_rule: UrlRule | None
+
+    root: Path = Path()  # where this run writes: out_dir, or a staging directory
+    fresh: bool = False  # building into a new staging directory
+    previous: dict[str, Any] = field(default_factory=dict)  # the trusted state ({} if none)
+    old_entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # old manifest
+    old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # its paths by directory
+    entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # the new manifest
+    projects: dict[str, list[Any]] = field(default_factory=dict)  # name -> its state record
+    written: list[str] = field(default_factory=list)
+    unsynced: list[str] = field(default_factory=list)  # written, not yet flushed to disk
+    linked: int = 0
+    copied: int = 0
+    can_link: bool = True
+    made_dirs: set[str] = field(default_factory=set)
+    store_objects: str = ""  # the store's sha256/ directory, absolute
+
+    def __post_init__(self) -> None:
+        self.store_objects = f"{os.path.abspath(self.store.root)}/sha256"
+
+    def build(self, lockfiles: list[Path], mirror_yaml: Path | None) -> IndexResult:
+        """The whole run: :func:`build_index` without its error wording."""
+        state = {} if self.full else fs.read_json(self.state_dir / STATE_NAME) or {}
+        inputs = hash_lockfiles(lockfiles, state.get("lockfiles", {}))
+        provenance = provenance_of(mirror_yaml)
+        key = self._run_key(inputs, provenance)
+        intact = self._tree_intact(state)
+        if intact and state.get("key") == key:
+            return IndexResult(out_dir=self.out_dir, noop=True, written=(), removed=(),
+                               removed_releases=(), **_summary(state.get("projects", {})))
+        self.progress(f"reading {len(inputs)} lockfiles")
+        sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
+                         url_rule=self.url_rule)
+        self._open_tree(state if intact else {})
+        try:
+            summary = self._write_tree(sets, provenance)
+            removed = self._finish_tree()
+        except BaseException:
+            if self.fresh:
+                shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        self._save_state(key, inputs, sets)
+        return IndexResult(
+            out_dir=self.out_dir, noop=False, written=tuple(sorted(self.written)),
+            removed=tuple(removed), removed_releases=tuple(_releases_of(removed)),
+            projects=summary["projects"], files=summary["files"],
+            total_size=summary["total_size"], linked=self.linked, copied=self.copied)
+
+    # -- 1. the no-op check ----------------------------------------------
+
+    def _run_key(self, inputs: list[LockfileInput], provenance: Provenance) -> str:
+        """A digest of every input of the tree: equal keys and an intact tree are a no-op."""
+        return sha256_bytes(json.dumps([
+            INDEX_FORMAT, __version__, self.title, str(self.out_dir),
+            os.path.abspath(self.store.root),
+            [provenance.config_name, provenance.config_sha256, provenance.commit,
+             provenance.config_modified],
+            [(i.path.name, i.sha256) for i in inputs],
+            sorted(self.exclude),
+            self.url_rule.key if self.url_rule else "",
+        ]).encode())
+
+    def _tree_intact(self, state: dict[str, Any]) -> bool:
+        """Whether the tree is the one the state describes: same manifest
+        (by stat), and no directory gained or lost an entry since."""
+        if state.get("format") != STATE_FORMAT or state.get("out_dir") != str(self.out_dir):
+            return False
+        if state.get("store") != os.path.abspath(self.store.root):
+            return False
+        manifest = fs.stat_key(self.out_dir / MANIFEST_NAME)
+        return (manifest is not None and state.get("manifest") == manifest
+                and fs.tree_key(self.out_dir, state.get("dirs", [])) == state.get("tree"))
+
+    # -- 3-5. the tree -----------------------------------------------------
+
+    def _open_tree(self, state: dict[str, Any]) -> None:
+        """Choose where to write: the tree itself, or a staging directory for
+        a first build. ``state`` is trusted (the tree is as it describes)."""
+        self.fresh = not self.out_dir.exists()
+        manifest = self.out_dir / MANIFEST_NAME
+        if not self.fresh and not manifest.exists() and any(self.out_dir.iterdir()):
+            raise LockmirrorError(
+                "exists, is not empty and holds no manifest.json, so it is not a "
+                "lockmirror index", where=str(self.out_dir),
+                hint="remove it or choose another output directory")
+        if self.fresh:
+            fs.remove_stale_staging(self.out_dir)
+            self.root = self.out_dir.with_name(f".{self.out_dir.name}.staging-{os.getpid()}")
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root.mkdir(parents=True)
+            return
+        self.root = self.out_dir
+        old_entries = fs.read_manifest(manifest) if state else None
+        if old_entries is not None:
+            self.previous, self.old_entries = state, old_entries
+
+    def _write_tree(self, sets: list[PackageSet], provenance: Provenance) -> dict[str, int]:
+        """Steps 3 to 5: every project's files and pages, the sets' files, the
+        root and landing pages, into ``self.entries``; the summary."""
+        projects = group_projects(sets, self.exclude)
+        known: dict[str, list[Any]] = self.previous.get("projects", {})
+        for name, (digest, _rows) in projects.items():
+            before = known.get(name)
+            if before is not None and before[0] == digest:
+                self._keep(f"files/{name}/", f"simple/{name}/")
+                self.projects[name] = before
+        changed = {name: merge_project(name, rows)
+                   for name, (_digest, rows) in projects.items() if name not in self.projects}
+        self.progress(f"{len(changed)} of {len(projects)} projects changed")
+        self._place_files(changed)
+        for name, releases in changed.items():
+            self._write_pages(name, releases)
+            self.projects[name] = [projects[name][0], sum(len(r.files) for r in releases),
+                                   sum(f.size for r in releases for f in r.files)]
+        self.progress("writing lockfiles, constraints, root and landing pages")
+        for locked in sets:
+            self._write_set(locked)
+        names = sorted(projects)
+        summary = _summary(self.projects)
+        sources = sorted({row.source for s in sets for row in s.rows} - {""})
+        landing = LandingPage(
+            title=self.title, set_names=tuple(s.name for s in sets),
+            sections=tuple(set_section(set_summary(s, self.exclude)) for s in sets),
+            provenance=replace(provenance, sources=tuple(sources)),
+            projects=summary["projects"], files=summary["files"],
+            total_size=summary["total_size"])
+        self._put("simple/index.html", root_html(names).encode())
+        self._put("simple/index.json", root_json(names).encode())
+        self._put("index.html", landing_html(landing).encode())
+        return summary
+
+    def _keep(self, *prefixes: str) -> None:
+        """Take the old manifest's entries below the directories ``prefixes``
+        (``files/<project>/``) as they are."""
+        if not self.old_by_dir and self.old_entries:
+            for rel in self.old_entries:
+                directory = rel.rpartition("/")[0]
+                self.old_by_dir.setdefault(directory + "/", []).append(rel)
+        for prefix in prefixes:
+            for rel in self.old_by_dir.get(prefix, ()):
+                self.entries[rel] = self.old_entries[rel]
+
+    def _place_files(self, releases: dict[str, list[Release]]) -> None:
+        """Link (or copy) every file of the changed projects, .metadata files
+        included, before any page links to them; then report all files
+        missing from the store at once."""
+        missing: list[str] = []
+        for name, project_releases in releases.items():
+            for release in project_releases:
+                for file in release.files:
+                    rel = f"files/{name}/{file.filename}"
+                    self._place(rel, file.sha256, file.size, missing)
+                    if file.metadata_sha256:
+                        self._place(rel + ".metadata", file.metadata_sha256, None, missing)
+        if missing:
+            shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
+            raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
+                                where=str(self.store.root), hint="run `doit fetch`")
+
+    def _place(self, rel: str, sha256: str, size: int | None, missing: list[str]) -> None:
+        """Make ``rel`` the store's file: nothing to do when it already is
+        (same inode; or, on another device, same size and mtime), else a hard link,
+        or a copy where linking is not possible. ``size`` None: not known
+        (a .metadata file). A file absent from the store goes to ``missing``."""
+        source = self._store_path(sha256)
+        try:
+            src = os.stat(source)
+        except FileNotFoundError:
+            missing.append(f"{rel.split('/', 2)[2]} ({sha256[:12]})")
+            return
+        if size is None and src.st_size == 0 and sha256 != _EMPTY_SHA256:
+            # a size-less file (PEP 658 metadata) left empty by a crash: not the file
+            missing.append(f"{rel.split('/', 2)[2]} ({sha256[:12]})")
+            return
+        if size is not None and src.st_size != size:
+            raise IntegrityError(f"the store holds {src.st_size} bytes for {rel}, the lockfile "
+                                 f"says {size}", where=source,
+                                 hint="remove the store file and run `doit fetch`")
+        self.entries[rel] = (sha256, src.st_size)
+        dest = f"{self.root}/{rel}"
+        have = None if self.fresh else fs.lstat(dest)
+        if have is not None and statmod.S_ISREG(have.st_mode) and (
+                (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev)
+                or (have.st_dev != src.st_dev  # a copy made by an earlier run
+                    and (have.st_size, have.st_mtime_ns) == (src.st_size, src.st_mtime_ns))):
+            return
+        self._mkdir(os.path.dirname(dest))
+        if self.can_link:
+            try:
+                fs.link(source, dest, replace=have is not None)
+                self.linked += 1
+                self._wrote(rel)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP,
+                                     errno.EACCES):
+                    raise
+                self.can_link = False
+        fs.copy(source, dest, src)
+        self.copied += 1
+        self._wrote(rel)
+
+    def _store_path(self, sha256: str) -> str:
+        """``str(self.store.path(sha256))``, without a Path object per file
+        (20,000 of them cost a tenth of a second); the tests check every placed
+        file is the store's inode."""
+        return f"{self.store_objects}/{sha256[:2]}/{sha256[2:]}"  # rows hold lower-case hex
+
+    def _mkdir(self, directory: str) -> None:
+        """Make ``directory`` (and its parents) once per run."""
+        if directory not in self.made_dirs:
+            try:  # the parent (files/, simple/) is almost always there: one call
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)
+            self.made_dirs.add(directory)
+
+    def _write_pages(self, name: str, releases: list[Release]) -> None:
+        """A changed project's PEP 503 and PEP 691 pages."""
+        self._put(f"simple/{name}/index.html", project_html(name, releases).encode())
+        self._put(f"simple/{name}/index.json", project_json(name, releases).encode())
+
+    def _write_set(self, locked: PackageSet) -> None:
+        """A set's lockfile copy and constraints, unless its lockfile and
+        exclusions are those of the last run."""
+        paths = [f"lockfiles/pylock.{locked.name}.toml",
+                 *(f"constraints/{locked.name}-{t.name}.txt" for t in locked.targets)]
+        if (self.previous.get("sets", {}).get(locked.name) == _set_record(locked, self.exclude)
+                and all(rel in self.old_entries for rel in paths)):
+            for rel in paths:
+                self.entries[rel] = self.old_entries[rel]
+            return
+        self._write_lockfile_copy(locked)
+        for target in locked.targets:
+            pins = constraint_pins(locked.rows, target.name)
+            self._put(f"constraints/{locked.name}-{target.name}.txt",
+                      constraints_text(locked.name, target, pins).encode())
+
+    def _write_lockfile_copy(self, locked: PackageSet) -> None:
+        """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
+        mirror's own (relative PEP 751 paths), so it installs behind the gap."""
+        where = str(locked.input.path)
+        if locked.document is not None:  # parsed (and validated) in this run
+            data = relocate_document(locked.document, locked.input.read(), where=where)
+        else:
+            data = relocate_lockfile(locked.input.read(), where=where)
+        self._put(f"lockfiles/pylock.{locked.name}.toml", data)
+
+    def _put(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` unless it already holds ``data``; enter it in the manifest."""
+        self.entries[rel] = (sha256_bytes(data), len(data))
+        path = f"{self.root}/{rel}"
+        if self.fresh:  # nobody reads the staging tree: no temp file, synced at the end
+            self._mkdir(os.path.dirname(path))
+            with open(path, "wb") as handle:
+                handle.write(data)
+            self._wrote(rel)
+        elif atomic_write(Path(path), data, only_if_changed=True, fsync=False):
+            self._wrote(rel)
+
+    def _wrote(self, rel: str) -> None:
+        self.written.append(rel)
+        if not self.fresh:  # a staging tree is synced whole
+            self.unsynced.append(rel)
+
+    # -- 6. manifest, removals, state --------------------------------------
+
+    def _finish_tree(self) -> list[str]:
+        """Flush what was written, write the manifest, remove what nothing
+        names (pages first, so no page links to a file already gone), and
+        rename a staging tree into place. The removed paths, in that order."""
+        self.progress("writing the manifest")
+        fs.flush(self.root, self.unsynced, everything=self.fresh)
+        present = self.old_entries if self.previous else (
+            {} if self.fresh else dict.fromkeys(fs.walk(self.root)))
+        removed = sorted((rel for rel in present if rel not in self.entries
+                          and rel != MANIFEST_NAME),
+                         key=lambda rel: (not rel.startswith("simple/"),
+                                          rel.startswith("files/"), rel))
+        if self.entries != self.old_entries:  # else the manifest holds them already
+            data = join_encoded([encode_files(
+                [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
+            atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=not self.previous)
+        fs.remove_files(self.root, removed)
+        if self.fresh:
+            os.replace(self.root, self.out_dir)
+        return removed
+
+    def _save_state(self, key: str, inputs: list[LockfileInput], sets: list[PackageSet],
+                    ) -> None:
+        """What the next run trusts: the inputs' key and hashes, the tree's
+        manifest stat and directories, each project's and set's inputs, and
+        each lockfile's package rows (by its sha256)."""
+        keep_rows(self.state_dir / ROWS_DIR, sets)
+        (self.state_dir / "cache.marshal").unlink(missing_ok=True)  # earlier versions' cache
+        dirs = sorted(fs.ancestors(self.entries))
+        state = {
+            "format": STATE_FORMAT, "key": key, "out_dir": str(self.out_dir),
+            "store": os.path.abspath(self.store.root),
+            "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
+            "manifest": fs.stat_key(self.out_dir / MANIFEST_NAME),
+            "dirs": dirs, "tree": fs.tree_key(self.out_dir, dirs),
+            "projects": self.projects,
+            "sets": {s.name: _set_record(s, self.exclude) for s in sets},
+        }
+        atomic_write(self.state_dir / STATE_NAME, json.dumps(state, sort_keys=True) + "\n",
+                     fsync=False)
+
+
+# --------------------------------------------------------------------------
+# Projects and sets
+# --------------------------------------------------------------------------
+
+def _summary(projects: dict[str, list[Any]]) -> dict[str, int]:
+    """IndexResult's counts from the projects' state records ([digest, files, size])."""
+    return {"projects": len(projects), "files": sum(int(r[1]) for r in projects.values()),
+            "total_size": sum(int(r[2]) for r in projects.values())}
+
+
+def _set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[Any]:
+    """What a set's files depend on besides its name: its lockfile and the
+    releases of it left out."""
+    excluded = {(row.name, row.version) for row in locked.rows} & exclude
+    return [locked.input.sha256, sorted([name, version] for name, version in excluded)]
+
+
+def _normalized_releases(releases: Iterable[tuple[str, Version | str]],
+                         ) -> frozenset[tuple[str, str]]:
+    """(normalized name, normalized version) pairs, as the rows spell them."""
+    pairs = list(releases)
+    if not pairs:
+        return frozenset()
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    found = set()
+    for name, version in pairs:
+        try:
+            text = str(Version(str(version)))
+        except InvalidVersion:
+            text = str(version)
+        found.add((str(canonicalize_name(str(name))), text))
+    return frozenset(found)
+
+
+def provenance_of(mirror_yaml: Path | None) -> Provenance:
+    """sha256 of mirror.yaml and the last git commit touching it (if in git)."""
+    if mirror_yaml is None:
+        return Provenance(tool_version=__version__)
+    try:
+        digest = hashlib.sha256(mirror_yaml.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise LockmirrorError(f"cannot read: {exc.strerror}", where=str(mirror_yaml)) from None
+    from ..gitutil import run_git  # only when a mirror.yaml is named: keeps the entry light
+
+    cwd, name = mirror_yaml.absolute().parent, mirror_yaml.name
+    commit = (run_git(cwd, "log", "-1", "--format=%H", "--", name, optional=True) or "").strip()
+    modified = bool(commit and (run_git(cwd, "status", "--porcelain", "--", name,
+                                        optional=True) or "").strip())
+    return Provenance(config_name=name, config_sha256=digest, commit=commit or None,
+                      config_modified=modified, tool_version=__version__)
+
+
+def _releases_of(removed: Iterable[str]) -> list[str]:
+    """"name version" of the artifacts among ``removed`` paths."""
+    from ..formats.quarantine_list import release_of
+
+    releases = set()
+    for rel in removed:
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
+            release = release_of(parts[2])
+            if release is not None:  # else not a distribution (a stray file)
+                releases.add(f"{parts[1]} {release[1]}")
+    return sorted(releases)

@@ -1,0 +1,314 @@
+"""What an index is built from: lockfiles as package sets, grouped into projects.
+
+:func:`hash_lockfiles` hashes each lockfile (one whose stat is unchanged keeps
+the hash the last run recorded); :func:`read_sets` turns each into a
+:class:`PackageSet` of :class:`Row` values, the plain data the index stage
+renders and links from. A lockfile is parsed and validated
+(:meth:`Lockfile.loads`) once: its rows are then kept beside the index's
+state, named by the lockfile's sha256 (:func:`keep_rows`), and later runs
+read them instead, as dumb-pypi takes the previous package list. Names and
+file names that would be unsafe in a path are refused here.
+:func:`group_projects` and :func:`merge_project` give each project's rows over
+every set and its releases; :func:`set_summary` a set's landing-page summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..errors import IntegrityError, LockmirrorError, NotFoundError
+from ..formats.landing_page import SetPackage, SetSummary, SetTarget
+from ..formats.pages import IndexFile, Release
+from ..fsutil import atomic_write, sha256_bytes
+from .index_fs import read_json, stat_key
+
+if TYPE_CHECKING:
+    from ..formats.lockfile import LockedPackage
+    from ..formats.url_policy import UrlRule
+
+# Bump when what a row holds changes: rows kept by earlier runs are then not used.
+ROWS_FORMAT = "lockmirror-index-rows/1"
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FILENAME_BAD = re.compile(r"[/\\\x00-\x1f]")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Row(NamedTuple):
+    """One package of a lockfile, as the index needs it (JSON-able)."""
+
+    name: str
+    version: str
+    requires_python: str | None
+    yanked: str | None
+    targets: tuple[str, ...]
+    build_only: bool
+    source: str
+    files: tuple[RowFile, ...]  # sorted by filename
+
+
+class RowFile(NamedTuple):
+    filename: str
+    size: int
+    sha256: str
+    upload_time: str | None  # ISO 8601, UTC, "Z"
+    metadata_sha256: str | None  # wheels only
+
+
+@dataclass
+class LockfileInput:
+    """A lockfile given to the index: its stat (to skip hashing an unchanged
+    one) and sha256; its bytes once read."""
+
+    path: Path
+    stat_key: list[int]
+    sha256: str
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.data is None:
+            self.data = self.path.read_bytes()
+        return self.data
+
+
+@dataclass
+class PackageSet:
+    """A package set: its lockfile and the package rows it locks."""
+
+    name: str
+    input: LockfileInput
+    requirements: tuple[str, ...]
+    targets: tuple[SetTarget, ...]
+    input_hash: str
+    rows: list[Row]
+    kept: bool = False  # read from the rows an earlier run kept (not parsed)
+    # the lockfile's TOML when parsed in this run, for its mirror copy (no second parse)
+    document: dict[str, Any] | None = None
+    checked: str = ""  # the key of the URL rule its file URLs were checked under
+
+
+def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[LockfileInput]:
+    """Each lockfile's sha256, sorted by file name: read and hashed only when
+    its stat (size, mtime, ctime, inode) differs from the last run's."""
+    found = []
+    for path in paths:
+        stamp = stat_key(path)
+        if stamp is None:
+            raise NotFoundError("lockfile is missing", where=str(path), hint="run `doit lock`")
+        before = previous.get(str(path))
+        if isinstance(before, list) and before[:4] == stamp and isinstance(before[4], str):
+            found.append(LockfileInput(path, stamp, before[4]))
+        else:
+            data = path.read_bytes()
+            found.append(LockfileInput(path, stamp, sha256_bytes(data), data))
+    return sorted(found, key=lambda i: (i.path.name, str(i.path)))
+
+
+def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool,
+              url_rule: UrlRule | None = None) -> list[PackageSet]:
+    """Every lockfile as a set, sorted by name: from the rows it gave before
+    (kept in ``rows_dir`` by its sha256, checked under the same ``url_rule``)
+    unless ``full``, else parsed, validated and checked against ``url_rule``.
+    Raises LockmirrorError for an invalid lockfile or a set locked twice,
+    UrlPolicyError for a file URL the rule refuses."""
+    checked = url_rule.key if url_rule else ""
+    sets = []
+    for item in inputs:
+        known = None if full else read_rows(rows_dir, item, checked)
+        sets.append(known or parse_set(item, url_rule))
+    sets.sort(key=lambda s: s.name)
+    seen: dict[str, Path] = {}
+    for locked in sets:
+        if locked.name in seen:
+            raise LockmirrorError(f"set '{locked.name}' is also locked in {seen[locked.name]}",
+                                  where=str(locked.input.path))
+        seen[locked.name] = locked.input.path
+    return sets
+
+
+def read_rows(rows_dir: Path, item: LockfileInput, checked: str) -> PackageSet | None:
+    """The set a lockfile with these bytes gave before, its URLs checked under
+    the rule keyed ``checked``; None when not kept."""
+    data = read_json(rows_dir / f"{item.sha256}.json")
+    if data is None or data.get("format") != ROWS_FORMAT or data.get("checked") != checked:
+        return None
+    try:
+        rows = [Row(name, version, requires_python, yanked, tuple(targets), build_only, source,
+                    tuple(RowFile(*file) for file in files))
+                for name, version, requires_python, yanked, targets, build_only, source, files
+                in data["rows"]]
+        return PackageSet(name=data["set"], input=item, requirements=tuple(data["requirements"]),
+                    targets=tuple(SetTarget(t[0], t[1], t[2], tuple(t[3]))
+                                  for t in data["targets"]),
+                    input_hash=data["input_hash"], rows=rows, kept=True, checked=checked)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def parse_set(item: LockfileInput, url_rule: UrlRule | None = None) -> PackageSet:
+    """Parse and validate a lockfile (:meth:`Lockfile.loads`) into a set,
+    after checking its file URLs against ``url_rule``."""
+    from ..formats.bounded import load_toml
+    from ..formats.lockfile import (
+        Lockfile,  # only when a lockfile changed: packaging.pylock is slow to load
+    )
+
+    where = str(item.path)
+    try:
+        text = item.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockmirrorError(f"not UTF-8 text: {exc}", where=where) from None
+    document = load_toml(text, where=where)
+    if url_rule is not None:
+        url_rule.check(document, item.path)
+    lock = Lockfile.from_toml(document, where=where)
+    rows = [_row(package, where) for package in lock.packages]
+    if not _SET_RE.match(lock.set_name or ""):
+        raise LockmirrorError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
+    for target in lock.targets:
+        if not _SET_RE.match(target.name):
+            raise LockmirrorError(f"target name {target.name!r} is unsafe", where=where)
+    return PackageSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
+                targets=tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
+                              for t in lock.targets),
+                input_hash=lock.input_hash, rows=rows, document=document,
+                checked=url_rule.key if url_rule else "")
+
+
+def _row(package: LockedPackage, where: str) -> Row:
+    """A package as a row; refuses names and file names unsafe in a path."""
+    if not _NAME_RE.match(package.name):
+        raise LockmirrorError(f"package name {package.name!r} is not a normalized name",
+                              where=where, hint="re-create the lockfile with `doit lock`")
+    files = []
+    for file in package.files:
+        if (not file.filename or file.filename.startswith(".")
+                or _FILENAME_BAD.search(file.filename)):
+            raise LockmirrorError(f"unsafe file name {file.filename!r} for {package.name}",
+                                  where=where)
+        if not _SHA256_RE.match(file.sha256 or ""):
+            raise LockmirrorError(f"{file.filename} has no sha256", where=where)
+        metadata = (file.metadata_sha256 or "").lower() if file.is_wheel else ""
+        if metadata and not _SHA256_RE.match(metadata):  # it names a store file: no paths
+            raise LockmirrorError(f"{file.filename} has an invalid metadata sha256",
+                                  where=where)
+        files.append(RowFile(file.filename, int(file.size), file.sha256, _iso(file.upload_time),
+                             metadata or None))
+    return Row(package.name, str(package.version), package.requires_python, package.yanked,
+               tuple(package.targets), bool(package.build_only), package.index,
+               tuple(sorted(files)))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.replace(tzinfo=None).isoformat() + "Z"
+
+
+def keep_rows(rows_dir: Path, sets: list[PackageSet]) -> None:
+    """Keep each set's rows in ``rows_dir`` for the next run (named by its
+    lockfile's sha256), and only those."""
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    for locked in sets:
+        if not locked.kept:
+            write_rows(rows_dir / f"{locked.input.sha256}.json", locked)
+    current = {f"{s.input.sha256}.json" for s in sets}
+    for entry in os.listdir(rows_dir):
+        if entry not in current:
+            os.unlink(rows_dir / entry)
+
+
+def write_rows(path: Path, locked: PackageSet) -> None:
+    """Keep a set's rows for the next run, named by its lockfile's sha256."""
+    data = {"format": ROWS_FORMAT, "set": locked.name, "checked": locked.checked,
+            "requirements": locked.requirements, "input_hash": locked.input_hash,
+            "targets": [[t.name, t.python, t.implementation, t.platforms]
+                        for t in locked.targets],
+            "rows": locked.rows}
+    atomic_write(path, json.dumps(data), fsync=False)
+
+
+ProjectRows = list[tuple[str, Row]]  # (set name, row) for each set that locks the project
+
+
+def group_projects(sets: list[PackageSet], exclude: frozenset[tuple[str, str]],
+                    ) -> dict[str, tuple[str, ProjectRows]]:
+    """Project -> (digest of its rows, its rows), sets in name order;
+    excluded releases left out."""
+    grouped: dict[str, ProjectRows] = {}
+    for locked in sets:
+        for row in locked.rows:
+            if (row.name, row.version) not in exclude:
+                grouped.setdefault(row.name, []).append((locked.name, row))
+    return {name: (sha256_bytes(json.dumps(rows).encode()), rows)
+            for name, rows in sorted(grouped.items())}
+
+
+def merge_project(name: str, rows: ProjectRows) -> list[Release]:
+    """A project's releases over every set; a file locked twice must agree."""
+    versions: dict[str, dict[str, Any]] = {}
+    origin: dict[str, tuple[str, str]] = {}  # filename -> (sha256, set)
+    for set_name, row in rows:
+        release = versions.get(row.version)
+        if release is None:
+            release = versions[row.version] = {"requires_python": row.requires_python,
+                                               "yanked": row.yanked, "files": {}}
+        else:
+            if release["requires_python"] is None:
+                release["requires_python"] = row.requires_python
+            if release["yanked"] is None:
+                release["yanked"] = row.yanked
+        for filename, size, sha256, upload_time, metadata in row.files:
+            first = origin.get(filename)
+            if first is not None and first[0] != sha256:
+                raise IntegrityError(
+                    f"{filename} is locked with sha256 {first[0][:12]}... in set "
+                    f"'{first[1]}' and {sha256[:12]}... in set '{set_name}'",
+                    hint="re-lock both sets from the same index")
+            origin[filename] = (sha256, set_name)
+            known = release["files"].get(filename)
+            if known is None or (known.metadata_sha256 is None and metadata):
+                release["files"][filename] = IndexFile(filename, size, sha256, upload_time,
+                                                       metadata)
+    return [Release(name, version, data["requires_python"], data["yanked"],
+                    tuple(data["files"][f] for f in sorted(data["files"])))
+            for version, data in sorted(versions.items())]
+
+
+def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]]) -> SetSummary:
+    """A set's part of the landing page."""
+    packages = []
+    sizes: dict[str, int] = {}
+    for row in locked.rows:
+        for file in row.files:
+            sizes[file.sha256] = file.size
+        packages.append(SetPackage(name=row.name, version=row.version, targets=row.targets,
+                                   size=sum(f.size for f in row.files), files=len(row.files),
+                                   build_only=row.build_only, yanked=row.yanked,
+                                   quarantined=(row.name, row.version) in excluded))
+    packages.sort(key=lambda p: (p.name, p.version))
+    return SetSummary(name=locked.name, requirements=locked.requirements,
+                      targets=locked.targets, packages=tuple(packages),
+                      input_hash=locked.input_hash, total_size=sum(sizes.values()))
+
+
+def constraint_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str]]:
+    """A target's ``name==version`` pins: the runtime ones, and a build-only one
+    only where its name has no other version (a build may need another version
+    of a runtime pin; pip constraints reach no isolated build anyway)."""
+    mine = [row for row in rows if target in row.targets]
+    runtime = {row.name for row in mine if not row.build_only}
+    versions: dict[str, set[str]] = {}
+    for row in mine:
+        versions.setdefault(row.name, set()).add(row.version)
+    return [(row.name, row.version) for row in mine
+            if not row.build_only or (row.name not in runtime and len(versions[row.name]) == 1)]

@@ -1,0 +1,324 @@
+"""The lock stage: every set of ``mirror.yaml``, for each of its targets, into
+``lockfiles/pylock.<set>.toml``.
+
+Entries:
+
+- :func:`lock_sets` — resolve and write. All sets and targets share one
+  index client (each page and metadata file fetched once) and run
+  concurrently. Its steps follow it; merging the targets' resolutions into
+  one lockfile is :mod:`lockmirror.stages.lock_merge`.
+- :func:`input_hash` — the hash of what shapes a set's lock; recorded in the
+  lockfile, so "is it current?" needs no network and no doit database.
+- :func:`stale_sets` — the ``lock --check`` gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.markers import Marker
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from ..config import LoadedConfig
+from ..errors import LockmirrorError
+from ..formats.lockfile import LOCK_FORMAT, Lockfile, read_input_hash
+from ..targets import Target
+from .lock_merge import TargetLock, check_one_entry_per_name, merge_lockfile
+
+if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
+    from ..net.index_client import IndexClient
+    from ..resolve.candidates import Candidate, CandidateFilter, TargetContext
+    from ..resolve.policy import ExceptionUse, PolicyEngine
+    from ..resolve.resolver import Resolution
+
+
+@dataclass(frozen=True)
+class LockResult:
+    set_name: str
+    path: Path
+    lockfile: Lockfile
+    written: bool  # False when the file already had exactly these bytes
+    warnings: tuple[str, ...] = ()  # warn-level policy findings on what was locked
+
+
+
+def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
+              client: IndexClient | None = None, now: datetime | None = None,
+              upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,
+              candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
+              ) -> list[LockResult]:
+    """Resolve and write the lockfiles of ``set_names`` (default: all sets).
+
+    Existing pins are kept unless they must move, or the package is named in
+    ``upgrade`` (``upgrade_all`` frees every pin). Raises LockmirrorError
+    subclasses (see :func:`~lockmirror.resolve.resolver.resolve_target`); a failed
+    set leaves its previous lockfile untouched.
+    """
+    from ..net.index_client import IndexClient
+    from ..resolve.candidates import TargetContext
+    from ..resolve.resolver import resolve_target
+    from ..resolve.sdist_metadata import SdistMetadataSource
+
+    config = loaded.config
+    names = list(set_names or config.sets)
+    _check_set_names(loaded, names)
+    now = now or datetime.now(UTC)
+    if client is None:  # ours: closed (its prefetches cancelled) however the lock ends
+        with IndexClient(config.sources_by_priority(),
+                         cache_dir=loaded.cache_dir / "http") as own:
+            return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
+                             upgrade_all=upgrade_all, jobs=jobs,
+                             candidate_filter_for=candidate_filter_for)
+    targets = config.all_targets()
+    index_urls = [s.url for s in config.sources_by_priority()]
+    sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
+    upgrade_names = {canonicalize_name(n) for n in upgrade}
+    engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
+    if candidate_filter_for is None:
+        def candidate_filter_for(name: str) -> CandidateFilter:
+            return _policy_filter(engines[name])
+
+    # Ask for every top-level project at once: the network is the cost.
+    client.prefetch_projects(sorted({
+        canonicalize_name(n)
+        for s in names for n in _requirement_names(config.sets[s].requirements)}))
+
+    work: list[tuple[str, str]] = [(s, t) for s in names for t in config.set_targets(s)]
+    # each set's previous lockfile read once, not once per target; none kept under upgrade_all
+    previous_locks = {} if upgrade_all else {
+        s: _read_previous(loaded.lockfile_path(s)) for s in names}
+    contexts: dict[tuple[str, str], TargetContext] = {}
+    for set_name, target_name in work:
+        spec = config.sets[set_name]
+        policy = config.policy_for(set_name)
+        previous = {k: v for k, v in
+                    _previous_pins(previous_locks.get(set_name), target_name).items()
+                    if k not in upgrade_names}
+        contexts[(set_name, target_name)] = TargetContext(
+            target=targets[target_name], client=client, sdists=sdists,
+            prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
+            allow_sdists=policy.sdists == "allow", preferred=previous,
+            candidate_filter=candidate_filter_for(set_name))
+
+    def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
+        set_name, _ = key
+        ctx = contexts[key]
+        runtime = resolve_target(config.sets[set_name].requirements, ctx, root_label=set_name)
+        return key, _with_build_resolutions(runtime, ctx, set_name)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = dict(pool.map(run, work))
+
+    out = []
+    for set_name in names:
+        per_target = {t: results[(set_name, t)] for t in config.set_targets(set_name)}
+        lockfile = merge_lockfile(loaded, set_name, per_target, targets, client,
+                                  input_hash(loaded, set_name))
+        check_one_entry_per_name(lockfile, targets)
+        warnings: tuple[str, ...] = ()
+        if set_name in engines:
+            lockfile, warnings = _record_policy(lockfile, engines[set_name])
+        path = loaded.lockfile_path(set_name)
+        from ..formats.url_policy import (
+            check_lockfile_urls,  # issue 19: only URLs of declared sources
+        )
+        check_lockfile_urls(lockfile, path, config.sources)
+        written = lockfile.write(path)
+        out.append(LockResult(set_name, path, lockfile, written, warnings))
+    return out
+
+
+
+def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
+                    now: datetime) -> dict[str, PolicyEngine]:
+    """One engine per set (expired exceptions raise PolicyError here)."""
+    from ..resolve.advisories import open_advisory_db
+    from ..resolve.policy import PolicyEngine
+
+    config = loaded.config
+    db = (open_advisory_db(config.policy.advisory_sources, base_dir=loaded.root)
+          if config.policy.advisory_sources else None)
+    return {name: PolicyEngine.for_set(config, name, now=now, advisories=db,
+                                       where=loaded.path.name) for name in names}
+
+
+def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
+    def allowed(candidate: Candidate, pinned: bool) -> str | None:
+        decision = engine.candidate_allowed(
+            candidate.name, candidate.version, [f.upload_time for f in candidate.files],
+            (candidate.yanked_reason or "") if candidate.yanked else None, pinned=pinned)
+        return None if decision.allowed else "; ".join(decision.reasons)
+
+    return allowed
+
+
+def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, tuple[str, ...]]:
+    """The exceptions the lock relied on (into the lockfile) and its warnings."""
+    from packaging.requirements import Requirement
+
+    from ..resolve.policy import exceptions_used_records
+
+    pinned = {canonicalize_name(r.name) for r in map(Requirement, lockfile.requirements)
+              if any(s.operator in {"==", "==="} for s in r.specifier)}
+    uses: list[ExceptionUse] = []
+    warnings: list[str] = []
+    for package in lockfile.packages:
+        times = [f.upload_time for f in package.files]
+        decision = engine.candidate_allowed(package.name, package.version, times,
+                                            package.yanked, pinned=package.name in pinned)
+        uses.extend(decision.exceptions_used)
+        warnings.extend(f.message for f in decision.warnings)
+        if package.sdist is not None:
+            waiver = engine.sdist_waiver(package.name, package.version)
+            if waiver is not None:
+                uses.append(waiver)
+    records = exceptions_used_records(uses)
+    return dataclasses.replace(lockfile, exceptions_used=records), tuple(sorted(set(warnings)))
+
+
+def _check_set_names(loaded: LoadedConfig, names: Iterable[str]) -> None:
+    for name in names:
+        if name not in loaded.config.sets:
+            raise LockmirrorError(f"no set named '{name}'",
+                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
+
+
+def _requirement_names(requirements: Iterable[str]) -> list[str]:
+    from packaging.requirements import Requirement
+
+    return [Requirement(r).name for r in requirements]
+
+
+def _read_previous(path: Path) -> Lockfile | None:
+    """The set's lockfile as it stands, if it exists and reads; None otherwise."""
+    if not path.exists():
+        return None
+    try:
+        return Lockfile.read(path)
+    except LockmirrorError:
+        return None
+
+
+def _previous_pins(previous: Lockfile | None, target: str) -> dict[NormalizedName, Version]:
+    """The versions ``previous`` pins for ``target`` (the runtime pin over a build-only one)."""
+    if previous is None:
+        return {}
+    pins = {p.name: p.version for p in previous.packages if target in p.targets and p.build_only}
+    pins.update({p.name: p.version for p in previous.packages
+                 if target in p.targets and not p.build_only})  # the runtime pin wins
+    return pins
+
+
+
+
+def build_group(sdist_name: str) -> str:
+    return f"build-{sdist_name}"
+
+
+def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: str) -> TargetLock:
+    """Resolve the build requirements of every sdist chosen for the target.
+
+    Behind an air gap ``pip install`` of an sdist fails unless its build
+    requirements are in the mirror, so they are locked too: the static
+    ``[build-system] requires`` and, where this host can run the backend for
+    the target, what the backend's ``get_requires_for_build_wheel`` reports
+    (which covers ``setup_requires``). Build environments are isolated, so
+    each sdist resolves on its own (its own dependency group), preferring
+    versions already locked.
+    """
+    from ..resolve.candidates import TargetContext
+    from ..resolve.resolver import resolve_target
+
+    out: list[tuple[str, Resolution]] = []
+    askable = _backend_askable(ctx.target)
+    unasked: list[str] = []
+    pending = [c for c in runtime.candidates.values() if c.is_sdist_only]
+    seen: set[tuple[str, Version]] = set()
+    while pending:
+        candidate = pending.pop(0)
+        if (candidate.name, candidate.version) in seen:
+            continue
+        seen.add((candidate.name, candidate.version))
+        requirements = ctx.sdists.build_requirements(candidate.best)
+        if askable is None:
+            requirements += [r for r in ctx.sdists.backend_requirements(candidate.best)
+                             if r not in requirements]
+        else:
+            unasked.append(f"{candidate.name} {candidate.version}")
+        preferred = {**{n: c.version for n, c in runtime.candidates.items()}, **ctx.preferred}
+        build_ctx = TargetContext(
+            target=ctx.target, client=ctx.client, sdists=ctx.sdists,
+            prereleases=ctx.prereleases, prefer_sdists=False, allow_sdists=ctx.allow_sdists,
+            preferred=preferred, candidate_filter=ctx.candidate_filter)
+        label = f"{set_name} (to build {candidate.name} {candidate.version})"
+        resolution = resolve_target(requirements, build_ctx, root_label=label)
+        group = build_group(candidate.name)
+        if any(g == group for g, _ in out):  # one sdist at two versions: one group each
+            group = canonicalize_name(f"{group}-{candidate.version}")
+        out.append((group, resolution))
+        pending.extend(c for c in resolution.candidates.values() if c.is_sdist_only)
+    reason = (f"{askable}; not asked for {', '.join(unasked)} (their [build-system] requires "
+              "are locked)") if unasked else None
+    return TargetLock(runtime, out, reason)
+
+
+def _backend_askable(target: Target) -> str | None:
+    """None when this host can run build backends as the target would;
+    else why not. A backend's answer may depend on the Python and the
+    platform it runs on, so it is asked only where the target's marker
+    holds on this host."""
+    import platform
+    import sys
+
+    if Marker(target.environment_marker()).evaluate():
+        return None
+    host = (f"Python {sys.version_info[0]}.{sys.version_info[1]} on {sys.platform} "
+            f"{platform.machine()}")
+    return (f"build backends run on the lock host ({host}), which is not target "
+            f"{target.describe()}, so they could not be asked what they need at build time")
+
+
+
+def input_hash(loaded: LoadedConfig, set_name: str) -> str:
+    """sha256 over the set, its targets, the sources and its policy (no secrets)."""
+    config = loaded.config
+    spec = config.sets[set_name]
+    data = {
+        "format": LOCK_FORMAT,
+        "set": spec.model_dump(mode="json", exclude={"description"}),
+        "targets": {name: config.targets[name].model_dump(mode="json")
+                    for name in config.set_targets(set_name)},
+        "sources": [{"name": s.name, "url": s.url, "priority": s.priority,
+                     "projects": sorted(s.projects)} for s in config.sources],
+        "policy": config.policy_for(set_name).model_dump(mode="json"),
+    }
+    encoded = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
+def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> dict[str, str]:
+    """Sets whose lockfile is missing or was made from other inputs -> why.
+
+    Reads only the lockfiles' recorded hashes: no network, milliseconds.
+    """
+    stale = {}
+    _check_set_names(loaded, set_names or ())
+    for name in set_names or loaded.config.sets:
+        path = loaded.lockfile_path(name)
+        recorded = read_input_hash(path)
+        if recorded is None:
+            stale[name] = f"{path} is missing or unreadable"
+        elif recorded != input_hash(loaded, name):
+            stale[name] = (f"{path} was locked from other inputs (mirror.yaml changed, "
+                           "or this lockmirror locks differently)")
+    return stale
+

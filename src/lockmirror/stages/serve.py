@@ -1,0 +1,94 @@
+"""``lockmirror serve``: a static server for a built ``dist-index/``, for trials and small sites.
+
+What it adds to a plain static server, so pip and uv get what PyPI gives them:
+PEP 691 content negotiation, redirects to normalized names, HEAD, ranges,
+``ETag``, ``/health`` (the request handler: :mod:`lockmirror.stages.serve_handler`), and here:
+
+* a thread per connection, at most ``max_connections`` of them: a connection
+  idle for ``idle_timeout`` seconds (no request, or a client that stops
+  reading) is closed, and a new one waits up to ``idle_timeout`` for a free
+  thread, then is closed unanswered (clients retry);
+* a request log handed to a callback (the CLI prints it; nothing here prints).
+
+It never serves anything outside the tree: ``..``, encoded or not, hidden
+names (temporary files) and symlinks leading out are answered with 404.
+Production setups serve the same tree with nginx or object storage (see the
+README for an nginx snippet doing the same negotiation).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Self
+
+from ..errors import LockmirrorError
+from .serve_handler import MirrorHTTPServer, RequestLog
+
+IDLE_TIMEOUT = 30.0    # seconds a connection may stay silent (nginx: 60 s headers, 75 s keep-alive)
+MAX_CONNECTIONS = 100  # connections (threads) served at once
+
+class MirrorServer:
+    """A running ``lockmirror serve``: ``with MirrorServer(root) as server: server.url``.
+
+    ``port=0`` picks a free port. :meth:`start` serves on a background thread
+    (tests, verify); :meth:`serve_forever` blocks (the CLI). At most
+    ``max_connections`` connections are served at once; one idle for
+    ``idle_timeout`` seconds is closed. Raises LockmirrorError when ``root``
+    is not a built index, the limits are not positive or the address is taken.
+    """
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 8080, *,
+                 log: RequestLog | None = None, idle_timeout: float = IDLE_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        root = Path(root)
+        if not (root / "simple" / "index.html").is_file():
+            raise LockmirrorError("is not a built index (no simple/index.html)",
+                                  where=str(root), hint="build it with `doit index`")
+        if not idle_timeout > 0 or max_connections < 1:
+            raise LockmirrorError(f"idle timeout ({idle_timeout}) and connection limit "
+                                  f"({max_connections}) must be positive")
+        try:
+            self.httpd = MirrorHTTPServer(root, (host, port), log, idle_timeout=idle_timeout,
+                                          max_connections=max_connections)
+        except OSError as exc:
+            raise LockmirrorError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                  hint="choose another --port") from None
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def simple_url(self) -> str:
+        return self.url + "simple/"
+
+    def serve_forever(self) -> None:
+        try:
+            self.httpd.serve_forever()
+        finally:
+            self.httpd.server_close()
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                        name=f"lockmirror-serve-{self.port}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.httpd.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

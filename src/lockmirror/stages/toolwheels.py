@@ -1,0 +1,339 @@
+"""lockmirror's own wheel and its dependencies' wheels, for the far side of a gap.
+
+A bundle carries them so an operator can install the tool with
+``pip install --no-index --find-links tool/ lockmirror`` and no network.
+
+* The dependency wheels are the exact versions installed here (the
+  requirement closure of the running lockmirror), fetched once with
+  ``pip wheel --no-deps`` into ``<cache>/tool-wheels/<key>/`` (the one place,
+  :func:`tool_wheel_cache`, for ``doit bundle`` and ``lockmirror bundle``
+  alike), where the key is the hash of the pinned set and this Python's tags. Later bundles reuse
+  them; only a changed dependency set touches the network again (build side).
+  With ``LOCKMIRROR_TOOL_WHEELS=installed`` they are instead repacked from
+  the installed distributions themselves (their RECORD lists every file):
+  no network at all, for build machines that have none and for the test
+  suite, which must not depend on the package index.
+* lockmirror's own wheel is packed from the running installation (package
+  files plus the installed metadata) rather than rebuilt by a PEP 517
+  backend: the result is what runs here, byte-for-byte the same whenever and
+  wherever it is packed, and needs neither the network nor a particular
+  setuptools (an isolated build would fetch the newest setuptools and change
+  the bundle's bytes with every setuptools release).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from ..errors import LockmirrorError
+
+PROJECT = "lockmirror"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
+
+
+@dataclass(frozen=True)
+class ToolWheels:
+    """Wheel files to carry, and the interpreter they were chosen for."""
+
+    wheels: tuple[Path, ...]
+    python: str
+
+
+def python_tag() -> str:
+    """E.g. ``cpython-3.11-linux-x86_64``: what the dependency wheels fit."""
+    return (f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.minor}-"
+            f"{sysconfig.get_platform()}")
+
+
+def tool_wheel_cache(cache_dir: Path | None) -> Path:
+    """Where the dependency wheels are kept below a project's cache directory
+    (``paths.cache`` of mirror.yaml, or ``$LOCKMIRROR_CACHE``); without one,
+    below ``~/.cache/lockmirror``. Both front doors reach it through here."""
+    return (cache_dir or Path.home() / ".cache" / "lockmirror") / "tool-wheels"
+
+
+def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
+                        progress: Callable[[str], None] | None = None) -> ToolWheels:
+    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels
+    (cached in :func:`tool_wheel_cache` of ``cache_dir``, the project's cache).
+
+    Raises LockmirrorError if a dependency is not installed, the editable
+    install's version is stale, or pip cannot get a dependency wheel.
+    Costs a ``pip wheel`` run (network) only when the dependency set is not
+    cached yet; otherwise a zip of lockmirror's own sources.
+    """
+    dist = metadata.distribution(PROJECT)
+    pins = dependency_pins(runtime_requirements(dist))
+    source = os.environ.get("LOCKMIRROR_TOOL_WHEELS", "index")
+    if source not in {"index", "installed"}:
+        raise LockmirrorError(f"LOCKMIRROR_TOOL_WHEELS is {source!r}",
+                              hint="use 'index' (download, the default) or 'installed' (repack)")
+    deps = _cached_dependency_wheels(pins, cache_dir, progress, source=source)
+    own = pack_own_wheel(dist, work_dir)
+    return ToolWheels(wheels=(own, *deps), python=python_tag())
+
+
+def dependency_pins(requirements: list[str]) -> list[str]:
+    """``name==version`` of every installed distribution these requirements
+    need here (markers evaluated for this interpreter, extras followed), sorted."""
+    seen: dict[str, str] = {}
+    todo = [Requirement(text) for text in requirements]
+    done: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        requirement = todo.pop()
+        extras = frozenset(requirement.extras)
+        key = canonicalize_name(requirement.name)
+        if (key, extras) in done:
+            continue
+        done.add((key, extras))
+        try:
+            dist = metadata.distribution(requirement.name)
+        except metadata.PackageNotFoundError:
+            raise LockmirrorError(f"{requirement.name} is required by lockmirror but not "
+                                  "installed", hint="pip install it (or reinstall lockmirror)"
+                                  ) from None
+        seen[key] = dist.version
+        for text in dist.requires or []:
+            child = Requirement(text)
+            if child.marker is None or any(child.marker.evaluate({"extra": extra})
+                                           for extra in extras | {""}):
+                todo.append(child)
+    return sorted(f"{name}=={version}" for name, version in seen.items())
+
+
+def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
+                              progress: Callable[[str], None] | None, *,
+                              source: str = "index") -> list[Path]:
+    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": source},
+                          sort_keys=True)
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    target = tool_wheel_cache(cache_dir) / key
+    if not target.is_dir():
+        if progress:
+            progress(f"downloading {len(pins)} dependency wheels for {python_tag()} "
+                     f"into {target}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
+        try:
+            if source == "installed":
+                for pin in pins:
+                    repack_installed(metadata.distribution(pin.split("==")[0]), scratch)
+            else:
+                _pip_wheel(pins, scratch)
+            (scratch / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+            os.replace(scratch, target)  # a half-filled directory never gets the key's name
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    wheels = sorted(target.glob("*.whl"))
+    if len(wheels) != len(pins):
+        raise LockmirrorError(f"expected {len(pins)} wheels, found {len(wheels)}",
+                              where=str(target), hint="delete this directory and rebuild")
+    return wheels
+
+
+def _pip_wheel(pins: list[str], dest: Path) -> None:
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+               "--disable-pip-version-check", "--wheel-dir", str(dest), *pins]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise LockmirrorError(f"pip could not fetch lockmirror's dependency wheels: {tail}",
+                              hint="the build side needs the package index once per "
+                                   "dependency set; or bundle with --no-tool")
+
+
+def _project_root(dist: metadata.Distribution) -> Path | None:
+    """The source tree of an editable (or local directory) install, if any."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    url = json.loads(text).get("url", "")
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return None
+    root = Path(unquote(parsed.path))
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def runtime_requirements(dist: metadata.Distribution) -> list[str]:
+    """lockmirror's own dependencies (no extras).
+
+    For an editable or local-directory install these come from pyproject.toml:
+    the installed metadata records them as they were at install time and
+    goes stale when a dependency is added. Raises LockmirrorError if the
+    version changed too (then the install itself is out of date).
+    """
+    installed = [str(req) for req in map(Requirement, dist.requires or [])
+                 if req.marker is None or "extra" not in str(req.marker)]
+    root = _project_root(dist)
+    if root is None:
+        return installed
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
+        "project", {})
+    dynamic = project.get("dynamic", [])
+    if "version" not in dynamic and project.get("version") != dist.version:
+        raise LockmirrorError(
+            f"the installed lockmirror is {dist.version}, pyproject.toml says "
+            f"{project.get('version')}", where=str(root / "pyproject.toml"),
+            hint=f"pip install -e {root}")
+    if "dependencies" in dynamic:
+        return installed
+    return [str(Requirement(text)) for text in project.get("dependencies", [])]
+
+
+def _entry_points(dist: metadata.Distribution) -> str | None:
+    """entry_points.txt; for an editable install rebuilt from pyproject.toml,
+    whose [project.scripts] may have changed since it was installed."""
+    root = _project_root(dist)
+    if root is None:
+        return dist.read_text("entry_points.txt")
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
+        "project", {})
+    if {"scripts", "gui-scripts", "entry-points"} & set(project.get("dynamic", [])):
+        return dist.read_text("entry_points.txt")
+    groups = {"console_scripts": project.get("scripts", {}),
+              "gui_scripts": project.get("gui-scripts", {}),
+              **project.get("entry-points", {})}
+    text = "".join(f"[{group}]\n" + "".join(f"{name} = {target}\n"
+                                            for name, target in sorted(items.items())) + "\n"
+                   for group, items in sorted(groups.items()) if items)
+    return text or None
+
+
+def _metadata_with(text: str, requirements: list[str]) -> str:
+    """The METADATA text with its unconditional Requires-Dist lines replaced."""
+    head, blank, body = text.partition("\n\n")
+    lines: list[str] = []
+    placed = False
+    for line in head.splitlines():
+        if line.startswith("Requires-Dist:") and "extra ==" not in line:
+            if not placed:
+                lines.extend(f"Requires-Dist: {r}" for r in requirements)
+                placed = True
+            continue
+        lines.append(line)
+    if not placed:
+        lines.extend(f"Requires-Dist: {r}" for r in requirements)
+    return "\n".join(lines) + ("\n" + blank + body if blank else "\n")
+
+
+def repack_installed(dist: metadata.Distribution, out_dir: Path) -> Path:
+    """Zip an installed distribution back into the wheel it came from.
+
+    The files are the ones its RECORD lists, under the tags its WHEEL file
+    names; scripts installed outside site-packages go back under
+    ``<name>.data/scripts/`` (console scripts are left out: installers
+    write them anew from entry_points.txt). Deterministic, like
+    :func:`pack_own_wheel`. Raises LockmirrorError for an editable install.
+    """
+    wheel_text = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_text.splitlines()
+            if line.startswith("Tag:")]
+    files = dist.files or []
+    info_dir = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
+    if not tags or info_dir is None:
+        raise LockmirrorError(f"{dist.metadata['Name']} is not installed from a wheel",
+                              hint="reinstall it with pip, or use LOCKMIRROR_TOOL_WHEELS=index")
+    stem = info_dir.removesuffix(".dist-info")
+    console = {line.split("=")[0].strip() for line in (dist.read_text("entry_points.txt")
+                                                         or "").splitlines() if "=" in line}
+    entries: dict[str, bytes] = {}
+    for file in files:
+        rel = file.as_posix()
+        if "__pycache__" in file.parts or rel.endswith((".pyc", ".pyo")):
+            continue
+        if rel.startswith(f"{info_dir}/") and file.name in {
+                "RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}:
+            continue
+        path = Path(str(dist.locate_file(file)))
+        if rel.startswith("../"):
+            if path.parent.name != "bin" or file.name in console:
+                continue  # console scripts are regenerated; other data is not carried
+            rel = f"{stem}.data/scripts/{file.name}"
+        if not path.is_file():
+            raise LockmirrorError(f"a file of {dist.metadata['Name']} is missing", where=str(path),
+                                  hint="reinstall it")
+        entries[rel] = path.read_bytes()
+    parts = [tag.split("-") for tag in tags]
+    compressed = "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
+    return _write_wheel(out_dir / f"{stem}-{compressed}.whl", entries, info_dir,
+                        executable_prefix=f"{stem}.data/scripts/")
+
+
+def pack_own_wheel(dist: metadata.Distribution, out_dir: Path) -> Path:
+    """Zip the running lockmirror package and its metadata into a pure wheel.
+
+    Deterministic: sorted entries, fixed dates and modes, so the same sources
+    give the same bytes. ``__pycache__`` and hidden files are left out.
+    """
+    import lockmirror  # the package as it runs, editable or installed
+
+    package_dir = Path(lockmirror.__file__).parent
+    version = dist.version
+    dist_info = f"{PROJECT}-{version}.dist-info"
+    entries: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(package_dir):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(dirpath) / name
+            entries[f"{PROJECT}/{path.relative_to(package_dir).as_posix()}"] = path.read_bytes()
+    metadata_text = dist.read_text("METADATA")
+    if not metadata_text:
+        raise LockmirrorError("the installed lockmirror has no METADATA",
+                              hint="reinstall lockmirror")
+    entries[f"{dist_info}/METADATA"] = _metadata_with(
+        metadata_text, runtime_requirements(dist)).encode()
+    entries[f"{dist_info}/WHEEL"] = (
+        "Wheel-Version: 1.0\n"
+        f"Generator: lockmirror ({version})\n"
+        "Root-Is-Purelib: true\n"
+        "Tag: py3-none-any\n").encode()
+    for extra in ("entry_points.txt", "top_level.txt"):
+        text = _entry_points(dist) if extra == "entry_points.txt" else dist.read_text(extra)
+        if text:
+            entries[f"{dist_info}/{extra}"] = text.encode()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _write_wheel(out_dir / f"{PROJECT}-{version}-py3-none-any.whl", entries, dist_info)
+
+
+def _write_wheel(wheel: Path, entries: dict[str, bytes], info_dir: str, *,
+                 executable_prefix: str | None = None) -> Path:
+    """Write ``entries`` plus a RECORD as a deterministic wheel: sorted, fixed
+    dates and modes, RECORD last (as installers expect)."""
+    entries = dict(entries)
+    record_lines = []
+    for name, data in sorted(entries.items()):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record_lines.append(f"{name},sha256={digest},{len(data)}")
+    record_lines.append(f"{info_dir}/RECORD,,")
+    entries[f"{info_dir}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in [*sorted(n for n in entries if n != f"{info_dir}/RECORD"),
+                     f"{info_dir}/RECORD"]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            executable = executable_prefix is not None and name.startswith(executable_prefix)
+            info.external_attr = (0o755 if executable else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, entries[name])
+    return wheel
