@@ -394,7 +394,8 @@ def _mutation(modules: str, jobs: int) -> TaskFailed | None:
 
 
 def mutation_task() -> TaskDict:
-    """`doit mutation [--modules formats.signing,stages.serve] [--jobs 2]`: mutmut over the safety modules."""
+    """`doit mutation [--modules formats.signing,stages.serve] [--jobs 2]`: mutmut over
+    the safety modules."""
     return {
         "doc": "mutation testing (mutmut) of the safety-critical modules; slow, never in build",
         "actions": [(_mutation,)],
