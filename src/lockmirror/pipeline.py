@@ -56,12 +56,19 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
     return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable)
 
 
-def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
-          state_dir: Path | None = None,
+def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
+          store: Path | None = None, out: Path | None = None, title: str | None = None,
+          mirror_yaml: Path | None = None, quarantine: Path | None = None,
+          full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases
     (``exclude`` replaces the list: quarantine's dry run).
+
+    Each of ``lockfiles``, ``store``, ``out``, ``title``, ``mirror_yaml`` and
+    ``quarantine`` given replaces what mirror.yaml says; with ``loaded`` None
+    (no mirror.yaml) the first three are required, and only the URL rules that
+    need no declared source apply. A ``quarantine`` given must exist.
 
     The only writer of ``dist-index/``: quarantine runs this too. Every
     lockfile it parses is refused unless its file URLs lie under a declared
@@ -70,12 +77,21 @@ def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
     from .formats.url_policy import UrlRule
     from .stages.index import DEFAULT_TITLE, build_index
 
-    lockfiles = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    return build_index(lockfiles, loaded.store_dir, out or loaded.index_dir,
-                       mirror_yaml=loaded.path, title=loaded.config.name or DEFAULT_TITLE,
-                       full=full, exclude=(quarantined(loaded.quarantine_path) if exclude is None
-                                else exclude),
-                       state_dir=state_dir, url_rule=UrlRule(tuple(loaded.config.sources)))
+    sources = None
+    quarantine_path = quarantine
+    if loaded is not None:
+        lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
+        store, out = store or loaded.store_dir, out or loaded.index_dir
+        mirror_yaml, title = mirror_yaml or loaded.path, title or loaded.config.name
+        quarantine_path = quarantine or loaded.quarantine_path
+        sources = tuple(loaded.config.sources)
+    if not lockfiles or store is None or out is None:
+        raise ValueError("index without mirror.yaml needs lockfiles, store and out")
+    if exclude is None:  # a mistyped --quarantine must not publish what it keeps out
+        exclude = quarantined(quarantine_path, required=quarantine is not None)
+    return build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
+                       title=title or DEFAULT_TITLE, full=full, exclude=exclude,
+                       state_dir=state_dir, url_rule=UrlRule(sources))
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
