@@ -138,6 +138,30 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         cache_dir=loaded.cache_dir, progress=progress)
 
 
+def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
+    """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
+    and the store's metadata: file name -> bytes, one per set plus
+    ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
+    lockfiles' last commit, else no timestamp."""
+    from . import __version__
+    from .formats.store import Store
+    from .formats.url_policy import read_checked_lockfiles
+    from .gitutil import run_git
+    from .stages.bundle import resolve_source_date_epoch
+    from .stages.sbom import sbom_documents
+
+    names = loaded.chosen_sets(sets)
+    lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
+                                       loaded.config.sources)
+    commit = run_git(loaded.path.absolute().parent, "log", "-1", "--format=%H", "--",
+                     loaded.path.name, optional=True)
+    epoch, source = resolve_source_date_epoch(None, loaded.lockfile_dir)
+    return sbom_documents(lockfiles, Store(loaded.store_dir),
+                          mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
+                          commit=(commit or "").strip() or None,
+                          source_date_epoch=None if source.startswith("none") else epoch)
+
+
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
           lockfiles: Sequence[Path] | None = None, offline: bool = False,
           databases: Sequence[Path] = ()) -> AuditReport:
