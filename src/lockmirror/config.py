@@ -264,7 +264,7 @@ def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tup
 
 # Rules an exception may waive by name (see lockmirror.resolve.policy); anything else
 # in `rules` must look like an advisory id or alias (PYSEC-..., GHSA-..., CVE-...).
-WAIVABLE_RULES = ("min_age_days", "yanked", "vulnerabilities", "sdists")
+WAIVABLE_RULES = ("min_age_days", "yanked", "vulnerabilities", "sdists", "licenses")
 _ADVISORY_ID_RE = re.compile(r"^[A-Z][A-Z0-9]*-[A-Za-z0-9._:-]+$")
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from .spdx import spdx_expression
 from .targets import MARKER_NAMES, Target
 
 if TYPE_CHECKING:
@@ -125,11 +126,32 @@ class PolicyException(_Strict):
                              description="which rules it waives; empty means all")
 
 
+def _check_spdx(text: str) -> str:
+    if spdx_expression(text) is None:
+        raise ValueError(f"'{text}' is not an SPDX license id or expression "
+                         "(e.g. MIT, Apache-2.0, GPL-3.0-only)")
+    return text
+
+
+SpdxText = Annotated[str, AfterValidator(_check_spdx)]
+
+
+class LicensePolicyConfig(_Strict):
+    """Which declared licenses a set may hold (SPDX ids or expressions)."""
+
+    allow: list[SpdxText] = Field(default_factory=list,
+                                  description="when given, every other license is denied")
+    deny: list[SpdxText] = Field(default_factory=list)
+    unknown: Literal["allow", "warn", "deny"] = Field(
+        "warn", description="a release that declares no license, or none in SPDX terms")
+
+
 class PolicyConfig(_Strict):
     min_age_days: int | None = Field(None, ge=0, le=MAX_AGE_DAYS)
     yanked: Literal["deny", "warn"] = "deny"
     vulnerabilities: Severity = "warn"
     sdists: Literal["allow", "deny"] = "allow"
+    licenses: LicensePolicyConfig | None = None
     advisory_sources: list[AdvisorySourceConfig] = Field(default_factory=list)
     exceptions: list[PolicyException] = Field(default_factory=list)
 
@@ -141,6 +163,7 @@ class PolicyOverride(_Strict):
     yanked: Literal["deny", "warn"] | None = None
     vulnerabilities: Severity | None = None
     sdists: Literal["allow", "deny"] | None = None
+    licenses: LicensePolicyConfig | None = None
     exceptions: list[PolicyException] = Field(default_factory=list)
 
 
@@ -250,9 +273,9 @@ class MirrorConfig(_Strict):
         override = self.sets[set_name].policy
         if override is None:
             return self.policy
-        changes: dict[str, Any] = {
-            key: value for key, value in override.model_dump(exclude_unset=True).items()
-            if key != "exceptions" and value is not None
+        changes: dict[str, Any] = {  # the models themselves, not their dumps
+            key: getattr(override, key) for key in override.model_fields_set
+            if key != "exceptions" and getattr(override, key) is not None
         }
         changes["exceptions"] = [*self.policy.exceptions, *override.exceptions]
         return self.policy.model_copy(update=changes)

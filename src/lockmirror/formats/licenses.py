@@ -12,10 +12,11 @@ parsed by ``license-expression``.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..spdx import license_keys, satisfiable, spdx_expression
 
 if TYPE_CHECKING:
     from .core_metadata import CoreMetadata
@@ -71,23 +72,6 @@ class DeclaredLicense:
 UNKNOWN = DeclaredLicense(None, None, "none")
 
 
-@functools.cache
-def _licensing() -> Any:
-    from license_expression import get_spdx_licensing  # type: ignore[import-untyped]
-
-    return get_spdx_licensing()
-
-
-def spdx_expression(text: str) -> str | None:
-    """``text`` as a normalized SPDX expression (``mit`` -> ``MIT``), or None
-    when it is not one (unknown ids, prose)."""
-    text = text.strip()
-    if not text or len(text) > _MAX_TEXT or "\n" in text:
-        return None
-    info = _licensing().validate(text)
-    return None if info.errors else str(info.normalized_expression)
-
-
 def declared_license(metadata: CoreMetadata) -> DeclaredLicense:
     """The license ``metadata`` declares, in PEP 639's order of trust."""
     expression = _field(metadata, "license_expression", "license-expression")
@@ -126,3 +110,25 @@ def _field(metadata: CoreMetadata, key: str, header: str) -> str | None:
         return value
     values = metadata.unparsed.get(header)
     return values[0] if values else None
+
+
+def license_refusal(declared: DeclaredLicense, *, allow: Sequence[str],
+                    deny: Sequence[str]) -> str | None:
+    """Why the lists refuse ``declared`` (an SPDX expression), or None when some
+    choice it offers uses only licenses that are not denied and, when ``allow``
+    is given, allowed. ``GPL-3.0-only OR MIT`` passes ``deny: [GPL-3.0-only]``;
+    ``GPL-3.0-only AND MIT`` does not."""
+    if declared.spdx is None:
+        raise ValueError("only an SPDX expression can be judged by the lists")
+    denied = {key for entry in deny for key in license_keys(entry)}
+    allowed = {key for entry in allow for key in license_keys(entry)}
+
+    def acceptable(key: str) -> bool:
+        return key not in denied and (not allowed or key in allowed)
+
+    if satisfiable(declared.spdx, acceptable):
+        return None
+    named = license_keys(declared.spdx)
+    if named & denied:
+        return f"license {declared.spdx} is denied ({', '.join(sorted(named & denied))})"
+    return f"license {declared.spdx} is not in the allowed list"
