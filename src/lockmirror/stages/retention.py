@@ -91,8 +91,8 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
         data = _show(path, commit)
         if data is None:
             continue
-        kept.append(RetainedLock(set_name, commit, superseded, reason,
-                                 Lockfile.loads(data.decode("utf-8"), where=f"{path}@{commit[:8]}")))
+        revision = Lockfile.loads(data.decode("utf-8"), where=f"{path}@{commit[:8]}")
+        kept.append(RetainedLock(set_name, commit, superseded, reason, revision))
     return kept, None
 
 
