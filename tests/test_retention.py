@@ -11,6 +11,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from packaging.version import Version
 
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
@@ -101,3 +102,41 @@ def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Pa
     assert retention.kept == ()
     assert retention.notes == (f"{path}: no git history, so only the current lock of set "
                                "'core' is kept (retention needs the lockfiles committed)",)
+
+
+MIRROR = """\
+version: 1
+sources:
+  - {name: pypi, url: "https://pypi.org/simple/", files_url: ["https://files.example/"]}
+targets:
+  host: {python: "3.11", platforms: [manylinux_2_28_x86_64]}
+sets:
+  core: {requirements: [requests]}
+retention: {lock_revisions: 2, max_size: "%s", over_size: %s}
+"""
+
+
+def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    repo, commits = repository(tmp_path)
+    (repo / "mirror.yaml").write_text(MIRROR % ("1GiB", "warn"))
+    assert main(["du", "--config", str(repo / "mirror.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "      10 B       1 files  core",
+        "      10 B       1 files    core / host",
+        f"      10 B       1 files    core + core@{commits[1][:8]} (the previous lock)",
+        "      20 B       2 files  total (each file once)",
+        "largest releases: requests 2.31.0 10 B, requests 2.32.3 10 B",
+    ]
+    assert err == ""
+    (repo / "mirror.yaml").write_text(MIRROR % ("15", "warn"))
+    assert main(["du", "--config", str(repo / "mirror.yaml")]) == 0
+    assert capsys.readouterr().err == (
+        "du: warning: the mirror would hold 20 B, over retention.max_size 15 B (largest "
+        "sets: core 10 B; largest releases: requests 2.31.0 10 B, requests 2.32.3 10 B)\n")
+    (repo / "mirror.yaml").write_text(MIRROR % ("15", "fail"))
+    assert main(["du", "--config", str(repo / "mirror.yaml")]) == 1
+    assert capsys.readouterr().err.startswith("du: error: the mirror would hold 20 B")

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from .fsutil import parse_size
 from .spdx import spdx_expression
 from .targets import MARKER_NAMES, Target
 
@@ -227,6 +228,24 @@ class PathsConfig(_Strict):
                             description="releases `audit --quarantine` took out of the index")
 
 
+def _check_size(text: str) -> str:
+    parse_size(text)  # ValueError names the text and the forms
+    return text
+
+
+class RetentionConfig(_Strict):
+    """Which earlier locks the index keeps serving, and how big the mirror may grow."""
+
+    lock_revisions: int = Field(2, ge=1, le=50, description=(
+        "the last N committed revisions of each set's lockfile (the current one counts)"))
+    days: int = Field(0, ge=0, le=3650, description=(
+        "also keep a revision for this many days after a newer one replaced it"))
+    max_size: Annotated[str, AfterValidator(_check_size)] | None = Field(
+        None, description="e.g. 50GiB: the mirror (current and retained locks) past it is "
+                          "reported")
+    over_size: Literal["warn", "fail"] = "warn"
+
+
 class MirrorConfig(_Strict):
     version: Literal[1]
     name: str = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -236,6 +255,7 @@ class MirrorConfig(_Strict):
     policy: PolicyConfig = Field(default_factory=lambda: PolicyConfig())
     publish: dict[str, Destination] = Field(default_factory=dict)
     paths: PathsConfig = Field(default_factory=lambda: PathsConfig())
+    retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
 
     # Filled by load_config: where the file is, for resolving relative paths.
     # defer_build: schemas are built on first use, so commands that touch one

@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     from .stages.audit import AuditReport
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
+    from .stages.disk_usage import Usage
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.retention import Retention
 
 Progress = Callable[[str], None]
 
@@ -160,6 +162,26 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
                           commit=(commit or "").strip() or None,
                           source_date_epoch=None if source.startswith("none") else epoch)
+
+
+def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
+    """The earlier lock revisions of every set that ``retention:`` keeps (git history)."""
+    from .stages.retention import retained_locks
+
+    rule = loaded.config.retention
+    return retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
+                          lock_revisions=rule.lock_revisions, days=rule.days, now=now)
+
+
+def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:
+    """The mirror's size per set, target and retained revision (from the lockfiles)."""
+    from .formats.url_policy import read_checked_lockfiles
+    from .stages.disk_usage import disk_usage as usage_of
+
+    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
+    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
+    kept = retention(loaded, now=now)
+    return usage_of({lockfile.set_name: lockfile for lockfile in current}, kept), kept
 
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
