@@ -196,6 +196,9 @@ class S3Destination(_Strict):
     profile: str | None = None
     directory_keys: bool = Field(True, description="also upload simple/<p>/index.html as the "
                                  "key simple/<p>/ so the REST endpoint serves pip's URLs")
+    lock_ttl: int = Field(3600, ge=10, le=7 * 86400, description=(
+        "seconds the publish lock lives without renewal: a killed publisher's lock expires "
+        "after this and the next publish takes it over"))
 
 
 class UploadDestination(_Strict):
