@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.outdated import OutdatedReport
 
 Progress = Callable[[str], None]
 
@@ -130,6 +131,15 @@ def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = N
 
     return audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
                         offline=offline, databases=databases)
+
+
+def outdated(loaded: LoadedConfig, *, now: datetime,
+             sets: Sequence[str] | None = None) -> OutdatedReport:
+    """How far each locked release is behind upstream as of ``now``, and why;
+    project pages only, through ``lock``'s HTTP cache."""
+    from .stages.outdated import outdated_sets
+
+    return outdated_sets(loaded, sets, now=now)
 
 
 def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,

@@ -1,0 +1,186 @@
+"""The update loop (issue 22): ``outdated``, ``lock --upgrade-vulnerable``, ``bump``.
+
+Hermetic: a fixture index on 127.0.0.1 serves a small universe named like the
+real projects of the frozen PyPA advisory subset (``tests/data/advisories``,
+used as an ``osv-offline`` source), so ``idna 3.6`` has the real
+PYSEC-2024-60, fixed in 3.7. The set is locked first with the index's old
+files and no policy; then newer releases appear upstream (``add_file``) and
+the update loop runs against them.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex, build_wheel
+
+from lockmirror.cli import main
+from lockmirror.config import LoadedConfig, load_config
+from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.outdated import outdated_sets
+
+ADVISORIES = Path(__file__).parent / "data" / "advisories"
+NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)
+OLD = datetime(2024, 1, 1, tzinfo=UTC)
+LATER = datetime(2024, 6, 1, tzinfo=UTC)
+
+# (name, version, requires_dist) served from the start, and locked
+INITIAL = [
+    ("requests", "2.31.0", ("urllib3<3,>=1.21.1", "idna<4,>=2.5")),
+    ("urllib3", "2.0.7", ()),
+    ("idna", "3.6", ()),
+    ("pinny", "1.0", ()),
+    ("fresh", "1.0", ()),
+    ("yanky", "1.0", ()),
+]
+# released upstream after the lock: (name, version, upload time, yank reason, Requires-Python)
+NEWER: list[tuple[str, str, datetime, str | None, str | None]] = [
+    ("urllib3", "2.2.3", LATER, None, None),
+    ("urllib3", "3.0.0", LATER, None, None),
+    ("idna", "3.7", LATER, None, None),
+    ("idna", "3.8", LATER, None, None),
+    ("pinny", "2.0", LATER, None, None),
+    ("fresh", "1.1", NOW - timedelta(days=3), None, None),
+    ("fresh", "1.2", NOW - timedelta(days=1), None, ">=3.12"),
+    ("yanky", "1.1", LATER, "broken build", None),
+]
+REQUIREMENTS = ["requests", "pinny==1.0", "fresh", "yanky"]
+
+
+def mirror_text(index: FixtureIndex, tmp: Path, requirements: list[str],
+                vulnerabilities: str = "deny") -> str:
+    listed = "".join(f"      - {r}\n" for r in requirements)
+    return textwrap.dedent(f"""\
+        version: 1
+        name: loop
+        sources:
+          - name: fixture
+            url: {index.url}
+        targets:
+          linux:
+            python: "3.11"
+            platforms: [manylinux_2_17_x86_64]
+        sets:
+          main:
+            requirements:
+        """) + listed + textwrap.dedent(f"""\
+        policy:
+          min_age_days: 7
+          yanked: deny
+          vulnerabilities: {vulnerabilities}
+          advisory_sources:
+            - {{kind: osv-offline, path: "{ADVISORIES / 'vulns'}"}}
+        paths:
+          cache: {tmp / "cache"}
+        """)
+
+
+@pytest.fixture
+def universe(tmp_path: Path, make_index: Callable[..., FixtureIndex]) -> FixtureIndex:
+    files = tmp_path / "files"
+    files.mkdir()
+    for name, version, requires in INITIAL:
+        build_wheel(files, name, version, requires_dist=requires)
+    return make_index(files, upload_times={}, yanked={})
+
+
+def release_newer(index: FixtureIndex, tmp: Path) -> None:
+    out = tmp / "newer"
+    out.mkdir(exist_ok=True)
+    for name, version, uploaded, yanked, python in NEWER:
+        index.add_file(build_wheel(out, name, version, requires_python=python),
+                       upload_time=uploaded,
+                       yanked_reason=yanked)
+
+
+def locked_mirror(tmp: Path, index: FixtureIndex, requirements: list[str] = REQUIREMENTS,
+                  vulnerabilities: str = "deny") -> LoadedConfig:
+    """mirror.yaml in ``tmp``, its set locked (no policy) before the newer releases."""
+    (tmp / "mirror.yaml").write_text(mirror_text(index, tmp, requirements, vulnerabilities))
+    loaded = load_config(tmp / "mirror.yaml")
+    lock_sets(loaded, now=NOW, candidate_filter_for=lambda name: None)
+    release_newer(index, tmp)
+    return loaded
+
+
+def line_of(loaded: LoadedConfig, text: str) -> int:
+    return next(i for i, line in enumerate(loaded.text.splitlines(), 1) if text in line)
+
+
+# --------------------------------------------------------------------------
+# outdated
+# --------------------------------------------------------------------------
+
+
+def test_outdated_lists_every_kind_of_reason(tmp_path: Path, universe: FixtureIndex) -> None:
+    loaded = locked_mirror(tmp_path, universe)
+    universe.reset_counts()
+    report = outdated_sets(loaded, now=NOW)
+    rows = {row.package: row for row in report.rows}
+    summary = {name: (str(r.locked), str(r.allowed), str(r.newest), r.status)
+               for name, r in rows.items()}
+    assert summary == {
+        "fresh": ("1.0", "1.0", "1.2", "held"),
+        "idna": ("3.6", "3.8", "3.8", "vulnerable"),
+        "pinny": ("1.0", "1.0", "2.0", "held"),
+        "requests": ("2.31.0", "2.31.0", "2.31.0", "current"),
+        "urllib3": ("2.0.7", "2.2.3", "3.0.0", "outdated"),
+        "yanky": ("1.0", "1.0", "1.1", "held"),
+    }
+    reasons = {name: [(r.kind, r.text) for r in row.reasons] for name, row in rows.items()}
+    pin_line = line_of(loaded, "pinny==1.0")
+    assert reasons["pinny"] == [("pinned", f"pinned in mirror.yaml line {pin_line} "
+                                           "(`pinny==1.0`)")]
+    assert reasons["fresh"] == [  # one line per distinct obstacle, newest first
+        ("no-file", "1.2 requires Python >=3.12; target linux has Python 3.11"),
+        ("min-age", "1.2 is 1 days old, allowed from 2024-10-16 (min_age_days: 7)"),
+        ("min-age", "1.1 is 3 days old, allowed from 2024-10-14 (min_age_days: 7)")]
+    assert reasons["urllib3"] == [("constraint", "3.0.0 excluded by `urllib3<3,>=1.21.1` "
+                                                 "from requests 2.31.0")]
+    assert reasons["yanky"] == [("yanked", "1.1 is yanked: broken build")]
+    [advisory] = rows["idna"].advisories
+    assert (advisory.id, advisory.aliases, advisory.level, advisory.fixed_in) == (
+        "PYSEC-2024-60", ("CVE-2024-3651",), "deny", "3.7")
+    assert str(rows["idna"].fix) == "3.7"
+    assert rows["idna"].targets == ("linux",)
+    assert report.exit_code == 1
+    # project pages only: no distribution file, no metadata file was asked for
+    assert universe.count(prefix="/files/") == 0
+    assert universe.count(prefix="/simple/") == len(INITIAL)
+
+
+def test_outdated_cli_formats_and_exit_status(tmp_path: Path, universe: FixtureIndex,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = locked_mirror(tmp_path, universe)
+    config = str(loaded.path)
+    assert main(["outdated", "-c", config, "--now", "2024-10-10T12:00:00Z",
+                 "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["exit_code"] == 1
+    assert {p["package"]: p["status"] for p in data["packages"]}["idna"] == "vulnerable"
+    assert main(["outdated", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("### lockmirror outdated: 6 locked packages in 1 sets: "
+                               "1 can move, 3 held back, 1 with advisories")
+    assert "| main | idna | 3.6 | 3.8 | 3.8 | vulnerable | PYSEC-2024-60 (CVE-2024-3651)" \
+        in markdown
+    assert main(["outdated", "-c", config, "--now", "2024-10-10"]) == 1
+    text = capsys.readouterr().out
+    assert "main: urllib3 2.0.7 -> allowed 2.2.3, newest 3.0.0 [outdated; linux]" in text
+    assert main(["outdated", "-c", config, "--set", "nope"]) == 1
+    assert "no set named 'nope'" in capsys.readouterr().err
+
+
+def test_outdated_passes_when_only_held_back(tmp_path: Path, universe: FixtureIndex,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 0 when nothing can move: what is held back is listed with its reason."""
+    loaded = locked_mirror(tmp_path, universe, ["pinny==1.0", "fresh", "yanky"])
+    assert main(["outdated", "-c", str(loaded.path), "--now", "2024-10-10T12:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("3 locked packages in 1 sets: 0 can move, 3 held back, "
+                        "0 with advisories\n")
