@@ -21,6 +21,8 @@ from fixtureindex import FixtureIndex, build_wheel
 
 from lockmirror.cli import main
 from lockmirror.config import LoadedConfig, load_config
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.stages.diff import LockfileSide, diff_lockfiles, read_file
 from lockmirror.stages.lock import lock_sets
 from lockmirror.stages.outdated import outdated_sets
 
@@ -184,3 +186,57 @@ def test_outdated_passes_when_only_held_back(tmp_path: Path, universe: FixtureIn
     out = capsys.readouterr().out
     assert out.endswith("3 locked packages in 1 sets: 0 can move, 3 held back, "
                         "0 with advisories\n")
+
+
+# --------------------------------------------------------------------------
+# lock --upgrade-vulnerable
+# --------------------------------------------------------------------------
+
+
+def read_file_side(path: Path, text: str) -> LockfileSide:
+    path.write_text(text)
+    return read_file(path)
+
+
+def entries(path: Path) -> dict[str, str]:
+    return {p.name: str(p.version) for p in Lockfile.read(path).packages}
+
+
+def test_upgrade_vulnerable_moves_only_the_vulnerable_package_to_its_lowest_fix(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = locked_mirror(tmp_path, universe)
+    path = loaded.lockfile_path("main")
+    before_text = path.read_text()
+    before = entries(path)
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("set 'main': idna 3.6 -> 3.7 (PYSEC-2024-60)\n")
+    after = entries(path)
+    # 3.7, not the newest 3.8; urllib3 2.2.3 and the rest are allowed but stay
+    assert {k: (before[k], after[k]) for k in before if before[k] != after[k]} == {
+        "idna": ("3.6", "3.7")}
+    assert before.keys() == after.keys()
+    diff = diff_lockfiles(read_file_side(tmp_path / "before.toml", before_text),
+                          read_file(path))
+    [set_diff] = diff.sets
+    changes = [(c.name, c.change) for t in set_diff.targets for c in t.packages]
+    assert changes == [("idna", "upgraded")]
+    # nothing vulnerable any more: a second run writes nothing and says so
+    written = path.stat().st_mtime_ns
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    assert capsys.readouterr().out == ("no locked release has a deny-level advisory: "
+                                       "nothing to move, nothing written\n")
+    assert path.stat().st_mtime_ns == written
+
+
+def test_upgrade_vulnerable_refuses_a_pinned_vulnerable_release(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = locked_mirror(tmp_path, universe, ["requests", "idna==3.6"])
+    before = loaded.lockfile_path("main").read_bytes()
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 1
+    err = capsys.readouterr().err
+    line = line_of(loaded, "idna==3.6")
+    assert (f"mirror.yaml:{line}: `idna==3.6` pins idna 3.6, which has PYSEC-2024-60; "
+            "pin idna==3.7") in err
+    assert "Traceback" not in err
+    assert loaded.lockfile_path("main").read_bytes() == before

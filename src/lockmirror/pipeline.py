@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.lock_vulnerable import VulnerableUpgrade
     from .stages.outdated import OutdatedReport
 
 Progress = Callable[[str], None]
@@ -47,6 +48,14 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     from .stages.lock import lock_sets
 
     return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs)
+
+
+def upgrade_vulnerable(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
+                       now: datetime, jobs: int = 6) -> VulnerableUpgrade:
+    """Re-lock only the packages with deny-level advisories, each to its lowest fix."""
+    from .stages.lock_vulnerable import upgrade_vulnerable
+
+    return upgrade_vulnerable(loaded, sets, now=now, jobs=jobs)
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,

@@ -168,7 +168,7 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
         with IndexClient(config.sources_by_priority(),
                          cache_dir=loaded.cache_dir / "http") as own:
             return outdated_sets(loaded, names, now=now, client=own, advisories=advisories)
-    lockfiles = {name: _read_lockfile(loaded, name) for name in names}
+    lockfiles = {name: read_set_lockfile(loaded, name) for name in names}
     client.prefetch_projects(sorted({p.name for lf in lockfiles.values() for p in lf.packages}))
     lines = requirement_lines(loaded)
     targets = config.all_targets()
@@ -176,7 +176,7 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
     for name in names:
         engine = PolicyEngine.for_set(config, name, now=now, advisories=advisories,
                                       where=loaded.path.name, allow_expired=True)
-        checker = _SetChecker(loaded, name, engine, client, lines, targets)
+        checker = SetChecker(loaded, name, engine, client, lines, targets)
         rows += _merge_targets(checker.row(package, target)
                                for package in lockfiles[name].packages
                                for target in package.targets if target in targets)
@@ -199,7 +199,8 @@ def requirement_lines(loaded: LoadedConfig) -> dict[tuple[str, str], int]:
     return out
 
 
-def _read_lockfile(loaded: LoadedConfig, name: str) -> Lockfile:
+def read_set_lockfile(loaded: LoadedConfig, name: str) -> Lockfile:
+    """The set's lockfile; LockmirrorError naming it when it is missing."""
     path = loaded.lockfile_path(name)
     if not path.exists():
         raise LockmirrorError(f"set '{name}' has no lockfile", where=str(path),
@@ -213,7 +214,10 @@ def _read_lockfile(loaded: LoadedConfig, name: str) -> Lockfile:
 
 
 @dataclass
-class _SetChecker:
+class SetChecker:
+    """One set's questions about its locked packages, against today's project pages
+    (each page read once); also used by ``lock --upgrade-vulnerable``."""
+
     loaded: LoadedConfig
     set_name: str
     engine: PolicyEngine
