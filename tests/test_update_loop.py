@@ -11,6 +11,7 @@ the update loop runs against them.
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -240,3 +241,95 @@ def test_upgrade_vulnerable_refuses_a_pinned_vulnerable_release(
             "pin idna==3.7") in err
     assert "Traceback" not in err
     assert loaded.lockfile_path("main").read_bytes() == before
+
+
+# --------------------------------------------------------------------------
+# bump, in a real git repository
+# --------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, universe: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git repository holding mirror.yaml and its lockfile, on main; then newer releases."""
+    for key, value in {"GIT_AUTHOR_NAME": "bot", "GIT_AUTHOR_EMAIL": "bot@example.invalid",
+                       "GIT_COMMITTER_NAME": "bot",
+                       "GIT_COMMITTER_EMAIL": "bot@example.invalid"}.items():
+        monkeypatch.setenv(key, value)
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "--quiet", "--initial-branch=main")
+    (root / ".gitignore").write_text("cache/\nnewer/\n")
+    locked_mirror(root, universe)
+    git(root, "add", ".")
+    git(root, "commit", "--quiet", "-m", "lock")
+    return root
+
+
+def test_bump_security_commits_on_a_branch_and_writes_the_pr(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    title, body = tmp_path / "title.txt", tmp_path / "body.md"
+    args = ["bump", "-c", str(repo / "mirror.yaml"), "--security", "--now", NOW.isoformat(),
+            "--write-pr-title", str(title), "--write-pr-body", str(body)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert git(repo, "branch", "--show-current").strip() == "lockmirror/bump-security"
+    assert git(repo, "rev-parse", "HEAD~1").strip() == git(repo, "rev-parse", "main").strip()
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "lockfiles/pylock.main.toml"]
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith("lockmirror: fix PYSEC-2024-60 (idna)\n\nmain: idna 3.6 -> 3.7\n")
+    assert "Fixes:\nPYSEC-2024-60 (idna 3.6)" in message
+    assert out.startswith("lockmirror/bump-security: ")
+    assert title.read_text() == "lockmirror: fix PYSEC-2024-60 (idna)\n"
+    text = body.read_text()
+    assert "### Advisories fixed\n\n- **PYSEC-2024-60** (CVE-2024-3651): idna 3.6 -> 3.7: " \
+        in text
+    # lockmirror diff --format markdown of the move, and what is still behind
+    assert "| upgraded | `idna` | 3.6 → 3.7 | main: requests → idna |" in text
+    assert "### lockmirror outdated: 6 locked packages in 1 sets: 2 can move, 3 held back, " \
+           "0 with advisories" in text
+    assert "| main | pinny | 1.0 | 1.0 | 2.0 | held | pinned in mirror.yaml line 14" in text
+    assert git(repo, "status", "--porcelain", "--", "lockfiles") == ""
+
+
+def test_bump_without_work_writes_nothing(repo: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    title, body = tmp_path / "title.txt", tmp_path / "body.md"
+    args = ["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat(),
+            "--write-pr-title", str(title), "--write-pr-body", str(body)]
+    assert main(args[:3] + ["--security"] + args[3:]) == 0  # idna moves on its branch
+    capsys.readouterr()
+    title.unlink()
+    body.unlink()
+    assert main(args[:3] + ["--security"] + args[3:]) == 0  # on that branch: nothing left
+    assert capsys.readouterr().out == ("nothing to bump: no locked release has a deny-level "
+                                       "advisory; nothing written\n")
+    assert not title.exists() and not body.exists()
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+
+
+def test_bump_moves_every_pin_to_the_newest_allowed(repo: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    body = tmp_path / "body.md"
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat(),
+                 "--write-pr-body", str(body)]) == 0
+    assert git(repo, "branch", "--show-current").strip() == "lockmirror/bump"
+    assert git(repo, "log", "-1", "--format=%s").strip() == \
+        "lockmirror: fix PYSEC-2024-60 (idna, urllib3)"
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  main: idna 3.6 -> 3.8", "  main: urllib3 2.0.7 -> 2.2.3"]
+    assert "held back" in body.read_text()
+
+
+def test_bump_refuses_uncommitted_lockfiles(repo: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    lockfile = repo / "lockfiles" / "pylock.main.toml"
+    lockfile.write_text(lockfile.read_text() + "\n")
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat()]) == 1
+    assert "lockfiles has uncommitted changes" in capsys.readouterr().err
+    assert git(repo, "branch", "--show-current").strip() == "main"

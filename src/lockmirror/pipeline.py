@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
     from .stages.audit import AuditReport
+    from .stages.bump import BumpResult
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
     from .stages.fetch import FetchProgress, FetchSummary
@@ -149,6 +150,17 @@ def outdated(loaded: LoadedConfig, *, now: datetime,
     from .stages.outdated import outdated_sets
 
     return outdated_sets(loaded, sets, now=now)
+
+
+def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
+         sets: Sequence[str] | None = None, branch: str | None = None,
+         jobs: int = 6) -> BumpResult:
+    """Move the lockfiles (``security``: only what has deny-level advisories), commit
+    them on a branch, and return the pull request's title and body."""
+    from .stages.bump import bump as run_bump
+
+    return run_bump(loaded, now=now, security=security, sets=list(sets) if sets else None,
+                    branch=branch, jobs=jobs)
 
 
 def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,
