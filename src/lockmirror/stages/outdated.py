@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -279,7 +279,7 @@ class SetChecker:
                   if files and all(f.yanked for f in files) else None)
         decision = self.engine.candidate_allowed(package.name, version,
                                                  [f.upload_time for f in files], yanked)
-        out += [self.policy_reason(finding, files) for finding in decision.findings
+        out += [self.policy_reason(finding, files, yanked) for finding in decision.findings
                 if finding.blocking]
         return out
 
@@ -312,7 +312,8 @@ class SetChecker:
                                   f"{version} excluded by `{requirement}` from {label}"))
         return out
 
-    def policy_reason(self, finding: Finding, files: list[DistFile]) -> Reason:
+    def policy_reason(self, finding: Finding, files: list[DistFile],
+                      yanked: str | None) -> Reason:
         version = str(finding.version)
         if finding.rule == "min_age_days":
             times = [as_utc(f.upload_time) for f in files if f.upload_time is not None]
@@ -325,8 +326,8 @@ class SetChecker:
                               f"allowed from {allowed_from:%Y-%m-%d} (min_age_days: {min_age})")
             return Reason("min-age", version, finding.message)
         if finding.rule == "yanked":
-            reason = finding.message.split(" is yanked: ", 1)[-1].split(" (yanked releases")[0]
-            return Reason("yanked", version, f"{version} is yanked: {reason}")
+            return Reason("yanked", version,
+                          f"{version} is yanked: {yanked or 'no reason given'}")
         if finding.rule == "vulnerabilities" and finding.advisory is not None:
             return Reason("advisory", version,
                           f"{version} has {finding.advisory.id}: {finding.advisory.summary}")
@@ -344,7 +345,7 @@ class SetChecker:
         return tuple(notes)
 
 
-def _merge_targets(rows: Sequence[OutdatedRow] | Any) -> list[OutdatedRow]:
+def _merge_targets(rows: Iterable[OutdatedRow]) -> list[OutdatedRow]:
     """One row per (package, locked version, outcome): the targets where it holds."""
     merged: dict[tuple[Any, ...], OutdatedRow] = {}
     for row in rows:
