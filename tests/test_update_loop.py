@@ -25,6 +25,7 @@ from lockmirror.config import LoadedConfig, load_config
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.stages.diff import LockfileSide, diff_lockfiles, read_file
 from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.lock_vulnerable import upgrade_vulnerable
 from lockmirror.stages.outdated import outdated_sets
 
 ADVISORIES = Path(__file__).parent / "data" / "advisories"
@@ -177,6 +178,9 @@ def test_outdated_cli_formats_and_exit_status(tmp_path: Path, universe: FixtureI
     assert "main: urllib3 2.0.7 -> allowed 2.2.3, newest 3.0.0 [outdated; linux]" in text
     assert main(["outdated", "-c", config, "--set", "nope"]) == 1
     assert "no set named 'nope'" in capsys.readouterr().err
+    loaded.lockfile_path("main").unlink()
+    assert main(["outdated", "-c", config]) == 1
+    assert "set 'main' has no lockfile (run `lockmirror lock` first)" in capsys.readouterr().err
 
 
 def test_outdated_passes_when_only_held_back(tmp_path: Path, universe: FixtureIndex,
@@ -228,6 +232,19 @@ def test_upgrade_vulnerable_moves_only_the_vulnerable_package_to_its_lowest_fix(
     assert capsys.readouterr().out == ("no locked release has a deny-level advisory: "
                                        "nothing to move, nothing written\n")
     assert path.stat().st_mtime_ns == written
+
+
+def test_upgrade_vulnerable_skips_a_fix_the_policy_does_not_allow_yet(
+        tmp_path: Path, universe: FixtureIndex) -> None:
+    """3.7 is the lowest fixed version but only a day old (min_age_days: 7): 3.8 it is."""
+    loaded = locked_mirror(tmp_path, universe)
+    universe.set_upload_time("idna-3.7-py3-none-any.whl", NOW - timedelta(days=1))
+    upgrade = upgrade_vulnerable(loaded, now=NOW)
+    [release] = upgrade.found
+    assert (release.package, str(release.locked), str(release.target)) == ("idna", "3.6", "3.8")
+    assert [(s, p, str(o), [str(v) for v in n]) for s, p, o, n in upgrade.moves()] == [
+        ("main", "idna", "3.6", ["3.8"])]
+    assert entries(loaded.lockfile_path("main"))["urllib3"] == "2.0.7"
 
 
 def test_upgrade_vulnerable_refuses_a_pinned_vulnerable_release(
