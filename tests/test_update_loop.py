@@ -350,3 +350,56 @@ def test_bump_refuses_uncommitted_lockfiles(repo: Path,
     assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat()]) == 1
     assert "lockfiles has uncommitted changes" in capsys.readouterr().err
     assert git(repo, "branch", "--show-current").strip() == "main"
+
+
+# --------------------------------------------------------------------------
+# advisories across the gap: the snapshot the far side audits with
+# --------------------------------------------------------------------------
+
+
+def test_advisory_snapshot_lets_the_far_side_audit_offline(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    loaded = locked_mirror(build, universe)
+    snapshot, again = tmp_path / "advisories.json", tmp_path / "again.json"
+    for out in (snapshot, again):
+        assert main(["advisories", "-c", str(loaded.path), "-o", str(out),
+                     "--now", "2024-10-10T12:00:00Z"]) == 0
+    assert capsys.readouterr().out.startswith(f"{snapshot}: 1 advisories on 6 locked releases")
+    assert snapshot.read_bytes() == again.read_bytes()  # same answers, same bytes
+    data = json.loads(snapshot.read_text())
+    assert data["taken"] == "2024-10-10T12:00:00Z"
+    assert data["releases"]["idna"] == ["3.6"]
+    [advisory] = data["advisories"]
+    assert (advisory["id"], advisory["aliases"], advisory["fixed"], advisory["affects"]) == (
+        "PYSEC-2024-60", ["CVE-2024-3651"], ["3.7"], {"idna": ["3.6"]})
+    assert advisory["source"].startswith("osv-offline:")
+
+    # the far side: no advisory source, no network; the lockfile as imported
+    far = tmp_path / "far"
+    far.mkdir()
+    text = loaded.text.split("  advisory_sources:\n")[0] + "paths:\n  cache: cache\n"
+    (far / "mirror.yaml").write_text(text)
+    lockfile = far / "pylock.main.toml"
+    lockfile.write_bytes(loaded.lockfile_path("main").read_bytes())
+    audit = ["audit", "-c", str(far / "mirror.yaml"), "--offline", "--lockfile", str(lockfile),
+             "--now", "2024-10-11", "--format", "json"]
+    assert main(audit) == 0  # without the snapshot the far side knows nothing
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert main([*audit, "--advisories", str(snapshot)]) == 1
+    [finding] = json.loads(capsys.readouterr().out)["findings"]
+    assert (finding["advisory"], finding["level"], finding["fixed_in"]) == (
+        "PYSEC-2024-60", "deny", ["3.7"])
+    assert finding["source"].startswith("osv-offline:")
+
+    # a release the snapshot was not asked about is not called clean
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    lockfile.write_bytes(loaded.lockfile_path("main").read_bytes())
+    capsys.readouterr()
+    assert main([*audit, "--advisories", str(snapshot)]) == 1
+    assert "the advisory snapshot does not cover idna==3.7" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "lockmirror-quarantine/1", "releases": []}')
+    assert main([*audit, "--advisories", str(bad)]) == 2
+    assert "not a lockmirror-advisories/1 advisory snapshot" in capsys.readouterr().err

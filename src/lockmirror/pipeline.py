@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .config import LoadedConfig
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
+    from .resolve.advisory_snapshot import Snapshot
     from .stages.audit import AuditReport
     from .stages.bump import BumpResult
     from .stages.bundle import BundleResult
@@ -161,6 +162,29 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
 
     return run_bump(loaded, now=now, security=security, sets=list(sets) if sets else None,
                     branch=branch, jobs=jobs)
+
+
+def advisories(loaded: LoadedConfig, *, now: datetime,
+               sets: Sequence[str] | None = None) -> Snapshot:
+    """What ``policy.advisory_sources`` say about every locked release of ``sets``
+    (default: every set) as of ``now``: the snapshot the far side audits with."""
+    from .formats.lockfile import Lockfile
+    from .resolve.advisories import open_advisory_db
+    from .resolve.advisory_snapshot import take_snapshot
+    from .stages.outdated import read_set_lockfile
+
+    names = list(sets or loaded.config.sets)
+    lockfiles: list[Lockfile] = []
+    for name in names:
+        if name not in loaded.config.sets:
+            from .errors import LockmirrorError
+
+            raise LockmirrorError(f"no set named '{name}'",
+                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
+        lockfiles.append(read_set_lockfile(loaded, name))
+    db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
+    return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
+                         taken=now)
 
 
 def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,
