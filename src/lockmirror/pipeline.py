@@ -29,18 +29,20 @@ if TYPE_CHECKING:
     from .config import LoadedConfig
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
-    from .resolve.advisory_snapshot import Snapshot
     from .stages.audit import AuditReport
-    from .stages.bump import BumpResult
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.index import IndexResult
     from .stages.lock import LockResult
-    from .stages.lock_vulnerable import VulnerableUpgrade
-    from .stages.outdated import OutdatedReport
 
 Progress = Callable[[str], None]
+
+if TYPE_CHECKING:  # the update loop's stages (issue 22)
+    from .resolve.advisory_snapshot import Snapshot
+    from .stages.bump import BumpResult
+    from .stages.lock_vulnerable import VulnerableUpgrade
+    from .stages.outdated import OutdatedReport
 
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
@@ -50,14 +52,6 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     from .stages.lock import lock_sets
 
     return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs)
-
-
-def upgrade_vulnerable(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
-                       now: datetime, jobs: int = 6) -> VulnerableUpgrade:
-    """Re-lock only the packages with deny-level advisories, each to its lowest fix."""
-    from .stages.lock_vulnerable import upgrade_vulnerable
-
-    return upgrade_vulnerable(loaded, sets, now=now, jobs=jobs)
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
@@ -144,6 +138,27 @@ def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = N
                         offline=offline, databases=databases)
 
 
+def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,
+            break_lock: bool = False, lock_wait: float = 0.0, jobs: int | None = None,
+            progress: PublishProgress | None = None) -> PublishResult:
+    """Publish ``paths.index`` to the destination ``name`` of mirror.yaml."""
+    from .publish import publish_configured
+
+    return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
+                              break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
+                              progress=progress)
+
+
+# -- the update loop: what is behind, the smallest security move, the bump PR, advisories
+
+def upgrade_vulnerable(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
+                       now: datetime, jobs: int = 6) -> VulnerableUpgrade:
+    """Re-lock only the packages with deny-level advisories, each to its lowest fix."""
+    from .stages.lock_vulnerable import upgrade_vulnerable
+
+    return upgrade_vulnerable(loaded, sets, now=now, jobs=jobs)
+
+
 def outdated(loaded: LoadedConfig, *, now: datetime,
              sets: Sequence[str] | None = None) -> OutdatedReport:
     """How far each locked release is behind upstream as of ``now``, and why;
@@ -185,14 +200,3 @@ def advisories(loaded: LoadedConfig, *, now: datetime,
     db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
     return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
                          taken=now)
-
-
-def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,
-            break_lock: bool = False, lock_wait: float = 0.0, jobs: int | None = None,
-            progress: PublishProgress | None = None) -> PublishResult:
-    """Publish ``paths.index`` to the destination ``name`` of mirror.yaml."""
-    from .publish import publish_configured
-
-    return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
-                              break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
-                              progress=progress)
