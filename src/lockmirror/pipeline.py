@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 
+if TYPE_CHECKING:  # the update loop's stages (issue 22)
+    from .resolve.advisory_snapshot import Snapshot
+    from .stages.bump import BumpResult
+    from .stages.lock_vulnerable import VulnerableUpgrade
+    from .stages.outdated import OutdatedReport
+
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
          upgrade: Sequence[str] = (), upgrade_all: bool = False,
@@ -203,3 +209,56 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
     return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
                               break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
                               progress=progress)
+
+
+# -- the update loop: what is behind, the smallest security move, the bump PR, advisories
+
+def upgrade_vulnerable(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
+                       now: datetime, jobs: int = 6) -> VulnerableUpgrade:
+    """Re-lock only the packages with deny-level advisories, each to its lowest fix."""
+    from .stages.lock_vulnerable import upgrade_vulnerable
+
+    return upgrade_vulnerable(loaded, sets, now=now, jobs=jobs)
+
+
+def outdated(loaded: LoadedConfig, *, now: datetime,
+             sets: Sequence[str] | None = None) -> OutdatedReport:
+    """How far each locked release is behind upstream as of ``now``, and why;
+    project pages only, through ``lock``'s HTTP cache."""
+    from .stages.outdated import outdated_sets
+
+    return outdated_sets(loaded, sets, now=now)
+
+
+def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
+         sets: Sequence[str] | None = None, branch: str | None = None,
+         jobs: int = 6) -> BumpResult:
+    """Move the lockfiles (``security``: only what has deny-level advisories), commit
+    them on a branch, and return the pull request's title and body."""
+    from .stages.bump import bump as run_bump
+
+    return run_bump(loaded, now=now, security=security, sets=list(sets) if sets else None,
+                    branch=branch, jobs=jobs)
+
+
+def advisories(loaded: LoadedConfig, *, now: datetime,
+               sets: Sequence[str] | None = None) -> Snapshot:
+    """What ``policy.advisory_sources`` say about every locked release of ``sets``
+    (default: every set) as of ``now``: the snapshot the far side audits with."""
+    from .formats.lockfile import Lockfile
+    from .resolve.advisories import open_advisory_db
+    from .resolve.advisory_snapshot import take_snapshot
+    from .stages.outdated import read_set_lockfile
+
+    names = list(sets or loaded.config.sets)
+    lockfiles: list[Lockfile] = []
+    for name in names:
+        if name not in loaded.config.sets:
+            from .errors import LockmirrorError
+
+            raise LockmirrorError(f"no set named '{name}'",
+                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
+        lockfiles.append(read_set_lockfile(loaded, name))
+    db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
+    return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
+                         taken=now)

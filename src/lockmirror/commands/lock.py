@@ -13,6 +13,7 @@ from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
 
 if TYPE_CHECKING:
+    from ..config import LoadedConfig
     from ..stages.lock import LockResult
 
 NAME = "lock"
@@ -33,6 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upgrade", nargs="*", metavar="PACKAGE", default=None,
                         help="move pins deliberately: the named packages, or every one if "
                              "none named")
+    parser.add_argument("--upgrade-vulnerable", action="store_true",
+                        help="move only the packages with deny-level advisories, each to the "
+                             "lowest release without one, every other pin kept; exit 1 naming "
+                             "the mirror.yaml line of a vulnerable == pin")
     parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
 
 
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
               f"{report.files} files match their sources' project pages{how})")
         return 0
+    if args.upgrade_vulnerable:
+        return _upgrade_vulnerable(args, loaded)
     from .. import pipeline
 
     started = time.monotonic()
@@ -75,3 +82,25 @@ def print_results(results: Sequence[LockResult]) -> None:
         print(f"{result.path}: {count} packages for {targets} targets ({state})")
         for warning in result.warnings:
             print(f"  policy warning: {warning}", file=sys.stderr)
+
+
+def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """``--upgrade-vulnerable``: one line per move, then the lockfiles written."""
+    from datetime import UTC, datetime
+
+    from .. import pipeline
+
+    if args.upgrade is not None:
+        raise LockmirrorError("--upgrade-vulnerable and --upgrade are separate moves",
+                              hint="run one, then the other")
+    upgrade = pipeline.upgrade_vulnerable(loaded, args.sets, now=datetime.now(UTC),
+                                          jobs=args.jobs)
+    if not upgrade.found:
+        print("no locked release has a deny-level advisory: nothing to move, nothing written")
+        return 0
+    found = {(r.set_name, r.package): r for r in upgrade.found}
+    for set_name, package, old, new in upgrade.moves():
+        ids = ", ".join(found[(set_name, package)].advisories)
+        print(f"set '{set_name}': {package} {old} -> {', '.join(map(str, new))} ({ids})")
+    print_results(upgrade.results)
+    return 0

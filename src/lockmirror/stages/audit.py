@@ -29,7 +29,8 @@ from ..config_schema import MirrorConfig
 from ..errors import LockmirrorError, NotFoundError
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
-from ..resolve.advisories import AdvisoryDB, OsvOfflineSource, open_advisory_db
+from ..resolve.advisories import AdvisoryDB, open_advisory_db
+from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine, as_utc
 
 RowLevel = Literal["deny", "warn", "waived"]
@@ -300,7 +301,7 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     configured = [c for c in config.policy.advisory_sources
                   if not offline or c.kind == "osv-offline"]
     db = open_advisory_db(configured, base_dir=loaded.root, session=session)
-    db.sources += [OsvOfflineSource(path) for path in databases]
+    db.sources += [offline_source(path) for path in databases]  # OSV database or snapshot
     if client is None and not offline:
         from ..net.index_client import IndexClient
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,11 +55,13 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
               client: IndexClient | None = None, now: datetime | None = None,
               upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,
               candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
+              prefer: Mapping[str, Mapping[NormalizedName, Version]] | None = None,
               ) -> list[LockResult]:
     """Resolve and write the lockfiles of ``set_names`` (default: all sets).
 
     Existing pins are kept unless they must move, or the package is named in
-    ``upgrade`` (``upgrade_all`` frees every pin). Raises LockmirrorError
+    ``upgrade`` (``upgrade_all`` frees every pin); ``prefer`` (set -> name ->
+    version) is tried first instead of the pin (``--upgrade-vulnerable``). Raises LockmirrorError
     subclasses (see :func:`~lockmirror.resolve.resolver.resolve_target`); a failed
     set leaves its previous lockfile untouched.
     """
@@ -77,7 +79,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
                          cache_dir=loaded.cache_dir / "http") as own:
             return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
                              upgrade_all=upgrade_all, jobs=jobs,
-                             candidate_filter_for=candidate_filter_for)
+                             candidate_filter_for=candidate_filter_for, prefer=prefer)
     targets = config.all_targets()
     index_urls = [s.url for s in config.sources_by_priority()]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
@@ -102,7 +104,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         policy = config.policy_for(set_name)
         previous = {k: v for k, v in
                     _previous_pins(previous_locks.get(set_name), target_name).items()
-                    if k not in upgrade_names}
+                    if k not in upgrade_names} | dict((prefer or {}).get(set_name, {}))
         contexts[(set_name, target_name)] = TargetContext(
             target=targets[target_name], client=client, sdists=sdists,
             prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
