@@ -155,11 +155,49 @@ def test_project_gone_from_every_source_is_noted(
     lockfile = Lockfile(lockfile.set_name, lockfile.requirements, lockfile.targets,
                         (*lockfile.packages, ghost), lockfile.input_hash)
     report = audit([lockfile], config, sources=None, now=NOW, client=client)
-    assert report.rows == () and report.exit_code == 0
-    assert report.notes == (
-        "ghost: no configured source has this project any more",
-        ("no advisory sources configured (policy.advisory_sources): vulnerabilities were "
-        "not checked"))
+    assert report.notes == ("ghost: no configured source has this project any more",)
+    # no advisory source: said as a finding at the policy's level (warn here), not a note
+    assert [(r.level, r.release, r.message) for r in report.rows] == [
+        ("warn", "-", "vulnerabilities were not checked: no advisory source is configured "
+         "(policy.advisory_sources)")]
+    assert report.exit_code == 0
+
+
+def test_no_advisory_source_under_deny_says_not_checked_and_fails(
+        catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
+    config = parse_config(mirror_yaml(fixture_index, "vulnerabilities: deny\n"))
+    lockfile = lockfile_of(catalogue, fixture_index, "core", LOCKED)
+    report = audit([lockfile], config, sources=None, now=NOW)
+    assert report.exit_code == 1
+    text = render_text(report)
+    assert text.splitlines()[1].startswith(
+        "deny   -        vulnerabilities  core  vulnerabilities were not checked: "
+        "no advisory source is configured (policy.advisory_sources)")
+    assert "no findings" not in text
+    assert render_markdown(report).startswith("## lockmirror audit: ❌")
+    # `ignore` asks for nothing, so nothing is missing
+    ignored = parse_config(mirror_yaml(fixture_index, "vulnerabilities: ignore\n"))
+    assert audit([lockfile], ignored, sources=None, now=NOW).rows == ()
+
+
+def test_pypi_json_without_release_json_checks_the_latest_and_says_what_it_could_not(
+        catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
+    """An index answering 404 for ``/pypi/<name>/<version>/json`` (as some mirrors and
+    proxies do) must not make its releases pass as clean: the project JSON covers
+    the latest release (yanky's is 1.0: 1.1 is yanked); the others are reported as not
+    checked."""
+    fixture_index.add_vulnerability("vulny", "1.1", "PYSEC-2024-0011", summary="also 1.1")
+    for name, version in LOCKED:
+        fixture_index.fail_next(1, 404, f"/pypi/{name}/{version}/json")
+    report = run_audit(catalogue, fixture_index, None, "vulnerabilities: deny\n")
+    assert [(r.level, r.release, r.advisory) for r in report.rows] == [
+        ("deny", "-", ""), ("deny", "vulny==1.1", "PYSEC-2024-0011")]
+    assert report.rows[0].message == (
+        "vulnerabilities were not checked for 2 of 6 releases (alpha==1.1, vulny==1.0): "
+        f"pypi-json:{fixture_index.json_api_url} answers no JSON for single "
+        "releases, and its project JSON covers only the latest release")
+    assert report.exit_code == 1 and report.quarantine_candidates() == {
+        ("vulny", "1.1"): [report.rows[1].message]}
 
 
 def test_expired_exception_is_a_denied_finding_and_stops_waiving(
@@ -323,18 +361,23 @@ def snapshot(root: Path) -> dict[str, bytes]:
 def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: FixtureIndex,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     config = str(mirror.path)
+    # offline, no configured source is left: under `vulnerabilities: deny` an audit
+    # that could not look fails, saying so, instead of passing as clean
     assert main(["audit", "-c", config, "--now", "2024-10-10T12:00:00Z", "--offline",
-                 "--format", "json"]) == 0  # offline: no source configured is offline
+                 "--format", "json"]) == 1
     offline = json.loads(capsys.readouterr().out)
-    assert offline["findings"] == [] and offline["sources"] == []
+    assert offline["sources"] == []
+    assert [(f["level"], f["rule"], f["message"]) for f in offline["findings"]] == [
+        ("deny", "vulnerabilities", "vulnerabilities were not checked: no advisory source is "
+         "configured (policy.advisory_sources)")]
     assert main(["audit", "-c", config, "--now", "2024-10-10T12:00:00Z",
                  "--format", "json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert [f["advisory"] for f in data["findings"]] == ["PYSEC-2023-0001"]
     assert main(["audit", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
     assert capsys.readouterr().out.startswith("## lockmirror audit: ❌")
-    assert main(["audit", "-c", config, "--offline", "--quarantine"]) == 0
-    assert capsys.readouterr().err == "quarantine: nothing to quarantine\n"
+    assert main(["audit", "-c", config, "--offline", "--quarantine"]) == 1
+    assert capsys.readouterr().err == "quarantine: nothing to quarantine\n"  # names no release
     assert not mirror.quarantine_path.exists()  # no list until something is quarantined
     assert main(["audit", "-c", config, "--set", "nope"]) == 1
     assert "no set named 'nope'" in capsys.readouterr().err
