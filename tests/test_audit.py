@@ -285,6 +285,38 @@ def core_lockfiles() -> list[Lockfile]:
                      targets=(TARGET,), packages=tuple(packages), input_hash="0" * 64)]
 
 
+def lockfile_of_pins(releases: Sequence[tuple[str, str]]) -> Lockfile:
+    packages = tuple(LockedPackage(name=canonicalize_name(name), version=Version(version),
+                                   targets=(TARGET.name,), index="https://pypi.org/simple/")
+                     for name, version in releases)
+    return Lockfile(set_name="core", requirements=tuple(f"{n}=={v}" for n, v in releases),
+                    targets=(TARGET,), packages=packages, input_hash="0" * 64)
+
+
+def test_bundled_mirror_yaml_audits_vulnerabilities_and_pins_no_known_advisory() -> None:
+    """Audit on by default: the bundled file names an advisory source that this
+    network reaches (PyPI's JSON API), and its core set no longer pins urllib3 2.0.4
+    or cryptography 41.0.4."""
+    config = load_config(REPO / "mirror.yaml", environ={}).config
+    assert [source.kind for source in config.policy.advisory_sources] == ["pypi-json"]
+    core = Lockfile.read(REPO / "lockfiles" / "pylock.core.toml")
+    locked = {(p.name, str(p.version)) for p in core.packages}
+    assert not locked & {("urllib3", "2.0.4"), ("cryptography", "41.0.4")}
+
+
+@pytest.mark.network
+def test_bundled_advisory_source_vouches_for_the_moved_pins() -> None:
+    """Live PyPI: the bundled source answers for the new urllib3 and cryptography pins:
+    checked, no advisory."""
+    from lockmirror.resolve.advisories import open_advisory_db
+
+    loaded = load_config(REPO / "mirror.yaml", environ={})
+    db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
+    for name, version in (("urllib3", "2.8.0"), ("cryptography", "51.0.1")):
+        assert db.advisories_for(name, Version(version)) == []
+        assert db.unchecked(name, Version(version)) is None
+
+
 def expected_from_records(releases: set[tuple[str, Version]]) -> set[tuple[str, str, str]]:
     """(project, version, advisory id) straight from the YAML records' own
     ``versions`` lists, without lockmirror's evaluation."""
@@ -313,13 +345,19 @@ def test_core_set_against_the_pypa_advisory_database() -> None:
     found = {(r.package, r.version, r.advisory) for r in report.rows if r.advisory}
     locked = {(p.name, p.version) for lf in lockfiles for p in lf.packages}
     assert found == expected_from_records(locked)
-    # what the records say about the core pins (fixed in: from the records)
-    by_release = {(r.package, r.version, r.advisory): r for r in report.rows}
+    # what the records say about the pins the bundled file had (fixed in: from the records)
+    old_pins = lockfile_of_pins([("urllib3", "2.0.4"), ("cryptography", "41.0.4")])
+    by_release = {(r.package, r.version, r.advisory): r
+                  for r in audit([old_pins], config, sources=db, now=NOW).rows}
     assert by_release[("urllib3", "2.0.4", "PYSEC-2023-192")].fixed_in == ("2.0.6",)
     assert by_release[("urllib3", "2.0.4", "PYSEC-2023-212")].fixed_in == ("2.0.7",)
     assert by_release[("urllib3", "2.0.4", "PYSEC-2023-212")].aliases == (
         "CVE-2023-45803", "GHSA-g4mx-q9vg-27p4")
     assert by_release[("cryptography", "41.0.4", "PYSEC-2023-254")].fixed_in == ("41.0.6",)
+    # ... which the bundled file moved to releases no record affects
+    assert ("urllib3", Version("2.8.0")) in locked and ("cryptography", Version("51.0.1")) in locked
+    assert not [r for r in report.rows if r.package in ("urllib3", "cryptography")
+                and (r.package, Version(r.version)) in locked and "core" in r.sets]
     # requests 2.31.0 is the fix for PYSEC-2023-74, not affected by it
     assert not [r for r in report.rows if r.package == "requests"]
     # mirror.yaml says `vulnerabilities: warn`: findings, but the audit passes
