@@ -15,7 +15,7 @@ unknown project; pages go through the shared HTTP cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from packaging.requirements import Requirement
@@ -63,24 +63,23 @@ def check_requirements(loaded: LoadedConfig, pages: Pages) -> list[tuple[Path_, 
     pages.prefetch_projects(sorted({canonicalize_name(r.name) for _, _, r in wanted}))
     problems: list[tuple[Path_, str]] = []
     for set_name, j, requirement in wanted:
-        path: Path_ = ("sets", set_name, "requirements", j)
-        for problem in _problems(requirement, set_name, pages):
-            problems.append((path, problem))
+        problem = _problem(requirement, set_name, pages)
+        if problem is not None:
+            problems.append((("sets", set_name, "requirements", j), problem))
     return problems
 
 
-def _problems(requirement: Requirement, set_name: str, pages: Pages) -> Iterator[str]:
+def _problem(requirement: Requirement, set_name: str, pages: Pages) -> str | None:
     try:
         page = pages.project(requirement.name)
     except NotFoundError:
         found = existing_names(requirement.name, pages)
         hint = (f"; nearest existing names: {', '.join(found)}" if found
                 else "; no similar name exists either")
-        yield f"no source has a project named '{requirement.name}' (set {set_name}){hint}"
-        return
+        return f"no source has a project named '{requirement.name}' (set {set_name}){hint}"
     pin = _exact_pin(requirement)
     if pin is None:
-        return
+        return None
     releases: dict[Version, list[PageFile]] = {}
     for file in page.files:
         if file.version is not None:
@@ -88,12 +87,13 @@ def _problems(requirement: Requirement, set_name: str, pages: Pages) -> Iterator
     usable = sorted(v for v, files in releases.items() if not all(f.yanked for f in files))
     nearest = ", ".join(str(v) for v in nearest_versions(usable, pin))
     if pin not in releases:
-        yield (f"{requirement.name} {pin} does not exist (set {set_name}); nearest versions: "
-               f"{nearest or 'none'}")
-    elif pin not in usable:
+        return (f"{requirement.name} {pin} does not exist (set {set_name}); nearest versions: "
+                f"{nearest or 'none'}")
+    if pin not in usable:
         reason = next((f.yanked_reason for f in releases[pin] if f.yanked_reason), None)
-        yield (f"{requirement.name} {pin} is yanked" + (f" ({reason})" if reason else "")
-               + f" (set {set_name}); nearest versions not yanked: {nearest or 'none'}")
+        return (f"{requirement.name} {pin} is yanked" + (f" ({reason})" if reason else "")
+                + f" (set {set_name}); nearest versions not yanked: {nearest or 'none'}")
+    return None
 
 
 def _exact_pin(requirement: Requirement) -> Version | None:
