@@ -40,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..fsutil import atomic_write
     from ..gitutil import run_git
-    from ..stages.diff import repository_root
 
     config = Path(args.config)
     loaded = load_config(config) if config.is_file() else None
     start = loaded.root if loaded else Path.cwd()
-    root = repository_root(start)
+    root = Path(run_git(start, "rev-parse", "--show-toplevel",
+                        failed=f"{start} is not inside a git repository",
+                        hint="run it in the clone that holds mirror.yaml").strip())
     lockfile_dir = loaded.lockfile_dir if loaded else start / "lockfiles"
     pattern = f"{_relative(lockfile_dir, root)}pylock.*.toml diff=lockmirror"
     command = f"{shlex.quote(sys.executable)} -m lockmirror diff"
