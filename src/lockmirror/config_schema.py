@@ -74,13 +74,25 @@ class SourceConfig(_Strict):
         return frozenset(canonicalize_name(p) for p in self.projects)
 
 
+def _check_platform(tag: str) -> str:
+    from .platform_tags import platform_problem
+
+    problem = platform_problem(tag)
+    if problem is not None:
+        raise ValueError(problem)
+    return tag
+
+
+PlatformTag = Annotated[str, AfterValidator(_check_platform)]
+
+
 class TargetConfig(_Strict):
     """What an installer on the far side looks like."""
 
     python: str = Field(description="'3.11' (every 3.11.x) or '3.11.4'")
     implementation: Literal["cp", "pp"] = "cp"
-    platforms: list[str] = Field(min_length=1,
-                                 description="platform tags, e.g. manylinux_2_28_x86_64")
+    platforms: list[PlatformTag] = Field(min_length=1,
+                                         description="platform tags, e.g. manylinux_2_28_x86_64")
     abi: str | None = Field(None, description="default: cpXY for CPython")
     markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
 
