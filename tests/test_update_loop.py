@@ -385,8 +385,10 @@ def test_advisory_snapshot_lets_the_far_side_audit_offline(
     lockfile.write_bytes(loaded.lockfile_path("main").read_bytes())
     audit = ["audit", "-c", str(far / "mirror.yaml"), "--offline", "--lockfile", str(lockfile),
              "--now", "2024-10-11", "--format", "json"]
-    assert main(audit) == 0  # without the snapshot the far side knows nothing
-    assert json.loads(capsys.readouterr().out)["findings"] == []
+    # without the snapshot the far side knows nothing, and says so (vulnerabilities: deny)
+    assert main(audit) == 1
+    [unchecked] = json.loads(capsys.readouterr().out)["findings"]
+    assert unchecked["message"].startswith("vulnerabilities were not checked")
     assert main([*audit, "--advisories", str(snapshot)]) == 1
     [finding] = json.loads(capsys.readouterr().out)["findings"]
     assert (finding["advisory"], finding["level"], finding["fixed_in"]) == (

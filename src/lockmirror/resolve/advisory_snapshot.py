@@ -153,6 +153,9 @@ class SnapshotSource:
         return [a.advisory for a in self.snapshot.advisories
                 if version in a.affects.get(name, ())]
 
+    def unchecked(self, name: NormalizedName, version: Version) -> str | None:
+        return None  # a release the snapshot does not cover is an error in advisories_for
+
 
 def offline_source(path: Path) -> AdvisorySource:
     """An advisory snapshot (a ``.json`` file in this format), else an OSV database
