@@ -232,28 +232,42 @@ def _rot(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_index_file_not_matching_manifest_fails_and_leaves_nothing(tmp_path: Path) -> None:
-    """Every index file is hashed as it is copied, small or big: rot in the build
-    tree fails here, naming the file, and nothing is left in the output."""
+def test_index_file_of_another_size_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    """Every index file's size is checked against manifest.json, small or big:
+    a file that changed size in the build tree fails here, naming it, and
+    nothing is left in the output."""
     inputs = make_inputs(tmp_path / "in")
-    whl = inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl"  # 300 kB
-    original = whl.read_bytes()
-    _rot(whl)
     out = tmp_path / "out"
-    with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out)
-    assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
-    assert list(out.iterdir()) == []
-    with pytest.raises(LockmirrorError, match="does not match manifest.json"):
-        bundle(tmp_path / "in", out, split=64 * 1024)  # the check fails mid-volume too
-    assert list(out.iterdir()) == []
-    whl.write_bytes(original)
+    out.mkdir()
+    for rel in ("files/alpha/alpha-1.0-py3-none-any.whl", "simple/alpha/index.html"):
+        path = inputs["index_dir"] / rel
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n")
+        for split in (None, 64 * 1024):
+            with pytest.raises(LockmirrorError, match="differs from manifest.json") as caught:
+                bundle(tmp_path / "in", out, split=split)
+            assert rel in str(caught.value)
+            assert list(out.iterdir()) == []
+        path.write_bytes(original)
 
-    _rot(inputs["index_dir"] / "simple/alpha/index.html")
-    with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out)
-    assert "simple/alpha/index.html" in str(caught.value)
-    assert list(out.iterdir()) == []
+
+def test_index_file_altered_at_the_same_size_is_refused_by_the_import(tmp_path: Path) -> None:
+    """The bundle does not re-hash index files (their sha256 was checked when
+    they were fetched, and the store names them by it); bytes altered at the
+    same size travel, and the import, which hashes every member against
+    bundle.json, refuses the whole bundle naming the file (README, "Threat
+    model": "bundle sizes")."""
+    from lockmirror.stages.importer import import_bundle
+
+    inputs = make_inputs(tmp_path / "in")
+    _rot(inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl")
+    result = bundle(tmp_path / "in", tmp_path / "out")
+    mirror = tmp_path / "far" / "mirror"
+    mirror.parent.mkdir()
+    with pytest.raises(BundleError, match="does not match bundle.json") as caught:
+        import_bundle([result.path], mirror)
+    assert "index/files/alpha/alpha-1.0-py3-none-any.whl" in str(caught.value)
+    assert list(mirror.parent.iterdir()) == []
 
 
 def test_missing_index_file_and_missing_manifest(tmp_path: Path) -> None:
