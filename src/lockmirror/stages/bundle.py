@@ -16,8 +16,8 @@ Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
     lockfiles/pylock.<set>.toml
     tool/*.whl           lockmirror's wheel and its dependencies' wheels
     index/...            the dist-index tree, ``index/manifest.json`` included
-                         (a delta carries only files the base lacks, plus
-                         every page and the new manifest)
+                         (a delta carries only the files whose bytes the
+                         base lacks, and the new manifest)
 
 Reproducible: members in a fixed order (the head above, then sorted), GNU
 tar headers without pax records, mtime from ``SOURCE_DATE_EPOCH`` (else the
@@ -217,14 +217,15 @@ def load_base_manifest(since: Path) -> tuple[Manifest, str]:
 
 def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], str | None]:
     """The index files to carry and the sha256 of the base manifest (None for a
-    full bundle): all of them, or for a delta every page plus the files whose
-    bytes the base lacks."""
+    full bundle): all of them, or for a delta the files whose bytes the base
+    lacks (new or changed; the importer takes the rest from the base by
+    sha256, pages included)."""
     if since is None:
         return dict(manifest.files), None
     base, base_sha = load_base_manifest(since)
     have = {entry.sha256 for entry in base.files.values()}
     return {path: entry for path, entry in manifest.files.items()
-            if _is_page(path) or entry.sha256 not in have}, base_sha
+            if entry.sha256 not in have}, base_sha
 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
@@ -317,13 +318,6 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
             or (head.signature or "").encode() != (signature or b"")):
         return None
     return tuple(digest for _, digest in listed)
-
-
-def _is_page(path: str) -> bool:
-    """Index pages (HTML/JSON, constraints, lockfiles) travel in every delta;
-    only artifacts and their metadata under ``files/`` are left out when the
-    far side has them."""
-    return not path.startswith("files/")
 
 
 def _readme(info: BundleInfo) -> bytes:
