@@ -79,14 +79,15 @@ def prune_bundles(out_dir: Path, name: str, *, current: str, keep: int) -> Remov
         # the listing first: a bundle without one is visibly incomplete
         for path in sorted(groups[stem], key=lambda p: not p.name.endswith(".sha256")):
             try:
-                size += path.stat().st_size
+                file_size = path.stat().st_size
                 path.unlink()
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 raise LockmirrorError(f"cannot remove an older bundle: {exc.strerror}",
-                                      where=str(path)) from None
+                                      where=str(path), hint=f"{current} is complete") from None
             files.append(path)
+            size += file_size
     return Removed(tuple(doomed), tuple(files), size)
 
 
