@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_bundle import EPOCH, base_files, bundle, make_inputs, make_project, write_tree
 
 from lockmirror.stages.bundle import BundleResult
@@ -136,3 +137,22 @@ def test_keep_in_mirror_yaml_is_checked(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "lockmirror", "validate"], cwd=tmp_path,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "keep" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_doit_bundle_prunes_to_bundle_keep_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror import doit_tasks
+
+    make_project(tmp_path)
+    with (tmp_path / "mirror.yaml").open("a") as handle:
+        handle.write("bundle:\n  keep: 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
+    first = bundle(tmp_path, tmp_path / "dist")  # what an earlier run left
+    write_tree(tmp_path / "dist-index", {"index.html": b"<html>next</html>\n"})
+    doit_tasks._bundle(doit_tasks.Project(tmp_path / "mirror.yaml"))
+    out = capsys.readouterr().out
+    assert "bundle: removed 1 older bundle (2 files, " in out and first.path.name in out
+    assert not first.path.exists() and not first.checksums.exists()
