@@ -3,7 +3,9 @@
 ``build_bundle`` writes ``<out>/lockmirror-<name>-<content id>.tar`` (a delta:
 ``...-<content id>.delta.tar``) and ``<that>.sha256`` (``sha256sum -c``
 format). With ``split`` the tar is cut into volumes ``.tar.001``,
-``.tar.002``, ... and the ``.sha256`` file lists each volume's hash.
+``.tar.002``, ... and the ``.sha256`` file lists each volume's hash. With
+``keep`` the mirror's older bundles in ``<out>`` beyond that many are then
+removed (:mod:`lockmirror.stages.bundle_retention`).
 
 Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
 
