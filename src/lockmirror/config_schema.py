@@ -261,6 +261,11 @@ class RetentionConfig(_Strict):
     over_size: Literal["warn", "fail"] = "warn"
 
 
+class BundleConfig(_Strict):
+    keep: int = Field(3, ge=0, description="bundles of this mirror kept in paths.dist, the one "
+                      "just written included; older ones are removed (0: keep all)")
+
+
 class MirrorConfig(_Strict):
     version: Literal[1]
     name: str = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -271,6 +276,7 @@ class MirrorConfig(_Strict):
     publish: dict[str, Destination] = Field(default_factory=dict)
     paths: PathsConfig = Field(default_factory=lambda: PathsConfig())
     retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
+    bundle: BundleConfig = Field(default_factory=lambda: BundleConfig())
 
     # Filled by load_config: where the file is, for resolving relative paths.
     # defer_build: schemas are built on first use, so commands that touch one

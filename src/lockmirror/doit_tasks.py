@@ -308,6 +308,9 @@ def _bundle(project: Project) -> None:
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")
+    removed = result.removed.summary()
+    if removed:
+        print(f"bundle: {removed}")
 
 
 def bundle_task(project: Project) -> TaskDict:

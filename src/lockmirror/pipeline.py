@@ -125,10 +125,11 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
 def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,
            since: Path | None = None, split: str | None = None, key: Path | None = None,
            tool: bool | None = None, source_date_epoch: int | None = None,
-           progress: Progress | None = None) -> BundleResult:
+           keep: int | None = None, progress: Progress | None = None) -> BundleResult:
     """Write the reproducible bundle of the index (default ``paths.index``)
     into ``out`` (default ``paths.dist``); tool wheels cached under
-    ``paths.cache`` (:func:`lockmirror.stages.toolwheels.tool_wheel_cache`)."""
+    ``paths.cache`` (:func:`lockmirror.stages.toolwheels.tool_wheel_cache`);
+    older bundles beyond ``keep`` (default ``bundle.keep``) removed."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
@@ -143,7 +144,8 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
-                        cache_dir=loaded.cache_dir, progress=progress)
+                        cache_dir=loaded.cache_dir, progress=progress,
+                        keep=loaded.config.bundle.keep if keep is None else keep)
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:

@@ -3,7 +3,9 @@
 ``build_bundle`` writes ``<out>/lockmirror-<name>-<content id>.tar`` (a delta:
 ``...-<content id>.delta.tar``) and ``<that>.sha256`` (``sha256sum -c``
 format). With ``split`` the tar is cut into volumes ``.tar.001``,
-``.tar.002``, ... and the ``.sha256`` file lists each volume's hash.
+``.tar.002``, ... and the ``.sha256`` file lists each volume's hash. With
+``keep`` the mirror's older bundles in ``<out>`` beyond that many are then
+removed (:mod:`lockmirror.stages.bundle_retention`).
 
 Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
 
@@ -16,8 +18,8 @@ Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
     lockfiles/pylock.<set>.toml
     tool/*.whl           lockmirror's wheel and its dependencies' wheels
     index/...            the dist-index tree, ``index/manifest.json`` included
-                         (a delta carries only files the base lacks, plus
-                         every page and the new manifest)
+                         (a delta carries only the files whose bytes the
+                         base lacks, and the new manifest)
 
 Reproducible: members in a fixed order (the head above, then sorted), GNU
 tar headers without pax records, mtime from ``SOURCE_DATE_EPOCH`` (else the
@@ -69,6 +71,7 @@ from ..formats.bundle_format import (
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..fsutil import atomic_write, sha256_bytes
 from ..gitutil import run_git
+from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
 from .toolwheels import collect_tool_wheels
 
@@ -96,6 +99,7 @@ class BundleResult:
     epoch_source: str
     tool_wheels: int
     changed: bool
+    removed: Removed = Removed()  # older bundles taken out of ``out_dir``
 
     @property
     def path(self) -> Path:
@@ -106,7 +110,7 @@ class BundleResult:
 def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_dir: Path,
                  name: str, since: Path | None = None, split: int | str | None = None,
                  key: Path | None = None, source_date_epoch: int | None = None,
-                 tool: bool | None = None, cache_dir: Path | None = None,
+                 tool: bool | None = None, cache_dir: Path | None = None, keep: int = 0,
                  progress: Progress | None = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
@@ -116,17 +120,18 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     lockmirror's wheels (default: in full bundles, not in deltas), with the
     dependency wheels cached in :func:`lockmirror.stages.toolwheels.tool_wheel_cache`
     of ``cache_dir``, the project's cache directory (``paths.cache``).
+    ``keep`` > 0 then removes this mirror's older bundles from ``out_dir``
+    beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
 
     Every index file is taken at the sha256 and size manifest.json gives
-    them, and every byte of it is hashed as it is copied: a file that rotted
-    in the build tree fails here, not at import on the far side.
+    them; its size is checked, its bytes are not re-hashed: the import
+    hashes every member against bundle.json (:mod:`.bundle_tar`).
 
     Raises LockmirrorError (or BundleError) when an input is missing, an
-    index file does not match the manifest, or pip cannot fetch the tool's
-    dependencies; nothing is left in ``out_dir`` then. Costs one read and two
-    sha256 passes (the member's, the volume's) over every carried byte; an
-    existing identical bundle is recognised from its first member and left
-    alone.
+    index file is not of the manifest's size, or pip cannot fetch the tool's
+    dependencies; nothing is left in ``out_dir`` then. Costs one read and one
+    sha256 pass (the volume's) over every carried byte; an existing
+    identical bundle is recognised from its first member and left alone.
     """
     if not re.fullmatch(NAME_PATTERN, name):
         raise LockmirrorError(f"bad bundle name {name!r}", hint="letters, digits, '.', '_', '-'")
@@ -155,6 +160,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     checksums_path = out_dir / f"{info.filename}.sha256"
 
     def result(digests: Sequence[str], changed: bool) -> BundleResult:
+        """The bundle is complete: the older ones beyond ``keep`` go."""
+        removed = prune_bundles(out_dir, name, current=info.filename, keep=keep)
         return BundleResult(
             parts=tuple(out_dir / n for n in names), checksums=checksums_path,
             sha256=tuple(digests), content_id=info.content_id, kind=kind,
@@ -163,11 +170,13 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
             index_files_total=len(manifest.files), signed=signature is not None,
             source_date_epoch=epoch, epoch_source=epoch_source,
             tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
-            changed=changed)
+            changed=changed, removed=removed)
 
     current = _existing_digests(out_dir, names, checksums_path, layout.total_size,
                                 volume_size, info_bytes, signature, epoch)
     if current is not None:
+        if keep:
+            os.utime(checksums_path)  # the newest bundle, for the next prune
         return result(current, changed=False)
     if progress:
         progress(f"writing {info.filename} ({layout.total_size} bytes, {len(ordered)} members)")
@@ -217,14 +226,15 @@ def load_base_manifest(since: Path) -> tuple[Manifest, str]:
 
 def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], str | None]:
     """The index files to carry and the sha256 of the base manifest (None for a
-    full bundle): all of them, or for a delta every page plus the files whose
-    bytes the base lacks."""
+    full bundle): all of them, or for a delta the files whose bytes the base
+    lacks (new or changed; the importer takes the rest from the base by
+    sha256, pages included)."""
     if since is None:
         return dict(manifest.files), None
     base, base_sha = load_base_manifest(since)
     have = {entry.sha256 for entry in base.files.values()}
     return {path: entry for path, entry in manifest.files.items()
-            if _is_page(path) or entry.sha256 not in have}, base_sha
+            if entry.sha256 not in have}, base_sha
 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
@@ -317,13 +327,6 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
             or (head.signature or "").encode() != (signature or b"")):
         return None
     return tuple(digest for _, digest in listed)
-
-
-def _is_page(path: str) -> bool:
-    """Index pages (HTML/JSON, constraints, lockfiles) travel in every delta;
-    only artifacts and their metadata under ``files/`` are left out when the
-    far side has them."""
-    return not path.startswith("files/")
 
 
 def _readme(info: BundleInfo) -> bytes:
