@@ -52,7 +52,7 @@ class Tree:
     unsynced: list[str] = field(default_factory=list)  # written, not yet flushed to disk
     can_link: bool = True
     made_dirs: set[str] = field(default_factory=set)
-    old_by_dir: dict[str, list[str]] = field(default_factory=dict)
+    old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # by keep(), on first use
 
     @classmethod
     def open(cls, out_dir: Path, store_root: Path, *, trusted: bool) -> Tree:
