@@ -199,6 +199,31 @@ def test_the_tool_set_is_locked_like_any_set(tool_project: ToolProject,
     assert all(store.has(sha) for sha in tool_project.chosen.values())
 
 
+def test_doit_locks_fetches_and_bundles_the_tool_set_too(tool_project: ToolProject,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import doit_tasks
+
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
+    monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
+    project = doit_tasks.Project(tool_project.root / "mirror.yaml")
+    lock = {task["name"]: task for task in doit_tasks.lock_tasks(project)}
+    assert sorted(lock) == ["core", TOOL_SET]
+    assert all(check() for check in lock[TOOL_SET]["uptodate"])  # no network when current
+    tool_lockfile = str(tool_project.root / "lockfiles" / f"pylock.{TOOL_SET}.toml")
+    fetch = doit_tasks.fetch_task(project)
+    assert tool_lockfile in fetch["file_dep"] and tool_lockfile in \
+        doit_tasks.bundle_task(project)["file_dep"]
+    assert fetch["uptodate"][0]()
+    wheel = Store(tool_project.root / ".store").path(sorted(tool_project.chosen.values())[0])
+    moved = wheel.with_name(wheel.name + ".aside")
+    wheel.rename(moved)
+    try:
+        assert not fetch["uptodate"][0]()  # a tool wheel missing from the store: fetch runs
+    finally:
+        moved.rename(wheel)
+
+
 def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
         tool_project: ToolProject) -> None:
     with tarfile.open(tool_project.bundle) as tar:

@@ -341,7 +341,8 @@ def _readme(info: BundleInfo) -> bytes:
     tool = (f"""\
 2. Install lockmirror with no network. Its wheels (tool/) are for
    {info.tool_python}
-   (and newer glibc); pip picks those of the Python and platform it runs on:
+   (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
+   pip picks the wheels of the Python and platform it runs on:
      tar -xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
      python3 -m venv lockmirror-venv
      cd {stem}/
