@@ -84,12 +84,14 @@ def test_tool_targets_are_the_supported_ones_plus_the_build_machine() -> None:
         "  old:\n    python: '3.10'\n    platforms: [manylinux_2_28_x86_64]\n"
         "  arm:\n    python: '3.12'\n    platforms: [manylinux_2_28_aarch64]\n"
         "  arm-musl:\n    python: '3.12'\n    platforms: [musllinux_1_2_aarch64]\n"
-        "  mac:\n    python: '3.13'\n    platforms: [macosx_11_0_arm64]\n",
-        "  a:\n    requirements: [six]\n    targets: [old, arm, mac]\n"
+        "  mac:\n    python: '3.13'\n    platforms: [macosx_11_0_arm64]\n"
+        "  win:\n    python: '3.12'\n    platforms: [win_amd64]\n",
+        "  a:\n    requirements: [six]\n    targets: [old, arm, mac, win]\n"
         "  b:\n    requirements: [six]\n    targets: [arm-musl]\n"))
     targets = tool_targets(config)
-    # 3.10 is older than lockmirror's Requires-Python; a musllinux target a marker cannot
-    # tell from the manylinux one is left out; this machine is no listed target
+    # 3.10 is older than lockmirror's Requires-Python; lockmirror does not run on Windows;
+    # a musllinux target a marker cannot tell from the manylinux one is left out; this
+    # machine is no listed target
     assert list(targets) == ["arm", "mac", BUILD_MACHINE]
     assert targets[BUILD_MACHINE].python == HOST_PYTHON
     assert targets[BUILD_MACHINE].platforms == [HOST_PLATFORM]

@@ -78,14 +78,16 @@ def build_machine_target() -> TargetConfig | None:
 
 def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
     """The targets the tool set is locked for: mirror.yaml's targets whose
-    Python lockmirror supports on every patch release, then the build machine
-    (:data:`BUILD_MACHINE`). A target a marker cannot tell apart from one
+    Python lockmirror supports on every patch release, on a POSIX platform
+    (lockmirror locks files with ``flock``: not Windows), then the build
+    machine (:data:`BUILD_MACHINE`). A target a marker cannot tell apart from one
     already chosen is left out (two sets of mirror.yaml may keep such targets
     apart; one lockfile cannot): the build machine, when a target is it, and
     a musllinux target beside a manylinux one of the same Python and machine."""
     supported = requires_python()
     candidates = [(name, spec) for name, spec in config.targets.items()
-                  if spec.target(name).allows_python(supported) is Truth.ALWAYS]
+                  if spec.target(name).allows_python(supported) is Truth.ALWAYS
+                  and spec.target(name).environment()["sys_platform"] != "win32"]
     host = build_machine_target()
     if host is not None and BUILD_MACHINE not in config.targets:
         candidates.append((BUILD_MACHINE, host))
