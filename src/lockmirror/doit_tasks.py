@@ -123,7 +123,7 @@ def load(path: str = "mirror.yaml") -> Project:
     broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
     try:
         return Project(path)
-    except ConfigError as error:
+    except LockmirrorError as error:  # a broken mirror.yaml, a bad LOCKMIRROR_TOOL_WHEELS
         _report(error)
         raise SystemExit(2) from None
 

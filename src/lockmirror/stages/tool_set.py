@@ -15,7 +15,7 @@ lockmirror``. Those dependency wheels are a set like any other, named
 * the fetch stage downloads what that lockfile names into the store,
   verified by sha256 like every other file;
 * the bundle stage carries, for each target, the wheel of each package an
-  installer there picks (:func:`lockmirror.toolwheels.choose_tool_wheels`).
+  installer there picks (:func:`choose_tool_wheels`), out of the store.
 
 The tool set is not part of the index: the mirror serves the sets of
 mirror.yaml only. With ``LOCKMIRROR_TOOL_WHEELS=installed`` there is no tool
@@ -116,7 +116,7 @@ def tool_loaded(loaded: LoadedConfig) -> LoadedConfig:
         raise ConfigError([f"{loaded.path}: targets: none has a Python lockmirror supports "
                            f"({requires_python()}), and the build machine cannot be named as a "
                            "target; set LOCKMIRROR_TOOL_WHEELS=installed or bundle --no-tool"])
-    spec = SetConfig(description="lockmirror and its runtime dependencies (the bundle's tool/)",
+    spec = SetConfig(description="lockmirror's runtime dependencies (the bundle's tool/)",
                      requirements=tool_requirements())
     derived = config.model_copy(update={"sets": {TOOL_SET: spec}, "targets": targets})
     return LoadedConfig(derived, loaded.path, loaded.text)
