@@ -51,7 +51,7 @@ class Project:
         except OSError:
             raw = b""
         names = sorted(set(re.findall(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)))
-        names += [b"LOCKMIRROR_STORE", b"LOCKMIRROR_CACHE"]
+        names += [b"LOCKMIRROR_STORE", b"LOCKMIRROR_CACHE", b"LOCKMIRROR_TOOL_WHEELS"]
         digest = hashlib.sha256(raw)
         for name in names:
             digest.update(b"\0" + name + b"=" + os.environ.get(name.decode(), "\0").encode())
@@ -60,8 +60,9 @@ class Project:
         # must not reuse one (lockfile is imported by the lock tasks anyway)
         from . import __version__
         from .formats.lockfile import LOCK_FORMAT
+        from .stages.toolwheels import tool_fingerprint
 
-        digest.update(f"\0{__version__}\0{LOCK_FORMAT}".encode())
+        digest.update(f"\0{__version__}\0{LOCK_FORMAT}\0{tool_fingerprint()}".encode())
         self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
                               / f"{digest.hexdigest()[:32]}.json")
         self.summary = self._read_summary() or self._make_summary()
@@ -75,14 +76,18 @@ class Project:
 
     def _make_summary(self) -> dict[str, Any]:
         from .stages.lock import input_hash
+        from .stages.tool_set import TOOL_SET, tool_loaded, tool_set_locked
 
         loaded = self.loaded
         config = loaded.config
+        tool = tool_loaded(loaded) if tool_set_locked() else None
         summary = {
             "format": _SUMMARY_FORMAT,
             "sets": {name: {"input_hash": input_hash(loaded, name),
                             "lockfile": str(loaded.lockfile_path(name)),
                             "targets": config.set_targets(name)} for name in config.sets},
+            "tool": tool and {"name": TOOL_SET, "input_hash": input_hash(tool, TOOL_SET),
+                              "lockfile": str(tool.lockfile_path(TOOL_SET))},
             "publish": sorted(config.publish),
             "paths": {"store": str(loaded.store_dir), "index": str(loaded.index_dir),
                       "dist": str(loaded.dist_dir), "cache": str(loaded.cache_dir),
@@ -118,7 +123,7 @@ def load(path: str = "mirror.yaml") -> Project:
     broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
     try:
         return Project(path)
-    except ConfigError as error:
+    except LockmirrorError as error:  # a broken mirror.yaml, a bad LOCKMIRROR_TOOL_WHEELS
         _report(error)
         raise SystemExit(2) from None
 
@@ -190,10 +195,28 @@ def lock_tasks(project: Project) -> Iterator[TaskDict]:
             "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
             "verbosity": 2,
         }
+    tool = project.summary.get("tool")
+    if tool:  # lockmirror's own set: the bundle's tool wheels (stages/tool_set.py)
+        path, wanted = Path(tool["lockfile"]), tool["input_hash"]
+        yield {
+            "name": tool["name"],
+            "doc": f"resolve lockmirror's own dependencies into {path.name}",
+            "actions": [_action(_lock_one, project, tool["name"])],
+            "targets": [str(path)],
+            "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
+            "verbosity": 2,
+        }
 
 
 def lockfile_paths(project: Project) -> list[Path]:
-    return [project.lockfile_path(name) for name in project.set_names]
+    """Every set's lockfile, and lockmirror's own set's when it is locked."""
+    return [project.lockfile_path(name) for name in project.set_names] + tool_lockfile(project)
+
+
+def tool_lockfile(project: Project) -> list[Path]:
+    """lockmirror's own set's lockfile (stages/tool_set.py), if it is locked."""
+    tool = project.summary.get("tool")
+    return [Path(tool["lockfile"])] if tool else []
 
 
 # -- fetch -------------------------------------------------------------------
@@ -216,7 +239,7 @@ def fetch_task(project: Project) -> TaskDict:
     def store_complete() -> bool:
         from .stages.fetch import is_current
 
-        return is_current(project.loaded)
+        return is_current(project.loaded, also=tool_lockfile(project))
 
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",

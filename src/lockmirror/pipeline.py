@@ -50,18 +50,25 @@ if TYPE_CHECKING:  # the update loop's stages (issue 22)
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
          upgrade: Sequence[str] = (), upgrade_all: bool = False,
          jobs: int = 6) -> list[LockResult]:
-    """Resolve ``sets`` (default: every set) into their lockfiles."""
+    """Resolve ``sets`` (default: every set, and lockmirror's own set, the
+    bundle's tool wheels: :mod:`lockmirror.stages.tool_set`) into their lockfiles."""
     from .stages.lock import lock_sets
+    from .stages.tool_set import lock_scopes
 
-    return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs)
+    return [result for scope, names in lock_scopes(loaded, sets)
+            for result in lock_sets(scope, names, upgrade=upgrade, upgrade_all=upgrade_all,
+                                    jobs=jobs)]
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
           durable: bool = False) -> FetchSummary:
-    """Download every locked file into the store (``paths.store``)."""
+    """Download every locked file into the store (``paths.store``), the tool
+    set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`)."""
     from .stages.fetch import fetch_config
+    from .stages.tool_set import tool_lockfile_paths
 
-    return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable)
+    return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
+                        also=tool_lockfile_paths(loaded))
 
 
 def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
@@ -127,24 +134,29 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
            tool: bool | None = None, source_date_epoch: int | None = None,
            keep: int | None = None, progress: Progress | None = None) -> BundleResult:
     """Write the reproducible bundle of the index (default ``paths.index``)
-    into ``out`` (default ``paths.dist``); tool wheels cached under
-    ``paths.cache`` (:func:`lockmirror.stages.toolwheels.tool_wheel_cache`);
-    older bundles beyond ``keep`` (default ``bundle.keep``) removed."""
+    into ``out`` (default ``paths.dist``); the tool wheels from the store, as
+    the tool set's lockfile (current, else StaleLockError) chose them, or
+    repacked into ``paths.cache`` (:mod:`lockmirror.stages.toolwheels`); older
+    bundles beyond ``keep`` (default ``bundle.keep``) removed."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
     from .stages.bundle import build_bundle
+    from .stages.tool_set import check_tool_lock, tool_set_locked
 
     if split is not None:
         parse_size(split)  # a bad size fails before any work
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
+    if (tool if tool is not None else since is None) and tool_set_locked():
+        check_tool_lock(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
-                        cache_dir=loaded.cache_dir, progress=progress,
+                        cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
+                        progress=progress,
                         keep=loaded.config.bundle.keep if keep is None else keep)
 
 

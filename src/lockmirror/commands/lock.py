@@ -49,16 +49,20 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         from ..stages.lock import stale_sets
         from ..stages.lock_check import check_lockfiles
+        from ..stages.tool_set import lock_scopes
 
-        stale = stale_sets(loaded, args.sets)
+        scopes = lock_scopes(loaded, args.sets)  # mirror.yaml's sets, lockmirror's own
+        stale = {name: why for scope, names in scopes
+                 for name, why in stale_sets(scope, names).items()}
         if stale:
             lines = [f"set '{name}': {why}" for name, why in sorted(stale.items())]
             raise StaleLockError("stale lockfiles; run `doit lock` and commit the result:\n  "
                                  + "\n  ".join(lines))
-        report = check_lockfiles(loaded, args.sets, resolve=args.resolve)
-        how = "; re-resolved: identical" if report.resolved else ""
-        print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
-              f"{report.files} files match their sources' project pages{how})")
+        for scope, names in scopes:
+            report = check_lockfiles(scope, names, resolve=args.resolve)
+            how = "; re-resolved: identical" if report.resolved else ""
+            print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
+                  f"{report.files} files match their sources' project pages{how})")
         return 0
     if args.upgrade_vulnerable:
         return _upgrade_vulnerable(args, loaded)

@@ -110,7 +110,8 @@ class BundleResult:
 def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_dir: Path,
                  name: str, since: Path | None = None, split: int | str | None = None,
                  key: Path | None = None, source_date_epoch: int | None = None,
-                 tool: bool | None = None, cache_dir: Path | None = None, keep: int = 0,
+                 tool: bool | None = None, cache_dir: Path | None = None,
+                 store_dir: Path | None = None, keep: int = 0,
                  progress: Progress | None = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
@@ -118,8 +119,9 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     delta; ``split`` (bytes or ``700M``/``4G``) cuts volumes; ``key`` (an
     Ed25519 private key, OpenSSH or PEM) signs bundle.json. ``tool`` carries
     lockmirror's wheels (default: in full bundles, not in deltas), with the
-    dependency wheels cached in :func:`lockmirror.stages.toolwheels.tool_wheel_cache`
-    of ``cache_dir``, the project's cache directory (``paths.cache``).
+    dependency wheels the tool set's lockfile chose, from the store at
+    ``store_dir`` (or, ``LOCKMIRROR_TOOL_WHEELS=installed``, repacked into
+    ``cache_dir``): :func:`lockmirror.stages.toolwheels.collect_tool_wheels`.
     ``keep`` > 0 then removes this mirror's older bundles from ``out_dir``
     beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
 
@@ -144,7 +146,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
-        cache_dir=cache_dir, progress=progress)
+        cache_dir=cache_dir, store_dir=store_dir, progress=progress)
     info = _describe(members, BundleInfo(
         name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
@@ -239,7 +241,8 @@ def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
             mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
-            cache_dir: Path | None, progress: Progress | None) -> tuple[list[Member], str | None]:
+            cache_dir: Path | None, store_dir: Path | None,
+            progress: Progress | None) -> tuple[list[Member], str | None]:
     """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
     members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
     lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
@@ -253,7 +256,8 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         if progress:
             progress("collecting lockmirror's wheels")
         with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
-            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress)
+            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress,
+                                         lockfile_dir=lockfile_dir, store_dir=store_dir)
             members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
                         for path in sorted(wheels.wheels, key=lambda p: p.name)]
         tool_python = wheels.python
@@ -338,10 +342,17 @@ def _readme(info: BundleInfo) -> bytes:
              f"(check with: sha256sum /srv/mirror/manifest.json).\n\n"
              if info.kind == DELTA else "")
     tool = (f"""\
-2. Install lockmirror with no network (its wheels are for {info.tool_python}):
-     tar xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
+2. Install lockmirror with no network. Its wheels (tool/) are for
+   {info.tool_python}
+   (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
+   pip picks the wheels of the Python and platform it runs on:
+     tar -xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
      python3 -m venv lockmirror-venv
-     lockmirror-venv/bin/pip install --no-index --find-links {stem}/{TOOL_DIR} lockmirror
+     cd {stem}/
+     ../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
+     cd ..
+   Another Python or platform, or one older than lockmirror needs: "No matching
+   distribution"; check and unpack the bundle by hand instead (below).
 """ if info.tool_python else """\
 2. This bundle does not carry lockmirror's own wheels (deltas leave them out):
    use the lockmirror installed from a full bundle.
@@ -360,9 +371,31 @@ lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lock
    Clients: pip install --index-url http://HOST/simple/ PACKAGE
 5. Re-check the mirror at any time: lockmirror verify /srv/mirror
 
-To check the members by hand, extract the tar and, in its directory, run
-     sha256sum -c {SUMS_NAME}
-"""
+{_by_hand(stem, info.kind)}"""
     return text.encode()
 
 
+def _by_hand(stem: str, kind: str) -> str:
+    """README.txt's path for a far side without lockmirror: coreutils, tar and
+    OpenSSH's ``ssh-keygen -Y verify`` (the signature is SSHSIG)."""
+    if kind == DELTA:
+        return ("Without lockmirror: a delta applies only with `lockmirror import`; check\n"
+                f"the bundle by hand with sha256sum -c {stem}.sha256 only.\n")
+    return f"""\
+Without lockmirror (no Python it runs on): check and unpack by hand with coreutils,
+tar and OpenSSH 8.1 or newer, in the directory holding the bundle and its .sha256
+(a split bundle: cat {stem}.tar.0* | tar -xf - instead of tar -xf):
+     sha256sum -c {stem}.sha256
+     tar -xf {stem}.tar
+     cd {stem}/
+   A signed bundle (bundle.json.sig is in it): the signer's public key file beside
+   the bundle, signer.pub (one line, "ssh-ed25519 AAAA... comment"), checks bundle.json:
+     printf 'signer %s\\n' "$(cat ../signer.pub)" > ../allowed_signers
+     ssh-keygen -Y verify -f ../allowed_signers -I signer -n {signing.NAMESPACE} \\
+         -s {SIGNATURE_NAME} < {INFO_NAME}
+   Every member, against the list of sha256 that bundle.json pins:
+     grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME}
+     sha256sum -c --quiet {SUMS_NAME}
+   Then index/ is the mirror: copy it to /srv/mirror and serve it with any static web
+   server.
+"""

@@ -60,6 +60,8 @@ from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..config import LoadedConfig
 
 RETRIES = 4  # the session's (urllib3) retries, and resumes of a broken-off body
@@ -72,10 +74,11 @@ FREE_SPACE_MARGIN = 64 << 20
 def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = None,
                  max_workers: int = 8, progress: FetchProgress | None = None,
                  environ: Mapping[str, str] | None = None,
-                 durable: bool = False) -> FetchSummary:
+                 durable: bool = False, also: Sequence[Path] = ()) -> FetchSummary:
     """:func:`fetch` for a loaded ``mirror.yaml``: the lockfile of every set,
     the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
-    the sources from their environment variables.
+    the sources from their environment variables; ``also``: more lockfiles
+    (the tool set's, :mod:`lockmirror.stages.tool_set`).
 
     Raises StaleLockError when a set has no lockfile yet, UrlPolicyError when
     a lockfile names a URL no declared source may serve (before anything is
@@ -84,23 +87,24 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     """
     from ..formats.url_policy import read_checked_lockfiles
 
-    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)]
+    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)] + list(also)
     lockfiles = read_checked_lockfiles(paths, loaded.config.sources)  # each parsed once
     return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)
 
 
-def is_current(loaded: LoadedConfig) -> bool:
-    """Whether every file the lockfiles of ``loaded`` need is in its store.
+def is_current(loaded: LoadedConfig, also: Sequence[Path] = ()) -> bool:
+    """Whether every file the lockfiles of ``loaded`` (and ``also``) need is in its store.
 
     The cheap up-to-date check for a task runner: reads the lockfiles and
     ``stat``s one path per file; no network, no hashing. False when a
     lockfile is missing or unreadable (the fetch itself then says why).
     """
     try:
-        lockfiles = [Lockfile.read(loaded.lockfile_path(name))
-                     for name in sorted(loaded.config.sets)]
+        lockfiles = [Lockfile.read(path) for path in
+                     [*(loaded.lockfile_path(name) for name in sorted(loaded.config.sets)),
+                      *also]]
     except LockmirrorError:
         return False
     return not missing(plan(lockfiles), Store(loaded.store_dir))
