@@ -24,7 +24,7 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
 from .errors import ConfigError, LockmirrorError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, format_size
 
 if TYPE_CHECKING:
 
@@ -125,21 +125,23 @@ def load(path: str = "mirror.yaml") -> Project:
 
 def _report(error: Exception) -> TaskFailed:
     """Print ``error`` as one line on stderr (a ConfigError: its lines) and
-    return the failed task: doit's one place that reports an error."""
+    return the failed task: doit's one place that reports an error. The
+    TaskFailed is not reported again by doit (``report=False``): each error
+    is printed once, and doit still exits 1."""
     if isinstance(error, ConfigError):
         print(str(error), file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0])
+        return TaskFailed(str(error).splitlines()[0], report=False)
     if isinstance(error, LockmirrorError):
         print(f"lockmirror: error: {error}", file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0])
+        return TaskFailed(str(error).splitlines()[0], report=False)
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
-        return TaskFailed(f"{where}{error.strerror or error}")
+        return TaskFailed(f"{where}{error.strerror or error}", report=False)
     line = (str(error).splitlines() or [""])[0][:300]
     print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
           "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-    return TaskFailed(f"internal error: {type(error).__name__}")
+    return TaskFailed(f"internal error: {type(error).__name__}", report=False)
 
 
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
@@ -306,7 +308,7 @@ def verify_alias_task() -> TaskDict:
 def _bundle(project: Project) -> None:
     result = pipeline.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
-    print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
+    print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")
 
 
