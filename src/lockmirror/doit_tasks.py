@@ -74,7 +74,7 @@ class Project:
         return data if isinstance(data, dict) and data.get("format") == _SUMMARY_FORMAT else None
 
     def _make_summary(self) -> dict[str, Any]:
-        from .stages.lock import input_hash
+        from .stages.lock_inputs import input_hash
 
         loaded = self.loaded
         config = loaded.config
@@ -168,7 +168,14 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    for result in pipeline.lock(project.loaded, [set_name]):
+    from .commands.lock import LockLine
+
+    line = LockLine(sys.stderr)
+    try:
+        results = pipeline.lock(project.loaded, [set_name], progress=line)
+    finally:
+        line.close()
+    for result in results:
         state = "written" if result.written else "unchanged"
         print(f"{result.path}: {len(result.lockfile.packages)} packages for "
               f"{len(result.lockfile.targets)} targets ({state})")

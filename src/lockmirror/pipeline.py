@@ -35,17 +35,21 @@ if TYPE_CHECKING:
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.lock_watch import LockProgress
 
 Progress = Callable[[str], None]
 
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
          upgrade: Sequence[str] = (), upgrade_all: bool = False,
-         jobs: int = 6) -> list[LockResult]:
-    """Resolve ``sets`` (default: every set) into their lockfiles."""
+         jobs: int = 6, progress: Callable[[LockProgress], None] | None = None
+         ) -> list[LockResult]:
+    """Resolve ``sets`` (default: every set) into their lockfiles; ``progress``
+    sees each resolution start, look at another project and end."""
     from .stages.lock import lock_sets
 
-    return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs)
+    return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs,
+                     progress=progress)
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,

@@ -7,13 +7,14 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
 
 if TYPE_CHECKING:
     from ..stages.lock import LockResult
+    from ..stages.lock_watch import LockProgress
 
 NAME = "lock"
 HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or --check them)"
@@ -58,12 +59,50 @@ def run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     started = time.monotonic()
-    results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
-                          upgrade_all=args.upgrade is not None and not args.upgrade,
-                          jobs=args.jobs)
+    line = LockLine(sys.stderr)
+    try:
+        results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
+                                upgrade_all=args.upgrade is not None and not args.upgrade,
+                                jobs=args.jobs, progress=line)
+    finally:
+        line.close()
     print_results(results)
     print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+class LockLine:
+    """The live line of a lock on ``stream``: rewritten in place on a terminal
+    (at most every ``tty_interval`` seconds), else a line when a resolution
+    ends and at most every ``interval`` seconds in between (CI logs)."""
+
+    def __init__(self, stream: TextIO, *, interval: float = 10.0,
+                 tty_interval: float = 0.1) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._interval = tty_interval if self._tty else interval
+        self._last = -self._interval
+        self._shown = False
+
+    def __call__(self, event: LockProgress) -> None:
+        now = time.monotonic()
+        if not event.finished and now - self._last < self._interval:
+            return
+        self._last = now
+        text = f"lock: {event.describe()}"
+        if self._tty:
+            self._stream.write(f"\r\x1b[K{text}")
+            self._shown = True
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Clear the live line (a terminal) so what follows starts on a clean line."""
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._shown = False
 
 
 def print_results(results: Sequence[LockResult]) -> None:
