@@ -388,6 +388,37 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
         }
 
 
+# -- gc (not part of build) ---------------------------------------------------------
+
+
+def _gc(project: Project, dry_run: bool, shared_store: bool) -> None:
+    from .commands.gc import print_result
+
+    print_result(pipeline.gc(project.loaded, dry_run=dry_run, shared_store=shared_store),
+                 each=dry_run)
+
+
+def gc_task(project: Project) -> TaskDict:
+    """`doit gc [--dry-run] [--shared-store]`: what `lockmirror gc` does."""
+    def collect(dry_run: bool, shared_store: bool) -> TaskFailed | None:
+        return _action(_gc, project, dry_run, shared_store)()
+
+    return {
+        "doc": "remove store files and cached metadata no current lockfile needs, and "
+               "check-install leftovers; says the bytes freed (--dry-run: only list)",
+        "actions": [(collect,)],
+        "params": [
+            {"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
+             "help": "list what would be removed; remove nothing"},
+            {"name": "shared_store", "long": "shared-store", "type": bool, "default": False,
+             "help": "also collect a store given by $LOCKMIRROR_STORE (by this mirror's "
+                     "lockfiles alone)"},
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
 # -- mutation (not part of build) --------------------------------------------------
 
 

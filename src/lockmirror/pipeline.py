@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
     from .stages.fetch import FetchProgress, FetchSummary
+    from .stages.gc import GcResult
     from .stages.index import IndexResult
     from .stages.lock import LockResult
     from .stages.lock_watch import LockProgress
@@ -145,3 +146,10 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
     return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
                               break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
                               progress=progress)
+
+
+def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False) -> GcResult:
+    """Remove from the store and the caches what no current lockfile needs."""
+    from .stages.gc import collect_garbage
+
+    return collect_garbage(loaded, dry_run=dry_run, shared_store=shared_store)
