@@ -148,7 +148,7 @@ def prune_installers(cache: Path, keep: Sequence[Installer] = INSTALLERS) -> lis
 
 # What a check-install run leaves in its work directory, never needed by the next:
 # the run directory, and the venvs, uv cache and requirement files of the layout
-# before issue 14 (433 MB after one build of the bundled mirror.yaml).
+# before issue 14 (hundreds of MiB after one build of the bundled mirror.yaml).
 _LEFTOVERS = ("run", "venv-*", "uv-cache", "requirements-*.txt")
 
 
