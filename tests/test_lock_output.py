@@ -126,3 +126,16 @@ def test_lock_check_names_the_input_that_changed(
     lockfile.write_text(recorded.replace(digest, "0" * 64))
     assert why().endswith("(the lockfile itself: its input-hash was edited (the inputs it "
                           "records match mirror.yaml))")
+
+
+@pytest.mark.parametrize(("requirements", "named"), [
+    ("[beta, no-such-project]", "no-such-project"),  # an unknown project: its line
+    ("\n      - beta\n      - left\n      - right", "- left"),  # a conflict: the first side
+])
+def test_other_lock_errors_are_placed_too(tmp_path: Path, fixture_index: FixtureIndex,
+                                          requirements: str, named: str) -> None:
+    path = write_mirror(tmp_path, fixture_index, f"  u:\n    requirements: {requirements}\n")
+    with pytest.raises(LockmirrorError) as info:
+        lock_sets(load_config(path))
+    assert str(info.value).startswith(f"mirror.yaml:{line_of(path, named)}: set 'u', target '")
+    assert named.lstrip("- ") in str(info.value)
