@@ -94,6 +94,11 @@ def test_upgrade_refuses_unknown_names_with_the_nearest_and_pinned_packages(
                           "--config", str(path)], capture_output=True, text=True, check=False)
     assert cli.returncode == 1 and "no set locks a package named 'urlib3'" in cli.stderr
     assert "(unchanged)" not in cli.stdout and "Traceback" not in cli.stderr
+    cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "alpha",
+                          "--config", str(path)], capture_output=True, text=True, check=False)
+    assert cli.returncode == 0, cli.stderr
+    assert "upgrade alpha: stays at 1.1, 2.0 in set 'k' (the newest its requirements and the " \
+           "policy allow)" in cli.stdout
 
 
 def test_lock_check_names_the_input_that_changed(

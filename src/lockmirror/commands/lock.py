@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+
+from packaging.utils import canonicalize_name
 
 from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     started = time.monotonic()
+    before = _versions(loaded.lockfile_path(name) for name in args.sets or loaded.config.sets
+                       ) if args.upgrade else {}  # read only to say where named pins moved
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
@@ -67,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         line.close()
     print_results(results)
+    for text in upgrade_outcomes(args.upgrade or (), before, results):
+        print(text)
     print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
 
@@ -103,6 +110,45 @@ class LockLine:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
             self._shown = False
+
+
+def upgrade_outcomes(names: Iterable[str], before: dict[tuple[str, str], set[str]],
+                     results: Sequence[LockResult]) -> list[str]:
+    """For each ``--upgrade`` name and set that locks it: where it moved, or that it
+    stayed (the newest version its requirements and the policy allow)."""
+    after = _versions(r.path for r in results)
+    lines = []
+    for name in names:
+        wanted = canonicalize_name(name)
+        for result in results:
+            old = before.get((result.set_name, wanted), set())
+            new = after.get((result.set_name, wanted), set())
+            if not new:
+                continue
+            if old == new:
+                lines.append(f"upgrade {name}: stays at {', '.join(sorted(new))} in set "
+                             f"'{result.set_name}' (the newest its requirements and the "
+                             "policy allow)")
+            else:
+                lines.append(f"upgrade {name}: {', '.join(sorted(old)) or 'new'} -> "
+                             f"{', '.join(sorted(new))} in set '{result.set_name}'")
+    return lines
+
+
+def _versions(paths: Iterable[Path]) -> dict[tuple[str, str], set[str]]:
+    """(set, package) -> the versions its lockfile pins (unreadable lockfiles: none)."""
+    from ..formats.lockfile import Lockfile
+
+    found: dict[tuple[str, str], set[str]] = {}
+    for path in paths:
+        try:
+            lockfile = Lockfile.read(path)
+        except (LockmirrorError, OSError):
+            continue
+        for package in lockfile.packages:
+            found.setdefault((lockfile.set_name, str(package.name)), set()).add(
+                str(package.version))
+    return found
 
 
 def print_results(results: Sequence[LockResult]) -> None:

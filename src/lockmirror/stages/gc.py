@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from .fetch import plan
 from .installers import stale_work
 
 __all__ = ["GcResult", "Removal", "collect_garbage", "referenced"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,15 @@ def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
 
 
 def _store_files(store: Store, needed: frozenset[str]) -> Iterator[Removal]:
-    """Store files whose name (their sha256) no lockfile names."""
+    """Store files whose name (their sha256) no lockfile names. Other names (a
+    temporary file a writer is about to rename) are not the store's: kept."""
     top = store.root / "sha256"
     if not top.is_dir():
         return
     for prefix in sorted(p for p in top.iterdir() if p.is_dir()):
         for entry in sorted(prefix.iterdir()):
-            if entry.is_file() and prefix.name + entry.name not in needed:
+            digest = prefix.name + entry.name
+            if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
                 yield Removal(entry, "store file", disk_bytes(entry))
 
 
@@ -164,7 +169,7 @@ def _keyed_by_sha256(directory: Path, needed: frozenset[str]) -> Iterator[Remova
         return
     for entry in sorted(directory.iterdir()):
         digest = entry.name.split(".", 1)[0]
-        if entry.is_file() and len(digest) == 64 and digest not in needed:
+        if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
             yield Removal(entry, "cached metadata", disk_bytes(entry))
 
 
