@@ -157,7 +157,9 @@ def start_seaweed(workdir: Path) -> S3Server:
                                             "filer", "filer.grpc", "s3", "s3.grpc")}
     argv = [str(BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-dir={workdir / 'data'}", "-filer", "-s3", f"-s3.config={config}",
-            "-volume.max=100", "-master.volumeSizeLimitMB=32"]
+            "-volume.max=100", "-master.volumeSizeLimitMB=32",
+            # the catalog servers default to fixed ports (8181, 9101): parallel runs collide
+            "-s3.port.iceberg=0", "-s3.port.lance=0"]
     for name, port in ports.items():  # "volume.grpc" -> -volume.port.grpc=N
         service, _, grpc = name.partition(".")
         argv.append(f"-{service}.port{'.grpc' if grpc else ''}={port}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +87,25 @@ def format_size(size: int, *, signed: bool = False) -> str:
         if value < 1024 or unit == "GiB":
             break
     return f"{sign}{value:.1f} {unit}"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """``700M``, ``4G``, ``1.5GiB``, ``650MB``, ``123456`` -> bytes.
+
+    K/M/G/T and KiB/MiB/... are powers of 1024; KB/MB/... powers of 1000.
+    Raises ValueError for anything else."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 700M, 4G, 50GiB, 650MB)")
+    number, unit, suffix = match.groups()
+    power = "KMGT".find(unit.upper()) + 1 if unit else 0
+    base = 1000 if suffix and suffix.lower() == "b" else 1024
+    return int(float(number) * base ** power)
 
 
 def plural(count: int, noun: str) -> str:

@@ -32,11 +32,13 @@ if TYPE_CHECKING:
     from .stages.audit import AuditReport
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
+    from .stages.disk_usage import Usage
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.gc import GcResult
     from .stages.index import IndexResult
     from .stages.lock import LockResult
     from .stages.lock_watch import LockProgress
+    from .stages.retention import Retention
 
 Progress = Callable[[str], None]
 
@@ -61,12 +63,19 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
     return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable)
 
 
-def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
-          state_dir: Path | None = None,
+def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
+          store: Path | None = None, out: Path | None = None, title: str | None = None,
+          mirror_yaml: Path | None = None, quarantine: Path | None = None,
+          full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases
     (``exclude`` replaces the list: quarantine's dry run).
+
+    Each of ``lockfiles``, ``store``, ``out``, ``title``, ``mirror_yaml`` and
+    ``quarantine`` given replaces what mirror.yaml says; with ``loaded`` None
+    (no mirror.yaml) the first three are required, and only the URL rules that
+    need no declared source apply. A ``quarantine`` given must exist.
 
     The only writer of ``dist-index/``: quarantine runs this too. Every
     lockfile it parses is refused unless its file URLs lie under a declared
@@ -75,12 +84,21 @@ def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
     from .formats.url_policy import UrlRule
     from .stages.index import DEFAULT_TITLE, build_index
 
-    lockfiles = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    return build_index(lockfiles, loaded.store_dir, out or loaded.index_dir,
-                       mirror_yaml=loaded.path, title=loaded.config.name or DEFAULT_TITLE,
-                       full=full, exclude=(quarantined(loaded.quarantine_path) if exclude is None
-                                else exclude),
-                       state_dir=state_dir, url_rule=UrlRule(tuple(loaded.config.sources)))
+    sources = None
+    quarantine_path = quarantine
+    if loaded is not None:
+        lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
+        store, out = store or loaded.store_dir, out or loaded.index_dir
+        mirror_yaml, title = mirror_yaml or loaded.path, title or loaded.config.name
+        quarantine_path = quarantine or loaded.quarantine_path
+        sources = tuple(loaded.config.sources)
+    if not lockfiles or store is None or out is None:
+        raise ValueError("index without mirror.yaml needs lockfiles, store and out")
+    if exclude is None:  # a mistyped --quarantine must not publish what it keeps out
+        exclude = quarantined(quarantine_path, required=quarantine is not None)
+    return build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
+                       title=title or DEFAULT_TITLE, full=full, exclude=exclude,
+                       state_dir=state_dir, url_rule=UrlRule(sources))
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
@@ -125,6 +143,50 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
                         cache_dir=loaded.cache_dir, progress=progress)
+
+
+def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
+    """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
+    and the store's metadata: file name -> bytes, one per set plus
+    ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
+    lockfiles' last commit, else no timestamp."""
+    from . import __version__
+    from .formats.store import Store
+    from .formats.url_policy import read_checked_lockfiles
+    from .gitutil import run_git
+    from .stages.bundle import resolve_source_date_epoch
+    from .stages.sbom import sbom_documents
+
+    names = loaded.chosen_sets(sets)
+    lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
+                                       loaded.config.sources)
+    commit = run_git(loaded.path.absolute().parent, "log", "-1", "--format=%H", "--",
+                     loaded.path.name, optional=True)
+    epoch, source = resolve_source_date_epoch(None, loaded.lockfile_dir)
+    return sbom_documents(lockfiles, Store(loaded.store_dir),
+                          mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
+                          commit=(commit or "").strip() or None,
+                          source_date_epoch=None if source.startswith("none") else epoch)
+
+
+def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
+    """The earlier lock revisions of every set that ``retention:`` keeps (git history)."""
+    from .stages.retention import retained_locks
+
+    rule = loaded.config.retention
+    return retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
+                          lock_revisions=rule.lock_revisions, days=rule.days, now=now)
+
+
+def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:
+    """The mirror's size per set, target and retained revision (from the lockfiles)."""
+    from .formats.url_policy import read_checked_lockfiles
+    from .stages.disk_usage import disk_usage as usage_of
+
+    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
+    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
+    kept = retention(loaded, now=now)
+    return usage_of({lockfile.set_name: lockfile for lockfile in current}, kept), kept
 
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,

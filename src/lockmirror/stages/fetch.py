@@ -53,9 +53,9 @@ import requests
 
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
-from ..formats.store import Store
+from ..formats.store import Store, store_write_error
 from ..fsutil import atomic_writer, format_size, plural
-from ..net.download import Downloader, Fatal, FetchItem, Stopped, store_write_error
+from ..net.download import Downloader, Fatal, FetchItem, Stopped
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
 
