@@ -105,7 +105,7 @@ def test_gc_refuses_without_every_lockfile_and_spares_a_shared_store(
     monkeypatch.setenv("LOCKMIRROR_STORE", str(loaded.store_dir))
     result = pipeline.gc(load_config(project))
     assert tree(loaded.store_dir) == store_before
-    assert result.skipped and "$LOCKMIRROR_STORE" in result.skipped[0]
+    assert any("$LOCKMIRROR_STORE" in note for note in result.skipped)
     assert pipeline.gc(load_config(project), shared_store=True, dry_run=True).removed
 
 
@@ -127,3 +127,36 @@ def test_gc_command_and_doit_task(project: Path) -> None:
     assert re.search(r"^gc: removed \d+ files \(.* freed\); \d+ store files a lockfile "
                      "needs kept$", done.stdout, re.MULTILINE), done.stdout
     assert tree(load_config(project).store_dir) != store_before
+
+
+def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:
+    """With the lockfiles in git, the previous lock (retention's default window) keeps
+    its files; a window of one revision lets them go."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(project.parent), *args], check=True,
+                       capture_output=True, env={**os.environ, "GIT_AUTHOR_NAME": "t",
+                                                 "GIT_AUTHOR_EMAIL": "t@example.org",
+                                                 "GIT_COMMITTER_NAME": "t",
+                                                 "GIT_COMMITTER_EMAIL": "t@example.org"})
+
+    loaded = load_config(project)
+    path = loaded.lockfile_path("q")
+    gamma = path.read_bytes()
+    project.write_text(project.read_text().replace("[gamma]", "[alpha]"))
+    pipeline.lock(load_config(project))  # alpha's lock, committed first
+    git("init", "-q")
+    git("add", "lockfiles")
+    git("commit", "-qm", "alpha")
+    path.write_bytes(gamma)
+    project.write_text(project.read_text().replace("[alpha]", "[gamma]"))
+    git("commit", "-qam", "gamma")
+    loaded = load_config(project)
+    store_before = tree(loaded.store_dir)
+    result = pipeline.gc(loaded)
+    assert not [r for r in result.removed if r.kind == "store file"]
+    assert tree(loaded.store_dir) == store_before
+    assert any(note.startswith("kept what q@") and "(the previous lock)" in note
+               for note in result.skipped)
+    project.write_text(project.read_text() + "retention: {lock_revisions: 1}\n")
+    result = pipeline.gc(load_config(project))
+    assert [r for r in result.removed if r.kind == "store file"]

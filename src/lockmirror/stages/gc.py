@@ -2,8 +2,9 @@
 
 Entry: :func:`collect_garbage` (``lockmirror gc``, ``doit gc``). What is
 needed is decided in one place, :func:`referenced`: every file, and each
-wheel's PEP 658 metadata, named by the lockfile of a set of ``mirror.yaml``.
-What is keyed by a sha256 outside it goes:
+wheel's PEP 658 metadata, named by the lockfile of a set of ``mirror.yaml``
+or by an earlier revision of it that ``retention:`` keeps (git history,
+:mod:`lockmirror.stages.retention`). What is keyed by a sha256 outside it goes:
 
 * store files ``<store>/sha256/ab/cdef...``, and partial downloads in
   ``<store>/tmp/`` that no fetch holds (a fetch keeps its partial under
@@ -29,6 +30,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import LoadedConfig
@@ -39,7 +41,7 @@ from ..fsutil import disk_bytes, format_size, plural
 from .fetch import plan
 from .installers import stale_work
 
-__all__ = ["GcResult", "Removal", "collect_garbage", "referenced"]
+__all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "referenced"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -54,11 +56,19 @@ class Removal:
 
 
 @dataclass(frozen=True)
+class Needed:
+    """What gc keeps: the sha256 of every needed file, and notes on how it was decided."""
+
+    sha256: frozenset[str]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GcResult:
     removed: tuple[Removal, ...]
-    kept: int  # store files a current lockfile needs
+    kept: int  # store files a lockfile in use needs
     dry_run: bool
-    skipped: tuple[str, ...] = ()  # what was left alone, and why
+    skipped: tuple[str, ...] = ()  # what was left alone, and why (retention's notes too)
 
     @property
     def freed(self) -> int:
@@ -71,14 +81,18 @@ class GcResult:
                 f"{done}); {plural(self.kept, 'store file')} a lockfile needs kept")
 
 
-def referenced(loaded: LoadedConfig) -> frozenset[str]:
-    """The sha256 of every file a current lockfile needs: each wheel and sdist
-    of the lockfile of every set of ``mirror.yaml``, and each wheel's PEP 658
-    metadata. The one rule of what gc keeps.
+def referenced(loaded: LoadedConfig, *, now: datetime | None = None) -> Needed:
+    """The sha256 of every file a lockfile in use needs: each wheel and sdist of
+    the lockfile of every set of ``mirror.yaml`` and of the earlier revisions
+    ``retention:`` keeps as of ``now``, and each wheel's PEP 658 metadata. The
+    one rule of what gc keeps.
 
     Raises StaleLockError naming a set that has no lockfile, InputError for a
-    lockfile that does not read: then what is needed is unknown.
+    lockfile that does not read: then what is needed is unknown. Costs a
+    parse of each lockfile and a few git processes per set.
     """
+    from .retention import retained_locks
+
     lockfiles = []
     for name in sorted(loaded.config.sets):
         path = loaded.lockfile_path(name)
@@ -87,7 +101,13 @@ def referenced(loaded: LoadedConfig) -> frozenset[str]:
                                  where=str(path), hint="run `lockmirror lock` first; nothing "
                                  "was removed")
         lockfiles.append(Lockfile.read(path))
-    return frozenset(item.sha256 for item in plan(lockfiles))
+    rule = loaded.config.retention
+    kept = retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
+                          lock_revisions=rule.lock_revisions, days=rule.days,
+                          now=now or datetime.now(UTC))
+    lockfiles += [revision.lockfile for revision in kept.kept]
+    notes = [f"kept what {revision.label} needs ({revision.reason})" for revision in kept.kept]
+    return Needed(frozenset(item.sha256 for item in plan(lockfiles)), (*kept.notes, *notes))
 
 
 def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
@@ -99,9 +119,10 @@ def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
     is removed, LockmirrorError when a path cannot be removed. Costs a read of
     every lockfile and a directory walk of the store and the caches.
     """
-    needed = referenced(loaded)
+    decided = referenced(loaded)
+    needed = decided.sha256
     store = Store(loaded.store_dir)
-    skipped: list[str] = []
+    skipped: list[str] = list(decided.notes)
     found: list[Removal] = []
     if os.environ.get("LOCKMIRROR_STORE") and not shared_store:
         skipped.append(f"the store {store.root} ($LOCKMIRROR_STORE) may be shared with other "
