@@ -65,7 +65,13 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     (cache / "http" / "wheel-metadata" / f"{'c' * 64}.METADATA").write_bytes(b"m" * 7)
     (cache / "verify" / "venv-3" / "lib").mkdir(parents=True)  # an old check-install's
     (cache / "verify" / "venv-3" / "lib" / "f").write_bytes(b"v" * 5)
-    expected = sum(p.stat().st_size for p in garbage) + 100 + 7 + 5
+    from lockmirror.stages.toolwheels import current_cache_keys
+
+    tools = cache / "tool-wheels"
+    for key in ("0123456789abcdef", *current_cache_keys()):  # another lockmirror's, ours
+        (tools / key).mkdir(parents=True)
+        (tools / key / "pins.txt").write_bytes(b"t" * 3)
+    expected = sum(p.stat().st_size for p in garbage) + 100 + 7 + 5 + 3
 
     fd = os.open(held, os.O_RDWR)
     try:
@@ -77,14 +83,15 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
         done = pipeline.gc(loaded)
     finally:
         os.close(fd)
-    assert done.freed == expected and len(done.removed) == len(garbage) + 3
-    assert done.describe() == (f"removed {len(garbage) + 3} files ({format_size(expected)} "
+    assert done.freed == expected and len(done.removed) == len(garbage) + 4
+    assert done.describe() == (f"removed {len(garbage) + 4} items ({format_size(expected)} "
                                f"freed); {len(needed)} store files a lockfile needs kept")
     assert not any(p.exists() for p in garbage)
     assert all(store.has(item.sha256, item.size) for item in needed)  # never what is needed
     assert sorted(p.name for p in store.temp_dir().iterdir()) == sorted(
         [f"{needed[0].sha256}.partial", held.name])
     assert not (cache / "verify" / "venv-3").exists()
+    assert sorted(p.name for p in tools.iterdir()) == sorted(current_cache_keys())
     assert [r.path for r in pipeline.gc(loaded).removed] == [held]  # released: it goes now
     assert pipeline.gc(loaded).removed == ()  # idempotent
     assert not pipeline.fetch(loaded).downloaded  # the store still has all it needs
@@ -124,7 +131,7 @@ def test_gc_command_and_doit_task(project: Path) -> None:
                           cwd=project.parent, capture_output=True, text=True, env=env,
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^gc: removed \d+ files \(.* freed\); \d+ store files a lockfile "
+    assert re.search(r"^gc: removed \d+ items \(.* freed\); \d+ store files a lockfile "
                      "needs kept$", done.stdout, re.MULTILINE), done.stdout
     assert tree(load_config(project).store_dir) != store_before
 

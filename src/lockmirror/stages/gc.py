@@ -12,7 +12,9 @@ or by an earlier revision of it that ``retention:`` keeps (git history,
 * the caches keyed by an artifact's sha256: wheel metadata ``lock`` read
   (``<cache>/http/wheel-metadata/``) and the build backends' answers for
   sdists (``<cache>/build/metadata/``);
-* what check-install runs left (:func:`lockmirror.stages.installers.stale_work`).
+* what check-install runs left (:func:`lockmirror.stages.installers.stale_work`);
+* tool-wheel caches of dependency sets this lockmirror no longer bundles
+  (:func:`lockmirror.stages.toolwheels.current_cache_keys`).
 
 A store given by ``$LOCKMIRROR_STORE`` may be shared with other mirrors, whose
 lockfiles gc cannot see: it is left alone unless ``shared_store=True``. A set
@@ -75,9 +77,9 @@ class GcResult:
         return sum(r.freed for r in self.removed)
 
     def describe(self) -> str:
-        """``removed 3 files (1.2 MiB freed); 40 store files a lockfile needs kept``."""
+        """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``."""
         verb, done = ("would remove", "would be freed") if self.dry_run else ("removed", "freed")
-        return (f"{verb} {plural(len(self.removed), 'file')} ({format_size(self.freed)} "
+        return (f"{verb} {plural(len(self.removed), 'item')} ({format_size(self.freed)} "
                 f"{done}); {plural(self.kept, 'store file')} a lockfile needs kept")
 
 
@@ -136,6 +138,7 @@ def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
     found += [Removal(path, "check-install leftover", disk_bytes(path))
               for path in stale_work(cache / "verify")]
+    found += _old_tool_wheels(cache, skipped)
     if not dry_run:
         for removal in found:
             if removal.kind != "partial download":  # removed under their lock already
@@ -192,6 +195,24 @@ def _keyed_by_sha256(directory: Path, needed: frozenset[str]) -> Iterator[Remova
         digest = entry.name.split(".", 1)[0]
         if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
             yield Removal(entry, "cached metadata", disk_bytes(entry))
+
+
+def _old_tool_wheels(cache: Path, notes: list[str]) -> list[Removal]:
+    """Tool-wheel cache directories of dependency sets this lockmirror no longer
+    bundles (each another lockmirror version's or Python's); kept when unsure."""
+    from .toolwheels import current_cache_keys, tool_wheel_cache
+
+    top = tool_wheel_cache(cache)
+    if not top.is_dir():
+        return []
+    try:
+        wanted = current_cache_keys()
+    except LockmirrorError as error:
+        notes.append(f"{top} left alone: {error.message}")
+        return []
+    return [Removal(entry, "old tool wheels", disk_bytes(entry))
+            for entry in sorted(top.iterdir())
+            if entry.is_dir() and not entry.name.startswith(".") and entry.name not in wanted]
 
 
 def _remove(path: Path) -> None:
