@@ -7,9 +7,14 @@ Entries:
   index client (each page and metadata file fetched once) and run
   concurrently. Its steps follow it; merging the targets' resolutions into
   one lockfile is :mod:`lockmirror.stages.lock_merge`.
-- :func:`input_hash` — the hash of what shapes a set's lock; recorded in the
-  lockfile, so "is it current?" needs no network and no doit database.
+- :func:`input_hash` (from :mod:`lockmirror.stages.lock_inputs`) — the hash of
+  what shapes a set's lock; recorded in the lockfile with its named parts, so
+  "is it current?" needs no network and no doit database, and a stale one says
+  which input changed.
 - :func:`stale_sets` — the ``lock --check`` gate.
+
+What a person sees while it runs and when it fails (progress events, errors at
+their mirror.yaml line, ``--upgrade`` names checked) is :mod:`lockmirror.stages.lock_watch`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
     from ..resolve.candidates import Candidate, CandidateFilter, TargetContext
     from ..resolve.policy import ExceptionUse, PolicyEngine
     from ..resolve.resolver import Resolution
+
+__all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "stale_sets"]
 
 
 @dataclass(frozen=True)
