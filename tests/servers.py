@@ -207,7 +207,8 @@ class PypiServer:
                 entry.unlink()
 
 
-def start_pypiserver(workdir: Path) -> PypiServer:
+def start_pypiserver(workdir: Path, authenticate: str = "update,download,list") -> PypiServer:
+    """pypiserver with an htpasswd file; ``authenticate``: the actions that need it."""
     from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]
 
     packages = workdir / "packages"
@@ -218,7 +219,7 @@ def start_pypiserver(workdir: Path) -> PypiServer:
     port = free_port()
     process = ServerProcess("pypiserver", [
         str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port),
-        "-P", str(workdir / "htpasswd"), "-a", "update,download,list", "--disable-fallback",
+        "-P", str(workdir / "htpasswd"), "-a", authenticate, "--disable-fallback",
         str(packages)], workdir)
     url = f"http://127.0.0.1:{port}/"
     process.wait_until(lambda: requests.get(url + "health", timeout=1).status_code == 200)

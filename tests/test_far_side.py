@@ -261,14 +261,19 @@ def test_work_dir_keeps_only_the_installer_copies(mirror: FixtureMirror,
                                                   tmp_path: Path) -> None:
     work = tmp_path / "verify"
     (work / "venv-0" / "lib").mkdir(parents=True)  # what the old layout left behind
+    (work / "venv-0" / "lib" / "big").write_bytes(b"x" * 3072)
     (work / "uv-cache").mkdir()
     (work / "installers" / "pip-1.0").mkdir(parents=True)  # no longer in the matrix
     (work / "installers" / "notes.txt").write_text("not an installer copy: kept\n")
     shutil.copytree(installer("pip 26.3"), work / "installers" / "pip-26.3")
+    said: list[str] = []
     report = verify_closure(mirror.out, sets=["extra"], transports=["file://"],
                             installers=["pip 26.3"], work_dir=work,
-                            installer_cache=work / "installers")
+                            installer_cache=work / "installers", progress=said.append)
     assert report.ok, [c.describe() for c in report.failures]
+    # and says so, once, with what it freed
+    assert said[0] == ("removed what earlier runs left and no run needs: venv-0, uv-cache, "
+                       "installers/pip-1.0 (3.0 KiB freed)")
     assert sorted(p.name for p in work.iterdir()) == ["installers"]
     assert sorted(p.name for p in (work / "installers").iterdir()) == ["notes.txt", "pip-26.3"]
     assert prune_installers(work / "installers", []) == [work / "installers" / "pip-26.3"]

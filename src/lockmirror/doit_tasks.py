@@ -24,7 +24,7 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
 from .errors import ConfigError, LockmirrorError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, format_size
 
 if TYPE_CHECKING:
 
@@ -75,7 +75,7 @@ class Project:
         return data if isinstance(data, dict) and data.get("format") == _SUMMARY_FORMAT else None
 
     def _make_summary(self) -> dict[str, Any]:
-        from .stages.lock import input_hash
+        from .stages.lock_inputs import input_hash
         from .stages.tool_set import TOOL_SET, tool_loaded, tool_set_locked
 
         loaded = self.loaded
@@ -130,21 +130,23 @@ def load(path: str = "mirror.yaml") -> Project:
 
 def _report(error: Exception) -> TaskFailed:
     """Print ``error`` as one line on stderr (a ConfigError: its lines) and
-    return the failed task: doit's one place that reports an error."""
+    return the failed task: doit's one place that reports an error. The
+    TaskFailed is not reported again by doit (``report=False``): each error
+    is printed once, and doit still exits 1."""
     if isinstance(error, ConfigError):
         print(str(error), file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0])
+        return TaskFailed(str(error).splitlines()[0], report=False)
     if isinstance(error, LockmirrorError):
         print(f"lockmirror: error: {error}", file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0])
+        return TaskFailed(str(error).splitlines()[0], report=False)
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
-        return TaskFailed(f"{where}{error.strerror or error}")
+        return TaskFailed(f"{where}{error.strerror or error}", report=False)
     line = (str(error).splitlines() or [""])[0][:300]
     print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
           "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-    return TaskFailed(f"internal error: {type(error).__name__}")
+    return TaskFailed(f"internal error: {type(error).__name__}", report=False)
 
 
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
@@ -171,7 +173,14 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    for result in pipeline.lock(project.loaded, [set_name]):
+    from .commands.lock import LockLine
+
+    line = LockLine(sys.stderr)
+    try:
+        results = pipeline.lock(project.loaded, [set_name], progress=line)
+    finally:
+        line.close()
+    for result in results:
         state = "written" if result.written else "unchanged"
         print(f"{result.path}: {len(result.lockfile.packages)} packages for "
               f"{len(result.lockfile.targets)} targets ({state})")
@@ -329,7 +338,7 @@ def verify_alias_task() -> TaskDict:
 def _bundle(project: Project) -> None:
     result = pipeline.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
-    print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
+    print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")
     removed = result.removed.summary()
     if removed:
@@ -403,6 +412,37 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
             "uptodate": [False],
             "verbosity": 2,
         }
+
+
+# -- gc (not part of build) ---------------------------------------------------------
+
+
+def _gc(project: Project, dry_run: bool, shared_store: bool) -> None:
+    from .commands.gc import print_result
+
+    print_result(pipeline.gc(project.loaded, dry_run=dry_run, shared_store=shared_store),
+                 each=dry_run)
+
+
+def gc_task(project: Project) -> TaskDict:
+    """`doit gc [--dry-run] [--shared-store]`: what `lockmirror gc` does."""
+    def collect(dry_run: bool, shared_store: bool) -> TaskFailed | None:
+        return _action(_gc, project, dry_run, shared_store)()
+
+    return {
+        "doc": "remove store files and cached metadata no current lockfile needs, and "
+               "check-install leftovers; says the bytes freed (--dry-run: only list)",
+        "actions": [(collect,)],
+        "params": [
+            {"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
+             "help": "list what would be removed; remove nothing"},
+            {"name": "shared_store", "long": "shared-store", "type": bool, "default": False,
+             "help": "also collect a store given by $LOCKMIRROR_STORE (by this mirror's "
+                     "lockfiles alone)"},
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
 
 
 # -- mutation (not part of build) --------------------------------------------------

@@ -111,3 +111,23 @@ def parse_size(text: str | int) -> int:
 def plural(count: int, noun: str) -> str:
     """``1 file``, ``2 files``: a count for messages, beside :func:`format_size`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes removing ``path`` (a file or a whole tree) gives back: the sizes of
+    its files that have no other hard link. Symlinks are not followed."""
+    try:
+        stat = path.lstat()
+    except FileNotFoundError:
+        return 0
+    if not path.is_dir() or path.is_symlink():
+        return stat.st_size if stat.st_nlink <= 1 else 0
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                found = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            total += found.st_size if found.st_nlink <= 1 else 0
+    return total

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from .stages.check_install import VerifyReport
     from .stages.disk_usage import Usage
     from .stages.fetch import FetchProgress, FetchSummary
+    from .stages.gc import GcResult
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.lock_watch import LockProgress
     from .stages.retention import Retention
 
 Progress = Callable[[str], None]
@@ -49,15 +51,18 @@ if TYPE_CHECKING:  # the update loop's stages (issue 22)
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
          upgrade: Sequence[str] = (), upgrade_all: bool = False,
-         jobs: int = 6) -> list[LockResult]:
+         jobs: int = 6, progress: Callable[[LockProgress], None] | None = None
+         ) -> list[LockResult]:
     """Resolve ``sets`` (default: every set, and lockmirror's own set, the
-    bundle's tool wheels: :mod:`lockmirror.stages.tool_set`) into their lockfiles."""
+    bundle's tool wheels: :mod:`lockmirror.stages.tool_set`) into their
+    lockfiles; ``progress`` sees each resolution start, look at another project
+    and end. ``upgrade`` names reach lockmirror's own set only where it locks them."""
     from .stages.lock import lock_sets
-    from .stages.tool_set import lock_scopes
+    from .stages.tool_set import lock_scopes, upgrade_names
 
     return [result for scope, names in lock_scopes(loaded, sets)
-            for result in lock_sets(scope, names, upgrade=upgrade, upgrade_all=upgrade_all,
-                                    jobs=jobs)]
+            for result in lock_sets(scope, names, upgrade=upgrade_names(scope, loaded, upgrade),
+                                    upgrade_all=upgrade_all, jobs=jobs, progress=progress)]
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
@@ -223,6 +228,13 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
     return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
                               break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
                               progress=progress)
+
+
+def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False) -> GcResult:
+    """Remove from the store and the caches what no current lockfile needs."""
+    from .stages.gc import collect_garbage
+
+    return collect_garbage(loaded, dry_run=dry_run, shared_store=shared_store)
 
 
 # -- the update loop: what is behind, the smallest security move, the bump PR, advisories

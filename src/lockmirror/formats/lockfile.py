@@ -120,6 +120,9 @@ class Lockfile:
     # target -> why the build backends of its sdists could not be asked what they
     # need at build time (their static [build-system] requires are locked anyway)
     backend_not_asked: Mapping[str, str] = field(default_factory=dict)
+    # the input hash's parts, each hashed alone (lockmirror.stages.lock_inputs), so
+    # `lock --check` can name the input that changed
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
     # -- queries -----------------------------------------------------------
 
@@ -184,6 +187,8 @@ class Lockfile:
             tool["exceptions-used"] = [dict(sorted(e.items())) for e in self.exceptions_used]
         if self.backend_not_asked:
             tool["backend-not-asked"] = dict(sorted(self.backend_not_asked.items()))
+        if self.inputs:
+            tool["inputs"] = dict(sorted(self.inputs.items()))
         lock = Pylock(
             lock_version=Version(LOCK_VERSION),
             environments=[Marker(t.marker) for t in self.targets],
@@ -270,6 +275,7 @@ class Lockfile:
             exceptions_used=tuple(tool.get("exceptions-used", ())),
             build_groups=tuple(pylock.dependency_groups or ()),
             backend_not_asked=dict(tool.get("backend-not-asked", {})),
+            inputs=dict(tool.get("inputs", {})),
         )
 
     @classmethod
@@ -312,6 +318,8 @@ def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:
                 isinstance(v, str) for v in record.values()):
             raise TypeError("tool.lockmirror.exceptions-used holds a record that is not a "
                             "table of strings")
+    for key, digest in _expect(tool.get("inputs", {}), dict, "tool.lockmirror.inputs").items():
+        _expect(digest, str, f"tool.lockmirror.inputs.{key}")
     for name, spec in _expect(tool.get("targets"), dict, "tool.lockmirror.targets").items():
         where = f"tool.lockmirror.targets.{name}"
         _expect(spec, dict, where)

@@ -69,7 +69,7 @@ from ..formats.bundle_format import (
     read_index_manifest,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, format_size, sha256_bytes
 from ..gitutil import run_git
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
@@ -181,7 +181,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
             os.utime(checksums_path)  # the newest bundle, for the next prune
         return result(current, changed=False)
     if progress:
-        progress(f"writing {info.filename} ({layout.total_size} bytes, {len(ordered)} members)")
+        progress(f"writing {info.filename} ({format_size(layout.total_size)}, "
+                 f"{len(ordered)} members)")
     digests = layout.write(out_dir, names, volume_size)
     atomic_write(checksums_path, format_checksums(zip(names, digests, strict=True)))
     return result(digests, changed=True)

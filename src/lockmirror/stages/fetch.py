@@ -194,8 +194,11 @@ class FetchProgress(Protocol):
     """What the edge hands in to show progress. Calls are serialized by the
     stage (never concurrent), so implementations need no locking."""
 
-    def begin(self, files: int, total_bytes: int) -> None:
-        """Before the first download: how many files and bytes are missing."""
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
+        """Before the first download: how many artifacts (and their bytes) are
+        missing, and how many wheel metadata files (read out of their wheels
+        where they match, downloaded otherwise). ``file_done`` is called once
+        for each of the ``files + metadata``."""
 
     def advance(self, nbytes: int) -> None:
         """Bytes of a known-size file arrived (negative when a failed attempt's
@@ -290,13 +293,15 @@ def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
                             serialized, resumes=max(retries, 0), durable=durable)
     derived = 0
     try:
-        serialized.begin(len(todo), sum(item.size or 0 for item in todo))
+        artifacts = [i for i in todo if not i.is_metadata]
+        metadata = [i for i in todo if i.is_metadata]
+        serialized.begin(len(artifacts), sum(i.size or 0 for i in artifacts), len(metadata))
         # Artifacts first; then each wheel's metadata is read out of the wheel
         # just verified (its locked hash must match), and downloaded only when
         # that fails: no request, and no dependence on the upstream serving it.
-        _download_all(downloader, [i for i in todo if not i.is_metadata], workers)
+        _download_all(downloader, artifacts, workers)
         rest = []
-        for item in (i for i in todo if i.is_metadata):
+        for item in metadata:
             if _metadata_from_wheel(item, store):
                 derived += 1
                 serialized.file_done(item, False)
@@ -415,10 +420,10 @@ class _SerializedProgress:
         self._target = target
         self._lock = threading.Lock()
 
-    def begin(self, files: int, total_bytes: int) -> None:
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
         if self._target is not None:
             with self._lock:
-                self._target.begin(files, total_bytes)
+                self._target.begin(files, total_bytes, metadata)
 
     def advance(self, nbytes: int) -> None:
         if self._target is not None and nbytes:

@@ -51,7 +51,7 @@ from ..formats.bundle_format import (
     locate_bundle,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
-from ..fsutil import sha256_bytes
+from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_swap import (
@@ -182,7 +182,7 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         reuse = _reuse_plan(plan, into, current_sha)
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
-                     f"{reader.size} bytes) into {into}")
+                     f"{format_size(reader.size)}) into {into}")
         return result(True, _build_and_swap(reader, plan, reuse, source, into))
 
 

@@ -136,6 +136,22 @@ def lock_scopes(loaded: LoadedConfig, sets: Sequence[str] | None
     return scopes
 
 
+def upgrade_names(scope: LoadedConfig, loaded: LoadedConfig,
+                  names: Sequence[str]) -> list[str]:
+    """The ``--upgrade`` names for one scope of :func:`lock_scopes`: all of them for
+    mirror.yaml's sets (which refuse a name none of them locks), and for
+    lockmirror's own set only those its lockfile holds."""
+    if scope is loaded or not names:
+        return list(names)
+    from packaging.utils import canonicalize_name
+
+    from ..formats.lockfile import Lockfile
+
+    path = scope.lockfile_path(TOOL_SET)
+    locked = {p.name for p in Lockfile.read(path).packages} if path.exists() else set()
+    return [name for name in names if canonicalize_name(name) in locked]
+
+
 def tool_lockfile_paths(loaded: LoadedConfig) -> list[Path]:
     """The tool set's lockfile when the tool is a locked set, else none: what
     the fetch stage fetches beside the sets of mirror.yaml."""

@@ -156,13 +156,25 @@ def dependency_pins(requirements: list[str]) -> list[str]:
     return sorted(f"{name}=={version}" for name, version in seen.items())
 
 
+def dependency_cache_key(pins: list[str]) -> str:
+    """The name of the :func:`tool_wheel_cache` directory of one repacked dependency set."""
+    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": "installed"},
+                          sort_keys=True)
+    return hashlib.sha256(key_text.encode()).hexdigest()[:16]
+
+
+def current_cache_keys() -> set[str]:
+    """The cache key this lockmirror's repacked dependency wheels use; what ``gc``
+    keeps. Raises LockmirrorError when a dependency is not installed."""
+    pins = dependency_pins(runtime_requirements(metadata.distribution(PROJECT)))
+    return {dependency_cache_key(pins)}
+
+
 def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
                               progress: Callable[[str], None] | None) -> list[Path]:
     """This installation's distributions of ``pins`` repacked as wheels, once
     per pinned set and Python, into :func:`tool_wheel_cache` of ``cache_dir``."""
-    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": "installed"},
-                          sort_keys=True)
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    key = dependency_cache_key(pins)
     target = tool_wheel_cache(cache_dir) / key
     if not target.is_dir():
         if progress:
