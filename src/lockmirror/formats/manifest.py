@@ -162,8 +162,9 @@ def temporary_target(name: str) -> str | None:
 
 
 def scan_tree(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Manifest:
-    """Hash every regular file below ``root`` (sorted; symlinks are refused)."""
-    skip = set(exclude)
+    """Hash every regular file below ``root`` (sorted; symlinks are refused), but
+    ``exclude`` and an imported mirror's state (:data:`IMPORT_STATE`)."""
+    skip = set(exclude) | IMPORT_STATE
     files: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
