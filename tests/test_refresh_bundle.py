@@ -69,6 +69,11 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert main(["audit", "--mirror", str(far), "--now", "2024-10-10", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["findings"] == []
     assert pip_download(far, "vulny==1.0", tmp_path / "dl0").returncode == 0
+    # the same index with newer advisories is not a no-op: the snapshot is replaced
+    newer = bundle(mirror, tmp_path / "dist1b", "2024-10-10T13:00:00Z")
+    assert main(["import", str(newer), "--into", str(far)]) == 0
+    held = json.loads((far / ".lockmirror/advisories.json").read_text())
+    assert held["taken"] == "2024-10-10T13:00:00Z"
 
     # 2. a new advisory: the build side quarantines and writes a refresh bundle
     fixture_index.set_vulnerabilities("vulny", "1.0", VULNERABILITIES[("vulny", "1.0")])
@@ -103,6 +108,15 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     [finding] = json.loads(captured.out)["findings"]
     assert (finding["package"], finding["version"], finding["advisory"]) == (
         "vulny", "1.0", "PYSEC-2023-0001")
+
+    # a delta made against the last full bundle still applies onto the edited mirror
+    delta = tmp_path / "dist7"
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(delta),
+                 "--since", str(newer), "--source-date-epoch", "1700000000"]) == 0
+    [delta_tar] = delta.glob("*.tar")
+    assert main(["import", str(delta_tar), "--into", str(far)]) == 0
+    assert main(["verify", str(far)]) == 0 and not (far / VULNY_10).exists()
+    capsys.readouterr()
 
     # 4. an older refresh bundle is refused in one line; nothing changes
     older = bundle(mirror, tmp_path / "dist4", "2024-10-10T18:00:00Z", "--advisories-only",

@@ -86,6 +86,19 @@ def keep_bundle_state(reader: ConcatenatedReader, plan: ImportPlan, staging: Pat
     write_state(staging, BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
 
 
+def snapshot_current(plan: ImportPlan, into: Path) -> bool:
+    """Whether ``into`` already holds the advisory snapshot the bundle carries (or
+    the bundle carries none): a bundle of the same index with newer advisories
+    is not a no-op."""
+    item = next((m for m in plan.members if m.path == ADVISORIES_NAME), None)
+    if item is None:
+        return True
+    try:
+        return sha256_bytes((into / ADVISORIES).read_bytes()) == item.entry.sha256
+    except OSError:
+        return False
+
+
 def write_state(root: Path, rel: str, data: bytes) -> None:
     """One state file of the tree at ``root`` (atomically)."""
     (root / STATE_DIR).mkdir(exist_ok=True)

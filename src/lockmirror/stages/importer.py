@@ -54,7 +54,7 @@ from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
-from .import_state import bundle_manifest_sha256, keep_bundle_state
+from .import_state import bundle_manifest_sha256, keep_bundle_state, snapshot_current
 from .import_swap import (
     make_parents,
     old_dir,
@@ -177,7 +177,8 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
 
         current_sha = _manifest_sha256(into)
         if (current_sha == info.index_manifest_sha256
-                and check_tree(into, plan.manifest, hash_files=False).ok):
+                and check_tree(into, plan.manifest, hash_files=False).ok
+                and snapshot_current(plan, into)):
             check_outer_hashes(source)  # a no-op still proves the bundle it was given
             return result(False)
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
