@@ -9,6 +9,7 @@ real pip then installs from over ``file://``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -144,3 +145,34 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert main(["import", str(refresh), "--into", str(far)]) == 1
     assert "before those" in capsys.readouterr().err
     assert (far / VULNY_10).is_file()
+
+
+def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
+        mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-11", "--quarantine"]) == 1
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only")
+    # a byte changed inside advisories.json, the .sha256 made to match: bundle.json catches it
+    data = bytearray(refresh.read_bytes())
+    at = data.index(b'"taken": "2024-10-11')
+    data[at + 10:at + 14] = b"2099"
+    forged = tmp_path / "forged" / refresh.name
+    forged.parent.mkdir()
+    forged.write_bytes(bytes(data))
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    Path(f"{forged}.sha256").write_text(f"{digest}  {forged.name}\n")
+    before = (far / "manifest.json").read_bytes()
+    capsys.readouterr()
+    assert main(["import", str(forged), "--into", str(far)]) == 1
+    assert "advisories.json: sha256 does not match bundle.json" in capsys.readouterr().err
+    assert (far / "manifest.json").read_bytes() == before and (far / VULNY_10).is_file()
+    # a mirror imported before lockmirror kept its bundle's mirror.yaml: quarantined, not audited
+    (far / ".lockmirror/mirror.yaml").unlink()
+    assert main(["import", str(refresh), "--into", str(far)]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined now (out of the index): vulny==1.0" in out
+    assert "not re-audited: the mirror holds no mirror.yaml" in out
+    assert not (far / VULNY_10).exists() and main(["verify", str(far)]) == 0

@@ -114,7 +114,8 @@ def _kept_releases(mirror: Path, project: str, dropped: set[str]) -> list[Releas
                                                                else str(yanked)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockmirrorError(f"not the index's own project page ({exc.__class__.__name__})",
-                              where=str(path), hint="run `lockmirror verify` on the mirror")
+                              where=str(path),
+                              hint="run `lockmirror verify` on the mirror") from None
     return [Release(project, version, meta[version][0], meta[version][1], tuple(files))
             for version, files in by_version.items()]
 

@@ -58,8 +58,8 @@ from .import_extract import check_outer_hashes
 from .import_plan import _carried, _check_member, _check_signature, _read_members
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import ADVISORIES as STATE_ADVISORIES
+from .import_state import MIRROR_YAML, audit_imported, read_snapshot
 from .import_state import QUARANTINE as STATE_QUARANTINE
-from .import_state import audit_imported, read_snapshot
 from .import_swap import recover_interrupted_import, staging_dir
 
 Progress = Callable[[str], None]
@@ -78,7 +78,7 @@ class RefreshResult:
     new_advisories: tuple[str, ...]  # ids not in the previous snapshot
     quarantined: tuple[str, ...]    # every release on the imported list
     edit: TreeEdit                  # what left the index now
-    report: AuditReport
+    report: AuditReport | None      # None: no mirror.yaml of its bundle to audit under
     signed: bool
     signer: str | None
     recovered: str | None
@@ -132,8 +132,10 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             where=source.display)
     if progress:
         progress(f"refreshing {into} with advisories taken {snapshot.taken:{WHEN}}")
-    report = audit_imported(into, now=now, sources=AdvisoryDB(
-        [CoveringSnapshotSource(snapshot, where=where)]))
+    report = None  # a mirror imported before lockmirror kept its mirror.yaml: no policy
+    if (into / MIRROR_YAML).is_file():
+        report = audit_imported(into, now=now, sources=AdvisoryDB(
+            [CoveringSnapshotSource(snapshot, where=where)]))
     manifest = Manifest.read(into / MANIFEST_NAME)
     edit = plan_edit(into, manifest, listed.keys)
     apply_edit(into, manifest, edit, {STATE_ADVISORIES: members[ADVISORIES_NAME],
@@ -224,6 +226,10 @@ def render_refresh(result: RefreshResult) -> Iterable[str]:
     yield (f"import: quarantine list: {len(result.quarantined)} releases"
            + (f" ({', '.join(result.quarantined)})" if result.quarantined else ""))
     report = result.report
+    if report is None:
+        yield ("import: not re-audited: the mirror holds no mirror.yaml of its bundle (import "
+               "a full bundle with this lockmirror, then `lockmirror audit --mirror`)")
+        return
     for row in report.denied:
         yield f"import: audit: deny {row.release}: {row.advisory or row.rule}: {row.message}"
     yield (f"import: audit of {report.releases} imported releases: {len(report.denied)} "
