@@ -137,12 +137,15 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
 def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,
            since: Path | None = None, split: str | None = None, key: Path | None = None,
            tool: bool | None = None, source_date_epoch: int | None = None,
-           keep: int | None = None, progress: Progress | None = None) -> BundleResult:
+           keep: int | None = None, now: datetime | None = None,
+           progress: Progress | None = None) -> BundleResult:
     """Write the reproducible bundle of the index (default ``paths.index``)
     into ``out`` (default ``paths.dist``); the tool wheels from the store, as
     the tool set's lockfile (current, else StaleLockError) chose them, or
     repacked into ``paths.cache`` (:mod:`lockmirror.stages.toolwheels`); older
-    bundles beyond ``keep`` (default ``bundle.keep``) removed."""
+    bundles beyond ``keep`` (default ``bundle.keep``) removed. A full bundle
+    carries ``advisories.json``, the advisory snapshot taken at ``now``
+    (default: the clock), when ``policy.advisory_sources`` lists any."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
@@ -161,8 +164,22 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
                         cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
-                        progress=progress,
+                        progress=progress, extra=_bundle_snapshot(loaded, since, now),
                         keep=loaded.config.bundle.keep if keep is None else keep)
+
+
+def _bundle_snapshot(loaded: LoadedConfig, since: Path | None,
+                     now: datetime | None) -> list[tuple[str, bytes]]:
+    """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with
+    advisory sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
+    from datetime import UTC
+
+    from .formats.bundle_format import ADVISORIES_NAME
+
+    if since is not None or not loaded.config.policy.advisory_sources:
+        return []
+    snapshot = advisories(loaded, now=now or datetime.now(UTC))
+    return [(ADVISORIES_NAME, snapshot.dumps().encode())]
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
