@@ -120,6 +120,9 @@ class Lockfile:
     # target -> why the build backends of its sdists could not be asked what they
     # need at build time (their static [build-system] requires are locked anyway)
     backend_not_asked: Mapping[str, str] = field(default_factory=dict)
+    # candidates passed over because preparing their metadata failed (an sdist's
+    # build): {"target", "package", "version", "reason"}, sorted
+    skipped_builds: tuple[Mapping[str, str], ...] = ()
 
     # -- queries -----------------------------------------------------------
 
@@ -184,6 +187,8 @@ class Lockfile:
             tool["exceptions-used"] = [dict(sorted(e.items())) for e in self.exceptions_used]
         if self.backend_not_asked:
             tool["backend-not-asked"] = dict(sorted(self.backend_not_asked.items()))
+        if self.skipped_builds:
+            tool["skipped-builds"] = [dict(sorted(r.items())) for r in self.skipped_builds]
         lock = Pylock(
             lock_version=Version(LOCK_VERSION),
             environments=[Marker(t.marker) for t in self.targets],
@@ -270,6 +275,7 @@ class Lockfile:
             exceptions_used=tuple(tool.get("exceptions-used", ())),
             build_groups=tuple(pylock.dependency_groups or ()),
             backend_not_asked=dict(tool.get("backend-not-asked", {})),
+            skipped_builds=tuple(tool.get("skipped-builds", ())),
         )
 
     @classmethod
@@ -307,11 +313,12 @@ def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:
     _expect(tool["input-hash"], str, "tool.lockmirror.input-hash")
     _expect(tool.get("set", ""), str, "tool.lockmirror.set")
     _expect_strings(tool.get("requirements", []), "tool.lockmirror.requirements")
-    for record in _expect(tool.get("exceptions-used", []), list, "tool.lockmirror.exceptions-used"):
-        if not isinstance(record, dict) or not all(
-                isinstance(v, str) for v in record.values()):
-            raise TypeError("tool.lockmirror.exceptions-used holds a record that is not a "
-                            "table of strings")
+    for key in ("exceptions-used", "skipped-builds"):
+        for record in _expect(tool.get(key, []), list, f"tool.lockmirror.{key}"):
+            if not isinstance(record, dict) or not all(
+                    isinstance(v, str) for v in record.values()):
+                raise TypeError(f"tool.lockmirror.{key} holds a record that is not a "
+                                "table of strings")
     for name, spec in _expect(tool.get("targets"), dict, "tool.lockmirror.targets").items():
         where = f"tool.lockmirror.targets.{name}"
         _expect(spec, dict, where)

@@ -38,6 +38,19 @@ _MEMBERS = ("PKG-INFO", "pyproject.toml", "setup.py")
 Runner = Callable[..., None]
 
 
+class SdistBuildError(LockmirrorError):
+    """An sdist's PEP 517 backend could not be asked (its build requirements did
+    not install, or a hook failed): the resolver passes that candidate over.
+    ``filename`` is the sdist's, ``summary`` a short reason that names no
+    path (it goes into lockfiles); the message has the details."""
+
+    def __init__(self, message: str, *, filename: str, summary: str, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.filename = filename
+        self.summary = summary
+        super().__init__(message, where=where, hint=hint)
+
+
 class SdistMetadataSource:
     """Metadata and build requirements of sdists from ``client``'s sources; the
     isolated environments and cached answers live under ``work_dir``, and build
@@ -51,13 +64,17 @@ class SdistMetadataSource:
         self._archives: dict[str, bytes] = {}
         self._members_of: dict[str, dict[str, bytes]] = {}
         self._metadata: dict[str, CoreMetadata] = {}
+        self._failed: dict[str, SdistBuildError] = {}  # url -> its build's failure
 
     def metadata(self, file: DistFile) -> CoreMetadata:
-        """The sdist's core metadata (memoized). Raises LockmirrorError when its
-        backend fails, NetworkError / IntegrityError when it cannot be downloaded."""
+        """The sdist's core metadata (memoized, failures too: every target asks).
+        Raises SdistBuildError when its backend fails, NetworkError /
+        IntegrityError when it cannot be downloaded."""
         with self._lock:
             if file.url in self._metadata:
                 return self._metadata[file.url]
+            if file.url in self._failed:
+                raise self._failed[file.url]
         pkg_info = self._members(file).get("PKG-INFO")
         result: CoreMetadata | None = None
         if pkg_info is not None:
@@ -65,7 +82,12 @@ class SdistMetadataSource:
             if _static(parsed):
                 result = parsed
         if result is None:
-            metadata = self._backend_answers(file, want_metadata=True)[1]
+            try:
+                metadata = self._backend_answers(file, want_metadata=True)[1]
+            except SdistBuildError as error:
+                with self._lock:
+                    self._failed[file.url] = error
+                raise
             assert metadata is not None
             result = parse_metadata(metadata)
         with self._lock:
@@ -150,9 +172,12 @@ class SdistMetadataSource:
                     warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
                     return _ask_backend(source, root / "out", self._pip_environ(), want_metadata)
             except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
-                raise LockmirrorError(
+                # the one LockmirrorError in there is _install's
+                summary = ("its build requirements did not install"
+                           if isinstance(exc, LockmirrorError) else "its PEP 517 backend failed")
+                raise SdistBuildError(
                     f"cannot ask the build backend of {file.filename}: {exc}".splitlines()[0],
-                    where=file.url,
+                    filename=file.filename, summary=summary, where=file.url,
                     hint="its PEP 517 backend failed; pin a version with wheels or static "
                          "metadata") from None
 
