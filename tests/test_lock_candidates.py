@@ -84,6 +84,12 @@ def test_a_failed_sdist_build_skips_the_candidate_and_is_recorded(
                for w in result.warnings)
     assert Lockfile.read(result.path).skipped_builds == records
     assert "[[tool.lockmirror.skipped-builds]]" in result.path.read_text()
+    # the failure is remembered by the sdist's sha256: the next lock does not build again
+    fixture_index.reset_counts()
+    result.path.unlink()
+    [again] = lock_sets(loaded)
+    assert again.lockfile.skipped_builds == records
+    assert not [r.path for r in fixture_index.requests if "fixture-backend" in r.path]
 
 
 def test_the_lock_fails_only_when_no_candidate_is_left(tmp_path: Path,

@@ -38,6 +38,10 @@ _MEMBERS = ("PKG-INFO", "pyproject.toml", "setup.py")
 Runner = Callable[..., None]
 
 
+BACKEND_FAILED = "its PEP 517 backend failed"
+REQUIREMENTS_FAILED = "its build requirements did not install"
+
+
 class SdistBuildError(LockmirrorError):
     """An sdist's PEP 517 backend could not be asked (its build requirements did
     not install, or a hook failed): the resolver passes that candidate over.
@@ -143,17 +147,29 @@ class SdistMetadataSource:
                          want_metadata: bool) -> tuple[list[str], bytes | None]:
         """The backend's build requirements (and METADATA if wanted), kept on
         disk by the sdist's sha256 (the same bytes always give the same
-        answers), so a backend runs at most once per sdist and question."""
+        answers), so a backend runs at most once per sdist and question.
+        A backend that failed is remembered the same way (its build
+        requirements installed, so the failure is the sdist's own): it is
+        not run again until ``<cache>/build`` is deleted."""
         base = self.work_dir / "metadata" / file.sha256 if file.sha256 else None
         requires_path = base.with_suffix(".requires.json") if base else None
         metadata_path = base.with_suffix(".METADATA") if base else None
+        failed_path = base.with_suffix(".failed.json") if base else None
         with _BUILD_LOCK:
+            if failed_path is not None and failed_path.exists():
+                raise _remembered_failure(failed_path, file)
             if requires_path is not None and metadata_path is not None and requires_path.exists():
                 if not want_metadata:
                     return json.loads(requires_path.read_text()), None
                 if metadata_path.exists():
                     return json.loads(requires_path.read_text()), metadata_path.read_bytes()
-            requires, metadata = self._run_backend(file, want_metadata)
+            try:
+                requires, metadata = self._run_backend(file, want_metadata)
+            except SdistBuildError as error:
+                if failed_path is not None and error.summary == BACKEND_FAILED:
+                    atomic_write(failed_path, json.dumps({"message": error.message,
+                                                          "hint": error.hint}))
+                raise
             if requires_path is not None and metadata_path is not None:
                 atomic_write(requires_path, json.dumps(requires))
                 if metadata is not None:
@@ -173,8 +189,8 @@ class SdistMetadataSource:
                     return _ask_backend(source, root / "out", self._pip_environ(), want_metadata)
             except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
                 # the one LockmirrorError in there is _install's
-                summary = ("its build requirements did not install"
-                           if isinstance(exc, LockmirrorError) else "its PEP 517 backend failed")
+                summary = (REQUIREMENTS_FAILED if isinstance(exc, LockmirrorError)
+                           else BACKEND_FAILED)
                 raise SdistBuildError(
                     f"cannot ask the build backend of {file.filename}: {exc}".splitlines()[0],
                     filename=file.filename, summary=summary, where=file.url,
@@ -186,6 +202,17 @@ class SdistMetadataSource:
         return {"PIP_INDEX_URL": self.index_urls[0],
                 "PIP_EXTRA_INDEX_URL": " ".join(self.index_urls[1:]),
                 "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _remembered_failure(path: Path, file: DistFile) -> SdistBuildError:
+    """The SdistBuildError a backend run for ``file`` ended with, as kept at ``path``."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        message, hint = str(kept["message"]), kept.get("hint")
+    except (OSError, ValueError, KeyError, TypeError):
+        message, hint = f"cannot ask the build backend of {file.filename}", None
+    return SdistBuildError(message, filename=file.filename, summary=BACKEND_FAILED,
+                           where=file.url, hint=hint if isinstance(hint, str) else None)
 
 
 def _static(metadata: CoreMetadata) -> bool:
