@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -141,44 +141,19 @@ TagFilter = Callable[[TagText], bool]
 
 class ProjectPage:
     """A project's page on the source that has it: its files in page order
-    and, by version, the releases its file names state (names checked)."""
+    and, by version, the releases its file names state (names checked).
+    Made by the parsers below, through a :class:`_Sorter`."""
 
-    def __init__(self, name: NormalizedName, source: str, url: str,
-                 records: Iterable[Record], *, base: str | None = None,
-                 given_versions: Any = None, keep: TagFilter | None = None) -> None:
+    def __init__(self, name: NormalizedName, source: str, url: str, records: list[Record],
+                 releases: dict[Version, list[Record]], *, base: str | None = None,
+                 given_versions: Any = None) -> None:
         self.name = name
         self.source = source
         self.url = url
         self.base = base or url
         self._given_versions = given_versions
-        self._records: list[Record] = []
-        self._releases: dict[Version, list[Record]] = {}
-        self._group(records, keep)
-
-    def _group(self, records: Iterable[Record], keep: TagFilter | None) -> None:
-        by_text: dict[str, list[Record]] = {}
-        names: dict[str, bool] = {}  # the name as a file writes it -> is it this project's
-        for record in records:
-            split = split_filename(record[0])
-            if split is not None and split[2] and keep is not None \
-                    and not any(keep(t) for t in wheel_tag_texts(split[2])):
-                continue  # a wheel no target of this client installs
-            self._records.append(record)
-            if split is None:
-                continue
-            written, version_text, _ = split
-            ours = names.get(written)
-            if ours is None:
-                ours = names[written] = canonicalize_name(written) == self.name
-                if not ours:
-                    LOG.debug("%s: ignoring files named %r: not this project's name",
-                              redact_url(self.url), written)
-            if ours:
-                by_text.setdefault(version_text, []).append(record)
-        for text, group in by_text.items():
-            version = _version(text)
-            if version is not None:
-                self._releases.setdefault(version, []).extend(group)
+        self._records = records
+        self._releases = releases
 
     # -- reading -----------------------------------------------------------------
 
@@ -234,6 +209,60 @@ def _version(text: str) -> Version | None:
     return found
 
 
+class _Sorter:
+    """Files into a page as a parser reads them: :meth:`admit` looks at the name
+    alone (split, never parsed; a wheel's tags checked against ``keep``, once
+    per distinct tag text), :meth:`add` files the record under its version."""
+
+    _NO_RELEASE = ("", "", "")
+
+    def __init__(self, project: NormalizedName, url: str, keep: TagFilter | None) -> None:
+        self.project = project
+        self.url = url
+        self.keep = keep
+        self.records: list[Record] = []
+        self.by_text: dict[str, list[Record]] = {}
+        self._ours: dict[str, bool] = {}  # the name as a file writes it -> is it the project's
+        self._kept_tags: dict[str, bool] = {}
+
+    def admit(self, filename: str) -> tuple[str, str, str] | None:
+        """The file name split, ``_NO_RELEASE`` for a file kept without a release
+        (another project's name, no distribution's shape), None to drop it (a
+        wheel none of whose tags ``keep`` accepts)."""
+        split = split_filename(filename)
+        if split is None:
+            return self._NO_RELEASE
+        written, _, tags = split
+        if tags and self.keep is not None:
+            kept = self._kept_tags.get(tags)
+            if kept is None:
+                kept = self._kept_tags[tags] = any(map(self.keep, wheel_tag_texts(tags)))
+            if not kept:
+                return None
+        ours = self._ours.get(written)
+        if ours is None:
+            ours = self._ours[written] = canonicalize_name(written) == self.project
+            if not ours:
+                LOG.debug("%s: ignoring files named %r: not this project's name",
+                          redact_url(self.url), written)
+        return split if ours else self._NO_RELEASE
+
+    def add(self, record: Record, split: tuple[str, str, str]) -> None:
+        self.records.append(record)
+        if split is not self._NO_RELEASE:
+            self.by_text.setdefault(split[1], []).append(record)
+
+    def page(self, source: str, *, base: str | None = None,
+             given_versions: Any = None) -> ProjectPage:
+        releases: dict[Version, list[Record]] = {}
+        for text, group in self.by_text.items():
+            version = _version(text)
+            if version is not None:
+                releases.setdefault(version, []).extend(group)
+        return ProjectPage(self.project, source, self.url, self.records, releases, base=base,
+                           given_versions=given_versions)
+
+
 # --------------------------------------------------------------------------
 # PEP 691 JSON
 # --------------------------------------------------------------------------
@@ -246,9 +275,13 @@ def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str,
     page = load_json(data, where=redact_url(url), error=LockmirrorError)
     try:
         _check_api_version(page.get("meta", {}).get("api-version"), url)
-        records = [_json_record(entry) for entry in page["files"]]
-        return ProjectPage(project, source, url, records, given_versions=page.get("versions"),
-                           keep=keep)
+        sorter = _Sorter(project, url, keep)
+        for entry in page["files"]:
+            filename = str(entry["filename"])
+            split = sorter.admit(filename)
+            if split is not None:
+                sorter.add(_json_record(entry, filename), split)
+        return sorter.page(source, given_versions=page.get("versions"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockmirrorError(f"the project page is not valid PEP 691 JSON ({exc})",
                               where=redact_url(url)) from None
@@ -257,22 +290,27 @@ def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str,
 _REQUIRES_PYTHON: dict[str, str] = {}
 
 
-def _json_record(entry: dict[str, Any]) -> Record:
-    core = entry.get("core-metadata", entry.get("dist-info-metadata", False))
-    yanked = entry.get("yanked", False)
-    sha256 = (entry.get("hashes") or {}).get("sha256")
-    size = entry.get("size")
-    requires_python = entry.get("requires-python") or None
+def _json_record(entry: dict[str, Any], filename: str) -> Record:
+    get = entry.get
+    core = get("core-metadata")
+    if core is None:
+        core = get("dist-info-metadata", False)
+    yanked = get("yanked", False)
+    sha256 = (get("hashes") or {}).get("sha256")
+    if sha256 is not None:
+        sha256 = str(sha256)
+        sha256 = sha256 if sha256.islower() else sha256.lower()  # no copy of a lower-case one
+    size = get("size")
+    requires_python = get("requires-python") or None
     if requires_python is not None:  # a few texts recur on thousands of files: one copy each
-        requires_python = _REQUIRES_PYTHON.setdefault(str(requires_python),
-                                                      str(requires_python))
-    upload_time = entry.get("upload-time")
-    return (str(entry["filename"]), str(entry["url"]),
-            str(sha256).lower() if sha256 else None,
-            size if isinstance(size, int) and not isinstance(size, bool) else None,
-            upload_time if isinstance(upload_time, str) else None,
+        requires_python = str(requires_python)
+        requires_python = _REQUIRES_PYTHON.setdefault(requires_python, requires_python)
+    upload_time = get("upload-time")
+    return (filename, str(entry["url"]), sha256 or None,
+            size if type(size) is int else None,
+            upload_time if type(upload_time) is str else None,
             requires_python,
-            yanked if isinstance(yanked, str) and yanked else bool(yanked),
+            yanked if type(yanked) is str and yanked else bool(yanked),
             _metadata_field(core))
 
 
@@ -319,8 +357,12 @@ def parse_html_page(text: str, url: str, project: NormalizedName, source: str, *
     parser.close()
     _check_api_version(parser.api_version, url)
     base = urljoin(url, parser.base) if parser.base else url
-    records = [found for link in parser.links if (found := _html_record(link)) is not None]
-    return ProjectPage(project, source, url, records, base=base, keep=keep)
+    sorter = _Sorter(project, url, keep)
+    for link in parser.links:
+        record = _html_record(link)
+        if record is not None and (split := sorter.admit(record[0])) is not None:
+            sorter.add(record, split)
+    return sorter.page(source, base=base)
 
 
 def _html_record(link: dict[str, str | None]) -> Record | None:

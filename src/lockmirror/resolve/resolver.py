@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
+from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, Resolver
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
@@ -43,6 +45,7 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
     def __init__(self, factory: CandidateFactory) -> None:
         self.factory = factory
         self.ctx = factory.ctx
+        self._satisfied: dict[tuple[SpecifierSet, Version], bool] = {}
 
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
         return requirement_or_candidate.identifier
@@ -105,7 +108,13 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
         return True
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        # asked for every pin in every round: memoized per (specifier, version)
+        key = (requirement.specifier, candidate.version)
+        found = self._satisfied.get(key)
+        if found is None:
+            found = self._satisfied[key] = requirement.specifier.contains(
+                candidate.version, prereleases=True)
+        return found
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         return self.factory.dependencies(candidate)
