@@ -216,9 +216,15 @@ class Target:
         return known
 
     def _evaluate(self, marker: Marker, extras: tuple[str, ...]) -> Truth:
-        hints = versions_in(str(marker))
+        text = str(marker)
+        # only these two names differ between the patch releases: a marker without
+        # them has one value for all of them
+        if "python_full_version" in text or "implementation_version" in text:
+            patches = self.patch_versions(versions_in(text))
+        else:
+            patches = self.patch_versions()[:1]
         results = set()
-        for full in self.patch_versions(hints):
+        for full in patches:
             env = self.environment(full)
             results.add(any(marker.evaluate({**env, "extra": extra}) for extra in extras))
             if len(results) == 2:

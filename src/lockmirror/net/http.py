@@ -73,6 +73,9 @@ class _TrustOnceAdapter(HTTPAdapter):
         super().__init__(**kwargs)
 
     def _context(self, bundle: str) -> ssl.SSLContext:
+        context = self._contexts.get(bundle)  # every request asks: no lock once it is made
+        if context is not None:
+            return context
         with self._contexts_lock:
             context = self._contexts.get(bundle)
             if context is None:

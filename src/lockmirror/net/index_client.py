@@ -43,6 +43,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
+import urllib3.exceptions
 from packaging.utils import NormalizedName, canonicalize_name
 
 from ..config_schema import SourceConfig
@@ -251,8 +252,9 @@ class IndexClient:
                         return response, b""
                     if response.status_code in allow:
                         return None
-                    return response, response.content
-            except requests.RequestException as error:
+                    # one read of the whole body, not requests' 10 KiB pieces
+                    return response, response.raw.read(decode_content=True)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
                     raise network_error(error, url, retries=attempt - 1) from None
         raise AssertionError("unreachable")  # pragma: no cover

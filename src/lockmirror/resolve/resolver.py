@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, Resolver
@@ -45,7 +44,7 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
     def __init__(self, factory: CandidateFactory) -> None:
         self.factory = factory
         self.ctx = factory.ctx
-        self._satisfied: dict[tuple[SpecifierSet, Version], bool] = {}
+        self._satisfied: dict[tuple[str, Version], bool] = {}
 
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
         return requirement_or_candidate.identifier
@@ -108,8 +107,9 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
         return True
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
-        # asked for every pin in every round: memoized per (specifier, version)
-        key = (requirement.specifier, candidate.version)
+        # asked for every pin in every round: memoized per (requirement text, version);
+        # the text (its hash kept by str) fixes the specifier
+        key = (requirement.text, candidate.version)
         found = self._satisfied.get(key)
         if found is None:
             found = self._satisfied[key] = requirement.specifier.contains(
