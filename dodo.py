@@ -54,6 +54,11 @@ def task_audit():
     return tasks.audit_task(MIRROR)
 
 
+def task_gc():
+    """Remove what no current lockfile needs from the store and caches (not part of build)."""
+    return tasks.gc_task(MIRROR)
+
+
 def task_mutation():
     """Mutation testing of the safety-critical modules (slow; not part of build)."""
     return tasks.mutation_task()

@@ -9,11 +9,12 @@
 2. Lays them out as a mirror tree (``files/<project>/<wheel>`` plus a
    manifest.json) in a scratch directory on the same filesystem.
 3. Bundling: ``build_bundle`` (without lockmirror's own wheels, so both sides
-   archive the same bytes; it checks every index file against its manifest
-   sha256 while copying it and hashes the output for its ``.sha256``) against
-   ``tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf``
-   and, as the equally careful baseline, ``sha256sum -c`` of the tree's files,
-   then that ``tar -cf``, then ``sha256sum`` of the tar.
+   archive the same bytes; it checks every index file's size against the
+   manifest and hashes the output once, for its ``.sha256``) against
+   ``tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf``;
+   as the baseline doing the same work, that ``tar -cf`` then ``sha256sum``
+   of the tar; and, re-hashing every file too, ``sha256sum -c`` of the
+   tree's files first.
 4. Import with verification: ``import_bundle`` (outer .sha256, every member's
    sha256, staging + swap) against ``tar xf`` followed by ``sha256sum -c`` of
    the bundle's own SHA256SUMS; and, as the equally careful baseline, with
@@ -219,15 +220,15 @@ def main() -> int:
             for rel, entry in sorted(scan_tree(tree).files.items())))
         tar_cf = (f"tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner "
                   f"-cf {tar_out}/tree.tar dist-index")
-        careful = (f"sha256sum -c --quiet tree.sums && {tar_cf} && "
-                   f"sha256sum {tar_out}/tree.tar > {tar_out}/tree.tar.sha256")
+        hashed = f"{tar_cf} && sha256sum {tar_out}/tree.tar > {tar_out}/tree.tar.sha256"
         bundling = compare("bundle", ours_bundle, {
             "tar --sort=name ... -cf": lambda: run_shell(tar_cf, cwd=scratch),
-            "sha256sum -c + tar -cf + sha256sum": lambda: run_shell(careful, cwd=scratch)},
+            "tar -cf + sha256sum": lambda: run_shell(hashed, cwd=scratch),
+            "sha256sum -c + tar -cf + sha256sum": lambda: run_shell(
+                f"sha256sum -c --quiet tree.sums && {hashed}", cwd=scratch)},
             reset_bundle, args.runs, size)
 
         tar_time = bundling["tar --sort=name ... -cf"]
-        careful_time = bundling["sha256sum -c + tar -cf + sha256sum"]
         result = build_bundle(tree, lockfile_dir=scratch / "lockfiles",
                               mirror_yaml=scratch / "mirror.yaml", out_dir=scratch / "carried",
                               name="bench", source_date_epoch=EPOCH, tool=False)
@@ -237,8 +238,8 @@ def main() -> int:
         print("\nratios:")
         print(f"  bundling throughput vs tar -cf:            "
               f"{tar_time / bundling['lockmirror']:.2f}x   (goal >= 0.8x)")
-        print(f"  vs sha256sum -c + tar -cf + sha256sum:     "
-              f"{careful_time / bundling['lockmirror']:.2f}x")
+        for label in ("tar -cf + sha256sum", "sha256sum -c + tar -cf + sha256sum"):
+            print(f"  vs {label + ':':<39} {bundling[label] / bundling['lockmirror']:.2f}x")
         for label, median in importing.items():
             if label != "lockmirror":
                 print(f"  import speed-up vs {label + ':':<45} "

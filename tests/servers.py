@@ -157,7 +157,9 @@ def start_seaweed(workdir: Path) -> S3Server:
                                             "filer", "filer.grpc", "s3", "s3.grpc")}
     argv = [str(BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-dir={workdir / 'data'}", "-filer", "-s3", f"-s3.config={config}",
-            "-volume.max=100", "-master.volumeSizeLimitMB=32"]
+            "-volume.max=100", "-master.volumeSizeLimitMB=32",
+            # the catalog servers default to fixed ports (8181, 9101): parallel runs collide
+            "-s3.port.iceberg=0", "-s3.port.lance=0"]
     for name, port in ports.items():  # "volume.grpc" -> -volume.port.grpc=N
         service, _, grpc = name.partition(".")
         argv.append(f"-{service}.port{'.grpc' if grpc else ''}={port}")
@@ -205,7 +207,8 @@ class PypiServer:
                 entry.unlink()
 
 
-def start_pypiserver(workdir: Path) -> PypiServer:
+def start_pypiserver(workdir: Path, authenticate: str = "update,download,list") -> PypiServer:
+    """pypiserver with an htpasswd file; ``authenticate``: the actions that need it."""
     from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]
 
     packages = workdir / "packages"
@@ -216,7 +219,7 @@ def start_pypiserver(workdir: Path) -> PypiServer:
     port = free_port()
     process = ServerProcess("pypiserver", [
         str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port),
-        "-P", str(workdir / "htpasswd"), "-a", "update,download,list", "--disable-fallback",
+        "-P", str(workdir / "htpasswd"), "-a", authenticate, "--disable-fallback",
         str(packages)], workdir)
     url = f"http://127.0.0.1:{port}/"
     process.wait_until(lambda: requests.get(url + "health", timeout=1).status_code == 200)

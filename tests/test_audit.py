@@ -155,11 +155,49 @@ def test_project_gone_from_every_source_is_noted(
     lockfile = Lockfile(lockfile.set_name, lockfile.requirements, lockfile.targets,
                         (*lockfile.packages, ghost), lockfile.input_hash)
     report = audit([lockfile], config, sources=None, now=NOW, client=client)
-    assert report.rows == () and report.exit_code == 0
-    assert report.notes == (
-        "ghost: no configured source has this project any more",
-        ("no advisory sources configured (policy.advisory_sources): vulnerabilities were "
-        "not checked"))
+    assert report.notes == ("ghost: no configured source has this project any more",)
+    # no advisory source: said as a finding at the policy's level (warn here), not a note
+    assert [(r.level, r.release, r.message) for r in report.rows] == [
+        ("warn", "-", "vulnerabilities were not checked: no advisory source is configured "
+         "(policy.advisory_sources)")]
+    assert report.exit_code == 0
+
+
+def test_no_advisory_source_under_deny_says_not_checked_and_fails(
+        catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
+    config = parse_config(mirror_yaml(fixture_index, "vulnerabilities: deny\n"))
+    lockfile = lockfile_of(catalogue, fixture_index, "core", LOCKED)
+    report = audit([lockfile], config, sources=None, now=NOW)
+    assert report.exit_code == 1
+    text = render_text(report)
+    assert text.splitlines()[1].startswith(
+        "deny   -        vulnerabilities  core  vulnerabilities were not checked: "
+        "no advisory source is configured (policy.advisory_sources)")
+    assert "no findings" not in text
+    assert render_markdown(report).startswith("## lockmirror audit: ❌")
+    # `ignore` asks for nothing, so nothing is missing
+    ignored = parse_config(mirror_yaml(fixture_index, "vulnerabilities: ignore\n"))
+    assert audit([lockfile], ignored, sources=None, now=NOW).rows == ()
+
+
+def test_pypi_json_without_release_json_checks_the_latest_and_says_what_it_could_not(
+        catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
+    """An index answering 404 for ``/pypi/<name>/<version>/json`` (as some mirrors and
+    proxies do) must not make its releases pass as clean: the project JSON covers
+    the latest release (yanky's is 1.0: 1.1 is yanked); the others are reported as not
+    checked."""
+    fixture_index.add_vulnerability("vulny", "1.1", "PYSEC-2024-0011", summary="also 1.1")
+    for name, version in LOCKED:
+        fixture_index.fail_next(1, 404, f"/pypi/{name}/{version}/json")
+    report = run_audit(catalogue, fixture_index, None, "vulnerabilities: deny\n")
+    assert [(r.level, r.release, r.advisory) for r in report.rows] == [
+        ("deny", "-", ""), ("deny", "vulny==1.1", "PYSEC-2024-0011")]
+    assert report.rows[0].message == (
+        "vulnerabilities were not checked for 2 of 6 releases (alpha==1.1, vulny==1.0): "
+        f"pypi-json:{fixture_index.json_api_url} answers no JSON for single "
+        "releases, and its project JSON covers only the latest release")
+    assert report.exit_code == 1 and report.quarantine_candidates() == {
+        ("vulny", "1.1"): [report.rows[1].message]}
 
 
 def test_expired_exception_is_a_denied_finding_and_stops_waiving(
@@ -247,6 +285,38 @@ def core_lockfiles() -> list[Lockfile]:
                      targets=(TARGET,), packages=tuple(packages), input_hash="0" * 64)]
 
 
+def lockfile_of_pins(releases: Sequence[tuple[str, str]]) -> Lockfile:
+    packages = tuple(LockedPackage(name=canonicalize_name(name), version=Version(version),
+                                   targets=(TARGET.name,), index="https://pypi.org/simple/")
+                     for name, version in releases)
+    return Lockfile(set_name="core", requirements=tuple(f"{n}=={v}" for n, v in releases),
+                    targets=(TARGET,), packages=packages, input_hash="0" * 64)
+
+
+def test_bundled_mirror_yaml_audits_vulnerabilities_and_pins_no_known_advisory() -> None:
+    """Audit on by default: the bundled file names an advisory source that this
+    network reaches (PyPI's JSON API), and its core set no longer pins urllib3 2.0.4
+    or cryptography 41.0.4."""
+    config = load_config(REPO / "mirror.yaml", environ={}).config
+    assert [source.kind for source in config.policy.advisory_sources] == ["pypi-json"]
+    core = Lockfile.read(REPO / "lockfiles" / "pylock.core.toml")
+    locked = {(p.name, str(p.version)) for p in core.packages}
+    assert not locked & {("urllib3", "2.0.4"), ("cryptography", "41.0.4")}
+
+
+@pytest.mark.network
+def test_bundled_advisory_source_vouches_for_the_moved_pins() -> None:
+    """Live PyPI: the bundled source answers for the new urllib3 and cryptography pins:
+    checked, no advisory."""
+    from lockmirror.resolve.advisories import open_advisory_db
+
+    loaded = load_config(REPO / "mirror.yaml", environ={})
+    db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
+    for name, version in (("urllib3", "2.8.0"), ("cryptography", "51.0.1")):
+        assert db.advisories_for(name, Version(version)) == []
+        assert db.unchecked(name, Version(version)) is None
+
+
 def expected_from_records(releases: set[tuple[str, Version]]) -> set[tuple[str, str, str]]:
     """(project, version, advisory id) straight from the YAML records' own
     ``versions`` lists, without lockmirror's evaluation."""
@@ -275,13 +345,19 @@ def test_core_set_against_the_pypa_advisory_database() -> None:
     found = {(r.package, r.version, r.advisory) for r in report.rows if r.advisory}
     locked = {(p.name, p.version) for lf in lockfiles for p in lf.packages}
     assert found == expected_from_records(locked)
-    # what the records say about the core pins (fixed in: from the records)
-    by_release = {(r.package, r.version, r.advisory): r for r in report.rows}
+    # what the records say about the pins the bundled file had (fixed in: from the records)
+    old_pins = lockfile_of_pins([("urllib3", "2.0.4"), ("cryptography", "41.0.4")])
+    by_release = {(r.package, r.version, r.advisory): r
+                  for r in audit([old_pins], config, sources=db, now=NOW).rows}
     assert by_release[("urllib3", "2.0.4", "PYSEC-2023-192")].fixed_in == ("2.0.6",)
     assert by_release[("urllib3", "2.0.4", "PYSEC-2023-212")].fixed_in == ("2.0.7",)
     assert by_release[("urllib3", "2.0.4", "PYSEC-2023-212")].aliases == (
         "CVE-2023-45803", "GHSA-g4mx-q9vg-27p4")
     assert by_release[("cryptography", "41.0.4", "PYSEC-2023-254")].fixed_in == ("41.0.6",)
+    # ... which the bundled file moved to releases no record affects
+    assert ("urllib3", Version("2.8.0")) in locked and ("cryptography", Version("51.0.1")) in locked
+    assert not [r for r in report.rows if r.package in ("urllib3", "cryptography")
+                and (r.package, Version(r.version)) in locked and "core" in r.sets]
     # requests 2.31.0 is the fix for PYSEC-2023-74, not affected by it
     assert not [r for r in report.rows if r.package == "requests"]
     # mirror.yaml says `vulnerabilities: warn`: findings, but the audit passes
@@ -323,18 +399,23 @@ def snapshot(root: Path) -> dict[str, bytes]:
 def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: FixtureIndex,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     config = str(mirror.path)
+    # offline, no configured source is left: under `vulnerabilities: deny` an audit
+    # that could not look fails, saying so, instead of passing as clean
     assert main(["audit", "-c", config, "--now", "2024-10-10T12:00:00Z", "--offline",
-                 "--format", "json"]) == 0  # offline: no source configured is offline
+                 "--format", "json"]) == 1
     offline = json.loads(capsys.readouterr().out)
-    assert offline["findings"] == [] and offline["sources"] == []
+    assert offline["sources"] == []
+    assert [(f["level"], f["rule"], f["message"]) for f in offline["findings"]] == [
+        ("deny", "vulnerabilities", "vulnerabilities were not checked: no advisory source is "
+         "configured (policy.advisory_sources)")]
     assert main(["audit", "-c", config, "--now", "2024-10-10T12:00:00Z",
                  "--format", "json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert [f["advisory"] for f in data["findings"]] == ["PYSEC-2023-0001"]
     assert main(["audit", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
     assert capsys.readouterr().out.startswith("## lockmirror audit: ❌")
-    assert main(["audit", "-c", config, "--offline", "--quarantine"]) == 0
-    assert capsys.readouterr().err == "quarantine: nothing to quarantine\n"
+    assert main(["audit", "-c", config, "--offline", "--quarantine"]) == 1
+    assert capsys.readouterr().err == "quarantine: nothing to quarantine\n"  # names no release
     assert not mirror.quarantine_path.exists()  # no list until something is quarantined
     assert main(["audit", "-c", config, "--set", "nope"]) == 1
     assert "no set named 'nope'" in capsys.readouterr().err

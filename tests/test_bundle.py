@@ -24,7 +24,7 @@ from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
 from lockmirror.formats.manifest import Manifest, scan_tree
-from lockmirror.stages.bundle import build_bundle, resolve_source_date_epoch
+from lockmirror.stages.bundle import BundleResult, build_bundle, resolve_source_date_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL_CACHE = REPO / ".cache" / "tests"
@@ -64,7 +64,7 @@ def make_inputs(root: Path, files: dict[str, bytes] | None = None) -> dict[str, 
             "mirror_yaml": root / "mirror.yaml"}
 
 
-def bundle(root: Path, out: Path, **kwargs: object) -> object:
+def bundle(root: Path, out: Path, **kwargs: object) -> BundleResult:
     inputs = make_inputs(root) if not (root / "dist-index").exists() else {
         "index_dir": root / "dist-index", "lockfile_dir": root / "lockfiles",
         "mirror_yaml": root / "mirror.yaml"}
@@ -232,28 +232,42 @@ def _rot(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_index_file_not_matching_manifest_fails_and_leaves_nothing(tmp_path: Path) -> None:
-    """Every index file is hashed as it is copied, small or big: rot in the build
-    tree fails here, naming the file, and nothing is left in the output."""
+def test_index_file_of_another_size_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    """Every index file's size is checked against manifest.json, small or big:
+    a file that changed size in the build tree fails here, naming it, and
+    nothing is left in the output."""
     inputs = make_inputs(tmp_path / "in")
-    whl = inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl"  # 300 kB
-    original = whl.read_bytes()
-    _rot(whl)
     out = tmp_path / "out"
-    with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out)
-    assert "alpha-1.0-py3-none-any.whl" in str(caught.value)
-    assert list(out.iterdir()) == []
-    with pytest.raises(LockmirrorError, match="does not match manifest.json"):
-        bundle(tmp_path / "in", out, split=64 * 1024)  # the check fails mid-volume too
-    assert list(out.iterdir()) == []
-    whl.write_bytes(original)
+    out.mkdir()
+    for rel in ("files/alpha/alpha-1.0-py3-none-any.whl", "simple/alpha/index.html"):
+        path = inputs["index_dir"] / rel
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n")
+        for split in (None, 64 * 1024):
+            with pytest.raises(LockmirrorError, match="differs from manifest.json") as caught:
+                bundle(tmp_path / "in", out, split=split)
+            assert rel in str(caught.value)
+            assert list(out.iterdir()) == []
+        path.write_bytes(original)
 
-    _rot(inputs["index_dir"] / "simple/alpha/index.html")
-    with pytest.raises(LockmirrorError, match="does not match manifest.json") as caught:
-        bundle(tmp_path / "in", out)
-    assert "simple/alpha/index.html" in str(caught.value)
-    assert list(out.iterdir()) == []
+
+def test_index_file_altered_at_the_same_size_is_refused_by_the_import(tmp_path: Path) -> None:
+    """The bundle does not re-hash index files (their sha256 was checked when
+    they were fetched, and the store names them by it); bytes altered at the
+    same size travel, and the import, which hashes every member against
+    bundle.json, refuses the whole bundle naming the file (README, "Threat
+    model": "bundle sizes")."""
+    from lockmirror.stages.importer import import_bundle
+
+    inputs = make_inputs(tmp_path / "in")
+    _rot(inputs["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl")
+    result = bundle(tmp_path / "in", tmp_path / "out")
+    mirror = tmp_path / "far" / "mirror"
+    mirror.parent.mkdir()
+    with pytest.raises(BundleError, match="does not match bundle.json") as caught:
+        import_bundle([result.path], mirror)
+    assert "index/files/alpha/alpha-1.0-py3-none-any.whl" in str(caught.value)
+    assert list(mirror.parent.iterdir()) == []
 
 
 def test_missing_index_file_and_missing_manifest(tmp_path: Path) -> None:
@@ -351,31 +365,59 @@ def test_missing_volume_is_named(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def test_delta_carries_new_files_and_every_page(tmp_path: Path) -> None:
-    old = make_inputs(tmp_path / "old")
-    full = bundle(tmp_path / "old", tmp_path / "out")
+def _new_files(old_index: Path) -> dict[str, bytes]:
+    """base_files() with the old tree's random artifacts, one new wheel and one changed page."""
     files = base_files()
-    files["files/alpha/alpha-1.0-py3-none-any.whl"] = \
-        (old["index_dir"] / "files/alpha/alpha-1.0-py3-none-any.whl").read_bytes()
-    files["files/beta/beta-2.0.tar.gz"] = \
-        (old["index_dir"] / "files/beta/beta-2.0.tar.gz").read_bytes()
+    for rel in ("files/alpha/alpha-1.0-py3-none-any.whl", "files/beta/beta-2.0.tar.gz"):
+        files[rel] = (old_index / rel).read_bytes()
     files["files/gamma/gamma-3.0-py3-none-any.whl"] = os.urandom(20_000)
     files["simple/index.html"] += b"<a href='gamma/'>gamma</a>\n"
-    make_inputs(tmp_path / "new", files)
+    return files
+
+
+def carried_names(result: BundleResult) -> set[str]:
+    with tarfile.open(result.path) as tar:
+        return {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
+
+
+def test_delta_carries_only_new_and_changed_files(tmp_path: Path) -> None:
+    """Issue 15: pages the far side holds unchanged stay home like artifacts do."""
+    old = make_inputs(tmp_path / "old")
+    full = bundle(tmp_path / "old", tmp_path / "out")
+    make_inputs(tmp_path / "new", _new_files(old["index_dir"]))
     base_sha = sha256(old["index_dir"] / "manifest.json")
     for since in (old["index_dir"] / "manifest.json", old["index_dir"], full.path):
         delta = bundle(tmp_path / "new", tmp_path / "delta", since=since)
         assert delta.kind == "delta" and delta.base_manifest_sha256 == base_sha
         assert delta.path.name.endswith(".delta.tar")
-        with tarfile.open(delta.path) as tar:
-            names = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
-        assert "index/files/gamma/gamma-3.0-py3-none-any.whl" in names
-        assert "index/files/alpha/alpha-1.0-py3-none-any.whl" not in names
-        assert "index/files/beta/beta-2.0.tar.gz" not in names
-        assert {"index/index.html", "index/simple/index.html", "index/simple/alpha/index.html",
-                "index/lockfiles/pylock.core.toml", "index/manifest.json"} <= names
-        assert not any(n.startswith("tool/") for n in names)  # deltas leave the tool out
-        assert delta.index_files_carried == 5 and delta.index_files_total == 8
+        index = {n for n in carried_names(delta) if n.startswith("index/")}
+        assert index == {"index/files/gamma/gamma-3.0-py3-none-any.whl",
+                         "index/simple/index.html", "index/manifest.json"}
+        assert not any(n.startswith("tool/") for n in carried_names(delta))
+        assert delta.index_files_carried == 2 and delta.index_files_total == 8
+
+
+def test_delta_against_an_identical_mirror_carries_no_index_file(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in")
+    delta = bundle(tmp_path / "in", tmp_path / "out", since=inputs["index_dir"])
+    assert delta.index_files_carried == 0 and delta.index_files_total == 7
+    assert {n for n in carried_names(delta) if n.startswith("index/")} == {"index/manifest.json"}
+
+
+def test_a_delta_without_unchanged_pages_imports_to_the_new_tree(tmp_path: Path) -> None:
+    """The far side takes what the delta leaves out from its current mirror."""
+    from lockmirror.stages.importer import import_bundle
+
+    old = make_inputs(tmp_path / "old")
+    full = bundle(tmp_path / "old", tmp_path / "out")
+    new = make_inputs(tmp_path / "new", _new_files(old["index_dir"]))
+    delta = bundle(tmp_path / "new", tmp_path / "delta", since=full.path)
+    mirror = tmp_path / "far" / "mirror"
+    mirror.parent.mkdir()
+    import_bundle([full.path], mirror)
+    result = import_bundle([delta.path], mirror)
+    assert result.extracted == 2 and result.linked == 6  # gamma and the changed page
+    assert scan_tree(mirror) == Manifest.read(new["index_dir"] / "manifest.json")
 
 
 # --------------------------------------------------------------------------

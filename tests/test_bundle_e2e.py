@@ -97,3 +97,18 @@ def test_bundle_crosses_the_gap_and_serves_pip(index_tree: Path, tmp_path: Path)
         server.stop()
     assert installed == ("alpha==1.1 beta==1.0 foo-bar-baz==1.0 sdistonly==1.0 "
                          "speedup==1.2 yanky==1.0")
+
+
+def test_delta_against_the_same_index_carries_no_index_file(
+        index_tree: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 15: ``bundle --since`` against an identical mirror carried every
+    page of the real index stage's tree (186 of the bundled mirror's 429 files)."""
+    mirror_yaml = tmp_path / "mirror.yaml"
+    mirror_yaml.write_text("version: 1\nname: fixture\n")
+    result = build_bundle(index_tree, lockfile_dir=index_tree.parent / "lockfiles",
+                          mirror_yaml=mirror_yaml, out_dir=tmp_path / "dist", name="fixture",
+                          since=index_tree, source_date_epoch=0)
+    pages = [p for p in Manifest.read(index_tree / "manifest.json").files
+             if not p.startswith("files/")]
+    assert len(pages) > 10 and result.index_files_total > len(pages)
+    assert result.kind == "delta" and result.index_files_carried == 0

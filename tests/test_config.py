@@ -81,6 +81,10 @@ CASES = [
      r"that starts at line 15, column 16\)$")),
     ("tab indent", broken('    python: "3.12"', '\tpython: "3.12"'), '\tpython: "3.12"', 1,
      r"YAML syntax error: .*found character '\\t' that cannot start any token$"),
+    ("platform tag typo", broken("[manylinux_2_28_x86_64]", "[manylinux_2_28_x86-64]"),
+     "x86-64", 17,
+     (r"targets\.linux-py311\.platforms\[0\]: 'manylinux_2_28_x86-64' is not a platform tag "
+      r"\(manylinux_X_Y_ARCH, .*\); did you mean 'manylinux_2_28_x86_64'\?$")),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "
@@ -159,3 +163,24 @@ def test_variables_are_substituted(tmp_path: Path) -> None:
 def test_missing_file_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^nowhere\.yaml: no such file"):
         load_config("nowhere.yaml")
+
+
+@pytest.mark.parametrize(("tag", "nearest"), [
+    ("manylinux_2_28_x86_64", None), ("manylinux2014_aarch64", None), ("musllinux_1_2_armv7l", None),
+    ("macosx_11_0_universal2", None), ("win_arm64", None), ("linux_x86_64", None), ("any", None),
+    ("manylinux_2_28_x86-64", "manylinux_2_28_x86_64"), ("Manylinux2014-aarch64",
+     "manylinux2014_aarch64"), ("musllinux_1_2_arm64", "musllinux_1_2_aarch64"),
+    ("macosx_11_0_aarch64", "macosx_11_0_arm64"), ("win-amd64", "win_amd64"),
+    ("manylinux_2_17_amd64", "manylinux_2_17_x86_64"), ("manylinux2010_aarch64", ""),
+    ("manylinux_2_28", ""), ("solaris", ""),
+])
+def test_platform_tags_follow_the_known_grammars(tag: str, nearest: str | None) -> None:
+    from lockmirror.platform_tags import nearest_platform, platform_problem
+
+    problem = platform_problem(tag)
+    if nearest is None:
+        assert problem is None
+        return
+    assert problem is not None and problem.startswith(f"'{tag}' is not a platform tag")
+    assert (nearest_platform(tag) or "") == nearest
+    assert (f"did you mean '{nearest}'?" in problem) == bool(nearest)

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -508,6 +509,55 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
     ]
 
 
+def test_setup_git_driver_works_from_a_shell_without_the_venv(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(lock_repo)
+    monkeypatch.setenv("HOME", str(lock_repo))  # the config goes into the repository's
+    assert cli.main(["setup-git"]) == 0
+    assert "diff.lockmirror.textconv" in capsys.readouterr().out
+    textconv = _git(lock_repo, "config", "diff.lockmirror.textconv").strip()
+    assert textconv == f"{shlex.quote(sys.executable)} -m lockmirror diff --textconv"
+    assert (lock_repo / ".gitattributes").read_text(encoding="utf-8") == (
+        "lockfiles/pylock.*.toml diff=lockmirror\n")
+    assert cli.main(["setup-git"]) == 0  # again: nothing added twice
+    assert (lock_repo / ".gitattributes").read_text(encoding="utf-8").count("diff=") == 1
+    git = shutil.which("git")
+    assert git is not None
+    # a shell that never saw the venv: neither lockmirror nor its python on PATH
+    shell = {"PATH": "/usr/bin:/bin", "HOME": str(lock_repo), "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([git, "-C", str(lock_repo), *args], capture_output=True,
+                              text=True, env=shell, check=True)
+        assert done.stderr == "", done.stderr
+        return done.stdout
+
+    # git diff: the external driver, the bump as a move
+    diff = run("diff", "main", "feature")
+    assert "^ requests 2.30.0 -> 2.31.0  core: requests" in diff
+    assert "-requests 2.30.0" not in diff
+    # git log -p: the textconv (git runs external drivers there only with --ext-diff)
+    log = run("log", "-p", "-1", "feature")
+    assert "+requests 2.31.0: why: core: requests" in log
+    assert "^ requests 2.30.0 -> 2.31.0" in run("log", "-p", "--ext-diff", "-1", "feature")
+
+
+def test_pin_bumps_are_moves_in_the_text_diff() -> None:
+    old = _lock(_pkg("requests", "2.31.0", why=("core: requests==2.31.0",)),
+                _pkg("idna", "3.4", why=("core: idna>=3",)),
+                requirements=("requests==2.31.0", "idna>=3", "six"))
+    new = _lock(_pkg("requests", "2.32.3", why=("core: requests==2.32.3",)),
+                _pkg("idna", "3.7", why=("core: idna>=3.7",)),
+                requirements=("requests==2.32.3", "idna>=3.7", "click"))
+    text = render_text(diff_lockfiles(_side(old), _side(new)))
+    assert ("  requirements: requests 2.31.0 -> 2.32.3; idna>=3 -> idna>=3.7; +click; -six"
+            in text.splitlines())
+    assert "+requests==2.32.3" not in text and "-requests==2.31.0" not in text
+    markdown = render_markdown(diff_lockfiles(_side(old), _side(new)))
+    assert "moved `requests 2.31.0 -> 2.32.3`" in markdown
+
+
 # --------------------------------------------------------------------------
 # Scenario: lockfiles from the real lock stage on the fixture index
 # --------------------------------------------------------------------------
@@ -681,8 +731,8 @@ def test_scenario_text(lock_pair: LockPair) -> None:
                         f"+{len(core.files_added)} -{len(core.files_removed)}, "
                         f"{format_size(core.size_change, signed=True)} "
                         f"({format_size(core.old_size)} -> {format_size(core.new_size)})")
-    assert lines[3] == ("  requirements: +speedup==1.2 +beta==1.0 +marked==1.0 +sdistonly==1.0 "
-                        "+native==1.0 +yanky==1.1 +vulny==1.0 -speedup==1.0 -shared==1.0")
+    assert lines[3] == ("  requirements: speedup 1.0 -> 1.2; +beta==1.0; +marked==1.0; "
+                        "+sdistonly==1.0; +native==1.0; +yanky==1.1; +vulny==1.0; -shared==1.0")
     assert lines[4] == f"  target {X86.name}:"
     # Columns: the widest "name version" in a target block is "fixture-backend 1.0".
     assert "    + alpha 1.1            core: beta==1.0 -> alpha" in lines

@@ -28,6 +28,7 @@ from servers import BIN, ServerProcess, free_port
 from test_bundle import TOOL_CACHE
 from test_bundle_e2e import far_env
 
+from lockmirror.errors import LockmirrorError
 from lockmirror.formats.mirror_lockfile import RelocationError, relocate_lockfile
 from lockmirror.formats.pages import IndexFile, Release, project_html, project_json
 from lockmirror.stages.bundle import build_bundle
@@ -260,14 +261,19 @@ def test_work_dir_keeps_only_the_installer_copies(mirror: FixtureMirror,
                                                   tmp_path: Path) -> None:
     work = tmp_path / "verify"
     (work / "venv-0" / "lib").mkdir(parents=True)  # what the old layout left behind
+    (work / "venv-0" / "lib" / "big").write_bytes(b"x" * 3072)
     (work / "uv-cache").mkdir()
     (work / "installers" / "pip-1.0").mkdir(parents=True)  # no longer in the matrix
     (work / "installers" / "notes.txt").write_text("not an installer copy: kept\n")
     shutil.copytree(installer("pip 26.3"), work / "installers" / "pip-26.3")
+    said: list[str] = []
     report = verify_closure(mirror.out, sets=["extra"], transports=["file://"],
                             installers=["pip 26.3"], work_dir=work,
-                            installer_cache=work / "installers")
+                            installer_cache=work / "installers", progress=said.append)
     assert report.ok, [c.describe() for c in report.failures]
+    # and says so, once, with what it freed
+    assert said[0] == ("removed what earlier runs left and no run needs: venv-0, uv-cache, "
+                       "installers/pip-1.0 (3.0 KiB freed)")
     assert sorted(p.name for p in work.iterdir()) == ["installers"]
     assert sorted(p.name for p in (work / "installers").iterdir()) == ["notes.txt", "pip-26.3"]
     assert prune_installers(work / "installers", []) == [work / "installers" / "pip-26.3"]
@@ -282,3 +288,83 @@ def test_a_copy_that_cannot_be_put_in_place_is_one_error_and_no_leftover(
     with pytest.raises(InstallerUnavailable, match="cannot fetch pip 26.3"):
         ensure_installer(NEWEST_PIP, cache)
     assert sorted(p.name for p in cache.iterdir()) == ["pip-26.3"]  # no staging copy
+
+
+# --------------------------------------------------------------------------
+# Issue 15: operator commands that do what they say, in far-side words
+# --------------------------------------------------------------------------
+
+
+def small_bundle(tmp_path: Path) -> Path:
+    from test_bundle import bundle
+
+    return bundle(tmp_path / "build", tmp_path / "dist").path  # type: ignore[attr-defined]
+
+
+def test_import_creates_the_missing_parents_of_into(tmp_path: Path) -> None:
+    path = small_bundle(tmp_path)
+    into = tmp_path / "srv" / "pypi" / "mirror"  # neither srv nor pypi exists
+    result = import_bundle([path], into)
+    assert result.changed and verify_mirror(into).ok
+
+
+def test_a_refused_import_leaves_no_parents_it_created(tmp_path: Path) -> None:
+    path = small_bundle(tmp_path)
+    damaged = tmp_path / "damaged" / path.name
+    damaged.parent.mkdir()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    (damaged.parent / (path.name + ".sha256")).write_bytes(
+        (path.parent / (path.name + ".sha256")).read_bytes())
+    with pytest.raises(LockmirrorError):
+        import_bundle([damaged], tmp_path / "srv" / "mirror")
+    assert not (tmp_path / "srv").exists()
+
+
+def test_import_names_a_parent_that_is_a_file(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    path = small_bundle(tmp_path)
+    (tmp_path / "srv").write_text("not a directory\n")
+    assert main(["import", str(path), "--into", str(tmp_path / "srv" / "mirror")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'srv'}: is in the way" in err
+
+
+def test_serve_of_a_directory_that_is_no_mirror_says_how_to_import(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    assert main(["serve", str(tmp_path / "nonexistent")]) == 1
+    err = capsys.readouterr().err
+    assert "is not a mirror" in err and "lockmirror import BUNDLE.tar --into" in err
+    assert "doit" not in err
+    assert main(["verify", str(tmp_path)]) == 1  # a directory, but no manifest.json
+    err = capsys.readouterr().err
+    assert "is not a mirror (no manifest.json)" in err and "doit" not in err
+
+
+@pytest.mark.parametrize(("host", "port", "said", "not_said"), [
+    ("203.0.113.7", 0, "--host 203.0.113.7 is not an address of this machine", "--port"),
+    ("no-such-host.invalid", 0, "is not a name or address this machine can resolve", "--port"),
+    ("127.0.0.1", 70000, "--port 70000 is not a port number", "--host"),
+])
+def test_serve_blames_the_option_at_fault(mirror: FixtureMirror, host: str, port: int, said: str,
+                                          not_said: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    assert main(["serve", str(mirror.out), "--host", host, "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert said in err and not_said not in err and "Traceback" not in err
+
+
+def test_serve_on_a_taken_port_says_choose_another_port(mirror: FixtureMirror) -> None:
+    from lockmirror.stages.serve import MirrorServer
+
+    with MirrorServer(mirror.out, "127.0.0.1", 0) as running:
+        with pytest.raises(LockmirrorError) as caught:
+            MirrorServer(mirror.out, "127.0.0.1", running.port)
+    assert caught.value.hint is not None and "choose another --port" in caught.value.hint

@@ -76,13 +76,15 @@ class Recorder:
 
     def __init__(self, on_advance: object = None) -> None:
         self.begun: tuple[int, int] | None = None
+        self.metadata = 0
         self.advanced = 0
         self.done: list[tuple[FetchItem, bool]] = []
         self.summary: FetchSummary | None = None
         self.on_advance = on_advance
 
-    def begin(self, files: int, total_bytes: int) -> None:
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
         self.begun = (files, total_bytes)
+        self.metadata = metadata
 
     def advance(self, nbytes: int) -> None:
         self.advanced += nbytes
@@ -142,7 +144,9 @@ def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
     for name in names:
         assert fixture_index.count(file_path(fixture_index, name)) == 1  # shared file: once
     total = sum(catalogue.file(n).size for n in names)
-    assert recorder.begun == (5, total)
+    # announced as the summary counts them: 3 to download + 2 metadata files = 5
+    assert (recorder.begun, recorder.metadata) == ((3, total), 2)
+    assert len(recorder.done) == summary.files
     assert recorder.advanced == total  # known-size bytes only
     assert summary.downloaded_bytes == total
     assert list(store.temp_dir().iterdir()) == []  # no partial left behind
@@ -477,7 +481,8 @@ def test_rich_progress_shows_files_and_bytes(
     stream = io.StringIO()
     fetch([make_lockfile(fixture_index, "core", names)], store, progress=RichProgress(stream))
     text = stream.getvalue()
-    assert "fetch 4/4" in text and "kB" in text  # files done, bytes (rich's DownloadColumn)
+    assert "fetch 4/4" in text and "KiB" in text  # files done, bytes in IEC units
+    assert "kB" not in text and "MB" not in text
 
 
 def test_plain_progress_prints_periodic_lines(
@@ -490,7 +495,10 @@ def test_plain_progress_prints_periodic_lines(
           progress=PlainProgress(stream, interval=0.0), max_workers=1)
     lines = stream.getvalue().splitlines()
     total = sum(catalogue.file(n).size for n in names)
-    assert lines[0] == f"fetch: 4 files to download ({total / 1024:.1f} KiB)"
+    # the same split as the summary: 2 downloaded + 2 read from their wheels = 4
+    assert lines[0] == (f"fetch: 4 files to fetch: 2 to download ({total / 1024:.1f} KiB), "
+                        "2 wheel metadata files (read from their wheels, downloaded where "
+                        "that fails)")
     assert lines[-1].startswith(f"fetch: 4/4 files, {total / 1024:.1f} KiB/{total / 1024:.1f} KiB")
 
 

@@ -366,7 +366,8 @@ def test_delta_applies_onto_its_base_and_links_unchanged_files(mirror: Mirror,
     assert delta.size < mirror.first.size
     result: ImportResult = import_bundle([delta.path], mirror.root)
     assert result.changed and result.kind == "delta"
-    assert result.linked == 2  # the alpha wheel and its .metadata came from the old mirror
+    # from the old mirror: the alpha wheel, its .metadata and the three unchanged pages
+    assert result.linked == 5 and result.extracted == 2  # gamma, simple/index.html
     assert scan_tree(mirror.root) == Manifest.read(new_index / "manifest.json")
     assert not (mirror.root / "files/beta").exists()
     assert verify_mirror(mirror.root).ok

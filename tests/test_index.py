@@ -404,6 +404,16 @@ def test_missing_store_file_is_named_and_nothing_is_published(own_mirror: Fixtur
     assert not list(own_mirror.root.glob(".dist-index.staging-*"))
 
 
+def test_empty_metadata_file_in_the_store_counts_as_missing(own_mirror: FixtureMirror) -> None:
+    # a PEP 658 file has no size in the lockfile: one a crash left empty is not the file
+    beta = own_mirror.catalogue.find("beta", "1.0")
+    assert beta.metadata_sha256
+    own_mirror.store.path(beta.metadata_sha256).write_bytes(b"")
+    with pytest.raises(NotFoundError, match=re.escape(f"{beta.filename}.metadata")):
+        build(own_mirror)
+    assert not own_mirror.out.exists()
+
+
 def test_missing_store_file_leaves_the_previous_tree(own_mirror: FixtureMirror) -> None:
     build(own_mirror)
     before = tree_bytes(own_mirror.out)

@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex
+from fixtureindex import FixtureIndex, build_wheel
 
 from lockmirror.config import load_config
 from lockmirror.errors import LockmirrorError, NotFoundError, ResolutionError
@@ -175,6 +176,27 @@ def test_conflict_names_both_sides(tmp_path: Path, fixture_index: FixtureIndex) 
     text = str(info.value)
     assert "shared" in text and "shared<2" in text and "shared>=2" in text
     assert "left 1.0" in text and "right 1.0" in text and (X86 in text or ARM in text)
+
+
+def test_conflict_shows_the_whole_chain_back_to_the_set(
+        tmp_path: Path, make_index: Callable[..., FixtureIndex]) -> None:
+    """flask + markupsafe: the conflict on markupsafe comes through jinja2 from flask;
+    the message names flask and puts jinja2's versions on one line."""
+    files = tmp_path / "files"
+    files.mkdir()
+    build_wheel(files, "app", "1.0", requires_dist=["mid>=1.0"])  # flask 2.3.3
+    for minor in range(5):  # jinja2 3.1.2 ... 3.1.6, each needing markupsafe>=2
+        build_wheel(files, "mid", f"1.{minor}", requires_dist=["low>=2"])
+    for version in ("1.0", "2.0"):  # markupsafe
+        build_wheel(files, "low", version)
+    index = make_index(files)
+    with pytest.raises(ResolutionError) as info:
+        lock(tmp_path, index, "  web:\n    requirements: [app==1.0, low==1.0]\n")
+    text = str(info.value)
+    assert "app 1.0" in text  # the requirer of mid, which requires low>=2
+    [line] = [line for line in text.splitlines() if "low>=2" in line]
+    assert line == "  low>=2 <- mid 1.4, 1.3, 1.2, 1.1, 1.0 <- app 1.0 (set web)"
+    assert "low==1.0 (required by the set web)" in text
 
 
 def test_missing_version_lists_nearest(tmp_path: Path, fixture_index: FixtureIndex) -> None:

@@ -330,7 +330,7 @@ def test_exception_without_reason_is_a_config_error() -> None:
         ("mirror.yaml:8:22: policy.exceptions[1].reason: the reason must say why the exception "
         "is needed"),
         ("mirror.yaml:9:66: policy.exceptions[2].rules[2]: 'typo' is neither a rule "
-        "(min_age_days, yanked, vulnerabilities, sdists) nor an advisory id such as "
+        "(min_age_days, yanked, vulnerabilities, sdists, licenses) nor an advisory id such as "
         "PYSEC-2023-212 or GHSA-..."),
     ]
 

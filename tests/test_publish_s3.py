@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -252,19 +253,103 @@ def test_lock_keeps_a_second_publisher_out_until_the_first_is_done(
     assert publish(index_tree, dest).uploaded == ()
 
 
-def test_a_stale_lock_names_its_holder_and_can_be_broken(aws_env: S3Server,
-                                                          index_tree: Path) -> None:
+def test_a_live_lock_names_its_holder_and_expiry_and_can_be_broken(aws_env: S3Server,
+                                                                   index_tree: Path) -> None:
     bucket = aws_env.new_bucket()
     dest = destination(aws_env, bucket)
-    created = (datetime.now(UTC) - timedelta(hours=3)).isoformat(timespec="seconds")
+    now = datetime.now(UTC)
+    created = (now - timedelta(hours=3)).isoformat(timespec="seconds")
+    expires = (now + timedelta(minutes=30)).isoformat(timespec="seconds")
     aws_env.client().put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
-        {"holder": "ci@runner-7 pid 4242", "created": created, "token": "t"}).encode())
-    with pytest.raises(PublishError, match=r"locked by ci@runner-7 pid 4242 for 3 h 0 min"):
+        {"holder": "ci@runner-7 pid 4242", "created": created, "token": "t",
+         "expires": expires}).encode())
+    with pytest.raises(PublishError, match=r"locked by ci@runner-7 pid 4242 for 3 h 0 min, "
+                                           r"expires in (29|30) min"):
         publish(index_tree, dest)
     assert set(aws_env.keys(bucket)) == {f"pypi/{LOCK_KEY}"}
     result = publish(index_tree, dest, break_lock=True)
     assert result.notes == ("broke the lock held by ci@runner-7 pid 4242 for 3 h 0 min",)
     assert f"pypi/{LOCK_KEY}" not in aws_env.keys(bucket)
+
+
+def test_an_expired_lock_is_taken_over_and_said(aws_env: S3Server, index_tree: Path) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    # written by an older lockmirror (no expiry): it expires lock_ttl after it was taken
+    created = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
+    aws_env.client().put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
+        {"holder": "ci@runner-7 pid 4242", "created": created, "token": "t"}).encode())
+    result = publish(index_tree, dest)
+    assert result.notes == ("took over the expired lock of ci@runner-7 pid 4242 "
+                            "(taken 2 h 0 min ago)",)
+    assert set(aws_env.keys(bucket)) == wanted_keys(index_tree, "pypi") | {
+        f"pypi/{RECEIPT_KEY}"}
+
+
+HOLD_AND_HANG = """\
+import sys, time
+from lockmirror.config_schema import S3Destination
+from lockmirror.publish.s3 import S3Publisher
+dest = S3Destination(kind="s3", bucket=sys.argv[1], prefix="pypi", endpoint_url=sys.argv[2],
+                     lock_ttl=10)
+with S3Publisher(dest)._lock().held(wait=0, break_lock=False, notes=[],
+                                    progress=lambda e: None, ttl=10):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_publisher_leaves_the_bucket_locked_only_until_its_lock_expires(
+        aws_env: S3Server, index_tree: Path) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket, lock_ttl=10)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_HANG, bucket, aws_env.endpoint_url],
+                              env={**os.environ, **aws_env.env()}, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    finally:
+        holder.kill()  # SIGKILL: no finally block, no release
+        holder.wait(30)
+    lock = S3Publisher(dest)._lock()
+    held = lock.read()
+    assert held is not None and held.expires is not None
+    with pytest.raises(PublishError, match=r"locked by .* expires in \d+ s"):
+        publish(index_tree, dest)
+    while not held.expired(datetime.now(UTC), 10):  # wait out the dead holder's expiry
+        time.sleep(0.5)
+    result = publish(index_tree, dest)
+    assert len(result.notes) == 1 and result.notes[0].startswith("took over the expired lock")
+    assert set(aws_env.keys(bucket)) == wanted_keys(index_tree, "pypi") | {
+        f"pypi/{RECEIPT_KEY}"}
+
+
+def test_a_lease_renews_itself_and_a_taken_over_lock_is_not_released(
+        aws_env: S3Server) -> None:
+    bucket = aws_env.new_bucket()
+    lock = S3Publisher(destination(aws_env, bucket))._lock()
+    notes: list[str] = []
+    with lock.held(wait=0, break_lock=False, notes=notes, progress=lambda e: None,
+                   ttl=30) as lease:
+        first = lock.read()
+        assert first is not None and first.token == lease.token
+        lease.renew()  # within a third of the lifetime: nothing written
+        assert lock.read() == first
+        lease._renewed -= 11  # as if 11 s had passed
+        lease.renew()
+        renewed = lock.read()
+        assert renewed is not None and renewed.expires is not None and first.expires is not None
+        assert renewed.expires >= first.expires and renewed.etag == lease.etag
+        assert renewed.created == first.created  # its age still counts from the take
+        # another publisher takes the lock over (as after an expiry)
+        aws_env.client().put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
+            {"holder": "other", "created": "2026-01-01T00:00:00+00:00", "token": "o",
+             "expires": "2999-01-01T00:00:00+00:00"}).encode())
+        lease._renewed -= 11
+        with pytest.raises(PublishError, match="lost the publish lock: it expired and another"):
+            lease.renew()
+    after = lock.read()
+    assert after is not None and after.holder == "other"  # not ours to release
 
 
 def test_two_cli_publishes_at_once_leave_the_bucket_consistent(
@@ -416,3 +501,23 @@ def test_seaweedfs_checksum_refusal_becomes_an_integrity_error(weed_env: S3Serve
     assert isinstance(converted, IntegrityError)
     assert "the server received other bytes than were sent (BadDigest)" in str(converted)
     assert weed_env.keys(bucket) == {}
+
+
+def test_seaweedfs_takes_over_an_expired_lock_by_its_etag(weed_env: S3Server,
+                                                           index_tree: Path) -> None:
+    bucket = weed_env.new_bucket()
+    dest = destination(weed_env, bucket, directory_keys=False)
+    created = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
+    expired = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+    weed_env.client().put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
+        {"holder": "ci@runner-7 pid 4242", "created": created, "token": "t",
+         "expires": expired}).encode())
+    lock = S3Publisher(dest)._lock()
+    dead = lock.read()
+    assert dead is not None
+    # a write conditional on another ETag is refused: the takeover cannot race
+    assert lock._put(b"{}", if_match='"0000"', action="test") is None
+    result = publish(index_tree, dest)
+    assert result.notes == ("took over the expired lock of ci@runner-7 pid 4242 "
+                            "(taken 2 h 0 min ago)",)
+    assert f"pypi/{LOCK_KEY}" not in weed_env.keys(bucket)

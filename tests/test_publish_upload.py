@@ -12,9 +12,11 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from fixtureindex import build_wheel
 from servers import Devpi, UploadServer, pip_install
 
@@ -193,6 +195,74 @@ def test_unset_credential_variable_and_unreachable_repository(index_tree: Path) 
                                            r"http://127.0.0.1:9/simple/alpha/: [^\n]*$"):
         publish(index_tree, UploadDestination(kind="upload", url="http://127.0.0.1:9/"),
                 environ={})
+
+
+def test_missing_credentials_are_named_not_called_refused(
+        pypiserver: UploadServer, index_tree: Path) -> None:
+    """pypiserver asks for credentials (401): with none set, the error names the
+    variables that are missing instead of saying they were refused."""
+    anonymous = UploadDestination(kind="upload", url=pypiserver.url,
+                                  simple_url=pypiserver.simple_url)
+    with pytest.raises(PublishError) as info:
+        publish(index_tree, anonymous, environ={})
+    text = str(info.value)
+    assert "TWINE_USERNAME and TWINE_PASSWORD are not set" in text and "(HTTP 401)" in text
+    assert "refused" not in text
+    with pytest.raises(PublishError) as info:
+        publish(index_tree, anonymous, environ={"TWINE_USERNAME": pypiserver.username})
+    text = str(info.value)
+    assert "TWINE_PASSWORD is not set" in text and "TWINE_USERNAME" not in text
+    assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def open_pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadServer]:
+    """pypiserver that lets anyone read and asks for credentials only to upload, so
+    a wrong password is refused by the upload itself (its HTML error page)."""
+    from servers import start_pypiserver
+
+    started = start_pypiserver(tmp_path_factory.mktemp("open-pypiserver"), "update")
+    try:
+        yield started.server
+    finally:
+        started.process.stop()
+
+
+def test_a_refused_upload_prints_the_servers_message_not_its_page(
+        open_pypiserver: UploadServer, index_tree: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = requests.post(open_pypiserver.url, auth=(open_pypiserver.username, "wrong"),
+                        files={":action": (None, "file_upload")}, timeout=30)
+    assert raw.status_code == 403 and "background-color" in raw.text  # what it answers
+    monkeypatch.setenv("TWINE_USERNAME", open_pypiserver.username)
+    monkeypatch.setenv("TWINE_PASSWORD", "wrong-password")
+    code = main(["publish", "--to", open_pypiserver.url, "--from", str(index_tree)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 1 and len(errors) == 1, errors
+    assert "the credentials were refused uploading" in errors[0] and "(HTTP 403)" in errors[0]
+    assert "{" not in errors[0] and "<" not in errors[0] and "wrong-password" not in errors[0]
+
+
+@pytest.mark.parametrize(("content_type", "body", "message"), [
+    ("text/html", "<html><head><title>Error: 400 Bad Request</title><style>html {color: red}"
+     "</style></head><body><h1>Error: 400 Bad Request</h1><p>Sorry:</p>"
+     "<pre>Missing &#039;content&#039; file-field!</pre></body></html>",
+     "Missing 'content' file-field!"),
+    ("text/html", "<html><head><style>p {x: y}</style></head><body><h1>Error: 403 Forbidden"
+     "</h1><pre>None</pre></body></html>", "Forbidden"),
+    ("application/json", '{"status": 409, "message": "release file already exists"}',
+     "release file already exists"),
+    ("text/plain", "\n  Invalid distribution file.\nmore\n", "Invalid distribution file."),
+])
+def test_server_message_keeps_the_words_and_drops_the_markup(
+        content_type: str, body: str, message: str) -> None:
+    from lockmirror.publish.upload_answer import server_message
+
+    response = requests.Response()
+    response.status_code, response.reason = 400, "Bad Request"
+    response.headers["Content-Type"] = content_type
+    response._content = body.encode()  # noqa: SLF001 - a response as a server sends it
+    assert server_message(response) == message
 
 
 def test_prune_is_refused_for_upload_apis(pypiserver: UploadServer, index_tree: Path) -> None:

@@ -276,9 +276,10 @@ def test_symlink_out_of_the_tree_is_not_followed(mirror: FixtureMirror, tmp_path
 
 
 def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:
-    with pytest.raises(LockmirrorError, match="not a built index") as caught:
+    with pytest.raises(LockmirrorError, match="is not a mirror") as caught:
         MirrorServer(tmp_path, "127.0.0.1", 0)
-    assert caught.value.where == str(tmp_path) and caught.value.hint == "build it with `doit index`"
+    assert caught.value.where == str(tmp_path)
+    assert caught.value.hint == f"import a bundle into it first: lockmirror import BUNDLE.tar --into {tmp_path}"
 
 
 @pytest.mark.parametrize(("idle_timeout", "max_connections", "refused"), [

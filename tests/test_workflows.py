@@ -61,8 +61,8 @@ def _steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
             for step in job.get("steps", [])]
 
 
-def test_the_three_workflows_exist() -> None:
-    assert [p.name for p in WORKFLOW_FILES] == ["audit.yml", "pr.yml", "publish.yml"]
+def test_the_workflows_exist() -> None:
+    assert [p.name for p in WORKFLOW_FILES] == ["audit.yml", "bump.yml", "pr.yml", "publish.yml"]
 
 
 @needs_actionlint
@@ -124,7 +124,8 @@ def test_least_privilege_permissions(path: Path) -> None:
             if level != "write":
                 continue
             allowed = {("pr.yml", "comment", "pull-requests"),
-                       ("publish.yml", "publish", "id-token")}
+                       ("publish.yml", "publish", "id-token"),
+                       ("bump.yml", "bump", "contents"), ("bump.yml", "bump", "pull-requests")}
             assert (path.name, name, scope) in allowed, f"{path.name}: {name} writes {scope}"
 
 
@@ -185,3 +186,23 @@ def test_audit_workflow_runs_nightly_and_on_demand() -> None:
 def test_gitattributes_names_the_diff_driver() -> None:
     lines = (ROOT / ".gitattributes").read_text(encoding="utf-8").splitlines()
     assert "lockfiles/pylock.*.toml diff=lockmirror" in lines
+
+
+def test_bump_workflow_only_calls_lockmirror_bump_and_gh() -> None:
+    """Weekly, and after a failed nightly audit (--security); the deciding is
+    `lockmirror bump`'s (tests/test_update_loop.py), the workflow pushes and calls gh."""
+    data = _workflow("bump.yml")
+    assert data["on"]["schedule"] and "workflow_dispatch" in data["on"]
+    assert data["on"]["workflow_run"] == {"workflows": ["audit"], "types": ["completed"]}
+    assert data["concurrency"]["cancel-in-progress"] is False
+    job = data["jobs"]["bump"]
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert "github.event.workflow_run.conclusion == 'failure'" in job["if"]
+    scripts = "\n".join(step.get("run", "") for step in job["steps"])
+    assert set(re.findall(r"lockmirror (\w[\w-]*)", scripts)) == {"bump"}
+    assert "--security" in scripts and "--write-pr-body" in scripts
+    assert set(re.findall(r"\bgh (pr \w+)", scripts)) == {"pr view", "pr edit", "pr create"}
+    push = next(s for s in job["steps"] if "git push" in s.get("run", ""))
+    assert push["if"] == "steps.bump.outputs.branch != ''"  # nothing to do: nothing pushed
+    bump = next(s for s in job["steps"] if "lockmirror bump" in s.get("run", ""))
+    assert bump["env"]["SECURITY"].startswith("${{ github.event_name == 'workflow_run'")

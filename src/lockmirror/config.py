@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from .config_schema import MirrorConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
-from .errors import ConfigError
+from .errors import ConfigError, LockmirrorError
 
 DEFAULT_CONFIG = "mirror.yaml"
 
@@ -65,6 +65,15 @@ class LoadedConfig:
     @property
     def quarantine_path(self) -> Path:
         return self.resolve(self.config.paths.quarantine)
+
+    def chosen_sets(self, names: Sequence[str] | None) -> list[str]:
+        """``names`` (default: every set, in mirror.yaml's order), each checked to
+        be a set of mirror.yaml; raises LockmirrorError naming the first that is not."""
+        for name in names or ():
+            if name not in self.config.sets:
+                raise LockmirrorError(f"no set named '{name}'", where=self.path.name,
+                                      hint=f"sets in mirror.yaml: {', '.join(self.config.sets)}")
+        return list(names) if names else list(self.config.sets)
 
     def lockfile_path(self, set_name: str) -> Path:
         return self.lockfile_dir / f"pylock.{set_name}.toml"
@@ -255,7 +264,7 @@ def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tup
 
 # Rules an exception may waive by name (see lockmirror.resolve.policy); anything else
 # in `rules` must look like an advisory id or alias (PYSEC-..., GHSA-..., CVE-...).
-WAIVABLE_RULES = ("min_age_days", "yanked", "vulnerabilities", "sdists")
+WAIVABLE_RULES = ("min_age_days", "yanked", "vulnerabilities", "sdists", "licenses")
 _ADVISORY_ID_RE = re.compile(r"^[A-Z][A-Z0-9]*-[A-Za-z0-9._:-]+$")
 
 

@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from .fsutil import parse_size
+from .spdx import spdx_expression
 from .targets import MARKER_NAMES, Target
 
 if TYPE_CHECKING:
@@ -72,13 +74,25 @@ class SourceConfig(_Strict):
         return frozenset(canonicalize_name(p) for p in self.projects)
 
 
+def _check_platform(tag: str) -> str:
+    from .platform_tags import platform_problem
+
+    problem = platform_problem(tag)
+    if problem is not None:
+        raise ValueError(problem)
+    return tag
+
+
+PlatformTag = Annotated[str, AfterValidator(_check_platform)]
+
+
 class TargetConfig(_Strict):
     """What an installer on the far side looks like."""
 
     python: str = Field(description="'3.11' (every 3.11.x) or '3.11.4'")
     implementation: Literal["cp", "pp"] = "cp"
-    platforms: list[str] = Field(min_length=1,
-                                 description="platform tags, e.g. manylinux_2_28_x86_64")
+    platforms: list[PlatformTag] = Field(min_length=1,
+                                         description="platform tags, e.g. manylinux_2_28_x86_64")
     abi: str | None = Field(None, description="default: cpXY for CPython")
     markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
 
@@ -125,11 +139,32 @@ class PolicyException(_Strict):
                              description="which rules it waives; empty means all")
 
 
+def _check_spdx(text: str) -> str:
+    if spdx_expression(text) is None:
+        raise ValueError(f"'{text}' is not an SPDX license id or expression "
+                         "(e.g. MIT, Apache-2.0, GPL-3.0-only)")
+    return text
+
+
+SpdxText = Annotated[str, AfterValidator(_check_spdx)]
+
+
+class LicensePolicyConfig(_Strict):
+    """Which declared licenses a set may hold (SPDX ids or expressions)."""
+
+    allow: list[SpdxText] = Field(default_factory=list,
+                                  description="when given, every other license is denied")
+    deny: list[SpdxText] = Field(default_factory=list)
+    unknown: Literal["allow", "warn", "deny"] = Field(
+        "warn", description="a release that declares no license, or none in SPDX terms")
+
+
 class PolicyConfig(_Strict):
     min_age_days: int | None = Field(None, ge=0, le=MAX_AGE_DAYS)
     yanked: Literal["deny", "warn"] = "deny"
     vulnerabilities: Severity = "warn"
     sdists: Literal["allow", "deny"] = "allow"
+    licenses: LicensePolicyConfig | None = None
     advisory_sources: list[AdvisorySourceConfig] = Field(default_factory=list)
     exceptions: list[PolicyException] = Field(default_factory=list)
 
@@ -141,6 +176,7 @@ class PolicyOverride(_Strict):
     yanked: Literal["deny", "warn"] | None = None
     vulnerabilities: Severity | None = None
     sdists: Literal["allow", "deny"] | None = None
+    licenses: LicensePolicyConfig | None = None
     exceptions: list[PolicyException] = Field(default_factory=list)
 
 
@@ -172,6 +208,9 @@ class S3Destination(_Strict):
     profile: str | None = None
     directory_keys: bool = Field(True, description="also upload simple/<p>/index.html as the "
                                  "key simple/<p>/ so the REST endpoint serves pip's URLs")
+    lock_ttl: int = Field(3600, ge=10, le=7 * 86400, description=(
+        "seconds the publish lock lives without renewal: a killed publisher's lock expires "
+        "after this and the next publish takes it over"))
 
 
 class UploadDestination(_Strict):
@@ -204,6 +243,29 @@ class PathsConfig(_Strict):
                             description="releases `audit --quarantine` took out of the index")
 
 
+def _check_size(text: str) -> str:
+    parse_size(text)  # ValueError names the text and the forms
+    return text
+
+
+class RetentionConfig(_Strict):
+    """Which earlier locks the index keeps serving, and how big the mirror may grow."""
+
+    lock_revisions: int = Field(2, ge=1, le=50, description=(
+        "the last N committed revisions of each set's lockfile (the current one counts)"))
+    days: int = Field(0, ge=0, le=3650, description=(
+        "also keep a revision for this many days after a newer one replaced it"))
+    max_size: Annotated[str, AfterValidator(_check_size)] | None = Field(
+        None, description="e.g. 50GiB: the mirror (current and retained locks) past it is "
+                          "reported")
+    over_size: Literal["warn", "fail"] = "warn"
+
+
+class BundleConfig(_Strict):
+    keep: int = Field(3, ge=0, description="bundles of this mirror kept in paths.dist, the one "
+                      "just written included; older ones are removed (0: keep all)")
+
+
 class MirrorConfig(_Strict):
     version: Literal[1]
     name: str = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -213,6 +275,8 @@ class MirrorConfig(_Strict):
     policy: PolicyConfig = Field(default_factory=lambda: PolicyConfig())
     publish: dict[str, Destination] = Field(default_factory=dict)
     paths: PathsConfig = Field(default_factory=lambda: PathsConfig())
+    retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
+    bundle: BundleConfig = Field(default_factory=lambda: BundleConfig())
 
     # Filled by load_config: where the file is, for resolving relative paths.
     # defer_build: schemas are built on first use, so commands that touch one
@@ -250,9 +314,9 @@ class MirrorConfig(_Strict):
         override = self.sets[set_name].policy
         if override is None:
             return self.policy
-        changes: dict[str, Any] = {
-            key: value for key, value in override.model_dump(exclude_unset=True).items()
-            if key != "exceptions" and value is not None
+        changes: dict[str, Any] = {  # the models themselves, not their dumps
+            key: getattr(override, key) for key in override.model_fields_set
+            if key != "exceptions" and getattr(override, key) is not None
         }
         changes["exceptions"] = [*self.policy.exceptions, *override.exceptions]
         return self.policy.model_copy(update=changes)

@@ -24,7 +24,7 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
 from .errors import ConfigError, LockmirrorError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, format_size
 
 if TYPE_CHECKING:
 
@@ -51,7 +51,7 @@ class Project:
         except OSError:
             raw = b""
         names = sorted(set(re.findall(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)))
-        names += [b"LOCKMIRROR_STORE", b"LOCKMIRROR_CACHE"]
+        names += [b"LOCKMIRROR_STORE", b"LOCKMIRROR_CACHE", b"LOCKMIRROR_TOOL_WHEELS"]
         digest = hashlib.sha256(raw)
         for name in names:
             digest.update(b"\0" + name + b"=" + os.environ.get(name.decode(), "\0").encode())
@@ -60,8 +60,9 @@ class Project:
         # must not reuse one (lockfile is imported by the lock tasks anyway)
         from . import __version__
         from .formats.lockfile import LOCK_FORMAT
+        from .stages.toolwheels import tool_fingerprint
 
-        digest.update(f"\0{__version__}\0{LOCK_FORMAT}".encode())
+        digest.update(f"\0{__version__}\0{LOCK_FORMAT}\0{tool_fingerprint()}".encode())
         self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
                               / f"{digest.hexdigest()[:32]}.json")
         self.summary = self._read_summary() or self._make_summary()
@@ -74,15 +75,19 @@ class Project:
         return data if isinstance(data, dict) and data.get("format") == _SUMMARY_FORMAT else None
 
     def _make_summary(self) -> dict[str, Any]:
-        from .stages.lock import input_hash
+        from .stages.lock_inputs import input_hash
+        from .stages.tool_set import TOOL_SET, tool_loaded, tool_set_locked
 
         loaded = self.loaded
         config = loaded.config
+        tool = tool_loaded(loaded) if tool_set_locked() else None
         summary = {
             "format": _SUMMARY_FORMAT,
             "sets": {name: {"input_hash": input_hash(loaded, name),
                             "lockfile": str(loaded.lockfile_path(name)),
                             "targets": config.set_targets(name)} for name in config.sets},
+            "tool": tool and {"name": TOOL_SET, "input_hash": input_hash(tool, TOOL_SET),
+                              "lockfile": str(tool.lockfile_path(TOOL_SET))},
             "publish": sorted(config.publish),
             "paths": {"store": str(loaded.store_dir), "index": str(loaded.index_dir),
                       "dist": str(loaded.dist_dir), "cache": str(loaded.cache_dir),
@@ -118,28 +123,30 @@ def load(path: str = "mirror.yaml") -> Project:
     broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
     try:
         return Project(path)
-    except ConfigError as error:
+    except LockmirrorError as error:  # a broken mirror.yaml, a bad LOCKMIRROR_TOOL_WHEELS
         _report(error)
         raise SystemExit(2) from None
 
 
 def _report(error: Exception) -> TaskFailed:
     """Print ``error`` as one line on stderr (a ConfigError: its lines) and
-    return the failed task: doit's one place that reports an error."""
+    return the failed task: doit's one place that reports an error. The
+    TaskFailed is not reported again by doit (``report=False``): each error
+    is printed once, and doit still exits 1."""
     if isinstance(error, ConfigError):
         print(str(error), file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0])
+        return TaskFailed(str(error).splitlines()[0], report=False)
     if isinstance(error, LockmirrorError):
         print(f"lockmirror: error: {error}", file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0])
+        return TaskFailed(str(error).splitlines()[0], report=False)
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
-        return TaskFailed(f"{where}{error.strerror or error}")
+        return TaskFailed(f"{where}{error.strerror or error}", report=False)
     line = (str(error).splitlines() or [""])[0][:300]
     print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
           "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-    return TaskFailed(f"internal error: {type(error).__name__}")
+    return TaskFailed(f"internal error: {type(error).__name__}", report=False)
 
 
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
@@ -166,7 +173,14 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    for result in pipeline.lock(project.loaded, [set_name]):
+    from .commands.lock import LockLine
+
+    line = LockLine(sys.stderr)
+    try:
+        results = pipeline.lock(project.loaded, [set_name], progress=line)
+    finally:
+        line.close()
+    for result in results:
         state = "written" if result.written else "unchanged"
         print(f"{result.path}: {len(result.lockfile.packages)} packages for "
               f"{len(result.lockfile.targets)} targets ({state})")
@@ -190,10 +204,28 @@ def lock_tasks(project: Project) -> Iterator[TaskDict]:
             "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
             "verbosity": 2,
         }
+    tool = project.summary.get("tool")
+    if tool:  # lockmirror's own set: the bundle's tool wheels (stages/tool_set.py)
+        path, wanted = Path(tool["lockfile"]), tool["input_hash"]
+        yield {
+            "name": tool["name"],
+            "doc": f"resolve lockmirror's own dependencies into {path.name}",
+            "actions": [_action(_lock_one, project, tool["name"])],
+            "targets": [str(path)],
+            "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
+            "verbosity": 2,
+        }
 
 
 def lockfile_paths(project: Project) -> list[Path]:
-    return [project.lockfile_path(name) for name in project.set_names]
+    """Every set's lockfile, and lockmirror's own set's when it is locked."""
+    return [project.lockfile_path(name) for name in project.set_names] + tool_lockfile(project)
+
+
+def tool_lockfile(project: Project) -> list[Path]:
+    """lockmirror's own set's lockfile (stages/tool_set.py), if it is locked."""
+    tool = project.summary.get("tool")
+    return [Path(tool["lockfile"])] if tool else []
 
 
 # -- fetch -------------------------------------------------------------------
@@ -216,7 +248,7 @@ def fetch_task(project: Project) -> TaskDict:
     def store_complete() -> bool:
         from .stages.fetch import is_current
 
-        return is_current(project.loaded)
+        return is_current(project.loaded, also=tool_lockfile(project))
 
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",
@@ -306,8 +338,11 @@ def verify_alias_task() -> TaskDict:
 def _bundle(project: Project) -> None:
     result = pipeline.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
-    print(f"bundle: {result.path} ({result.size:,} bytes, {result.members} members, "
+    print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}) ({state})")
+    removed = result.removed.summary()
+    if removed:
+        print(f"bundle: {removed}")
 
 
 def bundle_task(project: Project) -> TaskDict:
@@ -377,6 +412,37 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
             "uptodate": [False],
             "verbosity": 2,
         }
+
+
+# -- gc (not part of build) ---------------------------------------------------------
+
+
+def _gc(project: Project, dry_run: bool, shared_store: bool) -> None:
+    from .commands.gc import print_result
+
+    print_result(pipeline.gc(project.loaded, dry_run=dry_run, shared_store=shared_store),
+                 each=dry_run)
+
+
+def gc_task(project: Project) -> TaskDict:
+    """`doit gc [--dry-run] [--shared-store]`: what `lockmirror gc` does."""
+    def collect(dry_run: bool, shared_store: bool) -> TaskFailed | None:
+        return _action(_gc, project, dry_run, shared_store)()
+
+    return {
+        "doc": "remove store files and cached metadata no current lockfile needs, and "
+               "check-install leftovers; says the bytes freed (--dry-run: only list)",
+        "actions": [(collect,)],
+        "params": [
+            {"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
+             "help": "list what would be removed; remove nothing"},
+            {"name": "shared_store", "long": "shared-store", "type": bool, "default": False,
+             "help": "also collect a store given by $LOCKMIRROR_STORE (by this mirror's "
+                     "lockfiles alone)"},
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
 
 
 # -- mutation (not part of build) --------------------------------------------------

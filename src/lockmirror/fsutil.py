@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +89,45 @@ def format_size(size: int, *, signed: bool = False) -> str:
     return f"{sign}{value:.1f} {unit}"
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """``700M``, ``4G``, ``1.5GiB``, ``650MB``, ``123456`` -> bytes.
+
+    K/M/G/T and KiB/MiB/... are powers of 1024; KB/MB/... powers of 1000.
+    Raises ValueError for anything else."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 700M, 4G, 50GiB, 650MB)")
+    number, unit, suffix = match.groups()
+    power = "KMGT".find(unit.upper()) + 1 if unit else 0
+    base = 1000 if suffix and suffix.lower() == "b" else 1024
+    return int(float(number) * base ** power)
+
+
 def plural(count: int, noun: str) -> str:
     """``1 file``, ``2 files``: a count for messages, beside :func:`format_size`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes removing ``path`` (a file or a whole tree) gives back: the sizes of
+    its files that have no other hard link. Symlinks are not followed."""
+    try:
+        stat = path.lstat()
+    except FileNotFoundError:
+        return 0
+    if not path.is_dir() or path.is_symlink():
+        return stat.st_size if stat.st_nlink <= 1 else 0
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                found = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            total += found.st_size if found.st_nlink <= 1 else 0
+    return total

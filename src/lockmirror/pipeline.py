@@ -32,36 +32,63 @@ if TYPE_CHECKING:
     from .stages.audit import AuditReport
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
+    from .stages.disk_usage import Usage
     from .stages.fetch import FetchProgress, FetchSummary
+    from .stages.gc import GcResult
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.lock_watch import LockProgress
+    from .stages.retention import Retention
 
 Progress = Callable[[str], None]
+
+if TYPE_CHECKING:  # the update loop's stages (issue 22)
+    from .resolve.advisory_snapshot import Snapshot
+    from .stages.bump import BumpResult
+    from .stages.lock_vulnerable import VulnerableUpgrade
+    from .stages.outdated import OutdatedReport
 
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
          upgrade: Sequence[str] = (), upgrade_all: bool = False,
-         jobs: int = 6) -> list[LockResult]:
-    """Resolve ``sets`` (default: every set) into their lockfiles."""
+         jobs: int = 6, progress: Callable[[LockProgress], None] | None = None
+         ) -> list[LockResult]:
+    """Resolve ``sets`` (default: every set, and lockmirror's own set, the
+    bundle's tool wheels: :mod:`lockmirror.stages.tool_set`) into their
+    lockfiles; ``progress`` sees each resolution start, look at another project
+    and end. ``upgrade`` names reach lockmirror's own set only where it locks them."""
     from .stages.lock import lock_sets
+    from .stages.tool_set import lock_scopes, upgrade_names
 
-    return lock_sets(loaded, sets, upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs)
+    return [result for scope, names in lock_scopes(loaded, sets)
+            for result in lock_sets(scope, names, upgrade=upgrade_names(scope, loaded, upgrade),
+                                    upgrade_all=upgrade_all, jobs=jobs, progress=progress)]
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
           durable: bool = False) -> FetchSummary:
-    """Download every locked file into the store (``paths.store``)."""
+    """Download every locked file into the store (``paths.store``), the tool
+    set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`)."""
     from .stages.fetch import fetch_config
+    from .stages.tool_set import tool_lockfile_paths
 
-    return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable)
+    return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
+                        also=tool_lockfile_paths(loaded))
 
 
-def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
-          state_dir: Path | None = None,
+def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
+          store: Path | None = None, out: Path | None = None, title: str | None = None,
+          mirror_yaml: Path | None = None, quarantine: Path | None = None,
+          full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases
     (``exclude`` replaces the list: quarantine's dry run).
+
+    Each of ``lockfiles``, ``store``, ``out``, ``title``, ``mirror_yaml`` and
+    ``quarantine`` given replaces what mirror.yaml says; with ``loaded`` None
+    (no mirror.yaml) the first three are required, and only the URL rules that
+    need no declared source apply. A ``quarantine`` given must exist.
 
     The only writer of ``dist-index/``: quarantine runs this too. Every
     lockfile it parses is refused unless its file URLs lie under a declared
@@ -70,12 +97,21 @@ def index(loaded: LoadedConfig, *, out: Path | None = None, full: bool = False,
     from .formats.url_policy import UrlRule
     from .stages.index import DEFAULT_TITLE, build_index
 
-    lockfiles = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    return build_index(lockfiles, loaded.store_dir, out or loaded.index_dir,
-                       mirror_yaml=loaded.path, title=loaded.config.name or DEFAULT_TITLE,
-                       full=full, exclude=(quarantined(loaded.quarantine_path) if exclude is None
-                                else exclude),
-                       state_dir=state_dir, url_rule=UrlRule(tuple(loaded.config.sources)))
+    sources = None
+    quarantine_path = quarantine
+    if loaded is not None:
+        lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
+        store, out = store or loaded.store_dir, out or loaded.index_dir
+        mirror_yaml, title = mirror_yaml or loaded.path, title or loaded.config.name
+        quarantine_path = quarantine or loaded.quarantine_path
+        sources = tuple(loaded.config.sources)
+    if not lockfiles or store is None or out is None:
+        raise ValueError("index without mirror.yaml needs lockfiles, store and out")
+    if exclude is None:  # a mistyped --quarantine must not publish what it keeps out
+        exclude = quarantined(quarantine_path, required=quarantine is not None)
+    return build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
+                       title=title or DEFAULT_TITLE, full=full, exclude=exclude,
+                       state_dir=state_dir, url_rule=UrlRule(sources))
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
@@ -101,25 +137,76 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
 def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,
            since: Path | None = None, split: str | None = None, key: Path | None = None,
            tool: bool | None = None, source_date_epoch: int | None = None,
-           progress: Progress | None = None) -> BundleResult:
+           keep: int | None = None, progress: Progress | None = None) -> BundleResult:
     """Write the reproducible bundle of the index (default ``paths.index``)
-    into ``out`` (default ``paths.dist``); tool wheels cached under
-    ``paths.cache`` (:func:`lockmirror.stages.toolwheels.tool_wheel_cache`)."""
+    into ``out`` (default ``paths.dist``); the tool wheels from the store, as
+    the tool set's lockfile (current, else StaleLockError) chose them, or
+    repacked into ``paths.cache`` (:mod:`lockmirror.stages.toolwheels`); older
+    bundles beyond ``keep`` (default ``bundle.keep``) removed."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
     from .stages.bundle import build_bundle
+    from .stages.tool_set import check_tool_lock, tool_set_locked
 
     if split is not None:
         parse_size(split)  # a bad size fails before any work
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
+    if (tool if tool is not None else since is None) and tool_set_locked():
+        check_tool_lock(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
-                        cache_dir=loaded.cache_dir, progress=progress)
+                        cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
+                        progress=progress,
+                        keep=loaded.config.bundle.keep if keep is None else keep)
+
+
+def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
+    """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
+    and the store's metadata: file name -> bytes, one per set plus
+    ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
+    lockfiles' last commit, else no timestamp."""
+    from . import __version__
+    from .formats.store import Store
+    from .formats.url_policy import read_checked_lockfiles
+    from .gitutil import run_git
+    from .stages.bundle import resolve_source_date_epoch
+    from .stages.sbom import sbom_documents
+
+    names = loaded.chosen_sets(sets)
+    lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
+                                       loaded.config.sources)
+    commit = run_git(loaded.path.absolute().parent, "log", "-1", "--format=%H", "--",
+                     loaded.path.name, optional=True)
+    epoch, source = resolve_source_date_epoch(None, loaded.lockfile_dir)
+    return sbom_documents(lockfiles, Store(loaded.store_dir),
+                          mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
+                          commit=(commit or "").strip() or None,
+                          source_date_epoch=None if source.startswith("none") else epoch)
+
+
+def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
+    """The earlier lock revisions of every set that ``retention:`` keeps (git history)."""
+    from .stages.retention import retained_locks
+
+    rule = loaded.config.retention
+    return retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
+                          lock_revisions=rule.lock_revisions, days=rule.days, now=now)
+
+
+def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:
+    """The mirror's size per set, target and retained revision (from the lockfiles)."""
+    from .formats.url_policy import read_checked_lockfiles
+    from .stages.disk_usage import disk_usage as usage_of
+
+    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
+    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
+    kept = retention(loaded, now=now)
+    return usage_of({lockfile.set_name: lockfile for lockfile in current}, kept), kept
 
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
@@ -141,3 +228,63 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
     return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
                               break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
                               progress=progress)
+
+
+def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False) -> GcResult:
+    """Remove from the store and the caches what no current lockfile needs."""
+    from .stages.gc import collect_garbage
+
+    return collect_garbage(loaded, dry_run=dry_run, shared_store=shared_store)
+
+
+# -- the update loop: what is behind, the smallest security move, the bump PR, advisories
+
+def upgrade_vulnerable(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
+                       now: datetime, jobs: int = 6) -> VulnerableUpgrade:
+    """Re-lock only the packages with deny-level advisories, each to its lowest fix."""
+    from .stages.lock_vulnerable import upgrade_vulnerable
+
+    return upgrade_vulnerable(loaded, sets, now=now, jobs=jobs)
+
+
+def outdated(loaded: LoadedConfig, *, now: datetime,
+             sets: Sequence[str] | None = None) -> OutdatedReport:
+    """How far each locked release is behind upstream as of ``now``, and why;
+    project pages only, through ``lock``'s HTTP cache."""
+    from .stages.outdated import outdated_sets
+
+    return outdated_sets(loaded, sets, now=now)
+
+
+def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
+         sets: Sequence[str] | None = None, branch: str | None = None,
+         jobs: int = 6) -> BumpResult:
+    """Move the lockfiles (``security``: only what has deny-level advisories), commit
+    them on a branch, and return the pull request's title and body."""
+    from .stages.bump import bump as run_bump
+
+    return run_bump(loaded, now=now, security=security, sets=list(sets) if sets else None,
+                    branch=branch, jobs=jobs)
+
+
+def advisories(loaded: LoadedConfig, *, now: datetime,
+               sets: Sequence[str] | None = None) -> Snapshot:
+    """What ``policy.advisory_sources`` say about every locked release of ``sets``
+    (default: every set) as of ``now``: the snapshot the far side audits with."""
+    from .formats.lockfile import Lockfile
+    from .resolve.advisories import open_advisory_db
+    from .resolve.advisory_snapshot import take_snapshot
+    from .stages.outdated import read_set_lockfile
+
+    names = list(sets or loaded.config.sets)
+    lockfiles: list[Lockfile] = []
+    for name in names:
+        if name not in loaded.config.sets:
+            from .errors import LockmirrorError
+
+            raise LockmirrorError(f"no set named '{name}'",
+                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
+        lockfiles.append(read_set_lockfile(loaded, name))
+    db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
+    return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
+                         taken=now)

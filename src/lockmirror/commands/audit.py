@@ -34,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="text (terminal), markdown (job summary, PR comment) or json")
     parser.add_argument("--advisories", action="append", type=Path, default=[],
                         metavar="PATH", help="also use this offline OSV database "
-                        "(directory or .zip; repeatable)")
+                        "(directory or .zip) or advisory snapshot (`lockmirror advisories "
+                        "-o FILE.json`); repeatable")
     parser.add_argument("--offline", action="store_true",
                         help="no network: offline advisory databases only, yanked state "
                         "from the lockfiles")

@@ -35,6 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="carry lockmirror's wheels (default for full bundles)")
     tool.add_argument("--no-tool", dest="tool", action="store_false",
                       help="leave lockmirror's wheels out (default for deltas)")
+    parser.add_argument("--keep", type=_count, metavar="N",
+                        help="keep the newest N bundles of this mirror in the output directory, "
+                             "this one included, and remove older ones (default: bundle.keep "
+                             "of mirror.yaml, 3; 0 keeps all)")
     parser.add_argument("--source-date-epoch", type=int, metavar="SECONDS",
                         help="mtime of every member (default: $SOURCE_DATE_EPOCH, else the "
                              "lockfiles' last commit time)")
@@ -44,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     result = pipeline.bundle(
         load_config(args.config), index_dir=args.index, out=args.out, since=args.since,
         split=args.split, key=args.key, source_date_epoch=args.source_date_epoch,
-        tool=args.tool, progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
+        tool=args.tool, keep=args.keep,
+        progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
     state = "written" if result.changed else "already current"
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
           f"{format_size(result.size)}, {result.index_files_carried} of "
@@ -57,4 +62,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  applies onto the mirror whose manifest.json has sha256 "
               f"{result.base_manifest_sha256}")
     print(f"  mtime {result.source_date_epoch} from {result.epoch_source}")
+    removed = result.removed.summary()
+    if removed:
+        print(f"bundle: {removed}")
     return 0
+
+
+def _count(text: str) -> int:
+    """A ``--keep`` value: a whole number >= 0 (argparse reports anything else)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
+    return int(text)

@@ -5,13 +5,15 @@ lockfiles. OLD defaults to the merge base of HEAD with the main branch
 (``--base``, else ``origin/$GITHUB_BASE_REF`` in a pull-request workflow,
 else origin/HEAD, origin/main, origin/master, main, master); NEW defaults to
 the working tree. ``--textconv FILE`` renders one lockfile for git's diff
-driver instead. The work is :func:`lockmirror.stages.diff.run`'s; this module
-parses options and prints.
+driver, and ``--git-external`` compares the two sides git hands to
+``diff.lockmirror.command`` (both set up by ``lockmirror setup-git``). The work
+is :func:`lockmirror.stages.diff.run`'s; this module parses options and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from datetime import UTC, datetime
@@ -55,12 +57,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "own yanked state only")
     parser.add_argument("--textconv", metavar="FILE",
                         help="print one lockfile as lines for git's diff driver "
-                             "(git config diff.lockmirror.textconv \"lockmirror diff --textconv\")")
+                             "(set up by `lockmirror setup-git`)")
+    parser.add_argument("--git-external", nargs="+", metavar="ARG",
+                        help="compare two lockfiles for git's diff.lockmirror.command (set up "
+                             "by `lockmirror setup-git`): PATH OLD-FILE OLD-HEX OLD-MODE "
+                             "NEW-FILE NEW-HEX NEW-MODE")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.textconv:
         return _textconv(Path(args.textconv))
+    if args.git_external:
+        sys.stdout.write(_git_external(args.git_external))
+        return 0
     # The command line is where the clock is read.
     result = stage.run(args.old, args.new, config=Path(args.config),
                        branches=_branches(args.base),
@@ -91,6 +100,49 @@ def _textconv(path: Path) -> int:
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
     return 0
+
+
+def _git_external(argv: list[str]) -> str:
+    """git's external diff: ``lockmirror diff`` of the two sides, pin bumps as moves.
+
+    git passes PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE (only PATH
+    for an unmerged file); a side that does not exist is ``/dev/null``. A side that
+    is no valid lockfile falls back to a unified diff of the text, since a failing
+    driver would abort the whole ``git diff``.
+    """
+    if len(argv) != 7:
+        return f"* Unmerged path {argv[0]}\n"
+    path, old_file, old_hex, _, new_file, new_hex, _ = argv
+    header = f"diff --lockmirror a/{path} b/{path}\n"
+    old_text, new_text = _side_text(old_file), _side_text(new_file)
+    try:
+        old = _side(old_text, f"a/{path} ({_blob(old_hex)})")
+        new = _side(new_text, f"b/{path} ({_blob(new_hex)})")
+    except LockmirrorError as error:
+        print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
+        return header + "".join(difflib.unified_diff(
+            old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+            f"a/{path}", f"b/{path}"))
+    return header + render_text(stage.diff_lockfiles(old, new))
+
+
+def _blob(hex_id: str) -> str:
+    return "working tree" if not hex_id.strip("0.") else hex_id[:12]
+
+
+def _side_text(file: str) -> str:
+    try:
+        return "" if file == os.devnull else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockmirrorError(f"cannot read: {exc}", where=file) from None
+
+
+def _side(text: str, label: str) -> stage.LockfileSide:
+    if not text.strip():
+        return stage.LockfileSide(label, {}, {}, single_file=True)
+    lockfile = Lockfile.loads(text, where=label)
+    return stage.LockfileSide(label, {lockfile.set_name: lockfile},
+                              {lockfile.set_name: label}, single_file=True)
 
 
 def _branches(explicit: str | None) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import pipeline
 from ..config import DEFAULT_CONFIG, load_config
@@ -71,22 +71,21 @@ class RichProgress:
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         self._progress = Progress(
-            TextColumn("fetch {task.fields[files]}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(),
+            TextColumn("fetch {task.fields[files]}"), BarColumn(),
+            DownloadColumn(binary_units=True), _speed_column(), TimeRemainingColumn(),
             console=Console(file=stream), transient=False)
         self._task = self._progress.add_task("fetch", total=None, files="")
         self._files = 0
         self._done = 0
         self._live = False
 
-    def begin(self, files: int, total_bytes: int) -> None:
-        self._files = files
-        self._progress.update(self._task, total=total_bytes, files=f"0/{files}")
-        if files:  # nothing to download: no bar at all
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
+        self._files = files + metadata
+        self._progress.update(self._task, total=total_bytes, files=f"0/{self._files}")
+        if self._files:  # nothing to fetch: no bar at all
             self._progress.start()
             self._live = True
 
@@ -115,11 +114,11 @@ class PlainProgress:
         self._files = self._total = self._done = self._bytes = 0
         self._started = self._last = 0.0
 
-    def begin(self, files: int, total_bytes: int) -> None:
-        self._files, self._total = files, total_bytes
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
+        self._files, self._total = files + metadata, total_bytes
         self._started = self._last = time.monotonic()
-        if files:
-            self._line(f"{plural(files, 'file')} to download ({format_size(total_bytes)})")
+        if self._files:
+            self._line(announce(files, total_bytes, metadata))
 
     def advance(self, nbytes: int) -> None:
         self._bytes += nbytes
@@ -146,6 +145,31 @@ class PlainProgress:
 
     def _line(self, text: str) -> None:
         print(f"fetch: {text}", file=self._stream, flush=True)
+
+
+def announce(files: int, total_bytes: int, metadata: int) -> str:
+    """``4 files to fetch: 2 to download (1.2 MiB), 2 wheel metadata files``: the
+    same split as the summary (downloaded + present + read from their wheels)."""
+    text = f"{plural(files + metadata, 'file')} to fetch: {files} to download " \
+           f"({format_size(total_bytes)})"
+    if metadata:
+        text += f", {plural(metadata, 'wheel metadata file')} (read from their wheels, " \
+                "downloaded where that fails)"
+    return text
+
+
+def _speed_column() -> Any:
+    """A rich column of the transfer speed in the one size convention (IEC,
+    :func:`format_size`; rich's own speed column counts in kB/MB)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("?" if speed is None else f"{format_size(int(speed))}/s")
+
+    return SpeedColumn()
 
 
 def _positive_int(text: str) -> int:

@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from packaging.utils import canonicalize_name
 
 from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
 
 if TYPE_CHECKING:
+    from ..config import LoadedConfig
     from ..stages.lock import LockResult
+    from ..stages.lock_watch import LockProgress
 
 NAME = "lock"
 HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or --check them)"
@@ -33,6 +38,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upgrade", nargs="*", metavar="PACKAGE", default=None,
                         help="move pins deliberately: the named packages, or every one if "
                              "none named")
+    parser.add_argument("--upgrade-vulnerable", action="store_true",
+                        help="move only the packages with deny-level advisories, each to the "
+                             "lowest release without one, every other pin kept; exit 1 naming "
+                             "the mirror.yaml line of a vulnerable == pin")
     parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
 
 
@@ -44,26 +53,113 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         from ..stages.lock import stale_sets
         from ..stages.lock_check import check_lockfiles
+        from ..stages.tool_set import lock_scopes
 
-        stale = stale_sets(loaded, args.sets)
+        scopes = lock_scopes(loaded, args.sets)  # mirror.yaml's sets, lockmirror's own
+        stale = {name: why for scope, names in scopes
+                 for name, why in stale_sets(scope, names).items()}
         if stale:
             lines = [f"set '{name}': {why}" for name, why in sorted(stale.items())]
             raise StaleLockError("stale lockfiles; run `doit lock` and commit the result:\n  "
                                  + "\n  ".join(lines))
-        report = check_lockfiles(loaded, args.sets, resolve=args.resolve)
-        how = "; re-resolved: identical" if report.resolved else ""
-        print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
-              f"{report.files} files match their sources' project pages{how})")
+        for scope, names in scopes:
+            report = check_lockfiles(scope, names, resolve=args.resolve)
+            how = "; re-resolved: identical" if report.resolved else ""
+            print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
+                  f"{report.files} files match their sources' project pages{how})")
         return 0
+    if args.upgrade_vulnerable:
+        return _upgrade_vulnerable(args, loaded)
     from .. import pipeline
 
     started = time.monotonic()
-    results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
-                          upgrade_all=args.upgrade is not None and not args.upgrade,
-                          jobs=args.jobs)
+    before = _versions(loaded.lockfile_path(name) for name in args.sets or loaded.config.sets
+                       ) if args.upgrade else {}  # read only to say where named pins moved
+    line = LockLine(sys.stderr)
+    try:
+        results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
+                                upgrade_all=args.upgrade is not None and not args.upgrade,
+                                jobs=args.jobs, progress=line)
+    finally:
+        line.close()
     print_results(results)
+    for text in upgrade_outcomes(args.upgrade or (), before, results):
+        print(text)
     print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+class LockLine:
+    """The live line of a lock on ``stream``: rewritten in place on a terminal
+    (at most every ``tty_interval`` seconds), else a line when a resolution
+    ends and at most every ``interval`` seconds in between (CI logs)."""
+
+    def __init__(self, stream: TextIO, *, interval: float = 10.0,
+                 tty_interval: float = 0.1) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._interval = tty_interval if self._tty else interval
+        self._last = -self._interval
+        self._shown = False
+
+    def __call__(self, event: LockProgress) -> None:
+        now = time.monotonic()
+        if not event.finished and now - self._last < self._interval:
+            return
+        self._last = now
+        text = f"lock: {event.describe()}"
+        if self._tty:
+            self._stream.write(f"\r\x1b[K{text}")
+            self._shown = True
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Clear the live line (a terminal) so what follows starts on a clean line."""
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._shown = False
+
+
+def upgrade_outcomes(names: Iterable[str], before: dict[tuple[str, str], set[str]],
+                     results: Sequence[LockResult]) -> list[str]:
+    """For each ``--upgrade`` name and set that locks it: where it moved, or that it
+    stayed (the newest version its requirements and the policy allow)."""
+    after = _versions(r.path for r in results)
+    lines = []
+    for name in names:
+        wanted = canonicalize_name(name)
+        for result in results:
+            old = before.get((result.set_name, wanted), set())
+            new = after.get((result.set_name, wanted), set())
+            if not new:
+                continue
+            if old == new:
+                lines.append(f"upgrade {name}: stays at {', '.join(sorted(new))} in set "
+                             f"'{result.set_name}' (the newest its requirements and the "
+                             "policy allow)")
+            else:
+                lines.append(f"upgrade {name}: {', '.join(sorted(old)) or 'new'} -> "
+                             f"{', '.join(sorted(new))} in set '{result.set_name}'")
+    return lines
+
+
+def _versions(paths: Iterable[Path]) -> dict[tuple[str, str], set[str]]:
+    """(set, package) -> the versions its lockfile pins (unreadable lockfiles: none)."""
+    from ..formats.lockfile import Lockfile
+
+    found: dict[tuple[str, str], set[str]] = {}
+    for path in paths:
+        try:
+            lockfile = Lockfile.read(path)
+        except (LockmirrorError, OSError):
+            continue
+        for package in lockfile.packages:
+            found.setdefault((lockfile.set_name, str(package.name)), set()).add(
+                str(package.version))
+    return found
 
 
 def print_results(results: Sequence[LockResult]) -> None:
@@ -75,3 +171,25 @@ def print_results(results: Sequence[LockResult]) -> None:
         print(f"{result.path}: {count} packages for {targets} targets ({state})")
         for warning in result.warnings:
             print(f"  policy warning: {warning}", file=sys.stderr)
+
+
+def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """``--upgrade-vulnerable``: one line per move, then the lockfiles written."""
+    from datetime import UTC, datetime
+
+    from .. import pipeline
+
+    if args.upgrade is not None:
+        raise LockmirrorError("--upgrade-vulnerable and --upgrade are separate moves",
+                              hint="run one, then the other")
+    upgrade = pipeline.upgrade_vulnerable(loaded, args.sets, now=datetime.now(UTC),
+                                          jobs=args.jobs)
+    if not upgrade.found:
+        print("no locked release has a deny-level advisory: nothing to move, nothing written")
+        return 0
+    found = {(r.set_name, r.package): r for r in upgrade.found}
+    for set_name, package, old, new in upgrade.moves():
+        ids = ", ".join(found[(set_name, package)].advisories)
+        print(f"set '{set_name}': {package} {old} -> {', '.join(map(str, new))} ({ids})")
+    print_results(upgrade.results)
+    return 0

@@ -1,20 +1,30 @@
 """``lockmirror validate [PATH]``: check mirror.yaml and report every problem; then
 check that every file URL of the existing lockfiles lies under a declared source
-(:mod:`lockmirror.formats.url_policy`; no network)."""
+(:mod:`lockmirror.formats.url_policy`; no network).
+
+``--online`` also asks the sources for each requirement's project page
+(:mod:`lockmirror.resolve.requirement_check`): unknown projects with the nearest
+existing names, exact pins to releases that do not exist or are yanked, with the
+nearest versions that do.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-from ..config import load_config
+from ..config import LoadedConfig, load_config
 
 NAME = "validate"
 HELP = ("check mirror.yaml and report every problem, one line each, and the lockfiles' URLs "
-        "(exit 2 on errors)")
+        "(exit 2 on errors); --online: also each requirement against the sources")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("--online", action="store_true",
+                        help="also ask the sources: unknown projects (with the nearest "
+                             "existing names), pins to missing or yanked releases")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +35,34 @@ def run(args: argparse.Namespace) -> int:
     # a set not locked yet is `lock --check`'s to report; a lockfile that exists must be sound
     check_lockfile_paths([loaded.lockfile_path(name) for name in config.sets], config.sources,
                          missing_ok=True)
+    checked = ""
+    if args.online:
+        projects = _check_online(loaded, args.path)
+        checked = f"; {projects} projects found on the sources"
     print(f"{args.path}: ok: {len(config.sets)} sets, {len(config.targets)} targets, "
-          f"{len(config.sources)} sources")
+          f"{len(config.sources)} sources{checked}")
     return 0
+
+
+def _check_online(loaded: LoadedConfig, filename: str) -> int:
+    """Raise ConfigError listing every requirement the sources contradict, each with
+    its mirror.yaml line; return the number of projects asked for."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from ..config_yaml import PositionedYaml
+    from ..errors import ConfigError
+    from ..net.index_client import IndexClient
+    from ..resolve.requirement_check import check_requirements
+
+    config = loaded.config
+    with IndexClient(config.sources_by_priority(),
+                     cache_dir=loaded.cache_dir / "http") as client:
+        problems = check_requirements(loaded, client)
+    if problems:
+        doc = PositionedYaml(loaded.text, filename, os.environ)
+        for path, message in problems:
+            doc.problem(path, message)
+        raise ConfigError(doc.problems)
+    return len({canonicalize_name(Requirement(r).name) for spec in config.sets.values()
+                for r in spec.requirements})

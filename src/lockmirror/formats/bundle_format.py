@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BundleError, BundleFormatError, LockmirrorError
+from ..fsutil import parse_size as fsutil_parse_size
 from ..fsutil import sha256_bytes
 from .bounded import load_json
 from .manifest import (
@@ -167,25 +168,17 @@ def read_checksums(path: Path) -> list[tuple[str, str]]:
     return entries
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 
 
 def parse_size(text: str | int) -> int:
-    """``700M``, ``4G``, ``1.5GiB``, ``650MB``, ``123456`` -> bytes.
+    """A ``--split`` volume size (:func:`lockmirror.fsutil.parse_size`) in bytes.
 
-    K/M/G/T and KiB/MiB/... are powers of 1024; KB/MB/... powers of 1000.
     Raises LockmirrorError for anything else or for less than one tar block.
     """
-    if isinstance(text, int):
-        value = text
-    else:
-        match = _SIZE.match(text)
-        if not match:
-            raise LockmirrorError(f"not a size: {text!r}", hint="e.g. 700M, 4095M, 4G, 650MB")
-        number, unit, suffix = match.groups()
-        power = "KMGT".find(unit.upper()) + 1 if unit else 0
-        base = 1000 if suffix and suffix.lower() == "b" else 1024
-        value = int(float(number) * base ** power)
+    try:
+        value = fsutil_parse_size(text)
+    except ValueError:
+        raise LockmirrorError(f"not a size: {text!r}", hint="e.g. 700M, 4095M, 4G, 650MB") from None
     if value < BLOCK:
         raise LockmirrorError(f"volume size {value} is smaller than one tar block ({BLOCK})")
     return value

@@ -123,6 +123,9 @@ class Lockfile:
     # candidates passed over because preparing their metadata failed (an sdist's
     # build): {"target", "package", "version", "reason"}, sorted
     skipped_builds: tuple[Mapping[str, str], ...] = ()
+    # the input hash's parts, each hashed alone (lockmirror.stages.lock_inputs), so
+    # `lock --check` can name the input that changed
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
     # -- queries -----------------------------------------------------------
 
@@ -189,6 +192,8 @@ class Lockfile:
             tool["backend-not-asked"] = dict(sorted(self.backend_not_asked.items()))
         if self.skipped_builds:
             tool["skipped-builds"] = [dict(sorted(r.items())) for r in self.skipped_builds]
+        if self.inputs:
+            tool["inputs"] = dict(sorted(self.inputs.items()))
         lock = Pylock(
             lock_version=Version(LOCK_VERSION),
             environments=[Marker(t.marker) for t in self.targets],
@@ -276,6 +281,7 @@ class Lockfile:
             build_groups=tuple(pylock.dependency_groups or ()),
             backend_not_asked=dict(tool.get("backend-not-asked", {})),
             skipped_builds=tuple(tool.get("skipped-builds", ())),
+            inputs=dict(tool.get("inputs", {})),
         )
 
     @classmethod
@@ -319,6 +325,8 @@ def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:
                     isinstance(v, str) for v in record.values()):
                 raise TypeError(f"tool.lockmirror.{key} holds a record that is not a "
                                 "table of strings")
+    for key, digest in _expect(tool.get("inputs", {}), dict, "tool.lockmirror.inputs").items():
+        _expect(digest, str, f"tool.lockmirror.inputs.{key}")
     for name, spec in _expect(tool.get("targets"), dict, "tool.lockmirror.targets").items():
         where = f"tool.lockmirror.targets.{name}"
         _expect(spec, dict, where)

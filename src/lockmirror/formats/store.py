@@ -3,14 +3,21 @@
 Files are named by the sha256 of their bytes, so a file used by several
 sets, targets or mirror repositories is kept once, and a file is either
 absent or exactly right. Only the fetch stage adds files (after verifying
-them); the index stage hard-links them out.
+them); the index stage hard-links them out. A download in progress is a
+partial file under ``tmp/``, held by an exclusive lock (:func:`open_partial`)
+so two processes sharing the store never write one file at once.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import LockmirrorError
 
 
 @dataclass(frozen=True)
@@ -52,3 +59,51 @@ class Store:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(verified, final)
         return final
+
+
+def open_partial(path: Path) -> BinaryIO:
+    """Open (creating) the partial file of one sha256, holding an exclusive
+    lock until :func:`release_partial`.
+
+    Waits while another process holds it. If the file was renamed into the
+    store or deleted while we waited, the lock is on a stale inode: reopen.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(fd).st_ino:
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    # Unbuffered: every write reaches the kernel in the downloader, so a full disk
+    # surfaces there (not later, in a flush or close).
+    return os.fdopen(fd, "r+b", buffering=0)
+
+
+def release_partial(handle: BinaryIO, path: Path) -> None:
+    """Close a partial opened by :func:`open_partial` (which releases the lock)."""
+    # A partial that never received a byte is noise for the next run. Removed
+    # while still locked, so a waiter sees a stale inode and reopens.
+    try:
+        fd = handle.fileno()
+        if os.fstat(fd).st_size == 0 and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+    except OSError:
+        pass
+    handle.close()
+
+
+def store_write_error(exc: OSError, store: Store, path: Path) -> LockmirrorError:
+    """The one-line error for a failed write under ``store`` (disk full or other)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LockmirrorError("the disk holding the store is full", where=str(store.root),
+                               hint="free some space or point paths.store / LOCKMIRROR_STORE "
+                                    "at a bigger disk, then re-run")
+    return LockmirrorError(f"cannot write to the store: {exc.strerror}", where=str(path))

@@ -25,8 +25,6 @@ Contract for one file:
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import os
 import threading
@@ -40,7 +38,7 @@ import requests
 import urllib3.exceptions
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from ..formats.store import Store
+from ..formats.store import Store, open_partial, release_partial, store_write_error
 from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
 
 
@@ -150,7 +148,7 @@ class Downloader:
         if self.stop.is_set():
             raise Stopped()
         partial = self.store.partial_path(item.sha256)
-        handle = _open_locked(partial)
+        handle = open_partial(partial)
         try:
             # Another process sharing the store may have finished it while we waited.
             if self.store.has(item.sha256, item.size):
@@ -161,7 +159,7 @@ class Downloader:
             self._download(item, handle, partial)
             self._adopt(item, handle, partial)
         finally:
-            _release(handle, partial)
+            release_partial(handle, partial)
         self.tally.add(downloaded=1)
         self.progress.file_done(item, True)
 
@@ -382,45 +380,6 @@ def _mismatch(item: FetchItem, actual: str, length: int) -> IntegrityError:
         hint="if the upstream really replaced the file, re-lock with `doit lock`")
 
 
-def _open_locked(path: Path) -> BinaryIO:
-    """Open (creating) the partial file of one sha256, holding an exclusive
-    lock until :func:`_release`.
-
-    Waits while another process holds it. If the file was renamed into the
-    store or deleted while we waited, the lock is on a stale inode: reopen.
-    """
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                current = None
-            if current is not None and current.st_ino == os.fstat(fd).st_ino:
-                break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-    # Unbuffered: every write reaches the kernel in _take, so a full disk
-    # surfaces there (not later, in a flush or close).
-    return os.fdopen(fd, "r+b", buffering=0)
-
-
-def _release(handle: BinaryIO, path: Path) -> None:
-    """Close a partial opened by :func:`_open_locked` (which releases the lock)."""
-    # A partial that never received a byte is noise for the next run. Removed
-    # while still locked, so a waiter sees a stale inode and reopens.
-    try:
-        fd = handle.fileno()
-        if os.fstat(fd).st_size == 0 and os.stat(path).st_ino == os.fstat(fd).st_ino:
-            path.unlink()
-    except OSError:
-        pass
-    handle.close()
-
-
 def _truncate(handle: BinaryIO, partial: Path, store: Store) -> int:
     try:
         handle.seek(0)
@@ -442,15 +401,6 @@ def _disk_error(exc: OSError, store: Store, partial: Path, handle: BinaryIO) -> 
     except OSError:
         pass
     return store_write_error(exc, store, partial)
-
-
-def store_write_error(exc: OSError, store: Store, path: Path) -> LockmirrorError:
-    """The one-line error for a failed write under ``store`` (disk full or other)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return LockmirrorError("the disk holding the store is full", where=str(store.root),
-                               hint="free some space or point paths.store / LOCKMIRROR_STORE "
-                                    "at a bigger disk, then re-run")
-    return LockmirrorError(f"cannot write to the store: {exc.strerror}", where=str(path))
 
 
 def sets_text(item: FetchItem) -> str:

@@ -49,7 +49,7 @@ from .s3_client import (
     make_client,
     s3_errors,
 )
-from .s3_lock import STATE_CACHE, BucketLock, LockHolder
+from .s3_lock import STATE_CACHE, BucketLock, Lease, LockHolder
 from .tree import (
     MANIFEST,
     Item,
@@ -125,6 +125,7 @@ class S3Publisher:
         self._known: dict[str, tuple[str, str]] = {}
         self._receipt: dict[str, tuple[str, str]] = {}
         self._listing: dict[str, _Remote] = {}
+        self._lease: Lease | None = None  # the publish lock while apply() holds it
 
     # ------------------------------------------------------------------
     # client and errors
@@ -255,7 +256,9 @@ class S3Publisher:
         deleted: list[str] = []
         notes: list[str] = []
         with self._lock().held(wait=self.lock_wait, break_lock=self.break_lock, notes=notes,
-                               progress=self.progress):
+                               progress=self.progress,
+                               ttl=self.destination.lock_ttl) as lease:
+            self._lease = lease
             plan = self.plan(tree, prune=prune)  # the bucket may have changed while we waited
             try:
                 with ThreadPoolExecutor(self.jobs) as pool:
@@ -297,6 +300,8 @@ class S3Publisher:
                 uploaded.append(item.path)
                 done += 1
                 count = done
+            if self._lease is not None:
+                self._lease.renew()  # a long publish keeps its lock alive
             self.progress(ProgressEvent(f"uploaded {item.path}", count, len(items), detail=True))
 
         # largest first: a big file started last would leave the other workers idle at

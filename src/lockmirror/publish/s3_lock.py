@@ -4,23 +4,33 @@ AWS S3 (since 2024), MinIO, SeaweedFS and moto refuse the conditional put
 when the object exists, so two publishers cannot both hold it. The object
 is read back after creation, so a server that ignores the condition is
 caught instead of trusted.
+
+The lock says who holds it and when it expires (``lock_ttl`` seconds after
+it was taken or last renewed; the holder renews it while it works). A lock
+past its expiry -- its publisher was killed -- is taken over with a write
+conditional on the dead holder's ETag (``If-Match``), so of two publishers
+finding it expired only one wins, and the takeover is reported. Releasing
+deletes the lock only while it is still this publisher's (``If-Match`` on
+the delete, after reading it back).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ..errors import LockmirrorError, PublishError
 from .s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
 from .tree import Progress, ProgressEvent, lock_holder_text
 
 STATE_CACHE = "no-store"
+DEFAULT_TTL = 3600  # seconds a lock lives without renewal: a killed publisher's lock at most
 _LOCK_TAKEN_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 # (botocore error, what was being done) -> the lockmirror error to raise
@@ -34,6 +44,13 @@ class LockHolder:
     holder: str
     created: datetime | None
     token: str
+    expires: datetime | None = None
+    etag: str = ""
+
+    def expired(self, now: datetime, ttl: float) -> bool:
+        """Past its expiry (a lock written without one: ``ttl`` after it was taken)."""
+        end = self.expires or (self.created + timedelta(seconds=ttl) if self.created else None)
+        return end is not None and now >= end
 
     def age(self, now: datetime | None = None) -> str:
         if self.created is None:
@@ -59,7 +76,8 @@ class BucketLock:
     def read(self) -> LockHolder | None:
         """The current lock holder, or None when the prefix is not locked."""
         try:
-            raw = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+            reply = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            raw, etag = reply["Body"].read(), str(reply.get("ETag", ""))
         except s3_errors() as error:
             if error_code(error) in NOT_FOUND_CODES:
                 return None
@@ -67,69 +85,132 @@ class BucketLock:
         try:
             data = json.loads(raw)
             created = datetime.fromisoformat(str(data["created"]))
-            return LockHolder(str(data["holder"]), created, str(data["token"]))
+            expires = datetime.fromisoformat(str(data["expires"])) if "expires" in data else None
+            return LockHolder(str(data["holder"]), created, str(data["token"]), expires, etag)
         except (ValueError, KeyError, TypeError):
-            return LockHolder("an unreadable lock object", None, "")
+            return LockHolder("an unreadable lock object", None, "", None, etag)
 
     @contextmanager
     def held(self, *, wait: float, break_lock: bool, notes: list[str],
-             progress: Progress) -> Iterator[None]:
+             progress: Progress, ttl: float = DEFAULT_TTL) -> Iterator[Lease]:
         """Hold the lock for the block: wait up to ``wait`` seconds for another holder,
-        break a held lock once when ``break_lock`` (saying so in ``notes``).
+        take over an expired lock, break a live one once when ``break_lock`` (each
+        said in ``notes``). The block calls :meth:`Lease.renew` as it works.
 
         Raises PublishError naming the holder and its age when the lock stays
         taken, or when the server let another publisher take it too."""
-        token = uuid.uuid4().hex
-        self._take(token, wait=wait, break_lock=break_lock, notes=notes, progress=progress)
+        lease = Lease(self, uuid.uuid4().hex, ttl)
+        self._take(lease, wait=wait, break_lock=break_lock, notes=notes, progress=progress)
         current = self.read()
-        if current is None or current.token != token:
+        if current is None or current.token != lease.token:
             raise PublishError(
                 f"lost the publish lock to {current.holder if current else 'nobody'}",
                 where=self.display,
                 hint="this S3 server seems to ignore If-None-Match; publish from one place only")
+        lease.etag = current.etag
         try:
-            yield
+            yield lease
         finally:
             current = self.read()
-            if current is not None and current.token == token:
-                self.remove()
+            if current is not None and current.token == lease.token:
+                self.remove(if_match=current.etag)
 
-    def _take(self, token: str, *, wait: float, break_lock: bool, notes: list[str],
+    def _take(self, lease: Lease, *, wait: float, break_lock: bool, notes: list[str],
               progress: Progress) -> None:
-        body = json.dumps({"holder": lock_holder_text(), "token": token,
-                           "created": datetime.now(UTC).isoformat(timespec="seconds")},
-                          sort_keys=True).encode()
         deadline = time.monotonic() + wait
         breaks_left = 1 if break_lock else 0
         while True:
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
-                                       IfNoneMatch="*", ContentType="application/json",
-                                       CacheControl=STATE_CACHE)
+            if self._put(lease.body(), if_none_match=True, action="taking the publish lock"):
                 return
-            except s3_errors() as error:
-                if error_code(error) not in _LOCK_TAKEN_CODES:
-                    raise self.convert(error, "taking the publish lock") from None
             holder = self.read()
             if holder is None:
                 continue  # released between our attempt and the read: try again
-            if breaks_left:
-                breaks_left -= 1
-                notes.append(f"broke the lock held by {holder.holder} for {holder.age()}")
+            now = datetime.now(UTC)
+            if holder.expired(now, lease.ttl) or breaks_left:
+                expired = holder.expired(now, lease.ttl)
+                if not expired:
+                    breaks_left -= 1
+                # conditional on the holder's ETag: of two takers one wins
+                if not self._put(lease.body(), if_match=holder.etag,
+                                 action="taking over the publish lock"):
+                    continue
+                notes.append(f"took over the expired lock of {holder.holder} "
+                             f"(taken {holder.age(now)} ago)" if expired else
+                             f"broke the lock held by {holder.holder} for {holder.age(now)}")
                 progress(ProgressEvent(notes[-1]))
-                self.remove()
-                continue
+                return
             if time.monotonic() < deadline:
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
                 continue
+            until = f", expires in {_minutes(holder.expires - now)}" if holder.expires else ""
             raise PublishError(
-                f"locked by {holder.holder} for {holder.age()}", where=self.display,
+                f"locked by {holder.holder} for {holder.age(now)}{until}", where=self.display,
                 hint="another publish is running: wait for it (--lock-wait SECONDS); "
                      "if it died, run again with --break-lock")
 
-    def remove(self) -> None:
-        """Delete the lock object (whoever holds it)."""
+    def _put(self, body: bytes, *, action: str, if_none_match: bool = False,
+             if_match: str | None = None) -> str | None:
+        """Write the lock object under a condition: its new ETag, or None when the
+        condition failed (someone else holds or took it)."""
+        condition: dict[str, str] = {"IfNoneMatch": "*"} if if_none_match else {}
+        if if_match is not None:
+            condition["IfMatch"] = if_match
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+            reply = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
+                                           ContentType="application/json",
+                                           CacheControl=STATE_CACHE, **condition)
         except s3_errors() as error:
+            # taken; or (If-Match) the lock we matched is gone: NoSuchKey, not NoSuchBucket
+            if error_code(error) in _LOCK_TAKEN_CODES or (
+                    if_match is not None and error_code(error) in NOT_FOUND_CODES):
+                return None
+            raise self.convert(error, action) from None
+        return str(reply.get("ETag", "")) or "written"
+
+    def remove(self, *, if_match: str | None = None) -> None:
+        """Delete the lock object: only the version ``if_match`` names, when given
+        (a lock another publisher took over in the meantime stays)."""
+        condition = {"IfMatch": if_match} if if_match else {}
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key, **condition)
+        except s3_errors() as error:
+            if error_code(error) in _LOCK_TAKEN_CODES | NOT_FOUND_CODES:
+                return
             raise self.convert(error, "removing the publish lock") from None
+
+
+class Lease:
+    """The lock this publisher holds: its token, lifetime and current ETag."""
+
+    def __init__(self, lock: BucketLock, token: str, ttl: float) -> None:
+        self.lock, self.token, self.ttl = lock, token, ttl
+        self.created = datetime.now(UTC)
+        self.etag = ""
+        self._renewed = time.monotonic()
+        self._guard = threading.Lock()
+
+    def body(self) -> bytes:
+        expires = datetime.now(UTC) + timedelta(seconds=self.ttl)
+        return json.dumps({
+            "holder": lock_holder_text(), "token": self.token,
+            "created": self.created.isoformat(timespec="seconds"),
+            "expires": expires.isoformat(timespec="seconds"),
+        }, sort_keys=True).encode()
+
+    def renew(self) -> None:
+        """Push the expiry out again once a third of the lifetime has passed (cheap
+        otherwise; any thread). Raises PublishError when the lock was taken over."""
+        with self._guard:
+            if time.monotonic() - self._renewed < self.ttl / 3:
+                return
+            etag = self.lock._put(self.body(), if_match=self.etag, action="renewing the lock")
+            if etag is None:
+                raise PublishError("lost the publish lock: it expired and another publisher "
+                                   "took it over", where=self.lock.display,
+                                   hint="raise lock_ttl for this destination")
+            self.etag, self._renewed = etag, time.monotonic()
+
+
+def _minutes(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"

@@ -47,7 +47,15 @@ from .tree import (
     no_progress,
 )
 from .upload_form import UploadBody, file_digests, upload_fields
-from .upload_repository import RepositoryPages, origin, simple_url_for, upload_credentials
+from .upload_repository import (
+    RepositoryPages,
+    auth_failure,
+    http_answer,
+    missing_credentials,
+    origin,
+    simple_url_for,
+    upload_credentials,
+)
 
 DEFAULT_JOBS = 2  # uploads in flight: two keep a repository busy; four crowded pypiserver
 POST_RETRIES = 2
@@ -62,7 +70,11 @@ class _Outcome:
 
 
 class _AuthRefused(Exception):
-    pass
+    """401/403 on an upload: every other upload stops, and this is the error."""
+
+    def __init__(self, error: PublishError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class UploadPublisher:
@@ -77,13 +89,13 @@ class UploadPublisher:
         self.jobs = max(1, jobs)
         self.progress = progress
         self.credentials = upload_credentials(destination, environ)
+        self.missing = missing_credentials(destination, self.credentials, environ)
         self.pages = RepositoryPages(destination, self.credentials, display=self.display,
-                                     credentials_hint=self._credentials_hint(),
-                                     pool_size=max(self.jobs, 8) + 2)
+                                     missing=self.missing, pool_size=max(self.jobs, 8) + 2)
         creds = {origin(self.url): self.credentials} if self.credentials else {}
         self.post_session = make_session(retries=POST_RETRIES, timeout=(10, 600),
                                          pool_size=self.jobs + 2, credentials=creds)
-        self._refused: str | None = None  # why the credentials were refused: stop
+        self._refused: PublishError | None = None  # why the credentials were refused: stop
         self._lock = threading.Lock()
 
     @property
@@ -184,7 +196,7 @@ class UploadPublisher:
                                uploaded=tuple(o.path for o in outcomes if o.uploaded),
                                found_present=tuple(o.path for o in outcomes if o.present))
         if self._refused is not None:
-            raise PublishError(self._refused, where=self.display, hint=self._credentials_hint())
+            raise self._refused
         problems = [o.problem for o in outcomes if o.problem] + [
             f"{name}: the repository holds other bytes under this name" for name in plan.conflicts]
         if problems:
@@ -204,8 +216,8 @@ class UploadPublisher:
             return self._post(tree, item)
         except _AuthRefused as refused:
             with self._lock:
-                self._refused = self._refused or str(refused)
-            return _Outcome(item.path, problem=str(refused))
+                self._refused = self._refused or refused.error
+            return _Outcome(item.path, problem=refused.error.message)
         except LockmirrorError as error:  # this file only: the others go on
             return _Outcome(item.path, problem=str(error))
         except Exception as error:  # noqa: BLE001 - reported as this file's problem
@@ -232,13 +244,14 @@ class UploadPublisher:
             failure = network_error(error, self.url, retries=POST_RETRIES).message
             return _Outcome(item.path, problem=f"{path.name}: {failure}")
         status = response.status_code
-        text = _reason(response)
+        answer = http_answer(response)
         response.close()
         if 200 <= status < 300:
             return _Outcome(item.path, uploaded=True)
-        answer = f"HTTP {status}{': ' + text if text else ''}"
         if status in (401, 403):
-            raise _AuthRefused(f"the credentials were refused uploading {path.name} ({answer})")
+            message, hint = auth_failure(f"uploading {path.name}", answer, self.missing,
+                                         destination=self.destination)
+            raise _AuthRefused(PublishError(message, where=self.display, hint=hint))
         # 400/409/...: "exists" in some wording (perhaps after a retried POST that was
         # stored), or a real refusal; the page tells which
         settled = self._settled(item, path.name)
@@ -258,24 +271,6 @@ class UploadPublisher:
             return _Outcome(item.path, present=True)
         return _Outcome(item.path, problem=f"{filename}: the repository holds other bytes "
                                            "under this name")
-
-    def _credentials_hint(self) -> str:
-        user = self.destination.username_env or "TWINE_USERNAME"
-        password = self.destination.password_env or "TWINE_PASSWORD"
-        return f"check {user}/{password}" + (" or the keyring" if self.destination.keyring else "")
-
-
-def _reason(response: requests.Response) -> str:
-    """The server's one-line reason (reason phrase, else the first body line)."""
-    text = ""
-    try:
-        body = response.text.strip()
-        text = next((line.strip() for line in body.splitlines() if line.strip()
-                     and not line.lstrip().startswith("<")), "")
-    except (requests.RequestException, UnicodeDecodeError):
-        pass
-    text = text or response.reason or ""
-    return redact_text(text)[:200]
 
 
 __all__ = ["UploadPublisher", "simple_url_for", "upload_credentials"]

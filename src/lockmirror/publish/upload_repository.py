@@ -19,6 +19,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Mapping
+from http import HTTPStatus
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -28,6 +29,7 @@ from ..config_schema import UploadDestination
 from ..errors import LockmirrorError, PublishError
 from ..net.http import PrefixAuth, make_session, network_error, redact_url
 from ..net.index_client import DistFile, parse_html_page, parse_json_page
+from .upload_answer import server_message
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, " \
          "text/html;q=0.1"
@@ -69,6 +71,54 @@ def upload_credentials(destination: UploadDestination,
     return username, password or ""
 
 
+def credential_variables(destination: UploadDestination) -> tuple[str, str]:
+    """The names of the variables the credentials come from (username, password)."""
+    return (destination.username_env or "TWINE_USERNAME",
+            destination.password_env or "TWINE_PASSWORD")
+
+
+def missing_credentials(destination: UploadDestination, credentials: Credentials | None,
+                        environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The variables whose absence left the credentials empty ('' for none missing).
+
+    No credentials at all: both unset variables; a username without a
+    password: the password's variable. What the keyring supplied is not missing.
+    """
+    env = os.environ if environ is None else environ
+    user, password = credential_variables(destination)
+    if credentials is None:
+        return tuple(v for v in (user, password) if v not in env)
+    return (password,) if not credentials[1] and password not in env else ()
+
+
+def auth_failure(doing: str, answer: str, missing: tuple[str, ...], *,
+                 destination: UploadDestination) -> tuple[str, str]:
+    """(message, hint) for a 401/403: credentials that are missing (naming the
+    variables) are told apart from credentials the server refused."""
+    if missing:
+        names = " and ".join(missing)
+        verb = "is" if len(missing) == 1 else "are"
+        return (f"the repository wants credentials {doing} ({answer}), and {names} {verb} "
+                "not set", "export " + " ".join(f"{name}=..." for name in missing)
+                + ", or name other variables with username_env/password_env in mirror.yaml")
+    user, password = credential_variables(destination)
+    return (f"the credentials were refused {doing} ({answer})",
+            f"check {user}/{password}" + (" or the keyring" if destination.keyring else ""))
+
+
+def http_answer(response: requests.Response) -> str:
+    """``HTTP 403``, with the server's own message when it says more than the
+    standard reason phrase."""
+    message = server_message(response)
+    try:
+        phrase = HTTPStatus(response.status_code).phrase
+    except ValueError:
+        phrase = ""
+    if message and message.lower() != phrase.lower():  # "Forbidden" says nothing more
+        return f"HTTP {response.status_code}: {message}"
+    return f"HTTP {response.status_code}"
+
+
 def _from_keyring(url: str, username: str | None) -> tuple[str | None, str | None]:
     import keyring
     import keyring.errors
@@ -93,12 +143,12 @@ class RepositoryPages:
     """The simple pages of one repository, read on demand (thread-safe)."""
 
     def __init__(self, destination: UploadDestination, credentials: Credentials | None, *,
-                 display: str, credentials_hint: str, pool_size: int) -> None:
+                 display: str, missing: tuple[str, ...], pool_size: int) -> None:
         self.destination = destination
         self.url = destination.url
         self.simple_url = simple_url_for(destination)
         self.display = display
-        self.credentials_hint = credentials_hint
+        self.missing = missing  # credential variables that are not set
         prefixes = {origin(self.url), origin(self.simple_url)}
         self.auth = PrefixAuth({prefix: credentials for prefix in prefixes}) \
             if credentials else None
@@ -122,12 +172,12 @@ class RepositoryPages:
                 return self.files(project)
             return {}
         if status in (401, 403):
-            raise PublishError(f"the credentials were refused reading {redact_url(url)} "
-                               f"(HTTP {status})", where=self.display,
-                               hint=self.credentials_hint)
+            message, hint = auth_failure(f"reading {redact_url(url)}", http_answer(response),
+                                         self.missing, destination=self.destination)
+            raise PublishError(message, where=self.display, hint=hint)
         if status >= 400:
-            raise PublishError(f"reading {redact_url(url)} failed (HTTP {status} "
-                               f"{response.reason})", where=self.display)
+            raise PublishError(f"reading {redact_url(url)} failed ({http_answer(response)})",
+                               where=self.display)
         kind = response.headers.get("Content-Type", "").split(";")[0].strip()
         try:
             if kind.endswith("+json"):

@@ -6,7 +6,10 @@ Three kinds of source, listed by the user under ``policy.advisory_sources``:
     The index's JSON API, ``<url>/<name>/<version>/json`` (default
     ``https://pypi.org/pypi/``): its ``vulnerabilities`` list (PyPI takes it
     from OSV) names the advisories affecting that release. One request per
-    release.
+    release. Where the index answers 404 there (some mirrors and proxies
+    serve only the project endpoint), ``<url>/<name>/json`` once per project:
+    it covers the latest release only, so older releases are reported as
+    not checked (:meth:`AdvisoryDB.unchecked`), never as clean.
 ``osv-api``
     The OSV API (default ``https://api.osv.dev/``): ``POST /v1/querybatch``
     for many releases in one request (up to 1000), then
@@ -34,7 +37,7 @@ from typing import Any, Protocol
 import requests
 import yaml
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from ..config_schema import AdvisorySourceConfig
 from ..errors import ConfigError, LockmirrorError, NetworkError
@@ -44,6 +47,7 @@ from ..net.osv import Advisory, OsvRecord, short_summary
 
 DEFAULT_PYPI_JSON_URL = "https://pypi.org/pypi/"
 DEFAULT_OSV_API_URL = "https://api.osv.dev/"
+NO_SOURCE = "no advisory source is configured (policy.advisory_sources)"
 OSV_BATCH_LIMIT = 1000  # queries per /v1/querybatch request (the API's limit)
 TIMEOUT = (10.0, 60.0)  # (connect, read) when the session has no default
 
@@ -68,6 +72,11 @@ class AdvisorySource(Protocol):
     def prefetch(self, releases: Iterable[Release]) -> None: ...
 
     def advisories_for(self, name: NormalizedName, version: Version) -> list[Advisory]: ...
+
+    def unchecked(self, name: NormalizedName, version: Version) -> str | None:
+        """After a lookup: why the source could not tell whether the release is
+        affected (its answer of no advisories means nothing), or None."""
+        ...
 
 
 class OsvOfflineSource:
@@ -120,6 +129,9 @@ class OsvOfflineSource:
         return [r.advisory(name, self.label) for r in self._load().get(name, ())
                 if r.affects(name, version)]
 
+    def unchecked(self, name: NormalizedName, version: Version) -> str | None:
+        return None  # a database without a record for the release: none is known
+
     @property
     def record_count(self) -> int:
         return len({r.id for records in self._load().values() for r in records})
@@ -136,13 +148,22 @@ def _decode(raw: bytes, where: str) -> Any:
 
 
 class PypiJsonSource:
-    """``<url>/<name>/<version>/json``'s ``vulnerabilities``: one GET per release."""
+    """The index's JSON API: ``<url><name>/<version>/json``'s ``vulnerabilities``.
+
+    One GET per release. An index that answers 404 there (some mirrors and
+    proxies serve only the project endpoint) is asked ``<url><name>/json``
+    once per project: its ``vulnerabilities`` are those of the latest release
+    only, so an older release stays *unchecked* (:meth:`unchecked` says why)
+    instead of passing as clean.
+    """
 
     def __init__(self, url: str, session: requests.Session, *, label: str | None = None) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.session = session
         self.label = label or f"pypi-json:{self.url}"
         self._cache: dict[Release, list[Advisory]] = {}
+        self._unchecked: dict[Release, str] = {}
+        self._projects: dict[NormalizedName, Any] = {}
 
     def prefetch(self, releases: Iterable[Release]) -> None:
         for name, version in releases:
@@ -151,22 +172,54 @@ class PypiJsonSource:
     def advisories_for(self, name: NormalizedName, version: Version) -> list[Advisory]:
         key = (name, version)
         if key not in self._cache:
-            url = f"{self.url}{name}/{version}/json"
-            data = _get_json(self.session, url, missing_ok=True)
-            found = []
-            for vuln in (data or {}).get("vulnerabilities") or ():
-                if vuln.get("withdrawn"):
-                    continue
-                found.append(Advisory(
-                    id=str(vuln.get("id", "")),
-                    aliases=tuple(sorted(str(a) for a in vuln.get("aliases") or ())),
-                    summary=short_summary(vuln),
-                    fixed=tuple(str(v) for v in vuln.get("fixed_in") or ()),
-                    url=str(vuln.get("link") or ""),
-                    source=self.label,
-                ))
-            self._cache[key] = sorted(found, key=lambda a: a.id)
+            data = _get_json(self.session, f"{self.url}{name}/{version}/json", missing_ok=True)
+            if data is None:
+                data = self._from_project(name, version)
+            self._cache[key] = self._advisories(data) if data is not None else []
         return self._cache[key]
+
+    def unchecked(self, name: NormalizedName, version: Version) -> str | None:
+        """Why this source could not say whether the release is affected, or None."""
+        return self._unchecked.get((name, version))
+
+    def _from_project(self, name: NormalizedName, version: Version) -> Any:
+        """The project endpoint's answer when it describes ``version``, else None
+        (and the release is recorded as unchecked)."""
+        if name not in self._projects:
+            self._projects[name] = _get_json(self.session, f"{self.url}{name}/json",
+                                             missing_ok=True)
+        data = self._projects[name]
+        info = data.get("info") if isinstance(data, dict) else None
+        latest = info.get("version") if isinstance(info, dict) else None
+        if latest is not None and _same_version(latest, version):
+            return data
+        self._unchecked[(name, version)] = (
+            f"{self.label} answers no JSON for single releases, and its project JSON covers "
+            "only the latest release" if latest is not None
+            else f"{self.label} has no JSON for the project")
+        return None
+
+    def _advisories(self, data: Any) -> list[Advisory]:
+        found = []
+        for vuln in (data or {}).get("vulnerabilities") or ():
+            if vuln.get("withdrawn"):
+                continue
+            found.append(Advisory(
+                id=str(vuln.get("id", "")),
+                aliases=tuple(sorted(str(a) for a in vuln.get("aliases") or ())),
+                summary=short_summary(vuln),
+                fixed=tuple(str(v) for v in vuln.get("fixed_in") or ()),
+                url=str(vuln.get("link") or ""),
+                source=self.label,
+            ))
+        return sorted(found, key=lambda a: a.id)
+
+
+def _same_version(text: str, version: Version) -> bool:
+    try:
+        return Version(str(text)) == version
+    except InvalidVersion:
+        return False
 
 
 class OsvApiSource:
@@ -227,6 +280,10 @@ class OsvApiSource:
         return found
 
 
+    def unchecked(self, name: NormalizedName, version: Version) -> str | None:
+        return None  # the API answers for any release, known or not
+
+
 def _get_json(session: requests.Session, url: str, *, missing_ok: bool = False) -> Any:
     response = get(session, url, headers={"Accept": "application/json"},
                    allow=(404,) if missing_ok else ())
@@ -277,6 +334,18 @@ class AdvisoryDB:
         with self._lock:
             for source in self.sources:
                 source.prefetch(wanted)
+
+    def unchecked(self, name: str, version: Version) -> str | None:
+        """After :meth:`advisories_for`: why no source could tell whether the
+        release is affected (each source's reason), or None when one could."""
+        key = canonicalize_name(name)
+        if not self.sources:
+            return NO_SOURCE
+        with self._lock:
+            reasons = [source.unchecked(key, version) for source in self.sources]
+        if any(reason is None for reason in reasons):
+            return None
+        return "; ".join(str(reason) for reason in reasons)
 
     def advisories_for(self, name: str, version: Version) -> list[Advisory]:
         """Advisories affecting the release, sorted by id."""

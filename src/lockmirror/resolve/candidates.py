@@ -255,6 +255,19 @@ class CandidateFactory:
                                           base.requires_python, base.yanked, base.yanked_reason)
         return self._extras[key]
 
+    def requirer_of(self, candidate: Candidate) -> Candidate | None:
+        """A candidate whose dependencies (read so far) ask for ``candidate``'s
+        project at a version it is, in the order they were built; None when only
+        the set's own requirements can have asked for it. For explaining a
+        failure: O(candidates built x their dependencies)."""
+        built = [c for c in self._built.values() if c is not None]
+        for known in [*built, *self._extras.values()]:
+            for dep in known.dependencies or ():
+                if (known is not candidate and dep.name == candidate.name
+                        and dep.specifier.contains(candidate.version, prereleases=True)):
+                    return known
+        return None
+
     def metadata(self, candidate: Candidate) -> CoreMetadata:
         file = candidate.best
         if file.is_wheel:

@@ -41,16 +41,46 @@ def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: Candi
         if len(items) == 1 or not available:
             return _no_match(reqs[0], factory, where, items[0].parent)
         lines.append(f"conflicting requirements on {name}:")
-        for item in items:
-            lines.append(f"  {_chain(item.requirement, root_label)}")
+        lines += [f"  {line}" for line in _conflict_lines(reqs, factory, root_label)]
     return ResolutionError("cannot resolve:\n" + "\n".join(lines), where=where)
 
 
-def _chain(req: Req, root_label: str) -> str:
-    """``req <- parent version`` (resolvelib's causes name one level of parents)."""
-    if req.parent is None:
-        return f"{req.text} (required by the set {root_label})"
-    return f"{req.text} <- {req.parent.name} {req.parent.version}"
+def _conflict_lines(reqs: Sequence[Req], factory: CandidateFactory,
+                    root_label: str) -> list[str]:
+    """One line per requirement text and requirer: the requirer's versions together
+    (resolvelib names each version it tried), then the whole chain of requirers back
+    to the set, ``MarkupSafe>=2.0 <- jinja2 3.1.3, 3.1.2 <- flask 2.3.3 (set core)``."""
+    grouped: dict[tuple[str, str | None], list[Req]] = defaultdict(list)
+    for req in reqs:
+        grouped[(req.text, req.parent.name if req.parent else None)].append(req)
+    lines = []
+    for (text, _), same in grouped.items():
+        parents = sorted({r.parent for r in same if r.parent is not None},
+                         key=lambda c: c.version, reverse=True)
+        if not parents:
+            lines.append(f"{text} (required by the set {root_label})")
+            continue
+        versions = ", ".join(str(p.version) for p in parents)
+        chain = "".join(f" <- {_label(c)} {c.version}" for c in _requirers(parents[0], factory))
+        lines.append(f"{text} <- {_label(parents[0])} {versions}{chain} (set {root_label})")
+    return lines
+
+
+def _requirers(candidate: Candidate, factory: CandidateFactory) -> list[Candidate]:
+    """The requirers above ``candidate`` up to one the set itself asked for."""
+    chain: list[Candidate] = []
+    seen = {id(candidate)}
+    current = factory.requirer_of(candidate)
+    while current is not None and id(current) not in seen:
+        chain.append(current)
+        seen.add(id(current))
+        current = factory.requirer_of(current)
+    return chain
+
+
+def _label(candidate: Candidate) -> str:
+    extras = f"[{','.join(sorted(candidate.extras))}]" if candidate.extras else ""
+    return f"{candidate.name}{extras}"
 
 
 def _no_match(req: Req, factory: CandidateFactory, where: str,

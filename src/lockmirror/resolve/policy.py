@@ -47,12 +47,13 @@ from packaging.version import InvalidVersion, Version
 from ..config import WAIVABLE_RULES
 from ..config_schema import MirrorConfig, PolicyConfig, PolicyException
 from ..errors import PolicyError
+from ..formats.licenses import DeclaredLicense, license_refusal
 
 if TYPE_CHECKING:
     from ..net.osv import Advisory
     from .advisories import AdvisoryDB
 
-Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "exceptions"]
+Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "licenses", "exceptions"]
 Level = Literal["deny", "warn"]
 
 
@@ -348,6 +349,27 @@ class PolicyEngine:
             return None
         return self._finding("sdists", "deny", name, version,
                              f"{name}=={version} is locked as an sdist (sdists: deny)")
+
+    def license_finding(self, name: NormalizedName, version: Version,
+                        declared: DeclaredLicense) -> Finding | None:
+        """The license rule (``policy.licenses``) on a release's declared license:
+        deny when the allow/deny lists refuse it, the ``unknown`` level when it
+        declares none or none in SPDX terms; None when the policy has no
+        license rule or the license passes."""
+        rule = self.policy.licenses
+        if rule is None:
+            return None
+        if declared.spdx is None:
+            if rule.unknown == "allow":
+                return None
+            said = f"'{declared.text}', not an SPDX expression" if declared.text else "none"
+            return self._finding("licenses", rule.unknown, name, version,
+                                 f"{name}=={version} declares no SPDX license ({said}; "
+                                 f"licenses.unknown: {rule.unknown})")
+        refusal = license_refusal(declared, allow=rule.allow, deny=rule.deny)
+        if refusal is None:
+            return None
+        return self._finding("licenses", "deny", name, version, f"{name}=={version}: {refusal}")
 
     # -- the question the resolver asks --------------------------------------
 

@@ -29,7 +29,8 @@ from ..config_schema import MirrorConfig
 from ..errors import LockmirrorError, NotFoundError
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
-from ..resolve.advisories import AdvisoryDB, OsvOfflineSource, open_advisory_db
+from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
+from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine, as_utc
 
 RowLevel = Literal["deny", "warn", "waived"]
@@ -77,7 +78,8 @@ class AuditRow:
 
     @property
     def release(self) -> str:
-        return f"{self.package}=={self.version}" if self.version else self.package
+        """``name==version``; ``-`` for a row about no one release."""
+        return f"{self.package}=={self.version}" if self.version else self.package or "-"
 
     def sort_key(self) -> tuple[Any, ...]:
         return (LEVEL_ORDER[self.level], self.package,
@@ -141,7 +143,9 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
           client: ProjectPages | None = None, where: str = "mirror.yaml") -> AuditReport:
     """Re-check every release in ``lockfiles`` against the policy at ``now``.
 
-    ``sources``: the advisory sources (None: vulnerabilities not checked).
+    ``sources``: the advisory sources (None: vulnerabilities not checked, which
+    is itself a finding at the policy's ``vulnerabilities`` level, as is every
+    release no source could tell about).
     ``client``: an index client whose project pages say what is yanked now
     (None: only the yanked state recorded in the lockfile is checked).
     A set no longer in mirror.yaml is audited under the global policy.
@@ -169,6 +173,7 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         if set_name not in collected[key][1]:
             collected[key][1].append(set_name)
 
+    unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]] = {}
     for lockfile in sorted(lockfiles, key=lambda lf: lf.set_name):
         set_name = lockfile.set_name
         if set_name in config.sets:
@@ -183,13 +188,19 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         for package in lockfile.packages:
             for finding in _check(engine, package, yanked_now):
                 add(finding, set_name)
+        if engine.policy.vulnerabilities != "ignore":
+            level: RowLevel = "deny" if engine.policy.vulnerabilities == "deny" else "warn"
+            for package in lockfile.packages:
+                reason = (sources.unchecked(package.name, package.version) if sources
+                          else NO_SOURCE)
+                if reason is not None:
+                    unchecked.setdefault((level, reason), {}).setdefault(
+                        f"{package.name}=={package.version}", []).append(set_name)
 
-    if sources is None or not sources.sources:
-        notes.append("no advisory sources configured (policy.advisory_sources): "
-                     "vulnerabilities were not checked")
     if client is None:
         notes.append("yanked state taken from the lockfiles only (no index was asked)")
     rows = [_with_sets(row, sets) for row, sets in collected.values()]
+    rows += _unchecked_rows(unchecked, len(releases))
     return AuditReport(
         checked_at=moment,
         sets=tuple(sorted(lf.set_name for lf in lockfiles)),
@@ -216,6 +227,27 @@ def _check(engine: PolicyEngine, package: LockedPackage,
         if sdist is not None:
             findings.append(sdist)
     return findings
+
+
+def _unchecked_rows(unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]],
+                    total: int) -> list[AuditRow]:
+    """One row per (level, reason): the releases whose vulnerabilities no
+    source could tell. At the set's ``vulnerabilities`` level, so that under
+    ``deny`` an audit that could not look fails instead of passing as clean."""
+    rows = []
+    for (level, reason), releases in sorted(unchecked.items()):
+        names = sorted(releases)
+        sets = tuple(sorted({s for on in releases.values() for s in on}))
+        if len(names) == total:
+            message = f"vulnerabilities were not checked: {reason}"
+        else:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more"
+                                            if len(names) > 5 else "")
+            message = (f"vulnerabilities were not checked for {len(names)} of {total} "
+                       f"releases ({shown}): {reason}")
+        rows.append(AuditRow(package="", version="", rule="vulnerabilities", level=level,
+                             message=message, sets=sets))
+    return rows
 
 
 def _current_yank(package: LockedPackage, yanked_now: dict[tuple[str, str], str]) -> str | None:
@@ -300,7 +332,7 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     configured = [c for c in config.policy.advisory_sources
                   if not offline or c.kind == "osv-offline"]
     db = open_advisory_db(configured, base_dir=loaded.root, session=session)
-    db.sources += [OsvOfflineSource(path) for path in databases]
+    db.sources += [offline_source(path) for path in databases]  # OSV database or snapshot
     if client is None and not offline:
         from ..net.index_client import IndexClient
 

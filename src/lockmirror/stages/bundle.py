@@ -3,7 +3,9 @@
 ``build_bundle`` writes ``<out>/lockmirror-<name>-<content id>.tar`` (a delta:
 ``...-<content id>.delta.tar``) and ``<that>.sha256`` (``sha256sum -c``
 format). With ``split`` the tar is cut into volumes ``.tar.001``,
-``.tar.002``, ... and the ``.sha256`` file lists each volume's hash.
+``.tar.002``, ... and the ``.sha256`` file lists each volume's hash. With
+``keep`` the mirror's older bundles in ``<out>`` beyond that many are then
+removed (:mod:`lockmirror.stages.bundle_retention`).
 
 Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
 
@@ -16,8 +18,8 @@ Layout (every member below one directory, ``lockmirror-<name>-<id>/``)::
     lockfiles/pylock.<set>.toml
     tool/*.whl           lockmirror's wheel and its dependencies' wheels
     index/...            the dist-index tree, ``index/manifest.json`` included
-                         (a delta carries only files the base lacks, plus
-                         every page and the new manifest)
+                         (a delta carries only the files whose bytes the
+                         base lacks, and the new manifest)
 
 Reproducible: members in a fixed order (the head above, then sorted), GNU
 tar headers without pax records, mtime from ``SOURCE_DATE_EPOCH`` (else the
@@ -67,8 +69,9 @@ from ..formats.bundle_format import (
     read_index_manifest,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, format_size, sha256_bytes
 from ..gitutil import run_git
+from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
 from .toolwheels import collect_tool_wheels
 
@@ -96,6 +99,7 @@ class BundleResult:
     epoch_source: str
     tool_wheels: int
     changed: bool
+    removed: Removed = Removed()  # older bundles taken out of ``out_dir``
 
     @property
     def path(self) -> Path:
@@ -107,6 +111,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
                  name: str, since: Path | None = None, split: int | str | None = None,
                  key: Path | None = None, source_date_epoch: int | None = None,
                  tool: bool | None = None, cache_dir: Path | None = None,
+                 store_dir: Path | None = None, keep: int = 0,
                  progress: Progress | None = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
@@ -114,19 +119,21 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     delta; ``split`` (bytes or ``700M``/``4G``) cuts volumes; ``key`` (an
     Ed25519 private key, OpenSSH or PEM) signs bundle.json. ``tool`` carries
     lockmirror's wheels (default: in full bundles, not in deltas), with the
-    dependency wheels cached in :func:`lockmirror.stages.toolwheels.tool_wheel_cache`
-    of ``cache_dir``, the project's cache directory (``paths.cache``).
+    dependency wheels the tool set's lockfile chose, from the store at
+    ``store_dir`` (or, ``LOCKMIRROR_TOOL_WHEELS=installed``, repacked into
+    ``cache_dir``): :func:`lockmirror.stages.toolwheels.collect_tool_wheels`.
+    ``keep`` > 0 then removes this mirror's older bundles from ``out_dir``
+    beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
 
     Every index file is taken at the sha256 and size manifest.json gives
-    them, and every byte of it is hashed as it is copied: a file that rotted
-    in the build tree fails here, not at import on the far side.
+    them; its size is checked, its bytes are not re-hashed: the import
+    hashes every member against bundle.json (:mod:`.bundle_tar`).
 
     Raises LockmirrorError (or BundleError) when an input is missing, an
-    index file does not match the manifest, or pip cannot fetch the tool's
-    dependencies; nothing is left in ``out_dir`` then. Costs one read and two
-    sha256 passes (the member's, the volume's) over every carried byte; an
-    existing identical bundle is recognised from its first member and left
-    alone.
+    index file is not of the manifest's size, or pip cannot fetch the tool's
+    dependencies; nothing is left in ``out_dir`` then. Costs one read and one
+    sha256 pass (the volume's) over every carried byte; an existing
+    identical bundle is recognised from its first member and left alone.
     """
     if not re.fullmatch(NAME_PATTERN, name):
         raise LockmirrorError(f"bad bundle name {name!r}", hint="letters, digits, '.', '_', '-'")
@@ -139,7 +146,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
-        cache_dir=cache_dir, progress=progress)
+        cache_dir=cache_dir, store_dir=store_dir, progress=progress)
     info = _describe(members, BundleInfo(
         name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
@@ -155,6 +162,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     checksums_path = out_dir / f"{info.filename}.sha256"
 
     def result(digests: Sequence[str], changed: bool) -> BundleResult:
+        """The bundle is complete: the older ones beyond ``keep`` go."""
+        removed = prune_bundles(out_dir, name, current=info.filename, keep=keep)
         return BundleResult(
             parts=tuple(out_dir / n for n in names), checksums=checksums_path,
             sha256=tuple(digests), content_id=info.content_id, kind=kind,
@@ -163,14 +172,17 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
             index_files_total=len(manifest.files), signed=signature is not None,
             source_date_epoch=epoch, epoch_source=epoch_source,
             tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
-            changed=changed)
+            changed=changed, removed=removed)
 
     current = _existing_digests(out_dir, names, checksums_path, layout.total_size,
                                 volume_size, info_bytes, signature, epoch)
     if current is not None:
+        if keep:
+            os.utime(checksums_path)  # the newest bundle, for the next prune
         return result(current, changed=False)
     if progress:
-        progress(f"writing {info.filename} ({layout.total_size} bytes, {len(ordered)} members)")
+        progress(f"writing {info.filename} ({format_size(layout.total_size)}, "
+                 f"{len(ordered)} members)")
     digests = layout.write(out_dir, names, volume_size)
     atomic_write(checksums_path, format_checksums(zip(names, digests, strict=True)))
     return result(digests, changed=True)
@@ -217,19 +229,21 @@ def load_base_manifest(since: Path) -> tuple[Manifest, str]:
 
 def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], str | None]:
     """The index files to carry and the sha256 of the base manifest (None for a
-    full bundle): all of them, or for a delta every page plus the files whose
-    bytes the base lacks."""
+    full bundle): all of them, or for a delta the files whose bytes the base
+    lacks (new or changed; the importer takes the rest from the base by
+    sha256, pages included)."""
     if since is None:
         return dict(manifest.files), None
     base, base_sha = load_base_manifest(since)
     have = {entry.sha256 for entry in base.files.values()}
     return {path: entry for path, entry in manifest.files.items()
-            if _is_page(path) or entry.sha256 not in have}, base_sha
+            if entry.sha256 not in have}, base_sha
 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
             mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
-            cache_dir: Path | None, progress: Progress | None) -> tuple[list[Member], str | None]:
+            cache_dir: Path | None, store_dir: Path | None,
+            progress: Progress | None) -> tuple[list[Member], str | None]:
     """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
     members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
     lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
@@ -243,7 +257,8 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         if progress:
             progress("collecting lockmirror's wheels")
         with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
-            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress)
+            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress,
+                                         lockfile_dir=lockfile_dir, store_dir=store_dir)
             members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
                         for path in sorted(wheels.wheels, key=lambda p: p.name)]
         tool_python = wheels.python
@@ -319,13 +334,6 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
     return tuple(digest for _, digest in listed)
 
 
-def _is_page(path: str) -> bool:
-    """Index pages (HTML/JSON, constraints, lockfiles) travel in every delta;
-    only artifacts and their metadata under ``files/`` are left out when the
-    far side has them."""
-    return not path.startswith("files/")
-
-
 def _readme(info: BundleInfo) -> bytes:
     """The far side's instructions (no content id or time in it: it is a member,
     so it must not depend on what depends on it)."""
@@ -335,10 +343,17 @@ def _readme(info: BundleInfo) -> bytes:
              f"(check with: sha256sum /srv/mirror/manifest.json).\n\n"
              if info.kind == DELTA else "")
     tool = (f"""\
-2. Install lockmirror with no network (its wheels are for {info.tool_python}):
-     tar xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
+2. Install lockmirror with no network. Its wheels (tool/) are for
+   {info.tool_python}
+   (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
+   pip picks the wheels of the Python and platform it runs on:
+     tar -xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
      python3 -m venv lockmirror-venv
-     lockmirror-venv/bin/pip install --no-index --find-links {stem}/{TOOL_DIR} lockmirror
+     cd {stem}/
+     ../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
+     cd ..
+   Another Python or platform, or one older than lockmirror needs: "No matching
+   distribution"; check and unpack the bundle by hand instead (below).
 """ if info.tool_python else """\
 2. This bundle does not carry lockmirror's own wheels (deltas leave them out):
    use the lockmirror installed from a full bundle.
@@ -357,9 +372,31 @@ lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lock
    Clients: pip install --index-url http://HOST/simple/ PACKAGE
 5. Re-check the mirror at any time: lockmirror verify /srv/mirror
 
-To check the members by hand, extract the tar and, in its directory, run
-     sha256sum -c {SUMS_NAME}
-"""
+{_by_hand(stem, info.kind)}"""
     return text.encode()
 
 
+def _by_hand(stem: str, kind: str) -> str:
+    """README.txt's path for a far side without lockmirror: coreutils, tar and
+    OpenSSH's ``ssh-keygen -Y verify`` (the signature is SSHSIG)."""
+    if kind == DELTA:
+        return ("Without lockmirror: a delta applies only with `lockmirror import`; check\n"
+                f"the bundle by hand with sha256sum -c {stem}.sha256 only.\n")
+    return f"""\
+Without lockmirror (no Python it runs on): check and unpack by hand with coreutils,
+tar and OpenSSH 8.1 or newer, in the directory holding the bundle and its .sha256
+(a split bundle: cat {stem}.tar.0* | tar -xf - instead of tar -xf):
+     sha256sum -c {stem}.sha256
+     tar -xf {stem}.tar
+     cd {stem}/
+   A signed bundle (bundle.json.sig is in it): the signer's public key file beside
+   the bundle, signer.pub (one line, "ssh-ed25519 AAAA... comment"), checks bundle.json:
+     printf 'signer %s\\n' "$(cat ../signer.pub)" > ../allowed_signers
+     ssh-keygen -Y verify -f ../allowed_signers -I signer -n {signing.NAMESPACE} \\
+         -s {SIGNATURE_NAME} < {INFO_NAME}
+   Every member, against the list of sha256 that bundle.json pins:
+     grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME}
+     sha256sum -c --quiet {SUMS_NAME}
+   Then index/ is the mirror: copy it to /srv/mirror and serve it with any static web
+   server.
+"""

@@ -8,11 +8,13 @@ volumes) is known before a byte is written.
 
 :meth:`Layout.write` writes that sequence into temporary files in the output
 directory, cut at the volume size, and renames them into place only when
-every byte is written: no partial bundle is ever visible. It reads each file
-member once: the bytes are hashed as they are copied and compared with the
-sha256 the manifest gives them (a file that changed or rotted since the
-index was built is refused, naming it), and each volume is hashed as it is
-written, for the ``.sha256`` listing. One thread, ``hashlib`` inline.
+every byte is written: no partial bundle is ever visible. Every byte is
+read once and hashed once, into its volume's sha256 for the ``.sha256``
+listing (one thread, ``hashlib`` inline). File members are taken at the
+sha256 and size the manifest gives them and are not re-hashed here: a file
+whose size differs is refused, naming it; one whose bytes changed at the
+same size is refused by the import on the far side, which hashes every
+member against ``bundle.json`` (README, "Threat model": "bundle sizes").
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import io
 import os
 import tarfile
 import tempfile
@@ -35,7 +38,9 @@ from ..fsutil import CHUNK, sha256_bytes
 
 RECORD = tarfile.RECORDSIZE
 FILE_MODE, DIR_MODE = 0o644, 0o755
-_ROT_HINT = "the index tree changed or rotted; rebuild it"
+_ROT_HINT = "the index tree changed since it was built; rebuild it"
+# Headers and padding are small writes; file data goes past this buffer in CHUNKs.
+_WRITE_BUFFER = 1 << 16
 
 
 @dataclass
@@ -117,6 +122,7 @@ class Layout:
             raise LockmirrorError(f"cannot write the bundle: {exc.strerror}",
                                   where=str(exc.filename or out_dir)) from None
         try:
+            view = memoryview(bytearray(CHUNK))
             for header, member in self.items:
                 writer.write(header)
                 if member.is_dir:
@@ -124,7 +130,7 @@ class Layout:
                 if member.data is not None:
                     writer.write(member.data)
                 else:
-                    _copy_checked(member, writer)
+                    _copy_sized(member, writer, view)
                 writer.write(bytes(_padding(member.size)))
             writer.write(bytes(self.end_padding))
             return writer.commit()
@@ -137,33 +143,35 @@ class Layout:
             raise
 
 
-def _copy_checked(member: Member, writer: VolumeWriter) -> None:
-    """Copy ``member.entry.size`` bytes of ``member.path`` into the tar, hashing them
-    on the way; LockmirrorError if they are not the bytes the manifest lists."""
+def _copy_sized(member: Member, writer: VolumeWriter, view: memoryview) -> None:
+    """Copy ``member.entry.size`` bytes of ``member.path`` into the tar through
+    ``view``; LockmirrorError naming the file if it is unreadable or not of the
+    manifest's size. The bytes are not re-hashed against the manifest (see the
+    module docstring)."""
     assert member.path is not None and member.entry is not None
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
     left = member.entry.size
     try:
         source = open(member.path, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise LockmirrorError(f"cannot read: {exc.strerror}", where=str(member.path)) from None
     with source:
-        while left:
-            try:
-                got = source.readinto(view[:min(left, CHUNK)])
-            except OSError as exc:
-                raise LockmirrorError(f"cannot read: {exc.strerror}",
-                                      where=str(member.path)) from None
-            if not got:
-                break
-            digest.update(view[:got])
+        if os.fstat(source.fileno()).st_size != left:
+            raise LockmirrorError("size differs from manifest.json", where=str(member.path),
+                                  hint=_ROT_HINT)
+        while left and (got := _read_into(source, view[:min(left, len(view))], member.path)):
             writer.write(view[:got])
             left -= got
-    if left or digest.hexdigest() != member.entry.sha256:
-        raise LockmirrorError("does not match manifest.json", where=str(member.path),
+    if left:
+        raise LockmirrorError("shrank while it was copied", where=str(member.path),
                               hint=_ROT_HINT)
+
+
+def _read_into(source: io.RawIOBase, view: memoryview, path: Path) -> int:
+    """``source.readinto(view)``; a read error as LockmirrorError naming ``path``."""
+    try:
+        return source.readinto(view) or 0
+    except OSError as exc:
+        raise LockmirrorError(f"cannot read: {exc.strerror}", where=str(path)) from None
 
 
 class VolumeWriter:
@@ -196,7 +204,7 @@ class VolumeWriter:
         fd, temp = tempfile.mkstemp(prefix=f".{self.names[index]}.", suffix=".tmp",
                                     dir=self.out_dir)
         self.temps.append(Path(temp))
-        self.file = open(fd, "wb", buffering=CHUNK, closefd=True)  # noqa: SIM115 - closed above
+        self.file = open(fd, "wb", buffering=_WRITE_BUFFER, closefd=True)  # noqa: SIM115 - closed above
         os.fchmod(fd, FILE_MODE)
         self.hash = hashlib.sha256()
         self.room = self.volume_size if self.volume_size is not None else 1 << 62

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError, ResolutionError
+from ..fsutil import format_size
 from .install_runs import (
     Check,
     Runner,
@@ -57,12 +58,11 @@ from .install_runs import (
 )
 from .installer_output import explain_pip, explain_pip_check, explain_uv
 from .installers import (
-    INSTALLERS,
     Installer,
     InstallerUnavailable,
+    clean_work,
     ensure_installer,
     find_installers,
-    prune_installers,
 )
 
 __all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_check",
@@ -71,8 +71,6 @@ __all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_ch
 Progress = Callable[[str], None]
 DEFAULT_TIMEOUT = 900.0
 TRANSPORTS = ("file://", "http")
-# What the layout before issue 14 left in a work directory (433 MB of venvs).
-_LEGACY = ("venv-*", "uv-cache", "requirements-*.txt")
 
 
 @dataclass(frozen=True)
@@ -179,7 +177,7 @@ def verify_closure(
     temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
     cache = installer_cache or _default_installer_cache(None if temp_root else work_dir)
-    _clean_work_dir(work_dir)
+    _clean_work_dir(work_dir, cache, say)
     copies = _copies(chosen, cache, say) if install else {}
     uv = uv_bin or _uv_binary(copies)
     runner = Runner(uv, work_dir / "run", timeout)
@@ -287,7 +285,6 @@ def _lockfile_sources(runner: Runner, transport: _Transport, installer: Installe
 def _copies(chosen: Sequence[Installer], cache: Path,
             say: Progress) -> dict[Installer, Path | str]:
     """Each installer's runnable copy, or why it cannot be had."""
-    prune_installers(cache, INSTALLERS)
     copies: dict[Installer, Path | str] = {}
     for installer in chosen:
         try:
@@ -315,16 +312,16 @@ def _default_installer_cache(work_dir: Path | None) -> Path:
     return Path(base) / "lockmirror" / "installers"
 
 
-def _clean_work_dir(work_dir: Path) -> None:
-    """Remove what earlier runs left (their venvs and uv cache), keep the installer copies."""
+def _clean_work_dir(work_dir: Path, cache: Path, say: Progress) -> None:
+    """Remove what earlier runs left (their venvs and uv cache) and installer copies
+    the matrix no longer names, and say what went; keep the copies in use."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(work_dir / "run", ignore_errors=True)
-    for pattern in _LEGACY:
-        for leftover in work_dir.glob(pattern):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
+    removed = clean_work(work_dir, cache)
+    if removed:
+        names = ", ".join(str(path.relative_to(work_dir)) if path.is_relative_to(work_dir)
+                          else str(path) for path, _ in removed)
+        freed = format_size(sum(size for _, size in removed))
+        say(f"removed what earlier runs left and no run needs: {names} ({freed} freed)")
 
 
 @contextmanager

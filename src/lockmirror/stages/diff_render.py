@@ -62,6 +62,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from ..formats.lockfile import Lockfile
 from ..fsutil import format_size
 from .diff_compare import describe_target, exception_text, packages_on_target, url_host, why_chains
@@ -102,9 +105,10 @@ def _text_set(set_diff: SetDiff) -> list[str]:
     state = {"added": " (new set)", "removed": " (set removed)"}.get(set_diff.status, "")
     lines = ["", f"set {set_diff.set_name}{state}: {_summary_line(set_diff)}"]
     if set_diff.requirements_added or set_diff.requirements_removed:
-        reqs = ([f"+{r}" for r in set_diff.requirements_added]
-                + [f"-{r}" for r in set_diff.requirements_removed])
-        lines.append(f"  requirements: {' '.join(reqs)}")
+        moved, added, removed = requirement_moves(set_diff.requirements_added,
+                                                  set_diff.requirements_removed)
+        reqs = moved + [f"+{r}" for r in added] + [f"-{r}" for r in removed]
+        lines.append(f"  requirements: {'; '.join(reqs)}")
     if set_diff.status == "changed":  # a whole set added or removed: its targets go with it
         lines += _text_targets(set_diff.targets)
     for names, changes in _grouped(set_diff.targets):
@@ -243,8 +247,10 @@ def _md_set(set_diff: SetDiff, *, files: bool, rows: int | None) -> list[str]:
             f"{format_size(set_diff.size_change, signed=True)} "
             f"({format_size(set_diff.old_size)} → {format_size(set_diff.new_size)}).")]
     if set_diff.requirements_added or set_diff.requirements_removed:
-        reqs = ([f"added {_code(r)}" for r in set_diff.requirements_added]
-                + [f"removed {_code(r)}" for r in set_diff.requirements_removed])
+        moved, added, removed = requirement_moves(set_diff.requirements_added,
+                                                  set_diff.requirements_removed)
+        reqs = ([f"moved {_code(m)}" for m in moved] + [f"added {_code(r)}" for r in added]
+                + [f"removed {_code(r)}" for r in removed])
         out += ["", f"Requirements: {'; '.join(reqs)}."]
     if set_diff.status == "changed":
         out += _md_targets(set_diff.targets)
@@ -391,6 +397,45 @@ def _version_text(change: PackageChange, arrow: str = "->") -> str:
     if change.change == "changed":
         return f"{change.new_version} (files changed)"
     return f"{change.old_version} {arrow} {change.new_version}"
+
+
+def requirement_moves(added: Iterable[str], removed: Iterable[str]
+                      ) -> tuple[list[str], list[str], list[str]]:
+    """(moves, added, removed): a requirement whose project (with the same extras
+    and marker) is both removed and added is one move, ``requests 2.31.0 -> 2.32.3``
+    for two exact pins, else ``requests>=2.31 -> requests>=2.32``."""
+    old_by_key = {key: text for text in removed if (key := _key(text)) is not None}
+    moves, plain_added = [], []
+    for text in added:
+        key = _key(text)
+        old = old_by_key.pop(key, None) if key is not None else None
+        if old is None:
+            plain_added.append(text)
+            continue
+        old_pin, new_pin = _pin(old), _pin(text)
+        moves.append(f"{key[0]} {old_pin} -> {new_pin}" if old_pin and new_pin and key
+                     else f"{old} -> {text}")
+    kept = set(old_by_key.values())
+    return moves, plain_added, [r for r in removed if r in kept or _key(r) is None]
+
+
+def _key(text: str) -> tuple[str, str] | None:
+    """(name with extras, marker) of a requirement; None when it does not parse."""
+    try:
+        parsed = Requirement(text)
+    except InvalidRequirement:
+        return None
+    extras = f"[{','.join(sorted(parsed.extras))}]" if parsed.extras else ""
+    return f"{canonicalize_name(parsed.name)}{extras}", str(parsed.marker or "")
+
+
+def _pin(text: str) -> str | None:
+    """The version of a requirement that is one exact ``==`` pin, else None."""
+    specifiers = list(Requirement(text).specifier)
+    if len(specifiers) == 1 and specifiers[0].operator == "==" \
+            and "*" not in specifiers[0].version:
+        return specifiers[0].version
+    return None
 
 
 def _grouped(targets: Iterable[TargetDiff]) -> list[tuple[list[str], tuple[PackageChange, ...]]]:

@@ -53,13 +53,15 @@ import requests
 
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
-from ..formats.store import Store
+from ..formats.store import Store, store_write_error
 from ..fsutil import atomic_writer, format_size, plural
-from ..net.download import Downloader, Fatal, FetchItem, Stopped, store_write_error
+from ..net.download import Downloader, Fatal, FetchItem, Stopped
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..config import LoadedConfig
 
 RETRIES = 4  # the session's (urllib3) retries, and resumes of a broken-off body
@@ -72,10 +74,11 @@ FREE_SPACE_MARGIN = 64 << 20
 def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = None,
                  max_workers: int = 8, progress: FetchProgress | None = None,
                  environ: Mapping[str, str] | None = None,
-                 durable: bool = False) -> FetchSummary:
+                 durable: bool = False, also: Sequence[Path] = ()) -> FetchSummary:
     """:func:`fetch` for a loaded ``mirror.yaml``: the lockfile of every set,
     the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
-    the sources from their environment variables.
+    the sources from their environment variables; ``also``: more lockfiles
+    (the tool set's, :mod:`lockmirror.stages.tool_set`).
 
     Raises StaleLockError when a set has no lockfile yet, UrlPolicyError when
     a lockfile names a URL no declared source may serve (before anything is
@@ -84,23 +87,24 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     """
     from ..formats.url_policy import read_checked_lockfiles
 
-    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)]
+    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)] + list(also)
     lockfiles = read_checked_lockfiles(paths, loaded.config.sources)  # each parsed once
     return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)
 
 
-def is_current(loaded: LoadedConfig) -> bool:
-    """Whether every file the lockfiles of ``loaded`` need is in its store.
+def is_current(loaded: LoadedConfig, also: Sequence[Path] = ()) -> bool:
+    """Whether every file the lockfiles of ``loaded`` (and ``also``) need is in its store.
 
     The cheap up-to-date check for a task runner: reads the lockfiles and
     ``stat``s one path per file; no network, no hashing. False when a
     lockfile is missing or unreadable (the fetch itself then says why).
     """
     try:
-        lockfiles = [Lockfile.read(loaded.lockfile_path(name))
-                     for name in sorted(loaded.config.sets)]
+        lockfiles = [Lockfile.read(path) for path in
+                     [*(loaded.lockfile_path(name) for name in sorted(loaded.config.sets)),
+                      *also]]
     except LockmirrorError:
         return False
     return not missing(plan(lockfiles), Store(loaded.store_dir))
@@ -190,8 +194,11 @@ class FetchProgress(Protocol):
     """What the edge hands in to show progress. Calls are serialized by the
     stage (never concurrent), so implementations need no locking."""
 
-    def begin(self, files: int, total_bytes: int) -> None:
-        """Before the first download: how many files and bytes are missing."""
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
+        """Before the first download: how many artifacts (and their bytes) are
+        missing, and how many wheel metadata files (read out of their wheels
+        where they match, downloaded otherwise). ``file_done`` is called once
+        for each of the ``files + metadata``."""
 
     def advance(self, nbytes: int) -> None:
         """Bytes of a known-size file arrived (negative when a failed attempt's
@@ -286,13 +293,15 @@ def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
                             serialized, resumes=max(retries, 0), durable=durable)
     derived = 0
     try:
-        serialized.begin(len(todo), sum(item.size or 0 for item in todo))
+        artifacts = [i for i in todo if not i.is_metadata]
+        metadata = [i for i in todo if i.is_metadata]
+        serialized.begin(len(artifacts), sum(i.size or 0 for i in artifacts), len(metadata))
         # Artifacts first; then each wheel's metadata is read out of the wheel
         # just verified (its locked hash must match), and downloaded only when
         # that fails: no request, and no dependence on the upstream serving it.
-        _download_all(downloader, [i for i in todo if not i.is_metadata], workers)
+        _download_all(downloader, artifacts, workers)
         rest = []
-        for item in (i for i in todo if i.is_metadata):
+        for item in metadata:
             if _metadata_from_wheel(item, store):
                 derived += 1
                 serialized.file_done(item, False)
@@ -411,10 +420,10 @@ class _SerializedProgress:
         self._target = target
         self._lock = threading.Lock()
 
-    def begin(self, files: int, total_bytes: int) -> None:
+    def begin(self, files: int, total_bytes: int, metadata: int = 0) -> None:
         if self._target is not None:
             with self._lock:
-                self._target.begin(files, total_bytes)
+                self._target.begin(files, total_bytes, metadata)
 
     def advance(self, nbytes: int) -> None:
         if self._target is not None and nbytes:

@@ -155,7 +155,8 @@ def _check_signature(head: BundleHead, trusted: Ed25519PublicKey | None,
         return None
     if head.signature is None:
         raise BundleError("bundle is not signed, but a public key was given; refusing it",
-                          where=display, hint="sign bundles with `lockmirror bundle --key`")
+                          where=display, hint="the build side must sign it (its signing key "
+                          "matching your --pubkey); nothing was changed")
     where = f"{display}:{head.info.top}/{SIGNATURE_NAME}"
     return signing.verify(head.info_bytes, head.signature, trusted, where=where).fingerprint
 

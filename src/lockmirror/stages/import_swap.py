@@ -27,6 +27,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import LockmirrorError
+
 
 def staging_dir(into: Path) -> Path:
     """Where an import builds the new tree: a hidden sibling of ``into``."""
@@ -36,6 +38,41 @@ def staging_dir(into: Path) -> Path:
 def old_dir(into: Path) -> Path:
     """Where the previous tree waits between the two renames of the swap."""
     return into.parent / f".{into.name}.lockmirror-old"
+
+
+def make_parents(into: Path) -> list[Path]:
+    """Create the missing parent directories of ``into`` (``/srv`` for
+    ``/srv/mirror``), outermost first, and return the ones created.
+
+    Raises LockmirrorError naming the directory that cannot be created (or
+    the path in the way that is not a directory); what was created before
+    the failure is removed again.
+    """
+    missing = [p for p in reversed(into.parents) if not p.is_dir()]
+    made: list[Path] = []
+    for parent in missing:
+        try:
+            parent.mkdir()
+        except FileExistsError:
+            remove_made_parents(made)
+            raise LockmirrorError("is in the way of the mirror's directory and is not a "
+                                  "directory", where=str(parent)) from None
+        except OSError as exc:
+            remove_made_parents(made)
+            raise LockmirrorError(f"cannot create the mirror's parent directory: "
+                                  f"{exc.strerror}", where=str(parent)) from None
+        made.append(parent)
+    return made
+
+
+def remove_made_parents(made: list[Path]) -> None:
+    """Remove the directories :func:`make_parents` created, innermost first,
+    as far as they are still empty (a failed import leaves none behind)."""
+    for parent in reversed(made):
+        try:
+            parent.rmdir()
+        except OSError:
+            return  # not empty (or gone): what holds something stays
 
 
 def recover_interrupted_import(into: Path) -> str | None:

@@ -51,10 +51,17 @@ from ..formats.bundle_format import (
     locate_bundle,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
-from ..fsutil import sha256_bytes
+from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
-from .import_swap import old_dir, recover_interrupted_import, staging_dir, swap_into_place
+from .import_swap import (
+    make_parents,
+    old_dir,
+    recover_interrupted_import,
+    remove_made_parents,
+    staging_dir,
+    swap_into_place,
+)
 from .verify import verify_mirror
 
 __all__ = ["ImportResult", "import_bundle", "old_dir", "recover_interrupted_import",
@@ -88,9 +95,10 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     """Import a bundle (one ``.tar`` or all its volumes) into the mirror ``into``.
 
     With ``pubkey`` an unsigned bundle, or one signed by another key, is
-    refused. Raises BundleError naming the member or volume at fault (the
-    mirror is then exactly as before), LockmirrorError for unusable
-    arguments. Costs one sequential read of the bundle, two sha256 passes
+    refused. Missing parent directories of ``into`` are created (and removed
+    again if the import fails). Raises BundleError naming the member or
+    volume at fault (the mirror is then exactly as before), LockmirrorError
+    for unusable arguments. Costs one sequential read of the bundle, two sha256 passes
     over it (members; volumes) and one write of every carried index file;
     when ``into`` already holds this bundle's index, one read of the bundle
     for its outer sha256 and nothing written.
@@ -99,17 +107,20 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     into = Path(os.path.abspath(into))
     if into.is_symlink():
         into = into.resolve()
-    if not into.parent.is_dir():
-        raise LockmirrorError("parent directory does not exist", where=str(into.parent))
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
-    with _exclusive(into.parent):
-        try:
-            recovered = recover_interrupted_import(into)
-        except OSError as exc:
-            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
-                                  where=str(exc.filename or into)) from None
-        _check_destination(into)
-        return _import(source, into, trusted, recovered, progress)
+    made = make_parents(into)
+    try:
+        with _exclusive(into.parent):
+            try:
+                recovered = recover_interrupted_import(into)
+            except OSError as exc:
+                raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
+                                      where=str(exc.filename or into)) from None
+            _check_destination(into)
+            return _import(source, into, trusted, recovered, progress)
+    except BaseException:
+        remove_made_parents(made)  # a refused import leaves no new directories behind
+        raise
 
 
 @contextmanager
@@ -171,7 +182,7 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         reuse = _reuse_plan(plan, into, current_sha)
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
-                     f"{reader.size} bytes) into {into}")
+                     f"{format_size(reader.size)}) into {into}")
         return result(True, _build_and_swap(reader, plan, reuse, source, into))
 
 

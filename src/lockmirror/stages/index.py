@@ -26,11 +26,14 @@ A run, step by step (like dumb-pypi's ``build_repo``, plus bandersnatch's
 6. flush what was written, write the manifest, remove what no lockfile names
    (pages first), save the state.
 
-Artifacts are never hashed: the lockfile states each sha256 and the store's
-file name proves it. ``full=True`` trusts no state: every lockfile is parsed
-and every file of the tree compared. A first build goes into a staging
-directory renamed into place at the end. Output is byte-identical whatever
-the order of the lockfiles, the store or a directory listing.
+Every file goes into the tree through :class:`~lockmirror.stages.index_tree.Tree`
+(write if changed, link unless current, the manifest entries, the flush, the
+removals, the staging swap). Artifacts are never hashed: the lockfile states
+each sha256 and the store's file name proves it. ``full=True`` trusts no
+state: every lockfile is parsed and every file of the tree compared. A first
+build goes into a staging directory renamed into place at the end. Output is
+byte-identical whatever the order of the lockfiles, the store or a directory
+listing.
 """
 
 from __future__ import annotations
@@ -39,17 +42,15 @@ import errno
 import hashlib
 import json
 import os
-import shutil
-import stat as statmod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import IntegrityError, LockmirrorError, NotFoundError
+from ..errors import LockmirrorError, NotFoundError
 from ..formats.landing_page import LandingPage, Provenance, landing_html, set_section
-from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
+from ..formats.manifest import MANIFEST_NAME
 from ..formats.mirror_lockfile import relocate_document, relocate_lockfile
 from ..formats.pages import (
     Release,
@@ -73,6 +74,7 @@ from .index_sets import (
     read_sets,
     set_summary,
 )
+from .index_tree import Tree
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -87,7 +89,6 @@ DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 STATE_FORMAT = f"{INDEX_FORMAT};state/3"
 ROWS_DIR = "sets"  # in the state directory: <lockfile sha256>.json, its package rows
-_EMPTY_SHA256 = sha256_bytes(b"")
 
 Progress = Callable[[str], None]
 
@@ -195,23 +196,8 @@ class _Run:
     progress: Progress
     url_rule: UrlRule | None
 
-    root: Path = Path()  # where this run writes: out_dir, or a staging directory
-    fresh: bool = False  # building into a new staging directory
     previous: dict[str, Any] = field(default_factory=dict)  # the trusted state ({} if none)
-    old_entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # old manifest
-    old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # its paths by directory
-    entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # the new manifest
     projects: dict[str, list[Any]] = field(default_factory=dict)  # name -> its state record
-    written: list[str] = field(default_factory=list)
-    unsynced: list[str] = field(default_factory=list)  # written, not yet flushed to disk
-    linked: int = 0
-    copied: int = 0
-    can_link: bool = True
-    made_dirs: set[str] = field(default_factory=set)
-    store_objects: str = ""  # the store's sha256/ directory, absolute
-
-    def __post_init__(self) -> None:
-        self.store_objects = f"{os.path.abspath(self.store.root)}/sha256"
 
     def build(self, lockfiles: list[Path], mirror_yaml: Path | None) -> IndexResult:
         """The whole run: :func:`build_index` without its error wording."""
@@ -226,20 +212,21 @@ class _Run:
         self.progress(f"reading {len(inputs)} lockfiles")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
-        self._open_tree(state if intact else {})
+        tree = Tree.open(self.out_dir, self.store.root, trusted=intact)
+        self.previous = state if tree.trusted else {}
         try:
-            summary = self._write_tree(sets, provenance)
-            removed = self._finish_tree()
+            summary = self._write_tree(tree, sets, provenance)
+            self.progress("writing the manifest")
+            removed = tree.finish()
         except BaseException:
-            if self.fresh:
-                shutil.rmtree(self.root, ignore_errors=True)
+            tree.discard()
             raise
-        self._save_state(key, inputs, sets)
+        self._save_state(key, inputs, sets, tree)
         return IndexResult(
-            out_dir=self.out_dir, noop=False, written=tuple(sorted(self.written)),
+            out_dir=self.out_dir, noop=False, written=tuple(sorted(tree.written)),
             removed=tuple(removed), removed_releases=tuple(_releases_of(removed)),
             projects=summary["projects"], files=summary["files"],
-            total_size=summary["total_size"], linked=self.linked, copied=self.copied)
+            total_size=summary["total_size"], linked=tree.linked, copied=tree.copied)
 
     # -- 1. the no-op check ----------------------------------------------
 
@@ -268,48 +255,29 @@ class _Run:
 
     # -- 3-5. the tree -----------------------------------------------------
 
-    def _open_tree(self, state: dict[str, Any]) -> None:
-        """Choose where to write: the tree itself, or a staging directory for
-        a first build. ``state`` is trusted (the tree is as it describes)."""
-        self.fresh = not self.out_dir.exists()
-        manifest = self.out_dir / MANIFEST_NAME
-        if not self.fresh and not manifest.exists() and any(self.out_dir.iterdir()):
-            raise LockmirrorError(
-                "exists, is not empty and holds no manifest.json, so it is not a "
-                "lockmirror index", where=str(self.out_dir),
-                hint="remove it or choose another output directory")
-        if self.fresh:
-            fs.remove_stale_staging(self.out_dir)
-            self.root = self.out_dir.with_name(f".{self.out_dir.name}.staging-{os.getpid()}")
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root.mkdir(parents=True)
-            return
-        self.root = self.out_dir
-        old_entries = fs.read_manifest(manifest) if state else None
-        if old_entries is not None:
-            self.previous, self.old_entries = state, old_entries
-
-    def _write_tree(self, sets: list[PackageSet], provenance: Provenance) -> dict[str, int]:
+    def _write_tree(self, tree: Tree, sets: list[PackageSet], provenance: Provenance,
+                    ) -> dict[str, int]:
         """Steps 3 to 5: every project's files and pages, the sets' files, the
-        root and landing pages, into ``self.entries``; the summary."""
+        root and landing pages, into ``tree``; the summary."""
         projects = group_projects(sets, self.exclude)
         known: dict[str, list[Any]] = self.previous.get("projects", {})
         for name, (digest, _rows) in projects.items():
             before = known.get(name)
             if before is not None and before[0] == digest:
-                self._keep(f"files/{name}/", f"simple/{name}/")
+                tree.keep(f"files/{name}/", f"simple/{name}/")
                 self.projects[name] = before
         changed = {name: merge_project(name, rows)
                    for name, (_digest, rows) in projects.items() if name not in self.projects}
         self.progress(f"{len(changed)} of {len(projects)} projects changed")
-        self._place_files(changed)
+        self._place_files(tree, changed)
         for name, releases in changed.items():
-            self._write_pages(name, releases)
+            tree.put(f"simple/{name}/index.html", project_html(name, releases).encode())
+            tree.put(f"simple/{name}/index.json", project_json(name, releases).encode())
             self.projects[name] = [projects[name][0], sum(len(r.files) for r in releases),
                                    sum(f.size for r in releases for f in r.files)]
         self.progress("writing lockfiles, constraints, root and landing pages")
         for locked in sets:
-            self._write_set(locked)
+            self._write_set(tree, locked)
         names = sorted(projects)
         summary = _summary(self.projects)
         sources = sorted({row.source for s in sets for row in s.rows} - {""})
@@ -319,23 +287,12 @@ class _Run:
             provenance=replace(provenance, sources=tuple(sources)),
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"])
-        self._put("simple/index.html", root_html(names).encode())
-        self._put("simple/index.json", root_json(names).encode())
-        self._put("index.html", landing_html(landing).encode())
+        tree.put("simple/index.html", root_html(names).encode())
+        tree.put("simple/index.json", root_json(names).encode())
+        tree.put("index.html", landing_html(landing).encode())
         return summary
 
-    def _keep(self, *prefixes: str) -> None:
-        """Take the old manifest's entries below the directories ``prefixes``
-        (``files/<project>/``) as they are."""
-        if not self.old_by_dir and self.old_entries:
-            for rel in self.old_entries:
-                directory = rel.rpartition("/")[0]
-                self.old_by_dir.setdefault(directory + "/", []).append(rel)
-        for prefix in prefixes:
-            for rel in self.old_by_dir.get(prefix, ()):
-                self.entries[rel] = self.old_entries[rel]
-
-    def _place_files(self, releases: dict[str, list[Release]]) -> None:
+    def _place_files(self, tree: Tree, releases: dict[str, list[Release]]) -> None:
         """Link (or copy) every file of the changed projects, .metadata files
         included, before any page links to them; then report all files
         missing from the store at once."""
@@ -344,153 +301,41 @@ class _Run:
             for release in project_releases:
                 for file in release.files:
                     rel = f"files/{name}/{file.filename}"
-                    self._place(rel, file.sha256, file.size, missing)
-                    if file.metadata_sha256:
-                        self._place(rel + ".metadata", file.metadata_sha256, None, missing)
+                    if not tree.place(rel, file.sha256, file.size):
+                        missing.append(f"{file.filename} ({file.sha256[:12]})")
+                    if file.metadata_sha256 and not tree.place(
+                            rel + ".metadata", file.metadata_sha256, None):
+                        missing.append(f"{file.filename}.metadata "
+                                       f"({file.metadata_sha256[:12]})")
         if missing:
             shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
             raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
                                 where=str(self.store.root), hint="run `doit fetch`")
 
-    def _place(self, rel: str, sha256: str, size: int | None, missing: list[str]) -> None:
-        """Make ``rel`` the store's file: nothing to do when it already is
-        (same inode; or, on another device, same size and mtime), else a hard link,
-        or a copy where linking is not possible. ``size`` None: not known
-        (a .metadata file). A file absent from the store goes to ``missing``."""
-        source = self._store_path(sha256)
-        try:
-            src = os.stat(source)
-        except FileNotFoundError:
-            missing.append(f"{rel.split('/', 2)[2]} ({sha256[:12]})")
-            return
-        if size is None and src.st_size == 0 and sha256 != _EMPTY_SHA256:
-            # a size-less file (PEP 658 metadata) left empty by a crash: not the file
-            missing.append(f"{rel.split('/', 2)[2]} ({sha256[:12]})")
-            return
-        if size is not None and src.st_size != size:
-            raise IntegrityError(f"the store holds {src.st_size} bytes for {rel}, the lockfile "
-                                 f"says {size}", where=source,
-                                 hint="remove the store file and run `doit fetch`")
-        self.entries[rel] = (sha256, src.st_size)
-        dest = f"{self.root}/{rel}"
-        have = None if self.fresh else fs.lstat(dest)
-        if have is not None and statmod.S_ISREG(have.st_mode) and (
-                (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev)
-                or (have.st_dev != src.st_dev  # a copy made by an earlier run
-                    and (have.st_size, have.st_mtime_ns) == (src.st_size, src.st_mtime_ns))):
-            return
-        self._mkdir(os.path.dirname(dest))
-        if self.can_link:
-            try:
-                fs.link(source, dest, replace=have is not None)
-                self.linked += 1
-                self._wrote(rel)
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP,
-                                     errno.EACCES):
-                    raise
-                self.can_link = False
-        fs.copy(source, dest, src)
-        self.copied += 1
-        self._wrote(rel)
-
-    def _store_path(self, sha256: str) -> str:
-        """``str(self.store.path(sha256))``, without a Path object per file
-        (20,000 of them cost a tenth of a second); the tests check every placed
-        file is the store's inode."""
-        return f"{self.store_objects}/{sha256[:2]}/{sha256[2:]}"  # rows hold lower-case hex
-
-    def _mkdir(self, directory: str) -> None:
-        """Make ``directory`` (and its parents) once per run."""
-        if directory not in self.made_dirs:
-            try:  # the parent (files/, simple/) is almost always there: one call
-                os.mkdir(directory)
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                os.makedirs(directory, exist_ok=True)
-            self.made_dirs.add(directory)
-
-    def _write_pages(self, name: str, releases: list[Release]) -> None:
-        """A changed project's PEP 503 and PEP 691 pages."""
-        self._put(f"simple/{name}/index.html", project_html(name, releases).encode())
-        self._put(f"simple/{name}/index.json", project_json(name, releases).encode())
-
-    def _write_set(self, locked: PackageSet) -> None:
+    def _write_set(self, tree: Tree, locked: PackageSet) -> None:
         """A set's lockfile copy and constraints, unless its lockfile and
         exclusions are those of the last run."""
         paths = [f"lockfiles/pylock.{locked.name}.toml",
                  *(f"constraints/{locked.name}-{t.name}.txt" for t in locked.targets)]
         if (self.previous.get("sets", {}).get(locked.name) == _set_record(locked, self.exclude)
-                and all(rel in self.old_entries for rel in paths)):
-            for rel in paths:
-                self.entries[rel] = self.old_entries[rel]
+                and tree.keep_files(paths)):
             return
-        self._write_lockfile_copy(locked)
+        tree.put(paths[0], _lockfile_copy(locked))
         for target in locked.targets:
             pins = constraint_pins(locked.rows, target.name)
-            self._put(f"constraints/{locked.name}-{target.name}.txt",
-                      constraints_text(locked.name, target, pins).encode())
+            tree.put(f"constraints/{locked.name}-{target.name}.txt",
+                     constraints_text(locked.name, target, pins).encode())
 
-    def _write_lockfile_copy(self, locked: PackageSet) -> None:
-        """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
-        mirror's own (relative PEP 751 paths), so it installs behind the gap."""
-        where = str(locked.input.path)
-        if locked.document is not None:  # parsed (and validated) in this run
-            data = relocate_document(locked.document, locked.input.read(), where=where)
-        else:
-            data = relocate_lockfile(locked.input.read(), where=where)
-        self._put(f"lockfiles/pylock.{locked.name}.toml", data)
-
-    def _put(self, rel: str, data: bytes) -> None:
-        """Write ``rel`` unless it already holds ``data``; enter it in the manifest."""
-        self.entries[rel] = (sha256_bytes(data), len(data))
-        path = f"{self.root}/{rel}"
-        if self.fresh:  # nobody reads the staging tree: no temp file, synced at the end
-            self._mkdir(os.path.dirname(path))
-            with open(path, "wb") as handle:
-                handle.write(data)
-            self._wrote(rel)
-        elif atomic_write(Path(path), data, only_if_changed=True, fsync=False):
-            self._wrote(rel)
-
-    def _wrote(self, rel: str) -> None:
-        self.written.append(rel)
-        if not self.fresh:  # a staging tree is synced whole
-            self.unsynced.append(rel)
-
-    # -- 6. manifest, removals, state --------------------------------------
-
-    def _finish_tree(self) -> list[str]:
-        """Flush what was written, write the manifest, remove what nothing
-        names (pages first, so no page links to a file already gone), and
-        rename a staging tree into place. The removed paths, in that order."""
-        self.progress("writing the manifest")
-        fs.flush(self.root, self.unsynced, everything=self.fresh)
-        present = self.old_entries if self.previous else (
-            {} if self.fresh else dict.fromkeys(fs.walk(self.root)))
-        removed = sorted((rel for rel in present if rel not in self.entries
-                          and rel != MANIFEST_NAME),
-                         key=lambda rel: (not rel.startswith("simple/"),
-                                          rel.startswith("files/"), rel))
-        if self.entries != self.old_entries:  # else the manifest holds them already
-            data = join_encoded([encode_files(
-                [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
-            atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=not self.previous)
-        fs.remove_files(self.root, removed)
-        if self.fresh:
-            os.replace(self.root, self.out_dir)
-        return removed
+    # -- 6. the state --------------------------------------------------------
 
     def _save_state(self, key: str, inputs: list[LockfileInput], sets: list[PackageSet],
-                    ) -> None:
+                    tree: Tree) -> None:
         """What the next run trusts: the inputs' key and hashes, the tree's
         manifest stat and directories, each project's and set's inputs, and
         each lockfile's package rows (by its sha256)."""
         keep_rows(self.state_dir / ROWS_DIR, sets)
         (self.state_dir / "cache.marshal").unlink(missing_ok=True)  # earlier versions' cache
-        dirs = sorted(fs.ancestors(self.entries))
+        dirs = sorted(fs.ancestors(tree.entries))
         state = {
             "format": STATE_FORMAT, "key": key, "out_dir": str(self.out_dir),
             "store": os.path.abspath(self.store.root),
@@ -502,6 +347,15 @@ class _Run:
         }
         atomic_write(self.state_dir / STATE_NAME, json.dumps(state, sort_keys=True) + "\n",
                      fsync=False)
+
+
+def _lockfile_copy(locked: PackageSet) -> bytes:
+    """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
+    mirror's own (relative PEP 751 paths), so it installs behind the gap."""
+    where = str(locked.input.path)
+    if locked.document is not None:  # parsed (and validated) in this run
+        return relocate_document(locked.document, locked.input.read(), where=where)
+    return relocate_lockfile(locked.input.read(), where=where)
 
 
 # --------------------------------------------------------------------------

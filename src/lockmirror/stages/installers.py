@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError
+from ..fsutil import disk_bytes
 
 
 class InstallerUnavailable(LockmirrorError):
@@ -143,6 +144,40 @@ def prune_installers(cache: Path, keep: Sequence[Installer] = INSTALLERS) -> lis
             shutil.rmtree(entry, ignore_errors=True)
             gone.append(entry)
     return gone
+
+
+# What a check-install run leaves in its work directory, never needed by the next:
+# the run directory, and the venvs, uv cache and requirement files of the layout
+# before issue 14 (hundreds of MiB after one build of the bundled mirror.yaml).
+_LEFTOVERS = ("run", "venv-*", "uv-cache", "requirements-*.txt")
+
+
+def stale_work(work_dir: Path, cache: Path | None = None,
+               keep: Sequence[Installer] = INSTALLERS) -> list[Path]:
+    """What earlier check-install runs left that no run will use: the leftovers
+    in ``work_dir`` and the installer copies in ``cache`` (default
+    ``work_dir/installers``) that ``keep`` does not name. Removes nothing."""
+    found = [p for pattern in _LEFTOVERS for p in sorted(work_dir.glob(pattern))]
+    cache = work_dir / "installers" if cache is None else cache
+    if cache.is_dir():
+        wanted = {i.key for i in keep}
+        found += [entry for entry in sorted(cache.iterdir())
+                  if _COPY_NAME.fullmatch(entry.name) and entry.name not in wanted]
+    return found
+
+
+def clean_work(work_dir: Path, cache: Path | None = None,
+               keep: Sequence[Installer] = INSTALLERS) -> list[tuple[Path, int]]:
+    """Remove :func:`stale_work`; return each path removed with the bytes it freed."""
+    removed = []
+    for path in stale_work(work_dir, cache, keep):
+        freed = disk_bytes(path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append((path, freed))
+    return removed
 
 
 def pip_command(copy: Path, python: Path) -> list[str]:

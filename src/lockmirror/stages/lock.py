@@ -7,17 +7,20 @@ Entries:
   index client (each page and metadata file fetched once) and run
   concurrently. Its steps follow it; merging the targets' resolutions into
   one lockfile is :mod:`lockmirror.stages.lock_merge`.
-- :func:`input_hash` — the hash of what shapes a set's lock; recorded in the
-  lockfile, so "is it current?" needs no network and no doit database.
+- :func:`input_hash` (from :mod:`lockmirror.stages.lock_inputs`) — the hash of
+  what shapes a set's lock; recorded in the lockfile with its named parts, so
+  "is it current?" needs no network and no doit database, and a stale one says
+  which input changed.
 - :func:`stale_sets` — the ``lock --check`` gate.
+
+What a person sees while it runs and when it fails (progress events, errors at
+their mirror.yaml line, ``--upgrade`` names checked) is :mod:`lockmirror.stages.lock_watch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,15 +33,19 @@ from packaging.version import Version
 
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
-from ..formats.lockfile import LOCK_FORMAT, Lockfile, read_input_hash
+from ..formats.lockfile import Lockfile, read_input_hash
 from ..targets import Target
+from .lock_inputs import input_hash, input_parts, what_changed
 from .lock_merge import TargetLock, check_one_entry_per_name, merge_lockfile, skipped_notes
+from .lock_watch import LockProgress, Watch, check_upgrade, in_context
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
     from ..net.index_client import IndexClient
     from ..resolve.candidates import Candidate, CandidateFilter, TargetContext
     from ..resolve.policy import ExceptionUse, PolicyEngine
     from ..resolve.resolver import Resolution
+
+__all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "stale_sets"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +62,23 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
               client: IndexClient | None = None, now: datetime | None = None,
               upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,
               candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
+              prefer: Mapping[str, Mapping[NormalizedName, Version]] | None = None,
+              progress: Callable[[LockProgress], None] | None = None,
               ) -> list[LockResult]:
     """Resolve and write the lockfiles of ``set_names`` (default: all sets).
 
     Existing pins are kept unless they must move, or the package is named in
-    ``upgrade`` (``upgrade_all`` frees every pin). Raises LockmirrorError
-    subclasses (see :func:`~lockmirror.resolve.resolver.resolve_target`); a failed
-    set leaves its previous lockfile untouched.
+    ``upgrade`` (``upgrade_all`` frees every pin; a name no set locks, or one
+    mirror.yaml pins with ``==``, is refused before any work:
+    :func:`~lockmirror.stages.lock_watch.check_upgrade`); ``prefer`` (set ->
+    name -> version) is tried first instead of the pin (``--upgrade-vulnerable``).
+    ``progress`` gets a
+    :class:`~lockmirror.stages.lock_watch.LockProgress` as each resolution
+    starts, sees another project and ends (from worker threads, one at a time).
+    Raises LockmirrorError subclasses (see
+    :func:`~lockmirror.resolve.resolver.resolve_target`), placed at the set,
+    target and mirror.yaml line (:func:`~lockmirror.stages.lock_watch.in_context`);
+    a failed set leaves its previous lockfile untouched.
     """
     from ..net.index_client import IndexClient
     from ..resolve.candidates import TargetContext
@@ -80,11 +97,18 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
                          keep_tags=keep) as own:
             return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
                              upgrade_all=upgrade_all, jobs=jobs,
-                             candidate_filter_for=candidate_filter_for)
+                             candidate_filter_for=candidate_filter_for, prefer=prefer,
+                             progress=progress)
     targets = config.all_targets()
     index_urls = [s.url for s in config.sources_by_priority()]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
+    upgrade = list(upgrade)
     upgrade_names = {canonicalize_name(n) for n in upgrade}
+    # each set's previous lockfile read once, not once per target; none kept under upgrade_all
+    previous_locks = {} if upgrade_all else {
+        s: _read_previous(loaded.lockfile_path(s)) for s in names}
+    if upgrade:
+        check_upgrade(loaded, upgrade, names, previous_locks)
     engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
     if candidate_filter_for is None:
         def candidate_filter_for(name: str) -> CandidateFilter:
@@ -96,27 +120,33 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         for s in names for n in _requirement_names(config.sets[s].requirements)}))
 
     work: list[tuple[str, str]] = [(s, t) for s in names for t in config.set_targets(s)]
-    # each set's previous lockfile read once, not once per target; none kept under upgrade_all
-    previous_locks = {} if upgrade_all else {
-        s: _read_previous(loaded.lockfile_path(s)) for s in names}
+    watch = Watch(progress, len(work))
     contexts: dict[tuple[str, str], TargetContext] = {}
     for set_name, target_name in work:
         spec = config.sets[set_name]
         policy = config.policy_for(set_name)
         previous = {k: v for k, v in
                     _previous_pins(previous_locks.get(set_name), target_name).items()
-                    if k not in upgrade_names}
+                    if k not in upgrade_names} | dict((prefer or {}).get(set_name, {}))
         contexts[(set_name, target_name)] = TargetContext(
             target=targets[target_name], client=client, sdists=sdists,
             prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
             allow_sdists=policy.sdists == "allow", preferred=previous,
-            candidate_filter=candidate_filter_for(set_name))
+            candidate_filter=watch.filter((set_name, target_name),
+                                          candidate_filter_for(set_name)))
 
     def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
-        set_name, _ = key
+        set_name, target_name = key
         ctx = contexts[key]
-        runtime = resolve_target(config.sets[set_name].requirements, ctx, root_label=set_name)
-        return key, _with_build_resolutions(runtime, ctx, set_name)
+        watch.started(key)
+        try:
+            runtime = resolve_target(config.sets[set_name].requirements, ctx,
+                                     root_label=set_name)
+            locked = _with_build_resolutions(runtime, ctx, set_name)
+        except LockmirrorError as error:
+            raise in_context(error, loaded, set_name, target_name) from None
+        watch.finished(key)
+        return key, locked
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(pool.map(run, work))
@@ -124,8 +154,10 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     out = []
     for set_name in names:
         per_target = {t: results[(set_name, t)] for t in config.set_targets(set_name)}
-        lockfile = merge_lockfile(loaded, set_name, per_target, targets, client,
-                                  input_hash(loaded, set_name))
+        lockfile = dataclasses.replace(
+            merge_lockfile(loaded, set_name, per_target, targets, client,
+                           input_hash(loaded, set_name)),
+            inputs=input_parts(loaded, set_name))
         check_one_entry_per_name(lockfile, targets)
         warnings: tuple[str, ...] = ()
         if set_name in engines:
@@ -292,27 +324,11 @@ def _backend_askable(target: Target) -> str | None:
 
 
 
-def input_hash(loaded: LoadedConfig, set_name: str) -> str:
-    """sha256 over the set, its targets, the sources and its policy (no secrets)."""
-    config = loaded.config
-    spec = config.sets[set_name]
-    data = {
-        "format": LOCK_FORMAT,
-        "set": spec.model_dump(mode="json", exclude={"description"}),
-        "targets": {name: config.targets[name].model_dump(mode="json")
-                    for name in config.set_targets(set_name)},
-        "sources": [{"name": s.name, "url": s.url, "priority": s.priority,
-                     "projects": sorted(s.projects)} for s in config.sources],
-        "policy": config.policy_for(set_name).model_dump(mode="json"),
-    }
-    encoded = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(encoded).hexdigest()
-
-
 def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> dict[str, str]:
     """Sets whose lockfile is missing or was made from other inputs -> why.
 
-    Reads only the lockfiles' recorded hashes: no network, milliseconds.
+    Reads the lockfiles' recorded hashes: no network, milliseconds; a stale
+    one is read whole to name the inputs that changed (:func:`what_changed`).
     """
     stale = {}
     _check_set_names(loaded, set_names or ())
@@ -322,7 +338,8 @@ def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> 
         if recorded is None:
             stale[name] = f"{path} is missing or unreadable"
         elif recorded != input_hash(loaded, name):
-            stale[name] = (f"{path} was locked from other inputs (mirror.yaml changed, "
-                           "or this lockmirror locks differently)")
+            previous = _read_previous(path)
+            changed = what_changed(loaded, name, dict(previous.inputs) if previous else {})
+            stale[name] = f"{path} was locked from other inputs ({changed})"
     return stale
 

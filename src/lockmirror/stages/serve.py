@@ -18,6 +18,8 @@ README for an nginx snippet doing the same negotiation).
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from pathlib import Path
 from typing import Self
@@ -43,17 +45,21 @@ class MirrorServer:
                  max_connections: int = MAX_CONNECTIONS) -> None:
         root = Path(root)
         if not (root / "simple" / "index.html").is_file():
-            raise LockmirrorError("is not a built index (no simple/index.html)",
-                                  where=str(root), hint="build it with `doit index`")
+            raise LockmirrorError(
+                "is not a mirror (no simple/index.html)", where=str(root),
+                hint=f"import a bundle into it first: lockmirror import BUNDLE.tar --into {root}")
         if not idle_timeout > 0 or max_connections < 1:
             raise LockmirrorError(f"idle timeout ({idle_timeout}) and connection limit "
                                   f"({max_connections}) must be positive")
+        if not 0 <= port <= 65535:
+            raise LockmirrorError(f"--port {port} is not a port number",
+                                  hint="0 to 65535; 0 picks a free one")
         try:
             self.httpd = MirrorHTTPServer(root, (host, port), log, idle_timeout=idle_timeout,
                                           max_connections=max_connections)
         except OSError as exc:
-            raise LockmirrorError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                                  hint="choose another --port") from None
+            raise LockmirrorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                                  hint=_listen_hint(exc, host, port)) from None
         self.host = host
         self.port = int(self.httpd.server_address[1])
         self._thread: threading.Thread | None = None
@@ -92,3 +98,18 @@ class MirrorServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+
+
+def _listen_hint(exc: OSError, host: str, port: int) -> str:
+    """What to change when binding ``host:port`` failed: the port when it is
+    taken or privileged, the host when it is not an address of this machine."""
+    if isinstance(exc, socket.gaierror):
+        return f"--host {host} is not a name or address this machine can resolve"
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use; choose another --port (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges here; choose a --port of 1024 or above"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return (f"--host {host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 "
+                "(every interface) or one of its own addresses")
+    return "check --host and --port"

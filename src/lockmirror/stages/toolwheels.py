@@ -3,16 +3,19 @@
 A bundle carries them so an operator can install the tool with
 ``pip install --no-index --find-links tool/ lockmirror`` and no network.
 
-* The dependency wheels are the exact versions installed here (the
-  requirement closure of the running lockmirror), fetched once with
-  ``pip wheel --no-deps`` into ``<cache>/tool-wheels/<key>/`` (the one place,
-  :func:`tool_wheel_cache`, for ``doit bundle`` and ``lockmirror bundle``
-  alike), where the key is the hash of the pinned set and this Python's tags. Later bundles reuse
-  them; only a changed dependency set touches the network again (build side).
-  With ``LOCKMIRROR_TOOL_WHEELS=installed`` they are instead repacked from
-  the installed distributions themselves (their RECORD lists every file):
-  no network at all, for build machines that have none and for the test
-  suite, which must not depend on the package index.
+* The dependency wheels are, by default, a locked set like any other
+  (:mod:`lockmirror.stages.tool_set`): lockmirror's runtime requirements
+  resolved by the lock stage into ``lockfiles/pylock.lockmirror-tool.toml``
+  for every target of mirror.yaml whose Python lockmirror supports (plus
+  the build machine), fetched into the store by the fetch stage (sha256
+  verified), and taken from the store by the bundle: one wheel per package
+  and target, so the far side's Python and platform pick their own.
+  With ``LOCKMIRROR_TOOL_WHEELS=installed`` there is no tool set: the
+  installed distributions themselves are repacked (their RECORD lists every
+  file) once per dependency set into ``<cache>/tool-wheels/<key>/`` (the one
+  place, :func:`tool_wheel_cache`, for ``doit bundle`` and ``lockmirror
+  bundle`` alike): for build machines with no index and for the test suite,
+  which must not depend on the package index; they fit this machine only.
 * lockmirror's own wheel is packed from the running installation (package
   files plus the installed metadata) rather than rebuilt by a PEP 517
   backend: the result is what runs here, byte-for-byte the same whenever and
@@ -28,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -63,6 +65,17 @@ def python_tag() -> str:
             f"{sysconfig.get_platform()}")
 
 
+def tool_fingerprint() -> str:
+    """What the tool set's lock depends on beyond mirror.yaml, cheaply (no
+    pydantic): lockmirror's requirements and this interpreter and platform (the
+    build machine may be one of its targets). For caches keyed on the lock's inputs."""
+    from packaging.tags import platform_tags
+
+    dist = metadata.distribution(PROJECT)
+    return json.dumps([runtime_requirements(dist), dist.metadata["Requires-Python"],
+                       python_tag(), list(platform_tags())[:2]])
+
+
 def tool_wheel_cache(cache_dir: Path | None) -> Path:
     """Where the dependency wheels are kept below a project's cache directory
     (``paths.cache`` of mirror.yaml, or ``$LOCKMIRROR_CACHE``); without one,
@@ -70,25 +83,49 @@ def tool_wheel_cache(cache_dir: Path | None) -> Path:
     return (cache_dir or Path.home() / ".cache" / "lockmirror") / "tool-wheels"
 
 
-def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
-                        progress: Callable[[str], None] | None = None) -> ToolWheels:
-    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels
-    (cached in :func:`tool_wheel_cache` of ``cache_dir``, the project's cache).
-
-    Raises LockmirrorError if a dependency is not installed, the editable
-    install's version is stale, or pip cannot get a dependency wheel.
-    Costs a ``pip wheel`` run (network) only when the dependency set is not
-    cached yet; otherwise a zip of lockmirror's own sources.
-    """
-    dist = metadata.distribution(PROJECT)
-    pins = dependency_pins(runtime_requirements(dist))
+def tool_source() -> str:
+    """Where the dependency wheels come from, ``$LOCKMIRROR_TOOL_WHEELS``:
+    ``index`` (the default: the locked tool set, :mod:`lockmirror.stages.tool_set`)
+    or ``installed`` (repacked from this installation). LockmirrorError otherwise."""
     source = os.environ.get("LOCKMIRROR_TOOL_WHEELS", "index")
     if source not in {"index", "installed"}:
         raise LockmirrorError(f"LOCKMIRROR_TOOL_WHEELS is {source!r}",
-                              hint="use 'index' (download, the default) or 'installed' (repack)")
-    deps = _cached_dependency_wheels(pins, cache_dir, progress, source=source)
+                              hint="use 'index' (the locked tool set, the default) or "
+                                   "'installed' (repack this installation's wheels)")
+    return source
+
+
+def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
+                        progress: Callable[[str], None] | None = None,
+                        lockfile_dir: Path | None = None,
+                        store_dir: Path | None = None) -> ToolWheels:
+    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels.
+
+    By default those of the tool set's lockfile in ``lockfile_dir``, taken
+    out of the store at ``store_dir`` (:func:`~lockmirror.stages.tool_set.locked_tool_wheels`:
+    one wheel per package and target of the lockfile); with
+    ``LOCKMIRROR_TOOL_WHEELS=installed``, this installation's own, repacked
+    once into :func:`tool_wheel_cache` of ``cache_dir``.
+
+    Raises LockmirrorError if the tool set is not locked or fetched, a
+    dependency is not installed (``installed``) or the editable install's
+    version is stale. Costs a copy of the dependency wheels (sha256 checked)
+    or, once per dependency set, a repack; and a zip of lockmirror's sources.
+    """
+    dist = metadata.distribution(PROJECT)
+    if tool_source() == "index":
+        from .tool_set import locked_tool_wheels  # tool_set builds on this module
+
+        if lockfile_dir is None or store_dir is None:
+            raise LockmirrorError("lockmirror's locked tool set needs the lockfiles and the "
+                                  "store", hint="or LOCKMIRROR_TOOL_WHEELS=installed")
+        deps = locked_tool_wheels(lockfile_dir, store_dir, work_dir / "dependencies")
+    else:
+        pins = dependency_pins(runtime_requirements(dist))
+        deps = ToolWheels(tuple(_cached_dependency_wheels(pins, cache_dir, progress)),
+                          python_tag())
     own = pack_own_wheel(dist, work_dir)
-    return ToolWheels(wheels=(own, *deps), python=python_tag())
+    return ToolWheels(wheels=(own, *deps.wheels), python=deps.python)
 
 
 def dependency_pins(requirements: list[str]) -> list[str]:
@@ -119,25 +156,35 @@ def dependency_pins(requirements: list[str]) -> list[str]:
     return sorted(f"{name}=={version}" for name, version in seen.items())
 
 
-def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
-                              progress: Callable[[str], None] | None, *,
-                              source: str = "index") -> list[Path]:
-    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": source},
+def dependency_cache_key(pins: list[str]) -> str:
+    """The name of the :func:`tool_wheel_cache` directory of one repacked dependency set."""
+    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": "installed"},
                           sort_keys=True)
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    return hashlib.sha256(key_text.encode()).hexdigest()[:16]
+
+
+def current_cache_keys() -> set[str]:
+    """The cache key this lockmirror's repacked dependency wheels use; what ``gc``
+    keeps. Raises LockmirrorError when a dependency is not installed."""
+    pins = dependency_pins(runtime_requirements(metadata.distribution(PROJECT)))
+    return {dependency_cache_key(pins)}
+
+
+def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
+                              progress: Callable[[str], None] | None) -> list[Path]:
+    """This installation's distributions of ``pins`` repacked as wheels, once
+    per pinned set and Python, into :func:`tool_wheel_cache` of ``cache_dir``."""
+    key = dependency_cache_key(pins)
     target = tool_wheel_cache(cache_dir) / key
     if not target.is_dir():
         if progress:
-            progress(f"downloading {len(pins)} dependency wheels for {python_tag()} "
+            progress(f"repacking {len(pins)} installed dependency wheels for {python_tag()} "
                      f"into {target}")
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
         try:
-            if source == "installed":
-                for pin in pins:
-                    repack_installed(metadata.distribution(pin.split("==")[0]), scratch)
-            else:
-                _pip_wheel(pins, scratch)
+            for pin in pins:
+                repack_installed(metadata.distribution(pin.split("==")[0]), scratch)
             (scratch / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
             os.replace(scratch, target)  # a half-filled directory never gets the key's name
         finally:
@@ -147,17 +194,6 @@ def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
         raise LockmirrorError(f"expected {len(pins)} wheels, found {len(wheels)}",
                               where=str(target), hint="delete this directory and rebuild")
     return wheels
-
-
-def _pip_wheel(pins: list[str], dest: Path) -> None:
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-               "--disable-pip-version-check", "--wheel-dir", str(dest), *pins]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-        raise LockmirrorError(f"pip could not fetch lockmirror's dependency wheels: {tail}",
-                              hint="the build side needs the package index once per "
-                                   "dependency set; or bundle with --no-tool")
 
 
 def _project_root(dist: metadata.Distribution) -> Path | None:

@@ -20,4 +20,8 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
         hint = ("an import was interrupted; run `lockmirror import` again, which restores "
                 "the previous mirror first" if old_dir(root).is_dir() else None)
         raise LockmirrorError("no such mirror directory", where=str(root), hint=hint)
+    if not (root / MANIFEST_NAME).exists():
+        raise LockmirrorError(f"is not a mirror (no {MANIFEST_NAME})", where=str(root),
+                              hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
+                                   f"--into {root}")
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)

@@ -1,0 +1,35 @@
+"""``lockmirror du``: the mirror's size per set, target and retained lock revision."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+NAME = "du"
+HELP = "how big the mirror is per set, target and retained lock revision, and its size budget"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import pipeline
+    from ..config import load_config
+    from ..fsutil import parse_size
+    from ..stages.disk_usage import over_budget, render_usage
+
+    loaded = load_config(args.config)
+    usage, retention = pipeline.disk_usage(loaded, now=datetime.now(UTC))
+    for note in retention.notes:
+        print(f"du: {note}", file=sys.stderr)
+    sys.stdout.write(render_usage(usage))
+    rule = loaded.config.retention
+    if rule.max_size is not None:
+        problem = over_budget(usage, parse_size(rule.max_size))
+        if problem is not None:
+            print(f"du: {'error' if rule.over_size == 'fail' else 'warning'}: {problem}",
+                  file=sys.stderr)
+            return 1 if rule.over_size == "fail" else 0
+    return 0

@@ -1,0 +1,40 @@
+"""``lockmirror sbom [--set NAME]``: the CycloneDX 1.6 SBOM of a set or of the whole mirror."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "sbom"
+HELP = ("print (or write) the CycloneDX 1.6 JSON SBOM of a set or of the whole mirror, from "
+        "the lockfiles and the store's metadata")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("--set", dest="set_name", metavar="NAME",
+                        help="one set (default: the whole mirror, every set)")
+    parser.add_argument("--format", choices=("cyclonedx-json",), default="cyclonedx-json",
+                        help="cyclonedx-json (CycloneDX 1.6; the only format)")
+    parser.add_argument("-o", "--output", type=Path, metavar="DIR",
+                        help="write every set's <set>.cdx.json and mirror.cdx.json here "
+                             "instead of printing one document")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import pipeline
+    from ..config import load_config
+    from ..fsutil import atomic_write
+
+    loaded = load_config(args.config)
+    sets = [args.set_name] if args.set_name else None
+    documents = pipeline.sbom(loaded, sets)
+    if args.output is not None:
+        for name, data in sorted(documents.items()):
+            atomic_write(args.output / name, data, only_if_changed=True)
+            print(f"{args.output / name}")
+        return 0
+    wanted = f"{args.set_name}.cdx.json" if args.set_name else "mirror.cdx.json"
+    sys.stdout.buffer.write(documents[wanted])
+    return 0

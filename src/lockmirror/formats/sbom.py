@@ -1,0 +1,227 @@
+"""CycloneDX 1.6 JSON SBOMs of locked sets: what crosses the gap, in the form security tools read.
+
+One document covers one set (all its targets) or several (the whole mirror,
+carried in the bundle). For each locked release: a ``library`` component
+``pkg:pypi/<name>@<version>`` with its declared license
+(:mod:`lockmirror.formats.licenses`), authors from the core metadata and
+properties (``lockmirror:target``, ``lockmirror:build-only``,
+``lockmirror:yanked``, ``lockmirror:policy-exception``, ``lockmirror:set``);
+inside it a ``file`` component per artifact (``?file_name=`` qualifier, its
+sha256). The dependency graph is the lockfiles' ``dependencies``, rooted at
+each set's requirements. The model and the JSON come from
+``cyclonedx-python-lib``; nothing here writes JSON by hand.
+
+Deterministic: components, properties and dependencies sorted; the
+timestamp only when a ``source_date_epoch`` is given; the serial number a
+UUID derived from the rest of the document. No network, no file system:
+the caller passes the facts it read from the store (:class:`ReleaseFacts`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from .licenses import UNKNOWN, DeclaredLicense
+
+if TYPE_CHECKING:
+    from packaging.version import Version
+
+    from .core_metadata import CoreMetadata
+    from .lockfile import LockedPackage, Lockfile
+
+SPEC_VERSION = "1.6"
+_ZERO_SERIAL = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True)
+class ReleaseFacts:
+    """What the core metadata of one release says that an SBOM carries."""
+
+    license: DeclaredLicense = UNKNOWN
+    authors: tuple[tuple[str | None, str | None], ...] = ()  # (name, email)
+    summary: str | None = None
+    metadata_found: bool = True
+
+    @classmethod
+    def from_metadata(cls, metadata: CoreMetadata) -> ReleaseFacts:
+        from .licenses import declared_license
+
+        raw = metadata.raw
+        people: list[tuple[str | None, str | None]] = []
+        for name, email in ((raw.get("author"), raw.get("author_email")),
+                            (raw.get("maintainer"), raw.get("maintainer_email"))):
+            if name or email:
+                people.append((name or None, email or None))
+        return cls(license=declared_license(metadata), authors=tuple(people),
+                   summary=raw.get("summary") or None)
+
+
+MISSING = ReleaseFacts(metadata_found=False)
+
+
+@dataclass(frozen=True)
+class SbomSubject:
+    """What a document describes: ``name`` (a set, or the mirror), the tool's
+    version, the mirror.yaml commit and the time to stamp (seconds since the
+    epoch; None writes no timestamp)."""
+
+    name: str
+    tool_version: str
+    commit: str | None = None
+    source_date_epoch: int | None = None
+
+
+def render_sbom(subject: SbomSubject, lockfiles: Sequence[Lockfile],
+                facts: Mapping[tuple[str, Version], ReleaseFacts]) -> bytes:
+    """The CycloneDX 1.6 JSON document of ``lockfiles`` (one per set), as bytes."""
+    from cyclonedx.model.bom import Bom
+
+    bom = Bom(serial_number=_ZERO_SERIAL)
+    _describe(bom, subject, lockfiles)
+    packages = _components(bom, lockfiles, facts)
+    _dependencies(bom, lockfiles, packages)
+    first = _serialize(bom)
+    bom.serial_number = uuid.UUID(hashlib.sha256(first).hexdigest()[:32], version=5)
+    return _serialize(bom)
+
+
+def _serialize(bom: Any) -> bytes:
+    from cyclonedx.output.json import JsonV1Dot6
+
+    return (JsonV1Dot6(bom).output_as_string(indent=2) + "\n").encode()
+
+
+def _describe(bom: Any, subject: SbomSubject, lockfiles: Sequence[Lockfile]) -> None:
+    from cyclonedx.model import Property
+    from cyclonedx.model.component import Component, ComponentType
+
+    metadata = bom.metadata
+    metadata.timestamp = (None if subject.source_date_epoch is None
+                          else datetime.fromtimestamp(subject.source_date_epoch, UTC))
+    metadata.tools.components.add(Component(type=ComponentType.APPLICATION,
+                                            name="lockmirror", version=subject.tool_version))
+    metadata.component = Component(type=ComponentType.PLATFORM, name=subject.name,
+                                   bom_ref=_root_ref(subject.name))
+    if subject.commit:
+        metadata.properties.add(Property(name="lockmirror:mirror.yaml-commit",
+                                         value=subject.commit))
+    for lockfile in lockfiles:
+        metadata.properties.add(Property(name="lockmirror:set", value=lockfile.set_name))
+        for target in lockfile.targets:
+            metadata.properties.add(Property(name="lockmirror:target",
+                                             value=f"{target.name}: {target.marker}"))
+
+
+def _components(bom: Any, lockfiles: Sequence[Lockfile],
+                facts: Mapping[tuple[str, Version], ReleaseFacts]) -> dict[str, Any]:
+    """One component per (name, version) across the lockfiles; bom-ref -> component."""
+    merged: dict[tuple[str, Version], list[tuple[str, LockedPackage, Lockfile]]] = {}
+    for lockfile in lockfiles:
+        for package in lockfile.packages:
+            merged.setdefault(package.key, []).append((lockfile.set_name, package, lockfile))
+    made: dict[str, Any] = {}
+    for key, uses in sorted(merged.items()):
+        component = _component(uses, facts.get(key, MISSING))
+        bom.components.add(component)
+        made[str(component.bom_ref)] = component
+    return made
+
+
+def _component(uses: list[tuple[str, LockedPackage, Lockfile]], facts: ReleaseFacts) -> Any:
+    from cyclonedx.model import HashAlgorithm, HashType, Property
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.contact import OrganizationalContact
+
+    package = uses[0][1]
+    purl = _purl(package)
+    component = Component(type=ComponentType.LIBRARY, name=package.name,
+                          version=str(package.version), purl=purl, bom_ref=purl.to_string(),
+                          description=facts.summary)
+    _add_license(component, facts)
+    for name, email in facts.authors:
+        component.authors.add(OrganizationalContact(name=name, email=email))
+    for file in package.files:
+        file_purl = _purl(package, file_name=file.filename)
+        part = Component(type=ComponentType.FILE, name=file.filename,
+                         version=str(package.version), purl=file_purl,
+                         bom_ref=file_purl.to_string())
+        part.hashes.add(HashType(alg=HashAlgorithm.SHA_256, content=file.sha256))
+        component.components.add(part)
+    properties = set()
+    for set_name, used, lockfile in uses:
+        properties.add(("lockmirror:set", set_name))
+        properties.update(("lockmirror:target", t) for t in used.targets)
+        if used.build_only:
+            properties.add(("lockmirror:build-only", set_name))
+        if used.yanked is not None:
+            properties.add(("lockmirror:yanked", used.yanked or "yanked (no reason given)"))
+        for record in lockfile.exceptions_used:  # release: "name==version"
+            if record.get("release") == f"{package.name}=={package.version}":
+                text = "; ".join(f"{k}={v}" for k, v in sorted(record.items()))
+                properties.add(("lockmirror:policy-exception", text))
+    if not facts.metadata_found:
+        properties.add(("lockmirror:license", "unknown: no core metadata in the store"))
+    elif facts.license.unknown:
+        properties.add(("lockmirror:license", "unknown: the metadata declares none"))
+    else:
+        properties.add(("lockmirror:license-source", facts.license.source))
+    for name, value in sorted(properties):
+        component.properties.add(Property(name=name, value=value))
+    return component
+
+
+def _add_license(component: Any, facts: ReleaseFacts) -> None:
+    from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
+
+    declared = facts.license
+    if declared.spdx is not None:
+        component.licenses.add(LicenseExpression(declared.spdx))
+    elif declared.text is not None:
+        component.licenses.add(DisjunctiveLicense(name=declared.text))
+
+
+def _dependencies(bom: Any, lockfiles: Sequence[Lockfile], made: Mapping[str, Any]) -> None:
+    by_name: dict[str, list[Any]] = {}
+    for ref, component in made.items():
+        by_name.setdefault(component.name, []).append(component)
+    edges: dict[str, set[str]] = {}
+    for lockfile in lockfiles:
+        for package in lockfile.packages:
+            ref = _purl(package).to_string()
+            edges.setdefault(ref, set()).update(
+                str(c.bom_ref) for d in package.dependencies for c in by_name.get(d, ()))
+    for ref, targets in sorted(edges.items()):
+        bom.register_dependency(made[ref], [made[t] for t in sorted(targets)])
+    roots = {lockfile.set_name: _requirement_names(lockfile.requirements)
+             for lockfile in lockfiles}
+    top = [c for names in roots.values() for n in sorted(names) for c in by_name.get(n, ())]
+    bom.register_dependency(bom.metadata.component, top)
+
+
+def _requirement_names(requirements: Sequence[str]) -> set[str]:
+    names: set[str] = set()
+    for text in requirements:
+        try:
+            names.add(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
+    return names
+
+
+def _purl(package: LockedPackage, **qualifiers: str) -> Any:
+    from packageurl import PackageURL
+
+    return PackageURL(type="pypi", name=package.name, version=str(package.version),
+                      qualifiers=qualifiers or None)
+
+
+def _root_ref(name: str) -> str:
+    return f"lockmirror:{name}"

@@ -1,0 +1,108 @@
+"""The platform tags a target may name, and the nearest valid spelling of a typo.
+
+A target's ``platforms`` are wheel platform tags. A typo (``manylinux_2_28_x86-64``)
+would only match no wheel and fail much later as an unrelated sdist build, so
+:func:`check_platform` holds each tag against the grammars installers know:
+
+- ``manylinux_X_Y_ARCH`` (PEP 600) and the legacy ``manylinux1_ARCH``,
+  ``manylinux2010_ARCH``, ``manylinux2014_ARCH`` (PEP 513/571/599)
+- ``musllinux_X_Y_ARCH`` (PEP 656)
+- ``macosx_X_Y_ARCH``
+- ``win32``, ``win_amd64``, ``win_arm64``
+- ``linux_ARCH`` and ``any``
+
+Pure: no network, no I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+LINUX_ARCHES = ("x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x",
+                "riscv64", "loongarch64")
+MUSLLINUX_ARCHES = ("x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64",
+                    "loongarch64")
+LEGACY_MANYLINUX_ARCHES = {
+    "manylinux1": ("x86_64", "i686"),
+    "manylinux2010": ("x86_64", "i686"),
+    "manylinux2014": ("x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x"),
+}
+MACOS_ARCHES = ("x86_64", "arm64", "universal2", "universal", "intel", "fat", "fat3", "fat64",
+                "i386", "ppc", "ppc64")
+PLAIN_LINUX_ARCHES = (*LINUX_ARCHES, "armv6l")
+FIXED_TAGS = ("any", "win32", "win_amd64", "win_arm64")
+GRAMMARS = ("manylinux_X_Y_ARCH, manylinux1/2010/2014_ARCH, musllinux_X_Y_ARCH, "
+            "macosx_X_Y_ARCH, win32, win_amd64, win_arm64, linux_ARCH, any")
+
+_VERSIONED = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)_(.+)")
+_LEGACY = re.compile(r"(manylinux1|manylinux2010|manylinux2014)_(.+)")
+_LINUX = re.compile(r"linux_(.+)")
+
+
+def platform_problem(tag: str) -> str | None:
+    """None when ``tag`` follows a known grammar, else what is wrong with it and
+    the nearest valid spelling when one is close."""
+    if _valid(tag):
+        return None
+    suggestion = nearest_platform(tag)
+    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+    return f"'{tag}' is not a platform tag ({GRAMMARS}){hint}"
+
+
+def _valid(tag: str) -> bool:
+    if tag in FIXED_TAGS:
+        return True
+    match = _VERSIONED.fullmatch(tag)
+    if match:
+        family, arch = match.group(1), match.group(4)
+        return arch in {"manylinux": LINUX_ARCHES, "musllinux": MUSLLINUX_ARCHES,
+                        "macosx": MACOS_ARCHES}[family]
+    match = _LEGACY.fullmatch(tag)
+    if match:
+        return match.group(2) in LEGACY_MANYLINUX_ARCHES[match.group(1)]
+    match = _LINUX.fullmatch(tag)
+    return match is not None and match.group(1) in PLAIN_LINUX_ARCHES
+
+
+def nearest_platform(tag: str) -> str | None:
+    """The valid tag a typo most likely meant, or None.
+
+    Separators and case are normalized first (``-`` and ``.`` to ``_``), then
+    the architecture (or the whole tag) is matched against the known spellings.
+    """
+    text = re.sub(r"[-.\s]+", "_", tag.strip().lower())
+    if _valid(text):
+        return text
+    match = _VERSIONED.fullmatch(text)
+    if match:
+        family, major, minor, arch = match.groups()
+        arches = {"manylinux": LINUX_ARCHES, "musllinux": MUSLLINUX_ARCHES,
+                  "macosx": MACOS_ARCHES}[family]
+        return _with_arch(f"{family}_{int(major)}_{int(minor)}_", arch, arches)
+    match = _LEGACY.fullmatch(text)
+    if match:
+        family, arch = match.groups()
+        return _with_arch(f"{family}_", arch, LEGACY_MANYLINUX_ARCHES[family])
+    match = _LINUX.fullmatch(text)
+    if match:
+        return _with_arch("linux_", match.group(1), PLAIN_LINUX_ARCHES)
+    close = difflib.get_close_matches(text, FIXED_TAGS, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+# other names of one architecture (Debian's, Apple's, Go's)
+_ARCH_ALIASES = {"amd64": ("x86_64",), "x64": ("x86_64",), "arm64": ("aarch64", "arm64"),
+                 "aarch64": ("aarch64", "arm64"), "i386": ("i686", "i386"), "x86": ("i686",)}
+
+
+def _with_arch(prefix: str, arch: str, arches: tuple[str, ...]) -> str | None:
+    for alias in _ARCH_ALIASES.get(arch, ()):
+        if alias in arches:
+            return prefix + alias
+    squeezed = arch.replace("_", "")
+    for known in arches:  # x86-64, x8664, X86_64
+        if known.replace("_", "") == squeezed:
+            return prefix + known
+    close = difflib.get_close_matches(arch, arches, n=1, cutoff=0.6)
+    return prefix + close[0] if close else None

@@ -1,0 +1,200 @@
+"""The bump stage: one reviewed pull request that moves the lockfiles, as Renovate would.
+
+:func:`bump` decides everything a bump pull request needs, so the workflow
+only pushes and calls ``gh``:
+
+1. refuse lockfiles with uncommitted changes (the commit must hold only the
+   bump);
+2. ``outdated`` before, to know the advisories on the locked releases;
+3. move: ``security`` runs ``lock --upgrade-vulnerable`` (only packages with
+   deny-level advisories, each to its lowest fix), otherwise ``lock
+   --upgrade`` (every pin to the newest allowed release);
+4. nothing changed: nothing is written, no branch made, and the result says
+   so (``changed`` False);
+5. otherwise ``outdated`` after; the advisories fixed are those on a locked
+   release before that are on none after; the branch (``git checkout -B``
+   from HEAD), one commit of the lockfile directory, and the pull request's
+   title and body: the advisories fixed, ``lockmirror diff --format
+   markdown`` of HEAD against the new lockfiles, and the ``outdated``
+   summary of what is still behind.
+
+Git runs through :func:`lockmirror.gitutil.run_git`; the commit's author is
+git's configured one. Nothing here prints; the time is a parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..config import LoadedConfig
+from ..errors import LockmirrorError
+from ..gitutil import run_git
+from .outdated import OutdatedReport, outdated_sets, render_markdown
+
+SECURITY_BRANCH = "lockmirror/bump-security"
+BRANCH = "lockmirror/bump"
+BODY_LIMIT = 65_000  # a GitHub pull-request body holds 65,536 characters
+
+
+@dataclass(frozen=True)
+class FixedAdvisory:
+    id: str
+    aliases: tuple[str, ...]
+    summary: str
+    package: str
+    old: str  # the vulnerable release that was locked
+    new: tuple[str, ...]  # what the package is locked at now
+
+    def line(self) -> str:
+        aliases = f" ({', '.join(self.aliases)})" if self.aliases else ""
+        now = ", ".join(self.new) or "removed"
+        return f"- **{self.id}**{aliases}: {self.package} {self.old} -> {now}: {self.summary}"
+
+
+@dataclass(frozen=True)
+class BumpResult:
+    changed: bool
+    branch: str
+    title: str = ""
+    body: str = ""
+    commit: str = ""  # the new commit's id
+    moves: tuple[str, ...] = ()  # "set: name old -> new"
+    fixed: tuple[FixedAdvisory, ...] = ()
+    message: str = ""  # what happened, in words (the nothing-to-do note)
+
+
+def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
+         sets: list[str] | None = None, branch: str | None = None, jobs: int = 6) -> BumpResult:
+    """Move the lockfiles, commit them on ``branch``, and write the PR's words.
+
+    ``branch`` defaults to :data:`BRANCH` (:data:`SECURITY_BRANCH` with
+    ``security``). Raises LockmirrorError when mirror.yaml is not in a git
+    work tree or its lockfiles have uncommitted changes, and whatever the lock
+    raises (its previous lockfiles stay). Costs two ``outdated`` runs (project
+    pages, from the HTTP cache the lock also uses) and one lock.
+    """
+    from ..net.index_client import IndexClient
+    from .diff import repository_root
+    from .lock import lock_sets
+    from .lock_vulnerable import upgrade_vulnerable
+
+    repo = repository_root(loaded.root)
+    lockfiles = _relative(loaded.lockfile_dir, repo)
+    branch = branch or (SECURITY_BRANCH if security else BRANCH)
+    if run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
+        raise LockmirrorError(f"{lockfiles} has uncommitted changes",
+                              where=str(repo),
+                              hint="commit or discard them: the bump commit holds only the bump")
+    head = run_git(repo, "rev-parse", "HEAD").strip()
+    # one client: each project page is read once for the lock and both reports
+    with IndexClient(loaded.config.sources_by_priority(),
+                     cache_dir=loaded.cache_dir / "http") as client:
+        before = outdated_sets(loaded, sets, now=now, client=client)
+        if security:
+            upgrade_vulnerable(loaded, sets, now=now, client=client, jobs=jobs)
+        else:
+            lock_sets(loaded, sets, client=client, now=now, upgrade_all=True, jobs=jobs)
+        if not run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
+            what = ("no locked release has a deny-level advisory" if security
+                    else "every locked release is the newest its set allows")
+            return BumpResult(False, branch,
+                              message=f"nothing to bump: {what}; nothing written")
+        after = outdated_sets(loaded, sets, now=now, client=client)
+    diff_markdown = _diff_markdown(loaded, head)
+    fixed = fixed_advisories(before, after)
+    moves = _moves(before, after)
+    title = pr_title(moves, fixed, security)
+    body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security)
+    run_git(repo, "checkout", "-B", branch)
+    run_git(repo, "add", "--", lockfiles)
+    run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed),
+            failed="git commit failed", hint="is git's user.name and user.email set?")
+    commit = run_git(repo, "rev-parse", "HEAD").strip()
+    return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
+                      f"committed {len(moves)} moves on {branch}")
+
+
+def _relative(path: Path, repo: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo.resolve())) or "."
+    except ValueError:
+        raise LockmirrorError(f"the lockfile directory {path} is outside the git work tree",
+                              where=str(repo)) from None
+
+
+def _diff_markdown(loaded: LoadedConfig, head: str) -> str:
+    from .diff import run
+    from .diff_render import render_markdown as render_diff
+
+    result = run(head, None, config=loaded.path, branches=())
+    return render_diff(result.diff, max_chars=BODY_LIMIT // 2)
+
+
+def _locked(report: OutdatedReport) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for row in report.rows:
+        out.setdefault((row.set_name, row.package), set()).add(str(row.locked))
+    return out
+
+
+def _moves(before: OutdatedReport, after: OutdatedReport) -> list[str]:
+    """"set: name old -> new" for each package whose locked versions changed."""
+    old, new = _locked(before), _locked(after)
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        was, now = old.get(key, set()), new.get(key, set())
+        if was != now:
+            out.append(f"{key[0]}: {key[1]} {', '.join(sorted(was)) or '(new)'} -> "
+                       f"{', '.join(sorted(now)) or '(removed)'}")
+    return out
+
+
+def fixed_advisories(before: OutdatedReport, after: OutdatedReport) -> list[FixedAdvisory]:
+    """Advisories on a locked release before that are on no locked release after."""
+    still = {(r.package, a.id) for r in after.rows for a in r.advisories}
+    now = _locked(after)
+    found: dict[tuple[str, str, str], FixedAdvisory] = {}
+    for row in before.rows:
+        for advisory in row.advisories:
+            if (row.package, advisory.id) in still:
+                continue
+            key = (advisory.id, row.package, str(row.locked))
+            found.setdefault(key, FixedAdvisory(
+                advisory.id, advisory.aliases, advisory.summary, row.package, str(row.locked),
+                tuple(sorted(now.get((row.set_name, row.package), set())))))
+    return [found[k] for k in sorted(found)]
+
+
+def pr_title(moves: list[str], fixed: list[FixedAdvisory], security: bool) -> str:
+    names = sorted({m.split(": ", 1)[1].split(" ", 1)[0] for m in moves})
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if security or fixed:
+        ids = sorted({f.id for f in fixed})
+        return f"lockmirror: fix {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''} ({shown})"
+    return f"lockmirror: bump {shown}"
+
+
+def commit_message(title: str, moves: list[str], fixed: list[FixedAdvisory]) -> str:
+    lines = [title, "", *moves]
+    if fixed:
+        lines += ["", "Fixes:", *(f"{f.id} ({f.package} {f.old})" for f in fixed)]
+    return "\n".join(lines) + "\n"
+
+
+def pr_body(moves: list[str], fixed: list[FixedAdvisory], diff_markdown: str,
+            outdated_markdown: str, security: bool) -> str:
+    how = ("`lockmirror lock --upgrade-vulnerable`: only packages with deny-level advisories "
+           "moved, each to the lowest release without one" if security else
+           "`lockmirror lock --upgrade`: every pin moved to the newest release its set allows")
+    parts = [f"Opened by `lockmirror bump` ({how}).", ""]
+    parts += ["### Advisories fixed", ""]
+    parts += [f.line() for f in fixed] or ["(none)"]
+    parts += ["", diff_markdown.rstrip(), "", "<details><summary>Still behind after this bump"
+              "</summary>", "", outdated_markdown.rstrip(), "", "</details>", ""]
+    body = "\n".join(parts)
+    if len(body) > BODY_LIMIT:
+        body = body[:BODY_LIMIT - 80].rsplit("\n", 1)[0] + (
+            "\n\n(cut at GitHub's size limit; run `lockmirror diff` for the rest)\n")
+    return body

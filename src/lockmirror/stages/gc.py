@@ -1,0 +1,229 @@
+"""The gc stage: remove from the store and the caches what no current lockfile needs.
+
+Entry: :func:`collect_garbage` (``lockmirror gc``, ``doit gc``). What is
+needed is decided in one place, :func:`referenced`: every file, and each
+wheel's PEP 658 metadata, named by the lockfile of a set of ``mirror.yaml``
+or by an earlier revision of it that ``retention:`` keeps (git history,
+:mod:`lockmirror.stages.retention`). What is keyed by a sha256 outside it goes:
+
+* store files ``<store>/sha256/ab/cdef...``, and partial downloads in
+  ``<store>/tmp/`` that no fetch holds (a fetch keeps its partial under
+  ``flock``; gc takes the lock without waiting, so one in use is kept);
+* the caches keyed by an artifact's sha256: wheel metadata ``lock`` read
+  (``<cache>/http/wheel-metadata/``) and the build backends' answers for
+  sdists (``<cache>/build/metadata/``);
+* what check-install runs left (:func:`lockmirror.stages.installers.stale_work`);
+* tool-wheel caches of dependency sets this lockmirror no longer bundles
+  (:func:`lockmirror.stages.toolwheels.current_cache_keys`).
+
+A store given by ``$LOCKMIRROR_STORE`` may be shared with other mirrors, whose
+lockfiles gc cannot see: it is left alone unless ``shared_store=True``. A set
+without a lockfile stops gc before anything is removed (what it needs is
+unknown). The HTTP cache of project pages is kept: it saves revalidations,
+and what a future lock will ask for is not known. ``dist/`` bundles are the
+bundle stage's retention, not gc's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..config import LoadedConfig
+from ..errors import LockmirrorError, StaleLockError
+from ..formats.lockfile import Lockfile
+from ..formats.store import Store
+from ..fsutil import disk_bytes, format_size, plural
+from .fetch import plan
+from .installers import stale_work
+
+__all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "referenced"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One path gc removed (in a dry run: would remove)."""
+
+    path: Path
+    kind: str  # "store file", "partial download", "cached metadata", "check-install leftover"
+    freed: int  # bytes the disk gets back (0 for a file still hard-linked elsewhere)
+
+
+@dataclass(frozen=True)
+class Needed:
+    """What gc keeps: the sha256 of every needed file, and notes on how it was decided."""
+
+    sha256: frozenset[str]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GcResult:
+    removed: tuple[Removal, ...]
+    kept: int  # store files a lockfile in use needs
+    dry_run: bool
+    skipped: tuple[str, ...] = ()  # what was left alone, and why (retention's notes too)
+
+    @property
+    def freed(self) -> int:
+        return sum(r.freed for r in self.removed)
+
+    def describe(self) -> str:
+        """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``."""
+        verb, done = ("would remove", "would be freed") if self.dry_run else ("removed", "freed")
+        return (f"{verb} {plural(len(self.removed), 'item')} ({format_size(self.freed)} "
+                f"{done}); {plural(self.kept, 'store file')} a lockfile needs kept")
+
+
+def referenced(loaded: LoadedConfig, *, now: datetime | None = None) -> Needed:
+    """The sha256 of every file a lockfile in use needs: each wheel and sdist of
+    the lockfile of every set of ``mirror.yaml`` (and of lockmirror's own set,
+    the bundle's tool wheels) and of the earlier revisions
+    ``retention:`` keeps as of ``now``, and each wheel's PEP 658 metadata. The
+    one rule of what gc keeps.
+
+    Raises StaleLockError naming a set that has no lockfile, InputError for a
+    lockfile that does not read: then what is needed is unknown. Costs a
+    parse of each lockfile and a few git processes per set.
+    """
+    from .retention import retained_locks
+    from .tool_set import tool_lockfile_paths
+
+    lockfiles = []
+    for name in sorted(loaded.config.sets):
+        path = loaded.lockfile_path(name)
+        if not path.exists():
+            raise StaleLockError(f"set '{name}' has no lockfile, so what it needs is unknown",
+                                 where=str(path), hint="run `lockmirror lock` first; nothing "
+                                 "was removed")
+        lockfiles.append(Lockfile.read(path))
+    # lockmirror's own set: the bundle's tool/ wheels come out of the store
+    lockfiles += [Lockfile.read(path) for path in tool_lockfile_paths(loaded) if path.exists()]
+    rule = loaded.config.retention
+    kept = retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
+                          lock_revisions=rule.lock_revisions, days=rule.days,
+                          now=now or datetime.now(UTC))
+    lockfiles += [revision.lockfile for revision in kept.kept]
+    notes = [f"kept what {revision.label} needs ({revision.reason})" for revision in kept.kept]
+    return Needed(frozenset(item.sha256 for item in plan(lockfiles)), (*kept.notes, *notes))
+
+
+def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
+                    shared_store: bool = False) -> GcResult:
+    """Remove what :func:`referenced` does not name from the store and the caches.
+
+    Returns what was removed (``dry_run``: what would be, removing nothing)
+    and the bytes freed. Raises what :func:`referenced` raises before anything
+    is removed, LockmirrorError when a path cannot be removed. Costs a read of
+    every lockfile and a directory walk of the store and the caches.
+    """
+    decided = referenced(loaded)
+    needed = decided.sha256
+    store = Store(loaded.store_dir)
+    skipped: list[str] = list(decided.notes)
+    found: list[Removal] = []
+    if os.environ.get("LOCKMIRROR_STORE") and not shared_store:
+        skipped.append(f"the store {store.root} ($LOCKMIRROR_STORE) may be shared with other "
+                       "mirrors; left alone (--shared-store: collect it by this mirror's "
+                       "lockfiles alone)")
+    else:
+        found += _store_files(store, needed)
+        found += _partials(store, needed, dry_run)
+    cache = loaded.cache_dir
+    found += _keyed_by_sha256(cache / "http" / "wheel-metadata", needed)
+    found += _keyed_by_sha256(cache / "build" / "metadata", needed)
+    found += [Removal(path, "check-install leftover", disk_bytes(path))
+              for path in stale_work(cache / "verify")]
+    found += _old_tool_wheels(cache, skipped)
+    if not dry_run:
+        for removal in found:
+            if removal.kind != "partial download":  # removed under their lock already
+                _remove(removal.path)
+    kept = sum(1 for sha256 in needed if store.path(sha256).exists())
+    return GcResult(tuple(found), kept, dry_run, tuple(skipped))
+
+
+def _store_files(store: Store, needed: frozenset[str]) -> Iterator[Removal]:
+    """Store files whose name (their sha256) no lockfile names. Other names (a
+    temporary file a writer is about to rename) are not the store's: kept."""
+    top = store.root / "sha256"
+    if not top.is_dir():
+        return
+    for prefix in sorted(p for p in top.iterdir() if p.is_dir()):
+        for entry in sorted(prefix.iterdir()):
+            digest = prefix.name + entry.name
+            if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
+                yield Removal(entry, "store file", disk_bytes(entry))
+
+
+def _partials(store: Store, needed: frozenset[str], dry_run: bool) -> Iterator[Removal]:
+    """Partial downloads of files no lockfile names that no fetch is writing,
+    removed (unless ``dry_run``) while gc holds their lock."""
+    tmp = store.root / "tmp"
+    if not tmp.is_dir():
+        return
+    for entry in sorted(tmp.glob("*.partial")):
+        if entry.name.removesuffix(".partial") in needed:
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a fetch is writing it
+        try:
+            freed = disk_bytes(entry)
+            if not dry_run:
+                entry.unlink(missing_ok=True)
+            yield Removal(entry, "partial download", freed)
+        finally:
+            os.close(fd)
+
+
+def _keyed_by_sha256(directory: Path, needed: frozenset[str]) -> Iterator[Removal]:
+    """Cache entries named ``<sha256>.<suffix>`` whose sha256 no lockfile names."""
+    if not directory.is_dir():
+        return
+    for entry in sorted(directory.iterdir()):
+        digest = entry.name.split(".", 1)[0]
+        if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
+            yield Removal(entry, "cached metadata", disk_bytes(entry))
+
+
+def _old_tool_wheels(cache: Path, notes: list[str]) -> list[Removal]:
+    """Tool-wheel cache directories of dependency sets this lockmirror no longer
+    bundles (each another lockmirror version's or Python's); kept when unsure."""
+    from .toolwheels import current_cache_keys, tool_wheel_cache
+
+    top = tool_wheel_cache(cache)
+    if not top.is_dir():
+        return []
+    try:
+        wanted = current_cache_keys()
+    except LockmirrorError as error:
+        notes.append(f"{top} left alone: {error.message}")
+        return []
+    return [Removal(entry, "old tool wheels", disk_bytes(entry))
+            for entry in sorted(top.iterdir())
+            if entry.is_dir() and not entry.name.startswith(".") and entry.name not in wanted]
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise LockmirrorError(f"cannot remove: {exc.strerror or exc}", where=str(path)) from None

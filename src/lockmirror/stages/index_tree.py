@@ -1,0 +1,192 @@
+"""The index tree as one run of the index stage writes it: each file only if it is not right.
+
+A :class:`Tree` is opened on ``out_dir`` (:meth:`Tree.open`): an existing index is
+updated in place; a first build goes into a staging directory that
+:meth:`Tree.finish` renames into place. Every file the run names goes through
+it, and it records each one for the manifest (:attr:`Tree.entries`):
+
+* :meth:`Tree.put`: a generated file (a page, a constraints file), written
+  unless it already holds these bytes;
+* :meth:`Tree.place`: a store file, hard-linked (copied where linking is not
+  possible) unless it already is the store's inode, or a copy of its size and
+  mtime; artifacts are never read or hashed;
+* :meth:`Tree.keep`: the previous manifest's entries below a directory, as they are;
+* :meth:`Tree.finish`: flush what was written, write the manifest, remove what
+  nothing names (pages first), and swap a staging tree into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat as statmod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import IntegrityError, LockmirrorError
+from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
+from ..fsutil import atomic_write, sha256_bytes
+from . import index_fs as fs
+
+_EMPTY_SHA256 = sha256_bytes(b"")
+# link() errors after which a copy is made instead (another device, no hard links)
+_NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES)
+
+
+@dataclass
+class Tree:
+    """Where one run writes (``root``: ``out_dir``, or its staging directory
+    when ``fresh``), the manifest it builds and what it wrote."""
+
+    out_dir: Path
+    root: Path
+    fresh: bool
+    store_objects: str  # the store's sha256/ directory, absolute
+    trusted: bool  # the previous manifest is known: the tree is as the last run left it
+    old_entries: dict[str, tuple[str, int]]  # that manifest ({} when not trusted)
+    entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> sha256, size
+    written: list[str] = field(default_factory=list)
+    linked: int = 0
+    copied: int = 0
+    unsynced: list[str] = field(default_factory=list)  # written, not yet flushed to disk
+    can_link: bool = True
+    made_dirs: set[str] = field(default_factory=set)
+    old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # by keep(), on first use
+
+    @classmethod
+    def open(cls, out_dir: Path, store_root: Path, *, trusted: bool) -> Tree:
+        """The tree at ``out_dir``, or a new staging directory when there is
+        none. ``trusted``: the state says the tree is as the last run left it,
+        so its manifest is the previous one. Raises LockmirrorError for a
+        non-empty directory that is not an index."""
+        store_objects = f"{os.path.abspath(store_root)}/sha256"
+        manifest = out_dir / MANIFEST_NAME
+        if out_dir.exists():
+            if not manifest.exists() and any(out_dir.iterdir()):
+                raise LockmirrorError(
+                    "exists, is not empty and holds no manifest.json, so it is not a "
+                    "lockmirror index", where=str(out_dir),
+                    hint="remove it or choose another output directory")
+            old = fs.read_manifest(manifest) if trusted else None
+            return cls(out_dir, out_dir, False, store_objects, old is not None, old or {})
+        fs.remove_stale_staging(out_dir)
+        root = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        return cls(out_dir, root, True, store_objects, False, {})
+
+    def keep(self, *directories: str) -> None:
+        """Take the previous manifest's entries below ``directories``
+        (``files/<project>/``) as they are."""
+        if not self.old_by_dir and self.old_entries:
+            for rel in self.old_entries:
+                self.old_by_dir.setdefault(rel.rpartition("/")[0] + "/", []).append(rel)
+        for directory in directories:
+            for rel in self.old_by_dir.get(directory, ()):
+                self.entries[rel] = self.old_entries[rel]
+
+    def keep_files(self, paths: list[str]) -> bool:
+        """Take the previous manifest's entries of ``paths`` as they are, if it
+        has them all; else take none and return False."""
+        if not all(rel in self.old_entries for rel in paths):
+            return False
+        for rel in paths:
+            self.entries[rel] = self.old_entries[rel]
+        return True
+
+    def put(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` unless it already holds ``data``; enter it in the manifest."""
+        self.entries[rel] = (sha256_bytes(data), len(data))
+        path = f"{self.root}/{rel}"
+        if self.fresh:  # nobody reads the staging tree: no temp file, synced at the end
+            self._mkdir(os.path.dirname(path))
+            with open(path, "wb") as handle:
+                handle.write(data)
+            self._wrote(rel)
+        elif atomic_write(Path(path), data, only_if_changed=True, fsync=False):
+            self._wrote(rel)
+
+    def place(self, rel: str, sha256: str, size: int | None) -> bool:
+        """Make ``rel`` the store's file ``sha256``: nothing to do when it already
+        is (same inode; or, on another device, same size and mtime), else a hard
+        link, or a copy where linking is not possible. ``size`` None: not known
+        (a .metadata file). False when the store has no such file (a size-less
+        one left empty by a crash included); IntegrityError when its size is not
+        ``size``."""
+        source = f"{self.store_objects}/{sha256[:2]}/{sha256[2:]}"  # rows hold lower-case hex
+        try:
+            src = os.stat(source)
+        except FileNotFoundError:
+            return False
+        if size is None and src.st_size == 0 and sha256 != _EMPTY_SHA256:
+            return False
+        if size is not None and src.st_size != size:
+            raise IntegrityError(f"the store holds {src.st_size} bytes for {rel}, the lockfile "
+                                 f"says {size}", where=source,
+                                 hint="remove the store file and run `doit fetch`")
+        self.entries[rel] = (sha256, src.st_size)
+        dest = f"{self.root}/{rel}"
+        have = None if self.fresh else fs.lstat(dest)
+        if have is not None and statmod.S_ISREG(have.st_mode) and (
+                (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev)
+                or (have.st_dev != src.st_dev  # a copy made by an earlier run
+                    and (have.st_size, have.st_mtime_ns) == (src.st_size, src.st_mtime_ns))):
+            return True
+        self._mkdir(os.path.dirname(dest))
+        if self.can_link:
+            try:
+                fs.link(source, dest, replace=have is not None)
+                self.linked += 1
+                self._wrote(rel)
+                return True
+            except OSError as exc:
+                if exc.errno not in _NO_LINK:
+                    raise
+                self.can_link = False
+        fs.copy(source, dest, src)
+        self.copied += 1
+        self._wrote(rel)
+        return True
+
+    def finish(self) -> list[str]:
+        """Flush what was written, write the manifest, remove what nothing
+        names (pages first, so no page links to a file already gone), and
+        rename a staging tree into place. The removed paths, in that order."""
+        fs.flush(self.root, self.unsynced, everything=self.fresh)
+        present = self.old_entries if self.trusted else (
+            {} if self.fresh else dict.fromkeys(fs.walk(self.root)))
+        removed = sorted((rel for rel in present if rel not in self.entries
+                          and rel != MANIFEST_NAME),
+                         key=lambda rel: (not rel.startswith("simple/"),
+                                          rel.startswith("files/"), rel))
+        if self.entries != self.old_entries:  # else the manifest holds them already
+            data = join_encoded([encode_files(
+                [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
+            atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=not self.trusted)
+        fs.remove_files(self.root, removed)
+        if self.fresh:
+            os.replace(self.root, self.out_dir)
+        return removed
+
+    def discard(self) -> None:
+        """After a failure: a staging tree is removed; an updated tree keeps
+        the previous manifest (written last, so never ahead of the files)."""
+        if self.fresh:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _mkdir(self, directory: str) -> None:
+        """Make ``directory`` (and its parents) once per run."""
+        if directory not in self.made_dirs:
+            try:  # the parent (files/, simple/) is almost always there: one call
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)
+            self.made_dirs.add(directory)
+
+    def _wrote(self, rel: str) -> None:
+        self.written.append(rel)
+        if not self.fresh:  # a staging tree is synced whole
+            self.unsynced.append(rel)

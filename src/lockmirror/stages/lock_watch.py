@@ -1,0 +1,182 @@
+"""What a person sees of a lock while it runs and when it fails.
+
+* :class:`LockProgress` events, handed to the edge's ``progress`` callback
+  (the stage never prints): which set and target is being resolved, how
+  many projects it has looked at, how many resolutions are done.
+  :class:`Watch` makes them, counting the projects each resolution asks the
+  candidate filter about (every project the resolver considers passes it).
+* :func:`in_context`: a lock error, placed at the set, the target and the
+  ``mirror.yaml`` line of the requirement it is about.
+* :func:`check_upgrade`: ``--upgrade NAME`` refused for a name no set locks
+  (with the nearest names) and for a package ``mirror.yaml`` pins with ``==``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ..config import LoadedConfig
+from ..errors import ConfigError, LockmirrorError
+
+if TYPE_CHECKING:
+    from ..formats.lockfile import Lockfile
+    from ..resolve.candidates import Candidate, CandidateFilter
+
+__all__ = ["LockProgress", "Watch", "check_upgrade", "in_context"]
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class LockProgress:
+    """One moment of a lock: ``set_name`` on ``target`` has seen ``projects``
+    projects; ``done`` of ``total`` resolutions have finished (``finished``:
+    this event says that this one has)."""
+
+    set_name: str
+    target: str
+    projects: int
+    done: int
+    total: int
+    finished: bool = False
+
+    def describe(self) -> str:
+        state = "resolved" if self.finished else "resolving"
+        return (f"{state} set '{self.set_name}' for target '{self.target}': "
+                f"{self.projects} projects seen ({self.done} of {self.total} resolutions done)")
+
+
+class Watch:
+    """Counts, per set and target, the projects the resolver considers, and
+    reports each change to ``progress`` (calls are serialized)."""
+
+    def __init__(self, progress: Callable[[LockProgress], None] | None, total: int) -> None:
+        self._progress = progress
+        self._total = total
+        self._done = 0
+        self._seen: dict[tuple[str, str], set[str]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, key: tuple[str, str], inner: CandidateFilter | None) -> CandidateFilter:
+        """``inner`` (may be None), also counting each new project for ``key``."""
+        seen = self._seen.setdefault(key, set())
+
+        def counting(candidate: Candidate, pinned: bool) -> str | None:
+            if candidate.name not in seen:
+                with self._lock:
+                    seen.add(candidate.name)
+                    self._emit(key, finished=False)
+            return inner(candidate, pinned) if inner is not None else None
+
+        return counting
+
+    def started(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._emit(key, finished=False)
+
+    def finished(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._done += 1
+            self._emit(key, finished=True)
+
+    def _emit(self, key: tuple[str, str], *, finished: bool) -> None:
+        if self._progress is not None:
+            self._progress(LockProgress(key[0], key[1], len(self._seen.get(key, ())),
+                                        self._done, self._total, finished))
+
+
+def in_context(error: LockmirrorError, loaded: LoadedConfig, set_name: str,
+               target: str) -> LockmirrorError:
+    """``error`` placed where it comes from: ``mirror.yaml:LINE: set 'S', target
+    'T'`` (the line of the set's requirement the message names, else of the
+    set's requirement list), keeping what the error said of where it was."""
+    if isinstance(error, ConfigError):
+        return error
+    spec = loaded.config.sets[set_name]
+    words = {canonicalize_name(w) for w in _WORD.findall(error.message + " " + (error.where or ""))}
+    index = next((i for i, name in enumerate(_names(spec.requirements)) if name in words), None)
+    path: tuple[str | int, ...] = ("sets", set_name, "requirements")
+    line = _line(loaded, path if index is None else (*path, index))
+    place = f"{loaded.path.name}:{line}: set '{set_name}', target '{target}'"
+    generic = {f"{set_name} on target {target}", f"{set_name} on {target}"}
+    if error.where and error.where not in generic:
+        place += f": {error.where}"
+    error.where = place
+    error.args = (str(error),)
+    return error
+
+
+def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequence[str],
+                  locked: dict[str, Lockfile | None]) -> None:
+    """Refuse ``--upgrade`` names that cannot move anything.
+
+    Raises LockmirrorError (exit 1) for a name that no set of ``set_names``
+    requires or locks (``locked``: each set's current lockfile), naming the
+    nearest names, and for a package a set pins with ``==`` in mirror.yaml,
+    naming the set and the line: that pin, not ``--upgrade``, decides its version.
+    """
+    known: set[str] = set()
+    for set_name in set_names:
+        known.update(_names(loaded.config.sets[set_name].requirements))
+        lockfile = locked.get(set_name)
+        if lockfile is not None:
+            known.update(str(p.name) for p in lockfile.packages)
+    for name in names:
+        wanted = canonicalize_name(name)
+        if wanted not in known:
+            nearest = difflib.get_close_matches(wanted, sorted(known), n=3, cutoff=0.6)
+            raise LockmirrorError(
+                f"no set locks a package named '{name}'", where="--upgrade",
+                hint=f"did you mean {' or '.join(nearest)}?" if nearest
+                else f"sets locked here: {', '.join(set_names)}")
+        for set_name in set_names:
+            index = _pin(loaded, set_name, wanted)
+            if index is not None:
+                text = loaded.config.sets[set_name].requirements[index]
+                line = _line(loaded, ("sets", set_name, "requirements", index))
+                raise LockmirrorError(f"{name} cannot move: set '{set_name}' pins it ({text})",
+                                      where=f"{loaded.path.name}:{line}",
+                                      hint="change the pin in mirror.yaml to move it")
+
+
+def _pin(loaded: LoadedConfig, set_name: str, name: str) -> int | None:
+    """The index of the set's requirement pinning ``name`` with ``==``/``===``."""
+    for index, text in enumerate(loaded.config.sets[set_name].requirements):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) == name and any(
+                s.operator in ("==", "===") and "*" not in s.version
+                for s in requirement.specifier):
+            return index
+    return None
+
+
+def _names(requirements: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for text in requirements:
+        try:
+            out.append(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            out.append("")
+    return out
+
+
+def _line(loaded: LoadedConfig, path: tuple[str | int, ...]) -> int:
+    """The line of ``path`` in mirror.yaml (positions are read again only here,
+    on the way to an error message)."""
+    from ..config_yaml import PositionedYaml
+
+    doc = PositionedYaml(loaded.text, loaded.path.name, {})
+    while path and path not in doc.marks:
+        path = path[:-1]
+    return doc.marks.get(path, (1, 1))[0]

@@ -1,0 +1,123 @@
+"""Which earlier locks the mirror keeps serving: the retention window, read from git history.
+
+A release stays in the index while any of the last ``lock_revisions``
+revisions of its set's lockfile names it (the current lockfile counts as the
+first), or while the revision that named it stopped being current less than
+``days`` days ago. The current lockfile is the working tree's; earlier
+revisions are the commits that changed it (``git log`` of that one file),
+read with ``git show``. Without git history only the current lock is kept,
+and the notes say so. No network; a few git processes per set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..formats.lockfile import Lockfile
+from ..gitutil import run_git
+
+_MAX_SCANNED = 50  # revisions of one lockfile looked at, at most: the window is short
+
+
+@dataclass(frozen=True)
+class RetainedLock:
+    """An earlier revision of a set's lockfile that is still in the window."""
+
+    set_name: str
+    commit: str          # the commit that wrote this revision
+    superseded: datetime  # when the next revision replaced it
+    reason: str           # "the previous lock" / "superseded 3 days ago (days: 7)"
+    lockfile: Lockfile
+
+    @property
+    def label(self) -> str:
+        """``core@1a2b3c4d``: how pages and messages name the revision."""
+        return f"{self.set_name}@{self.commit[:8]}"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the window keeps: earlier revisions per set, and notes to print."""
+
+    kept: tuple[RetainedLock, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def retained_locks(lockfile_paths: Sequence[tuple[str, Path]], *, lock_revisions: int,
+                   days: float, now: datetime) -> Retention:
+    """The earlier revisions of each ``(set name, lockfile path)`` still in the window."""
+    kept: list[RetainedLock] = []
+    notes: list[str] = []
+    for set_name, path in lockfile_paths:
+        found, note = _retained_for(set_name, path, lock_revisions, days, now)
+        kept += found
+        if note:
+            notes.append(note)
+    return Retention(tuple(kept), tuple(notes))
+
+
+def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
+                  now: datetime) -> tuple[list[RetainedLock], str | None]:
+    history = _history(path)
+    if history is None:
+        return [], (f"{path}: no git history, so only the current lock of set "
+                    f"'{set_name}' is kept (retention needs the lockfiles committed)")
+    try:
+        current = path.read_bytes()
+    except OSError:
+        return [], None  # the set is not locked yet
+    revisions = history
+    if revisions and _show(path, revisions[0][0]) == current:
+        revisions = revisions[1:]  # the working tree is the newest commit's revision
+    kept: list[RetainedLock] = []
+    # revisions[i] was superseded when the revision before it in the list was committed;
+    # the newest earlier revision was superseded by the working tree's (at its commit, or now)
+    superseded_at = [history[0][1] if len(revisions) < len(history) else now]
+    superseded_at += [when for _, when in revisions[:-1]]
+    for index, ((commit, _), superseded) in enumerate(zip(revisions, superseded_at,
+                                                          strict=True)):
+        position = index + 2  # the current lockfile is revision 1
+        age = now - superseded
+        if position <= lock_revisions:
+            reason = "the previous lock" if position == 2 else f"lock revision {position}"
+        elif days > 0 and age < timedelta(days=days):
+            until = superseded + timedelta(days=days)
+            reason = f"superseded {_age(age)} ago, kept until {until:%Y-%m-%d} (days: {days:g})"
+        else:
+            break
+        data = _show(path, commit)
+        if data is None:
+            continue
+        revision = Lockfile.loads(data.decode("utf-8"), where=f"{path}@{commit[:8]}")
+        kept.append(RetainedLock(set_name, commit, superseded, reason, revision))
+    return kept, None
+
+
+def _history(path: Path) -> list[tuple[str, datetime]] | None:
+    """(commit, commit time) of the revisions that changed ``path``, newest first;
+    None when ``path`` is not in a git work tree."""
+    out = run_git(path.parent, "log", f"-n{_MAX_SCANNED}", "--format=%H %ct", "--",
+                  path.name, optional=True)
+    if out is None:
+        return None
+    revisions = []
+    for line in out.splitlines():
+        commit, _, stamp = line.partition(" ")
+        revisions.append((commit, datetime.fromtimestamp(int(stamp), UTC)))
+    return revisions
+
+
+def _show(path: Path, commit: str) -> bytes | None:
+    top = run_git(path.parent, "rev-parse", "--show-prefix", optional=True)
+    if top is None:
+        return None
+    text = run_git(path.parent, "show", f"{commit}:{top.strip()}{path.name}", optional=True)
+    return None if text is None else text.encode("utf-8")
+
+
+def _age(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.0f} days" if days >= 1 else f"{delta.total_seconds() / 3600:.0f} hours"

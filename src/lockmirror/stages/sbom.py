@@ -1,0 +1,83 @@
+"""The SBOMs of a mirror: one CycloneDX document per set and one for the whole mirror.
+
+The facts come from what fetch already put in the store: each release's PEP
+658 metadata file (or the metadata inside its wheel or sdist); nothing is
+downloaded. A release whose metadata is not in the store (fetch not run yet)
+is listed with its hashes and "unknown: no core metadata in the store". The
+documents are rendered by :mod:`lockmirror.formats.sbom`; the index stage
+writes them under ``dist-index/sbom/`` and ``lockmirror sbom`` prints one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..formats.sbom import MISSING, ReleaseFacts, SbomSubject, render_sbom
+
+if TYPE_CHECKING:
+    from packaging.version import Version
+
+    from ..formats.lockfile import LockedPackage, Lockfile
+    from ..formats.store import Store
+
+MIRROR_DOCUMENT = "mirror.cdx.json"  # every set; the one a bundle's reader starts from
+
+
+def sbom_name(set_name: str) -> str:
+    """The file name of a set's SBOM under ``sbom/``."""
+    return f"{set_name}.cdx.json"
+
+
+def sbom_documents(lockfiles: Sequence[Lockfile], store: Store, *, mirror_name: str,
+                   tool_version: str, commit: str | None = None,
+                   source_date_epoch: int | None = None) -> dict[str, bytes]:
+    """File name -> bytes: one document per lockfile's set and
+    :data:`MIRROR_DOCUMENT` for all of them. Deterministic for the same
+    lockfiles and store."""
+    facts = release_facts(lockfiles, store)
+    documents = {}
+    for lockfile in lockfiles:
+        subject = SbomSubject(f"{mirror_name} set {lockfile.set_name}", tool_version, commit,
+                              source_date_epoch)
+        documents[sbom_name(lockfile.set_name)] = render_sbom(subject, [lockfile], facts)
+    everything = SbomSubject(mirror_name, tool_version, commit, source_date_epoch)
+    documents[MIRROR_DOCUMENT] = render_sbom(everything, list(lockfiles), facts)
+    return documents
+
+
+def release_facts(lockfiles: Sequence[Lockfile], store: Store
+                  ) -> dict[tuple[str, Version], ReleaseFacts]:
+    """(name, version) -> what its core metadata in the store says."""
+    facts: dict[tuple[str, Version], ReleaseFacts] = {}
+    for lockfile in lockfiles:
+        for package in lockfile.packages:
+            if package.key not in facts:
+                facts[package.key] = _facts_of(package, store)
+    return facts
+
+
+def _facts_of(package: LockedPackage, store: Store) -> ReleaseFacts:
+    from ..formats.core_metadata import MetadataError, archive_metadata, parse_metadata
+
+    for file in package.files:  # a PEP 658 file is smallest: any wheel's will do
+        if file.metadata_sha256 and store.has(file.metadata_sha256):
+            data = _read(store.path(file.metadata_sha256))
+            if data is not None:
+                return ReleaseFacts.from_metadata(parse_metadata(data))
+    for file in package.files:
+        if store.has(file.sha256, file.size):
+            try:
+                data = archive_metadata(store.path(file.sha256), file.filename)
+            except MetadataError:
+                continue
+            return ReleaseFacts.from_metadata(parse_metadata(data))
+    return MISSING
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

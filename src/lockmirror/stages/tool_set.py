@@ -1,0 +1,258 @@
+"""lockmirror's own runtime dependencies as a locked set, for the bundle's ``tool/``.
+
+A full bundle carries lockmirror's wheel and its dependencies' wheels so the
+far side installs the tool with ``pip install --no-index --find-links tool/
+lockmirror``. Those dependency wheels are a set like any other, named
+:data:`TOOL_SET`:
+
+* the lock stage resolves lockmirror's runtime requirements
+  (:func:`tool_requirements`) from mirror.yaml's sources into
+  ``lockfiles/pylock.lockmirror-tool.toml``, for every target of mirror.yaml
+  whose Python lockmirror supports (its ``Requires-Python``), plus the build
+  machine (this interpreter and platform) when no such target already is it
+  (:func:`tool_targets`); so ``lockmirror diff`` shows when they change and
+  ``lock --check`` fails when they are stale;
+* the fetch stage downloads what that lockfile names into the store,
+  verified by sha256 like every other file;
+* the bundle stage carries, for each target, the wheel of each package an
+  installer there picks (:func:`choose_tool_wheels`), out of the store.
+
+The tool set is not part of the index: the mirror serves the sets of
+mirror.yaml only. With ``LOCKMIRROR_TOOL_WHEELS=installed`` there is no tool
+set at all (:func:`tool_set_locked` is False): bundles repack the build
+machine's installed distributions instead (build machines with no index,
+and the test suite).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from ..config import LoadedConfig
+from ..config_schema import MirrorConfig, SetConfig, TargetConfig
+from ..errors import ConfigError, IntegrityError, LockmirrorError, StaleLockError
+from ..formats.lockfile import LockedFile, LockedTarget, Lockfile
+from ..formats.store import Store
+from ..targets import Target, Truth
+from .toolwheels import PROJECT, ToolWheels, runtime_requirements, tool_source
+
+TOOL_SET = "lockmirror-tool"
+BUILD_MACHINE = "build-machine"
+LOCK_HINT = "run `lockmirror lock` (it locks lockmirror's own set too), or bundle --no-tool"
+
+
+def tool_set_locked() -> bool:
+    """Whether the tool's wheels are a locked set (``LOCKMIRROR_TOOL_WHEELS``
+    ``index``, the default) rather than repacked from this installation."""
+    return tool_source() == "index"
+
+
+def tool_requirements() -> list[str]:
+    """lockmirror's own runtime requirements, sorted (what the tool set locks)."""
+    return sorted(runtime_requirements(metadata.distribution(PROJECT)), key=str.lower)
+
+
+def requires_python() -> str:
+    """lockmirror's ``Requires-Python`` (``>=3.11``)."""
+    return metadata.distribution(PROJECT).metadata["Requires-Python"] or ""
+
+
+def build_machine_target() -> TargetConfig | None:
+    """This interpreter and platform as a target (its most specific platform
+    tag, e.g. ``manylinux_2_36_x86_64``); None for an implementation or a
+    platform targets cannot name."""
+    from packaging.tags import platform_tags
+
+    implementation = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name)
+    # its most specific tag a wheel index uses (plain linux_* wheels are never uploaded)
+    platform = next((tag for tag in platform_tags() if not tag.startswith("linux_")), None)
+    if implementation is None or platform is None:
+        return None
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return TargetConfig(python=version, implementation=implementation, platforms=[platform])
+
+
+def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
+    """The targets the tool set is locked for: mirror.yaml's targets whose
+    Python lockmirror supports on every patch release, on a POSIX platform
+    (lockmirror locks files with ``flock``: not Windows), then the build
+    machine (:data:`BUILD_MACHINE`). A target a marker cannot tell apart from one
+    already chosen is left out (two sets of mirror.yaml may keep such targets
+    apart; one lockfile cannot): the build machine, when a target is it, and
+    a musllinux target beside a manylinux one of the same Python and machine."""
+    supported = requires_python()
+    candidates = [(name, spec) for name, spec in config.targets.items()
+                  if spec.target(name).allows_python(supported) is Truth.ALWAYS
+                  and spec.target(name).environment()["sys_platform"] != "win32"]
+    host = build_machine_target()
+    if host is not None and BUILD_MACHINE not in config.targets:
+        candidates.append((BUILD_MACHINE, host))
+    chosen: dict[str, TargetConfig] = {}
+    for name, spec in candidates:
+        target = spec.target(name)
+        if not any(s.target(n).overlaps(target) for n, s in chosen.items()):
+            chosen[name] = spec
+    return chosen
+
+
+def tool_loaded(loaded: LoadedConfig) -> LoadedConfig:
+    """mirror.yaml as the tool set sees it: its sources, policy and paths, the
+    one set :data:`TOOL_SET` and :func:`tool_targets`. What ``lock_sets``,
+    ``stale_sets`` and ``check_lockfiles`` take to lock or check the tool set.
+
+    Raises ConfigError when mirror.yaml names a set ``lockmirror-tool``
+    itself, or none of its targets and not the build machine can run lockmirror.
+    """
+    config = loaded.config
+    if TOOL_SET in config.sets:
+        raise ConfigError([f"{loaded.path}: sets: the set name '{TOOL_SET}' is lockmirror's "
+                           "own (its wheels for the bundle's tool/); rename that set"])
+    targets = tool_targets(config)
+    if not targets:
+        raise ConfigError([f"{loaded.path}: targets: none has a Python lockmirror supports "
+                           f"({requires_python()}), and the build machine cannot be named as a "
+                           "target; set LOCKMIRROR_TOOL_WHEELS=installed or bundle --no-tool"])
+    spec = SetConfig(description="lockmirror's runtime dependencies (the bundle's tool/)",
+                     requirements=tool_requirements())
+    derived = config.model_copy(update={"sets": {TOOL_SET: spec}, "targets": targets})
+    return LoadedConfig(derived, loaded.path, loaded.text)
+
+
+def lock_scopes(loaded: LoadedConfig, sets: Sequence[str] | None
+                ) -> list[tuple[LoadedConfig, list[str] | None]]:
+    """What ``lock`` (or ``lock --check``) of ``sets`` covers, as (config, set
+    names) pairs for ``lock_sets``/``stale_sets``/``check_lockfiles``:
+    mirror.yaml's sets (None: all of them), then lockmirror's own set when it
+    is locked and ``sets`` is None or names it."""
+    mine = [name for name in sets or () if name != TOOL_SET]
+    scopes: list[tuple[LoadedConfig, list[str] | None]] = (
+        [(loaded, mine or None)] if mine or not sets else [])
+    if tool_set_locked() and (not sets or TOOL_SET in sets):
+        scopes.append((tool_loaded(loaded), [TOOL_SET]))
+    return scopes
+
+
+def upgrade_names(scope: LoadedConfig, loaded: LoadedConfig,
+                  names: Sequence[str]) -> list[str]:
+    """The ``--upgrade`` names for one scope of :func:`lock_scopes`: all of them for
+    mirror.yaml's sets (which refuse a name none of them locks), and for
+    lockmirror's own set only those its lockfile holds."""
+    if scope is loaded or not names:
+        return list(names)
+    from packaging.utils import canonicalize_name
+
+    from ..formats.lockfile import Lockfile
+
+    path = scope.lockfile_path(TOOL_SET)
+    locked = {p.name for p in Lockfile.read(path).packages} if path.exists() else set()
+    return [name for name in names if canonicalize_name(name) in locked]
+
+
+def tool_lockfile_paths(loaded: LoadedConfig) -> list[Path]:
+    """The tool set's lockfile when the tool is a locked set, else none: what
+    the fetch stage fetches beside the sets of mirror.yaml."""
+    return [loaded.lockfile_path(TOOL_SET)] if tool_set_locked() else []
+
+
+def check_tool_lock(loaded: LoadedConfig) -> None:
+    """Raise StaleLockError unless the tool set's lockfile was locked from
+    today's inputs (lockmirror's requirements, the targets, the sources, the
+    policy). Reads one line of the lockfile: no network."""
+    from .lock import stale_sets
+
+    stale = stale_sets(tool_loaded(loaded))
+    if stale:
+        raise StaleLockError(f"lockmirror's own set: {stale[TOOL_SET]}", hint=LOCK_HINT)
+
+
+# --------------------------------------------------------------------------
+# The wheels a bundle carries
+# --------------------------------------------------------------------------
+
+
+def choose_tool_wheels(lockfile: Lockfile, *, where: str) -> dict[str, LockedFile]:
+    """Filename -> file, sorted: for each target of the tool set's lockfile,
+    the wheel of each runtime package an installer there picks (its best
+    ranked tag).
+
+    Raises LockmirrorError naming the package and target when one has no
+    wheel there (the far side installs lockmirror with ``--no-index`` from
+    wheels only).
+    """
+    chosen: dict[str, LockedFile] = {}
+    for locked in lockfile.targets:
+        target = target_of(locked)
+        for package in lockfile.packages:
+            if package.build_only or locked.name not in package.targets:
+                continue
+            ranked = sorted((rank, wheel.filename, wheel) for wheel in package.wheels
+                            if (rank := target.wheel_rank(wheel.filename)) is not None)
+            if not ranked:
+                raise LockmirrorError(
+                    f"{package.name} {package.version} has no wheel for target "
+                    f"{target.describe()}", where=where,
+                    hint="the far side installs lockmirror from wheels only; bundle --no-tool, "
+                         "or leave that target out")
+            best = ranked[0][2]
+            chosen[best.filename] = best
+    return dict(sorted(chosen.items()))
+
+
+def target_of(locked: LockedTarget) -> Target:
+    """The :class:`~lockmirror.targets.Target` a lockfile's target entry records."""
+    return Target(name=locked.name, python=locked.python, implementation=locked.implementation,
+                  platforms=tuple(locked.platforms))
+
+
+def describe_coverage(lockfile: Lockfile) -> str:
+    """``CPython 3.11 (manylinux_2_28_x86_64); CPython 3.12 (manylinux_2_28_aarch64)``:
+    the Pythons and platforms the tool's wheels install on."""
+    names = {"cp": "CPython", "pp": "PyPy"}
+    return "; ".join(f"{names.get(t.implementation, t.implementation)} {t.python} "
+                     f"({', '.join(t.platforms)})" for t in lockfile.targets)
+
+
+def locked_tool_wheels(lockfile_dir: Path, store_dir: Path, work_dir: Path) -> ToolWheels:
+    """The dependency wheels the tool set's lockfile chose, out of the store.
+
+    Each wheel of :func:`choose_tool_wheels` is copied from the store into
+    ``work_dir`` under its file name, its sha256 and size checked as it is
+    copied. Raises StaleLockError when the lockfile is missing,
+    LockmirrorError when a wheel is not in the store (run fetch),
+    IntegrityError when its bytes differ from the lockfile.
+    """
+    path = lockfile_dir / f"pylock.{TOOL_SET}.toml"
+    if not path.is_file():
+        raise StaleLockError("lockmirror's own set is not locked yet", where=str(path),
+                             hint=LOCK_HINT)
+    lockfile = Lockfile.read(path)
+    store = Store(store_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    wheels = []
+    for filename, locked in choose_tool_wheels(lockfile, where=str(path)).items():
+        source = store.path(locked.sha256)
+        if not source.is_file():
+            raise LockmirrorError(f"{filename} (lockmirror's own set) is not in the store",
+                                  where=str(source), hint="run `lockmirror fetch`")
+        wheels.append(_copy_checked(source, work_dir / filename, locked))
+    return ToolWheels(wheels=tuple(wheels), python=describe_coverage(lockfile))
+
+
+def _copy_checked(source: Path, dest: Path, locked: LockedFile) -> Path:
+    """Copy ``source`` to ``dest``; IntegrityError unless it has the locked sha256 and size."""
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as reader, dest.open("wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+            writer.write(chunk)
+    if digest.hexdigest() != locked.sha256 or size != locked.size:
+        raise IntegrityError(f"{locked.filename} in the store is not the locked file "
+                             f"(sha256 {digest.hexdigest()}, {size} bytes)", where=str(source),
+                             hint="delete it and run `lockmirror fetch`")
+    return dest

@@ -1,0 +1,169 @@
+"""`lockmirror gc` / `doit gc`: what no current lockfile needs goes, with the bytes freed;
+what one needs never does."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+from test_lock import write_mirror
+
+from lockmirror import pipeline
+from lockmirror.config import load_config
+from lockmirror.errors import StaleLockError
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.formats.store import Store
+from lockmirror.fsutil import format_size
+from lockmirror.stages.fetch import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def project(tmp_path: Path, fixture_index: FixtureIndex,
+            monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A mirror whose set moved from alpha to gamma: alpha's files are garbage."""
+    monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
+    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
+    path = write_mirror(tmp_path, fixture_index, "  q:\n    requirements: [alpha]\n",
+                        extra=f"  store: {tmp_path / 'store'}\n")
+    pipeline.lock(load_config(path))
+    pipeline.fetch(load_config(path))
+    path.write_text(path.read_text().replace("[alpha]", "[gamma]"))
+    pipeline.lock(load_config(path))
+    pipeline.fetch(load_config(path))
+    return path
+
+
+def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
+        project: Path) -> None:
+    loaded = load_config(project)
+    store = Store(loaded.store_dir)
+    needed = plan([Lockfile.read(loaded.lockfile_path("q"))])
+    garbage = [p for p in (store.root / "sha256").rglob("*") if p.is_file()
+               and p.parent.name + p.name not in {i.sha256 for i in needed}]
+    assert garbage  # alpha's wheel(s), sdist, metadata
+    # a partial of garbage (goes), one a lockfile needs (kept), one a fetch holds (kept)
+    (store.temp_dir() / f"{'a' * 64}.partial").write_bytes(b"x" * 100)
+    (store.temp_dir() / f"{needed[0].sha256}.partial").write_bytes(b"y" * 10)
+    held = store.temp_dir() / f"{'b' * 64}.partial"
+    held.write_bytes(b"z" * 10)
+    cache = loaded.cache_dir
+    (cache / "http" / "wheel-metadata").mkdir(parents=True, exist_ok=True)
+    (cache / "http" / "wheel-metadata" / f"{'c' * 64}.METADATA").write_bytes(b"m" * 7)
+    (cache / "verify" / "venv-3" / "lib").mkdir(parents=True)  # an old check-install's
+    (cache / "verify" / "venv-3" / "lib" / "f").write_bytes(b"v" * 5)
+    from lockmirror.stages.toolwheels import current_cache_keys
+
+    tools = cache / "tool-wheels"
+    for key in ("0123456789abcdef", *current_cache_keys()):  # another lockmirror's, ours
+        (tools / key).mkdir(parents=True)
+        (tools / key / "pins.txt").write_bytes(b"t" * 3)
+    expected = sum(p.stat().st_size for p in garbage) + 100 + 7 + 5 + 3
+
+    fd = os.open(held, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running fetch holds
+        before = tree(tmp := project.parent)
+        dry = pipeline.gc(loaded, dry_run=True)
+        assert tree(tmp) == before  # a dry run removes nothing
+        assert dry.freed == expected and dry.describe().startswith("would remove ")
+        done = pipeline.gc(loaded)
+    finally:
+        os.close(fd)
+    assert done.freed == expected and len(done.removed) == len(garbage) + 4
+    assert done.describe() == (f"removed {len(garbage) + 4} items ({format_size(expected)} "
+                               f"freed); {len(needed)} store files a lockfile needs kept")
+    assert not any(p.exists() for p in garbage)
+    assert all(store.has(item.sha256, item.size) for item in needed)  # never what is needed
+    assert sorted(p.name for p in store.temp_dir().iterdir()) == sorted(
+        [f"{needed[0].sha256}.partial", held.name])
+    assert not (cache / "verify" / "venv-3").exists()
+    assert sorted(p.name for p in tools.iterdir()) == sorted(current_cache_keys())
+    assert [r.path for r in pipeline.gc(loaded).removed] == [held]  # released: it goes now
+    assert pipeline.gc(loaded).removed == ()  # idempotent
+    assert not pipeline.fetch(loaded).downloaded  # the store still has all it needs
+
+
+def test_gc_refuses_without_every_lockfile_and_spares_a_shared_store(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load_config(project)
+    store_before = tree(loaded.store_dir)
+    lockfile = loaded.lockfile_path("q")
+    moved = lockfile.with_suffix(".away")
+    lockfile.rename(moved)
+    with pytest.raises(StaleLockError, match="set 'q' has no lockfile"):
+        pipeline.gc(loaded)
+    assert tree(loaded.store_dir) == store_before
+    moved.rename(lockfile)
+
+    monkeypatch.setenv("LOCKMIRROR_STORE", str(loaded.store_dir))
+    result = pipeline.gc(load_config(project))
+    assert tree(loaded.store_dir) == store_before
+    assert any("$LOCKMIRROR_STORE" in note for note in result.skipped)
+    assert pipeline.gc(load_config(project), shared_store=True, dry_run=True).removed
+
+
+def test_gc_command_and_doit_task(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCKMIRROR_STORE",
+                                                             "LOCKMIRROR_CACHE")}
+    store_before = tree(load_config(project).store_dir)
+    dry = subprocess.run([sys.executable, "-m", "lockmirror", "gc", "--dry-run", "--config",
+                          str(project)], capture_output=True, text=True, env=env, check=False)
+    assert dry.returncode == 0, dry.stderr
+    assert "  store file: " in dry.stdout and "gc: would remove " in dry.stdout
+    assert tree(load_config(project).store_dir) == store_before
+
+    shutil.copyfile(ROOT / "dodo.py", project.parent / "dodo.py")
+    done = subprocess.run([str(Path(sys.executable).parent / "doit"), "gc"],
+                          cwd=project.parent, capture_output=True, text=True, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^gc: removed \d+ items \(.* freed\); \d+ store files a lockfile "
+                     "needs kept$", done.stdout, re.MULTILINE), done.stdout
+    assert tree(load_config(project).store_dir) != store_before
+
+
+def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:
+    """With the lockfiles in git, the previous lock (retention's default window) keeps
+    its files; a window of one revision lets them go."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(project.parent), *args], check=True,
+                       capture_output=True, env={**os.environ, "GIT_AUTHOR_NAME": "t",
+                                                 "GIT_AUTHOR_EMAIL": "t@example.org",
+                                                 "GIT_COMMITTER_NAME": "t",
+                                                 "GIT_COMMITTER_EMAIL": "t@example.org"})
+
+    loaded = load_config(project)
+    path = loaded.lockfile_path("q")
+    gamma = path.read_bytes()
+    project.write_text(project.read_text().replace("[gamma]", "[alpha]"))
+    pipeline.lock(load_config(project))  # alpha's lock, committed first
+    git("init", "-q")
+    git("add", "lockfiles")
+    git("commit", "-qm", "alpha")
+    path.write_bytes(gamma)
+    project.write_text(project.read_text().replace("[alpha]", "[gamma]"))
+    git("commit", "-qam", "gamma")
+    loaded = load_config(project)
+    store_before = tree(loaded.store_dir)
+    result = pipeline.gc(loaded)
+    assert not [r for r in result.removed if r.kind == "store file"]
+    assert tree(loaded.store_dir) == store_before
+    assert any(note.startswith("kept what q@") and "(the previous lock)" in note
+               for note in result.skipped)
+    project.write_text(project.read_text() + "retention: {lock_revisions: 1}\n")
+    result = pipeline.gc(load_config(project))
+    assert [r for r in result.removed if r.kind == "store file"]

@@ -1,0 +1,181 @@
+"""SBOMs (CycloneDX 1.6) and declared licenses.
+
+The documents are checked against the official CycloneDX 1.6 JSON schema (as
+shipped with cyclonedx-python-lib), against the lockfile they describe (every
+file's sha256) and against the METADATA in the store (the license); two
+renders of the same inputs are the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from fixtureindex import FixtureIndex
+from packaging.version import Version
+
+from lockmirror.cli import main
+from lockmirror.formats.core_metadata import parse_metadata
+from lockmirror.formats.licenses import declared_license
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.formats.store import Store
+from lockmirror.fsutil import sha256_bytes
+from lockmirror.stages.sbom import MIRROR_DOCUMENT, sbom_documents
+
+TARGET = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
+                      'python_version == "3.11"')
+
+
+def metadata(name: str, version: str, *headers: str) -> bytes:
+    lines = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}", *headers]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+@pytest.mark.parametrize(("headers", "expected", "source"), [
+    (["License-Expression: GPL-3.0-only OR mit"], "GPL-3.0-only OR MIT", "License-Expression"),
+    (["License: Apache-2.0", "Classifier: License :: OSI Approved :: MIT License"],
+     "Apache-2.0", "License"),
+    (["License: see LICENSE", "Classifier: License :: OSI Approved :: MIT License"],
+     "MIT", "classifiers"),
+    (["Classifier: License :: OSI Approved :: BSD License"], "BSD License", "classifiers"),
+    (["License: The Foo Public License\n        with many lines"], "The Foo Public License",
+     "License"),
+    (["License: UNKNOWN"], "unknown", "none"),
+    ([], "unknown", "none"),
+])
+def test_the_declared_license_is_read_in_pep_639_order(headers: list[str], expected: str,
+                                                       source: str) -> None:
+    found = declared_license(parse_metadata(metadata("demo", "1.0", *headers)))
+    assert (str(found), found.source) == (expected, source)
+    assert found.unknown == (expected == "unknown")
+
+
+def store_metadata(store: Store, data: bytes) -> str:
+    digest = sha256_bytes(data)
+    path = store.path(digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return digest
+
+
+def package(store: Store, name: str, version: str, *headers: str,
+            dependencies: tuple[str, ...] = (), with_metadata: bool = True) -> LockedPackage:
+    digest = store_metadata(store, metadata(name, version, *headers)) if with_metadata else None
+    wheel = LockedFile(filename=f"{name}-{version}-py3-none-any.whl",
+                       url=f"https://files.example/{name}-{version}-py3-none-any.whl",
+                       size=100, sha256=sha256_bytes(f"{name} {version} wheel".encode()),
+                       metadata_sha256=digest)
+    sdist = LockedFile(filename=f"{name}-{version}.tar.gz",
+                       url=f"https://files.example/{name}-{version}.tar.gz",
+                       size=200, sha256=sha256_bytes(f"{name} {version} sdist".encode()))
+    return LockedPackage(name=name, version=Version(version), targets=("host",),  # type: ignore[arg-type]
+                         index="https://pypi.org/simple/", wheels=(wheel,), sdist=sdist,
+                         dependencies=dependencies)
+
+
+@pytest.fixture
+def lockfiles(tmp_path: Path) -> tuple[list[Lockfile], Store]:
+    store = Store(tmp_path / "store")
+    core = Lockfile(set_name="core", requirements=("webapp==2.0",), targets=(TARGET,),
+                    input_hash="x", packages=(
+                        package(store, "webapp", "2.0", "License-Expression: MIT",
+                                "Author: Ada", "Author-email: ada@example.org",
+                                "Summary: the app", dependencies=("copyleft", "mystery")),
+                        package(store, "copyleft", "1.0", "License-Expression: GPL-3.0-only"),
+                        package(store, "mystery", "0.1", with_metadata=False)))
+    tools = Lockfile(set_name="tools", requirements=("copyleft",), targets=(TARGET,),
+                     input_hash="y", packages=(
+                         package(store, "copyleft", "1.0", "License-Expression: GPL-3.0-only"),))
+    return [core, tools], store
+
+
+def test_sboms_validate_and_match_the_lockfile_and_the_metadata(
+        lockfiles: tuple[list[Lockfile], Store]) -> None:
+    sets, store = lockfiles
+    documents = sbom_documents(sets, store, mirror_name="demo", tool_version="9.9",
+                               commit="c0ffee", source_date_epoch=1700000000)
+    assert sorted(documents) == ["core.cdx.json", MIRROR_DOCUMENT, "tools.cdx.json"]
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    for name, data in documents.items():
+        assert validator.validate_str(data.decode()) is None, name
+
+    core = json.loads(documents["core.cdx.json"])
+    assert core["specVersion"] == "1.6"
+    assert core["metadata"]["timestamp"].startswith("2023-11-14T22:13:20")
+    assert core["metadata"]["tools"]["components"][0]["name"] == "lockmirror"
+    assert {"name": "lockmirror:mirror.yaml-commit", "value": "c0ffee"} in \
+        core["metadata"]["properties"]
+    by_ref = {c["bom-ref"]: c for c in core["components"]}
+    webapp = by_ref["pkg:pypi/webapp@2.0"]
+    locked = {f.filename: f.sha256 for f in sets[0].packages[0].files}
+    assert {p["name"]: p["hashes"][0]["content"] for p in webapp["components"]} == locked
+    assert {p["purl"] for p in webapp["components"]} == {
+        f"pkg:pypi/webapp@2.0?file_name={name}" for name in locked}
+    assert webapp["licenses"] == [{"expression": "MIT"}]
+    assert webapp["authors"] == [{"email": "ada@example.org", "name": "Ada"}]
+    assert by_ref["pkg:pypi/copyleft@1.0"]["licenses"] == [{"expression": "GPL-3.0-only"}]
+    mystery = by_ref["pkg:pypi/mystery@0.1"]
+    assert "licenses" not in mystery
+    assert {"name": "lockmirror:license", "value": "unknown: no core metadata in the store"} \
+        in mystery["properties"]
+    graph = {d["ref"]: d.get("dependsOn", []) for d in core["dependencies"]}
+    assert graph["pkg:pypi/webapp@2.0"] == ["pkg:pypi/copyleft@1.0", "pkg:pypi/mystery@0.1"]
+    assert graph["lockmirror:demo set core"] == ["pkg:pypi/webapp@2.0"]
+
+    everything = json.loads(documents[MIRROR_DOCUMENT])
+    copyleft = next(c for c in everything["components"] if c["name"] == "copyleft")
+    assert [p["value"] for p in copyleft["properties"] if p["name"] == "lockmirror:set"] == \
+        ["core", "tools"]
+
+
+def test_two_renders_are_the_same_bytes_and_no_clock_without_an_epoch(
+        lockfiles: tuple[list[Lockfile], Store]) -> None:
+    sets, store = lockfiles
+    first = sbom_documents(sets, store, mirror_name="demo", tool_version="9.9")
+    assert first == sbom_documents(sets, store, mirror_name="demo", tool_version="9.9")
+    document = json.loads(first["core.cdx.json"])
+    assert "timestamp" not in document["metadata"]
+    # the serial number follows the content
+    other = sbom_documents(sets[:1], store, mirror_name="other", tool_version="9.9")
+    assert json.loads(other["core.cdx.json"])["serialNumber"] != document["serialNumber"]
+
+
+MIRROR = """\
+version: 1
+name: fixture
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  core:
+    requirements: [beta==1.0]
+"""
+
+
+def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=fixture_index.url))
+    assert main(["lock", "--config", str(config)]) == 0
+    assert main(["fetch", "--config", str(config)]) == 0
+    capsysbinary.readouterr()
+    assert main(["sbom", "--config", str(config), "--set", "core"]) == 0
+    printed = capsysbinary.readouterr().out
+    document = json.loads(printed)
+    assert {c["name"] for c in document["components"]} >= {"beta", "alpha"}
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(printed.decode()) is None
+    assert main(["sbom", "--config", str(config), "-o", str(tmp_path / "sbom")]) == 0
+    assert sorted(p.name for p in (tmp_path / "sbom").iterdir()) == [
+        "core.cdx.json", MIRROR_DOCUMENT]
+    assert (tmp_path / "sbom" / "core.cdx.json").read_bytes() == printed
+    assert main(["sbom", "--config", str(config), "--set", "nope"]) == 1

@@ -1,0 +1,382 @@
+"""Issue 15: lockmirror's own wheels as a locked set, and the far side without lockmirror.
+
+* The tool set (``lockfiles/pylock.lockmirror-tool.toml``) is locked for every
+  target of mirror.yaml whose Python lockmirror supports, plus the build
+  machine; the committed one (from PyPI, for the bundled mirror.yaml) carries
+  cp311 x86_64 and cp312 aarch64 wheels for glibc 2.28, checked by tag.
+* A fixture mirror whose source serves lockmirror's dependencies (repacked from
+  this environment, so no package index is needed) is locked, fetched, indexed
+  and bundled with ``LOCKMIRROR_TOOL_WHEELS=index``; the bundle's README.txt
+  names what its wheels cover, and its own commands install lockmirror into a
+  fresh venv with ``pip install --no-index --find-links tool/``.
+* A far side with no Python for lockmirror follows README.txt's by-hand
+  commands (sha256sum, tar, ``ssh-keygen -Y verify``) on a signed bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+from packaging.tags import platform_tags
+from packaging.utils import parse_wheel_filename
+from test_bundle import TOOL_CACHE, make_inputs
+from test_bundle_e2e import far_env
+
+from lockmirror import pipeline
+from lockmirror.config import load_config, parse_config
+from lockmirror.errors import IntegrityError, LockmirrorError, StaleLockError
+from lockmirror.formats import signing
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.formats.store import Store
+from lockmirror.stages.bundle import build_bundle
+from lockmirror.stages.lock import stale_sets
+from lockmirror.stages.tool_set import (
+    BUILD_MACHINE,
+    TOOL_SET,
+    choose_tool_wheels,
+    tool_loaded,
+    tool_targets,
+)
+from lockmirror.stages.toolwheels import collect_tool_wheels
+
+REPO = Path(__file__).resolve().parents[1]
+HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+HOST_PLATFORM = next(t for t in platform_tags() if not t.startswith("linux_"))
+
+
+def readme_commands(readme: str, start: str, end: str | None) -> str:
+    """The shell lines (indented five spaces, with their continuations) of
+    README.txt between the line starting ``start`` and the one starting ``end``."""
+    lines = readme.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(start))
+    last = next((i for i, line in enumerate(lines) if i > first and end is not None
+                 and line.startswith(end)), len(lines))
+    return "\n".join(line for line in lines[first:last] if line.startswith("     ")) + "\n"
+
+
+def run_shell(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+# --------------------------------------------------------------------------
+# Which targets, which wheels
+# --------------------------------------------------------------------------
+
+
+def mirror_yaml(targets: str, sets: str = "  a:\n    requirements: [six]\n") -> str:
+    return ("version: 1\nsources:\n  - name: pypi\n    url: https://pypi.org/simple/\n"
+            f"targets:\n{targets}sets:\n{sets}")
+
+
+def test_tool_targets_are_the_supported_ones_plus_the_build_machine() -> None:
+    config = parse_config(mirror_yaml(
+        "  old:\n    python: '3.10'\n    platforms: [manylinux_2_28_x86_64]\n"
+        "  arm:\n    python: '3.12'\n    platforms: [manylinux_2_28_aarch64]\n"
+        "  arm-musl:\n    python: '3.12'\n    platforms: [musllinux_1_2_aarch64]\n"
+        "  mac:\n    python: '3.13'\n    platforms: [macosx_11_0_arm64]\n"
+        "  win:\n    python: '3.12'\n    platforms: [win_amd64]\n",
+        "  a:\n    requirements: [six]\n    targets: [old, arm, mac, win]\n"
+        "  b:\n    requirements: [six]\n    targets: [arm-musl]\n"))
+    targets = tool_targets(config)
+    # 3.10 is older than lockmirror's Requires-Python; lockmirror does not run on Windows;
+    # a musllinux target a marker cannot tell from the manylinux one is left out; this
+    # machine is no listed target
+    assert list(targets) == ["arm", "mac", BUILD_MACHINE]
+    assert targets[BUILD_MACHINE].python == HOST_PYTHON
+    assert targets[BUILD_MACHINE].platforms == [HOST_PLATFORM]
+
+    here = parse_config(mirror_yaml(
+        f"  here:\n    python: '{HOST_PYTHON}'\n    platforms: [manylinux_2_28_x86_64]\n"))
+    if sys.platform == "linux" and os.uname().machine == "x86_64":
+        assert list(tool_targets(here)) == ["here"]  # the build machine is a target already
+
+
+def test_a_set_named_like_the_tool_set_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.yaml"
+    path.write_text(mirror_yaml("  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n")
+                    .replace("  a:\n", f"  {TOOL_SET}:\n"))
+    with pytest.raises(LockmirrorError, match=f"set name '{TOOL_SET}' is lockmirror's own"):
+        tool_loaded(load_config(path))
+
+
+def test_committed_tool_set_carries_cp311_x86_64_and_cp312_aarch64_wheels() -> None:
+    """The bundled mirror.yaml's targets, checked by wheel tag: what a far side
+    with CPython 3.11 on x86_64 or 3.12 on aarch64, glibc 2.28 (RHEL 8) or
+    newer, needs to install lockmirror from tool/."""
+    path = REPO / "lockfiles" / f"pylock.{TOOL_SET}.toml"
+    lockfile = Lockfile.read(path)
+    assert [(t.name, t.python, t.platforms) for t in lockfile.targets] == [
+        ("linux-x86_64-py311", "3.11", ("manylinux_2_28_x86_64",)),
+        ("linux-aarch64-py312", "3.12", ("manylinux_2_28_aarch64",))]
+    chosen = choose_tool_wheels(lockfile, where=str(path))
+    by_name: dict[str, list[str]] = {}
+    for filename in chosen:
+        name, _, _, tags = parse_wheel_filename(filename)
+        by_name.setdefault(name, []).extend(str(tag) for tag in tags)
+    native = {name for name, tags in by_name.items() if not all(t.endswith("-any") for t in tags)}
+    assert {"pydantic-core", "cryptography", "pyyaml", "uv", "cffi"} <= native
+    for name in native:
+        tags = by_name[name]
+        assert any(re.fullmatch(r"cp3(11|\d)-(cp311|abi3|none)-manylinux_2_(1[4-9]|2[0-8])_x86_64"
+                                r"|py3-none-manylinux_2_(1[4-9]|2[0-8])_x86_64", t)
+                   for t in tags), (name, tags)
+        assert any(re.fullmatch(r"cp3(12|\d\d?)-(cp312|abi3|none)-manylinux_2_(1[4-9]|2[0-8])"
+                                r"_aarch64|py3-none-manylinux_2_(1[4-9]|2[0-8])_aarch64", t)
+                   for t in tags), (name, tags)
+    required = {re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] for r in lockfile.requirements}
+    assert {name.replace("_", "-") for name in required} <= set(by_name)
+
+
+# --------------------------------------------------------------------------
+# A fixture mirror, locked, fetched, indexed and bundled with its tool set
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ToolProject:
+    root: Path
+    bundle: Path
+    readme: str
+    chosen: dict[str, str]  # filename -> sha256 of the tool set's wheels
+
+
+@pytest.fixture(scope="module")
+def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProject]:
+    """lockmirror's dependencies (this environment's, repacked) served by a fixture
+    index; a project whose one set needs ``six``, locked to bundle with the tool set."""
+    root = tmp_path_factory.mktemp("tool-project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
+        repacked = collect_tool_wheels(TOOL_CACHE, root / "scratch").wheels[1].parent
+        server = FixtureIndex(repacked)
+        try:
+            patch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+            patch.setenv("SOURCE_DATE_EPOCH", "0")
+            patch.delenv("LOCKMIRROR_CACHE", raising=False)
+            patch.delenv("LOCKMIRROR_STORE", raising=False)
+            (root / "mirror.yaml").write_text(
+                f"version: 1\nname: tooled\nsources:\n  - name: fixture\n    url: {server.url}\n"
+                f"targets:\n  host:\n    python: '{HOST_PYTHON}'\n"
+                f"    platforms: [{HOST_PLATFORM}]\n"
+                "sets:\n  core:\n    requirements: [six]\n")
+            loaded = load_config(root / "mirror.yaml")
+            locked = pipeline.lock(loaded)
+            assert [r.set_name for r in locked] == ["core", TOOL_SET]
+            pipeline.fetch(loaded)  # every file checked against its sha256
+            pipeline.index(loaded)
+            result = pipeline.bundle(loaded)
+        finally:
+            server.stop()
+    lockfile = Lockfile.read(root / "lockfiles" / f"pylock.{TOOL_SET}.toml")
+    chosen = {name: f.sha256 for name, f in choose_tool_wheels(lockfile, where="t").items()}
+    with tarfile.open(result.path) as tar:
+        readme_member = next(m for m in tar.getmembers() if m.name.endswith("/README.txt"))
+        readme = tar.extractfile(readme_member).read().decode()  # type: ignore[union-attr]
+    yield ToolProject(root, result.path, readme, chosen)
+
+
+def test_the_tool_set_is_locked_like_any_set(tool_project: ToolProject,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    loaded = load_config(tool_project.root / "mirror.yaml")
+    assert stale_sets(tool_loaded(loaded)) == {}  # `lock --check` sees it current
+    text = (tool_project.root / "lockfiles" / f"pylock.{TOOL_SET}.toml").read_text()
+    assert f'set = "{TOOL_SET}"' in text and '"pydantic>=2.5"' in text
+    # not part of the mirror: the index serves mirror.yaml's sets only
+    assert not (tool_project.root / "dist-index" / "simple" / "pydantic").exists()
+    assert sorted(p.name for p in (tool_project.root / "dist-index" / "lockfiles").iterdir()) \
+        == ["pylock.core.toml"]
+    store = Store(tool_project.root / ".store")
+    assert all(store.has(sha) for sha in tool_project.chosen.values())
+
+
+def test_doit_locks_fetches_and_bundles_the_tool_set_too(tool_project: ToolProject,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import doit_tasks
+
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
+    monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
+    project = doit_tasks.Project(tool_project.root / "mirror.yaml")
+    lock = {task["name"]: task for task in doit_tasks.lock_tasks(project)}
+    assert sorted(lock) == ["core", TOOL_SET]
+    assert all(check() for check in lock[TOOL_SET]["uptodate"])  # no network when current
+    tool_lockfile = str(tool_project.root / "lockfiles" / f"pylock.{TOOL_SET}.toml")
+    fetch = doit_tasks.fetch_task(project)
+    assert tool_lockfile in fetch["file_dep"] and tool_lockfile in \
+        doit_tasks.bundle_task(project)["file_dep"]
+    assert fetch["uptodate"][0]()
+    wheel = Store(tool_project.root / ".store").path(sorted(tool_project.chosen.values())[0])
+    moved = wheel.with_name(wheel.name + ".aside")
+    wheel.rename(moved)
+    try:
+        assert not fetch["uptodate"][0]()  # a tool wheel missing from the store: fetch runs
+    finally:
+        moved.rename(wheel)
+
+
+def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
+        tool_project: ToolProject) -> None:
+    with tarfile.open(tool_project.bundle) as tar:
+        tool = sorted(m.name.split("/", 2)[2] for m in tar.getmembers() if "/tool/" in m.name)
+    own = [name for name in tool if name.startswith("lockmirror-")]
+    assert len(own) == 1 and sorted(set(tool) - set(own)) == sorted(tool_project.chosen)
+    assert f"CPython {HOST_PYTHON} ({HOST_PLATFORM})" in tool_project.readme
+    assert "pip install --no-index --find-links tool/ lockmirror" in tool_project.readme
+
+
+def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
+        tool_project: ToolProject, tmp_path: Path) -> None:
+    far = tmp_path / "far"
+    far.mkdir()
+    shutil.copy(tool_project.bundle, far)
+    env = far_env()  # no index, proxies on a closed port
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # python3: 3.11
+    steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
+    assert "python3 -m venv lockmirror-venv" in steps
+    done = run_shell(steps, far, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lockmirror = far / "lockmirror-venv" / "bin" / "lockmirror"
+    done = subprocess.run([str(lockmirror), "import", str(tool_project.bundle), "--into",
+                           str(far / "srv" / "mirror")], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0 and "every file verified" in done.stdout, done.stderr
+
+
+def test_a_store_file_that_changed_fails_the_bundle(tool_project: ToolProject, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "copy"
+    shutil.copytree(tool_project.root, project, ignore=shutil.ignore_patterns("dist"),
+                    copy_function=shutil.copy)  # copies: the original store stays intact
+    filename, sha = sorted(tool_project.chosen.items())[0]
+    path = Store(project / ".store").path(sha)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    with pytest.raises(IntegrityError, match=f"{re.escape(filename)} in the store is not the "
+                                             "locked file"):
+        pipeline.bundle(load_config(project / "mirror.yaml"), source_date_epoch=0)
+    assert not (project / "dist").exists()
+
+
+def test_a_missing_or_stale_tool_lockfile_says_run_lock(tool_project: ToolProject,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "copy"
+    shutil.copytree(tool_project.root, project, ignore=shutil.ignore_patterns("dist", ".store"))
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    lockfile = project / "lockfiles" / f"pylock.{TOOL_SET}.toml"
+    lockfile.write_text(lockfile.read_text().replace("input-hash = \"sha256:",
+                                                     "input-hash = \"sha256:0"))
+    with pytest.raises(StaleLockError, match="lockmirror's own set") as caught:
+        pipeline.bundle(load_config(project / "mirror.yaml"), source_date_epoch=0)
+    assert "lockmirror lock" in str(caught.value)
+    lockfile.unlink()
+    with pytest.raises(StaleLockError, match="lockmirror lock"):
+        pipeline.bundle(load_config(project / "mirror.yaml"), source_date_epoch=0)
+
+
+# --------------------------------------------------------------------------
+# No lockmirror on the far side: sha256sum, tar, ssh-keygen -Y verify
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
+def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "build")
+    public = signing.generate_keypair(tmp_path / "ops.key")
+    result = build_bundle(inputs["index_dir"], lockfile_dir=inputs["lockfile_dir"],
+                          mirror_yaml=inputs["mirror_yaml"], out_dir=tmp_path / "dist",
+                          name="demo", source_date_epoch=0, tool=False,
+                          key=tmp_path / "ops.key")
+    with tarfile.open(result.path) as tar:
+        readme = tar.extractfile(f"{result.path.stem}/README.txt").read().decode()  # type: ignore[union-attr]
+    steps = readme_commands(readme, "Without lockmirror", None)
+    assert "ssh-keygen -Y verify" in steps and "sha256sum -c" in steps
+
+    def far_side() -> Path:
+        far = tmp_path / f"far-{len(list(tmp_path.glob('far-*')))}"
+        far.mkdir()
+        for path in (result.path, result.checksums):
+            shutil.copy(path, far)
+        shutil.copy(public, far / "signer.pub")
+        return far
+
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C"}
+    far = far_side()
+    done = run_shell(steps, far, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
+    unpacked = far / result.path.stem / "index"
+    assert (unpacked / "manifest.json").read_bytes() == \
+        (inputs["index_dir"] / "manifest.json").read_bytes()
+
+    # another key's public half: the signature check fails, and the script stops there
+    far = far_side()
+    other = signing.generate_keypair(tmp_path / "other.key")
+    shutil.copy(other, far / "signer.pub")
+    done = run_shell(steps, far, env)
+    assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
+
+    # a member changed after extraction: bundle.json's list catches it
+    far = far_side()
+    tampered = steps.replace("sha256sum -c --quiet SHA256SUMS",
+                             "echo x >> index/index.html\n     sha256sum -c --quiet SHA256SUMS")
+    done = run_shell(tampered, far, env)
+    assert done.returncode != 0 and "index/index.html: FAILED" in done.stdout
+
+
+# --------------------------------------------------------------------------
+# The real thing: the bundled mirror.yaml's tool set from PyPI (opt-in)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_bundled_mirror_tool_set_from_pypi_installs_on_cp311(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed tool lockfile is current for the bundled mirror.yaml, its
+    wheels come from PyPI verified, hold cp311 x86_64 and cp312 aarch64 wheels,
+    and install lockmirror into a fresh CPython 3.11 venv with no index."""
+    from importlib import metadata
+
+    from lockmirror.stages.fetch import fetch_config
+    from lockmirror.stages.tool_set import locked_tool_wheels
+    from lockmirror.stages.toolwheels import pack_own_wheel
+
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
+    shutil.copy(REPO / "mirror.yaml", tmp_path / "mirror.yaml")
+    (tmp_path / "lockfiles").mkdir()
+    shutil.copy(REPO / "lockfiles" / f"pylock.{TOOL_SET}.toml", tmp_path / "lockfiles")
+    tool = tool_loaded(load_config(tmp_path / "mirror.yaml"))
+    assert stale_sets(tool) == {}, "run `lockmirror lock --set lockmirror-tool` and commit"
+    fetch_config(tool)  # from PyPI, each file against its locked sha256
+    wheels = locked_tool_wheels(tmp_path / "lockfiles", tool.store_dir, tmp_path / "tool")
+    names = [w.name for w in wheels.wheels]
+    assert any(re.search(r"^pydantic_core-.*-cp311-.*x86_64", n) for n in names)
+    assert any(re.search(r"^pydantic_core-.*-cp312-.*aarch64", n) for n in names)
+    assert wheels.python == ("CPython 3.11 (manylinux_2_28_x86_64); "
+                             "CPython 3.12 (manylinux_2_28_aarch64)")
+    pack_own_wheel(metadata.distribution("lockmirror"), tmp_path / "tool")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index",
+                           "--find-links", str(tmp_path / "tool"), "lockmirror"],
+                          env=far_env(), capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([str(venv / "bin" / "lockmirror"), "verify", "--help"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,407 @@
+"""The update loop (issue 22): ``outdated``, ``lock --upgrade-vulnerable``, ``bump``.
+
+Hermetic: a fixture index on 127.0.0.1 serves a small universe named like the
+real projects of the frozen PyPA advisory subset (``tests/data/advisories``,
+used as an ``osv-offline`` source), so ``idna 3.6`` has the real
+PYSEC-2024-60, fixed in 3.7. The set is locked first with the index's old
+files and no policy; then newer releases appear upstream (``add_file``) and
+the update loop runs against them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex, build_wheel
+
+from lockmirror.cli import main
+from lockmirror.config import LoadedConfig, load_config
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.stages.diff import LockfileSide, diff_lockfiles, read_file
+from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.lock_vulnerable import upgrade_vulnerable
+from lockmirror.stages.outdated import outdated_sets
+
+ADVISORIES = Path(__file__).parent / "data" / "advisories"
+NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)
+OLD = datetime(2024, 1, 1, tzinfo=UTC)
+LATER = datetime(2024, 6, 1, tzinfo=UTC)
+
+# (name, version, requires_dist) served from the start, and locked
+INITIAL = [
+    ("requests", "2.31.0", ("urllib3<3,>=1.21.1", "idna<4,>=2.5")),
+    ("urllib3", "2.0.7", ()),
+    ("idna", "3.6", ()),
+    ("pinny", "1.0", ()),
+    ("fresh", "1.0", ()),
+    ("yanky", "1.0", ()),
+]
+# released upstream after the lock: (name, version, upload time, yank reason, Requires-Python)
+NEWER: list[tuple[str, str, datetime, str | None, str | None]] = [
+    ("urllib3", "2.2.3", LATER, None, None),
+    ("urllib3", "3.0.0", LATER, None, None),
+    ("idna", "3.7", LATER, None, None),
+    ("idna", "3.8", LATER, None, None),
+    ("pinny", "2.0", LATER, None, None),
+    ("fresh", "1.1", NOW - timedelta(days=3), None, None),
+    ("fresh", "1.2", NOW - timedelta(days=1), None, ">=3.12"),
+    ("yanky", "1.1", LATER, "broken build", None),
+]
+REQUIREMENTS = ["requests", "pinny==1.0", "fresh", "yanky"]
+
+
+def mirror_text(index: FixtureIndex, tmp: Path, requirements: list[str],
+                vulnerabilities: str = "deny") -> str:
+    listed = "".join(f"      - {r}\n" for r in requirements)
+    return textwrap.dedent(f"""\
+        version: 1
+        name: loop
+        sources:
+          - name: fixture
+            url: {index.url}
+        targets:
+          linux:
+            python: "3.11"
+            platforms: [manylinux_2_17_x86_64]
+        sets:
+          main:
+            requirements:
+        """) + listed + textwrap.dedent(f"""\
+        policy:
+          min_age_days: 7
+          yanked: deny
+          vulnerabilities: {vulnerabilities}
+          advisory_sources:
+            - {{kind: osv-offline, path: "{ADVISORIES / 'vulns'}"}}
+        paths:
+          cache: {tmp / "cache"}
+        """)
+
+
+@pytest.fixture
+def universe(tmp_path: Path, make_index: Callable[..., FixtureIndex]) -> FixtureIndex:
+    files = tmp_path / "files"
+    files.mkdir()
+    for name, version, requires in INITIAL:
+        build_wheel(files, name, version, requires_dist=requires)
+    return make_index(files, upload_times={}, yanked={})
+
+
+def release_newer(index: FixtureIndex, tmp: Path) -> None:
+    out = tmp / "newer"
+    out.mkdir(exist_ok=True)
+    for name, version, uploaded, yanked, python in NEWER:
+        index.add_file(build_wheel(out, name, version, requires_python=python),
+                       upload_time=uploaded,
+                       yanked_reason=yanked)
+
+
+def locked_mirror(tmp: Path, index: FixtureIndex, requirements: list[str] = REQUIREMENTS,
+                  vulnerabilities: str = "deny") -> LoadedConfig:
+    """mirror.yaml in ``tmp``, its set locked (no policy) before the newer releases."""
+    (tmp / "mirror.yaml").write_text(mirror_text(index, tmp, requirements, vulnerabilities))
+    loaded = load_config(tmp / "mirror.yaml")
+    lock_sets(loaded, now=NOW, candidate_filter_for=lambda name: None)
+    release_newer(index, tmp)
+    return loaded
+
+
+def line_of(loaded: LoadedConfig, text: str) -> int:
+    return next(i for i, line in enumerate(loaded.text.splitlines(), 1) if text in line)
+
+
+# --------------------------------------------------------------------------
+# outdated
+# --------------------------------------------------------------------------
+
+
+def test_outdated_lists_every_kind_of_reason(tmp_path: Path, universe: FixtureIndex) -> None:
+    loaded = locked_mirror(tmp_path, universe)
+    universe.reset_counts()
+    report = outdated_sets(loaded, now=NOW)
+    rows = {row.package: row for row in report.rows}
+    summary = {name: (str(r.locked), str(r.allowed), str(r.newest), r.status)
+               for name, r in rows.items()}
+    assert summary == {
+        "fresh": ("1.0", "1.0", "1.2", "held"),
+        "idna": ("3.6", "3.8", "3.8", "vulnerable"),
+        "pinny": ("1.0", "1.0", "2.0", "held"),
+        "requests": ("2.31.0", "2.31.0", "2.31.0", "current"),
+        "urllib3": ("2.0.7", "2.2.3", "3.0.0", "outdated"),
+        "yanky": ("1.0", "1.0", "1.1", "held"),
+    }
+    reasons = {name: [(r.kind, r.text) for r in row.reasons] for name, row in rows.items()}
+    pin_line = line_of(loaded, "pinny==1.0")
+    assert reasons["pinny"] == [("pinned", f"pinned in mirror.yaml line {pin_line} "
+                                           "(`pinny==1.0`)")]
+    assert reasons["fresh"] == [  # one line per distinct obstacle, newest first
+        ("no-file", "1.2 requires Python >=3.12; target linux has Python 3.11"),
+        ("min-age", "1.2 is 1 days old, allowed from 2024-10-16 (min_age_days: 7)"),
+        ("min-age", "1.1 is 3 days old, allowed from 2024-10-14 (min_age_days: 7)")]
+    assert reasons["urllib3"] == [("constraint", "3.0.0 excluded by `urllib3<3,>=1.21.1` "
+                                                 "from requests 2.31.0")]
+    assert reasons["yanky"] == [("yanked", "1.1 is yanked: broken build")]
+    [advisory] = rows["idna"].advisories
+    assert (advisory.id, advisory.aliases, advisory.level, advisory.fixed_in) == (
+        "PYSEC-2024-60", ("CVE-2024-3651",), "deny", "3.7")
+    assert str(rows["idna"].fix) == "3.7"
+    assert rows["idna"].targets == ("linux",)
+    assert report.exit_code == 1
+    # project pages only: no distribution file, no metadata file was asked for
+    assert universe.count(prefix="/files/") == 0
+    assert universe.count(prefix="/simple/") == len(INITIAL)
+
+
+def test_outdated_cli_formats_and_exit_status(tmp_path: Path, universe: FixtureIndex,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = locked_mirror(tmp_path, universe)
+    config = str(loaded.path)
+    assert main(["outdated", "-c", config, "--now", "2024-10-10T12:00:00Z",
+                 "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["exit_code"] == 1
+    assert {p["package"]: p["status"] for p in data["packages"]}["idna"] == "vulnerable"
+    assert main(["outdated", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("### lockmirror outdated: 6 locked packages in 1 sets: "
+                               "1 can move, 3 held back, 1 with advisories")
+    assert "| main | idna | 3.6 | 3.8 | 3.8 | vulnerable | PYSEC-2024-60 (CVE-2024-3651)" \
+        in markdown
+    assert main(["outdated", "-c", config, "--now", "2024-10-10"]) == 1
+    text = capsys.readouterr().out
+    assert "main: urllib3 2.0.7 -> allowed 2.2.3, newest 3.0.0 [outdated; linux]" in text
+    assert main(["outdated", "-c", config, "--set", "nope"]) == 1
+    assert "no set named 'nope'" in capsys.readouterr().err
+    loaded.lockfile_path("main").unlink()
+    assert main(["outdated", "-c", config]) == 1
+    assert "set 'main' has no lockfile (run `lockmirror lock` first)" in capsys.readouterr().err
+
+
+def test_outdated_passes_when_only_held_back(tmp_path: Path, universe: FixtureIndex,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 0 when nothing can move: what is held back is listed with its reason."""
+    loaded = locked_mirror(tmp_path, universe, ["pinny==1.0", "fresh", "yanky"])
+    assert main(["outdated", "-c", str(loaded.path), "--now", "2024-10-10T12:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("3 locked packages in 1 sets: 0 can move, 3 held back, "
+                        "0 with advisories\n")
+
+
+# --------------------------------------------------------------------------
+# lock --upgrade-vulnerable
+# --------------------------------------------------------------------------
+
+
+def read_file_side(path: Path, text: str) -> LockfileSide:
+    path.write_text(text)
+    return read_file(path)
+
+
+def entries(path: Path) -> dict[str, str]:
+    return {p.name: str(p.version) for p in Lockfile.read(path).packages}
+
+
+def test_upgrade_vulnerable_moves_only_the_vulnerable_package_to_its_lowest_fix(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = locked_mirror(tmp_path, universe)
+    path = loaded.lockfile_path("main")
+    before_text = path.read_text()
+    before = entries(path)
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("set 'main': idna 3.6 -> 3.7 (PYSEC-2024-60)\n")
+    after = entries(path)
+    # 3.7, not the newest 3.8; urllib3 2.2.3 and the rest are allowed but stay
+    assert {k: (before[k], after[k]) for k in before if before[k] != after[k]} == {
+        "idna": ("3.6", "3.7")}
+    assert before.keys() == after.keys()
+    diff = diff_lockfiles(read_file_side(tmp_path / "before.toml", before_text),
+                          read_file(path))
+    [set_diff] = diff.sets
+    changes = [(c.name, c.change) for t in set_diff.targets for c in t.packages]
+    assert changes == [("idna", "upgraded")]
+    # nothing vulnerable any more: a second run writes nothing and says so
+    written = path.stat().st_mtime_ns
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    assert capsys.readouterr().out == ("no locked release has a deny-level advisory: "
+                                       "nothing to move, nothing written\n")
+    assert path.stat().st_mtime_ns == written
+
+
+def test_upgrade_vulnerable_skips_a_fix_the_policy_does_not_allow_yet(
+        tmp_path: Path, universe: FixtureIndex) -> None:
+    """3.7 is the lowest fixed version but only a day old (min_age_days: 7): 3.8 it is."""
+    loaded = locked_mirror(tmp_path, universe)
+    universe.set_upload_time("idna-3.7-py3-none-any.whl", NOW - timedelta(days=1))
+    upgrade = upgrade_vulnerable(loaded, now=NOW)
+    [release] = upgrade.found
+    assert (release.package, str(release.locked), str(release.target)) == ("idna", "3.6", "3.8")
+    assert [(s, p, str(o), [str(v) for v in n]) for s, p, o, n in upgrade.moves()] == [
+        ("main", "idna", "3.6", ["3.8"])]
+    assert entries(loaded.lockfile_path("main"))["urllib3"] == "2.0.7"
+
+
+def test_upgrade_vulnerable_refuses_a_pinned_vulnerable_release(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = locked_mirror(tmp_path, universe, ["requests", "idna==3.6"])
+    before = loaded.lockfile_path("main").read_bytes()
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 1
+    err = capsys.readouterr().err
+    line = line_of(loaded, "idna==3.6")
+    assert (f"mirror.yaml:{line}: `idna==3.6` pins idna 3.6, which has PYSEC-2024-60; "
+            "pin idna==3.7") in err
+    assert "Traceback" not in err
+    assert loaded.lockfile_path("main").read_bytes() == before
+
+
+# --------------------------------------------------------------------------
+# bump, in a real git repository
+# --------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, universe: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git repository holding mirror.yaml and its lockfile, on main; then newer releases."""
+    for key, value in {"GIT_AUTHOR_NAME": "bot", "GIT_AUTHOR_EMAIL": "bot@example.invalid",
+                       "GIT_COMMITTER_NAME": "bot",
+                       "GIT_COMMITTER_EMAIL": "bot@example.invalid"}.items():
+        monkeypatch.setenv(key, value)
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "--quiet", "--initial-branch=main")
+    (root / ".gitignore").write_text("cache/\nnewer/\n")
+    locked_mirror(root, universe)
+    git(root, "add", ".")
+    git(root, "commit", "--quiet", "-m", "lock")
+    return root
+
+
+def test_bump_security_commits_on_a_branch_and_writes_the_pr(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    title, body = tmp_path / "title.txt", tmp_path / "body.md"
+    args = ["bump", "-c", str(repo / "mirror.yaml"), "--security", "--now", NOW.isoformat(),
+            "--write-pr-title", str(title), "--write-pr-body", str(body)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert git(repo, "branch", "--show-current").strip() == "lockmirror/bump-security"
+    assert git(repo, "rev-parse", "HEAD~1").strip() == git(repo, "rev-parse", "main").strip()
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "lockfiles/pylock.main.toml"]
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith("lockmirror: fix PYSEC-2024-60 (idna)\n\nmain: idna 3.6 -> 3.7\n")
+    assert "Fixes:\nPYSEC-2024-60 (idna 3.6)" in message
+    assert out.startswith("lockmirror/bump-security: ")
+    assert title.read_text() == "lockmirror: fix PYSEC-2024-60 (idna)\n"
+    text = body.read_text()
+    assert "### Advisories fixed\n\n- **PYSEC-2024-60** (CVE-2024-3651): idna 3.6 -> 3.7: " \
+        in text
+    # lockmirror diff --format markdown of the move, and what is still behind
+    assert "| upgraded | `idna` | 3.6 → 3.7 | main: requests → idna |" in text
+    assert "### lockmirror outdated: 6 locked packages in 1 sets: 2 can move, 3 held back, " \
+           "0 with advisories" in text
+    assert "| main | pinny | 1.0 | 1.0 | 2.0 | held | pinned in mirror.yaml line 14" in text
+    assert git(repo, "status", "--porcelain", "--", "lockfiles") == ""
+
+
+def test_bump_without_work_writes_nothing(repo: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    title, body = tmp_path / "title.txt", tmp_path / "body.md"
+    args = ["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat(),
+            "--write-pr-title", str(title), "--write-pr-body", str(body)]
+    assert main(args[:3] + ["--security"] + args[3:]) == 0  # idna moves on its branch
+    capsys.readouterr()
+    title.unlink()
+    body.unlink()
+    assert main(args[:3] + ["--security"] + args[3:]) == 0  # on that branch: nothing left
+    assert capsys.readouterr().out == ("nothing to bump: no locked release has a deny-level "
+                                       "advisory; nothing written\n")
+    assert not title.exists() and not body.exists()
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+
+
+def test_bump_moves_every_pin_to_the_newest_allowed(repo: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    body = tmp_path / "body.md"
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat(),
+                 "--write-pr-body", str(body)]) == 0
+    assert git(repo, "branch", "--show-current").strip() == "lockmirror/bump"
+    assert git(repo, "log", "-1", "--format=%s").strip() == \
+        "lockmirror: fix PYSEC-2024-60 (idna, urllib3)"
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  main: idna 3.6 -> 3.8", "  main: urllib3 2.0.7 -> 2.2.3"]
+    assert "held back" in body.read_text()
+
+
+def test_bump_refuses_uncommitted_lockfiles(repo: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    lockfile = repo / "lockfiles" / "pylock.main.toml"
+    lockfile.write_text(lockfile.read_text() + "\n")
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat()]) == 1
+    assert "lockfiles has uncommitted changes" in capsys.readouterr().err
+    assert git(repo, "branch", "--show-current").strip() == "main"
+
+
+# --------------------------------------------------------------------------
+# advisories across the gap: the snapshot the far side audits with
+# --------------------------------------------------------------------------
+
+
+def test_advisory_snapshot_lets_the_far_side_audit_offline(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    loaded = locked_mirror(build, universe)
+    snapshot, again = tmp_path / "advisories.json", tmp_path / "again.json"
+    for out in (snapshot, again):
+        assert main(["advisories", "-c", str(loaded.path), "-o", str(out),
+                     "--now", "2024-10-10T12:00:00Z"]) == 0
+    assert capsys.readouterr().out.startswith(f"{snapshot}: 1 advisories on 6 locked releases")
+    assert snapshot.read_bytes() == again.read_bytes()  # same answers, same bytes
+    data = json.loads(snapshot.read_text())
+    assert data["taken"] == "2024-10-10T12:00:00Z"
+    assert data["releases"]["idna"] == ["3.6"]
+    [advisory] = data["advisories"]
+    assert (advisory["id"], advisory["aliases"], advisory["fixed"], advisory["affects"]) == (
+        "PYSEC-2024-60", ["CVE-2024-3651"], ["3.7"], {"idna": ["3.6"]})
+    assert advisory["source"].startswith("osv-offline:")
+
+    # the far side: no advisory source, no network; the lockfile as imported
+    far = tmp_path / "far"
+    far.mkdir()
+    text = loaded.text.split("  advisory_sources:\n")[0] + "paths:\n  cache: cache\n"
+    (far / "mirror.yaml").write_text(text)
+    lockfile = far / "pylock.main.toml"
+    lockfile.write_bytes(loaded.lockfile_path("main").read_bytes())
+    audit = ["audit", "-c", str(far / "mirror.yaml"), "--offline", "--lockfile", str(lockfile),
+             "--now", "2024-10-11", "--format", "json"]
+    # without the snapshot the far side knows nothing, and says so (vulnerabilities: deny)
+    assert main(audit) == 1
+    [unchecked] = json.loads(capsys.readouterr().out)["findings"]
+    assert unchecked["message"].startswith("vulnerabilities were not checked")
+    assert main([*audit, "--advisories", str(snapshot)]) == 1
+    [finding] = json.loads(capsys.readouterr().out)["findings"]
+    assert (finding["advisory"], finding["level"], finding["fixed_in"]) == (
+        "PYSEC-2024-60", "deny", ["3.7"])
+    assert finding["source"].startswith("osv-offline:")
+
+    # a release the snapshot was not asked about is not called clean
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    lockfile.write_bytes(loaded.lockfile_path("main").read_bytes())
+    capsys.readouterr()
+    assert main([*audit, "--advisories", str(snapshot)]) == 1
+    assert "the advisory snapshot does not cover idna==3.7" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "lockmirror-quarantine/1", "releases": []}')
+    assert main([*audit, "--advisories", str(bad)]) == 2
+    assert "not a lockmirror-advisories/1 advisory snapshot" in capsys.readouterr().err

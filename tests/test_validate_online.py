@@ -1,0 +1,72 @@
+"""``lockmirror validate --online``: each requirement against the sources' own project
+pages (never a root listing), with the set, the mirror.yaml line and what exists instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+from packaging.version import Version
+
+from lockmirror.cli import main
+from lockmirror.resolve.requirement_check import name_variants, nearest_versions
+
+MIRROR = """\
+version: 1
+sources: [{{name: fixture, url: "{url}"}}]
+targets:
+  linux: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}
+sets:
+  intel:
+    requirements:
+      - python-alpha
+      - yanky==1.1
+      - alpha==1.5
+      - beta==1.0
+paths: {{cache: {cache}}}
+"""
+
+
+def test_online_names_the_set_the_line_and_what_exists(
+        tmp_path: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mirror.yaml"
+    path.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache"),
+                    encoding="utf-8")
+    # offline, nothing is asked and nothing is wrong with the file itself
+    assert main(["validate", str(path)]) == 0
+    assert fixture_index.requests == []
+    capsys.readouterr()
+    assert main(["validate", "--online", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.splitlines() == [
+        f"{path}:8:9: sets.intel.requirements[0]: no source has a project named "
+        "'python-alpha' (set intel); nearest existing names: alpha",
+        f"{path}:9:9: sets.intel.requirements[1]: yanky 1.1 is yanked (broken build, use 1.0) "
+        "(set intel); nearest versions not yanked: 1.0",
+        f"{path}:10:9: sets.intel.requirements[2]: alpha 1.5 does not exist (set intel); "
+        "nearest versions: 1.0, 1.1, 2.0",
+    ]
+    assert fixture_index.root_requests == []  # project pages only
+
+
+def test_online_passes_a_sound_file(tmp_path: Path, fixture_index: FixtureIndex,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mirror.yaml"
+    text = MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache")
+    path.write_text(text.replace("python-alpha", "alpha").replace("yanky==1.1", "yanky==1.0")
+                    .replace("alpha==1.5", "speedup>=1"), encoding="utf-8")
+    assert main(["validate", "--online", str(path)]) == 0
+    assert capsys.readouterr().out.endswith("; 4 projects found on the sources\n")
+
+
+def test_name_variants_and_nearest_versions() -> None:
+    assert name_variants("python-stix2") == ["stix2", "pythonstix2"]
+    assert name_variants("pydeep")[:1] == ["deep"]
+    assert name_variants("stix2") == ["python-stix2", "pystix2", "stix2-python"]
+    assert name_variants("Yara_Python") == ["yara", "yarapython"]
+    versions = [Version(v) for v in ("1.0", "1.1", "2.0", "2.1", "3.0")]
+    assert nearest_versions(versions, Version("2.0.5")) == [Version(v) for v in
+                                                             ("1.1", "2.0", "2.1", "3.0")]
