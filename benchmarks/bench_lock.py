@@ -8,9 +8,10 @@ first N lines of ``benchmarks/lock_projects.txt`` (popular top-level
 projects in order of downloads). One set, one target: CPython 3.11 on
 manylinux_2_28_x86_64. For each size, in the same run:
 
-- lockmirror: ``python -m lockmirror lock`` in a scratch directory holding
-  only mirror.yaml; cold = a fresh cache directory, warm = the cache the
-  cold run left, lockfiles removed (so everything is resolved again);
+- lockmirror: ``python -m lockmirror lock --set platform`` (not lockmirror's
+  own tool set) in a scratch directory holding only mirror.yaml; cold = a
+  fresh cache directory, warm = the cache the cold run left, lockfiles
+  removed (so everything is resolved again);
 - uv: ``uv pip compile`` of the same requirements for the same platform,
   cold = a fresh ``--cache-dir``, warm = that cache again.
 
@@ -58,7 +59,7 @@ profiles.append(main)
 main.enable()
 from lockmirror.cli import main as lockmirror
 try:
-    lockmirror(["lock", "--config", sys.argv[2]])
+    lockmirror(["lock", "--config", sys.argv[2], "--set", "platform"])
 except SystemExit:
     pass
 for profile in profiles:
@@ -110,7 +111,9 @@ def write_config(directory: Path, names: list[str]) -> Path:
 
 def lockmirror_run(directory: Path) -> Run:
     shutil.rmtree(directory / "lockfiles", ignore_errors=True)
-    return timed([sys.executable, "-m", "lockmirror", "lock"], cwd=directory)
+    # --set: the platform alone (a plain `lock` also locks lockmirror's own tool set)
+    return timed([sys.executable, "-m", "lockmirror", "lock", "--set", "platform"],
+                 cwd=directory)
 
 
 def uv_run(uv: str, directory: Path) -> Run:
