@@ -1,161 +1,227 @@
-"""Lock the bundled sets for both targets: lockmirror vs uv vs pip, cold and warm.
+"""Lock a platform of 10, 40, 120 and 300 popular projects: lockmirror vs `uv pip compile`.
 
-    .venv/bin/python benchmarks/bench_lock.py [--rounds 1]
+    .venv/bin/python benchmarks/bench_lock.py [--sizes 10,40,120,300] [--rounds 3]
+    .venv/bin/python benchmarks/bench_lock.py --sizes 40 --profile /tmp/lock40.prof
 
-Needs the network (the real index in mirror.yaml). For each tool:
+Needs the network: PyPI (or ``LOCKMIRROR_PYPI_URL``). The projects are the
+first N lines of ``benchmarks/lock_projects.txt`` (popular top-level
+projects in order of downloads). One set, one target: CPython 3.11 on
+manylinux_2_28_x86_64. For each size, in the same run:
 
-- lockmirror: `doit lock` in a scratch copy of the repository (dodo.py and
-  mirror.yaml, no lockfiles), one process for every set and target;
-- uv: `uv pip compile` once per set and target (--python-platform,
-  --python-version), the sum of the runs;
-- pip: `pip install --dry-run --report - --only-binary :all: --platform ...
-  --python-version ... --ignore-installed`, once per set and target (pip
-  refuses sdists in this mode, so a set that needs one fails: reported).
+- lockmirror: ``python -m lockmirror lock --set platform`` (not lockmirror's
+  own tool set) in a scratch directory holding only mirror.yaml; cold = a
+  fresh cache directory, warm = the cache the cold run left, lockfiles
+  removed (so everything is resolved again);
+- uv: ``uv pip compile`` of the same requirements for the same platform,
+  cold = a fresh ``--cache-dir``, warm = that cache again.
 
-Cold = empty caches for each tool; warm = the same again with the caches the
-cold run left (lockfiles removed, so everything is re-resolved). Then the
-no-op `doit lock` with current lockfiles, which must touch no network.
-Prints the times and the ratios; the goals are lockmirror <= uv (sum) cold
-and warm, and the no-op under 0.3 s.
+Each run is one process, timed by wall clock with its peak RSS
+(``wait4``); warm figures are medians of ``--rounds``. Prints the table,
+the ratios against the goals (warm 300: wall <= 2x uv and RSS <= 1.5x;
+warm 10: wall <= 2x), and every package lockmirror locked older than uv
+(lockmirror's choice must not be the worse one). ``--profile FILE`` runs
+one more warm lockmirror lock of the largest size under cProfile, every
+thread included, and writes the stats to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+PROJECTS = Path(__file__).resolve().parent / "lock_projects.txt"
+INDEX = os.environ.get("LOCKMIRROR_PYPI_URL", "https://pypi.org/simple/")
+PYTHON, PLATFORM, UV_PLATFORM = "3.11", "manylinux_2_28_x86_64", "x86_64-manylinux_2_28"
+GOALS = {"wall-300": 2.0, "rss-300": 1.5, "wall-10": 2.0}
+# Runs every thread of `lockmirror lock` under cProfile (argv: stats file, mirror.yaml).
+PROFILER = """
+import cProfile, pstats, sys, threading
+profiles, guard = [], threading.Lock()
+def start(*_):
+    profile = cProfile.Profile()
+    with guard:
+        profiles.append(profile)
+    sys.setprofile(None)
+    profile.enable()
+threading.setprofile(start)
+main = cProfile.Profile()
+profiles.append(main)
+main.enable()
+from lockmirror.cli import main as lockmirror
+try:
+    lockmirror(["lock", "--config", sys.argv[2], "--set", "platform"])
+except SystemExit:
+    pass
+for profile in profiles:
+    profile.disable()
+    profile.create_stats()
+pstats.Stats(*profiles).dump_stats(sys.argv[1])
+"""
 
-from lockmirror.config import load_config  # noqa: E402
-from lockmirror.stages.check_install import uv_platform  # noqa: E402
 
-BIN = Path(sys.executable).parent
-
-
-LAST_ERROR: list[str] = []
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    rss_mib: float
 
 
-def run(cmd: list[str], cwd: Path | None = None,
-        env: dict[str, str] | None = None) -> tuple[float, bool]:
+def timed(cmd: list[str], cwd: Path | None = None) -> Run:
+    """Run ``cmd`` to completion; its wall time and peak RSS. Exits on failure."""
     started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-    LAST_ERROR[:] = errors[-1:]
-    return time.perf_counter() - started, result.returncode == 0
+    process = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    errors = process.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed:\n{errors[-2000:]}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def projects(count: int) -> list[str]:
+    names = [line.split("#")[0].strip() for line in PROJECTS.read_text().splitlines()]
+    names = [n for n in names if n]
+    if count > len(names):
+        raise SystemExit(f"{PROJECTS} lists {len(names)} projects, not {count}")
+    return names[:count]
+
+
+def write_config(directory: Path, names: list[str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["version: 1", "name: bench", "sources:", "  - name: pypi", f"    url: {INDEX}",
+             "targets:", "  cp311:", f'    python: "{PYTHON}"', f"    platforms: [{PLATFORM}]",
+             "sets:", "  platform:", "    requirements:"]
+    lines += [f"      - {name}" for name in names]
+    lines += ["paths:", "  cache: cache"]
+    (directory / "mirror.yaml").write_text("\n".join(lines) + "\n")
+    (directory / "requirements.in").write_text("\n".join(names) + "\n")
+    return directory / "mirror.yaml"
+
+
+def lockmirror_run(directory: Path) -> Run:
+    shutil.rmtree(directory / "lockfiles", ignore_errors=True)
+    # --set: the platform alone (a plain `lock` also locks lockmirror's own tool set)
+    return timed([sys.executable, "-m", "lockmirror", "lock", "--set", "platform"],
+                 cwd=directory)
+
+
+def uv_run(uv: str, directory: Path) -> Run:
+    return timed([uv, "pip", "compile", "requirements.in", "--no-config", "--quiet",
+                  "--python-version", PYTHON, "--python-platform", UV_PLATFORM,
+                  "--index-url", INDEX, "--cache-dir", "uv-cache", "-o", "uv.txt"],
+                 cwd=directory)
+
+
+def locked_versions(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(lockmirror's, uv's) name -> version."""
+    ours = dict(re.findall(r'^name = "([^"]+)"\nversion = "([^"]+)"',
+                           (directory / "lockfiles" / "pylock.platform.toml").read_text(),
+                           re.MULTILINE))
+    theirs = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)",
+                             (directory / "uv.txt").read_text(), re.MULTILINE))
+    return ours, theirs
+
+
+def older_than_uv(ours: dict[str, str], theirs: dict[str, str]) -> list[str]:
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    uv: dict[str, str] = {canonicalize_name(k): v for k, v in theirs.items()}
+    return [f"{name} {version} < uv's {uv[name]}" for name, version in sorted(ours.items())
+            if name in uv and Version(version) < Version(uv[name])]
+
+
+@dataclass
+class Measured:
+    """One list size: cold and warm runs of both tools, and how the results compare."""
+
+    runs: dict[str, Run]        # "lm-cold", "uv-cold", "lm-warm", "uv-warm"
+    resolved: tuple[int, int]   # packages locked by lockmirror, by uv
+    older: list[str]            # packages lockmirror locked older than uv
+
+
+def measure(size: int, scratch: Path, uv: str, rounds: int) -> Measured:
+    directory = scratch / f"p{size}"
+    write_config(directory, projects(size))
+    runs = {"lm-cold": lockmirror_run(directory), "uv-cold": uv_run(uv, directory)}
+    lm_warm, uv_warm = [], []
+    for _ in range(rounds):
+        lm_warm.append(lockmirror_run(directory))
+        uv_warm.append(uv_run(uv, directory))
+    runs["lm-warm"], runs["uv-warm"] = median(lm_warm), median(uv_warm)
+    ours, theirs = locked_versions(directory)
+    return Measured(runs, (len(ours), len(theirs)), older_than_uv(ours, theirs))
+
+
+def median(runs: list[Run]) -> Run:
+    return Run(statistics.median(r.seconds for r in runs),
+               statistics.median(r.rss_mib for r in runs))
+
+
+def report(results: dict[int, Measured]) -> None:
+    print(f"\n{'projects (resolved lm/uv)':<27}{'phase':<6}{'lockmirror s/MiB':>18}"
+          f"{'uv s/MiB':>16}{'wall':>8}{'RSS':>7}")
+    for size, result in results.items():
+        ours, theirs = result.resolved
+        for phase in ("cold", "warm"):
+            lm, uv = result.runs[f"lm-{phase}"], result.runs[f"uv-{phase}"]
+            print(f"{f'{size} ({ours}/{theirs})':<27}{phase:<6}"
+                  f"{f'{lm.seconds:.2f} / {lm.rss_mib:.0f}':>18}"
+                  f"{f'{uv.seconds:.2f} / {uv.rss_mib:.0f}':>16}"
+                  f"{lm.seconds / uv.seconds:>7.2f}x{lm.rss_mib / uv.rss_mib:>6.2f}x")
+    for size, result in results.items():
+        print(f"{size}: " + ("no package older than uv's" if not result.older
+                             else "older than uv's: " + "; ".join(result.older)))
+    for key, limit in GOALS.items():
+        what, count = key.split("-")
+        if int(count) not in results:
+            continue
+        runs = results[int(count)].runs
+        lm, uv = runs["lm-warm"], runs["uv-warm"]
+        ratio = lm.seconds / uv.seconds if what == "wall" else lm.rss_mib / uv.rss_mib
+        verdict = "meets" if ratio <= limit else "MISSES"
+        print(f"warm {count}, {what}: {ratio:.2f}x uv's ({verdict} goal <= {limit}x)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="warm rounds (median)")
+    parser.add_argument("--sizes", default="10,40,120,300", help="comma-separated list sizes")
+    parser.add_argument("--rounds", type=int, default=3, help="warm rounds (median)")
+    parser.add_argument("--profile", type=Path, help="cProfile a warm lock of the largest size")
+    parser.add_argument("--keep", type=Path, help="use this scratch directory and keep it")
     args = parser.parse_args()
-    loaded = load_config(ROOT / "mirror.yaml")
-    config = loaded.config
-    index = config.sources_by_priority()[0].url
-    jobs = [(s, t) for s in config.sets for t in config.set_targets(s)]
+    sizes = [int(s) for s in args.sizes.split(",")]
     from uv import find_uv_bin
 
     uv = find_uv_bin()
-    with tempfile.TemporaryDirectory(prefix="bench-lock-") as tmp_name:
-        tmp = Path(tmp_name)
-        repo = tmp / "repo"
-        repo.mkdir()
-        shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
-        shutil.copy(ROOT / "mirror.yaml", repo / "mirror.yaml")
-        for set_name in config.sets:
-            requirements = config.sets[set_name].requirements
-            (tmp / f"{set_name}.in").write_text("\n".join(requirements) + "\n")
-
-        def lockmirror_run() -> float:
-            shutil.rmtree(repo / "lockfiles", ignore_errors=True)
-            for db in repo.glob(".doit.db*"):
-                db.unlink()
-            seconds, ok = run([str(BIN / "doit"), "lock"], cwd=repo)
-            if not ok:
-                raise SystemExit("doit lock failed")
-            return seconds
-
-        def uv_run(cache: Path) -> float:
-            total = 0.0
-            for set_name, target_name in jobs:
-                target = config.targets[target_name]
-                platform = uv_platform(target.platforms).python_platform
-                seconds, ok = run([uv, "pip", "compile", str(tmp / f"{set_name}.in"), "--no-config",
-                                   "--quiet", "--python-version", target.python,
-                                   "--python-platform", platform,
-                                   "--index-url", index, "--cache-dir", str(cache),
-                                   "-o", str(tmp / f"uv-{set_name}-{target_name}.txt")])
-                if not ok:
-                    raise SystemExit(f"uv failed for {set_name} on {target_name}")
-                total += seconds
-            return total
-
-        def pip_run(cache: Path) -> tuple[float, list[str]]:
-            total, failed = 0.0, []
-            for set_name, target_name in jobs:
-                target = config.targets[target_name]
-                cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report",
-                       str(tmp / "report.json"), "--ignore-installed", "--only-binary", ":all:",
-                       "--python-version", target.python, "--index-url", index,
-                       "--cache-dir", str(cache), "--disable-pip-version-check",
-                       "-r", str(tmp / f"{set_name}.in")]
-                for platform in target.platforms:
-                    cmd += ["--platform", platform]
-                seconds, ok = run(cmd)
-                total += seconds
-                if not ok:
-                    failed.append(f"{set_name}/{target_name}: {' '.join(LAST_ERROR)}")
-            return total, failed
-
-        results: dict[str, dict[str, float]] = {}
-        env_cache = repo / ".cache"
-        print(f"{len(config.sets)} sets x targets = {len(jobs)} resolutions against {index}")
-        shutil.rmtree(env_cache, ignore_errors=True)
-        results["lockmirror"] = {"cold": lockmirror_run()}
-        results["lockmirror"]["warm"] = statistics.median(
-            lockmirror_run() for _ in range(args.rounds))
-        uv_cache = tmp / "uv-cache"
-        results["uv"] = {"cold": uv_run(uv_cache)}
-        results["uv"]["warm"] = statistics.median(uv_run(uv_cache) for _ in range(args.rounds))
-        pip_cache = tmp / "pip-cache"
-        cold, failed = pip_run(pip_cache)
-        warm, _ = pip_run(pip_cache)
-        results["pip"] = {"cold": cold, "warm": warm}
-
-        run([str(BIN / "doit"), "lock"], cwd=repo)  # warm the OS caches once
-        noop = []
-        for _ in range(7):
-            seconds, ok = run([str(BIN / "doit"), "lock"], cwd=repo)
-            noop.append(seconds)
-
-    report(results, failed, noop)
+    scratch = args.keep or Path(tempfile.mkdtemp(prefix="bench-lock-"))
+    try:
+        results = {}
+        for size in sizes:
+            print(f"{size} projects ...", flush=True)
+            results[size] = measure(size, scratch, uv, args.rounds)
+        report(results)
+        if args.profile:
+            directory = scratch / f"p{max(sizes)}"
+            shutil.rmtree(directory / "lockfiles", ignore_errors=True)
+            timed([sys.executable, "-c", PROFILER, str(args.profile.resolve()),
+                   str(directory / "mirror.yaml")], cwd=directory)
+            print(f"profile of a warm lock of {max(sizes)} projects: {args.profile}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
-
-
-def report(results: dict[str, dict[str, float]], failed: list[str], noop: list[float]) -> None:
-    """Print the table, the ratios and the no-op figure."""
-    print(f"\n{'tool':<28}{'cold s':>10}{'warm s':>10}")
-    for tool, label in (("lockmirror", "lockmirror (doit lock)"), ("uv", "uv pip compile (sum)"),
-                        ("pip", "pip --dry-run --report")):
-        print(f"{label:<28}{results[tool]['cold']:>10.2f}{results[tool]['warm']:>10.2f}")
-    if failed:
-        print("pip failed (its --platform admits no older manylinux wheel, and --only-binary "
-              "refuses sdists):\n  " + "\n  ".join(failed))
-    for phase in ("cold", "warm"):
-        ratio = results["uv"][phase] / results["lockmirror"][phase]
-        pip_ratio = results["pip"][phase] / results["lockmirror"][phase]
-        verdict = "meets" if ratio >= 1 else "MISSES"
-        print(f"{phase}: lockmirror is {ratio:.2f}x uv's speed ({verdict} goal >= 1.0), "
-              f"{pip_ratio:.2f}x pip's")
-    best = min(noop)
-    print(f"no-op doit lock: best {best:.3f} s, median {statistics.median(noop):.3f} s "
-          f"({'meets' if best < 0.3 else 'MISSES'} goal < 0.3 s)")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ def source(index: FixtureIndex, name: str = "fixture", **fields: object) -> Sour
 def quick_client(*sources: SourceConfig, cache_dir: Path | None = None, retries: int = 2,
                  timeout: tuple[float, float] = (5, 10),
                  environ: dict[str, str] | None = None) -> IndexClient:
-    session = make_session(cache_dir=cache_dir, retries=retries, backoff=0, timeout=timeout)
-    return IndexClient(sources, session=session, environ=environ or {})
+    session = make_session(retries=retries, backoff=0, timeout=timeout)
+    return IndexClient(sources, session=session, cache_dir=cache_dir, environ=environ or {})
 
 
 def test_json_page_describes_every_file(fixture_index: FixtureIndex,

@@ -119,6 +119,8 @@ class Target:
     # releases and candidates, and each evaluation covers every patch release
     _truths: dict[tuple[str, tuple[str, ...]], Truth] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    _ranks: dict[str, int | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     # -- Python versions -------------------------------------------------
 
@@ -167,13 +169,17 @@ class Target:
         return {tag: rank for rank, tag in enumerate(self.tags)}
 
     def wheel_rank(self, filename: str) -> int | None:
-        """Lower is better; None when the wheel does not install on this target."""
+        """Lower is better; None when the wheel does not install on this target.
+        Memoized per file name (every set and build resolution asks again)."""
+        if filename in self._ranks:
+            return self._ranks[filename]
         try:
             _, _, _, file_tags = parse_wheel_filename(filename)
         except InvalidWheelFilename:
-            return None
+            file_tags = frozenset()
         ranks = [self._tag_rank[t] for t in file_tags if t in self._tag_rank]
-        return min(ranks) if ranks else None
+        rank = self._ranks[filename] = min(ranks) if ranks else None
+        return rank
 
     # -- markers -----------------------------------------------------------
 
@@ -210,9 +216,15 @@ class Target:
         return known
 
     def _evaluate(self, marker: Marker, extras: tuple[str, ...]) -> Truth:
-        hints = versions_in(str(marker))
+        text = str(marker)
+        # only these two names differ between the patch releases: a marker without
+        # them has one value for all of them
+        if "python_full_version" in text or "implementation_version" in text:
+            patches = self.patch_versions(versions_in(text))
+        else:
+            patches = self.patch_versions()[:1]
         results = set()
-        for full in self.patch_versions(hints):
+        for full in patches:
             env = self.environment(full)
             results.add(any(marker.evaluate({**env, "extra": extra}) for extra in extras))
             if len(results) == 2:

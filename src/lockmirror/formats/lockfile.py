@@ -120,6 +120,9 @@ class Lockfile:
     # target -> why the build backends of its sdists could not be asked what they
     # need at build time (their static [build-system] requires are locked anyway)
     backend_not_asked: Mapping[str, str] = field(default_factory=dict)
+    # candidates passed over because preparing their metadata failed (an sdist's
+    # build): {"target", "package", "version", "reason"}, sorted
+    skipped_builds: tuple[Mapping[str, str], ...] = ()
     # the input hash's parts, each hashed alone (lockmirror.stages.lock_inputs), so
     # `lock --check` can name the input that changed
     inputs: Mapping[str, str] = field(default_factory=dict)
@@ -187,6 +190,8 @@ class Lockfile:
             tool["exceptions-used"] = [dict(sorted(e.items())) for e in self.exceptions_used]
         if self.backend_not_asked:
             tool["backend-not-asked"] = dict(sorted(self.backend_not_asked.items()))
+        if self.skipped_builds:
+            tool["skipped-builds"] = [dict(sorted(r.items())) for r in self.skipped_builds]
         if self.inputs:
             tool["inputs"] = dict(sorted(self.inputs.items()))
         lock = Pylock(
@@ -275,6 +280,7 @@ class Lockfile:
             exceptions_used=tuple(tool.get("exceptions-used", ())),
             build_groups=tuple(pylock.dependency_groups or ()),
             backend_not_asked=dict(tool.get("backend-not-asked", {})),
+            skipped_builds=tuple(tool.get("skipped-builds", ())),
             inputs=dict(tool.get("inputs", {})),
         )
 
@@ -313,11 +319,12 @@ def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:
     _expect(tool["input-hash"], str, "tool.lockmirror.input-hash")
     _expect(tool.get("set", ""), str, "tool.lockmirror.set")
     _expect_strings(tool.get("requirements", []), "tool.lockmirror.requirements")
-    for record in _expect(tool.get("exceptions-used", []), list, "tool.lockmirror.exceptions-used"):
-        if not isinstance(record, dict) or not all(
-                isinstance(v, str) for v in record.values()):
-            raise TypeError("tool.lockmirror.exceptions-used holds a record that is not a "
-                            "table of strings")
+    for key in ("exceptions-used", "skipped-builds"):
+        for record in _expect(tool.get(key, []), list, f"tool.lockmirror.{key}"):
+            if not isinstance(record, dict) or not all(
+                    isinstance(v, str) for v in record.values()):
+                raise TypeError(f"tool.lockmirror.{key} holds a record that is not a "
+                                "table of strings")
     for key, digest in _expect(tool.get("inputs", {}), dict, "tool.lockmirror.inputs").items():
         _expect(digest, str, f"tool.lockmirror.inputs.{key}")
     for name, spec in _expect(tool.get("targets"), dict, "tool.lockmirror.targets").items():

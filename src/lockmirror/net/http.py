@@ -4,9 +4,8 @@
 shares: urllib3 retries (connection errors, 5xx, 429 with a bounded
 ``Retry-After``), a default timeout on every request, a
 ``lockmirror/<version>`` User-Agent, proxies and CA bundles from the usual
-environment variables, and an optional on-disk HTTP cache (CacheControl's
-FileCache) in which everything that is not declared ``immutable`` is
-revalidated with ``If-None-Match`` / ``If-Modified-Since`` on every use.
+environment variables (each bundle loaded once per session, not once per
+connection). Caching is the index client's (:mod:`lockmirror.net.disk_cache`).
 
 Credentials: :func:`source_auth` reads a source's ``username_env`` /
 ``password_env`` variables, :class:`PrefixAuth` applies them to URLs under
@@ -19,16 +18,14 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import ssl
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3.exceptions
-from cachecontrol import CacheControlAdapter
-from cachecontrol.caches.file_cache import SeparateBodyFileCache
-from cachecontrol.heuristics import BaseHeuristic
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, _basic_auth_str
 from urllib3.util.retry import Retry
@@ -64,24 +61,46 @@ class _BoundedRetry(Retry):
         return None if value is None else min(value, MAX_RETRY_AFTER)
 
 
-class _RevalidateUnlessImmutable(BaseHeuristic):
-    """Cached responses not marked ``immutable`` are stale at once, so the
-    cache always asks the server again with If-None-Match and only skips the
-    body when the server answers 304. Artifacts (``immutable``) are served
-    from the cache without a request. Only responses with an ETag are kept
-    (CacheControl cannot revalidate a max-age=0 response by date alone);
-    clients that need date-only revalidation send ``Cache-Control: max-age=0``
-    themselves."""
+class _TrustOnceAdapter(HTTPAdapter):
+    """An HTTPAdapter that loads a CA bundle named by path (``verify``,
+    REQUESTS_CA_BUNDLE, SSL_CERT_FILE) into one SSL context, shared by
+    every connection, instead of letting each new connection load it again
+    (a tenth of a second of CPU each, with a system bundle)."""
 
-    def update_headers(self, response: urllib3.BaseHTTPResponse) -> dict[str, str]:
-        directives = {part.strip().split("=")[0].lower()
-                      for part in response.headers.get("cache-control", "").split(",")}
-        if directives & {"immutable", "no-store"} or "etag" not in response.headers:
-            return {}
-        return {"cache-control": "max-age=0"}
+    def __init__(self, **kwargs: Any) -> None:
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._contexts_lock = threading.Lock()
+        super().__init__(**kwargs)
 
-    def warning(self, response: urllib3.BaseHTTPResponse) -> str | None:
-        return None
+    def _context(self, bundle: str) -> ssl.SSLContext:
+        context = self._contexts.get(bundle)  # every request asks: no lock once it is made
+        if context is not None:
+            return context
+        with self._contexts_lock:
+            context = self._contexts.get(bundle)
+            if context is None:
+                if os.path.isdir(bundle):
+                    context = ssl.create_default_context(capath=bundle)
+                else:
+                    context = ssl.create_default_context(cafile=bundle)
+                self._contexts[bundle] = context
+            return context
+
+    def build_connection_pool_key_attributes(
+            self, request: requests.PreparedRequest, verify: bool | str,
+            cert: str | tuple[str, str] | None = None) -> tuple[Any, Any]:
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        bundle = pool.pop("ca_certs", None) or pool.pop("ca_cert_dir", None)
+        if bundle is not None:
+            pool["ssl_context"] = self._context(bundle)
+        return host, pool
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str,
+                    cert: str | tuple[str, str] | None) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if isinstance(verify, str):  # the pool's ssl_context holds the bundle already
+            conn.ca_certs = None
+            conn.ca_cert_dir = None
 
 
 class LockmirrorSession(requests.Session):
@@ -177,7 +196,7 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
 # --------------------------------------------------------------------------
 
 
-def make_session(*, cache_dir: Path | None = None, retries: int = 4, backoff: float = 0.5,
+def make_session(*, retries: int = 4, backoff: float = 0.5,
                  timeout: tuple[float, float] = (10, 60), pool_size: int = 16,
                  credentials: Mapping[str, Credentials] | None = None) -> LockmirrorSession:
     """The session every lockmirror stage uses.
@@ -193,8 +212,6 @@ def make_session(*, cache_dir: Path | None = None, retries: int = 4, backoff: fl
     - Proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and CA bundles
       (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, then ``SSL_CERT_FILE``) come
       from the environment.
-    - ``cache_dir``: an on-disk HTTP cache there (created if needed); see
-      :class:`_RevalidateUnlessImmutable` for what is revalidated.
     - ``credentials``: URL prefix -> (user, password), see :class:`PrefixAuth`
       and :func:`source_auth`; more can be added with ``session.auth.add``.
     - ``pool_size`` connections per host, so that many threads can share it.
@@ -207,15 +224,8 @@ def make_session(*, cache_dir: Path | None = None, retries: int = 4, backoff: fl
         redirect=10, backoff_factor=backoff, backoff_max=30,
         status_forcelist=RETRY_STATUSES, allowed_methods=RETRY_METHODS,
         raise_on_status=False, respect_retry_after_header=True)
-    adapter: HTTPAdapter
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        adapter = CacheControlAdapter(
-            cache=SeparateBodyFileCache(str(cache_dir)), heuristic=_RevalidateUnlessImmutable(),
-            max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
-    else:
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size,
-                              pool_maxsize=pool_size)
+    adapter = _TrustOnceAdapter(max_retries=retry, pool_connections=pool_size,
+                                pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT

@@ -6,10 +6,17 @@ order and per-source project pinning, memoizes each page, and reads wheel
 metadata from PEP 658 ``.metadata`` files (hash-verified) or, when the index
 has none, from the wheel's zip central directory through HTTP Range
 requests. It is safe to share between threads; ``prefetch_*`` methods start
-background fetches so that later calls find their answer ready. Pages are
-parsed by :mod:`lockmirror.net.simple_page` (JSON preferred through ``Accept``),
-Range reads live in :mod:`lockmirror.net.remote_wheel`, and METADATA is read out
-of archives by :mod:`lockmirror.formats.core_metadata` (errors: MetadataError).
+background fetches so that later calls find their answer ready.
+
+Nothing the caller waits for queues behind a guess: pages and metadata
+prefetches run in two separate thread pools, and a caller asking for
+something a pool has queued but not started does it on its own thread.
+Pages and immutable bytes are kept on disk by :mod:`lockmirror.net.disk_cache`
+(pages revalidated on every use, each body written once). Pages are parsed
+lazily by :mod:`lockmirror.net.simple_page` (JSON preferred through
+``Accept``), Range reads live in :mod:`lockmirror.net.remote_wheel`, and
+METADATA is read out of archives by :mod:`lockmirror.formats.core_metadata`
+(errors: MetadataError).
 
 Source rules (``mirror.yaml`` ``sources``):
 
@@ -27,26 +34,33 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import threading
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
+import urllib3.exceptions
 from packaging.utils import NormalizedName, canonicalize_name
 
 from ..config_schema import SourceConfig
 from ..errors import IntegrityError, LockmirrorError, NotFoundError
 from ..formats.core_metadata import archive_metadata, wheel_metadata_member
-from ..fsutil import atomic_write
+from .disk_cache import DiskCache
 from .http import PrefixAuth, get, make_session, network_error, redact_url, source_auth
 from .remote_wheel import metadata_by_download, metadata_by_ranges, verify_digest
-from .simple_page import DistFile, ProjectPage, parse_html_page, parse_json_page
+from .simple_page import (
+    DistFile,
+    ProjectPage,
+    TagFilter,
+    TagText,
+    parse_html_page,
+    parse_json_page,
+)
+from .work_table import WorkTable
 
 # Importers of these names from here (fetch, lock, publish) keep working.
 __all__ = ["DistFile", "IndexClient", "ProjectPage", "parse_html_page", "parse_json_page",
@@ -61,9 +75,6 @@ PAGE_HEADERS = {"Accept": PAGE_ACCEPT, "Cache-Control": "max-age=0"}
 TAIL_BYTES = 64 * 1024
 BODY_ATTEMPTS = 3
 
-_Key = TypeVar("_Key")
-_Value = TypeVar("_Value")
-
 
 # --------------------------------------------------------------------------
 # The client
@@ -73,18 +84,23 @@ _Value = TypeVar("_Value")
 class IndexClient:
     """Project pages and core metadata from the configured sources; thread-safe.
 
-    ``session`` defaults to :func:`lockmirror.net.http.make_session` with the HTTP
-    cache under ``cache_dir`` (pages revalidated with ETag/Last-Modified,
-    artifacts and .metadata files kept). Credentials come from each source's
-    ``username_env``/``password_env`` in ``environ`` and are sent to URLs
-    under that source only. ``max_workers`` bounds the prefetch threads.
-    Raises LockmirrorError at construction when a credential variable is
-    named but unset; no network until a method is called.
+    ``cache_dir``: pages (revalidated with ETag/Last-Modified) and immutable
+    bytes (.metadata files, METADATA read out of wheels, sdists) kept there
+    (:mod:`lockmirror.net.disk_cache`). ``session`` defaults to
+    :func:`lockmirror.net.http.make_session`. Credentials come from each
+    source's ``username_env``/``password_env`` in ``environ`` and are sent to
+    URLs under that source only. ``max_workers`` threads prefetch pages and
+    as many prefetch metadata, in separate pools. ``keep_tags``: when given
+    (the tags of every target a lock resolves for), pages keep only the
+    wheels with one of these tags, and sdists. Raises LockmirrorError at
+    construction when a credential variable is named but unset; no network
+    until a method is called.
     """
 
     def __init__(self, sources: Sequence[SourceConfig], *, cache_dir: Path | None = None,
                  session: requests.Session | None = None, max_workers: int = 8,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ,
+                 keep_tags: Collection[TagText] | None = None) -> None:
         if not sources:
             raise LockmirrorError("no sources to read projects from",
                                   hint="add one under 'sources' in mirror.yaml")
@@ -102,17 +118,17 @@ class IndexClient:
         given = session.auth.credentials if session and isinstance(session.auth, PrefixAuth) \
             else {}
         self._auth = PrefixAuth({**given, **credentials})
-        # Metadata read out of wheels (no PEP 658 file) is kept by the wheel's
-        # sha256: those bytes never change, and the Range reads are not cacheable.
-        self._wheel_metadata_dir = cache_dir / "wheel-metadata" if cache_dir else None
+        self._cache = DiskCache(cache_dir) if cache_dir is not None else None
         self._owns_session = session is None
+        workers = max(1, max_workers)
         self.session = session if session is not None else make_session(
-            cache_dir=cache_dir, pool_size=max(16, max_workers))
-        self._max_workers = max(1, max_workers)
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._pages: dict[NormalizedName, Future[ProjectPage]] = {}
-        self._metadata: dict[str, Future[bytes]] = {}
+            pool_size=max(16, 2 * workers))
+        self._keep: TagFilter | None = (frozenset(keep_tags).__contains__
+                                        if keep_tags is not None else None)
+        self._pages: WorkTable[NormalizedName, ProjectPage] = WorkTable(
+            workers=workers, name="lockmirror-pages")
+        self._metadata: WorkTable[str, bytes] = WorkTable(
+            workers=workers, name="lockmirror-metadata")
 
     @property
     def auth(self) -> PrefixAuth:
@@ -122,11 +138,9 @@ class IndexClient:
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
-        """Wait for prefetches to finish and release connections."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        """Drop queued prefetches, wait for running ones, release connections."""
+        self._pages.close()
+        self._metadata.close()
         if self._owns_session:
             self.session.close()
 
@@ -137,40 +151,6 @@ class IndexClient:
                  traceback: TracebackType | None) -> None:
         self.close()
 
-    def _submit(self, work: Callable[[], None]) -> None:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._max_workers,
-                                                    thread_name_prefix="lockmirror-index")
-            executor = self._executor
-        executor.submit(work)
-
-    # -- memoization -----------------------------------------------------------
-
-    def _claim(self, table: dict[_Key, Future[_Value]], key: _Key
-               ) -> tuple[Future[_Value], bool]:
-        """The future for ``key`` and whether the caller must compute it."""
-        with self._lock:
-            future = table.get(key)
-            if future is not None:
-                return future, False
-            future = Future()
-            table[key] = future
-            return future, True
-
-    @staticmethod
-    def _settle(future: Future[_Value], work: Callable[[], _Value]) -> None:
-        try:
-            future.set_result(work())
-        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the result
-            future.set_exception(error)
-
-    def _settle_page(self, future: Future[ProjectPage], project: NormalizedName) -> None:
-        self._settle(future, lambda: self._fetch_project(project))
-
-    def _settle_metadata(self, future: Future[bytes], file: DistFile) -> None:
-        self._settle(future, lambda: self._fetch_metadata(file))
-
     # -- project pages -------------------------------------------------------------
 
     def project(self, name: str) -> ProjectPage:
@@ -179,32 +159,35 @@ class IndexClient:
         Raises NotFoundError when no allowed source has the project,
         NetworkError when a source fails (after retries), LockmirrorError
         when a page is malformed. Costs one request per source tried the
-        first time (a revalidation when the HTTP cache has the page), none
+        first time (a revalidation when the cache has the page), none
         afterwards.
         """
         key = canonicalize_name(name)
-        future, owner = self._claim(self._pages, key)
-        if owner:
-            self._settle_page(future, key)
-        return future.result()
+        return self._pages.get(key, lambda: self._fetch_project(key, self._keep))
+
+    def unfiltered_project(self, name: str) -> ProjectPage:
+        """The page of ``name`` with every file, those ``keep_tags`` drops too (to
+        explain why nothing installs); read again, not memoized. Raises as
+        :meth:`project`."""
+        if self._keep is None:
+            return self.project(name)
+        return self._fetch_project(canonicalize_name(name), None)
 
     def prefetch_projects(self, names: Iterable[str]) -> None:
         """Start fetching pages in the background (``max_workers`` at a time);
         errors surface from :meth:`project`. Returns at once."""
         for name in names:
             key = canonicalize_name(name)
-            future, owner = self._claim(self._pages, key)
-            if owner:
-                self._submit(functools.partial(self._settle_page, future, key))
+            self._pages.prefetch(key, functools.partial(self._fetch_project, key, self._keep))
 
     def _candidate_sources(self, project: NormalizedName) -> list[SourceConfig]:
         pinned = self._pinned.get(project)
         return [pinned] if pinned is not None else list(self.sources)
 
-    def _fetch_project(self, project: NormalizedName) -> ProjectPage:
+    def _fetch_project(self, project: NormalizedName, keep: TagFilter | None) -> ProjectPage:
         tried = []
         for source in self._candidate_sources(project):
-            page = self._fetch_page(source, project)
+            page = self._fetch_page(source, project, keep)
             if page is not None:
                 return page
             tried.append(f"{source.name} ({redact_url(source.url)})")
@@ -216,52 +199,77 @@ class IndexClient:
                             f"(tried {', '.join(tried)})",
                             hint="check the spelling of the requirement")
 
-    def _fetch_page(self, source: SourceConfig, project: NormalizedName) -> ProjectPage | None:
+    def _fetch_page(self, source: SourceConfig, project: NormalizedName,
+                    keep: TagFilter | None) -> ProjectPage | None:
         url = urljoin(source.url, f"{project}/")
         if url.startswith("file:"):
-            return self._local_page(source, project, url)
-        answer = self._read(url, headers=PAGE_HEADERS, allow=(404, 410))
+            return self._local_page(source, project, url, keep)
+        cached = self._cache.page(url, PAGE_ACCEPT) if self._cache is not None else None
+        headers = {**PAGE_HEADERS, **(cached.validators() if cached else {})}
+        answer = self._read(url, headers=headers, allow=(304, 404, 410))
         if answer is None:
             return None
         response, data = answer
-        page_url = response.url or url
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type == "application/vnd.pypi.simple.v1+json":
-            return parse_json_page(data, page_url, project, source.name)
-        if content_type.endswith("json"):
-            raise LockmirrorError(f"the index answered with unsupported type {content_type}",
+        if response.status_code == 304 and cached is not None:
+            page_url, data, content_type = cached.url, cached.body, cached.headers.get(
+                "content-type", "")
+        else:
+            page_url = response.url or url
+            content_type = response.headers.get("Content-Type", "")
+            if self._cache is not None:
+                self._cache.keep_page(url, PAGE_ACCEPT, page_url,
+                                      {k.lower(): v for k, v in response.headers.items()}, data)
+        return self._parse_page(data, content_type, page_url, project, source, keep)
+
+    @staticmethod
+    def _parse_page(data: bytes, content_type: str, page_url: str, project: NormalizedName,
+                    source: SourceConfig, keep: TagFilter | None) -> ProjectPage:
+        kind, _, parameters = content_type.partition(";")
+        kind = kind.strip().lower()
+        if kind == "application/vnd.pypi.simple.v1+json":
+            return parse_json_page(data, page_url, project, source.name, keep=keep)
+        if kind.endswith("json"):
+            raise LockmirrorError(f"the index answered with unsupported type {kind}",
                                   where=redact_url(page_url))
-        encoding = response.encoding or "utf-8"
-        return parse_html_page(data.decode(encoding, errors="replace"), page_url, project,
-                               source.name)
+        charset = parameters.partition("charset=")[2].strip().strip('"') or "utf-8"
+        try:
+            text = data.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = data.decode("utf-8", errors="replace")
+        return parse_html_page(text, page_url, project, source.name, keep=keep)
 
     def _read(self, url: str, *, headers: Mapping[str, str] | None = None,
               allow: Sequence[int] = ()) -> tuple[requests.Response, bytes] | None:
-        """(response, body); None for a status in ``allow``. A body cut short is
-        fetched again (``BODY_ATTEMPTS`` in all); urllib3 already retried the rest."""
+        """(response, body); None for a status in ``allow`` other than 304. A body
+        cut short is fetched again (``BODY_ATTEMPTS`` in all); urllib3 already
+        retried the rest."""
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = get(self.session, url, headers=headers, stream=True, allow=allow,
                            auth=self._auth)
             try:
                 with response:
+                    if response.status_code == 304:
+                        return response, b""
                     if response.status_code in allow:
                         return None
-                    return response, response.content
-            except requests.RequestException as error:
+                    # one read of the whole body, not requests' 10 KiB pieces
+                    return response, response.raw.read(decode_content=True)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
                     raise network_error(error, url, retries=attempt - 1) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _local_page(self, source: SourceConfig, project: NormalizedName,
-                    url: str) -> ProjectPage | None:
+    @staticmethod
+    def _local_page(source: SourceConfig, project: NormalizedName, url: str,
+                    keep: TagFilter | None) -> ProjectPage | None:
         directory = Path(url2pathname(urlsplit(url).path))
         json_page, html_page = directory / "index.json", directory / "index.html"
         if json_page.is_file():
             return parse_json_page(json_page.read_bytes(), json_page.as_uri(), project,
-                                   source.name)
+                                   source.name, keep=keep)
         if html_page.is_file():
             return parse_html_page(html_page.read_text(encoding="utf-8"), html_page.as_uri(),
-                                   project, source.name)
+                                   project, source.name, keep=keep)
         return None
 
     # -- bytes -------------------------------------------------------------------
@@ -279,45 +287,61 @@ class IndexClient:
         return answer[1]
 
     def download_bytes(self, file: DistFile) -> bytes:
-        """The whole file, verified against the page's sha256 and size.
+        """The whole file, verified against the page's sha256 and size; kept in the
+        cache by its sha256 (immutable), so it is downloaded once.
 
         Raises IntegrityError on a mismatch, NotFoundError, NetworkError.
         Costs the file's size in memory (meant for sdists and small files).
         """
-        data = self._get_bytes(file.url, what=file.filename)
-        _verify(data, file)
+        key = file.sha256 if self._cache is not None and file.sha256 else None
+        data = self._cache.blob(key) if self._cache is not None and key else None
+        if data is None:
+            data = self._get_bytes(file.url, what=file.filename)
+            _verify(data, file)
+            if self._cache is not None and key:
+                self._cache.keep_blob(key, data)
+        else:
+            _verify(data, file)
         return data
 
     # -- metadata ----------------------------------------------------------------
 
     def metadata(self, file: DistFile) -> bytes:
-        """Core metadata of a file (memoized).
+        """Core metadata of a file (memoized by URL: every target shares one read).
 
         Wheels: the PEP 658 ``.metadata`` file when the index has one
         (verified against its advertised sha256: IntegrityError on a
         mismatch); otherwise METADATA read out of the wheel, through Range
         requests on the zip central directory when the server honours Range
         (a few KiB), else by a streamed, sha256-verified download to a
-        temporary file. Sdists: their PKG-INFO (static only for
-        Metadata-Version >= 2.2). Raises NetworkError, NotFoundError,
-        IntegrityError, MetadataError / LockmirrorError (not a
-        readable wheel or sdist).
+        temporary file. Either is kept in the cache by the wheel's sha256.
+        Sdists: their PKG-INFO (static only for Metadata-Version >= 2.2).
+        Raises NetworkError, NotFoundError, IntegrityError, MetadataError /
+        LockmirrorError (not a readable wheel or sdist).
         """
-        future, owner = self._claim(self._metadata, file.url)
-        if owner:
-            self._settle_metadata(future, file)
-        return future.result()
+        return self._metadata.get(file.url, lambda: self._fetch_metadata(file))
 
     def prefetch_metadata(self, files: Iterable[DistFile]) -> None:
-        """Start reading metadata in the background; errors surface from :meth:`metadata`."""
+        """Start reading metadata in the background, in a pool of its own (never in
+        the way of pages); errors surface from :meth:`metadata`."""
         for file in files:
-            future, owner = self._claim(self._metadata, file.url)
-            if owner:
-                self._submit(functools.partial(self._settle_metadata, future, file))
+            self._metadata.prefetch(file.url, lambda file=file: self._fetch_metadata(file))  # type: ignore[misc]
 
     def _fetch_metadata(self, file: DistFile) -> bytes:
         if not file.is_wheel:
             return archive_metadata(self.download_bytes(file), file.filename)
+        key = f"{file.sha256}.METADATA" if self._cache is not None and file.sha256 else None
+        if self._cache is not None and key is not None:
+            kept = self._cache.blob(key)
+            if kept is not None:
+                return kept
+        data = self._wheel_metadata(file)
+        if self._cache is not None and key is not None:
+            self._cache.keep_blob(key, data)
+        return data
+
+    def _wheel_metadata(self, file: DistFile) -> bytes:
+        """The PEP 658 file (verified), else METADATA read out of the wheel."""
         if file.has_metadata:
             try:
                 data = self._get_bytes(file.metadata_url, what=f"{file.filename}.metadata")
@@ -334,17 +358,7 @@ class IndexClient:
                             hint="the index or something between serves altered bytes; "
                                  "refusing them")
                 return data
-        return self._metadata_from_wheel(file)
-
-    def _metadata_from_wheel(self, file: DistFile) -> bytes:
-        cached = (self._wheel_metadata_dir / f"{file.sha256}.METADATA"
-                  if self._wheel_metadata_dir is not None and file.sha256 else None)
-        if cached is not None and cached.exists():
-            return cached.read_bytes()
-        data = self._read_wheel_metadata(file)
-        if cached is not None:
-            atomic_write(cached, data)
-        return data
+        return self._read_wheel_metadata(file)
 
     def _read_wheel_metadata(self, file: DistFile) -> bytes:
         if file.url.startswith("file:"):

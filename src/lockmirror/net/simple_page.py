@@ -1,19 +1,30 @@
-"""Project pages of a simple repository, read into records: no network.
+"""Project pages of a simple repository, read into compact records: no network.
 
 :func:`parse_json_page` reads a PEP 691 JSON page (with PEP 700 fields),
 :func:`parse_html_page` a PEP 503 HTML page (with PEP 592 yanked, PEP 658/714
 core metadata and ``data-requires-python``) through the stdlib
-:mod:`html.parser`. Both give a :class:`ProjectPage` of :class:`DistFile`
-records with absolute URLs, and raise LockmirrorError naming the page's URL
-when it is malformed or speaks another major repository API version.
+:mod:`html.parser`. Both give a :class:`ProjectPage` and raise
+LockmirrorError naming the page's URL when it is malformed or speaks another
+major repository API version.
+
+A page is read lazily: each file is kept as one small tuple (a
+:data:`Record`: the strings the index sent, nothing parsed), grouped by the
+version its name states. A file name is split, not parsed, and is checked
+against the project: a file whose name is another project's (PyPI still
+lists ``selenium-2.0-dev-9429.tar.gz``, which reads as project
+``selenium-2-0-dev``) is left out of the releases, as pip leaves it out.
+:class:`DistFile` objects (absolute URL, parsed time) are made only for the
+releases asked for with :meth:`ProjectPage.files_of`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -23,6 +34,7 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
+    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -33,9 +45,18 @@ from ..formats.bounded import load_json
 from .http import redact_url
 
 _SHA256 = re.compile(r"sha256=([0-9a-fA-F]{64})")
+_SDIST_SUFFIXES = (".tar.gz", ".zip")
+LOG = logging.getLogger(__name__)
+
+# One file as the page lists it: (filename, url as written (relative to the
+# page's base), sha256, size, upload time text, requires-python, yanked (False,
+# True or the reason), core metadata (False, True or its sha256)).
+Record = tuple[str, str, str | None, int | None, str | None, str | None, bool | str, bool | str]
+# A wheel name's tags, as strings: (interpreter, abi, platform).
+TagText = tuple[str, str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DistFile:
     """One file of a project page, as the index describes it."""
 
@@ -89,15 +110,157 @@ def _parse_filename(filename: str) -> tuple[Version | None, frozenset[Tag]]:
     return found
 
 
-@dataclass(frozen=True)
-class ProjectPage:
-    """A project's page on the source that has it."""
+def split_filename(filename: str) -> tuple[str, str, str] | None:
+    """(name, version, tags text) as a file name writes them, without parsing
+    either: ``tags text`` is ``py3-none-any`` for a wheel, "" for an sdist;
+    None for a name that is neither (PEP 427 / PEP 625 shapes)."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        if len(parts) not in (5, 6):
+            return None
+        return parts[0], parts[1], "-".join(parts[-3:])
+    for suffix in _SDIST_SUFFIXES:
+        if filename.endswith(suffix):
+            name, _, version = filename[: -len(suffix)].rpartition("-")
+            return (name, version, "") if name and version else None
+    return None
 
-    name: NormalizedName
-    source: str
-    url: str
-    files: tuple[DistFile, ...]
-    versions: tuple[Version, ...]  # PEP 700 ``versions`` when given, else from the files
+
+def wheel_tag_texts(tags: str) -> Iterator[TagText]:
+    """The (interpreter, abi, platform) triples of a wheel's compressed tag text."""
+    interpreters, abis, platforms = tags.split("-")
+    for interpreter in interpreters.split("."):
+        for abi in abis.split("."):
+            for platform in platforms.split("."):
+                yield interpreter, abi, platform
+
+
+# A page keeps a wheel only if this says yes to one of its tags (see IndexClient).
+TagFilter = Callable[[TagText], bool]
+
+
+class ProjectPage:
+    """A project's page on the source that has it: its files in page order
+    and, by version, the releases its file names state (names checked).
+    Made by the parsers below, through a :class:`_Sorter`."""
+
+    def __init__(self, name: NormalizedName, source: str, url: str, records: list[Record],
+                 releases: dict[Version, list[Record]], *, base: str | None = None,
+                 given_versions: Any = None) -> None:
+        self.name = name
+        self.source = source
+        self.url = url
+        self.base = base or url
+        self._given_versions = given_versions
+        self._records = records
+        self._releases = releases
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def files(self) -> tuple[DistFile, ...]:
+        """Every file on the page (kept by the tag filter), in page order."""
+        return tuple(self._file(r) for r in self._records)
+
+    @cached_property
+    def versions(self) -> tuple[Version, ...]:
+        """PEP 700 ``versions`` when given, else the releases' versions; ascending."""
+        if isinstance(self._given_versions, list):
+            return tuple(sorted({v for t in self._given_versions
+                                 if (v := _version(str(t))) is not None}))
+        return tuple(sorted(self._releases))
+
+    @cached_property
+    def releases(self) -> tuple[Version, ...]:
+        """Versions with at least one file named for this project, newest first."""
+        return tuple(sorted(self._releases, reverse=True))
+
+    def files_of(self, version: Version) -> tuple[DistFile, ...]:
+        """The files of one release (made now, not kept: callers keep what they use)."""
+        return tuple(self._file(r) for r in self._releases.get(version, ()))
+
+    def _file(self, record: Record) -> DistFile:
+        filename, url, sha256, size, upload_time, requires_python, yanked, core = record
+        return DistFile(
+            project=self.name, filename=filename,
+            url=urljoin(self.base, url).split("#", 1)[0], sha256=sha256, size=size,
+            upload_time=_parse_time(upload_time), requires_python=requires_python,
+            yanked=yanked is not False,
+            yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
+            metadata_sha256=core if isinstance(core, str) else None,
+            has_metadata=core is not False, source=self.source)
+
+
+_VERSIONS: dict[str, Version | None] = {}
+
+
+def _version(text: str) -> Version | None:
+    """``Version(text)``, None when invalid; memoized (version texts recur across pages)."""
+    try:
+        return _VERSIONS[text]
+    except KeyError:
+        pass
+    try:
+        found: Version | None = Version(text)
+    except InvalidVersion:
+        found = None
+    if len(_VERSIONS) < 200_000:
+        _VERSIONS[text] = found
+    return found
+
+
+class _Sorter:
+    """Files into a page as a parser reads them: :meth:`admit` looks at the name
+    alone (split, never parsed; a wheel's tags checked against ``keep``, once
+    per distinct tag text), :meth:`add` files the record under its version."""
+
+    _NO_RELEASE = ("", "", "")
+
+    def __init__(self, project: NormalizedName, url: str, keep: TagFilter | None) -> None:
+        self.project = project
+        self.url = url
+        self.keep = keep
+        self.records: list[Record] = []
+        self.by_text: dict[str, list[Record]] = {}
+        self._ours: dict[str, bool] = {}  # the name as a file writes it -> is it the project's
+        self._kept_tags: dict[str, bool] = {}
+
+    def admit(self, filename: str) -> tuple[str, str, str] | None:
+        """The file name split, ``_NO_RELEASE`` for a file kept without a release
+        (another project's name, no distribution's shape), None to drop it (a
+        wheel none of whose tags ``keep`` accepts)."""
+        split = split_filename(filename)
+        if split is None:
+            return self._NO_RELEASE
+        written, _, tags = split
+        if tags and self.keep is not None:
+            kept = self._kept_tags.get(tags)
+            if kept is None:
+                kept = self._kept_tags[tags] = any(map(self.keep, wheel_tag_texts(tags)))
+            if not kept:
+                return None
+        ours = self._ours.get(written)
+        if ours is None:
+            ours = self._ours[written] = canonicalize_name(written) == self.project
+            if not ours:
+                LOG.debug("%s: ignoring files named %r: not this project's name",
+                          redact_url(self.url), written)
+        return split if ours else self._NO_RELEASE
+
+    def add(self, record: Record, split: tuple[str, str, str]) -> None:
+        self.records.append(record)
+        if split is not self._NO_RELEASE:
+            self.by_text.setdefault(split[1], []).append(record)
+
+    def page(self, source: str, *, base: str | None = None,
+             given_versions: Any = None) -> ProjectPage:
+        releases: dict[Version, list[Record]] = {}
+        for text, group in self.by_text.items():
+            version = _version(text)
+            if version is not None:
+                releases.setdefault(version, []).extend(group)
+        return ProjectPage(self.project, source, self.url, self.records, releases, base=base,
+                           given_versions=given_versions)
 
 
 # --------------------------------------------------------------------------
@@ -105,45 +268,58 @@ class ProjectPage:
 # --------------------------------------------------------------------------
 
 
-def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str) -> ProjectPage:
-    """A PEP 691 page (with PEP 700 fields when present). Raises LockmirrorError if malformed."""
+def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str, *,
+                    keep: TagFilter | None = None) -> ProjectPage:
+    """A PEP 691 page (with PEP 700 fields when present). Raises LockmirrorError if
+    malformed. ``keep``: wheels none of whose tags it accepts are dropped."""
     page = load_json(data, where=redact_url(url), error=LockmirrorError)
     try:
         _check_api_version(page.get("meta", {}).get("api-version"), url)
-        files = [_json_file(entry, url, project, source) for entry in page["files"]]
-        versions = _versions(page.get("versions"), files)
+        sorter = _Sorter(project, url, keep)
+        for entry in page["files"]:
+            filename = str(entry["filename"])
+            split = sorter.admit(filename)
+            if split is not None:
+                sorter.add(_json_record(entry, filename), split)
+        return sorter.page(source, given_versions=page.get("versions"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockmirrorError(f"the project page is not valid PEP 691 JSON ({exc})",
                               where=redact_url(url)) from None
-    return ProjectPage(name=project, source=source, url=url, files=tuple(files),
-                       versions=versions)
 
 
-def _json_file(entry: dict[str, Any], url: str, project: NormalizedName,
-               source: str) -> DistFile:
-    core = entry.get("core-metadata", entry.get("dist-info-metadata", False))
-    has_metadata, metadata_sha256 = _metadata_field(core)
-    yanked = entry.get("yanked", False)
-    sha256 = (entry.get("hashes") or {}).get("sha256")
-    size = entry.get("size")
-    return DistFile(
-        project=project, filename=str(entry["filename"]),
-        url=urljoin(url, str(entry["url"])).split("#", 1)[0],
-        sha256=str(sha256).lower() if sha256 else None,
-        size=int(size) if isinstance(size, int) else None,
-        upload_time=_parse_time(entry.get("upload-time")),
-        requires_python=entry.get("requires-python") or None,
-        yanked=bool(yanked),
-        yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
-        metadata_sha256=metadata_sha256, has_metadata=has_metadata, source=source)
+_REQUIRES_PYTHON: dict[str, str] = {}
 
 
-def _metadata_field(value: Any) -> tuple[bool, str | None]:
-    """(has metadata, its sha256) from a PEP 691 ``core-metadata`` value."""
+def _json_record(entry: dict[str, Any], filename: str) -> Record:
+    get = entry.get
+    core = get("core-metadata")
+    if core is None:
+        core = get("dist-info-metadata", False)
+    yanked = get("yanked", False)
+    sha256 = (get("hashes") or {}).get("sha256")
+    if sha256 is not None:
+        sha256 = str(sha256)
+        sha256 = sha256 if sha256.islower() else sha256.lower()  # no copy of a lower-case one
+    size = get("size")
+    requires_python = get("requires-python") or None
+    if requires_python is not None:  # a few texts recur on thousands of files: one copy each
+        requires_python = str(requires_python)
+        requires_python = _REQUIRES_PYTHON.setdefault(requires_python, requires_python)
+    upload_time = get("upload-time")
+    return (filename, str(entry["url"]), sha256 or None,
+            size if type(size) is int else None,
+            upload_time if type(upload_time) is str else None,
+            requires_python,
+            yanked if type(yanked) is str and yanked else bool(yanked),
+            _metadata_field(core))
+
+
+def _metadata_field(value: Any) -> bool | str:
+    """True, False or the sha256 from a PEP 691 ``core-metadata`` value."""
     if isinstance(value, dict):
         digest = value.get("sha256")
-        return True, str(digest).lower() if digest else None
-    return bool(value), None
+        return str(digest).lower() if digest else True
+    return bool(value)
 
 
 # --------------------------------------------------------------------------
@@ -173,36 +349,39 @@ class _LinkParser(HTMLParser):
             self.api_version = attributes.get("content")
 
 
-def parse_html_page(text: str, url: str, project: NormalizedName, source: str) -> ProjectPage:
-    """A PEP 503 page with PEP 592/658/714 attributes."""
+def parse_html_page(text: str, url: str, project: NormalizedName, source: str, *,
+                    keep: TagFilter | None = None) -> ProjectPage:
+    """A PEP 503 page with PEP 592/658/714 attributes (``keep`` as for JSON)."""
     parser = _LinkParser()
     parser.feed(text)
     parser.close()
     _check_api_version(parser.api_version, url)
     base = urljoin(url, parser.base) if parser.base else url
-    files = [found for link in parser.links
-             if (found := _html_file(link, base, project, source)) is not None]
-    return ProjectPage(name=project, source=source, url=url, files=tuple(files),
-                       versions=_versions(None, files))
+    sorter = _Sorter(project, url, keep)
+    for link in parser.links:
+        record = _html_record(link)
+        if record is not None and (split := sorter.admit(record[0])) is not None:
+            sorter.add(record, split)
+    return sorter.page(source, base=base)
 
 
-def _html_file(link: dict[str, str | None], base: str, project: NormalizedName,
-               source: str) -> DistFile | None:
+def _html_record(link: dict[str, str | None]) -> Record | None:
     """The file an anchor names; None when its URL names no file."""
-    location, _, fragment = urljoin(base, link["href"] or "").partition("#")
+    href = link["href"] or ""
+    location, _, fragment = href.partition("#")
     filename = unquote(urlsplit(location).path.rsplit("/", 1)[-1])
     if not filename:
         return None
     core = link.get("data-core-metadata", link.get("data-dist-info-metadata"))
-    yanked = "data-yanked" in link
-    return DistFile(
-        project=project, filename=filename, url=location, sha256=_sha256(fragment), size=None,
-        # not in PEP 503, but some indexes and proxies add it; PEP 700 JSON is the standard
-        upload_time=_parse_time(link.get("data-upload-time")),
-        requires_python=link.get("data-requires-python") or None,
-        yanked=yanked, yanked_reason=(link.get("data-yanked") or None) if yanked else None,
-        metadata_sha256=_sha256(core.strip()) if core is not None else None,
-        has_metadata=core is not None, source=source)
+    yanked: bool | str = False
+    if "data-yanked" in link:
+        yanked = link.get("data-yanked") or True
+    metadata: bool | str = False
+    if core is not None:
+        metadata = _sha256(core.strip()) or True
+    # upload time: not in PEP 503, but some indexes and proxies add it (PEP 700 JSON has it)
+    return (filename, location, _sha256(fragment), None, link.get("data-upload-time"),
+            link.get("data-requires-python") or None, yanked, metadata)
 
 
 def _sha256(text: str) -> str | None:
@@ -232,15 +411,3 @@ def _parse_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(str(value))  # 3.11 reads a trailing Z
     except ValueError:
         return None
-
-
-def _versions(given: Any, files: Iterable[DistFile]) -> tuple[Version, ...]:
-    found: set[Version] = set()
-    for text in given if isinstance(given, list) else []:
-        try:
-            found.add(Version(str(text)))
-        except InvalidVersion:
-            continue
-    if not isinstance(given, list):
-        found = {f.version for f in files if f.version is not None}
-    return tuple(sorted(found))

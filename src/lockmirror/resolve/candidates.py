@@ -11,8 +11,8 @@ wheel, or the sdist's backend), as pip's factory does.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -25,7 +25,11 @@ from ..formats.core_metadata import CoreMetadata, parse_metadata
 from ..net.index_client import DistFile, IndexClient
 from ..targets import Target, Truth
 from .marker_extras import without_extra
-from .sdist_metadata import SdistMetadataSource
+from .sdist_metadata import SdistBuildError, SdistMetadataSource
+
+# Core metadata parsed once per wheel, whichever target asks: the client memoizes the
+# bytes, so the same object comes back and its hash is computed once.
+_parsed_metadata = functools.lru_cache(maxsize=4096)(parse_metadata)
 
 # A policy hook: (candidate, pinned) -> None when allowed, else the reason it
 # is excluded. Supplied by the lock stage from the policy engine.
@@ -124,7 +128,10 @@ def requirement_to_reqs(requirement: Requirement, target: Target, parent: Candid
 
 @dataclass
 class TargetContext:
-    """Everything the provider needs to know about one resolution."""
+    """Everything the provider needs to know about one resolution.
+
+    ``skipped``: (name, version) -> the failed sdist build for which a
+    candidate was passed over; filled while resolving."""
 
     target: Target
     client: IndexClient
@@ -135,54 +142,111 @@ class TargetContext:
     preferred: Mapping[NormalizedName, Version] = field(default_factory=dict)
     candidate_filter: CandidateFilter | None = None
     excluded: dict[tuple[str, str], str] = field(default_factory=dict)
+    skipped: dict[tuple[str, str], SdistBuildError] = field(default_factory=dict)
 
 
 class CandidateFactory:
-    """Builds and caches candidates; knows files, tags and metadata."""
+    """Builds and caches candidates; knows files, tags and metadata.
+
+    Lazy: a release's files are made, checked and ranked only when the
+    resolver looks at that release (:meth:`candidate`); the ranking of a
+    wheel for the target is the target's, cached per file name."""
 
     def __init__(self, ctx: TargetContext) -> None:
         self.ctx = ctx
-        self._base: dict[NormalizedName, list[Candidate]] = {}
+        self._built: dict[tuple[NormalizedName, Version], Candidate | None] = {}
         self._extras: dict[tuple[NormalizedName, Version, frozenset[str]], Candidate] = {}
+        self._admitted: dict[tuple[NormalizedName, str], frozenset[Version]] = {}
+
+    def versions(self, name: NormalizedName) -> tuple[Version, ...]:
+        """Every release of ``name`` (file names checked), newest first."""
+        return self.ctx.client.project(name).releases
+
+    def candidate(self, name: NormalizedName, version: Version) -> Candidate | None:
+        """The release as a candidate for the target; None when no file of it
+        installs there (Requires-Python, tags, sdists denied). Memoized."""
+        key = (name, version)
+        if key not in self._built:
+            self._built[key] = self._build(name, version)
+        return self._built[key]
 
     def base_candidates(self, name: NormalizedName) -> list[Candidate]:
         """Every release usable on the target, newest first, ignoring pins/policy."""
-        if name in self._base:
-            return self._base[name]
-        page = self.ctx.client.project(name)
-        by_version: dict[Version, list[DistFile]] = defaultdict(list)
-        for file in page.files:
-            if file.version is not None:
-                by_version[file.version].append(file)
-        candidates = []
+        return [c for v in self.versions(name) if (c := self.candidate(name, v)) is not None]
+
+    def _build(self, name: NormalizedName, version: Version) -> Candidate | None:
+        files = self.ctx.client.project(name).files_of(version)
         target = self.ctx.target
-        for version in sorted(by_version, reverse=True):
-            files = by_version[version]
-            wheels = []
-            sdists = []
-            for file in files:
-                if target.allows_python(file.requires_python) is not Truth.ALWAYS:
-                    continue
-                if file.is_wheel:
-                    rank = target.wheel_rank(file.filename)
-                    if rank is not None:
-                        wheels.append((rank, file.filename, file))
-                elif self.ctx.allow_sdists:
-                    sdists.append(file)
-            wheels.sort(key=lambda item: (item[0], item[1]))
-            usable = [w for _, _, w in wheels]
-            if sdists:
-                sdist = min(sdists, key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
-                usable = [sdist, *usable] if self.ctx.prefer_sdists else [*usable, sdist]
-            if not usable:
+        wheels = []
+        sdists = []
+        for file in files:
+            if target.allows_python(file.requires_python) is not Truth.ALWAYS:
                 continue
-            yanked = all(f.yanked for f in files)
-            reason = next((f.yanked_reason for f in files if f.yanked_reason), None)
-            requires_python = next((f.requires_python for f in usable if f.requires_python), None)
-            candidates.append(Candidate(name, version, frozenset(), tuple(usable),
-                                        requires_python, yanked, reason))
-        self._base[name] = candidates
-        return candidates
+            if file.is_wheel:
+                rank = target.wheel_rank(file.filename)
+                if rank is not None:
+                    wheels.append((rank, file.filename, file))
+            elif self.ctx.allow_sdists:
+                sdists.append(file)
+        wheels.sort(key=lambda item: (item[0], item[1]))
+        usable = [w for _, _, w in wheels]
+        if sdists:
+            sdist = min(sdists, key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
+            usable = [sdist, *usable] if self.ctx.prefer_sdists else [*usable, sdist]
+        if not usable:
+            return None
+        yanked = all(f.yanked for f in files)
+        reason = next((f.yanked_reason for f in files if f.yanked_reason), None)
+        requires_python = next((f.requires_python for f in usable if f.requires_python), None)
+        return Candidate(name, version, frozenset(), tuple(usable), requires_python, yanked,
+                         reason)
+
+    def matching(self, name: NormalizedName, reqs: Sequence[Req]) -> list[Version]:
+        """The releases every requirement's specifier admits (pre-releases
+        included), newest first; each specifier's answer memoized."""
+        versions = self.versions(name)
+        admitted: set[Version] | None = None
+        for req in reqs:
+            key = (name, str(req.specifier))
+            found = self._admitted.get(key)
+            if found is None:
+                found = self._admitted[key] = frozenset(
+                    req.specifier.filter(versions, prereleases=True))
+            admitted = set(found) if admitted is None else admitted & found
+        return [v for v in versions if admitted is None or v in admitted]
+
+    def prereleases_allowed(self, name: NormalizedName, reqs: Sequence[Req],
+                            matching: Sequence[Version]) -> bool:
+        """PEP 440's rule: pre-releases when the set allows them, a requirement
+        names one or pins, or no final release in ``matching`` installs on the
+        target (yanked ones do not count)."""
+        if self.ctx.prereleases or any(r.is_pin for r in reqs):
+            return True
+        if any(s.prereleases for r in reqs for s in r.specifier):
+            return True
+        for version in matching:
+            if not version.is_prerelease:
+                candidate = self.candidate(name, version)
+                if candidate is not None and not candidate.yanked:
+                    return False
+        return True
+
+    def prepared(self, candidate: Candidate) -> bool:
+        """Whether the candidate's metadata can be had. A wheel's is read when its
+        dependencies are asked for; an sdist's is prepared now, and when its
+        build fails the candidate is recorded in ``ctx.skipped`` and passed
+        over (as pip passes over a link whose build fails)."""
+        if not candidate.is_sdist_only:
+            return True
+        key = (candidate.name, str(candidate.version))
+        if key in self.ctx.skipped:
+            return False
+        try:
+            self.ctx.sdists.metadata(candidate.best)
+        except SdistBuildError as error:
+            self.ctx.skipped[key] = error
+            return False
+        return True
 
     def with_extras(self, base: Candidate, extras: frozenset[str]) -> Candidate:
         key = (base.name, base.version, extras)
@@ -196,7 +260,7 @@ class CandidateFactory:
         project at a version it is, in the order they were built; None when only
         the set's own requirements can have asked for it. For explaining a
         failure: O(candidates built x their dependencies)."""
-        built = [c for versions in self._base.values() for c in versions]
+        built = [c for c in self._built.values() if c is not None]
         for known in [*built, *self._extras.values()]:
             for dep in known.dependencies or ():
                 if (known is not candidate and dep.name == candidate.name
@@ -207,7 +271,7 @@ class CandidateFactory:
     def metadata(self, candidate: Candidate) -> CoreMetadata:
         file = candidate.best
         if file.is_wheel:
-            return parse_metadata(self.ctx.client.metadata(file))
+            return _parsed_metadata(self.ctx.client.metadata(file))
         return self.ctx.sdists.metadata(file)
 
     def dependencies(self, candidate: Candidate) -> list[Req]:

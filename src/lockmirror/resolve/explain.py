@@ -17,6 +17,7 @@ from resolvelib.resolvers import ResolutionImpossible
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
 from ..net.simple_page import DistFile
+from ..targets import Truth
 
 if TYPE_CHECKING:
     from .candidates import Candidate, CandidateFactory, Req
@@ -84,28 +85,71 @@ def _label(candidate: Candidate) -> str:
 
 def _no_match(req: Req, factory: CandidateFactory, where: str,
               parent: Candidate | None) -> LockmirrorError:
-    """Explain why nothing matched one requirement: no such version, no file, ..."""
-    target = factory.ctx.target
-    page = factory.ctx.client.project(req.name)
-    versions = sorted({f.version for f in page.files if f.version is not None})
+    """Explain why nothing matched one requirement: no such version, builds that
+    failed, a policy, or why the newest matching release installs nowhere here."""
+    ctx = factory.ctx
+    versions = factory.versions(req.name)  # newest first
     matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
     who = f" (required by {parent.name} {parent.version})" if parent else ""
     if not matching:
-        nearest = _nearest(versions, req)
+        nearest = _nearest(sorted(versions), req)
         return ResolutionError(
             f"no version of {req.name} matches '{req.text}'{who}",
             where=where, hint=f"nearest existing versions: {', '.join(map(str, nearest))}"
             if nearest else "the project has no releases")
-    excluded = [f"{v}: {factory.ctx.excluded[(req.name, str(v))]}" for v in matching
-                if (req.name, str(v)) in factory.ctx.excluded]
+    failed = [ctx.skipped[(req.name, str(v))] for v in matching
+              if (req.name, str(v)) in ctx.skipped]
+    if failed:
+        return ResolutionError(
+            f"no candidate of {req.name} for '{req.text}'{who} is left: preparing the "
+            f"metadata failed for {'; '.join(e.message for e in failed)}", where=where,
+            hint="pin a version with wheels or static metadata")
+    excluded = [f"{v}: {ctx.excluded[(req.name, str(v))]}" for v in reversed(matching)
+                if (req.name, str(v)) in ctx.excluded]
+    left_out = [str(v) for v in matching if v.is_prerelease]
+    pre_hint = None
+    if left_out and not factory.prereleases_allowed(req.name, [req], matching):
+        pre_hint = (f"pre-releases ({', '.join(left_out[:3])}) are left out because a final "
+                    "release matches; set 'prereleases: true' on the set in mirror.yaml to "
+                    "take them")
     if excluded:
         return ResolutionError(f"'{req.text}'{who}: excluded by policy: {'; '.join(excluded)}",
-                               where=where)
-    best = matching[-1]
-    files = [f for f in page.files if f.version == best]
-    return ResolutionError(
-        f"no file of {req.name} {best} installs on {target.describe()}{who}",
-        where=where, hint=f"what exists: {_describe_files(files, factory.ctx.allow_sdists)}")
+                               where=where, hint=pre_hint)
+    best = matching[0]
+    reason, hint = _why_not(req, factory, best, matching)
+    if pre_hint is not None and not best.is_prerelease:
+        hint = f"{hint}; {pre_hint}"
+    return ResolutionError(f"no file of {req.name} {best} installs on "
+                           f"{ctx.target.describe()}{who}: {reason}", where=where, hint=hint)
+
+
+def _why_not(req: Req, factory: CandidateFactory, version: Version,
+             matching: Sequence[Version]) -> tuple[str, str]:
+    """(why ``version`` of the requirement's project is not a candidate, hint)."""
+    ctx = factory.ctx
+    candidate = factory.candidate(req.name, version)
+    if candidate is not None and version.is_prerelease \
+            and not factory.prereleases_allowed(req.name, [req], matching):
+        return ("it is a pre-release, and a final release matches too (pre-releases are "
+                "taken only when the requirement names one or no final release installs)",
+                "set 'prereleases: true' on the set in mirror.yaml, or name the pre-release "
+                f"in the requirement (e.g. '{req.name}>={version}')")
+    if candidate is not None and candidate.yanked:
+        return (f"it is yanked ({candidate.yanked_reason or 'no reason given'})",
+                f"pin it exactly ('{req.name}=={version}') to take a yanked release")
+    if candidate is not None:
+        return ("it conflicts with the other requirements",
+                "pin the packages that require it to versions that agree")
+    files = ctx.client.unfiltered_project(req.name).files_of(version)
+    target = ctx.target
+    if files and not any(target.allows_python(f.requires_python) is Truth.ALWAYS
+                         for f in files):
+        requires = sorted({f.requires_python for f in files if f.requires_python})
+        return (f"its Requires-Python {', '.join(requires)} excludes Python {target.python}",
+                f"what exists: {_describe_files(files, ctx.allow_sdists)}")
+    return ("no wheel of it matches the target's tags"
+            + ("" if ctx.allow_sdists else ", and sdists are denied by policy"),
+            f"what exists: {_describe_files(files, ctx.allow_sdists)}")
 
 
 def _nearest(versions: Sequence[Version], req: Req) -> list[Version]:

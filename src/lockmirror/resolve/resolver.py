@@ -17,12 +17,13 @@ prefetched concurrently as soon as they are known.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName
+from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, Resolver
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
@@ -30,6 +31,7 @@ from ..errors import ResolutionError
 from ..targets import Target
 from .candidates import Candidate, CandidateFactory, Req, TargetContext, requirement_to_reqs
 from .explain import explain_impossible
+from .sdist_metadata import SdistBuildError
 
 # --------------------------------------------------------------------------
 # The provider
@@ -42,6 +44,7 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
     def __init__(self, factory: CandidateFactory) -> None:
         self.factory = factory
         self.ctx = factory.ctx
+        self._satisfied: dict[tuple[str, Version], bool] = {}
 
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
         return requirement_or_candidate.identifier
@@ -58,41 +61,60 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
         return (name not in causes, not pinned, -len(infos), identifier)
 
     def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Req]],
-                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:
+                     incompatibilities: Mapping[str, Iterator[Candidate]]
+                     ) -> Callable[[], Iterator[Candidate]]:
+        """The candidates, lazily: a release is built (its files parsed and
+        ranked) only when resolvelib reaches it, newest first (the previous
+        lockfile's version first)."""
         reqs = list(requirements[identifier])
-        if not reqs:
-            return []
-        name = reqs[0].name
-        extras = reqs[0].extras
         bad = {c.version for c in incompatibilities[identifier]}
+        if not reqs:
+            return lambda: iter(())
+        factory = self.factory
+        name, extras = reqs[0].name, reqs[0].extras
         pinned = any(r.is_pin for r in reqs)
-        explicit_pre = any(s.prereleases for r in reqs for s in r.specifier if s.prereleases)
-        allow_pre = self.ctx.prereleases or explicit_pre
-        found = []
-        for base in self.factory.base_candidates(name):
-            if base.version in bad:
-                continue
-            if not all(r.specifier.contains(base.version, prereleases=True) for r in reqs):
-                continue
-            if base.version.is_prerelease and not allow_pre and not pinned:
-                continue
-            if base.yanked and not pinned:
-                continue  # PEP 592: a yanked release only for an exact pin
-            if self.ctx.candidate_filter is not None:
-                reason = self.ctx.candidate_filter(base, pinned)
-                if reason is not None:
-                    self.ctx.excluded[(name, str(base.version))] = reason
-                    continue
-            found.append(base)
+        matching = factory.matching(name, reqs)
+        allow_pre = factory.prereleases_allowed(name, reqs, matching)
         preferred = self.ctx.preferred.get(name)
-        if preferred is not None:
-            found.sort(key=lambda c: c.version != preferred)  # stable: newest-first otherwise
-        if found:
-            self.ctx.client.prefetch_metadata([c.best for c in found[:2] if c.best.is_wheel])
-        return [self.factory.with_extras(c, extras) if extras else c for c in found]
+        if preferred in matching:
+            matching.remove(preferred)
+            matching.insert(0, preferred)
+        order = [v for v in matching if v not in bad and (allow_pre or not v.is_prerelease)]
+
+        def candidates() -> Iterator[Candidate]:
+            first = True
+            for version in order:
+                base = factory.candidate(name, version)
+                if base is None or not self._allowed(base, pinned) or not factory.prepared(base):
+                    continue
+                if first and base.best.is_wheel:  # resolvelib will want it next: ask early
+                    self.ctx.client.prefetch_metadata([base.best])
+                first = False
+                yield factory.with_extras(base, extras) if extras else base
+
+        return candidates
+
+    def _allowed(self, base: Candidate, pinned: bool) -> bool:
+        """Not yanked (unless pinned, PEP 592) and allowed by the policy hook
+        (else recorded in ``ctx.excluded``)."""
+        if base.yanked and not pinned:
+            return False
+        if self.ctx.candidate_filter is not None:
+            reason = self.ctx.candidate_filter(base, pinned)
+            if reason is not None:
+                self.ctx.excluded[(base.name, str(base.version))] = reason
+                return False
+        return True
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        # asked for every pin in every round: memoized per (requirement text, version);
+        # the text (its hash kept by str) fixes the specifier
+        key = (requirement.text, candidate.version)
+        found = self._satisfied.get(key)
+        if found is None:
+            found = self._satisfied[key] = requirement.specifier.contains(
+                candidate.version, prereleases=True)
+        return found
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         return self.factory.dependencies(candidate)
@@ -117,6 +139,7 @@ class Resolution:
     conditions: dict[NormalizedName, str | None]  # name -> marker when only sometimes needed
     edges: dict[NormalizedName, set[NormalizedName]]  # name -> dependency names
     excluded: dict[tuple[str, str], str]
+    skipped: dict[tuple[str, str], SdistBuildError]  # (name, version) -> its failed build
 
 
 def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
@@ -164,7 +187,8 @@ def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
             edges[candidate.name].add(dep.name)
             incoming[dep.name].append((candidate.name, dep.condition))
     conditions = _propagate_conditions(chosen, incoming)
-    return Resolution(target, chosen, dict(parents), conditions, dict(edges), dict(ctx.excluded))
+    return Resolution(target, chosen, dict(parents), conditions, dict(edges), dict(ctx.excluded),
+                      dict(ctx.skipped))
 
 
 def _propagate_conditions(

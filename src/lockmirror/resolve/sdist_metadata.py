@@ -38,6 +38,23 @@ _MEMBERS = ("PKG-INFO", "pyproject.toml", "setup.py")
 Runner = Callable[..., None]
 
 
+BACKEND_FAILED = "its PEP 517 backend failed"
+REQUIREMENTS_FAILED = "its build requirements did not install"
+
+
+class SdistBuildError(LockmirrorError):
+    """An sdist's PEP 517 backend could not be asked (its build requirements did
+    not install, or a hook failed): the resolver passes that candidate over.
+    ``filename`` is the sdist's, ``summary`` a short reason that names no
+    path (it goes into lockfiles); the message has the details."""
+
+    def __init__(self, message: str, *, filename: str, summary: str, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.filename = filename
+        self.summary = summary
+        super().__init__(message, where=where, hint=hint)
+
+
 class SdistMetadataSource:
     """Metadata and build requirements of sdists from ``client``'s sources; the
     isolated environments and cached answers live under ``work_dir``, and build
@@ -51,13 +68,17 @@ class SdistMetadataSource:
         self._archives: dict[str, bytes] = {}
         self._members_of: dict[str, dict[str, bytes]] = {}
         self._metadata: dict[str, CoreMetadata] = {}
+        self._failed: dict[str, SdistBuildError] = {}  # url -> its build's failure
 
     def metadata(self, file: DistFile) -> CoreMetadata:
-        """The sdist's core metadata (memoized). Raises LockmirrorError when its
-        backend fails, NetworkError / IntegrityError when it cannot be downloaded."""
+        """The sdist's core metadata (memoized, failures too: every target asks).
+        Raises SdistBuildError when its backend fails, NetworkError /
+        IntegrityError when it cannot be downloaded."""
         with self._lock:
             if file.url in self._metadata:
                 return self._metadata[file.url]
+            if file.url in self._failed:
+                raise self._failed[file.url]
         pkg_info = self._members(file).get("PKG-INFO")
         result: CoreMetadata | None = None
         if pkg_info is not None:
@@ -65,7 +86,12 @@ class SdistMetadataSource:
             if _static(parsed):
                 result = parsed
         if result is None:
-            metadata = self._backend_answers(file, want_metadata=True)[1]
+            try:
+                metadata = self._backend_answers(file, want_metadata=True)[1]
+            except SdistBuildError as error:
+                with self._lock:
+                    self._failed[file.url] = error
+                raise
             assert metadata is not None
             result = parse_metadata(metadata)
         with self._lock:
@@ -121,17 +147,29 @@ class SdistMetadataSource:
                          want_metadata: bool) -> tuple[list[str], bytes | None]:
         """The backend's build requirements (and METADATA if wanted), kept on
         disk by the sdist's sha256 (the same bytes always give the same
-        answers), so a backend runs at most once per sdist and question."""
+        answers), so a backend runs at most once per sdist and question.
+        A backend that failed is remembered the same way (its build
+        requirements installed, so the failure is the sdist's own): it is
+        not run again until ``<cache>/build`` is deleted."""
         base = self.work_dir / "metadata" / file.sha256 if file.sha256 else None
         requires_path = base.with_suffix(".requires.json") if base else None
         metadata_path = base.with_suffix(".METADATA") if base else None
+        failed_path = base.with_suffix(".failed.json") if base else None
         with _BUILD_LOCK:
+            if failed_path is not None and failed_path.exists():
+                raise _remembered_failure(failed_path, file)
             if requires_path is not None and metadata_path is not None and requires_path.exists():
                 if not want_metadata:
                     return json.loads(requires_path.read_text()), None
                 if metadata_path.exists():
                     return json.loads(requires_path.read_text()), metadata_path.read_bytes()
-            requires, metadata = self._run_backend(file, want_metadata)
+            try:
+                requires, metadata = self._run_backend(file, want_metadata)
+            except SdistBuildError as error:
+                if failed_path is not None and error.summary == BACKEND_FAILED:
+                    atomic_write(failed_path, json.dumps({"message": error.message,
+                                                          "hint": error.hint}))
+                raise
             if requires_path is not None and metadata_path is not None:
                 atomic_write(requires_path, json.dumps(requires))
                 if metadata is not None:
@@ -150,9 +188,12 @@ class SdistMetadataSource:
                     warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
                     return _ask_backend(source, root / "out", self._pip_environ(), want_metadata)
             except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
-                raise LockmirrorError(
+                # the one LockmirrorError in there is _install's
+                summary = (REQUIREMENTS_FAILED if isinstance(exc, LockmirrorError)
+                           else BACKEND_FAILED)
+                raise SdistBuildError(
                     f"cannot ask the build backend of {file.filename}: {exc}".splitlines()[0],
-                    where=file.url,
+                    filename=file.filename, summary=summary, where=file.url,
                     hint="its PEP 517 backend failed; pin a version with wheels or static "
                          "metadata") from None
 
@@ -161,6 +202,17 @@ class SdistMetadataSource:
         return {"PIP_INDEX_URL": self.index_urls[0],
                 "PIP_EXTRA_INDEX_URL": " ".join(self.index_urls[1:]),
                 "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _remembered_failure(path: Path, file: DistFile) -> SdistBuildError:
+    """The SdistBuildError a backend run for ``file`` ended with, as kept at ``path``."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        message, hint = str(kept["message"]), kept.get("hint")
+    except (OSError, ValueError, KeyError, TypeError):
+        message, hint = f"cannot ask the build backend of {file.filename}", None
+    return SdistBuildError(message, filename=file.filename, summary=BACKEND_FAILED,
+                           where=file.url, hint=hint if isinstance(hint, str) else None)
 
 
 def _static(metadata: CoreMetadata) -> bool:

@@ -36,7 +36,7 @@ from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile, read_input_hash
 from ..targets import Target
 from .lock_inputs import input_hash, input_parts, what_changed
-from .lock_merge import TargetLock, check_one_entry_per_name, merge_lockfile
+from .lock_merge import TargetLock, check_one_entry_per_name, merge_lockfile, skipped_notes
 from .lock_watch import LockProgress, Watch, check_upgrade, in_context
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
@@ -90,8 +90,11 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     _check_set_names(loaded, names)
     now = now or datetime.now(UTC)
     if client is None:  # ours: closed (its prefetches cancelled) however the lock ends
-        with IndexClient(config.sources_by_priority(),
-                         cache_dir=loaded.cache_dir / "http") as own:
+        # pages keep only the wheels some target installs (and the sdists): less to hold
+        keep = {(t.interpreter, t.abi, t.platform)
+                for target in config.all_targets().values() for t in target.tags}
+        with IndexClient(config.sources_by_priority(), cache_dir=loaded.cache_dir / "http",
+                         keep_tags=keep) as own:
             return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
                              upgrade_all=upgrade_all, jobs=jobs,
                              candidate_filter_for=candidate_filter_for, prefer=prefer,
@@ -159,6 +162,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         warnings: tuple[str, ...] = ()
         if set_name in engines:
             lockfile, warnings = _record_policy(lockfile, engines[set_name])
+        warnings += skipped_notes(per_target)
         path = loaded.lockfile_path(set_name)
         from ..formats.url_policy import (
             check_lockfile_urls,  # issue 19: only URLs of declared sources

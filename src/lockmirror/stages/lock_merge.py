@@ -132,10 +132,22 @@ def merge_lockfile(loaded: LoadedConfig, set_name: str, per_target: Mapping[str,
                      platforms=targets[t].platforms, marker=targets[t].environment_marker())
         for t in set_targets)
     not_asked = {t: tl.backend_not_asked for t, tl in per_target.items() if tl.backend_not_asked}
+    skipped = sorted({(t, name, version, f"{error.filename}: {error.summary}")
+                      for t, tl in per_target.items() for _, r in tl.groups()
+                      for (name, version), error in r.skipped.items()})
     return Lockfile(set_name=set_name, requirements=tuple(config.sets[set_name].requirements),
                     targets=locked_targets, packages=tuple(packages),
                     input_hash=input_hash, build_groups=tuple(build_groups),
-                    backend_not_asked=not_asked)
+                    backend_not_asked=not_asked,
+                    skipped_builds=tuple({"target": t, "package": n, "version": v, "reason": r}
+                                         for t, n, v, r in skipped))
+
+
+def skipped_notes(per_target: Mapping[str, TargetLock]) -> tuple[str, ...]:
+    """One line per candidate passed over for a failed build, with its error (for output)."""
+    return tuple(sorted({f"skipped {name} {version} on {t}: {error.message}"
+                         for t, tl in per_target.items() for _, r in tl.groups()
+                         for (name, version), error in r.skipped.items()}))
 
 
 def _either(known: Mapping[str, str | None], group: str, condition: str | None) -> str | None:
