@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from fixtureindex import FixtureIndex
+from fixtureindex import Catalogue, FixtureIndex
 from packaging.version import Version
 
 from lockmirror.cli import main
@@ -179,3 +179,108 @@ def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
         "core.cdx.json", MIRROR_DOCUMENT]
     assert (tmp_path / "sbom" / "core.cdx.json").read_bytes() == printed
     assert main(["sbom", "--config", str(config), "--set", "nope"]) == 1
+
+
+# --------------------------------------------------------------------------
+# The index writes them; bundles carry them (issue 23)
+# --------------------------------------------------------------------------
+
+INDEXED = """\
+version: 1
+name: fixture
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  core:
+    requirements: [beta==1.0, copyleft]
+  tools:
+    requirements: [speedup]
+paths:
+  index: {index}
+"""
+
+
+def _fetched_mirror(tmp_path: Path, index: FixtureIndex, out: str) -> Path:
+    config = tmp_path / "mirror.yaml"
+    config.write_text(INDEXED.format(url=index.url, index=tmp_path / out))
+    assert main(["lock", "--config", str(config)]) == 0
+    assert main(["fetch", "--config", str(config)]) == 0
+    return config
+
+
+def test_the_index_writes_each_sets_sbom_and_the_bundle_carries_them(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from lockmirror.stages.bundle import build_bundle
+
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE", "SOURCE_DATE_EPOCH"):
+        monkeypatch.delenv(name, raising=False)
+    config = _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    assert main(["index", "--config", str(config)]) == 0
+    index = tmp_path / "dist-index"
+    names = ["sbom/core.cdx.json", "sbom/mirror.cdx.json", "sbom/tools.cdx.json"]
+    assert sorted(str(p.relative_to(index)) for p in (index / "sbom").iterdir()) == names
+    manifest = json.loads((index / "manifest.json").read_text())
+    listed = json.dumps(manifest)
+    assert all(f'"{name}"' in listed for name in names)
+    landing = (index / "index.html").read_text()
+    for name in names:
+        assert f'<a href="{name}">' in landing
+
+    # a second build elsewhere: the same bytes; a rebuild keeps them (no rewrite)
+    config.write_text(INDEXED.format(url=fixture_index.url, index=tmp_path / "again"))
+    assert main(["index", "--config", str(config)]) == 0
+    for name in names:
+        assert (tmp_path / "again" / name).read_bytes() == (index / name).read_bytes()
+    config.write_text(INDEXED.format(url=fixture_index.url, index=index))
+    (index / "sbom" / "tools.cdx.json").unlink()  # a missing document is written again
+    assert main(["index", "--config", str(config)]) == 0
+    assert (index / "sbom" / "tools.cdx.json").read_bytes() == \
+        (tmp_path / "again" / "sbom" / "tools.cdx.json").read_bytes()
+
+    result = build_bundle(index, lockfile_dir=tmp_path / "lockfiles", mirror_yaml=config,
+                          out_dir=tmp_path / "dist", name="fixture", tool=False,
+                          source_date_epoch=1_700_000_000)
+    with tarfile.open(result.path) as tar:
+        members = {m.name.split("/", 1)[1]: m for m in tar.getmembers() if "/" in m.name}
+        readme = tar.extractfile(members["README.txt"]).read().decode()  # type: ignore[union-attr]
+        carried = {name: tar.extractfile(members[f"index/{name}"]).read()  # type: ignore[union-attr]
+                   for name in names}
+    assert "index/sbom/mirror.cdx.json" in readme
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    for name, data in carried.items():
+        assert validator.validate_str(data.decode()) is None, name
+    document = json.loads(carried["sbom/mirror.cdx.json"])
+    by_ref = {c["bom-ref"]: c for c in document["components"]}
+    copyleft = by_ref["pkg:pypi/copyleft@2.0"]
+    lockfile = Lockfile.read(tmp_path / "lockfiles" / "pylock.core.toml")
+    locked = next(p for p in lockfile.packages if p.name == "copyleft")
+    assert {f["name"]: f["hashes"][0]["content"] for f in copyleft["components"]} == \
+        {f.filename: f.sha256 for f in locked.files}
+    wheel = catalogue.find("copyleft", "2.0", wheel=True)
+    assert copyleft["licenses"] == [
+        {"expression": str(declared_license(parse_metadata(wheel.metadata)))}]
+    assert copyleft["licenses"] == [{"expression": "GPL-3.0-only"}]
+
+
+def test_the_explicit_index_form_writes_sboms_only_when_asked(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    lockfiles = [str(p) for p in sorted((tmp_path / "lockfiles").glob("pylock.*.toml"))]
+    store = str(tmp_path / ".store")
+    assert main(["index", *lockfiles, "--store", store, "--out", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "sbom").exists()
+    assert "sbom/" not in (tmp_path / "plain" / "index.html").read_text()
+    assert main(["index", *lockfiles, "--store", store, "--out", str(tmp_path / "asked"),
+                 "--sbom"]) == 0
+    assert sorted(p.name for p in (tmp_path / "asked" / "sbom").iterdir()) == [
+        "core.cdx.json", "mirror.cdx.json", "tools.cdx.json"]
