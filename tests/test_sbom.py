@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -284,3 +285,73 @@ def test_the_explicit_index_form_writes_sboms_only_when_asked(
                  "--sbom"]) == 0
     assert sorted(p.name for p in (tmp_path / "asked" / "sbom").iterdir()) == [
         "core.cdx.json", "mirror.cdx.json", "tools.cdx.json"]
+
+
+REPO_LOCKFILES = Path(__file__).resolve().parents[1] / "lockfiles"
+
+
+def _bundled_lockfiles() -> list[Lockfile]:
+    from lockmirror.stages.tool_set import TOOL_SET
+
+    return [Lockfile.read(p) for p in sorted(REPO_LOCKFILES.glob("pylock.*.toml"))
+            if p.name != f"pylock.{TOOL_SET}.toml"]
+
+
+def _check_bundled(documents: dict[str, bytes], lockfiles: list[Lockfile]) -> dict[str, Any]:
+    """Every document validates; each release's files carry the lockfile's sha256s."""
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    for name, data in documents.items():
+        assert validator.validate_str(data.decode()) is None, name
+    everything = json.loads(documents[MIRROR_DOCUMENT])
+    by_ref = {c["bom-ref"]: c for c in everything["components"]}
+    for lockfile in lockfiles:
+        for package in lockfile.packages:
+            component = by_ref[f"pkg:pypi/{package.name}@{package.version}"]
+            assert {f["name"]: f["hashes"][0]["content"] for f in component["components"]} \
+                == {f.filename: f.sha256 for f in package.files}
+    return by_ref
+
+
+def test_the_bundled_mirrors_sboms_validate_without_metadata(tmp_path: Path) -> None:
+    lockfiles = _bundled_lockfiles()
+    assert {lf.set_name for lf in lockfiles} >= {"core", "misp", "shuffle"}
+    documents = sbom_documents(lockfiles, Store(tmp_path / "empty-store"), mirror_name="bundled",
+                               tool_version="9.9")
+    by_ref = _check_bundled(documents, lockfiles)
+    unknown = {"name": "lockmirror:license", "value": "unknown: no core metadata in the store"}
+    assert all(unknown in c["properties"] for c in by_ref.values())
+
+
+@pytest.mark.network
+def test_the_bundled_mirrors_sboms_validate_with_pypis_metadata(tmp_path: Path) -> None:
+    """The core set's core metadata from PyPI (as lock reads it: the PEP 658 file,
+    else METADATA out of the wheel by Range requests), into a store this test
+    builds under the lockfile's metadata sha256."""
+    from lockmirror.config_schema import SourceConfig
+    from lockmirror.net.index_client import IndexClient
+
+    lockfiles = [lf for lf in _bundled_lockfiles() if lf.set_name == "core"]
+    store = Store(tmp_path / "store")
+    source = SourceConfig(name="pypi", url="https://pypi.org/simple/")
+    with IndexClient([source], cache_dir=tmp_path / "http") as client:
+        for package in lockfiles[0].packages:
+            locked = {f.filename: f for f in package.files if f.metadata_sha256}
+            page = client.project(package.name)
+            served = next((f for f in page.files if f.filename in locked), None)
+            if served is None:
+                continue
+            data = client.metadata(served)
+            if sha256_bytes(data) == locked[served.filename].metadata_sha256:
+                store_metadata(store, data)
+    documents = sbom_documents(lockfiles, store, mirror_name="bundled", tool_version="9.9")
+    by_ref = _check_bundled(documents, lockfiles)
+    licensed = [c for c in by_ref.values() if "licenses" in c]
+    assert len(licensed) > len(by_ref) // 2
+    for package in lockfiles[0].packages:
+        wheel = next((f for f in package.files if f.metadata_sha256), None)
+        if wheel is not None and wheel.metadata_sha256 and store.has(wheel.metadata_sha256):
+            declared = declared_license(parse_metadata(
+                store.path(wheel.metadata_sha256).read_bytes()))
+            component = by_ref[f"pkg:pypi/{package.name}@{package.version}"]
+            if declared.spdx:
+                assert component["licenses"] == [{"expression": declared.spdx}]
