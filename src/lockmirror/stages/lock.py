@@ -15,6 +15,7 @@ Entries:
 
 What a person sees while it runs and when it fails (progress events, errors at
 their mirror.yaml line, ``--upgrade`` names checked) is :mod:`lockmirror.stages.lock_watch`.
+The license rule (``policy.licenses``) is :mod:`lockmirror.stages.lock_licenses`.
 """
 
 from __future__ import annotations
