@@ -7,18 +7,25 @@ of expressions against the lists and the engine's findings and waivers.
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from fixtureindex import Catalogue, FixtureIndex
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from lockmirror.config import parse_config
+from lockmirror.config import load_config, parse_config
 from lockmirror.config_schema import LicensePolicyConfig, PolicyConfig, PolicyException
-from lockmirror.errors import ConfigError, PolicyError
+from lockmirror.errors import ConfigError, LockmirrorError, PolicyError
 from lockmirror.formats.licenses import DeclaredLicense, license_refusal
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.formats.store import Store
 from lockmirror.resolve.policy import PolicyEngine
+from lockmirror.stages.audit import audit_mirror
+from lockmirror.stages.lock import lock_sets
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 HEADER = textwrap.dedent("""\
@@ -83,7 +90,7 @@ def test_a_set_override_replaces_the_global_license_rule() -> None:
 
 
 def engine(*exceptions: PolicyException, unknown: str = "warn") -> PolicyEngine:
-    rule = LicensePolicyConfig(deny=["GPL-3.0-only"], unknown=unknown)  # type: ignore[arg-type]
+    rule = LicensePolicyConfig(deny=["GPL-3.0-only"], unknown=unknown)
     return PolicyEngine(PolicyConfig(licenses=rule, exceptions=list(exceptions)), now=NOW)
 
 
@@ -124,3 +131,137 @@ def test_no_license_rule_no_finding() -> None:
     plain = PolicyEngine(PolicyConfig(), now=NOW)
     assert plain.license_finding(canonicalize_name("x"), Version("1"), spdx("GPL-3.0-only")) \
         is None
+
+
+# --------------------------------------------------------------------------
+# The rule applied: lock, audit and diff on the fixture index (copyleft 1.0
+# declares License-Expression MIT, 2.0 GPL-3.0-only)
+# --------------------------------------------------------------------------
+
+TARGET = "linux-x86_64-py311"
+
+
+def write_mirror(tmp: Path, index: FixtureIndex, requirement: str, policy: str = "") -> Path:
+    path = tmp / "mirror.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        name: licensed
+        sources: [{{name: fixture, url: "{index.url}"}}]
+        targets:
+          {TARGET}: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
+        sets:
+          core: {{requirements: ["{requirement}"]}}
+        paths: {{cache: "{tmp / 'cache'}", store: "{tmp / 'store'}"}}
+        """) + policy)
+    return path
+
+
+DENY = "policy:\n  licenses: {deny: [GPL-3.0-only]}\n"
+
+
+def locked_version(path: Path) -> str:
+    (result,) = lock_sets(load_config(path), now=NOW)
+    return str(next(p.version for p in result.lockfile.packages if p.name == "copyleft"))
+
+
+def test_lock_skips_a_denied_release_of_an_unpinned_dependency(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    assert locked_version(write_mirror(tmp_path, fixture_index, "copyleft")) == "2.0"
+    assert locked_version(write_mirror(tmp_path, fixture_index, "copyleft", DENY)) == "1.0"
+
+
+def test_a_pinned_denied_release_fails_the_lock_at_its_line(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    path = write_mirror(tmp_path, fixture_index, "copyleft==2.0", DENY)
+    with pytest.raises(LockmirrorError) as caught:
+        lock_sets(load_config(path), now=NOW)
+    message = str(caught.value)
+    assert message.startswith("mirror.yaml:7: set 'core'"), message
+    assert "copyleft==2.0: license GPL-3.0-only is denied (GPL-3.0-only)" in message
+    assert not (tmp_path / "lockfiles" / "pylock.core.toml").exists()  # no partial file
+
+
+def test_an_exception_with_a_reason_admits_the_pin_and_is_recorded(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    waived = DENY + ("  exceptions:\n    - {package: copyleft, version: '2.0', rules: [licenses],"
+                     " reason: reviewed by legal, expires: 2027-06-30}\n")
+    path = write_mirror(tmp_path, fixture_index, "copyleft==2.0", waived)
+    (result,) = lock_sets(load_config(path), now=NOW)
+    assert [str(p.version) for p in result.lockfile.packages if p.name == "copyleft"] == ["2.0"]
+    assert Lockfile.read(result.path).exceptions_used == ({
+        "exception": "policy.exceptions[0]", "package": "copyleft", "version": "2.0",
+        "release": "copyleft==2.0", "rule": "licenses", "reason": "reviewed by legal",
+        "expires": "2027-06-30"},)
+
+
+def test_an_expired_license_exception_fails_the_lock(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    expired = DENY + ("  exceptions:\n    - {package: copyleft, version: '2.0', "
+                      "rules: [licenses], reason: until the review, expires: 2026-12-01}\n")
+    path = write_mirror(tmp_path, fixture_index, "copyleft==2.0", expired)
+    with pytest.raises(PolicyError, match=r"policy.exceptions\[0\]: exception for "
+                                          r"copyleft==2.0 expired on 2026-12-01"):
+        lock_sets(load_config(path), now=NOW)
+
+
+def test_unknown_licenses_warn_while_locking(tmp_path: Path,
+                                             fixture_index: FixtureIndex) -> None:
+    path = write_mirror(tmp_path, fixture_index, "speedup",
+                        "policy:\n  licenses: {deny: [GPL-3.0-only], unknown: warn}\n")
+    (result,) = lock_sets(load_config(path), now=NOW)
+    assert result.warnings == ("speedup==1.2 declares no SPDX license (none; "
+                               "licenses.unknown: warn)",)
+
+
+def store_metadata(store_dir: Path, catalogue: Catalogue, name: str, version: str) -> None:
+    """The PEP 658 file of the release's wheel, where fetch puts it."""
+    wheel = catalogue.find(name, version, wheel=True)
+    store = Store(store_dir)
+    path = store.path(wheel.metadata_sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(wheel.metadata)
+
+
+def test_audit_reports_license_findings_from_the_store_or_the_index(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    path = write_mirror(tmp_path, fixture_index, "copyleft")
+    lock_sets(load_config(path), now=NOW)
+    path = write_mirror(tmp_path, fixture_index, "copyleft", DENY)  # the policy tightens later
+    offline = audit_mirror(load_config(path), now=NOW, offline=True)
+    assert not [r for r in offline.rows if r.rule == "licenses"]
+    assert any("licenses not checked for 1 releases" in n for n in offline.notes)
+
+    store_metadata(tmp_path / "store", catalogue, "copyleft", "2.0")
+    report = audit_mirror(load_config(path), now=NOW, offline=True)  # the store alone
+    (row,) = [r for r in report.rows if r.rule == "licenses"]
+    assert (row.level, row.release, row.sets) == ("deny", "copyleft==2.0", ("core",))
+    assert row.message == "copyleft==2.0: license GPL-3.0-only is denied (GPL-3.0-only)"
+    assert report.exit_code == 1
+
+    shutil.rmtree(tmp_path / "store")  # the index's PEP 658 file (HTTP-cached), no wheel
+    fixture_index.reset_counts()
+    online = audit_mirror(load_config(path), now=NOW)
+    assert [r.message for r in online.rows if r.rule == "licenses"] == [row.message]
+    assert not [r.path for r in fixture_index.requests if r.path.endswith(".whl")]
+
+
+def test_diff_shows_a_license_change_between_versions(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    from lockmirror.stages.diff import run
+    from lockmirror.stages.diff_render import render_text
+
+    path = write_mirror(tmp_path, fixture_index, "copyleft==1.0")
+    (old,) = lock_sets(load_config(path), now=NOW)
+    shutil.copy(old.path, tmp_path / "old.toml")
+    path = write_mirror(tmp_path, fixture_index, "copyleft==2.0")
+    (new,) = lock_sets(load_config(path), now=NOW)
+    without = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
+    assert not [f for s in without.diff.sets for f in s.findings if f.kind == "license"]
+
+    for version in ("1.0", "2.0"):
+        store_metadata(tmp_path / "store", catalogue, "copyleft", version)
+    result = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
+    (finding,) = [f for s in result.diff.sets for f in s.findings if f.kind == "license"]
+    assert finding.message == "copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only"
+    assert "license: copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only" in \
+        render_text(result.diff)

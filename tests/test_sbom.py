@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from fixtureindex import FixtureIndex
+from fixtureindex import Catalogue, FixtureIndex
 from packaging.version import Version
 
 from lockmirror.cli import main
@@ -179,3 +180,178 @@ def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
         "core.cdx.json", MIRROR_DOCUMENT]
     assert (tmp_path / "sbom" / "core.cdx.json").read_bytes() == printed
     assert main(["sbom", "--config", str(config), "--set", "nope"]) == 1
+
+
+# --------------------------------------------------------------------------
+# The index writes them; bundles carry them (issue 23)
+# --------------------------------------------------------------------------
+
+INDEXED = """\
+version: 1
+name: fixture
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  core:
+    requirements: [beta==1.0, copyleft]
+  tools:
+    requirements: [speedup]
+paths:
+  index: {index}
+"""
+
+
+def _fetched_mirror(tmp_path: Path, index: FixtureIndex, out: str) -> Path:
+    config = tmp_path / "mirror.yaml"
+    config.write_text(INDEXED.format(url=index.url, index=tmp_path / out))
+    assert main(["lock", "--config", str(config)]) == 0
+    assert main(["fetch", "--config", str(config)]) == 0
+    return config
+
+
+def test_the_index_writes_each_sets_sbom_and_the_bundle_carries_them(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from lockmirror.stages.bundle import build_bundle
+
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE", "SOURCE_DATE_EPOCH"):
+        monkeypatch.delenv(name, raising=False)
+    config = _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    assert main(["index", "--config", str(config)]) == 0
+    index = tmp_path / "dist-index"
+    names = ["sbom/core.cdx.json", "sbom/mirror.cdx.json", "sbom/tools.cdx.json"]
+    assert sorted(str(p.relative_to(index)) for p in (index / "sbom").iterdir()) == names
+    manifest = json.loads((index / "manifest.json").read_text())
+    listed = json.dumps(manifest)
+    assert all(f'"{name}"' in listed for name in names)
+    landing = (index / "index.html").read_text()
+    for name in names:
+        assert f'<a href="{name}">' in landing
+
+    # a second build elsewhere: the same bytes; a rebuild keeps them (no rewrite)
+    config.write_text(INDEXED.format(url=fixture_index.url, index=tmp_path / "again"))
+    assert main(["index", "--config", str(config)]) == 0
+    for name in names:
+        assert (tmp_path / "again" / name).read_bytes() == (index / name).read_bytes()
+    config.write_text(INDEXED.format(url=fixture_index.url, index=index))
+    (index / "sbom" / "tools.cdx.json").unlink()  # a missing document is written again
+    assert main(["index", "--config", str(config)]) == 0
+    assert (index / "sbom" / "tools.cdx.json").read_bytes() == \
+        (tmp_path / "again" / "sbom" / "tools.cdx.json").read_bytes()
+
+    result = build_bundle(index, lockfile_dir=tmp_path / "lockfiles", mirror_yaml=config,
+                          out_dir=tmp_path / "dist", name="fixture", tool=False,
+                          source_date_epoch=1_700_000_000)
+    with tarfile.open(result.path) as tar:
+        members = {m.name.split("/", 1)[1]: m for m in tar.getmembers() if "/" in m.name}
+        readme = tar.extractfile(members["README.txt"]).read().decode()  # type: ignore[union-attr]
+        carried = {name: tar.extractfile(members[f"index/{name}"]).read()  # type: ignore[union-attr]
+                   for name in names}
+    assert "index/sbom/mirror.cdx.json" in readme
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    for name, data in carried.items():
+        assert validator.validate_str(data.decode()) is None, name
+    document = json.loads(carried["sbom/mirror.cdx.json"])
+    by_ref = {c["bom-ref"]: c for c in document["components"]}
+    copyleft = by_ref["pkg:pypi/copyleft@2.0"]
+    lockfile = Lockfile.read(tmp_path / "lockfiles" / "pylock.core.toml")
+    locked = next(p for p in lockfile.packages if p.name == "copyleft")
+    assert {f["name"]: f["hashes"][0]["content"] for f in copyleft["components"]} == \
+        {f.filename: f.sha256 for f in locked.files}
+    wheel = catalogue.find("copyleft", "2.0", wheel=True)
+    assert copyleft["licenses"] == [
+        {"expression": str(declared_license(parse_metadata(wheel.metadata)))}]
+    assert copyleft["licenses"] == [{"expression": "GPL-3.0-only"}]
+
+
+def test_the_explicit_index_form_writes_sboms_only_when_asked(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    lockfiles = [str(p) for p in sorted((tmp_path / "lockfiles").glob("pylock.*.toml"))]
+    store = str(tmp_path / ".store")
+    assert main(["index", *lockfiles, "--store", store, "--out", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "sbom").exists()
+    assert "sbom/" not in (tmp_path / "plain" / "index.html").read_text()
+    assert main(["index", *lockfiles, "--store", store, "--out", str(tmp_path / "asked"),
+                 "--sbom"]) == 0
+    assert sorted(p.name for p in (tmp_path / "asked" / "sbom").iterdir()) == [
+        "core.cdx.json", "mirror.cdx.json", "tools.cdx.json"]
+
+
+REPO_LOCKFILES = Path(__file__).resolve().parents[1] / "lockfiles"
+
+
+def _bundled_lockfiles() -> list[Lockfile]:
+    from lockmirror.stages.tool_set import TOOL_SET
+
+    return [Lockfile.read(p) for p in sorted(REPO_LOCKFILES.glob("pylock.*.toml"))
+            if p.name != f"pylock.{TOOL_SET}.toml"]
+
+
+def _check_bundled(documents: dict[str, bytes], lockfiles: list[Lockfile]) -> dict[str, Any]:
+    """Every document validates; each release's files carry the lockfile's sha256s."""
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    for name, data in documents.items():
+        assert validator.validate_str(data.decode()) is None, name
+    everything = json.loads(documents[MIRROR_DOCUMENT])
+    by_ref = {c["bom-ref"]: c for c in everything["components"]}
+    for lockfile in lockfiles:
+        for package in lockfile.packages:
+            component = by_ref[f"pkg:pypi/{package.name}@{package.version}"]
+            assert {f["name"]: f["hashes"][0]["content"] for f in component["components"]} \
+                == {f.filename: f.sha256 for f in package.files}
+    return by_ref
+
+
+def test_the_bundled_mirrors_sboms_validate_without_metadata(tmp_path: Path) -> None:
+    lockfiles = _bundled_lockfiles()
+    assert {lf.set_name for lf in lockfiles} >= {"core", "misp", "shuffle"}
+    documents = sbom_documents(lockfiles, Store(tmp_path / "empty-store"), mirror_name="bundled",
+                               tool_version="9.9")
+    by_ref = _check_bundled(documents, lockfiles)
+    unknown = {"name": "lockmirror:license", "value": "unknown: no core metadata in the store"}
+    assert all(unknown in c["properties"] for c in by_ref.values())
+
+
+@pytest.mark.network
+def test_the_bundled_mirrors_sboms_validate_with_pypis_metadata(tmp_path: Path) -> None:
+    """The core set's core metadata from PyPI (as lock reads it: the PEP 658 file,
+    else METADATA out of the wheel by Range requests), into a store this test
+    builds under the lockfile's metadata sha256."""
+    from lockmirror.config_schema import SourceConfig
+    from lockmirror.net.index_client import IndexClient
+
+    lockfiles = [lf for lf in _bundled_lockfiles() if lf.set_name == "core"]
+    store = Store(tmp_path / "store")
+    source = SourceConfig(name="pypi", url="https://pypi.org/simple/")
+    with IndexClient([source], cache_dir=tmp_path / "http") as client:
+        for package in lockfiles[0].packages:
+            locked = {f.filename: f for f in package.files if f.metadata_sha256}
+            page = client.project(package.name)
+            served = next((f for f in page.files if f.filename in locked), None)
+            if served is None:
+                continue
+            data = client.metadata(served)
+            if sha256_bytes(data) == locked[served.filename].metadata_sha256:
+                store_metadata(store, data)
+    documents = sbom_documents(lockfiles, store, mirror_name="bundled", tool_version="9.9")
+    by_ref = _check_bundled(documents, lockfiles)
+    licensed = [c for c in by_ref.values() if "licenses" in c]
+    assert len(licensed) > len(by_ref) // 2
+    for package in lockfiles[0].packages:
+        wheel = next((f for f in package.files if f.metadata_sha256), None)
+        if wheel is not None and wheel.metadata_sha256 and store.has(wheel.metadata_sha256):
+            declared = declared_license(parse_metadata(
+                store.path(wheel.metadata_sha256).read_bytes()))
+            component = by_ref[f"pkg:pypi/{package.name}@{package.version}"]
+            if declared.spdx:
+                assert component["licenses"] == [{"expression": declared.spdx}]

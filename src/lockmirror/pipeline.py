@@ -80,7 +80,8 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
           store: Path | None = None, out: Path | None = None, title: str | None = None,
           mirror_yaml: Path | None = None, quarantine: Path | None = None,
           full: bool = False, state_dir: Path | None = None,
-          exclude: Iterable[tuple[str, Version]] | None = None) -> IndexResult:
+          exclude: Iterable[tuple[str, Version]] | None = None,
+          sbom: bool | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases
     (``exclude`` replaces the list: quarantine's dry run).
@@ -92,7 +93,8 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
 
     The only writer of ``dist-index/``: quarantine runs this too. Every
     lockfile it parses is refused unless its file URLs lie under a declared
-    source (:class:`~lockmirror.formats.url_policy.UrlRule`)."""
+    source (:class:`~lockmirror.formats.url_policy.UrlRule`). ``sbom`` (default:
+    with mirror.yaml only) writes the sets' CycloneDX SBOMs under ``sbom/``."""
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import UrlRule
     from .stages.index import DEFAULT_TITLE, build_index
@@ -109,9 +111,13 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
         raise ValueError("index without mirror.yaml needs lockfiles, store and out")
     if exclude is None:  # a mistyped --quarantine must not publish what it keeps out
         exclude = quarantined(quarantine_path, required=quarantine is not None)
+    if sbom is None:
+        sbom = loaded is not None
+    name = ((loaded.config.name if loaded is not None else title) or "lockmirror")
     return build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
                        title=title or DEFAULT_TITLE, full=full, exclude=exclude,
-                       state_dir=state_dir, url_rule=UrlRule(sources))
+                       state_dir=state_dir, url_rule=UrlRule(sources),
+                       sbom=name if sbom else None)
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,

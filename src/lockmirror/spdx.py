@@ -15,7 +15,7 @@ MAX_EXPRESSION = 200  # longer text is prose (a whole license), not an expressio
 
 @functools.cache
 def _licensing() -> Any:
-    from license_expression import get_spdx_licensing  # type: ignore[import-untyped]
+    from license_expression import get_spdx_licensing
 
     return get_spdx_licensing()
 

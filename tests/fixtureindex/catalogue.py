@@ -333,3 +333,33 @@ SPECS = SPECS + (
         'leaky>=1.0; python_full_version < "3.11.3" and (extra == "a" or extra == "b")',)),
     FileSpec("leaky", "1.0"),
 )
+
+
+# ==========================================================================
+# Issue 23 (license policy, SBOMs): a license that changes between versions
+# ==========================================================================
+#
+# =================  ==========================  ==============================================
+# copyleft           1.0 wheel; 2.0 wheel        ``License-Expression: MIT`` in 1.0,
+#                                              ``GPL-3.0-only`` in 2.0 (PEP 639, Metadata 2.4)
+# =================  ==========================  ==============================================
+
+LICENSES_23: dict[tuple[str, str], str] = {
+    ("copyleft", "1.0"): "MIT",
+    ("copyleft", "2.0"): "GPL-3.0-only",
+}
+
+
+def _build_licensed_23(out_dir: Path, spec: FileSpec) -> Path:
+    """A wheel whose metadata declares the PEP 639 License-Expression above."""
+    return build_wheel(out_dir, spec.name, spec.version, tag=spec.tag, metadata_version="2.4",
+                       requires_dist=spec.requires_dist, extra_metadata=(
+                           ("License-Expression", LICENSES_23[(spec.name, spec.version)]),))
+
+
+EXTRA_KINDS["licensed-23"] = _build_licensed_23
+
+SPECS = SPECS + (
+    FileSpec("copyleft", "1.0", kind="licensed-23"),
+    FileSpec("copyleft", "2.0", kind="licensed-23"),
+)

@@ -31,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "paths.quarantine of mirror.yaml when it is read)")
     parser.add_argument("--full", action="store_true",
                         help="ignore the saved state: compare every file of the tree")
+    parser.add_argument("--sbom", action=argparse.BooleanOptionalAction, default=None,
+                        help="write the CycloneDX SBOMs sbom/<set>.cdx.json and "
+                             "sbom/mirror.cdx.json (default: with mirror.yaml, not with "
+                             "explicit lockfiles, --store and --out)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
 
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_config(args.config or "mirror.yaml")
     result = pipeline.index(loaded, lockfiles=args.lockfiles, store=args.store, out=args.out,
                             title=args.title, mirror_yaml=args.mirror_yaml,
-                            quarantine=args.quarantine, full=args.full)
+                            quarantine=args.quarantine, full=args.full, sbom=args.sbom)
     if args.quiet:
         return 0
     what = (f"{result.projects} projects, {result.files} files, "

@@ -93,6 +93,7 @@ class LandingPage:
     projects: int
     files: int
     total_size: int
+    sbom: bool = False  # the index has sbom/mirror.cdx.json (and each set's)
 
 
 
@@ -204,8 +205,9 @@ def _facts(rows: Iterable[tuple[str, str]]) -> str:
     return f'<dl class="facts">{inner}</dl>'
 
 
-def set_section(summary: SetSummary) -> str:
-    """The landing page's section for one set (depends on that set alone)."""
+def set_section(summary: SetSummary, *, sbom: bool = False) -> str:
+    """The landing page's section for one set (depends on that set alone);
+    ``sbom``: link its CycloneDX SBOM, ``sbom/<set>.cdx.json``."""
     out = [f'<section id="set-{escape(summary.name)}">',
            f"<h2>Set <code>{escape(summary.name)}</code></h2>"]
     distinct = {p.name for p in summary.packages}
@@ -215,6 +217,9 @@ def set_section(summary: SetSummary) -> str:
         ("lockfile", (f'<a href="lockfiles/pylock.{escape(summary.name)}.toml">'
                       f"lockfiles/pylock.{escape(summary.name)}.toml</a>")),
         ("input hash", f"<code>{escape(summary.input_hash)}</code>"),
+        *([("SBOM", (f'<a href="sbom/{escape(summary.name)}.cdx.json">'
+                     f"sbom/{escape(summary.name)}.cdx.json</a> (CycloneDX 1.6)"))]
+          if sbom else []),
     ]))
     out.append("<h3>Targets</h3><table><thead><tr><th>target</th><th>python</th>"
                "<th>platforms</th><th>constraints</th></tr></thead><tbody>")
@@ -291,6 +296,9 @@ def landing_html(page: LandingPage) -> str:
     facts.append(("built by", f"lockmirror {escape(prov.tool_version)}"))
     facts.append(("manifest", ('<a href="manifest.json">manifest.json</a> '
                                "(path, size and sha256 of every file)")))
+    if page.sbom:
+        facts.append(("SBOM", ('<a href="sbom/mirror.cdx.json">sbom/mirror.cdx.json</a> '
+                               "(CycloneDX 1.6, every set; one per set below)")))
     snippets = pip_config(EXAMPLE_URL)
     config_html = "".join(
         f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'

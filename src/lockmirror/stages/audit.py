@@ -3,7 +3,8 @@
 :func:`audit` takes the lockfiles and the mirror's policy and asks, for each
 locked release, what the policy says *today*: advisories published since the
 lock, releases yanked since, exceptions that have expired, sdists locked
-under ``sdists: deny``. It returns an :class:`AuditReport`; the renderers
+under ``sdists: deny``, licenses the ``licenses`` rule refuses (read by
+:mod:`lockmirror.stages.release_licenses`). It returns an :class:`AuditReport`; the renderers
 :func:`render_text`, :func:`render_markdown` and :func:`render_json` turn it
 into a terminal table, a job summary / pull-request comment, or data.
 
@@ -14,7 +15,7 @@ not. The time is a parameter; nothing here reads the clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from packaging.version import Version
 from ..config import LoadedConfig
 from ..config_schema import MirrorConfig
 from ..errors import LockmirrorError, NotFoundError
+from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
 from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
@@ -140,7 +142,8 @@ class AuditReport:
 
 def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
           sources: AdvisoryDB | None, now: datetime,
-          client: ProjectPages | None = None, where: str = "mirror.yaml") -> AuditReport:
+          client: ProjectPages | None = None, where: str = "mirror.yaml",
+          licenses: Mapping[tuple[str, Version], DeclaredLicense] | None = None) -> AuditReport:
     """Re-check every release in ``lockfiles`` against the policy at ``now``.
 
     ``sources``: the advisory sources (None: vulnerabilities not checked, which
@@ -148,6 +151,8 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
     release no source could tell about).
     ``client``: an index client whose project pages say what is yanked now
     (None: only the yanked state recorded in the lockfile is checked).
+    ``licenses``: each release's declared license, for sets with a
+    ``licenses`` rule (a release missing from it is noted as not checked).
     A set no longer in mirror.yaml is audited under the global policy.
 
     Cost: one advisory prefetch over every distinct release (a batch for the
@@ -174,6 +179,7 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
             collected[key][1].append(set_name)
 
     unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]] = {}
+    no_license: set[str] = set()
     for lockfile in sorted(lockfiles, key=lambda lf: lf.set_name):
         set_name = lockfile.set_name
         if set_name in config.sets:
@@ -186,7 +192,8 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         for finding in engine.expired_findings():
             add(finding, set_name)
         for package in lockfile.packages:
-            for finding in _check(engine, package, yanked_now):
+            for finding in [*_check(engine, package, yanked_now),
+                            *_license_check(engine, package, licenses or {}, no_license)]:
                 add(finding, set_name)
         if engine.policy.vulnerabilities != "ignore":
             level: RowLevel = "deny" if engine.policy.vulnerabilities == "deny" else "warn"
@@ -199,6 +206,10 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
 
     if client is None:
         notes.append("yanked state taken from the lockfiles only (no index was asked)")
+    if no_license:
+        notes.append(f"licenses not checked for {len(no_license)} releases (no core metadata "
+                     f"in the store or on the index): {', '.join(sorted(no_license)[:5])}"
+                     + (" ..." if len(no_license) > 5 else ""))
     rows = [_with_sets(row, sets) for row, sets in collected.values()]
     rows += _unchecked_rows(unchecked, len(releases))
     return AuditReport(
@@ -227,6 +238,21 @@ def _check(engine: PolicyEngine, package: LockedPackage,
         if sdist is not None:
             findings.append(sdist)
     return findings
+
+
+def _license_check(engine: PolicyEngine, package: LockedPackage,
+                   licenses: Mapping[tuple[str, Version], DeclaredLicense],
+                   no_license: set[str]) -> list[Finding]:
+    """The license rule's finding on ``package`` ([] when none or no rule); a
+    release whose license is not in ``licenses`` goes into ``no_license``."""
+    if engine.policy.licenses is None:
+        return []
+    declared = licenses.get(package.key)
+    if declared is None:
+        no_license.add(f"{package.name}=={package.version}")
+        return []
+    finding = engine.license_finding(package.name, package.version, declared)
+    return [finding] if finding is not None else []
 
 
 def _unchecked_rows(unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]],
@@ -339,10 +365,11 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
         with IndexClient(config.sources_by_priority(),
                          cache_dir=loaded.cache_dir / "http") as own_client:
             report = audit(lockfiles, config, sources=db, now=now, client=own_client,
-                           where=loaded.path.name)
+                           where=loaded.path.name,
+                           licenses=_licenses(loaded, lockfiles, own_client))
     else:
         report = audit(lockfiles, config, sources=db, now=now, client=client,
-                       where=loaded.path.name)
+                       where=loaded.path.name, licenses=_licenses(loaded, lockfiles, client))
     quarantined = QuarantineList.read(loaded.quarantine_path)
     locked = {(p.name, p.version) for lf in lockfiles for p in lf.packages}
     stale = [r.release for r in quarantined.releases.values() if r.key not in locked]
@@ -351,6 +378,21 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                 f"{loaded.config.paths.quarantine}): {', '.join(sorted(stale))}")
         report = replace(report, notes=(*report.notes, note))
     return report
+
+
+def _licenses(loaded: LoadedConfig, lockfiles: Sequence[Lockfile], client: object
+              ) -> dict[tuple[str, Version], DeclaredLicense] | None:
+    """Each release's declared license from the store or the index's PEP 658
+    files (no distribution downloaded); None when no set has a license rule."""
+    from ..formats.store import Store
+    from .release_licenses import release_licenses
+
+    config = loaded.config
+    names = [lf.set_name for lf in lockfiles]
+    if config.policy.licenses is None and not any(
+            n in config.sets and config.policy_for(n).licenses is not None for n in names):
+        return None
+    return release_licenses(lockfiles, Store(loaded.store_dir), client)
 
 
 # --------------------------------------------------------------------------

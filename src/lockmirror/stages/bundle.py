@@ -375,6 +375,9 @@ lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lock
 4. Serve /srv/mirror with any static web server, or: lockmirror serve /srv/mirror
    Clients: pip install --index-url http://HOST/simple/ PACKAGE
 5. Re-check the mirror at any time: lockmirror verify /srv/mirror
+6. What it holds, for review before import: index/sbom/mirror.cdx.json, the CycloneDX
+   1.6 SBOM of every set (index/sbom/SET.cdx.json: one set), listed in
+   index/manifest.json: each release's purl, file sha256s, license and why it is there.
 
 {_by_hand(stem, info.kind)}"""
     return text.encode()

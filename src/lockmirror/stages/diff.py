@@ -78,9 +78,21 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     new_side = (read_directory(lockfile_dir, label="working tree") if new is None
                 else load_lockfiles(new, repo=root, lockfile_dir=relative))
     diff = diff_lockfiles(old_side, new_side)
+    if loaded is not None:  # licenses from the store's metadata (issue 23)
+        diff = _with_licenses(diff, loaded, old_side, new_side)
     if audit_now is None:
         return DiffResult(diff)
     return _audited(diff, loaded or config, new_side, audit_now, offline)
+
+
+def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,
+                   new: LockfileSide) -> LockDiff:
+    """``diff`` with the license changes the store's metadata shows."""
+    from ..formats.store import Store
+    from .diff_compare import with_license_changes
+
+    lockfiles = [*dict(old.lockfiles).values(), *dict(new.lockfiles).values()]
+    return with_license_changes(diff, lockfiles, Store(loaded.store_dir))
 
 
 def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now: datetime,

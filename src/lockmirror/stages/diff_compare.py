@@ -7,16 +7,21 @@
   name stays while its sha256 or its URL's host changes).
 - :func:`why_chains` — why a package is locked: requirer entries walked up
   to the set.
+- :func:`with_license_changes` — a "license changed: MIT -> BUSL-1.1" finding
+  for each release change whose declared license differs (from the store's
+  metadata; nothing is fetched).
 
 Pure and in memory; linear in the number of packages and files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import urllib.parse
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -34,6 +39,11 @@ from .diff_model import (
     SetStatus,
     TargetDiff,
 )
+
+if TYPE_CHECKING:
+    from ..formats.licenses import DeclaredLicense
+    from ..formats.store import Store
+    from .diff_model import LockDiff
 
 WHY_CHAIN_LIMIT = 3  # chains shown per package; the shortest ones, which say the most
 
@@ -299,3 +309,40 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
                            new=package.key not in old_yanked))
     return tuple(out)
 
+
+
+def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile], store: Store) -> LockDiff:
+    """``diff`` with a ``license`` finding for each upgraded or downgraded
+    project whose two releases declare different licenses, where the store
+    has both releases' core metadata (``lockfiles``: both sides' lockfiles).
+    Reads one small metadata file per changed release."""
+    from .release_licenses import release_licenses
+
+    pairs = {(canonicalize_name(p.name), Version(p.old_version), Version(p.new_version))
+             for s in diff.sets for t in s.targets for p in t.packages
+             if p.change in ("upgraded", "downgraded") and p.old_version and p.new_version}
+    if not pairs:
+        return diff
+    wanted = {(n, v) for n, old, new in pairs for v in (old, new)}
+    known = release_licenses(lockfiles, store, only=wanted)
+    sets = []
+    for set_diff in diff.sets:
+        found = [_license_change(p.name, p.old_version, p.new_version, known)
+                 for t in set_diff.targets for p in t.packages
+                 if p.change in ("upgraded", "downgraded")]
+        unique = tuple(sorted({f for f in found if f is not None}, key=lambda f: f.message))
+        sets.append(dataclasses.replace(set_diff, findings=set_diff.findings + unique)
+                    if unique else set_diff)
+    return dataclasses.replace(diff, sets=tuple(sets))
+
+
+def _license_change(name: str, old: str | None, new: str | None,
+                    known: Mapping[tuple[str, Version], DeclaredLicense]) -> Finding | None:
+    if old is None or new is None:
+        return None
+    before = known.get((canonicalize_name(name), Version(old)))
+    after = known.get((canonicalize_name(name), Version(new)))
+    if before is None or after is None or str(before) == str(after):
+        return None
+    return Finding("license", "warn", name, new,
+                   f"{name} {old} -> {new}: license changed: {before} -> {after}", new=True)

@@ -42,7 +42,7 @@ only ever added, never renamed or removed, within schema version 1)::
         "files": {"added": [FILE...], "removed": [FILE...],
                   "old_size": 0, "new_size": 0, "size_change": 0},
         "new_sdists": [{FILE..., "source_builds_on": ["target", ...]}],
-        "findings": [{"kind": "exception-used" | "yanked" | "audit",
+        "findings": [{"kind": "exception-used" | "yanked" | "audit" | "license",
                       "severity": "deny" | "warn" | "info",
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
@@ -122,7 +122,7 @@ def _text_set(set_diff: SetDiff) -> list[str]:
         lines.append(f"  new sdist: {sdist.file.filename} "
                      f"({format_size(sdist.file.size)}){where}")
     for finding in set_diff.findings:
-        fresh = "new " if finding.new else ""
+        fresh = "new " if finding.new and finding.kind != "license" else ""
         level = "DENY " if finding.severity == "deny" else ""
         lines.append(f"  policy: {level}{fresh}{finding.kind}: {finding.message}")
     return lines
@@ -268,7 +268,7 @@ def _md_set(set_diff: SetDiff, *, files: bool, rows: int | None) -> list[str]:
     if set_diff.findings:
         out += ["", "Policy:", ""]
         for finding in set_diff.findings:
-            fresh = "**new** " if finding.new else ""
+            fresh = "**new** " if finding.new and finding.kind != "license" else ""
             mark = "⛔ **deny**" if finding.severity == "deny" else "⚠️"
             out.append(f"- {mark} {fresh}{finding.kind}: {_md(finding.message)}")
     return out

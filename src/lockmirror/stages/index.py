@@ -63,6 +63,7 @@ from ..formats.pages import (
 from ..formats.store import Store
 from ..fsutil import atomic_write, sha256_bytes
 from . import index_fs as fs
+from .index_sbom import write_sboms
 from .index_sets import (
     LockfileInput,
     PackageSet,
@@ -132,6 +133,7 @@ def build_index(
     state_dir: Path | None = None,
     progress: Progress | None = None,
     url_rule: UrlRule | None = None,
+    sbom: str | None = None,
 ) -> IndexResult:
     """Bring ``out_dir`` to the index of ``lockfiles`` (paths to ``pylock.<set>.toml``).
 
@@ -146,6 +148,8 @@ def build_index(
     the quarantine list (``QuarantineList.keys``). Their files and page
     entries are not in the index; the landing page marks them quarantined and
     the constraints still pin them (installing them must fail, not drift).
+    ``sbom``, the mirror's name, adds the CycloneDX SBOMs ``sbom/<set>.cdx.json``
+    and ``sbom/mirror.cdx.json`` (:mod:`lockmirror.stages.index_sbom`).
 
     Raises NotFoundError when a locked file is not in the store (run fetch),
     IntegrityError when the store or two lockfiles disagree about a file, and
@@ -164,7 +168,7 @@ def build_index(
     run = _Run(store=store if isinstance(store, Store) else Store(Path(store)),
                out_dir=out_dir, state_dir=Path(state_dir) if state_dir else state_dir_for(out_dir),
                title=title, full=full, exclude=_normalized_releases(exclude),
-               progress=progress or (lambda _message: None), url_rule=url_rule)
+               progress=progress or (lambda _message: None), url_rule=url_rule, sbom=sbom)
     try:
         return run.build([Path(p) for p in lockfiles],
                          Path(mirror_yaml) if mirror_yaml else None)
@@ -195,6 +199,8 @@ class _Run:
     exclude: frozenset[tuple[str, str]]
     progress: Progress
     url_rule: UrlRule | None
+    sbom: str | None = None  # the mirror's name in its SBOMs; None: no sbom/
+    sbom_key: str | None = None  # what the SBOMs written or kept were made from
 
     previous: dict[str, Any] = field(default_factory=dict)  # the trusted state ({} if none)
     projects: dict[str, list[Any]] = field(default_factory=dict)  # name -> its state record
@@ -240,6 +246,7 @@ class _Run:
             [(i.path.name, i.sha256) for i in inputs],
             sorted(self.exclude),
             self.url_rule.key if self.url_rule else "",
+            self.sbom,
         ]).encode())
 
     def _tree_intact(self, state: dict[str, Any]) -> bool:
@@ -283,13 +290,19 @@ class _Run:
         sources = sorted({row.source for s in sets for row in s.rows} - {""})
         landing = LandingPage(
             title=self.title, set_names=tuple(s.name for s in sets),
-            sections=tuple(set_section(set_summary(s, self.exclude)) for s in sets),
+            sections=tuple(set_section(set_summary(s, self.exclude), sbom=self.sbom is not None)
+                           for s in sets),
+            sbom=self.sbom is not None,
             provenance=replace(provenance, sources=tuple(sources)),
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"])
         tree.put("simple/index.html", root_html(names).encode())
         tree.put("simple/index.json", root_json(names).encode())
         tree.put("index.html", landing_html(landing).encode())
+        if self.sbom is not None:
+            self.sbom_key = write_sboms(tree, sets, self.store, provenance,
+                                        mirror_name=self.sbom,
+                                        previous_key=self.previous.get("sbom"))
         return summary
 
     def _place_files(self, tree: Tree, releases: dict[str, list[Release]]) -> None:
@@ -344,6 +357,7 @@ class _Run:
             "dirs": dirs, "tree": fs.tree_key(self.out_dir, dirs),
             "projects": self.projects,
             "sets": {s.name: _set_record(s, self.exclude) for s in sets},
+            "sbom": self.sbom_key,
         }
         atomic_write(self.state_dir / STATE_NAME, json.dumps(state, sort_keys=True) + "\n",
                      fsync=False)

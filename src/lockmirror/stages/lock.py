@@ -15,6 +15,7 @@ Entries:
 
 What a person sees while it runs and when it fails (progress events, errors at
 their mirror.yaml line, ``--upgrade`` names checked) is :mod:`lockmirror.stages.lock_watch`.
+The license rule (``policy.licenses``) is :mod:`lockmirror.stages.lock_licenses`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile, read_input_hash
 from ..targets import Target
 from .lock_inputs import input_hash, input_parts, what_changed
+from .lock_licenses import LicenseGate
 from .lock_merge import TargetLock, check_one_entry_per_name, merge_lockfile, skipped_notes
 from .lock_watch import LockProgress, Watch, check_upgrade, in_context
 
@@ -110,9 +112,10 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     if upgrade:
         check_upgrade(loaded, upgrade, names, previous_locks)
     engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
+    gates = {name: LicenseGate(engine) for name, engine in engines.items()}  # policy.licenses
     if candidate_filter_for is None:
         def candidate_filter_for(name: str) -> CandidateFilter:
-            return _policy_filter(engines[name])
+            return gates[name].wrap(_policy_filter(engines[name]))
 
     # Ask for every top-level project at once: the network is the cost.
     client.prefetch_projects(sorted({
@@ -138,11 +141,11 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
         set_name, target_name = key
         ctx = contexts[key]
+        resolve = gates[set_name].resolve if set_name in gates else resolve_target
         watch.started(key)
         try:
-            runtime = resolve_target(config.sets[set_name].requirements, ctx,
-                                     root_label=set_name)
-            locked = _with_build_resolutions(runtime, ctx, set_name)
+            runtime = resolve(config.sets[set_name].requirements, ctx, root_label=set_name)
+            locked = _with_build_resolutions(runtime, ctx, set_name, resolve)
         except LockmirrorError as error:
             raise in_context(error, loaded, set_name, target_name) from None
         watch.finished(key)
@@ -161,7 +164,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         check_one_entry_per_name(lockfile, targets)
         warnings: tuple[str, ...] = ()
         if set_name in engines:
-            lockfile, warnings = _record_policy(lockfile, engines[set_name])
+            lockfile, warnings = _record_policy(lockfile, engines[set_name], gates[set_name])
         warnings += skipped_notes(per_target)
         path = loaded.lockfile_path(set_name)
         from ..formats.url_policy import (
@@ -197,7 +200,8 @@ def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
     return allowed
 
 
-def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, tuple[str, ...]]:
+def _record_policy(lockfile: Lockfile, engine: PolicyEngine,
+                   gate: LicenseGate) -> tuple[Lockfile, tuple[str, ...]]:
     """The exceptions the lock relied on (into the lockfile) and its warnings."""
     from packaging.requirements import Requirement
 
@@ -213,6 +217,11 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine) -> tuple[Lockfile, 
                                             package.yanked, pinned=package.name in pinned)
         uses.extend(decision.exceptions_used)
         warnings.extend(f.message for f in decision.warnings)
+        licensed = gate.finding(package.name, package.version)
+        if licensed is not None and licensed.waived_by is not None:
+            uses.append(licensed.waived_by)
+        elif licensed is not None and licensed.level == "warn":
+            warnings.append(licensed.message)
         if package.sdist is not None:
             waiver = engine.sdist_waiver(package.name, package.version)
             if waiver is not None:
@@ -260,7 +269,8 @@ def build_group(sdist_name: str) -> str:
     return f"build-{sdist_name}"
 
 
-def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: str) -> TargetLock:
+def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: str,
+                            resolve: Callable[..., Resolution] | None = None) -> TargetLock:
     """Resolve the build requirements of every sdist chosen for the target.
 
     Behind an air gap ``pip install`` of an sdist fails unless its build
@@ -269,10 +279,12 @@ def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: s
     the target, what the backend's ``get_requires_for_build_wheel`` reports
     (which covers ``setup_requires``). Build environments are isolated, so
     each sdist resolves on its own (its own dependency group), preferring
-    versions already locked.
+    versions already locked. ``resolve`` (default resolve_target) resolves each.
     """
     from ..resolve.candidates import TargetContext
     from ..resolve.resolver import resolve_target
+
+    resolve = resolve or resolve_target
 
     out: list[tuple[str, Resolution]] = []
     askable = _backend_askable(ctx.target)
@@ -296,7 +308,7 @@ def _with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: s
             prereleases=ctx.prereleases, prefer_sdists=False, allow_sdists=ctx.allow_sdists,
             preferred=preferred, candidate_filter=ctx.candidate_filter)
         label = f"{set_name} (to build {candidate.name} {candidate.version})"
-        resolution = resolve_target(requirements, build_ctx, root_label=label)
+        resolution = resolve(requirements, build_ctx, root_label=label)
         group = build_group(candidate.name)
         if any(g == group for g, _ in out):  # one sdist at two versions: one group each
             group = canonicalize_name(f"{group}-{candidate.version}")

@@ -54,11 +54,12 @@ def release_facts(lockfiles: Sequence[Lockfile], store: Store
     for lockfile in lockfiles:
         for package in lockfile.packages:
             if package.key not in facts:
-                facts[package.key] = _facts_of(package, store)
+                facts[package.key] = facts_of(package, store)
     return facts
 
 
-def _facts_of(package: LockedPackage, store: Store) -> ReleaseFacts:
+def facts_of(package: LockedPackage, store: Store) -> ReleaseFacts:
+    """What ``package``'s core metadata in the store says (MISSING when it has none)."""
     from ..formats.core_metadata import MetadataError, archive_metadata, parse_metadata
 
     for file in package.files:  # a PEP 658 file is smallest: any wheel's will do

@@ -1,0 +1,63 @@
+"""The index's SBOMs: ``sbom/<set>.cdx.json`` and ``sbom/mirror.cdx.json``.
+
+The documents are those ``lockmirror sbom`` prints (:mod:`lockmirror.stages.sbom`),
+written into the index tree (so ``manifest.json`` names them and bundles carry
+them). They are rendered only when what they are made from changed since the
+last run (a lockfile, the mirror.yaml commit, the tool's version, the time
+stamp) or one of them is missing from the tree; otherwise the previous ones
+are kept as they are. Same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .. import __version__
+from ..fsutil import sha256_bytes
+from .sbom import MIRROR_DOCUMENT, sbom_name
+
+if TYPE_CHECKING:
+    from ..formats.landing_page import Provenance
+    from ..formats.store import Store
+    from .index_sets import PackageSet
+    from .index_tree import Tree
+
+SBOM_DIR = "sbom"
+
+__all__ = ["SBOM_DIR", "sbom_path", "write_sboms"]
+
+
+def sbom_path(set_name: str | None) -> str:
+    """The tree path of a set's SBOM (None: the whole mirror's)."""
+    return f"{SBOM_DIR}/{sbom_name(set_name) if set_name else MIRROR_DOCUMENT}"
+
+
+def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: Store, provenance: Provenance,
+                *, mirror_name: str, previous_key: str | None) -> str:
+    """Put every set's SBOM and the mirror's into ``tree`` unless their inputs'
+    key is ``previous_key`` and the tree has them all; the key (for the state).
+    Costs, when rendering: one git call (the time stamp) and one small metadata
+    read from the store per locked release."""
+    from ..formats.lockfile import Lockfile
+    from .bundle import resolve_source_date_epoch
+    from .sbom import sbom_documents
+
+    paths = [*(sbom_path(s.name) for s in sets), sbom_path(None)]
+    lockfile_dir = sets[0].input.path.parent if sets else None
+    epoch, source = (resolve_source_date_epoch(None, lockfile_dir) if lockfile_dir
+                     else (0, "none"))
+    stamp = None if source.startswith("none") else epoch
+    key = sha256_bytes(json.dumps([
+        "sbom/1", __version__, mirror_name, provenance.commit, stamp,
+        sorted((s.name, s.input.sha256) for s in sets)]).encode())
+    if key == previous_key and tree.keep_files(paths):
+        return key
+    lockfiles = [Lockfile.loads(s.input.read().decode(), where=str(s.input.path)) for s in sets]
+    documents = sbom_documents(lockfiles, store, mirror_name=mirror_name,
+                               tool_version=__version__, commit=provenance.commit,
+                               source_date_epoch=stamp)
+    for name, data in sorted(documents.items()):
+        tree.put(f"{SBOM_DIR}/{name}", data)
+    return key
