@@ -1,0 +1,108 @@
+"""The download's checks against servers that answer a resumed download wrongly.
+
+A kept partial is continued with a Range request; a server may answer with
+other bytes than asked (a 206 for another range) or refuse (416). Either way
+the kept bytes are dropped and the file is fetched once more from byte 0:
+never a file stitched from two answers. Each test fails when its check in
+``Downloader._transfer`` is removed (found by ``doit mutation``).
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from test_fetch import file_path, make_lockfile
+
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.formats.store import Store
+from lockmirror.fsutil import sha256_file
+from lockmirror.stages.fetch import fetch
+
+
+class _WrongRangeHandler(http.server.BaseHTTPRequestHandler):
+    """Answers a Range request with 206 and the whole file, labelled as such
+    (``bytes 0-...``); a plain GET with 200 and the file."""
+
+    server: _WrongRangeServer
+
+    def do_GET(self) -> None:
+        wanted = self.headers.get("Range")
+        self.server.ranges.append(wanted)
+        body = self.server.body
+        if wanted:
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _WrongRangeServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _WrongRangeHandler)
+        self.body = body
+        self.ranges: list[str | None] = []
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+@pytest.fixture
+def wrong_range(catalogue: Catalogue) -> Iterator[_WrongRangeServer]:
+    server = _WrongRangeServer(catalogue.find("native", "1.0", wheel=False).path.read_bytes())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _moved(lock: Lockfile, url: str) -> Lockfile:
+    return replace(lock, packages=tuple(
+        replace(p, sdist=replace(p.sdist, url=url)) if p.sdist is not None else p
+        for p in lock.packages))
+
+
+def test_a_206_for_another_range_is_not_appended_but_fetched_again(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store,
+        wrong_range: _WrongRangeServer) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)  # an sdist: one file, no .metadata
+    url = f"http://127.0.0.1:{wrong_range.server_address[1]}/files/native/{entry.filename}"
+    lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), url)
+    half = entry.size // 2
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[:half])
+    summary = fetch([lock], store)
+    assert wrong_range.ranges == [f"bytes={half}-", None]
+    assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_416_drops_the_kept_bytes_and_fetches_again(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    path = file_path(fixture_index, entry.filename)
+    half = entry.size // 2
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[:half])
+    fixture_index.fail_next(1, 416, path_prefix=path)
+    summary = fetch([lock], store)
+    records = [r for r in fixture_index.requests if r.path == path]
+    assert [(r.range, r.status) for r in records] == [(f"bytes={half}-", 416), (None, 200)]
+    assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256

@@ -1,0 +1,98 @@
+"""The import's header checks, each against a bundle forged to break only it.
+
+``tests/test_import.py`` covers damage in transit, hostile member types and
+names, signatures and the swap; these are the checks of
+:mod:`lockmirror.stages.import_plan` that a mutation run found unguarded: a
+member beside the bundle directory, a member listed twice, a member of
+another size than ``bundle.json`` says, an index manifest that disagrees with
+``bundle.json``. Each bundle is re-packed with a fresh ``.sha256`` (a forger
+who knows the format), and each refusal leaves the mirror as it was.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from test_import import WHEEL, Mirror, mirror, refused, repack, top_of  # noqa: F401 - fixture
+
+from lockmirror.formats.bundle_format import INDEX_MANIFEST, BundleInfo
+
+Members = list[tuple[tarfile.TarInfo, bytes]]
+CARRIED_WHEEL = f"index/{WHEEL}"  # its path in bundle.json
+
+
+def _forged(change: Callable[[BundleInfo], BundleInfo]) -> Callable[[Members], Members]:
+    """An edit that rewrites ``bundle.json`` through ``change`` and renames the bundle
+    directory to match (what :func:`read_head` checks), members otherwise as they were."""
+    def edit(members: Members) -> Members:
+        old_top = top_of(members)
+        info = change(BundleInfo.loads(members[1][1], where="bundle.json"))
+        out = []
+        for member, data in members:
+            member.name = member.name.replace(old_top, info.top, 1)
+            if member.name == f"{info.top}/bundle.json":
+                data = info.dumps()
+                member.size = len(data)
+            out.append((member, data))
+        return out
+    return edit
+
+
+def test_a_member_beside_the_bundle_directory_is_refused(mirror: Mirror,
+                                                         tmp_path: Path) -> None:
+    def beside(members: Members) -> Members:
+        evil = tarfile.TarInfo(f"{top_of(members)}-evil/index/files/x.whl")  # same prefix
+        evil.size = 5
+        return [*members, (evil, b"owned")]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, beside)
+    error = refused(mirror, [bad], "lies outside the bundle directory")
+    assert error.where is not None and error.where.endswith("-evil/index/files/x.whl")
+
+
+def test_a_member_listed_twice_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    def twice(members: Members) -> Members:
+        wheel = next(m for m in members if m[0].name.endswith(WHEEL))
+        return [*members, wheel]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, twice)
+    error = refused(mirror, [bad], "appears twice")
+    assert error.where is not None and error.where.endswith(WHEEL)
+
+
+def test_a_member_of_another_size_than_bundle_json_says_is_refused(mirror: Mirror,
+                                                                   tmp_path: Path) -> None:
+    def longer(members: Members) -> Members:
+        out = []
+        for member, data in members:
+            if member.name.endswith(WHEEL):
+                data += b"\0"
+                member.size = len(data)
+            out.append((member, data))
+        return out
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, longer)
+    size = (mirror.inputs / "dist-index" / WHEEL).stat().st_size
+    refused(mirror, [bad], rf"has {size + 1} bytes, bundle.json says {size}")
+
+
+def test_bundle_json_and_the_index_manifest_must_agree(mirror: Mirror, tmp_path: Path) -> None:
+    def other_hash(info: BundleInfo) -> BundleInfo:
+        entry = info.files[CARRIED_WHEEL]
+        return replace(info, files={**info.files, CARRIED_WHEEL: replace(entry, sha256="0" * 64)})
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name,
+                 _forged(other_hash))
+    error = refused(mirror, [bad], "bundle.json and the index manifest disagree about it")
+    assert error.where is not None and error.where.endswith(WHEEL)
+
+
+def test_the_index_manifest_must_be_the_one_bundle_json_pins(mirror: Mirror,
+                                                             tmp_path: Path) -> None:
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name,
+                 _forged(lambda info: replace(info, index_manifest_sha256="0" * 64)))
+    error = refused(mirror, [bad], "sha256 does not match bundle.json")
+    assert error.where is not None and error.where.endswith(INDEX_MANIFEST)
