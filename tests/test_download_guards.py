@@ -10,6 +10,8 @@ never a file stitched from two answers. Each test fails when its check in
 from __future__ import annotations
 
 import http.server
+import resource
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +21,7 @@ import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from test_fetch import file_path, make_lockfile
 
+from lockmirror.errors import LockmirrorError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_file
@@ -106,3 +109,39 @@ def test_a_416_drops_the_kept_bytes_and_fetches_again(
     assert [(r.range, r.status) for r in records] == [(f"bytes={half}-", 416), (None, 200)]
     assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
     assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_one_byte_wrong_partial_is_continued_then_fetched_afresh(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """Any kept prefix counts as kept, one byte too: when the continued file does not
+    verify, one fresh download decides (not an integrity error)."""
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    path = file_path(fixture_index, entry.filename)
+    wrong = bytes([entry.path.read_bytes()[0] ^ 0xFF])
+    store.partial_path(entry.sha256).write_bytes(wrong)
+    summary = fetch([lock], store)
+    assert [r.range for r in fixture_index.requests if r.path == path] == ["bytes=1-", None]
+    assert summary.downloaded == 1
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_failed_write_frees_the_partial_at_once(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """A write the file system refuses half-way (EFBIG here, from RLIMIT_FSIZE; ENOSPC
+    alike) is one line naming the partial, which is removed: nothing half-written stays."""
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (entry.size // 2, hard))
+    try:
+        with pytest.raises(LockmirrorError, match="cannot write to the store: File too large"
+                           ) as caught:
+            fetch([lock], store)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert str(store.partial_path(entry.sha256)) in str(caught.value)
+    assert not store.has(entry.sha256)
+    assert list(store.temp_dir().iterdir()) == []

@@ -16,11 +16,27 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from test_import import WHEEL, Mirror, mirror, refused, repack, top_of  # noqa: F401 - fixture
+import pytest
+from test_bundle import bundle
+from test_import import WHEEL, Mirror, refused, repack, top_of
 
 from lockmirror.formats.bundle_format import INDEX_MANIFEST, BundleInfo
+from lockmirror.stages.importer import import_bundle
 
 Members = list[tuple[tarfile.TarInfo, bytes]]
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Mirror:
+    """A mirror imported from one bundle, and a good bundle of another tree (as in
+    ``tests/test_import.py``)."""
+    first = bundle(tmp_path / "v1", tmp_path / "out1")
+    root = tmp_path / "srv" / "mirror"
+    root.parent.mkdir()
+    assert import_bundle([first.path], root).changed
+    good = bundle(tmp_path / "in", tmp_path / "out")
+    return Mirror(root, first, tmp_path / "v1", good, tmp_path / "in")
+
 CARRIED_WHEEL = f"index/{WHEEL}"  # its path in bundle.json
 
 

@@ -14,9 +14,20 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
-from test_lock_check import check, edit, locked, lockfile_of  # noqa: F401 - fixture
+from test_lock_check import MIRROR, check, edit, lockfile_of
 
+from lockmirror.config import load_config
 from lockmirror.formats.lockfile import LockedFile, LockedPackage
+from lockmirror.stages.lock import lock_sets
+
+
+@pytest.fixture
+def locked(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
+    """mirror.yaml of a freshly locked set (as in ``tests/test_lock_check.py``)."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache"))
+    lock_sets(load_config(config))
+    return config
 
 
 def test_an_edited_metadata_hash_fails(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
