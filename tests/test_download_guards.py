@@ -21,7 +21,7 @@ import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from test_fetch import file_path, make_lockfile
 
-from lockmirror.errors import LockmirrorError
+from lockmirror.errors import IntegrityError, LockmirrorError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_file
@@ -145,3 +145,49 @@ def test_a_failed_write_frees_the_partial_at_once(
     assert str(store.partial_path(entry.sha256)) in str(caught.value)
     assert not store.has(entry.sha256)
     assert list(store.temp_dir().iterdir()) == []
+
+
+def test_a_complete_partial_is_named_without_a_request(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """Killed after the last byte, before the rename: the partial is checked and named."""
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes())
+    summary = fetch([lock], store)
+    assert fixture_index.requests == []
+    assert (summary.downloaded, summary.resumed_bytes) == (1, entry.size)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_complete_but_wrong_partial_is_fetched_afresh(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    store.partial_path(entry.sha256).write_bytes(b"x" * entry.size)
+    assert fetch([lock], store).downloaded == 1
+    assert [r.range for r in fixture_index.requests] == [None]
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_resumed_download_that_never_verifies_is_one_error(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """No attempt left for the fresh download: the error says the resumed file did not
+    verify, and the wrong bytes are gone."""
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    store.partial_path(entry.sha256).write_bytes(b"x" * (entry.size // 2))
+    with pytest.raises(IntegrityError, match=r"a resumed download of .* did not verify "
+                                             rf"\(expected sha256 {entry.sha256}, got "):
+        fetch([lock], store, retries=0)
+    assert not store.has(entry.sha256)
+    assert list(store.temp_dir().iterdir()) == []
+
+
+def test_a_kept_partial_of_a_file_url_is_dropped_and_the_file_copied_whole(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), entry.path.as_uri())
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
+    summary = fetch([lock], store)
+    assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256

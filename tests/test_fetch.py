@@ -659,8 +659,9 @@ def test_a_stall_counts_the_bytes_received_before_it(
         server.server_close()
         thread.join()
     message = str(caught.value)
-    assert "did not answer within 0.3 s" in message
-    assert "(100 bytes received," in message
+    assert "did not answer within 0.3 s" in message and url in message
+    assert "(100 bytes received, after 0 retries)" in message
+    assert caught.value.hint == "a re-run resumes from the bytes received"
 
 
 class _RedirectingHandler(http.server.BaseHTTPRequestHandler):
