@@ -21,7 +21,7 @@ import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from test_fetch import file_path, make_lockfile
 
-from lockmirror.errors import IntegrityError, LockmirrorError
+from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_file
@@ -30,7 +30,8 @@ from lockmirror.stages.fetch import fetch
 
 class _WrongRangeHandler(http.server.BaseHTTPRequestHandler):
     """Answers a Range request with 206 and the whole file, labelled as such
-    (``bytes 0-...``); a plain GET with 200 and the file."""
+    (``bytes 0-...``) or, when ``server.labelled`` is false, not labelled at all;
+    a plain GET with 200 and the file."""
 
     server: _WrongRangeServer
 
@@ -40,7 +41,8 @@ class _WrongRangeHandler(http.server.BaseHTTPRequestHandler):
         body = self.server.body
         if wanted:
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+            if self.server.labelled:
+                self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -57,6 +59,7 @@ class _WrongRangeServer(http.server.ThreadingHTTPServer):
     def __init__(self, body: bytes) -> None:
         super().__init__(("127.0.0.1", 0), _WrongRangeHandler)
         self.body = body
+        self.labelled = True
         self.ranges: list[str | None] = []
 
 
@@ -82,9 +85,11 @@ def _moved(lock: Lockfile, url: str) -> Lockfile:
         for p in lock.packages))
 
 
+@pytest.mark.parametrize("labelled", [True, False], ids=["other-range", "no-content-range"])
 def test_a_206_for_another_range_is_not_appended_but_fetched_again(
         fixture_index: FixtureIndex, catalogue: Catalogue, store: Store,
-        wrong_range: _WrongRangeServer) -> None:
+        wrong_range: _WrongRangeServer, labelled: bool) -> None:
+    wrong_range.labelled = labelled
     entry = catalogue.find("native", "1.0", wheel=False)  # an sdist: one file, no .metadata
     url = f"http://127.0.0.1:{wrong_range.server_address[1]}/files/native/{entry.filename}"
     lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), url)
@@ -190,4 +195,32 @@ def test_a_kept_partial_of_a_file_url_is_dropped_and_the_file_copied_whole(
     store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
     summary = fetch([lock], store)
     assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_206_for_another_range_with_no_attempt_left_is_one_error(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store,
+        wrong_range: _WrongRangeServer) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    url = f"http://127.0.0.1:{wrong_range.server_address[1]}/files/native/{entry.filename}"
+    lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), url)
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
+    with pytest.raises(NetworkError, match=f"cannot fetch {url}: the server answers Range "
+                                           "requests with other ranges"):
+        fetch([lock], store, retries=0)
+    assert not store.has(entry.sha256)
+    assert list(store.temp_dir().iterdir()) == []  # the kept bytes were dropped
+
+
+def test_a_server_that_ignores_range_is_read_whole_in_the_same_request(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    half = entry.size // 2
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[:half])
+    fixture_index.no_range = True
+    assert fetch([lock], store).downloaded == 1
+    path = file_path(fixture_index, entry.filename)
+    records = [r for r in fixture_index.requests if r.path == path]
+    assert [(r.range, r.status) for r in records] == [(f"bytes={half}-", 200)]
     assert sha256_file(store.path(entry.sha256)) == entry.sha256
