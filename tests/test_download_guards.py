@@ -21,7 +21,7 @@ import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from test_fetch import file_path, make_lockfile
 
-from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError
+from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_file
@@ -224,3 +224,37 @@ def test_a_server_that_ignores_range_is_read_whole_in_the_same_request(
     records = [r for r in fixture_index.requests if r.path == path]
     assert [(r.range, r.status) for r in records] == [(f"bytes={half}-", 200)]
     assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_416_with_no_attempt_left_is_one_error(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
+    fixture_index.fail_next(1, 416, path_prefix=file_path(fixture_index, entry.filename))
+    with pytest.raises(NetworkError, match=r"the server refuses to resume \(HTTP 416\)"):
+        fetch([lock], store, retries=0)
+    assert list(store.temp_dir().iterdir()) == []
+
+
+def test_a_partial_longer_than_the_locked_size_is_emptied_first(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes() + b"tail")
+    assert fetch([lock], store).downloaded == 1
+    assert [r.range for r in fixture_index.requests] == [None]
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+
+
+def test_a_404_on_a_resume_is_not_a_refused_range(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """Only a 416 drops the kept bytes and tries again; a deleted file fails at once."""
+    entry = catalogue.find("native", "1.0", wheel=False)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
+    path = file_path(fixture_index, entry.filename)
+    fixture_index.fail_next(5, 404, path_prefix=path)
+    with pytest.raises(NotFoundError, match="the upstream no longer has this locked file"):
+        fetch([lock], store)
+    assert len([r for r in fixture_index.requests if r.path == path]) == 1
