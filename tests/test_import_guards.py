@@ -20,6 +20,7 @@ import pytest
 from test_bundle import bundle
 from test_import import WHEEL, Mirror, refused, repack, top_of
 
+from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import INDEX_MANIFEST, BundleInfo
 from lockmirror.stages.importer import import_bundle
 
@@ -112,3 +113,27 @@ def test_the_index_manifest_must_be_the_one_bundle_json_pins(mirror: Mirror,
                  _forged(lambda info: replace(info, index_manifest_sha256="0" * 64)))
     error = refused(mirror, [bad], "sha256 does not match bundle.json")
     assert error.where is not None and error.where.endswith(INDEX_MANIFEST)
+
+
+def test_a_bundle_cut_inside_its_last_member_is_refused_naming_it(mirror: Mirror,
+                                                                   tmp_path: Path) -> None:
+    """No tar header follows the cut, so tar itself sees a short archive, not an error:
+    the header check finds the member that runs past the end."""
+    bad = tmp_path / "bad" / mirror.good.path.name
+    bad.parent.mkdir()
+    data = mirror.good.path.read_bytes()
+    with tarfile.open(mirror.good.path) as tar:
+        last = [m for m in tar.getmembers() if m.isfile()][-1]
+    bad.write_bytes(data[:last.offset_data + last.size // 2])
+    (bad.parent / mirror.good.checksums.name).write_bytes(mirror.good.checksums.read_bytes())
+    error = refused(mirror, [bad], "bundle is truncated: it ends inside this member")
+    assert error.where == f"{bad.name}:{last.name}"
+
+
+def test_an_unsigned_bundle_with_a_key_is_refused_naming_the_bundle(
+        mirror: Mirror, tmp_path: Path) -> None:
+    public = signing.generate_keypair(tmp_path / "keys" / "release")
+    error = refused(mirror, [mirror.good.path], "bundle is not signed, but a public key was "
+                                                "given; refusing it", pubkey=public)
+    assert error.where == mirror.good.path.name
+    assert error.hint == "sign bundles with `lockmirror bundle --key`"
