@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_bundle import bundle
+from test_bundle import EPOCH, bundle
 from test_import import WHEEL, Mirror, refused, repack, top_of
 
 from lockmirror.formats import signing
@@ -93,7 +93,8 @@ def test_a_member_of_another_size_than_bundle_json_says_is_refused(mirror: Mirro
 
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, longer)
     size = (mirror.inputs / "dist-index" / WHEEL).stat().st_size
-    refused(mirror, [bad], rf"has {size + 1} bytes, bundle.json says {size}")
+    error = refused(mirror, [bad], rf"has {size + 1} bytes, bundle.json says {size}")
+    assert error.where is not None and error.where.endswith(WHEEL)
 
 
 def test_bundle_json_and_the_index_manifest_must_agree(mirror: Mirror, tmp_path: Path) -> None:
@@ -137,3 +138,40 @@ def test_an_unsigned_bundle_with_a_key_is_refused_naming_the_bundle(
                                                 "given; refusing it", pubkey=public)
     assert error.where == mirror.good.path.name
     assert error.hint == "sign bundles with `lockmirror bundle --key`"
+
+
+def test_missing_members_are_counted_and_the_first_named(mirror: Mirror, tmp_path: Path) -> None:
+    dropped: list[str] = []
+
+    def drop_two(members: Members) -> Members:
+        files = [m for m, _ in members if m.isfile() and "/index/files/" in m.name]
+        dropped.extend(sorted(m.name for m in files[:2]))
+        return [(m, d) for m, d in members if m.name not in dropped]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, drop_two)
+    error = refused(mirror, [bad], "bundle is truncated or incomplete: 2 member")
+    assert error.message.endswith(f"are missing, first {dropped[0]}")
+    assert error.where == bad.name
+
+
+def test_a_bundle_without_an_index_manifest_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    def without(info: BundleInfo) -> BundleInfo:
+        return replace(info, files={k: v for k, v in info.files.items() if k != INDEX_MANIFEST})
+
+    def edit(members: Members) -> Members:
+        kept = [(m, d) for m, d in members if not m.name.endswith(f"/{INDEX_MANIFEST}")]
+        return _forged(without)(kept)
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, edit)
+    error = refused(mirror, [bad], f"carries no {INDEX_MANIFEST}")
+    assert error.where == bad.name
+
+
+def test_a_signature_by_another_key_names_the_signature(mirror: Mirror, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "release"
+    signing.generate_keypair(key)
+    other = signing.generate_keypair(tmp_path / "keys" / "intruder")
+    signed = bundle(mirror.inputs, tmp_path / "signed", key=key, source_date_epoch=EPOCH + 1)
+    error = refused(mirror, [signed.path], "not by the trusted key", pubkey=other)
+    top = f"lockmirror-demo-{signed.content_id}"  # as test_import names it
+    assert error.where == f"{signed.path.name}:{top}/bundle.json.sig"
