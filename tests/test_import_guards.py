@@ -22,6 +22,8 @@ from test_import import WHEEL, Mirror, refused, repack, top_of
 
 from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import INDEX_MANIFEST, BundleInfo
+from lockmirror.formats.manifest import Entry
+from lockmirror.fsutil import sha256_bytes
 from lockmirror.stages.importer import import_bundle
 
 Members = list[tuple[tarfile.TarInfo, bytes]]
@@ -114,6 +116,35 @@ def test_the_index_manifest_must_be_the_one_bundle_json_pins(mirror: Mirror,
                  _forged(lambda info: replace(info, index_manifest_sha256="0" * 64)))
     error = refused(mirror, [bad], "sha256 does not match bundle.json")
     assert error.where is not None and error.where.endswith(INDEX_MANIFEST)
+    assert error.hint == "damaged in transit or tampered; nothing was changed"
+
+
+def test_a_malformed_index_manifest_that_bundle_json_pins_is_refused_naming_it(
+        mirror: Mirror, tmp_path: Path) -> None:
+    junk = b"{not json\n"
+    pinned = Entry(sha256=sha256_bytes(junk), size=len(junk))
+
+    def pin(info: BundleInfo) -> BundleInfo:
+        return replace(info, index_manifest_sha256=pinned.sha256,
+                       files={**info.files, INDEX_MANIFEST: pinned})
+
+    def edit(members: Members) -> Members:
+        out = []
+        for member, data in members:
+            if member.name.endswith(f"/{INDEX_MANIFEST}"):
+                data = junk
+                member.size = len(junk)
+            out.append((member, data))
+        return _forged(pin)(out)
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, edit)
+    error = refused(mirror, [bad], "not valid JSON|not a")
+    assert error.where == f"{bad.name}:{top_of_bundle(bad)}/{INDEX_MANIFEST}:1:2"  # line, column
+
+
+def top_of_bundle(path: Path) -> str:
+    with tarfile.open(path) as tar:
+        return tar.getmembers()[0].name
 
 
 def test_a_bundle_cut_inside_its_last_member_is_refused_naming_it(mirror: Mirror,
