@@ -11,6 +11,7 @@ who knows the format), and each refusal leaves the mirror as it was.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,6 +25,7 @@ from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import INDEX_MANIFEST, BundleInfo
 from lockmirror.formats.manifest import Entry
 from lockmirror.fsutil import sha256_bytes
+from lockmirror.stages.import_extract import _MemberWriter
 from lockmirror.stages.importer import import_bundle
 
 Members = list[tuple[tarfile.TarInfo, bytes]]
@@ -206,3 +208,33 @@ def test_a_signature_by_another_key_names_the_signature(mirror: Mirror, tmp_path
     error = refused(mirror, [signed.path], "not by the trusted key", pubkey=other)
     top = f"lockmirror-demo-{signed.content_id}"  # as test_import names it
     assert error.where == f"{signed.path.name}:{top}/bundle.json.sig"
+
+
+def test_imported_files_are_plain_readable_files(mirror: Mirror) -> None:
+    """Index members are written 0o644 (under the usual umask 022): never executable."""
+    old = os.umask(0o022)
+    try:
+        assert import_bundle([mirror.good.path], mirror.root).changed
+    finally:
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in mirror.root.rglob("*") if p.is_file()}
+    assert modes == {0o644}
+
+
+@pytest.mark.parametrize("occupant", ["symlink", "file"])
+def test_a_member_is_never_written_through_a_link_or_over_a_file(tmp_path: Path,
+                                                                 occupant: str) -> None:
+    """What staging holds is created by the writer alone (O_EXCL, O_NOFOLLOW): a name
+    already taken, by a link or a file, is an error and the other file stays as it was."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    target = tmp_path / "staging" / "simple" / "index.html"
+    target.parent.mkdir(parents=True)
+    if occupant == "symlink":
+        target.symlink_to(outside)
+    else:
+        target.write_text("keep me\n")
+    with pytest.raises(OSError):
+        _MemberWriter(target, "bundle.tar:index/simple/index.html")
+    assert outside.read_text() == "keep me\n"
+    assert target.read_text() == "keep me\n"
