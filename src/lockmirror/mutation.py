@@ -40,24 +40,10 @@ SCOPE: tuple[str, ...] = (
              "VolumeDigests._close_volume", "VolumeDigests.check_complete",
              "check_outer_hashes"),
     *_checks("stages.import_swap", "recover_interrupted_import", "swap_into_place"),
-    # the lockfile's URLs (and the redaction of URLs in server messages) and the lock check
-    *_checks("formats.url_policy", "url_problem", "_is_under", "_http_allowed", "is_loopback",
-             "package_problem", "redact_text"),
+    # the lockfile's URLs and the lock check (its fingerprint, the project pages)
+    *_checks("formats.url_policy", "url_problem", "_is_under"),
     *_checks("stages.lock_check", "_package_mismatches"),
     *_checks("stages.lock", "input_hash", "stale_sets"),
-    # publish: skip-unchanged, prune, temporary files
-    *_checks("publish.directory", "DirectoryPublisher.plan", "DirectoryPublisher._existing",
-             "DirectoryPublisher._owned"),
-    # serve: the tree's edge and the bind address
-    *_checks("stages.serve", "MirrorServer.__init__"),
-    *_checks("stages.serve_handler", "MirrorHTTPServer.resolve"),
-    # http: credentials only under their prefix (redaction: url_policy above)
-    *_checks("net.http", "PrefixAuth.for_url", "PrefixAuth.__call__"),
-    # signing: the signature check
-    *_checks("formats.signing", "verify"),
-    # policy: what the lock may choose
-    *_checks("resolve.policy", "PolicyEngine.min_age_finding", "PolicyEngine._waiver",
-             "_Exception.matches", "_Exception.expired"),
 )
 MUTATION_SCORE = Path("build") / "mutation-score.txt"
 _MODULE = re.compile(r"^lockmirror\.(.+?)\.x[_ǁ]")
