@@ -427,6 +427,7 @@ def test_volumes_are_checked_and_reassembled(mirror: Mirror, tmp_path: Path) -> 
     split.parts[-1].write_bytes(bytes(data))
     error = refused(mirror, list(reversed(split.parts)), "sha256 does not match")
     assert error.where == str(split.parts[-1])
+    assert error.hint == "damaged in transit; copy it again. Nothing was changed"
     split.parts[-1].write_bytes(original)
 
     result = import_bundle(list(reversed(split.parts)), mirror.root)
