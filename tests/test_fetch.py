@@ -646,8 +646,10 @@ class _StallingServer(http.server.ThreadingHTTPServer):
         self.release = threading.Event()
 
 
+@pytest.mark.parametrize(("retries", "said"), [(0, "after 0 retries"), (1, "after 1 retry")])
 def test_a_stall_counts_the_bytes_received_before_it(
-        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store, retries: int,
+        said: str) -> None:
     wheel = catalogue.find("alpha", "1.0").filename
     lock = make_lockfile(fixture_index, "core", [wheel])
     server = _StallingServer(b"x" * fixture_index.files[wheel].size)
@@ -660,15 +662,16 @@ def test_a_stall_counts_the_bytes_received_before_it(
             for p in lock.packages))
         with make_session(timeout=(2, 0.3), retries=0) as session, \
                 pytest.raises(NetworkError) as caught:
-            fetch([stalled], store, session=session, retries=0)
+            fetch([stalled], store, session=session, retries=retries)
     finally:
         server.release.set()
         server.shutdown()
         server.server_close()
         thread.join()
     message = str(caught.value)
-    assert "did not answer within 0.3 s" in message
-    assert "(100 bytes received," in message
+    assert "did not answer within 0.3 s" in message and url in message
+    assert f"(100 bytes received, {said})" in message
+    assert caught.value.hint == "a re-run resumes from the bytes received"
 
 
 class _RedirectingHandler(http.server.BaseHTTPRequestHandler):

@@ -147,6 +147,7 @@ def test_a_no_op_import_still_checks_the_outer_hash(mirror: Mirror, tmp_path: Pa
     bad.write_bytes(bytes(data))
     error = refused(mirror, [bad], "sha256 does not match")
     assert error.where == str(bad)
+    assert error.hint == "damaged in transit; copy it again. Nothing was changed"
     done = _cli("import", str(bad), "--into", str(mirror.root))
     assert done.returncode == 1 and "nothing to do" not in done.stdout
     assert "sha256 does not match" in done.stderr
@@ -274,6 +275,7 @@ def test_hostile_member_is_refused(mirror: Mirror, tmp_path: Path, kind: str, me
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, add_evil)
     error = refused(mirror, [bad], message)
     assert error.where == f"{bad.name}:{_evil(kind, f'lockmirror-demo-{mirror.good.content_id}').name}"
+    assert error.hint == "refusing the whole bundle; nothing was changed"
     assert not Path("/tmp/lockmirror-escape.txt").exists()
     assert not (mirror.root.parent.parent / "escape.txt").exists()
 
@@ -426,6 +428,7 @@ def test_volumes_are_checked_and_reassembled(mirror: Mirror, tmp_path: Path) -> 
     split.parts[-1].write_bytes(bytes(data))
     error = refused(mirror, list(reversed(split.parts)), "sha256 does not match")
     assert error.where == str(split.parts[-1])
+    assert error.hint == "damaged in transit; copy it again. Nothing was changed"
     split.parts[-1].write_bytes(original)
 
     result = import_bundle(list(reversed(split.parts)), mirror.root)

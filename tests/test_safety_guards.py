@@ -161,6 +161,26 @@ def test_a_policy_or_source_change_makes_lock_check_fail(
     assert lockfile.read_bytes() == before
 
 
+@pytest.mark.parametrize(("old", "new", "stale"), [
+    ("    url: {url}", "    url: {url}?moved", True),  # the source's URL
+    ("  - name: fixture", "  - name: renamed", True),  # the source's name
+    ('python: "3.11"', 'python: "3.12"', True),  # a target of the set
+    ("    requirements: [alpha]", "    requirements: [alpha]\n    prereleases: true", True),
+    ("    requirements: [alpha]", "    requirements: [alpha]\n    description: core", False),
+    ("version: 1", "# reviewed\nversion: 1", False),
+], ids=["source-url", "source-name", "target", "set-field", "description", "comment"])
+def test_the_fingerprint_holds_what_shapes_the_lock_and_nothing_else(
+        tmp_path: Path, fixture_index: FixtureIndex, old: str, new: str, stale: bool) -> None:
+    """In-process (what the mutation run sees): no network, only recorded hashes."""
+    config = _mirror_yaml(tmp_path, fixture_index)
+    lock_sets(load_config(config))
+    text = config.read_text()
+    old, new = (part.format(url=fixture_index.url) for part in (old, new))
+    assert old in text
+    config.write_text(text.replace(old, new, 1))
+    assert ("q" in stale_sets(load_config(config))) is stale
+
+
 # --------------------------------------------------------------------------
 # credentials in a server's reply never reach the output
 # --------------------------------------------------------------------------

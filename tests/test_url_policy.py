@@ -86,6 +86,7 @@ def test_never_file_urls_credentials_or_dot_segments() -> None:
         (f"https://user:s3cret@files.pythonhosted.org/packages/{WHEEL}", "user name or password"),
         (f"https://files.pythonhosted.org/packages/../evil/{WHEEL}", "'..'"),
         (f"https://files.pythonhosted.org/packages/%2e%2e/evil/{WHEEL}", "'..'"),
+        (f"https://files.pythonhosted.org/packages/./{WHEEL}", "'.' or '..' segments"),
         (f"https://files.pythonhosted.org/packages\\..\\{WHEEL}", "backslash"),
         (f"ftp://files.pythonhosted.org/packages/{WHEEL}", "https only"),
         ("https:///packages/x.whl", "no host"),

@@ -463,12 +463,13 @@ def mutation_task() -> TaskDict:
     """`doit mutation [--modules formats.signing,stages.serve] [--jobs 2]`: mutmut over
     the safety modules."""
     return {
-        "doc": "mutation testing (mutmut) of the safety-critical modules; slow, never in build",
+        "doc": "mutation testing (mutmut) of the safety checks; slow, never in build",
         "actions": [(_mutation,)],
         "params": [
             {"name": "modules", "long": "modules", "type": str,
-             "default": ",".join(mutation.SAFETY_MODULES),
-             "help": "comma-separated modules to mutate (default: every safety module)"},
+             "default": "",
+             "help": "comma-separated modules whose safety checks to mutate, e.g. "
+                     "download,import_plan (default: every module of mutation.SCOPE)"},
             {"name": "jobs", "long": "jobs", "type": int, "default": 2,
              "help": "mutants tested in parallel (default: 2)"},
         ],

@@ -1,0 +1,135 @@
+"""``lock --check`` against the project pages: the comparisons a mutation run found unguarded.
+
+``tests/test_lock_check.py`` swaps a file's URL, sha256, size, name or
+version; here the other fields a pull request could edit while the page stays
+as it was: the PEP 658 metadata hash, the URL alone (same host, same hash),
+and a size when the page states none (an HTML page: the size comes from the
+JSON API, as at lock time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from packaging.version import Version
+from test_lock_check import MIRROR, check, edit, lockfile_of
+
+from lockmirror.config import load_config
+from lockmirror.formats.lockfile import LockedFile, LockedPackage, Lockfile
+from lockmirror.net.index_client import IndexClient
+from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.lock_check import page_mismatches
+
+
+@pytest.fixture
+def locked(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
+    """mirror.yaml of a freshly locked set (as in ``tests/test_lock_check.py``)."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache"))
+    lock_sets(load_config(config))
+    return config
+
+
+def test_an_edited_metadata_hash_fails(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def swap(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return package, dataclasses.replace(file, metadata_sha256="e" * 64)
+
+    swapped = edit(locked, "beta", swap)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert (f"{lockfile_of(locked)}: beta 1.0: {swapped.filename}: metadata sha256 {'e' * 64} "
+            "in the lockfile, ") in out
+
+
+def test_a_url_moved_on_the_sources_host_fails_even_with_the_same_hash(
+        locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def move(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return package, dataclasses.replace(file, url=file.url.replace("/files/", "/other/"))
+
+    moved = edit(locked, "beta", move)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert f"beta 1.0: {moved.filename}: URL {moved.url} in the lockfile, " in out
+
+
+def test_a_size_the_page_leaves_out_is_checked_against_the_index(
+        locked: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    fixture_index.html_only = True  # PEP 503 pages state no size
+    status, out = check(locked, capsys)
+    assert status == 0, out
+
+    def grow(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return package, dataclasses.replace(file, size=file.size + 1)
+
+    grown = edit(locked, "beta", grow)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert (f"beta 1.0: {grown.filename}: size {grown.size} in the lockfile, the index states "
+            f"size {grown.size - 1}") in out
+
+
+def test_a_version_the_page_lacks_lists_the_latest_it_has(
+        locked: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    def bump(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        name = file.filename.replace("-1.0", "-9.9", 1)
+        return (dataclasses.replace(package, version=Version("9.9")),
+                dataclasses.replace(file, filename=name, url=file.url.replace(file.filename,
+                                                                              name)))
+
+    edit(locked, "beta", bump)
+    listed = sorted({Version(f.version) for f in fixture_index.files.values()
+                     if f.normalized == "beta"})
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert (f"beta 9.9: version 9.9 is not on the project page (latest listed: "
+            f"{', '.join(str(v) for v in listed[-5:])})") in out
+
+
+def test_every_file_of_an_entry_is_checked_after_one_the_page_lacks(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    locked = tmp_path / "mirror.yaml"  # two targets: native is locked with two wheels
+    locked.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache").replace(
+        "targets:\n", 'targets:\n  win:\n    python: "3.11"\n    platforms: [win_amd64]\n', 1))
+    lock_sets(load_config(locked))
+    path = lockfile_of(locked)
+    lock = Lockfile.read(path)
+    package = next(p for p in lock.packages if len(p.files) > 1)
+    first, second = package.files[:2]
+    renamed = first.filename.replace("-1.0-", "-1.0-1-", 1)  # a build tag: another file
+    edited = {first: dataclasses.replace(first, filename=renamed,
+                                         url=first.url.replace(first.filename, renamed)),
+              second: dataclasses.replace(second, sha256="e" * 64)}
+    package = dataclasses.replace(
+        package, wheels=tuple(edited.get(w, w) for w in package.wheels),
+        sdist=edited.get(package.sdist, package.sdist) if package.sdist else None)
+    dataclasses.replace(lock, packages=tuple(package if p.name == package.name else p
+                                             for p in lock.packages)).write(path)
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert f"{renamed}: not listed on the project page" in out
+    assert f"{second.filename}: sha256 {'e' * 64} in the lockfile" in out
+
+
+def test_an_entry_from_another_source_than_the_page_is_named(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue,
+        make_index: Callable[..., FixtureIndex]) -> None:
+    """Locked from one source, the project now comes from another (a higher priority):
+    the page's source is named beside the lockfile's."""
+    second = make_index(catalogue.root, upload_times=catalogue.upload_times)
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=second.url, cache=tmp_path / "cache"))
+    lock_sets(load_config(config))
+    config.write_text(config.read_text().replace(
+        "sources:\n", f"sources:\n  - name: first\n    url: {fixture_index.url}\n"
+                      "    priority: 1\n", 1))
+    loaded = load_config(config)
+    with IndexClient(loaded.config.sources_by_priority(),
+                     cache_dir=loaded.cache_dir / "http") as client:
+        lines = page_mismatches([(lockfile_of(config), Lockfile.read(lockfile_of(config)))],
+                                client)
+    assert (f"{lockfile_of(config)}: beta 1.0: the lockfile says index {second.url}, but the "
+            f"project now comes from source 'first' ({fixture_index.url})") in lines

@@ -1,0 +1,61 @@
+"""The mutation run's scope (``lockmirror.mutation.SCOPE``) names functions that exist.
+
+A glob that matches nothing makes ``mutmut run`` stop, and one that matches
+less than meant quietly shrinks the score's scope; a module move or a renamed
+function must show up here, not in the next mutation run.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+from lockmirror import mutation
+
+SRC = Path(mutation.__file__).resolve().parent.parent
+
+
+def mangled_names(module: str) -> set[str]:
+    """mutmut's names for the functions and methods of ``lockmirror.<module>``."""
+    tree = ast.parse((SRC / "lockmirror" / (module.replace(".", "/") + ".py")).read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            names.add(f"lockmirror.{module}.x_{node.name}")
+        elif isinstance(node, ast.ClassDef):
+            names |= {f"lockmirror.{module}.xǁ{node.name}ǁ{item.name}" for item in node.body
+                      if isinstance(item, ast.FunctionDef)}
+    return names
+
+
+@pytest.mark.parametrize("glob", mutation.SCOPE)
+def test_every_glob_names_one_function_that_exists(glob: str) -> None:
+    matched = [n for n in mangled_names(mutation.module_of(glob))
+               if fnmatch.fnmatchcase(f"{n}__mutmut_1", glob)]
+    assert len(matched) == 1, (glob, matched)
+
+
+def test_scores_count_only_the_scope_per_module() -> None:
+    first = mutation.SCOPE[0].replace("*", "")
+    results = "\n".join([
+        f"    {first}1: killed",
+        f"    {first}2: survived",
+        f"    {first}3: timeout",
+        "    lockmirror.fsutil.x_atomic_write__mutmut_1: survived",  # not in the scope
+    ])
+    module = mutation.module_of(first)
+    scores = mutation.mutation_scores(results)
+    assert scores == {module: {"killed": 1, "survived": 1, "timeout": 1}}
+    assert mutation.format_mutation_scores(scores) == (
+        f"{module}: 67% (2 of 3 checked mutants caught; 1 killed, 1 survived, 1 timeout)\n")
+
+
+def test_modules_are_chosen_by_full_or_last_name() -> None:
+    module = mutation.module_of(mutation.SCOPE[0])
+    assert mutation.chosen([module.rsplit(".", 1)[-1]]) == [module]
+    assert mutation.chosen([]) == mutation.modules()
+    with pytest.raises(mutation.MutationFailed, match="no safety check in module 'store'"):
+        mutation.chosen(["store"])
