@@ -51,6 +51,13 @@ class LoadedConfig:
         return self.resolve(os.environ.get("LOCKMIRROR_STORE") or self.config.paths.store)
 
     @property
+    def store_location(self) -> str:
+        """``paths.store`` (or ``$LOCKMIRROR_STORE``): an ``s3://`` URL as written,
+        else the resolved local path."""
+        setting = os.environ.get("LOCKMIRROR_STORE") or self.config.paths.store
+        return setting if setting.startswith("s3://") else str(self.resolve(setting))
+
+    @property
     def index_dir(self) -> Path:
         return self.resolve(self.config.paths.index)
 

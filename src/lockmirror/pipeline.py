@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from .config import LoadedConfig
+    from .net.s3_store import AnyStore
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
     from .stages.audit import AuditReport
@@ -77,7 +78,8 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
 
 
 def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
-          store: Path | None = None, out: Path | None = None, title: str | None = None,
+          store: Path | AnyStore | None = None, out: Path | None = None,
+          title: str | None = None,
           mirror_yaml: Path | None = None, quarantine: Path | None = None,
           full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None) -> IndexResult:
@@ -95,13 +97,14 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     source (:class:`~lockmirror.formats.url_policy.UrlRule`)."""
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import UrlRule
+    from .net.s3_store import store_of
     from .stages.index import DEFAULT_TITLE, build_index
 
     sources = None
     quarantine_path = quarantine
     if loaded is not None:
         lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
-        store, out = store or loaded.store_dir, out or loaded.index_dir
+        store, out = store or store_of(loaded), out or loaded.index_dir
         mirror_yaml, title = mirror_yaml or loaded.path, title or loaded.config.name
         quarantine_path = quarantine or loaded.quarantine_path
         sources = tuple(loaded.config.sources)

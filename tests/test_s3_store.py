@@ -1,0 +1,206 @@
+"""The store on S3 (``paths.store: s3://bucket/prefix``) against a real S3 server
+(moto's server mode, started on 127.0.0.1 by tests/servers.py).
+
+* fetch streams each verified file into its ``sha256/..`` key (the same bytes,
+  the same keys as the local store), skips what is there, keeps the PEP 658
+  metadata beside it;
+* two fetch processes of overlapping sets writing one store at once lose
+  nothing and leave no stray or duplicate key;
+* the index built from the S3 store has the same bytes (pages, lockfiles,
+  constraints, manifest) as the one built from the local store, and reads no
+  object (list/head only).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from index_mirror import make_fixture_mirror
+from servers import S3Server
+from test_fetch import make_lockfile
+
+from lockmirror.config_schema import S3Destination
+from lockmirror.errors import LockmirrorError
+from lockmirror.formats.store import Store
+from lockmirror.fsutil import sha256_bytes
+from lockmirror.net.s3_store import S3Store, open_store, parse_s3_url
+from lockmirror.publish.s3_client import make_client
+from lockmirror.stages.fetch import fetch, missing, plan
+from lockmirror.stages.index import build_index
+
+pytest_plugins = ["servers"]  # the S3 server fixtures
+
+
+@pytest.fixture
+def aws_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    for name, value in moto_s3.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
+    return moto_s3
+
+
+def s3_store(server: S3Server, url: str, staging: Path) -> tuple[S3Store, list[str]]:
+    """An S3 store whose client records every operation it sends."""
+    bucket, _prefix = parse_s3_url(url)
+    client = make_client(S3Destination(kind="s3", bucket=bucket,
+                                       endpoint_url=server.endpoint_url))
+    calls: list[str] = []
+    client.meta.events.register("provide-client-params.s3.*",
+                                lambda model, **_: calls.append(model.name))
+    return S3Store(url, client, staging), calls
+
+
+def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
+    client = server.client()
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", ()):
+            found[entry["Key"]] = client.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+    return found
+
+
+def local_objects(store: Store) -> dict[str, bytes]:
+    return {str(p.relative_to(store.root)): p.read_bytes()
+            for p in sorted((store.root / "sha256").rglob("*")) if p.is_file()}
+
+
+def test_store_url_is_parsed_and_a_bucketless_one_refused(tmp_path: Path) -> None:
+    assert parse_s3_url("s3://bucket/some/prefix/") == ("bucket", "some/prefix/")
+    assert parse_s3_url("s3://bucket") == ("bucket", "")
+    with pytest.raises(LockmirrorError, match="names no bucket"):
+        parse_s3_url("s3:///prefix")
+    assert open_store(str(tmp_path / "store"), tmp_path) == Store(tmp_path / "store")
+
+
+def test_fetch_into_s3_gives_the_local_store_keys_and_skips_what_is_there(
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
+    lockfile = make_lockfile(fixture_index, "core", sorted(fixture_index.files))
+    local = Store(tmp_path / "local")
+    fetch([lockfile], local)
+    bucket = aws_env.new_bucket(public=False)
+    store, calls = s3_store(aws_env, f"s3://{bucket}/mirror/store", tmp_path / "staging")
+
+    first = fetch([lockfile], store)
+
+    stored = objects(aws_env, bucket)
+    assert stored == {f"mirror/store/{rel}": data for rel, data in local_objects(local).items()}
+    assert all(key.endswith(sha256_bytes(data)[2:]) for key, data in stored.items())
+    metadata = [i for i in plan([lockfile]) if i.is_metadata]
+    assert metadata and all(f"mirror/store/sha256/{i.sha256[:2]}/{i.sha256[2:]}" in stored
+                            for i in metadata)  # PEP 658 metadata beside the wheels
+    assert first.downloaded + first.derived == len(stored)
+    assert not list((tmp_path / "staging" / "tmp").iterdir())  # nothing left staged
+    # a second run (a new process: a fresh listing) skips every key: one listing, no write
+    again, calls = s3_store(aws_env, f"s3://{bucket}/mirror/store", tmp_path / "staging")
+    second = fetch([lockfile], again)
+    assert (second.downloaded, second.present) == (0, second.files)
+    assert set(calls) == {"ListObjectsV2"}
+    assert missing(plan([lockfile]), again) == []
+
+
+def test_a_wrong_size_object_is_fetched_again(
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
+    name = sorted(f for f in fixture_index.files if f.endswith(".whl"))[0]
+    lockfile = make_lockfile(fixture_index, "core", [name])
+    bucket = aws_env.new_bucket(public=False)
+    store, _calls = s3_store(aws_env, f"s3://{bucket}", tmp_path / "staging")
+    sha = fixture_index.files[name].sha256
+    aws_env.client().put_object(Bucket=bucket, Key=store.key(sha), Body=b"short")
+
+    fetch([lockfile], store)
+
+    data = aws_env.client().get_object(Bucket=bucket, Key=store.key(sha))["Body"].read()
+    assert sha256_bytes(data) == sha
+
+
+CONCURRENT_FETCH = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from lockmirror.formats.lockfile import Lockfile
+    from lockmirror.net.s3_store import open_store
+    from lockmirror.stages.fetch import fetch
+
+    url, staging, *lockfiles = sys.argv[1:]
+    summary = fetch([Lockfile.read(Path(p)) for p in lockfiles], open_store(url, Path(staging)),
+                    max_workers=4)
+    print(summary.downloaded, summary.derived, summary.present)
+""")
+
+
+def test_two_fetch_processes_of_overlapping_sets_lose_nothing_and_duplicate_no_key(
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
+    names = sorted(fixture_index.files)
+    half = len(names) * 2 // 3
+    one = make_lockfile(fixture_index, "one", names[:half])
+    two = make_lockfile(fixture_index, "two", names[len(names) - half:])
+    paths = []
+    for lockfile in (one, two):
+        paths.append(tmp_path / f"pylock.{lockfile.set_name}.toml")
+        lockfile.write(paths[-1])
+    assert set(names[:half]) & set(names[len(names) - half:])  # they overlap
+    bucket = aws_env.new_bucket(public=False)
+    url = f"s3://{bucket}/store"
+    env = {**os.environ, **aws_env.env(), "AWS_ENDPOINT_URL": aws_env.endpoint_url}
+    # two "machines": separate staging directories, so no local lock is shared
+    processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_FETCH, url,
+                                   str(tmp_path / f"staging-{n}"), str(path)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for n, path in enumerate(paths)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+
+    stored = objects(aws_env, bucket)
+    wanted = {i.sha256 for i in plan([one, two])}
+    keys = [key.removeprefix("store/sha256/").replace("/", "") for key in stored]
+    assert sorted(keys) == sorted(wanted)  # every file once, nothing else (no temp keys)
+    assert all(sha256_bytes(data) == key.removeprefix("store/sha256/").replace("/", "")
+               for key, data in stored.items())
+
+
+def upload_store(server: S3Server, local: Store, bucket: str, prefix: str) -> None:
+    client = server.client()
+    for rel, data in local_objects(local).items():
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=data)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_index_from_the_s3_store_has_the_local_index_bytes_and_reads_no_object(
+        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
+    bucket = aws_env.new_bucket(public=False)
+    upload_store(aws_env, mirror.store, bucket, "store")
+    store, calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+
+    result = build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+
+    local, remote = tree_bytes(tmp_path / "local-index"), tree_bytes(tmp_path / "s3-index")
+    assert {rel: data for rel, data in local.items() if not rel.startswith("files/")} == remote
+    assert result.files and not any(rel.startswith("files/") for rel in remote)
+    assert set(calls) == {"ListObjectsV2"}  # no GetObject: no package byte to the runner
+    # a no-op run asks the store nothing
+    calls.clear()
+    assert build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture").noop
+    assert calls == []
+
+
+def test_index_names_files_missing_from_the_s3_store(
+        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+    from lockmirror.errors import NotFoundError
+
+    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    bucket = aws_env.new_bucket(public=False)
+    store, _calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    with pytest.raises(NotFoundError, match=f"s3://{bucket}/store: .*not in the store"):
+        build_index(mirror.lockfiles, store, tmp_path / "s3-index")
+    assert not (tmp_path / "s3-index").exists()
