@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
@@ -25,11 +26,13 @@ from index_mirror import make_fixture_mirror
 from servers import S3Server
 from test_fetch import make_lockfile
 
-from lockmirror.config_schema import S3Destination
+from lockmirror.config_schema import DirectoryDestination, S3Destination
 from lockmirror.errors import LockmirrorError
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_bytes
 from lockmirror.net.s3_store import S3Store, open_store, parse_s3_url
+from lockmirror.publish import SourceTree, publish
+from lockmirror.publish.s3 import RECEIPT_KEY, S3Publisher
 from lockmirror.publish.s3_client import make_client
 from lockmirror.stages.fetch import fetch, missing, plan
 from lockmirror.stages.index import build_index
@@ -54,6 +57,15 @@ def s3_store(server: S3Server, url: str, staging: Path) -> tuple[S3Store, list[s
     client.meta.events.register("provide-client-params.s3.*",
                                 lambda model, **_: calls.append(model.name))
     return S3Store(url, client, staging), calls
+
+
+def counting_client(dest: S3Destination) -> tuple[Any, list[tuple[str, str]]]:
+    """A real client that records each operation (name, key) it sends."""
+    client = make_client(dest)
+    calls: list[tuple[str, str]] = []
+    client.meta.events.register("provide-client-params.s3.*", lambda params, model, **_:
+                                calls.append((model.name, str(params.get("Key", "")))))
+    return client, calls
 
 
 def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
@@ -204,3 +216,62 @@ def test_index_names_files_missing_from_the_s3_store(
     with pytest.raises(NotFoundError, match=f"s3://{bucket}/store: .*not in the store"):
         build_index(mirror.lockfiles, store, tmp_path / "s3-index")
     assert not (tmp_path / "s3-index").exists()
+
+
+def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_publish(
+        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
+    bucket = aws_env.new_bucket(public=False)
+    upload_store(aws_env, mirror.store, bucket, "store")
+    store, store_calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    out = aws_env.new_bucket()
+    publish(tmp_path / "local-index", S3Destination(kind="s3", bucket=out, prefix="local",
+                                                    endpoint_url=aws_env.endpoint_url))
+    dest = S3Destination(kind="s3", bucket=out, prefix="remote",
+                         endpoint_url=aws_env.endpoint_url)
+    client, calls = counting_client(dest)
+
+    S3Publisher(dest, client=client).run(SourceTree.open(tmp_path / "s3-index", store=store))
+
+    published = objects(aws_env, out)
+    local = {k.removeprefix("local/"): v for k, v in published.items()
+             if k.startswith("local/") and RECEIPT_KEY not in k}
+    remote = {k.removeprefix("remote/"): v for k, v in published.items()
+              if k.startswith("remote/") and RECEIPT_KEY not in k}
+    assert local == remote and any(k.startswith("files/") for k in remote)
+    head = aws_env.client().head_object
+    wheel = "files/beta/beta-1.0-py3-none-any.whl"
+    assert {k: head(Bucket=out, Key=f"remote/{wheel}")[k] for k in ("ContentType", "Metadata")} \
+        == {k: head(Bucket=out, Key=f"local/{wheel}")[k] for k in ("ContentType", "Metadata")}
+    # every file copied server-side: no package byte through the runner
+    files = {k for k in remote if k.startswith("files/")}
+    assert {key.removeprefix("remote/") for name, key in calls if name == "CopyObject"} == files
+    assert not any(key.startswith("remote/files/") for name, key in calls
+                   if name in ("PutObject", "GetObject", "UploadPart"))
+    assert "GetObject" not in store_calls
+
+    # a no-op publish: a listing of the store, a listing and the receipt of the destination
+    again, again_calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    client, calls = counting_client(dest)
+    publisher = S3Publisher(dest, client=client)
+    tree = SourceTree.open(tmp_path / "s3-index", store=again)
+    result = publisher.apply(tree, publisher.plan(tree))
+    assert result.uploaded == ()
+    assert [name for name, _ in calls] == ["ListObjectsV2", "GetObject"]  # GET: the receipt
+    assert again_calls == ["ListObjectsV2"]
+
+
+def test_publish_of_an_s3_store_index_to_a_directory_is_refused(
+        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    bucket = aws_env.new_bucket(public=False)
+    upload_store(aws_env, mirror.store, bucket, "store")
+    store, _calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    with pytest.raises(LockmirrorError, match="only an S3 destination"):
+        publish(tmp_path / "s3-index", DirectoryDestination(kind="directory",
+                                                           path=str(tmp_path / "out")),
+                store=store)
+    assert not (tmp_path / "out").exists()
