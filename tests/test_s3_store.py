@@ -275,3 +275,32 @@ def test_publish_of_an_s3_store_index_to_a_directory_is_refused(
                                                            path=str(tmp_path / "out")),
                 store=store)
     assert not (tmp_path / "out").exists()
+
+
+def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
+        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+    from lockmirror.stages.bundle import build_bundle
+    from lockmirror.stages.importer import import_bundle
+
+    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    (tmp_path / "mirror" / "mirror.yaml").write_text("name: demo\n")
+    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
+    bucket = aws_env.new_bucket(public=False)
+    upload_store(aws_env, mirror.store, bucket, "store")
+    store, calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    options: dict[str, Any] = {"lockfile_dir": tmp_path / "mirror" / "lockfiles",
+                               "mirror_yaml": tmp_path / "mirror" / "mirror.yaml",
+                               "name": "demo", "source_date_epoch": 0, "tool": False,
+                               "split": "64K"}
+
+    local = build_bundle(tmp_path / "local-index", out_dir=tmp_path / "local-dist", **options)
+    remote = build_bundle(tmp_path / "s3-index", out_dir=tmp_path / "s3-dist", store=store,
+                          **options)
+
+    assert len(remote.parts) == len(local.parts) > 1
+    assert [p.read_bytes() for p in remote.parts] == [p.read_bytes() for p in local.parts]
+    assert calls.count("GetObject") == sum(1 for rel in tree_bytes(tmp_path / "local-index")
+                                           if rel.startswith("files/"))  # one GET each
+    import_bundle(list(remote.parts), tmp_path / "far")  # every hash checked
+    assert tree_bytes(tmp_path / "far") == tree_bytes(tmp_path / "local-index")

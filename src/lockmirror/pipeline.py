@@ -164,8 +164,15 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
                         cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
-                        progress=progress,
+                        progress=progress, store=_s3_store(loaded),
                         keep=loaded.config.bundle.keep if keep is None else keep)
+
+
+def _s3_store(loaded: LoadedConfig) -> AnyStore | None:
+    """The S3 store of ``loaded`` (``paths.store: s3://...``), else None."""
+    from .net.s3_store import store_of
+
+    return store_of(loaded) if loaded.store_location.startswith("s3://") else None
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:

@@ -43,6 +43,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..errors import BundleError, LockmirrorError
@@ -112,7 +113,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
                  key: Path | None = None, source_date_epoch: int | None = None,
                  tool: bool | None = None, cache_dir: Path | None = None,
                  store_dir: Path | None = None, keep: int = 0,
-                 progress: Progress | None = None) -> BundleResult:
+                 progress: Progress | None = None, store: Any = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
     ``since`` (a manifest.json, a mirror dir or a previous bundle) makes a
@@ -124,6 +125,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     ``cache_dir``): :func:`lockmirror.stages.toolwheels.collect_tool_wheels`.
     ``keep`` > 0 then removes this mirror's older bundles from ``out_dir``
     beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
+    ``store``: the S3 store an index built from ``store: s3://...`` names its
+    ``files/`` entries in; they are streamed from it into the tar.
 
     Every index file is taken at the sha256 and size manifest.json gives
     them; its size is checked, its bytes are not re-hashed: the import
@@ -146,7 +149,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
-        cache_dir=cache_dir, store_dir=store_dir, progress=progress)
+        cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store)
     info = _describe(members, BundleInfo(
         name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
@@ -243,7 +246,7 @@ def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
             mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
             cache_dir: Path | None, store_dir: Path | None,
-            progress: Progress | None) -> tuple[list[Member], str | None]:
+            progress: Progress | None, store: Any = None) -> tuple[list[Member], str | None]:
     """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
     members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
     lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
@@ -258,7 +261,8 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
             progress("collecting lockmirror's wheels")
         with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
             wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress,
-                                         lockfile_dir=lockfile_dir, store_dir=store_dir)
+                                         lockfile_dir=lockfile_dir,
+                                         store_dir=store or store_dir)
             members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
                         for path in sorted(wheels.wheels, key=lambda p: p.name)]
         tool_python = wheels.python
@@ -268,6 +272,10 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         try:
             size = path.stat().st_size
         except FileNotFoundError:
+            if store is not None and rel.startswith("files/"):  # an S3 store's object
+                _check_object(store, rel, entry)
+                members.append(Member(f"{INDEX_DIR}/{rel}", entry=entry, store=store))
+                continue
             raise LockmirrorError("listed in manifest.json but missing", where=str(path),
                                   hint="rebuild the index") from None
         if size != entry.size:
@@ -275,6 +283,15 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
                                   where=str(path), hint="rebuild the index")
         members.append(Member(f"{INDEX_DIR}/{rel}", path=path, entry=entry))
     return members, tool_python
+
+
+def _check_object(store: Any, rel: str, entry: Entry) -> None:
+    """An index file held by the S3 store must be there with the manifest's size."""
+    size = store.size_of(entry.sha256)
+    if size != entry.size:
+        found = "missing" if size is None else f"{size} bytes, manifest.json says {entry.size}"
+        raise LockmirrorError(f"{rel} is {found} in the store",
+                              where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
 
 
 def _describe(members: list[Member], provisional: BundleInfo) -> BundleInfo:
