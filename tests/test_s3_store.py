@@ -304,3 +304,43 @@ def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
                                            if rel.startswith("files/"))  # one GET each
     import_bundle(list(remote.parts), tmp_path / "far")  # every hash checked
     assert tree_bytes(tmp_path / "far") == tree_bytes(tmp_path / "local-index")
+
+
+def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_front_doors import EPOCH, MIRROR
+
+    from lockmirror.cli import main
+
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
+    bucket = aws_env.new_bucket(public=False)
+    # the same mirror.yaml (the landing page and the bundle carry its hash); the S3
+    # store named by $LOCKMIRROR_STORE, as a CI job would (paths.store takes it too)
+    for name, store in {"local": None, "s3": f"s3://{bucket}/mirror/store"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+        monkeypatch.chdir(tmp_path / name)
+        if store:
+            monkeypatch.setenv("LOCKMIRROR_STORE", store)
+        for command in ("lock", "fetch", "index", "bundle"):
+            assert main([command, "--config", str(tmp_path / name / "mirror.yaml")]) == 0, \
+                (name, command, capsys.readouterr())
+    capsys.readouterr()
+
+    local, remote = tree_bytes(tmp_path / "local"), tree_bytes(tmp_path / "s3")
+    index = {rel: data for rel, data in local.items()
+             if rel.startswith("dist-index/") and not rel.startswith("dist-index/files/")}
+    assert index == {rel: data for rel, data in remote.items() if rel.startswith("dist-index/")}
+    dist = {rel: data for rel, data in local.items() if rel.startswith(("dist/", "lockfiles/"))}
+    assert dist and dist == {rel: data for rel, data in remote.items()
+                             if rel.startswith(("dist/", "lockfiles/"))}
+    assert not any(rel.startswith((".store/", "s3:")) for rel in remote)  # no local store
+    stored = {k.removeprefix("mirror/store/") for k in objects(aws_env, bucket)}
+    assert stored == {rel.removeprefix(".store/") for rel in local if rel.startswith(".store/")}
+    # gc needs a local store: refused in one line, nothing touched
+    assert main(["gc", "--config", str(tmp_path / "s3" / "mirror.yaml")]) == 1
+    assert "paths.store is on S3" in capsys.readouterr().err

@@ -159,12 +159,14 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
+    s3_store = _s3_store(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
-                        cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
-                        progress=progress, store=_s3_store(loaded),
+                        cache_dir=loaded.cache_dir,
+                        store_dir=None if s3_store else loaded.store_dir,
+                        progress=progress, store=s3_store,
                         keep=loaded.config.bundle.keep if keep is None else keep)
 
 
