@@ -344,3 +344,43 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
     # gc needs a local store: refused in one line, nothing touched
     assert main(["gc", "--config", str(tmp_path / "s3" / "mirror.yaml")]) == 1
     assert "paths.store is on S3" in capsys.readouterr().err
+
+
+def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(
+        seaweed_s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A real server: fetch's upload of a verified file above boto3's multipart
+    threshold (with its SHA-256 checksum) arrives whole, and publish's copy above
+    the CopyObject limit (lowered here) is a real multipart copy (UploadPartCopy)."""
+    import lockmirror.publish.s3 as s3_publish
+    from lockmirror.publish.tree import Item
+
+    for name, value in seaweed_s3.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweed_s3.new_bucket(public=False)
+    store, store_calls = s3_store(seaweed_s3, f"s3://{bucket}/store", tmp_path / "staging")
+    data = os.urandom(13 << 20)
+    digest = sha256_bytes(data)
+    verified = store.partial_path(digest)
+    verified.write_bytes(data)
+
+    store.adopt(verified, digest)
+
+    assert "UploadPart" in store_calls and not verified.exists()
+    assert store.has(digest, len(data))
+    with store.open(digest) as reader:
+        reader.seek(len(data) - 10)
+        assert reader.read() == data[-10:]
+    monkeypatch.setattr(s3_publish, "COPY_LIMIT", 5 << 20)
+    monkeypatch.setattr(s3_publish, "COPY_PART", 5 << 20)
+    dest = S3Destination(kind="s3", bucket=bucket, prefix="pypi",
+                         endpoint_url=seaweed_s3.endpoint_url)
+    client, calls = counting_client(dest)
+    publisher = S3Publisher(dest, client=client)
+    item = Item("files/big/big-1.0-py3-none-any.whl", "files/big/big-1.0-py3-none-any.whl",
+                digest, len(data))
+    publisher._copy_from_store(store, item, "pypi/" + item.path, {"Metadata": {"sha256": digest}})
+
+    assert "UploadPartCopy" in {name for name, _ in calls}
+    assert not {"PutObject", "UploadPart", "GetObject"} & {name for name, _ in calls}
+    copied = seaweed_s3.client().get_object(Bucket=bucket, Key="pypi/" + item.path)
+    assert sha256_bytes(copied["Body"].read()) == digest
