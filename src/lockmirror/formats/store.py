@@ -38,6 +38,11 @@ class Store:
             return False
         return size is None or stat.st_size == size
 
+    def recheck(self, sha256: str, size: int | None = None) -> bool:
+        """:meth:`has`, asked again just before a download (another process
+        sharing the store may have finished it)."""
+        return self.has(sha256, size)
+
     def size_of(self, sha256: str) -> int | None:
         """The size of the file with this sha256, or None when it is absent."""
         try:

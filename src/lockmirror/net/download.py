@@ -154,7 +154,7 @@ class Downloader:
         handle = open_partial(partial)
         try:
             # Another process sharing the store may have finished it while we waited.
-            if self.store.has(item.sha256, item.size):
+            if self.store.recheck(item.sha256, item.size):
                 self.tally.add(raced=1)
                 self.progress.advance(item.size or 0)
                 self.progress.file_done(item, False)

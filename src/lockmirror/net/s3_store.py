@@ -15,8 +15,9 @@ and bundle stages do not branch on where the store lives:
   and every upload carries its SHA-256 checksum, which the server verifies,
   so no key ever holds bytes that were not verified;
 * ``has`` answers from one listing of ``<prefix>/sha256/`` (taken on first
-  use) and asks with a HEAD for what the listing lacks, so a key another
-  process wrote meanwhile is seen;
+  use: one request per 1,000 keys); ``recheck`` asks with a HEAD, which the
+  fetch does just before downloading a file, so a key another process wrote
+  meanwhile is not fetched again;
 * ``open`` reads a key with ranged GETs (seekable: a wheel's METADATA is read
   out of the zip's directory without downloading the wheel).
 
@@ -120,28 +121,29 @@ class S3Store:
             return self._sizes
 
     def size_of(self, sha256: str) -> int | None:
-        """The size of the object for ``sha256``, or None when there is none
-        (the listing first, then a HEAD for what it lacks)."""
-        digest = sha256.lower()
-        known = self.sizes().get(digest)
-        if known is not None:
-            return known
+        """The size of the object for ``sha256`` in the listing, or None."""
+        return self.sizes().get(sha256.lower())
+
+    def has(self, sha256: str, size: int | None = None) -> bool:
+        """Present with the expected size, by the listing (the key proves the hash:
+        only verified bytes are ever uploaded to it)."""
+        have = self.size_of(sha256)
+        return have is not None and (size is None or have == size)
+
+    def recheck(self, sha256: str, size: int | None = None) -> bool:
+        """:meth:`has`, asked now (a HEAD): another process may have written it
+        since the listing."""
         from ..publish.s3_client import NOT_FOUND_CODES, error_code, s3_errors
 
+        digest = sha256.lower()
         try:
             answer = self.client.head_object(Bucket=self.bucket, Key=self.key(digest))
         except s3_errors() as exc:
             if error_code(exc) in NOT_FOUND_CODES:
-                return None
+                return False
             raise self._error(exc, "head", self.key(digest)) from None
         self._remember(digest, int(answer["ContentLength"]))
-        return int(answer["ContentLength"])
-
-    def has(self, sha256: str, size: int | None = None) -> bool:
-        """Present with the expected size (the key proves the hash: only verified
-        bytes are ever uploaded to it)."""
-        have = self.size_of(sha256)
-        return have is not None and (size is None or have == size)
+        return size is None or int(answer["ContentLength"]) == size
 
     # -- writing -------------------------------------------------------------
 
