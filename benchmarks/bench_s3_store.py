@@ -48,10 +48,10 @@ from lockmirror.config_schema import S3Destination
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import format_size, sha256_bytes
+from lockmirror.net.s3_client import make_client
 from lockmirror.net.s3_store import S3Store
 from lockmirror.publish import SourceTree
 from lockmirror.publish.s3 import S3Publisher
-from lockmirror.publish.s3_client import make_client
 from lockmirror.stages.bundle import build_bundle
 from lockmirror.stages.index import build_index
 

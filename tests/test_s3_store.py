@@ -30,10 +30,10 @@ from lockmirror.config_schema import DirectoryDestination, S3Destination
 from lockmirror.errors import LockmirrorError
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_bytes
+from lockmirror.net.s3_client import make_client
 from lockmirror.net.s3_store import S3Store, open_store, parse_s3_url
 from lockmirror.publish import SourceTree, publish
 from lockmirror.publish.s3 import RECEIPT_KEY, S3Publisher
-from lockmirror.publish.s3_client import make_client
 from lockmirror.stages.fetch import fetch, missing, plan
 from lockmirror.stages.index import build_index
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 from ..errors import LockmirrorError
+from .s3_client import NOT_FOUND_CODES, convert_error, error_code, make_client, s3_errors
 
 if TYPE_CHECKING:
     from ..formats.store import Store
@@ -133,8 +134,6 @@ class S3Store:
     def recheck(self, sha256: str, size: int | None = None) -> bool:
         """:meth:`has`, asked now (a HEAD): another process may have written it
         since the listing."""
-        from ..publish.s3_client import NOT_FOUND_CODES, error_code, s3_errors
-
         digest = sha256.lower()
         try:
             answer = self.client.head_object(Bucket=self.bucket, Key=self.key(digest))
@@ -205,16 +204,12 @@ class S3Store:
                 self._sizes[digest] = size
 
     def _call(self, action: str, key: str, call: Any) -> Any:
-        from ..publish.s3_client import s3_errors
-
         try:
             return call()
         except s3_errors() as exc:
             raise self._error(exc, action, key) from None
 
     def _error(self, exc: BaseException, action: str, key: str) -> LockmirrorError:
-        from ..publish.s3_client import convert_error
-
         return convert_error(exc, action=action, bucket=self.bucket, where=f"s3://{self.bucket}/"
                              f"{key}", endpoint=self.client.meta.endpoint_url)
 
@@ -260,7 +255,6 @@ def open_store(store_setting: str, staging: Path, destinations: Any = ()) -> Any
     if not is_s3_url(store_setting):
         return Store(Path(store_setting))
     from ..config_schema import S3Destination
-    from ..publish.s3_client import make_client
 
     bucket, _prefix = parse_s3_url(store_setting)
     same = [d for d in destinations if getattr(d, "kind", None) == "s3" and d.bucket == bucket]
