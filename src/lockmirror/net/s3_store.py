@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -258,7 +259,11 @@ def open_store(store_setting: str, staging: Path, destinations: Any = ()) -> Any
 
     bucket, _prefix = parse_s3_url(store_setting)
     same = [d for d in destinations if getattr(d, "kind", None) == "s3" and d.bucket == bucket]
-    options = same[0] if same else S3Destination(kind="s3", bucket=bucket)
+    # as the publisher's ad-hoc destinations: an endpoint from the environment also
+    # picks path-style addressing and a default region
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options = same[0] if same else S3Destination(kind="s3", bucket=bucket,
+                                                 endpoint_url=endpoint or None)
     return S3Store(store_setting, make_client(options), staging)
 
 
