@@ -48,7 +48,21 @@ class LoadedConfig:
 
     @property
     def store_dir(self) -> Path:
-        return self.resolve(os.environ.get("LOCKMIRROR_STORE") or self.config.paths.store)
+        """The local store's directory; LockmirrorError when ``paths.store`` is an
+        ``s3://`` URL (the stages that read an S3 store use :attr:`store_location`)."""
+        location = self.store_location
+        if location.startswith("s3://"):
+            raise LockmirrorError("this command needs a local store, and paths.store is on S3",
+                                  where=location, hint="fetch, index, publish and bundle take "
+                                  "an S3 store; run this one with LOCKMIRROR_STORE=<a directory>")
+        return Path(location)
+
+    @property
+    def store_location(self) -> str:
+        """``paths.store`` (or ``$LOCKMIRROR_STORE``): an ``s3://`` URL as written,
+        else the resolved local path."""
+        setting = os.environ.get("LOCKMIRROR_STORE") or self.config.paths.store
+        return setting if setting.startswith("s3://") else str(self.resolve(setting))
 
     @property
     def index_dir(self) -> Path:

@@ -235,7 +235,8 @@ Destination = Annotated[S3Destination | UploadDestination | DirectoryDestination
 
 class PathsConfig(_Strict):
     lockfiles: str = "lockfiles"
-    store: str = ".store"
+    store: str = Field(".store", description="the content-addressed store: a directory, or "
+                       "s3://bucket/prefix on S3-compatible object storage")
     index: str = "dist-index"
     dist: str = "dist"
     cache: str = ".cache"

@@ -89,7 +89,7 @@ class Project:
             "tool": tool and {"name": TOOL_SET, "input_hash": input_hash(tool, TOOL_SET),
                               "lockfile": str(tool.lockfile_path(TOOL_SET))},
             "publish": sorted(config.publish),
-            "paths": {"store": str(loaded.store_dir), "index": str(loaded.index_dir),
+            "paths": {"store": loaded.store_location, "index": str(loaded.index_dir),
                       "dist": str(loaded.dist_dir), "cache": str(loaded.cache_dir),
                       "lockfiles": str(loaded.lockfile_dir), "config": str(loaded.path)},
         }

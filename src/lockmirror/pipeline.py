@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from .config import LoadedConfig
+    from .net.s3_store import AnyStore
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
     from .stages.audit import AuditReport
@@ -77,7 +78,8 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
 
 
 def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
-          store: Path | None = None, out: Path | None = None, title: str | None = None,
+          store: Path | AnyStore | None = None, out: Path | None = None,
+          title: str | None = None,
           mirror_yaml: Path | None = None, quarantine: Path | None = None,
           full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None,
@@ -97,13 +99,14 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     with mirror.yaml only) writes the sets' CycloneDX SBOMs under ``sbom/``."""
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import UrlRule
+    from .net.s3_store import store_of
     from .stages.index import DEFAULT_TITLE, build_index
 
     sources = None
     quarantine_path = quarantine
     if loaded is not None:
         lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
-        store, out = store or loaded.store_dir, out or loaded.index_dir
+        store, out = store or store_of(loaded), out or loaded.index_dir
         mirror_yaml, title = mirror_yaml or loaded.path, title or loaded.config.name
         quarantine_path = quarantine or loaded.quarantine_path
         sources = tuple(loaded.config.sources)
@@ -167,12 +170,14 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
+    s3_store = _s3_store(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split, key=key,
                         source_date_epoch=source_date_epoch, tool=tool,
-                        cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
-                        progress=progress,
+                        cache_dir=loaded.cache_dir,
+                        store_dir=None if s3_store else loaded.store_dir,
+                        progress=progress, store=s3_store,
                         extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
                         keep=loaded.config.bundle.keep if keep is None else keep)
 
@@ -197,15 +202,22 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
 
 
+def _s3_store(loaded: LoadedConfig) -> AnyStore | None:
+    """The S3 store of ``loaded`` (``paths.store: s3://...``), else None."""
+    from .net.s3_store import store_of
+
+    return store_of(loaded) if loaded.store_location.startswith("s3://") else None
+
+
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
     """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
     and the store's metadata: file name -> bytes, one per set plus
     ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
     lockfiles' last commit, else no timestamp."""
     from . import __version__
-    from .formats.store import Store
     from .formats.url_policy import read_checked_lockfiles
     from .gitutil import run_git
+    from .net.s3_store import store_of
     from .stages.bundle import resolve_source_date_epoch
     from .stages.sbom import sbom_documents
 
@@ -215,7 +227,7 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     commit = run_git(loaded.path.absolute().parent, "log", "-1", "--format=%H", "--",
                      loaded.path.name, optional=True)
     epoch, source = resolve_source_date_epoch(None, loaded.lockfile_dir)
-    return sbom_documents(lockfiles, Store(loaded.store_dir),
+    return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
                           commit=(commit or "").strip() or None,
                           source_date_epoch=None if source.startswith("none") else epoch)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(progress, RichProgress):
             progress.close()  # a failed run must not leave the live display running
     print(f"fetch: {summary.describe()}")
-    print(f"store: {loaded.store_dir}")
+    print(f"store: {loaded.store_location}")
     return 0
 
 

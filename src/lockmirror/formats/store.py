@@ -15,7 +15,7 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import LockmirrorError
 
@@ -37,6 +37,34 @@ class Store:
         except FileNotFoundError:
             return False
         return size is None or stat.st_size == size
+
+    def recheck(self, sha256: str, size: int | None = None) -> bool:
+        """:meth:`has`, asked again just before a download (another process
+        sharing the store may have finished it)."""
+        return self.has(sha256, size)
+
+    def size_of(self, sha256: str) -> int | None:
+        """The size of the file with this sha256, or None when it is absent."""
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    @property
+    def identity(self) -> str:
+        """What names this store in saved state and messages: its absolute path."""
+        return os.path.abspath(self.root)
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The file with this sha256, open for reading (FileNotFoundError if absent)."""
+        return open(self.path(sha256), "rb")
+
+    def write(self, sha256: str, data: bytes) -> None:
+        """Store small verified bytes under their sha256 (atomically, 0644)."""
+        from ..fsutil import atomic_writer
+
+        with atomic_writer(self.path(sha256)) as handle:
+            handle.write(data)
 
     def temp_dir(self) -> Path:
         """Where downloads in progress live: same filesystem, never linked."""
@@ -100,7 +128,7 @@ def release_partial(handle: BinaryIO, path: Path) -> None:
     handle.close()
 
 
-def store_write_error(exc: OSError, store: Store, path: Path) -> LockmirrorError:
+def store_write_error(exc: OSError, store: Any, path: Path) -> LockmirrorError:
     """The one-line error for a failed write under ``store`` (disk full or other)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return LockmirrorError("the disk holding the store is full", where=str(store.root),

@@ -30,7 +30,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -38,8 +38,11 @@ import requests
 import urllib3.exceptions
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from ..formats.store import Store, open_partial, release_partial, store_write_error
+from ..formats.store import open_partial, release_partial, store_write_error
 from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
+
+if TYPE_CHECKING:
+    from .s3_store import AnyStore
 
 
 @dataclass(frozen=True, order=True)
@@ -126,7 +129,7 @@ class _Shown:
 class Downloader:
     """Downloads files into ``store`` with ``session`` (shared by the threads)."""
 
-    store: Store
+    store: AnyStore
     session: requests.Session
     auth: PrefixAuth | None  # None: the session's own
     progress: Progress
@@ -151,7 +154,7 @@ class Downloader:
         handle = open_partial(partial)
         try:
             # Another process sharing the store may have finished it while we waited.
-            if self.store.has(item.sha256, item.size):
+            if self.store.recheck(item.sha256, item.size):
                 self.tally.add(raced=1)
                 self.progress.advance(item.size or 0)
                 self.progress.file_done(item, False)
@@ -333,6 +336,8 @@ class Downloader:
             self.store.adopt(partial, item.sha256)
         except OSError as exc:
             raise Fatal(_disk_error(exc, self.store, partial, handle)) from None
+        except LockmirrorError as exc:  # an object store refused the upload: stop the run
+            raise Fatal(exc) from None
 
     def _show_held(self, item: FetchItem, handle: BinaryIO, shown: _Shown) -> None:
         """Bring the progress bar to the bytes now held for ``item``."""
@@ -380,7 +385,7 @@ def _mismatch(item: FetchItem, actual: str, length: int) -> IntegrityError:
         hint="if the upstream really replaced the file, re-lock with `doit lock`")
 
 
-def _truncate(handle: BinaryIO, partial: Path, store: Store) -> int:
+def _truncate(handle: BinaryIO, partial: Path, store: AnyStore) -> int:
     try:
         handle.seek(0)
         handle.truncate(0)
@@ -394,7 +399,7 @@ def _discard(handle: BinaryIO, partial: Path) -> None:
     partial.unlink(missing_ok=True)
 
 
-def _disk_error(exc: OSError, store: Store, partial: Path, handle: BinaryIO) -> LockmirrorError:
+def _disk_error(exc: OSError, store: AnyStore, partial: Path, handle: BinaryIO) -> LockmirrorError:
     # What could not be written is useless; free its space at once.
     try:
         _discard(handle, partial)

@@ -27,7 +27,7 @@ import re
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import LoadedConfig
 from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
@@ -93,7 +93,7 @@ def make_publisher(destination: Destination, *, base_dir: Path | None = None,
 def publish(source: Path, destination: Destination, *, base_dir: Path | None = None,
             dry_run: bool = False, prune: bool = False, break_lock: bool = False,
             lock_wait: float = 0.0, jobs: int | None = None, progress: Progress | None = None,
-            environ: dict[str, str] | None = None) -> PublishResult:
+            environ: dict[str, str] | None = None, store: Any = None) -> PublishResult:
     """Publish the index tree ``source`` (a ``dist-index/``) to ``destination``.
 
     ``prune`` deletes what the destination holds beyond the tree (after the
@@ -106,8 +106,18 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
     file does not match the manifest, PublishError for everything the
     destination refuses (the destination's root pages untouched when files
     failed). Costs: see each publisher's ``plan`` and ``apply``.
+
+    ``store``: the S3 store whose objects are the tree's ``files/`` entries
+    (an index built from ``store: s3://...``); an S3 destination copies them
+    server-side (see :meth:`~lockmirror.publish.s3.S3Publisher`), other
+    destinations are refused (bundle and import the index instead).
     """
-    tree = SourceTree.open(Path(source))
+    tree = SourceTree.open(Path(source), store=store)
+    if store is not None and not isinstance(destination, S3Destination) and any(
+            tree.in_store(item) for item in tree.artifacts()):
+        raise LockmirrorError("the index's files are in the S3 store; only an S3 destination "
+                              "can take them from there", where=str(source),
+                              hint="publish to S3, or bundle the index and publish the bundle")
     publisher = make_publisher(destination, base_dir=base_dir, jobs=jobs, break_lock=break_lock,
                                lock_wait=lock_wait, progress=progress or no_progress,
                                environ=environ)
@@ -136,9 +146,14 @@ def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None =
     """Publish the configured index (or ``source``) to the destination ``name``.
 
     This is what ``doit publish:<name>`` runs. Raises as :func:`publish`."""
+    store = None
+    if source is None and loaded.store_location.startswith("s3://"):
+        from ..net.s3_store import store_of
+
+        store = store_of(loaded)
     return publish(source or loaded.index_dir, configured_destination(loaded, name),
                    base_dir=loaded.root, dry_run=dry_run, prune=prune, break_lock=break_lock,
-                   lock_wait=lock_wait, jobs=jobs, progress=progress)
+                   lock_wait=lock_wait, jobs=jobs, progress=progress, store=store)
 
 
 def destination_from_text(text: str, *, endpoint_url: str | None = None,

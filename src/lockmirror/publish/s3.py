@@ -70,6 +70,8 @@ LOCK_KEY = STATE_DIR + "lock.json"
 RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
+COPY_LIMIT = 5 << 30  # CopyObject's limit: above it, a multipart copy (UploadPartCopy)
+COPY_PART = 512 << 20
 
 FILE_CACHE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
@@ -335,6 +337,8 @@ class S3Publisher:
         extra: dict[str, Any] = {"ContentType": content_type(item.path),
                                  "CacheControl": cache_control(item.path),
                                  "Metadata": {"sha256": item.sha256}}
+        if tree.in_store(item):
+            return self._copy_from_store(tree.store, item, key, extra)
         if item.size < MULTIPART_THRESHOLD:
             data = path.read_bytes()
             _check_bytes(path, len(data), sha256_bytes(data), item)
@@ -356,6 +360,34 @@ class S3Publisher:
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
         except s3_errors() as error:
             raise self._convert(error, "uploading", item.path) from None
+
+    def _copy_from_store(self, store: Any, item: Item, key: str, extra: dict[str, Any]) -> str:
+        """Bring a file of the S3 store to ``key``: server-side on the same
+        service (CopyObject; a multipart copy above 5 GiB), so no byte passes
+        through the runner; else streamed from the store's service. The store's
+        key is named by its verified sha256, so the bytes need no new check."""
+        source = {"Bucket": store.bucket, "Key": store.key(item.sha256)}
+        same = store.client.meta.endpoint_url == self.client.meta.endpoint_url
+        try:
+            if same and item.size <= COPY_LIMIT:
+                answer = self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=key,
+                                                 MetadataDirective="REPLACE", **extra)
+                return str(answer["CopyObjectResult"]["ETag"])
+            from boto3.s3.transfer import TransferConfig
+
+            transfer = TransferConfig(multipart_threshold=COPY_LIMIT if same
+                                      else MULTIPART_THRESHOLD,
+                                      multipart_chunksize=COPY_PART if same else MULTIPART_CHUNK,
+                                      max_concurrency=4)
+            if same:
+                self.client.copy(source, self.bucket, key, ExtraArgs=extra, Config=transfer)
+            else:
+                body = store.client.get_object(**source)["Body"]
+                self.client.upload_fileobj(body, self.bucket, key, ExtraArgs=extra,
+                                           Config=transfer)
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+        except s3_errors() as error:
+            raise self._convert(error, "copying from the store", item.path) from None
 
     def _delete(self, keys: Sequence[str], deleted: list[str]) -> None:
         for start in range(0, len(keys), 1000):

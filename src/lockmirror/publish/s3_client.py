@@ -1,124 +1,17 @@
-"""The boto3 side of the S3 publisher: the client, and botocore's errors as lockmirror's.
-
-boto3 is imported on first use only, so every other command starts without
-it; its client class is generated at run time, so it is typed loosely here.
-"""
+"""Moved to :mod:`lockmirror.net.s3_client` (the S3 store below the stages uses it
+too); these names stay importable from here for the publishers."""
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from ..net.s3_client import (
+    DEFAULT_JOBS,
+    NOT_FOUND_CODES,
+    S3Client,
+    convert_error,
+    error_code,
+    make_client,
+    s3_errors,
+)
 
-from ..config_schema import S3Destination
-from ..errors import IntegrityError, LockmirrorError, PublishError
-
-S3Client = Any
-
-DEFAULT_JOBS = 10
-
-# Errors that will not go away by trying the next object: stop the phase.
-_AUTH_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-    "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "InvalidClientTokenId",
-    "AuthorizationHeaderMalformed", "UnrecognizedClientException",
-})
-_DIGEST_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
-NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-
-
-def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> S3Client:
-    """A boto3 S3 client for the destination (profile, region, endpoint).
-
-    Credentials come from boto3's usual chain (environment, profile, instance
-    or OIDC web identity); they are never read or printed here. botocore's
-    standard retry mode is the one retry policy for S3 requests. Raises
-    PublishError for an unknown profile. Costs boto3's import and the S3
-    service model (about 0.2 s); no request.
-    """
-    import boto3  # type: ignore[import-untyped]
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.exceptions  # type: ignore[import-untyped]
-
-    try:
-        session = boto3.session.Session(profile_name=destination.profile,
-                                        region_name=destination.region)
-    except botocore.exceptions.ProfileNotFound:
-        raise PublishError(f"AWS profile {destination.profile!r} is not configured",
-                           hint="check ~/.aws/config or the destination's profile") from None
-    region = destination.region or session.region_name or (
-        "us-east-1" if destination.endpoint_url else None)
-    s3_options: dict[str, Any] = {
-        # Every upload carries its sha256 as the (signed) x-amz-checksum-sha256 header,
-        # which the server verifies; signing the payload too would hash every byte again.
-        "payload_signing_enabled": False}
-    if destination.endpoint_url:
-        s3_options["addressing_style"] = "path"
-    config = botocore.config.Config(
-        max_pool_connections=pool, connect_timeout=10, read_timeout=120,
-        retries={"max_attempts": 4, "mode": "standard"}, s3=s3_options)
-    return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
-                          config=config)
-
-
-@functools.cache
-def s3_errors() -> tuple[type[BaseException], ...]:
-    """What boto3 and botocore raise (imported on first use, not at module import)."""
-    import boto3.exceptions  # type: ignore[import-untyped]
-    import botocore.exceptions
-
-    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
-            boto3.exceptions.Boto3Error)
-
-
-def error_code(error: BaseException) -> str | None:
-    """The S3 error code of a botocore ClientError (``NoSuchKey``...), else None."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code"))
-    return None
-
-
-def convert_error(error: BaseException, *, action: str, bucket: str, where: str,
-                  endpoint: str | None) -> LockmirrorError:
-    """One-line lockmirror error for a botocore/boto3 failure (no credentials in it)."""
-    import boto3.exceptions
-    import botocore.exceptions as be
-
-    if isinstance(error, LockmirrorError):
-        return error
-    cause: BaseException = error
-    if isinstance(error, boto3.exceptions.S3UploadFailedError):
-        cause = error.__cause__ or error.__context__ or error
-    server = endpoint or "the AWS endpoint"
-    if isinstance(cause, (be.NoCredentialsError, be.PartialCredentialsError)):
-        return PublishError("no AWS credentials found", where=where,
-                            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                                 "or the destination's profile")
-    if isinstance(cause, (be.EndpointConnectionError, be.ConnectTimeoutError,
-                          be.ConnectionClosedError, be.ReadTimeoutError)):
-        return PublishError(f"cannot reach {server} ({type(cause).__name__})", where=where,
-                            hint="check endpoint_url and the network")
-    if isinstance(cause, be.ClientError):
-        return _client_error(cause, action=action, bucket=bucket, where=where, server=server)
-    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-    return PublishError(f"{action} failed ({type(cause).__name__}: {text})", where=where)
-
-
-def _client_error(cause: Any, *, action: str, bucket: str, where: str,
-                  server: str) -> LockmirrorError:
-    code = error_code(cause) or "?"
-    status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    message = str(cause.response.get("Error", {}).get("Message") or "").splitlines()
-    detail = f"{code}: {message[0]}" if message else code
-    if code == "NoSuchBucket":
-        return PublishError(f"bucket {bucket!r} does not exist at {server}", where=where,
-                            hint="create it, or fix bucket/endpoint_url in mirror.yaml")
-    if code in _AUTH_CODES or status == 403:
-        return PublishError(f"the credentials were refused while {action} ({code})",
-                            where=where,
-                            hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
-                                 "profile, and the bucket policy")
-    if code in _DIGEST_CODES:
-        return IntegrityError(f"the server received other bytes than were sent ({code})",
-                              where=where)
-    return PublishError(f"{action} failed ({detail})", where=where)
+__all__ = ["DEFAULT_JOBS", "NOT_FOUND_CODES", "S3Client", "convert_error", "error_code",
+           "make_client", "s3_errors"]

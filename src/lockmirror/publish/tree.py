@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError
 from ..formats.manifest import MANIFEST_NAME, Manifest
@@ -94,10 +95,15 @@ class SourceTree:
     root: Path
     manifest: Manifest
     manifest_entry: tuple[str, int]   # sha256 and size of manifest.json
+    store: Any = None  # an S3Store holding the files/ entries absent from ``root``
 
     @classmethod
-    def open(cls, root: Path) -> SourceTree:
+    def open(cls, root: Path, *, store: Any = None) -> SourceTree:
         """Read ``root/manifest.json`` and check that every listed file exists with its size.
+
+        With ``store`` (an S3 store: the index stage names its files without
+        placing them), a ``files/`` entry absent from ``root`` must be the
+        store's object of that sha256 and size (one listing of the store).
 
         Raises LockmirrorError when the manifest is missing or unreadable,
         IntegrityError naming the first file that is missing or has another
@@ -117,14 +123,26 @@ class SourceTree:
         base = str(root)
         for rel, entry in sorted(manifest.files.items()):
             full = os.path.join(base, rel)  # strings: a no-op publish stats thousands of files
+            size: int | None
             try:
                 size = os.stat(full).st_size
             except FileNotFoundError:
-                raise IntegrityError("listed in manifest.json but missing", where=full) from None
+                size = None
+                if store is not None and rel.startswith("files/"):
+                    size = store.size_of(entry.sha256)
+                    full = f"{store.url} sha256 {entry.sha256}"
+                if size is None:
+                    raise IntegrityError("listed in manifest.json but missing",
+                                         where=full) from None
             if size != entry.size:
                 raise IntegrityError(f"is {size} bytes, manifest.json says {entry.size}",
                                      where=full, hint="rebuild or re-import the index")
-        return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)))
+        return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)),
+                   store=store)
+
+    def in_store(self, item: Item) -> bool:
+        """Whether ``item``'s bytes are read from the S3 store, not from ``root``."""
+        return self.store is not None and not os.path.exists(os.path.join(self.root, item.source))
 
     def items(self) -> list[Item]:
         """Every file of the tree, manifest.json included, in phase order."""

@@ -43,6 +43,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..errors import BundleError, LockmirrorError
@@ -113,7 +114,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
                  tool: bool | None = None, cache_dir: Path | None = None,
                  store_dir: Path | None = None, keep: int = 0,
                  extra: Sequence[tuple[str, bytes]] = (),
-                 progress: Progress | None = None) -> BundleResult:
+                 progress: Progress | None = None, store: Any = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
     ``since`` (a manifest.json, a mirror dir or a previous bundle) makes a
@@ -127,6 +128,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
     ``extra``: more top-level members, (name, bytes), such as the advisory
     snapshot ``advisories.json`` the bundle was audited with.
+    ``store``: the S3 store an index built from ``store: s3://...`` names its
+    ``files/`` entries in; they are streamed from it into the tar.
 
     Every index file is taken at the sha256 and size manifest.json gives
     them; its size is checked, its bytes are not re-hashed: the import
@@ -149,7 +152,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
-        cache_dir=cache_dir, store_dir=store_dir, progress=progress)
+        cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store)
     members += [Member(member_name, data=data) for member_name, data in extra]
     info = _describe(members, BundleInfo(
         name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
@@ -247,7 +250,7 @@ def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
             mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
             cache_dir: Path | None, store_dir: Path | None,
-            progress: Progress | None) -> tuple[list[Member], str | None]:
+            progress: Progress | None, store: Any = None) -> tuple[list[Member], str | None]:
     """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
     members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
     lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
@@ -262,7 +265,8 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
             progress("collecting lockmirror's wheels")
         with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
             wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress,
-                                         lockfile_dir=lockfile_dir, store_dir=store_dir)
+                                         lockfile_dir=lockfile_dir,
+                                         store_dir=store or store_dir)
             members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
                         for path in sorted(wheels.wheels, key=lambda p: p.name)]
         tool_python = wheels.python
@@ -272,6 +276,10 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         try:
             size = path.stat().st_size
         except FileNotFoundError:
+            if store is not None and rel.startswith("files/"):  # an S3 store's object
+                _check_object(store, rel, entry)
+                members.append(Member(f"{INDEX_DIR}/{rel}", entry=entry, store=store))
+                continue
             raise LockmirrorError("listed in manifest.json but missing", where=str(path),
                                   hint="rebuild the index") from None
         if size != entry.size:
@@ -279,6 +287,15 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
                                   where=str(path), hint="rebuild the index")
         members.append(Member(f"{INDEX_DIR}/{rel}", path=path, entry=entry))
     return members, tool_python
+
+
+def _check_object(store: Any, rel: str, entry: Entry) -> None:
+    """An index file held by the S3 store must be there with the manifest's size."""
+    size = store.size_of(entry.sha256)
+    if size != entry.size:
+        found = "missing" if size is None else f"{size} bytes, manifest.json says {entry.size}"
+        raise LockmirrorError(f"{rel} is {found} in the store",
+                              where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
 
 
 def _describe(members: list[Member], provisional: BundleInfo) -> BundleInfo:

@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import LockmirrorError
 from ..formats.bundle_format import BLOCK, VOLUME_NAME, volume_stem
@@ -52,6 +52,7 @@ class Member:
     data: bytes | None = None
     path: Path | None = None   # read while writing; checked against ``entry`` (the manifest's)
     entry: Entry | None = None
+    store: Any = None          # an S3 store: the bytes are its object ``entry.sha256``, streamed
 
     def __post_init__(self) -> None:
         if self.data is not None and self.entry is None:
@@ -129,6 +130,8 @@ class Layout:
                     continue
                 if member.data is not None:
                     writer.write(member.data)
+                elif member.store is not None:
+                    _copy_object(member, writer)
                 else:
                     _copy_sized(member, writer, view)
                 writer.write(bytes(_padding(member.size)))
@@ -164,6 +167,24 @@ def _copy_sized(member: Member, writer: VolumeWriter, view: memoryview) -> None:
     if left:
         raise LockmirrorError("shrank while it was copied", where=str(member.path),
                               hint=_ROT_HINT)
+
+
+def _copy_object(member: Member, writer: VolumeWriter) -> None:
+    """Stream ``member``'s object from its S3 store into the tar (one GET; never
+    on the runner's disk); LockmirrorError unless it has the manifest's size."""
+    assert member.entry is not None
+    left = member.entry.size
+    for chunk in member.store.chunks(member.entry.sha256):
+        if len(chunk) > left:
+            break
+        writer.write(chunk)
+        left -= len(chunk)
+    else:
+        if not left:
+            return
+    raise LockmirrorError("size differs from manifest.json",
+                          where=f"{member.store.url} sha256 {member.entry.sha256}",
+                          hint="delete the object and run `doit fetch`")
 
 
 def _read_into(source: io.RawIOBase, view: memoryview, path: Path) -> int:

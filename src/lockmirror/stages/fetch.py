@@ -53,11 +53,12 @@ import requests
 
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
-from ..formats.store import Store, store_write_error
-from ..fsutil import atomic_writer, format_size, plural
+from ..formats.store import store_write_error
+from ..fsutil import format_size, plural
 from ..net.download import Downloader, Fatal, FetchItem, Stopped
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
+from ..net.s3_store import AnyStore, S3Store, store_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -89,7 +90,7 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
 
     paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)] + list(also)
     lockfiles = read_checked_lockfiles(paths, loaded.config.sources)  # each parsed once
-    return fetch(lockfiles, Store(loaded.store_dir), session=session, max_workers=max_workers,
+    return fetch(lockfiles, store_of(loaded), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)
 
@@ -107,7 +108,7 @@ def is_current(loaded: LoadedConfig, also: Sequence[Path] = ()) -> bool:
                       *also]]
     except LockmirrorError:
         return False
-    return not missing(plan(lockfiles), Store(loaded.store_dir))
+    return not missing(plan(lockfiles), store_of(loaded))
 
 
 # --------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def plan(lockfiles: Sequence[Lockfile]) -> list[FetchItem]:
     return sorted(items)
 
 
-def missing(items: Sequence[FetchItem], store: Store) -> list[FetchItem]:
+def missing(items: Sequence[FetchItem], store: AnyStore) -> list[FetchItem]:
     """The items not yet in the store (one ``stat`` each; the name proves the hash).
 
     This is the stage's up-to-date check: empty means nothing to do. A file
@@ -173,13 +174,10 @@ def missing(items: Sequence[FetchItem], store: Store) -> list[FetchItem]:
     return [item for item in items if not _present(item, store)]
 
 
-def _present(item: FetchItem, store: Store) -> bool:
+def _present(item: FetchItem, store: AnyStore) -> bool:
     if item.size is not None or item.sha256 == _EMPTY_SHA256:
         return store.has(item.sha256, item.size)
-    try:
-        return store.path(item.sha256).stat().st_size > 0
-    except FileNotFoundError:
-        return False
+    return (store.size_of(item.sha256) or 0) > 0
 
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -242,7 +240,7 @@ class FetchSummary:
 # --------------------------------------------------------------------------
 
 
-def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
+def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
           session: requests.Session | None = None, max_workers: int = 8,
           progress: FetchProgress | None = None,
           auth: Mapping[str, Credentials] | None = None,
@@ -282,7 +280,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: Store, *,
     todo = missing(items, store)
     todo_keys = {item.sha256 for item in todo}
     present = [item for item in items if item.sha256 not in todo_keys]
-    if todo:
+    if todo and not isinstance(store, S3Store):  # an S3 store stages files in flight only
         _check_free_space(todo, store)
     workers = max(max_workers, 1)
     owned_session = session is None
@@ -370,30 +368,28 @@ def _combine(errors: list[LockmirrorError]) -> LockmirrorError:
     return kind(f"{len(errors)} locked files could not be fetched:\n{lines}")
 
 
-def _metadata_from_wheel(item: FetchItem, store: Store) -> bool:
+def _metadata_from_wheel(item: FetchItem, store: AnyStore) -> bool:
     """Put a wheel's METADATA in the store from the verified wheel itself,
     when its bytes have the locked hash; False when they do not (or the wheel
     is absent), and the caller downloads the ``.metadata`` file instead."""
     if item.wheel_sha256 is None or not store.has(item.wheel_sha256):
         return False
     try:
-        with zipfile.ZipFile(store.path(item.wheel_sha256)) as archive:
+        with store.open(item.wheel_sha256) as raw, zipfile.ZipFile(raw) as archive:
             member = wheel_metadata_member(archive, item.filename.removesuffix(".metadata"))
             data = archive.read(member) if member is not None else None
     except (OSError, zipfile.BadZipFile):
         return False
     if data is None or hashlib.sha256(data).hexdigest() != item.sha256:
         return False
-    final = store.path(item.sha256)
-    try:  # temp file beside it, 0644, renamed in only when complete (small: always synced)
-        with atomic_writer(final) as handle:
-            handle.write(data)
+    try:  # visible only when complete (local: a temp file renamed in; S3: one PUT)
+        store.write(item.sha256, data)
     except OSError as exc:
-        raise store_write_error(exc, store, final) from None
+        raise store_write_error(exc, store, store.root) from None
     return True
 
 
-def _check_free_space(todo: Sequence[FetchItem], store: Store) -> None:
+def _check_free_space(todo: Sequence[FetchItem], store: AnyStore) -> None:
     tmp = store.temp_dir()
     needed = 0
     for item in todo:

@@ -62,6 +62,7 @@ from ..formats.pages import (
 )
 from ..formats.store import Store
 from ..fsutil import atomic_write, sha256_bytes
+from ..net.s3_store import AnyStore, S3Store
 from . import index_fs as fs
 from .index_sbom import write_sboms
 from .index_sets import (
@@ -123,7 +124,7 @@ def state_dir_for(out_dir: Path) -> Path:
 
 def build_index(
     lockfiles: Sequence[Path],
-    store: Store | Path,
+    store: AnyStore | Path,
     out_dir: Path,
     *,
     mirror_yaml: Path | None = None,
@@ -165,7 +166,7 @@ def build_index(
         raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
                               hint="point --out (paths.index) at a directory")
     out_dir = Path(os.path.abspath(out_dir))
-    run = _Run(store=store if isinstance(store, Store) else Store(Path(store)),
+    run = _Run(store=store if isinstance(store, (Store, S3Store)) else Store(Path(store)),
                out_dir=out_dir, state_dir=Path(state_dir) if state_dir else state_dir_for(out_dir),
                title=title, full=full, exclude=_normalized_releases(exclude),
                progress=progress or (lambda _message: None), url_rule=url_rule, sbom=sbom)
@@ -191,7 +192,7 @@ def build_index(
 class _Run:
     """One run of :func:`build_index`: its options, then what it learns and does."""
 
-    store: Store
+    store: AnyStore
     out_dir: Path
     state_dir: Path
     title: str
@@ -218,7 +219,8 @@ class _Run:
         self.progress(f"reading {len(inputs)} lockfiles")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
-        tree = Tree.open(self.out_dir, self.store.root, trusted=intact)
+        tree = Tree.open(self.out_dir, self.store.root, trusted=intact,
+                         remote=self.store if isinstance(self.store, S3Store) else None)
         self.previous = state if tree.trusted else {}
         try:
             summary = self._write_tree(tree, sets, provenance)
@@ -240,7 +242,7 @@ class _Run:
         """A digest of every input of the tree: equal keys and an intact tree are a no-op."""
         return sha256_bytes(json.dumps([
             INDEX_FORMAT, __version__, self.title, str(self.out_dir),
-            os.path.abspath(self.store.root),
+            self.store.identity,
             [provenance.config_name, provenance.config_sha256, provenance.commit,
              provenance.config_modified],
             [(i.path.name, i.sha256) for i in inputs],
@@ -254,7 +256,7 @@ class _Run:
         (by stat), and no directory gained or lost an entry since."""
         if state.get("format") != STATE_FORMAT or state.get("out_dir") != str(self.out_dir):
             return False
-        if state.get("store") != os.path.abspath(self.store.root):
+        if state.get("store") != self.store.identity:
             return False
         manifest = fs.stat_key(self.out_dir / MANIFEST_NAME)
         return (manifest is not None and state.get("manifest") == manifest
@@ -323,7 +325,7 @@ class _Run:
         if missing:
             shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
             raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
-                                where=str(self.store.root), hint="run `doit fetch`")
+                                where=self.store.identity, hint="run `doit fetch`")
 
     def _write_set(self, tree: Tree, locked: PackageSet) -> None:
         """A set's lockfile copy and constraints, unless its lockfile and
@@ -351,7 +353,7 @@ class _Run:
         dirs = sorted(fs.ancestors(tree.entries))
         state = {
             "format": STATE_FORMAT, "key": key, "out_dir": str(self.out_dir),
-            "store": os.path.abspath(self.store.root),
+            "store": self.store.identity,
             "lockfiles": {str(i.path): [*i.stat_key, i.sha256] for i in inputs},
             "manifest": fs.stat_key(self.out_dir / MANIFEST_NAME),
             "dirs": dirs, "tree": fs.tree_key(self.out_dir, dirs),

@@ -20,7 +20,7 @@ from .sbom import MIRROR_DOCUMENT, sbom_name
 
 if TYPE_CHECKING:
     from ..formats.landing_page import Provenance
-    from ..formats.store import Store
+    from ..net.s3_store import AnyStore
     from .index_sets import PackageSet
     from .index_tree import Tree
 
@@ -34,7 +34,7 @@ def sbom_path(set_name: str | None) -> str:
     return f"{SBOM_DIR}/{sbom_name(set_name) if set_name else MIRROR_DOCUMENT}"
 
 
-def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: Store, provenance: Provenance,
+def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provenance: Provenance,
                 *, mirror_name: str, previous_key: str | None) -> str:
     """Put every set's SBOM and the mirror's into ``tree`` unless their inputs'
     key is ``previous_key`` and the tree has them all; the key (for the state).

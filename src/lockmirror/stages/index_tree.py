@@ -23,6 +23,7 @@ import shutil
 import stat as statmod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError
 from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
@@ -53,12 +54,15 @@ class Tree:
     can_link: bool = True
     made_dirs: set[str] = field(default_factory=set)
     old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # by keep(), on first use
+    remote: Any = None  # an S3Store: files stay in it; the tree holds their manifest entries
 
     @classmethod
-    def open(cls, out_dir: Path, store_root: Path, *, trusted: bool) -> Tree:
+    def open(cls, out_dir: Path, store_root: Path, *, trusted: bool,
+             remote: Any = None) -> Tree:
         """The tree at ``out_dir``, or a new staging directory when there is
         none. ``trusted``: the state says the tree is as the last run left it,
-        so its manifest is the previous one. Raises LockmirrorError for a
+        so its manifest is the previous one. ``remote``: an S3 store, whose
+        files are named in the manifest but not placed in the tree. Raises LockmirrorError for a
         non-empty directory that is not an index."""
         store_objects = f"{os.path.abspath(store_root)}/sha256"
         manifest = out_dir / MANIFEST_NAME
@@ -69,12 +73,13 @@ class Tree:
                     "lockmirror index", where=str(out_dir),
                     hint="remove it or choose another output directory")
             old = fs.read_manifest(manifest) if trusted else None
-            return cls(out_dir, out_dir, False, store_objects, old is not None, old or {})
+            return cls(out_dir, out_dir, False, store_objects, old is not None, old or {},
+                       remote=remote)
         fs.remove_stale_staging(out_dir)
         root = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        return cls(out_dir, root, True, store_objects, False, {})
+        return cls(out_dir, root, True, store_objects, False, {}, remote=remote)
 
     def keep(self, *directories: str) -> None:
         """Take the previous manifest's entries below ``directories``
@@ -113,7 +118,9 @@ class Tree:
         link, or a copy where linking is not possible. ``size`` None: not known
         (a .metadata file). False when the store has no such file (a size-less
         one left empty by a crash included); IntegrityError when its size is not
-        ``size``."""
+        ``size``. With an S3 store (``remote``) only the manifest entry is made."""
+        if self.remote is not None:
+            return self._enter_remote(rel, sha256, size)
         source = f"{self.store_objects}/{sha256[:2]}/{sha256[2:]}"  # rows hold lower-case hex
         try:
             src = os.stat(source)
@@ -147,6 +154,18 @@ class Tree:
         fs.copy(source, dest, src)
         self.copied += 1
         self._wrote(rel)
+        return True
+
+    def _enter_remote(self, rel: str, sha256: str, size: int | None) -> bool:
+        """:meth:`place` for an S3 store: the object's size from its listing."""
+        have = self.remote.size_of(sha256)
+        if have is None or (size is None and have == 0 and sha256 != _EMPTY_SHA256):
+            return False
+        if size is not None and have != size:
+            raise IntegrityError(f"the store holds {have} bytes for {rel}, the lockfile "
+                                 f"says {size}", where=f"s3://{self.remote.bucket}/{self.remote.key(sha256)}",
+                                 hint="delete the object and run `doit fetch`")
+        self.entries[rel] = (sha256, have)
         return True
 
     def finish(self) -> list[str]:

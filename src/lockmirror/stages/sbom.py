@@ -11,7 +11,6 @@ writes them under ``dist-index/sbom/`` and ``lockmirror sbom`` prints one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..formats.sbom import MISSING, ReleaseFacts, SbomSubject, render_sbom
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from ..formats.lockfile import LockedPackage, Lockfile
-    from ..formats.store import Store
+    from ..net.s3_store import AnyStore
 
 MIRROR_DOCUMENT = "mirror.cdx.json"  # every set; the one a bundle's reader starts from
 
@@ -30,7 +29,7 @@ def sbom_name(set_name: str) -> str:
     return f"{set_name}.cdx.json"
 
 
-def sbom_documents(lockfiles: Sequence[Lockfile], store: Store, *, mirror_name: str,
+def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_name: str,
                    tool_version: str, commit: str | None = None,
                    source_date_epoch: int | None = None) -> dict[str, bytes]:
     """File name -> bytes: one document per lockfile's set and
@@ -47,7 +46,7 @@ def sbom_documents(lockfiles: Sequence[Lockfile], store: Store, *, mirror_name: 
     return documents
 
 
-def release_facts(lockfiles: Sequence[Lockfile], store: Store
+def release_facts(lockfiles: Sequence[Lockfile], store: AnyStore
                   ) -> dict[tuple[str, Version], ReleaseFacts]:
     """(name, version) -> what its core metadata in the store says."""
     facts: dict[tuple[str, Version], ReleaseFacts] = {}
@@ -58,15 +57,20 @@ def release_facts(lockfiles: Sequence[Lockfile], store: Store
     return facts
 
 
-def facts_of(package: LockedPackage, store: Store) -> ReleaseFacts:
-    """What ``package``'s core metadata in the store says (MISSING when it has none)."""
+def facts_of(package: LockedPackage, store: AnyStore) -> ReleaseFacts:
+    """What ``package``'s core metadata in the store says (MISSING when it has none).
+    An S3 store is asked for the PEP 658 files only (fetch keeps one beside every
+    wheel); a local store also for the metadata inside an sdist."""
     from ..formats.core_metadata import MetadataError, archive_metadata, parse_metadata
+    from ..formats.store import Store
 
     for file in package.files:  # a PEP 658 file is smallest: any wheel's will do
         if file.metadata_sha256 and store.has(file.metadata_sha256):
-            data = _read(store.path(file.metadata_sha256))
+            data = _read(store, file.metadata_sha256)
             if data is not None:
                 return ReleaseFacts.from_metadata(parse_metadata(data))
+    if not isinstance(store, Store):
+        return MISSING
     for file in package.files:
         if store.has(file.sha256, file.size):
             try:
@@ -77,8 +81,9 @@ def facts_of(package: LockedPackage, store: Store) -> ReleaseFacts:
     return MISSING
 
 
-def _read(path: Path) -> bytes | None:
+def _read(store: AnyStore, sha256: str) -> bytes | None:
     try:
-        return path.read_bytes()
+        with store.open(sha256) as handle:
+            return handle.read()
     except OSError:
         return None

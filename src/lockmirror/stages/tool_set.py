@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from ..config import LoadedConfig
 from ..config_schema import MirrorConfig, SetConfig, TargetConfig
@@ -216,7 +217,7 @@ def describe_coverage(lockfile: Lockfile) -> str:
                      f"({', '.join(t.platforms)})" for t in lockfile.targets)
 
 
-def locked_tool_wheels(lockfile_dir: Path, store_dir: Path, work_dir: Path) -> ToolWheels:
+def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any, work_dir: Path) -> ToolWheels:
     """The dependency wheels the tool set's lockfile chose, out of the store.
 
     Each wheel of :func:`choose_tool_wheels` is copied from the store into
@@ -230,29 +231,31 @@ def locked_tool_wheels(lockfile_dir: Path, store_dir: Path, work_dir: Path) -> T
         raise StaleLockError("lockmirror's own set is not locked yet", where=str(path),
                              hint=LOCK_HINT)
     lockfile = Lockfile.read(path)
-    store = Store(store_dir)
+    store = Store(store_dir) if isinstance(store_dir, Path) else store_dir  # or an S3 store
     work_dir.mkdir(parents=True, exist_ok=True)
     wheels = []
     for filename, locked in choose_tool_wheels(lockfile, where=str(path)).items():
-        source = store.path(locked.sha256)
-        if not source.is_file():
+        source = f"{store.identity} sha256 {locked.sha256}"
+        if not store.has(locked.sha256):
             raise LockmirrorError(f"{filename} (lockmirror's own set) is not in the store",
-                                  where=str(source), hint="run `lockmirror fetch`")
-        wheels.append(_copy_checked(source, work_dir / filename, locked))
+                                  where=source, hint="run `lockmirror fetch`")
+        with store.open(locked.sha256) as reader:
+            wheels.append(_copy_checked(reader, source, work_dir / filename, locked))
     return ToolWheels(wheels=tuple(wheels), python=describe_coverage(lockfile))
 
 
-def _copy_checked(source: Path, dest: Path, locked: LockedFile) -> Path:
-    """Copy ``source`` to ``dest``; IntegrityError unless it has the locked sha256 and size."""
+def _copy_checked(reader: BinaryIO, source: str, dest: Path, locked: LockedFile) -> Path:
+    """Copy ``reader`` (the store's ``source``) to ``dest``; IntegrityError unless it
+    has the locked sha256 and size."""
     digest = hashlib.sha256()
     size = 0
-    with source.open("rb") as reader, dest.open("wb") as writer:
+    with dest.open("wb") as writer:
         while chunk := reader.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
             writer.write(chunk)
     if digest.hexdigest() != locked.sha256 or size != locked.size:
         raise IntegrityError(f"{locked.filename} in the store is not the locked file "
-                             f"(sha256 {digest.hexdigest()}, {size} bytes)", where=str(source),
+                             f"(sha256 {digest.hexdigest()}, {size} bytes)", where=source,
                              hint="delete it and run `lockmirror fetch`")
     return dest
