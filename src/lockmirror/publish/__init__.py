@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -93,7 +94,8 @@ def make_publisher(destination: Destination, *, base_dir: Path | None = None,
 def publish(source: Path, destination: Destination, *, base_dir: Path | None = None,
             dry_run: bool = False, prune: bool = False, break_lock: bool = False,
             lock_wait: float = 0.0, jobs: int | None = None, progress: Progress | None = None,
-            environ: dict[str, str] | None = None) -> PublishResult:
+            environ: dict[str, str] | None = None, drop_sets: Iterable[str] = ()
+            ) -> PublishResult:
     """Publish the index tree ``source`` (a ``dist-index/``) to ``destination``.
 
     ``prune`` deletes what the destination holds beyond the tree (after the
@@ -106,8 +108,16 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
     file does not match the manifest, PublishError for everything the
     destination refuses (the destination's root pages untouched when files
     failed). Costs: see each publisher's ``plan`` and ``apply``.
+
+    Several jobs may not publish parts of one index to one destination: a
+    tree lacking a set whose lockfile copy the destination holds is refused
+    (PublishError naming the sets, before anything is written, and again
+    under the destination's lock) unless ``drop_sets`` names them
+    (:meth:`SourceTree.guard`). So the root pages and manifest come only from
+    a publish of the whole index, and ``prune`` deletes only what no page of
+    the whole index links.
     """
-    tree = SourceTree.open(Path(source))
+    tree = SourceTree.open(Path(source), drop_sets=drop_sets)
     publisher = make_publisher(destination, base_dir=base_dir, jobs=jobs, break_lock=break_lock,
                                lock_wait=lock_wait, progress=progress or no_progress,
                                environ=environ)
@@ -132,13 +142,14 @@ def configured_destination(loaded: LoadedConfig, name: str) -> Destination:
 def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None = None,
                        dry_run: bool = False, prune: bool = False, break_lock: bool = False,
                        lock_wait: float = 0.0, jobs: int | None = None,
-                       progress: Progress | None = None) -> PublishResult:
+                       progress: Progress | None = None, drop_sets: Iterable[str] = ()
+                       ) -> PublishResult:
     """Publish the configured index (or ``source``) to the destination ``name``.
 
     This is what ``doit publish:<name>`` runs. Raises as :func:`publish`."""
     return publish(source or loaded.index_dir, configured_destination(loaded, name),
                    base_dir=loaded.root, dry_run=dry_run, prune=prune, break_lock=break_lock,
-                   lock_wait=lock_wait, jobs=jobs, progress=progress)
+                   lock_wait=lock_wait, jobs=jobs, progress=progress, drop_sets=drop_sets)
 
 
 def destination_from_text(text: str, *, endpoint_url: str | None = None,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import IntegrityError, LockmirrorError
+from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.manifest import MANIFEST_NAME, Manifest
 from ..fsutil import format_size, plural, sha256_bytes
 
@@ -54,6 +54,14 @@ def kind_of(path: str) -> str:
 def is_artifact(path: str) -> bool:
     """A wheel or sdist under ``files/`` (not its ``.metadata``)."""
     return path.startswith("files/") and path.endswith(ARTIFACT_SUFFIXES)
+
+
+def set_of_lockfile_copy(path: str) -> str | None:
+    """The set of an index's lockfile copy path (``lockfiles/pylock.<set>.toml``), else None."""
+    prefix, suffix = "lockfiles/pylock.", ".toml"
+    if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):]:
+        return path[len(prefix):-len(suffix)] or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,10 +102,12 @@ class SourceTree:
     root: Path
     manifest: Manifest
     manifest_entry: tuple[str, int]   # sha256 and size of manifest.json
+    drop_sets: frozenset[str] = frozenset()  # sets the destination may lose (--drop-sets)
 
     @classmethod
-    def open(cls, root: Path) -> SourceTree:
+    def open(cls, root: Path, *, drop_sets: Iterable[str] = ()) -> SourceTree:
         """Read ``root/manifest.json`` and check that every listed file exists with its size.
+        ``drop_sets``: the sets a publish of this tree may remove (:meth:`guard`).
 
         Raises LockmirrorError when the manifest is missing or unreadable,
         IntegrityError naming the first file that is missing or has another
@@ -124,7 +134,30 @@ class SourceTree:
             if size != entry.size:
                 raise IntegrityError(f"is {size} bytes, manifest.json says {entry.size}",
                                      where=full, hint="rebuild or re-import the index")
-        return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)))
+        return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)),
+                   drop_sets=frozenset(drop_sets))
+
+    def guard(self, plan: Plan) -> Plan:
+        """``plan``, unless publishing it would drop a set the destination holds.
+
+        A set is held by the destination when its lockfile copy is there; the
+        tree drops it when the copy is stale (at the destination, not in the
+        tree): its root pages would stop listing the set's projects and
+        ``--prune`` would delete its files. Raises PublishError naming those
+        sets, unless ``drop_sets`` names every one of them. Costs nothing: the
+        plan's listing already holds the answer. Publishers call it on every
+        plan, the one re-made under the destination's lock too."""
+        dropped = sorted({name for name in map(set_of_lockfile_copy, plan.stale) if name}
+                         - self.drop_sets)
+        if dropped:
+            names = ", ".join(f"'{name}'" for name in dropped)
+            raise PublishError(
+                f"refused: this index lacks {plural(len(dropped), 'set')} the destination "
+                f"holds ({names}); publishing it would drop them",
+                where=plan.destination,
+                hint="publish the whole index from one job; to drop a set on purpose, use "
+                     f"--drop-sets {','.join(dropped)}")
+        return plan
 
     def items(self) -> list[Item]:
         """Every file of the tree, manifest.json included, in phase order."""
