@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,26 @@ def test_lockfile_copy_names() -> None:
                   "lockfiles/pylock..toml", "lockfiles/core.toml"):
         assert set_of_lockfile_copy(other) is None
 
+
+
+def test_doit_fetch_takes_the_shard_params(fixture_index: FixtureIndex, catalogue: Catalogue,
+                                           tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror import doit_tasks
+
+    config = write_sharded_mirror(tmp_path, fixture_index, catalogue)
+    shutil.copy(Path(__file__).parent.parent / "dodo.py", tmp_path / "dodo.py")
+    monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))
+    shown = subprocess.run([sys.executable, "-m", "doit", "help", "fetch"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "--set" in shown and "--target" in shown  # what `doit fetch --set core` parses
+    project = doit_tasks.Project(config)
+    fetch = doit_tasks.fetch_task(project)
+    assert [p["name"] for p in fetch["params"]] == ["sets", "targets"]
+    assert fetch["actions"][0](sets=["misp"], targets=[]) is None  # doit passes them by name
+    store = Store(tmp_path / "store")
+    assert store.has(catalogue.find("gamma", "1.0").sha256)
+    assert not store.has(catalogue.find("beta", "1.0").sha256)
+    assert not fetch["uptodate"][0]()  # the whole store is not complete: `doit fetch` runs
+    assert fetch["actions"][0]() is None
+    assert fetch["uptodate"][0]()

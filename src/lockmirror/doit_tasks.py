@@ -260,12 +260,13 @@ def fetch_task(project: Project) -> TaskDict:
 
         return is_current(project.loaded, also=tool_lockfile(project))
 
-    def fetch(sets: list[str], targets: list[str]) -> TaskFailed | None:
-        return _action(_fetch, project, sets, targets)()
+    def fetch(sets: list[str] | None = None, targets: list[str] | None = None
+              ) -> TaskFailed | None:  # doit passes its params by name
+        return _action(_fetch, project, sets or [], targets or [])()
 
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",
-        "actions": [(fetch,)],
+        "actions": [fetch],
         "params": _shard_params(),
         "file_dep": [str(p) for p in lockfile_paths(project)],
         "task_dep": ["lock"],
@@ -330,13 +331,14 @@ def check_install_task(project: Project) -> TaskDict:
     manifest = project.path_of("index") / "manifest.json"
     stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
 
-    def check(sets: list[str], targets: list[str]) -> TaskFailed | None:
-        return _action(_check_install, project, stamp, sets, targets)()
+    def check(sets: list[str] | None = None, targets: list[str] | None = None
+              ) -> TaskFailed | None:  # doit passes its params by name
+        return _action(_check_install, project, stamp, sets or [], targets or [])()
 
     return {
         "basename": "check-install",
         "doc": "prove every set installs from dist-index/ alone with the far side's installers",
-        "actions": [(check,)],
+        "actions": [check],
         "params": _shard_params(),
         "task_dep": ["index"],
         # a changed installer matrix (stages/installers.py) is a reason to verify again
