@@ -282,3 +282,27 @@ def test_doit_fetch_takes_the_shard_params(fixture_index: FixtureIndex, catalogu
     assert not fetch["uptodate"][0]()  # the whole store is not complete: `doit fetch` runs
     assert fetch["actions"][0]() is None
     assert fetch["uptodate"][0]()
+
+
+def test_doit_publish_refuses_a_shard_index_unless_drop_sets_names_the_set(
+        trees: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror import doit_tasks
+
+    www = tmp_path / "www"
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"""version: 1
+sources: [{{name: fixture, url: "http://127.0.0.1:9/simple/"}}]
+targets: {{linux: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}}}
+sets: {{core: {{requirements: [beta]}}}}
+paths: {{index: "{trees['core']}"}}
+publish: {{www: {{kind: directory, path: "{www}", layout: tree}}}}
+""")
+    publish(trees["whole"], web_root(www))
+    [task] = doit_tasks.publish_tasks(doit_tasks.Project(config))
+    assert [p["long"] for p in task["params"]] == ["drop-sets"]
+    failed = task["actions"][0]()
+    assert failed is not None and "--drop-sets extra" in failed.message
+    assert (www / "lockfiles" / "pylock.extra.toml").exists()
+    assert task["actions"][0](drop_sets=["extra"]) is None
+    assert not (www / "lockfiles" / "pylock.extra.toml").exists()
+    assert "publish www: " in capsys.readouterr().out

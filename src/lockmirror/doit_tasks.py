@@ -411,8 +411,8 @@ def audit_task(project: Project) -> TaskDict:
 # -- publish -----------------------------------------------------------------
 
 
-def _publish(project: Project, name: str) -> None:
-    result = pipeline.publish(project.loaded, name)
+def _publish(project: Project, name: str, drop_sets: list[str]) -> None:
+    result = pipeline.publish(project.loaded, name, drop_sets=drop_sets)
     print(f"publish {name}: {result.summary()}")
 
 
@@ -430,10 +430,17 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
                "uptodate": [False], "verbosity": 2}
         return
     for name in names:
+        def publish(drop_sets: list[str] | None = None, name: str = name
+                    ) -> TaskFailed | None:  # doit passes its param by name
+            return _action(_publish, project, name, drop_sets or [])()
+
         yield {
             "name": name,
             "doc": f"publish dist-index/ to the destination '{name}' of mirror.yaml",
-            "actions": [_action(_publish, project, name)],
+            "actions": [publish],
+            "params": [{"name": "drop_sets", "long": "drop-sets", "type": list, "default": [],
+                        "help": "sets this publish may remove from the destination "
+                                "(comma-separated; else an index lacking one is refused)"}],
             "task_dep": ["index"],
             "uptodate": [False],
             "verbosity": 2,

@@ -20,7 +20,7 @@ import getpass
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import IntegrityError, LockmirrorError, PublishError
@@ -144,11 +144,12 @@ class SourceTree:
         tree drops it when the copy is stale (at the destination, not in the
         tree): its root pages would stop listing the set's projects and
         ``--prune`` would delete its files. Raises PublishError naming those
-        sets, unless ``drop_sets`` names every one of them. Costs nothing: the
+        sets, unless ``drop_sets`` names every one of them; then the plan
+        also deletes their lockfile copies (without ``--prune`` too). Costs nothing: the
         plan's listing already holds the answer. Publishers call it on every
         plan, the one re-made under the destination's lock too."""
-        dropped = sorted({name for name in map(set_of_lockfile_copy, plan.stale) if name}
-                         - self.drop_sets)
+        held = {path: name for path in plan.stale if (name := set_of_lockfile_copy(path))}
+        dropped = sorted(set(held.values()) - self.drop_sets)
         if dropped:
             names = ", ".join(f"'{name}'" for name in dropped)
             raise PublishError(
@@ -157,7 +158,10 @@ class SourceTree:
                 where=plan.destination,
                 hint="publish the whole index from one job; to drop a set on purpose, use "
                      f"--drop-sets {','.join(dropped)}")
-        return plan
+        # a set dropped on purpose loses its lockfile copy, --prune or not: the copy is
+        # what says the destination holds the set
+        copies = tuple(path for path in sorted(held) if path not in plan.delete)
+        return replace(plan, delete=plan.delete + copies) if copies else plan
 
     def items(self) -> list[Item]:
         """Every file of the tree, manifest.json included, in phase order."""
