@@ -246,10 +246,11 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
 
 
 def _shard_params() -> list[dict[str, Any]]:
-    """``--set a,b`` and ``--target x,y`` (doit's lists are comma-separated): one shard."""
+    """``--set a,b`` and ``--target x,y`` (doit's lists are comma-separated): one shard.
+    (doit reserves the argument name ``targets``, hence ``target_names``.)"""
     return [{"name": "sets", "long": "set", "type": list, "default": [],
              "help": "only these sets (comma-separated): one shard of a CI matrix"},
-            {"name": "targets", "long": "target", "type": list, "default": [],
+            {"name": "target_names", "long": "target", "type": list, "default": [],
              "help": "only these targets (comma-separated)"}]
 
 
@@ -260,9 +261,9 @@ def fetch_task(project: Project) -> TaskDict:
 
         return is_current(project.loaded, also=tool_lockfile(project))
 
-    def fetch(sets: list[str] | None = None, targets: list[str] | None = None
+    def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
-        return _action(_fetch, project, sets or [], targets or [])()
+        return _action(_fetch, project, sets or [], target_names or [])()
 
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",
@@ -331,9 +332,9 @@ def check_install_task(project: Project) -> TaskDict:
     manifest = project.path_of("index") / "manifest.json"
     stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
 
-    def check(sets: list[str] | None = None, targets: list[str] | None = None
+    def check(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
-        return _action(_check_install, project, stamp, sets or [], targets or [])()
+        return _action(_check_install, project, stamp, sets or [], target_names or [])()
 
     return {
         "basename": "check-install",
