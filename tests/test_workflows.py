@@ -62,7 +62,8 @@ def _steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_the_workflows_exist() -> None:
-    assert [p.name for p in WORKFLOW_FILES] == ["audit.yml", "bump.yml", "pr.yml", "publish.yml"]
+    assert [p.name for p in WORKFLOW_FILES] == ["audit.yml", "bump.yml", "matrix.yml", "pr.yml",
+                                                "publish.yml"]
 
 
 @needs_actionlint
@@ -125,7 +126,8 @@ def test_least_privilege_permissions(path: Path) -> None:
                 continue
             allowed = {("pr.yml", "comment", "pull-requests"),
                        ("publish.yml", "publish", "id-token"),
-                       ("bump.yml", "bump", "contents"), ("bump.yml", "bump", "pull-requests")}
+                       ("bump.yml", "bump", "contents"), ("bump.yml", "bump", "pull-requests"),
+                       ("matrix.yml", "shard", "id-token"), ("matrix.yml", "gather", "id-token")}
             assert (path.name, name, scope) in allowed, f"{path.name}: {name} writes {scope}"
 
 
@@ -206,3 +208,57 @@ def test_bump_workflow_only_calls_lockmirror_bump_and_gh() -> None:
     assert push["if"] == "steps.bump.outputs.branch != ''"  # nothing to do: nothing pushed
     bump = next(s for s in job["steps"] if "lockmirror bump" in s.get("run", ""))
     assert bump["env"]["SECURITY"].startswith("${{ github.event_name == 'workflow_run'")
+
+
+def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
+    """One job per set from `lockmirror sets --json` (lock --check + fetch of that set
+    into the shared store), then one gather job: index, check-install, publish;
+    the bundle only on demand. S3 credentials through OIDC, never static keys."""
+    data = _workflow("matrix.yml")
+    assert set(data["on"]) == {"workflow_dispatch"}
+    assert data["on"]["workflow_dispatch"]["inputs"]["bundle"]["type"] == "boolean"
+    assert data["concurrency"] == _workflow("publish.yml")["concurrency"]  # never both at once
+    jobs = data["jobs"]
+    assert list(jobs) == ["sets", "shard", "gather"]
+    assert jobs["sets"]["permissions"] == {"contents": "read"}
+    sets_run = "\n".join(step.get("run", "") for step in jobs["sets"]["steps"])
+    assert 'echo "matrix=$(lockmirror sets --json)" >> "$GITHUB_OUTPUT"' in sets_run
+    assert jobs["sets"]["outputs"]["matrix"] == "${{ steps.sets.outputs.matrix }}"
+
+    shard = jobs["shard"]
+    assert shard["needs"] == "sets"
+    assert shard["strategy"]["matrix"] == "${{ fromJSON(needs.sets.outputs.matrix) }}"
+    assert shard["strategy"]["fail-fast"] is False
+    assert shard["env"]["SET"] == "${{ matrix.set }}"
+    runs = [step.get("run", "") for step in shard["steps"]]
+    assert runs.index('lockmirror lock --check --set "$SET"') \
+        < runs.index('lockmirror fetch --set "$SET" --progress plain')
+    assert "lockmirror publish" not in "\n".join(runs)  # a shard never publishes
+    assert "lockmirror index" not in "\n".join(runs)
+
+    gather = jobs["gather"]
+    assert gather["needs"] == "shard"
+    runs = [step.get("run", "") for step in gather["steps"] if "run" in step]
+    assert runs == ["python -m pip install -e .", "lockmirror lock --check",
+                    "lockmirror fetch --progress plain", "lockmirror index",
+                    "lockmirror check-install", "lockmirror publish", "lockmirror bundle"]
+    bundle = next(s for s in gather["steps"] if s.get("run") == "lockmirror bundle")
+    assert bundle["if"] == "${{ inputs.bundle }}"
+    publish = next(s for s in gather["steps"] if s.get("run") == "lockmirror publish")
+    assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
+
+    for job in (shard, gather):
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}
+        aws = [s for s in job["steps"]
+               if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+        assert len(aws) == 1 and "if" in aws[0]  # only when an S3 store or bucket is set
+        assert not any("secret" in key for key in aws[0]["with"])  # OIDC: no static keys
+    # without an S3 store: each shard's files travel to the gather job as an artifact
+    upload = next(s for s in shard["steps"]
+                  if s.get("uses", "").startswith("actions/upload-artifact@"))
+    download = next(s for s in gather["steps"]
+                    if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert upload["with"]["name"] == "store-${{ matrix.set }}"
+    assert download["with"]["pattern"] == "store-*" and download["with"]["merge-multiple"]
+    assert upload["with"]["path"] == download["with"]["path"] == ".store/sha256/"
+    assert upload["if"] == download["if"] == "${{ vars.LOCKMIRROR_STORE == '' }}"

@@ -231,12 +231,13 @@ def tool_lockfile(project: Project) -> list[Path]:
 # -- fetch -------------------------------------------------------------------
 
 
-def _fetch(project: Project) -> None:
+def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
     from .commands.fetch import console_progress
 
     progress = console_progress(sys.stderr)
     try:
-        summary = pipeline.fetch(project.loaded, progress=progress)
+        summary = pipeline.fetch(project.loaded, progress=progress, sets=sets or None,
+                                 targets=targets or None)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -244,15 +245,30 @@ def _fetch(project: Project) -> None:
     print(f"fetch: {summary.describe()}")
 
 
+def _shard_params() -> list[dict[str, Any]]:
+    """``--set a,b`` and ``--target x,y`` (doit's lists are comma-separated): one shard.
+    (doit reserves the argument name ``targets``, hence ``target_names``.)"""
+    return [{"name": "sets", "long": "set", "type": list, "default": [],
+             "help": "only these sets (comma-separated): one shard of a CI matrix"},
+            {"name": "target_names", "long": "target", "type": list, "default": [],
+             "help": "only these targets (comma-separated)"}]
+
+
 def fetch_task(project: Project) -> TaskDict:
+    """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
     def store_complete() -> bool:
         from .stages.fetch import is_current
 
         return is_current(project.loaded, also=tool_lockfile(project))
 
+    def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
+              ) -> TaskFailed | None:  # doit passes its params by name
+        return _action(_fetch, project, sets or [], target_names or [])()
+
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",
-        "actions": [_action(_fetch, project)],
+        "actions": [fetch],
+        "params": _shard_params(),
         "file_dep": [str(p) for p in lockfile_paths(project)],
         "task_dep": ["lock"],
         # Up to date when the lockfiles did not change and the store still holds
@@ -294,26 +310,37 @@ def index_task(project: Project) -> TaskDict:
 # -- check-install -------------------------------------------------------------
 
 
-def _check_install(project: Project, stamp: Path) -> None:
+def _check_install(project: Project, stamp: Path, sets: list[str], targets: list[str]) -> None:
     loaded = project.loaded
-    report = pipeline.check_install(loaded, work_dir=loaded.cache_dir / "verify", progress=print)
+    report = pipeline.check_install(loaded, work_dir=loaded.cache_dir / "verify", progress=print,
+                                    sets=sets or None, targets=targets or None)
     for line in report.installers:
         print(f"check-install: installer {line}")
     for check in report.checks:
         if check.ok:  # failures are listed once, in the error
             print(f"check-install: {check.describe()}")
     print(f"check-install: {report.summary()} from {loaded.index_dir} alone")
+    if sets or targets:  # a shard proves only its part: the next full run must not be skipped
+        stamp.unlink(missing_ok=True)
     report.raise_for_failures()
-    atomic_write(stamp, (loaded.index_dir / "manifest.json").read_bytes())
+    if not (sets or targets):
+        atomic_write(stamp, (loaded.index_dir / "manifest.json").read_bytes())
 
 
 def check_install_task(project: Project) -> TaskDict:
+    """`doit check-install [--set A,B] [--target X]`: every set, or one shard."""
     manifest = project.path_of("index") / "manifest.json"
     stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
+
+    def check(sets: list[str] | None = None, target_names: list[str] | None = None
+              ) -> TaskFailed | None:  # doit passes its params by name
+        return _action(_check_install, project, stamp, sets or [], target_names or [])()
+
     return {
         "basename": "check-install",
         "doc": "prove every set installs from dist-index/ alone with the far side's installers",
-        "actions": [_action(_check_install, project, stamp)],
+        "actions": [check],
+        "params": _shard_params(),
         "task_dep": ["index"],
         # a changed installer matrix (stages/installers.py) is a reason to verify again
         "file_dep": [str(manifest), str(Path(__file__).parent / "stages" / "installers.py")],
@@ -385,8 +412,8 @@ def audit_task(project: Project) -> TaskDict:
 # -- publish -----------------------------------------------------------------
 
 
-def _publish(project: Project, name: str) -> None:
-    result = pipeline.publish(project.loaded, name)
+def _publish(project: Project, name: str, drop_sets: list[str]) -> None:
+    result = pipeline.publish(project.loaded, name, drop_sets=drop_sets)
     print(f"publish {name}: {result.summary()}")
 
 
@@ -404,10 +431,17 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
                "uptodate": [False], "verbosity": 2}
         return
     for name in names:
+        def publish(drop_sets: list[str] | None = None, name: str = name
+                    ) -> TaskFailed | None:  # doit passes its param by name
+            return _action(_publish, project, name, drop_sets or [])()
+
         yield {
             "name": name,
             "doc": f"publish dist-index/ to the destination '{name}' of mirror.yaml",
-            "actions": [_action(_publish, project, name)],
+            "actions": [publish],
+            "params": [{"name": "drop_sets", "long": "drop-sets", "type": list, "default": [],
+                        "help": "sets this publish may remove from the destination "
+                                "(comma-separated; else an index lacking one is refused)"}],
             "task_dep": ["index"],
             "uptodate": [False],
             "verbosity": 2,

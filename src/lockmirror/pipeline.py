@@ -67,14 +67,21 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
-          durable: bool = False) -> FetchSummary:
+          durable: bool = False, sets: Sequence[str] | None = None,
+          targets: Sequence[str] | None = None) -> FetchSummary:
     """Download every locked file into the store (``paths.store``), the tool
-    set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`)."""
+    set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`); a shard
+    (:mod:`lockmirror.stages.shard`): only ``sets`` (the tool set when named),
+    only the files that install on ``targets``."""
     from .stages.fetch import fetch_config
-    from .stages.tool_set import tool_lockfile_paths
+    from .stages.shard import check_targets, shard_sets
+    from .stages.tool_set import TOOL_SET, tool_lockfile_paths
 
+    names, tool = shard_sets(loaded, sets, TOOL_SET)
+    check_targets(loaded, targets)
     return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
-                        also=tool_lockfile_paths(loaded))
+                        also=tool_lockfile_paths(loaded) if tool else [], sets=names,
+                        targets=targets)
 
 
 def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
@@ -265,13 +272,16 @@ def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = N
 
 def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,
             break_lock: bool = False, lock_wait: float = 0.0, jobs: int | None = None,
-            progress: PublishProgress | None = None) -> PublishResult:
-    """Publish ``paths.index`` to the destination ``name`` of mirror.yaml."""
+            progress: PublishProgress | None = None,
+            drop_sets: Sequence[str] = ()) -> PublishResult:
+    """Publish ``paths.index`` to the destination ``name`` of mirror.yaml; a
+    destination holding a set the index lacks is refused unless ``drop_sets``
+    names it (:meth:`lockmirror.publish.tree.SourceTree.guard`)."""
     from .publish import publish_configured
 
     return publish_configured(loaded, name, dry_run=dry_run, prune=prune,
                               break_lock=break_lock, lock_wait=lock_wait, jobs=jobs,
-                              progress=progress)
+                              progress=progress, drop_sets=drop_sets)
 
 
 def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False) -> GcResult:

@@ -28,6 +28,11 @@ PLAIN_INTERVAL_SECONDS = 10.0
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
                         help="the mirror's configuration (default: mirror.yaml)")
+    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
+                        help="only this set's files (repeatable; default: every set and "
+                             "lockmirror's own): one shard of a CI matrix")
+    parser.add_argument("--target", dest="targets", action="append", metavar="NAME",
+                        help="only the files that install on this target (repeatable)")
     parser.add_argument("--jobs", "-j", type=_positive_int, default=8, metavar="N",
                         help="concurrent downloads (default: 8)")
     parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
@@ -41,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     progress = console_progress(sys.stderr, args.progress)
     try:
-        summary = pipeline.fetch(loaded, jobs=args.jobs, progress=progress, durable=args.fsync)
+        summary = pipeline.fetch(loaded, jobs=args.jobs, progress=progress, durable=args.fsync,
+                                 sets=args.sets, targets=args.targets)
     finally:
         if isinstance(progress, RichProgress):
             progress.close()  # a failed run must not leave the live display running

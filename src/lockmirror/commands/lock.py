@@ -27,7 +27,10 @@ HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
     parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
-                        help="lock only this set (repeatable)")
+                        help="lock only this set (repeatable): one shard of a CI matrix")
+    parser.add_argument("--target", dest="targets", action="append", metavar="NAME",
+                        help="refused: a lockfile covers every target of its set, so lock "
+                             "shards by --set")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 listing sets whose lockfile is stale or "
                              "missing, or entries that differ from the sources' project pages "
@@ -47,6 +50,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
+    if args.targets:
+        raise LockmirrorError("lock shards by set, not by target: a set's lockfile covers "
+                              "every target of the set, resolved together",
+                              hint="lockmirror lock --set NAME; fetch and check-install take "
+                                   "--target")
     if args.resolve and not args.check:
         raise LockmirrorError("--resolve goes with --check",
                               hint="lockmirror lock --check --resolve")

@@ -48,6 +48,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", action="store_true",
                         help="delete what the destination holds beyond the index (after the "
                              "pages stopped linking it)")
+    parser.add_argument("--drop-sets", action="append", default=[], metavar="SET[,SET]",
+                        help="let this publish remove these sets from the destination (by "
+                             "default a publish whose index lacks a set the destination holds "
+                             "is refused: several jobs must not publish parts of one index)")
     parser.add_argument("--break-lock", action="store_true",
                         help="remove a publish lock left by a publish that died")
     parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
@@ -149,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
             result = publish(tree_dir, destination, base_dir=base_dir, dry_run=args.dry_run,
                              prune=args.prune, break_lock=args.break_lock,
                              lock_wait=args.lock_wait, jobs=args.jobs,
-                             progress=_printer(args, name))
+                             progress=_printer(args, name),
+                             drop_sets=[n for text in args.drop_sets for n in text.split(",")
+                                        if n])
             if args.dry_run:
                 _print_plan(name, result)
                 continue

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -93,7 +94,8 @@ def make_publisher(destination: Destination, *, base_dir: Path | None = None,
 def publish(source: Path, destination: Destination, *, base_dir: Path | None = None,
             dry_run: bool = False, prune: bool = False, break_lock: bool = False,
             lock_wait: float = 0.0, jobs: int | None = None, progress: Progress | None = None,
-            environ: dict[str, str] | None = None, store: Any = None) -> PublishResult:
+            environ: dict[str, str] | None = None, store: Any = None,
+            drop_sets: Iterable[str] = ()) -> PublishResult:
     """Publish the index tree ``source`` (a ``dist-index/``) to ``destination``.
 
     ``prune`` deletes what the destination holds beyond the tree (after the
@@ -111,8 +113,16 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
     (an index built from ``store: s3://...``); an S3 destination copies them
     server-side (see :meth:`~lockmirror.publish.s3.S3Publisher`), other
     destinations are refused (bundle and import the index instead).
+
+    Several jobs may not publish parts of one index to one destination: a
+    tree lacking a set whose lockfile copy the destination holds is refused
+    (PublishError naming the sets, before anything is written, and again
+    under the destination's lock) unless ``drop_sets`` names them
+    (:meth:`SourceTree.guard`). So the root pages and manifest come only from
+    a publish of the whole index, and ``prune`` deletes only what no page of
+    the whole index links.
     """
-    tree = SourceTree.open(Path(source), store=store)
+    tree = SourceTree.open(Path(source), store=store, drop_sets=drop_sets)
     if store is not None and not isinstance(destination, S3Destination) and any(
             tree.in_store(item) for item in tree.artifacts()):
         raise LockmirrorError("the index's files are in the S3 store; only an S3 destination "
@@ -142,7 +152,8 @@ def configured_destination(loaded: LoadedConfig, name: str) -> Destination:
 def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None = None,
                        dry_run: bool = False, prune: bool = False, break_lock: bool = False,
                        lock_wait: float = 0.0, jobs: int | None = None,
-                       progress: Progress | None = None) -> PublishResult:
+                       progress: Progress | None = None, drop_sets: Iterable[str] = ()
+                       ) -> PublishResult:
     """Publish the configured index (or ``source``) to the destination ``name``.
 
     This is what ``doit publish:<name>`` runs. Raises as :func:`publish`."""
@@ -153,7 +164,8 @@ def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None =
         store = store_of(loaded)
     return publish(source or loaded.index_dir, configured_destination(loaded, name),
                    base_dir=loaded.root, dry_run=dry_run, prune=prune, break_lock=break_lock,
-                   lock_wait=lock_wait, jobs=jobs, progress=progress, store=store)
+                   lock_wait=lock_wait, jobs=jobs, progress=progress, store=store,
+                   drop_sets=drop_sets)
 
 
 def destination_from_text(text: str, *, endpoint_url: str | None = None,

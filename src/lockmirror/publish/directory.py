@@ -106,8 +106,9 @@ class DirectoryPublisher:
                 upload.append(item)
         names = {item.path for item in wanted}
         stale = tuple(path for path in self._existing() if path not in names)
-        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
-                    stale=stale, delete=stale if prune else ())
+        return tree.guard(Plan(destination=self.display, upload=tuple(upload),
+                               present=tuple(present), stale=stale,
+                               delete=stale if prune else ()))
 
     def _existing(self) -> list[str]:
         """Files lockmirror may own there: artifacts (flat) or every non-hidden file

@@ -200,8 +200,9 @@ class S3Publisher:
         names = {item.path for item in wanted}
         stale = tuple(sorted(key for key in self._listing
                              if key not in names and not key.startswith(STATE_DIR)))
-        return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
-                    stale=stale, delete=stale if prune else ())
+        return tree.guard(Plan(destination=self.display, upload=tuple(upload),
+                               present=tuple(present), stale=stale,
+                               delete=stale if prune else ()))
 
     def _list(self) -> dict[str, _Remote]:
         found: dict[str, _Remote] = {}

@@ -20,11 +20,11 @@ import getpass
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError, LockmirrorError
+from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.manifest import MANIFEST_NAME, Manifest
 from ..fsutil import format_size, plural, sha256_bytes
 
@@ -55,6 +55,14 @@ def kind_of(path: str) -> str:
 def is_artifact(path: str) -> bool:
     """A wheel or sdist under ``files/`` (not its ``.metadata``)."""
     return path.startswith("files/") and path.endswith(ARTIFACT_SUFFIXES)
+
+
+def set_of_lockfile_copy(path: str) -> str | None:
+    """The set of an index's lockfile copy path (``lockfiles/pylock.<set>.toml``), else None."""
+    prefix, suffix = "lockfiles/pylock.", ".toml"
+    if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):]:
+        return path[len(prefix):-len(suffix)] or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,13 @@ class SourceTree:
     manifest: Manifest
     manifest_entry: tuple[str, int]   # sha256 and size of manifest.json
     store: Any = None  # an S3Store holding the files/ entries absent from ``root``
+    drop_sets: frozenset[str] = frozenset()  # sets the destination may lose (--drop-sets)
 
     @classmethod
-    def open(cls, root: Path, *, store: Any = None) -> SourceTree:
+    def open(cls, root: Path, *, store: Any = None,
+             drop_sets: Iterable[str] = ()) -> SourceTree:
         """Read ``root/manifest.json`` and check that every listed file exists with its size.
+        ``drop_sets``: the sets a publish of this tree may remove (:meth:`guard`).
 
         With ``store`` (an S3 store: the index stage names its files without
         placing them), a ``files/`` entry absent from ``root`` must be the
@@ -138,11 +149,37 @@ class SourceTree:
                 raise IntegrityError(f"is {size} bytes, manifest.json says {entry.size}",
                                      where=full, hint="rebuild or re-import the index")
         return cls(root=root, manifest=manifest, manifest_entry=(sha256_bytes(raw), len(raw)),
-                   store=store)
+                   store=store, drop_sets=frozenset(drop_sets))
 
     def in_store(self, item: Item) -> bool:
         """Whether ``item``'s bytes are read from the S3 store, not from ``root``."""
         return self.store is not None and not os.path.exists(os.path.join(self.root, item.source))
+
+    def guard(self, plan: Plan) -> Plan:
+        """``plan``, unless publishing it would drop a set the destination holds.
+
+        A set is held by the destination when its lockfile copy is there; the
+        tree drops it when the copy is stale (at the destination, not in the
+        tree): its root pages would stop listing the set's projects and
+        ``--prune`` would delete its files. Raises PublishError naming those
+        sets, unless ``drop_sets`` names every one of them; then the plan
+        also deletes their lockfile copies (without ``--prune`` too). Costs nothing: the
+        plan's listing already holds the answer. Publishers call it on every
+        plan, the one re-made under the destination's lock too."""
+        held = {path: name for path in plan.stale if (name := set_of_lockfile_copy(path))}
+        dropped = sorted(set(held.values()) - self.drop_sets)
+        if dropped:
+            names = ", ".join(f"'{name}'" for name in dropped)
+            raise PublishError(
+                f"refused: this index lacks {plural(len(dropped), 'set')} the destination "
+                f"holds ({names}); publishing it would drop them",
+                where=plan.destination,
+                hint="publish the whole index from one job; to drop a set on purpose, use "
+                     f"--drop-sets {','.join(dropped)}")
+        # a set dropped on purpose loses its lockfile copy, --prune or not: the copy is
+        # what says the destination holds the set
+        copies = tuple(path for path in sorted(held) if path not in plan.delete)
+        return replace(plan, delete=plan.delete + copies) if copies else plan
 
     def items(self) -> list[Item]:
         """Every file of the tree, manifest.json included, in phase order."""

@@ -75,8 +75,11 @@ FREE_SPACE_MARGIN = 64 << 20
 def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = None,
                  max_workers: int = 8, progress: FetchProgress | None = None,
                  environ: Mapping[str, str] | None = None,
-                 durable: bool = False, also: Sequence[Path] = ()) -> FetchSummary:
-    """:func:`fetch` for a loaded ``mirror.yaml``: the lockfile of every set,
+                 durable: bool = False, also: Sequence[Path] = (),
+                 sets: Sequence[str] | None = None,
+                 targets: Sequence[str] | None = None) -> FetchSummary:
+    """:func:`fetch` for a loaded ``mirror.yaml``: the lockfile of every set
+    (or of ``sets``; the files of ``targets`` only: :mod:`lockmirror.stages.shard`),
     the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
     the sources from their environment variables; ``also``: more lockfiles
     (the tool set's, :mod:`lockmirror.stages.tool_set`).
@@ -87,9 +90,12 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     :func:`fetch` raises.
     """
     from ..formats.url_policy import read_checked_lockfiles
+    from .shard import for_targets
 
-    paths = [loaded.lockfile_path(name) for name in sorted(loaded.config.sets)] + list(also)
-    lockfiles = read_checked_lockfiles(paths, loaded.config.sources)  # each parsed once
+    names = sorted(loaded.config.sets if sets is None else sets)
+    paths = [loaded.lockfile_path(name) for name in names] + list(also)
+    # each parsed once
+    lockfiles = for_targets(read_checked_lockfiles(paths, loaded.config.sources), targets)
     return fetch(lockfiles, store_of(loaded), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)
