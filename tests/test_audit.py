@@ -34,14 +34,8 @@ from lockmirror.formats.store import Store
 from lockmirror.net.http import make_session
 from lockmirror.net.index_client import IndexClient
 from lockmirror.resolve.advisories import AdvisoryDB, OsvOfflineSource, PypiJsonSource
-from lockmirror.stages.audit import (
-    AuditReport,
-    audit,
-    audit_mirror,
-    render_json,
-    render_markdown,
-    render_text,
-)
+from lockmirror.stages.audit import AuditReport, audit, audit_mirror
+from lockmirror.stages.audit_render import render_json, render_markdown, render_text
 from lockmirror.stages.index import build_index
 from lockmirror.stages.quarantine import QuarantineList, apply_quarantine
 

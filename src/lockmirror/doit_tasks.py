@@ -10,112 +10,24 @@ actions so a no-op run stays fast.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
+from .doit_project import Project
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write, format_size
 
 if TYPE_CHECKING:
 
-    from .config import LoadedConfig
+    pass
 
 TaskDict = dict[str, Any]
-_SUMMARY_FORMAT = 1
-
-
-class Project:
-    """mirror.yaml as the task graph sees it.
-
-    Building the graph needs only set names, input hashes and paths. Those
-    are kept in ``.cache/doit-config/<key>.json``, keyed by the sha256 of
-    mirror.yaml's bytes and of every environment variable it references, so
-    a no-op ``doit`` skips pydantic validation (most of its start-up time).
-    The full, validated config is loaded when a task actually runs.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] = "mirror.yaml") -> None:
-        self.path = Path(path)
-        try:
-            raw = self.path.read_bytes()
-        except OSError:
-            raw = b""
-        names = sorted(set(re.findall(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)))
-        names += [b"LOCKMIRROR_STORE", b"LOCKMIRROR_CACHE", b"LOCKMIRROR_TOOL_WHEELS"]
-        digest = hashlib.sha256(raw)
-        for name in names:
-            digest.update(b"\0" + name + b"=" + os.environ.get(name.decode(), "\0").encode())
-        digest.update(str(self.path.resolve()).encode())
-        # the summary holds input hashes: a lockmirror that locks differently
-        # must not reuse one (lockfile is imported by the lock tasks anyway)
-        from . import __version__
-        from .formats.lockfile import LOCK_FORMAT
-        from .stages.toolwheels import tool_fingerprint
-
-        digest.update(f"\0{__version__}\0{LOCK_FORMAT}\0{tool_fingerprint()}".encode())
-        self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
-                              / f"{digest.hexdigest()[:32]}.json")
-        self.summary = self._read_summary() or self._make_summary()
-
-    def _read_summary(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self._summary_path.read_text())
-        except (OSError, ValueError, RecursionError):
-            return None  # a damaged cache is rebuilt from mirror.yaml
-        return data if isinstance(data, dict) and data.get("format") == _SUMMARY_FORMAT else None
-
-    def _make_summary(self) -> dict[str, Any]:
-        from .stages.lock_inputs import input_hash
-        from .stages.tool_set import TOOL_SET, tool_loaded, tool_set_locked
-
-        loaded = self.loaded
-        config = loaded.config
-        tool = tool_loaded(loaded) if tool_set_locked() else None
-        summary = {
-            "format": _SUMMARY_FORMAT,
-            "sets": {name: {"input_hash": input_hash(loaded, name),
-                            "lockfile": str(loaded.lockfile_path(name)),
-                            "targets": config.set_targets(name)} for name in config.sets},
-            "tool": tool and {"name": TOOL_SET, "input_hash": input_hash(tool, TOOL_SET),
-                              "lockfile": str(tool.lockfile_path(TOOL_SET))},
-            "publish": sorted(config.publish),
-            "paths": {"store": loaded.store_location, "index": str(loaded.index_dir),
-                      "dist": str(loaded.dist_dir), "cache": str(loaded.cache_dir),
-                      "lockfiles": str(loaded.lockfile_dir), "config": str(loaded.path)},
-        }
-        try:
-            atomic_write(self._summary_path, json.dumps(summary, sort_keys=True))
-        except OSError:
-            pass  # a read-only checkout still works, just slower
-        return summary
-
-    @cached_property
-    def loaded(self) -> LoadedConfig:
-        """The validated config. Raises ConfigError (the lines ``lockmirror
-        validate`` prints) for a broken file; the caller reports it."""
-        from .config import load_config
-
-        return load_config(self.path)
-
-    @property
-    def set_names(self) -> list[str]:
-        return list(self.summary["sets"])
-
-    def lockfile_path(self, set_name: str) -> Path:
-        return Path(self.summary["sets"][set_name]["lockfile"])
-
-    def path_of(self, kind: str) -> Path:
-        return Path(self.summary["paths"][kind])
 
 
 def load(path: str = "mirror.yaml") -> Project:
@@ -389,7 +301,7 @@ def bundle_task(project: Project) -> TaskDict:
 def _audit(project: Project) -> TaskFailed | None:
     from datetime import UTC, datetime
 
-    from .stages.audit import render_markdown, render_text
+    from .stages.audit_render import render_markdown, render_text
 
     report = pipeline.audit(project.loaded, now=datetime.now(UTC))
     print(render_text(report))

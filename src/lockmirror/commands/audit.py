@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import pipeline
 from ..config import load_config
 from ..resolve.policy import parse_when
-from ..stages.audit import RENDERERS
+from ..stages.audit_render import RENDERERS
 from ..stages.quarantine import apply_quarantine, render_plan
 
 NAME = "audit"

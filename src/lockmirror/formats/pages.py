@@ -50,6 +50,27 @@ if TYPE_CHECKING:
 API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
+FILE_CACHE = "public, max-age=31536000, immutable"
+PAGE_CACHE = "public, max-age=60"
+
+
+def content_type(path: str) -> str:
+    """Content-Type of a tree path (or a directory key ending in ``/``) when a
+    static host serves it as a file: simple JSON pages as PEP 691 JSON."""
+    if path.startswith("simple/") and path.endswith("index.json"):
+        return JSON_CONTENT_TYPE
+    if path.endswith(("/", ".html")):
+        return "text/html; charset=utf-8"
+    if path.endswith(".json"):
+        return "application/json"
+    if path.endswith((".txt", ".toml")):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def cache_control(path: str) -> str:
+    """Artifacts never change under a name; everything else is short-lived."""
+    return FILE_CACHE if path.startswith("files/") else PAGE_CACHE
 
 
 # --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Any
 
 from ..config_schema import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..formats.pages import cache_control, content_type
 from ..fsutil import format_size, sha256_bytes, sha256_file
 from .s3_client import (
     DEFAULT_JOBS,
@@ -72,29 +73,6 @@ MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 COPY_LIMIT = 5 << 30  # CopyObject's limit: above it, a multipart copy (UploadPartCopy)
 COPY_PART = 512 << 20
-
-FILE_CACHE = "public, max-age=31536000, immutable"
-PAGE_CACHE = "public, max-age=60"
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def content_type(path: str) -> str:
-    """Content-Type for a tree path or directory key."""
-    if path.startswith("simple/") and path.endswith("index.json"):
-        return SIMPLE_JSON
-    if path.endswith(("/", ".html")):
-        return "text/html; charset=utf-8"
-    if path.endswith(".json"):
-        return "application/json"
-    if path.endswith((".txt", ".toml")):
-        return "text/plain; charset=utf-8"
-    return "application/octet-stream"
-
-
-def cache_control(path: str) -> str:
-    """Artifacts never change under a name; everything else is short-lived."""
-    return FILE_CACHE if path.startswith("files/") else PAGE_CACHE
-
 
 def normalize_prefix(prefix: str) -> str:
     """``a/b`` -> ``a/b/``; empty stays empty."""
