@@ -170,7 +170,9 @@ def test_an_unsigned_bundle_with_a_key_is_refused_naming_the_bundle(
     error = refused(mirror, [mirror.good.path], "bundle is not signed, but a public key was "
                                                 "given; refusing it", pubkey=public)
     assert error.where == mirror.good.path.name
-    assert error.hint == "sign bundles with `lockmirror bundle --key`"
+    # the far side is told what to ask of the build side, not a build-side command
+    assert error.hint == ("the build side must sign it (its signing key matching your "
+                          "--pubkey); nothing was changed")
 
 
 def test_missing_members_are_counted_and_the_first_named(mirror: Mirror, tmp_path: Path) -> None:
