@@ -43,7 +43,8 @@ SCOPE: tuple[str, ...] = (
     # the lockfile's URLs and the lock check (its fingerprint, the project pages)
     *_checks("formats.url_policy", "url_problem", "_is_under"),
     *_checks("stages.lock_check", "_package_mismatches"),
-    *_checks("stages.lock", "input_hash", "stale_sets"),
+    *_checks("stages.lock_inputs", "input_hash"),
+    *_checks("stages.lock", "stale_sets"),
 )
 MUTATION_SCORE = Path("build") / "mutation-score.txt"
 _MODULE = re.compile(r"^lockmirror\.(.+?)\.x[_ǁ]")
