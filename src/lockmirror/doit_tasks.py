@@ -248,7 +248,8 @@ def fetch_task(project: Project) -> TaskDict:
     def store_complete() -> bool:
         from .stages.fetch import is_current
 
-        return is_current(project.loaded, also=tool_lockfile(project))
+        retained = pipeline.retained_lockfiles(project.loaded)[0]
+        return is_current(project.loaded, also=[*tool_lockfile(project), *retained])
 
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",
@@ -268,6 +269,8 @@ def fetch_task(project: Project) -> TaskDict:
 def _index(project: Project) -> None:
     loaded = project.loaded
     result = pipeline.index(loaded)
+    for note in result.notes:
+        print(f"index: {note}", file=sys.stderr)
     if result.noop:
         print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
               f"{result.files} files)")

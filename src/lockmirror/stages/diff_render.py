@@ -116,6 +116,9 @@ def _text_set(set_diff: SetDiff) -> list[str]:
         lines.append(f"  {label} {', '.join(names)}:")
         lines += _text_changes(changes)
     lines += _text_files(set_diff)
+    if set_diff.retained:
+        lines.append(f"  kept in the index {set_diff.retained_why}: "
+                     f"{', '.join(set_diff.retained)}")
     for sdist in set_diff.new_sdists:
         where = (f"; no wheel for {', '.join(sdist.source_builds_on)}: built from source there"
                  if sdist.source_builds_on else "")
@@ -258,6 +261,9 @@ def _md_set(set_diff: SetDiff, *, files: bool, rows: int | None) -> list[str]:
         out += _md_table(names, changes, rows)
     if files:
         out += _md_files(set_diff)
+    if set_diff.retained:
+        out += ["", f"Kept in the index {_md(set_diff.retained_why)}: "
+                + ", ".join(_code(r) for r in set_diff.retained) + "."]
     if set_diff.new_sdists:
         out += ["", "New sdists:", ""]
         for sdist in set_diff.new_sdists:
