@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -244,8 +245,11 @@ def test_the_index_keeps_the_previous_lock_and_the_far_side_drops_the_third(
 
     # the next bundle (a delta onto the far side's mirror) removes exactly the dropped release
     assert main(["bundle", "--since", str(far)]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if "removes" in line] == [
+        "  removes alpha 1.0 on the far side (left the lock and the retention window)"]
     (delta,) = (repo / "dist").glob("*.delta.tar")
-    capsys.readouterr()
+    readme = tarfile.open(delta).extractfile(f"{delta.name[:-len('.delta.tar')]}/README.txt")
+    assert readme is not None and b"retention window: alpha 1.0\n" in readme.read()
     assert main(["import", str(delta), "--into", str(far)]) == 0
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if "removed" in line] == [

@@ -47,7 +47,9 @@ only ever added, never renamed or removed, within schema version 1)::
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
         "alarms": [{"kind": "sha256" | "host", "filename": "...", "package": "...",
-                    "version": "...", "old": "...", "new": "...", "message": "..."}]
+                    "version": "...", "old": "...", "new": "...", "message": "..."}],
+        "retained": {"releases": ["speedup 1.0"],   # leave this lock, stay in the index
+                     "why": "for the previous lock, until the next lock (retention: ...)"}
       }]
     }
 
