@@ -179,10 +179,15 @@ def lock_revision(repo: Path, url: str, pins: str, when: datetime,
 
 
 def released(index_dir: Path) -> set[str]:
-    """"name version" of every artifact the index serves."""
-    from lockmirror.stages.import_plan import releases_of
+    """"name version" of every artifact (wheel or sdist) under ``files/``."""
+    from lockmirror.formats.quarantine_list import release_of
 
-    return releases_of(p.relative_to(index_dir).as_posix() for p in index_dir.rglob("*"))
+    found = set()
+    for path in (index_dir / "files").glob("*/*"):
+        release = release_of(path.name)
+        if release is not None and not path.name.endswith(".metadata"):
+            found.add(f"{release[0]} {release[1]}")
+    return found
 
 
 @pytest.fixture
