@@ -355,3 +355,19 @@ def test_credentials_in_a_source_url_never_reach_the_lockfile(
     finally:
         del os.environ["LOCKMIRROR_STORE"]
     assert summary.downloaded == summary.files - summary.derived > 0
+
+
+def test_settings_left_at_their_defaults_do_not_move_the_input_hash(tmp_path: Path) -> None:
+    from lockmirror.stages.lock_inputs import input_hash
+
+    base = ("version: 1\nsources: [{name: pypi, url: 'https://pypi.org/simple/'}]\n"
+            "targets: {t: {python: '3.11', platforms: [manylinux_2_28_x86_64]}}\n"
+            "sets: {core: {requirements: [foo]}}\n")
+    hashes = {}
+    for name, extra in {"bare": "", "defaults": "policy: {yanked: deny, sdists: allow}\n",
+                        "changed": "policy: {yanked: warn}\n"}.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(base + extra)
+        hashes[name] = input_hash(load_config(path, environ={}), "core")
+    # a newer lockmirror's new optional setting is a default too: no lockfile goes stale
+    assert hashes["bare"] == hashes["defaults"] != hashes["changed"]

@@ -193,12 +193,17 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
 def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,
            since: Path | None = None, split: str | None = None, key: Path | None = None,
            tool: bool | None = None, source_date_epoch: int | None = None,
-           keep: int | None = None, progress: Progress | None = None) -> BundleResult:
+           keep: int | None = None, now: datetime | None = None,
+           progress: Progress | None = None) -> BundleResult:
     """Write the reproducible bundle of the index (default ``paths.index``)
     into ``out`` (default ``paths.dist``); the tool wheels from the store, as
     the tool set's lockfile (current, else StaleLockError) chose them, or
     repacked into ``paths.cache`` (:mod:`lockmirror.stages.toolwheels`); older
-    bundles beyond ``keep`` (default ``bundle.keep``) removed."""
+    bundles beyond ``keep`` (default ``bundle.keep``) removed. A full bundle
+    carries ``advisories.json``, the advisory snapshot taken at ``now``
+    (default: ``source_date_epoch``, then ``$SOURCE_DATE_EPOCH``, then the clock:
+    with either set the bundle's bytes repeat while the sources' answers do),
+    when ``policy.advisory_sources`` lists any."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
@@ -218,7 +223,28 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         source_date_epoch=source_date_epoch, tool=tool,
                         cache_dir=loaded.cache_dir, store_dir=loaded.store_dir,
                         progress=progress,
+                        extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
                         keep=loaded.config.bundle.keep if keep is None else keep)
+
+
+def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,
+                     source_date_epoch: int | None) -> list[tuple[str, bytes]]:
+    """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with
+    advisory sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
+    import os
+    from datetime import UTC
+
+    from .formats.bundle_format import ADVISORIES_NAME
+
+    if since is not None or not loaded.config.policy.advisory_sources:
+        return []
+    if now is None:
+        epoch = source_date_epoch
+        if epoch is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
+            epoch = int(os.environ["SOURCE_DATE_EPOCH"])
+        now = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
+    snapshot = advisories(loaded, now=now)
+    return [(ADVISORIES_NAME, snapshot.dumps().encode())]
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:

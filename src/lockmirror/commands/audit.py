@@ -24,7 +24,8 @@ HELP = ("re-check every locked release against the policy now (advisories, yanks
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="mirror.yaml", help="default: mirror.yaml")
+    parser.add_argument("-c", "--config", help="default: mirror.yaml (with --mirror: the one "
+                        "its bundle carried)")
     parser.add_argument("--set", dest="sets", action="append", metavar="SET",
                         help="audit only this set (repeatable; default: every set)")
     parser.add_argument("--lockfile", dest="lockfiles", action="append", type=Path,
@@ -39,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true",
                         help="no network: offline advisory databases only, yanked state "
                         "from the lockfiles")
+    parser.add_argument("--mirror", type=Path, metavar="DIR",
+                        help="audit a mirror imported on the far side: its lockfiles, the "
+                        "advisory snapshot and mirror.yaml its bundles carried (-c to use "
+                        "another); no network")
     parser.add_argument("--now", metavar="WHEN",
                         help="audit as of this ISO date/time instead of now (UTC)")
     parser.add_argument("--quarantine", action="store_true",
@@ -49,9 +54,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_config(args.config)
     # the command line is the one place that reads the clock
     now = parse_when(args.now) if args.now else datetime.now(UTC)
+    if args.mirror is not None:  # the far side (stages/import_state.py)
+        from ..errors import LockmirrorError
+        from ..stages.import_state import audit_imported
+
+        if args.quarantine:
+            raise LockmirrorError("--quarantine works on the build side; on the far side a "
+                                  "refresh bundle (bundle --advisories-only) quarantines")
+        report = audit_imported(args.mirror, now=now, databases=args.advisories,
+                                config=Path(args.config) if args.config else None)
+        sys.stdout.write(RENDERERS[args.format](report))
+        return report.exit_code
+    loaded = load_config(args.config or "mirror.yaml")
     report = pipeline.audit(loaded, now=now, sets=args.sets, lockfiles=args.lockfiles,
                           offline=args.offline, databases=args.advisories)
     sys.stdout.write(RENDERERS[args.format](report))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import pipeline
 from ..config import DEFAULT_CONFIG, load_config
 from ..fsutil import format_size
+from ..resolve.policy import parse_when
 
 NAME = "bundle"
 HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "
@@ -39,16 +41,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="keep the newest N bundles of this mirror in the output directory, "
                              "this one included, and remove older ones (default: bundle.keep "
                              "of mirror.yaml, 3; 0 keeps all)")
+    parser.add_argument("--advisories-only", action="store_true",
+                        help="write a refresh bundle instead (.advisories.tar): the advisory "
+                             "snapshot and quarantine.json, no packages; `lockmirror import` on "
+                             "the far side re-audits and quarantines with it")
+    parser.add_argument("--now", metavar="WHEN",
+                        help="the time the advisory snapshot records as taken (default: now, "
+                             "UTC); the same answers and time give the same bytes")
     parser.add_argument("--source-date-epoch", type=int, metavar="SECONDS",
                         help="mtime of every member (default: $SOURCE_DATE_EPOCH, else the "
                              "lockfiles' last commit time)")
 
 
 def run(args: argparse.Namespace) -> int:
+    now = parse_when(args.now) if args.now else datetime.now(UTC)  # the one clock read
+    if args.advisories_only:
+        return _refresh(args, now)
     result = pipeline.bundle(
         load_config(args.config), index_dir=args.index, out=args.out, since=args.since,
         split=args.split, key=args.key, source_date_epoch=args.source_date_epoch,
-        tool=args.tool, keep=args.keep,
+        tool=args.tool, keep=args.keep, now=now,
         progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
     state = "written" if result.changed else "already current"
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
@@ -67,6 +79,27 @@ def run(args: argparse.Namespace) -> int:
     removed = result.removed.summary()
     if removed:
         print(f"bundle: {removed}")
+    return 0
+
+
+def _refresh(args: argparse.Namespace, now: datetime) -> int:
+    """``--advisories-only``: the refresh bundle (stages/refresh_bundle.py)."""
+    from ..errors import LockmirrorError
+    from ..stages.refresh_bundle import build_refresh_bundle
+
+    loaded = load_config(args.config)
+    if not loaded.config.policy.advisory_sources:
+        raise LockmirrorError("no advisory sources to refresh the far side with",
+                              where=loaded.path.name,
+                              hint="list them under policy.advisory_sources")
+    result = build_refresh_bundle(loaded, pipeline.advisories(loaded, now=now),
+                                  out_dir=args.out or loaded.dist_dir, key=args.key,
+                                  source_date_epoch=args.source_date_epoch)
+    print(f"bundle: refresh bundle {result.content_id} written: {result.advisories} "
+          f"advisories taken {result.taken}, {result.quarantined} quarantined releases, "
+          f"{'signed' if result.signed else 'unsigned'}")
+    print(f"  {result.path}  sha256 {result.sha256}")
+    print(f"  {result.checksums}")
     return 0
 
 

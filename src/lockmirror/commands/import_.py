@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..fsutil import format_size
+from ..stages.import_refresh import import_refresh, is_refresh_bundle, render_refresh
 from ..stages.importer import import_bundle
 
 NAME = "import"
@@ -27,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_refresh_bundle(args.bundle):  # bundle --advisories-only: stages/import_refresh.py
+        refresh = import_refresh(args.bundle, args.into, now=datetime.now(UTC),
+                                 pubkey=args.pubkey)
+        print("\n".join(render_refresh(refresh)))
+        return 0
     result = import_bundle(args.bundle, args.into, pubkey=args.pubkey,
                            progress=lambda text: print(f"import: {text}", file=sys.stderr))
     if result.recovered:

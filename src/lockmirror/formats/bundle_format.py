@@ -51,6 +51,11 @@ LOCKFILE_DIR = "lockfiles"
 INDEX_MANIFEST = f"{INDEX_DIR}/{MANIFEST_NAME}"
 CONTENT_ID_LENGTH = 16
 FULL, DELTA = "full", "delta"
+# a refresh bundle: the advisory snapshot and the quarantine list, no index
+# (lockmirror bundle --advisories-only; stages/refresh_bundle.py, import_refresh.py)
+ADVISORIES = "advisories"
+ADVISORIES_NAME = "advisories.json"
+QUARANTINE_NAME = "quarantine.json"
 BLOCK = tarfile.BLOCKSIZE
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
@@ -108,7 +113,7 @@ class BundleInfo:
                        base_manifest_sha256=raw["base_manifest_sha256"],
                        lockmirror_version=str(raw["lockmirror_version"]),
                        tool_python=raw["tool_python"], files=files)
-            if info.kind not in (FULL, DELTA) or (info.kind == DELTA) != bool(
+            if info.kind not in (FULL, DELTA, ADVISORIES) or (info.kind == DELTA) != bool(
                     info.base_manifest_sha256):
                 raise ValueError(f"kind {info.kind!r} with base {info.base_manifest_sha256!r}")
             if not re.fullmatch(NAME_PATTERN, info.name):
@@ -130,7 +135,7 @@ class BundleInfo:
 
     @property
     def filename(self) -> str:
-        suffix = ".delta.tar" if self.kind == DELTA else ".tar"
+        suffix = {DELTA: ".delta.tar", ADVISORIES: ".advisories.tar"}.get(self.kind, ".tar")
         return f"{self.top}{suffix}"
 
 

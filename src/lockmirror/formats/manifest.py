@@ -146,6 +146,11 @@ def check_relative_path(path: str, *, where: str) -> PurePosixPath:
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 # What a directory publish keeps in its destination (publish/directory.py).
 PUBLISHER_STATE = frozenset({".lockmirror/lock", ".lockmirror/receipt.json"})
+# What an imported mirror keeps about itself (stages/import_state.py): the
+# advisory snapshot and mirror.yaml its bundles carried, the quarantine list a
+# refresh bundle applied, the manifest its last bundle pinned.
+IMPORT_STATE = frozenset({".lockmirror/advisories.json", ".lockmirror/mirror.yaml",
+                          ".lockmirror/quarantine.json", ".lockmirror/bundle-manifest.sha256"})
 
 
 def temporary_target(name: str) -> str | None:
@@ -157,8 +162,9 @@ def temporary_target(name: str) -> str | None:
 
 
 def scan_tree(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Manifest:
-    """Hash every regular file below ``root`` (sorted; symlinks are refused)."""
-    skip = set(exclude)
+    """Hash every regular file below ``root`` (sorted; symlinks are refused), but
+    ``exclude`` and an imported mirror's state (:data:`IMPORT_STATE`)."""
+    skip = set(exclude) | IMPORT_STATE
     files: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -192,7 +198,8 @@ class TreeReport:
 def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> TreeReport:
     """Compare a tree with a manifest: missing, altered (size or hash), unexpected.
 
-    A directory publish's own state (:data:`PUBLISHER_STATE`) is not
+    A directory publish's own state (:data:`PUBLISHER_STATE`) and an imported
+    mirror's (:data:`IMPORT_STATE`) are not
     unexpected; leftover temporary files of lockmirror's atomic writes are
     reported apart, in ``temporary``."""
     missing, altered = [], []
@@ -212,7 +219,8 @@ def check_tree(root: Path, manifest: Manifest, *, hash_files: bool = True) -> Tr
         dirnames.sort()
         for name in sorted(filenames):
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if rel == MANIFEST_NAME or rel in manifest.files or rel in PUBLISHER_STATE:
+            if (rel == MANIFEST_NAME or rel in manifest.files or rel in PUBLISHER_STATE
+                    or rel in IMPORT_STATE):
                 continue
             (temporary if temporary_target(name) else unexpected).append(rel)
     return TreeReport(tuple(missing), tuple(altered), tuple(unexpected), tuple(temporary))

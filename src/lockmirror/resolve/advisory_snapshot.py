@@ -82,14 +82,19 @@ class Snapshot:
         except OSError as exc:
             raise LockmirrorError(f"cannot read advisory snapshot: {exc.strerror}",
                                   where=str(path)) from None
+        return cls.loads(raw, where=str(path))
+
+    @classmethod
+    def loads(cls, raw: bytes, *, where: str) -> Snapshot:
+        """Parse the bytes of a snapshot (e.g. a bundle member); InputError naming ``where``."""
         if len(raw) > MAX_SNAPSHOT_BYTES:
-            raise InputError("advisory snapshot larger than 64 MiB", where=str(path))
-        data = load_json(raw, where=str(path))
+            raise InputError("advisory snapshot larger than 64 MiB", where=where)
+        data = load_json(raw, where=where)
         try:
             return _parse(data)
         except (KeyError, TypeError, ValueError, InvalidVersion) as exc:
             raise InputError(f"not a {FORMAT} advisory snapshot ({exc.__class__.__name__}: "
-                             f"{exc})", where=str(path)) from None
+                             f"{exc})", where=where) from None
 
 
 def _parse(data: Any) -> Snapshot:

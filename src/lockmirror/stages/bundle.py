@@ -116,6 +116,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
                  key: Path | None = None, source_date_epoch: int | None = None,
                  tool: bool | None = None, cache_dir: Path | None = None,
                  store_dir: Path | None = None, keep: int = 0,
+                 extra: Sequence[tuple[str, bytes]] = (),
                  progress: Progress | None = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
@@ -128,6 +129,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     ``cache_dir``): :func:`lockmirror.stages.toolwheels.collect_tool_wheels`.
     ``keep`` > 0 then removes this mirror's older bundles from ``out_dir``
     beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
+    ``extra``: more top-level members, (name, bytes), such as the advisory
+    snapshot ``advisories.json`` the bundle was audited with.
 
     Every index file is taken at the sha256 and size manifest.json gives
     them; its size is checked, its bytes are not re-hashed: the import
@@ -151,6 +154,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
         cache_dir=cache_dir, store_dir=store_dir, progress=progress)
+    members += [Member(member_name, data=data) for member_name, data in extra]
     info = _describe(members, BundleInfo(
         name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
         base_manifest_sha256=base_sha, lockmirror_version=__version__,

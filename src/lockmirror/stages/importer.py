@@ -54,6 +54,7 @@ from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import, releases_of
+from .import_state import bundle_manifest_sha256, keep_bundle_state, snapshot_current
 from .import_swap import (
     make_parents,
     old_dir,
@@ -180,10 +181,12 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
 
         current_sha = _manifest_sha256(into)
         if (current_sha == info.index_manifest_sha256
-                and check_tree(into, plan.manifest, hash_files=False).ok):
+                and check_tree(into, plan.manifest, hash_files=False).ok
+                and snapshot_current(plan, into)):
             check_outer_hashes(source)  # a no-op still proves the bundle it was given
             return result(False)
-        reuse = _reuse_plan(plan, into, current_sha)
+        # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
+        reuse = _reuse_plan(plan, into, bundle_manifest_sha256(into) or current_sha)
         removed = _removed_releases(into, plan.manifest) if current_sha else ()
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
@@ -202,6 +205,7 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
         staging.mkdir()
         extracted, size = extract(reader, plan, staging, source)
         linked = _link_reused(reuse, into, staging, plan.manifest)
+        keep_bundle_state(reader, plan, staging, into)  # .lockmirror/: advisories, mirror.yaml
         report = check_tree(staging, plan.manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]

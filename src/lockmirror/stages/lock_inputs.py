@@ -30,16 +30,18 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _input_data(loaded: LoadedConfig, set_name: str) -> dict[str, Any]:
+    # Settings left at their defaults are left out: a lockmirror that adds an
+    # optional setting does not make every lockfile stale; setting it does.
     config = loaded.config
     spec = config.sets[set_name]
     return {
         "format": LOCK_FORMAT,
-        "set": spec.model_dump(mode="json", exclude={"description"}),
-        "targets": {name: config.targets[name].model_dump(mode="json")
+        "set": spec.model_dump(mode="json", exclude={"description"}, exclude_defaults=True),
+        "targets": {name: config.targets[name].model_dump(mode="json", exclude_defaults=True)
                     for name in config.set_targets(set_name)},
         "sources": [{"name": s.name, "url": s.url, "priority": s.priority,
                      "projects": sorted(s.projects)} for s in config.sources],
-        "policy": config.policy_for(set_name).model_dump(mode="json"),
+        "policy": config.policy_for(set_name).model_dump(mode="json", exclude_defaults=True),
     }
 
 

@@ -1,0 +1,236 @@
+"""Importing a refresh bundle on the far side: new advisories, the build side's quarantine.
+
+``import_refresh(paths, into)`` (what ``lockmirror import`` runs for a bundle
+of kind ``advisories``, :mod:`lockmirror.stages.refresh_bundle`):
+
+1. finds the bundle and its ``.sha256``, takes the import lock beside the
+   mirror and resolves what a killed import left, as every import does;
+2. vets it as every bundle is vetted (:mod:`lockmirror.stages.import_plan`:
+   headers, ``bundle.json``, the signature with ``pubkey``), checks its outer
+   sha256 and every member's;
+3. refuses it, in one line and changing nothing, when its advisories were
+   taken before those the mirror holds (``.lockmirror/advisories.json``,
+   :mod:`lockmirror.stages.import_state`): a full bundle imported since may
+   have brought back a release it would take out;
+4. re-audits the mirror's lockfiles against the new snapshot under the policy
+   its bundle carried (a release the snapshot does not cover is reported as
+   not checked, never as clean);
+5. takes the releases of its ``quarantine.json`` out of the index
+   (:mod:`lockmirror.stages.import_quarantine`: staged, checked, swapped in
+   with the snapshot and the list as the mirror's new state).
+
+The result says what changed: advisories new since the last import, releases
+taken out now, files removed, pages rewritten, and the audit.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from ..errors import BundleError, LockmirrorError
+from ..formats import signing
+from ..formats.bundle_format import (
+    ADVISORIES,
+    ADVISORIES_NAME,
+    QUARANTINE_NAME,
+    BundleSource,
+    locate_bundle,
+    read_exact,
+    read_head,
+)
+from ..formats.manifest import MANIFEST_NAME, Manifest
+from ..formats.quarantine_list import QuarantineList
+from ..fsutil import sha256_bytes
+from ..net.osv import Advisory
+from ..resolve.advisories import AdvisoryDB
+from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
+from .audit import AuditReport
+from .import_extract import check_outer_hashes
+from .import_plan import _carried, _check_member, _check_signature, _read_members
+from .import_quarantine import TreeEdit, apply_edit, plan_edit
+from .import_state import ADVISORIES as STATE_ADVISORIES
+from .import_state import MIRROR_YAML, audit_imported, read_snapshot
+from .import_state import QUARANTINE as STATE_QUARANTINE
+from .import_swap import recover_interrupted_import, staging_dir
+
+Progress = Callable[[str], None]
+MAX_MEMBER = 64 << 20
+WHEN = "%Y-%m-%d %H:%M UTC"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What importing a refresh bundle did."""
+
+    into: Path
+    content_id: str
+    taken: datetime
+    previous: datetime | None       # when the advisories the mirror held were taken
+    new_advisories: tuple[str, ...]  # ids not in the previous snapshot
+    quarantined: tuple[str, ...]    # every release on the imported list
+    edit: TreeEdit                  # what left the index now
+    report: AuditReport | None      # None: no mirror.yaml of its bundle to audit under
+    signed: bool
+    signer: str | None
+    recovered: str | None
+
+
+def is_refresh_bundle(paths: Sequence[Path]) -> bool:
+    """Whether ``paths`` name a refresh bundle (reads its first header and bundle.json)."""
+    return read_head(locate_bundle([Path(p) for p in paths])).info.kind == ADVISORIES
+
+
+def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
+                   pubkey: Path | None = None, progress: Progress | None = None
+                   ) -> RefreshResult:
+    """Import a refresh bundle into the imported mirror ``into``.
+
+    ``now`` is the far side's time for the re-audit (exceptions expire).
+    Raises BundleError (exit 2) for a damaged, unsigned (with ``pubkey``) or
+    older refresh bundle and LockmirrorError when ``into`` holds no mirror;
+    ``into`` is then exactly as it was. Costs a read of the bundle (KiB) and,
+    when releases leave the index, one hard link per file of the mirror."""
+    from .importer import _exclusive  # the one import lock beside a mirror
+
+    source = locate_bundle([Path(p) for p in paths])
+    into = Path(os.path.abspath(into))
+    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
+    if not (into / MANIFEST_NAME).is_file():
+        raise LockmirrorError("holds no imported mirror; a refresh bundle applies onto one",
+                              where=str(into), hint="import a full bundle first")
+    with _exclusive(into.parent):
+        try:
+            recovered = recover_interrupted_import(into)
+        except OSError as exc:
+            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
+                                  where=str(exc.filename or into)) from None
+        return _refresh(source, into, trusted, recovered, now, progress)
+
+
+def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
+             recovered: str | None, now: datetime, progress: Progress | None
+             ) -> RefreshResult:
+    members, signed, signer, content_id = _read_refresh(source, into, trusted)
+    where = f"{source.display}:{ADVISORIES_NAME}"
+    snapshot = Snapshot.loads(members[ADVISORIES_NAME], where=where)
+    listed = QuarantineList.loads(members[QUARANTINE_NAME].decode("utf-8", "replace"),
+                                  where=f"{source.display}:{QUARANTINE_NAME}")
+    held = read_snapshot(into)
+    if held is not None and snapshot.taken < held.taken:
+        raise BundleError(
+            f"this refresh bundle's advisories were taken {snapshot.taken:{WHEN}}, before "
+            f"those {into} holds ({held.taken:{WHEN}}); refusing it, nothing was changed",
+            where=source.display)
+    if progress:
+        progress(f"refreshing {into} with advisories taken {snapshot.taken:{WHEN}}")
+    report = None  # a mirror imported before lockmirror kept its mirror.yaml: no policy
+    if (into / MIRROR_YAML).is_file():
+        report = audit_imported(into, now=now, sources=AdvisoryDB(
+            [CoveringSnapshotSource(snapshot, where=where)]))
+    manifest = Manifest.read(into / MANIFEST_NAME)
+    edit = plan_edit(into, manifest, listed.keys)
+    apply_edit(into, manifest, edit, {STATE_ADVISORIES: members[ADVISORIES_NAME],
+                                      STATE_QUARANTINE: members[QUARANTINE_NAME]})
+    known = {a.advisory.id for a in held.advisories} if held else set()
+    return RefreshResult(
+        into=into, content_id=content_id, taken=snapshot.taken,
+        previous=held.taken if held else None,
+        new_advisories=tuple(a.advisory.id for a in snapshot.advisories
+                             if a.advisory.id not in known),
+        quarantined=tuple(r.release for _, r in sorted(listed.releases.items())),
+        edit=edit, report=report, signed=signed, signer=signer, recovered=recovered)
+
+
+def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None
+                  ) -> tuple[dict[str, bytes], bool, str | None, str]:
+    """Vet the bundle (headers, signature, outer and member sha256); its members' bytes,
+    whether it is signed, the signer's fingerprint, the content id."""
+    head = read_head(source)
+    if head.info.kind != ADVISORIES:
+        raise BundleError(f"is a {head.info.kind} bundle, not a refresh bundle",
+                          where=source.display)
+    check_outer_hashes(source)
+    data_filter = getattr(tarfile, "data_filter", None)
+    with source.open() as reader:
+        headers = _read_members(reader, source.display)
+        seen: set[str] = set()
+        for member in headers:
+            _check_member(member, head.info.top, seen, reader.size, staging_dir(into),
+                          data_filter, where=f"{source.display}:{member.name}")
+        signer = _check_signature(head, trusted, source.display)
+        signed = head.signature is not None
+        found = {}
+        for item in _carried(headers[3 if signed else 2:], head.info, source.display):
+            where = f"{source.display}:{item.member.name}"
+            if item.entry.size > MAX_MEMBER:
+                raise BundleError("implausibly large for a refresh bundle", where=where)
+            data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
+            if sha256_bytes(data) != item.entry.sha256:
+                raise BundleError("sha256 does not match bundle.json", where=where,
+                                  hint="damaged in transit or tampered; nothing was changed")
+            found[item.path] = data
+    for name in (ADVISORIES_NAME, QUARANTINE_NAME):
+        if name not in found:
+            raise BundleError(f"refresh bundle carries no {name}", where=source.display)
+    return found, signed, signer, head.info.content_id
+
+
+class CoveringSnapshotSource(SnapshotSource):
+    """A snapshot that reports a release it was not asked about as not checked
+    (an audit row at the policy's ``vulnerabilities`` level), so that a refresh
+    taken of newer lockfiles still re-audits the releases it covers."""
+
+    def advisories_for(self, name: NormalizedName, version: Version) -> list[Advisory]:
+        if (name, version) not in self.snapshot.releases:
+            return []
+        return super().advisories_for(name, version)
+
+    def unchecked(self, name: NormalizedName, version: Version) -> str | None:
+        if (name, version) in self.snapshot.releases:
+            return None
+        return "the refresh bundle's advisory snapshot does not cover it"
+
+
+def render_refresh(result: RefreshResult) -> Iterable[str]:
+    """What a refresh import did, line by line, for a terminal."""
+    previous = (f"replacing those taken {result.previous:{WHEN}}" if result.previous
+                else "the first advisories this mirror holds")
+    signature = (f"signature by {result.signer} verified" if result.signer
+                 else "signed, signature not checked (no --pubkey)" if result.signed
+                 else "unsigned")
+    yield (f"import: refresh bundle {result.content_id}: advisories taken "
+           f"{result.taken:{WHEN}}, {previous}; {signature}")
+    if result.recovered:
+        yield f"import: {result.recovered}"
+    yield ("import: new advisories: " + (", ".join(result.new_advisories) or "none"))
+    edit = result.edit
+    if edit.releases:
+        yield (f"import: quarantined now (out of the index): {', '.join(edit.releases)} "
+               f"({sum(1 for r in edit.removed if r.startswith('files/'))} files removed, "
+               f"{len(edit.rewritten)} pages rewritten)")
+    else:
+        yield "import: quarantined now: none (nothing listed is in the index)"
+    for rel in edit.removed:
+        yield f"import: removed {result.into / rel}"
+    for rel in edit.rewritten:
+        yield f"import: rewrote {result.into / rel}"
+    yield (f"import: quarantine list: {len(result.quarantined)} releases"
+           + (f" ({', '.join(result.quarantined)})" if result.quarantined else ""))
+    report = result.report
+    if report is None:
+        yield ("import: not re-audited: the mirror holds no mirror.yaml of its bundle (import "
+               "a full bundle with this lockmirror, then `lockmirror audit --mirror`)")
+        return
+    for row in report.denied:
+        yield f"import: audit: deny {row.release}: {row.advisory or row.rule}: {row.message}"
+    yield (f"import: audit of {report.releases} imported releases: {len(report.denied)} "
+           f"denied, {len(report.warnings)} warnings")

@@ -1,0 +1,147 @@
+"""What an imported mirror keeps about itself, and the far side's offline audit.
+
+An imported mirror (``lockmirror import --into /srv/mirror``) is the index
+tree plus a small state directory, ``.lockmirror/`` (never in
+``manifest.json``; :data:`lockmirror.formats.manifest.IMPORT_STATE`), swapped
+in with the tree so the two always agree:
+
+* ``advisories.json``: the advisory snapshot the last full bundle or refresh
+  bundle carried (:mod:`lockmirror.resolve.advisory_snapshot`); its ``taken``
+  time orders refresh bundles (an older one is refused);
+* ``mirror.yaml``: the policy the bundle was built under (sets, exceptions,
+  ``vulnerabilities:`` level), for the far side's audit;
+* ``quarantine.json``: the quarantine list the last refresh bundle applied
+  (a full bundle resets it: its index already leaves the build side's
+  quarantined releases out, and what it brings back is back);
+* ``bundle-manifest.sha256``: the sha256 of the index manifest the last
+  full or delta bundle pinned (a refresh edits ``manifest.json``; the next
+  delta still applies onto that bundle).
+
+:func:`audit_imported` is ``lockmirror audit --mirror DIR``: the imported
+lockfiles judged against the carried snapshot and policy, no network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from ..config import LoadedConfig, load_config
+from ..errors import BundleError, LockmirrorError
+from ..formats.bundle_format import (
+    ADVISORIES_NAME,
+    MIRROR_YAML_NAME,
+    ConcatenatedReader,
+    read_exact,
+)
+from ..formats.lockfile import Lockfile
+from ..fsutil import atomic_write, sha256_bytes
+from ..resolve.advisories import AdvisoryDB, AdvisorySource
+from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
+from .audit import AuditReport, audit
+from .import_plan import ImportPlan
+
+STATE_DIR = ".lockmirror"
+ADVISORIES = f"{STATE_DIR}/{ADVISORIES_NAME}"
+MIRROR_YAML = f"{STATE_DIR}/{MIRROR_YAML_NAME}"
+QUARANTINE = f"{STATE_DIR}/quarantine.json"
+BUNDLE_MANIFEST = f"{STATE_DIR}/bundle-manifest.sha256"
+MAX_STATE_MEMBER = 64 << 20
+
+
+def read_snapshot(mirror: Path) -> Snapshot | None:
+    """The advisory snapshot an imported mirror holds, else None."""
+    path = mirror / ADVISORIES
+    return Snapshot.read(path) if path.is_file() else None
+
+
+def bundle_manifest_sha256(mirror: Path) -> str | None:
+    """The sha256 of the index manifest the mirror's last bundle pinned, if recorded."""
+    try:
+        return (mirror / BUNDLE_MANIFEST).read_text(encoding="ascii").strip() or None
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+
+
+def keep_bundle_state(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
+                      into: Path) -> None:
+    """Write the state of a full or delta bundle into ``staging`` (the tree about to
+    be swapped in): its ``advisories.json`` and ``mirror.yaml`` (a bundle without
+    a snapshot keeps the mirror's previous one, so refresh bundles stay ordered),
+    and the manifest it pins. Raises BundleError if a member's bytes changed
+    since they were hashed."""
+    carried = {item.path: item for item in plan.members}
+    for name, target in ((ADVISORIES_NAME, ADVISORIES), (MIRROR_YAML_NAME, MIRROR_YAML)):
+        item = carried.get(name)
+        if item is not None and item.entry.size <= MAX_STATE_MEMBER:
+            where = f"{plan.top}/{name}"
+            data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
+            if sha256_bytes(data) != item.entry.sha256:
+                raise BundleError("changed while it was imported", where=where)
+            write_state(staging, target, data)
+        elif name == ADVISORIES_NAME and (into / ADVISORIES).is_file():
+            write_state(staging, ADVISORIES, (into / ADVISORIES).read_bytes())
+    write_state(staging, BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
+
+
+def snapshot_current(plan: ImportPlan, into: Path) -> bool:
+    """Whether ``into`` already holds the advisory snapshot the bundle carries (or
+    the bundle carries none): a bundle of the same index with newer advisories
+    is not a no-op."""
+    item = next((m for m in plan.members if m.path == ADVISORIES_NAME), None)
+    if item is None:
+        return True
+    try:
+        return sha256_bytes((into / ADVISORIES).read_bytes()) == item.entry.sha256
+    except OSError:
+        return False
+
+
+def write_state(root: Path, rel: str, data: bytes) -> None:
+    """One state file of the tree at ``root`` (atomically)."""
+    (root / STATE_DIR).mkdir(exist_ok=True)
+    atomic_write(root / rel, data)
+
+
+def imported_lockfiles(mirror: Path) -> list[Path]:
+    """The set lockfiles an imported mirror serves (``lockfiles/pylock.*.toml``)."""
+    found = sorted((mirror / "lockfiles").glob("pylock.*.toml"))
+    if not found:
+        raise LockmirrorError("holds no lockfiles/pylock.*.toml; is it an imported mirror?",
+                              where=str(mirror), hint="lockmirror import BUNDLE --into DIR")
+    return found
+
+
+def mirror_config(mirror: Path, config: Path | None) -> LoadedConfig:
+    """``config`` if given, else the mirror.yaml the mirror's bundle carried."""
+    path = config if config is not None else mirror / MIRROR_YAML
+    if config is None and not path.is_file():
+        raise LockmirrorError("holds no mirror.yaml of its bundle (imported before lockmirror "
+                              "kept one)", where=str(mirror),
+                              hint="pass the mirror's mirror.yaml with -c")
+    return load_config(path)
+
+
+def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
+                   databases: Sequence[Path] = (),
+                   sources: AdvisoryDB | None = None) -> AuditReport:
+    """Audit an imported mirror with no network: its lockfiles, under the policy
+    of the mirror.yaml its bundle carried (or ``config``), against the advisory
+    snapshot it holds plus ``databases`` (or ``sources`` when given).
+
+    Raises LockmirrorError for a directory that is no imported mirror, what
+    :class:`SnapshotSource` raises for a release the snapshot does not cover."""
+    from ..resolve.advisory_snapshot import offline_source
+
+    mirror = Path(os.path.abspath(mirror))
+    loaded = mirror_config(mirror, config)
+    lockfiles = [Lockfile.read(path) for path in imported_lockfiles(mirror)]
+    if sources is None:
+        snapshot = read_snapshot(mirror)
+        found: list[AdvisorySource] = (
+            [SnapshotSource(snapshot, where=str(mirror / ADVISORIES))] if snapshot else [])
+        sources = AdvisoryDB([*found, *(offline_source(path) for path in databases)])
+    return audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
+                 where=str(loaded.path))

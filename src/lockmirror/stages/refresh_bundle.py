@@ -1,0 +1,120 @@
+"""The refresh bundle: today's advisories and quarantine list for the far side, no packages.
+
+``lockmirror bundle --advisories-only`` writes
+``<out>/lockmirror-<name>-<id>.advisories.tar`` and its ``.sha256``: a bundle
+of kind ``advisories`` (:mod:`lockmirror.formats.bundle_format`) whose members
+are ``advisories.json`` (the advisory snapshot of every locked release,
+:mod:`lockmirror.resolve.advisory_snapshot`), ``quarantine.json`` (the
+committed quarantine list, empty when there is none), ``README.txt`` and
+``SHA256SUMS``, pinned by ``bundle.json`` and signed like any bundle. A few
+KiB: it crosses the gap between full bundles.
+
+Reproducible as every bundle is (:mod:`lockmirror.stages.bundle_tar`): the
+same snapshot (sources' answers and ``taken`` time), list, key and epoch give
+the same bytes. On the far side :mod:`lockmirror.stages.import_refresh`
+imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .. import __version__
+from ..config import LoadedConfig
+from ..errors import LockmirrorError
+from ..formats import signing
+from ..formats.bundle_format import (
+    ADVISORIES,
+    ADVISORIES_NAME,
+    INFO_NAME,
+    QUARANTINE_NAME,
+    README_NAME,
+    SIGNATURE_NAME,
+    SUMS_NAME,
+    BundleInfo,
+    format_checksums,
+)
+from ..formats.manifest import MANIFEST_NAME
+from ..formats.quarantine_list import QuarantineList
+from ..fsutil import atomic_write, sha256_bytes
+from ..resolve.advisory_snapshot import Snapshot
+from .bundle import resolve_source_date_epoch
+from .bundle_tar import Layout, Member, directories
+
+
+@dataclass(frozen=True)
+class RefreshBundleResult:
+    path: Path
+    checksums: Path
+    sha256: str
+    content_id: str
+    size: int
+    advisories: int
+    quarantined: int
+    signed: bool
+    taken: str
+    source_date_epoch: int
+
+
+def build_refresh_bundle(loaded: LoadedConfig, snapshot: Snapshot, *, out_dir: Path,
+                         key: Path | None = None,
+                         source_date_epoch: int | None = None) -> RefreshBundleResult:
+    """Write the refresh bundle of ``snapshot`` and the quarantine list
+    (``paths.quarantine``) into ``out_dir``; ``key`` signs it.
+
+    Raises LockmirrorError for an unreadable or malformed quarantine list or
+    key, or when the bundle cannot be written (nothing is left then)."""
+    quarantine = QuarantineList.read(loaded.quarantine_path)
+    epoch, _ = resolve_source_date_epoch(source_date_epoch, loaded.lockfile_dir)
+    manifest = loaded.index_dir / MANIFEST_NAME
+    try:
+        index_sha = sha256_bytes(manifest.read_bytes())
+    except FileNotFoundError:
+        raise LockmirrorError("the index was not built", where=str(manifest),
+                              hint="run `doit index` (a refresh goes with the mirror's "
+                                   "index)") from None
+    provisional = BundleInfo(name=loaded.config.name, kind=ADVISORIES,
+                             index_manifest_sha256=index_sha, base_manifest_sha256=None,
+                             lockmirror_version=__version__, tool_python=None, files={})
+    members = [Member(ADVISORIES_NAME, data=snapshot.dumps().encode()),
+               Member(QUARANTINE_NAME, data=quarantine.dumps().encode()),
+               Member(README_NAME, data=_readme(provisional, snapshot))]
+    sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
+                            if m.entry).encode()
+    members.append(Member(SUMS_NAME, data=sums))
+    info = replace(provisional, files={m.name: m.entry for m in members if m.entry})
+    info_bytes = info.dumps()
+    signature = signing.sign(info_bytes, signing.load_private_key(key)).encode() if key else None
+    head = [Member("", is_dir=True), Member(INFO_NAME, data=info_bytes)]
+    if signature is not None:
+        head.append(Member(SIGNATURE_NAME, data=signature))
+    layout = Layout(info.top, head + sorted([*members, *directories(members)],
+                                            key=lambda m: m.name), epoch)
+    [digest] = layout.write(out_dir, [info.filename], None)
+    checksums = out_dir / f"{info.filename}.sha256"
+    atomic_write(checksums, format_checksums([(info.filename, digest)]))
+    return RefreshBundleResult(
+        path=out_dir / info.filename, checksums=checksums, sha256=digest,
+        content_id=info.content_id, size=layout.total_size,
+        advisories=len(snapshot.advisories), quarantined=len(quarantine.releases),
+        signed=signature is not None, taken=snapshot.taken.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        source_date_epoch=epoch)
+
+
+def _readme(info: BundleInfo, snapshot: Snapshot) -> bytes:
+    stem = f"lockmirror-{info.name}-*.advisories"
+    return f"""\
+lockmirror refresh bundle of the mirror "{info.name}" (lockmirror {info.lockmirror_version})
+
+Advisories taken {snapshot.taken:%Y-%m-%d %H:%M} UTC from {', '.join(snapshot.sources)};
+and the build side's quarantine list. No packages.
+
+1. Check it arrived intact:  sha256sum -c {stem}.tar.sha256
+2. Import it into the mirror a full bundle made:
+     lockmirror import {stem}.tar --into /srv/mirror [--pubkey signer.pub]
+   It re-audits the mirror against these advisories, takes the quarantined
+   releases out of the index, and says what changed. A refresh older than the
+   advisories the mirror holds is refused.
+3. Audit at any time, no network:  lockmirror audit --mirror /srv/mirror
+""".encode()

@@ -1,0 +1,178 @@
+"""Advisories across the gap (issue 22, point 4): the snapshot in every full bundle,
+the far side's offline audit, and refresh bundles (``bundle --advisories-only``).
+
+Hermetic: the build side is a mirror of the fixture catalogue whose advisory
+source is the fixture index's PyPI JSON API (``set_vulnerabilities`` publishes a
+new advisory); the far side is a directory the bundles are imported into, which
+real pip then installs from over ``file://``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from fixtureindex.catalogue import VULNERABILITIES
+from test_audit import mirror  # noqa: F401 - the build side: lockfile, store, index
+
+from lockmirror.cli import main
+from lockmirror.config import LoadedConfig
+from lockmirror.formats.signing import generate_keypair
+
+VULNY_10 = "files/vulny/vulny-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    private = tmp_path / "ops.key"
+    return private, generate_keypair(private)
+
+
+def bundle(loaded: LoadedConfig, out: Path, now: str, *extra: str) -> Path:
+    """Run ``lockmirror bundle`` into ``out``; the bundle it wrote."""
+    assert main(["bundle", "--config", str(loaded.path), "--out", str(out), "--no-tool",
+                 "--source-date-epoch", "1700000000", "--now", now, *extra]) == 0
+    [written] = [p for p in out.glob("*.tar")]
+    return written
+
+
+def pip_download(mirror_dir: Path, requirement: str, dest: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--isolated", "--no-cache-dir", "--no-deps",
+         "--disable-pip-version-check", "--index-url", (mirror_dir / "simple").as_uri() + "/",
+         "-d", str(dest), requirement],
+        env={**env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
+        timeout=300, check=False)
+
+
+def test_refresh_bundle_quarantines_on_the_far_side(
+        mirror: LoadedConfig, fixture_index: FixtureIndex, catalogue: Catalogue,  # noqa: F811
+        keys: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    private, public = keys
+    far = tmp_path / "far" / "mirror"
+    fixture_index.set_vulnerabilities("vulny", "1.0", [])  # no advisory yet
+
+    # 1. a full bundle carries the snapshot it was audited with; the far side audits with it
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z", "--key", str(private))
+    assert main(["import", str(full), "--into", str(far), "--pubkey", str(public)]) == 0
+    held = json.loads((far / ".lockmirror/advisories.json").read_text())
+    assert (held["taken"], held["advisories"]) == ("2024-10-10T12:00:00Z", [])
+    assert (far / ".lockmirror/mirror.yaml").read_bytes() == mirror.path.read_bytes()
+    assert main(["verify", str(far)]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--mirror", str(far), "--now", "2024-10-10", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert pip_download(far, "vulny==1.0", tmp_path / "dl0").returncode == 0
+    # the same index with newer advisories is not a no-op: the snapshot is replaced
+    newer = bundle(mirror, tmp_path / "dist1b", "2024-10-10T13:00:00Z")
+    assert main(["import", str(newer), "--into", str(far)]) == 0
+    held = json.loads((far / ".lockmirror/advisories.json").read_text())
+    assert held["taken"] == "2024-10-10T13:00:00Z"
+
+    # 2. a new advisory: the build side quarantines and writes a refresh bundle
+    fixture_index.set_vulnerabilities("vulny", "1.0", VULNERABILITIES[("vulny", "1.0")])
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-11", "--quarantine"]) == 1
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only",
+                     "--key", str(private))
+    again = bundle(mirror, tmp_path / "dist3", "2024-10-11T12:00:00Z", "--advisories-only",
+                   "--key", str(private))
+    assert refresh.name.endswith(".advisories.tar") and refresh.name == again.name
+    assert refresh.read_bytes() == again.read_bytes()  # byte-reproducible
+    assert refresh.stat().st_size < 64 * 1024  # no packages
+    capsys.readouterr()
+
+    # 3. imported on the far side (signature required): vulny 1.0 leaves the index
+    assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0
+    out = capsys.readouterr().out
+    assert "new advisories: PYSEC-2023-0001" in out
+    assert "quarantined now (out of the index): vulny==1.0 (2 files removed" in out
+    assert "audit: deny vulny==1.0: PYSEC-2023-0001" in out
+    assert not (far / VULNY_10).exists()
+    for page in ("simple/vulny/index.json", "simple/vulny/index.html", "simple/index.json"):
+        # the far side's edit writes the bytes the build side's index stage wrote
+        assert (far / page).read_bytes() == (mirror.index_dir / page).read_bytes(), page
+    assert main(["verify", str(far)]) == 0
+    denied = pip_download(far, "vulny==1.0", tmp_path / "dl1")
+    assert denied.returncode != 0 and "vulny==1.0" in denied.stderr
+    assert pip_download(far, "vulny==1.1", tmp_path / "dl2").returncode == 0
+    capsys.readouterr()
+    assert main(["audit", "--mirror", str(far), "--now", "2024-10-11", "--format", "json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    [finding] = json.loads(captured.out)["findings"]
+    assert (finding["package"], finding["version"], finding["advisory"]) == (
+        "vulny", "1.0", "PYSEC-2023-0001")
+
+    # a delta made against the last full bundle still applies onto the edited mirror
+    delta = tmp_path / "dist7"
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(delta),
+                 "--since", str(newer), "--source-date-epoch", "1700000000"]) == 0
+    [delta_tar] = delta.glob("*.tar")
+    assert main(["import", str(delta_tar), "--into", str(far)]) == 0
+    assert main(["verify", str(far)]) == 0 and not (far / VULNY_10).exists()
+    capsys.readouterr()
+
+    # 4. an older refresh bundle is refused in one line; nothing changes
+    older = bundle(mirror, tmp_path / "dist4", "2024-10-10T18:00:00Z", "--advisories-only",
+                   "--key", str(private))
+    before = (far / "manifest.json").read_bytes()
+    assert main(["import", str(older), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert "taken 2024-10-10 18:00 UTC, before those" in err and len(err.splitlines()) <= 2
+    assert (far / "manifest.json").read_bytes() == before
+
+    # an unsigned refresh is refused where a key is required
+    unsigned = bundle(mirror, tmp_path / "dist5", "2024-10-12T12:00:00Z", "--advisories-only")
+    assert main(["import", str(unsigned), "--into", str(far), "--pubkey", str(public)]) == 1
+    assert "not signed" in capsys.readouterr().err
+
+    # 5. a newer full bundle brings vulny 1.0 back (the build side lifted the quarantine):
+    # the refresh taken before it can no longer take it out
+    mirror.quarantine_path.unlink()
+    assert main(["index", "--config", str(mirror.path)]) == 0
+    back = bundle(mirror, tmp_path / "dist6", "2024-10-12T12:00:00Z")
+    assert main(["import", str(back), "--into", str(far)]) == 0
+    assert (far / VULNY_10).is_file()
+    assert not (far / ".lockmirror/quarantine.json").exists()
+    capsys.readouterr()
+    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    assert "before those" in capsys.readouterr().err
+    assert (far / VULNY_10).is_file()
+
+
+def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
+        mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-11", "--quarantine"]) == 1
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only")
+    # a byte changed inside advisories.json, the .sha256 made to match: bundle.json catches it
+    data = bytearray(refresh.read_bytes())
+    at = data.index(b'"taken": "2024-10-11')
+    data[at + 10:at + 14] = b"2099"
+    forged = tmp_path / "forged" / refresh.name
+    forged.parent.mkdir()
+    forged.write_bytes(bytes(data))
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    Path(f"{forged}.sha256").write_text(f"{digest}  {forged.name}\n")
+    before = (far / "manifest.json").read_bytes()
+    capsys.readouterr()
+    assert main(["import", str(forged), "--into", str(far)]) == 1
+    assert "advisories.json: sha256 does not match bundle.json" in capsys.readouterr().err
+    assert (far / "manifest.json").read_bytes() == before and (far / VULNY_10).is_file()
+    # a mirror imported before lockmirror kept its bundle's mirror.yaml: quarantined, not audited
+    (far / ".lockmirror/mirror.yaml").unlink()
+    assert main(["import", str(refresh), "--into", str(far)]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined now (out of the index): vulny==1.0" in out
+    assert "not re-audited: the mirror holds no mirror.yaml" in out
+    assert not (far / VULNY_10).exists() and main(["verify", str(far)]) == 0
