@@ -793,7 +793,7 @@ def test_scenario_json(lock_pair: LockPair) -> None:
         "size_change": lock_pair.diff.sets[0].size_change, "alarms": 0}
     core = data["sets"][0]
     assert list(core) == ["set", "status", "old_path", "new_path", "requirements", "targets",
-                          "files", "new_sdists", "findings", "alarms"]
+                          "files", "new_sdists", "findings", "alarms", "retained"]
     assert core["new_path"] == str(lock_pair.after / "pylock.core.toml")
     arm = next(t for t in core["targets"] if t["target"] == ARM.name)
     assert arm["status"] == "changed"

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fixtureindex import FixtureIndex
 from packaging.version import Version
 
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
@@ -140,3 +143,163 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
     (repo / "mirror.yaml").write_text(MIRROR % ("15", "fail"))
     assert main(["du", "--config", str(repo / "mirror.yaml")]) == 1
     assert capsys.readouterr().err.startswith("du: error: the mirror would hold 20 B")
+
+
+# -- the whole path: three lock revisions on the fixture index, the index, pip, the far side
+
+FIXTURE_MIRROR = """\
+version: 1
+name: kept
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  host:
+    python: "{python}"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  core:
+    requirements: [{pins}]
+"""
+# each revision's pins; the first revision's alpha 1.0 is the release the window drops
+REVISIONS = ("alpha==1.0, speedup==1.0", "alpha==1.1, speedup==1.0", "alpha==1.1, speedup==1.2")
+
+
+def lock_revision(repo: Path, url: str, pins: str, when: datetime,
+                  extra: str = "") -> str:
+    from lockmirror.cli import main
+
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (repo / "mirror.yaml").write_text(FIXTURE_MIRROR.format(url=url, python=python, pins=pins)
+                                      + extra)
+    assert main(["lock"]) == 0
+    git(repo, "add", "-A", "mirror.yaml", "lockfiles")
+    git(repo, "commit", "-qm", f"lock {pins}", when=when)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def released(index_dir: Path) -> set[str]:
+    """"name version" of every artifact (wheel or sdist) under ``files/``."""
+    from lockmirror.formats.quarantine_list import release_of
+
+    found = set()
+    for path in (index_dir / "files").glob("*/*"):
+        release = release_of(path.name)
+        if release is not None and not path.name.endswith(".metadata"):
+            found.add(f"{release[0]} {release[1]}")
+    return found
+
+
+@pytest.fixture
+def kept_repo(tmp_path: Path, fixture_index: FixtureIndex,
+              monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("/.cache/\n/.lockmirror/\n/dist-index/\n/.dist-index*/\n"
+                                     "/dist/\n")
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def test_the_index_keeps_the_previous_lock_and_the_far_side_drops_the_third(
+        kept_repo: Path, fixture_index: FixtureIndex, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    repo, url = kept_repo, fixture_index.url
+    lock_revision(repo, url, REVISIONS[0], NOW - timedelta(days=3))
+    lock_revision(repo, url, REVISIONS[1], NOW - timedelta(days=2))
+    for command in ("fetch", "index", "bundle"):
+        assert main([command, "--no-tool"] if command == "bundle" else [command]) == 0, command
+    index = repo / "dist-index"
+    assert released(index) == {"alpha 1.0", "alpha 1.1", "speedup 1.0"}
+    far = tmp_path / "far" / "mirror"
+    (first,) = (repo / "dist").glob("*.tar")
+    assert main(["import", str(first), "--into", str(far)]) == 0
+    capsys.readouterr()
+
+    lock_revision(repo, url, REVISIONS[2], NOW - timedelta(days=1))
+    previous = git(repo, "rev-parse", "HEAD~1").strip()
+    for command in ("fetch", "index"):
+        assert main([command]) == 0, command
+    out = capsys.readouterr().out
+    assert "removed alpha 1.0" in out
+    # the last two revisions' releases stay, the third's go
+    assert released(index) == {"alpha 1.1", "speedup 1.0", "speedup 1.2"}
+    landing = (index / "index.html").read_text()
+    assert (f'1.0<span class="tag">kept for the previous lock (core@{previous[:8]}), until the '
+            "next lock</span>") in landing
+    # constraints and the mirror's lockfile copy stay those of the current lock
+    constraints = (index / "constraints" / "core-host.txt").read_text()
+    assert "speedup==1.2" in constraints and "speedup==1.0" not in constraints
+    copy = (index / "lockfiles" / "pylock.core.toml").read_text()
+    assert "speedup-1.2-py3-none-any.whl" in copy and "speedup-1.0" not in copy
+
+    # a machine still on the previous lock installs its pins from the index alone
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+         "--index-url", (index / "simple").as_uri(), "--target", str(tmp_path / "installed"),
+         "alpha==1.1", "speedup==1.0"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "installed" / "speedup-1.0.dist-info").is_dir()
+
+    # the next bundle (a delta onto the far side's mirror) removes exactly the dropped release
+    assert main(["bundle", "--since", str(far)]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if "removes" in line] == [
+        "  removes alpha 1.0 on the far side (left the lock and the retention window)"]
+    (delta,) = (repo / "dist").glob("*.delta.tar")
+    readme = tarfile.open(delta).extractfile(f"{delta.name[:-len('.delta.tar')]}/README.txt")
+    assert readme is not None and b"retention window: alpha 1.0\n" in readme.read()
+    assert main(["import", str(delta), "--into", str(far)]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if "removed" in line] == [
+        "import: removed alpha 1.0 (the bundle's index no longer serves it)"]
+    assert released(far) == {"alpha 1.1", "speedup 1.0", "speedup 1.2"}
+
+
+def test_diff_marks_what_leaves_the_lock_but_stays_in_the_index(
+        kept_repo: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[1], NOW - timedelta(days=2))
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[2], NOW - timedelta(days=1))
+    capsys.readouterr()
+    assert main(["diff", "HEAD~1", "HEAD"]) == 0
+    assert ("  kept in the index for the previous lock, until the next lock (retention: "
+            "lock_revisions 2, days 0): speedup 1.0") in capsys.readouterr().out.splitlines()
+    assert main(["diff", "HEAD~1", "HEAD", "--format", "markdown"]) == 0
+    assert ("Kept in the index for the previous lock, until the next lock (retention: "
+            "lock\\_revisions 2, days 0): `speedup 1.0`.") in capsys.readouterr().out
+
+
+def test_the_index_checks_the_size_budget(
+        kept_repo: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+
+    budget = "retention: {max_size: '1', over_size: %s}\n"
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[1], NOW - timedelta(days=2),
+                  budget % "warn")
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[2], NOW - timedelta(days=1),
+                  budget % "warn")
+    assert main(["fetch"]) == 0
+    capsys.readouterr()
+    assert main(["index"]) == 0
+    warning = capsys.readouterr().err.splitlines()
+    assert len(warning) == 1 and warning[0].startswith(
+        "index: warning: the mirror would hold ")
+    assert "over retention.max_size 1 B (largest sets: core " in warning[0]
+    assert "largest releases: " in warning[0] and "speedup 1." in warning[0]
+    (kept_repo / "mirror.yaml").write_text(
+        (kept_repo / "mirror.yaml").read_text().replace("over_size: warn", "over_size: fail"))
+    manifest = (kept_repo / "dist-index" / "manifest.json").read_bytes()
+    assert main(["index"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) <= 2 and "over retention.max_size 1 B" in err
+    assert (kept_repo / "dist-index" / "manifest.json").read_bytes() == manifest

@@ -171,7 +171,8 @@ def fetch_task(project: Project) -> TaskDict:
     def store_complete() -> bool:
         from .stages.fetch import is_current
 
-        return is_current(project.loaded, also=tool_lockfile(project))
+        retained = pipeline.retained_lockfiles(project.loaded)[0]
+        return is_current(project.loaded, also=[*tool_lockfile(project), *retained])
 
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
@@ -196,6 +197,8 @@ def fetch_task(project: Project) -> TaskDict:
 def _index(project: Project) -> None:
     loaded = project.loaded
     result = pipeline.index(loaded)
+    for note in result.notes:
+        print(f"index: {note}", file=sys.stderr)
     if result.noop:
         print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
               f"{result.files} files)")

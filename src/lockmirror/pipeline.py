@@ -19,6 +19,7 @@ subclasses its engine documents.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from .stages.index import IndexResult
     from .stages.lock import LockResult
     from .stages.lock_watch import LockProgress
-    from .stages.retention import Retention
+    from .stages.retention import RetainedLock, Retention
 
 Progress = Callable[[str], None]
 
@@ -68,9 +69,10 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
           durable: bool = False, sets: Sequence[str] | None = None,
-          targets: Sequence[str] | None = None) -> FetchSummary:
+          targets: Sequence[str] | None = None, now: datetime | None = None) -> FetchSummary:
     """Download every locked file into the store (``paths.store``), the tool
-    set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`); a shard
+    set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`) and the
+    earlier lock revisions' that ``retention:`` keeps as of ``now``; a shard
     (:mod:`lockmirror.stages.shard`): only ``sets`` (the tool set when named),
     only the files that install on ``targets``."""
     from .stages.fetch import fetch_config
@@ -79,9 +81,25 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
 
     names, tool = shard_sets(loaded, sets, TOOL_SET)
     check_targets(loaded, targets)
+    retained, _ = retained_lockfiles(loaded, now=now)
+    also = [*(tool_lockfile_paths(loaded) if tool else []),
+            *(path for path, kept in retained.items() if names is None or kept.set_name in names)]
     return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
-                        also=tool_lockfile_paths(loaded) if tool else [], sets=names,
-                        targets=targets)
+                        also=also, sets=names, targets=targets)
+
+
+def retained_lockfiles(loaded: LoadedConfig, *, now: datetime | None = None,
+                       ) -> tuple[dict[Path, RetainedLock], Retention]:
+    """The revisions ``retention:`` keeps as of ``now`` (default: the clock),
+    written as lockfiles under ``<paths.cache>/retained-locks/`` (path ->
+    revision) for fetch and index; a set not locked yet has none."""
+    from datetime import UTC
+    from datetime import datetime as clock
+
+    from .stages.retention import write_retained
+
+    kept = retention(loaded, now=now or clock.now(UTC))
+    return write_retained(kept, loaded.cache_dir / "retained-locks"), kept
 
 
 def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
@@ -90,10 +108,15 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
           mirror_yaml: Path | None = None, quarantine: Path | None = None,
           full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None,
-          sbom: bool | None = None) -> IndexResult:
+          sbom: bool | None = None, now: datetime | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases
-    (``exclude`` replaces the list: quarantine's dry run).
+    (``exclude`` replaces the list: quarantine's dry run). With mirror.yaml
+    and its own lockfiles, the releases of the earlier revisions
+    ``retention:`` keeps as of ``now`` are served too, and the size budget
+    (``retention.max_size``) is checked first: over it, ``over_size: fail``
+    raises LockmirrorError naming the largest sets and releases, ``warn``
+    puts that line in the result's ``notes``.
 
     Each of ``lockfiles``, ``store``, ``out``, ``title``, ``mirror_yaml`` and
     ``quarantine`` given replaces what mirror.yaml says; with ``loaded`` None
@@ -111,6 +134,12 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
 
     sources = None
     quarantine_path = quarantine
+    retained: dict[Path, str] = {}
+    notes: tuple[str, ...] = ()
+    if loaded is not None and not lockfiles:
+        written, kept = retained_lockfiles(loaded, now=now)
+        retained = {path: revision.note for path, revision in written.items()}
+        notes = (*kept.notes, *_over_budget(loaded, kept))
     if loaded is not None:
         lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
         store, out = store or store_of(loaded), out or loaded.index_dir
@@ -124,10 +153,37 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     if sbom is None:
         sbom = loaded is not None
     name = ((loaded.config.name if loaded is not None else title) or "lockmirror")
-    return build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
-                       title=title or DEFAULT_TITLE, full=full, exclude=exclude,
-                       state_dir=state_dir, url_rule=UrlRule(sources),
-                       sbom=name if sbom else None)
+    built = build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
+                        title=title or DEFAULT_TITLE, full=full, exclude=exclude,
+                        state_dir=state_dir, url_rule=UrlRule(sources),
+                        sbom=name if sbom else None, retained=retained)
+    return replace(built, notes=notes) if notes else built
+
+
+def _over_budget(loaded: LoadedConfig, kept: Retention) -> list[str]:
+    """``retention.max_size`` checked against the current and kept locks: the
+    warning line (``over_size: warn``), none within it; LockmirrorError under
+    ``over_size: fail``."""
+    rule = loaded.config.retention
+    if rule.max_size is None:
+        return []
+    from .errors import LockmirrorError
+    from .formats.url_policy import read_checked_lockfiles
+    from .fsutil import parse_size
+    from .stages.disk_usage import disk_usage as usage_of
+    from .stages.disk_usage import over_budget
+
+    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
+    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
+    problem = over_budget(usage_of({lf.set_name: lf for lf in current}, kept),
+                          parse_size(rule.max_size))
+    if problem is None:
+        return []
+    if rule.over_size == "fail":
+        raise LockmirrorError(problem, where=str(loaded.path),
+                              hint="raise retention.max_size, lower lock_revisions or days, "
+                                   "or drop packages; nothing was written")
+    return [f"warning: {problem}"]
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if result.base_manifest_sha256:
         print(f"  applies onto the mirror whose manifest.json has sha256 "
               f"{result.base_manifest_sha256}")
+    for release in result.removes:
+        print(f"  removes {release} on the far side (left the lock and the retention window)")
     print(f"  mtime {result.source_date_epoch} from {result.epoch_source}")
     removed = result.removed.summary()
     if removed:

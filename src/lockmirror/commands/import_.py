@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
           f"{result.into}: {result.files} files, {result.extracted} extracted "
           f"({format_size(result.bytes_extracted)}), {result.linked} kept; every file "
           f"verified; {signature}")
+    for release in result.removed_releases:
+        print(f"import: removed {release} (the bundle's index no longer serves it)")
     if not result.data_filter:
         print("import: this Python's tarfile has no data filter; lockmirror's own member "
               "checks (regular files and directories only, no absolute names or '..') applied")

@@ -9,6 +9,7 @@ of milliseconds as a whole process).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 NAME = "index"
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     result = pipeline.index(loaded, lockfiles=args.lockfiles, store=args.store, out=args.out,
                             title=args.title, mirror_yaml=args.mirror_yaml,
                             quarantine=args.quarantine, full=args.full, sbom=args.sbom)
+    for note in result.notes:
+        print(f"index: {note}", file=sys.stderr)
     if args.quiet:
         return 0
     what = (f"{result.projects} projects, {result.files} files, "

@@ -49,6 +49,7 @@ class SetPackage:
     build_only: bool = False
     yanked: str | None = None
     quarantined: bool = False  # locked, but left out of the index (quarantine list)
+    kept_for: str | None = None  # not in the current lock; retention keeps it (and why)
 
 
 @dataclass(frozen=True)
@@ -210,9 +211,12 @@ def set_section(summary: SetSummary, *, sbom: bool = False) -> str:
     ``sbom``: link its CycloneDX SBOM, ``sbom/<set>.cdx.json``."""
     out = [f'<section id="set-{escape(summary.name)}">',
            f"<h2>Set <code>{escape(summary.name)}</code></h2>"]
+    locked = [p for p in summary.packages if p.kept_for is None]
     distinct = {p.name for p in summary.packages}
+    kept = len(summary.packages) - len(locked)
     out.append(_facts([
-        ("packages", f"{len(distinct)} ({len(summary.packages)} releases)"),
+        ("packages", f"{len({p.name for p in locked})} ({len(locked)} releases"
+                     + (f"; {kept} more kept for earlier locks)" if kept else ")")),
         ("size", escape(format_size(summary.total_size))),
         ("lockfile", (f'<a href="lockfiles/pylock.{escape(summary.name)}.toml">'
                       f"lockfiles/pylock.{escape(summary.name)}.toml</a>")),
@@ -262,6 +266,8 @@ def set_section(summary: SetSummary, *, sbom: bool = False) -> str:
                     text += '<span class="tag">build</span>'
                 if package.quarantined:
                     text += '<span class="tag yanked">quarantined</span>'
+                if package.kept_for:
+                    text += f'<span class="tag">{escape(package.kept_for)}</span>'
                 texts.append(text)
             cells.append(f"<td>{'<br>'.join(texts)}</td>")
         releases = releases_by_name[name]

@@ -74,6 +74,7 @@ from ..fsutil import atomic_write, format_size, sha256_bytes
 from ..gitutil import run_git
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
+from .import_plan import releases_of
 from .toolwheels import collect_tool_wheels
 
 MAX_PARTS = 999
@@ -101,6 +102,9 @@ class BundleResult:
     tool_wheels: int
     changed: bool
     removed: Removed = Removed()  # older bundles taken out of ``out_dir``
+    # a delta: "name version" of the releases its base serves and it no longer does
+    # (left the lock and the retention window); its import removes them
+    removes: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -148,7 +152,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     kind = DELTA if since is not None else FULL
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
     manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
-    carried, base_sha = _carried(manifest, since)
+    carried, base_sha, removes = _carried(manifest, since)
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
@@ -157,7 +161,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     info = _describe(members, BundleInfo(
         name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
-        tool_python=tool_python, files={}))
+        tool_python=tool_python, files={}), removes)
     info_bytes = info.dumps()
     signature = signing.sign(info_bytes, signing.load_private_key(key)).encode() if key else None
     head = [Member("", is_dir=True), Member(INFO_NAME, data=info_bytes)]
@@ -179,7 +183,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
             index_files_total=len(manifest.files), signed=signature is not None,
             source_date_epoch=epoch, epoch_source=epoch_source,
             tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
-            changed=changed, removed=removed)
+            changed=changed, removed=removed, removes=removes)
 
     current = _existing_digests(out_dir, names, checksums_path, layout.total_size,
                                 volume_size, info_bytes, signature, epoch)
@@ -234,17 +238,20 @@ def load_base_manifest(since: Path) -> tuple[Manifest, str]:
 
 
 
-def _carried(manifest: Manifest, since: Path | None) -> tuple[dict[str, Entry], str | None]:
-    """The index files to carry and the sha256 of the base manifest (None for a
-    full bundle): all of them, or for a delta the files whose bytes the base
-    lacks (new or changed; the importer takes the rest from the base by
-    sha256, pages included)."""
+def _carried(manifest: Manifest, since: Path | None,
+             ) -> tuple[dict[str, Entry], str | None, tuple[str, ...]]:
+    """The index files to carry, the sha256 of the base manifest (None for a
+    full bundle) and the releases the base serves that ``manifest`` does not:
+    all files, or for a delta the files whose bytes the base lacks (new or
+    changed; the importer takes the rest from the base by sha256, pages
+    included) and what its import removes."""
     if since is None:
-        return dict(manifest.files), None
+        return dict(manifest.files), None, ()
     base, base_sha = load_base_manifest(since)
     have = {entry.sha256 for entry in base.files.values()}
+    removes = tuple(sorted(releases_of(base.files) - releases_of(manifest.files)))
     return {path: entry for path, entry in manifest.files.items()
-            if entry.sha256 not in have}, base_sha
+            if entry.sha256 not in have}, base_sha, removes
 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
@@ -298,13 +305,14 @@ def _check_object(store: Any, rel: str, entry: Entry) -> None:
                               where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
 
 
-def _describe(members: list[Member], provisional: BundleInfo) -> BundleInfo:
+def _describe(members: list[Member], provisional: BundleInfo,
+              removes: Sequence[str] = ()) -> BundleInfo:
     """Add README.txt and SHA256SUMS to ``members``; the bundle.json listing them all.
 
     ``provisional`` is bundle.json without its file list: the README is made
     from it, so it cannot depend on the content id.
     """
-    members.append(Member(README_NAME, data=_readme(provisional)))
+    members.append(Member(README_NAME, data=_readme(provisional, removes)))
     sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
                             if m.entry).encode()
     members.append(Member(SUMS_NAME, data=sums))
@@ -355,14 +363,16 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
     return tuple(digest for _, digest in listed)
 
 
-def _readme(info: BundleInfo) -> bytes:
+def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     """The far side's instructions (no content id or time in it: it is a member,
     so it must not depend on what depends on it)."""
     stem = f"lockmirror-{info.name}-*"
     delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
              f"sha256 {info.base_manifest_sha256}\n"
-             f"(check with: sha256sum /srv/mirror/manifest.json).\n\n"
-             if info.kind == DELTA else "")
+             f"(check with: sha256sum /srv/mirror/manifest.json).\n"
+             + (f"Its import removes {len(removes)} release(s) that left the lock and the\n"
+                f"retention window: {', '.join(removes)}\n" if removes else "")
+             + "\n" if info.kind == DELTA else "")
     tool = (f"""\
 2. Install lockmirror with no network. Its wheels (tool/) are for
    {info.tool_python}

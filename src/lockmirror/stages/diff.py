@@ -22,6 +22,7 @@ memory and linear in the number of packages and files.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..config import LoadedConfig, load_config
+from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
 from ..gitutil import run_git
@@ -80,6 +82,8 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     diff = diff_lockfiles(old_side, new_side)
     if loaded is not None:  # licenses from the store's metadata (issue 23)
         diff = _with_licenses(diff, loaded, old_side, new_side)
+    if loaded is not None:
+        diff = with_retention(diff, old_side, new_side, loaded.config.retention)
     if audit_now is None:
         return DiffResult(diff)
     return _audited(diff, loaded or config, new_side, audit_now, offline)
@@ -227,6 +231,35 @@ def _add(lockfiles: dict[str, Lockfile], paths: dict[str, str], lockfile: Lockfi
     lockfiles[name] = lockfile
     paths[name] = where
 
+
+
+def with_retention(diff: LockDiff, old: LockfileSide, new: LockfileSide,
+                   rule: RetentionConfig) -> LockDiff:
+    """``diff`` with, per set, the releases OLD's lock names and NEW's does not that
+    ``retention:`` keeps in the index once NEW is committed (OLD becomes the
+    previous lock): kept while ``lock_revisions`` >= 2 or for ``days`` days."""
+    if rule.lock_revisions >= 2:
+        more = rule.lock_revisions - 1
+        why = ("for the previous lock, until the next lock" if more == 1
+               else f"for the previous lock, until {more} more locks")
+        if rule.days:
+            why += f" or {rule.days} days, whichever is later"
+    elif rule.days:
+        why = f"for the previous lock, {rule.days} days after this lock is committed"
+    else:
+        return diff
+    why += f" (retention: lock_revisions {rule.lock_revisions}, days {rule.days})"
+    sets = []
+    for set_diff in diff.sets:
+        before, after = old.lockfiles.get(set_diff.set_name), new.lockfiles.get(set_diff.set_name)
+        kept: list[str] = []
+        if before is not None and after is not None:
+            now_locked = {(p.name, str(p.version)) for p in after.packages}
+            kept = sorted({f"{p.name} {p.version}" for p in before.packages
+                           if (p.name, str(p.version)) not in now_locked})
+        sets.append(dataclasses.replace(set_diff, retained=tuple(kept),
+                                        retained_why=why if kept else ""))
+    return dataclasses.replace(diff, sets=tuple(sets))
 
 
 def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:

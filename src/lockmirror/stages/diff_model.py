@@ -163,6 +163,10 @@ class SetDiff:
     new_sdists: tuple[NewSdist, ...]
     findings: tuple[Finding, ...]
     alarms: tuple[Alarm, ...] = ()
+    # "name version" of releases that leave this set's lock but stay in the index
+    # (mirror.yaml's retention:), and for how long: "for the previous lock, until ..."
+    retained: tuple[str, ...] = ()
+    retained_why: str = ""
 
     @property
     def size_change(self) -> int:
@@ -187,6 +191,7 @@ class SetDiff:
             "new_sdists": [s.as_json() for s in self.new_sdists],
             "findings": [f.as_json() for f in self.findings],
             "alarms": [a.as_json() for a in self.alarms],
+            "retained": {"releases": list(self.retained), "why": self.retained_why},
         }
 
 

@@ -47,7 +47,9 @@ only ever added, never renamed or removed, within schema version 1)::
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
         "alarms": [{"kind": "sha256" | "host", "filename": "...", "package": "...",
-                    "version": "...", "old": "...", "new": "...", "message": "..."}]
+                    "version": "...", "old": "...", "new": "...", "message": "..."}],
+        "retained": {"releases": ["speedup 1.0"],   # leave this lock, stay in the index
+                     "why": "for the previous lock, until the next lock (retention: ...)"}
       }]
     }
 
@@ -116,6 +118,9 @@ def _text_set(set_diff: SetDiff) -> list[str]:
         lines.append(f"  {label} {', '.join(names)}:")
         lines += _text_changes(changes)
     lines += _text_files(set_diff)
+    if set_diff.retained:
+        lines.append(f"  kept in the index {set_diff.retained_why}: "
+                     f"{', '.join(set_diff.retained)}")
     for sdist in set_diff.new_sdists:
         where = (f"; no wheel for {', '.join(sdist.source_builds_on)}: built from source there"
                  if sdist.source_builds_on else "")
@@ -258,6 +263,9 @@ def _md_set(set_diff: SetDiff, *, files: bool, rows: int | None) -> list[str]:
         out += _md_table(names, changes, rows)
     if files:
         out += _md_files(set_diff)
+    if set_diff.retained:
+        out += ["", f"Kept in the index {_md(set_diff.retained_why)}: "
+                + ", ".join(_code(r) for r in set_diff.retained) + "."]
     if set_diff.new_sdists:
         out += ["", "New sdists:", ""]
         for sdist in set_diff.new_sdists:

@@ -53,7 +53,7 @@ from ..formats.bundle_format import (
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
-from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
+from .import_plan import INDEX_PREFIX, ImportPlan, plan_import, releases_of
 from .import_state import bundle_manifest_sha256, keep_bundle_state, snapshot_current
 from .import_swap import (
     make_parents,
@@ -89,6 +89,8 @@ class ImportResult:
     signer: str | None      # fingerprint of the key that was checked, if any
     data_filter: bool       # whether tarfile's data filter vetted the members too
     recovered: str | None   # how an interrupted earlier import was resolved
+    # "name version" of the releases the mirror held before and no longer serves
+    removed_releases: tuple[str, ...] = ()
 
 
 def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
@@ -166,14 +168,16 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         plan = plan_import(source, reader, staging, trusted, data_filter)
         info = plan.info
 
-        def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0)) -> ImportResult:
+        def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0),
+                   removed: tuple[str, ...] = ()) -> ImportResult:
             extracted, linked, size = counts
             return ImportResult(
                 into=into, changed=changed, kind=info.kind, name=info.name,
                 content_id=info.content_id, index_manifest_sha256=info.index_manifest_sha256,
                 files=len(plan.manifest.files), extracted=extracted, linked=linked,
                 bytes_extracted=size, signed=plan.signed, signer=plan.signer,
-                data_filter=data_filter is not None, recovered=recovered)
+                data_filter=data_filter is not None, recovered=recovered,
+                removed_releases=removed)
 
         current_sha = _manifest_sha256(into)
         if (current_sha == info.index_manifest_sha256
@@ -183,10 +187,11 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             return result(False)
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
         reuse = _reuse_plan(plan, into, bundle_manifest_sha256(into) or current_sha)
+        removed = _removed_releases(into, plan.manifest) if current_sha else ()
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
                      f"{format_size(reader.size)}) into {into}")
-        return result(True, _build_and_swap(reader, plan, reuse, source, into))
+        return result(True, _build_and_swap(reader, plan, reuse, source, into), removed)
 
 
 def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[str, str],
@@ -255,6 +260,14 @@ def _reuse_plan(plan: ImportPlan, into: Path, current_sha: str | None) -> dict[s
                               where=plan.top)
         reuse[path] = found
     return reuse
+
+
+def _removed_releases(into: Path, manifest: Manifest) -> tuple[str, ...]:
+    """"name version" of each release whose files the current mirror serves and
+    ``manifest`` (the bundle's) no longer lists: what this import removes, be the
+    bundle full or a delta (its manifest is the whole new tree either way)."""
+    before = Manifest.read(into / MANIFEST_NAME)
+    return tuple(sorted(releases_of(before.files) - releases_of(manifest.files)))
 
 
 def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Manifest) -> int:

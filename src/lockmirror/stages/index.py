@@ -42,7 +42,7 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,7 @@ class IndexResult:
     total_size: int  # bytes of those artifacts
     linked: int = 0
     copied: int = 0
+    notes: tuple[str, ...] = ()  # for the user: retention's notes, the size budget's warning
 
     @property
     def changed(self) -> bool:
@@ -135,6 +136,7 @@ def build_index(
     progress: Progress | None = None,
     url_rule: UrlRule | None = None,
     sbom: str | None = None,
+    retained: Mapping[Path, str] | None = None,
 ) -> IndexResult:
     """Bring ``out_dir`` to the index of ``lockfiles`` (paths to ``pylock.<set>.toml``).
 
@@ -145,6 +147,11 @@ def build_index(
     ``url_rule`` checks the file URLs of every lockfile this run parses (a
     lockfile whose rows an earlier run kept was checked then, under the same
     rule); without it no URL is checked.
+    ``retained`` holds earlier lockfile revisions the mirror keeps serving
+    (path -> what the landing page says, e.g. ``kept for the previous lock
+    (core@1a2b3c4d), until the next lock``): their releases get files and page
+    entries like any other and are marked on their set's landing section; the
+    lockfile copies and constraints stay those of ``lockfiles``.
     ``exclude`` holds releases, (name, version), to leave out although locked:
     the quarantine list (``QuarantineList.keys``). Their files and page
     entries are not in the index; the landing page marks them quarantined and
@@ -172,7 +179,7 @@ def build_index(
                progress=progress or (lambda _message: None), url_rule=url_rule, sbom=sbom)
     try:
         return run.build([Path(p) for p in lockfiles],
-                         Path(mirror_yaml) if mirror_yaml else None)
+                         Path(mirror_yaml) if mirror_yaml else None, dict(retained or {}))
     except OSError as exc:  # a full disk, an unwritable directory, a failing device
         # link() and copies name the source first, the file being written second
         named = exc.filename2 if isinstance(exc.filename2, str) else exc.filename
@@ -206,30 +213,39 @@ class _Run:
     previous: dict[str, Any] = field(default_factory=dict)  # the trusted state ({} if none)
     projects: dict[str, list[Any]] = field(default_factory=dict)  # name -> its state record
 
-    def build(self, lockfiles: list[Path], mirror_yaml: Path | None) -> IndexResult:
+    def build(self, lockfiles: list[Path], mirror_yaml: Path | None,
+              retained: dict[Path, str]) -> IndexResult:
         """The whole run: :func:`build_index` without its error wording."""
         state = {} if self.full else fs.read_json(self.state_dir / STATE_NAME) or {}
         inputs = hash_lockfiles(lockfiles, state.get("lockfiles", {}))
+        kept_inputs = hash_lockfiles(list(retained), state.get("lockfiles", {}))
         provenance = provenance_of(mirror_yaml)
-        key = self._run_key(inputs, provenance)
+        key = self._run_key(inputs, provenance, [
+            (i.path.name, i.sha256, retained[i.path]) for i in kept_inputs])
         intact = self._tree_intact(state)
         if intact and state.get("key") == key:
+            counts = _summary(state.get("projects", {}))
             return IndexResult(out_dir=self.out_dir, noop=True, written=(), removed=(),
-                               removed_releases=(), **_summary(state.get("projects", {})))
+                               removed_releases=(), projects=counts["projects"],
+                               files=counts["files"], total_size=counts["total_size"])
         self.progress(f"reading {len(inputs)} lockfiles")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
+        kept = read_sets(kept_inputs, self.state_dir / ROWS_DIR, full=self.full,
+                         url_rule=self.url_rule, unique=False)
+        for revision in kept:
+            revision.kept_for = retained[revision.input.path]
         tree = Tree.open(self.out_dir, self.store.root, trusted=intact,
                          remote=self.store if isinstance(self.store, S3Store) else None)
         self.previous = state if tree.trusted else {}
         try:
-            summary = self._write_tree(tree, sets, provenance)
+            summary = self._write_tree(tree, sets, provenance, kept)
             self.progress("writing the manifest")
             removed = tree.finish()
         except BaseException:
             tree.discard()
             raise
-        self._save_state(key, inputs, sets, tree)
+        self._save_state(key, inputs + kept_inputs, sets, tree, kept)
         return IndexResult(
             out_dir=self.out_dir, noop=False, written=tuple(sorted(tree.written)),
             removed=tuple(removed), removed_releases=tuple(_releases_of(removed)),
@@ -238,14 +254,15 @@ class _Run:
 
     # -- 1. the no-op check ----------------------------------------------
 
-    def _run_key(self, inputs: list[LockfileInput], provenance: Provenance) -> str:
+    def _run_key(self, inputs: list[LockfileInput], provenance: Provenance,
+                 kept: list[tuple[str, str, str]]) -> str:
         """A digest of every input of the tree: equal keys and an intact tree are a no-op."""
         return sha256_bytes(json.dumps([
             INDEX_FORMAT, __version__, self.title, str(self.out_dir),
             self.store.identity,
             [provenance.config_name, provenance.config_sha256, provenance.commit,
              provenance.config_modified],
-            [(i.path.name, i.sha256) for i in inputs],
+            [(i.path.name, i.sha256) for i in inputs], kept,
             sorted(self.exclude),
             self.url_rule.key if self.url_rule else "",
             self.sbom,
@@ -265,10 +282,11 @@ class _Run:
     # -- 3-5. the tree -----------------------------------------------------
 
     def _write_tree(self, tree: Tree, sets: list[PackageSet], provenance: Provenance,
-                    ) -> dict[str, int]:
-        """Steps 3 to 5: every project's files and pages, the sets' files, the
-        root and landing pages, into ``tree``; the summary."""
-        projects = group_projects(sets, self.exclude)
+                    kept: list[PackageSet]) -> dict[str, int]:
+        """Steps 3 to 5: every project's files and pages (of the current and the
+        ``kept`` lock revisions), the sets' files, the root and landing pages,
+        into ``tree``; the summary."""
+        projects = group_projects(sets + kept, self.exclude)
         known: dict[str, list[Any]] = self.previous.get("projects", {})
         for name, (digest, _rows) in projects.items():
             before = known.get(name)
@@ -292,8 +310,8 @@ class _Run:
         sources = sorted({row.source for s in sets for row in s.rows} - {""})
         landing = LandingPage(
             title=self.title, set_names=tuple(s.name for s in sets),
-            sections=tuple(set_section(set_summary(s, self.exclude), sbom=self.sbom is not None)
-                           for s in sets),
+            sections=tuple(set_section(set_summary(s, self.exclude, kept),
+                                       sbom=self.sbom is not None) for s in sets),
             sbom=self.sbom is not None,
             provenance=replace(provenance, sources=tuple(sources)),
             projects=summary["projects"], files=summary["files"],
@@ -344,11 +362,11 @@ class _Run:
     # -- 6. the state --------------------------------------------------------
 
     def _save_state(self, key: str, inputs: list[LockfileInput], sets: list[PackageSet],
-                    tree: Tree) -> None:
+                    tree: Tree, kept: list[PackageSet]) -> None:
         """What the next run trusts: the inputs' key and hashes, the tree's
         manifest stat and directories, each project's and set's inputs, and
         each lockfile's package rows (by its sha256)."""
-        keep_rows(self.state_dir / ROWS_DIR, sets)
+        keep_rows(self.state_dir / ROWS_DIR, sets + kept)
         (self.state_dir / "cache.marshal").unlink(missing_ok=True)  # earlier versions' cache
         dirs = sorted(fs.ancestors(tree.entries))
         state = {

@@ -93,6 +93,7 @@ class PackageSet:
     # the lockfile's TOML when parsed in this run, for its mirror copy (no second parse)
     document: dict[str, Any] | None = None
     checked: str = ""  # the key of the URL rule its file URLs were checked under
+    kept_for: str = ""  # an earlier revision retention keeps: what the landing page says
 
 
 def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[LockfileInput]:
@@ -113,11 +114,12 @@ def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[Lo
 
 
 def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool,
-              url_rule: UrlRule | None = None) -> list[PackageSet]:
+              url_rule: UrlRule | None = None, unique: bool = True) -> list[PackageSet]:
     """Every lockfile as a set, sorted by name: from the rows it gave before
     (kept in ``rows_dir`` by its sha256, checked under the same ``url_rule``)
     unless ``full``, else parsed, validated and checked against ``url_rule``.
-    Raises LockmirrorError for an invalid lockfile or a set locked twice,
+    Raises LockmirrorError for an invalid lockfile or (``unique``: not for
+    retained revisions) a set locked twice,
     UrlPolicyError for a file URL the rule refuses."""
     checked = url_rule.key if url_rule else ""
     sets = []
@@ -126,7 +128,7 @@ def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool,
         sets.append(known or parse_set(item, url_rule))
     sets.sort(key=lambda s: s.name)
     seen: dict[str, Path] = {}
-    for locked in sets:
+    for locked in sets if unique else ():
         if locked.name in seen:
             raise LockmirrorError(f"set '{locked.name}' is also locked in {seen[locked.name]}",
                                   where=str(locked.input.path))
@@ -284,17 +286,28 @@ def merge_project(name: str, rows: ProjectRows) -> list[Release]:
             for version, data in sorted(versions.items())]
 
 
-def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]]) -> SetSummary:
-    """A set's part of the landing page."""
+def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]],
+                kept: Iterable[PackageSet] = ()) -> SetSummary:
+    """A set's part of the landing page; the releases of its ``kept`` (retained)
+    revisions that its current lock does not name, marked with why they stay."""
     packages = []
     sizes: dict[str, int] = {}
-    for row in locked.rows:
-        for file in row.files:
-            sizes[file.sha256] = file.size
+    current = {(row.name, row.version) for row in locked.rows}
+    rows = [(row, "") for row in locked.rows]
+    for revision in kept:
+        if revision.name == locked.name:
+            rows += [(row, revision.kept_for) for row in revision.rows
+                     if (row.name, row.version) not in current]
+            current |= {(row.name, row.version) for row in revision.rows}
+    for row, kept_for in rows:
+        if not kept_for:
+            for file in row.files:
+                sizes[file.sha256] = file.size
         packages.append(SetPackage(name=row.name, version=row.version, targets=row.targets,
                                    size=sum(f.size for f in row.files), files=len(row.files),
                                    build_only=row.build_only, yanked=row.yanked,
-                                   quarantined=(row.name, row.version) in excluded))
+                                   quarantined=(row.name, row.version) in excluded,
+                                   kept_for=kept_for or None))
     packages.sort(key=lambda p: (p.name, p.version))
     return SetSummary(name=locked.name, requirements=locked.requirements,
                       targets=locked.targets, packages=tuple(packages),

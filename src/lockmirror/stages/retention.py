@@ -14,10 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..formats.lockfile import Lockfile
+from ..fsutil import atomic_write
 from ..gitutil import run_git
+
+if TYPE_CHECKING:
+    from ..formats.lockfile import Lockfile
 
 _MAX_SCANNED = 50  # revisions of one lockfile looked at, at most: the window is short
 
@@ -30,12 +35,30 @@ class RetainedLock:
     commit: str          # the commit that wrote this revision
     superseded: datetime  # when the next revision replaced it
     reason: str           # "the previous lock" / "superseded 3 days ago (days: 7)"
-    lockfile: Lockfile
+    until: str            # "the next lock" / "2026-12-07": when it leaves (no clock in it)
+    data: bytes           # the revision's bytes, as git holds them
+    where: str            # "lockfiles/pylock.core.toml@1a2b3c4d", for messages
+
+    @cached_property
+    def lockfile(self) -> Lockfile:
+        """The revision parsed (on first use: the index needs only its bytes);
+        LockmirrorError naming ``where`` when it does not read."""
+        from ..formats.lockfile import Lockfile  # packaging.pylock is slow to load
+
+        return Lockfile.loads(self.data.decode("utf-8"), where=self.where)
 
     @property
     def label(self) -> str:
         """``core@1a2b3c4d``: how pages and messages name the revision."""
         return f"{self.set_name}@{self.commit[:8]}"
+
+    @property
+    def note(self) -> str:
+        """What the landing page says of its releases: ``kept for the previous lock
+        (core@1a2b3c4d), until the next lock``; the same inputs, the same words."""
+        what = ("the previous lock" if self.reason == "the previous lock"
+                else "an earlier lock")
+        return f"kept for {what} ({self.label}), until {self.until}"
 
 
 @dataclass(frozen=True)
@@ -81,19 +104,40 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
                                                           strict=True)):
         position = index + 2  # the current lockfile is revision 1
         age = now - superseded
+        expires = f"{superseded + timedelta(days=days):%Y-%m-%d}"
         if position <= lock_revisions:
             reason = "the previous lock" if position == 2 else f"lock revision {position}"
+            locks = lock_revisions - position + 1
+            until = "the next lock" if locks == 1 else f"{locks} more locks"
+            if days > 0:
+                until += f" or {expires}, whichever is later"
         elif days > 0 and age < timedelta(days=days):
-            until = superseded + timedelta(days=days)
-            reason = f"superseded {_age(age)} ago, kept until {until:%Y-%m-%d} (days: {days:g})"
+            reason = f"superseded {_age(age)} ago, kept until {expires} (days: {days:g})"
+            until = expires
         else:
             break
         data = _show(path, commit)
         if data is None:
             continue
-        revision = Lockfile.loads(data.decode("utf-8"), where=f"{path}@{commit[:8]}")
-        kept.append(RetainedLock(set_name, commit, superseded, reason, revision))
+        kept.append(RetainedLock(set_name, commit, superseded, reason, until, data,
+                                 f"{path}@{commit[:8]}"))
     return kept, None
+
+
+def write_retained(retention: Retention, directory: Path) -> dict[Path, RetainedLock]:
+    """Each kept revision as a lockfile ``<directory>/pylock.<set>@<commit>.toml``
+    (written only when absent or different), for the stages that read lockfile
+    paths (fetch, index); other ``*.toml`` files there are removed. Path -> revision."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written: dict[Path, RetainedLock] = {}
+    for revision in retention.kept:
+        path = directory / f"pylock.{revision.set_name}@{revision.commit}.toml"
+        atomic_write(path, revision.data, only_if_changed=True, fsync=False)
+        written[path] = revision
+    for stale in directory.glob("*.toml"):
+        if stale not in written:
+            stale.unlink()
+    return written
 
 
 def _history(path: Path) -> list[tuple[str, datetime]] | None:
