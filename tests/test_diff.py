@@ -35,13 +35,8 @@ from lockmirror.fsutil import format_size
 from lockmirror.stages.diff import LockfileSide, diff_lockfiles, read_directory
 from lockmirror.stages.diff_compare import why_chains
 from lockmirror.stages.diff_model import LockDiff
-from lockmirror.stages.diff_render import (
-    diff_as_json,
-    render_json,
-    render_markdown,
-    render_text,
-    render_textconv,
-)
+from lockmirror.stages.diff_render import diff_as_json, render_json, render_markdown, render_text
+from lockmirror.stages.diff_textconv import render_textconv
 
 BIN = Path(sys.executable).parent
 X86 = LockedTarget("linux-x86_64-py311", "3.11", "cp", ("manylinux_2_28_x86_64",),

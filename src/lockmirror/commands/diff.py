@@ -23,7 +23,8 @@ from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
 from ..fsutil import atomic_write
 from ..stages import diff as stage
-from ..stages.diff_render import render_json, render_markdown, render_text, render_textconv
+from ..stages.diff_render import render_json, render_markdown, render_text
+from ..stages.diff_textconv import render_textconv
 
 NAME = "diff"
 HELP = "show what changed between two lock states: packages, why, files, sizes, policy"

@@ -67,9 +67,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..formats.lockfile import Lockfile
 from ..fsutil import format_size
-from .diff_compare import describe_target, exception_text, packages_on_target, url_host, why_chains
 from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 
 SCHEMA = "lockmirror-diff/1"
@@ -342,54 +340,6 @@ def diff_as_json(diff: LockDiff) -> dict[str, Any]:
 def render_json(diff: LockDiff) -> str:
     """:func:`diff_as_json`, indented, UTF-8 as is, one newline at the end."""
     return json.dumps(diff_as_json(diff), indent=2, ensure_ascii=False) + "\n"
-
-
-# --------------------------------------------------------------------------
-# textconv
-# --------------------------------------------------------------------------
-
-
-def render_textconv(lockfile: Lockfile) -> str:
-    """One lockfile as sorted lines that each name their package and version.
-
-    Made for ``git diff`` with ``diff.lockmirror.textconv``: a changed line
-    reads on its own (``-requests 2.30.0: wheel ...`` / ``+requests 2.31.0: ...``).
-    """
-    lines = [f"lockmirror lockfile for set {lockfile.set_name}",
-             f"input-hash {lockfile.input_hash}"]
-    lines += [f"requirement {r}" for r in lockfile.requirements]
-    for target in lockfile.targets:
-        lines.append(f"target {target.name}: {describe_target(target)}; {target.marker}")
-    for record in lockfile.exceptions_used:
-        lines.append(f"exception-used {exception_text(record)}")
-    target_order = [t.name for t in lockfile.targets]
-    names = {name for package in lockfile.packages for name in package.targets}
-    indexes = {name: packages_on_target(lockfile, name) for name in names}
-    for package in sorted(lockfile.packages, key=lambda p: p.key):
-        head = f"{package.name} {package.version}:"
-        lines.append(f"{head} targets {', '.join(package.targets)}")
-        if package.marker:
-            lines.append(f"{head} marker {package.marker}")
-        if package.requires_python:
-            lines.append(f"{head} requires-python {package.requires_python}")
-        if package.build_only:
-            lines.append(f"{head} build-only")
-        if package.yanked is not None:
-            lines.append(f"{head} yanked {package.yanked}".rstrip())
-        by_chain: dict[tuple[str, ...], list[str]] = {}
-        for name in sorted(package.targets, key=lambda t: (
-                target_order.index(t) if t in target_order else len(target_order), t)):
-            chains = why_chains(lockfile, package, name, on_target=indexes[name])
-            by_chain.setdefault(chains, []).append(name)
-        for chains, on in by_chain.items():
-            where = "" if len(by_chain) == 1 else f" on {', '.join(on)}"
-            for chain in chains:
-                lines.append(f"{head} why{where}: {chain}")
-        for file in package.files:
-            kind = "wheel" if file.is_wheel else "sdist"
-            lines.append(f"{head} {kind} {file.filename} {format_size(file.size)} "
-                         f"sha256:{file.sha256[:16]} from {url_host(file.url)}")
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------

@@ -73,7 +73,9 @@ from .index_sets import (
     hash_lockfiles,
     keep_rows,
     merge_project,
+    normalized_releases,
     read_sets,
+    releases_of_paths,
     set_summary,
 )
 from .index_tree import Tree
@@ -175,7 +177,7 @@ def build_index(
     out_dir = Path(os.path.abspath(out_dir))
     run = _Run(store=store if isinstance(store, (Store, S3Store)) else Store(Path(store)),
                out_dir=out_dir, state_dir=Path(state_dir) if state_dir else state_dir_for(out_dir),
-               title=title, full=full, exclude=_normalized_releases(exclude),
+               title=title, full=full, exclude=normalized_releases(exclude),
                progress=progress or (lambda _message: None), url_rule=url_rule, sbom=sbom)
     try:
         return run.build([Path(p) for p in lockfiles],
@@ -248,7 +250,7 @@ class _Run:
         self._save_state(key, inputs + kept_inputs, sets, tree, kept)
         return IndexResult(
             out_dir=self.out_dir, noop=False, written=tuple(sorted(tree.written)),
-            removed=tuple(removed), removed_releases=tuple(_releases_of(removed)),
+            removed=tuple(removed), removed_releases=tuple(releases_of_paths(removed)),
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"], linked=tree.linked, copied=tree.copied)
 
@@ -409,25 +411,6 @@ def _set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list
     return [locked.input.sha256, sorted([name, version] for name, version in excluded)]
 
 
-def _normalized_releases(releases: Iterable[tuple[str, Version | str]],
-                         ) -> frozenset[tuple[str, str]]:
-    """(normalized name, normalized version) pairs, as the rows spell them."""
-    pairs = list(releases)
-    if not pairs:
-        return frozenset()
-    from packaging.utils import canonicalize_name
-    from packaging.version import InvalidVersion, Version
-
-    found = set()
-    for name, version in pairs:
-        try:
-            text = str(Version(str(version)))
-        except InvalidVersion:
-            text = str(version)
-        found.add((str(canonicalize_name(str(name))), text))
-    return frozenset(found)
-
-
 def provenance_of(mirror_yaml: Path | None) -> Provenance:
     """sha256 of mirror.yaml and the last git commit touching it (if in git)."""
     if mirror_yaml is None:
@@ -444,17 +427,3 @@ def provenance_of(mirror_yaml: Path | None) -> Provenance:
                                         optional=True) or "").strip())
     return Provenance(config_name=name, config_sha256=digest, commit=commit or None,
                       config_modified=modified, tool_version=__version__)
-
-
-def _releases_of(removed: Iterable[str]) -> list[str]:
-    """"name version" of the artifacts among ``removed`` paths."""
-    from ..formats.quarantine_list import release_of
-
-    releases = set()
-    for rel in removed:
-        parts = rel.split("/")
-        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
-            release = release_of(parts[2])
-            if release is not None:  # else not a distribution (a stray file)
-                releases.add(f"{parts[1]} {release[1]}")
-    return sorted(releases)

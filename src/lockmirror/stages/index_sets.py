@@ -30,6 +30,8 @@ from ..fsutil import atomic_write, sha256_bytes
 from .index_fs import read_json, stat_key
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from ..formats.lockfile import LockedPackage
     from ..formats.url_policy import UrlRule
 
@@ -325,3 +327,36 @@ def constraint_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str]]:
         versions.setdefault(row.name, set()).add(row.version)
     return [(row.name, row.version) for row in mine
             if not row.build_only or (row.name not in runtime and len(versions[row.name]) == 1)]
+
+
+def normalized_releases(releases: Iterable[tuple[str, Version | str]],
+                         ) -> frozenset[tuple[str, str]]:
+    """(normalized name, normalized version) pairs, as the rows spell them."""
+    pairs = list(releases)
+    if not pairs:
+        return frozenset()
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    found = set()
+    for name, version in pairs:
+        try:
+            text = str(Version(str(version)))
+        except InvalidVersion:
+            text = str(version)
+        found.add((str(canonicalize_name(str(name))), text))
+    return frozenset(found)
+
+
+def releases_of_paths(removed: Iterable[str]) -> list[str]:
+    """"name version" of the artifacts among ``removed`` paths."""
+    from ..formats.quarantine_list import release_of
+
+    releases = set()
+    for rel in removed:
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
+            release = release_of(parts[2])
+            if release is not None:  # else not a distribution (a stray file)
+                releases.add(f"{parts[1]} {release[1]}")
+    return sorted(releases)
