@@ -280,3 +280,15 @@ def test_prune_in_a_tree_keeps_hidden_files_and_directories(index_tree: Path,
     pruned = publish(index_tree, tree, prune=True)
     assert pruned.plan.stale == () and pruned.deleted == ()
     assert all((web_root / name).is_file() for name in theirs)
+
+
+def test_a_directory_in_an_artifacts_place_is_named_and_nothing_else_changes(
+        index_tree: Path, tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    first = artifacts(index_tree)[0]
+    (packages / first).mkdir(parents=True)
+    with pytest.raises(PublishError) as caught:
+        publish(index_tree, flat(packages))
+    assert re.fullmatch(re.escape(f"{packages / first}: cannot write (") + r"[A-Z][a-z ]+\)",
+                        str(caught.value)), str(caught.value)
+    assert (packages / first).is_dir() and not list(packages.glob("*.tmp"))
