@@ -108,6 +108,11 @@ def test_min_age_without_upload_time_fails_closed() -> None:
     assert "has no upload time" in decision.reasons[0]
     # one file with a time is enough
     assert engine.candidate_allowed("foo", "1.1", [None, days_ago(8)]).allowed
+    # the finding is the min_age_days rule's: an exception for that rule admits the release
+    waived = PolicyEngine(PolicyConfig(min_age_days=7, exceptions=[
+        exception("foo", "1.0", rules=["min_age_days"], reason="an index without times")]),
+        now=NOW).candidate_allowed("foo", "1.0", [None], pinned=True)
+    assert waived.allowed and [use.rule for use in waived.exceptions_used] == ["min_age_days"]
 
 
 def test_min_age_off_by_default() -> None:
