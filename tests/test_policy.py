@@ -249,6 +249,10 @@ def test_sdists_deny_and_its_exception() -> None:
     allow = PolicyEngine(PolicyConfig(), now=NOW)
     assert allow.candidate_allowed("native", "1.0", [days_ago(9)]).sdists_allowed
     assert allow.sdist_waiver("legacy", Version("1.0")) is None
+    one_release = PolicyEngine(PolicyConfig(sdists="deny", exceptions=[
+        exception("legacy", "1.0", rules=["sdists"])]), now=NOW)
+    assert one_release.candidate_allowed("legacy", "1.0", [days_ago(9)]).sdists_allowed
+    assert not one_release.candidate_allowed("legacy", "2.0", [days_ago(9)]).sdists_allowed
 
 
 # --------------------------------------------------------------------------
