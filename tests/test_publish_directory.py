@@ -93,8 +93,9 @@ def test_prune_removes_what_the_index_dropped(index_tree: Path, tmp_path: Path) 
     packages.mkdir()
     (packages / "stranger-1.0.tar.gz").write_bytes(b"x")
     (packages / "README.txt").write_text("not an artifact: never pruned")
+    (packages / ".hidden-1.0.tar.gz").write_bytes(b"hidden, not a temporary file: never pruned")
     assert publish(index_tree, flat(packages), prune=True).deleted == ("stranger-1.0.tar.gz",)
-    assert (packages / "README.txt").is_file()
+    assert (packages / "README.txt").is_file() and (packages / ".hidden-1.0.tar.gz").is_file()
 
 
 def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path: Path) -> None:
