@@ -265,3 +265,16 @@ def test_diff_shows_a_license_change_between_versions(
     assert finding.message == "copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only"
     assert "license: copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only" in \
         render_text(result.diff)
+
+
+def test_an_exception_for_the_license_rule_waives_an_unknown_license_of_its_release_only() -> None:
+    name, version = canonicalize_name("mystery"), Version("0.1")
+    waived = engine(PolicyException(package="mystery", version="0.1", rules=["licenses"],
+                                    reason="license text read by legal"), unknown="deny")
+    unknown = DeclaredLicense(None, None, "none")
+    finding = waived.license_finding(name, version, unknown)
+    assert finding is not None and finding.rule == "licenses" and not finding.blocking
+    assert finding.waived_by is not None and finding.release == "mystery==0.1"
+    for other in ((canonicalize_name("other"), version), (name, Version("0.2"))):
+        finding = waived.license_finding(*other, unknown)
+        assert finding is not None and finding.blocking and finding.waived_by is None

@@ -108,6 +108,11 @@ def test_min_age_without_upload_time_fails_closed() -> None:
     assert "has no upload time" in decision.reasons[0]
     # one file with a time is enough
     assert engine.candidate_allowed("foo", "1.1", [None, days_ago(8)]).allowed
+    # the finding is the min_age_days rule's: an exception for that rule admits the release
+    waived = PolicyEngine(PolicyConfig(min_age_days=7, exceptions=[
+        exception("foo", "1.0", rules=["min_age_days"], reason="an index without times")]),
+        now=NOW).candidate_allowed("foo", "1.0", [None], pinned=True)
+    assert waived.allowed and [use.rule for use in waived.exceptions_used] == ["min_age_days"]
 
 
 def test_min_age_off_by_default() -> None:
@@ -162,6 +167,15 @@ def test_yanked_pin_is_an_error_under_deny_and_a_warning_under_warn() -> None:
     assert warn.candidate_allowed("yanky", "1.0", [days_ago(400)], None).findings == ()
 
 
+def test_an_exception_for_the_yanked_rule_admits_that_yanked_pin_only() -> None:
+    engine = PolicyEngine(PolicyConfig(yanked="deny", exceptions=[
+        exception("yanky", "1.1", rules=["yanked"], reason="the fix we need")]), now=NOW)
+    waived = engine.candidate_allowed("yanky", "1.1", [days_ago(400)], "bad", pinned=True)
+    assert waived.allowed and [use.release for use in waived.exceptions_used] == ["yanky==1.1"]
+    assert not engine.candidate_allowed("yanky", "1.0", [days_ago(400)], "bad",
+                                        pinned=True).allowed
+
+
 def test_exception_for_one_rule_does_not_waive_another() -> None:
     engine = PolicyEngine(PolicyConfig(min_age_days=7, exceptions=[
         exception("yanky", "1.1", rules=["min_age_days"])]), now=NOW)
@@ -207,6 +221,18 @@ def test_exception_can_waive_one_advisory_by_id_or_alias(offline_db: AdvisoryDB)
     assert not engine.candidate_allowed("foo", "2.0", [days_ago(100)]).allowed  # outside <2
 
 
+def test_an_exception_for_the_vulnerabilities_rule_waives_each_advisory(
+        offline_db: AdvisoryDB) -> None:
+    engine = PolicyEngine(PolicyConfig(vulnerabilities="deny", exceptions=[
+        exception("foo", "1.0", rules=["vulnerabilities"], reason="patched in our build")]),
+        now=NOW, advisories=offline_db)
+    waived = engine.candidate_allowed("foo", "1.0", [days_ago(100)])
+    assert waived.allowed and sorted(use.detail for use in waived.exceptions_used) == [
+        "TEST-2024-1", "TEST-2024-2"]
+    assert [f.rule for f in waived.findings] == ["vulnerabilities", "vulnerabilities"]
+    assert not engine.candidate_allowed("foo", "1.1", [days_ago(100)]).allowed
+
+
 # --------------------------------------------------------------------------
 # sdists
 # --------------------------------------------------------------------------
@@ -223,6 +249,10 @@ def test_sdists_deny_and_its_exception() -> None:
     allow = PolicyEngine(PolicyConfig(), now=NOW)
     assert allow.candidate_allowed("native", "1.0", [days_ago(9)]).sdists_allowed
     assert allow.sdist_waiver("legacy", Version("1.0")) is None
+    one_release = PolicyEngine(PolicyConfig(sdists="deny", exceptions=[
+        exception("legacy", "1.0", rules=["sdists"])]), now=NOW)
+    assert one_release.candidate_allowed("legacy", "1.0", [days_ago(9)]).sdists_allowed
+    assert not one_release.candidate_allowed("legacy", "2.0", [days_ago(9)]).sdists_allowed
 
 
 # --------------------------------------------------------------------------
@@ -301,6 +331,9 @@ def test_decisions_are_memoized() -> None:
     engine = PolicyEngine(PolicyConfig(min_age_days=1), now=NOW)
     first = engine.candidate_allowed("foo", "1.0", [days_ago(3)])
     assert engine.candidate_allowed("FOO", Version("1.0"), [days_ago(3)]) is first
+    # the same release seen with other files (another target): decided again, not recalled
+    assert not engine.candidate_allowed("foo", "1.0", [days_ago(0.5)]).allowed
+    assert engine.candidate_allowed("foo", "1.0", [days_ago(0.5), days_ago(3)]).allowed
 
 
 # --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from servers import UploadServer, pip_install
 
 from lockmirror.cli import main
 from lockmirror.config_schema import DirectoryDestination
-from lockmirror.errors import IntegrityError
+from lockmirror.errors import IntegrityError, PublishError
 from lockmirror.formats.manifest import Entry, Manifest, check_tree
-from lockmirror.fsutil import sha256_bytes
+from lockmirror.fsutil import CHUNK, sha256_bytes
 from lockmirror.publish import publish
 
 pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
@@ -92,8 +93,9 @@ def test_prune_removes_what_the_index_dropped(index_tree: Path, tmp_path: Path) 
     packages.mkdir()
     (packages / "stranger-1.0.tar.gz").write_bytes(b"x")
     (packages / "README.txt").write_text("not an artifact: never pruned")
+    (packages / ".hidden-1.0.tar.gz").write_bytes(b"hidden, not a temporary file: never pruned")
     assert publish(index_tree, flat(packages), prune=True).deleted == ("stranger-1.0.tar.gz",)
-    assert (packages / "README.txt").is_file()
+    assert (packages / "README.txt").is_file() and (packages / ".hidden-1.0.tar.gz").is_file()
 
 
 def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path: Path) -> None:
@@ -104,8 +106,11 @@ def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path
     wheel.unlink()  # a hard link into the store: replace, never write through it
     wheel.write_bytes(bytes(len(data)))
     target = tmp_path / "www"
-    with pytest.raises(IntegrityError, match="speedup-1.2-py3-none-any.whl: does not match"):
+    with pytest.raises(IntegrityError, match="speedup-1.2-py3-none-any.whl: does not match") \
+            as caught:
         publish(source, DirectoryDestination(kind="directory", path=str(target), layout="tree"))
+    assert str(caught.value).endswith("(rebuild or re-import the index; the destination's "
+                                      "pages were left as they were)")
     assert not (target / "simple").exists() and not (target / "manifest.json").exists()
     assert not (target / "files" / "speedup").exists() or not any(
         (target / "files" / "speedup").iterdir())
@@ -208,3 +213,83 @@ def test_prune_removes_leftover_temporary_files_in_a_flat_directory(index_tree: 
                                              f".{wheel}.a1b2c3d4.tmp"])
     assert (packages / ".bashrc.a1b2c3d4.tmp").is_file()
     assert (packages / ".lockmirror" / "receipt.json").is_file()
+
+
+def test_a_destination_that_is_a_file_is_refused_in_one_line(index_tree: Path,
+                                                             tmp_path: Path) -> None:
+    target = tmp_path / "packages"
+    target.write_bytes(b"a file, not a directory")
+    with pytest.raises(PublishError) as caught:
+        publish(index_tree, flat(target))
+    assert str(caught.value) == f"{target}: is not a directory"
+    assert target.read_bytes() == b"a file, not a directory"
+
+
+def test_a_file_where_the_tree_needs_a_directory_is_named(index_tree: Path,
+                                                          tmp_path: Path) -> None:
+    web_root = tmp_path / "www"
+    web_root.mkdir()
+    (web_root / "simple").write_bytes(b"in the way")
+    tree = DirectoryDestination(kind="directory", path=str(web_root), layout="tree")
+    with pytest.raises(PublishError) as caught:
+        publish(index_tree, tree)
+    assert re.fullmatch(re.escape(str(web_root / "simple")) + r"/\S+: cannot read \(Not a directory\)",
+                        str(caught.value)), str(caught.value)
+    assert (web_root / "simple").read_bytes() == b"in the way"
+
+
+def test_a_file_of_another_size_is_copied_again_and_the_rest_still_planned(
+        index_tree: Path, tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    publish(index_tree, flat(packages))
+    first = artifacts(index_tree)[0]  # planned first: the others come after it
+    good = (packages / first).read_bytes()
+    (packages / first).unlink()
+    (packages / first).write_bytes(good[:-1])  # a cut copy: another size, hashing not needed
+    result = publish(index_tree, flat(packages))
+    assert result.plan.destination == str(packages)
+    assert result.uploaded == (first,)
+    assert len(result.plan.present) == len(artifacts(index_tree)) - 1
+    assert (packages / first).read_bytes() == good
+
+
+def test_a_file_larger_than_one_read_is_copied_whole(index_tree: Path, tmp_path: Path) -> None:
+    source = tmp_path / "tree"
+    shutil.copytree(index_tree, source)
+    data = bytes(range(256)) * (5 * CHUNK // 2 // 256 + 1)  # two and a half reads
+    manifest = Manifest.read(source / "manifest.json")
+    manifest.files["files/big/big-1.0.tar.gz"] = Entry(sha256=sha256_bytes(data), size=len(data))
+    manifest.write(source / "manifest.json")
+    (source / "files" / "big").mkdir()
+    (source / "files" / "big" / "big-1.0.tar.gz").write_bytes(data)
+    packages = tmp_path / "packages"
+    result = publish(source, flat(packages))
+    assert "big-1.0.tar.gz" in result.uploaded
+    assert (packages / "big-1.0.tar.gz").read_bytes() == data
+
+
+def test_prune_in_a_tree_keeps_hidden_files_and_directories(index_tree: Path,
+                                                           tmp_path: Path) -> None:
+    web_root = tmp_path / "www"
+    tree = DirectoryDestination(kind="directory", path=str(web_root), layout="tree")
+    publish(index_tree, tree)
+    theirs = [".htaccess", ".git/config", ".well-known/security.txt",
+              "files/.cache/entry", "files/.keep"]
+    for name in theirs:
+        (web_root / name).parent.mkdir(parents=True, exist_ok=True)
+        (web_root / name).write_text("the web server's, not lockmirror's")
+    pruned = publish(index_tree, tree, prune=True)
+    assert pruned.plan.stale == () and pruned.deleted == ()
+    assert all((web_root / name).is_file() for name in theirs)
+
+
+def test_a_directory_in_an_artifacts_place_is_named_and_nothing_else_changes(
+        index_tree: Path, tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    first = artifacts(index_tree)[0]
+    (packages / first).mkdir(parents=True)
+    with pytest.raises(PublishError) as caught:
+        publish(index_tree, flat(packages))
+    assert re.fullmatch(re.escape(f"{packages / first}: cannot write (") + r"[A-Z][a-z ]+\)",
+                        str(caught.value)), str(caught.value)
+    assert (packages / first).is_dir() and not list(packages.glob("*.tmp"))

@@ -45,6 +45,21 @@ SCOPE: tuple[str, ...] = (
     *_checks("stages.lock_check", "_package_mismatches"),
     *_checks("stages.lock_inputs", "input_hash"),
     *_checks("stages.lock", "stale_sets"),
+    # publish to a directory: a changed file copied again, prune, its own temporary files
+    *_checks("publish.directory", "DirectoryPublisher.plan", "DirectoryPublisher._existing",
+             "DirectoryPublisher._owned", "DirectoryPublisher._copy"),
+    # the bundle's signature
+    *_checks("formats.signing", "verify"),
+    # credentials: only under their prefix, never in a message
+    *_checks("formats.url_policy", "redact_url", "redact_text"),
+    *_checks("net.http", "PrefixAuth.for_url", "PrefixAuth.__call__"),
+    # serve: no path outside the tree
+    *_checks("stages.serve_handler", "MirrorHTTPServer.resolve"),
+    # the policy's decisions
+    *_checks("resolve.policy", "PolicyEngine.candidate_allowed", "PolicyEngine.min_age_finding",
+             "PolicyEngine.yanked_finding", "PolicyEngine.vulnerability_findings",
+             "PolicyEngine._waiver", "PolicyEngine.license_finding", "_Exception.matches",
+             "_Exception.waives", "_Exception.expired"),
 )
 MUTATION_SCORE = Path("build") / "mutation-score.txt"
 _MODULE = re.compile(r"^lockmirror\.(.+?)\.x[_ǁ]")
