@@ -44,10 +44,10 @@ from lockmirror.stages.tool_set import (
     BUILD_MACHINE,
     TOOL_SET,
     choose_tool_wheels,
+    collect_tool_wheels,
     tool_loaded,
     tool_targets,
 )
-from lockmirror.stages.toolwheels import collect_tool_wheels
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"

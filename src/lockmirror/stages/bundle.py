@@ -75,7 +75,7 @@ from ..gitutil import run_git
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
 from .import_plan import releases_of
-from .toolwheels import collect_tool_wheels
+from .tool_set import collect_tool_wheels
 
 MAX_PARTS = 999
 
@@ -127,7 +127,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     lockmirror's wheels (default: in full bundles, not in deltas), with the
     dependency wheels the tool set's lockfile chose, from the store at
     ``store_dir`` (or, ``LOCKMIRROR_TOOL_WHEELS=installed``, repacked into
-    ``cache_dir``): :func:`lockmirror.stages.toolwheels.collect_tool_wheels`.
+    ``cache_dir``): :func:`lockmirror.stages.tool_set.collect_tool_wheels`.
     ``keep`` > 0 then removes this mirror's older bundles from ``out_dir``
     beyond the newest ``keep`` (:mod:`lockmirror.stages.bundle_retention`).
     ``extra``: more top-level members, (name, bytes), such as the advisory

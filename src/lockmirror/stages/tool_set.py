@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,7 +39,14 @@ from ..errors import ConfigError, IntegrityError, LockmirrorError, StaleLockErro
 from ..formats.lockfile import LockedFile, LockedTarget, Lockfile
 from ..formats.store import Store
 from ..targets import Target, Truth
-from .toolwheels import PROJECT, ToolWheels, runtime_requirements, tool_source
+from .toolwheels import (
+    PROJECT,
+    ToolWheels,
+    installed_dependency_wheels,
+    pack_own_wheel,
+    runtime_requirements,
+    tool_source,
+)
 
 TOOL_SET = "lockmirror-tool"
 BUILD_MACHINE = "build-machine"
@@ -259,3 +266,32 @@ def _copy_checked(reader: BinaryIO, source: str, dest: Path, locked: LockedFile)
                              f"(sha256 {digest.hexdigest()}, {size} bytes)", where=source,
                              hint="delete it and run `lockmirror fetch`")
     return dest
+
+
+def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
+                        progress: Callable[[str], None] | None = None,
+                        lockfile_dir: Path | None = None,
+                        store_dir: Path | None = None) -> ToolWheels:
+    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels.
+
+    By default those of the tool set's lockfile in ``lockfile_dir``, taken
+    out of the store at ``store_dir`` (:func:`locked_tool_wheels`:
+    one wheel per package and target of the lockfile); with
+    ``LOCKMIRROR_TOOL_WHEELS=installed``, this installation's own, repacked
+    once into :func:`~lockmirror.stages.toolwheels.tool_wheel_cache` of ``cache_dir``.
+
+    Raises LockmirrorError if the tool set is not locked or fetched, a
+    dependency is not installed (``installed``) or the editable install's
+    version is stale. Costs a copy of the dependency wheels (sha256 checked)
+    or, once per dependency set, a repack; and a zip of lockmirror's sources.
+    """
+    dist = metadata.distribution(PROJECT)
+    if tool_source() == "index":
+        if lockfile_dir is None or store_dir is None:
+            raise LockmirrorError("lockmirror's locked tool set needs the lockfiles and the "
+                                  "store", hint="or LOCKMIRROR_TOOL_WHEELS=installed")
+        deps = locked_tool_wheels(lockfile_dir, store_dir, work_dir / "dependencies")
+    else:
+        deps = installed_dependency_wheels(dist, cache_dir, progress)
+    own = pack_own_wheel(dist, work_dir)
+    return ToolWheels(wheels=(own, *deps.wheels), python=deps.python)

@@ -95,37 +95,12 @@ def tool_source() -> str:
     return source
 
 
-def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
-                        progress: Callable[[str], None] | None = None,
-                        lockfile_dir: Path | None = None,
-                        store_dir: Path | None = None) -> ToolWheels:
-    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels.
-
-    By default those of the tool set's lockfile in ``lockfile_dir``, taken
-    out of the store at ``store_dir`` (:func:`~lockmirror.stages.tool_set.locked_tool_wheels`:
-    one wheel per package and target of the lockfile); with
-    ``LOCKMIRROR_TOOL_WHEELS=installed``, this installation's own, repacked
-    once into :func:`tool_wheel_cache` of ``cache_dir``.
-
-    Raises LockmirrorError if the tool set is not locked or fetched, a
-    dependency is not installed (``installed``) or the editable install's
-    version is stale. Costs a copy of the dependency wheels (sha256 checked)
-    or, once per dependency set, a repack; and a zip of lockmirror's sources.
-    """
-    dist = metadata.distribution(PROJECT)
-    if tool_source() == "index":
-        from .tool_set import locked_tool_wheels  # tool_set builds on this module
-
-        if lockfile_dir is None or store_dir is None:
-            raise LockmirrorError("lockmirror's locked tool set needs the lockfiles and the "
-                                  "store", hint="or LOCKMIRROR_TOOL_WHEELS=installed")
-        deps = locked_tool_wheels(lockfile_dir, store_dir, work_dir / "dependencies")
-    else:
-        pins = dependency_pins(runtime_requirements(dist))
-        deps = ToolWheels(tuple(_cached_dependency_wheels(pins, cache_dir, progress)),
-                          python_tag())
-    own = pack_own_wheel(dist, work_dir)
-    return ToolWheels(wheels=(own, *deps.wheels), python=deps.python)
+def installed_dependency_wheels(dist: metadata.Distribution, cache_dir: Path | None,
+                                progress: Callable[[str], None] | None = None) -> ToolWheels:
+    """This installation's dependencies of ``dist`` repacked as wheels (for this
+    Python only), once per dependency set into :func:`tool_wheel_cache`."""
+    pins = dependency_pins(runtime_requirements(dist))
+    return ToolWheels(tuple(_cached_dependency_wheels(pins, cache_dir, progress)), python_tag())
 
 
 def dependency_pins(requirements: list[str]) -> list[str]:
