@@ -386,15 +386,8 @@ def advisories(loaded: LoadedConfig, *, now: datetime,
     from .resolve.advisory_snapshot import take_snapshot
     from .stages.outdated import read_set_lockfile
 
-    names = list(sets or loaded.config.sets)
-    lockfiles: list[Lockfile] = []
-    for name in names:
-        if name not in loaded.config.sets:
-            from .errors import LockmirrorError
-
-            raise LockmirrorError(f"no set named '{name}'",
-                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
-        lockfiles.append(read_set_lockfile(loaded, name))
+    lockfiles: list[Lockfile] = [read_set_lockfile(loaded, name)
+                                 for name in loaded.chosen_sets(sets)]
     db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
     return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
                          taken=now)

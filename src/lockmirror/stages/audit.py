@@ -26,7 +26,7 @@ from packaging.version import Version
 
 from ..config import LoadedConfig
 from ..config_schema import MirrorConfig
-from ..errors import LockmirrorError, NotFoundError
+from ..errors import NotFoundError
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
@@ -347,12 +347,7 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     config = loaded.config
     every_set = lockfile_paths is None and not sets
     if lockfile_paths is None:
-        chosen = list(sets) if sets else list(config.sets)
-        for name in chosen:
-            if name not in config.sets:
-                raise LockmirrorError(f"no set named '{name}'", where=loaded.path.name,
-                                      hint=f"sets: {', '.join(config.sets)}")
-        lockfile_paths = [loaded.lockfile_path(name) for name in chosen]
+        lockfile_paths = [loaded.lockfile_path(name) for name in loaded.chosen_sets(sets)]
     lockfiles = [Lockfile.read(path) for path in lockfile_paths]
     configured = [c for c in config.policy.advisory_sources
                   if not offline or c.kind == "osv-offline"]

@@ -88,8 +88,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     from ..resolve.sdist_metadata import SdistMetadataSource
 
     config = loaded.config
-    names = list(set_names or config.sets)
-    _check_set_names(loaded, names)
+    names = loaded.chosen_sets(list(set_names) if set_names else None)
     now = now or datetime.now(UTC)
     if client is None:  # ours: closed (its prefetches cancelled) however the lock ends
         # pages keep only the wheels some target installs (and the sdists): less to hold
@@ -230,13 +229,6 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine,
     return dataclasses.replace(lockfile, exceptions_used=records), tuple(sorted(set(warnings)))
 
 
-def _check_set_names(loaded: LoadedConfig, names: Iterable[str]) -> None:
-    for name in names:
-        if name not in loaded.config.sets:
-            raise LockmirrorError(f"no set named '{name}'",
-                                  hint=f"sets in mirror.yaml: {', '.join(loaded.config.sets)}")
-
-
 def _requirement_names(requirements: Iterable[str]) -> list[str]:
     from packaging.requirements import Requirement
 
@@ -343,8 +335,7 @@ def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> 
     one is read whole to name the inputs that changed (:func:`what_changed`).
     """
     stale = {}
-    _check_set_names(loaded, set_names or ())
-    for name in set_names or loaded.config.sets:
+    for name in loaded.chosen_sets(list(set_names) if set_names else None):
         path = loaded.lockfile_path(name)
         recorded = read_input_hash(path)
         if recorded is None:

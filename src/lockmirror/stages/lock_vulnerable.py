@@ -25,7 +25,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..config import LoadedConfig
-from ..errors import LockmirrorError, PolicyError
+from ..errors import PolicyError
 from ..formats.lockfile import LockedPackage
 from ..resolve.policy import PolicyEngine
 from .lock import LockResult, lock_sets
@@ -91,10 +91,7 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     targets = config.all_targets()
     found: list[VulnerableRelease] = []
     pinned: list[str] = []
-    for name in names:
-        if name not in config.sets:
-            raise LockmirrorError(f"no set named '{name}'",
-                              hint=f"sets in mirror.yaml: {', '.join(config.sets)}")
+    for name in loaded.chosen_sets(names):
         engine = PolicyEngine.for_set(config, name, now=now, advisories=advisories,
                                       where=loaded.path.name, allow_expired=True)
         checker = SetChecker(loaded, name, engine, client, lines, targets)

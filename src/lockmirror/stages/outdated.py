@@ -157,11 +157,7 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
     from ..resolve.advisories import open_advisory_db
 
     config = loaded.config
-    names = list(set_names or config.sets)
-    for name in names:
-        if name not in config.sets:
-            raise LockmirrorError(f"no set named '{name}'",
-                                  hint=f"sets in mirror.yaml: {', '.join(config.sets)}")
+    names = loaded.chosen_sets(set_names)
     if advisories is None and config.policy.advisory_sources:
         advisories = open_advisory_db(config.policy.advisory_sources, base_dir=loaded.root)
     if client is None:
