@@ -41,7 +41,7 @@ from ..config_schema import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.pages import cache_control, content_type
 from ..fsutil import format_size, sha256_bytes, sha256_file
-from .s3_client import (
+from ..net.s3_client import (
     DEFAULT_JOBS,
     NOT_FOUND_CODES,
     S3Client,

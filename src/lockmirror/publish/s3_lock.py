@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..errors import LockmirrorError, PublishError
-from .s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
+from ..net.s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
 from .tree import Progress, ProgressEvent, lock_holder_text
 
 STATE_CACHE = "no-store"
