@@ -7,10 +7,12 @@ it; its client class is generated at run time, so it is typed loosely here.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config_schema import S3Destination
 from ..errors import IntegrityError, LockmirrorError, PublishError
+
+if TYPE_CHECKING:  # pydantic's import is for the commands that read mirror.yaml
+    from ..config_schema import S3Destination
 
 S3Client = Any
 
