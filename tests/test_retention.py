@@ -107,6 +107,16 @@ def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Pa
                                "'core' is kept (retention needs the lockfiles committed)",)
 
 
+def test_sets_without_git_history_share_one_note(tmp_path: Path) -> None:
+    paths = [(name, tmp_path / f"pylock.{name}.toml") for name in ("core", "misp")]
+    for _name, path in paths:
+        lockfile("2.32.3").write(path)
+    retention = retained_locks(paths, lock_revisions=2, days=30, now=NOW)
+    assert retention.notes == (f"{tmp_path}: no git history, so only the current lock of sets "
+                               "'core', 'misp' is kept (retention needs the lockfiles "
+                               "committed)",)
+
+
 MIRROR = """\
 version: 1
 sources:

@@ -73,25 +73,37 @@ def retained_locks(lockfile_paths: Sequence[tuple[str, Path]], *, lock_revisions
                    days: float, now: datetime) -> Retention:
     """The earlier revisions of each ``(set name, lockfile path)`` still in the window."""
     kept: list[RetainedLock] = []
-    notes: list[str] = []
+    unrecorded: list[tuple[str, Path]] = []  # sets whose lockfile git has no history of
     for set_name, path in lockfile_paths:
-        found, note = _retained_for(set_name, path, lock_revisions, days, now)
-        kept += found
-        if note:
-            notes.append(note)
-    return Retention(tuple(kept), tuple(notes))
+        found = _retained_for(set_name, path, lock_revisions, days, now)
+        if found is None:
+            unrecorded.append((set_name, path))
+        else:
+            kept += found
+    return Retention(tuple(kept), (_no_history_note(unrecorded),) if unrecorded else ())
+
+
+def _no_history_note(unrecorded: list[tuple[str, Path]]) -> str:
+    """One line for every set without git history (not one per set)."""
+    if len(unrecorded) == 1:
+        set_name, path = unrecorded[0]
+        return (f"{path}: no git history, so only the current lock of set "
+                f"'{set_name}' is kept (retention needs the lockfiles committed)")
+    names = ", ".join(f"'{name}'" for name, _ in unrecorded)
+    return (f"{unrecorded[0][1].parent}: no git history, so only the current lock of sets "
+            f"{names} is kept (retention needs the lockfiles committed)")
 
 
 def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
-                  now: datetime) -> tuple[list[RetainedLock], str | None]:
+                  now: datetime) -> list[RetainedLock] | None:
+    """The set's earlier revisions in the window; None when git has no history of ``path``."""
     history = _history(path)
     if history is None:
-        return [], (f"{path}: no git history, so only the current lock of set "
-                    f"'{set_name}' is kept (retention needs the lockfiles committed)")
+        return None
     try:
         current = path.read_bytes()
     except OSError:
-        return [], None  # the set is not locked yet
+        return []  # the set is not locked yet
     revisions = history
     if revisions and _show(path, revisions[0][0]) == current:
         revisions = revisions[1:]  # the working tree is the newest commit's revision
@@ -121,7 +133,7 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
             continue
         kept.append(RetainedLock(set_name, commit, superseded, reason, until, data,
                                  f"{path}@{commit[:8]}"))
-    return kept, None
+    return kept
 
 
 def write_retained(retention: Retention, directory: Path) -> dict[Path, RetainedLock]:
