@@ -110,6 +110,21 @@ def test_a_waived_finding_is_only_the_exception(tmp_path: Path,
     assert len(properties(core, "vulny", "lockmirror:policy-finding")) == 2  # not waived
 
 
+def test_lock_check_names_recorded_findings_that_differ(tmp_path: Path,
+                                                        fixture_index: FixtureIndex) -> None:
+    """``lock --check --resolve``: findings that differ from what lock would record now
+    (an advisory published since, a policy loosened) are named as such."""
+    from dataclasses import replace
+
+    from lockmirror.stages.lock_check import describe_differences
+
+    (result,) = lock_sets(load_config(write_mirror(tmp_path, fixture_index)), now=NOW)
+    committed = replace(result.lockfile, policy_findings=result.lockfile.policy_findings[1:])
+    assert describe_differences(committed, result.lockfile, committed.dumps(),
+                                result.lockfile.dumps()) == [
+        "policy findings differ from what `lock` writes"]
+
+
 # --------------------------------------------------------------------------
 # Supplier: the maintainers, else the authors, else none
 # --------------------------------------------------------------------------
