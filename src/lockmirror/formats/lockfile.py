@@ -8,7 +8,8 @@ typed model here (:class:`Lockfile`, :class:`LockedPackage`,
 or read is validated against PEP 751.
 
 lockmirror's own data lives in ``[tool.lockmirror]`` (the input hash, the
-set's requirements, the targets, where a build backend could not be asked)
+set's requirements, the targets, the exceptions used and the warn-level policy
+findings, where a build backend could not be asked)
 and in each package's ``[packages.tool.lockmirror]`` (targets, why, PEP 658
 metadata hashes).
 
@@ -116,6 +117,9 @@ class Lockfile:
     packages: tuple[LockedPackage, ...]
     input_hash: str
     exceptions_used: tuple[Mapping[str, str], ...] = ()
+    # the warn-level policy findings the lock allowed, not waived by an exception:
+    # {"release", "rule", "message"[, "advisory"]}, sorted (what lock printed as warnings)
+    policy_findings: tuple[Mapping[str, str], ...] = ()
     build_groups: tuple[str, ...] = ()  # "build-<sdist>" groups, sorted
     # target -> why the build backends of its sdists could not be asked what they
     # need at build time (their static [build-system] requires are locked anyway)
@@ -188,6 +192,8 @@ class Lockfile:
         }
         if self.exceptions_used:
             tool["exceptions-used"] = [dict(sorted(e.items())) for e in self.exceptions_used]
+        if self.policy_findings:
+            tool["policy-findings"] = [dict(sorted(f.items())) for f in self.policy_findings]
         if self.backend_not_asked:
             tool["backend-not-asked"] = dict(sorted(self.backend_not_asked.items()))
         if self.skipped_builds:
@@ -278,6 +284,7 @@ class Lockfile:
             packages=tuple(packages),
             input_hash=tool["input-hash"],
             exceptions_used=tuple(tool.get("exceptions-used", ())),
+            policy_findings=tuple(tool.get("policy-findings", ())),
             build_groups=tuple(pylock.dependency_groups or ()),
             backend_not_asked=dict(tool.get("backend-not-asked", {})),
             skipped_builds=tuple(tool.get("skipped-builds", ())),
@@ -319,7 +326,7 @@ def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:
     _expect(tool["input-hash"], str, "tool.lockmirror.input-hash")
     _expect(tool.get("set", ""), str, "tool.lockmirror.set")
     _expect_strings(tool.get("requirements", []), "tool.lockmirror.requirements")
-    for key in ("exceptions-used", "skipped-builds"):
+    for key in ("exceptions-used", "policy-findings", "skipped-builds"):
         for record in _expect(tool.get(key, []), list, f"tool.lockmirror.{key}"):
             if not isinstance(record, dict) or not all(
                     isinstance(v, str) for v in record.values()):

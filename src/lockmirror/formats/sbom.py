@@ -3,9 +3,12 @@
 One document covers one set (all its targets) or several (the whole mirror,
 carried in the bundle). For each locked release: a ``library`` component
 ``pkg:pypi/<name>@<version>`` with its declared license
-(:mod:`lockmirror.formats.licenses`), authors from the core metadata and
-properties (``lockmirror:target``, ``lockmirror:build-only``,
-``lockmirror:yanked``, ``lockmirror:policy-exception``, ``lockmirror:set``);
+(:mod:`lockmirror.formats.licenses`), authors and a supplier (the maintainers,
+else the authors; none when the metadata names nobody) from the core metadata
+and properties (``lockmirror:target``, ``lockmirror:build-only``,
+``lockmirror:yanked``, ``lockmirror:policy-exception``,
+``lockmirror:policy-finding`` (a warn-level finding the lock allowed, as the
+lockfile records it), ``lockmirror:set``);
 inside it a ``file`` component per artifact (``?file_name=`` qualifier, its
 sha256). The dependency graph is the lockfiles' ``dependencies``, rooted at
 each set's requirements. The model and the JSON come from
@@ -24,6 +27,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -32,6 +36,7 @@ from packaging.utils import canonicalize_name
 from .licenses import UNKNOWN, DeclaredLicense
 
 if TYPE_CHECKING:
+    from packaging.metadata import RawMetadata
     from packaging.version import Version
 
     from .core_metadata import CoreMetadata
@@ -48,6 +53,8 @@ class ReleaseFacts:
     license: DeclaredLicense = UNKNOWN
     authors: tuple[tuple[str | None, str | None], ...] = ()  # (name, email)
     summary: str | None = None
+    supplier: str | None = None  # the maintainers' (else the authors') names
+    supplier_contacts: tuple[tuple[str | None, str | None], ...] = ()  # their addresses
     metadata_found: bool = True
 
     @classmethod
@@ -60,8 +67,32 @@ class ReleaseFacts:
                             (raw.get("maintainer"), raw.get("maintainer_email"))):
             if name or email:
                 people.append((name or None, email or None))
+        supplier, contacts = _supplier(raw)
         return cls(license=declared_license(metadata), authors=tuple(people),
-                   summary=raw.get("summary") or None)
+                   summary=raw.get("summary") or None, supplier=supplier,
+                   supplier_contacts=contacts)
+
+
+def _supplier(raw: RawMetadata) -> tuple[str | None, tuple[tuple[str | None, str | None], ...]]:
+    """Who supplies a release: ``Maintainer`` (else the names in ``Maintainer-email``),
+    else ``Author`` (else the names in ``Author-email``), with that role's addresses;
+    (None, ()) when the metadata names nobody (a bare address, "UNKNOWN" name no one)."""
+    roles = ((raw.get("maintainer"), raw.get("maintainer_email")),
+             (raw.get("author"), raw.get("author_email")))
+    for field, addressed in roles:
+        addresses = getaddresses([addressed or ""])
+        contacts = tuple((name.strip() or None, email if "@" in email else None)
+                         for name, email in addresses if name.strip() or "@" in email)
+        named = [(field or "").strip()]
+        if not _names_someone(named[0]):
+            named = [name for name, _ in contacts if name and _names_someone(name)]
+        if named:
+            return ", ".join(named), contacts
+    return None, ()
+
+
+def _names_someone(text: str) -> bool:
+    return text.upper() not in ("", "UNKNOWN", "NONE")
 
 
 MISSING = ReleaseFacts(metadata_found=False)
@@ -138,7 +169,7 @@ def _components(bom: Any, lockfiles: Sequence[Lockfile],
 def _component(uses: list[tuple[str, LockedPackage, Lockfile]], facts: ReleaseFacts) -> Any:
     from cyclonedx.model import HashAlgorithm, HashType, Property
     from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.model.contact import OrganizationalContact
+    from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 
     package = uses[0][1]
     purl = _purl(package)
@@ -148,6 +179,10 @@ def _component(uses: list[tuple[str, LockedPackage, Lockfile]], facts: ReleaseFa
     _add_license(component, facts)
     for name, email in facts.authors:
         component.authors.add(OrganizationalContact(name=name, email=email))
+    if facts.supplier is not None:
+        component.supplier = OrganizationalEntity(name=facts.supplier, contacts=[
+            OrganizationalContact(name=name, email=email)
+            for name, email in facts.supplier_contacts])
     for file in package.files:
         file_purl = _purl(package, file_name=file.filename)
         part = Component(type=ComponentType.FILE, name=file.filename,
@@ -167,6 +202,10 @@ def _component(uses: list[tuple[str, LockedPackage, Lockfile]], facts: ReleaseFa
             if record.get("release") == f"{package.name}=={package.version}":
                 text = "; ".join(f"{k}={v}" for k, v in sorted(record.items()))
                 properties.add(("lockmirror:policy-exception", text))
+        for record in lockfile.policy_findings:  # warnings the lock allowed, unwaived
+            if record.get("release") == f"{package.name}=={package.version}":
+                properties.add(("lockmirror:policy-finding",
+                                f"{record.get('rule')}: {record.get('message')}"))
     if not facts.metadata_found:
         properties.add(("lockmirror:license", "unknown: no core metadata in the store"))
     elif facts.license.unknown:

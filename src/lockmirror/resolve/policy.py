@@ -57,7 +57,6 @@ Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "licenses"
 Level = Literal["deny", "warn"]
 
 
-
 def as_utc(moment: datetime) -> datetime:
     """Aware UTC; a naive datetime is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -187,6 +186,14 @@ class Finding:
     @property
     def release(self) -> str:
         return f"{self.package}=={self.version}" if self.version is not None else self.package
+
+    def as_record(self) -> dict[str, str]:
+        """The lockfile's ``[tool.lockmirror] policy-findings`` entry (a warning the lock
+        allowed; the SBOM's ``lockmirror:policy-finding``)."""
+        record = {"release": self.release, "rule": self.rule, "message": self.message}
+        if self.advisory is not None:
+            record["advisory"] = self.advisory.id
+        return record
 
 
 @dataclass(frozen=True)
@@ -416,8 +423,10 @@ class PolicyEngine:
         return self._waiver(canonicalize_name(name), version, "sdists")
 
 
-def exceptions_used_records(uses: Iterable[ExceptionUse]) -> tuple[dict[str, str], ...]:
-    """Sorted, de-duplicated ``exceptions-used`` entries for the lockfile."""
+def exceptions_used_records(uses: Iterable[ExceptionUse | Finding]
+                            ) -> tuple[dict[str, str], ...]:
+    """Sorted, de-duplicated ``exceptions-used`` (or, given findings,
+    ``policy-findings``) entries for the lockfile."""
     records = {tuple(sorted(use.as_record().items())): use.as_record() for use in uses}
     return tuple(records[key] for key in sorted(records))
 

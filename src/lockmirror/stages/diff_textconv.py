@@ -24,6 +24,8 @@ def render_textconv(lockfile: Lockfile) -> str:
         lines.append(f"target {target.name}: {describe_target(target)}; {target.marker}")
     for record in lockfile.exceptions_used:
         lines.append(f"exception-used {exception_text(record)}")
+    for record in lockfile.policy_findings:
+        lines.append(f"policy-finding {record.get('rule')}: {record.get('message')}")
     target_order = [t.name for t in lockfile.targets]
     names = {name for package in lockfile.packages for name in package.targets}
     indexes = {name: packages_on_target(lockfile, name) for name in names}

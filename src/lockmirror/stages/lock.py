@@ -44,7 +44,7 @@ from .lock_watch import LockProgress, Watch, check_upgrade, in_context
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
     from ..net.index_client import IndexClient
     from ..resolve.candidates import Candidate, CandidateFilter, TargetContext
-    from ..resolve.policy import ExceptionUse, PolicyEngine
+    from ..resolve.policy import ExceptionUse, Finding, PolicyEngine
     from ..resolve.resolver import Resolution
 
 __all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "stale_sets"]
@@ -201,7 +201,8 @@ def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
 
 def _record_policy(lockfile: Lockfile, engine: PolicyEngine,
                    gate: LicenseGate) -> tuple[Lockfile, tuple[str, ...]]:
-    """The exceptions the lock relied on (into the lockfile) and its warnings."""
+    """The exceptions the lock relied on and the warn-level findings it allowed
+    (both into the lockfile, for audit trails and the SBOM), and its warnings."""
     from packaging.requirements import Requirement
 
     from ..resolve.policy import exceptions_used_records
@@ -209,24 +210,25 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine,
     pinned = {canonicalize_name(r.name) for r in map(Requirement, lockfile.requirements)
               if any(s.operator in {"==", "==="} for s in r.specifier)}
     uses: list[ExceptionUse] = []
-    warnings: list[str] = []
+    warned: list[Finding] = []
     for package in lockfile.packages:
         times = [f.upload_time for f in package.files]
         decision = engine.candidate_allowed(package.name, package.version, times,
                                             package.yanked, pinned=package.name in pinned)
         uses.extend(decision.exceptions_used)
-        warnings.extend(f.message for f in decision.warnings)
+        warned.extend(decision.warnings)
         licensed = gate.finding(package.name, package.version)
         if licensed is not None and licensed.waived_by is not None:
             uses.append(licensed.waived_by)
         elif licensed is not None and licensed.level == "warn":
-            warnings.append(licensed.message)
+            warned.append(licensed)
         if package.sdist is not None:
             waiver = engine.sdist_waiver(package.name, package.version)
             if waiver is not None:
                 uses.append(waiver)
-    records = exceptions_used_records(uses)
-    return dataclasses.replace(lockfile, exceptions_used=records), tuple(sorted(set(warnings)))
+    recorded = dataclasses.replace(lockfile, exceptions_used=exceptions_used_records(uses),
+                                   policy_findings=exceptions_used_records(warned))
+    return recorded, tuple(sorted({f.message for f in warned}))
 
 
 def _requirement_names(requirements: Iterable[str]) -> list[str]:

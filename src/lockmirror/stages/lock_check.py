@@ -208,7 +208,8 @@ def describe_differences(committed: Lockfile, fresh: Lockfile, committed_text: s
             ("requirements", committed.requirements, fresh.requirements),
             ("targets", committed.targets, fresh.targets),
             ("input hash", committed.input_hash, fresh.input_hash),
-            ("exceptions used", committed.exceptions_used, fresh.exceptions_used)):
+            ("exceptions used", committed.exceptions_used, fresh.exceptions_used),
+            ("policy findings", committed.policy_findings, fresh.policy_findings)):
         if ours != theirs:
             lines.append(f"{label} differ from what `lock` writes")
     old = {p.key: p for p in committed.packages}
