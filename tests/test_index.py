@@ -315,7 +315,7 @@ def test_changed_pin_rewrites_only_that_project(own_mirror: FixtureMirror,
     assert set(result.written) == {
         new_file, new_file + ".metadata",
         "simple/speedup/index.html", "simple/speedup/index.json",
-        "index.html", "lockfiles/pylock.extra.toml", "constraints/extra-host.txt",
+        "index.html", "landing.json", "lockfiles/pylock.extra.toml", "constraints/extra-host.txt",
     }
     after = tree_state(own_mirror.out)
     changed = {rel for rel in after if before.get(rel) != after[rel]}

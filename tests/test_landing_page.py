@@ -15,7 +15,8 @@ from fixtureindex import Catalogue
 from index_mirror import SETS, SOURCE, FixtureMirror, make_fixture_mirror
 from packaging.utils import canonicalize_name
 
-from lockmirror.formats.landing_page import EXAMPLE_URL
+from lockmirror.formats.landing_page import EXAMPLE_URL, LandingData, landing_html
+from lockmirror.formats.manifest import Manifest
 from lockmirror.stages.index import build_index
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -63,6 +64,25 @@ def test_page_names_sets_packages_versions_and_sizes(mirror: FixtureMirror) -> N
     row = next(r for r in re.findall(r"<tr>.*?</tr>", page_text(mirror), flags=re.S)
                if ">yanky<" in r or "yanky</" in r)
     assert '1.1<span class="tag yanked">yanked</span>' in row
+
+
+def test_landing_json_renders_the_same_page(mirror: FixtureMirror) -> None:
+    """landing.json (what the far side re-renders the page from) holds everything
+    the page shows but the counts, which the manifest gives."""
+    data = (mirror.out / "landing.json").read_bytes()
+    landing = LandingData.from_json(data)
+    assert landing.to_json() == data
+    assert landing.title == "Fixture mirror" and landing.provenance.commit
+    assert [s.name for s in landing.sets] == sorted(SETS)
+    files = Manifest.read(mirror.out / "manifest.json").files
+    artifacts = [e for rel, e in files.items()
+                 if rel.startswith("files/") and not rel.endswith(".metadata")]
+    projects = {rel.split("/")[1] for rel in files if rel.startswith("simple/")
+                and rel.count("/") == 2}
+    page = landing.page(projects=len(projects), files=len(artifacts),
+                        total_size=sum(e.size for e in artifacts))
+    assert landing_html(page) == page_text(mirror)
+    assert "landing.json" in files
 
 
 def test_versions_are_shown_per_target(mirror: FixtureMirror) -> None:

@@ -59,6 +59,8 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     far = tmp_path / "far" / "mirror"
     fixture_index.set_vulnerabilities("vulny", "1.0", [])  # no advisory yet
 
+    # the index as `doit index` builds it (the quarantine below rebuilds it so)
+    assert main(["index", "--config", str(mirror.path)]) == 0
     # 1. a full bundle carries the snapshot it was audited with; the far side audits with it
     full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z", "--key", str(private))
     assert main(["import", str(full), "--into", str(far), "--pubkey", str(public)]) == 0
@@ -95,9 +97,11 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert "quarantined now (out of the index): vulny==1.0 (2 files removed" in out
     assert "audit: deny vulny==1.0: PYSEC-2023-0001" in out
     assert not (far / VULNY_10).exists()
-    for page in ("simple/vulny/index.json", "simple/vulny/index.html", "simple/index.json"):
+    for page in ("simple/vulny/index.json", "simple/vulny/index.html", "simple/index.json",
+                 "index.html", "landing.json"):
         # the far side's edit writes the bytes the build side's index stage wrote
         assert (far / page).read_bytes() == (mirror.index_dir / page).read_bytes(), page
+    assert '<span class="tag yanked">quarantined</span>' in (far / "index.html").read_text()
     assert main(["verify", str(far)]) == 0
     denied = pip_download(far, "vulny==1.0", tmp_path / "dl1")
     assert denied.returncode != 0 and "vulny==1.0" in denied.stderr

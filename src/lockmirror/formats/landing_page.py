@@ -11,6 +11,7 @@ Imports are kept to the standard library so the index entry point starts fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from collections.abc import Iterable
@@ -96,6 +97,59 @@ class LandingPage:
     total_size: int
     sbom: bool = False  # the index has sbom/mirror.cdx.json (and each set's)
 
+
+
+# --------------------------------------------------------------------------
+# The model as data: ``landing.json`` beside the page
+# --------------------------------------------------------------------------
+
+LANDING_DATA = "landing.json"
+_DATA_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LandingData:
+    """What the landing page is rendered from, less the counts the manifest
+    gives; kept beside the page as ``landing.json``, so that the far side (which
+    has no store or lockfiles to build it from) renders the page again after
+    taking releases out (:mod:`lockmirror.stages.import_quarantine`)."""
+
+    title: str
+    provenance: Provenance
+    sets: tuple[SetSummary, ...]
+    sbom: bool
+
+    def page(self, *, projects: int, files: int, total_size: int) -> LandingPage:
+        """The landing page of these sets, with the index's counts."""
+        return LandingPage(title=self.title, set_names=tuple(s.name for s in self.sets),
+                           sections=tuple(set_section(s, sbom=self.sbom) for s in self.sets),
+                           provenance=self.provenance, projects=projects, files=files,
+                           total_size=total_size, sbom=self.sbom)
+
+    def to_json(self) -> bytes:
+        """``landing.json``'s bytes (deterministic)."""
+        data = {"format": _DATA_FORMAT, "title": self.title, "sbom": self.sbom,
+                "provenance": dataclasses.asdict(self.provenance),
+                "sets": [dataclasses.asdict(summary) for summary in self.sets]}
+        return (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> LandingData:
+        """Parse ``landing.json``; ValueError, KeyError or TypeError if it is not one."""
+        raw = json.loads(data)
+        if raw.get("format") != _DATA_FORMAT:
+            raise ValueError(f"landing data format {raw.get('format')!r}")
+        sets = tuple(SetSummary(
+            name=s["name"], requirements=tuple(s["requirements"]),
+            targets=tuple(SetTarget(t["name"], t["python"], t["implementation"],
+                                    tuple(t["platforms"])) for t in s["targets"]),
+            packages=tuple(SetPackage(**{**p, "targets": tuple(p["targets"])})
+                           for p in s["packages"]),
+            input_hash=s["input_hash"], total_size=int(s["total_size"])) for s in raw["sets"])
+        provenance = Provenance(**{**raw["provenance"],
+                                   "sources": tuple(raw["provenance"]["sources"])})
+        return cls(title=str(raw["title"]), provenance=provenance, sets=sets,
+                   sbom=bool(raw["sbom"]))
 
 
 def public_url(url: str) -> str:

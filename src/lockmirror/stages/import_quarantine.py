@@ -16,8 +16,10 @@ the new one, never a page that links a removed file.
 
 Lockfile copies and constraints are left as they are, as the build side
 leaves them: an installer asked for a quarantined release fails; it never
-drifts to another one. The landing page is not re-rendered (it has no
-inputs here); it may still show a quarantined release as served.
+drifts to another one. The landing page is rendered again from the
+``landing.json`` the index keeps beside it, with the releases marked
+quarantined and the tree's new counts (an index from before ``landing.json``
+keeps its page as it was).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import BundleError, LockmirrorError
+from ..formats.landing_page import LANDING_DATA, LandingData, landing_html
 from ..formats.manifest import IMPORT_STATE, MANIFEST_NAME, Entry, Manifest, check_tree
 from ..formats.pages import IndexFile, Release, project_html, project_json, root_html, root_json
 from ..formats.quarantine_list import Key, release_of
@@ -86,10 +89,39 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
                     if rel.startswith("simple/") and rel.count("/") == 2} - set(emptied)
         pages["simple/index.html"] = root_html(projects).encode()
         pages["simple/index.json"] = root_json(projects).encode()
+    if LANDING_DATA in manifest.files:
+        pages.update(_landing_pages(mirror, manifest, removed, taken))
     rewritten = {rel: data for rel, data in pages.items()
                  if manifest.files.get(rel) != Entry(sha256_bytes(data), len(data))}
     return TreeEdit(tuple(sorted(removed)), tuple(sorted(rewritten)), tuple(sorted(taken)),
                     rewritten)
+
+
+def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
+                   taken: set[str]) -> dict[str, bytes]:
+    """The landing page and its ``landing.json`` with the releases ``taken``
+    ("name==version") marked quarantined and the counts of the tree left: the
+    bytes the build side's index writes with those releases quarantined."""
+    path = mirror / LANDING_DATA
+    try:
+        landing = LandingData.from_json(path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LockmirrorError(f"not the index's own landing data ({exc.__class__.__name__})",
+                              where=str(path),
+                              hint="run `lockmirror verify` on the mirror") from None
+    landing = replace(landing, sets=tuple(
+        replace(summary, packages=tuple(
+            replace(p, quarantined=True) if f"{p.name}=={p.version}" in taken else p
+            for p in summary.packages))
+        for summary in landing.sets))
+    artifacts = [entry for rel, entry in manifest.files.items()
+                 if rel.startswith("files/") and rel not in removed
+                 and not rel.endswith(".metadata")]
+    projects = {rel.split("/")[1] for rel in manifest.files
+                if rel.startswith("simple/") and rel.count("/") == 2 and rel not in removed}
+    page = landing.page(projects=len(projects), files=len(artifacts),
+                        total_size=sum(entry.size for entry in artifacts))
+    return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
 
 
 def _kept_releases(mirror: Path, project: str, dropped: set[str]) -> list[Release]:

@@ -4,7 +4,8 @@ Entry: :func:`build_index`. It writes the tree docs/ARCHITECTURE.md lays
 out: PEP 503/691/700 pages (rendered by :mod:`lockmirror.formats.pages`), each
 artifact and its PEP 658 ``.metadata`` file hard-linked from the store
 (copied when the store is on another file system), constraints, the
-lockfiles, the landing page, and ``manifest.json`` naming every other file.
+lockfiles, the landing page (and its data, ``landing.json``), and
+``manifest.json`` naming every other file.
 
 A run, step by step (like dumb-pypi's ``build_repo``, plus bandersnatch's
 "is this file already current?"):
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import LockmirrorError, NotFoundError
-from ..formats.landing_page import LandingPage, Provenance, landing_html, set_section
+from ..formats.landing_page import LANDING_DATA, LandingData, Provenance, landing_html
 from ..formats.manifest import MANIFEST_NAME
 from ..formats.mirror_lockfile import relocate_document, relocate_lockfile
 from ..formats.pages import (
@@ -310,17 +311,16 @@ class _Run:
         names = sorted(projects)
         summary = _summary(self.projects)
         sources = sorted({row.source for s in sets for row in s.rows} - {""})
-        landing = LandingPage(
-            title=self.title, set_names=tuple(s.name for s in sets),
-            sections=tuple(set_section(set_summary(s, self.exclude, kept),
-                                       sbom=self.sbom is not None) for s in sets),
-            sbom=self.sbom is not None,
-            provenance=replace(provenance, sources=tuple(sources)),
-            projects=summary["projects"], files=summary["files"],
-            total_size=summary["total_size"])
+        landing = LandingData(
+            title=self.title, provenance=replace(provenance, sources=tuple(sources)),
+            sets=tuple(set_summary(s, self.exclude, kept) for s in sets),
+            sbom=self.sbom is not None)
         tree.put("simple/index.html", root_html(names).encode())
         tree.put("simple/index.json", root_json(names).encode())
-        tree.put("index.html", landing_html(landing).encode())
+        tree.put("index.html", landing_html(landing.page(
+            projects=summary["projects"], files=summary["files"],
+            total_size=summary["total_size"])).encode())
+        tree.put(LANDING_DATA, landing.to_json())
         if self.sbom is not None:
             self.sbom_key = write_sboms(tree, sets, self.store, provenance,
                                         mirror_name=self.sbom,
