@@ -167,3 +167,27 @@ def test_a_target_the_set_does_not_have_is_refused_before_resolving(
     assert f"set 'only-x86' does not have target '{ARM}' (targets of set 'only-x86': {X86})" \
         in err
     assert fixture_index.requests == [] and not (tmp_path / "shards").exists()
+
+
+def test_exceptions_used_are_judged_on_each_targets_files(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    # native 1.0: the x86_64 wheel was uploaded a day before the aarch64 one. Half a day
+    # after the aarch64 upload, min_age_days 1 admits the x86_64 wheel but not the
+    # aarch64 one: the arm target locks native only through the exception, so the
+    # lockfile records it (judged on the whole lockfile's files it would not be).
+    arm_wheel = catalogue.find("native", "1.0", tag="aarch64").filename
+    now = catalogue.upload_times[arm_wheel] + timedelta(days=0.5)
+    root = tmp_path / "m"
+    root.mkdir()
+    config = write_mirror(root, fixture_index, """\
+  n:
+    requirements: [native]
+    policy:
+      min_age_days: 1
+      exceptions:
+        - {package: native, version: '1.0', reason: arm build, rules: [min_age_days]}
+""")
+    [result] = lock_sets(load_config(config), now=now)
+    assert {p.name for p in result.lockfile.packages_for(ARM)} == {"native"}
+    [used] = Lockfile.read(result.path).exceptions_used
+    assert used["release"] == "native==1.0" and used["rule"] == "min_age_days"
