@@ -146,6 +146,8 @@ def test_shard_options_are_refused_where_they_mean_nothing(
         ("--from-shards", "d", "--upgrade"): "--from-shards resolves nothing, so it takes no "
                                              "--upgrade",
         ("--set", "waived", "--target", "nope", "--shard-dir", "d"): "no target named 'nope'",
+        ("--set", "waived", "--target", X86, "--shard-dir", str(tmp_path / "m" / "lockfiles")):
+            "shards do not go beside the lockfiles",
     }
     for args, message in cases.items():
         assert main(["lock", "--config", config, *args]) != 0

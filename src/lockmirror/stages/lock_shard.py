@@ -60,8 +60,13 @@ def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str
     shard file per pair into ``shard_dir`` (only if its bytes changed); the
     results name the shard files. Pins are kept as :func:`lock_sets` keeps
     them (from ``lockfiles/pylock.<set>.toml``). Raises LockmirrorError for an
-    unknown set or target, or a target a set does not have, before any
-    resolution; resolution errors as :func:`lock_sets`."""
+    unknown set or target, a target a set does not have, or ``shard_dir``
+    being the lockfiles' directory, before any resolution; resolution errors
+    as :func:`lock_sets`."""
+    if shard_dir.resolve() == loaded.lockfile_dir.resolve():
+        raise LockmirrorError("shards do not go beside the lockfiles: `diff` and the bundle "
+                              "read every pylock.*.toml there", where=str(shard_dir),
+                              hint="name a directory of their own, e.g. --shard-dir shards")
     names = loaded.chosen_sets(list(sets))
     check_targets(loaded, targets)
     for name in names:
