@@ -88,6 +88,16 @@ def gathered(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
     return config
 
 
+def test_a_plain_lock_after_the_cli_gather_changes_no_byte(
+        gathered: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lockfile = gathered.parent / "lockfiles" / "pylock.mixed.toml"
+    before = lockfile.read_bytes()
+    capsys.readouterr()
+    assert main(["lock", "--config", str(gathered), "--set", "mixed"]) == 0
+    assert "pylock.mixed.toml: " in (out := capsys.readouterr().out) and "(unchanged)" in out
+    assert lockfile.read_bytes() == before
+
+
 def refused(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """Run a gather that must fail: its one line; the lockfile as it was."""
     lockfile = config.parent / "lockfiles" / "pylock.mixed.toml"
