@@ -109,8 +109,8 @@ def test_unknown_set_or_target_is_one_line_and_fetches_nothing(
     assert fixture_index.requests == [] and not (tmp_path / "store" / "sha256").exists()
 
 
-def test_lock_shards_by_set_and_says_so_for_a_target(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_lock_target_without_a_shard_dir_points_to_the_shard_form(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "mirror.yaml"
     config.write_text("""version: 1
 sources: [{name: fixture, url: "http://127.0.0.1:9/simple/"}]
@@ -119,7 +119,9 @@ sets: {core: {requirements: [beta]}}
 """)
     assert main(["lock", "--config", str(config), "--target", "linux"]) == 1
     err = capsys.readouterr().err
-    assert "lock shards by set, not by target" in err and len(err.splitlines()) == 1
+    assert "lock --target writes one target's shard of a set's lockfile, so it needs " \
+        "--shard-dir DIR" in err and "then lockmirror lock --from-shards DIR" in err
+    assert len(err.splitlines()) == 1
     assert not (tmp_path / "lockfiles").exists()
 
 

@@ -53,18 +53,36 @@ if TYPE_CHECKING:  # the update loop's stages (issue 22)
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
          upgrade: Sequence[str] = (), upgrade_all: bool = False,
-         jobs: int = 6, progress: Callable[[LockProgress], None] | None = None
-         ) -> list[LockResult]:
+         jobs: int = 6, progress: Callable[[LockProgress], None] | None = None,
+         targets: Sequence[str] | None = None, shard_dir: Path | None = None,
+         from_shards: Path | None = None) -> list[LockResult]:
     """Resolve ``sets`` (default: every set, and lockmirror's own set, the
     bundle's tool wheels: :mod:`lockmirror.stages.tool_set`) into their
     lockfiles; ``progress`` sees each resolution start, look at another project
-    and end. ``upgrade`` names reach lockmirror's own set only where it locks them."""
+    and end. ``upgrade`` names reach lockmirror's own set only where it locks them.
+
+    A lock split by target (:mod:`lockmirror.stages.lock_shard`): ``targets``
+    with ``shard_dir`` resolves each of ``sets`` for each of ``targets`` alone
+    into a shard file there; ``from_shards`` resolves nothing and writes each
+    set's lockfile from the shards in that directory (the bytes a plain lock
+    writes)."""
     from .stages.lock import lock_sets
+    from .stages.lock_shard import gather_shards, lock_shards
     from .stages.tool_set import lock_scopes, upgrade_names
 
-    return [result for scope, names in lock_scopes(loaded, sets)
-            for result in lock_sets(scope, names, upgrade=upgrade_names(scope, loaded, upgrade),
-                                    upgrade_all=upgrade_all, jobs=jobs, progress=progress)]
+    out: list[LockResult] = []
+    for scope, names in lock_scopes(loaded, sets):
+        named = upgrade_names(scope, loaded, upgrade)
+        if from_shards is not None:
+            out += gather_shards(scope, names, from_shards)
+        elif targets and shard_dir is not None:
+            out += lock_shards(scope, names or list(scope.config.sets), targets, shard_dir,
+                               upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
+                               progress=progress)
+        else:
+            out += lock_sets(scope, names, upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
+                             progress=progress)
+    return out
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,

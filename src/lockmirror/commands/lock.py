@@ -29,8 +29,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
                         help="lock only this set (repeatable): one shard of a CI matrix")
     parser.add_argument("--target", dest="targets", action="append", metavar="NAME",
-                        help="refused: a lockfile covers every target of its set, so lock "
-                             "shards by --set")
+                        help="with --set and --shard-dir: resolve the set for this target "
+                             "alone (repeatable): one shard of a CI matrix")
+    parser.add_argument("--shard-dir", type=Path, metavar="DIR",
+                        help="with --target: write DIR/pylock.<set>.<target>.toml, not the "
+                             "set's lockfile")
+    parser.add_argument("--from-shards", type=Path, metavar="DIR",
+                        help="resolve nothing: write each set's lockfile from its targets' "
+                             "shards in DIR (the gather job; the bytes a plain lock writes)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 listing sets whose lockfile is stale or "
                              "missing, or entries that differ from the sources' project pages "
@@ -50,11 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
-    if args.targets:
-        raise LockmirrorError("lock shards by set, not by target: a set's lockfile covers "
-                              "every target of the set, resolved together",
-                              hint="lockmirror lock --set NAME; fetch and check-install take "
-                                   "--target")
+    _check_shard_options(args)
     if args.resolve and not args.check:
         raise LockmirrorError("--resolve goes with --check",
                               hint="lockmirror lock --check --resolve")
@@ -87,14 +89,45 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
                                 upgrade_all=args.upgrade is not None and not args.upgrade,
-                                jobs=args.jobs, progress=line)
+                                jobs=args.jobs, progress=line, targets=args.targets,
+                                shard_dir=args.shard_dir, from_shards=args.from_shards)
     finally:
         line.close()
     print_results(results)
     for text in upgrade_outcomes(args.upgrade or (), before, results):
         print(text)
-    print(f"locked {len(results)} sets in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    what = "shards" if args.shard_dir else "sets"
+    print(f"locked {len(results)} {what} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+def _check_shard_options(args: argparse.Namespace) -> None:
+    """The shard options only in the combinations that mean something."""
+    shard = "lockmirror lock --set NAME --target NAME --shard-dir DIR, one job per set and " \
+            "target, then lockmirror lock --from-shards DIR"
+    if args.from_shards is not None:
+        others = [flag for flag, given in (
+            ("--target", args.targets), ("--shard-dir", args.shard_dir is not None),
+            ("--check", args.check), ("--upgrade", args.upgrade is not None),
+            ("--upgrade-vulnerable", args.upgrade_vulnerable)) if given]
+        if others:
+            raise LockmirrorError(f"--from-shards resolves nothing, so it takes no "
+                                  f"{', '.join(others)}", hint=shard)
+        return
+    if args.targets and args.check:
+        raise LockmirrorError("lock --check checks a set's whole lockfile, every target of it; "
+                              "--target is refused there", hint="lockmirror lock --check --set "
+                              "NAME")
+    if args.targets and args.upgrade_vulnerable:
+        raise LockmirrorError("--upgrade-vulnerable moves whole sets; --target is refused there",
+                              hint="lockmirror lock --upgrade-vulnerable --set NAME")
+    if args.targets and args.shard_dir is None:
+        raise LockmirrorError("lock --target writes one target's shard of a set's lockfile, "
+                              "so it needs --shard-dir DIR", hint=shard)
+    if args.shard_dir is not None and not args.targets:
+        raise LockmirrorError("--shard-dir goes with --target", hint=shard)
+    if args.targets and not args.sets:
+        raise LockmirrorError("lock --target shards named sets: add --set NAME", hint=shard)
 
 
 class LockLine:

@@ -38,7 +38,14 @@ from ..formats.lockfile import Lockfile, read_input_hash
 from ..targets import Target
 from .lock_inputs import input_hash, input_parts, what_changed
 from .lock_licenses import LicenseGate
-from .lock_merge import TargetLock, check_one_entry_per_name, merge_lockfile, skipped_notes
+from .lock_merge import (
+    TargetLock,
+    TargetPart,
+    check_one_entry_per_name,
+    merge_parts,
+    skipped_notes,
+    target_parts,
+)
 from .lock_watch import LockProgress, Watch, check_upgrade, in_context
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
@@ -47,7 +54,8 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
     from ..resolve.policy import ExceptionUse, Finding, PolicyEngine
     from ..resolve.resolver import Resolution
 
-__all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "stale_sets"]
+__all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "resolve_parts", "stale_sets",
+           "write_lockfile"]
 
 
 @dataclass(frozen=True)
@@ -81,14 +89,57 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     :func:`~lockmirror.resolve.resolver.resolve_target`), placed at the set,
     target and mirror.yaml line (:func:`~lockmirror.stages.lock_watch.in_context`);
     a failed set leaves its previous lockfile untouched.
+
+    Each set is its targets' :class:`~lockmirror.stages.lock_merge.TargetPart`
+    merged (:func:`resolve_parts`, then :func:`write_lockfile`): the same
+    parts a sharded lock (:mod:`lockmirror.stages.lock_shard`) writes one per
+    file and gathers, so both give the same bytes.
     """
+    names = loaded.chosen_sets(list(set_names) if set_names else None)
+    resolved = resolve_parts(loaded, {s: loaded.config.set_targets(s) for s in names},
+                             client=client, now=now, upgrade=upgrade, upgrade_all=upgrade_all,
+                             jobs=jobs, candidate_filter_for=candidate_filter_for,
+                             prefer=prefer, progress=progress)
+    return [write_lockfile(loaded, name, parts, warnings)
+            for name, (parts, warnings) in resolved.items()]
+
+
+def write_lockfile(loaded: LoadedConfig, set_name: str, parts: Mapping[str, TargetPart],
+                   warnings: tuple[str, ...] = ()) -> LockResult:
+    """Merge every target's part of a set into its lockfile, check it (one
+    active entry per name, URLs of declared sources) and write it if its bytes
+    changed. ``parts`` must hold every target of the set. No network."""
+    targets = loaded.config.all_targets()
+    lockfile = dataclasses.replace(
+        merge_parts(loaded, set_name, parts, targets, input_hash(loaded, set_name)),
+        inputs=input_parts(loaded, set_name))
+    check_one_entry_per_name(lockfile, targets)
+    path = loaded.lockfile_path(set_name)
+    from ..formats.url_policy import check_lockfile_urls  # issue 19: only declared sources
+
+    check_lockfile_urls(lockfile, path, loaded.config.sources)
+    written = lockfile.write(path)
+    return LockResult(set_name, path, lockfile, written, warnings)
+
+
+def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
+                  client: IndexClient | None = None, now: datetime | None = None,
+                  upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,
+                  candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
+                  prefer: Mapping[str, Mapping[NormalizedName, Version]] | None = None,
+                  progress: Callable[[LockProgress], None] | None = None,
+                  ) -> dict[str, tuple[dict[str, TargetPart], tuple[str, ...]]]:
+    """Resolve each set of ``work`` (set -> the targets to resolve, checked
+    names) for those targets: set -> (target -> its part, with the policy
+    exceptions its lock used; the policy warnings). Options and errors as
+    :func:`lock_sets`; writes nothing."""
     from ..net.index_client import IndexClient
     from ..resolve.candidates import TargetContext
     from ..resolve.resolver import resolve_target
     from ..resolve.sdist_metadata import SdistMetadataSource
 
     config = loaded.config
-    names = loaded.chosen_sets(list(set_names) if set_names else None)
+    names = list(work)
     now = now or datetime.now(UTC)
     if client is None:  # ours: closed (its prefetches cancelled) however the lock ends
         # pages keep only the wheels some target installs (and the sdists): less to hold
@@ -96,10 +147,10 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
                 for target in config.all_targets().values() for t in target.tags}
         with IndexClient(config.sources_by_priority(), cache_dir=loaded.cache_dir / "http",
                          keep_tags=keep) as own:
-            return lock_sets(loaded, names, client=own, now=now, upgrade=upgrade,
-                             upgrade_all=upgrade_all, jobs=jobs,
-                             candidate_filter_for=candidate_filter_for, prefer=prefer,
-                             progress=progress)
+            return resolve_parts(loaded, work, client=own, now=now, upgrade=upgrade,
+                                 upgrade_all=upgrade_all, jobs=jobs,
+                                 candidate_filter_for=candidate_filter_for, prefer=prefer,
+                                 progress=progress)
     targets = config.all_targets()
     index_urls = [s.url for s in config.sources_by_priority()]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
@@ -121,10 +172,10 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         canonicalize_name(n)
         for s in names for n in _requirement_names(config.sets[s].requirements)}))
 
-    work: list[tuple[str, str]] = [(s, t) for s in names for t in config.set_targets(s)]
-    watch = Watch(progress, len(work))
+    keys: list[tuple[str, str]] = [(s, t) for s in names for t in work[s]]
+    watch = Watch(progress, len(keys))
     contexts: dict[tuple[str, str], TargetContext] = {}
-    for set_name, target_name in work:
+    for set_name, target_name in keys:
         spec = config.sets[set_name]
         policy = config.policy_for(set_name)
         previous = {k: v for k, v in
@@ -151,29 +202,22 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
         return key, locked
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = dict(pool.map(run, work))
+        results = dict(pool.map(run, keys))
 
-    out = []
+    out = {}
     for set_name in names:
-        per_target = {t: results[(set_name, t)] for t in config.set_targets(set_name)}
-        lockfile = dataclasses.replace(
-            merge_lockfile(loaded, set_name, per_target, targets, client,
-                           input_hash(loaded, set_name)),
-            inputs=input_parts(loaded, set_name))
-        check_one_entry_per_name(lockfile, targets)
-        warnings: tuple[str, ...] = ()
-        if set_name in engines:
-            lockfile, warnings = _record_policy(lockfile, engines[set_name], gates[set_name])
-        warnings += skipped_notes(per_target)
-        path = loaded.lockfile_path(set_name)
-        from ..formats.url_policy import (
-            check_lockfile_urls,  # issue 19: only URLs of declared sources
-        )
-        check_lockfile_urls(lockfile, path, config.sources)
-        written = lockfile.write(path)
-        out.append(LockResult(set_name, path, lockfile, written, warnings))
+        per_target = {t: results[(set_name, t)] for t in work[set_name]}
+        parts = target_parts(per_target, client)
+        warnings = skipped_notes(per_target)
+        for target_name, part in parts.items() if set_name in engines else ():
+            # each target's exceptions on what that target locks (the files it chose)
+            one = merge_parts(loaded, set_name, {target_name: part}, targets, "")
+            records, findings, found = _record_policy(one, engines[set_name], gates[set_name])
+            parts[target_name] = dataclasses.replace(part, exceptions_used=records,
+                                                     policy_findings=findings)
+            warnings += found
+        out[set_name] = (parts, tuple(sorted(set(warnings))))
     return out
-
 
 
 def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
@@ -199,10 +243,12 @@ def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
     return allowed
 
 
-def _record_policy(lockfile: Lockfile, engine: PolicyEngine,
-                   gate: LicenseGate) -> tuple[Lockfile, tuple[str, ...]]:
-    """The exceptions the lock relied on and the warn-level findings it allowed
-    (both into the lockfile, for audit trails and the SBOM), and its warnings."""
+def _record_policy(lockfile: Lockfile, engine: PolicyEngine, gate: LicenseGate,
+                   ) -> tuple[tuple[dict[str, str], ...], tuple[dict[str, str], ...],
+                              tuple[str, ...]]:
+    """What the lock of ``lockfile`` relied on and allowed, as records for the
+    lockfile (audit trails, the SBOM): the exceptions (``exceptions-used``), the
+    warn-level findings (``policy-findings``); and its warnings to print."""
     from packaging.requirements import Requirement
 
     from ..resolve.policy import exceptions_used_records
@@ -226,9 +272,8 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine,
             waiver = engine.sdist_waiver(package.name, package.version)
             if waiver is not None:
                 uses.append(waiver)
-    recorded = dataclasses.replace(lockfile, exceptions_used=exceptions_used_records(uses),
-                                   policy_findings=exceptions_used_records(warned))
-    return recorded, tuple(sorted({f.message for f in warned}))
+    return (exceptions_used_records(uses), exceptions_used_records(warned),
+            tuple(sorted({f.message for f in warned})))
 
 
 def _requirement_names(requirements: Iterable[str]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,24 +57,44 @@ def _locked_file(file: DistFile) -> LockedFile:
                       metadata_sha256=file.metadata_sha256)
 
 
-def merge_lockfile(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, TargetLock],
-                   targets: Mapping[str, Target], client: IndexClient,
-                   input_hash: str) -> Lockfile:
-    """The lockfile of a set from its targets' resolutions: one entry per
-    (name, version), for each target the groups it is in and, per group,
-    the condition (marker text) under which it is needed."""
-    config = loaded.config
-    set_targets = config.set_targets(set_name)
-    source_urls = {s.name: s.url for s in client.sources}  # without any userinfo
+@dataclass(frozen=True)
+class TargetEntry:
+    """One release as one target of a set locks it: plain data (what a shard
+    file keeps), all a lockfile needs of the resolution."""
 
-    @dataclass
-    class Acc:
-        candidate: Candidate
-        targets: dict[str, dict[str, str | None]]  # target -> group -> condition
-        files: dict[str, LockedFile]
-        why: dict[str, set[str]]
-        deps: set[str]
+    name: NormalizedName
+    version: Version
+    conditions: Mapping[str, str | None]  # group -> marker text it is needed under (None: always)
+    files: tuple[LockedFile, ...]  # the file chosen in each group, sorted
+    why: tuple[str, ...]  # its requirers, sorted
+    dependencies: tuple[str, ...]  # sorted
+    requires_python: str | None
+    index: str
+    yanked: str | None
 
+
+@dataclass(frozen=True)
+class TargetPart:
+    """What one target of a set locks, as plain data: its entries (sorted by
+    name and version), its build groups, why build backends could not be
+    asked, the candidates passed over for a failed build ((name, version,
+    reason)), and the policy exceptions its lock relied on (records as
+    ``exceptions-used`` keeps them, filled in by the lock stage)."""
+
+    target: str
+    entries: tuple[TargetEntry, ...]
+    build_groups: tuple[str, ...] = ()
+    backend_not_asked: str | None = None
+    skipped: tuple[tuple[str, str, str], ...] = ()
+    exceptions_used: tuple[Mapping[str, str], ...] = ()
+    policy_findings: tuple[Mapping[str, str], ...] = ()  # the warn-level findings it allowed
+
+
+def target_parts(per_target: Mapping[str, TargetLock],
+                 client: IndexClient) -> dict[str, TargetPart]:
+    """Each target's resolutions as a :class:`TargetPart`: every chosen file
+    with its size, upload time and PEP 658 metadata hash (what the project page
+    left out asked of the index in one batch: the JSON API, HEAD)."""
     from ..net.file_details import complete
 
     chosen = [c.best for tl in per_target.values() for _, r in tl.groups()
@@ -87,60 +107,123 @@ def merge_lockfile(loaded: LoadedConfig, set_name: str, per_target: Mapping[str,
             # provide the .metadata file even where the upstream does not.
             digest = hashlib.sha256(client.metadata(file)).hexdigest()
             details[url] = dataclasses.replace(file, metadata_sha256=digest)
+    source_urls = {s.name: s.url for s in client.sources}  # without any userinfo
+    return {target: _target_part(target, locked, details, source_urls)
+            for target, locked in per_target.items()}
+
+
+def _target_part(target: str, locked: TargetLock, details: Mapping[str, DistFile],
+                 source_urls: Mapping[str, str]) -> TargetPart:
+    @dataclass
+    class Acc:
+        candidate: Candidate  # the first seen (the runtime group's, if any)
+        conditions: dict[str, str | None]
+        files: dict[str, LockedFile]
+        why: set[str]
+        deps: set[str]
+
+    acc: dict[tuple[NormalizedName, Version], Acc] = {}
+    for group, resolution in locked.groups():
+        for name, candidate in resolution.candidates.items():
+            key = (name, candidate.version)
+            entry = acc.get(key)
+            if entry is None:
+                entry = acc[key] = Acc(candidate, {}, {}, set(), set())
+            entry.conditions[group] = _either(entry.conditions, group,
+                                              resolution.conditions.get(name))
+            best = details[candidate.best.url]
+            entry.files[best.filename] = _locked_file(best)
+            entry.why.update(resolution.parents.get(name, ()))
+            entry.deps.update(resolution.edges.get(name, ()))
+    entries = []
+    for (name, version), entry in sorted(acc.items()):
+        candidate = entry.candidate
+        source = next((f.source for f in candidate.files if f.source), None)
+        entries.append(TargetEntry(
+            name=name, version=version, conditions=entry.conditions,
+            files=tuple(sorted(entry.files.values())), why=tuple(sorted(entry.why)),
+            dependencies=tuple(sorted(entry.deps)), requires_python=candidate.requires_python,
+            index=source_urls.get(source or "", source or ""),
+            yanked=(candidate.yanked_reason or "") if candidate.yanked else None))
+    skipped = sorted({(name, version, f"{error.filename}: {error.summary}")
+                      for _, r in locked.groups()
+                      for (name, version), error in r.skipped.items()})
+    return TargetPart(target, tuple(entries), tuple(sorted(g for g, _ in locked.builds)),
+                      locked.backend_not_asked, tuple(skipped))
+
+
+def merge_parts(loaded: LoadedConfig, set_name: str, parts: Mapping[str, TargetPart],
+                targets: Mapping[str, Target], input_hash: str) -> Lockfile:
+    """The lockfile of the set's targets that ``parts`` holds (every target of
+    the set: its lockfile; one: that target's shard), in mirror.yaml's order:
+    one entry per (name, version), for each target the groups it is in and,
+    per group, the condition (marker text) under which it is needed; the
+    exceptions used are those of every part. No network."""
+    config = loaded.config
+    set_targets = [t for t in config.set_targets(set_name) if t in parts]
+
+    @dataclass
+    class Acc:
+        first: TargetEntry  # of the first target that locks it
+        targets: dict[str, Mapping[str, str | None]]  # target -> group -> condition
+        files: dict[str, LockedFile]
+        why: dict[str, tuple[str, ...]]
+        deps: set[str]
 
     acc: dict[tuple[NormalizedName, Version], Acc] = {}
     for target_name in set_targets:
-        for group, resolution in per_target[target_name].groups():
-            for name, candidate in resolution.candidates.items():
-                key = (name, candidate.version)
-                entry = acc.get(key)
-                if entry is None:
-                    entry = acc[key] = Acc(candidate, {}, {}, defaultdict(set), set())
-                groups = entry.targets.setdefault(target_name, {})
-                groups[group] = _either(groups, group, resolution.conditions.get(name))
-                best = details[candidate.best.url]
-                entry.files[best.filename] = _locked_file(best)
-                entry.why[target_name].update(resolution.parents.get(name, ()))
-                entry.deps.update(resolution.edges.get(name, ()))
+        for entry in parts[target_name].entries:
+            merged = acc.setdefault((entry.name, entry.version),
+                                    Acc(entry, {}, {}, {}, set()))
+            merged.targets[target_name] = entry.conditions
+            merged.files.update((f.filename, f) for f in entry.files)
+            merged.why[target_name] = entry.why
+            merged.deps.update(entry.dependencies)
 
-    build_groups = sorted({g for tl in per_target.values() for g, _ in tl.builds})
+    build_groups = sorted({g for part in parts.values() for g in part.build_groups})
     packages = []
-    for (name, version), entry in sorted(acc.items()):
-        candidate = entry.candidate
-        all_targets = sorted(entry.targets, key=set_targets.index)
-        clauses = {t: _group_clause(entry.targets[t], bool(build_groups)) for t in all_targets}
+    for (name, version), merged in sorted(acc.items()):
+        first = merged.first
+        all_targets = sorted(merged.targets, key=set_targets.index)
+        clauses = {t: _group_clause(merged.targets[t], bool(build_groups)) for t in all_targets}
         marker = _package_marker(all_targets, clauses, set_targets, targets)
-        files = sorted(entry.files.values())
+        files = sorted(merged.files.values())
         wheels = tuple(f for f in files if f.is_wheel)
         sdists = [f for f in files if not f.is_wheel]
-        source = next((f.source for f in candidate.files if f.source), None)
-        in_groups = {g for groups in entry.targets.values() for g in groups}
+        in_groups = {g for groups in merged.targets.values() for g in groups}
         packages.append(LockedPackage(
-            name=name, version=version, targets=tuple(all_targets),
-            index=source_urls.get(source or "", source or ""),
+            name=name, version=version, targets=tuple(all_targets), index=first.index,
             wheels=wheels, sdist=sdists[0] if sdists else None, marker=marker,
-            requires_python=candidate.requires_python,
-            dependencies=tuple(sorted(entry.deps)),
-            why={t: tuple(sorted(v)) for t, v in sorted(entry.why.items())},
+            requires_python=first.requires_python,
+            dependencies=tuple(sorted(merged.deps)),
+            why=dict(sorted(merged.why.items())),
             build_only=RUNTIME_GROUP not in in_groups,
             groups=tuple(sorted(in_groups, key=lambda g: (g != RUNTIME_GROUP, g)))
             if build_groups else (),
-            yanked=(candidate.yanked_reason or "") if candidate.yanked else None,
+            yanked=first.yanked,
         ))
     locked_targets = tuple(
         LockedTarget(name=t, python=targets[t].python, implementation=targets[t].implementation,
                      platforms=targets[t].platforms, marker=targets[t].environment_marker())
         for t in set_targets)
-    not_asked = {t: tl.backend_not_asked for t, tl in per_target.items() if tl.backend_not_asked}
-    skipped = sorted({(t, name, version, f"{error.filename}: {error.summary}")
-                      for t, tl in per_target.items() for _, r in tl.groups()
-                      for (name, version), error in r.skipped.items()})
+    not_asked = {t: part.backend_not_asked for t, part in parts.items()
+                 if part.backend_not_asked}
+    skipped = sorted((t, *row) for t, part in parts.items() for row in part.skipped)
     return Lockfile(set_name=set_name, requirements=tuple(config.sets[set_name].requirements),
                     targets=locked_targets, packages=tuple(packages),
                     input_hash=input_hash, build_groups=tuple(build_groups),
                     backend_not_asked=not_asked,
+                    exceptions_used=_union(p.exceptions_used for p in parts.values()),
+                    policy_findings=_union(p.policy_findings for p in parts.values()),
                     skipped_builds=tuple({"target": t, "package": n, "version": v, "reason": r}
                                          for t, n, v, r in skipped))
+
+
+def _union(records: Iterable[Sequence[Mapping[str, str]]]) -> tuple[Mapping[str, str], ...]:
+    """Exceptions-used (or policy-findings) records of several parts: de-duplicated and sorted as
+    :func:`~lockmirror.resolve.policy.exceptions_used_records` does."""
+    unique = {tuple(sorted(r.items())): r for part in records for r in part}
+    return tuple(unique[key] for key in sorted(unique))
 
 
 def skipped_notes(per_target: Mapping[str, TargetLock]) -> tuple[str, ...]:

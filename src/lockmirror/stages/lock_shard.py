@@ -1,0 +1,209 @@
+"""A set's lock split by target: one CI job per (set, target), one gather job.
+
+:func:`lock_shards` (``lockmirror lock --set S --target T --shard-dir DIR``)
+resolves set S for target T alone and writes ``DIR/pylock.S.T.toml``: a valid
+PEP 751 lockfile of that one target (installable there) that also keeps, per
+package, the condition under which each dependency group needs it
+(``[packages.tool.lockmirror] conditions``: group -> marker text, ``""`` for
+always), the one thing a lockfile's markers fold away. Its ``input-hash`` is
+the whole set's, so a shard made from another mirror.yaml is stale.
+
+:func:`gather_shards` (``lockmirror lock --set S --from-shards DIR``) reads
+the shards of every target of S back into the
+:class:`~lockmirror.stages.lock_merge.TargetPart` each came from and writes
+``lockfiles/pylock.S.toml`` through the same merge and write as a plain
+``lockmirror lock`` (:func:`~lockmirror.stages.lock.write_lockfile`), which
+itself merges the parts it resolved in memory: the gathered lockfile is the
+bytes a plain lock gives. The gather resolves nothing and uses no network. It
+refuses, before writing anything, a missing shard, a shard of a target the set
+does not have, and a stale shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packaging.utils import canonicalize_name
+
+from ..config import LoadedConfig
+from ..errors import InputError, LockmirrorError
+from ..formats.lockfile import Lockfile, read_document
+from ..fsutil import atomic_write
+from .lock import LockResult, resolve_parts, write_lockfile
+from .lock_inputs import input_hash, input_parts
+from .lock_merge import TargetEntry, TargetPart, check_one_entry_per_name, merge_parts
+from .shard import check_targets
+
+if TYPE_CHECKING:
+    from .lock_watch import LockProgress
+
+__all__ = ["gather_shards", "lock_shards", "shard_path"]
+
+ALWAYS = ""  # a condition that always holds, as a shard file writes it
+
+
+def shard_path(shard_dir: Path, set_name: str, target: str) -> Path:
+    """Where the shard of ``set_name`` for ``target`` lives."""
+    return shard_dir / f"pylock.{set_name}.{target}.toml"
+
+
+def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str],
+                shard_dir: Path, *, now: datetime | None = None, upgrade: Iterable[str] = (),
+                upgrade_all: bool = False, jobs: int = 6,
+                progress: Callable[[LockProgress], None] | None = None) -> list[LockResult]:
+    """Resolve each of ``sets`` for each of ``targets`` alone and write one
+    shard file per pair into ``shard_dir`` (only if its bytes changed); the
+    results name the shard files. Pins are kept as :func:`lock_sets` keeps
+    them (from ``lockfiles/pylock.<set>.toml``). Raises LockmirrorError for an
+    unknown set or target, a target a set does not have, or ``shard_dir``
+    being the lockfiles' directory, before any resolution; resolution errors
+    as :func:`lock_sets`."""
+    if shard_dir.resolve() == loaded.lockfile_dir.resolve():
+        raise LockmirrorError("shards do not go beside the lockfiles: `diff` and the bundle "
+                              "read every pylock.*.toml there", where=str(shard_dir),
+                              hint="name a directory of their own, e.g. --shard-dir shards")
+    names = loaded.chosen_sets(list(sets))
+    check_targets(loaded, targets)
+    for name in names:
+        covered = loaded.config.set_targets(name)
+        for target in targets:
+            if target not in covered:
+                raise LockmirrorError(
+                    f"set '{name}' does not have target '{target}'", where=loaded.path.name,
+                    hint=f"targets of set '{name}': {', '.join(covered)}")
+    resolved = resolve_parts(loaded, {name: list(targets) for name in names}, now=now,
+                             upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs,
+                             progress=progress)
+    out = []
+    for name, (parts, warnings) in resolved.items():
+        for target, part in parts.items():
+            path = shard_path(shard_dir, name, target)
+            lockfile, text = _shard_text(loaded, name, part, path)
+            written = atomic_write(path, text, only_if_changed=True)
+            out.append(LockResult(name, path, lockfile, written, warnings))
+    return out
+
+
+def gather_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
+                  shard_dir: Path) -> list[LockResult]:
+    """Write the lockfile of each of ``sets`` (default: every set) from its
+    targets' shards in ``shard_dir``. Every shard of every set is read and
+    checked first; InputError (exit 2, one line naming the file) for a missing
+    shard, a shard of a target the set does not have, a stale shard (another
+    input hash than mirror.yaml gives the set now) or a file that is not a
+    shard; then nothing is written. No network."""
+    names = loaded.chosen_sets(list(sets) if sets else None)
+    gathered = {name: _read_set(loaded, name, shard_dir) for name in names}
+    return [write_lockfile(loaded, name, parts) for name, parts in gathered.items()]
+
+
+# -- writing a shard ---------------------------------------------------------
+
+
+def _shard_text(loaded: LoadedConfig, set_name: str, part: TargetPart,
+                path: Path) -> tuple[Lockfile, str]:
+    """The shard's lockfile (checked as a lockfile is) and its text."""
+    import tomli_w
+
+    from ..formats.url_policy import check_lockfile_urls
+
+    targets = loaded.config.all_targets()
+    lockfile = dataclasses.replace(
+        merge_parts(loaded, set_name, {part.target: part}, targets,
+                    input_hash(loaded, set_name)),
+        inputs=input_parts(loaded, set_name))
+    check_one_entry_per_name(lockfile, targets)
+    check_lockfile_urls(lockfile, path, loaded.config.sources)
+    data = lockfile.to_pylock().to_dict()
+    conditions = {(str(e.name), str(e.version)): e.conditions for e in part.entries}
+    for package in data.get("packages", []):
+        package["tool"]["lockmirror"]["conditions"] = {
+            group: ALWAYS if condition is None else condition
+            for group, condition in sorted(conditions[(package["name"], package["version"])]
+                                           .items())}
+    header = (f"# A shard of lockmirror's lock: set '{set_name}' on target '{part.target}' "
+              "alone. Gather the set's lockfile with `lockmirror lock --from-shards`.\n")
+    return lockfile, header + tomli_w.dumps(data)
+
+
+# -- reading them back -------------------------------------------------------
+
+
+def _read_set(loaded: LoadedConfig, set_name: str, shard_dir: Path) -> dict[str, TargetPart]:
+    """Every target's part of ``set_name`` from its shard, all checked."""
+    config = loaded.config
+    covered = config.set_targets(set_name)
+    known = {shard_path(shard_dir, s, t).name for s in config.sets for t in config.set_targets(s)}
+    prefix = f"pylock.{set_name}."
+    for path in sorted(shard_dir.glob(f"{glob.escape(prefix)}*.toml")):
+        if path.name not in known:
+            target = path.name[len(prefix):-len(".toml")]
+            raise InputError(f"a shard for target '{target}', which set '{set_name}' does not "
+                             f"have in {loaded.path.name} (its targets: {', '.join(covered)})",
+                             where=str(path), hint="remove the file, or add the target to the "
+                             "set and lock that shard")
+    parts = {}
+    for target in covered:
+        path = shard_path(shard_dir, set_name, target)
+        if not path.is_file():
+            raise InputError(f"the shard of set '{set_name}' for target '{target}' is missing",
+                             where=str(path), hint=f"run `lockmirror lock --set {set_name} "
+                             f"--target {target} --shard-dir {shard_dir}` (one job per target)")
+        parts[target] = _read_shard(loaded, set_name, target, path)
+    return parts
+
+
+def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) -> TargetPart:
+    """The part a shard file holds; InputError if it is not that shard, or stale."""
+    data = read_document(path)
+    conditions = _pop_conditions(data, path)
+    lockfile = Lockfile.from_toml(data, where=str(path))
+    if lockfile.set_name != set_name or [t.name for t in lockfile.targets] != [target]:
+        held = ", ".join(t.name for t in lockfile.targets)
+        raise InputError(f"holds set '{lockfile.set_name}' on target(s) {held}, not set "
+                         f"'{set_name}' on target '{target}'", where=str(path),
+                         hint="lock the shard again into its own file")
+    if lockfile.input_hash != input_hash(loaded, set_name):
+        raise InputError(f"stale shard: locked from other inputs than {loaded.path.name} gives "
+                         f"set '{set_name}' now", where=str(path),
+                         hint=f"lock it again: lockmirror lock --set {set_name} --target "
+                              f"{target} --shard-dir {path.parent}")
+    entries = []
+    for package in sorted(lockfile.packages, key=lambda p: (p.name, p.version)):
+        key = (str(package.name), str(package.version))
+        if key not in conditions:
+            raise InputError(f"{package.name} {package.version} has no conditions: not a "
+                             "shard written by `lockmirror lock --shard-dir`", where=str(path))
+        entries.append(TargetEntry(
+            name=package.name, version=package.version,
+            conditions={g: None if c == ALWAYS else c for g, c in conditions[key].items()},
+            files=tuple(sorted(package.files)), why=package.why.get(target, ()),
+            dependencies=package.dependencies, requires_python=package.requires_python,
+            index=package.index, yanked=package.yanked))
+    return TargetPart(target, tuple(entries), lockfile.build_groups,
+                      lockfile.backend_not_asked.get(target),
+                      tuple((r["package"], r["version"], r["reason"])
+                            for r in lockfile.skipped_builds),
+                      lockfile.exceptions_used, lockfile.policy_findings)
+
+
+def _pop_conditions(data: dict[str, Any], path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """(name, version) -> group -> condition, taken out of the parsed shard."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for package in data.get("packages", []) if isinstance(data.get("packages"), list) else ():
+        own = (package.get("tool") or {}).get("lockmirror") if isinstance(package, dict) else None
+        if not isinstance(own, dict) or "conditions" not in own:
+            continue
+        conditions = own.pop("conditions")
+        if not isinstance(conditions, dict) or not all(
+                isinstance(v, str) for v in conditions.values()):
+            raise InputError(f"packages.{package.get('name')}.tool.lockmirror.conditions is not "
+                             "a table of strings", where=str(path))
+        found[(canonicalize_name(str(package.get("name"))), str(package.get("version")))] = \
+            conditions
+    return found

@@ -1,0 +1,211 @@
+"""The lock split by target (``lock --set S --target T --shard-dir DIR``, then
+``lock --from-shards DIR``): the gathered lockfile is the bytes a plain lock
+writes, and a gather refuses shards it cannot trust, in one line, writing nothing.
+
+On the fixture index, two targets (x86_64 Python 3.11, aarch64 Python 3.12)
+that lock different versions and target-only dependencies, sdists with their
+build groups, a set whose policy records an exception and one whose lock
+records a warn-level finding.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue, FixtureIndex
+from test_lock import ARM, X86, write_mirror
+
+from lockmirror.cli import main
+from lockmirror.config import load_config
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.lock_shard import gather_shards, lock_shards, shard_path
+
+# alpha: 1.1 on x86 (3.11), 2.0 on arm; armdep only on arm, olddep only on x86 (markers);
+# sdistonly, oldmeta, legacy: sdists, each with its build group
+SETS = """\
+  mixed:
+    requirements: [alpha, marked, native, sdistonly, oldmeta, legacy]
+  waived:
+    requirements: [speedup==1.2]
+    policy:
+      min_age_days: 2
+      exceptions:
+        - {package: speedup, version: '1.2', reason: fast path, rules: [min_age_days]}
+  warned:
+    requirements: [yanky==1.1]
+    policy:
+      yanked: warn
+"""
+
+
+def copy_of(tmp: Path, name: str, index: FixtureIndex) -> Path:
+    """A mirror.yaml of SETS in its own directory (own lockfiles, own cache)."""
+    root = tmp / name
+    root.mkdir()
+    return write_mirror(root, index, SETS)
+
+
+def test_gathered_shards_are_the_bytes_of_a_plain_lock(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    newest = next(t for f, t in catalogue.upload_times.items() if f.startswith("speedup-1.2"))
+    now = newest + timedelta(days=1.5)  # speedup 1.2 is too new but for the exception
+    plain = load_config(copy_of(tmp_path, "plain", fixture_index))
+    results = {r.set_name: r for r in lock_sets(plain, now=now)}
+
+    sharded = load_config(copy_of(tmp_path, "sharded", fixture_index))
+    shards = tmp_path / "shards"
+    for set_name in ("mixed", "waived", "warned"):
+        for target in (X86, ARM):  # one CI job each, each with a cold cache
+            shutil.rmtree(tmp_path / "sharded" / "cache", ignore_errors=True)
+            [shard] = lock_shards(sharded, [set_name], [target], shards, now=now)
+            assert shard.path == shard_path(shards, set_name, target) and shard.written
+            # a valid PEP 751 lockfile of that target alone
+            assert [t.name for t in Lockfile.read(shard.path).targets] == [target]
+    requests = len(fixture_index.requests)
+    gathered = {r.set_name: r for r in gather_shards(sharded, None, shards)}
+    assert len(fixture_index.requests) == requests  # the gather uses no network
+
+    for set_name, result in results.items():
+        assert gathered[set_name].path.read_bytes() == result.path.read_bytes(), set_name
+    mixed = results["mixed"].lockfile
+    assert mixed.build_groups and {p.name for p in mixed.packages_for(ARM)} != {
+        p.name for p in mixed.packages_for(X86)}  # the case the merge must get right
+    assert results["waived"].lockfile.exceptions_used  # recorded by both ways
+    assert [r["rule"] for r in results["warned"].lockfile.policy_findings] == ["yanked"]
+    # the x86 shard alone holds what x86 installs, and no aarch64 file
+    x86 = Lockfile.read(shard_path(shards, "mixed", X86))
+    assert {p.name for p in x86.packages} == {p.name for p in mixed.packages_for(X86)}
+    assert not any("aarch64" in f.filename for _, f in x86.iter_files())
+
+
+@pytest.fixture
+def gathered(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
+    """A mirror whose set 'mixed' was locked as two shards and gathered once."""
+    config = copy_of(tmp_path, "m", fixture_index)
+    for target in (X86, ARM):
+        assert main(["lock", "--config", str(config), "--set", "mixed", "--target", target,
+                     "--shard-dir", str(tmp_path / "shards")]) == 0
+    assert main(["lock", "--config", str(config), "--set", "mixed",
+                 "--from-shards", str(tmp_path / "shards")]) == 0
+    return config
+
+
+def test_a_plain_lock_after_the_cli_gather_changes_no_byte(
+        gathered: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lockfile = gathered.parent / "lockfiles" / "pylock.mixed.toml"
+    before = lockfile.read_bytes()
+    capsys.readouterr()
+    assert main(["lock", "--config", str(gathered), "--set", "mixed"]) == 0
+    assert "pylock.mixed.toml: " in (out := capsys.readouterr().out) and "(unchanged)" in out
+    assert lockfile.read_bytes() == before
+
+
+def refused(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run a gather that must fail: its one line; the lockfile as it was."""
+    lockfile = config.parent / "lockfiles" / "pylock.mixed.toml"
+    before = lockfile.read_bytes()
+    capsys.readouterr()
+    assert main(["lock", "--config", str(config), *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert lockfile.read_bytes() == before
+    return err
+
+
+def test_a_missing_shard_is_refused(gathered: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    shard_path(tmp_path / "shards", "mixed", ARM).unlink()
+    err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(tmp_path / "shards"))
+    assert f"the shard of set 'mixed' for target '{ARM}' is missing" in err
+    assert f"lockmirror lock --set mixed --target {ARM} --shard-dir" in err
+
+
+def test_a_shard_of_a_target_the_set_lacks_is_refused(gathered: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    shards = tmp_path / "shards"
+    shutil.copy(shard_path(shards, "mixed", ARM), shard_path(shards, "mixed", "windows"))
+    err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(shards))
+    assert "pylock.mixed.windows.toml: a shard for target 'windows', which set 'mixed' " in err
+
+
+def test_a_stale_shard_is_refused(gathered: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    text = gathered.read_text()
+    gathered.write_text(text.replace("requirements: [alpha,", "requirements: [beta, alpha,"))
+    err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(tmp_path / "shards"))
+    assert "stale shard: locked from other inputs than mirror.yaml gives set 'mixed'" in err
+
+
+def test_a_shard_under_another_name_is_refused(gathered: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    shards = tmp_path / "shards"
+    shutil.copy(shard_path(shards, "mixed", X86), shard_path(shards, "mixed", ARM))
+    err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(shards))
+    assert f"holds set 'mixed' on target(s) {X86}, not set 'mixed' on target '{ARM}'" in err
+
+
+def test_shard_options_are_refused_where_they_mean_nothing(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(copy_of(tmp_path, "m", fixture_index))
+    cases = {
+        ("--target", X86): "lock --target writes one target's shard of a set's lockfile, so it "
+                           "needs --shard-dir DIR (lockmirror lock --set NAME --target NAME "
+                           "--shard-dir DIR",
+        ("--set", "mixed", "--target", X86, "--check"): "lock --check checks a set's whole "
+                                                        "lockfile",
+        ("--target", X86, "--shard-dir", "d"): "lock --target shards named sets: add --set NAME",
+        ("--set", "mixed", "--shard-dir", "d"): "--shard-dir goes with --target",
+        ("--from-shards", "d", "--upgrade"): "--from-shards resolves nothing, so it takes no "
+                                             "--upgrade",
+        ("--set", "waived", "--target", "nope", "--shard-dir", "d"): "no target named 'nope'",
+        ("--set", "waived", "--target", X86, "--shard-dir", str(tmp_path / "m" / "lockfiles")):
+            "shards do not go beside the lockfiles",
+    }
+    for args, message in cases.items():
+        assert main(["lock", "--config", config, *args]) != 0
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1, (args, err)
+    assert not (tmp_path / "m" / "lockfiles").exists() and not Path("d").exists()
+    assert fixture_index.requests == []
+
+
+def test_a_target_the_set_does_not_have_is_refused_before_resolving(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    config = write_mirror(root, fixture_index,
+                          f"  only-x86:\n    requirements: [alpha]\n    targets: [{X86}]\n")
+    assert main(["lock", "--config", str(config), "--set", "only-x86", "--target", ARM,
+                 "--shard-dir", str(tmp_path / "shards")]) == 1
+    err = capsys.readouterr().err
+    assert f"set 'only-x86' does not have target '{ARM}' (targets of set 'only-x86': {X86})" \
+        in err
+    assert fixture_index.requests == [] and not (tmp_path / "shards").exists()
+
+
+def test_exceptions_used_are_judged_on_each_targets_files(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    # native 1.0: the x86_64 wheel was uploaded a day before the aarch64 one. Half a day
+    # after the aarch64 upload, min_age_days 1 admits the x86_64 wheel but not the
+    # aarch64 one: the arm target locks native only through the exception, so the
+    # lockfile records it (judged on the whole lockfile's files it would not be).
+    arm_wheel = catalogue.find("native", "1.0", tag="aarch64").filename
+    now = catalogue.upload_times[arm_wheel] + timedelta(days=0.5)
+    root = tmp_path / "m"
+    root.mkdir()
+    config = write_mirror(root, fixture_index, """\
+  n:
+    requirements: [native]
+    policy:
+      min_age_days: 1
+      exceptions:
+        - {package: native, version: '1.0', reason: arm build, rules: [min_age_days]}
+""")
+    [result] = lock_sets(load_config(config), now=now)
+    assert {p.name for p in result.lockfile.packages_for(ARM)} == {"native"}
+    [used] = Lockfile.read(result.path).exceptions_used
+    assert used["release"] == "native==1.0" and used["rule"] == "min_age_days"
