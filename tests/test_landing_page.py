@@ -73,6 +73,7 @@ def test_landing_json_renders_the_same_page(mirror: FixtureMirror) -> None:
     landing = LandingData.from_json(data)
     assert landing.to_json() == data
     assert landing.title == "Fixture mirror" and landing.provenance.commit
+    assert b"secret-token" not in data  # published: the source's credentials are dropped
     assert [s.name for s in landing.sets] == sorted(SETS)
     files = Manifest.read(mirror.out / "manifest.json").files
     artifacts = [e for rel, e in files.items()

@@ -148,6 +148,42 @@ def test_a_shard_under_another_name_is_refused(gathered: Path, tmp_path: Path,
     assert f"holds set 'mixed' on target(s) {X86}, not set 'mixed' on target '{ARM}'" in err
 
 
+def test_damaged_conditions_are_refused(gathered: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    shard = shard_path(tmp_path / "shards", "mixed", X86)
+    text = shard.read_text()
+    assert 'runtime = ""' in text
+    shard.write_text(text.replace('runtime = ""', 'runtime = "python_version >"', 1))
+    err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(tmp_path / "shards"))
+    assert "the condition for group 'runtime' is not a marker: 'python_version >'" in err
+    shard.write_text(text.replace('runtime = ""', 'nightly = ""', 1))
+    err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(tmp_path / "shards"))
+    assert "conditions name group 'nightly', which the shard does not declare" in err
+
+
+def test_a_gather_checks_every_shard_before_writing_any_lockfile(
+        gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """lockmirror's own set is gathered only when named; named without its shards,
+    the gather refuses before it writes the other set's lockfile."""
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")  # its set is locked, as by default
+    (gathered.parent / "lockfiles" / "pylock.mixed.toml").unlink()
+    capsys.readouterr()
+    assert main(["lock", "--config", str(gathered), "--set", "mixed", "--set",
+                 "lockmirror-tool", "--from-shards", str(tmp_path / "shards")]) == 2
+    err = capsys.readouterr().err
+    assert "the shard of set 'lockmirror-tool' for target" in err and len(err.splitlines()) == 1
+    assert not (gathered.parent / "lockfiles" / "pylock.mixed.toml").exists()
+    # without --set: mirror.yaml's sets only
+    assert main(["lock", "--config", str(gathered), "--from-shards",
+                 str(tmp_path / "shards")]) == 2  # 'waived' has no shards here
+    assert "the shard of set 'waived'" in capsys.readouterr().err
+    assert main(["lock", "--config", str(gathered), "--set", "mixed", "--from-shards",
+                 str(tmp_path / "shards")]) == 0
+    assert (gathered.parent / "lockfiles" / "pylock.mixed.toml").is_file()
+    assert not (gathered.parent / "lockfiles" / "pylock.lockmirror-tool.toml").exists()
+
+
 def test_shard_options_are_refused_where_they_mean_nothing(
         tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(copy_of(tmp_path, "m", fixture_index))

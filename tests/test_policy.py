@@ -32,7 +32,7 @@ from lockmirror.resolve.advisories import (
     PypiJsonSource,
     open_advisory_db,
 )
-from lockmirror.resolve.policy import PolicyEngine, exceptions_used_records
+from lockmirror.resolve.policy import PolicyEngine, policy_records
 
 ADVISORIES = Path(__file__).parent / "data" / "advisories"
 NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)
@@ -310,14 +310,14 @@ def test_expired_exception_is_an_error_that_names_it() -> None:
     assert engine._waiver("qux", Version("1.0"), "yanked") is not None
 
 
-def test_exceptions_used_records_are_sorted_unique_and_fit_the_lockfile() -> None:
+def test_policy_records_are_sorted_unique_and_fit_the_lockfile() -> None:
     engine = PolicyEngine(PolicyConfig(min_age_days=7, exceptions=[
         exception("foo", expires=date(2025, 1, 1), reason="internal package, no upload times")]),
         now=NOW)
     uses = [*engine.candidate_allowed("foo", "2.0", [None]).exceptions_used,
             *engine.candidate_allowed("foo", "1.0", [None], pinned=True).exceptions_used,
             *engine.candidate_allowed("foo", "1.0", [None]).exceptions_used]
-    records = exceptions_used_records(uses)
+    records = policy_records(uses)
     assert [r["release"] for r in records] == ["foo==1.0", "foo==2.0"]
     assert records[0]["expires"] == "2025-01-01"
     lock = Lockfile(set_name="core", requirements=("foo",), packages=(), input_hash="0" * 64,

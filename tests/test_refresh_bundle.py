@@ -23,6 +23,7 @@ from test_audit import mirror  # noqa: F401 - the build side: lockfile, store, i
 
 from lockmirror.cli import main
 from lockmirror.config import LoadedConfig
+from lockmirror.formats.manifest import Entry, Manifest
 from lockmirror.formats.signing import generate_keypair
 
 VULNY_10 = "files/vulny/vulny-1.0-py3-none-any.whl"
@@ -173,6 +174,25 @@ def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
     assert main(["import", str(forged), "--into", str(far)]) == 1
     assert "advisories.json: sha256 does not match bundle.json" in capsys.readouterr().err
     assert (far / "manifest.json").read_bytes() == before and (far / VULNY_10).is_file()
+    # the far side's landing.json changed by hand: refused in one line, nothing changed
+    landing = (far / "landing.json").read_bytes()
+    (far / "landing.json").write_bytes(landing.replace(b'"title":"', b'"title":"X', 1))
+    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert ("landing.json: not the index's own landing data (its sha256 differs from "
+            "manifest.json's)") in err and "Traceback" not in err
+    assert (far / "manifest.json").read_bytes() == before and (far / VULNY_10).is_file()
+    # malformed, but vouched for by the manifest (as a hostile bundle could): one line too
+    (far / "landing.json").write_bytes(b"[]\n")
+    files = dict(Manifest.read(far / "manifest.json").files)
+    files["landing.json"] = Entry(hashlib.sha256(b"[]\n").hexdigest(), 3)
+    Manifest(files).write(far / "manifest.json")
+    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert "not the index's own landing data (AttributeError)" in err and "Traceback" not in err
+    assert (far / VULNY_10).is_file()
+    (far / "landing.json").write_bytes(landing)
+    (far / "manifest.json").write_bytes(before)
     # a mirror imported before lockmirror kept its bundle's mirror.yaml: quarantined, not audited
     (far / ".lockmirror/mirror.yaml").unlink()
     assert main(["import", str(refresh), "--into", str(far)]) == 0

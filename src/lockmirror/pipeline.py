@@ -65,17 +65,23 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     with ``shard_dir`` resolves each of ``sets`` for each of ``targets`` alone
     into a shard file there; ``from_shards`` resolves nothing and writes each
     set's lockfile from the shards in that directory (the bytes a plain lock
-    writes)."""
+    writes), after reading and checking every shard; lockmirror's own set is
+    gathered only when ``sets`` names it."""
     from .stages.lock import lock_sets
-    from .stages.lock_shard import gather_shards, lock_shards
-    from .stages.tool_set import lock_scopes, upgrade_names
+    from .stages.lock_shard import lock_shards, read_shards, write_gathered
+    from .stages.tool_set import TOOL_SET, lock_scopes, upgrade_names
 
+    if from_shards is not None:
+        # lockmirror's own set only when named (its targets follow the build machine,
+        # so it is locked whole); every shard is read and checked before any write
+        scopes = [(scope, names) for scope, names in lock_scopes(loaded, sets)
+                  if scope is loaded or TOOL_SET in (sets or ())]
+        gathered = [(scope, read_shards(scope, names, from_shards)) for scope, names in scopes]
+        return [result for scope, parts in gathered for result in write_gathered(scope, parts)]
     out: list[LockResult] = []
     for scope, names in lock_scopes(loaded, sets):
         named = upgrade_names(scope, loaded, upgrade)
-        if from_shards is not None:
-            out += gather_shards(scope, names, from_shards)
-        elif targets and shard_dir is not None:
+        if targets and shard_dir is not None:
             out += lock_shards(scope, names or list(scope.config.sets), targets, shard_dir,
                                upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
                                progress=progress)

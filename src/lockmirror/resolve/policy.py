@@ -423,10 +423,9 @@ class PolicyEngine:
         return self._waiver(canonicalize_name(name), version, "sdists")
 
 
-def exceptions_used_records(uses: Iterable[ExceptionUse | Finding]
-                            ) -> tuple[dict[str, str], ...]:
-    """Sorted, de-duplicated ``exceptions-used`` (or, given findings,
-    ``policy-findings``) entries for the lockfile."""
+def policy_records(uses: Iterable[ExceptionUse | Finding]) -> tuple[dict[str, str], ...]:
+    """Sorted, de-duplicated lockfile records: ``exceptions-used`` of exception
+    uses, ``policy-findings`` of findings."""
     records = {tuple(sorted(use.as_record().items())): use.as_record() for use in uses}
     return tuple(records[key] for key in sorted(records))
 
@@ -451,5 +450,5 @@ def parse_when(text: str) -> datetime:
 
 __all__ = [
     "WAIVABLE_RULES", "Decision", "ExceptionUse", "Finding", "PolicyEngine",
-    "as_utc", "exception_labels", "exceptions_used_records", "parse_when",
+    "as_utc", "exception_labels", "policy_records", "parse_when",
 ]

@@ -103,25 +103,28 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
     ("name==version") marked quarantined and the counts of the tree left: the
     bytes the build side's index writes with those releases quarantined."""
     path = mirror / LANDING_DATA
-    try:
-        landing = LandingData.from_json(path.read_bytes())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LockmirrorError(f"not the index's own landing data ({exc.__class__.__name__})",
-                              where=str(path),
-                              hint="run `lockmirror verify` on the mirror") from None
-    landing = replace(landing, sets=tuple(
-        replace(summary, packages=tuple(
-            replace(p, quarantined=True) if f"{p.name}=={p.version}" in taken else p
-            for p in summary.packages))
-        for summary in landing.sets))
     artifacts = [entry for rel, entry in manifest.files.items()
                  if rel.startswith("files/") and rel not in removed
                  and not rel.endswith(".metadata")]
     projects = {rel.split("/")[1] for rel in manifest.files
                 if rel.startswith("simple/") and rel.count("/") == 2 and rel not in removed}
-    page = landing.page(projects=len(projects), files=len(artifacts),
-                        total_size=sum(entry.size for entry in artifacts))
-    return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
+    try:
+        data = path.read_bytes()
+        if Entry(sha256_bytes(data), len(data)) != manifest.files[LANDING_DATA]:
+            raise ValueError("its sha256 differs from manifest.json's")
+        landing = LandingData.from_json(data)
+        landing = replace(landing, sets=tuple(
+            replace(summary, packages=tuple(
+                replace(p, quarantined=True) if f"{p.name}=={p.version}" in taken else p
+                for p in summary.packages))
+            for summary in landing.sets))
+        page = landing.page(projects=len(projects), files=len(artifacts),
+                            total_size=sum(entry.size for entry in artifacts))
+        return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__
+        raise LockmirrorError(f"not the index's own landing data ({reason})", where=str(path),
+                              hint="run `lockmirror verify` on the mirror") from None
 
 
 def _kept_releases(mirror: Path, project: str, dropped: set[str]) -> list[Release]:

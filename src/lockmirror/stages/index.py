@@ -50,7 +50,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import LockmirrorError, NotFoundError
-from ..formats.landing_page import LANDING_DATA, LandingData, Provenance, landing_html
+from ..formats.landing_page import (
+    LANDING_DATA,
+    LandingData,
+    Provenance,
+    landing_html,
+    public_url,
+)
 from ..formats.manifest import MANIFEST_NAME
 from ..formats.mirror_lockfile import relocate_document, relocate_lockfile
 from ..formats.pages import (
@@ -310,7 +316,8 @@ class _Run:
             self._write_set(tree, locked)
         names = sorted(projects)
         summary = _summary(self.projects)
-        sources = sorted({row.source for s in sets for row in s.rows} - {""})
+        # without credentials, as the page shows them (landing.json is published too)
+        sources = sorted({public_url(row.source) for s in sets for row in s.rows} - {""})
         landing = LandingData(
             title=self.title, provenance=replace(provenance, sources=tuple(sources)),
             sets=tuple(set_summary(s, self.exclude, kept) for s in sets),

@@ -251,7 +251,7 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine, gate: LicenseGate,
     warn-level findings (``policy-findings``); and its warnings to print."""
     from packaging.requirements import Requirement
 
-    from ..resolve.policy import exceptions_used_records
+    from ..resolve.policy import policy_records
 
     pinned = {canonicalize_name(r.name) for r in map(Requirement, lockfile.requirements)
               if any(s.operator in {"==", "==="} for s in r.specifier)}
@@ -272,7 +272,7 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine, gate: LicenseGate,
             waiver = engine.sdist_waiver(package.name, package.version)
             if waiver is not None:
                 uses.append(waiver)
-    return (exceptions_used_records(uses), exceptions_used_records(warned),
+    return (policy_records(uses), policy_records(warned),
             tuple(sorted({f.message for f in warned})))
 
 

@@ -220,8 +220,8 @@ def merge_parts(loaded: LoadedConfig, set_name: str, parts: Mapping[str, TargetP
 
 
 def _union(records: Iterable[Sequence[Mapping[str, str]]]) -> tuple[Mapping[str, str], ...]:
-    """Exceptions-used (or policy-findings) records of several parts: de-duplicated and sorted as
-    :func:`~lockmirror.resolve.policy.exceptions_used_records` does."""
+    """The ``exceptions-used`` (or ``policy-findings``) records of several parts,
+    de-duplicated and sorted as :func:`~lockmirror.resolve.policy.policy_records` does."""
     unique = {tuple(sorted(r.items())): r for part in records for r in part}
     return tuple(unique[key] for key in sorted(unique))
 

@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import LoadedConfig
 from ..errors import InputError, LockmirrorError
-from ..formats.lockfile import Lockfile, read_document
+from ..formats.lockfile import RUNTIME_GROUP, Lockfile, read_document
 from ..fsutil import atomic_write
 from .lock import LockResult, resolve_parts, write_lockfile
 from .lock_inputs import input_hash, input_parts
@@ -42,7 +42,7 @@ from .shard import check_targets
 if TYPE_CHECKING:
     from .lock_watch import LockProgress
 
-__all__ = ["gather_shards", "lock_shards", "shard_path"]
+__all__ = ["gather_shards", "lock_shards", "read_shards", "shard_path", "write_gathered"]
 
 ALWAYS = ""  # a condition that always holds, as a shard file writes it
 
@@ -97,8 +97,20 @@ def gather_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
     shard, a shard of a target the set does not have, a stale shard (another
     input hash than mirror.yaml gives the set now) or a file that is not a
     shard; then nothing is written. No network."""
+    return write_gathered(loaded, read_shards(loaded, sets, shard_dir))
+
+
+def read_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
+                shard_dir: Path) -> dict[str, dict[str, TargetPart]]:
+    """Set -> target -> part, from every shard of ``sets`` (default: every set)
+    in ``shard_dir``, all checked (the refusals of :func:`gather_shards`)."""
     names = loaded.chosen_sets(list(sets) if sets else None)
-    gathered = {name: _read_set(loaded, name, shard_dir) for name in names}
+    return {name: _read_set(loaded, name, shard_dir) for name in names}
+
+
+def write_gathered(loaded: LoadedConfig,
+                   gathered: dict[str, dict[str, TargetPart]]) -> list[LockResult]:
+    """Each set's lockfile from its parts (what :func:`read_shards` gave)."""
     return [write_lockfile(loaded, name, parts) for name, parts in gathered.items()]
 
 
@@ -174,11 +186,13 @@ def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) ->
                          hint=f"lock it again: lockmirror lock --set {set_name} --target "
                               f"{target} --shard-dir {path.parent}")
     entries = []
+    groups = {RUNTIME_GROUP, *lockfile.build_groups}
     for package in sorted(lockfile.packages, key=lambda p: (p.name, p.version)):
         key = (str(package.name), str(package.version))
         if key not in conditions:
             raise InputError(f"{package.name} {package.version} has no conditions: not a "
                              "shard written by `lockmirror lock --shard-dir`", where=str(path))
+        _check_conditions(conditions[key], groups, f"{package.name} {package.version}", path)
         entries.append(TargetEntry(
             name=package.name, version=package.version,
             conditions={g: None if c == ALWAYS else c for g, c in conditions[key].items()},
@@ -192,11 +206,35 @@ def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) ->
                       lockfile.exceptions_used, lockfile.policy_findings)
 
 
+def _check_conditions(conditions: dict[str, str], groups: set[str], release: str,
+                      path: Path) -> None:
+    """InputError unless every group is one the shard declares and every
+    condition is empty (always) or a PEP 508 marker."""
+    from packaging.markers import InvalidMarker, Marker
+
+    for group, condition in conditions.items():
+        if group not in groups:
+            raise InputError(f"{release}: conditions name group {group!r}, which the shard "
+                             "does not declare", where=str(path),
+                             hint="lock the shard again with `lockmirror lock --shard-dir`")
+        try:
+            if condition != ALWAYS:
+                Marker(condition)
+        except InvalidMarker:
+            raise InputError(f"{release}: the condition for group {group!r} is not a marker: "
+                             f"{condition!r}", where=str(path),
+                             hint="lock the shard again with `lockmirror lock --shard-dir`"
+                             ) from None
+    if not conditions:
+        raise InputError(f"{release}: its conditions table is empty", where=str(path))
+
+
 def _pop_conditions(data: dict[str, Any], path: Path) -> dict[tuple[str, str], dict[str, str]]:
     """(name, version) -> group -> condition, taken out of the parsed shard."""
     found: dict[tuple[str, str], dict[str, str]] = {}
     for package in data.get("packages", []) if isinstance(data.get("packages"), list) else ():
-        own = (package.get("tool") or {}).get("lockmirror") if isinstance(package, dict) else None
+        tool = package.get("tool") if isinstance(package, dict) else None
+        own = tool.get("lockmirror") if isinstance(tool, dict) else None
         if not isinstance(own, dict) or "conditions" not in own:
             continue
         conditions = own.pop("conditions")
