@@ -112,23 +112,37 @@ def target_parts(per_target: Mapping[str, TargetLock],
             for target, locked in per_target.items()}
 
 
+@dataclass
+class _InTarget:
+    """One release as the groups of one target lock it (while a part is built)."""
+
+    candidate: Candidate  # the first seen (the runtime group's, if any)
+    conditions: dict[str, str | None]
+    files: dict[str, LockedFile]
+    why: set[str]
+    deps: set[str]
+
+
+@dataclass
+class _InSet:
+    """One release as the targets of a set lock it (while the parts are merged)."""
+
+    first: TargetEntry  # of the first target that locks it
+    targets: dict[str, Mapping[str, str | None]]  # target -> group -> condition
+    files: dict[str, LockedFile]
+    why: dict[str, tuple[str, ...]]
+    deps: set[str]
+
+
 def _target_part(target: str, locked: TargetLock, details: Mapping[str, DistFile],
                  source_urls: Mapping[str, str]) -> TargetPart:
-    @dataclass
-    class Acc:
-        candidate: Candidate  # the first seen (the runtime group's, if any)
-        conditions: dict[str, str | None]
-        files: dict[str, LockedFile]
-        why: set[str]
-        deps: set[str]
-
-    acc: dict[tuple[NormalizedName, Version], Acc] = {}
+    acc: dict[tuple[NormalizedName, Version], _InTarget] = {}
     for group, resolution in locked.groups():
         for name, candidate in resolution.candidates.items():
             key = (name, candidate.version)
             entry = acc.get(key)
             if entry is None:
-                entry = acc[key] = Acc(candidate, {}, {}, set(), set())
+                entry = acc[key] = _InTarget(candidate, {}, {}, set(), set())
             entry.conditions[group] = _either(entry.conditions, group,
                                               resolution.conditions.get(name))
             best = details[candidate.best.url]
@@ -161,20 +175,11 @@ def merge_parts(loaded: LoadedConfig, set_name: str, parts: Mapping[str, TargetP
     exceptions used are those of every part. No network."""
     config = loaded.config
     set_targets = [t for t in config.set_targets(set_name) if t in parts]
-
-    @dataclass
-    class Acc:
-        first: TargetEntry  # of the first target that locks it
-        targets: dict[str, Mapping[str, str | None]]  # target -> group -> condition
-        files: dict[str, LockedFile]
-        why: dict[str, tuple[str, ...]]
-        deps: set[str]
-
-    acc: dict[tuple[NormalizedName, Version], Acc] = {}
+    acc: dict[tuple[NormalizedName, Version], _InSet] = {}
     for target_name in set_targets:
         for entry in parts[target_name].entries:
             merged = acc.setdefault((entry.name, entry.version),
-                                    Acc(entry, {}, {}, {}, set()))
+                                    _InSet(entry, {}, {}, {}, set()))
             merged.targets[target_name] = entry.conditions
             merged.files.update((f.filename, f) for f in entry.files)
             merged.why[target_name] = entry.why
