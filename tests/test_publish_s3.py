@@ -98,7 +98,8 @@ def test_publish_installs_with_pip_then_noop_sends_two_requests(
     second = again.apply(tree, plan)
     assert second.uploaded == () and second.present_count == len(want)
     assert second.summary().startswith(f"0 uploaded (0 B), {len(want)} already present")
-    assert [name for name, _ in calls] == ["ListObjectsV2", "GetObject"]
+    # the listing and a HEAD of the receipt, whose digest vouches for every object listed
+    assert [name for name, _ in calls] == ["ListObjectsV2", "HeadObject"]
 
 
 def test_phases_go_files_pages_root_manifest_and_lock_brackets_them(
@@ -154,8 +155,12 @@ def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
     original = aws_env.get(bucket, key)
     aws_env.client().put_object(Bucket=bucket, Key=key, Body=bytes(reversed(original)))
     aws_env.client().put_object(Bucket=bucket, Key="pypi/files/old/old-0.1.tar.gz", Body=b"x")
-    repaired = publish(index_tree, dest)
+    client, calls = counting_client(aws_env, dest)
+    repaired = S3Publisher(dest, client=client).run(SourceTree.open(index_tree))
     assert repaired.uploaded == ("files/beta/beta-1.0-py3-none-any.whl",)
+    # its ETag no longer gives the receipt's digest: the receipt is read, the wheel asked
+    assert [name for name, _ in calls][:4] == ["ListObjectsV2", "HeadObject", "GetObject",
+                                               "HeadObject"]
     assert aws_env.get(bucket, key) == original
     assert repaired.plan.stale == ("files/old/old-0.1.tar.gz",)
     assert "1 stale kept (--prune deletes them)" in repaired.summary()

@@ -252,14 +252,14 @@ def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_pub
                    if name in ("PutObject", "GetObject", "UploadPart"))
     assert "GetObject" not in store_calls
 
-    # a no-op publish: a listing of the store, a listing and the receipt of the destination
+    # a no-op publish: a listing of the store, a listing and a HEAD of the destination's receipt
     again, again_calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
     client, calls = counting_client(dest)
     publisher = S3Publisher(dest, client=client)
     tree = SourceTree.open(tmp_path / "s3-index", store=again)
     result = publisher.apply(tree, publisher.plan(tree))
     assert result.uploaded == ()
-    assert [name for name, _ in calls] == ["ListObjectsV2", "GetObject"]  # GET: the receipt
+    assert [name for name, _ in calls] == ["ListObjectsV2", "HeadObject"]  # HEAD: the receipt
     assert again_calls == ["ListObjectsV2"]
 
 

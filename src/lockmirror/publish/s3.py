@@ -6,9 +6,12 @@ under the prefix gives every key's size and ETag; the receipt object
 maps each key to the sha256 and ETag it had when lockmirror uploaded it. A
 key whose size and ETag match the receipt is current without a request;
 only keys the receipt does not vouch for are asked with ``head_object``
-(lockmirror keeps each object's sha256 in its ``x-amz-meta-sha256``). A
-no-op publish therefore costs one listing page per 1000 keys and one GET,
-through one boto3 client (whose creation is most of a no-op's time).
+(lockmirror keeps each object's sha256 in its ``x-amz-meta-sha256``). The
+receipt's own metadata holds a digest of its entries: when the tree as
+listed gives the same digest, a HEAD of the receipt proves it current and
+it is not read. A no-op publish therefore costs one listing page per 1000
+keys and one HEAD, through one boto3 client (whose creation is most of a
+no-op's time).
 
 Order: files (in parallel; multipart above 8 MiB), documents, project pages,
 root pages, ``manifest.json``; deletions (``--prune``) after that. A phase
@@ -69,6 +72,7 @@ STATE_DIR = ".lockmirror/"
 RECEIPT_KEY = STATE_DIR + "receipt.json"
 LOCK_KEY = STATE_DIR + "lock.json"
 RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
+RECEIPT_DIGEST = "objects-sha256"  # the receipt object's metadata: receipt_digest() of it
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 COPY_LIMIT = 5 << 30  # CopyObject's limit: above it, a multipart copy (UploadPartCopy)
@@ -147,8 +151,8 @@ class S3Publisher:
         not vouch for (none after a publish by lockmirror). Raises PublishError
         for unreachable endpoints, refused credentials and missing buckets."""
         self._listing = self._list()
-        self._receipt = self._read_receipt() if RECEIPT_KEY in self._listing else {}
         wanted = self.wanted(tree)
+        self._receipt = self._receipt_for(wanted) if RECEIPT_KEY in self._listing else {}
         upload: list[Item] = []
         present: list[Item] = []
         unsure: list[Item] = []
@@ -195,6 +199,27 @@ class S3Publisher:
         except s3_errors() as error:
             raise self._convert(error, "listing the bucket") from None
         return found
+
+    def _receipt_for(self, wanted: list[Item]) -> dict[str, tuple[str, str]]:
+        """The receipt, for comparing ``wanted`` with the listing. A HEAD first:
+        when the receipt's digest (its metadata) is that of ``wanted`` as listed
+        (each sha256 with the ETag the listing gives), it vouches for exactly
+        them and is not read (a no-op costs list and HEAD requests only);
+        otherwise one GET."""
+        listed = {item.path: (item.sha256, self._listing[item.path].etag) for item in wanted
+                  if item.path in self._listing
+                  and self._listing[item.path].size == item.size}
+        if len(listed) == len(wanted):
+            try:
+                head = self.client.head_object(Bucket=self.bucket,
+                                               Key=self.prefix + RECEIPT_KEY)
+            except s3_errors() as error:
+                if error_code(error) not in NOT_FOUND_CODES:
+                    raise self._convert(error, "reading the receipt", RECEIPT_KEY) from None
+                return {}
+            if head.get("Metadata", {}).get(RECEIPT_DIGEST) == receipt_digest(listed):
+                return listed
+        return self._read_receipt()
 
     def _read_receipt(self) -> dict[str, tuple[str, str]]:
         try:
@@ -392,7 +417,8 @@ class S3Publisher:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY,
                                    Body=json.dumps(data, indent=0, sort_keys=True).encode(),
-                                   ContentType="application/json", CacheControl=STATE_CACHE)
+                                   ContentType="application/json", CacheControl=STATE_CACHE,
+                                   Metadata={RECEIPT_DIGEST: receipt_digest(self._known)})
             self._receipt = dict(self._known)
         except s3_errors() as error:
             if raise_errors:
@@ -414,6 +440,11 @@ class S3Publisher:
 # ----------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------
+
+
+def receipt_digest(objects: dict[str, tuple[str, str]]) -> str:
+    """sha256 of a receipt's entries (key -> (sha256, ETag)), in key order."""
+    return sha256_bytes(json.dumps(sorted(objects.items())).encode())
 
 
 def parse_receipt(raw: bytes) -> dict[str, tuple[str, str]]:
