@@ -31,7 +31,6 @@ client and the conversion of botocore's errors are in :mod:`.s3_client`.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -54,6 +53,7 @@ from ..net.s3_client import (
     s3_errors,
 )
 from .s3_lock import STATE_CACHE, BucketLock, Lease, LockHolder
+from .s3_receipt import RECEIPT_DIGEST, parse_receipt, receipt_body, receipt_digest
 from .tree import (
     MANIFEST,
     Item,
@@ -71,8 +71,6 @@ from .tree import (
 STATE_DIR = ".lockmirror/"
 RECEIPT_KEY = STATE_DIR + "receipt.json"
 LOCK_KEY = STATE_DIR + "lock.json"
-RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
-RECEIPT_DIGEST = "objects-sha256"  # the receipt object's metadata: receipt_digest() of it
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 COPY_LIMIT = 5 << 30  # CopyObject's limit: above it, a multipart copy (UploadPartCopy)
@@ -412,11 +410,9 @@ class S3Publisher:
                                    where=self.display)
 
     def _write_receipt(self, raise_errors: bool = True) -> None:
-        data = {"format": RECEIPT_FORMAT,
-                "objects": {key: list(value) for key, value in sorted(self._known.items())}}
         try:
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY,
-                                   Body=json.dumps(data, indent=0, sort_keys=True).encode(),
+                                   Body=receipt_body(self._known),
                                    ContentType="application/json", CacheControl=STATE_CACHE,
                                    Metadata={RECEIPT_DIGEST: receipt_digest(self._known)})
             self._receipt = dict(self._known)
@@ -440,23 +436,6 @@ class S3Publisher:
 # ----------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------
-
-
-def receipt_digest(objects: dict[str, tuple[str, str]]) -> str:
-    """sha256 of a receipt's entries (key -> (sha256, ETag)), in key order."""
-    return sha256_bytes(json.dumps(sorted(objects.items())).encode())
-
-
-def parse_receipt(raw: bytes) -> dict[str, tuple[str, str]]:
-    """Key -> (sha256, ETag) from a receipt object; {} when unreadable (that only
-    costs HEAD requests, never a wrong answer: the ETag must match too)."""
-    try:
-        data = json.loads(raw)
-        if data.get("format") != RECEIPT_FORMAT:
-            return {}
-        return {str(key): (str(value[0]), str(value[1])) for key, value in data["objects"].items()}
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return {}
 
 
 def _check_bytes(path: Path, size: int, sha256: str, item: Item) -> None:

@@ -1,0 +1,44 @@
+"""The S3 publisher's receipt: what lockmirror uploaded, so a later run need not ask.
+
+``<prefix>.lockmirror/receipt.json`` maps each key to the sha256 and ETag it
+had when lockmirror uploaded it (a key whose listed ETag still matches is
+current without a request). Its metadata ``objects-sha256`` is
+:func:`receipt_digest` of those entries, so that a publisher whose tree, as
+listed, gives the same digest knows them all current from a HEAD of the
+receipt alone (:meth:`lockmirror.publish.s3.S3Publisher.plan`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..fsutil import sha256_bytes
+
+RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
+RECEIPT_DIGEST = "objects-sha256"  # the receipt object's metadata key
+
+Receipt = dict[str, tuple[str, str]]  # key -> (sha256, ETag)
+
+
+def receipt_body(objects: Receipt) -> bytes:
+    """The receipt object's bytes (sorted, deterministic)."""
+    data = {"format": RECEIPT_FORMAT,
+            "objects": {key: list(value) for key, value in sorted(objects.items())}}
+    return json.dumps(data, indent=0, sort_keys=True).encode()
+
+
+def receipt_digest(objects: Receipt) -> str:
+    """sha256 of a receipt's entries, in key order."""
+    return sha256_bytes(json.dumps(sorted(objects.items())).encode())
+
+
+def parse_receipt(raw: bytes) -> Receipt:
+    """Key -> (sha256, ETag) from a receipt object; {} when unreadable (that only
+    costs HEAD requests, never a wrong answer: the ETag must match too)."""
+    try:
+        data = json.loads(raw)
+        if data.get("format") != RECEIPT_FORMAT:
+            return {}
+        return {str(key): (str(value[0]), str(value[1])) for key, value in data["objects"].items()}
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}
