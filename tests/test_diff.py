@@ -700,6 +700,7 @@ def test_scenario_files_sizes_sdists_and_findings(lock_pair: LockPair) -> None:
     assert [(s.file.filename, s.source_builds_on) for s in core.new_sdists] == [
         ("sdistonly-1.0.tar.gz", BOTH)]
     assert [(f.kind, f.package, f.version, f.new) for f in core.findings] == [
+        ("policy-finding", "vulny", "1.0", True),  # vulnerabilities: warn, recorded by lock
         ("yanked", "yanky", "1.1", True)]
     assert core.requirements_added == ("speedup==1.2", "beta==1.0", "marked==1.0",
                                        "sdistonly==1.0", "native==1.0", "yanky==1.1",
@@ -809,10 +810,14 @@ def test_scenario_json(lock_pair: LockPair) -> None:
                            "sha256": _sha256(lock_pair, "speedup-1.0-py3-none-any.whl")}],
     }
     assert core["new_sdists"][0]["source_builds_on"] == list(BOTH)
-    assert core["findings"] == [{"kind": "yanked", "severity": "warn", "package": "yanky",
-                                 "version": "1.1", "new": True,
-                                 "message": "yanky 1.1 is yanked upstream: broken build, "
-                                            "use 1.0"}]
+    assert core["findings"][1:] == [{"kind": "yanked", "severity": "warn", "package": "yanky",
+                                     "version": "1.1", "new": True,
+                                     "message": "yanky 1.1 is yanked upstream: broken build, "
+                                                "use 1.0"}]
+    assert core["findings"][0] == {
+        "kind": "policy-finding", "severity": "warn", "package": "vulny", "version": "1.0",
+        "new": True, "message": "vulnerabilities: PYSEC-2023-0001 (GHSA-fix7-ture-0001): "
+                                "fixture vulnerability in vulny 1.0; fixed in 1.1"}
     assert data["sets"][1] == {**data["sets"][1], "set": "misp", "status": "unchanged"}
 
 

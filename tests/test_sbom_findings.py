@@ -25,6 +25,9 @@ from lockmirror.config import load_config
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_bytes
+from lockmirror.stages.diff_compare import diff_set
+from lockmirror.stages.diff_model import LockDiff
+from lockmirror.stages.diff_render import render_text
 from lockmirror.stages.diff_textconv import render_textconv
 from lockmirror.stages.lock import lock_sets
 from lockmirror.stages.sbom import MIRROR_DOCUMENT, sbom_documents
@@ -108,6 +111,26 @@ def test_a_waived_finding_is_only_the_exception(tmp_path: Path,
     waived = properties(core, "yanky", "lockmirror:policy-exception")
     assert len(waived) == 2 and all("reason=the fix is in 1.1.1" in w for w in waived)
     assert len(properties(core, "vulny", "lockmirror:policy-finding")) == 2  # not waived
+
+
+def test_diff_shows_the_findings_a_change_brings(tmp_path: Path,
+                                                fixture_index: FixtureIndex) -> None:
+    """A reviewer's diff: the findings recorded by the new lock, marked new when
+    the old lock did not record them (a yanked release is said once, as yanked)."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    (waived,) = lock_sets(load_config(write_mirror(tmp_path / "old", fixture_index,
+                                                   WAIVE_YANKY)), now=NOW)
+    (warned,) = lock_sets(load_config(write_mirror(tmp_path / "new", fixture_index)), now=NOW)
+    diff = diff_set("core", waived.lockfile, warned.lockfile, "old", "new")
+    found = {(f.kind, f.package, f.message.split(":", 1)[0], f.new) for f in diff.findings
+             if f.kind == "policy-finding"}
+    assert found == {("policy-finding", "vulny", "licenses", False),
+                     ("policy-finding", "vulny", "vulnerabilities", False),
+                     ("policy-finding", "yanky", "licenses", True)}  # waived before
+    assert [f.new for f in diff.findings if f.kind == "yanked"] == [False]
+    assert "policy: new policy-finding: licenses: yanky==1.1 declares no SPDX license" in \
+        render_text(LockDiff("old", "new", (diff,)))
 
 
 def test_lock_check_names_recorded_findings_that_differ(tmp_path: Path,

@@ -3,7 +3,8 @@
 - :func:`diff_set` — one set's :class:`~lockmirror.stages.diff_model.SetDiff`:
   per target, packages added, removed, upgraded, downgraded or changed (same
   version, other files), files added and removed with sizes, new sdists,
-  policy findings (exceptions used, yanked releases) and alarms (a file whose
+  policy findings (exceptions used, warn-level findings the lock recorded,
+  yanked releases) and alarms (a file whose
   name stays while its sha256 or its URL's host changes).
 - :func:`why_chains` — why a package is locked: requirer entries walked up
   to the set.
@@ -299,6 +300,14 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
         out.append(Finding("exception-used", "warn", name or record.get("package"),
                            version or None, exception_text(record),
                            new=tuple(sorted(record.items())) not in old_records))
+    old_found = {tuple(sorted(r.items())) for r in (old.policy_findings if old else ())}
+    for record in new.policy_findings:
+        if record.get("rule") == "yanked":
+            continue  # said below, from the package's own yanked mark
+        name, _, version = record.get("release", "").partition("==")
+        out.append(Finding("policy-finding", "warn", name or None, version or None,
+                           f"{record.get('rule', 'a rule')}: {record.get('message', '')}",
+                           new=tuple(sorted(record.items())) not in old_found))
     old_yanked = {p.key for p in (old.packages if old else ()) if p.yanked is not None}
     for package in sorted(new.packages, key=lambda p: p.key):
         if package.yanked is None:

@@ -111,7 +111,7 @@ class NewSdist:
 class Finding:
     """A policy matter the reviewer should see."""
 
-    kind: Literal["exception-used", "yanked", "audit", "license"]
+    kind: Literal["exception-used", "policy-finding", "yanked", "audit", "license"]
     severity: Literal["deny", "warn", "info"]
     package: str | None
     version: str | None

@@ -42,7 +42,8 @@ only ever added, never renamed or removed, within schema version 1)::
         "files": {"added": [FILE...], "removed": [FILE...],
                   "old_size": 0, "new_size": 0, "size_change": 0},
         "new_sdists": [{FILE..., "source_builds_on": ["target", ...]}],
-        "findings": [{"kind": "exception-used" | "yanked" | "audit" | "license",
+        "findings": [{"kind": "exception-used" | "policy-finding" | "yanked" | "audit"
+                      | "license",
                       "severity": "deny" | "warn" | "info",
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
