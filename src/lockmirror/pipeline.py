@@ -305,19 +305,17 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     from .formats.url_policy import read_checked_lockfiles
     from .gitutil import run_git
     from .net.s3_store import store_of
-    from .stages.bundle import resolve_source_date_epoch
-    from .stages.sbom import sbom_documents
+    from .stages.sbom import sbom_documents, sbom_stamp
 
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
     commit = run_git(loaded.path.absolute().parent, "log", "-1", "--format=%H", "--",
                      loaded.path.name, optional=True)
-    epoch, source = resolve_source_date_epoch(None, loaded.lockfile_dir)
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
                           commit=(commit or "").strip() or None,
-                          source_date_epoch=None if source.startswith("none") else epoch)
+                          source_date_epoch=sbom_stamp(loaded.lockfile_dir))
 
 
 def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:

@@ -41,14 +41,10 @@ def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provena
     Costs, when rendering: one git call (the time stamp) and one small metadata
     read from the store per locked release."""
     from ..formats.lockfile import Lockfile
-    from .bundle import resolve_source_date_epoch
-    from .sbom import sbom_documents
+    from .sbom import sbom_documents, sbom_stamp
 
     paths = [*(sbom_path(s.name) for s in sets), sbom_path(None)]
-    lockfile_dir = sets[0].input.path.parent if sets else None
-    epoch, source = (resolve_source_date_epoch(None, lockfile_dir) if lockfile_dir
-                     else (0, "none"))
-    stamp = None if source.startswith("none") else epoch
+    stamp = sbom_stamp(sets[0].input.path.parent if sets else None)
     key = sha256_bytes(json.dumps([
         "sbom/1", __version__, mirror_name, provenance.commit, stamp,
         sorted((s.name, s.input.sha256) for s in sets)]).encode())

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from ..formats.sbom import MISSING, ReleaseFacts, SbomSubject, render_sbom
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from packaging.version import Version
 
     from ..formats.lockfile import LockedPackage, Lockfile
@@ -27,6 +29,17 @@ MIRROR_DOCUMENT = "mirror.cdx.json"  # every set; the one a bundle's reader star
 def sbom_name(set_name: str) -> str:
     """The file name of a set's SBOM under ``sbom/``."""
     return f"{set_name}.cdx.json"
+
+
+def sbom_stamp(lockfile_dir: Path | None) -> int | None:
+    """The SBOMs' time stamp: ``$SOURCE_DATE_EPOCH``, else the last commit of
+    the lockfiles in ``lockfile_dir``; None (no time stamp) when neither is known."""
+    if lockfile_dir is None:
+        return None
+    from .bundle import resolve_source_date_epoch
+
+    epoch, source = resolve_source_date_epoch(None, lockfile_dir)
+    return None if source.startswith("none") else epoch
 
 
 def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_name: str,
