@@ -119,6 +119,11 @@ def test_lock_check_names_the_input_that_changed(
     path.write_text(text.replace("[alpha]", "[alpha, gamma]"))
     assert why().endswith("(changed: the set's requirements)")
     path.write_text(text)
+    # a token in the source URL is no input: a rotated one leaves the lockfile current
+    host = fixture_index.url.split("://", 1)[1]
+    for token in ("first", "rotated"):
+        assert stale_sets(load_config(path, environ={
+            "FIXTURE_URL": f"http://ci:{token}@{host}"})) == {}
     moved = why({"FIXTURE_URL": fixture_index.url + "elsewhere/"})
     assert "changed: source 'fixture' (its URL comes from the environment variable " \
            "FIXTURE_URL" in moved

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import LoadedConfig
 from ..formats.lockfile import LOCK_FORMAT
+from ..formats.url_policy import redact_url
 
 __all__ = ["input_hash", "input_parts", "what_changed"]
 
@@ -39,7 +40,8 @@ def _input_data(loaded: LoadedConfig, set_name: str) -> dict[str, Any]:
         "set": spec.model_dump(mode="json", exclude={"description"}, exclude_defaults=True),
         "targets": {name: config.targets[name].model_dump(mode="json", exclude_defaults=True)
                     for name in config.set_targets(set_name)},
-        "sources": [{"name": s.name, "url": s.url, "priority": s.priority,
+        # without user info: the hash is committed, a token in the URL is not its input
+        "sources": [{"name": s.name, "url": redact_url(s.url), "priority": s.priority,
                      "projects": sorted(s.projects)} for s in config.sources],
         "policy": config.policy_for(set_name).model_dump(mode="json", exclude_defaults=True),
     }
