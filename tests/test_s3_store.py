@@ -343,6 +343,10 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
     assert not any(rel.startswith((".store/", "s3:")) for rel in remote)  # no local store
     stored = {k.removeprefix("mirror/store/") for k in objects(aws_env, bucket)}
     assert stored == {rel.removeprefix(".store/") for rel in local if rel.startswith(".store/")}
+    # diff reads the licenses from the S3 store's metadata (it needs no local store)
+    assert main(["diff", "--config", str(tmp_path / "s3" / "mirror.yaml"),
+                 str(tmp_path / "local" / "lockfiles"), str(tmp_path / "s3" / "lockfiles")]) == 0
+    assert "no changes to the lockfiles" in capsys.readouterr().out
     # gc needs a local store: refused in one line, nothing touched
     assert main(["gc", "--config", str(tmp_path / "s3" / "mirror.yaml")]) == 1
     assert "paths.store is on S3" in capsys.readouterr().err

@@ -273,17 +273,15 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
                      source_date_epoch: int | None) -> list[tuple[str, bytes]]:
     """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with
     advisory sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
-    import os
     from datetime import UTC
 
     from .formats.bundle_format import ADVISORIES_NAME
+    from .stages.bundle import env_source_date_epoch
 
     if since is not None or not loaded.config.policy.advisory_sources:
         return []
     if now is None:
-        epoch = source_date_epoch
-        if epoch is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
-            epoch = int(os.environ["SOURCE_DATE_EPOCH"])
+        epoch = source_date_epoch if source_date_epoch is not None else env_source_date_epoch()
         now = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
     snapshot = advisories(loaded, now=now)
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]

@@ -54,9 +54,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    now = parse_when(args.now) if args.now else datetime.now(UTC)  # the one clock read
+    # without --now, a full bundle's snapshot time comes from --source-date-epoch or
+    # $SOURCE_DATE_EPOCH when given (pipeline.bundle), so its bytes repeat
+    now = parse_when(args.now) if args.now else None
     if args.advisories_only:
-        return _refresh(args, now)
+        return _refresh(args, now or datetime.now(UTC))
     result = pipeline.bundle(
         load_config(args.config), index_dir=args.index, out=args.out, since=args.since,
         split=args.split, key=args.key, source_date_epoch=args.source_date_epoch,

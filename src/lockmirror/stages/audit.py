@@ -378,7 +378,7 @@ def _licenses(loaded: LoadedConfig, lockfiles: Sequence[Lockfile], client: objec
               ) -> dict[tuple[str, Version], DeclaredLicense] | None:
     """Each release's declared license from the store or the index's PEP 658
     files (no distribution downloaded); None when no set has a license rule."""
-    from ..formats.store import Store
+    from ..net.s3_store import store_of
     from .release_licenses import release_licenses
 
     config = loaded.config
@@ -386,7 +386,7 @@ def _licenses(loaded: LoadedConfig, lockfiles: Sequence[Lockfile], client: objec
     if config.policy.licenses is None and not any(
             n in config.sets and config.policy_for(n).licenses is not None for n in names):
         return None
-    return release_licenses(lockfiles, Store(loaded.store_dir), client)
+    return release_licenses(lockfiles, store_of(loaded), client)
 
 
 __all__ = ["AuditReport", "AuditRow", "audit", "audit_mirror"]

@@ -205,18 +205,36 @@ def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple
     ``explicit`` wins, then ``$SOURCE_DATE_EPOCH``, then the time of the last
     commit touching ``lockfile_dir``; else 0 (so output stays reproducible).
     """
+    return (known_source_date_epoch(explicit, lockfile_dir)
+            or (0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"))
+
+
+def known_source_date_epoch(explicit: int | None,
+                            lockfile_dir: Path | None) -> tuple[int, str] | None:
+    """:func:`resolve_source_date_epoch` without its fallback: None when no time
+    is known (the SBOMs then carry no time stamp)."""
     if explicit is not None:
         return int(explicit), "argument"
-    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if env:
-        try:
-            return int(env), "SOURCE_DATE_EPOCH"
-        except ValueError:
-            raise LockmirrorError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
+    env = env_source_date_epoch()
+    if env is not None:
+        return env, "SOURCE_DATE_EPOCH"
+    if lockfile_dir is None:
+        return None
     stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
     if stamp and stamp.strip().isdigit():
         return int(stamp.strip()), "git log (lockfiles)"
-    return 0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"
+    return None
+
+
+def env_source_date_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` when set; LockmirrorError when it is not an integer."""
+    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not env:
+        return None
+    try:
+        return int(env)
+    except ValueError:
+        raise LockmirrorError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
 
 
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:

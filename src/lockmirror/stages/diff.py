@@ -92,11 +92,11 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,
                    new: LockfileSide) -> LockDiff:
     """``diff`` with the license changes the store's metadata shows."""
-    from ..formats.store import Store
+    from ..net.s3_store import store_of
     from .diff_compare import with_license_changes
 
     lockfiles = [*dict(old.lockfiles).values(), *dict(new.lockfiles).values()]
-    return with_license_changes(diff, lockfiles, Store(loaded.store_dir))
+    return with_license_changes(diff, lockfiles, store_of(loaded))
 
 
 def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now: datetime,

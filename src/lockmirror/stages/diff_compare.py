@@ -43,7 +43,7 @@ from .diff_model import (
 
 if TYPE_CHECKING:
     from ..formats.licenses import DeclaredLicense
-    from ..formats.store import Store
+    from ..net.s3_store import AnyStore
     from .diff_model import LockDiff
 
 WHY_CHAIN_LIMIT = 3  # chains shown per package; the shortest ones, which say the most
@@ -320,7 +320,8 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
 
 
 
-def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile], store: Store) -> LockDiff:
+def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
+                         store: AnyStore) -> LockDiff:
     """``diff`` with a ``license`` finding for each upgraded or downgraded
     project whose two releases declare different licenses, where the store
     has both releases' core metadata (``lockfiles``: both sides' lockfiles).

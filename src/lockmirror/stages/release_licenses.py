@@ -20,12 +20,12 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from ..formats.lockfile import LockedPackage, Lockfile
-    from ..formats.store import Store
+    from ..net.s3_store import AnyStore
 
 __all__ = ["release_licenses"]
 
 
-def release_licenses(lockfiles: Sequence[Lockfile], store: Store | None, client: Any = None,
+def release_licenses(lockfiles: Sequence[Lockfile], store: AnyStore | None, client: Any = None,
                      *, only: Collection[tuple[str, Version]] | None = None,
                      ) -> dict[tuple[str, Version], DeclaredLicense]:
     """(name, version) -> declared license, for every locked release (those in

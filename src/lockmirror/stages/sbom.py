@@ -34,12 +34,10 @@ def sbom_name(set_name: str) -> str:
 def sbom_stamp(lockfile_dir: Path | None) -> int | None:
     """The SBOMs' time stamp: ``$SOURCE_DATE_EPOCH``, else the last commit of
     the lockfiles in ``lockfile_dir``; None (no time stamp) when neither is known."""
-    if lockfile_dir is None:
-        return None
-    from .bundle import resolve_source_date_epoch
+    from .bundle import known_source_date_epoch
 
-    epoch, source = resolve_source_date_epoch(None, lockfile_dir)
-    return None if source.startswith("none") else epoch
+    known = known_source_date_epoch(None, lockfile_dir)
+    return known[0] if known else None
 
 
 def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_name: str,
