@@ -190,6 +190,13 @@ def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
     assert main(["import", str(refresh), "--into", str(far)]) == 1
     err = capsys.readouterr().err
     assert "not the index's own landing data (AttributeError)" in err and "Traceback" not in err
+    deep = b"[" * 100_000 + b"]" * 100_000  # past the recursion limit: the bounded reader's
+    (far / "landing.json").write_bytes(deep)
+    files["landing.json"] = Entry(hashlib.sha256(deep).hexdigest(), len(deep))
+    Manifest(files).write(far / "manifest.json")
+    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert "not the index's own landing data (" in err and "Traceback" not in err
     assert (far / VULNY_10).is_file()
     (far / "landing.json").write_bytes(landing)
     (far / "manifest.json").write_bytes(before)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from html import escape
 
 from ..fsutil import format_size
+from .bounded import load_json
 
 # The URL shown in configuration snippets where the real one is not known
 # when the page is built; the landing page's script replaces it in the browser.
@@ -135,8 +136,9 @@ class LandingData:
 
     @classmethod
     def from_json(cls, data: bytes) -> LandingData:
-        """Parse ``landing.json``; ValueError, KeyError or TypeError if it is not one."""
-        raw = json.loads(data)
+        """Parse ``landing.json`` (with the limits of :func:`load_json`: it comes
+        from a bundle); InputError, ValueError, KeyError or TypeError if it is not one."""
+        raw = load_json(data, where=LANDING_DATA)
         if raw.get("format") != _DATA_FORMAT:
             raise ValueError(f"landing data format {raw.get('format')!r}")
         sets = tuple(SetSummary(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from ..errors import LockmirrorError
+from ..formats.bounded import load_json
 from ..fsutil import sha256_bytes
 
 RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
@@ -36,9 +38,9 @@ def parse_receipt(raw: bytes) -> Receipt:
     """Key -> (sha256, ETag) from a receipt object; {} when unreadable (that only
     costs HEAD requests, never a wrong answer: the ETag must match too)."""
     try:
-        data = json.loads(raw)
+        data = load_json(raw, where=RECEIPT_FORMAT)
         if data.get("format") != RECEIPT_FORMAT:
             return {}
         return {str(key): (str(value[0]), str(value[1])) for key, value in data["objects"].items()}
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+    except (LockmirrorError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}

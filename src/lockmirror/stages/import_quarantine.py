@@ -121,8 +121,9 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
         page = landing.page(projects=len(projects), files=len(artifacts),
                             total_size=sum(entry.size for entry in artifacts))
         return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__
+    except (LockmirrorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = (exc.message if isinstance(exc, LockmirrorError) else
+                  str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__)
         raise LockmirrorError(f"not the index's own landing data ({reason})", where=str(path),
                               hint="run `lockmirror verify` on the mirror") from None
 
