@@ -19,7 +19,7 @@ from .. import pipeline
 from ..config import load_config
 from ..errors import LockmirrorError
 from ..fsutil import atomic_write
-from ..resolve.policy import parse_when
+from ..timeutil import parse_when
 
 NAME = "advisories"
 HELP = ("write the advisory snapshot of the locked releases (-o advisories.json) for "

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from .. import pipeline
 from ..config import load_config
-from ..resolve.policy import parse_when
 from ..stages.audit_render import RENDERERS
 from ..stages.quarantine import apply_quarantine, render_plan
+from ..timeutil import parse_when
 
 NAME = "audit"
 HELP = ("re-check every locked release against the policy now (advisories, yanks, "

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import pipeline
 from ..config import load_config
 from ..fsutil import atomic_write
-from ..resolve.policy import parse_when
+from ..timeutil import parse_when
 
 NAME = "bump"
 HELP = ("move the lockfiles (--security: only what has advisories) on a branch, commit, and "

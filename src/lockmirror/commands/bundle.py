@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import pipeline
 from ..config import DEFAULT_CONFIG, load_config
 from ..fsutil import format_size
-from ..resolve.policy import parse_when
+from ..timeutil import parse_when
 
 NAME = "bundle"
 HELP = ("write dist/lockmirror-<name>-<id>.tar (+ .sha256): the index, lockfiles, mirror.yaml "

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from .. import pipeline
 from ..config import load_config
-from ..resolve.policy import parse_when
 from ..stages.outdated import RENDERERS
+from ..timeutil import parse_when
 
 NAME = "outdated"
 HELP = ("list locked releases behind upstream with the reason each newer one is not "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import LockmirrorError, NotFoundError
 from ..fsutil import atomic_write
+from ..timeutil import as_utc
 from .bounded import load_json
 
 FORMAT = "lockmirror-quarantine/1"
@@ -87,7 +88,7 @@ class QuarantineList:
                     release = QuarantinedRelease(
                         name=canonicalize_name(str(entry["name"])),
                         version=Version(str(entry["version"])),
-                        since=_as_utc(datetime.fromisoformat(str(entry["since"]))),
+                        since=as_utc(datetime.fromisoformat(str(entry["since"]))),
                         reasons=tuple(str(r) for r in entry.get("reasons", ())))
                 except (KeyError, TypeError, ValueError, InvalidVersion) as exc:
                     raise ValueError(f"releases[{i}]: {exc}") from None
@@ -121,7 +122,7 @@ class QuarantineList:
             key = (canonicalize_name(name), Version(version))
             old = releases.get(key)
             if old is None:
-                entry = QuarantinedRelease(key[0], key[1], _as_utc(now),
+                entry = QuarantinedRelease(key[0], key[1], as_utc(now),
                                            tuple(sorted(set(reasons))))
                 added.append(entry)
             else:
@@ -156,8 +157,3 @@ def release_of(filename: str) -> Key | None:
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
     return None
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken to be UTC already (as the policy reads times)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import LockmirrorError, PublishError
 from ..net.s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
+from ..timeutil import as_utc
 from .tree import Progress, ProgressEvent, lock_holder_text
 
 STATE_CACHE = "no-store"
@@ -84,8 +85,10 @@ class BucketLock:
             raise self.convert(error, "reading the lock") from None
         try:
             data = json.loads(raw)
-            created = datetime.fromisoformat(str(data["created"]))
-            expires = datetime.fromisoformat(str(data["expires"])) if "expires" in data else None
+            # naive times (another writer's) are UTC, as everywhere in lockmirror
+            created = as_utc(datetime.fromisoformat(str(data["created"])))
+            expires = (as_utc(datetime.fromisoformat(str(data["expires"])))
+                       if "expires" in data else None)
             return LockHolder(str(data["holder"]), created, str(data["token"]), expires, etag)
         except (ValueError, KeyError, TypeError):
             return LockHolder("an unreadable lock object", None, "", None, etag)
@@ -126,8 +129,8 @@ class BucketLock:
             if holder is None:
                 continue  # released between our attempt and the read: try again
             now = datetime.now(UTC)
-            if holder.expired(now, lease.ttl) or breaks_left:
-                expired = holder.expired(now, lease.ttl)
+            expired = holder.expired(now, lease.ttl)
+            if expired or breaks_left:
                 if not expired:
                     breaks_left -= 1
                 # conditional on the holder's ETag: of two takers one wins

@@ -36,8 +36,8 @@ from packaging.version import InvalidVersion, Version
 from ..errors import InputError, LockmirrorError
 from ..formats.bounded import load_json
 from ..net.osv import Advisory
+from ..timeutil import as_utc
 from .advisories import AdvisoryDB, AdvisorySource, OsvOfflineSource, Release
-from .policy import as_utc
 
 FORMAT = "lockmirror-advisories/1"
 MAX_SNAPSHOT_BYTES = 64 << 20

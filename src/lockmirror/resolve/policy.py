@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -48,6 +48,7 @@ from ..config import WAIVABLE_RULES
 from ..config_schema import MirrorConfig, PolicyConfig, PolicyException
 from ..errors import PolicyError
 from ..formats.licenses import DeclaredLicense, license_refusal
+from ..timeutil import as_utc
 
 if TYPE_CHECKING:
     from ..net.osv import Advisory
@@ -55,11 +56,6 @@ if TYPE_CHECKING:
 
 Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "licenses", "exceptions"]
 Level = Literal["deny", "warn"]
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # --------------------------------------------------------------------------
@@ -438,17 +434,7 @@ def _days(delta: timedelta) -> str:
     return f"{days:.1f} days"
 
 
-def parse_when(text: str) -> datetime:
-    """An ISO date or date-time from the command line (``--now``), as UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise PolicyError(f"'{text}' is not an ISO date or date-time",
-                          hint="e.g. 2024-10-10 or 2024-10-10T12:00:00Z") from None
-    return as_utc(moment)
-
-
 __all__ = [
     "WAIVABLE_RULES", "Decision", "ExceptionUse", "Finding", "PolicyEngine",
-    "as_utc", "exception_labels", "policy_records", "parse_when",
+    "exception_labels", "policy_records",
 ]

@@ -32,7 +32,8 @@ from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
 from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
-from ..resolve.policy import Finding, PolicyEngine, as_utc
+from ..resolve.policy import Finding, PolicyEngine
+from ..timeutil import as_utc
 
 RowLevel = Literal["deny", "warn", "waived"]
 LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}

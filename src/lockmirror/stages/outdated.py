@@ -42,8 +42,9 @@ from packaging.version import Version
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import LockedPackage, Lockfile
-from ..resolve.policy import Finding, PolicyEngine, as_utc
+from ..resolve.policy import Finding, PolicyEngine
 from ..targets import Target, Truth
+from ..timeutil import as_utc
 
 if TYPE_CHECKING:
     from ..net.index_client import DistFile, IndexClient
