@@ -18,19 +18,21 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
 from ..fsutil import atomic_write
-from ..stages import diff as stage
-from ..stages.diff_render import render_json, render_markdown, render_text
 from ..stages.diff_textconv import render_textconv
+
+if TYPE_CHECKING:
+    from ..stages.diff import LockfileSide
 
 NAME = "diff"
 HELP = "show what changed between two lock states: packages, why, files, sizes, policy"
 
 MAIN_BRANCHES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
-RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
+FORMATS = ("text", "markdown", "json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "with the main branch)")
     parser.add_argument("new", nargs="?", metavar="NEW",
                         help="git revision, lockfile or directory (default: the working tree)")
-    parser.add_argument("--format", choices=tuple(RENDERERS), default="text",
+    parser.add_argument("--format", choices=FORMATS, default="text",
                         help="text for terminals (default), markdown for a PR comment or "
                              "$GITHUB_STEP_SUMMARY, json for machines")
     parser.add_argument("-o", "--output", metavar="FILE",
@@ -71,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if args.git_external:
         sys.stdout.write(_git_external(args.git_external))
         return 0
+    # git's drivers above run once per changed lockfile: the stage (and mirror.yaml's
+    # reader) is imported only here
+    from ..stages import diff as stage
+    from ..stages import diff_render
+
     # The command line is where the clock is read.
     result = stage.run(args.old, args.new, config=Path(args.config),
                        branches=_branches(args.base),
@@ -78,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
                        offline=args.offline)
     for warning in result.warnings:
         print(f"lockmirror: warning: {warning}", file=sys.stderr)
-    text = RENDERERS[args.format](result.diff)
+    render = {"text": diff_render.render_text, "markdown": diff_render.render_markdown,
+              "json": diff_render.render_json}[args.format]
+    text = render(result.diff)
     if args.output:
         atomic_write(Path(args.output), text)
     else:
@@ -111,6 +120,9 @@ def _git_external(argv: list[str]) -> str:
     is no valid lockfile falls back to a unified diff of the text, since a failing
     driver would abort the whole ``git diff``.
     """
+    from ..stages.diff import diff_lockfiles
+    from ..stages.diff_render import render_text
+
     if len(argv) != 7:
         return f"* Unmerged path {argv[0]}\n"
     path, old_file, old_hex, _, new_file, new_hex, _ = argv
@@ -124,7 +136,7 @@ def _git_external(argv: list[str]) -> str:
         return header + "".join(difflib.unified_diff(
             old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
             f"a/{path}", f"b/{path}"))
-    return header + render_text(stage.diff_lockfiles(old, new))
+    return header + render_text(diff_lockfiles(old, new))
 
 
 def _blob(hex_id: str) -> str:
@@ -138,12 +150,14 @@ def _side_text(file: str) -> str:
         raise LockmirrorError(f"cannot read: {exc}", where=file) from None
 
 
-def _side(text: str, label: str) -> stage.LockfileSide:
+def _side(text: str, label: str) -> LockfileSide:
+    from ..stages.diff import LockfileSide
+
     if not text.strip():
-        return stage.LockfileSide(label, {}, {}, single_file=True)
+        return LockfileSide(label, {}, {}, single_file=True)
     lockfile = Lockfile.loads(text, where=label)
-    return stage.LockfileSide(label, {lockfile.set_name: lockfile},
-                              {lockfile.set_name: label}, single_file=True)
+    return LockfileSide(label, {lockfile.set_name: lockfile},
+                        {lockfile.set_name: label}, single_file=True)
 
 
 def _branches(explicit: str | None) -> list[str]:
