@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 
@@ -22,10 +22,6 @@ from . import mutation, pipeline
 from .doit_project import Project
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write, format_size
-
-if TYPE_CHECKING:
-
-    pass
 
 TaskDict = dict[str, Any]
 
@@ -85,45 +81,33 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    from .commands.lock import LockLine
+    from .commands.lock import LockLine, print_results
 
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(project.loaded, [set_name], progress=line)
     finally:
         line.close()
-    for result in results:
-        state = "written" if result.written else "unchanged"
-        print(f"{result.path}: {len(result.lockfile.packages)} packages for "
-              f"{len(result.lockfile.targets)} targets ({state})")
-        for warning in result.warnings:
-            print(f"  policy warning: {warning}", file=sys.stderr)
+    print_results(results)
 
 
 def lock_tasks(project: Project) -> Iterator[TaskDict]:
     from .formats.lockfile import read_input_hash
 
-    for set_name in project.set_names:
-        path = project.lockfile_path(set_name)
-        wanted = project.summary["sets"][set_name]["input_hash"]
+    locks = [(name, project.lockfile_path(name), project.summary["sets"][name]["input_hash"],
+              f"resolve set '{name}' for its targets") for name in project.set_names]
+    tool = project.summary.get("tool")
+    if tool:  # lockmirror's own set: the bundle's tool wheels (stages/tool_set.py)
+        locks.append((tool["name"], Path(tool["lockfile"]), tool["input_hash"],
+                      "resolve lockmirror's own dependencies"))
+    for set_name, path, wanted, what in locks:
         yield {
             "name": set_name,
-            "doc": f"resolve set '{set_name}' for its targets into {path.name}",
+            "doc": f"{what} into {path.name}",
             "actions": [_action(_lock_one, project, set_name)],
             "targets": [str(path)],
             # Up to date when the hash recorded in the lockfile matches: a fresh
             # clone with current lockfiles does no network at all.
-            "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
-            "verbosity": 2,
-        }
-    tool = project.summary.get("tool")
-    if tool:  # lockmirror's own set: the bundle's tool wheels (stages/tool_set.py)
-        path, wanted = Path(tool["lockfile"]), tool["input_hash"]
-        yield {
-            "name": tool["name"],
-            "doc": f"resolve lockmirror's own dependencies into {path.name}",
-            "actions": [_action(_lock_one, project, tool["name"])],
-            "targets": [str(path)],
             "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
             "verbosity": 2,
         }

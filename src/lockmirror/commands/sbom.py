@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import pipeline
     from ..config import load_config
     from ..fsutil import atomic_write
+    from ..stages.sbom import MIRROR_DOCUMENT, sbom_name
 
     loaded = load_config(args.config)
     sets = [args.set_name] if args.set_name else None
@@ -35,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
             atomic_write(args.output / name, data, only_if_changed=True)
             print(f"{args.output / name}")
         return 0
-    wanted = f"{args.set_name}.cdx.json" if args.set_name else "mirror.cdx.json"
+    wanted = sbom_name(args.set_name) if args.set_name else MIRROR_DOCUMENT
     sys.stdout.buffer.write(documents[wanted])
     return 0
