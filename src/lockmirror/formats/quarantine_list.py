@@ -157,3 +157,16 @@ def release_of(filename: str) -> Key | None:
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
     return None
+
+
+def releases_of(paths: Iterable[str]) -> set[str]:
+    """"name version" of the releases whose artifacts (``files/<project>/<file>``,
+    not ``.metadata``) are among a tree's ``paths``; stray files are skipped."""
+    found = set()
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
+            release = release_of(parts[2])
+            if release is not None:
+                found.add(f"{parts[1]} {release[1]}")
+    return found

@@ -70,11 +70,11 @@ from ..formats.bundle_format import (
     read_index_manifest,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
+from ..formats.quarantine_list import releases_of
 from ..fsutil import atomic_write, format_size, sha256_bytes
 from ..gitutil import run_git
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
-from .import_plan import releases_of
 from .tool_set import collect_tool_wheels
 
 MAX_PARTS = 999

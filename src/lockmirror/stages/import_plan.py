@@ -16,7 +16,7 @@ index manifest the bundle pins.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,18 +205,3 @@ def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: Bu
             raise BundleError("bundle.json and the index manifest disagree about it",
                               where=f"{display}:{info.top}/{path}")
     return manifest
-
-
-def releases_of(paths: Iterable[str]) -> set[str]:
-    """"name version" of the releases whose artifacts (``files/<project>/<file>``,
-    not ``.metadata``) are among a manifest's ``paths``."""
-    from ..formats.quarantine_list import release_of
-
-    found = set()
-    for path in paths:
-        parts = path.split("/")
-        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
-            release = release_of(parts[2])
-            if release is not None:
-                found.add(f"{parts[1]} {release[1]}")
-    return found

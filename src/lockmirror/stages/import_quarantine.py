@@ -62,17 +62,16 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
     wanted = set(keys)
     doomed: dict[str, set[str]] = {}  # project -> filenames
     taken: set[str] = set()
+    removed: set[str] = set()
     for rel in manifest.files:
         parts = rel.split("/")
         if len(parts) != 3 or parts[0] != "files":
             continue
-        key = release_of(parts[2])
+        key = release_of(parts[2])  # an artifact's and its .metadata file's
         if key is not None and key in wanted:
             doomed.setdefault(parts[1], set()).add(parts[2].removesuffix(".metadata"))
             taken.add(f"{key[0]}=={key[1]}")
-    removed = {rel for rel in manifest.files if rel.startswith("files/")
-               and rel.split("/")[1] in doomed
-               and rel.split("/")[2].removesuffix(".metadata") in doomed[rel.split("/")[1]]}
+            removed.add(rel)
     pages: dict[str, bytes] = {}
     emptied = []
     for project, filenames in sorted(doomed.items()):

@@ -51,9 +51,10 @@ from ..formats.bundle_format import (
     locate_bundle,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
+from ..formats.quarantine_list import releases_of
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
-from .import_plan import INDEX_PREFIX, ImportPlan, plan_import, releases_of
+from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_state import bundle_manifest_sha256, keep_bundle_state, snapshot_current
 from .import_swap import (
     make_parents,

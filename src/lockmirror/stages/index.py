@@ -67,6 +67,7 @@ from ..formats.pages import (
     root_html,
     root_json,
 )
+from ..formats.quarantine_list import releases_of
 from ..formats.store import Store
 from ..fsutil import atomic_write, sha256_bytes
 from ..net.s3_store import AnyStore, S3Store
@@ -82,7 +83,6 @@ from .index_sets import (
     merge_project,
     normalized_releases,
     read_sets,
-    releases_of_paths,
     set_summary,
 )
 from .index_tree import Tree
@@ -257,7 +257,7 @@ class _Run:
         self._save_state(key, inputs + kept_inputs, sets, tree, kept)
         return IndexResult(
             out_dir=self.out_dir, noop=False, written=tuple(sorted(tree.written)),
-            removed=tuple(removed), removed_releases=tuple(releases_of_paths(removed)),
+            removed=tuple(removed), removed_releases=tuple(sorted(releases_of(removed))),
             projects=summary["projects"], files=summary["files"],
             total_size=summary["total_size"], linked=tree.linked, copied=tree.copied)
 

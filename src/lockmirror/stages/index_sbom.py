@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..fsutil import sha256_bytes
-from .sbom import MIRROR_DOCUMENT, sbom_name
 
 if TYPE_CHECKING:
     from ..formats.landing_page import Provenance
@@ -31,6 +30,8 @@ __all__ = ["SBOM_DIR", "sbom_path", "write_sboms"]
 
 def sbom_path(set_name: str | None) -> str:
     """The tree path of a set's SBOM (None: the whole mirror's)."""
+    from .sbom import MIRROR_DOCUMENT, sbom_name  # formats.sbom's imports: only with SBOMs
+
     return f"{SBOM_DIR}/{sbom_name(set_name) if set_name else MIRROR_DOCUMENT}"
 
 

@@ -346,17 +346,3 @@ def normalized_releases(releases: Iterable[tuple[str, Version | str]],
             text = str(version)
         found.add((str(canonicalize_name(str(name))), text))
     return frozenset(found)
-
-
-def releases_of_paths(removed: Iterable[str]) -> list[str]:
-    """"name version" of the artifacts among ``removed`` paths."""
-    from ..formats.quarantine_list import release_of
-
-    releases = set()
-    for rel in removed:
-        parts = rel.split("/")
-        if len(parts) == 3 and parts[0] == "files" and not parts[2].endswith(".metadata"):
-            release = release_of(parts[2])
-            if release is not None:  # else not a distribution (a stray file)
-                releases.add(f"{parts[1]} {release[1]}")
-    return sorted(releases)

@@ -50,7 +50,6 @@ class Tree:
     written: list[str] = field(default_factory=list)
     linked: int = 0
     copied: int = 0
-    unsynced: list[str] = field(default_factory=list)  # written, not yet flushed to disk
     can_link: bool = True
     made_dirs: set[str] = field(default_factory=set)
     old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # by keep(), on first use
@@ -172,7 +171,7 @@ class Tree:
         """Flush what was written, write the manifest, remove what nothing
         names (pages first, so no page links to a file already gone), and
         rename a staging tree into place. The removed paths, in that order."""
-        fs.flush(self.root, self.unsynced, everything=self.fresh)
+        fs.flush(self.root, self.written, everything=self.fresh)  # a staging tree: synced whole
         present = self.old_entries if self.trusted else (
             {} if self.fresh else dict.fromkeys(fs.walk(self.root)))
         removed = sorted((rel for rel in present if rel not in self.entries
@@ -207,5 +206,3 @@ class Tree:
 
     def _wrote(self, rel: str) -> None:
         self.written.append(rel)
-        if not self.fresh:  # a staging tree is synced whole
-            self.unsynced.append(rel)
