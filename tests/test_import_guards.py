@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import test_import
 from test_bundle import EPOCH, bundle
 from test_import import WHEEL, Mirror, refused, repack, top_of
 
@@ -31,16 +32,7 @@ from lockmirror.stages.importer import import_bundle
 Members = list[tuple[tarfile.TarInfo, bytes]]
 
 
-@pytest.fixture
-def mirror(tmp_path: Path) -> Mirror:
-    """A mirror imported from one bundle, and a good bundle of another tree (as in
-    ``tests/test_import.py``)."""
-    first = bundle(tmp_path / "v1", tmp_path / "out1")
-    root = tmp_path / "srv" / "mirror"
-    root.parent.mkdir()
-    assert import_bundle([first.path], root).changed
-    good = bundle(tmp_path / "in", tmp_path / "out")
-    return Mirror(root, first, tmp_path / "v1", good, tmp_path / "in")
+mirror = test_import.mirror  # the fixture: a mirror imported from one bundle, and another
 
 CARRIED_WHEEL = f"index/{WHEEL}"  # its path in bundle.json
 

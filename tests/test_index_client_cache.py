@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fixtureindex import FixtureIndex
 
@@ -28,7 +29,11 @@ def test_a_page_is_kept_once_with_its_validators_and_revalidated(
     with IndexClient([source(fixture_index)], cache_dir=tmp_path, environ={}) as client:
         again = client.project("beta")
         wheel = again.files[0]
-        assert client.metadata(wheel) == client.metadata(wheel)
+        metadata = client.metadata(wheel)
+        assert metadata is not None and client.metadata(wheel) == metadata
+        # asked once (the second answer is the first one kept), never the wheel itself
+        assert fixture_index.count(urlsplit(wheel.url).path + ".metadata") == 1
+        assert fixture_index.count(urlsplit(wheel.url).path) == 0
     [request] = [r for r in fixture_index.requests if r.path == "/simple/beta/"]
     assert request.conditional and request.status == 304
     assert [f.filename for f in again.files] == [f.filename for f in first.files]

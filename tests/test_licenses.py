@@ -216,10 +216,7 @@ def test_unknown_licenses_warn_while_locking(tmp_path: Path,
 def store_metadata(store_dir: Path, catalogue: Catalogue, name: str, version: str) -> None:
     """The PEP 658 file of the release's wheel, where fetch puts it."""
     wheel = catalogue.find(name, version, wheel=True)
-    store = Store(store_dir)
-    path = store.path(wheel.metadata_sha256)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(wheel.metadata)
+    Store(store_dir).write(wheel.metadata_sha256, wheel.metadata)
 
 
 def test_audit_reports_license_findings_from_the_store_or_the_index(
