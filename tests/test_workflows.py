@@ -253,6 +253,9 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
                if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
         assert len(aws) == 1 and "if" in aws[0]  # only when an S3 store or bucket is set
         assert not any("secret" in key for key in aws[0]["with"])  # OIDC: no static keys
+        # a job that reads an S3 store has credentials whenever the store is on S3
+        assert "startsWith(vars.LOCKMIRROR_STORE, 's3://')" in aws[0]["if"]
+        assert "vars.LOCKMIRROR_STORE_ROLE_ARN" in aws[0]["with"]["role-to-assume"]
     # without an S3 store: each shard's files travel to the gather job as an artifact
     upload = next(s for s in shard["steps"]
                   if s.get("uses", "").startswith("actions/upload-artifact@"))
