@@ -17,6 +17,7 @@ from ..errors import LockmirrorError, StaleLockError
 
 if TYPE_CHECKING:
     from ..config import LoadedConfig
+    from ..formats.lockfile import Lockfile
     from ..stages.lock import LockResult
     from ..stages.lock_watch import LockProgress
 
@@ -81,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if args.upgrade_vulnerable:
         return _upgrade_vulnerable(args, loaded)
     from .. import pipeline
+    from ..stages.tool_set import lock_scopes
 
     started = time.monotonic()
-    before = _versions(loaded.lockfile_path(name) for name in args.sets or loaded.config.sets
-                       ) if args.upgrade else {}  # read only to say where named pins moved
+    # read only to say where named pins moved: every lockfile the lock covers
+    # (lockmirror's own set too, as pipeline.lock's scopes)
+    before = _versions(scope.lockfile_path(name)
+                       for scope, names in lock_scopes(loaded, args.sets)
+                       for name in names or scope.config.sets) if args.upgrade else {}
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
@@ -168,7 +173,7 @@ def upgrade_outcomes(names: Iterable[str], before: dict[tuple[str, str], set[str
                      results: Sequence[LockResult]) -> list[str]:
     """For each ``--upgrade`` name and set that locks it: where it moved, or that it
     stayed (the newest version its requirements and the policy allow)."""
-    after = _versions(r.path for r in results)
+    after = _pins(r.lockfile for r in results)
     lines = []
     for name in names:
         wanted = canonicalize_name(name)
@@ -191,12 +196,19 @@ def _versions(paths: Iterable[Path]) -> dict[tuple[str, str], set[str]]:
     """(set, package) -> the versions its lockfile pins (unreadable lockfiles: none)."""
     from ..formats.lockfile import Lockfile
 
-    found: dict[tuple[str, str], set[str]] = {}
+    lockfiles = []
     for path in paths:
         try:
-            lockfile = Lockfile.read(path)
+            lockfiles.append(Lockfile.read(path))
         except (LockmirrorError, OSError):
             continue
+    return _pins(lockfiles)
+
+
+def _pins(lockfiles: Iterable[Lockfile]) -> dict[tuple[str, str], set[str]]:
+    """(set, package) -> the versions the lockfiles pin."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for lockfile in lockfiles:
         for package in lockfile.packages:
             found.setdefault((lockfile.set_name, str(package.name)), set()).add(
                 str(package.version))
