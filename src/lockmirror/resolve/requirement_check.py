@@ -33,9 +33,6 @@ _SUFFIXES = ("-python", "-python3", "-py")
 
 class PageFile(Protocol):
     @property
-    def version(self) -> Version | None: ...
-
-    @property
     def yanked(self) -> bool: ...
 
     @property
@@ -44,7 +41,9 @@ class PageFile(Protocol):
 
 class Page(Protocol):
     @property
-    def files(self) -> Sequence[PageFile]: ...
+    def releases(self) -> Sequence[Version]: ...
+
+    def files_of(self, version: Version) -> Sequence[PageFile]: ...
 
 
 class Pages(Protocol):
@@ -80,10 +79,8 @@ def _problem(requirement: Requirement, set_name: str, pages: Pages) -> str | Non
     pin = _exact_pin(requirement)
     if pin is None:
         return None
-    releases: dict[Version, list[PageFile]] = {}
-    for file in page.files:
-        if file.version is not None:
-            releases.setdefault(file.version, []).append(file)
+    # the page's releases: versions its file names state, the names checked
+    releases = {version: page.files_of(version) for version in page.releases}
     usable = sorted(v for v, files in releases.items() if not all(f.yanked for f in files))
     nearest = ", ".join(str(v) for v in nearest_versions(usable, pin))
     if pin not in releases:

@@ -225,11 +225,8 @@ class SetChecker:
 
     def releases(self, name: NormalizedName) -> dict[Version, list[DistFile]]:
         if name not in self._pages:
-            by_version: dict[Version, list[DistFile]] = {}
-            for file in self.client.project(name).files:
-                if file.version is not None:
-                    by_version.setdefault(file.version, []).append(file)
-            self._pages[name] = by_version
+            page = self.client.project(name)  # its releases: file names checked
+            self._pages[name] = {v: list(page.files_of(v)) for v in page.releases}
         return self._pages[name]
 
     def row(self, package: LockedPackage, target_name: str) -> OutdatedRow:
