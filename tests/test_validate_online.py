@@ -70,3 +70,14 @@ def test_name_variants_and_nearest_versions() -> None:
     versions = [Version(v) for v in ("1.0", "1.1", "2.0", "2.1", "3.0")]
     assert nearest_versions(versions, Version("2.0.5")) == [Version(v) for v in
                                                              ("1.1", "2.0", "2.1", "3.0")]
+
+
+def test_one_rule_for_a_pin() -> None:
+    """lock, --upgrade and --upgrade-vulnerable all call this: ==1.* is a range."""
+    from packaging.requirements import Requirement
+
+    from lockmirror.resolve.requirement_check import pins_exactly
+
+    assert pins_exactly(Requirement("alpha==1.0")) and pins_exactly(Requirement("alpha===1.0"))
+    assert not pins_exactly(Requirement("alpha==1.*"))
+    assert not pins_exactly(Requirement("alpha>=1,<2"))

@@ -93,6 +93,13 @@ def _problem(requirement: Requirement, set_name: str, pages: Pages) -> str | Non
     return None
 
 
+def pins_exactly(requirement: Requirement) -> bool:
+    """Whether ``requirement`` pins one version (``==``/``===`` without a ``*``): the
+    one rule for "a pin" in lock, --upgrade and --upgrade-vulnerable."""
+    return any(s.operator in ("==", "===") and "*" not in s.version
+               for s in requirement.specifier)
+
+
 def _exact_pin(requirement: Requirement) -> Version | None:
     for spec in requirement.specifier:
         if spec.operator in ("==", "===") and "*" not in spec.version:

@@ -252,9 +252,10 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine, gate: LicenseGate,
     from packaging.requirements import Requirement
 
     from ..resolve.policy import policy_records
+    from ..resolve.requirement_check import pins_exactly
 
     pinned = {canonicalize_name(r.name) for r in map(Requirement, lockfile.requirements)
-              if any(s.operator in {"==", "==="} for s in r.specifier)}
+              if pins_exactly(r)}
     uses: list[ExceptionUse] = []
     warned: list[Finding] = []
     for package in lockfile.packages:

@@ -28,6 +28,7 @@ from ..config import LoadedConfig
 from ..errors import PolicyError
 from ..formats.lockfile import LockedPackage
 from ..resolve.policy import PolicyEngine
+from ..resolve.requirement_check import pins_exactly
 from .lock import LockResult, lock_sets
 from .outdated import SetChecker, read_set_lockfile, requirement_lines
 
@@ -131,8 +132,7 @@ def _pin_line(loaded: LoadedConfig, set_name: str, package: NormalizedName,
     """(line, requirement) of the set's ``==`` requirement on ``package``, or None."""
     for text in loaded.config.sets[set_name].requirements:
         requirement = Requirement(text)
-        if canonicalize_name(requirement.name) == package and any(
-                s.operator in {"==", "==="} for s in requirement.specifier):
+        if canonicalize_name(requirement.name) == package and pins_exactly(requirement):
             return lines.get((set_name, str(requirement)), 0), str(requirement)
     return None
 

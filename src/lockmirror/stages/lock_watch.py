@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import LoadedConfig
 from ..errors import ConfigError, LockmirrorError
+from ..resolve.requirement_check import pins_exactly
 
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
@@ -154,9 +155,7 @@ def _pin(loaded: LoadedConfig, set_name: str, name: str) -> int | None:
             requirement = Requirement(text)
         except InvalidRequirement:
             continue
-        if canonicalize_name(requirement.name) == name and any(
-                s.operator in ("==", "===") and "*" not in s.version
-                for s in requirement.specifier):
+        if canonicalize_name(requirement.name) == name and pins_exactly(requirement):
             return index
     return None
 
