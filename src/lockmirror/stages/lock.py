@@ -109,17 +109,26 @@ def write_lockfile(loaded: LoadedConfig, set_name: str, parts: Mapping[str, Targ
     """Merge every target's part of a set into its lockfile, check it (one
     active entry per name, URLs of declared sources) and write it if its bytes
     changed. ``parts`` must hold every target of the set. No network."""
+    path = loaded.lockfile_path(set_name)
+    lockfile = build_lockfile(loaded, set_name, parts, path)
+    written = lockfile.write(path)
+    return LockResult(set_name, path, lockfile, written, warnings)
+
+
+def build_lockfile(loaded: LoadedConfig, set_name: str, parts: Mapping[str, TargetPart],
+                   path: Path) -> Lockfile:
+    """The lockfile of ``parts`` (every target of the set, or one for a shard),
+    checked as every lockfile is: one active entry per name, and only URLs of
+    declared sources (issue 19; ``path`` names it in errors)."""
+    from ..formats.url_policy import check_lockfile_urls
+
     targets = loaded.config.all_targets()
     lockfile = dataclasses.replace(
         merge_parts(loaded, set_name, parts, targets, input_hash(loaded, set_name)),
         inputs=input_parts(loaded, set_name))
     check_one_entry_per_name(lockfile, targets)
-    path = loaded.lockfile_path(set_name)
-    from ..formats.url_policy import check_lockfile_urls  # issue 19: only declared sources
-
     check_lockfile_urls(lockfile, path, loaded.config.sources)
-    written = lockfile.write(path)
-    return LockResult(set_name, path, lockfile, written, warnings)
+    return lockfile
 
 
 def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,

@@ -21,7 +21,6 @@ does not have, and a stale shard.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -34,9 +33,9 @@ from ..config import LoadedConfig
 from ..errors import InputError, LockmirrorError
 from ..formats.lockfile import RUNTIME_GROUP, Lockfile, read_document
 from ..fsutil import atomic_write
-from .lock import LockResult, resolve_parts, write_lockfile
-from .lock_inputs import input_hash, input_parts
-from .lock_merge import TargetEntry, TargetPart, check_one_entry_per_name, merge_parts
+from .lock import LockResult, build_lockfile, resolve_parts, write_lockfile
+from .lock_inputs import input_hash
+from .lock_merge import TargetEntry, TargetPart
 from .shard import check_targets
 
 if TYPE_CHECKING:
@@ -122,15 +121,7 @@ def _shard_text(loaded: LoadedConfig, set_name: str, part: TargetPart,
     """The shard's lockfile (checked as a lockfile is) and its text."""
     import tomli_w
 
-    from ..formats.url_policy import check_lockfile_urls
-
-    targets = loaded.config.all_targets()
-    lockfile = dataclasses.replace(
-        merge_parts(loaded, set_name, {part.target: part}, targets,
-                    input_hash(loaded, set_name)),
-        inputs=input_parts(loaded, set_name))
-    check_one_entry_per_name(lockfile, targets)
-    check_lockfile_urls(lockfile, path, loaded.config.sources)
+    lockfile = build_lockfile(loaded, set_name, {part.target: part}, path)
     data = lockfile.to_pylock().to_dict()
     conditions = {(str(e.name), str(e.version)): e.conditions for e in part.entries}
     for package in data.get("packages", []):
