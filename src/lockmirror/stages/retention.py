@@ -167,10 +167,8 @@ def _history(path: Path) -> list[tuple[str, datetime]] | None:
 
 
 def _show(path: Path, commit: str) -> bytes | None:
-    top = run_git(path.parent, "rev-parse", "--show-prefix", optional=True)
-    if top is None:
-        return None
-    text = run_git(path.parent, "show", f"{commit}:{top.strip()}{path.name}", optional=True)
+    # "<rev>:./<name>": the path relative to the directory git runs in (one process)
+    text = run_git(path.parent, "show", f"{commit}:./{path.name}", optional=True)
     return None if text is None else text.encode("utf-8")
 
 
