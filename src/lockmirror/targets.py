@@ -16,12 +16,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
+
+if TYPE_CHECKING:
+    from .formats.lockfile import LockedTarget
 
 MARKER_NAMES = frozenset({
     "os_name", "sys_platform", "platform_machine", "platform_python_implementation",
@@ -121,6 +125,12 @@ class Target:
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
     _ranks: dict[str, int | None] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    @classmethod
+    def of_locked(cls, locked: LockedTarget) -> Target:
+        """The target a lockfile's target entry records (no mirror.yaml needed)."""
+        return cls(name=locked.name, python=locked.python, implementation=locked.implementation,
+                   platforms=tuple(locked.platforms))
 
     # -- Python versions -------------------------------------------------
 

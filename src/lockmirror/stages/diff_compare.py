@@ -205,8 +205,7 @@ def describe_target(target: LockedTarget) -> str:
 @functools.lru_cache(maxsize=64)
 def _as_target(target: LockedTarget) -> Target:
     # Cached: a Target computes its (long) tag list once, on first use.
-    return Target(name=target.name, python=target.python, implementation=target.implementation,
-                  platforms=target.platforms)
+    return Target.of_locked(target)
 
 
 def _wheels_for(package: LockedPackage, target: LockedTarget) -> tuple[LockedFile, ...]:

@@ -50,9 +50,7 @@ def disk_usage(current: Mapping[str, Lockfile], retention: Retention, *,
         everything.update(files)
         rows.append(UsageRow(set_name, "set", "current lock", len(files), sum(files.values())))
         for locked in lockfile.targets:
-            target = Target(name=locked.name, python=locked.python,
-                            implementation=locked.implementation, platforms=locked.platforms)
-            mine = _files(lockfile.packages_for(locked.name), target)
+            mine = _files(lockfile.packages_for(locked.name), Target.of_locked(locked))
             rows.append(UsageRow(set_name, "target", locked.name, len(mine),
                                  sum(mine.values())))
         for package in lockfile.packages:

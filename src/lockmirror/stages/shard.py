@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError
-from ..formats.lockfile import LockedPackage, LockedTarget, Lockfile
+from ..formats.lockfile import LockedPackage, Lockfile
 from ..targets import Target
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def for_targets(lockfiles: Sequence[Lockfile], targets: Sequence[str] | None) ->
     wanted = set(targets)
     narrowed = []
     for lockfile in lockfiles:
-        chosen = [_target(t) for t in lockfile.targets if t.name in wanted]
+        chosen = [Target.of_locked(t) for t in lockfile.targets if t.name in wanted]
         packages = tuple(_narrow(p, chosen) for p in lockfile.packages
                          if any(t.name in p.targets for t in chosen))
         narrowed.append(dataclasses.replace(lockfile, packages=packages))
@@ -72,9 +72,3 @@ def _narrow(package: LockedPackage, targets: Sequence[Target]) -> LockedPackage:
                    if any(t.name in package.targets and t.wheel_rank(wheel.filename) is not None
                           for t in targets))
     return dataclasses.replace(package, wheels=wheels)
-
-
-def _target(locked: LockedTarget) -> Target:
-    from .tool_set import target_of
-
-    return target_of(locked)

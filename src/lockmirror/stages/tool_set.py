@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 from ..config import LoadedConfig
 from ..config_schema import MirrorConfig, SetConfig, TargetConfig
 from ..errors import ConfigError, IntegrityError, LockmirrorError, StaleLockError
-from ..formats.lockfile import LockedFile, LockedTarget, Lockfile
+from ..formats.lockfile import LockedFile, Lockfile
 from ..formats.store import Store
 from ..targets import Target, Truth
 from .toolwheels import (
@@ -193,7 +193,7 @@ def choose_tool_wheels(lockfile: Lockfile, *, where: str) -> dict[str, LockedFil
     """
     chosen: dict[str, LockedFile] = {}
     for locked in lockfile.targets:
-        target = target_of(locked)
+        target = Target.of_locked(locked)
         for package in lockfile.packages:
             if package.build_only or locked.name not in package.targets:
                 continue
@@ -208,12 +208,6 @@ def choose_tool_wheels(lockfile: Lockfile, *, where: str) -> dict[str, LockedFil
             best = ranked[0][2]
             chosen[best.filename] = best
     return dict(sorted(chosen.items()))
-
-
-def target_of(locked: LockedTarget) -> Target:
-    """The :class:`~lockmirror.targets.Target` a lockfile's target entry records."""
-    return Target(name=locked.name, python=locked.python, implementation=locked.implementation,
-                  platforms=tuple(locked.platforms))
 
 
 def describe_coverage(lockfile: Lockfile) -> str:
