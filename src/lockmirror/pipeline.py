@@ -247,6 +247,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
+    from .net.s3_store import s3_store_of
     from .stages.bundle import build_bundle
     from .stages.tool_set import check_tool_lock, tool_set_locked
 
@@ -257,7 +258,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
-    s3_store = _s3_store(loaded)
+    s3_store = s3_store_of(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split, key=key,
@@ -285,13 +286,6 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
         now = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
     snapshot = advisories(loaded, now=now)
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
-
-
-def _s3_store(loaded: LoadedConfig) -> AnyStore | None:
-    """The S3 store of ``loaded`` (``paths.store: s3://...``), else None."""
-    from .net.s3_store import store_of
-
-    return store_of(loaded) if loaded.store_location.startswith("s3://") else None
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:

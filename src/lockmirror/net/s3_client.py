@@ -7,6 +7,7 @@ it; its client class is generated at run time, so it is typed loosely here.
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, LockmirrorError, PublishError
@@ -124,3 +125,10 @@ def _client_error(cause: Any, *, action: str, bucket: str, where: str,
         return IntegrityError(f"the server received other bytes than were sent ({code})",
                               where=where)
     return PublishError(f"{action} failed ({detail})", where=where)
+
+
+def endpoint_from_environment() -> str | None:
+    """The S3 endpoint the environment names (``AWS_ENDPOINT_URL_S3``, else
+    ``AWS_ENDPOINT_URL``). boto3 reads these itself too; knowing it picks
+    path-style addressing and a default region."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,7 +39,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 from ..errors import LockmirrorError
-from .s3_client import NOT_FOUND_CODES, convert_error, error_code, make_client, s3_errors
+from .s3_client import (
+    NOT_FOUND_CODES,
+    convert_error,
+    endpoint_from_environment,
+    error_code,
+    make_client,
+    s3_errors,
+)
 
 if TYPE_CHECKING:
     from ..formats.store import Store
@@ -261,9 +267,8 @@ def open_store(store_setting: str, staging: Path, destinations: Any = ()) -> Any
     same = [d for d in destinations if getattr(d, "kind", None) == "s3" and d.bucket == bucket]
     # as the publisher's ad-hoc destinations: an endpoint from the environment also
     # picks path-style addressing and a default region
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     options = same[0] if same else S3Destination(kind="s3", bucket=bucket,
-                                                 endpoint_url=endpoint or None)
+                                                 endpoint_url=endpoint_from_environment())
     return S3Store(store_setting, make_client(options), staging)
 
 
@@ -272,3 +277,9 @@ def store_of(loaded: Any) -> AnyStore:
     an S3 store stages downloads in flight under ``paths.cache``."""
     return open_store(loaded.store_location, loaded.cache_dir / "s3-staging",
                       loaded.config.publish.values())
+
+
+def s3_store_of(loaded: Any) -> S3Store | None:
+    """The S3 store of a loaded ``mirror.yaml`` (``paths.store: s3://...``), else None."""
+    store = store_of(loaded) if is_s3_url(loaded.store_location) else None
+    return store if isinstance(store, S3Store) else None

@@ -22,7 +22,6 @@ or IntegrityError when the source tree does not match its manifest.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 from ..config import LoadedConfig
 from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
 from ..errors import LockmirrorError
+from ..net.s3_client import endpoint_from_environment
 from .tree import (
     PHASES,
     Item,
@@ -157,11 +157,9 @@ def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None =
     """Publish the configured index (or ``source``) to the destination ``name``.
 
     This is what ``doit publish:<name>`` runs. Raises as :func:`publish`."""
-    store = None
-    if source is None and loaded.store_location.startswith("s3://"):
-        from ..net.s3_store import store_of
+    from ..net.s3_store import s3_store_of
 
-        store = store_of(loaded)
+    store = s3_store_of(loaded) if source is None else None
     return publish(source or loaded.index_dir, configured_destination(loaded, name),
                    base_dir=loaded.root, dry_run=dry_run, prune=prune, break_lock=break_lock,
                    lock_wait=lock_wait, jobs=jobs, progress=progress, store=store,
@@ -182,7 +180,7 @@ def destination_from_text(text: str, *, endpoint_url: str | None = None,
         if not match:
             raise LockmirrorError(f"{text!r} is not an S3 URL", hint="write s3://BUCKET/PREFIX")
         return S3Destination(kind="s3", bucket=match.group(1), prefix=match.group(2),
-                             endpoint_url=endpoint_url or _endpoint_from_environment(),
+                             endpoint_url=endpoint_url or endpoint_from_environment(),
                              region=region, profile=profile, directory_keys=directory_keys)
     if re.match(r"^https?://", text):
         return UploadDestination(kind="upload", url=text, simple_url=simple_url,
@@ -192,11 +190,6 @@ def destination_from_text(text: str, *, endpoint_url: str | None = None,
         raise LockmirrorError(f"layout must be flat or tree, not {layout!r}")
     return DirectoryDestination(kind="directory", path=text,
                                 layout="tree" if layout == "tree" else "flat")
-
-
-def _endpoint_from_environment() -> str | None:
-    # boto3 reads these itself too; knowing it here picks path-style addressing and a region
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def open_source(path: Path, *, pubkey: Path | None = None,
