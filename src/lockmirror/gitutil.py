@@ -65,3 +65,20 @@ def run_git(cwd: Path, *args: str, failed: str | None = None, hint: str | None =
     if optional:
         return None
     raise LockmirrorError(problem, hint=hint)
+
+
+def repository_root(directory: Path, *, hint: str | None = None) -> Path:
+    """The root of the git work tree holding ``directory``; LockmirrorError outside one."""
+    top = run_git(directory, "rev-parse", "--show-toplevel",
+                  failed=f"{directory} is not inside a git repository", hint=hint)
+    return Path(top.strip())
+
+
+def path_in_repository(path: Path, root: Path, *, hint: str | None = None) -> str:
+    """``path`` relative to the work tree ``root``, as git names it ("." for the
+    root itself); LockmirrorError when it lies outside."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise LockmirrorError(f"the lockfile directory {path} is outside the git "
+                              f"repository {root}", hint=hint) from None

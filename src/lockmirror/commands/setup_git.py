@@ -39,14 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..fsutil import atomic_write
-    from ..gitutil import run_git
+    from ..gitutil import repository_root, run_git
 
     config = Path(args.config)
     loaded = load_config(config) if config.is_file() else None
     start = loaded.root if loaded else Path.cwd()
-    root = Path(run_git(start, "rev-parse", "--show-toplevel",
-                        failed=f"{start} is not inside a git repository",
-                        hint="run it in the clone that holds mirror.yaml").strip())
+    root = repository_root(start, hint="run it in the clone that holds mirror.yaml")
     lockfile_dir = loaded.lockfile_dir if loaded else start / "lockfiles"
     pattern = f"{_relative(lockfile_dir, root)}pylock.*.toml diff=lockmirror"
     command = f"{shlex.quote(sys.executable)} -m lockmirror diff"

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
-from ..gitutil import run_git
+from ..gitutil import path_in_repository, repository_root, run_git
 from .outdated import OutdatedReport, outdated_sets, render_markdown
 
 SECURITY_BRANCH = "lockmirror/bump-security"
@@ -76,12 +75,11 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
     pages, from the HTTP cache the lock also uses) and one lock.
     """
     from ..net.index_client import IndexClient
-    from .diff import repository_root
     from .lock import lock_sets
     from .lock_vulnerable import upgrade_vulnerable
 
-    repo = repository_root(loaded.root)
-    lockfiles = _relative(loaded.lockfile_dir, repo)
+    repo = repository_root(loaded.root, hint="run it in the clone that holds mirror.yaml")
+    lockfiles = path_in_repository(loaded.lockfile_dir, repo)
     branch = branch or (SECURITY_BRANCH if security else BRANCH)
     if run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
         raise LockmirrorError(f"{lockfiles} has uncommitted changes",
@@ -114,14 +112,6 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
     commit = run_git(repo, "rev-parse", "HEAD").strip()
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
                       f"committed {len(moves)} moves on {branch}")
-
-
-def _relative(path: Path, repo: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(repo.resolve())) or "."
-    except ValueError:
-        raise LockmirrorError(f"the lockfile directory {path} is outside the git work tree",
-                              where=str(repo)) from None
 
 
 def _diff_markdown(loaded: LoadedConfig, head: str) -> str:

@@ -33,7 +33,7 @@ from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
-from ..gitutil import run_git
+from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
 from .diff_model import LockDiff, with_audit
 
@@ -68,8 +68,9 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
                                                           and not Path(new).exists())
     root, relative = Path.cwd(), "lockfiles"
     if needs_git:
-        root = repository_root(config.resolve().parent if loaded else Path.cwd())
-        relative = _relative_to(lockfile_dir, root)
+        root = repository_root(config.resolve().parent if loaded else Path.cwd(),
+                               hint=NO_GIT_HINT)
+        relative = path_in_repository(lockfile_dir, root, hint="give lockfile paths instead")
     if old is None:
         branch, commit = default_base(root, branches)
         found = load_lockfiles(commit, repo=root, lockfile_dir=relative)
@@ -114,14 +115,6 @@ def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now
     except LockmirrorError as error:
         return DiffResult(diff, (f"audit not included: {error}",))
     return DiffResult(with_audit(diff, report.rows))
-
-
-def _relative_to(directory: Path, root: Path) -> str:
-    try:
-        return directory.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        raise LockmirrorError(f"the lockfile directory {directory} is outside the git "
-                              f"repository {root}", hint="give lockfile paths instead") from None
 
 
 @dataclass(frozen=True)
@@ -189,13 +182,6 @@ def load_lockfiles(spec: str, *, repo: Path, lockfile_dir: str) -> LockfileSide:
     if path.is_file():
         return read_file(path)
     return read_revision(repo, spec, lockfile_dir)
-
-
-def repository_root(directory: Path) -> Path:
-    """The root of the git work tree holding ``directory``; LockmirrorError outside one."""
-    top = run_git(directory, "rev-parse", "--show-toplevel",
-                  failed=f"{directory} is not inside a git repository", hint=NO_GIT_HINT)
-    return Path(top.strip())
 
 
 def default_base(repo: Path, branches: Sequence[str]) -> tuple[str, str]:
