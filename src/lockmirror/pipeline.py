@@ -192,15 +192,10 @@ def _over_budget(loaded: LoadedConfig, kept: Retention) -> list[str]:
     if rule.max_size is None:
         return []
     from .errors import LockmirrorError
-    from .formats.url_policy import read_checked_lockfiles
     from .fsutil import parse_size
-    from .stages.disk_usage import disk_usage as usage_of
     from .stages.disk_usage import over_budget
 
-    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
-    problem = over_budget(usage_of({lf.set_name: lf for lf in current}, kept),
-                          parse_size(rule.max_size))
+    problem = over_budget(_usage(loaded, kept), parse_size(rule.max_size))
     if problem is None:
         return []
     if rule.over_size == "fail":
@@ -321,13 +316,18 @@ def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
 
 def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:
     """The mirror's size per set, target and retained revision (from the lockfiles)."""
+    kept = retention(loaded, now=now)
+    return _usage(loaded, kept), kept
+
+
+def _usage(loaded: LoadedConfig, kept: Retention) -> Usage:
+    """The sizes of the sets' current lockfiles (those that exist) and of ``kept``."""
     from .formats.url_policy import read_checked_lockfiles
     from .stages.disk_usage import disk_usage as usage_of
 
     paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
     current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
-    kept = retention(loaded, now=now)
-    return usage_of({lockfile.set_name: lockfile for lockfile in current}, kept), kept
+    return usage_of({lockfile.set_name: lockfile for lockfile in current}, kept)
 
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
