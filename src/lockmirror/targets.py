@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -24,8 +24,21 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-if TYPE_CHECKING:
-    from .formats.lockfile import LockedTarget
+
+class TargetRecord(Protocol):
+    """What a lockfile records of a target (:class:`lockmirror.formats.lockfile.LockedTarget`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def python(self) -> str: ...
+
+    @property
+    def implementation(self) -> str: ...
+
+    @property
+    def platforms(self) -> tuple[str, ...]: ...
 
 MARKER_NAMES = frozenset({
     "os_name", "sys_platform", "platform_machine", "platform_python_implementation",
@@ -127,7 +140,7 @@ class Target:
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
-    def of_locked(cls, locked: LockedTarget) -> Target:
+    def of_locked(cls, locked: TargetRecord) -> Target:
         """The target a lockfile's target entry records (no mirror.yaml needed)."""
         return cls(name=locked.name, python=locked.python, implementation=locked.implementation,
                    platforms=tuple(locked.platforms))
