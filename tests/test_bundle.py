@@ -24,7 +24,8 @@ from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
 from lockmirror.formats.manifest import Manifest, scan_tree
-from lockmirror.stages.bundle import BundleResult, build_bundle, resolve_source_date_epoch
+from lockmirror.stages.bundle import BundleResult, build_bundle
+from lockmirror.timeutil import resolve_source_date_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL_CACHE = REPO / ".cache" / "tests"

@@ -272,7 +272,7 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
     from datetime import UTC
 
     from .formats.bundle_format import ADVISORIES_NAME
-    from .stages.bundle import env_source_date_epoch
+    from .timeutil import env_source_date_epoch
 
     if since is not None or not loaded.config.policy.advisory_sources:
         return []

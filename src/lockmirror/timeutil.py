@@ -1,10 +1,14 @@
-"""Times as lockmirror reads them: aware UTC, from files and from the command line."""
+"""Times as lockmirror reads them: aware UTC, from files and from the command line,
+and the reproducible builds' SOURCE_DATE_EPOCH."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
-from .errors import PolicyError
+from .errors import LockmirrorError, PolicyError
+from .gitutil import run_git
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -20,3 +24,41 @@ def parse_when(text: str) -> datetime:
         raise PolicyError(f"'{text}' is not an ISO date or date-time",
                           hint="e.g. 2024-10-10 or 2024-10-10T12:00:00Z") from None
     return as_utc(moment)
+
+
+def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple[int, str]:
+    """The mtime stamped on every member and where it came from.
+
+    ``explicit`` wins, then ``$SOURCE_DATE_EPOCH``, then the time of the last
+    commit touching ``lockfile_dir``; else 0 (so output stays reproducible).
+    """
+    return (known_source_date_epoch(explicit, lockfile_dir)
+            or (0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"))
+
+
+def known_source_date_epoch(explicit: int | None,
+                            lockfile_dir: Path | None) -> tuple[int, str] | None:
+    """:func:`resolve_source_date_epoch` without its fallback: None when no time
+    is known (the SBOMs then carry no time stamp)."""
+    if explicit is not None:
+        return int(explicit), "argument"
+    env = env_source_date_epoch()
+    if env is not None:
+        return env, "SOURCE_DATE_EPOCH"
+    if lockfile_dir is None:
+        return None
+    stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
+    if stamp and stamp.strip().isdigit():
+        return int(stamp.strip()), "git log (lockfiles)"
+    return None
+
+
+def env_source_date_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` when set; LockmirrorError when it is not an integer."""
+    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not env:
+        return None
+    try:
+        return int(env)
+    except ValueError:
+        raise LockmirrorError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None

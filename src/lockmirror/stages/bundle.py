@@ -72,7 +72,7 @@ from ..formats.bundle_format import (
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import releases_of
 from ..fsutil import atomic_write, format_size, sha256_bytes
-from ..gitutil import run_git
+from ..timeutil import resolve_source_date_epoch
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Layout, Member, directories, read_input
 from .tool_set import collect_tool_wheels
@@ -197,44 +197,6 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     digests = layout.write(out_dir, names, volume_size)
     atomic_write(checksums_path, format_checksums(zip(names, digests, strict=True)))
     return result(digests, changed=True)
-
-
-def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple[int, str]:
-    """The mtime stamped on every member and where it came from.
-
-    ``explicit`` wins, then ``$SOURCE_DATE_EPOCH``, then the time of the last
-    commit touching ``lockfile_dir``; else 0 (so output stays reproducible).
-    """
-    return (known_source_date_epoch(explicit, lockfile_dir)
-            or (0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"))
-
-
-def known_source_date_epoch(explicit: int | None,
-                            lockfile_dir: Path | None) -> tuple[int, str] | None:
-    """:func:`resolve_source_date_epoch` without its fallback: None when no time
-    is known (the SBOMs then carry no time stamp)."""
-    if explicit is not None:
-        return int(explicit), "argument"
-    env = env_source_date_epoch()
-    if env is not None:
-        return env, "SOURCE_DATE_EPOCH"
-    if lockfile_dir is None:
-        return None
-    stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
-    if stamp and stamp.strip().isdigit():
-        return int(stamp.strip()), "git log (lockfiles)"
-    return None
-
-
-def env_source_date_epoch() -> int | None:
-    """``$SOURCE_DATE_EPOCH`` when set; LockmirrorError when it is not an integer."""
-    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not env:
-        return None
-    try:
-        return int(env)
-    except ValueError:
-        raise LockmirrorError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
 
 
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:

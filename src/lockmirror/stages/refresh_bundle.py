@@ -39,7 +39,7 @@ from ..formats.manifest import MANIFEST_NAME
 from ..formats.quarantine_list import QuarantineList
 from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisory_snapshot import Snapshot
-from .bundle import resolve_source_date_epoch
+from ..timeutil import resolve_source_date_epoch
 from .bundle_tar import Layout, Member, directories
 
 

@@ -34,7 +34,7 @@ def sbom_name(set_name: str) -> str:
 def sbom_stamp(lockfile_dir: Path | None) -> int | None:
     """The SBOMs' time stamp: ``$SOURCE_DATE_EPOCH``, else the last commit of
     the lockfiles in ``lockfile_dir``; None (no time stamp) when neither is known."""
-    from .bundle import known_source_date_epoch
+    from ..timeutil import known_source_date_epoch
 
     known = known_source_date_epoch(None, lockfile_dir)
     return known[0] if known else None
