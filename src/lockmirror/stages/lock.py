@@ -141,36 +141,33 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
     """Resolve each set of ``work`` (set -> the targets to resolve, checked
     names) for those targets: set -> (target -> its part, with the policy
     exceptions its lock used; the policy warnings). Options and errors as
-    :func:`lock_sets`; writes nothing."""
-    from ..net.index_client import IndexClient
-    from ..resolve.candidates import TargetContext
-    from ..resolve.resolver import resolve_target
-    from ..resolve.sdist_metadata import SdistMetadataSource
+    :func:`lock_sets`; writes nothing.
 
-    config = loaded.config
-    names = list(work)
-    now = now or datetime.now(UTC)
+    Steps: each (set, target) gets its resolver context (:func:`_contexts`:
+    previous pins, policy filter), all resolve concurrently on one client
+    (:func:`_resolve_all`), and each set's targets become parts with the
+    policy records each target's own files needed (:func:`_set_parts`)."""
+    from ..net.index_client import IndexClient
+
     if client is None:  # ours: closed (its prefetches cancelled) however the lock ends
         # pages keep only the wheels some target installs (and the sdists): less to hold
         keep = {(t.interpreter, t.abi, t.platform)
-                for target in config.all_targets().values() for t in target.tags}
-        with IndexClient(config.sources_by_priority(), cache_dir=loaded.cache_dir / "http",
-                         keep_tags=keep) as own:
+                for target in loaded.config.all_targets().values() for t in target.tags}
+        with IndexClient(loaded.config.sources_by_priority(),
+                         cache_dir=loaded.cache_dir / "http", keep_tags=keep) as own:
             return resolve_parts(loaded, work, client=own, now=now, upgrade=upgrade,
                                  upgrade_all=upgrade_all, jobs=jobs,
                                  candidate_filter_for=candidate_filter_for, prefer=prefer,
                                  progress=progress)
-    targets = config.all_targets()
-    index_urls = [s.url for s in config.sources_by_priority()]
-    sdists = SdistMetadataSource(client, loaded.cache_dir / "build", index_urls)
+    names = list(work)
     upgrade = list(upgrade)
-    upgrade_names = {canonicalize_name(n) for n in upgrade}
     # each set's previous lockfile read once, not once per target; none kept under upgrade_all
     previous_locks = {} if upgrade_all else {
         s: _read_previous(loaded.lockfile_path(s)) for s in names}
     if upgrade:
         check_upgrade(loaded, upgrade, names, previous_locks)
-    engines = _policy_engines(loaded, names, now) if candidate_filter_for is None else {}
+    engines = (_policy_engines(loaded, names, now or datetime.now(UTC))
+               if candidate_filter_for is None else {})
     gates = {name: LicenseGate(engine) for name, engine in engines.items()}  # policy.licenses
     if candidate_filter_for is None:
         def candidate_filter_for(name: str) -> CandidateFilter:
@@ -179,23 +176,60 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
     # Ask for every top-level project at once: the network is the cost.
     client.prefetch_projects(sorted({
         canonicalize_name(n)
-        for s in names for n in _requirement_names(config.sets[s].requirements)}))
-
-    keys: list[tuple[str, str]] = [(s, t) for s in names for t in work[s]]
+        for s in names for n in _requirement_names(loaded.config.sets[s].requirements)}))
+    keys = [(s, t) for s in names for t in work[s]]
     watch = Watch(progress, len(keys))
-    contexts: dict[tuple[str, str], TargetContext] = {}
+    pins = {key: _pins_to_keep(previous_locks.get(key[0]), key[1], upgrade,
+                               (prefer or {}).get(key[0], {})) for key in keys}
+    contexts = _contexts(loaded, client, keys, pins, watch, candidate_filter_for)
+    results = _resolve_all(loaded, contexts, gates, watch, jobs)
+    return {set_name: _set_parts(loaded, set_name,
+                                 {t: results[(set_name, t)] for t in work[set_name]},
+                                 client, engines.get(set_name), gates.get(set_name))
+            for set_name in names}
+
+
+def _pins_to_keep(previous: Lockfile | None, target: str, upgrade: Sequence[str],
+                  prefer: Mapping[NormalizedName, Version]) -> dict[NormalizedName, Version]:
+    """What the resolver tries first for ``target``: the previous lock's pins
+    but those named in ``upgrade``, and over them ``prefer``."""
+    freed = {canonicalize_name(n) for n in upgrade}
+    return {name: version for name, version in _previous_pins(previous, target).items()
+            if name not in freed} | dict(prefer)
+
+
+def _contexts(loaded: LoadedConfig, client: IndexClient, keys: Sequence[tuple[str, str]],
+              pins: Mapping[tuple[str, str], Mapping[NormalizedName, Version]], watch: Watch,
+              candidate_filter_for: Callable[[str], CandidateFilter | None],
+              ) -> dict[tuple[str, str], TargetContext]:
+    """The resolver's context of each (set, target): its target, the set's options
+    and policy, the pins to keep, the candidate filter (watched for progress)."""
+    from ..resolve.candidates import TargetContext
+    from ..resolve.sdist_metadata import SdistMetadataSource
+
+    config = loaded.config
+    targets = config.all_targets()
+    sdists = SdistMetadataSource(client, loaded.cache_dir / "build",
+                                 [s.url for s in config.sources_by_priority()])
+    contexts = {}
     for set_name, target_name in keys:
         spec = config.sets[set_name]
-        policy = config.policy_for(set_name)
-        previous = {k: v for k, v in
-                    _previous_pins(previous_locks.get(set_name), target_name).items()
-                    if k not in upgrade_names} | dict((prefer or {}).get(set_name, {}))
         contexts[(set_name, target_name)] = TargetContext(
             target=targets[target_name], client=client, sdists=sdists,
             prereleases=spec.prereleases, prefer_sdists=spec.prefer_sdists,
-            allow_sdists=policy.sdists == "allow", preferred=previous,
+            allow_sdists=config.policy_for(set_name).sdists == "allow",
+            preferred=dict(pins[(set_name, target_name)]),
             candidate_filter=watch.filter((set_name, target_name),
                                           candidate_filter_for(set_name)))
+    return contexts
+
+
+def _resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], TargetContext],
+                 gates: Mapping[str, LicenseGate], watch: Watch, jobs: int,
+                 ) -> dict[tuple[str, str], TargetLock]:
+    """Every (set, target) resolved, with its sdists' build requirements, ``jobs``
+    at a time (the network is the cost); errors placed at the set and target."""
+    from ..resolve.resolver import resolve_target
 
     def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
         set_name, target_name = key
@@ -203,7 +237,8 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
         resolve = gates[set_name].resolve if set_name in gates else resolve_target
         watch.started(key)
         try:
-            runtime = resolve(config.sets[set_name].requirements, ctx, root_label=set_name)
+            runtime = resolve(loaded.config.sets[set_name].requirements, ctx,
+                              root_label=set_name)
             locked = _with_build_resolutions(runtime, ctx, set_name, resolve)
         except LockmirrorError as error:
             raise in_context(error, loaded, set_name, target_name) from None
@@ -211,22 +246,25 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
         return key, locked
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = dict(pool.map(run, keys))
+        return dict(pool.map(run, list(contexts)))
 
-    out = {}
-    for set_name in names:
-        per_target = {t: results[(set_name, t)] for t in work[set_name]}
-        parts = target_parts(per_target, client)
-        warnings = skipped_notes(per_target)
-        for target_name, part in parts.items() if set_name in engines else ():
-            # each target's exceptions on what that target locks (the files it chose)
+
+def _set_parts(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, TargetLock],
+               client: IndexClient, engine: PolicyEngine | None, gate: LicenseGate | None,
+               ) -> tuple[dict[str, TargetPart], tuple[str, ...]]:
+    """A set's resolutions as parts, each with the policy exceptions and
+    findings of what that target locks (the files it chose); the warnings."""
+    parts = target_parts(per_target, client)
+    warnings = skipped_notes(per_target)
+    if engine is not None and gate is not None:
+        targets = loaded.config.all_targets()
+        for target_name, part in parts.items():
             one = merge_parts(loaded, set_name, {target_name: part}, targets, "")
-            records, findings, found = _record_policy(one, engines[set_name], gates[set_name])
+            records, findings, found = _record_policy(one, engine, gate)
             parts[target_name] = dataclasses.replace(part, exceptions_used=records,
                                                      policy_findings=findings)
             warnings += found
-        out[set_name] = (parts, tuple(sorted(set(warnings))))
-    return out
+    return parts, tuple(sorted(set(warnings)))
 
 
 def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
