@@ -266,11 +266,21 @@ def set_section(summary: SetSummary, *, sbom: bool = False) -> str:
     """The landing page's section for one set (depends on that set alone);
     ``sbom``: link its CycloneDX SBOM, ``sbom/<set>.cdx.json``."""
     out = [f'<section id="set-{escape(summary.name)}">',
-           f"<h2>Set <code>{escape(summary.name)}</code></h2>"]
+           f"<h2>Set <code>{escape(summary.name)}</code></h2>",
+           _set_facts(summary, sbom=sbom), _targets_table(summary)]
+    if summary.requirements:
+        out.append("<details><summary>Requirements "
+                   f"({len(summary.requirements)})</summary><pre>"
+                   + escape("\n".join(summary.requirements)) + "</pre></details>")
+    out.append(_packages_table(summary))
+    return "\n".join(out)
+
+
+def _set_facts(summary: SetSummary, *, sbom: bool) -> str:
+    """A set's packages, size, lockfile, input hash and SBOM link."""
     locked = [p for p in summary.packages if p.kept_for is None]
-    distinct = {p.name for p in summary.packages}
     kept = len(summary.packages) - len(locked)
-    out.append(_facts([
+    return _facts([
         ("packages", f"{len({p.name for p in locked})} ({len(locked)} releases"
                      + (f"; {kept} more kept for earlier locks)" if kept else ")")),
         ("size", escape(format_size(summary.total_size))),
@@ -280,9 +290,13 @@ def set_section(summary: SetSummary, *, sbom: bool = False) -> str:
         *([("SBOM", (f'<a href="sbom/{escape(summary.name)}.cdx.json">'
                      f"sbom/{escape(summary.name)}.cdx.json</a> (CycloneDX 1.6)"))]
           if sbom else []),
-    ]))
-    out.append("<h3>Targets</h3><table><thead><tr><th>target</th><th>python</th>"
-               "<th>platforms</th><th>constraints</th></tr></thead><tbody>")
+    ])
+
+
+def _targets_table(summary: SetSummary) -> str:
+    """A set's targets, each with its constraints file."""
+    out = ["<h3>Targets</h3><table><thead><tr><th>target</th><th>python</th>"
+           "<th>platforms</th><th>constraints</th></tr></thead><tbody>"]
     for set_target in summary.targets:
         path = f"constraints/{summary.name}-{set_target.name}.txt"
         out.append(f"<tr><td><code>{escape(set_target.name)}</code></td>"
@@ -290,56 +304,51 @@ def set_section(summary: SetSummary, *, sbom: bool = False) -> str:
                    f"<td>{escape(', '.join(set_target.platforms))}</td>"
                    f'<td><a href="{escape(path)}">{escape(path)}</a></td></tr>')
     out.append("</tbody></table>")
-    if summary.requirements:
-        out.append("<details><summary>Requirements "
-                   f"({len(summary.requirements)})</summary><pre>"
-                   + escape("\n".join(summary.requirements)) + "</pre></details>")
+    return "\n".join(out)
+
+
+def _packages_table(summary: SetSummary) -> str:
+    """One row per project: its release(s) on each target, files and size."""
     target_names = [t.name for t in summary.targets]
-    rows: dict[str, dict[str, list[SetPackage]]] = {}
-    for package in summary.packages:
-        per_target = rows.setdefault(package.name, {})
-        for target in package.targets:
-            per_target.setdefault(target, []).append(package)
-    out.append(f"<h3>Packages ({len(distinct)})</h3><table><thead><tr><th>package</th>"
-               + "".join(f"<th>{escape(t)}</th>" for t in target_names)
-               + '<th class="num">files</th><th class="num">size</th></tr></thead><tbody>')
     releases_by_name: dict[str, list[SetPackage]] = {}
     for package in summary.packages:
         releases_by_name.setdefault(package.name, []).append(package)
-    for name in sorted(rows):
+    out = [f"<h3>Packages ({len(releases_by_name)})</h3><table><thead><tr><th>package</th>"
+           + "".join(f"<th>{escape(t)}</th>" for t in target_names)
+           + '<th class="num">files</th><th class="num">size</th></tr></thead><tbody>']
+    for name in sorted(releases_by_name):
+        releases = releases_by_name[name]
         cells = []
         for target in target_names:
-            found = rows[name].get(target, [])
-            if not found:
-                cells.append('<td class="none">-</td>')
-                continue
-            texts = []
-            for package in found:
-                text = escape(package.version)
-                if package.yanked is not None:
-                    text += '<span class="tag yanked">yanked</span>'
-                if package.build_only:
-                    text += '<span class="tag">build</span>'
-                if package.quarantined:
-                    text += '<span class="tag yanked">quarantined</span>'
-                if package.kept_for:
-                    text += f'<span class="tag">{escape(package.kept_for)}</span>'
-                texts.append(text)
-            cells.append(f"<td>{'<br>'.join(texts)}</td>")
-        releases = releases_by_name[name]
-        files = sum(p.files for p in releases)
-        size = sum(p.size for p in releases)
+            found = [p for p in releases if target in p.targets]
+            cells.append(f"<td>{'<br>'.join(_release_text(p) for p in found)}</td>"
+                         if found else '<td class="none">-</td>')
         out.append(f'<tr><td><a href="simple/{escape(name)}/">{escape(name)}</a></td>'
                    + "".join(cells)
-                   + f'<td class="num">{files}</td>'
-                   f'<td class="num">{escape(format_size(size))}</td></tr>')
+                   + f'<td class="num">{sum(p.files for p in releases)}</td>'
+                   f'<td class="num">{escape(format_size(sum(p.size for p in releases)))}'
+                   "</td></tr>")
     out.append("</tbody></table></section>")
     return "\n".join(out)
 
 
-def landing_html(page: LandingPage) -> str:
-    """The human front page: sets, packages and versions per target, sizes,
-    provenance, and copy-paste client configuration."""
+def _release_text(package: SetPackage) -> str:
+    """A release in a target's cell: its version and tags (yanked, build, ...)."""
+    text = escape(package.version)
+    if package.yanked is not None:
+        text += '<span class="tag yanked">yanked</span>'
+    if package.build_only:
+        text += '<span class="tag">build</span>'
+    if package.quarantined:
+        text += '<span class="tag yanked">quarantined</span>'
+    if package.kept_for:
+        text += f'<span class="tag">{escape(package.kept_for)}</span>'
+    return text
+
+
+def _provenance_facts(page: LandingPage) -> list[tuple[str, str]]:
+    """Where the content came from: mirror.yaml's commit and sha256, the
+    sources, the tool, the manifest and the SBOM."""
     prov = page.provenance
     facts: list[tuple[str, str]] = []
     if prov.commit:
@@ -361,6 +370,12 @@ def landing_html(page: LandingPage) -> str:
     if page.sbom:
         facts.append(("SBOM", ('<a href="sbom/mirror.cdx.json">sbom/mirror.cdx.json</a> '
                                "(CycloneDX 1.6, every set; one per set below)")))
+    return facts
+
+
+def landing_html(page: LandingPage) -> str:
+    """The human front page: sets, packages and versions per target, sizes,
+    provenance, and copy-paste client configuration."""
     snippets = pip_config(EXAMPLE_URL)
     config_html = "".join(
         f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'
@@ -393,7 +408,7 @@ def landing_html(page: LandingPage) -> str:
          "PACKAGE</code>.</p>"),
         "</section>",
         '<section id="provenance"><h2>Where this content came from</h2>',
-        _facts(facts),
+        _facts(_provenance_facts(page)),
         f"<p>Sets: {set_links}</p>" if page.set_names else "",
         "</section>",
     ]
