@@ -157,18 +157,6 @@ class Lockfile:
 
         packages = []
         for pkg in sorted(self.packages, key=lambda p: (p.name, p.version, p.marker or "")):
-            tool: dict[str, Any] = {"targets": list(pkg.targets)}
-            if pkg.why:
-                tool["why"] = {t: list(v) for t, v in sorted(pkg.why.items())}
-            if pkg.build_only:
-                tool["build-only"] = True
-            if pkg.groups:
-                tool["groups"] = list(pkg.groups)
-            if pkg.yanked is not None:
-                tool["yanked"] = pkg.yanked
-            metadata = {f.filename: f.metadata_sha256 for f in pkg.wheels if f.metadata_sha256}
-            if metadata:
-                tool["metadata-sha256"] = dict(sorted(metadata.items()))
             packages.append(Package(
                 name=pkg.name,
                 version=pkg.version,
@@ -178,9 +166,24 @@ class Lockfile:
                 index=pkg.index,
                 sdist=_to_archive(PackageSdist, pkg.sdist) if pkg.sdist else None,
                 wheels=[_to_archive(PackageWheel, w) for w in sorted(pkg.wheels)] or None,
-                tool={"lockmirror": tool},
+                tool={"lockmirror": _package_tool(pkg)},
             ))
-        tool = {
+        lock = Pylock(
+            lock_version=Version(LOCK_VERSION),
+            environments=[Marker(t.marker) for t in self.targets],
+            dependency_groups=list(self.build_groups) or None,
+            default_groups=[RUNTIME_GROUP] if self.build_groups else None,
+            created_by=CREATED_BY,
+            packages=packages,
+            tool={"lockmirror": self._tool()},
+        )
+        lock.validate()
+        return lock
+
+    def _tool(self) -> dict[str, Any]:
+        """The lockfile's ``[tool.lockmirror]``: set, input hash, requirements,
+        targets, and the records lock keeps (exceptions used, findings, ...)."""
+        tool: dict[str, Any] = {
             "set": self.set_name,
             "input-hash": self.input_hash,
             "requirements": list(self.requirements),
@@ -200,17 +203,7 @@ class Lockfile:
             tool["skipped-builds"] = [dict(sorted(r.items())) for r in self.skipped_builds]
         if self.inputs:
             tool["inputs"] = dict(sorted(self.inputs.items()))
-        lock = Pylock(
-            lock_version=Version(LOCK_VERSION),
-            environments=[Marker(t.marker) for t in self.targets],
-            dependency_groups=list(self.build_groups) or None,
-            default_groups=[RUNTIME_GROUP] if self.build_groups else None,
-            created_by=CREATED_BY,
-            packages=packages,
-            tool={"lockmirror": tool},
-        )
-        lock.validate()
-        return lock
+        return tool
 
     def dumps(self) -> str:
         """The lockfile as TOML text: sorted, stable, validated (PEP 751)."""
@@ -385,6 +378,24 @@ def read_input_hash(path: Path) -> str | None:
     except OSError:
         return None
     return found[-1].decode() if len(found) == 1 else None
+
+
+def _package_tool(pkg: LockedPackage) -> dict[str, Any]:
+    """A package's ``[packages.tool.lockmirror]``: its targets, why it is there,
+    build-only, groups, yanked, and the PEP 658 metadata sha256 of its wheels."""
+    tool: dict[str, Any] = {"targets": list(pkg.targets)}
+    if pkg.why:
+        tool["why"] = {t: list(v) for t, v in sorted(pkg.why.items())}
+    if pkg.build_only:
+        tool["build-only"] = True
+    if pkg.groups:
+        tool["groups"] = list(pkg.groups)
+    if pkg.yanked is not None:
+        tool["yanked"] = pkg.yanked
+    metadata = {f.filename: f.metadata_sha256 for f in pkg.wheels if f.metadata_sha256}
+    if metadata:
+        tool["metadata-sha256"] = dict(sorted(metadata.items()))
+    return tool
 
 
 def _to_archive(kind: type[PackageWheel | PackageSdist], f: LockedFile) -> Any:
