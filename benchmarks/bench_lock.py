@@ -57,15 +57,16 @@ threading.setprofile(start)
 main = cProfile.Profile()
 profiles.append(main)
 main.enable()
-from lockmirror.cli import main as lockmirror
+import runpy
+stats_file, sys.argv = sys.argv[1], ["lockmirror", "lock", "--config", sys.argv[2], "--set", "platform"]
 try:
-    lockmirror(["lock", "--config", sys.argv[2], "--set", "platform"])
+    runpy.run_module("lockmirror", run_name="__main__")  # as `python -m lockmirror lock ...`
 except SystemExit:
     pass
 for profile in profiles:
     profile.disable()
     profile.create_stats()
-pstats.Stats(*profiles).dump_stats(sys.argv[1])
+pstats.Stats(*profiles).dump_stats(stats_file)
 """
 
 

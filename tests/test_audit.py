@@ -25,6 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from lockmirror import pipeline
 from lockmirror.cli import main
 from lockmirror.config import LoadedConfig, load_config, parse_config
 from lockmirror.config_schema import SourceConfig
@@ -37,7 +38,7 @@ from lockmirror.resolve.advisories import AdvisoryDB, OsvOfflineSource, PypiJson
 from lockmirror.stages.audit import AuditReport, audit, audit_mirror
 from lockmirror.stages.audit_render import render_json, render_markdown, render_text
 from lockmirror.stages.index import build_index
-from lockmirror.stages.quarantine import QuarantineList, apply_quarantine
+from lockmirror.stages.quarantine import QuarantineList
 
 REPO = Path(__file__).resolve().parent.parent
 ADVISORIES = Path(__file__).parent / "data" / "advisories"
@@ -433,8 +434,8 @@ def test_quarantine_dry_run_changes_nothing(mirror: LoadedConfig,
 def test_quarantine_takes_releases_out_of_the_index(mirror: LoadedConfig, catalogue: Catalogue,
                                                     fixture_index: FixtureIndex) -> None:
     report = audit_mirror(mirror, now=NOW)
-    dry = apply_quarantine(mirror, report, now=NOW, dry_run=True)
-    result = apply_quarantine(mirror, report, now=NOW)
+    dry = pipeline.quarantine(mirror, report, now=NOW, dry_run=True)
+    result = pipeline.quarantine(mirror, report, now=NOW)
     assert (result.change.removed, result.change.rewritten) == (
         dry.change.removed, dry.change.rewritten)
     assert result.change.releases == ("vulny==1.0",)
@@ -455,7 +456,7 @@ def test_quarantine_takes_releases_out_of_the_index(mirror: LoadedConfig, catalo
     assert json.loads(mirror.quarantine_path.read_text())["releases"][0]["since"] == (
         "2024-10-10T12:00:00Z")
     # running again changes nothing, and keeps the first date
-    again = apply_quarantine(mirror, audit_mirror(mirror, now=NOW.replace(day=11)),
+    again = pipeline.quarantine(mirror, audit_mirror(mirror, now=NOW.replace(day=11)),
                              now=NOW.replace(day=11))
     assert again.change.removed == () and again.added == ()
     assert QuarantineList.read(mirror.quarantine_path) == listed
@@ -482,7 +483,7 @@ def test_quarantine_empties_a_project_and_real_installers_see_it(
     assert uv is not None
     fixture_index.add_vulnerability("speedup", "1.2", "PYSEC-2024-0100", fixed_in=["1.3"])
     report = audit_mirror(mirror, now=NOW, sets=["core"])
-    result = apply_quarantine(mirror, report, now=NOW)
+    result = pipeline.quarantine(mirror, report, now=NOW)
     assert result.change.releases == ("speedup==1.2", "vulny==1.0")
     root = mirror.index_dir
     assert "simple/index.json" in result.change.rewritten

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .stages.index import IndexResult
     from .stages.lock import LockResult
     from .stages.lock_watch import LockProgress
+    from .stages.quarantine import QuarantineResult
     from .stages.retention import RetainedLock, Retention
 
 Progress = Callable[[str], None]
@@ -338,6 +339,16 @@ def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = N
 
     return audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
                         offline=offline, databases=databases)
+
+
+def quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime,
+               dry_run: bool = False) -> QuarantineResult:
+    """``audit --quarantine``: put the releases ``report`` denies on the quarantine
+    list, then rebuild the index without them (:func:`index`, the one writer of
+    ``dist-index/``); ``dry_run``: into a scratch directory, writing nothing."""
+    from .stages.quarantine import apply_quarantine
+
+    return apply_quarantine(loaded, report, now=now, dry_run=dry_run, build_index=index)
 
 
 def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bool = False,

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import pipeline
 from ..config import load_config
 from ..stages.audit_render import RENDERERS
-from ..stages.quarantine import apply_quarantine, render_plan
+from ..stages.quarantine import render_plan
 from ..timeutil import parse_when
 
 NAME = "audit"
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                           offline=args.offline, databases=args.advisories)
     sys.stdout.write(RENDERERS[args.format](report))
     if args.quarantine:
-        plan = apply_quarantine(loaded, report, now=now, dry_run=args.dry_run)
+        plan = pipeline.quarantine(loaded, report, now=now, dry_run=args.dry_run)
         # the plan goes to stderr so that --format json stays parseable on stdout
         sys.stderr.write(render_plan(plan))
     return report.exit_code

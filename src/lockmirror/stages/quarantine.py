@@ -3,7 +3,8 @@
 ``audit --quarantine`` adds every release with a deny-level finding to the
 quarantine list (:mod:`lockmirror.formats.quarantine_list`), a committed file next
 to ``mirror.yaml`` (``paths.quarantine``, default ``quarantine.json``), then
-runs the index stage (:func:`lockmirror.pipeline.index`), which leaves every
+runs the index stage (:func:`lockmirror.pipeline.quarantine` hands it
+:func:`lockmirror.pipeline.index`), which leaves every
 listed release out. The index stage is the only writer of ``dist-index/``:
 pages, landing page and ``manifest.json`` always agree. Keeping the list as
 a committed *input* is what makes the removal stick: the next ``doit
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -79,8 +80,12 @@ class QuarantineResult:
     index_found: bool = True
 
 
+# the index stage's entry, :func:`lockmirror.pipeline.index`
+BuildIndex = Callable[..., object]
+
+
 def apply_quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime,
-                     dry_run: bool = False) -> QuarantineResult:
+                     build_index: BuildIndex, dry_run: bool = False) -> QuarantineResult:
     """Quarantine every release the report denies.
 
     Adds them to the quarantine list (``loaded.quarantine_path``), then runs
@@ -90,7 +95,8 @@ def apply_quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime
     ``paths.cache`` with the would-be list and the result says what would
     change. An index that was not built yet is left alone (the list alone is
     updated; the next index build leaves listed releases out). Raises what
-    :func:`lockmirror.pipeline.index` raises (e.g. a store without the files).
+    ``build_index`` (:func:`lockmirror.pipeline.index`) raises (e.g. a store
+    without the files).
     """
     index_dir = loaded.index_dir
     current = QuarantineList.read(loaded.quarantine_path)
@@ -101,31 +107,29 @@ def apply_quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime
     change = IndexChange()
     if index_found:
         before = Manifest.read(index_dir / MANIFEST_NAME)
-        after = _dry_run_index(loaded, updated) if dry_run else _index_manifest(loaded)
+        after = (_dry_run_index(loaded, updated, build_index) if dry_run
+                 else _index_manifest(loaded, build_index))
         change = IndexChange.between(before, after, updated.keys)
     ordered = tuple(updated.releases[k] for k in sorted(updated.releases))
     return QuarantineResult(loaded.quarantine_path, index_dir, tuple(added), ordered, change,
                             dry_run, index_found)
 
 
-def _index_manifest(loaded: LoadedConfig) -> Manifest:
-    from .. import pipeline
-
-    pipeline.index(loaded)
+def _index_manifest(loaded: LoadedConfig, build_index: BuildIndex) -> Manifest:
+    build_index(loaded)
     return Manifest.read(loaded.index_dir / MANIFEST_NAME)
 
 
-def _dry_run_index(loaded: LoadedConfig, updated: QuarantineList) -> Manifest:
+def _dry_run_index(loaded: LoadedConfig, updated: QuarantineList,
+                   build_index: BuildIndex) -> Manifest:
     """The manifest the index stage would write with ``updated`` as the list:
     built from scratch (the store's files linked) in a directory that is
     removed afterwards; the real list, index and state stay untouched."""
-    from .. import pipeline
-
     loaded.cache_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="quarantine-dry-run-", dir=loaded.cache_dir))
     try:
-        pipeline.index(loaded, out=scratch / "index", state_dir=scratch / "state",
-                     exclude=updated.keys)
+        build_index(loaded, out=scratch / "index", state_dir=scratch / "state",
+                    exclude=updated.keys)
         return Manifest.read(scratch / "index" / MANIFEST_NAME)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
