@@ -9,6 +9,7 @@ renders of the same inputs are the same bytes.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,10 @@ def test_two_renders_are_the_same_bytes_and_no_clock_without_an_epoch(
     assert first == sbom_documents(sets, store, mirror_name="demo", tool_version="9.9")
     document = json.loads(first["core.cdx.json"])
     assert "timestamp" not in document["metadata"]
-    # the serial number follows the content
+    # the serial number follows the content: a UUID of the document's sha256 with a zero serial
+    zeroed = first["core.cdx.json"].replace(document["serialNumber"].encode(),
+                                            uuid.UUID(int=0).urn.encode())
+    assert document["serialNumber"] == uuid.UUID(sha256_bytes(zeroed)[:32], version=5).urn
     other = sbom_documents(sets[:1], store, mirror_name="other", tool_version="9.9")
     assert json.loads(other["core.cdx.json"])["serialNumber"] != document["serialNumber"]
 
