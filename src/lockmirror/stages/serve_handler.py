@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import re
 import threading
 import time
 import urllib.parse
@@ -34,11 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from .. import __version__
 from ..formats.pages import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, cache_control, content_type
 
 _CHUNK = 1 << 16
-_NORMALIZE = re.compile(r"[-_.]+")
 # Media types a simple page can be served as, in the server's order of
 # preference when the client likes several equally (browsers and curl: HTML).
 _OFFERS = (
@@ -50,11 +50,6 @@ _ALIASES = {
     "application/vnd.pypi.simple.latest+json": JSON_CONTENT_TYPE,
     "application/vnd.pypi.simple.latest+html": HTML_CONTENT_TYPE,
 }
-
-
-def normalize(name: str) -> str:
-    """PEP 503 name normalization."""
-    return _NORMALIZE.sub("-", name).lower()
 
 
 def choose_format(accept: str | None) -> tuple[str, str] | None:
@@ -185,7 +180,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
     def _simple(self, parts: list[str], directory: Path | None, trailing: bool, query: str,
                 body: bool) -> None:
         if len(parts) == 2:
-            wanted = normalize(parts[1])
+            wanted = canonicalize_name(parts[1])
             if parts[1] != wanted:
                 self._redirect(f"/simple/{urllib.parse.quote(wanted)}/", query,
                                status=HTTPStatus.MOVED_PERMANENTLY)
