@@ -17,6 +17,7 @@ not. The time is a parameter; nothing here reads the clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -359,15 +360,12 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                   if not offline or c.kind == "osv-offline"]
     db = open_advisory_db(configured, base_dir=loaded.root, session=session)
     db.sources += [offline_source(path) for path in databases]  # OSV database or snapshot
-    if client is None and not offline:
-        from ..net.index_client import IndexClient
+    with ExitStack() as open_clients:
+        if client is None and not offline:
+            from ..net.index_client import IndexClient
 
-        with IndexClient(config.sources_by_priority(),
-                         cache_dir=loaded.cache_dir / "http") as own_client:
-            report = audit(lockfiles, config, sources=db, now=now, client=own_client,
-                           where=loaded.path.name,
-                           licenses=_licenses(loaded, lockfiles, own_client))
-    else:
+            client = open_clients.enter_context(IndexClient(
+                config.sources_by_priority(), cache_dir=loaded.cache_dir / "http"))
         report = audit(lockfiles, config, sources=db, now=now, client=client,
                        where=loaded.path.name, licenses=_licenses(loaded, lockfiles, client))
     quarantined = QuarantineList.read(loaded.quarantine_path)
