@@ -9,6 +9,7 @@ renders of the same inputs are the same bytes.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from fixtureindex import Catalogue, FixtureIndex
 from packaging.version import Version
 
+from lockmirror import __version__
 from lockmirror.cli import main
 from lockmirror.formats.core_metadata import parse_metadata
 from lockmirror.formats.licenses import declared_license
@@ -137,7 +139,10 @@ def test_two_renders_are_the_same_bytes_and_no_clock_without_an_epoch(
     assert first == sbom_documents(sets, store, mirror_name="demo", tool_version="9.9")
     document = json.loads(first["core.cdx.json"])
     assert "timestamp" not in document["metadata"]
-    # the serial number follows the content
+    # the serial number follows the content: a UUID of the document's sha256 with a zero serial
+    zeroed = first["core.cdx.json"].replace(document["serialNumber"].encode(),
+                                            uuid.UUID(int=0).urn.encode())
+    assert document["serialNumber"] == uuid.UUID(sha256_bytes(zeroed)[:32], version=5).urn
     other = sbom_documents(sets[:1], store, mirror_name="other", tool_version="9.9")
     assert json.loads(other["core.cdx.json"])["serialNumber"] != document["serialNumber"]
 
@@ -283,6 +288,36 @@ def test_the_explicit_index_form_writes_sboms_only_when_asked(
                  "--sbom"]) == 0
     assert sorted(p.name for p in (tmp_path / "asked" / "sbom").iterdir()) == [
         "core.cdx.json", "mirror.cdx.json", "tools.cdx.json"]
+
+
+def test_the_index_parses_a_changed_lockfile_once_for_its_pages_and_sboms(
+        tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lockfile the index parsed (and relocated for its mirror copy) is the one
+    its SBOM describes: same bytes as from a fresh read, and no second parse."""
+    from index_mirror import make_fixture_mirror
+
+    from lockmirror.stages.index import build_index
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    mirror = make_fixture_mirror(catalogue, tmp_path)
+    build_index(mirror.lockfiles, mirror.store, mirror.out, sbom="fixture")
+    changed = mirror.lockfiles[0]
+    changed.write_text(changed.read_text() + "# changed\n")
+    parsed: list[str] = []
+    original = Lockfile.from_toml.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Lockfile], data: dict[str, Any], *, where: str = "") -> Lockfile:
+        parsed.append(where)
+        return original(cls, data, where=where)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Lockfile, "from_toml", classmethod(counting))
+    build_index(mirror.lockfiles, mirror.store, mirror.out, sbom="fixture")
+    assert sorted(parsed) == sorted(str(p) for p in mirror.lockfiles)  # each one once
+    monkeypatch.undo()
+    fresh = sbom_documents([Lockfile.read(p) for p in mirror.lockfiles], mirror.store,
+                           mirror_name="fixture", tool_version=__version__)
+    for name, data in fresh.items():
+        assert (mirror.out / "sbom" / name).read_bytes() == data, name
 
 
 REPO_LOCKFILES = Path(__file__).resolve().parents[1] / "lockfiles"

@@ -107,6 +107,11 @@ def test_format_query_parameter(server: MirrorServer) -> None:
 def test_direct_index_json_has_the_pep691_type(server: MirrorServer) -> None:
     status, headers, _ = request(server, "/simple/alpha/index.json")
     assert status == 200 and headers["content-type"] == JSON
+    # the root page's files too: a file is no project name to normalize
+    status, headers, body = request(server, "/simple/index.json")
+    assert status == 200 and headers["content-type"] == JSON and b"alpha" in body
+    status, headers, _ = request(server, "/simple/index.html")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
 
 
 @pytest.mark.parametrize(("path", "location"), [
@@ -156,7 +161,9 @@ def test_other_content_types(server: MirrorServer) -> None:
     assert request(server, "/manifest.json")[1]["content-type"] == "application/json"
     assert request(server, "/constraints/core-host.txt")[1]["content-type"].startswith(
         "text/plain")
-    assert request(server, "/lockfiles/pylock.core.toml")[1]["content-type"] == "application/toml"
+    # as the publishers send it (formats.pages.content_type; tests/test_serve_content_types.py)
+    assert request(server, "/lockfiles/pylock.core.toml")[1]["content-type"] == \
+        "text/plain; charset=utf-8"
 
 
 @pytest.mark.parametrize(("header", "span"), [

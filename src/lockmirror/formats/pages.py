@@ -56,9 +56,12 @@ PAGE_CACHE = "public, max-age=60"
 
 def content_type(path: str) -> str:
     """Content-Type of a tree path (or a directory key ending in ``/``) when a
-    static host serves it as a file: simple JSON pages as PEP 691 JSON."""
+    static host serves it as a file (``lockmirror serve`` sends the same): simple
+    JSON pages as PEP 691 JSON; artifacts as bytes, whatever their names end in."""
     if path.startswith("simple/") and path.endswith("index.json"):
         return JSON_CONTENT_TYPE
+    if path.startswith("files/"):
+        return "application/octet-stream"
     if path.endswith(("/", ".html")):
         return "text/html; charset=utf-8"
     if path.endswith(".json"):

@@ -16,7 +16,8 @@ each set's requirements. The model and the JSON come from
 
 Deterministic: components, properties and dependencies sorted; the
 timestamp only when a ``source_date_epoch`` is given; the serial number a
-UUID derived from the rest of the document. No network, no file system:
+UUID derived from the rest of the document (serialized once, with a zero
+serial number that is then replaced). No network, no file system:
 the caller passes the facts it read from the store (:class:`ReleaseFacts`).
 """
 
@@ -119,15 +120,24 @@ def render_sbom(subject: SbomSubject, lockfiles: Sequence[Lockfile],
     _describe(bom, subject, lockfiles)
     packages = _components(bom, lockfiles, facts)
     _dependencies(bom, lockfiles, packages)
-    first = _serialize(bom)
-    bom.serial_number = uuid.UUID(hashlib.sha256(first).hexdigest()[:32], version=5)
-    return _serialize(bom)
+    return _with_serial(_serialize(bom))
 
 
 def _serialize(bom: Any) -> bytes:
     from cyclonedx.output.json import JsonV1Dot6
 
     return (JsonV1Dot6(bom).output_as_string(indent=2) + "\n").encode()
+
+
+def _with_serial(document: bytes) -> bytes:
+    """``document`` (serialized with the zero serial number) with its serial
+    number: a UUID made of the sha256 of ``document``. The document is serialized
+    once; its one ``"serialNumber"`` member is rewritten in place (a JSON string
+    holds no bare ``"``, so the member's text appears nowhere else)."""
+    serial = uuid.UUID(hashlib.sha256(document).hexdigest()[:32], version=5)
+    member = '"serialNumber": "{}"'
+    return document.replace(member.format(_ZERO_SERIAL.urn).encode(),
+                            member.format(serial.urn).encode(), 1)
 
 
 def _describe(bom: Any, subject: SbomSubject, lockfiles: Sequence[Lockfile]) -> None:

@@ -4,9 +4,11 @@
 locked release, what the policy says *today*: advisories published since the
 lock, releases yanked since, exceptions that have expired, sdists locked
 under ``sdists: deny``, licenses the ``licenses`` rule refuses (read by
-:mod:`lockmirror.stages.release_licenses`). It returns an :class:`AuditReport`; the renderers
-:func:`render_text`, :func:`render_markdown` and :func:`render_json` turn it
-into a terminal table, a job summary / pull-request comment, or data.
+:mod:`lockmirror.stages.release_licenses`); and notes where that parts from
+the warnings the lock recorded (:mod:`lockmirror.stages.audit_recorded`). It
+returns an :class:`AuditReport`; the renderers :func:`render_text`,
+:func:`render_markdown` and :func:`render_json` turn it into a terminal table,
+a job summary / pull-request comment, or data.
 
 Audit always runs (it is never cached): the world changes, the lockfiles do
 not. The time is a parameter; nothing here reads the clock.
@@ -15,6 +17,7 @@ not. The time is a parameter; nothing here reads the clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +37,7 @@ from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine
 from ..timeutil import as_utc
+from .audit_recorded import recorded_notes
 
 RowLevel = Literal["deny", "warn", "waived"]
 LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}
@@ -212,6 +216,8 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
                      + (" ..." if len(no_license) > 5 else ""))
     rows = [_with_sets(row, sets) for row, sets in collected.values()]
     rows += _unchecked_rows(unchecked, len(releases))
+    notes += recorded_notes(lockfiles, rows, no_license=no_license,
+                            unchecked={r for on in unchecked.values() for r in on})
     return AuditReport(
         checked_at=moment,
         sets=tuple(sorted(lf.set_name for lf in lockfiles)),
@@ -354,15 +360,12 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                   if not offline or c.kind == "osv-offline"]
     db = open_advisory_db(configured, base_dir=loaded.root, session=session)
     db.sources += [offline_source(path) for path in databases]  # OSV database or snapshot
-    if client is None and not offline:
-        from ..net.index_client import IndexClient
+    with ExitStack() as open_clients:
+        if client is None and not offline:
+            from ..net.index_client import IndexClient
 
-        with IndexClient(config.sources_by_priority(),
-                         cache_dir=loaded.cache_dir / "http") as own_client:
-            report = audit(lockfiles, config, sources=db, now=now, client=own_client,
-                           where=loaded.path.name,
-                           licenses=_licenses(loaded, lockfiles, own_client))
-    else:
+            client = open_clients.enter_context(IndexClient(
+                config.sources_by_priority(), cache_dir=loaded.cache_dir / "http"))
         report = audit(lockfiles, config, sources=db, now=now, client=client,
                        where=loaded.path.name, licenses=_licenses(loaded, lockfiles, client))
     quarantined = QuarantineList.read(loaded.quarantine_path)

@@ -39,8 +39,9 @@ def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provena
                 *, mirror_name: str, previous_key: str | None) -> str:
     """Put every set's SBOM and the mirror's into ``tree`` unless their inputs'
     key is ``previous_key`` and the tree has them all; the key (for the state).
-    Costs, when rendering: one git call (the time stamp) and one small metadata
-    read from the store per locked release."""
+    Costs, when rendering: one git call (the time stamp), a parse of each
+    lockfile the index did not parse in this run (its rows were kept) and one
+    small metadata read from the store per locked release."""
     from ..formats.lockfile import Lockfile
     from .sbom import sbom_documents, sbom_stamp
 
@@ -51,7 +52,8 @@ def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provena
         sorted((s.name, s.input.sha256) for s in sets)]).encode())
     if key == previous_key and tree.keep_files(paths):
         return key
-    lockfiles = [Lockfile.loads(s.input.read().decode(), where=str(s.input.path)) for s in sets]
+    lockfiles = [s.lockfile or Lockfile.loads(s.input.read().decode(), where=str(s.input.path))
+                 for s in sets]  # a lockfile the index parsed in this run is not parsed again
     documents = sbom_documents(lockfiles, store, mirror_name=mirror_name,
                                tool_version=__version__, commit=provenance.commit,
                                source_date_epoch=stamp)

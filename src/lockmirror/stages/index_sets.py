@@ -32,7 +32,7 @@ from .index_fs import read_json, stat_key
 if TYPE_CHECKING:
     from packaging.version import Version
 
-    from ..formats.lockfile import LockedPackage
+    from ..formats.lockfile import LockedPackage, Lockfile
     from ..formats.url_policy import UrlRule
 
 # Bump when what a row holds changes: rows kept by earlier runs are then not used.
@@ -94,6 +94,7 @@ class PackageSet:
     kept: bool = False  # read from the rows an earlier run kept (not parsed)
     # the lockfile's TOML when parsed in this run, for its mirror copy (no second parse)
     document: dict[str, Any] | None = None
+    lockfile: Lockfile | None = None  # the same, read by the SBOMs (relocation leaves it be)
     checked: str = ""  # the key of the URL rule its file URLs were checked under
     kept_for: str = ""  # an earlier revision retention keeps: what the landing page says
 
@@ -183,7 +184,7 @@ def parse_set(item: LockfileInput, url_rule: UrlRule | None = None) -> PackageSe
     return PackageSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
                 targets=tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
                               for t in lock.targets),
-                input_hash=lock.input_hash, rows=rows, document=document,
+                input_hash=lock.input_hash, rows=rows, document=document, lockfile=lock,
                 checked=url_rule.key if url_rule else "")
 
 

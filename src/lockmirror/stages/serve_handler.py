@@ -10,7 +10,8 @@ inside the tree) and what one HTTP request to a built index gets:
   the PEP 503 normalized page, and directory URLs without their slash with a
   301 to the slash form (relative links need it);
 * HEAD, single byte ``Range`` requests (206/416), ``ETag``/``If-None-Match`` (304),
-  ``Last-Modified``; ``application/octet-stream`` for ``files/``;
+  ``Last-Modified``; each file's ``Content-Type`` the one the publishers give a static
+  host (:func:`lockmirror.formats.pages.content_type`);
 * ``/health`` for load balancers and scripts.
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import re
 import threading
 import time
 import urllib.parse
@@ -33,17 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from .. import __version__
-from ..formats.pages import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
+from ..formats.pages import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, cache_control, content_type
 
 _CHUNK = 1 << 16
-_NORMALIZE = re.compile(r"[-_.]+")
-_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".json": "application/json",
-    ".txt": "text/plain; charset=utf-8",
-    ".toml": "application/toml",
-}
 # Media types a simple page can be served as, in the server's order of
 # preference when the client likes several equally (browsers and curl: HTML).
 _OFFERS = (
@@ -55,11 +50,6 @@ _ALIASES = {
     "application/vnd.pypi.simple.latest+json": JSON_CONTENT_TYPE,
     "application/vnd.pypi.simple.latest+html": HTML_CONTENT_TYPE,
 }
-
-
-def normalize(name: str) -> str:
-    """PEP 503 name normalization."""
-    return _NORMALIZE.sub("-", name).lower()
 
 
 def choose_format(accept: str | None) -> tuple[str, str] | None:
@@ -88,7 +78,7 @@ def choose_format(accept: str | None) -> tuple[str, str] | None:
         ranges.append((_ALIASES.get(media, media), quality))
     best: tuple[float, int, int] | None = None
     chosen = None
-    for preference, (media, filename, content_type) in enumerate(_OFFERS):
+    for preference, (media, filename, media_type) in enumerate(_OFFERS):
         kind = media.split("/")[0]
         match: tuple[float, int] | None = None
         for wanted, quality in ranges:
@@ -102,7 +92,7 @@ def choose_format(accept: str | None) -> tuple[str, str] | None:
             continue
         score = (match[0], match[1], -preference)
         if best is None or score > best:
-            best, chosen = score, (filename, content_type)
+            best, chosen = score, (filename, media_type)
     return chosen
 
 
@@ -167,10 +157,10 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
                for p in parts):
             self._send_error(HTTPStatus.NOT_FOUND)
             return
-        if parts and parts[0] == "simple" and (len(parts) <= 2):
-            self._simple(parts, trailing, split.query, body)
-            return
         path = self.server.resolve(parts)
+        if parts[:1] == ["simple"] and len(parts) <= 2 and not (path and path.is_file()):
+            self._simple(parts, path, trailing, split.query, body)
+            return
         if path is None:
             self._send_error(HTTPStatus.NOT_FOUND)
             return
@@ -178,24 +168,19 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             if not trailing:
                 self._redirect(raw_path + "/", split.query)
                 return
-            path = path / "index.html"
+            path, parts = path / "index.html", [*parts, "index.html"]
             if not path.is_file():
                 self._send_error(HTTPStatus.NOT_FOUND)
                 return
         elif trailing:
             self._send_error(HTTPStatus.NOT_FOUND)
             return
-        if parts[:1] == ["simple"] and path.name == "index.json":
-            content_type = JSON_CONTENT_TYPE
-        elif parts[:1] == ["files"]:
-            content_type = "application/octet-stream"
-        else:
-            content_type = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
-        self._send_file(path, content_type, body, immutable=parts[:1] == ["files"])
+        self._send_file(path, "/".join(parts), body)
 
-    def _simple(self, parts: list[str], trailing: bool, query: str, body: bool) -> None:
+    def _simple(self, parts: list[str], directory: Path | None, trailing: bool, query: str,
+                body: bool) -> None:
         if len(parts) == 2:
-            wanted = normalize(parts[1])
+            wanted = canonicalize_name(parts[1])
             if parts[1] != wanted:
                 self._redirect(f"/simple/{urllib.parse.quote(wanted)}/", query,
                                status=HTTPStatus.MOVED_PERMANENTLY)
@@ -203,7 +188,6 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         if not trailing:
             self._redirect("/" + "/".join(urllib.parse.quote(p) for p in parts) + "/", query)
             return
-        directory = self.server.resolve(parts)
         if directory is None or not directory.is_dir():
             self._send_error(HTTPStatus.NOT_FOUND)
             return
@@ -214,12 +198,12 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.NOT_ACCEPTABLE,
                              f"offered: {', '.join(o[0] for o in _OFFERS)}\n")
             return
-        filename, content_type = chosen
+        filename, media_type = chosen
         path = directory / filename
         if not path.is_file():
             self._send_error(HTTPStatus.NOT_FOUND)
             return
-        self._send_file(path, content_type, body, vary=True)
+        self._send_file(path, "/".join([*parts, filename]), body, negotiated=media_type)
 
     # -- responses ---------------------------------------------------------------
 
@@ -249,8 +233,13 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             self._sent = len(data)
 
-    def _send_file(self, path: Path, content_type: str, body: bool, *,
-                   vary: bool = False, immutable: bool = False) -> None:
+    def _send_file(self, path: Path, tree_path: str, body: bool, *,
+                   negotiated: str | None = None) -> None:
+        """``path``, the file at ``tree_path``, with the Content-Type and
+        Cache-Control the publishers give a static host for that path
+        (:mod:`lockmirror.formats.pages`), or the ``negotiated`` type of a simple
+        page (then ``Vary: Accept``)."""
+        vary = negotiated is not None
         try:
             handle = open(path, "rb")  # noqa: SIM115 - opened first to answer 404 on failure
         except OSError:
@@ -287,14 +276,13 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             length = max(0, end - start + 1)
             self._status = status
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Type", negotiated or content_type(tree_path))
             self.send_header("Content-Length", str(length))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", etag)
             self.send_header("Last-Modified",
                              email.utils.formatdate(stat.st_mtime, usegmt=True))
-            self.send_header("Cache-Control", "public, max-age=31536000, immutable"
-                             if immutable else "public, max-age=300")
+            self.send_header("Cache-Control", cache_control(tree_path))
             if vary:
                 self.send_header("Vary", "Accept")
             if status == HTTPStatus.PARTIAL_CONTENT:
