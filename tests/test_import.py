@@ -31,14 +31,9 @@ from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.stages.bundle import BundleResult
-from lockmirror.stages.importer import (
-    ImportResult,
-    import_bundle,
-    old_dir,
-    recover_interrupted_import,
-    staging_dir,
-    verify_mirror,
-)
+from lockmirror.stages.import_swap import old_dir, recover_interrupted_import, staging_dir
+from lockmirror.stages.importer import ImportResult, import_bundle
+from lockmirror.stages.verify import verify_mirror
 
 WHEEL = "files/alpha/alpha-1.0-py3-none-any.whl"
 

@@ -42,6 +42,7 @@ from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit
 from .import_plan import ImportPlan
+from .import_swap import link_or_copy
 
 STATE_DIR = ".lockmirror"
 ADVISORIES = f"{STATE_DIR}/{ADVISORIES_NAME}"
@@ -81,8 +82,8 @@ def keep_bundle_state(reader: ConcatenatedReader, plan: ImportPlan, staging: Pat
             if sha256_bytes(data) != item.entry.sha256:
                 raise BundleError("changed while it was imported", where=where)
             write_state(staging, target, data)
-        elif name == ADVISORIES_NAME and (into / ADVISORIES).is_file():
-            write_state(staging, ADVISORIES, (into / ADVISORIES).read_bytes())
+        elif name == ADVISORIES_NAME:
+            keep_state(into, staging, ADVISORIES)
     write_state(staging, BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
 
 
@@ -103,6 +104,14 @@ def write_state(root: Path, rel: str, data: bytes) -> None:
     """One state file of the tree at ``root`` (atomically)."""
     (root / STATE_DIR).mkdir(exist_ok=True)
     atomic_write(root / rel, data)
+
+
+def keep_state(mirror: Path, staging: Path, rel: str) -> None:
+    """Carry the state file ``rel`` of the current ``mirror``, if it has one, into
+    the tree ``staging`` that replaces it."""
+    if (mirror / rel).is_file():
+        (staging / STATE_DIR).mkdir(exist_ok=True)
+        link_or_copy(mirror / rel, staging / rel)
 
 
 def imported_lockfiles(mirror: Path) -> list[Path]:
