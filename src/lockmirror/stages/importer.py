@@ -51,7 +51,12 @@ from ..formats.quarantine_list import releases_of
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
-from .import_state import bundle_manifest_sha256, keep_bundle_state, snapshot_current
+from .import_state import (
+    bundle_manifest_sha256,
+    keep_bundle_state,
+    snapshot_current,
+    state_members,
+)
 from .import_swap import (
     import_lock,
     link_or_copy,
@@ -175,9 +180,10 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
     On any failure the staging tree is removed and ``into`` is untouched;
     an OSError becomes a LockmirrorError naming the file."""
     with replacing_tree(into) as staging:
-        extracted, size = extract(reader, plan, staging, source)
+        state = state_members(plan)  # .lockmirror/: advisories, mirror.yaml
+        extracted, size = extract(reader, plan, staging, source, state)
         linked = _link_reused(reuse, into, staging, plan.manifest)
-        keep_bundle_state(reader, plan, staging, into)  # .lockmirror/: advisories, mirror.yaml
+        keep_bundle_state(plan, state, staging, into)
         report = check_tree(staging, plan.manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]
