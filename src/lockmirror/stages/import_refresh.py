@@ -25,7 +25,6 @@ taken out now, files removed, pages rewritten, and the audit.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,7 +56,7 @@ from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import ADVISORIES as STATE_ADVISORIES
 from .import_state import MIRROR_YAML, audit_imported, read_snapshot
 from .import_state import QUARANTINE as STATE_QUARANTINE
-from .import_swap import import_lock, staging_dir
+from .import_swap import import_lock, mirror_path, staging_dir
 
 Progress = Callable[[str], None]
 MAX_MEMBER = 64 << 20
@@ -97,7 +96,7 @@ def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
     ``into`` is then exactly as it was. Costs a read of the bundle (KiB) and,
     when releases leave the index, one hard link per file of the mirror."""
     source = locate_bundle([Path(p) for p in paths])
-    into = Path(os.path.abspath(into))
+    into = mirror_path(into)
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
     if not (into / MANIFEST_NAME).is_file():
         raise LockmirrorError("holds no imported mirror; a refresh bundle applies onto one",

@@ -36,6 +36,14 @@ from pathlib import Path
 from ..errors import LockmirrorError
 
 
+def mirror_path(into: Path) -> Path:
+    """The directory an import works on: ``into`` made absolute, or the directory
+    it points to when it is a symbolic link (the swap renames a directory, never
+    a link to one)."""
+    into = Path(os.path.abspath(into))
+    return into.resolve() if into.is_symlink() else into
+
+
 def staging_dir(into: Path) -> Path:
     """Where an import builds the new tree: a hidden sibling of ``into``."""
     return into.parent / f".{into.name}.lockmirror-staging"

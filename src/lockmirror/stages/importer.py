@@ -61,6 +61,7 @@ from .import_swap import (
     import_lock,
     link_or_copy,
     make_parents,
+    mirror_path,
     remove_made_parents,
     replacing_tree,
     staging_dir,
@@ -107,9 +108,7 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     for its outer sha256 and nothing written.
     """
     source = locate_bundle([Path(p) for p in paths])
-    into = Path(os.path.abspath(into))
-    if into.is_symlink():
-        into = into.resolve()
+    into = mirror_path(into)
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
     made = make_parents(into)
     try:
