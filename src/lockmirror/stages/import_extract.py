@@ -17,10 +17,9 @@ from pathlib import Path
 from ..errors import BundleError
 from ..formats.bundle_format import INDEX_MANIFEST, BundleSource, ConcatenatedReader
 from ..formats.manifest import Entry
-from .import_plan import INDEX_PREFIX, Carried, ImportPlan
+from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan
 
 CHUNK = 1 << 20
-_DAMAGED = "damaged in transit or tampered; nothing was changed"
 
 
 def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
@@ -140,7 +139,7 @@ class _MemberWriter:
         if self.digest.hexdigest() != entry.sha256:
             raise BundleError(f"sha256 {self.digest.hexdigest()[:16]}... does not match "
                               f"bundle.json ({entry.sha256[:16]}...)", where=self.where,
-                              hint=_DAMAGED)
+                              hint=DAMAGED)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -181,9 +180,7 @@ class VolumeDigests:
     def _close_volume(self) -> None:
         part = self.source.parts[self.index]
         if self.digest.hexdigest() != self.source.expected_sha256[self.index]:
-            raise BundleError(f"sha256 does not match {self.source.checksums.name}",
-                              where=str(part),
-                              hint="damaged in transit; copy it again. Nothing was changed")
+            raise _volume_damaged(self.source, part)
         self.index += 1
         self.digest = hashlib.sha256()
         self.room = self.sizes[self.index] if self.index < len(self.sizes) else 1 << 62
@@ -201,6 +198,10 @@ def check_outer_hashes(source: BundleSource) -> None:
         with open(part, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if digest != expected:
-            raise BundleError(f"sha256 does not match {source.checksums.name}",
-                              where=str(part),
-                              hint="damaged in transit; copy it again. Nothing was changed")
+            raise _volume_damaged(source, part)
+
+
+def _volume_damaged(source: BundleSource, part: Path) -> BundleError:
+    """The error for a volume whose sha256 is not the ``.sha256`` listing's."""
+    return BundleError(f"sha256 does not match {source.checksums.name}", where=str(part),
+                       hint="damaged in transit; copy it again. Nothing was changed")

@@ -43,7 +43,7 @@ from ..fsutil import sha256_bytes
 INDEX_PREFIX = f"{INDEX_DIR}/"
 DataFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
 _REFUSED = "refusing the whole bundle; nothing was changed"
-_DAMAGED = "damaged in transit or tampered; nothing was changed"
+DAMAGED = "damaged in transit or tampered; nothing was changed"  # a member's hint
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def read_member(reader: ConcatenatedReader, item: Carried, display: str) -> byte
     where = f"{display}:{item.member.name}"
     data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
     if sha256_bytes(data) != item.entry.sha256:
-        raise BundleError("sha256 does not match bundle.json", where=where, hint=_DAMAGED)
+        raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
     return data
 
 
@@ -240,7 +240,7 @@ def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: Bu
     data = read_member(reader, item, display)  # its sha256 is now item.entry.sha256
     where = f"{display}:{item.member.name}"
     if item.entry.sha256 != info.index_manifest_sha256:
-        raise BundleError("sha256 does not match bundle.json", where=where, hint=_DAMAGED)
+        raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
     manifest = Manifest.loads(data, where=where)  # InputError if malformed
     for path, entry in info.files.items():
         if (path.startswith(INDEX_PREFIX) and path != INDEX_MANIFEST
