@@ -33,7 +33,7 @@ from lockmirror.formats.mirror_lockfile import RelocationError, relocate_lockfil
 from lockmirror.formats.pages import IndexFile, Release, project_html, project_json
 from lockmirror.stages.bundle import build_bundle
 from lockmirror.stages.check_install import VerifyReport, verify_closure
-from lockmirror.stages.importer import import_bundle, verify_mirror
+from lockmirror.stages.importer import import_bundle
 from lockmirror.stages.installers import (
     NEWEST_PIP,
     UV,
@@ -42,6 +42,7 @@ from lockmirror.stages.installers import (
     find_installers,
     prune_installers,
 )
+from lockmirror.stages.verify import verify_mirror
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER_CACHE = REPO / ".cache" / "installers"  # = $LOCKMIRROR_INSTALLER_CACHE (conftest)

@@ -31,14 +31,9 @@ from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.stages.bundle import BundleResult
-from lockmirror.stages.importer import (
-    ImportResult,
-    import_bundle,
-    old_dir,
-    recover_interrupted_import,
-    staging_dir,
-    verify_mirror,
-)
+from lockmirror.stages.import_swap import old_dir, recover_interrupted_import, staging_dir
+from lockmirror.stages.importer import ImportResult, import_bundle
+from lockmirror.stages.verify import verify_mirror
 
 WHEEL = "files/alpha/alpha-1.0-py3-none-any.whl"
 
@@ -134,6 +129,26 @@ def test_import_verifies_everything_and_a_second_import_is_a_no_op(mirror: Mirro
     again = import_bundle([mirror.good.path], mirror.root)
     assert not again.changed and again.content_id == mirror.good.content_id
     assert mirror.snapshot() == before
+
+
+def test_the_bundles_state_is_kept_and_a_bundle_without_a_snapshot_keeps_the_last(
+        mirror: Mirror, tmp_path: Path) -> None:
+    """advisories.json and mirror.yaml land in .lockmirror/ (not counted as extracted
+    index files); a later bundle without a snapshot keeps the one the mirror holds."""
+    snapshot = b'{"taken": "2024-01-02T03:04:05Z"}\n'
+    with_snapshot = bundle(tmp_path / "snap", tmp_path / "out-snap",
+                           extra=[("advisories.json", snapshot)])
+    result = import_bundle([with_snapshot.path], mirror.root)
+    index = Manifest.read(tmp_path / "snap/dist-index/manifest.json")
+    assert result.extracted == 7 and result.bytes_extracted == sum(
+        entry.size for entry in index.files.values())
+    state = mirror.root / ".lockmirror"
+    assert (state / "advisories.json").read_bytes() == snapshot
+    assert (state / "mirror.yaml").read_bytes() == (tmp_path / "snap/mirror.yaml").read_bytes()
+    later = import_bundle([mirror.good.path], mirror.root)  # carries no snapshot
+    assert later.changed and (state / "advisories.json").read_bytes() == snapshot
+    assert (state / "bundle-manifest.sha256").read_text() == f"{later.index_manifest_sha256}\n"
+    assert verify_mirror(mirror.root).ok
 
 
 def test_a_no_op_import_still_checks_the_outer_hash(mirror: Mirror, tmp_path: Path) -> None:

@@ -207,3 +207,26 @@ def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
     assert "quarantined now (out of the index): vulny==1.0" in out
     assert "not re-audited: the mirror holds no mirror.yaml" in out
     assert not (far / VULNY_10).exists() and main(["verify", str(far)]) == 0
+
+
+def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(
+        mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--into`` a symlink to the mirror: the refresh swaps the directory it points to,
+    as a full import does; the link stays a link and the next import runs."""
+    real = tmp_path / "srv" / "mirror"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(real)]) == 0
+    link = tmp_path / "mirror"
+    link.symlink_to(real, target_is_directory=True)
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-11", "--quarantine"]) == 1
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only")
+    capsys.readouterr()
+    assert main(["import", str(refresh), "--into", str(link)]) == 0
+    assert "quarantined now (out of the index): vulny==1.0" in capsys.readouterr().out
+    assert link.is_symlink() and link.resolve() == real
+    assert not [p for p in tmp_path.iterdir() if "lockmirror-" in p.name]  # no old, no staging
+    assert not (real / VULNY_10).exists() and main(["verify", str(real)]) == 0
+    newer = bundle(mirror, tmp_path / "dist3", "2024-10-12T12:00:00Z")
+    assert main(["import", str(newer), "--into", str(link)]) == 0
+    assert link.is_symlink() and main(["verify", str(real)]) == 0

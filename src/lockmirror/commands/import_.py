@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..fsutil import format_size
+from ..stages.import_plan import signature_note
 from ..stages.import_refresh import import_refresh, is_refresh_bundle, render_refresh
 from ..stages.importer import import_bundle
 
@@ -42,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"import: {result.into} already holds {result.kind} bundle {result.content_id} "
               f"({result.files} files); nothing to do")
         return 0
-    signature = (f"signature by {result.signer} verified" if result.signer
-                 else "signed, signature not checked (no --pubkey)" if result.signed
-                 else "unsigned")
+    signature = signature_note(result.signed, result.signer)
     print(f"import: {result.kind} bundle {result.content_id} of {result.name!r} is now "
           f"{result.into}: {result.files} files, {result.extracted} extracted "
           f"({format_size(result.bytes_extracted)}), {result.linked} kept; every file "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..stages.importer import verify_mirror
+from ..stages.verify import verify_mirror
 
 NAME = "verify"
 HELP = ("re-check a mirror directory against its manifest.json: missing, altered and "

@@ -2,37 +2,38 @@
 
 :func:`extract` reads the bundle front to back in chunks. Each chunk goes
 into its volume's sha256 (the ``.sha256`` check) and into the sha256 of
-the member it belongs to; index members are written into the staging tree
-as they pass. Plain ``hashlib`` in one thread: nothing is read twice.
+the member it belongs to; index members (and the bundle's state members,
+:func:`lockmirror.stages.import_state.state_members`) are written into the
+staging tree as they pass. Plain ``hashlib`` in one thread: nothing is read twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BundleError
 from ..formats.bundle_format import INDEX_MANIFEST, BundleSource, ConcatenatedReader
 from ..formats.manifest import Entry
-from .import_plan import INDEX_PREFIX, Carried, ImportPlan
+from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan
 
 CHUNK = 1 << 20
-_DAMAGED = "damaged in transit or tampered; nothing was changed"
 
 
 def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
-            source: BundleSource) -> tuple[int, int]:
-    """Hash every volume and member and write the index members into ``staging``.
+            source: BundleSource, state: Mapping[str, str]) -> tuple[int, int]:
+    """Hash every volume and member and write the index members into ``staging``,
+    and the members ``state`` names (path in the bundle -> path in ``staging``).
 
-    Returns (files written, bytes written), not counting the index manifest.
+    Returns (index files written, their bytes), not counting the index manifest.
     Raises BundleError naming the first member or volume whose sha256 does
     not match, or a truncated bundle; OSError (with the file name) if a
     write fails. ``staging`` must exist and be empty.
     """
     volumes = VolumeDigests(source, reader.part_sizes)
-    members = _Members(plan.members, staging, source.display)
+    members = _Members(plan.members, staging, source.display, state)
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     position = 0
@@ -53,10 +54,12 @@ def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
 class _Members:
     """The carried members in tar order, fed the chunks of the bundle as they are read."""
 
-    def __init__(self, carried: list[Carried], staging: Path, display: str) -> None:
+    def __init__(self, carried: list[Carried], staging: Path, display: str,
+                 state: Mapping[str, str]) -> None:
         self.carried = carried
         self.staging = staging
         self.display = display
+        self.state = state
         self.made: set[Path] = {staging}
         self.index = 0
         self.writer: _MemberWriter | None = None
@@ -82,17 +85,20 @@ class _Members:
     def _finish(self, item: Carried) -> None:
         assert self.writer is not None
         self.writer.finish(item.entry)
-        if self.writer.target is not None and item.path != INDEX_MANIFEST:
+        if item.path.startswith(INDEX_PREFIX) and item.path != INDEX_MANIFEST:
             self.count += 1
             self.size += item.member.size
         self.writer = None
         self.index += 1
 
     def _target(self, path: str) -> Path | None:
-        """Where an index member goes in staging (None: checked, not kept)."""
-        if not path.startswith(INDEX_PREFIX):
+        """Where an index or state member goes in staging (None: checked, not kept)."""
+        if path.startswith(INDEX_PREFIX):
+            target = self.staging / path[len(INDEX_PREFIX):]
+        elif path in self.state:
+            target = self.staging / self.state[path]
+        else:
             return None
-        target = self.staging / path[len(INDEX_PREFIX):]
         if target.parent not in self.made:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.made.add(target.parent)
@@ -133,7 +139,7 @@ class _MemberWriter:
         if self.digest.hexdigest() != entry.sha256:
             raise BundleError(f"sha256 {self.digest.hexdigest()[:16]}... does not match "
                               f"bundle.json ({entry.sha256[:16]}...)", where=self.where,
-                              hint=_DAMAGED)
+                              hint=DAMAGED)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -174,9 +180,7 @@ class VolumeDigests:
     def _close_volume(self) -> None:
         part = self.source.parts[self.index]
         if self.digest.hexdigest() != self.source.expected_sha256[self.index]:
-            raise BundleError(f"sha256 does not match {self.source.checksums.name}",
-                              where=str(part),
-                              hint="damaged in transit; copy it again. Nothing was changed")
+            raise _volume_damaged(self.source, part)
         self.index += 1
         self.digest = hashlib.sha256()
         self.room = self.sizes[self.index] if self.index < len(self.sizes) else 1 << 62
@@ -194,6 +198,10 @@ def check_outer_hashes(source: BundleSource) -> None:
         with open(part, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if digest != expected:
-            raise BundleError(f"sha256 does not match {source.checksums.name}",
-                              where=str(part),
-                              hint="damaged in transit; copy it again. Nothing was changed")
+            raise _volume_damaged(source, part)
+
+
+def _volume_damaged(source: BundleSource, part: Path) -> BundleError:
+    """The error for a volume whose sha256 is not the ``.sha256`` listing's."""
+    return BundleError(f"sha256 does not match {source.checksums.name}", where=str(part),
+                       hint="damaged in transit; copy it again. Nothing was changed")

@@ -1,7 +1,8 @@
 """What an import decides before a byte is extracted: the bundle's members, vetted.
 
-:func:`plan_import` reads ``bundle.json`` and its signature with
-:func:`bundle_format.read_head`, then every tar header, and refuses the
+:func:`vet_bundle`, the one vetting of every import (a bundle's and a refresh
+bundle's), takes ``bundle.json`` and its signature as
+:func:`bundle_format.read_head` read them, reads every tar header, and refuses the
 bundle if any member is not a regular file or directory (links, devices,
 FIFOs), has an absolute name or ``..``, lies outside the bundle's
 directory, is listed twice, is not in ``bundle.json``, or has another
@@ -9,8 +10,8 @@ size; tarfile's ``data`` filter (Python >= 3.11.4, 3.12.1) vets each member
 as well. On a Python without it the checks above stand alone: they are
 stricter than the filter (no links of any kind), and files are created
 only with ``O_EXCL`` in a fresh staging directory that never contains a
-link. It then checks the signature (when a public key is given) and the
-index manifest the bundle pins.
+link. It then checks the signature (when a public key is given);
+:func:`plan_import` adds the index manifest the bundle pins.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ..fsutil import sha256_bytes
 INDEX_PREFIX = f"{INDEX_DIR}/"
 DataFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
 _REFUSED = "refusing the whole bundle; nothing was changed"
+DAMAGED = "damaged in transit or tampered; nothing was changed"  # a member's hint
 
 
 @dataclass(frozen=True)
@@ -54,28 +56,56 @@ class Carried:
 
 
 @dataclass(frozen=True)
-class ImportPlan:
-    """Everything decided before a byte is extracted."""
+class VettedBundle:
+    """A bundle whose tar headers, ``bundle.json`` and signature passed every check."""
 
     info: BundleInfo
-    top: str
-    manifest: Manifest
     members: list[Carried]   # every regular file but bundle.json and its signature
     signer: str | None       # fingerprint of the key that was checked, if any
     signed: bool
+    data_filter: bool        # whether tarfile's data filter vetted the members too
+
+    @property
+    def top(self) -> str:
+        """The bundle's directory, the first part of every member's name."""
+        return self.info.top
+
+
+@dataclass(frozen=True)
+class ImportPlan(VettedBundle):
+    """Everything decided before a byte is extracted: the vetted bundle and its
+    index manifest."""
+
+    manifest: Manifest
 
 
 def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
-                trusted: Ed25519PublicKey | None, data_filter: DataFilter | None) -> ImportPlan:
-    """Vet a bundle's headers, signature and index manifest; nothing is written.
+                trusted: Ed25519PublicKey | None) -> ImportPlan:
+    """Vet a bundle (:func:`vet_bundle`) and the index manifest it pins; nothing is written.
 
-    ``staging`` is where members would be extracted (for the data filter).
-    Raises BundleError naming the member at fault, InputError for a
-    malformed index manifest. Costs one read of every tar header, of
-    ``bundle.json``, its signature and the index manifest.
+    Raises what :func:`vet_bundle` raises, BundleError for an index manifest
+    that does not match ``bundle.json``, InputError for a malformed one.
+    Costs :func:`vet_bundle`'s reads and one of the index manifest.
     """
     head = read_head(source)
+    vetted = vet_bundle(source, head, reader, staging, trusted)
+    manifest = _index_manifest(reader, vetted.members, head.info, source.display)
+    return ImportPlan(vetted.info, vetted.members, vetted.signer, vetted.signed,
+                      vetted.data_filter, manifest)
+
+
+def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReader,
+               staging: Path, trusted: Ed25519PublicKey | None) -> VettedBundle:
+    """Vet every tar header of a bundle against its ``head`` (:func:`read_head`),
+    and its signature with ``trusted``; nothing is written. The one vetting of
+    every import, a bundle's and a refresh bundle's.
+
+    ``staging`` is where members would be extracted (for tarfile's data
+    filter, used where this Python has it). Raises BundleError naming the
+    member at fault. Costs one read of every tar header.
+    """
     top = head.info.top
+    data_filter: DataFilter | None = getattr(tarfile, "data_filter", None)
     members = _read_members(reader, source.display)
     seen: set[str] = set()
     for member in members:
@@ -86,8 +116,23 @@ def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
     # if it has one; a signature anywhere else is an unlisted member
     signed = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
     carried = _carried(members[3 if signed else 2:], head.info, source.display)
-    manifest = _index_manifest(reader, carried, head.info, source.display)
-    return ImportPlan(head.info, top, manifest, carried, signer, signed)
+    return VettedBundle(head.info, carried, signer, signed, data_filter is not None)
+
+
+def read_member(reader: ConcatenatedReader, item: Carried, display: str) -> bytes:
+    """The bytes of a carried member; BundleError if their sha256 is not ``bundle.json``'s."""
+    where = f"{display}:{item.member.name}"
+    data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
+    if sha256_bytes(data) != item.entry.sha256:
+        raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
+    return data
+
+
+def signature_note(signed: bool, signer: str | None) -> str:
+    """What an import says about a bundle's signature."""
+    return (f"signature by {signer} verified" if signer
+            else "signed, signature not checked (no --pubkey)" if signed
+            else "unsigned")
 
 
 def _read_members(reader: ConcatenatedReader, display: str) -> list[tarfile.TarInfo]:
@@ -189,15 +234,13 @@ def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> 
 def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: BundleInfo,
                     display: str) -> Manifest:
     """The index manifest the bundle carries, matching ``bundle.json`` in hash and entries."""
-    member = next((item.member for item in carried if item.path == INDEX_MANIFEST), None)
-    if member is None:
+    item = next((item for item in carried if item.path == INDEX_MANIFEST), None)
+    if item is None:
         raise BundleError(f"carries no {INDEX_MANIFEST}", where=display)
-    where = f"{display}:{member.name}"
-    data = read_exact(reader, member.offset_data, member.size, where=where)
-    digest = sha256_bytes(data)
-    if digest != info.files[INDEX_MANIFEST].sha256 or digest != info.index_manifest_sha256:
-        raise BundleError("sha256 does not match bundle.json", where=where,
-                          hint="damaged in transit or tampered; nothing was changed")
+    data = read_member(reader, item, display)  # its sha256 is now item.entry.sha256
+    where = f"{display}:{item.member.name}"
+    if item.entry.sha256 != info.index_manifest_sha256:
+        raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
     manifest = Manifest.loads(data, where=where)  # InputError if malformed
     for path, entry in info.files.items():
         if (path.startswith(INDEX_PREFIX) and path != INDEX_MANIFEST

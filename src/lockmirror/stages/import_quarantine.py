@@ -25,8 +25,6 @@ keeps its page as it was).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +36,8 @@ from ..formats.manifest import IMPORT_STATE, MANIFEST_NAME, Entry, Manifest, che
 from ..formats.pages import IndexFile, Release, project_html, project_json, root_html, root_json
 from ..formats.quarantine_list import Key, release_of
 from ..fsutil import atomic_write, sha256_bytes
-from .import_swap import staging_dir, swap_into_place
+from .import_state import keep_state, write_state
+from .import_swap import link_or_copy, replacing_tree
 
 
 @dataclass(frozen=True)
@@ -166,43 +165,22 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
     for rel, data in edit.pages.items():
         files[rel] = Entry(sha256_bytes(data), len(data))
     new = Manifest(files)
-    staging = staging_dir(mirror)
-    try:
-        staging.mkdir()
+    with replacing_tree(mirror) as staging:
         for rel in sorted(files):
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel in edit.pages:
                 atomic_write(target, edit.pages[rel])
             else:
-                _link(mirror / rel, target)
+                link_or_copy(mirror / rel, target)
         for rel in sorted(IMPORT_STATE - set(state)):  # the rest of the mirror's state
-            if (mirror / rel).is_file():
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                _link(mirror / rel, staging / rel)
+            keep_state(mirror, staging, rel)
         for rel, data in sorted(state.items()):
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, data)
+            write_state(staging, rel, data)
         new.write(staging / MANIFEST_NAME)
         report = check_tree(staging, new, hash_files=False)
         if not report.ok:  # pragma: no cover - every file was placed above
             raise BundleError("the edited tree does not match its manifest",
                               where=str(staging))
-        swap_into_place(staging, mirror)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise LockmirrorError(f"cannot write the new mirror: {exc.strerror}",
-                                  where=str(exc.filename or staging),
-                                  hint=f"nothing was changed in {mirror}") from None
-        raise
     return new
 
-
-def _link(source: Path, target: Path) -> None:
-    """Hard-link (copy where the file system refuses) one unchanged file."""
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError:
-        shutil.copyfile(source, target)

@@ -25,8 +25,6 @@ taken out now, files removed, pages rewritten, and the audit.
 
 from __future__ import annotations
 
-import os
-import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,23 +42,21 @@ from ..formats.bundle_format import (
     QUARANTINE_NAME,
     BundleSource,
     locate_bundle,
-    read_exact,
     read_head,
 )
 from ..formats.manifest import MANIFEST_NAME, Manifest
 from ..formats.quarantine_list import QuarantineList
-from ..fsutil import sha256_bytes
 from ..net.osv import Advisory
 from ..resolve.advisories import AdvisoryDB
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport
 from .import_extract import check_outer_hashes
-from .import_plan import _carried, _check_member, _check_signature, _read_members
+from .import_plan import read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import ADVISORIES as STATE_ADVISORIES
 from .import_state import MIRROR_YAML, audit_imported, read_snapshot
 from .import_state import QUARANTINE as STATE_QUARANTINE
-from .import_swap import recover_interrupted_import, staging_dir
+from .import_swap import import_lock, mirror_path, staging_dir
 
 Progress = Callable[[str], None]
 MAX_MEMBER = 64 << 20
@@ -99,20 +95,13 @@ def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
     older refresh bundle and LockmirrorError when ``into`` holds no mirror;
     ``into`` is then exactly as it was. Costs a read of the bundle (KiB) and,
     when releases leave the index, one hard link per file of the mirror."""
-    from .importer import _exclusive  # the one import lock beside a mirror
-
     source = locate_bundle([Path(p) for p in paths])
-    into = Path(os.path.abspath(into))
+    into = mirror_path(into)
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
     if not (into / MANIFEST_NAME).is_file():
         raise LockmirrorError("holds no imported mirror; a refresh bundle applies onto one",
                               where=str(into), hint="import a full bundle first")
-    with _exclusive(into.parent):
-        try:
-            recovered = recover_interrupted_import(into)
-        except OSError as exc:
-            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
-                                  where=str(exc.filename or into)) from None
+    with import_lock(into) as recovered:
         return _refresh(source, into, trusted, recovered, now, progress)
 
 
@@ -159,29 +148,18 @@ def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | 
         raise BundleError(f"is a {head.info.kind} bundle, not a refresh bundle",
                           where=source.display)
     check_outer_hashes(source)
-    data_filter = getattr(tarfile, "data_filter", None)
     with source.open() as reader:
-        headers = _read_members(reader, source.display)
-        seen: set[str] = set()
-        for member in headers:
-            _check_member(member, head.info.top, seen, reader.size, staging_dir(into),
-                          data_filter, where=f"{source.display}:{member.name}")
-        signer = _check_signature(head, trusted, source.display)
-        signed = head.signature is not None
+        vetted = vet_bundle(source, head, reader, staging_dir(into), trusted)
         found = {}
-        for item in _carried(headers[3 if signed else 2:], head.info, source.display):
-            where = f"{source.display}:{item.member.name}"
+        for item in vetted.members:
             if item.entry.size > MAX_MEMBER:
-                raise BundleError("implausibly large for a refresh bundle", where=where)
-            data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
-            if sha256_bytes(data) != item.entry.sha256:
-                raise BundleError("sha256 does not match bundle.json", where=where,
-                                  hint="damaged in transit or tampered; nothing was changed")
-            found[item.path] = data
+                raise BundleError("implausibly large for a refresh bundle",
+                                  where=f"{source.display}:{item.member.name}")
+            found[item.path] = read_member(reader, item, source.display)
     for name in (ADVISORIES_NAME, QUARANTINE_NAME):
         if name not in found:
             raise BundleError(f"refresh bundle carries no {name}", where=source.display)
-    return found, signed, signer, head.info.content_id
+    return found, vetted.signed, vetted.signer, head.info.content_id
 
 
 class CoveringSnapshotSource(SnapshotSource):
@@ -204,9 +182,7 @@ def render_refresh(result: RefreshResult) -> Iterable[str]:
     """What a refresh import did, line by line, for a terminal."""
     previous = (f"replacing those taken {result.previous:{WHEN}}" if result.previous
                 else "the first advisories this mirror holds")
-    signature = (f"signature by {result.signer} verified" if result.signer
-                 else "signed, signature not checked (no --pubkey)" if result.signed
-                 else "unsigned")
+    signature = signature_note(result.signed, result.signer)
     yield (f"import: refresh bundle {result.content_id}: advisories taken "
            f"{result.taken:{WHEN}}, {previous}; {signature}")
     if result.recovered:

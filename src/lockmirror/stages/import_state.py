@@ -24,24 +24,20 @@ lockfiles judged against the carried snapshot and policy, no network.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from ..config import LoadedConfig, load_config
-from ..errors import BundleError, LockmirrorError
-from ..formats.bundle_format import (
-    ADVISORIES_NAME,
-    MIRROR_YAML_NAME,
-    ConcatenatedReader,
-    read_exact,
-)
+from ..errors import LockmirrorError
+from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME
 from ..formats.lockfile import Lockfile
 from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit
 from .import_plan import ImportPlan
+from .import_swap import link_or_copy
 
 STATE_DIR = ".lockmirror"
 ADVISORIES = f"{STATE_DIR}/{ADVISORIES_NAME}"
@@ -65,24 +61,25 @@ def bundle_manifest_sha256(mirror: Path) -> str | None:
         return None
 
 
-def keep_bundle_state(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
+def state_members(plan: ImportPlan) -> dict[str, str]:
+    """The bundle's members that become the new tree's state, path in the bundle ->
+    path in the tree: its ``advisories.json`` and ``mirror.yaml``, as far as it
+    carries them at no more than ``MAX_STATE_MEMBER`` bytes. The import's one pass
+    over the bundle writes them (:func:`lockmirror.stages.import_extract.extract`)."""
+    sizes = {item.path: item.entry.size for item in plan.members}
+    return {name: target
+            for name, target in ((ADVISORIES_NAME, ADVISORIES), (MIRROR_YAML_NAME, MIRROR_YAML))
+            if sizes.get(name, MAX_STATE_MEMBER + 1) <= MAX_STATE_MEMBER}
+
+
+def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Path,
                       into: Path) -> None:
-    """Write the state of a full or delta bundle into ``staging`` (the tree about to
-    be swapped in): its ``advisories.json`` and ``mirror.yaml`` (a bundle without
-    a snapshot keeps the mirror's previous one, so refresh bundles stay ordered),
-    and the manifest it pins. Raises BundleError if a member's bytes changed
-    since they were hashed."""
-    carried = {item.path: item for item in plan.members}
-    for name, target in ((ADVISORIES_NAME, ADVISORIES), (MIRROR_YAML_NAME, MIRROR_YAML)):
-        item = carried.get(name)
-        if item is not None and item.entry.size <= MAX_STATE_MEMBER:
-            where = f"{plan.top}/{name}"
-            data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
-            if sha256_bytes(data) != item.entry.sha256:
-                raise BundleError("changed while it was imported", where=where)
-            write_state(staging, target, data)
-        elif name == ADVISORIES_NAME and (into / ADVISORIES).is_file():
-            write_state(staging, ADVISORIES, (into / ADVISORIES).read_bytes())
+    """Complete the state of a full or delta bundle in ``staging`` (the tree about
+    to be swapped in), once the state members ``written`` (:func:`state_members`)
+    are there: a bundle without a snapshot keeps the mirror's previous one (so
+    refresh bundles stay ordered), and the manifest the bundle pins is recorded."""
+    if ADVISORIES_NAME not in written:
+        keep_state(into, staging, ADVISORIES)
     write_state(staging, BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
 
 
@@ -103,6 +100,14 @@ def write_state(root: Path, rel: str, data: bytes) -> None:
     """One state file of the tree at ``root`` (atomically)."""
     (root / STATE_DIR).mkdir(exist_ok=True)
     atomic_write(root / rel, data)
+
+
+def keep_state(mirror: Path, staging: Path, rel: str) -> None:
+    """Carry the state file ``rel`` of the current ``mirror``, if it has one, into
+    the tree ``staging`` that replaces it."""
+    if (mirror / rel).is_file():
+        (staging / STATE_DIR).mkdir(exist_ok=True)
+        link_or_copy(mirror / rel, staging / rel)
 
 
 def imported_lockfiles(mirror: Path) -> list[Path]:

@@ -1,7 +1,10 @@
 """Where an import builds its tree, how it swaps it in, and how a killed import is resolved.
 
-An import writes the new tree into ``.<into>.lockmirror-staging`` beside the
-mirror (same filesystem), then swaps it in with two plain renames::
+Every import (a bundle's, a refresh bundle's) first takes the one lock beside
+the mirror and resolves what a killed import left (:func:`import_lock`), then
+builds the new tree with :func:`replacing_tree`: it writes the new tree into
+``.<into>.lockmirror-staging`` beside the mirror (same filesystem), then swaps
+it in with two plain renames::
 
     into    -> .<into>.lockmirror-old
     staging -> into
@@ -23,11 +26,22 @@ before it starts) resolves without losing the previous good mirror:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import LockmirrorError
+
+
+def mirror_path(into: Path) -> Path:
+    """The directory an import works on: ``into`` made absolute, or the directory
+    it points to when it is a symbolic link (the swap renames a directory, never
+    a link to one)."""
+    into = Path(os.path.abspath(into))
+    return into.resolve() if into.is_symlink() else into
 
 
 def staging_dir(into: Path) -> Path:
@@ -75,6 +89,32 @@ def remove_made_parents(made: list[Path]) -> None:
             return  # not empty (or gone): what holds something stays
 
 
+@contextmanager
+def import_lock(into: Path) -> Iterator[str | None]:
+    """Hold the one import lock beside the mirror ``into`` and resolve what a killed
+    import left (:func:`recover_interrupted_import`); yields what was done, or None.
+
+    One import at a time beside a mirror: the staging and old trees live there,
+    and recovery would otherwise remove a running import's staging. The kernel
+    drops the lock when the process ends, even by SIGKILL. Raises
+    LockmirrorError while another import holds it, or when recovery fails."""
+    fd = os.open(into.parent, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockmirrorError("another lockmirror import is running in this directory",
+                                  where=str(into.parent), hint="wait for it to finish") from None
+        try:
+            recovered = recover_interrupted_import(into)
+        except OSError as exc:
+            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
+                                  where=str(exc.filename or into)) from None
+        yield recovered
+    finally:
+        os.close(fd)
+
+
 def recover_interrupted_import(into: Path) -> str | None:
     """Finish or undo what a killed import left behind; say what was done.
 
@@ -118,3 +158,33 @@ def swap_into_place(staging: Path, into: Path) -> None:
         os.rename(old, into)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def replacing_tree(into: Path) -> Iterator[Path]:
+    """Yield a new, empty staging directory beside ``into`` for the block to fill
+    and check; when the block ends without error, swap it in (:func:`swap_into_place`).
+
+    On any failure (in the block or the swap) the staging tree is removed and
+    ``into`` is as it was; an OSError becomes a LockmirrorError naming the file."""
+    staging = staging_dir(into)
+    try:
+        staging.mkdir()
+        yield staging
+        swap_into_place(staging, into)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise LockmirrorError(f"cannot write the new mirror: {exc.strerror}",
+                                  where=str(exc.filename or staging),
+                                  hint=f"nothing was changed in {into}") from None
+        raise
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Place an unchanged file of the current mirror into a staging tree: a hard
+    link, or a copy where the file system refuses one."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copyfile(source, target)

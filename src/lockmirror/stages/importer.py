@@ -28,13 +28,9 @@ even then).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import shutil
-import tarfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -55,19 +51,23 @@ from ..formats.quarantine_list import releases_of
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
-from .import_state import bundle_manifest_sha256, keep_bundle_state, snapshot_current
-from .import_swap import (
-    make_parents,
-    old_dir,
-    recover_interrupted_import,
-    remove_made_parents,
-    staging_dir,
-    swap_into_place,
+from .import_state import (
+    bundle_manifest_sha256,
+    keep_bundle_state,
+    snapshot_current,
+    state_members,
 )
-from .verify import verify_mirror
+from .import_swap import (
+    import_lock,
+    link_or_copy,
+    make_parents,
+    mirror_path,
+    remove_made_parents,
+    replacing_tree,
+    staging_dir,
+)
 
-__all__ = ["ImportResult", "import_bundle", "old_dir", "recover_interrupted_import",
-           "staging_dir", "verify_mirror"]
+__all__ = ["ImportResult", "import_bundle"]
 
 Progress = Callable[[str], None]
 
@@ -108,40 +108,16 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     for its outer sha256 and nothing written.
     """
     source = locate_bundle([Path(p) for p in paths])
-    into = Path(os.path.abspath(into))
-    if into.is_symlink():
-        into = into.resolve()
+    into = mirror_path(into)
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
     made = make_parents(into)
     try:
-        with _exclusive(into.parent):
-            try:
-                recovered = recover_interrupted_import(into)
-            except OSError as exc:
-                raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
-                                      where=str(exc.filename or into)) from None
+        with import_lock(into) as recovered:
             _check_destination(into)
             return _import(source, into, trusted, recovered, progress)
     except BaseException:
         remove_made_parents(made)  # a refused import leaves no new directories behind
         raise
-
-
-@contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """One import at a time beside a mirror: the staging and old trees live
-    there, and recovery would otherwise remove a running import's staging.
-    The kernel drops the lock when the process ends, even by SIGKILL."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockmirrorError("another lockmirror import is running in this directory",
-                                  where=str(directory), hint="wait for it to finish") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def _check_destination(into: Path) -> None:
@@ -163,10 +139,8 @@ def _check_destination(into: Path) -> None:
 def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             recovered: str | None, progress: Progress | None) -> ImportResult:
     """Plan, then either prove the no-op or build, check and swap in the new tree."""
-    data_filter = getattr(tarfile, "data_filter", None)
-    staging = staging_dir(into)
     with source.open() as reader:
-        plan = plan_import(source, reader, staging, trusted, data_filter)
+        plan = plan_import(source, reader, staging_dir(into), trusted)
         info = plan.info
 
         def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0),
@@ -177,18 +151,21 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
                 content_id=info.content_id, index_manifest_sha256=info.index_manifest_sha256,
                 files=len(plan.manifest.files), extracted=extracted, linked=linked,
                 bytes_extracted=size, signed=plan.signed, signer=plan.signer,
-                data_filter=data_filter is not None, recovered=recovered,
-                removed_releases=removed)
+                data_filter=plan.data_filter, recovered=recovered, removed_releases=removed)
 
-        current_sha = _manifest_sha256(into)
+        current = _read_manifest_bytes(into)
+        current_sha = sha256_bytes(current) if current is not None else None
         if (current_sha == info.index_manifest_sha256
                 and check_tree(into, plan.manifest, hash_files=False).ok
                 and snapshot_current(plan, into)):
             check_outer_hashes(source)  # a no-op still proves the bundle it was given
             return result(False)
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
-        reuse = _reuse_plan(plan, into, bundle_manifest_sha256(into) or current_sha)
-        removed = _removed_releases(into, plan.manifest) if current_sha else ()
+        absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
+        before = (Manifest.loads(current, where=str(into / MANIFEST_NAME))
+                  if current is not None else None)
+        reuse = _reuse_plan(plan, absent, before) if info.kind == DELTA else {}
+        removed = _removed_releases(before, plan.manifest) if before is not None else ()
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
                      f"{format_size(reader.size)}) into {into}")
@@ -201,41 +178,33 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
 
     On any failure the staging tree is removed and ``into`` is untouched;
     an OSError becomes a LockmirrorError naming the file."""
-    staging = staging_dir(into)
-    try:
-        staging.mkdir()
-        extracted, size = extract(reader, plan, staging, source)
+    with replacing_tree(into) as staging:
+        state = state_members(plan)  # .lockmirror/: advisories, mirror.yaml
+        extracted, size = extract(reader, plan, staging, source, state)
         linked = _link_reused(reuse, into, staging, plan.manifest)
-        keep_bundle_state(reader, plan, staging, into)  # .lockmirror/: advisories, mirror.yaml
+        keep_bundle_state(plan, state, staging, into)
         report = check_tree(staging, plan.manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]
             raise BundleError("staged tree does not match the manifest",
                               where=f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
-        swap_into_place(staging, into)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise LockmirrorError(
-                f"cannot write the new mirror: {exc.strerror}",
-                where=str(exc.filename or staging),
-                hint=f"nothing was changed in {into}") from None
-        raise
     return extracted, linked, size
 
 
-def _manifest_sha256(root: Path) -> str | None:
+def _read_manifest_bytes(root: Path) -> bytes | None:
+    """The bytes of the mirror's ``manifest.json``; None when it has none."""
     try:
-        return sha256_bytes((root / MANIFEST_NAME).read_bytes())
+        return (root / MANIFEST_NAME).read_bytes()
     except FileNotFoundError:
         return None
 
 
-def _reuse_plan(plan: ImportPlan, into: Path, current_sha: str | None) -> dict[str, str]:
-    """For a delta: new path -> path in the current mirror holding the same bytes.
+def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None) -> list[str]:
+    """The manifest's files the bundle does not carry, once it is sure the bundle
+    applies onto the mirror whose (last bundle's) manifest has ``current_sha``.
 
-    Raises BundleError for a full bundle that lacks files of its manifest, a
-    delta onto another base, or a delta whose base lacks a file it needs."""
+    Raises BundleError for a full bundle that lacks files of its manifest or a
+    delta onto another base."""
     info, manifest = plan.info, plan.manifest
     carried = {path[len(INDEX_PREFIX):] for path in info.files if path.startswith(INDEX_PREFIX)}
     absent = sorted(set(manifest.files) - carried)
@@ -243,19 +212,25 @@ def _reuse_plan(plan: ImportPlan, into: Path, current_sha: str | None) -> dict[s
         if absent:
             raise BundleError(f"full bundle lacks {len(absent)} file(s) of its manifest, "
                               f"first {absent[0]}", where=plan.top)
-        return {}
-    if current_sha != info.base_manifest_sha256:
+    elif current_sha != info.base_manifest_sha256:
         have = (f"its manifest.json has sha256 {current_sha}" if current_sha
                 else "it holds no mirror")
         raise BundleError(
             f"this delta applies only onto the mirror whose manifest.json has sha256 "
             f"{info.base_manifest_sha256}, but {have}", where=str(into),
             hint="import the full bundle (or the deltas in order) first; nothing was changed")
-    base = Manifest.read(into / MANIFEST_NAME)
-    by_sha = {entry.sha256: path for path, entry in sorted(base.files.items())}
+    return absent
+
+
+def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest | None) -> dict[str, str]:
+    """For a delta: each ``absent`` path -> the path in the current mirror (whose
+    manifest is ``base``) holding the same bytes. Raises BundleError when the base
+    lacks a file the delta needs."""
+    by_sha = ({entry.sha256: path for path, entry in sorted(base.files.items())}
+              if base is not None else {})
     reuse = {}
     for path in absent:
-        found = by_sha.get(manifest.files[path].sha256)
+        found = by_sha.get(plan.manifest.files[path].sha256)
         if found is None:
             raise BundleError(f"delta neither carries {path} nor finds it in the base mirror",
                               where=plan.top)
@@ -263,11 +238,11 @@ def _reuse_plan(plan: ImportPlan, into: Path, current_sha: str | None) -> dict[s
     return reuse
 
 
-def _removed_releases(into: Path, manifest: Manifest) -> tuple[str, ...]:
-    """"name version" of each release whose files the current mirror serves and
-    ``manifest`` (the bundle's) no longer lists: what this import removes, be the
-    bundle full or a delta (its manifest is the whole new tree either way)."""
-    before = Manifest.read(into / MANIFEST_NAME)
+def _removed_releases(before: Manifest, manifest: Manifest) -> tuple[str, ...]:
+    """"name version" of each release whose files the current mirror serves (its
+    manifest ``before``) and ``manifest`` (the bundle's) no longer lists: what this
+    import removes, be the bundle full or a delta (its manifest is the whole new tree
+    either way)."""
     return tuple(sorted(releases_of(before.files) - releases_of(manifest.files)))
 
 
@@ -284,10 +259,7 @@ def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Man
                               where=str(source),
                               hint="run `lockmirror verify`, then import a full bundle")
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, target, follow_symlinks=False)
-        except OSError:
-            shutil.copyfile(source, target)
+        link_or_copy(source, target)
     return len(reuse)
 
 
