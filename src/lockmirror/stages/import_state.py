@@ -104,10 +104,12 @@ def write_state(root: Path, rel: str, data: bytes) -> None:
 
 def keep_state(mirror: Path, staging: Path, rel: str) -> None:
     """Carry the state file ``rel`` of the current ``mirror``, if it has one, into
-    the tree ``staging`` that replaces it."""
-    if (mirror / rel).is_file():
+    the tree ``staging`` that replaces it (a symlink there is not followed: the
+    state is lockmirror's own files, never a link out of the mirror)."""
+    current = mirror / rel
+    if current.is_file() and not current.is_symlink():
         (staging / STATE_DIR).mkdir(exist_ok=True)
-        link_or_copy(mirror / rel, staging / rel)
+        link_or_copy(current, staging / rel)
 
 
 def imported_lockfiles(mirror: Path) -> list[Path]:
