@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,12 +249,11 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
     if with_tool:
         if progress:
             progress("collecting lockmirror's wheels")
-        with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
-            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress,
-                                         lockfile_dir=lockfile_dir,
-                                         store_dir=store or store_dir)
-            members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
-                        for path in sorted(wheels.wheels, key=lambda p: p.name)]
+        wheels = collect_tool_wheels(cache_dir, progress=progress, lockfile_dir=lockfile_dir,
+                                     store_dir=store or store_dir)
+        members += [Member(f"{TOOL_DIR}/{wheel.filename}", data=wheel.data,
+                           entry=Entry(wheel.sha256, len(wheel.data)))
+                    for wheel in sorted(wheels.wheels, key=lambda w: w.filename)]
         tool_python = wheels.python
     members.append(Member(INDEX_MANIFEST, data=index_manifest))
     for rel, entry in sorted(carried.items()):
