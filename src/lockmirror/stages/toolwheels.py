@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from packaging.requirements import Requirement
@@ -188,17 +189,17 @@ def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
     return wheels
 
 
-def _project_root(dist: metadata.Distribution) -> Path | None:
-    """The source tree of an editable (or local directory) install, if any."""
+def _source_project(dist: metadata.Distribution) -> tuple[Path, dict[str, Any]] | None:
+    """The pyproject.toml of an editable (or local directory) install and its
+    ``[project]`` table, if it is one."""
     text = dist.read_text("direct_url.json")
     if not text:
         return None
-    url = json.loads(text).get("url", "")
-    parsed = urlparse(url)
-    if parsed.scheme != "file":
+    parsed = urlparse(json.loads(text).get("url", ""))
+    pyproject = Path(unquote(parsed.path)) / "pyproject.toml"
+    if parsed.scheme != "file" or not pyproject.is_file():
         return None
-    root = Path(unquote(parsed.path))
-    return root if (root / "pyproject.toml").is_file() else None
+    return pyproject, tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
 
 
 def runtime_requirements(dist: metadata.Distribution) -> list[str]:
@@ -211,17 +212,16 @@ def runtime_requirements(dist: metadata.Distribution) -> list[str]:
     """
     installed = [str(req) for req in map(Requirement, dist.requires or [])
                  if req.marker is None or "extra" not in str(req.marker)]
-    root = _project_root(dist)
-    if root is None:
+    source = _source_project(dist)
+    if source is None:
         return installed
-    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
-        "project", {})
+    pyproject, project = source
     dynamic = project.get("dynamic", [])
     if "version" not in dynamic and project.get("version") != dist.version:
         raise LockmirrorError(
             f"the installed lockmirror is {dist.version}, pyproject.toml says "
-            f"{project.get('version')}", where=str(root / "pyproject.toml"),
-            hint=f"pip install -e {root}")
+            f"{project.get('version')}", where=str(pyproject),
+            hint=f"pip install -e {pyproject.parent}")
     if "dependencies" in dynamic:
         return installed
     return [str(Requirement(text)) for text in project.get("dependencies", [])]
@@ -230,13 +230,11 @@ def runtime_requirements(dist: metadata.Distribution) -> list[str]:
 def _entry_points(dist: metadata.Distribution) -> str | None:
     """entry_points.txt; for an editable install rebuilt from pyproject.toml,
     whose [project.scripts] may have changed since it was installed."""
-    root = _project_root(dist)
-    if root is None:
+    source = _source_project(dist)
+    if source is None or {"scripts", "gui-scripts", "entry-points"} & set(
+            source[1].get("dynamic", [])):
         return dist.read_text("entry_points.txt")
-    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
-        "project", {})
-    if {"scripts", "gui-scripts", "entry-points"} & set(project.get("dynamic", [])):
-        return dist.read_text("entry_points.txt")
+    project = source[1]
     groups = {"console_scripts": project.get("scripts", {}),
               "gui_scripts": project.get("gui-scripts", {}),
               **project.get("entry-points", {})}
