@@ -204,16 +204,16 @@ def test_source_date_epoch_from_environment(tmp_path: Path,
 # --------------------------------------------------------------------------
 
 
-def test_own_wheel_is_deterministic_and_installable_metadata(tmp_path: Path) -> None:
+def test_own_wheel_is_deterministic_and_installable_metadata() -> None:
     from importlib import metadata
 
-    from lockmirror.stages.toolwheels import pack_own_wheel
+    from lockmirror.stages.toolwheels import own_wheel
 
     dist = metadata.distribution("lockmirror")
-    one = pack_own_wheel(dist, tmp_path / "a")
-    two = pack_own_wheel(dist, tmp_path / "b")
-    assert one.read_bytes() == two.read_bytes()
-    with zipfile.ZipFile(one) as archive:
+    one = own_wheel(dist)
+    two = own_wheel(dist)
+    assert one == two and one.filename == "lockmirror-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(io.BytesIO(one.data)) as archive:
         names = archive.namelist()
         assert names[-1] == "lockmirror-0.1.0.dist-info/RECORD"
         assert "lockmirror/stages/bundle.py" in names and "lockmirror/py.typed" in names

@@ -158,7 +158,10 @@ def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProje
     root = tmp_path_factory.mktemp("tool-project")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
-        repacked = collect_tool_wheels(TOOL_CACHE, root / "scratch").wheels[1].parent
+        repacked = root / "repacked"  # the dependencies' wheels (the first is lockmirror's)
+        repacked.mkdir()
+        for wheel in collect_tool_wheels(TOOL_CACHE).wheels[1:]:
+            (repacked / wheel.filename).write_bytes(wheel.data)
         server = FixtureIndex(repacked)
         try:
             patch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
@@ -353,7 +356,7 @@ def test_bundled_mirror_tool_set_from_pypi_installs_on_cp311(
 
     from lockmirror.stages.fetch import fetch_config
     from lockmirror.stages.tool_set import locked_tool_wheels
-    from lockmirror.stages.toolwheels import pack_own_wheel
+    from lockmirror.stages.toolwheels import own_wheel
 
     monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
     monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
@@ -363,13 +366,15 @@ def test_bundled_mirror_tool_set_from_pypi_installs_on_cp311(
     tool = tool_loaded(load_config(tmp_path / "mirror.yaml"))
     assert stale_sets(tool) == {}, "run `lockmirror lock --set lockmirror-tool` and commit"
     fetch_config(tool)  # from PyPI, each file against its locked sha256
-    wheels = locked_tool_wheels(tmp_path / "lockfiles", tool.store_dir, tmp_path / "tool")
-    names = [w.name for w in wheels.wheels]
+    wheels = locked_tool_wheels(tmp_path / "lockfiles", tool.store_dir)
+    names = [w.filename for w in wheels.wheels]
     assert any(re.search(r"^pydantic_core-.*-cp311-.*x86_64", n) for n in names)
     assert any(re.search(r"^pydantic_core-.*-cp312-.*aarch64", n) for n in names)
     assert wheels.python == ("CPython 3.11 (manylinux_2_28_x86_64); "
                              "CPython 3.12 (manylinux_2_28_aarch64)")
-    pack_own_wheel(metadata.distribution("lockmirror"), tmp_path / "tool")
+    (tmp_path / "tool").mkdir()
+    for wheel in (*wheels.wheels, own_wheel(metadata.distribution("lockmirror"))):
+        (tmp_path / "tool" / wheel.filename).write_bytes(wheel.data)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index",

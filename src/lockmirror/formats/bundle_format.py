@@ -24,6 +24,7 @@ import re
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import BundleError, BundleFormatError, LockmirrorError
@@ -85,6 +86,12 @@ class BundleInfo:
     files: Mapping[str, Entry] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
+        """The bytes of bundle.json; made once per instance (the content id, the
+        top directory and the file name all hash them)."""
+        return self._dumped
+
+    @cached_property
+    def _dumped(self) -> bytes:
         data = {
             "format": FORMAT,
             "name": self.name,
@@ -124,7 +131,7 @@ class BundleInfo:
             raise BundleFormatError(exc.message, where=exc.where) from None
         return info
 
-    @property
+    @cached_property
     def content_id(self) -> str:
         return sha256_bytes(self.dumps())[:CONTENT_ID_LENGTH]
 

@@ -28,7 +28,9 @@ mode 0644/0755 (:mod:`lockmirror.stages.bundle_tar`). The same inputs give the
 same bytes wherever and whenever they are built. Plain tar, no compression:
 the payload is wheels, which are zip files already (benchmarks/bench_bundle.py
 measures gzip and zstd). The format itself (bundle.json, checksum listings,
-reading a bundle) is :mod:`lockmirror.formats.bundle_format`.
+reading a bundle) is :mod:`lockmirror.formats.bundle_format`; members become
+files on disk through :mod:`lockmirror.stages.bundle_write`, the path the
+refresh bundle takes too.
 
 The content id is the first 16 hex digits of the sha256 of ``bundle.json``,
 which pins every member, so it names the content.
@@ -36,17 +38,15 @@ which pins every member, so it names the content.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import BundleError, LockmirrorError
+from ..errors import LockmirrorError
 from ..formats import signing
 from ..formats.bundle_format import (
     DELTA,
@@ -57,27 +57,22 @@ from ..formats.bundle_format import (
     LOCKFILE_DIR,
     MIRROR_YAML_NAME,
     NAME_PATTERN,
-    README_NAME,
     SIGNATURE_NAME,
     SUMS_NAME,
     TOOL_DIR,
     BundleInfo,
-    format_checksums,
     locate_bundle,
     parse_size,
-    read_checksums,
-    read_head,
     read_index_manifest,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import releases_of
-from ..fsutil import atomic_write, format_size, sha256_bytes
+from ..fsutil import sha256_bytes
 from ..timeutil import resolve_source_date_epoch
 from .bundle_retention import Removed, prune_bundles
-from .bundle_tar import Layout, Member, directories, read_input
+from .bundle_tar import Member, read_input
+from .bundle_write import write_bundle
 from .tool_set import collect_tool_wheels
-
-MAX_PARTS = 999
 
 Progress = Callable[[str], None]
 
@@ -140,8 +135,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     hashes every member against bundle.json (:mod:`.bundle_tar`).
 
     Raises LockmirrorError (or BundleError) when an input is missing, an
-    index file is not of the manifest's size, or pip cannot fetch the tool's
-    dependencies; nothing is left in ``out_dir`` then. Costs one read and one
+    index file is not of the manifest's size, or a tool wheel is not locked,
+    fetched or intact; nothing is left in ``out_dir`` then. Costs one read and one
     sha256 pass (the volume's) over every carried byte; an existing
     identical bundle is recognised from its first member and left alone.
     """
@@ -153,50 +148,31 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
     manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
     carried, base_sha, removes = _carried(manifest, since)
+    manifest_sha = sha256_bytes(manifest_bytes)
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
-        index_manifest=manifest_bytes, with_tool=(kind == FULL) if tool is None else tool,
+        index_manifest=Member(INDEX_MANIFEST, data=manifest_bytes,
+                              entry=Entry(manifest_sha, len(manifest_bytes))),
+        with_tool=(kind == FULL) if tool is None else tool,
         cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store)
     members += [Member(member_name, data=data) for member_name, data in extra]
-    info = _describe(members, BundleInfo(
-        name=name, kind=kind, index_manifest_sha256=sha256_bytes(manifest_bytes),
+    provisional = BundleInfo(
+        name=name, kind=kind, index_manifest_sha256=manifest_sha,
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
-        tool_python=tool_python, files={}), removes)
-    info_bytes = info.dumps()
-    signature = signing.sign(info_bytes, signing.load_private_key(key)).encode() if key else None
-    head = [Member("", is_dir=True), Member(INFO_NAME, data=info_bytes)]
-    if signature is not None:
-        head.append(Member(SIGNATURE_NAME, data=signature))
-    ordered = head + sorted([*members, *directories(members)], key=lambda m: m.name)
-    layout = Layout(info.top, ordered, epoch)
-    names = _volume_names(info.filename, layout.total_size, volume_size)
-    checksums_path = out_dir / f"{info.filename}.sha256"
-
-    def result(digests: Sequence[str], changed: bool) -> BundleResult:
-        """The bundle is complete: the older ones beyond ``keep`` go."""
-        removed = prune_bundles(out_dir, name, current=info.filename, keep=keep)
-        return BundleResult(
-            parts=tuple(out_dir / n for n in names), checksums=checksums_path,
-            sha256=tuple(digests), content_id=info.content_id, kind=kind,
-            base_manifest_sha256=base_sha, size=layout.total_size,
-            members=len(info.files) + len(head) - 1, index_files_carried=len(carried),
-            index_files_total=len(manifest.files), signed=signature is not None,
-            source_date_epoch=epoch, epoch_source=epoch_source,
-            tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
-            changed=changed, removed=removed, removes=removes)
-
-    current = _existing_digests(out_dir, names, checksums_path, layout.total_size,
-                                volume_size, info_bytes, signature, epoch)
-    if current is not None:
-        if keep:
-            os.utime(checksums_path)  # the newest bundle, for the next prune
-        return result(current, changed=False)
-    if progress:
-        progress(f"writing {info.filename} ({format_size(layout.total_size)}, "
-                 f"{len(ordered)} members)")
-    digests = layout.write(out_dir, names, volume_size)
-    atomic_write(checksums_path, format_checksums(zip(names, digests, strict=True)))
-    return result(digests, changed=True)
+        tool_python=tool_python, files={})
+    written = write_bundle(provisional, members, _readme(provisional, removes), out_dir=out_dir,
+                           epoch=epoch, key=key, volume_size=volume_size, progress=progress)
+    if not written.changed and keep:
+        os.utime(written.checksums)  # the newest bundle, for the next prune
+    removed = prune_bundles(out_dir, name, current=written.info.filename, keep=keep)
+    return BundleResult(
+        parts=written.parts, checksums=written.checksums, sha256=written.sha256,
+        content_id=written.info.content_id, kind=kind, base_manifest_sha256=base_sha,
+        size=written.size, members=written.members, index_files_carried=len(carried),
+        index_files_total=len(manifest.files), signed=written.signed,
+        source_date_epoch=epoch, epoch_source=epoch_source,
+        tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
+        changed=written.changed, removed=removed, removes=removes)
 
 
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:
@@ -235,7 +211,7 @@ def _carried(manifest: Manifest, since: Path | None,
 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
-            mirror_yaml: Path, index_manifest: bytes, with_tool: bool,
+            mirror_yaml: Path, index_manifest: Member, with_tool: bool,
             cache_dir: Path | None, store_dir: Path | None,
             progress: Progress | None, store: Any = None) -> tuple[list[Member], str | None]:
     """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
@@ -250,14 +226,13 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
     if with_tool:
         if progress:
             progress("collecting lockmirror's wheels")
-        with tempfile.TemporaryDirectory(prefix="lockmirror-bundle-") as scratch:
-            wheels = collect_tool_wheels(cache_dir, Path(scratch), progress=progress,
-                                         lockfile_dir=lockfile_dir,
-                                         store_dir=store or store_dir)
-            members += [Member(f"{TOOL_DIR}/{path.name}", data=read_input(path))
-                        for path in sorted(wheels.wheels, key=lambda p: p.name)]
+        wheels = collect_tool_wheels(cache_dir, progress=progress, lockfile_dir=lockfile_dir,
+                                     store_dir=store or store_dir)
+        members += [Member(f"{TOOL_DIR}/{wheel.filename}", data=wheel.data,
+                           entry=Entry(wheel.sha256, len(wheel.data)))
+                    for wheel in sorted(wheels.wheels, key=lambda w: w.filename)]
         tool_python = wheels.python
-    members.append(Member(INDEX_MANIFEST, data=index_manifest))
+    members.append(index_manifest)
     for rel, entry in sorted(carried.items()):
         path = index_dir / rel
         try:
@@ -283,64 +258,6 @@ def _check_object(store: Any, rel: str, entry: Entry) -> None:
         found = "missing" if size is None else f"{size} bytes, manifest.json says {entry.size}"
         raise LockmirrorError(f"{rel} is {found} in the store",
                               where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
-
-
-def _describe(members: list[Member], provisional: BundleInfo,
-              removes: Sequence[str] = ()) -> BundleInfo:
-    """Add README.txt and SHA256SUMS to ``members``; the bundle.json listing them all.
-
-    ``provisional`` is bundle.json without its file list: the README is made
-    from it, so it cannot depend on the content id.
-    """
-    members.append(Member(README_NAME, data=_readme(provisional, removes)))
-    sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
-                            if m.entry).encode()
-    members.append(Member(SUMS_NAME, data=sums))
-    return dataclasses.replace(provisional, files={m.name: m.entry for m in members if m.entry})
-
-
-def _volume_names(filename: str, total: int, volume_size: int | None) -> list[str]:
-    """``[X.tar]``, or ``X.tar.001``, ``X.tar.002``, ... for ``total`` bytes cut at
-    ``volume_size``; LockmirrorError beyond MAX_PARTS volumes."""
-    if volume_size is None:
-        return [filename]
-    count = max(1, -(-total // volume_size))
-    if count > MAX_PARTS:
-        raise LockmirrorError(f"{total} bytes in volumes of {volume_size} makes {count} "
-                              f"volumes; at most {MAX_PARTS}", hint="use a larger --split")
-    return [f"{filename}.{i:03d}" for i in range(1, count + 1)]
-
-
-def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: int,
-                      volume_size: int | None, info_bytes: bytes, signature: bytes | None,
-                      epoch: int) -> tuple[str, ...] | None:
-    """The hashes of an identical bundle already on disk, else None.
-
-    The tar is a function of bundle.json (which pins every member's bytes),
-    the signature and the epoch, so comparing those three and the volume
-    sizes is enough; nothing is re-hashed.
-    """
-    try:
-        listed = read_checksums(checksums)
-    except BundleError:
-        return None
-    if [name for name, _ in listed] != names:
-        return None
-    for index, name in enumerate(names):
-        expected = total if volume_size is None else min(volume_size, total - index * volume_size)
-        try:
-            if (out_dir / name).stat().st_size != expected:
-                return None
-        except FileNotFoundError:
-            return None
-    try:
-        head = read_head(locate_bundle([out_dir / n for n in names]))
-    except LockmirrorError:
-        return None
-    if (head.info_bytes != info_bytes or head.first_mtime != epoch
-            or (head.signature or "").encode() != (signature or b"")):
-        return None
-    return tuple(digest for _, digest in listed)
 
 
 def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:

@@ -9,38 +9,28 @@ committed quarantine list, empty when there is none), ``README.txt`` and
 ``SHA256SUMS``, pinned by ``bundle.json`` and signed like any bundle. A few
 KiB: it crosses the gap between full bundles.
 
-Reproducible as every bundle is (:mod:`lockmirror.stages.bundle_tar`): the
-same snapshot (sources' answers and ``taken`` time), list, key and epoch give
-the same bytes. On the far side :mod:`lockmirror.stages.import_refresh`
-imports it.
+Written by the same path as every bundle (:mod:`lockmirror.stages.bundle_write`),
+and as reproducible: the same snapshot (sources' answers and ``taken`` time),
+list, key and epoch give the same bytes. On the far side
+:mod:`lockmirror.stages.import_refresh` imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
-from ..formats import signing
-from ..formats.bundle_format import (
-    ADVISORIES,
-    ADVISORIES_NAME,
-    INFO_NAME,
-    QUARANTINE_NAME,
-    README_NAME,
-    SIGNATURE_NAME,
-    SUMS_NAME,
-    BundleInfo,
-    format_checksums,
-)
+from ..formats.bundle_format import ADVISORIES, ADVISORIES_NAME, QUARANTINE_NAME, BundleInfo
 from ..formats.manifest import MANIFEST_NAME
 from ..formats.quarantine_list import QuarantineList
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import sha256_bytes
 from ..resolve.advisory_snapshot import Snapshot
 from ..timeutil import resolve_source_date_epoch
-from .bundle_tar import Layout, Member, directories
+from .bundle_tar import Member
+from .bundle_write import write_bundle
 
 
 @dataclass(frozen=True)
@@ -78,27 +68,14 @@ def build_refresh_bundle(loaded: LoadedConfig, snapshot: Snapshot, *, out_dir: P
                              index_manifest_sha256=index_sha, base_manifest_sha256=None,
                              lockmirror_version=__version__, tool_python=None, files={})
     members = [Member(ADVISORIES_NAME, data=snapshot.dumps().encode()),
-               Member(QUARANTINE_NAME, data=quarantine.dumps().encode()),
-               Member(README_NAME, data=_readme(provisional, snapshot))]
-    sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
-                            if m.entry).encode()
-    members.append(Member(SUMS_NAME, data=sums))
-    info = replace(provisional, files={m.name: m.entry for m in members if m.entry})
-    info_bytes = info.dumps()
-    signature = signing.sign(info_bytes, signing.load_private_key(key)).encode() if key else None
-    head = [Member("", is_dir=True), Member(INFO_NAME, data=info_bytes)]
-    if signature is not None:
-        head.append(Member(SIGNATURE_NAME, data=signature))
-    layout = Layout(info.top, head + sorted([*members, *directories(members)],
-                                            key=lambda m: m.name), epoch)
-    [digest] = layout.write(out_dir, [info.filename], None)
-    checksums = out_dir / f"{info.filename}.sha256"
-    atomic_write(checksums, format_checksums([(info.filename, digest)]))
+               Member(QUARANTINE_NAME, data=quarantine.dumps().encode())]
+    written = write_bundle(provisional, members, _readme(provisional, snapshot),
+                           out_dir=out_dir, epoch=epoch, key=key)
     return RefreshBundleResult(
-        path=out_dir / info.filename, checksums=checksums, sha256=digest,
-        content_id=info.content_id, size=layout.total_size,
+        path=written.parts[0], checksums=written.checksums, sha256=written.sha256[0],
+        content_id=written.info.content_id, size=written.size,
         advisories=len(snapshot.advisories), quarantined=len(quarantine.releases),
-        signed=signature is not None, taken=snapshot.taken.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        signed=written.signed, taken=snapshot.taken.strftime("%Y-%m-%dT%H:%M:%SZ"),
         source_date_epoch=epoch)
 
 

@@ -26,7 +26,6 @@ and the test suite).
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -41,9 +40,10 @@ from ..formats.store import Store
 from ..targets import Target, Truth
 from .toolwheels import (
     PROJECT,
+    ToolWheel,
     ToolWheels,
     installed_dependency_wheels,
-    pack_own_wheel,
+    own_wheel,
     runtime_requirements,
     tool_source,
 )
@@ -218,14 +218,15 @@ def describe_coverage(lockfile: Lockfile) -> str:
                      f"({', '.join(t.platforms)})" for t in lockfile.targets)
 
 
-def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any, work_dir: Path) -> ToolWheels:
-    """The dependency wheels the tool set's lockfile chose, out of the store.
+def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any) -> ToolWheels:
+    """The dependency wheels the tool set's lockfile chose, read from the store
+    (a directory or an S3 store).
 
-    Each wheel of :func:`choose_tool_wheels` is copied from the store into
-    ``work_dir`` under its file name, its sha256 and size checked as it is
-    copied. Raises StaleLockError when the lockfile is missing,
-    LockmirrorError when a wheel is not in the store (run fetch),
-    IntegrityError when its bytes differ from the lockfile.
+    Each wheel of :func:`choose_tool_wheels` is read once and its sha256 and
+    size checked against the lockfile before it is used. Raises
+    StaleLockError when the lockfile is missing, LockmirrorError when a wheel
+    is not in the store (run fetch), IntegrityError when its bytes differ
+    from the lockfile.
     """
     path = lockfile_dir / f"pylock.{TOOL_SET}.toml"
     if not path.is_file():
@@ -233,7 +234,6 @@ def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any, work_dir: Path
                              hint=LOCK_HINT)
     lockfile = Lockfile.read(path)
     store = Store(store_dir) if isinstance(store_dir, Path) else store_dir  # or an S3 store
-    work_dir.mkdir(parents=True, exist_ok=True)
     wheels = []
     for filename, locked in choose_tool_wheels(lockfile, where=str(path)).items():
         source = f"{store.identity} sha256 {locked.sha256}"
@@ -241,51 +241,47 @@ def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any, work_dir: Path
             raise LockmirrorError(f"{filename} (lockmirror's own set) is not in the store",
                                   where=source, hint="run `lockmirror fetch`")
         with store.open(locked.sha256) as reader:
-            wheels.append(_copy_checked(reader, source, work_dir / filename, locked))
+            wheels.append(_read_checked(reader, source, locked))
     return ToolWheels(wheels=tuple(wheels), python=describe_coverage(lockfile))
 
 
-def _copy_checked(reader: BinaryIO, source: str, dest: Path, locked: LockedFile) -> Path:
-    """Copy ``reader`` (the store's ``source``) to ``dest``; IntegrityError unless it
-    has the locked sha256 and size."""
-    digest = hashlib.sha256()
-    size = 0
-    with dest.open("wb") as writer:
-        while chunk := reader.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-            writer.write(chunk)
-    if digest.hexdigest() != locked.sha256 or size != locked.size:
+def _read_checked(reader: BinaryIO, source: str, locked: LockedFile) -> ToolWheel:
+    """The wheel ``reader`` (the store's ``source``) holds; IntegrityError unless
+    it has the locked sha256 and size."""
+    data = reader.read(locked.size + 1)
+    wheel = ToolWheel.of(locked.filename, data)
+    if wheel.sha256 != locked.sha256 or len(data) != locked.size:
         raise IntegrityError(f"{locked.filename} in the store is not the locked file "
-                             f"(sha256 {digest.hexdigest()}, {size} bytes)", where=source,
+                             f"(sha256 {wheel.sha256}, {len(data)} bytes)", where=source,
                              hint="delete it and run `lockmirror fetch`")
-    return dest
+    return wheel
 
 
-def collect_tool_wheels(cache_dir: Path | None, work_dir: Path, *,
+def collect_tool_wheels(cache_dir: Path | None, *,
                         progress: Callable[[str], None] | None = None,
                         lockfile_dir: Path | None = None,
-                        store_dir: Path | None = None) -> ToolWheels:
-    """Pack lockmirror's wheel into ``work_dir`` and find its dependencies' wheels.
+                        store_dir: Path | Any = None) -> ToolWheels:
+    """lockmirror's wheel (packed in memory) and its dependencies' wheels.
 
-    By default those of the tool set's lockfile in ``lockfile_dir``, taken
-    out of the store at ``store_dir`` (:func:`locked_tool_wheels`:
-    one wheel per package and target of the lockfile); with
-    ``LOCKMIRROR_TOOL_WHEELS=installed``, this installation's own, repacked
-    once into :func:`~lockmirror.stages.toolwheels.tool_wheel_cache` of ``cache_dir``.
+    By default those of the tool set's lockfile in ``lockfile_dir``, read
+    from the store at ``store_dir`` and checked against the lockfile
+    (:func:`locked_tool_wheels`: one wheel per package and target of the
+    lockfile); with ``LOCKMIRROR_TOOL_WHEELS=installed``, this installation's
+    own, repacked once into
+    :func:`~lockmirror.stages.toolwheels.tool_wheel_cache` of ``cache_dir``.
 
     Raises LockmirrorError if the tool set is not locked or fetched, a
     dependency is not installed (``installed``) or the editable install's
-    version is stale. Costs a copy of the dependency wheels (sha256 checked)
-    or, once per dependency set, a repack; and a zip of lockmirror's sources.
+    version is stale. Costs one read and one sha256 pass over each
+    dependency wheel (or, once per dependency set, a repack) and a zip of
+    lockmirror's sources; the wheels are held in memory.
     """
     dist = metadata.distribution(PROJECT)
     if tool_source() == "index":
         if lockfile_dir is None or store_dir is None:
             raise LockmirrorError("lockmirror's locked tool set needs the lockfiles and the "
                                   "store", hint="or LOCKMIRROR_TOOL_WHEELS=installed")
-        deps = locked_tool_wheels(lockfile_dir, store_dir, work_dir / "dependencies")
+        deps = locked_tool_wheels(lockfile_dir, store_dir)
     else:
         deps = installed_dependency_wheels(dist, cache_dir, progress)
-    own = pack_own_wheel(dist, work_dir)
-    return ToolWheels(wheels=(own, *deps.wheels), python=deps.python)
+    return ToolWheels(wheels=(own_wheel(dist), *deps.wheels), python=deps.python)

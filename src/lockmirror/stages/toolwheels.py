@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from packaging.requirements import Requirement
@@ -52,10 +54,24 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 
 
 @dataclass(frozen=True)
-class ToolWheels:
-    """Wheel files to carry, and the interpreter they were chosen for."""
+class ToolWheel:
+    """One wheel for the bundle's ``tool/``: its file name, bytes and their sha256
+    (hashed once, where the bytes were read or made)."""
 
-    wheels: tuple[Path, ...]
+    filename: str
+    data: bytes
+    sha256: str
+
+    @classmethod
+    def of(cls, filename: str, data: bytes) -> ToolWheel:
+        return cls(filename, data, hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class ToolWheels:
+    """Wheels to carry, and the interpreter they were chosen for."""
+
+    wheels: tuple[ToolWheel, ...]
     python: str
 
 
@@ -98,9 +114,11 @@ def tool_source() -> str:
 def installed_dependency_wheels(dist: metadata.Distribution, cache_dir: Path | None,
                                 progress: Callable[[str], None] | None = None) -> ToolWheels:
     """This installation's dependencies of ``dist`` repacked as wheels (for this
-    Python only), once per dependency set into :func:`tool_wheel_cache`."""
+    Python only), once per dependency set into :func:`tool_wheel_cache`, and
+    read from there."""
     pins = dependency_pins(runtime_requirements(dist))
-    return ToolWheels(tuple(_cached_dependency_wheels(pins, cache_dir, progress)), python_tag())
+    return ToolWheels(tuple(ToolWheel.of(path.name, path.read_bytes()) for path in
+                            _cached_dependency_wheels(pins, cache_dir, progress)), python_tag())
 
 
 def dependency_pins(requirements: list[str]) -> list[str]:
@@ -171,17 +189,17 @@ def _cached_dependency_wheels(pins: list[str], cache_dir: Path | None,
     return wheels
 
 
-def _project_root(dist: metadata.Distribution) -> Path | None:
-    """The source tree of an editable (or local directory) install, if any."""
+def _source_project(dist: metadata.Distribution) -> tuple[Path, dict[str, Any]] | None:
+    """The pyproject.toml of an editable (or local directory) install and its
+    ``[project]`` table, if it is one."""
     text = dist.read_text("direct_url.json")
     if not text:
         return None
-    url = json.loads(text).get("url", "")
-    parsed = urlparse(url)
-    if parsed.scheme != "file":
+    parsed = urlparse(json.loads(text).get("url", ""))
+    pyproject = Path(unquote(parsed.path)) / "pyproject.toml"
+    if parsed.scheme != "file" or not pyproject.is_file():
         return None
-    root = Path(unquote(parsed.path))
-    return root if (root / "pyproject.toml").is_file() else None
+    return pyproject, tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
 
 
 def runtime_requirements(dist: metadata.Distribution) -> list[str]:
@@ -194,17 +212,16 @@ def runtime_requirements(dist: metadata.Distribution) -> list[str]:
     """
     installed = [str(req) for req in map(Requirement, dist.requires or [])
                  if req.marker is None or "extra" not in str(req.marker)]
-    root = _project_root(dist)
-    if root is None:
+    source = _source_project(dist)
+    if source is None:
         return installed
-    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
-        "project", {})
+    pyproject, project = source
     dynamic = project.get("dynamic", [])
     if "version" not in dynamic and project.get("version") != dist.version:
         raise LockmirrorError(
             f"the installed lockmirror is {dist.version}, pyproject.toml says "
-            f"{project.get('version')}", where=str(root / "pyproject.toml"),
-            hint=f"pip install -e {root}")
+            f"{project.get('version')}", where=str(pyproject),
+            hint=f"pip install -e {pyproject.parent}")
     if "dependencies" in dynamic:
         return installed
     return [str(Requirement(text)) for text in project.get("dependencies", [])]
@@ -213,13 +230,11 @@ def runtime_requirements(dist: metadata.Distribution) -> list[str]:
 def _entry_points(dist: metadata.Distribution) -> str | None:
     """entry_points.txt; for an editable install rebuilt from pyproject.toml,
     whose [project.scripts] may have changed since it was installed."""
-    root = _project_root(dist)
-    if root is None:
+    source = _source_project(dist)
+    if source is None or {"scripts", "gui-scripts", "entry-points"} & set(
+            source[1].get("dynamic", [])):
         return dist.read_text("entry_points.txt")
-    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
-        "project", {})
-    if {"scripts", "gui-scripts", "entry-points"} & set(project.get("dynamic", [])):
-        return dist.read_text("entry_points.txt")
+    project = source[1]
     groups = {"console_scripts": project.get("scripts", {}),
               "gui_scripts": project.get("gui-scripts", {}),
               **project.get("entry-points", {})}
@@ -253,7 +268,7 @@ def repack_installed(dist: metadata.Distribution, out_dir: Path) -> Path:
     names; scripts installed outside site-packages go back under
     ``<name>.data/scripts/`` (console scripts are left out: installers
     write them anew from entry_points.txt). Deterministic, like
-    :func:`pack_own_wheel`. Raises LockmirrorError for an editable install.
+    :func:`own_wheel`. Raises LockmirrorError for an editable install.
     """
     wheel_text = dist.read_text("WHEEL") or ""
     tags = [line.split(":", 1)[1].strip() for line in wheel_text.splitlines()
@@ -285,12 +300,15 @@ def repack_installed(dist: metadata.Distribution, out_dir: Path) -> Path:
         entries[rel] = path.read_bytes()
     parts = [tag.split("-") for tag in tags]
     compressed = "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
-    return _write_wheel(out_dir / f"{stem}-{compressed}.whl", entries, info_dir,
-                        executable_prefix=f"{stem}.data/scripts/")
+    wheel = out_dir / f"{stem}-{compressed}.whl"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel.write_bytes(_wheel_bytes(entries, info_dir, executable_prefix=f"{stem}.data/scripts/"))
+    return wheel
 
 
-def pack_own_wheel(dist: metadata.Distribution, out_dir: Path) -> Path:
-    """Zip the running lockmirror package and its metadata into a pure wheel.
+def own_wheel(dist: metadata.Distribution) -> ToolWheel:
+    """The running lockmirror package and its metadata zipped into a pure wheel,
+    in memory.
 
     Deterministic: sorted entries, fixed dates and modes, so the same sources
     give the same bytes. ``__pycache__`` and hidden files are left out.
@@ -323,14 +341,14 @@ def pack_own_wheel(dist: metadata.Distribution, out_dir: Path) -> Path:
         text = _entry_points(dist) if extra == "entry_points.txt" else dist.read_text(extra)
         if text:
             entries[f"{dist_info}/{extra}"] = text.encode()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return _write_wheel(out_dir / f"{PROJECT}-{version}-py3-none-any.whl", entries, dist_info)
+    return ToolWheel.of(f"{PROJECT}-{version}-py3-none-any.whl",
+                        _wheel_bytes(entries, dist_info))
 
 
-def _write_wheel(wheel: Path, entries: dict[str, bytes], info_dir: str, *,
-                 executable_prefix: str | None = None) -> Path:
-    """Write ``entries`` plus a RECORD as a deterministic wheel: sorted, fixed
-    dates and modes, RECORD last (as installers expect)."""
+def _wheel_bytes(entries: dict[str, bytes], info_dir: str, *,
+                 executable_prefix: str | None = None) -> bytes:
+    """``entries`` plus a RECORD as a deterministic wheel: sorted, fixed dates
+    and modes, RECORD last (as installers expect)."""
     entries = dict(entries)
     record_lines = []
     for name, data in sorted(entries.items()):
@@ -338,7 +356,7 @@ def _write_wheel(wheel: Path, entries: dict[str, bytes], info_dir: str, *,
         record_lines.append(f"{name},sha256={digest},{len(data)}")
     record_lines.append(f"{info_dir}/RECORD,,")
     entries[f"{info_dir}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
-    wheel.parent.mkdir(parents=True, exist_ok=True)
+    wheel = io.BytesIO()
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in [*sorted(n for n in entries if n != f"{info_dir}/RECORD"),
                      f"{info_dir}/RECORD"]:
@@ -347,4 +365,4 @@ def _write_wheel(wheel: Path, entries: dict[str, bytes], info_dir: str, *,
             info.external_attr = (0o755 if executable else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, entries[name])
-    return wheel
+    return wheel.getvalue()
