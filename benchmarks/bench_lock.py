@@ -58,7 +58,8 @@ main = cProfile.Profile()
 profiles.append(main)
 main.enable()
 import runpy
-stats_file, sys.argv = sys.argv[1], ["lockmirror", "lock", "--config", sys.argv[2], "--set", "platform"]
+stats_file = sys.argv[1]
+sys.argv = ["lockmirror", "lock", "--config", sys.argv[2], "--set", "platform"]
 try:
     runpy.run_module("lockmirror", run_name="__main__")  # as `python -m lockmirror lock ...`
 except SystemExit:
