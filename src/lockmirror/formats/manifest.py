@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, IntegrityError, LockmirrorError
@@ -131,13 +131,11 @@ def entries_from_json(raw: Mapping[str, Mapping[str, Any]], *,
     return files
 
 
-def check_relative_path(path: str, *, where: str) -> PurePosixPath:
-    """Refuse absolute paths, ``..``, backslashes and empty parts."""
-    pure = PurePosixPath(path)
-    if (not path or path.startswith("/") or "\\" in path or pure.is_absolute()
+def check_relative_path(path: str, *, where: str) -> None:
+    """Refuse absolute paths, ``..``, backslashes and empty parts (IntegrityError)."""
+    if (not path or path.startswith("/") or "\\" in path
             or any(part in {"", ".", ".."} for part in path.split("/"))):
         raise IntegrityError(f"unsafe path {path!r}", where=where)
-    return pure
 
 
 # fsutil.atomic_writer writes ``<dir>/.<name>.XXXXXXXX.tmp`` (tempfile.mkstemp's
