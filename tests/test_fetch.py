@@ -29,11 +29,11 @@ from packaging.version import Version
 
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.formats.store import Store
+from lockmirror.formats.store import FetchItem, Store
 from lockmirror.fsutil import sha256_bytes, sha256_file
-from lockmirror.net.download import FetchItem
 from lockmirror.net.http import make_session, source_auth
-from lockmirror.stages.fetch import FetchSummary, fetch, metadata_url, missing, plan
+from lockmirror.stages.fetch import FetchSummary, fetch
+from lockmirror.stages.fetch_plan import metadata_url, missing, plan
 
 TARGET = LockedTarget(name="linux-py311", python="3.11", implementation="cp",
                       platforms=("manylinux_2_17_x86_64",),
@@ -449,7 +449,8 @@ def test_fetch_config_reads_every_set_and_is_current_afterwards(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from lockmirror.config import load_config
     from lockmirror.errors import StaleLockError
-    from lockmirror.stages.fetch import fetch_config, is_current
+    from lockmirror.stages.fetch import fetch_config
+    from lockmirror.stages.fetch_plan import is_current
 
     config = tmp_path / "mirror.yaml"
     config.write_text(f"""version: 1

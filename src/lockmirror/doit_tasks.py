@@ -153,7 +153,7 @@ def _shard_params() -> list[dict[str, Any]]:
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
     def store_complete() -> bool:
-        from .stages.fetch import is_current
+        from .stages.fetch_plan import is_current
 
         retained = pipeline.retained_lockfiles(project.loaded)[0]
         return is_current(project.loaded, also=[*tool_lockfile(project), *retained])

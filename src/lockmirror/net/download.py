@@ -38,25 +38,11 @@ import requests
 import urllib3.exceptions
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from ..formats.store import open_partial, release_partial, store_write_error
+from ..formats.store import FetchItem, open_partial, release_partial, store_write_error
 from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
 
 if TYPE_CHECKING:
     from .s3_store import AnyStore
-
-
-@dataclass(frozen=True, order=True)
-class FetchItem:
-    """One distinct file to have in the store (distinct by sha256)."""
-
-    url: str
-    sha256: str
-    size: int | None  # None for PEP 658 metadata files: lockfiles record only their hash
-    filename: str
-    needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
-    is_metadata: bool = False
-    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
-
 
 
 # (connect, between bytes) seconds, for a caller's session without its own default.

@@ -40,7 +40,7 @@ from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
 from ..formats.store import Store
 from ..fsutil import disk_bytes, format_size, plural
-from .fetch import plan
+from .fetch_plan import plan
 from .installers import stale_work
 
 __all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "referenced"]
