@@ -133,7 +133,7 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
     progress = console_progress(sys.stderr)
     try:
         summary = pipeline.fetch(project.loaded, progress=progress, sets=sets or None,
-                                 targets=targets or None)
+                                 targets=targets or None, retained=project.retained)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -155,8 +155,8 @@ def fetch_task(project: Project) -> TaskDict:
     def store_complete() -> bool:
         from .stages.fetch_plan import is_current
 
-        retained = pipeline.retained_lockfiles(project.loaded)[0]
-        return is_current(project.loaded, also=[*tool_lockfile(project), *retained])
+        written, _ = project.retained
+        return is_current(project.loaded, also=[*tool_lockfile(project), *written])
 
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
@@ -180,7 +180,7 @@ def fetch_task(project: Project) -> TaskDict:
 
 def _index(project: Project) -> None:
     loaded = project.loaded
-    result = pipeline.index(loaded)
+    result = pipeline.index(loaded, retained=project.retained)
     for note in result.notes:
         print(f"index: {note}", file=sys.stderr)
     if result.noop:
