@@ -198,8 +198,13 @@ def index_task(project: Project) -> TaskDict:
         "doc": "build dist-index/ (PEP 503/691/658/700 pages, files, constraints, manifest)",
         "actions": [_action(_index, project)],
         "task_dep": ["fetch"],
-        # The stage is incremental and its no-op costs a few stats, so it always
-        # runs: a hand-deleted page or file in dist-index/ is put back.
+        # Always runs: the stage's own no-op check (a few stats) is the only one
+        # that sees every input. doit's file_dep could see the lockfiles and
+        # mirror.yaml, but not a page or file deleted or added in dist-index/ by
+        # hand (the stage compares the directories with its state), an earlier
+        # lock leaving the retention window (the clock and git history), an
+        # optional quarantine list appearing, another lockmirror version or
+        # $LOCKMIRROR_STORE: a doit skip would miss those rebuilds.
         "uptodate": [False],
         "targets": [str(project.path_of("index") / "manifest.json")],
         "verbosity": 2,
