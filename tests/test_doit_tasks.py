@@ -8,6 +8,8 @@ the up-to-date checks are doit's own.
 from __future__ import annotations
 
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,14 @@ def test_retention_is_asked_once_per_run(project: Path,
     calls.clear()
     assert run_doit("index") == 0  # fetch up to date, index's own no-op
     assert len(calls) == 1
+
+
+def test_fetch_up_to_date_check_and_gc_load_no_http_stack() -> None:
+    """A no-op ``doit`` (fetch's up-to-date check) and ``lockmirror gc`` need the
+    plan, not the downloads: requests and urllib3 stay unloaded."""
+    code = ("import sys, lockmirror.doit_tasks, lockmirror.stages.fetch_plan, "
+            "lockmirror.stages.gc, lockmirror.commands.gc, lockmirror.stages.disk_usage; "
+            "print(sorted({'requests', 'urllib3'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "[]\n"
