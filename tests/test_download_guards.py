@@ -188,16 +188,6 @@ def test_a_resumed_download_that_never_verifies_is_one_error(
     assert list(store.temp_dir().iterdir()) == []
 
 
-def test_a_kept_partial_of_a_file_url_is_dropped_and_the_file_copied_whole(
-        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
-    entry = catalogue.find("native", "1.0", wheel=False)
-    lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), entry.path.as_uri())
-    store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
-    summary = fetch([lock], store)
-    assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
-    assert sha256_file(store.path(entry.sha256)) == entry.sha256
-
-
 def test_a_206_for_another_range_with_no_attempt_left_is_one_error(
         fixture_index: FixtureIndex, catalogue: Catalogue, store: Store,
         wrong_range: _WrongRangeServer) -> None:

@@ -29,11 +29,11 @@ from packaging.version import Version
 
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.formats.store import Store
+from lockmirror.formats.store import FetchItem, Store
 from lockmirror.fsutil import sha256_bytes, sha256_file
-from lockmirror.net.download import FetchItem
 from lockmirror.net.http import make_session, source_auth
-from lockmirror.stages.fetch import FetchSummary, fetch, metadata_url, missing, plan
+from lockmirror.stages.fetch import FetchSummary, fetch
+from lockmirror.stages.fetch_plan import metadata_url, missing, plan
 
 TARGET = LockedTarget(name="linux-py311", python="3.11", implementation="cp",
                       platforms=("manylinux_2_17_x86_64",),
@@ -158,23 +158,19 @@ def test_fetch_stores_every_file_once_and_a_rerun_downloads_nothing(
     assert missing(items, store) == []
 
 
-def test_file_urls_are_copied_verified_and_a_missing_one_is_named(
-        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store, tmp_path: Path) -> None:
+def test_a_file_url_is_never_read_even_past_the_front_doors_check(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """The front doors refuse a lockfile naming file:// (test_url_policy); the
+    download itself has no file:// reader either: one NetworkError, nothing stored."""
     entry = catalogue.find("native", "1.0", wheel=False)
     lock = make_lockfile(fixture_index, "core", [entry.filename])
     local = replace(lock, packages=tuple(
         replace(p, sdist=replace(p.sdist, url=entry.path.as_uri())) if p.sdist else p
         for p in lock.packages))
-    assert fetch([local], store).downloaded == 1
-    assert sha256_file(store.path(entry.sha256)) == entry.sha256
+    with pytest.raises(NetworkError, match=f"cannot fetch {entry.path.as_uri()}: "):
+        fetch([local], store)
+    assert not store.has(entry.sha256)
     assert fixture_index.requests == []
-
-    gone = replace(local, packages=tuple(
-        replace(p, sdist=replace(p.sdist, url=(tmp_path / entry.filename).as_uri(),
-                                 sha256="0" * 64)) if p.sdist else p
-        for p in local.packages))
-    with pytest.raises(NotFoundError, match="the locked file is missing; needed by set core"):
-        fetch([gone], store)
 
 
 def test_what_a_crash_can_leave_in_the_store_is_fetched_again(
@@ -449,7 +445,8 @@ def test_fetch_config_reads_every_set_and_is_current_afterwards(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from lockmirror.config import load_config
     from lockmirror.errors import StaleLockError
-    from lockmirror.stages.fetch import fetch_config, is_current
+    from lockmirror.stages.fetch import fetch_config
+    from lockmirror.stages.fetch_plan import is_current
 
     config = tmp_path / "mirror.yaml"
     config.write_text(f"""version: 1

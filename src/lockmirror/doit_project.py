@@ -19,6 +19,7 @@ from .fsutil import atomic_write
 
 if TYPE_CHECKING:
     from .config import LoadedConfig
+    from .pipeline import RetainedLockfiles
 
 _SUMMARY_FORMAT = 1
 
@@ -95,6 +96,17 @@ class Project:
         from .config import load_config
 
         return load_config(self.path)
+
+    @cached_property
+    def retained(self) -> RetainedLockfiles:
+        """The earlier lock revisions ``retention:`` keeps, asked once per doit
+        run (:func:`lockmirror.pipeline.retained_lockfiles`: git processes per
+        set) and handed to fetch's up-to-date check, fetch and index. Asked
+        first by fetch's up-to-date check, which doit runs after the lock
+        tasks: the answer sees the lockfiles this run wrote."""
+        from .pipeline import retained_lockfiles
+
+        return retained_lockfiles(self.loaded)
 
     @property
     def set_names(self) -> list[str]:

@@ -133,7 +133,7 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
     progress = console_progress(sys.stderr)
     try:
         summary = pipeline.fetch(project.loaded, progress=progress, sets=sets or None,
-                                 targets=targets or None)
+                                 targets=targets or None, retained=project.retained)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -153,10 +153,10 @@ def _shard_params() -> list[dict[str, Any]]:
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
     def store_complete() -> bool:
-        from .stages.fetch import is_current
+        from .stages.fetch_plan import is_current
 
-        retained = pipeline.retained_lockfiles(project.loaded)[0]
-        return is_current(project.loaded, also=[*tool_lockfile(project), *retained])
+        written, _ = project.retained
+        return is_current(project.loaded, also=[*tool_lockfile(project), *written])
 
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
@@ -180,7 +180,7 @@ def fetch_task(project: Project) -> TaskDict:
 
 def _index(project: Project) -> None:
     loaded = project.loaded
-    result = pipeline.index(loaded)
+    result = pipeline.index(loaded, retained=project.retained)
     for note in result.notes:
         print(f"index: {note}", file=sys.stderr)
     if result.noop:
@@ -198,8 +198,13 @@ def index_task(project: Project) -> TaskDict:
         "doc": "build dist-index/ (PEP 503/691/658/700 pages, files, constraints, manifest)",
         "actions": [_action(_index, project)],
         "task_dep": ["fetch"],
-        # The stage is incremental and its no-op costs a few stats, so it always
-        # runs: a hand-deleted page or file in dist-index/ is put back.
+        # Always runs: the stage's own no-op check (a few stats) is the only one
+        # that sees every input. doit's file_dep could see the lockfiles and
+        # mirror.yaml, but not a page or file deleted or added in dist-index/ by
+        # hand (the stage compares the directories with its state), an earlier
+        # lock leaving the retention window (the clock and git history), an
+        # optional quarantine list appearing, another lockmirror version or
+        # $LOCKMIRROR_STORE: a doit skip would miss those rebuilds.
         "uptodate": [False],
         "targets": [str(project.path_of("index") / "manifest.json")],
         "verbosity": 2,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from .stages.lock_watch import LockProgress
     from .stages.quarantine import QuarantineResult
     from .stages.retention import RetainedLock, Retention
+
+    # the earlier lock revisions retention keeps, written as lockfiles: path -> revision
+    RetainedLockfiles = tuple[dict[Path, RetainedLock], Retention]
 
 Progress = Callable[[str], None]
 
@@ -94,36 +97,37 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,
           durable: bool = False, sets: Sequence[str] | None = None,
-          targets: Sequence[str] | None = None, now: datetime | None = None) -> FetchSummary:
+          targets: Sequence[str] | None = None,
+          retained: RetainedLockfiles | None = None) -> FetchSummary:
     """Download every locked file into the store (``paths.store``), the tool
     set's too (:func:`lockmirror.stages.tool_set.tool_lockfile_paths`) and the
-    earlier lock revisions' that ``retention:`` keeps as of ``now``; a shard
-    (:mod:`lockmirror.stages.shard`): only ``sets`` (the tool set when named),
-    only the files that install on ``targets``."""
+    earlier lock revisions' that ``retention:`` keeps (``retained``: what
+    :func:`retained_lockfiles` returned for this run; default: asked now); a
+    shard (:mod:`lockmirror.stages.shard`): only ``sets`` (the tool set when
+    named), only the files that install on ``targets``."""
     from .stages.fetch import fetch_config
     from .stages.shard import check_targets, shard_sets
     from .stages.tool_set import TOOL_SET, tool_lockfile_paths
 
     names, tool = shard_sets(loaded, sets, TOOL_SET)
     check_targets(loaded, targets)
-    retained, _ = retained_lockfiles(loaded, now=now)
+    written, _ = retained if retained is not None else retained_lockfiles(loaded)
     also = [*(tool_lockfile_paths(loaded) if tool else []),
-            *(path for path, kept in retained.items() if names is None or kept.set_name in names)]
+            *(path for path, kept in written.items() if names is None or kept.set_name in names)]
     return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
                         also=also, sets=names, targets=targets)
 
 
 def retained_lockfiles(loaded: LoadedConfig, *, now: datetime | None = None,
-                       ) -> tuple[dict[Path, RetainedLock], Retention]:
+                       ) -> RetainedLockfiles:
     """The revisions ``retention:`` keeps as of ``now`` (default: the clock),
     written as lockfiles under ``<paths.cache>/retained-locks/`` (path ->
-    revision) for fetch and index; a set not locked yet has none."""
-    from datetime import UTC
-    from datetime import datetime as clock
-
+    revision) for fetch and index; a set not locked yet has none. The one
+    place they are computed (a few git processes per set): a run that fetches
+    and indexes (``doit``) asks once and hands the answer to both."""
     from .stages.retention import write_retained
 
-    kept = retention(loaded, now=now or clock.now(UTC))
+    kept = retention(loaded, now=now or datetime.now(UTC))
     return write_retained(kept, loaded.cache_dir / "retained-locks"), kept
 
 
@@ -133,12 +137,13 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
           mirror_yaml: Path | None = None, quarantine: Path | None = None,
           full: bool = False, state_dir: Path | None = None,
           exclude: Iterable[tuple[str, Version]] | None = None,
-          sbom: bool | None = None, now: datetime | None = None) -> IndexResult:
+          sbom: bool | None = None, retained: RetainedLockfiles | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases
     (``exclude`` replaces the list: quarantine's dry run). With mirror.yaml
     and its own lockfiles, the releases of the earlier revisions
-    ``retention:`` keeps as of ``now`` are served too, and the size budget
+    ``retention:`` keeps are served too (``retained``: what
+    :func:`retained_lockfiles` returned for this run; default: asked now), and the size budget
     (``retention.max_size``) is checked first: over it, ``over_size: fail``
     raises LockmirrorError naming the largest sets and releases, ``warn``
     puts that line in the result's ``notes``.
@@ -159,11 +164,11 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
 
     sources = None
     quarantine_path = quarantine
-    retained: dict[Path, str] = {}
+    kept_for: dict[Path, str] = {}  # a retained revision's lockfile -> the landing page's note
     notes: tuple[str, ...] = ()
     if loaded is not None and not lockfiles:
-        written, kept = retained_lockfiles(loaded, now=now)
-        retained = {path: revision.note for path, revision in written.items()}
+        written, kept = retained if retained is not None else retained_lockfiles(loaded)
+        kept_for = {path: revision.note for path, revision in written.items()}
         notes = (*kept.notes, *_over_budget(loaded, kept))
     if loaded is not None:
         lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
@@ -181,7 +186,7 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     built = build_index(list(lockfiles), store, out, mirror_yaml=mirror_yaml,
                         title=title or DEFAULT_TITLE, full=full, exclude=exclude,
                         state_dir=state_dir, url_rule=UrlRule(sources),
-                        sbom=name if sbom else None, retained=retained)
+                        sbom=name if sbom else None, retained=kept_for)
     return replace(built, notes=notes) if notes else built
 
 
@@ -270,8 +275,6 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
                      source_date_epoch: int | None) -> list[tuple[str, bytes]]:
     """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with
     advisory sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
-    from datetime import UTC
-
     from .formats.bundle_format import ADVISORIES_NAME
     from .timeutil import env_source_date_epoch
 
@@ -365,11 +368,15 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
                               progress=progress, drop_sets=drop_sets)
 
 
-def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False) -> GcResult:
-    """Remove from the store and the caches what no current lockfile needs."""
+def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False,
+       now: datetime | None = None) -> GcResult:
+    """Remove from the store and the caches what no lockfile in use needs (the
+    current ones, and the earlier revisions ``retention:`` keeps as of ``now``,
+    default: the clock)."""
     from .stages.gc import collect_garbage
 
-    return collect_garbage(loaded, dry_run=dry_run, shared_store=shared_store)
+    kept = retention(loaded, now=now or datetime.now(UTC))
+    return collect_garbage(loaded, kept, dry_run=dry_run, shared_store=shared_store)
 
 
 # -- the update loop: what is behind, the smallest security move, the bump PR, advisories

@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 from .. import pipeline
 from ..config import DEFAULT_CONFIG, load_config
+from ..formats.store import FetchItem
 from ..fsutil import format_size, plural
-from ..net.download import FetchItem
 from ..stages.fetch import FetchProgress, FetchSummary
 
 NAME = "fetch"

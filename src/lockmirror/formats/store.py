@@ -20,6 +20,21 @@ from typing import Any, BinaryIO
 from ..errors import LockmirrorError
 
 
+@dataclass(frozen=True, order=True)
+class FetchItem:
+    """One distinct file (distinct by sha256) a lockfile needs in the store:
+    what the fetch stage plans (:mod:`lockmirror.stages.fetch_plan`) and
+    :mod:`lockmirror.net.download` brings in."""
+
+    url: str
+    sha256: str
+    size: int | None  # None for PEP 658 metadata files: lockfiles record only their hash
+    filename: str
+    needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
+    is_metadata: bool = False
+    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
+
+
 @dataclass(frozen=True)
 class Store:
     root: Path

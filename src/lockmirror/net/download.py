@@ -31,32 +31,16 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import requests
 import urllib3.exceptions
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from ..formats.store import open_partial, release_partial, store_write_error
+from ..formats.store import FetchItem, open_partial, release_partial, store_write_error
 from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
 
 if TYPE_CHECKING:
     from .s3_store import AnyStore
-
-
-@dataclass(frozen=True, order=True)
-class FetchItem:
-    """One distinct file to have in the store (distinct by sha256)."""
-
-    url: str
-    sha256: str
-    size: int | None  # None for PEP 658 metadata files: lockfiles record only their hash
-    filename: str
-    needed_by: tuple[str, ...]  # the package sets whose lockfiles name it, sorted
-    is_metadata: bool = False
-    wheel_sha256: str | None = None  # for a metadata file: the wheel it describes
-
 
 
 # (connect, between bytes) seconds, for a caller's session without its own default.
@@ -213,10 +197,6 @@ class Downloader:
             # Complete but never named (killed before the rename).
             self.tally.add(resumed_bytes=offset)
             return digest, offset, True
-        if item.url.startswith("file://"):
-            if offset:
-                digest, offset = hashlib.sha256(), _truncate(handle, partial, self.store)
-            return self._copy_local(item, handle, partial, digest, shown)
         with self._request(item, offset) as response:
             if offset and response.status_code == 206:
                 if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
@@ -290,25 +270,6 @@ class Downloader:
                 f"{'retry' if self.resumes == 1 else 'retries'})",
                 hint="a re-run resumes from the bytes received")) from None
         return digest, length, offset > 0
-
-    def _copy_local(self, item: FetchItem, handle: BinaryIO, partial: Path,
-                    digest: hashlib._Hash, shown: _Shown) -> tuple[hashlib._Hash, int, bool]:
-        """Copy a ``file://`` source (its URL passed the URL rules before)."""
-        path = Path(url2pathname(urlparse(item.url).path))
-        length = 0
-        try:
-            source = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
-        except FileNotFoundError:
-            raise NotFoundError(f"the locked file is missing; needed by {sets_text(item)}",
-                                where=where(item),
-                                hint="re-lock those sets with `doit lock`") from None
-        except OSError as exc:
-            raise Fatal(LockmirrorError(f"cannot read: {exc.strerror}",
-                                        where=where(item))) from None
-        with source:
-            while chunk := source.read(CHUNK):
-                length += self._take(item, handle, partial, digest, chunk, shown)
-        return digest, length, False
 
     def _take(self, item: FetchItem, handle: BinaryIO, partial: Path, digest: hashlib._Hash,
               chunk: bytes, shown: _Shown) -> int:

@@ -5,11 +5,10 @@ Entry points:
 * :func:`fetch_config` runs the stage for a loaded ``mirror.yaml`` (lockfiles
   of every set, URL rules, source credentials, store path) and returns a
   :class:`FetchSummary`; :func:`fetch` does the same for given lockfiles.
-* :func:`plan` lists the work: one :class:`FetchItem` per distinct sha256
-  (every wheel and sdist of every lockfile, plus the PEP 658 metadata file of
-  each wheel whose hash the lockfile records), with the sets that need it.
-* :func:`missing` is the cheap "already current?" check (one ``stat`` per item);
-  :func:`is_current` applies it to a loaded ``mirror.yaml``.
+* What to do is :mod:`lockmirror.stages.fetch_plan`'s: ``plan`` (one item
+  per distinct sha256, with the sets that need it) and ``missing`` (the cheap
+  "already current?" check, one ``stat`` per item); doit's up-to-date check
+  and gc use them without loading the HTTP stack this module needs.
 
 Steps of :func:`fetch`: plan, keep what is missing, check free space,
 download the artifacts (a ``ThreadPoolExecutor`` of network downloads, each
@@ -42,7 +41,6 @@ import hashlib
 import shutil
 import threading
 import time
-import urllib.parse
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -52,18 +50,19 @@ from typing import TYPE_CHECKING, Protocol
 import requests
 
 from ..errors import LockmirrorError
-from ..formats.lockfile import Lockfile
-from ..formats.store import store_write_error
+from ..formats.store import FetchItem, store_write_error
 from ..fsutil import format_size, plural
-from ..net.download import Downloader, Fatal, FetchItem, Stopped
+from ..net.download import Downloader, Fatal, Stopped
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
 from ..net.s3_store import AnyStore, S3Store, store_of
+from .fetch_plan import missing, plan
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from ..config import LoadedConfig
+    from ..formats.lockfile import Lockfile
 
 RETRIES = 4  # the session's (urllib3) retries, and resumes of a broken-off body
 BACKOFF_SECONDS = 0.5
@@ -99,94 +98,6 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     return fetch(lockfiles, store_of(loaded), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)
-
-
-def is_current(loaded: LoadedConfig, also: Sequence[Path] = ()) -> bool:
-    """Whether every file the lockfiles of ``loaded`` (and ``also``) need is in its store.
-
-    The cheap up-to-date check for a task runner: reads the lockfiles and
-    ``stat``s one path per file; no network, no hashing. False when a
-    lockfile is missing or unreadable (the fetch itself then says why).
-    """
-    try:
-        lockfiles = [Lockfile.read(path) for path in
-                     [*(loaded.lockfile_path(name) for name in sorted(loaded.config.sets)),
-                      *also]]
-    except LockmirrorError:
-        return False
-    return not missing(plan(lockfiles), store_of(loaded))
-
-
-# --------------------------------------------------------------------------
-# What to fetch
-# --------------------------------------------------------------------------
-
-
-def metadata_url(file_url: str) -> str:
-    """The PEP 658 metadata URL of a wheel: its URL (without fragment) + ``.metadata``."""
-    return urllib.parse.urldefrag(file_url).url + ".metadata"
-
-
-def plan(lockfiles: Sequence[Lockfile]) -> list[FetchItem]:
-    """Every file the lockfiles need, once per sha256, sorted by URL.
-
-    A file named by several sets or targets (or by several lockfiles) becomes
-    one item whose ``needed_by`` lists every set. Raises LockmirrorError for
-    a locked file without a usable sha256. Costs nothing but memory.
-    """
-    found: dict[str, tuple[FetchItem, set[str]]] = {}
-
-    def add(url: str, sha256: str, size: int | None, filename: str, set_name: str,
-            is_metadata: bool, wheel_sha256: str | None = None) -> None:
-        digest = sha256.lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise LockmirrorError(f"{filename} has no valid sha256 ({sha256!r})",
-                                  where=f"lockfile of set '{set_name}'",
-                                  hint="re-create it with `doit lock`")
-        if digest in found:
-            found[digest][1].add(set_name)
-        else:
-            item = FetchItem(url=urllib.parse.urldefrag(url).url, sha256=digest, size=size,
-                             filename=filename, needed_by=(), is_metadata=is_metadata,
-                             wheel_sha256=wheel_sha256)
-            found[digest] = (item, {set_name})
-
-    for lockfile in lockfiles:
-        for _package, file in lockfile.iter_files():
-            # size 0 means "not recorded" (PEP 751 makes it optional), except
-            # for the one file whose bytes really are empty.
-            size = file.size if file.size > 0 or file.sha256.lower() == _EMPTY_SHA256 else None
-            add(file.url, file.sha256, size, file.filename, lockfile.set_name, False)
-            if file.is_wheel and file.metadata_sha256:
-                add(metadata_url(file.url), file.metadata_sha256, None,
-                    file.filename + ".metadata", lockfile.set_name, True, file.sha256.lower())
-    items = [
-        FetchItem(url=item.url, sha256=item.sha256, size=item.size, filename=item.filename,
-                  needed_by=tuple(sorted(sets)), is_metadata=item.is_metadata,
-                  wheel_sha256=item.wheel_sha256)
-        for item, sets in found.values()
-    ]
-    return sorted(items)
-
-
-def missing(items: Sequence[FetchItem], store: AnyStore) -> list[FetchItem]:
-    """The items not yet in the store (one ``stat`` each; the name proves the hash).
-
-    This is the stage's up-to-date check: empty means nothing to do. A file
-    whose size the lockfile does not record must at least not be empty: that
-    is what a crash can leave of a file renamed before the disk had its bytes
-    (see ``durable`` in :func:`fetch`).
-    """
-    return [item for item in items if not _present(item, store)]
-
-
-def _present(item: FetchItem, store: AnyStore) -> bool:
-    if item.size is not None or item.sha256 == _EMPTY_SHA256:
-        return store.has(item.sha256, item.size)
-    return (store.size_of(item.sha256) or 0) > 0
-
-
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 # --------------------------------------------------------------------------

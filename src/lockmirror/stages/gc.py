@@ -32,16 +32,19 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import LoadedConfig
 from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
 from ..formats.store import Store
 from ..fsutil import disk_bytes, format_size, plural
-from .fetch import plan
+from .fetch_plan import plan
 from .installers import stale_work
+
+if TYPE_CHECKING:
+    from .retention import Retention
 
 __all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "referenced"]
 
@@ -83,18 +86,17 @@ class GcResult:
                 f"{done}); {plural(self.kept, 'store file')} a lockfile needs kept")
 
 
-def referenced(loaded: LoadedConfig, *, now: datetime | None = None) -> Needed:
+def referenced(loaded: LoadedConfig, kept: Retention) -> Needed:
     """The sha256 of every file a lockfile in use needs: each wheel and sdist of
     the lockfile of every set of ``mirror.yaml`` (and of lockmirror's own set,
-    the bundle's tool wheels) and of the earlier revisions
-    ``retention:`` keeps as of ``now``, and each wheel's PEP 658 metadata. The
-    one rule of what gc keeps.
+    the bundle's tool wheels) and of the earlier revisions ``retention:``
+    keeps (``kept``: :func:`lockmirror.pipeline.retention`), and each wheel's
+    PEP 658 metadata. The one rule of what gc keeps.
 
     Raises StaleLockError naming a set that has no lockfile, InputError for a
     lockfile that does not read: then what is needed is unknown. Costs a
-    parse of each lockfile and a few git processes per set.
+    parse of each lockfile.
     """
-    from .retention import retained_locks
     from .tool_set import tool_lockfile_paths
 
     lockfiles = []
@@ -107,25 +109,22 @@ def referenced(loaded: LoadedConfig, *, now: datetime | None = None) -> Needed:
         lockfiles.append(Lockfile.read(path))
     # lockmirror's own set: the bundle's tool/ wheels come out of the store
     lockfiles += [Lockfile.read(path) for path in tool_lockfile_paths(loaded) if path.exists()]
-    rule = loaded.config.retention
-    kept = retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
-                          lock_revisions=rule.lock_revisions, days=rule.days,
-                          now=now or datetime.now(UTC))
     lockfiles += [revision.lockfile for revision in kept.kept]
     notes = [f"kept what {revision.label} needs ({revision.reason})" for revision in kept.kept]
     return Needed(frozenset(item.sha256 for item in plan(lockfiles)), (*kept.notes, *notes))
 
 
-def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
+def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = False,
                     shared_store: bool = False) -> GcResult:
-    """Remove what :func:`referenced` does not name from the store and the caches.
+    """Remove what :func:`referenced` does not name (``kept``: the earlier
+    revisions retention keeps) from the store and the caches.
 
     Returns what was removed (``dry_run``: what would be, removing nothing)
     and the bytes freed. Raises what :func:`referenced` raises before anything
     is removed, LockmirrorError when a path cannot be removed. Costs a read of
     every lockfile and a directory walk of the store and the caches.
     """
-    decided = referenced(loaded)
+    decided = referenced(loaded, kept)
     needed = decided.sha256
     store = Store(loaded.store_dir)
     skipped: list[str] = list(decided.notes)
@@ -147,8 +146,8 @@ def collect_garbage(loaded: LoadedConfig, *, dry_run: bool = False,
         for removal in found:
             if removal.kind != "partial download":  # removed under their lock already
                 _remove(removal.path)
-    kept = sum(1 for sha256 in needed if store.path(sha256).exists())
-    return GcResult(tuple(found), kept, dry_run, tuple(skipped))
+    present = sum(1 for sha256 in needed if store.path(sha256).exists())
+    return GcResult(tuple(found), present, dry_run, tuple(skipped))
 
 
 def _store_files(store: Store, needed: frozenset[str]) -> Iterator[Removal]:

@@ -1,0 +1,83 @@
+"""doit's task graph as a run sees it: what each task asks, and how often.
+
+The tasks run in this process through doit itself (``DoitMain`` over the
+repository's ``dodo.py``) on a mirror of the fixture index, so the order and
+the up-to-date checks are doit's own.
+"""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from doit.cmd_base import ModuleTaskLoader  # type: ignore[import-untyped]
+from doit.doit_cmd import DoitMain  # type: ignore[import-untyped]
+from fixtureindex import FixtureIndex
+
+from lockmirror.stages import retention
+
+DODO = Path(__file__).resolve().parent.parent / "dodo.py"
+MIRROR = """\
+version: 1
+name: fixture
+sources:
+  - name: fixture
+    url: {url}
+targets:
+  linux-x86_64-py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+sets:
+  core:
+    requirements: [speedup==1.2, beta==1.0]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, fixture_index: FixtureIndex,
+            monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")  # no tool set to lock
+    (tmp_path / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_doit(*args: str) -> int:
+    """``doit ARGS`` in this directory, over the repository's dodo.py (loaded afresh:
+    each run is a new process's worth of state)."""
+    return int(DoitMain(ModuleTaskLoader(runpy.run_path(str(DODO)))).run(list(args)))
+
+
+def test_retention_is_asked_once_per_run(project: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetch's up-to-date check, fetch and index share one answer (git processes per set)."""
+    calls: list[int] = []
+    original = retention.retained_locks
+
+    def counted(*args: object, **kwargs: object) -> retention.Retention:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retention, "retained_locks", counted)
+    assert run_doit("index") == 0  # lock, fetch, index: each ran
+    assert (project / "dist-index" / "manifest.json").is_file()
+    assert len(calls) == 1
+    calls.clear()
+    assert run_doit("index") == 0  # fetch up to date, index's own no-op
+    assert len(calls) == 1
+
+
+def test_fetch_up_to_date_check_and_gc_load_no_http_stack() -> None:
+    """A no-op ``doit`` (fetch's up-to-date check) and ``lockmirror gc`` need the
+    plan, not the downloads: requests and urllib3 stay unloaded."""
+    code = ("import sys, lockmirror.doit_tasks, lockmirror.stages.fetch_plan, "
+            "lockmirror.stages.gc, lockmirror.commands.gc, lockmirror.stages.disk_usage; "
+            "print(sorted({'requests', 'urllib3'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "[]\n"
