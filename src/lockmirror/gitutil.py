@@ -82,3 +82,11 @@ def path_in_repository(path: Path, root: Path, *, hint: str | None = None) -> st
     except ValueError:
         raise LockmirrorError(f"the lockfile directory {path} is outside the git "
                               f"repository {root}", hint=hint) from None
+
+
+def last_commit(path: Path) -> str | None:
+    """The last commit touching ``path`` (its full hash); None outside git or
+    when no commit touches it."""
+    out = run_git(path.absolute().parent, "log", "-1", "--format=%H", "--", path.name,
+                  optional=True)
+    return (out or "").strip() or None

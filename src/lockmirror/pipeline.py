@@ -294,18 +294,16 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     lockfiles' last commit, else no timestamp."""
     from . import __version__
     from .formats.url_policy import read_checked_lockfiles
-    from .gitutil import run_git
+    from .gitutil import last_commit
     from .net.s3_store import store_of
     from .stages.sbom import sbom_documents, sbom_stamp
 
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
-    commit = run_git(loaded.path.absolute().parent, "log", "-1", "--format=%H", "--",
-                     loaded.path.name, optional=True)
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
-                          commit=(commit or "").strip() or None,
+                          commit=last_commit(loaded.path),
                           source_date_epoch=sbom_stamp(loaded.lockfile_dir))
 
 
