@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 import requests
+from helpers import subprocess_env
 
 BIN = Path(sys.executable).parent
 
@@ -338,8 +339,7 @@ def pip_install(target: Path, requirements: Sequence[str], *, index_url: str | N
     """Install with the real pip into ``target`` from one index (or find-links pages only).
 
     The index URL goes through PIP_INDEX_URL, so credentials in it stay off argv."""
-    environ = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
-               "PIP_NO_INPUT": "1", **(env or {})}
+    environ = subprocess_env(installers=True, PIP_NO_INPUT="1", **(env or {}))
     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target)]
     if index_url is not None:
         environ["PIP_INDEX_URL"] = index_url

@@ -6,13 +6,13 @@ committed at chosen times (GIT_COMMITTER_DATE).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import helpers
 import pytest
 from fixtureindex import FixtureIndex
 from packaging.version import Version
@@ -36,12 +36,7 @@ def lockfile(version: str) -> Lockfile:
 
 
 def git(repo: Path, *args: str, when: datetime | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    if when is not None:
-        env["GIT_COMMITTER_DATE"] = env["GIT_AUTHOR_DATE"] = when.isoformat()
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, env=env,
-                          capture_output=True, text=True).stdout
+    return helpers.git(repo, *args, date=when.isoformat() if when is not None else None)
 
 
 def commit_lock(repo: Path, version: str, when: datetime) -> str:
