@@ -17,12 +17,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from index_mirror import make_fixture_mirror
+from helpers import tree_bytes
+from index_mirror import FixtureMirror, make_fixture_mirror
 from servers import S3Server
 from test_fetch import make_lockfile
 
@@ -78,8 +80,8 @@ def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
 
 
 def local_objects(store: Store) -> dict[str, bytes]:
-    return {str(p.relative_to(store.root)): p.read_bytes()
-            for p in sorted((store.root / "sha256").rglob("*")) if p.is_file()}
+    return {rel: data for rel, data in tree_bytes(store.root).items()
+            if rel.startswith("sha256/")}
 
 
 def test_store_url_is_parsed_and_a_bucketless_one_refused(tmp_path: Path) -> None:
@@ -181,18 +183,30 @@ def upload_store(server: S3Server, local: Store, bucket: str, prefix: str) -> No
         client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=data)
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+@dataclass
+class S3Mirror:
+    """The fixture mirror (in tmp_path/mirror) with its store uploaded to ``bucket``
+    under ``store/``, and its index built from the local store in tmp_path/local-index."""
+
+    mirror: FixtureMirror
+    bucket: str
+    store: S3Store       # s3://<bucket>/store, staging in tmp_path/staging
+    calls: list[str]     # every operation the store's client sent
 
 
-def test_index_from_the_s3_store_has_the_local_index_bytes_and_reads_no_object(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+@pytest.fixture
+def s3_mirror(aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> S3Mirror:
     mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
     build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
     bucket = aws_env.new_bucket(public=False)
     upload_store(aws_env, mirror.store, bucket, "store")
     store, calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    return S3Mirror(mirror, bucket, store, calls)
+
+
+def test_index_from_the_s3_store_has_the_local_index_bytes_and_reads_no_object(
+        s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    mirror, store, calls = s3_mirror.mirror, s3_mirror.store, s3_mirror.calls
 
     result = build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
 
@@ -219,13 +233,9 @@ def test_index_names_files_missing_from_the_s3_store(
 
 
 def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_publish(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
-    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
-    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
-    bucket = aws_env.new_bucket(public=False)
-    upload_store(aws_env, mirror.store, bucket, "store")
-    store, store_calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
-    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+        aws_env: S3Server, s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    bucket, store, store_calls = s3_mirror.bucket, s3_mirror.store, s3_mirror.calls
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
     out = aws_env.new_bucket()
     publish(tmp_path / "local-index", S3Destination(kind="s3", bucket=out, prefix="local",
                                                     endpoint_url=aws_env.endpoint_url))
@@ -264,12 +274,9 @@ def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_pub
 
 
 def test_publish_of_an_s3_store_index_to_a_directory_is_refused(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
-    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
-    bucket = aws_env.new_bucket(public=False)
-    upload_store(aws_env, mirror.store, bucket, "store")
-    store, _calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
-    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+        s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    store = s3_mirror.store
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
     with pytest.raises(LockmirrorError, match="only an S3 destination"):
         publish(tmp_path / "s3-index", DirectoryDestination(kind="directory",
                                                            path=str(tmp_path / "out")),
@@ -278,17 +285,13 @@ def test_publish_of_an_s3_store_index_to_a_directory_is_refused(
 
 
 def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+        s3_mirror: S3Mirror, tmp_path: Path) -> None:
     from lockmirror.stages.bundle import build_bundle
     from lockmirror.stages.importer import import_bundle
 
-    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    store, calls = s3_mirror.store, s3_mirror.calls
     (tmp_path / "mirror" / "mirror.yaml").write_text("name: demo\n")
-    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
-    bucket = aws_env.new_bucket(public=False)
-    upload_store(aws_env, mirror.store, bucket, "store")
-    store, calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
-    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
     options: dict[str, Any] = {"lockfile_dir": tmp_path / "mirror" / "lockfiles",
                                "mirror_yaml": tmp_path / "mirror" / "mirror.yaml",
                                "name": "demo", "source_date_epoch": 0, "tool": False,
