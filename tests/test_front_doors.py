@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
-from index_golden import tree_digests
+from helpers import tree_digests
 
 from lockmirror import doit_tasks
 from lockmirror.cli import main

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import tree_bytes
 from index_mirror import ARM, build_lockfile, make_fixture_mirror
 from servers import S3Server
 from test_fetch import make_lockfile
@@ -65,8 +66,7 @@ def finished(process: subprocess.Popen[str]) -> str:
 def store_files(root: Path) -> dict[str, bytes]:
     """Every file of a store by its path; no partial download left in its tmp/."""
     assert not list(root.glob("tmp/*"))
-    return {path.relative_to(root).as_posix(): path.read_bytes()
-            for path in sorted((root / "sha256").rglob("*")) if path.is_file()}
+    return {rel: data for rel, data in tree_bytes(root).items() if rel.startswith("sha256/")}
 
 
 def test_two_set_shards_in_two_processes_give_the_store_of_one_fetch(
@@ -174,8 +174,8 @@ def trees(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".lockmirror" not in p.parts}
+    return {rel: data for rel, data in tree_bytes(root).items()
+            if ".lockmirror" not in rel.split("/")}
 
 
 def web_root(path: Path) -> DirectoryDestination:
