@@ -56,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .builder import read_core_metadata
+from .builder import DistributionName, read_core_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -73,7 +73,7 @@ _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
 @dataclass
-class ServedFile:
+class ServedFile(DistributionName):
     """One distribution as the server knows it."""
 
     filename: str
@@ -90,14 +90,6 @@ class ServedFile:
     summary: str
     metadata: bytes | None  # the PEP 658 file (wheels only)
     yanked_reason: str | None = None
-
-    @property
-    def normalized(self) -> str:
-        return canonicalize_name(self.project)
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
 
     @property
     def python_tag(self) -> str:
