@@ -15,29 +15,14 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
-from helpers import tree_digests
+from helpers import mirror_yaml, tree_digests
 
 from lockmirror import doit_tasks
 from lockmirror.cli import main
 from lockmirror.errors import ConfigError
 
 EPOCH = 1700000000
-MIRROR = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [speedup==1.2, beta==1.0]
-  extra:
-    requirements: [marked==1.0]
-"""
+SETS = {"core": ["speedup==1.2", "beta==1.0"], "extra": ["marked==1.0"]}
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ def projects(tmp_path: Path, fixture_index: FixtureIndex,
     roots = tmp_path / "doit", tmp_path / "cli"
     for root in roots:
         root.mkdir()
-        (root / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+        (root / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, SETS))
     return roots
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from fixtureindex import FixtureIndex
-from helpers import subprocess_env
+from helpers import ARM_TARGET, X86_TARGET, mirror_yaml, subprocess_env
 
 from lockmirror.formats.lockfile import Lockfile
 
@@ -94,30 +94,10 @@ def run_steps(repo: Path, env: dict[str, str]) -> list[StepResult]:
     return results
 
 
-MIRROR = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-  linux-aarch64-py312:
-    python: "3.12"
-    platforms: [manylinux_2_28_aarch64]
-sets:
-  core:
-    requirements:
-{requirements}
-"""
-
-
 def _write_mirror(repo: Path, url: str, requirements: list[str]) -> None:
-    lines = "\n".join(f"      - {r}" for r in requirements)
-    (repo / "mirror.yaml").write_text(MIRROR.format(url=url, requirements=lines),
-                                      encoding="utf-8")
+    (repo / "mirror.yaml").write_text(
+        mirror_yaml(url, {"core": requirements}, targets=X86_TARGET | ARM_TARGET),
+        encoding="utf-8")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import tree_bytes
+from helpers import mirror_yaml, tree_bytes
 from index_mirror import FixtureMirror, make_fixture_mirror
 from servers import S3Server
 from test_fetch import make_lockfile
@@ -314,7 +314,7 @@ def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
 def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
         aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from test_front_doors import EPOCH, MIRROR
+    from test_front_doors import EPOCH, SETS
 
     from lockmirror.cli import main
 
@@ -327,7 +327,7 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
     # store named by $LOCKMIRROR_STORE, as a CI job would (paths.store takes it too)
     for name, store in {"local": None, "s3": f"s3://{bucket}/mirror/store"}.items():
         (tmp_path / name).mkdir()
-        (tmp_path / name / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+        (tmp_path / name / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, SETS))
         monkeypatch.chdir(tmp_path / name)
         if store:
             monkeypatch.setenv("LOCKMIRROR_STORE", store)
