@@ -15,6 +15,7 @@ from pathlib import Path
 import helpers
 import pytest
 from fixtureindex import FixtureIndex
+from helpers import mirror_yaml
 from packaging.version import Version
 
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
@@ -152,20 +153,6 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
 
 # -- the whole path: three lock revisions on the fixture index, the index, pip, the far side
 
-FIXTURE_MIRROR = """\
-version: 1
-name: kept
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  host:
-    python: "{python}"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [{pins}]
-"""
 # each revision's pins; the first revision's alpha 1.0 is the release the window drops
 REVISIONS = ("alpha==1.0, speedup==1.0", "alpha==1.1, speedup==1.0", "alpha==1.1, speedup==1.2")
 
@@ -175,8 +162,9 @@ def lock_revision(repo: Path, url: str, pins: str, when: datetime,
     from lockmirror.cli import main
 
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    (repo / "mirror.yaml").write_text(FIXTURE_MIRROR.format(url=url, python=python, pins=pins)
-                                      + extra)
+    (repo / "mirror.yaml").write_text(mirror_yaml(
+        url, {"core": pins.split(", ")}, name="kept",
+        targets={"host": (python, "manylinux_2_28_x86_64")}, extra=extra))
     assert main(["lock"]) == 0
     git(repo, "add", "-A", "mirror.yaml", "lockfiles")
     git(repo, "commit", "-qm", f"lock {pins}", when=when)
