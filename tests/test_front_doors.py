@@ -21,19 +21,13 @@ from lockmirror import doit_tasks
 from lockmirror.cli import main
 from lockmirror.errors import ConfigError
 
-EPOCH = 1700000000
 SETS = {"core": ["speedup==1.2", "beta==1.0"], "extra": ["marked==1.0"]}
 
 
 @pytest.fixture
 def projects(tmp_path: Path, fixture_index: FixtureIndex,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+             reproducible_build: None) -> tuple[Path, Path]:
     """Two project directories holding the same mirror.yaml."""
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
-    # the bundle's dependency wheels repacked from this environment: no package index
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
     roots = tmp_path / "doit", tmp_path / "cli"
     for root in roots:
         root.mkdir()

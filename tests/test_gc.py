@@ -28,11 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def project(tmp_path: Path, fixture_index: FixtureIndex,
-            monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, fixture_index: FixtureIndex, own_paths: None) -> Path:
     """A mirror whose set moved from alpha to gamma: alpha's files are garbage."""
-    monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
-    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
     path = write_mirror(tmp_path, fixture_index, "  q:\n    requirements: [alpha]\n",
                         extra=f"  store: {tmp_path / 'store'}\n")
     pipeline.lock(load_config(path))

@@ -184,12 +184,8 @@ def released(index_dir: Path) -> set[str]:
 
 
 @pytest.fixture
-def kept_repo(tmp_path: Path, fixture_index: FixtureIndex,
+def kept_repo(tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
               monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")

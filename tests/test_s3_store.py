@@ -312,16 +312,12 @@ def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
 
 
 def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
-        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path,
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path, reproducible_build: None,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from test_front_doors import EPOCH, SETS
+    from test_front_doors import SETS
 
     from lockmirror.cli import main
 
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
     bucket = aws_env.new_bucket(public=False)
     # the same mirror.yaml (the landing page and the bundle carry its hash); the S3
     # store named by $LOCKMIRROR_STORE, as a CI job would (paths.store takes it too)

@@ -144,10 +144,8 @@ def test_two_renders_are_the_same_bytes_and_no_clock_without_an_epoch(
 
 
 def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
-        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
         capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
     config = tmp_path / "mirror.yaml"
     config.write_text(mirror_yaml(fixture_index.url, {"core": ["beta==1.0"]}))
     assert main(["lock", "--config", str(config)]) == 0
