@@ -70,8 +70,9 @@ def subprocess_env(*, drop: Iterable[str] = (), installers: bool = False, offlin
 def git(repo: Path, *args: str, date: str | None = None, home: Path | None = None) -> str:
     """Run ``git -C repo args`` as :data:`GIT_IDENTITY` (commit dates ``date`` when
     given) and return its output; a failure raises ``CalledProcessError``."""
-    dates = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}
-    env = subprocess_env(git_identity=True, home=home, **dates)
+    env = subprocess_env(git_identity=True, home=home)
+    if date is not None:
+        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
     return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,
                           capture_output=True, text=True).stdout
 
