@@ -6,6 +6,8 @@
 * :func:`git` - run git in a repository with that identity and return its output.
 * :func:`tree_bytes`, :func:`tree_digests` - every file below a directory.
 * :func:`mirror_yaml` - a mirror.yaml on the fixture index.
+* :class:`QuietHandler`, :func:`serving` - a small HTTP server of a test's own on
+  127.0.0.1, for answers the fixture index does not give.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 # What every proxy variable points at when the network is cut: nothing listens there.
@@ -115,3 +120,26 @@ def _flow(requirement: str) -> str:
     """A requirement as an item of a YAML flow sequence: quoted unless plain."""
     return requirement if re.fullmatch(r"[A-Za-z0-9_.\-=<>!~]+", requirement) \
         else '"' + requirement.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing (the tests read stderr)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1) from a thread while the block runs; yields
+    its base URL ``http://127.0.0.1:PORT``. Afterwards it is shut down, its port released
+    and its thread joined."""
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
