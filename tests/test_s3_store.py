@@ -25,7 +25,7 @@ import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from helpers import mirror_yaml, tree_bytes
 from index_mirror import FixtureMirror, make_fixture_mirror
-from servers import S3Server
+from servers import S3Server, counting_client
 from test_fetch import make_lockfile
 
 from lockmirror.config_schema import DirectoryDestination, S3Destination
@@ -43,11 +43,10 @@ pytest_plugins = ["servers"]  # the S3 server fixtures
 
 
 @pytest.fixture
-def aws_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    for name, value in moto_s3.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
-    return moto_s3
+def aws_env(aws_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """servers' aws_env, and the endpoint in AWS_ENDPOINT_URL too."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env.endpoint_url)
+    return aws_env
 
 
 def s3_store(server: S3Server, url: str, staging: Path) -> tuple[S3Store, list[str]]:
@@ -59,15 +58,6 @@ def s3_store(server: S3Server, url: str, staging: Path) -> tuple[S3Store, list[s
     client.meta.events.register("provide-client-params.s3.*",
                                 lambda model, **_: calls.append(model.name))
     return S3Store(url, client, staging), calls
-
-
-def counting_client(dest: S3Destination) -> tuple[Any, list[tuple[str, str]]]:
-    """A real client that records each operation (name, key) it sends."""
-    client = make_client(dest)
-    calls: list[tuple[str, str]] = []
-    client.meta.events.register("provide-client-params.s3.*", lambda params, model, **_:
-                                calls.append((model.name, str(params.get("Key", "")))))
-    return client, calls
 
 
 def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
@@ -359,8 +349,7 @@ def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(
     import lockmirror.publish.s3 as s3_publish
     from lockmirror.publish.tree import Item
 
-    for name, value in seaweed_s3.env().items():
-        monkeypatch.setenv(name, value)
+    seaweed_s3.export(monkeypatch)
     bucket = seaweed_s3.new_bucket(public=False)
     store, store_calls = s3_store(seaweed_s3, f"s3://{bucket}/store", tmp_path / "staging")
     data = os.urandom(13 << 20)

@@ -239,8 +239,7 @@ def test_the_cli_refusal_is_one_line_and_drop_sets_takes_a_list(
 
 def test_s3_refuses_a_shard_index_and_keeps_every_key(
         moto_s3: S3Server, trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in moto_s3.env().items():
-        monkeypatch.setenv(name, value)
+    moto_s3.export(monkeypatch)
     bucket = moto_s3.new_bucket()
     dest = S3Destination(kind="s3", bucket=bucket, prefix="pypi",
                          endpoint_url=moto_s3.endpoint_url)
