@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import git
+from helpers import git, subprocess_env
 
 from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
@@ -536,7 +536,7 @@ def make_project(root: Path) -> None:
 
 def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
     make_project(tmp_path)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    env = subprocess_env(SOURCE_DATE_EPOCH=str(EPOCH))
     done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle", "--no-tool",
                            "--split", "200K"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, check=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import os
 import random
 import signal
 import socket
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import QuietHandler, serving
+from helpers import QuietHandler, serving, subprocess_env
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -558,7 +557,7 @@ sys.exit(code)
 
 
 def start_fetch(config: Path, store_dir: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "LOCKMIRROR_STORE": str(store_dir)}
+    env = subprocess_env(LOCKMIRROR_STORE=str(store_dir))
     return subprocess.Popen(
         [sys.executable, "-c", DRIVER, "--config", str(config), "--progress", "plain"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import subprocess_env
 from servers import S3Server, counting_client, pip_install
 
 from lockmirror.cli import main
@@ -292,7 +293,7 @@ def test_a_killed_publisher_leaves_the_bucket_locked_only_until_its_lock_expires
     bucket = aws_env.new_bucket()
     dest = destination(aws_env, bucket, lock_ttl=600)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_HANG, bucket, aws_env.endpoint_url],
-                              env={**os.environ, **aws_env.env()}, stdout=subprocess.PIPE,
+                              env=subprocess_env(**aws_env.env()), stdout=subprocess.PIPE,
                               text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
@@ -350,7 +351,7 @@ def test_two_cli_publishes_at_once_leave_the_bucket_consistent(
     bucket = aws_env.new_bucket()
     argv = [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
             "--from", str(index_tree), "--endpoint-url", aws_env.endpoint_url, "--jobs", "2"]
-    env = {**os.environ, **aws_env.env()}
+    env = subprocess_env(**aws_env.env())
     runs = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     answers = [(run.wait(60), *run.communicate()) for run in runs]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from fixtureindex import build_wheel
-from helpers import QuietHandler, serving
+from helpers import QuietHandler, serving, subprocess_env
 from servers import Devpi, UploadServer, pip_install
 
 from lockmirror.cli import main
@@ -178,8 +177,8 @@ def test_already_exists_answer_counts_only_with_the_same_sha256(
     done = subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--repository-url", pypiserver.url,
          "--non-interactive", "--disable-progress-bar", str(wheel)],
-        env={**os.environ, "TWINE_USERNAME": pypiserver.username,
-             "TWINE_PASSWORD": pypiserver.password}, capture_output=True, text=True, check=False)
+        env=subprocess_env(TWINE_USERNAME=pypiserver.username,
+                           TWINE_PASSWORD=pypiserver.password), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     result = publisher.apply(tree, plan)
     assert result.found_present == ("files/beta/beta-1.0-py3-none-any.whl",)
@@ -423,8 +422,8 @@ def test_a_large_file_is_posted_in_memory_independent_of_its_size(
     done = subprocess.run(
         [sys.executable, "-c", measured, "publish", "--to", pypiserver.url,
          "--from", str(tree)], capture_output=True, text=True, check=False,
-        env={**os.environ, "TWINE_USERNAME": pypiserver.username,
-             "TWINE_PASSWORD": pypiserver.password})
+        env=subprocess_env(TWINE_USERNAME=pypiserver.username,
+                           TWINE_PASSWORD=pypiserver.password))
     assert done.returncode == 0, done.stderr
     peak_mib = int(done.stdout.split("peak_kib")[-1]) / 1024
     print(f"peak RSS of the publishing process: {peak_mib:.0f} MiB for a "

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import mirror_yaml, tree_bytes
+from helpers import mirror_yaml, subprocess_env, tree_bytes
 from index_mirror import FixtureMirror, make_fixture_mirror
 from servers import S3Server, counting_client
 from test_fetch import make_lockfile
@@ -150,7 +150,7 @@ def test_two_fetch_processes_of_overlapping_sets_lose_nothing_and_duplicate_no_k
     assert set(names[:half]) & set(names[len(names) - half:])  # they overlap
     bucket = aws_env.new_bucket(public=False)
     url = f"s3://{bucket}/store"
-    env = {**os.environ, **aws_env.env(), "AWS_ENDPOINT_URL": aws_env.endpoint_url}
+    env = subprocess_env(**aws_env.env(), AWS_ENDPOINT_URL=aws_env.endpoint_url)
     # two "machines": separate staging directories, so no local lock is shared
     processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_FETCH, url,
                                    str(tmp_path / f"staging-{n}"), str(path)],

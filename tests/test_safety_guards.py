@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import gzip
 import http.server
-import os
 import signal
 import struct
 import subprocess
@@ -24,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import QuietHandler, serving
+from helpers import QuietHandler, serving, subprocess_env
 from index_mirror import make_fixture_mirror
 
 from lockmirror.cli import main
@@ -217,7 +216,7 @@ def leaky_repository() -> Iterator[str]:
 
 def test_a_credential_in_a_server_reply_never_reaches_output(
         leaky_repository: str, index_tree: Path) -> None:
-    env = {**os.environ, "TWINE_USERNAME": "me", "TWINE_PASSWORD": "pw-not-shown"}
+    env = subprocess_env(TWINE_USERNAME="me", TWINE_PASSWORD="pw-not-shown")
     done = subprocess.run(
         [sys.executable, "-m", "lockmirror", "publish", "--to", leaky_repository,
          "--simple-url", leaky_repository + "simple/", "--from", str(index_tree)],

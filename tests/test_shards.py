@@ -8,7 +8,6 @@ index server; publish refusals against a directory and moto's S3 server.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import tree_bytes
+from helpers import subprocess_env, tree_bytes
 from index_mirror import ARM, build_lockfile, make_fixture_mirror
 from servers import S3Server
 from test_fetch import make_lockfile
@@ -51,7 +50,7 @@ sets: {{core: {{requirements: [beta]}}, misp: {{requirements: [gamma]}}}}
 
 
 def fetch_process(config: Path, store: Path, *options: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "LOCKMIRROR_STORE": str(store)}
+    env = subprocess_env(LOCKMIRROR_STORE=str(store))
     return subprocess.Popen([sys.executable, "-m", "lockmirror", "fetch", "--config", str(config),
                              "--progress", "none", *options], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -270,7 +269,7 @@ def test_doit_fetch_takes_the_shard_params(fixture_index: FixtureIndex, catalogu
     config = write_sharded_mirror(tmp_path, fixture_index, catalogue)
     shutil.copy(Path(__file__).parent.parent / "dodo.py", tmp_path / "dodo.py")
     monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))
-    env = {**os.environ, "LOCKMIRROR_STORE": str(tmp_path / "store")}
+    env = subprocess_env(LOCKMIRROR_STORE=str(tmp_path / "store"))
     ran = subprocess.run([sys.executable, "-m", "doit", "-s", "fetch", "--set", "misp",
                           "--target", "linux-py311"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120, check=False)
