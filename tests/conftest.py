@@ -6,6 +6,10 @@
 * ``fixture_index`` (function): that server, reset before the test.
 * ``make_index`` (function): factory ``make_index(files_dir, **kwargs)`` for a
   server over another directory; every server it made is stopped afterwards.
+* ``own_paths`` (function): no ``LOCKMIRROR_STORE`` or ``LOCKMIRROR_CACHE``, so each
+  mirror.yaml's own paths (or the defaults beside it) hold.
+* ``reproducible_build`` (function): ``own_paths``, ``SOURCE_DATE_EPOCH`` and the tool
+  wheels repacked from this environment: a whole build (lock to bundle) in this process.
 """
 
 from __future__ import annotations
@@ -46,6 +50,19 @@ def fixture_index(catalogue_index: FixtureIndex) -> Iterator[FixtureIndex]:
     catalogue_index.reset()
     yield catalogue_index
     catalogue_index.reset()
+
+
+@pytest.fixture
+def own_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def reproducible_build(own_paths: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    # the bundle's dependency wheels repacked from this environment: no package index
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
 
 
 @pytest.fixture

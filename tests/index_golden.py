@@ -13,14 +13,13 @@ version it was made with; the test skips on another one.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from fixtureindex import build_catalogue
+from helpers import tree_digests
 from index_mirror import make_fixture_mirror
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -35,17 +34,6 @@ VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
     "plain": (),
     "quarantined": (("yanky", "1.0"), ("native", "1.0")),
 }
-
-
-def tree_digests(root: Path) -> dict[str, str]:
-    """Every file below ``root``: POSIX path relative to it -> sha256, sorted."""
-    found = {}
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            path = Path(dirpath) / name
-            found[path.relative_to(root).as_posix()] = hashlib.sha256(
-                path.read_bytes()).hexdigest()
-    return dict(sorted(found.items()))
 
 
 def build_trees(work: Path) -> dict[str, dict[str, str]]:

@@ -15,7 +15,6 @@ interpreter's minor version on x86_64 Linux):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fixtureindex import Catalogue, CatalogueFile
+from helpers import subprocess_env
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -193,13 +193,12 @@ def uv_compile(index_url: str, requirements: str, python: str, tmp_path: Path) -
 
     source = tmp_path / "requirements.in"
     source.write_text(requirements)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     done = subprocess.run(
         [find_uv_bin(), "pip", "compile", str(source), "--python-version", python,
          "--python-platform", "x86_64-manylinux_2_28", "--default-index", index_url,
          "--no-config", "--cache-dir", str(tmp_path / "uv-cache"), "--no-header",
          "--python", sys.executable],
-        env={**env, "UV_PYTHON_DOWNLOADS": "never"}, capture_output=True, text=True,
+        env=subprocess_env(installers=True), capture_output=True, text=True,
         timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
@@ -212,12 +211,11 @@ def pins(output: str) -> set[str]:
 
 def pip_install(index_url: str, requirements: list[str], venv: Path) -> str:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     done = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
          "--isolated", "--no-cache-dir", "--index-url", index_url,
          "--disable-pip-version-check", *requirements],
-        env={**env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
+        env=subprocess_env(installers=True), capture_output=True, text=True,
         timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     listed = subprocess.run(

@@ -3,7 +3,8 @@
 Each is started once per session (they are slow to start) and stopped by
 its pid. Fixtures (import them into a test module to use them):
 
-* ``moto_s3`` - moto's server mode: fast, checks no credentials.
+* ``moto_s3`` - moto's server mode: fast, checks no credentials; ``aws_env``: the
+  same with its credentials in this process's environment (function scope).
 * ``seaweed_s3`` - SeaweedFS with an S3 gateway that checks credentials
   (``AKID``/``SECRET``; ``READER``/``READER-SECRET`` may only read and list;
   anonymous may read) and checksums.
@@ -35,6 +36,7 @@ from typing import Any
 
 import pytest
 import requests
+from helpers import subprocess_env
 
 BIN = Path(sys.executable).parent
 
@@ -101,6 +103,11 @@ class S3Server:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                 "AWS_DEFAULT_REGION": "us-east-1"}
 
+    def export(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Put :meth:`env` into this process's environment for the test."""
+        for name, value in self.env().items():
+            monkeypatch.setenv(name, value)
+
     def client(self, *, secret_key: str | None = None) -> Any:
         import boto3  # type: ignore[import-untyped]
 
@@ -132,6 +139,21 @@ class S3Server:
 
     def get(self, bucket: str, key: str) -> bytes:
         return bytes(self.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def counting_client(dest: Any) -> tuple[Any, list[tuple[str, str]]]:
+    """lockmirror's boto3 client for ``dest`` (an ``S3Destination``), recording each
+    operation it sends as (name, key)."""
+    from lockmirror.net.s3_client import make_client
+
+    client = make_client(dest)
+    calls: list[tuple[str, str]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, str(params.get("Key", ""))))
+
+    client.meta.events.register("provide-client-params.s3.*", record)
+    return client, calls
 
 
 def start_moto(workdir: Path) -> S3Server:
@@ -293,6 +315,12 @@ def moto_s3() -> Iterator[S3Server]:
     yield from _serving(start_moto, "moto")
 
 
+@pytest.fixture
+def aws_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    moto_s3.export(monkeypatch)
+    return moto_s3
+
+
 @pytest.fixture(scope="session")
 def seaweed_s3() -> Iterator[S3Server]:
     yield from _serving(start_seaweed, "weed")
@@ -338,8 +366,7 @@ def pip_install(target: Path, requirements: Sequence[str], *, index_url: str | N
     """Install with the real pip into ``target`` from one index (or find-links pages only).
 
     The index URL goes through PIP_INDEX_URL, so credentials in it stay off argv."""
-    environ = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
-               "PIP_NO_INPUT": "1", **(env or {})}
+    environ = subprocess_env(installers=True, PIP_NO_INPUT="1", **(env or {}))
     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target)]
     if index_url is not None:
         environ["PIP_INDEX_URL"] = index_url

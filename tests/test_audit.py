@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import tree_bytes
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -386,11 +387,6 @@ def mirror(tmp_path: Path, catalogue: Catalogue, fixture_index: FixtureIndex) ->
     return loaded
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
-
-
 def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: FixtureIndex,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     config = str(mirror.path)
@@ -420,11 +416,11 @@ def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: F
 
 def test_quarantine_dry_run_changes_nothing(mirror: LoadedConfig,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    before = snapshot(mirror.index_dir)
+    before = tree_bytes(mirror.index_dir)
     assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-10", "--quarantine",
                  "--dry-run"]) == 1
     err = capsys.readouterr().err
-    assert snapshot(mirror.index_dir) == before
+    assert tree_bytes(mirror.index_dir) == before
     assert not mirror.quarantine_path.exists()
     assert f"quarantine: would add vulny==1.0 to {mirror.quarantine_path}" in err
     assert f"would remove {mirror.index_dir / 'files/vulny/vulny-1.0-py3-none-any.whl'}" in err

@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import git, subprocess_env
 
 from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
@@ -84,13 +85,6 @@ def sha256(path: Path) -> str:
 # --------------------------------------------------------------------------
 
 
-def _git(cwd: Path, *args: str, date: str = "2024-01-02T03:04:05Z") -> None:
-    env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date,
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
-    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
-
-
 def test_same_inputs_give_the_same_bytes_in_other_directories_at_other_times(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two checkouts of the same commit, different paths, file times and
@@ -100,9 +94,9 @@ def test_same_inputs_give_the_same_bytes_in_other_directories_at_other_times(
     first = tmp_path / "one" / "checkout"
     files = base_files()
     make_inputs(first, files)
-    _git(first, "init", "-q")
-    _git(first, "add", ".")
-    _git(first, "commit", "-q", "-m", "mirror")
+    git(first, "init", "-q")
+    git(first, "add", ".")
+    git(first, "commit", "-q", "-m", "mirror", date="2024-01-02T03:04:05Z")
     second = tmp_path / "elsewhere" / "deeper" / "copy"
     second.parent.mkdir(parents=True)
     subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True)
@@ -542,7 +536,7 @@ def make_project(root: Path) -> None:
 
 def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
     make_project(tmp_path)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    env = subprocess_env(SOURCE_DATE_EPOCH=str(EPOCH))
     done = subprocess.run([sys.executable, "-m", "lockmirror", "bundle", "--no-tool",
                            "--split", "200K"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, check=False)

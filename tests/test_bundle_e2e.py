@@ -14,30 +14,18 @@ served mirror on 127.0.0.1 talks HTTP.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import requests
+from helpers import subprocess_env
 from index_mirror import pip_install
 from servers import ServerProcess, free_port, index_tree  # noqa: F401 - fixture
 from test_bundle import TOOL_CACHE
 
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.stages.bundle import build_bundle
-
-NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-              "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-              "NO_PROXY": "", "no_proxy": "", "PIP_CONFIG_FILE": os.devnull,
-              "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1"}
-
-
-def far_env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("PIP_", "UV_", "LOCKMIRROR_", "VIRTUAL_ENV"))
-             and k.lower() not in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
-    return {**clean, **NO_NETWORK}
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path | None = None,
@@ -64,7 +52,7 @@ def test_bundle_crosses_the_gap_and_serves_pip(index_tree: Path, tmp_path: Path)
     bundle = carried / result.path.name
 
     # -- far side: install the tool from the bundle, no index -----------------
-    env = far_env()
+    env = subprocess_env(offline=True)
     unpacked = tmp_path / "far" / "unpacked"
     unpacked.mkdir(parents=True)
     # as README.txt says: take the tool's wheels out with tar, then pip --no-index

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 from test_bundle import EPOCH, base_files, bundle, make_inputs, make_project, write_tree
 
 from lockmirror.stages.bundle import BundleResult
@@ -95,7 +96,7 @@ def test_cli_takes_keep_from_mirror_yaml_or_the_option_and_says_what_it_removed(
     make_project(tmp_path)
     with (tmp_path / "mirror.yaml").open("a") as handle:
         handle.write("bundle:\n  keep: 1\n")
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    env = subprocess_env(SOURCE_DATE_EPOCH=str(EPOCH))
     dist = tmp_path / "dist"
 
     def cli(*args: str) -> str:

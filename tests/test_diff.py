@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ARM_TARGET, X86_TARGET, git, mirror_yaml
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -382,12 +382,7 @@ def test_textconv_command_falls_back_to_raw_text(tmp_path: Path,
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          env=env, check=True)
-    return done.stdout
+    return git(repo, *args, home=repo)
 
 
 @pytest.fixture
@@ -557,24 +552,7 @@ def test_pin_bumps_are_moves_in_the_text_diff() -> None:
 # Scenario: lockfiles from the real lock stage on the fixture index
 # --------------------------------------------------------------------------
 
-SCENARIO_MIRROR = """\
-version: 1
-name: scenario
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-  linux-aarch64-py312:
-    python: "3.12"
-    platforms: [manylinux_2_28_aarch64]
-sets:
-  core:
-    requirements: [{core}]
-  misp:
-    requirements: [gamma==1.0]
+SCENARIO_POLICY = """\
 policy:
   yanked: warn
   vulnerabilities: warn
@@ -607,9 +585,11 @@ def lock_pair(tmp_path_factory: pytest.TempPathFactory, catalogue_index: Any) ->
     config = repo / "mirror.yaml"
     copies = {}
     for label, core in (("before", BEFORE), ("after", AFTER)):
-        config.write_text(SCENARIO_MIRROR.format(url=catalogue_index.url, core=core,
-                                                 json_api=catalogue_index.json_api_url),
-                          encoding="utf-8")
+        config.write_text(mirror_yaml(
+            catalogue_index.url, {"core": core.split(", "), "misp": ["gamma==1.0"]},
+            name="scenario", targets=X86_TARGET | ARM_TARGET,
+            extra=SCENARIO_POLICY.format(json_api=catalogue_index.json_api_url)),
+            encoding="utf-8")
         lock.lock_sets(load_config(config))  # the second run starts from the first's pins
         copies[label] = root / label
         shutil.copytree(repo / "lockfiles", copies[label])

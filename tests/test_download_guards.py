@@ -9,11 +9,8 @@ never a file stitched from two answers. Each test fails when its check in
 
 from __future__ import annotations
 
-import http.server
 import resource
 import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,55 +25,9 @@ from lockmirror.fsutil import sha256_file
 from lockmirror.stages.fetch import fetch
 
 
-class _WrongRangeHandler(http.server.BaseHTTPRequestHandler):
-    """Answers a Range request with 206 and the whole file, labelled as such
-    (``bytes 0-...``) or, when ``server.labelled`` is false, not labelled at all;
-    a plain GET with 200 and the file."""
-
-    server: _WrongRangeServer
-
-    def do_GET(self) -> None:
-        wanted = self.headers.get("Range")
-        self.server.ranges.append(wanted)
-        body = self.server.body
-        if wanted:
-            self.send_response(206)
-            if self.server.labelled:
-                self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _WrongRangeServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, body: bytes) -> None:
-        super().__init__(("127.0.0.1", 0), _WrongRangeHandler)
-        self.body = body
-        self.labelled = True
-        self.ranges: list[str | None] = []
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
-
-
-@pytest.fixture
-def wrong_range(catalogue: Catalogue) -> Iterator[_WrongRangeServer]:
-    server = _WrongRangeServer(catalogue.find("native", "1.0", wheel=False).path.read_bytes())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def _moved(lock: Lockfile, url: str) -> Lockfile:
@@ -87,16 +38,15 @@ def _moved(lock: Lockfile, url: str) -> Lockfile:
 
 @pytest.mark.parametrize("labelled", [True, False], ids=["other-range", "no-content-range"])
 def test_a_206_for_another_range_is_not_appended_but_fetched_again(
-        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store,
-        wrong_range: _WrongRangeServer, labelled: bool) -> None:
-    wrong_range.labelled = labelled
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store, labelled: bool) -> None:
+    fixture_index.wrong_range = "labelled" if labelled else "unlabelled"
     entry = catalogue.find("native", "1.0", wheel=False)  # an sdist: one file, no .metadata
-    url = f"http://127.0.0.1:{wrong_range.server_address[1]}/files/native/{entry.filename}"
-    lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), url)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
+    path = file_path(fixture_index, entry.filename)
     half = entry.size // 2
     store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[:half])
     summary = fetch([lock], store)
-    assert wrong_range.ranges == [f"bytes={half}-", None]
+    assert [r.range for r in fixture_index.requests if r.path == path] == [f"bytes={half}-", None]
     assert (summary.downloaded, summary.resumed_bytes) == (1, 0)
     assert sha256_file(store.path(entry.sha256)) == entry.sha256
 
@@ -189,11 +139,11 @@ def test_a_resumed_download_that_never_verifies_is_one_error(
 
 
 def test_a_206_for_another_range_with_no_attempt_left_is_one_error(
-        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store,
-        wrong_range: _WrongRangeServer) -> None:
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    fixture_index.wrong_range = "labelled"
     entry = catalogue.find("native", "1.0", wheel=False)
-    url = f"http://127.0.0.1:{wrong_range.server_address[1]}/files/native/{entry.filename}"
-    lock = _moved(make_lockfile(fixture_index, "core", [entry.filename]), url)
+    url = fixture_index.base_url + file_path(fixture_index, entry.filename)
+    lock = make_lockfile(fixture_index, "core", [entry.filename])
     store.partial_path(entry.sha256).write_bytes(entry.path.read_bytes()[: entry.size // 2])
     with pytest.raises(NetworkError, match=f"cannot fetch {url}: the server answers Range "
                                            "requests with other ranges"):

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import requests
 from fixtureindex import Catalogue
+from helpers import subprocess_env
 from index_mirror import FixtureMirror, make_built_mirror
 from servers import BIN, ServerProcess, free_port
 from test_bundle import TOOL_CACHE
-from test_bundle_e2e import far_env
 
 from lockmirror.errors import LockmirrorError
 from lockmirror.formats.mirror_lockfile import RelocationError, relocate_lockfile
@@ -127,7 +127,7 @@ def fresh_venv(path: Path) -> Path:
 
 def installed(python: Path) -> set[str]:
     listed = run([str(python), str(installer("pip 26.3") / "pip"), "list", "--format=freeze"],
-                 far_env())
+                 subprocess_env(offline=True))
     return {line.lower() for line in listed.stdout.split()}
 
 
@@ -144,7 +144,7 @@ def test_lockfile_from_an_imported_bundle_installs_with_the_network_cut(
     assert verify_mirror(far).ok  # the manifest lists the relocated bytes
     lockfile = far / "lockfiles" / "pylock.extra.toml"
 
-    env = far_env()  # proxies on a closed port, no pip or uv configuration
+    env = subprocess_env(offline=True)  # proxies on a closed port, no pip or uv configuration
     uv = str(ensure_uv())
     python = fresh_venv(tmp_path / "uv-venv")
     done = run([uv, "pip", "install", "--python", str(python), "--no-config", "--cache-dir",
@@ -185,7 +185,7 @@ def test_base_url_lockfile_for_uv_over_http(mirror: FixtureMirror, tmp_path: Pat
         done = run([str(ensure_uv()), "pip", "install", "--python", str(python), "--no-config",
                     "--cache-dir", str(tmp_path / "uv-cache"), "--default-index",
                     root + "simple/", "-r", str(tmp_path / "pylock.core.toml")],
-                   {**far_env(), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+                   subprocess_env(offline=True, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1"))
     finally:
         server.stop()
     assert done.returncode == 0, done.stderr

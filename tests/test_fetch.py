@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import os
 import random
 import signal
 import socket
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import QuietHandler, serving, subprocess_env
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -554,7 +554,7 @@ sys.exit(code)
 
 
 def start_fetch(config: Path, store_dir: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "LOCKMIRROR_STORE": str(store_dir)}
+    env = subprocess_env(LOCKMIRROR_STORE=str(store_dir))
     return subprocess.Popen(
         [sys.executable, "-c", DRIVER, "--config", str(config), "--progress", "plain"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -615,7 +615,7 @@ def test_memory_stays_flat_on_a_large_file(big_index: FixtureIndex, tmp_path: Pa
     store.path(entry.sha256).unlink()
 
 
-class _StallingHandler(http.server.BaseHTTPRequestHandler):
+class _StallingHandler(QuietHandler):
     """Sends the headers of a ``size``-byte file, its first 100 bytes, then nothing
     until the test releases it (bounded)."""
 
@@ -630,13 +630,8 @@ class _StallingHandler(http.server.BaseHTTPRequestHandler):
         self.server.release.wait(10)
         self.close_connection = True
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 class _StallingServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
     def __init__(self, body: bytes) -> None:
         super().__init__(("127.0.0.1", 0), _StallingHandler)
         self.body = body
@@ -650,28 +645,24 @@ def test_a_stall_counts_the_bytes_received_before_it(
     wheel = catalogue.find("alpha", "1.0").filename
     lock = make_lockfile(fixture_index, "core", [wheel])
     server = _StallingServer(b"x" * fixture_index.files[wheel].size)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/files/alpha/{wheel}"
+    with serving(server) as base:
+        url = f"{base}/files/alpha/{wheel}"
         stalled = replace(lock, packages=tuple(
             replace(p, wheels=tuple(replace(w, url=url) for w in p.wheels))
             for p in lock.packages))
-        with make_session(timeout=(2, 0.3), retries=0) as session, \
-                pytest.raises(NetworkError) as caught:
-            fetch([stalled], store, session=session, retries=retries)
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        try:
+            with make_session(timeout=(2, 0.3), retries=0) as session, \
+                    pytest.raises(NetworkError) as caught:
+                fetch([stalled], store, session=session, retries=retries)
+        finally:
+            server.release.set()
     message = str(caught.value)
     assert "did not answer within 0.3 s" in message and url in message
     assert f"(100 bytes received, {said})" in message
     assert caught.value.hint == "a re-run resumes from the bytes received"
 
 
-class _RedirectingHandler(http.server.BaseHTTPRequestHandler):
+class _RedirectingHandler(QuietHandler):
     """Answers every GET with a 302 to ``server.target`` + the path; records
     whether the request carried credentials."""
 
@@ -684,13 +675,8 @@ class _RedirectingHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 class _RedirectingServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
     def __init__(self, target: str) -> None:
         super().__init__(("127.0.0.1", 0), _RedirectingHandler)
         self.target = target
@@ -703,19 +689,12 @@ def test_a_redirect_to_another_host_gets_no_credentials(
     lock = make_lockfile(fixture_index, "core", [sdist])
     # Another host name for the same fixture server: what a CDN would be.
     server = _RedirectingServer(f"http://localhost:{fixture_index.port}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(server) as base:
         moved = replace(lock, packages=tuple(
             replace(p, sdist=replace(p.sdist, url=p.sdist.url.replace(fixture_index.base_url,
                                                                        base)))
             for p in lock.packages if p.sdist is not None))
         summary = fetch([moved], store, auth={f"{base}/": ("reader", "s3cret-pw")})
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert summary.downloaded == 1 and store.has(catalogue.file(sdist).sha256)
     assert server.authorized == [True]  # the configured host got them
     served = [r for r in fixture_index.requests if r.path == file_path(fixture_index, sdist)]

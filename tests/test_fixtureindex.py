@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from fixtureindex import Catalogue, FixtureIndex, build_catalogue
+from helpers import subprocess_env
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 REPO = Path(__file__).resolve().parents[1]
@@ -164,12 +165,8 @@ def test_runtime_add_remove_and_custom_index(make_index: object, tmp_path: Path,
 
 
 def _isolated_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_")) and k not in ("VIRTUAL_ENV",)}
-    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                "PIP_NO_CACHE_DIR": "1", "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
-                "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"})
-    return env
+    return subprocess_env(installers=True, UV_CACHE_DIR=str(tmp_path / "uv-cache"),
+                          UV_NO_CONFIG="1")
 
 
 def test_pip_installs_wheels_and_builds_sdists_offline(fixture_index: FixtureIndex,
@@ -187,7 +184,7 @@ def test_pip_installs_wheels_and_builds_sdists_offline(fixture_index: FixtureInd
                          "oldmeta-1.0.dist-info", "sdistonly-1.0.dist-info",
                          "speedup-1.2.dist-info"]
     probe = subprocess.run([sys.executable, "-c", "import beta, legacy; print(beta.__version__)"],
-                           env={**os.environ, "PYTHONPATH": str(target)},
+                           env=subprocess_env(PYTHONPATH=str(target)),
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "1.0"
     assert fixture_index.root_requests == []

@@ -15,44 +15,23 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
-from index_golden import tree_digests
+from helpers import mirror_yaml, tree_digests
 
 from lockmirror import doit_tasks
 from lockmirror.cli import main
 from lockmirror.errors import ConfigError
 
-EPOCH = 1700000000
-MIRROR = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [speedup==1.2, beta==1.0]
-  extra:
-    requirements: [marked==1.0]
-"""
+SETS = {"core": ["speedup==1.2", "beta==1.0"], "extra": ["marked==1.0"]}
 
 
 @pytest.fixture
 def projects(tmp_path: Path, fixture_index: FixtureIndex,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+             reproducible_build: None) -> tuple[Path, Path]:
     """Two project directories holding the same mirror.yaml."""
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
-    # the bundle's dependency wheels repacked from this environment: no package index
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
     roots = tmp_path / "doit", tmp_path / "cli"
     for root in roots:
         root.mkdir()
-        (root / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+        (root / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, SETS))
     return roots
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
+from helpers import git, subprocess_env, tree_bytes
 from test_lock import write_mirror
 
 from lockmirror import pipeline
@@ -26,17 +27,9 @@ from lockmirror.stages.fetch import plan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
-
-
 @pytest.fixture
-def project(tmp_path: Path, fixture_index: FixtureIndex,
-            monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, fixture_index: FixtureIndex, own_paths: None) -> Path:
     """A mirror whose set moved from alpha to gamma: alpha's files are garbage."""
-    monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
-    monkeypatch.delenv("LOCKMIRROR_CACHE", raising=False)
     path = write_mirror(tmp_path, fixture_index, "  q:\n    requirements: [alpha]\n",
                         extra=f"  store: {tmp_path / 'store'}\n")
     pipeline.lock(load_config(path))
@@ -76,9 +69,9 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     fd = os.open(held, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # what a running fetch holds
-        before = tree(tmp := project.parent)
+        before = tree_bytes(tmp := project.parent)
         dry = pipeline.gc(loaded, dry_run=True)
-        assert tree(tmp) == before  # a dry run removes nothing
+        assert tree_bytes(tmp) == before  # a dry run removes nothing
         assert dry.freed == expected and dry.describe().startswith("would remove ")
         done = pipeline.gc(loaded)
     finally:
@@ -100,31 +93,30 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
 def test_gc_refuses_without_every_lockfile_and_spares_a_shared_store(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = load_config(project)
-    store_before = tree(loaded.store_dir)
+    store_before = tree_bytes(loaded.store_dir)
     lockfile = loaded.lockfile_path("q")
     moved = lockfile.with_suffix(".away")
     lockfile.rename(moved)
     with pytest.raises(StaleLockError, match="set 'q' has no lockfile"):
         pipeline.gc(loaded)
-    assert tree(loaded.store_dir) == store_before
+    assert tree_bytes(loaded.store_dir) == store_before
     moved.rename(lockfile)
 
     monkeypatch.setenv("LOCKMIRROR_STORE", str(loaded.store_dir))
     result = pipeline.gc(load_config(project))
-    assert tree(loaded.store_dir) == store_before
+    assert tree_bytes(loaded.store_dir) == store_before
     assert any("$LOCKMIRROR_STORE" in note for note in result.skipped)
     assert pipeline.gc(load_config(project), shared_store=True, dry_run=True).removed
 
 
 def test_gc_command_and_doit_task(project: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCKMIRROR_STORE",
-                                                             "LOCKMIRROR_CACHE")}
-    store_before = tree(load_config(project).store_dir)
+    env = subprocess_env(drop=["LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"])
+    store_before = tree_bytes(load_config(project).store_dir)
     dry = subprocess.run([sys.executable, "-m", "lockmirror", "gc", "--dry-run", "--config",
                           str(project)], capture_output=True, text=True, env=env, check=False)
     assert dry.returncode == 0, dry.stderr
     assert "  store file: " in dry.stdout and "gc: would remove " in dry.stdout
-    assert tree(load_config(project).store_dir) == store_before
+    assert tree_bytes(load_config(project).store_dir) == store_before
 
     shutil.copyfile(ROOT / "dodo.py", project.parent / "dodo.py")
     done = subprocess.run([str(Path(sys.executable).parent / "doit"), "gc"],
@@ -133,35 +125,28 @@ def test_gc_command_and_doit_task(project: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^gc: removed \d+ items \(.* freed\); \d+ store files a lockfile "
                      "needs kept$", done.stdout, re.MULTILINE), done.stdout
-    assert tree(load_config(project).store_dir) != store_before
+    assert tree_bytes(load_config(project).store_dir) != store_before
 
 
 def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:
     """With the lockfiles in git, the previous lock (retention's default window) keeps
     its files; a window of one revision lets them go."""
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(project.parent), *args], check=True,
-                       capture_output=True, env={**os.environ, "GIT_AUTHOR_NAME": "t",
-                                                 "GIT_AUTHOR_EMAIL": "t@example.org",
-                                                 "GIT_COMMITTER_NAME": "t",
-                                                 "GIT_COMMITTER_EMAIL": "t@example.org"})
-
     loaded = load_config(project)
     path = loaded.lockfile_path("q")
     gamma = path.read_bytes()
     project.write_text(project.read_text().replace("[gamma]", "[alpha]"))
     pipeline.lock(load_config(project))  # alpha's lock, committed first
-    git("init", "-q")
-    git("add", "lockfiles")
-    git("commit", "-qm", "alpha")
+    git(project.parent, "init", "-q")
+    git(project.parent, "add", "lockfiles")
+    git(project.parent, "commit", "-qm", "alpha")
     path.write_bytes(gamma)
     project.write_text(project.read_text().replace("[alpha]", "[gamma]"))
-    git("commit", "-qam", "gamma")
+    git(project.parent, "commit", "-qam", "gamma")
     loaded = load_config(project)
-    store_before = tree(loaded.store_dir)
+    store_before = tree_bytes(loaded.store_dir)
     result = pipeline.gc(loaded)
     assert not [r for r in result.removed if r.kind == "store file"]
-    assert tree(loaded.store_dir) == store_before
+    assert tree_bytes(loaded.store_dir) == store_before
     assert any(note.startswith("kept what q@") and "(the previous lock)" in note
                for note in result.skipped)
     project.write_text(project.read_text() + "retention: {lock_revisions: 1}\n")

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import resource
 import subprocess
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,9 +50,8 @@ def _limit_memory() -> None:
 
 
 def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "LOCKMIRROR_TRACEBACK"}
     return subprocess.run([sys.executable, "-m", "lockmirror", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=subprocess_env(drop=["LOCKMIRROR_TRACEBACK"]), capture_output=True, text=True, timeout=TIMEOUT,
                           preexec_fn=_limit_memory, check=False)
 
 

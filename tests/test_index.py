@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from fixtureindex import Catalogue
+from helpers import tree_bytes
 from index_mirror import (
     SETS,
     FixtureMirror,
@@ -68,10 +69,6 @@ def tree_state(root: Path) -> dict[str, tuple[int, int]]:
             stat = path.stat()
             found[path.relative_to(root).as_posix()] = (stat.st_mtime_ns, stat.st_ino)
     return found
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {rel: (root / rel).read_bytes() for rel in tree_state(root)}
 
 
 class Anchors(HTMLParser):

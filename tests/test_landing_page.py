@@ -10,6 +10,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import helpers
 import pytest
 from fixtureindex import Catalogue
 from index_mirror import SETS, SOURCE, FixtureMirror, make_fixture_mirror
@@ -23,11 +24,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True, env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
-                                           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x",
-                                           "PATH": "/usr/bin:/bin:/usr/local/bin"})
-    return done.stdout.strip()
+    return helpers.git(repo, *args).strip()
 
 
 @pytest.fixture(scope="module")

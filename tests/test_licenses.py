@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import mirror_yaml
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -138,21 +139,11 @@ def test_no_license_rule_no_finding() -> None:
 # declares License-Expression MIT, 2.0 GPL-3.0-only)
 # --------------------------------------------------------------------------
 
-TARGET = "linux-x86_64-py311"
-
-
 def write_mirror(tmp: Path, index: FixtureIndex, requirement: str, policy: str = "") -> Path:
     path = tmp / "mirror.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        version: 1
-        name: licensed
-        sources: [{{name: fixture, url: "{index.url}"}}]
-        targets:
-          {TARGET}: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
-        sets:
-          core: {{requirements: ["{requirement}"]}}
-        paths: {{cache: "{tmp / 'cache'}", store: "{tmp / 'store'}"}}
-        """) + policy)
+    path.write_text(mirror_yaml(
+        index.url, {"core": [requirement]}, name="licensed",
+        extra=f'paths: {{cache: "{tmp / "cache"}", store: "{tmp / "store"}"}}\n' + policy))
     return path
 
 

@@ -39,13 +39,19 @@ paths:
 """
 
 
+def write_locked(tmp_path: Path, url: str) -> Path:
+    """:data:`MIRROR` on the index at ``url``, written to tmp_path and locked; its
+    lockfile is lockfiles/pylock.main.toml."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=url, cache=tmp_path / "cache"))
+    lock_sets(load_config(config))
+    return config
+
+
 @pytest.fixture
 def locked(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
     """mirror.yaml of a freshly locked set; its lockfile is lockfiles/pylock.main.toml."""
-    config = tmp_path / "mirror.yaml"
-    config.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache"))
-    lock_sets(load_config(config))
-    return config
+    return write_locked(tmp_path, fixture_index.url)
 
 
 def lockfile_of(config: Path) -> Path:

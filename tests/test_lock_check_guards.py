@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from packaging.version import Version
-from test_lock_check import MIRROR, check, edit, lockfile_of
+from test_lock_check import MIRROR, check, edit, lockfile_of, write_locked
 
 from lockmirror.config import load_config
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, Lockfile
@@ -28,10 +28,7 @@ from lockmirror.stages.lock_check import page_mismatches
 @pytest.fixture
 def locked(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
     """mirror.yaml of a freshly locked set (as in ``tests/test_lock_check.py``)."""
-    config = tmp_path / "mirror.yaml"
-    config.write_text(MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache"))
-    lock_sets(load_config(config))
-    return config
+    return write_locked(tmp_path, fixture_index.url)
 
 
 def test_an_edited_metadata_hash_fails(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,9 +117,7 @@ def test_an_entry_from_another_source_than_the_page_is_named(
     """Locked from one source, the project now comes from another (a higher priority):
     the page's source is named beside the lockfile's."""
     second = make_index(catalogue.root, upload_times=catalogue.upload_times)
-    config = tmp_path / "mirror.yaml"
-    config.write_text(MIRROR.format(url=second.url, cache=tmp_path / "cache"))
-    lock_sets(load_config(config))
+    config = write_locked(tmp_path, second.url)
     config.write_text(config.read_text().replace(
         "sources:\n", f"sources:\n  - name: first\n    url: {fixture_index.url}\n"
                       "    priority: 1\n", 1))

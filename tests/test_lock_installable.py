@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
+from helpers import subprocess_env
 from packaging.pylock import Pylock, PylockSelectError
 from packaging.version import Version
 from test_lock import ARM, X86, lock, package, write_mirror
@@ -170,11 +171,6 @@ def test_targets_markers_tell_apart_are_accepted(second: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    return {**env, "PIP_CONFIG_FILE": os.devnull, "UV_PYTHON_DOWNLOADS": "never"}
-
-
 def _installed(python: Path) -> dict[str, str]:
     listed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "list",
                              "--format=json", "--disable-pip-version-check"],
@@ -191,7 +187,7 @@ def _install(installer: str, python: Path, args: list[str], tmp_path: Path) -> N
     else:  # the test environment's pip (>= 26.1 reads pylock.toml) installs into the venv
         cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--isolated",
                "--no-cache-dir", "--disable-pip-version-check", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_clean_env(),
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=subprocess_env(installers=True),
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -18,7 +18,6 @@ whose lockfiles were written by ``lockmirror lock``:
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from fixtureindex import FixtureIndex
+from helpers import ARM_TARGET, X86_TARGET, mirror_yaml, subprocess_env
 
 from lockmirror.formats.lockfile import Lockfile
 
@@ -94,34 +94,10 @@ def run_steps(repo: Path, env: dict[str, str]) -> list[StepResult]:
     return results
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
-
-
-MIRROR = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-  linux-aarch64-py312:
-    python: "3.12"
-    platforms: [manylinux_2_28_aarch64]
-sets:
-  core:
-    requirements:
-{requirements}
-"""
-
-
 def _write_mirror(repo: Path, url: str, requirements: list[str]) -> None:
-    lines = "\n".join(f"      - {r}" for r in requirements)
-    (repo / "mirror.yaml").write_text(MIRROR.format(url=url, requirements=lines),
-                                      encoding="utf-8")
+    (repo / "mirror.yaml").write_text(
+        mirror_yaml(url, {"core": requirements}, targets=X86_TARGET | ARM_TARGET),
+        encoding="utf-8")
 
 
 @pytest.fixture
@@ -129,20 +105,14 @@ def mirror_repo(tmp_path: Path, fixture_index: FixtureIndex) -> tuple[Path, dict
     """A mirror repository: main locked with two packages, branch `feature` adds two more."""
     repo = tmp_path / "mirror"
     repo.mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LOCKMIRROR_"))},
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.invalid",
-        "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.invalid",
-        "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
-        "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_BASE_REF": "main",
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
-        "SOURCE_DATE_EPOCH": "1700000000",
+    env = subprocess_env(
+        drop=["GITHUB_", "LOCKMIRROR_"], git_identity=True, home=tmp_path, venv_first=True,
+        CI="true", GITHUB_ACTIONS="true", GITHUB_BASE_REF="main",
+        GITHUB_STEP_SUMMARY=str(tmp_path / "step-summary.md"), SOURCE_DATE_EPOCH="1700000000",
         # the bundle's dependency wheels repacked from this environment: no package index
-        "LOCKMIRROR_TOOL_WHEELS": "installed",
+        LOCKMIRROR_TOOL_WHEELS="installed",
         # the verify step's installers (old pips): fetched once, shared with the other tests
-        "LOCKMIRROR_INSTALLER_CACHE": str(ROOT / ".cache" / "installers"),
-    }
+        LOCKMIRROR_INSTALLER_CACHE=str(ROOT / ".cache" / "installers"))
     shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
     shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")
     (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text(encoding="utf-8"),

@@ -17,43 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import S3Server, pip_install
+from helpers import subprocess_env
+from servers import S3Server, counting_client, pip_install
 
 from lockmirror.cli import main
 from lockmirror.config_schema import S3Destination
 from lockmirror.errors import IntegrityError, PublishError
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.publish import ProgressEvent, SourceTree, publish
-from lockmirror.publish.s3 import LOCK_KEY, RECEIPT_KEY, S3Publisher, make_client
+from lockmirror.publish.s3 import LOCK_KEY, RECEIPT_KEY, S3Publisher
 
 pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
 
 INSTALL = ["beta", "native", "speedup"]  # beta pulls alpha and foo-bar-baz
 
 
-@pytest.fixture
-def aws_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    for name, value in moto_s3.env().items():
-        monkeypatch.setenv(name, value)
-    return moto_s3
-
-
 def destination(server: S3Server, bucket: str, prefix: str = "pypi",
                 **changes: Any) -> S3Destination:
     return S3Destination(kind="s3", bucket=bucket, prefix=prefix,
                          endpoint_url=server.endpoint_url, **changes)
-
-
-def counting_client(server: S3Server, dest: S3Destination) -> tuple[Any, list[tuple[str, str]]]:
-    """A real client that records each operation (name, key) it sends."""
-    client = make_client(dest)
-    calls: list[tuple[str, str]] = []
-
-    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        calls.append((model.name, str(params.get("Key", ""))))
-
-    client.meta.events.register("provide-client-params.s3.*", record)
-    return client, calls
 
 
 def wanted_keys(tree: Path, prefix: str, *, directory_keys: bool = True) -> set[str]:
@@ -90,7 +72,7 @@ def test_publish_installs_with_pip_then_noop_sends_two_requests(
     installed = {p.name for p in (tmp_path / "site").iterdir()}
     assert {"alpha", "beta", "foo_bar_baz", "native", "speedup"} <= installed
 
-    client, calls = counting_client(aws_env, dest)
+    client, calls = counting_client(dest)
     again = S3Publisher(dest, client=client)
     tree = SourceTree.open(index_tree)
     plan = again.plan(tree)
@@ -104,7 +86,7 @@ def test_publish_installs_with_pip_then_noop_sends_two_requests(
 def test_phases_go_files_pages_root_manifest_and_lock_brackets_them(
         aws_env: S3Server, index_tree: Path) -> None:
     dest = destination(aws_env, aws_env.new_bucket(), prefix="")
-    client, calls = counting_client(aws_env, dest)
+    client, calls = counting_client(dest)
     tree = SourceTree.open(index_tree)
     publisher = S3Publisher(dest, client=client, jobs=4)
     publisher.apply(tree, publisher.plan(tree))
@@ -154,7 +136,7 @@ def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
     original = aws_env.get(bucket, key)
     aws_env.client().put_object(Bucket=bucket, Key=key, Body=bytes(reversed(original)))
     aws_env.client().put_object(Bucket=bucket, Key="pypi/files/old/old-0.1.tar.gz", Body=b"x")
-    client, calls = counting_client(aws_env, dest)
+    client, calls = counting_client(dest)
     repaired = S3Publisher(dest, client=client).run(SourceTree.open(index_tree))
     assert repaired.uploaded == ("files/beta/beta-1.0-py3-none-any.whl",)
     # its ETag no longer gives the receipt's digest: the receipt is read, the wheel asked
@@ -171,7 +153,7 @@ def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
         shutil.rmtree(smaller / "files" / project)
         shutil.rmtree(smaller / "simple" / project)
     scan_tree(smaller).write(smaller / "manifest.json")
-    client, calls = counting_client(aws_env, dest)
+    client, calls = counting_client(dest)
     publisher = S3Publisher(dest, client=client)
     tree = SourceTree.open(smaller)
     result = publisher.apply(tree, publisher.plan(tree, prune=True), prune=True)
@@ -193,7 +175,7 @@ def test_large_file_goes_multipart_and_is_current_afterwards(
     scan_tree(tree_dir).write(tree_dir / "manifest.json")
     bucket = aws_env.new_bucket()
     dest = destination(aws_env, bucket)
-    client, calls = counting_client(aws_env, dest)
+    client, calls = counting_client(dest)
     publisher = S3Publisher(dest, client=client)
     tree = SourceTree.open(tree_dir)
     publisher.apply(tree, publisher.plan(tree))
@@ -311,7 +293,7 @@ def test_a_killed_publisher_leaves_the_bucket_locked_only_until_its_lock_expires
     bucket = aws_env.new_bucket()
     dest = destination(aws_env, bucket, lock_ttl=600)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_HANG, bucket, aws_env.endpoint_url],
-                              env={**os.environ, **aws_env.env()}, stdout=subprocess.PIPE,
+                              env=subprocess_env(**aws_env.env()), stdout=subprocess.PIPE,
                               text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
@@ -369,7 +351,7 @@ def test_two_cli_publishes_at_once_leave_the_bucket_consistent(
     bucket = aws_env.new_bucket()
     argv = [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
             "--from", str(index_tree), "--endpoint-url", aws_env.endpoint_url, "--jobs", "2"]
-    env = {**os.environ, **aws_env.env()}
+    env = subprocess_env(**aws_env.env())
     runs = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     answers = [(run.wait(60), *run.communicate()) for run in runs]
@@ -427,8 +409,7 @@ def test_publish_from_a_bundle_without_mirror_yaml(aws_env: S3Server, index_tree
 
 @pytest.fixture
 def weed_env(seaweed_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    for name, value in seaweed_s3.env().items():
-        monkeypatch.setenv(name, value)
+    seaweed_s3.export(monkeypatch)
     yield seaweed_s3
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from fixtureindex import build_wheel
+from helpers import QuietHandler, serving, subprocess_env
 from servers import Devpi, UploadServer, pip_install
 
 from lockmirror.cli import main
@@ -177,8 +177,8 @@ def test_already_exists_answer_counts_only_with_the_same_sha256(
     done = subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--repository-url", pypiserver.url,
          "--non-interactive", "--disable-progress-bar", str(wheel)],
-        env={**os.environ, "TWINE_USERNAME": pypiserver.username,
-             "TWINE_PASSWORD": pypiserver.password}, capture_output=True, text=True, check=False)
+        env=subprocess_env(TWINE_USERNAME=pypiserver.username,
+                           TWINE_PASSWORD=pypiserver.password), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     result = publisher.apply(tree, plan)
     assert result.found_present == ("files/beta/beta-1.0-py3-none-any.whl",)
@@ -338,12 +338,11 @@ def test_a_post_answered_503_is_sent_again_by_the_session_retry(tmp_path: Path) 
     policy): the body streamed from the file is rewound and sent again whole, with a
     Content-Length (no chunked encoding); an upload server that fails once still gets
     the file."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
     posts: list[tuple[dict[str, str], bytes]] = []
 
-    class Flaky(BaseHTTPRequestHandler):
+    class Flaky(QuietHandler):
         timeout = 20  # a body shorter than its Content-Length fails the test, not hangs it
 
         def do_GET(self) -> None:  # no project page: nothing uploaded yet
@@ -358,21 +357,11 @@ def test_a_post_answered_503_is_sent_again_by_the_session_retry(tmp_path: Path) 
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Flaky)) as base:
         wheel = build_wheel(tmp_path / "built", "flaky", "1.0",
                             files={"flaky/data.bin": bytes(range(256)) * 1200})
         tree = tree_of(tmp_path / "tree", [wheel])
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
-        result = publish(tree, UploadDestination(kind="upload", url=url), environ={})
-    finally:
-        server.shutdown()
-        server.server_close()
+        result = publish(tree, UploadDestination(kind="upload", url=base + "/"), environ={})
     assert result.uploaded == (f"files/flaky/{wheel.name}",)
     assert len(posts) == 2 and posts[0][1] == posts[1][1]
     headers, body = posts[1]
@@ -433,8 +422,8 @@ def test_a_large_file_is_posted_in_memory_independent_of_its_size(
     done = subprocess.run(
         [sys.executable, "-c", measured, "publish", "--to", pypiserver.url,
          "--from", str(tree)], capture_output=True, text=True, check=False,
-        env={**os.environ, "TWINE_USERNAME": pypiserver.username,
-             "TWINE_PASSWORD": pypiserver.password})
+        env=subprocess_env(TWINE_USERNAME=pypiserver.username,
+                           TWINE_PASSWORD=pypiserver.password))
     assert done.returncode == 0, done.stderr
     peak_mib = int(done.stdout.split("peak_kib")[-1]) / 1024
     print(f"peak RSS of the publishing process: {peak_mib:.0f} MiB for a "

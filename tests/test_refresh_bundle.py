@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from fixtureindex.catalogue import VULNERABILITIES
+from helpers import subprocess_env
 from test_audit import mirror  # noqa: F401 - the build side: lockfile, store, index
 
 from lockmirror.cli import main
@@ -44,12 +44,11 @@ def bundle(loaded: LoadedConfig, out: Path, now: str, *extra: str) -> Path:
 
 
 def pip_download(mirror_dir: Path, requirement: str, dest: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     return subprocess.run(
         [sys.executable, "-m", "pip", "download", "--isolated", "--no-cache-dir", "--no-deps",
          "--disable-pip-version-check", "--index-url", (mirror_dir / "simple").as_uri() + "/",
          "-d", str(dest), requirement],
-        env={**env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
+        env=subprocess_env(installers=True), capture_output=True, text=True,
         timeout=300, check=False)
 
 

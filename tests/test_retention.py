@@ -6,15 +6,16 @@ committed at chosen times (GIT_COMMITTER_DATE).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import helpers
 import pytest
 from fixtureindex import FixtureIndex
+from helpers import mirror_yaml
 from packaging.version import Version
 
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
@@ -36,12 +37,7 @@ def lockfile(version: str) -> Lockfile:
 
 
 def git(repo: Path, *args: str, when: datetime | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    if when is not None:
-        env["GIT_COMMITTER_DATE"] = env["GIT_AUTHOR_DATE"] = when.isoformat()
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, env=env,
-                          capture_output=True, text=True).stdout
+    return helpers.git(repo, *args, date=when.isoformat() if when is not None else None)
 
 
 def commit_lock(repo: Path, version: str, when: datetime) -> str:
@@ -157,20 +153,6 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
 
 # -- the whole path: three lock revisions on the fixture index, the index, pip, the far side
 
-FIXTURE_MIRROR = """\
-version: 1
-name: kept
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  host:
-    python: "{python}"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [{pins}]
-"""
 # each revision's pins; the first revision's alpha 1.0 is the release the window drops
 REVISIONS = ("alpha==1.0, speedup==1.0", "alpha==1.1, speedup==1.0", "alpha==1.1, speedup==1.2")
 
@@ -180,8 +162,9 @@ def lock_revision(repo: Path, url: str, pins: str, when: datetime,
     from lockmirror.cli import main
 
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    (repo / "mirror.yaml").write_text(FIXTURE_MIRROR.format(url=url, python=python, pins=pins)
-                                      + extra)
+    (repo / "mirror.yaml").write_text(mirror_yaml(
+        url, {"core": pins.split(", ")}, name="kept",
+        targets={"host": (python, "manylinux_2_28_x86_64")}, extra=extra))
     assert main(["lock"]) == 0
     git(repo, "add", "-A", "mirror.yaml", "lockfiles")
     git(repo, "commit", "-qm", f"lock {pins}", when=when)
@@ -201,12 +184,8 @@ def released(index_dir: Path) -> set[str]:
 
 
 @pytest.fixture
-def kept_repo(tmp_path: Path, fixture_index: FixtureIndex,
+def kept_repo(tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
               monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")

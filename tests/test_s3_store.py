@@ -17,13 +17,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from index_mirror import make_fixture_mirror
-from servers import S3Server
+from helpers import mirror_yaml, subprocess_env, tree_bytes
+from index_mirror import FixtureMirror, make_fixture_mirror
+from servers import S3Server, counting_client
 from test_fetch import make_lockfile
 
 from lockmirror.config_schema import DirectoryDestination, S3Destination
@@ -41,11 +43,10 @@ pytest_plugins = ["servers"]  # the S3 server fixtures
 
 
 @pytest.fixture
-def aws_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    for name, value in moto_s3.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
-    return moto_s3
+def aws_env(aws_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """servers' aws_env, and the endpoint in AWS_ENDPOINT_URL too."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env.endpoint_url)
+    return aws_env
 
 
 def s3_store(server: S3Server, url: str, staging: Path) -> tuple[S3Store, list[str]]:
@@ -59,15 +60,6 @@ def s3_store(server: S3Server, url: str, staging: Path) -> tuple[S3Store, list[s
     return S3Store(url, client, staging), calls
 
 
-def counting_client(dest: S3Destination) -> tuple[Any, list[tuple[str, str]]]:
-    """A real client that records each operation (name, key) it sends."""
-    client = make_client(dest)
-    calls: list[tuple[str, str]] = []
-    client.meta.events.register("provide-client-params.s3.*", lambda params, model, **_:
-                                calls.append((model.name, str(params.get("Key", "")))))
-    return client, calls
-
-
 def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
     client = server.client()
     found = {}
@@ -78,8 +70,8 @@ def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
 
 
 def local_objects(store: Store) -> dict[str, bytes]:
-    return {str(p.relative_to(store.root)): p.read_bytes()
-            for p in sorted((store.root / "sha256").rglob("*")) if p.is_file()}
+    return {rel: data for rel, data in tree_bytes(store.root).items()
+            if rel.startswith("sha256/")}
 
 
 def test_store_url_is_parsed_and_a_bucketless_one_refused(tmp_path: Path) -> None:
@@ -158,7 +150,7 @@ def test_two_fetch_processes_of_overlapping_sets_lose_nothing_and_duplicate_no_k
     assert set(names[:half]) & set(names[len(names) - half:])  # they overlap
     bucket = aws_env.new_bucket(public=False)
     url = f"s3://{bucket}/store"
-    env = {**os.environ, **aws_env.env(), "AWS_ENDPOINT_URL": aws_env.endpoint_url}
+    env = subprocess_env(**aws_env.env(), AWS_ENDPOINT_URL=aws_env.endpoint_url)
     # two "machines": separate staging directories, so no local lock is shared
     processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_FETCH, url,
                                    str(tmp_path / f"staging-{n}"), str(path)],
@@ -181,18 +173,30 @@ def upload_store(server: S3Server, local: Store, bucket: str, prefix: str) -> No
         client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=data)
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+@dataclass
+class S3Mirror:
+    """The fixture mirror (in tmp_path/mirror) with its store uploaded to ``bucket``
+    under ``store/``, and its index built from the local store in tmp_path/local-index."""
+
+    mirror: FixtureMirror
+    bucket: str
+    store: S3Store       # s3://<bucket>/store, staging in tmp_path/staging
+    calls: list[str]     # every operation the store's client sent
 
 
-def test_index_from_the_s3_store_has_the_local_index_bytes_and_reads_no_object(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+@pytest.fixture
+def s3_mirror(aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> S3Mirror:
     mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
     build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
     bucket = aws_env.new_bucket(public=False)
     upload_store(aws_env, mirror.store, bucket, "store")
     store, calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    return S3Mirror(mirror, bucket, store, calls)
+
+
+def test_index_from_the_s3_store_has_the_local_index_bytes_and_reads_no_object(
+        s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    mirror, store, calls = s3_mirror.mirror, s3_mirror.store, s3_mirror.calls
 
     result = build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
 
@@ -219,13 +223,9 @@ def test_index_names_files_missing_from_the_s3_store(
 
 
 def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_publish(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
-    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
-    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
-    bucket = aws_env.new_bucket(public=False)
-    upload_store(aws_env, mirror.store, bucket, "store")
-    store, store_calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
-    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+        aws_env: S3Server, s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    bucket, store, store_calls = s3_mirror.bucket, s3_mirror.store, s3_mirror.calls
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
     out = aws_env.new_bucket()
     publish(tmp_path / "local-index", S3Destination(kind="s3", bucket=out, prefix="local",
                                                     endpoint_url=aws_env.endpoint_url))
@@ -264,12 +264,9 @@ def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_pub
 
 
 def test_publish_of_an_s3_store_index_to_a_directory_is_refused(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
-    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
-    bucket = aws_env.new_bucket(public=False)
-    upload_store(aws_env, mirror.store, bucket, "store")
-    store, _calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
-    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+        s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    store = s3_mirror.store
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
     with pytest.raises(LockmirrorError, match="only an S3 destination"):
         publish(tmp_path / "s3-index", DirectoryDestination(kind="directory",
                                                            path=str(tmp_path / "out")),
@@ -278,17 +275,13 @@ def test_publish_of_an_s3_store_index_to_a_directory_is_refused(
 
 
 def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
-        aws_env: S3Server, catalogue: Catalogue, tmp_path: Path) -> None:
+        s3_mirror: S3Mirror, tmp_path: Path) -> None:
     from lockmirror.stages.bundle import build_bundle
     from lockmirror.stages.importer import import_bundle
 
-    mirror = make_fixture_mirror(catalogue, tmp_path / "mirror")
+    store, calls = s3_mirror.store, s3_mirror.calls
     (tmp_path / "mirror" / "mirror.yaml").write_text("name: demo\n")
-    build_index(mirror.lockfiles, mirror.store, tmp_path / "local-index", title="Fixture")
-    bucket = aws_env.new_bucket(public=False)
-    upload_store(aws_env, mirror.store, bucket, "store")
-    store, calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
-    build_index(mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
     options: dict[str, Any] = {"lockfile_dir": tmp_path / "mirror" / "lockfiles",
                                "mirror_yaml": tmp_path / "mirror" / "mirror.yaml",
                                "name": "demo", "source_date_epoch": 0, "tool": False,
@@ -309,22 +302,18 @@ def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
 
 
 def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
-        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path,
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path, reproducible_build: None,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from test_front_doors import EPOCH, MIRROR
+    from test_front_doors import SETS
 
     from lockmirror.cli import main
 
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")
     bucket = aws_env.new_bucket(public=False)
     # the same mirror.yaml (the landing page and the bundle carry its hash); the S3
     # store named by $LOCKMIRROR_STORE, as a CI job would (paths.store takes it too)
     for name, store in {"local": None, "s3": f"s3://{bucket}/mirror/store"}.items():
         (tmp_path / name).mkdir()
-        (tmp_path / name / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+        (tmp_path / name / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, SETS))
         monkeypatch.chdir(tmp_path / name)
         if store:
             monkeypatch.setenv("LOCKMIRROR_STORE", store)
@@ -360,8 +349,7 @@ def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(
     import lockmirror.publish.s3 as s3_publish
     from lockmirror.publish.tree import Item
 
-    for name, value in seaweed_s3.env().items():
-        monkeypatch.setenv(name, value)
+    seaweed_s3.export(monkeypatch)
     bucket = seaweed_s3.new_bucket(public=False)
     store, store_calls = s3_store(seaweed_s3, f"s3://{bucket}/store", tmp_path / "staging")
     data = os.urandom(13 << 20)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import base64
 import gzip
 import http.server
-import os
 import signal
 import struct
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import QuietHandler, serving, subprocess_env
 from index_mirror import make_fixture_mirror
 
 from lockmirror.cli import main
@@ -188,7 +187,7 @@ def test_the_fingerprint_holds_what_shapes_the_lock_and_nothing_else(
 SECRET = "deploy:hunter2"
 
 
-class _LeakyRepository(http.server.BaseHTTPRequestHandler):
+class _LeakyRepository(QuietHandler):
     """An upload API that refuses every upload, quoting a URL with credentials
     in its reason phrase and its body; every page is 404 (nothing there yet)."""
 
@@ -208,27 +207,16 @@ class _LeakyRepository(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def leaky_repository() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LeakyRepository)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LeakyRepository)) as base:
+        yield base + "/"
 
 
 def test_a_credential_in_a_server_reply_never_reaches_output(
         leaky_repository: str, index_tree: Path) -> None:
-    env = {**os.environ, "TWINE_USERNAME": "me", "TWINE_PASSWORD": "pw-not-shown"}
+    env = subprocess_env(TWINE_USERNAME="me", TWINE_PASSWORD="pw-not-shown")
     done = subprocess.run(
         [sys.executable, "-m", "lockmirror", "publish", "--to", leaky_repository,
          "--simple-url", leaky_repository + "simple/", "--from", str(index_tree)],
@@ -291,7 +279,7 @@ def test_source_credentials_cover_its_prefix_only() -> None:
     assert auth.for_url("https://token@other.example/x") == ("token", "")
 
 
-class _GzipFile(http.server.BaseHTTPRequestHandler):
+class _GzipFile(QuietHandler):
     """A .tar.gz served with ``Content-Encoding: gzip`` (as some servers do)."""
 
     body = gzip.compress(b"the sdist's bytes " * 1000, mtime=0)
@@ -303,23 +291,12 @@ class _GzipFile(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.body)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 def test_the_body_is_read_as_sent_never_decoded() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GzipFile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with make_session(retries=0) as session:
-            response = session.get(f"http://127.0.0.1:{server.server_address[1]}/a.tar.gz",
-                                   stream=True)
-            pieces = list(iter_raw_body(response, 1000))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GzipFile)) as base, \
+            make_session(retries=0) as session:
+        response = session.get(f"{base}/a.tar.gz", stream=True)
+        pieces = list(iter_raw_body(response, 1000))
     assert b"".join(pieces) == _GzipFile.body  # what is hashed is what upstream stores
     assert max(len(p) for p in pieces) <= 1000
 

@@ -17,6 +17,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import mirror_yaml
 from packaging.version import Version
 
 from lockmirror import __version__
@@ -147,29 +148,11 @@ def test_two_renders_are_the_same_bytes_and_no_clock_without_an_epoch(
     assert json.loads(other["core.cdx.json"])["serialNumber"] != document["serialNumber"]
 
 
-MIRROR = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [beta==1.0]
-"""
-
-
 def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
-        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
         capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
     config = tmp_path / "mirror.yaml"
-    config.write_text(MIRROR.format(url=fixture_index.url))
+    config.write_text(mirror_yaml(fixture_index.url, {"core": ["beta==1.0"]}))
     assert main(["lock", "--config", str(config)]) == 0
     assert main(["fetch", "--config", str(config)]) == 0
     capsysbinary.readouterr()
@@ -189,29 +172,15 @@ def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
 # The index writes them; bundles carry them (issue 23)
 # --------------------------------------------------------------------------
 
-INDEXED = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [beta==1.0, copyleft]
-  tools:
-    requirements: [speedup]
-paths:
-  index: {index}
-"""
+def indexed(url: str, index: Path) -> str:
+    """mirror.yaml of two sets whose index is written to ``index``."""
+    return mirror_yaml(url, {"core": ["beta==1.0", "copyleft"], "tools": ["speedup"]},
+                       extra=f"paths:\n  index: {index}\n")
 
 
 def _fetched_mirror(tmp_path: Path, index: FixtureIndex, out: str) -> Path:
     config = tmp_path / "mirror.yaml"
-    config.write_text(INDEXED.format(url=index.url, index=tmp_path / out))
+    config.write_text(indexed(index.url, tmp_path / out))
     assert main(["lock", "--config", str(config)]) == 0
     assert main(["fetch", "--config", str(config)]) == 0
     return config
@@ -239,11 +208,11 @@ def test_the_index_writes_each_sets_sbom_and_the_bundle_carries_them(
         assert f'<a href="{name}">' in landing
 
     # a second build elsewhere: the same bytes; a rebuild keeps them (no rewrite)
-    config.write_text(INDEXED.format(url=fixture_index.url, index=tmp_path / "again"))
+    config.write_text(indexed(fixture_index.url, tmp_path / "again"))
     assert main(["index", "--config", str(config)]) == 0
     for name in names:
         assert (tmp_path / "again" / name).read_bytes() == (index / name).read_bytes()
-    config.write_text(INDEXED.format(url=fixture_index.url, index=index))
+    config.write_text(indexed(fixture_index.url, index))
     (index / "sbom" / "tools.cdx.json").unlink()  # a missing document is written again
     assert main(["index", "--config", str(config)]) == 0
     assert (index / "sbom" / "tools.cdx.json").read_bytes() == \

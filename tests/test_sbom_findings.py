@@ -11,7 +11,6 @@ maintainers named in the core metadata, else the authors, else absent.
 from __future__ import annotations
 
 import json
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from fixtureindex import FixtureIndex
+from helpers import mirror_yaml
 from packaging.version import Version
 
 from lockmirror.config import load_config
@@ -44,16 +44,11 @@ def write_mirror(tmp: Path, index: FixtureIndex, policy: str = "") -> Path:
     """The set pins a yanked, a vulnerable and an MIT release under :data:`WARN`
     (and ``policy``: exceptions)."""
     path = tmp / "mirror.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        version: 1
-        name: findings
-        sources: [{{name: fixture, url: "{index.url}"}}]
-        targets:
-          linux: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
-        sets:
-          core: {{requirements: ["yanky==1.1", "vulny==1.0", "copyleft==1.0"]}}
-        paths: {{cache: "{tmp / 'cache'}", store: "{tmp / 'store'}"}}
-        """) + WARN.format(json_api=index.json_api_url) + policy)
+    path.write_text(mirror_yaml(
+        index.url, {"core": ["yanky==1.1", "vulny==1.0", "copyleft==1.0"]}, name="findings",
+        targets={"linux": ("3.11", "manylinux_2_28_x86_64")},
+        extra=f'paths: {{cache: "{tmp / "cache"}", store: "{tmp / "store"}"}}\n'
+              + WARN.format(json_api=index.json_api_url) + policy))
     return path
 
 

@@ -8,7 +8,6 @@ index server; publish refusals against a directory and moto's S3 server.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
+from helpers import subprocess_env, tree_bytes
 from index_mirror import ARM, build_lockfile, make_fixture_mirror
 from servers import S3Server
 from test_fetch import make_lockfile
@@ -50,7 +50,7 @@ sets: {{core: {{requirements: [beta]}}, misp: {{requirements: [gamma]}}}}
 
 
 def fetch_process(config: Path, store: Path, *options: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "LOCKMIRROR_STORE": str(store)}
+    env = subprocess_env(LOCKMIRROR_STORE=str(store))
     return subprocess.Popen([sys.executable, "-m", "lockmirror", "fetch", "--config", str(config),
                              "--progress", "none", *options], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -65,8 +65,7 @@ def finished(process: subprocess.Popen[str]) -> str:
 def store_files(root: Path) -> dict[str, bytes]:
     """Every file of a store by its path; no partial download left in its tmp/."""
     assert not list(root.glob("tmp/*"))
-    return {path.relative_to(root).as_posix(): path.read_bytes()
-            for path in sorted((root / "sha256").rglob("*")) if path.is_file()}
+    return {rel: data for rel, data in tree_bytes(root).items() if rel.startswith("sha256/")}
 
 
 def test_two_set_shards_in_two_processes_give_the_store_of_one_fetch(
@@ -174,8 +173,8 @@ def trees(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".lockmirror" not in p.parts}
+    return {rel: data for rel, data in tree_bytes(root).items()
+            if ".lockmirror" not in rel.split("/")}
 
 
 def web_root(path: Path) -> DirectoryDestination:
@@ -239,8 +238,7 @@ def test_the_cli_refusal_is_one_line_and_drop_sets_takes_a_list(
 
 def test_s3_refuses_a_shard_index_and_keeps_every_key(
         moto_s3: S3Server, trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in moto_s3.env().items():
-        monkeypatch.setenv(name, value)
+    moto_s3.export(monkeypatch)
     bucket = moto_s3.new_bucket()
     dest = S3Destination(kind="s3", bucket=bucket, prefix="pypi",
                          endpoint_url=moto_s3.endpoint_url)
@@ -271,7 +269,7 @@ def test_doit_fetch_takes_the_shard_params(fixture_index: FixtureIndex, catalogu
     config = write_sharded_mirror(tmp_path, fixture_index, catalogue)
     shutil.copy(Path(__file__).parent.parent / "dodo.py", tmp_path / "dodo.py")
     monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))
-    env = {**os.environ, "LOCKMIRROR_STORE": str(tmp_path / "store")}
+    env = subprocess_env(LOCKMIRROR_STORE=str(tmp_path / "store"))
     ran = subprocess.run([sys.executable, "-m", "doit", "-s", "fetch", "--set", "misp",
                           "--target", "linux-py311"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120, check=False)

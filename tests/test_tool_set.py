@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
+from helpers import subprocess_env
 from packaging.tags import platform_tags
 from packaging.utils import parse_wheel_filename
 from test_bundle import TOOL_CACHE, make_inputs
-from test_bundle_e2e import far_env
 
 from lockmirror import pipeline
 from lockmirror.config import load_config, parse_config
@@ -244,8 +244,8 @@ def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
     far = tmp_path / "far"
     far.mkdir()
     shutil.copy(tool_project.bundle, far)
-    env = far_env()  # no index, proxies on a closed port
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # python3: 3.11
+    # no index, proxies on a closed port; python3: this interpreter (3.11)
+    env = subprocess_env(offline=True, venv_first=True)
     steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
     assert "python3 -m venv lockmirror-venv" in steps
     done = run_shell(steps, far, env)
@@ -379,7 +379,7 @@ def test_bundled_mirror_tool_set_from_pypi_installs_on_cp311(
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index",
                            "--find-links", str(tmp_path / "tool"), "lockmirror"],
-                          env=far_env(), capture_output=True, text=True, timeout=600,
+                          env=subprocess_env(offline=True), capture_output=True, text=True, timeout=600,
                           check=False)
     assert done.returncode == 0, done.stderr
     done = subprocess.run([str(venv / "bin" / "lockmirror"), "verify", "--help"],

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -197,7 +198,7 @@ def run_cli(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.Comp
     # a bound on a run that would block on the old code, not a timed assertion
     return subprocess.run([sys.executable, "-m", "lockmirror", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "SOURCE_DATE_EPOCH": "0"})
+                          env=subprocess_env(SOURCE_DATE_EPOCH="0"))
 
 
 def test_validate_refuses_a_host_swap_that_keeps_the_hash(

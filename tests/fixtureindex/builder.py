@@ -22,11 +22,28 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from . import fixture_backend
 from .fixture_backend import core_metadata, default_module, escape_name, pyproject_text
 
 BACKEND_SOURCE = Path(fixture_backend.__file__).read_bytes()
 FAKE_SETUPTOOLS_VERSION = "68.0.0"
+
+
+class DistributionName:
+    """What a catalogue file and a served file both read off their project and filename."""
+
+    project: str
+    filename: str
+
+    @property
+    def normalized(self) -> str:
+        return canonicalize_name(self.project)
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
 
 
 def _as_bytes(files: Mapping[str, bytes | str]) -> dict[str, bytes]:

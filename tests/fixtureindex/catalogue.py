@@ -67,6 +67,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .builder import (
+    DistributionName,
     build_backend_wheel,
     build_sdist,
     build_setuptools_wheel,
@@ -162,7 +163,7 @@ VULNERABILITIES: dict[tuple[str, str], list[dict[str, object]]] = {
 
 
 @dataclass(frozen=True)
-class CatalogueFile:
+class CatalogueFile(DistributionName):
     """One built file and everything a test may want to assert about it."""
 
     project: str            # the name as written in its metadata
@@ -176,14 +177,6 @@ class CatalogueFile:
     yanked_reason: str | None
     metadata: bytes         # METADATA of a wheel, PKG-INFO of an sdist
     requires_dist: tuple[str, ...]
-
-    @property
-    def normalized(self) -> str:
-        return canonicalize_name(self.project)
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
 
     @property
     def yanked(self) -> bool:

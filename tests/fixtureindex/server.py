@@ -24,8 +24,8 @@ fresh pages must revalidate on its own.
 
 Switches (plain attributes or methods; safe to flip from the test thread
 while the server runs): :attr:`html_only`, :attr:`no_metadata`,
-:attr:`no_range`, :attr:`relative_urls`, :meth:`fail_next`, :attr:`stall`,
-:attr:`truncate`, :meth:`alter`, :meth:`yank`, :meth:`require_basic_auth`,
+:attr:`no_range`, :attr:`wrong_range`, :attr:`relative_urls`, :meth:`fail_next`,
+:attr:`stall`, :attr:`truncate`, :meth:`alter`, :meth:`yank`, :meth:`require_basic_auth`,
 :meth:`add_file`, :meth:`remove_file`, :meth:`set_upload_time`,
 :meth:`set_vulnerabilities`. Every request is recorded
 (:attr:`requests`, :meth:`count`, :meth:`conditional_requests`,
@@ -56,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .builder import read_core_metadata
+from .builder import DistributionName, read_core_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -73,7 +73,7 @@ _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
 @dataclass
-class ServedFile:
+class ServedFile(DistributionName):
     """One distribution as the server knows it."""
 
     filename: str
@@ -90,14 +90,6 @@ class ServedFile:
     summary: str
     metadata: bytes | None  # the PEP 658 file (wheels only)
     yanked_reason: str | None = None
-
-    @property
-    def normalized(self) -> str:
-        return canonicalize_name(self.project)
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
 
     @property
     def python_tag(self) -> str:
@@ -217,6 +209,9 @@ class FixtureIndex:
         self.html_only = False
         self.no_metadata = False
         self.no_range = False
+        # "labelled": a Range request gets 206 and the whole file, labelled ``bytes 0-...``;
+        # "unlabelled": the same without Content-Range (servers that answer other ranges)
+        self.wrong_range: str | None = None
         self.relative_urls = False
         self.stall = 0.0
         self.truncate = False
@@ -303,6 +298,7 @@ class FixtureIndex:
         with self._lock:
             self.html_only = self.no_metadata = self.no_range = self.relative_urls = False
             self.truncate = False
+            self.wrong_range = None
             self.stall = 0.0
             self._failures.clear()
             self._altered.clear()
@@ -836,6 +832,11 @@ def _make_handler(index: FixtureIndex) -> type[BaseHTTPRequestHandler]:
                 self._send(304, b"", headers, head=True)
                 return
             wanted = self.headers.get("Range")
+            if wanted and index.wrong_range is not None:
+                if index.wrong_range == "labelled":
+                    headers["Content-Range"] = f"bytes 0-{len(data) - 1}/{len(data)}"
+                self._send(206, data, headers, head=head)
+                return
             if wanted and not index.no_range:
                 span = _parse_range(wanted, len(data))
                 if span is None:
