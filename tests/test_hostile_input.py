@@ -430,16 +430,18 @@ def test_a_doit_action_turns_any_exception_into_one_line(
     assert capsys.readouterr().err == "lockmirror: error: /x: No such file or directory\n"
 
 
-def test_a_bundle_whose_index_names_the_mirrors_own_state_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state", [".lockmirror/advisories.json", ".lockmirror"])
+def test_a_bundle_whose_index_names_the_mirrors_own_state_is_refused(tmp_path: Path,
+                                                                      state: str) -> None:
     """``.lockmirror/`` holds the far side's own state (advisory snapshot,
     mirror.yaml, the manifest its last bundle pinned); an index manifest that
-    names a file there would overwrite it: refused before anything is written."""
+    names it or a file there would overwrite it: refused before anything is written."""
     entry = '{"sha256": "' + "0" * 64 + '", "size": 2}'
-    manifest = ('{\n "files": {\n  ".lockmirror/advisories.json": ' + entry
+    manifest = (f'{{\n "files": {{\n  "{state}": ' + entry
                 + '\n },\n "format": "lockmirror-manifest/1"\n}\n').encode()
     bundle = bundle_around_manifest(tmp_path, manifest)
     before = tree(tmp_path)
     done = run_cli("import", bundle, "--into", tmp_path / "mirror", cwd=tmp_path)
     assert_one_line(done, f"{bundle.name}:{bundle.stem}/{MANIFEST_PATH}",
-                    "names .lockmirror/advisories.json, the mirror's own state")
+                    f"names {state}, the mirror's own state")
     assert tree(tmp_path) == before

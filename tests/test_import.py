@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,6 +150,29 @@ def test_the_bundles_state_is_kept_and_a_bundle_without_a_snapshot_keeps_the_las
     assert later.changed and (state / "advisories.json").read_bytes() == snapshot
     assert (state / "bundle-manifest.sha256").read_text() == f"{later.index_manifest_sha256}\n"
     assert verify_mirror(mirror.root).ok
+
+
+@pytest.mark.parametrize("linked", ["the state file", "the state directory"])
+def test_a_symlinked_state_is_not_carried_into_the_new_tree(mirror: Mirror, tmp_path: Path,
+                                                            linked: str) -> None:
+    """The state a bundle without a snapshot keeps is the mirror's own file: a
+    symlink (to a file, or of .lockmirror/ itself) out of the mirror is not
+    followed, so nothing from outside is hard-linked into the new tree."""
+    import_bundle([mirror.good.path], mirror.root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "advisories.json").write_text("SECRET")
+    state = mirror.root / ".lockmirror"
+    if linked == "the state file":
+        (state / "advisories.json").symlink_to(outside / "advisories.json")
+    else:
+        shutil.rmtree(state)
+        state.symlink_to(outside)
+    other = bundle(tmp_path / "other", tmp_path / "out-other")  # other wheels: not a no-op
+    assert import_bundle([other.path], mirror.root).changed
+    kept = mirror.root / ".lockmirror" / "advisories.json"
+    assert not kept.exists() and not kept.is_symlink()
+    assert (outside / "advisories.json").read_text() == "SECRET"
 
 
 def test_a_no_op_import_still_checks_the_outer_hash(mirror: Mirror, tmp_path: Path) -> None:

@@ -89,6 +89,9 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert refresh.read_bytes() == again.read_bytes()  # byte-reproducible
     assert refresh.stat().st_size < 64 * 1024  # no packages
     capsys.readouterr()
+    assert bundle(mirror, tmp_path / "dist3", "2024-10-11T12:00:00Z", "--advisories-only",
+                  "--key", str(private)) == again  # the same bundle again: left alone, said so
+    assert "already current" in capsys.readouterr().out
 
     # 3. imported on the far side (signature required): vulny 1.0 leaves the index
     assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0

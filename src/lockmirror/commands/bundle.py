@@ -97,7 +97,8 @@ def _refresh(args: argparse.Namespace, now: datetime) -> int:
     result = build_refresh_bundle(loaded, pipeline.advisories(loaded, now=now),
                                   out_dir=args.out or loaded.dist_dir, key=args.key,
                                   source_date_epoch=args.source_date_epoch)
-    print(f"bundle: refresh bundle {result.content_id} written: {result.advisories} "
+    state = "written" if result.changed else "already current"
+    print(f"bundle: refresh bundle {result.content_id} {state}: {result.advisories} "
           f"advisories taken {result.taken}, {result.quarantined} quarantined releases, "
           f"{'signed' if result.signed else 'unsigned'}")
     print(f"  {result.path}  sha256 {result.sha256}")

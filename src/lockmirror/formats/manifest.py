@@ -142,13 +142,14 @@ def check_relative_path(path: str, *, where: str) -> None:
 # eight characters) and renames it to ``<dir>/<name>``; a process killed in
 # between leaves it behind.
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+STATE_DIR = ".lockmirror"  # an imported mirror's or a publisher's own files; never an index's
 # What a directory publish keeps in its destination (publish/directory.py).
-PUBLISHER_STATE = frozenset({".lockmirror/lock", ".lockmirror/receipt.json"})
+PUBLISHER_STATE = frozenset({f"{STATE_DIR}/lock", f"{STATE_DIR}/receipt.json"})
 # What an imported mirror keeps about itself (stages/import_state.py): the
 # advisory snapshot and mirror.yaml its bundles carried, the quarantine list a
 # refresh bundle applied, the manifest its last bundle pinned.
-IMPORT_STATE = frozenset({".lockmirror/advisories.json", ".lockmirror/mirror.yaml",
-                          ".lockmirror/quarantine.json", ".lockmirror/bundle-manifest.sha256"})
+IMPORT_STATE = frozenset(f"{STATE_DIR}/{name}" for name in (
+    "advisories.json", "mirror.yaml", "quarantine.json", "bundle-manifest.sha256"))
 
 
 def temporary_target(name: str) -> str | None:

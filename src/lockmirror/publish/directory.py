@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..config_schema import DirectoryDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError
-from ..formats.manifest import temporary_target
+from ..formats.manifest import STATE_DIR, temporary_target
 from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
 from .tree import (
     Item,
@@ -44,7 +44,6 @@ from .tree import (
     no_progress,
 )
 
-STATE_DIR = ".lockmirror"
 RECEIPT_FORMAT = "lockmirror-directory-receipt/1"
 
 

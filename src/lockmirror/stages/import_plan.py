@@ -37,7 +37,7 @@ from ..formats.bundle_format import (
     read_exact,
     read_head,
 )
-from ..formats.manifest import IMPORT_STATE, Entry, Manifest, check_relative_path
+from ..formats.manifest import STATE_DIR, Entry, Manifest, check_relative_path
 from ..fsutil import sha256_bytes
 
 INDEX_PREFIX = f"{INDEX_DIR}/"
@@ -242,8 +242,8 @@ def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: Bu
     if item.entry.sha256 != info.index_manifest_sha256:
         raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
     manifest = Manifest.loads(data, where=where)  # InputError if malformed
-    state = next((path for path in sorted(manifest.files) if path in IMPORT_STATE
-                  or path.startswith(".lockmirror/")), None)
+    state = next((path for path in sorted(manifest.files)
+                  if path.split("/", 1)[0] == STATE_DIR), None)
     if state is not None:  # the far side's own state: no index has such a file
         raise BundleFormatError(f"the index manifest names {state}, the mirror's own state",
                           where=where, hint="this bundle was not made by `lockmirror bundle`")

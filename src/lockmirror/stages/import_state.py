@@ -32,6 +32,7 @@ from ..config import LoadedConfig, load_config
 from ..errors import LockmirrorError
 from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME
 from ..formats.lockfile import Lockfile
+from ..formats.manifest import STATE_DIR
 from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
@@ -39,7 +40,6 @@ from .audit import AuditReport, audit
 from .import_plan import ImportPlan
 from .import_swap import link_or_copy
 
-STATE_DIR = ".lockmirror"
 ADVISORIES = f"{STATE_DIR}/{ADVISORIES_NAME}"
 MIRROR_YAML = f"{STATE_DIR}/{MIRROR_YAML_NAME}"
 QUARANTINE = f"{STATE_DIR}/quarantine.json"
@@ -107,7 +107,7 @@ def keep_state(mirror: Path, staging: Path, rel: str) -> None:
     the tree ``staging`` that replaces it (a symlink there is not followed: the
     state is lockmirror's own files, never a link out of the mirror)."""
     current = mirror / rel
-    if current.is_file() and not current.is_symlink():
+    if current.is_file() and not current.is_symlink() and not (mirror / STATE_DIR).is_symlink():
         (staging / STATE_DIR).mkdir(exist_ok=True)
         link_or_copy(current, staging / rel)
 

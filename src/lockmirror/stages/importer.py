@@ -164,7 +164,8 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
         before = (Manifest.loads(current, where=str(into / MANIFEST_NAME))
                   if current is not None else None)
-        reuse = _reuse_plan(plan, absent, before) if info.kind == DELTA else {}
+        # a delta onto no mirror was refused by _check_applies
+        reuse = _reuse_plan(plan, absent, before) if info.kind == DELTA and before else {}
         removed = _removed_releases(before, plan.manifest) if before is not None else ()
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
@@ -222,12 +223,11 @@ def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None) -> lis
     return absent
 
 
-def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest | None) -> dict[str, str]:
+def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest) -> dict[str, str]:
     """For a delta: each ``absent`` path -> the path in the current mirror (whose
     manifest is ``base``) holding the same bytes. Raises BundleError when the base
     lacks a file the delta needs."""
-    by_sha = ({entry.sha256: path for path, entry in sorted(base.files.items())}
-              if base is not None else {})
+    by_sha = {entry.sha256: path for path, entry in sorted(base.files.items())}
     reuse = {}
     for path in absent:
         found = by_sha.get(plan.manifest.files[path].sha256)

@@ -45,6 +45,7 @@ class RefreshBundleResult:
     signed: bool
     taken: str
     source_date_epoch: int
+    changed: bool = True  # False: an identical refresh bundle was already there
 
 
 def build_refresh_bundle(loaded: LoadedConfig, snapshot: Snapshot, *, out_dir: Path,
@@ -76,7 +77,7 @@ def build_refresh_bundle(loaded: LoadedConfig, snapshot: Snapshot, *, out_dir: P
         content_id=written.info.content_id, size=written.size,
         advisories=len(snapshot.advisories), quarantined=len(quarantine.releases),
         signed=written.signed, taken=snapshot.taken.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        source_date_epoch=epoch)
+        source_date_epoch=epoch, changed=written.changed)
 
 
 def _readme(info: BundleInfo, snapshot: Snapshot) -> bytes:

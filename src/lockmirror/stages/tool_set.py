@@ -248,11 +248,13 @@ def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any) -> ToolWheels:
 def _read_checked(reader: BinaryIO, source: str, locked: LockedFile) -> ToolWheel:
     """The wheel ``reader`` (the store's ``source``) holds; IntegrityError unless
     it has the locked sha256 and size."""
-    data = reader.read(locked.size + 1)
+    data = reader.read(locked.size + 1)  # one byte more: a longer file shows it
     wheel = ToolWheel.of(locked.filename, data)
     if wheel.sha256 != locked.sha256 or len(data) != locked.size:
+        found = (f"more than {locked.size} bytes" if len(data) > locked.size
+                 else f"sha256 {wheel.sha256}, {len(data)} bytes")
         raise IntegrityError(f"{locked.filename} in the store is not the locked file "
-                             f"(sha256 {wheel.sha256}, {len(data)} bytes)", where=source,
+                             f"({found})", where=source,
                              hint="delete it and run `lockmirror fetch`")
     return wheel
 
