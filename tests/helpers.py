@@ -43,7 +43,8 @@ def subprocess_env(*, drop: Iterable[str] = (), installers: bool = False, offlin
     ``offline`` (implies ``installers``): the network is cut: every proxy variable
     points at a closed port on 127.0.0.1, none is bypassed, and no ``LOCKMIRROR_*``
     setting of the test run reaches the child.
-    ``git_identity``: commits by :data:`GIT_IDENTITY`, no system-wide git config.
+    ``git_identity``: commits by :data:`GIT_IDENTITY`, no system-wide git config, and
+    no ``GIT_*`` variable of the caller (an outer git's ``GIT_DIR`` would redirect it).
     ``home``: HOME. ``venv_first``: the test interpreter's ``bin/`` first on PATH.
     ``extra``: set last, over all of the above.
     """
@@ -52,6 +53,8 @@ def subprocess_env(*, drop: Iterable[str] = (), installers: bool = False, offlin
         prefixes += ("PIP_", "UV_", "VIRTUAL_ENV")
     if offline:
         prefixes += ("LOCKMIRROR_",)
+    if git_identity:
+        prefixes += ("GIT_",)
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(prefixes)
            and not (offline and name.lower() in _PROXY_NAMES)}
@@ -74,8 +77,9 @@ def subprocess_env(*, drop: Iterable[str] = (), installers: bool = False, offlin
 
 def git(repo: Path, *args: str, date: str | None = None, home: Path | None = None) -> str:
     """Run ``git -C repo args`` as :data:`GIT_IDENTITY` (commit dates ``date`` when
-    given) and return its output; a failure raises ``CalledProcessError``."""
-    env = subprocess_env(git_identity=True, home=home)
+    given), with ``home`` (default ``repo``: no user git config) as HOME, and return
+    its output; a failure raises ``CalledProcessError``."""
+    env = subprocess_env(git_identity=True, home=home or repo)
     if date is not None:
         env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
     return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,

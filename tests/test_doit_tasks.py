@@ -16,33 +16,19 @@ import pytest
 from doit.cmd_base import ModuleTaskLoader  # type: ignore[import-untyped]
 from doit.doit_cmd import DoitMain  # type: ignore[import-untyped]
 from fixtureindex import FixtureIndex
+from helpers import mirror_yaml
 
 from lockmirror.stages import retention
 
 DODO = Path(__file__).resolve().parent.parent / "dodo.py"
-MIRROR = """\
-version: 1
-name: fixture
-sources:
-  - name: fixture
-    url: {url}
-targets:
-  linux-x86_64-py311:
-    python: "3.11"
-    platforms: [manylinux_2_28_x86_64]
-sets:
-  core:
-    requirements: [speedup==1.2, beta==1.0]
-"""
 
 
 @pytest.fixture
-def project(tmp_path: Path, fixture_index: FixtureIndex,
+def project(tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
             monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")  # no tool set to lock
-    (tmp_path / "mirror.yaml").write_text(MIRROR.format(url=fixture_index.url))
+    (tmp_path / "mirror.yaml").write_text(
+        mirror_yaml(fixture_index.url, {"core": ["speedup==1.2", "beta==1.0"]}))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

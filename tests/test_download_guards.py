@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import resource
 import signal
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from fixtureindex import Catalogue, FixtureIndex
 from test_fetch import file_path, make_lockfile
 
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import sha256_file
 from lockmirror.stages.fetch import fetch
@@ -28,12 +26,6 @@ from lockmirror.stages.fetch import fetch
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
-
-
-def _moved(lock: Lockfile, url: str) -> Lockfile:
-    return replace(lock, packages=tuple(
-        replace(p, sdist=replace(p.sdist, url=url)) if p.sdist is not None else p
-        for p in lock.packages))
 
 
 @pytest.mark.parametrize("labelled", [True, False], ids=["other-range", "no-content-range"])

@@ -22,7 +22,7 @@ from lockmirror.errors import StaleLockError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
 from lockmirror.fsutil import format_size
-from lockmirror.stages.fetch import plan
+from lockmirror.stages.fetch_plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -36,7 +36,8 @@ from lockmirror.net.s3_client import make_client
 from lockmirror.net.s3_store import S3Store, open_store, parse_s3_url
 from lockmirror.publish import SourceTree, publish
 from lockmirror.publish.s3 import RECEIPT_KEY, S3Publisher
-from lockmirror.stages.fetch import fetch, missing, plan
+from lockmirror.stages.fetch import fetch
+from lockmirror.stages.fetch_plan import missing, plan
 from lockmirror.stages.index import build_index
 
 pytest_plugins = ["servers"]  # the S3 server fixtures

@@ -244,9 +244,7 @@ def test_the_index_writes_each_sets_sbom_and_the_bundle_carries_them(
 
 
 def test_the_explicit_index_form_writes_sboms_only_when_asked(
-        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"):
-        monkeypatch.delenv(name, raising=False)
+        tmp_path: Path, fixture_index: FixtureIndex, own_paths: None) -> None:
     _fetched_mirror(tmp_path, fixture_index, "dist-index")
     lockfiles = [str(p) for p in sorted((tmp_path / "lockfiles").glob("pylock.*.toml"))]
     store = str(tmp_path / ".store")

@@ -8,8 +8,6 @@ import http.client
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 from lockmirror.config_schema import S3Destination
 from lockmirror.publish import publish
 from lockmirror.publish.s3 import RECEIPT_KEY
@@ -18,7 +16,7 @@ from lockmirror.stages.serve import MirrorServer
 if TYPE_CHECKING:
     from servers import S3Server
 
-pytest_plugins = ["servers"]  # moto_s3, and index_tree: a built dist-index/
+pytest_plugins = ["servers"]  # aws_env (moto), and index_tree: a built dist-index/
 
 
 def served_headers(server: MirrorServer, path: str) -> tuple[str, str]:
@@ -35,15 +33,13 @@ def served_headers(server: MirrorServer, path: str) -> tuple[str, str]:
 
 
 def test_serve_and_the_s3_publisher_send_the_same_content_types(
-        moto_s3: S3Server, index_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in moto_s3.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = moto_s3.new_bucket()
+        aws_env: S3Server, index_tree: Path) -> None:
+    bucket = aws_env.new_bucket()
     publish(index_tree, S3Destination(kind="s3", bucket=bucket, prefix="pypi",
-                                      endpoint_url=moto_s3.endpoint_url))
-    client = moto_s3.client()
+                                      endpoint_url=aws_env.endpoint_url))
+    client = aws_env.client()
     published = {}
-    for key in moto_s3.keys(bucket):
+    for key in aws_env.keys(bucket):
         if key != f"pypi/{RECEIPT_KEY}":
             head = client.head_object(Bucket=bucket, Key=key)
             published[key[len("pypi/"):]] = (head["ContentType"], head["CacheControl"])

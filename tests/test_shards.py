@@ -237,19 +237,18 @@ def test_the_cli_refusal_is_one_line_and_drop_sets_takes_a_list(
 
 
 def test_s3_refuses_a_shard_index_and_keeps_every_key(
-        moto_s3: S3Server, trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    moto_s3.export(monkeypatch)
-    bucket = moto_s3.new_bucket()
+        aws_env: S3Server, trees: dict[str, Path]) -> None:
+    bucket = aws_env.new_bucket()
     dest = S3Destination(kind="s3", bucket=bucket, prefix="pypi",
-                         endpoint_url=moto_s3.endpoint_url)
+                         endpoint_url=aws_env.endpoint_url)
     publish(trees["whole"], dest)
-    keys = sorted(moto_s3.keys(bucket))
+    keys = sorted(aws_env.keys(bucket))
     with pytest.raises(PublishError, match=r"lacks 1 set the destination holds \('extra'\)"):
         publish(trees["core"], dest, prune=True)
-    assert sorted(moto_s3.keys(bucket)) == keys
+    assert sorted(aws_env.keys(bucket)) == keys
     result = publish(trees["core"], dest, prune=True, drop_sets=["extra"])
     assert result.deleted and all("pylock.core" not in key for key in result.deleted)
-    assert "pypi/lockfiles/pylock.extra.toml" not in moto_s3.keys(bucket)
+    assert "pypi/lockfiles/pylock.extra.toml" not in aws_env.keys(bucket)
 
 
 def test_lockfile_copy_names() -> None:

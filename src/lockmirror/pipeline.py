@@ -136,7 +136,7 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
           title: str | None = None,
           mirror_yaml: Path | None = None, quarantine: Path | None = None,
           full: bool = False, state_dir: Path | None = None,
-          exclude: Iterable[tuple[str, Version]] | None = None,
+          exclude: Iterable[tuple[str, Version | str]] | None = None,
           sbom: bool | None = None, retained: RetainedLockfiles | None = None) -> IndexResult:
     """Build the index (``out``, default ``paths.index``) from every set's
     lockfile and the store, leaving out the quarantine list's releases

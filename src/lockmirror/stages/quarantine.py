@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import LoadedConfig
 from ..formats.manifest import MANIFEST_NAME, Manifest
@@ -40,6 +40,8 @@ from ..formats.quarantine_list import (
 )
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from .audit import AuditReport
 
 __all__ = ["FORMAT", "IndexChange", "Key", "QuarantineList", "QuarantineResult",
@@ -80,8 +82,12 @@ class QuarantineResult:
     index_found: bool = True
 
 
-# the index stage's entry, :func:`lockmirror.pipeline.index`
-BuildIndex = Callable[..., object]
+class BuildIndex(Protocol):
+    """The index stage's entry, :func:`lockmirror.pipeline.index`, as quarantine calls it."""
+
+    def __call__(self, loaded: LoadedConfig, *, out: Path | None = None,
+                 state_dir: Path | None = None,
+                 exclude: Iterable[tuple[str, Version | str]] | None = None) -> object: ...
 
 
 def apply_quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime,
