@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -111,6 +111,13 @@ def parse_size(text: str | int) -> int:
 def plural(count: int, noun: str) -> str:
     """``1 file``, ``2 files``: a count for messages, beside :func:`format_size`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def first_of(items: Sequence[str], shown: int, *, separator: str = ", ") -> str:
+    """The first ``shown`` of ``items`` and how many more, for messages:
+    ``a, b, c and 4 more``."""
+    more = len(items) - shown
+    return separator.join(items[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def disk_bytes(path: Path) -> int:

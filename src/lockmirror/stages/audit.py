@@ -33,6 +33,7 @@ from ..errors import NotFoundError
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
+from ..fsutil import first_of
 from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine
@@ -212,8 +213,7 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         notes.append("yanked state taken from the lockfiles only (no index was asked)")
     if no_license:
         notes.append(f"licenses not checked for {len(no_license)} releases (no core metadata "
-                     f"in the store or on the index): {', '.join(sorted(no_license)[:5])}"
-                     + (" ..." if len(no_license) > 5 else ""))
+                     f"in the store or on the index): {first_of(sorted(no_license), 5)}")
     rows = [_with_sets(row, sets) for row, sets in collected.values()]
     rows += _unchecked_rows(unchecked, len(releases))
     notes += recorded_notes(lockfiles, rows, no_license=no_license,
@@ -273,10 +273,8 @@ def _unchecked_rows(unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]],
         if len(names) == total:
             message = f"vulnerabilities were not checked: {reason}"
         else:
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more"
-                                            if len(names) > 5 else "")
             message = (f"vulnerabilities were not checked for {len(names)} of {total} "
-                       f"releases ({shown}): {reason}")
+                       f"releases ({first_of(names, 5)}): {reason}")
         rows.append(AuditRow(package="", version="", rule="vulnerabilities", level=level,
                              message=message, sets=sets))
     return rows

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ..fsutil import first_of
+
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
 
@@ -71,11 +73,11 @@ def recorded_notes(lockfiles: Sequence[Lockfile], rows: Iterable[FindingRow], *,
                   if release not in unjudged.get(rule, ()))
     notes = []
     if new:
-        notes.append(f"warnings the lockfiles do not record (new since the lock): "
-                     f"{_listed(sorted(new))}")
+        notes.append("warnings the lockfiles do not record (new since the lock): "
+                     + first_of(sorted(new), _SHOWN, separator="; "))
     if gone:
-        notes.append(f"recorded by the lock, no longer found (locking again drops them from "
-                     f"the lockfile and its SBOM): {_listed(gone)}")
+        notes.append("recorded by the lock, no longer found (locking again drops them from "
+                     "the lockfile and its SBOM): " + first_of(gone, _SHOWN, separator="; "))
     return notes
 
 
@@ -83,6 +85,3 @@ def _entry(release: str, rule: str, advisory: str) -> str:
     return f"{release} {rule}{' ' + advisory if advisory else ''}"
 
 
-def _listed(entries: list[str]) -> str:
-    more = len(entries) - _SHOWN
-    return "; ".join(entries[:_SHOWN]) + (f" and {more} more" if more > 0 else "")

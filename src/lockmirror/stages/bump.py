@@ -29,6 +29,7 @@ from datetime import datetime
 
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
+from ..fsutil import first_of
 from ..gitutil import path_in_repository, repository_root, run_git
 from .outdated import OutdatedReport, outdated_sets, render_markdown
 
@@ -159,7 +160,7 @@ def fixed_advisories(before: OutdatedReport, after: OutdatedReport) -> list[Fixe
 
 def pr_title(moves: list[str], fixed: list[FixedAdvisory], security: bool) -> str:
     names = sorted({m.split(": ", 1)[1].split(" ", 1)[0] for m in moves})
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    shown = first_of(names, 3)
     if security or fixed:
         ids = sorted({f.id for f in fixed})
         return f"lockmirror: fix {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''} ({shown})"
