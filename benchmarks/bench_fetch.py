@@ -191,7 +191,9 @@ def held(directory: Path) -> tuple[int, int]:
 def run_lockmirror(work: Path, config: Path, *, fsync: bool = False
                    ) -> tuple[Timing, tuple[int, int]]:
     store = work / "store"
-    env = {**os.environ, "LOCKMIRROR_STORE": str(store)}
+    # only the generated sets: lockmirror's own set (the bundle's tool wheels) is not
+    # locked in the generated repository
+    env = {**os.environ, "LOCKMIRROR_STORE": str(store), "LOCKMIRROR_TOOL_WHEELS": "installed"}
     seconds = timed([sys.executable, "-m", "lockmirror", "fetch", "--config", str(config),
                      "--jobs", str(JOBS), "--progress", "none", *(["--fsync"] if fsync else [])],
                     env=env)
