@@ -157,7 +157,7 @@ def bench_s3(server: S3Server, tree: Path, work: Path, repeat: int) -> dict[str,
         noop_ours.append(elapsed)
         noop_theirs.append(timed(theirs, env, work)[0])
     print(f"  lockmirror no-op: {out.strip()}")
-    print(f"  objects: lockmirror {len(server.keys(ours[5].split('/')[2]))}, "
+    print(f"  objects: lockmirror {len(server.keys(ours[ours.index('--to') + 1].split('/')[2]))}, "
           f"aws {len(server.keys(theirs[5].split('/')[2]))}")
     with_keys, _ = commands(server.new_bucket(), "unused", directory_keys=True)
     keys_initial, out = timed(with_keys, env, work)
