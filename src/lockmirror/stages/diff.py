@@ -36,6 +36,7 @@ from ..formats.lockfile import Lockfile
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
 from .diff_model import LockDiff, with_audit
+from .retention import kept_until
 
 LOCKFILE_GLOB = "pylock.*.toml"
 NO_GIT_HINT = "give two lockfiles or two directories to compare"
@@ -225,11 +226,8 @@ def with_retention(diff: LockDiff, old: LockfileSide, new: LockfileSide,
     ``retention:`` keeps in the index once NEW is committed (OLD becomes the
     previous lock): kept while ``lock_revisions`` >= 2 or for ``days`` days."""
     if rule.lock_revisions >= 2:
-        more = rule.lock_revisions - 1
-        why = ("for the previous lock, until the next lock" if more == 1
-               else f"for the previous lock, until {more} more locks")
-        if rule.days:
-            why += f" or {rule.days} days, whichever is later"
+        why = "for the previous lock, until " + kept_until(
+            rule.lock_revisions - 1, f"{rule.days} days" if rule.days else None)
     elif rule.days:
         why = f"for the previous lock, {rule.days} days after this lock is committed"
     else:

@@ -94,6 +94,14 @@ def _no_history_note(unrecorded: list[tuple[str, Path]]) -> str:
             f"{names} is kept (retention needs the lockfiles committed)")
 
 
+def kept_until(locks: int, or_later: str | None = None) -> str:
+    """How long a revision that ``locks`` more locks will push out stays: ``the
+    next lock``, ``3 more locks``; with ``or_later`` (a date, ``7 days``), ``...
+    or <it>, whichever is later``. The words of the landing page and of diff."""
+    until = "the next lock" if locks == 1 else f"{locks} more locks"
+    return f"{until} or {or_later}, whichever is later" if or_later else until
+
+
 def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
                   now: datetime) -> list[RetainedLock] | None:
     """The set's earlier revisions in the window; None when git has no history of ``path``."""
@@ -119,10 +127,7 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
         expires = f"{superseded + timedelta(days=days):%Y-%m-%d}"
         if position <= lock_revisions:
             reason = "the previous lock" if position == 2 else f"lock revision {position}"
-            locks = lock_revisions - position + 1
-            until = "the next lock" if locks == 1 else f"{locks} more locks"
-            if days > 0:
-                until += f" or {expires}, whichever is later"
+            until = kept_until(lock_revisions - position + 1, expires if days > 0 else None)
         elif days > 0 and age < timedelta(days=days):
             reason = f"superseded {_age(age)} ago, kept until {expires} (days: {days:g})"
             until = expires
