@@ -201,6 +201,13 @@ def test_import_repairs_a_damaged_mirror(mirror: Mirror) -> None:
     assert not (mirror.root / "stray.txt").exists()
 
 
+def test_a_full_bundle_repairs_a_mirror_whose_manifest_is_damaged(mirror: Mirror) -> None:
+    (mirror.root / "manifest.json").write_text("{not json")
+    result = import_bundle([mirror.first.path], mirror.root)
+    assert result.changed and verify_mirror(mirror.root).ok
+    assert result.removed_releases == ()  # nothing known to compare with
+
+
 def test_refuses_to_replace_a_directory_that_is_not_a_mirror(tmp_path: Path) -> None:
     good = bundle(tmp_path / "in", tmp_path / "out")
     home = tmp_path / "home"

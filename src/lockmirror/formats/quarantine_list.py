@@ -159,6 +159,12 @@ def release_of(filename: str) -> Key | None:
     return None
 
 
+def removed_releases(before: Iterable[str], after: Iterable[str]) -> tuple[str, ...]:
+    """"name version" of each release whose artifacts are among a tree's paths
+    ``before`` and no longer among ``after``, sorted (what a new manifest takes out)."""
+    return tuple(sorted(releases_of(before) - releases_of(after)))
+
+
 def releases_of(paths: Iterable[str]) -> set[str]:
     """"name version" of the releases whose artifacts (``files/<project>/<file>``,
     not ``.metadata``) are among a tree's ``paths``; stray files are skipped."""

@@ -66,7 +66,7 @@ from ..formats.bundle_format import (
     read_index_manifest,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
-from ..formats.quarantine_list import releases_of
+from ..formats.quarantine_list import removed_releases
 from ..fsutil import sha256_bytes
 from ..timeutil import resolve_source_date_epoch
 from .bundle_retention import Removed, prune_bundles
@@ -205,7 +205,7 @@ def _carried(manifest: Manifest, since: Path | None,
         return dict(manifest.files), None, ()
     base, base_sha = load_base_manifest(since)
     have = {entry.sha256 for entry in base.files.values()}
-    removes = tuple(sorted(releases_of(base.files) - releases_of(manifest.files)))
+    removes = removed_releases(base.files, manifest.files)
     return {path: entry for path, entry in manifest.files.items()
             if entry.sha256 not in have}, base_sha, removes
 

@@ -47,7 +47,7 @@ from ..formats.bundle_format import (
     locate_bundle,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
-from ..formats.quarantine_list import releases_of
+from ..formats.quarantine_list import removed_releases
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import check_outer_hashes, extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
@@ -162,11 +162,10 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             return result(False)
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
-        before = (Manifest.loads(current, where=str(into / MANIFEST_NAME))
-                  if current is not None else None)
+        before = _current_manifest(current, into, required=info.kind == DELTA)
         # a delta onto no mirror was refused by _check_applies
         reuse = _reuse_plan(plan, absent, before) if info.kind == DELTA and before else {}
-        removed = _removed_releases(before, plan.manifest) if before is not None else ()
+        removed = removed_releases(before.files, plan.manifest.files) if before else ()
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
                      f"{format_size(reader.size)}) into {into}")
@@ -238,12 +237,18 @@ def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest) -> dict[str
     return reuse
 
 
-def _removed_releases(before: Manifest, manifest: Manifest) -> tuple[str, ...]:
-    """"name version" of each release whose files the current mirror serves (its
-    manifest ``before``) and ``manifest`` (the bundle's) no longer lists: what this
-    import removes, be the bundle full or a delta (its manifest is the whole new tree
-    either way)."""
-    return tuple(sorted(releases_of(before.files) - releases_of(manifest.files)))
+def _current_manifest(data: bytes | None, into: Path, *, required: bool) -> Manifest | None:
+    """The current mirror's manifest (to reuse its files, to say which releases
+    leave); None when it has none, or, unless ``required`` (a delta needs its
+    base), when it does not read: a full bundle replaces a damaged tree whole."""
+    if data is None:
+        return None
+    try:
+        return Manifest.loads(data, where=str(into / MANIFEST_NAME))
+    except LockmirrorError:
+        if required:
+            raise
+        return None
 
 
 def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Manifest) -> int:
