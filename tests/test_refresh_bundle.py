@@ -92,6 +92,10 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert bundle(mirror, tmp_path / "dist3", "2024-10-11T12:00:00Z", "--advisories-only",
                   "--key", str(private)) == again  # the same bundle again: left alone, said so
     assert "already current" in capsys.readouterr().out
+    # without --now the snapshot is taken as of --source-date-epoch, as a full bundle's
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(tmp_path / "dist3e"),
+                 "--no-tool", "--source-date-epoch", "1700000000", "--advisories-only"]) == 0
+    assert "advisories taken 2023-11-14T22:13:20Z" in capsys.readouterr().out
 
     # 3. imported on the far side (signature required): vulny 1.0 leaves the index
     assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0

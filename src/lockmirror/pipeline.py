@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .stages.lock import LockResult
     from .stages.lock_watch import LockProgress
     from .stages.quarantine import QuarantineResult
+    from .stages.refresh_bundle import RefreshBundleResult
     from .stages.retention import RetainedLock, Retention
 
     # the earlier lock revisions retention keeps, written as lockfiles: path -> revision
@@ -276,15 +277,41 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
     """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with
     advisory sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
     from .formats.bundle_format import ADVISORIES_NAME
-    from .timeutil import env_source_date_epoch
 
     if since is not None or not loaded.config.policy.advisory_sources:
         return []
-    if now is None:
-        epoch = source_date_epoch if source_date_epoch is not None else env_source_date_epoch()
-        now = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
-    snapshot = advisories(loaded, now=now)
+    snapshot = advisories(loaded, now=_snapshot_time(now, source_date_epoch))
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
+
+
+def _snapshot_time(now: datetime | None, source_date_epoch: int | None) -> datetime:
+    """When a bundle's advisory snapshot is taken: ``now``, else the
+    reproducible builds' time (``source_date_epoch``, ``$SOURCE_DATE_EPOCH``), else
+    the clock: the same answers and time give the same bundle bytes."""
+    from .timeutil import env_source_date_epoch
+
+    if now is not None:
+        return now
+    epoch = source_date_epoch if source_date_epoch is not None else env_source_date_epoch()
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
+
+
+def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path | None = None,
+                   source_date_epoch: int | None = None,
+                   now: datetime | None = None) -> RefreshBundleResult:
+    """``bundle --advisories-only``: the refresh bundle (the advisory snapshot as of
+    ``now``, default as :func:`bundle`'s snapshot, and the quarantine list) in
+    ``out`` (default ``paths.dist``); LockmirrorError without advisory sources."""
+    from .errors import LockmirrorError
+    from .stages.refresh_bundle import build_refresh_bundle
+
+    if not loaded.config.policy.advisory_sources:
+        raise LockmirrorError("no advisory sources to refresh the far side with",
+                              where=loaded.path.name,
+                              hint="list them under policy.advisory_sources")
+    snapshot = advisories(loaded, now=_snapshot_time(now, source_date_epoch))
+    return build_refresh_bundle(loaded, snapshot, out_dir=out or loaded.dist_dir, key=key,
+                                source_date_epoch=source_date_epoch)
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from .. import pipeline
@@ -54,11 +54,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # without --now, a full bundle's snapshot time comes from --source-date-epoch or
-    # $SOURCE_DATE_EPOCH when given (pipeline.bundle), so its bytes repeat
+    # without --now, a bundle's snapshot time comes from --source-date-epoch or
+    # $SOURCE_DATE_EPOCH when given (pipeline), so its bytes repeat
     now = parse_when(args.now) if args.now else None
     if args.advisories_only:
-        return _refresh(args, now or datetime.now(UTC))
+        return _refresh(args, now)
     result = pipeline.bundle(
         load_config(args.config), index_dir=args.index, out=args.out, since=args.since,
         split=args.split, key=args.key, source_date_epoch=args.source_date_epoch,
@@ -84,19 +84,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refresh(args: argparse.Namespace, now: datetime) -> int:
+def _refresh(args: argparse.Namespace, now: datetime | None) -> int:
     """``--advisories-only``: the refresh bundle (stages/refresh_bundle.py)."""
-    from ..errors import LockmirrorError
-    from ..stages.refresh_bundle import build_refresh_bundle
-
-    loaded = load_config(args.config)
-    if not loaded.config.policy.advisory_sources:
-        raise LockmirrorError("no advisory sources to refresh the far side with",
-                              where=loaded.path.name,
-                              hint="list them under policy.advisory_sources")
-    result = build_refresh_bundle(loaded, pipeline.advisories(loaded, now=now),
-                                  out_dir=args.out or loaded.dist_dir, key=args.key,
-                                  source_date_epoch=args.source_date_epoch)
+    result = pipeline.refresh_bundle(load_config(args.config), out=args.out, key=args.key,
+                                     source_date_epoch=args.source_date_epoch, now=now)
     state = "written" if result.changed else "already current"
     print(f"bundle: refresh bundle {result.content_id} {state}: {result.advisories} "
           f"advisories taken {result.taken}, {result.quarantined} quarantined releases, "
