@@ -82,13 +82,13 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
         else:
             emptied.append(project)
             removed.update(rel for rel in manifest.files if rel.startswith(f"{base}/"))
+    projects = {rel.split("/")[1] for rel in manifest.files
+                if rel.startswith("simple/") and rel.count("/") == 2} - set(emptied)
     if emptied:
-        projects = {rel.split("/")[1] for rel in manifest.files
-                    if rel.startswith("simple/") and rel.count("/") == 2} - set(emptied)
         pages["simple/index.html"] = root_html(projects).encode()
         pages["simple/index.json"] = root_json(projects).encode()
     if LANDING_DATA in manifest.files:
-        pages.update(_landing_pages(mirror, manifest, removed, taken))
+        pages.update(_landing_pages(mirror, manifest, removed, taken, len(projects)))
     rewritten = {rel: data for rel, data in pages.items()
                  if manifest.files.get(rel) != Entry(sha256_bytes(data), len(data))}
     return TreeEdit(tuple(sorted(removed)), tuple(sorted(rewritten)), tuple(sorted(taken)),
@@ -96,16 +96,16 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
 
 
 def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
-                   taken: set[str]) -> dict[str, bytes]:
+                   taken: set[str], projects: int) -> dict[str, bytes]:
     """The landing page and its ``landing.json`` with the releases ``taken``
-    ("name==version") marked quarantined and the counts of the tree left: the
-    bytes the build side's index writes with those releases quarantined."""
+    ("name==version") marked quarantined and the counts of the tree left (its
+    ``projects``): the bytes the build side's index writes with those releases
+    quarantined. Every error of reading or rendering the carried data (it comes
+    from a bundle) is one line naming the file."""
     path = mirror / LANDING_DATA
     artifacts = [entry for rel, entry in manifest.files.items()
                  if rel.startswith("files/") and rel not in removed
                  and not rel.endswith(".metadata")]
-    projects = {rel.split("/")[1] for rel in manifest.files
-                if rel.startswith("simple/") and rel.count("/") == 2 and rel not in removed}
     try:
         data = path.read_bytes()
         if Entry(sha256_bytes(data), len(data)) != manifest.files[LANDING_DATA]:
@@ -116,7 +116,7 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
                 replace(p, quarantined=True) if f"{p.name}=={p.version}" in taken else p
                 for p in summary.packages))
             for summary in landing.sets))
-        page = landing.page(projects=len(projects), files=len(artifacts),
+        page = landing.page(projects=projects, files=len(artifacts),
                             total_size=sum(entry.size for entry in artifacts))
         return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
     except (LockmirrorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

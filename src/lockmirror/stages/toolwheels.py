@@ -48,6 +48,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import LockmirrorError
+from ..fsutil import sha256_bytes
 
 PROJECT = "lockmirror"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
@@ -64,7 +65,7 @@ class ToolWheel:
 
     @classmethod
     def of(cls, filename: str, data: bytes) -> ToolWheel:
-        return cls(filename, data, hashlib.sha256(data).hexdigest())
+        return cls(filename, data, sha256_bytes(data))
 
 
 @dataclass(frozen=True)
