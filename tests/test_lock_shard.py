@@ -18,8 +18,10 @@ import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from test_lock import ARM, X86, write_mirror
 
+from lockmirror import pipeline
 from lockmirror.cli import main
 from lockmirror.config import load_config
+from lockmirror.errors import LockmirrorError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.stages.lock import lock_sets
 from lockmirror.stages.lock_shard import gather_shards, lock_shards, shard_path
@@ -206,6 +208,19 @@ def test_shard_options_are_refused_where_they_mean_nothing(
         err = capsys.readouterr().err
         assert message in err and len(err.splitlines()) == 1, (args, err)
     assert not (tmp_path / "m" / "lockfiles").exists() and not Path("d").exists()
+    assert fixture_index.requests == []
+
+
+def test_the_pipeline_refuses_a_target_without_a_shard_dir(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """Not only the CLI: the stage's one entry refuses ``targets`` without a shard
+    directory, instead of locking whole sets into their lockfiles."""
+    loaded = load_config(copy_of(tmp_path, "m", fixture_index))
+    with pytest.raises(LockmirrorError, match="needs --shard-dir DIR"):
+        pipeline.lock(loaded, ["mixed"], targets=[X86])
+    with pytest.raises(LockmirrorError, match="resolves nothing, so it takes no --upgrade"):
+        pipeline.lock(loaded, ["mixed"], from_shards=tmp_path / "d", upgrade_all=True)
+    assert not (tmp_path / "m" / "lockfiles").exists()
     assert fixture_index.requests == []
 
 

@@ -73,9 +73,11 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     writes), after reading and checking every shard; lockmirror's own set is
     gathered only when ``sets`` names it."""
     from .stages.lock import lock_sets
-    from .stages.lock_shard import lock_shards, read_shards, write_gathered
+    from .stages.lock_shard import check_shard_options, lock_shards, read_shards, write_gathered
     from .stages.tool_set import TOOL_SET, lock_scopes, upgrade_names
 
+    check_shard_options(sets, targets, shard_dir, from_shards,
+                        upgrade=bool(upgrade) or upgrade_all)
     if from_shards is not None:
         # lockmirror's own set only when named (its targets follow the build machine,
         # so it is locked whole); every shard is read and checked before any write
@@ -86,7 +88,7 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     out: list[LockResult] = []
     for scope, names in lock_scopes(loaded, sets):
         named = upgrade_names(scope, loaded, upgrade)
-        if targets and shard_dir is not None:
+        if targets and shard_dir is not None:  # (check_shard_options: both or neither)
             out += lock_shards(scope, names or list(scope.config.sets), targets, shard_dir,
                                upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
                                progress=progress)

@@ -107,32 +107,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_shard_options(args: argparse.Namespace) -> None:
-    """The shard options only in the combinations that mean something."""
-    shard = "lockmirror lock --set NAME --target NAME --shard-dir DIR, one job per set and " \
-            "target, then lockmirror lock --from-shards DIR"
-    if args.from_shards is not None:
-        others = [flag for flag, given in (
-            ("--target", args.targets), ("--shard-dir", args.shard_dir is not None),
-            ("--check", args.check), ("--upgrade", args.upgrade is not None),
-            ("--upgrade-vulnerable", args.upgrade_vulnerable)) if given]
-        if others:
-            raise LockmirrorError(f"--from-shards resolves nothing, so it takes no "
-                                  f"{', '.join(others)}", hint=shard)
-        return
-    if args.targets and args.check:
-        raise LockmirrorError("lock --check checks a set's whole lockfile, every target of it; "
-                              "--target is refused there", hint="lockmirror lock --check --set "
-                              "NAME")
-    if args.targets and args.upgrade_vulnerable:
-        raise LockmirrorError("--upgrade-vulnerable moves whole sets; --target is refused there",
-                              hint="lockmirror lock --upgrade-vulnerable --set NAME")
-    if args.targets and args.shard_dir is None:
-        raise LockmirrorError("lock --target writes one target's shard of a set's lockfile, "
-                              "so it needs --shard-dir DIR", hint=shard)
-    if args.shard_dir is not None and not args.targets:
-        raise LockmirrorError("--shard-dir goes with --target", hint=shard)
-    if args.targets and not args.sets:
-        raise LockmirrorError("lock --target shards named sets: add --set NAME", hint=shard)
+    """The shard options only in the combinations that mean something (the
+    pipeline checks them too; here with the options only this command has)."""
+    from ..stages.lock_shard import check_shard_options
+
+    check_shard_options(args.sets, args.targets, args.shard_dir, args.from_shards,
+                        upgrade=args.upgrade is not None, check=args.check,
+                        upgrade_vulnerable=args.upgrade_vulnerable)
 
 
 class LockLine:

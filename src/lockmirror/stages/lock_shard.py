@@ -41,7 +41,8 @@ from .shard import check_targets
 if TYPE_CHECKING:
     from .lock_watch import LockProgress
 
-__all__ = ["gather_shards", "lock_shards", "read_shards", "shard_path", "write_gathered"]
+__all__ = ["check_shard_options", "gather_shards", "lock_shards", "read_shards", "shard_path",
+           "write_gathered"]
 
 ALWAYS = ""  # a condition that always holds, as a shard file writes it
 
@@ -49,6 +50,40 @@ ALWAYS = ""  # a condition that always holds, as a shard file writes it
 def shard_path(shard_dir: Path, set_name: str, target: str) -> Path:
     """Where the shard of ``set_name`` for ``target`` lives."""
     return shard_dir / f"pylock.{set_name}.{target}.toml"
+
+
+def check_shard_options(sets: Sequence[str] | None, targets: Sequence[str] | None,
+                        shard_dir: Path | None, from_shards: Path | None, *,
+                        upgrade: bool = False, check: bool = False,
+                        upgrade_vulnerable: bool = False) -> None:
+    """LockmirrorError unless the shard options come in a combination that means
+    something: ``targets`` with ``shard_dir`` and named ``sets`` (one job per set
+    and target), or ``from_shards`` alone (the gather: it resolves nothing)."""
+    shard = "lockmirror lock --set NAME --target NAME --shard-dir DIR, one job per set and " \
+            "target, then lockmirror lock --from-shards DIR"
+    if from_shards is not None:
+        others = [flag for flag, given in (
+            ("--target", bool(targets)), ("--shard-dir", shard_dir is not None),
+            ("--check", check), ("--upgrade", upgrade),
+            ("--upgrade-vulnerable", upgrade_vulnerable)) if given]
+        if others:
+            raise LockmirrorError(f"--from-shards resolves nothing, so it takes no "
+                                  f"{', '.join(others)}", hint=shard)
+        return
+    if targets and check:
+        raise LockmirrorError("lock --check checks a set's whole lockfile, every target of it; "
+                              "--target is refused there", hint="lockmirror lock --check --set "
+                              "NAME")
+    if targets and upgrade_vulnerable:
+        raise LockmirrorError("--upgrade-vulnerable moves whole sets; --target is refused there",
+                              hint="lockmirror lock --upgrade-vulnerable --set NAME")
+    if targets and shard_dir is None:
+        raise LockmirrorError("lock --target writes one target's shard of a set's lockfile, "
+                              "so it needs --shard-dir DIR", hint=shard)
+    if shard_dir is not None and not targets:
+        raise LockmirrorError("--shard-dir goes with --target", hint=shard)
+    if targets and not sets:
+        raise LockmirrorError("lock --target shards named sets: add --set NAME", hint=shard)
 
 
 def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str],
