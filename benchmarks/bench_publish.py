@@ -142,7 +142,8 @@ def bench_s3(server: S3Server, tree: Path, work: Path, repeat: int) -> dict[str,
 
     initial_ours, initial_theirs = [], []
     for run in range(repeat):  # fresh buckets each time; who goes first alternates
-        ours, theirs = commands(server.new_bucket(), server.new_bucket())
+        buckets = server.new_bucket(), server.new_bucket()  # ours, aws's
+        ours, theirs = commands(*buckets)
         for which in ((0, 1) if run % 2 == 0 else (1, 0)):
             if which == 0:
                 elapsed, out = timed(ours, env, work)
@@ -157,8 +158,8 @@ def bench_s3(server: S3Server, tree: Path, work: Path, repeat: int) -> dict[str,
         noop_ours.append(elapsed)
         noop_theirs.append(timed(theirs, env, work)[0])
     print(f"  lockmirror no-op: {out.strip()}")
-    print(f"  objects: lockmirror {len(server.keys(ours[ours.index('--to') + 1].split('/')[2]))}, "
-          f"aws {len(server.keys(theirs[5].split('/')[2]))}")
+    print(f"  objects: lockmirror {len(server.keys(buckets[0]))}, "
+          f"aws {len(server.keys(buckets[1]))}")
     with_keys, _ = commands(server.new_bucket(), "unused", directory_keys=True)
     keys_initial, out = timed(with_keys, env, work)
     print(f"  with directory keys (what pip needs on a REST endpoint): {out.strip()}")

@@ -381,10 +381,6 @@ def test_textconv_command_falls_back_to_raw_text(tmp_path: Path,
 # --------------------------------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> str:
-    return git(repo, *args, home=repo)
-
-
 @pytest.fixture
 def lock_repo(tmp_path: Path) -> Iterator[Path]:
     """A git repository: main has requests 2.30.0; branch `feature` upgrades it."""
@@ -392,7 +388,7 @@ def lock_repo(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("git is not installed")
     repo = tmp_path / "repo"
     (repo / "lockfiles").mkdir(parents=True)
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "mirror.yaml").write_text(
         "version: 1\nsources: [{name: s, url: 'https://index.example/simple/'}]\n"
         "targets: {linux-x86_64-py311: {python: '3.11', platforms: [manylinux_2_28_x86_64]}}\n"
@@ -400,13 +396,13 @@ def lock_repo(tmp_path: Path) -> Iterator[Path]:
     old = _lock(_pkg("requests", "2.30.0", (X86.name,), why=("core: requests",)),
                 targets=(X86,))
     old.write(repo / "lockfiles" / "pylock.core.toml")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "base")
-    _git(repo, "checkout", "-q", "-b", "feature")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "checkout", "-q", "-b", "feature")
     new = _lock(_pkg("requests", "2.31.0", (X86.name,), why=("core: requests",)),
                 targets=(X86,))
     new.write(repo / "lockfiles" / "pylock.core.toml")
-    _git(repo, "commit", "-q", "-am", "upgrade requests")
+    git(repo, "commit", "-q", "-am", "upgrade requests")
     yield repo
 
 
@@ -415,7 +411,7 @@ def test_default_old_side_is_the_merge_base_with_main(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(lock_repo)
     monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
-    base = _git(lock_repo, "rev-parse", "main").strip()
+    base = git(lock_repo, "rev-parse", "main").strip()
     # The working tree moves on after the branch commit: NEW is the working tree.
     _lock(_pkg("requests", "2.32.0", (X86.name,), why=("core: requests",)),
           targets=(X86,)).write(lock_repo / "lockfiles" / "pylock.core.toml")
@@ -436,8 +432,8 @@ def test_two_revisions_and_the_pull_request_base(
     text = capsys.readouterr().out
     assert "^ requests 2.30.0 -> 2.31.0  core: requests" in text
     # In a pull-request workflow the base branch comes from GITHUB_BASE_REF.
-    _git(lock_repo, "update-ref", "refs/remotes/origin/release", "main")
-    _git(lock_repo, "branch", "-m", "main", "trunk")  # no `main` to fall back on
+    git(lock_repo, "update-ref", "refs/remotes/origin/release", "main")
+    git(lock_repo, "branch", "-m", "main", "trunk")  # no `main` to fall back on
     monkeypatch.setenv("GITHUB_BASE_REF", "release")
     assert cli.main(["diff", "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out
@@ -481,8 +477,8 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
     (lock_repo / ".gitattributes").write_text(
         (Path(__file__).resolve().parent.parent / ".gitattributes").read_text(encoding="utf-8"),
         encoding="utf-8")
-    _git(lock_repo, "config", "diff.lockmirror.textconv", f"{lockmirror} diff --textconv")
-    patch = _git(lock_repo, "diff", "main", "feature", "--", "lockfiles")
+    git(lock_repo, "config", "diff.lockmirror.textconv", f"{lockmirror} diff --textconv")
+    patch = git(lock_repo, "diff", "main", "feature", "--", "lockfiles")
     changed = [line for line in patch.splitlines()
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     digest_old = hashlib.sha256(b"requests-2.30.0-py3-none-any.whl").hexdigest()[:16]
@@ -506,19 +502,19 @@ def test_setup_git_driver_works_from_a_shell_without_the_venv(
     monkeypatch.setenv("HOME", str(lock_repo))  # the config goes into the repository's
     assert cli.main(["setup-git"]) == 0
     assert "diff.lockmirror.textconv" in capsys.readouterr().out
-    textconv = _git(lock_repo, "config", "diff.lockmirror.textconv").strip()
+    textconv = git(lock_repo, "config", "diff.lockmirror.textconv").strip()
     assert textconv == f"{shlex.quote(sys.executable)} -m lockmirror diff --textconv"
     assert (lock_repo / ".gitattributes").read_text(encoding="utf-8") == (
         "lockfiles/pylock.*.toml diff=lockmirror\n")
     assert cli.main(["setup-git"]) == 0  # again: nothing added twice
     assert (lock_repo / ".gitattributes").read_text(encoding="utf-8").count("diff=") == 1
-    git = shutil.which("git")
-    assert git is not None
+    git_bin = shutil.which("git")
+    assert git_bin is not None
     # a shell that never saw the venv: neither lockmirror nor its python on PATH
     shell = {"PATH": "/usr/bin:/bin", "HOME": str(lock_repo), "GIT_CONFIG_NOSYSTEM": "1"}
 
     def run(*args: str) -> str:
-        done = subprocess.run([git, "-C", str(lock_repo), *args], capture_output=True,
+        done = subprocess.run([git_bin, "-C", str(lock_repo), *args], capture_output=True,
                               text=True, env=shell, check=True)
         assert done.stderr == "", done.stderr
         return done.stdout

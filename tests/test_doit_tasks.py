@@ -24,9 +24,9 @@ DODO = Path(__file__).resolve().parent.parent / "dodo.py"
 
 
 @pytest.fixture
-def project(tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
+def project(tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
             monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "installed")  # no tool set to lock
+    # reproducible_build: LOCKMIRROR_TOOL_WHEELS=installed, so no tool set to lock
     (tmp_path / "mirror.yaml").write_text(
         mirror_yaml(fixture_index.url, {"core": ["speedup==1.2", "beta==1.0"]}))
     monkeypatch.chdir(tmp_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import helpers
 import pytest
 from fixtureindex import FixtureIndex
-from helpers import mirror_yaml
+from helpers import mirror_yaml, subprocess_env
 from packaging.version import Version
 
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
@@ -233,7 +233,8 @@ def test_the_index_keeps_the_previous_lock_and_the_far_side_drops_the_third(
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
          "--index-url", (index / "simple").as_uri(), "--target", str(tmp_path / "installed"),
-         "alpha==1.1", "speedup==1.0"], capture_output=True, text=True, check=False)
+         "alpha==1.1", "speedup==1.0"], env=subprocess_env(installers=True),
+        capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "installed" / "speedup-1.0.dist-info").is_dir()
 
@@ -290,5 +291,5 @@ def test_the_index_checks_the_size_budget(
     manifest = (kept_repo / "dist-index" / "manifest.json").read_bytes()
     assert main(["index"]) == 1
     err = capsys.readouterr().err
-    assert len(err.splitlines()) <= 2 and "over retention.max_size 1 B" in err
+    assert len(err.splitlines()) == 1 and "over retention.max_size 1 B" in err
     assert (kept_repo / "dist-index" / "manifest.json").read_bytes() == manifest

@@ -155,8 +155,7 @@ def released(store: Store, name: str, *headers: str) -> LockedPackage:
     data = ("\n".join(["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0", *headers])
             + "\n\n").encode()
     digest = sha256_bytes(data)
-    store.path(digest).parent.mkdir(parents=True, exist_ok=True)
-    store.path(digest).write_bytes(data)
+    store.write(digest, data)
     wheel = LockedFile(filename=f"{name}-1.0-py3-none-any.whl",
                        url=f"https://files.example/{name}-1.0-py3-none-any.whl", size=1,
                        sha256=sha256_bytes(name.encode()), metadata_sha256=digest)

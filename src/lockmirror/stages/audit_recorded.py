@@ -83,5 +83,3 @@ def recorded_notes(lockfiles: Sequence[Lockfile], rows: Iterable[FindingRow], *,
 
 def _entry(release: str, rule: str, advisory: str) -> str:
     return f"{release} {rule}{' ' + advisory if advisory else ''}"
-
-
