@@ -210,11 +210,12 @@ def test_hostile_manifest_in_a_mirror_is_one_line(tmp_path: Path, name: str, say
 # --------------------------------------------------------------------------
 
 LOCKFILE_CASES = [
-    ("pylock.long-integer.toml", "number is out of range"),
+    # the parser's (rtoml's) own words, with the place
+    ("pylock.long-integer.toml", "integer number overflowed at line 21 column 8"),
     ("pylock.out-of-range.toml", "integer 99999999999999999999 is out of TOML's 64-bit range"),
     ("pylock.infinity.toml", "'inf' is not a finite number"),
-    ("pylock.deep-nesting.toml", "nested too deeply"),
-    ("pylock.nul-byte.toml", r"Illegal character '\\x00' \(at line 9, column 11\)"),
+    ("pylock.deep-nesting.toml", "max recursion depth met at line 12 column 85"),
+    ("pylock.nul-byte.toml", "invalid basic string.* at line 9 column 11"),
     ("pylock.bad-targets.toml", "malformed lockmirror data in the lockfile"),
 ]
 

@@ -11,7 +11,6 @@ Imports are kept to the standard library so the index entry point starts fast.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import urllib.parse
 from collections.abc import Iterable
@@ -130,9 +129,11 @@ class LandingData:
     def to_json(self) -> bytes:
         """``landing.json``'s bytes (deterministic)."""
         data = {"format": _DATA_FORMAT, "title": self.title, "sbom": self.sbom,
-                "provenance": dataclasses.asdict(self.provenance),
-                "sets": [dataclasses.asdict(summary) for summary in self.sets]}
-        return (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode()
+                "provenance": self.provenance, "sets": self.sets}
+        # default=vars: each dataclass as its fields (tuples are JSON arrays), without
+        # dataclasses.asdict's deep copy of every value (0.02 s of a 0.35 s add-one index run)
+        return (json.dumps(data, sort_keys=True, separators=(",", ":"), default=vars)
+                + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> LandingData:

@@ -22,6 +22,14 @@ lockfile's bytes, in one of two forms:
 Either way the upstream ``index`` key (which may carry a token) is dropped or
 replaced by the mirror's ``<base_url>simple/``; hashes, sizes, markers and
 ``[tool]`` data are kept as they are, so the installer still checks every byte.
+
+The copies are written with rtoml, not with tomli_w as the committed
+lockfiles are: the same data, laid out by the Rust ``toml`` crate (arrays of
+tables before plain tables, datetimes as ``2024-01-02T03:04:05Z``). The
+committed files keep tomli_w's layout because reviewers diff them; the copies
+are for installers, and rtoml writes a 1.8 MB lockfile in 0.007 s where tomli_w
+takes 0.1 s (tomli_w formats each string a character at a time), a fifth of
+a full index build of three such lockfiles.
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ def relocate_document(document: dict[str, Any], data: bytes, *, where: str = "lo
 
 def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: str, *,
               validate: bool = True) -> bytes:
-    import tomli_w
+    import rtoml
 
     packages = document.get("packages")
     if not isinstance(packages, list):
@@ -89,7 +97,7 @@ def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: st
         _relocate_package(package, base, where)
     if validate:
         _validate(document, where)
-    return (_header(data, base) + tomli_w.dumps(document)).encode("utf-8")
+    return (_header(data, base) + rtoml.dumps(document, pretty=True)).encode("utf-8")
 
 
 def check_base_url(base_url: str) -> str:
