@@ -90,8 +90,7 @@ def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
     head = read_head(source)
     vetted = vet_bundle(source, head, reader, staging, trusted)
     manifest = _index_manifest(reader, vetted.members, head.info, source.display)
-    return ImportPlan(vetted.info, vetted.members, vetted.signer, vetted.signed,
-                      vetted.data_filter, manifest)
+    return ImportPlan(**vars(vetted), manifest=manifest)
 
 
 def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReader,
