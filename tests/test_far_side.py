@@ -215,6 +215,9 @@ def test_relocation_is_pure_and_idempotent(mirror: FixtureMirror) -> None:
     assert b'path = "../files/' in relative and b"url = " not in relative
     with pytest.raises(RelocationError, match="not a TOML lockfile"):
         relocate_lockfile(b"[[packages]\n", where="x.toml")
+    with pytest.raises(RelocationError, match="'demo' has a file entry that is not a table"):
+        relocate_lockfile(b'lock-version = "1.0"\n[[packages]]\nname = "demo"\n'
+                          b'wheels = ["demo-1.0-py3-none-any.whl"]\n', where="x.toml")
 
 
 # --------------------------------------------------------------------------

@@ -216,6 +216,7 @@ LOCKFILE_CASES = [
     ("pylock.infinity.toml", "'inf' is not a finite number"),
     ("pylock.deep-nesting.toml", "max recursion depth met at line 12 column 85"),
     ("pylock.nul-byte.toml", "invalid basic string.* at line 9 column 11"),
+    ("pylock.date-out-of-range.toml", "the date-time 0001-01-01T00:00:00\\+23:59 is out of range"),
     ("pylock.bad-targets.toml", "malformed lockmirror data in the lockfile"),
 ]
 

@@ -292,6 +292,29 @@ def test_noop_run_writes_nothing(own_mirror: FixtureMirror) -> None:
     assert tree_state(own_mirror.out) == before
 
 
+def test_copies_laid_out_by_another_writer_are_written_again(
+        own_mirror: FixtureMirror, mirror: FixtureMirror,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index whose lockfile copies an earlier writer laid out (lockmirror
+    before rtoml, or another rtoml version) gets them written again on the
+    next run, although no lockfile changed: the copies depend on their writer."""
+    from lockmirror.stages import index as index_stage
+
+    real = index_stage.relocate_document
+    with monkeypatch.context() as patch:
+        patch.setattr(index_stage, "COPY_FORMAT", "an earlier writer")
+        patch.setattr(index_stage, "relocate_document",
+                      lambda *args, **kwargs: b"# laid out otherwise\n" + real(*args, **kwargs))
+        build(own_mirror)
+    copy = own_mirror.out / "lockfiles" / "pylock.core.toml"
+    assert copy.read_bytes().startswith(b"# laid out otherwise")
+    upgraded = build(own_mirror)
+    assert not upgraded.noop
+    assert sorted(upgraded.written) == ["lockfiles/pylock.core.toml",
+                                        "lockfiles/pylock.extra.toml"]
+    assert tree_bytes(own_mirror.out) == tree_bytes(mirror.out)  # manifest.json included
+
+
 def test_changed_pin_rewrites_only_that_project(own_mirror: FixtureMirror,
                                                 tmp_path: Path) -> None:
     build(own_mirror)

@@ -128,3 +128,20 @@ def test_an_entry_from_another_source_than_the_page_is_named(
                                 client)
     assert (f"{lockfile_of(config)}: beta 1.0: the lockfile says index {second.url}, but the "
             f"project now comes from source 'first' ({fixture_index.url})") in lines
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda text: "\ufeff" + text, "not TOML 1.0, which installers read: "),
+    (lambda text: text + '\n[tool.review]\nnote = """a\r\nb"""\n',
+     "installers read other values from it than lockmirror"),
+], ids=["byte-order mark", "carriage return in a multi-line string"])
+def test_a_lockfile_installers_read_differently_fails(
+        locked: Path, capsys: pytest.CaptureFixture[str], change: Callable[[str], str],
+        says: str) -> None:
+    """lockmirror's parser (rtoml) takes what pip's (tomllib) refuses or reads
+    otherwise; lock --check holds the committed file to what installers read."""
+    path = lockfile_of(locked)
+    path.write_bytes(change(path.read_text(encoding="utf-8")).encode("utf-8"))
+    status, out = check(locked, capsys)
+    assert status == 1, out
+    assert f"{path}: {says}" in out

@@ -2,13 +2,15 @@
 
 ``bundle.json`` and the ``manifest.json`` of an imported bundle come from
 whoever carried the bundle; a lockfile in a pull request comes from its
-author. Python's parsers accept what lockmirror's formats never hold and
-fail on the rest with foreign exceptions: ``NaN`` and ``Infinity`` (and
+author. The parsers accept what lockmirror's formats never hold and fail on
+the rest with foreign exceptions: json takes ``NaN`` and ``Infinity`` (and
 ``1e400``, which is infinity), integers of thousands of digits (a ValueError
-from ``int``), nesting deep enough to reach the recursion limit (a
-RecursionError). :func:`load_json` and :func:`load_toml` refuse all of them,
-and inputs past a size cap, with one :class:`~lockmirror.errors.InputError`
-line naming the file and, for syntax errors, the line and column.
+from ``int``) and nesting deep enough to reach the recursion limit (a
+RecursionError); TOML has ``inf`` and ``nan``, and rtoml reads 128-bit
+integers and date-times that fall outside Python's range once put in UTC.
+:func:`load_json` and :func:`load_toml` refuse all of them, and inputs past a
+size cap, with one :class:`~lockmirror.errors.InputError` line naming the file
+and, for syntax errors, the line and column.
 
 Depth is bounded by the parsers themselves: json's scanner counts its
 recursion and raises RecursionError at the interpreter's limit (about a
@@ -19,9 +21,15 @@ here. Neither format lockmirror writes nests deeper than six.
 TOML is read with rtoml rather than tomllib/tomli: on a 1.8 MB lockfile it
 parses in 0.02 s against tomli's 0.075 s (the compiled one; the standard
 library's takes 0.2 s), which is most of the index stage's time when
-lockfiles change. Its values are tomllib's, except that an offset datetime
+lockfiles change. rtoml gives the types tomllib gives, but an offset datetime
 carries rtoml's own tzinfo class, which ``copy`` and ``pickle`` cannot
 rebuild: :func:`load_toml` swaps in the standard library's ``timezone``.
+rtoml also takes what tomllib (TOML 1.0, what pip reads lockfiles with)
+refuses: TOML 1.1 syntax (trailing commas in inline tables, the ``\\e`` escape, times
+without seconds) and a byte-order mark; and it keeps the carriage return of a
+CRLF in a multi-line string. ``lock --check`` therefore reads each committed
+lockfile with tomllib too (:func:`lockmirror.stages.lock_check.installer_parse_mismatches`);
+the mirror's copies are written back as TOML 1.0 either way.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ MAX_INT_DIGITS = 20          # sizes and counts: 2**64 has 20 digits
 
 
 class _Refused(ValueError):
-    """A value the formats never hold; raised from the parsers' hooks."""
+    """A value the formats never hold; raised from json's hooks."""
 
 
 def load_json(data: bytes | str, *, where: str,
@@ -76,8 +84,9 @@ def load_json(data: bytes | str, *, where: str,
 def load_toml(text: str, *, where: str,
               error: type[LockmirrorError] = InputError) -> dict[str, Any]:
     """Parse TOML text with limits; like :func:`load_json` (inf/nan, integers
-    out of TOML's 64-bit range, more than MAX_TOML_BYTES, nesting past rtoml's
-    recursion limit). Syntax errors carry rtoml's own "at line L column C"."""
+    out of TOML's 64-bit range, date-times out of range in UTC, more than
+    MAX_TOML_BYTES, nesting past rtoml's recursion limit). Syntax errors carry
+    rtoml's own "at line L column C" (all but table headers nested too deeply)."""
     if len(text) > MAX_TOML_BYTES:
         raise error(f"{len(text)} characters is more than the {MAX_TOML_BYTES >> 20} MiB "
                     "lockmirror reads as TOML", where=where)
@@ -103,7 +112,7 @@ def _bounded_int(text: str) -> int:
 
 
 def _finite_float(text: str) -> float:
-    value = float(text.replace("_", ""))
+    value = float(text)
     if not math.isfinite(value):
         raise _Refused(f"{text!r} is not a finite number")
     return value
@@ -127,8 +136,18 @@ def _check_values(data: dict[str, Any], where: str, error: type[LockmirrorError]
                 raise error(f"'{value}' is not a finite number", where=where)
             elif kind is datetime and value.tzinfo is not None:
                 offset = value.utcoffset()
-                item[key] = value.replace(
+                value = item[key] = value.replace(
                     tzinfo=timezone.utc if not offset else timezone(offset))
+                if value.year in (1, 9999):  # only there can UTC fall outside datetime's range
+                    _check_utc(value, where, error)
+
+
+def _check_utc(moment: datetime, where: str, error: type[LockmirrorError]) -> None:
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise error(f"the date-time {moment.isoformat()} is out of range in UTC",
+                    where=where) from None
 
 
 def _refuse_int(item: int, where: str, error: type[LockmirrorError]) -> None:

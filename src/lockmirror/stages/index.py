@@ -58,7 +58,7 @@ from ..formats.landing_page import (
     public_url,
 )
 from ..formats.manifest import MANIFEST_NAME
-from ..formats.mirror_lockfile import relocate_document, relocate_lockfile
+from ..formats.mirror_lockfile import COPY_FORMAT, relocate_document, relocate_lockfile
 from ..formats.pages import (
     Release,
     constraints_text,
@@ -267,7 +267,7 @@ class _Run:
                  kept: list[tuple[str, str, str]]) -> str:
         """A digest of every input of the tree: equal keys and an intact tree are a no-op."""
         return sha256_bytes(json.dumps([
-            INDEX_FORMAT, __version__, self.title, str(self.out_dir),
+            INDEX_FORMAT, COPY_FORMAT, __version__, self.title, str(self.out_dir),
             self.store.identity,
             [provenance.config_name, provenance.config_sha256, provenance.commit,
              provenance.config_modified],
@@ -412,10 +412,11 @@ def _summary(projects: dict[str, list[Any]]) -> dict[str, int]:
 
 
 def _set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[Any]:
-    """What a set's files depend on besides its name: its lockfile and the
-    releases of it left out."""
+    """What a set's files depend on besides its name: its lockfile, the
+    releases of it left out and what lays out the lockfile copy."""
     excluded = {(row.name, row.version) for row in locked.rows} & exclude
-    return [locked.input.sha256, sorted([name, version] for name, version in excluded)]
+    return [locked.input.sha256, sorted([name, version] for name, version in excluded),
+            COPY_FORMAT]
 
 
 def provenance_of(mirror_yaml: Path | None) -> Provenance:

@@ -6,7 +6,11 @@ afterwards. A pull request that edits only a lockfile could swap a file's
 URL, sha256 and size. So, after the fingerprint:
 
 1. :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`: every URL lies under a
-   source mirror.yaml declares for its package (no network);
+   source mirror.yaml declares for its package (no network); and
+   :func:`installer_parse_mismatches`: the standard library's TOML 1.0 parser
+   (what pip reads ``-r pylock.toml`` with) reads the same values from each
+   lockfile as lockmirror's rtoml, which also takes TOML 1.1 syntax and a
+   byte-order mark, and keeps the carriage returns of multi-line strings;
 2. :func:`page_mismatches`: every entry against its source's project page,
    read through the same HTTP cache as ``lock`` (a revalidation per project;
    no distribution is downloaded): the page comes from the source the entry
@@ -66,6 +70,11 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     names = list(set_names or loaded.config.sets)
     paths = [loaded.lockfile_path(name) for name in names]
     lockfiles = read_checked_lockfiles(paths, loaded.config.sources)
+    problems = installer_parse_mismatches(paths)
+    if problems:
+        raise StaleLockError(_listing("lockfiles installers would read differently", problems)
+                             + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
+                               "find out who edited it)")
     if client is None:
         from ..net.index_client import IndexClient
 
@@ -98,6 +107,27 @@ def _check_read(loaded: LoadedConfig, names: list[str], read: dict[Path, Lockfil
 # --------------------------------------------------------------------------
 # Against the project pages
 # --------------------------------------------------------------------------
+
+
+def installer_parse_mismatches(paths: Sequence[Path]) -> list[str]:
+    """One line per lockfile that Python's ``tomllib`` refuses or reads other
+    values from than :func:`~lockmirror.formats.bounded.load_toml` does (the
+    files have passed ``load_toml`` already). Costs a second parse of each."""
+    import tomllib
+
+    from ..formats.bounded import load_toml
+
+    problems = []
+    for path in paths:
+        text = path.read_bytes().decode("utf-8")  # as written: no newline translation
+        try:
+            theirs = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{path}: not TOML 1.0, which installers read: {exc}")
+            continue
+        if theirs != load_toml(text, where=str(path)):
+            problems.append(f"{path}: installers read other values from it than lockmirror")
+    return problems
 
 
 def page_mismatches(lockfiles: Iterable[tuple[Path, Lockfile]], client: IndexClient) -> list[str]:
