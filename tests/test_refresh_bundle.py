@@ -237,3 +237,29 @@ def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(
     newer = bundle(mirror, tmp_path / "dist3", "2024-10-12T12:00:00Z")
     assert main(["import", str(newer), "--into", str(link)]) == 0
     assert link.is_symlink() and main(["verify", str(real)]) == 0
+
+
+def test_a_refresh_does_not_link_files_from_outside_the_mirror(
+        mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A project directory of the far-side mirror replaced by a symlink to one
+    outside it: the refresh refuses in one line instead of hard-linking the
+    outside files into the next tree, and the mirror stays as it was."""
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    project = far / "files" / "vulny"
+    outside = tmp_path / "outside"
+    project.rename(outside)
+    project.symlink_to(outside, target_is_directory=True)
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-11", "--quarantine"]) == 1
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only")
+    before = (far / "manifest.json").read_bytes()
+    capsys.readouterr()
+    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "is a symlink or lies below one; a mirror holds regular files only" in err
+    assert project.is_symlink() and (far / "manifest.json").read_bytes() == before
+    assert all(f.stat().st_nlink == 1 for f in outside.iterdir())
+    assert not [p for p in tmp_path.iterdir() if "lockmirror-" in p.name]

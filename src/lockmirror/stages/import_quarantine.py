@@ -172,7 +172,7 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
             if rel in edit.pages:
                 atomic_write(target, edit.pages[rel])
             else:
-                link_or_copy(mirror / rel, target)
+                link_or_copy(mirror, rel, target)
         for rel in sorted(IMPORT_STATE - set(state)):  # the rest of the mirror's state
             keep_state(mirror, staging, rel)
         for rel, data in sorted(state.items()):

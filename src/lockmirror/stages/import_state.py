@@ -38,7 +38,7 @@ from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit
 from .import_plan import ImportPlan
-from .import_swap import link_or_copy
+from .import_swap import inside_mirror, link_or_copy
 
 ADVISORIES = f"{STATE_DIR}/{ADVISORIES_NAME}"
 MIRROR_YAML = f"{STATE_DIR}/{MIRROR_YAML_NAME}"
@@ -106,10 +106,9 @@ def keep_state(mirror: Path, staging: Path, rel: str) -> None:
     """Carry the state file ``rel`` of the current ``mirror``, if it has one, into
     the tree ``staging`` that replaces it (a symlink there is not followed: the
     state is lockmirror's own files, never a link out of the mirror)."""
-    current = mirror / rel
-    if current.is_file() and not current.is_symlink() and not (mirror / STATE_DIR).is_symlink():
+    if (mirror / rel).is_file() and inside_mirror(mirror, rel):
         (staging / STATE_DIR).mkdir(exist_ok=True)
-        link_or_copy(current, staging / rel)
+        link_or_copy(mirror, rel, staging / rel)
 
 
 def imported_lockfiles(mirror: Path) -> list[Path]:

@@ -181,9 +181,22 @@ def replacing_tree(into: Path) -> Iterator[Path]:
         raise
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """Place an unchanged file of the current mirror into a staging tree: a hard
-    link, or a copy where the file system refuses one."""
+def inside_mirror(mirror: Path, rel: str) -> bool:
+    """Whether ``mirror/rel`` is that very path: no symlink on the way, neither
+    the file nor a directory below ``mirror`` (which itself may be a link)."""
+    return os.path.realpath(mirror / rel) == os.path.join(os.path.realpath(mirror), rel)
+
+
+def link_or_copy(mirror: Path, rel: str, target: Path) -> None:
+    """Place the unchanged file ``rel`` of the current ``mirror`` into a staging
+    tree: a hard link, or a copy where the file system refuses one. Raises
+    LockmirrorError when a symlink in the mirror leads ``rel`` elsewhere: a
+    mirror holds regular files only, and an outside file must not be linked in."""
+    source = mirror / rel
+    if not inside_mirror(mirror, rel):
+        raise LockmirrorError("is a symlink or lies below one; a mirror holds regular files "
+                              "only", where=str(source),
+                              hint="run `lockmirror verify`, then import a full bundle")
     try:
         os.link(source, target, follow_symlinks=False)
     except OSError:

@@ -264,7 +264,7 @@ def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Man
                               where=str(source),
                               hint="run `lockmirror verify`, then import a full bundle")
         target.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(source, target)
+        link_or_copy(into, old, target)
     return len(reuse)
 
 
