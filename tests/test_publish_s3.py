@@ -83,6 +83,26 @@ def test_publish_installs_with_pip_then_noop_sends_two_requests(
     assert [name for name, _ in calls] == ["ListObjectsV2", "HeadObject"]
 
 
+def test_a_receipt_without_its_digest_is_written_again_once(
+        aws_env: S3Server, index_tree: Path) -> None:
+    """A receipt an older lockmirror wrote (no digest in its metadata) costs the
+    next no-op a GET; that no-op writes it again, so the one after is back to
+    the listing and a HEAD."""
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    publish(index_tree, dest)
+    key = f"pypi/{RECEIPT_KEY}"
+    aws_env.client().copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                                 MetadataDirective="REPLACE", ContentType="application/json")
+    runs = []
+    for _ in range(2):
+        client, calls = counting_client(dest)
+        S3Publisher(dest, client=client).run(SourceTree.open(index_tree))
+        runs.append([name for name, _ in calls])
+    assert runs == [["ListObjectsV2", "HeadObject", "GetObject", "PutObject"],
+                    ["ListObjectsV2", "HeadObject"]]
+
+
 def test_phases_go_files_pages_root_manifest_and_lock_brackets_them(
         aws_env: S3Server, index_tree: Path) -> None:
     dest = destination(aws_env, aws_env.new_bucket(), prefix="")

@@ -36,11 +36,10 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..config_schema import S3Destination
-from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..errors import LockmirrorError, PublishError
 from ..formats.pages import cache_control, content_type
 from ..fsutil import format_size, sha256_bytes, sha256_file
 from ..net.s3_client import (
@@ -106,6 +105,7 @@ class S3Publisher:
         # key (relative to the prefix) -> (sha256, etag) known to be current
         self._known: dict[str, tuple[str, str]] = {}
         self._receipt: dict[str, tuple[str, str]] = {}
+        self._receipt_vouched = False  # the receipt's digest vouched for the listing
         self._listing: dict[str, _Remote] = {}
         self._lease: Lease | None = None  # the publish lock while apply() holds it
 
@@ -144,11 +144,13 @@ class S3Publisher:
         return items
 
     def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
-        """Compare the tree with the bucket. Costs one listing (paginated), one
-        GET of the receipt, and a HEAD for each same-size key the receipt does
-        not vouch for (none after a publish by lockmirror). Raises PublishError
+        """Compare the tree with the bucket. Costs one listing (paginated), a
+        HEAD of the receipt (a GET too unless its digest vouches for the listing),
+        and a HEAD for each same-size key the receipt does not vouch for (none
+        after a publish by lockmirror). Raises PublishError
         for unreachable endpoints, refused credentials and missing buckets."""
         self._listing = self._list()
+        self._receipt_vouched = False
         wanted = self.wanted(tree)
         self._receipt = self._receipt_for(wanted) if RECEIPT_KEY in self._listing else {}
         upload: list[Item] = []
@@ -216,6 +218,7 @@ class S3Publisher:
                     raise self._convert(error, "reading the receipt", RECEIPT_KEY) from None
                 return {}
             if head.get("Metadata", {}).get(RECEIPT_DIGEST) == receipt_digest(listed):
+                self._receipt_vouched = True
                 return listed
         return self._read_receipt()
 
@@ -253,8 +256,9 @@ class S3Publisher:
         upload of what differs; nothing but the planning requests for a no-op.
         """
         if plan.empty:
-            if self._receipt != self._known:
-                self._write_receipt()  # saves the next no-op its HEAD requests
+            # other contents, or no digest (an older lockmirror's): saves the next no-op a GET
+            if self._receipt != self._known or not self._receipt_vouched:
+                self._write_receipt()
             return PublishResult(destination=self.display, plan=plan, dry_run=False)
         uploaded: list[str] = []
         deleted: list[str] = []
@@ -343,7 +347,7 @@ class S3Publisher:
             return self._copy_from_store(tree.store, item, key, extra)
         if item.size < MULTIPART_THRESHOLD:
             data = path.read_bytes()
-            _check_bytes(path, len(data), sha256_bytes(data), item)
+            item.check_bytes(path, len(data), sha256_bytes(data))
             try:
                 answer = self.client.put_object(
                     Bucket=self.bucket, Key=key, Body=data,
@@ -351,7 +355,7 @@ class S3Publisher:
             except s3_errors() as error:
                 raise self._convert(error, "uploading", item.path) from None
             return str(answer["ETag"])
-        _check_bytes(path, os.stat(path).st_size, sha256_file(path), item)
+        item.check_bytes(path, os.stat(path).st_size, sha256_file(path))
         from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
@@ -416,6 +420,7 @@ class S3Publisher:
                                    ContentType="application/json", CacheControl=STATE_CACHE,
                                    Metadata={RECEIPT_DIGEST: receipt_digest(self._known)})
             self._receipt = dict(self._known)
+            self._receipt_vouched = True
         except s3_errors() as error:
             if raise_errors:
                 raise self._convert(error, "writing the receipt", RECEIPT_KEY) from None
@@ -431,19 +436,6 @@ class S3Publisher:
     def read_lock(self) -> LockHolder | None:
         """The current lock holder, or None when the prefix is not locked."""
         return self._lock().read()
-
-
-# ----------------------------------------------------------------------
-# helpers
-# ----------------------------------------------------------------------
-
-
-def _check_bytes(path: Path, size: int, sha256: str, item: Item) -> None:
-    if size != item.size or sha256 != item.sha256:
-        raise IntegrityError(f"does not match manifest.json ({size} bytes, sha256 {sha256}; "
-                             f"expected {item.size} bytes, {item.sha256})", where=str(path),
-                             hint="rebuild or re-import the index; nothing that links it "
-                                  "was published")
 
 
 __all__ = ["DEFAULT_JOBS", "LOCK_KEY", "RECEIPT_KEY", "LockHolder", "S3Publisher", "cache_control",

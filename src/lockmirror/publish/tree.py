@@ -78,6 +78,15 @@ class Item:
     def kind(self) -> str:
         return kind_of(self.path)
 
+    def check_bytes(self, path: Path, size: int, sha256: str) -> None:
+        """IntegrityError naming ``path`` unless its bytes (``size``, ``sha256``)
+        are what the manifest gave this item."""
+        if size != self.size or sha256 != self.sha256:
+            raise IntegrityError(f"does not match manifest.json ({size} bytes, sha256 {sha256}; "
+                                 f"expected {self.size} bytes, {self.sha256})", where=str(path),
+                                 hint="rebuild or re-import the index; nothing that links it "
+                                      "was published")
+
 
 @dataclass(frozen=True)
 class ProgressEvent:
