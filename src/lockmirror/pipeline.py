@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .timeutil import snapshot_time
+
 if TYPE_CHECKING:
     from packaging.version import Version
 
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
     from .net.s3_store import AnyStore
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
+    from .resolve.advisory_snapshot import Snapshot
     from .stages.audit import AuditReport
+    from .stages.bump import BumpResult
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
     from .stages.disk_usage import Usage
@@ -39,7 +43,9 @@ if TYPE_CHECKING:
     from .stages.gc import GcResult
     from .stages.index import IndexResult
     from .stages.lock import LockResult
+    from .stages.lock_vulnerable import VulnerableUpgrade
     from .stages.lock_watch import LockProgress
+    from .stages.outdated import OutdatedReport
     from .stages.quarantine import QuarantineResult
     from .stages.refresh_bundle import RefreshBundleResult
     from .stages.retention import RetainedLock, Retention
@@ -48,12 +54,6 @@ if TYPE_CHECKING:
     RetainedLockfiles = tuple[dict[Path, RetainedLock], Retention]
 
 Progress = Callable[[str], None]
-
-if TYPE_CHECKING:  # the update loop's stages (issue 22)
-    from .resolve.advisory_snapshot import Snapshot
-    from .stages.bump import BumpResult
-    from .stages.lock_vulnerable import VulnerableUpgrade
-    from .stages.outdated import OutdatedReport
 
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
@@ -282,20 +282,8 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
 
     if since is not None or not loaded.config.policy.advisory_sources:
         return []
-    snapshot = advisories(loaded, now=_snapshot_time(now, source_date_epoch))
+    snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
-
-
-def _snapshot_time(now: datetime | None, source_date_epoch: int | None) -> datetime:
-    """When a bundle's advisory snapshot is taken: ``now``, else the
-    reproducible builds' time (``source_date_epoch``, ``$SOURCE_DATE_EPOCH``), else
-    the clock: the same answers and time give the same bundle bytes."""
-    from .timeutil import env_source_date_epoch
-
-    if now is not None:
-        return now
-    epoch = source_date_epoch if source_date_epoch is not None else env_source_date_epoch()
-    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
 
 
 def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path | None = None,
@@ -311,7 +299,7 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
         raise LockmirrorError("no advisory sources to refresh the far side with",
                               where=loaded.path.name,
                               hint="list them under policy.advisory_sources")
-    snapshot = advisories(loaded, now=_snapshot_time(now, source_date_epoch))
+    snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
     return build_refresh_bundle(loaded, snapshot, out_dir=out or loaded.dist_dir, key=key,
                                 source_date_epoch=source_date_epoch)
 

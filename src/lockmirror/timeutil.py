@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import LockmirrorError, PolicyError
-from .gitutil import run_git
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -42,18 +41,30 @@ def known_source_date_epoch(explicit: int | None,
     is known (the SBOMs then carry no time stamp)."""
     if explicit is not None:
         return int(explicit), "argument"
-    env = env_source_date_epoch()
+    env = _env_source_date_epoch()
     if env is not None:
         return env, "SOURCE_DATE_EPOCH"
     if lockfile_dir is None:
         return None
+    from .gitutil import run_git  # only here: keeps the module light for the index stage
+
     stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
     if stamp and stamp.strip().isdigit():
         return int(stamp.strip()), "git log (lockfiles)"
     return None
 
 
-def env_source_date_epoch() -> int | None:
+def snapshot_time(now: datetime | None, source_date_epoch: int | None) -> datetime:
+    """When a bundle's advisory snapshot is taken: ``now``, else the
+    reproducible builds' time (``source_date_epoch``, ``$SOURCE_DATE_EPOCH``), else
+    the clock: the same answers and time give the same bundle bytes."""
+    if now is not None:
+        return now
+    known = known_source_date_epoch(source_date_epoch, None)
+    return datetime.fromtimestamp(known[0], UTC) if known else datetime.now(UTC)
+
+
+def _env_source_date_epoch() -> int | None:
     """``$SOURCE_DATE_EPOCH`` when set; LockmirrorError when it is not an integer."""
     env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not env:

@@ -94,7 +94,7 @@ def load_toml(text: str, *, where: str,
         data: dict[str, Any] = rtoml.loads(text)
     except rtoml.TomlParsingError as exc:
         raise error(f"not valid TOML: {' '.join(str(exc).split())}", where=where) from None
-    except (ValueError, UnicodeError) as exc:  # a value Python cannot hold
+    except ValueError as exc:  # a value Python cannot hold (UnicodeEncodeError included)
         raise error(f"not valid TOML: {exc}", where=where) from None
     _check_values(data, where, error)
     return data

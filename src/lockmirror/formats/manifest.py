@@ -148,8 +148,12 @@ PUBLISHER_STATE = frozenset({f"{STATE_DIR}/lock", f"{STATE_DIR}/receipt.json"})
 # What an imported mirror keeps about itself (stages/import_state.py): the
 # advisory snapshot and mirror.yaml its bundles carried, the quarantine list a
 # refresh bundle applied, the manifest its last bundle pinned.
-IMPORT_STATE = frozenset(f"{STATE_DIR}/{name}" for name in (
-    "advisories.json", "mirror.yaml", "quarantine.json", "bundle-manifest.sha256"))
+IMPORT_ADVISORIES = f"{STATE_DIR}/advisories.json"
+IMPORT_MIRROR_YAML = f"{STATE_DIR}/mirror.yaml"
+IMPORT_QUARANTINE = f"{STATE_DIR}/quarantine.json"
+IMPORT_BUNDLE_MANIFEST = f"{STATE_DIR}/bundle-manifest.sha256"
+IMPORT_STATE = frozenset({IMPORT_ADVISORIES, IMPORT_MIRROR_YAML, IMPORT_QUARANTINE,
+                          IMPORT_BUNDLE_MANIFEST})
 
 
 def temporary_target(name: str) -> str | None:

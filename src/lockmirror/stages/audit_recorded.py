@@ -16,38 +16,20 @@ release's advisories, no metadata gave its license) is not called gone.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ..fsutil import first_of
 
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
+    from .audit import AuditRow  # audit imports this module: for annotations only
 
 _SHOWN = 5  # entries a note names before "and N more"
 
 __all__ = ["recorded_notes"]
 
 
-class FindingRow(Protocol):
-    """What is read of a finding (an :class:`lockmirror.stages.audit.AuditRow`)."""
-
-    @property
-    def version(self) -> str: ...
-    @property
-    def release(self) -> str: ...
-    @property
-    def rule(self) -> str: ...
-    @property
-    def level(self) -> str: ...
-    @property
-    def sets(self) -> tuple[str, ...]: ...
-    @property
-    def advisory(self) -> str: ...
-    @property
-    def aliases(self) -> tuple[str, ...]: ...
-
-
-def recorded_notes(lockfiles: Sequence[Lockfile], rows: Iterable[FindingRow], *,
+def recorded_notes(lockfiles: Sequence[Lockfile], rows: Iterable[AuditRow], *,
                    unchecked: Collection[str], no_license: Collection[str]) -> list[str]:
     """The report's notes on the lockfiles' recorded warnings (none when audit
     agrees with them). ``rows``: the audit's findings, with their sets;

@@ -44,18 +44,22 @@ from ..formats.bundle_format import (
     locate_bundle,
     read_head,
 )
-from ..formats.manifest import MANIFEST_NAME, Manifest
+from ..formats.manifest import (
+    IMPORT_ADVISORIES,
+    IMPORT_MIRROR_YAML,
+    IMPORT_QUARANTINE,
+    MANIFEST_NAME,
+    Manifest,
+)
 from ..formats.quarantine_list import QuarantineList
 from ..net.osv import Advisory
 from ..resolve.advisories import AdvisoryDB
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport
 from .import_extract import check_outer_hashes
-from .import_plan import read_member, signature_note, vet_bundle
+from .import_plan import VettedBundle, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
-from .import_state import ADVISORIES as STATE_ADVISORIES
-from .import_state import MIRROR_YAML, audit_imported, read_snapshot
-from .import_state import QUARANTINE as STATE_QUARANTINE
+from .import_state import audit_imported, read_snapshot
 from .import_swap import import_lock, mirror_path, staging_dir
 
 Progress = Callable[[str], None]
@@ -108,7 +112,7 @@ def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
 def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
              recovered: str | None, now: datetime, progress: Progress | None
              ) -> RefreshResult:
-    members, signed, signer, content_id = _read_refresh(source, into, trusted)
+    members, vetted = _read_refresh(source, into, trusted)
     where = f"{source.display}:{ADVISORIES_NAME}"
     snapshot = Snapshot.loads(members[ADVISORIES_NAME], where=where)
     listed = QuarantineList.loads(members[QUARANTINE_NAME].decode("utf-8", "replace"),
@@ -122,27 +126,28 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
     if progress:
         progress(f"refreshing {into} with advisories taken {snapshot.taken:{WHEN}}")
     report = None  # a mirror imported before lockmirror kept its mirror.yaml: no policy
-    if (into / MIRROR_YAML).is_file():
+    if (into / IMPORT_MIRROR_YAML).is_file():
         report = audit_imported(into, now=now, sources=AdvisoryDB(
             [CoveringSnapshotSource(snapshot, where=where)]))
     manifest = Manifest.read(into / MANIFEST_NAME)
     edit = plan_edit(into, manifest, listed.keys)
-    apply_edit(into, manifest, edit, {STATE_ADVISORIES: members[ADVISORIES_NAME],
-                                      STATE_QUARANTINE: members[QUARANTINE_NAME]})
+    apply_edit(into, manifest, edit, {IMPORT_ADVISORIES: members[ADVISORIES_NAME],
+                                      IMPORT_QUARANTINE: members[QUARANTINE_NAME]})
     known = {a.advisory.id for a in held.advisories} if held else set()
     return RefreshResult(
-        into=into, content_id=content_id, taken=snapshot.taken,
+        into=into, content_id=vetted.info.content_id, taken=snapshot.taken,
         previous=held.taken if held else None,
         new_advisories=tuple(a.advisory.id for a in snapshot.advisories
                              if a.advisory.id not in known),
         quarantined=tuple(r.release for _, r in sorted(listed.releases.items())),
-        edit=edit, report=report, signed=signed, signer=signer, recovered=recovered)
+        edit=edit, report=report, signed=vetted.signed, signer=vetted.signer,
+        recovered=recovered)
 
 
 def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None
-                  ) -> tuple[dict[str, bytes], bool, str | None, str]:
-    """Vet the bundle (headers, signature, outer and member sha256); its members' bytes,
-    whether it is signed, the signer's fingerprint, the content id."""
+                  ) -> tuple[dict[str, bytes], VettedBundle]:
+    """Vet the bundle (headers, signature, outer and member sha256); its members'
+    bytes, and the vetted bundle (its info, whether signed and by whom)."""
     head = read_head(source)
     if head.info.kind != ADVISORIES:
         raise BundleError(f"is a {head.info.kind} bundle, not a refresh bundle",
@@ -159,7 +164,7 @@ def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | 
     for name in (ADVISORIES_NAME, QUARANTINE_NAME):
         if name not in found:
             raise BundleError(f"refresh bundle carries no {name}", where=source.display)
-    return found, vetted.signed, vetted.signer, head.info.content_id
+    return found, vetted
 
 
 class CoveringSnapshotSource(SnapshotSource):

@@ -32,7 +32,12 @@ from ..config import LoadedConfig, load_config
 from ..errors import LockmirrorError
 from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME
 from ..formats.lockfile import Lockfile
-from ..formats.manifest import STATE_DIR
+from ..formats.manifest import (
+    IMPORT_ADVISORIES,
+    IMPORT_BUNDLE_MANIFEST,
+    IMPORT_MIRROR_YAML,
+    STATE_DIR,
+)
 from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
@@ -40,23 +45,19 @@ from .audit import AuditReport, audit
 from .import_plan import ImportPlan
 from .import_swap import inside_mirror, link_or_copy
 
-ADVISORIES = f"{STATE_DIR}/{ADVISORIES_NAME}"
-MIRROR_YAML = f"{STATE_DIR}/{MIRROR_YAML_NAME}"
-QUARANTINE = f"{STATE_DIR}/quarantine.json"
-BUNDLE_MANIFEST = f"{STATE_DIR}/bundle-manifest.sha256"
 MAX_STATE_MEMBER = 64 << 20
 
 
 def read_snapshot(mirror: Path) -> Snapshot | None:
     """The advisory snapshot an imported mirror holds, else None."""
-    path = mirror / ADVISORIES
+    path = mirror / IMPORT_ADVISORIES
     return Snapshot.read(path) if path.is_file() else None
 
 
 def bundle_manifest_sha256(mirror: Path) -> str | None:
     """The sha256 of the index manifest the mirror's last bundle pinned, if recorded."""
     try:
-        return (mirror / BUNDLE_MANIFEST).read_text(encoding="ascii").strip() or None
+        return (mirror / IMPORT_BUNDLE_MANIFEST).read_text(encoding="ascii").strip() or None
     except (FileNotFoundError, UnicodeDecodeError):
         return None
 
@@ -68,7 +69,8 @@ def state_members(plan: ImportPlan) -> dict[str, str]:
     over the bundle writes them (:func:`lockmirror.stages.import_extract.extract`)."""
     sizes = {item.path: item.entry.size for item in plan.members}
     return {name: target
-            for name, target in ((ADVISORIES_NAME, ADVISORIES), (MIRROR_YAML_NAME, MIRROR_YAML))
+            for name, target in ((ADVISORIES_NAME, IMPORT_ADVISORIES),
+                                 (MIRROR_YAML_NAME, IMPORT_MIRROR_YAML))
             if sizes.get(name, MAX_STATE_MEMBER + 1) <= MAX_STATE_MEMBER}
 
 
@@ -79,8 +81,8 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     are there: a bundle without a snapshot keeps the mirror's previous one (so
     refresh bundles stay ordered), and the manifest the bundle pins is recorded."""
     if ADVISORIES_NAME not in written:
-        keep_state(into, staging, ADVISORIES)
-    write_state(staging, BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
+        keep_state(into, staging, IMPORT_ADVISORIES)
+    write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
 
 
 def snapshot_current(plan: ImportPlan, into: Path) -> bool:
@@ -91,7 +93,7 @@ def snapshot_current(plan: ImportPlan, into: Path) -> bool:
     if item is None:
         return True
     try:
-        return sha256_bytes((into / ADVISORIES).read_bytes()) == item.entry.sha256
+        return sha256_bytes((into / IMPORT_ADVISORIES).read_bytes()) == item.entry.sha256
     except OSError:
         return False
 
@@ -122,7 +124,7 @@ def imported_lockfiles(mirror: Path) -> list[Path]:
 
 def mirror_config(mirror: Path, config: Path | None) -> LoadedConfig:
     """``config`` if given, else the mirror.yaml the mirror's bundle carried."""
-    path = config if config is not None else mirror / MIRROR_YAML
+    path = config if config is not None else mirror / IMPORT_MIRROR_YAML
     if config is None and not path.is_file():
         raise LockmirrorError("holds no mirror.yaml of its bundle (imported before lockmirror "
                               "kept one)", where=str(mirror),
@@ -147,7 +149,7 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
     if sources is None:
         snapshot = read_snapshot(mirror)
         found: list[AdvisorySource] = (
-            [SnapshotSource(snapshot, where=str(mirror / ADVISORIES))] if snapshot else [])
+            [SnapshotSource(snapshot, where=str(mirror / IMPORT_ADVISORIES))] if snapshot else [])
         sources = AdvisoryDB([*found, *(offline_source(path) for path in databases)])
     return audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
                  where=str(loaded.path))

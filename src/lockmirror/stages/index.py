@@ -317,7 +317,8 @@ class _Run:
         names = sorted(projects)
         summary = _summary(self.projects)
         # without credentials, as the page shows them (landing.json is published too)
-        sources = sorted({public_url(row.source) for s in sets for row in s.rows} - {""})
+        sources = sorted({public_url(url) for url in {row.source for s in sets for row in s.rows}}
+                         - {""})
         landing = LandingData(
             title=self.title, provenance=replace(provenance, sources=tuple(sources)),
             sets=tuple(set_summary(s, self.exclude, kept) for s in sets),

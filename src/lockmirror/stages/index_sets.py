@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +27,7 @@ from ..errors import IntegrityError, LockmirrorError, NotFoundError
 from ..formats.landing_page import SetPackage, SetSummary, SetTarget
 from ..formats.pages import IndexFile, Release
 from ..fsutil import atomic_write, sha256_bytes
+from ..timeutil import as_utc
 from .index_fs import read_json, stat_key
 
 if TYPE_CHECKING:
@@ -215,8 +216,7 @@ def _row(package: LockedPackage, where: str) -> Row:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.replace(tzinfo=None).isoformat() + "Z"
+    return as_utc(moment).replace(tzinfo=None).isoformat() + "Z"
 
 
 def keep_rows(rows_dir: Path, sets: list[PackageSet]) -> None:

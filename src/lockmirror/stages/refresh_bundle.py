@@ -45,7 +45,7 @@ class RefreshBundleResult:
     signed: bool
     taken: str
     source_date_epoch: int
-    changed: bool = True  # False: an identical refresh bundle was already there
+    changed: bool  # False: an identical refresh bundle was already there
 
 
 def build_refresh_bundle(loaded: LoadedConfig, snapshot: Snapshot, *, out_dir: Path,
