@@ -73,18 +73,13 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     writes), after reading and checking every shard; lockmirror's own set is
     gathered only when ``sets`` names it."""
     from .stages.lock import lock_sets
-    from .stages.lock_shard import check_shard_options, lock_shards, read_shards, write_gathered
-    from .stages.tool_set import TOOL_SET, lock_scopes, upgrade_names
+    from .stages.lock_shard import check_shard_options, gather_shards, lock_shards
+    from .stages.tool_set import lock_scopes, upgrade_names
 
     check_shard_options(sets, targets, shard_dir, from_shards,
                         upgrade=bool(upgrade) or upgrade_all)
     if from_shards is not None:
-        # lockmirror's own set only when named (its targets follow the build machine,
-        # so it is locked whole); every shard is read and checked before any write
-        scopes = [(scope, names) for scope, names in lock_scopes(loaded, sets)
-                  if scope is loaded or TOOL_SET in (sets or ())]
-        gathered = [(scope, read_shards(scope, names, from_shards)) for scope, names in scopes]
-        return [result for scope, parts in gathered for result in write_gathered(scope, parts)]
+        return gather_shards(loaded, sets, from_shards)
     out: list[LockResult] = []
     for scope, names in lock_scopes(loaded, sets):
         named = upgrade_names(scope, loaded, upgrade)

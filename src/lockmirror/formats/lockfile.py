@@ -298,8 +298,8 @@ def read_document(path: Path) -> dict[str, Any]:
     """The parsed TOML of the lockfile at ``path`` (one bounded parse, no PEP 751
     validation). Raises StaleLockError (missing), LockmirrorError (unreadable),
     InputError (exit 2: not UTF-8, not TOML)."""
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # as written (no newline translation), as installers and the index read it
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise StaleLockError("lockfile is missing", where=str(path),
                              hint="run `doit lock`") from None

@@ -289,13 +289,21 @@ def read_checked_lockfiles(paths: Sequence[Path], sources: Sequence[SourceConfig
     """The lockfiles at ``paths``, each parsed once: every one passes the rules
     (raising as :func:`check_lockfile_paths`) before any is validated as PEP 751
     (:meth:`Lockfile.from_toml`, raising InputError)."""
+    return [Lockfile.from_toml(document, where=str(path))
+            for path, document in zip(paths, read_checked_documents(paths, sources),
+                                      strict=True)]
+
+
+def read_checked_documents(paths: Sequence[Path], sources: Sequence[SourceConfig] | None
+                           ) -> list[dict[str, Any]]:
+    """The parsed TOML of each lockfile at ``paths``, every one checked against
+    the rules (raising as :func:`check_lockfile_paths`); not yet validated."""
     documents = []
     for path in paths:
         document = read_document(path)
         check_entries(document_entries(document, path), path, sources)
         documents.append(document)
-    return [Lockfile.from_toml(document, where=str(path))
-            for path, document in zip(paths, documents, strict=True)]
+    return documents
 
 
 @dataclass(frozen=True)

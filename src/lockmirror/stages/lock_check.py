@@ -33,12 +33,12 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import LoadedConfig
 from ..errors import NotFoundError, StaleLockError
 from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
-from ..formats.url_policy import normal_source_url, read_checked_lockfiles
+from ..formats.url_policy import normal_source_url, read_checked_documents
 
 if TYPE_CHECKING:
     from ..net.index_client import DistFile, IndexClient, ProjectPage
@@ -69,12 +69,14 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     """
     names = list(set_names or loaded.config.sets)
     paths = [loaded.lockfile_path(name) for name in names]
-    lockfiles = read_checked_lockfiles(paths, loaded.config.sources)
-    problems = installer_parse_mismatches(paths)
+    documents = read_checked_documents(paths, loaded.config.sources)
+    problems = installer_parse_mismatches(zip(paths, documents, strict=True))
     if problems:
         raise StaleLockError(_listing("lockfiles installers would read differently", problems)
                              + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
                                "find out who edited it)")
+    lockfiles = [Lockfile.from_toml(document, where=str(path))
+                 for path, document in zip(paths, documents, strict=True)]
     if client is None:
         from ..net.index_client import IndexClient
 
@@ -109,23 +111,21 @@ def _check_read(loaded: LoadedConfig, names: list[str], read: dict[Path, Lockfil
 # --------------------------------------------------------------------------
 
 
-def installer_parse_mismatches(paths: Sequence[Path]) -> list[str]:
+def installer_parse_mismatches(read: Iterable[tuple[Path, dict[str, Any]]]) -> list[str]:
     """One line per lockfile that Python's ``tomllib`` refuses or reads other
-    values from than :func:`~lockmirror.formats.bounded.load_toml` does (the
-    files have passed ``load_toml`` already). Costs a second parse of each."""
+    values from than lockmirror did (``read``: path and the document
+    :func:`~lockmirror.formats.bounded.load_toml` gave). Costs a read and a
+    ``tomllib`` parse of each."""
     import tomllib
 
-    from ..formats.bounded import load_toml
-
     problems = []
-    for path in paths:
-        text = path.read_bytes().decode("utf-8")  # as written: no newline translation
+    for path, document in read:
         try:
-            theirs = tomllib.loads(text)
+            theirs = tomllib.loads(path.read_bytes().decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"{path}: not TOML 1.0, which installers read: {exc}")
             continue
-        if theirs != load_toml(text, where=str(path)):
+        if theirs != document:
             problems.append(f"{path}: installers read other values from it than lockmirror")
     return problems
 

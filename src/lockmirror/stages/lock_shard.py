@@ -41,8 +41,7 @@ from .shard import check_targets
 if TYPE_CHECKING:
     from .lock_watch import LockProgress
 
-__all__ = ["check_shard_options", "gather_shards", "lock_shards", "read_shards", "shard_path",
-           "write_gathered"]
+__all__ = ["check_shard_options", "gather_shards", "lock_shards", "shard_path"]
 
 ALWAYS = ""  # a condition that always holds, as a shard file writes it
 
@@ -125,27 +124,29 @@ def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str
 
 def gather_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
                   shard_dir: Path) -> list[LockResult]:
-    """Write the lockfile of each of ``sets`` (default: every set) from its
-    targets' shards in ``shard_dir``. Every shard of every set is read and
-    checked first; InputError (exit 2, one line naming the file) for a missing
-    shard, a shard of a target the set does not have, a stale shard (another
-    input hash than mirror.yaml gives the set now) or a file that is not a
-    shard; then nothing is written. No network."""
-    return write_gathered(loaded, read_shards(loaded, sets, shard_dir))
+    """Write the lockfile of each of ``sets`` (default: every set of
+    mirror.yaml; lockmirror's own set only when ``sets`` names it, as its
+    targets follow the build machine and it is locked whole) from its targets'
+    shards in ``shard_dir``. Every shard of every set is read and checked
+    first; InputError (exit 2, one line naming the file) for a missing shard, a
+    shard of a target the set does not have, a stale shard (another input hash
+    than mirror.yaml gives the set now) or a file that is not a shard; then
+    nothing is written. No network."""
+    from .tool_set import TOOL_SET, lock_scopes
+
+    scopes = [(scope, names) for scope, names in lock_scopes(loaded, sets)
+              if scope is loaded or TOOL_SET in (sets or ())]
+    gathered = [(scope, _read_shards(scope, names, shard_dir)) for scope, names in scopes]
+    return [write_lockfile(scope, name, parts)
+            for scope, sets_parts in gathered for name, parts in sets_parts.items()]
 
 
-def read_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
-                shard_dir: Path) -> dict[str, dict[str, TargetPart]]:
+def _read_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
+                 shard_dir: Path) -> dict[str, dict[str, TargetPart]]:
     """Set -> target -> part, from every shard of ``sets`` (default: every set)
     in ``shard_dir``, all checked (the refusals of :func:`gather_shards`)."""
     names = loaded.chosen_sets(list(sets) if sets else None)
     return {name: _read_set(loaded, name, shard_dir) for name in names}
-
-
-def write_gathered(loaded: LoadedConfig,
-                   gathered: dict[str, dict[str, TargetPart]]) -> list[LockResult]:
-    """Each set's lockfile from its parts (what :func:`read_shards` gave)."""
-    return [write_lockfile(loaded, name, parts) for name, parts in gathered.items()]
 
 
 # -- writing a shard ---------------------------------------------------------
