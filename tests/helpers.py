@@ -75,11 +75,11 @@ def subprocess_env(*, drop: Iterable[str] = (), installers: bool = False, offlin
     return env
 
 
-def git(repo: Path, *args: str, date: str | None = None, home: Path | None = None) -> str:
+def git(repo: Path, *args: str, date: str | None = None) -> str:
     """Run ``git -C repo args`` as :data:`GIT_IDENTITY` (commit dates ``date`` when
-    given), with ``home`` (default ``repo``: no user git config) as HOME, and return
-    its output; a failure raises ``CalledProcessError``."""
-    env = subprocess_env(git_identity=True, home=home or repo)
+    given), with ``repo`` as HOME (no user git config), and return its output; a
+    failure raises ``CalledProcessError``."""
+    env = subprocess_env(git_identity=True, home=repo)
     if date is not None:
         env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
     return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import helpers
 import pytest
 import yaml
 from fixtureindex import Catalogue, FixtureIndex
@@ -73,13 +74,10 @@ def lockfile_of(catalogue: Catalogue, index: FixtureIndex, set_name: str,
 
 
 def mirror_yaml(index: FixtureIndex, policy: str, sets: Sequence[str] = ("core",)) -> str:
-    set_lines = "".join(f"  {name}: {{requirements: [vulny==1.0]}}\n" for name in sets)
-    return (textwrap.dedent(f"""\
-        version: 1
-        sources: [{{name: fixture, url: "{index.url}"}}]
-        targets: {{linux: {{python: "3.11", platforms: [manylinux_2_17_x86_64]}}}}
-        sets:
-        """) + set_lines + "policy:\n" + textwrap.indent(textwrap.dedent(policy), "  "))
+    """helpers.mirror_yaml of ``sets`` (each locking vulny==1.0) with ``policy``."""
+    return helpers.mirror_yaml(index.url, {name: ["vulny==1.0"] for name in sets},
+                               targets={"linux": ("3.11", "manylinux_2_17_x86_64")},
+                               extra="policy:\n" + textwrap.indent(textwrap.dedent(policy), "  "))
 
 
 @pytest.fixture

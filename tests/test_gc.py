@@ -110,7 +110,7 @@ def test_gc_refuses_without_every_lockfile_and_spares_a_shared_store(
 
 
 def test_gc_command_and_doit_task(project: Path) -> None:
-    env = subprocess_env(drop=["LOCKMIRROR_STORE", "LOCKMIRROR_CACHE"])
+    env = subprocess_env()  # own_paths (through project) dropped $LOCKMIRROR_STORE/_CACHE
     store_before = tree_bytes(load_config(project).store_dir)
     dry = subprocess.run([sys.executable, "-m", "lockmirror", "gc", "--dry-run", "--config",
                           str(project)], capture_output=True, text=True, env=env, check=False)

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env
+from helpers import subprocess_env, tree_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,8 +67,10 @@ def assert_one_line(done: subprocess.CompletedProcess[str], where: str, says: st
     return lines[0]
 
 
-def tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+def tree(root: Path) -> tuple[list[str], dict[str, bytes]]:
+    """Every entry below ``root`` (directories too) and every file's bytes: what
+    "nothing was written" compares."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")), tree_bytes(root)
 
 
 # --------------------------------------------------------------------------

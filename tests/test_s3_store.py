@@ -151,7 +151,7 @@ def test_two_fetch_processes_of_overlapping_sets_lose_nothing_and_duplicate_no_k
     assert set(names[:half]) & set(names[len(names) - half:])  # they overlap
     bucket = aws_env.new_bucket(public=False)
     url = f"s3://{bucket}/store"
-    env = subprocess_env(**aws_env.env(), AWS_ENDPOINT_URL=aws_env.endpoint_url)
+    env = subprocess_env()  # the aws_env fixture exported the endpoint and keys
     # two "machines": separate staging directories, so no local lock is shared
     processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_FETCH, url,
                                    str(tmp_path / f"staging-{n}"), str(path)],
@@ -333,7 +333,8 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
     assert not any(rel.startswith((".store/", "s3:")) for rel in remote)  # no local store
     stored = {k.removeprefix("mirror/store/") for k in objects(aws_env, bucket)}
     assert stored == {rel.removeprefix(".store/") for rel in local if rel.startswith(".store/")}
-    # diff reads the licenses from the S3 store's metadata (it needs no local store)
+    # diff runs with the store on S3 and needs no local one (the lockfiles are the same,
+    # so no release's license is read from it)
     assert main(["diff", "--config", str(tmp_path / "s3" / "mirror.yaml"),
                  str(tmp_path / "local" / "lockfiles"), str(tmp_path / "s3" / "lockfiles")]) == 0
     assert "no changes to the lockfiles" in capsys.readouterr().out
