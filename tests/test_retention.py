@@ -94,6 +94,19 @@ def test_an_uncommitted_lock_makes_the_newest_commit_the_previous_lock(tmp_path:
     assert versions(retention) == ["2.32.3"] and retention.kept[0].commit == commits[2]
 
 
+def test_a_lock_committed_once_as_it_is_keeps_nothing_earlier(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "lockfiles").mkdir(parents=True)
+    git(repo, "init", "-q")
+    commit_lock(repo, "2.32.3", NOW - timedelta(days=1))
+    path = repo / "lockfiles" / "pylock.core.toml"
+    retention = retained_locks([("core", path)], lock_revisions=2, days=30, now=NOW)
+    assert retention.kept == () and retention.notes == ()
+    lockfile("2.33.0").write(path)  # locked again, not yet committed: the commit is the previous
+    assert versions(retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)) == [
+        "2.32.3"]
+
+
 def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Path) -> None:
     path = tmp_path / "pylock.core.toml"
     lockfile("2.32.3").write(path)

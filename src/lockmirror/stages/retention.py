@@ -115,6 +115,8 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     revisions = history
     if revisions and _show(path, revisions[0][0]) == current:
         revisions = revisions[1:]  # the working tree is the newest commit's revision
+    if not revisions:
+        return []  # committed once, as it is now: no earlier revision
     kept: list[RetainedLock] = []
     # revisions[i] was superseded when the revision before it in the list was committed;
     # the newest earlier revision was superseded by the working tree's (at its commit, or now)
