@@ -67,3 +67,24 @@ def test_fetch_up_to_date_check_and_gc_load_no_http_stack() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout == "[]\n"
+
+
+def test_a_list_param_takes_comma_separated_names(tmp_path: Path, fixture_index: FixtureIndex,
+                                                   reproducible_build: None,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``doit fetch --set core,extra`` (as the README writes it) is both sets:
+    doit hands the value over whole, unsplit."""
+    (tmp_path / "mirror.yaml").write_text(
+        mirror_yaml(fixture_index.url, {"core": ["beta==1.0"], "extra": ["speedup==1.2"]}))
+    monkeypatch.chdir(tmp_path)
+    assert run_doit("lock") == 0
+    capsys.readouterr()
+    assert run_doit("fetch", "--set", "core,extra") == 0
+    assert "no set named" not in capsys.readouterr().err
+    stored = {p.name for p in (tmp_path / ".store").rglob("*") if p.is_file()}
+    assert stored, "nothing fetched"
+    from lockmirror.formats.lockfile import Lockfile
+    for name in ("core", "extra"):
+        locked = Lockfile.read(tmp_path / "lockfiles" / f"pylock.{name}.toml")
+        assert {f.sha256[2:] for p in locked.packages for f in p.files} <= stored

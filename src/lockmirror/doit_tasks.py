@@ -141,6 +141,12 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
     print(f"fetch: {summary.describe()}")
 
 
+def _names(values: list[str] | None) -> list[str]:
+    """A list param's names: doit appends each ``--set`` as given, so
+    ``--set a,b`` arrives as one value, split here (``--set a --set b`` works too)."""
+    return [name for value in values or () for name in value.split(",") if name]
+
+
 def _shard_params() -> list[dict[str, Any]]:
     """``--set a,b`` and ``--target x,y`` (doit's lists are comma-separated): one shard.
     (doit reserves the argument name ``targets``, hence ``target_names``.)"""
@@ -160,7 +166,7 @@ def fetch_task(project: Project) -> TaskDict:
 
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
-        return _action(_fetch, project, sets or [], target_names or [])()
+        return _action(_fetch, project, _names(sets), _names(target_names))()
 
     return {
         "doc": "download every locked file (and wheel metadata) into the store, verified",
@@ -238,7 +244,8 @@ def check_install_task(project: Project) -> TaskDict:
 
     def check(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
-        return _action(_check_install, project, stamp, sets or [], target_names or [])()
+        return _action(_check_install, project, stamp, _names(sets),
+                       _names(target_names))()
 
     return {
         "basename": "check-install",
@@ -337,7 +344,7 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
     for name in names:
         def publish(drop_sets: list[str] | None = None, name: str = name
                     ) -> TaskFailed | None:  # doit passes its param by name
-            return _action(_publish, project, name, drop_sets or [])()
+            return _action(_publish, project, name, _names(drop_sets))()
 
         yield {
             "name": name,
