@@ -140,6 +140,22 @@ def test_nothing_installs_says_no_tag_matches(tmp_path: Path,
     assert "cp311 on manylinux_2_17_aarch64, manylinux_2_17_x86_64" in text
 
 
+def test_nothing_installs_on_the_only_target_still_names_what_exists(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """No target keeps a file of only311, so the lock's pages hold none: the reason
+    is still the tags, not "the project has no releases"."""
+    path = tmp_path / "mirror.yaml"
+    path.write_text(write_mirror(tmp_path, fixture_index, "  o:\n    requirements: "
+                                 "['only311==1.0']\n").read_text().replace(
+        f'  {X86}:\n    python: "3.11"\n    platforms: [manylinux_2_28_x86_64]\n', ""))
+    with pytest.raises(ResolutionError) as info:
+        lock_sets(load_config(path))
+    text = str(info.value)
+    assert X86 not in text and "no file of only311 1.0 installs on" in text, text
+    assert "no wheel of it matches the target's tags" in text
+    assert "cp311 on manylinux_2_17_aarch64, manylinux_2_17_x86_64" in text
+
+
 def test_a_prerelease_left_out_is_named_with_the_switch(tmp_path: Path,
                                                        fixture_index: FixtureIndex) -> None:
     def deny_gamma_1(set_name: str):  # type: ignore[no-untyped-def]

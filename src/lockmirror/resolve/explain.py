@@ -90,6 +90,9 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
     ctx = factory.ctx
     versions = factory.versions(req.name)  # newest first
     matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
+    if not matching:  # the lock's pages drop wheels no target can use: ask for every file
+        versions = ctx.client.unfiltered_project(req.name).releases
+        matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
     who = f" (required by {parent.name} {parent.version})" if parent else ""
     if not matching:
         nearest = _nearest(sorted(versions), req)
