@@ -174,9 +174,13 @@ def _message(error: Mapping[str, Any]) -> str:
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind == "literal_error":
         return f"{error['msg'].lower()}, got {error['input']!r}"
+    got = f"got {type(error['input']).__name__} {error['input']!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):  # not the class's name
+        return f"input should be a mapping (key: value), {got}"
     if kind.endswith(("_type", "_parsing")):
-        return f"{error['msg'].lower()}, got {type(error['input']).__name__} {error['input']!r}"
-    return str(error["msg"])
+        return f"{error['msg'].lower()}, {got}"
+    message = str(error["msg"])  # "List should have at least 1 item ...": one casing throughout
+    return message[:1].lower() + message[1:]
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

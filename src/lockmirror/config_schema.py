@@ -18,6 +18,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
 )
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 
 class _Strict(BaseModel):
+    # Numbers and switches are StrictInt/StrictBool: pydantic would otherwise read
+    # `keep: yes` as 1 and `lock_revisions: "2"` as 2 (strings for dates stay allowed).
     # defer_build: schemas are built on first use, so commands that touch one
     # model (an ad-hoc publish destination) do not pay for all of them at import.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
@@ -41,7 +45,7 @@ class SourceConfig(_Strict):
 
     name: str
     url: str
-    priority: int = Field(100, ge=-1_000_000, le=1_000_000,
+    priority: StrictInt = Field(100, ge=-1_000_000, le=1_000_000,
                           description="lower is tried first; ties keep file order")
     username_env: str | None = None
     password_env: str | None = None
@@ -51,7 +55,7 @@ class SourceConfig(_Strict):
                                  description="URL prefixes the index's files live under (default:"
                                  " https://files.pythonhosted.org/packages/ for pypi.org, "
                                  "else the source's own scheme, host and port)")
-    allow_http: bool = Field(False, description="an http:// source whose files may be fetched "
+    allow_http: StrictBool = Field(False, description="an http:// source whose files may be fetched "
                              "over plain http (loopback hosts need no flag)")
 
     @field_validator("url")
@@ -160,7 +164,7 @@ class LicensePolicyConfig(_Strict):
 
 
 class PolicyConfig(_Strict):
-    min_age_days: int | None = Field(None, ge=0, le=MAX_AGE_DAYS)
+    min_age_days: StrictInt | None = Field(None, ge=0, le=MAX_AGE_DAYS)
     yanked: Literal["deny", "warn"] = "deny"
     vulnerabilities: Severity = "warn"
     sdists: Literal["allow", "deny"] = "allow"
@@ -172,7 +176,7 @@ class PolicyConfig(_Strict):
 class PolicyOverride(_Strict):
     """Per-set policy: any key given replaces the global one."""
 
-    min_age_days: int | None = Field(None, ge=0, le=MAX_AGE_DAYS)
+    min_age_days: StrictInt | None = Field(None, ge=0, le=MAX_AGE_DAYS)
     yanked: Literal["deny", "warn"] | None = None
     vulnerabilities: Severity | None = None
     sdists: Literal["allow", "deny"] | None = None
@@ -193,9 +197,11 @@ class SetConfig(_Strict):
 
     description: str = ""
     requirements: list[RequirementText] = Field(min_length=1)
-    targets: list[str] | None = Field(None, description="default: every target")
-    prereleases: bool = False
-    prefer_sdists: bool = Field(False, description="lock sdists even where wheels exist")
+    # [] would lock nothing; leaving the key out means every target
+    targets: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="default: every target")
+    prereleases: StrictBool = False
+    prefer_sdists: StrictBool = Field(False, description="lock sdists even where wheels exist")
     policy: PolicyOverride | None = None
 
 
@@ -206,9 +212,9 @@ class S3Destination(_Strict):
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
-    directory_keys: bool = Field(True, description="also upload simple/<p>/index.html as the "
+    directory_keys: StrictBool = Field(True, description="also upload simple/<p>/index.html as the "
                                  "key simple/<p>/ so the REST endpoint serves pip's URLs")
-    lock_ttl: int = Field(3600, ge=10, le=7 * 86400, description=(
+    lock_ttl: StrictInt = Field(3600, ge=10, le=7 * 86400, description=(
         "seconds the publish lock lives without renewal: a killed publisher's lock expires "
         "after this and the next publish takes it over"))
 
@@ -218,7 +224,7 @@ class UploadDestination(_Strict):
     url: str
     username_env: str | None = None
     password_env: str | None = None
-    keyring: bool = False
+    keyring: StrictBool = False
     simple_url: str | None = Field(None, description="its simple index, to see what it holds")
 
 
@@ -252,9 +258,9 @@ def _check_size(text: str) -> str:
 class RetentionConfig(_Strict):
     """Which earlier locks the index keeps serving, and how big the mirror may grow."""
 
-    lock_revisions: int = Field(2, ge=1, le=50, description=(
+    lock_revisions: StrictInt = Field(2, ge=1, le=50, description=(
         "the last N committed revisions of each set's lockfile (the current one counts)"))
-    days: int = Field(0, ge=0, le=3650, description=(
+    days: StrictInt = Field(0, ge=0, le=3650, description=(
         "also keep a revision for this many days after a newer one replaced it"))
     max_size: Annotated[str, AfterValidator(_check_size)] | None = Field(
         None, description="e.g. 50GiB: the mirror (current and retained locks) past it is "
@@ -263,7 +269,7 @@ class RetentionConfig(_Strict):
 
 
 class BundleConfig(_Strict):
-    keep: int = Field(3, ge=0, description="bundles of this mirror kept in paths.dist, the one "
+    keep: StrictInt = Field(3, ge=0, description="bundles of this mirror kept in paths.dist, the one "
                       "just written included; older ones are removed (0: keep all)")
 
 
