@@ -35,7 +35,7 @@ from index_mirror import (
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from lockmirror.errors import IntegrityError, LockmirrorError, NotFoundError
+from lockmirror.errors import InputError, IntegrityError, LockmirrorError, NotFoundError
 from lockmirror.formats.lockfile import LockedFile, Lockfile
 from lockmirror.formats.manifest import Manifest, check_tree
 from lockmirror.formats.mirror_lockfile import relocate_lockfile
@@ -500,7 +500,66 @@ def test_store_size_mismatch(own_mirror: FixtureMirror) -> None:
     beta = own_mirror.catalogue.find("beta", "1.0")
     path = own_mirror.store.path(beta.sha256)
     path.write_bytes(path.read_bytes() + b"tampered")
-    with pytest.raises(IntegrityError, match="beta-1.0-py3-none-any.whl"):
+    with pytest.raises(IntegrityError, match="beta-1.0-py3-none-any.whl") as error:
+        build(own_mirror)
+    assert "no longer has the sha256 it is named by" in str(error.value)
+    assert "doit fetch" in str(error.value)
+
+
+def test_a_size_edited_in_the_lockfile_is_blamed_on_the_lockfile(
+        own_mirror: FixtureMirror) -> None:
+    """The store file still has the sha256 it is named by: the lockfile is what is
+    wrong, and removing the store file would not help."""
+    for path in own_mirror.lockfiles:  # every set that locks beta
+        lock = build_lockfile(own_mirror.catalogue, path.name.split(".")[1])
+        packages = tuple(replace(p, wheels=tuple(replace(w, size=w.size + 1) for w in p.wheels))
+                         if p.name == "beta" else p for p in lock.packages)
+        rewrite_lockfile(own_mirror, replace(lock, packages=packages))
+    with pytest.raises(IntegrityError, match="the lockfile says .* bytes for "
+                       "files/beta/beta-1.0-py3-none-any.whl") as error:
+        build(own_mirror)
+    assert "doit lock" in str(error.value) and "doit fetch" not in str(error.value)
+
+
+def test_full_hashes_the_store_files_it_links(own_mirror: FixtureMirror) -> None:
+    """Disk rot (same size, other bytes) passes a normal run, which trusts the
+    store's names; --full reads every store file and names the damaged one."""
+    build(own_mirror)
+    manifest = (own_mirror.out / "manifest.json").read_bytes()
+    beta = own_mirror.catalogue.find("beta", "1.0")
+    path = own_mirror.store.path(beta.sha256)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))  # in place: the tree's hard link sees it too
+    assert build(own_mirror).noop
+    with pytest.raises(IntegrityError, match="files/beta/beta-1.0-py3-none-any.whl no "
+                       "longer has the sha256") as error:
+        build(own_mirror, full=True)
+    assert "index --full" in str(error.value)
+    assert (own_mirror.out / "manifest.json").read_bytes() == manifest
+    path.unlink()  # the way out the hint gives: fetch again (here: the good bytes), --full
+    own_mirror.store.write(beta.sha256, beta.path.read_bytes())
+    assert "files/beta/beta-1.0-py3-none-any.whl" in build(own_mirror, full=True).written
+    assert sha256_of(own_mirror.out / "files/beta/beta-1.0-py3-none-any.whl") == beta.sha256
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (("sha256 = \"{sha256}\"", "sha256 = \"zz\""), "sha256 'zz' is not 64 hex digits"),
+    (("size = {size}\n", "size = -1\n"), "size -1 is not a byte count"),
+], ids=["sha256", "size"])
+def test_a_malformed_file_entry_is_an_input_error(own_mirror: FixtureMirror,
+                                                   edit: tuple[str, str], says: str) -> None:
+    """A lockfile edited by hand into nonsense is malformed input (exit 2), named as such."""
+    beta = own_mirror.catalogue.find("beta", "1.0")
+    for path in own_mirror.lockfiles:
+        text = path.read_text()
+        old = edit[0].format(sha256=beta.sha256, size=beta.size)
+        if old in text:
+            path.write_text(text.replace(old, edit[1]))
+            break
+    else:
+        raise AssertionError("no lockfile locks beta 1.0")
+    with pytest.raises(InputError, match=says):
         build(own_mirror)
 
 

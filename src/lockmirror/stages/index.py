@@ -29,9 +29,10 @@ A run, step by step (like dumb-pypi's ``build_repo``, plus bandersnatch's
 
 Every file goes into the tree through :class:`~lockmirror.stages.index_tree.Tree`
 (write if changed, link unless current, the manifest entries, the flush, the
-removals, the staging swap). Artifacts are never hashed: the lockfile states
-each sha256 and the store's file name proves it. ``full=True`` trusts no
-state: every lockfile is parsed and every file of the tree compared. A first
+removals, the staging swap). Artifacts are not hashed: the lockfile states
+each sha256 and the store's file name proves it (fetch checked the bytes).
+``full=True`` trusts no state: every lockfile is parsed, every file of the
+tree compared and every store file it links hashed against its name. A first
 build goes into a staging directory renamed into place at the end. Output is
 byte-identical whatever the order of the lockfiles, the store or a directory
 listing.
@@ -152,7 +153,8 @@ def build_index(
     ``store`` holds every locked file and each wheel's PEP 658 metadata file
     (the fetch stage's job). ``mirror_yaml``, when given, is named on the
     landing page with its sha256 and the last git commit that touched it.
-    ``full`` ignores the saved state and compares every file.
+    ``full`` ignores the saved state, compares every file and hashes every
+    local store file it links (disk rot).
     ``url_rule`` checks the file URLs of every lockfile this run parses (a
     lockfile whose rows an earlier run kept was checked then, under the same
     rule); without it no URL is checked.
@@ -176,7 +178,7 @@ def build_index(
     Costs: a no-op run stats the lockfiles, the manifest and the tree's
     directories (and runs git twice when ``mirror_yaml`` is given); otherwise
     time grows with the changed lockfiles and projects plus a pass over every
-    project's rows (no artifact is read or hashed).
+    project's rows (no artifact is read or hashed, but under ``full``).
     """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
@@ -246,6 +248,7 @@ class _Run:
             revision.kept_for = retained[revision.input.path]
         tree = Tree.open(self.out_dir, self.store.root, trusted=intact,
                          remote=self.store if isinstance(self.store, S3Store) else None)
+        tree.verify = self.full
         self.previous = state if tree.trusted else {}
         try:
             summary = self._write_tree(tree, sets, provenance, kept)

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import IntegrityError, LockmirrorError, NotFoundError
+from ..errors import InputError, IntegrityError, LockmirrorError, NotFoundError
 from ..formats.landing_page import SetPackage, SetSummary, SetTarget
 from ..formats.pages import IndexFile, Release
 from ..fsutil import atomic_write, sha256_bytes
@@ -171,17 +171,17 @@ def parse_set(item: LockfileInput, url_rule: UrlRule | None = None) -> PackageSe
     try:
         text = item.read().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise LockmirrorError(f"not UTF-8 text: {exc}", where=where) from None
+        raise InputError(f"not UTF-8 text: {exc}", where=where) from None
     document = load_toml(text, where=where)
     if url_rule is not None:
         url_rule.check(document, item.path)
     lock = Lockfile.from_toml(document, where=where)
     rows = [_row(package, where) for package in lock.packages]
     if not _SET_RE.match(lock.set_name or ""):
-        raise LockmirrorError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
+        raise InputError(f"set name {lock.set_name!r} is missing or unsafe", where=where)
     for target in lock.targets:
         if not _SET_RE.match(target.name):
-            raise LockmirrorError(f"target name {target.name!r} is unsafe", where=where)
+            raise InputError(f"target name {target.name!r} is unsafe", where=where)
     return PackageSet(name=lock.set_name, input=item, requirements=tuple(lock.requirements),
                 targets=tuple(SetTarget(t.name, t.python, t.implementation, tuple(t.platforms))
                               for t in lock.targets),
@@ -192,20 +192,24 @@ def parse_set(item: LockfileInput, url_rule: UrlRule | None = None) -> PackageSe
 def _row(package: LockedPackage, where: str) -> Row:
     """A package as a row; refuses names and file names unsafe in a path."""
     if not _NAME_RE.match(package.name):
-        raise LockmirrorError(f"package name {package.name!r} is not a normalized name",
-                              where=where, hint="re-create the lockfile with `doit lock`")
+        raise InputError(f"package name {package.name!r} is not a normalized name",
+                         where=where, hint="re-create the lockfile with `doit lock`")
     files = []
     for file in package.files:
         if (not file.filename or file.filename.startswith(".")
                 or _FILENAME_BAD.search(file.filename)):
-            raise LockmirrorError(f"unsafe file name {file.filename!r} for {package.name}",
-                                  where=where)
+            raise InputError(f"unsafe file name {file.filename!r} for {package.name}",
+                             where=where)
         if not _SHA256_RE.match(file.sha256 or ""):
-            raise LockmirrorError(f"{file.filename} has no sha256", where=where)
+            raise InputError(f"{file.filename}: sha256 {file.sha256!r} is not 64 hex digits"
+                             if file.sha256 else f"{file.filename} has no sha256", where=where)
+        if not isinstance(file.size, int) or file.size < 0:
+            raise InputError(f"{file.filename}: size {file.size!r} is not a byte count",
+                             where=where)
         metadata = (file.metadata_sha256 or "").lower() if file.is_wheel else ""
         if metadata and not _SHA256_RE.match(metadata):  # it names a store file: no paths
-            raise LockmirrorError(f"{file.filename} has an invalid metadata sha256",
-                                  where=where)
+            raise InputError(f"{file.filename} has an invalid metadata sha256",
+                             where=where)
         files.append(RowFile(file.filename, int(file.size), file.sha256, _iso(file.upload_time),
                              metadata or None))
     return Row(package.name, str(package.version), package.requires_python, package.yanked,

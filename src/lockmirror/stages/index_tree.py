@@ -9,7 +9,8 @@ it, and it records each one for the manifest (:attr:`Tree.entries`):
   unless it already holds these bytes;
 * :meth:`Tree.place`: a store file, hard-linked (copied where linking is not
   possible) unless it already is the store's inode, or a copy of its size and
-  mtime; artifacts are never read or hashed;
+  mtime; artifacts are read and hashed only by a ``--full`` run (``verify``:
+  disk rot in the store), or to tell which side is wrong when a size differs;
 * :meth:`Tree.keep`: the previous manifest's entries below a directory, as they are;
 * :meth:`Tree.finish`: flush what was written, write the manifest, remove what
   nothing names (pages first), and swap a staging tree into place.
@@ -27,7 +28,7 @@ from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError
 from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, sha256_bytes, sha256_file
 from . import index_fs as fs
 
 _EMPTY_SHA256 = sha256_bytes(b"")
@@ -54,6 +55,7 @@ class Tree:
     made_dirs: set[str] = field(default_factory=set)
     old_by_dir: dict[str, list[str]] = field(default_factory=dict)  # by keep(), on first use
     remote: Any = None  # an S3Store: files stay in it; the tree holds their manifest entries
+    verify: bool = False  # hash every local store file placed against its name (--full)
 
     @classmethod
     def open(cls, out_dir: Path, store_root: Path, *, trusted: bool,
@@ -128,9 +130,14 @@ class Tree:
         if size is None and src.st_size == 0 and sha256 != _EMPTY_SHA256:
             return False
         if size is not None and src.st_size != size:
-            raise IntegrityError(f"the store holds {src.st_size} bytes for {rel}, the lockfile "
-                                 f"says {size}", where=source,
-                                 hint="remove the store file and run `doit fetch`")
+            if sha256_file(Path(source)) == sha256:  # the store is right: the lockfile is not
+                raise IntegrityError(
+                    f"the lockfile says {size} bytes for {rel}, but the file with its sha256 "
+                    f"has {src.st_size}", where=source,
+                    hint="the lockfile was edited by hand; re-create it with `doit lock`")
+            raise _damaged(rel, source)
+        if self.verify and sha256_file(Path(source)) != sha256:
+            raise _damaged(rel, source)
         self.entries[rel] = (sha256, src.st_size)
         dest = f"{self.root}/{rel}"
         have = None if self.fresh else fs.lstat(dest)
@@ -206,3 +213,9 @@ class Tree:
 
     def _wrote(self, rel: str) -> None:
         self.written.append(rel)
+
+
+def _damaged(rel: str, source: str) -> IntegrityError:
+    return IntegrityError(f"the store file for {rel} no longer has the sha256 it is named by "
+                          "(damaged on disk, or edited through a hard link)", where=source,
+                          hint="remove it, run `doit fetch`, then `lockmirror index --full`")
