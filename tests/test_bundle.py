@@ -302,6 +302,16 @@ def test_output_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path: 
     assert list((tmp_path / "in" / "out").iterdir()) == []
 
 
+def test_an_output_that_is_a_file_is_named(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_text("not a directory")
+    with pytest.raises(LockmirrorError, match="the bundle output is a file, not a directory"
+                       ) as error:
+        bundle(tmp_path / "in", out)
+    assert error.value.where == str(out)
+    assert out.read_text() == "not a directory"
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("700M", 700 * 2**20), ("4G", 4 * 2**30), ("4095M", 4095 * 2**20), ("650MB", 650 * 10**6),
     ("1.5GiB", int(1.5 * 2**30)), ("123456", 123456), (2048, 2048),

@@ -322,6 +322,16 @@ def test_a_failed_page_write_leaves_the_old_page(tmp_path: Path) -> None:
     assert atomic_write(page, "<a>new</a>\n") and page.read_text() == "<a>new</a>\n"
 
 
+def test_a_failed_write_names_the_file_not_its_temporary_name(tmp_path: Path) -> None:
+    """``diff -o DIR`` and the like: the error names what the user gave."""
+    taken = tmp_path / "out"
+    taken.mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        atomic_write(taken, "text\n")
+    assert error.value.filename == str(taken)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary file left
+
+
 # --------------------------------------------------------------------------
 # signing: every malformed signature is refused, naming what and where
 # (mutants of signing.py that survived the suite; see the README)

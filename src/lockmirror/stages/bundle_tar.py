@@ -120,8 +120,7 @@ class Layout:
             out_dir.mkdir(parents=True, exist_ok=True)
             writer = VolumeWriter(out_dir, names, volume_size)
         except OSError as exc:
-            raise LockmirrorError(f"cannot write the bundle: {exc.strerror}",
-                                  where=str(exc.filename or out_dir)) from None
+            raise _output_error(exc, out_dir) from None
         try:
             view = memoryview(bytearray(CHUNK))
             for header, member in self.items:
@@ -140,10 +139,18 @@ class Layout:
         except BaseException as exc:
             writer.abort()
             if isinstance(exc, OSError):  # ENOSPC, EFBIG, EACCES, ...
-                raise LockmirrorError(f"cannot write the bundle: {exc.strerror}",
-                                      where=str(exc.filename or out_dir),
-                                      hint="nothing was left behind") from None
+                raise _output_error(exc, out_dir) from None
             raise
+
+
+def _output_error(exc: OSError, out_dir: Path) -> LockmirrorError:
+    """An error writing the bundle, naming the output directory (not a temporary
+    file the user never sees)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return LockmirrorError("the bundle output is a file, not a directory",
+                               where=str(out_dir), hint="point --out (paths.dist) at a directory")
+    return LockmirrorError(f"cannot write the bundle: {exc.strerror}", where=str(out_dir),
+                           hint="nothing was left behind")
 
 
 def _copy_sized(member: Member, writer: VolumeWriter, view: memoryview) -> None:
