@@ -186,6 +186,12 @@ def test_hostile_bundle_json_is_one_line(tmp_path: Path, name: str, says: str) -
 MANIFEST_CASES = [
     ("manifest-deep-nesting.json", "nested too deeply"),
     ("manifest-infinity.json", "Infinity is not a number"),
+    # a manifest lockmirror never writes, each named in words, not a Python exception's
+    ("manifest-entry-without-size.json",
+     "the entry of 'files/a/a-1.0-py3-none-any.whl' is not {\"sha256\": ..., \"size\": ...}"),
+    ("manifest-files-a-list.json", "'files' is a JSON list, not an object"),
+    ("manifest-sha256-a-number.json",
+     "sha256 of 'files/a/a-1.0-py3-none-any.whl' is 5, not 64 hex digits"),
 ]
 
 

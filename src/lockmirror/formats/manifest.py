@@ -28,6 +28,7 @@ from .bounded import load_json
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "lockmirror-manifest/1"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,19 @@ def entries_from_json(raw: Mapping[str, Mapping[str, Any]], *,
                       where: str) -> dict[str, Entry]:
     """Decode :func:`entries_to_json`; unsafe paths raise IntegrityError,
     malformed entries ValueError/KeyError/TypeError for the caller to word."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"'files' is a JSON {type(raw).__name__}, not an object")
     files = {}
     for path, entry in raw.items():
         check_relative_path(path, where=where)
-        size = entry["size"]
+        if not isinstance(entry, Mapping) or not {"sha256", "size"} <= entry.keys():
+            raise ValueError(f"the entry of {path!r} is not {{\"sha256\": ..., \"size\": ...}}")
+        size, sha256 = entry["size"], entry["sha256"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"size of {path!r} is {size!r}, not a byte count")
-        files[path] = Entry(sha256=str(entry["sha256"]).lower(), size=size)
+        if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256.lower()):
+            raise ValueError(f"sha256 of {path!r} is {sha256!r}, not 64 hex digits")
+        files[path] = Entry(sha256=sha256.lower(), size=size)
     return files
 
 
