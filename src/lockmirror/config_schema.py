@@ -55,8 +55,8 @@ class SourceConfig(_Strict):
                                  description="URL prefixes the index's files live under (default:"
                                  " https://files.pythonhosted.org/packages/ for pypi.org, "
                                  "else the source's own scheme, host and port)")
-    allow_http: StrictBool = Field(False, description="an http:// source whose files may be fetched "
-                             "over plain http (loopback hosts need no flag)")
+    allow_http: StrictBool = Field(False, description="an http:// source whose files may be "
+                                   "fetched over plain http (loopback hosts need no flag)")
 
     @field_validator("url")
     @classmethod
@@ -269,8 +269,8 @@ class RetentionConfig(_Strict):
 
 
 class BundleConfig(_Strict):
-    keep: StrictInt = Field(3, ge=0, description="bundles of this mirror kept in paths.dist, the one "
-                      "just written included; older ones are removed (0: keep all)")
+    keep: StrictInt = Field(3, ge=0, description="bundles of this mirror kept in paths.dist, "
+                            "the one just written included; older ones are removed (0: keep all)")
 
 
 class MirrorConfig(_Strict):

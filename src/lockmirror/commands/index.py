@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="quarantine list whose releases are left out (default: "
                              "paths.quarantine of mirror.yaml when it is read)")
     parser.add_argument("--full", action="store_true",
-                        help="ignore the saved state: compare every file of the tree and hash every "
-                             "store file it links against its name")
+                        help="ignore the saved state: compare every file of the tree and "
+                             "hash every store file it links against its name")
     parser.add_argument("--sbom", action=argparse.BooleanOptionalAction, default=None,
                         help="write the CycloneDX SBOMs sbom/<set>.cdx.json and "
                              "sbom/mirror.cdx.json (default: with mirror.yaml, not with "
