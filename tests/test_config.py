@@ -84,7 +84,11 @@ CASES = [
      (r"YAML syntax error: expected ',' or '\]', but got ':' \(while parsing a flow sequence "
      r"that starts at line 15, column 16\)$")),
     ("tab indent", broken('    python: "3.12"', '\tpython: "3.12"'), '\tpython: "3.12"', 1,
-     r"YAML syntax error: .*found character '\\t' that cannot start any token$"),
+     (r"YAML syntax error: .*found character '\\t' that cannot start any token "
+      r"\(a tab: YAML indents with spaces\)$")),
+    ("indentation", broken("  tools:", "   tools:"), "   tools:", 4,
+     (r"YAML syntax error: expected <block end>.* \(this line is indented more or less "
+      r"than the lines it belongs with\)$")),
     ("platform tag typo", broken("[manylinux_2_28_x86_64]", "[manylinux_2_28_x86-64]"),
      "x86-64", 17,
      (r"targets\.linux-py311\.platforms\[0\]: 'manylinux_2_28_x86-64' is not a platform tag "

@@ -35,6 +35,12 @@ _YAML_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in (
 # what str.splitlines() splits on: a value quoted in a message must not start a new line
 _LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _INT_TAG, _MERGE_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:merge"
+# The parser's words for the usual slips, and what they mean to someone writing mirror.yaml
+_PLAIN_WORDS = (
+    ("found character '\\t' that cannot start any token", " (a tab: YAML indents with spaces)"),
+    ("expected <block end>", " (this line is indented more or less than the lines it belongs "
+                             "with)"),
+)
 _VALUE_TAG = "tag:yaml.org,2002:value"  # PyYAML's tag for a plain '=': a string here
 
 
@@ -110,7 +116,8 @@ class PositionedYaml:
                           f"column {start.column + 1})"
             elif exc.context and exc.problem:
                 detail = f"{exc.context}: {exc.problem}"
-            raise ConfigError([f"{where}: YAML syntax error: {detail}"]) from None
+            plain = next((words for fragment, words in _PLAIN_WORDS if fragment in detail), "")
+            raise ConfigError([f"{where}: YAML syntax error: {detail}{plain}"]) from None
         except yaml.YAMLError as exc:  # pragma: no cover - non-marked YAML errors are rare
             first = str(exc).splitlines()[0]
             raise ConfigError([f"{filename}: YAML error: {first}"]) from None
