@@ -11,6 +11,8 @@ mirror.yaml reaches doit as one failed task, not a printed exit from
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,12 @@ def test_dodo_reaches_each_stage_through_one_doit_tasks_function() -> None:
             continue
         assert "tasks." in body and body.count("tasks.") == 1, name
 
+
+
+def test_a_mistyped_option_shows_the_commands_own_usage() -> None:
+    done = subprocess.run([sys.executable, "-m", "lockmirror", "index", "--fulll"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: lockmirror index ")
+    assert done.stderr.rstrip().endswith("lockmirror index: error: unrecognized arguments: "
+                                         "--fulll")

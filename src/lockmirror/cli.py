@@ -59,7 +59,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     for module in _command_modules(wanted):
         child = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.configure(child)
-        child.set_defaults(_run=module.run)
+        child.set_defaults(_run=module.run, _parser=child)
     return parser
 
 
@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     wanted = next((a for a in arguments if not a.startswith("-")), None)
     parser = build_parser(wanted)
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:  # the command's own usage, not the list of every command
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args._run(args) or 0)
     except LockmirrorError as error:
