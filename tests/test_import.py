@@ -175,21 +175,25 @@ def test_a_symlinked_state_is_not_carried_into_the_new_tree(mirror: Mirror, tmp_
     assert (outside / "advisories.json").read_text() == "SECRET"
 
 
-def test_a_no_op_import_still_checks_the_outer_hash(mirror: Mirror, tmp_path: Path) -> None:
+def test_a_no_op_import_still_checks_every_member(mirror: Mirror, tmp_path: Path) -> None:
     """The mirror already holds this content: a damaged copy is still refused, not
-    answered with "nothing to do"."""
+    answered with "nothing to do", as a full import names it (the damaged member),
+    and so is one whose .sha256 was made again after the damage."""
     assert import_bundle([mirror.good.path], mirror.root).changed
     bad = copy_bundle(mirror.good, tmp_path / "bad")
     offset, size = member_offset(bad, WHEEL)
     data = bytearray(bad.read_bytes())
     data[offset + size // 2] ^= 0x01
     bad.write_bytes(bytes(data))
-    error = refused(mirror, [bad], "sha256 does not match")
-    assert error.where == str(bad)
-    assert error.hint == "damaged in transit; copy it again. Nothing was changed"
+    error = refused(mirror, [bad], "sha256 .* does not match bundle.json")
+    assert error.where == f"{bad.name}:{mirror.good.path.name.removesuffix('.tar')}/index/{WHEEL}"
+    assert error.hint == "damaged in transit or tampered; nothing was changed"
     done = _cli("import", str(bad), "--into", str(mirror.root))
     assert done.returncode == 1 and "nothing to do" not in done.stdout
-    assert "sha256 does not match" in done.stderr
+    assert "does not match bundle.json" in done.stderr
+    (bad.parent / mirror.good.checksums.name).write_text(
+        f"{hashlib.sha256(bad.read_bytes()).hexdigest()}  {bad.name}\n")
+    refused(mirror, [bad], "sha256 .* does not match bundle.json")
 
 
 def test_import_repairs_a_damaged_mirror(mirror: Mirror) -> None:

@@ -22,10 +22,11 @@ from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan
 CHUNK = 1 << 20
 
 
-def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
+def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path | None,
             source: BundleSource, state: Mapping[str, str]) -> tuple[int, int]:
     """Hash every volume and member and write the index members into ``staging``,
-    and the members ``state`` names (path in the bundle -> path in ``staging``).
+    and the members ``state`` names (path in the bundle -> path in ``staging``);
+    ``staging`` None writes nothing (a no-op import still proves every member).
 
     Returns (index files written, their bytes), not counting the index manifest.
     Raises BundleError naming the first member or volume whose sha256 does
@@ -54,13 +55,13 @@ def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path,
 class _Members:
     """The carried members in tar order, fed the chunks of the bundle as they are read."""
 
-    def __init__(self, carried: list[Carried], staging: Path, display: str,
+    def __init__(self, carried: list[Carried], staging: Path | None, display: str,
                  state: Mapping[str, str]) -> None:
         self.carried = carried
         self.staging = staging
         self.display = display
         self.state = state
-        self.made: set[Path] = {staging}
+        self.made: set[Path] = {staging} if staging is not None else set()
         self.index = 0
         self.writer: _MemberWriter | None = None
         self.count = self.size = 0
@@ -93,6 +94,8 @@ class _Members:
 
     def _target(self, path: str) -> Path | None:
         """Where an index or state member goes in staging (None: checked, not kept)."""
+        if self.staging is None:
+            return None
         if path.startswith(INDEX_PREFIX):
             target = self.staging / path[len(INDEX_PREFIX):]
         elif path in self.state:

@@ -49,7 +49,7 @@ from ..formats.bundle_format import (
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
 from ..formats.quarantine_list import removed_releases
 from ..fsutil import format_size, sha256_bytes
-from .import_extract import check_outer_hashes, extract
+from .import_extract import extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_state import (
     bundle_manifest_sha256,
@@ -158,7 +158,9 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         if (current_sha == info.index_manifest_sha256
                 and check_tree(into, plan.manifest, hash_files=False).ok
                 and snapshot_current(plan, into)):
-            check_outer_hashes(source)  # a no-op still proves the bundle it was given
+            # a no-op still proves the bundle it was given: a copy whose .sha256 was made
+            # again after damage is refused here too, not answered with "nothing to do"
+            extract(reader, plan, None, source, {})
             return result(False)
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
