@@ -22,6 +22,8 @@ from helpers import mirror_yaml, tree_digests
 from lockmirror import doit_tasks
 from lockmirror.cli import main
 from lockmirror.errors import ConfigError
+from lockmirror.formats import signing
+from lockmirror.stages.importer import import_bundle
 
 SETS = {"core": ["speedup==1.2", "beta==1.0"], "extra": ["marked==1.0"]}
 
@@ -69,6 +71,26 @@ def test_doit_and_the_cli_write_the_same_bytes_at_every_stage(
     # one tool-wheel cache layout for both doors
     assert [p.relative_to(by_doit) for p in sorted((by_doit / ".cache").rglob("pins.txt"))] == [
         p.relative_to(by_cli) for p in sorted((by_cli / ".cache").rglob("pins.txt"))]
+
+
+def test_both_doors_sign_with_the_key_the_environment_names(
+        projects: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`doit bundle` takes no options: $LOCKMIRROR_SIGNING_KEY signs its bundle (and
+    the CLI's without --key), so the far side's `import --pubkey` accepts it."""
+    public = signing.generate_keypair(tmp_path / "keys" / "ops.key")
+    monkeypatch.setenv("LOCKMIRROR_SIGNING_KEY", str(tmp_path / "keys" / "ops.key"))
+    by_doit, by_cli = projects
+    monkeypatch.chdir(by_doit)
+    run_doit_stages(by_doit)
+    monkeypatch.chdir(by_cli)
+    run_cli_stages(by_cli)
+    out = capsys.readouterr().out
+    assert "unsigned" not in out and out.count("signed") == 2
+    for root in projects:
+        [tar] = (root / "dist").glob("*.tar")
+        result = import_bundle([tar], tmp_path / "far" / root.name, pubkey=public)
+        assert result.signed and result.changed
 
 
 def test_doit_verify_is_the_deprecated_name_of_check_install(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
+from doit.tools import config_changed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
 from .doit_project import Project
@@ -277,7 +278,7 @@ def _bundle(project: Project) -> None:
     result = pipeline.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
-          f"sha256 {result.sha256[0]}) ({state})")
+          f"sha256 {result.sha256[0]}, {'signed' if result.signed else 'unsigned'}) ({state})")
     removed = result.removed.summary()
     if removed:
         print(f"bundle: {removed}")
@@ -290,6 +291,8 @@ def bundle_task(project: Project) -> TaskDict:
         "task_dep": ["check-install"],
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in lockfile_paths(project))],
+        # signed or not, and by which key: $LOCKMIRROR_SIGNING_KEY (a path, no secret)
+        "uptodate": [config_changed(os.environ.get(pipeline.SIGNING_KEY_ENV, ""))],
         "verbosity": 2,
     }
 

@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cut into volumes of at most SIZE (e.g. 700M, 4095M, 4G)")
     parser.add_argument("--key", type=Path, metavar="KEY",
                         help="sign bundle.json with this Ed25519 private key (OpenSSH or PEM; "
-                             "passphrase from $LOCKMIRROR_KEY_PASSPHRASE)")
+                             "passphrase from $LOCKMIRROR_KEY_PASSPHRASE; default: the file "
+                             "$LOCKMIRROR_SIGNING_KEY names, else unsigned)")
     tool = parser.add_mutually_exclusive_group()
     tool.add_argument("--tool", dest="tool", action="store_true", default=None,
                       help="carry lockmirror's wheels (default for full bundles)")
