@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def test_same_inputs_give_the_same_bytes_in_other_directories_at_other_times(
             root / "dist-index", lockfile_dir=root / "lockfiles", mirror_yaml=root / "mirror.yaml",
             out_dir=root / "dist", name="demo", tool=True, cache_dir=TOOL_CACHE))
     one, two = results
+    with tarfile.open(one.path) as tar:  # the far side's instructions name the Python
+        readme = tar.extractfile(f"lockmirror-demo-{one.content_id}/README.txt").read()  # type: ignore[union-attr]
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert f"Requires-Python {pyproject['project']['requires-python']})" in readme.decode()
     assert one.epoch_source == "git log (lockfiles)"
     assert one.source_date_epoch == 1704164645  # 2024-01-02T03:04:05Z
     assert one.path.name == two.path.name

@@ -260,6 +260,9 @@ def _check_object(store: Any, rel: str, entry: Entry) -> None:
                               where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
 
 
+_REQUIRES_PYTHON = ">=3.11"  # pyproject.toml's requires-python (test_bundle keeps them equal)
+
+
 def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     """The far side's instructions (no content id or time in it: it is a member,
     so it must not depend on what depends on it)."""
@@ -280,8 +283,10 @@ def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
      cd {stem}/
      ../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
      cd ..
-   Another Python or platform, or one older than lockmirror needs: "No matching
-   distribution"; check and unpack the bundle by hand instead (below).
+   On another Python or platform, or a Python older than lockmirror needs
+   (Requires-Python {_REQUIRES_PYTHON}), pip says "No matching distribution", often
+   naming a dependency (e.g. cryptography): check and unpack the bundle by hand
+   instead (below).
 """ if info.tool_python else """\
 2. This bundle does not carry lockmirror's own wheels (deltas leave them out):
    use the lockmirror installed from a full bundle.
