@@ -259,6 +259,8 @@ def test_truncated_bundle_is_refused(mirror: Mirror, tmp_path: Path) -> None:
     cut = tmp_path / "cut" / mirror.good.path.name
     cut.write_bytes(data[:cut_at])
     refused(mirror, [cut], "truncated or incomplete")
+    cut.write_bytes(data[:1000])  # inside bundle.json's header: not "not a lockmirror bundle"
+    refused(mirror, [cut], "bundle is truncated: it ends before bundle.json")
 
 
 def test_missing_checksum_file_is_refused(mirror: Mirror, tmp_path: Path) -> None:

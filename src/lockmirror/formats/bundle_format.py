@@ -358,6 +358,9 @@ def read_head(source: BundleSource) -> BundleHead:
             sig_member = tar.next()
         except tarfile.TarError as exc:
             raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
+        if top is not None and top.isdir() and info_member is None:
+            raise BundleError(f"bundle is truncated: it ends before {INFO_NAME}",
+                              where=source.display, hint="copy it again")
         if (top is None or not top.isdir() or info_member is None
                 or info_member.name != f"{top.name}/{INFO_NAME}" or info_member.size > 1 << 30):
             raise BundleError(f"does not start with <dir>/{INFO_NAME}; not a lockmirror bundle",
