@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,6 +46,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def quiet_ports(count: int) -> list[int]:
+    """``count`` free ports below the kernel's ephemeral range, which
+    :func:`free_port` draws from: no outgoing connection can take one between the
+    probe and the server's bind (SeaweedFS's services connect to each other while
+    the later ones start, and one took a port picked for another: "address already
+    in use")."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    found: list[int] = []
+    for port in random.sample(range(20000, max(first, 20500)), 400):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise RuntimeError("not enough free ports below the ephemeral range")
 
 
 class ServerProcess:
@@ -175,8 +199,9 @@ def start_seaweed(workdir: Path) -> S3Server:
         {"name": "anonymous", "actions": ["Read"]},
     ]}))
     (workdir / "data").mkdir()
-    ports = {name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc",
-                                            "filer", "filer.grpc", "s3", "s3.grpc")}
+    names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3",
+             "s3.grpc")
+    ports = dict(zip(names, quiet_ports(len(names)), strict=True))
     argv = [str(BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-dir={workdir / 'data'}", "-filer", "-s3", f"-s3.config={config}",
             "-volume.max=100", "-master.volumeSizeLimitMB=32",
