@@ -632,6 +632,7 @@ def test_cli_import_and_verify(mirror: Mirror, tmp_path: Path) -> None:
     assert f"altered: {target / WHEEL}" in done.stdout
     assert "missing: " in done.stdout and "unexpected: " in done.stdout
     assert "1 missing, 1 altered, 1 unexpected" in done.stdout
+    assert "import its bundle again" in done.stdout  # the way out
 
 
 def test_cli_refusal_is_one_line_naming_the_member(mirror: Mirror, tmp_path: Path) -> None:

@@ -37,4 +37,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"verify: {args.directory}: {len(report.missing)} missing, {len(report.altered)} "
           f"altered, {len(report.unexpected)} unexpected")
+    print("verify: to repair an imported mirror, import its bundle again; a dist-index/, "
+          "`lockmirror index --full` (it names a store file damaged through a hard link)")
     return 1
