@@ -107,6 +107,21 @@ def test_a_lock_committed_once_as_it_is_keeps_nothing_earlier(tmp_path: Path) ->
         "2.32.3"]
 
 
+def test_a_merged_branch_is_one_lock_revision(tmp_path: Path) -> None:
+    """A pull request locked twice and merged: the lock the mirror served before the
+    merge is the previous one, not the branch's first commit (never served)."""
+    repo, commits = repository(tmp_path)  # main: 2.30.0, 2.31.0, 2.32.3
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit_lock(repo, "2.33.0", NOW - timedelta(days=1))
+    commit_lock(repo, "2.34.0", NOW - timedelta(hours=12))
+    git(repo, "checkout", "-q", "-")
+    git(repo, "merge", "-q", "--no-ff", "feature", "-m", "merge", when=NOW - timedelta(hours=1))
+    path = repo / "lockfiles" / "pylock.core.toml"
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert versions(retention) == ["2.32.3"] and retention.kept[0].commit == commits[2]
+    assert retention.kept[0].superseded == (NOW - timedelta(hours=1)).replace(microsecond=0)
+
+
 def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Path) -> None:
     path = tmp_path / "pylock.core.toml"
     lockfile("2.32.3").write(path)

@@ -160,10 +160,12 @@ def write_retained(retention: Retention, directory: Path) -> dict[Path, Retained
 
 
 def _history(path: Path) -> list[tuple[str, datetime]] | None:
-    """(commit, commit time) of the revisions that changed ``path``, newest first;
+    """(commit, commit time) of the revisions that changed ``path``, newest first,
+    along first parents: a merged branch's own lock commits were never the
+    mirror's lock (its merge is one revision, superseding the lock before it);
     None when ``path`` is not in a git work tree."""
-    out = run_git(path.parent, "log", f"-n{_MAX_SCANNED}", "--format=%H %ct", "--",
-                  path.name, optional=True)
+    out = run_git(path.parent, "log", "--first-parent", f"-n{_MAX_SCANNED}",
+                  "--format=%H %ct", "--", path.name, optional=True)
     if out is None:
         return None
     revisions = []
