@@ -54,8 +54,11 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     held = store.temp_dir() / f"{'b' * 64}.partial"
     held.write_bytes(b"z" * 10)
     cache = loaded.cache_dir
-    (cache / "http" / "wheel-metadata").mkdir(parents=True, exist_ok=True)
-    (cache / "http" / "wheel-metadata" / f"{'c' * 64}.METADATA").write_bytes(b"m" * 7)
+    # lock's cached METADATA (http/blobs/<2>/<wheel sha256>.METADATA, as the lock left
+    # it): alpha's goes, gamma's stays
+    blobs = [p for p in (cache / "http" / "blobs").rglob("*") if p.is_file()]
+    stale_blobs = [p for p in blobs if p.name.split(".")[0] not in {i.sha256 for i in needed}]
+    assert stale_blobs and len(stale_blobs) < len(blobs)
     (cache / "verify" / "venv-3" / "lib").mkdir(parents=True)  # an old check-install's
     (cache / "verify" / "venv-3" / "lib" / "f").write_bytes(b"v" * 5)
     from lockmirror.stages.toolwheels import current_cache_keys
@@ -64,7 +67,7 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     for key in ("0123456789abcdef", *current_cache_keys()):  # another lockmirror's, ours
         (tools / key).mkdir(parents=True)
         (tools / key / "pins.txt").write_bytes(b"t" * 3)
-    expected = sum(p.stat().st_size for p in garbage) + 100 + 7 + 5 + 3
+    expected = sum(p.stat().st_size for p in garbage + stale_blobs) + 100 + 5 + 3
 
     fd = os.open(held, os.O_RDWR)
     try:
@@ -76,10 +79,12 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
         done = pipeline.gc(loaded)
     finally:
         os.close(fd)
-    assert done.freed == expected and len(done.removed) == len(garbage) + 4
-    assert done.describe() == (f"removed {len(garbage) + 4} items ({format_size(expected)} "
+    removed = len(garbage) + len(stale_blobs) + 3
+    assert done.freed == expected and len(done.removed) == removed
+    assert done.describe() == (f"removed {removed} items ({format_size(expected)} "
                                f"freed); {len(needed)} store files a lockfile needs kept")
-    assert not any(p.exists() for p in garbage)
+    assert not any(p.exists() for p in garbage + stale_blobs)
+    assert all(p.exists() for p in blobs if p not in stale_blobs)
     assert all(store.has(item.sha256, item.size) for item in needed)  # never what is needed
     assert sorted(p.name for p in store.temp_dir().iterdir()) == sorted(
         [f"{needed[0].sha256}.partial", held.name])

@@ -137,7 +137,11 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
         found += _store_files(store, needed)
         found += _partials(store, needed, dry_run)
     cache = loaded.cache_dir
-    found += _keyed_by_sha256(cache / "http" / "wheel-metadata", needed)
+    # lock's immutable cache (net/disk_cache: blobs/<2>/<sha256>[.METADATA]) and its
+    # sdist builds' metadata (resolve/sdist_metadata: metadata/<sha256>/)
+    http_blobs = cache / "http" / "blobs"
+    for prefix in sorted(http_blobs.iterdir()) if http_blobs.is_dir() else ():
+        found += _keyed_by_sha256(prefix, needed)
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
     found += [Removal(path, "check-install leftover", disk_bytes(path))
               for path in stale_work(cache / "verify")]
@@ -191,12 +195,13 @@ def _partials(store: Store, needed: frozenset[str], dry_run: bool) -> Iterator[R
 
 
 def _keyed_by_sha256(directory: Path, needed: frozenset[str]) -> Iterator[Removal]:
-    """Cache entries named ``<sha256>.<suffix>`` whose sha256 no lockfile names."""
-    if not directory.is_dir():
+    """Cache entries (files or directories) named ``<sha256>`` or
+    ``<sha256>.<suffix>`` whose sha256 no lockfile names."""
+    if not directory.is_dir() or directory.is_symlink():
         return
     for entry in sorted(directory.iterdir()):
         digest = entry.name.split(".", 1)[0]
-        if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
+        if _SHA256.fullmatch(digest) and not entry.is_symlink() and digest not in needed:
             yield Removal(entry, "cached metadata", disk_bytes(entry))
 
 
