@@ -6,6 +6,7 @@ committed at chosen times (GIT_COMMITTER_DATE).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tarfile
@@ -19,6 +20,7 @@ from helpers import mirror_yaml, subprocess_env
 from packaging.version import Version
 
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from lockmirror.fsutil import sha256_file
 from lockmirror.stages.retention import retained_locks
 
 TARGET = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
@@ -256,6 +258,17 @@ def test_the_index_keeps_the_previous_lock_and_the_far_side_drops_the_third(
     assert "speedup==1.2" in constraints and "speedup==1.0" not in constraints
     copy = (index / "lockfiles" / "pylock.core.toml").read_text()
     assert "speedup-1.2-py3-none-any.whl" in copy and "speedup-1.0" not in copy
+    # the SBOMs declare what the index serves: the retained release too, and why
+    sbom = json.loads((index / "sbom" / "mirror.cdx.json").read_text())
+    kept = {c["name"] + " " + c["version"]: c for c in sbom["components"]}
+    assert set(kept) == {"alpha 1.1", "speedup 1.0", "speedup 1.2"}
+    assert {"name": "lockmirror:kept-for", "value": f"kept for the previous lock "
+            f"(core@{previous[:8]}), until the next lock"} in kept["speedup 1.0"]["properties"]
+    served = sha256_file(next((index / "files" / "speedup").glob("speedup-1.0-*.whl")))
+    assert served in json.dumps(kept["speedup 1.0"])
+    assert not any(p["name"] == "lockmirror:kept-for" for p in kept["speedup 1.2"]["properties"])
+    assert main(["sbom"]) == 0  # the command's document is the index's
+    assert capsys.readouterr().out == (index / "sbom" / "mirror.cdx.json").read_text()
 
     # a machine still on the previous lock installs its pins from the index alone
     done = subprocess.run(

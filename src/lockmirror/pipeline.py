@@ -314,6 +314,7 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
     """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
+    (and the earlier revisions ``retention:`` keeps, as the index serves them)
     and the store's metadata: file name -> bytes, one per set plus
     ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
     lockfiles' last commit, else no timestamp."""
@@ -326,10 +327,14 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
+    written, _ = retained_lockfiles(loaded)  # the earlier revisions the index serves too
+    paths = [path for path, revision in written.items() if revision.set_name in names]
+    retained = list(zip(read_checked_lockfiles(paths, loaded.config.sources),
+                        [written[path].note for path in paths], strict=True))
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
                           commit=last_commit(loaded.path),
-                          source_date_epoch=sbom_stamp(loaded.lockfile_dir))
+                          source_date_epoch=sbom_stamp(loaded.lockfile_dir), retained=retained)
 
 
 def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:

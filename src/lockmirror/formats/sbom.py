@@ -112,13 +112,17 @@ class SbomSubject:
 
 
 def render_sbom(subject: SbomSubject, lockfiles: Sequence[Lockfile],
-                facts: Mapping[tuple[str, Version], ReleaseFacts]) -> bytes:
-    """The CycloneDX 1.6 JSON document of ``lockfiles`` (one per set), as bytes."""
+                facts: Mapping[tuple[str, Version], ReleaseFacts],
+                retained: Sequence[tuple[Lockfile, str]] = ()) -> bytes:
+    """The CycloneDX 1.6 JSON document of ``lockfiles`` (one per set), as bytes.
+    ``retained``: earlier lock revisions the mirror still serves, each with why
+    (the landing page's words); a release only they name is a component too, its
+    files and hashes declared, with the property ``lockmirror:kept-for``."""
     from cyclonedx.model.bom import Bom
 
     bom = Bom(serial_number=_ZERO_SERIAL)
     _describe(bom, subject, lockfiles)
-    packages = _components(bom, lockfiles, facts)
+    packages = _components(bom, [*((lock, "") for lock in lockfiles), *retained], facts)
     _dependencies(bom, lockfiles, packages)
     return _with_serial(_serialize(bom))
 
@@ -161,18 +165,28 @@ def _describe(bom: Any, subject: SbomSubject, lockfiles: Sequence[Lockfile]) -> 
                                              value=f"{target.name}: {target.marker}"))
 
 
-def _components(bom: Any, lockfiles: Sequence[Lockfile],
+def _components(bom: Any, lockfiles: Sequence[tuple[Lockfile, str]],
                 facts: Mapping[tuple[str, Version], ReleaseFacts]) -> dict[str, Any]:
-    """One component per (name, version) across the lockfiles; bom-ref -> component."""
+    """One component per (name, version) across the lockfiles (each with why it
+    is kept, "" for a current lock); bom-ref -> component of the current locks
+    (the dependency graph is theirs)."""
+    from cyclonedx.model import Property
+
     merged: dict[tuple[str, Version], list[tuple[str, LockedPackage, Lockfile]]] = {}
-    for lockfile in lockfiles:
+    kept_for: dict[tuple[str, Version], set[str]] = {}
+    for lockfile, why in lockfiles:
         for package in lockfile.packages:
             merged.setdefault(package.key, []).append((lockfile.set_name, package, lockfile))
+            kept_for.setdefault(package.key, set()).add(why)
     made: dict[str, Any] = {}
     for key, uses in sorted(merged.items()):
         component = _component(uses, facts.get(key, MISSING))
         bom.components.add(component)
-        made[str(component.bom_ref)] = component
+        if "" in kept_for[key]:
+            made[str(component.bom_ref)] = component
+        else:  # only an earlier revision names it
+            for why in sorted(kept_for[key]):
+                component.properties.add(Property(name="lockmirror:kept-for", value=why))
     return made
 
 

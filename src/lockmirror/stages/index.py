@@ -335,7 +335,7 @@ class _Run:
         if self.sbom is not None:
             self.sbom_key = write_sboms(tree, sets, self.store, provenance,
                                         mirror_name=self.sbom,
-                                        previous_key=self.previous.get("sbom"))
+                                        previous_key=self.previous.get("sbom"), kept=kept)
         return summary
 
     def _place_files(self, tree: Tree, releases: dict[str, list[Release]]) -> None:

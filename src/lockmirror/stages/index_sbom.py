@@ -36,9 +36,11 @@ def sbom_path(set_name: str | None) -> str:
 
 
 def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provenance: Provenance,
-                *, mirror_name: str, previous_key: str | None) -> str:
+                *, mirror_name: str, previous_key: str | None,
+                kept: Sequence[PackageSet] = ()) -> str:
     """Put every set's SBOM and the mirror's into ``tree`` unless their inputs'
     key is ``previous_key`` and the tree has them all; the key (for the state).
+    ``kept``: the earlier lock revisions the index serves (retention), declared too.
     Costs, when rendering: one git call (the time stamp), a parse of each
     lockfile the index did not parse in this run (its rows were kept) and one
     small metadata read from the store per locked release."""
@@ -49,14 +51,19 @@ def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provena
     stamp = sbom_stamp(sets[0].input.path.parent if sets else None)
     key = sha256_bytes(json.dumps([
         "sbom/1", __version__, mirror_name, provenance.commit, stamp,
-        sorted((s.name, s.input.sha256) for s in sets)]).encode())
+        sorted((s.name, s.input.sha256) for s in sets),
+        sorted((s.name, s.input.sha256, s.kept_for) for s in kept)]).encode())
     if key == previous_key and tree.keep_files(paths):
         return key
-    lockfiles = [s.lockfile or Lockfile.loads(s.input.read().decode(), where=str(s.input.path))
-                 for s in sets]  # a lockfile the index parsed in this run is not parsed again
-    documents = sbom_documents(lockfiles, store, mirror_name=mirror_name,
+
+    def lockfile_of(locked: PackageSet) -> Lockfile:  # one the index parsed is not parsed again
+        return locked.lockfile or Lockfile.loads(locked.input.read().decode(),
+                                                 where=str(locked.input.path))
+
+    documents = sbom_documents([lockfile_of(s) for s in sets], store, mirror_name=mirror_name,
                                tool_version=__version__, commit=provenance.commit,
-                               source_date_epoch=stamp)
+                               source_date_epoch=stamp,
+                               retained=[(lockfile_of(s), s.kept_for) for s in kept])
     for name, data in sorted(documents.items()):
         tree.put(f"{SBOM_DIR}/{name}", data)
     return key

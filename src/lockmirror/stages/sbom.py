@@ -42,18 +42,23 @@ def sbom_stamp(lockfile_dir: Path | None) -> int | None:
 
 def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_name: str,
                    tool_version: str, commit: str | None = None,
-                   source_date_epoch: int | None = None) -> dict[str, bytes]:
+                   source_date_epoch: int | None = None,
+                   retained: Sequence[tuple[Lockfile, str]] = ()) -> dict[str, bytes]:
     """File name -> bytes: one document per lockfile's set and
-    :data:`MIRROR_DOCUMENT` for all of them. Deterministic for the same
-    lockfiles and store."""
-    facts = release_facts(lockfiles, store)
+    :data:`MIRROR_DOCUMENT` for all of them; the releases only ``retained``
+    revisions (lockfile, why it is kept) name are declared in their set's and
+    the mirror's document, as the index serves and bundles them. Deterministic
+    for the same lockfiles and store."""
+    facts = release_facts([*lockfiles, *(lock for lock, _ in retained)], store)
     documents = {}
     for lockfile in lockfiles:
         subject = SbomSubject(f"{mirror_name} set {lockfile.set_name}", tool_version, commit,
                               source_date_epoch)
-        documents[sbom_name(lockfile.set_name)] = render_sbom(subject, [lockfile], facts)
+        documents[sbom_name(lockfile.set_name)] = render_sbom(
+            subject, [lockfile], facts,
+            [kept for kept in retained if kept[0].set_name == lockfile.set_name])
     everything = SbomSubject(mirror_name, tool_version, commit, source_date_epoch)
-    documents[MIRROR_DOCUMENT] = render_sbom(everything, list(lockfiles), facts)
+    documents[MIRROR_DOCUMENT] = render_sbom(everything, list(lockfiles), facts, retained)
     return documents
 
 
