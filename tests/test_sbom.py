@@ -9,6 +9,7 @@ renders of the same inputs are the same bytes.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,8 @@ def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
     assert main(["fetch", "--config", str(config)]) == 0
     capsysbinary.readouterr()
     assert main(["sbom", "--config", str(config), "--set", "core"]) == 0
-    printed = capsysbinary.readouterr().out
+    printed, said = capsysbinary.readouterr()
+    assert said == b""  # fetched: every release's metadata is in the store
     document = json.loads(printed)
     assert {c["name"] for c in document["components"]} >= {"beta", "alpha"}
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(printed.decode()) is None
@@ -166,6 +168,13 @@ def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
         "core.cdx.json", MIRROR_DOCUMENT]
     assert (tmp_path / "sbom" / "core.cdx.json").read_bytes() == printed
     assert main(["sbom", "--config", str(config), "--set", "nope"]) == 1
+    shutil.rmtree(tmp_path / ".store")  # not fetched (a CI job that only locks): said so
+    capsysbinary.readouterr()
+    assert main(["sbom", "--config", str(config)]) == 0
+    said = capsysbinary.readouterr().err.decode()
+    assert said.startswith(f"lockmirror: warning: {len(document['components'])} releases "
+                           "without core metadata in the store")
+    assert "run `lockmirror fetch` first" in said and said.count("\n") == 1
 
 
 # --------------------------------------------------------------------------

@@ -25,12 +25,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
     from ..config import load_config
-    from ..fsutil import atomic_write
+    from ..formats.sbom import NO_METADATA
+    from ..fsutil import atomic_write, plural
     from ..stages.sbom import MIRROR_DOCUMENT, sbom_name
 
     loaded = load_config(args.config)
     sets = [args.set_name] if args.set_name else None
     documents = pipeline.sbom(loaded, sets)
+    unknown = documents[MIRROR_DOCUMENT].count(NO_METADATA.encode())
+    if unknown:
+        print(f"lockmirror: warning: {plural(unknown, 'release')} without core metadata in the "
+              f"store ({loaded.store_location}): license, authors and description unknown; "
+              "run `lockmirror fetch` first", file=sys.stderr)
     if args.output is not None:
         for name, data in sorted(documents.items()):
             atomic_write(args.output / name, data, only_if_changed=True)

@@ -111,6 +111,10 @@ class SbomSubject:
     source_date_epoch: int | None = None
 
 
+# A release whose core metadata the store lacks (not fetched): said in its license property
+NO_METADATA = "unknown: no core metadata in the store"
+
+
 def render_sbom(subject: SbomSubject, lockfiles: Sequence[Lockfile],
                 facts: Mapping[tuple[str, Version], ReleaseFacts],
                 retained: Sequence[tuple[Lockfile, str]] = ()) -> bytes:
@@ -231,7 +235,7 @@ def _component(uses: list[tuple[str, LockedPackage, Lockfile]], facts: ReleaseFa
                 properties.add(("lockmirror:policy-finding",
                                 f"{record.get('rule')}: {record.get('message')}"))
     if not facts.metadata_found:
-        properties.add(("lockmirror:license", "unknown: no core metadata in the store"))
+        properties.add(("lockmirror:license", NO_METADATA))
     elif facts.license.unknown:
         properties.add(("lockmirror:license", "unknown: the metadata declares none"))
     else:
