@@ -293,3 +293,17 @@ def test_a_directory_in_an_artifacts_place_is_named_and_nothing_else_changes(
     assert re.fullmatch(re.escape(f"{packages / first}: cannot write (") + r"[A-Z][a-z ]+\)",
                         str(caught.value)), str(caught.value)
     assert (packages / first).is_dir() and not list(packages.glob("*.tmp"))
+
+
+def test_a_dry_run_counts_what_it_would_delete_and_keep_apart(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--drop-sets without --prune deletes the dropped set's files and keeps the
+    other stale ones: the dry run says both numbers, as the real run does."""
+    from lockmirror.commands.publish import _print_plan
+    from lockmirror.publish.tree import Plan, PublishResult
+
+    plan = Plan("www", upload=(), present=(), stale=("a", "b", "c"), delete=("a",))
+    _print_plan("www", PublishResult("www", plan, dry_run=True))
+    out = capsys.readouterr().out
+    assert "  stale, would delete: 1\n" in out
+    assert "  stale, would keep (no --prune): 2\n" in out

@@ -434,3 +434,13 @@ def test_a_large_file_is_posted_in_memory_independent_of_its_size(
     posted = tree / "files" / "bigpayload" / wheel.name
     assert stored.stat().st_size == posted.stat().st_size
     assert sha256_file(stored) == sha256_file(posted)
+
+
+def test_a_password_in_the_upload_url_is_never_printed(
+        pypiserver: UploadServer, index_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = with_credentials(pypiserver.url, pypiserver)
+    for extra in (["--dry-run"], ["-v"], []):  # the plan, every progress line, the summary
+        assert main(["publish", "--to", url, "--from", str(index_tree), *extra]) == 0
+        out, err = capsys.readouterr()
+        assert pypiserver.password not in out + err
+        assert f"publish {pypiserver.url}" in out

@@ -341,6 +341,15 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
     # gc needs a local store: refused in one line, nothing touched
     assert main(["gc", "--config", str(tmp_path / "s3" / "mirror.yaml")]) == 1
     assert "paths.store is on S3" in capsys.readouterr().err
+    # `lockmirror publish` (the matrix workflow's gather job) copies the store's objects,
+    # as `doit publish` does: the index's files/ are not on the runner
+    out = aws_env.new_bucket()
+    assert main(["publish", "--config", str(tmp_path / "s3" / "mirror.yaml"), "--to",
+                 f"s3://{out}/pypi", "--endpoint-url", aws_env.endpoint_url]) == 0, \
+        capsys.readouterr()
+    published = {k.removeprefix("pypi/") for k in objects(aws_env, out)}
+    assert {rel.removeprefix("dist-index/") for rel in local
+            if rel.startswith("dist-index/files/")} <= published
 
 
 def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(

@@ -16,7 +16,9 @@ from pathlib import Path
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
 from ..config_schema import Destination
 from ..errors import LockmirrorError
+from ..formats.url_policy import redact_url
 from ..fsutil import format_size
+from ..net.s3_store import s3_store_of
 from ..publish import (
     Progress,
     ProgressEvent,
@@ -108,7 +110,7 @@ def _destinations(args: argparse.Namespace, loaded: LoadedConfig | None
             chosen.append((text, configured_destination(loaded, text)))
         elif text.startswith(("s3://", "http://", "https://", "/", ".")) or "/" in text \
                 or loaded is None:
-            chosen.append((text, destination_from_text(
+            chosen.append((redact_url(text), destination_from_text(  # shown: no password
                 text, endpoint_url=args.endpoint_url, region=args.region, profile=args.profile,
                 simple_url=args.simple_url, layout=args.layout,
                 directory_keys=not args.no_directory_keys, username_env=args.username_env,
@@ -135,9 +137,10 @@ def _print_plan(name: str, result: PublishResult) -> None:
         print(f"  upload {kind}s: {count} ({format_size(size)})")  # kinds are nouns
     print(f"  upload total: {len(plan.upload)} ({format_size(plan.upload_bytes)})")
     print(f"  already present: {len(plan.present)}")
-    if plan.stale:
-        verb = "delete" if plan.delete else "keep (no --prune)"
-        print(f"  stale, would {verb}: {len(plan.stale)}")
+    if plan.delete:
+        print(f"  stale, would delete: {len(plan.delete)}")
+    if len(plan.stale) > len(plan.delete):
+        print(f"  stale, would keep (no --prune): {len(plan.stale) - len(plan.delete)}")
     for name_ in plan.conflicts:
         print(f"  CONFLICT: {name_}: the destination holds other bytes under this name")
 
@@ -147,12 +150,14 @@ def run(args: argparse.Namespace) -> int:
     destinations = _destinations(args, loaded)
     source = args.source or (loaded.index_dir if loaded is not None else Path("dist-index"))
     base_dir = loaded.root if loaded is not None else None
+    # the configured index built on an S3 store names files that stay in the store
+    store = s3_store_of(loaded) if loaded is not None and args.source is None else None
     with open_source(source, pubkey=args.pubkey,
                      progress=_printer(args, str(source))) as tree_dir:
         for name, destination in destinations:
             result = publish(tree_dir, destination, base_dir=base_dir, dry_run=args.dry_run,
                              prune=args.prune, break_lock=args.break_lock,
-                             lock_wait=args.lock_wait, jobs=args.jobs,
+                             lock_wait=args.lock_wait, jobs=args.jobs, store=store,
                              progress=_printer(args, name),
                              drop_sets=[n for text in args.drop_sets for n in text.split(",")
                                         if n])
