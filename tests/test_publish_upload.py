@@ -25,7 +25,7 @@ from lockmirror.config_schema import UploadDestination
 from lockmirror.errors import PublishError
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.fsutil import sha256_file
-from lockmirror.publish import SourceTree, publish
+from lockmirror.publish import ProgressEvent, SourceTree, publish
 from lockmirror.publish.upload import UploadPublisher
 
 pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
@@ -444,3 +444,18 @@ def test_a_password_in_the_upload_url_is_never_printed(
         out, err = capsys.readouterr()
         assert pypiserver.password not in out + err
         assert f"publish {pypiserver.url}" in out
+
+
+def test_ctrl_c_leaves_the_queued_uploads_unstarted(pypiserver: UploadServer,
+                                                    index_tree: Path) -> None:
+    """Ctrl-C (here: from the progress line after the first upload) stops the publish
+    at once: the uploads under way finish, the queued ones are never started."""
+    def interrupt(event: ProgressEvent) -> None:
+        if event.message.startswith("uploaded "):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        publish(index_tree, destination(pypiserver), environ=credentials(pypiserver), jobs=1,
+                progress=interrupt)
+    assert pypiserver.packages is not None
+    assert len(list(pypiserver.packages.iterdir())) <= 2 < len(artifacts(index_tree))

@@ -269,13 +269,16 @@ class S3Publisher:
             self._lease = lease
             plan = self.plan(tree, prune=prune)  # the bucket may have changed while we waited
             try:
-                with ThreadPoolExecutor(self.jobs) as pool:
+                pool = ThreadPoolExecutor(self.jobs)
+                try:
                     for step in in_steps(plan.upload):
                         self.progress(ProgressEvent(
                             f"uploading {step.describe()} "
                             f"({format_size(sum(i.size for i in step.items))})",
                             0, len(step.items)))
                         self._run_step(pool, tree, step, uploaded)
+                finally:  # Ctrl-C: the uploads under way finish, the queued ones never start
+                    pool.shutdown(wait=True, cancel_futures=True)
                 if plan.delete:
                     self.progress(ProgressEvent(f"deleting {len(plan.delete)} stale objects"))
                     self._delete(plan.delete, deleted)

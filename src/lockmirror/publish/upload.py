@@ -176,7 +176,8 @@ class UploadPublisher:
         outcomes: list[_Outcome] = []
         if plan.upload:
             self.progress(ProgressEvent("uploading what the repository lacks"))
-            with ThreadPoolExecutor(self.jobs) as pool:
+            pool = ThreadPoolExecutor(self.jobs)
+            try:
                 futures = [pool.submit(self._upload_one, tree, item) for item in plan.upload]
                 for done, future in enumerate(as_completed(futures), 1):
                     outcome = future.result()
@@ -187,6 +188,8 @@ class UploadPublisher:
                         else "refused"
                     self.progress(ProgressEvent(f"{verb} {outcome.path.rsplit('/', 1)[-1]}",
                                                 done, len(plan.upload), detail=True))
+            finally:  # Ctrl-C: the uploads under way finish, the queued ones never start
+                pool.shutdown(wait=True, cancel_futures=True)
         return self._result(plan, outcomes)
 
     def _result(self, plan: Plan, outcomes: list[_Outcome]) -> PublishResult:
