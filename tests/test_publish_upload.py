@@ -459,3 +459,15 @@ def test_ctrl_c_leaves_the_queued_uploads_unstarted(pypiserver: UploadServer,
                 progress=interrupt)
     assert pypiserver.packages is not None
     assert len(list(pypiserver.packages.iterdir())) <= 2 < len(artifacts(index_tree))
+
+
+def test_an_unreachable_repository_stops_the_upload_at_the_first_file(
+        pypiserver: UploadServer, index_tree: Path) -> None:
+    """The pages answer, the upload URL does not (a server gone mid-publish): one
+    error, and no other file pays the retries again."""
+    dest = destination(pypiserver).model_copy(update={"url": "http://127.0.0.1:9/"})
+    with pytest.raises(PublishError) as error:
+        publish(index_tree, dest, environ=credentials(pypiserver))
+    assert str(error.value).startswith("http://127.0.0.1:9/: cannot upload to "
+                                       "http://127.0.0.1:9/: the connection was refused")
+    assert "not published" not in str(error.value) and "nothing more was tried" in str(error.value)

@@ -54,6 +54,11 @@ class NetworkError(LockmirrorError):
     """A server could not be reached or kept failing after retries."""
 
 
+class UnreachableError(NetworkError):
+    """Nobody answered: the host does not resolve, or connecting was refused or
+    timed out (a request to the same server after it would fail the same way)."""
+
+
 class NotFoundError(LockmirrorError):
     """A project, version or file does not exist where it was expected."""
 

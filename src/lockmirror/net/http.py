@@ -31,7 +31,7 @@ from requests.auth import AuthBase, _basic_auth_str
 from urllib3.util.retry import Retry
 
 from .. import __version__
-from ..errors import LockmirrorError, NetworkError, NotFoundError
+from ..errors import LockmirrorError, NetworkError, NotFoundError, UnreachableError
 
 # the redaction lives with the URL rule (formats); named here for every HTTP caller
 from ..formats.url_policy import redact_text as redact_text
@@ -265,9 +265,10 @@ def _retry_text(retries: int) -> str:
 
 
 def network_error(error: BaseException, url: str, *, retries: int = 0,
-                  read_timeout: float | None = None) -> NetworkError:
+                  read_timeout: float | None = None, doing: str = "fetch") -> NetworkError:
     """A NetworkError for a failed request: what happened, the URL (credentials
-    stripped), and how many retries were made; a hint where one helps."""
+    stripped), and how many retries were made; a hint where one helps.
+    UnreachableError when nobody answered at all. ``doing``: "cannot <doing> URL"."""
     chain = _causes(error)
 
     def has(*kinds: type[BaseException]) -> bool:
@@ -302,8 +303,10 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
     else:
         root = chain[-1]
         cause = redact_text(f"{type(root).__name__}: {root}".splitlines()[0])
-    return NetworkError(f"cannot fetch {redact_url(url)}: {cause}{_retry_text(retries)}",
-                        hint=hint)
+    unreachable = cause in ("the host name does not resolve", "the connection was refused",
+                            "connecting timed out")
+    return (UnreachableError if unreachable else NetworkError)(
+        f"cannot {doing} {redact_url(url)}: {cause}{_retry_text(retries)}", hint=hint)
 
 
 def iter_raw_body(response: requests.Response, size: int) -> Iterator[bytes]:

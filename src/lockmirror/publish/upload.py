@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import requests
 
 from ..config_schema import UploadDestination
-from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..errors import IntegrityError, LockmirrorError, PublishError, UnreachableError
 from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
 from ..net.http import make_session, network_error, redact_text, redact_url, retries_made
@@ -69,10 +69,11 @@ class _Outcome:
     problem: str | None = None
 
 
-class _AuthRefused(Exception):
-    """401/403 on an upload: every other upload stops, and this is the error."""
+class _StopAll(Exception):
+    """No other file can be published either (401/403 on an upload, or nobody
+    answers): every other upload stops, and this is the error."""
 
-    def __init__(self, error: PublishError) -> None:
+    def __init__(self, error: LockmirrorError) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -95,7 +96,7 @@ class UploadPublisher:
         creds = {origin(self.url): self.credentials} if self.credentials else {}
         self.post_session = make_session(retries=POST_RETRIES, timeout=(10, 600),
                                          pool_size=self.jobs + 2, credentials=creds)
-        self._refused: PublishError | None = None  # why the credentials were refused: stop
+        self._refused: LockmirrorError | None = None  # why no upload can succeed: stop
         self._lock = threading.Lock()
 
     @property
@@ -212,12 +213,13 @@ class UploadPublisher:
 
     def _upload_one(self, tree: SourceTree, item: Item) -> _Outcome | None:
         """One file's outcome, None when it was not tried because the credentials were
-        refused; never raises (a worker's failure is reported, not lost)."""
+        refused or the server is unreachable; never raises (a worker's failure is
+        reported, not lost)."""
         if self._refused is not None:
             return None
         try:
             return self._post(tree, item)
-        except _AuthRefused as refused:
+        except _StopAll as refused:
             with self._lock:
                 self._refused = self._refused or refused.error
             return _Outcome(item.path, problem=refused.error.message)
@@ -230,7 +232,7 @@ class UploadPublisher:
     def _post(self, tree: SourceTree, item: Item) -> _Outcome:
         """Hash, check and POST one file (streamed from the disk). Raises
         IntegrityError when its bytes are not the manifest's, MetadataError when it
-        has no readable metadata, _AuthRefused for 401/403, OSError."""
+        has no readable metadata, _StopAll for 401/403 or an unreachable server, OSError."""
         path = tree.root / item.source
         digests = file_digests(path)
         actual = digests["sha256_digest"]
@@ -244,8 +246,12 @@ class UploadPublisher:
                     self.url, data=body, headers={"Content-Type": body.content_type},
                     allow_redirects=False)
         except requests.RequestException as error:
-            failure = network_error(error, self.url, retries=POST_RETRIES).message
-            return _Outcome(item.path, problem=f"{path.name}: {failure}")
+            failure = network_error(error, self.url, retries=POST_RETRIES, doing="upload to")
+            if isinstance(failure, UnreachableError):  # the next file would wait the same
+                raise _StopAll(PublishError(failure.message, where=self.display,
+                                            hint="nothing more was tried; publish again once "
+                                                 "the repository answers")) from None
+            return _Outcome(item.path, problem=f"{path.name}: {failure.message}")
         status = response.status_code
         answer = http_answer(response)
         response.close()
@@ -254,7 +260,7 @@ class UploadPublisher:
         if status in (401, 403):
             message, hint = auth_failure(f"uploading {path.name}", answer, self.missing,
                                          destination=self.destination)
-            raise _AuthRefused(PublishError(message, where=self.display, hint=hint))
+            raise _StopAll(PublishError(message, where=self.display, hint=hint))
         # 400/409/...: "exists" in some wording (perhaps after a retried POST that was
         # stored), or a real refusal; the page tells which
         settled = self._settled(item, path.name)
