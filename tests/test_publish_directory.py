@@ -307,3 +307,10 @@ def test_a_dry_run_counts_what_it_would_delete_and_keep_apart(
     out = capsys.readouterr().out
     assert "  stale, would delete: 1\n" in out
     assert "  stale, would keep (no --prune): 2\n" in out
+
+
+def test_a_flat_directory_counts_its_wheels_as_files(index_tree: Path, tmp_path: Path) -> None:
+    events: list[str] = []
+    publish(index_tree, flat(tmp_path / "packages"), progress=lambda e: events.append(e.message))
+    assert any(m.startswith("copying ") and m.split(" (")[0].endswith("files") for m in events)
+    assert not any("document" in m for m in events), events

@@ -163,6 +163,9 @@ def test_same_name_other_bytes_is_a_loud_error_and_the_rest_still_goes(
         publish(index_tree, destination(pypiserver), environ=credentials(pypiserver))
     assert (pypiserver.packages / "alpha-1.1-py3-none-any.whl").is_file()
     assert (pypiserver.packages / impostor.name).read_bytes() == impostor.read_bytes()
+    # the dry run says so and fails as the real run does (a CI gate can stop on it)
+    assert main(["publish", "--to", with_credentials(pypiserver.url, pypiserver), "--from",
+                 str(index_tree), "--dry-run"]) == 1
 
 
 def test_already_exists_answer_counts_only_with_the_same_sha256(

@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     base_dir = loaded.root if loaded is not None else None
     # the configured index built on an S3 store names files that stay in the store
     store = s3_store_of(loaded) if loaded is not None and args.source is None else None
+    conflicts = False
     with open_source(source, pubkey=args.pubkey,
                      progress=_printer(args, str(source))) as tree_dir:
         for name, destination in destinations:
@@ -163,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
                                         if n])
             if args.dry_run:
                 _print_plan(name, result)
+                conflicts = conflicts or bool(result.plan.conflicts)  # the real run fails on them
                 continue
             for note in result.notes:
                 print(f"publish {name}: {note}", file=sys.stderr)
             print(f"publish {name} ({result.destination}): {result.summary()}")
-    return 0
+    return 1 if conflicts else 0

@@ -182,7 +182,8 @@ class DirectoryPublisher:
                     size += len(chunk)
                 if size != item.size or digest.hexdigest() != item.sha256:
                     raise IntegrityError(
-                        f"does not match manifest.json ({size} bytes, sha256 {digest.hexdigest()})",
+                        f"does not match manifest.json ({size} bytes, sha256 {digest.hexdigest()}"
+                        f"; expected {item.size} bytes, {item.sha256})",
                         where=str(source), hint="rebuild or re-import the index; the "
                                                 "destination's pages were left as they were")
         except OSError as error:

@@ -76,7 +76,7 @@ class Item:
 
     @property
     def kind(self) -> str:
-        return kind_of(self.path)
+        return kind_of(self.source)  # a flat directory's path is the file name alone
 
     def check_bytes(self, path: Path, size: int, sha256: str) -> None:
         """IntegrityError naming ``path`` unless its bytes (``size``, ``sha256``)
