@@ -145,3 +145,48 @@ def test_a_lockfile_installers_read_differently_fails(
     status, out = check(locked, capsys)
     assert status == 1, out
     assert f"{path}: {says}" in out
+
+
+def test_a_marker_edited_by_hand_fails_the_check(tmp_path: Path, fixture_index: FixtureIndex,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``diff`` and the index read an entry's targets; installers read its marker. A
+    marker widened onto another target (or narrowed off its own) makes the far side
+    install what no reviewer saw: the check compares the two, with no network."""
+    from test_lock import ARM, X86, write_mirror
+
+    from lockmirror import cli
+
+    config = write_mirror(tmp_path, fixture_index, "  core:\n    requirements: ['beta==1.0']\n")
+    lock_sets(load_config(config))
+    path = tmp_path / "lockfiles" / "pylock.core.toml"
+    locked = Lockfile.read(path)
+    alphas = {p.targets: p for p in locked.packages if p.name == "alpha"}
+    assert set(alphas) == {(X86,), (ARM,)}  # one version per target
+
+    def rewrite(marker: dict[tuple[str, ...], str | None], extra: tuple[LockedPackage, ...] = ()
+                ) -> str:
+        packages = tuple(dataclasses.replace(p, marker=marker[p.targets])
+                         if p.name == "alpha" and p.targets in marker else p
+                         for p in locked.packages) + extra
+        dataclasses.replace(locked, packages=packages).write(path)
+        assert cli.main(["lock", "--check", "--config", str(config)]) == 1
+        return capsys.readouterr().err
+
+    before = tmp_path / "before"
+    before.mkdir()
+    (before / path.name).write_bytes(path.read_bytes())
+    said = rewrite({(X86,): 'sys_platform == "linux"'})
+    assert (f"alpha {alphas[(X86,)].version}: its marker is true on target {ARM}, which it is "
+            "not locked for") in said
+    # the reviewer's diff shows it too (its per-target view reads the targets, not markers)
+    cli.main(["diff", "--config", str(config), str(before), str(path.parent)])
+    shown = capsys.readouterr().out
+    assert "no changes" not in shown and "ALARM: 1 " in shown
+    assert f"! set core: alpha {alphas[(X86,)].version}: its marker is true on target {ARM}" \
+        in shown
+    said = rewrite({(ARM,): f'({alphas[(ARM,)].marker}) and python_version < "3"'})
+    assert (f"alpha {alphas[(ARM,)].version}: its marker is false on every Python of target "
+            f"{ARM}, which it is locked for") in said
+    # a second entry with no marker (installers: everywhere) that no target lists
+    said = rewrite({}, (dataclasses.replace(alphas[(X86,)], targets=(), marker=None),))
+    assert f"alpha {alphas[(X86,)].version}: locked for no target" in said

@@ -163,9 +163,15 @@ def _new_sdists(new: Lockfile | None, added: tuple[FileRef, ...]) -> tuple[NewSd
 
 
 def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
-    """Files in both lockfiles under one name whose sha256 or URL host differ."""
+    """Files in both lockfiles under one name whose sha256 or URL host differ; the
+    new lockfile's entries whose marker disagrees with their targets (what this
+    diff shows per target is then not what installers take)."""
+    from .lock_merge import marker_problems
+
+    markers = tuple(Alarm("marker", "", package.name, str(package.version), package.marker or "",
+                          text) for package, text in marker_problems(new)) if new else ()
     if old is None or new is None:
-        return ()
+        return markers
     before = {f.filename: f for _, f in old.iter_files()}
     out = []
     for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
@@ -178,7 +184,7 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
         if url_host(was.url) != url_host(file.url):
             out.append(Alarm("host", file.filename, package.name, str(package.version),
                              url_host(was.url), url_host(file.url)))
-    return tuple(out)
+    return (*out, *markers)
 
 
 def url_host(url: str) -> str:

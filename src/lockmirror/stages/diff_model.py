@@ -125,9 +125,10 @@ class Finding:
 
 @dataclass(frozen=True)
 class Alarm:
-    """A file that kept its name while its sha256 or its URL's host changed."""
+    """A file that kept its name while its sha256 or its URL's host changed, or an
+    entry whose marker disagrees with the targets it is locked for (``new``: how)."""
 
-    kind: Literal["sha256", "host"]
+    kind: Literal["sha256", "host", "marker"]
     filename: str
     package: str
     version: str
@@ -139,6 +140,8 @@ class Alarm:
         if self.kind == "sha256":
             return (f"{self.filename}: sha256 changed for the same file name; files on PyPI are "
                     f"immutable (was {self.old[:16]}..., now {self.new[:16]}...)")
+        if self.kind == "marker":
+            return f"{self.package} {self.version}: {self.new}"
         return f"{self.filename}: URL host changed from {self.old} to {self.new}"
 
     def as_json(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ only ever added, never renamed or removed, within schema version 1)::
                       "severity": "deny" | "warn" | "info",
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
-        "alarms": [{"kind": "sha256" | "host", "filename": "...", "package": "...",
+        "alarms": [{"kind": "sha256" | "host" | "marker", "filename": "...", "package": "...",
                     "version": "...", "old": "...", "new": "...", "message": "..."}],
         "retained": {"releases": ["speedup 1.0"],   # leave this lock, stay in the index
                      "why": "for the previous lock, until the next lock (retention: ...)"}
@@ -89,7 +89,8 @@ def render_text(diff: LockDiff) -> str:
     if alarms:
         lines.append("")
         lines.append(f"ALARM: {len(alarms)} file(s) changed under the same name or moved to "
-                     "another host; do not merge before finding out why:")
+                     "another host, or marker(s) installers read for other targets; do not "
+                     "merge before finding out why:")
         lines += [f"  ! set {name}: {alarm.message}" for name, alarm in alarms]
     for set_diff in diff.sets:
         if set_diff.status != "unchanged":
@@ -224,7 +225,8 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
     if alarms:
         out += ["> [!CAUTION]",
                 (f"> **{len(alarms)} file(s) changed under the same name or moved to another "
-                 "host.** Do not merge before finding out why:")]
+                 "host, or marker(s) installers read for other targets.** Do not merge before "
+                 "finding out why:")]
         out += [f"> - set {_code(name)}: {_md(alarm.message)}" for name, alarm in alarms]
         out.append("")
     totals = diff.summary()

@@ -320,3 +320,39 @@ def _two_active(set_name: str, name: str, active: Sequence[LockedPackage], targe
         "written", where=f"set '{set_name}'",
         hint=f"pin one version of {name} in the set; if the targets overlap, give them "
         "separate sets")
+
+
+def marker_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
+    """Entries whose marker disagrees with the targets the lockfile records for
+    them (``[packages.tool.lockmirror] targets``, what ``diff`` and the index
+    read): true on a target the entry is not locked for, so an installer there
+    would take it, or false on every Python of one it is locked for, so an
+    installer there would leave it out; an entry locked for no target at all.
+    ``lock`` never writes one (:func:`merge_parts`): it is a hand edit. No
+    network; the lockfile alone (its own target records). (entry, what is wrong)."""
+    from ..targets import Target, versions_in
+
+    targets = {t.name: Target.of_locked(t) for t in lockfile.targets}
+    selections: list[frozenset[str]] = (
+        [frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
+    selections += [frozenset({g}) for g in lockfile.build_groups]
+    problems: list[tuple[LockedPackage, str]] = []
+    for package in lockfile.packages:
+        if not package.targets:
+            problems.append((package, "locked for no target, yet an entry installers read"))
+            continue
+        marker = Marker(package.marker) if package.marker else None
+        hints = versions_in(package.marker or "")
+        for name, target in targets.items():
+            active = marker is None or any(
+                marker.evaluate({**target.environment(full), "extras": frozenset(),
+                                 "dependency_groups": groups}, "lock_file")
+                for full in target.patch_versions(hints) for groups in selections)
+            if active and name not in package.targets:
+                problems.append((package, f"its marker is true on target {name}, which it is "
+                                          "not locked for (installers there would take it)"))
+            elif not active and name in package.targets:
+                problems.append((package, f"its marker is false on every Python of target "
+                                          f"{name}, which it is locked for (installers there "
+                                          "would leave it out)"))
+    return problems
