@@ -190,3 +190,26 @@ def test_a_marker_edited_by_hand_fails_the_check(tmp_path: Path, fixture_index: 
     # a second entry with no marker (installers: everywhere) that no target lists
     said = rewrite({}, (dataclasses.replace(alphas[(X86,)], targets=(), marker=None),))
     assert f"alpha {alphas[(X86,)].version}: locked for no target" in said
+
+
+def test_a_metadata_hash_a_page_does_not_state_is_checked_against_the_wheel(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """A source without PEP 658 hashes (a Nexus-style index): the lockfile's metadata
+    hash is the only one. Pointed at another wheel's metadata (a file the store has),
+    fetch would take that file and the index serve it; the check reads the wheel's."""
+    fixture_index.no_metadata = True
+    config = write_locked(tmp_path, fixture_index.url)
+    locked = Lockfile.read(lockfile_of(config))
+    other = next(f.metadata_sha256 for p in locked.packages if p.name != "beta"
+                 for f in p.wheels if f.metadata_sha256)
+    status, out = check(config, capsys)
+    assert status == 0, out
+
+    def forge(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
+        return package, dataclasses.replace(file, metadata_sha256=other)
+
+    forged = edit(config, "beta", forge)
+    status, out = check(config, capsys)
+    assert status == 1, out
+    assert (f"beta 1.0: {forged.filename}: metadata sha256 {other} in the lockfile, the "
+            "wheel's METADATA has ") in out

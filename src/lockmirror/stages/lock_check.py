@@ -157,7 +157,7 @@ def page_mismatches(lockfiles: Iterable[tuple[Path, Lockfile]], client: IndexCli
             except NotFoundError as error:
                 out.append(f"{head}: no source lists the project ({error.message})")
                 continue
-            found, lacking = _package_mismatches(package, page, sources)
+            found, lacking = _package_mismatches(package, page, sources, client)
             out += [f"{head}: {line}" for line in found]
             unsized += [(head, locked, listed) for locked, listed in lacking]
     if unsized:
@@ -173,8 +173,27 @@ def page_mismatches(lockfiles: Iterable[tuple[Path, Lockfile]], client: IndexCli
     return out
 
 
-def _package_mismatches(package: LockedPackage, page: ProjectPage, sources: Mapping[str, str]
-                        ) -> tuple[list[str], list[tuple[LockedFile, DistFile]]]:
+def _metadata_mismatch(file: LockedFile, entry: DistFile, client: IndexClient) -> list[str]:
+    """A page without PEP 658 hashes: the wheel's own METADATA (as ``lock`` read it:
+    the HTTP cache, else ranged reads of the wheel) against the lockfile's hash,
+    which otherwise nothing checks (fetch keeps one store file per hash, so a hash
+    another wheel's metadata has would be taken as it)."""
+    from ..errors import LockmirrorError
+    from ..fsutil import sha256_bytes
+
+    try:
+        actual = sha256_bytes(client.metadata(entry))
+    except LockmirrorError as error:
+        return [f"{file.filename}: its metadata cannot be read to check the lockfile's "
+                f"hash ({error.message})"]
+    if actual != (file.metadata_sha256 or "").lower():
+        return [f"{file.filename}: metadata sha256 {file.metadata_sha256} in the lockfile, "
+                f"the wheel's METADATA has {actual}"]
+    return []
+
+
+def _package_mismatches(package: LockedPackage, page: ProjectPage, sources: Mapping[str, str],
+                        client: IndexClient) -> tuple[list[str], list[tuple[LockedFile, DistFile]]]:
     """(lines, files whose size the page leaves out) for one entry."""
     lines: list[str] = []
     source_url = sources.get(page.source, "")
@@ -202,6 +221,8 @@ def _package_mismatches(package: LockedPackage, page: ProjectPage, sources: Mapp
                 and entry.metadata_sha256 != file.metadata_sha256.lower():
             lines.append(f"{file.filename}: metadata sha256 {file.metadata_sha256} in the "
                          f"lockfile, {entry.metadata_sha256} on the project page")
+        elif file.metadata_sha256 and file.is_wheel and not entry.metadata_sha256:
+            lines += _metadata_mismatch(file, entry, client)
         if entry.size is None:
             lacking.append((file, entry))
         elif entry.size != file.size:
