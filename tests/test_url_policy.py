@@ -89,6 +89,12 @@ def test_never_file_urls_credentials_or_dot_segments() -> None:
         (f"https://files.pythonhosted.org/packages/%2e%2e/evil/{WHEEL}", "'..'"),
         (f"https://files.pythonhosted.org/packages/./{WHEEL}", "'.' or '..' segments"),
         (f"https://files.pythonhosted.org/packages\\..\\{WHEEL}", "backslash"),
+        # what a server decodes, or decodes once more, into a step out of the directory
+        (f"https://files.pythonhosted.org/packages/%5c..%5c..%5cevil/{WHEEL}", "backslash"),
+        (f"https://files.pythonhosted.org/packages/..;/evil/{WHEEL}", "'..'"),
+        (f"https://files.pythonhosted.org/packages/..%00/evil/{WHEEL}", "control character"),
+        (f"https://files.pythonhosted.org/packages/%252e%252e/evil/{WHEEL}", "encoded twice"),
+        (f"https://files.pythonhosted.org/packages/%E2%80%A5/evil/{WHEEL}", "outside ASCII"),
         (f"ftp://files.pythonhosted.org/packages/{WHEEL}", "https only"),
         ("https:///packages/x.whl", "no host"),
     ]:

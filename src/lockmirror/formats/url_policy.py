@@ -58,6 +58,8 @@ KNOWN_FILE_HOSTS: dict[str, tuple[str, ...]] = {
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_CHARS = re.compile(r"[\\\s\x00-\x1f\x7f]")
+# after one decoding, what a server that decodes twice would turn into '.', '/', '\' or NUL
+_ENCODED_AGAIN = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,14 @@ def url_problem(url: str, sources: Sequence[SourceConfig] | None) -> str | None:
         return "the URL carries a user name or password; credentials belong in the environment"
     if not parts.hostname:
         return "the URL names no host"
-    segments = unquote(parts.path).split("/")
-    if "." in segments or ".." in segments:
+    path = unquote(parts.path)  # what a server decodes once
+    if _UNSAFE_CHARS.search(path) or not path.isascii():
+        return ("the URL path holds an encoded backslash, control character or whitespace, "
+                "or a character outside ASCII")
+    if _ENCODED_AGAIN.search(path):
+        return "the URL path is encoded twice ('%25' before a dot, slash, backslash or NUL)"
+    segments = path.split("/")
+    if any(segment == "." or segment.startswith("..") for segment in segments):
         return "the URL path holds '.' or '..' segments"
     wanted = _Prefix(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme],
                      parts.path or "/")
