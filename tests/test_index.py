@@ -809,3 +809,15 @@ def test_the_url_rule_checks_what_it_parses_and_again_when_the_sources_change(
         build(own_mirror, url_rule=elsewhere)
     assert tree_bytes(own_mirror.out) == before  # nothing written
     assert build(own_mirror, url_rule=fixture).noop
+
+
+def test_a_second_build_at_once_is_told_and_changes_nothing(own_mirror: FixtureMirror) -> None:
+    from lockmirror.fsutil import one_at_a_time
+
+    build(own_mirror)
+    before = tree_bytes(own_mirror.out)
+    with one_at_a_time(state_dir_for(own_mirror.out), "the first build"):
+        with pytest.raises(LockmirrorError, match="another lockmirror index is building"):
+            build(own_mirror, full=True)
+    assert tree_bytes(own_mirror.out) == before
+    assert build(own_mirror).noop  # the lock goes with the first build

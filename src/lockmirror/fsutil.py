@@ -68,6 +68,27 @@ def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False
     return True
 
 
+@contextmanager
+def one_at_a_time(directory: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` for the block: one process at a time
+    (the kernel drops the lock when the process ends, even by SIGKILL). Raises
+    LockmirrorError ``busy``, naming the directory, while another process holds it."""
+    import fcntl
+
+    from .errors import LockmirrorError
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockmirrorError(busy, where=str(directory),
+                                  hint="wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (flat memory)."""
     digest = hashlib.sha256()

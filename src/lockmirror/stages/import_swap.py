@@ -26,7 +26,6 @@ before it starts) resolves without losing the previous good mirror:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import LockmirrorError
+from ..fsutil import one_at_a_time
 
 
 def mirror_path(into: Path) -> Path:
@@ -98,21 +98,13 @@ def import_lock(into: Path) -> Iterator[str | None]:
     and recovery would otherwise remove a running import's staging. The kernel
     drops the lock when the process ends, even by SIGKILL. Raises
     LockmirrorError while another import holds it, or when recovery fails."""
-    fd = os.open(into.parent, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockmirrorError("another lockmirror import is running in this directory",
-                                  where=str(into.parent), hint="wait for it to finish") from None
+    with one_at_a_time(into.parent, "another lockmirror import is running in this directory"):
         try:
             recovered = recover_interrupted_import(into)
         except OSError as exc:
             raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
                                   where=str(exc.filename or into)) from None
         yield recovered
-    finally:
-        os.close(fd)
 
 
 def recover_interrupted_import(into: Path) -> str | None:

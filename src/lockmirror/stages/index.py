@@ -70,7 +70,7 @@ from ..formats.pages import (
 )
 from ..formats.quarantine_list import releases_of
 from ..formats.store import Store
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, one_at_a_time, sha256_bytes
 from ..net.s3_store import AnyStore, S3Store
 from . import index_fs as fs
 from .index_sbom import write_sboms
@@ -184,13 +184,16 @@ def build_index(
         raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
                               hint="point --out (paths.index) at a directory")
     out_dir = Path(os.path.abspath(out_dir))
+    state = Path(state_dir) if state_dir else state_dir_for(out_dir)
     run = _Run(store=store if isinstance(store, (Store, S3Store)) else Store(Path(store)),
-               out_dir=out_dir, state_dir=Path(state_dir) if state_dir else state_dir_for(out_dir),
+               out_dir=out_dir, state_dir=state,
                title=title, full=full, exclude=normalized_releases(exclude),
                progress=progress or (lambda _message: None), url_rule=url_rule, sbom=sbom)
     try:
-        return run.build([Path(p) for p in lockfiles],
-                         Path(mirror_yaml) if mirror_yaml else None, dict(retained or {}))
+        state.mkdir(parents=True, exist_ok=True)
+        with one_at_a_time(state, "another lockmirror index is building this index"):
+            return run.build([Path(p) for p in lockfiles],
+                             Path(mirror_yaml) if mirror_yaml else None, dict(retained or {}))
     except OSError as exc:  # a full disk, an unwritable directory, a failing device
         # link() and copies name the source first, the file being written second
         named = exc.filename2 if isinstance(exc.filename2, str) else exc.filename
