@@ -460,7 +460,13 @@ def test_full_disk_is_one_line_and_leaves_no_half_tree(own_mirror: FixtureMirror
         before = tree_bytes(own_mirror.out)
         _swap_speedup(own_mirror, "1.0")
 
+    real_link, linked = os.link, []
+
     def full(source: object, destination: object, **kwargs: object) -> None:
+        # an update fills the disk after its first new file (which must not stay)
+        if not fresh and not linked:
+            linked.append(destination)
+            return real_link(source, destination, **kwargs)  # type: ignore[arg-type]
         # as link(2) fails: the source is the first file name, the new link the second
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source), None,
                       str(destination))
@@ -472,6 +478,7 @@ def test_full_disk_is_one_line_and_leaves_no_half_tree(own_mirror: FixtureMirror
     # names the file it could not write, not the store file it links from
     where = str(error.value).split(": cannot build")[0]
     assert "/files/" in where and str(own_mirror.store.root) not in where
+    assert ".tmp" not in where  # the file being written, not its temporary name
     assert not list(own_mirror.root.glob(".dist-index.staging-*"))
     if fresh:
         assert not own_mirror.out.exists()

@@ -108,9 +108,11 @@ def _into_place(dest: str, make: Callable[[str], None]) -> None:
     try:
         make(temp)
         os.replace(temp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        if isinstance(exc, OSError) and temp in (exc.filename, exc.filename2):
+            raise OSError(exc.errno, exc.strerror, dest) from None  # the name the user knows
         raise
 
 

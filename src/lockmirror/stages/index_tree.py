@@ -18,6 +18,7 @@ it, and it records each one for the manifest (:attr:`Tree.entries`):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -49,6 +50,7 @@ class Tree:
     old_entries: dict[str, tuple[str, int]]  # that manifest ({} when not trusted)
     entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> sha256, size
     written: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # written where no file was (discard's)
     linked: int = 0
     copied: int = 0
     can_link: bool = True
@@ -110,8 +112,10 @@ class Tree:
             with open(path, "wb") as handle:
                 handle.write(data)
             self._wrote(rel)
-        elif atomic_write(Path(path), data, only_if_changed=True, fsync=False):
-            self._wrote(rel)
+        else:
+            new = not os.path.lexists(path)
+            if atomic_write(Path(path), data, only_if_changed=True, fsync=False):
+                self._wrote(rel, new=new)
 
     def place(self, rel: str, sha256: str, size: int | None) -> bool:
         """Make ``rel`` the store's file ``sha256``: nothing to do when it already
@@ -151,7 +155,7 @@ class Tree:
             try:
                 fs.link(source, dest, replace=have is not None)
                 self.linked += 1
-                self._wrote(rel)
+                self._wrote(rel, new=have is None)
                 return True
             except OSError as exc:
                 if exc.errno not in _NO_LINK:
@@ -159,7 +163,7 @@ class Tree:
                 self.can_link = False
         fs.copy(source, dest, src)
         self.copied += 1
-        self._wrote(rel)
+        self._wrote(rel, new=have is None)
         return True
 
     def _enter_remote(self, rel: str, sha256: str, size: int | None) -> bool:
@@ -196,9 +200,18 @@ class Tree:
 
     def discard(self) -> None:
         """After a failure: a staging tree is removed; an updated tree keeps
-        the previous manifest (written last, so never ahead of the files)."""
+        the previous manifest (written last, so never ahead of the files) and
+        loses the files this run created where none was (a full disk half-way
+        through new projects), so it again holds what that manifest names."""
         if self.fresh:
             shutil.rmtree(self.root, ignore_errors=True)
+            return
+        for rel in reversed(self.created):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self.root}/{rel}")
+        for directory in sorted(self.made_dirs, reverse=True):  # deepest first; only if empty
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
     def _mkdir(self, directory: str) -> None:
         """Make ``directory`` (and its parents) once per run."""
@@ -211,8 +224,10 @@ class Tree:
                 os.makedirs(directory, exist_ok=True)
             self.made_dirs.add(directory)
 
-    def _wrote(self, rel: str) -> None:
+    def _wrote(self, rel: str, *, new: bool = True) -> None:
         self.written.append(rel)
+        if new:
+            self.created.append(rel)
 
 
 def _damaged(rel: str, source: str) -> IntegrityError:
