@@ -602,3 +602,23 @@ def test_bundle_json_roundtrip_and_refusals() -> None:
         BundleInfo.loads(bad, where="t")
     with pytest.raises(BundleError, match="not a lockmirror bundle.json"):
         BundleInfo.loads(io.BytesIO(b"{}").read(), where="t")
+
+
+def test_a_killed_writers_temporary_volume_goes_with_the_next_bundle(tmp_path: Path) -> None:
+    """kill -9 leaves a temporary volume as large as a bundle; the next bundle of
+    the mirror removes it (a refresh bundle's, written unlocked, stays). While one
+    writer works in the directory, a second is told so."""
+    from lockmirror.fsutil import one_at_a_time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".lockmirror-demo-0123456789abcdef.tar.x3lzam_j.tmp"
+    stale.write_bytes(b"x" * 1000)
+    refreshing = out / ".lockmirror-demo-0123456789abcdef.advisories.tar.q1w2e3r4.tmp"
+    refreshing.write_bytes(b"y")
+    result = bundle(tmp_path / "in", out)
+    assert not stale.exists() and refreshing.exists()
+    with one_at_a_time(out, "the first writer"):
+        with pytest.raises(LockmirrorError, match="another lockmirror bundle is being written"):
+            bundle(tmp_path / "in", out)
+    assert sha256(result.path) == result.sha256[0]

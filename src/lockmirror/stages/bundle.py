@@ -38,9 +38,11 @@ which pins every member, so it names the content.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,10 +69,10 @@ from ..formats.bundle_format import (
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import removed_releases
-from ..fsutil import sha256_bytes
+from ..fsutil import one_at_a_time, sha256_bytes
 from ..timeutil import resolve_source_date_epoch
 from .bundle_retention import Removed, prune_bundles
-from .bundle_tar import Member, read_input
+from .bundle_tar import Member, output_error, read_input
 from .bundle_write import write_bundle
 from .tool_set import collect_tool_wheels
 
@@ -160,11 +162,13 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         name=name, kind=kind, index_manifest_sha256=manifest_sha,
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
         tool_python=tool_python, files={})
-    written = write_bundle(provisional, members, _readme(provisional, removes), out_dir=out_dir,
-                           epoch=epoch, key=key, volume_size=volume_size, progress=progress)
-    if not written.changed and keep:
-        os.utime(written.checksums)  # the newest bundle, for the next prune
-    removed = prune_bundles(out_dir, name, current=written.info.filename, keep=keep)
+    with _writing_in(out_dir, name):
+        written = write_bundle(provisional, members, _readme(provisional, removes),
+                               out_dir=out_dir, epoch=epoch, key=key, volume_size=volume_size,
+                               progress=progress)
+        if not written.changed and keep:
+            os.utime(written.checksums)  # the newest bundle, for the next prune
+        removed = prune_bundles(out_dir, name, current=written.info.filename, keep=keep)
     return BundleResult(
         parts=written.parts, checksums=written.checksums, sha256=written.sha256,
         content_id=written.info.content_id, kind=kind, base_manifest_sha256=base_sha,
@@ -173,6 +177,21 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         source_date_epoch=epoch, epoch_source=epoch_source,
         tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
         changed=written.changed, removed=removed, removes=removes)
+
+
+@contextmanager
+def _writing_in(out_dir: Path, name: str) -> Iterator[None]:
+    """One bundle writer at a time in ``out_dir``; first, the temporary volumes a
+    killed writer of this mirror's bundles left (each as large as a bundle)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out_dir) from None
+    with one_at_a_time(out_dir, "another lockmirror bundle is being written here"):
+        for stale in out_dir.glob(f".lockmirror-{glob.escape(name)}-*.tmp"):
+            if ".advisories." not in stale.name:  # refresh bundles are written unlocked
+                stale.unlink(missing_ok=True)
+        yield
 
 
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:

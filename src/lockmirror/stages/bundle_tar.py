@@ -120,7 +120,7 @@ class Layout:
             out_dir.mkdir(parents=True, exist_ok=True)
             writer = VolumeWriter(out_dir, names, volume_size)
         except OSError as exc:
-            raise _output_error(exc, out_dir) from None
+            raise output_error(exc, out_dir) from None
         try:
             view = memoryview(bytearray(CHUNK))
             for header, member in self.items:
@@ -139,11 +139,11 @@ class Layout:
         except BaseException as exc:
             writer.abort()
             if isinstance(exc, OSError):  # ENOSPC, EFBIG, EACCES, ...
-                raise _output_error(exc, out_dir) from None
+                raise output_error(exc, out_dir) from None
             raise
 
 
-def _output_error(exc: OSError, out_dir: Path) -> LockmirrorError:
+def output_error(exc: OSError, out_dir: Path) -> LockmirrorError:
     """An error writing the bundle, naming the output directory (not a temporary
     file the user never sees)."""
     if out_dir.exists() and not out_dir.is_dir():
