@@ -27,6 +27,7 @@ from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError, LockmirrorError
 
 DEFAULT_CONFIG = "mirror.yaml"
+SIGNING_KEY_ENV = "LOCKMIRROR_SIGNING_KEY"  # the bundle signing key's file, when none is given
 
 
 class LoadedConfig:
@@ -75,6 +76,13 @@ class LoadedConfig:
     @property
     def cache_dir(self) -> Path:
         return self.resolve(os.environ.get("LOCKMIRROR_CACHE") or self.config.paths.cache)
+
+    @property
+    def signing_key(self) -> Path | None:
+        """``$LOCKMIRROR_SIGNING_KEY``: the private key file bundles are signed with
+        when none is given (``doit bundle`` takes no options); None: unsigned."""
+        named = os.environ.get(SIGNING_KEY_ENV)
+        return Path(named) if named else None
 
     @property
     def quarantine_path(self) -> Path:

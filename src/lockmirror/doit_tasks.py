@@ -20,6 +20,7 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 from doit.tools import config_changed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
+from .config import SIGNING_KEY_ENV
 from .doit_project import Project
 from .errors import ConfigError, LockmirrorError
 from .fsutil import atomic_write, format_size
@@ -292,7 +293,7 @@ def bundle_task(project: Project) -> TaskDict:
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in lockfile_paths(project))],
         # signed or not, and by which key: $LOCKMIRROR_SIGNING_KEY (a path, no secret)
-        "uptodate": [config_changed(os.environ.get(pipeline.SIGNING_KEY_ENV, ""))],
+        "uptodate": [config_changed(os.environ.get(SIGNING_KEY_ENV, ""))],
         "verbosity": 2,
     }
 

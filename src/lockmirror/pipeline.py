@@ -18,7 +18,6 @@ subclasses its engine documents.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,9 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .timeutil import snapshot_time
-
-# The signing key of bundles when none is given (`doit bundle` takes no options): a path
-SIGNING_KEY_ENV = "LOCKMIRROR_SIGNING_KEY"
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -265,20 +261,13 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split,
-                        key=key or _signing_key_from_environment(),
+                        key=key or loaded.signing_key,
                         source_date_epoch=source_date_epoch, tool=tool,
                         cache_dir=loaded.cache_dir,
                         store_dir=None if s3_store else loaded.store_dir,
                         progress=progress, store=s3_store,
                         extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
                         keep=loaded.config.bundle.keep if keep is None else keep)
-
-
-def _signing_key_from_environment() -> Path | None:
-    """``$LOCKMIRROR_SIGNING_KEY``, the private key file bundles are signed with
-    when no ``key`` is given; None when unset (the bundle is unsigned)."""
-    named = os.environ.get(SIGNING_KEY_ENV)
-    return Path(named) if named else None
 
 
 def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,
@@ -308,7 +297,7 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
                               hint="list them under policy.advisory_sources")
     snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
     return build_refresh_bundle(loaded, snapshot, out_dir=out or loaded.dist_dir,
-                                key=key or _signing_key_from_environment(),
+                                key=key or loaded.signing_key,
                                 source_date_epoch=source_date_epoch)
 
 
