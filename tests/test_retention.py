@@ -179,6 +179,13 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
     (repo / "mirror.yaml").write_text(MIRROR % ("15", "fail"))
     assert main(["du", "--config", str(repo / "mirror.yaml")]) == 1
     assert capsys.readouterr().err.startswith("du: error: the mirror would hold 20 B")
+    # a set added but not locked yet is said, not silently left out of the total
+    (repo / "mirror.yaml").write_text((MIRROR % ("1GiB", "warn")).replace(
+        "  core: {requirements: [requests]}\n",
+        "  core: {requirements: [requests]}\n  extra: {requirements: [idna]}\n"))
+    assert main(["du", "--config", str(repo / "mirror.yaml")]) == 0
+    assert capsys.readouterr().err == (
+        "du: set 'extra' has no lockfile yet, so it is not counted (run `doit lock`)\n")
 
 
 # -- the whole path: three lock revisions on the fixture index, the index, pip, the far side

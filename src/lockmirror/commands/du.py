@@ -24,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     usage, retention = pipeline.disk_usage(loaded, now=datetime.now(UTC))
     for note in retention.notes:
         print(f"du: {note}", file=sys.stderr)
+    for name in loaded.config.sets:
+        if not loaded.lockfile_path(name).exists():
+            print(f"du: set '{name}' has no lockfile yet, so it is not counted (run `doit lock`)",
+                  file=sys.stderr)
     sys.stdout.write(render_usage(usage))
     rule = loaded.config.retention
     if rule.max_size is not None:
