@@ -190,6 +190,7 @@ def test_a_marker_edited_by_hand_fails_the_check(tmp_path: Path, fixture_index: 
     # a second entry with no marker (installers: everywhere) that no target lists
     said = rewrite({}, (dataclasses.replace(alphas[(X86,)], targets=(), marker=None),))
     assert f"alpha {alphas[(X86,)].version}: locked for no target" in said
+    assert f"alpha {alphas[(X86,)].version}: a second entry of this release" in said
 
 
 def test_a_metadata_hash_a_page_does_not_state_is_checked_against_the_wheel(

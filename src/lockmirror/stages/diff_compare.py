@@ -166,10 +166,10 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
     """Files in both lockfiles under one name whose sha256 or URL host differ; the
     new lockfile's entries whose marker disagrees with their targets (what this
     diff shows per target is then not what installers take)."""
-    from .lock_merge import marker_problems
+    from .lock_merge import entry_problems
 
     markers = tuple(Alarm("marker", "", package.name, str(package.version), package.marker or "",
-                          text) for package, text in marker_problems(new)) if new else ()
+                          text) for package, text in entry_problems(new)) if new else ()
     if old is None or new is None:
         return markers
     before = {f.filename: f for _, f in old.iter_files()}

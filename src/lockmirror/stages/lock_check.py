@@ -7,13 +7,13 @@ URL, sha256 and size. So, after the fingerprint:
 
 1. :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`: every URL lies under a
    source mirror.yaml declares for its package (no network);
-   :func:`~lockmirror.stages.lock_merge.marker_problems`: each entry's marker is true
+   :func:`~lockmirror.stages.lock_merge.entry_problems`: each entry's marker is true
    exactly on the targets the lockfile records for it (what ``diff`` shows a reviewer
-   is what installers take); and :func:`installer_parse_mismatches`: the standard
-   library's TOML 1.0 parser (what pip reads ``-r pylock.toml`` with) reads the
-   same values from each lockfile as lockmirror's rtoml, which also takes TOML 1.1
-   syntax and a byte-order mark, and keeps the carriage returns of multi-line
-   strings;
+   is what installers take), one entry per release; and
+   :func:`installer_parse_mismatches`: the standard library's TOML 1.0 parser
+   (what pip reads ``-r pylock.toml`` with) reads the same values from each
+   lockfile as lockmirror's rtoml, which also takes TOML 1.1 syntax and a
+   byte-order mark, and keeps the carriage returns of multi-line strings;
 2. :func:`page_mismatches`: every entry against its source's project page,
    read through the same HTTP cache as ``lock`` (a revalidation per project;
    no distribution is downloaded): the page comes from the source the entry
@@ -42,7 +42,7 @@ from ..config import LoadedConfig
 from ..errors import NotFoundError, StaleLockError
 from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
 from ..formats.url_policy import normal_source_url, read_checked_documents
-from .lock_merge import marker_problems
+from .lock_merge import entry_problems
 
 if TYPE_CHECKING:
     from ..net.index_client import DistFile, IndexClient, ProjectPage
@@ -83,10 +83,9 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
                  for path, document in zip(paths, documents, strict=True)]
     problems = [f"{path}: {package.name} {package.version}: {text}"
                 for path, lockfile in zip(paths, lockfiles, strict=True)
-                for package, text in marker_problems(lockfile)]
+                for package, text in entry_problems(lockfile)]
     if problems:
-        raise StaleLockError(_listing("lockfiles whose markers disagree with their targets",
-                                      problems)
+        raise StaleLockError(_listing("lockfile entries `lock` never writes", problems)
                              + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
                                "find out who edited it)")
     if client is None:

@@ -322,14 +322,15 @@ def _two_active(set_name: str, name: str, active: Sequence[LockedPackage], targe
         "separate sets")
 
 
-def marker_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
+def entry_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
     """Entries whose marker disagrees with the targets the lockfile records for
     them (``[packages.tool.lockmirror] targets``, what ``diff`` and the index
     read): true on a target the entry is not locked for, so an installer there
     would take it, or false on every Python of one it is locked for, so an
-    installer there would leave it out; an entry locked for no target at all.
-    ``lock`` never writes one (:func:`merge_parts`): it is a hand edit. No
-    network; the lockfile alone (its own target records). (entry, what is wrong)."""
+    installer there would leave it out; an entry locked for no target at all; a
+    second entry of one release. ``lock`` never writes one (:func:`merge_parts`):
+    it is a hand edit. No network; the lockfile alone (its own target records).
+    (entry, what is wrong)."""
     from ..targets import Target, versions_in
 
     targets = {t.name: Target.of_locked(t) for t in lockfile.targets}
@@ -337,7 +338,11 @@ def marker_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
         [frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
     selections += [frozenset({g}) for g in lockfile.build_groups]
     problems: list[tuple[LockedPackage, str]] = []
+    seen: set[tuple[str, Version]] = set()
     for package in lockfile.packages:
+        if package.key in seen:
+            problems.append((package, "a second entry of this release"))
+        seen.add(package.key)
         if not package.targets:
             problems.append((package, "locked for no target, yet an entry installers read"))
             continue
