@@ -40,6 +40,7 @@ from lockmirror.formats.lockfile import LockedFile, Lockfile
 from lockmirror.formats.manifest import Manifest, check_tree
 from lockmirror.formats.mirror_lockfile import relocate_lockfile
 from lockmirror.formats.store import Store
+from lockmirror.stages import index_fs
 from lockmirror.stages.index import IndexResult, build_index, state_dir_for
 
 UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
@@ -828,3 +829,44 @@ def test_a_second_build_at_once_is_told_and_changes_nothing(own_mirror: FixtureM
             build(own_mirror, full=True)
     assert tree_bytes(own_mirror.out) == before
     assert build(own_mirror).noop  # the lock goes with the first build
+
+
+def test_a_failure_after_the_pages_or_the_manifest_keeps_the_files_they_name(
+        own_mirror: FixtureMirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new files go again after a failure only while nothing names them yet: once a
+    page was rewritten (a full disk at the landing page) or the manifest written (Ctrl-C
+    while removing), they stay, and every link and manifest entry still resolves."""
+    import errno
+
+    from lockmirror.stages import index_tree
+
+    build(own_mirror)
+    _swap_speedup(own_mirror, "1.0")
+    real_write = index_tree.atomic_write
+
+    def full_at_the_landing_page(path: Path, data: bytes, **kwargs: Any) -> bool:
+        if Path(path) == own_mirror.out / "index.html":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(index_tree, "atomic_write", full_at_the_landing_page)
+    with pytest.raises(LockmirrorError, match="No space left"):
+        build(own_mirror)
+    monkeypatch.undo()
+    page = (own_mirror.out / "simple" / "speedup" / "index.html").read_text()
+    for href in re.findall(r'href="\.\./\.\./(files/[^"#]+)', page):
+        assert (own_mirror.out / urllib.parse.unquote(href)).is_file(), href
+
+    _swap_speedup(own_mirror, "1.2")
+    build(own_mirror)
+    _swap_speedup(own_mirror, "1.0")
+
+    def interrupted(root: Path, removed: list[str]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(index_fs, "remove_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(own_mirror)
+    monkeypatch.undo()
+    manifest = Manifest.read(own_mirror.out / "manifest.json")
+    assert not [rel for rel in manifest.files if not (own_mirror.out / rel).exists()]

@@ -364,3 +364,34 @@ def test_the_bundled_mirrors_sboms_validate_with_pypis_metadata(tmp_path: Path) 
             component = by_ref[f"pkg:pypi/{package.name}@{package.version}"]
             if declared.spdx:
                 assert component["licenses"] == [{"expression": declared.spdx}]
+
+
+def test_a_file_only_a_retained_revision_locks_is_declared(tmp_path: Path) -> None:
+    """The index serves every file of a release any revision it keeps locks; the SBOM
+    declares each (a wheel for a platform since dropped, say), valid and repeatable."""
+    from dataclasses import replace
+
+    from lockmirror.formats.lockfile import LockedFile
+    from lockmirror.fsutil import sha256_bytes
+
+    store = Store(tmp_path / "store")
+    current = Lockfile(set_name="core", requirements=("a",), targets=(TARGET,), input_hash="x",
+                       packages=(package(store, "a", "2.0"), package(store, "b", "1.0")))
+    dropped = LockedFile(filename="b-1.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                         url="https://files.example/b.whl", size=1,
+                         sha256=sha256_bytes(b"a platform wheel since dropped"))
+    earlier_b = package(store, "b", "1.0")
+    earlier = Lockfile(set_name="core", requirements=("a",), targets=(TARGET,), input_hash="x",
+                       packages=(package(store, "a", "1.0"),
+                                 replace(earlier_b, wheels=(*earlier_b.wheels, dropped))))
+    documents = sbom_documents([current], store, mirror_name="m", tool_version="1",
+                               retained=[(earlier, "kept for the previous lock")])
+    assert documents == sbom_documents([current], store, mirror_name="m", tool_version="1",
+                                       retained=[(earlier, "kept for the previous lock")])
+    for data in documents.values():
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(data.decode()) is None
+    components = {c["name"] + " " + c["version"]: c
+                  for c in json.loads(documents[MIRROR_DOCUMENT])["components"]}
+    assert dropped.sha256 in json.dumps(components["b 1.0"])
+    assert {"name": "lockmirror:kept-for", "value": "kept for the previous lock"} in \
+        components["a 1.0"]["properties"]

@@ -211,7 +211,9 @@ def _component(uses: list[tuple[str, LockedPackage, Lockfile]], facts: ReleaseFa
         component.supplier = OrganizationalEntity(name=facts.supplier, contacts=[
             OrganizationalContact(name=name, email=email)
             for name, email in facts.supplier_contacts])
-    for file in package.files:
+    # every file any use locks (two sets, or a retained revision, may lock different ones)
+    files = {file.filename: file for _, used, _ in uses for file in used.files}
+    for file in (files[name] for name in sorted(files)):
         file_purl = _purl(package, file_name=file.filename)
         part = Component(type=ComponentType.FILE, name=file.filename,
                          version=str(package.version), purl=file_purl,

@@ -9,9 +9,9 @@ or by an earlier revision of it that ``retention:`` keeps (git history,
 * store files ``<store>/sha256/ab/cdef...``, and partial downloads in
   ``<store>/tmp/`` that no fetch holds (a fetch keeps its partial under
   ``flock``; gc takes the lock without waiting, so one in use is kept);
-* the caches keyed by an artifact's sha256: wheel metadata ``lock`` read
-  (``<cache>/http/wheel-metadata/``) and the build backends' answers for
-  sdists (``<cache>/build/metadata/``);
+* the caches keyed by an artifact's sha256: what ``lock`` read and keeps
+  (``<cache>/http/blobs/<2>/``: each wheel's METADATA, sdists read for theirs)
+  and the build backends' answers for sdists (``<cache>/build/metadata/``);
 * what check-install runs left (:func:`lockmirror.stages.installers.stale_work`);
 * tool-wheel caches of dependency sets this lockmirror no longer bundles
   (:func:`lockmirror.stages.toolwheels.current_cache_keys`).
@@ -138,7 +138,7 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
         found += _partials(store, needed, dry_run)
     cache = loaded.cache_dir
     # lock's immutable cache (net/disk_cache: blobs/<2>/<sha256>[.METADATA]) and its
-    # sdist builds' metadata (resolve/sdist_metadata: metadata/<sha256>/)
+    # sdist builds' answers (resolve/sdist_metadata: metadata/<sha256>.<suffix>)
     http_blobs = cache / "http" / "blobs"
     for prefix in sorted(http_blobs.iterdir()) if http_blobs.is_dir() else ():
         found += _keyed_by_sha256(prefix, needed)
@@ -195,13 +195,13 @@ def _partials(store: Store, needed: frozenset[str], dry_run: bool) -> Iterator[R
 
 
 def _keyed_by_sha256(directory: Path, needed: frozenset[str]) -> Iterator[Removal]:
-    """Cache entries (files or directories) named ``<sha256>`` or
-    ``<sha256>.<suffix>`` whose sha256 no lockfile names."""
+    """Cache files named ``<sha256>`` or ``<sha256>.<suffix>`` whose sha256 no
+    lockfile names."""
     if not directory.is_dir() or directory.is_symlink():
         return
     for entry in sorted(directory.iterdir()):
         digest = entry.name.split(".", 1)[0]
-        if _SHA256.fullmatch(digest) and not entry.is_symlink() and digest not in needed:
+        if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
             yield Removal(entry, "cached metadata", disk_bytes(entry))
 
 

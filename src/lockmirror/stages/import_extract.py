@@ -31,7 +31,7 @@ def extract(reader: ConcatenatedReader, plan: ImportPlan, staging: Path | None,
     Returns (index files written, their bytes), not counting the index manifest.
     Raises BundleError naming the first member or volume whose sha256 does
     not match, or a truncated bundle; OSError (with the file name) if a
-    write fails. ``staging`` must exist and be empty.
+    write fails. ``staging``, when given, must exist and be empty.
     """
     volumes = VolumeDigests(source, reader.part_sizes)
     members = _Members(plan.members, staging, source.display, state)

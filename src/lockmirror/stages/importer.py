@@ -104,8 +104,8 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     volume at fault (the mirror is then exactly as before), LockmirrorError
     for unusable arguments. Costs one sequential read of the bundle, two sha256 passes
     over it (members; volumes) and one write of every carried index file;
-    when ``into`` already holds this bundle's index, one read of the bundle
-    for its outer sha256 and nothing written.
+    when ``into`` already holds this bundle's index, the same read and hashing
+    (every member is still proved) and nothing written.
     """
     source = locate_bundle([Path(p) for p in paths])
     into = mirror_path(into)

@@ -203,7 +203,7 @@ def _row(package: LockedPackage, where: str) -> Row:
         if not _SHA256_RE.match(file.sha256 or ""):
             raise InputError(f"{file.filename}: sha256 {file.sha256!r} is not 64 hex digits"
                              if file.sha256 else f"{file.filename} has no sha256", where=where)
-        if not isinstance(file.size, int) or file.size < 0:
+        if file.size < 0:  # packaging.pylock took it as an int
             raise InputError(f"{file.filename}: size {file.size!r} is not a byte count",
                              where=where)
         metadata = (file.metadata_sha256 or "").lower() if file.is_wheel else ""

@@ -51,6 +51,7 @@ class Tree:
     entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> sha256, size
     written: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # written where no file was (discard's)
+    pages_replaced: bool = False  # a page (or another generated file) was rewritten in place
     linked: int = 0
     copied: int = 0
     can_link: bool = True
@@ -116,6 +117,7 @@ class Tree:
             new = not os.path.lexists(path)
             if atomic_write(Path(path), data, only_if_changed=True, fsync=False):
                 self._wrote(rel, new=new)
+                self.pages_replaced |= not new
 
     def place(self, rel: str, sha256: str, size: int | None) -> bool:
         """Make ``rel`` the store's file ``sha256``: nothing to do when it already
@@ -193,6 +195,7 @@ class Tree:
             data = join_encoded([encode_files(
                 [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
             atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=not self.trusted)
+        self.created.clear()  # the manifest names them now: they stay, whatever follows
         fs.remove_files(self.root, removed)
         if self.fresh:
             os.replace(self.root, self.out_dir)
@@ -202,9 +205,12 @@ class Tree:
         """After a failure: a staging tree is removed; an updated tree keeps
         the previous manifest (written last, so never ahead of the files) and
         loses the files this run created where none was (a full disk half-way
-        through new projects), so it again holds what that manifest names."""
+        through new projects), so it again holds what that manifest names;
+        unless a page was already rewritten, which may link to them."""
         if self.fresh:
             shutil.rmtree(self.root, ignore_errors=True)
+            return
+        if self.pages_replaced:
             return
         for rel in reversed(self.created):
             with contextlib.suppress(OSError):
