@@ -371,7 +371,6 @@ def test_a_file_only_a_retained_revision_locks_is_declared(tmp_path: Path) -> No
     declares each (a wheel for a platform since dropped, say), valid and repeatable."""
     from dataclasses import replace
 
-    from lockmirror.formats.lockfile import LockedFile
     from lockmirror.fsutil import sha256_bytes
 
     store = Store(tmp_path / "store")
