@@ -187,6 +187,8 @@ def test_a_marker_edited_by_hand_fails_the_check(tmp_path: Path, fixture_index: 
     said = rewrite({(ARM,): f'({alphas[(ARM,)].marker}) and python_version < "3"'})
     assert (f"alpha {alphas[(ARM,)].version}: its marker is false on every Python of target "
             f"{ARM}, which it is locked for") in said
+    said = rewrite({(X86,): 'extra == "x"'})  # no lockfile marker names an extra
+    assert f"alpha {alphas[(X86,)].version}: its marker cannot be evaluated" in said
     # a second entry with no marker (installers: everywhere) that no target lists
     said = rewrite({}, (dataclasses.replace(alphas[(X86,)], targets=(), marker=None),))
     assert f"alpha {alphas[(X86,)].version}: locked for no target" in said
@@ -214,3 +216,27 @@ def test_a_metadata_hash_a_page_does_not_state_is_checked_against_the_wheel(
     assert status == 1, out
     assert (f"beta 1.0: {forged.filename}: metadata sha256 {other} in the lockfile, the "
             "wheel's METADATA has ") in out
+
+
+def test_a_target_with_marker_overrides_passes_its_own_check(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """``markers:`` overrides are part of a target's marker: read back from the
+    lockfile, they must not make lock's own entries look edited."""
+    from lockmirror.stages.lock_merge import entry_problems
+
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"""\
+version: 1
+sources: [{{name: fixture, url: "{fixture_index.url}"}}]
+targets:
+  kernel515: {{python: "3.11", platforms: [manylinux_2_28_x86_64],
+              markers: {{platform_release: "5.15.0"}}}}
+  arm: {{python: "3.12", platforms: [manylinux_2_28_aarch64]}}
+sets:
+  core: {{requirements: ["beta==1.0"]}}
+paths: {{cache: {tmp_path / "cache"}}}
+""")
+    (result,) = lock_sets(load_config(config))
+    assert any(p.targets == ("kernel515",) and "platform_release" in (p.marker or "")
+               for p in result.lockfile.packages)  # an entry for that target alone
+    assert entry_problems(result.lockfile) == []

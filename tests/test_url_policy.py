@@ -94,7 +94,7 @@ def test_never_file_urls_credentials_or_dot_segments() -> None:
         (f"https://files.pythonhosted.org/packages/..;/evil/{WHEEL}", "'..'"),
         (f"https://files.pythonhosted.org/packages/..%00/evil/{WHEEL}", "control character"),
         (f"https://files.pythonhosted.org/packages/%252e%252e/evil/{WHEEL}", "encoded twice"),
-        (f"https://files.pythonhosted.org/packages/%E2%80%A5/evil/{WHEEL}", "outside ASCII"),
+        (f"https://files.pythonhosted.org/packages/%E2%80%A5/evil/{WHEEL}", "'..'"),
         (f"ftp://files.pythonhosted.org/packages/{WHEEL}", "https only"),
         ("https:///packages/x.whl", "no host"),
     ]:
@@ -102,6 +102,14 @@ def test_never_file_urls_credentials_or_dot_segments() -> None:
         assert problem is not None and words in problem, (url, problem)
         assert "s3cret" not in problem
     assert url_problem("file:///etc/passwd", None) is not None  # also without mirror.yaml
+
+
+def test_a_decoded_space_or_letter_outside_ascii_is_a_path_like_any_other() -> None:
+    """Private indexes name projects with spaces (Azure DevOps) or other scripts:
+    neither steps out of a directory."""
+    source = SourceConfig(name="azure", url="https://pkgs.dev.azure.com/org/_packaging/f/pypi/simple/")
+    for path in ("org/My%20Project/_apis/packaging/f/pypi/download", "pypi-%E2%82%AC/files"):
+        assert url_problem(f"https://pkgs.dev.azure.com/{path}/{WHEEL}", [source]) is None
 
 
 def test_plain_http_needs_an_http_source_that_says_so_or_loopback() -> None:

@@ -14,7 +14,7 @@ import enum
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Protocol
 
@@ -40,11 +40,18 @@ class TargetRecord(Protocol):
     @property
     def platforms(self) -> tuple[str, ...]: ...
 
+    @property
+    def marker(self) -> str: ...
+
 MARKER_NAMES = frozenset({
     "os_name", "sys_platform", "platform_machine", "platform_python_implementation",
     "platform_release", "platform_system", "platform_version", "python_version",
     "python_full_version", "implementation_name", "implementation_version",
 })
+
+# one comparison of a target's marker (environment_marker: `name == "value"`, and-ed)
+_MARKER_FACT = re.compile(r"""\b(\w+) == ['"]([^'"]*)['"]""")
+_PATCH_NAMES = frozenset({"python_full_version", "implementation_version"})  # per patch release
 
 # glibc minors below which no manylinux wheel exists for an architecture.
 _MANYLINUX_FLOOR = {"x86_64": 5, "i686": 5}
@@ -141,9 +148,14 @@ class Target:
 
     @classmethod
     def of_locked(cls, locked: TargetRecord) -> Target:
-        """The target a lockfile's target entry records (no mirror.yaml needed)."""
-        return cls(name=locked.name, python=locked.python, implementation=locked.implementation,
+        """The target a lockfile's target entry records (no mirror.yaml needed); its
+        ``markers:`` overrides are the facts of its marker the tags do not give."""
+        bare = cls(name=locked.name, python=locked.python, implementation=locked.implementation,
                    platforms=tuple(locked.platforms))
+        env = bare.environment()
+        overrides = {key: value for key, value in _MARKER_FACT.findall(locked.marker)
+                     if key in MARKER_NAMES and key not in _PATCH_NAMES and env[key] != value}
+        return replace(bare, overrides=overrides) if overrides else bare
 
     # -- Python versions -------------------------------------------------
 

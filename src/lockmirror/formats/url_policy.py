@@ -37,6 +37,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ KNOWN_FILE_HOSTS: dict[str, tuple[str, ...]] = {
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_CHARS = re.compile(r"[\\\s\x00-\x1f\x7f]")
+_ENCODED_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f]")  # a decoded path may hold spaces, not these
 # after one decoding, what a server that decodes twice would turn into '.', '/', '\' or NUL
 _ENCODED_AGAIN = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 
@@ -136,12 +138,12 @@ def url_problem(url: str, sources: Sequence[SourceConfig] | None) -> str | None:
     if not parts.hostname:
         return "the URL names no host"
     path = unquote(parts.path)  # what a server decodes once
-    if _UNSAFE_CHARS.search(path) or not path.isascii():
-        return ("the URL path holds an encoded backslash, control character or whitespace, "
-                "or a character outside ASCII")
+    if _ENCODED_UNSAFE.search(path):
+        return "the URL path holds an encoded backslash or control character"
     if _ENCODED_AGAIN.search(path):
         return "the URL path is encoded twice ('%25' before a dot, slash, backslash or NUL)"
-    segments = path.split("/")
+    # '..;' (a path parameter) and '‥' (one character some servers normalize to '..') too
+    segments = [unicodedata.normalize("NFKC", segment) for segment in path.split("/")]
     if any(segment == "." or segment.startswith("..") for segment in segments):
         return "the URL path holds '.' or '..' segments"
     wanted = _Prefix(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme],

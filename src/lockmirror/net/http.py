@@ -275,6 +275,7 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
         return any(isinstance(e, kinds) for e in chain)
 
     hint: str | None = None
+    unreachable = False  # nobody answered: the next request to the server would fail alike
     if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError):
         cause = "TLS verification failed"
         hint = "point REQUESTS_CA_BUNDLE or SSL_CERT_FILE at your CA bundle"
@@ -284,11 +285,11 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
     # urllib3 derives NameResolutionError from NewConnectionError, and that
     # from ConnectTimeoutError: test the most specific first.
     elif has(urllib3.exceptions.NameResolutionError):
-        cause = "the host name does not resolve"
+        cause, unreachable = "the host name does not resolve", True
     elif has(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
-        cause = "the connection was refused"
+        cause, unreachable = "the connection was refused", True
     elif has(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
-        cause = "connecting timed out"
+        cause, unreachable = "connecting timed out", True
     elif has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
         within = f" within {read_timeout:g} s" if read_timeout else ""
         cause = f"the server did not answer{within}"
@@ -303,8 +304,6 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
     else:
         root = chain[-1]
         cause = redact_text(f"{type(root).__name__}: {root}".splitlines()[0])
-    unreachable = cause in ("the host name does not resolve", "the connection was refused",
-                            "connecting timed out")
     return (UnreachableError if unreachable else NetworkError)(
         f"cannot {doing} {redact_url(url)}: {cause}{_retry_text(retries)}", hint=hint)
 

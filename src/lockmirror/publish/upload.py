@@ -182,7 +182,7 @@ class UploadPublisher:
                 futures = [pool.submit(self._upload_one, tree, item) for item in plan.upload]
                 for done, future in enumerate(as_completed(futures), 1):
                     outcome = future.result()
-                    if outcome is None:  # not tried: the credentials were refused
+                    if outcome is None:  # not tried: credentials refused, or nobody answers
                         continue
                     outcomes.append(outcome)
                     verb = "uploaded" if outcome.uploaded else "present" if outcome.present \

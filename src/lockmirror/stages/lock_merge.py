@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.markers import Marker
 from packaging.utils import NormalizedName
@@ -281,8 +281,6 @@ def check_one_entry_per_name(lockfile: Lockfile, targets: Mapping[str, Target]) 
     any target, with the default groups or any one build group selected, a
     name has two active entries (lockmirror would write a file installers
     refuse)."""
-    from ..targets import versions_in
-
     by_name: dict[str, list[LockedPackage]] = defaultdict(list)
     for package in lockfile.packages:
         by_name[package.name].append(package)
@@ -290,24 +288,39 @@ def check_one_entry_per_name(lockfile: Lockfile, targets: Mapping[str, Target]) 
     if not repeated:
         return
     markers = {id(p): Marker(p.marker) for ps in repeated.values() for p in ps if p.marker}
-    hints = versions_in(" ".join(p.marker or "" for ps in repeated.values() for p in ps))
-    selections: list[frozenset[str]] = (
-        [frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
-    selections += [frozenset({g}) for g in lockfile.build_groups]
+    text = " ".join(p.marker or "" for ps in repeated.values() for p in ps)
     for locked in lockfile.targets:
         target = targets.get(locked.name)
         if target is None:
             continue
-        for full in target.patch_versions(hints):
-            for groups in selections:
-                env: dict[str, str | AbstractSet[str]] = {
-                    **target.environment(full), "extras": frozenset(), "dependency_groups": groups}
-                for name, entries in sorted(repeated.items()):
-                    active = [p for p in entries
-                              if id(p) not in markers or markers[id(p)].evaluate(env, "lock_file")]
-                    if len(active) > 1:
-                        raise _two_active(lockfile.set_name, name, active, locked.name, full,
-                                          groups)
+        for full, groups, env in lock_environments(target, text, lockfile.build_groups):
+            for name, entries in sorted(repeated.items()):
+                active = [p for p in entries
+                          if id(p) not in markers or markers[id(p)].evaluate(env, "lock_file")]
+                if len(active) > 1:
+                    raise _two_active(lockfile.set_name, name, active, locked.name, full, groups)
+
+
+def lock_environments(target: Target, marker_text: str, build_groups: Sequence[str]
+                      ) -> Iterator[tuple[str, frozenset[str], dict[str, Any]]]:
+    """(patch release, groups, environment) of each installer environment of
+    ``target`` that markers like ``marker_text`` can tell apart: every patch
+    release only when the text names one (else the first stands for all), each
+    group selection (the default groups, or one build group) only when it names
+    ``dependency_groups``."""
+    from ..targets import versions_in
+
+    selections = [frozenset({RUNTIME_GROUP})] if build_groups else [frozenset()]
+    if "dependency_groups" in marker_text:
+        selections += [frozenset({g}) for g in build_groups]
+    if "python_full_version" in marker_text or "implementation_version" in marker_text:
+        patches = target.patch_versions(versions_in(marker_text))
+    else:
+        patches = target.patch_versions()[:1]
+    for full in patches:
+        base = target.environment(full)
+        for groups in selections:
+            yield full, groups, {**base, "extras": frozenset(), "dependency_groups": groups}
 
 
 def _two_active(set_name: str, name: str, active: Sequence[LockedPackage], target: str,
@@ -331,12 +344,11 @@ def entry_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
     second entry of one release. ``lock`` never writes one (:func:`merge_parts`):
     it is a hand edit. No network; the lockfile alone (its own target records).
     (entry, what is wrong)."""
-    from ..targets import Target, versions_in
+    from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+
+    from ..targets import Target
 
     targets = {t.name: Target.of_locked(t) for t in lockfile.targets}
-    selections: list[frozenset[str]] = (
-        [frozenset({RUNTIME_GROUP})] if lockfile.build_groups else [frozenset()])
-    selections += [frozenset({g}) for g in lockfile.build_groups]
     problems: list[tuple[LockedPackage, str]] = []
     seen: set[tuple[str, Version]] = set()
     for package in lockfile.packages:
@@ -346,17 +358,20 @@ def entry_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
         if not package.targets:
             problems.append((package, "locked for no target, yet an entry installers read"))
             continue
-        marker = Marker(package.marker) if package.marker else None
-        hints = versions_in(package.marker or "")
-        for name, target in targets.items():
-            active = marker is None or any(
-                marker.evaluate({**target.environment(full), "extras": frozenset(),
-                                 "dependency_groups": groups}, "lock_file")
-                for full in target.patch_versions(hints) for groups in selections)
-            if active and name not in package.targets:
+        try:
+            marker = Marker(package.marker) if package.marker else None
+            active = {name: marker is None or any(
+                marker.evaluate(env, "lock_file") for _, _, env in
+                lock_environments(target, package.marker or "", lockfile.build_groups))
+                for name, target in targets.items()}
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName) as error:
+            problems.append((package, f"its marker cannot be evaluated ({error})"))
+            continue
+        for name, holds in active.items():
+            if holds and name not in package.targets:
                 problems.append((package, f"its marker is true on target {name}, which it is "
                                           "not locked for (installers there would take it)"))
-            elif not active and name in package.targets:
+            elif not holds and name in package.targets:
                 problems.append((package, f"its marker is false on every Python of target "
                                           f"{name}, which it is locked for (installers there "
                                           "would leave it out)"))
