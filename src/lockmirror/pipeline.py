@@ -308,7 +308,7 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
     lockfiles' last commit, else no timestamp."""
     from . import __version__
-    from .formats.url_policy import read_checked_lockfiles
+    from .formats.url_policy import check_lockfile_urls, read_checked_lockfiles
     from .gitutil import last_commit
     from .net.s3_store import store_of
     from .stages.sbom import sbom_documents, sbom_stamp
@@ -316,10 +316,11 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
-    written, _ = retained_lockfiles(loaded)  # the earlier revisions the index serves too
-    paths = [path for path, revision in written.items() if revision.set_name in names]
-    retained = list(zip(read_checked_lockfiles(paths, loaded.config.sources),
-                        [written[path].note for path in paths], strict=True))
+    retained = []  # the earlier revisions the index serves too, checked as the index does
+    for revision in retention(loaded, now=datetime.now(UTC)).kept:
+        if revision.set_name in names:
+            check_lockfile_urls(revision.lockfile, revision.where, loaded.config.sources)
+            retained.append((revision.lockfile, revision.note))
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
                           commit=last_commit(loaded.path),
