@@ -138,3 +138,17 @@ def test_a_mistyped_option_shows_the_commands_own_usage() -> None:
     assert done.stderr.startswith("usage: lockmirror index ")
     assert done.stderr.rstrip().endswith("lockmirror index: error: unrecognized arguments: "
                                          "--fulll")
+
+
+def test_a_key_in_the_signing_key_variable_is_refused_unshown(
+        projects: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """$LOCKMIRROR_SIGNING_KEY names a file; given the key itself (a secret wired
+    straight in), lockmirror says so without printing it."""
+    secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END"
+    monkeypatch.setenv("LOCKMIRROR_SIGNING_KEY", secret)
+    root = projects[1]
+    assert main(["bundle", "--config", str(root / "mirror.yaml")]) == 2
+    said = capsys.readouterr()
+    assert "holds a key, not the path of its file" in said.err
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in said.out + said.err

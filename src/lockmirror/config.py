@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from .config_schema import MirrorConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
-from .errors import ConfigError, LockmirrorError
+from .errors import ConfigError, InputError, LockmirrorError
 
 DEFAULT_CONFIG = "mirror.yaml"
 SIGNING_KEY_ENV = "LOCKMIRROR_SIGNING_KEY"  # the bundle signing key's file, when none is given
@@ -82,7 +82,13 @@ class LoadedConfig:
         """``$LOCKMIRROR_SIGNING_KEY``: the private key file bundles are signed with
         when none is given (``doit bundle`` takes no options); None: unsigned."""
         named = os.environ.get(SIGNING_KEY_ENV)
-        return Path(named) if named else None
+        if not named:
+            return None
+        if "\n" in named or "PRIVATE KEY" in named or len(named) > 4096:
+            # the key itself, not a file name: never shown, never kept
+            raise InputError(f"${SIGNING_KEY_ENV} holds a key, not the path of its file",
+                             hint="write the key to a file (mode 0600) and name that file")
+        return Path(named)
 
     @property
     def quarantine_path(self) -> Path:

@@ -285,6 +285,17 @@ def _bundle(project: Project) -> None:
         print(f"bundle: {removed}")
 
 
+def _signing_key_stamp() -> dict[str, str]:
+    """What makes the bundle's signature another: the key file's path, size and mtime
+    (a key rotated in place too); the path alone when unreadable (bundle says why)."""
+    named = os.environ.get(SIGNING_KEY_ENV, "")
+    try:
+        stat = os.stat(named) if named else None
+    except (OSError, ValueError):
+        stat = None
+    return {"key": named, "stat": f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""}
+
+
 def bundle_task(project: Project) -> TaskDict:
     return {
         "doc": "write dist/lockmirror-<name>-<id>.tar: the index, lockfiles, manifest, tool wheels",
@@ -292,8 +303,8 @@ def bundle_task(project: Project) -> TaskDict:
         "task_dep": ["check-install"],
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in lockfile_paths(project))],
-        # signed or not, and by which key: $LOCKMIRROR_SIGNING_KEY (a path, no secret)
-        "uptodate": [config_changed(os.environ.get(SIGNING_KEY_ENV, ""))],
+        # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY): doit keeps a digest
+        "uptodate": [config_changed(_signing_key_stamp())],
         "verbosity": 2,
     }
 
