@@ -166,6 +166,13 @@ def test_variables_are_substituted(tmp_path: Path) -> None:
     assert config.sources[0].url == "https://fallback.example/simple/"
     config = parse_config(text, environ={"PRIVATE_INDEX_URL": "https://nexus.example/simple"})
     assert config.sources[0].url == "https://nexus.example/simple/"
+    # a plain scalar is typed after the substitution, as YAML types it written out;
+    # a quoted one stays text (and a switch stays strict about it)
+    numbered = broken("priority: 10", "priority: ${PRIORITY:-10}")
+    assert parse_config(numbered, environ={"PRIORITY": "5"}).sources[0].priority == 5
+    assert parse_config(numbered, environ={}).sources[0].priority == 10
+    with pytest.raises(ConfigError, match=r"priority: input should be a valid integer"):
+        parse_config(broken("priority: 10", 'priority: "${PRIORITY:-10}"'), environ={})
 
 
 def test_missing_file_is_one_line() -> None:

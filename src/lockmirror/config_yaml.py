@@ -158,8 +158,16 @@ class PositionedYaml:
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
         if isinstance(value, str):
-            value = self._substitute(value, path)
-        elif isinstance(value, date):
+            substituted = self._substitute(value, path)
+            if substituted != value and node.style is None:
+                # a plain `keep: ${KEEP:-3}` is the number 3, as `keep: 3` would be
+                tag = yaml.resolver.Resolver().resolve(  # type: ignore[no-untyped-call]
+                    yaml.ScalarNode, substituted, (True, False))
+                value = self._scalar(yaml.ScalarNode(tag, substituted, node.start_mark,
+                                                     node.end_mark), path)
+            else:
+                value = substituted
+        if isinstance(value, date):
             value = value.isoformat()
         return value
 
