@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import requests
 from packaging.utils import NormalizedName, canonicalize_name
@@ -39,9 +39,7 @@ from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine
 from ..timeutil import as_utc
 from .audit_recorded import recorded_notes
-
-RowLevel = Literal["deny", "warn", "waived"]
-LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}
+from .audit_row import AuditRow, RowLevel
 
 
 class ProjectFile(Protocol):
@@ -64,46 +62,6 @@ class ProjectPages(Protocol):
     """What audit needs of :class:`lockmirror.net.index_client.IndexClient`."""
 
     def project(self, name: NormalizedName) -> ProjectPage: ...
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    """One finding on one release, for every set where it holds."""
-
-    package: str  # normalized name
-    version: str
-    rule: str
-    level: RowLevel
-    message: str
-    sets: tuple[str, ...]
-    advisory: str = ""
-    aliases: tuple[str, ...] = ()
-    fixed_in: tuple[str, ...] = ()
-    url: str = ""
-    exception: str = ""  # the label of the exception that waived it
-    source: str = ""
-
-    @property
-    def release(self) -> str:
-        """``name==version``; ``-`` for a row about no one release."""
-        return f"{self.package}=={self.version}" if self.version else self.package or "-"
-
-    def sort_key(self) -> tuple[Any, ...]:
-        return (LEVEL_ORDER[self.level], self.package,
-                Version(self.version) if self.version else Version("0"), self.rule,
-                self.advisory, self.message)
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "package": self.package, "version": self.version, "rule": self.rule,
-            "level": self.level, "message": self.message, "sets": list(self.sets),
-        }
-        if self.advisory:
-            data.update(advisory=self.advisory, aliases=list(self.aliases),
-                        fixed_in=list(self.fixed_in), url=self.url, source=self.source)
-        if self.exception:
-            data["exception"] = self.exception
-        return data
 
 
 @dataclass(frozen=True)

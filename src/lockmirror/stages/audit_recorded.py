@@ -22,7 +22,7 @@ from ..fsutil import first_of
 
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
-    from .audit import AuditRow  # audit imports this module: for annotations only
+    from .audit_row import AuditRow
 
 _SHOWN = 5  # entries a note names before "and N more"
 

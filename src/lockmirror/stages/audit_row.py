@@ -1,0 +1,52 @@
+"""One finding of the audit on one release (:mod:`lockmirror.stages.audit` makes them;
+:mod:`~lockmirror.stages.audit_recorded` and :mod:`~lockmirror.stages.audit_render` read them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from packaging.version import Version
+
+RowLevel = Literal["deny", "warn", "waived"]
+LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One finding on one release, for every set where it holds."""
+
+    package: str  # normalized name
+    version: str
+    rule: str
+    level: RowLevel
+    message: str
+    sets: tuple[str, ...]
+    advisory: str = ""
+    aliases: tuple[str, ...] = ()
+    fixed_in: tuple[str, ...] = ()
+    url: str = ""
+    exception: str = ""  # the label of the exception that waived it
+    source: str = ""
+
+    @property
+    def release(self) -> str:
+        """``name==version``; ``-`` for a row about no one release."""
+        return f"{self.package}=={self.version}" if self.version else self.package or "-"
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (LEVEL_ORDER[self.level], self.package,
+                Version(self.version) if self.version else Version("0"), self.rule,
+                self.advisory, self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "package": self.package, "version": self.version, "rule": self.rule,
+            "level": self.level, "message": self.message, "sets": list(self.sets),
+        }
+        if self.advisory:
+            data.update(advisory=self.advisory, aliases=list(self.aliases),
+                        fixed_in=list(self.fixed_in), url=self.url, source=self.source)
+        if self.exception:
+            data["exception"] = self.exception
+        return data
