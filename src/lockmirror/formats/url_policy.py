@@ -137,15 +137,9 @@ def url_problem(url: str, sources: Sequence[SourceConfig] | None) -> str | None:
         return "the URL carries a user name or password; credentials belong in the environment"
     if not parts.hostname:
         return "the URL names no host"
-    path = unquote(parts.path)  # what a server decodes once
-    if _ENCODED_UNSAFE.search(path):
-        return "the URL path holds an encoded backslash or control character"
-    if _ENCODED_AGAIN.search(path):
-        return "the URL path is encoded twice ('%25' before a dot, slash, backslash or NUL)"
-    # '..;' (a path parameter) and '‥' (one character some servers normalize to '..') too
-    segments = [unicodedata.normalize("NFKC", segment) for segment in path.split("/")]
-    if any(segment == "." or segment.startswith("..") for segment in segments):
-        return "the URL path holds '.' or '..' segments"
+    problem = _path_problem(parts.path)
+    if problem is not None:
+        return problem
     wanted = _Prefix(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme],
                      parts.path or "/")
     if sources is None:
@@ -162,6 +156,22 @@ def url_problem(url: str, sources: Sequence[SourceConfig] | None) -> str | None:
     if scheme == "http" and not any(_http_allowed(s, wanted.host) for s, _ in under):
         return ("plain http; allowed only from an http:// source that says `allow_http: true` "
                 "(or a loopback host)")
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    """Why a file URL's path could step out of its directory on some server; None if
+    it cannot. The raw path has passed ``_UNSAFE_CHARS`` (no backslash, no space)."""
+    if "%" in path:  # what a server decodes once
+        path = unquote(path)
+        if _ENCODED_UNSAFE.search(path):
+            return "the URL path holds an encoded backslash or control character"
+        if _ENCODED_AGAIN.search(path):
+            return "the URL path is encoded twice ('%25' before a dot, slash, backslash or NUL)"
+    if not path.isascii():  # '‥' (one character some servers normalize to '..')
+        path = unicodedata.normalize("NFKC", path)
+    if any(segment == "." or segment.startswith("..") for segment in path.split("/")):
+        return "the URL path holds '.' or '..' segments"  # '..;' (a path parameter) too
     return None
 
 
