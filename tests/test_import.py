@@ -548,6 +548,7 @@ def test_write_failure_midway_leaves_the_mirror(mirror: Mirror) -> None:
     assert done.returncode == 1
     assert "cannot write the new mirror: File too large" in done.stderr
     assert WHEEL in done.stderr and "Traceback" not in done.stderr
+    assert "staging" not in done.stderr  # the file as the mirror names it
     assert mirror.snapshot() == before
 
 

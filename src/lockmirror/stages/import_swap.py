@@ -167,8 +167,10 @@ def replacing_tree(into: Path) -> Iterator[Path]:
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise LockmirrorError(f"cannot write the new mirror: {exc.strerror}",
-                                  where=str(exc.filename or staging),
+            named = str(exc.filename or staging)  # as the mirror will name it, not staging
+            if named.startswith(str(staging)):
+                named = str(into) + named[len(str(staging)):]
+            raise LockmirrorError(f"cannot write the new mirror: {exc.strerror}", where=named,
                                   hint=f"nothing was changed in {into}") from None
         raise
 
