@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
 from fixtureindex.catalogue import VULNERABILITIES
-from helpers import subprocess_env
+from helpers import subprocess_env, tree_bytes
 from test_audit import mirror  # noqa: F401 - the build side: lockfile, store, index
 
 from lockmirror.cli import main
@@ -110,6 +110,11 @@ def test_refresh_bundle_quarantines_on_the_far_side(
         assert (far / page).read_bytes() == (mirror.index_dir / page).read_bytes(), page
     assert '<span class="tag yanked">quarantined</span>' in (far / "index.html").read_text()
     assert main(["verify", str(far)]) == 0
+    before = tree_bytes(far)  # the same refresh bundle again: said so, nothing changes
+    assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0
+    again = capsys.readouterr().out
+    assert "advisories taken 2024-10-11 12:00 UTC, the same this mirror holds" in again, again
+    assert tree_bytes(far) == before
     denied = pip_download(far, "vulny==1.0", tmp_path / "dl1")
     assert denied.returncode != 0 and "vulny==1.0" in denied.stderr
     assert pip_download(far, "vulny==1.1", tmp_path / "dl2").returncode == 0

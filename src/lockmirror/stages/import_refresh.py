@@ -185,7 +185,9 @@ class CoveringSnapshotSource(SnapshotSource):
 
 def render_refresh(result: RefreshResult) -> Iterable[str]:
     """What a refresh import did, line by line, for a terminal."""
-    previous = (f"replacing those taken {result.previous:{WHEN}}" if result.previous
+    previous = ("the same this mirror holds (its audit and quarantine checked again)"
+                if result.previous == result.taken
+                else f"replacing those taken {result.previous:{WHEN}}" if result.previous
                 else "the first advisories this mirror holds")
     signature = signature_note(result.signed, result.signer)
     yield (f"import: refresh bundle {result.content_id}: advisories taken "
