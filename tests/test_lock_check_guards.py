@@ -240,3 +240,23 @@ paths: {{cache: {tmp_path / "cache"}}}
     assert any(p.targets == ("kernel515",) and "platform_release" in (p.marker or "")
                for p in result.lockfile.packages)  # an entry for that target alone
     assert entry_problems(result.lockfile) == []
+
+
+def test_default_groups_edited_by_hand_fail_the_check(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """Installers take the default groups; lock writes ["runtime"] when the set has
+    build groups. A build group added there installs build-only entries everywhere."""
+    from test_lock import write_mirror
+
+    from lockmirror import cli
+
+    config = write_mirror(tmp_path, fixture_index, "  core:\n    requirements: [sdistonly]\n")
+    lock_sets(load_config(config))
+    path = tmp_path / "lockfiles" / "pylock.core.toml"
+    text = path.read_text()
+    assert 'default-groups = [\n    "runtime",\n]' in text, text[:600]
+    group = Lockfile.read(path).build_groups[0]
+    path.write_text(text.replace('default-groups = [\n    "runtime",\n]',
+                                 f'default-groups = [\n    "runtime",\n    "{group}",\n]'))
+    assert cli.main(["lock", "--check", "--config", str(config)]) == 1
+    assert "default-groups ['runtime', " in capsys.readouterr().err

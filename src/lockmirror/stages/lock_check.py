@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import LoadedConfig
 from ..errors import NotFoundError, StaleLockError
-from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
+from ..formats.lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, Lockfile
 from ..formats.url_policy import normal_source_url, read_checked_documents
 from .lock_merge import entry_problems
 
@@ -84,6 +84,12 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     problems = [f"{path}: {package.name} {package.version}: {text}"
                 for path, lockfile in zip(paths, lockfiles, strict=True)
                 for package, text in entry_problems(lockfile)]
+    for path, document, lockfile in zip(paths, documents, lockfiles, strict=True):
+        wanted = [RUNTIME_GROUP] if lockfile.build_groups else None  # as Lockfile.dumps writes
+        if document.get("default-groups") != wanted:
+            problems.append(f"{path}: default-groups {document.get('default-groups')!r}, where "
+                            f"`lock` writes {wanted!r} (installers would take other groups "
+                            "by default)")
     if problems:
         raise StaleLockError(_listing("lockfile entries `lock` never writes", problems)
                              + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
