@@ -164,9 +164,9 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
     assert main(["du", "--config", str(repo / "mirror.yaml")]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [
-        "      10 B       1 files  core",
-        "      10 B       1 files    core / host",
-        f"      10 B       1 files    core + core@{commits[1][:8]} (the previous lock)",
+        "      10 B       1 file   core",
+        "      10 B       1 file     core / host",
+        f"      10 B       1 file     core + core@{commits[1][:8]} (the previous lock)",
         "      20 B       2 files  total (each file once)",
         "largest releases: requests 2.31.0 10 B, requests 2.32.3 10 B",
     ]

@@ -83,14 +83,19 @@ def over_budget(usage: Usage, max_size: int) -> str | None:
             f"{format_size(max_size)} (largest sets: {named_sets}; largest releases: {named})")
 
 
+def _file_count(count: int) -> str:
+    """``     1 file `` / ``    60 files``: a count for the table's column."""
+    return f"{count:>6} {'file ' if count == 1 else 'files'}"
+
+
 def render_usage(usage: Usage) -> str:
     """The ``lockmirror du`` table: sizes right-aligned, one row per line."""
     lines = []
     for row in usage.rows:
         label = {"set": f"{row.set_name}", "target": f"  {row.set_name} / {row.name}",
                  "retained": f"  {row.set_name} + {row.name}"}[row.scope]
-        lines.append(f"{format_size(row.size):>10}  {row.files:>6} files  {label}")
-    lines.append(f"{format_size(usage.total_size):>10}  {usage.total_files:>6} files  "
+        lines.append(f"{format_size(row.size):>10}  {_file_count(row.files)}  {label}")
+    lines.append(f"{format_size(usage.total_size):>10}  {_file_count(usage.total_files)}  "
                  "total (each file once)")
     if usage.largest:
         lines.append("largest releases: " + ", ".join(
