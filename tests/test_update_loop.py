@@ -308,6 +308,7 @@ def test_bump_security_commits_on_a_branch_and_writes_the_pr(
         in text
     # lockmirror diff --format markdown of the move, and what is still behind
     assert "| upgraded | `idna` | 3.6 → 3.7 | main: requests → idna |" in text
+    assert "working tree" not in text and "lockmirror/bump-security" in text  # the PR's sides
     assert "### lockmirror outdated: 6 locked packages in 1 sets: 2 can move, 3 held back, " \
            "0 with advisories" in text
     assert "| main | pinny | 1.0 | 1.0 | 2.0 | held | pinned in mirror.yaml line 14" in text

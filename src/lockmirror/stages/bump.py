@@ -101,25 +101,26 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
             return BumpResult(False, branch,
                               message=f"nothing to bump: {what}; nothing written")
         after = outdated_sets(loaded, sets, now=now, client=client)
-    diff_markdown = _diff_markdown(loaded, head)
     fixed = fixed_advisories(before, after)
     moves = _moves(before, after)
     title = pr_title(moves, fixed, security)
-    body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security)
     run_git(repo, "checkout", "-B", branch)
     run_git(repo, "add", "--", lockfiles)
     run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed),
             failed="git commit failed", hint="is git's user.name and user.email set?")
     commit = run_git(repo, "rev-parse", "HEAD").strip()
+    # the diff of the commit the pull request carries (its sides: the base and the branch)
+    body = pr_body(moves, fixed, _diff_markdown(loaded, head, branch), render_markdown(after),
+                   security)
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
                       f"committed {len(moves)} moves on {branch}")
 
 
-def _diff_markdown(loaded: LoadedConfig, head: str) -> str:
+def _diff_markdown(loaded: LoadedConfig, head: str, branch: str) -> str:
     from .diff import run
     from .diff_render import render_markdown as render_diff
 
-    result = run(head, None, config=loaded.path, branches=())
+    result = run(head, branch, config=loaded.path, branches=())
     return render_diff(result.diff, max_chars=BODY_LIMIT // 2)
 
 
