@@ -266,3 +266,28 @@ def test_an_exception_for_the_license_rule_waives_an_unknown_license_of_its_rele
     for other in ((canonicalize_name("other"), version), (name, Version("0.2"))):
         finding = waived.license_finding(*other, unknown)
         assert finding is not None and finding.blocking and finding.waived_by is None
+
+
+def test_the_far_sides_audit_reads_licenses_from_the_imported_mirror(
+        tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None) -> None:
+    """No store and no index behind the gap: the imported mirror's own files (each
+    verified at import) say each release's license, so the far side's audit denies
+    what the build side's does."""
+    from lockmirror import pipeline
+    from lockmirror.stages.import_state import audit_imported
+    from lockmirror.stages.importer import import_bundle
+
+    path = write_mirror(tmp_path, fixture_index, "copyleft")
+    loaded = load_config(path)
+    lock_sets(loaded, now=NOW)
+    pipeline.fetch(loaded)
+    pipeline.index(loaded)
+    bundle = pipeline.bundle(loaded, tool=False, source_date_epoch=0)
+    far = tmp_path / "far" / "mirror"
+    import_bundle(list(bundle.parts), far)
+    (tmp_path / "tight.yaml").write_text(path.read_text() + DENY)  # the policy tightens later
+    report = audit_imported(far, now=NOW, config=tmp_path / "tight.yaml")
+    (row,) = [r for r in report.rows if r.rule == "licenses"]
+    assert (row.level, row.release) == ("deny", "copyleft==2.0")
+    assert not any("licenses not checked" in note for note in report.notes)
+    assert report.exit_code == 1

@@ -28,9 +28,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from packaging.version import Version
+
 from ..config import LoadedConfig, load_config
 from ..errors import LockmirrorError
 from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME
+from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import Lockfile
 from ..formats.manifest import (
     IMPORT_ADVISORIES,
@@ -152,4 +155,27 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
             [SnapshotSource(snapshot, where=str(mirror / IMPORT_ADVISORIES))] if snapshot else [])
         sources = AdvisoryDB([*found, *(offline_source(path) for path in databases)])
     return audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
-                 where=str(loaded.path))
+                 where=str(loaded.path), licenses=mirror_licenses(mirror, lockfiles))
+
+
+def mirror_licenses(mirror: Path, lockfiles: Sequence[Lockfile]
+                    ) -> dict[tuple[str, Version], DeclaredLicense]:
+    """Each locked release's declared license, from the imported mirror's own files
+    (a wheel's PEP 658 ``.metadata``, else the METADATA or PKG-INFO in the archive),
+    every one verified at import; a release none of whose files says is left out."""
+    from ..formats.core_metadata import MetadataError, archive_metadata, parse_metadata
+    from ..formats.licenses import declared_license
+
+    found: dict[tuple[str, Version], DeclaredLicense] = {}
+    for package in (p for lockfile in lockfiles for p in lockfile.packages):
+        for file in package.files if package.key not in found else ():
+            path = mirror / "files" / package.name / file.filename
+            try:
+                pep658 = path.with_name(f"{path.name}.metadata")
+                data = (pep658.read_bytes() if file.is_wheel and pep658.is_file()
+                        else archive_metadata(path, file.filename))
+            except (OSError, MetadataError):
+                continue
+            found[package.key] = declared_license(parse_metadata(data))
+            break
+    return found
