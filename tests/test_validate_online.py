@@ -81,3 +81,19 @@ def test_one_rule_for_a_pin() -> None:
     assert pins_exactly(Requirement("alpha==1.0")) and pins_exactly(Requirement("alpha===1.0"))
     assert not pins_exactly(Requirement("alpha==1.*"))
     assert not pins_exactly(Requirement("alpha>=1,<2"))
+
+
+@pytest.mark.parametrize("policy", [
+    "policy: {yanked: warn}\n",
+    "policy:\n  exceptions:\n    - {package: yanky, version: '1.1', rules: [yanked], "
+    "reason: 'the one build that works here'}\n",
+], ids=["yanked-warn", "exception"])
+def test_online_takes_a_yanked_pin_the_policy_takes(
+        tmp_path: Path, fixture_index: FixtureIndex, policy: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """What ``lock`` accepts, ``validate --online`` must not refuse."""
+    path = tmp_path / "mirror.yaml"
+    text = MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache")
+    path.write_text(text.replace("      - python-alpha\n", "").replace("alpha==1.5", "alpha")
+                    + policy, encoding="utf-8")
+    assert main(["validate", "--online", str(path)]) == 0, capsys.readouterr().err

@@ -15,7 +15,8 @@ unknown project; pages go through the shared HTTP cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from packaging.requirements import Requirement
@@ -62,13 +63,29 @@ def check_requirements(loaded: LoadedConfig, pages: Pages) -> list[tuple[Path_, 
     pages.prefetch_projects(sorted({canonicalize_name(r.name) for _, _, r in wanted}))
     problems: list[tuple[Path_, str]] = []
     for set_name, j, requirement in wanted:
-        problem = _problem(requirement, set_name, pages)
+        problem = _problem(requirement, set_name, pages, _yank_allowed(loaded, set_name))
         if problem is not None:
             problems.append((("sets", set_name, "requirements", j), problem))
     return problems
 
 
-def _problem(requirement: Requirement, set_name: str, pages: Pages) -> str | None:
+def _yank_allowed(loaded: LoadedConfig, set_name: str) -> Callable[[str, Version], bool]:
+    """Whether the set's policy takes a yanked release pinned exactly (``yanked: warn``,
+    or an exception for it), as ``lock`` would; an expired exception waives nothing."""
+    from ..resolve.policy import PolicyEngine
+
+    engine = PolicyEngine.for_set(loaded.config, set_name, now=datetime.now(UTC),
+                                  allow_expired=True)
+
+    def allowed(name: str, version: Version) -> bool:
+        finding = engine.yanked_finding(canonicalize_name(name), version, True, pinned=True)
+        return finding is None or not finding.blocking
+
+    return allowed
+
+
+def _problem(requirement: Requirement, set_name: str, pages: Pages,
+             yank_allowed: Callable[[str, Version], bool]) -> str | None:
     try:
         page = pages.project(requirement.name)
     except NotFoundError:
@@ -86,7 +103,7 @@ def _problem(requirement: Requirement, set_name: str, pages: Pages) -> str | Non
     if pin not in releases:
         return (f"{requirement.name} {pin} does not exist (set {set_name}); nearest versions: "
                 f"{nearest or 'none'}")
-    if pin not in usable:
+    if pin not in usable and not yank_allowed(requirement.name, pin):
         reason = next((f.yanked_reason for f in releases[pin] if f.yanked_reason), None)
         return (f"{requirement.name} {pin} is yanked" + (f" ({reason})" if reason else "")
                 + f" (set {set_name}); nearest versions not yanked: {nearest or 'none'}")
