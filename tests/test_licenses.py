@@ -190,8 +190,9 @@ def test_an_expired_license_exception_fails_the_lock(
     expired = DENY + ("  exceptions:\n    - {package: copyleft, version: '2.0', "
                       "rules: [licenses], reason: until the review, expires: 2026-12-01}\n")
     path = write_mirror(tmp_path, fixture_index, "copyleft==2.0", expired)
-    with pytest.raises(PolicyError, match=r"policy.exceptions\[0\]: exception for "
-                                          r"copyleft==2.0 expired on 2026-12-01"):
+    # a mistake in mirror.yaml now: named with its line, as validate names it
+    with pytest.raises(ConfigError, match=r"^mirror.yaml:\d+:\d+: policy.exceptions\[0\]: "
+                                          r"exception for copyleft==2.0 expired on 2026-12-01"):
         lock_sets(load_config(path), now=NOW)
 
 
@@ -291,3 +292,17 @@ def test_the_far_sides_audit_reads_licenses_from_the_imported_mirror(
     assert (row.level, row.release) == ("deny", "copyleft==2.0")
     assert not any("licenses not checked" in note for note in report.notes)
     assert report.exit_code == 1
+
+
+def test_validate_names_an_expired_exception_with_its_line(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """lock refuses to run with one, so validate (no network) says so first."""
+    from lockmirror.cli import main
+
+    expired = DENY + ("  exceptions:\n    - {package: copyleft, version: '2.0', "
+                      "rules: [licenses], reason: until the review, expires: 2020-01-01}\n")
+    path = write_mirror(tmp_path, fixture_index, "copyleft==2.0", expired)
+    assert main(["validate", str(path)]) == 2
+    said = capsys.readouterr().err
+    assert f"{path}:" in said and ": policy.exceptions[0]: exception for copyleft==2.0 " \
+        "expired on 2020-01-01; renew it" in said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -294,7 +295,7 @@ def test_policy_applies_while_locking(tmp_path: Path, fixture_index: FixtureInde
                                       catalogue) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
-    from lockmirror.errors import PolicyError
+    from lockmirror.errors import ConfigError
 
     newest = next(t for f, t in catalogue.upload_times.items() if f.startswith("speedup-1.2"))
     # speedup 1.2 is 1.5 days old, 1.0 is 2.5 days old; min_age_days 2 admits only 1.0
@@ -320,9 +321,10 @@ def test_policy_applies_while_locking(tmp_path: Path, fixture_index: FixtureInde
     expired = policy + ("  exceptions:\n    - {package: speedup, version: '1.2', "
                         "reason: temporary, expires: 2020-01-01}\n")
     path = write_mirror(tmp_path, fixture_index, "  a:\n    requirements: [speedup==1.2]\n", expired)
-    with pytest.raises(PolicyError) as expired_info:
+    with pytest.raises(ConfigError) as expired_info:  # a mirror.yaml mistake, with its line
         lock_sets(load_config(path), now=now)
     assert "expired" in str(expired_info.value) and "policy.exceptions[0]" in str(expired_info.value)
+    assert re.match(r"mirror\.yaml:\d+:\d+: ", str(expired_info.value))
 
 
 def test_sdists_denied_by_policy(tmp_path: Path, fixture_index: FixtureIndex) -> None:

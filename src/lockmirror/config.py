@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,15 @@ class LoadedConfig:
     def resolve(self, relative: str) -> Path:
         path = Path(relative)
         return path if path.is_absolute() else self.root / path
+
+    def problems_at(self, problems: Iterable[tuple[Path_, str]],
+                    filename: str | None = None) -> ConfigError:
+        """ConfigError of ``problems`` (YAML path, message) found after loading, each
+        named with its line and column in the file (``filename``: as the user gave it)."""
+        doc = PositionedYaml(self.text, filename or self.path.name, os.environ)
+        for path, message in problems:
+            doc.problem(path, message)
+        return ConfigError(doc.problems)
 
     @property
     def lockfile_dir(self) -> Path:

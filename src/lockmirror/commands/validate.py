@@ -35,6 +35,13 @@ def run(args: argparse.Namespace) -> int:
     # a set not locked yet is `lock --check`'s to report; a lockfile that exists must be sound
     check_lockfile_paths([loaded.lockfile_path(name) for name in config.sets], config.sources,
                          missing_ok=True)
+    from datetime import UTC, datetime
+
+    from ..resolve.policy import expired_exceptions
+
+    expired = expired_exceptions(config, config.sets, datetime.now(UTC).date())
+    if expired:  # lock refuses to run with them
+        raise loaded.problems_at(expired, args.path)
     checked = ""
     if args.online:
         projects = _check_online(loaded, args.path)

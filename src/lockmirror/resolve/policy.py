@@ -157,6 +157,22 @@ def exception_labels(config: MirrorConfig, set_name: str) -> list[str]:
     return labels
 
 
+def expired_exceptions(config: MirrorConfig, set_names: Iterable[str], today: date
+                       ) -> list[tuple[tuple[str | int, ...], str]]:
+    """(YAML path, message) of each exception the sets use that expired by ``today``:
+    ``lock`` refuses to run with one, ``validate`` names its line."""
+    specs: list[tuple[tuple[str | int, ...], PolicyException]] = [
+        (("policy", "exceptions", i), spec) for i, spec in enumerate(config.policy.exceptions)]
+    for name in set_names:
+        override = config.sets[name].policy
+        specs += [(("sets", name, "policy", "exceptions", i), spec)
+                  for i, spec in enumerate(override.exceptions if override else ())]
+    return [(path, f"exception for {_Exception.parse('.'.join(map(str, path)), spec).title} "
+                   f"expired on {spec.expires}; renew it with a new date and reason, or "
+                   "remove it")
+            for path, spec in specs if spec.expires is not None and today >= spec.expires]
+
+
 # --------------------------------------------------------------------------
 # Findings and decisions
 # --------------------------------------------------------------------------

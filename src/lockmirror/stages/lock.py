@@ -271,9 +271,12 @@ def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
                     now: datetime) -> dict[str, PolicyEngine]:
     """One engine per set (expired exceptions raise PolicyError here)."""
     from ..resolve.advisories import open_advisory_db
-    from ..resolve.policy import PolicyEngine
+    from ..resolve.policy import PolicyEngine, expired_exceptions
 
     config = loaded.config
+    expired = expired_exceptions(config, names, now.date())
+    if expired:  # named with their mirror.yaml lines (the engine would say it without)
+        raise loaded.problems_at(expired)
     db = (open_advisory_db(config.policy.advisory_sources, base_dir=loaded.root)
           if config.policy.advisory_sources else None)
     return {name: PolicyEngine.for_set(config, name, now=now, advisories=db,
