@@ -261,6 +261,7 @@ def raw_get(server: MirrorServer, path: str) -> int:
     "/files/beta/..%5c..%5cmanifest.json",
     "/.hidden",
     "/files/beta/%00",
+    "/simple/" + "a" * 256 + "/",  # a name too long for the file system: 404, no traceback
 ])
 def test_no_path_traversal(server: MirrorServer, mirror: FixtureMirror, path: str) -> None:
     # a hidden file really exists (the shape atomic writes leave), so refusing it is tested
@@ -290,7 +291,7 @@ def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("idle_timeout", "max_connections", "refused"), [
-    (0, 10, True), (-1, 10, True), (1, 0, True), (0.01, 1, False)])
+    (0, 10, True), (-1, 10, True), (1, 0, True), (float("inf"), 10, True), (0.01, 1, False)])
 def test_connection_limits_must_be_positive(mirror: FixtureMirror, idle_timeout: float,
                                             max_connections: int, refused: bool) -> None:
     if refused:

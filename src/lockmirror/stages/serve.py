@@ -29,6 +29,7 @@ from .serve_handler import MirrorHTTPServer, RequestLog
 
 IDLE_TIMEOUT = 30.0    # seconds a connection may stay silent (nginx: 60 s headers, 75 s keep-alive)
 MAX_CONNECTIONS = 100  # connections (threads) served at once
+MAX_IDLE_TIMEOUT = 86400.0  # a day: beyond it (inf) socket timeouts overflow
 
 class MirrorServer:
     """A running ``lockmirror serve``: ``with MirrorServer(root) as server: server.url``.
@@ -48,9 +49,10 @@ class MirrorServer:
             raise LockmirrorError(
                 "is not a mirror (no simple/index.html)", where=str(root),
                 hint=f"import a bundle into it first: lockmirror import BUNDLE.tar --into {root}")
-        if not idle_timeout > 0 or max_connections < 1:
+        if not 0 < idle_timeout <= MAX_IDLE_TIMEOUT or max_connections < 1:
             raise LockmirrorError(f"idle timeout ({idle_timeout}) and connection limit "
-                                  f"({max_connections}) must be positive")
+                                  f"({max_connections}) must be positive, the timeout at most "
+                                  f"{MAX_IDLE_TIMEOUT:g} s")
         if not 0 <= port <= 65535:
             raise LockmirrorError(f"--port {port} is not a port number",
                                   hint="0 to 65535; 0 picks a free one")

@@ -377,7 +377,10 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         if candidate != str(self.root) and not candidate.startswith(str(self.root) + os.sep):
             return None
         path = Path(candidate)
-        return path if path.exists() else None
+        try:
+            return path if path.exists() else None
+        except OSError:  # a name too long for the file system (ENAMETOOLONG), EACCES: no file
+            return None
 
     def log_line(self, line: str) -> None:
         # the request line is the client's text: no terminal escapes into the log
