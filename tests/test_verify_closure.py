@@ -135,6 +135,7 @@ def test_check_install_command(mirror: FixtureMirror, capsys: pytest.CaptureFixt
     assert "set 'extra', target 'host': installs: skipped (not requested)" in out
     assert "check-install: 1 passed, 0 failed, 1 skipped" in out
     assert "closure verified" in out
+    assert "; 1 of the steps skipped (above): not everything was installed" in out
     broken = tmp_path / "dist-index"
     shutil.copytree(mirror.out, broken)
     shutil.rmtree(broken / "simple" / "yanky")
@@ -208,3 +209,22 @@ def test_reading_pip_check() -> None:
     assert explain_pip_check("beta 1.0 requires alpha, which is not installed.\n")[0] == "alpha"
     assert explain_pip_check(
         "beta 1.0 has requirement alpha>=1.0, but you have alpha 0.9.\n")[0] == "alpha>=1.0"
+
+
+def test_a_deployed_mirror_is_checked_with_its_own_lockfiles(mirror: FixtureMirror,
+                                                             tmp_path: Path) -> None:
+    """--index-url: the lockfile installs read the deployed mirror's lockfiles (beside
+    its simple/), not the local tree's, so a file missing there fails them too."""
+    from lockmirror.stages.serve import MirrorServer
+
+    deployed = tmp_path / "deployed"
+    shutil.copytree(mirror.out, deployed)
+    speedup = mirror.catalogue.find("speedup", "1.2")
+    (deployed / "files" / "speedup" / speedup.filename).unlink()
+    with MirrorServer(deployed, "127.0.0.1", 0) as server:
+        result = verify_closure(mirror.out, sets=["core"], targets=["host"],
+                                index_url=server.simple_url, installers=["pip 26.3"],
+                                installer_cache=INSTALLER_CACHE)
+    skip_if_unavailable(result)
+    failed = {c.step for c in result.failures}
+    assert "pip 26.3 install -r lockfile (given)" in failed

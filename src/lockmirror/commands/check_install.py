@@ -55,5 +55,8 @@ def run(args: argparse.Namespace) -> int:
     report.raise_for_failures()
     from ..net.http import redact_url
 
-    print(f"closure verified from {', '.join(redact_url(u) for u in report.index_urls)}")
+    skipped = (f"; {len(report.skipped)} of the steps skipped (above): not everything was "
+               "installed" if report.skipped else "")
+    print(f"closure verified from {', '.join(redact_url(u) for u in report.index_urls)}"
+          f"{skipped}")
     return 0

@@ -131,7 +131,7 @@ class _SetTarget:
 class _Transport:
     name: str  # "file://" | "http" | "given"
     url: str  # the simple index
-    root: str | None  # the mirror's root URL over HTTP (None: not served by us)
+    root: str | None  # its root URL (lockfiles/ beside simple/); None: the local tree, or unknown
 
 
 def verify_closure(
@@ -251,8 +251,11 @@ def _installs(runner: Runner, where: Where, transport: _Transport,
         copy = copies[installer]
         for source, label in _lockfile_sources(runner, transport, installer, lockfile):
             step = f"{installer.name} install -r {label} ({transport.name})"
-            if isinstance(copy, str):
-                checks.append(where.check(step, ok=True, skipped=copy))
+            unplaced = (transport.name == "given" and transport.root is None
+                        and "the index URL does not end in /simple/, so where its lockfiles "
+                            "are is not known")
+            if isinstance(copy, str) or unplaced:
+                checks.append(where.check(step, ok=True, skipped=unplaced or str(copy)))
                 continue
             say(f"{head}: {step}")
             done = lockfile_install(runner, where, installer, copy, source, label)
@@ -328,8 +331,10 @@ def _clean_work_dir(work_dir: Path, cache: Path, say: Progress) -> None:
 def _transports(index_dir: Path, index_url: str | None,
                 transports: Sequence[str]) -> Iterator[list[_Transport]]:
     if index_url:
-        yield [_Transport("given", index_url if index_url.endswith("/") else index_url + "/",
-                          None)]
+        url = index_url if index_url.endswith("/") else index_url + "/"
+        # a deployed mirror's lockfiles are beside its simple/, as in the tree
+        yield [_Transport("given", url, url.removesuffix("simple/")
+                          if url.endswith("/simple/") else None)]
         return
     unknown = sorted(set(transports) - set(TRANSPORTS))
     if unknown or not transports:
