@@ -8,7 +8,7 @@ these models. Checks that span sections on the raw data live in
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -327,6 +327,18 @@ class MirrorConfig(_Strict):
         }
         changes["exceptions"] = [*self.policy.exceptions, *override.exceptions]
         return self.policy.model_copy(update=changes)
+
+    def exceptions_written(self, set_names: Iterable[str]
+                           ) -> list[tuple[tuple[str | int, ...], PolicyException]]:
+        """(YAML path, exception) of the global exceptions, then each set's own: the
+        order of :meth:`policy_for`."""
+        found: list[tuple[tuple[str | int, ...], PolicyException]] = [
+            (("policy", "exceptions", i), spec) for i, spec in enumerate(self.policy.exceptions)]
+        for name in set_names:
+            override = self.sets[name].policy
+            found += [(("sets", name, "policy", "exceptions", i), spec)
+                      for i, spec in enumerate(override.exceptions if override else ())]
+        return found
 
 
 def _overlapping_targets(set_name: str, spec: SetConfig,

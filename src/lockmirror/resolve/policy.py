@@ -125,6 +125,11 @@ class _Exception:
     def expired(self, today: date) -> bool:
         return self.spec.expires is not None and today >= self.spec.expires
 
+    @property
+    def expired_message(self) -> str:
+        return (f"exception for {self.title} expired on {self.spec.expires}; renew it with "
+                "a new date and reason, or remove it")
+
     def matches(self, name: NormalizedName, version: Version) -> bool:
         if name != self.name:
             return False
@@ -143,34 +148,23 @@ class _Exception:
         return False
 
 
-def exception_labels(config: MirrorConfig, set_name: str) -> list[str]:
-    """Where each exception of ``config.policy_for(set_name)`` is written.
+def _label(path: tuple[str | int, ...]) -> str:
+    """``policy.exceptions[0]``, as messages name an exception."""
+    return ".".join(map(str, path[:-1])) + f"[{path[-1]}]"
 
-    Same order as :meth:`MirrorConfig.policy_for`: the global ones, then the
-    set's own.
-    """
-    labels = [f"policy.exceptions[{i}]" for i in range(len(config.policy.exceptions))]
-    override = config.sets[set_name].policy
-    if override is not None:
-        labels += [f"sets.{set_name}.policy.exceptions[{i}]"
-                   for i in range(len(override.exceptions))]
-    return labels
+
+def exception_labels(config: MirrorConfig, set_name: str) -> list[str]:
+    """Where each exception of ``config.policy_for(set_name)`` is written."""
+    return [_label(path) for path, _ in config.exceptions_written([set_name])]
 
 
 def expired_exceptions(config: MirrorConfig, set_names: Iterable[str], today: date
                        ) -> list[tuple[tuple[str | int, ...], str]]:
     """(YAML path, message) of each exception the sets use that expired by ``today``:
     ``lock`` refuses to run with one, ``validate`` names its line."""
-    specs: list[tuple[tuple[str | int, ...], PolicyException]] = [
-        (("policy", "exceptions", i), spec) for i, spec in enumerate(config.policy.exceptions)]
-    for name in set_names:
-        override = config.sets[name].policy
-        specs += [(("sets", name, "policy", "exceptions", i), spec)
-                  for i, spec in enumerate(override.exceptions if override else ())]
-    return [(path, f"exception for {_Exception.parse('.'.join(map(str, path)), spec).title} "
-                   f"expired on {spec.expires}; renew it with a new date and reason, or "
-                   "remove it")
-            for path, spec in specs if spec.expires is not None and today >= spec.expires]
+    parsed = [(path, _Exception.parse(_label(path), spec))
+              for path, spec in config.exceptions_written(set_names)]
+    return [(path, e.expired_message) for path, e in parsed if e.expired(today)]
 
 
 # --------------------------------------------------------------------------
@@ -291,9 +285,7 @@ class PolicyEngine:
 
     def expired_messages(self) -> list[str]:
         """``mirror.yaml: policy.exceptions[2]: exception for foo==1.0 expired on ...``"""
-        return [f"{self.where}: {e.label}: exception for {e.title} expired on "
-                f"{e.spec.expires}; renew it with a new date and reason, or remove it"
-                for e in self._expired]
+        return [f"{self.where}: {e.label}: {e.expired_message}" for e in self._expired]
 
     def expired_findings(self) -> list[Finding]:
         return [Finding("exceptions", "deny", e.name, e.exact, message)
