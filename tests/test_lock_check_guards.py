@@ -31,13 +31,21 @@ def locked(tmp_path: Path, fixture_index: FixtureIndex) -> Path:
     return write_locked(tmp_path, fixture_index.url)
 
 
-def test_an_edited_metadata_hash_fails(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def refused_metadata_hash(config: Path, sha256: str,
+                          capsys: pytest.CaptureFixture[str]) -> tuple[LockedFile, str]:
+    """beta's first file given the metadata hash ``sha256``: the check fails (exit 1);
+    the file as edited and what the check said."""
     def swap(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
-        return package, dataclasses.replace(file, metadata_sha256="e" * 64)
+        return package, dataclasses.replace(file, metadata_sha256=sha256)
 
-    swapped = edit(locked, "beta", swap)
-    status, out = check(locked, capsys)
+    swapped = edit(config, "beta", swap)
+    status, out = check(config, capsys)
     assert status == 1, out
+    return swapped, out
+
+
+def test_an_edited_metadata_hash_fails(locked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    swapped, out = refused_metadata_hash(locked, "e" * 64, capsys)
     assert (f"{lockfile_of(locked)}: beta 1.0: {swapped.filename}: metadata sha256 {'e' * 64} "
             "in the lockfile, ") in out
 
@@ -208,12 +216,7 @@ def test_a_metadata_hash_a_page_does_not_state_is_checked_against_the_wheel(
     status, out = check(config, capsys)
     assert status == 0, out
 
-    def forge(package: LockedPackage, file: LockedFile) -> tuple[LockedPackage, LockedFile]:
-        return package, dataclasses.replace(file, metadata_sha256=other)
-
-    forged = edit(config, "beta", forge)
-    status, out = check(config, capsys)
-    assert status == 1, out
+    forged, out = refused_metadata_hash(config, other, capsys)
     assert (f"beta 1.0: {forged.filename}: metadata sha256 {other} in the lockfile, the "
             "wheel's METADATA has ") in out
 
