@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config_schema import DirectoryDestination
-from ..errors import IntegrityError, LockmirrorError, PublishError
+from ..errors import LockmirrorError, PublishError
 from ..formats.manifest import STATE_DIR, temporary_target
 from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
 from .tree import (
@@ -180,12 +180,8 @@ class DirectoryPublisher:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-                if size != item.size or digest.hexdigest() != item.sha256:
-                    raise IntegrityError(
-                        f"does not match manifest.json ({size} bytes, sha256 {digest.hexdigest()}"
-                        f"; expected {item.size} bytes, {item.sha256})",
-                        where=str(source), hint="rebuild or re-import the index; the "
-                                                "destination's pages were left as they were")
+                item.check_bytes(source, size, digest.hexdigest(),
+                                 "the destination's pages were left as they were")
         except OSError as error:
             raise PublishError(f"cannot write ({error.strerror})", where=str(target)) from None
         stat = target.stat()

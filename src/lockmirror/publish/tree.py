@@ -78,14 +78,15 @@ class Item:
     def kind(self) -> str:
         return kind_of(self.source)  # a flat directory's path is the file name alone
 
-    def check_bytes(self, path: Path, size: int, sha256: str) -> None:
+    def check_bytes(self, path: Path, size: int, sha256: str,
+                    left: str = "nothing that links it was published") -> None:
         """IntegrityError naming ``path`` unless its bytes (``size``, ``sha256``)
-        are what the manifest gave this item."""
+        are what the manifest gave this item; ``left``: what the hint says of the
+        destination."""
         if size != self.size or sha256 != self.sha256:
             raise IntegrityError(f"does not match manifest.json ({size} bytes, sha256 {sha256}; "
                                  f"expected {self.size} bytes, {self.sha256})", where=str(path),
-                                 hint="rebuild or re-import the index; nothing that links it "
-                                      "was published")
+                                 hint=f"rebuild or re-import the index; {left}")
 
 
 @dataclass(frozen=True)

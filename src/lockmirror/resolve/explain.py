@@ -16,7 +16,7 @@ from packaging.version import Version
 from resolvelib.resolvers import ResolutionImpossible
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
-from ..net.simple_page import DistFile
+from ..net.simple_page import DistFile, ProjectPage
 from ..targets import Truth
 
 if TYPE_CHECKING:
@@ -90,8 +90,10 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
     ctx = factory.ctx
     versions = factory.versions(req.name)  # newest first
     matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
+    unfiltered = None
     if not matching:  # the lock's pages drop wheels no target can use: ask for every file
-        versions = ctx.client.unfiltered_project(req.name).releases
+        unfiltered = ctx.client.unfiltered_project(req.name)
+        versions = unfiltered.releases
         matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
     who = f" (required by {parent.name} {parent.version})" if parent else ""
     if not matching:
@@ -119,7 +121,7 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
         return ResolutionError(f"'{req.text}'{who}: excluded by policy: {'; '.join(excluded)}",
                                where=where, hint=pre_hint)
     best = matching[0]
-    reason, hint = _why_not(req, factory, best, matching)
+    reason, hint = _why_not(req, factory, best, matching, unfiltered)
     if pre_hint is not None and not best.is_prerelease:
         hint = f"{hint}; {pre_hint}"
     return ResolutionError(f"no file of {req.name} {best} installs on "
@@ -127,8 +129,10 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
 
 
 def _why_not(req: Req, factory: CandidateFactory, version: Version,
-             matching: Sequence[Version]) -> tuple[str, str]:
-    """(why ``version`` of the requirement's project is not a candidate, hint)."""
+             matching: Sequence[Version], unfiltered: ProjectPage | None = None
+             ) -> tuple[str, str]:
+    """(why ``version`` of the requirement's project is not a candidate, hint);
+    ``unfiltered``: the page with every file, when already read."""
     ctx = factory.ctx
     candidate = factory.candidate(req.name, version)
     if candidate is not None and version.is_prerelease \
@@ -143,7 +147,7 @@ def _why_not(req: Req, factory: CandidateFactory, version: Version,
     if candidate is not None:
         return ("it conflicts with the other requirements",
                 "pin the packages that require it to versions that agree")
-    files = ctx.client.unfiltered_project(req.name).files_of(version)
+    files = (unfiltered or ctx.client.unfiltered_project(req.name)).files_of(version)
     target = ctx.target
     if files and not any(target.allows_python(f.requires_python) is Truth.ALWAYS
                          for f in files):

@@ -61,9 +61,10 @@ def check_requirements(loaded: LoadedConfig, pages: Pages) -> list[tuple[Path_, 
     wanted = [(set_name, j, Requirement(text)) for set_name, spec in config.sets.items()
               for j, text in enumerate(spec.requirements)]
     pages.prefetch_projects(sorted({canonicalize_name(r.name) for _, _, r in wanted}))
+    yank_allowed = {name: _yank_allowed(loaded, name) for name in config.sets}
     problems: list[tuple[Path_, str]] = []
     for set_name, j, requirement in wanted:
-        problem = _problem(requirement, set_name, pages, _yank_allowed(loaded, set_name))
+        problem = _problem(requirement, set_name, pages, yank_allowed[set_name])
         if problem is not None:
             problems.append((("sets", set_name, "requirements", j), problem))
     return problems
