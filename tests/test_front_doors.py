@@ -152,3 +152,5 @@ def test_a_key_in_the_signing_key_variable_is_refused_unshown(
     said = capsys.readouterr()
     assert "holds a key, not the path of its file" in said.err
     assert "b3BlbnNzaC1rZXktdjEAAAAA" not in said.out + said.err
+    # nor in doit's up-to-date stamp, which `doit info` prints and .doit.db keeps
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in repr(doit_tasks._signing_key_stamp())

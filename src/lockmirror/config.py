@@ -88,16 +88,9 @@ class LoadedConfig:
 
     @property
     def signing_key(self) -> Path | None:
-        """``$LOCKMIRROR_SIGNING_KEY``: the private key file bundles are signed with
-        when none is given (``doit bundle`` takes no options); None: unsigned."""
-        named = os.environ.get(SIGNING_KEY_ENV)
-        if not named:
-            return None
-        if "\n" in named or "PRIVATE KEY" in named or len(named) > 4096:
-            # the key itself, not a file name: never shown, never kept
-            raise InputError(f"${SIGNING_KEY_ENV} holds a key, not the path of its file",
-                             hint="write the key to a file (mode 0600) and name that file")
-        return Path(named)
+        """The private key file bundles are signed with when none is given
+        (:func:`signing_key_file`)."""
+        return signing_key_file()
 
     @property
     def quarantine_path(self) -> Path:
@@ -114,6 +107,20 @@ class LoadedConfig:
 
     def lockfile_path(self, set_name: str) -> Path:
         return self.lockfile_dir / f"pylock.{set_name}.toml"
+
+
+def signing_key_file() -> Path | None:
+    """``$LOCKMIRROR_SIGNING_KEY``: the private key file bundles are signed with when
+    none is given (``doit bundle`` takes no options); None: unsigned. InputError,
+    never showing the value, when it holds a key instead of a file name."""
+    named = os.environ.get(SIGNING_KEY_ENV)
+    if not named:
+        return None
+    if "\n" in named or "PRIVATE KEY" in named or len(named) > 4096:
+        # the key itself, not a file name: never shown, never kept
+        raise InputError(f"${SIGNING_KEY_ENV} holds a key, not the path of its file",
+                         hint="write the key to a file (mode 0600) and name that file")
+    return Path(named)
 
 
 def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG, *,

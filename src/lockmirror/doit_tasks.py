@@ -20,9 +20,9 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 from doit.tools import config_changed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
-from .config import SIGNING_KEY_ENV
+from .config import signing_key_file
 from .doit_project import Project
-from .errors import ConfigError, LockmirrorError
+from .errors import ConfigError, InputError, LockmirrorError
 from .fsutil import atomic_write, format_size
 
 TaskDict = dict[str, Any]
@@ -288,12 +288,15 @@ def _bundle(project: Project) -> None:
 def _signing_key_stamp() -> dict[str, str]:
     """What makes the bundle's signature another: the key file's path, size and mtime
     (a key rotated in place too); the path alone when unreadable (bundle says why)."""
-    named = os.environ.get(SIGNING_KEY_ENV, "")
     try:
-        stat = os.stat(named) if named else None
+        key = signing_key_file()
+    except InputError:  # a key where its file's name belongs: never in doit's state or output
+        return {"key": "not a file name", "stat": ""}
+    try:
+        stat = os.stat(key) if key else None
     except (OSError, ValueError):
         stat = None
-    return {"key": named, "stat": f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""}
+    return {"key": str(key or ""), "stat": f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""}
 
 
 def bundle_task(project: Project) -> TaskDict:
