@@ -606,8 +606,8 @@ def test_bundle_json_roundtrip_and_refusals() -> None:
 
 def test_a_killed_writers_temporary_volume_goes_with_the_next_bundle(tmp_path: Path) -> None:
     """kill -9 leaves a temporary volume as large as a bundle; the next bundle of
-    the mirror removes it (a refresh bundle's, written unlocked, stays). While one
-    writer works in the directory, a second is told so."""
+    the mirror removes it (a refresh bundle's too: every writer takes the same
+    lock). While one writer works in the directory, a second is told so."""
     from lockmirror.fsutil import one_at_a_time
 
     out = tmp_path / "out"
@@ -617,7 +617,7 @@ def test_a_killed_writers_temporary_volume_goes_with_the_next_bundle(tmp_path: P
     refreshing = out / ".lockmirror-demo-0123456789abcdef.advisories.tar.q1w2e3r4.tmp"
     refreshing.write_bytes(b"y")
     result = bundle(tmp_path / "in", out)
-    assert not stale.exists() and refreshing.exists()
+    assert not stale.exists() and not refreshing.exists()
     with one_at_a_time(out, "the first writer"):
         with pytest.raises(LockmirrorError, match="another lockmirror bundle is being written"):
             bundle(tmp_path / "in", out)

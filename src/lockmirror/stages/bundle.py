@@ -38,11 +38,9 @@ which pins every member, so it names the content.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +67,12 @@ from ..formats.bundle_format import (
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import removed_releases
-from ..fsutil import one_at_a_time, sha256_bytes
+from ..fsutil import sha256_bytes
 from ..timeutil import resolve_source_date_epoch
 from .bundle_retention import Removed, prune_bundles
-from .bundle_tar import Member, output_error, read_input
-from .bundle_write import write_bundle
-from .tool_set import collect_tool_wheels
+from .bundle_tar import Member, read_input
+from .bundle_write import write_bundle, writing_in
+from .tool_set import collect_tool_wheels, requires_python
 
 Progress = Callable[[str], None]
 
@@ -162,7 +160,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         name=name, kind=kind, index_manifest_sha256=manifest_sha,
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
         tool_python=tool_python, files={})
-    with _writing_in(out_dir, name):
+    with writing_in(out_dir, name):
         written = write_bundle(provisional, members, _readme(provisional, removes),
                                out_dir=out_dir, epoch=epoch, key=key, volume_size=volume_size,
                                progress=progress)
@@ -177,21 +175,6 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         source_date_epoch=epoch, epoch_source=epoch_source,
         tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
         changed=written.changed, removed=removed, removes=removes)
-
-
-@contextmanager
-def _writing_in(out_dir: Path, name: str) -> Iterator[None]:
-    """One bundle writer at a time in ``out_dir``; first, the temporary volumes a
-    killed writer of this mirror's bundles left (each as large as a bundle)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(exc, out_dir) from None
-    with one_at_a_time(out_dir, "another lockmirror bundle is being written here"):
-        for stale in out_dir.glob(f".lockmirror-{glob.escape(name)}-*.tmp"):
-            if ".advisories." not in stale.name:  # refresh bundles are written unlocked
-                stale.unlink(missing_ok=True)
-        yield
 
 
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:
@@ -279,9 +262,6 @@ def _check_object(store: Any, rel: str, entry: Entry) -> None:
                               where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
 
 
-_REQUIRES_PYTHON = ">=3.11"  # pyproject.toml's requires-python (test_bundle keeps them equal)
-
-
 def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     """The far side's instructions (no content id or time in it: it is a member,
     so it must not depend on what depends on it)."""
@@ -303,7 +283,7 @@ def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
      ../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
      cd ..
    On another Python or platform, or a Python older than lockmirror needs
-   (Requires-Python {_REQUIRES_PYTHON}), pip says "No matching distribution", often
+   (Requires-Python {requires_python()}), pip says "No matching distribution", often
    naming a dependency (e.g. cryptography): check and unpack the bundle by hand
    instead (below).
 """ if info.tool_python else """\

@@ -14,7 +14,9 @@ sizes is recognised from its first member and left alone.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import glob
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +33,8 @@ from ..formats.bundle_format import (
     read_checksums,
     read_head,
 )
-from ..fsutil import atomic_write, format_size
-from .bundle_tar import Layout, Member, directories
+from ..fsutil import atomic_write, format_size, one_at_a_time
+from .bundle_tar import Layout, Member, directories, output_error
 
 MAX_PARTS = 999
 
@@ -143,3 +145,18 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
             or (head.signature or "").encode() != (signature or b"")):
         return None
     return tuple(digest for _, digest in listed)
+
+
+@contextmanager
+def writing_in(out_dir: Path, name: str) -> Iterator[None]:
+    """One bundle writer (full, delta or refresh) at a time in ``out_dir``; first,
+    the temporary volumes a killed writer of this mirror's bundles left (each as
+    large as a bundle)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out_dir) from None
+    with one_at_a_time(out_dir, "another lockmirror bundle is being written here"):
+        for stale in out_dir.glob(f".lockmirror-{glob.escape(name)}-*.tmp"):
+            stale.unlink(missing_ok=True)
+        yield

@@ -30,7 +30,7 @@ from ..fsutil import sha256_bytes
 from ..resolve.advisory_snapshot import Snapshot
 from ..timeutil import resolve_source_date_epoch
 from .bundle_tar import Member
-from .bundle_write import write_bundle
+from .bundle_write import write_bundle, writing_in
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,9 @@ def build_refresh_bundle(loaded: LoadedConfig, snapshot: Snapshot, *, out_dir: P
                              lockmirror_version=__version__, tool_python=None, files={})
     members = [Member(ADVISORIES_NAME, data=snapshot.dumps().encode()),
                Member(QUARANTINE_NAME, data=quarantine.dumps().encode())]
-    written = write_bundle(provisional, members, _readme(provisional, snapshot),
-                           out_dir=out_dir, epoch=epoch, key=key)
+    with writing_in(out_dir, provisional.name):
+        written = write_bundle(provisional, members, _readme(provisional, snapshot),
+                               out_dir=out_dir, epoch=epoch, key=key)
     return RefreshBundleResult(
         path=written.parts[0], checksums=written.checksums, sha256=written.sha256[0],
         content_id=written.info.content_id, size=written.size,
