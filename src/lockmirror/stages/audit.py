@@ -341,12 +341,17 @@ def _licenses(loaded: LoadedConfig, lockfiles: Sequence[Lockfile], client: objec
     from ..net.s3_store import store_of
     from .release_licenses import release_licenses
 
-    config = loaded.config
-    names = [lf.set_name for lf in lockfiles]
-    if config.policy.licenses is None and not any(
-            n in config.sets and config.policy_for(n).licenses is not None for n in names):
+    if not has_license_rule(loaded.config, lockfiles):
         return None
     return release_licenses(lockfiles, store_of(loaded), client)
+
+
+def has_license_rule(config: MirrorConfig, lockfiles: Sequence[Lockfile]) -> bool:
+    """Whether the policy of any of the lockfiles' sets has a ``licenses`` rule
+    (else licenses need not be read at all)."""
+    return config.policy.licenses is not None or any(
+        lf.set_name in config.sets and config.policy_for(lf.set_name).licenses is not None
+        for lf in lockfiles)
 
 
 __all__ = ["AuditReport", "AuditRow", "audit", "audit_mirror"]

@@ -44,7 +44,7 @@ from ..formats.manifest import (
 from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
-from .audit import AuditReport, audit
+from .audit import AuditReport, audit, has_license_rule
 from .import_plan import ImportPlan
 from .import_swap import inside_mirror, link_or_copy
 
@@ -155,7 +155,9 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
             [SnapshotSource(snapshot, where=str(mirror / IMPORT_ADVISORIES))] if snapshot else [])
         sources = AdvisoryDB([*found, *(offline_source(path) for path in databases)])
     return audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
-                 where=str(loaded.path), licenses=mirror_licenses(mirror, lockfiles))
+                 where=str(loaded.path),
+                 licenses=mirror_licenses(mirror, lockfiles)
+                 if has_license_rule(loaded.config, lockfiles) else None)
 
 
 def mirror_licenses(mirror: Path, lockfiles: Sequence[Lockfile]
@@ -163,17 +165,14 @@ def mirror_licenses(mirror: Path, lockfiles: Sequence[Lockfile]
     """Each locked release's declared license, from the imported mirror's own files
     (a wheel's PEP 658 ``.metadata``, else the METADATA or PKG-INFO in the archive),
     every one verified at import; a release none of whose files says is left out."""
-    from ..formats.core_metadata import MetadataError, archive_metadata, parse_metadata
+    from ..formats.core_metadata import MetadataError, parse_metadata, read_metadata
     from ..formats.licenses import declared_license
 
     found: dict[tuple[str, Version], DeclaredLicense] = {}
     for package in (p for lockfile in lockfiles for p in lockfile.packages):
         for file in package.files if package.key not in found else ():
-            path = mirror / "files" / package.name / file.filename
             try:
-                pep658 = path.with_name(f"{path.name}.metadata")
-                data = (pep658.read_bytes() if file.is_wheel and pep658.is_file()
-                        else archive_metadata(path, file.filename))
+                data = read_metadata(mirror / "files" / package.name / file.filename)
             except (OSError, MetadataError):
                 continue
             found[package.key] = declared_license(parse_metadata(data))

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..net.index_client import DistFile, IndexClient, ProjectPage
 
 SHOWN = 20  # difference lines in one error; the rest are counted
+EDITED = "\n  (a lockfile is written by `doit lock` only; re-lock, or find out who edited it)"
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,7 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     problems = installer_parse_mismatches(zip(paths, documents, strict=True))
     if problems:
         raise StaleLockError(_listing("lockfiles installers would read differently", problems)
-                             + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
-                               "find out who edited it)")
+                             + EDITED)
     lockfiles = [Lockfile.from_toml(document, where=str(path))
                  for path, document in zip(paths, documents, strict=True)]
     problems = [f"{path}: {package.name} {package.version}: {text}"
@@ -92,8 +92,7 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
                             "by default)")
     if problems:
         raise StaleLockError(_listing("lockfile entries `lock` never writes", problems)
-                             + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
-                               "find out who edited it)")
+                             + EDITED)
     if client is None:
         from ..net.index_client import IndexClient
 
@@ -111,8 +110,7 @@ def _check_read(loaded: LoadedConfig, names: list[str], read: dict[Path, Lockfil
     problems = page_mismatches(read.items(), client)
     if problems:
         raise StaleLockError(_listing("lockfiles differ from what the index lists", problems)
-                             + "\n  (a lockfile is written by `doit lock` only; re-lock, or "
-                               "find out who edited it)")
+                             + EDITED)
     if resolve:
         problems = resolve_mismatches(loaded, names, client)
         if problems:
