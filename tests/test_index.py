@@ -672,7 +672,12 @@ def test_quarantined_releases_are_left_out(own_mirror: FixtureMirror, tmp_path: 
         "1.1"]
     assert "native" not in (own_mirror.out / "simple/index.html").read_text()
     assert "yanky==1.0" in (own_mirror.out / "constraints/extra-host.txt").read_text()
-    assert "quarantined" in (own_mirror.out / "index.html").read_text()
+    landing = (own_mirror.out / "index.html").read_text()
+    assert "quarantined" in landing
+    # every link on the landing page leads somewhere: native's page is gone, so is its link
+    links = set(re.findall(r'href="([^"#:]+)"', landing))
+    assert "simple/yanky/" in links and "simple/native/" not in links
+    assert [link for link in links if not (own_mirror.out / link).exists()] == []
     assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
     assert build(own_mirror, exclude=quarantined).noop
     fresh = tmp_path / "fresh" / "dist-index"

@@ -324,7 +324,10 @@ def _packages_table(summary: SetSummary) -> str:
             found = [p for p in releases if target in p.targets]
             cells.append(f"<td>{'<br>'.join(_release_text(p) for p in found)}</td>"
                          if found else '<td class="none">-</td>')
-        out.append(f'<tr><td><a href="simple/{escape(name)}/">{escape(name)}</a></td>'
+        # a project whose every release here is quarantined may have no page left
+        link = (escape(name) if all(p.quarantined for p in releases)
+                else f'<a href="simple/{escape(name)}/">{escape(name)}</a>')
+        out.append(f'<tr><td>{link}</td>'
                    + "".join(cells)
                    + f'<td class="num">{sum(p.files for p in releases)}</td>'
                    f'<td class="num">{escape(format_size(sum(p.size for p in releases)))}'
