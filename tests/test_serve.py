@@ -228,8 +228,15 @@ def test_range_edges_head_vary_and_redirect_query(server: MirrorServer,
 def test_etag_revalidation(server: MirrorServer, mirror: FixtureMirror) -> None:
     path, _ = wheel_path(mirror)
     etag = request(server, path)[1]["etag"]
+    first = request(server, path)[1]
     status, headers, body = request(server, path, headers={"If-None-Match": etag})
     assert status == 304 and body == b"" and headers["etag"] == etag
+    # a 304 carries the Cache-Control a 200 would (RFC 9110 15.4.5), so a cache keeps it
+    assert headers["cache-control"] == first["cache-control"]
+    # weak comparison (a proxy may weaken the tag) and "*" revalidate too
+    assert request(server, path, headers={"If-None-Match": f"W/{etag}"})[0] == 304
+    assert request(server, path, headers={"If-None-Match": "*"})[0] == 304
+    assert request(server, path, headers={"If-None-Match": '"stale"'})[0] == 200
 
 
 def test_health(server: MirrorServer) -> None:

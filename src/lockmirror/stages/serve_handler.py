@@ -249,10 +249,11 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             stat = os.fstat(handle.fileno())
             size = stat.st_size
             etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-            if etag in [t.strip() for t in self.headers.get("If-None-Match", "").split(",")]:
+            if _etag_matches(self.headers.get("If-None-Match"), etag):
                 self._status = HTTPStatus.NOT_MODIFIED
                 self.send_response(HTTPStatus.NOT_MODIFIED)
-                self.send_header("ETag", etag)
+                self.send_header("ETag", etag)  # RFC 9110 15.4.5: what a 200 would carry
+                self.send_header("Cache-Control", cache_control(tree_path))
                 if vary:
                     self.send_header("Vary", "Accept")
                 self.end_headers()
@@ -303,6 +304,15 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
 
 class _Unsatisfiable(Exception):
     """The range starts past the end of the file (answered with 416)."""
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag``: ``*``, or one of its
+    tags compared weakly (RFC 9110 13.1.2: ``W/"x"`` matches ``"x"``)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or etag in [tag.removeprefix("W/") for tag in tags]
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
