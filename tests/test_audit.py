@@ -212,6 +212,32 @@ def test_expired_exception_is_a_denied_finding_and_stops_waiving(
     assert list(report.quarantine_candidates()) == [("vulny", "1.0")]
 
 
+def test_exception_a_bump_left_behind_is_noted(catalogue: Catalogue,
+                                               fixture_index: FixtureIndex) -> None:
+    """An exception matching no locked release (the pin moved past it) is
+    named, so it can go before a later lock quietly starts using it; those
+    that match a locked release (even one that waives nothing today) are not."""
+    report = run_audit(catalogue, fixture_index, None, """\
+        exceptions:
+          - {package: vulny, version: "1.0", reason: not reachable}
+          - {package: vulny, version: "0.9", reason: left behind by a bump}
+          - {package: gone, reason: no longer in any set}
+          - {package: yanky, version: ">=1", rules: [yanked], reason: vendor pin}
+        """)
+    assert [n for n in report.notes if "matches no locked release" in n] == [
+        "policy.exceptions[1]: exception for vulny==0.9 matches no locked release; remove it",
+        "policy.exceptions[2]: exception for gone matches no locked release; remove it",
+    ]
+    # a note, not a finding: the rows (and so the exit code) are those without them
+    without = run_audit(catalogue, fixture_index, None, """\
+        exceptions:
+          - {package: vulny, version: "1.0", reason: not reachable}
+          - {package: yanky, version: ">=1", rules: [yanked], reason: vendor pin}
+        """)
+    assert [r.release for r in report.rows] == [r.release for r in without.rows]
+    assert report.exit_code == without.exit_code
+
+
 def test_renderings(catalogue: Catalogue, fixture_index: FixtureIndex,
                     client: IndexClient) -> None:
     fixture_index.yank(catalogue.find("yanky", "1.0").filename, "broken | pipe")

@@ -167,6 +167,27 @@ def expired_exceptions(config: MirrorConfig, set_names: Iterable[str], today: da
     return [(path, e.expired_message) for path, e in parsed if e.expired(today)]
 
 
+def unmatched_exceptions(config: MirrorConfig,
+                         locked: Mapping[str, Iterable[tuple[str, Version]]]
+                         ) -> list[str]:
+    """A note for each exception that matches no release any of its sets locks
+    (``locked``: set -> its releases), e.g. one a bump left behind: a waiver
+    nobody needs is one a later lock could quietly start using."""
+    matched: dict[str, bool] = {}
+    titles: dict[str, str] = {}
+    for set_name, releases in locked.items():
+        if set_name not in config.sets:
+            continue
+        pins = [(canonicalize_name(name), version) for name, version in releases]
+        for path, spec in config.exceptions_written([set_name]):
+            exc = _Exception.parse(_label(path), spec)
+            titles[exc.label] = exc.title
+            matched[exc.label] = matched.get(exc.label, False) or any(
+                exc.matches(name, version) for name, version in pins)
+    return [f"{label}: exception for {titles[label]} matches no locked release; remove it"
+            for label, used in matched.items() if not used]
+
+
 # --------------------------------------------------------------------------
 # Findings and decisions
 # --------------------------------------------------------------------------
@@ -444,5 +465,5 @@ def _days(delta: timedelta) -> str:
 
 __all__ = [
     "WAIVABLE_RULES", "Decision", "ExceptionUse", "Finding", "PolicyEngine",
-    "exception_labels", "policy_records",
+    "exception_labels", "policy_records", "unmatched_exceptions",
 ]

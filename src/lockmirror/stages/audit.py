@@ -36,7 +36,7 @@ from ..formats.quarantine_list import QuarantineList
 from ..fsutil import first_of
 from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
-from ..resolve.policy import Finding, PolicyEngine
+from ..resolve.policy import Finding, PolicyEngine, unmatched_exceptions
 from ..timeutil import as_utc
 from .audit_recorded import recorded_notes
 from .audit_row import AuditRow, RowLevel
@@ -167,6 +167,8 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
                     unchecked.setdefault((level, reason), {}).setdefault(
                         f"{package.name}=={package.version}", []).append(set_name)
 
+    notes += unmatched_exceptions(config, {lf.set_name: [p.key for p in lf.packages]
+                                           for lf in lockfiles})
     if client is None:
         notes.append("yanked state taken from the lockfiles only (no index was asked)")
     if no_license:
