@@ -294,11 +294,12 @@ def test_a_changed_hash_under_the_same_file_name_is_an_alarm_shown_first() -> No
     assert diff.changed and [a.kind for a in diff.sets[0].alarms] == ["sha256", "host"]
     text = render_text(diff).splitlines()
     sha_line = (f"  ! set core: {name}: sha256 changed for the same file name; files on PyPI "
-                f"are immutable (was {hashlib.sha256(name.encode()).hexdigest()[:16]}..., "
-                f"now {'e' * 16}...)")
+                f"are immutable (was {hashlib.sha256(name.encode()).hexdigest()}, "
+                f"now {'e' * 64})")
     host_line = (f"  ! set core: {name}: URL host changed from https://files.example to "
                  "https://evil.example.com")
-    assert text[2].startswith("ALARM: 2 file(s) changed under the same name")
+    assert text[2].startswith("ALARM: 2 change(s) no routine update makes (a file's sha256 or "
+                              "host under the same name")
     assert text[3:5] == [sha_line, host_line]
     assert text.index(sha_line) < next(i for i, line in enumerate(text)
                                        if line.startswith("set core"))
@@ -315,6 +316,32 @@ def test_a_changed_hash_under_the_same_file_name_is_an_alarm_shown_first() -> No
     data = diff_as_json(diff)
     assert data["summary"]["alarms"] == 2
     assert [a["kind"] for a in data["sets"][0]["alarms"]] == ["sha256", "host"]
+
+
+def test_a_hash_changed_only_in_its_last_digits_shows_two_different_hashes() -> None:
+    """A forged hash sharing a long prefix with the real one: the alarm and
+    git's textconv view both show the difference, not two equal-looking stubs."""
+    before = _lock(_pkg("six", "1.17.0", why=("core: six",)), requirements=("six",))
+    real = before.packages[0].wheels[0].sha256
+    forged = real[:60] + ("0000" if real[60:] != "0000" else "ffff")
+    after = _swap_first_wheel(before, sha256=forged)
+    alarm = diff_lockfiles(_side(before), _side(after)).sets[0].alarms[0]
+    assert alarm.kind == "sha256" and f"was {real}, now {forged}" in alarm.message
+    old_lines = set(render_textconv(before).splitlines())
+    new_lines = set(render_textconv(after).splitlines())
+    assert [line for line in new_lines - old_lines if forged in line]
+    assert [line for line in old_lines - new_lines if real in line]
+
+
+def test_a_changed_index_for_the_same_release_is_an_alarm() -> None:
+    before = _lock(_pkg("pytz", "2024.1", why=("core: pytz",)), requirements=("pytz",))
+    after = dataclasses.replace(before, packages=(dataclasses.replace(before.packages[0],
+                                              index="https://pypi-cache.evil.example/simple/"),))
+    diff = diff_lockfiles(_side(before), _side(after))
+    assert diff.changed and [a.kind for a in diff.sets[0].alarms] == ["index"]
+    assert ("! set core: pytz 2024.1: index changed from https://index.example/simple/ to "
+            "https://pypi-cache.evil.example/simple/") in render_text(diff)
+    assert "index https://pypi-cache.evil.example/simple/" in render_textconv(after)
 
 
 def test_a_host_change_with_the_same_hash_is_always_shown() -> None:
@@ -356,9 +383,10 @@ def test_textconv_lines_name_their_package() -> None:
     assert "requests 2.31.0: why: core: requests==2.31.0" in lines
     assert "sdistonly 1.0: why on linux-x86_64-py311: core: sdistonly" in lines
     assert "sdistonly 1.0: why on linux-aarch64-py312: core: marked==1.0 -> sdistonly" in lines
-    digest = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()[:16]
+    digest = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()
     assert (f"requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest} "
-            "from https://files.example" in lines)
+            "from https://files.example/requests-2.31.0-py3-none-any.whl" in lines)
+    assert "requests 2.31.0: index https://index.example/simple/" in lines
     assert text == render_textconv(Lockfile.loads(lock.dumps()))  # stable
 
 
@@ -481,17 +509,19 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
     patch = git(lock_repo, "diff", "main", "feature", "--", "lockfiles")
     changed = [line for line in patch.splitlines()
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    digest_old = hashlib.sha256(b"requests-2.30.0-py3-none-any.whl").hexdigest()[:16]
-    digest_new = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()[:16]
+    digest_old = hashlib.sha256(b"requests-2.30.0-py3-none-any.whl").hexdigest()
+    digest_new = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()
     assert changed == [
         "-requests 2.30.0: targets linux-x86_64-py311",
+        "-requests 2.30.0: index https://index.example/simple/",
         "-requests 2.30.0: why: core: requests",
         (f"-requests 2.30.0: wheel requests-2.30.0-py3-none-any.whl 1000 B sha256:{digest_old} "
-         "from https://files.example"),
+         "from https://files.example/requests-2.30.0-py3-none-any.whl"),
         "+requests 2.31.0: targets linux-x86_64-py311",
+        "+requests 2.31.0: index https://index.example/simple/",
         "+requests 2.31.0: why: core: requests",
         (f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new} "
-         "from https://files.example"),
+         "from https://files.example/requests-2.31.0-py3-none-any.whl"),
     ]
 
 

@@ -163,9 +163,10 @@ def _new_sdists(new: Lockfile | None, added: tuple[FileRef, ...]) -> tuple[NewSd
 
 
 def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
-    """Files in both lockfiles under one name whose sha256 or URL host differ; the
-    new lockfile's entries whose marker disagrees with their targets (what this
-    diff shows per target is then not what installers take)."""
+    """Files in both lockfiles under one name whose sha256 or URL host differ;
+    releases in both whose index differs; the new lockfile's entries whose
+    marker disagrees with their targets (what this diff shows per target is
+    then not what installers take)."""
     from .lock_merge import entry_problems
 
     markers = tuple(Alarm("marker", "", package.name, str(package.version), package.marker or "",
@@ -173,7 +174,11 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
     if old is None or new is None:
         return markers
     before = {f.filename: f for _, f in old.iter_files()}
-    out = []
+    indexes = {package.key: package.index for package in old.packages}
+    out = [Alarm("index", "", package.name, str(package.version), indexes[package.key],
+                 package.index)
+           for package in sorted(new.packages, key=lambda p: p.key)
+           if indexes.get(package.key, package.index) != package.index]
     for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
         was = before.get(file.filename)
         if was is None:

@@ -125,10 +125,11 @@ class Finding:
 
 @dataclass(frozen=True)
 class Alarm:
-    """A file that kept its name while its sha256 or its URL's host changed, or an
-    entry whose marker disagrees with the targets it is locked for (``new``: how)."""
+    """A file that kept its name while its sha256 or its URL's host changed, a
+    release whose index changed, or an entry whose marker disagrees with the
+    targets it is locked for (``new``: how)."""
 
-    kind: Literal["sha256", "host", "marker"]
+    kind: Literal["sha256", "host", "index", "marker"]
     filename: str
     package: str
     version: str
@@ -138,10 +139,13 @@ class Alarm:
     @property
     def message(self) -> str:
         if self.kind == "sha256":
+            # in full: a forged hash may share any prefix with the real one
             return (f"{self.filename}: sha256 changed for the same file name; files on PyPI are "
-                    f"immutable (was {self.old[:16]}..., now {self.new[:16]}...)")
+                    f"immutable (was {self.old}, now {self.new})")
         if self.kind == "marker":
             return f"{self.package} {self.version}: {self.new}"
+        if self.kind == "index":
+            return f"{self.package} {self.version}: index changed from {self.old} to {self.new}"
         return f"{self.filename}: URL host changed from {self.old} to {self.new}"
 
     def as_json(self) -> dict[str, Any]:

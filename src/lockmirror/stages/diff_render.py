@@ -47,8 +47,9 @@ only ever added, never renamed or removed, within schema version 1)::
                       "severity": "deny" | "warn" | "info",
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
-        "alarms": [{"kind": "sha256" | "host" | "marker", "filename": "...", "package": "...",
-                    "version": "...", "old": "...", "new": "...", "message": "..."}],
+        "alarms": [{"kind": "sha256" | "host" | "index" | "marker", "filename": "...",
+                    "package": "...", "version": "...", "old": "...", "new": "...",
+                    "message": "..."}],
         "retained": {"releases": ["speedup 1.0"],   # leave this lock, stay in the index
                      "why": "for the previous lock, until the next lock (retention: ...)"}
       }]
@@ -73,6 +74,10 @@ from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 
 SCHEMA = "lockmirror-diff/1"
 
+# what an alarm is, as both renderings open the list
+ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "
+              "name, a release's index, a marker installers read for other targets)")
+
 
 # --------------------------------------------------------------------------
 # Text
@@ -88,9 +93,7 @@ def render_text(diff: LockDiff) -> str:
     alarms = [(s.set_name, a) for s in diff.sets for a in s.alarms]
     if alarms:
         lines.append("")
-        lines.append(f"ALARM: {len(alarms)} file(s) changed under the same name or moved to "
-                     "another host, or marker(s) installers read for other targets; do not "
-                     "merge before finding out why:")
+        lines.append(f"ALARM: {len(alarms)} {ALARMS_ARE}; do not merge before finding out why:")
         lines += [f"  ! set {name}: {alarm.message}" for name, alarm in alarms]
     for set_diff in diff.sets:
         if set_diff.status != "unchanged":
@@ -224,9 +227,7 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
     alarms = [(s.set_name, a) for s in diff.sets for a in s.alarms]
     if alarms:
         out += ["> [!CAUTION]",
-                (f"> **{len(alarms)} file(s) changed under the same name or moved to another "
-                 "host, or marker(s) installers read for other targets.** Do not merge before "
-                 "finding out why:")]
+                f"> **{len(alarms)} {ALARMS_ARE}.** Do not merge before finding out why:"]
         out += [f"> - set {_code(name)}: {_md(alarm.message)}" for name, alarm in alarms]
         out.append("")
     totals = diff.summary()

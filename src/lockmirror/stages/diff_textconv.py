@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..formats.lockfile import Lockfile
 from ..fsutil import format_size
-from .diff_compare import describe_target, exception_text, packages_on_target, url_host, why_chains
+from .diff_compare import describe_target, exception_text, packages_on_target, why_chains
 
 
 def render_textconv(lockfile: Lockfile) -> str:
@@ -32,6 +32,7 @@ def render_textconv(lockfile: Lockfile) -> str:
     for package in sorted(lockfile.packages, key=lambda p: p.key):
         head = f"{package.name} {package.version}:"
         lines.append(f"{head} targets {', '.join(package.targets)}")
+        lines.append(f"{head} index {package.index}")
         if package.marker:
             lines.append(f"{head} marker {package.marker}")
         if package.requires_python:
@@ -51,6 +52,9 @@ def render_textconv(lockfile: Lockfile) -> str:
                 lines.append(f"{head} why{where}: {chain}")
         for file in package.files:
             kind = "wheel" if file.is_wheel else "sdist"
+            # whole hashes and URLs: a line changes whenever what installers fetch does
             lines.append(f"{head} {kind} {file.filename} {format_size(file.size)} "
-                         f"sha256:{file.sha256[:16]} from {url_host(file.url)}")
+                         f"sha256:{file.sha256} from {file.url}")
+            if file.metadata_sha256:
+                lines.append(f"{head} metadata {file.filename} sha256:{file.metadata_sha256}")
     return "\n".join(lines) + "\n"
