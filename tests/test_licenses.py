@@ -246,11 +246,16 @@ def test_diff_shows_a_license_change_between_versions(
     (new,) = lock_sets(load_config(path), now=NOW)
     without = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
     assert not [f for s in without.diff.sets for f in s.findings if f.kind == "license"]
+    # and it says so: a reviewer must not read "no license line" as "no license change"
+    assert without.warnings == ("licenses not compared for 1 release move (copyleft 1.0 -> "
+                                "2.0): the store lacks their metadata; run `lockmirror fetch` "
+                                "first",)
 
     for version in ("1.0", "2.0"):
         store_metadata(tmp_path / "store", catalogue, "copyleft", version)
     result = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
     (finding,) = [f for s in result.diff.sets for f in s.findings if f.kind == "license"]
+    assert result.warnings == ()
     assert finding.message == "copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only"
     assert "license: copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only" in \
         render_text(result.diff)

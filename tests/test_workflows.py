@@ -144,11 +144,15 @@ def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
     assert "pull_request" in data["on"]
     steps = data["jobs"]["check"]["steps"]
     scripts = "\n".join(step.get("run", "") for step in steps)
-    for command in ("lockmirror validate", "lockmirror lock --check", "lockmirror audit",
-                    "lockmirror diff --audit --format markdown", "$GITHUB_STEP_SUMMARY",
-                    "doit fetch index check-install", "doit bundle"):
-        assert command in scripts
+    commands = ("lockmirror validate", "lockmirror lock --check", "lockmirror audit",
+                "doit fetch", "lockmirror diff --audit --format markdown",
+                "$GITHUB_STEP_SUMMARY", "doit index check-install", "doit bundle")
+    # in this order: the store is fetched before the diff, which reads licenses from it
+    assert [scripts.find(command) for command in commands] == sorted(
+        scripts.find(command) for command in commands)
+    assert -1 not in [scripts.find(command) for command in commands]
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
+    assert steps.index(cache) < next(i for i, s in enumerate(steps) if s.get("run") == "doit fetch")
     assert cache["with"]["key"] == "lockmirror-store-${{ hashFiles('lockfiles/*.toml') }}"
     assert cache["with"]["path"] == ".store"
     uploads = [s["with"]["name"] for s in steps

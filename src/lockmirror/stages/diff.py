@@ -33,6 +33,7 @@ from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
+from ..fsutil import first_of, plural
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
 from .diff_model import LockDiff, with_audit
@@ -82,23 +83,30 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     new_side = (read_directory(lockfile_dir, label="working tree") if new is None
                 else load_lockfiles(new, repo=root, lockfile_dir=relative))
     diff = diff_lockfiles(old_side, new_side)
+    warnings: tuple[str, ...] = ()
     if loaded is not None:  # licenses from the store's metadata (issue 23)
-        diff = _with_licenses(diff, loaded, old_side, new_side)
-    if loaded is not None:
+        diff, warnings = _with_licenses(diff, loaded, old_side, new_side)
         diff = with_retention(diff, old_side, new_side, loaded.config.retention)
     if audit_now is None:
-        return DiffResult(diff)
-    return _audited(diff, loaded or config, new_side, audit_now, offline)
+        return DiffResult(diff, warnings)
+    result = _audited(diff, loaded or config, new_side, audit_now, offline)
+    return dataclasses.replace(result, warnings=warnings + result.warnings)
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,
-                   new: LockfileSide) -> LockDiff:
-    """``diff`` with the license changes the store's metadata shows."""
+                   new: LockfileSide) -> tuple[LockDiff, tuple[str, ...]]:
+    """``diff`` with the license changes the store's metadata shows, and a
+    warning naming the moves whose licenses it could not compare."""
     from ..net.s3_store import store_of
     from .diff_compare import with_license_changes
 
     lockfiles = [*dict(old.lockfiles).values(), *dict(new.lockfiles).values()]
-    return with_license_changes(diff, lockfiles, store_of(loaded))
+    diff, unknown = with_license_changes(diff, lockfiles, store_of(loaded))
+    if not unknown:
+        return diff, ()
+    return diff, (f"licenses not compared for {plural(len(unknown), 'release move')} "
+                  f"({first_of(unknown, 3)}): the store lacks their metadata; "
+                  "run `lockmirror fetch` first",)
 
 
 def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now: datetime,

@@ -331,10 +331,11 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
 
 
 def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
-                         store: AnyStore) -> LockDiff:
+                         store: AnyStore) -> tuple[LockDiff, list[str]]:
     """``diff`` with a ``license`` finding for each upgraded or downgraded
     project whose two releases declare different licenses, where the store
-    has both releases' core metadata (``lockfiles``: both sides' lockfiles).
+    has both releases' core metadata (``lockfiles``: both sides' lockfiles);
+    and the moves it could not compare (``name old -> new``), for a warning.
     Reads one small metadata file per changed release."""
     from .release_licenses import release_licenses
 
@@ -342,9 +343,11 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
              for s in diff.sets for t in s.targets for p in t.packages
              if p.change in ("upgraded", "downgraded") and p.old_version and p.new_version}
     if not pairs:
-        return diff
+        return diff, []
     wanted = {(n, v) for n, old, new in pairs for v in (old, new)}
     known = release_licenses(lockfiles, store, only=wanted)
+    unknown = sorted(f"{name} {old} -> {new}" for name, old, new in pairs
+                     if (name, old) not in known or (name, new) not in known)
     sets = []
     for set_diff in diff.sets:
         found = [_license_change(p.name, p.old_version, p.new_version, known)
@@ -353,7 +356,7 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
         unique = tuple(sorted({f for f in found if f is not None}, key=lambda f: f.message))
         sets.append(dataclasses.replace(set_diff, findings=set_diff.findings + unique)
                     if unique else set_diff)
-    return dataclasses.replace(diff, sets=tuple(sets))
+    return dataclasses.replace(diff, sets=tuple(sets)), unknown
 
 
 def _license_change(name: str, old: str | None, new: str | None,
