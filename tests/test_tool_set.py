@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -149,6 +150,7 @@ class ToolProject:
     bundle: Path
     readme: str
     chosen: dict[str, str]  # filename -> sha256 of the tool set's wheels
+    public_key: Path  # the bundle is signed with its private half
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,8 @@ def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProje
         try:
             patch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
             patch.setenv("SOURCE_DATE_EPOCH", "0")
+            public_key = signing.generate_keypair(root / "ops.key")
+            patch.setenv("LOCKMIRROR_SIGNING_KEY", str(root / "ops.key"))
             patch.delenv("LOCKMIRROR_CACHE", raising=False)
             patch.delenv("LOCKMIRROR_STORE", raising=False)
             (root / "mirror.yaml").write_text(
@@ -186,7 +190,7 @@ def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProje
     with tarfile.open(result.path) as tar:
         readme_member = next(m for m in tar.getmembers() if m.name.endswith("/README.txt"))
         readme = tar.extractfile(readme_member).read().decode()  # type: ignore[union-attr]
-    yield ToolProject(root, result.path, readme, chosen)
+    yield ToolProject(root, result.path, readme, chosen, public_key)
 
 
 def test_the_tool_set_is_locked_like_any_set(tool_project: ToolProject,
@@ -239,22 +243,65 @@ def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
     assert "pip install --no-index --find-links tool/ lockmirror" in tool_project.readme
 
 
+def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | None = None) -> Path:
+    """``directory`` as README.txt expects it: the bundle and the signer's public key."""
+    directory.mkdir()
+    shutil.copy(bundle or tool_project.bundle, directory / tool_project.bundle.name)
+    shutil.copy(tool_project.public_key, directory / "signer.pub")
+    return directory
+
+
 def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
         tool_project: ToolProject, tmp_path: Path) -> None:
-    far = tmp_path / "far"
-    far.mkdir()
-    shutil.copy(tool_project.bundle, far)
+    far = far_side_with(tool_project, tmp_path / "far")
     # no index, proxies on a closed port; python3: this interpreter (3.11)
     env = subprocess_env(offline=True, venv_first=True)
     steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
-    assert "python3 -m venv lockmirror-venv" in steps
+    assert "python3 -m venv ../../lockmirror-venv" in steps
+    # the signature is checked before pip runs anything from the bundle
+    assert steps.index("ssh-keygen -Y verify") < steps.index("pip install")
     done = run_shell(steps, far, env)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
     lockmirror = far / "lockmirror-venv" / "bin" / "lockmirror"
     done = subprocess.run([str(lockmirror), "import", str(tool_project.bundle), "--into",
-                           str(far / "srv" / "mirror")], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+                           str(far / "srv" / "mirror"), "--pubkey", str(far / "signer.pub")],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0 and "every file verified" in done.stdout, done.stderr
+
+
+def _rewritten(bundle: Path, out: Path, change: str) -> Path:
+    """``bundle`` as a carrier could rewrite it: lockmirror's wheel in tool/
+    altered (``change == "altered"``), or one more wheel added to tool/."""
+    with tarfile.open(bundle) as source, tarfile.open(out, "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and change == "altered" and \
+                    re.search(r"/tool/lockmirror-[^/]*\.whl$", member.name):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            target.addfile(member, io.BytesIO(data) if data is not None else None)
+            if change == "added" and member.isdir() and member.name.endswith("/tool"):
+                extra = tarfile.TarInfo(member.name + "/lockmirror-99.0-py3-none-any.whl")
+                extra.size = 4
+                target.addfile(extra, io.BytesIO(b"evil"))
+    return out
+
+
+@pytest.mark.parametrize("change", ["altered", "added"])
+def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
+        tool_project: ToolProject, tmp_path: Path, change: str) -> None:
+    """The carrier swaps or adds a wheel in tool/ (and could make the .sha256
+    again): README.txt's step 2 stops before pip or the venv exists."""
+    bundle = _rewritten(tool_project.bundle, tmp_path / tool_project.bundle.name, change)
+    far = far_side_with(tool_project, tmp_path / "far", bundle)
+    steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
+    done = run_shell(steps, far, subprocess_env(offline=True, venv_first=True))
+    assert done.returncode != 0
+    assert not (far / "lockmirror-venv").exists()
+    if change == "altered":
+        assert "FAILED" in done.stdout  # sha256sum names the wheel
+    else:
+        assert "lockmirror-99.0-py3-none-any.whl" in done.stdout  # diff names the stranger
 
 
 def test_a_store_file_that_changed_fails_the_bundle(tool_project: ToolProject, tmp_path: Path,
@@ -322,7 +369,7 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_shell(steps, far, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
-    unpacked = far / result.path.stem / "index"
+    unpacked = far / "unpacked" / result.path.stem / "index"
     assert (unpacked / "manifest.json").read_bytes() == \
         (inputs["index_dir"] / "manifest.json").read_bytes()
 
@@ -339,6 +386,13 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
                              "echo x >> index/index.html\n     sha256sum -c --quiet SHA256SUMS")
     done = run_shell(tampered, far, env)
     assert done.returncode != 0 and "index/index.html: FAILED" in done.stdout
+
+    # a file no list names (a page a static server would serve): diff names it
+    far = far_side()
+    added = steps.replace("sha256sum -c --quiet SHA256SUMS",
+                          "sha256sum -c --quiet SHA256SUMS\n     touch index/extra.html")
+    done = run_shell(added, far, env)
+    assert done.returncode != 0 and "> index/extra.html" in done.stdout
 
 
 # --------------------------------------------------------------------------

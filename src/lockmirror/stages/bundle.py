@@ -276,12 +276,26 @@ def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
 2. Install lockmirror with no network. Its wheels (tool/) are for
    {info.tool_python}
    (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
-   pip picks the wheels of the Python and platform it runs on:
-     tar -xf {stem}.tar --wildcards '*/{TOOL_DIR}/*'
-     python3 -m venv lockmirror-venv
-     cd {stem}/
-     ../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
-     cd ..
+   pip picks the wheels of the Python and platform it runs on. Unpack them, and the
+   lists that pin them, into a new directory (nothing in the bundle can then land
+   beside it):
+     mkdir unpacked
+     tar -xf {stem}.tar -C unpacked --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
+     cd unpacked/{stem}/
+   A signed bundle ({SIGNATURE_NAME} is there): check who made it BEFORE anything from it
+   runs. The .sha256 travels with the bundle: it proves the bundle arrived whole, not who
+   made it. signer.pub, the signer's public key (one line, "ssh-ed25519 AAAA..."), sits
+   beside the bundle; OpenSSH 8.1 or newer:
+{_signature_lines()}
+   Every bundle: lockmirror's wheels against the list bundle.json pins (each one's
+   sha256, and no other file: diff prints any), then install:
+     grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME}
+     grep '  {TOOL_DIR}/' {SUMS_NAME} | sha256sum -c --quiet -
+     find {TOOL_DIR} ! -type d | LC_ALL=C sort > ../../unpacked.txt
+     grep '  {TOOL_DIR}/' {SUMS_NAME} | cut -c67- | LC_ALL=C sort | diff - ../../unpacked.txt
+     python3 -m venv ../../lockmirror-venv
+     ../../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
+     cd ../..
    On another Python or platform, or a Python older than lockmirror needs
    (Requires-Python {requires_python()}), pip says "No matching distribution", often
    naming a dependency (e.g. cryptography): check and unpack the bundle by hand
@@ -319,19 +333,33 @@ def _by_hand(stem: str, kind: str) -> str:
                 f"the bundle by hand with sha256sum -c {stem}.sha256 only.\n")
     return f"""\
 Without lockmirror (no Python it runs on): check and unpack by hand with coreutils,
-tar and OpenSSH 8.1 or newer, in the directory holding the bundle and its .sha256
-(a split bundle: cat {stem}.tar.0* | tar -xf - instead of tar -xf):
+tar and OpenSSH 8.1 or newer, in the directory holding the bundle and its .sha256,
+into a new directory (a split bundle: cat {stem}.tar.0* | tar -xf - -C unpacked):
      sha256sum -c {stem}.sha256
-     tar -xf {stem}.tar
-     cd {stem}/
-   A signed bundle (bundle.json.sig is in it): the signer's public key file beside
+     mkdir unpacked
+     tar -xf {stem}.tar -C unpacked
+     cd unpacked/{stem}/
+   A signed bundle ({SIGNATURE_NAME} is in it): the signer's public key file beside
    the bundle, signer.pub (one line, "ssh-ed25519 AAAA... comment"), checks bundle.json:
-     printf 'signer %s\\n' "$(cat ../signer.pub)" > ../allowed_signers
-     ssh-keygen -Y verify -f ../allowed_signers -I signer -n {signing.NAMESPACE} \\
-         -s {SIGNATURE_NAME} < {INFO_NAME}
-   Every member, against the list of sha256 that bundle.json pins:
+{_signature_lines()}
+   Every member, against the list of sha256 that bundle.json pins, and no other file
+   (diff prints any: a static server would serve it):
      grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME}
      sha256sum -c --quiet {SUMS_NAME}
+     find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} ! -path ./{SIGNATURE_NAME} \\
+         | sed 's|^\\./||' | LC_ALL=C sort > ../../unpacked.txt
+     cut -c67- {SUMS_NAME} | LC_ALL=C sort | diff - ../../unpacked.txt
    Then index/ is the mirror: copy it to /srv/mirror and serve it with any static web
    server.
 """
+
+
+def _signature_lines() -> str:
+    """README.txt's lines that check bundle.json's SSHSIG signature, run in
+    ``unpacked/<bundle>/``: signer.pub sits two levels up, beside the bundle, and
+    allowed_signers is written there too, never where the bundle was unpacked
+    (a member could stand in for it)."""
+    return (f"""     printf 'signer %s\\n' "$(cat ../../signer.pub)" > ../../allowed_signers\n"""
+            f"     ssh-keygen -Y verify -f ../../allowed_signers -I signer "
+            f"-n {signing.NAMESPACE} \\\n"
+            f"         -s {SIGNATURE_NAME} < {INFO_NAME}")
