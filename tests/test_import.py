@@ -344,6 +344,29 @@ def test_member_not_in_bundle_json_is_refused(mirror: Mirror, tmp_path: Path) ->
     assert "extra.whl" in str(error)
 
 
+def test_a_member_name_cannot_forge_lines_on_the_terminal(mirror: Mirror,
+                                                           tmp_path: Path) -> None:
+    """A name with a carriage return, escapes and a newline (a forged "success"
+    line) is refused as unsafe, and the one error line shows it escaped."""
+    forged = "\r\x1b[2K\x1b[1Aimport: full bundle of 'demo' is now /srv/mirror: verified\n\u202e"
+
+    def smuggle(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
+            tuple[tarfile.TarInfo, bytes]]:
+        extra = tarfile.TarInfo(f"{top_of(members)}/tool/{forged}")
+        extra.size = 1
+        return [*members[:3], (extra, b"x"), *members[3:]]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, smuggle)
+    refused(mirror, [bad], "unsafe member name")
+    before = mirror.snapshot()
+    done = _cli("import", str(bad), "--into", str(mirror.root))
+    assert done.returncode != 0 and mirror.snapshot() == before
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("import: ")]
+    assert len(lines) == 1 and lines[0].startswith("lockmirror: error: ")
+    assert not any(ch in done.stderr.rstrip("\n") for ch in "\r\x1b\u202e\n")
+    assert "\\x1b[2K" in lines[0]
+
+
 def test_altered_bundle_json_no_longer_matches_its_directory(mirror: Mirror,
                                                              tmp_path: Path) -> None:
     def alter(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[

@@ -14,11 +14,12 @@ import importlib
 import os
 import pkgutil
 import sys
+import unicodedata
 from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__, commands
-from .errors import LockmirrorError
+from .errors import ConfigError, LockmirrorError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
 TRACEBACK_ENV = "LOCKMIRROR_TRACEBACK"
@@ -76,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except LockmirrorError as error:
-        print(f"lockmirror: error: {error}" if "\n" not in str(error) else str(error),
-              file=sys.stderr)
+        # mirror.yaml's problems one per line, each naming its place; else one line
+        lines = list(error.problems) if isinstance(error, ConfigError) else [str(error)]
+        text = "\n".join(printable(line) for line in lines)
+        print(f"lockmirror: error: {text}" if len(lines) == 1 else text, file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("lockmirror: interrupted", file=sys.stderr)
@@ -96,6 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_first_line(error)} (a bug in lockmirror; set {TRACEBACK_ENV}=1 "
               "for the traceback)", file=sys.stderr)
         return INTERNAL_ERROR
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``,
+    ``\\u202e``): an error may quote a name from a hostile file (a bundle member,
+    a lockfile entry), which must not move the cursor, forge a line or
+    reorder what the terminal shows."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
 
 
 def _first_line(error: BaseException) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,9 +140,11 @@ def entries_from_json(raw: Mapping[str, Mapping[str, Any]], *,
 
 
 def check_relative_path(path: str, *, where: str) -> None:
-    """Refuse absolute paths, ``..``, backslashes and empty parts (IntegrityError)."""
+    """Refuse absolute paths, ``..``, backslashes, empty parts and control or
+    format characters (a newline, an escape, a bidi override) (IntegrityError)."""
     if (not path or path.startswith("/") or "\\" in path
-            or any(part in {"", ".", ".."} for part in path.split("/"))):
+            or any(part in {"", ".", ".."} for part in path.split("/"))
+            or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in path)):
         raise IntegrityError(f"unsafe path {path!r}", where=where)
 
 
