@@ -10,12 +10,13 @@ import json
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import helpers
 import pytest
-from fixtureindex import FixtureIndex
+from fixtureindex import Catalogue, FixtureIndex
 from helpers import mirror_yaml, subprocess_env
 from packaging.version import Version
 
@@ -341,3 +342,39 @@ def test_the_index_checks_the_size_budget(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "over retention.max_size 1 B" in err
     assert (kept_repo / "dist-index" / "manifest.json").read_bytes() == manifest
+
+
+def test_a_project_moved_to_another_source_keeps_the_previous_lock_working(
+        kept_repo: Path, fixture_index: FixtureIndex, catalogue: Catalogue,
+        make_index: Callable[..., FixtureIndex]) -> None:
+    """The previous lock's URLs lay under the sources of its own commit: a
+    project moved to another source since (and moved back by a revert) must
+    not stop fetch and index serving it."""
+    from lockmirror.cli import main
+
+    repo, internal = kept_repo, make_index(catalogue.root)
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+    def lock(sources: str, pins: str, when: datetime) -> None:
+        (repo / "mirror.yaml").write_text(
+            f"version: 1\nname: kept\nsources:\n{sources}"
+            f'targets:\n  host: {{python: "{python}", platforms: [manylinux_2_28_x86_64]}}\n'
+            f"sets:\n  core: {{requirements: [{pins}]}}\n")
+        assert main(["lock"]) == 0
+        git(repo, "add", "-A", "mirror.yaml", "lockfiles")
+        git(repo, "commit", "-qm", f"lock {pins}", when=when)
+
+    public = f"  - {{name: fixture, url: '{fixture_index.url}'}}\n"
+    moved = (f"  - {{name: internal, url: '{internal.url}', projects: [speedup]}}\n"
+             + public)
+    lock(public, "alpha==1.0, speedup==1.0", NOW - timedelta(days=3))
+    lock(moved, "alpha==1.1, speedup==1.2", NOW - timedelta(days=2))
+    for command in ("fetch", "index"):
+        assert main([command]) == 0, command
+    assert released(repo / "dist-index") == {"alpha 1.0", "alpha 1.1", "speedup 1.0",
+                                             "speedup 1.2"}
+    lock(public, "alpha==1.0, speedup==1.0", NOW - timedelta(days=1))  # moved back
+    for command in ("fetch", "index"):
+        assert main([command]) == 0, command
+    assert released(repo / "dist-index") == {"alpha 1.0", "alpha 1.1", "speedup 1.0",
+                                             "speedup 1.2"}

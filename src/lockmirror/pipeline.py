@@ -110,10 +110,11 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
     names, tool = shard_sets(loaded, sets, TOOL_SET)
     check_targets(loaded, targets)
     written, _ = retained if retained is not None else retained_lockfiles(loaded)
-    also = [*(tool_lockfile_paths(loaded) if tool else []),
-            *(path for path, kept in written.items() if names is None or kept.set_name in names)]
+    kept = [path for path, revision in written.items()
+            if names is None or revision.set_name in names]
     return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
-                        also=also, sets=names, targets=targets)
+                        also=tool_lockfile_paths(loaded) if tool else [], kept=kept,
+                        sets=names, targets=targets)
 
 
 def retained_lockfiles(loaded: LoadedConfig, *, now: datetime | None = None,

@@ -75,13 +75,17 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
                  max_workers: int = 8, progress: FetchProgress | None = None,
                  environ: Mapping[str, str] | None = None,
                  durable: bool = False, also: Sequence[Path] = (),
-                 sets: Sequence[str] | None = None,
+                 kept: Sequence[Path] = (), sets: Sequence[str] | None = None,
                  targets: Sequence[str] | None = None) -> FetchSummary:
     """:func:`fetch` for a loaded ``mirror.yaml``: the lockfile of every set
     (or of ``sets``; the files of ``targets`` only: :mod:`lockmirror.stages.shard`),
     the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
     the sources from their environment variables; ``also``: more lockfiles
-    (the tool set's, :mod:`lockmirror.stages.tool_set`).
+    (the tool set's, :mod:`lockmirror.stages.tool_set`); ``kept``: earlier
+    lock revisions ``retention:`` keeps, whose URLs are checked by the rules
+    that need no source (they lay under the sources of their own commit,
+    checked when they were current: a source moved since must not stop the
+    mirror serving the previous lock).
 
     Raises StaleLockError when a set has no lockfile yet, UrlPolicyError when
     a lockfile names a URL no declared source may serve (before anything is
@@ -94,7 +98,8 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     names = sorted(loaded.config.sets if sets is None else sets)
     paths = [loaded.lockfile_path(name) for name in names] + list(also)
     # each parsed once
-    lockfiles = for_targets(read_checked_lockfiles(paths, loaded.config.sources), targets)
+    lockfiles = for_targets(read_checked_lockfiles(paths, loaded.config.sources)
+                            + read_checked_lockfiles(kept, None), targets)
     return fetch(lockfiles, store_of(loaded), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
                  durable=durable)

@@ -70,6 +70,7 @@ from ..formats.pages import (
 )
 from ..formats.quarantine_list import releases_of
 from ..formats.store import Store
+from ..formats.url_policy import UrlRule
 from ..fsutil import atomic_write, one_at_a_time, sha256_bytes
 from ..net.s3_store import AnyStore, S3Store
 from . import index_fs as fs
@@ -90,8 +91,6 @@ from .index_tree import Tree
 
 if TYPE_CHECKING:
     from packaging.version import Version
-
-    from ..formats.url_policy import UrlRule
 
 
 # Bump whenever what a page contains for the same input changes: every
@@ -157,7 +156,8 @@ def build_index(
     local store file it links (disk rot).
     ``url_rule`` checks the file URLs of every lockfile this run parses (a
     lockfile whose rows an earlier run kept was checked then, under the same
-    rule); without it no URL is checked.
+    rule; a ``retained`` revision by the rules that need no source, its
+    sources being those of its own commit); without it no URL is checked.
     ``retained`` holds earlier lockfile revisions the mirror keeps serving
     (path -> what the landing page says, e.g. ``kept for the previous lock
     (core@1a2b3c4d), until the next lock``): their releases get files and page
@@ -245,8 +245,10 @@ class _Run:
         self.progress(f"reading {len(inputs)} lockfiles")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
+        # an earlier revision's URLs lay under the sources of its own commit
+        # (checked when it was current): only the rules that need no source
         kept = read_sets(kept_inputs, self.state_dir / ROWS_DIR, full=self.full,
-                         url_rule=self.url_rule, unique=False)
+                         url_rule=UrlRule(None) if self.url_rule else None, unique=False)
         for revision in kept:
             revision.kept_for = retained[revision.input.path]
         tree = Tree.open(self.out_dir, self.store.root, trusted=intact,
