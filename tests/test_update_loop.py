@@ -234,6 +234,27 @@ def test_upgrade_vulnerable_moves_only_the_vulnerable_package_to_its_lowest_fix(
     assert path.stat().st_mtime_ns == written
 
 
+def test_nothing_to_move_is_not_called_clean_when_advisories_were_not_checked(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """No advisory source can tell: upgrade-vulnerable and outdated say the
+    releases were not checked, instead of "no locked release has an advisory"."""
+    loaded = locked_mirror(tmp_path, universe)
+    text = loaded.path.read_text()
+    sources = text[text.index("  advisory_sources:"):text.index("paths:")]
+    loaded.path.write_text(text.replace(sources, ""))  # vulnerabilities: deny, no source
+    assert main(["lock", "--config", str(loaded.path), "--upgrade-vulnerable"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ("no checked release has a deny-level advisory: nothing to move, "
+                            "nothing written\n")
+    assert captured.err == ("lockmirror: warning: vulnerabilities were not checked: no advisory "
+                            "source is configured (policy.advisory_sources)\n")
+    main(["outdated", "--config", str(loaded.path)])
+    out = capsys.readouterr().out
+    assert ("note: vulnerabilities were not checked: no advisory source is configured "
+            "(policy.advisory_sources)\n") in out
+    assert out.rstrip().endswith("with advisories (some not checked: see the notes)")
+
+
 def test_upgrade_vulnerable_skips_a_fix_the_policy_does_not_allow_yet(
         tmp_path: Path, universe: FixtureIndex) -> None:
     """3.7 is the lowest fixed version but only a day old (min_age_days: 7): 3.8 it is."""

@@ -14,6 +14,7 @@ pinned in mirror.yaml; 2 for a configuration error.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     now = parse_when(args.now) if args.now else datetime.now(UTC)
     result = pipeline.bump(loaded, now=now, security=args.security, sets=args.sets,
                            branch=args.branch, jobs=args.jobs)
+    for warning in result.warnings:  # "nothing to bump" is not "nothing vulnerable"
+        print(f"lockmirror: warning: {warning}", file=sys.stderr)
     if not result.changed:
         print(result.message)
         return 0

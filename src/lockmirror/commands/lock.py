@@ -218,8 +218,12 @@ def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
                               hint="run one, then the other")
     upgrade = pipeline.upgrade_vulnerable(loaded, args.sets, now=datetime.now(UTC),
                                           jobs=args.jobs)
+    for note in upgrade.not_checked:  # "nothing to move" is not "nothing vulnerable"
+        print(f"lockmirror: warning: {note}", file=sys.stderr)
     if not upgrade.found:
-        print("no locked release has a deny-level advisory: nothing to move, nothing written")
+        checked = "checked" if upgrade.not_checked else "locked"
+        print(f"no {checked} release has a deny-level advisory: nothing to move, "
+              "nothing written")
         return 0
     found = {(r.set_name, r.package): r for r in upgrade.found}
     for set_name, package, old, new in upgrade.moves():

@@ -363,6 +363,29 @@ class AdvisoryDB:
         return sorted(merged, key=lambda a: a.id)
 
 
+def not_checked(advisories: AdvisoryDB | None, releases: Iterable[tuple[str, Version]]
+                ) -> dict[str, list[str]]:
+    """reason -> ``name==version`` of each of ``releases`` (looked up already)
+    whose advisories no source could tell: never to be reported as clean."""
+    out: dict[str, list[str]] = {}
+    for name, version in releases:
+        reason = advisories.unchecked(name, version) if advisories is not None else NO_SOURCE
+        if reason is not None:
+            out.setdefault(reason, []).append(f"{name}=={version}")
+    return out
+
+
+def not_checked_text(releases: Sequence[str], total: int, reason: str) -> str:
+    """``vulnerabilities were not checked for 2 of 6 releases (a==1, b==2): why``."""
+    from ..fsutil import first_of
+
+    names = sorted(releases)
+    if len(names) == total:
+        return f"vulnerabilities were not checked: {reason}"
+    return (f"vulnerabilities were not checked for {len(names)} of {total} releases "
+            f"({first_of(names, 5)}): {reason}")
+
+
 def _merge(first: Advisory, other: Advisory) -> Advisory:
     aliases = sorted((set(first.ids) | set(other.ids)) - {first.id})
     fixed = tuple(dict.fromkeys((*first.fixed, *other.fixed)))

@@ -34,7 +34,7 @@ from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
 from ..fsutil import first_of
-from ..resolve.advisories import NO_SOURCE, AdvisoryDB, open_advisory_db
+from ..resolve.advisories import NO_SOURCE, AdvisoryDB, not_checked_text, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine, unmatched_exceptions
 from ..timeutil import as_utc
@@ -228,15 +228,10 @@ def _unchecked_rows(unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]],
     ``deny`` an audit that could not look fails instead of passing as clean."""
     rows = []
     for (level, reason), releases in sorted(unchecked.items()):
-        names = sorted(releases)
         sets = tuple(sorted({s for on in releases.values() for s in on}))
-        if len(names) == total:
-            message = f"vulnerabilities were not checked: {reason}"
-        else:
-            message = (f"vulnerabilities were not checked for {len(names)} of {total} "
-                       f"releases ({first_of(names, 5)}): {reason}")
         rows.append(AuditRow(package="", version="", rule="vulnerabilities", level=level,
-                             message=message, sets=sets))
+                             message=not_checked_text(list(releases), total, reason),
+                             sets=sets))
     return rows
 
 

@@ -63,6 +63,7 @@ class BumpResult:
     moves: tuple[str, ...] = ()  # "set: name old -> new"
     fixed: tuple[FixedAdvisory, ...] = ()
     message: str = ""  # what happened, in words (the nothing-to-do note)
+    warnings: tuple[str, ...] = ()  # releases no advisory source could tell about (--security)
 
 
 def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
@@ -91,15 +92,18 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
     with IndexClient(loaded.config.sources_by_priority(),
                      cache_dir=loaded.cache_dir / "http") as client:
         before = outdated_sets(loaded, sets, now=now, client=client)
+        warnings: tuple[str, ...] = ()
         if security:
-            upgrade_vulnerable(loaded, sets, now=now, client=client, jobs=jobs)
+            warnings = upgrade_vulnerable(loaded, sets, now=now, client=client,
+                                          jobs=jobs).not_checked
         else:
             lock_sets(loaded, sets, client=client, now=now, upgrade_all=True, jobs=jobs)
         if not run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
-            what = ("no locked release has a deny-level advisory" if security
+            checked = "checked" if warnings else "locked"
+            what = (f"no {checked} release has a deny-level advisory" if security
                     else "every locked release is the newest its set allows")
-            return BumpResult(False, branch,
-                              message=f"nothing to bump: {what}; nothing written")
+            return BumpResult(False, branch, message=f"nothing to bump: {what}; nothing written",
+                              warnings=warnings)
         after = outdated_sets(loaded, sets, now=now, client=client)
     fixed = fixed_advisories(before, after)
     moves = _moves(before, after)
@@ -113,7 +117,7 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
     body = pr_body(moves, fixed, _diff_markdown(loaded, head, branch), render_markdown(after),
                    security)
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
-                      f"committed {len(moves)} moves on {branch}")
+                      f"committed {len(moves)} moves on {branch}", warnings)
 
 
 def _diff_markdown(loaded: LoadedConfig, head: str, branch: str) -> str:

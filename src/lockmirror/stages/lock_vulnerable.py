@@ -52,6 +52,8 @@ class VulnerableRelease:
 class VulnerableUpgrade:
     found: tuple[VulnerableRelease, ...]
     results: tuple[LockResult, ...]  # empty when nothing was vulnerable (nothing written)
+    # releases no advisory source could tell about: not moved, and not clean either
+    not_checked: tuple[str, ...] = ()
 
     def moves(self) -> list[tuple[str, NormalizedName, Version, tuple[Version, ...]]]:
         """(set, package, old version, new versions) for every release moved."""
@@ -77,7 +79,7 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     release; with none, writes nothing. Other errors as :func:`lock_sets`.
     """
     from ..net.index_client import IndexClient
-    from ..resolve.advisories import open_advisory_db
+    from ..resolve.advisories import not_checked, not_checked_text, open_advisory_db
 
     config = loaded.config
     names = list(set_names or config.sets)
@@ -92,6 +94,7 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     targets = config.all_targets()
     found: list[VulnerableRelease] = []
     pinned: list[str] = []
+    looked_up: set[tuple[str, Version]] = set()
     for name in loaded.chosen_sets(names):
         engine = PolicyEngine.for_set(config, name, now=now, advisories=advisories,
                                       where=loaded.path.name, allow_expired=True)
@@ -99,6 +102,8 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
         for package in read_set_lockfile(loaded, name).packages:
             ids = tuple(f.advisory.id for f in engine.vulnerability_findings(
                 package.name, package.version) if f.blocking and f.advisory is not None)
+            if engine.policy.vulnerabilities != "ignore":
+                looked_up.add(package.key)
             if not ids:
                 continue
             pin = _pin_line(loaded, name, package.name, lines)
@@ -113,8 +118,11 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
                           + "\n  ".join(pinned),
                           hint="edit the pin (or add a policy exception with a reason), "
                                "then run `lockmirror lock`")
+    unchecked = not_checked(advisories, sorted(looked_up))
+    notes = tuple(not_checked_text(releases, len(looked_up), reason)
+                  for reason, releases in sorted(unchecked.items()))
     if not found:
-        return VulnerableUpgrade((), ())
+        return VulnerableUpgrade((), (), notes)
     prefer: dict[str, dict[NormalizedName, Version]] = {}
     for release in found:
         if release.target is not None:
@@ -124,7 +132,7 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     # (``upgrade`` would free a name in every set); the vulnerable release itself is
     # excluded by the policy, so a package without a known fix moves to the newest allowed
     results = lock_sets(loaded, sets, client=client, now=now, jobs=jobs, prefer=prefer)
-    return VulnerableUpgrade(tuple(found), tuple(results))
+    return VulnerableUpgrade(tuple(found), tuple(results), notes)
 
 
 def _pin_line(loaded: LoadedConfig, set_name: str, package: NormalizedName,

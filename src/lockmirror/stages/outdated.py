@@ -120,6 +120,8 @@ class OutdatedReport:
     sets: tuple[str, ...]
     rows: tuple[OutdatedRow, ...]
     sources: tuple[str, ...] = ()  # advisory sources consulted
+    # releases no advisory source could tell about: "0 with advisories" does not cover them
+    not_checked: tuple[str, ...] = ()
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
@@ -134,9 +136,10 @@ class OutdatedReport:
 
     def summary(self) -> str:
         packages = len({(r.set_name, r.package, r.locked) for r in self.rows})
+        unchecked = " (some not checked: see the notes)" if self.not_checked else ""
         return (f"{packages} locked packages in {len(self.sets)} sets: "
                 f"{self.count('outdated')} can move, {self.count('held')} held back, "
-                f"{self.count('vulnerable')} with advisories")
+                f"{self.count('vulnerable')} with advisories{unchecked}")
 
 
 # --------------------------------------------------------------------------
@@ -155,7 +158,7 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
     NotFoundError/NetworkError when a source cannot answer.
     """
     from ..net.index_client import IndexClient
-    from ..resolve.advisories import open_advisory_db
+    from ..resolve.advisories import not_checked, not_checked_text, open_advisory_db
 
     config = loaded.config
     names = loaded.chosen_sets(set_names)
@@ -170,6 +173,7 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
     lines = requirement_lines(loaded)
     targets = config.all_targets()
     rows: list[OutdatedRow] = []
+    looked_up: set[tuple[str, Version]] = set()
     for name in names:
         engine = PolicyEngine.for_set(config, name, now=now, advisories=advisories,
                                       where=loaded.path.name, allow_expired=True)
@@ -177,9 +181,14 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
         rows += _merge_targets(checker.row(package, target)
                                for package in lockfiles[name].packages
                                for target in package.targets if target in targets)
+        if engine.policy.vulnerabilities != "ignore":
+            looked_up |= {package.key for package in lockfiles[name].packages}
+    unchecked = not_checked(advisories, sorted(looked_up))
     return OutdatedReport(as_utc(now), tuple(names),
                           tuple(sorted(rows, key=lambda r: (r.set_name, r.package, r.locked))),
-                          tuple(advisories.labels) if advisories is not None else ())
+                          tuple(advisories.labels) if advisories is not None else (),
+                          tuple(not_checked_text(releases, len(looked_up), reason)
+                                for reason, releases in sorted(unchecked.items())))
 
 
 def requirement_lines(loaded: LoadedConfig) -> dict[tuple[str, str], int]:
@@ -386,6 +395,7 @@ def render_text(report: OutdatedReport) -> str:
         out.append(f"{row.set_name}: {row.package} {row.locked} -> allowed {row.allowed}, "
                    f"newest {_newest(row)} [{row.status}; {', '.join(row.targets)}]")
         out += [f"    {line}" for line in _row_lines(row)]
+    out += [f"note: {note}" for note in report.not_checked]
     out.append(report.summary())
     return "\n".join(out) + "\n"
 
@@ -394,6 +404,8 @@ def render_markdown(report: OutdatedReport) -> str:
     """A table for a job summary or a pull-request body."""
     rows = [r for r in report.rows if r.status != "current"]
     out = [f"### lockmirror outdated: {report.summary()}", ""]
+    out += ["> " + note.replace("|", "\\|") for note in report.not_checked]
+    out += [""] if report.not_checked else []
     if rows:
         out += ["| set | package | locked | allowed | newest | status | why |",
                 "|---|---|---|---|---|---|---|"]
@@ -408,6 +420,7 @@ def render_json(report: OutdatedReport) -> str:
     data = {"checked_at": report.checked_at.isoformat().replace("+00:00", "Z"),
             "sets": list(report.sets), "sources": list(report.sources),
             "exit_code": report.exit_code, "summary": report.summary(),
+            "not_checked": list(report.not_checked),
             "packages": [row.to_json() for row in report.rows]}
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
