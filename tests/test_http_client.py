@@ -252,6 +252,7 @@ def test_basic_auth_from_environment(fixture_index: FixtureIndex,
     with quick_client(private, environ={**environ, "PRIV_PASS": "wrong-pw"}) as client, pytest.raises(NetworkError) as caught:
         client.project("private-tool")
     assert "HTTP 401" in str(caught.value) and "username_env" in str(caught.value)
+    assert "the credentials sent were refused" in str(caught.value)  # not "set them"
     assert "wrong-pw" not in str(caught.value)
 
 

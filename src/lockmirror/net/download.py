@@ -37,7 +37,14 @@ import urllib3.exceptions
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from ..formats.store import FetchItem, open_partial, release_partial, store_write_error
-from .http import PrefixAuth, check_response, iter_raw_body, network_error, redact_url
+from .http import (
+    PrefixAuth,
+    access_denied,
+    check_response,
+    iter_raw_body,
+    network_error,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     from .s3_store import AnyStore
@@ -321,12 +328,7 @@ def _fail_status(item: FetchItem, response: requests.Response) -> None:
             where=where(item),
             hint="re-lock those sets with `doit lock` to pick what exists now")
     if status in (401, 403, 407):
-        if "Authorization" in response.request.headers:
-            detail, hint = ("the credentials sent were refused",
-                            "check the values of the source's username_env/password_env")
-        else:
-            detail, hint = ("no credentials are configured for this URL",
-                            "set username_env/password_env on its source in mirror.yaml")
+        detail, hint = access_denied(response)
         raise Fatal(NetworkError(f"access denied (HTTP {status}): {detail}",
                                  where=where(item), hint=hint))
     try:

@@ -344,11 +344,19 @@ def check_response(response: requests.Response, *, url: str | None = None,
     if response.status_code in (404, 410):
         raise not_found(f"{shown}: not found ({status})")
     hint = None
-    if response.status_code in (401, 403):
-        hint = ("the source needs credentials: set the variables named by its "
-                "username_env/password_env")
+    if response.status_code in (401, 403, 407):
+        hint = "; ".join(access_denied(response))
     raise NetworkError(f"cannot fetch {shown}: {status}{_retry_text(retries_made(response))}",
                        hint=hint)
+
+
+def access_denied(response: requests.Response) -> tuple[str, str]:
+    """What a 401/403/407 means, and what to do: whether credentials were sent."""
+    if response.request is not None and "Authorization" in response.request.headers:
+        return ("the credentials sent were refused",
+                "check the values of the source's username_env/password_env")
+    return ("no credentials are configured for this URL",
+            "set username_env/password_env on its source in mirror.yaml")
 
 
 def get(session: requests.Session, url: str, *, headers: Mapping[str, str] | None = None,
