@@ -199,3 +199,28 @@ def test_platform_tags_follow_the_known_grammars(tag: str, nearest: str | None) 
     assert problem is not None and problem.startswith(f"'{tag}' is not a platform tag")
     assert (nearest_platform(tag) or "") == nearest
     assert (f"did you mean '{nearest}'?" in problem) == bool(nearest)
+
+
+def test_validate_names_the_line_of_a_credential_variable_that_is_not_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Offline a warning (a CI job may validate without the secret); with
+    --online, where the source is asked, an error; either way with its line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IDX_TOKEN", raising=False)
+    text = ("version: 1\nsources:\n  - name: private\n    url: https://idx.example/simple/\n"
+            "    password_env: IDX_TOKEN\ntargets:\n"
+            "  linux: {python: '3.11', platforms: [manylinux_2_17_x86_64]}\n"
+            "sets:\n  core: {requirements: [six]}\n")
+    Path("mirror.yaml").write_text(text, encoding="utf-8")
+    assert main(["validate", "mirror.yaml"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("mirror.yaml: ok: ")
+    assert captured.err == ("lockmirror: warning: mirror.yaml:5:5: sources[0].password_env: "
+                            "environment variable IDX_TOKEN is not set (lock and fetch need it "
+                            "for this source's credentials)\n")
+    assert main(["validate", "mirror.yaml", "--online"]) == 2
+    assert capsys.readouterr().err.startswith("lockmirror: error: mirror.yaml:5:5: ")
+    monkeypatch.setenv("IDX_TOKEN", "t0ken")
+    assert main(["validate", "mirror.yaml"]) == 0
+    assert capsys.readouterr().err == ""

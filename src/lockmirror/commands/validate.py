@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from ..config import LoadedConfig, load_config
 
@@ -42,6 +43,16 @@ def run(args: argparse.Namespace) -> int:
     expired = expired_exceptions(config, config.sets, datetime.now(UTC).date())
     if expired:  # lock refuses to run with them
         raise loaded.problems_at(expired, args.path)
+    unset = [(("sources", i, field), f"environment variable {variable} is not set (lock "
+              "and fetch need it for this source's credentials)")
+             for i, source in enumerate(config.sources)
+             for field, variable in (("username_env", source.username_env),
+                                     ("password_env", source.password_env))
+             if variable is not None and variable not in os.environ]
+    if unset and args.online:  # the sources are asked now
+        raise loaded.problems_at(unset, args.path)
+    for line in loaded.problems_at(unset, args.path).problems:  # a CI job without the secret
+        print(f"lockmirror: warning: {line}", file=sys.stderr)
     checked = ""
     if args.online:
         projects = _check_online(loaded, args.path)
