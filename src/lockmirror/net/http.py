@@ -171,7 +171,7 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
     """
     env = os.environ if environ is None else environ
     result: dict[str, Credentials] = {}
-    for source in sources:
+    for index, source in enumerate(sources):
         prefix = auth_prefix(redact_url(source.url))
         parts = urlsplit(source.url)
         if parts.username is not None:
@@ -181,10 +181,12 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
         if not (source.username_env or source.password_env):
             continue
         values = []
-        for variable in (source.username_env, source.password_env):
+        for field, variable in (("username_env", source.username_env),
+                                ("password_env", source.password_env)):
             if variable is not None and variable not in env:
                 raise LockmirrorError(f"environment variable {variable} is not set",
-                                      where=f"mirror.yaml sources '{source.name}'",
+                                      where=f"mirror.yaml sources[{index}].{field} "
+                                            f"('{source.name}')",
                                       hint=f"export {variable}=... (the source's credentials)")
             values.append(env[variable] if variable is not None else "")
         result[prefix] = (values[0], values[1])
