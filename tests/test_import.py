@@ -175,6 +175,23 @@ def test_a_symlinked_state_is_not_carried_into_the_new_tree(mirror: Mirror, tmp_
     assert (outside / "advisories.json").read_text() == "SECRET"
 
 
+def test_a_bundle_of_another_mirror_does_not_replace_this_one(mirror: Mirror,
+                                                               tmp_path: Path) -> None:
+    """Two mirrors from one signing key: the far side's 'demo' mirror is not
+    silently replaced by the 'other' mirror's bundle; --renamed lets a renamed
+    mirror's bundle in, and its name is then the one held."""
+    other = bundle(mirror.inputs, tmp_path / "other", name="other")
+    error = refused(mirror, [other.path], "holds the mirror 'demo'; this bundle is of the "
+                                          "mirror 'other'")
+    assert error.where == str(mirror.root) and "--renamed" in str(error)
+    assert import_bundle([other.path], mirror.root, renamed=True).changed
+    assert import_bundle([other.path], mirror.root).changed is False  # 'other' now
+    done = _cli("import", str(mirror.good.path), "--into", str(mirror.root))
+    assert done.returncode == 1 and done.stderr.startswith("lockmirror: error: ")
+    assert _cli("import", str(mirror.good.path), "--into", str(mirror.root),
+                "--renamed").returncode == 0
+
+
 def test_a_no_op_import_still_checks_every_member(mirror: Mirror, tmp_path: Path) -> None:
     """The mirror already holds this content: a damaged copy is still refused, not
     answered with "nothing to do", as a full import names it (the damaged member),

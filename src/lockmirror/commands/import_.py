@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the mirror directory to create or replace")
     parser.add_argument("--pubkey", type=Path, metavar="KEY",
                         help="require a signature by this Ed25519 public key (OpenSSH or PEM)")
+    parser.add_argument("--renamed", action="store_true",
+                        help="accept a bundle whose mirror name differs from the one DIR holds "
+                             "(the mirror was renamed in mirror.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                                  pubkey=args.pubkey)
         print("\n".join(render_refresh(refresh)))
         return 0
-    result = import_bundle(args.bundle, args.into, pubkey=args.pubkey,
+    result = import_bundle(args.bundle, args.into, pubkey=args.pubkey, renamed=args.renamed,
                            progress=lambda text: print(f"import: {text}", file=sys.stderr))
     if result.recovered:
         print(f"import: {result.recovered}")

@@ -38,6 +38,7 @@ from ..formats.lockfile import Lockfile
 from ..formats.manifest import (
     IMPORT_ADVISORIES,
     IMPORT_BUNDLE_MANIFEST,
+    IMPORT_BUNDLE_NAME,
     IMPORT_MIRROR_YAML,
     STATE_DIR,
 )
@@ -65,6 +66,15 @@ def bundle_manifest_sha256(mirror: Path) -> str | None:
         return None
 
 
+def bundle_name(mirror: Path) -> str | None:
+    """The mirror name of the last full or delta bundle imported into ``mirror``
+    (None: none recorded, e.g. imported before lockmirror kept it)."""
+    try:
+        return (mirror / IMPORT_BUNDLE_NAME).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def state_members(plan: ImportPlan) -> dict[str, str]:
     """The bundle's members that become the new tree's state, path in the bundle ->
     path in the tree: its ``advisories.json`` and ``mirror.yaml``, as far as it
@@ -86,6 +96,7 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     if ADVISORIES_NAME not in written:
         keep_state(into, staging, IMPORT_ADVISORIES)
     write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
+    write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
 
 
 def snapshot_current(plan: ImportPlan, into: Path) -> bool:

@@ -53,6 +53,7 @@ from .import_extract import extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_state import (
     bundle_manifest_sha256,
+    bundle_name,
     keep_bundle_state,
     snapshot_current,
     state_members,
@@ -95,12 +96,14 @@ class ImportResult:
 
 
 def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
-                  progress: Progress | None = None) -> ImportResult:
+                  progress: Progress | None = None, renamed: bool = False) -> ImportResult:
     """Import a bundle (one ``.tar`` or all its volumes) into the mirror ``into``.
 
     With ``pubkey`` an unsigned bundle, or one signed by another key, is
-    refused. Missing parent directories of ``into`` are created (and removed
-    again if the import fails). Raises BundleError naming the member or
+    refused. A bundle of another mirror name than the one ``into`` holds is
+    refused unless ``renamed`` (the mirror's name changed). Missing parent
+    directories of ``into`` are created (and removed again if the import
+    fails). Raises BundleError naming the member or
     volume at fault (the mirror is then exactly as before), LockmirrorError
     for unusable arguments. Costs one sequential read of the bundle, two sha256 passes
     over it (members; volumes) and one write of every carried index file;
@@ -114,7 +117,7 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     try:
         with import_lock(into) as recovered:
             _check_destination(into)
-            return _import(source, into, trusted, recovered, progress)
+            return _import(source, into, trusted, recovered, progress, renamed)
     except BaseException:
         remove_made_parents(made)  # a refused import leaves no new directories behind
         raise
@@ -137,11 +140,17 @@ def _check_destination(into: Path) -> None:
 
 
 def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
-            recovered: str | None, progress: Progress | None) -> ImportResult:
+            recovered: str | None, progress: Progress | None, renamed: bool) -> ImportResult:
     """Plan, then either prove the no-op or build, check and swap in the new tree."""
     with source.open() as reader:
         plan = plan_import(source, reader, staging_dir(into), trusted)
         info = plan.info
+        held = bundle_name(into)
+        if held is not None and held != info.name and not renamed:
+            raise LockmirrorError(
+                f"holds the mirror '{held}'; this bundle is of the mirror '{info.name}'",
+                where=str(into), hint="import it into its own directory, or pass --renamed "
+                                      "if the mirror was renamed; nothing was changed")
 
         def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0),
                    removed: tuple[str, ...] = ()) -> ImportResult:
