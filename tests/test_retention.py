@@ -317,6 +317,28 @@ def test_diff_marks_what_leaves_the_lock_but_stays_in_the_index(
             "lock\\_revisions 2, days 0): `speedup 1.0`.") in capsys.readouterr().out
 
 
+def test_diff_does_not_call_kept_for_a_while_what_another_set_still_locks(
+        kept_repo: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """misp moves off speedup 1.0 while core keeps it: the release stays for good,
+    so the diff does not say it stays only "until the next lock"."""
+    from lockmirror.cli import main
+
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for when, misp in ((NOW - timedelta(days=2), "speedup==1.0"),
+                       (NOW - timedelta(days=1), "speedup==1.2")):
+        (kept_repo / "mirror.yaml").write_text(mirror_yaml(
+            fixture_index.url, {"core": ["speedup==1.0"], "misp": [misp]}, name="kept",
+            targets={"host": (python, "manylinux_2_28_x86_64")}))
+        assert main(["lock"]) == 0
+        git(kept_repo, "add", "-A", "mirror.yaml", "lockfiles")
+        git(kept_repo, "commit", "-qm", f"lock misp {misp}", when=when)
+    capsys.readouterr()
+    assert main(["diff", "HEAD~1", "HEAD", "--format", "json"]) == 0
+    (misp,) = [s for s in json.loads(capsys.readouterr().out)["sets"] if s["set"] == "misp"]
+    assert misp["retained"]["releases"] == []
+
+
 def test_the_index_checks_the_size_budget(
         kept_repo: Path, fixture_index: FixtureIndex,
         capsys: pytest.CaptureFixture[str]) -> None:

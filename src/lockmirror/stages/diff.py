@@ -230,9 +230,10 @@ def _add(lockfiles: dict[str, Lockfile], paths: dict[str, str], lockfile: Lockfi
 
 def with_retention(diff: LockDiff, old: LockfileSide, new: LockfileSide,
                    rule: RetentionConfig) -> LockDiff:
-    """``diff`` with, per set, the releases OLD's lock names and NEW's does not that
-    ``retention:`` keeps in the index once NEW is committed (OLD becomes the
-    previous lock): kept while ``lock_revisions`` >= 2 or for ``days`` days."""
+    """``diff`` with, per set, the releases OLD's lock names and no set of NEW's
+    does that ``retention:`` keeps in the index once NEW is committed (OLD
+    becomes the previous lock): kept while ``lock_revisions`` >= 2 or for
+    ``days`` days."""
     if rule.lock_revisions >= 2:
         why = "for the previous lock, until " + kept_until(
             rule.lock_revisions - 1, f"{rule.days} days" if rule.days else None)
@@ -241,14 +242,15 @@ def with_retention(diff: LockDiff, old: LockfileSide, new: LockfileSide,
     else:
         return diff
     why += f" (retention: lock_revisions {rule.lock_revisions}, days {rule.days})"
+    # a release another set of NEW still locks stays in the index for good
+    locked = {(p.name, str(p.version)) for lf in new.lockfiles.values() for p in lf.packages}
     sets = []
     for set_diff in diff.sets:
         before, after = old.lockfiles.get(set_diff.set_name), new.lockfiles.get(set_diff.set_name)
         kept: list[str] = []
         if before is not None and after is not None:
-            now_locked = {(p.name, str(p.version)) for p in after.packages}
             kept = sorted({f"{p.name} {p.version}" for p in before.packages
-                           if (p.name, str(p.version)) not in now_locked})
+                           if (p.name, str(p.version)) not in locked})
         sets.append(dataclasses.replace(set_diff, retained=tuple(kept),
                                         retained_why=why if kept else ""))
     return dataclasses.replace(diff, sets=tuple(sets))
