@@ -10,7 +10,7 @@ from fixtureindex import FixtureIndex
 from packaging.version import Version
 
 from lockmirror.cli import main
-from lockmirror.resolve.requirement_check import name_variants, nearest_versions
+from lockmirror.resolve.requirement_check import name_variants, nearest_versions, swapped_letters
 
 MIRROR = """\
 version: 1
@@ -62,7 +62,29 @@ def test_online_passes_a_sound_file(tmp_path: Path, fixture_index: FixtureIndex,
     assert capsys.readouterr().out.endswith("; 4 projects found on the sources\n")
 
 
+def test_a_swapped_letter_finds_the_name_and_a_miss_says_what_was_tried(
+        tmp_path: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mirror.yaml"
+    text = MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache")
+    path.write_text(text.replace("python-alpha", "btea").replace("yanky==1.1", "zqxv")
+                    .replace("alpha==1.5", "alpha").replace("beta==1.0", "beta"),
+                    encoding="utf-8")
+    assert main(["validate", "--online", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}:8:9: sets.intel.requirements[0]: no source has a project named 'btea' "
+        "(set intel); nearest existing names: beta",
+        f"{path}:9:9: sets.intel.requirements[1]: no source has a project named 'zqxv' "
+        "(set intel); none of the likely spellings tried exists either (python-/py affixes, "
+        "separators, two neighbouring letters swapped)",
+    ]
+    assert fixture_index.root_requests == []  # project pages only
+
+
 def test_name_variants_and_nearest_versions() -> None:
+    assert swapped_letters("sxi") == ["xsi", "six"]
+    assert "requests" in swapped_letters("reqeusts")
+    assert "reqeusts" not in swapped_letters("reqeusts") and swapped_letters("aa") == []
     assert name_variants("python-stix2") == ["stix2", "pythonstix2"]
     assert name_variants("pydeep")[:1] == ["deep"]
     assert name_variants("stix2") == ["python-stix2", "pystix2", "stix2-python"]

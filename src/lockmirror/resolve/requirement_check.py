@@ -5,12 +5,14 @@ every requirement (project pages only, never an index's root listing) and
 reports, with the set and the ``mirror.yaml`` line:
 
 - a project no source has, with the nearest existing names, found by asking for
-  a few likely spellings (``python-stix2`` -> ``stix2``; see :func:`name_variants`);
+  a few likely spellings (``python-stix2`` -> ``stix2``, ``reqeusts`` -> ``requests``;
+  see :func:`name_variants` and :func:`swapped_letters`);
 - an exact pin (``==``) to a release that does not exist, or whose files are all
   yanked, with the nearest versions that exist and are not yanked.
 
-Cost: one page per distinct project, plus up to :data:`MAX_VARIANTS` pages per
-unknown project; pages go through the shared HTTP cache.
+Cost: one page per distinct project, plus up to :data:`MAX_VARIANTS` +
+:data:`MAX_SWAPS` pages per unknown project (fetched together); pages go
+through the shared HTTP cache.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..config_yaml import Path_
 from ..errors import NotFoundError
 
 MAX_VARIANTS = 8
+MAX_SWAPS = 24  # a name of 25 letters; longer names try their first 24 swaps
 _PREFIXES = ("python-", "python3-", "py-", "py")
 _SUFFIXES = ("-python", "-python3", "-py")
 
@@ -92,7 +95,8 @@ def _problem(requirement: Requirement, set_name: str, pages: Pages,
     except NotFoundError:
         found = existing_names(requirement.name, pages)
         hint = (f"; nearest existing names: {', '.join(found)}" if found
-                else "; no similar name exists either")
+                else "; none of the likely spellings tried exists either (python-/py "
+                     "affixes, separators, two neighbouring letters swapped)")
         return f"no source has a project named '{requirement.name}' (set {set_name}){hint}"
     pin = _exact_pin(requirement)
     if pin is None:
@@ -156,9 +160,20 @@ def name_variants(name: str) -> list[NormalizedName]:
     return list(unique)[:MAX_VARIANTS]
 
 
+def swapped_letters(name: str) -> list[NormalizedName]:
+    """``name`` with two neighbouring letters swapped, each way (``reqeusts`` ->
+    ``requests``, ``sxi`` -> ``six``): the commonest typing slip."""
+    base = canonicalize_name(name)
+    swaps = (base[:i] + base[i + 1] + base[i] + base[i + 2:] for i in range(len(base) - 1)
+             if base[i] != base[i + 1])
+    unique = dict.fromkeys(canonicalize_name(n) for n in swaps if n.strip("-") == n)
+    unique.pop(base, None)
+    return list(unique)[:MAX_SWAPS]
+
+
 def existing_names(name: str, pages: Pages) -> list[str]:
     """The variants of ``name`` some source has (one page request each)."""
-    variants = name_variants(name)
+    variants = list(dict.fromkeys([*name_variants(name), *swapped_letters(name)]))
     pages.prefetch_projects(variants)
     found: list[str] = []
     for variant in variants:
