@@ -158,6 +158,22 @@ def test_outdated_lists_every_kind_of_reason(tmp_path: Path, universe: FixtureIn
     assert universe.count(prefix="/simple/") == len(INITIAL)
 
 
+def test_outdated_says_how_to_take_a_release_that_leaves_out_early_patch_releases(
+        tmp_path: Path, universe: FixtureIndex) -> None:
+    """cryptography's `!=3.9.0,!=3.9.1`: a target "3.11" stands for every 3.11.x,
+    so a release leaving out 3.11.0 and 3.11.1 is held back; the reason says
+    how to take it."""
+    loaded = locked_mirror(tmp_path, universe)
+    universe.add_file(build_wheel(tmp_path / "newer", "pinny", "3.0",
+                                  requires_python=">=3.9,!=3.11.0,!=3.11.1"),
+                      upload_time=LATER, yanked_reason=None)
+    (row,) = [r for r in outdated_sets(loaded, now=NOW).rows if r.package == "pinny"]
+    assert [r.text for r in row.reasons if r.kind == "no-file"] == [
+        "3.0 requires Python >=3.9,!=3.11.0,!=3.11.1; target linux has Python 3.11 (it leaves "
+        "out some 3.11.x releases, and a target stands for all of them: name the lowest one "
+        'your machines run, e.g. python: "3.11.2", to take it)']
+
+
 def test_outdated_cli_formats_and_exit_status(tmp_path: Path, universe: FixtureIndex,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     loaded = locked_mirror(tmp_path, universe)

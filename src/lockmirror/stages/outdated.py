@@ -277,6 +277,10 @@ class SetChecker:
             text = (f"{version} requires Python {', '.join(needs)}; target {target.name} has "
                     f"Python {target.python}") if needs else \
                 f"{version} has no file that installs on target {target.name}"
+            if any(target.allows_python(n) is Truth.SOMETIMES for n in needs):
+                text += (f" (it leaves out some {target.python}.x releases, and a target stands "
+                         "for all of them: name the lowest one your machines run, e.g. "
+                         f"python: \"{target.python}.2\", to take it)")
             out.append(Reason("no-file", str(version), text))
         yanked = (next((f.yanked_reason or "" for f in files if f.yanked_reason), "")
                   if files and all(f.yanked for f in files) else None)
