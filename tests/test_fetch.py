@@ -569,8 +569,9 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, int, str]:
     return process.returncode, peak[0], output
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_interrupted_download_resumes_with_a_range_request(
-        big_index: FixtureIndex, tmp_path: Path) -> None:
+        big_index: FixtureIndex, tmp_path: Path, stop: signal.Signals) -> None:
     big_index.reset()
     entry = next(iter(big_index.files.values()))
     config = write_mirror(tmp_path, big_index, [make_lockfile(big_index, "core", [entry.filename])])
@@ -583,8 +584,12 @@ def test_interrupted_download_resumes_with_a_range_request(
         assert first.poll() is None, "the download finished before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
+    first.send_signal(stop)
+    said, _ = first.communicate(timeout=60)
+    if stop == signal.SIGINT:  # Ctrl-C: one line that says what stays and how to go on
+        assert first.returncode == 130 and "Traceback" not in said
+        assert ("lockmirror: interrupted: what finished is kept and nothing half-written is "
+                "in place; run the command again to go on") in said.splitlines()
     kept = partial.stat().st_size
     assert 0 < kept < entry.size
     assert not store.has(entry.sha256)

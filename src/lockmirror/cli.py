@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lockmirror: error: {text}" if len(lines) == 1 else text, file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("lockmirror: interrupted", file=sys.stderr)
+        # every stage writes each file whole or not at all (a download resumes)
+        print("lockmirror: interrupted: what finished is kept and nothing half-written is "
+              "in place; run the command again to go on", file=sys.stderr)
         return 130
     except OSError as error:  # a file or device the command was pointed at
         where = f"{error.filename}: " if error.filename else ""
