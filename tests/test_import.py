@@ -361,6 +361,18 @@ def test_member_not_in_bundle_json_is_refused(mirror: Mirror, tmp_path: Path) ->
     assert "extra.whl" in str(error)
 
 
+def test_a_directory_holding_nothing_listed_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    def smuggle(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[
+            tuple[tarfile.TarInfo, bytes]]:
+        extra = tarfile.TarInfo(f"{top_of(members)}/index/files/stranger")
+        extra.type = tarfile.DIRTYPE
+        return [*members[:3], (extra, b""), *members[3:]]
+
+    bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, smuggle)
+    error = refused(mirror, [bad], "is a directory holding nothing bundle.json lists")
+    assert str(error.where).endswith("/index/files/stranger")
+
+
 def test_a_member_name_cannot_forge_lines_on_the_terminal(mirror: Mirror,
                                                            tmp_path: Path) -> None:
     """A name with a carriage return, escapes and a newline (a forged "success"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -207,14 +207,19 @@ def _check_signature(head: BundleHead, trusted: Ed25519PublicKey | None,
 
 def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> list[Carried]:
     """The regular files after ``bundle.json`` (and its signature), each listed in
-    ``bundle.json`` with its size; BundleError if one is unlisted or one is missing."""
+    ``bundle.json`` with its size; BundleError if one is unlisted or one is missing,
+    or a directory holds no listed file."""
     top = info.top
+    folders = {top} | {f"{top}/{parent}" for path in info.files
+                       for parent in PurePosixPath(path).parents if str(parent) != "."}
     carried = []
     for member in members:
+        where = f"{display}:{member.name}"
+        if member.isdir() and member.name.rstrip("/") not in folders:
+            raise BundleError("is a directory holding nothing bundle.json lists", where=where)
         if not member.isfile():
             continue
         path = member.name[len(top) + 1:]
-        where = f"{display}:{member.name}"
         entry = info.files.get(path)
         if entry is None:
             raise BundleError("is not listed in bundle.json", where=where)
