@@ -58,8 +58,9 @@ SCOPE: tuple[str, ...] = (
     # the policy's decisions
     *_checks("resolve.policy", "PolicyEngine.candidate_allowed", "PolicyEngine.min_age_finding",
              "PolicyEngine.yanked_finding", "PolicyEngine.vulnerability_findings",
-             "PolicyEngine._waiver", "PolicyEngine.license_finding", "_Exception.matches",
-             "_Exception.waives", "_Exception.expired"),
+             "PolicyEngine._waiver", "PolicyEngine.license_finding"),
+    *_checks("resolve.policy_exceptions", "ExceptionRule.matches", "ExceptionRule.waives",
+             "ExceptionRule.expired"),
 )
 MUTATION_SCORE = Path("build") / "mutation-score.txt"
 _MODULE = re.compile(r"^lockmirror\.(.+?)\.x[_ǁ]")

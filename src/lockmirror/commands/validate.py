@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                          missing_ok=True)
     from datetime import UTC, datetime
 
-    from ..resolve.policy import expired_exceptions
+    from ..resolve.policy_exceptions import expired_exceptions
 
     expired = expired_exceptions(config, config.sets, datetime.now(UTC).date())
     if expired:  # lock refuses to run with them

@@ -37,18 +37,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from ..config import WAIVABLE_RULES
-from ..config_schema import MirrorConfig, PolicyConfig, PolicyException
+from ..config_schema import MirrorConfig, PolicyConfig
 from ..errors import PolicyError
 from ..formats.licenses import DeclaredLicense, license_refusal
 from ..timeutil import as_utc
+from .policy_exceptions import ExceptionRule, ExceptionUse, exception_labels
 
 if TYPE_CHECKING:
     from ..net.osv import Advisory
@@ -56,136 +56,6 @@ if TYPE_CHECKING:
 
 Rule = Literal["min_age_days", "yanked", "vulnerabilities", "sdists", "licenses", "exceptions"]
 Level = Literal["deny", "warn"]
-
-
-# --------------------------------------------------------------------------
-# Exceptions
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExceptionUse:
-    """An exception that waived a rule for one release."""
-
-    label: str  # "policy.exceptions[2]" or "sets.core.policy.exceptions[0]"
-    exception: PolicyException
-    release: str  # "foo==1.0"
-    rule: str  # the waived rule
-    detail: str = ""  # the advisory id when the rule is "vulnerabilities"
-
-    def as_record(self) -> dict[str, str]:
-        """The lockfile's ``[tool.lockmirror] exceptions-used`` entry."""
-        record = {
-            "exception": self.label,
-            "package": self.exception.package,
-            "version": self.exception.version,
-            "release": self.release,
-            "rule": self.rule,
-            "reason": self.exception.reason,
-        }
-        if self.detail:
-            record["advisory"] = self.detail
-        if self.exception.expires is not None:
-            record["expires"] = self.exception.expires.isoformat()
-        return record
-
-
-@dataclass(frozen=True)
-class _Exception:
-    label: str
-    spec: PolicyException
-    name: NormalizedName
-    exact: Version | None
-    specifier: SpecifierSet | None  # None with exact None: every version
-
-    @classmethod
-    def parse(cls, label: str, spec: PolicyException) -> _Exception:
-        text = spec.version.strip()
-        exact: Version | None = None
-        specifier: SpecifierSet | None = None
-        if text != "*":
-            try:
-                exact = Version(text)
-            except InvalidVersion:
-                try:
-                    specifier = SpecifierSet(text)
-                except InvalidSpecifier:
-                    raise PolicyError(f"'{text}' is neither a version nor a specifier",
-                                      where=f"{label}.version") from None
-        return cls(label, spec, canonicalize_name(spec.package), exact, specifier)
-
-    @property
-    def title(self) -> str:
-        if self.exact is not None:
-            return f"{self.spec.package}=={self.exact}"
-        if self.specifier is not None:
-            return f"{self.spec.package}{self.specifier}"
-        return self.spec.package
-
-    def expired(self, today: date) -> bool:
-        return self.spec.expires is not None and today >= self.spec.expires
-
-    @property
-    def expired_message(self) -> str:
-        return (f"exception for {self.title} expired on {self.spec.expires}; renew it with "
-                "a new date and reason, or remove it")
-
-    def matches(self, name: NormalizedName, version: Version) -> bool:
-        if name != self.name:
-            return False
-        if self.exact is not None:
-            return version == self.exact
-        if self.specifier is not None:
-            return self.specifier.contains(version, prereleases=True)
-        return True
-
-    def waives(self, rule: str, advisory: Advisory | None = None) -> bool:
-        rules = self.spec.rules
-        if not rules or rule in rules:
-            return True
-        if advisory is not None:
-            return any(ident in rules for ident in advisory.ids)
-        return False
-
-
-def _label(path: tuple[str | int, ...]) -> str:
-    """``policy.exceptions[0]``, as messages name an exception."""
-    return ".".join(map(str, path[:-1])) + f"[{path[-1]}]"
-
-
-def exception_labels(config: MirrorConfig, set_name: str) -> list[str]:
-    """Where each exception of ``config.policy_for(set_name)`` is written."""
-    return [_label(path) for path, _ in config.exceptions_written([set_name])]
-
-
-def expired_exceptions(config: MirrorConfig, set_names: Iterable[str], today: date
-                       ) -> list[tuple[tuple[str | int, ...], str]]:
-    """(YAML path, message) of each exception the sets use that expired by ``today``:
-    ``lock`` refuses to run with one, ``validate`` names its line."""
-    parsed = [(path, _Exception.parse(_label(path), spec))
-              for path, spec in config.exceptions_written(set_names)]
-    return [(path, e.expired_message) for path, e in parsed if e.expired(today)]
-
-
-def unmatched_exceptions(config: MirrorConfig,
-                         locked: Mapping[str, Iterable[tuple[str, Version]]]
-                         ) -> list[str]:
-    """A note for each exception that matches no release any of its sets locks
-    (``locked``: set -> its releases), e.g. one a bump left behind: a waiver
-    nobody needs is one a later lock could quietly start using."""
-    matched: dict[str, bool] = {}
-    titles: dict[str, str] = {}
-    for set_name, releases in locked.items():
-        if set_name not in config.sets:
-            continue
-        pins = [(canonicalize_name(name), version) for name, version in releases]
-        for path, spec in config.exceptions_written([set_name]):
-            exc = _Exception.parse(_label(path), spec)
-            titles[exc.label] = exc.title
-            matched[exc.label] = matched.get(exc.label, False) or any(
-                exc.matches(name, version) for name, version in pins)
-    return [f"{label}: exception for {titles[label]} matches no locked release; remove it"
-            for label, used in matched.items() if not used]
 
 
 # --------------------------------------------------------------------------
@@ -284,7 +154,7 @@ class PolicyEngine:
         self.where = where
         labels = list(exception_labels or ())
         labels += [f"policy.exceptions[{i}]" for i in range(len(labels), len(policy.exceptions))]
-        self._exceptions = [_Exception.parse(label, spec)
+        self._exceptions = [ExceptionRule.parse(label, spec)
                             for label, spec in zip(labels, policy.exceptions, strict=False)]
         today = self.now.date()
         self._expired = [e for e in self._exceptions if e.expired(today)]
@@ -465,5 +335,5 @@ def _days(delta: timedelta) -> str:
 
 __all__ = [
     "WAIVABLE_RULES", "Decision", "ExceptionUse", "Finding", "PolicyEngine",
-    "exception_labels", "policy_records", "unmatched_exceptions",
+    "exception_labels", "policy_records",
 ]

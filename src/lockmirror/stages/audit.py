@@ -36,7 +36,8 @@ from ..formats.quarantine_list import QuarantineList
 from ..fsutil import first_of
 from ..resolve.advisories import NO_SOURCE, AdvisoryDB, not_checked_text, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
-from ..resolve.policy import Finding, PolicyEngine, unmatched_exceptions
+from ..resolve.policy import Finding, PolicyEngine
+from ..resolve.policy_exceptions import unmatched_exceptions
 from ..timeutil import as_utc
 from .audit_recorded import recorded_notes
 from .audit_row import AuditRow, RowLevel

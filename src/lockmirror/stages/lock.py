@@ -271,7 +271,8 @@ def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
                     now: datetime) -> dict[str, PolicyEngine]:
     """One engine per set (expired exceptions raise PolicyError here)."""
     from ..resolve.advisories import open_advisory_db
-    from ..resolve.policy import PolicyEngine, expired_exceptions
+    from ..resolve.policy import PolicyEngine
+    from ..resolve.policy_exceptions import expired_exceptions
 
     config = loaded.config
     expired = expired_exceptions(config, names, now.date())
