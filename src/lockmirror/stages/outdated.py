@@ -255,7 +255,8 @@ class SetChecker:
             kinds: set[str] = {r.kind for r in why}
             if kinds not in kinds_seen:  # one version per distinct obstacle
                 kinds_seen.append(kinds)
-                shown += why
+                said = {r.text for r in shown}
+                shown += [r for r in why if r.text not in said]  # a pin's line once
         notes = self.advisory_notes(name, locked)
         fix = None
         if notes:
