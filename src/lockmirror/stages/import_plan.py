@@ -130,7 +130,8 @@ def read_member(reader: ConcatenatedReader, item: Carried, display: str) -> byte
 def signature_note(signed: bool, signer: str | None) -> str:
     """What an import says about a bundle's signature."""
     return (f"signature by {signer} verified" if signer
-            else "signed, signature not checked (no --pubkey)" if signed
+            else "carries a signature, NOT checked: who made it is unknown (give --pubkey)"
+            if signed
             else "unsigned")
 
 
