@@ -333,6 +333,33 @@ def test_a_hash_changed_only_in_its_last_digits_shows_two_different_hashes() -> 
     assert [line for line in old_lines - new_lines if real in line]
 
 
+def test_a_hand_edit_of_any_other_field_is_shown_never_no_changes() -> None:
+    """Fields the alarms do not cover (a file's URL path, size, metadata hash; a
+    marker with the same targets, Requires-Python, build-only) each make an
+    "edited" line; the diff never says "no changes" for them."""
+    before = _lock(_pkg("six", "1.17.0", why=("core: six",)), requirements=("six",))
+    wheel = before.packages[0].wheels[0]
+    edits = {
+        "url": {"url": wheel.url.replace("files.example/", "files.example/other/")},
+        "size": {"size": wheel.size // 10},
+        "metadata": {"metadata_sha256": "0" * 64},
+    }
+    for field, change in edits.items():
+        after = _swap_first_wheel(before, **change)
+        diff = diff_lockfiles(_side(before), _side(after))
+        assert diff.changed and diff.sets[0].alarms == (), field
+        (line,) = diff.sets[0].edits
+        assert line.startswith(f"six 1.17.0: {wheel.filename}: "), line
+        assert f"edited: {line}" in render_text(diff) and "no changes" not in render_text(diff)
+    for field, value in (("marker", 'sys_platform == "win32"'), ("requires_python", ">=2.7"),
+                         ("build_only", True)):
+        after = dataclasses.replace(before, packages=(
+            dataclasses.replace(before.packages[0], **{field: value}),))
+        diff = diff_lockfiles(_side(before), _side(after))
+        assert diff.changed, field
+        assert [e for e in diff.sets[0].edits if e.startswith("six 1.17.0: ")], field
+
+
 def test_a_changed_index_for_the_same_release_is_an_alarm() -> None:
     before = _lock(_pkg("pytz", "2024.1", why=("core: pytz",)), requirements=("pytz",))
     after = dataclasses.replace(before, packages=(dataclasses.replace(before.packages[0],
@@ -478,6 +505,24 @@ def test_unknown_revision_is_one_clear_line(lock_repo: Path, monkeypatch: pytest
                    "or a git revision\n")
 
 
+def test_an_edit_no_comparison_reads_is_never_no_changes(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """default-groups added by hand (installers would take build tools by
+    default): the parsed lockfiles compare equal, the bytes do not."""
+    before = tmp_path / "before" / "pylock.core.toml"
+    after = tmp_path / "after" / "pylock.core.toml"
+    _lock(_pkg("a", "1", why=("core: a",))).write(before)
+    text = before.read_text()
+    after.parent.mkdir()
+    after.write_text(text.replace('created-by = "lockmirror"\n',
+                                  'created-by = "lockmirror"\ndefault-groups = ["build-x"]\n', 1))
+    assert cli.main(["diff", str(before), str(after)]) == 0
+    out = capsys.readouterr().out
+    assert "no changes" not in out
+    assert "edited: the lockfile's text changed where this diff does not compare" in out
+
+
 def test_files_and_directories_need_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)  # no repository, no mirror.yaml
@@ -509,6 +554,10 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
     patch = git(lock_repo, "diff", "main", "feature", "--", "lockfiles")
     changed = [line for line in patch.splitlines()
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    # the last line is the file's own sha256: any edit at all changes a line
+    texts = [line for line in changed if line[1:].startswith("text sha256 ")]
+    assert [line[:13] for line in texts] == ["-text sha256 ", "+text sha256 "]
+    changed = [line for line in changed if line not in texts]
     digest_old = hashlib.sha256(b"requests-2.30.0-py3-none-any.whl").hexdigest()
     digest_new = hashlib.sha256(b"requests-2.31.0-py3-none-any.whl").hexdigest()
     assert changed == [
@@ -795,7 +844,8 @@ def test_scenario_json(lock_pair: LockPair) -> None:
         "size_change": lock_pair.diff.sets[0].size_change, "alarms": 0}
     core = data["sets"][0]
     assert list(core) == ["set", "status", "old_path", "new_path", "requirements", "targets",
-                          "files", "new_sdists", "findings", "alarms", "retained"]
+                          "files", "new_sdists", "findings", "alarms", "retained", "edits"]
+    assert core["edits"] == ["the lock's inputs changed: requirements"]
     assert core["new_path"] == str(lock_pair.after / "pylock.core.toml")
     arm = next(t for t in core["targets"] if t["target"] == ARM.name)
     assert arm["status"] == "changed"

@@ -77,10 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except LockmirrorError as error:
-        # mirror.yaml's problems one per line, each naming its place; else one line
-        lines = list(error.problems) if isinstance(error, ConfigError) else [str(error)]
-        text = "\n".join(printable(line) for line in lines)
-        print(f"lockmirror: error: {text}" if len(lines) == 1 else text, file=sys.stderr)
+        print(error_text(error), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         # every stage writes each file whole or not at all (a download resumes)
@@ -101,6 +98,22 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_first_line(error)} (a bug in lockmirror; set {TRACEBACK_ENV}=1 "
               "for the traceback)", file=sys.stderr)
         return INTERNAL_ERROR
+
+
+def error_text(error: LockmirrorError) -> str:
+    """What the CLI prints for ``error``: mirror.yaml's problems one per line,
+    each naming its place; else ``lockmirror: error: WHERE: MESSAGE (HINT)``,
+    where only the message's own line breaks (a conflict's requirement chains)
+    are kept: the place and the hint, which may quote a hostile name, are
+    escaped whole (:func:`printable`)."""
+    if isinstance(error, ConfigError):
+        lines = [printable(line) for line in error.problems]
+        return "\n".join(lines) if len(lines) > 1 else f"lockmirror: error: {''.join(lines)}"
+    message = "\n".join(printable(line) for line in error.message.split("\n"))
+    text = f"{printable(error.where)}: {message}" if error.where else message
+    if error.hint:
+        text += f" ({printable(error.hint)})"
+    return f"lockmirror: error: {text}"
 
 
 def printable(text: str) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, sha256_bytes
 from ..stages.diff_textconv import render_textconv
 
 if TYPE_CHECKING:
@@ -105,7 +105,8 @@ def _textconv(path: Path) -> int:
     if not raw.strip():
         return 0
     try:
-        sys.stdout.write(render_textconv(Lockfile.loads(raw, where=str(path))))
+        sys.stdout.write(render_textconv(Lockfile.loads(raw, where=str(path)),
+                                         text_sha256=sha256_bytes(raw.encode())))
     except LockmirrorError as error:
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
@@ -157,7 +158,8 @@ def _side(text: str, label: str) -> LockfileSide:
         return LockfileSide(label, {}, {}, single_file=True)
     lockfile = Lockfile.loads(text, where=label)
     return LockfileSide(label, {lockfile.set_name: lockfile},
-                        {lockfile.set_name: label}, single_file=True)
+                        {lockfile.set_name: label}, single_file=True,
+                        digests={lockfile.set_name: sha256_bytes(text.encode())})
 
 
 def _branches(explicit: str | None) -> list[str]:

@@ -33,10 +33,10 @@ from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile
-from ..fsutil import first_of, plural
+from ..fsutil import first_of, plural, sha256_bytes, sha256_file
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
-from .diff_model import LockDiff, with_audit
+from .diff_model import LockDiff, SetDiff, with_audit
 from .retention import kept_until
 
 LOCKFILE_GLOB = "pylock.*.toml"
@@ -134,6 +134,7 @@ class LockfileSide:
     lockfiles: Mapping[str, Lockfile]
     paths: Mapping[str, str] = field(default_factory=dict)
     single_file: bool = False  # given as one lockfile path: pairs with any one set
+    digests: Mapping[str, str] = field(default_factory=dict)  # set -> sha256 of its text
 
 
 def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide:
@@ -143,16 +144,19 @@ def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide
     """
     lockfiles: dict[str, Lockfile] = {}
     paths: dict[str, str] = {}
+    digests: dict[str, str] = {}
     for path in sorted(directory.glob(LOCKFILE_GLOB)):
-        _add(lockfiles, paths, Lockfile.read(path), str(path), path.name)
-    return LockfileSide(label or str(directory), lockfiles, paths)
+        name = _add(lockfiles, paths, Lockfile.read(path), str(path), path.name)
+        digests[name] = sha256_file(path)
+    return LockfileSide(label or str(directory), lockfiles, paths, digests=digests)
 
 
 def read_file(path: Path) -> LockfileSide:
     """One lockfile as a side; raises LockmirrorError naming it when invalid."""
     lockfile = Lockfile.read(path)
-    return LockfileSide(str(path), {_set_name(lockfile, path.name): lockfile},
-                        {_set_name(lockfile, path.name): str(path)}, single_file=True)
+    name = _set_name(lockfile, path.name)
+    return LockfileSide(str(path), {name: lockfile}, {name: str(path)}, single_file=True,
+                        digests={name: sha256_file(path)})
 
 
 def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
@@ -169,14 +173,16 @@ def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
     listing = run_git(repo, "ls-tree", "--name-only", "-z", commit, "--", f"{prefix}/")
     lockfiles: dict[str, Lockfile] = {}
     paths: dict[str, str] = {}
+    digests: dict[str, str] = {}
     for member in sorted(n for n in listing.split("\0") if n):
         name = member.rsplit("/", 1)[-1]
         if not Path(name).match(LOCKFILE_GLOB):
             continue
         where = f"{revision}:{member}"
         text = run_git(repo, "show", f"{commit}:{member}", failed=f"cannot read {where}")
-        _add(lockfiles, paths, Lockfile.loads(text, where=where), where, name)
-    return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths)
+        added = _add(lockfiles, paths, Lockfile.loads(text, where=where), where, name)
+        digests[added] = sha256_bytes(text.encode())
+    return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths, digests=digests)
 
 
 def load_lockfiles(spec: str, *, repo: Path, lockfile_dir: str) -> LockfileSide:
@@ -218,13 +224,15 @@ def _set_name(lockfile: Lockfile, filename: str) -> str:
 
 
 def _add(lockfiles: dict[str, Lockfile], paths: dict[str, str], lockfile: Lockfile,
-         where: str, filename: str) -> None:
+         where: str, filename: str) -> str:
+    """Add ``lockfile`` under its set's name, which is returned."""
     name = _set_name(lockfile, filename)
     if name in lockfiles:
         raise LockmirrorError(f"two lockfiles for the set '{name}' (also {paths[name]})",
                               where=where)
     lockfiles[name] = lockfile
     paths[name] = where
+    return name
 
 
 
@@ -269,8 +277,20 @@ def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:
         new_name = next(iter(new_map))
         old_map, old_paths = {new_name: lock}, {new_name: old_paths[old_name]}
     sets = tuple(
-        diff_set(name, old_map.get(name), new_map.get(name),
-                 old_paths.get(name), new_paths.get(name))
+        _text_checked(diff_set(name, old_map.get(name), new_map.get(name),
+                               old_paths.get(name), new_paths.get(name)),
+                      old.digests.get(name), new.digests.get(name))
         for name in sorted(set(old_map) | set(new_map)))
     return LockDiff(old.label, new.label, sets)
+
+
+def _text_checked(set_diff: SetDiff, old_digest: str | None, new_digest: str | None
+                  ) -> SetDiff:
+    """``set_diff``, never "unchanged" when the two lockfiles' bytes differ: a
+    part no comparison reads (``default-groups``, a comment) changed."""
+    if set_diff.status != "unchanged" or old_digest is None or old_digest == new_digest:
+        return set_diff
+    return dataclasses.replace(set_diff, status="changed", edits=(
+        "the lockfile's text changed where this diff does not compare (e.g. default-groups "
+        "or a comment): `lockmirror lock --check` says whether `lock` writes it",))
 

@@ -128,12 +128,13 @@ def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
 
     findings = _findings(old, new)
     alarms = _alarms(old, new)
+    edits = _edits(old, new)
     if old is None:
         status: SetStatus = "added"
     elif new is None:
         status = "removed"
     elif (added or removed or any(t.status != "unchanged" for t in targets)
-          or old_reqs != new_reqs or any(f.new for f in findings) or alarms):
+          or old_reqs != new_reqs or any(f.new for f in findings) or alarms or edits):
         status = "changed"
     else:
         status = "unchanged"
@@ -144,7 +145,7 @@ def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
         targets=targets, files_added=added, files_removed=removed,
         old_size=sum(f.size for f in old_files.values()),
         new_size=sum(f.size for f in new_files.values()),
-        new_sdists=_new_sdists(new, added), findings=findings, alarms=alarms)
+        new_sdists=_new_sdists(new, added), findings=findings, alarms=alarms, edits=edits)
 
 
 def _new_sdists(new: Lockfile | None, added: tuple[FileRef, ...]) -> tuple[NewSdist, ...]:
@@ -190,6 +191,47 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
             out.append(Alarm("host", file.filename, package.name, str(package.version),
                              url_host(was.url), url_host(file.url)))
     return (*out, *markers)
+
+
+def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
+    """What changed in a release both lockfiles lock, beyond what the alarms
+    name: a file's URL (same host), size or metadata hash; the entry's marker
+    (its targets unchanged), Requires-Python, build-only flag or groups; and
+    which inputs of the lock changed. ``lock`` writes these the same for the
+    same release and inputs, so a change here is one to understand."""
+    if old is None or new is None:
+        return ()
+    out = []
+    if old.input_hash != new.input_hash:
+        parts = sorted(k for k in set(old.inputs) | set(new.inputs)
+                       if old.inputs.get(k) != new.inputs.get(k))
+        out.append(f"the lock's inputs changed: {', '.join(parts) or 'its input-hash'}")
+    before = {p.key: p for p in old.packages}
+    for package in sorted(new.packages, key=lambda p: p.key):
+        was = before.get(package.key)
+        if was is None:
+            continue
+        head = f"{package.name} {package.version}"
+        fields: list[tuple[str, object, object]] = [
+            ("requires-python", was.requires_python, package.requires_python),
+            ("build-only", was.build_only, package.build_only),
+            ("groups", list(was.groups), list(package.groups))]
+        if was.targets == package.targets:  # else the marker follows the targets
+            fields.insert(0, ("marker", was.marker, package.marker))
+        out += [f"{head}: {label} changed from {a!r} to {b!r}" for label, a, b in fields
+                if a != b]
+        prior = {f.filename: f for f in was.files}
+        for file in package.files:
+            then = prior.get(file.filename)
+            if then is None or then.sha256 != file.sha256:
+                continue  # a new file, or the sha256 alarm
+            fields = [("size", then.size, file.size),
+                      ("metadata sha256", then.metadata_sha256, file.metadata_sha256)]
+            if url_host(then.url) == url_host(file.url):  # else the host alarm
+                fields.insert(0, ("URL", then.url, file.url))
+            out += [f"{head}: {file.filename}: {label} changed from {a!r} to {b!r}"
+                    for label, a, b in fields if a != b]
+    return tuple(out)
 
 
 def url_host(url: str) -> str:

@@ -174,6 +174,9 @@ class SetDiff:
     # (mirror.yaml's retention:), and for how long: "for the previous lock, until ..."
     retained: tuple[str, ...] = ()
     retained_why: str = ""
+    # what changed besides versions, files and alarms: a release's fields (a
+    # file's URL, size or metadata hash, the marker, ...) and the lock's inputs
+    edits: tuple[str, ...] = ()
 
     @property
     def size_change(self) -> int:
@@ -199,6 +202,7 @@ class SetDiff:
             "findings": [f.as_json() for f in self.findings],
             "alarms": [a.as_json() for a in self.alarms],
             "retained": {"releases": list(self.retained), "why": self.retained_why},
+            "edits": list(self.edits),
         }
 
 

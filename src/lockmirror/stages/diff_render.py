@@ -50,6 +50,7 @@ only ever added, never renamed or removed, within schema version 1)::
         "alarms": [{"kind": "sha256" | "host" | "index" | "marker", "filename": "...",
                     "package": "...", "version": "...", "old": "...", "new": "...",
                     "message": "..."}],
+        "edits": ["six 1.17.0: six-1.17.0-py2.py3-none-any.whl: size changed from ..."],
         "retained": {"releases": ["speedup 1.0"],   # leave this lock, stay in the index
                      "why": "for the previous lock, until the next lock (retention: ...)"}
       }]
@@ -121,6 +122,7 @@ def _text_set(set_diff: SetDiff) -> list[str]:
         lines.append(f"  {label} {', '.join(names)}:")
         lines += _text_changes(changes)
     lines += _text_files(set_diff)
+    lines += [f"  edited: {edit}" for edit in set_diff.edits]
     if set_diff.retained:
         lines.append(f"  kept in the index {set_diff.retained_why}: "
                      f"{', '.join(set_diff.retained)}")
@@ -265,6 +267,9 @@ def _md_set(set_diff: SetDiff, *, files: bool, rows: int | None) -> list[str]:
         out += _md_table(names, changes, rows)
     if files:
         out += _md_files(set_diff)
+    if set_diff.edits:
+        out += ["", "Edited (same release, other fields):", ""]
+        out += [f"- {_md(edit)}" for edit in set_diff.edits]
     if set_diff.retained:
         out += ["", f"Kept in the index {_md(set_diff.retained_why)}: "
                 + ", ".join(_code(r) for r in set_diff.retained) + "."]

@@ -11,11 +11,13 @@ from ..fsutil import format_size
 from .diff_compare import describe_target, exception_text, packages_on_target, why_chains
 
 
-def render_textconv(lockfile: Lockfile) -> str:
+def render_textconv(lockfile: Lockfile, *, text_sha256: str | None = None) -> str:
     """One lockfile as sorted lines that each name their package and version.
 
     Made for ``git diff`` with ``diff.lockmirror.textconv``: a changed line
     reads on its own (``-requests 2.30.0: wheel ...`` / ``+requests 2.31.0: ...``).
+    ``text_sha256``, the sha256 of the file's bytes, ends it: an edit no line
+    shows (``default-groups``, a comment) still changes one.
     """
     lines = [f"lockmirror lockfile for set {lockfile.set_name}",
              f"input-hash {lockfile.input_hash}"]
@@ -57,4 +59,6 @@ def render_textconv(lockfile: Lockfile) -> str:
                          f"sha256:{file.sha256} from {file.url}")
             if file.metadata_sha256:
                 lines.append(f"{head} metadata {file.filename} sha256:{file.metadata_sha256}")
+    if text_sha256:
+        lines.append(f"text sha256 {text_sha256} (any edit changes it)")
     return "\n".join(lines) + "\n"
