@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import os
 import re
@@ -37,7 +39,9 @@ from lockmirror import pipeline
 from lockmirror.config import load_config, parse_config
 from lockmirror.errors import IntegrityError, LockmirrorError, StaleLockError
 from lockmirror.formats import signing
+from lockmirror.formats.bundle_format import BundleInfo
 from lockmirror.formats.lockfile import Lockfile
+from lockmirror.formats.manifest import Entry
 from lockmirror.formats.store import Store
 from lockmirror.stages.bundle import build_bundle
 from lockmirror.stages.lock import stale_sets
@@ -240,7 +244,7 @@ def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
     own = [name for name in tool if name.startswith("lockmirror-")]
     assert len(own) == 1 and sorted(set(tool) - set(own)) == sorted(tool_project.chosen)
     assert f"CPython {HOST_PYTHON} ({HOST_PLATFORM})" in tool_project.readme
-    assert "pip install --no-index --find-links tool/ lockmirror" in tool_project.readme
+    assert 'pip" install --no-index --find-links tool/ lockmirror' in tool_project.readme
 
 
 def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | None = None) -> Path:
@@ -251,57 +255,115 @@ def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | Non
     return directory
 
 
+def run_pasted(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``script`` as an operator pastes it into an interactive shell: no ``-e``."""
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
 def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
         tool_project: ToolProject, tmp_path: Path) -> None:
     far = far_side_with(tool_project, tmp_path / "far")
     # no index, proxies on a closed port; python3: this interpreter (3.11)
     env = subprocess_env(offline=True, venv_first=True)
     steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
-    assert "python3 -m venv ../../lockmirror-venv" in steps
+    assert steps.lstrip().startswith("( set -e;")  # one command: the first failure stops it
     # the signature is checked before pip runs anything from the bundle
-    assert steps.index("ssh-keygen -Y verify") < steps.index("pip install")
-    done = run_shell(steps, far, env)
+    assert steps.index("ssh-keygen -Y verify") < steps.index("pip\" install")
+    done = run_pasted(steps, far, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
+    assert "checked and installed:" in done.stdout
     lockmirror = far / "lockmirror-venv" / "bin" / "lockmirror"
+    import_line = readme_commands(tool_project.readme, "3. Import", "4. Serve").strip()
+    assert import_line.startswith("lockmirror-venv/bin/lockmirror import ")
     done = subprocess.run([str(lockmirror), "import", str(tool_project.bundle), "--into",
                            str(far / "srv" / "mirror"), "--pubkey", str(far / "signer.pub")],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0 and "every file verified" in done.stdout, done.stderr
 
 
-def _rewritten(bundle: Path, out: Path, change: str) -> Path:
-    """``bundle`` as a carrier could rewrite it: lockmirror's wheel in tool/
-    altered (``change == "altered"``), or one more wheel added to tool/."""
-    with tarfile.open(bundle) as source, tarfile.open(out, "w") as target:
-        for member in source.getmembers():
-            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            if data is not None and change == "altered" and \
-                    re.search(r"/tool/lockmirror-[^/]*\.whl$", member.name):
-                data = data[:-1] + bytes([data[-1] ^ 1])
-            target.addfile(member, io.BytesIO(data) if data is not None else None)
+def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None = None) -> Path:
+    """``bundle`` as a carrier could rewrite it (its .sha256 made again too):
+
+    * ``altered``: a byte of lockmirror's wheel in tool/ changed;
+    * ``added``: one more wheel in tool/;
+    * ``resummed``: the wheel altered and its SHA256SUMS line made to match;
+    * ``stripped``: the wheel altered, SHA256SUMS and bundle.json made to match,
+      the signature dropped;
+    * ``resigned``: as ``stripped``, then signed with ``other_key``.
+    """
+    with tarfile.open(bundle) as source:
+        members = [(m, source.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
+                   for m in source.getmembers()]
+    top = members[0][0].name.split("/")[0]
+    data = {m.name: d for m, d in members}
+    wheel = next(n for n in data if re.search(r"/tool/lockmirror-[^/]*\.whl$", n))
+    if change != "added":
+        blob = data[wheel]
+        assert blob is not None
+        data[wheel] = blob[:-1] + bytes([blob[-1] ^ 1])
+    rel = wheel[len(top) + 1:]
+    if change in ("resummed", "stripped", "resigned"):
+        sums = data[f"{top}/SHA256SUMS"]
+        assert sums is not None and data[wheel] is not None
+        lines = [f"{hashlib.sha256(data[wheel]).hexdigest()}  {rel}"  # type: ignore[arg-type]
+                 if line.endswith(f"  {rel}") else line for line in sums.decode().splitlines()]
+        data[f"{top}/SHA256SUMS"] = ("\n".join(lines) + "\n").encode()
+    if change in ("stripped", "resigned"):
+        info_bytes = data[f"{top}/bundle.json"]
+        assert info_bytes is not None
+        info = BundleInfo.loads(info_bytes, where="bundle.json")
+        files = dict(info.files)
+        for name in (rel, "SHA256SUMS"):
+            blob = data[f"{top}/{name}"]
+            assert blob is not None
+            files[name] = Entry(hashlib.sha256(blob).hexdigest(), len(blob))
+        data[f"{top}/bundle.json"] = dataclasses.replace(info, files=files).dumps()
+        data.pop(f"{top}/bundle.json.sig", None)
+        if change == "resigned":
+            assert other_key is not None
+            data[f"{top}/bundle.json.sig"] = signing.sign(
+                data[f"{top}/bundle.json"], signing.load_private_key(other_key)).encode()  # type: ignore[arg-type]
+    with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as target:
+        for member, _ in members:
+            if member.name not in data:
+                continue
+            blob = data[member.name]
+            if blob is not None:
+                member.size = len(blob)
+            target.addfile(member, io.BytesIO(blob) if blob is not None else None)
             if change == "added" and member.isdir() and member.name.endswith("/tool"):
                 extra = tarfile.TarInfo(member.name + "/lockmirror-99.0-py3-none-any.whl")
                 extra.size = 4
                 target.addfile(extra, io.BytesIO(b"evil"))
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.with_name(out.name + ".sha256").write_text(f"{digest}  {out.name}\n")
     return out
 
 
-@pytest.mark.parametrize("change", ["altered", "added"])
+@pytest.mark.parametrize(("change", "says"), [
+    ("altered", "FAILED"),  # sha256sum names the wheel
+    ("added", "lockmirror-99.0-py3-none-any.whl"),  # diff names the stranger
+    ("resummed", "SHA256SUMS is not the list bundle.json pins"),
+    ("stripped", "Couldn't read signature file"),  # signer.pub is there: it must be signed
+    ("resigned", "Could not verify signature"),
+])
 def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
-        tool_project: ToolProject, tmp_path: Path, change: str) -> None:
-    """The carrier swaps or adds a wheel in tool/ (and could make the .sha256
-    again): README.txt's step 2 stops before pip or the venv exists."""
-    bundle = _rewritten(tool_project.bundle, tmp_path / tool_project.bundle.name, change)
+        tool_project: ToolProject, tmp_path: Path, change: str, says: str) -> None:
+    """The carrier swaps or adds a wheel in tool/, and makes what it can match
+    (SHA256SUMS, bundle.json, a signature of its own, the .sha256): pasted as an
+    operator would, README.txt's step 2 stops before pip runs or the venv exists."""
+    other = tmp_path / "other.key"
+    signing.generate_keypair(other)
+    bundle = _rewritten(tool_project.bundle, tmp_path / tool_project.bundle.name, change,
+                        other_key=other)
     far = far_side_with(tool_project, tmp_path / "far", bundle)
     steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
-    done = run_shell(steps, far, subprocess_env(offline=True, venv_first=True))
+    done = run_pasted(steps, far, subprocess_env(offline=True, venv_first=True))
     assert done.returncode != 0
     assert not (far / "lockmirror-venv").exists()
-    if change == "altered":
-        assert "FAILED" in done.stdout  # sha256sum names the wheel
-    else:
-        assert "lockmirror-99.0-py3-none-any.whl" in done.stdout  # diff names the stranger
+    assert says in done.stdout + done.stderr
 
 
 def test_a_store_file_that_changed_fails_the_bundle(tool_project: ToolProject, tmp_path: Path,
@@ -366,33 +428,69 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
 
     env = {"PATH": os.environ["PATH"], "LC_ALL": "C"}
     far = far_side()
-    done = run_shell(steps, far, env)
+    done = run_pasted(steps, far, env)  # pasted whole, as an operator would
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
     unpacked = far / "unpacked" / result.path.stem / "index"
     assert (unpacked / "manifest.json").read_bytes() == \
         (inputs["index_dir"] / "manifest.json").read_bytes()
 
-    # another key's public half: the signature check fails, and the script stops there
+    # another key's public half: the signature check fails, and the command stops there
     far = far_side()
     other = signing.generate_keypair(tmp_path / "other.key")
     shutil.copy(other, far / "signer.pub")
-    done = run_shell(steps, far, env)
+    done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
+    assert "checked:" not in done.stdout
 
     # a member changed after extraction: bundle.json's list catches it
+    check = "cat SHA256SUMS | sha256sum -c --quiet -"
+    assert check in steps
     far = far_side()
-    tampered = steps.replace("sha256sum -c --quiet SHA256SUMS",
-                             "echo x >> index/index.html\n     sha256sum -c --quiet SHA256SUMS")
-    done = run_shell(tampered, far, env)
+    done = run_pasted(steps.replace(check, f"echo x >> index/index.html; {check}"), far, env)
     assert done.returncode != 0 and "index/index.html: FAILED" in done.stdout
 
     # a file no list names (a page a static server would serve): diff names it
     far = far_side()
-    added = steps.replace("sha256sum -c --quiet SHA256SUMS",
-                          "sha256sum -c --quiet SHA256SUMS\n     touch index/extra.html")
-    done = run_shell(added, far, env)
+    done = run_pasted(steps.replace(check, f"{check}; touch index/extra.html"), far, env)
     assert done.returncode != 0 and "> index/extra.html" in done.stdout
+
+    # the carrier's own key beside a symbolic link standing for the bundle directory,
+    # the bundle re-signed with it: the key is read from the operator's directory
+    far = far_side()
+    evil = _symlinked_top(result.path, far / result.path.name, tmp_path / "other.key", other)
+    (far / result.checksums.name).write_text(
+        f"{hashlib.sha256(evil.read_bytes()).hexdigest()}  {evil.name}\n")
+    done = run_pasted(steps, far, env)
+    assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
+    assert "checked:" not in done.stdout
+
+
+def _symlinked_top(bundle: Path, out: Path, key: Path, public: Path) -> Path:
+    """``bundle``'s members moved under ``a/b/``, its top directory a symbolic
+    link to there, a top-level ``signer.pub`` holding ``public`` and bundle.json
+    signed with ``key`` (what a carrier with a key of its own can build)."""
+    with tarfile.open(bundle) as source:
+        members = [(m, source.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
+                   for m in source.getmembers()]
+    top = members[0][0].name.split("/")[0]
+    info = next(b for m, b in members if m.name == f"{top}/bundle.json")
+    assert info is not None
+    with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as target:
+        for member, blob in members:
+            if member.name == f"{top}/bundle.json.sig":
+                blob = signing.sign(info, signing.load_private_key(key)).encode()
+                member.size = len(blob)
+            member.name = "a/b" + member.name[len(top):]
+            target.addfile(member, io.BytesIO(blob) if blob is not None else None)
+        link = tarfile.TarInfo(top)
+        link.type, link.linkname = tarfile.SYMTYPE, "a/b"
+        target.addfile(link)
+        planted = public.read_bytes()
+        key_member = tarfile.TarInfo("signer.pub")
+        key_member.size = len(planted)
+        target.addfile(key_member, io.BytesIO(planted))
+    return out
 
 
 # --------------------------------------------------------------------------

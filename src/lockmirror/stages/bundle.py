@@ -47,18 +47,14 @@ from typing import Any
 
 from .. import __version__
 from ..errors import LockmirrorError
-from ..formats import signing
 from ..formats.bundle_format import (
     DELTA,
     FULL,
     INDEX_DIR,
     INDEX_MANIFEST,
-    INFO_NAME,
     LOCKFILE_DIR,
     MIRROR_YAML_NAME,
     NAME_PATTERN,
-    SIGNATURE_NAME,
-    SUMS_NAME,
     TOOL_DIR,
     BundleInfo,
     locate_bundle,
@@ -69,10 +65,11 @@ from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import removed_releases
 from ..fsutil import sha256_bytes
 from ..timeutil import resolve_source_date_epoch
+from .bundle_readme import readme_text
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Member, read_input
 from .bundle_write import write_bundle, writing_in
-from .tool_set import collect_tool_wheels, requires_python
+from .tool_set import collect_tool_wheels
 
 Progress = Callable[[str], None]
 
@@ -161,7 +158,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         base_manifest_sha256=base_sha, lockmirror_version=__version__,
         tool_python=tool_python, files={})
     with writing_in(out_dir, name):
-        written = write_bundle(provisional, members, _readme(provisional, removes),
+        written = write_bundle(provisional, members, readme_text(provisional, removes),
                                out_dir=out_dir, epoch=epoch, key=key, volume_size=volume_size,
                                progress=progress)
         if not written.changed and keep:
@@ -260,106 +257,3 @@ def _check_object(store: Any, rel: str, entry: Entry) -> None:
         found = "missing" if size is None else f"{size} bytes, manifest.json says {entry.size}"
         raise LockmirrorError(f"{rel} is {found} in the store",
                               where=f"{store.url} sha256 {entry.sha256}", hint="run `doit fetch`")
-
-
-def _readme(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
-    """The far side's instructions (no content id or time in it: it is a member,
-    so it must not depend on what depends on it)."""
-    stem = f"lockmirror-{info.name}-*"
-    delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
-             f"sha256 {info.base_manifest_sha256}\n"
-             f"(check with: sha256sum /srv/mirror/manifest.json).\n"
-             + (f"Its import removes {len(removes)} release(s) that left the lock and the\n"
-                f"retention window: {', '.join(removes)}\n" if removes else "")
-             + "\n" if info.kind == DELTA else "")
-    tool = (f"""\
-2. Install lockmirror with no network. Its wheels (tool/) are for
-   {info.tool_python}
-   (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
-   pip picks the wheels of the Python and platform it runs on. Unpack them, and the
-   lists that pin them, into a new directory (nothing in the bundle can then land
-   beside it):
-     mkdir unpacked
-     tar -xf {stem}.tar -C unpacked --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
-     cd unpacked/{stem}/
-   A signed bundle ({SIGNATURE_NAME} is there): check who made it BEFORE anything from it
-   runs. The .sha256 travels with the bundle: it proves the bundle arrived whole, not who
-   made it. signer.pub, the signer's public key (one line, "ssh-ed25519 AAAA..."), sits
-   beside the bundle; OpenSSH 8.1 or newer:
-{_signature_lines()}
-   Every bundle: lockmirror's wheels against the list bundle.json pins (each one's
-   sha256, and no other file: diff prints any), then install:
-     grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME}
-     grep '  {TOOL_DIR}/' {SUMS_NAME} | sha256sum -c --quiet -
-     find {TOOL_DIR} ! -type d | LC_ALL=C sort > ../../unpacked.txt
-     grep '  {TOOL_DIR}/' {SUMS_NAME} | cut -c67- | LC_ALL=C sort | diff - ../../unpacked.txt
-     python3 -m venv ../../lockmirror-venv
-     ../../lockmirror-venv/bin/pip install --no-index --find-links {TOOL_DIR}/ lockmirror
-     cd ../..
-   On another Python or platform, or a Python older than lockmirror needs
-   (Requires-Python {requires_python()}), pip says "No matching distribution", often
-   naming a dependency (e.g. cryptography): check and unpack the bundle by hand
-   instead (below).
-""" if info.tool_python else """\
-2. This bundle does not carry lockmirror's own wheels (deltas leave them out):
-   use the lockmirror installed from a full bundle.
-""")
-    text = f"""\
-lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lockmirror_version})
-
-{delta}The index manifest carried here has sha256 {info.index_manifest_sha256}.
-
-1. Check the bundle arrived intact (the .sha256 file travels beside it):
-     sha256sum -c {stem}.sha256
-{tool}3. Import: every file is checked before the new tree is swapped in atomically.
-     lockmirror import {stem}.tar --into /srv/mirror [--pubkey signer.pub]
-   Volumes of a split bundle: pass them all ({stem}.tar.0*).
-4. Serve /srv/mirror with any static web server, or: lockmirror serve /srv/mirror
-   Clients: pip install --index-url http://HOST/simple/ PACKAGE
-5. Re-check the mirror at any time: lockmirror verify /srv/mirror
-6. What it holds, for review before import: index/sbom/mirror.cdx.json, the CycloneDX
-   1.6 SBOM of every set (index/sbom/SET.cdx.json: one set), listed in
-   index/manifest.json: each release's purl, file sha256s, license and why it is there.
-
-{_by_hand(stem, info.kind)}"""
-    return text.encode()
-
-
-def _by_hand(stem: str, kind: str) -> str:
-    """README.txt's path for a far side without lockmirror: coreutils, tar and
-    OpenSSH's ``ssh-keygen -Y verify`` (the signature is SSHSIG)."""
-    if kind == DELTA:
-        return ("Without lockmirror: a delta applies only with `lockmirror import`; check\n"
-                f"the bundle by hand with sha256sum -c {stem}.sha256 only.\n")
-    return f"""\
-Without lockmirror (no Python it runs on): check and unpack by hand with coreutils,
-tar and OpenSSH 8.1 or newer, in the directory holding the bundle and its .sha256,
-into a new directory (a split bundle: cat {stem}.tar.0* | tar -xf - -C unpacked):
-     sha256sum -c {stem}.sha256
-     mkdir unpacked
-     tar -xf {stem}.tar -C unpacked
-     cd unpacked/{stem}/
-   A signed bundle ({SIGNATURE_NAME} is in it): the signer's public key file beside
-   the bundle, signer.pub (one line, "ssh-ed25519 AAAA... comment"), checks bundle.json:
-{_signature_lines()}
-   Every member, against the list of sha256 that bundle.json pins, and no other file
-   (diff prints any: a static server would serve it):
-     grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME}
-     sha256sum -c --quiet {SUMS_NAME}
-     find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} ! -path ./{SIGNATURE_NAME} \\
-         | sed 's|^\\./||' | LC_ALL=C sort > ../../unpacked.txt
-     cut -c67- {SUMS_NAME} | LC_ALL=C sort | diff - ../../unpacked.txt
-   Then index/ is the mirror: copy it to /srv/mirror and serve it with any static web
-   server.
-"""
-
-
-def _signature_lines() -> str:
-    """README.txt's lines that check bundle.json's SSHSIG signature, run in
-    ``unpacked/<bundle>/``: signer.pub sits two levels up, beside the bundle, and
-    allowed_signers is written there too, never where the bundle was unpacked
-    (a member could stand in for it)."""
-    return (f"""     printf 'signer %s\\n' "$(cat ../../signer.pub)" > ../../allowed_signers\n"""
-            f"     ssh-keygen -Y verify -f ../../allowed_signers -I signer "
-            f"-n {signing.NAMESPACE} \\\n"
-            f"         -s {SIGNATURE_NAME} < {INFO_NAME}")

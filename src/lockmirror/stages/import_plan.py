@@ -177,8 +177,8 @@ def _check_member(member: tarfile.TarInfo, top: str, seen: set[str], total: int,
         check_relative_path(member.name.rstrip("/") if member.isdir() else member.name,
                             where=where)
     except IntegrityError:
-        raise BundleError("unsafe member name (absolute, '..' or empty parts)", where=where,
-                          hint=_REFUSED) from None
+        raise BundleError("unsafe member name (absolute, '..', empty parts or control "
+                          "characters)", where=where, hint=_REFUSED) from None
     if member.name != top and not member.name.startswith(top + "/"):
         raise BundleError(f"lies outside the bundle directory {top}/", where=where)
     if data_filter is not None:

@@ -1,0 +1,138 @@
+"""The bundle's ``README.txt``: the far side's instructions.
+
+No content id or time goes in: it is a member, so it must not depend on what
+depends on it. The two paths that check a bundle by hand (installing
+lockmirror from ``tool/``, and unpacking without lockmirror) are each ONE
+shell command, a ``( set -e ... )`` subshell: pasted whole, the first check
+that fails stops it before pip runs or the tree is used, and says which.
+They trust only what the operator put beside the bundle (``signer.pub``),
+read through the absolute path of that directory (``$here``): no member of
+the bundle, not even a symbolic link in it, can stand in for the key.
+``tests/test_tool_set.py`` runs both on signed bundles and on bundles a
+carrier altered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..formats import signing
+from ..formats.bundle_format import (
+    DELTA,
+    INFO_NAME,
+    SIGNATURE_NAME,
+    SUMS_NAME,
+    TOOL_DIR,
+    BundleInfo,
+)
+from .tool_set import requires_python
+
+
+def readme_text(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
+    """README.txt for the bundle ``info`` describes (``removes``: the releases a
+    delta's import takes out)."""
+    stem = f"lockmirror-{info.name}-*"
+    delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
+             f"sha256 {info.base_manifest_sha256}\n"
+             f"(check with: sha256sum /srv/mirror/manifest.json).\n"
+             + (f"Its import removes {len(removes)} release(s) that left the lock and the\n"
+                f"retention window: {', '.join(removes)}\n" if removes else "")
+             + "\n" if info.kind == DELTA else "")
+    lockmirror = "lockmirror-venv/bin/lockmirror" if info.tool_python else "lockmirror"
+    text = f"""\
+lockmirror {info.kind} bundle of the mirror "{info.name}" (lockmirror {info.lockmirror_version})
+
+{delta}The index manifest carried here has sha256 {info.index_manifest_sha256}.
+
+Work in a directory holding only this bundle, its .sha256 and, for a signed bundle,
+signer.pub: the signer's public key (one line, "ssh-ed25519 AAAA..."), as you were
+given it, never taken from the media. The .sha256 travels with the bundle: it proves
+the bundle arrived whole, not who made it.
+
+1. Check the bundle arrived intact:
+     sha256sum -c {stem}.sha256
+{_install(stem, info)}3. Import: every file is checked before the new tree is swapped in atomically.
+     {lockmirror} import {stem}.tar --into /srv/mirror [--pubkey signer.pub]
+   Volumes of a split bundle: pass them all ({stem}.tar.0*).
+4. Serve /srv/mirror with any static web server, or: {lockmirror} serve /srv/mirror
+   Clients: pip install --index-url http://HOST/simple/ PACKAGE
+5. Re-check the mirror at any time: {lockmirror} verify /srv/mirror
+6. What it holds, for review before import: index/sbom/mirror.cdx.json, the CycloneDX
+   1.6 SBOM of every set (index/sbom/SET.cdx.json: one set), listed in
+   index/manifest.json: each release's purl, file sha256s, license and why it is there.
+
+{_by_hand(stem, info.kind)}"""
+    return text.encode()
+
+
+def _install(stem: str, info: BundleInfo) -> str:
+    """Step 2: lockmirror's own wheels, checked (signature, sha256, nothing else
+    in ``tool/``) before pip runs, installed into ``lockmirror-venv/``."""
+    if not info.tool_python:
+        return ("2. This bundle does not carry lockmirror's own wheels (deltas leave them "
+                "out):\n   use the lockmirror installed from a full bundle.\n")
+    return f"""\
+2. Install lockmirror with no network. Its wheels (tool/) are for
+   {info.tool_python}
+   (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
+   pip picks the wheels of the Python and platform it runs on. The lines below are
+   ONE command: paste them whole. It unpacks tool/ and the lists that pin it into a
+   new directory, checks the signature when signer.pub is there (OpenSSH 8.1 or
+   newer), every wheel's sha256 against the list bundle.json pins and that tool/ holds
+   nothing else; the first check that fails stops it before pip runs. A split bundle:
+   cat {stem}.tar.0* | tar -xf - ... in place of tar -xf {stem}.tar ...
+     ( set -e; here=$(pwd); mkdir unpacked
+       tar -xf {stem}.tar -C unpacked --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
+       cd unpacked/{stem}/
+{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", f"find {TOOL_DIR} ! -type d")}
+       python3 -m venv "$here/lockmirror-venv"
+       "$here/lockmirror-venv/bin/pip" install --no-index --find-links {TOOL_DIR}/ lockmirror
+       echo "checked and installed: $here/lockmirror-venv/bin/lockmirror" )
+   On another Python or platform, or a Python older than lockmirror needs
+   (Requires-Python {requires_python()}), pip says "No matching distribution", often
+   naming a dependency (e.g. cryptography): check and unpack the bundle by hand
+   instead (below).
+"""
+
+
+def _by_hand(stem: str, kind: str) -> str:
+    """The path for a far side without lockmirror: coreutils, tar and OpenSSH's
+    ``ssh-keygen -Y verify`` (the signature is SSHSIG)."""
+    if kind == DELTA:
+        return ("Without lockmirror: a delta applies only with `lockmirror import`; check\n"
+                f"the bundle by hand with sha256sum -c {stem}.sha256 only.\n")
+    every_file = (f"find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} "
+                  f"! -path ./{SIGNATURE_NAME} | sed 's|^\\./||'")
+    return f"""\
+Without lockmirror (no Python it runs on): check and unpack by hand with coreutils,
+tar and OpenSSH 8.1 or newer. ONE command again: paste it whole; it unpacks into a new
+directory, checks the signature when signer.pub is there, every member against the
+list bundle.json pins and that nothing else was unpacked (a static server would serve
+it), and stops at the first check that fails. A split bundle:
+cat {stem}.tar.0* | tar -xf - -C unpacked in place of tar -xf ...
+     ( set -e; here=$(pwd); mkdir unpacked
+       sha256sum -c {stem}.sha256
+       tar -xf {stem}.tar -C unpacked
+       cd unpacked/{stem}/
+{_checks(f"cat {SUMS_NAME}", every_file)}
+       echo "checked: index/ is the mirror ($(pwd)/index)" )
+   Then copy that index/ to /srv/mirror and serve it with any static web server.
+"""
+
+
+def _checks(listed: str, found: str) -> str:
+    """The lines both paths share, run in ``unpacked/<bundle>/``: the signature
+    (when ``$here/signer.pub`` exists, a bundle without one stops here), the list
+    bundle.json pins, each file ``listed`` against its sha256, and the files
+    ``found`` against the list (no other file)."""
+    return f"""\
+       if [ -e "$here/signer.pub" ]; then
+         printf 'signer %s\\n' "$(cat "$here/signer.pub")" > "$here/allowed_signers"
+         ssh-keygen -Y verify -f "$here/allowed_signers" -I signer -n {signing.NAMESPACE} \\
+             -s {SIGNATURE_NAME} < {INFO_NAME}
+       fi
+       grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME} \\
+           || {{ echo "{SUMS_NAME} is not the list {INFO_NAME} pins"; exit 1; }}
+       {listed} | sha256sum -c --quiet -
+       {found} | LC_ALL=C sort > "$here/unpacked.txt"
+       {listed} | cut -c67- | LC_ALL=C sort | diff - "$here/unpacked.txt\""""
