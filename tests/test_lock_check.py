@@ -214,3 +214,32 @@ def test_check_parses_each_lockfile_once(locked: Path, capsys: pytest.CaptureFix
     status, out = check(locked, capsys)
     assert status == 0, out
     assert parsed.count(str(lockfile_of(locked))) == 1, parsed
+
+
+def test_resolve_compares_what_lock_writes_not_its_memory() -> None:
+    """A fresh lock holds Requires-Python as the index gave it ('>=3.8,<4.0');
+    the file holds it normalized: compared as written, they are the same
+    (three false lines buried the real one)."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+    from lockmirror.stages.lock_check import describe_differences, written_form
+
+    target = LockedTarget("linux", "3.11", "cp", ("manylinux_2_17_x86_64",),
+                          "sys_platform == 'linux'")
+    fresh = Lockfile(set_name="core", requirements=("a",), targets=(target,),
+                     packages=(LockedPackage(name=canonicalize_name("a"), version=Version("1"),
+                                             targets=("linux",), index="https://i/simple/",
+                                             requires_python=">=3.8,<4.0",
+                                             wheels=(LockedFile("a-1-py3-none-any.whl",
+                                                                "https://i/a-1-py3-none-any.whl",
+                                                                1, "0" * 64),)),),
+                     input_hash="sha256:" + "0" * 64)
+    text = fresh.dumps()
+    committed = Lockfile.loads(text)
+    assert committed.packages[0].requires_python != fresh.packages[0].requires_python
+    lines = describe_differences(committed, fresh, text, text + " ")
+    assert [line for line in lines if "requires_python" in line]  # compared from memory
+    lines = describe_differences(committed, written_form(fresh), text, text + " ")
+    assert not [line for line in lines if "requires_python" in line]  # as written
