@@ -351,6 +351,13 @@ def test_a_hand_edit_of_any_other_field_is_shown_never_no_changes() -> None:
         (line,) = diff.sets[0].edits
         assert line.startswith(f"six 1.17.0: {wheel.filename}: "), line
         assert f"edited: {line}" in render_text(diff) and "no changes" not in render_text(diff)
+    extra = dataclasses.replace(wheel, filename="six-1.17.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                                url="https://files.example/de/ad/six.whl", sha256="e" * 64)
+    after = dataclasses.replace(before, packages=(dataclasses.replace(
+        before.packages[0], wheels=(*before.packages[0].wheels, extra)),))
+    (line,) = diff_lockfiles(_side(before), _side(after)).sets[0].edits
+    assert line == ("six 1.17.0: a file added to a release locked before: "
+                    f"{extra.filename} from {extra.url} sha256 {'e' * 64}")
     for field, value in (("marker", 'sys_platform == "win32"'), ("requires_python", ">=2.7"),
                          ("build_only", True)):
         after = dataclasses.replace(before, packages=(

@@ -195,8 +195,9 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
 
 def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
     """What changed in a release both lockfiles lock, beyond what the alarms
-    name: a file's URL (same host), size or metadata hash; the entry's marker
-    (its targets unchanged), Requires-Python, build-only flag or groups; and
+    name: a file added (its targets unchanged), a file's URL (same host), size
+    or metadata hash; the entry's marker (its targets unchanged),
+    Requires-Python, build-only flag or groups; and
     which inputs of the lock changed. ``lock`` writes these the same for the
     same release and inputs, so a change here is one to understand."""
     if old is None or new is None:
@@ -223,6 +224,9 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
         prior = {f.filename: f for f in was.files}
         for file in package.files:
             then = prior.get(file.filename)
+            if then is None and was.targets == package.targets:  # no new target explains it
+                out.append(f"{head}: a file added to a release locked before: {file.filename} "
+                           f"from {file.url} sha256 {file.sha256}")
             if then is None or then.sha256 != file.sha256:
                 continue  # a new file, or the sha256 alarm
             fields = [("size", then.size, file.size),
