@@ -842,7 +842,7 @@ def test_scenario_json(lock_pair: LockPair) -> None:
     data = json.loads(text)
     assert data == diff_as_json(lock_pair.diff)
     assert text == render_json(lock_pair.diff)  # same input, same bytes
-    assert list(data) == ["schema", "old", "new", "changed", "summary", "sets"]
+    assert list(data) == ["schema", "old", "new", "changed", "summary", "notes", "sets"]
     assert data["schema"] == "lockmirror-diff/1"
     assert data["summary"] == {
         "sets_changed": 1, "packages_added": 14, "packages_removed": 1,

@@ -250,6 +250,11 @@ def test_diff_shows_a_license_change_between_versions(
     assert without.warnings == ("licenses not compared for 1 release move (copyleft 1.0 -> "
                                 "2.0): the store lacks their metadata; run `lockmirror fetch` "
                                 "first",)
+    # in what the PR comment posts too, however it is shortened
+    from lockmirror.stages.diff_render import render_markdown
+    assert without.diff.notes == without.warnings
+    assert "> [!NOTE]\n> licenses not compared for 1 release move" in render_markdown(
+        without.diff, max_chars=10)
 
     for version in ("1.0", "2.0"):
         store_metadata(tmp_path / "store", catalogue, "copyleft", version)

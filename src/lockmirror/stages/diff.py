@@ -88,9 +88,10 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
         diff, warnings = _with_licenses(diff, loaded, old_side, new_side)
         diff = with_retention(diff, old_side, new_side, loaded.config.retention)
     if audit_now is None:
-        return DiffResult(diff, warnings)
+        return DiffResult(dataclasses.replace(diff, notes=warnings), warnings)
     result = _audited(diff, loaded or config, new_side, audit_now, offline)
-    return dataclasses.replace(result, warnings=warnings + result.warnings)
+    notes = warnings + result.warnings  # in the rendering too: the PR comment says it
+    return DiffResult(dataclasses.replace(result.diff, notes=notes), notes)
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,

@@ -211,6 +211,8 @@ class LockDiff:
     old_label: str
     new_label: str
     sets: tuple[SetDiff, ...]
+    # what the diff could not do (licenses not compared, an audit that could not run)
+    notes: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:

@@ -19,6 +19,7 @@ only ever added, never renamed or removed, within schema version 1)::
                   "packages_upgraded": 1, "packages_downgraded": 0, "packages_changed": 0,
                   "files_added": 3, "files_removed": 1, "size_change": 1234,
                   "alarms": 0},
+      "notes": ["licenses not compared for ..."],   # what the diff could not do
       "sets": [{
         "set": "core",
         "status": "changed",            # added | removed | changed | unchanged
@@ -88,6 +89,7 @@ ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under 
 def render_text(diff: LockDiff) -> str:
     """A terminal rendering: one block per changed set, one line per package change."""
     lines = [f"lockmirror diff {diff.old_label} -> {diff.new_label}"]
+    lines += [f"note: {note}" for note in diff.notes]
     if not diff.changed:
         lines.append("no changes to the lockfiles")
         return "\n".join(lines) + "\n"
@@ -223,6 +225,8 @@ def render_markdown(diff: LockDiff, *, max_chars: int | None = MARKDOWN_LIMIT) -
 def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
     """The whole rendering; ``files``: list each file; ``rows``: cap per package table."""
     out = [f"### lockmirror diff: {_code(diff.old_label)} → {_code(diff.new_label)}", ""]
+    if diff.notes:  # kept however the comment is shortened: what was not checked
+        out += ["> [!NOTE]", *(f"> {_md(note)}" for note in diff.notes), ""]
     if not diff.changed:
         out.append("No changes to the lockfiles.")
         return "\n".join(out) + "\n"
@@ -342,7 +346,7 @@ def _md_files(set_diff: SetDiff) -> list[str]:
 def diff_as_json(diff: LockDiff) -> dict[str, Any]:
     """The documented shape (see the module docstring)."""
     return {"schema": SCHEMA, "old": diff.old_label, "new": diff.new_label,
-            "changed": diff.changed, "summary": diff.summary(),
+            "changed": diff.changed, "summary": diff.summary(), "notes": list(diff.notes),
             "sets": [s.as_json() for s in diff.sets]}
 
 
