@@ -884,6 +884,24 @@ def test_scenario_json(lock_pair: LockPair) -> None:
     assert data["sets"][1] == {**data["sets"][1], "set": "misp", "status": "unchanged"}
 
 
+def test_an_audit_that_could_not_check_names_what_the_change_brings_in() -> None:
+    """One audit row covers every release no source could tell about; the
+    diff names those among them this change brings in."""
+    from lockmirror.stages.audit_row import AuditRow
+    from lockmirror.stages.diff_model import with_audit
+
+    before = _lock(_pkg("six", "1.0", why=("core: six",)), requirements=("six",))
+    after = _lock(_pkg("six", "1.0", why=("core: six",)),
+                  _pkg("urllib3", "2.0.4", why=("core: urllib3",)), requirements=("six",))
+    row = AuditRow(package="", version="", rule="vulnerabilities", level="warn",
+                   message="vulnerabilities were not checked for 2 of 40 releases (...): why",
+                   sets=("core",), releases=("six==1.0", "urllib3==2.0.4"))
+    diff = with_audit(diff_lockfiles(_side(before), _side(after)), [row])
+    named = [f for f in diff.sets[0].findings if "brings in" in f.message]
+    assert [(f.message, f.new) for f in named] == [
+        ("vulnerabilities: not checked for what this change brings in: urllib3==2.0.4", True)]
+
+
 def test_scenario_with_the_audit(lock_pair: LockPair, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("lockmirror.stages.audit", reason="the audit stage has not landed")

@@ -232,7 +232,7 @@ def _unchecked_rows(unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]],
         sets = tuple(sorted({s for on in releases.values() for s in on}))
         rows.append(AuditRow(package="", version="", rule="vulnerabilities", level=level,
                              message=not_checked_text(list(releases), total, reason),
-                             sets=sets))
+                             sets=sets, releases=tuple(sorted(releases))))
     return rows
 
 

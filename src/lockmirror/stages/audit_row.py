@@ -28,6 +28,8 @@ class AuditRow:
     url: str = ""
     exception: str = ""  # the label of the exception that waived it
     source: str = ""
+    # a row about several releases (vulnerabilities not checked): each "name==version"
+    releases: tuple[str, ...] = ()
 
     @property
     def release(self) -> str:
@@ -49,4 +51,6 @@ class AuditRow:
                         fixed_in=list(self.fixed_in), url=self.url, source=self.source)
         if self.exception:
             data["exception"] = self.exception
+        if self.releases:
+            data["releases"] = list(self.releases)
         return data

@@ -251,15 +251,19 @@ class AuditFinding(Protocol):
     def message(self) -> str: ...
     @property
     def sets(self) -> tuple[str, ...]: ...
+    @property
+    def releases(self) -> tuple[str, ...]: ...
 
 
 def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
     """``diff`` with audit findings added to the sets they hold in.
 
-    A finding is ``new`` when its release is added or changed by this diff.
-    Waived rows are left out (the lockfile's exceptions-used already says
-    so), and an audit row about a yanked release replaces the lockfile's
-    own yanked finding, which is older news. O(rows + changes).
+    A finding is ``new`` when its release is added or changed by this diff; a
+    row about many releases (vulnerabilities not checked) also gives a ``new``
+    finding naming those this diff brings in. Waived rows are left out (the
+    lockfile's exceptions-used already says so), and an audit row about a
+    yanked release replaces the lockfile's own yanked finding, which is older
+    news. O(rows + changes).
     """
     rows = [r for r in rows if r.level != "waived"]
     sets = []
@@ -276,6 +280,12 @@ def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
         added = [Finding("audit", "deny" if r.level == "deny" else "warn", r.package or None,
                          r.version or None, f"{r.rule}: {r.message}",
                          new=(r.package, r.version) in changed) for r in mine]
+        # a row about many releases (not checked) names those this change brings in
+        brought = {f"{name}=={version}" for name, version in changed}
+        added += [Finding("audit", "deny" if r.level == "deny" else "warn", None, None,
+                          f"{r.rule}: not checked for what this change brings in: "
+                          f"{', '.join(sorted(brought & set(r.releases)))}", new=True)
+                  for r in mine if brought & set(r.releases)]
         findings = tuple(kept + added)
         status = set_diff.status
         if status == "unchanged" and any(f.new for f in findings):
