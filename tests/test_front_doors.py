@@ -138,6 +138,11 @@ def test_a_mistyped_option_shows_the_commands_own_usage() -> None:
     assert done.stderr.startswith("usage: lockmirror index ")
     assert done.stderr.rstrip().endswith("lockmirror index: error: unrecognized arguments: "
                                          "--fulll")
+    # a mirror.yaml given as validate takes it: the way to name it
+    done = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "mirror.yaml"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stderr.rstrip().endswith(
+        "unrecognized arguments: mirror.yaml (name the file with --config mirror.yaml)")
 
 
 def test_a_key_in_the_signing_key_variable_is_refused_unshown(

@@ -73,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(wanted)
     args, unknown = parser.parse_known_args(arguments)
     if unknown:  # the command's own usage, not the list of every command
-        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        config = next((a for a in unknown if a.endswith((".yaml", ".yml"))), None)
+        hint = f" (name the file with --config {config})" if config else ""
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         return int(args._run(args) or 0)
     except LockmirrorError as error:
