@@ -884,6 +884,18 @@ def test_scenario_json(lock_pair: LockPair) -> None:
     assert data["sets"][1] == {**data["sets"][1], "set": "misp", "status": "unchanged"}
 
 
+def test_an_sdist_added_for_another_target_changes_nothing_where_a_wheel_installs() -> None:
+    """A new musl target brings pydeep2's sdist; x86_64 and aarch64 install its
+    wheel as before, so their views do not say "files changed"."""
+    before = _lock(_pkg("pydeep2", "0.5.1", why=("core: pydeep2",)), requirements=("pydeep2",))
+    after = _lock(_pkg("pydeep2", "0.5.1", why=("core: pydeep2",), sdist="yes",
+                       wheels=("py3-none-any",)), requirements=("pydeep2",))
+    diff = diff_lockfiles(_side(before), _side(after))
+    (set_diff,) = diff.sets
+    assert [t.packages for t in set_diff.targets] == [(), ()]
+    assert [f.filename for f in set_diff.files_added] == ["pydeep2-0.5.1.tar.gz"]
+
+
 def test_an_audit_that_could_not_check_names_what_the_change_brings_in() -> None:
     """One audit row covers every release no source could tell about; the
     diff names those among them this change brings in."""

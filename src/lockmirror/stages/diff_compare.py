@@ -271,9 +271,10 @@ def _wheels_for(package: LockedPackage, target: LockedTarget) -> tuple[LockedFil
 
 
 def _target_files(package: LockedPackage, target: LockedTarget) -> dict[tuple[str, str], FileRef]:
-    """The files of ``package`` an installer on ``target`` could use."""
+    """The files of ``package`` an installer on ``target`` takes: its wheels for the
+    target, else the sdist (an sdist added for another target changes nothing here)."""
     files = list(_wheels_for(package, target))
-    if package.sdist:
+    if package.sdist and not files:
         files.append(package.sdist)
     return {(f.filename, f.sha256): FileRef.of(package, f) for f in files}
 
