@@ -14,6 +14,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import resource
 import shutil
 import signal
@@ -447,6 +448,14 @@ def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
     result = import_bundle([signed.path], mirror.root, pubkey=public)
     assert result.signed and result.signer == signing.fingerprint(
         signing.load_public_key(public))
+
+    # once a signature was checked, an import that checks none is refused: a carrier
+    # swapping in an unsigned bundle gains nothing from a forgotten --pubkey
+    error = refused(mirror, [mirror.good.path], f"whose signature was checked against the "
+                                               f"key {re.escape(result.signer)}")
+    assert "--pubkey" in str(error)
+    refused(mirror, [signed.path], "this import checks none")  # the same bundle too
+    assert not import_bundle([signed.path], mirror.root, pubkey=public).changed
 
 
 # --------------------------------------------------------------------------

@@ -73,8 +73,10 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert json.loads(capsys.readouterr().out)["findings"] == []
     assert pip_download(far, "vulny==1.0", tmp_path / "dl0").returncode == 0
     # the same index with newer advisories is not a no-op: the snapshot is replaced
-    newer = bundle(mirror, tmp_path / "dist1b", "2024-10-10T13:00:00Z")
-    assert main(["import", str(newer), "--into", str(far)]) == 0
+    newer = bundle(mirror, tmp_path / "dist1b", "2024-10-10T13:00:00Z", "--key", str(private))
+    # (a mirror whose bundle's signature was checked takes no import that checks none)
+    assert main(["import", str(newer), "--into", str(far)]) == 1
+    assert main(["import", str(newer), "--into", str(far), "--pubkey", str(public)]) == 0
     held = json.loads((far / ".lockmirror/advisories.json").read_text())
     assert held["taken"] == "2024-10-10T13:00:00Z"
 
@@ -129,9 +131,10 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     # a delta made against the last full bundle still applies onto the edited mirror
     delta = tmp_path / "dist7"
     assert main(["bundle", "--config", str(mirror.path), "--out", str(delta),
-                 "--since", str(newer), "--source-date-epoch", "1700000000"]) == 0
+                 "--since", str(newer), "--source-date-epoch", "1700000000",
+                 "--key", str(private)]) == 0
     [delta_tar] = delta.glob("*.tar")
-    assert main(["import", str(delta_tar), "--into", str(far)]) == 0
+    assert main(["import", str(delta_tar), "--into", str(far), "--pubkey", str(public)]) == 0
     assert main(["verify", str(far)]) == 0 and not (far / VULNY_10).exists()
     capsys.readouterr()
 
@@ -153,8 +156,8 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     # the refresh taken before it can no longer take it out
     mirror.quarantine_path.unlink()
     assert main(["index", "--config", str(mirror.path)]) == 0
-    back = bundle(mirror, tmp_path / "dist6", "2024-10-12T12:00:00Z")
-    assert main(["import", str(back), "--into", str(far)]) == 0
+    back = bundle(mirror, tmp_path / "dist6", "2024-10-12T12:00:00Z", "--key", str(private))
+    assert main(["import", str(back), "--into", str(far), "--pubkey", str(public)]) == 0
     assert (far / VULNY_10).is_file()
     assert not (far / ".lockmirror/quarantine.json").exists()
     capsys.readouterr()

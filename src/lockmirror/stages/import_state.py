@@ -40,6 +40,7 @@ from ..formats.manifest import (
     IMPORT_BUNDLE_MANIFEST,
     IMPORT_BUNDLE_NAME,
     IMPORT_MIRROR_YAML,
+    IMPORT_SIGNER,
     STATE_DIR,
 )
 from ..fsutil import atomic_write, sha256_bytes
@@ -75,6 +76,15 @@ def bundle_name(mirror: Path) -> str | None:
         return None
 
 
+def checked_signer(mirror: Path) -> str | None:
+    """The fingerprint of the key the last bundle imported into ``mirror`` was
+    checked against (``--pubkey``), or None."""
+    try:
+        return (mirror / IMPORT_SIGNER).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def state_members(plan: ImportPlan) -> dict[str, str]:
     """The bundle's members that become the new tree's state, path in the bundle ->
     path in the tree: its ``advisories.json`` and ``mirror.yaml``, as far as it
@@ -97,6 +107,8 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
         keep_state(into, staging, IMPORT_ADVISORIES)
     write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
     write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
+    if plan.signer:  # checked against --pubkey: from now on every import must check one
+        write_state(staging, IMPORT_SIGNER, f"{plan.signer}\n".encode())
 
 
 def snapshot_current(plan: ImportPlan, into: Path) -> bool:

@@ -54,6 +54,7 @@ from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_state import (
     bundle_manifest_sha256,
     bundle_name,
+    checked_signer,
     keep_bundle_state,
     snapshot_current,
     state_members,
@@ -101,7 +102,9 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
 
     With ``pubkey`` an unsigned bundle, or one signed by another key, is
     refused. A bundle of another mirror name than the one ``into`` holds is
-    refused unless ``renamed`` (the mirror's name changed). Missing parent
+    refused unless ``renamed`` (the mirror's name changed); a mirror whose
+    last bundle's signature was checked takes no import without ``pubkey``.
+    Missing parent
     directories of ``into`` are created (and removed again if the import
     fails). Raises BundleError naming the member or
     volume at fault (the mirror is then exactly as before), LockmirrorError
@@ -145,6 +148,12 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
     with source.open() as reader:
         plan = plan_import(source, reader, staging_dir(into), trusted)
         info = plan.info
+        signer = checked_signer(into)
+        if signer is not None and trusted is None:
+            raise LockmirrorError(
+                f"holds bundles whose signature was checked against the key {signer}; this "
+                "import checks none", where=str(into),
+                hint="give --pubkey with the signer's public key; nothing was changed")
         held = bundle_name(into)
         if held is not None and held != info.name and not renamed:
             raise LockmirrorError(
