@@ -273,7 +273,7 @@ def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
     done = run_pasted(steps, far, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
-    assert "checked and installed:" in done.stdout
+    assert "checked (its signature checked against signer.pub) and installed:" in done.stdout
     lockmirror = far / "lockmirror-venv" / "bin" / "lockmirror"
     import_line = readme_commands(tool_project.readme, "3. Import", "4. Serve").strip()
     assert import_line.startswith("lockmirror-venv/bin/lockmirror import ")
@@ -291,7 +291,9 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
     * ``resummed``: the wheel altered and its SHA256SUMS line made to match;
     * ``stripped``: the wheel altered, SHA256SUMS and bundle.json made to match,
       the signature dropped;
-    * ``resigned``: as ``stripped``, then signed with ``other_key``.
+    * ``resigned``: as ``stripped``, then signed with ``other_key``;
+    * ``swapped-sums``: the wheel altered, SHA256SUMS replaced by README.txt's bytes
+      (a member bundle.json pins too).
     """
     with tarfile.open(bundle) as source:
         members = [(m, source.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
@@ -304,6 +306,8 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
         assert blob is not None
         data[wheel] = blob[:-1] + bytes([blob[-1] ^ 1])
     rel = wheel[len(top) + 1:]
+    if change == "swapped-sums":  # the bytes of a member bundle.json pins, wheel unlisted
+        data[f"{top}/SHA256SUMS"] = data[f"{top}/README.txt"]
     if change in ("resummed", "stripped", "resigned"):
         sums = data[f"{top}/SHA256SUMS"]
         assert sums is not None and data[wheel] is not None
@@ -348,6 +352,9 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
     ("resummed", "SHA256SUMS is not the list bundle.json pins"),
     ("stripped", "Couldn't read signature file"),  # signer.pub is there: it must be signed
     ("resigned", "Could not verify signature"),
+    # SHA256SUMS replaced by another member bundle.json pins (a package's METADATA can
+    # say anything): only SHA256SUMS's own entry vouches for it
+    ("swapped-sums", "SHA256SUMS is not the list bundle.json pins"),
 ])
 def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
         tool_project: ToolProject, tmp_path: Path, change: str, says: str) -> None:
@@ -364,6 +371,20 @@ def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
     assert done.returncode != 0
     assert not (far / "lockmirror-venv").exists()
     assert says in done.stdout + done.stderr
+
+
+def test_readme_commands_stop_on_a_signed_bundle_whose_key_is_not_named_signer_pub(
+        tool_project: ToolProject, tmp_path: Path) -> None:
+    """The key kept as keygen named it: the check cannot be skipped by a name."""
+    far = far_side_with(tool_project, tmp_path / "far")
+    (far / "signer.pub").rename(far / "ops.key.pub")
+    steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
+    env = subprocess_env(offline=True, venv_first=True)
+    done = run_pasted(steps, far, env)
+    assert done.returncode != 0 and not (far / "lockmirror-venv").exists()
+    assert "a signed bundle: put the signer's public key beside it as signer.pub" in done.stdout
+    (far / "ops.key.pub").rename(far / "signer.pub")  # a failed run's leftovers do not matter
+    assert run_pasted(steps, far, env).returncode == 0
 
 
 def test_a_store_file_that_changed_fails_the_bundle(tool_project: ToolProject, tmp_path: Path,
@@ -431,7 +452,9 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_pasted(steps, far, env)  # pasted whole, as an operator would
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
-    unpacked = far / "unpacked" / result.path.stem / "index"
+    (unpacked,) = [p / result.path.stem / "index" for p in far.glob("unpacked.*") if p.is_dir()]
+    assert done.stdout.rstrip().endswith(
+        f"checked (its signature checked against signer.pub): index/ is the mirror: {unpacked}")
     assert (unpacked / "manifest.json").read_bytes() == \
         (inputs["index_dir"] / "manifest.json").read_bytes()
 
@@ -441,10 +464,10 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     shutil.copy(other, far / "signer.pub")
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
-    assert "checked:" not in done.stdout
+    assert "checked (" not in done.stdout
 
     # a member changed after extraction: bundle.json's list catches it
-    check = "cat SHA256SUMS | sha256sum -c --quiet -"
+    check = "cat SHA256SUMS | sha256sum -c --strict --quiet -"
     assert check in steps
     far = far_side()
     done = run_pasted(steps.replace(check, f"echo x >> index/index.html; {check}"), far, env)
@@ -463,7 +486,7 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
         f"{hashlib.sha256(evil.read_bytes()).hexdigest()}  {evil.name}\n")
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
-    assert "checked:" not in done.stdout
+    assert "checked (" not in done.stdout
 
 
 def _symlinked_top(bundle: Path, out: Path, key: Path, public: Path) -> Path:

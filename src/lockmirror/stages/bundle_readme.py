@@ -7,7 +7,9 @@ shell command, a ``( set -e ... )`` subshell: pasted whole, the first check
 that fails stops it before pip runs or the tree is used, and says which.
 They trust only what the operator put beside the bundle (``signer.pub``),
 read through the absolute path of that directory (``$here``): no member of
-the bundle, not even a symbolic link in it, can stand in for the key.
+the bundle, not even a symbolic link in it, can stand in for the key. They
+unpack into a new ``unpacked.XXXXXX`` directory each run (a failed run's
+leftovers never stop the next).
 ``tests/test_tool_set.py`` runs both on signed bundles and on bundles a
 carrier altered.
 """
@@ -77,17 +79,19 @@ def _install(stem: str, info: BundleInfo) -> str:
    (manylinux_2_X: glibc 2.X or newer; manylinux_2_28: RHEL 8, Debian 10, Ubuntu 20.04);
    pip picks the wheels of the Python and platform it runs on. The lines below are
    ONE command: paste them whole. It unpacks tool/ and the lists that pin it into a
-   new directory, checks the signature when signer.pub is there (OpenSSH 8.1 or
-   newer), every wheel's sha256 against the list bundle.json pins and that tool/ holds
-   nothing else; the first check that fails stops it before pip runs. A split bundle:
+   new directory (unpacked.XXXXXX), checks the signature when signer.pub is there
+   (OpenSSH 8.1 or newer; a signed bundle without signer.pub stops), every wheel's
+   sha256 against the list bundle.json pins and that tool/ holds nothing else; the
+   first check that fails stops it before pip runs. Its last line says whether a
+   signature was checked. A split bundle:
    cat {stem}.tar.0* | tar -xf - ... in place of tar -xf {stem}.tar ...
-     ( set -e; here=$(pwd); mkdir unpacked
-       tar -xf {stem}.tar -C unpacked --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
-       cd unpacked/{stem}/
+     ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
+       tar -xf {stem}.tar -C "$dir" --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
+       cd "$dir"/{stem}/
 {_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", f"find {TOOL_DIR} ! -type d")}
        python3 -m venv "$here/lockmirror-venv"
        "$here/lockmirror-venv/bin/pip" install --no-index --find-links {TOOL_DIR}/ lockmirror
-       echo "checked and installed: $here/lockmirror-venv/bin/lockmirror" )
+       echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
    On another Python or platform, or a Python older than lockmirror needs
    (Requires-Python {requires_python()}), pip says "No matching distribution", often
    naming a dependency (e.g. cryptography): check and unpack the bundle by hand
@@ -108,31 +112,43 @@ Without lockmirror (no Python it runs on): check and unpack by hand with coreuti
 tar and OpenSSH 8.1 or newer. ONE command again: paste it whole; it unpacks into a new
 directory, checks the signature when signer.pub is there, every member against the
 list bundle.json pins and that nothing else was unpacked (a static server would serve
-it), and stops at the first check that fails. A split bundle:
-cat {stem}.tar.0* | tar -xf - -C unpacked in place of tar -xf ...
-     ( set -e; here=$(pwd); mkdir unpacked
+it), stops at the first check that fails and says at the end whether a signature was
+checked. A split bundle:
+cat {stem}.tar.0* | tar -xf - -C "$dir" in place of tar -xf ...
+     ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
        sha256sum -c {stem}.sha256
-       tar -xf {stem}.tar -C unpacked
-       cd unpacked/{stem}/
+       tar -xf {stem}.tar -C "$dir"
+       cd "$dir"/{stem}/
 {_checks(f"cat {SUMS_NAME}", every_file)}
-       echo "checked: index/ is the mirror ($(pwd)/index)" )
+       echo "checked ($signature): index/ is the mirror: $(pwd)/index" )
    Then copy that index/ to /srv/mirror and serve it with any static web server.
 """
 
 
 def _checks(listed: str, found: str) -> str:
-    """The lines both paths share, run in ``unpacked/<bundle>/``: the signature
-    (when ``$here/signer.pub`` exists, a bundle without one stops here), the list
-    bundle.json pins, each file ``listed`` against its sha256, and the files
-    ``found`` against the list (no other file)."""
-    return f"""\
-       if [ -e "$here/signer.pub" ]; then
-         printf 'signer %s\\n' "$(cat "$here/signer.pub")" > "$here/allowed_signers"
-         ssh-keygen -Y verify -f "$here/allowed_signers" -I signer -n {signing.NAMESPACE} \\
-             -s {SIGNATURE_NAME} < {INFO_NAME}
-       fi
-       grep -q "$(sha256sum {SUMS_NAME} | cut -d' ' -f1)" {INFO_NAME} \\
-           || {{ echo "{SUMS_NAME} is not the list {INFO_NAME} pins"; exit 1; }}
-       {listed} | sha256sum -c --quiet -
-       {found} | LC_ALL=C sort > "$here/unpacked.txt"
-       {listed} | cut -c67- | LC_ALL=C sort | diff - "$here/unpacked.txt\""""
+    """The lines both paths share, run in ``$dir/<bundle>/``: the signature (when
+    ``$here/signer.pub`` exists; a signed bundle without it stops, so a key kept
+    under another name cannot skip the check), SHA256SUMS against the very entry
+    bundle.json pins for it (not any hash bundle.json holds: a package's own
+    metadata is a pinned member too), each file ``listed`` against its sha256
+    (``--strict``: no line skipped as malformed), and the files ``found``
+    against the list (no other file)."""
+    pinned = f'"   \\"sha256\\": \\"$(sha256sum {SUMS_NAME} | cut -d\' \' -f1)\\","'
+    return "\n".join([
+        '       if [ -e "$here/signer.pub" ]; then',
+        '         printf \'signer %s\\n\' "$(cat "$here/signer.pub")" > "$here/allowed_signers"',
+        f'         ssh-keygen -Y verify -f "$here/allowed_signers" -I signer '
+        f'-n {signing.NAMESPACE} \\',
+        f'             -s {SIGNATURE_NAME} < {INFO_NAME}',
+        '         signature="its signature checked against signer.pub"',
+        f'       elif [ -e {SIGNATURE_NAME} ]; then',
+        '         echo "a signed bundle: put the signer\'s public key beside it as signer.pub"',
+        '         exit 1',
+        '       else signature="UNSIGNED: no signature was checked"; fi',
+        f"       test \"$(grep -A1 -x '  \"{SUMS_NAME}\": {{' {INFO_NAME} | tail -n 1)\" \\",
+        f'           = {pinned} \\',
+        f'           || {{ echo "{SUMS_NAME} is not the list {INFO_NAME} pins"; exit 1; }}',
+        f'       {listed} | sha256sum -c --strict --quiet -',
+        f'       {found} | LC_ALL=C sort > "$dir.txt"',
+        f'       {listed} | cut -c67- | LC_ALL=C sort | diff - "$dir.txt"',
+    ])
