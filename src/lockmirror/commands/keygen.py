@@ -21,5 +21,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     public = generate_keypair(args.key, comment=args.comment)
     print(f"keygen: private key {args.key} (keep it on the build side), public key {public} "
-          f"(carry it to the far side), fingerprint {fingerprint(load_public_key(public))}")
+          "(carry it to the far side apart from the bundles; beside a bundle there it is "
+          f"signer.pub), fingerprint {fingerprint(load_public_key(public))}")
     return 0
