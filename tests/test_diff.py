@@ -299,7 +299,7 @@ def test_a_changed_hash_under_the_same_file_name_is_an_alarm_shown_first() -> No
     host_line = (f"  ! set core: {name}: URL host changed from https://files.example to "
                  "https://evil.example.com")
     assert text[2].startswith("ALARM: 2 change(s) no routine update makes (a file's sha256 or "
-                              "host under the same name")
+                              "host under the same name")  # the rest: diff_render.ALARMS_ARE
     assert text[3:5] == [sha_line, host_line]
     assert text.index(sha_line) < next(i for i, line in enumerate(text)
                                        if line.startswith("set core"))
@@ -365,6 +365,21 @@ def test_a_hand_edit_of_any_other_field_is_shown_never_no_changes() -> None:
         diff = diff_lockfiles(_side(before), _side(after))
         assert diff.changed, field
         assert [e for e in diff.sets[0].edits if e.startswith("six 1.17.0: ")], field
+
+
+def test_a_build_tool_installers_now_take_by_default_is_an_alarm() -> None:
+    """setuptools, locked only to build an sdist, loses its group marker (or gets
+    the runtime group's): installing the set now installs it."""
+    build = '"build-x" in dependency_groups'
+    before = _lock(dataclasses.replace(_pkg("setuptools", "80.0", why=("x: setuptools",)),
+                                       marker=build, build_only=True), requirements=("x",))
+    for marker in (None, '"runtime" in dependency_groups'):
+        after = dataclasses.replace(before, packages=(
+            dataclasses.replace(before.packages[0], marker=marker),))
+        (alarm,) = [a for a in diff_lockfiles(_side(before), _side(after)).sets[0].alarms
+                    if a.kind == "groups"]
+        assert alarm.message == ("setuptools 80.0: installers now take it by default: it was "
+                                 "locked only to build sdists")
 
 
 def test_a_changed_index_for_the_same_release_is_an_alarm() -> None:
@@ -527,7 +542,7 @@ def test_an_edit_no_comparison_reads_is_never_no_changes(tmp_path: Path,
     assert cli.main(["diff", str(before), str(after)]) == 0
     out = capsys.readouterr().out
     assert "no changes" not in out
-    assert "edited: the lockfile's text changed where this diff does not compare" in out
+    assert "! set core: the lockfile's text changed where this diff does not compare" in out
 
 
 def test_files_and_directories_need_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -852,7 +867,7 @@ def test_scenario_json(lock_pair: LockPair) -> None:
     core = data["sets"][0]
     assert list(core) == ["set", "status", "old_path", "new_path", "requirements", "targets",
                           "files", "new_sdists", "findings", "alarms", "retained", "edits"]
-    assert core["edits"] == ["the lock's inputs changed: requirements"]
+    assert core["edits"] == []  # the requirements' change has its own line
     assert core["new_path"] == str(lock_pair.after / "pylock.core.toml")
     arm = next(t for t in core["targets"] if t["target"] == ARM.name)
     assert arm["status"] == "changed"

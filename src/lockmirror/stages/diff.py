@@ -36,7 +36,7 @@ from ..formats.lockfile import Lockfile
 from ..fsutil import first_of, plural, sha256_bytes, sha256_file
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
-from .diff_model import LockDiff, SetDiff, with_audit
+from .diff_model import Alarm, LockDiff, SetDiff, with_audit
 from .retention import kept_until
 
 LOCKFILE_GLOB = "pylock.*.toml"
@@ -291,7 +291,8 @@ def _text_checked(set_diff: SetDiff, old_digest: str | None, new_digest: str | N
     part no comparison reads (``default-groups``, a comment) changed."""
     if set_diff.status != "unchanged" or old_digest is None or old_digest == new_digest:
         return set_diff
-    return dataclasses.replace(set_diff, status="changed", edits=(
-        "the lockfile's text changed where this diff does not compare (e.g. default-groups "
-        "or a comment): `lockmirror lock --check` says whether `lock` writes it",))
+    return dataclasses.replace(set_diff, status="changed", alarms=(Alarm(
+        "text", "", "", "", old_digest, "the lockfile's text changed where this diff does not "
+        "compare (default-groups, dependency-groups, environments, a comment): lock writes "
+        "no such change; lockmirror lock --check says what differs"),))
 

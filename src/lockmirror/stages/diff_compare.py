@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from ..formats.lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, LockedTarget, Lockfile
 from ..targets import Target
 from .diff_model import (
     Alarm,
@@ -180,6 +180,14 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
                  package.index)
            for package in sorted(new.packages, key=lambda p: p.key)
            if indexes.get(package.key, package.index) != package.index]
+    released = {package.key: package for package in old.packages}
+    for package in sorted(new.packages, key=lambda p: p.key):
+        prior = released.get(package.key)
+        if prior is not None and not _installed_by_default(prior) \
+                and _installed_by_default(package):
+            out.append(Alarm("groups", "", package.name, str(package.version),
+                             prior.marker or "", "installers now take it by default: it was "
+                             "locked only to build sdists"))
     for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
         was = before.get(file.filename)
         if was is None:
@@ -193,6 +201,12 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
     return (*out, *markers)
 
 
+def _installed_by_default(package: LockedPackage) -> bool:
+    """Whether installing the set takes ``package`` (its marker names no build group)."""
+    marker = package.marker or ""
+    return "dependency_groups" not in marker or f'"{RUNTIME_GROUP}" in dependency_groups' in marker
+
+
 def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
     """What changed in a release both lockfiles lock, beyond what the alarms
     name: a file added (its targets unchanged), a file's URL (same host), size
@@ -203,10 +217,13 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
     if old is None or new is None:
         return ()
     out = []
-    if old.input_hash != new.input_hash:
-        parts = sorted(k for k in set(old.inputs) | set(new.inputs)
-                       if old.inputs.get(k) != new.inputs.get(k))
-        out.append(f"the lock's inputs changed: {', '.join(parts) or 'its input-hash'}")
+    if old.input_hash != new.input_hash:  # the requirements' change shows on its own line
+        parts = [_INPUTS.get(k.partition(".")[0], k).format(k.partition(".")[2])
+                 for k in sorted(set(old.inputs) | set(new.inputs))
+                 if old.inputs.get(k) != new.inputs.get(k) and k != "requirements"]
+        if parts or not old.inputs or not new.inputs:
+            out.append(f"the lock's inputs changed: {', '.join(parts) or 'its input-hash'}")
+    same_targets = old.targets == new.targets  # else markers follow the new target list
     before = {p.key: p for p in old.packages}
     for package in sorted(new.packages, key=lambda p: p.key):
         was = before.get(package.key)
@@ -217,10 +234,10 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
             ("requires-python", was.requires_python, package.requires_python),
             ("build-only", was.build_only, package.build_only),
             ("groups", list(was.groups), list(package.groups))]
-        if was.targets == package.targets:  # else the marker follows the targets
+        if was.targets == package.targets and same_targets:
             fields.insert(0, ("marker", was.marker, package.marker))
-        out += [f"{head}: {label} changed from {a!r} to {b!r}" for label, a, b in fields
-                if a != b]
+        out += [f"{head}: {label} changed from {_shown(a)} to {_shown(b)}"
+                for label, a, b in fields if a != b]
         prior = {f.filename: f for f in was.files}
         for file in package.files:
             then = prior.get(file.filename)
@@ -233,9 +250,25 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
                       ("metadata sha256", then.metadata_sha256, file.metadata_sha256)]
             if url_host(then.url) == url_host(file.url):  # else the host alarm
                 fields.insert(0, ("URL", then.url, file.url))
-            out += [f"{head}: {file.filename}: {label} changed from {a!r} to {b!r}"
-                    for label, a, b in fields if a != b]
+            out += [f"{head}: {file.filename}: {label} changed from {_shown(a)} to "
+                    f"{_shown(b)}" for label, a, b in fields if a != b]
     return tuple(out)
+
+
+# how an input of the lock (lock_inputs.input_parts' keys) is named in an edited line
+_INPUTS = {"set": "the set's options", "policy": "the policy", "target": "target {}",
+           "source": "source {}", "format": "the lock format"}
+
+
+def _shown(value: object) -> str:
+    """A field's value for a reader: ``none``, ``yes``/``no``, a list joined."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
 
 
 def url_host(url: str) -> str:

@@ -78,7 +78,8 @@ SCHEMA = "lockmirror-diff/1"
 
 # what an alarm is, as both renderings open the list
 ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "
-              "name, a release's index, a marker installers read for other targets)")
+              "name, a release's index, a marker installers read for other targets or that "
+              "makes a build tool installed by default, text lock does not write)")
 
 
 # --------------------------------------------------------------------------
@@ -272,8 +273,8 @@ def _md_set(set_diff: SetDiff, *, files: bool, rows: int | None) -> list[str]:
     if files:
         out += _md_files(set_diff)
     if set_diff.edits:
-        out += ["", "Edited (same release, other fields):", ""]
-        out += [f"- {_md(edit)}" for edit in set_diff.edits]
+        out += ["", "Edited:", ""]
+        out += [f"- {_code(edit)}" for edit in set_diff.edits]
     if set_diff.retained:
         out += ["", f"Kept in the index {_md(set_diff.retained_why)}: "
                 + ", ".join(_code(r) for r in set_diff.retained) + "."]
