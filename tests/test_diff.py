@@ -545,6 +545,18 @@ def test_an_edit_no_comparison_reads_is_never_no_changes(tmp_path: Path,
     assert "! set core: the lockfile's text changed where this diff does not compare" in out
 
 
+def test_exit_code_tells_a_difference_from_an_error(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    before, after = tmp_path / "a.toml", tmp_path / "b.toml"
+    _lock(_pkg("a", "1", why=("core: a",))).write(before)
+    _lock(_pkg("a", "2", why=("core: a",))).write(after)
+    assert cli.main(["diff", str(before), str(before), "--exit-code"]) == 0
+    assert cli.main(["diff", str(before), str(after), "--exit-code"]) == 1
+    assert cli.main(["diff", str(before), str(tmp_path / "nowhere.toml"), "--exit-code",
+                     "--config", str(tmp_path / "mirror.yaml")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
 def test_files_and_directories_need_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)  # no repository, no mirror.yaml

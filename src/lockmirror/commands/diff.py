@@ -51,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", metavar="BRANCH",
                         help="the main branch whose merge base is the default OLD")
     parser.add_argument("--exit-code", action="store_true",
-                        help="exit 1 when the lockfiles differ (like `git diff --exit-code`)")
+                        help="exit 1 when the lockfiles differ, 2 on an error (like "
+                             "`git diff --exit-code`)")
     parser.add_argument("--audit", action="store_true",
                         help="add the audit's findings (advisories, yanks as of now) for the "
                              "NEW lockfiles; asks the sources unless --offline")
@@ -79,12 +80,18 @@ def run(args: argparse.Namespace) -> int:
     from ..stages import diff_render
 
     # The command line is where the clock is read.
-    result = stage.run(args.old, args.new, config=Path(args.config),
-                       branches=_branches(args.base),
-                       audit_now=datetime.now(UTC) if args.audit else None,
-                       offline=args.offline)
-    for warning in result.warnings:
-        print(f"lockmirror: warning: {warning}", file=sys.stderr)
+    try:
+        result = stage.run(args.old, args.new, config=Path(args.config),
+                           branches=_branches(args.base),
+                           audit_now=datetime.now(UTC) if args.audit else None,
+                           offline=args.offline)
+    except LockmirrorError as error:
+        if args.exit_code and error.exit_code == 1:  # 1 means "they differ" here
+            error.exit_code = 2
+        raise
+    if args.output:  # else the notes are in what is printed
+        for warning in result.warnings:
+            print(f"lockmirror: warning: {warning}", file=sys.stderr)
     render = {"text": diff_render.render_text, "markdown": diff_render.render_markdown,
               "json": diff_render.render_json}[args.format]
     text = render(result.diff)
