@@ -245,25 +245,23 @@ def test_diff_shows_a_license_change_between_versions(
     path = write_mirror(tmp_path, fixture_index, "copyleft==2.0")
     (new,) = lock_sets(load_config(path), now=NOW)
     without = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
-    assert not [f for s in without.diff.sets for f in s.findings if f.kind == "license"]
-    # and it says so: a reviewer must not read "no license line" as "no license change"
-    assert without.warnings == ("licenses not compared for 1 release move (copyleft 1.0 -> "
-                                "2.0): the store lacks their metadata; run `lockmirror fetch` "
-                                "first",)
-    # in what the PR comment posts too, however it is shortened
+    assert not [f for s in without.sets for f in s.findings if f.kind == "license"]
+    # and it says so, in what the PR comment posts too, however it is shortened: a
+    # reviewer must not read "no license line" as "no license change"
+    assert without.notes == ("licenses not compared for 1 release move (copyleft 1.0 -> "
+                             "2.0): the store lacks their metadata; run lockmirror fetch first",)
     from lockmirror.stages.diff_render import render_markdown
-    assert without.diff.notes == without.warnings
     assert "> [!NOTE]\n> licenses not compared for 1 release move" in render_markdown(
-        without.diff, max_chars=10)
+        without, max_chars=10)
 
     for version in ("1.0", "2.0"):
         store_metadata(tmp_path / "store", catalogue, "copyleft", version)
     result = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
-    (finding,) = [f for s in result.diff.sets for f in s.findings if f.kind == "license"]
-    assert result.warnings == ()
+    (finding,) = [f for s in result.sets for f in s.findings if f.kind == "license"]
+    assert result.notes == ()
     assert finding.message == "copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only"
     assert "license: copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only" in \
-        render_text(result.diff)
+        render_text(result)
 
 
 def test_an_exception_for_the_license_rule_waives_an_unknown_license_of_its_release_only() -> None:

@@ -216,7 +216,7 @@ def test_check_parses_each_lockfile_once(locked: Path, capsys: pytest.CaptureFix
     assert parsed.count(str(lockfile_of(locked))) == 1, parsed
 
 
-def test_resolve_compares_what_lock_writes_not_its_memory() -> None:
+def test_resolve_compares_what_lock_writes_not_its_memory() -> None:  # resolve_mismatches
     """A fresh lock holds Requires-Python as the index gave it ('>=3.8,<4.0');
     the file holds it normalized: compared as written, they are the same
     (three false lines buried the real one)."""
@@ -224,7 +224,7 @@ def test_resolve_compares_what_lock_writes_not_its_memory() -> None:
     from packaging.version import Version
 
     from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-    from lockmirror.stages.lock_check import describe_differences, written_form
+    from lockmirror.stages.lock_check import describe_differences
 
     target = LockedTarget("linux", "3.11", "cp", ("manylinux_2_17_x86_64",),
                           "sys_platform == 'linux'")
@@ -241,5 +241,5 @@ def test_resolve_compares_what_lock_writes_not_its_memory() -> None:
     assert committed.packages[0].requires_python != fresh.packages[0].requires_python
     lines = describe_differences(committed, fresh, text, text + " ")
     assert [line for line in lines if "requires_python" in line]  # compared from memory
-    lines = describe_differences(committed, written_form(fresh), text, text + " ")
+    lines = describe_differences(committed, Lockfile.loads(text), text, text + " ")
     assert not [line for line in lines if "requires_python" in line]  # as written

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError
-from ..formats.lockfile import Lockfile
-from ..fsutil import atomic_write, sha256_bytes
+from ..formats.lockfile import Lockfile, text_digest
+from ..fsutil import atomic_write
 from ..stages.diff_textconv import render_textconv
 
 if TYPE_CHECKING:
@@ -81,25 +81,25 @@ def run(args: argparse.Namespace) -> int:
 
     # The command line is where the clock is read.
     try:
-        result = stage.run(args.old, args.new, config=Path(args.config),
-                           branches=_branches(args.base),
-                           audit_now=datetime.now(UTC) if args.audit else None,
-                           offline=args.offline)
+        diff = stage.run(args.old, args.new, config=Path(args.config),
+                         branches=_branches(args.base),
+                         audit_now=datetime.now(UTC) if args.audit else None,
+                         offline=args.offline)
     except LockmirrorError as error:
         if args.exit_code and error.exit_code == 1:  # 1 means "they differ" here
             error.exit_code = 2
         raise
     if args.output:  # else the notes are in what is printed
-        for warning in result.warnings:
-            print(f"lockmirror: warning: {warning}", file=sys.stderr)
+        for note in diff.notes:
+            print(f"lockmirror: warning: {note}", file=sys.stderr)
     render = {"text": diff_render.render_text, "markdown": diff_render.render_markdown,
               "json": diff_render.render_json}[args.format]
-    text = render(result.diff)
+    text = render(diff)
     if args.output:
         atomic_write(Path(args.output), text)
     else:
         sys.stdout.write(text)
-    return 1 if args.exit_code and result.diff.changed else 0
+    return 1 if args.exit_code and diff.changed else 0
 
 
 def _textconv(path: Path) -> int:
@@ -113,7 +113,7 @@ def _textconv(path: Path) -> int:
         return 0
     try:
         sys.stdout.write(render_textconv(Lockfile.loads(raw, where=str(path)),
-                                         text_sha256=sha256_bytes(raw.encode())))
+                                         text_sha256=text_digest(raw)))
     except LockmirrorError as error:
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
@@ -166,7 +166,7 @@ def _side(text: str, label: str) -> LockfileSide:
     lockfile = Lockfile.loads(text, where=label)
     return LockfileSide(label, {lockfile.set_name: lockfile},
                         {lockfile.set_name: label}, single_file=True,
-                        digests={lockfile.set_name: sha256_bytes(text.encode())})
+                        digests={lockfile.set_name: text_digest(text)})
 
 
 def _branches(explicit: str | None) -> list[str]:

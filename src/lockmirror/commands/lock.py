@@ -221,9 +221,7 @@ def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     for note in upgrade.not_checked:  # "nothing to move" is not "nothing vulnerable"
         print(f"lockmirror: warning: {note}", file=sys.stderr)
     if not upgrade.found:
-        checked = "checked" if upgrade.not_checked else "locked"
-        print(f"no {checked} release has a deny-level advisory: nothing to move, "
-              "nothing written")
+        print(f"{upgrade.none_found}: nothing to move, nothing written")
         return 0
     found = {(r.set_name, r.package): r for r in upgrade.found}
     for set_name, package, old, new in upgrade.moves():

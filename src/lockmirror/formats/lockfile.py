@@ -23,6 +23,7 @@ name, however its versions differ from the runtime's.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -367,6 +368,12 @@ def _one_line(message: str) -> str:
         return message
     place = lines[-1].strip().lstrip("^").strip()
     return f"{lines[0]} {place}".strip()
+
+
+def text_digest(text: str) -> str:
+    """The sha256 of a lockfile's text with CRLF read as LF (a checkout may have
+    either): equal digests, the same lockfile; what ``diff`` tells a hand edit by."""
+    return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
 
 
 def read_input_hash(path: Path) -> str | None:

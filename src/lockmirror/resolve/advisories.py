@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import threading
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -363,16 +363,17 @@ class AdvisoryDB:
         return sorted(merged, key=lambda a: a.id)
 
 
-def not_checked(advisories: AdvisoryDB | None, releases: Iterable[tuple[str, Version]]
-                ) -> dict[str, list[str]]:
-    """reason -> ``name==version`` of each of ``releases`` (looked up already)
-    whose advisories no source could tell: never to be reported as clean."""
-    out: dict[str, list[str]] = {}
+def not_checked_notes(advisories: AdvisoryDB | None, releases: Collection[tuple[str, Version]]
+                      ) -> tuple[str, ...]:
+    """One note per reason naming the ``releases`` (looked up already) whose
+    advisories no source could tell: never to be reported as clean."""
+    found: dict[str, list[str]] = {}
     for name, version in releases:
         reason = advisories.unchecked(name, version) if advisories is not None else NO_SOURCE
         if reason is not None:
-            out.setdefault(reason, []).append(f"{name}=={version}")
-    return out
+            found.setdefault(reason, []).append(f"{name}=={version}")
+    return tuple(not_checked_text(names, len(releases), reason)
+                 for reason, names in sorted(found.items()))
 
 
 def not_checked_text(releases: Sequence[str], total: int, reason: str) -> str:

@@ -166,9 +166,8 @@ def swapped_letters(name: str) -> list[NormalizedName]:
     base = canonicalize_name(name)
     swaps = (base[:i] + base[i + 1] + base[i] + base[i + 2:] for i in range(len(base) - 1)
              if base[i] != base[i + 1])
-    unique = dict.fromkeys(canonicalize_name(n) for n in swaps if n.strip("-") == n)
-    unique.pop(base, None)
-    return list(unique)[:MAX_SWAPS]
+    return list(dict.fromkeys(canonicalize_name(n) for n in swaps
+                              if n.strip("-") == n))[:MAX_SWAPS]
 
 
 def existing_names(name: str, pages: Pages) -> list[str]:

@@ -93,15 +93,13 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
                      cache_dir=loaded.cache_dir / "http") as client:
         before = outdated_sets(loaded, sets, now=now, client=client)
         warnings: tuple[str, ...] = ()
+        what = "every locked release is the newest its set allows"
         if security:
-            warnings = upgrade_vulnerable(loaded, sets, now=now, client=client,
-                                          jobs=jobs).not_checked
+            upgrade = upgrade_vulnerable(loaded, sets, now=now, client=client, jobs=jobs)
+            warnings, what = upgrade.not_checked, upgrade.none_found
         else:
             lock_sets(loaded, sets, client=client, now=now, upgrade_all=True, jobs=jobs)
         if not run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
-            checked = "checked" if warnings else "locked"
-            what = (f"no {checked} release has a deny-level advisory" if security
-                    else "every locked release is the newest its set allows")
             return BumpResult(False, branch, message=f"nothing to bump: {what}; nothing written",
                               warnings=warnings)
         after = outdated_sets(loaded, sets, now=now, client=client)
@@ -124,8 +122,8 @@ def _diff_markdown(loaded: LoadedConfig, head: str, branch: str) -> str:
     from .diff import run
     from .diff_render import render_markdown as render_diff
 
-    result = run(head, branch, config=loaded.path, branches=())
-    return render_diff(result.diff, max_chars=BODY_LIMIT // 2)
+    return render_diff(run(head, branch, config=loaded.path, branches=()),
+                       max_chars=BODY_LIMIT // 2)
 
 
 def _locked(report: OutdatedReport) -> dict[tuple[str, str], set[str]]:

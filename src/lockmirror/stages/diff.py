@@ -32,8 +32,8 @@ from pathlib import Path
 from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
-from ..formats.lockfile import Lockfile
-from ..fsutil import first_of, plural, sha256_bytes, sha256_file
+from ..formats.lockfile import Lockfile, text_digest
+from ..fsutil import first_of, plural
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
 from .diff_model import Alarm, LockDiff, SetDiff, with_audit
@@ -43,16 +43,8 @@ LOCKFILE_GLOB = "pylock.*.toml"
 NO_GIT_HINT = "give two lockfiles or two directories to compare"
 
 
-@dataclass(frozen=True)
-class DiffResult:
-    """What :func:`run` found: the diff, and warnings for the caller to print."""
-
-    diff: LockDiff
-    warnings: tuple[str, ...] = ()
-
-
 def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[str],
-        audit_now: datetime | None = None, offline: bool = False) -> DiffResult:
+        audit_now: datetime | None = None, offline: bool = False) -> LockDiff:
     """Compare two lock states: ``old`` and ``new`` are lockfiles, directories or git revisions.
 
     ``old`` None is the merge base of ``HEAD`` with the first of ``branches``
@@ -60,9 +52,9 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     ``config`` names, ``lockfiles/`` beside it without one). Git revisions
     are read from the repository holding ``config``. With ``audit_now`` the
     audit of NEW's lockfiles as of that time is added (``offline``: offline
-    databases only); an audit that cannot run is a warning, not an error,
-    since the audit is a gate of its own. Raises LockmirrorError for a side
-    that cannot be read.
+    databases only); an audit that cannot run is a note, not an error, since
+    the audit is a gate of its own. What the diff could not do is in its
+    ``notes``. Raises LockmirrorError for a side that cannot be read.
     """
     loaded = load_config(config) if config.is_file() else None
     lockfile_dir = loaded.lockfile_dir if loaded else (config.parent / "lockfiles").resolve()
@@ -76,43 +68,40 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     if old is None:
         branch, commit = default_base(root, branches)
         found = load_lockfiles(commit, repo=root, lockfile_dir=relative)
-        old_side = LockfileSide(f"merge base with {branch} ({commit[:12]})", found.lockfiles,
-                                found.paths)
+        old_side = dataclasses.replace(found, label=f"merge base with {branch} ({commit[:12]})")
     else:
         old_side = load_lockfiles(old, repo=root, lockfile_dir=relative)
     new_side = (read_directory(lockfile_dir, label="working tree") if new is None
                 else load_lockfiles(new, repo=root, lockfile_dir=relative))
     diff = diff_lockfiles(old_side, new_side)
-    warnings: tuple[str, ...] = ()
     if loaded is not None:  # licenses from the store's metadata (issue 23)
-        diff, warnings = _with_licenses(diff, loaded, old_side, new_side)
+        diff = _with_licenses(diff, loaded, old_side, new_side)
         diff = with_retention(diff, old_side, new_side, loaded.config.retention)
-    if audit_now is None:
-        return DiffResult(dataclasses.replace(diff, notes=warnings), warnings)
-    result = _audited(diff, loaded or config, new_side, audit_now, offline)
-    notes = warnings + result.warnings  # in the rendering too: the PR comment says it
-    return DiffResult(dataclasses.replace(result.diff, notes=notes), notes)
+    if audit_now is not None:
+        diff = _audited(diff, loaded or config, new_side, audit_now, offline)
+    return diff
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,
-                   new: LockfileSide) -> tuple[LockDiff, tuple[str, ...]]:
+                   new: LockfileSide) -> LockDiff:
     """``diff`` with the license changes the store's metadata shows, and a
-    warning naming the moves whose licenses it could not compare."""
+    note naming the moves whose licenses it could not compare."""
     from ..net.s3_store import store_of
     from .diff_compare import with_license_changes
 
     lockfiles = [*dict(old.lockfiles).values(), *dict(new.lockfiles).values()]
     diff, unknown = with_license_changes(diff, lockfiles, store_of(loaded))
     if not unknown:
-        return diff, ()
-    return diff, (f"licenses not compared for {plural(len(unknown), 'release move')} "
-                  f"({first_of(unknown, 3)}): the store lacks their metadata; "
-                  "run `lockmirror fetch` first",)
+        return diff
+    return dataclasses.replace(diff, notes=(*diff.notes, (
+        f"licenses not compared for {plural(len(unknown), 'release move')} "
+        f"({first_of(unknown, 3)}): the store lacks their metadata; run lockmirror fetch "
+        "first")))
 
 
 def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now: datetime,
-             offline: bool) -> DiffResult:
-    """``diff`` with the audit of NEW's lockfiles, or unchanged with a warning saying why not."""
+             offline: bool) -> LockDiff:
+    """``diff`` with the audit of NEW's lockfiles, or with a note saying why not."""
     from .audit import audit_mirror  # the audit pulls in the network clients: only when asked
 
     paths = [Path(p) for p in new.paths.values()]
@@ -123,8 +112,8 @@ def _audited(diff: LockDiff, config: LoadedConfig | Path, new: LockfileSide, now
     try:
         report = audit_mirror(loaded, now=now, lockfile_paths=paths, offline=offline)
     except LockmirrorError as error:
-        return DiffResult(diff, (f"audit not included: {error}",))
-    return DiffResult(with_audit(diff, report.rows))
+        return dataclasses.replace(diff, notes=(*diff.notes, f"audit not included: {error}"))
+    return with_audit(diff, report.rows)
 
 
 @dataclass(frozen=True)
@@ -147,17 +136,28 @@ def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide
     paths: dict[str, str] = {}
     digests: dict[str, str] = {}
     for path in sorted(directory.glob(LOCKFILE_GLOB)):
-        name = _add(lockfiles, paths, Lockfile.read(path), str(path), path.name)
-        digests[name] = sha256_file(path)
+        text = _read_text(path)
+        name = _add(lockfiles, paths, Lockfile.loads(text, where=str(path)), str(path),
+                    path.name)
+        digests[name] = text_digest(text)
     return LockfileSide(label or str(directory), lockfiles, paths, digests=digests)
 
 
 def read_file(path: Path) -> LockfileSide:
     """One lockfile as a side; raises LockmirrorError naming it when invalid."""
-    lockfile = Lockfile.read(path)
+    text = _read_text(path)
+    lockfile = Lockfile.loads(text, where=str(path))
     name = _set_name(lockfile, path.name)
     return LockfileSide(str(path), {name: lockfile}, {name: str(path)}, single_file=True,
-                        digests={name: sha256_file(path)})
+                        digests={name: text_digest(text)})
+
+
+def _read_text(path: Path) -> str:
+    """A lockfile's text, read once (parsed and hashed from the same bytes)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockmirrorError(f"cannot read: {exc}", where=str(path)) from None
 
 
 def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
@@ -182,7 +182,7 @@ def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
         where = f"{revision}:{member}"
         text = run_git(repo, "show", f"{commit}:{member}", failed=f"cannot read {where}")
         added = _add(lockfiles, paths, Lockfile.loads(text, where=where), where, name)
-        digests[added] = sha256_bytes(text.encode())
+        digests[added] = text_digest(text)
     return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths, digests=digests)
 
 
@@ -273,14 +273,16 @@ def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:
     """
     old_map, new_map = dict(old.lockfiles), dict(new.lockfiles)
     old_paths, new_paths = dict(old.paths), dict(new.paths)
+    old_digests = dict(old.digests)
     if old.single_file and new.single_file and set(old_map) != set(new_map):
         (old_name, lock), = old_map.items()
         new_name = next(iter(new_map))
         old_map, old_paths = {new_name: lock}, {new_name: old_paths[old_name]}
+        old_digests = {new_name: old.digests[old_name]} if old_name in old.digests else {}
     sets = tuple(
         _text_checked(diff_set(name, old_map.get(name), new_map.get(name),
                                old_paths.get(name), new_paths.get(name)),
-                      old.digests.get(name), new.digests.get(name))
+                      old_digests.get(name), new.digests.get(name))
         for name in sorted(set(old_map) | set(new_map)))
     return LockDiff(old.label, new.label, sets)
 

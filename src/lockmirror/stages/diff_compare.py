@@ -175,19 +175,15 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
     if old is None or new is None:
         return markers
     before = {f.filename: f for _, f in old.iter_files()}
-    indexes = {package.key: package.index for package in old.packages}
-    out = [Alarm("index", "", package.name, str(package.version), indexes[package.key],
-                 package.index)
-           for package in sorted(new.packages, key=lambda p: p.key)
-           if indexes.get(package.key, package.index) != package.index]
     released = {package.key: package for package in old.packages}
-    for package in sorted(new.packages, key=lambda p: p.key):
-        prior = released.get(package.key)
-        if prior is not None and not _installed_by_default(prior) \
-                and _installed_by_default(package):
-            out.append(Alarm("groups", "", package.name, str(package.version),
-                             prior.marker or "", "installers now take it by default: it was "
-                             "locked only to build sdists"))
+    in_both = [(released[p.key], p) for p in sorted(new.packages, key=lambda p: p.key)
+               if p.key in released]
+    out = [Alarm("index", "", package.name, str(package.version), prior.index, package.index)
+           for prior, package in in_both if prior.index != package.index]
+    out += [Alarm("groups", "", package.name, str(package.version), prior.marker or "",
+                  "installers now take it by default: it was locked only to build sdists")
+            for prior, package in in_both
+            if not _installed_by_default(prior) and _installed_by_default(package)]
     for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
         was = before.get(file.filename)
         if was is None:

@@ -260,17 +260,12 @@ def resolve_mismatches(loaded: LoadedConfig, names: Sequence[str],
         committed = path.read_text(encoding="utf-8")
         fresh = result.lockfile.dumps()
         if committed != fresh:  # both sides as read back from their text
+            # both as read back from their text (a Requires-Python's clause order, ...)
             out += [f"{path}: {line}" for line in
                     describe_differences(Lockfile.loads(committed, where=str(path)),
-                                         written_form(result.lockfile), committed, fresh)]
+                                         Lockfile.loads(fresh, where="the fresh lock"),
+                                         committed, fresh)]
     return out
-
-
-def written_form(lockfile: Lockfile) -> Lockfile:
-    """``lockfile`` as read back from the text ``lock`` writes for it: normalized as a
-    committed file is (a Requires-Python's clause order, ...), so only real
-    differences show."""
-    return Lockfile.loads(lockfile.dumps(), where=f"the fresh lock of {lockfile.set_name}")
 
 
 def describe_differences(committed: Lockfile, fresh: Lockfile, committed_text: str,

@@ -55,6 +55,12 @@ class VulnerableUpgrade:
     # releases no advisory source could tell about: not moved, and not clean either
     not_checked: tuple[str, ...] = ()
 
+    @property
+    def none_found(self) -> str:
+        """What finding nothing means: never "clean" for releases nobody checked."""
+        return (f"no {'checked' if self.not_checked else 'locked'} release has a deny-level "
+                "advisory")
+
     def moves(self) -> list[tuple[str, NormalizedName, Version, tuple[Version, ...]]]:
         """(set, package, old version, new versions) for every release moved."""
         out = []
@@ -79,7 +85,7 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     release; with none, writes nothing. Other errors as :func:`lock_sets`.
     """
     from ..net.index_client import IndexClient
-    from ..resolve.advisories import not_checked, not_checked_text, open_advisory_db
+    from ..resolve.advisories import not_checked_notes, open_advisory_db
 
     config = loaded.config
     names = list(set_names or config.sets)
@@ -118,9 +124,7 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
                           + "\n  ".join(pinned),
                           hint="edit the pin (or add a policy exception with a reason), "
                                "then run `lockmirror lock`")
-    unchecked = not_checked(advisories, sorted(looked_up))
-    notes = tuple(not_checked_text(releases, len(looked_up), reason)
-                  for reason, releases in sorted(unchecked.items()))
+    notes = not_checked_notes(advisories, looked_up)
     if not found:
         return VulnerableUpgrade((), (), notes)
     prefer: dict[str, dict[NormalizedName, Version]] = {}

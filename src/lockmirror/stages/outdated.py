@@ -158,7 +158,7 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
     NotFoundError/NetworkError when a source cannot answer.
     """
     from ..net.index_client import IndexClient
-    from ..resolve.advisories import not_checked, not_checked_text, open_advisory_db
+    from ..resolve.advisories import not_checked_notes, open_advisory_db
 
     config = loaded.config
     names = loaded.chosen_sets(set_names)
@@ -183,12 +183,10 @@ def outdated_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, 
                                for target in package.targets if target in targets)
         if engine.policy.vulnerabilities != "ignore":
             looked_up |= {package.key for package in lockfiles[name].packages}
-    unchecked = not_checked(advisories, sorted(looked_up))
     return OutdatedReport(as_utc(now), tuple(names),
                           tuple(sorted(rows, key=lambda r: (r.set_name, r.package, r.locked))),
                           tuple(advisories.labels) if advisories is not None else (),
-                          tuple(not_checked_text(releases, len(looked_up), reason)
-                                for reason, releases in sorted(unchecked.items())))
+                          not_checked_notes(advisories, looked_up))
 
 
 def requirement_lines(loaded: LoadedConfig) -> dict[tuple[str, str], int]:
