@@ -483,6 +483,24 @@ def lock_repo(tmp_path: Path) -> Iterator[Path]:
     yield repo
 
 
+def test_a_hand_edit_is_caught_against_the_merge_base_and_crlf_is_no_edit(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pull request's own case (no OLD given): a default-groups line added by
+    hand is an alarm; the same lockfile checked out with CRLF endings is not."""
+    from lockmirror.stages.diff import run
+
+    monkeypatch.chdir(lock_repo)
+    lockfile = lock_repo / "lockfiles" / "pylock.core.toml"
+    git(lock_repo, "checkout", "-q", "main")
+    text = lockfile.read_text()
+    lockfile.write_bytes(text.replace("\n", "\r\n").encode())
+    assert not run(None, None, config=lock_repo / "mirror.yaml", branches=["main"]).changed
+    lockfile.write_text(text.replace('created-by = "lockmirror"\n',
+                                     'created-by = "lockmirror"\ndefault-groups = ["build-x"]\n'))
+    diff = run(None, None, config=lock_repo / "mirror.yaml", branches=["main"])
+    assert [a.kind for a in diff.sets[0].alarms] == ["text"]
+
+
 def test_default_old_side_is_the_merge_base_with_main(
         lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
