@@ -142,7 +142,11 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     older = bundle(mirror, tmp_path / "dist4", "2024-10-10T18:00:00Z", "--advisories-only",
                    "--key", str(private))
     before = (far / "manifest.json").read_bytes()
+    # (this mirror's bundles had their signature checked: a refresh that checks none is
+    # refused before anything else, so a carrier's unsigned refresh cannot hide advisories)
     assert main(["import", str(older), "--into", str(far)]) == 1
+    assert "this import checks none" in capsys.readouterr().err
+    assert main(["import", str(older), "--into", str(far), "--pubkey", str(public)]) == 1
     err = capsys.readouterr().err
     assert "taken 2024-10-10 18:00 UTC, before those" in err and len(err.splitlines()) <= 2
     assert (far / "manifest.json").read_bytes() == before
@@ -161,7 +165,7 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert (far / VULNY_10).is_file()
     assert not (far / ".lockmirror/quarantine.json").exists()
     capsys.readouterr()
-    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 1
     assert "before those" in capsys.readouterr().err
     assert (far / VULNY_10).is_file()
 

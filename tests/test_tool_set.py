@@ -478,6 +478,17 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_pasted(steps.replace(check, f"{check}; touch index/extra.html"), far, env)
     assert done.returncode != 0 and "> index/extra.html" in done.stdout
 
+    # a listed file as a symbolic link to bytes outside the bundle (the same bytes now:
+    # the copy a static server serves would follow the link later)
+    far = far_side()
+    outside = tmp_path / "outside.html"
+    linked = _with_member_linked(result.path, far / result.path.name, "index/index.html",
+                                 outside)
+    (far / result.checksums.name).write_text(
+        f"{hashlib.sha256(linked.read_bytes()).hexdigest()}  {linked.name}\n")
+    done = run_pasted(steps, far, env)
+    assert done.returncode != 0 and "not a regular file in the bundle" in done.stdout
+
     # the carrier's own key beside a symbolic link standing for the bundle directory,
     # the bundle re-signed with it: the key is read from the operator's directory
     far = far_side()
@@ -487,6 +498,23 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
     assert "checked (" not in done.stdout
+
+
+def _with_member_linked(bundle: Path, out: Path, rel: str, target: Path) -> Path:
+    """``bundle`` with member ``rel`` a symbolic link to ``target``, which gets
+    the member's bytes (the signed lists still match through the link)."""
+    with tarfile.open(bundle) as source, tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as dest:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name.endswith("/" + rel):
+                assert data is not None
+                target.write_bytes(data)
+                link = tarfile.TarInfo(member.name)
+                link.type, link.linkname = tarfile.SYMTYPE, str(target)
+                dest.addfile(link)
+                continue
+            dest.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
 
 
 def _symlinked_top(bundle: Path, out: Path, key: Path, public: Path) -> Path:

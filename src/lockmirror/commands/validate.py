@@ -43,12 +43,11 @@ def run(args: argparse.Namespace) -> int:
     expired = expired_exceptions(config, config.sets, datetime.now(UTC).date())
     if expired:  # lock refuses to run with them
         raise loaded.problems_at(expired, args.path)
+    from ..net.http import unset_credentials
+
     unset = [(("sources", i, field), f"environment variable {variable} is not set (lock "
               "and fetch need it for this source's credentials)")
-             for i, source in enumerate(config.sources)
-             for field, variable in (("username_env", source.username_env),
-                                     ("password_env", source.password_env))
-             if variable is not None and variable not in os.environ]
+             for i, field, variable in unset_credentials(config.sources)]
     if unset and args.online:  # the sources are asked now
         raise loaded.problems_at(unset, args.path)
     for line in loaded.problems_at(unset, args.path).problems:  # a CI job without the secret

@@ -144,7 +144,8 @@ def check_relative_path(path: str, *, where: str) -> None:
     format characters (a newline, an escape, a bidi override) (IntegrityError)."""
     if (not path or path.startswith("/") or "\\" in path
             or any(part in {"", ".", ".."} for part in path.split("/"))
-            or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in path)):
+            or not (path.isascii() and path.isprintable())  # the common case, fast
+            and any(unicodedata.category(ch) in ("Cc", "Cf") for ch in path)):
         raise IntegrityError(f"unsafe path {path!r}", where=where)
 
 

@@ -160,6 +160,17 @@ def auth_prefix(source_url: str) -> str:
     return prefix
 
 
+def unset_credentials(sources: Sequence[Any], environ: Mapping[str, str] | None = None
+                      ) -> list[tuple[int, str, str]]:
+    """(source index, ``username_env``/``password_env``, variable) of every
+    credential variable a source names that ``environ`` does not set."""
+    env = os.environ if environ is None else environ
+    return [(index, field, variable) for index, source in enumerate(sources)
+            for field, variable in (("username_env", source.username_env),
+                                    ("password_env", source.password_env))
+            if variable is not None and variable not in env]
+
+
 def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
                 ) -> dict[str, Credentials]:
     """URL prefix -> (username, password) for every source naming credential variables.
@@ -170,8 +181,15 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
     gets an empty username.
     """
     env = os.environ if environ is None else environ
+    unset = unset_credentials(sources, env)
+    if unset:
+        index, field, variable = unset[0]
+        raise LockmirrorError(f"environment variable {variable} is not set",
+                              where=f"mirror.yaml sources[{index}].{field} "
+                                    f"('{sources[index].name}')",
+                              hint=f"export {variable}=... (the source's credentials)")
     result: dict[str, Credentials] = {}
-    for index, source in enumerate(sources):
+    for source in sources:
         prefix = auth_prefix(redact_url(source.url))
         parts = urlsplit(source.url)
         if parts.username is not None:
@@ -180,15 +198,8 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
             result[prefix] = (unquote(parts.username), unquote(parts.password or ""))
         if not (source.username_env or source.password_env):
             continue
-        values = []
-        for field, variable in (("username_env", source.username_env),
-                                ("password_env", source.password_env)):
-            if variable is not None and variable not in env:
-                raise LockmirrorError(f"environment variable {variable} is not set",
-                                      where=f"mirror.yaml sources[{index}].{field} "
-                                            f"('{source.name}')",
-                                      hint=f"export {variable}=... (the source's credentials)")
-            values.append(env[variable] if variable is not None else "")
+        values = [env[variable] if variable is not None else ""
+                  for variable in (source.username_env, source.password_env)]
         result[prefix] = (values[0], values[1])
     return result
 

@@ -59,7 +59,7 @@ from .audit import AuditReport
 from .import_extract import check_outer_hashes
 from .import_plan import VettedBundle, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
-from .import_state import audit_imported, read_snapshot
+from .import_state import audit_imported, read_snapshot, require_signature_check
 from .import_swap import import_lock, mirror_path, staging_dir
 
 Progress = Callable[[str], None]
@@ -106,6 +106,7 @@ def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
         raise LockmirrorError("holds no imported mirror; a refresh bundle applies onto one",
                               where=str(into), hint="import a full bundle first")
     with import_lock(into) as recovered:
+        require_signature_check(into, trusted)
         return _refresh(source, into, trusted, recovered, now, progress)
 
 

@@ -59,30 +59,35 @@ def read_snapshot(mirror: Path) -> Snapshot | None:
     return Snapshot.read(path) if path.is_file() else None
 
 
+def _state_line(mirror: Path, rel: str) -> str | None:
+    """The one line a state file of ``mirror`` holds; None when there is none (an
+    older lockmirror did not record it)."""
+    try:
+        return (mirror / rel).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def bundle_manifest_sha256(mirror: Path) -> str | None:
     """The sha256 of the index manifest the mirror's last bundle pinned, if recorded."""
-    try:
-        return (mirror / IMPORT_BUNDLE_MANIFEST).read_text(encoding="ascii").strip() or None
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
+    return _state_line(mirror, IMPORT_BUNDLE_MANIFEST)
 
 
 def bundle_name(mirror: Path) -> str | None:
-    """The mirror name of the last full or delta bundle imported into ``mirror``
-    (None: none recorded, e.g. imported before lockmirror kept it)."""
-    try:
-        return (mirror / IMPORT_BUNDLE_NAME).read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
+    """The mirror name of the last full or delta bundle imported into ``mirror``."""
+    return _state_line(mirror, IMPORT_BUNDLE_NAME)
 
 
-def checked_signer(mirror: Path) -> str | None:
-    """The fingerprint of the key the last bundle imported into ``mirror`` was
-    checked against (``--pubkey``), or None."""
-    try:
-        return (mirror / IMPORT_SIGNER).read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
+def require_signature_check(mirror: Path, trusted: object | None) -> None:
+    """Refuse an import that checks no signature (``trusted`` None) into a mirror
+    whose last bundle's signature was checked: a forgotten ``--pubkey`` must not
+    let a carrier's unsigned full, delta or refresh bundle in."""
+    signer = _state_line(mirror, IMPORT_SIGNER)
+    if signer is not None and trusted is None:
+        raise LockmirrorError(
+            f"holds bundles whose signature was checked against the key {signer}; this "
+            "import checks none", where=str(mirror),
+            hint="give --pubkey with the signer's public key; nothing was changed")
 
 
 def state_members(plan: ImportPlan) -> dict[str, str]:

@@ -54,8 +54,8 @@ from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_state import (
     bundle_manifest_sha256,
     bundle_name,
-    checked_signer,
     keep_bundle_state,
+    require_signature_check,
     snapshot_current,
     state_members,
 )
@@ -120,6 +120,7 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     try:
         with import_lock(into) as recovered:
             _check_destination(into)
+            require_signature_check(into, trusted)
             return _import(source, into, trusted, recovered, progress, renamed)
     except BaseException:
         remove_made_parents(made)  # a refused import leaves no new directories behind
@@ -148,12 +149,6 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
     with source.open() as reader:
         plan = plan_import(source, reader, staging_dir(into), trusted)
         info = plan.info
-        signer = checked_signer(into)
-        if signer is not None and trusted is None:
-            raise LockmirrorError(
-                f"holds bundles whose signature was checked against the key {signer}; this "
-                "import checks none", where=str(into),
-                hint="give --pubkey with the signer's public key; nothing was changed")
         held = bundle_name(into)
         if held is not None and held != info.name and not renamed:
             raise LockmirrorError(
