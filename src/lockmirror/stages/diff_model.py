@@ -265,8 +265,8 @@ def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
     """``diff`` with audit findings added to the sets they hold in.
 
     A finding is ``new`` when its release is added or changed by this diff; a
-    row about many releases (vulnerabilities not checked) also gives a ``new``
-    finding naming those this diff brings in. Waived rows are left out (the
+    row about many releases (vulnerabilities not checked) gives only a ``new``
+    finding naming those this diff brings in, if any. Waived rows are left out (the
     lockfile's exceptions-used already says so), and an audit row about a
     yanked release replaces the lockfile's own yanked finding, which is older
     news. O(rows + changes).
@@ -283,10 +283,11 @@ def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
         audited_yanks = {(r.package, r.version) for r in mine if r.rule == "yanked"}
         kept = [f for f in set_diff.findings
                 if not (f.kind == "yanked" and (f.package, f.version) in audited_yanks)]
+        # a row about many releases (vulnerabilities not checked, across every set) is
+        # the mirror's, not this change's: only those this change brings in are named
         added = [Finding("audit", "deny" if r.level == "deny" else "warn", r.package or None,
                          r.version or None, f"{r.rule}: {r.message}",
-                         new=(r.package, r.version) in changed) for r in mine]
-        # a row about many releases (not checked) names those this change brings in
+                         new=(r.package, r.version) in changed) for r in mine if not r.releases]
         brought = {f"{name}=={version}" for name, version in changed}
         added += [Finding("audit", "deny" if r.level == "deny" else "warn", None, None,
                           f"{r.rule}: not checked for what this change brings in: "
