@@ -244,7 +244,7 @@ def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
     own = [name for name in tool if name.startswith("lockmirror-")]
     assert len(own) == 1 and sorted(set(tool) - set(own)) == sorted(tool_project.chosen)
     assert f"CPython {HOST_PYTHON} ({HOST_PLATFORM})" in tool_project.readme
-    assert 'pip" install --no-index --find-links tool/ lockmirror' in tool_project.readme
+    assert 'pip" install --no-index --find-links "$bundle/tool/"' in tool_project.readme
 
 
 def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | None = None) -> Path:
@@ -371,6 +371,37 @@ def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
     assert done.returncode != 0
     assert not (far / "lockmirror-venv").exists()
     assert says in done.stdout + done.stderr
+
+
+def test_readme_commands_run_nothing_the_bundle_smuggles_beside_the_checked_files(
+        tool_project: ToolProject, tmp_path: Path) -> None:
+    """A member a name filter lets through (``bundle.json.x``, a symbolic link to its
+    own directory) carrying ``logging.py``, which ``python3 -m venv`` would import
+    from the directory it runs in: it never runs, and what pip installs is checked."""
+    far = tmp_path / "far"
+    marker = tmp_path / "ran"
+    with tarfile.open(tool_project.bundle) as source:
+        members = [(m, source.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
+                   for m in source.getmembers()]
+    top = members[0][0].name.split("/")[0]
+    hostile = tmp_path / tool_project.bundle.name
+    payload = f"open({str(marker)!r}, 'w').write('ran')\n".encode()
+    with tarfile.open(hostile, "w", format=tarfile.GNU_FORMAT) as out:
+        for member, data in members:
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+        link = tarfile.TarInfo(f"{top}/bundle.json.x")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        out.addfile(link)
+        for name in (f"{top}/bundle.json.x/logging.py", f"{top}/logging.py"):
+            module = tarfile.TarInfo(name)
+            module.size = len(payload)
+            out.addfile(module, io.BytesIO(payload))
+    far_side_with(tool_project, far, hostile)
+    steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
+    done = run_pasted(steps, far, subprocess_env(offline=True, venv_first=True))
+    assert not marker.exists(), done.stdout + done.stderr
+    assert done.returncode != 0 and "not a regular file in the bundle" in done.stdout
+    assert not (far / "lockmirror-venv").exists()
 
 
 def test_readme_commands_stop_on_a_signed_bundle_whose_key_is_not_named_signer_pub(

@@ -88,9 +88,11 @@ def _install(stem: str, info: BundleInfo) -> str:
      ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
        tar -xf {stem}.tar -C "$dir" --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
        cd "$dir"/{stem}/
-{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", f"find {TOOL_DIR} ! -type d", TOOL_DIR)}
-       python3 -m venv "$here/lockmirror-venv"
-       "$here/lockmirror-venv/bin/pip" install --no-index --find-links {TOOL_DIR}/ lockmirror
+{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}")}
+       bundle=$(pwd); cd "$here"   # nothing of the bundle's on Python's path (-I too)
+       python3 -I -m venv "$here/lockmirror-venv"
+       "$here/lockmirror-venv/bin/pip" install --no-index --find-links "$bundle/{TOOL_DIR}/" \\
+           lockmirror
        echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
    On another Python or platform, or a Python older than lockmirror needs
    (Requires-Python {requires_python()}), pip says "No matching distribution", often
@@ -105,8 +107,6 @@ def _by_hand(stem: str, kind: str) -> str:
     if kind == DELTA:
         return ("Without lockmirror: a delta applies only with `lockmirror import`; check\n"
                 f"the bundle by hand with sha256sum -c {stem}.sha256 only.\n")
-    every_file = (f"find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} "
-                  f"! -path ./{SIGNATURE_NAME} | sed 's|^\\./||'")
     return f"""\
 Without lockmirror (no Python it runs on): check and unpack by hand with coreutils,
 tar and OpenSSH 8.1 or newer. ONE command again: paste it whole; it unpacks into a new
@@ -119,21 +119,24 @@ cat {stem}.tar.0* | tar -xf - -C "$dir" in place of tar -xf ...
        sha256sum -c {stem}.sha256
        tar -xf {stem}.tar -C "$dir"
        cd "$dir"/{stem}/
-{_checks(f"cat {SUMS_NAME}", every_file, ".")}
+{_checks(f"cat {SUMS_NAME}")}
        echo "checked ($signature): index/ is the mirror: $(pwd)/index" )
    Then copy that index/ to /srv/mirror and serve it with any static web server.
 """
 
 
-def _checks(listed: str, found: str, root: str) -> str:
+def _checks(listed: str) -> str:
     """The lines both paths share, run in ``$dir/<bundle>/``: the signature (when
     ``$here/signer.pub`` exists; a signed bundle without it stops, so a key kept
     under another name cannot skip the check), SHA256SUMS against the very entry
     bundle.json pins for it (not any hash bundle.json holds: a package's own
     metadata is a pinned member too), each file ``listed`` against its sha256
-    (``--strict``: no line skipped as malformed), that ``root`` holds regular
-    files only (a symbolic link checks now and points elsewhere once copied),
-    and the files ``found`` against the list (no other file)."""
+    (``--strict``: no line skipped as malformed), that nothing unpacked is other
+    than a regular file or a directory (a symbolic link checks now and points
+    elsewhere later, or lets a member land outside what is checked), and that the
+    bundle directory holds exactly the files ``listed`` besides the three lists."""
+    every_file = (f"find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} "
+                  f"! -path ./{SIGNATURE_NAME} | sed 's|^\\./||'")
     pinned = f'"   \\"sha256\\": \\"$(sha256sum {SUMS_NAME} | cut -d\' \' -f1)\\","'
     return "\n".join([
         '       if [ -e "$here/signer.pub" ]; then',
@@ -150,8 +153,8 @@ def _checks(listed: str, found: str, root: str) -> str:
         f'           = {pinned} \\',
         f'           || {{ echo "{SUMS_NAME} is not the list {INFO_NAME} pins"; exit 1; }}',
         f'       {listed} | sha256sum -c --strict --quiet -',
-        f'       test -z "$(find {root} ! -type d ! -type f)" \\',
+        '       test -z "$(find "$dir" ! -type d ! -type f)" \\',
         '           || { echo "not a regular file in the bundle"; exit 1; }',
-        f'       {found} | LC_ALL=C sort > "$dir.txt"',
+        f'       {every_file} | LC_ALL=C sort > "$dir.txt"',
         f'       {listed} | cut -c67- | LC_ALL=C sort | diff - "$dir.txt"',
     ])
