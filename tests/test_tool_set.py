@@ -293,7 +293,8 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
       the signature dropped;
     * ``resigned``: as ``stripped``, then signed with ``other_key``;
     * ``swapped-sums``: the wheel altered, SHA256SUMS replaced by README.txt's bytes
-      (a member bundle.json pins too).
+      (a member bundle.json pins too);
+    * ``dir-in-tool``: a project directory added to tool/ (its wheels untouched).
     """
     with tarfile.open(bundle) as source:
         members = [(m, source.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
@@ -301,7 +302,7 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
     top = members[0][0].name.split("/")[0]
     data = {m.name: d for m, d in members}
     wheel = next(n for n in data if re.search(r"/tool/lockmirror-[^/]*\.whl$", n))
-    if change != "added":
+    if change not in ("added", "dir-in-tool"):
         blob = data[wheel]
         assert blob is not None
         data[wheel] = blob[:-1] + bytes([blob[-1] ^ 1])
@@ -337,6 +338,14 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
             if blob is not None:
                 member.size = len(blob)
             target.addfile(member, io.BytesIO(blob) if blob is not None else None)
+            if change == "dir-in-tool" and member.isdir() and member.name.endswith("/tool"):
+                # a directory pip would take for a project and build, running its backend
+                folder = tarfile.TarInfo(member.name + "/lockmirror-999.tar.gz")
+                folder.type, folder.mode = tarfile.DIRTYPE, 0o111  # hidden from a non-root find
+                target.addfile(folder)
+                project = tarfile.TarInfo(folder.name + "/pyproject.toml")
+                project.size = 4
+                target.addfile(project, io.BytesIO(b"[x]\n"))
             if change == "added" and member.isdir() and member.name.endswith("/tool"):
                 extra = tarfile.TarInfo(member.name + "/lockmirror-99.0-py3-none-any.whl")
                 extra.size = 4
@@ -355,6 +364,7 @@ def _rewritten(bundle: Path, out: Path, change: str, *, other_key: Path | None =
     # SHA256SUMS replaced by another member bundle.json pins (a package's METADATA can
     # say anything): only SHA256SUMS's own entry vouches for it
     ("swapped-sums", "SHA256SUMS is not the list bundle.json pins"),
+    ("dir-in-tool", "not a regular file in the bundle"),
 ])
 def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
         tool_project: ToolProject, tmp_path: Path, change: str, says: str) -> None:

@@ -29,6 +29,10 @@ from ..formats.bundle_format import (
 )
 from .tool_set import requires_python
 
+# what must not be in an unpacked tool path: anything but regular files and
+# directories, and any directory inside tool/ (pip would build it as a project)
+_TOOL_ODD = f"\\( ! -type d ! -type f \\) -o \\( -type d -path '*/{TOOL_DIR}/*' \\)"
+
 
 def readme_text(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     """README.txt for the bundle ``info`` describes (``removes``: the releases a
@@ -88,7 +92,7 @@ def _install(stem: str, info: BundleInfo) -> str:
      ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
        tar -xf {stem}.tar -C "$dir" --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
        cd "$dir"/{stem}/
-{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}")}
+{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", _TOOL_ODD)}
        bundle=$(pwd); cd "$here"   # nothing of the bundle's on Python's path (-I too)
        python3 -I -m venv "$here/lockmirror-venv"
        "$here/lockmirror-venv/bin/pip" install --no-index --find-links "$bundle/{TOOL_DIR}/" \\
@@ -125,20 +129,22 @@ cat {stem}.tar.0* | tar -xf - -C "$dir" in place of tar -xf ...
 """
 
 
-def _checks(listed: str) -> str:
+def _checks(listed: str, odd: str = "! -type d ! -type f") -> str:
     """The lines both paths share, run in ``$dir/<bundle>/``: the signature (when
     ``$here/signer.pub`` exists; a signed bundle without it stops, so a key kept
     under another name cannot skip the check), SHA256SUMS against the very entry
     bundle.json pins for it (not any hash bundle.json holds: a package's own
     metadata is a pinned member too), each file ``listed`` against its sha256
-    (``--strict``: no line skipped as malformed), that nothing unpacked is other
-    than a regular file or a directory (a symbolic link checks now and points
-    elsewhere later, or lets a member land outside what is checked), and that the
-    bundle directory holds exactly the files ``listed`` besides the three lists."""
-    every_file = (f"find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} "
-                  f"! -path ./{SIGNATURE_NAME} | sed 's|^\\./||'")
+    (``--strict``: no line skipped as malformed), then, with every directory
+    made readable first (a mode set by the bundle must not hide a file from
+    ``find``; each ``find`` writes a file so its failure stops the command),
+    that nothing unpacked matches ``odd`` (anything but regular files and
+    directories: a symbolic link checks now and points elsewhere later) and
+    that the bundle directory holds exactly the files ``listed`` besides the
+    three lists."""
     pinned = f'"   \\"sha256\\": \\"$(sha256sum {SUMS_NAME} | cut -d\' \' -f1)\\","'
     return "\n".join([
+        '       chmod -R u+rwX "$dir"',
         '       if [ -e "$here/signer.pub" ]; then',
         '         printf \'signer %s\\n\' "$(cat "$here/signer.pub")" > "$here/allowed_signers"',
         f'         ssh-keygen -Y verify -f "$here/allowed_signers" -I signer '
@@ -153,8 +159,11 @@ def _checks(listed: str) -> str:
         f'           = {pinned} \\',
         f'           || {{ echo "{SUMS_NAME} is not the list {INFO_NAME} pins"; exit 1; }}',
         f'       {listed} | sha256sum -c --strict --quiet -',
-        '       test -z "$(find "$dir" ! -type d ! -type f)" \\',
-        '           || { echo "not a regular file in the bundle"; exit 1; }',
-        f'       {every_file} | LC_ALL=C sort > "$dir.txt"',
+        f'       find "$dir" {odd} > "$dir.odd"',
+        '       test ! -s "$dir.odd" \\',
+        '           || { echo "not a regular file in the bundle: $(sed q "$dir.odd")"; exit 1; }',
+        f'       find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} '
+        f'! -path ./{SIGNATURE_NAME} > "$dir.all"',
+        '       sed \'s|^\\./||\' "$dir.all" | LC_ALL=C sort > "$dir.txt"',
         f'       {listed} | cut -c67- | LC_ALL=C sort | diff - "$dir.txt"',
     ])
