@@ -299,8 +299,14 @@ def read_document(path: Path) -> dict[str, Any]:
     """The parsed TOML of the lockfile at ``path`` (one bounded parse, no PEP 751
     validation). Raises StaleLockError (missing), LockmirrorError (unreadable),
     InputError (exit 2: not UTF-8, not TOML)."""
-    try:  # as written (no newline translation), as installers and the index read it
-        text = path.read_bytes().decode("utf-8")
+    return load_toml(read_text(path), where=str(path))
+
+
+def read_text(path: Path) -> str:
+    """The text of the lockfile at ``path``, as written (no newline translation),
+    as installers and the index read it; errors as :func:`read_document`'s."""
+    try:
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise StaleLockError("lockfile is missing", where=str(path),
                              hint="run `doit lock`") from None
@@ -308,7 +314,6 @@ def read_document(path: Path) -> dict[str, Any]:
         raise InputError(f"cannot read the lockfile: {exc}", where=str(path)) from None
     except OSError as exc:
         raise LockmirrorError(f"cannot read the lockfile: {exc}", where=str(path)) from None
-    return load_toml(text, where=str(path))
 
 
 def _check_tool_tables(pylock: Pylock, tool: dict[str, Any]) -> None:

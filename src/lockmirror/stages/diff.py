@@ -32,7 +32,7 @@ from pathlib import Path
 from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
-from ..formats.lockfile import Lockfile, text_digest
+from ..formats.lockfile import Lockfile, read_text, text_digest
 from ..fsutil import first_of, plural
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
@@ -136,7 +136,7 @@ def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide
     paths: dict[str, str] = {}
     digests: dict[str, str] = {}
     for path in sorted(directory.glob(LOCKFILE_GLOB)):
-        text = _read_text(path)
+        text = read_text(path)
         name = _add(lockfiles, paths, Lockfile.loads(text, where=str(path)), str(path),
                     path.name)
         digests[name] = text_digest(text)
@@ -145,19 +145,12 @@ def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide
 
 def read_file(path: Path) -> LockfileSide:
     """One lockfile as a side; raises LockmirrorError naming it when invalid."""
-    text = _read_text(path)
+    text = read_text(path)
     lockfile = Lockfile.loads(text, where=str(path))
     name = _set_name(lockfile, path.name)
     return LockfileSide(str(path), {name: lockfile}, {name: str(path)}, single_file=True,
                         digests={name: text_digest(text)})
 
-
-def _read_text(path: Path) -> str:
-    """A lockfile's text, read once (parsed and hashed from the same bytes)."""
-    try:
-        return path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockmirrorError(f"cannot read: {exc}", where=str(path)) from None
 
 
 def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
