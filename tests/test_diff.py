@@ -368,18 +368,22 @@ def test_a_hand_edit_of_any_other_field_is_shown_never_no_changes() -> None:
 
 
 def test_a_build_tool_installers_now_take_by_default_is_an_alarm() -> None:
-    """setuptools, locked only to build an sdist, loses its group marker (or gets
-    the runtime group's): installing the set now installs it."""
+    """setuptools, which the lockfile calls build-only, loses its build group's marker (or
+    gets the runtime group's): installing the set would install it. lock never
+    writes that (a build tool that becomes a runtime dependency is no longer
+    build-only): an alarm, as lock --check's entry check says."""
     build = '"build-x" in dependency_groups'
-    before = _lock(dataclasses.replace(_pkg("setuptools", "80.0", why=("x: setuptools",)),
-                                       marker=build, build_only=True), requirements=("x",))
+    before = dataclasses.replace(
+        _lock(dataclasses.replace(_pkg("setuptools", "80.0", why=("x: setuptools",)),
+                                  marker=build, build_only=True), requirements=("x",)),
+        build_groups=("build-x",))
+    assert diff_lockfiles(_side(before), _side(before)).sets[0].alarms == ()
     for marker in (None, '"runtime" in dependency_groups'):
         after = dataclasses.replace(before, packages=(
             dataclasses.replace(before.packages[0], marker=marker),))
-        (alarm,) = [a for a in diff_lockfiles(_side(before), _side(after)).sets[0].alarms
-                    if a.kind == "groups"]
-        assert alarm.message == ("setuptools 80.0: installers now take it by default: it was "
-                                 "locked only to build sdists")
+        alarms = [a.message for a in diff_lockfiles(_side(before), _side(after)).sets[0].alarms]
+        assert ("setuptools 80.0: locked only to build sdists, yet its marker lets installers "
+                "take it by default") in alarms, alarms
 
 
 def test_a_changed_index_for_the_same_release_is_an_alarm() -> None:

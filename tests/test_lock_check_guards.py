@@ -263,3 +263,28 @@ def test_default_groups_edited_by_hand_fail_the_check(
                                  f'default-groups = [\n    "runtime",\n    "{group}",\n]'))
     assert cli.main(["lock", "--check", "--config", str(config)]) == 1
     assert "default-groups ['runtime', " in capsys.readouterr().err
+
+
+def test_a_build_only_entry_made_a_default_install_by_hand_fails_the_check(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """A build tool's build-group marker removed (or swapped for the runtime group's):
+    installing the set would install it. The entry check says so, with no network;
+    a lock never writes it (a build tool needed at run time is not build-only)."""
+    from test_lock import write_mirror
+
+    from lockmirror import cli
+
+    config = write_mirror(tmp_path, fixture_index, "  core:\n    requirements: [sdistonly]\n")
+    lock_sets(load_config(config))
+    path = tmp_path / "lockfiles" / "pylock.core.toml"
+    locked = Lockfile.read(path)
+    (tool,) = [p for p in locked.packages if p.build_only][:1]
+    assert cli.main(["lock", "--check", "--config", str(config)]) == 0
+    capsys.readouterr()
+    for marker in (None, '"runtime" in dependency_groups'):
+        dataclasses.replace(locked, packages=tuple(
+            dataclasses.replace(p, marker=marker) if p is tool else p
+            for p in locked.packages)).write(path)
+        assert cli.main(["lock", "--check", "--config", str(config)]) == 1
+        assert (f"{tool.name} {tool.version}: locked only to build sdists, yet its marker lets "
+                "installers take it by default") in capsys.readouterr().err

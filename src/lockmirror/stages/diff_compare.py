@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..formats.lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, LockedTarget, Lockfile
+from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from ..targets import Target
 from .diff_model import (
     Alarm,
@@ -180,10 +180,6 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
                if p.key in released]
     out = [Alarm("index", "", package.name, str(package.version), prior.index, package.index)
            for prior, package in in_both if prior.index != package.index]
-    out += [Alarm("groups", "", package.name, str(package.version), prior.marker or "",
-                  "installers now take it by default: it was locked only to build sdists")
-            for prior, package in in_both
-            if not _installed_by_default(prior) and _installed_by_default(package)]
     for package, file in sorted(new.iter_files(), key=lambda pf: pf[1].filename):
         was = before.get(file.filename)
         if was is None:
@@ -195,12 +191,6 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
             out.append(Alarm("host", file.filename, package.name, str(package.version),
                              url_host(was.url), url_host(file.url)))
     return (*out, *markers)
-
-
-def _installed_by_default(package: LockedPackage) -> bool:
-    """Whether installing the set takes ``package`` (its marker names no build group)."""
-    marker = package.marker or ""
-    return "dependency_groups" not in marker or f'"{RUNTIME_GROUP}" in dependency_groups' in marker
 
 
 def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:

@@ -127,11 +127,11 @@ class Finding:
 class Alarm:
     """A file that kept its name while its sha256 or its URL's host changed, a
     release whose index changed, an entry whose marker disagrees with the
-    targets it is locked for or that installers now take by default though it
-    was locked only to build sdists (``new``: how), or lockfile text changed
-    where no comparison reads (``text``: a hand edit of default-groups, ...)."""
+    targets it is locked for or lets installers take a build-only entry by
+    default (``new``: how), or lockfile text changed where no comparison reads
+    (``text``: a hand edit of default-groups, ...)."""
 
-    kind: Literal["sha256", "host", "index", "marker", "groups", "text"]
+    kind: Literal["sha256", "host", "index", "marker", "text"]
     filename: str
     package: str
     version: str
@@ -148,8 +148,6 @@ class Alarm:
             return f"{self.package} {self.version}: {self.new}"
         if self.kind == "index":
             return f"{self.package} {self.version}: index changed from {self.old} to {self.new}"
-        if self.kind == "groups":
-            return f"{self.package} {self.version}: {self.new}"
         if self.kind == "text":
             return self.new
         return f"{self.filename}: URL host changed from {self.old} to {self.new}"

@@ -340,8 +340,9 @@ def entry_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
     them (``[packages.tool.lockmirror] targets``, what ``diff`` and the index
     read): true on a target the entry is not locked for, so an installer there
     would take it, or false on every Python of one it is locked for, so an
-    installer there would leave it out; an entry locked for no target at all; a
-    second entry of one release. ``lock`` never writes one (:func:`merge_parts`):
+    installer there would leave it out; a build-only entry installers take by
+    default (its marker names no build group); an entry locked for no target at
+    all; a second entry of one release. ``lock`` never writes one (:func:`merge_parts`):
     it is a hand edit. No network; the lockfile alone (its own target records).
     (entry, what is wrong)."""
     from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
@@ -367,6 +368,14 @@ def entry_problems(lockfile: Lockfile) -> list[tuple[LockedPackage, str]]:
         except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName) as error:
             problems.append((package, f"its marker cannot be evaluated ({error})"))
             continue
+        if package.build_only and lockfile.build_groups and (marker is None or any(
+                marker.evaluate(env, "lock_file")
+                for name in package.targets if name in targets
+                for _, groups, env in lock_environments(targets[name], package.marker or "",
+                                                        lockfile.build_groups)
+                if RUNTIME_GROUP in groups)):
+            problems.append((package, "locked only to build sdists, yet its marker lets "
+                                      "installers take it by default"))
         for name, holds in active.items():
             if holds and name not in package.targets:
                 problems.append((package, f"its marker is true on target {name}, which it is "
