@@ -249,7 +249,7 @@ def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
 
 def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | None = None) -> Path:
     """``directory`` as README.txt expects it: the bundle and the signer's public key."""
-    directory.mkdir()
+    directory.mkdir(parents=True)
     shutil.copy(bundle or tool_project.bundle, directory / tool_project.bundle.name)
     shutil.copy(tool_project.public_key, directory / "signer.pub")
     return directory
@@ -412,6 +412,29 @@ def test_readme_commands_run_nothing_the_bundle_smuggles_beside_the_checked_file
     assert not marker.exists(), done.stdout + done.stderr
     assert done.returncode != 0 and "not a regular file in the bundle" in done.stdout
     assert not (far / "lockmirror-venv").exists()
+
+
+def test_readme_commands_take_a_project_named_tool_and_a_directory_named_tool(
+        tool_project: ToolProject, tmp_path: Path) -> None:
+    """Honest cases a path pattern could trip: a mirror with a project named
+    ``tool`` (index/simple/tool/ must not be unpacked as if it were tool/), and an
+    operator working under a directory named ``tool``."""
+    with tarfile.open(tool_project.bundle) as source:
+        members = [(m, source.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
+                   for m in source.getmembers()]
+    top = members[0][0].name.split("/")[0]
+    named = tmp_path / tool_project.bundle.name
+    with tarfile.open(named, "w", format=tarfile.GNU_FORMAT) as out:
+        for member, data in members:
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+        page = tarfile.TarInfo(f"{top}/index/simple/tool/index.html")
+        page.size = 5
+        out.addfile(page, io.BytesIO(b"<a/>\n"))
+    far = far_side_with(tool_project, tmp_path / "tool" / "far", named)
+    steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
+    done = run_pasted(steps, far, subprocess_env(offline=True, venv_first=True))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checked (its signature checked against signer.pub) and installed" in done.stdout
 
 
 def test_readme_commands_stop_on_a_signed_bundle_whose_key_is_not_named_signer_pub(

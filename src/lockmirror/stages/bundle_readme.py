@@ -29,10 +29,6 @@ from ..formats.bundle_format import (
 )
 from .tool_set import requires_python
 
-# what must not be in an unpacked tool path: anything but regular files and
-# directories, and any directory inside tool/ (pip would build it as a project)
-_TOOL_ODD = f"\\( ! -type d ! -type f \\) -o \\( -type d -path '*/{TOOL_DIR}/*' \\)"
-
 
 def readme_text(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     """README.txt for the bundle ``info`` describes (``removes``: the releases a
@@ -90,9 +86,10 @@ def _install(stem: str, info: BundleInfo) -> str:
    signature was checked. A split bundle:
    cat {stem}.tar.0* | tar -xf - ... in place of tar -xf {stem}.tar ...
      ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
-       tar -xf {stem}.tar -C "$dir" --wildcards '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
+       tar -xf {stem}.tar -C "$dir" --wildcards --no-wildcards-match-slash \\
+           '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
        cd "$dir"/{stem}/
-{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", _TOOL_ODD)}
+{_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", TOOL_DIR)}
        bundle=$(pwd); cd "$here"   # nothing of the bundle's on Python's path (-I too)
        python3 -I -m venv "$here/lockmirror-venv"
        "$here/lockmirror-venv/bin/pip" install --no-index --find-links "$bundle/{TOOL_DIR}/" \\
@@ -129,7 +126,7 @@ cat {stem}.tar.0* | tar -xf - -C "$dir" in place of tar -xf ...
 """
 
 
-def _checks(listed: str, odd: str = "! -type d ! -type f") -> str:
+def _checks(listed: str, no_folders_in: str | None = None) -> str:
     """The lines both paths share, run in ``$dir/<bundle>/``: the signature (when
     ``$here/signer.pub`` exists; a signed bundle without it stops, so a key kept
     under another name cannot skip the check), SHA256SUMS against the very entry
@@ -138,10 +135,11 @@ def _checks(listed: str, odd: str = "! -type d ! -type f") -> str:
     (``--strict``: no line skipped as malformed), then, with every directory
     made readable first (a mode set by the bundle must not hide a file from
     ``find``; each ``find`` writes a file so its failure stops the command),
-    that nothing unpacked matches ``odd`` (anything but regular files and
-    directories: a symbolic link checks now and points elsewhere later) and
-    that the bundle directory holds exactly the files ``listed`` besides the
-    three lists."""
+    that nothing unpacked is anything but a regular file or a directory (a
+    symbolic link checks now and points elsewhere later), that
+    ``no_folders_in`` holds no directory (pip builds one in ``tool/`` as a
+    project), and that the bundle directory holds exactly the files ``listed``
+    besides the three lists."""
     pinned = f'"   \\"sha256\\": \\"$(sha256sum {SUMS_NAME} | cut -d\' \' -f1)\\","'
     return "\n".join([
         '       chmod -R u+rwX "$dir"',
@@ -159,7 +157,9 @@ def _checks(listed: str, odd: str = "! -type d ! -type f") -> str:
         f'           = {pinned} \\',
         f'           || {{ echo "{SUMS_NAME} is not the list {INFO_NAME} pins"; exit 1; }}',
         f'       {listed} | sha256sum -c --strict --quiet -',
-        f'       find "$dir" {odd} > "$dir.odd"',
+        '       find "$dir" ! -type d ! -type f > "$dir.odd"',
+        *([f'       find {no_folders_in} -mindepth 1 -type d >> "$dir.odd"']
+          if no_folders_in else []),
         '       test ! -s "$dir.odd" \\',
         '           || { echo "not a regular file in the bundle: $(sed q "$dir.odd")"; exit 1; }',
         f'       find . ! -type d ! -path ./{SUMS_NAME} ! -path ./{INFO_NAME} '
