@@ -456,6 +456,9 @@ def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
     assert "--pubkey" in str(error)
     refused(mirror, [signed.path], "this import checks none")  # the same bundle too
     assert not import_bundle([signed.path], mirror.root, pubkey=public).changed
+    # a record that cannot be read still requires a check: the guard fails closed
+    (mirror.root / ".lockmirror" / "signer").write_bytes(b"\xff\xfe")
+    refused(mirror, [mirror.good.path], "this import checks none")
 
 
 # --------------------------------------------------------------------------

@@ -278,7 +278,7 @@ def test_a_build_only_entry_made_a_default_install_by_hand_fails_the_check(
     lock_sets(load_config(config))
     path = tmp_path / "lockfiles" / "pylock.core.toml"
     locked = Lockfile.read(path)
-    (tool,) = [p for p in locked.packages if p.build_only][:1]
+    tool = next(p for p in locked.packages if p.build_only)
     assert cli.main(["lock", "--check", "--config", str(config)]) == 0
     capsys.readouterr()
     for marker in (None, '"runtime" in dependency_groups'):

@@ -69,11 +69,6 @@ def readme_commands(readme: str, start: str, end: str | None) -> str:
     return "\n".join(line for line in lines[first:last] if line.startswith("     ")) + "\n"
 
 
-def run_shell(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-
-
 # --------------------------------------------------------------------------
 # Which targets, which wheels
 # --------------------------------------------------------------------------

@@ -317,10 +317,12 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
-    retained = []  # the earlier revisions the index serves too, checked as the index does
+    # the earlier revisions the index serves too, checked as fetch and the index check
+    # them: by the rules that need no source (they lay under their own commit's sources)
+    retained = []
     for revision in retention(loaded, now=datetime.now(UTC)).kept:
         if revision.set_name in names:
-            check_lockfile_urls(revision.lockfile, revision.where, loaded.config.sources)
+            check_lockfile_urls(revision.lockfile, revision.where, None)
             retained.append((revision.lockfile, revision.note))
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,

@@ -95,6 +95,11 @@ class DiskCache:
     def _blob_path(self, key: str) -> Path:
         return self.root / "blobs" / key[:2] / key
 
+    def blob_folders(self) -> list[Path]:
+        """The folders the blobs live in (``gc`` reads them), sorted; none yet: []."""
+        blobs = self.root / "blobs"
+        return sorted(p for p in blobs.iterdir() if p.is_dir()) if blobs.is_dir() else []
+
     def blob(self, key: str) -> bytes | None:
         """The bytes kept under ``key`` (a sha256 hex digest, maybe with a suffix)."""
         try:

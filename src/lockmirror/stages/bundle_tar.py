@@ -116,8 +116,7 @@ class Layout:
         does not match its manifest entry, or when the output cannot be
         written (full disk, ...); no volume or temporary file is left then.
         """
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
+        try:  # out_dir exists: bundle_write.writing_in made it
             writer = VolumeWriter(out_dir, names, volume_size)
         except OSError as exc:
             raise output_error(exc, out_dir) from None

@@ -40,6 +40,7 @@ from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
 from ..formats.store import Store
 from ..fsutil import disk_bytes, format_size, plural
+from ..net.disk_cache import DiskCache
 from .fetch_plan import plan
 from .installers import stale_work
 
@@ -137,11 +138,10 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
         found += _store_files(store, needed)
         found += _partials(store, needed, dry_run)
     cache = loaded.cache_dir
-    # lock's immutable cache (net/disk_cache: blobs/<2>/<sha256>[.METADATA]) and its
+    # lock's immutable cache (net/disk_cache: blobs named <sha256>[.METADATA]) and its
     # sdist builds' answers (resolve/sdist_metadata: metadata/<sha256>.<suffix>)
-    http_blobs = cache / "http" / "blobs"
-    for prefix in sorted(http_blobs.iterdir()) if http_blobs.is_dir() else ():
-        found += _keyed_by_sha256(prefix, needed)
+    for folder in DiskCache(cache / "http").blob_folders():
+        found += _keyed_by_sha256(folder, needed)
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
     found += [Removal(path, "check-install leftover", disk_bytes(path))
               for path in stale_work(cache / "verify")]

@@ -81,9 +81,10 @@ def bundle_name(mirror: Path) -> str | None:
 def require_signature_check(mirror: Path, trusted: object | None) -> None:
     """Refuse an import that checks no signature (``trusted`` None) into a mirror
     whose last bundle's signature was checked: a forgotten ``--pubkey`` must not
-    let a carrier's unsigned full, delta or refresh bundle in."""
-    signer = _state_line(mirror, IMPORT_SIGNER)
-    if signer is not None and trusted is None:
+    let a carrier's unsigned full, delta or refresh bundle in. A record that cannot
+    be read counts as one (the guard fails closed)."""
+    if trusted is None and os.path.lexists(mirror / IMPORT_SIGNER):
+        signer = _state_line(mirror, IMPORT_SIGNER) or f"named in {IMPORT_SIGNER} (unreadable)"
         raise LockmirrorError(
             f"holds bundles whose signature was checked against the key {signer}; this "
             "import checks none", where=str(mirror),
