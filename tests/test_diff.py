@@ -577,6 +577,22 @@ def test_exit_code_tells_a_difference_from_an_error(tmp_path: Path,
     assert cli.main(["diff", str(before), str(tmp_path / "nowhere.toml"), "--exit-code",
                      "--config", str(tmp_path / "mirror.yaml")]) == 2
     assert "error:" in capsys.readouterr().err
+    # an output that cannot be written is an error too, not "they differ"
+    assert cli.main(["diff", str(before), str(before), "--exit-code",
+                     "--output", str(before / "out.md")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_git_external_driver_takes_an_added_lockfile(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """git hands /dev/null for the missing side of an added lockfile: a driver that
+    fails would abort the whole git diff."""
+    new = tmp_path / "pylock.core.toml"
+    _lock(_pkg("a", "1", why=("core: a",))).write(new)
+    assert cli.main(["diff", "--git-external", "lockfiles/pylock.core.toml", "/dev/null", ".",
+                     ".", str(new), "abc", "100644"]) == 0
+    out = capsys.readouterr().out
+    assert "set core (new set)" in out
 
 
 def test_files_and_directories_need_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -957,7 +973,9 @@ def test_an_audit_that_could_not_check_names_what_the_change_brings_in() -> None
     row = AuditRow(package="", version="", rule="vulnerabilities", level="warn",
                    message="vulnerabilities were not checked for 2 of 40 releases (...): why",
                    sets=("core",), releases=("six==1.0", "urllib3==2.0.4"))
-    diff = with_audit(diff_lockfiles(_side(before), _side(after)), [row])
+    noted = dataclasses.replace(diff_lockfiles(_side(before), _side(after)), notes=("n",))
+    diff = with_audit(noted, [row])
+    assert diff.notes == ("n",)  # what the diff could not do stays said
     # the row's text about the whole mirror (other sets' releases too) is not repeated
     assert [(f.message, f.new) for f in diff.sets[0].findings if f.kind == "audit"] == [
         ("vulnerabilities: not checked for what this change brings in: urllib3==2.0.4", True)]

@@ -79,12 +79,21 @@ def run(args: argparse.Namespace) -> int:
     from ..stages import diff as stage
     from ..stages import diff_render
 
-    # The command line is where the clock is read.
-    try:
+    render = {"text": diff_render.render_text, "markdown": diff_render.render_markdown,
+              "json": diff_render.render_json}[args.format]
+    try:  # the command line is where the clock is read
         diff = stage.run(args.old, args.new, config=Path(args.config),
                          branches=_branches(args.base),
                          audit_now=datetime.now(UTC) if args.audit else None,
                          offline=args.offline)
+        text = render(diff)
+        if args.output:
+            atomic_write(Path(args.output), text)
+    except OSError as exc:  # the output could not be written
+        error = LockmirrorError(f"cannot write: {exc.strerror or exc}",
+                                where=str(exc.filename or args.output))
+        error.exit_code = 2 if args.exit_code else 1
+        raise error from None
     except LockmirrorError as error:
         if args.exit_code and error.exit_code == 1:  # 1 means "they differ" here
             error.exit_code = 2
@@ -92,11 +101,6 @@ def run(args: argparse.Namespace) -> int:
     if args.output:  # else the notes are in what is printed
         for note in diff.notes:
             print(f"lockmirror: warning: {note}", file=sys.stderr)
-    render = {"text": diff_render.render_text, "markdown": diff_render.render_markdown,
-              "json": diff_render.render_json}[args.format]
-    text = render(diff)
-    if args.output:
-        atomic_write(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return 1 if args.exit_code and diff.changed else 0

@@ -267,7 +267,8 @@ def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:
     old_map, new_map = dict(old.lockfiles), dict(new.lockfiles)
     old_paths, new_paths = dict(old.paths), dict(new.paths)
     old_digests = dict(old.digests)
-    if old.single_file and new.single_file and set(old_map) != set(new_map):
+    if (old.single_file and new.single_file and len(old_map) == len(new_map) == 1
+            and set(old_map) != set(new_map)):
         (old_name, lock), = old_map.items()
         new_name = next(iter(new_map))
         old_map, old_paths = {new_name: lock}, {new_name: old_paths[old_name]}

@@ -296,5 +296,5 @@ def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
         if status == "unchanged" and any(f.new for f in findings):
             status = "changed"
         sets.append(dataclasses.replace(set_diff, findings=findings, status=status))
-    return LockDiff(diff.old_label, diff.new_label, tuple(sets))
+    return dataclasses.replace(diff, sets=tuple(sets))  # its notes kept
 
