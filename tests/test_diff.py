@@ -565,6 +565,15 @@ def test_an_edit_no_comparison_reads_is_never_no_changes(tmp_path: Path,
     out = capsys.readouterr().out
     assert "no changes" not in out
     assert "! set core: the lockfile's text changed where this diff does not compare" in out
+    # beside a version bump too: a hostile change cannot hide behind a routine one
+    _lock(_pkg("a", "2", why=("core: a",))).write(after)
+    text = after.read_text()
+    after.write_text(text.replace('created-by = "lockmirror"\n',
+                                  'created-by = "lockmirror"\ndefault-groups = ["build-x"]\n', 1))
+    assert cli.main(["diff", str(before), str(after)]) == 0
+    out = capsys.readouterr().out
+    assert "a 1 -> 2" in out  # the bump shows, and so does the edit beside it
+    assert "! set core: the lockfile's text changed where this diff does not compare" in out
 
 
 def test_exit_code_tells_a_difference_from_an_error(tmp_path: Path,

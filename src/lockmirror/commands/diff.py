@@ -163,14 +163,14 @@ def _side_text(file: str) -> str:
 
 
 def _side(text: str, label: str) -> LockfileSide:
-    from ..stages.diff import LockfileSide
+    from ..stages.diff import LockfileSide, TextFacts
 
     if not text.strip():
         return LockfileSide(label, {}, {}, single_file=True)
     lockfile = Lockfile.loads(text, where=label)
     return LockfileSide(label, {lockfile.set_name: lockfile},
                         {lockfile.set_name: label}, single_file=True,
-                        digests={lockfile.set_name: text_digest(text)})
+                        texts={lockfile.set_name: TextFacts.of(lockfile, text)})
 
 
 def _branches(explicit: str | None) -> list[str]:

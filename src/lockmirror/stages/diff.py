@@ -124,7 +124,21 @@ class LockfileSide:
     lockfiles: Mapping[str, Lockfile]
     paths: Mapping[str, str] = field(default_factory=dict)
     single_file: bool = False  # given as one lockfile path: pairs with any one set
-    digests: Mapping[str, str] = field(default_factory=dict)  # set -> sha256 of its text
+    # set -> its text's digest and whether it is the text lock writes for it
+    texts: Mapping[str, TextFacts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextFacts:
+    """What a lockfile's text says beyond its parsed content."""
+
+    digest: str  # formats.lockfile.text_digest
+    as_lock_writes: bool  # the text Lockfile.dumps writes for its content
+
+    @classmethod
+    def of(cls, lockfile: Lockfile, text: str) -> TextFacts:
+        digest = text_digest(text)
+        return cls(digest, digest == text_digest(lockfile.dumps()))
 
 
 def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide:
@@ -134,13 +148,13 @@ def read_directory(directory: Path, *, label: str | None = None) -> LockfileSide
     """
     lockfiles: dict[str, Lockfile] = {}
     paths: dict[str, str] = {}
-    digests: dict[str, str] = {}
+    texts: dict[str, TextFacts] = {}
     for path in sorted(directory.glob(LOCKFILE_GLOB)):
         text = read_text(path)
-        name = _add(lockfiles, paths, Lockfile.loads(text, where=str(path)), str(path),
-                    path.name)
-        digests[name] = text_digest(text)
-    return LockfileSide(label or str(directory), lockfiles, paths, digests=digests)
+        lockfile = Lockfile.loads(text, where=str(path))
+        texts[_add(lockfiles, paths, lockfile, str(path), path.name)] = TextFacts.of(
+            lockfile, text)
+    return LockfileSide(label or str(directory), lockfiles, paths, texts=texts)
 
 
 def read_file(path: Path) -> LockfileSide:
@@ -149,7 +163,7 @@ def read_file(path: Path) -> LockfileSide:
     lockfile = Lockfile.loads(text, where=str(path))
     name = _set_name(lockfile, path.name)
     return LockfileSide(str(path), {name: lockfile}, {name: str(path)}, single_file=True,
-                        digests={name: text_digest(text)})
+                        texts={name: TextFacts.of(lockfile, text)})
 
 
 
@@ -167,16 +181,16 @@ def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
     listing = run_git(repo, "ls-tree", "--name-only", "-z", commit, "--", f"{prefix}/")
     lockfiles: dict[str, Lockfile] = {}
     paths: dict[str, str] = {}
-    digests: dict[str, str] = {}
+    texts: dict[str, TextFacts] = {}
     for member in sorted(n for n in listing.split("\0") if n):
         name = member.rsplit("/", 1)[-1]
         if not Path(name).match(LOCKFILE_GLOB):
             continue
         where = f"{revision}:{member}"
         text = run_git(repo, "show", f"{commit}:{member}", failed=f"cannot read {where}")
-        added = _add(lockfiles, paths, Lockfile.loads(text, where=where), where, name)
-        digests[added] = text_digest(text)
-    return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths, digests=digests)
+        lockfile = Lockfile.loads(text, where=where)
+        texts[_add(lockfiles, paths, lockfile, where, name)] = TextFacts.of(lockfile, text)
+    return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths, texts=texts)
 
 
 def load_lockfiles(spec: str, *, repo: Path, lockfile_dir: str) -> LockfileSide:
@@ -266,29 +280,33 @@ def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:
     """
     old_map, new_map = dict(old.lockfiles), dict(new.lockfiles)
     old_paths, new_paths = dict(old.paths), dict(new.paths)
-    old_digests = dict(old.digests)
+    old_texts = dict(old.texts)
     if (old.single_file and new.single_file and len(old_map) == len(new_map) == 1
             and set(old_map) != set(new_map)):
         (old_name, lock), = old_map.items()
         new_name = next(iter(new_map))
         old_map, old_paths = {new_name: lock}, {new_name: old_paths[old_name]}
-        old_digests = {new_name: old.digests[old_name]} if old_name in old.digests else {}
+        old_texts = {new_name: old.texts[old_name]} if old_name in old.texts else {}
     sets = tuple(
         _text_checked(diff_set(name, old_map.get(name), new_map.get(name),
                                old_paths.get(name), new_paths.get(name)),
-                      old_digests.get(name), new.digests.get(name))
+                      old_texts.get(name), new.texts.get(name))
         for name in sorted(set(old_map) | set(new_map)))
     return LockDiff(old.label, new.label, sets)
 
 
-def _text_checked(set_diff: SetDiff, old_digest: str | None, new_digest: str | None
+def _text_checked(set_diff: SetDiff, old: TextFacts | None, new: TextFacts | None
                   ) -> SetDiff:
-    """``set_diff``, never "unchanged" when the two lockfiles' bytes differ: a
-    part no comparison reads (``default-groups``, a comment) changed."""
-    if set_diff.status != "unchanged" or old_digest is None or old_digest == new_digest:
+    """``set_diff`` with an alarm when NEW's text changed in a part no comparison
+    reads (``default-groups``, a comment): it is no longer the text lock writes
+    while OLD's was (whatever else changed beside it), or the two texts differ
+    while their content compares equal (an old lockfile written otherwise)."""
+    if old is None or new is None or old.digest == new.digest:
         return set_diff
-    return dataclasses.replace(set_diff, status="changed", alarms=(Alarm(
-        "text", "", "", "", old_digest, "the lockfile's text changed where this diff does not "
+    if new.as_lock_writes or (not old.as_lock_writes and set_diff.status != "unchanged"):
+        return set_diff
+    return dataclasses.replace(set_diff, status="changed", alarms=(*set_diff.alarms, Alarm(
+        "text", "", "", "", old.digest, "the lockfile's text changed where this diff does not "
         "compare (default-groups, dependency-groups, environments, a comment): lock writes "
-        "no such change; lockmirror lock --check says what differs"),))
+        "no such change; lockmirror lock --check says what differs")))
 
