@@ -11,7 +11,6 @@ nearest versions that do.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..config import LoadedConfig, load_config
@@ -48,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     unset = [(("sources", i, field), f"environment variable {variable} is not set (lock "
               "and fetch need it for this source's credentials)")
              for i, field, variable in unset_credentials(config.sources)]
-    if unset and args.online:  # the sources are asked now
-        raise loaded.problems_at(unset, args.path)
-    for line in loaded.problems_at(unset, args.path).problems:  # a CI job without the secret
-        print(f"lockmirror: warning: {line}", file=sys.stderr)
+    if unset:
+        problem = loaded.problems_at(unset, args.path)
+        if args.online:  # the sources are asked now
+            raise problem
+        for line in problem.problems:  # a CI job without the secret: a warning
+            print(f"lockmirror: warning: {line}", file=sys.stderr)
     checked = ""
     if args.online:
         projects = _check_online(loaded, args.path)
@@ -67,8 +68,6 @@ def _check_online(loaded: LoadedConfig, filename: str) -> int:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    from ..config_yaml import PositionedYaml
-    from ..errors import ConfigError
     from ..net.index_client import IndexClient
     from ..resolve.requirement_check import check_requirements
 
@@ -77,9 +76,6 @@ def _check_online(loaded: LoadedConfig, filename: str) -> int:
                      cache_dir=loaded.cache_dir / "http") as client:
         problems = check_requirements(loaded, client)
     if problems:
-        doc = PositionedYaml(loaded.text, filename, os.environ)
-        for path, message in problems:
-            doc.problem(path, message)
-        raise ConfigError(doc.problems)
+        raise loaded.problems_at(problems, filename)
     return len({canonicalize_name(Requirement(r).name) for spec in config.sets.values()
                 for r in spec.requirements})
