@@ -216,30 +216,29 @@ def test_check_parses_each_lockfile_once(locked: Path, capsys: pytest.CaptureFix
     assert parsed.count(str(lockfile_of(locked))) == 1, parsed
 
 
-def test_resolve_compares_what_lock_writes_not_its_memory() -> None:  # resolve_mismatches
-    """A fresh lock holds Requires-Python as the index gave it ('>=3.8,<4.0');
-    the file holds it normalized: compared as written, they are the same
-    (three false lines buried the real one)."""
-    from packaging.utils import canonicalize_name
-    from packaging.version import Version
+def test_resolve_compares_what_lock_writes_not_its_memory(
+        tmp_path: Path, make_index: Callable[..., FixtureIndex],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An index gives Requires-Python as '>=3.8,<4.0'; the lockfile holds it
+    normalized. A fresh lock compared as written is identical (compared from
+    memory it gave a false line per such release, burying the real one)."""
+    from fixtureindex import build_wheel
 
-    from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-    from lockmirror.stages.lock_check import describe_differences
-
-    target = LockedTarget("linux", "3.11", "cp", ("manylinux_2_17_x86_64",),
-                          "sys_platform == 'linux'")
-    fresh = Lockfile(set_name="core", requirements=("a",), targets=(target,),
-                     packages=(LockedPackage(name=canonicalize_name("a"), version=Version("1"),
-                                             targets=("linux",), index="https://i/simple/",
-                                             requires_python=">=3.8,<4.0",
-                                             wheels=(LockedFile("a-1-py3-none-any.whl",
-                                                                "https://i/a-1-py3-none-any.whl",
-                                                                1, "0" * 64),)),),
-                     input_hash="sha256:" + "0" * 64)
-    text = fresh.dumps()
-    committed = Lockfile.loads(text)
-    assert committed.packages[0].requires_python != fresh.packages[0].requires_python
-    lines = describe_differences(committed, fresh, text, text + " ")
-    assert [line for line in lines if "requires_python" in line]  # compared from memory
-    lines = describe_differences(committed, Lockfile.loads(text), text, text + " ")
-    assert not [line for line in lines if "requires_python" in line]  # as written
+    files = tmp_path / "files"
+    files.mkdir()
+    build_wheel(files, "ordered", "1.0", requires_python=">=3.8,<4.0")
+    index = make_index(files, upload_times={}, yanked={})
+    config = tmp_path / "mirror.yaml"
+    config.write_text(MIRROR.format(url=index.url, cache=tmp_path / "cache")
+                      .replace("[beta, native]", "[ordered]"))
+    lock_sets(load_config(config))
+    assert 'requires-python = "<4.0,>=3.8"' in lockfile_of(config).read_text()
+    status, out = check(config, capsys, "--resolve")
+    assert status == 0, out
+    assert "re-resolved: identical" in out
+    # another difference (a comment edited): only it is named, no requires_python line
+    path = lockfile_of(config)
+    path.write_text(path.read_text().replace("Do not edit", "Please edit"))
+    status, out = check(config, capsys, "--resolve")
+    assert status == 1 and "line 1 differs from what `lock` writes" in out
+    assert "requires_python" not in out

@@ -259,7 +259,7 @@ def resolve_mismatches(loaded: LoadedConfig, names: Sequence[str],
         path = loaded.lockfile_path(result.set_name)
         committed = path.read_text(encoding="utf-8")
         fresh = result.lockfile.dumps()
-        if committed != fresh:  # both sides as read back from their text
+        if committed != fresh:
             # both as read back from their text (a Requires-Python's clause order, ...)
             out += [f"{path}: {line}" for line in
                     describe_differences(Lockfile.loads(committed, where=str(path)),
