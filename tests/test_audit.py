@@ -194,6 +194,36 @@ def test_pypi_json_without_release_json_checks_the_latest_and_says_what_it_could
         ("vulny", "1.1"): [report.rows[1].message]}
 
 
+def test_pypi_json_without_a_vulnerabilities_list_is_not_checked(tmp_path: Path) -> None:
+    """A JSON API answer that leaves ``vulnerabilities`` out (a proxy's) says nothing
+    about advisories: the release is reported as not checked, never as clean."""
+    import http.server
+    import threading
+    from functools import partial
+
+    for version, body in (("1.0", {"info": {"name": "six", "version": "1.0"}, "urls": []}),
+                          ("2.0", {"info": {}, "vulnerabilities": [None]}),
+                          ("3.0", {"info": {}, "vulnerabilities": []})):
+        page = tmp_path / "pypi" / "six" / version / "json"
+        page.parent.mkdir(parents=True)
+        page.write_text(json.dumps(body))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/pypi/"
+        source = PypiJsonSource(url, make_session(retries=0))
+        for version in ("1.0", "2.0", "3.0"):
+            assert source.advisories_for(canonicalize_name("six"), Version(version)) == []
+        assert source.unchecked(canonicalize_name("six"), Version("1.0")) == (
+            f"pypi-json:{url} answers JSON without a list of vulnerabilities")
+        assert source.unchecked(canonicalize_name("six"), Version("2.0")) is not None
+        assert source.unchecked(canonicalize_name("six"), Version("3.0")) is None  # clean
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_expired_exception_is_a_denied_finding_and_stops_waiving(
         catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
     report = run_audit(catalogue, fixture_index, None, """\

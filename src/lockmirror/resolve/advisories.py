@@ -175,6 +175,11 @@ class PypiJsonSource:
             data = _get_json(self.session, f"{self.url}{name}/{version}/json", missing_ok=True)
             if data is None:
                 data = self._from_project(name, version)
+            if data is not None and not _lists_vulnerabilities(data):
+                # an answer that says nothing about advisories is no "clean"
+                self._unchecked[key] = (f"{self.label} answers JSON without a list of "
+                                        "vulnerabilities")
+                data = None
             self._cache[key] = self._advisories(data) if data is not None else []
         return self._cache[key]
 
@@ -201,7 +206,7 @@ class PypiJsonSource:
 
     def _advisories(self, data: Any) -> list[Advisory]:
         found = []
-        for vuln in (data or {}).get("vulnerabilities") or ():
+        for vuln in data["vulnerabilities"]:
             if vuln.get("withdrawn"):
                 continue
             found.append(Advisory(
@@ -213,6 +218,13 @@ class PypiJsonSource:
                 source=self.label,
             ))
         return sorted(found, key=lambda a: a.id)
+
+
+def _lists_vulnerabilities(data: Any) -> bool:
+    """Whether a JSON API answer carries a ``vulnerabilities`` list (PyPI's
+    always does, empty when none is known; a proxy's may leave it out)."""
+    found = data.get("vulnerabilities") if isinstance(data, dict) else None
+    return isinstance(found, list) and all(isinstance(vuln, dict) for vuln in found)
 
 
 def _same_version(text: str, version: Version) -> bool:
