@@ -377,6 +377,9 @@ def test_advisory_sources_are_checked() -> None:
                 - {kind: pypi-json, path: x}
                 - {kind: osv-api, url: "ftp://osv"}
                 - {kind: nvd}
+                - {kind: pypi-json, url: "http://proxy.example/pypi/"}
+                - {kind: pypi-json, url: "http://proxy.example/pypi/", allow_http: true}
+                - {kind: osv-api, url: "http://127.0.0.1:8080/"}
             """))
     assert [p.split(": ", 1)[1] for p in caught.value.problems] == [
         ("policy.advisory_sources[0]: an osv-offline source needs 'path' (a directory or .zip "
@@ -386,6 +389,9 @@ def test_advisory_sources_are_checked() -> None:
         "policy.advisory_sources[2].url: 'ftp://osv' is not an http(s) URL",
         ("policy.advisory_sources[3].kind: input should be 'pypi-json', 'osv-api' or "
         "'osv-offline', got 'nvd'"),
+        ("policy.advisory_sources[4].url: 'http://proxy.example/pypi/' is plain http: anyone "
+         "on the path can hide advisories (use https, or say `allow_http: true` for a network "
+         "you trust)"),
     ]
 
 

@@ -308,6 +308,22 @@ def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tup
         url = source.get("url")
         if isinstance(url, str) and not re.match(r"^https?://", url):
             yield (("policy", "advisory_sources", i, "url"), f"'{url}' is not an http(s) URL")
+        elif (isinstance(url, str) and url.startswith("http://") and not source.get("allow_http")
+              and not _loopback_url(url)):
+            yield (("policy", "advisory_sources", i, "url"),
+                   f"'{url}' is plain http: anyone on the path can hide advisories (use "
+                   "https, or say `allow_http: true` for a network you trust)")
+
+
+def _loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    from .formats.url_policy import is_loopback  # only for an http:// advisory source
+
+    try:
+        return is_loopback(urlsplit(url).hostname or "")
+    except ValueError:  # a malformed port or host
+        return False
 
 
 # Rules an exception may waive by name (see lockmirror.resolve.policy); anything else

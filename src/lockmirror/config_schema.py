@@ -132,6 +132,8 @@ class AdvisorySourceConfig(_Strict):
     kind: Literal["pypi-json", "osv-api", "osv-offline"]
     url: str | None = None
     path: str | None = None
+    allow_http: StrictBool = Field(False, description="an http:// url (anyone on the path "
+                                   "can hide advisories; loopback hosts need no flag)")
 
 
 class PolicyException(_Strict):
