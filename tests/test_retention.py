@@ -301,6 +301,35 @@ def test_the_index_keeps_the_previous_lock_and_the_far_side_drops_the_third(
     assert released(far) == {"alpha 1.1", "speedup 1.0", "speedup 1.2"}
 
 
+def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_them(
+        kept_repo: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A release only the previous lock still pins is served like any other, so an
+    advisory on it fails the audit (it passed, unmentioned), and ``--quarantine``
+    takes it out of the index."""
+    from lockmirror.cli import main
+
+    policy = ("policy:\n  vulnerabilities: deny\n  advisory_sources:\n"
+              f"    - {{kind: pypi-json, url: \"{fixture_index.json_api_url}\"}}\n")
+    previous = lock_revision(kept_repo, fixture_index.url, REVISIONS[1],
+                             NOW - timedelta(days=2), policy)
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[2], NOW - timedelta(days=1), policy)
+    assert main(["fetch"]) == 0 and main(["index"]) == 0
+    assert "speedup 1.0" in released(kept_repo / "dist-index")
+    fixture_index.add_vulnerability("speedup", "1.0", "PYSEC-2026-0001", summary="bad")
+    capsys.readouterr()
+    assert main(["audit", "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    denied = [r for r in report["findings"] if r["level"] == "deny"]
+    assert [(r["package"], r["version"], r["advisory"], r["sets"]) for r in denied] == [
+        ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
+    assert (f"also audited: 1 earlier lock revisions the mirror still serves (retention): "
+            f"core@{previous[:8]}") in report["notes"]
+    assert main(["audit", "--quarantine"]) == 1
+    assert "speedup 1.0" not in released(kept_repo / "dist-index")
+    assert "speedup 1.2" in released(kept_repo / "dist-index")
+
+
 def test_diff_marks_what_leaves_the_lock_but_stays_in_the_index(
         kept_repo: Path, fixture_index: FixtureIndex,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -358,11 +358,14 @@ def _usage(loaded: LoadedConfig, kept: Retention) -> Usage:
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
           lockfiles: Sequence[Path] | None = None, offline: bool = False,
           databases: Sequence[Path] = ()) -> AuditReport:
-    """Re-check the locked releases against the policy as of ``now``."""
+    """Re-check the locked releases against the policy as of ``now``, and those
+    of the earlier lock revisions retention keeps serving (when auditing sets,
+    not ``lockfiles``)."""
     from .stages.audit import audit_mirror
 
+    kept = retention(loaded, now=now).kept if lockfiles is None else ()
     return audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
-                        offline=offline, databases=databases)
+                        offline=offline, databases=databases, kept=kept)
 
 
 def quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime,

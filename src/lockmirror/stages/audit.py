@@ -41,6 +41,7 @@ from ..resolve.policy_exceptions import unmatched_exceptions
 from ..timeutil import as_utc
 from .audit_recorded import recorded_notes
 from .audit_row import AuditRow, RowLevel
+from .retention import RetainedLock
 
 
 class ProjectFile(Protocol):
@@ -107,8 +108,13 @@ class AuditReport:
 def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
           sources: AdvisoryDB | None, now: datetime,
           client: ProjectPages | None = None, where: str = "mirror.yaml",
-          licenses: Mapping[tuple[str, Version], DeclaredLicense] | None = None) -> AuditReport:
+          licenses: Mapping[tuple[str, Version], DeclaredLicense] | None = None,
+          kept: Sequence[tuple[str, Lockfile]] = ()) -> AuditReport:
     """Re-check every release in ``lockfiles`` against the policy at ``now``.
+
+    ``kept``: earlier lock revisions the mirror still serves (retention), as
+    (label, lockfile), e.g. ``("core@1a2b3c4d", ...)``: their releases are
+    checked under their set's policy and their rows name the label.
 
     ``sources``: the advisory sources (None: vulnerabilities not checked, which
     is itself a finding at the policy's ``vulnerabilities`` level, as is every
@@ -125,7 +131,9 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
     ``client`` is given. Raises NetworkError when a source cannot be reached.
     """
     moment = as_utc(now)
-    releases = sorted({(p.name, p.version) for lf in lockfiles for p in lf.packages})
+    audited = [(lf.set_name, lf) for lf in sorted(lockfiles, key=lambda lf: lf.set_name)]
+    audited += kept
+    releases = sorted({(p.name, p.version) for _, lf in audited for p in lf.packages})
     if sources is not None:
         sources.prefetch(releases)
     notes: list[str] = []
@@ -144,32 +152,25 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
 
     unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]] = {}
     no_license: set[str] = set()
-    for lockfile in sorted(lockfiles, key=lambda lf: lf.set_name):
+    for label, lockfile in audited:
         set_name = lockfile.set_name
-        if set_name in config.sets:
-            engine = PolicyEngine.for_set(config, set_name, now=moment, advisories=sources,
-                                          where=where, allow_expired=True)
-        else:
-            notes.append(f"set '{set_name}' is not in {where}: audited under the global policy")
-            engine = PolicyEngine(config.policy, now=moment, advisories=sources, where=where,
-                                  allow_expired=True)
-        for finding in engine.expired_findings():
+        engine = _engine(config, set_name, now=moment, sources=sources, where=where,
+                         notes=notes if label == set_name else [])
+        for finding in engine.expired_findings() if label == set_name else ():
             add(finding, set_name)
         for package in lockfile.packages:
             for finding in [*_check(engine, package, yanked_now),
                             *_license_check(engine, package, licenses or {}, no_license)]:
-                add(finding, set_name)
-        if engine.policy.vulnerabilities != "ignore":
-            level: RowLevel = "deny" if engine.policy.vulnerabilities == "deny" else "warn"
-            for package in lockfile.packages:
-                reason = (sources.unchecked(package.name, package.version) if sources
-                          else NO_SOURCE)
-                if reason is not None:
-                    unchecked.setdefault((level, reason), {}).setdefault(
-                        f"{package.name}=={package.version}", []).append(set_name)
+                add(finding, label)
+        _note_unchecked(engine, lockfile, label, sources, unchecked)
 
-    notes += unmatched_exceptions(config, {lf.set_name: [p.key for p in lf.packages]
-                                           for lf in lockfiles})
+    locked: dict[str, list[tuple[str, Version]]] = {}
+    for _, lockfile in audited:
+        locked.setdefault(lockfile.set_name, []).extend(p.key for p in lockfile.packages)
+    notes += unmatched_exceptions(config, locked)
+    if kept:
+        notes.append(f"also audited: {len(kept)} earlier lock revisions the mirror still "
+                     f"serves (retention): {', '.join(label for label, _ in kept)}")
     if client is None:
         notes.append("yanked state taken from the lockfiles only (no index was asked)")
     if no_license:
@@ -188,6 +189,33 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         notes=tuple(notes),
         yanked_checked=client is not None,
     )
+
+
+def _note_unchecked(engine: PolicyEngine, lockfile: Lockfile, label: str,
+                    sources: AdvisoryDB | None,
+                    unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]]) -> None:
+    """Add the releases of ``lockfile`` no advisory source could tell about to
+    ``unchecked``: (level, why) -> release -> the labels that lock it."""
+    if engine.policy.vulnerabilities == "ignore":
+        return
+    level: RowLevel = "deny" if engine.policy.vulnerabilities == "deny" else "warn"
+    for package in lockfile.packages:
+        reason = sources.unchecked(package.name, package.version) if sources else NO_SOURCE
+        if reason is not None:
+            unchecked.setdefault((level, reason), {}).setdefault(
+                f"{package.name}=={package.version}", []).append(label)
+
+
+def _engine(config: MirrorConfig, set_name: str, *, now: datetime,
+            sources: AdvisoryDB | None, where: str, notes: list[str]) -> PolicyEngine:
+    """The policy ``set_name`` is audited under: its own, or (a set no longer in
+    mirror.yaml, noted) the global one."""
+    if set_name in config.sets:
+        return PolicyEngine.for_set(config, set_name, now=now, advisories=sources,
+                                    where=where, allow_expired=True)
+    notes.append(f"set '{set_name}' is not in {where}: audited under the global policy")
+    return PolicyEngine(config.policy, now=now, advisories=sources, where=where,
+                        allow_expired=True)
 
 
 def _check(engine: PolicyEngine, package: LockedPackage,
@@ -293,7 +321,8 @@ def _with_sets(row: AuditRow, sets: list[str]) -> AuditRow:
 def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
                  lockfile_paths: Sequence[Path] | None = None, offline: bool = False,
                  databases: Sequence[Path] = (), client: ProjectPages | None = None,
-                 session: requests.Session | None = None) -> AuditReport:
+                 session: requests.Session | None = None,
+                 kept: Sequence[RetainedLock] = ()) -> AuditReport:
     """The audit stage for a mirror repository (what ``lockmirror audit`` and
     ``doit audit`` run).
 
@@ -302,14 +331,17 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     configured plus ``databases`` (offline OSV directories or zips);
     ``offline`` drops the network sources and the index lookup, so only
     offline databases and the lockfiles' own yanked state count (the far
-    side of an air gap). Raises StaleLockError for a missing lockfile,
-    NetworkError when a source cannot be reached.
+    side of an air gap). ``kept``: the earlier lock revisions retention keeps
+    serving, audited too (those of the sets audited). Raises StaleLockError for
+    a missing lockfile, NetworkError when a source cannot be reached.
     """
     config = loaded.config
     every_set = lockfile_paths is None and not sets
     if lockfile_paths is None:
         lockfile_paths = [loaded.lockfile_path(name) for name in loaded.chosen_sets(sets)]
     lockfiles = [Lockfile.read(path) for path in lockfile_paths]
+    audited_sets = {lf.set_name for lf in lockfiles}
+    revisions = [(r.label, r.lockfile) for r in kept if r.set_name in audited_sets]
     configured = [c for c in config.policy.advisory_sources
                   if not offline or c.kind == "osv-offline"]
     db = open_advisory_db(configured, base_dir=loaded.root, session=session)
@@ -320,10 +352,12 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
 
             client = open_clients.enter_context(IndexClient(
                 config.sources_by_priority(), cache_dir=loaded.cache_dir / "http"))
+        every = lockfiles + [lockfile for _, lockfile in revisions]
         report = audit(lockfiles, config, sources=db, now=now, client=client,
-                       where=loaded.path.name, licenses=_licenses(loaded, lockfiles, client))
+                       where=loaded.path.name, licenses=_licenses(loaded, every, client),
+                       kept=revisions)
     quarantined = QuarantineList.read(loaded.quarantine_path)
-    locked = {(p.name, p.version) for lf in lockfiles for p in lf.packages}
+    locked = {(p.name, p.version) for lf in every for p in lf.packages}
     stale = [r.release for r in quarantined.releases.values() if r.key not in locked]
     if stale and every_set:  # with fewer lockfiles, "not locked" proves nothing
         note = (f"quarantine entries no longer locked (remove them from "
