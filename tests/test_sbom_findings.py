@@ -197,4 +197,11 @@ def test_the_supplier_is_the_maintainer_else_the_author_else_absent(tmp_path: Pa
     assert components["maintained"]["authors"] == [
         {"email": "ada@example.org", "name": "Ada"},
         {"email": "grace@example.org", "name": "Grace"}]
+    # an address field's names and addresses are taken apart (idna's
+    # `Author-email: Kim Davies <kim@...>` made an email of the whole text)
+    assert components["authormailed"]["authors"] == [
+        {"email": "ada@example.org", "name": "Ada"}, {"email": "bob@example.org", "name": "Bob"}]
+    assert components["mailed"]["authors"] == [
+        {"name": "Ada"}, {"email": "grace@example.org", "name": "Grace Hopper"},
+        {"email": "ops@example.org"}]
     assert documents == sbom_documents([lockfile], store, mirror_name="demo", tool_version="9.9")

@@ -66,12 +66,20 @@ class ReleaseFacts:
         people: list[tuple[str | None, str | None]] = []
         for name, email in ((raw.get("author"), raw.get("author_email")),
                             (raw.get("maintainer"), raw.get("maintainer_email"))):
-            if name or email:
-                people.append((name or None, email or None))
+            people += _people(name or None, email or "")
         supplier, contacts = _supplier(raw)
         return cls(license=declared_license(metadata), authors=tuple(people),
                    summary=raw.get("summary") or None, supplier=supplier,
                    supplier_contacts=contacts)
+
+
+def _people(name: str | None, addressed: str) -> list[tuple[str | None, str | None]]:
+    """One role's (name, email) pairs as written: each address in ``addressed``
+    (``Ada <ada@example.org>, ops@example.org``) with its own name, else
+    ``name``; just ``name`` when there is no address."""
+    addresses: list[tuple[str | None, str | None]] = [
+        (own.strip() or name, email) for own, email in getaddresses([addressed]) if "@" in email]
+    return addresses or ([(name, None)] if name else [])
 
 
 def _supplier(raw: RawMetadata) -> tuple[str | None, tuple[tuple[str | None, str | None], ...]]:
