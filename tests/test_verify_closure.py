@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue
 from index_mirror import FixtureMirror, make_built_mirror
+from servers import free_port
 from test_far_side import INSTALLER_CACHE, skip_if_unavailable
 
-from lockmirror.errors import LockmirrorError, ResolutionError
+from lockmirror.errors import LockmirrorError, ResolutionError, UnreachableError
 from lockmirror.stages.check_install import (
     VerifyReport,
     explain_pip,
@@ -209,6 +210,21 @@ def test_reading_pip_check() -> None:
     assert explain_pip_check("beta 1.0 requires alpha, which is not installed.\n")[0] == "alpha"
     assert explain_pip_check(
         "beta 1.0 has requirement alpha>=1.0, but you have alpha 0.9.\n")[0] == "alpha>=1.0"
+
+
+def test_a_deployed_mirror_nobody_answers_for_is_one_line_naming_it(
+        mirror: FixtureMirror, tmp_path: Path) -> None:
+    """--index-url at an address where nothing listens: one error naming it, before
+    any installer runs (each gave its own guess: "no distribution in the index",
+    "re-run doit fetch")."""
+    url = f"http://127.0.0.1:{free_port()}/simple/"
+    with pytest.raises(UnreachableError) as caught:
+        verify_closure(mirror.out, sets=["core"], targets=["host"], index_url=url,
+                       installers=["pip 26.3"], installer_cache=INSTALLER_CACHE,
+                       work_dir=tmp_path / "work")
+    assert str(caught.value).startswith(f"cannot fetch {url}")
+    assert "the connection was refused" in str(caught.value)
+    assert not (tmp_path / "work" / "run").exists()
 
 
 def test_a_deployed_mirror_is_checked_with_its_own_lockfiles(mirror: FixtureMirror,

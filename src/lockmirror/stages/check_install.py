@@ -173,6 +173,8 @@ def verify_closure(
     index_dir = Path(index_dir)
     say = progress or (lambda _message: None)
     pairs = _pairs(index_dir, sets, targets)
+    if index_url and index_url.startswith(("http://", "https://")):
+        _probe(index_url, pairs)
     chosen = find_installers(installers)
     temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
@@ -325,6 +327,26 @@ def _clean_work_dir(work_dir: Path, cache: Path, say: Progress) -> None:
                           else str(path) for path, _ in removed)
         freed = format_size(sum(size for _, size in removed))
         say(f"removed what earlier runs left and no run needs: {names} ({freed} freed)")
+
+
+def _probe(index_url: str, pairs: Sequence[_SetTarget]) -> None:
+    """One request to a deployed mirror (a project page of the first set), so a
+    mirror nobody answers for is one line naming it, not every installer's
+    guess; UnreachableError or NetworkError. Any HTTP answer is left to the
+    installers."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from ..net.http import get, make_session
+
+    url = index_url if index_url.endswith("/") else index_url + "/"
+    for requirement in (r for pair in pairs[:1] for r in pair.requirements[:1]):
+        try:
+            url += canonicalize_name(Requirement(requirement).name) + "/"
+        except InvalidRequirement:
+            pass
+    with make_session(retries=1) as session:
+        get(session, url, allow=range(300, 600), timeout=(10, 30)).close()
 
 
 @contextmanager
