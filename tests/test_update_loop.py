@@ -252,6 +252,26 @@ def test_upgrade_vulnerable_moves_only_the_vulnerable_package_to_its_lowest_fix(
     assert path.stat().st_mtime_ns == written
 
 
+def test_lock_warns_when_no_advisory_source_could_check_what_it_locked(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vulnerabilities: deny` and nothing that can tell: lock still writes (it
+    cannot know), but says the releases went unchecked; it said nothing."""
+    loaded = locked_mirror(tmp_path, universe)
+    capsys.readouterr()
+    assert main(["lock", "--config", str(loaded.path)]) == 0
+    assert "not checked" not in capsys.readouterr().err  # the offline database answers
+    text = loaded.path.read_text()
+    sources = text[text.index("  advisory_sources:"):text.index("paths:")]
+    loaded.path.write_text(text.replace(sources, ""))
+    assert main(["lock", "--config", str(loaded.path)]) == 0
+    assert ("  policy warning: vulnerabilities were not checked: no advisory source is "
+            "configured (policy.advisory_sources)\n") in capsys.readouterr().err
+    loaded.path.write_text(text.replace(sources, "").replace("vulnerabilities: deny",
+                                                             "vulnerabilities: warn"))
+    assert main(["lock", "--config", str(loaded.path)]) == 0
+    assert "not checked" not in capsys.readouterr().err  # no source and only warn: not asked
+
+
 def test_nothing_to_move_is_not_called_clean_when_advisories_were_not_checked(
         tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
     """No advisory source can tell: upgrade-vulnerable and outdated say the
