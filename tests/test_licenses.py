@@ -65,11 +65,12 @@ def test_list_entries_must_be_spdx_and_name_their_line() -> None:
                   licenses: {deny: [GPLv3]}
             policy:
               licenses:
-                allow: [MIT, "Apache 2.0"]
+                allow: [MIT, "Apache 2.0", "MIT, BSD-3-Clause"]
                 unknown: maybe
             """))
     problems = "\n".join(caught.value.problems)
     assert "policy.licenses.allow[1]" in problems and "'Apache 2.0' is not an SPDX" in problems
+    assert "policy.licenses.allow[2]: 'MIT, BSD-3-Clause' is not an SPDX" in problems
     assert "sets.core.policy.licenses.deny[0]" in problems and "'GPLv3'" in problems
     assert "policy.licenses.unknown" in problems
     assert all(line.startswith("mirror.yaml:") for line in caught.value.problems)

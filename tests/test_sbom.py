@@ -50,6 +50,10 @@ def metadata(name: str, version: str, *headers: str) -> bytes:
      "License"),
     (["License: UNKNOWN"], "unknown", "none"),
     ([], "unknown", "none"),
+    # docutils' (license-expression raised on the comma: every SBOM of a mirror with it)
+    (["License: public domain, Python, 2-Clause BSD, GPL 3 (see COPYING.txt)"],
+     "public domain, Python, 2-Clause BSD, GPL 3 (see COPYING.txt)", "License"),
+    (["License-Expression: MIT, BSD"], "MIT, BSD", "License-Expression"),
 ])
 def test_the_declared_license_is_read_in_pep_639_order(headers: list[str], expected: str,
                                                        source: str) -> None:

@@ -26,7 +26,10 @@ def spdx_expression(text: str) -> str | None:
     text = text.strip()
     if not text or len(text) > MAX_EXPRESSION or "\n" in text:
         return None
-    info = _licensing().validate(text)
+    try:
+        info = _licensing().validate(text)
+    except Exception:  # noqa: BLE001 - license-expression 30.x raises on some text ("a, b")
+        return None  # instead of reporting it: not an expression either way
     return None if info.errors else str(info.normalized_expression)
 
 
