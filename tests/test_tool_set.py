@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -240,6 +242,28 @@ def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
     assert len(own) == 1 and sorted(set(tool) - set(own)) == sorted(tool_project.chosen)
     assert f"CPython {HOST_PYTHON} ({HOST_PLATFORM})" in tool_project.readme
     assert 'pip" install --no-index --find-links "$bundle/tool/"' in tool_project.readme
+
+
+def test_bundle_declares_the_tool_wheels_and_audit_checks_them(
+        tool_project: ToolProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tool/ is what the far side runs first: the bundle's tool.cdx.json declares its
+    wheels (hashes included) and `lockmirror audit` checks lockmirror's own set; both
+    left it out, so a security review from the SBOM never saw that code."""
+    from lockmirror.stages.audit import audit_mirror
+
+    with tarfile.open(tool_project.bundle) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/tool.cdx.json"))
+        document = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+    files = {part["name"]: part["hashes"][0]["content"]
+             for release in document["components"] for part in release["components"]}
+    assert {name: files[name] for name in tool_project.chosen} == tool_project.chosen
+    assert "pydantic" in {release["name"] for release in document["components"]}
+    assert "tool.cdx.json" in tool_project.readme
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    loaded = load_config(tool_project.root / "mirror.yaml")
+    report = audit_mirror(loaded, now=datetime(2026, 12, 7, tzinfo=UTC), offline=True)
+    assert report.sets == ("core", TOOL_SET)
+    assert not any("is not in" in note for note in report.notes)
 
 
 def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | None = None) -> Path:

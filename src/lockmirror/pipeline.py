@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from .config import LoadedConfig
-    from .net.s3_store import AnyStore
+    from .net.s3_store import AnyStore, S3Store
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
     from .resolve.advisory_snapshot import Snapshot
@@ -267,7 +267,9 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         cache_dir=loaded.cache_dir,
                         store_dir=None if s3_store else loaded.store_dir,
                         progress=progress, store=s3_store,
-                        extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
+                        extra=[*_bundle_snapshot(loaded, since, now, source_date_epoch),
+                               *_tool_sbom(loaded, tool if tool is not None else since is None,
+                                           s3_store)],
                         keep=loaded.config.bundle.keep if keep is None else keep)
 
 
@@ -281,6 +283,25 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
         return []
     snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
+
+
+def _tool_sbom(loaded: LoadedConfig, with_tool: bool, s3_store: S3Store | None
+               ) -> list[tuple[str, bytes]]:
+    """``[("tool.cdx.json", document)]`` when the bundle carries the tool set's
+    wheels (the far side installs them first: declared like any set), else ``[]``."""
+    from . import __version__
+    from .formats.lockfile import Lockfile
+    from .formats.store import Store
+    from .stages.sbom import TOOL_DOCUMENT, sbom_stamp, tool_sbom
+    from .stages.tool_set import TOOL_SET, tool_set_locked
+
+    if not (with_tool and tool_set_locked()):
+        return []
+    lockfile = Lockfile.read(loaded.lockfile_path(TOOL_SET))
+    store: AnyStore = s3_store or Store(loaded.store_dir)
+    return [(TOOL_DOCUMENT, tool_sbom(lockfile, store, mirror_name=loaded.config.name,
+                                      tool_version=__version__,
+                                      source_date_epoch=sbom_stamp(loaded.lockfile_dir)))]
 
 
 def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path | None = None,

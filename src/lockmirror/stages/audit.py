@@ -42,6 +42,7 @@ from ..timeutil import as_utc
 from .audit_recorded import recorded_notes
 from .audit_row import AuditRow, RowLevel
 from .retention import RetainedLock
+from .tool_set import TOOL_SET, tool_lockfile_paths
 
 
 class ProjectFile(Protocol):
@@ -213,7 +214,8 @@ def _engine(config: MirrorConfig, set_name: str, *, now: datetime,
     if set_name in config.sets:
         return PolicyEngine.for_set(config, set_name, now=now, advisories=sources,
                                     where=where, allow_expired=True)
-    notes.append(f"set '{set_name}' is not in {where}: audited under the global policy")
+    if set_name != TOOL_SET:  # which the lock, too, holds to the global policy
+        notes.append(f"set '{set_name}' is not in {where}: audited under the global policy")
     return PolicyEngine(config.policy, now=now, advisories=sources, where=where,
                         allow_expired=True)
 
@@ -327,7 +329,8 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     ``doit audit`` run).
 
     Audits ``lockfile_paths``, or the lockfile of each set in ``sets``
-    (default: every set of mirror.yaml). Advisory sources are the ones
+    (default: every set of mirror.yaml, and lockmirror's own set when locked:
+    the wheels of a bundle's ``tool/``). Advisory sources are the ones
     configured plus ``databases`` (offline OSV directories or zips);
     ``offline`` drops the network sources and the index lookup, so only
     offline databases and the lockfiles' own yanked state count (the far
@@ -339,6 +342,8 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     every_set = lockfile_paths is None and not sets
     if lockfile_paths is None:
         lockfile_paths = [loaded.lockfile_path(name) for name in loaded.chosen_sets(sets)]
+        if every_set:  # lockmirror's own set: the bundle's tool/ runs on the far side
+            lockfile_paths += [path for path in tool_lockfile_paths(loaded) if path.exists()]
     lockfiles = [Lockfile.read(path) for path in lockfile_paths]
     audited_sets = {lf.set_name for lf in lockfiles}
     revisions = [(r.label, r.lockfile) for r in kept if r.set_name in audited_sets]

@@ -62,9 +62,17 @@ the bundle arrived whole, not who made it.
 6. What it holds, for review before import: index/sbom/mirror.cdx.json, the CycloneDX
    1.6 SBOM of every set (index/sbom/SET.cdx.json: one set), listed in
    index/manifest.json: each release's purl, file sha256s, license and why it is there.
-
+{_tool_review(info)}
 {_by_hand(stem, info.kind)}"""
     return text.encode()
+
+
+def _tool_review(info: BundleInfo) -> str:
+    """Step 6's line on ``tool/``: what the far side runs first is declared too."""
+    if not info.tool_python:
+        return ""
+    return ("   tool.cdx.json (when lockmirror's own set was locked, as by default): the same\n"
+            "   for the wheels in tool/, which step 2 installs.\n")
 
 
 def _install(stem: str, info: BundleInfo) -> str:

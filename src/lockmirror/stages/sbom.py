@@ -62,6 +62,19 @@ def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_nam
     return documents
 
 
+TOOL_DOCUMENT = "tool.cdx.json"  # a full bundle's: lockmirror's own set, the wheels of tool/
+
+
+def tool_sbom(lockfile: Lockfile, store: AnyStore, *, mirror_name: str, tool_version: str,
+              source_date_epoch: int | None = None) -> bytes:
+    """The CycloneDX document of lockmirror's own set (the dependency wheels a
+    bundle's ``tool/`` carries, which the far side installs before anything is
+    imported): declared like a set of the mirror, for the same review."""
+    subject = SbomSubject(f"{mirror_name} tool (lockmirror's own set, the wheels of tool/)",
+                          tool_version, None, source_date_epoch)
+    return render_sbom(subject, [lockfile], release_facts([lockfile], store))
+
+
 def release_facts(lockfiles: Sequence[Lockfile], store: AnyStore
                   ) -> dict[tuple[str, Version], ReleaseFacts]:
     """(name, version) -> what its core metadata in the store says."""
