@@ -16,6 +16,7 @@ from fixtureindex import FixtureIndex, build_wheel
 from lockmirror.config import load_config
 from lockmirror.errors import LockmirrorError, NotFoundError, ResolutionError
 from lockmirror.formats.lockfile import Lockfile
+from lockmirror.resolve.explain import policy_excluded
 from lockmirror.stages.lock import lock_sets, stale_sets
 
 X86 = "linux-x86_64-py311"
@@ -177,6 +178,18 @@ def test_conflict_names_both_sides(tmp_path: Path, fixture_index: FixtureIndex) 
     text = str(info.value)
     assert "shared" in text and "shared<2" in text and "shared>=2" in text
     assert "left 1.0" in text and "right 1.0" in text and (X86 in text or ARM in text)
+
+
+def test_policy_excluded_lists_the_newest_first_and_counts_the_rest() -> None:
+    excluded = {("te", "4.9.0"): "license PSF-2.0 is not in the allowed list",
+                ("te", "4.12.2"): "license PSF-2.0 is not in the allowed list",
+                ("te", "4.10.0"): "x", ("te", "4.11.0"): "y", ("a", "1.0"): "z"}
+    assert policy_excluded(excluded, {"te"}) == (
+        "te 4.12.2: license PSF-2.0 is not in the allowed list; te 4.11.0: y; te 4.10.0: x "
+        "(and 1 more)")
+    assert policy_excluded(excluded, shown=2) == (
+        "a 1.0: z; te 4.12.2: license PSF-2.0 is not in the allowed list (and 3 more)")
+    assert policy_excluded({}, None) == ""
 
 
 def test_conflict_shows_the_whole_chain_back_to_the_set(

@@ -42,7 +42,22 @@ def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: Candi
             return _no_match(reqs[0], factory, where, items[0].parent)
         lines.append(f"conflicting requirements on {name}:")
         lines += [f"  {line}" for line in _conflict_lines(reqs, factory, root_label)]
+        excluded = policy_excluded(factory.ctx.excluded, {name})
+        if excluded:
+            lines.append(f"  excluded by policy: {excluded}")
     return ResolutionError("cannot resolve:\n" + "\n".join(lines), where=where)
+
+
+def policy_excluded(excluded: dict[tuple[str, str], str], names: set[str] | None = None,
+                    shown: int = 3) -> str:
+    """The releases the policy kept from the resolver (of ``names``, default all),
+    newest first by name: ``typing-extensions 4.12.2: license PSF-2.0 is not in the
+    allowed list; ... (and 5 more)``; "" when none."""
+    found = sorted(((name, Version(version), why) for (name, version), why in excluded.items()
+                    if names is None or name in names), key=lambda item: item[1], reverse=True)
+    found.sort(key=lambda item: item[0])  # by name, each newest first
+    text = "; ".join(f"{name} {version}: {why}" for name, version, why in found[:shown])
+    return text + (f" (and {len(found) - shown} more)" if len(found) > shown else "")
 
 
 def _conflict_lines(reqs: Sequence[Req], factory: CandidateFactory,

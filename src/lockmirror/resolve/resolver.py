@@ -30,7 +30,7 @@ from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 from ..errors import ResolutionError
 from ..targets import Target
 from .candidates import Candidate, CandidateFactory, Req, TargetContext, requirement_to_reqs
-from .explain import explain_impossible
+from .explain import explain_impossible, policy_excluded
 from .sdist_metadata import SdistBuildError
 
 # --------------------------------------------------------------------------
@@ -162,9 +162,12 @@ def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
     except ResolutionImpossible as exc:
         raise explain_impossible(exc, factory, root_label) from None
     except ResolutionTooDeep:
+        excluded = policy_excluded(ctx.excluded)
         raise ResolutionError("resolution gave up after too many backtracking rounds",
                               where=f"{root_label} on {target.name}",
-                              hint="pin more of the requirements") from None
+                              hint="pin more of the requirements"
+                              + (f"; the policy kept these from it, which may be why: {excluded}"
+                                 if excluded else "")) from None
 
     chosen: dict[NormalizedName, Candidate] = {}
     for candidate in result.mapping.values():
