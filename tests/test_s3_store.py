@@ -8,7 +8,9 @@
   nothing and leave no stray or duplicate key;
 * the index built from the S3 store has the same bytes (pages, lockfiles,
   constraints, manifest) as the one built from the local store, and reads no
-  object (list/head only).
+  object (list/head only);
+* bundle hashes every object it reads out of the store and refuses one
+  replaced by other bytes of the same size, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -300,6 +302,57 @@ def test_bundle_from_the_s3_store_has_the_local_bundle_bytes(
     imported = {rel: data for rel, data in tree_bytes(tmp_path / "far").items()
                 if not rel.startswith(".lockmirror/")}  # the far side's own import state
     assert imported == tree_bytes(tmp_path / "local-index")
+
+
+WHEEL = "files/beta/beta-1.0-py3-none-any.whl"
+
+
+def replace_object(server: S3Server, store: S3Store, sha256: str, size: int) -> bytes:
+    """Put other bytes of the same size under ``sha256``'s key; the bytes."""
+    other = bytes(byte ^ 0xFF for byte in server.get(store.bucket, store.key(sha256)))
+    assert len(other) == size and sha256_bytes(other) != sha256
+    server.client().put_object(Bucket=store.bucket, Key=store.key(sha256), Body=other)
+    return other
+
+
+def refusal_of(error: pytest.ExceptionInfo[LockmirrorError], store: S3Store, sha256: str,
+               other: bytes, name: str = WHEEL) -> str:
+    """The one-line error: the store's key, the file, both hashes."""
+    text = str(error.value)
+    assert "\n" not in text and f"{name} has sha256" in text
+    assert f"s3://{store.bucket}/{store.key(sha256)}" in text
+    assert sha256 in text and sha256_bytes(other) in text
+    return text
+
+
+def test_bundle_refuses_a_store_object_replaced_by_other_bytes_of_its_size(
+        aws_env: S3Server, s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    from lockmirror.errors import IntegrityError
+    from lockmirror.stages.bundle import build_bundle
+
+    store = s3_mirror.store
+    (tmp_path / "mirror" / "mirror.yaml").write_text("name: demo\n")
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    options: dict[str, Any] = {"lockfile_dir": tmp_path / "mirror" / "lockfiles",
+                               "mirror_yaml": tmp_path / "mirror" / "mirror.yaml",
+                               "name": "demo", "source_date_epoch": 0, "tool": False,
+                               "out_dir": tmp_path / "dist", "store": store}
+    good = build_bundle(tmp_path / "s3-index", split="64K", **options)
+    before = tree_bytes(tmp_path / "dist")
+    data = (tmp_path / "local-index" / WHEEL).read_bytes()
+    sha = sha256_bytes(data)
+    other = replace_object(aws_env, store, sha, len(data))
+
+    # the same bundle unsplit: written anew, so every object is read again
+    with pytest.raises(IntegrityError) as error:
+        build_bundle(tmp_path / "s3-index", **options)
+
+    refusal_of(error, store, sha, other)
+    assert tree_bytes(tmp_path / "dist") == before  # no temp file; the good volumes kept
+    assert len(good.parts) > 1
+    # the store repaired, the bundle is written
+    aws_env.client().put_object(Bucket=store.bucket, Key=store.key(sha), Body=data)
+    assert build_bundle(tmp_path / "s3-index", **options).changed
 
 
 def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(

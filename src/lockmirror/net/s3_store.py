@@ -19,7 +19,11 @@ and bundle stages do not branch on where the store lives:
   fetch does just before downloading a file, so a key another process wrote
   meanwhile is not fetched again;
 * ``open`` reads a key with ranged GETs (seekable: a wheel's METADATA is read
-  out of the zip's directory without downloading the wheel).
+  out of the zip's directory without downloading the wheel);
+* ``checked_chunks`` streams a whole object and hashes it as it passes: a
+  key's name is a promise nothing enforces (anyone with write access can put
+  other bytes of the same size under it), so the bytes a bundle carries on
+  are checked against it.
 
 Credentials and the endpoint come from boto3's usual chain (environment,
 profile, instance or OIDC web identity; ``AWS_ENDPOINT_URL``), or from the S3
@@ -33,12 +37,12 @@ import base64
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
-from ..errors import LockmirrorError
+from ..errors import IntegrityError, LockmirrorError
 from .s3_client import (
     NOT_FOUND_CODES,
     convert_error,
@@ -203,7 +207,45 @@ class S3Store:
         finally:
             body.close()
 
+    def checked_chunks(self, sha256: str, size: int,
+                       name: str = "") -> Generator[bytes, None, None]:
+        """:meth:`chunks`, each hashed as it passes (``hashlib``, the same pass).
+
+        The key names the bytes' sha256, but nothing stops an object from
+        being replaced by other bytes of the same size, so what is read out
+        is checked: IntegrityError naming the key, both hashes and ``name``
+        (the file the object is, for the message) unless
+        the object has ``size`` bytes whose sha256 is ``sha256``, raised in
+        place of the chunk that would complete it (a multipart upload fed
+        from here is never completed).
+        """
+        key = self.key(sha256)
+        digest = hashlib.sha256()
+        got = 0
+        for chunk in self.chunks(sha256):
+            got += len(chunk)
+            if got > size:
+                break
+            digest.update(chunk)
+            if got == size:
+                self._check(key, sha256, digest, name)
+            yield chunk
+        if got != size:
+            raise IntegrityError(f"{name or 'the object'} is not of the manifest's size "
+                                 f"({size} bytes)",
+                                 where=f"s3://{self.bucket}/{key}",
+                                 hint="delete the object and run `doit fetch`")
+        if not size:
+            self._check(key, sha256, digest, name)
+
     # -- helpers -------------------------------------------------------------
+
+    def _check(self, key: str, sha256: str, digest: Any, name: str) -> None:
+        if digest.hexdigest() != sha256.lower():
+            raise IntegrityError(f"{name or 'the object'} has sha256 {digest.hexdigest()}, "
+                                 f"not {sha256.lower()} (its key's name)",
+                                 where=f"s3://{self.bucket}/{key}",
+                                 hint="delete the object and run `doit fetch`")
 
     def _remember(self, digest: str, size: int) -> None:
         with self._lock:

@@ -15,6 +15,9 @@ sha256 and size the manifest gives them and are not re-hashed here: a file
 whose size differs is refused, naming it; one whose bytes changed at the
 same size is refused by the import on the far side, which hashes every
 member against ``bundle.json`` (README, "Threat model": "bundle sizes").
+Objects of an S3 store are hashed as they stream in (the same pass), and one
+whose bytes differ from its key's sha256 fails the bundle: nothing on this
+machine ever checked them (README, "The store on S3").
 """
 
 from __future__ import annotations
@@ -177,20 +180,12 @@ def _copy_sized(member: Member, writer: VolumeWriter, view: memoryview) -> None:
 
 def _copy_object(member: Member, writer: VolumeWriter) -> None:
     """Stream ``member``'s object from its S3 store into the tar (one GET; never
-    on the runner's disk); LockmirrorError unless it has the manifest's size."""
+    on the runner's disk), hashed as it passes; IntegrityError naming the key
+    unless it has the manifest's size and sha256 (the write is then aborted)."""
     assert member.entry is not None
-    left = member.entry.size
-    for chunk in member.store.chunks(member.entry.sha256):
-        if len(chunk) > left:
-            break
+    entry = member.entry
+    for chunk in member.store.checked_chunks(entry.sha256, entry.size, member.name):
         writer.write(chunk)
-        left -= len(chunk)
-    else:
-        if not left:
-            return
-    raise LockmirrorError("size differs from manifest.json",
-                          where=f"{member.store.url} sha256 {member.entry.sha256}",
-                          hint="delete the object and run `doit fetch`")
 
 
 def _read_into(source: io.RawIOBase, view: memoryview, path: Path) -> int:

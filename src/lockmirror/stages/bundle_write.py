@@ -66,9 +66,11 @@ def write_bundle(provisional: BundleInfo, members: list[Member], readme: bytes, 
     member's mtime is ``epoch``.
 
     Raises LockmirrorError for an unreadable key, more than MAX_PARTS
-    volumes, an input that is unreadable or not of its entry's size, or
-    output that cannot be written; nothing is left in ``out_dir`` then. Costs
-    one read and one sha256 pass (the volume's) over every byte written.
+    volumes, an input that is unreadable or not of its entry's size (an S3
+    store's object: or not of its sha256, IntegrityError), or output that
+    cannot be written; nothing is left in ``out_dir`` then. Costs one read and
+    one sha256 pass (the volume's) over every byte written, and a second one
+    over an S3 store's objects.
     """
     members = [*members, Member(README_NAME, data=readme)]
     sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
