@@ -13,7 +13,8 @@ local store's reads from disk are the bundle's size):
 
 * index: ``build_index`` into a fresh ``dist-index/``;
 * publish, first: ``S3Publisher.run`` into an empty prefix (the local store's
-  index uploads its files; the S3 store's index copies them server-side);
+  index uploads its files; the S3 store's index streams them from the store,
+  hashed, so they count twice);
 * publish, no-op: the same again;
 * bundle: ``build_bundle`` (no tool wheels), the tar written locally;
 

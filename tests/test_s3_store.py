@@ -9,8 +9,8 @@
 * the index built from the S3 store has the same bytes (pages, lockfiles,
   constraints, manifest) as the one built from the local store, and reads no
   object (list/head only);
-* bundle hashes every object it reads out of the store and refuses one
-  replaced by other bytes of the same size, leaving nothing behind.
+* bundle and publish hash every object they read out of the store and refuse
+  one replaced by other bytes of the same size, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def test_index_names_files_missing_from_the_s3_store(
     assert not (tmp_path / "s3-index").exists()
 
 
-def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_publish(
+def test_publish_from_the_s3_store_streams_checked_the_objects_of_a_local_publish(
         aws_env: S3Server, s3_mirror: S3Mirror, tmp_path: Path) -> None:
     bucket, store, store_calls = s3_mirror.bucket, s3_mirror.store, s3_mirror.calls
     build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
@@ -248,12 +248,12 @@ def test_publish_from_the_s3_store_copies_server_side_the_objects_of_a_local_pub
     wheel = "files/beta/beta-1.0-py3-none-any.whl"
     assert {k: head(Bucket=out, Key=f"remote/{wheel}")[k] for k in ("ContentType", "Metadata")} \
         == {k: head(Bucket=out, Key=f"local/{wheel}")[k] for k in ("ContentType", "Metadata")}
-    # every file copied server-side: no package byte through the runner
+    # every file streamed through the runner, once, to be hashed: one GET from the
+    # store and one PUT each (a server-side copy checks nothing)
     files = {k for k in remote if k.startswith("files/")}
-    assert {key.removeprefix("remote/") for name, key in calls if name == "CopyObject"} == files
-    assert not any(key.startswith("remote/files/") for name, key in calls
-                   if name in ("PutObject", "GetObject", "UploadPart"))
-    assert "GetObject" not in store_calls
+    assert {key.removeprefix("remote/") for name, key in calls if name == "PutObject"} >= files
+    assert not any(name in ("CopyObject", "UploadPartCopy") for name, _ in calls)
+    assert store_calls.count("GetObject") == len(files)
 
     # a no-op publish: a listing of the store, a listing and a HEAD of the destination's receipt
     again, again_calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
@@ -355,6 +355,64 @@ def test_bundle_refuses_a_store_object_replaced_by_other_bytes_of_its_size(
     assert build_bundle(tmp_path / "s3-index", **options).changed
 
 
+def test_publish_refuses_a_store_object_replaced_by_other_bytes_of_its_size(
+        aws_env: S3Server, s3_mirror: S3Mirror, tmp_path: Path) -> None:
+    from lockmirror.errors import PublishError
+
+    store = s3_mirror.store
+    build_index(s3_mirror.mirror.lockfiles, store, tmp_path / "s3-index", title="Fixture")
+    data = (tmp_path / "local-index" / WHEEL).read_bytes()
+    sha = sha256_bytes(data)
+    other = replace_object(aws_env, store, sha, len(data))
+    out = aws_env.new_bucket()
+    dest = S3Destination(kind="s3", bucket=out, prefix="pypi",
+                         endpoint_url=aws_env.endpoint_url)
+
+    with pytest.raises(PublishError) as error:
+        publish(tmp_path / "s3-index", dest, store=store)
+
+    refusal_of(error, store, sha, other)
+    published = aws_env.keys(out)
+    assert f"pypi/{WHEEL}" not in published
+    assert not any(key.startswith(("pypi/simple/", "pypi/index.html", "pypi/manifest.json"))
+                   for key in published)  # no page names the bad object
+    assert not aws_env.client().list_multipart_uploads(Bucket=out).get("Uploads")
+    # the store repaired, the next publish brings the object and the pages
+    aws_env.client().put_object(Bucket=store.bucket, Key=store.key(sha), Body=data)
+    result = publish(tmp_path / "s3-index", dest, store=store)
+    assert f"{WHEEL}" in result.uploaded
+    assert aws_env.get(out, f"pypi/{WHEEL}") == data
+
+
+def test_publish_checks_a_store_object_above_the_multipart_threshold(
+        aws_env: S3Server, tmp_path: Path) -> None:
+    """A streamed multipart upload of bad bytes is never completed (nor left open)."""
+    from lockmirror.errors import IntegrityError
+    from lockmirror.publish.tree import Item
+
+    bucket = aws_env.new_bucket(public=False)
+    store, _calls = s3_store(aws_env, f"s3://{bucket}/store", tmp_path / "staging")
+    data = os.urandom(13 << 20)
+    sha = sha256_bytes(data)
+    aws_env.client().put_object(Bucket=bucket, Key=store.key(sha), Body=data)
+    other = replace_object(aws_env, store, sha, len(data))
+    dest = S3Destination(kind="s3", bucket=bucket, prefix="pypi",
+                         endpoint_url=aws_env.endpoint_url)
+    client, calls = counting_client(dest)
+    item = Item("files/big/big-1.0-py3-none-any.whl", "files/big/big-1.0-py3-none-any.whl",
+                sha, len(data))
+
+    with pytest.raises(IntegrityError) as error:
+        S3Publisher(dest, client=client)._copy_from_store(store, item, "pypi/" + item.path,
+                                                          {"Metadata": {"sha256": sha}})
+
+    refusal_of(error, store, sha, other, item.path)
+    assert "CreateMultipartUpload" in {name for name, _ in calls}
+    assert "CompleteMultipartUpload" not in {name for name, _ in calls}
+    assert not any(key.startswith("pypi/") for key in aws_env.keys(bucket))
+    assert not aws_env.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
 def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
         aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path, reproducible_build: None,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -405,12 +463,11 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
             if rel.startswith("dist-index/files/")} <= published
 
 
-def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(
+def test_seaweedfs_multipart_upload_and_streamed_multipart_copy_keep_the_bytes(
         seaweed_s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A real server: fetch's upload of a verified file above boto3's multipart
-    threshold (with its SHA-256 checksum) arrives whole, and publish's copy above
-    the CopyObject limit (lowered here) is a real multipart copy (UploadPartCopy)."""
-    import lockmirror.publish.s3 as s3_publish
+    threshold (with its SHA-256 checksum) arrives whole, and so does publish's
+    checked copy of it above the same threshold (a streamed multipart upload)."""
     from lockmirror.publish.tree import Item
 
     seaweed_s3.export(monkeypatch)
@@ -428,8 +485,6 @@ def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(
     with store.open(digest) as reader:
         reader.seek(len(data) - 10)
         assert reader.read() == data[-10:]
-    monkeypatch.setattr(s3_publish, "COPY_LIMIT", 5 << 20)
-    monkeypatch.setattr(s3_publish, "COPY_PART", 5 << 20)
     dest = S3Destination(kind="s3", bucket=bucket, prefix="pypi",
                          endpoint_url=seaweed_s3.endpoint_url)
     client, calls = counting_client(dest)
@@ -438,7 +493,7 @@ def test_seaweedfs_multipart_upload_and_multipart_copy_keep_the_bytes(
                 digest, len(data))
     publisher._copy_from_store(store, item, "pypi/" + item.path, {"Metadata": {"sha256": digest}})
 
-    assert "UploadPartCopy" in {name for name, _ in calls}
-    assert not {"PutObject", "UploadPart", "GetObject"} & {name for name, _ in calls}
+    assert "UploadPart" in {name for name, _ in calls}
+    assert not {"CopyObject", "UploadPartCopy"} & {name for name, _ in calls}
     copied = seaweed_s3.client().get_object(Bucket=bucket, Key="pypi/" + item.path)
     assert sha256_bytes(copied["Body"].read()) == digest

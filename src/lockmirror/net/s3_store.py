@@ -20,10 +20,10 @@ and bundle stages do not branch on where the store lives:
   meanwhile is not fetched again;
 * ``open`` reads a key with ranged GETs (seekable: a wheel's METADATA is read
   out of the zip's directory without downloading the wheel);
-* ``checked_chunks`` streams a whole object and hashes it as it passes: a
-  key's name is a promise nothing enforces (anyone with write access can put
-  other bytes of the same size under it), so the bytes a bundle carries on
-  are checked against it.
+* ``checked_chunks`` and ``reader`` stream a whole object and hash it as it
+  passes: a key's name is a promise nothing enforces (anyone with write access
+  can put other bytes of the same size under it), so the bytes bundle and
+  publish carry on are checked against it.
 
 Credentials and the endpoint come from boto3's usual chain (environment,
 profile, instance or OIDC web identity; ``AWS_ENDPOINT_URL``), or from the S3
@@ -238,6 +238,10 @@ class S3Store:
         if not size:
             self._check(key, sha256, digest, name)
 
+    def reader(self, sha256: str, size: int, name: str = "") -> BinaryIO:
+        """:meth:`checked_chunks` as a file to ``read(n)`` from (n bytes until the end)."""
+        return io.BufferedReader(_ChunksObject(self.checked_chunks(sha256, size, name)))
+
     # -- helpers -------------------------------------------------------------
 
     def _check(self, key: str, sha256: str, digest: Any, name: str) -> None:
@@ -293,6 +297,28 @@ class _RangedObject(io.RawIOBase):
         buffer[:len(data)] = data
         self.position += len(data)
         return len(data)
+
+
+class _ChunksObject(io.RawIOBase):
+    """A read-only, unseekable view of an iterator of chunks."""
+
+    def __init__(self, chunks: Generator[bytes, None, None]) -> None:
+        self.chunks, self.left = chunks, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.chunks.close()  # the GET's connection goes back to the pool
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.left:
+            self.left = memoryview(next(self.chunks, b""))
+        count = min(len(buffer), len(self.left))
+        buffer[:count] = self.left[:count]
+        self.left = self.left[count:]
+        return count
 
 
 def open_store(store_setting: str, staging: Path, destinations: Any = ()) -> AnyStore:

@@ -110,8 +110,9 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
     failed). Costs: see each publisher's ``plan`` and ``apply``.
 
     ``store``: the S3 store whose objects are the tree's ``files/`` entries
-    (an index built from ``store: s3://...``); an S3 destination copies them
-    server-side (see :meth:`~lockmirror.publish.s3.S3Publisher`), other
+    (an index built from ``store: s3://...``); an S3 destination takes them
+    streamed from the store and hashed (PublishError naming the key when its
+    bytes are not its sha256; see :class:`~lockmirror.publish.s3.S3Publisher`), other
     destinations are refused (bundle and import the index instead).
 
     Several jobs may not publish parts of one index to one destination: a

@@ -72,8 +72,6 @@ RECEIPT_KEY = STATE_DIR + "receipt.json"
 LOCK_KEY = STATE_DIR + "lock.json"
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
-COPY_LIMIT = 5 << 30  # CopyObject's limit: above it, a multipart copy (UploadPartCopy)
-COPY_PART = 512 << 20
 
 def normalize_prefix(prefix: str) -> str:
     """``a/b`` -> ``a/b/``; empty stays empty."""
@@ -371,27 +369,24 @@ class S3Publisher:
             raise self._convert(error, "uploading", item.path) from None
 
     def _copy_from_store(self, store: Any, item: Item, key: str, extra: dict[str, Any]) -> str:
-        """Bring a file of the S3 store to ``key``: server-side on the same
-        service (CopyObject; a multipart copy above 5 GiB), so no byte passes
-        through the runner; else streamed from the store's service. The store's
-        key is named by its verified sha256, so the bytes need no new check."""
-        source = {"Bucket": store.bucket, "Key": store.key(item.sha256)}
-        same = store.client.meta.endpoint_url == self.client.meta.endpoint_url
-        try:
-            if same and item.size <= COPY_LIMIT:
-                answer = self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=key,
-                                                 MetadataDirective="REPLACE", **extra)
-                return str(answer["CopyObjectResult"]["ETag"])
-            from boto3.s3.transfer import TransferConfig
+        """Bring a file of the S3 store to ``key``, streamed through the runner
+        and hashed as it passes (multipart above 8 MiB, completed only after
+        the last byte matched). IntegrityError naming the store's key when its
+        bytes differ from ``item``'s sha256: then nothing is written to ``key``.
 
-            transfer = TransferConfig(multipart_threshold=COPY_LIMIT if same
-                                      else MULTIPART_THRESHOLD,
-                                      multipart_chunksize=COPY_PART if same else MULTIPART_CHUNK,
-                                      max_concurrency=4)
-            if same:
-                self.client.copy(source, self.bucket, key, ExtraArgs=extra, Config=transfer)
-            else:
-                body = store.client.get_object(**source)["Body"]
+        Not a server-side CopyObject: it checks nothing, and with
+        ``ChecksumAlgorithm`` the copy's checksum is known only once the copy
+        already stands at ``key`` carrying the sha256 metadata that vouches for
+        it (a publish killed before deleting it leaves bad bytes a later publish
+        calls present); S3-compatible servers differ in support, and copies
+        above 5 GiB get per-part checksums.
+        """
+        from boto3.s3.transfer import TransferConfig
+
+        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                  multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
+        try:
+            with store.reader(item.sha256, item.size, item.path) as body:
                 self.client.upload_fileobj(body, self.bucket, key, ExtraArgs=extra,
                                            Config=transfer)
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
