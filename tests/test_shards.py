@@ -108,6 +108,33 @@ def test_unknown_set_or_target_is_one_line_and_fetches_nothing(
     assert fixture_index.requests == [] and not (tmp_path / "store" / "sha256").exists()
 
 
+def test_set_and_target_take_comma_separated_names_as_doit_does(
+        fixture_index: FixtureIndex, catalogue: Catalogue, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lockmirror fetch --set core,misp`` is both sets (the form `doit fetch` takes
+    and the README writes); found by an outside tester ("no set named 'core,misp'")."""
+    config = write_sharded_mirror(tmp_path, fixture_index, catalogue)
+    monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))
+    assert main(["fetch", "--config", str(config), "--progress", "none",
+                 "--set", "core,misp", "--target", "linux-py311"]) == 0, capsys.readouterr()
+    finished(fetch_process(config, tmp_path / "whole-store"))
+    assert store_files(tmp_path / "store") == store_files(tmp_path / "whole-store")
+    # every command with --set / --target parses them alike, repeated or joined
+    from lockmirror.cli import build_parser
+
+    for command in ("lock", "fetch", "check-install", "audit", "outdated", "bump",
+                    "lockfile", "advisories"):
+        required = {"lockfile": ["--base-url", "u"], "advisories": ["-o", "f"]}
+        args = build_parser(command).parse_args(
+            [command, "--set", "core,misp", "--set", "extra", *required.get(command, [])])
+        assert args.sets == ["core", "misp", "extra"], command
+    args = build_parser("lock").parse_args(["lock", "--target", "a,b", "--target", "c"])
+    assert args.targets == ["a", "b", "c"]
+    with pytest.raises(SystemExit):
+        build_parser("fetch").parse_args(["fetch", "--set", "core,"])
+    assert "--set 'core,': an empty name" in capsys.readouterr().err
+
+
 def test_lock_target_without_a_shard_dir_points_to_the_shard_form(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "mirror.yaml"

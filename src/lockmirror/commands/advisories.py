@@ -20,6 +20,7 @@ from ..config import load_config
 from ..errors import LockmirrorError
 from ..fsutil import atomic_write
 from ..timeutil import parse_when
+from ._options import NameList
 
 NAME = "advisories"
 HELP = ("write the advisory snapshot of the locked releases (-o advisories.json) for "
@@ -28,8 +29,8 @@ HELP = ("write the advisory snapshot of the locked releases (-o advisories.json)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default="mirror.yaml", help="default: mirror.yaml")
-    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
-                        help="only this set's lockfile (repeatable; default: every set)")
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="NAME",
+                        help="only this set's lockfile (repeatable or A,B; default: every set)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="where to write the snapshot (atomically)")
     parser.add_argument("--now", metavar="WHEN",

@@ -17,6 +17,7 @@ from ..config import load_config
 from ..stages.audit_render import RENDERERS
 from ..stages.quarantine import render_plan
 from ..timeutil import parse_when
+from ._options import NameList
 
 NAME = "audit"
 HELP = ("re-check every locked release against the policy now (advisories, yanks, "
@@ -26,8 +27,8 @@ HELP = ("re-check every locked release against the policy now (advisories, yanks
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="default: mirror.yaml (with --mirror: the one "
                         "its bundle carried)")
-    parser.add_argument("--set", dest="sets", action="append", metavar="SET",
-                        help="audit only this set (repeatable; default: every set)")
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="SET",
+                        help="audit only this set (repeatable or A,B; default: every set)")
     parser.add_argument("--lockfile", dest="lockfiles", action="append", type=Path,
                         metavar="PATH", help="audit these lockfiles instead of the sets' "
                         "(e.g. dist-index/lockfiles/*.toml on the far side)")

@@ -22,6 +22,7 @@ from .. import pipeline
 from ..config import load_config
 from ..fsutil import atomic_write
 from ..timeutil import parse_when
+from ._options import NameList
 
 NAME = "bump"
 HELP = ("move the lockfiles (--security: only what has advisories) on a branch, commit, and "
@@ -30,8 +31,8 @@ HELP = ("move the lockfiles (--security: only what has advisories) on a branch, 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default="mirror.yaml", help="default: mirror.yaml")
-    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
-                        help="only this set (repeatable; default: every set)")
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="NAME",
+                        help="only this set (repeatable or A,B; default: every set)")
     parser.add_argument("--security", action="store_true",
                         help="move only packages with deny-level advisories, to their lowest fix")
     parser.add_argument("--branch", help="default: lockmirror/bump (lockmirror/bump-security "

@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._options import NameList
+
 NAME = "check-install"
 HELP = ("prove with the far side's installers (newest pip and uv, the pips of Debian 12, "
         "Ubuntu 22.04 and RHEL 9) that every set installs from the index and from its "
@@ -17,10 +19,10 @@ HELP = ("prove with the far side's installers (newest pip and uv, the pips of De
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", nargs="?", type=Path, default=Path("dist-index"),
                         help="the index tree (default: dist-index)")
-    parser.add_argument("--set", dest="sets", action="append", metavar="SET",
-                        help="only this set (repeatable)")
-    parser.add_argument("--target", dest="targets", action="append", metavar="TARGET",
-                        help="only this target (repeatable)")
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="SET",
+                        help="only this set (repeatable or A,B)")
+    parser.add_argument("--target", dest="targets", action=NameList, metavar="TARGET",
+                        help="only this target (repeatable or A,B)")
     parser.add_argument("--installer", dest="installers", action="append", metavar="NAME",
                         help="only this installer of the matrix, e.g. 'pip 23.0.1' or uv "
                              "(repeatable; default: all)")

@@ -17,6 +17,7 @@ from ..config import DEFAULT_CONFIG, load_config
 from ..formats.store import FetchItem
 from ..fsutil import format_size, plural
 from ..stages.fetch import FetchProgress, FetchSummary
+from ._options import NameList
 
 NAME = "fetch"
 HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "
@@ -28,11 +29,11 @@ PLAIN_INTERVAL_SECONDS = 10.0
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
                         help="the mirror's configuration (default: mirror.yaml)")
-    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
-                        help="only this set's files (repeatable; default: every set and "
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="NAME",
+                        help="only this set's files (repeatable or A,B; default: every set and "
                              "lockmirror's own): one shard of a CI matrix")
-    parser.add_argument("--target", dest="targets", action="append", metavar="NAME",
-                        help="only the files that install on this target (repeatable)")
+    parser.add_argument("--target", dest="targets", action=NameList, metavar="NAME",
+                        help="only the files that install on this target (repeatable or A,B)")
     parser.add_argument("--jobs", "-j", type=_positive_int, default=8, metavar="N",
                         help="concurrent downloads (default: 8)")
     parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",

@@ -14,6 +14,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
+from ._options import NameList
 
 if TYPE_CHECKING:
     from ..config import LoadedConfig
@@ -27,11 +28,11 @@ HELP = "resolve every set for every target into lockfiles/pylock.<set>.toml (or 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="mirror.yaml", help="default: mirror.yaml")
-    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
-                        help="lock only this set (repeatable): one shard of a CI matrix")
-    parser.add_argument("--target", dest="targets", action="append", metavar="NAME",
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="NAME",
+                        help="lock only this set (repeatable or A,B): one shard of a CI matrix")
+    parser.add_argument("--target", dest="targets", action=NameList, metavar="NAME",
                         help="with --set and --shard-dir: resolve the set for this target "
-                             "alone (repeatable): one shard of a CI matrix")
+                             "alone (repeatable or A,B): one shard of a CI matrix")
     parser.add_argument("--shard-dir", type=Path, metavar="DIR",
                         help="with --target: write DIR/pylock.<set>.<target>.toml, not the "
                              "set's lockfile")

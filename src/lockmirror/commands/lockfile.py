@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._options import NameList
+
 NAME = "lockfile"
 HELP = ("write the mirror's lockfiles with every file as a URL under --base-url (for uv over "
         "HTTP, or a lockfile copied away from the mirror)")
@@ -17,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", required=True, metavar="URL",
                         help="where the mirror's root (the directory holding files/ and "
                              "simple/) is served, e.g. https://mirror.internal/")
-    parser.add_argument("--set", dest="sets", action="append", metavar="SET",
-                        help="only this set (repeatable)")
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="SET",
+                        help="only this set (repeatable or A,B)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR",
                         help="write pylock.<set>.toml files here (default: print the one "
                              "selected set's lockfile)")

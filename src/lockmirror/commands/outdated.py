@@ -17,6 +17,7 @@ from .. import pipeline
 from ..config import load_config
 from ..stages.outdated import RENDERERS
 from ..timeutil import parse_when
+from ._options import NameList
 
 NAME = "outdated"
 HELP = ("list locked releases behind upstream with the reason each newer one is not "
@@ -25,8 +26,8 @@ HELP = ("list locked releases behind upstream with the reason each newer one is 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default="mirror.yaml", help="default: mirror.yaml")
-    parser.add_argument("--set", dest="sets", action="append", metavar="NAME",
-                        help="only this set (repeatable; default: every set)")
+    parser.add_argument("--set", dest="sets", action=NameList, metavar="NAME",
+                        help="only this set (repeatable or A,B; default: every set)")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text",
                         help="text (terminal), markdown (job summary, PR body) or json")
     parser.add_argument("--now", metavar="WHEN",

@@ -1,0 +1,19 @@
+"""Option forms several commands share (not a command: the leading ``_``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+
+class NameList(argparse.Action):
+    """``--set a,b`` and ``--set a --set b`` alike: the names, in order, split at
+    commas, as doit's list parameters take them (``doit fetch --set a,b``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        names = [name.strip() for name in str(values).split(",")]
+        if not all(names):
+            parser.error(f"{option_string} {values!r}: an empty name (write NAME or A,B)")
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or ()), *names])
