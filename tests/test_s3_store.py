@@ -8,7 +8,9 @@
   nothing and leave no stray or duplicate key;
 * the index built from the S3 store has the same bytes (pages, lockfiles,
   constraints, manifest) as the one built from the local store, and reads no
-  object (list/head only);
+  object (list/head only); ``lockmirror index --store s3://...`` builds it too;
+* ``serve`` and ``check-install`` refuse such an index up front (its files are
+  in the store, not in the tree);
 * bundle and publish hash every object they read out of the store and refuse
   one replaced by other bytes of the same size, leaving nothing behind.
 """
@@ -30,6 +32,7 @@ from index_mirror import FixtureMirror, make_fixture_mirror
 from servers import S3Server, counting_client
 from test_fetch import make_lockfile
 
+from lockmirror.cli import main
 from lockmirror.config_schema import DirectoryDestination, S3Destination
 from lockmirror.errors import LockmirrorError
 from lockmirror.formats.store import Store
@@ -41,6 +44,7 @@ from lockmirror.publish.s3 import RECEIPT_KEY, S3Publisher
 from lockmirror.stages.fetch import fetch
 from lockmirror.stages.fetch_plan import missing, plan
 from lockmirror.stages.index import build_index
+from lockmirror.stages.serve import MirrorServer
 
 pytest_plugins = ["servers"]  # the S3 server fixtures
 
@@ -223,6 +227,41 @@ def test_index_names_files_missing_from_the_s3_store(
     with pytest.raises(NotFoundError, match=f"s3://{bucket}/store: .*not in the store"):
         build_index(mirror.lockfiles, store, tmp_path / "s3-index")
     assert not (tmp_path / "s3-index").exists()
+
+
+def test_index_takes_an_s3_store_url(s3_mirror: S3Mirror, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    lockfiles = [str(path) for path in s3_mirror.mirror.lockfiles]
+    build_index(s3_mirror.mirror.lockfiles, s3_mirror.store, tmp_path / "stage-index",
+                title="Fixture")
+
+    assert main(["index", *lockfiles, "--store", f"s3://{s3_mirror.bucket}/store",
+                 "--out", str(tmp_path / "cli-index"), "--title", "Fixture"]) == 0, \
+        capsys.readouterr()
+
+    assert tree_bytes(tmp_path / "cli-index") == tree_bytes(tmp_path / "stage-index")
+    # a bucket with nothing in it: the files are named missing from the store
+    assert main(["index", *lockfiles, "--store", f"s3://{s3_mirror.bucket}/elsewhere",
+                 "--out", str(tmp_path / "empty-index")]) != 0
+    assert f"s3://{s3_mirror.bucket}/elsewhere" in capsys.readouterr().err
+
+
+def test_serve_and_check_install_refuse_an_index_whose_files_are_in_the_store(
+        s3_mirror: S3Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = tmp_path / "s3-index"
+    build_index(s3_mirror.mirror.lockfiles, s3_mirror.store, index, title="Fixture")
+    files = sum(1 for rel in tree_bytes(tmp_path / "local-index") if rel.startswith("files/"))
+
+    with pytest.raises(LockmirrorError, match=f"needs the index's files here, and none of "
+                       f"the {files} files manifest.json lists is"):
+        MirrorServer(index, "127.0.0.1", 0)
+    assert main(["check-install", str(index), "--file"]) == 1
+    err = capsys.readouterr().err  # up front: no installer ran, nothing else was said
+    assert len(err.splitlines()) == 1 and "an index built from an S3 store leaves them in " \
+        "the store" in err and "lockmirror import BUNDLE.tar --into DIR" in err
+    # the index with its files (the local store's) is served as before
+    with MirrorServer(tmp_path / "local-index", "127.0.0.1", 0) as server:
+        assert server.port
 
 
 def test_publish_from_the_s3_store_streams_checked_the_objects_of_a_local_publish(
@@ -418,8 +457,6 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from test_front_doors import SETS
 
-    from lockmirror.cli import main
-
     bucket = aws_env.new_bucket(public=False)
     # the same mirror.yaml (the landing page and the bundle carry its hash); the S3
     # store named by $LOCKMIRROR_STORE, as a CI job would (paths.store takes it too)
@@ -449,6 +486,10 @@ def test_the_fixture_mirror_builds_end_to_end_with_an_s3_store(
     assert main(["diff", "--config", str(tmp_path / "s3" / "mirror.yaml"),
                  str(tmp_path / "local" / "lockfiles"), str(tmp_path / "s3" / "lockfiles")]) == 0
     assert "no changes to the lockfiles" in capsys.readouterr().out
+    # sbom reads each release's PEP 658 file from the S3 store: the index's document
+    assert main(["sbom", "--config", str(tmp_path / "s3" / "mirror.yaml")]) == 0
+    assert capsys.readouterr().out == \
+        (tmp_path / "s3" / "dist-index" / "sbom" / "mirror.cdx.json").read_text()
     # gc needs a local store: refused in one line, nothing touched
     assert main(["gc", "--config", str(tmp_path / "s3" / "mirror.yaml")]) == 1
     assert "paths.store is on S3" in capsys.readouterr().err

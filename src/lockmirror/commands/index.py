@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
+    from ..net.s3_store import AnyStore
 
 NAME = "index"
 HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lockfiles and the store"
@@ -21,7 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="pylock.<set>.toml files (default: every set of mirror.yaml)")
     parser.add_argument("--config", help="default: mirror.yaml (not read when lockfiles, --store "
                         "and --out are all given, unless named here)")
-    parser.add_argument("--store", type=Path, help="default: paths.store of mirror.yaml")
+    parser.add_argument("--store", help="a directory or s3://bucket/prefix (default: "
+                        "paths.store of mirror.yaml)")
     parser.add_argument("--out", type=Path, help="default: paths.index of mirror.yaml")
     parser.add_argument("--title", help="landing page title (default: the mirror's name)")
     parser.add_argument("--mirror-yaml", type=Path,
@@ -49,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         from ..config import load_config
 
         loaded = load_config(args.config or "mirror.yaml")
-    result = pipeline.index(loaded, lockfiles=args.lockfiles, store=args.store, out=args.out,
-                            title=args.title, mirror_yaml=args.mirror_yaml,
+    result = pipeline.index(loaded, lockfiles=args.lockfiles, store=_store(args.store, loaded),
+                            out=args.out, title=args.title, mirror_yaml=args.mirror_yaml,
                             quarantine=args.quarantine, full=args.full, sbom=args.sbom)
     for note in result.notes:
         print(f"index: {note}", file=sys.stderr)
@@ -66,3 +72,18 @@ def run(args: argparse.Namespace) -> int:
     for release in result.removed_releases:
         print(f"  removed {release}")
     return 0
+
+
+def _store(given: str | None, loaded: LoadedConfig | None) -> Path | AnyStore | None:
+    """``--store`` read as ``paths.store`` is: an ``s3://`` URL names an S3 store
+    (client options from mirror.yaml's S3 destination on that bucket, when it is
+    read), anything else a local directory."""
+    if given is None:
+        return None
+    from ..net.s3_store import is_s3_url, open_store
+
+    if not is_s3_url(given):
+        return Path(given)
+    # the index only lists an S3 store; staging is for fetch's downloads in flight
+    staging = (loaded.cache_dir if loaded is not None else Path(".cache")) / "s3-staging"
+    return open_store(given, staging, loaded.config.publish.values() if loaded else ())

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..formats.sbom import NO_METADATA
     from ..fsutil import atomic_write, plural
+    from ..net.s3_store import is_s3_url
     from ..stages.sbom import MIRROR_DOCUMENT, sbom_name
 
     loaded = load_config(args.config)
@@ -34,9 +35,14 @@ def run(args: argparse.Namespace) -> int:
     documents = pipeline.sbom(loaded, sets)
     unknown = documents[MIRROR_DOCUMENT].count(NO_METADATA.encode())
     if unknown:
+        # an S3 store is read for the PEP 658 files fetch keeps beside wheels only
+        remedy = "run `lockmirror fetch` first" + (
+            "; an S3 store holds it beside wheels only (for a release without a wheel, run "
+            "this with LOCKMIRROR_STORE=<a local store>)" if is_s3_url(loaded.store_location)
+            else "")
         print(f"lockmirror: warning: {plural(unknown, 'release')} without core metadata in the "
               f"store ({loaded.store_location}): license, authors and description unknown; "
-              "run `lockmirror fetch` first", file=sys.stderr)
+              f"{remedy}", file=sys.stderr)
     if args.output is not None:
         for name, data in sorted(documents.items()):
             atomic_write(args.output / name, data, only_if_changed=True)

@@ -64,6 +64,7 @@ from .installers import (
     ensure_installer,
     find_installers,
 )
+from .verify import require_local_files
 
 __all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_check",
            "explain_uv", "uv_platform", "verify_closure"]
@@ -164,8 +165,10 @@ def verify_closure(
     ``$XDG_CACHE_HOME/lockmirror/installers``.
 
     Returns a report (``report.raise_for_failures()`` turns failures into a
-    ResolutionError). Raises LockmirrorError when the index has no lockfiles,
-    a requested set, target or installer does not exist, or no uv can be found.
+    ResolutionError). Raises LockmirrorError when the index has no lockfiles
+    or (without ``index_url``) holds none of the files its manifest lists (an
+    index built from an S3 store), when a requested set, target or installer
+    does not exist, or no uv can be found.
     An installer that cannot be fetched is reported as skipped with the reason.
     Costs one venv and install per installer, transport and host-matching
     target: seconds each on a small mirror, dominated by sdist builds.
@@ -173,6 +176,8 @@ def verify_closure(
     index_dir = Path(index_dir)
     say = progress or (lambda _message: None)
     pairs = _pairs(index_dir, sets, targets)
+    if index_url is None:  # the tree itself is installed from: its files must be here
+        require_local_files(index_dir)
     if index_url and index_url.startswith(("http://", "https://")):
         _probe(index_url, pairs)
     chosen = find_installers(installers)

@@ -26,6 +26,7 @@ from typing import Self
 
 from ..errors import LockmirrorError
 from .serve_handler import MirrorHTTPServer, RequestLog
+from .verify import require_local_files
 
 IDLE_TIMEOUT = 30.0    # seconds a connection may stay silent (nginx: 60 s headers, 75 s keep-alive)
 MAX_CONNECTIONS = 100  # connections (threads) served at once
@@ -38,7 +39,8 @@ class MirrorServer:
     (tests, verify); :meth:`serve_forever` blocks (the CLI). At most
     ``max_connections`` connections are served at once; one idle for
     ``idle_timeout`` seconds is closed. Raises LockmirrorError when ``root``
-    is not a built index, the limits are not positive or the address is taken.
+    is not a built index or holds none of the files its manifest lists (one
+    built from an S3 store), the limits are not positive or the address is taken.
     """
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 8080, *,
@@ -49,6 +51,7 @@ class MirrorServer:
             raise LockmirrorError(
                 "is not a mirror (no simple/index.html)", where=str(root),
                 hint=f"import a bundle into it first: lockmirror import BUNDLE.tar --into {root}")
+        require_local_files(root)  # an index built from an S3 store: 404 for every file
         if not 0 < idle_timeout <= MAX_IDLE_TIMEOUT or max_connections < 1:
             raise LockmirrorError(f"idle timeout ({idle_timeout}) and connection limit "
                                   f"({max_connections}) must be positive, the timeout at most "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import LockmirrorError
@@ -25,3 +26,27 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
                               hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
                                    f"--into {root}")
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
+
+
+def require_local_files(root: Path) -> None:
+    """Refuse an index built from an S3 store before anything is served or
+    installed from it: its ``manifest.json`` names the ``files/`` and the store
+    keeps them, so none is in the tree and pip would get 404 for each.
+
+    Raises LockmirrorError when the manifest lists ``files/`` entries and not one
+    of them is in ``root``. A tree lacking only some (a damaged mirror) passes:
+    check-install names each missing file by the install that needs it, and
+    ``lockmirror verify`` lists them. A tree without a manifest is not checked.
+    Costs a read of the manifest and at most a stat per file (one, usually)."""
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        return
+    listed = sorted(rel for rel in Manifest.read(path).files if rel.startswith("files/"))
+    if listed and not any(os.path.isfile(os.path.join(root, rel)) for rel in listed):
+        raise LockmirrorError(
+            f"this command needs the index's files here, and none of the {len(listed)} "
+            f"files manifest.json lists is (e.g. {listed[0]}): an index built from an S3 "
+            "store leaves them in the store", where=str(root),
+            hint="bundle the index and import the bundle (`lockmirror import BUNDLE.tar "
+                 "--into DIR`), then run this against DIR; or build the index with "
+                 "LOCKMIRROR_STORE=<a local store>")
