@@ -243,9 +243,21 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     gather = jobs["gather"]
     assert gather["needs"] == "shard"
     runs = [step.get("run", "") for step in gather["steps"] if "run" in step]
+    checks = [s for s in gather["steps"] if "lockmirror check-install" in s.get("run", "")]
     assert runs == ["python -m pip install -e .", "lockmirror lock --check",
                     "lockmirror fetch --progress plain", "lockmirror index",
-                    "lockmirror check-install", "lockmirror publish", "lockmirror bundle"]
+                    *(s["run"] for s in checks), "lockmirror publish", "lockmirror bundle"]
+    # check-install needs the index's files in a tree: with the store on S3 the index
+    # leaves them there, so the bundle is imported on the runner and checked instead
+    local, on_s3 = checks
+    assert local["run"] == "lockmirror check-install"
+    assert local["if"] == "${{ !startsWith(vars.LOCKMIRROR_STORE, 's3://') }}"
+    assert on_s3["if"] == "${{ startsWith(vars.LOCKMIRROR_STORE, 's3://') }}"
+    script = on_s3["run"].splitlines()
+    assert script[0].startswith("lockmirror bundle ") and "--out \"$RUNNER_TEMP/check-bundle\"" \
+        in script[0]
+    assert script[1].startswith("lockmirror import \"$RUNNER_TEMP\"/check-bundle/*.tar --into ")
+    assert script[-1] == 'lockmirror check-install "$RUNNER_TEMP/check-mirror"'
     bundle = next(s for s in gather["steps"] if s.get("run") == "lockmirror bundle")
     assert bundle["if"] == "${{ inputs.bundle }}"
     publish = next(s for s in gather["steps"] if s.get("run") == "lockmirror publish")
