@@ -7,7 +7,9 @@ the up-to-date checks are doit's own.
 
 from __future__ import annotations
 
+import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +90,36 @@ def test_a_list_param_takes_comma_separated_names(tmp_path: Path, fixture_index:
     for name in ("core", "extra"):
         locked = Lockfile.read(tmp_path / "lockfiles" / f"pylock.{name}.toml")
         assert {f.sha256[2:] for p in locked.packages for f in p.files} <= stored
+
+
+def test_doit_publish_tries_every_destination_in_name_order(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`doit publish`: the destinations one after another in name order, in every
+    process (doit ran its subtasks in the order of a set, which changed with
+    PYTHONHASHSEED), each tried when one before it failed, and a last line
+    naming the failed ones (found by an outside tester); `doit publish:<name>`
+    publishes one."""
+    with (project / "mirror.yaml").open("a") as config:
+        config.write("publish:\n"
+                     "  c-www: {kind: directory, path: www, layout: tree}\n"
+                     "  a-packages: {kind: directory, path: packages}\n"
+                     "  b-broken: {kind: directory, path: not-a-directory}\n")
+    (project / "not-a-directory").write_text("a file")
+    assert run_doit("index") == 0
+    capsys.readouterr()
+    for seed in ("0", "1", "2", "3"):
+        done = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(project),
+                               "publish"], capture_output=True, text=True, check=False,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert done.returncode == 1, done.stderr
+        assert [line.split(":")[0] for line in done.stdout.splitlines()
+                if line.startswith("publish ")] == ["publish a-packages", "publish c-www"]
+        assert done.stderr.splitlines()[-2:] == [
+            f"lockmirror: error: {project / 'not-a-directory'}: is not a directory",
+            "lockmirror: error: publish failed for 1 of 3 destinations: b-broken (the others "
+            "were published; see the errors above)"], done.stderr
+    assert (project / "www" / "manifest.json").is_file()
+    shutil.rmtree(project / "www")
+    assert run_doit("publish:c-www") == 0
+    assert (project / "www" / "manifest.json").is_file()
+    assert "publish a-packages" not in capsys.readouterr().out

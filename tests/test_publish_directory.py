@@ -151,6 +151,45 @@ publish:
         capsys.readouterr().err
 
 
+def test_every_destination_is_tried_when_one_fails(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lockmirror publish` (every destination): one destination failing is said in
+    its one line, the ones after it are still published, a last line names the
+    failed ones and the exit status is 1 (found by an outside tester: the later
+    destinations were silently never tried)."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"""\
+version: 1
+sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
+targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
+sets: {{core: {{requirements: [beta]}}}}
+paths: {{index: "{index_tree}"}}
+publish:
+  a-web: {{kind: directory, path: www, layout: tree}}
+  b-broken: {{kind: directory, path: not-a-directory}}
+  c-packages: {{kind: directory, path: packages}}
+  d-broken: {{kind: directory, path: also-not-a-directory}}
+""")
+    for name in ("not-a-directory", "also-not-a-directory"):
+        (tmp_path / name).write_text("a file")
+    assert main(["publish", "--config", str(config), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert [line.split(" (")[0] for line in captured.out.splitlines()] == [
+        "publish a-web", "publish c-packages"]
+    assert captured.err.splitlines() == [
+        f"lockmirror: error: {tmp_path / 'not-a-directory'}: is not a directory",
+        f"lockmirror: error: {tmp_path / 'also-not-a-directory'}: is not a directory",
+        "lockmirror: error: publish failed for 2 of 4 destinations: b-broken, d-broken "
+        "(the others were published; see the errors above)"]
+    assert (tmp_path / "www" / "manifest.json").is_file()
+    assert len(list((tmp_path / "packages").glob("*.whl"))) == len(
+        [a for a in artifacts(index_tree) if a.endswith(".whl")])
+    # one destination named: its error is the command's, as before
+    assert main(["publish", "--config", str(config), "--to", "b-broken", "-q"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"lockmirror: error: {tmp_path / 'not-a-directory'}: is not a directory"]
+
+
 def test_prune_and_verify_handle_what_a_killed_publish_left(
         index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A publish SIGKILLed mid-copy leaves a temporary file: verify names it apart

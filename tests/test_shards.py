@@ -326,7 +326,8 @@ paths: {{index: "{trees['core']}"}}
 publish: {{www: {{kind: directory, path: "{www}", layout: tree}}}}
 """)
     publish(trees["whole"], web_root(www))
-    [task] = doit_tasks.publish_tasks(doit_tasks.Project(config))
+    every, task = doit_tasks.publish_tasks(doit_tasks.Project(config))
+    assert (every["basename"], task["basename"]) == ("publish", "publish:www")
     assert [p["long"] for p in task["params"]] == ["drop-sets"]
     failed = task["actions"][0]()
     assert failed is not None and "--drop-sets extra" in failed.message

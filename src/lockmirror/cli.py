@@ -87,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "in place; run the command again to go on", file=sys.stderr)
         return 130
     except OSError as error:  # a file or device the command was pointed at
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(os_error_text(error), file=sys.stderr)
         return 1
     except Exception as error:
         # Every error a user's input can cause is converted where the foreign
@@ -116,6 +115,13 @@ def error_text(error: LockmirrorError) -> str:
     if error.hint:
         text += f" ({printable(error.hint)})"
     return f"lockmirror: error: {text}"
+
+
+def os_error_text(error: OSError) -> str:
+    """What the CLI prints for an OSError nothing converted: ``lockmirror: error:
+    FILE: REASON``."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"lockmirror: error: {where}{error.strerror or error}"
 
 
 def printable(text: str) -> str:

@@ -346,35 +346,50 @@ def _publish(project: Project, name: str, drop_sets: list[str]) -> None:
     print(f"publish {name}: {result.summary()}")
 
 
+def _publish_each(project: Project, names: list[str], drop_sets: list[str]
+                  ) -> TaskFailed | None:
+    """Each destination in turn, whether or not one before it failed (one down must
+    not keep the others from their publish); of several, a last line names the failed."""
+    failed = {}
+    for name in names:
+        failure = _action(_publish, project, name, drop_sets)()
+        if failure is not None:
+            failed[name] = failure
+    if len(names) == 1 or not failed:
+        return next(iter(failed.values()), None)
+    line = (f"publish failed for {len(failed)} of {len(names)} destinations: "
+            f"{', '.join(failed)} (the others were published; see the errors above)")
+    print(f"lockmirror: error: {line}", file=sys.stderr)
+    return TaskFailed(line, report=False)
+
+
 def publish_tasks(project: Project) -> Iterator[TaskDict]:
-    """One subtask per destination; each asks the destination what it lacks
-    (a listing, a receipt or its simple pages), so it always runs and a
-    current destination costs a few requests and uploads nothing."""
+    """``publish``: every destination in name order, each tried; ``publish:<name>``:
+    one. Each asks the destination what it lacks (a listing, a receipt or its simple
+    pages), so it always runs and a current destination costs a few requests.
+    Not doit subtasks: doit starts subtasks waiting on one task (``index``) in the
+    order of a set (another each run), and stops at the first that fails."""
     names = project.summary["publish"]
     if not names:
         def explain() -> None:
             print("publish: mirror.yaml defines no destinations; add a `publish:` section "
                   "(kinds s3, upload, directory) - see README, Publishing")
 
-        yield {"name": "none", "doc": "no destinations in mirror.yaml", "actions": [explain],
-               "uptodate": [False], "verbosity": 2}
+        yield {"basename": "publish", "doc": "no destinations in mirror.yaml",
+               "actions": [explain], "uptodate": [False], "verbosity": 2}
         return
-    for name in names:
-        def publish(drop_sets: list[str] | None = None, name: str = name
+    params = [{"name": "drop_sets", "long": "drop-sets", "type": list, "default": [],
+               "help": "sets this publish may remove from the destination "
+                       "(comma-separated; else an index lacking one is refused)"}]
+    every = f"every destination of mirror.yaml ({', '.join(names)}), each tried"
+    for task, chosen, what in [("publish", names, every),
+                               *((f"publish:{n}", [n], f"the destination '{n}'") for n in names)]:
+        def publish(drop_sets: list[str] | None = None, chosen: list[str] = chosen
                     ) -> TaskFailed | None:  # doit passes its param by name
-            return _action(_publish, project, name, _names(drop_sets))()
+            return _publish_each(project, chosen, _names(drop_sets))
 
-        yield {
-            "name": name,
-            "doc": f"publish dist-index/ to the destination '{name}' of mirror.yaml",
-            "actions": [publish],
-            "params": [{"name": "drop_sets", "long": "drop-sets", "type": list, "default": [],
-                        "help": "sets this publish may remove from the destination "
-                                "(comma-separated; else an index lacking one is refused)"}],
-            "task_dep": ["index"],
-            "uptodate": [False],
-            "verbosity": 2,
-        }
+        yield {"basename": task, "doc": f"publish dist-index/ to {what}", "actions": [publish],
+               "params": params, "task_dep": ["index"], "uptodate": [False], "verbosity": 2}
 
 
 # -- gc (not part of build) ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """``lockmirror publish``: push a built index (or a bundle) to S3, an upload API or a directory.
 
-    lockmirror publish                       every destination in mirror.yaml
+    lockmirror publish                       every destination in mirror.yaml (each is
+                                             tried; exit 1 when any failed)
     lockmirror publish --to prod-s3          one of them
     lockmirror publish --to s3://bucket/pypi --from bundle.tar      (no mirror.yaml)
     lockmirror publish --to https://nexus/repository/pypi-internal/ --dry-run
@@ -13,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import error_text, os_error_text
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
 from ..config_schema import Destination
 from ..errors import LockmirrorError
@@ -149,24 +151,44 @@ def run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     destinations = _destinations(args, loaded)
     source = args.source or (loaded.index_dir if loaded is not None else Path("dist-index"))
-    base_dir = loaded.root if loaded is not None else None
     # the configured index built on an S3 store names files that stay in the store
     store = s3_store_of(loaded) if loaded is not None and args.source is None else None
     conflicts = False
+    failed: list[str] = []
     with open_source(source, pubkey=args.pubkey,
                      progress=_printer(args, str(source))) as tree_dir:
         for name, destination in destinations:
-            result = publish(tree_dir, destination, base_dir=base_dir, dry_run=args.dry_run,
-                             prune=args.prune, break_lock=args.break_lock,
-                             lock_wait=args.lock_wait, jobs=args.jobs, store=store,
-                             progress=_printer(args, name),
-                             drop_sets=[n for text in args.drop_sets for n in text.split(",")
-                                        if n])
-            if args.dry_run:
-                _print_plan(name, result)
-                conflicts = conflicts or bool(result.plan.conflicts)  # the real run fails on them
-                continue
-            for note in result.notes:
-                print(f"publish {name}: {note}", file=sys.stderr)
-            print(f"publish {name} ({result.destination}): {result.summary()}")
+            try:
+                conflicts = _publish_one(args, loaded, tree_dir, name, destination,
+                                         store) or conflicts
+            except (LockmirrorError, OSError) as error:
+                if len(destinations) == 1:
+                    raise  # the CLI's usual line and exit status
+                # one destination down must not keep the others from their publish
+                print(error_text(error) if isinstance(error, LockmirrorError)
+                      else os_error_text(error), file=sys.stderr, flush=True)
+                failed.append(name)
+    if failed:
+        print(f"lockmirror: error: publish failed for {len(failed)} of {len(destinations)} "
+              f"destinations: {', '.join(failed)} (the others were published; see the "
+              "errors above)", file=sys.stderr)
+        return 1
     return 1 if conflicts else 0
+
+
+def _publish_one(args: argparse.Namespace, loaded: LoadedConfig | None, tree_dir: Path,
+                 name: str, destination: Destination, store: object) -> bool:
+    """Publish ``tree_dir`` to one destination and print what happened; True when
+    a dry run found conflicts (the real run fails on them)."""
+    result = publish(tree_dir, destination, base_dir=loaded.root if loaded else None,
+                     dry_run=args.dry_run, prune=args.prune, break_lock=args.break_lock,
+                     lock_wait=args.lock_wait, jobs=args.jobs, store=store,
+                     progress=_printer(args, name),
+                     drop_sets=[n for text in args.drop_sets for n in text.split(",") if n])
+    if args.dry_run:
+        _print_plan(name, result)
+        return bool(result.plan.conflicts)
+    for note in result.notes:
+        print(f"publish {name}: {note}", file=sys.stderr)
+    print(f"publish {name} ({result.destination}): {result.summary()}")
+    return False
