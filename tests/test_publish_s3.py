@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,8 @@ from servers import S3Server, counting_client, pip_install
 from lockmirror.cli import main
 from lockmirror.config_schema import S3Destination
 from lockmirror.errors import IntegrityError, PublishError
-from lockmirror.formats.manifest import Manifest, scan_tree
+from lockmirror.formats.manifest import Entry, Manifest, scan_tree
+from lockmirror.fsutil import sha256_bytes
 from lockmirror.publish import ProgressEvent, SourceTree, publish
 from lockmirror.publish.s3 import LOCK_KEY, RECEIPT_KEY, S3Publisher
 
@@ -336,6 +339,82 @@ def test_a_killed_publisher_leaves_the_bucket_locked_only_until_its_lock_expires
     assert len(result.notes) == 1 and result.notes[0].startswith("took over the expired lock")
     assert set(aws_env.keys(bucket)) == wanted_keys(index_tree, "pypi") | {
         f"pypi/{RECEIPT_KEY}"}
+
+
+def tree_with_a_fifo(index_tree: Path, into: Path) -> Path:
+    """A copy of the index with one more file: an empty FIFO, whose upload blocks in
+    open() until a writer comes (:func:`sigterm_publish` comes after SIGTERM)."""
+    shutil.copytree(index_tree, into)
+    manifest = Manifest.read(into / "manifest.json")
+    manifest.files["files/zzz/zzz-0.1.tar.gz"] = Entry(sha256=sha256_bytes(b""), size=0)
+    manifest.write(into / "manifest.json")
+    (into / "files" / "zzz").mkdir()
+    os.mkfifo(into / "files" / "zzz" / "zzz-0.1.tar.gz")
+    return into
+
+
+def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
+                    cwd: Path) -> tuple[int, str]:
+    """Run ``argv`` (a publish to ``bucket``'s prefix pypi that blocks on ``fifo``),
+    SIGTERM it once it holds the lock, then unblock the upload under way (as Ctrl-C
+    lets it finish); its exit status and stderr."""
+    lock = S3Publisher(destination(server, bucket))._lock()
+    child = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**server.env()),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while lock.read() is None and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lock.read() is not None, "the publish never took its lock"
+        child.send_signal(signal.SIGTERM)
+        while child.poll() is None and time.monotonic() < deadline:
+            try:  # the blocked upload reads its (empty) file and ends
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader (yet, or any more)
+                pass
+            time.sleep(0.05)
+        _out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, err
+
+
+def test_a_sigtermed_publish_releases_its_lock_as_ctrl_c_does(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    """SIGTERM (timeout, docker stop, systemd, Kubernetes) takes Ctrl-C's path at
+    both doors: the lock is released and the receipt written, one line, exit 143
+    (found by an outside tester: the lock stayed held for its hour)."""
+    source = tree_with_a_fifo(index_tree, tmp_path / "tree")
+    fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
+    bucket = aws_env.new_bucket()
+    code, err = sigterm_publish(
+        [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
+         "--from", str(source), "--endpoint-url", aws_env.endpoint_url, "--jobs", "1", "-q"],
+        aws_env, bucket, fifo, tmp_path)
+    assert code == 143, err
+    assert err.splitlines()[-1].startswith("lockmirror: terminated: ") and "Traceback" not in err
+    assert S3Publisher(destination(aws_env, bucket))._lock().read() is None  # released
+    assert f"pypi/{RECEIPT_KEY}" in aws_env.keys(bucket)  # what got uploaded is remembered
+
+    # `doit publish:<name>` (alone: --single, the index is the tree above)
+    bucket = aws_env.new_bucket()
+    (tmp_path / "mirror.yaml").write_text(f"""\
+version: 1
+sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
+targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
+sets: {{core: {{requirements: [beta]}}}}
+paths: {{index: "{source}"}}
+publish: {{bucket: {{kind: s3, bucket: {bucket}, prefix: pypi, endpoint_url: "{aws_env.endpoint_url}"}}}}
+""")
+    dodo = Path(__file__).resolve().parent.parent / "dodo.py"
+    code, err = sigterm_publish(
+        [sys.executable, "-m", "doit", "-f", str(dodo), "-d", str(tmp_path), "run", "--single",
+         "publish:bucket"], aws_env, bucket, fifo, tmp_path)
+    assert code == 143, err
+    assert err.splitlines()[-1].startswith("lockmirror: terminated: ") and "Traceback" not in err
+    assert S3Publisher(destination(aws_env, bucket))._lock().read() is None
 
 
 def test_a_lease_renews_itself_and_a_taken_over_lock_is_not_released(

@@ -4,7 +4,9 @@ Subcommands live in :mod:`lockmirror.commands`, one module each; this file
 finds them, parses arguments and turns every LockmirrorError into one line
 on stderr and an exit status, never a traceback: an OSError nothing converted
 becomes one line (exit 1), any other exception one "internal error" line
-(exit 70; ``LOCKMIRROR_TRACEBACK=1`` shows the traceback).
+(exit 70; ``LOCKMIRROR_TRACEBACK=1`` shows the traceback). SIGTERM is taken as
+Ctrl-C (:mod:`lockmirror.interrupt`): locks are released and temporary files
+removed, then exit 143 (Ctrl-C: 130).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from types import ModuleType
 
 from . import __version__, commands
 from .errors import ConfigError, LockmirrorError
+from .interrupt import restore, stopped, terminate_as_interrupt
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
 TRACEBACK_ENV = "LOCKMIRROR_TRACEBACK"
@@ -76,16 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = next((a for a in unknown if a.endswith((".yaml", ".yml"))), None)
         hint = f" (name the file with --config {config})" if config else ""
         args._parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    previous = terminate_as_interrupt()
     try:
         return int(args._run(args) or 0)
     except LockmirrorError as error:
         print(error_text(error), file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        # every stage writes each file whole or not at all (a download resumes)
-        print("lockmirror: interrupted: what finished is kept and nothing half-written is "
-              "in place; run the command again to go on", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM
+        line, code = stopped(interrupt)
+        print(line, file=sys.stderr)
+        return code
     except OSError as error:  # a file or device the command was pointed at
         print(os_error_text(error), file=sys.stderr)
         return 1
@@ -99,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_first_line(error)} (a bug in lockmirror; set {TRACEBACK_ENV}=1 "
               "for the traceback)", file=sys.stderr)
         return INTERNAL_ERROR
+    finally:
+        restore(previous)
 
 
 def error_text(error: LockmirrorError) -> str:

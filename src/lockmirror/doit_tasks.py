@@ -24,13 +24,16 @@ from .config import signing_key_file
 from .doit_project import Project
 from .errors import ConfigError, InputError, LockmirrorError
 from .fsutil import atomic_write, format_size
+from .interrupt import stopped, terminate_as_interrupt
 
 TaskDict = dict[str, Any]
 
 
 def load(path: str = "mirror.yaml") -> Project:
     """The project for dodo.py (cheap when mirror.yaml is unchanged); a
-    broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
+    broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints.
+    From here on SIGTERM is Ctrl-C (:mod:`lockmirror.interrupt`)."""
+    terminate_as_interrupt()
     try:
         return Project(path)
     except LockmirrorError as error:  # a broken mirror.yaml, a bad LOCKMIRROR_TOOL_WHEELS
@@ -62,13 +65,18 @@ def _report(error: Exception) -> TaskFailed:
 def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
     """Wrap a stage call: LockmirrorError or OSError -> one line, task failed;
     any other exception -> one "internal error" line (a bug; doit's traceback
-    with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on."""
+    with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on.
+    Ctrl-C or SIGTERM (once the clean-up ran) -> one line, doit stops, exit 130/143."""
 
     def run() -> TaskFailed | None:
         try:
             result = function(*args)
         except (LockmirrorError, OSError) as error:
             return _report(error)
+        except KeyboardInterrupt as interrupt:
+            line, code = stopped(interrupt)
+            print(line, file=sys.stderr)
+            raise SystemExit(code) from None  # passes doit by, which still saves its state
         except Exception as error:
             if os.environ.get("LOCKMIRROR_TRACEBACK"):
                 raise
