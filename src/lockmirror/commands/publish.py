@@ -151,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     destinations = _destinations(args, loaded)
     source = args.source or (loaded.index_dir if loaded is not None else Path("dist-index"))
-    # the configured index built on an S3 store names files that stay in the store
-    store = s3_store_of(loaded) if loaded is not None and args.source is None else None
+    # an index built on the configured S3 store (the default one, or a directory given
+    # with --from) names files that stay in the store; a bundle carries its own
+    store = s3_store_of(loaded) if loaded is not None and source.is_dir() else None
     conflicts = False
     failed: list[str] = []
     with open_source(source, pubkey=args.pubkey,

@@ -157,10 +157,12 @@ def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None =
                        ) -> PublishResult:
     """Publish the configured index (or ``source``) to the destination ``name``.
 
-    This is what ``doit publish:<name>`` runs. Raises as :func:`publish`."""
+    This is what ``doit publish:<name>`` runs. Raises as :func:`publish`. An
+    index built on the configured S3 store (``source`` too) takes the files it
+    lacks from the store."""
     from ..net.s3_store import s3_store_of
 
-    store = s3_store_of(loaded) if source is None else None
+    store = s3_store_of(loaded)
     return publish(source or loaded.index_dir, configured_destination(loaded, name),
                    base_dir=loaded.root, dry_run=dry_run, prune=prune, break_lock=break_lock,
                    lock_wait=lock_wait, jobs=jobs, progress=progress, store=store,
