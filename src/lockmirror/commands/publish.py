@@ -3,7 +3,7 @@
     lockmirror publish                       every destination in mirror.yaml (each is
                                              tried; exit 1 when any failed)
     lockmirror publish --to prod-s3          one of them
-    lockmirror publish --to s3://bucket/pypi --from bundle.tar      (no mirror.yaml)
+    lockmirror publish --to s3://bucket/pypi --from lockmirror-<name>-<id>.tar   (no mirror.yaml)
     lockmirror publish --to https://nexus/repository/pypi-internal/ --dry-run
     lockmirror publish --to /srv/pypiserver/packages
 """
