@@ -123,3 +123,18 @@ def test_doit_publish_tries_every_destination_in_name_order(
     assert run_doit("publish:c-www") == 0
     assert (project / "www" / "manifest.json").is_file()
     assert "publish a-packages" not in capsys.readouterr().out
+
+
+def test_doit_words_an_error_as_the_cli_does_a_hostile_name_escaped(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """doit's one print site used its own wording, which left a place quoting a
+    hostile name (an escape sequence, a line break) raw on the terminal."""
+    from lockmirror import doit_tasks
+    from lockmirror.errors import LockmirrorError, error_text
+
+    error = LockmirrorError("not listed", where="index/files/a\x1b[2J\nlockmirror: verified",
+                            hint="rebuild")
+    failed = doit_tasks._report(error)
+    assert capsys.readouterr().err == error_text(error) + "\n"
+    assert "\x1b" not in error_text(error) and "\n" not in error_text(error)
+    assert str(failed.message).startswith("index/files/a\\x1b[2J\\nlockmirror")

@@ -460,8 +460,7 @@ def test_a_bundle_whose_index_names_the_mirrors_own_state_is_refused(tmp_path: P
 def test_an_error_keeps_its_own_line_breaks_and_escapes_a_hostile_place() -> None:
     """A conflict's chains keep their lines; a place or hint quoting a hostile
     name (a newline, an escape, a bidi override) is escaped whole."""
-    from lockmirror.cli import error_text
-    from lockmirror.errors import LockmirrorError
+    from lockmirror.errors import LockmirrorError, error_text
 
     error = LockmirrorError("cannot resolve:\n  a==1 (required by the set core)",
                             where="bundle.tar:top/x\n\x1b[2Kimport: ok\u202e",

@@ -16,12 +16,11 @@ import importlib
 import os
 import pkgutil
 import sys
-import unicodedata
 from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__, commands
-from .errors import ConfigError, LockmirrorError
+from .errors import LockmirrorError, error_text, os_error_text
 from .interrupt import restore, stopped, terminate_as_interrupt
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
@@ -104,38 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERNAL_ERROR
     finally:
         restore(previous)
-
-
-def error_text(error: LockmirrorError) -> str:
-    """What the CLI prints for ``error``: mirror.yaml's problems one per line,
-    each naming its place; else ``lockmirror: error: WHERE: MESSAGE (HINT)``,
-    where only the message's own line breaks (a conflict's requirement chains)
-    are kept: the place and the hint, which may quote a hostile name, are
-    escaped whole (:func:`printable`)."""
-    if isinstance(error, ConfigError):
-        lines = [printable(line) for line in error.problems]
-        return "\n".join(lines) if len(lines) > 1 else f"lockmirror: error: {''.join(lines)}"
-    message = "\n".join(printable(line) for line in error.message.split("\n"))
-    text = f"{printable(error.where)}: {message}" if error.where else message
-    if error.hint:
-        text += f" ({printable(error.hint)})"
-    return f"lockmirror: error: {text}"
-
-
-def os_error_text(error: OSError) -> str:
-    """What the CLI prints for an OSError nothing converted: ``lockmirror: error:
-    FILE: REASON``."""
-    where = f"{error.filename}: " if error.filename else ""
-    return f"lockmirror: error: {where}{error.strerror or error}"
-
-
-def printable(text: str) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``,
-    ``\\u202e``): an error may quote a name from a hostile file (a bundle member,
-    a lockfile entry), which must not move the cursor, forge a line or
-    reorder what the terminal shows."""
-    return "".join(ch.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
 
 
 def _first_line(error: BaseException) -> str:

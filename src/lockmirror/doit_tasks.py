@@ -22,7 +22,7 @@ from doit.tools import config_changed  # type: ignore[import-untyped]
 from . import mutation, pipeline
 from .config import signing_key_file
 from .doit_project import Project
-from .errors import ConfigError, InputError, LockmirrorError
+from .errors import InputError, LockmirrorError, error_text, os_error_text
 from .fsutil import atomic_write, format_size
 from .interrupt import stopped, terminate_as_interrupt
 
@@ -46,16 +46,11 @@ def _report(error: Exception) -> TaskFailed:
     return the failed task: doit's one place that reports an error. The
     TaskFailed is not reported again by doit (``report=False``): each error
     is printed once, and doit still exits 1."""
-    if isinstance(error, ConfigError):
-        print(str(error), file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0], report=False)
-    if isinstance(error, LockmirrorError):
-        print(f"lockmirror: error: {error}", file=sys.stderr)
-        return TaskFailed(str(error).splitlines()[0], report=False)
-    if isinstance(error, OSError):
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"lockmirror: error: {where}{error.strerror or error}", file=sys.stderr)
-        return TaskFailed(f"{where}{error.strerror or error}", report=False)
+    if isinstance(error, (LockmirrorError, OSError)):  # as the CLI words them
+        text = error_text(error) if isinstance(error, LockmirrorError) else os_error_text(error)
+        print(text, file=sys.stderr)
+        return TaskFailed(text.removeprefix("lockmirror: error: ").splitlines()[0],
+                          report=False)
     line = (str(error).splitlines() or [""])[0][:300]
     print(f"lockmirror: internal error: {type(error).__name__}: {line} (a bug in "
           "lockmirror; set LOCKMIRROR_TRACEBACK=1 for the traceback)", file=sys.stderr)

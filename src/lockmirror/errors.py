@@ -9,6 +9,7 @@ converted to these at the module boundary that called the foreign code.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 
@@ -96,3 +97,39 @@ class UrlPolicyError(LockmirrorError):
     """A lockfile names a file URL that no declared source may serve."""
 
     exit_code = 2
+
+
+# --------------------------------------------------------------------------
+# How the front doors print them (the CLI's main, doit's actions): one wording
+# --------------------------------------------------------------------------
+
+def error_text(error: LockmirrorError) -> str:
+    """What the CLI prints for ``error``: mirror.yaml's problems one per line,
+    each naming its place; else ``lockmirror: error: WHERE: MESSAGE (HINT)``,
+    where only the message's own line breaks (a conflict's requirement chains)
+    are kept: the place and the hint, which may quote a hostile name, are
+    escaped whole (:func:`printable`)."""
+    if isinstance(error, ConfigError):
+        lines = [printable(line) for line in error.problems]
+        return "\n".join(lines) if len(lines) > 1 else f"lockmirror: error: {''.join(lines)}"
+    message = "\n".join(printable(line) for line in error.message.split("\n"))
+    text = f"{printable(error.where)}: {message}" if error.where else message
+    if error.hint:
+        text += f" ({printable(error.hint)})"
+    return f"lockmirror: error: {text}"
+
+
+def os_error_text(error: OSError) -> str:
+    """What the CLI prints for an OSError nothing converted: ``lockmirror: error:
+    FILE: REASON``."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"lockmirror: error: {where}{error.strerror or error}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``,
+    ``\\u202e``): an error may quote a name from a hostile file (a bundle member,
+    a lockfile entry), which must not move the cursor, forge a line or
+    reorder what the terminal shows."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)

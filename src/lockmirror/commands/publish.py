@@ -14,10 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import error_text, os_error_text
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
 from ..config_schema import Destination
-from ..errors import LockmirrorError
+from ..errors import LockmirrorError, error_text, os_error_text
 from ..formats.url_policy import redact_url
 from ..fsutil import format_size
 from ..net.s3_store import s3_store_of
