@@ -21,6 +21,7 @@ from helpers import mirror_yaml, tree_digests
 
 from lockmirror import doit_tasks
 from lockmirror.cli import main
+from lockmirror.config import signing_key_stamp
 from lockmirror.errors import ConfigError
 from lockmirror.formats import signing
 from lockmirror.stages.importer import import_bundle
@@ -158,4 +159,4 @@ def test_a_key_in_the_signing_key_variable_is_refused_unshown(
     assert "holds a key, not the path of its file" in said.err
     assert "b3BlbnNzaC1rZXktdjEAAAAA" not in said.out + said.err
     # nor in doit's up-to-date stamp, which `doit info` prints and .doit.db keeps
-    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in repr(doit_tasks._signing_key_stamp())
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in repr(signing_key_stamp())

@@ -123,6 +123,21 @@ def signing_key_file() -> Path | None:
     return Path(named)
 
 
+def signing_key_stamp() -> dict[str, str]:
+    """What makes a bundle's signature another (doit's stamp of ``doit bundle``): the
+    key file's path, size and mtime (a key rotated in place too); the path alone when
+    unreadable (bundle says why)."""
+    try:
+        key = signing_key_file()
+    except InputError:  # a key where its file's name belongs: never in doit's state or output
+        return {"key": "not a file name", "stat": ""}
+    try:
+        stat = os.stat(key) if key else None
+    except (OSError, ValueError):
+        stat = None
+    return {"key": str(key or ""), "stat": f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""}
+
+
 def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG, *,
                 environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate ``mirror.yaml``.

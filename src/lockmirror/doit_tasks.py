@@ -20,9 +20,9 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 from doit.tools import config_changed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
-from .config import signing_key_file
+from .config import signing_key_stamp
 from .doit_project import Project
-from .errors import InputError, LockmirrorError, error_text, os_error_text
+from .errors import LockmirrorError, error_text, os_error_text
 from .fsutil import atomic_write, format_size
 from .interrupt import stopped, terminate_as_interrupt
 
@@ -288,20 +288,6 @@ def _bundle(project: Project) -> None:
         print(f"bundle: {removed}")
 
 
-def _signing_key_stamp() -> dict[str, str]:
-    """What makes the bundle's signature another: the key file's path, size and mtime
-    (a key rotated in place too); the path alone when unreadable (bundle says why)."""
-    try:
-        key = signing_key_file()
-    except InputError:  # a key where its file's name belongs: never in doit's state or output
-        return {"key": "not a file name", "stat": ""}
-    try:
-        stat = os.stat(key) if key else None
-    except (OSError, ValueError):
-        stat = None
-    return {"key": str(key or ""), "stat": f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""}
-
-
 def bundle_task(project: Project) -> TaskDict:
     return {
         "doc": "write dist/lockmirror-<name>-<id>.tar: the index, lockfiles, manifest, tool wheels",
@@ -310,7 +296,7 @@ def bundle_task(project: Project) -> TaskDict:
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in lockfile_paths(project))],
         # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY): doit keeps a digest
-        "uptodate": [config_changed(_signing_key_stamp())],
+        "uptodate": [config_changed(signing_key_stamp())],
         "verbosity": 2,
     }
 

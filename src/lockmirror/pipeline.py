@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from .config import LoadedConfig
-    from .net.s3_store import AnyStore, S3Store
+    from .net.s3_store import AnyStore
     from .publish import Progress as PublishProgress
     from .publish import PublishResult
     from .resolve.advisory_snapshot import Snapshot
@@ -249,6 +249,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     from .formats.url_policy import check_lockfile_dir
     from .net.s3_store import s3_store_of
     from .stages.bundle import build_bundle
+    from .stages.sbom import tool_sbom_member
     from .stages.tool_set import check_tool_lock, tool_set_locked
 
     if split is not None:
@@ -256,7 +257,8 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
-    if (tool if tool is not None else since is None) and tool_set_locked():
+    with_tool = tool if tool is not None else since is None  # deltas carry none by default
+    if with_tool and tool_set_locked():
         check_tool_lock(loaded)
     s3_store = s3_store_of(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
@@ -268,8 +270,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         store_dir=None if s3_store else loaded.store_dir,
                         progress=progress, store=s3_store,
                         extra=[*_bundle_snapshot(loaded, since, now, source_date_epoch),
-                               *_tool_sbom(loaded, tool if tool is not None else since is None,
-                                           s3_store)],
+                               *tool_sbom_member(loaded, with_tool, s3_store)],
                         keep=loaded.config.bundle.keep if keep is None else keep)
 
 
@@ -283,25 +284,6 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | N
         return []
     snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
-
-
-def _tool_sbom(loaded: LoadedConfig, with_tool: bool, s3_store: S3Store | None
-               ) -> list[tuple[str, bytes]]:
-    """``[("tool.cdx.json", document)]`` when the bundle carries the tool set's
-    wheels (the far side installs them first: declared like any set), else ``[]``."""
-    from . import __version__
-    from .formats.lockfile import Lockfile
-    from .formats.store import Store
-    from .stages.sbom import TOOL_DOCUMENT, sbom_stamp, tool_sbom
-    from .stages.tool_set import TOOL_SET, tool_set_locked
-
-    if not (with_tool and tool_set_locked()):
-        return []
-    lockfile = Lockfile.read(loaded.lockfile_path(TOOL_SET))
-    store: AnyStore = s3_store or Store(loaded.store_dir)
-    return [(TOOL_DOCUMENT, tool_sbom(lockfile, store, mirror_name=loaded.config.name,
-                                      tool_version=__version__,
-                                      source_date_epoch=sbom_stamp(loaded.lockfile_dir)))]
 
 
 def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path | None = None,
@@ -379,9 +361,8 @@ def _usage(loaded: LoadedConfig, kept: Retention) -> Usage:
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
           lockfiles: Sequence[Path] | None = None, offline: bool = False,
           databases: Sequence[Path] = ()) -> AuditReport:
-    """Re-check the locked releases against the policy as of ``now``, and those
-    of the earlier lock revisions retention keeps serving (when auditing sets,
-    not ``lockfiles``)."""
+    """Re-check the locked releases against the policy as of ``now`` (with the sets:
+    those the earlier lock revisions retention keeps serving, too)."""
     from .stages.audit import audit_mirror
 
     kept = retention(loaded, now=now).kept if lockfiles is None else ()

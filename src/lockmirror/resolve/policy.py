@@ -182,6 +182,19 @@ class PolicyEngine:
         return [Finding("exceptions", "deny", e.name, e.exact, message)
                 for e, message in zip(self._expired, self.expired_messages(), strict=True)]
 
+    def not_checked(self, releases: Sequence[tuple[str, Version]]) -> tuple[str, ...]:
+        """Warnings naming the ``releases`` (looked up already) no advisory source
+        could tell about: a source answering only for the latest release, or none
+        configured under ``vulnerabilities: deny``; never passed as checked in
+        silence. Nothing when vulnerabilities are ignored, or merely warned about
+        with no source configured (nobody asked)."""
+        from .advisories import not_checked_notes
+
+        if self.policy.vulnerabilities == "ignore" or (
+                self.advisories is None and self.policy.vulnerabilities != "deny"):
+            return ()
+        return not_checked_notes(self.advisories, releases)
+
     def _waiver(self, name: NormalizedName, version: Version, rule: str,
                 advisory: Advisory | None = None) -> ExceptionUse | None:
         for exc in self._active:

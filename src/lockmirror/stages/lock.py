@@ -325,19 +325,9 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine, gate: LicenseGate,
             if waiver is not None:
                 uses.append(waiver)
     return (policy_records(uses), policy_records(warned),
-            tuple(sorted({f.message for f in warned})) + _not_checked(engine, lockfile))
+            tuple(sorted({f.message for f in warned}))
+            + engine.not_checked([p.key for p in lockfile.packages]))
 
-
-def _not_checked(engine: PolicyEngine, lockfile: Lockfile) -> tuple[str, ...]:
-    """Warnings naming the locked releases no advisory source could tell about
-    (a source that answers only for the latest release, or none configured under
-    ``vulnerabilities: deny``): a lock never passes them as checked in silence."""
-    from ..resolve.advisories import not_checked_notes
-
-    if engine.policy.vulnerabilities == "ignore" or (
-            engine.advisories is None and engine.policy.vulnerabilities != "deny"):
-        return ()
-    return not_checked_notes(engine.advisories, [p.key for p in lockfile.packages])
 
 
 def _requirement_names(requirements: Iterable[str]) -> list[str]:

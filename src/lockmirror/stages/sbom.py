@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from packaging.version import Version
 
+    from ..config import LoadedConfig
     from ..formats.lockfile import LockedPackage, Lockfile
     from ..net.s3_store import AnyStore
 
@@ -65,14 +66,24 @@ def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_nam
 TOOL_DOCUMENT = "tool.cdx.json"  # a full bundle's: lockmirror's own set, the wheels of tool/
 
 
-def tool_sbom(lockfile: Lockfile, store: AnyStore, *, mirror_name: str, tool_version: str,
-              source_date_epoch: int | None = None) -> bytes:
-    """The CycloneDX document of lockmirror's own set (the dependency wheels a
-    bundle's ``tool/`` carries, which the far side installs before anything is
-    imported): declared like a set of the mirror, for the same review."""
-    subject = SbomSubject(f"{mirror_name} tool (lockmirror's own set, the wheels of tool/)",
-                          tool_version, None, source_date_epoch)
-    return render_sbom(subject, [lockfile], release_facts([lockfile], store))
+def tool_sbom_member(loaded: LoadedConfig, with_tool: bool, s3_store: AnyStore | None
+                     ) -> list[tuple[str, bytes]]:
+    """A full bundle's ``[("tool.cdx.json", document)]``: the CycloneDX document of
+    lockmirror's own set (the dependency wheels ``tool/`` carries, which the far
+    side installs before anything is imported), declared like a set of the mirror
+    for the same review; ``[]`` when the bundle carries no tool wheels of that set."""
+    from .. import __version__
+    from ..formats.lockfile import Lockfile
+    from ..formats.store import Store
+    from .tool_set import TOOL_SET, tool_set_locked
+
+    if not (with_tool and tool_set_locked()):
+        return []
+    lockfile = Lockfile.read(loaded.lockfile_path(TOOL_SET))
+    subject = SbomSubject(f"{loaded.config.name} tool (lockmirror's own set, the wheels of "
+                          "tool/)", __version__, None, sbom_stamp(loaded.lockfile_dir))
+    store = s3_store or Store(loaded.store_dir)
+    return [(TOOL_DOCUMENT, render_sbom(subject, [lockfile], release_facts([lockfile], store)))]
 
 
 def release_facts(lockfiles: Sequence[Lockfile], store: AnyStore
