@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from servers import UploadServer, pip_install
+from test_publish_s3 import tree_with_a_fifo
 
 from lockmirror.cli import main
 from lockmirror.config_schema import DirectoryDestination
@@ -122,8 +123,9 @@ def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path
     assert check_tree(target, Manifest.read(target / "manifest.json")).missing == ()
 
 
-def test_cli_publishes_to_every_configured_destination_or_one(
-        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def publish_config(tmp_path: Path, index_tree: Path, destinations: str) -> Path:
+    """mirror.yaml publishing ``index_tree`` to ``destinations`` (the lines of its
+    ``publish:`` section, indented by two)."""
     config = tmp_path / "mirror.yaml"
     config.write_text(f"""\
 version: 1
@@ -132,8 +134,15 @@ targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
 sets: {{core: {{requirements: [beta]}}}}
 paths: {{index: "{index_tree}"}}
 publish:
-  web: {{kind: directory, path: www, layout: tree}}
-  pypiserver-dir: {{kind: directory, path: packages}}
+{destinations}""")
+    return config
+
+
+def test_cli_publishes_to_every_configured_destination_or_one(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = publish_config(tmp_path, index_tree, """\
+  web: {kind: directory, path: www, layout: tree}
+  pypiserver-dir: {kind: directory, path: packages}
 """)
     assert main(["publish", "--config", str(config), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -157,18 +166,11 @@ def test_every_destination_is_tried_when_one_fails(
     its one line, the ones after it are still published, a last line names the
     failed ones and the exit status is 1 (found by an outside tester: the later
     destinations were silently never tried)."""
-    config = tmp_path / "mirror.yaml"
-    config.write_text(f"""\
-version: 1
-sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
-targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
-sets: {{core: {{requirements: [beta]}}}}
-paths: {{index: "{index_tree}"}}
-publish:
-  a-web: {{kind: directory, path: www, layout: tree}}
-  b-broken: {{kind: directory, path: not-a-directory}}
-  c-packages: {{kind: directory, path: packages}}
-  d-broken: {{kind: directory, path: also-not-a-directory}}
+    config = publish_config(tmp_path, index_tree, """\
+  a-web: {kind: directory, path: www, layout: tree}
+  b-broken: {kind: directory, path: not-a-directory}
+  c-packages: {kind: directory, path: packages}
+  d-broken: {kind: directory, path: also-not-a-directory}
 """)
     for name in ("not-a-directory", "also-not-a-directory"):
         (tmp_path / name).write_text("a file")
@@ -194,14 +196,8 @@ def test_prune_and_verify_handle_what_a_killed_publish_left(
         index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A publish SIGKILLed mid-copy leaves a temporary file: verify names it apart
     and passes, ``--prune`` removes it, and a stranger's hidden file stays."""
-    source = tmp_path / "tree"
-    shutil.copytree(index_tree, source)
-    manifest = Manifest.read(source / "manifest.json")
     # an empty file that is a FIFO: the copy opens its temporary file, then blocks
-    manifest.files["files/zzz/zzz-0.1.tar.gz"] = Entry(sha256=sha256_bytes(b""), size=0)
-    manifest.write(source / "manifest.json")
-    (source / "files" / "zzz").mkdir()
-    os.mkfifo(source / "files" / "zzz" / "zzz-0.1.tar.gz")
+    source = tree_with_a_fifo(index_tree, tmp_path / "tree")
     web_root = tmp_path / "www"
     child = subprocess.Popen([sys.executable, "-m", "lockmirror", "publish", "--to",
                               str(web_root), "--layout", "tree", "--from", str(source), "-q"],
