@@ -438,7 +438,9 @@ def test_per_set_overrides_replace_global_keys_and_add_exceptions() -> None:
      ["0.9", "1.3.1", "1.4"]),
     ([{"introduced": "1.0"}], ["1.0", "99"], ["0.9"]),
     ([{"introduced": "0"}, {"limit": "2.0"}], ["1.9"], ["2.0", "2.1"]),
-    ([{"introduced": "not-a-version"}, {"fixed": "1.0"}], [], ["0.5", "1.0"]),
+    # a start that does not parse: from the beginning (it hid the advisory before)
+    ([{"introduced": "2015.04.28-foo"}, {"fixed": "1.0"}], ["0.5"], ["1.0"]),
+    ([{"introduced": "0"}, {"fixed": "not-a-version"}], ["0.5", "9"], []),
 ])
 def test_range_evaluation(events: list[dict[str, str]], affected: list[str],
                           unaffected: list[str]) -> None:

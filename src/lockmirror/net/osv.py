@@ -80,8 +80,10 @@ def range_affects(events: Sequence[Mapping[str, Any]], version: Version) -> bool
     Events are sorted by version ("0" lowest); walking them, ``introduced``
     at or below ``version`` starts an affected span, ``fixed`` at or below it
     ends one, ``last_affected`` strictly below it ends one, and ``limit`` at
-    or below it ends one. Events whose version does not parse are skipped
-    (the ``versions`` list still applies).
+    or below it ends one. An ``introduced`` whose version does not parse is
+    read as "0" (a malformed record must not hide an advisory); other events
+    that do not parse are skipped, which only widens the span (the ``versions``
+    list still applies).
     """
     parsed: list[tuple[Version, int, str]] = []
     for event in events:
@@ -89,6 +91,8 @@ def range_affects(events: Sequence[Mapping[str, Any]], version: Version) -> bool
             if kind in event:
                 text = str(event[kind])
                 point = Version("0") if text == "0" else _version(text)
+                if point is None and kind == "introduced":
+                    point = Version("0")
                 if point is not None:
                     parsed.append((point, 0 if kind == "introduced" else 1, kind))
     affected = False
