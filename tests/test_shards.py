@@ -120,6 +120,7 @@ def test_set_and_target_take_comma_separated_names_as_doit_does(
     finished(fetch_process(config, tmp_path / "whole-store"))
     assert store_files(tmp_path / "store") == store_files(tmp_path / "whole-store")
     # every command with --set / --target parses them alike, repeated or joined
+    from lockmirror import doit_tasks
     from lockmirror.cli import build_parser
 
     for command in ("lock", "fetch", "check-install", "audit", "outdated", "bump",
@@ -130,9 +131,13 @@ def test_set_and_target_take_comma_separated_names_as_doit_does(
         assert args.sets == ["core", "misp", "extra"], command
     args = build_parser("lock").parse_args(["lock", "--target", "a,b", "--target", "c"])
     assert args.targets == ["a", "b", "c"]
+    # the same rule as doit's: spaces stripped, an empty name between commas dropped
+    assert build_parser("fetch").parse_args(["fetch", "--set", " core, misp,"]).sets == [
+        "core", "misp"]
+    assert doit_tasks._names([" core, misp,", "extra"]) == ["core", "misp", "extra"]
     with pytest.raises(SystemExit):
-        build_parser("fetch").parse_args(["fetch", "--set", "core,"])
-    assert "--set 'core,': an empty name" in capsys.readouterr().err
+        build_parser("fetch").parse_args(["fetch", "--set", ","])
+    assert "--set ',': no name" in capsys.readouterr().err
 
 
 def test_lock_target_without_a_shard_dir_points_to_the_shard_form(

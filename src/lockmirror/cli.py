@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__, commands
-from .errors import LockmirrorError, error_text, os_error_text
+from .errors import LockmirrorError, error_text
 from .interrupt import restore, stopped, terminate_as_interrupt
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr)
         return code
     except OSError as error:  # a file or device the command was pointed at
-        print(os_error_text(error), file=sys.stderr)
+        print(error_text(error), file=sys.stderr)
         return 1
     except Exception as error:
         # Every error a user's input can cause is converted where the foreign

@@ -109,6 +109,13 @@ class LoadedConfig:
         return self.lockfile_dir / f"pylock.{set_name}.toml"
 
 
+def split_names(values: Iterable[str]) -> list[str]:
+    """Set or target names given one by one or comma-separated, as both front doors
+    take them (``--set a,b``, ``--set a --set b``): in order, each stripped, empty
+    ones (``a,``) dropped."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
 def signing_key_file() -> Path | None:
     """``$LOCKMIRROR_SIGNING_KEY``: the private key file bundles are signed with when
     none is given (``doit bundle`` takes no options); None: unsigned. InputError,

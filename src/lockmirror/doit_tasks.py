@@ -20,20 +20,18 @@ from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 from doit.tools import config_changed  # type: ignore[import-untyped]
 
 from . import mutation, pipeline
-from .config import signing_key_stamp
+from .config import signing_key_stamp, split_names
 from .doit_project import Project
-from .errors import LockmirrorError, error_text, os_error_text
+from .errors import LockmirrorError, error_text
 from .fsutil import atomic_write, format_size
-from .interrupt import stopped, terminate_as_interrupt
+from .interrupt import restore, stopped, terminate_as_interrupt
 
 TaskDict = dict[str, Any]
 
 
 def load(path: str = "mirror.yaml") -> Project:
     """The project for dodo.py (cheap when mirror.yaml is unchanged); a
-    broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints.
-    From here on SIGTERM is Ctrl-C (:mod:`lockmirror.interrupt`)."""
-    terminate_as_interrupt()
+    broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
     try:
         return Project(path)
     except LockmirrorError as error:  # a broken mirror.yaml, a bad LOCKMIRROR_TOOL_WHEELS
@@ -47,7 +45,7 @@ def _report(error: Exception) -> TaskFailed:
     TaskFailed is not reported again by doit (``report=False``): each error
     is printed once, and doit still exits 1."""
     if isinstance(error, (LockmirrorError, OSError)):  # as the CLI words them
-        text = error_text(error) if isinstance(error, LockmirrorError) else os_error_text(error)
+        text = error_text(error)
         print(text, file=sys.stderr)
         return TaskFailed(text.removeprefix("lockmirror: error: ").splitlines()[0],
                           report=False)
@@ -61,9 +59,11 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
     """Wrap a stage call: LockmirrorError or OSError -> one line, task failed;
     any other exception -> one "internal error" line (a bug; doit's traceback
     with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on.
-    Ctrl-C or SIGTERM (once the clean-up ran) -> one line, doit stops, exit 130/143."""
+    Ctrl-C or SIGTERM (taken as Ctrl-C while the action runs: :mod:`lockmirror.interrupt`;
+    once the clean-up ran) -> one line, doit stops, exit 130/143."""
 
     def run() -> TaskFailed | None:
+        previous = terminate_as_interrupt()
         try:
             result = function(*args)
         except (LockmirrorError, OSError) as error:
@@ -76,6 +76,8 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
             if os.environ.get("LOCKMIRROR_TRACEBACK"):
                 raise
             return _report(error)
+        finally:
+            restore(previous)
         return result if isinstance(result, TaskFailed) else None
 
     run.__name__ = getattr(function, "__name__", "action")
@@ -149,7 +151,7 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
 def _names(values: list[str] | None) -> list[str]:
     """A list param's names: doit appends each ``--set`` as given, so
     ``--set a,b`` arrives as one value, split here (``--set a --set b`` works too)."""
-    return [name for value in values or () for name in value.split(",") if name]
+    return split_names(values or ())
 
 
 def _shard_params() -> list[dict[str, Any]]:
@@ -330,26 +332,21 @@ def audit_task(project: Project) -> TaskDict:
 # -- publish -----------------------------------------------------------------
 
 
-def _publish(project: Project, name: str, drop_sets: list[str]) -> None:
-    result = pipeline.publish(project.loaded, name, drop_sets=drop_sets)
-    print(f"publish {name}: {result.summary()}")
+def _publish(project: Project, names: list[str], drop_sets: list[str]) -> TaskFailed | None:
+    """Each destination in turn, each tried (:func:`lockmirror.publish.publish_each`)."""
+    from .publish import publish_each
 
+    def one(name: str) -> None:
+        result = pipeline.publish(project.loaded, name, drop_sets=drop_sets)
+        for note in result.notes:
+            print(f"publish {name}: {note}", file=sys.stderr)
+        print(f"publish {name}: {result.summary()}")
 
-def _publish_each(project: Project, names: list[str], drop_sets: list[str]
-                  ) -> TaskFailed | None:
-    """Each destination in turn, whether or not one before it failed (one down must
-    not keep the others from their publish); of several, a last line names the failed."""
-    failed = {}
-    for name in names:
-        failure = _action(_publish, project, name, drop_sets)()
-        if failure is not None:
-            failed[name] = failure
-    if len(names) == 1 or not failed:
-        return next(iter(failed.values()), None)
-    line = (f"publish failed for {len(failed)} of {len(names)} destinations: "
-            f"{', '.join(failed)} (the others were published; see the errors above)")
-    print(f"lockmirror: error: {line}", file=sys.stderr)
-    return TaskFailed(line, report=False)
+    failed = publish_each(names, one, report=_report)
+    if failed is None:
+        return None
+    print(f"lockmirror: error: {failed}", file=sys.stderr)
+    return TaskFailed(failed, report=False)
 
 
 def publish_tasks(project: Project) -> Iterator[TaskDict]:
@@ -375,7 +372,7 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
                                *((f"publish:{n}", [n], f"the destination '{n}'") for n in names)]:
         def publish(drop_sets: list[str] | None = None, chosen: list[str] = chosen
                     ) -> TaskFailed | None:  # doit passes its param by name
-            return _publish_each(project, chosen, _names(drop_sets))
+            return _action(_publish, project, chosen, _names(drop_sets))()
 
         yield {"basename": task, "doc": f"publish dist-index/ to {what}", "actions": [publish],
                "params": params, "task_dep": ["index"], "uptodate": [False], "verbosity": 2}

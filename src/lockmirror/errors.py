@@ -103,12 +103,16 @@ class UrlPolicyError(LockmirrorError):
 # How the front doors print them (the CLI's main, doit's actions): one wording
 # --------------------------------------------------------------------------
 
-def error_text(error: LockmirrorError) -> str:
-    """What the CLI prints for ``error``: mirror.yaml's problems one per line,
-    each naming its place; else ``lockmirror: error: WHERE: MESSAGE (HINT)``,
-    where only the message's own line breaks (a conflict's requirement chains)
-    are kept: the place and the hint, which may quote a hostile name, are
-    escaped whole (:func:`printable`)."""
+def error_text(error: LockmirrorError | OSError) -> str:
+    """What the front doors print for ``error``: mirror.yaml's problems one per
+    line, each naming its place; else ``lockmirror: error: WHERE: MESSAGE (HINT)``
+    (an OSError nothing converted: ``lockmirror: error: FILE: REASON``), where only
+    the message's own line breaks (a conflict's requirement chains) are kept: the
+    place and the hint, which may quote a hostile name, are escaped whole
+    (:func:`printable`)."""
+    if isinstance(error, OSError):
+        where = f"{printable(str(error.filename))}: " if error.filename else ""
+        return f"lockmirror: error: {where}{printable(str(error.strerror or error))}"
     if isinstance(error, ConfigError):
         lines = [printable(line) for line in error.problems]
         return "\n".join(lines) if len(lines) > 1 else f"lockmirror: error: {''.join(lines)}"
@@ -117,13 +121,6 @@ def error_text(error: LockmirrorError) -> str:
     if error.hint:
         text += f" ({printable(error.hint)})"
     return f"lockmirror: error: {text}"
-
-
-def os_error_text(error: OSError) -> str:
-    """What the CLI prints for an OSError nothing converted: ``lockmirror: error:
-    FILE: REASON``."""
-    where = f"{error.filename}: " if error.filename else ""
-    return f"lockmirror: error: {where}{error.strerror or error}"
 
 
 def printable(text: str) -> str:

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import split_names
+
 
 class NameList(argparse.Action):
     """``--set a,b`` and ``--set a --set b`` alike: the names, in order, split at
@@ -13,7 +15,7 @@ class NameList(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        names = [name.strip() for name in str(values).split(",")]
-        if not all(names):
-            parser.error(f"{option_string} {values!r}: an empty name (write NAME or A,B)")
+        names = split_names([str(values)])
+        if not names:
+            parser.error(f"{option_string} {values!r}: no name (write NAME or A,B)")
         setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or ()), *names])

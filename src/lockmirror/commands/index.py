@@ -80,10 +80,10 @@ def _store(given: str | None, loaded: LoadedConfig | None) -> Path | AnyStore | 
     read), anything else a local directory."""
     if given is None:
         return None
-    from ..net.s3_store import is_s3_url, open_store
+    from ..net.s3_store import is_s3_url, open_store, store_of
 
     if not is_s3_url(given):
         return Path(given)
-    # the index only lists an S3 store; staging is for fetch's downloads in flight
-    staging = (loaded.cache_dir if loaded is not None else Path(".cache")) / "s3-staging"
-    return open_store(given, staging, loaded.config.publish.values() if loaded else ())
+    if loaded is not None:
+        return store_of(loaded, given)
+    return open_store(given, Path(".cache") / "s3-staging")  # staging: unused by the index

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
 from ..config_schema import Destination
-from ..errors import LockmirrorError, error_text, os_error_text
+from ..errors import LockmirrorError, error_text
 from ..formats.url_policy import redact_url
 from ..fsutil import format_size
 from ..net.s3_store import s3_store_of
@@ -28,7 +28,9 @@ from ..publish import (
     destination_from_text,
     open_source,
     publish,
+    publish_each,
 )
+from ._options import NameList
 
 NAME = "publish"
 HELP = "publish the index (or a bundle) to S3, an upload-API repository or a directory"
@@ -51,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", action="store_true",
                         help="delete what the destination holds beyond the index (after the "
                              "pages stopped linking it)")
-    parser.add_argument("--drop-sets", action="append", default=[], metavar="SET[,SET]",
+    parser.add_argument("--drop-sets", action=NameList, default=[], metavar="SET[,SET]",
                         help="let this publish remove these sets from the destination (by "
                              "default a publish whose index lacks a set the destination holds "
                              "is refused: several jobs must not publish parts of one index)")
@@ -154,24 +156,20 @@ def run(args: argparse.Namespace) -> int:
     # with --from) names files that stay in the store; a bundle carries its own
     store = s3_store_of(loaded) if loaded is not None and source.is_dir() else None
     conflicts = False
-    failed: list[str] = []
+
+    def one(name: str) -> None:
+        nonlocal conflicts
+        conflicts = _publish_one(args, loaded, tree_dir, name, dict(destinations)[name],
+                                 store) or conflicts
+
+    def report(error: LockmirrorError | OSError) -> None:
+        print(error_text(error), file=sys.stderr, flush=True)
+
     with open_source(source, pubkey=args.pubkey,
                      progress=_printer(args, str(source))) as tree_dir:
-        for name, destination in destinations:
-            try:
-                conflicts = _publish_one(args, loaded, tree_dir, name, destination,
-                                         store) or conflicts
-            except (LockmirrorError, OSError) as error:
-                if len(destinations) == 1:
-                    raise  # the CLI's usual line and exit status
-                # one destination down must not keep the others from their publish
-                print(error_text(error) if isinstance(error, LockmirrorError)
-                      else os_error_text(error), file=sys.stderr, flush=True)
-                failed.append(name)
+        failed = publish_each([name for name, _ in destinations], one, report)
     if failed:
-        print(f"lockmirror: error: publish failed for {len(failed)} of {len(destinations)} "
-              f"destinations: {', '.join(failed)} (the others were published; see the "
-              "errors above)", file=sys.stderr)
+        print(f"lockmirror: error: {failed}", file=sys.stderr)
         return 1
     return 1 if conflicts else 0
 
@@ -184,7 +182,7 @@ def _publish_one(args: argparse.Namespace, loaded: LoadedConfig | None, tree_dir
                      dry_run=args.dry_run, prune=args.prune, break_lock=args.break_lock,
                      lock_wait=args.lock_wait, jobs=args.jobs, store=store,
                      progress=_printer(args, name),
-                     drop_sets=[n for text in args.drop_sets for n in text.split(",") if n])
+                     drop_sets=args.drop_sets)
     if args.dry_run:
         _print_plan(name, result)
         return bool(result.plan.conflicts)

@@ -340,10 +340,11 @@ def open_store(store_setting: str, staging: Path, destinations: Any = ()) -> Any
     return S3Store(store_setting, make_client(options), staging)
 
 
-def store_of(loaded: Any) -> AnyStore:
-    """The store of a loaded ``mirror.yaml`` (``paths.store`` / ``$LOCKMIRROR_STORE``);
-    an S3 store stages downloads in flight under ``paths.cache``."""
-    return open_store(loaded.store_location, loaded.cache_dir / "s3-staging",
+def store_of(loaded: Any, location: str | None = None) -> AnyStore:
+    """The store of a loaded ``mirror.yaml`` (``paths.store`` / ``$LOCKMIRROR_STORE``,
+    or ``location`` given instead); an S3 store stages downloads in flight under
+    ``paths.cache``."""
+    return open_store(location or loaded.store_location, loaded.cache_dir / "s3-staging",
                       loaded.config.publish.values())
 
 

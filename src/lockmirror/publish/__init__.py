@@ -12,6 +12,8 @@ Entry points:
   is no mirror.yaml.
 * :func:`open_source` - a ``dist-index/`` directory as is, or a bundle
   imported (verified) into a temporary directory.
+* :func:`publish_each` - several destinations, each tried whatever happened to
+  the one before (both front doors' ``publish`` of every destination).
 
 Every destination implements :class:`Publisher`: ``plan`` compares (cheaply:
 a listing, a receipt, simple pages) and ``apply`` uploads in the order of
@@ -23,7 +25,7 @@ or IntegrityError when the source tree does not match its manifest.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -169,6 +171,27 @@ def publish_configured(loaded: LoadedConfig, name: str, *, source: Path | None =
                    drop_sets=drop_sets)
 
 
+def publish_each(names: Sequence[str], publish_one: Callable[[str], object],
+                 report: Callable[[LockmirrorError | OSError], object]) -> str | None:
+    """Call ``publish_one`` for each of ``names`` in order, whether or not one
+    before it failed (one destination down must not keep the others from their
+    publish); each failure goes to ``report``. Returns the line naming the failed
+    ones, None when none failed; with a single destination its error is raised."""
+    failed = []
+    for name in names:
+        try:
+            publish_one(name)
+        except (LockmirrorError, OSError) as error:
+            if len(names) == 1:
+                raise
+            report(error)
+            failed.append(name)
+    if not failed:
+        return None
+    return (f"publish failed for {len(failed)} of {len(names)} destinations: "
+            f"{', '.join(failed)} (the others were published; see the errors above)")
+
+
 def destination_from_text(text: str, *, endpoint_url: str | None = None,
                           region: str | None = None, profile: str | None = None,
                           simple_url: str | None = None, layout: str = "flat",
@@ -248,4 +271,5 @@ __all__ = [
     "open_source",
     "publish",
     "publish_configured",
+    "publish_each",
 ]

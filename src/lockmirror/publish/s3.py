@@ -73,6 +73,14 @@ LOCK_KEY = STATE_DIR + "lock.json"
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 
+
+def _transfer_config() -> Any:
+    """boto3's transfer settings for a large file: multipart above 8 MiB, 4 parts at once."""
+    from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                          multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
+
 def normalize_prefix(prefix: str) -> str:
     """``a/b`` -> ``a/b/``; empty stays empty."""
     cleaned = prefix.strip("/")
@@ -357,13 +365,9 @@ class S3Publisher:
                 raise self._convert(error, "uploading", item.path) from None
             return str(answer["ETag"])
         item.check_bytes(path, os.stat(path).st_size, sha256_file(path))
-        from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
-
-        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                  multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
         try:
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra,
-                                    Config=transfer)
+                                    Config=_transfer_config())
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
         except s3_errors() as error:
             raise self._convert(error, "uploading", item.path) from None
@@ -381,14 +385,10 @@ class S3Publisher:
         calls present); S3-compatible servers differ in support, and copies
         above 5 GiB get per-part checksums.
         """
-        from boto3.s3.transfer import TransferConfig
-
-        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                  multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
         try:
             with store.reader(item.sha256, item.size, item.path) as body:
                 self.client.upload_fileobj(body, self.bucket, key, ExtraArgs=extra,
-                                           Config=transfer)
+                                           Config=_transfer_config())
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
         except s3_errors() as error:
             raise self._convert(error, "copying from the store", item.path) from None
