@@ -39,6 +39,7 @@ from lockmirror.net.index_client import IndexClient
 from lockmirror.resolve.advisories import AdvisoryDB, OsvOfflineSource, PypiJsonSource
 from lockmirror.stages.audit import AuditReport, audit, audit_mirror
 from lockmirror.stages.audit_render import render_json, render_markdown, render_text
+from lockmirror.stages.audit_row import AuditRow
 from lockmirror.stages.index import build_index
 from lockmirror.stages.quarantine import QuarantineList
 
@@ -197,9 +198,8 @@ def test_pypi_json_without_release_json_checks_the_latest_and_says_what_it_could
 def test_pypi_json_without_a_vulnerabilities_list_is_not_checked(tmp_path: Path) -> None:
     """A JSON API answer that leaves ``vulnerabilities`` out (a proxy's) says nothing
     about advisories: the release is reported as not checked, never as clean."""
-    import http.server
-    import threading
     from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     for version, body in (("1.0", {"info": {"name": "six", "version": "1.0"}, "urls": []}),
                           ("2.0", {"info": {}, "vulnerabilities": [None]}),
@@ -207,21 +207,16 @@ def test_pypi_json_without_a_vulnerabilities_list_is_not_checked(tmp_path: Path)
         page = tmp_path / "pypi" / "six" / version / "json"
         page.parent.mkdir(parents=True)
         page.write_text(json.dumps(body))
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/pypi/"
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with helpers.serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        url = f"{base}/pypi/"
         source = PypiJsonSource(url, make_session(retries=0))
         for version in ("1.0", "2.0", "3.0"):
             assert source.advisories_for(canonicalize_name("six"), Version(version)) == []
-        assert source.unchecked(canonicalize_name("six"), Version("1.0")) == (
-            f"pypi-json:{url} answers JSON without a list of vulnerabilities")
-        assert source.unchecked(canonicalize_name("six"), Version("2.0")) is not None
-        assert source.unchecked(canonicalize_name("six"), Version("3.0")) is None  # clean
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert source.unchecked(canonicalize_name("six"), Version("1.0")) == (
+        f"pypi-json:{url} answers JSON without a list of vulnerabilities")
+    assert source.unchecked(canonicalize_name("six"), Version("2.0")) is not None
+    assert source.unchecked(canonicalize_name("six"), Version("3.0")) is None  # clean
 
 
 def test_expired_exception_is_a_denied_finding_and_stops_waiving(
@@ -555,3 +550,18 @@ def test_quarantine_empties_a_project_and_real_installers_see_it(
     for refused in ("speedup==1.2", "vulny==1.0"):
         answer = install(refused)
         assert answer.returncode != 0 and "unsatisfiable" in answer.stderr, answer.stderr
+
+
+def test_a_release_only_lockmirrors_own_set_locks_is_no_quarantine_candidate() -> None:
+    """The index does not serve lockmirror's own set (the bundle's tool/), so
+    quarantine could not take such a release out: it is reported, not a candidate."""
+    rows = tuple(AuditRow(name, "1.0", "vulnerabilities", "deny", f"{name} bad", sets,
+                          advisory="PYSEC-1")
+                 for name, sets in (("tooly", ("lockmirror-tool",)),
+                                    ("both", ("core", "lockmirror-tool")),
+                                    ("kept", ("core@1234abcd",))))
+    report = AuditReport(checked_at=NOW, sets=("core", "lockmirror-tool"), releases=3,
+                         rows=rows, sources=())
+    assert report.exit_code == 1
+    assert report.quarantine_candidates() == {("both", "1.0"): ["both bad"],
+                                              ("kept", "1.0"): ["kept bad"]}

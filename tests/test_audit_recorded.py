@@ -72,3 +72,18 @@ def test_a_record_matches_a_finding_by_any_of_its_advisory_ids() -> None:
     assert recorded_notes([lockfile], [], unchecked=("vulny==1.0",), no_license=()) == []
     assert recorded_notes([lockfile], [], unchecked=(), no_license=()) == [
         GONE + "vulny==1.0 vulnerabilities GHSA-fix7-ture-0001 (core)"]
+
+
+def test_a_retained_revisions_label_is_not_compared_with_the_current_records() -> None:
+    """A release the current lock and a retained revision both lock is one row named
+    by both (``core``, ``core@1234abcd``): the revision's label is no set of these
+    lockfiles, so its warning was called new although the lock records it."""
+    package = LockedPackage(name=canonicalize_name("yanky"), version=Version("1.0"),
+                            targets=("linux",), index="")
+    lockfile = Lockfile("core", ("yanky==1.0",), (), (package,), "0" * 64, policy_findings=(
+        {"release": "yanky==1.0", "rule": "yanked", "message": "m"},))
+    row = AuditRow("yanky", "1.0", "yanked", "warn", "m", ("core", "core@1234abcd"))
+    assert recorded_notes([lockfile], [row], unchecked=(), no_license=()) == []
+    only_kept = AuditRow("yanky", "1.0", "yanked", "warn", "m", ("core@1234abcd",))
+    assert recorded_notes([lockfile], [only_kept], unchecked=(), no_license=()) == [
+        GONE + "yanky==1.0 yanked (core)"]

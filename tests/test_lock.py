@@ -180,15 +180,31 @@ def test_conflict_names_both_sides(tmp_path: Path, fixture_index: FixtureIndex) 
     assert "left 1.0" in text and "right 1.0" in text and (X86 in text or ARM in text)
 
 
+def test_releases_no_advisory_source_could_check_are_named_once_for_the_set(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """The JSON API answers 404 for alpha 1.1 (x86_64 takes it; aarch64's Python 3.12
+    takes alpha 2.0, the latest, which the project JSON covers): one warning for the
+    set, counting every target's releases (it was one per target, each its own count)."""
+    fixture_index.fail_next(20, 404, "/pypi/alpha/1.1/json")
+    path = write_mirror(tmp_path, fixture_index, "  c:\n    requirements: [alpha]\n",
+                        extra=f"policy:\n  advisory_sources:\n    - {{kind: pypi-json, "
+                              f"url: '{fixture_index.json_api_url}'}}\n")
+    (result,) = lock_sets(load_config(path))
+    assert [w for w in result.warnings if "not checked" in w] == [
+        f"vulnerabilities were not checked for 1 of 2 releases (alpha==1.1): "
+        f"pypi-json:{fixture_index.json_api_url} answers no JSON for single releases, and "
+        "its project JSON covers only the latest release"]
+
+
 def test_policy_excluded_lists_the_newest_first_and_counts_the_rest() -> None:
     excluded = {("te", "4.9.0"): "license PSF-2.0 is not in the allowed list",
                 ("te", "4.12.2"): "license PSF-2.0 is not in the allowed list",
                 ("te", "4.10.0"): "x", ("te", "4.11.0"): "y", ("a", "1.0"): "z"}
     assert policy_excluded(excluded, {"te"}) == (
         "te 4.12.2: license PSF-2.0 is not in the allowed list; te 4.11.0: y; te 4.10.0: x "
-        "(and 1 more)")
+        "and 1 more")
     assert policy_excluded(excluded, shown=2) == (
-        "a 1.0: z; te 4.12.2: license PSF-2.0 is not in the allowed list (and 3 more)")
+        "a 1.0: z; te 4.12.2: license PSF-2.0 is not in the allowed list and 3 more")
     assert policy_excluded({}, None) == ""
 
 

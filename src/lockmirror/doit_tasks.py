@@ -311,7 +311,7 @@ def _audit(project: Project) -> TaskFailed | None:
 
     from .stages.audit_render import render_markdown, render_text
 
-    report = pipeline.audit(project.loaded, now=datetime.now(UTC))
+    report = pipeline.audit(project.loaded, now=datetime.now(UTC), retained=project.retained)
     print(render_text(report))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:

@@ -193,21 +193,16 @@ def _over_budget(loaded: LoadedConfig, kept: Retention) -> list[str]:
     """``retention.max_size`` checked against the current and kept locks: the
     warning line (``over_size: warn``), none within it; LockmirrorError under
     ``over_size: fail``."""
-    rule = loaded.config.retention
-    if rule.max_size is None:
-        return []
     from .errors import LockmirrorError
-    from .fsutil import parse_size
     from .stages.disk_usage import over_budget
 
-    problem = over_budget(_usage(loaded, kept), parse_size(rule.max_size))
-    if problem is None:
-        return []
-    if rule.over_size == "fail":
+    rule = loaded.config.retention
+    problem = over_budget(_usage(loaded, kept), rule) if rule.max_size is not None else None
+    if problem is not None and rule.over_size == "fail":
         raise LockmirrorError(problem, where=str(loaded.path),
                               hint="raise retention.max_size, lower lock_revisions or days, "
                                    "or drop packages; nothing was written")
-    return [f"warning: {problem}"]
+    return [f"warning: {problem}"] if problem is not None else []
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
@@ -360,12 +355,15 @@ def _usage(loaded: LoadedConfig, kept: Retention) -> Usage:
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,
           lockfiles: Sequence[Path] | None = None, offline: bool = False,
-          databases: Sequence[Path] = ()) -> AuditReport:
+          databases: Sequence[Path] = (), retained: RetainedLockfiles | None = None,
+          ) -> AuditReport:
     """Re-check the locked releases against the policy as of ``now`` (with the sets:
-    those the earlier lock revisions retention keeps serving, too)."""
+    those the earlier lock revisions retention keeps serving, too; ``retained``:
+    what :func:`retained_lockfiles` returned for this run, default: asked now)."""
     from .stages.audit import audit_mirror
 
-    kept = retention(loaded, now=now).kept if lockfiles is None else ()
+    kept = () if lockfiles is not None else (
+        retained[1] if retained is not None else retention(loaded, now=now)).kept
     return audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
                         offline=offline, databases=databases, kept=kept)
 

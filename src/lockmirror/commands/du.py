@@ -17,7 +17,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
     from ..config import load_config
-    from ..fsutil import parse_size
     from ..stages.disk_usage import over_budget, render_usage
 
     loaded = load_config(args.config)
@@ -30,10 +29,9 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     sys.stdout.write(render_usage(usage))
     rule = loaded.config.retention
-    if rule.max_size is not None:
-        problem = over_budget(usage, parse_size(rule.max_size))
-        if problem is not None:
-            print(f"du: {'error' if rule.over_size == 'fail' else 'warning'}: {problem}",
-                  file=sys.stderr)
-            return 1 if rule.over_size == "fail" else 0
+    problem = over_budget(usage, rule)
+    if problem is not None:
+        print(f"du: {'error' if rule.over_size == 'fail' else 'warning'}: {problem}",
+              file=sys.stderr)
+        return 1 if rule.over_size == "fail" else 0
     return 0

@@ -16,6 +16,7 @@ from packaging.version import Version
 from resolvelib.resolvers import ResolutionImpossible
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
+from ..fsutil import first_of
 from ..net.simple_page import DistFile, ProjectPage
 from ..targets import Truth
 
@@ -52,12 +53,12 @@ def policy_excluded(excluded: dict[tuple[str, str], str], names: set[str] | None
                     shown: int = 3) -> str:
     """The releases the policy kept from the resolver (of ``names``, default all),
     newest first by name: ``typing-extensions 4.12.2: license PSF-2.0 is not in the
-    allowed list; ... (and 5 more)``; "" when none."""
+    allowed list; ... and 5 more``; "" when none."""
     found = sorted(((name, Version(version), why) for (name, version), why in excluded.items()
                     if names is None or name in names), key=lambda item: item[1], reverse=True)
     found.sort(key=lambda item: item[0])  # by name, each newest first
-    text = "; ".join(f"{name} {version}: {why}" for name, version, why in found[:shown])
-    return text + (f" (and {len(found) - shown} more)" if len(found) > shown else "")
+    return first_of([f"{name} {version}: {why}" for name, version, why in found], shown,
+                    separator="; ")
 
 
 def _conflict_lines(reqs: Sequence[Req], factory: CandidateFactory,

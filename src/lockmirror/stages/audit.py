@@ -97,11 +97,13 @@ class AuditReport:
 
         Findings about the policy itself (an expired exception) name no
         release and are not quarantined: the release it covered has its own
-        finding once the exception stops waiving it.
+        finding once the exception stops waiving it. Nor is a release only
+        lockmirror's own set locks (the bundle's ``tool/``): the index does not
+        serve it, so quarantine could not take it out; a new lock must move it.
         """
         out: dict[tuple[str, str], list[str]] = {}
         for row in self.denied:
-            if row.version and row.rule != "exceptions":
+            if row.version and row.rule != "exceptions" and set(row.sets) - {TOOL_SET}:
                 out.setdefault((row.package, row.version), []).append(row.message)
         return dict(sorted(out.items()))
 
@@ -153,12 +155,14 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
 
     unchecked: dict[tuple[RowLevel, str], dict[str, list[str]]] = {}
     no_license: set[str] = set()
+    engines: dict[str, PolicyEngine] = {}  # one per set, its revisions' too
     for label, lockfile in audited:
-        set_name = lockfile.set_name
-        engine = _engine(config, set_name, now=moment, sources=sources, where=where,
-                         notes=notes if label == set_name else [])
-        for finding in engine.expired_findings() if label == set_name else ():
-            add(finding, set_name)
+        engine = engines.get(lockfile.set_name)
+        if engine is None:
+            engine = engines[lockfile.set_name] = _engine(
+                config, lockfile.set_name, now=moment, sources=sources, where=where, notes=notes)
+            for finding in engine.expired_findings():
+                add(finding, lockfile.set_name)
         for package in lockfile.packages:
             for finding in [*_check(engine, package, yanked_now),
                             *_license_check(engine, package, licenses or {}, no_license)]:

@@ -32,7 +32,9 @@ __all__ = ["recorded_notes"]
 def recorded_notes(lockfiles: Sequence[Lockfile], rows: Iterable[AuditRow], *,
                    unchecked: Collection[str], no_license: Collection[str]) -> list[str]:
     """The report's notes on the lockfiles' recorded warnings (none when audit
-    agrees with them). ``rows``: the audit's findings, with their sets;
+    agrees with them). ``rows``: the audit's findings, with their sets (a label
+    no lockfile here names, such as a retained revision's ``core@1a2b3c4d``,
+    is not compared: that revision's records are not these);
     ``unchecked``/``no_license``: the releases (``name==version``) whose
     advisories/license audit could not judge."""
     found: set[tuple[str, str, str, str]] = set()  # (set, release, rule, advisory or alias)
@@ -40,13 +42,14 @@ def recorded_notes(lockfiles: Sequence[Lockfile], rows: Iterable[AuditRow], *,
     recorded = {(lockfile.set_name, str(r.get("release")), str(r.get("rule")),
                  str(r.get("advisory", ""))) for lockfile in lockfiles
                 for r in lockfile.policy_findings}
+    current = {lockfile.set_name for lockfile in lockfiles}
     for row in rows:
         if not row.version:  # about no one release (an unchecked source)
             continue
         names = {row.advisory, *row.aliases} if row.advisory else {""}
         found.update((s, row.release, row.rule, name) for s in row.sets for name in names)
-        missing = [s for s in row.sets
-                   if not any((s, row.release, row.rule, n) in recorded for n in names)]
+        missing = [s for s in row.sets if s in current
+                   and not any((s, row.release, row.rule, n) in recorded for n in names)]
         if row.level == "warn" and missing:
             new.append(f"{_entry(row.release, row.rule, row.advisory)} ({', '.join(missing)})")
     unjudged = {"vulnerabilities": unchecked, "licenses": no_license}

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..config_schema import RetentionConfig
 from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
-from ..fsutil import format_size
+from ..fsutil import format_size, parse_size
 from ..targets import Target
 from .retention import Retention
 
@@ -71,9 +72,12 @@ def disk_usage(current: Mapping[str, Lockfile], retention: Retention, *,
     return Usage(tuple(rows), len(everything), sum(everything.values()), tuple(biggest))
 
 
-def over_budget(usage: Usage, max_size: int) -> str | None:
-    """The one-line message when the mirror exceeds ``max_size``, naming the
-    largest sets and releases; None within the budget."""
+def over_budget(usage: Usage, rule: RetentionConfig) -> str | None:
+    """The one-line message when the mirror exceeds ``retention.max_size``, naming
+    the largest sets and releases; None within the budget or without one."""
+    if rule.max_size is None:
+        return None
+    max_size = parse_size(rule.max_size)
     if usage.total_size <= max_size:
         return None
     sets = sorted((r for r in usage.rows if r.scope == "set"), key=lambda r: -r.size)[:3]

@@ -258,12 +258,15 @@ def _set_parts(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, Tar
     warnings = skipped_notes(per_target)
     if engine is not None and gate is not None:
         targets = loaded.config.all_targets()
+        released: set[tuple[str, Version]] = set()
         for target_name, part in parts.items():
             one = merge_parts(loaded, set_name, {target_name: part}, targets, "")
             records, findings, found = _record_policy(one, engine, gate)
             parts[target_name] = dataclasses.replace(part, exceptions_used=records,
                                                      policy_findings=findings)
             warnings += found
+            released |= {p.key for p in one.packages}
+        warnings += engine.not_checked(sorted(released))  # once for the set, every target's
     return parts, tuple(sorted(set(warnings)))
 
 
@@ -325,8 +328,7 @@ def _record_policy(lockfile: Lockfile, engine: PolicyEngine, gate: LicenseGate,
             if waiver is not None:
                 uses.append(waiver)
     return (policy_records(uses), policy_records(warned),
-            tuple(sorted({f.message for f in warned}))
-            + engine.not_checked([p.key for p in lockfile.packages]))
+            tuple(sorted({f.message for f in warned})))
 
 
 
