@@ -70,6 +70,10 @@ CASES = [
      r"sets\.core: duplicate key 'core' \(first given at line 18\)$"),
     ("duplicate set by case", broken("  tools:", "  Core:"), "Core:", 3,
      r"sets\.Core: duplicate set name \(same as 'core'\)$"),
+    # pylock.web.core.toml is no PEP 751 file name: uv refuses it, pip reads it as
+    # requirements (found by an outside tester)
+    ("a dot in a set name", broken("  tools:", "  web.tools:"), "web.tools:", 3,
+     r"sets\.web\.tools: set names may hold letters, digits, '_' and '-' only \(no '\.'"),
     ("wrong type", broken("priority: 10", "priority: high"), "priority: high", 5,
      r"sources\[0\]\.priority: input should be a valid integer.*got str 'high'$"),
     ("a switch for a number", broken("priority: 10", "priority: yes"), "priority: yes", 5,

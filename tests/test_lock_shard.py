@@ -10,6 +10,7 @@ records a warn-level finding.
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -65,8 +66,10 @@ def test_gathered_shards_are_the_bytes_of_a_plain_lock(
             shutil.rmtree(tmp_path / "sharded" / "cache", ignore_errors=True)
             [shard] = lock_shards(sharded, [set_name], [target], shards, now=now)
             assert shard.path == shard_path(shards, set_name, target) and shard.written
-            # a valid PEP 751 lockfile of that target alone
+            # a valid PEP 751 lockfile of that target alone, under a name installers take
+            # (pylock.<set>.<target>.toml was refused by uv, read as requirements by pip)
             assert [t.name for t in Lockfile.read(shard.path).targets] == [target]
+            assert re.fullmatch(r"pylock\.[^.]+\.toml", shard.path.name), shard.path
     requests = len(fixture_index.requests)
     gathered = {r.set_name: r for r in gather_shards(sharded, None, shards)}
     assert len(fixture_index.requests) == requests  # the gather uses no network
@@ -129,9 +132,10 @@ def test_a_missing_shard_is_refused(gathered: Path, tmp_path: Path,
 def test_a_shard_of_a_target_the_set_lacks_is_refused(gathered: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     shards = tmp_path / "shards"
+    shard_path(shards, "mixed", "windows").parent.mkdir()
     shutil.copy(shard_path(shards, "mixed", ARM), shard_path(shards, "mixed", "windows"))
     err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(shards))
-    assert "pylock.mixed.windows.toml: a shard for target 'windows', which set 'mixed' " in err
+    assert "windows/pylock.mixed.toml: a shard for target 'windows', which set 'mixed' " in err
 
 
 def test_a_stale_shard_is_refused(gathered: Path, tmp_path: Path,

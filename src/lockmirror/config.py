@@ -281,8 +281,10 @@ def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple
     """Set names valid and unique; their targets defined; each project required once."""
     normalized_sets: dict[str, str] = {}
     for set_name, spec in sets.items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", set_name):
-            yield ("sets", set_name), "set names may hold letters, digits, '.', '_' and '-' only"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", set_name):
+            # the lockfile is pylock.<set>.toml, and PEP 751 allows no dot in <set>
+            yield (("sets", set_name), "set names may hold letters, digits, '_' and '-' only "
+                   "(no '.': installers refuse a pylock.<name>.toml whose name holds one)")
         lowered = set_name.lower()
         if lowered in normalized_sets:
             yield ("sets", set_name), f"duplicate set name (same as '{normalized_sets[lowered]}')"

@@ -47,8 +47,9 @@ ALWAYS = ""  # a condition that always holds, as a shard file writes it
 
 
 def shard_path(shard_dir: Path, set_name: str, target: str) -> Path:
-    """Where the shard of ``set_name`` for ``target`` lives."""
-    return shard_dir / f"pylock.{set_name}.{target}.toml"
+    """Where the shard of ``set_name`` for ``target`` lives: ``<target>/pylock.<set>.toml``,
+    a name installers take (PEP 751 allows no dot in ``<set>``)."""
+    return shard_dir / target / f"pylock.{set_name}.toml"
 
 
 def check_shard_options(sets: Sequence[str] | None, targets: Sequence[str] | None,
@@ -177,11 +178,9 @@ def _read_set(loaded: LoadedConfig, set_name: str, shard_dir: Path) -> dict[str,
     """Every target's part of ``set_name`` from its shard, all checked."""
     config = loaded.config
     covered = config.set_targets(set_name)
-    known = {shard_path(shard_dir, s, t).name for s in config.sets for t in config.set_targets(s)}
-    prefix = f"pylock.{set_name}."
-    for path in sorted(shard_dir.glob(f"{glob.escape(prefix)}*.toml")):
-        if path.name not in known:
-            target = path.name[len(prefix):-len(".toml")]
+    for path in sorted(shard_dir.glob(f"*/{glob.escape(f'pylock.{set_name}.toml')}")):
+        target = path.parent.name
+        if target not in covered:
             raise InputError(f"a shard for target '{target}', which set '{set_name}' does not "
                              f"have in {loaded.path.name} (its targets: {', '.join(covered)})",
                              where=str(path), hint="remove the file, or add the target to the "
