@@ -90,6 +90,11 @@ def test_a_list_param_takes_comma_separated_names(tmp_path: Path, fixture_index:
     for name in ("core", "extra"):
         locked = Lockfile.read(tmp_path / "lockfiles" / f"pylock.{name}.toml")
         assert {f.sha256[2:] for p in locked.packages for f in p.files} <= stored
+    # the store is complete now: a misspelled shard still fails (it passed as up to date)
+    capsys.readouterr()
+    assert run_doit("fetch", "--set", "cor") != 0
+    assert "no set named 'cor'" in capsys.readouterr().err
+    assert run_doit("fetch") == 0
 
 
 def test_doit_publish_tries_every_destination_in_name_order(

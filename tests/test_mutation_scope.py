@@ -59,3 +59,18 @@ def test_modules_are_chosen_by_full_or_last_name() -> None:
     assert mutation.chosen([]) == mutation.modules()
     with pytest.raises(mutation.MutationFailed, match="no safety check in module 'store'"):
         mutation.chosen(["store"])
+
+
+def test_without_mutmut_the_run_fails_and_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`python -m mutmut` exits 1 when mutmut is missing, which read as "survivors":
+    doit mutation passed and wrote an empty score (found by an outside tester)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mutmut" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mutation.MutationFailed, match=r"mutmut is not installed.*\[mutation\]"):
+        mutation.run("formats.signing", 1)
+    assert not (tmp_path / mutation.MUTATION_SCORE).exists()

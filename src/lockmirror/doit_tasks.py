@@ -165,9 +165,11 @@ def _shard_params() -> list[dict[str, Any]]:
 
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
-    def store_complete() -> bool:
+    def store_complete(task: Any) -> bool:
         from .stages.fetch_plan import is_current
 
+        if (task.options or {}).get("sets") or (task.options or {}).get("target_names"):
+            return False  # a shard runs: it checks its names (a typo must not pass as done)
         written, _ = project.retained
         return is_current(project.loaded, also=[*tool_lockfile(project), *written])
 

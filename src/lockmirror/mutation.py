@@ -12,6 +12,7 @@ Behind ``doit mutation`` (``doit_tasks.mutation_task``); this module does not im
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import re
 import subprocess
 import sys
@@ -133,6 +134,9 @@ def run(modules_text: str, jobs: int) -> str:
     on an unknown module or mutmut failing."""
     picked = chosen(m.strip() for m in modules_text.split(",") if m.strip())
     globs = [glob for glob in SCOPE if module_of(glob) in picked]
+    if importlib.util.find_spec("mutmut") is None:  # its exit 1 would read as survivors
+        raise MutationFailed("lockmirror: error: mutmut is not installed in this environment "
+                             "(pip install -e '.[mutation]')")
     done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs),
                            *globs], check=False)
     if done.returncode not in (0, 1):  # 1: survivors, reported below
