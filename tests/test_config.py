@@ -180,8 +180,9 @@ def test_variables_are_substituted(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_one_line() -> None:
-    with pytest.raises(ConfigError, match=r"^nowhere\.yaml: no such file"):
+    with pytest.raises(ConfigError, match=r"^nowhere\.yaml: no such file") as caught:
         load_config("nowhere.yaml")
+    assert f"(looked in {Path.cwd()})" in str(caught.value)  # run from the wrong directory
 
 
 @pytest.mark.parametrize(("tag", "nearest"), [

@@ -158,7 +158,9 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG, *,
         with file.open("rb") as handle:
             raw = handle.read(MAX_YAML_BYTES + 1)  # a bigger file is refused unread
     except FileNotFoundError:
-        raise ConfigError([f"{display}: no such file; create it or pass its path"]) from None
+        looked = "" if file.is_absolute() else f" (looked in {Path.cwd()})"
+        raise ConfigError([f"{display}: no such file{looked}; create it, run from the "
+                           "directory holding it, or pass its path"]) from None
     except OSError as exc:
         raise ConfigError([f"{display}: cannot read: {exc.strerror or exc}"]) from None
     if len(raw) > MAX_YAML_BYTES:
