@@ -365,6 +365,18 @@ def test_a_hand_edit_of_any_other_field_is_shown_never_no_changes() -> None:
         diff = diff_lockfiles(_side(before), _side(after))
         assert diff.changed, field
         assert [e for e in diff.sets[0].edits if e.startswith("six 1.17.0: ")], field
+    # the same change on many releases (a lock that gained dependency groups) is one line
+    # naming them, not a line each (found by an outside tester: 36 such lines)
+    names = ("alpha", "beta", "gamma", "six")
+    many = _lock(*(_pkg(n, "1.0", why=(f"core: {n}",)) for n in names), requirements=names)
+    grouped = dataclasses.replace(many, packages=tuple(
+        dataclasses.replace(p, marker='"runtime" in dependency_groups', groups=("runtime",))
+        for p in many.packages))
+    assert diff_lockfiles(_side(many), _side(grouped)).sets[0].edits == (
+        '4 releases: marker changed from none to "runtime" in dependency_groups: alpha 1.0, '
+        "beta 1.0, gamma 1.0, six 1.0",
+        "4 releases: groups changed from none to runtime: alpha 1.0, beta 1.0, gamma 1.0, "
+        "six 1.0")
 
 
 def test_a_build_tool_installers_now_take_by_default_is_an_alarm() -> None:

@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from ..fsutil import first_of
 from ..targets import Target
 from .diff_model import (
     Alarm,
@@ -211,6 +212,7 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
             out.append(f"the lock's inputs changed: {', '.join(parts) or 'its input-hash'}")
     same_targets = old.targets == new.targets  # else markers follow the new target list
     before = {p.key: p for p in old.packages}
+    changed: dict[tuple[str, str, str], list[str]] = {}  # (field, from, to) -> releases
     for package in sorted(new.packages, key=lambda p: p.key):
         was = before.get(package.key)
         if was is None:
@@ -222,8 +224,9 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
             ("groups", list(was.groups), list(package.groups))]
         if was.targets == package.targets and same_targets:
             fields.insert(0, ("marker", was.marker, package.marker))
-        out += [f"{head}: {label} changed from {_shown(a)} to {_shown(b)}"
-                for label, a, b in fields if a != b]
+        for label, a, b in fields:
+            if a != b:
+                changed.setdefault((label, _shown(a), _shown(b)), []).append(head)
         prior = {f.filename: f for f in was.files}
         for file in package.files:
             then = prior.get(file.filename)
@@ -238,6 +241,12 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
                 fields.insert(0, ("URL", then.url, file.url))
             out += [f"{head}: {file.filename}: {label} changed from {_shown(a)} to "
                     f"{_shown(b)}" for label, a, b in fields if a != b]
+    # one line for a change many releases share (a lock that gained dependency groups
+    # gives every runtime entry the same new marker and groups)
+    for (label, a, b), heads in changed.items():
+        out += ([f"{len(heads)} releases: {label} changed from {a} to {b}: "
+                 f"{first_of(heads, 6)}"] if len(heads) > 2 else
+                [f"{head}: {label} changed from {a} to {b}" for head in heads])
     return tuple(out)
 
 
