@@ -275,3 +275,24 @@ def test_a_refresh_does_not_link_files_from_outside_the_mirror(
     assert project.is_symlink() and (far / "manifest.json").read_bytes() == before
     assert all(f.stat().st_nlink == 1 for f in outside.iterdir())
     assert not [p for p in tmp_path.iterdir() if "lockmirror-" in p.name]
+
+
+def test_a_release_no_source_could_check_stays_not_checked_on_the_far_side(
+        mirror: LoadedConfig, fixture_index: FixtureIndex, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The index answers no JSON for vulny 1.0 (only its project JSON, whose latest is
+    1.1): the build side says not checked, and so must the far side. The snapshot
+    recorded the release as asked about with no advisory, and the far side's audit
+    called it clean (found by an outside tester)."""
+    far = tmp_path / "far" / "mirror"
+    assert main(["index", "--config", str(mirror.path)]) == 0
+    fixture_index.fail_next(50, 404, "/pypi/vulny/1.0/json")
+    full = bundle(mirror, tmp_path / "dist", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    held = json.loads((far / ".lockmirror/advisories.json").read_text())
+    assert list(held["unchecked"]) == ["vulny"] and "1.0" in held["unchecked"]["vulny"]
+    capsys.readouterr()
+    assert main(["audit", "--mirror", str(far), "--now", "2024-10-10", "--format", "json"]) == 1
+    [row] = json.loads(capsys.readouterr().out)["findings"]
+    assert row["level"] == "deny" and "vulny==1.0" in row["message"]
+    assert "not checked when the snapshot was taken" in row["message"]

@@ -13,19 +13,23 @@ The format (sorted, stable: the same answers give the same bytes)::
      "taken": "2024-10-10T12:00:00Z",
      "sources": ["osv-offline:..."],
      "releases": {"idna": ["3.6"], ...},          # every release asked about
+     "unchecked": {"six": {"1.16.0": "why"}},    # of those, the ones no source could tell
      "advisories": [{"id": "PYSEC-2024-60", "aliases": ["CVE-2024-3651"],
                      "summary": "...", "fixed": ["3.7"], "url": "...",
                      "source": "osv-offline:...", "affects": {"idna": ["3.6"]}}]}
 
 A snapshot answers only for the releases it lists (``releases``); asked
-about another, :class:`SnapshotSource` raises rather than call it clean.
+about another, :class:`SnapshotSource` raises rather than call it clean. A
+release no source could tell about when it was taken (``unchecked``, e.g. an
+index whose JSON API covers only the latest release) stays not checked on
+the far side too.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,7 @@ class Snapshot:
     sources: tuple[str, ...]
     releases: frozenset[Release]
     advisories: tuple[SnapshotAdvisory, ...]  # sorted by id
+    unchecked: Mapping[Release, str] = field(default_factory=dict)  # release -> why
 
     def dumps(self) -> str:
         by_name: dict[str, list[Version]] = {}
@@ -71,6 +76,11 @@ class Snapshot:
                 "sources": list(self.sources),
                 "releases": {n: [str(v) for v in sorted(vs)] for n, vs in sorted(by_name.items())},
                 "advisories": [a.to_json() for a in self.advisories]}
+        if self.unchecked:  # written only when some are: older readers' bytes stay the same
+            missed: dict[str, dict[str, str]] = {}
+            for (name, version), why in sorted(self.unchecked.items()):
+                missed.setdefault(name, {})[str(version)] = why
+            data["unchecked"] = missed
         return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -112,8 +122,11 @@ def _parse(data: Any) -> Snapshot:
                    for n, vs in dict(item["affects"]).items()}
         advisories.append(SnapshotAdvisory(advisory, affects))
     taken = as_utc(datetime.fromisoformat(str(data["taken"]).replace("Z", "+00:00")))
+    unchecked = {(canonicalize_name(str(name)), Version(str(v))): str(why)
+                 for name, versions in dict(data.get("unchecked", {})).items()
+                 for v, why in dict(versions).items()}
     return Snapshot(taken, tuple(str(s) for s in data["sources"]), releases,
-                    tuple(sorted(advisories, key=lambda a: a.advisory.id)))
+                    tuple(sorted(advisories, key=lambda a: a.advisory.id)), unchecked)
 
 
 def take_snapshot(db: AdvisoryDB, releases: Iterable[Release], *, taken: datetime) -> Snapshot:
@@ -135,7 +148,9 @@ def take_snapshot(db: AdvisoryDB, releases: Iterable[Release], *, taken: datetim
     advisories = tuple(SnapshotAdvisory(advisory, {n: tuple(sorted(vs))
                                                    for n, vs in affects.items()})
                        for _, (advisory, affects) in sorted(found.items()))
-    return Snapshot(as_utc(taken), tuple(db.labels), frozenset(wanted), advisories)
+    unchecked = {(name, version): why for name, version in wanted
+                 if (why := db.unchecked(name, version)) is not None}
+    return Snapshot(as_utc(taken), tuple(db.labels), frozenset(wanted), advisories, unchecked)
 
 
 class SnapshotSource:
@@ -159,7 +174,10 @@ class SnapshotSource:
                 if version in a.affects.get(name, ())]
 
     def unchecked(self, name: NormalizedName, version: Version) -> str | None:
-        return None  # a release the snapshot does not cover is an error in advisories_for
+        """Why the snapshot's sources could not tell about the release when it was
+        taken, or None (a release it does not cover is an error in advisories_for)."""
+        why = self.snapshot.unchecked.get((name, version))
+        return None if why is None else f"not checked when the snapshot was taken: {why}"
 
 
 def offline_source(path: Path) -> AdvisorySource:
