@@ -143,3 +143,21 @@ def test_doit_words_an_error_as_the_cli_does_a_hostile_name_escaped(
     assert capsys.readouterr().err == error_text(error) + "\n"
     assert "\x1b" not in error_text(error) and "\n" not in error_text(error)
     assert str(failed.message).startswith("index/files/a\\x1b[2J\\nlockmirror")
+
+
+def test_doit_bundle_runs_again_when_the_members_mtime_changes(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tar's members carry the lockfiles' last commit time (or SOURCE_DATE_EPOCH):
+    a commit of the lockfiles after `doit bundle` made `lockmirror bundle` write other
+    bytes while `doit bundle` stayed up to date (found by an outside tester)."""
+    from lockmirror import doit_tasks
+
+    def stamp() -> object:
+        task = doit_tasks.bundle_task(doit_tasks.Project(project / "mirror.yaml"))
+        return task["uptodate"][0].config
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = stamp()
+    assert stamp() == first
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
+    assert stamp() != first and stamp()["mtime"] == "1700000001"  # type: ignore[index]

@@ -256,8 +256,13 @@ def test_bundle_declares_the_tool_wheels_and_audit_checks_them(
         document = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
     files = {part["name"]: part["hashes"][0]["content"]
              for release in document["components"] for part in release["components"]}
+    with tarfile.open(tool_project.bundle) as tar:
+        carried = {m.name.rsplit("/", 1)[1]: hashlib.sha256(
+            tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
+            for m in tar.getmembers() if "/tool/" in m.name and m.isfile()}
+    assert files == carried  # every wheel tool/ carries, lockmirror's own included
     assert {name: files[name] for name in tool_project.chosen} == tool_project.chosen
-    assert "pydantic" in {release["name"] for release in document["components"]}
+    assert {"pydantic", "lockmirror"} <= {release["name"] for release in document["components"]}
     assert "tool.cdx.json" in tool_project.readme
     monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
     loaded = load_config(tool_project.root / "mirror.yaml")

@@ -25,6 +25,7 @@ from .doit_project import Project
 from .errors import LockmirrorError, error_text
 from .fsutil import atomic_write, format_size
 from .interrupt import restore, stopped, terminate_as_interrupt
+from .timeutil import resolve_source_date_epoch
 
 TaskDict = dict[str, Any]
 
@@ -165,10 +166,11 @@ def _shard_params() -> list[dict[str, Any]]:
 
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
-    def store_complete(task: Any) -> bool:
+    def store_complete(task: Any = None) -> bool:  # doit passes the task (its params)
         from .stages.fetch_plan import is_current
 
-        if (task.options or {}).get("sets") or (task.options or {}).get("target_names"):
+        options = getattr(task, "options", None) or {}
+        if options.get("sets") or options.get("target_names"):
             return False  # a shard runs: it checks its names (a typo must not pass as done)
         written, _ = project.retained
         return is_current(project.loaded, also=[*tool_lockfile(project), *written])
@@ -299,8 +301,10 @@ def bundle_task(project: Project) -> TaskDict:
         "task_dep": ["check-install"],
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in lockfile_paths(project))],
-        # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY): doit keeps a digest
-        "uptodate": [config_changed(signing_key_stamp())],
+        # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY), and the members'
+        # mtime (the lockfiles' last commit, or $SOURCE_DATE_EPOCH): doit keeps a digest
+        "uptodate": [config_changed({**signing_key_stamp(), "mtime": str(
+            resolve_source_date_epoch(None, project.path_of("lockfiles"))[0])})],
         "verbosity": 2,
     }
 

@@ -244,7 +244,6 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     from .formats.url_policy import check_lockfile_dir
     from .net.s3_store import s3_store_of
     from .stages.bundle import build_bundle
-    from .stages.sbom import tool_sbom_member
     from .stages.tool_set import check_tool_lock, tool_set_locked
 
     if split is not None:
@@ -252,8 +251,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
-    with_tool = tool if tool is not None else since is None  # deltas carry none by default
-    if with_tool and tool_set_locked():
+    if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
     s3_store = s3_store_of(loaded)
     return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
@@ -264,8 +262,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         cache_dir=loaded.cache_dir,
                         store_dir=None if s3_store else loaded.store_dir,
                         progress=progress, store=s3_store,
-                        extra=[*_bundle_snapshot(loaded, since, now, source_date_epoch),
-                               *tool_sbom_member(loaded, with_tool, s3_store)],
+                        extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
                         keep=loaded.config.bundle.keep if keep is None else keep)
 
 

@@ -48,6 +48,7 @@ README_NAME = "README.txt"
 MIRROR_YAML_NAME = "mirror.yaml"
 INDEX_DIR = "index"
 TOOL_DIR = "tool"
+TOOL_SBOM = "tool.cdx.json"  # the SBOM of what tool/ carries (a full bundle's)
 LOCKFILE_DIR = "lockfiles"
 INDEX_MANIFEST = f"{INDEX_DIR}/{MANIFEST_NAME}"
 CONTENT_ID_LENGTH = 16
@@ -75,6 +76,9 @@ class BundleInfo:
     ``files`` lists every member (paths below the bundle's top directory)
     except ``bundle.json`` and its signature. A delta records the sha256 of
     the ``manifest.json`` it applies onto (``base_manifest_sha256``).
+    ``mtime`` is every member's modification time in the tar (SOURCE_DATE_EPOCH):
+    part of the tar's bytes, so part of the content id, and one id never names two
+    different tars.
     """
 
     name: str
@@ -84,6 +88,7 @@ class BundleInfo:
     lockmirror_version: str
     tool_python: str | None
     files: Mapping[str, Entry] = field(default_factory=dict)
+    mtime: int | None = None  # None: a bundle written before bundle.json recorded it
 
     def dumps(self) -> bytes:
         """The bytes of bundle.json; made once per instance (the content id, the
@@ -92,7 +97,7 @@ class BundleInfo:
 
     @cached_property
     def _dumped(self) -> bytes:
-        data = {
+        data: dict[str, object] = {
             "format": FORMAT,
             "name": self.name,
             "kind": self.kind,
@@ -102,6 +107,8 @@ class BundleInfo:
             "tool_python": self.tool_python,
             "files": entries_to_json(self.files),
         }
+        if self.mtime is not None:
+            data["mtime"] = self.mtime
         return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -115,11 +122,14 @@ class BundleInfo:
             for key in ("base_manifest_sha256", "tool_python"):
                 if not isinstance(raw[key], str | None):
                     raise TypeError(f"{key} is a JSON {type(raw[key]).__name__}")
+            mtime = raw.get("mtime")
+            if mtime is not None and (type(mtime) is not int or mtime < 0):
+                raise TypeError(f"mtime is {mtime!r}, not a time in seconds")
             info = cls(name=str(raw["name"]), kind=str(raw["kind"]),
                        index_manifest_sha256=str(raw["index_manifest_sha256"]),
                        base_manifest_sha256=raw["base_manifest_sha256"],
                        lockmirror_version=str(raw["lockmirror_version"]),
-                       tool_python=raw["tool_python"], files=files)
+                       tool_python=raw["tool_python"], files=files, mtime=mtime)
             if info.kind not in (FULL, DELTA, ADVISORIES) or (info.kind == DELTA) != bool(
                     info.base_manifest_sha256):
                 raise ValueError(f"kind {info.kind!r} with base {info.base_manifest_sha256!r}")

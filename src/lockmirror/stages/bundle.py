@@ -56,6 +56,7 @@ from ..formats.bundle_format import (
     MIRROR_YAML_NAME,
     NAME_PATTERN,
     TOOL_DIR,
+    TOOL_SBOM,
     BundleInfo,
     locate_bundle,
     parse_size,
@@ -69,7 +70,9 @@ from .bundle_readme import readme_text
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Member, read_input
 from .bundle_write import write_bundle, writing_in
+from .sbom import tool_sbom
 from .tool_set import collect_tool_wheels
+from .toolwheels import ToolWheel
 
 Progress = Callable[[str], None]
 
@@ -151,7 +154,9 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         index_manifest=Member(INDEX_MANIFEST, data=manifest_bytes,
                               entry=Entry(manifest_sha, len(manifest_bytes))),
         with_tool=(kind == FULL) if tool is None else tool,
-        cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store)
+        cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store,
+        sbom=lambda wheels: tool_sbom(wheels, mirror_name=name, tool_version=__version__,
+                                      source_date_epoch=epoch))
     members += [Member(member_name, data=data) for member_name, data in extra]
     provisional = BundleInfo(
         name=name, kind=kind, index_manifest_sha256=manifest_sha,
@@ -212,8 +217,11 @@ def _carried(manifest: Manifest, since: Path | None,
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
             mirror_yaml: Path, index_manifest: Member, with_tool: bool,
             cache_dir: Path | None, store_dir: Path | None,
-            progress: Progress | None, store: Any = None) -> tuple[list[Member], str | None]:
-    """Every member but the head, README and SHA256SUMS; and the tool wheels' Python."""
+            progress: Progress | None, store: Any = None,
+            sbom: Callable[[Sequence[ToolWheel]], bytes] | None = None,
+            ) -> tuple[list[Member], str | None]:
+    """Every member but the head, README and SHA256SUMS (with the tool wheels, their
+    SBOM ``tool.cdx.json`` made by ``sbom``); and the tool wheels' Python."""
     members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
     lockfiles = sorted(lockfile_dir.glob("pylock.*.toml"))
     if not lockfiles:
@@ -230,6 +238,8 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         members += [Member(f"{TOOL_DIR}/{wheel.filename}", data=wheel.data,
                            entry=Entry(wheel.sha256, len(wheel.data)))
                     for wheel in sorted(wheels.wheels, key=lambda w: w.filename)]
+        if sbom is not None:
+            members.append(Member(TOOL_SBOM, data=sbom(wheels.wheels)))
         tool_python = wheels.python
     members.append(index_manifest)
     for rel, entry in sorted(carried.items()):

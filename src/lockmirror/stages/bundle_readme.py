@@ -71,8 +71,8 @@ def _tool_review(info: BundleInfo) -> str:
     """Step 6's line on ``tool/``: what the far side runs first is declared too."""
     if not info.tool_python:
         return ""
-    return ("   tool.cdx.json (when lockmirror's own set was locked, as by default): the same\n"
-            "   for the wheels in tool/, which step 2 installs.\n")
+    return ("   tool.cdx.json: the same for every wheel in tool/ (lockmirror's own and its\n"
+            "   dependencies'), which step 2 installs.\n")
 
 
 def _install(stem: str, info: BundleInfo) -> str:

@@ -76,7 +76,8 @@ def write_bundle(provisional: BundleInfo, members: list[Member], readme: bytes, 
     sums = format_checksums((m.name, m.entry.sha256) for m in sorted(members, key=lambda m: m.name)
                             if m.entry).encode()
     members.append(Member(SUMS_NAME, data=sums))
-    info = dataclasses.replace(provisional, files={m.name: m.entry for m in members if m.entry})
+    info = dataclasses.replace(provisional, files={m.name: m.entry for m in members if m.entry},
+                               mtime=epoch)
     info_bytes = info.dumps()
     signature = signing.sign(info_bytes, signing.load_private_key(key)).encode() if key else None
     head = [Member("", is_dir=True), Member(INFO_NAME, data=info_bytes)]

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
     from packaging.version import Version
 
-    from ..config import LoadedConfig
     from ..formats.lockfile import LockedPackage, Lockfile
     from ..net.s3_store import AnyStore
+    from .toolwheels import ToolWheel
 
 MIRROR_DOCUMENT = "mirror.cdx.json"  # every set; the one a bundle's reader starts from
 
@@ -63,27 +63,31 @@ def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_nam
     return documents
 
 
-TOOL_DOCUMENT = "tool.cdx.json"  # a full bundle's: lockmirror's own set, the wheels of tool/
+def tool_sbom(wheels: Sequence[ToolWheel], *, mirror_name: str, tool_version: str,
+              source_date_epoch: int | None = None) -> bytes:
+    """``tool.cdx.json``: the CycloneDX document of the wheels a full bundle's ``tool/``
+    carries (lockmirror's own and its dependencies', which the far side installs
+    before anything is imported): each a component with its file's sha256 and what
+    the wheel's own METADATA says, for the same review as the sets' releases."""
+    from packaging.utils import parse_wheel_filename
 
+    from ..formats.core_metadata import archive_metadata, parse_metadata
+    from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
 
-def tool_sbom_member(loaded: LoadedConfig, with_tool: bool, s3_store: AnyStore | None
-                     ) -> list[tuple[str, bytes]]:
-    """A full bundle's ``[("tool.cdx.json", document)]``: the CycloneDX document of
-    lockmirror's own set (the dependency wheels ``tool/`` carries, which the far
-    side installs before anything is imported), declared like a set of the mirror
-    for the same review; ``[]`` when the bundle carries no tool wheels of that set."""
-    from .. import __version__
-    from ..formats.lockfile import Lockfile
-    from ..formats.store import Store
-    from .tool_set import TOOL_SET, tool_set_locked
-
-    if not (with_tool and tool_set_locked()):
-        return []
-    lockfile = Lockfile.read(loaded.lockfile_path(TOOL_SET))
-    subject = SbomSubject(f"{loaded.config.name} tool (lockmirror's own set, the wheels of "
-                          "tool/)", __version__, None, sbom_stamp(loaded.lockfile_dir))
-    store = s3_store or Store(loaded.store_dir)
-    return [(TOOL_DOCUMENT, render_sbom(subject, [lockfile], release_facts([lockfile], store)))]
+    files: dict[tuple[str, Version], list[LockedFile]] = {}
+    facts: dict[tuple[str, Version], ReleaseFacts] = {}
+    for wheel in sorted(wheels, key=lambda w: w.filename):
+        name, version, _, _ = parse_wheel_filename(wheel.filename)
+        files.setdefault((name, version), []).append(
+            LockedFile(wheel.filename, "", len(wheel.data), wheel.sha256))
+        facts[(name, version)] = ReleaseFacts.from_metadata(
+            parse_metadata(archive_metadata(wheel.data, wheel.filename)))
+    carried = Lockfile(set_name="tool", requirements=(), targets=(), input_hash="", packages=tuple(
+        LockedPackage(name, version, (), "", wheels=tuple(found))  # type: ignore[arg-type]
+        for (name, version), found in sorted(files.items())))
+    subject = SbomSubject(f"{mirror_name} tool/ (lockmirror and its dependencies)",
+                          tool_version, None, source_date_epoch)
+    return render_sbom(subject, [carried], facts)
 
 
 def release_facts(lockfiles: Sequence[Lockfile], store: AnyStore
