@@ -100,7 +100,7 @@ def write_bundle(provisional: BundleInfo, members: list[Member], readme: bytes, 
         return written(current, changed=False)
     if progress:
         progress(f"writing {info.filename} ({format_size(layout.total_size)}, "
-                 f"{len(ordered)} members)")
+                 f"{len(info.files)} files listed in bundle.json)")  # as the import counts
     digests = layout.write(out_dir, names, volume_size)
     atomic_write(checksums, format_checksums(zip(names, digests, strict=True)))
     return written(digests, changed=True)

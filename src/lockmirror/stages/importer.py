@@ -182,7 +182,8 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         reuse = _reuse_plan(plan, absent, before) if info.kind == DELTA and before else {}
         removed = removed_releases(before.files, plan.manifest.files) if before else ()
         if progress:
-            progress(f"importing {source.display} ({info.kind}, {len(plan.members)} members, "
+            progress(f"importing {source.display} ({info.kind}, {len(plan.members)} files "
+                     f"listed in bundle.json, "
                      f"{format_size(reader.size)}) into {into}")
         return result(True, _build_and_swap(reader, plan, reuse, source, into), removed)
 
