@@ -366,6 +366,12 @@ def test_diff_does_not_call_kept_for_a_while_what_another_set_still_locks(
     assert main(["diff", "HEAD~1", "HEAD", "--format", "json"]) == 0
     (misp,) = [s for s in json.loads(capsys.readouterr().out)["sets"] if s["set"] == "misp"]
     assert misp["retained"]["releases"] == []
+    # nor does the landing page tag it kept in misp's section (found by an outside tester)
+    assert main(["fetch"]) == 0 and main(["index"]) == 0
+    landing = json.loads((kept_repo / "dist-index" / "landing.json").read_text())
+    tags = {(p["name"], p["version"]): p.get("kept_for")
+            for s in landing["sets"] if s["name"] == "misp" for p in s["packages"]}
+    assert tags == {("speedup", "1.2"): None}
 
 
 def test_the_index_checks_the_size_budget(

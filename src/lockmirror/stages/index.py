@@ -324,12 +324,13 @@ class _Run:
             self._write_set(tree, locked)
         names = sorted(projects)
         summary = _summary(self.projects)
+        locked_now = {(row.name, row.version) for s in sets for row in s.rows}
         # without credentials, as the page shows them (landing.json is published too)
         sources = sorted({public_url(url) for url in {row.source for s in sets for row in s.rows}}
                          - {""})
         landing = LandingData(
             title=self.title, provenance=replace(provenance, sources=tuple(sources)),
-            sets=tuple(set_summary(s, self.exclude, kept) for s in sets),
+            sets=tuple(set_summary(s, self.exclude, kept, locked_now) for s in sets),
             sbom=self.sbom is not None)
         tree.put("simple/index.html", root_html(names).encode())
         tree.put("simple/index.json", root_json(names).encode())

@@ -294,12 +294,15 @@ def merge_project(name: str, rows: ProjectRows) -> list[Release]:
 
 
 def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]],
-                kept: Iterable[PackageSet] = ()) -> SetSummary:
+                kept: Iterable[PackageSet] = (),
+                locked_elsewhere: Iterable[tuple[str, str]] = ()) -> SetSummary:
     """A set's part of the landing page; the releases of its ``kept`` (retained)
-    revisions that its current lock does not name, marked with why they stay."""
+    revisions that its current lock does not name, marked with why they stay,
+    unless another set locks them now (``locked_elsewhere``: they do not leave
+    with the next lock, so they are not this set's to keep)."""
     packages = []
     sizes: dict[str, int] = {}
-    current = {(row.name, row.version) for row in locked.rows}
+    current = {(row.name, row.version) for row in locked.rows} | set(locked_elsewhere)
     rows = [(row, "") for row in locked.rows]
     for revision in kept:
         if revision.name == locked.name:
