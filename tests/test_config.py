@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,53 @@ def test_variables_are_substituted(tmp_path: Path) -> None:
     assert parse_config(numbered, environ={}).sources[0].priority == 10
     with pytest.raises(ConfigError, match=r"priority: input should be a valid integer"):
         parse_config(broken("priority: 10", 'priority: "${PRIORITY:-10}"'), environ={})
+
+
+def test_a_name_that_yaml_reads_as_a_boolean_or_number_stays_as_written() -> None:
+    """`no:` was the set False (pylock.False.toml), `3.10:` the target 3.1, and a
+    destination `on:` publish:True (found by an outside tester)."""
+    config = parse_config(textwrap.dedent("""\
+        version: 1
+        sources: [{name: pypi, url: "https://pypi.org/simple/"}]
+        targets:
+          "3.10": {python: "3.10", platforms: [manylinux_2_28_x86_64]}
+          3.11: {python: "3.11", platforms: [manylinux_2_28_x86_64]}
+        sets:
+          no: {requirements: [six], targets: ["3.10"]}
+          off: {requirements: [idna], targets: ["3.11"]}
+        publish:
+          on: {kind: directory, path: www}
+        """))
+    assert list(config.sets) == ["no", "off"] and list(config.targets) == ["3.10", "3.11"]
+    assert list(config.publish) == ["on"]
+
+
+def test_destination_values_and_empty_names_are_refused_at_their_line() -> None:
+    """Each validated, then failed at publish or fetch without the mirror.yaml line (an
+    empty store path filled the project's own directory; found by an outside tester)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(textwrap.dedent("""\
+            version: 1
+            sources: [{name: "", url: "https://pypi.org/simple/", username_env: ""}]
+            targets: {lin: {python: "3.11", platforms: [manylinux_2_28_x86_64]}}
+            sets: {core: {requirements: [six]}}
+            paths: {store: ""}
+            publish:
+              a: {kind: upload, url: "nexus.example/x"}
+              b: {kind: s3, bucket: "My_Bucket"}
+              c: {kind: directory, path: ""}
+            """))
+    problems = [p.split(": ", 1)[1] for p in caught.value.problems]
+    assert problems == [
+        "sources[0].name: string should have at least 1 character",
+        "sources[0].username_env: '' is not an environment variable's name (letters, digits "
+        "and '_', not starting with a digit)",
+        "paths.store: string should have at least 1 character",
+        "publish.a.url: 'nexus.example/x' is not an http(s) URL",
+        "publish.b.bucket: 'My_Bucket' is not an S3 bucket name (3 to 63 lower-case letters, "
+        "digits, '.' and '-')",
+        "publish.c.path: string should have at least 1 character",
+    ], problems
 
 
 def test_missing_file_is_one_line() -> None:

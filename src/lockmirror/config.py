@@ -258,6 +258,12 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
             yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
     yield from _set_checks(_as_dict(data.get("sets")), targets)
     yield from _policy_checks(_as_dict(data.get("policy")), _as_dict(data.get("sets")))
+    for name, destination in _as_dict(data.get("publish")).items():
+        bucket = _as_dict(destination).get("bucket")
+        if (_as_dict(destination).get("kind") == "s3" and isinstance(bucket, str)
+                and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)):
+            yield (("publish", name, "bucket"), f"'{bucket}' is not an S3 bucket name (3 to 63 "
+                   "lower-case letters, digits, '.' and '-')")
 
 
 def _source_checks(items: list[Any]) -> Iterator[tuple[Path_, str]]:

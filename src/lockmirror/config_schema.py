@@ -40,15 +40,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
+def _check_env_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise ValueError(f"'{text}' is not an environment variable's name (letters, digits "
+                         "and '_', not starting with a digit)")
+    return text
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+
+
 class SourceConfig(_Strict):
     """An upstream index (PEP 503/691 simple API)."""
 
-    name: str
+    name: str = Field(min_length=1)
     url: str
     priority: StrictInt = Field(100, ge=-1_000_000, le=1_000_000,
                           description="lower is tried first; ties keep file order")
-    username_env: str | None = None
-    password_env: str | None = None
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
     projects: list[str] = Field(default_factory=list,
                                 description="projects taken from this source only")
     files_url: list[str] = Field(default_factory=list,
@@ -224,15 +234,22 @@ class S3Destination(_Strict):
 class UploadDestination(_Strict):
     kind: Literal["upload"]
     url: str
-    username_env: str | None = None
-    password_env: str | None = None
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
     keyring: StrictBool = False
     simple_url: str | None = Field(None, description="its simple index, to see what it holds")
+
+    @field_validator("url", "simple_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
 
 
 class DirectoryDestination(_Strict):
     kind: Literal["directory"]
-    path: str
+    path: str = Field(min_length=1, description="a directory (relative: to mirror.yaml's)")
     layout: Literal["flat", "tree"] = Field("flat", description="flat: the artifacts only "
                                             "(a pypiserver package dir); tree: the whole index")
 
@@ -241,15 +258,18 @@ Destination = Annotated[S3Destination | UploadDestination | DirectoryDestination
                         Field(discriminator="kind")]
 
 
+PathText = Annotated[str, Field(min_length=1)]  # "" would be mirror.yaml's own directory
+
+
 class PathsConfig(_Strict):
-    lockfiles: str = "lockfiles"
-    store: str = Field(".store", description="the content-addressed store: a directory, or "
-                       "s3://bucket/prefix on S3-compatible object storage")
-    index: str = "dist-index"
-    dist: str = "dist"
-    cache: str = ".cache"
-    quarantine: str = Field("quarantine.json",
-                            description="releases `audit --quarantine` took out of the index")
+    lockfiles: PathText = "lockfiles"
+    store: PathText = Field(".store", description="the content-addressed store: a directory, "
+                            "or s3://bucket/prefix on S3-compatible object storage")
+    index: PathText = "dist-index"
+    dist: PathText = "dist"
+    cache: PathText = ".cache"
+    quarantine: PathText = Field("quarantine.json",
+                                 description="releases `audit --quarantine` took out of the index")
 
 
 def _check_size(text: str) -> str:
