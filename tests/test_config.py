@@ -98,6 +98,10 @@ CASES = [
      "x86-64", 17,
      (r"targets\.linux-py311\.platforms\[0\]: 'manylinux_2_28_x86-64' is not a platform tag "
       r"\(manylinux_X_Y_ARCH, .*\); did you mean 'manylinux_2_28_x86_64'\?$")),
+    ("a variable in a flow mapping", broken("  tools:\n", "  tools: {x: ${X:-1}}\n  t2:\n"),
+     "tools: {x", 15,
+     r"YAML syntax error: .*\(\$\{VAR\} inside \{\.\.\.\}: YAML reads its '\{' as a mapping; "
+     r"write that mapping in block style, one key per line\)$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "

@@ -117,6 +117,11 @@ class PositionedYaml:
             elif exc.context and exc.problem:
                 detail = f"{exc.context}: {exc.problem}"
             plain = next((words for fragment, words in _PLAIN_WORDS if fragment in detail), "")
+            line_text = text.splitlines()[mark.line] if mark and mark.line < len(
+                text.splitlines()) else ""
+            if not plain and "${" in line_text and "{" in line_text.split("${")[0]:
+                plain = (" (${VAR} inside {...}: YAML reads its '{' as a mapping; write that "
+                         "mapping in block style, one key per line)")
             raise ConfigError([f"{where}: YAML syntax error: {detail}{plain}"]) from None
         except yaml.YAMLError as exc:  # pragma: no cover - non-marked YAML errors are rare
             first = str(exc).splitlines()[0]
