@@ -231,6 +231,21 @@ def test_destination_values_and_empty_names_are_refused_at_their_line() -> None:
     ], problems
 
 
+def test_an_abi_that_is_no_abi_tag_is_refused() -> None:
+    """`abi: banana` validated and locked pure-Python wheels only (found by an outside
+    tester)."""
+    text = textwrap.dedent("""\
+        version: 1
+        sources: [{name: pypi, url: "https://pypi.org/simple/"}]
+        targets: {lin: {python: "3.11", abi: ABI, platforms: [manylinux_2_28_x86_64]}}
+        sets: {core: {requirements: [six]}}
+        """)
+    with pytest.raises(ConfigError, match=r"targets\.lin\.abi: 'banana' is not an ABI tag"):
+        parse_config(text.replace("ABI", "banana"))
+    for abi in ("cp311", "cp313t", "abi3", "pypy310_pp73"):
+        assert parse_config(text.replace("ABI", abi)).targets["lin"].abi == abi
+
+
 def test_missing_file_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^nowhere\.yaml: no such file") as caught:
         load_config("nowhere.yaml")

@@ -110,6 +110,15 @@ class TargetConfig(_Strict):
     abi: str | None = Field(None, description="default: cpXY for CPython")
     markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
 
+    @field_validator("abi")
+    @classmethod
+    def _abi(cls, value: str | None) -> str | None:
+        # a misspelled ABI matched no compiled wheel and silently locked pure ones only
+        if value is not None and not re.fullmatch(r"cp3\d+[dmtu]*|pypy3\d+_pp\d+|abi3|none",
+                                                  value):
+            raise ValueError(f"'{value}' is not an ABI tag like cp311, cp313t or pypy310_pp73")
+        return value
+
     @field_validator("python")
     @classmethod
     def _python(cls, value: Any) -> str:
