@@ -246,6 +246,19 @@ def test_an_abi_that_is_no_abi_tag_is_refused() -> None:
         assert parse_config(text.replace("ABI", abi)).targets["lin"].abi == abi
 
 
+def test_an_unquoted_python_version_says_to_quote_it() -> None:
+    text = textwrap.dedent("""\
+        version: 1
+        sources: [{name: pypi, url: "https://pypi.org/simple/"}]
+        targets: {lin: {python: 3.10, platforms: [manylinux_2_28_x86_64]}}
+        sets: {core: {requirements: [six]}}
+        """)
+    with pytest.raises(ConfigError, match=r"targets\.lin\.python: write the version quoted, "
+                                          r"python: \"3\.NN\" \(unquoted, YAML read it as "
+                                          r"the number 3\.1\)"):
+        parse_config(text)
+
+
 def test_missing_file_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^nowhere\.yaml: no such file") as caught:
         load_config("nowhere.yaml")

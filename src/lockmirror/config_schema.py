@@ -119,10 +119,15 @@ class TargetConfig(_Strict):
             raise ValueError(f"'{value}' is not an ABI tag like cp311, cp313t or pypy310_pp73")
         return value
 
-    @field_validator("python")
+    @field_validator("python", mode="before")
     @classmethod
-    def _python(cls, value: Any) -> str:
-        text = str(value)
+    def _python(cls, value: Any) -> Any:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            raise ValueError(f"write the version quoted, python: \"3.NN\" (unquoted, YAML "
+                             f"read it as the number {value})")
+        if not isinstance(value, str):
+            return value  # pydantic names the type
+        text = value
         if not re.fullmatch(r"3\.\d+(\.\d+)?", text):
             raise ValueError(f"'{text}' is not a Python version like '3.11' or '3.11.4'")
         return text
