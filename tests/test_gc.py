@@ -112,6 +112,16 @@ def test_gc_refuses_without_every_lockfile_and_spares_a_shared_store(
     assert tree_bytes(loaded.store_dir) == store_before
     assert any("$LOCKMIRROR_STORE" in note for note in result.skipped)
     assert pipeline.gc(load_config(project), shared_store=True, dry_run=True).removed
+    monkeypatch.delenv("LOCKMIRROR_STORE")
+    # a store mirror.yaml names outside the repository is the other way to share one
+    # (gc listed another mirror's files in it; found by an outside tester)
+    outside = project.parent.parent / f"{project.parent.name}-shared"
+    loaded.store_dir.rename(outside)
+    project.write_text(project.read_text().replace(str(loaded.store_dir), str(outside)))
+    result = pipeline.gc(load_config(project))
+    assert tree_bytes(outside) == store_before
+    assert any("(paths.store, outside this repository) may be shared" in note
+               for note in result.skipped)
 
 
 def test_gc_command_and_doit_task(project: Path) -> None:
@@ -157,3 +167,20 @@ def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:
     project.write_text(project.read_text() + "retention: {lock_revisions: 1}\n")
     result = pipeline.gc(load_config(project))
     assert [r for r in result.removed if r.kind == "store file"]
+
+
+def test_gc_leaves_a_running_check_installs_work_alone(project: Path) -> None:
+    """check-install holds its work directory's lock while it runs; gc took the run's
+    requirement files away mid-run, which then failed with "re-run doit fetch" (found
+    by an outside tester)."""
+    from lockmirror.fsutil import one_at_a_time
+
+    loaded = load_config(project)
+    verify = loaded.cache_dir / "verify"
+    (verify / "run" / "venv").mkdir(parents=True)
+    (verify / "run" / "requirements-q.txt").write_text("gamma\n")
+    with one_at_a_time(verify, "a check-install is running"):  # as verify_closure holds it
+        result = pipeline.gc(loaded)
+        assert (verify / "run" / "requirements-q.txt").exists()
+        assert f"a check-install is running in {verify}: its work left alone" in result.skipped
+    assert verify / "run" in [r.path for r in pipeline.gc(loaded).removed]  # ended: it goes

@@ -89,6 +89,24 @@ def one_at_a_time(directory: Path, busy: str) -> Iterator[None]:
         os.close(fd)
 
 
+def held_by_another(directory: Path) -> bool:
+    """Whether another process holds :func:`one_at_a_time`'s lock on ``directory``
+    now (False when it does not exist)."""
+    import fcntl
+
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock taken just now
+    return False
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (flat memory)."""
     digest = hashlib.sha256()

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError, ResolutionError
-from ..fsutil import format_size
+from ..fsutil import format_size, one_at_a_time
 from .install_runs import (
     Check,
     Runner,
@@ -184,23 +184,25 @@ def verify_closure(
     temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
     cache = installer_cache or _default_installer_cache(None if temp_root else work_dir)
-    _clean_work_dir(work_dir, cache, say)
-    copies = _copies(chosen, cache, say) if install else {}
-    uv = uv_bin or _uv_binary(copies)
-    runner = Runner(uv, work_dir / "run", timeout)
-    runner.work.mkdir(parents=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
     checks: list[Check] = []
     used: list[str] = []
-    try:
-        with _transports(index_dir, index_url, transports) as served:
-            used = [t.url for t in served]
-            for pair in pairs:
-                checks += _check_pair(runner, index_dir, pair, served, chosen, copies,
-                                      install, say)
-    finally:
-        shutil.rmtree(runner.work, ignore_errors=True)
-        if temp_root is not None:
-            shutil.rmtree(temp_root, ignore_errors=True)
+    # held while the run lives: gc (and another run) leave its run/ alone
+    with one_at_a_time(work_dir, "another check-install is running in this work directory"):
+        _clean_work_dir(work_dir, cache, say)
+        copies = _copies(chosen, cache, say) if install else {}
+        runner = Runner(uv_bin or _uv_binary(copies), work_dir / "run", timeout)
+        runner.work.mkdir(parents=True)
+        try:
+            with _transports(index_dir, index_url, transports) as served:
+                used = [t.url for t in served]
+                for pair in pairs:
+                    checks += _check_pair(runner, index_dir, pair, served, chosen, copies,
+                                          install, say)
+        finally:
+            shutil.rmtree(runner.work, ignore_errors=True)
+            if temp_root is not None:
+                shutil.rmtree(temp_root, ignore_errors=True)
     return VerifyReport(index_dir=index_dir, index_urls=tuple(used), checks=tuple(checks),
                         installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen))
 

@@ -39,7 +39,7 @@ from ..config import LoadedConfig
 from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
 from ..formats.store import Store
-from ..fsutil import disk_bytes, format_size, plural
+from ..fsutil import disk_bytes, format_size, held_by_another, plural
 from ..net.disk_cache import DiskCache
 from .fetch_plan import plan
 from .installers import stale_work
@@ -130,8 +130,11 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
     store = Store(loaded.store_dir)
     skipped: list[str] = list(decided.notes)
     found: list[Removal] = []
-    if os.environ.get("LOCKMIRROR_STORE") and not shared_store:
-        skipped.append(f"the store {store.root} ($LOCKMIRROR_STORE) may be shared with other "
+    given = ("$LOCKMIRROR_STORE" if os.environ.get("LOCKMIRROR_STORE")
+             else None if store.root.resolve().is_relative_to(loaded.root.resolve())
+             else "paths.store, outside this repository")
+    if given and not shared_store:
+        skipped.append(f"the store {store.root} ({given}) may be shared with other "
                        "mirrors; left alone (--shared-store: collect it by this mirror's "
                        "lockfiles alone)")
     else:
@@ -143,8 +146,11 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
     for folder in DiskCache(cache / "http").blob_folders():
         found += _keyed_by_sha256(folder, needed)
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
-    found += [Removal(path, "check-install leftover", disk_bytes(path))
-              for path in stale_work(cache / "verify")]
+    if held_by_another(cache / "verify"):  # a running check-install's work is not left over
+        skipped.append(f"a check-install is running in {cache / 'verify'}: its work left alone")
+    else:
+        found += [Removal(path, "check-install leftover", disk_bytes(path))
+                  for path in stale_work(cache / "verify")]
     found += _old_tool_wheels(cache, skipped)
     if not dry_run:
         for removal in found:
