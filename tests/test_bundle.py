@@ -8,6 +8,7 @@ that carry lockmirror's own wheels take the dependency wheels from
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -187,6 +188,21 @@ def test_an_identical_bundle_is_recognised_without_rewriting(tmp_path: Path) -> 
     # tars (a later commit of the lockfiles wrote a second tar under the first's name)
     assert later.content_id != first.content_id and later.path != first.path
     assert first.path.exists() and sha256(first.path) == first.sha256[0]
+
+
+def test_bundle_json_of_either_format_reads_back_as_written() -> None:
+    """/2 records the members' mtime (part of the id); /1, written before it, still
+    reads, and its id is what it was."""
+    info = BundleInfo(name="demo", kind="full", index_manifest_sha256="0" * 64,
+                      base_manifest_sha256=None, lockmirror_version="0.1", tool_python=None,
+                      files={})
+    old = info.dumps()
+    assert b'"format": "lockmirror-bundle/1"' in old and b"mtime" not in old
+    assert BundleInfo.loads(old, where="x") == info
+    new = dataclasses.replace(info, mtime=5)
+    assert b'"format": "lockmirror-bundle/2"' in new.dumps() and b'"mtime": 5' in new.dumps()
+    assert BundleInfo.loads(new.dumps(), where="x") == new
+    assert new.content_id != info.content_id
 
 
 def test_source_date_epoch_from_environment(tmp_path: Path,

@@ -201,6 +201,14 @@ def test_a_name_that_yaml_reads_as_a_boolean_or_number_stays_as_written() -> Non
         """))
     assert list(config.sets) == ["no", "off"] and list(config.targets) == ["3.10", "3.11"]
     assert list(config.publish) == ["on"]
+    # a key YAML would read as a date (an invalid one, too) is a name like any other
+    dated = parse_config(textwrap.dedent("""\
+        version: 1
+        sources: [{name: pypi, url: "https://pypi.org/simple/"}]
+        targets: {lin: {python: "3.11", platforms: [manylinux_2_28_x86_64]}}
+        sets: {2024-02-30: {requirements: [six]}}
+        """))
+    assert list(dated.sets) == ["2024-02-30"]
 
 
 def test_destination_values_and_empty_names_are_refused_at_their_line() -> None:

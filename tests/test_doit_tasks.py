@@ -161,3 +161,14 @@ def test_doit_bundle_runs_again_when_the_members_mtime_changes(
     assert stamp() == first
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
     assert stamp() != first and stamp()["mtime"] == "1700000001"  # type: ignore[index]
+
+
+def test_a_bad_source_date_epoch_is_the_bundle_tasks_to_report(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the tasks read it for doit bundle's stamp and raised there: every doit
+    command printed a traceback (found by a reviewer)."""
+    from lockmirror import doit_tasks
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "abc")
+    task = doit_tasks.bundle_task(doit_tasks.Project(project / "mirror.yaml"))
+    assert task["uptodate"][0].config["mtime"] == "invalid"

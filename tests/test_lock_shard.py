@@ -144,6 +144,7 @@ def test_a_stale_shard_is_refused(gathered: Path, tmp_path: Path,
     gathered.write_text(text.replace("requirements: [alpha,", "requirements: [beta, alpha,"))
     err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(tmp_path / "shards"))
     assert "stale shard: locked from other inputs than mirror.yaml gives set 'mixed'" in err
+    assert f"--shard-dir {tmp_path / 'shards'})" in err  # the directory given, not its target's
 
 
 def test_a_shard_under_another_name_is_refused(gathered: Path, tmp_path: Path,

@@ -296,3 +296,27 @@ def test_a_release_no_source_could_check_stays_not_checked_on_the_far_side(
     [row] = json.loads(capsys.readouterr().out)["findings"]
     assert row["level"] == "deny" and "vulny==1.0" in row["message"]
     assert "not checked when the snapshot was taken" in row["message"]
+
+
+def test_a_refresh_import_keeps_what_its_snapshot_could_not_check_not_checked() -> None:
+    """The refresh import audits through a source that also answers for releases the
+    snapshot was not asked about; it called every covered release checked, the ones
+    its snapshot records as unchecked too (found by a reviewer)."""
+    from datetime import UTC, datetime
+
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from lockmirror.resolve.advisory_snapshot import Snapshot
+    from lockmirror.stages.import_refresh import CoveringSnapshotSource
+
+    vulny, beta = (canonicalize_name("vulny"), Version("1.0")), (canonicalize_name("beta"),
+                                                                  Version("1.0"))
+    snapshot = Snapshot(datetime(2024, 10, 10, tzinfo=UTC), ("pypi-json:x",),
+                        frozenset({vulny, beta}), (), {vulny: "no JSON for single releases"})
+    source = CoveringSnapshotSource(snapshot, where="advisories.json")
+    assert source.unchecked(*vulny) == ("not checked when the snapshot was taken: no JSON "
+                                        "for single releases")
+    assert source.unchecked(*beta) is None
+    assert source.unchecked(canonicalize_name("alpha"), Version("1.0")) == (
+        "the refresh bundle's advisory snapshot does not cover it")

@@ -148,10 +148,9 @@ class PositionedYaml:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _YAML_TAGS:
                     self.problem(path, "a key must be a plain string", mark=key_node.start_mark)
                     continue
-                key = self._scalar(key_node, path)
                 # a name as written: `no:` or `3.10:` is not False or 3.1 (a set, target
                 # or destination named so was renamed and its files with it)
-                key = key if isinstance(key, str) else str(key_node.value)
+                key = str(key_node.value)
                 child = (*path, key)
                 if key in result:
                     self.problem(child, f"duplicate key '{key}' (first given at line "

@@ -25,7 +25,7 @@ from .doit_project import Project
 from .errors import LockmirrorError, error_text
 from .fsutil import atomic_write, format_size
 from .interrupt import restore, stopped, terminate_as_interrupt
-from .timeutil import resolve_source_date_epoch
+from .timeutil import mtime_stamp
 
 TaskDict = dict[str, Any]
 
@@ -303,8 +303,8 @@ def bundle_task(project: Project) -> TaskDict:
                      *(str(p) for p in lockfile_paths(project))],
         # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY), and the members'
         # mtime (the lockfiles' last commit, or $SOURCE_DATE_EPOCH): doit keeps a digest
-        "uptodate": [config_changed({**signing_key_stamp(), "mtime": str(
-            resolve_source_date_epoch(None, project.path_of("lockfiles"))[0])})],
+        "uptodate": [config_changed({**signing_key_stamp(),
+                                     "mtime": mtime_stamp(project.path_of("lockfiles"))})],
         "verbosity": 2,
     }
 

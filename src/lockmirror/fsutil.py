@@ -73,38 +73,30 @@ def one_at_a_time(directory: Path, busy: str) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` for the block: one process at a time
     (the kernel drops the lock when the process ends, even by SIGKILL). Raises
     LockmirrorError ``busy``, naming the directory, while another process holds it."""
-    import fcntl
-
     from .errors import LockmirrorError
+
+    with locked_unless_held(directory) as held:
+        if not held:
+            raise LockmirrorError(busy, where=str(directory), hint="wait for it to finish")
+        yield
+
+
+@contextmanager
+def locked_unless_held(directory: Path) -> Iterator[bool]:
+    """:func:`one_at_a_time`'s lock on ``directory`` for the block when no other
+    process holds it (yields True), else nothing held (yields False) at once."""
+    import fcntl
 
     fd = os.open(directory, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockmirrorError(busy, where=str(directory),
-                                  hint="wait for it to finish") from None
-        yield
+            yield False
+        else:
+            yield True
     finally:
         os.close(fd)
-
-
-def held_by_another(directory: Path) -> bool:
-    """Whether another process holds :func:`one_at_a_time`'s lock on ``directory``
-    now (False when it does not exist)."""
-    import fcntl
-
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the lock taken just now
-    return False
 
 
 def sha256_file(path: Path) -> str:

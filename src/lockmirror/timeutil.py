@@ -31,8 +31,21 @@ def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple
     ``explicit`` wins, then ``$SOURCE_DATE_EPOCH``, then the time of the last
     commit touching ``lockfile_dir``; else 0 (so output stays reproducible).
     """
-    return (known_source_date_epoch(explicit, lockfile_dir)
-            or (0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)"))
+    return known_source_date_epoch(explicit, lockfile_dir) or NO_EPOCH
+
+
+NO_EPOCH = (0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)")
+
+
+def mtime_stamp(lockfile_dir: Path) -> str:
+    """:func:`resolve_source_date_epoch` as text for an up-to-date stamp; "invalid"
+    for a bad $SOURCE_DATE_EPOCH, which the bundle itself reports in one line."""
+    from .errors import LockmirrorError
+
+    try:
+        return str(resolve_source_date_epoch(None, lockfile_dir)[0])
+    except LockmirrorError:
+        return "invalid"
 
 
 def known_source_date_epoch(explicit: int | None,

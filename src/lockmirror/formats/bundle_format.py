@@ -40,7 +40,8 @@ from .manifest import (
     entries_to_json,
 )
 
-FORMAT = "lockmirror-bundle/1"
+FORMAT = "lockmirror-bundle/2"  # /2 records the members' mtime; a /1 bundle.json has none
+FORMAT_V1 = "lockmirror-bundle/1"  # still read: bundles written before it
 INFO_NAME = "bundle.json"
 SIGNATURE_NAME = "bundle.json.sig"
 SUMS_NAME = "SHA256SUMS"
@@ -98,7 +99,7 @@ class BundleInfo:
     @cached_property
     def _dumped(self) -> bytes:
         data: dict[str, object] = {
-            "format": FORMAT,
+            "format": FORMAT if self.mtime is not None else FORMAT_V1,  # as it was written
             "name": self.name,
             "kind": self.kind,
             "index_manifest_sha256": self.index_manifest_sha256,
@@ -117,12 +118,13 @@ class BundleInfo:
         BundleFormatError (a BundleError, exit 2) naming ``where`` otherwise."""
         raw = load_json(data, where=where, error=BundleFormatError)
         try:
-            raw = check_format(raw, FORMAT)
+            raw = check_format(raw, FORMAT_V1 if isinstance(raw, dict) and raw.get(
+                "format") == FORMAT_V1 else FORMAT)
             files = entries_from_json(raw["files"], where=where)
             for key in ("base_manifest_sha256", "tool_python"):
                 if not isinstance(raw[key], str | None):
                     raise TypeError(f"{key} is a JSON {type(raw[key]).__name__}")
-            mtime = raw.get("mtime")
+            mtime = raw["mtime"] if raw["format"] == FORMAT else None
             if mtime is not None and (type(mtime) is not int or mtime < 0):
                 raise TypeError(f"mtime is {mtime!r}, not a time in seconds")
             info = cls(name=str(raw["name"]), kind=str(raw["kind"]),

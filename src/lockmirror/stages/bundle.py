@@ -65,7 +65,7 @@ from ..formats.bundle_format import (
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import removed_releases
 from ..fsutil import sha256_bytes
-from ..timeutil import resolve_source_date_epoch
+from ..timeutil import NO_EPOCH, known_source_date_epoch
 from .bundle_readme import readme_text
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Member, read_input
@@ -143,7 +143,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     if not re.fullmatch(NAME_PATTERN, name):
         raise LockmirrorError(f"bad bundle name {name!r}", hint="letters, digits, '.', '_', '-'")
     volume_size = parse_size(split) if split is not None else None
-    epoch, epoch_source = resolve_source_date_epoch(source_date_epoch, lockfile_dir)
+    known = known_source_date_epoch(source_date_epoch, lockfile_dir)
+    epoch, epoch_source = known or NO_EPOCH
     kind = DELTA if since is not None else FULL
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
     manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
@@ -156,7 +157,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         with_tool=(kind == FULL) if tool is None else tool,
         cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store,
         sbom=lambda wheels: tool_sbom(wheels, mirror_name=name, tool_version=__version__,
-                                      source_date_epoch=epoch))
+                                      source_date_epoch=known[0] if known else None))
     members += [Member(member_name, data=data) for member_name, data in extra]
     provisional = BundleInfo(
         name=name, kind=kind, index_manifest_sha256=manifest_sha,
@@ -217,9 +218,8 @@ def _carried(manifest: Manifest, since: Path | None,
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
             mirror_yaml: Path, index_manifest: Member, with_tool: bool,
             cache_dir: Path | None, store_dir: Path | None,
-            progress: Progress | None, store: Any = None,
-            sbom: Callable[[Sequence[ToolWheel]], bytes] | None = None,
-            ) -> tuple[list[Member], str | None]:
+            progress: Progress | None, sbom: Callable[[Sequence[ToolWheel]], bytes],
+            store: Any = None) -> tuple[list[Member], str | None]:
     """Every member but the head, README and SHA256SUMS (with the tool wheels, their
     SBOM ``tool.cdx.json`` made by ``sbom``); and the tool wheels' Python."""
     members = [Member(MIRROR_YAML_NAME, data=read_input(mirror_yaml))]
@@ -238,8 +238,7 @@ def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path
         members += [Member(f"{TOOL_DIR}/{wheel.filename}", data=wheel.data,
                            entry=Entry(wheel.sha256, len(wheel.data)))
                     for wheel in sorted(wheels.wheels, key=lambda w: w.filename)]
-        if sbom is not None:
-            members.append(Member(TOOL_SBOM, data=sbom(wheels.wheels)))
+        members.append(Member(TOOL_SBOM, data=sbom(wheels.wheels)))
         tool_python = wheels.python
     members.append(index_manifest)
     for rel, entry in sorted(carried.items()):

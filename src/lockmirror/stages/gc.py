@@ -39,7 +39,7 @@ from ..config import LoadedConfig
 from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
 from ..formats.store import Store
-from ..fsutil import disk_bytes, format_size, held_by_another, plural
+from ..fsutil import disk_bytes, format_size, locked_unless_held, plural
 from ..net.disk_cache import DiskCache
 from .fetch_plan import plan
 from .installers import stale_work
@@ -146,18 +146,30 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
     for folder in DiskCache(cache / "http").blob_folders():
         found += _keyed_by_sha256(folder, needed)
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
-    if held_by_another(cache / "verify"):  # a running check-install's work is not left over
-        skipped.append(f"a check-install is running in {cache / 'verify'}: its work left alone")
-    else:
-        found += [Removal(path, "check-install leftover", disk_bytes(path))
-                  for path in stale_work(cache / "verify")]
+    found += _check_install_leftovers(cache / "verify", dry_run, skipped)
     found += _old_tool_wheels(cache, skipped)
     if not dry_run:
         for removal in found:
-            if removal.kind != "partial download":  # removed under their lock already
-                _remove(removal.path)
+            if removal.kind not in ("partial download", "check-install leftover"):
+                _remove(removal.path)  # the others went under their locks already
     present = sum(1 for sha256 in needed if store.path(sha256).exists())
     return GcResult(tuple(found), present, dry_run, tuple(skipped))
+
+
+def _check_install_leftovers(verify: Path, dry_run: bool, skipped: list[str]) -> list[Removal]:
+    """What check-install runs left in ``verify``, removed (unless ``dry_run``) under
+    the lock a running check-install holds; none while one runs (its work is live)."""
+    if not verify.is_dir():
+        return []
+    with locked_unless_held(verify) as free:
+        if not free:
+            skipped.append(f"a check-install is running in {verify}: its work left alone")
+            return []
+        found = [Removal(path, "check-install leftover", disk_bytes(path))
+                 for path in stale_work(verify)]
+        for removal in found if not dry_run else ():
+            _remove(removal.path)
+    return found
 
 
 def _store_files(store: Store, needed: frozenset[str]) -> Iterator[Removal]:

@@ -180,7 +180,7 @@ class CoveringSnapshotSource(SnapshotSource):
 
     def unchecked(self, name: NormalizedName, version: Version) -> str | None:
         if (name, version) in self.snapshot.releases:
-            return None
+            return super().unchecked(name, version)  # covered, unless no source could tell
         return "the refresh bundle's advisory snapshot does not cover it"
 
 

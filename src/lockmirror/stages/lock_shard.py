@@ -1,7 +1,7 @@
 """A set's lock split by target: one CI job per (set, target), one gather job.
 
 :func:`lock_shards` (``lockmirror lock --set S --target T --shard-dir DIR``)
-resolves set S for target T alone and writes ``DIR/pylock.S.T.toml``: a valid
+resolves set S for target T alone and writes ``DIR/T/pylock.S.toml``: a valid
 PEP 751 lockfile of that one target (installable there) that also keeps, per
 package, the condition under which each dependency group needs it
 (``[packages.tool.lockmirror] conditions``: group -> marker text, ``""`` for
@@ -210,7 +210,7 @@ def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) ->
         raise InputError(f"stale shard: locked from other inputs than {loaded.path.name} gives "
                          f"set '{set_name}' now", where=str(path),
                          hint=f"lock it again: lockmirror lock --set {set_name} --target "
-                              f"{target} --shard-dir {path.parent}")
+                              f"{target} --shard-dir {path.parent.parent}")
     entries = []
     groups = {RUNTIME_GROUP, *lockfile.build_groups}
     for package in sorted(lockfile.packages, key=lambda p: (p.name, p.version)):
