@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex
+from fixtureindex import FixtureIndex, build_wheel
 from helpers import subprocess_env
 from packaging.tags import platform_tags
 from packaging.utils import parse_wheel_filename
@@ -241,7 +241,9 @@ def test_bundle_carries_the_chosen_wheels_and_says_what_they_cover(
     own = [name for name in tool if name.startswith("lockmirror-")]
     assert len(own) == 1 and sorted(set(tool) - set(own)) == sorted(tool_project.chosen)
     assert f"CPython {HOST_PYTHON} ({HOST_PLATFORM})" in tool_project.readme
-    assert 'pip" install --no-index --find-links "$bundle/tool/"' in tool_project.readme
+    assert ('PIP_CONFIG_FILE=/dev/null "$here/lockmirror-venv/bin/pip" --isolated install'
+            in tool_project.readme)
+    assert '--no-index --find-links "$bundle/tool/" lockmirror' in tool_project.readme
 
 
 def test_bundle_declares_the_tool_wheels_and_audit_checks_them(
@@ -290,14 +292,22 @@ def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
     far = far_side_with(tool_project, tmp_path / "far")
     # no index, proxies on a closed port; python3: this interpreter (3.11)
     env = subprocess_env(offline=True, venv_first=True)
+    # a wheelhouse pip's settings name (common on a far side) holds a newer release of a
+    # tool dependency that nothing checked: pip took it, and the line said "checked"
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    name = parse_wheel_filename(sorted(tool_project.chosen)[0])[0]
+    build_wheel(wheelhouse, name, "99.0")
+    env["PIP_FIND_LINKS"] = str(wheelhouse)
     steps = readme_commands(tool_project.readme, "2. Install lockmirror", "3. Import")
     assert steps.lstrip().startswith("( set -e;")  # one command: the first failure stops it
     # the signature is checked before pip runs anything from the bundle
-    assert steps.index("ssh-keygen -Y verify") < steps.index("pip\" install")
+    assert steps.index("ssh-keygen -Y verify") < steps.index("pip\" --isolated install")
     done = run_pasted(steps, far, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
     assert "checked (its signature checked against signer.pub) and installed:" in done.stdout
+    assert not list((far / "lockmirror-venv").rglob("*-99.0.dist-info"))
     lockmirror = far / "lockmirror-venv" / "bin" / "lockmirror"
     import_line = readme_commands(tool_project.readme, "3. Import", "4. Serve").strip()
     assert import_line.startswith("lockmirror-venv/bin/lockmirror import ")

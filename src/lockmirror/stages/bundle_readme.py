@@ -100,8 +100,9 @@ def _install(stem: str, info: BundleInfo) -> str:
 {_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", TOOL_DIR)}
        bundle=$(pwd); cd "$here"   # nothing of the bundle's on Python's path (-I too)
        python3 -I -m venv "$here/lockmirror-venv"
-       "$here/lockmirror-venv/bin/pip" install --no-index --find-links "$bundle/{TOOL_DIR}/" \\
-           lockmirror
+       # --isolated and no config file: only tool/, never a wheelhouse pip's settings name
+       PIP_CONFIG_FILE=/dev/null "$here/lockmirror-venv/bin/pip" --isolated install \\
+           --no-index --find-links "$bundle/{TOOL_DIR}/" lockmirror
        echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
    On another Python or platform, or a Python older than lockmirror needs
    (Requires-Python {requires_python()}), pip says "No matching distribution", often
