@@ -157,3 +157,14 @@ def test_doit_bundle_prunes_to_bundle_keep_and_says_so(
     out = capsys.readouterr().out
     assert "bundle: removed 1 older bundle (2 files, " in out and first.path.name in out
     assert not first.path.exists() and not first.checksums.exists()
+
+
+def test_a_delta_never_removes_the_bundle_it_was_made_against(tmp_path: Path) -> None:
+    """With keep 1 the delta removed its own base, the only full bundle it applies onto
+    (found by an outside tester)."""
+    roots = versions(tmp_path, 2)
+    out = tmp_path / "out"
+    full = bundle(roots[0], out)
+    age(full, 100)
+    delta = bundle(roots[1], out, since=full.path, keep=1)
+    assert full.path.exists() and delta.path.exists() and not delta.removed.files

@@ -168,8 +168,8 @@ class SnapshotSource:
         if (name, version) not in self.snapshot.releases:
             raise LockmirrorError(f"the advisory snapshot does not cover {name}=={version}",
                                   where=self.where,
-                                  hint="take a snapshot of the lockfiles imported here "
-                                       "(lockmirror advisories on the build side)")
+                                  hint="import a refresh bundle made after these lockfiles "
+                                       "(a delta carries no snapshot), or the next full bundle")
         return [a.advisory for a in self.snapshot.advisories
                 if version in a.affects.get(name, ())]
 

@@ -56,8 +56,9 @@ the bundle arrived whole, not who made it.
 {_install(stem, info)}3. Import: every file is checked before the new tree is swapped in atomically.
      {lockmirror} import {stem}.tar --into /srv/mirror [--pubkey signer.pub]
    Volumes of a split bundle: pass them all ({stem}.tar.0*).
-4. Serve /srv/mirror with any static web server, or: {lockmirror} serve /srv/mirror
-   Clients: pip install --index-url http://HOST/simple/ PACKAGE
+4. Serve /srv/mirror with any static web server, or (for other machines to reach it):
+     {lockmirror} serve /srv/mirror --host 0.0.0.0 --port 8080
+   Clients: pip install --index-url http://HOST:8080/simple/ PACKAGE
 5. Re-check the mirror at any time: {lockmirror} verify /srv/mirror
 6. What it holds, for review before import: index/sbom/mirror.cdx.json, the CycloneDX
    1.6 SBOM of every set (index/sbom/SET.cdx.json: one set), listed in

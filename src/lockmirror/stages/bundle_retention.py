@@ -60,11 +60,13 @@ def bundles_on_disk(out_dir: Path, name: str) -> dict[str, list[Path]]:
     return groups
 
 
-def prune_bundles(out_dir: Path, name: str, *, current: str, keep: int) -> Removed:
+def prune_bundles(out_dir: Path, name: str, *, current: str, keep: int,
+                  base: Path | None = None) -> Removed:
     """Remove the bundles of ``name`` in ``out_dir`` beyond the newest ``keep``.
 
     ``current`` (the stem of the bundle just written or found current) is
-    always kept and counts as the newest; ``keep`` 0 keeps everything.
+    always kept and counts as the newest; so is ``base``, the bundle a delta
+    was made against (the far side needs it first); ``keep`` 0 keeps everything.
     Raises LockmirrorError naming a file that cannot be removed.
     """
     if keep <= 0:
@@ -72,7 +74,9 @@ def prune_bundles(out_dir: Path, name: str, *, current: str, keep: int) -> Remov
     groups = bundles_on_disk(out_dir, name)
     others = sorted((stem for stem in groups if stem != current),
                     key=lambda stem: (_written(groups[stem]), stem), reverse=True)
-    doomed = others[keep - 1:]
+    spared = {p.resolve() for p in ([base] if base is not None and base.is_file() else [])}
+    doomed = [stem for stem in others[keep - 1:]
+              if not any(p.resolve() in spared for p in groups[stem])]
     files: list[Path] = []
     size = 0
     for stem in doomed:

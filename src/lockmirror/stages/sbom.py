@@ -82,9 +82,11 @@ def tool_sbom(wheels: Sequence[ToolWheel], *, mirror_name: str, tool_version: st
             LockedFile(wheel.filename, "", len(wheel.data), wheel.sha256))
         facts[(name, version)] = ReleaseFacts.from_metadata(
             parse_metadata(archive_metadata(wheel.data, wheel.filename)))
-    carried = Lockfile(set_name="tool", requirements=(), targets=(), input_hash="", packages=tuple(
-        LockedPackage(name, version, (), "", wheels=tuple(found))  # type: ignore[arg-type]
-        for (name, version), found in sorted(files.items())))
+    roots = ("lockmirror",) if any(name == "lockmirror" for name, _ in files) else ()
+    packages = tuple(LockedPackage(name, version, (), "", wheels=tuple(found))  # type: ignore[arg-type]
+                     for (name, version), found in sorted(files.items()))
+    carried = Lockfile(set_name="tool", requirements=roots, targets=(), input_hash="",
+                       packages=packages)
     subject = SbomSubject(f"{mirror_name} tool/ (lockmirror and its dependencies)",
                           tool_version, None, source_date_epoch)
     return render_sbom(subject, [carried], facts)
