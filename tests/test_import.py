@@ -713,3 +713,20 @@ def test_cli_refusal_is_one_line_naming_the_member(mirror: Mirror, tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("lockmirror: error: ")
     assert WHEEL in lines[0] and "Traceback" not in done.stderr
     assert mirror.snapshot() == before
+
+
+def test_a_bundle_renamed_after_it_was_written_is_said(tmp_path: Path) -> None:
+    """A bundle renamed to another's id (and its .sha256 made again) imported with no
+    word of it; the two names only disagreed across lines (found by an outside tester)."""
+    made = bundle(tmp_path / "in", tmp_path / "out")
+    renamed = tmp_path / "lockmirror-demo-0123456789abcdef.tar"
+    shutil.copy(made.path, renamed)
+    digest = hashlib.sha256(renamed.read_bytes()).hexdigest()
+    renamed.with_name(renamed.name + ".sha256").write_text(f"{digest}  {renamed.name}\n")
+    said: list[str] = []
+    import_bundle([renamed], tmp_path / "far", progress=said.append)
+    assert (f"note: {renamed.name} is not named as bundle.json says: it holds "
+            f"{made.path.name} (renamed after it was written)") in said
+    said.clear()
+    import_bundle([made.path], tmp_path / "far2", progress=said.append)
+    assert not [line for line in said if line.startswith("note:")]

@@ -320,3 +320,27 @@ def test_a_refresh_import_keeps_what_its_snapshot_could_not_check_not_checked() 
     assert source.unchecked(*beta) is None
     assert source.unchecked(canonicalize_name("alpha"), Version("1.0")) == (
         "the refresh bundle's advisory snapshot does not cover it")
+
+
+def test_a_snapshot_from_before_unchecked_was_recorded_says_it_cannot_tell(
+        mirror: LoadedConfig, fixture_index: FixtureIndex, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A mirror imported from an earlier bundle holds a snapshot with no `unchecked`:
+    its releases with no advisory may not have been checked, which the far side's audit
+    now says instead of passing them quietly (found by an outside tester)."""
+    far = tmp_path / "far" / "mirror"
+    fixture_index.set_vulnerabilities("vulny", "1.0", [])  # no advisory: a clean audit
+    assert main(["index", "--config", str(mirror.path)]) == 0
+    full = bundle(mirror, tmp_path / "dist", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    held = far / ".lockmirror/advisories.json"
+    data = json.loads(held.read_text())
+    assert data["unchecked"] == {}  # written even when empty: its absence marks an old one
+    capsys.readouterr()
+    assert main(["audit", "--mirror", str(far), "--now", "2024-10-10", "--format", "json"]) == 0
+    assert not [n for n in json.loads(capsys.readouterr().out)["notes"] if "predates" in n]
+    del data["unchecked"]
+    held.write_text(json.dumps(data))
+    assert main(["audit", "--mirror", str(far), "--now", "2024-10-10", "--format", "json"]) == 0
+    assert [n for n in json.loads(capsys.readouterr().out)["notes"]
+            if n.startswith("the advisory snapshot predates")]

@@ -67,6 +67,8 @@ class Snapshot:
     releases: frozenset[Release]
     advisories: tuple[SnapshotAdvisory, ...]  # sorted by id
     unchecked: Mapping[Release, str] = field(default_factory=dict)  # release -> why
+    # False for a snapshot written before ``unchecked`` was: it cannot say
+    records_unchecked: bool = True
 
     def dumps(self) -> str:
         by_name: dict[str, list[Version]] = {}
@@ -76,11 +78,10 @@ class Snapshot:
                 "sources": list(self.sources),
                 "releases": {n: [str(v) for v in sorted(vs)] for n, vs in sorted(by_name.items())},
                 "advisories": [a.to_json() for a in self.advisories]}
-        if self.unchecked:  # written only when some are: older readers' bytes stay the same
-            missed: dict[str, dict[str, str]] = {}
-            for (name, version), why in sorted(self.unchecked.items()):
-                missed.setdefault(name, {})[str(version)] = why
-            data["unchecked"] = missed
+        missed: dict[str, dict[str, str]] = {}
+        for (name, version), why in sorted(self.unchecked.items()):
+            missed.setdefault(name, {})[str(version)] = why
+        data["unchecked"] = missed  # always: its absence marks an older snapshot
         return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -126,7 +127,8 @@ def _parse(data: Any) -> Snapshot:
                  for name, versions in dict(data.get("unchecked", {})).items()
                  for v, why in dict(versions).items()}
     return Snapshot(taken, tuple(str(s) for s in data["sources"]), releases,
-                    tuple(sorted(advisories, key=lambda a: a.advisory.id)), unchecked)
+                    tuple(sorted(advisories, key=lambda a: a.advisory.id)), unchecked,
+                    records_unchecked="unchecked" in data)
 
 
 def take_snapshot(db: AdvisoryDB, releases: Iterable[Release], *, taken: datetime) -> Snapshot:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -178,15 +179,22 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
     mirror = Path(os.path.abspath(mirror))
     loaded = mirror_config(mirror, config)
     lockfiles = [Lockfile.read(path) for path in imported_lockfiles(mirror)]
+    snapshot = None
     if sources is None:
         snapshot = read_snapshot(mirror)
         found: list[AdvisorySource] = (
             [SnapshotSource(snapshot, where=str(mirror / IMPORT_ADVISORIES))] if snapshot else [])
         sources = AdvisoryDB([*found, *(offline_source(path) for path in databases)])
-    return audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
-                 where=str(loaded.path),
-                 licenses=mirror_licenses(mirror, lockfiles)
-                 if has_license_rule(loaded.config, lockfiles) else None)
+    report = audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
+                   where=str(loaded.path),
+                   licenses=mirror_licenses(mirror, lockfiles)
+                   if has_license_rule(loaded.config, lockfiles) else None)
+    if snapshot is not None and not snapshot.records_unchecked:
+        report = replace(report, notes=(*report.notes, (
+            "the advisory snapshot predates lockmirror recording which releases its sources "
+            "could not check: one it lists with no advisory may not have been checked "
+            "(import a refresh bundle)")))
+    return report
 
 
 def mirror_licenses(mirror: Path, lockfiles: Sequence[Lockfile]
