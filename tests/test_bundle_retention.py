@@ -162,9 +162,13 @@ def test_doit_bundle_prunes_to_bundle_keep_and_says_so(
 def test_a_delta_never_removes_the_bundle_it_was_made_against(tmp_path: Path) -> None:
     """With keep 1 the delta removed its own base, the only full bundle it applies onto
     (found by an outside tester)."""
-    roots = versions(tmp_path, 2)
+    roots = versions(tmp_path, 3)
     out = tmp_path / "out"
     full = bundle(roots[0], out)
     age(full, 100)
     delta = bundle(roots[1], out, since=full.path, keep=1)
     assert full.path.exists() and delta.path.exists() and not delta.removed.files
+    # the same when the base is given as the mirror it was made from (a directory)
+    again = bundle(roots[2], out, since=roots[0] / "dist-index", keep=1)
+    assert full.path.exists() and again.path.exists()
+    assert delta.path.name in {p.name for p in again.removed.files}  # not a base: it goes

@@ -90,6 +90,8 @@ class BundleInfo:
     tool_python: str | None
     files: Mapping[str, Entry] = field(default_factory=dict)
     mtime: int | None = None  # None: a bundle written before bundle.json recorded it
+    # the format a read bundle.json gave, written back as it was (None: /2 with an mtime)
+    format_read: str | None = field(default=None, compare=False)
 
     def dumps(self) -> bytes:
         """The bytes of bundle.json; made once per instance (the content id, the
@@ -99,7 +101,7 @@ class BundleInfo:
     @cached_property
     def _dumped(self) -> bytes:
         data: dict[str, object] = {
-            "format": FORMAT if self.mtime is not None else FORMAT_V1,  # as it was written
+            "format": self.format_read or (FORMAT if self.mtime is not None else FORMAT_V1),
             "name": self.name,
             "kind": self.kind,
             "index_manifest_sha256": self.index_manifest_sha256,
@@ -124,14 +126,15 @@ class BundleInfo:
             for key in ("base_manifest_sha256", "tool_python"):
                 if not isinstance(raw[key], str | None):
                     raise TypeError(f"{key} is a JSON {type(raw[key]).__name__}")
-            mtime = raw["mtime"] if raw["format"] == FORMAT else None
+            mtime = raw["mtime"] if raw["format"] == FORMAT else raw.get("mtime")
             if mtime is not None and (type(mtime) is not int or mtime < 0):
                 raise TypeError(f"mtime is {mtime!r}, not a time in seconds")
             info = cls(name=str(raw["name"]), kind=str(raw["kind"]),
                        index_manifest_sha256=str(raw["index_manifest_sha256"]),
                        base_manifest_sha256=raw["base_manifest_sha256"],
                        lockmirror_version=str(raw["lockmirror_version"]),
-                       tool_python=raw["tool_python"], files=files, mtime=mtime)
+                       tool_python=raw["tool_python"], files=files, mtime=mtime,
+                       format_read=str(raw["format"]))
             if info.kind not in (FULL, DELTA, ADVISORIES) or (info.kind == DELTA) != bool(
                     info.base_manifest_sha256):
                 raise ValueError(f"kind {info.kind!r} with base {info.base_manifest_sha256!r}")

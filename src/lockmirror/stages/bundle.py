@@ -170,7 +170,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         if not written.changed and keep:
             os.utime(written.checksums)  # the newest bundle, for the next prune
         removed = prune_bundles(out_dir, name, current=written.info.filename, keep=keep,
-                                base=since)
+                                base_manifest_sha256=base_sha)
     return BundleResult(
         parts=written.parts, checksums=written.checksums, sha256=written.sha256,
         content_id=written.info.content_id, kind=kind, base_manifest_sha256=base_sha,

@@ -44,6 +44,18 @@ class Removed:
                 f"{', '.join(self.bundles)}")
 
 
+def _index_of(files: list[Path]) -> str | None:
+    """The sha256 of the index manifest a bundle on disk carries (its head only);
+    None when it does not read (such a bundle is no delta's base)."""
+    from ..formats.bundle_format import locate_bundle, read_head
+
+    try:
+        parts = sorted(p for p in files if not p.name.endswith(".sha256"))
+        return read_head(locate_bundle(parts)).info.index_manifest_sha256
+    except LockmirrorError:
+        return None
+
+
 def bundles_on_disk(out_dir: Path, name: str) -> dict[str, list[Path]]:
     """Stem -> files of every bundle of the mirror ``name`` in ``out_dir``."""
     pattern = re.compile(rf"(lockmirror-{re.escape(name)}-[0-9a-f]{{16}}(?:\.delta)?\.tar)"
@@ -61,22 +73,23 @@ def bundles_on_disk(out_dir: Path, name: str) -> dict[str, list[Path]]:
 
 
 def prune_bundles(out_dir: Path, name: str, *, current: str, keep: int,
-                  base: Path | None = None) -> Removed:
+                  base_manifest_sha256: str | None = None) -> Removed:
     """Remove the bundles of ``name`` in ``out_dir`` beyond the newest ``keep``.
 
     ``current`` (the stem of the bundle just written or found current) is
-    always kept and counts as the newest; so is ``base``, the bundle a delta
-    was made against (the far side needs it first); ``keep`` 0 keeps everything.
-    Raises LockmirrorError naming a file that cannot be removed.
+    always kept and counts as the newest; so is a bundle whose index is
+    ``base_manifest_sha256``, the one a delta was made against (the far side
+    needs it first); ``keep`` 0 keeps everything. Raises LockmirrorError naming
+    a file that cannot be removed.
     """
     if keep <= 0:
         return Removed()
     groups = bundles_on_disk(out_dir, name)
     others = sorted((stem for stem in groups if stem != current),
                     key=lambda stem: (_written(groups[stem]), stem), reverse=True)
-    spared = {p.resolve() for p in ([base] if base is not None and base.is_file() else [])}
     doomed = [stem for stem in others[keep - 1:]
-              if not any(p.resolve() in spared for p in groups[stem])]
+              if base_manifest_sha256 is None
+              or _index_of(groups[stem]) != base_manifest_sha256]
     files: list[Path] = []
     size = 0
     for stem in doomed:

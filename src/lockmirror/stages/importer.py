@@ -185,7 +185,7 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} files "
                      f"listed in bundle.json, "
                      f"{format_size(reader.size)}) into {into}")
-            if info.content_id not in source.display:  # its name says another bundle
+            if not source.display.startswith(info.filename):  # named as another bundle
                 progress(f"note: {source.display} is not named as bundle.json says: it holds "
                          f"{info.filename} (renamed after it was written)")
         return result(True, _build_and_swap(reader, plan, reuse, source, into), removed)
