@@ -366,6 +366,11 @@ def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
         while lock.read() is None and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert lock.read() is not None, "the publish never took its lock"
+        # and uploaded a file (so there is something to remember): with --jobs 1 the
+        # FIFO's file, last in order, blocks the publish after the others
+        while (not any("/files/" in key for key in server.keys(bucket))
+               and child.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.05)
         child.send_signal(signal.SIGTERM)
         while child.poll() is None and time.monotonic() < deadline:
             try:  # the blocked upload reads its (empty) file and ends
