@@ -224,7 +224,7 @@ def test_a_deployed_mirror_nobody_answers_for_is_one_line_naming_it(
                        work_dir=tmp_path / "work")
     assert str(caught.value).startswith(f"cannot fetch {url}")
     assert "the connection was refused" in str(caught.value)
-    assert not (tmp_path / "work" / "run").exists()
+    assert not (tmp_path / "work").exists()  # refused before the run made its work directory
 
 
 def test_a_deployed_mirror_is_checked_with_its_own_lockfiles(mirror: FixtureMirror,

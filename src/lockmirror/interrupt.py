@@ -5,8 +5,9 @@ whose default action ends it at once: no ``finally`` block runs, so a publish
 left its S3 lock held until it expired and a bundle its temporary file. With
 :func:`terminate_as_interrupt` installed, SIGTERM raises :class:`Terminated`, a
 KeyboardInterrupt: every path that releases a lock or removes a temporary file
-on Ctrl-C runs for it too. The front doors install it: the ``lockmirror``
-command (exit 143) and ``dodo.py`` through :func:`lockmirror.doit_tasks.load`.
+on Ctrl-C runs for it too. The front doors install it while they run a stage:
+the ``lockmirror`` command (exit 143) and each doit action
+(:func:`lockmirror.doit_tasks._action`).
 """
 
 from __future__ import annotations

@@ -356,7 +356,6 @@ class BundleHead:
     info: BundleInfo
     info_bytes: bytes
     signature: str | None
-    first_mtime: int
 
 
 def read_head(source: BundleSource) -> BundleHead:
@@ -394,7 +393,7 @@ def read_head(source: BundleSource) -> BundleHead:
             raw = read_exact(reader, sig_member.offset_data, sig_member.size,
                              where=f"{source.display}:{sig_member.name}")
             signature = raw.decode("ascii", "replace")
-        return BundleHead(info, info_bytes, signature, int(info_member.mtime))
+        return BundleHead(info, info_bytes, signature)
 
 
 def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:

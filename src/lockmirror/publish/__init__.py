@@ -113,7 +113,7 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
 
     ``store``: the S3 store whose objects are the tree's ``files/`` entries
     (an index built from ``store: s3://...``); an S3 destination takes them
-    streamed from the store and hashed (PublishError naming the key when its
+    streamed from the store and hashed (IntegrityError naming the key when its
     bytes are not its sha256; see :class:`~lockmirror.publish.s3.S3Publisher`), other
     destinations are refused (bundle and import the index instead).
 

@@ -145,6 +145,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     volume_size = parse_size(split) if split is not None else None
     known = known_source_date_epoch(source_date_epoch, lockfile_dir)
     epoch, epoch_source = known or NO_EPOCH
+    stamp = known[0] if known else None  # the SBOM's time: none when none is known
     kind = DELTA if since is not None else FULL
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
     manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
@@ -157,7 +158,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         with_tool=(kind == FULL) if tool is None else tool,
         cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store,
         sbom=lambda wheels: tool_sbom(wheels, mirror_name=name, tool_version=__version__,
-                                      source_date_epoch=known[0] if known else None))
+                                      source_date_epoch=stamp))
     members += [Member(member_name, data=data) for member_name, data in extra]
     provisional = BundleInfo(
         name=name, kind=kind, index_manifest_sha256=manifest_sha,

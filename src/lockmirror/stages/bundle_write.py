@@ -95,7 +95,7 @@ def write_bundle(provisional: BundleInfo, members: list[Member], readme: bytes, 
                        changed=changed)
 
     current = _existing_digests(out_dir, names, checksums, layout.total_size, volume_size,
-                                info_bytes, signature, epoch)
+                                info_bytes, signature)
     if current is not None:
         return written(current, changed=False)
     if progress:
@@ -120,11 +120,11 @@ def _volume_names(filename: str, total: int, volume_size: int | None) -> list[st
 
 def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: int,
                       volume_size: int | None, info_bytes: bytes, signature: bytes | None,
-                      epoch: int) -> tuple[str, ...] | None:
+                      ) -> tuple[str, ...] | None:
     """The hashes of an identical bundle already on disk, else None.
 
-    The tar is a function of bundle.json (which pins every member's bytes),
-    the signature and the epoch, so comparing those three and the volume
+    The tar is a function of bundle.json (which pins every member's bytes and
+    their mtime) and the signature, so comparing those two and the volume
     sizes is enough; nothing is re-hashed.
     """
     try:
@@ -144,8 +144,7 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
         head = read_head(locate_bundle([out_dir / n for n in names]))
     except LockmirrorError:
         return None
-    if (head.info_bytes != info_bytes or head.first_mtime != epoch
-            or (head.signature or "").encode() != (signature or b"")):
+    if head.info_bytes != info_bytes or (head.signature or "").encode() != (signature or b""):
         return None
     return tuple(digest for _, digest in listed)
 

@@ -347,9 +347,10 @@ def _probe(index_url: str, pairs: Sequence[_SetTarget]) -> None:
     from ..net.http import get, make_session
 
     url = index_url if index_url.endswith("/") else index_url + "/"
-    for requirement in (r for pair in pairs[:1] for r in pair.requirements[:1]):
+    first = next((r for pair in pairs for r in pair.requirements), None)
+    if first is not None:
         try:
-            url += canonicalize_name(Requirement(requirement).name) + "/"
+            url += canonicalize_name(Requirement(first).name) + "/"
         except InvalidRequirement:
             pass
     with make_session(retries=1) as session:

@@ -67,7 +67,6 @@ class LockResult:
     warnings: tuple[str, ...] = ()  # warn-level policy findings on what was locked
 
 
-
 def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
               client: IndexClient | None = None, now: datetime | None = None,
               upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,
