@@ -347,12 +347,11 @@ def _probe(index_url: str, pairs: Sequence[_SetTarget]) -> None:
     from ..net.http import get, make_session
 
     url = index_url if index_url.endswith("/") else index_url + "/"
-    first = next((r for pair in pairs for r in pair.requirements), None)
-    if first is not None:
-        try:
-            url += canonicalize_name(Requirement(first).name) + "/"
-        except InvalidRequirement:
-            pass
+    first = next((r for pair in pairs for r in pair.requirements), "")
+    try:
+        url += canonicalize_name(Requirement(first).name) + "/"
+    except InvalidRequirement:  # no requirement (or none parses): the root page then
+        pass
     with make_session(retries=1) as session:
         get(session, url, allow=range(300, 600), timeout=(10, 30)).close()
 
