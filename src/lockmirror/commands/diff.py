@@ -88,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
                          offline=args.offline)
         text = render(diff)
         if args.output:
-            atomic_write(Path(args.output), text)
-    except OSError as exc:  # the output could not be written
-        error = LockmirrorError(f"cannot write: {exc.strerror or exc}",
-                                where=str(exc.filename or args.output))
+            _write_output(Path(args.output), text)
+    except OSError as exc:  # an input that cannot be read: as the front door words it
+        error = LockmirrorError(str(exc.strerror or exc),
+                                where=str(exc.filename) if exc.filename else None)
         error.exit_code = 2 if args.exit_code else 1
         raise error from None
     except LockmirrorError as error:
@@ -104,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 1 if args.exit_code and diff.changed else 0
+
+
+def _write_output(path: Path, text: str) -> None:
+    """``--output``: written whole or not at all; LockmirrorError naming it if it cannot be."""
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise LockmirrorError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
 
 
 def _textconv(path: Path) -> int:
