@@ -180,3 +180,12 @@ def test_extras_are_evaluated_out_of_dependency_markers() -> None:
     assert both is not None and "extra" not in both
     assert Marker(both).evaluate({"python_full_version": "3.11.9", "python_version": "3.11"})
     assert without_extra(Marker('extra == "a" or sys_platform == "linux"'), ("a",)) is None
+
+
+def test_a_target_named_in_messages_shows_an_abi_it_sets() -> None:
+    """Found by an outside tester: "no wheel for target t (cp3.13, ...)" hid the
+    free-threaded cp313t ABI, the very reason no wheel fitted."""
+    assert Target("t", "3.13", abi="cp313t", platforms=("manylinux_2_28_x86_64",)).describe() \
+        == "t (cp3.13 cp313t, manylinux_2_28_x86_64)"
+    assert Target("t", "3.13", platforms=("manylinux_2_28_x86_64",)).describe() \
+        == "t (cp3.13, manylinux_2_28_x86_64)"

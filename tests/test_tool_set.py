@@ -45,13 +45,15 @@ from lockmirror.formats.bundle_format import BundleInfo
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.manifest import Entry
 from lockmirror.formats.store import Store
-from lockmirror.stages.bundle import build_bundle
+from lockmirror.stages.bundle import BundleResult, build_bundle
+from lockmirror.stages.bundle_readme import readme_text
 from lockmirror.stages.lock import stale_sets
 from lockmirror.stages.tool_set import (
     BUILD_MACHINE,
     TOOL_SET,
     choose_tool_wheels,
     collect_tool_wheels,
+    targets_without_tool,
     tool_loaded,
     tool_targets,
 )
@@ -95,6 +97,8 @@ def test_tool_targets_are_the_supported_ones_plus_the_build_machine() -> None:
     # a musllinux target a marker cannot tell from the manylinux one is left out; this
     # machine is no listed target
     assert list(targets) == ["arm", "mac", BUILD_MACHINE]
+    # what bundle names as left out: the ones lockmirror cannot run on, not the musl twin
+    assert targets_without_tool(config) == ["old", "win"]
     assert targets[BUILD_MACHINE].python == HOST_PYTHON
     assert targets[BUILD_MACHINE].platforms == [HOST_PLATFORM]
 
@@ -102,6 +106,45 @@ def test_tool_targets_are_the_supported_ones_plus_the_build_machine() -> None:
         f"  here:\n    python: '{HOST_PYTHON}'\n    platforms: [manylinux_2_28_x86_64]\n"))
     if sys.platform == "linux" and os.uname().machine == "x86_64":
         assert list(tool_targets(here)) == ["here"]  # the build machine is a target already
+
+
+def test_bundle_names_where_its_tool_installs_and_which_targets_it_leaves_out(
+        tmp_path: Path) -> None:
+    """Found by an outside tester: a mirror with a Python 3.9 target learnt only
+    from README.txt, across the gap, that its far side could not install the tool."""
+    result = BundleResult(
+        parts=(tmp_path / "b.tar",), checksums=tmp_path / "b.tar.sha256", sha256=("0" * 64,),
+        content_id="0" * 16, kind="full", base_manifest_sha256=None, size=1, members=1,
+        index_files_carried=0, index_files_total=0, signed=False, source_date_epoch=0,
+        epoch_source="", tool_wheels=3, changed=True,
+        tool_python="CPython 3.13 (manylinux_2_28_x86_64)", tool_left_out=("py39",))
+    assert result.tool_note() == (
+        "tool/ installs lockmirror on CPython 3.13 (manylinux_2_28_x86_64); not on py39 (a "
+        "Python lockmirror does not run on): there the far side checks and unpacks the bundle "
+        "by hand, as its README.txt says")
+    assert dataclasses.replace(result, tool_python=None).tool_note() is None
+
+
+def test_readme_install_stops_at_once_on_a_python_tool_has_no_wheels_for(
+        tmp_path: Path) -> None:
+    """Found by an outside tester: on a far side's Python 3.12, pip said "No matching
+    distribution found for pyyaml>=6", which reads as a broken bundle. The pasted
+    command now says which Python it is and which tool/ covers, before it unpacks."""
+    other = "3.99" if HOST_PYTHON != "3.99" else "3.98"
+    info = BundleInfo(name="m", kind="full", index_manifest_sha256="0" * 64,
+                      base_manifest_sha256=None, lockmirror_version="0",
+                      tool_python=f"CPython {other} (manylinux_2_28_x86_64)", files={})
+    steps = readme_commands(readme_text(info).decode(), "2. Install lockmirror", "3. Import")
+    env = subprocess_env(offline=True, venv_first=True)  # python3: this interpreter
+    done = run_pasted(steps, tmp_path, env)
+    assert done.returncode == 1
+    assert done.stdout.strip() == (f"tool/ holds no wheels for Python {sys.version.split()[0]} "
+                                   f"(only {other}): check and unpack by hand (below)")
+    assert list(tmp_path.iterdir()) == []  # nothing unpacked, no venv made
+    covered = dataclasses.replace(info, tool_python=f"CPython {HOST_PYTHON} (x); PyPy {other}")
+    steps = readme_commands(readme_text(covered).decode(), "2. Install lockmirror", "3. Import")
+    done = run_pasted(steps, tmp_path, env)  # passes the check; stops at the missing bundle
+    assert "holds no wheels" not in done.stdout and done.returncode != 0
 
 
 def test_a_set_named_like_the_tool_set_is_refused(tmp_path: Path) -> None:

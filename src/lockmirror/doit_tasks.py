@@ -289,6 +289,8 @@ def _bundle(project: Project) -> None:
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}, {'signed' if result.signed else 'unsigned'}) ({state})")
+    if result.tool_note():
+        print(f"bundle: {result.tool_note()}")
     removed = result.removed.summary()
     if removed:
         print(f"bundle: {removed}")

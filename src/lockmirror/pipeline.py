@@ -244,7 +244,8 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     from .formats.url_policy import check_lockfile_dir
     from .net.s3_store import s3_store_of
     from .stages.bundle import build_bundle
-    from .stages.tool_set import check_tool_lock, tool_set_locked
+    from .stages.tool_set import check_tool_lock, targets_without_tool, tool_set_locked
+    from .stages.toolwheels import tool_source
 
     if split is not None:
         parse_size(split)  # a bad size fails before any work
@@ -254,7 +255,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
     s3_store = s3_store_of(loaded)
-    return build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
+    result = build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
                         mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
                         name=loaded.config.name, since=since, split=split,
                         key=key or loaded.signing_key,
@@ -264,6 +265,9 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                         progress=progress, store=s3_store,
                         extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
                         keep=loaded.config.bundle.keep if keep is None else keep)
+    if result.tool_python and tool_source() == "index":  # else: this machine's Python only
+        result = replace(result, tool_left_out=tuple(targets_without_tool(loaded.config)))
+    return result
 
 
 def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,

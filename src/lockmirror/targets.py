@@ -303,7 +303,9 @@ class Target:
         return all(mine[key] == theirs[key] for key in mine.keys() & theirs.keys())
 
     def describe(self) -> str:
-        return f"{self.name} ({self.implementation}{self.python}, {', '.join(self.platforms)})"
+        abi = f" {self.abi}" if self.abi else ""  # cp313t: why no plain cp313 wheel fits
+        return (f"{self.name} ({self.implementation}{self.python}{abi}, "
+                f"{', '.join(self.platforms)})")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -100,11 +100,25 @@ class BundleResult:
     # a delta: "name version" of the releases its base serves and it no longer does
     # (left the lock and the retention window); its import removes them
     removes: tuple[str, ...] = ()
+    tool_python: str | None = None  # the Pythons and platforms tool/'s wheels install on
+    tool_left_out: tuple[str, ...] = ()  # mirror.yaml's targets lockmirror cannot run on
 
     @property
     def path(self) -> Path:
         """The bundle (its first volume when split)."""
         return self.parts[0]
+
+    def tool_note(self) -> str | None:
+        """What the far side can install lockmirror on (both front doors print it):
+        found out here, not after the media crossed the gap."""
+        if not self.tool_python:
+            return None
+        note = f"tool/ installs lockmirror on {self.tool_python}"
+        if self.tool_left_out:
+            note += (f"; not on {', '.join(self.tool_left_out)} (a Python lockmirror does not "
+                     "run on): there the far side checks and unpacks the bundle by hand, "
+                     "as its README.txt says")
+        return note
 
 
 def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_dir: Path,
@@ -179,7 +193,7 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         index_files_total=len(manifest.files), signed=written.signed,
         source_date_epoch=epoch, epoch_source=epoch_source,
         tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
-        changed=written.changed, removed=removed, removes=removes)
+        changed=written.changed, removed=removed, removes=removes, tool_python=tool_python)
 
 
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:

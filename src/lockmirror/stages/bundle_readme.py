@@ -16,6 +16,7 @@ carrier altered.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..formats import signing
@@ -94,7 +95,8 @@ def _install(stem: str, info: BundleInfo) -> str:
    first check that fails stops it before pip runs. Its last line says whether a
    signature was checked. A split bundle:
    cat {stem}.tar.0* | tar -xf - ... in place of tar -xf {stem}.tar ...
-     ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
+     ( set -e; here=$(pwd)
+{_python_check(info.tool_python)}       dir=$(mktemp -d "$here/unpacked.XXXXXX")
        tar -xf {stem}.tar -C "$dir" --wildcards --no-wildcards-match-slash \\
            '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
        cd "$dir"/{stem}/
@@ -105,11 +107,26 @@ def _install(stem: str, info: BundleInfo) -> str:
        PIP_CONFIG_FILE=/dev/null "$here/lockmirror-venv/bin/pip" --isolated install \\
            --no-index --find-links "$bundle/{TOOL_DIR}/" lockmirror
        echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
-   On another Python or platform, or a Python older than lockmirror needs
-   (Requires-Python {requires_python()}), pip says "No matching distribution", often
-   naming a dependency (e.g. cryptography): check and unpack the bundle by hand
-   instead (below).
+   On another Python it stops first, saying so. On another platform, or a Python
+   older than lockmirror needs (Requires-Python {requires_python()}), pip says "No
+   matching distribution", often naming a dependency (e.g. cryptography): check and
+   unpack the bundle by hand instead (below).
 """
+
+
+def _python_check(covered: str) -> str:
+    """Step 2's first line: ``python3`` must be a Python whose wheels ``tool/``
+    carries (``covered``: ``CPython 3.13 (...); CPython 3.11 (...)``), else one
+    line saying so before anything is unpacked (pip would name a missing
+    dependency instead). Nothing when ``covered`` names no version."""
+    versions = list(dict.fromkeys(re.findall(r"(?<![\d.])\d+\.\d+(?![\d.])", covered)))
+    if not versions:
+        return ""
+    listed = " ".join(versions)
+    return (f"       python3 -I -c 'import sys; sys.exit(\"%d.%d\" % sys.version_info[:2] "
+            f"not in \"{listed}\".split())' \\\n"
+            f"           || {{ echo \"tool/ holds no wheels for $(python3 -V 2>&1) (only "
+            f"{', '.join(versions)}): check and unpack by hand (below)\"; exit 1; }}\n")
 
 
 def _by_hand(stem: str, kind: str) -> str:

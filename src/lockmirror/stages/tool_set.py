@@ -92,10 +92,8 @@ def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
     already chosen is left out (two sets of mirror.yaml may keep such targets
     apart; one lockfile cannot): the build machine, when a target is it, and
     a musllinux target beside a manylinux one of the same Python and machine."""
-    supported = requires_python()
-    candidates = [(name, spec) for name, spec in config.targets.items()
-                  if spec.target(name).allows_python(supported) is Truth.ALWAYS
-                  and spec.target(name).environment()["sys_platform"] != "win32"]
+    left_out = set(targets_without_tool(config))
+    candidates = [(name, spec) for name, spec in config.targets.items() if name not in left_out]
     host = build_machine_target()
     if host is not None and BUILD_MACHINE not in config.targets:
         candidates.append((BUILD_MACHINE, host))
@@ -105,6 +103,16 @@ def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
         if not any(s.target(n).overlaps(target) for n, s in chosen.items()):
             chosen[name] = spec
     return chosen
+
+
+def targets_without_tool(config: MirrorConfig) -> list[str]:
+    """mirror.yaml's targets lockmirror cannot run on (a Python older than its
+    ``Requires-Python`` on some patch release, or Windows): their far side gets
+    no ``tool/`` wheels and checks and unpacks a bundle by hand."""
+    supported = requires_python()
+    return [name for name, spec in config.targets.items()
+            if spec.target(name).allows_python(supported) is not Truth.ALWAYS
+            or spec.target(name).environment()["sys_platform"] == "win32"]
 
 
 def tool_loaded(loaded: LoadedConfig) -> LoadedConfig:
