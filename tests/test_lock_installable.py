@@ -278,3 +278,49 @@ def test_the_mirror_of_a_build_needing_another_version_verifies(
         "buildtool-1.0-py3-none-any.whl", "buildtool-2.0-py3-none-any.whl"}
     report = verify_closure(out, targets=[X86])
     assert report.ok, [c.describe() for c in report.failures]
+
+
+def test_uv_lock_with_the_landing_pages_project_snippet(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """Found by an outside tester: a uv project configured with the landing page's
+    snippet could not ``uv lock`` click (Windows-only colorama, never mirrored):
+    uv resolves for every platform. The snippet now limits it to the mirror's
+    targets, and uv locks from the mirror alone (``marked`` needs ``windep`` on
+    Windows only)."""
+    import html
+    import re
+
+    from uv import find_uv_bin
+
+    from lockmirror.formats.landing_page import EXAMPLE_URL
+    from lockmirror.stages.fetch import fetch_config
+    from lockmirror.stages.index import build_index
+
+    loaded = load_config(write_mirror(tmp_path, fixture_index, "  m:\n    requirements: [marked]\n"))
+    lock_sets(loaded)
+    fetch_config(loaded)
+    out = tmp_path / "dist-index"
+    build_index([loaded.lockfile_path("m")], loaded.store_dir, out)
+    assert not (out / "files" / "windep").exists()
+    snippets = [html.unescape(text) for text in re.findall(
+        r"<pre data-mirror-config>(.*?)</pre>", (out / "index.html").read_text(), re.S)]
+    snippet = next(s for s in snippets if "[[tool.uv.index]]" in s)
+    snippet = snippet.replace(EXAMPLE_URL, (out / "simple").as_uri() + "/")
+    env = {**subprocess_env(offline=True), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+    def uv_lock(project: Path, config: str) -> subprocess.CompletedProcess[str]:
+        project.mkdir()
+        (project / "pyproject.toml").write_text(
+            '[project]\nname = "app"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
+            f'dependencies = ["marked"]\n\n{config}')
+        return subprocess.run([find_uv_bin(), "lock", "--cache-dir", str(tmp_path / "uvcache")],
+                              cwd=project, capture_output=True, text=True, timeout=300,
+                              env=env, check=False)
+
+    done = uv_lock(tmp_path / "app", snippet)
+    assert done.returncode == 0, done.stdout + done.stderr
+    locked = tomllib.loads((tmp_path / "app" / "uv.lock").read_text())
+    assert {p["name"] for p in locked["package"]} >= {"marked", "linuxdep", "armdep", "olddep"}
+    # without the environments uv asks the mirror for windep, which it does not carry
+    done = uv_lock(tmp_path / "plain", snippet.split("[tool.uv]")[0])
+    assert done.returncode != 0 and "windep" in done.stderr

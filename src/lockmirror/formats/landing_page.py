@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -96,6 +96,7 @@ class LandingPage:
     files: int
     total_size: int
     sbom: bool = False  # the index has sbom/mirror.cdx.json (and each set's)
+    environments: tuple[str, ...] = ()  # a PEP 508 marker per target, for uv lock
 
 
 
@@ -124,7 +125,8 @@ class LandingData:
         return LandingPage(title=self.title, set_names=tuple(s.name for s in self.sets),
                            sections=tuple(set_section(s, sbom=self.sbom) for s in self.sets),
                            provenance=self.provenance, projects=projects, files=files,
-                           total_size=total_size, sbom=self.sbom)
+                           total_size=total_size, sbom=self.sbom,
+                           environments=target_markers(t for s in self.sets for t in s.targets))
 
     def to_json(self) -> bytes:
         """``landing.json``'s bytes (deterministic)."""
@@ -155,6 +157,17 @@ class LandingData:
                    sbom=bool(raw["sbom"]))
 
 
+def target_markers(targets: Iterable[SetTarget]) -> tuple[str, ...]:
+    """A PEP 508 marker for each target (``python_version == '3.11' and ...``),
+    sorted, each once: what ``uv lock`` must be limited to, or it resolves
+    for every platform and misses what the mirror leaves out (click's
+    Windows-only colorama)."""
+    from ..targets import Target  # packaging's tags and markers: only to render
+
+    return tuple(sorted({Target(t.name, t.python, t.implementation, t.platforms)
+                         .environment_marker() for t in targets}))
+
+
 def public_url(url: str) -> str:
     """``url`` without user name or password (source URLs may embed tokens)."""
     parts = urllib.parse.urlsplit(url)
@@ -170,8 +183,10 @@ def public_url(url: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def pip_config(url: str) -> list[Snippet]:
-    """pip and uv configuration making ``url`` (a simple index URL) the only index.
+def pip_config(url: str, environments: Sequence[str] = ()) -> list[Snippet]:
+    """pip and uv configuration making ``url`` (a simple index URL) the only index;
+    ``environments``, the targets' markers (:func:`target_markers`), limit
+    ``uv lock`` to them.
 
     ``url`` is used as given except that a trailing ``/`` is added. For a
     plain-http URL pip also needs ``trusted-host`` (it refuses insecure
@@ -189,6 +204,9 @@ def pip_config(url: str) -> list[Snippet]:
            + f"export UV_INDEX_URL={url}  # uv older than 0.4.23\n")
     uv_toml = f'[[index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
     pyproject = f'[[tool.uv.index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
+    if environments:  # uv lock resolves for every platform unless told otherwise
+        pyproject += ("\n[tool.uv]  # lock only for what this mirror carries\nenvironments = [\n"
+                      + "".join(f"    '{marker}',\n" for marker in environments) + "]\n")
     once = (f"pip install --index-url {url} PACKAGE\n"
             f"uv pip install --default-index {url} PACKAGE\n")
     return [
@@ -380,7 +398,7 @@ def _provenance_facts(page: LandingPage) -> list[tuple[str, str]]:
 def landing_html(page: LandingPage) -> str:
     """The human front page: sets, packages and versions per target, sizes,
     provenance, and copy-paste client configuration."""
-    snippets = pip_config(EXAMPLE_URL)
+    snippets = pip_config(EXAMPLE_URL, page.environments)
     config_html = "".join(
         f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'
         f"<pre data-mirror-config>{escape(s.text)}</pre></div>" for s in snippets)
