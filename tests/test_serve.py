@@ -120,6 +120,11 @@ def test_direct_index_json_has_the_pep691_type(server: MirrorServer) -> None:
     ("/simple/alpha", "/simple/alpha/"),
     ("/simple", "/simple/"),
     ("/files", "/files/"),
+    # found by an outside tester: some client asked for these; nginx and http.server
+    # answer them as with one slash, lockmirror serve answered 404
+    ("/simple//alpha/", "/simple/alpha/"),
+    ("/simple///Alpha", "/simple/Alpha"),
+    ("/files//beta/x.whl?a=1", "/files/beta/x.whl?a=1"),
 ])
 def test_redirects(server: MirrorServer, path: str, location: str) -> None:
     status, headers, _ = request(server, path)

@@ -7,8 +7,9 @@ inside the tree) and what one HTTP request to a built index gets:
   or ``index.html`` (``text/html`` or ``application/vnd.pypi.simple.v1+html``);
   ``Vary: Accept``; 406 when nothing offered is acceptable;
 * unnormalized project names (``/simple/Foo.Bar_baz/``) answered with a 301 to
-  the PEP 503 normalized page, and directory URLs without their slash with a
-  301 to the slash form (relative links need it);
+  the PEP 503 normalized page, directory URLs without their slash with a 301
+  to the slash form (relative links need it), and doubled slashes
+  (``/simple//click/``) with a 301 to the path with single ones;
 * HEAD, single byte ``Range`` requests (206/416), ``ETag``/``If-None-Match`` (304),
   ``Last-Modified``; each file's ``Content-Type`` the one the publishers give a static
   host (:func:`lockmirror.formats.pages.content_type`);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -147,6 +149,9 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         raw_path = split.path or "/"
         if raw_path == "/health":
             self._send_bytes(HTTPStatus.OK, b'{"status":"ok"}\n', "application/json", body)
+            return
+        if "//" in raw_path:  # nginx and http.server take it as one; relative links need one
+            self._redirect(re.sub("/{2,}", "/", raw_path), split.query)
             return
         decoded = urllib.parse.unquote(raw_path)
         parts = decoded.split("/")[1:]  # leading "/" gives an empty first part
