@@ -465,3 +465,26 @@ def test_advisory_snapshot_lets_the_far_side_audit_offline(
     bad.write_text('{"format": "lockmirror-quarantine/1", "releases": []}')
     assert main([*audit, "--advisories", str(bad)]) == 2
     assert "not a lockmirror-advisories/1 advisory snapshot" in capsys.readouterr().err
+
+
+def test_the_snapshot_covers_what_audit_checks_on_the_build_side(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: `lockmirror advisories -o a.json` then `lockmirror
+    audit --offline --advisories a.json` failed with "the advisory snapshot does not
+    cover ..." for releases audit checks beyond the sets' current lockfiles: the
+    previous lock, which retention keeps serving (and lockmirror's own set)."""
+    config = str(repo / "mirror.yaml")
+    assert main(["lock", "--config", config, "--upgrade-vulnerable"]) == 0  # idna 3.6 -> 3.7
+    git(repo, "commit", "--quiet", "-am", "upgrade")
+    snapshot = tmp_path / "advisories.json"
+    assert main(["advisories", "-c", config, "-o", str(snapshot),
+                 "--now", "2024-10-10T12:00:00Z"]) == 0
+    assert json.loads(snapshot.read_text())["releases"]["idna"] == ["3.6", "3.7"]
+    capsys.readouterr()
+    assert main(["audit", "-c", config, "--offline", "--advisories", str(snapshot),
+                 "--now", "2024-10-11", "--format", "json"]) == 1
+    out = capsys.readouterr()
+    assert "does not cover" not in out.err
+    [finding] = json.loads(out.out)["findings"]  # the previous lock's idna, still served
+    assert (finding["package"], finding["version"], finding["advisory"]) == (
+        "idna", "3.6", "PYSEC-2024-60")

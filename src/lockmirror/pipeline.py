@@ -436,15 +436,15 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
 
 def advisories(loaded: LoadedConfig, *, now: datetime,
                sets: Sequence[str] | None = None) -> Snapshot:
-    """What ``policy.advisory_sources`` say about every locked release of ``sets``
-    (default: every set) as of ``now``: the snapshot the far side audits with."""
-    from .formats.lockfile import Lockfile
+    """What ``policy.advisory_sources`` say as of ``now`` of each release :func:`audit` checks
+    (default: every set, lockmirror's own, retained revisions): the far side's snapshot."""
     from .resolve.advisories import open_advisory_db
     from .resolve.advisory_snapshot import take_snapshot
-    from .stages.outdated import read_set_lockfile
+    from .stages.audit import audited_lockfiles
 
-    lockfiles: list[Lockfile] = [read_set_lockfile(loaded, name)
-                                 for name in loaded.chosen_sets(sets)]
+    lockfiles = audited_lockfiles(loaded, sets)
+    named = {lockfile.set_name for lockfile in lockfiles}
+    lockfiles += [r.lockfile for r in retention(loaded, now=now).kept if r.set_name in named]
     db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
     return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
                          taken=now)

@@ -344,11 +344,8 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     """
     config = loaded.config
     every_set = lockfile_paths is None and not sets
-    if lockfile_paths is None:
-        lockfile_paths = [loaded.lockfile_path(name) for name in loaded.chosen_sets(sets)]
-        if every_set:  # lockmirror's own set: the bundle's tool/ runs on the far side
-            lockfile_paths += [path for path in tool_lockfile_paths(loaded) if path.exists()]
-    lockfiles = [Lockfile.read(path) for path in lockfile_paths]
+    lockfiles = (audited_lockfiles(loaded, sets) if lockfile_paths is None
+                 else [Lockfile.read(path) for path in lockfile_paths])
     audited_sets = {lf.set_name for lf in lockfiles}
     revisions = [(r.label, r.lockfile) for r in kept if r.set_name in audited_sets]
     configured = [c for c in config.policy.advisory_sources
@@ -373,6 +370,17 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                 f"{loaded.config.paths.quarantine}): {', '.join(sorted(stale))}")
         report = replace(report, notes=(*report.notes, note))
     return report
+
+
+def audited_lockfiles(loaded: LoadedConfig, sets: Sequence[str] | None) -> list[Lockfile]:
+    """The lockfile of each of ``sets``; default: every set of mirror.yaml, and
+    lockmirror's own set when locked (the bundle's ``tool/`` runs on the far
+    side). What :func:`audit_mirror` checks, and so what the advisory snapshot
+    (``lockmirror advisories``) covers. StaleLockError for a missing one."""
+    paths = [loaded.lockfile_path(name) for name in loaded.chosen_sets(sets)]
+    if not sets:
+        paths += [path for path in tool_lockfile_paths(loaded) if path.exists()]
+    return [Lockfile.read(path) for path in paths]
 
 
 def _licenses(loaded: LoadedConfig, lockfiles: Sequence[Lockfile], client: object
