@@ -74,3 +74,23 @@ def test_without_mutmut_the_run_fails_and_says_how_to_install_it(
     with pytest.raises(mutation.MutationFailed, match=r"mutmut is not installed.*\[mutation\]"):
         mutation.run("formats.signing", 1)
     assert not (tmp_path / mutation.MUTATION_SCORE).exists()
+
+
+def test_doit_mutation_without_mutmut_prints_its_error_once(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: doit printed "TaskFailed - taskid:mutation" and
+    the line again, where every other task prints its error once (README)."""
+    import importlib.util
+
+    from lockmirror import doit_tasks
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mutmut" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    failed = doit_tasks._mutation("formats.signing", 1)
+    assert failed is not None and not failed.report  # doit adds no report of its own
+    assert capsys.readouterr().err.splitlines() == [
+        "lockmirror: error: mutmut is not installed in this environment "
+        "(pip install -e '.[mutation]')"]

@@ -289,11 +289,9 @@ def _bundle(project: Project) -> None:
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}, {'signed' if result.signed else 'unsigned'}) ({state})")
-    if result.tool_note():
-        print(f"bundle: {result.tool_note()}")
-    removed = result.removed.summary()
-    if removed:
-        print(f"bundle: {removed}")
+    for line in (result.tool_note(), result.removed.summary()):
+        if line:
+            print(f"bundle: {line}")
 
 
 def bundle_task(project: Project) -> TaskDict:
@@ -423,8 +421,9 @@ def gc_task(project: Project) -> TaskDict:
 def _mutation(modules: str, jobs: int) -> TaskFailed | None:
     try:
         text = mutation.run(modules, jobs)
-    except mutation.MutationFailed as error:
-        return TaskFailed(str(error))
+    except mutation.MutationFailed as error:  # its one line, as _report prints any error
+        print(error, file=sys.stderr)
+        return TaskFailed(str(error), report=False)
     print(text, end="")
     print(f"(survivors: `mutmut results`; one mutant: `mutmut show NAME`; score in "
           f"{mutation.MUTATION_SCORE})")
