@@ -78,7 +78,8 @@ CASES = [
     ("wrong type", broken("priority: 10", "priority: high"), "priority: high", 5,
      r"sources\[0\]\.priority: input should be a valid integer.*got str 'high'$"),
     ("a switch for a number", broken("priority: 10", "priority: yes"), "priority: yes", 5,
-     r"sources\[0\]\.priority: input should be a valid integer.*got bool True$"),
+     r"sources\[0\]\.priority: input should be a valid integer.*got bool True "
+     r"\(YAML reads true/false, yes/no and on/off as a boolean\)$"),
     ("no targets", broken("targets: [linux-py311]", "targets: []"), "targets: []", 5,
      r"sets\.core\.targets: list should have at least 1 item"),
     ("wrong container", broken("      - click==8.1.7", "      click: 8.1.7"),

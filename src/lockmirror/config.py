@@ -229,6 +229,8 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "literal_error":
         return f"{error['msg'].lower()}, got {error['input']!r}"
     got = f"got {type(error['input']).__name__} {error['input']!r}"
+    if isinstance(error["input"], bool):  # the user wrote yes, no, on or off, maybe via ${VAR}
+        got += " (YAML reads true/false, yes/no and on/off as a boolean)"
     if kind in ("model_type", "model_attributes_type", "dict_type"):  # not the class's name
         return f"input should be a mapping (key: value), {got}"
     if kind.endswith(("_type", "_parsing")):
