@@ -450,6 +450,11 @@ def test_serve_command(mirror: FixtureMirror) -> None:
             process.kill()
             process.wait()
     assert process.returncode == 0
+    # the client configuration it printed limits uv lock to the index's targets, as the
+    # landing page does (from landing.json)
+    printed = process.stdout.read()
+    assert "environments = [" in printed
+    assert 'sys_platform == "linux" and platform_machine == "aarch64"' in printed
 
 
 def test_pip_config_command(capsys: pytest.CaptureFixture[str]) -> None:

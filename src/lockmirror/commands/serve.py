@@ -38,9 +38,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"Serving {args.directory} at {server.url} (simple index: {server.simple_url}); "
           "Ctrl-C stops.", flush=True)
     if not args.quiet:
-        print(f"\nClient configuration:\n\n{render_pip_config(server.simple_url)}", flush=True)
+        config = render_pip_config(server.simple_url, _environments(args.directory))
+        print(f"\nClient configuration:\n\n{config}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     return 0
+
+
+def _environments(directory: Path) -> tuple[str, ...]:
+    """The markers of the targets the index's ``landing.json`` names (for ``uv
+    lock``, as the landing page gives them); none when it cannot be read."""
+    from ..errors import LockmirrorError
+    from ..formats.landing_page import LANDING_DATA, LandingData, target_markers
+
+    try:
+        data = LandingData.from_json((directory / LANDING_DATA).read_bytes())
+    except (OSError, LockmirrorError, ValueError, KeyError, TypeError):
+        return ()
+    return target_markers(target for s in data.sets for target in s.targets)

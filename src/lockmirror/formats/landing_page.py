@@ -220,10 +220,10 @@ def pip_config(url: str, environments: Sequence[str] = ()) -> list[Snippet]:
     ]
 
 
-def render_pip_config(url: str) -> str:
+def render_pip_config(url: str, environments: Sequence[str] = ()) -> str:
     """:func:`pip_config` as plain text with ``#`` headings."""
     parts = []
-    for snippet in pip_config(url):
+    for snippet in pip_config(url, environments):
         parts.append(f"# --- {snippet.title} ({snippet.where})\n{snippet.text}")
     return "\n".join(parts)
 
