@@ -517,6 +517,45 @@ def test_a_hand_edit_is_caught_against_the_merge_base_and_crlf_is_no_edit(
     assert [a.kind for a in diff.sets[0].alarms] == ["text"]
 
 
+def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: a pull request that set ``yanked: warn``, added a
+    blanket exception and widened a source's files_url beside a routine bump showed
+    as "the lock's inputs changed: the policy". Each change now has its line, in
+    every rendering, whether or not the lockfiles changed."""
+    monkeypatch.chdir(lock_repo)
+    config = lock_repo / "mirror.yaml"
+    config.write_text(config.read_text().replace(
+        "sources: [{name: s, url: 'https://index.example/simple/'}]",
+        "sources:\n  - name: s\n    url: 'https://index.example/simple/'\n"
+        "    files_url: ['https://files.example/']\n"
+        "  - name: extra\n    url: 'https://evil.example/simple/'\n")
+        + "policy:\n  yanked: warn\n  exceptions:\n"
+        "    - {package: urllib3, version: '*', reason: 'r', rules: []}\n", encoding="utf-8")
+    assert cli.main(["diff", "main", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_changes"] == [
+        'policy.exceptions: added {"package": "urllib3", "reason": "r", "rules": [], '
+        '"version": "*"}',
+        'policy.yanked: added "warn"',
+        'sources.extra.name: added "extra"',
+        'sources.extra.url: added "https://evil.example/simple/"',
+        'sources.s.files_url: added ["https://files.example/"]']
+    assert cli.main(["diff", "main"]) == 0
+    text = capsys.readouterr().out
+    assert "mirror.yaml: the policy or a source changed" in text
+    assert '  ! policy.yanked: added "warn"' in text
+    assert cli.main(["diff", "main", "--format", "markdown"]) == 0
+    assert "> [!WARNING]" in capsys.readouterr().out
+    git(lock_repo, "commit", "-q", "-am", "relax")
+    assert cli.main(["diff", "HEAD~1", "HEAD", "--format", "json"]) == 0  # two revisions too
+    assert len(json.loads(capsys.readouterr().out)["config_changes"]) == 5
+    # lockfile paths carry no mirror.yaml: nothing to compare, nothing claimed
+    lockfile = str(lock_repo / "lockfiles" / "pylock.core.toml")
+    assert cli.main(["diff", lockfile, lockfile, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_changes"] == []
+
+
 def test_default_old_side_is_the_merge_base_with_main(
         lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -928,7 +967,8 @@ def test_scenario_json(lock_pair: LockPair) -> None:
     data = json.loads(text)
     assert data == diff_as_json(lock_pair.diff)
     assert text == render_json(lock_pair.diff)  # same input, same bytes
-    assert list(data) == ["schema", "old", "new", "changed", "summary", "notes", "sets"]
+    assert list(data) == ["schema", "old", "new", "changed", "summary", "notes", "config_changes",
+                          "sets"]  # keys are only ever added within schema 1
     assert data["schema"] == "lockmirror-diff/1"
     assert data["summary"] == {
         "sets_changed": 1, "packages_added": 14, "packages_removed": 1,

@@ -127,6 +127,15 @@ def test_lock_check_names_the_input_that_changed(
     moved = why({"FIXTURE_URL": fixture_index.url + "elsewhere/"})
     assert "changed: source 'fixture' (its URL comes from the environment variable " \
            "FIXTURE_URL" in moved
+    # where a source's files may lie is an input (found by an outside tester: a pull
+    # request widened files_url with every lock check and the lock diff silent)
+    widened = text.replace(f"url: ${{FIXTURE_URL:-{fixture_index.url}}}",
+                           f"url: ${{FIXTURE_URL:-{fixture_index.url}}}\n"
+                           "    files_url: [https://files.example/]")
+    assert widened != text
+    path.write_text(widened)
+    assert "(changed: source 'fixture'" in why()
+    path.write_text(text)
     monkeypatch.setattr("lockmirror.stages.lock_inputs.LOCK_FORMAT", 99)
     assert "changed: lockmirror's lock format (the lockfile's is " in why()
     assert "this lockmirror's 99): the tool version changed" in why()

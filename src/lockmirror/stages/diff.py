@@ -66,20 +66,44 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
                                hint=NO_GIT_HINT)
         relative = path_in_repository(lockfile_dir, root, hint="give lockfile paths instead")
     if old is None:
-        branch, commit = default_base(root, branches)
-        found = load_lockfiles(commit, repo=root, lockfile_dir=relative)
-        old_side = dataclasses.replace(found, label=f"merge base with {branch} ({commit[:12]})")
+        branch, old = default_base(root, branches)
+        found = load_lockfiles(old, repo=root, lockfile_dir=relative)
+        old_side = dataclasses.replace(found, label=f"merge base with {branch} ({old[:12]})")
     else:
         old_side = load_lockfiles(old, repo=root, lockfile_dir=relative)
     new_side = (read_directory(lockfile_dir, label="working tree") if new is None
                 else load_lockfiles(new, repo=root, lockfile_dir=relative))
     diff = diff_lockfiles(old_side, new_side)
+    if needs_git and config.is_file():
+        diff = dataclasses.replace(diff, config_changes=_config_changes(config, root, old, new))
     if loaded is not None:  # licenses from the store's metadata (issue 23)
         diff = _with_licenses(diff, loaded, old_side, new_side)
         diff = with_retention(diff, old_side, new_side, loaded.config.retention)
     if audit_now is not None:
         diff = _audited(diff, loaded or config, new_side, audit_now, offline)
     return diff
+
+
+def _config_changes(config: Path, root: Path, old: str, new: str | None) -> tuple[str, ...]:
+    """The trust settings (policy, sources) that differ between mirror.yaml at the
+    two sides, each a git revision or (``new`` None) the working tree; () when a
+    side is a path or has no mirror.yaml (:mod:`lockmirror.stages.diff_config`)."""
+    from .diff_config import config_changes
+
+    try:
+        member = config.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:  # mirror.yaml outside the repository: no revision of it
+        return ()
+
+    def text_at(revision: str | None) -> str | None:
+        if revision is None:
+            return config.read_text(encoding="utf-8", errors="replace")
+        if Path(revision).exists():  # a lockfile path or directory: no mirror.yaml side
+            return None
+        return run_git(root, "show", f"{revision}:{member}", optional=True)
+
+    old_text, new_text = text_at(old), text_at(new)
+    return config_changes(old_text, new_text) if old_text and new_text else ()
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,

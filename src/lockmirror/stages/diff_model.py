@@ -217,6 +217,8 @@ class LockDiff:
     sets: tuple[SetDiff, ...]
     # what the diff could not do (licenses not compared, an audit that could not run)
     notes: tuple[str, ...] = ()
+    # mirror.yaml's policy and sources, key by key, where they differ (stages/diff_config.py)
+    config_changes: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:

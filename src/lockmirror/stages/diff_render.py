@@ -20,6 +20,7 @@ only ever added, never renamed or removed, within schema version 1)::
                   "files_added": 3, "files_removed": 1, "size_change": 1234,
                   "alarms": 0},
       "notes": ["licenses not compared for ..."],   # what the diff could not do
+      "config_changes": ["policy.yanked: \"deny\" -> \"warn\""],  # mirror.yaml's trust settings
       "sets": [{
         "set": "core",
         "status": "changed",            # added | removed | changed | unchanged
@@ -76,6 +77,10 @@ from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 
 SCHEMA = "lockmirror-diff/1"
 
+# what the mirror.yaml lines are, as every rendering introduces them
+CONFIG_CHANGES_ARE = ("the policy or a source changed (what may be locked, where its files "
+                      "may lie, which credentials go there); check each")
+
 # what an alarm is, as both renderings open the list
 ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "
               "name, a release's index, a marker installers read for other targets or that "
@@ -91,6 +96,9 @@ def render_text(diff: LockDiff) -> str:
     """A terminal rendering: one block per changed set, one line per package change."""
     lines = [f"lockmirror diff {diff.old_label} -> {diff.new_label}"]
     lines += [f"note: {note}" for note in diff.notes]
+    if diff.config_changes:
+        lines += ["", f"mirror.yaml: {CONFIG_CHANGES_ARE}:"]
+        lines += [f"  ! {change}" for change in diff.config_changes]
     if not diff.changed:
         lines.append("no changes to the lockfiles")
         return "\n".join(lines) + "\n"
@@ -228,6 +236,9 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
     out = [f"### lockmirror diff: {_code(diff.old_label)} → {_code(diff.new_label)}", ""]
     if diff.notes:  # kept however the comment is shortened: what was not checked
         out += ["> [!NOTE]", *(f"> {_md(note)}" for note in diff.notes), ""]
+    if diff.config_changes:  # kept too: a relaxed policy is what a reviewer must not miss
+        out += ["> [!WARNING]", f"> **mirror.yaml: {CONFIG_CHANGES_ARE}:**",
+                *(f"> - {_code(change)}" for change in diff.config_changes), ""]
     if not diff.changed:
         out.append("No changes to the lockfiles.")
         return "\n".join(out) + "\n"
@@ -348,6 +359,7 @@ def diff_as_json(diff: LockDiff) -> dict[str, Any]:
     """The documented shape (see the module docstring)."""
     return {"schema": SCHEMA, "old": diff.old_label, "new": diff.new_label,
             "changed": diff.changed, "summary": diff.summary(), "notes": list(diff.notes),
+            "config_changes": list(diff.config_changes),
             "sets": [s.as_json() for s in diff.sets]}
 
 

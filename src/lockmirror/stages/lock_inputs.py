@@ -28,6 +28,9 @@ __all__ = ["input_hash", "input_parts", "what_changed"]
 
 _PART_CHARS = 16  # of a sha256: enough to tell that an input changed
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+# a source's settings that widen what its lockfile entries may name or are sent:
+# a pull request changing one changes the fingerprint, so the lock diff shows it
+_SOURCE_TRUST = {"files_url", "allow_http", "username_env", "password_env"}
 
 
 def _input_data(loaded: LoadedConfig, set_name: str) -> dict[str, Any]:
@@ -40,9 +43,12 @@ def _input_data(loaded: LoadedConfig, set_name: str) -> dict[str, Any]:
         "set": spec.model_dump(mode="json", exclude={"description"}, exclude_defaults=True),
         "targets": {name: config.targets[name].model_dump(mode="json", exclude_defaults=True)
                     for name in config.set_targets(set_name)},
-        # without user info: the hash is committed, a token in the URL is not its input
+        # without user info: the hash is committed, a token in the URL is not its input;
+        # where its files may lie and which credentials it gets are inputs (the URL rule)
         "sources": [{"name": s.name, "url": redact_url(s.url), "priority": s.priority,
-                     "projects": sorted(s.projects)} for s in config.sources],
+                     "projects": sorted(s.projects), **s.model_dump(
+                         mode="json", include=_SOURCE_TRUST, exclude_defaults=True)}
+                    for s in config.sources],
         "policy": config.policy_for(set_name).model_dump(mode="json", exclude_defaults=True),
     }
 
