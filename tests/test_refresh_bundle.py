@@ -344,3 +344,24 @@ def test_a_snapshot_from_before_unchecked_was_recorded_says_it_cannot_tell(
     assert main(["audit", "--mirror", str(far), "--now", "2024-10-10", "--format", "json"]) == 0
     assert [n for n in json.loads(capsys.readouterr().out)["notes"]
             if n.startswith("the advisory snapshot predates")]
+
+
+def test_a_bundle_refuses_an_index_built_from_other_lockfiles(
+        mirror: LoadedConfig, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: after a lock with no index run since, the bundle
+    carried lockfiles/ and mirror.yaml of one lock and index/ of another, imported
+    cleanly, and the far side served what its lockfiles did not describe."""
+    lockfile = mirror.lockfile_path("core")
+    text = lockfile.read_text()
+    lockfile.write_text(text.replace('version = "1.0"', 'version = "1.0.0"', 1))
+    out = tmp_path / "dist"
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(out), "--no-tool",
+                 "--source-date-epoch", "1700000000"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"lockmirror: error: {mirror.index_dir}: the index was not built from today's "
+        "lockfiles (pylock.core.toml) (run `doit index` (or `lockmirror index`) first)")
+    assert not out.exists() or not list(out.iterdir())
+    lockfile.write_text(text)  # the index's own lockfiles again: bundled
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(out), "--no-tool",
+                 "--source-date-epoch", "1700000000"]) == 0

@@ -230,11 +230,10 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
            tool: bool | None = None, source_date_epoch: int | None = None,
            keep: int | None = None, now: datetime | None = None,
            progress: Progress | None = None) -> BundleResult:
-    """Write the reproducible bundle of the index (default ``paths.index``)
-    into ``out`` (default ``paths.dist``); the tool wheels from the store, as
-    the tool set's lockfile (current, else StaleLockError) chose them, or
-    repacked into ``paths.cache`` (:mod:`lockmirror.stages.toolwheels`); older
-    bundles beyond ``keep`` (default ``bundle.keep``) removed. A full bundle
+    """Write the reproducible bundle of the index (default ``paths.index``, built from
+    today's lockfiles) into ``out`` (default ``paths.dist``); the tool wheels from the
+    store, as the tool set's lockfile (current, else StaleLockError) chose them, or
+    repacked into ``paths.cache``; older bundles beyond ``keep`` removed. A full bundle
     carries ``advisories.json``, the advisory snapshot taken at ``now``
     (default: ``source_date_epoch``, then ``$SOURCE_DATE_EPOCH``, then the clock:
     with either set the bundle's bytes repeat while the sources' answers do),
@@ -243,28 +242,29 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
     from .net.s3_store import s3_store_of
-    from .stages.bundle import build_bundle
+    from .stages.bundle import build_bundle, check_index_matches
     from .stages.tool_set import check_tool_lock, targets_without_tool, tool_set_locked
     from .stages.toolwheels import tool_source
 
+    key = key or loaded.signing_key  # a key given wrongly fails before any check
     if split is not None:
         parse_size(split)  # a bad size fails before any work
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
+    check_index_matches(index_dir or loaded.index_dir, loaded.lockfile_dir)
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
     s3_store = s3_store_of(loaded)
     result = build_bundle(index_dir or loaded.index_dir, lockfile_dir=loaded.lockfile_dir,
-                        mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
-                        name=loaded.config.name, since=since, split=split,
-                        key=key or loaded.signing_key,
-                        source_date_epoch=source_date_epoch, tool=tool,
-                        cache_dir=loaded.cache_dir,
-                        store_dir=None if s3_store else loaded.store_dir,
-                        progress=progress, store=s3_store,
-                        extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
-                        keep=loaded.config.bundle.keep if keep is None else keep)
+                          mirror_yaml=loaded.path, out_dir=out or loaded.dist_dir,
+                          name=loaded.config.name, since=since, split=split,
+                          key=key, source_date_epoch=source_date_epoch,
+                          tool=tool, cache_dir=loaded.cache_dir,
+                          store_dir=None if s3_store else loaded.store_dir,
+                          progress=progress, store=s3_store,
+                          extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
+                          keep=loaded.config.bundle.keep if keep is None else keep)
     if result.tool_python and tool_source() == "index":  # else: this machine's Python only
         result = replace(result, tool_left_out=tuple(targets_without_tool(loaded.config)))
     return result

@@ -196,6 +196,35 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         changed=written.changed, removed=removed, removes=removes, tool_python=tool_python)
 
 
+def check_index_matches(index_dir: Path, lockfile_dir: Path) -> None:
+    """Refuse to bundle an index not built from ``lockfile_dir``'s lockfiles: each
+    set's lockfile, relocated as the index copies it, must be the index's
+    ``lockfiles/`` copy, and the index must hold no other (lockmirror's own set
+    is not indexed). Else the far side got lockfiles and mirror.yaml that do not
+    describe the index it serves (a lock after the last ``doit index``; found by
+    an outside tester). LockmirrorError naming the sets."""
+    from ..formats.mirror_lockfile import relocate_lockfile
+    from .tool_set import TOOL_SET
+
+    manifest_path = index_dir / MANIFEST_NAME
+    manifest = Manifest.loads(read_input(manifest_path, hint="build the index first")
+                              .decode("utf-8"), where=str(manifest_path))
+    indexed = {rel.removeprefix(f"{LOCKFILE_DIR}/"): entry.sha256
+               for rel, entry in manifest.files.items() if rel.startswith(f"{LOCKFILE_DIR}/")}
+    differ = []
+    for path in sorted(lockfile_dir.glob("pylock.*.toml")):
+        if path.name == f"pylock.{TOOL_SET}.toml":
+            continue
+        copy = relocate_lockfile(read_input(path), where=str(path))
+        if indexed.pop(path.name, None) != sha256_bytes(copy):
+            differ.append(path.name)
+    if differ or indexed:
+        raise LockmirrorError(
+            "the index was not built from today's lockfiles ("
+            + ", ".join([*differ, *(f"{name} no longer locked" for name in sorted(indexed))])
+            + ")", where=str(index_dir), hint="run `doit index` (or `lockmirror index`) first")
+
+
 def load_base_manifest(since: Path) -> tuple[Manifest, str]:
     """The manifest a delta starts from, and the sha256 of its bytes.
 
