@@ -824,6 +824,23 @@ def test_the_url_rule_checks_what_it_parses_and_again_when_the_sources_change(
     assert build(own_mirror, url_rule=fixture).noop
 
 
+def test_verify_of_a_damaged_index_says_to_run_index_again(
+        own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: after an index run killed half-way, verify sent the
+    operator to re-import a bundle; the way out is an index run (a plain one after an
+    interrupted run, whose inputs differ from the saved state's; --full for a file
+    changed by hand, which a no-op run's stats do not see)."""
+    from lockmirror.cli import main
+
+    build(own_mirror)
+    (own_mirror.out / "index.html").write_text("half written")
+    assert main(["verify", str(own_mirror.out)]) == 1
+    assert "verify: to repair a built index: run `lockmirror index` again" in \
+        capsys.readouterr().out
+    build(own_mirror, full=True)
+    assert main(["verify", str(own_mirror.out)]) == 0
+
+
 def test_a_second_build_at_once_is_told_and_changes_nothing(own_mirror: FixtureMirror) -> None:
     from lockmirror.fsutil import one_at_a_time
 
@@ -834,6 +851,16 @@ def test_a_second_build_at_once_is_told_and_changes_nothing(own_mirror: FixtureM
             build(own_mirror, full=True)
     assert tree_bytes(own_mirror.out) == before
     assert build(own_mirror).noop  # the lock goes with the first build
+    # the same index by another name (found by an outside tester: a second state and a
+    # second lock beside the link, two builds of one tree at once)
+    link = own_mirror.out.with_name("link")
+    link.symlink_to(own_mirror.out)
+    assert state_dir_for(link) == state_dir_for(own_mirror.out)
+    with one_at_a_time(state_dir_for(own_mirror.out), "the first build"):
+        with pytest.raises(LockmirrorError, match="another lockmirror index is building"):
+            build_index(own_mirror.lockfiles, own_mirror.store, link, full=True)
+    assert build_index(own_mirror.lockfiles, own_mirror.store, link,
+                       title="Fixture mirror").noop  # the state the real name left
 
 
 def test_a_failure_after_the_pages_or_the_manifest_keeps_the_files_they_name(

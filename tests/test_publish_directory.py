@@ -222,6 +222,13 @@ def test_prune_and_verify_handle_what_a_killed_publish_left(
     capsys.readouterr()
     assert main(["verify", str(web_root)]) == 0
     assert f"leftover: {web_root / leftover} (an interrupted write" in capsys.readouterr().out
+    # an interrupted publish's new file: the way out named is this tree's (found by an
+    # outside tester: verify told to re-import a bundle or rebuild an index)
+    (web_root / "files" / "new.whl").write_bytes(b"n")
+    assert main(["verify", str(web_root)]) == 1
+    assert "verify: to repair a published directory: publish to it again" in \
+        capsys.readouterr().out
+    (web_root / "files" / "new.whl").unlink()
     (web_root / ".notes.tmp").write_text("a stranger's hidden file: not ours")
 
     pruned = publish(index_tree, DirectoryDestination(kind="directory", path=str(web_root),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..stages.verify import verify_mirror
+from ..stages.verify import repair_hint, verify_mirror
 
 NAME = "verify"
 HELP = ("re-check a mirror directory against its manifest.json: missing, altered and "
@@ -37,6 +37,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"verify: {args.directory}: {len(report.missing)} missing, {len(report.altered)} "
           f"altered, {len(report.unexpected)} unexpected")
-    print("verify: to repair an imported mirror, import its bundle again; a dist-index/, "
-          "`lockmirror index --full` (it names a store file damaged through a hard link)")
+    print(f"verify: to repair {repair_hint(args.directory)}")
     return 1

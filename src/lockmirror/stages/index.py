@@ -127,8 +127,9 @@ class IndexResult:
 
 def state_dir_for(out_dir: Path) -> Path:
     """Where :func:`build_index` keeps its state by default: beside ``out_dir``
-    (not inside: the tree holds only what clients may fetch)."""
-    out_dir = Path(os.path.abspath(out_dir))
+    (not inside: the tree holds only what clients may fetch). Symbolic links are
+    resolved: one index reached by two names has one state and one lock."""
+    out_dir = Path(os.path.realpath(out_dir))
     return out_dir.with_name(f".{out_dir.name}.lockmirror")
 
 
@@ -183,7 +184,7 @@ def build_index(
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
                               hint="point --out (paths.index) at a directory")
-    out_dir = Path(os.path.abspath(out_dir))
+    out_dir = Path(os.path.realpath(out_dir))  # one index by two names: one lock, one state
     state = Path(state_dir) if state_dir else state_dir_for(out_dir)
     run = _Run(store=store if isinstance(store, (Store, S3Store)) else Store(Path(store)),
                out_dir=out_dir, state_dir=state,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import LockmirrorError
-from ..formats.manifest import MANIFEST_NAME, Manifest, TreeReport, check_tree
+from ..formats.manifest import MANIFEST_NAME, STATE_DIR, Manifest, TreeReport, check_tree
 from .import_swap import old_dir
 
 
@@ -26,6 +26,21 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
                               hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
                                    f"--into {root}")
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
+
+
+def repair_hint(root: Path) -> str:
+    """How to repair ``root``, by what made it (found by an outside tester: after
+    an interrupted index run or publish, verify sent the operator after disk rot)."""
+    from .index import STATE_NAME, state_dir_for
+
+    if (root / STATE_DIR / "receipt.json").is_file():  # publish/directory.py's record
+        return ("a published directory: publish to it again (an interrupted publish leaves "
+                "new files the manifest does not list yet)")
+    if (state_dir_for(root) / STATE_NAME).is_file():
+        return ("a built index: run `lockmirror index` again (an interrupted run leaves "
+                "this); if it stays, `lockmirror index --full` names a store file damaged "
+                "through a hard link")
+    return "an imported mirror: import its bundle again"
 
 
 def require_local_files(root: Path) -> None:
