@@ -53,6 +53,14 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     (store.temp_dir() / f"{needed[0].sha256}.partial").write_bytes(b"y" * 10)
     held = store.temp_dir() / f"{'b' * 64}.partial"
     held.write_bytes(b"z" * 10)
+    # a store write killed before its rename (found by an outside tester: nothing ever
+    # removed these); one from a write in progress, fresh, stays
+    killed = store.root / "sha256" / "ab" / f".{'c' * 62}.x1y2z3.tmp"
+    killed.parent.mkdir(exist_ok=True)
+    killed.write_bytes(b"k" * 7)
+    os.utime(killed, (0, 0))
+    writing = killed.with_name(f".{'d' * 62}.a1b2c3.tmp")
+    writing.write_bytes(b"w")
     cache = loaded.cache_dir
     # lock's cached METADATA (http/blobs/<2>/<wheel sha256>.METADATA, as the lock left
     # it): alpha's goes, gamma's stays
@@ -67,7 +75,7 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     for key in ("0123456789abcdef", *current_cache_keys()):  # another lockmirror's, ours
         (tools / key).mkdir(parents=True)
         (tools / key / "pins.txt").write_bytes(b"t" * 3)
-    expected = sum(p.stat().st_size for p in garbage + stale_blobs) + 100 + 5 + 3
+    expected = sum(p.stat().st_size for p in garbage + stale_blobs) + 100 + 5 + 3 + 7
 
     fd = os.open(held, os.O_RDWR)
     try:
@@ -79,7 +87,8 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
         done = pipeline.gc(loaded)
     finally:
         os.close(fd)
-    removed = len(garbage) + len(stale_blobs) + 3
+    removed = len(garbage) + len(stale_blobs) + 4
+    assert not killed.exists() and writing.exists()
     assert done.freed == expected and len(done.removed) == removed
     assert done.describe() == (f"removed {removed} items ({format_size(expected)} "
                                f"freed); {len(needed)} store files a lockfile needs kept")

@@ -97,15 +97,17 @@ class Tally:
 
     downloaded: int = 0
     raced: int = 0  # finished by another process while this one waited for the lock
+    raced_bytes: int = 0  # their sizes: "already present" counts them
     network_bytes: int = 0
     resumed_bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, *, downloaded: int = 0, raced: int = 0, network_bytes: int = 0,
-            resumed_bytes: int = 0) -> None:
+    def add(self, *, downloaded: int = 0, raced: int = 0, raced_bytes: int = 0,
+            network_bytes: int = 0, resumed_bytes: int = 0) -> None:
         with self.lock:
             self.downloaded += downloaded
             self.raced += raced
+            self.raced_bytes += raced_bytes
             self.network_bytes += network_bytes
             self.resumed_bytes += resumed_bytes
 
@@ -147,7 +149,7 @@ class Downloader:
         try:
             # Another process sharing the store may have finished it while we waited.
             if self.store.recheck(item.sha256, item.size):
-                self.tally.add(raced=1)
+                self.tally.add(raced=1, raced_bytes=item.size or 0)
                 self.progress.advance(item.size or 0)
                 self.progress.file_done(item, False)
                 return

@@ -236,7 +236,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
         files=len(items), downloaded=tally.downloaded, derived=derived,
         present=len(present) + tally.raced,
         downloaded_bytes=tally.network_bytes, resumed_bytes=tally.resumed_bytes,
-        present_bytes=sum(item.size or 0 for item in present),
+        present_bytes=sum(item.size or 0 for item in present) + tally.raced_bytes,
         seconds=time.monotonic() - started)
     serialized.end(summary)
     return summary

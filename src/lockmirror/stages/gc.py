@@ -30,6 +30,7 @@ import fcntl
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "referenced"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_ABANDONED = 3600  # seconds: a store's temporary file this old has no live writer
 
 
 @dataclass(frozen=True)
@@ -173,16 +175,22 @@ def _check_install_leftovers(verify: Path, dry_run: bool, skipped: list[str]) ->
 
 
 def _store_files(store: Store, needed: frozenset[str]) -> Iterator[Removal]:
-    """Store files whose name (their sha256) no lockfile names. Other names (a
-    temporary file a writer is about to rename) are not the store's: kept."""
+    """Store files whose name (their sha256) no lockfile names, and temporary
+    files (``.<name>.XXXX.tmp``) a killed writer left: older than
+    :data:`_ABANDONED` (a live writer renames its own within milliseconds).
+    Other names are not the store's: kept."""
     top = store.root / "sha256"
     if not top.is_dir():
         return
+    abandoned = time.time() - _ABANDONED
     for prefix in sorted(p for p in top.iterdir() if p.is_dir()):
         for entry in sorted(prefix.iterdir()):
             digest = prefix.name + entry.name
             if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
                 yield Removal(entry, "store file", disk_bytes(entry))
+            elif (entry.name.startswith(".") and entry.name.endswith(".tmp")
+                  and entry.is_file() and entry.stat().st_mtime < abandoned):
+                yield Removal(entry, "temporary file of a killed write", disk_bytes(entry))
 
 
 def _partials(store: Store, needed: frozenset[str], dry_run: bool) -> Iterator[Removal]:

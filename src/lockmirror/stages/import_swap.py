@@ -98,7 +98,8 @@ def import_lock(into: Path) -> Iterator[str | None]:
     and recovery would otherwise remove a running import's staging. The kernel
     drops the lock when the process ends, even by SIGKILL. Raises
     LockmirrorError while another import holds it, or when recovery fails."""
-    with one_at_a_time(into.parent, "another lockmirror import is running in this directory"):
+    with one_at_a_time(into.parent, f"another lockmirror import is running here (into "
+                                    f"{into.name} or a directory beside it)"):
         try:
             recovered = recover_interrupted_import(into)
         except OSError as exc:
