@@ -175,8 +175,10 @@ def test_publish_workflow_is_serial_and_uses_oidc() -> None:
     publish = next(s for s in job["steps"] if s.get("run") == "doit publish")
     assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
     runs = [s.get("run", "") for s in job["steps"]]
-    # A stale lockfile fails the run instead of being re-locked into something unreviewed.
-    assert runs.index("lockmirror lock --check") < runs.index("doit build")
+    # A stale or hand-edited lockfile fails the run instead of being re-locked into, or
+    # published as, something unreviewed: --resolve is re-checked after the merge too
+    # (a pull request can edit its own workflow; found by an outside tester)
+    assert runs.index("lockmirror lock --check --resolve") < runs.index("doit build")
     assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in job["steps"])
 
 
@@ -235,7 +237,7 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert shard["strategy"]["fail-fast"] is False
     assert shard["env"]["SET"] == "${{ matrix.set }}"
     runs = [step.get("run", "") for step in shard["steps"]]
-    assert runs.index('lockmirror lock --check --set "$SET"') \
+    assert runs.index('lockmirror lock --check --resolve --set "$SET"') \
         < runs.index('lockmirror fetch --set "$SET" --progress plain')
     assert "lockmirror publish" not in "\n".join(runs)  # a shard never publishes
     assert "lockmirror index" not in "\n".join(runs)
@@ -244,7 +246,7 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert gather["needs"] == "shard"
     runs = [step.get("run", "") for step in gather["steps"] if "run" in step]
     checks = [s for s in gather["steps"] if "lockmirror check-install" in s.get("run", "")]
-    assert runs == ["python -m pip install -e .", "lockmirror lock --check",
+    assert runs == ["python -m pip install -e .", "lockmirror lock --check --resolve",
                     "lockmirror fetch --progress plain", "lockmirror index",
                     *(s["run"] for s in checks), "lockmirror publish", "lockmirror bundle"]
     # check-install needs the index's files in a tree: with the store on S3 the index
