@@ -311,6 +311,32 @@ def test_validate_refuses_a_local_path_for_a_wheel(
     assert "a wheel or sdist with a local `path`" in capsys.readouterr().err
 
 
+def test_validate_refuses_a_url_naming_another_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an outside tester: an entry named amqp-5.4.2 pointing at vine's wheel
+    (its real URL, size and sha256) passed validate and fetch. PEP 503 has a link's
+    text match the URL's file name; a percent-encoded one matches once decoded."""
+    import tomllib
+
+    import tomli_w
+
+    monkeypatch.chdir(tmp_path)
+    path = repo(tmp_path, package())
+    data = tomllib.loads(path.read_text())
+    wheel = data["packages"][0]["wheels"][0]
+    wheel["url"] = PYPI_URL.replace(WHEEL, "vine-5.1.0-py3-none-any.whl")
+    path.write_text(tomli_w.dumps(data))
+    assert cli.main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        f"{path}: package amqp 5.4.2: the URL of {WHEEL} names another file "
+        "(vine-5.1.0-py3-none-any.whl)") in err, err
+    wheel["url"] = PYPI_URL.replace("amqp-5.4.2", "amqp-5.4%2E2")
+    path.write_text(tomli_w.dumps(data))
+    assert cli.main(["validate"]) == 0
+
+
 def test_the_doit_stages_refuse_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lockmirror import doit_tasks
 

@@ -184,6 +184,7 @@ class LockEntry:
     index: str
     urls: tuple[str, ...]  # every wheel's and the sdist's
     refused: str | None = None  # a shape no lockmirror lockfile has (vcs, a local path, ...)
+    misnamed: str | None = None  # a file whose URL names another file (after the URLs' rules)
 
 
 def entries_of(lockfile: Lockfile) -> list[LockEntry]:
@@ -227,7 +228,8 @@ def _entry(item: Any, position: int) -> LockEntry:
     files = [*(wheels if isinstance(wheels, list) else [wheels])]
     if "sdist" in item:
         files.append(item["sdist"])
-    urls = []
+    urls: list[str] = []
+    misnamed = None
     for file in files:
         if not isinstance(file, dict):
             refused = "a wheel or sdist entry is not a table"
@@ -237,7 +239,26 @@ def _entry(item: Any, position: int) -> LockEntry:
             refused = "a wheel or sdist without a URL"
         else:
             urls.append(file["url"])
-    return LockEntry(name, version, index if isinstance(index, str) else "", tuple(urls), refused)
+            misnamed = misnamed or _named_elsewhere(file)
+    return LockEntry(name, version, index if isinstance(index, str) else "", tuple(urls), refused,
+                     misnamed)
+
+
+def _named_elsewhere(file: dict[str, Any]) -> str | None:
+    """Why a file's URL is not its ``name``: PEP 503 has a file link's text (the
+    name) match the URL's last path segment, so a URL naming another file (the
+    same sha256, size and host, another project's wheel) is a hand edit; None
+    when they agree or the entry states no name (PEP 751 derives it then)."""
+    name = file.get("name")
+    if not isinstance(name, str):
+        return None
+    try:
+        last = unquote(urlsplit(file["url"]).path.rsplit("/", 1)[-1])
+    except ValueError:
+        return None  # not a URL: url_problem words it
+    if last == name:
+        return None
+    return f"the URL of {name} names another file ({last})"
 
 
 def package_problem(entry: LockEntry, sources: Sequence[SourceConfig] | None
@@ -260,7 +281,7 @@ def package_problem(entry: LockEntry, sources: Sequence[SourceConfig] | None
         reason = url_problem(url, candidates)
         if reason is not None:
             return redact_url(url), reason
-    return None
+    return (None, entry.misnamed) if entry.misnamed else None
 
 
 def check_entries(entries: Iterable[LockEntry], path: Path | str,
