@@ -567,8 +567,14 @@ def make_project(root: Path) -> None:
     # the CLI checks the URLs of the lockfiles it carries, so they must be lockfiles
     from lockmirror.formats.lockfile import Lockfile
 
+    from lockmirror.formats.mirror_lockfile import relocate_lockfile
+
+    lockfile = root / "lockfiles" / "pylock.core.toml"
     Lockfile(set_name="core", requirements=("alpha==1.0",), targets=(), packages=(),
-             input_hash="sha256:" + "0" * 64).write(root / "lockfiles" / "pylock.core.toml")
+             input_hash="sha256:" + "0" * 64).write(lockfile)
+    # the index was built from it (the CLI checks): its copy of the lockfile is relocated
+    write_tree(root / "dist-index", {"lockfiles/pylock.core.toml":
+                                     relocate_lockfile(lockfile.read_bytes())})
 
 
 def test_cli_bundle_reads_mirror_yaml(tmp_path: Path) -> None:
