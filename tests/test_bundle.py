@@ -566,7 +566,6 @@ def make_project(root: Path) -> None:
         "sets:\n  core:\n    requirements: [alpha==1.0]\n")
     # the CLI checks the URLs of the lockfiles it carries, so they must be lockfiles
     from lockmirror.formats.lockfile import Lockfile
-
     from lockmirror.formats.mirror_lockfile import relocate_lockfile
 
     lockfile = root / "lockfiles" / "pylock.core.toml"

@@ -337,6 +337,26 @@ def test_validate_refuses_a_url_naming_another_file(
     assert cli.main(["validate"]) == 0
 
 
+def test_validate_reads_the_lockfiles_as_pep_751_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an outside tester: a second entry named ``AMQP`` (not a normalized
+    name; its URLs fine) passed validate, which the PR workflow runs to check the
+    lockfiles; lock --check and fetch refused it later."""
+    import tomllib
+
+    import tomli_w
+
+    monkeypatch.chdir(tmp_path)
+    path = repo(tmp_path, package())
+    data = tomllib.loads(path.read_text())
+    data["packages"][0]["name"] = "AMQP"
+    path.write_text(tomli_w.dumps(data))
+    assert cli.main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "'AMQP' is not normalized" in err, err
+
+
 def test_the_doit_stages_refuse_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lockmirror import doit_tasks
 
