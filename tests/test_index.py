@@ -502,6 +502,16 @@ def test_two_sets_disagreeing_about_a_file(own_mirror: FixtureMirror) -> None:
     rewrite_lockfile(own_mirror, replace(extra, packages=packages))
     with pytest.raises(IntegrityError, match="speedup-1.2-py3-none-any.whl is locked with"):
         build(own_mirror)
+    # a revision retention keeps is named as one (found by an outside tester: "in set
+    # 'core' and ... in set 'core'" left the reader to guess where the other hash was)
+    kept = own_mirror.root / "kept" / "pylock.extra.toml"
+    kept.parent.mkdir()
+    kept.write_bytes((own_mirror.root / "lockfiles" / "pylock.extra.toml").read_bytes())
+    rewrite_lockfile(own_mirror, extra)
+    note = "kept for the previous lock (extra@1a2b3c4d), until the next lock"
+    with pytest.raises(IntegrityError, match=re.escape(
+            f"... in set 'extra' ({note}) (re-lock both sets from the same index)")):
+        build(own_mirror, retained={kept: note})
 
 
 def test_store_size_mismatch(own_mirror: FixtureMirror) -> None:

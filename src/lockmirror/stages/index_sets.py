@@ -246,7 +246,8 @@ def write_rows(path: Path, locked: PackageSet) -> None:
     atomic_write(path, json.dumps(data), fsync=False)
 
 
-ProjectRows = list[tuple[str, Row]]  # (set name, row) for each set that locks the project
+# (the set as messages name it, row) for each set (or retained revision) locking the project
+ProjectRows = list[tuple[str, Row]]
 
 
 def group_projects(sets: list[PackageSet], exclude: frozenset[tuple[str, str]],
@@ -255,9 +256,10 @@ def group_projects(sets: list[PackageSet], exclude: frozenset[tuple[str, str]],
     excluded releases left out."""
     grouped: dict[str, ProjectRows] = {}
     for locked in sets:
+        label = f"set '{locked.name}'" + (f" ({locked.kept_for})" if locked.kept_for else "")
         for row in locked.rows:
             if (row.name, row.version) not in exclude:
-                grouped.setdefault(row.name, []).append((locked.name, row))
+                grouped.setdefault(row.name, []).append((label, row))
     return {name: (sha256_bytes(json.dumps(rows).encode()), rows)
             for name, rows in sorted(grouped.items())}
 
@@ -265,7 +267,7 @@ def group_projects(sets: list[PackageSet], exclude: frozenset[tuple[str, str]],
 def merge_project(name: str, rows: ProjectRows) -> list[Release]:
     """A project's releases over every set; a file locked twice must agree."""
     versions: dict[str, dict[str, Any]] = {}
-    origin: dict[str, tuple[str, str]] = {}  # filename -> (sha256, set)
+    origin: dict[str, tuple[str, str]] = {}  # filename -> (sha256, the set as named)
     for set_name, row in rows:
         release = versions.get(row.version)
         if release is None:
@@ -280,8 +282,8 @@ def merge_project(name: str, rows: ProjectRows) -> list[Release]:
             first = origin.get(filename)
             if first is not None and first[0] != sha256:
                 raise IntegrityError(
-                    f"{filename} is locked with sha256 {first[0][:12]}... in set "
-                    f"'{first[1]}' and {sha256[:12]}... in set '{set_name}'",
+                    f"{filename} is locked with sha256 {first[0][:12]}... in "
+                    f"{first[1]} and {sha256[:12]}... in {set_name}",
                     hint="re-lock both sets from the same index")
             origin[filename] = (sha256, set_name)
             known = release["files"].get(filename)
