@@ -358,8 +358,10 @@ def test_a_hand_edit_of_any_other_field_is_shown_never_no_changes() -> None:
     (line,) = diff_lockfiles(_side(before), _side(after)).sets[0].edits
     assert line == ("six 1.17.0: a file added to a release locked before: "
                     f"{extra.filename} from {extra.url} sha256 {'e' * 64}")
+    # dependencies too (found by an outside tester: a hand-added dependency of kombu,
+    # backing a made-up why for a slipped-in package, showed nowhere)
     for field, value in (("marker", 'sys_platform == "win32"'), ("requires_python", ">=2.7"),
-                         ("build_only", True)):
+                         ("build_only", True), ("dependencies", ("pika",))):
         after = dataclasses.replace(before, packages=(
             dataclasses.replace(before.packages[0], **{field: value}),))
         diff = diff_lockfiles(_side(before), _side(after))

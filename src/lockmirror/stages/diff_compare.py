@@ -198,7 +198,7 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
     """What changed in a release both lockfiles lock, beyond what the alarms
     name: a file added (its targets unchanged), a file's URL (same host), size
     or metadata hash; the entry's marker (its targets unchanged),
-    Requires-Python, build-only flag or groups; and
+    Requires-Python, dependencies, build-only flag or groups; and
     which inputs of the lock changed. ``lock`` writes these the same for the
     same release and inputs, so a change here is one to understand."""
     if old is None or new is None:
@@ -220,6 +220,7 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
         head = f"{package.name} {package.version}"
         fields: list[tuple[str, object, object]] = [
             ("requires-python", was.requires_python, package.requires_python),
+            ("dependencies", list(was.dependencies), list(package.dependencies)),
             ("build-only", was.build_only, package.build_only),
             ("groups", list(was.groups), list(package.groups))]
         if was.targets == package.targets and same_targets:
