@@ -532,7 +532,7 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
         "sources: [{name: s, url: 'https://index.example/simple/'}]",
         "sources:\n  - name: s\n    url: 'https://index.example/simple/'\n"
         "    files_url: ['https://files.example/']\n"
-        "  - name: extra\n    url: 'https://evil.example/simple/'\n")
+        "  - name: extra\n    url: 'https://ci:s3cr3t@evil.example/simple/'\n")
         + "policy:\n  yanked: warn\n  exceptions:\n"
         "    - {package: urllib3, version: '*', reason: 'r', rules: []}\n", encoding="utf-8")
     assert cli.main(["diff", "main", "--format", "json"]) == 0
@@ -545,10 +545,12 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
         'sources.s.files_url: added ["https://files.example/"]']
     assert cli.main(["diff", "main"]) == 0
     text = capsys.readouterr().out
-    assert "mirror.yaml: the policy or a source changed" in text
+    assert "mirror.yaml: its policy, sources, publish destinations or a set's build" in text
     assert '  ! policy.yanked: added "warn"' in text
     assert cli.main(["diff", "main", "--format", "markdown"]) == 0
-    assert "> [!WARNING]" in capsys.readouterr().out
+    markdown = capsys.readouterr().out
+    assert "> [!WARNING]" in markdown
+    assert "s3cr3t" not in text + markdown  # a token in a source URL is never shown
     git(lock_repo, "commit", "-q", "-am", "relax")
     assert cli.main(["diff", "HEAD~1", "HEAD", "--format", "json"]) == 0  # two revisions too
     assert len(json.loads(capsys.readouterr().out)["config_changes"]) == 5
@@ -556,6 +558,26 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
     lockfile = str(lock_repo / "lockfiles" / "pylock.core.toml")
     assert cli.main(["diff", lockfile, lockfile, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["config_changes"] == []
+
+
+def test_trust_settings_are_compared_as_written_with_destinations_and_build_options() -> None:
+    """Found by an outside tester (round two): a policy value moved behind
+    ${VAR:-deny}, a new publish destination (which doit publish hands the upload
+    credentials) and prefer_sdists showed nowhere."""
+    from lockmirror.stages.diff_config import config_changes
+
+    old = "policy:\n  yanked: deny\nsets:\n  s:\n    requirements: [a]\n"
+    new = ("policy:\n  yanked: ${YANKED:-deny}\n  exceptions: []\n"
+           "sets:\n  s:\n    requirements: [a]\n    prefer_sdists: true\n"
+           "publish:\n  nexus:\n    kind: upload\n    url: https://u:tok@evil.example/\n"
+           "    username_env: LOCKMIRROR_UPLOAD_USERNAME\n")
+    assert config_changes(old, new) == (
+        'policy.yanked: "deny" -> "${YANKED:-deny}"',
+        'publish.nexus.kind: added "upload"',
+        'publish.nexus.url: added "https://evil.example/"',
+        'publish.nexus.username_env: added "LOCKMIRROR_UPLOAD_USERNAME"',
+        "sets.s.prefer_sdists: added true")  # no "exceptions: added []": as good as absent
+    assert config_changes(new, new) == ()
 
 
 def test_default_old_side_is_the_merge_base_with_main(

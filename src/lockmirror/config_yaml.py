@@ -77,7 +77,8 @@ def _bounded_loader() -> type[yaml.SafeLoader]:
 class PositionedYaml:
     """YAML composed into plain data, remembering where each path came from."""
 
-    def __init__(self, text: str, filename: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, text: str, filename: str, environ: Mapping[str, str] | None) -> None:
+        """``environ`` fills in ``${VAR}``; None keeps every ``${...}`` as written."""
         import yaml
 
         self.filename = filename
@@ -163,7 +164,7 @@ class PositionedYaml:
             return [self._convert(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
-        if isinstance(value, str):
+        if isinstance(value, str) and self.environ is not None:
             substituted = self._substitute(value, path)
             if substituted != value and node.style is None:
                 # a plain `keep: ${KEEP:-3}` is the number 3, as `keep: 3` would be
@@ -220,10 +221,12 @@ class PositionedYaml:
             return None
 
     def _substitute(self, value: str, path: Path_) -> str:
+        environ = self.environ or {}
+
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in self.environ:
-                return self.environ[name]
+            if name in environ:
+                return environ[name]
             if default is not None:
                 return default
             self.unresolved.add(path)

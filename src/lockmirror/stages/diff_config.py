@@ -1,14 +1,16 @@
 """What a change to mirror.yaml's trust settings looks like to a reviewer.
 
-The policy (``policy:`` and each set's own) and the sources decide what may
-be locked, from where files may be fetched and which credentials are sent
-there. A pull request that relaxes them beside a routine bump showed in the
-lock diff as one line, "the lock's inputs changed: the policy" (found by an
-outside tester). :func:`config_changes` compares the two sides' mirror.yaml
-key by key, as written (``${VAR}`` not filled in), and gives one line per
-change: ``policy.yanked: "deny" -> "warn"``, ``sources.pypi.files_url:
-added [...]``, ``policy.exceptions: added {...}`` (a list of mappings is
-compared item by item). Nothing is judged: a narrowing is listed as a widening is.
+The policy (``policy:`` and each set's own, with its ``prefer_sdists`` and
+``prereleases``), the sources and the publish destinations decide what may be
+locked, from where files may be fetched, what is built from source and where
+credentials are sent. A pull request that relaxes them beside a routine bump
+showed in the lock diff as one line, "the lock's inputs changed: the policy",
+or not at all (found by outside testers). :func:`config_changes` compares
+the two sides' mirror.yaml key by key, as written (``${VAR:-deny}`` stays that
+text, credentials in URLs taken out), and gives one line per change:
+``policy.yanked: "deny" -> "warn"``, ``sources.pypi.files_url: added [...]``,
+``policy.exceptions: added {...}`` (a list of mappings is compared item by
+item). Nothing is judged: a narrowing is listed as a widening is.
 """
 
 from __future__ import annotations
@@ -47,27 +49,43 @@ def config_changes(old_text: str, new_text: str) -> tuple[str, ...]:
 
 
 def _trust_settings(text: str) -> dict[str, Any]:
-    """The policy, each set's policy and each source (by name) of one
-    mirror.yaml, flattened to ``dotted.key -> value``."""
+    """The policy, each set's policy and build options, each source (by name) and
+    each publish destination of one mirror.yaml, as written, flattened to
+    ``dotted.key -> value``."""
     from ..config_yaml import PositionedYaml
 
-    data = PositionedYaml(text, "mirror.yaml", {}).data
+    data = PositionedYaml(text, "mirror.yaml", None).data  # ${VAR} as written
     data = data if isinstance(data, dict) else {}
     found: dict[str, Any] = {}
     _flatten("policy", data.get("policy"), found)
     sets = data.get("sets")
     for name, spec in sorted(sets.items() if isinstance(sets, dict) else (), key=str):
-        if isinstance(spec, dict) and "policy" in spec:
-            _flatten(f"sets.{name}.policy", spec["policy"], found)
+        for key in ("policy", "prefer_sdists", "prereleases"):
+            if isinstance(spec, dict) and key in spec:
+                _flatten(f"sets.{name}.{key}", spec[key], found)
     sources = data.get("sources")
     for number, source in enumerate(sources if isinstance(sources, list) else []):
         name = source.get("name") if isinstance(source, dict) else None
-        _flatten(f"sources.{name if isinstance(name, str) else number}", source, found)
+        _flatten(f"sources.{name if isinstance(name, str) else number}", _redacted(source),
+                 found)
+    _flatten("publish", _redacted(data.get("publish")), found)
     return found
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with every URL's user name and password taken out: a source URL
+    may carry a token, and the diff goes into a pull-request comment."""
+    from ..formats.url_policy import redact_url
+
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return redact_url(value) if isinstance(value, str) and "://" in value else value
+
+
 def _flatten(prefix: str, value: Any, found: dict[str, Any]) -> None:
-    if value is None:
+    if value is None or value == [] or value == {}:  # as good as not written
         return
     if isinstance(value, dict):
         for key, item in value.items():

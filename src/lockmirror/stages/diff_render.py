@@ -78,8 +78,9 @@ from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 SCHEMA = "lockmirror-diff/1"
 
 # what the mirror.yaml lines are, as every rendering introduces them
-CONFIG_CHANGES_ARE = ("the policy or a source changed (what may be locked, where its files "
-                      "may lie, which credentials go there); check each")
+CONFIG_CHANGES_ARE = ("its policy, sources, publish destinations or a set's build options "
+                      "changed (what may be locked or built from source, where files may lie, "
+                      "where credentials go); check each")
 
 # what an alarm is, as both renderings open the list
 ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "
