@@ -103,6 +103,10 @@ CASES = [
      "tools: {x", 15,
      r"YAML syntax error: .*\(\$\{VAR\} inside \{\.\.\.\}: YAML reads its '\{' as a mapping; "
      r"write that mapping in block style, one key per line\)$"),
+    ("a switch for a policy word", broken("sets:\n", "policy:\n  yanked: no\nsets:\n"),
+     "yanked: no", 3,
+     r"policy\.yanked: input should be 'deny' or 'warn', got False \(YAML reads true/false, "
+     r"yes/no and on/off as a boolean\)$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "

@@ -55,11 +55,11 @@ def test_gc_removes_only_what_no_lockfile_needs_and_says_what_it_freed(
     held.write_bytes(b"z" * 10)
     # a store write killed before its rename (found by an outside tester: nothing ever
     # removed these); one from a write in progress, fresh, stays
-    killed = store.root / "sha256" / "ab" / f".{'c' * 62}.x1y2z3.tmp"
+    killed = store.root / "sha256" / "ab" / f".{'c' * 62}.x1y2z3w4.tmp"
     killed.parent.mkdir(exist_ok=True)
     killed.write_bytes(b"k" * 7)
     os.utime(killed, (0, 0))
-    writing = killed.with_name(f".{'d' * 62}.a1b2c3.tmp")
+    writing = killed.with_name(f".{'d' * 62}.a1b2c3d4.tmp")
     writing.write_bytes(b"w")
     cache = loaded.cache_dir
     # lock's cached METADATA (http/blobs/<2>/<wheel sha256>.METADATA, as the lock left

@@ -120,8 +120,8 @@ def test_bundle_names_where_its_tool_installs_and_which_targets_it_leaves_out(
         tool_python="CPython 3.13 (manylinux_2_28_x86_64)", tool_left_out=("py39",))
     assert result.tool_note() == (
         "tool/ installs lockmirror on CPython 3.13 (manylinux_2_28_x86_64); not on py39 (a "
-        "Python lockmirror does not run on): there the far side checks and unpacks the bundle "
-        "by hand, as its README.txt says")
+        "Python or platform lockmirror does not run on): there the far side checks and unpacks "
+        "the bundle by hand, as its README.txt says")
     assert dataclasses.replace(result, tool_python=None).tool_note() is None
 
 
@@ -141,7 +141,8 @@ def test_readme_install_stops_at_once_on_a_python_tool_has_no_wheels_for(
     assert done.stdout.strip() == (f"tool/ holds no wheels for Python {sys.version.split()[0]} "
                                    f"(only {other}): check and unpack by hand (below)")
     assert list(tmp_path.iterdir()) == []  # nothing unpacked, no venv made
-    covered = dataclasses.replace(info, tool_python=f"CPython {HOST_PYTHON} (x); PyPy {other}")
+    # a target naming a patch release covers its minor version (found by a reviewer)
+    covered = dataclasses.replace(info, tool_python=f"CPython {HOST_PYTHON}.4 (x); PyPy {other}")
     steps = readme_commands(readme_text(covered).decode(), "2. Install lockmirror", "3. Import")
     done = run_pasted(steps, tmp_path, env)  # passes the check; stops at the missing bundle
     assert "holds no wheels" not in done.stdout and done.returncode != 0
@@ -220,6 +221,7 @@ def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProje
                 f"version: 1\nname: tooled\nsources:\n  - name: fixture\n    url: {server.url}\n"
                 f"targets:\n  host:\n    python: '{HOST_PYTHON}'\n"
                 f"    platforms: [{HOST_PLATFORM}]\n"
+                f"  old:\n    python: '3.10'\n    platforms: [{HOST_PLATFORM}]\n"
                 "sets:\n  core:\n    requirements: [six]\n")
             loaded = load_config(root / "mirror.yaml")
             locked = pipeline.lock(loaded)
@@ -227,6 +229,9 @@ def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProje
             pipeline.fetch(loaded)  # every file checked against its sha256
             pipeline.index(loaded)
             result = pipeline.bundle(loaded)
+            # the build side says which target's far side cannot install the tool
+            assert result.tool_left_out == ("old",)
+            assert "; not on old (a Python or platform" in (result.tool_note() or "")
         finally:
             server.stop()
     lockfile = Lockfile.read(root / "lockfiles" / f"pylock.{TOOL_SET}.toml")

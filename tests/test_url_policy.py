@@ -335,6 +335,11 @@ def test_validate_refuses_a_url_naming_another_file(
     wheel["url"] = PYPI_URL.replace("amqp-5.4.2", "amqp-5.4%2E2")
     path.write_text(tomli_w.dumps(data))
     assert cli.main(["validate"]) == 0
+    # a PEP 691 index may serve a file at a URL naming no file (found by a reviewer:
+    # lock wrote such lockfiles, and every later stage refused them)
+    wheel["url"] = PYPI_URL.replace(WHEEL, "content")
+    path.write_text(tomli_w.dumps(data))
+    assert cli.main(["validate"]) == 0
 
 
 def test_validate_reads_the_lockfiles_as_pep_751_too(

@@ -226,11 +226,12 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required key is missing"
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    # the user wrote yes, no, on or off (maybe through ${VAR}): say what YAML made of it
+    note = (" (YAML reads true/false, yes/no and on/off as a boolean)"
+            if isinstance(error.get("input"), bool) else "")
     if kind == "literal_error":
-        return f"{error['msg'].lower()}, got {error['input']!r}"
-    got = f"got {type(error['input']).__name__} {error['input']!r}"
-    if isinstance(error["input"], bool):  # the user wrote yes, no, on or off, maybe via ${VAR}
-        got += " (YAML reads true/false, yes/no and on/off as a boolean)"
+        return f"{error['msg'].lower()}, got {error['input']!r}{note}"
+    got = f"got {type(error['input']).__name__} {error['input']!r}{note}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):  # not the class's name
         return f"input should be a mapping (key: value), {got}"
     if kind.endswith(("_type", "_parsing")):

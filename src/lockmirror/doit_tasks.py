@@ -421,9 +421,8 @@ def gc_task(project: Project) -> TaskDict:
 def _mutation(modules: str, jobs: int) -> TaskFailed | None:
     try:
         text = mutation.run(modules, jobs)
-    except mutation.MutationFailed as error:  # its one line, as _report prints any error
-        print(error, file=sys.stderr)
-        return TaskFailed(str(error), report=False)
+    except (mutation.MutationFailed, OSError) as error:
+        return _report(error)
     print(text, end="")
     print(f"(survivors: `mutmut results`; one mutant: `mutmut show NAME`; score in "
           f"{mutation.MUTATION_SCORE})")

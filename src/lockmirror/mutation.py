@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from .errors import LockmirrorError
 from .fsutil import atomic_write
 
 
@@ -108,7 +109,7 @@ def format_mutation_scores(scores: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class MutationFailed(Exception):
+class MutationFailed(LockmirrorError):
     """A mutation run that cannot go on; the message is the one line to report."""
 
 
@@ -120,7 +121,7 @@ def chosen(wanted: Iterable[str]) -> list[str]:
     for name in wanted:
         hits = [m for m in known if name in (m, m.rsplit(".", 1)[-1])]
         if not hits:
-            raise MutationFailed(f"lockmirror: error: no safety check in module {name!r} "
+            raise MutationFailed(f"no safety check in module {name!r} "
                                  f"(choose among {', '.join(known)})")
         picked += [m for m in hits if m not in picked]
     return picked or known
@@ -135,12 +136,12 @@ def run(modules_text: str, jobs: int) -> str:
     picked = chosen(m.strip() for m in modules_text.split(",") if m.strip())
     globs = [glob for glob in SCOPE if module_of(glob) in picked]
     if importlib.util.find_spec("mutmut") is None:  # its exit 1 would read as survivors
-        raise MutationFailed("lockmirror: error: mutmut is not installed in this environment "
+        raise MutationFailed("mutmut is not installed in this environment "
                              "(pip install -e '.[mutation]')")
     done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs),
                            *globs], check=False)
     if done.returncode not in (0, 1):  # 1: survivors, reported below
-        raise MutationFailed(f"lockmirror: error: mutmut failed (exit {done.returncode})")
+        raise MutationFailed(f"mutmut failed (exit {done.returncode})")
     results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
                              capture_output=True, text=True, check=False)
     scores = {m: c for m, c in mutation_scores(results.stdout).items() if m in picked}

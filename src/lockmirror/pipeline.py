@@ -234,10 +234,9 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     today's lockfiles) into ``out`` (default ``paths.dist``); the tool wheels from the
     store, as the tool set's lockfile (current, else StaleLockError) chose them, or
     repacked into ``paths.cache``; older bundles beyond ``keep`` removed. A full bundle
-    carries ``advisories.json``, the advisory snapshot taken at ``now``
-    (default: ``source_date_epoch``, then ``$SOURCE_DATE_EPOCH``, then the clock:
-    with either set the bundle's bytes repeat while the sources' answers do),
-    when ``policy.advisory_sources`` lists any."""
+    carries ``advisories.json`` (when ``policy.advisory_sources`` lists any), the advisory
+    snapshot taken at ``now`` (default: ``source_date_epoch``, then ``$SOURCE_DATE_EPOCH``,
+    then the clock: with either set the bundle's bytes repeat while the answers do)."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
@@ -252,7 +251,8 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
-    check_index_matches(index_dir or loaded.index_dir, loaded.lockfile_dir)
+    check_index_matches(index_dir or loaded.index_dir,
+                        [loaded.lockfile_path(name) for name in loaded.config.sets])
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
     s3_store = s3_store_of(loaded)

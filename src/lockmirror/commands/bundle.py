@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     for release in result.removes:
         print(f"  removes {release} on the far side (left the lock and the retention window)")
     print(f"  mtime {result.source_date_epoch} from {result.epoch_source}")
-    if result.tool_note():
-        print(f"  {result.tool_note()}")
+    if note := result.tool_note():
+        print(f"  {note}")
     removed = result.removed.summary()
     if removed:
         print(f"bundle: {removed}")

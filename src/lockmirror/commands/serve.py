@@ -51,10 +51,9 @@ def _environments(directory: Path) -> tuple[str, ...]:
     """The markers of the targets the index's ``landing.json`` names (for ``uv
     lock``, as the landing page gives them); none when it cannot be read."""
     from ..errors import LockmirrorError
-    from ..formats.landing_page import LANDING_DATA, LandingData, target_markers
+    from ..formats.landing_page import LANDING_DATA, LandingData
 
     try:
-        data = LandingData.from_json((directory / LANDING_DATA).read_bytes())
+        return LandingData.from_json((directory / LANDING_DATA).read_bytes()).environments()
     except (OSError, LockmirrorError, ValueError, KeyError, TypeError):
         return ()
-    return target_markers(target for s in data.sets for target in s.targets)

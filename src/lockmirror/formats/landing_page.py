@@ -126,7 +126,11 @@ class LandingData:
                            sections=tuple(set_section(s, sbom=self.sbom) for s in self.sets),
                            provenance=self.provenance, projects=projects, files=files,
                            total_size=total_size, sbom=self.sbom,
-                           environments=target_markers(t for s in self.sets for t in s.targets))
+                           environments=self.environments())
+
+    def environments(self) -> tuple[str, ...]:
+        """A marker per target of these sets (:func:`target_markers`), for ``uv lock``."""
+        return target_markers(target for s in self.sets for target in s.targets)
 
     def to_json(self) -> bytes:
         """``landing.json``'s bytes (deterministic)."""

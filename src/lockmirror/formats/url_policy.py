@@ -189,7 +189,9 @@ class LockEntry:
 
 def entries_of(lockfile: Lockfile) -> list[LockEntry]:
     """The entries of a lockfile already in memory (``lock`` checks before it writes)."""
-    return [LockEntry(p.name, str(p.version), p.index, tuple(f.url for f in p.files))
+    return [LockEntry(p.name, str(p.version), p.index, tuple(f.url for f in p.files),
+                      misnamed=next(filter(None, (_named_elsewhere(
+                          {"name": f.filename, "url": f.url}) for f in p.files)), None))
             for p in lockfile.packages]
 
 
@@ -244,11 +246,16 @@ def _entry(item: Any, position: int) -> LockEntry:
                      misnamed)
 
 
+_DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar", ".egg")
+
+
 def _named_elsewhere(file: dict[str, Any]) -> str | None:
-    """Why a file's URL is not its ``name``: PEP 503 has a file link's text (the
-    name) match the URL's last path segment, so a URL naming another file (the
-    same sha256, size and host, another project's wheel) is a hand edit; None
-    when they agree or the entry states no name (PEP 751 derives it then)."""
+    """Why a file's URL names another file than its ``name``: PEP 503 has a file
+    link's text (the name) match the URL's last path segment, so a URL ending in
+    another distribution's file name (another project's wheel, its real sha256
+    and size) is a hand edit. None when they agree, when the entry states no name
+    (PEP 751 derives it then), or when the URL ends in no distribution file name
+    (a PEP 691 index may serve files at opaque URLs)."""
     name = file.get("name")
     if not isinstance(name, str):
         return None
@@ -256,7 +263,7 @@ def _named_elsewhere(file: dict[str, Any]) -> str | None:
         last = unquote(urlsplit(file["url"]).path.rsplit("/", 1)[-1])
     except ValueError:
         return None  # not a URL: url_problem words it
-    if last == name:
+    if last == name or not last.lower().endswith(_DISTRIBUTION_SUFFIXES):
         return None
     return f"the URL of {name} names another file ({last})"
 
@@ -311,17 +318,13 @@ def check_lockfile_urls(lockfile: Lockfile, path: Path | str,
     check_entries(entries_of(lockfile), path, sources)
 
 
-def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] | None, *,
-                         missing_ok: bool = False) -> None:
+def check_lockfile_paths(paths: Iterable[Path], sources: Sequence[SourceConfig] | None) -> None:
     """Check the lockfiles at ``paths`` (read as TOML; see :func:`read_entries`).
 
-    Raises StaleLockError for a missing one (unless ``missing_ok``: skipped),
-    LockmirrorError for one that is not TOML, UrlPolicyError as
-    :func:`check_entries`.
+    Raises StaleLockError for a missing one, LockmirrorError for one that is
+    not TOML, UrlPolicyError as :func:`check_entries`.
     """
     for path in paths:
-        if missing_ok and not path.exists():
-            continue
         check_entries(read_entries(path), path, sources)
 
 

@@ -115,9 +115,9 @@ class BundleResult:
             return None
         note = f"tool/ installs lockmirror on {self.tool_python}"
         if self.tool_left_out:
-            note += (f"; not on {', '.join(self.tool_left_out)} (a Python lockmirror does not "
-                     "run on): there the far side checks and unpacks the bundle by hand, "
-                     "as its README.txt says")
+            note += (f"; not on {', '.join(self.tool_left_out)} (a Python or platform "
+                     "lockmirror does not run on): there the far side checks and unpacks the "
+                     "bundle by hand, as its README.txt says")
         return note
 
 
@@ -196,15 +196,14 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         changed=written.changed, removed=removed, removes=removes, tool_python=tool_python)
 
 
-def check_index_matches(index_dir: Path, lockfile_dir: Path) -> None:
-    """Refuse to bundle an index not built from ``lockfile_dir``'s lockfiles: each
-    set's lockfile, relocated as the index copies it, must be the index's
-    ``lockfiles/`` copy, and the index must hold no other (lockmirror's own set
-    is not indexed). Else the far side got lockfiles and mirror.yaml that do not
-    describe the index it serves (a lock after the last ``doit index``; found by
-    an outside tester). LockmirrorError naming the sets."""
+def check_index_matches(index_dir: Path, lockfiles: Sequence[Path]) -> None:
+    """Refuse to bundle an index not built from ``lockfiles`` (each set's of
+    mirror.yaml): each, relocated as the index copies it, must be the index's
+    ``lockfiles/`` copy, and the index must hold no other. Else the far side got
+    lockfiles and mirror.yaml that do not describe the index it serves (a lock
+    after the last ``doit index``; found by an outside tester). LockmirrorError
+    naming the lockfiles."""
     from ..formats.mirror_lockfile import relocate_lockfile
-    from .tool_set import TOOL_SET
 
     manifest_path = index_dir / MANIFEST_NAME
     manifest = Manifest.loads(read_input(manifest_path, hint="build the index first")
@@ -212,9 +211,7 @@ def check_index_matches(index_dir: Path, lockfile_dir: Path) -> None:
     indexed = {rel.removeprefix(f"{LOCKFILE_DIR}/"): entry.sha256
                for rel, entry in manifest.files.items() if rel.startswith(f"{LOCKFILE_DIR}/")}
     differ = []
-    for path in sorted(lockfile_dir.glob("pylock.*.toml")):
-        if path.name == f"pylock.{TOOL_SET}.toml":
-            continue
+    for path in sorted(lockfiles):
         copy = relocate_lockfile(read_input(path), where=str(path))
         if indexed.pop(path.name, None) != sha256_bytes(copy):
             differ.append(path.name)

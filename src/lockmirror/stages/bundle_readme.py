@@ -119,7 +119,9 @@ def _python_check(covered: str) -> str:
     carries (``covered``: ``CPython 3.13 (...); CPython 3.11 (...)``), else one
     line saying so before anything is unpacked (pip would name a missing
     dependency instead). Nothing when ``covered`` names no version."""
-    versions = list(dict.fromkeys(re.findall(r"(?<![\d.])\d+\.\d+(?![\d.])", covered)))
+    # a target may name a patch release (3.11.4): its minor version is what pip matches
+    versions = list(dict.fromkeys(re.findall(r"(?<![\d.])(\d+\.\d+)(?:\.\d+)?(?![\d.])",
+                                             covered)))
     if not versions:
         return ""
     listed = " ".join(versions)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from ..config import LoadedConfig
 from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
+from ..formats.manifest import temporary_target
 from ..formats.store import Store
 from ..fsutil import disk_bytes, format_size, locked_unless_held, plural
 from ..net.disk_cache import DiskCache
@@ -188,8 +189,8 @@ def _store_files(store: Store, needed: frozenset[str]) -> Iterator[Removal]:
             digest = prefix.name + entry.name
             if _SHA256.fullmatch(digest) and entry.is_file() and digest not in needed:
                 yield Removal(entry, "store file", disk_bytes(entry))
-            elif (entry.name.startswith(".") and entry.name.endswith(".tmp")
-                  and entry.is_file() and entry.stat().st_mtime < abandoned):
+            elif (temporary_target(entry.name) and entry.is_file()
+                  and entry.stat().st_mtime < abandoned):
                 yield Removal(entry, "temporary file of a killed write", disk_bytes(entry))
 
 

@@ -255,12 +255,14 @@ def group_projects(sets: list[PackageSet], exclude: frozenset[tuple[str, str]],
     """Project -> (digest of its rows, its rows), sets in name order;
     excluded releases left out."""
     grouped: dict[str, ProjectRows] = {}
+    keyed: dict[str, list[tuple[str, Row]]] = {}  # what the digest covers: no revision's note
     for locked in sets:
         label = f"set '{locked.name}'" + (f" ({locked.kept_for})" if locked.kept_for else "")
         for row in locked.rows:
             if (row.name, row.version) not in exclude:
                 grouped.setdefault(row.name, []).append((label, row))
-    return {name: (sha256_bytes(json.dumps(rows).encode()), rows)
+                keyed.setdefault(row.name, []).append((locked.name, row))
+    return {name: (sha256_bytes(json.dumps(keyed[name]).encode()), rows)
             for name, rows in sorted(grouped.items())}
 
 
