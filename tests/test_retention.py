@@ -401,12 +401,44 @@ def test_the_index_checks_the_size_budget(
     assert (kept_repo / "dist-index" / "manifest.json").read_bytes() == manifest
 
 
+def test_an_unreviewed_intermediate_commit_is_never_served_from_another_host(
+        kept_repo: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: a pull request whose first commit adds an entry
+    pointing at another host and whose last commit takes it out again diffs as "no
+    changes"; merged by fast-forward (or rebase), that first commit is "the previous
+    lock", and its wheel was fetched, indexed and bundled."""
+    from lockmirror.cli import main
+
+    repo, url = kept_repo, fixture_index.url
+    lock_revision(repo, url, REVISIONS[0], NOW - timedelta(days=3))
+    lockfile = repo / "lockfiles" / "pylock.core.toml"
+    honest = lockfile.read_text()
+    evil = honest.replace(f"{url.removesuffix('/simple/')}", "https://evil.example", 1)
+    assert evil != honest
+    lockfile.write_text(evil)
+    git(repo, "commit", "-qam", "intermediate", when=NOW - timedelta(days=2))
+    lockfile.write_text(honest)
+    git(repo, "commit", "-qam", "put back", when=NOW - timedelta(days=1))
+    capsys.readouterr()
+    for command in ("fetch", "index"):
+        assert main([command]) == 0, command
+    said = capsys.readouterr()
+    assert "not kept for retention" in said.err and "evil.example" in said.err
+    # fetch asked no other host (it would have failed: no network reaches it) and no
+    # revision is written for fetch and index to read
+    assert not list((repo / ".cache" / "retained-locks").rglob("*.toml"))
+
+
 def test_a_project_moved_to_another_source_keeps_the_previous_lock_working(
         kept_repo: Path, fixture_index: FixtureIndex, catalogue: Catalogue,
-        make_index: Callable[..., FixtureIndex]) -> None:
-    """The previous lock's URLs lay under the sources of its own commit: a
-    project moved to another source since (and moved back by a revert) must
-    not stop fetch and index serving it."""
+        make_index: Callable[..., FixtureIndex], capsys: pytest.CaptureFixture[str]) -> None:
+    """A project moved to another source declared today must not stop fetch and
+    index serving the previous lock. A revision naming files under no source
+    declared today is left out, with a note (found by an outside tester: a pull
+    request's intermediate commit, kept by a fast-forward merge, served a wheel
+    from any host as "the previous lock"); so after the move is reverted and the
+    other source removed, the lock that used it is no longer served."""
     from lockmirror.cli import main
 
     repo, internal = kept_repo, make_index(catalogue.root)
@@ -431,7 +463,10 @@ def test_a_project_moved_to_another_source_keeps_the_previous_lock_working(
     assert released(repo / "dist-index") == {"alpha 1.0", "alpha 1.1", "speedup 1.0",
                                              "speedup 1.2"}
     lock(public, "alpha==1.0, speedup==1.0", NOW - timedelta(days=1))  # moved back
+    capsys.readouterr()
     for command in ("fetch", "index"):
         assert main([command]) == 0, command
-    assert released(repo / "dist-index") == {"alpha 1.0", "alpha 1.1", "speedup 1.0",
-                                             "speedup 1.2"}
+    assert released(repo / "dist-index") == {"alpha 1.0", "speedup 1.0"}
+    said = capsys.readouterr()
+    assert "pylock.core.toml@" in said.out + said.err
+    assert "not kept for retention: package " in said.out + said.err

@@ -308,7 +308,7 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
     lockfiles' last commit, else no timestamp."""
     from . import __version__
-    from .formats.url_policy import check_lockfile_urls, read_checked_lockfiles
+    from .formats.url_policy import read_checked_lockfiles
     from .gitutil import last_commit
     from .net.s3_store import store_of
     from .stages.sbom import sbom_documents, sbom_stamp
@@ -316,13 +316,10 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
-    # the earlier revisions the index serves too, checked as fetch and the index check
-    # them: by the rules that need no source (they lay under their own commit's sources)
-    retained = []
-    for revision in retention(loaded, now=datetime.now(UTC)).kept:
-        if revision.set_name in names:
-            check_lockfile_urls(revision.lockfile, revision.where, None)
-            retained.append((revision.lockfile, revision.note))
+    # the earlier revisions the index serves too (retention() checked them)
+    retained = [(revision.lockfile, revision.note)
+                for revision in retention(loaded, now=datetime.now(UTC)).kept
+                if revision.set_name in names]
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
                           commit=last_commit(loaded.path),
@@ -330,12 +327,14 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
 
 
 def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
-    """The earlier lock revisions of every set that ``retention:`` keeps (git history)."""
-    from .stages.retention import retained_locks
+    """The earlier lock revisions of every set that ``retention:`` keeps (git history),
+    each checked as a lockfile under today's sources (one that is not is left out)."""
+    from .stages.retention import retained_locks, under_sources
 
     rule = loaded.config.retention
-    return retained_locks([(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
-                          lock_revisions=rule.lock_revisions, days=rule.days, now=now)
+    return under_sources(retained_locks(
+        [(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
+        lock_revisions=rule.lock_revisions, days=rule.days, now=now), loaded.config.sources)
 
 
 def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:

@@ -22,6 +22,7 @@ from ..fsutil import atomic_write
 from ..gitutil import run_git
 
 if TYPE_CHECKING:
+    from ..config_schema import SourceConfig
     from ..formats.lockfile import Lockfile
 
 _MAX_SCANNED = 50  # revisions of one lockfile looked at, at most: the window is short
@@ -81,6 +82,30 @@ def retained_locks(lockfile_paths: Sequence[tuple[str, Path]], *, lock_revisions
         else:
             kept += found
     return Retention(tuple(kept), (_no_history_note(unrecorded),) if unrecorded else ())
+
+
+def under_sources(found: Retention, sources: Sequence[SourceConfig]) -> Retention:
+    """``found`` without the revisions that do not read as lockfiles or name a file
+    under none of today's ``sources`` (any of them, whatever project each is
+    pinned to: a project moved to another source keeps its previous lock served),
+    each named in a note. Git history holds commits no review saw (a fast-forward
+    or rebase merge keeps a pull request's intermediate commits, and the previous
+    lock may be one), so a revision is checked before anything fetches or serves
+    its files (found by an outside tester: a wheel from any host reached the index
+    and the bundle as "kept for the previous lock")."""
+    from ..errors import LockmirrorError
+    from ..formats.url_policy import check_lockfile_urls
+
+    declared = [source.model_copy(update={"projects": []}) for source in sources]
+    kept, notes = [], list(found.notes)
+    for revision in found.kept:
+        try:
+            check_lockfile_urls(revision.lockfile, revision.where, declared)
+        except LockmirrorError as error:
+            notes.append(f"{revision.where}: not kept for retention: {error.message}")
+            continue
+        kept.append(revision)
+    return Retention(tuple(kept), tuple(notes))
 
 
 def _no_history_note(unrecorded: list[tuple[str, Path]]) -> str:
