@@ -578,6 +578,12 @@ def test_trust_settings_are_compared_as_written_with_destinations_and_build_opti
         'publish.nexus.username_env: added "LOCKMIRROR_UPLOAD_USERNAME"',
         "sets.s.prefer_sdists: added true")  # no "exceptions: added []": as good as absent
     assert config_changes(new, new) == ()
+    # a URL written with variables is compared as written, its credentials left out,
+    # and never crashes (found by a reviewer: a ${PORT} made urlsplit raise)
+    a = "sources:\n  - {name: s, url: 'https://u:tok@h.example:${PORT}/simple/'}\n"
+    b = "sources:\n  - {name: s, url: '${URL:-https://u:tok@h.example/simple/}'}\n"
+    (line,) = config_changes(a, b)
+    assert "tok" not in line and "${PORT}" in line and "${URL:-https://" in line
 
 
 def test_default_old_side_is_the_merge_base_with_main(

@@ -89,7 +89,7 @@ def test_doit_mutation_without_mutmut_prints_its_error_once(
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "mutmut" else real(name, *a))
     monkeypatch.chdir(tmp_path)
-    failed = doit_tasks._mutation("formats.signing", 1)
+    failed = doit_tasks.mutation_task()["actions"][0][0]("formats.signing", 1)
     assert failed is not None and not failed.report  # doit adds no report of its own
     assert capsys.readouterr().err.splitlines() == [
         "lockmirror: error: mutmut is not installed in this environment "

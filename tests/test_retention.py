@@ -425,6 +425,15 @@ def test_an_unreviewed_intermediate_commit_is_never_served_from_another_host(
         assert main([command]) == 0, command
     said = capsys.readouterr()
     assert "not kept for retention" in said.err and "evil.example" in said.err
+    # a revision that is TOML but no lockfile is left out too, not a broken index
+    # (found by a reviewer)
+    lockfile.write_text(honest.replace('version = "', 'version = "not a version ', 1))
+    git(repo, "commit", "-qam", "hand edit", when=NOW - timedelta(hours=12))
+    lockfile.write_text(honest)
+    git(repo, "commit", "-qam", "put back again", when=NOW - timedelta(hours=6))
+    capsys.readouterr()
+    assert main(["index"]) == 0
+    assert "not kept for retention" in capsys.readouterr().err
     # fetch asked no other host (it would have failed: no network reaches it) and no
     # revision is written for fetch and index to read
     assert not list((repo / ".cache" / "retained-locks").rglob("*.toml"))

@@ -418,23 +418,23 @@ def gc_task(project: Project) -> TaskDict:
 # -- mutation (not part of build) --------------------------------------------------
 
 
-def _mutation(modules: str, jobs: int) -> TaskFailed | None:
-    try:
-        text = mutation.run(modules, jobs)
-    except (mutation.MutationFailed, OSError) as error:
-        return _report(error)
+def _mutation(modules: str, jobs: int) -> None:
+    text = mutation.run(modules, jobs)
     print(text, end="")
     print(f"(survivors: `mutmut results`; one mutant: `mutmut show NAME`; score in "
           f"{mutation.MUTATION_SCORE})")
-    return None
 
 
 def mutation_task() -> TaskDict:
     """`doit mutation [--modules formats.signing,stages.serve] [--jobs 2]`: mutmut over
     the safety modules."""
+
+    def run(modules: str, jobs: int) -> TaskFailed | None:  # doit passes the params
+        return _action(_mutation, modules, jobs)()
+
     return {
         "doc": "mutation testing (mutmut) of the safety checks; slow, never in build",
-        "actions": [(_mutation,)],
+        "actions": [(run,)],
         "params": [
             {"name": "modules", "long": "modules", "type": str,
              "default": "",

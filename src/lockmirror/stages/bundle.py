@@ -212,7 +212,7 @@ def check_index_matches(index_dir: Path, lockfiles: Sequence[Path]) -> None:
                for rel, entry in manifest.files.items() if rel.startswith(f"{LOCKFILE_DIR}/")}
     differ = []
     for path in sorted(lockfiles):
-        copy = relocate_lockfile(read_input(path), where=str(path))
+        copy = relocate_lockfile(read_input(path, hint="run `doit lock`"), where=str(path))
         if indexed.pop(path.name, None) != sha256_bytes(copy):
             differ.append(path.name)
     if differ or indexed:

@@ -75,13 +75,13 @@ def _trust_settings(text: str) -> dict[str, Any]:
 def _redacted(value: Any) -> Any:
     """``value`` with every URL's user name and password taken out: a source URL
     may carry a token, and the diff goes into a pull-request comment."""
-    from ..formats.url_policy import redact_url
+    from ..formats.url_policy import redact_text  # a regex: ${PORT} or ${URL:-...} too
 
     if isinstance(value, dict):
         return {key: _redacted(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_redacted(item) for item in value]
-    return redact_url(value) if isinstance(value, str) and "://" in value else value
+    return redact_text(value) if isinstance(value, str) else value
 
 
 def _flatten(prefix: str, value: Any, found: dict[str, Any]) -> None:

@@ -82,10 +82,10 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
     the store at ``paths.store`` (or ``$LOCKMIRROR_STORE``), credentials of
     the sources from their environment variables; ``also``: more lockfiles
     (the tool set's, :mod:`lockmirror.stages.tool_set`); ``kept``: earlier
-    lock revisions ``retention:`` keeps, whose URLs are checked by the rules
-    that need no source (they lay under the sources of their own commit,
-    checked when they were current: a source moved since must not stop the
-    mirror serving the previous lock).
+    lock revisions ``retention:`` keeps, already checked under today's sources
+    when retention chose them (:func:`lockmirror.stages.retention.under_sources`,
+    any declared source: a project moved to another must not stop the mirror
+    serving the previous lock); here only by the rules that need no source.
 
     Raises StaleLockError when a set has no lockfile yet, UrlPolicyError when
     a lockfile names a URL no declared source may serve (before anything is

@@ -157,8 +157,8 @@ def build_index(
     local store file it links (disk rot).
     ``url_rule`` checks the file URLs of every lockfile this run parses (a
     lockfile whose rows an earlier run kept was checked then, under the same
-    rule; a ``retained`` revision by the rules that need no source, its
-    sources being those of its own commit); without it no URL is checked.
+    rule; a ``retained`` revision by the rules that need no source: retention
+    checked it under today's sources when it chose it); without it no URL is checked.
     ``retained`` holds earlier lockfile revisions the mirror keeps serving
     (path -> what the landing page says, e.g. ``kept for the previous lock
     (core@1a2b3c4d), until the next lock``): their releases get files and page
@@ -246,8 +246,8 @@ class _Run:
         self.progress(f"reading {len(inputs)} lockfiles")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
-        # an earlier revision's URLs lay under the sources of its own commit
-        # (checked when it was current): only the rules that need no source
+        # an earlier revision was checked under today's sources when retention chose it
+        # (stages/retention.under_sources): here the rules that need no source
         kept = read_sets(kept_inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=UrlRule(None) if self.url_rule else None, unique=False)
         for revision in kept:

@@ -85,7 +85,7 @@ def retained_locks(lockfile_paths: Sequence[tuple[str, Path]], *, lock_revisions
 
 
 def under_sources(found: Retention, sources: Sequence[SourceConfig]) -> Retention:
-    """``found`` without the revisions that do not read as TOML or name a file
+    """``found`` without the revisions that do not read as lockfiles or name a file
     under none of today's ``sources`` (any of them, whatever project each is
     pinned to: a project moved to another source keeps its previous lock served),
     each named in a note. Git history holds commits no review saw (a fast-forward
@@ -94,15 +94,13 @@ def under_sources(found: Retention, sources: Sequence[SourceConfig]) -> Retentio
     its files (found by an outside tester: a wheel from any host reached the index
     and the bundle as "kept for the previous lock")."""
     from ..errors import LockmirrorError
-    from ..formats.bounded import load_toml
-    from ..formats.url_policy import check_entries, document_entries
+    from ..formats.url_policy import check_lockfile_urls
 
     declared = [source.model_copy(update={"projects": []}) for source in sources]
     kept, notes = [], list(found.notes)
     for revision in found.kept:
-        try:  # its TOML only: parsing it as PEP 751 is the index's, when it is not known
-            document = load_toml(revision.data.decode("utf-8", "replace"), where=revision.where)
-            check_entries(document_entries(document, revision.where), revision.where, declared)
+        try:  # parsed as PEP 751 here (every consumer needs that), its URLs checked
+            check_lockfile_urls(revision.lockfile, revision.where, declared)
         except LockmirrorError as error:
             notes.append(f"{revision.where}: not kept for retention: {error.message}")
             continue
