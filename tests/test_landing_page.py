@@ -144,6 +144,10 @@ def test_in_headless_chromium(mirror: FixtureMirror, tmp_path: Path) -> None:
     simple = (mirror.out / "simple").as_uri() + "/"
     assert f"index-url = {simple}" in text
     assert EXAMPLE_URL not in text
+    # the constraints example names the served file, not a path on the client (found
+    # by an outside tester: `-c constraints/...` pasted on a client found no file)
+    root = mirror.out.as_uri() + "/"
+    assert f"-c {root}constraints/SET-TARGET.txt" in text and "mirror.example.com" not in text
 
     shot = tmp_path / "landing.png"
     done = chromium(f"--screenshot={shot}", "--window-size=1280,2000", url,

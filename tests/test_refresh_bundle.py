@@ -121,6 +121,11 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert denied.returncode != 0 and "vulny==1.0" in denied.stderr
     assert pip_download(far, "vulny==1.1", tmp_path / "dl2").returncode == 0
     capsys.readouterr()
+    # the text says when the advisories were taken, not only the clock it checked by
+    # (found by an outside tester: a nine-month-old snapshot read as current)
+    assert main(["audit", "--mirror", str(far), "--now", "2025-07-01"]) == 1
+    text = capsys.readouterr().out
+    assert "advisory sources: snapshot:" in text and "(taken 2024-10-11 12:00 UTC)" in text
     assert main(["audit", "--mirror", str(far), "--now", "2024-10-11", "--format", "json"]) == 1
     captured = capsys.readouterr()
     assert captured.out, captured.err

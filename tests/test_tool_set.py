@@ -138,9 +138,20 @@ def test_readme_install_stops_at_once_on_a_python_tool_has_no_wheels_for(
     env = subprocess_env(offline=True, venv_first=True)  # python3: this interpreter
     done = run_pasted(steps, tmp_path, env)
     assert done.returncode == 1
+    machine = os.uname().machine
     assert done.stdout.strip() == (f"tool/ holds no wheels for Python {sys.version.split()[0]} "
-                                   f"(only {other}): check and unpack by hand (below)")
+                                   f"on {machine} (only {other} x86_64): check and unpack by "
+                                   "hand (below)")
     assert list(tmp_path.iterdir()) == []  # nothing unpacked, no venv made
+    # the right Python on another machine stops too (found by an outside tester: 3.12 on
+    # x86_64 passed a version-only check where tool/ had 3.12 for aarch64 only)
+    elsewhere = "aarch64" if machine != "aarch64" else "x86_64"
+    info = dataclasses.replace(info, tool_python=f"CPython {HOST_PYTHON} (manylinux_2_28_"
+                                                 f"{elsewhere})")
+    steps = readme_commands(readme_text(info).decode(), "2. Install lockmirror", "3. Import")
+    done = run_pasted(steps, tmp_path, env)
+    assert done.returncode == 1 and "holds no wheels" in done.stdout
+    assert list(tmp_path.iterdir()) == []
     # a target naming a patch release covers its minor version (found by a reviewer)
     covered = dataclasses.replace(info, tool_python=f"CPython {HOST_PYTHON}.4 (x); PyPy {other}")
     steps = readme_commands(readme_text(covered).decode(), "2. Install lockmirror", "3. Import")
@@ -356,6 +367,15 @@ def test_readme_commands_install_lockmirror_from_tool_in_a_fresh_venv(
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
     assert "checked (its signature checked against signer.pub) and installed:" in done.stdout
     assert not list((far / "lockmirror-venv").rglob("*-99.0.dist-info"))
+    assert not list(far.glob("unpacked.*"))  # installed: the unpacked copy goes
+    # pasted again (a newer bundle's tool): a fresh venv, where pip said "Requirement
+    # already satisfied" and kept the old code (found by an outside tester)
+    installed = next((far / "lockmirror-venv").rglob("lockmirror/__init__.py"))
+    installed.write_text(installed.read_text() + "# THE OLD TOOL\n")
+    done = run_pasted(steps, far, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# THE OLD TOOL" not in next(
+        (far / "lockmirror-venv").rglob("lockmirror/__init__.py")).read_text()
     lockmirror = far / "lockmirror-venv" / "bin" / "lockmirror"
     import_line = readme_commands(tool_project.readme, "3. Import", "4. Serve").strip()
     assert import_line.startswith("lockmirror-venv/bin/lockmirror import ")

@@ -23,6 +23,7 @@ from .bounded import load_json
 # The URL shown in configuration snippets where the real one is not known
 # when the page is built; the landing page's script replaces it in the browser.
 EXAMPLE_URL = "https://mirror.example.com/simple/"
+EXAMPLE_ROOT = EXAMPLE_URL.removesuffix("simple/")  # the page's own address, for its files
 
 
 # --------------------------------------------------------------------------
@@ -128,8 +129,7 @@ class LandingData:
                            total_size=total_size, sbom=self.sbom,
                            environments=self.environments())
 
-    def environments(self) -> tuple[str, ...]:
-        """A marker per target of these sets (:func:`target_markers`), for ``uv lock``."""
+    def environments(self) -> tuple[str, ...]:  # :func:`target_markers` of the sets' targets
         return target_markers(target for s in self.sets for target in s.targets)
 
     def to_json(self) -> bytes:
@@ -162,10 +162,8 @@ class LandingData:
 
 
 def target_markers(targets: Iterable[SetTarget]) -> tuple[str, ...]:
-    """A PEP 508 marker for each target (``python_version == '3.11' and ...``),
-    sorted, each once: what ``uv lock`` must be limited to, or it resolves
-    for every platform and misses what the mirror leaves out (click's
-    Windows-only colorama)."""
+    """A PEP 508 marker per target, sorted, each once: what ``uv lock`` must be limited
+    to, or it resolves for every platform (click's Windows-only colorama)."""
     from ..targets import Target  # packaging's tags and markers: only to render
 
     return tuple(sorted({Target(t.name, t.python, t.implementation, t.platforms)
@@ -269,9 +267,11 @@ details>summary{cursor:pointer;font-weight:600;margin:.4em 0}
 _SCRIPT = """
 (function(){
   var url = new URL("simple/", document.baseURI).href;
+  var root = new URL("./", document.baseURI).href;
   var from = %s;
+  var fromRoot = from.replace("simple/", "");
   document.querySelectorAll("[data-mirror-config]").forEach(function(node){
-    node.textContent = node.textContent.split(from).join(url);
+    node.textContent = node.textContent.split(from).join(url).split(fromRoot).join(root);
   });
   document.querySelectorAll("[data-mirror-url]").forEach(function(node){
     node.textContent = url;
@@ -430,7 +430,8 @@ def landing_html(page: LandingPage) -> str:
          "from where the mirror is served; otherwise replace the example URL.</p>"),
         f'<div class="config">{config_html}</div>',
         ("<p>To install a set exactly as locked, use its lockfile or its constraints file "
-         "for your target: <code>pip install -c constraints/SET-TARGET.txt "
+         "for your target, from the mirror: <code data-mirror-config>pip install --index-url "
+         f"{escape(EXAMPLE_URL)} -c {escape(EXAMPLE_ROOT)}constraints/SET-TARGET.txt "
          "PACKAGE</code>.</p>"),
         "</section>",
         '<section id="provenance"><h2>Where this content came from</h2>',

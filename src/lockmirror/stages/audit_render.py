@@ -42,6 +42,8 @@ def render_text(report: AuditReport) -> str:
     else:
         lines.append("no findings")
     lines += [f"note: {note}" for note in report.notes]
+    if report.sources:  # a snapshot says when it was taken: "checked at" is only the clock
+        lines.append("advisory sources: " + ", ".join(report.sources))
     lines.append(_summary_line(report))
     return "\n".join(lines) + "\n"
 

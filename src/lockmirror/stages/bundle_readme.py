@@ -9,7 +9,8 @@ They trust only what the operator put beside the bundle (``signer.pub``),
 read through the absolute path of that directory (``$here``): no member of
 the bundle, not even a symbolic link in it, can stand in for the key. They
 unpack into a new ``unpacked.XXXXXX`` directory each run (a failed run's
-leftovers never stop the next).
+leftovers never stop the next; an install removes its own), and the install makes its
+venv afresh, so a newer bundle's tool replaces the old one.
 ``tests/test_tool_set.py`` runs both on signed bundles and on bundles a
 carrier altered.
 """
@@ -93,7 +94,8 @@ def _install(stem: str, info: BundleInfo) -> str:
    (OpenSSH 8.1 or newer; a signed bundle without signer.pub stops), every wheel's
    sha256 against the list bundle.json pins and that tool/ holds nothing else; the
    first check that fails stops it before pip runs. Its last line says whether a
-   signature was checked. A split bundle:
+   signature was checked; run again from a newer bundle, it replaces the tool. A
+   split bundle:
    cat {stem}.tar.0* | tar -xf - ... in place of tar -xf {stem}.tar ...
      ( set -e; here=$(pwd)
 {_python_check(info.tool_python)}       dir=$(mktemp -d "$here/unpacked.XXXXXX")
@@ -102,33 +104,49 @@ def _install(stem: str, info: BundleInfo) -> str:
        cd "$dir"/{stem}/
 {_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", TOOL_DIR)}
        bundle=$(pwd); cd "$here"   # nothing of the bundle's on Python's path (-I too)
-       python3 -I -m venv "$here/lockmirror-venv"
+       # --clear: a fresh venv each time, so a new bundle's tool replaces the old one
+       python3 -I -m venv --clear "$here/lockmirror-venv"
        # --isolated and no config file: only tool/, never a wheelhouse pip's settings name
        PIP_CONFIG_FILE=/dev/null "$here/lockmirror-venv/bin/pip" --isolated install \\
            --no-index --find-links "$bundle/{TOOL_DIR}/" lockmirror
+       rm -rf "$dir" "$dir.odd" "$dir.all" "$dir.txt"   # installed: the unpacked copy goes
        echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
-   On another Python it stops first, saying so. On another platform, or a Python
-   older than lockmirror needs (Requires-Python {requires_python()}), pip says "No
+   On another Python or machine it stops first, saying so. On another platform (libc,
+   OS), or a Python older than lockmirror needs (Requires-Python {requires_python()}), pip says "No
    matching distribution", often naming a dependency (e.g. cryptography): check and
    unpack the bundle by hand instead (below).
 """
 
 
 def _python_check(covered: str) -> str:
-    """Step 2's first line: ``python3`` must be a Python whose wheels ``tool/``
-    carries (``covered``: ``CPython 3.13 (...); CPython 3.11 (...)``), else one
-    line saying so before anything is unpacked (pip would name a missing
-    dependency instead). Nothing when ``covered`` names no version."""
-    # a target may name a patch release (3.11.4): its minor version is what pip matches
-    versions = list(dict.fromkeys(re.findall(r"(?<![\d.])(\d+\.\d+)(?:\.\d+)?(?![\d.])",
-                                             covered)))
-    if not versions:
+    """Step 2's first line: ``python3`` must be a Python, on a machine, whose wheels
+    ``tool/`` carries (``covered``: ``CPython 3.13 (manylinux_2_28_x86_64); CPython
+    3.12 (manylinux_2_28_aarch64)``), else one line saying so before anything is
+    unpacked (pip would name a missing dependency instead, and leave a venv of the
+    wrong Python). Only the version is checked when a part names no machine;
+    nothing when ``covered`` names no version."""
+    wanted = []
+    for part in covered.split(";"):
+        # a target may name a patch release (3.11.4): its minor version is what pip matches
+        version = re.search(r"(?<![\d.])(\d+\.\d+)(?:\.\d+)?(?![\d.])", part)
+        machines = re.findall(r"x86_64|aarch64|arm64|universal2|i686|ppc64le|s390x|armv7l",
+                              part)
+        if version is None:
+            continue
+        machines = ["arm64", "x86_64"] if machines == ["universal2"] else machines
+        wanted += [f"{version.group(1)} {machine}" for machine in machines or ["*"]]
+    wanted = list(dict.fromkeys(wanted))
+    if not wanted:
         return ""
-    listed = " ".join(versions)
-    return (f"       python3 -I -c 'import sys; sys.exit(\"%d.%d\" % sys.version_info[:2] "
-            f"not in \"{listed}\".split())' \\\n"
-            f"           || {{ echo \"tool/ holds no wheels for $(python3 -V 2>&1) (only "
-            f"{', '.join(versions)}): check and unpack by hand (below)\"; exit 1; }}\n")
+    if any(item.endswith(" *") for item in wanted):  # some part names no machine
+        wanted = list(dict.fromkeys(item.split()[0] + " *" for item in wanted))
+    listed = "|".join(wanted)
+    shown = ", ".join(item.removesuffix(" *") for item in wanted)
+    return (f"       python3 -I -c 'import platform, sys; v = \"%d.%d\" % sys.version_info[:2]; "
+            f"sys.exit(not {{v + \" \" + platform.machine(), v + \" *\"}} & "
+            f"set(\"{listed}\".split(\"|\")))' \\\n"
+            f"           || {{ echo \"tool/ holds no wheels for $(python3 -V 2>&1) on $(uname -m) "
+            f"(only {shown}): check and unpack by hand (below)\"; exit 1; }}\n")
 
 
 def _by_hand(stem: str, kind: str) -> str:
