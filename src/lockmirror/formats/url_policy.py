@@ -407,7 +407,7 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with the userinfo of every URL in it removed (for server messages)."""
-    return re.sub(r"(\w+://)[^/\s@]+@", r"\1", text)
+    return re.sub(r"(\w+://)[^/\s]*@", r"\1", text)  # to the last @ of the authority
 
 
 def normal_source_url(url: str) -> str:

@@ -78,9 +78,7 @@ from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 SCHEMA = "lockmirror-diff/1"
 
 # what the mirror.yaml lines are, as every rendering introduces them
-CONFIG_CHANGES_ARE = ("its policy, sources, publish destinations or a set's build options "
-                      "changed (what may be locked or built from source, where files may lie, "
-                      "where credentials go); check each")
+CONFIG_CHANGES_ARE = "trust settings changed (policy, sources, publish, build options)"
 
 # what an alarm is, as both renderings open the list
 ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "
@@ -202,9 +200,11 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_|<>\[\]])", r"\\\1", text)
 
 
-def _code(text: str) -> str:
-    """A code span (backslashes stay literal there; only a pipe needs care in tables)."""
-    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+def _code(text: str, *, in_table: bool = True) -> str:
+    """A code span (backslashes stay literal there; only a pipe needs care, in tables:
+    elsewhere GitHub would show the escaping backslash)."""
+    text = text.replace("`", "'")
+    return "`" + (text.replace("|", "\\|") if in_table else text) + "`"
 
 
 def _md_chain(chain: str) -> str:
@@ -239,7 +239,8 @@ def _markdown(diff: LockDiff, *, files: bool, rows: int | None) -> str:
         out += ["> [!NOTE]", *(f"> {_md(note)}" for note in diff.notes), ""]
     if diff.config_changes:  # kept too: a relaxed policy is what a reviewer must not miss
         out += ["> [!WARNING]", f"> **mirror.yaml: {CONFIG_CHANGES_ARE}:**",
-                *(f"> - {_code(change)}" for change in diff.config_changes), ""]
+                *(f"> - {_code(change, in_table=False)}" for change in diff.config_changes),
+                ""]
     if not diff.changed:
         out.append("No changes to the lockfiles.")
         return "\n".join(out) + "\n"
