@@ -392,8 +392,11 @@ targets:
 sets:
   core: {{requirements: [alpha]}}
 """)
-    with pytest.raises(LockmirrorError, match="IDX_PW is not set"):
+    with pytest.raises(LockmirrorError, match="IDX_PW is not set") as unset:
         source_auth(config.sources, {"IDX_USER": "reader"})
+    # named by the source (found by an outside tester: an index into the sources sorted
+    # by priority named the wrong position)
+    assert unset.value.where == "mirror.yaml: source 'private', password_env"
     wrong = source_auth(config.sources, {"IDX_USER": "reader", "IDX_PW": "nope"})
     assert list(wrong) == [f"{fixture_index.base_url}/"]
     with pytest.raises(NetworkError, match="credentials sent were refused") as refused:

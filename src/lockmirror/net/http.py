@@ -184,9 +184,9 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
     unset = unset_credentials(sources, env)
     if unset:
         index, field, variable = unset[0]
+        # named by the source, not its position: ``sources`` may come sorted by priority
         raise LockmirrorError(f"environment variable {variable} is not set",
-                              where=f"mirror.yaml sources[{index}].{field} "
-                                    f"('{sources[index].name}')",
+                              where=f"mirror.yaml: source '{sources[index].name}', {field}",
                               hint=f"export {variable}=... (the source's credentials)")
     result: dict[str, Credentials] = {}
     for source in sources:
