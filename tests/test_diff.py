@@ -545,8 +545,8 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
         'sources.s.files_url: added ["https://files.example/"]']
     assert cli.main(["diff", "main"]) == 0
     text = capsys.readouterr().out
-    assert "mirror.yaml: trust settings changed (policy, sources, publish, build options)" \
-        in text
+    assert "mirror.yaml: trust settings changed (policy, sources, publish, build options, " \
+        "paths, retention, quarantine)" in text
     assert '  ! policy.yanked: added "warn"' in text
     assert cli.main(["diff", "main", "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out
@@ -559,6 +559,27 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
     lockfile = str(lock_repo / "lockfiles" / "pylock.core.toml")
     assert cli.main(["diff", lockfile, lockfile, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["config_changes"] == []
+
+
+def test_the_quarantine_list_of_each_side_is_compared(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: deleting quarantine.json (or moving it with
+    paths.quarantine) served the quarantined releases again with no diff line."""
+    monkeypatch.chdir(lock_repo)
+    listed = lock_repo / "quarantine.json"
+    listed.write_text('{"format": "lockmirror-quarantine/1", "releases": [{"name": "six", '
+                      '"version": "1.16.0", "since": "2024-01-01T00:00:00Z", '
+                      '"reasons": ["X"]}]}\n')
+    assert cli.main(["diff", "main", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_changes"] == [
+        "quarantine: six==1.16.0 taken out"]
+    git(lock_repo, "add", "quarantine.json")
+    git(lock_repo, "commit", "-qm", "quarantine six")
+    listed.unlink()
+    assert cli.main(["diff", "HEAD", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_changes"] == [
+        "quarantine: six==1.16.0 back in the index"]
 
 
 def test_trust_settings_are_compared_as_written_with_destinations_and_build_options() -> None:
@@ -597,6 +618,37 @@ def test_trust_settings_are_compared_as_written_with_destinations_and_build_opti
     assert config_changes(plain, swapped) == (
         "sources: order a, b -> b, a (of sources with the same priority, the first that has "
         "a project serves it)",)
+    # found by a reviewer: a set's `licenses: {}` replaces the global rule (it is no
+    # default there); a name cannot end the line; a query cannot pass for credentials;
+    # an advisory source's token is taken out; shared sources reordered beside an added
+    # one; a list shows the items it gained
+    rule = "policy:\n  licenses: {deny: [GPL-3.0-only]}\nsets:\n  core:\n    requirements: [a]\n"
+    assert config_changes(rule, rule + "    policy: {licenses: {allow: []}}\n") == (
+        'sets.core.policy.licenses: added {"allow": []}',)
+    assert "\n" not in "".join(config_changes(plain, plain.replace("name: a", 'name: "x\\n<!--"')))
+    assert config_changes(plain, plain.replace("https://a/", "https://evil?@a/")) == (
+        'sources.a.url: "https://a/simple/" -> "https://evil?@a/simple/"',)
+    osv = "policy:\n  advisory_sources: [{kind: osv, url: 'https://u:tok@osv.example/'}]\n"
+    assert "tok" not in "".join(config_changes("", osv))
+    grown = ("sources:\n  - {name: b, url: 'https://b/simple/', projects: [x]}\n"
+             "  - {name: a, url: 'https://a/simple/'}\n  - {name: c, url: 'https://c/simple/'}\n")
+    assert config_changes(plain, grown) == (
+        "sources: order a, b -> b, a (of sources with the same priority, the first that has "
+        "a project serves it)",
+        'sources.c: added {"name": "c", "url": "https://c/simple/"}',
+        'sources.b.projects: added ["x"]')
+    # found by an outside tester (round three): the quarantine list moved or emptied,
+    # retention widened and the store moved to a committed directory showed nothing
+    assert config_changes("version: 1\n", "retention: {lock_revisions: 50, days: 3650}\n"
+                          "paths: {store: vendor-store, quarantine: .github/q.json}\n") == (
+        'paths.quarantine: added ".github/q.json"', 'paths.store: added "vendor-store"',
+        "retention.days: added 3650", "retention.lock_revisions: added 50")
+    listed = '{"format": "lockmirror-quarantine/1", "releases": [%s]}'
+    six = '{"name": "six", "version": "1.16.0", "since": "2024-01-01T00:00:00Z", "reasons": ["X"]}'
+    assert config_changes("version: 1\n", "version: 1\n", (listed % six, None)) == (
+        "quarantine: six==1.16.0 back in the index",)
+    assert config_changes("version: 1\n", "version: 1\n", (None, listed % six)) == (
+        "quarantine: six==1.16.0 taken out",)
     # a password holding '@' is taken out whole
     (line,) = config_changes(plain, plain.replace("https://a/", "https://alice:p@ss@a2/"))
     assert line == 'sources.a.url: "https://a/simple/" -> "https://a2/simple/"'

@@ -159,6 +159,15 @@ def test_readme_install_stops_at_once_on_a_python_tool_has_no_wheels_for(
     assert "holds no wheels" not in done.stdout and done.returncode != 0
 
 
+def test_the_python_check_reads_every_machine_a_part_names() -> None:
+    """Found by a reviewer: universal2 beside another machine was not expanded, so
+    an arm64 Mac that tool/ covers was refused."""
+    from lockmirror.stages.bundle_readme import _python_check
+
+    line = _python_check("CPython 3.12 (manylinux_2_28_aarch64, macosx_11_0_universal2)")
+    assert '"3.12 aarch64|3.12 arm64|3.12 x86_64"' in line
+
+
 def test_a_set_named_like_the_tool_set_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "mirror.yaml"
     path.write_text(mirror_yaml("  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n")

@@ -268,8 +268,7 @@ _SCRIPT = """
 (function(){
   var url = new URL("simple/", document.baseURI).href;
   var root = new URL("./", document.baseURI).href;
-  var from = %s;
-  var fromRoot = from.replace("simple/", "");
+  var from = %s, fromRoot = %s;
   document.querySelectorAll("[data-mirror-config]").forEach(function(node){
     node.textContent = node.textContent.split(from).join(url).split(fromRoot).join(root);
   });
@@ -442,7 +441,7 @@ def landing_html(page: LandingPage) -> str:
     body += page.sections
     body += [
         "</main>",
-        f"<script>{_SCRIPT % json.dumps(EXAMPLE_URL)}</script>",
+        f"<script>{_SCRIPT % (json.dumps(EXAMPLE_URL), json.dumps(EXAMPLE_ROOT))}</script>",
         "</body>",
         "</html>",
         "",

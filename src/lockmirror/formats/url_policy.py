@@ -407,7 +407,8 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with the userinfo of every URL in it removed (for server messages)."""
-    return re.sub(r"(\w+://)[^/\s]*@", r"\1", text)  # to the last @ of the authority
+    # to the last @ of the authority, which ends at / ? or # as urlsplit reads it
+    return re.sub(r"(\w+://)[^/?#\s]*@", r"\1", text)
 
 
 def normal_source_url(url: str) -> str:

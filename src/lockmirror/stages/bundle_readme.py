@@ -9,8 +9,8 @@ They trust only what the operator put beside the bundle (``signer.pub``),
 read through the absolute path of that directory (``$here``): no member of
 the bundle, not even a symbolic link in it, can stand in for the key. They
 unpack into a new ``unpacked.XXXXXX`` directory each run (a failed run's
-leftovers never stop the next; an install removes its own), and the install makes its
-venv afresh, so a newer bundle's tool replaces the old one.
+leftovers never stop the next; an install removes its own), and the install
+reinstalls, so a newer bundle's tool replaces the old one of the same version.
 ``tests/test_tool_set.py`` runs both on signed bundles and on bundles a
 carrier altered.
 """
@@ -104,11 +104,12 @@ def _install(stem: str, info: BundleInfo) -> str:
        cd "$dir"/{stem}/
 {_checks(f"grep '  {TOOL_DIR}/' {SUMS_NAME}", TOOL_DIR)}
        bundle=$(pwd); cd "$here"   # nothing of the bundle's on Python's path (-I too)
-       # --clear: a fresh venv each time, so a new bundle's tool replaces the old one
-       python3 -I -m venv --clear "$here/lockmirror-venv"
-       # --isolated and no config file: only tool/, never a wheelhouse pip's settings name
+       python3 -I -m venv "$here/lockmirror-venv"
+       # --isolated and no config file: only tool/, never a wheelhouse pip's settings name;
+       # --force-reinstall: a newer bundle's tool replaces the old one (the same version),
+       # and an install pip cannot resolve leaves the old one working
        PIP_CONFIG_FILE=/dev/null "$here/lockmirror-venv/bin/pip" --isolated install \\
-           --no-index --find-links "$bundle/{TOOL_DIR}/" lockmirror
+           --force-reinstall --no-index --find-links "$bundle/{TOOL_DIR}/" lockmirror
        rm -rf "$dir" "$dir.odd" "$dir.all" "$dir.txt"   # installed: the unpacked copy goes
        echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
    On another Python or machine it stops first, saying so. On another platform (libc,
@@ -133,7 +134,8 @@ def _python_check(covered: str) -> str:
                               part)
         if version is None:
             continue
-        machines = ["arm64", "x86_64"] if machines == ["universal2"] else machines
+        machines = [one for machine in machines  # a universal2 wheel: either Mac
+                    for one in (("arm64", "x86_64") if machine == "universal2" else (machine,))]
         wanted += [f"{version.group(1)} {machine}" for machine in machines or ["*"]]
     wanted = list(dict.fromkeys(wanted))
     if not wanted:

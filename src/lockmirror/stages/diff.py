@@ -23,6 +23,7 @@ memory and linear in the number of packages and files.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,25 +86,32 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
 
 
 def _config_changes(config: Path, root: Path, old: str, new: str | None) -> tuple[str, ...]:
-    """The trust settings (policy, sources) that differ between mirror.yaml at the
-    two sides, each a git revision or (``new`` None) the working tree; () when a
-    side is a path or has no mirror.yaml (:mod:`lockmirror.stages.diff_config`)."""
-    from .diff_config import config_changes
+    """The trust settings (policy, sources, paths, ...) and quarantined releases that
+    differ between mirror.yaml (and the quarantine list it names) at the two sides,
+    each a git revision or (``new`` None) the working tree; () when a side is a
+    path or has no mirror.yaml (:mod:`lockmirror.stages.diff_config`)."""
+    from .diff_config import config_changes, quarantine_path
 
     try:
-        member = config.resolve().relative_to(root.resolve()).as_posix()
+        folder = config.resolve().parent.relative_to(root.resolve()).as_posix()
     except ValueError:  # mirror.yaml outside the repository: no revision of it
         return ()
 
-    def text_at(revision: str | None) -> str | None:
+    def text_at(revision: str | None, name: str) -> str | None:
+        """A file beside mirror.yaml (``name`` relative to it) at a side; None if none."""
         if revision is None:
-            return config.read_text(encoding="utf-8", errors="replace")
+            path = config.parent / name
+            return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
         if Path(revision).exists():  # a lockfile path or directory: no mirror.yaml side
             return None
+        member = posixpath.normpath(posixpath.join(folder, name))
         return run_git(root, "show", f"{revision}:{member}", optional=True)
 
-    old_text, new_text = text_at(old), text_at(new)
-    return config_changes(old_text, new_text) if old_text and new_text else ()
+    old_text, new_text = text_at(old, config.name), text_at(new, config.name)
+    if not old_text or not new_text:
+        return ()
+    return config_changes(old_text, new_text, (text_at(old, quarantine_path(old_text)),
+                                               text_at(new, quarantine_path(new_text))))
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,

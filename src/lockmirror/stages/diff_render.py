@@ -78,7 +78,8 @@ from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 SCHEMA = "lockmirror-diff/1"
 
 # what the mirror.yaml lines are, as every rendering introduces them
-CONFIG_CHANGES_ARE = "trust settings changed (policy, sources, publish, build options)"
+CONFIG_CHANGES_ARE = ("trust settings changed (policy, sources, publish, build options, "
+                      "paths, retention, quarantine)")
 
 # what an alarm is, as both renderings open the list
 ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "

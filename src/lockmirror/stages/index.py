@@ -95,7 +95,7 @@ if TYPE_CHECKING:
 
 # Bump whenever what a page contains for the same input changes: every
 # project's pages are then rendered (and compared) again.
-INDEX_FORMAT = "lockmirror-index/4"
+INDEX_FORMAT = "lockmirror-index/5"
 DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 STATE_FORMAT = f"{INDEX_FORMAT};state/3"
