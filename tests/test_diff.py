@@ -582,6 +582,47 @@ def test_the_quarantine_list_of_each_side_is_compared(
         "quarantine: six==1.16.0 back in the index"]
 
 
+def test_trust_lines_follow_links_and_dotted_names(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester (round four): mirror.yaml made a link to a moved
+    copy hid every change in that copy; an entry named by another's prefix (corp and
+    corp.internal) hid the other's changes; a NUL in a path crashed diff."""
+    from lockmirror.stages.diff_config import config_changes
+
+    monkeypatch.chdir(lock_repo)
+    config = lock_repo / "mirror.yaml"
+    (lock_repo / "config").mkdir()
+    (lock_repo / "config" / "mirror.yaml").write_text(
+        config.read_text() + "policy: {yanked: warn}\n", encoding="utf-8")
+    config.unlink()
+    config.symlink_to("config/mirror.yaml")
+    git(lock_repo, "add", "-A")
+    git(lock_repo, "commit", "-qm", "a link")
+    assert cli.main(["diff", "main", "HEAD", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_changes"] == ['policy.yanked: added "warn"']
+    dotted = ("sources:\n  - {name: corp.internal, url: 'https://c.example/simple/'}\n"
+              "publish:\n  prod.eu: {kind: upload, url: 'https://u.example/'}\n")
+    moved = (dotted.replace("https://c.example", "https://evil.example")
+             .replace("https://u.example", "https://collect.evil.example")
+             + "  prod: {kind: directory, path: out}\n")
+    moved = moved.replace("publish:", "  - {name: corp, url: 'https://pypi.org/simple/'}\npublish:")
+    lines = config_changes(dotted, moved)
+    assert 'sources.corp.internal.url: "https://c.example/simple/" -> ' \
+           '"https://evil.example/simple/"' in lines
+    assert 'publish.prod.eu.url: "https://u.example/" -> "https://collect.evil.example/"' in lines
+    # two sources of one name: neither hides the other
+    twice = ("sources:\n  - {name: p, url: 'https://evil.example/simple/'}\n"
+             "  - {name: p, url: 'https://p.example/simple/'}\n")
+    assert 'sources.p.url: "https://p.example/simple/" -> "https://evil.example/simple/"' in \
+        config_changes("sources:\n  - {name: p, url: 'https://p.example/simple/'}\n", twice)
+    config.unlink()
+    config.write_text((lock_repo / "config" / "mirror.yaml").read_text()
+                      + 'paths:\n  quarantine: "q\\0.json"\n', encoding="utf-8")
+    assert cli.main(["diff", "HEAD", "--format", "json"]) == 0  # no internal error
+    capsys.readouterr()
+
+
 def test_trust_settings_are_compared_as_written_with_destinations_and_build_options() -> None:
     """Found by an outside tester (round two): a policy value moved behind
     ${VAR:-deny}, a new publish destination (which doit publish hands the upload

@@ -56,6 +56,8 @@ def run_git(cwd: Path, *args: str, failed: str | None = None, hint: str | None =
         problem = failed or f"git {' '.join(args)} did not finish in {TIMEOUT} s"
     except UnicodeDecodeError:
         problem = failed or f"git {' '.join(args)} printed text that is not UTF-8"
+    except ValueError:  # a NUL in an argument (a path from a hostile file)
+        problem = failed or "an argument for git holds a NUL character"
     else:
         if done.returncode == 0:
             return done.stdout

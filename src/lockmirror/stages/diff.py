@@ -23,6 +23,7 @@ memory and linear in the number of packages and files.
 from __future__ import annotations
 
 import dataclasses
+import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -92,26 +93,47 @@ def _config_changes(config: Path, root: Path, old: str, new: str | None) -> tupl
     path or has no mirror.yaml (:mod:`lockmirror.stages.diff_config`)."""
     from .diff_config import config_changes, quarantine_path
 
+    # the path as given, not through a symbolic link: each side follows its own
+    given, real = Path(os.path.abspath(config)).parent, config.resolve().parent
     try:
-        folder = config.resolve().parent.relative_to(root.resolve()).as_posix()
+        folder = (given if given.is_relative_to(root) else real).relative_to(root).as_posix()
     except ValueError:  # mirror.yaml outside the repository: no revision of it
         return ()
 
     def text_at(revision: str | None, name: str) -> str | None:
-        """A file beside mirror.yaml (``name`` relative to it) at a side; None if none."""
+        """A file beside mirror.yaml (``name`` relative to it) at a side; None if none,
+        or if it lies outside the repository (git holds no revision of it: comparing
+        the working tree's with nothing would call every release new)."""
+        member = posixpath.normpath(posixpath.join(folder, name))
+        if member.startswith(("/", "../")) or member == ".." or "\0" in member:
+            return None
         if revision is None:
             path = config.parent / name
             return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
         if Path(revision).exists():  # a lockfile path or directory: no mirror.yaml side
             return None
-        member = posixpath.normpath(posixpath.join(folder, name))
-        return run_git(root, "show", f"{revision}:{member}", optional=True)
+        return show_file(root, revision, member)
 
     old_text, new_text = text_at(old, config.name), text_at(new, config.name)
     if not old_text or not new_text:
         return ()
     return config_changes(old_text, new_text, (text_at(old, quarantine_path(old_text)),
                                                text_at(new, quarantine_path(new_text))))
+
+
+def show_file(root: Path, revision: str, member: str) -> str | None:
+    """A file's text at ``revision``, following symbolic links git holds (a few, inside
+    the repository: found by an outside tester, a mirror.yaml or quarantine list made a
+    link hid every change made with it); None when there is none."""
+    for _ in range(8):
+        listed = run_git(root, "ls-tree", revision, "--", member, optional=True) or ""
+        text = run_git(root, "show", f"{revision}:{member}", optional=True)
+        if text is None or not listed.startswith("120000 "):
+            return text
+        member = posixpath.normpath(posixpath.join(posixpath.dirname(member), text.strip()))
+        if member.startswith(("/", "../")) or member == "..":
+            return None
+    return None
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,

@@ -38,6 +38,7 @@ class _Settings:
     flat: dict[str, Any] = field(default_factory=dict)  # dotted key -> value as written
     entries: dict[str, Any] = field(default_factory=dict)  # "sources.corp" -> its mapping
     sources: list[str] = field(default_factory=list)  # the sources' names, in file order
+    owner: dict[str, str] = field(default_factory=dict)  # flat key -> the entry holding it
 
 
 def config_changes(old_text: str, new_text: str,
@@ -62,8 +63,8 @@ def config_changes(old_text: str, new_text: str,
         verb, side = ("added", new) if entry in new.entries else ("removed", old)
         lines.append(f"{entry}: {verb} {_shown(side.entries[entry])}")
     for key in sorted(set(old.flat) | set(new.flat)):
-        if any(key.startswith(f"{entry}.") for entry in whole):
-            continue
+        if key in whole or old.owner.get(key) in whole or new.owner.get(key) in whole:
+            continue  # said with its entry (by what holds it: a name may hold a dot)
         before, after = old.flat.get(key), new.flat.get(key)
         if key not in old.flat:
             lines.append(f"{key}: added {_shown(after)}")
@@ -97,27 +98,46 @@ def _trust_settings(text: str) -> _Settings:
             if isinstance(spec, dict) and key in spec:
                 _flatten(f"sets.{_name(name)}.{key}", spec[key], found)
     sources = data.get("sources")
-    for number, source in enumerate(sources if isinstance(sources, list) else []):
-        name = _name(source.get("name", number) if isinstance(source, dict) else number)
-        found.sources.append(name)
-        found.entries[f"sources.{name}"] = source
-        _flatten(f"sources.{name}", source, found)
+    names = [_name(source.get("name", number) if isinstance(source, dict) else number)
+             for number, source in enumerate(sources if isinstance(sources, list) else [])]
+    for name, source in zip(_numbered(names), sources or [], strict=False):
+        found.sources.append(name)  # a repeated name numbered: the first of them serves
+        _entry(f"sources.{name}", source, found)
     publish = data.get("publish")
     for name, destination in (publish.items() if isinstance(publish, dict) else ()):
-        found.entries[f"publish.{_name(name)}"] = destination
-        _flatten(f"publish.{_name(name)}", destination, found)
+        _entry(f"publish.{_name(name)}", destination, found)
     return found
 
 
+def _entry(entry: str, value: Any, found: _Settings) -> None:
+    """A source, destination or exception: whole, and its settings, each owned by it."""
+    found.entries[entry] = value
+    before = set(found.flat)
+    _flatten(entry, value, found)
+    found.owner.update(dict.fromkeys(set(found.flat) - before, entry))
+
+
+def _numbered(names: list[str]) -> list[str]:
+    """``names`` with a repeated one numbered (``pypi``, ``pypi #2``): none hides another."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return out
+
+
 def quarantine_path(text: str) -> str:
-    """Where a mirror.yaml text keeps its quarantine list (``paths.quarantine``, as
-    written), relative to it."""
+    """Where a mirror.yaml text keeps its quarantine list (``paths.quarantine`` with
+    ``${VAR}`` filled in, as the config does), relative to it."""
+    import os
+
     from ..config_schema import PathsConfig
     from ..config_yaml import PositionedYaml
     from ..errors import LockmirrorError
 
     try:
-        data = PositionedYaml(text, "mirror.yaml", None).data
+        data = PositionedYaml(text, "mirror.yaml", os.environ).data
     except LockmirrorError:
         data = None
     paths = data.get("paths") if isinstance(data, dict) else None
@@ -133,12 +153,11 @@ def _quarantine_changes(old: str | None, new: str | None) -> list[str]:
     from ..errors import LockmirrorError
     from ..formats.quarantine_list import QuarantineList
 
-    def keys(text: str | None) -> set[tuple[str, str]]:
+    def keys(text: str | None) -> set[Any]:  # (name, Version): 1.16 is 1.16.0
         try:
-            found = QuarantineList.loads(text, where="quarantine list").keys if text else ()
+            return set(QuarantineList.loads(text, where="quarantine list").keys if text else ())
         except LockmirrorError:
             return set()
-        return {(str(name), str(version)) for name, version in found}
 
     before, after = keys(old), keys(new)
     return ([f"quarantine: {name}=={version} back in the index"
@@ -177,13 +196,9 @@ def _flatten(prefix: str, value: Any, found: _Settings) -> None:
             _flatten(f"{prefix}.{_name(key)}", item, found)
     elif isinstance(value, list) and value and all(
             isinstance(v, dict) and "package" in v for v in value):
-        seen: dict[str, int] = {}
-        for item in value:  # exceptions: each by its package
-            package = _name(item["package"])
-            seen[package] = seen.get(package, 0) + 1
-            entry = f"{prefix}[{package}{'' if seen[package] == 1 else f' #{seen[package]}'}]"
-            found.entries[entry] = item
-            _flatten(entry, item, found)
+        packages = _numbered([_name(item["package"]) for item in value])
+        for package, item in zip(packages, value, strict=True):  # exceptions: by package
+            _entry(f"{prefix}[{package}]", item, found)
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         for item in value:  # advisory sources: each whole (keys in any order: one entry)
             found.entries[f"{prefix}[{json.dumps(item, sort_keys=True)}]"] = item
