@@ -158,3 +158,12 @@ def test_in_headless_chromium(mirror: FixtureMirror, tmp_path: Path) -> None:
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 2000)
     assert len(data) > 50_000  # a rendered page, not a blank canvas
+
+
+def test_serve_takes_a_landing_json_that_is_no_object_as_none(tmp_path: Path) -> None:
+    """Found by a reviewer: `[]` made serve fail with an internal error."""
+    from lockmirror.commands.serve import _environments
+
+    for data in ("[]", '"x"', "3", "{}"):
+        (tmp_path / "landing.json").write_text(data)
+        assert _environments(tmp_path) == ()

@@ -221,7 +221,8 @@ class PositionedYaml:
             return None
 
     def _substitute(self, value: str, path: Path_) -> str:
-        environ = self.environ or {}
+        environ = self.environ
+        assert environ is not None  # _convert substitutes only with an environment
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)

@@ -241,7 +241,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
     from .net.s3_store import s3_store_of
-    from .stages.bundle import build_bundle, check_index_matches
+    from .stages.bundle import build_bundle
     from .stages.tool_set import check_tool_lock, targets_without_tool, tool_set_locked
     from .stages.toolwheels import tool_source
 
@@ -251,8 +251,6 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     if since is not None and not since.exists():
         raise LockmirrorError("no such file or directory", where=str(since))
     check_lockfile_dir(loaded.lockfile_dir, loaded.config.sources)
-    check_index_matches(index_dir or loaded.index_dir,
-                        [loaded.lockfile_path(name) for name in loaded.config.sets])
     if (tool if tool is not None else since is None) and tool_set_locked():
         check_tool_lock(loaded)
     s3_store = s3_store_of(loaded)
@@ -264,7 +262,8 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                           store_dir=None if s3_store else loaded.store_dir,
                           progress=progress, store=s3_store,
                           extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
-                          keep=loaded.config.bundle.keep if keep is None else keep)
+                          keep=loaded.config.bundle.keep if keep is None else keep,
+                          built_from=[loaded.lockfile_path(n) for n in loaded.config.sets])
     if result.tool_python and tool_source() == "index":  # else: this machine's Python only
         result = replace(result, tool_left_out=tuple(targets_without_tool(loaded.config)))
     return result
@@ -439,11 +438,10 @@ def advisories(loaded: LoadedConfig, *, now: datetime,
     (default: every set, lockmirror's own, retained revisions): the far side's snapshot."""
     from .resolve.advisories import open_advisory_db
     from .resolve.advisory_snapshot import take_snapshot
-    from .stages.audit import audited_lockfiles
+    from .stages.audit import audited_lockfiles, kept_of
 
     lockfiles = audited_lockfiles(loaded, sets)
-    named = {lockfile.set_name for lockfile in lockfiles}
-    lockfiles += [r.lockfile for r in retention(loaded, now=now).kept if r.set_name in named]
+    lockfiles += [r.lockfile for r in kept_of(lockfiles, retention(loaded, now=now).kept)]
     db = open_advisory_db(loaded.config.policy.advisory_sources, base_dir=loaded.root)
     return take_snapshot(db, {(p.name, p.version) for lf in lockfiles for p in lf.packages},
                          taken=now)

@@ -55,5 +55,5 @@ def _environments(directory: Path) -> tuple[str, ...]:
 
     try:
         return LandingData.from_json((directory / LANDING_DATA).read_bytes()).environments()
-    except (OSError, LockmirrorError, ValueError, KeyError, TypeError):
-        return ()
+    except (OSError, LockmirrorError, ValueError, KeyError, TypeError, AttributeError):
+        return ()  # as import_quarantine reads it: a bundle's landing.json may be any JSON

@@ -51,6 +51,8 @@ API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
 FILE_CACHE = "public, max-age=31536000, immutable"
+# what a distribution file's name ends in (the files/ an index serves)
+ARTIFACT_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg")
 PAGE_CACHE = "public, max-age=60"
 
 

@@ -48,6 +48,7 @@ from packaging.utils import canonicalize_name
 
 from ..errors import UrlPolicyError
 from .lockfile import Lockfile, read_document
+from .pages import ARTIFACT_SUFFIXES
 
 if TYPE_CHECKING:  # the standalone `index` form loads neither pydantic nor requests
     from ..config_schema import SourceConfig
@@ -246,7 +247,7 @@ def _entry(item: Any, position: int) -> LockEntry:
                      misnamed)
 
 
-_DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar", ".egg")
+_DISTRIBUTION_SUFFIXES = (*ARTIFACT_SUFFIXES, ".tar")  # an old plain-tar sdist too
 
 
 def _named_elsewhere(file: dict[str, Any]) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.manifest import MANIFEST_NAME, Manifest
+from ..formats.pages import ARTIFACT_SUFFIXES
 from ..fsutil import format_size, plural, sha256_bytes
 
 FILE = "file"
@@ -36,7 +37,6 @@ MANIFEST = "manifest"
 PHASES: tuple[str, ...] = (FILE, DOCUMENT, PROJECT_PAGE, ROOT_PAGE, MANIFEST)
 
 ROOT_PAGES = frozenset({"index.html", "simple/index.html", "simple/index.json"})
-ARTIFACT_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg")
 
 
 def kind_of(path: str) -> str:

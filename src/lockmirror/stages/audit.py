@@ -346,8 +346,7 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
     every_set = lockfile_paths is None and not sets
     lockfiles = (audited_lockfiles(loaded, sets) if lockfile_paths is None
                  else [Lockfile.read(path) for path in lockfile_paths])
-    audited_sets = {lf.set_name for lf in lockfiles}
-    revisions = [(r.label, r.lockfile) for r in kept if r.set_name in audited_sets]
+    revisions = [(r.label, r.lockfile) for r in kept_of(lockfiles, kept)]
     configured = [c for c in config.policy.advisory_sources
                   if not offline or c.kind == "osv-offline"]
     db = open_advisory_db(configured, base_dir=loaded.root, session=session)
@@ -381,6 +380,14 @@ def audited_lockfiles(loaded: LoadedConfig, sets: Sequence[str] | None) -> list[
     if not sets:
         paths += [path for path in tool_lockfile_paths(loaded) if path.exists()]
     return [Lockfile.read(path) for path in paths]
+
+
+def kept_of(lockfiles: Sequence[Lockfile], kept: Sequence[RetainedLock]
+            ) -> list[RetainedLock]:
+    """The retained revisions of the sets ``lockfiles`` lock: what audit checks beside
+    them, and so what the advisory snapshot covers too."""
+    audited = {lockfile.set_name for lockfile in lockfiles}
+    return [revision for revision in kept if revision.set_name in audited]
 
 
 def _licenses(loaded: LoadedConfig, lockfiles: Sequence[Lockfile], client: object

@@ -127,7 +127,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
                  tool: bool | None = None, cache_dir: Path | None = None,
                  store_dir: Path | None = None, keep: int = 0,
                  extra: Sequence[tuple[str, bytes]] = (),
-                 progress: Progress | None = None, store: Any = None) -> BundleResult:
+                 progress: Progress | None = None, store: Any = None,
+                 built_from: Sequence[Path] | None = None) -> BundleResult:
     """Write a reproducible bundle of ``index_dir`` into ``out_dir``.
 
     ``since`` (a manifest.json, a mirror dir or a previous bundle) makes a
@@ -142,7 +143,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     ``extra``: more top-level members, (name, bytes), such as the advisory
     snapshot ``advisories.json`` the bundle was audited with.
     ``store``: the S3 store an index built from ``store: s3://...`` names its
-    ``files/`` entries in; they are streamed from it into the tar.
+    ``files/`` entries in; they are streamed from it into the tar. ``built_from``:
+    the sets' lockfiles the index must have been built from (else LockmirrorError).
 
     Every index file is taken at the sha256 and size manifest.json gives
     them; its size is checked, its bytes are not re-hashed: the import
@@ -163,6 +165,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     kind = DELTA if since is not None else FULL
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
     manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
+    if built_from is not None:
+        _check_built_from(manifest, built_from, index_dir)
     carried, base_sha, removes = _carried(manifest, since)
     manifest_sha = sha256_bytes(manifest_bytes)
     members, tool_python = _gather(
@@ -196,18 +200,15 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         changed=written.changed, removed=removed, removes=removes, tool_python=tool_python)
 
 
-def check_index_matches(index_dir: Path, lockfiles: Sequence[Path]) -> None:
-    """Refuse to bundle an index not built from ``lockfiles`` (each set's of
-    mirror.yaml): each, relocated as the index copies it, must be the index's
+def _check_built_from(manifest: Manifest, lockfiles: Sequence[Path], index_dir: Path) -> None:
+    """Refuse to bundle an index (its ``manifest``) not built from ``lockfiles`` (each
+    set's of mirror.yaml): each, relocated as the index copies it, must be the index's
     ``lockfiles/`` copy, and the index must hold no other. Else the far side got
     lockfiles and mirror.yaml that do not describe the index it serves (a lock
     after the last ``doit index``; found by an outside tester). LockmirrorError
     naming the lockfiles."""
     from ..formats.mirror_lockfile import relocate_lockfile
 
-    manifest_path = index_dir / MANIFEST_NAME
-    manifest = Manifest.loads(read_input(manifest_path, hint="build the index first")
-                              .decode("utf-8"), where=str(manifest_path))
     indexed = {rel.removeprefix(f"{LOCKFILE_DIR}/"): entry.sha256
                for rel, entry in manifest.files.items() if rel.startswith(f"{LOCKFILE_DIR}/")}
     differ = []

@@ -327,7 +327,6 @@ def _default_installer_cache(work_dir: Path | None) -> Path:
 def _clean_work_dir(work_dir: Path, cache: Path, say: Progress) -> None:
     """Remove what earlier runs left (their venvs and uv cache) and installer copies
     the matrix no longer names, and say what went; keep the copies in use."""
-    work_dir.mkdir(parents=True, exist_ok=True)
     removed = clean_work(work_dir, cache)
     if removed:
         names = ", ".join(str(path.relative_to(work_dir)) if path.is_relative_to(work_dir)

@@ -97,10 +97,10 @@ def _trust_settings(text: str) -> _Settings:
         for key in ("policy", "prefer_sdists", "prereleases"):
             if isinstance(spec, dict) and key in spec:
                 _flatten(f"sets.{_name(name)}.{key}", spec[key], found)
-    sources = data.get("sources")
+    sources = data.get("sources") if isinstance(data.get("sources"), list) else []
     names = [_name(source.get("name", number) if isinstance(source, dict) else number)
-             for number, source in enumerate(sources if isinstance(sources, list) else [])]
-    for name, source in zip(_numbered(names), sources or [], strict=False):
+             for number, source in enumerate(sources)]
+    for name, source in zip(_numbered(names), sources, strict=True):
         found.sources.append(name)  # a repeated name numbered: the first of them serves
         _entry(f"sources.{name}", source, found)
     publish = data.get("publish")
