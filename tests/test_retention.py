@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,6 +124,35 @@ def test_a_merged_branch_is_one_lock_revision(tmp_path: Path) -> None:
     retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
     assert versions(retention) == ["2.32.3"] and retention.kept[0].commit == commits[2]
     assert retention.kept[0].superseded == (NOW - timedelta(hours=1)).replace(microsecond=0)
+
+
+def test_a_relock_that_changes_no_package_is_no_lock_revision(tmp_path: Path) -> None:
+    """Found by an outside tester: a policy edit (or a source added) re-locks a set
+    whose packages stay as they were, and only the input hash changes; that commit
+    took a place in the window and pushed the previous real lock's releases out of
+    the index while nothing a machine installs had changed."""
+    repo, commits = repository(tmp_path)  # 2.30.0 (30 days ago), 2.31.0 (10), 2.32.3 (2)
+    path = repo / "lockfiles" / "pylock.core.toml"
+    replace(lockfile("2.32.3"), input_hash="policy edited").write(path)
+    git(repo, "commit", "-qam", "policy edit", when=NOW - timedelta(days=1))
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert versions(retention) == ["2.31.0"] and retention.kept[0].commit == commits[1]
+    # superseded when 2.32.3 was locked, not when it was re-locked
+    assert retention.kept[0].superseded == (NOW - timedelta(days=2)).replace(microsecond=0)
+    assert versions(retained_locks([("core", path)], lock_revisions=3, days=0, now=NOW)) == [
+        "2.31.0", "2.30.0"]
+    kept = retained_locks([("core", path)], lock_revisions=1, days=3, now=NOW).kept
+    assert [k.reason for k in kept] == ["superseded 2 days ago, kept until 2026-12-07 (days: 3)"]
+    # re-locked again, not yet committed: still the same lock
+    replace(lockfile("2.32.3"), input_hash="source added").write(path)
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert versions(retention) == ["2.31.0"] and retention.kept[0].commit == commits[1]
+    # a revision that does not read is a revision of its own (under_sources says why)
+    path.write_text("not = [toml")
+    git(repo, "commit", "-qam", "broken", when=NOW - timedelta(hours=1))
+    lockfile("2.32.3").write(path)
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert [k.data for k in retention.kept] == [b"not = [toml"]
 
 
 def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Path) -> None:

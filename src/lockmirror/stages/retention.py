@@ -4,8 +4,9 @@ A release stays in the index while any of the last ``lock_revisions``
 revisions of its set's lockfile names it (the current lockfile counts as the
 first), or while the revision that named it stopped being current less than
 ``days`` days ago. The current lockfile is the working tree's; earlier
-revisions are the commits that changed it (``git log`` of that one file),
-read with ``git show``. Without git history only the current lock is kept,
+revisions are the commits that changed its packages (``git log`` of that one
+file, read with ``git show``; a commit that changed only its input hash is
+part of the lock it re-locked). Without git history only the current lock is kept,
 and the notes say so. No network; a few git processes per set.
 """
 
@@ -129,7 +130,11 @@ def kept_until(locks: int, or_later: str | None = None) -> str:
 
 def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
                   now: datetime) -> list[RetainedLock] | None:
-    """The set's earlier revisions in the window; None when git has no history of ``path``."""
+    """The set's earlier revisions in the window; None when git has no history of ``path``.
+    A commit that left the packages as the next newer revision has them (a re-lock
+    after a policy edit or a source added changes only the input hash) is no lock
+    revision of its own: it takes no place in the window (found by an outside
+    tester: it pushed the previous real lock out while nothing installed changed)."""
     history = _history(path)
     if history is None:
         return None
@@ -147,25 +152,51 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     # the newest earlier revision was superseded by the working tree's (at its commit, or now)
     superseded_at = [history[0][1] if len(revisions) < len(history) else now]
     superseded_at += [when for _, when in revisions[:-1]]
-    for index, ((commit, _), superseded) in enumerate(zip(revisions, superseded_at,
-                                                          strict=True)):
-        position = index + 2  # the current lockfile is revision 1
-        age = now - superseded
-        expires = f"{superseded + timedelta(days=days):%Y-%m-%d}"
-        if position <= lock_revisions:
-            reason = "the previous lock" if position == 2 else f"lock revision {position}"
-            until = kept_until(lock_revisions - position + 1, expires if days > 0 else None)
-        elif days > 0 and age < timedelta(days=days):
-            reason = f"superseded {_age(age)} ago, kept until {expires} (days: {days:g})"
-            until = expires
-        else:
-            break
+    newer = _packages(current, str(path))
+    position = 1  # the current lockfile is revision 1
+    for (commit, _), superseded in zip(revisions, superseded_at, strict=True):
         data = _show(path, commit)
+        packages = None if data is None else _packages(data, f"{path}@{commit[:8]}")
+        if packages is not None and packages == newer:
+            continue  # the same lock as the newer one, superseded when that one was
+        newer, position = packages, position + 1
+        window = _window(position, superseded, lock_revisions, days, now)
+        if window is None:
+            break
         if data is None:
             continue
-        kept.append(RetainedLock(set_name, commit, superseded, reason, until, data,
+        kept.append(RetainedLock(set_name, commit, superseded, *window, data,
                                  f"{path}@{commit[:8]}"))
     return kept
+
+
+def _window(position: int, superseded: datetime, lock_revisions: int, days: float,
+            now: datetime) -> tuple[str, str] | None:
+    """(reason, until) of the revision at ``position`` (the current lock is 1),
+    superseded at ``superseded``; None when it is outside the window."""
+    expires = superseded + timedelta(days=days)
+    date = f"{expires:%Y-%m-%d}"
+    in_days = days > 0 and now < expires
+    if position <= lock_revisions:
+        reason = "the previous lock" if position == 2 else f"lock revision {position}"
+        return reason, kept_until(lock_revisions - position + 1, date if days > 0 else None)
+    if in_days:
+        return (f"superseded {_age(now - superseded)} ago, kept until {date} "
+                f"(days: {days:g})"), date
+    return None
+
+
+def _packages(data: bytes, where: str) -> object:
+    """What a revision serves: its ``packages`` array, with no tool table, input
+    hash or creator to tell two locks of the same packages apart; None when it
+    does not read (:func:`under_sources` then says why)."""
+    from ..errors import LockmirrorError
+    from ..formats.bounded import load_toml
+
+    try:
+        return load_toml(data.decode("utf-8"), where=where).get("packages")
+    except (UnicodeDecodeError, LockmirrorError):
+        return None
 
 
 def write_retained(retention: Retention, directory: Path) -> dict[Path, RetainedLock]:
