@@ -155,6 +155,18 @@ def test_a_relock_that_changes_no_package_is_no_lock_revision(tmp_path: Path) ->
     assert [k.data for k in retention.kept] == [b"not = [toml"]
 
 
+def test_a_deadline_already_past_is_not_said(tmp_path: Path) -> None:
+    """Found by an outside tester: "until the next lock or 2026-12-06, whichever is
+    later" on 2026-12-07; once superseded + days is past, only the next lock counts."""
+    repo, _ = repository(tmp_path)  # 2.31.0 was superseded 2 days ago
+    path = repo / "lockfiles" / "pylock.core.toml"
+    (kept,) = retained_locks([("core", path)], lock_revisions=2, days=1, now=NOW).kept
+    assert kept.until == "the next lock"
+    assert kept.note == f"kept for the previous lock ({kept.label}), until the next lock"
+    (kept,) = retained_locks([("core", path)], lock_revisions=2, days=3, now=NOW).kept
+    assert kept.until == "the next lock or 2026-12-07, whichever is later"
+
+
 def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Path) -> None:
     path = tmp_path / "pylock.core.toml"
     lockfile("2.32.3").write(path)

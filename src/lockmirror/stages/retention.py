@@ -173,13 +173,14 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
 def _window(position: int, superseded: datetime, lock_revisions: int, days: float,
             now: datetime) -> tuple[str, str] | None:
     """(reason, until) of the revision at ``position`` (the current lock is 1),
-    superseded at ``superseded``; None when it is outside the window."""
+    superseded at ``superseded``; None when it is outside the window. A ``days``
+    deadline already past is not said."""
     expires = superseded + timedelta(days=days)
     date = f"{expires:%Y-%m-%d}"
     in_days = days > 0 and now < expires
     if position <= lock_revisions:
         reason = "the previous lock" if position == 2 else f"lock revision {position}"
-        return reason, kept_until(lock_revisions - position + 1, date if days > 0 else None)
+        return reason, kept_until(lock_revisions - position + 1, date if in_days else None)
     if in_days:
         return (f"superseded {_age(now - superseded)} ago, kept until {date} "
                 f"(days: {days:g})"), date
