@@ -514,6 +514,31 @@ def test_two_sets_disagreeing_about_a_file(own_mirror: FixtureMirror) -> None:
         build(own_mirror, retained={kept: note})
 
 
+def test_a_release_two_kept_revisions_name_is_labelled_by_the_newer(
+        own_mirror: FixtureMirror) -> None:
+    """Found by an outside tester: the landing page named whichever revision sorted
+    first by commit hash ("kept for an earlier lock (...), until 2026-12-10") where
+    the previous lock keeps the release longer. Revisions come newest first."""
+    extra = build_lockfile(own_mirror.catalogue, "extra")
+    kept_dir = own_mirror.root / "kept"
+    kept_dir.mkdir()
+    previous, older = (kept_dir / "pylock.extra@ffffffff.toml",
+                       kept_dir / "pylock.extra@aaaaaaaa.toml")  # the older sorts first
+    extra.write(previous)
+    replace(extra, input_hash="older").write(older)
+    rewrite_lockfile(own_mirror, replace(extra, packages=tuple(
+        p for p in extra.packages if p.name != "yanky")))
+    notes = {previous: "kept for the previous lock (extra@ffffffff), until the next lock "
+                       "or 2026-12-20, whichever is later",
+             older: "kept for an earlier lock (extra@aaaaaaaa), until 2026-12-10"}
+    build(own_mirror, retained=notes)
+    landing = json.loads((own_mirror.out / "landing.json").read_text())
+    (summary,) = [s for s in landing["sets"] if s["name"] == "extra"]
+    assert {(p["name"], p["version"]): p.get("kept_for") for p in summary["packages"]} == {
+        ("speedup", "1.2"): None, ("yanky", "1.0"): notes[previous]}
+    assert notes[previous] in (own_mirror.out / "index.html").read_text()
+
+
 def test_store_size_mismatch(own_mirror: FixtureMirror) -> None:
     beta = own_mirror.catalogue.find("beta", "1.0")
     path = own_mirror.store.path(beta.sha256)

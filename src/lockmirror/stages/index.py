@@ -159,11 +159,11 @@ def build_index(
     lockfile whose rows an earlier run kept was checked then, under the same
     rule; a ``retained`` revision by the rules that need no source: retention
     checked it under today's sources when it chose it); without it no URL is checked.
-    ``retained`` holds earlier lockfile revisions the mirror keeps serving
-    (path -> what the landing page says, e.g. ``kept for the previous lock
+    ``retained`` holds earlier lockfile revisions the mirror keeps serving, newest
+    first (path -> the landing page's words, e.g. ``kept for the previous lock
     (core@1a2b3c4d), until the next lock``): their releases get files and page
-    entries like any other and are marked on their set's landing section; the
-    lockfile copies and constraints stay those of ``lockfiles``.
+    entries like any other, marked on their set's landing section by the newest
+    revision naming them; lockfile copies and constraints stay those of ``lockfiles``.
     ``exclude`` holds releases, (name, version), to leave out although locked:
     the quarantine list (``QuarantineList.keys``). Their files and page
     entries are not in the index; the landing page marks them quarantined and
@@ -233,7 +233,7 @@ class _Run:
         """The whole run: :func:`build_index` without its error wording."""
         state = {} if self.full else fs.read_json(self.state_dir / STATE_NAME) or {}
         inputs = hash_lockfiles(lockfiles, state.get("lockfiles", {}))
-        kept_inputs = hash_lockfiles(list(retained), state.get("lockfiles", {}))
+        kept_inputs = hash_lockfiles(list(retained), state.get("lockfiles", {}), by_name=False)
         provenance = provenance_of(mirror_yaml)
         key = self._run_key(inputs, provenance, [
             (i.path.name, i.sha256, retained[i.path]) for i in kept_inputs])

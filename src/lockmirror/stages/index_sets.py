@@ -100,9 +100,11 @@ class PackageSet:
     kept_for: str = ""  # an earlier revision retention keeps: what the landing page says
 
 
-def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[LockfileInput]:
-    """Each lockfile's sha256, sorted by file name: read and hashed only when
-    its stat (size, mtime, ctime, inode) differs from the last run's."""
+def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]], *,
+                   by_name: bool = True) -> list[LockfileInput]:
+    """Each lockfile's sha256, sorted by file name (``by_name`` False: in the
+    order given, as retention gives its revisions, newest first): read and
+    hashed only when its stat (size, mtime, ctime, inode) differs from the last run's."""
     found = []
     for path in paths:
         stamp = stat_key(path)
@@ -114,12 +116,13 @@ def hash_lockfiles(paths: list[Path], previous: dict[str, list[Any]]) -> list[Lo
         else:
             data = path.read_bytes()
             found.append(LockfileInput(path, stamp, sha256_bytes(data), data))
-    return sorted(found, key=lambda i: (i.path.name, str(i.path)))
+    return sorted(found, key=lambda i: (i.path.name, str(i.path))) if by_name else found
 
 
 def read_sets(inputs: list[LockfileInput], rows_dir: Path, *, full: bool,
               url_rule: UrlRule | None = None, unique: bool = True) -> list[PackageSet]:
-    """Every lockfile as a set, sorted by name: from the rows it gave before
+    """Every lockfile as a set, sorted by name (a stable sort: the revisions of
+    one set stay in the order given): from the rows it gave before
     (kept in ``rows_dir`` by its sha256, checked under the same ``url_rule``)
     unless ``full``, else parsed, validated and checked against ``url_rule``.
     Raises LockmirrorError for an invalid lockfile or (``unique``: not for
@@ -301,7 +304,8 @@ def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]],
                 kept: Iterable[PackageSet] = (),
                 locked_elsewhere: Iterable[tuple[str, str]] = ()) -> SetSummary:
     """A set's part of the landing page; the releases of its ``kept`` (retained)
-    revisions that its current lock does not name, marked with why they stay,
+    revisions that its current lock does not name, marked with why they stay
+    (by the first revision naming one: ``kept`` newest first, the one keeping it longest),
     unless another set locks them now (``locked_elsewhere``: they do not leave
     with the next lock, so they are not this set's to keep)."""
     packages = []
