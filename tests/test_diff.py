@@ -428,6 +428,48 @@ def test_a_host_change_with_the_same_hash_is_always_shown() -> None:
     assert render_textconv(after).count("from https://evil.example.com") == 1
 
 
+def test_a_file_added_from_a_host_the_old_side_does_not_use_is_an_alarm() -> None:
+    """Found by an outside tester: a bump whose new wheel came from another host showed
+    as a plain bump (its URL nowhere, no alarm). A file added from a host no file of the
+    old side (any of its lockfiles) comes from is an alarm; hosts already used stay
+    quiet; the URL is shown without its user name and password."""
+    cdn = _lock(_pkg("acme", "1.0", why=("x: acme",)), set_name="x", requirements=("acme",))
+    cdn = _swap_first_wheel(cdn, url="https://cdn.example/acme-1.0-py3-none-any.whl")
+    before = _lock(_pkg("six", "1.16.0", why=("core: six",)), requirements=("six",))
+    bumped = _lock(_pkg("six", "1.17.0", why=("core: six",)),
+                   _pkg("alpha", "1.0", why=("core: alpha",)), requirements=("six",))
+    name = "six-1.17.0-py3-none-any.whl"
+    evil = _swap_first_wheel(bumped, url=f"https://user:s3cret@mirror.evil.example:8443/p/{name}")
+    plain = diff_lockfiles(_side(before, cdn), _side(bumped, cdn))
+    assert plain.summary()["alarms"] == 0  # files.example: a host the old side uses
+    from_cdn = _swap_first_wheel(bumped, url=f"https://cdn.example/{name}")
+    assert diff_lockfiles(_side(before, cdn), _side(from_cdn, cdn)).summary()["alarms"] == 0
+    diff = diff_lockfiles(_side(before, cdn, label="main"), _side(evil, cdn, label="pr"))
+    (alarm,) = diff.sets[0].alarms
+    assert (alarm.kind, alarm.filename, alarm.package, alarm.version) == (
+        "new-host", name, "six", "1.17.0")
+    url = f"https://mirror.evil.example:8443/p/{name}"
+    assert alarm.message == (f"{name}: a new file from https://mirror.evil.example:8443, a "
+                             f"host no file of the old side comes from: {url}")
+    data = diff_as_json(diff)
+    assert data["summary"]["alarms"] == 1
+    added = {f["filename"]: f["url"] for f in data["sets"][0]["files"]["added"]}
+    assert added == {name: url, "alpha-1.0-py3-none-any.whl":
+                     "https://files.example/alpha-1.0-py3-none-any.whl"}
+    for rendered in (render_text(diff), render_markdown(diff), render_json(diff)):
+        assert "s3cret" not in rendered and "mirror.evil.example:8443" in rendered
+    # a file added to a release locked before: the alarm beside its edited line
+    extra = dataclasses.replace(before.packages[0].wheels[0], url=url,
+                                filename="six-1.16.0-py2-none-any.whl", sha256="e" * 64)
+    grown = dataclasses.replace(before, packages=(dataclasses.replace(
+        before.packages[0], wheels=(*before.packages[0].wheels, extra)),))
+    diff = diff_lockfiles(_side(before), _side(grown))
+    assert [a.kind for a in diff.sets[0].alarms] == ["new-host"]
+    assert diff.sets[0].edits[0].endswith(f"from {url} sha256 {'e' * 64}")
+    # no old side at all (a first lock): nothing to compare hosts with
+    assert diff_lockfiles(_side(), _side(evil)).sets[0].alarms == ()
+
+
 # --------------------------------------------------------------------------
 # textconv
 # --------------------------------------------------------------------------
@@ -734,6 +776,43 @@ def test_two_revisions_and_the_pull_request_base(
     markdown = capsys.readouterr().out
     assert "merge base with origin/release" in markdown
     assert "| upgraded | `requests` | 2.30.0 → 2.31.0 | core: requests |" in markdown
+
+
+def test_a_bump_from_a_new_host_is_an_alarm_against_the_revision(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The outside tester's case: `lockmirror diff HEAD` after a bump whose new wheel
+    alone moved to another host printed a plain bump, rc 0, no alarm, no URL."""
+    monkeypatch.chdir(lock_repo)
+    assert cli.main(["diff", "main", "feature", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["alarms"] == 0  # same host: quiet
+    name = "requests-2.32.0-py3-none-any.whl"
+    url = f"https://mirror.evil.example/packages/{name}"
+    _swap_first_wheel(_lock(_pkg("requests", "2.32.0", (X86.name,), why=("core: requests",)),
+                            targets=(X86,)), url=url).write(
+        lock_repo / "lockfiles" / "pylock.core.toml")
+    message = (f"{name}: a new file from https://mirror.evil.example, a host no file of the "
+               f"old side comes from: {url}")
+    assert cli.main(["diff", "HEAD"]) == 0
+    text = capsys.readouterr().out.splitlines()  # after a note: licenses not compared
+    alarm = next(i for i, line in enumerate(text) if line.startswith("ALARM: "))
+    assert text[alarm].startswith("ALARM: 1 change(s) no routine update makes (a file's "
+                                  "sha256 or host under the same name, a file added from a "
+                                  "host the old side does not use")
+    assert text[alarm + 1] == f"  ! set core: {message}"
+    assert cli.main(["diff", "HEAD", "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out.splitlines()
+    caution = markdown.index("> [!CAUTION]")
+    assert markdown[caution + 1].startswith("> **1 change(s) no routine update makes")
+    assert markdown[caution + 2] == f"> - set `core`: {message}"
+    assert cli.main(["diff", "HEAD", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["alarms"] == 1
+    assert data["sets"][0]["alarms"] == [{"kind": "new-host", "filename": name,
+                                          "package": "requests", "version": "2.32.0",
+                                          "old": "", "new": url, "message": message}]
+    assert [(f["filename"], f["url"]) for f in data["sets"][0]["files"]["added"]] == [
+        (name, url)]
 
 
 def test_unknown_revision_is_one_clear_line(lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
@@ -1137,11 +1216,13 @@ def test_scenario_json(lock_pair: LockPair) -> None:
         "files_added": [{"filename": "speedup-1.2-py3-none-any.whl", "package": "speedup",
                          "version": "1.2", "kind": "wheel",
                          "size": _size(lock_pair, "speedup-1.2-py3-none-any.whl"),
-                         "sha256": _sha256(lock_pair, "speedup-1.2-py3-none-any.whl")}],
+                         "sha256": _sha256(lock_pair, "speedup-1.2-py3-none-any.whl"),
+                         "url": _locked(lock_pair, "speedup-1.2-py3-none-any.whl").url}],
         "files_removed": [{"filename": "speedup-1.0-py3-none-any.whl", "package": "speedup",
                            "version": "1.0", "kind": "wheel",
                            "size": _size(lock_pair, "speedup-1.0-py3-none-any.whl"),
-                           "sha256": _sha256(lock_pair, "speedup-1.0-py3-none-any.whl")}],
+                           "sha256": _sha256(lock_pair, "speedup-1.0-py3-none-any.whl"),
+                           "url": _locked(lock_pair, "speedup-1.0-py3-none-any.whl").url}],
     }
     assert core["new_sdists"][0]["source_builds_on"] == list(BOTH)
     assert core["findings"][1:] == [{"kind": "yanked", "severity": "warn", "package": "yanky",

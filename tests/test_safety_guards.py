@@ -251,6 +251,8 @@ def test_a_credential_in_a_server_reply_never_reaches_output_in_process(
     ("https://u:p@[::1/simple/", "https://[::1/simple/"),  # unparsable: the regex fallback
     ("https://example.org/simple/", "https://example.org/simple/"),
     ("https://u:p@/simple/", "https:///simple/"),  # no host at all
+    # a port out of range with userinfo: no ValueError (a hand-edited lockfile's URL in diff)
+    ("https://u:p@example.org:99999/a.whl", "https://example.org:99999/a.whl"),
     # without userinfo the URL is shown as written (host case, a bad port)
     ("https://Files.Example.org/a.whl", "https://Files.Example.org/a.whl"),
     ("https://example.org:99999/simple/", "https://example.org:99999/simple/"),

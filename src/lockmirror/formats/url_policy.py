@@ -395,15 +395,27 @@ def redact_url(url: str) -> str:
     """``url`` without user name and password (safe to print)."""
     try:
         parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""  # ValueError for a port out of range
     except ValueError:
-        return re.sub(r"//[^/@]*@", "//", url)
+        return redact_text(url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
+    netloc = (f"[{host}]" if ":" in host else host) + port
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_host(url: str) -> str:
+    """The scheme, host and port of ``url`` (no user info), as it decides where bytes
+    come from; a URL that does not parse so, whole but redacted."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return redact_url(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else redact_url(url)
 
 
 def redact_text(text: str) -> str:

@@ -35,6 +35,7 @@ from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile, read_text, text_digest
+from ..formats.url_policy import url_host
 from ..fsutil import first_of, plural
 from ..gitutil import path_in_repository, repository_root, run_git
 from .diff_compare import diff_set
@@ -341,9 +342,13 @@ def diff_lockfiles(old: LockfileSide, new: LockfileSide) -> LockDiff:
         new_name = next(iter(new_map))
         old_map, old_paths = {new_name: lock}, {new_name: old_paths[old_name]}
         old_texts = {new_name: old.texts[old_name]} if old_name in old.texts else {}
+    # where the old side's files come from, all its sets: a file added from elsewhere
+    # is an alarm (a bump served from another host reads as a routine bump)
+    old_hosts = frozenset(url_host(f.url) for lock in old_map.values()
+                          for _, f in lock.iter_files())
     sets = tuple(
         _text_checked(diff_set(name, old_map.get(name), new_map.get(name),
-                               old_paths.get(name), new_paths.get(name)),
+                               old_paths.get(name), new_paths.get(name), old_hosts),
                       old_texts.get(name), new.texts.get(name))
         for name in sorted(set(old_map) | set(new_map)))
     return LockDiff(old.label, new.label, sets)

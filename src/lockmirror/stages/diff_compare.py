@@ -4,8 +4,8 @@
   per target, packages added, removed, upgraded, downgraded or changed (same
   version, other files), files added and removed with sizes, new sdists,
   policy findings (exceptions used, warn-level findings the lock recorded,
-  yanked releases) and alarms (a file whose
-  name stays while its sha256 or its URL's host changes).
+  yanked releases) and alarms (a file whose name stays while its sha256 or its
+  URL's host changes, a file added from a host the old side does not use).
 - :func:`why_chains` — why a package is locked: requirer entries walked up
   to the set.
 - :func:`with_license_changes` — a "license changed: MIT -> BUSL-1.1" finding
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import urllib.parse
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
+from ..formats.url_policy import url_host
 from ..fsutil import first_of
 from ..targets import Target
 from .diff_model import (
@@ -105,14 +105,16 @@ def _parent_key(entry: str, packages: Mapping[tuple[str, Version], LockedPackage
     return key if key in packages else None
 
 
-
 def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
-             old_path: str | None, new_path: str | None) -> SetDiff:
+             old_path: str | None, new_path: str | None,
+             old_hosts: frozenset[str] = frozenset()) -> SetDiff:
     """Compare one set's lockfiles (None: the side has no lockfile for the set).
 
     Targets come in the new lockfile's order, then those only the old one
     has; packages, files and sdists sorted. The set is "changed" when
     anything a reviewer must see differs (a new finding or alarm included).
+    ``old_hosts``: the :func:`url_host` of every file of the old side, all its
+    sets (empty: no file there to compare with, and no new-host alarm).
     """
     old_targets = {t.name: t for t in old.targets} if old else {}
     new_targets = {t.name: t for t in new.targets} if new else {}
@@ -128,7 +130,7 @@ def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
     new_reqs = new.requirements if new else ()
 
     findings = _findings(old, new)
-    alarms = _alarms(old, new)
+    alarms = _alarms(old, new) + _new_hosts(old, added, old_hosts)
     edits = _edits(old, new)
     if old is None:
         status: SetStatus = "added"
@@ -192,6 +194,15 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
             out.append(Alarm("host", file.filename, package.name, str(package.version),
                              url_host(was.url), url_host(file.url)))
     return (*out, *markers)
+
+
+def _new_hosts(old: Lockfile | None, added: tuple[FileRef, ...], old_hosts: frozenset[str],
+               ) -> tuple[Alarm, ...]:
+    """Files added from a host no file of the old side comes from (a file whose name the
+    set had is the same-name alarms' case): a bump served from elsewhere."""
+    named = {f.filename for _, f in old.iter_files()} if old else set()
+    return tuple(Alarm("new-host", f.filename, f.package, f.version, "", f.url) for f in added
+                 if old_hosts and f.filename not in named and url_host(f.url) not in old_hosts)
 
 
 def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
@@ -265,16 +276,6 @@ def _shown(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
-
-
-def url_host(url: str) -> str:
-    """The scheme, host and port of ``url`` (no user info), as it decides where bytes come from."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return url
-    return f"{parts.scheme}://{parts.hostname or ''}{port}" if parts.scheme else url
 
 
 def _files(lockfile: Lockfile | None) -> dict[tuple[str, str], FileRef]:
@@ -403,7 +404,6 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
                            f"{package.name} {package.version} is yanked upstream{reason}",
                            new=package.key not in old_yanked))
     return tuple(out)
-
 
 
 def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..formats.lockfile import LockedFile, LockedPackage
+from ..formats.url_policy import redact_url, url_host
 
 SetStatus = Literal["added", "removed", "changed", "unchanged"]
 ChangeKind = Literal["added", "removed", "upgraded", "downgraded", "changed"]
@@ -33,15 +34,17 @@ class FileRef:
     kind: Literal["wheel", "sdist"]
     size: int
     sha256: str
+    url: str = ""  # without user name and password
 
     @classmethod
     def of(cls, package: LockedPackage, file: LockedFile) -> FileRef:
         return cls(file.filename, package.name, str(package.version),
-                   "wheel" if file.is_wheel else "sdist", file.size, file.sha256)
+                   "wheel" if file.is_wheel else "sdist", file.size, file.sha256,
+                   redact_url(file.url))
 
     def as_json(self) -> dict[str, Any]:
         return {"filename": self.filename, "package": self.package, "version": self.version,
-                "kind": self.kind, "size": self.size, "sha256": self.sha256}
+                "kind": self.kind, "size": self.size, "sha256": self.sha256, "url": self.url}
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,13 @@ class Finding:
 @dataclass(frozen=True)
 class Alarm:
     """A file that kept its name while its sha256 or its URL's host changed, a
-    release whose index changed, an entry whose marker disagrees with the
+    file added from a host no file of the old side comes from (``new``: its URL),
+    a release whose index changed, an entry whose marker disagrees with the
     targets it is locked for or lets installers take a build-only entry by
     default (``new``: how), or lockfile text changed where no comparison reads
     (``text``: a hand edit of default-groups, ...)."""
 
-    kind: Literal["sha256", "host", "index", "marker", "text"]
+    kind: Literal["sha256", "host", "new-host", "index", "marker", "text"]
     filename: str
     package: str
     version: str
@@ -150,6 +154,9 @@ class Alarm:
             return f"{self.package} {self.version}: index changed from {self.old} to {self.new}"
         if self.kind == "text":
             return self.new
+        if self.kind == "new-host":
+            return (f"{self.filename}: a new file from {url_host(self.new)}, a host no file "
+                    f"of the old side comes from: {self.new}")
         return f"{self.filename}: URL host changed from {self.old} to {self.new}"
 
     def as_json(self) -> dict[str, Any]:

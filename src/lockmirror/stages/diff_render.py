@@ -49,9 +49,9 @@ only ever added, never renamed or removed, within schema version 1)::
                       "severity": "deny" | "warn" | "info",
                       "package": "foo", "version": "1.0", "message": "...",
                       "new": true}],    # new: not on the old side (audit: release changed here)
-        "alarms": [{"kind": "sha256" | "host" | "index" | "marker", "filename": "...",
-                    "package": "...", "version": "...", "old": "...", "new": "...",
-                    "message": "..."}],
+        "alarms": [{"kind": "sha256" | "host" | "new-host" | "index" | "marker" | "text",
+                    "filename": "...", "package": "...", "version": "...", "old": "...",
+                    "new": "...", "message": "..."}],   # new-host: new is the file's URL
         "edits": ["six 1.17.0: six-1.17.0-py2.py3-none-any.whl: size changed from ..."],
         "retained": {"releases": ["speedup 1.0"],   # leave this lock, stay in the index
                      "why": "for the previous lock, until the next lock (retention: ...)"}
@@ -59,7 +59,7 @@ only ever added, never renamed or removed, within schema version 1)::
     }
 
     FILE = {"filename": "...", "package": "...", "version": "...", "kind": "wheel" | "sdist",
-            "size": 123, "sha256": "..."}
+            "size": 123, "sha256": "...", "url": "..."}   # url without user name, password
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ CONFIG_CHANGES_ARE = ("trust settings changed (policy, sources, publish, build o
 
 # what an alarm is, as both renderings open the list
 ALARMS_ARE = ("change(s) no routine update makes (a file's sha256 or host under the same "
-              "name, a release's index, a marker installers read for other targets or that "
-              "makes a build tool installed by default, text lock does not write)")
+              "name, a file added from a host the old side does not use, a release's index, "
+              "a marker installers read for other targets or that makes a build tool "
+              "installed by default, text lock does not write)")
 
 
 # --------------------------------------------------------------------------
