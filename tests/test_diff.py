@@ -458,14 +458,19 @@ def test_a_file_added_from_a_host_the_old_side_does_not_use_is_an_alarm() -> Non
                      "https://files.example/alpha-1.0-py3-none-any.whl"}
     for rendered in (render_text(diff), render_markdown(diff), render_json(diff)):
         assert "s3cret" not in rendered and "mirror.evil.example:8443" in rendered
-    # a file added to a release locked before: the alarm beside its edited line
-    extra = dataclasses.replace(before.packages[0].wheels[0], url=url,
+    # a file added to a release locked before: the alarm beside its edited line, which
+    # leaves the password out too
+    extra = dataclasses.replace(before.packages[0].wheels[0], url=evil.packages[0].wheels[0].url,
                                 filename="six-1.16.0-py2-none-any.whl", sha256="e" * 64)
     grown = dataclasses.replace(before, packages=(dataclasses.replace(
         before.packages[0], wheels=(*before.packages[0].wheels, extra)),))
     diff = diff_lockfiles(_side(before), _side(grown))
     assert [a.kind for a in diff.sets[0].alarms] == ["new-host"]
     assert diff.sets[0].edits[0].endswith(f"from {url} sha256 {'e' * 64}")
+    moved = _swap_first_wheel(before, url="https://u:s3cret@files.example/other/x.whl")
+    (line,) = diff_lockfiles(_side(before), _side(moved)).sets[0].edits
+    assert line.endswith("URL changed from https://files.example/six-1.16.0-py3-none-any.whl "
+                         "to https://files.example/other/x.whl")
     # no old side at all (a first lock): nothing to compare hosts with
     assert diff_lockfiles(_side(), _side(evil)).sets[0].alarms == ()
 

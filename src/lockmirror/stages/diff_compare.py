@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from ..formats.url_policy import url_host
+from ..formats.url_policy import redact_url, url_host
 from ..fsutil import first_of
 from ..targets import Target
 from .diff_model import (
@@ -244,13 +244,13 @@ def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
             then = prior.get(file.filename)
             if then is None and was.targets == package.targets:  # no new target explains it
                 out.append(f"{head}: a file added to a release locked before: {file.filename} "
-                           f"from {file.url} sha256 {file.sha256}")
+                           f"from {redact_url(file.url)} sha256 {file.sha256}")
             if then is None or then.sha256 != file.sha256:
                 continue  # a new file, or the sha256 alarm
             fields = [("size", then.size, file.size),
                       ("metadata sha256", then.metadata_sha256, file.metadata_sha256)]
             if url_host(then.url) == url_host(file.url):  # else the host alarm
-                fields.insert(0, ("URL", then.url, file.url))
+                fields.insert(0, ("URL", redact_url(then.url), redact_url(file.url)))
             out += [f"{head}: {file.filename}: {label} changed from {_shown(a)} to "
                     f"{_shown(b)}" for label, a, b in fields if a != b]
     # one line for a change many releases share (a lock that gained dependency groups
