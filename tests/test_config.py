@@ -107,6 +107,13 @@ CASES = [
      "yanked: no", 3,
      r"policy\.yanked: input should be 'deny' or 'warn', got False \(YAML reads true/false, "
      r"yes/no and on/off as a boolean\)$"),
+    # lock took PyPI's newest six instead of the file named (found by an outside tester)
+    ("a direct URL requirement",
+     broken("click==8.1.7", "six @ https://example.com/six-1.10.0-py2.py3-none-any.whl"),
+     "six @", 9,
+     r"sets\.tools\.requirements\[0\]: 'six @ https://example\.com/six-1\.10\.0-py2\.py3-none-any"
+     r"\.whl' is a direct URL reference, which lockmirror does not support \(pin name==version "
+     r"from a declared source\)$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "

@@ -211,7 +211,10 @@ class PolicyOverride(_Strict):
 
 
 def _check_requirement(text: str) -> str:
-    parse_requirement(text)
+    if parse_requirement(text).url:
+        # the lock resolves names from the sources: `six @ https://...` locked PyPI's newest six
+        raise ValueError(f"'{text}' is a direct URL reference, which lockmirror does not "
+                         "support (pin name==version from a declared source)")
     return text
 
 
