@@ -114,6 +114,21 @@ CASES = [
      r"sets\.tools\.requirements\[0\]: 'six @ https://example\.com/six-1\.10\.0-py2\.py3-none-any"
      r"\.whl' is a direct URL reference, which lockmirror does not support \(pin name==version "
      r"from a declared source\)$"),
+    # an ABI that cannot be the target's passed validate, and lock failed naming some
+    # unrelated package (found by an outside tester)
+    ("an ABI of another Python", broken('python: "3.12"', 'python: "3.12"\n    abi: cp311'),
+     "abi: cp311", 5,
+     r"targets\.mac-py312\.abi: 'cp311' is an ABI of Python 3\.11, not of this target's python "
+     r"\"3\.12\" \(use cp312, abi3 or none, or leave abi out\)$"),
+    ("a CPython ABI on PyPy",
+     broken('python: "3.12"', 'python: "3.12"\n    implementation: pp\n    abi: cp312'),
+     "abi: cp312", 5,
+     r"targets\.mac-py312\.abi: 'cp312' is a CPython ABI, and this target's implementation is pp "
+     r"\(use pypy312_pp73 or none, or leave abi out\)$"),
+    ("a PyPy ABI on CPython", broken('python: "3.12"', 'python: "3.12"\n    abi: pypy312_pp73'),
+     "abi: pypy312_pp73", 5,
+     r"targets\.mac-py312\.abi: 'pypy312_pp73' is a PyPy ABI, and this target's implementation "
+     r"is cp \(use cp312, abi3 or none, or leave abi out\)$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "
@@ -257,13 +272,22 @@ def test_an_abi_that_is_no_abi_tag_is_refused() -> None:
     text = textwrap.dedent("""\
         version: 1
         sources: [{name: pypi, url: "https://pypi.org/simple/"}]
-        targets: {lin: {python: "3.11", abi: ABI, platforms: [manylinux_2_28_x86_64]}}
+        targets: {lin: {python: "PY", implementation: IMPL, abi: ABI,
+                        platforms: [manylinux_2_28_x86_64]}}
         sets: {core: {requirements: [six]}}
         """)
+
+    def config(python: str, implementation: str, abi: str) -> str:
+        return text.replace("PY", python).replace("IMPL", implementation).replace("ABI", abi)
+
     with pytest.raises(ConfigError, match=r"targets\.lin\.abi: 'banana' is not an ABI tag"):
-        parse_config(text.replace("ABI", "banana"))
-    for abi in ("cp311", "cp313t", "abi3", "pypy310_pp73"):
-        assert parse_config(text.replace("ABI", abi)).targets["lin"].abi == abi
+        parse_config(config("3.11", "cp", "banana"))
+    for python, implementation, abi in [
+            ("3.11", "cp", "cp311"), ("3.13", "cp", "cp313t"), ("3.11.4", "cp", "cp311d"),
+            ("3.12", "cp", "abi3"), ("3.12", "cp", "none"), ("3.10", "pp", "pypy310_pp73"),
+            ("3.11", "pp", "pypy311_pp74"), ("3.10", "pp", "none")]:
+        parsed = parse_config(config(python, implementation, abi))
+        assert parsed.targets["lin"].abi == abi
 
 
 def test_an_unquoted_python_version_says_to_quote_it() -> None:

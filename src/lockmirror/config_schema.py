@@ -112,11 +112,14 @@ class TargetConfig(_Strict):
 
     @field_validator("abi")
     @classmethod
-    def _abi(cls, value: str | None) -> str | None:
+    def _abi(cls, value: str | None, info: ValidationInfo) -> str | None:
         # a misspelled ABI matched no compiled wheel and silently locked pure ones only
         if value is not None and not re.fullmatch(r"cp3\d+[dmtu]*|pypy3\d+_pp\d+|abi3|none",
                                                   value):
             raise ValueError(f"'{value}' is not an ABI tag like cp311, cp313t or pypy310_pp73")
+        problem = _abi_mismatch(value, info.data.get("python"), info.data.get("implementation"))
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("python", mode="before")
@@ -146,6 +149,28 @@ class TargetConfig(_Strict):
         return Target(name=name, python=self.python, implementation=self.implementation,
                       platforms=tuple(self.platforms), abi=self.abi,
                       overrides=dict(sorted(self.markers.items())))
+
+
+def _abi_mismatch(abi: str | None, python: object, implementation: object) -> str | None:
+    """Why ``abi`` cannot be the ABI of that Python and implementation (None: it can,
+    or they are invalid themselves and reported there). A wrong one (cp311 on 3.12)
+    matched no compiled wheel, and lock failed naming some unrelated package."""
+    match = re.match(r"(cp|pypy)(3\d+)", abi or "")
+    if not match or not isinstance(python, str) or implementation not in ("cp", "pp"):
+        return None  # abi3, none, no abi; or the python/implementation is reported already
+    family, digits = match.groups()
+    version = "".join(python.split(".")[:2])
+    own = "cp" if implementation == "cp" else "pypy"
+    hint = (f"use cp{version}, abi3 or none, or leave abi out" if implementation == "cp"
+            else f"use pypy{version}_pp73 or none, or leave abi out")
+    if family != own:
+        kind = "a CPython" if family == "cp" else "a PyPy"
+        return (f"'{abi}' is {kind} ABI, and this target's implementation is "
+                f"{implementation} ({hint})")
+    if digits != version:
+        return (f"'{abi}' is an ABI of Python {digits[0]}.{digits[1:]}, not of this target's "
+                f"python \"{python}\" ({hint})")
+    return None
 
 
 Severity = Literal["deny", "warn", "ignore"]
