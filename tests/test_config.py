@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -129,6 +130,15 @@ CASES = [
      "abi: pypy312_pp73", 5,
      r"targets\.mac-py312\.abi: 'pypy312_pp73' is a PyPy ABI, and this target's implementation "
      r"is cp \(use cp312, abi3 or none, or leave abi out\)$"),
+    # validate passed it, and every other command failed naming no line (found by an
+    # outside tester)
+    ("the tool set's name", broken("  tools:", "  lockmirror-tool:"), "lockmirror-tool:", 3,
+     r"sets\.lockmirror-tool: the set name 'lockmirror-tool' is lockmirror's own \(its wheels "
+     r"for the bundle's tool/\); rename that set$"),
+    ("the tool set's name in capitals", broken("  tools:", "  LockMirror-Tool:"),
+     "LockMirror-Tool:", 3,
+     r"sets\.LockMirror-Tool: the set name 'lockmirror-tool' is lockmirror's own \(its wheels "
+     r"for the bundle's tool/\), in any letter case; rename that set$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "
@@ -184,6 +194,28 @@ def test_cli_subprocess_reports_the_line_without_traceback(tmp_path: Path) -> No
         (f"lockmirror: error: mirror.yaml:{line_of(text, 'celery=5.3.2')}:9: "
         "sets.core.requirements[1]: 'celery=5.3.2' is not a valid requirement; did you mean "
         "'=='? (Expected semicolon (after name with no version specifier) or end)")]
+
+
+@pytest.mark.parametrize("front_door", ["validate", "lock --check", "doit list"])
+def test_every_front_door_reports_a_mistake_at_its_line(
+        front_door: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A set named like lockmirror's own passed `validate`; `lock --check` and doit then
+    named the file by its absolute path and no line (found by an outside tester)."""
+    text = broken("  tools:", "  lockmirror-tool:")
+    monkeypatch.chdir(tmp_path)
+    Path("mirror.yaml").write_text(text, encoding="utf-8")
+    if front_door == "doit list":
+        with pytest.raises(SystemExit) as exited:  # dodo.py, as `doit list` loads it
+            runpy.run_path(str(REPO / "dodo.py"))
+        status = exited.value.code
+    else:
+        status = main(front_door.split())
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lockmirror: error: mirror.yaml:{line_of(text, 'lockmirror-tool:')}:3: "
+        "sets.lockmirror-tool: the set name 'lockmirror-tool' is lockmirror's own (its wheels "
+        "for the bundle's tool/); rename that set"]
 
 
 def test_every_problem_is_reported_in_one_pass() -> None:

@@ -39,7 +39,7 @@ from test_bundle import TOOL_CACHE, make_inputs
 
 from lockmirror import pipeline
 from lockmirror.config import load_config, parse_config
-from lockmirror.errors import IntegrityError, LockmirrorError, StaleLockError
+from lockmirror.errors import IntegrityError, StaleLockError
 from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import BundleInfo
 from lockmirror.formats.lockfile import Lockfile
@@ -166,14 +166,6 @@ def test_the_python_check_reads_every_machine_a_part_names() -> None:
 
     line = _python_check("CPython 3.12 (manylinux_2_28_aarch64, macosx_11_0_universal2)")
     assert '"3.12 aarch64|3.12 arm64|3.12 x86_64"' in line
-
-
-def test_a_set_named_like_the_tool_set_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "mirror.yaml"
-    path.write_text(mirror_yaml("  t:\n    python: '3.11'\n    platforms: [manylinux_2_28_x86_64]\n")
-                    .replace("  a:\n", f"  {TOOL_SET}:\n"))
-    with pytest.raises(LockmirrorError, match=f"set name '{TOOL_SET}' is lockmirror's own"):
-        tool_loaded(load_config(path))
 
 
 def test_committed_tool_set_carries_cp311_x86_64_and_cp312_aarch64_wheels() -> None:

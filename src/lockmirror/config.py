@@ -27,6 +27,7 @@ from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError, InputError, LockmirrorError
 
 DEFAULT_CONFIG = "mirror.yaml"
+TOOL_SET = "lockmirror-tool"  # lockmirror's own set (stages.tool_set): no set of mirror.yaml
 SIGNING_KEY_ENV = "LOCKMIRROR_SIGNING_KEY"  # the bundle signing key's file, when none is given
 
 
@@ -297,6 +298,10 @@ def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple
             yield (("sets", set_name), "set names may hold letters, digits, '_' and '-' only "
                    "(no '.': installers refuse a pylock.<name>.toml whose name holds one)")
         lowered = set_name.lower()
+        if lowered == TOOL_SET:  # its lockfile too: pylock.lockmirror-tool.toml
+            case = "" if set_name == TOOL_SET else ", in any letter case"
+            yield (("sets", set_name), f"the set name '{TOOL_SET}' is lockmirror's own (its "
+                   f"wheels for the bundle's tool/){case}; rename that set")
         if lowered in normalized_sets:
             yield ("sets", set_name), f"duplicate set name (same as '{normalized_sets[lowered]}')"
         normalized_sets[lowered] = set_name

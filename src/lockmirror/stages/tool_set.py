@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..config import TOOL_SET as TOOL_SET  # named here by the stages that use it
 from ..config import LoadedConfig
 from ..config_schema import MirrorConfig, SetConfig, TargetConfig
 from ..errors import ConfigError, IntegrityError, LockmirrorError, StaleLockError
@@ -48,7 +49,6 @@ from .toolwheels import (
     tool_source,
 )
 
-TOOL_SET = "lockmirror-tool"
 BUILD_MACHINE = "build-machine"
 LOCK_HINT = "run `lockmirror lock` (it locks lockmirror's own set too), or bundle --no-tool"
 
@@ -120,13 +120,11 @@ def tool_loaded(loaded: LoadedConfig) -> LoadedConfig:
     one set :data:`TOOL_SET` and :func:`tool_targets`. What ``lock_sets``,
     ``stale_sets`` and ``check_lockfiles`` take to lock or check the tool set.
 
-    Raises ConfigError when mirror.yaml names a set ``lockmirror-tool``
-    itself, or none of its targets and not the build machine can run lockmirror.
+    Raises ConfigError when none of mirror.yaml's targets and not the build
+    machine can run lockmirror (a set named ``lockmirror-tool`` is refused by
+    :func:`lockmirror.config.load_config`).
     """
     config = loaded.config
-    if TOOL_SET in config.sets:
-        raise ConfigError([f"{loaded.path}: sets: the set name '{TOOL_SET}' is lockmirror's "
-                           "own (its wheels for the bundle's tool/); rename that set"])
     targets = tool_targets(config)
     if not targets:
         raise ConfigError([f"{loaded.path}: targets: none has a Python lockmirror supports "
