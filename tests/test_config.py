@@ -139,6 +139,17 @@ CASES = [
      "LockMirror-Tool:", 3,
      r"sets\.LockMirror-Tool: the set name 'lockmirror-tool' is lockmirror's own \(its wheels "
      r"for the bundle's tool/\), in any letter case; rename that set$"),
+    # a destination named like a kind lost its name, and pointed at the publish: line
+    # (found by an outside tester)
+    ("a destination named s3", broken("sets:\n", "publish:\n  s3: {kind: s3, prefix: pypi}\n"
+                                      "sets:\n"), "s3: {kind", 3,
+     r"publish\.s3\.bucket: required key is missing$"),
+    ("a destination named upload",
+     broken("sets:\n", "publish:\n  upload: {kind: s3, bucket: bbb, regoin: x}\nsets:\n"),
+     "regoin", 35, r"publish\.upload\.regoin: unknown key$"),
+    ("a destination named directory",
+     broken("sets:\n", "publish:\n  directory:\n    kind: upload\n    url: ftp://x\nsets:\n"),
+     "ftp://x", 5, r"publish\.directory\.url: 'ftp://x' is not an http\(s\) URL$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "

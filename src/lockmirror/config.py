@@ -209,14 +209,11 @@ def _line_key(problem: str) -> tuple[int, int, str]:
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> Path_:
-    # pydantic inserts the discriminator tag into union paths: publish.x.s3.bucket
-    out: list[str | int] = []
-    for part in loc:
-        publish_kind = part in {"s3", "upload", "directory"} and out[:1] == ["publish"]
-        if isinstance(part, str) and publish_kind:
-            continue
-        out.append(part)
-    return tuple(out)
+    # pydantic inserts the discriminator tag after the destination's name:
+    # publish.x.s3.bucket. Only that part goes; a destination may be named s3 itself.
+    if len(loc) > 2 and loc[0] == "publish" and loc[2] in ("s3", "upload", "directory"):
+        return (*loc[:2], *loc[3:])
+    return tuple(loc)
 
 
 def _message(error: Mapping[str, Any]) -> str:
