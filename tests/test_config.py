@@ -92,7 +92,18 @@ CASES = [
      r"that starts at line 15, column 16\)$")),
     ("tab indent", broken('    python: "3.12"', '\tpython: "3.12"'), '\tpython: "3.12"', 1,
      (r"YAML syntax error: .*found character '\\t' that cannot start any token "
-      r"\(a tab: YAML indents with spaces\)$")),
+      r"\(a tab: YAML allows only spaces for indentation and after ':'\)$")),
+    # the hint said "YAML indents with spaces" of a tab that indents nothing (found by an
+    # outside tester)
+    ("tab after a colon", broken("    priority: 10", "    priority:\t10"), "priority:\t10", 14,
+     (r"YAML syntax error: .*found character '\\t' that cannot start any token "
+      r"\(a tab: YAML allows only spaces for indentation and after ':'\)$")),
+    # the parser notices the missing ':' at the next line's key (found by an outside tester)
+    ("missing colon", broken("sets:\n", "policy:\n  yanked deny\n  vulnerabilities: warn\n"
+                                         "sets:\n"), "vulnerabilities: warn", 18,
+     (r"YAML syntax error: mapping values are not allowed here \(a missing ':', or a ':' with "
+      r"no space after it, on this line or the one before\? a value holding ': ' needs "
+      r"quotes\)$")),
     ("indentation", broken("  tools:", "   tools:"), "   tools:", 4,
      (r"YAML syntax error: expected <block end>.* \(this line is indented more or less "
       r"than the lines it belongs with\)$")),

@@ -37,7 +37,12 @@ _LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _INT_TAG, _MERGE_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:merge"
 # The parser's words for the usual slips, and what they mean to someone writing mirror.yaml
 _PLAIN_WORDS = (
-    ("found character '\\t' that cannot start any token", " (a tab: YAML indents with spaces)"),
+    ("found character '\\t' that cannot start any token", " (a tab: YAML allows only spaces "
+                                                          "for indentation and after ':')"),
+    # `yanked deny` runs on into the next line's key, whose ':' the parser then refuses
+    ("mapping values are not allowed here", " (a missing ':', or a ':' with no space after "
+                                            "it, on this line or the one before? a value "
+                                            "holding ': ' needs quotes)"),
     ("expected <block end>", " (this line is indented more or less than the lines it belongs "
                              "with)"),
 )
