@@ -8,6 +8,7 @@
 * :func:`mirror_yaml` - a mirror.yaml on the fixture index.
 * :class:`QuietHandler`, :func:`serving` - a small HTTP server of a test's own on
   127.0.0.1, for answers the fixture index does not give.
+* :class:`RedirectingServer` - a file server that answers with redirects.
 """
 
 from __future__ import annotations
@@ -147,3 +148,39 @@ def serving(server: ThreadingHTTPServer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class _RedirectingHandler(QuietHandler):
+    server: RedirectingServer
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        self.server.authorized.append(self.headers.get("Authorization") is not None)
+        body = self.server.files.get(self.path)
+        if body is not None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+            return
+        self.send_response(302)
+        same = self.path.startswith("/old/")
+        self.send_header("Location", self.path[4:] if same else self.server.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class RedirectingServer(ThreadingHTTPServer):
+    """Serve with :func:`serving`. A GET or HEAD for a path in ``files`` is answered
+    with its bytes; one for ``/old/<path>`` is redirected to ``/<path>`` on this
+    server (a relative Location); any other to ``target`` + the path. ``authorized``
+    records, per request, whether it carried an Authorization header."""
+
+    def __init__(self, target: str = "", files: Mapping[str, bytes] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _RedirectingHandler)
+        self.target = target
+        self.files = dict(files or {})
+        self.authorized: list[bool] = []

@@ -21,6 +21,10 @@ Contract for one file:
 * A body longer than the locked size is refused as soon as it is longer; a
   404/410 names the sets that need the file; refused credentials are never
   shown.
+* Redirects are followed only to the file URL's own origin or to a file location
+  a source declares (:func:`lockmirror.net.redirects.follow`); any other stops
+  the run with one line, and nothing is asked of the other host. A failure
+  names the URL that failed (after a redirect, its target).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -45,8 +50,10 @@ from .http import (
     network_error,
     redact_url,
 )
+from .redirects import follow
 
 if TYPE_CHECKING:
+    from ..config_schema import SourceConfig
     from .s3_store import AnyStore
 
 
@@ -131,6 +138,7 @@ class Downloader:
     durable: bool  # fsync before naming
     stop: threading.Event = field(default_factory=threading.Event)
     tally: Tally = field(default_factory=Tally)
+    sources: Sequence[SourceConfig] = ()  # whose file locations a redirect may lead to
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -241,15 +249,19 @@ class Downloader:
         return digest, offset
 
     def _request(self, item: FetchItem, offset: int) -> requests.Response:
-        """GET ``item`` (from ``offset`` when non-zero), streamed; connection
-        errors are final here: the session's urllib3 ``Retry`` retried them."""
+        """GET ``item`` (from ``offset`` when non-zero), streamed, following
+        redirects to its origin or a declared file location only; connection
+        errors and refused redirects are final here (the session's urllib3
+        ``Retry`` retried the former)."""
         # identity: the bytes exactly as stored upstream, which are what is hashed.
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
-            return self.session.get(item.url, headers=headers, stream=True,
-                                    timeout=self.timeout, auth=self.auth)
+            return follow(self.session, item.url, headers=headers, stream=True,
+                          timeout=self.timeout, auth=self.auth, sources=self.sources)
+        except LockmirrorError as error:  # a redirect refused, or too many
+            raise Fatal(error) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise Fatal(network_error(exc, item.url, retries=getattr(self.session, "retries", 0),
                                       read_timeout=self.timeout[1])) from None
@@ -274,7 +286,7 @@ class Downloader:
                     break  # longer than locked: cannot be the locked file
         except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException,
                 ConnectionError, TimeoutError) as exc:
-            error = network_error(exc, item.url, read_timeout=self.timeout[1])
+            error = network_error(exc, response.url or item.url, read_timeout=self.timeout[1])
             raise _Resume(NetworkError(
                 f"{error.message} ({length} bytes received, after {self.resumes} "
                 f"{'retry' if self.resumes == 1 else 'retries'})",
@@ -320,24 +332,26 @@ class Downloader:
 
 
 def _fail_status(item: FetchItem, response: requests.Response) -> None:
-    """Raise for a status that is not a usable answer (after the session's retries)."""
+    """Raise for a status that is not a usable answer (after the session's retries),
+    naming the URL that answered (after a redirect, its target)."""
     status = response.status_code
+    answered = redact_url(response.url or item.url)
     if status in (404, 410):
         kind = "metadata file" if item.is_metadata else "file"
         raise NotFoundError(
             f"the upstream no longer has this locked {kind} (HTTP {status}); "
             f"needed by {sets_text(item)}",
-            where=where(item),
+            where=answered,
             hint="re-lock those sets with `doit lock` to pick what exists now")
     if status in (401, 403, 407):
         detail, hint = access_denied(response)
         raise Fatal(NetworkError(f"access denied (HTTP {status}): {detail}",
-                                 where=where(item), hint=hint))
+                                 where=answered, hint=hint))
     try:
-        check_response(response, url=item.url)
+        check_response(response, url=answered)
     except LockmirrorError as error:
         raise Fatal(error) from None
-    raise Fatal(NetworkError(f"cannot fetch {where(item)}: unexpected HTTP {status}"))
+    raise Fatal(NetworkError(f"cannot fetch {answered}: unexpected HTTP {status}"))
 
 
 def _mismatch(item: FetchItem, actual: str, length: int) -> IntegrityError:

@@ -9,7 +9,9 @@ locked lockmirror asks, in this order:
    request per project, answered by PyPI, devpi, Nexus and pypiserver-likes);
 2. for a size still unknown, a ``HEAD`` of the file (``Content-Length``).
 
-An upload time no source states stays unknown (PEP 751 allows that).
+An upload time no source states stays unknown (PEP 751 allows that). Both
+follow redirects only where :mod:`lockmirror.net.redirects` allows: a JSON API
+that redirects elsewhere gives nothing, a file that does is an error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import requests
 
 from ..errors import NetworkError
 from .index_client import DistFile, IndexClient
+from .redirects import follow
 
 
 def json_api_url(simple_url: str, project: str) -> str:
@@ -45,8 +48,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 def _json_details(client: IndexClient, url: str) -> dict[str, tuple[int | None, datetime | None]]:
     try:
-        response = client.session.get(url, auth=client.auth)
-    except requests.RequestException:
+        response = follow(client.session, url, auth=client.auth, sources=client.sources)
+    except (requests.RequestException, NetworkError):  # a redirect refused too
         return {}
     if response.status_code != 200:
         return {}
@@ -68,8 +71,8 @@ def _json_details(client: IndexClient, url: str) -> dict[str, tuple[int | None, 
 
 def _head_size(client: IndexClient, file: DistFile) -> int | None:
     try:
-        response = client.session.head(file.url, allow_redirects=True,
-                                       auth=client.auth)
+        response = follow(client.session, file.url, method="HEAD", auth=client.auth,
+                          sources=client.sources)
     except requests.RequestException as exc:
         raise NetworkError(f"cannot read the size of {file.filename}: {exc}",
                            where=file.url) from None

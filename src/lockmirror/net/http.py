@@ -7,6 +7,8 @@ shares: urllib3 retries (connection errors, 5xx, 429 with a bounded
 environment variables (each bundle loaded once per session, not once per
 connection). Caching is the index client's (:mod:`lockmirror.net.disk_cache`).
 
+Redirects: :func:`get` follows them through :func:`lockmirror.net.redirects.follow`.
+
 Credentials: :func:`source_auth` reads a source's ``username_env`` /
 ``password_env`` variables, :class:`PrefixAuth` applies them to URLs under
 the source only. Credentials never appear in messages: :func:`redact_url`
@@ -21,7 +23,7 @@ import platform
 import ssl
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -36,6 +38,10 @@ from ..errors import LockmirrorError, NetworkError, NotFoundError, UnreachableEr
 # the redaction lives with the URL rule (formats); named here for every HTTP caller
 from ..formats.url_policy import redact_text as redact_text
 from ..formats.url_policy import redact_url as redact_url
+from .redirects import follow
+
+if TYPE_CHECKING:
+    from ..config_schema import SourceConfig
 
 USER_AGENT = (f"lockmirror/{__version__} ({platform.python_implementation()} "
               f"{platform.python_version()}; requests {importlib.metadata.version('requests')})")
@@ -234,7 +240,8 @@ def make_session(*, retries: int = 4, backoff: float = 0.5,
     session = LockmirrorSession(timeout=timeout, retries=retries)
     retry = _BoundedRetry(
         total=retries, connect=retries, read=retries, status=retries, other=0,
-        redirect=10, backoff_factor=backoff, backoff_max=30,
+        # requests, not urllib3, sees redirects; redirects.follow decides which to follow
+        redirect=False, backoff_factor=backoff, backoff_max=30,
         status_forcelist=RETRY_STATUSES, allowed_methods=RETRY_METHODS,
         raise_on_status=False, respect_retry_after_header=True)
     adapter = _TrustOnceAdapter(max_retries=retry, pool_connections=pool_size,
@@ -281,8 +288,12 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
                   read_timeout: float | None = None, doing: str = "fetch") -> NetworkError:
     """A NetworkError for a failed request: what happened, the URL (credentials
     stripped), and how many retries were made; a hint where one helps.
-    UnreachableError when nobody answered at all. ``doing``: "cannot <doing> URL"."""
+    UnreachableError when nobody answered at all. ``doing``: "cannot <doing> URL".
+    The URL named is the one of the request that failed when requests knows it
+    (after a redirect, its target), else ``url``."""
     chain = _causes(error)
+    failed = getattr(getattr(error, "request", None), "url", None)
+    url = failed if isinstance(failed, str) and failed else url
 
     def has(*kinds: type[BaseException]) -> bool:
         return any(isinstance(e, kinds) for e in chain)
@@ -375,17 +386,25 @@ def access_denied(response: requests.Response) -> tuple[str, str]:
 def get(session: requests.Session, url: str, *, headers: Mapping[str, str] | None = None,
         stream: bool = False, allow: Collection[int] = (),
         timeout: tuple[float, float] | None = None,
-        auth: AuthBase | None = None) -> requests.Response:
+        auth: AuthBase | None = None, sources: Sequence[SourceConfig] = (),
+        redirects: bool = True) -> requests.Response:
     """``session.get`` with lockmirror errors (see :func:`network_error`, :func:`check_response`).
 
-    Statuses in ``allow`` (e.g. 404 when absence is an answer) are returned
-    instead of raised. ``auth`` replaces the session's for this request.
+    Redirects are followed as :func:`follow` does (``sources``: where else they
+    may lead; RedirectRefused otherwise); ``redirects`` False returns them as
+    answers. Statuses in ``allow`` (e.g. 404 when absence is an answer) are
+    returned instead of raised. ``auth`` replaces the session's for this request.
+    Errors name the URL that failed (after a redirect, its target).
     """
     retries = getattr(session, "retries", 0)
     chosen = timeout or getattr(session, "default_timeout", None)
     try:
-        response = session.get(url, headers=dict(headers or {}), stream=stream, timeout=chosen,
-                               auth=auth)
+        if redirects:
+            response = follow(session, url, headers=dict(headers or {}), stream=stream,
+                              timeout=chosen, auth=auth, sources=sources)
+        else:
+            response = session.get(url, headers=dict(headers or {}), stream=stream,
+                                   timeout=chosen, auth=auth, allow_redirects=False)
     except requests.RequestException as error:
         # urllib3 raises only once its retries are spent, except for read
         # timeouts and broken bodies when streaming, which are not retried.
@@ -395,4 +414,4 @@ def get(session: requests.Session, url: str, *, headers: Mapping[str, str] | Non
                             read_timeout=chosen[1] if chosen else None) from None
     if response.status_code in allow:
         return response
-    return check_response(response, url=url)
+    return check_response(response, url=response.url or url)

@@ -26,7 +26,9 @@ Source rules (``mirror.yaml`` ``sources``):
   project from a lower-priority source (that would invite dependency
   confusion);
 - a project listed in a source's ``projects`` is taken from that source and
-  is never looked up anywhere else.
+  is never looked up anywhere else;
+- a redirect is followed only to the same origin or to a file location a
+  source declares (:mod:`lockmirror.net.redirects`); any other is an error.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ class IndexClient:
         retried the rest."""
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = get(self.session, url, headers=headers, stream=True, allow=allow,
-                           auth=self._auth)
+                           auth=self._auth, sources=self.sources)
             try:
                 with response:
                     if response.status_code == 304:
@@ -256,7 +258,8 @@ class IndexClient:
                     return response, response.raw.read(decode_content=True)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
-                    raise network_error(error, url, retries=attempt - 1) from None
+                    raise network_error(error, response.url or url,
+                                        retries=attempt - 1) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -367,15 +370,18 @@ class IndexClient:
         tail = TAIL_BYTES if file.size is None else min(TAIL_BYTES, file.size)
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = get(self.session, file.url, stream=True, auth=self._auth,
-                           headers={"Range": f"bytes=-{tail}", "Accept-Encoding": "identity"})
+                           headers={"Range": f"bytes=-{tail}", "Accept-Encoding": "identity"},
+                           sources=self.sources)
             try:
                 with response:
                     if response.status_code == 206:
-                        return metadata_by_ranges(file, response, self.session, self._auth)
+                        return metadata_by_ranges(file, response, self.session, self._auth,
+                                                  self.sources)
                     return metadata_by_download(file, response)
             except requests.RequestException as error:
                 if attempt == BODY_ATTEMPTS:
-                    raise network_error(error, file.url, retries=attempt - 1) from None
+                    raise network_error(error, response.url or file.url,
+                                        retries=attempt - 1) from None
             except zipfile.BadZipFile as error:
                 raise LockmirrorError(f"{file.filename} is not a valid wheel ({error})",
                                       where=redact_url(file.url)) from None

@@ -14,7 +14,7 @@ import io
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import requests
@@ -24,6 +24,7 @@ from ..formats.core_metadata import zip_metadata
 from .http import get, redact_url
 
 if TYPE_CHECKING:
+    from ..config_schema import SourceConfig
     from .simple_page import DistFile
 
 CHUNK = 1 << 20
@@ -95,9 +96,11 @@ class RangeFile:
 
 
 def metadata_by_ranges(file: DistFile, response: requests.Response,
-                       session: requests.Session, auth: requests.auth.AuthBase) -> bytes:
+                       session: requests.Session, auth: requests.auth.AuthBase,
+                       sources: Sequence[SourceConfig] = ()) -> bytes:
     """METADATA of ``file`` given the 206 ``response`` to a Range request for its tail;
-    further ranges are asked through ``session`` with ``auth``.
+    further ranges are asked through ``session`` with ``auth``, following redirects
+    as :func:`lockmirror.net.http.get` does with ``sources``.
 
     Raises LockmirrorError (no usable Content-Range), IntegrityError (the length
     differs from the page's size), NetworkError (a short range), MetadataError,
@@ -113,7 +116,7 @@ def metadata_by_ranges(file: DistFile, response: requests.Response,
     tail = response.content
 
     def fetch(begin: int, end: int) -> bytes:
-        part = get(session, file.url, auth=auth,
+        part = get(session, file.url, auth=auth, sources=sources,
                    headers={"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"})
         with part:
             body = part.content

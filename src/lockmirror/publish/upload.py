@@ -36,6 +36,7 @@ from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
 from ..net.http import make_session, network_error, redact_text, redact_url, retries_made
 from ..net.index_client import DistFile
+from ..net.redirects import origin
 from .tree import (
     Item,
     Plan,
@@ -52,7 +53,6 @@ from .upload_repository import (
     auth_failure,
     http_answer,
     missing_credentials,
-    origin,
     simple_url_for,
     upload_credentials,
 )

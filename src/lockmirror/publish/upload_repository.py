@@ -20,7 +20,6 @@ import os
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
-from urllib.parse import urljoin, urlsplit
 
 import requests
 from packaging.utils import canonicalize_name
@@ -29,6 +28,7 @@ from ..config_schema import UploadDestination
 from ..errors import LockmirrorError, PublishError
 from ..net.http import PrefixAuth, make_session, network_error, redact_url
 from ..net.index_client import DistFile, parse_html_page, parse_json_page
+from ..net.redirects import RedirectRefused, follow, origin
 from .upload_answer import server_message
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, " \
@@ -133,12 +133,6 @@ def _from_keyring(url: str, username: str | None) -> tuple[str | None, str | Non
                            where=redact_url(url)) from None
 
 
-def origin(url: str) -> str:
-    """``scheme://host[:port]/`` of ``url``."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/"
-
-
 class RepositoryPages:
     """The simple pages of one repository, read on demand (thread-safe)."""
 
@@ -194,25 +188,24 @@ class RepositoryPages:
     def _get_page(self, url: str) -> requests.Response | None:
         """The answer for ``url`` after same-origin redirects and a 401 asking for
         credentials; None when it redirects to another origin."""
-        for _ in range(6):
-            auth = self.auth if self._reads_need_auth.is_set() else None
-            try:
-                response = self.session.get(url, headers={"Accept": ACCEPT},
-                                            allow_redirects=False, auth=auth)
-            except requests.RequestException as error:
-                raise self.unreachable(error, url) from None
-            if response.status_code == 401 and auth is None and self.auth is not None:
-                response.close()
-                self._reads_need_auth.set()  # from now on every read sends them
-                continue
-            if not response.is_redirect:
-                return response
-            target = urljoin(url, response.headers.get("Location", ""))
+        auth = self.auth if self._reads_need_auth.is_set() else None
+        response = self._follow(url, auth)
+        if response is not None and response.status_code == 401 and auth is None \
+                and self.auth is not None:
             response.close()
-            if origin(target) != origin(url):
-                return None
-            url = target
-        raise PublishError("too many redirects", where=redact_url(url))
+            self._reads_need_auth.set()  # from now on every read sends them
+            response = self._follow(url, self.auth)
+        return response
+
+    def _follow(self, url: str, auth: PrefixAuth | None) -> requests.Response | None:
+        try:
+            return follow(self.session, url, headers={"Accept": ACCEPT}, auth=auth)
+        except RedirectRefused:
+            return None
+        except LockmirrorError as error:  # too many redirects
+            raise PublishError(error.message, where=self.display) from None
+        except requests.RequestException as error:
+            raise self.unreachable(error, url) from None
 
     def _devpi_simple_url(self, response: requests.Response) -> bool:
         """devpi serves an index's pages under ``<index>/+simple/``: switch there when the

@@ -352,7 +352,8 @@ def _probe(index_url: str, pairs: Sequence[_SetTarget]) -> None:
     except InvalidRequirement:  # no requirement (or none parses): the root page then
         pass
     with make_session(retries=1) as session:
-        get(session, url, allow=range(300, 600), timeout=(10, 30)).close()
+        # a redirect is an answer too; where it leads is the installers' business
+        get(session, url, allow=range(300, 600), timeout=(10, 30), redirects=False).close()
 
 
 @contextmanager

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..config import LoadedConfig
+    from ..config_schema import SourceConfig
     from ..formats.lockfile import Lockfile
 
 RETRIES = 4  # the session's (urllib3) retries, and resumes of a broken-off body
@@ -102,7 +103,7 @@ def fetch_config(loaded: LoadedConfig, *, session: requests.Session | None = Non
                             + read_checked_lockfiles(kept, None), targets)
     return fetch(lockfiles, store_of(loaded), session=session, max_workers=max_workers,
                  progress=progress, auth=source_auth(loaded.config.sources, environ),
-                 durable=durable)
+                 durable=durable, sources=loaded.config.sources)
 
 
 # --------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
           progress: FetchProgress | None = None,
           auth: Mapping[str, Credentials] | None = None,
           retries: int = RETRIES, backoff: float = BACKOFF_SECONDS,
-          durable: bool = False) -> FetchSummary:
+          durable: bool = False, sources: Sequence[SourceConfig] = ()) -> FetchSummary:
     """Bring every file of ``lockfiles`` (and each wheel's PEP 658 metadata)
     into ``store``; download only what is missing.
 
@@ -180,7 +181,10 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
     (urllib3's ``Retry``, honouring ``Retry-After``: the one retry policy);
     a body that breaks off or stalls is continued with a Range request from
     the bytes received, up to ``retries`` times (see
-    :meth:`lockmirror.net.download.Downloader._download`).
+    :meth:`lockmirror.net.download.Downloader._download`). A redirect is
+    followed only to the file URL's origin or to a file location one of
+    ``sources`` declares (:mod:`lockmirror.net.redirects`); any other stops the
+    run (NetworkError naming the URL and where it led).
 
     ``durable`` fsyncs each file before naming it (in its download thread),
     so the store survives a power loss as it was; it costs the time the disk
@@ -210,7 +214,8 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
         session = make_session(retries=max(retries, 0), backoff=backoff, pool_size=workers)
     serialized = _SerializedProgress(progress)
     downloader = Downloader(store, session, PrefixAuth(auth) if auth is not None else None,
-                            serialized, resumes=max(retries, 0), durable=durable)
+                            serialized, resumes=max(retries, 0), durable=durable,
+                            sources=tuple(sources))
     derived = 0
     try:
         artifacts = [i for i in todo if not i.is_metadata]
