@@ -27,6 +27,7 @@ from helpers import QuietHandler, serving, subprocess_env
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from lockmirror.commands.fetch import PlainProgress
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.formats.store import FetchItem, Store
@@ -93,6 +94,9 @@ class Recorder:
 
     def file_done(self, item: FetchItem, downloaded: bool) -> None:
         self.done.append((item, downloaded))
+
+    def tick(self) -> None:
+        pass
 
     def end(self, summary: FetchSummary) -> None:
         self.summary = summary
@@ -674,3 +678,14 @@ def test_a_stall_counts_the_bytes_received_before_it(
     assert f"(100 bytes received, {said})" in message
     assert caught.value.hint == "a re-run resumes from the bytes received"
 
+
+def test_plain_progress_prints_while_a_server_sends_nothing(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    wheel = catalogue.find("alpha", "1.0").filename
+    lock = make_lockfile(fixture_index, "core", [wheel])
+    fixture_index.stall = 2.5  # every answer waits this long before its first byte
+    out = io.StringIO()
+    summary = fetch([lock], store, progress=PlainProgress(out, interval=0.2), retries=0)
+    assert summary.downloaded == 1
+    # a line from before any byte came: the stage ticked the progress while it waited
+    assert any(line.startswith("fetch: 0/2 files, 0 B/") for line in out.getvalue().splitlines())

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
 def console_progress(stream: TextIO, mode: str = "auto") -> FetchProgress | None:
     """The progress renderer for ``stream``: ``bar`` (rich), ``plain`` (a line
-    every 10 s), ``none``, or ``auto`` (bar on a terminal, plain otherwise)."""
+    every 10 s, bytes arriving or not), ``none``, or ``auto`` (bar on a terminal,
+    plain otherwise)."""
     if mode == "none":
         return None
     if mode == "bar" or (mode == "auto" and stream.isatty()):
@@ -103,6 +104,9 @@ class RichProgress:
         self._done += 1
         self._progress.update(self._task, files=f"{self._done}/{self._files}")
 
+    def tick(self) -> None:
+        pass  # rich redraws the bar (rate, time) on its own
+
     def end(self, summary: FetchSummary) -> None:
         self.close()
 
@@ -135,6 +139,9 @@ class PlainProgress:
         self._done += 1
         self._tick()
 
+    def tick(self) -> None:
+        self._tick()  # a line when due, though no byte arrived (a stalled server)
+
     def end(self, summary: FetchSummary) -> None:
         pass  # the command prints the summary
 
@@ -145,10 +152,11 @@ class PlainProgress:
         self._last = now
         elapsed = now - self._started
         rate = self._bytes / elapsed if elapsed > 0 else 0.0
-        left = (self._total - self._bytes) / rate if rate > 0 else 0.0
+        left = int((self._total - self._bytes) / rate) if rate > 0 else None
         self._line(f"{self._done}/{self._files} files, {format_size(self._bytes)}/"
                    f"{format_size(self._total)}, {format_size(int(rate))}/s, "
-                   f"about {int(left) // 60}:{int(left) % 60:02d} left")
+                   + (f"about {left // 60}:{left % 60:02d} left" if left is not None
+                      else "waiting for the first bytes"))
 
     def _line(self, text: str) -> None:
         print(f"fetch: {text}", file=self._stream, flush=True)

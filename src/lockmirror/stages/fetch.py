@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 
 RETRIES = 4  # the session's (urllib3) retries, and resumes of a broken-off body
 BACKOFF_SECONDS = 0.5
+# While downloads run, the progress hears this often that time passes (a stalled
+# server sends no byte that would make it print).
+TICK_SECONDS = 1.0
 # Kept free beyond the bytes to download: filesystem overhead and whatever
 # else writes to the same disk meanwhile.
 FREE_SPACE_MARGIN = 64 << 20
@@ -127,6 +130,10 @@ class FetchProgress(Protocol):
 
     def file_done(self, item: FetchItem, downloaded: bool) -> None:
         """One item is in the store (``downloaded`` False: another process did it)."""
+
+    def tick(self) -> None:
+        """About every :data:`TICK_SECONDS` while downloads run, bytes arriving or
+        not: a renderer that prints now and then prints when due."""
 
     def end(self, summary: FetchSummary) -> None:
         """After the last download (not called when the stage raises)."""
@@ -224,7 +231,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
         # Artifacts first; then each wheel's metadata is read out of the wheel
         # just verified (its locked hash must match), and downloaded only when
         # that fails: no request, and no dependence on the upstream serving it.
-        _download_all(downloader, artifacts, workers)
+        _download_all(downloader, artifacts, workers, serialized)
         rest = []
         for item in metadata:
             if _metadata_from_wheel(item, store):
@@ -232,7 +239,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
                 serialized.file_done(item, False)
             else:
                 rest.append(item)
-        _download_all(downloader, rest, workers)
+        _download_all(downloader, rest, workers, serialized)
     finally:
         if owned_session:
             session.close()
@@ -247,8 +254,10 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
     return summary
 
 
-def _download_all(downloader: Downloader, todo: Sequence[FetchItem], workers: int) -> None:
-    """Download ``todo`` on ``workers`` threads (network concurrency only).
+def _download_all(downloader: Downloader, todo: Sequence[FetchItem], workers: int,
+                  progress: _SerializedProgress) -> None:
+    """Download ``todo`` on ``workers`` threads (network concurrency only),
+    ticking ``progress`` every :data:`TICK_SECONDS` while they run.
 
     A :class:`~lockmirror.net.download.Fatal` error stops the others at their next
     chunk and is raised; per-file errors (404, mismatch) let the others finish
@@ -263,7 +272,8 @@ def _download_all(downloader: Downloader, todo: Sequence[FetchItem], workers: in
     try:
         pending: set[Future[None]] = {pool.submit(downloader.fetch_one, i) for i in ordered}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=TICK_SECONDS, return_when=FIRST_EXCEPTION)
+            progress.tick()  # due lines are printed while a server stalls too
             for future in done:
                 error = future.exception()
                 if isinstance(error, Fatal):
@@ -357,6 +367,11 @@ class _SerializedProgress:
         if self._target is not None:
             with self._lock:
                 self._target.file_done(item, downloaded)
+
+    def tick(self) -> None:
+        if self._target is not None:
+            with self._lock:
+                self._target.tick()
 
     def end(self, summary: FetchSummary) -> None:
         if self._target is not None:
