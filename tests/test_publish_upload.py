@@ -135,8 +135,8 @@ def test_wrong_credentials_fail_cleanly_with_nothing_uploaded(
     monkeypatch.setenv("TWINE_USERNAME", pypiserver.username)
     monkeypatch.setenv("TWINE_PASSWORD", "wrong-password")
     code = main(["publish", "--to", pypiserver.url, "--from", str(index_tree)])
-    err = capsys.readouterr().err
-    assert code == 1 and len(err.splitlines()) == 1
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress line
+    assert code == 1 and err.startswith("lockmirror: error: ")
     assert "credentials were refused" in err and "(HTTP 403)" in err  # pypiserver's answer
     assert "wrong-password" not in err
     assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
@@ -474,3 +474,60 @@ def test_an_unreachable_repository_stops_the_upload_at_the_first_file(
     assert str(error.value).startswith("http://127.0.0.1:9/: cannot upload to "
                                        "http://127.0.0.1:9/: the connection was refused")
     assert "not published" not in str(error.value) and "nothing more was tried" in str(error.value)
+
+
+def test_credentials_in_the_url_that_are_refused_are_called_so(
+        pypiserver: UploadServer, index_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong password written into the upload URL (no variables set): the error says
+    the URL's credentials were refused, not that TWINE_* are unset, and never shows them
+    (found by an outside tester)."""
+    url = with_credentials(pypiserver.url, pypiserver).replace(pypiserver.password, "wr0ng-pw")
+    assert main(["publish", "--to", url, "--from", str(index_tree)]) == 1
+    err = capsys.readouterr().err
+    assert "credentials in the upload URL were refused" in err and "(HTTP 403)" in err
+    assert "not set" not in err and "wr0ng-pw" not in err
+    assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
+
+
+def test_a_url_that_takes_no_uploads_stops_at_the_first_file(
+        pypiserver: UploadServer, index_tree: Path) -> None:
+    """Every POST answered 405 (a wrong upload URL): one error after the first file,
+    not every file streamed and refused in turn (found by an outside tester)."""
+    dest = destination(pypiserver).model_copy(update={"url": pypiserver.url + "nonexist/"})
+    refused: list[str] = []
+
+    def record(event: ProgressEvent) -> None:
+        if event.message.startswith("refused "):
+            refused.append(event.message)
+
+    with pytest.raises(PublishError) as error:
+        publish(index_tree, dest, environ=credentials(pypiserver), jobs=1, progress=record)
+    text = str(error.value)
+    assert "the URL takes no uploads" in text and "HTTP 405" in text
+    assert "not published" not in text and "\n" not in text
+    assert len(refused) == 1 < len(artifacts(index_tree))
+
+
+def test_the_first_progress_line_comes_before_the_first_page_read(
+        index_tree: Path) -> None:
+    """A repository that accepts connections but never answers keeps the user waiting
+    through the session's timeouts: the stage says where it waits before the first
+    read (found by an outside tester)."""
+    from http.server import ThreadingHTTPServer
+
+    gets: list[str] = []
+
+    class Empty(QuietHandler):
+        def do_GET(self) -> None:
+            gets.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    seen: list[tuple[str, int]] = []
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Empty)) as base:
+        publish(index_tree, UploadDestination(kind="upload", url=base + "/"), environ={},
+                dry_run=True, progress=lambda event: seen.append((event.message, len(gets))))
+    assert seen and seen[0][1] == 0
+    assert seen[0][0].startswith("reading what the repository holds (")
+    assert f"{base}/simple/" in seen[0][0]

@@ -18,7 +18,7 @@ the disk (memory does not grow with the file) and is seekable, so that
 urllib3's ``Retry`` of :func:`lockmirror.net.http.make_session`, the one retry
 policy, rewinds it and sends it again after a connection error, 5xx or 429.
 One refused file never blocks the others; refused credentials stop at the
-first 401/403.
+first 401/403, a URL that takes no uploads at the first 404/405.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ class _Outcome:
 
 
 class _StopAll(Exception):
-    """No other file can be published either (401/403 on an upload, or nobody
-    answers): every other upload stops, and this is the error."""
+    """No other file can be published either (401/403/404/405 on an upload, or
+    nobody answers): every other upload stops, and this is the error."""
 
     def __init__(self, error: LockmirrorError) -> None:
         super().__init__(str(error))
@@ -125,6 +125,11 @@ class UploadPublisher:
         projects = sorted(by_project)
         pages: dict[str, dict[str, DistFile]] = {}
         if projects:
+            # said before the first read: a server that never answers keeps the user
+            # waiting through the session's timeouts and retries here
+            self.progress(ProgressEvent(f"reading what the repository holds "
+                                        f"({plural(len(projects), 'project')}, "
+                                        f"{redact_url(self.simple_url)})"))
             pages[projects[0]] = self.pages.files(projects[0])
         # page reads are small and the server's work: more at once than uploads
         with ThreadPoolExecutor(max(self.jobs, 8)) as pool:
@@ -232,7 +237,7 @@ class UploadPublisher:
     def _post(self, tree: SourceTree, item: Item) -> _Outcome:
         """Hash, check and POST one file (streamed from the disk). Raises
         IntegrityError when its bytes are not the manifest's, MetadataError when it
-        has no readable metadata, _StopAll for 401/403 or an unreachable server, OSError."""
+        has no readable metadata, _StopAll for 401/403/404/405 or an unreachable server, OSError."""
         path = tree.root / item.source
         digests = file_digests(path)
         actual = digests["sha256_digest"]
@@ -259,8 +264,15 @@ class UploadPublisher:
             return _Outcome(item.path, uploaded=True)
         if status in (401, 403):
             message, hint = auth_failure(f"uploading {path.name}", answer, self.missing,
-                                         destination=self.destination)
+                                         destination=self.destination,
+                                         from_url=self.pages.from_url)
             raise _StopAll(PublishError(message, where=self.display, hint=hint))
+        if status in (404, 405):  # no upload endpoint here: every other file would be the same
+            raise _StopAll(PublishError(
+                f"the URL takes no uploads: uploading {path.name} was answered {answer}",
+                where=self.display, hint="check the upload URL (the repository's upload "
+                                         "endpoint, not its simple index); nothing more was "
+                                         "tried"))
         # 400/409/...: "exists" in some wording (perhaps after a retried POST that was
         # stored), or a real refusal; the page tells which
         settled = self._settled(item, path.name)

@@ -77,24 +77,38 @@ def credential_variables(destination: UploadDestination) -> tuple[str, str]:
             destination.password_env or "TWINE_PASSWORD")
 
 
+def url_credentials(destination: UploadDestination, credentials: Credentials | None) -> bool:
+    """Whether the requests carry the credentials written into the upload URL
+    (``https://user:pw@host/``): they do when no variable or keyring gave any."""
+    return credentials is None and urlsplit(destination.url).username is not None
+
+
 def missing_credentials(destination: UploadDestination, credentials: Credentials | None,
                         environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The variables whose absence left the credentials empty ('' for none missing).
 
-    No credentials at all: both unset variables; a username without a
-    password: the password's variable. What the keyring supplied is not missing.
+    No credentials at all: both unset variables (none when the URL holds
+    credentials); a username without a password: the password's variable.
+    What the keyring supplied is not missing.
     """
     env = os.environ if environ is None else environ
     user, password = credential_variables(destination)
+    if url_credentials(destination, credentials):
+        return ()
     if credentials is None:
         return tuple(v for v in (user, password) if v not in env)
     return (password,) if not credentials[1] and password not in env else ()
 
 
 def auth_failure(doing: str, answer: str, missing: tuple[str, ...], *,
-                 destination: UploadDestination) -> tuple[str, str]:
+                 destination: UploadDestination, from_url: bool = False) -> tuple[str, str]:
     """(message, hint) for a 401/403: credentials that are missing (naming the
-    variables) are told apart from credentials the server refused."""
+    variables) are told apart from credentials the server refused, and those
+    of the variables from those written into the URL (``from_url``; never shown)."""
+    if from_url:
+        return (f"the credentials in the upload URL were refused {doing} ({answer})",
+                "check the user name and password written into the URL, or set "
+                + " and ".join(credential_variables(destination)) + " instead")
     if missing:
         names = " and ".join(missing)
         verb = "is" if len(missing) == 1 else "are"
@@ -143,6 +157,7 @@ class RepositoryPages:
         self.simple_url = simple_url_for(destination)
         self.display = display
         self.missing = missing  # credential variables that are not set
+        self.from_url = url_credentials(destination, credentials)
         prefixes = {origin(self.url), origin(self.simple_url)}
         self.auth = PrefixAuth({prefix: credentials for prefix in prefixes}) \
             if credentials else None
@@ -167,7 +182,8 @@ class RepositoryPages:
             return {}
         if status in (401, 403):
             message, hint = auth_failure(f"reading {redact_url(url)}", http_answer(response),
-                                         self.missing, destination=self.destination)
+                                         self.missing, destination=self.destination,
+                                         from_url=self.from_url)
             raise PublishError(message, where=self.display, hint=hint)
         if status >= 400:
             raise PublishError(f"reading {redact_url(url)} failed ({http_answer(response)})",
