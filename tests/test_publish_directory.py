@@ -17,7 +17,7 @@ from test_publish_s3 import tree_with_a_fifo
 from lockmirror.cli import main
 from lockmirror.config_schema import DirectoryDestination
 from lockmirror.errors import IntegrityError, PublishError
-from lockmirror.formats.manifest import Entry, Manifest, check_tree
+from lockmirror.formats.manifest import Entry, Manifest, check_tree, scan_tree
 from lockmirror.fsutil import CHUNK, sha256_bytes
 from lockmirror.publish import publish
 
@@ -79,24 +79,54 @@ def test_identical_files_without_a_receipt_are_hashed_and_kept(index_tree: Path,
     assert (target / wheel.name).stat().st_mtime_ns == 1
 
 
+def without_an_artifact(index_tree: Path, into: Path) -> tuple[Path, str]:
+    """A copy of ``index_tree`` lacking one artifact (its manifest rewritten): the
+    index after a release was dropped. Returns the copy and the artifact's path."""
+    shutil.copytree(index_tree, into)
+    dropped = next(path for path in sorted(Manifest.read(into / "manifest.json").files)
+                   if path.startswith("files/alpha/") and path.endswith(".whl"))
+    (into / dropped).unlink()
+    scan_tree(into).write(into / "manifest.json")
+    return into, dropped
+
+
 def test_prune_removes_what_the_index_dropped(index_tree: Path, tmp_path: Path) -> None:
+    target = tmp_path / "www"
+    tree = DirectoryDestination(kind="directory", path=str(target), layout="tree")
+    smaller, dropped = without_an_artifact(index_tree, tmp_path / "smaller")
+    publish(index_tree, tree)
+    kept = publish(smaller, tree)
+    assert kept.plan.stale == (dropped,) and kept.deleted == ()
+    pruned = publish(smaller, tree, prune=True)
+    assert pruned.deleted == (dropped,) and not (target / dropped).exists()
+    packages = tmp_path / "packages"
+    publish(index_tree, flat(packages))
+    name = dropped.rsplit("/", 1)[-1]
+    assert publish(smaller, flat(packages), prune=True).deleted == (name,)
+
+
+def test_prune_leaves_files_lockmirror_did_not_write(index_tree: Path, tmp_path: Path) -> None:
+    """A file put there by hand is not lockmirror's: --prune leaves it and the plan
+    names it apart (found by an outside tester: prune deleted a foreign wheel)."""
     target = tmp_path / "www"
     tree = DirectoryDestination(kind="directory", path=str(target), layout="tree")
     publish(index_tree, tree)
     (target / "files" / "old").mkdir()
     (target / "files" / "old" / "old-0.1.tar.gz").write_bytes(b"old")
-    kept = publish(index_tree, tree)
-    assert kept.plan.stale == ("files/old/old-0.1.tar.gz",) and kept.deleted == ()
     pruned = publish(index_tree, tree, prune=True)
-    assert pruned.deleted == ("files/old/old-0.1.tar.gz",)
-    assert not (target / "files" / "old").exists()  # its empty directory went too
+    assert pruned.deleted == () and pruned.plan.foreign == ("files/old/old-0.1.tar.gz",)
+    assert (target / "files" / "old" / "old-0.1.tar.gz").is_file()
     packages = tmp_path / "packages"
     packages.mkdir()
     (packages / "stranger-1.0.tar.gz").write_bytes(b"x")
     (packages / "README.txt").write_text("not an artifact: never pruned")
     (packages / ".hidden-1.0.tar.gz").write_bytes(b"hidden, not a temporary file: never pruned")
-    assert publish(index_tree, flat(packages), prune=True).deleted == ("stranger-1.0.tar.gz",)
-    assert (packages / "README.txt").is_file() and (packages / ".hidden-1.0.tar.gz").is_file()
+    result = publish(index_tree, flat(packages), prune=True)
+    assert result.deleted == () and result.plan.foreign == ("stranger-1.0.tar.gz",)
+    again = publish(index_tree, flat(packages), prune=True)  # still not ours the next time
+    assert again.deleted == () and again.plan.foreign == ("stranger-1.0.tar.gz",)
+    assert all((packages / name).is_file()
+               for name in ("stranger-1.0.tar.gz", "README.txt", ".hidden-1.0.tar.gz"))
 
 
 def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path: Path) -> None:
@@ -356,3 +386,39 @@ def test_a_flat_directory_counts_its_wheels_as_files(index_tree: Path, tmp_path:
     publish(index_tree, flat(tmp_path / "packages"), progress=lambda e: events.append(e.message))
     assert any(m.startswith("copying ") and m.split(" (")[0].endswith("files") for m in events)
     assert not any("document" in m for m in events), events
+
+
+def test_prune_names_what_it_deletes_in_the_plan_and_the_run(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deletions are never silent: the dry run lists them (the first ten without -v),
+    the run says which it deleted (found by an outside tester: only a count)."""
+    from lockmirror.commands.publish import _print_plan
+    from lockmirror.publish.tree import Plan, PublishResult
+
+    monkeypatch.chdir(tmp_path)
+    smaller, dropped = without_an_artifact(index_tree, tmp_path / "smaller")
+    name = dropped.rsplit("/", 1)[-1]
+    packages = tmp_path / "packages"
+    assert main(["publish", "--to", str(packages), "--from", str(index_tree), "-q"]) == 0
+    (packages / "theirs-1.0-py3-none-any.whl").write_bytes(b"a wheel copied in by hand")
+    base = ["publish", "--to", str(packages), "--from", str(smaller), "--prune"]
+    capsys.readouterr()
+    assert main([*base, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"  stale, would delete: 1\n    {name}\n" in out
+    assert "  not lockmirror's: left in place: 1 (theirs-1.0-py3-none-any.whl)\n" in out
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert f"publish {packages}: deleted 1: {name}\n" in out
+    assert "not lockmirror's: left in place: 1 (theirs-1.0-py3-none-any.whl)" in out
+    assert (packages / "theirs-1.0-py3-none-any.whl").is_file()
+
+    many = tuple(f"f{i:02}.whl" for i in range(13))
+    _print_plan("www", PublishResult("www", Plan("www", (), (), stale=many, delete=many),
+                                     dry_run=True))
+    out = capsys.readouterr().out
+    assert "    f09.whl\n    and 3 more (-v names every one)\n" in out and "f10" not in out
+    _print_plan("www", PublishResult("www", Plan("www", (), (), stale=many, delete=many),
+                                     dry_run=True), verbose=True)
+    assert "    f12.whl\n" in capsys.readouterr().out

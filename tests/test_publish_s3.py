@@ -166,8 +166,7 @@ def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
     assert [name for name, _ in calls][:4] == ["ListObjectsV2", "HeadObject", "GetObject",
                                                "HeadObject"]
     assert aws_env.get(bucket, key) == original
-    assert repaired.plan.stale == ("files/old/old-0.1.tar.gz",)
-    assert "1 stale kept (--prune deletes them)" in repaired.summary()
+    assert repaired.plan.stale == () and repaired.plan.foreign == ("files/old/old-0.1.tar.gz",)
 
     # a smaller index: "speedup" and "yanky" leave; prune removes them only after the pages
     smaller = tmp_path / "smaller"
@@ -181,11 +180,53 @@ def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
     tree = SourceTree.open(smaller)
     result = publisher.apply(tree, publisher.plan(tree, prune=True), prune=True)
     assert "pypi/files/speedup/speedup-1.2-py3-none-any.whl" not in aws_env.keys(bucket)
-    assert "files/old/old-0.1.tar.gz" in result.deleted and "simple/yanky/" in result.deleted
+    assert "simple/yanky/" in result.deleted
+    assert "files/old/old-0.1.tar.gz" not in result.deleted  # not lockmirror's: left
     names = [name for name, _ in calls]
     manifest_put = calls.index(("PutObject", "pypi/manifest.json"))
     assert names.index("DeleteObjects") > manifest_put
-    assert set(aws_env.keys(bucket)) == wanted_keys(smaller, "pypi") | {f"pypi/{RECEIPT_KEY}"}
+    assert set(aws_env.keys(bucket)) == wanted_keys(smaller, "pypi") | {
+        f"pypi/{RECEIPT_KEY}", "pypi/files/old/old-0.1.tar.gz"}
+
+
+def test_prune_deletes_only_what_lockmirror_uploaded_and_names_it(
+        aws_env: S3Server, index_tree: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Objects put under the prefix by hand are not lockmirror's: --prune leaves them
+    and says so; what a publish without --prune kept stale stays lockmirror's (the
+    receipt keeps it), and the dry run names every key it would delete (found by an
+    outside tester: pypi/files/inhouse/... and pypi/README.txt were deleted unnamed)."""
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    publish(index_tree, dest)
+    foreign = {"pypi/README.txt": b"ours, by hand",
+               "pypi/files/inhouse/inhouse-1.0-py3-none-any.whl": b"an in-house wheel"}
+    for key, body in foreign.items():
+        aws_env.client().put_object(Bucket=bucket, Key=key, Body=body)
+    smaller = tmp_path / "smaller"
+    shutil.copytree(index_tree, smaller)
+    shutil.rmtree(smaller / "files" / "yanky")
+    shutil.rmtree(smaller / "simple" / "yanky")
+    scan_tree(smaller).write(smaller / "manifest.json")
+    kept = publish(smaller, dest)  # no --prune: yanky's objects stay, still lockmirror's
+    assert kept.deleted == () and "simple/yanky/" in kept.plan.stale
+    base = ["publish", "--to", f"s3://{bucket}/pypi", "--from", str(smaller),
+            "--endpoint-url", aws_env.endpoint_url, "--prune"]
+    assert main([*base, "--dry-run", "-v"]) == 0
+    out = capsys.readouterr().out
+    yanky = sorted(key[len("pypi/"):] for key in aws_env.keys(bucket)
+                   if key.startswith(("pypi/files/yanky/", "pypi/simple/yanky/")))
+    assert f"  stale, would delete: {len(yanky)}\n" in out
+    assert all(f"    {key}\n" in out for key in yanky)
+    assert "  not lockmirror's: left in place: 2 (README.txt, " \
+           "files/inhouse/inhouse-1.0-py3-none-any.whl)\n" in out
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert f"deleted {len(yanky)}: " in out and "simple/yanky/" in out
+    assert "not lockmirror's: left in place: 2" in out
+    keys = aws_env.keys(bucket)
+    assert all(key in keys for key in foreign) and not any(
+        key.startswith("pypi/files/yanky/") for key in keys)
 
 
 def test_large_file_goes_multipart_and_is_current_afterwards(

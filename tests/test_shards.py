@@ -268,6 +268,62 @@ def test_the_cli_refusal_is_one_line_and_drop_sets_takes_a_list(
     assert main([*base, "--from", str(trees["core"]), "--drop-sets", "extra,other"]) == 0
 
 
+def flat_dir(path: Path) -> DirectoryDestination:
+    return DirectoryDestination(kind="directory", path=str(path), layout="flat")
+
+
+def test_a_flat_directory_refuses_a_shard_index_as_a_tree_does(
+        trees: dict[str, Path], tmp_path: Path) -> None:
+    """A flat directory has no lockfile copies: its receipt records the sets published
+    (and their files), and the same refusal keeps --prune from deleting another set's
+    wheels (found by an outside tester: numpy, pandas, ... deleted, exit 0)."""
+    dest = tmp_path / "packages"
+    publish(trees["whole"], flat_dir(dest))
+    receipt = json.loads((dest / ".lockmirror" / "receipt.json").read_text())
+    assert sorted(receipt["sets"]) == ["core", "extra"]
+    assert any(name.startswith("yanky-1.0") for name in receipt["sets"]["extra"])
+    before = snapshot(dest)
+    for prune in (False, True):
+        with pytest.raises(PublishError) as refused:
+            publish(trees["core"], flat_dir(dest), prune=prune)
+        assert str(refused.value) == (
+            f"{dest}: refused: this index lacks 1 set the destination holds ('extra'); "
+            "publishing it would drop them (publish the whole index from one job; to drop a "
+            "set on purpose, use --drop-sets extra)")
+    assert snapshot(dest) == before
+    result = publish(trees["core"], flat_dir(dest), prune=True, drop_sets=["extra"])
+    assert any(name.startswith("yanky-1.0") for name in result.deleted)
+    assert sorted(json.loads((dest / ".lockmirror" / "receipt.json").read_text())["sets"]) \
+        == ["core"]
+    assert publish(trees["core"], flat_dir(dest), prune=True).deleted == ()
+
+
+def test_a_flat_receipt_without_sets_refuses_prune_until_the_whole_index_is_published(
+        trees: dict[str, Path], tmp_path: Path) -> None:
+    """An older lockmirror's receipt lists files only: whether a stale one is a set
+    this index lacks cannot be told, so --prune is refused (nothing deleted) until a
+    publish records the sets; a partial index publish does not record them."""
+    dest = tmp_path / "packages"
+    publish(trees["whole"], flat_dir(dest))
+    path = dest / ".lockmirror" / "receipt.json"
+    old = json.loads(path.read_text())
+    del old["sets"]
+    path.write_text(json.dumps(old))
+    before = snapshot(dest)
+    with pytest.raises(PublishError, match=r"refused: --prune would delete \d+ published "
+                                           r"files?, and the receipt \(an older lockmirror's\)"):
+        publish(trees["core"], flat_dir(dest), prune=True)
+    publish(trees["core"], flat_dir(dest))  # no --prune: kept, and the sets still unknown
+    assert "sets" not in json.loads(path.read_text())
+    with pytest.raises(PublishError, match="does not say which sets were published"):
+        publish(trees["core"], flat_dir(dest), prune=True, drop_sets=["extra"])
+    assert snapshot(dest) == before
+    publish(trees["whole"], flat_dir(dest))  # the whole index: the receipt says its sets
+    assert sorted(json.loads(path.read_text())["sets"]) == ["core", "extra"]
+    with pytest.raises(PublishError, match="lacks 1 set the destination holds"):
+        publish(trees["core"], flat_dir(dest), prune=True)
+
+
 def test_s3_refuses_a_shard_index_and_keeps_every_key(
         aws_env: S3Server, trees: dict[str, Path]) -> None:
     bucket = aws_env.new_bucket()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
@@ -133,7 +134,22 @@ def _printer(args: argparse.Namespace, name: str) -> Progress:
     return report
 
 
-def _print_plan(name: str, result: PublishResult) -> None:
+SHOWN = 10  # names printed without -v; deletions are never silent
+
+
+def _shown(paths: Sequence[str], verbose: bool) -> tuple[Sequence[str], int]:
+    """The names to print and how many more there are."""
+    shown = paths if verbose else paths[:SHOWN]
+    return shown, len(paths) - len(shown)
+
+
+def _names(paths: Sequence[str], verbose: bool) -> str:
+    """``a, b, c`` (every one with -v, else the first few ``and N more``)."""
+    shown, more = _shown(paths, verbose)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _print_plan(name: str, result: PublishResult, verbose: bool = False) -> None:
     plan = result.plan
     print(f"publish {name} ({result.destination}): dry run, nothing changed")
     for kind, (count, size) in plan.by_kind().items():
@@ -142,8 +158,16 @@ def _print_plan(name: str, result: PublishResult) -> None:
     print(f"  already present: {len(plan.present)}")
     if plan.delete:
         print(f"  stale, would delete: {len(plan.delete)}")
+        shown, more = _shown(plan.delete, verbose)
+        for path in shown:
+            print(f"    {path}")
+        if more:
+            print(f"    and {more} more (-v names every one)")
     if len(plan.stale) > len(plan.delete):
         print(f"  stale, would keep (no --prune): {len(plan.stale) - len(plan.delete)}")
+    if plan.foreign:
+        print(f"  not lockmirror's: left in place: {len(plan.foreign)} "
+              f"({_names(plan.foreign, verbose)})")
     for name_ in plan.conflicts:
         print(f"  CONFLICT: {name_}: the destination holds other bytes under this name")
 
@@ -184,9 +208,15 @@ def _publish_one(args: argparse.Namespace, loaded: LoadedConfig | None, tree_dir
                      progress=_printer(args, name),
                      drop_sets=args.drop_sets)
     if args.dry_run:
-        _print_plan(name, result)
+        _print_plan(name, result, args.verbose)
         return bool(result.plan.conflicts)
     for note in result.notes:
         print(f"publish {name}: {note}", file=sys.stderr)
+    if result.deleted and not args.quiet:
+        print(f"publish {name}: deleted {len(result.deleted)}: "
+              f"{_names(result.deleted, args.verbose)}")
+    if result.plan.foreign and args.prune and not args.quiet:
+        print(f"publish {name}: not lockmirror's: left in place: {len(result.plan.foreign)} "
+              f"({_names(result.plan.foreign, args.verbose)})")
     print(f"publish {name} ({result.destination}): {result.summary()}")
     return False

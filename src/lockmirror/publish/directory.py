@@ -9,10 +9,13 @@ into place; identical files are left alone. Phases follow
 :mod:`lockmirror.publish.tree`, so a web root never links a missing file.
 
 State lives in ``<dir>/.lockmirror/`` (pypiserver ignores dot paths): a
-receipt of (sha256, size, mtime) per file, so a no-op publish stats every
-file and hashes none, and a lock file held with ``flock`` while publishing.
-A publish killed mid-copy leaves ``.<name>.XXXXXXXX.tmp`` files: they are
-stale like a dropped file, and ``--prune`` removes them.
+receipt of (sha256, size, mtime) per file lockmirror wrote, so a no-op
+publish stats every file and hashes none, and the sets published with their
+files (a flat layout has no lockfile copies to tell them by); a lock file is
+held with ``flock`` while publishing. ``--prune`` deletes only files the
+receipt records: anything else there is not lockmirror's and is left. A
+publish killed mid-copy leaves ``.<name>.XXXXXXXX.tmp`` files: they are stale
+like a dropped file, and ``--prune`` removes them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from ..config_schema import DirectoryDestination
 from ..errors import LockmirrorError, PublishError
 from ..formats.manifest import STATE_DIR, temporary_target
-from ..fsutil import CHUNK, atomic_write, atomic_writer, sha256_file
+from ..fsutil import CHUNK, atomic_write, atomic_writer, plural, sha256_file
 from .tree import (
     Item,
     Plan,
@@ -60,6 +63,10 @@ class DirectoryPublisher:
         self.progress = progress
         self._receipt_path = self.root / STATE_DIR / "receipt.json"
         self._known: dict[str, tuple[str, int, int]] = {}
+        # the sets the receipt read says were published (None: an older receipt that
+        # does not say), and the tree's sets the next receipt records
+        self._held_sets: dict[str, list[str]] | None = None
+        self._sets: dict[str, list[str]] | None = None
 
     def wanted(self, tree: SourceTree) -> list[Item]:
         if not self.flat:
@@ -80,7 +87,7 @@ class DirectoryPublisher:
         hashed only when its size or mtime differs from the receipt."""
         if self.root.exists() and not self.root.is_dir():
             raise PublishError("is not a directory", where=self.display)
-        receipt = self._read_receipt()
+        receipt, self._held_sets = self._read_receipt()
         upload: list[Item] = []
         present: list[Item] = []
         wanted = self.wanted(tree)
@@ -104,10 +111,45 @@ class DirectoryPublisher:
             else:
                 upload.append(item)
         names = {item.path for item in wanted}
-        stale = tuple(path for path in self._existing() if path not in names)
+        stale: list[str] = []
+        foreign: list[str] = []
+        for path in self._existing():
+            if path in names:
+                continue
+            if path in receipt:  # published by lockmirror: the next receipt keeps it
+                self._known[path] = receipt[path]
+            owned = path in receipt or temporary_target(path.rsplit("/", 1)[-1]) is not None
+            (stale if owned else foreign).append(path)
+        # what lockmirror wrote there, not the leftovers of its interrupted writes
+        published = [path for path in stale if temporary_target(path.rsplit("/", 1)[-1]) is None]
+        self._sets = self._recorded_sets(tree, published)
+        self._refuse_unrecorded_prune(prune, published)
         return tree.guard(Plan(destination=self.display, upload=tuple(upload),
-                               present=tuple(present), stale=stale,
-                               delete=stale if prune else ()))
+                               present=tuple(present), stale=tuple(stale),
+                               delete=tuple(stale) if prune else (), foreign=tuple(foreign)),
+                          held_sets=self._held_sets or ())
+
+    def _recorded_sets(self, tree: SourceTree, published: list[str]
+                       ) -> dict[str, list[str]] | None:
+        """The sets the next receipt records: the tree's. Not when an older receipt did
+        not record its sets and files it lists are stale (``published``: they may be a
+        set this tree lacks, and recording the tree's sets would let --prune delete them)."""
+        if self._held_sets is None and published:
+            return None
+        return {name: list(files) for name, files in tree.set_files().items()}
+
+    def _refuse_unrecorded_prune(self, prune: bool, published: list[str]) -> None:
+        """--prune is refused when the receipt (an older lockmirror's) does not say which
+        sets were published and some file it published is stale (``published``): a set
+        this index lacks could not be told from a file it dropped."""
+        if prune and self.flat and self._held_sets is None and published:
+            raise PublishError(
+                f"refused: --prune would delete {plural(len(published), 'published file')}, "
+                "and the receipt (an older lockmirror's) does not say which sets were "
+                "published, so a set this index lacks cannot be told from a dropped file",
+                where=self.display,
+                hint="publish the whole index once (the receipt then records its sets), "
+                     "then --prune; or delete the files by hand")
 
     def _existing(self) -> list[str]:
         """Files lockmirror may own there: artifacts (flat) or every non-hidden file
@@ -146,7 +188,7 @@ class DirectoryPublisher:
         (its phase stops; later phases are not started), PublishError when
         the directory cannot be written or another publish holds the lock.
         """
-        if plan.empty:
+        if plan.empty and self._receipt_current():
             return PublishResult(destination=self.display, plan=plan, dry_run=False)
         uploaded: list[str] = []
         deleted: list[str] = []
@@ -204,18 +246,35 @@ class DirectoryPublisher:
                 break
             parent = parent.parent
 
-    def _read_receipt(self) -> dict[str, tuple[str, int, int]]:
+    def _read_receipt(self) -> tuple[dict[str, tuple[str, int, int]],
+                                     dict[str, list[str]] | None]:
+        """(file -> (sha256, size, mtime), set -> its files or None when the receipt
+        does not record sets). No receipt costs hashing, and makes every file there
+        one lockmirror does not own: --prune leaves them."""
         try:
             data = json.loads(self._receipt_path.read_text(encoding="utf-8"))
             if data.get("format") != RECEIPT_FORMAT:
-                return {}
-            return {str(k): (str(v[0]), int(v[1]), int(v[2])) for k, v in data["files"].items()}
+                return {}, None
+            files = {str(k): (str(v[0]), int(v[1]), int(v[2]))
+                     for k, v in data["files"].items()}
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return {}  # no receipt costs hashing, never a wrong answer
+            return {}, None
+        sets = data.get("sets")
+        if not isinstance(sets, dict):
+            return files, None
+        return files, {str(name): [str(f) for f in names] if isinstance(names, list) else []
+                       for name, names in sets.items()}
+
+    def _receipt_current(self) -> bool:
+        """Whether the receipt on disk already says what this publish would write."""
+        return self._read_receipt() == (self._known, self._sets)
 
     def _write_receipt(self) -> None:
-        data = {"format": RECEIPT_FORMAT,
-                "files": {k: list(v) for k, v in sorted(self._known.items())}}
+        data: dict[str, object] = {
+            "format": RECEIPT_FORMAT,
+            "files": {k: list(v) for k, v in sorted(self._known.items())}}
+        if self._sets is not None:  # set -> files the lockfile copy lists
+            data["sets"] = {name: files for name, files in sorted(self._sets.items())}
         try:
             atomic_write(self._receipt_path, json.dumps(data, indent=0, sort_keys=True) + "\n",
                          only_if_changed=True)

@@ -14,7 +14,8 @@ keys and one HEAD, through one boto3 client (whose creation is most of a
 no-op's time).
 
 Order: files (in parallel; multipart above 8 MiB), documents, project pages,
-root pages, ``manifest.json``; deletions (``--prune``) after that. A phase
+root pages, ``manifest.json``; deletions (``--prune``) after that, of keys the
+receipt says lockmirror uploaded only (others under the prefix are left). A phase
 starts only when the one before it fully succeeded, so a failure leaves the
 pages that clients read exactly as they were.
 
@@ -52,7 +53,13 @@ from ..net.s3_client import (
     s3_errors,
 )
 from .s3_lock import STATE_CACHE, BucketLock, Lease, LockHolder
-from .s3_receipt import RECEIPT_DIGEST, parse_receipt, receipt_body, receipt_digest
+from .s3_receipt import (
+    RECEIPT_DIGEST,
+    parse_receipt,
+    receipt_body,
+    receipt_digest,
+    split_stale,
+)
 from .tree import (
     MANIFEST,
     Item,
@@ -186,11 +193,13 @@ class S3Publisher:
         upload.sort(key=lambda item: order[item.path])
         present.sort(key=lambda item: order[item.path])
         names = {item.path for item in wanted}
-        stale = tuple(sorted(key for key in self._listing
-                             if key not in names and not key.startswith(STATE_DIR)))
+        stale, foreign = split_stale(self._receipt, {
+            key: remote.etag for key, remote in self._listing.items()
+            if key not in names and not key.startswith(STATE_DIR)})
+        self._known.update((key, self._receipt[key]) for key in stale)  # the receipt keeps them
         return tree.guard(Plan(destination=self.display, upload=tuple(upload),
                                present=tuple(present), stale=stale,
-                               delete=stale if prune else ()))
+                               delete=stale if prune else (), foreign=foreign))
 
     def _list(self) -> dict[str, _Remote]:
         found: dict[str, _Remote] = {}

@@ -1,4 +1,5 @@
-"""The S3 publisher's receipt: what lockmirror uploaded, so a later run need not ask.
+"""The S3 publisher's receipt: what lockmirror uploaded, so a later run need not ask,
+and what --prune may delete (only what lockmirror uploaded: :func:`split_stale`).
 
 ``<prefix>.lockmirror/receipt.json`` maps each key to the sha256 and ETag it
 had when lockmirror uploaded it (a key whose listed ETag still matches is
@@ -11,6 +12,7 @@ receipt alone (:meth:`lockmirror.publish.s3.S3Publisher.plan`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from ..errors import LockmirrorError
 from ..formats.bounded import load_json
@@ -44,3 +46,13 @@ def parse_receipt(raw: bytes) -> Receipt:
         return {str(key): (str(value[0]), str(value[1])) for key, value in data["objects"].items()}
     except (LockmirrorError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}
+
+
+def split_stale(receipt: Receipt, extra: Mapping[str, str]) -> tuple[tuple[str, ...],
+                                                                    tuple[str, ...]]:
+    """(stale, foreign): of the listed keys the tree lacks (``extra``: key -> ETag), those
+    lockmirror uploaded (the receipt names them with that ETag) and the others, which
+    --prune never deletes. A receipt vouched for by its digest alone holds only the
+    tree's keys: then every extra key is foreign."""
+    owned = {key for key, etag in extra.items() if key in receipt and receipt[key][1] == etag}
+    return tuple(sorted(owned)), tuple(sorted(set(extra) - owned))

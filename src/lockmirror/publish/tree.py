@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -165,19 +166,22 @@ class SourceTree:
         """Whether ``item``'s bytes are read from the S3 store, not from ``root``."""
         return self.store is not None and not os.path.exists(os.path.join(self.root, item.source))
 
-    def guard(self, plan: Plan) -> Plan:
+    def guard(self, plan: Plan, held_sets: Iterable[str] = ()) -> Plan:
         """``plan``, unless publishing it would drop a set the destination holds.
 
-        A set is held by the destination when its lockfile copy is there; the
-        tree drops it when the copy is stale (at the destination, not in the
-        tree): its root pages would stop listing the set's projects and
-        ``--prune`` would delete its files. Raises PublishError naming those
-        sets, unless ``drop_sets`` names every one of them; then the plan
-        also deletes their lockfile copies (without ``--prune`` too). Costs nothing: the
-        plan's listing already holds the answer. Publishers call it on every
-        plan, the one re-made under the destination's lock too."""
+        A set is held by the destination when its lockfile copy is there, or
+        when ``held_sets`` (a flat directory's receipt, which has no copies)
+        names it; the tree drops it when the copy is stale (at the destination,
+        not in the tree) or the tree has no copy of it: its root pages would
+        stop listing the set's projects and ``--prune`` would delete its
+        files. Raises PublishError naming those sets, unless ``drop_sets``
+        names every one of them; then the plan also deletes their lockfile
+        copies (without ``--prune`` too). Costs nothing: the plan's listing
+        already holds the answer. Publishers call it on every plan, the one
+        re-made under the destination's lock too."""
         held = {path: name for path in plan.stale if (name := set_of_lockfile_copy(path))}
-        dropped = sorted(set(held.values()) - self.drop_sets)
+        recorded = set(held_sets) - {set_of_lockfile_copy(path) for path in self.manifest.files}
+        dropped = sorted((set(held.values()) | recorded) - self.drop_sets)
         if dropped:
             names = ", ".join(f"'{name}'" for name in dropped)
             raise PublishError(
@@ -190,6 +194,30 @@ class SourceTree:
         # what says the destination holds the set
         copies = tuple(path for path in sorted(held) if path not in plan.delete)
         return replace(plan, delete=plan.delete + copies) if copies else plan
+
+    def set_files(self) -> dict[str, tuple[str, ...]]:
+        """Set -> the file names (wheels, sdists) its lockfile copy lists, sorted.
+
+        Raises LockmirrorError naming a lockfile copy that is not TOML. Costs
+        a read of each copy."""
+        sets: dict[str, tuple[str, ...]] = {}
+        for rel in sorted(self.manifest.files):
+            name = set_of_lockfile_copy(rel)
+            if name is None:
+                continue
+            try:
+                data = tomllib.loads((self.root / rel).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+                raise LockmirrorError(f"cannot read the lockfile copy ({error})",
+                                      where=str(self.root / rel)) from None
+            found: set[str] = set()
+            for package in data.get("packages", []):
+                for entry in [*package.get("wheels", []), package.get("sdist") or {}]:
+                    where = entry.get("name") or entry.get("path") or entry.get("url")
+                    if isinstance(where, str) and where:
+                        found.add(where.rsplit("/", 1)[-1])
+            sets[name] = tuple(sorted(found))
+        return sets
 
     def items(self) -> list[Item]:
         """Every file of the tree, manifest.json included, in phase order."""
@@ -210,8 +238,9 @@ class Plan:
     destination: str
     upload: tuple[Item, ...]
     present: tuple[Item, ...]
-    stale: tuple[str, ...] = ()      # at the destination but not in the tree
+    stale: tuple[str, ...] = ()      # lockmirror published it there, the tree lacks it
     delete: tuple[str, ...] = ()     # what --prune removes (a subset of stale)
+    foreign: tuple[str, ...] = ()    # there, not in the tree, not lockmirror's: never deleted
     conflicts: tuple[str, ...] = ()  # same name, other bytes: never overwritten silently
 
     def by_kind(self) -> dict[str, tuple[int, int]]:
