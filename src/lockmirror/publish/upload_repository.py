@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 import requests
 from packaging.utils import canonicalize_name
