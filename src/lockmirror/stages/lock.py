@@ -226,7 +226,8 @@ def _resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], Target
                  gates: Mapping[str, LicenseGate], watch: Watch, jobs: int,
                  ) -> dict[tuple[str, str], TargetLock]:
     """Every (set, target) resolved, with its sdists' build requirements, ``jobs``
-    at a time (the network is the cost); errors placed at the set and target."""
+    at a time (the network is the cost); errors placed at the set and target.
+    On Ctrl-C or an error the rest is dropped, not waited for."""
     from ..resolve.resolver import resolve_target
 
     def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
@@ -244,7 +245,14 @@ def _resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], Target
         return key, locked
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(pool.map(run, list(contexts)))
+        try:
+            return dict(pool.map(run, list(contexts)))
+        except BaseException:
+            # Ctrl-C, or a set failed: what is queued never starts, and what runs gives
+            # up at its next candidate (all the pool's exit then waits for)
+            watch.stop()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _set_parts(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, TargetLock],

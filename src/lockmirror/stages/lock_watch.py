@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
     from ..resolve.candidates import Candidate, CandidateFilter
 
-__all__ = ["LockProgress", "Watch", "check_upgrade", "in_context"]
+__all__ = ["LockProgress", "Stopped", "Watch", "check_upgrade", "in_context"]
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -55,9 +55,15 @@ class LockProgress:
                 f"{self.projects} projects seen ({self.done} of {self.total} resolutions done)")
 
 
+class Stopped(Exception):
+    """A resolution given up because the lock stopped (Ctrl-C, or another set failed)."""
+
+
 class Watch:
     """Counts, per set and target, the projects the resolver considers, and
-    reports each change to ``progress`` (calls are serialized)."""
+    reports each change to ``progress`` (calls are serialized). After
+    :meth:`stop`, a resolution that looks at another candidate raises
+    :class:`Stopped` (the resolver asks the filter about every one)."""
 
     def __init__(self, progress: Callable[[LockProgress], None] | None, total: int) -> None:
         self._progress = progress
@@ -65,12 +71,19 @@ class Watch:
         self._done = 0
         self._seen: dict[tuple[str, str], set[str]] = {}
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Make the running resolutions give up at the next candidate they look at."""
+        self._stopped.set()
 
     def filter(self, key: tuple[str, str], inner: CandidateFilter | None) -> CandidateFilter:
         """``inner`` (may be None), also counting each new project for ``key``."""
         seen = self._seen.setdefault(key, set())
 
         def counting(candidate: Candidate, pinned: bool) -> str | None:
+            if self._stopped.is_set():
+                raise Stopped(f"{key[0]} on {key[1]}")
             if candidate.name not in seen:
                 with self._lock:
                     seen.add(candidate.name)
