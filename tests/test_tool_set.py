@@ -278,8 +278,9 @@ def test_doit_locks_fetches_and_bundles_the_tool_set_too(tool_project: ToolProje
     monkeypatch.delenv("LOCKMIRROR_STORE", raising=False)
     project = doit_tasks.Project(tool_project.root / "mirror.yaml")
     lock = {task["name"]: task for task in doit_tasks.lock_tasks(project)}
-    assert sorted(lock) == ["core", TOOL_SET]
+    assert sorted(lock) == [".orphans", "core", TOOL_SET]
     assert all(check() for check in lock[TOOL_SET]["uptodate"])  # no network when current
+    assert all(check() for check in lock[".orphans"]["uptodate"])  # the tool set's is no orphan
     tool_lockfile = str(tool_project.root / "lockfiles" / f"pylock.{TOOL_SET}.toml")
     fetch = doit_tasks.fetch_task(project)
     assert tool_lockfile in fetch["file_dep"] and tool_lockfile in \

@@ -115,5 +115,14 @@ class Project:
     def lockfile_path(self, set_name: str) -> Path:
         return Path(self.summary["sets"][set_name]["lockfile"])
 
+    def lockfile_paths(self) -> list[Path]:
+        """Every set's lockfile, and lockmirror's own set's when it is locked."""
+        return [self.lockfile_path(name) for name in self.set_names] + self.tool_lockfile()
+
+    def tool_lockfile(self) -> list[Path]:
+        """lockmirror's own set's lockfile (stages/tool_set.py), if it is locked."""
+        tool = self.summary.get("tool")
+        return [Path(tool["lockfile"])] if tool else []
+
     def path_of(self, kind: str) -> Path:
         return Path(self.summary["paths"][kind])

@@ -88,6 +88,13 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
 # -- lock --------------------------------------------------------------------
 
 
+def _remove_orphans(project: Project) -> None:
+    from .stages.lock_orphans import remove_orphans
+
+    for line in remove_orphans(project.loaded):
+        print(line)
+
+
 def _lock_one(project: Project, set_name: str) -> None:
     from .commands.lock import LockLine, print_results
 
@@ -101,6 +108,7 @@ def _lock_one(project: Project, set_name: str) -> None:
 
 def lock_tasks(project: Project) -> Iterator[TaskDict]:
     from .formats.lockfile import read_input_hash
+    from .stages.lock_orphans import orphan_lockfiles
 
     locks = [(name, project.lockfile_path(name), project.summary["sets"][name]["input_hash"],
               f"resolve set '{name}' for its targets") for name in project.set_names]
@@ -119,17 +127,11 @@ def lock_tasks(project: Project) -> Iterator[TaskDict]:
             "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
             "verbosity": 2,
         }
-
-
-def lockfile_paths(project: Project) -> list[Path]:
-    """Every set's lockfile, and lockmirror's own set's when it is locked."""
-    return [project.lockfile_path(name) for name in project.set_names] + tool_lockfile(project)
-
-
-def tool_lockfile(project: Project) -> list[Path]:
-    """lockmirror's own set's lockfile (stages/tool_set.py), if it is locked."""
-    tool = project.summary.get("tool")
-    return [Path(tool["lockfile"])] if tool else []
+    # as `lockmirror lock`: a set gone from mirror.yaml loses its lockfile (no set is .orphans)
+    yield {"name": ".orphans", "doc": "remove the lockfiles of sets mirror.yaml no longer has",
+           "actions": [_action(_remove_orphans, project)], "verbosity": 2,
+           "uptodate": [lambda: not orphan_lockfiles(project.path_of("lockfiles"),
+                                                     project.set_names)]}
 
 
 # -- fetch -------------------------------------------------------------------
@@ -173,7 +175,7 @@ def fetch_task(project: Project) -> TaskDict:
         if options.get("sets") or options.get("target_names"):
             return False  # a shard runs: it checks its names (a typo must not pass as done)
         written, _ = project.retained
-        return is_current(project.loaded, also=[*tool_lockfile(project), *written])
+        return is_current(project.loaded, also=[*project.tool_lockfile(), *written])
 
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
@@ -183,7 +185,7 @@ def fetch_task(project: Project) -> TaskDict:
         "doc": "download every locked file (and wheel metadata) into the store, verified",
         "actions": [fetch],
         "params": _shard_params(),
-        "file_dep": [str(p) for p in lockfile_paths(project)],
+        "file_dep": [str(p) for p in project.lockfile_paths()],
         "task_dep": ["lock"],
         # Up to date when the lockfiles did not change and the store still holds
         # every file they name (a stat per file; the names prove the hashes).
@@ -300,7 +302,7 @@ def bundle_task(project: Project) -> TaskDict:
         "actions": [_action(_bundle, project)],
         "task_dep": ["check-install"],
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
-                     *(str(p) for p in lockfile_paths(project))],
+                     *(str(p) for p in project.lockfile_paths())],
         # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY), and the members'
         # mtime (the lockfiles' last commit, or $SOURCE_DATE_EPOCH): doit keeps a digest
         "uptodate": [config_changed({**signing_key_stamp(),

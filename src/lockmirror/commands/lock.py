@@ -65,13 +65,16 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         from ..stages.lock import stale_sets
         from ..stages.lock_check import check_lockfiles
+        from ..stages.lock_orphans import orphan_problems
         from ..stages.tool_set import lock_scopes
 
         scopes = lock_scopes(loaded, args.sets)  # mirror.yaml's sets, lockmirror's own
         stale = {name: why for scope, names in scopes
                  for name, why in stale_sets(scope, names).items()}
-        if stale:
-            lines = [f"set '{name}': {why}" for name, why in sorted(stale.items())]
+        # a set gone from mirror.yaml: its lockfile must go too (diff reads every one)
+        lines = [f"set '{name}': {why}" for name, why in sorted(stale.items())]
+        lines += [] if args.sets else orphan_problems(loaded)
+        if lines:
             raise StaleLockError("stale lockfiles; run `doit lock` and commit the result:\n  "
                                  + "\n  ".join(lines))
         for scope, names in scopes:
@@ -100,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         line.close()
     print_results(results)
+    if not args.sets and args.shard_dir is None:  # every set written: the rest is gone
+        from ..stages.lock_orphans import remove_orphans
+
+        for text in remove_orphans(loaded):
+            print(text)
     for text in upgrade_outcomes(args.upgrade or (), before, results):
         print(text)
     what = "shards" if args.shard_dir else "sets"
