@@ -242,6 +242,20 @@ def test_no_file_for_target_says_what_exists(tmp_path: Path, fixture_index: Fixt
     assert ARM in text and "cp311" in text
 
 
+def test_no_wheel_for_target_says_what_to_do_and_orders_pythons_as_versions(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    for python in ("cp310", "cp37", "cp39"):  # x86_64 only: nothing for the aarch64 target
+        fixture_index.add_file(build_wheel(tmp_path / "wheels", "oldwheels", "1.0",
+                                           tag=f"{python}-{python}-manylinux_2_17_x86_64"))
+    with pytest.raises(ResolutionError) as info:
+        lock(tmp_path, fixture_index, "  o:\n    requirements: [oldwheels]\n")
+    text = str(info.value)
+    assert "what exists: wheels for cp37, cp39, cp310 on manylinux_2_17_x86_64" in text, text
+    assert ("in mirror.yaml, pin a version of oldwheels that has a wheel for this target, "
+            "limit the set's `targets:` to those it has wheels for, or give the requirement "
+            "an environment marker (PEP 508) that is false on this target") in text, text
+
+
 def test_unknown_project(tmp_path: Path, fixture_index: FixtureIndex) -> None:
     with pytest.raises(NotFoundError) as info:
         lock(tmp_path, fixture_index, "  u:\n    requirements: [no-such-project]\n")

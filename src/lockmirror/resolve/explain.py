@@ -7,6 +7,7 @@ instead (nearest versions, the files' tags, a policy that excluded them).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -172,7 +173,10 @@ def _why_not(req: Req, factory: CandidateFactory, version: Version,
                 f"what exists: {_describe_files(files, ctx.allow_sdists)}")
     return ("no wheel of it matches the target's tags"
             + ("" if ctx.allow_sdists else ", and sdists are denied by policy"),
-            f"what exists: {_describe_files(files, ctx.allow_sdists)}")
+            f"what exists: {_describe_files(files, ctx.allow_sdists)}; in mirror.yaml, pin "
+            f"a version of {req.name} that has a wheel for this target, limit the set's "
+            "`targets:` to those it has wheels for, or give the requirement an environment "
+            "marker (PEP 508) that is false on this target")
 
 
 def _nearest(versions: Sequence[Version], req: Req) -> list[Version]:
@@ -195,7 +199,7 @@ def _describe_files(files: Sequence[DistFile], allow_sdists: bool) -> str:
         if sdists and not allow_sdists:
             return "only an sdist, and sdists are denied by policy"
         return "only an sdist" if sdists else "no files"
-    pythons = sorted({t.interpreter for f in wheels for t in f.tags})
+    pythons = sorted({t.interpreter for f in wheels for t in f.tags}, key=_interpreter_order)
     platforms = sorted({t.platform for f in wheels for t in f.tags})
     requires = sorted({f.requires_python for f in files if f.requires_python})
     text = f"wheels for {', '.join(pythons)} on {', '.join(platforms[:6])}"
@@ -206,3 +210,12 @@ def _describe_files(files: Sequence[DistFile], allow_sdists: bool) -> str:
     if requires:
         text += f"; Requires-Python {', '.join(requires)}"
     return text
+
+
+def _interpreter_order(tag: str) -> tuple[str, int, int, str]:
+    """``cp37`` before ``cp310`` (as versions, not as strings): implementation,
+    major, minor; a tag of another shape after, as text."""
+    match = re.fullmatch(r"([a-z]+)(\d)(\d*)", tag)
+    if match is None:
+        return ("~", 0, 0, tag)
+    return (match.group(1), int(match.group(2)), int(match.group(3) or -1), tag)
