@@ -96,11 +96,18 @@ def engine(*exceptions: PolicyException, unknown: str = "warn") -> PolicyEngine:
     return PolicyEngine(PolicyConfig(licenses=rule, exceptions=list(exceptions)), now=NOW)
 
 
+def test_a_refusal_names_the_denied_ids_only_inside_a_longer_expression() -> None:
+    assert license_refusal(spdx("GPL-3.0-only"), allow=[], deny=["GPL-3.0-only"]) == (
+        "license GPL-3.0-only is denied")
+    assert license_refusal(spdx("GPL-3.0-only AND MIT"), allow=[], deny=["GPL-3.0-only"]) == (
+        "license GPL-3.0-only AND MIT is denied (GPL-3.0-only)")
+
+
 def test_a_denied_license_is_a_deny_finding_an_exception_with_a_reason_waives() -> None:
     name, version = canonicalize_name("copyleft"), Version("1.0")
     finding = engine().license_finding(name, version, spdx("GPL-3.0-only"))
     assert finding is not None and finding.blocking and finding.rule == "licenses"
-    assert finding.message == "copyleft==1.0: license GPL-3.0-only is denied (GPL-3.0-only)"
+    assert finding.message == "copyleft==1.0: license GPL-3.0-only is denied"
     waived = engine(PolicyException(package="copyleft", version="1.0", rules=["licenses"],
                                     reason="linked at arm's length, reviewed by legal"))
     finding = waived.license_finding(name, version, spdx("GPL-3.0-only"))
@@ -169,7 +176,11 @@ def test_a_pinned_denied_release_fails_the_lock_at_its_line(
         lock_sets(load_config(path), now=NOW)
     message = str(caught.value)
     assert message.startswith("mirror.yaml:7: set 'core'"), message
-    assert "copyleft==2.0: license GPL-3.0-only is denied (GPL-3.0-only)" in message
+    # the release named once, and the remedy the README documents
+    assert ("'copyleft==2.0': excluded by policy: copyleft==2.0: license GPL-3.0-only is "
+            "denied (pin another version, or add to mirror.yaml's policy.exceptions an entry "
+            "{package: copyleft, version: '2.0', rules: [licenses], reason: <why it is "
+            "acceptable>})") in message, message
     assert not (tmp_path / "lockfiles" / "pylock.core.toml").exists()  # no partial file
 
 
@@ -225,7 +236,7 @@ def test_audit_reports_license_findings_from_the_store_or_the_index(
     report = audit_mirror(load_config(path), now=NOW, offline=True)  # the store alone
     (row,) = [r for r in report.rows if r.rule == "licenses"]
     assert (row.level, row.release, row.sets) == ("deny", "copyleft==2.0", ("core",))
-    assert row.message == "copyleft==2.0: license GPL-3.0-only is denied (GPL-3.0-only)"
+    assert row.message == "copyleft==2.0: license GPL-3.0-only is denied"
     assert report.exit_code == 1
 
     shutil.rmtree(tmp_path / "store")  # the index's PEP 658 file (HTTP-cached), no wheel

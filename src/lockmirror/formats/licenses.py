@@ -130,5 +130,8 @@ def license_refusal(declared: DeclaredLicense, *, allow: Sequence[str],
         return None
     named = license_keys(declared.spdx)
     if named & denied:
-        return f"license {declared.spdx} is denied ({', '.join(sorted(named & denied))})"
+        which = ", ".join(sorted(named & denied))
+        # the denied ids in the expression, unless it is just that one
+        return f"license {declared.spdx} is denied" + (
+            "" if which == str(declared.spdx) else f" ({which})")
     return f"license {declared.spdx} is not in the allowed list"

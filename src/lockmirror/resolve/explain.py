@@ -58,8 +58,30 @@ def policy_excluded(excluded: dict[tuple[str, str], str], names: set[str] | None
     found = sorted(((name, Version(version), why) for (name, version), why in excluded.items()
                     if names is None or name in names), key=lambda item: item[1], reverse=True)
     found.sort(key=lambda item: item[0])  # by name, each newest first
-    return first_of([f"{name} {version}: {why}" for name, version, why in found], shown,
-                    separator="; ")
+    return first_of([_release_reason(f"{name} {version}", name, version, why)
+                     for name, version, why in found], shown, separator="; ")
+
+
+def _release_reason(label: str, name: str, version: Version, why: str) -> str:
+    """``label: why``, or ``why`` alone when it names the release itself (the
+    policy's findings start with ``name==version``)."""
+    return why if why.startswith(f"{name}=={version}") else f"{label}: {why}"
+
+
+def _exception_hint(name: str, version: Version, reasons: Sequence[str]) -> str:
+    """What to do about a release the policy excludes (README, Policy and audit)."""
+    said = " ".join(reasons)
+    rule = next((rule for rule, words in _RULE_WORDS if any(w in said for w in words)),
+                "<the rule>")
+    return (f"pin another version, or add to mirror.yaml's policy.exceptions an entry "
+            f"{{package: {name}, version: '{version}', rules: [{rule}], reason: <why it is "
+            "acceptable>}")
+
+
+# the words of resolve/policy.py's findings that tell which rule excluded a release
+_RULE_WORDS = (("licenses", (": license ", " SPDX license")),
+               ("min_age_days", (" was uploaded ", " has no upload time")),
+               ("yanked", (" is yanked",)))
 
 
 def _conflict_lines(reqs: Sequence[Req], factory: CandidateFactory,
@@ -126,8 +148,8 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
             f"no candidate of {req.name} for '{req.text}'{who} is left: preparing the "
             f"metadata failed for {'; '.join(e.message for e in failed)}", where=where,
             hint="pin a version with wheels or static metadata")
-    excluded = [f"{v}: {ctx.excluded[(req.name, str(v))]}" for v in reversed(matching)
-                if (req.name, str(v)) in ctx.excluded]
+    excluded = [_release_reason(str(v), req.name, v, ctx.excluded[(req.name, str(v))])
+                for v in reversed(matching) if (req.name, str(v)) in ctx.excluded]
     left_out = [str(v) for v in matching if v.is_prerelease]
     pre_hint = None
     if left_out and not factory.prereleases_allowed(req.name, [req], matching):
@@ -135,8 +157,10 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
                     "release matches; set 'prereleases: true' on the set in mirror.yaml to "
                     "take them")
     if excluded:
+        newest = next(v for v in matching if (req.name, str(v)) in ctx.excluded)
+        hint = _exception_hint(req.name, newest, excluded)
         return ResolutionError(f"'{req.text}'{who}: excluded by policy: {'; '.join(excluded)}",
-                               where=where, hint=pre_hint)
+                               where=where, hint=f"{hint}; {pre_hint}" if pre_hint else hint)
     best = matching[0]
     reason, hint = _why_not(req, factory, best, matching, unfiltered)
     if pre_hint is not None and not best.is_prerelease:
