@@ -275,13 +275,12 @@ def flat_dir(path: Path) -> DirectoryDestination:
 def test_a_flat_directory_refuses_a_shard_index_as_a_tree_does(
         trees: dict[str, Path], tmp_path: Path) -> None:
     """A flat directory has no lockfile copies: its receipt records the sets published
-    (and their files), and the same refusal keeps --prune from deleting another set's
+    (by name), and the same refusal keeps --prune from deleting another set's
     wheels (found by an outside tester: numpy, pandas, ... deleted, exit 0)."""
     dest = tmp_path / "packages"
     publish(trees["whole"], flat_dir(dest))
     receipt = json.loads((dest / ".lockmirror" / "receipt.json").read_text())
-    assert sorted(receipt["sets"]) == ["core", "extra"]
-    assert any(name.startswith("yanky-1.0") for name in receipt["sets"]["extra"])
+    assert receipt["sets"] == ["core", "extra"]
     before = snapshot(dest)
     for prune in (False, True):
         with pytest.raises(PublishError) as refused:

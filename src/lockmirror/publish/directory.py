@@ -65,8 +65,9 @@ class DirectoryPublisher:
         self._known: dict[str, tuple[str, int, int]] = {}
         # the sets the receipt read says were published (None: an older receipt that
         # does not say), and the tree's sets the next receipt records
-        self._held_sets: dict[str, list[str]] | None = None
-        self._sets: dict[str, list[str]] | None = None
+        self._held_sets: list[str] | None = None
+        self._sets: list[str] | None = None
+        self._receipt_read: tuple[dict[str, tuple[str, int, int]], list[str] | None] = ({}, None)
 
     def wanted(self, tree: SourceTree) -> list[Item]:
         if not self.flat:
@@ -87,7 +88,8 @@ class DirectoryPublisher:
         hashed only when its size or mtime differs from the receipt."""
         if self.root.exists() and not self.root.is_dir():
             raise PublishError("is not a directory", where=self.display)
-        receipt, self._held_sets = self._read_receipt()
+        self._receipt_read = self._read_receipt()
+        receipt, self._held_sets = self._receipt_read
         upload: list[Item] = []
         present: list[Item] = []
         wanted = self.wanted(tree)
@@ -113,15 +115,15 @@ class DirectoryPublisher:
         names = {item.path for item in wanted}
         stale: list[str] = []
         foreign: list[str] = []
+        published: list[str] = []  # stale files lockmirror wrote (not leftovers of its writes)
         for path in self._existing():
             if path in names:
                 continue
+            leftover = temporary_target(path.rsplit("/", 1)[-1]) is not None
             if path in receipt:  # published by lockmirror: the next receipt keeps it
                 self._known[path] = receipt[path]
-            owned = path in receipt or temporary_target(path.rsplit("/", 1)[-1]) is not None
-            (stale if owned else foreign).append(path)
-        # what lockmirror wrote there, not the leftovers of its interrupted writes
-        published = [path for path in stale if temporary_target(path.rsplit("/", 1)[-1]) is None]
+                published.append(path)
+            (stale if path in receipt or leftover else foreign).append(path)
         self._sets = self._recorded_sets(tree, published)
         self._refuse_unrecorded_prune(prune, published)
         return tree.guard(Plan(destination=self.display, upload=tuple(upload),
@@ -129,14 +131,13 @@ class DirectoryPublisher:
                                delete=tuple(stale) if prune else (), foreign=tuple(foreign)),
                           held_sets=self._held_sets or ())
 
-    def _recorded_sets(self, tree: SourceTree, published: list[str]
-                       ) -> dict[str, list[str]] | None:
+    def _recorded_sets(self, tree: SourceTree, published: list[str]) -> list[str] | None:
         """The sets the next receipt records: the tree's. Not when an older receipt did
         not record its sets and files it lists are stale (``published``: they may be a
         set this tree lacks, and recording the tree's sets would let --prune delete them)."""
         if self._held_sets is None and published:
             return None
-        return {name: list(files) for name, files in tree.set_files().items()}
+        return tree.set_names()
 
     def _refuse_unrecorded_prune(self, prune: bool, published: list[str]) -> None:
         """--prune is refused when the receipt (an older lockmirror's) does not say which
@@ -246,10 +247,9 @@ class DirectoryPublisher:
                 break
             parent = parent.parent
 
-    def _read_receipt(self) -> tuple[dict[str, tuple[str, int, int]],
-                                     dict[str, list[str]] | None]:
-        """(file -> (sha256, size, mtime), set -> its files or None when the receipt
-        does not record sets). No receipt costs hashing, and makes every file there
+    def _read_receipt(self) -> tuple[dict[str, tuple[str, int, int]], list[str] | None]:
+        """(file -> (sha256, size, mtime), the sets published or None when the receipt
+        does not record them). No receipt costs hashing, and makes every file there
         one lockmirror does not own: --prune leaves them."""
         try:
             data = json.loads(self._receipt_path.read_text(encoding="utf-8"))
@@ -259,22 +259,21 @@ class DirectoryPublisher:
                      for k, v in data["files"].items()}
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return {}, None
-        sets = data.get("sets")
-        if not isinstance(sets, dict):
+        sets = data.get("sets")  # a list of names (a dict of set -> files from one build)
+        if not isinstance(sets, (list, dict)):
             return files, None
-        return files, {str(name): [str(f) for f in names] if isinstance(names, list) else []
-                       for name, names in sets.items()}
+        return files, sorted(str(name) for name in sets)
 
     def _receipt_current(self) -> bool:
-        """Whether the receipt on disk already says what this publish would write."""
-        return self._read_receipt() == (self._known, self._sets)
+        """Whether the receipt :meth:`plan` read already says what this publish would write."""
+        return self._receipt_read == (self._known, self._sets)
 
     def _write_receipt(self) -> None:
         data: dict[str, object] = {
             "format": RECEIPT_FORMAT,
             "files": {k: list(v) for k, v in sorted(self._known.items())}}
-        if self._sets is not None:  # set -> files the lockfile copy lists
-            data["sets"] = {name: files for name, files in sorted(self._sets.items())}
+        if self._sets is not None:  # the sets published (a flat layout has no lockfile copies)
+            data["sets"] = self._sets
         try:
             atomic_write(self._receipt_path, json.dumps(data, indent=0, sort_keys=True) + "\n",
                          only_if_changed=True)

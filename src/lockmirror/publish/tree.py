@@ -19,7 +19,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -180,7 +179,7 @@ class SourceTree:
         already holds the answer. Publishers call it on every plan, the one
         re-made under the destination's lock too."""
         held = {path: name for path in plan.stale if (name := set_of_lockfile_copy(path))}
-        recorded = set(held_sets) - {set_of_lockfile_copy(path) for path in self.manifest.files}
+        recorded = set(held_sets) - set(self.set_names())
         dropped = sorted((set(held.values()) | recorded) - self.drop_sets)
         if dropped:
             names = ", ".join(f"'{name}'" for name in dropped)
@@ -195,29 +194,10 @@ class SourceTree:
         copies = tuple(path for path in sorted(held) if path not in plan.delete)
         return replace(plan, delete=plan.delete + copies) if copies else plan
 
-    def set_files(self) -> dict[str, tuple[str, ...]]:
-        """Set -> the file names (wheels, sdists) its lockfile copy lists, sorted.
-
-        Raises LockmirrorError naming a lockfile copy that is not TOML. Costs
-        a read of each copy."""
-        sets: dict[str, tuple[str, ...]] = {}
-        for rel in sorted(self.manifest.files):
-            name = set_of_lockfile_copy(rel)
-            if name is None:
-                continue
-            try:
-                data = tomllib.loads((self.root / rel).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-                raise LockmirrorError(f"cannot read the lockfile copy ({error})",
-                                      where=str(self.root / rel)) from None
-            found: set[str] = set()
-            for package in data.get("packages", []):
-                for entry in [*package.get("wheels", []), package.get("sdist") or {}]:
-                    where = entry.get("name") or entry.get("path") or entry.get("url")
-                    if isinstance(where, str) and where:
-                        found.add(where.rsplit("/", 1)[-1])
-            sets[name] = tuple(sorted(found))
-        return sets
+    def set_names(self) -> list[str]:
+        """The sets whose lockfile copies the tree holds, sorted."""
+        return sorted({name for rel in self.manifest.files
+                       if (name := set_of_lockfile_copy(rel))})
 
     def items(self) -> list[Item]:
         """Every file of the tree, manifest.json included, in phase order."""

@@ -239,11 +239,13 @@ class RepositoryPages:
             return file.sha256
         digest = hashlib.sha256()
         try:
-            with self.session.get(file.url, stream=True) as response:
+            with follow(self.session, file.url, stream=True) as response:
                 if response.status_code >= 400:
                     return None
                 for chunk in response.iter_content(1 << 20):
                     digest.update(chunk)
+        except RedirectRefused:  # another origin: not verified, as a missing file
+            return None
         except requests.RequestException as error:
             raise self.unreachable(error, file.url) from None
         return digest.hexdigest()
