@@ -461,6 +461,30 @@ def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
     refused(mirror, [mirror.good.path], "this import checks none")
 
 
+def test_a_signed_copy_of_what_the_mirror_holds_records_its_signer(
+        mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bundle the mirror holds, now signed (bundle.json and its id unchanged), with
+    --pubkey: nothing to extract, but the signer is recorded, so a carrier's unsigned
+    bundle is refused afterwards (found by an outside tester: "nothing to do" returned
+    before the signer was written, and a forged unsigned bundle went in)."""
+    from lockmirror.cli import main
+
+    public = signing.generate_keypair(tmp_path / "keys" / "release")
+    assert import_bundle([mirror.good.path], mirror.root).changed  # unsigned, no --pubkey
+    signed = bundle(mirror.inputs, tmp_path / "signed", key=tmp_path / "keys" / "release")
+    assert signed.content_id == mirror.good.content_id
+    capsys.readouterr()
+    assert main(["import", str(signed.path), "--into", str(mirror.root),
+                 "--pubkey", str(public)]) == 0
+    fingerprint = signing.fingerprint(signing.load_public_key(public))
+    out = capsys.readouterr().out
+    assert "nothing to do" in out and f"signature by {fingerprint} verified" in out
+    assert (mirror.root / ".lockmirror" / "signer").read_text() == f"{fingerprint}\n"
+    assert not list((mirror.root / ".lockmirror").glob(".*.tmp"))
+    refused(mirror, [mirror.first.path], "this import checks none")
+    assert not import_bundle([signed.path], mirror.root, pubkey=public).changed
+
+
 # --------------------------------------------------------------------------
 # Deltas
 # --------------------------------------------------------------------------

@@ -232,6 +232,24 @@ def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
     assert not (far / VULNY_10).exists() and main(["verify", str(far)]) == 0
 
 
+def test_a_signed_refresh_records_its_signer_in_a_mirror_imported_unsigned(
+        mirror: LoadedConfig, keys: tuple[Path, Path],  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A refresh checked against --pubkey records the signer as a full bundle's import
+    does: from then on an import that checks no signature is refused."""
+    private, public = keys
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only",
+                     "--key", str(private))
+    assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0
+    assert (far / ".lockmirror/signer").read_text().startswith("SHA256:")
+    capsys.readouterr()
+    assert main(["import", str(full), "--into", str(far)]) == 1
+    assert "this import checks none" in capsys.readouterr().err
+
+
 def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(
         mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

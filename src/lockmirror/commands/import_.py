@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
                            progress=lambda text: print(f"import: {text}", file=sys.stderr))
     if result.recovered:
         print(f"import: {result.recovered}")
+    signature = signature_note(result.signed, result.signer)
     if not result.changed:
         print(f"import: {result.into} already holds {result.kind} bundle {result.content_id} "
-              f"({result.files} files); nothing to do")
+              f"({result.files} files); nothing to do; {signature}")
         return 0
-    signature = signature_note(result.signed, result.signer)
     print(f"import: {result.kind} bundle {result.content_id} of {result.name!r} is now "
           f"{result.into}: {result.files} files, {result.extracted} extracted "
           f"({format_size(result.bytes_extracted)}), {result.linked} kept; every file "

@@ -48,6 +48,7 @@ from ..formats.manifest import (
     IMPORT_ADVISORIES,
     IMPORT_MIRROR_YAML,
     IMPORT_QUARANTINE,
+    IMPORT_SIGNER,
     MANIFEST_NAME,
     Manifest,
 )
@@ -132,8 +133,11 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             [CoveringSnapshotSource(snapshot, where=where)]))
     manifest = Manifest.read(into / MANIFEST_NAME)
     edit = plan_edit(into, manifest, listed.keys)
-    apply_edit(into, manifest, edit, {IMPORT_ADVISORIES: members[ADVISORIES_NAME],
-                                      IMPORT_QUARANTINE: members[QUARANTINE_NAME]})
+    state = {IMPORT_ADVISORIES: members[ADVISORIES_NAME],
+             IMPORT_QUARANTINE: members[QUARANTINE_NAME]}
+    if vetted.signer:  # checked against --pubkey: from now on every import must check one
+        state[IMPORT_SIGNER] = f"{vetted.signer}\n".encode()
+    apply_edit(into, manifest, edit, state)
     known = {a.advisory.id for a in held.advisories} if held else set()
     return RefreshResult(
         into=into, content_id=vetted.info.content_id, taken=snapshot.taken,

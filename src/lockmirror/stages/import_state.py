@@ -118,6 +118,20 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
         write_state(staging, IMPORT_SIGNER, f"{plan.signer}\n".encode())
 
 
+def record_signer(plan: ImportPlan, into: Path) -> None:
+    """After a no-op import (``into`` already holds the bundle) whose signature was
+    checked: record the signer, as :func:`keep_bundle_state` does for an import that
+    swaps a tree in, so every later import into ``into`` must check one too. Raises
+    LockmirrorError when the state directory lies behind a symlink."""
+    if not plan.signer or _state_line(into, IMPORT_SIGNER) == plan.signer:
+        return
+    if not inside_mirror(into, IMPORT_SIGNER):
+        raise LockmirrorError("is a symlink or lies below one; a mirror's state is its own "
+                              "files", where=str(into / IMPORT_SIGNER),
+                              hint="run `lockmirror verify`, then import a full bundle")
+    write_state(into, IMPORT_SIGNER, f"{plan.signer}\n".encode())
+
+
 def snapshot_current(plan: ImportPlan, into: Path) -> bool:
     """Whether ``into`` already holds the advisory snapshot the bundle carries (or
     the bundle carries none): a bundle of the same index with newer advisories

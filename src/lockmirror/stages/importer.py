@@ -23,7 +23,7 @@ point leaves a staging or old directory, which the next import (or
 :func:`recover_interrupted_import`) resolves first; the previous good
 mirror is never lost. Importing what ``into`` already holds is a no-op
 that still checks the bundle's outer sha256 (a damaged copy is refused
-even then).
+even then) and, with ``pubkey``, records the signer as any import does.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from .import_state import (
     bundle_manifest_sha256,
     bundle_name,
     keep_bundle_state,
+    record_signer,
     require_signature_check,
     snapshot_current,
     state_members,
@@ -174,6 +175,7 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             # a no-op still proves the bundle it was given: a copy whose .sha256 was made
             # again after damage is refused here too, not answered with "nothing to do"
             extract(reader, plan, None, source, {})
+            record_signer(plan, into)  # a signed copy of what it holds: checked from now on
             return result(False)
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
