@@ -456,9 +456,25 @@ def test_signatures(mirror: Mirror, tmp_path: Path) -> None:
     assert "--pubkey" in str(error)
     refused(mirror, [signed.path], "this import checks none")  # the same bundle too
     assert not import_bundle([signed.path], mirror.root, pubkey=public).changed
+    # another key's bundle with that key as --pubkey: refused, both keys named (found by
+    # an outside tester: it went in and silently replaced the recorded signer)
+    rotated = bundle(mirror.inputs, tmp_path / "rotated", key=tmp_path / "keys" / "intruder",
+                     source_date_epoch=EPOCH + 2)
+    theirs = signing.fingerprint(signing.load_public_key(other))
+    error = refused(mirror, [rotated.path], f"checked against the key {re.escape(result.signer)}"
+                                            f"; --pubkey is the key {re.escape(theirs)}",
+                    pubkey=other)
+    record = mirror.root / ".lockmirror" / "signer"
+    assert f"delete {record} and import again" in str(error)
+    assert "\n" not in str(error)
     # a record that cannot be read still requires a check: the guard fails closed
-    (mirror.root / ".lockmirror" / "signer").write_bytes(b"\xff\xfe")
+    record.write_bytes(b"\xff\xfe")
     refused(mirror, [mirror.good.path], "this import checks none")
+    refused(mirror, [signed.path], "unreadable.*--pubkey is the key", pubkey=public)
+    # a deliberate key rotation: the record deleted, the new key's bundle goes in
+    record.unlink()
+    assert import_bundle([rotated.path], mirror.root, pubkey=other).signer == theirs
+    assert record.read_text() == f"{theirs}\n"
 
 
 def test_a_signed_copy_of_what_the_mirror_holds_records_its_signer(

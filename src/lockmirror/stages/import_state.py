@@ -15,7 +15,10 @@ in with the tree so the two always agree:
   quarantined releases out, and what it brings back is back);
 * ``bundle-manifest.sha256``: the sha256 of the index manifest the last
   full or delta bundle pinned (a refresh edits ``manifest.json``; the next
-  delta still applies onto that bundle).
+  delta still applies onto that bundle);
+* ``signer``: the fingerprint of the key a bundle's signature was checked
+  against (``--pubkey``): from then on every import must check one with that
+  key (:func:`require_signature_check`).
 
 :func:`audit_imported` is ``lockmirror audit --mirror DIR``: the imported
 lockfiles judged against the carried snapshot and policy, no network.
@@ -29,10 +32,12 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.version import Version
 
 from ..config import LoadedConfig, load_config
 from ..errors import LockmirrorError
+from ..formats import signing
 from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import Lockfile
@@ -79,17 +84,29 @@ def bundle_name(mirror: Path) -> str | None:
     return _state_line(mirror, IMPORT_BUNDLE_NAME)
 
 
-def require_signature_check(mirror: Path, trusted: object | None) -> None:
-    """Refuse an import that checks no signature (``trusted`` None) into a mirror
-    whose last bundle's signature was checked: a forgotten ``--pubkey`` must not
-    let a carrier's unsigned full, delta or refresh bundle in. A record that cannot
-    be read counts as one (the guard fails closed)."""
-    if trusted is None and os.path.lexists(mirror / IMPORT_SIGNER):
-        signer = _state_line(mirror, IMPORT_SIGNER) or f"named in {IMPORT_SIGNER} (unreadable)"
+def require_signature_check(mirror: Path, trusted: Ed25519PublicKey | None) -> None:
+    """Refuse an import into a mirror whose last bundle's signature was checked
+    unless it checks one with the same key: a forgotten ``--pubkey`` must not let a
+    carrier's unsigned full, delta or refresh bundle in, and another key (say, one
+    a carrier handed over with the bundle) must not silently replace the recorded
+    one. A record that cannot be read counts as one no key matches (the guard fails
+    closed)."""
+    if not os.path.lexists(mirror / IMPORT_SIGNER):
+        return
+    recorded = _state_line(mirror, IMPORT_SIGNER)
+    signer = recorded or f"named in {IMPORT_SIGNER} (unreadable)"
+    if trusted is None:
         raise LockmirrorError(
             f"holds bundles whose signature was checked against the key {signer}; this "
             "import checks none", where=str(mirror),
             hint="give --pubkey with the signer's public key; nothing was changed")
+    given = signing.fingerprint(trusted)
+    if given != recorded:
+        raise LockmirrorError(
+            f"holds bundles whose signature was checked against the key {signer}; --pubkey "
+            f"is the key {given}", where=str(mirror),
+            hint=f"if the signing key was replaced on purpose, delete {mirror / IMPORT_SIGNER} "
+                 "and import again; nothing was changed")
 
 
 def state_members(plan: ImportPlan) -> dict[str, str]:
