@@ -133,6 +133,23 @@ def test_import_verifies_everything_and_a_second_import_is_a_no_op(mirror: Mirro
     assert mirror.snapshot() == before
 
 
+def test_importing_the_bundle_again_repairs_a_file_altered_in_place(mirror: Mirror) -> None:
+    """What `lockmirror verify` tells the operator: a byte changed in a wheel (same
+    size) is not "already held"; the import extracts it again (found by an outside
+    tester: "nothing to do" compared sizes only and the file stayed altered)."""
+    wheel = mirror.first_inputs / "dist-index" / WHEEL
+    target = mirror.root / WHEEL
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 1
+    target.write_bytes(bytes(data))
+    report = verify_mirror(mirror.root)
+    assert not report.ok and report.altered == (WHEEL,)
+    again = import_bundle([mirror.first.path], mirror.root)
+    assert again.changed and again.extracted == again.files
+    assert target.read_bytes() == wheel.read_bytes() and verify_mirror(mirror.root).ok
+    assert not import_bundle([mirror.first.path], mirror.root).changed
+
+
 def test_the_bundles_state_is_kept_and_a_bundle_without_a_snapshot_keeps_the_last(
         mirror: Mirror, tmp_path: Path) -> None:
     """advisories.json and mirror.yaml land in .lockmirror/ (not counted as extracted

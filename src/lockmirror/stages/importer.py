@@ -112,7 +112,8 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     for unusable arguments. Costs one sequential read of the bundle, two sha256 passes
     over it (members; volumes) and one write of every carried index file;
     when ``into`` already holds this bundle's index, the same read and hashing
-    (every member is still proved) and nothing written.
+    (every member is still proved), one sha256 pass over the mirror's files (one
+    altered in place is extracted again) and nothing written.
     """
     source = locate_bundle([Path(p) for p in paths])
     into = mirror_path(into)
@@ -170,9 +171,11 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         current = _read_manifest_bytes(into)
         current_sha = sha256_bytes(current) if current is not None else None
         if (current_sha == info.index_manifest_sha256
-                and check_tree(into, plan.manifest, hash_files=False).ok
-                and snapshot_current(plan, into)):
-            # a no-op still proves the bundle it was given: a copy whose .sha256 was made
+                and snapshot_current(plan, into)
+                and check_tree(into, plan.manifest, hash_files=True).ok):
+            # every file hashed: one altered in place at its size is not "already held",
+            # so importing the bundle again repairs what `lockmirror verify` reports.
+            # A no-op still proves the bundle it was given: a copy whose .sha256 was made
             # again after damage is refused here too, not answered with "nothing to do"
             extract(reader, plan, None, source, {})
             record_signer(plan, into)  # a signed copy of what it holds: checked from now on
