@@ -485,6 +485,10 @@ def test_readme_commands_refuse_a_carriers_tool_wheel_before_pip_runs(
     assert done.returncode != 0
     assert not (far / "lockmirror-venv").exists()
     assert says in done.stdout + done.stderr
+    # the carrier's unpacked wheels are not left in the operator's directory (found by
+    # an outside tester: only a run that installed removed them)
+    assert sorted(p.name for p in far.iterdir()) == sorted(
+        [bundle.name, "signer.pub", "allowed_signers"])
 
 
 def test_readme_commands_run_nothing_the_bundle_smuggles_beside_the_checked_files(
@@ -516,6 +520,7 @@ def test_readme_commands_run_nothing_the_bundle_smuggles_beside_the_checked_file
     assert not marker.exists(), done.stdout + done.stderr
     assert done.returncode != 0 and "not a regular file in the bundle" in done.stdout
     assert not (far / "lockmirror-venv").exists()
+    assert not list(far.glob("unpacked.*"))  # the smuggled members are not left behind
 
 
 def test_readme_commands_take_a_project_named_tool_and_a_directory_named_tool(
@@ -551,7 +556,8 @@ def test_readme_commands_stop_on_a_signed_bundle_whose_key_is_not_named_signer_p
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and not (far / "lockmirror-venv").exists()
     assert "a signed bundle: put the signer's public key beside it as signer.pub" in done.stdout
-    (far / "ops.key.pub").rename(far / "signer.pub")  # a failed run's leftovers do not matter
+    assert not list(far.glob("unpacked.*"))  # the stopped run removed what it unpacked
+    (far / "ops.key.pub").rename(far / "signer.pub")
     assert run_pasted(steps, far, env).returncode == 0
 
 
@@ -620,7 +626,8 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_pasted(steps, far, env)  # pasted whole, as an operator would
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Good "lockmirror-bundle" signature for signer' in done.stdout + done.stderr
-    (unpacked,) = [p / result.path.stem / "index" for p in far.glob("unpacked.*") if p.is_dir()]
+    (unpacked,) = [p / result.path.stem / "index" for p in far.glob("unpacked.*")]
+    assert unpacked.is_dir()  # kept, without the check's lists beside it
     assert done.stdout.rstrip().endswith(
         f"checked (its signature checked against signer.pub): index/ is the mirror: {unpacked}")
     assert (unpacked / "manifest.json").read_bytes() == \
@@ -633,6 +640,9 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
     assert "checked (" not in done.stdout
+    # a failed check leaves nothing unpacked (found by an outside tester: the
+    # unchecked tree stayed in the operator's directory)
+    assert not list(far.glob("unpacked.*"))
 
     # a member changed after extraction: bundle.json's list catches it
     check = "cat SHA256SUMS | sha256sum -c --strict --quiet -"
@@ -640,11 +650,13 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     far = far_side()
     done = run_pasted(steps.replace(check, f"echo x >> index/index.html; {check}"), far, env)
     assert done.returncode != 0 and "index/index.html: FAILED" in done.stdout
+    assert not list(far.glob("unpacked.*"))
 
     # a file no list names (a page a static server would serve): diff names it
     far = far_side()
     done = run_pasted(steps.replace(check, f"{check}; touch index/extra.html"), far, env)
     assert done.returncode != 0 and "> index/extra.html" in done.stdout
+    assert not list(far.glob("unpacked.*"))
 
     # a listed file as a symbolic link to bytes outside the bundle (the same bytes now:
     # the copy a static server serves would follow the link later)
@@ -656,6 +668,8 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
         f"{hashlib.sha256(linked.read_bytes()).hexdigest()}  {linked.name}\n")
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "not a regular file in the bundle" in done.stdout
+    # the link is removed with the unpacked copy, never what it points to
+    assert not list(far.glob("unpacked.*")) and outside.is_file()
 
     # the carrier's own key beside a symbolic link standing for the bundle directory,
     # the bundle re-signed with it: the key is read from the operator's directory
@@ -666,6 +680,7 @@ def test_readme_checks_and_unpacks_a_signed_bundle_without_lockmirror(tmp_path: 
     done = run_pasted(steps, far, env)
     assert done.returncode != 0 and "Good" not in done.stdout + done.stderr
     assert "checked (" not in done.stdout
+    assert not list(far.glob("unpacked.*"))
 
 
 def _with_member_linked(bundle: Path, out: Path, rel: str, target: Path) -> Path:

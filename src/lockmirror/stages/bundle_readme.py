@@ -8,8 +8,9 @@ that fails stops it before pip runs or the tree is used, and says which.
 They trust only what the operator put beside the bundle (``signer.pub``),
 read through the absolute path of that directory (``$here``): no member of
 the bundle, not even a symbolic link in it, can stand in for the key. They
-unpack into a new ``unpacked.XXXXXX`` directory each run (a failed run's
-leftovers never stop the next; an install removes its own), and the install
+unpack into a new ``unpacked.XXXXXX`` directory each run, which an ``EXIT``
+trap removes when a check fails (a carrier's bytes are not left lying in the
+operator's directory) and the install removes once done too, and the install
 reinstalls, so a newer bundle's tool replaces the old one of the same version.
 ``tests/test_tool_set.py`` runs both on signed bundles and on bundles a
 carrier altered.
@@ -30,6 +31,10 @@ from ..formats.bundle_format import (
     BundleInfo,
 )
 from .tool_set import requires_python
+
+# what both pasted commands remove when they stop: the unpacked copy (made readable
+# first: a mode the bundle set must not keep rm out) and the check's lists beside it
+_CLEANUP = 'chmod -R u+rwX "$dir"; rm -rf "$dir" "$dir.odd" "$dir.all" "$dir.txt"'
 
 
 def readme_text(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
@@ -99,6 +104,7 @@ def _install(stem: str, info: BundleInfo) -> str:
    cat {stem}.tar.0* | tar -xf - ... in place of tar -xf {stem}.tar ...
      ( set -e; here=$(pwd)
 {_python_check(info.tool_python)}       dir=$(mktemp -d "$here/unpacked.XXXXXX")
+       trap '{_CLEANUP}' EXIT   # pass or fail, the unpacked copy goes
        tar -xf {stem}.tar -C "$dir" --wildcards --no-wildcards-match-slash \\
            '*/{INFO_NAME}*' '*/{SUMS_NAME}' '*/{TOOL_DIR}/*'
        cd "$dir"/{stem}/
@@ -110,7 +116,6 @@ def _install(stem: str, info: BundleInfo) -> str:
        # and an install pip cannot resolve leaves the old one working
        PIP_CONFIG_FILE=/dev/null "$here/lockmirror-venv/bin/pip" --isolated install \\
            --force-reinstall --no-index --find-links "$bundle/{TOOL_DIR}/" lockmirror
-       rm -rf "$dir" "$dir.odd" "$dir.all" "$dir.txt"   # installed: the unpacked copy goes
        echo "checked ($signature) and installed: $here/lockmirror-venv/bin/lockmirror" )
    On another Python or machine it stops first, saying so. On another platform (libc,
    OS), or a Python older than lockmirror needs (Requires-Python {requires_python()}), pip says "No
@@ -166,10 +171,12 @@ it), stops at the first check that fails and says at the end whether a signature
 checked. A split bundle:
 cat {stem}.tar.0* | tar -xf - -C "$dir" in place of tar -xf ...
      ( set -e; here=$(pwd); dir=$(mktemp -d "$here/unpacked.XXXXXX")
+       trap '{_CLEANUP}' EXIT   # a check failed: nothing unpacked is left
        sha256sum -c {stem}.sha256
        tar -xf {stem}.tar -C "$dir"
        cd "$dir"/{stem}/
 {_checks(f"cat {SUMS_NAME}")}
+       trap 'rm -f "$dir.odd" "$dir.all" "$dir.txt"' EXIT   # checked: the unpacked index stays
        echo "checked ($signature): index/ is the mirror: $(pwd)/index" )
    Then copy that index/ to /srv/mirror and serve it with any static web server.
 """
