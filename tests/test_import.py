@@ -293,9 +293,39 @@ def test_truncated_bundle_is_refused(mirror: Mirror, tmp_path: Path) -> None:
         cut_at = tar.getmembers()[4].offset  # a header boundary: tar itself sees no damage
     cut = tmp_path / "cut" / mirror.good.path.name
     cut.write_bytes(data[:cut_at])
-    refused(mirror, [cut], "truncated or incomplete")
+    error = refused(mirror, [cut], "bundle is damaged: its sha256 differs from the "
+                                   r".*\.tar\.sha256 listing \(truncated or incomplete")
+    assert error.hint is not None and "copy it again" in error.hint
     cut.write_bytes(data[:1000])  # inside bundle.json's header: not "not a lockmirror bundle"
     refused(mirror, [cut], "bundle is truncated: it ends before bundle.json")
+    # inside bundle.json's data (found by an outside tester: "damaged tar header")
+    info_offset, _ = member_offset(mirror.good.path, "/bundle.json")
+    cut.write_bytes(data[:info_offset + 100])
+    error = refused(mirror, [cut], "bundle is truncated: it ends inside .*/bundle.json ")
+    assert error.hint == "copy it again"
+
+
+def test_a_damaged_member_header_says_the_copy_is_damaged(mirror: Mirror,
+                                                          tmp_path: Path) -> None:
+    """A header whose checksum no longer matches makes tarfile stop listing members
+    there, as if the bundle ended: with the .sha256 as it came, the import says the
+    copy is damaged (found by an outside tester: only "truncated or incomplete")."""
+    bad = copy_bundle(mirror.good, tmp_path / "bad")
+    with tarfile.open(bad) as tar:
+        header = next(m for m in tar.getmembers() if m.name.endswith(WHEEL)).offset
+    data = bytearray(bad.read_bytes())
+    data[header + 148:header + 156] = b"0000000\0"  # the header's checksum field
+    bad.write_bytes(bytes(data))
+    error = refused(mirror, [bad], r"bundle is damaged: its sha256 differs from the "
+                                   r".*\.tar\.sha256 listing \(truncated or incomplete: "
+                                   r"\d+ member\(s\) listed in bundle.json are missing")
+    assert error.hint is not None and "copy it again" in error.hint
+    assert error.where == str(bad)
+    # with a .sha256 made again (a forger): what tar shows, nothing said of the copy
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    bad.with_name(bad.name + ".sha256").write_text(f"{digest}  {bad.name}\n")
+    error = refused(mirror, [bad], "truncated or incomplete: ")
+    assert error.message.startswith("bundle is truncated or incomplete: ")
 
 
 def test_missing_checksum_file_is_refused(mirror: Mirror, tmp_path: Path) -> None:

@@ -366,11 +366,16 @@ def read_head(source: BundleSource) -> BundleHead:
     """
     with source.open() as reader:
         tar = open_tar(reader, where=source.display)
+        top = info_member = None
         try:
             top = tar.next()
             info_member = tar.next()
             sig_member = tar.next()
         except tarfile.TarError as exc:
+            last = info_member or top
+            if last is not None and last.offset_data + last.size > reader.size:
+                raise BundleError(f"bundle is truncated: it ends inside {last.name}",
+                                  where=source.display, hint="copy it again") from None
             raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
         if top is not None and top.isdir() and info_member is None:
             raise BundleError(f"bundle is truncated: it ends before {INFO_NAME}",

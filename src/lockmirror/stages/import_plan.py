@@ -105,7 +105,7 @@ def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReade
     """
     top = head.info.top
     data_filter: DataFilter | None = getattr(tarfile, "data_filter", None)
-    members = _read_members(reader, source.display)
+    members = _read_members(reader, source)
     seen: set[str] = set()
     for member in members:
         _check_member(member, top, seen, reader.size, staging, data_filter,
@@ -115,7 +115,35 @@ def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReade
     # if it has one; a signature anywhere else is an unlisted member
     signed = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
     carried = _carried(members[3 if signed else 2:], head.info, source.display)
+    _check_complete(source, head.info, carried)
     return VettedBundle(head.info, carried, signer, signed, data_filter is not None)
+
+
+def _check_complete(source: BundleSource, info: BundleInfo, carried: list[Carried]) -> None:
+    """Refuse a bundle that lacks members ``bundle.json`` lists: it ends early, or
+    tarfile stopped listing at a damaged header (then the copy is said damaged)."""
+    missing = sorted(set(info.files) - {item.path for item in carried})
+    if missing:
+        found = (f"truncated or incomplete: {len(missing)} member(s) listed in bundle.json "
+                 f"are missing, first {info.top}/{missing[0]}")
+        _refuse_damaged_copy(source, found)
+        raise BundleError(f"bundle is {found}", where=source.display)
+
+
+def _refuse_damaged_copy(source: BundleSource, seen: str) -> None:
+    """Raise BundleError saying the copy is damaged when a volume's sha256 is not the
+    ``.sha256`` listing's: what ``seen`` describes (tarfile stops early at a damaged
+    header) is then a symptom, and the remedy is a new copy. Costs one read of the
+    bundle, on the way to refusing it only."""
+    from .import_extract import check_outer_hashes  # it imports this module
+
+    try:
+        check_outer_hashes(source)
+    except BundleError as exc:
+        raise BundleError(f"bundle is damaged: its sha256 differs from the "
+                          f"{source.checksums.name} listing ({seen})", where=exc.where,
+                          hint="damaged in transit or cut short; copy it again. Nothing was "
+                               "changed") from None
 
 
 def read_member(reader: ConcatenatedReader, item: Carried, display: str) -> bytes:
@@ -135,8 +163,9 @@ def signature_note(signed: bool, signer: str | None) -> str:
             else "unsigned")
 
 
-def _read_members(reader: ConcatenatedReader, display: str) -> list[tarfile.TarInfo]:
+def _read_members(reader: ConcatenatedReader, source: BundleSource) -> list[tarfile.TarInfo]:
     """Every tar header, in order; BundleError for a damaged or truncated tar."""
+    display = source.display
     tar = open_tar(reader, where=display)
     members: list[tarfile.TarInfo] = []
     try:
@@ -147,6 +176,7 @@ def _read_members(reader: ConcatenatedReader, display: str) -> list[tarfile.TarI
             raise BundleError("bundle is truncated: it ends inside this member",
                               where=f"{display}:{members[-1].name}") from None
         after = f" after {members[-1].name}" if members else ""
+        _refuse_damaged_copy(source, f"a damaged tar header{after}: {exc}")
         raise BundleError(f"damaged or truncated tar{after} ({exc})", where=display) from None
     return members
 
@@ -208,8 +238,8 @@ def _check_signature(head: BundleHead, trusted: Ed25519PublicKey | None,
 
 def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> list[Carried]:
     """The regular files after ``bundle.json`` (and its signature), each listed in
-    ``bundle.json`` with its size; BundleError if one is unlisted or one is missing,
-    or a directory holds no listed file."""
+    ``bundle.json`` with its size; BundleError if one is unlisted or of another size,
+    or a directory holds no listed file (:func:`vet_bundle` counts the missing ones)."""
     top = info.top
     folders = {top} | {f"{top}/{parent}" for path in info.files
                        for parent in PurePosixPath(path).parents if str(parent) != "."}
@@ -228,11 +258,6 @@ def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> 
             raise BundleError(f"has {member.size} bytes, bundle.json says {entry.size}",
                               where=where)
         carried.append(Carried(member, path, entry))
-    missing = sorted(set(info.files) - {item.path for item in carried})
-    if missing:
-        raise BundleError(
-            f"bundle is truncated or incomplete: {len(missing)} member(s) listed in "
-            f"bundle.json are missing, first {top}/{missing[0]}", where=display)
     return carried
 
 
