@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -182,6 +182,21 @@ def test_a_pinned_denied_release_fails_the_lock_at_its_line(
             "{package: copyleft, version: '2.0', rules: [licenses], reason: <why it is "
             "acceptable>})") in message, message
     assert not (tmp_path / "lockfiles" / "pylock.core.toml").exists()  # no partial file
+
+
+def test_the_remedy_names_the_rules_that_refused_the_newest_release_only(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    """copyleft 2.0 is too young, 1.0 (MIT) denied by its license: the exception that
+    would unblock 2.0 waives min_age_days; 1.0's license rule is not its remedy."""
+    newest = next(t for f, t in catalogue.upload_times.items() if f.startswith("copyleft-2.0"))
+    policy = "policy:\n  min_age_days: 1\n  licenses: {deny: [MIT]}\n"
+    path = write_mirror(tmp_path, fixture_index, "copyleft", policy)
+    with pytest.raises(LockmirrorError) as caught:
+        lock_sets(load_config(path), now=newest + timedelta(hours=12))
+    message = str(caught.value)
+    assert "copyleft==2.0 was uploaded" in message and "license MIT is denied" in message
+    assert ("{package: copyleft, version: '2.0', rules: [min_age_days], reason: <why it is "
+            "acceptable>}") in message, message
 
 
 def test_an_exception_with_a_reason_admits_the_pin_and_is_recorded(

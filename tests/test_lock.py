@@ -16,6 +16,7 @@ from fixtureindex import FixtureIndex, build_wheel
 from lockmirror.config import load_config
 from lockmirror.errors import LockmirrorError, NotFoundError, ResolutionError
 from lockmirror.formats.lockfile import Lockfile
+from lockmirror.resolve.candidates import Refusal
 from lockmirror.resolve.explain import policy_excluded
 from lockmirror.stages.lock import lock_sets, stale_sets
 
@@ -196,10 +197,25 @@ def test_releases_no_advisory_source_could_check_are_named_once_for_the_set(
         "its project JSON covers only the latest release"]
 
 
+def test_a_release_a_vulnerability_excludes_names_the_rule_that_waives_it(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """vulny 1.0 has PYSEC-2023-0001: the remedy names the rule that refused it (the
+    policy engine knows it; the hint used to guess it from the message's words)."""
+    path = write_mirror(tmp_path, fixture_index, "  v:\n    requirements: ['vulny==1.0']\n",
+                        extra=f"policy:\n  vulnerabilities: deny\n  advisory_sources:\n"
+                              f"    - {{kind: pypi-json, url: '{fixture_index.json_api_url}'}}\n")
+    with pytest.raises(LockmirrorError) as info:
+        lock_sets(load_config(path))
+    assert "excluded by policy: " in str(info.value) and "PYSEC-2023-0001" in str(info.value)
+    assert ("an entry {package: vulny, version: '1.0', rules: [vulnerabilities], reason: "
+            "<why it is acceptable>}") in str(info.value)
+
+
 def test_policy_excluded_lists_the_newest_first_and_counts_the_rest() -> None:
-    excluded = {("te", "4.9.0"): "license PSF-2.0 is not in the allowed list",
-                ("te", "4.12.2"): "license PSF-2.0 is not in the allowed list",
-                ("te", "4.10.0"): "x", ("te", "4.11.0"): "y", ("a", "1.0"): "z"}
+    said = {("te", "4.9.0"): "license PSF-2.0 is not in the allowed list",
+            ("te", "4.12.2"): "license PSF-2.0 is not in the allowed list",
+            ("te", "4.10.0"): "x", ("te", "4.11.0"): "y", ("a", "1.0"): "z"}
+    excluded = {release: Refusal(why) for release, why in said.items()}
     assert policy_excluded(excluded, {"te"}) == (
         "te 4.12.2: license PSF-2.0 is not in the allowed list; te 4.11.0: y; te 4.10.0: x "
         "and 1 more")

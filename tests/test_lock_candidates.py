@@ -15,6 +15,7 @@ from lockmirror.config import load_config
 from lockmirror.errors import ResolutionError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.net.simple_page import parse_json_page
+from lockmirror.resolve.candidates import Refusal
 from lockmirror.stages.lock import lock_sets
 
 MISNAMED = "oddname-2.0-dev-9429.tar.gz"
@@ -159,7 +160,7 @@ def test_nothing_installs_on_the_only_target_still_names_what_exists(
 def test_a_prerelease_left_out_is_named_with_the_switch(tmp_path: Path,
                                                        fixture_index: FixtureIndex) -> None:
     def deny_gamma_1(set_name: str):  # type: ignore[no-untyped-def]
-        return lambda c, pinned: "denied here" if str(c.version) == "1.0" else None
+        return lambda c, pinned: Refusal("denied here") if str(c.version) == "1.0" else None
 
     loaded = load_config(write_mirror(tmp_path, fixture_index, "  g:\n    requirements: [gamma]\n"))
     with pytest.raises(ResolutionError) as info:

@@ -31,9 +31,21 @@ from .sdist_metadata import SdistBuildError, SdistMetadataSource
 # bytes, so the same object comes back and its hash is computed once.
 _parsed_metadata = functools.lru_cache(maxsize=4096)(parse_metadata)
 
-# A policy hook: (candidate, pinned) -> None when allowed, else the reason it
-# is excluded. Supplied by the lock stage from the policy engine.
-CandidateFilter = Callable[["Candidate", bool], str | None]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a policy hook excludes a release: its words, and the ids of the rules
+    that refused it (those a ``policy.exceptions`` entry's ``rules:`` names, e.g.
+    ``min_age_days``; empty when the hook knows no rule)."""
+
+    reason: str
+    rules: tuple[str, ...] = ()
+
+
+# A policy hook: (candidate, pinned) -> None when allowed, else why it is
+# excluded. Supplied by the lock stage from the policy engine.
+CandidateFilter = Callable[["Candidate", bool], Refusal | None]
 
 
 # --------------------------------------------------------------------------
@@ -130,8 +142,9 @@ def requirement_to_reqs(requirement: Requirement, target: Target, parent: Candid
 class TargetContext:
     """Everything the provider needs to know about one resolution.
 
+    ``excluded``: (name, version) -> why the policy hook refused the release;
     ``skipped``: (name, version) -> the failed sdist build for which a
-    candidate was passed over; filled while resolving."""
+    candidate was passed over; both filled while resolving."""
 
     target: Target
     client: IndexClient
@@ -141,7 +154,7 @@ class TargetContext:
     allow_sdists: bool = True
     preferred: Mapping[NormalizedName, Version] = field(default_factory=dict)
     candidate_filter: CandidateFilter | None = None
-    excluded: dict[tuple[str, str], str] = field(default_factory=dict)
+    excluded: dict[tuple[str, str], Refusal] = field(default_factory=dict)
     skipped: dict[tuple[str, str], SdistBuildError] = field(default_factory=dict)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from packaging.utils import NormalizedName
@@ -22,7 +22,7 @@ from ..net.simple_page import DistFile, ProjectPage
 from ..targets import Truth
 
 if TYPE_CHECKING:
-    from .candidates import Candidate, CandidateFactory, Req
+    from .candidates import Candidate, CandidateFactory, Refusal, Req
 
 
 def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: CandidateFactory,
@@ -50,12 +50,13 @@ def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: Candi
     return ResolutionError("cannot resolve:\n" + "\n".join(lines), where=where)
 
 
-def policy_excluded(excluded: dict[tuple[str, str], str], names: set[str] | None = None,
+def policy_excluded(excluded: Mapping[tuple[str, str], Refusal], names: set[str] | None = None,
                     shown: int = 3) -> str:
     """The releases the policy kept from the resolver (of ``names``, default all),
     newest first by name: ``typing-extensions 4.12.2: license PSF-2.0 is not in the
     allowed list; ... and 5 more``; "" when none."""
-    found = sorted(((name, Version(version), why) for (name, version), why in excluded.items()
+    found = sorted(((name, Version(version), refusal.reason)
+                    for (name, version), refusal in excluded.items()
                     if names is None or name in names), key=lambda item: item[1], reverse=True)
     found.sort(key=lambda item: item[0])  # by name, each newest first
     return first_of([_release_reason(f"{name} {version}", name, version, why)
@@ -68,20 +69,13 @@ def _release_reason(label: str, name: str, version: Version, why: str) -> str:
     return why if why.startswith(f"{name}=={version}") else f"{label}: {why}"
 
 
-def _exception_hint(name: str, version: Version, reasons: Sequence[str]) -> str:
-    """What to do about a release the policy excludes (README, Policy and audit)."""
-    said = " ".join(reasons)
-    rule = next((rule for rule, words in _RULE_WORDS if any(w in said for w in words)),
-                "<the rule>")
+def _exception_hint(name: str, version: Version, refusal: Refusal) -> str:
+    """What to do about a release the policy excludes (README, Policy and audit):
+    the exception that waives the rules that refused it."""
+    rules = ", ".join(dict.fromkeys(refusal.rules)) or "<the rule>"
     return (f"pin another version, or add to mirror.yaml's policy.exceptions an entry "
-            f"{{package: {name}, version: '{version}', rules: [{rule}], reason: <why it is "
+            f"{{package: {name}, version: '{version}', rules: [{rules}], reason: <why it is "
             "acceptable>}")
-
-
-# the words of resolve/policy.py's findings that tell which rule excluded a release
-_RULE_WORDS = (("licenses", (": license ", " SPDX license")),
-               ("min_age_days", (" was uploaded ", " has no upload time")),
-               ("yanked", (" is yanked",)))
 
 
 def _conflict_lines(reqs: Sequence[Req], factory: CandidateFactory,
@@ -148,7 +142,7 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
             f"no candidate of {req.name} for '{req.text}'{who} is left: preparing the "
             f"metadata failed for {'; '.join(e.message for e in failed)}", where=where,
             hint="pin a version with wheels or static metadata")
-    excluded = [_release_reason(str(v), req.name, v, ctx.excluded[(req.name, str(v))])
+    excluded = [_release_reason(str(v), req.name, v, ctx.excluded[(req.name, str(v))].reason)
                 for v in reversed(matching) if (req.name, str(v)) in ctx.excluded]
     left_out = [str(v) for v in matching if v.is_prerelease]
     pre_hint = None
@@ -158,7 +152,7 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
                     "take them")
     if excluded:
         newest = next(v for v in matching if (req.name, str(v)) in ctx.excluded)
-        hint = _exception_hint(req.name, newest, excluded)
+        hint = _exception_hint(req.name, newest, ctx.excluded[(req.name, str(newest))])
         return ResolutionError(f"'{req.text}'{who}: excluded by policy: {'; '.join(excluded)}",
                                where=where, hint=f"{hint}; {pre_hint}" if pre_hint else hint)
     best = matching[0]

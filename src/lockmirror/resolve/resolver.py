@@ -29,7 +29,14 @@ from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
 from ..errors import ResolutionError
 from ..targets import Target
-from .candidates import Candidate, CandidateFactory, Req, TargetContext, requirement_to_reqs
+from .candidates import (
+    Candidate,
+    CandidateFactory,
+    Refusal,
+    Req,
+    TargetContext,
+    requirement_to_reqs,
+)
 from .explain import explain_impossible, policy_excluded
 from .sdist_metadata import SdistBuildError
 
@@ -100,9 +107,9 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
         if base.yanked and not pinned:
             return False
         if self.ctx.candidate_filter is not None:
-            reason = self.ctx.candidate_filter(base, pinned)
-            if reason is not None:
-                self.ctx.excluded[(base.name, str(base.version))] = reason
+            refusal = self.ctx.candidate_filter(base, pinned)
+            if refusal is not None:
+                self.ctx.excluded[(base.name, str(base.version))] = refusal
                 return False
         return True
 
@@ -138,7 +145,7 @@ class Resolution:
     parents: dict[NormalizedName, set[str]]  # name -> requirers ("<set>" for roots)
     conditions: dict[NormalizedName, str | None]  # name -> marker when only sometimes needed
     edges: dict[NormalizedName, set[NormalizedName]]  # name -> dependency names
-    excluded: dict[tuple[str, str], str]
+    excluded: dict[tuple[str, str], Refusal]
     skipped: dict[tuple[str, str], SdistBuildError]  # (name, version) -> its failed build
 
 

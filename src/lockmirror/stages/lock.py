@@ -294,11 +294,16 @@ def _policy_engines(loaded: LoadedConfig, names: Sequence[str],
 
 
 def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
-    def allowed(candidate: Candidate, pinned: bool) -> str | None:
+    from ..resolve.candidates import Refusal
+
+    def allowed(candidate: Candidate, pinned: bool) -> Refusal | None:
         decision = engine.candidate_allowed(
             candidate.name, candidate.version, [f.upload_time for f in candidate.files],
             (candidate.yanked_reason or "") if candidate.yanked else None, pinned=pinned)
-        return None if decision.allowed else "; ".join(decision.reasons)
+        if decision.allowed:
+            return None
+        blocking = [f for f in decision.findings if f.blocking]
+        return Refusal("; ".join(f.message for f in blocking), tuple(f.rule for f in blocking))
 
     return allowed
 

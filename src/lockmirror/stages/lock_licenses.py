@@ -27,7 +27,7 @@ from packaging.version import Version
 
 if TYPE_CHECKING:
     from ..formats.licenses import DeclaredLicense
-    from ..resolve.candidates import Candidate, CandidateFilter, TargetContext
+    from ..resolve.candidates import Candidate, CandidateFilter, Refusal, TargetContext
     from ..resolve.policy import Finding, PolicyEngine
     from ..resolve.resolver import Resolution
 
@@ -39,7 +39,7 @@ class LicenseGate:
 
     def __init__(self, engine: PolicyEngine) -> None:
         self.engine = engine
-        self._refused: dict[tuple[str, Version], str] = {}
+        self._refused: dict[tuple[str, Version], Refusal] = {}
         self._findings: dict[tuple[str, Version], Finding | None] = {}
         self._lock = threading.Lock()
 
@@ -50,9 +50,9 @@ class LicenseGate:
     def wrap(self, inner: CandidateFilter) -> CandidateFilter:
         """``inner``, and a release found refused earlier is refused again."""
 
-        def allowed(candidate: Candidate, pinned: bool) -> str | None:
-            reason = self._refused.get((candidate.name, candidate.version))
-            return reason if reason is not None else inner(candidate, pinned)
+        def allowed(candidate: Candidate, pinned: bool) -> Refusal | None:
+            refusal = self._refused.get((candidate.name, candidate.version))
+            return refusal if refusal is not None else inner(candidate, pinned)
 
         return allowed
 
@@ -82,6 +82,8 @@ class LicenseGate:
 
     def _refuse(self, candidate: Candidate, ctx: TargetContext) -> bool:
         """Judge ``candidate`` (once per release); True when it is refused now."""
+        from ..resolve.candidates import Refusal
+
         key = (candidate.name, candidate.version)
         with self._lock:
             known = key in self._findings
@@ -91,7 +93,7 @@ class LicenseGate:
             with self._lock:
                 self._findings[key] = finding
                 if finding is not None and finding.blocking:
-                    self._refused[key] = finding.message
+                    self._refused[key] = Refusal(finding.message, (finding.rule,))
         return key in self._refused
 
 

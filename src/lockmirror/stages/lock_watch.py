@@ -29,7 +29,7 @@ from ..resolve.requirement_check import pins_exactly
 
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
-    from ..resolve.candidates import Candidate, CandidateFilter
+    from ..resolve.candidates import Candidate, CandidateFilter, Refusal
 
 __all__ = ["LockProgress", "Stopped", "Watch", "check_upgrade", "in_context"]
 
@@ -81,7 +81,7 @@ class Watch:
         """``inner`` (may be None), also counting each new project for ``key``."""
         seen = self._seen.setdefault(key, set())
 
-        def counting(candidate: Candidate, pinned: bool) -> str | None:
+        def counting(candidate: Candidate, pinned: bool) -> Refusal | None:
             if self._stopped.is_set():
                 raise Stopped(f"{key[0]} on {key[1]}")
             if candidate.name not in seen:
