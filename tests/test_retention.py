@@ -21,9 +21,10 @@ from fixtureindex import Catalogue, FixtureIndex
 from helpers import mirror_yaml, subprocess_env
 from packaging.version import Version
 
+from lockmirror.config_schema import SourceConfig
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.fsutil import sha256_file
-from lockmirror.stages.retention import retained_locks
+from lockmirror.stages.retention import retained_locks, under_sources
 
 TARGET = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
                       'python_version == "3.11"')
@@ -77,6 +78,34 @@ def test_the_previous_lock_is_kept_and_the_third_dropped(tmp_path: Path) -> None
     assert versions(retained_locks([("core", path)], lock_revisions=3, days=0, now=NOW)) == [
         "2.31.0", "2.30.0"]
     assert versions(retained_locks([("core", path)], lock_revisions=1, days=0, now=NOW)) == []
+
+
+def test_each_revision_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a reviewer: each revision was read as TOML to compare its packages,
+    and each one kept read again as a lockfile; the lockfile is now built from the
+    first reading. The current lockfile and the three revisions scanned (the third
+    one to find it outside the window): one parse each."""
+    from lockmirror.formats import bounded
+    from lockmirror.formats import lockfile as lockfile_module
+
+    repo, _ = repository(tmp_path)
+    path = repo / "lockfiles" / "pylock.core.toml"
+    lockfile("2.33.0").write(path)  # uncommitted: 2.32.3 and 2.31.0 are kept
+    parsed: list[str] = []
+    original = bounded.load_toml
+
+    def counted(text: str, *, where: str, **kwargs: object) -> dict[str, object]:
+        parsed.append(where)
+        return original(text, where=where, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bounded, "load_toml", counted)
+    monkeypatch.setattr(lockfile_module, "load_toml", counted)
+    kept = under_sources(retained_locks([("core", path)], lock_revisions=3, days=0, now=NOW),
+                         [SourceConfig(name="pypi", url="https://pypi.org/simple/",
+                                       files_url=["https://files.example/"])])
+    assert [str(p.version) for k in kept.kept for p in k.lockfile.packages] == [
+        "2.32.3", "2.31.0"], kept.notes
+    assert len(parsed) == len(set(parsed)) == 4, parsed
 
 
 def test_days_keep_a_revision_superseded_within_the_window(tmp_path: Path) -> None:
@@ -153,6 +182,9 @@ def test_a_relock_that_changes_no_package_is_no_lock_revision(tmp_path: Path) ->
     lockfile("2.32.3").write(path)
     retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
     assert [k.data for k in retention.kept] == [b"not = [toml"]
+    checked = under_sources(retention, [])
+    assert checked.kept == () and [n.split(": ")[0] for n in checked.notes] == [
+        retention.kept[0].where], checked.notes
 
 
 def test_a_deadline_already_past_is_not_said(tmp_path: Path) -> None:

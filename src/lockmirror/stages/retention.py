@@ -13,12 +13,13 @@ and the notes say so. No network; a few git processes per set.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..errors import LockmirrorError
 from ..fsutil import atomic_write
 from ..gitutil import run_git
 
@@ -40,14 +41,19 @@ class RetainedLock:
     until: str            # "the next lock" / "2026-12-07": when it leaves (no clock in it)
     data: bytes           # the revision's bytes, as git holds them
     where: str            # "lockfiles/pylock.core.toml@1a2b3c4d", for messages
+    # the bytes as TOML, read once to tell lock revisions apart; or why they do not read
+    document: dict[str, Any] | LockmirrorError = field(compare=False, repr=False)
 
     @cached_property
     def lockfile(self) -> Lockfile:
-        """The revision parsed (on first use: the index needs only its bytes);
-        LockmirrorError naming ``where`` when it does not read."""
+        """The revision as a PEP 751 lockfile, validated from :attr:`document` on
+        first use (no second parse); LockmirrorError naming ``where`` when it does
+        not read or is no lockfile."""
         from ..formats.lockfile import Lockfile  # packaging.pylock is slow to load
 
-        return Lockfile.loads(self.data.decode("utf-8"), where=self.where)
+        if isinstance(self.document, LockmirrorError):
+            raise self.document
+        return Lockfile.from_toml(self.document, where=self.where)
 
     @property
     def label(self) -> str:
@@ -94,7 +100,6 @@ def under_sources(found: Retention, sources: Sequence[SourceConfig]) -> Retentio
     lock may be one), so a revision is checked before anything fetches or serves
     its files (found by an outside tester: a wheel from any host reached the index
     and the bundle as "kept for the previous lock")."""
-    from ..errors import LockmirrorError
     from ..formats.url_policy import check_lockfile_urls
 
     declared = [source.model_copy(update={"projects": []}) for source in sources]
@@ -152,21 +157,22 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     # the newest earlier revision was superseded by the working tree's (at its commit, or now)
     superseded_at = [history[0][1] if len(revisions) < len(history) else now]
     superseded_at += [when for _, when in revisions[:-1]]
-    newer = _packages(current, str(path))
+    newer = _packages(_document(current, str(path)))
     position = 1  # the current lockfile is revision 1
     for (commit, _), superseded in zip(revisions, superseded_at, strict=True):
         data = _show(path, commit)
-        packages = None if data is None else _packages(data, f"{path}@{commit[:8]}")
+        where = f"{path}@{commit[:8]}"
+        document = None if data is None else _document(data, where)
+        packages = _packages(document)
         if packages is not None and packages == newer:
             continue  # the same lock as the newer one, superseded when that one was
         newer, position = packages, position + 1
         window = _window(position, superseded, lock_revisions, days, now)
         if window is None:
             break
-        if data is None:
+        if data is None or document is None:  # not in that commit
             continue
-        kept.append(RetainedLock(set_name, commit, superseded, *window, data,
-                                 f"{path}@{commit[:8]}"))
+        kept.append(RetainedLock(set_name, commit, superseded, *window, data, where, document))
     return kept
 
 
@@ -187,17 +193,25 @@ def _window(position: int, superseded: datetime, lock_revisions: int, days: floa
     return None
 
 
-def _packages(data: bytes, where: str) -> object:
-    """What a revision serves: its ``packages`` array, with no tool table, input
-    hash or creator to tell two locks of the same packages apart; None when it
-    does not read (:func:`under_sources` then says why)."""
-    from ..errors import LockmirrorError
+def _document(data: bytes, where: str) -> dict[str, Any] | LockmirrorError:
+    """A revision's bytes read as TOML (the one parse of them), or the error naming
+    ``where`` when they do not read (:func:`under_sources` then says why)."""
+    from ..errors import InputError
     from ..formats.bounded import load_toml
 
     try:
-        return load_toml(data.decode("utf-8"), where=where).get("packages")
-    except (UnicodeDecodeError, LockmirrorError):
-        return None
+        return load_toml(data.decode("utf-8"), where=where)
+    except UnicodeDecodeError as error:
+        return InputError(f"not UTF-8 text: {error}", where=where)
+    except LockmirrorError as error:
+        return error
+
+
+def _packages(document: dict[str, Any] | LockmirrorError | None) -> object:
+    """What a revision serves: its ``packages`` array, with no tool table, input
+    hash or creator to tell two locks of the same packages apart; None when it
+    does not read or is not there."""
+    return document.get("packages") if isinstance(document, dict) else None
 
 
 def write_retained(retention: Retention, directory: Path) -> dict[Path, RetainedLock]:
