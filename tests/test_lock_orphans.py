@@ -79,3 +79,15 @@ def test_doit_lock_removes_it_too(tmp_path: Path, fixture_index: FixtureIndex) -
     assert f"removed {orphan}: set 'tiny' is no longer in mirror.yaml" in run.stdout, run.stdout
     assert not orphan.exists()
     assert all(path.is_file() for path in others)
+
+
+def test_the_orphan_check_loads_no_tool_set_stage() -> None:
+    """doit's lock tasks ask for orphans on every task-graph load: the check needs
+    config's names, not lockmirror's own set's stage (found by a reviewer: it pulled
+    in tool_set, toolwheels, the store and packaging.requirements)."""
+    code = ("import sys, lockmirror.stages.lock_orphans; print(sorted(m for m in sys.modules "
+            "if m in {'lockmirror.stages.tool_set', 'lockmirror.stages.toolwheels', "
+            "'lockmirror.formats.store', 'packaging.requirements'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=subprocess_env())
+    assert done.stdout.strip() == "[]", done.stdout

@@ -29,6 +29,13 @@ from .errors import ConfigError, InputError, LockmirrorError
 DEFAULT_CONFIG = "mirror.yaml"
 TOOL_SET = "lockmirror-tool"  # lockmirror's own set (stages.tool_set): no set of mirror.yaml
 SIGNING_KEY_ENV = "LOCKMIRROR_SIGNING_KEY"  # the bundle signing key's file, when none is given
+# what a set's name may be: its lockfile is pylock.<set>.toml, and PEP 751 allows no dot in <set>
+SET_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
+def lockfile_name(set_name: str) -> str:
+    """``pylock.<set>.toml``: the file name of a set's lockfile."""
+    return f"pylock.{set_name}.toml"
 
 
 class LoadedConfig:
@@ -107,7 +114,7 @@ class LoadedConfig:
         return list(names) if names else list(self.config.sets)
 
     def lockfile_path(self, set_name: str) -> Path:
-        return self.lockfile_dir / f"pylock.{set_name}.toml"
+        return self.lockfile_dir / lockfile_name(set_name)
 
 
 def split_names(values: Iterable[str]) -> list[str]:
@@ -290,8 +297,7 @@ def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple
     """Set names valid and unique; their targets defined; each project required once."""
     normalized_sets: dict[str, str] = {}
     for set_name, spec in sets.items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", set_name):
-            # the lockfile is pylock.<set>.toml, and PEP 751 allows no dot in <set>
+        if not re.fullmatch(SET_NAME, set_name):
             yield (("sets", set_name), "set names may hold letters, digits, '_' and '-' only "
                    "(no '.': installers refuse a pylock.<name>.toml whose name holds one)")
         lowered = set_name.lower()

@@ -10,7 +10,7 @@ gone.
 Only ``pylock.<name>.toml`` files directly in the lockfile directory whose
 ``<name>`` could be a set's count: shards live in directories of their own,
 retention's copies (``pylock.<set>@<commit>.toml``) under ``paths.cache``, and
-lockmirror's own set's lockfile (:data:`~lockmirror.stages.tool_set.TOOL_SET`)
+lockmirror's own set's lockfile (:data:`~lockmirror.config.TOOL_SET`)
 is never an orphan.
 """
 
@@ -20,19 +20,18 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import LoadedConfig
-from .tool_set import TOOL_SET
+from ..config import SET_NAME, TOOL_SET, LoadedConfig, lockfile_name
 
 __all__ = ["orphan_lockfiles", "orphan_problems", "remove_orphans"]
 
-# what a set name may be (config.py's rule), as the lock stage names its lockfile
-_LOCKFILE_NAME = re.compile(r"pylock\.([A-Za-z0-9][A-Za-z0-9_-]*)\.toml")
+# a set's lockfile name (config.lockfile_name), the set's name (config.SET_NAME) in group 1
+_LOCKFILE_NAME = re.compile(rf"pylock\.({SET_NAME})\.toml")
 
 
 def orphan_lockfiles(lockfile_dir: Path, set_names: Iterable[str]) -> dict[Path, str]:
     """The lockfiles in ``lockfile_dir`` of sets not in ``set_names`` (path ->
     the set's name), sorted. A stat per file there; no file is read."""
-    kept = {lockfile_dir / f"pylock.{name}.toml" for name in (*set_names, TOOL_SET)}
+    kept = {lockfile_dir / lockfile_name(name) for name in (*set_names, TOOL_SET)}
     existing = [path for path in kept if path.is_file()]
     found = {}
     for path in sorted(lockfile_dir.glob("pylock.*.toml")):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..config import TOOL_SET as TOOL_SET  # named here by the stages that use it
-from ..config import LoadedConfig
+from ..config import LoadedConfig, lockfile_name
 from ..config_schema import MirrorConfig, SetConfig, TargetConfig
 from ..errors import ConfigError, IntegrityError, LockmirrorError, StaleLockError
 from ..formats.lockfile import LockedFile, Lockfile
@@ -234,7 +234,7 @@ def locked_tool_wheels(lockfile_dir: Path, store_dir: Path | Any) -> ToolWheels:
     is not in the store (run fetch), IntegrityError when its bytes differ
     from the lockfile.
     """
-    path = lockfile_dir / f"pylock.{TOOL_SET}.toml"
+    path = lockfile_dir / lockfile_name(TOOL_SET)
     if not path.is_file():
         raise StaleLockError("lockmirror's own set is not locked yet", where=str(path),
                              hint=LOCK_HINT)
