@@ -24,6 +24,7 @@ from packaging.version import Version
 from lockmirror.config import load_config
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
 from lockmirror.formats.store import Store
+from lockmirror.formats.url_policy import url_host
 from lockmirror.fsutil import sha256_bytes
 from lockmirror.stages.diff_compare import diff_set
 from lockmirror.stages.diff_model import LockDiff
@@ -117,7 +118,8 @@ def test_diff_shows_the_findings_a_change_brings(tmp_path: Path,
     (waived,) = lock_sets(load_config(write_mirror(tmp_path / "old", fixture_index,
                                                    WAIVE_YANKY)), now=NOW)
     (warned,) = lock_sets(load_config(write_mirror(tmp_path / "new", fixture_index)), now=NOW)
-    diff = diff_set("core", waived.lockfile, warned.lockfile, "old", "new")
+    hosts = frozenset(url_host(f.url) for _, f in waived.lockfile.iter_files())
+    diff = diff_set("core", waived.lockfile, warned.lockfile, "old", "new", hosts)
     found = {(f.kind, f.package, f.message.split(":", 1)[0], f.new) for f in diff.findings
              if f.kind == "policy-finding"}
     assert found == {("policy-finding", "vulny", "licenses", False),

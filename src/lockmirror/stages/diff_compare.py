@@ -107,7 +107,7 @@ def _parent_key(entry: str, packages: Mapping[tuple[str, Version], LockedPackage
 
 def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
              old_path: str | None, new_path: str | None,
-             old_hosts: frozenset[str] = frozenset()) -> SetDiff:
+             old_hosts: frozenset[str]) -> SetDiff:
     """Compare one set's lockfiles (None: the side has no lockfile for the set).
 
     Targets come in the new lockfile's order, then those only the old one
@@ -130,7 +130,7 @@ def diff_set(name: str, old: Lockfile | None, new: Lockfile | None,
     new_reqs = new.requirements if new else ()
 
     findings = _findings(old, new)
-    alarms = _alarms(old, new) + _new_hosts(old, added, old_hosts)
+    alarms = _alarms(old, new) + _new_hosts({name for name, _ in old_files}, added, old_hosts)
     edits = _edits(old, new)
     if old is None:
         status: SetStatus = "added"
@@ -196,13 +196,13 @@ def _alarms(old: Lockfile | None, new: Lockfile | None) -> tuple[Alarm, ...]:
     return (*out, *markers)
 
 
-def _new_hosts(old: Lockfile | None, added: tuple[FileRef, ...], old_hosts: frozenset[str],
+def _new_hosts(old_names: set[str], added: tuple[FileRef, ...], old_hosts: frozenset[str],
                ) -> tuple[Alarm, ...]:
     """Files added from a host no file of the old side comes from (a file whose name the
-    set had is the same-name alarms' case): a bump served from elsewhere."""
-    named = {f.filename for _, f in old.iter_files()} if old else set()
+    set had, in ``old_names``, is the same-name alarms' case): a bump served from elsewhere."""
     return tuple(Alarm("new-host", f.filename, f.package, f.version, "", f.url) for f in added
-                 if old_hosts and f.filename not in named and url_host(f.url) not in old_hosts)
+                 if old_hosts and f.filename not in old_names
+                 and url_host(f.url) not in old_hosts)
 
 
 def _edits(old: Lockfile | None, new: Lockfile | None) -> tuple[str, ...]:
