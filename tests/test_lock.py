@@ -199,15 +199,16 @@ def test_releases_no_advisory_source_could_check_are_named_once_for_the_set(
 
 def test_a_release_a_vulnerability_excludes_names_the_rule_that_waives_it(
         tmp_path: Path, fixture_index: FixtureIndex) -> None:
-    """vulny 1.0 has PYSEC-2023-0001: the remedy names the rule that refused it (the
-    policy engine knows it; the hint used to guess it from the message's words)."""
+    """vulny 1.0 has PYSEC-2023-0001: the remedy names the advisory that refused it (an
+    exception for it waives that advisory only, not the whole vulnerabilities rule;
+    the hint used to guess a rule from the message's words)."""
     path = write_mirror(tmp_path, fixture_index, "  v:\n    requirements: ['vulny==1.0']\n",
                         extra=f"policy:\n  vulnerabilities: deny\n  advisory_sources:\n"
                               f"    - {{kind: pypi-json, url: '{fixture_index.json_api_url}'}}\n")
     with pytest.raises(LockmirrorError) as info:
         lock_sets(load_config(path))
     assert "excluded by policy: " in str(info.value) and "PYSEC-2023-0001" in str(info.value)
-    assert ("an entry {package: vulny, version: '1.0', rules: [vulnerabilities], reason: "
+    assert ("an entry {package: vulny, version: '1.0', rules: [PYSEC-2023-0001], reason: "
             "<why it is acceptable>}") in str(info.value)
 
 

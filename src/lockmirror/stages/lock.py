@@ -303,7 +303,9 @@ def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
         if decision.allowed:
             return None
         blocking = [f for f in decision.findings if f.blocking]
-        return Refusal("; ".join(f.message for f in blocking), tuple(f.rule for f in blocking))
+        # an advisory by its id: an exception for it waives that one, not every advisory
+        return Refusal("; ".join(f.message for f in blocking),
+                       tuple(f.advisory.id if f.advisory else f.rule for f in blocking))
 
     return allowed
 
