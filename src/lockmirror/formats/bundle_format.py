@@ -343,6 +343,14 @@ def open_tar(reader: ConcatenatedReader, *, where: str) -> tarfile.TarFile:
         raise BundleError(f"not a tar archive ({exc})", where=where) from None
 
 
+def refuse_cut(member: tarfile.TarInfo, total: int, *, bundle: str) -> None:
+    """BundleError naming ``member`` of ``bundle`` when its data ends past the
+    ``total`` bytes the bundle has: the copy was cut inside it."""
+    if member.offset_data + member.size > total:
+        raise BundleError("bundle is truncated: it ends inside this member",
+                          where=f"{bundle}:{member.name}", hint="copy it again")
+
+
 def read_exact(reader: ConcatenatedReader, offset: int, size: int, *, where: str) -> bytes:
     reader.seek(offset)
     data = bytearray(size)
@@ -373,9 +381,8 @@ def read_head(source: BundleSource) -> BundleHead:
             sig_member = tar.next()
         except tarfile.TarError as exc:
             last = info_member or top
-            if last is not None and last.offset_data + last.size > reader.size:
-                raise BundleError(f"bundle is truncated: it ends inside {last.name}",
-                                  where=source.display, hint="copy it again") from None
+            if last is not None:
+                refuse_cut(last, reader.size, bundle=source.display)
             raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
         if top is not None and top.isdir() and info_member is None:
             raise BundleError(f"bundle is truncated: it ends before {INFO_NAME}",

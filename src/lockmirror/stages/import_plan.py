@@ -36,6 +36,7 @@ from ..formats.bundle_format import (
     open_tar,
     read_exact,
     read_head,
+    refuse_cut,
 )
 from ..formats.manifest import STATE_DIR, Entry, Manifest, check_relative_path
 from ..fsutil import sha256_bytes
@@ -108,8 +109,10 @@ def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReade
     members = _read_members(reader, source)
     seen: set[str] = set()
     for member in members:
-        _check_member(member, top, seen, reader.size, staging, data_filter,
+        _check_member(member, top, seen, staging, data_filter,
                       where=f"{source.display}:{member.name}")
+        if member.isfile():
+            refuse_cut(member, reader.size, bundle=source.display)
     signer = _check_signature(head, trusted, source.display)
     # members[0] is the directory, [1] bundle.json (read_head checked both), [2] the signature
     # if it has one; a signature anywhere else is an unlisted member
@@ -172,9 +175,8 @@ def _read_members(reader: ConcatenatedReader, source: BundleSource) -> list[tarf
         while (member := tar.next()) is not None:
             members.append(member)
     except tarfile.TarError as exc:
-        if members and members[-1].offset_data + members[-1].size > reader.size:
-            raise BundleError("bundle is truncated: it ends inside this member",
-                              where=f"{display}:{members[-1].name}") from None
+        if members:
+            refuse_cut(members[-1], reader.size, bundle=display)
         after = f" after {members[-1].name}" if members else ""
         _refuse_damaged_copy(source, f"a damaged tar header{after}: {exc}")
         raise BundleError(f"damaged or truncated tar{after} ({exc})", where=display) from None
@@ -196,7 +198,7 @@ def member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _check_member(member: tarfile.TarInfo, top: str, seen: set[str], total: int,
+def _check_member(member: tarfile.TarInfo, top: str, seen: set[str],
                   staging: Path, data_filter: DataFilter | None, *, where: str) -> None:
     """Refuse one member that is not a plain, safe, unique file or directory under ``top``."""
     problem = member_problem(member)
@@ -219,8 +221,6 @@ def _check_member(member: tarfile.TarInfo, top: str, seen: set[str], total: int,
     if member.name in seen:
         raise BundleError("appears twice", where=where)
     seen.add(member.name)
-    if member.isfile() and member.offset_data + member.size > total:
-        raise BundleError("bundle is truncated: it ends inside this member", where=where)
 
 
 def _check_signature(head: BundleHead, trusted: Ed25519PublicKey | None,

@@ -60,7 +60,12 @@ from .audit import AuditReport
 from .import_extract import check_outer_hashes
 from .import_plan import VettedBundle, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
-from .import_state import audit_imported, read_snapshot, require_signature_check
+from .import_state import (
+    audit_imported,
+    read_snapshot,
+    require_signature_check,
+    signer_record,
+)
 from .import_swap import import_lock, mirror_path, staging_dir
 
 Progress = Callable[[str], None]
@@ -136,7 +141,7 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
     state = {IMPORT_ADVISORIES: members[ADVISORIES_NAME],
              IMPORT_QUARANTINE: members[QUARANTINE_NAME]}
     if vetted.signer:  # checked against --pubkey: from now on every import must check one
-        state[IMPORT_SIGNER] = f"{vetted.signer}\n".encode()
+        state[IMPORT_SIGNER] = signer_record(vetted.signer)
     apply_edit(into, manifest, edit, state)
     known = {a.advisory.id for a in held.advisories} if held else set()
     return RefreshResult(

@@ -84,6 +84,12 @@ def bundle_name(mirror: Path) -> str | None:
     return _state_line(mirror, IMPORT_BUNDLE_NAME)
 
 
+def signer_record(signer: str) -> bytes:
+    """What ``.lockmirror/signer`` holds: the fingerprint of the key that checked the
+    last bundle's signature (read back by :func:`require_signature_check`)."""
+    return f"{signer}\n".encode()
+
+
 def require_signature_check(mirror: Path, trusted: Ed25519PublicKey | None) -> None:
     """Refuse an import into a mirror whose last bundle's signature was checked
     unless it checks one with the same key: a forgotten ``--pubkey`` must not let a
@@ -132,7 +138,7 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
     write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
     if plan.signer:  # checked against --pubkey: from now on every import must check one
-        write_state(staging, IMPORT_SIGNER, f"{plan.signer}\n".encode())
+        write_state(staging, IMPORT_SIGNER, signer_record(plan.signer))
 
 
 def record_signer(plan: ImportPlan, into: Path) -> None:
@@ -146,7 +152,7 @@ def record_signer(plan: ImportPlan, into: Path) -> None:
         raise LockmirrorError("is a symlink or lies below one; a mirror's state is its own "
                               "files", where=str(into / IMPORT_SIGNER),
                               hint="run `lockmirror verify`, then import a full bundle")
-    write_state(into, IMPORT_SIGNER, f"{plan.signer}\n".encode())
+    write_state(into, IMPORT_SIGNER, signer_record(plan.signer))
 
 
 def snapshot_current(plan: ImportPlan, into: Path) -> bool:

@@ -170,9 +170,10 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
 
         current = _read_manifest_bytes(into)
         current_sha = sha256_bytes(current) if current is not None else None
-        if (current_sha == info.index_manifest_sha256
-                and snapshot_current(plan, into)
-                and check_tree(into, plan.manifest, hash_files=True).ok):
+        report = (check_tree(into, plan.manifest, hash_files=True)
+                  if current_sha == info.index_manifest_sha256 and snapshot_current(plan, into)
+                  else None)
+        if report is not None and report.ok:
             # every file hashed: one altered in place at its size is not "already held",
             # so importing the bundle again repairs what `lockmirror verify` reports.
             # A no-op still proves the bundle it was given: a copy whose .sha256 was made
@@ -180,6 +181,12 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             extract(reader, plan, None, source, {})
             record_signer(plan, into)  # a signed copy of what it holds: checked from now on
             return result(False)
+        if report is not None and info.kind == DELTA:  # it applies onto its base, not itself
+            damaged = (report.missing + report.altered + report.unexpected)[0]
+            raise BundleError("the current mirror is damaged: this file is missing, altered "
+                              "or not its own", where=str(into / damaged),
+                              hint="run `lockmirror verify`, then import a full bundle and "
+                                   "the deltas after it")
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
         before = _current_manifest(current, into, required=info.kind == DELTA)

@@ -302,10 +302,10 @@ def _policy_filter(engine: PolicyEngine) -> CandidateFilter:
             (candidate.yanked_reason or "") if candidate.yanked else None, pinned=pinned)
         if decision.allowed:
             return None
-        blocking = [f for f in decision.findings if f.blocking]
         # an advisory by its id: an exception for it waives that one, not every advisory
-        return Refusal("; ".join(f.message for f in blocking),
-                       tuple(f.advisory.id if f.advisory else f.rule for f in blocking))
+        return Refusal("; ".join(decision.reasons),
+                       tuple(f.advisory.id if f.advisory else f.rule
+                             for f in decision.findings if f.blocking))
 
     return allowed
 
