@@ -1,19 +1,23 @@
 """The sdist metadata source: its backend runs with the lock's sources passed to
-its subprocesses, never written into this process's environment."""
+its subprocesses, never written into this process's environment, and without
+the environment's credentials."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex
+from fixtureindex import FixtureIndex, build_sdist, build_wheel
 from test_lock import write_mirror
 
 from lockmirror.config import load_config
 from lockmirror.net.index_client import IndexClient
+from lockmirror.resolve.build_environ import build_environ
 from lockmirror.resolve.sdist_metadata import SdistMetadataSource
+from lockmirror.stages.lock import lock_sets
 
 
 class _RecordingEnviron(dict[str, str]):
@@ -92,3 +96,67 @@ def test_an_sdist_is_opened_once_however_many_targets_ask(
         assert source.metadata(sdist).raw["name"] == "setupreq"
     assert asked[0] == asked[1] == asked[2]
     assert opened == [sdist.filename]
+
+
+# A backend that is fixture_backend, except that its metadata hook writes the
+# environment it was given to {path} first.
+_ENVIRON_DUMPING_BACKEND = """\
+import json
+import os
+
+from fixture_backend import *  # noqa: F403
+from fixture_backend import prepare_metadata_for_build_wheel as _prepare
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    with open({path!r}, "w", encoding="utf-8") as handle:
+        json.dump(dict(os.environ), handle)
+    return _prepare(metadata_directory, config_settings)
+"""
+
+
+def test_the_backend_sees_no_credentials(tmp_path: Path, fixture_index: FixtureIndex,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside tester: the backend (code from the index) saw the whole
+    environment, a GitHub job's OIDC request token and publish credentials included."""
+    seen = tmp_path / "environ.json"
+    files = tmp_path / "files"
+    fixture_index.add_file(build_wheel(files, "dump-backend", "1.0", files={
+        "dump_backend.py": _ENVIRON_DUMPING_BACKEND.format(path=str(seen))}))
+    # Metadata-Version 2.1: only the backend's metadata hook can say what it needs
+    fixture_index.add_file(build_sdist(files, "envprobe", "1.0", metadata_version="2.1",
+                                       build_requires=("fixture-backend", "dump-backend"),
+                                       build_backend="dump_backend"))
+    planted = {"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc", "ACTIONS_ID_TOKEN_REQUEST_URL":
+               "https://token.actions.example/", "AWS_SECRET_ACCESS_KEY": "aws",
+               "TWINE_PASSWORD": "twine", "GITHUB_TOKEN": "gh",
+               # named by mirror.yaml as credentials, under names the allow-list keeps
+               "PIP_MIRROR_AUTH": "source", "LC_UPLOAD_AUTH": "upload",
+               # a credential in a URL pip would otherwise be handed
+               "PIP_FIND_LINKS": "https://user:secret@links.example/"}
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    mirror = write_mirror(tmp_path, fixture_index, "  s:\n    requirements: [envprobe]\n",
+                          "publish:\n  up: {kind: upload, url: 'https://upload.example/', "
+                          "password_env: LC_UPLOAD_AUTH}\n")
+    mirror.write_text(mirror.read_text().replace(
+        f"url: {fixture_index.url}\n", f"url: {fixture_index.url}\n    password_env: PIP_MIRROR_AUTH\n"))
+    [result] = lock_sets(load_config(mirror))
+    assert not result.lockfile.skipped_builds, result.lockfile.skipped_builds
+    environ = json.loads(seen.read_text(encoding="utf-8"))
+    assert sorted(set(planted) & set(environ)) == []
+    assert environ["PATH"] and environ["SOURCE_DATE_EPOCH"] == "1700000000"
+    assert environ["PIP_INDEX_URL"] == fixture_index.url  # the lock's own sources
+
+
+def test_build_environ_keeps_what_a_build_needs() -> None:
+    kept = build_environ({"PATH": "/bin", "LC_ALL": "C", "PIP_NO_CACHE_DIR": "1",
+                          "https_proxy": "http://user:pw@proxy:3128", "CC": "gcc",
+                          "PIP_INDEX_URL": "https://user:pw@private.example/simple/",
+                          "SSH_AUTH_SOCK": "/tmp/agent", "SYSTEM_ACCESSTOKEN": "azure",
+                          "PIP_CLIENT_KEY": "k", "XDG_SECRET_DIR": "s", "MY_CRED": "c"},
+                         secret_names=["my_cred"])
+    # proxies keep their password: pip reaches the build requirements through them
+    assert kept == {"PATH": "/bin", "LC_ALL": "C", "PIP_NO_CACHE_DIR": "1",
+                    "https_proxy": "http://user:pw@proxy:3128", "CC": "gcc"}

