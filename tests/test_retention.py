@@ -199,6 +199,39 @@ def test_a_deadline_already_past_is_not_said(tmp_path: Path) -> None:
     assert kept.until == "the next lock or 2026-12-07, whichever is later"
 
 
+SHALLOW = ("shallow git clone: earlier lock revisions may be missing, so releases retention "
+           "should keep may leave the index (check out the full history: fetch-depth: 0)")
+
+
+def shallow_clone(repo: Path, into: Path) -> Path:
+    """``git clone --depth 1`` of ``repo``, as actions/checkout makes by default."""
+    subprocess.run(["git", "clone", "-q", "--depth", "1", repo.as_uri(), str(into)],
+                   env=subprocess_env(git_identity=True, home=repo), check=True,
+                   capture_output=True)
+    return into
+
+
+def test_a_shallow_clone_says_retention_may_miss_earlier_locks(tmp_path: Path) -> None:
+    """Found by an outside tester: in a one-commit clone retention found no earlier
+    revision and the previous lock's releases left the index without a word."""
+    repo = tmp_path / "repo"
+    (repo / "lockfiles").mkdir(parents=True)
+    git(repo, "init", "-q")
+    for version, days in (("2.31.0", 10), ("2.32.3", 2)):
+        commit_lock(repo, version, NOW - timedelta(days=days))
+    full = repo / "lockfiles" / "pylock.core.toml"
+    complete = retained_locks([("core", full)], lock_revisions=2, days=0, now=NOW)
+    assert versions(complete) == ["2.31.0"] and complete.notes == ()
+    # the window reaching past the first commit of a full history is no reason to warn
+    assert retained_locks([("core", full)], lock_revisions=3, days=0, now=NOW).notes == ()
+
+    path = shallow_clone(repo, tmp_path / "clone") / "lockfiles" / "pylock.core.toml"
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert retention.kept == () and retention.notes == (f"{path}: {SHALLOW}",)
+    # a window of the current lock alone needs no history: nothing to say
+    assert retained_locks([("core", path)], lock_revisions=1, days=0, now=NOW).notes == ()
+
+
 def test_without_git_history_only_the_current_lock_is_kept_and_said(tmp_path: Path) -> None:
     path = tmp_path / "pylock.core.toml"
     lockfile("2.32.3").write(path)
@@ -373,6 +406,26 @@ def test_the_index_keeps_the_previous_lock_and_the_far_side_drops_the_third(
     assert [line for line in out.splitlines() if "removed" in line] == [
         "import: removed alpha 1.0 (the bundle's index no longer serves it)"]
     assert released(far) == {"alpha 1.1", "speedup 1.0", "speedup 1.2"}
+
+
+def test_index_fetch_bundle_and_audit_say_a_shallow_clone_may_cut_retention_short(
+        kept_repo: Path, fixture_index: FixtureIndex, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockmirror.cli import main
+
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[1], NOW - timedelta(days=2))
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[2], NOW - timedelta(days=1))
+    clone = shallow_clone(kept_repo, tmp_path / "clone")
+    monkeypatch.chdir(clone)
+    note = f"{clone / 'lockfiles' / 'pylock.core.toml'}: {SHALLOW}"
+    capsys.readouterr()
+    for command in (["fetch"], ["index"], ["bundle", "--no-tool"], ["audit"]):
+        code = main(command)
+        said = capsys.readouterr()
+        assert code == 0, (command, said)
+        assert note in said.err + said.out, (command, said)
+    # what the note warns of: the previous lock's speedup 1.0 is not served
+    assert "speedup 1.0" not in released(clone / "dist-index")
 
 
 def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_them(

@@ -148,6 +148,8 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+    for note in summary.notes:
+        print(f"fetch: {note}", file=sys.stderr)
     print(f"fetch: {summary.describe()}")
 
 
@@ -291,7 +293,7 @@ def _bundle(project: Project) -> None:
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}, {'signed' if result.signed else 'unsigned'}) ({state})")
-    for line in (result.tool_note(), result.removed.summary()):
+    for line in (*result.notes, result.tool_note(), result.removed.summary()):
         if line:
             print(f"bundle: {line}")
 

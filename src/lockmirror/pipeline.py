@@ -109,12 +109,12 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
 
     names, tool = shard_sets(loaded, sets, TOOL_SET)
     check_targets(loaded, targets)
-    written, _ = retained if retained is not None else retained_lockfiles(loaded)
+    written, found = retained if retained is not None else retained_lockfiles(loaded)
     kept = [path for path, revision in written.items()
             if names is None or revision.set_name in names]
-    return fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
-                        also=tool_lockfile_paths(loaded) if tool else [], kept=kept,
-                        sets=names, targets=targets)
+    return replace(fetch_config(loaded, max_workers=jobs, progress=progress, durable=durable,
+                                also=tool_lockfile_paths(loaded) if tool else [], kept=kept,
+                                sets=names, targets=targets), notes=found.notes)
 
 
 def retained_lockfiles(loaded: LoadedConfig, *, now: datetime | None = None,
@@ -266,7 +266,8 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                           built_from=[loaded.lockfile_path(n) for n in loaded.config.sets])
     if result.tool_python and tool_source() == "index":  # else: this machine's Python only
         result = replace(result, tool_left_out=tuple(targets_without_tool(loaded.config)))
-    return result
+    # what retention says of the lockfiles the index was built from (a shallow clone...)
+    return replace(result, notes=retention(loaded, now=datetime.now(UTC)).notes)
 
 
 def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,
@@ -361,10 +362,12 @@ def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = N
     what :func:`retained_lockfiles` returned for this run, default: asked now)."""
     from .stages.audit import audit_mirror
 
-    kept = () if lockfiles is not None else (
-        retained[1] if retained is not None else retention(loaded, now=now)).kept
-    return audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
-                        offline=offline, databases=databases, kept=kept)
+    found = None if lockfiles is not None else (
+        retained[1] if retained is not None else retention(loaded, now=now))
+    report = audit_mirror(loaded, now=now, sets=sets, lockfile_paths=lockfiles,
+                          offline=offline, databases=databases,
+                          kept=found.kept if found is not None else ())
+    return report if found is None else replace(report, notes=(*found.notes, *report.notes))
 
 
 def quarantine(loaded: LoadedConfig, report: AuditReport, *, now: datetime,

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         tool=args.tool, keep=args.keep, now=now,
         progress=lambda text: print(f"bundle: {text}", file=sys.stderr))
     state = "written" if result.changed else "already current"
+    for said in result.notes:
+        print(f"bundle: {said}", file=sys.stderr)
     print(f"bundle: {result.kind} bundle {result.content_id} {state}: "
           f"{format_size(result.size)}, {result.index_files_carried} of "
           f"{result.index_files_total} index files, {result.tool_wheels} tool wheels, "

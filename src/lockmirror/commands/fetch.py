@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if isinstance(progress, RichProgress):
             progress.close()  # a failed run must not leave the live display running
+    for note in summary.notes:
+        print(f"fetch: {note}", file=sys.stderr)
     print(f"fetch: {summary.describe()}")
     print(f"store: {loaded.store_location}")
     return 0

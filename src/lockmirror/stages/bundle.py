@@ -102,6 +102,7 @@ class BundleResult:
     removes: tuple[str, ...] = ()
     tool_python: str | None = None  # the Pythons and platforms tool/'s wheels install on
     tool_left_out: tuple[str, ...] = ()  # mirror.yaml's targets lockmirror cannot run on
+    notes: tuple[str, ...] = ()  # retention's (a shallow clone...), for the edge to print
 
     @property
     def path(self) -> Path:

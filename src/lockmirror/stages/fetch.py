@@ -149,6 +149,7 @@ class FetchSummary:
     present_bytes: int  # of files already in the store (known sizes only)
     seconds: float
     derived: int = 0  # PEP 658 metadata files read out of their verified wheels
+    notes: tuple[str, ...] = ()  # retention's (a shallow clone...), for the edge to print
 
     def describe(self) -> str:
         """One line for the edge to print."""

@@ -7,7 +7,8 @@ first), or while the revision that named it stopped being current less than
 revisions are the commits that changed its packages (``git log`` of that one
 file, read with ``git show``; a commit that changed only its input hash is
 part of the lock it re-locked). Without git history only the current lock is kept,
-and the notes say so. No network; a few git processes per set.
+and the notes say so; so do they when the window reaches past the oldest commit
+of a shallow clone. No network; a few git processes per set.
 """
 
 from __future__ import annotations
@@ -82,13 +83,21 @@ def retained_locks(lockfile_paths: Sequence[tuple[str, Path]], *, lock_revisions
     """The earlier revisions of each ``(set name, lockfile path)`` still in the window."""
     kept: list[RetainedLock] = []
     unrecorded: list[tuple[str, Path]] = []  # sets whose lockfile git has no history of
+    cut_short: list[tuple[str, Path]] = []  # sets whose window reaches past git's oldest commit
     for set_name, path in lockfile_paths:
         found = _retained_for(set_name, path, lock_revisions, days, now)
         if found is None:
             unrecorded.append((set_name, path))
         else:
-            kept += found
-    return Retention(tuple(kept), (_no_history_note(unrecorded),) if unrecorded else ())
+            kept += found[0]
+            if found[1]:
+                cut_short.append((set_name, path))
+    notes = [_no_history_note(unrecorded)] if unrecorded else []
+    # found by an outside tester: actions/checkout clones one commit deep by default,
+    # and the previous lock's releases left the index without a word
+    if cut_short and _shallow(cut_short[0][1]):
+        notes.append(_shallow_note(cut_short))
+    return Retention(tuple(kept), tuple(notes))
 
 
 def under_sources(found: Retention, sources: Sequence[SourceConfig]) -> Retention:
@@ -125,6 +134,15 @@ def _no_history_note(unrecorded: list[tuple[str, Path]]) -> str:
             f"{names} is kept (retention needs the lockfiles committed)")
 
 
+def _shallow_note(cut_short: list[tuple[str, Path]]) -> str:
+    """One line for every set whose window a shallow clone may cut short."""
+    where = (cut_short[0][1] if len(cut_short) == 1
+             else f"{cut_short[0][1].parent} (sets {', '.join(repr(n) for n, _ in cut_short)})")
+    return (f"{where}: shallow git clone: earlier lock revisions may be missing, so "
+            "releases retention should keep may leave the index (check out the full "
+            "history: fetch-depth: 0)")
+
+
 def kept_until(locks: int, or_later: str | None = None) -> str:
     """How long a revision that ``locks`` more locks will push out stays: ``the
     next lock``, ``3 more locks``; with ``or_later`` (a date, ``7 days``), ``...
@@ -134,8 +152,9 @@ def kept_until(locks: int, or_later: str | None = None) -> str:
 
 
 def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
-                  now: datetime) -> list[RetainedLock] | None:
-    """The set's earlier revisions in the window; None when git has no history of ``path``.
+                  now: datetime) -> tuple[list[RetainedLock], bool] | None:
+    """(the set's earlier revisions in the window, whether the window reaches past
+    the oldest commit git has of ``path``); None when git has no history of ``path``.
     A commit that left the packages as the next newer revision has them (a re-lock
     after a policy edit or a source added changes only the input hash) is no lock
     revision of its own: it takes no place in the window (found by an outside
@@ -146,12 +165,12 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     try:
         current = path.read_bytes()
     except OSError:
-        return []  # the set is not locked yet
+        return [], False  # the set is not locked yet
     revisions = history
     if revisions and _show(path, revisions[0][0]) == current:
         revisions = revisions[1:]  # the working tree is the newest commit's revision
-    if not revisions:
-        return []  # committed once, as it is now: no earlier revision
+    if not revisions:  # committed once, as it is now: no earlier revision
+        return [], _reaches_past(history, 1, lock_revisions, days, now)
     kept: list[RetainedLock] = []
     # revisions[i] was superseded when the revision before it in the list was committed;
     # the newest earlier revision was superseded by the working tree's (at its commit, or now)
@@ -169,11 +188,20 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
         newer, position = packages, position + 1
         window = _window(position, superseded, lock_revisions, days, now)
         if window is None:
-            break
+            return kept, False
         if data is None or document is None:  # not in that commit
             continue
         kept.append(RetainedLock(set_name, commit, superseded, *window, data, where, document))
-    return kept
+    return kept, _reaches_past(history, position, lock_revisions, days, now)
+
+
+def _reaches_past(history: list[tuple[str, datetime]], position: int, lock_revisions: int,
+                  days: float, now: datetime) -> bool:
+    """Whether a revision older than ``history``'s oldest (superseded by it, at
+    ``position`` + 1) would still be in the window: git's history ended there,
+    not the scan's limit."""
+    return (0 < len(history) < _MAX_SCANNED
+            and _window(position + 1, history[-1][1], lock_revisions, days, now) is not None)
 
 
 def _window(position: int, superseded: datetime, lock_revisions: int, days: float,
@@ -244,6 +272,12 @@ def _history(path: Path) -> list[tuple[str, datetime]] | None:
         commit, _, stamp = line.partition(" ")
         revisions.append((commit, datetime.fromtimestamp(int(stamp), UTC)))
     return revisions
+
+
+def _shallow(path: Path) -> bool:
+    """Whether the repository holding ``path`` is a shallow clone (one git process)."""
+    out = run_git(path.parent, "rev-parse", "--is-shallow-repository", optional=True)
+    return (out or "").strip() == "true"
 
 
 def _show(path: Path, commit: str) -> bytes | None:
