@@ -160,3 +160,23 @@ def test_build_environ_keeps_what_a_build_needs() -> None:
     # proxies keep their password: pip reaches the build requirements through them
     assert kept == {"PATH": "/bin", "LC_ALL": "C", "PIP_NO_CACHE_DIR": "1",
                     "https_proxy": "http://user:pw@proxy:3128", "CC": "gcc"}
+
+
+def test_check_install_runs_its_installers_without_credentials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """check-install's pip and uv build the mirror's sdists (code from the index): they
+    get the build backends' environment, without pip/uv settings or proxies (the
+    mirror is all there is). Found by a fixer: only lock's backends were covered."""
+    from lockmirror.stages.install_runs import clean_environment
+
+    for name, value in {"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc", "AWS_SECRET_ACCESS_KEY":
+                        "aws", "TWINE_PASSWORD": "twine", "GITHUB_TOKEN": "gh",
+                        "PIP_INDEX_URL": "https://pypi.example/simple/", "UV_INDEX": "x",
+                        "HTTPS_PROXY": "http://proxy:3128", "VIRTUAL_ENV": "/venv"}.items():
+        monkeypatch.setenv(name, value)
+    env = clean_environment((("UV_CACHE_DIR", "/cache"),))
+    assert env["PATH"] == os.environ["PATH"] and env["PIP_CONFIG_FILE"] == os.devnull
+    assert env["UV_CACHE_DIR"] == "/cache"
+    assert not {"ACTIONS_ID_TOKEN_REQUEST_TOKEN", "AWS_SECRET_ACCESS_KEY", "TWINE_PASSWORD",
+                "GITHUB_TOKEN", "PIP_INDEX_URL", "UV_INDEX", "HTTPS_PROXY",
+                "VIRTUAL_ENV"} & set(env)

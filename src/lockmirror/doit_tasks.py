@@ -129,9 +129,8 @@ def lock_tasks(project: Project) -> Iterator[TaskDict]:
         }
     # as `lockmirror lock`: a set gone from mirror.yaml loses its lockfile (no set is .orphans)
     yield {"name": ".orphans", "doc": "remove the lockfiles of sets mirror.yaml no longer has",
-           "actions": [_action(_remove_orphans, project)], "verbosity": 2,
-           "uptodate": [lambda: not orphan_lockfiles(project.path_of("lockfiles"),
-                                                     project.set_names)]}
+           "actions": [_action(_remove_orphans, project)], "verbosity": 2, "uptodate": [
+               lambda: not orphan_lockfiles(project.path_of("lockfiles"), project.set_names)]}
 
 
 # -- fetch -------------------------------------------------------------------
@@ -145,8 +144,7 @@ def _fetch(project: Project, sets: list[str], targets: list[str]) -> None:
         summary = pipeline.fetch(project.loaded, progress=progress, sets=sets or None,
                                  targets=targets or None, retained=project.retained)
     finally:
-        close = getattr(progress, "close", None)
-        if close is not None:
+        if (close := getattr(progress, "close", None)) is not None:
             close()
     for note in summary.notes:
         print(f"fetch: {note}", file=sys.stderr)

@@ -195,10 +195,13 @@ class Runner:
 
 
 def clean_environment(extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    """The caller's environment without pip/uv settings or proxies: the mirror is all there is."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_")) and k.lower() not in _PROXY_VARIABLES
-           and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    """The caller's environment without pip/uv settings or proxies (the mirror is all
+    there is) and without what a build backend may not see (an sdist in the mirror is
+    built by code from its index: :func:`~lockmirror.resolve.build_environ.build_environ`)."""
+    from ..resolve.build_environ import build_environ
+
+    env = {k: v for k, v in build_environ(os.environ).items()
+           if not k.startswith(("PIP_", "UV_")) and k.lower() not in _PROXY_VARIABLES}
     env.update({
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
