@@ -16,7 +16,9 @@ only pushes and calls ``gh``:
    from HEAD), one commit of the lockfile directory, and the pull request's
    title and body: the advisories fixed, ``lockmirror diff --format
    markdown`` of HEAD against the new lockfiles, and the ``outdated``
-   summary of what is still behind.
+   summary of what is still behind. The diff reads the moved releases'
+   licenses from the store, else from the index's PEP 658 files (the bump
+   job's fresh clone has no metadata of the releases it just locked).
 
 Git runs through :func:`lockmirror.gitutil.run_git`; the commit's author is
 git's configured one. Nothing here prints; the time is a parameter.
@@ -26,12 +28,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
 from ..fsutil import first_of
 from ..gitutil import path_in_repository, repository_root, run_git
 from .outdated import OutdatedReport, outdated_sets, render_markdown
+
+if TYPE_CHECKING:
+    from ..net.index_client import IndexClient
 
 SECURITY_BRANCH = "lockmirror/bump-security"
 BRANCH = "lockmirror/bump"
@@ -74,7 +80,8 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
     ``security``). Raises LockmirrorError when mirror.yaml is not in a git
     work tree or its lockfiles have uncommitted changes, and whatever the lock
     raises (its previous lockfiles stay). Costs two ``outdated`` runs (project
-    pages, from the HTTP cache the lock also uses) and one lock.
+    pages, from the HTTP cache the lock also uses), one lock, and a PEP 658
+    metadata file per moved release the store lacks (for the diff's licenses).
     """
     from ..net.index_client import IndexClient
     from .lock import lock_sets
@@ -103,26 +110,28 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
             return BumpResult(False, branch, message=f"nothing to bump: {what}; nothing written",
                               warnings=warnings)
         after = outdated_sets(loaded, sets, now=now, client=client)
-    fixed = fixed_advisories(before, after)
-    moves = _moves(before, after)
-    title = pr_title(moves, fixed, security)
-    run_git(repo, "checkout", "-B", branch)
-    run_git(repo, "add", "--", lockfiles)
-    run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed),
-            failed="git commit failed", hint="is git's user.name and user.email set?")
-    commit = run_git(repo, "rev-parse", "HEAD").strip()
-    # the diff of the commit the pull request carries (its sides: the base and the branch)
-    body = pr_body(moves, fixed, _diff_markdown(loaded, head, branch), render_markdown(after),
-                   security)
+        fixed = fixed_advisories(before, after)
+        moves = _moves(before, after)
+        title = pr_title(moves, fixed, security)
+        run_git(repo, "checkout", "-B", branch)
+        run_git(repo, "add", "--", lockfiles)
+        run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed),
+                failed="git commit failed", hint="is git's user.name and user.email set?")
+        commit = run_git(repo, "rev-parse", "HEAD").strip()
+        # the diff of the commit the pull request carries (its sides: the base and the
+        # branch); the new releases' licenses from the index's PEP 658 files, as the
+        # store of a fresh clone has no metadata of releases locked a moment ago
+        diff_markdown = _diff_markdown(loaded, head, branch, client)
+    body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security)
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
                       f"committed {len(moves)} moves on {branch}", warnings)
 
 
-def _diff_markdown(loaded: LoadedConfig, head: str, branch: str) -> str:
+def _diff_markdown(loaded: LoadedConfig, head: str, branch: str, client: IndexClient) -> str:
     from .diff import run
     from .diff_render import render_markdown as render_diff
 
-    return render_diff(run(head, branch, config=loaded.path, branches=()),
+    return render_diff(run(head, branch, config=loaded.path, branches=(), client=client),
                        max_chars=BODY_LIMIT // 2)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..config import LoadedConfig, load_config
 from ..config_schema import RetentionConfig
@@ -47,7 +48,8 @@ NO_GIT_HINT = "give two lockfiles or two directories to compare"
 
 
 def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[str],
-        audit_now: datetime | None = None, offline: bool = False) -> LockDiff:
+        audit_now: datetime | None = None, offline: bool = False,
+        client: Any = None) -> LockDiff:
     """Compare two lock states: ``old`` and ``new`` are lockfiles, directories or git revisions.
 
     ``old`` None is the merge base of ``HEAD`` with the first of ``branches``
@@ -56,7 +58,9 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     are read from the repository holding ``config``. With ``audit_now`` the
     audit of NEW's lockfiles as of that time is added (``offline``: offline
     databases only); an audit that cannot run is a note, not an error, since
-    the audit is a gate of its own. What the diff could not do is in its
+    the audit is a gate of its own. Licenses come from the store's metadata
+    and, given ``client`` (an IndexClient), from the index's PEP 658 files of
+    the releases the store lacks. What the diff could not do is in its
     ``notes``. Raises LockmirrorError for a side that cannot be read.
     """
     loaded = load_config(config) if config.is_file() else None
@@ -80,7 +84,7 @@ def run(old: str | None, new: str | None, *, config: Path, branches: Sequence[st
     if needs_git and config.is_file():
         diff = dataclasses.replace(diff, config_changes=_config_changes(config, root, old, new))
     if loaded is not None:  # licenses from the store's metadata (issue 23)
-        diff = _with_licenses(diff, loaded, old_side, new_side)
+        diff = _with_licenses(diff, loaded, old_side, new_side, client)
         diff = with_retention(diff, old_side, new_side, loaded.config.retention)
     if audit_now is not None:
         diff = _audited(diff, loaded or config, new_side, audit_now, offline)
@@ -138,14 +142,14 @@ def show_file(root: Path, revision: str, member: str) -> str | None:
 
 
 def _with_licenses(diff: LockDiff, loaded: LoadedConfig, old: LockfileSide,
-                   new: LockfileSide) -> LockDiff:
-    """``diff`` with the license changes the store's metadata shows, and a
-    note naming the moves whose licenses it could not compare."""
+                   new: LockfileSide, client: Any) -> LockDiff:
+    """``diff`` with the license changes the store's metadata (and ``client``'s
+    index) shows, and a note naming the moves whose licenses it could not compare."""
     from ..net.s3_store import store_of
     from .diff_compare import with_license_changes
 
     lockfiles = [*dict(old.lockfiles).values(), *dict(new.lockfiles).values()]
-    diff, unknown = with_license_changes(diff, lockfiles, store_of(loaded))
+    diff, unknown = with_license_changes(diff, lockfiles, store_of(loaded), client)
     if not unknown:
         return diff
     return dataclasses.replace(diff, notes=(*diff.notes, (

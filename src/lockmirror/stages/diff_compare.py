@@ -10,9 +10,9 @@
   to the set.
 - :func:`with_license_changes` — a "license changed: MIT -> BUSL-1.1" finding
   for each release change whose declared license differs (from the store's
-  metadata; nothing is fetched).
+  metadata, or an index client's PEP 658 files; never a distribution).
 
-Pure and in memory; linear in the number of packages and files.
+Else pure and in memory; linear in the number of packages and files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import dataclasses
 import functools
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -407,12 +407,13 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
 
 
 def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
-                         store: AnyStore) -> tuple[LockDiff, list[str]]:
+                         store: AnyStore, client: Any = None) -> tuple[LockDiff, list[str]]:
     """``diff`` with a ``license`` finding for each upgraded or downgraded
     project whose two releases declare different licenses, where the store
-    has both releases' core metadata (``lockfiles``: both sides' lockfiles);
-    and the moves it could not compare (``name old -> new``), for a warning.
-    Reads one small metadata file per changed release."""
+    (or, given ``client``, an IndexClient, the index's PEP 658 file of a
+    locked wheel) has both releases' core metadata (``lockfiles``: both
+    sides' lockfiles); and the moves it could not compare (``name old ->
+    new``), for a warning. Reads one small metadata file per changed release."""
     from .release_licenses import release_licenses
 
     pairs = {(canonicalize_name(p.name), Version(p.old_version), Version(p.new_version))
@@ -421,7 +422,7 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
     if not pairs:
         return diff, []
     wanted = {(n, v) for n, old, new in pairs for v in (old, new)}
-    known = release_licenses(lockfiles, store, only=wanted)
+    known = release_licenses(lockfiles, store, client, only=wanted)
     unknown = sorted(f"{name} {old} -> {new}" for name, old, new in pairs
                      if (name, old) not in known or (name, new) not in known)
     sets = []
