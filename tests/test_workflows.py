@@ -228,7 +228,8 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert list(jobs) == ["sets", "shard", "gather"]
     assert jobs["sets"]["permissions"] == {"contents": "read"}
     sets_run = "\n".join(step.get("run", "") for step in jobs["sets"]["steps"])
-    assert 'echo "matrix=$(lockmirror sets --json)" >> "$GITHUB_OUTPUT"' in sets_run
+    assert 'matrix="$(lockmirror sets --json)"\necho "matrix=$matrix" >> "$GITHUB_OUTPUT"' \
+        in sets_run
     assert jobs["sets"]["outputs"]["matrix"] == "${{ steps.sets.outputs.matrix }}"
 
     shard = jobs["shard"]
@@ -247,10 +248,16 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     runs = [step.get("run", "") for step in gather["steps"] if "run" in step]
     checks = [s for s in gather["steps"] if "lockmirror check-install" in s.get("run", "")]
     # the shards re-resolved their sets; the gather job re-resolves the one no shard has
+    signing = next(s for s in gather["steps"] if s["name"].startswith("Bundle signing key"))
+    # publish as publish.yml does (doit publish: without destinations a note, not a
+    # failure), after the bundle, so a failed publish still leaves it (found by an outside
+    # tester: `lockmirror publish` failed on a mirror.yaml without destinations, and the
+    # bundle asked for was never written)
     assert runs == ["python -m pip install -e .", "lockmirror lock --check",
                     "lockmirror lock --check --resolve --set lockmirror-tool",
                     "lockmirror fetch --progress plain", "lockmirror index",
-                    *(s["run"] for s in checks), "lockmirror publish", "lockmirror bundle"]
+                    *(s["run"] for s in checks), signing["run"], "lockmirror bundle",
+                    "doit publish"]
     # check-install needs the index's files in a tree: with the store on S3 the index
     # leaves them there, so the bundle is imported on the runner and checked instead
     local, on_s3 = checks
@@ -263,8 +270,11 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert script[1].startswith("lockmirror import \"$RUNNER_TEMP\"/check-bundle/*.tar --into ")
     assert script[-1] == 'lockmirror check-install "$RUNNER_TEMP/check-mirror"'
     bundle = next(s for s in gather["steps"] if s.get("run") == "lockmirror bundle")
-    assert bundle["if"] == "${{ inputs.bundle }}"
-    publish = next(s for s in gather["steps"] if s.get("run") == "lockmirror publish")
+    assert bundle["if"] == "${{ inputs.bundle }}" and bundle["id"] == "bundle"
+    attach = next(s for s in gather["steps"]
+                  if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert attach["if"] == "${{ !cancelled() && steps.bundle.outcome == 'success' }}"
+    publish = next(s for s in gather["steps"] if s.get("run") == "doit publish")
     assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
 
     for job in (shard, gather):
@@ -285,3 +295,80 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert download["with"]["pattern"] == "store-*" and download["with"]["merge-multiple"]
     assert upload["with"]["path"] == download["with"]["path"] == ".store/sha256/"
     assert upload["if"] == download["if"] == "${{ vars.LOCKMIRROR_STORE == '' }}"
+
+
+# Jobs whose commands read the lock revisions retention keeps from git's history:
+# lock, fetch, index, bundle, audit, check-install and bump (its diff), and doit's tasks.
+HISTORY_COMMANDS = re.compile(
+    r"\b(lockmirror (lock|fetch|index|bundle|audit|check-install|bump)|doit)\b")
+
+
+def _checkout(job: dict[str, Any]) -> dict[str, Any]:
+    (checkout,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    return checkout
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_jobs_reading_retained_revisions_check_out_the_full_history(path: Path) -> None:
+    """Retention serves, bundles and audits earlier lock revisions read from git's
+    history; actions/checkout's default depth 1 has none of them, silently (found by
+    an outside tester: publish, matrix and audit dropped every retained release)."""
+    checked = 0
+    for name, job in _load(path)["jobs"].items():
+        scripts = "\n".join(step.get("run", "") for step in job.get("steps", []))
+        if not HISTORY_COMMANDS.search(scripts):
+            continue
+        checked += 1
+        assert _checkout(job)["with"].get("fetch-depth") == 0, \
+            f"{path.name}: job {name} runs lockmirror on a shallow clone"
+    assert checked  # every workflow has such a job
+
+
+def test_no_output_hides_a_failing_command() -> None:
+    """`echo "x=$(cmd)"` under bash -e passes when cmd fails (found by an outside tester:
+    a broken mirror.yaml gave matrix.yml an empty matrix); assign to a variable first."""
+    for path in WORKFLOW_FILES:
+        for _, step in _steps(path):
+            for line in step.get("run", "").splitlines():
+                assert not re.search(r"\becho\b.*\$\(", line), f"{path.name}: {line.strip()}"
+
+
+def test_matrix_signs_its_bundle_as_publish_does() -> None:
+    """One way to turn the LOCKMIRROR_BUNDLE_KEY secret into $LOCKMIRROR_SIGNING_KEY
+    (found by an outside tester: matrix.yml's bundle was never signed)."""
+    def signing(name: str, job: str) -> tuple[int, dict[str, Any]]:
+        steps = _workflow(name)["jobs"][job]["steps"]
+        index, step = next((i, s) for i, s in enumerate(steps)
+                           if "LOCKMIRROR_SIGNING_KEY=" in s.get("run", ""))
+        bundles = [i for i, s in enumerate(steps)
+                   if re.search(r"^(lockmirror bundle|doit (build|bundle))$", s.get("run", ""))]
+        assert bundles and index < min(bundles)  # the key is named before the bundle
+        return index, step
+
+    _, publish = signing("publish.yml", "publish")
+    _, matrix = signing("matrix.yml", "gather")
+    assert matrix == publish
+    assert publish["env"] == {"SIGNING_KEY": "${{ secrets.LOCKMIRROR_BUNDLE_KEY }}"}
+
+
+def test_bump_keeps_the_write_token_out_of_git_and_its_build_backends() -> None:
+    """`lockmirror bump` runs sdists' build backends: the write token is not in
+    .git/config while it runs, only in the push step's environment (found by an
+    outside tester). The store pr.yml caches is restored first, for the diff's licenses."""
+    job = _workflow("bump.yml")["jobs"]["bump"]
+    assert _checkout(job)["with"] == {"fetch-depth": 0, "persist-credentials": False}
+    steps = job["steps"]
+    bump = next(i for i, s in enumerate(steps) if "lockmirror bump" in s.get("run", ""))
+    push = next(i for i, s in enumerate(steps) if "git push" in s.get("run", ""))
+    with_token = [s["name"] for s in steps
+                  if "token" in str(s.get("env", "")).lower() or "token" in str(s.get("with", ""))]
+    assert with_token == [steps[push]["name"]]
+    assert steps[push]["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert '"https://x-access-token:${GH_TOKEN}@' in steps[push]["run"]
+    assert "echo" not in steps[push]["run"]
+    restore = next(i for i, s in enumerate(steps)
+                   if s.get("uses", "").startswith("actions/cache/restore@"))
+    assert restore < bump
+    assert steps[restore]["with"] == {
+        "path": ".store", "key": "lockmirror-store-${{ hashFiles('lockfiles/*.toml') }}",
+        "restore-keys": "lockmirror-store-"}
