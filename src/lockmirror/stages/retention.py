@@ -189,7 +189,7 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
         window = _window(position, superseded, lock_revisions, days, now)
         if window is None:
             return kept, False
-        if data is None or document is None:  # not in that commit
+        if data is None or document is None:  # not in that commit (one implies the other)
             continue
         kept.append(RetainedLock(set_name, commit, superseded, *window, data, where, document))
     return kept, _reaches_past(history, position, lock_revisions, days, now)
