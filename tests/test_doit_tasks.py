@@ -172,3 +172,54 @@ def test_a_bad_source_date_epoch_is_the_bundle_tasks_to_report(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "abc")
     task = doit_tasks.bundle_task(doit_tasks.Project(project / "mirror.yaml"))
     assert task["uptodate"][0].config["mtime"] == "invalid"
+
+
+def test_a_deleted_bundle_is_written_again_and_a_comment_runs_no_installer(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside tester: after `rm dist/*.tar`, `doit` said all was done and
+    wrote no bundle (the task named no file it writes: the name holds the content
+    id); a comment added to mirror.yaml ran every installer again, although only
+    the landing page and its data (mirror.yaml's sha256) changed."""
+    from lockmirror import pipeline
+
+    assert run_doit("bundle") == 0
+    [tar] = (project / "dist").glob("*.tar")
+    written = tar.read_bytes()
+    tar.unlink()
+    assert run_doit("bundle") == 0
+    assert tar.read_bytes() == written
+    installs: list[int] = []
+    original = pipeline.check_install
+
+    def counted(*args: object, **kwargs: object) -> object:
+        installs.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "check_install", counted)
+    landing = (project / "dist-index" / "landing.json").read_bytes()
+    with (project / "mirror.yaml").open("a") as handle:
+        handle.write("# a comment\n")
+    assert run_doit("bundle") == 0
+    assert (project / "dist-index" / "landing.json").read_bytes() != landing  # index ran
+    assert installs == []
+
+
+def test_installs_unchanged_looks_at_what_installers_read(tmp_path: Path) -> None:
+    from lockmirror.doit_uptodate import installs_unchanged
+    from lockmirror.formats.manifest import Entry, Manifest
+
+    def manifest(name: str, **changed: Entry) -> Path:
+        files = {"index.html": Entry("a" * 64, 1), "landing.json": Entry("b" * 64, 2),
+                 "simple/six/index.html": Entry("c" * 64, 3),
+                 "files/six/six-1.0-py3-none-any.whl": Entry("d" * 64, 4), **changed}
+        Manifest(files).write(tmp_path / name)
+        return tmp_path / name
+
+    proved = manifest("proved.json")
+    assert installs_unchanged(manifest("landing.json", **{"landing.json": Entry("e" * 64, 5)}),
+                              proved)
+    assert not installs_unchanged(
+        manifest("page.json", **{"simple/six/index.html": Entry("f" * 64, 3)}), proved)
+    assert not installs_unchanged(manifest("more.json", **{
+        "constraints/core-linux.txt": Entry("f" * 64, 3)}), proved)
+    assert not installs_unchanged(tmp_path / "missing.json", proved)

@@ -22,6 +22,7 @@ from doit.tools import config_changed  # type: ignore[import-untyped]
 from . import mutation, pipeline
 from .config import signing_key_stamp, split_names
 from .doit_project import Project
+from .doit_uptodate import bundle_there, installs_unchanged, store_complete
 from .errors import LockmirrorError, error_text
 from .fsutil import atomic_write, format_size
 from .interrupt import restore, stopped, terminate_as_interrupt
@@ -56,14 +57,16 @@ def _report(error: Exception) -> TaskFailed:
     return TaskFailed(f"internal error: {type(error).__name__}", report=False)
 
 
-def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFailed | None]:
+def _action(function: Callable[..., object], *args: Any
+            ) -> Callable[[], TaskFailed | dict[str, Any] | None]:
     """Wrap a stage call: LockmirrorError or OSError -> one line, task failed;
     any other exception -> one "internal error" line (a bug; doit's traceback
-    with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on.
+    with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on, and
+    a dict (doit keeps it as the task's values, for its up-to-date checks).
     Ctrl-C or SIGTERM (taken as Ctrl-C while the action runs: :mod:`lockmirror.interrupt`;
     once the clean-up ran) -> one line, doit stops, exit 130/143."""
 
-    def run() -> TaskFailed | None:
+    def run() -> TaskFailed | dict[str, Any] | None:
         previous = terminate_as_interrupt()
         try:
             result = function(*args)
@@ -79,7 +82,7 @@ def _action(function: Callable[..., object], *args: Any) -> Callable[[], TaskFai
             return _report(error)
         finally:
             restore(previous)
-        return result if isinstance(result, TaskFailed) else None
+        return result if isinstance(result, (TaskFailed, dict)) else None
 
     run.__name__ = getattr(function, "__name__", "action")
     return run
@@ -168,15 +171,6 @@ def _shard_params() -> list[dict[str, Any]]:
 
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
-    def store_complete(task: Any = None) -> bool:  # doit passes the task (its params)
-        from .stages.fetch_plan import is_current
-
-        options = getattr(task, "options", None) or {}
-        if options.get("sets") or options.get("target_names"):
-            return False  # a shard runs: it checks its names (a typo must not pass as done)
-        written, _ = project.retained
-        return is_current(project.loaded, also=[*project.tool_lockfile(), *written])
-
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
         return _action(_fetch, project, _names(sets), _names(target_names))()
@@ -187,9 +181,8 @@ def fetch_task(project: Project) -> TaskDict:
         "params": _shard_params(),
         "file_dep": [str(p) for p in project.lockfile_paths()],
         "task_dep": ["lock"],
-        # Up to date when the lockfiles did not change and the store still holds
-        # every file they name (a stat per file; the names prove the hashes).
-        "uptodate": [store_complete],
+        # doit passes the task (its params) by the argument's name
+        "uptodate": [lambda task=None: store_complete(project, task)],
         "verbosity": 2,
     }
 
@@ -266,8 +259,9 @@ def check_install_task(project: Project) -> TaskDict:
         "actions": [check],
         "params": _shard_params(),
         "task_dep": ["index"],
-        # a changed installer matrix (stages/installers.py) is a reason to verify again
-        "file_dep": [str(manifest), str(Path(__file__).parent / "stages" / "installers.py")],
+        # what installers read changed (not the landing page), or the installer matrix did
+        "uptodate": [lambda: installs_unchanged(manifest, stamp)],
+        "file_dep": [str(Path(__file__).parent / "stages" / "installers.py")],
         "targets": [str(stamp)],
         "verbosity": 2,
     }
@@ -286,7 +280,7 @@ def verify_alias_task() -> TaskDict:
 # -- bundle ------------------------------------------------------------------
 
 
-def _bundle(project: Project) -> None:
+def _bundle(project: Project) -> dict[str, Any]:
     result = pipeline.bundle(project.loaded)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
@@ -294,6 +288,7 @@ def _bundle(project: Project) -> None:
     for line in (*result.notes, result.tool_note(), result.removed.summary()):
         if line:
             print(f"bundle: {line}")
+    return {"parts": [str(part) for part in (*result.parts, result.checksums)]}
 
 
 def bundle_task(project: Project) -> TaskDict:
@@ -306,7 +301,8 @@ def bundle_task(project: Project) -> TaskDict:
         # signed or not, and by which key file ($LOCKMIRROR_SIGNING_KEY), and the members'
         # mtime (the lockfiles' last commit, or $SOURCE_DATE_EPOCH): doit keeps a digest
         "uptodate": [config_changed({**signing_key_stamp(),
-                                     "mtime": mtime_stamp(project.path_of("lockfiles"))})],
+                                     "mtime": mtime_stamp(project.path_of("lockfiles"))}),
+                     bundle_there],
         "verbosity": 2,
     }
 

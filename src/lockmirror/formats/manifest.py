@@ -29,6 +29,7 @@ from .bounded import load_json
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "lockmirror-manifest/1"
+INSTALLABLE_DIRS = ("simple/", "files/", "constraints/", "lockfiles/")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -74,6 +75,12 @@ class Manifest:
     @property
     def total_size(self) -> int:
         return sum(e.size for e in self.files.values())
+
+    def installable(self) -> Manifest:
+        """What an installer reads: the pages, files, constraints and lockfile copies
+        (not the landing page, its data or the SBOMs, which name mirror.yaml's commit)."""
+        return Manifest({rel: entry for rel, entry in self.files.items()
+                         if rel.startswith(INSTALLABLE_DIRS)})
 
 
 def encode_entries(entries: Iterable[tuple[str, Entry]]) -> str:

@@ -1,0 +1,58 @@
+"""The up-to-date checks of doit tasks that a file's digest cannot say.
+
+doit reruns a task when a ``file_dep`` changed or a ``targets`` file is missing;
+these say the rest (no doit import here: doit calls them with the ``task``
+and the ``values`` its last successful run returned, by parameter name):
+
+* :func:`store_complete`: the store still holds every file the lockfiles name
+  (a stat per file; the names prove the hashes);
+* :func:`bundle_there`: the bundle's files, named only when written (their name
+  holds the content id), are still on disk;
+* :func:`installs_unchanged`: what an installer reads from the index is what
+  check-install last proved, so an edit that changes only the landing page or
+  the SBOMs (a comment in mirror.yaml, its commit) does not run every installer
+  again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import LockmirrorError
+
+if TYPE_CHECKING:
+    from .doit_project import Project
+
+
+def store_complete(project: Project, task: object = None) -> bool:
+    """Whether the store holds every file the lockfiles (and the retained revisions
+    and lockmirror's own set) name; never for a shard run (``--set``/``--target``:
+    it checks its names, so a typo must not pass as done)."""
+    from .stages.fetch_plan import is_current
+
+    options = getattr(task, "options", None) or {}
+    if options.get("sets") or options.get("target_names"):
+        return False
+    written, _ = project.retained
+    return is_current(project.loaded, also=[*project.tool_lockfile(), *written])
+
+
+def bundle_there(task: object, values: dict[str, Any]) -> bool:
+    """Whether the files the last bundle run wrote (``values["parts"]``) are all
+    still there: a deleted tar is written again (found by an outside tester)."""
+    parts = values.get("parts") or []
+    return bool(parts) and all(os.path.isfile(part) for part in parts)
+
+
+def installs_unchanged(manifest: Path, proved: Path) -> bool:
+    """Whether ``manifest``'s installable part (:meth:`Manifest.installable`) is
+    that of ``proved``, the manifest check-install last passed on; False when
+    either cannot be read."""
+    from .formats.manifest import Manifest  # when the task is looked at, not at graph load
+
+    try:
+        return Manifest.read(manifest).installable() == Manifest.read(proved).installable()
+    except LockmirrorError:
+        return False
