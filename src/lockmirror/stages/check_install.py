@@ -33,7 +33,6 @@ the reason, and counted as skipped (:meth:`VerifyReport.summary`).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError, ResolutionError
-from ..fsutil import format_size, one_at_a_time
+from ..fsutil import one_at_a_time
 from .install_runs import (
     Check,
     Runner,
@@ -59,10 +58,11 @@ from .install_runs import (
 from .installer_output import explain_pip, explain_pip_check, explain_uv
 from .installers import (
     Installer,
-    InstallerUnavailable,
-    clean_work,
-    ensure_installer,
+    clean_work_dir,
+    default_installer_cache,
     find_installers,
+    installer_copies,
+    uv_binary,
 )
 from .verify import require_local_files
 
@@ -183,15 +183,15 @@ def verify_closure(
     chosen = find_installers(installers)
     temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
-    cache = installer_cache or _default_installer_cache(None if temp_root else work_dir)
+    cache = installer_cache or default_installer_cache(None if temp_root else work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     checks: list[Check] = []
     used: list[str] = []
     # held while the run lives: gc (and another run) leave its run/ alone
     with one_at_a_time(work_dir, "another check-install is running in this work directory"):
-        _clean_work_dir(work_dir, cache, say)
-        copies = _copies(chosen, cache, say) if install else {}
-        runner = Runner(uv_bin or _uv_binary(copies), work_dir / "run", timeout)
+        clean_work_dir(work_dir, cache, say)
+        copies = installer_copies(chosen, cache, say) if install else {}
+        runner = Runner(uv_bin or uv_binary(copies), work_dir / "run", timeout)
         runner.work.mkdir(parents=True)
         try:
             with _transports(index_dir, index_url, transports) as served:
@@ -290,49 +290,8 @@ def _lockfile_sources(runner: Runner, transport: _Transport, installer: Installe
 
 
 # --------------------------------------------------------------------------
-# What to check, and with what
+# What to check
 # --------------------------------------------------------------------------
-
-
-def _copies(chosen: Sequence[Installer], cache: Path,
-            say: Progress) -> dict[Installer, Path | str]:
-    """Each installer's runnable copy, or why it cannot be had."""
-    copies: dict[Installer, Path | str] = {}
-    for installer in chosen:
-        try:
-            copies[installer] = ensure_installer(installer, cache)
-        except InstallerUnavailable as exc:
-            say(f"{installer.name}: {exc.message}")
-            copies[installer] = f"{installer.name} unavailable: {exc.message}"
-    return copies
-
-
-def _uv_binary(copies: dict[Installer, Path | str]) -> str:
-    for installer, copy in copies.items():
-        if installer.kind == "uv" and isinstance(copy, Path):
-            return str(copy)
-    return _find_uv()
-
-
-def _default_installer_cache(work_dir: Path | None) -> Path:
-    """``$LOCKMIRROR_INSTALLER_CACHE``, else ``work_dir/installers``, else the user's cache."""
-    if os.environ.get("LOCKMIRROR_INSTALLER_CACHE"):
-        return Path(os.environ["LOCKMIRROR_INSTALLER_CACHE"])
-    if work_dir is not None:
-        return work_dir / "installers"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lockmirror" / "installers"
-
-
-def _clean_work_dir(work_dir: Path, cache: Path, say: Progress) -> None:
-    """Remove what earlier runs left (their venvs and uv cache) and installer copies
-    the matrix no longer names, and say what went; keep the copies in use."""
-    removed = clean_work(work_dir, cache)
-    if removed:
-        names = ", ".join(str(path.relative_to(work_dir)) if path.is_relative_to(work_dir)
-                          else str(path) for path, _ in removed)
-        freed = format_size(sum(size for _, size in removed))
-        say(f"removed what earlier runs left and no run needs: {names} ({freed} freed)")
 
 
 def _probe(index_url: str, pairs: Sequence[_SetTarget]) -> None:
@@ -417,21 +376,6 @@ def _pairs(index_dir: Path, sets: Sequence[str] | None,
             raise LockmirrorError(f"no target '{name}' in the index (targets: "
                                   f"{', '.join(sorted(target_names))})", where=str(index_dir))
     return sorted(found, key=lambda p: (p.set_name, p.target))
-
-
-def _find_uv() -> str:
-    try:
-        from uv import find_uv_bin
-    except ImportError:
-        found = shutil.which("uv")
-        if found:
-            return found
-        raise LockmirrorError("uv is not installed", hint="pip install uv") from None
-    try:
-        return str(find_uv_bin())
-    except FileNotFoundError:
-        raise LockmirrorError("the uv package has no uv binary",
-                              hint="reinstall it: pip install --force-reinstall uv") from None
 
 
 def _host_mismatch(pair: _SetTarget) -> str | None:

@@ -38,12 +38,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError
-from ..fsutil import disk_bytes
+from ..fsutil import disk_bytes, format_size
 
 
 class InstallerUnavailable(LockmirrorError):
@@ -178,6 +178,64 @@ def clean_work(work_dir: Path, cache: Path | None = None,
             path.unlink(missing_ok=True)
         removed.append((path, freed))
     return removed
+
+
+def installer_copies(chosen: Sequence[Installer], cache: Path,
+                     say: Callable[[str], None]) -> dict[Installer, Path | str]:
+    """Each installer's runnable copy, or why it cannot be had."""
+    copies: dict[Installer, Path | str] = {}
+    for installer in chosen:
+        try:
+            copies[installer] = ensure_installer(installer, cache)
+        except InstallerUnavailable as exc:
+            say(f"{installer.name}: {exc.message}")
+            copies[installer] = f"{installer.name} unavailable: {exc.message}"
+    return copies
+
+
+def uv_binary(copies: dict[Installer, Path | str]) -> str:
+    """The uv copy of the matrix, else the uv installed here."""
+    for installer, copy in copies.items():
+        if installer.kind == "uv" and isinstance(copy, Path):
+            return str(copy)
+    return find_uv()
+
+
+def default_installer_cache(work_dir: Path | None) -> Path:
+    """``$LOCKMIRROR_INSTALLER_CACHE``, else ``work_dir/installers``, else the user's cache."""
+    if os.environ.get("LOCKMIRROR_INSTALLER_CACHE"):
+        return Path(os.environ["LOCKMIRROR_INSTALLER_CACHE"])
+    if work_dir is not None:
+        return work_dir / "installers"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lockmirror" / "installers"
+
+
+def clean_work_dir(work_dir: Path, cache: Path, say: Callable[[str], None]) -> None:
+    """Remove what earlier runs left (their venvs and uv cache) and installer copies
+    the matrix no longer names, and say what went; keep the copies in use."""
+    removed = clean_work(work_dir, cache)
+    if removed:
+        names = ", ".join(str(path.relative_to(work_dir)) if path.is_relative_to(work_dir)
+                          else str(path) for path, _ in removed)
+        freed = format_size(sum(size for _, size in removed))
+        say(f"removed what earlier runs left and no run needs: {names} ({freed} freed)")
+
+
+def find_uv() -> str:
+    """The uv binary of the ``uv`` package, else one on PATH; LockmirrorError if none."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        found = shutil.which("uv")
+        if found:
+            return found
+        raise LockmirrorError("uv is not installed", hint="pip install uv") from None
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        raise LockmirrorError("the uv package has no uv binary",
+                              hint="reinstall it: pip install --force-reinstall uv") from None
 
 
 def pip_command(copy: Path, python: Path) -> list[str]:
