@@ -244,3 +244,128 @@ def test_a_deployed_mirror_is_checked_with_its_own_lockfiles(mirror: FixtureMirr
     skip_if_unavailable(result)
     failed = {c.step for c in result.failures}
     assert "pip 26.3 install -r lockfile (given)" in failed
+
+
+def _deployed(mirror: FixtureMirror, tmp_path: Path, *remove: str) -> Path:
+    """A copy of the mirror as deployed elsewhere, ``remove`` (paths in it) deleted."""
+    deployed = tmp_path / "deployed"
+    shutil.copytree(mirror.out, deployed)
+    for relative in remove:
+        (deployed / relative).unlink()
+    return deployed
+
+
+def test_a_deployed_mirror_lacking_its_lockfile_and_constraints_fails_naming_them(
+        mirror: FixtureMirror, tmp_path: Path) -> None:
+    """Found by an outside tester: with the deployed mirror's lockfile and constraints
+    deleted, uv passed, reading the local directory's copies instead."""
+    from lockmirror.stages.serve import MirrorServer
+
+    deployed = _deployed(mirror, tmp_path, "lockfiles/pylock.extra.toml",
+                         "constraints/extra-host.txt")
+    with MirrorServer(deployed, "127.0.0.1", 0) as server:
+        result = verify_closure(mirror.out, sets=["extra"], targets=["host"],
+                                index_url=server.simple_url, installers=["uv"],
+                                installer_cache=INSTALLER_CACHE)
+    root = server.simple_url.removesuffix("simple/")
+    assert {c.step: c.detail for c in result.failures} == {
+        "read constraints/extra-host.txt (given)":
+            f"the deployed mirror has no constraints/extra-host.txt "
+            f"({root}constraints/extra-host.txt: not found)",
+        "read lockfiles/pylock.extra.toml (given)":
+            f"the deployed mirror has no lockfiles/pylock.extra.toml "
+            f"({root}lockfiles/pylock.extra.toml: not found)",
+    }
+    assert result.passed == ()  # nothing installed from the local copies instead
+    with pytest.raises(ResolutionError, match=f"failed for {server.simple_url}"):
+        result.raise_for_failures()
+
+
+def test_a_deployed_lockfile_that_differs_from_the_directory_fails(
+        mirror: FixtureMirror, tmp_path: Path) -> None:
+    from lockmirror.stages.serve import MirrorServer
+
+    deployed = _deployed(mirror, tmp_path)
+    lockfile = deployed / "lockfiles" / "pylock.extra.toml"
+    lockfile.write_bytes(b"# an older build\n" + lockfile.read_bytes())
+    with MirrorServer(deployed, "127.0.0.1", 0) as server:
+        result = verify_closure(mirror.out, sets=["extra"], targets=["host"],
+                                index_url=server.simple_url, install=False)
+    root = server.simple_url.removesuffix("simple/")
+    assert [(c.step, c.detail) for c in result.failures] == [
+        ("read lockfiles/pylock.extra.toml (given)",
+         f"{root}lockfiles/pylock.extra.toml differs from "
+         f"{mirror.out / 'lockfiles' / 'pylock.extra.toml'}")]
+
+
+def test_a_deployed_mirror_alone_is_read_for_its_lockfiles(
+        mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No local directory: the sets, lockfiles and constraints come from the deployed
+    mirror (its manifest.json), not a near-side "build the index with doit index"."""
+    from lockmirror.cli import main
+    from lockmirror.stages.serve import MirrorServer
+
+    nowhere = tmp_path / "dist-index"
+    with MirrorServer(_deployed(mirror, tmp_path), "127.0.0.1", 0) as server:
+        assert main(["check-install", str(nowhere), "--index-url", server.simple_url,
+                     "--set", "extra", "--installer", "uv"]) == 0
+    out = capsys.readouterr().out
+    assert "set 'extra', target 'host': uv 0.13.9 install -r lockfile --base-url (given): ok" \
+        in out
+    assert f"closure verified from {server.simple_url}" in out
+
+    deployed = tmp_path / "deployed"
+    (deployed / "lockfiles" / "pylock.core.toml").unlink()
+    with MirrorServer(deployed, "127.0.0.1", 0) as server, \
+            pytest.raises(LockmirrorError) as caught:
+        verify_closure(nowhere, index_url=server.simple_url, install=False)
+    root = server.simple_url.removesuffix("simple/")
+    assert str(caught.value) == (f"the deployed mirror has no lockfiles/pylock.core.toml "
+                                 f"({root}lockfiles/pylock.core.toml: not found)")
+
+
+def test_credentials_in_the_index_url_are_refused_before_anything_runs(
+        mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: installs ran first, then exit 2 blaming --base-url
+    (an option check-install does not have)."""
+    from lockmirror.cli import main
+    from lockmirror.stages.serve import MirrorServer
+
+    with MirrorServer(mirror.out, "127.0.0.1", 0) as server:
+        url = server.simple_url.replace("http://", "http://alice:s3cretPW@")
+        assert main(["check-install", str(mirror.out), "--index-url", url,
+                     "--work-dir", str(tmp_path / "work")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"lockmirror: error: --index-url: {server.simple_url}: the "
+                                   "URL carries credentials")
+    assert "s3cretPW" not in captured.err and "alice" not in captured.err
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_query_in_the_index_url_is_kept_and_not_printed(
+        mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lockmirror.cli import main
+    from lockmirror.stages.serve import MirrorServer
+
+    with MirrorServer(mirror.out, "127.0.0.1", 0) as server:
+        given = server.simple_url.removesuffix("/") + "?token=s3cretTOKEN"
+        # uv only: pip appends project names after the query (".../simple/?token=x/extra/")
+        assert main(["check-install", str(mirror.out), "--index-url", given, "--set", "extra",
+                     "--installer", "uv"]) == 0
+    captured = capsys.readouterr()
+    assert f"closure verified from {server.simple_url}\n" in captured.out
+    assert "uv 0.13.9 install -r lockfile --base-url (given): ok" in captured.out
+    assert "s3cretTOKEN" not in captured.out + captured.err
+
+    from lockmirror.stages.deployed_mirror import parse_index_url
+
+    parsed = parse_index_url(given)
+    assert parsed.simple == server.simple_url + "?token=s3cretTOKEN"  # the slash on the path
+    assert parsed.url("lockfiles/x") == server.url.rstrip("/") + "/lockfiles/x?token=s3cretTOKEN"
+
+    unreachable = f"http://127.0.0.1:{free_port()}/simple/?token=s3cretTOKEN"
+    with pytest.raises(UnreachableError) as caught:
+        verify_closure(mirror.out, sets=["extra"], index_url=unreachable, install=False)
+    assert "s3cretTOKEN" not in str(caught.value)

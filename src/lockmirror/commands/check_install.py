@@ -27,8 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="only this installer of the matrix, e.g. 'pip 23.0.1' or uv "
                              "(repeatable; default: all)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--index-url", help="use this simple index URL instead of the directory "
-                                           "(e.g. a deployed mirror)")
+    where.add_argument("--index-url", help="install from this simple index URL (a deployed "
+                                           "mirror), with its own lockfiles and constraints "
+                                           "(which must equal the directory's, if it has any)")
     where.add_argument("--serve", action="store_true",
                        help="only over HTTP (the directory served on 127.0.0.1)")
     where.add_argument("--file", action="store_true", help="only over file://")

@@ -5,7 +5,8 @@ the sets, their requirements and targets from ``lockfiles/pylock.<set>.toml``,
 the pins from ``constraints/<set>-<target>.txt``, and the packages from
 ``simple/`` and ``files/``, over ``file://`` and over HTTP (a
 :class:`~lockmirror.stages.serve.MirrorServer` on a free 127.0.0.1 port), or from a
-URL given. For every set and target:
+deployed mirror's URL, whose own lockfiles and constraints are read from beside its
+``simple/`` (:mod:`~lockmirror.stages.deployed_mirror`). For every set and target:
 
 1. ``uv pip compile`` of the set's requirements with the target's pins, for the
    target's Python and platform, over each transport;
@@ -40,9 +41,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import LockmirrorError, ResolutionError
+from ..errors import InputError, LockmirrorError, ResolutionError
 from ..fsutil import one_at_a_time
+from .deployed_mirror import DeployedInputs, DeployedMirror, parse_index_url, probe
 from .install_runs import (
     Check,
     Runner,
@@ -66,6 +69,11 @@ from .installers import (
 )
 from .verify import require_local_files
 
+if TYPE_CHECKING:
+    import requests
+
+    from ..formats.lockfile import Lockfile
+
 __all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_check",
            "explain_uv", "uv_platform", "verify_closure"]
 
@@ -80,6 +88,7 @@ class VerifyReport:
     index_urls: tuple[str, ...]
     checks: tuple[Check, ...]
     installers: tuple[str, ...] = ()  # "pip 23.0.1 (Debian 12 ...)" for each one asked for
+    deployed: str | None = None  # the deployed mirror checked (--index-url), as printed
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -104,14 +113,19 @@ class VerifyReport:
 
     def raise_for_failures(self) -> None:
         """Raise ResolutionError naming every failed set/target/requirement."""
-        if self.failures:
-            lines = [f.describe() for f in self.failures]
-            raise ResolutionError(
-                f"{len(lines)} closure check(s) failed for {self.index_dir}:\n  "
-                + "\n  ".join(lines),
-                hint="the index lacks what these requirements need, an installer cannot "
-                     "read it, or a lockfile installs more or less than the set needs; re-run "
-                     "`doit fetch` and `doit index`, or fix the lockfile")
+        if not self.failures:
+            return
+        lines = [f.describe() for f in self.failures]
+        hint = ("the index lacks what these requirements need, an installer cannot read it, "
+                "or a lockfile installs more or less than the set needs; re-run `doit fetch` "
+                "and `doit index`, or fix the lockfile")
+        if self.deployed:
+            hint = ("the deployed mirror lacks what these requirements need or its lockfiles "
+                    "or constraints, or an installer cannot read it; import the mirror's "
+                    "latest bundle into it again")
+        raise ResolutionError(f"{len(lines)} closure check(s) failed for "
+                              f"{self.deployed or self.index_dir}:\n  " + "\n  ".join(lines),
+                              hint=hint)
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,8 @@ class _Transport:
     name: str  # "file://" | "http" | "given"
     url: str  # the simple index
     root: str | None  # its root URL (lockfiles/ beside simple/); None: the local tree, or unknown
+    shown: str  # the simple index as printed
+    query: str = ""  # the given URL's query, sent with the lockfile's URL too
 
 
 def verify_closure(
@@ -164,6 +180,12 @@ def verify_closure(
     Without any of them the copies are kept in
     ``$XDG_CACHE_HOME/lockmirror/installers``.
 
+    With ``index_url``, the lockfiles and constraints installed from are the
+    deployed mirror's (beside its ``simple/``), each required to equal the
+    directory's copy; with no lockfiles in ``index_dir``, the sets are those
+    the mirror's ``manifest.json`` lists. A URL carrying credentials raises
+    InputError before anything runs.
+
     Returns a report (``report.raise_for_failures()`` turns failures into a
     ResolutionError). Raises LockmirrorError when the index has no lockfiles
     or (without ``index_url``) holds none of the files its manifest lists (an
@@ -173,13 +195,29 @@ def verify_closure(
     Costs one venv and install per installer, transport and host-matching
     target: seconds each on a small mirror, dominated by sdist builds.
     """
+    from ..net.http import make_session
+
     index_dir = Path(index_dir)
-    say = progress or (lambda _message: None)
-    pairs = _pairs(index_dir, sets, targets)
-    if index_url is None:  # the tree itself is installed from: its files must be here
+    mirror = parse_index_url(index_url) if index_url else None
+    with make_session() as session:
+        return _verify(index_dir, mirror, session, sets=sets, targets=targets,
+                       transports=transports, install=install, installers=installers,
+                       work_dir=work_dir, installer_cache=installer_cache, uv_bin=uv_bin,
+                       timeout=timeout, say=progress or (lambda _message: None))
+
+
+def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Session, *,
+            sets: Sequence[str] | None, targets: Sequence[str] | None,
+            transports: Sequence[str], install: bool, installers: Sequence[str] | None,
+            work_dir: Path | None, installer_cache: Path | None, uv_bin: str | None,
+            timeout: float, say: Progress) -> VerifyReport:
+    lockfiles, inputs = _lockfiles(index_dir, mirror, session)
+    pairs = _pairs(lockfiles, inputs.mirror.shown if inputs and inputs.listed else str(index_dir),
+                   sets, targets)
+    if mirror is None:  # the tree itself is installed from: its files must be here
         require_local_files(index_dir)
-    if index_url and index_url.startswith(("http://", "https://")):
-        _probe(index_url, pairs)
+    elif mirror.simple.startswith(("http://", "https://")):
+        probe(mirror, [r for pair in pairs for r in pair.requirements][:1])
     chosen = find_installers(installers)
     temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
@@ -194,28 +232,40 @@ def verify_closure(
         runner = Runner(uv_bin or uv_binary(copies), work_dir / "run", timeout)
         runner.work.mkdir(parents=True)
         try:
-            with _transports(index_dir, index_url, transports) as served:
-                used = [t.url for t in served]
+            with _transports(index_dir, mirror, transports) as served:
+                used = [t.shown for t in served]
                 for pair in pairs:
-                    checks += _check_pair(runner, index_dir, pair, served, chosen, copies,
-                                          install, say)
+                    checks += _check_pair(runner, (index_dir, inputs), pair, served, chosen,
+                                          copies, install, say)
         finally:
             shutil.rmtree(runner.work, ignore_errors=True)
             if temp_root is not None:
                 shutil.rmtree(temp_root, ignore_errors=True)
-    return VerifyReport(index_dir=index_dir, index_urls=tuple(used), checks=tuple(checks),
-                        installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen))
+    return VerifyReport(index_dir=index_dir, index_urls=tuple(used),
+                        checks=tuple(mirror.scrub_check(c) if mirror else c for c in checks),
+                        installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen),
+                        deployed=mirror.shown if mirror else None)
 
 
-def _check_pair(runner: Runner, index_dir: Path, pair: _SetTarget,
+def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: _SetTarget,
                 served: Sequence[_Transport], chosen: Sequence[Installer],
                 copies: dict[Installer, Path | str], install: bool,
                 say: Progress) -> list[Check]:
     """Every check of one set and target."""
     requirements = runner.work / f"requirements-{pair.set_name}.txt"
     requirements.write_text("".join(r + "\n" for r in pair.requirements))
-    constraints = index_dir / "constraints" / f"{pair.set_name}-{pair.target}.txt"
-    lockfile = index_dir / "lockfiles" / f"pylock.{pair.set_name}.toml"
+    index_dir, inputs = tree
+    named = (f"constraints/{pair.set_name}-{pair.target}.txt",
+             f"lockfiles/pylock.{pair.set_name}.toml")
+    if inputs is None:
+        constraints, lockfile = (index_dir / relative for relative in named)
+    else:  # the deployed mirror's own, which must be the directory's
+        placed = [inputs.place(relative, runner.work / "deployed") for relative in named]
+        if any(isinstance(p, str) for p in placed):  # failed: nothing runs without them
+            where = pair.where(served[0].name, served[0].url)
+            return [where.check(f"read {relative} ({served[0].name})", ok=False, detail=p)
+                    for relative, p in zip(named, placed, strict=True) if isinstance(p, str)]
+        constraints, lockfile = (Path(p) for p in placed)
     head = f"set '{pair.set_name}', target '{pair.target}'"
     checks = []
     for transport in served:
@@ -279,7 +329,8 @@ def _lockfile_sources(runner: Runner, transport: _Transport, installer: Installe
     if transport.root is None:
         return [(str(lockfile), "lockfile")]
     if installer.kind == "pip":  # pip resolves the relative paths against the URL
-        return [(f"{transport.root}lockfiles/{lockfile.name}", "lockfile")]
+        query = f"?{transport.query}" if transport.query else ""
+        return [(f"{transport.root}lockfiles/{lockfile.name}{query}", "lockfile")]
     from ..formats.mirror_lockfile import relocate_lockfile
 
     copy = runner.work / "base-url" / lockfile.name
@@ -294,35 +345,12 @@ def _lockfile_sources(runner: Runner, transport: _Transport, installer: Installe
 # --------------------------------------------------------------------------
 
 
-def _probe(index_url: str, pairs: Sequence[_SetTarget]) -> None:
-    """One request to a deployed mirror (a project page of the first set), so a
-    mirror nobody answers for is one line naming it, not every installer's
-    guess; UnreachableError or NetworkError. Any HTTP answer is left to the
-    installers."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    from ..net.http import get, make_session
-
-    url = index_url if index_url.endswith("/") else index_url + "/"
-    first = next((r for pair in pairs for r in pair.requirements), "")
-    try:
-        url += canonicalize_name(Requirement(first).name) + "/"
-    except InvalidRequirement:  # no requirement (or none parses): the root page then
-        pass
-    with make_session(retries=1) as session:
-        # a redirect is an answer too; where it leads is the installers' business
-        get(session, url, allow=range(300, 600), timeout=(10, 30), redirects=False).close()
-
-
 @contextmanager
-def _transports(index_dir: Path, index_url: str | None,
+def _transports(index_dir: Path, mirror: DeployedMirror | None,
                 transports: Sequence[str]) -> Iterator[list[_Transport]]:
-    if index_url:
-        url = index_url if index_url.endswith("/") else index_url + "/"
+    if mirror is not None:
         # a deployed mirror's lockfiles are beside its simple/, as in the tree
-        yield [_Transport("given", url, url.removesuffix("simple/")
-                          if url.endswith("/simple/") else None)]
+        yield [_Transport("given", mirror.simple, mirror.root, mirror.shown, mirror.query)]
         return
     unknown = sorted(set(transports) - set(TRANSPORTS))
     if unknown or not transports:
@@ -333,8 +361,8 @@ def _transports(index_dir: Path, index_url: str | None,
                               where=str(index_dir), hint="build it with `doit index`")
     found = []
     if "file://" in transports:
-        found.append(_Transport("file://", (index_dir.absolute() / "simple").as_uri() + "/",
-                                None))
+        url = (index_dir.absolute() / "simple").as_uri() + "/"
+        found.append(_Transport("file://", url, None, url))
     if "http" not in transports:
         yield found
         return
@@ -342,22 +370,38 @@ def _transports(index_dir: Path, index_url: str | None,
 
     with MirrorServer(index_dir, "127.0.0.1", 0) as server:
         root = server.simple_url.removesuffix("simple/")
-        yield [*found, _Transport("http", server.simple_url, root)]
+        yield [*found, _Transport("http", server.simple_url, root, server.simple_url)]
 
 
-def _pairs(index_dir: Path, sets: Sequence[str] | None,
-           targets: Sequence[str] | None) -> list[_SetTarget]:
+def _lockfiles(index_dir: Path, mirror: DeployedMirror | None, session: requests.Session
+               ) -> tuple[list[Lockfile], DeployedInputs | None]:
+    """The lockfiles naming the sets, and the deployed mirror's inputs (None: the
+    directory's are installed from). With no lockfiles in ``index_dir``, those
+    of the deployed mirror."""
     from ..formats.lockfile import Lockfile
 
     paths = sorted((index_dir / "lockfiles").glob("pylock.*.toml"))
-    if not paths:
+    if paths:
+        inputs = (DeployedInputs(mirror, index_dir, session)
+                  if mirror is not None and mirror.root is not None else None)
+        return [Lockfile.read(path) for path in paths], inputs
+    if mirror is None:
         raise LockmirrorError("holds no lockfiles/pylock.*.toml", where=str(index_dir),
                               hint="build the index with `doit index`")
+    if mirror.root is None:
+        raise InputError(f"{mirror.shown} does not end in /simple/, so the deployed mirror's "
+                         f"lockfiles are not known, and {index_dir} holds none",
+                         where="--index-url", hint="give the mirror's .../simple/ URL")
+    inputs = DeployedInputs(mirror, None, session)
+    return inputs.lockfiles(), inputs
+
+
+def _pairs(lockfiles: Sequence[Lockfile], where: str, sets: Sequence[str] | None,
+           targets: Sequence[str] | None) -> list[_SetTarget]:
     found = []
     set_names = set()
     target_names = set()
-    for path in paths:
-        lock = Lockfile.read(path)
+    for lock in lockfiles:
         set_names.add(lock.set_name)
         if sets and lock.set_name not in sets:
             continue
@@ -370,11 +414,11 @@ def _pairs(index_dir: Path, sets: Sequence[str] | None,
     for name in sets or ():
         if name not in set_names:
             raise LockmirrorError(f"no set '{name}' in the index (sets: "
-                                  f"{', '.join(sorted(set_names))})", where=str(index_dir))
+                                  f"{', '.join(sorted(set_names))})", where=where)
     for name in targets or ():
         if name not in target_names:
             raise LockmirrorError(f"no target '{name}' in the index (targets: "
-                                  f"{', '.join(sorted(target_names))})", where=str(index_dir))
+                                  f"{', '.join(sorted(target_names))})", where=where)
     return sorted(found, key=lambda p: (p.set_name, p.target))
 
 

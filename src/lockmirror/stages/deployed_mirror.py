@@ -1,0 +1,221 @@
+"""A deployed mirror named by ``check-install --index-url``: its URL, and what is read from it.
+
+:func:`parse_index_url` checks the URL before anything runs (no credentials in
+it; the path gets its trailing ``/``, a query is kept and sent on, never
+printed). :class:`DeployedInputs` reads the mirror's own
+``lockfiles/pylock.<set>.toml`` and ``constraints/<set>-<target>.txt`` from
+beside its ``simple/``, with the one HTTP session: each compared with the
+local directory's copy when there is one, else with the sha256 the mirror's
+``manifest.json`` lists. A file the mirror lacks, or one that differs, is a
+reason (a failed check), not a pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import requests
+
+from ..errors import InputError, LockmirrorError
+from ..formats.lockfile import Lockfile
+from .install_runs import Check
+
+_NOT_FOUND = (404, 410)
+
+
+@dataclass(frozen=True)
+class DeployedMirror:
+    """Where a deployed mirror's pages and tree are."""
+
+    simple: str  # the simple index as given, its path ending in "/", its query kept
+    root: str | None  # the tree beside simple/ (no query); None: the URL does not end in simple/
+    query: str  # the given URL's query ("": none), sent with every request to the mirror
+    shown: str  # the simple index as messages print it: no user info, no query
+
+    def url(self, relative: str) -> str:
+        """The URL of ``relative`` (``lockfiles/...``) in the tree, with the query."""
+        assert self.root is not None
+        return self.root + relative + (f"?{self.query}" if self.query else "")
+
+    def show(self, relative: str) -> str:
+        """:meth:`url` as messages print it."""
+        return self.shown.removesuffix("simple/") + relative
+
+    def page(self, project: str) -> str:
+        """The URL of a project page of the simple index (its root page for "")."""
+        path = urlsplit(self.simple)
+        return urlunsplit(path._replace(path=path.path + (f"{project}/" if project else "")))
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the query (an access token, perhaps)."""
+        return text.replace(self.query, "...") if self.query else text
+
+    def scrub_check(self, check: Check) -> Check:
+        if not self.query:
+            return check
+        return dataclasses.replace(check, detail=self.scrub(check.detail),
+                                   requirement=check.requirement and self.scrub(check.requirement))
+
+
+def parse_index_url(url: str) -> DeployedMirror:
+    """The mirror at ``url``; InputError (exit 2) naming ``--index-url`` for a URL
+    that is not http(s) or file, or that carries credentials (check-install would
+    hand them to every installer and write them into the lockfile copy uv reads)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError as exc:
+        raise InputError(f"not a URL: {exc}", where="--index-url") from None
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
+                                                         and not parts.hostname):
+        raise InputError("not an http(s) or file URL", where="--index-url",
+                         hint="give the mirror's simple index, e.g. "
+                              "https://mirror.internal/simple/")
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + port
+    if parts.username is not None or parts.password is not None:
+        raise InputError(
+            f"{parts.scheme}://{netloc}{parts.path}: the URL carries credentials "
+            "(user:password@), which check-install does not pass to installers",
+            where="--index-url",
+            hint="give a URL the mirror answers without credentials, e.g. run "
+                 "`lockmirror check-install` on a host it serves openly, or on a copy "
+                 "of its directory")
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    base = f"{parts.scheme}://{netloc}"
+    root = f"{base}{path.removesuffix('simple/')}" if path.endswith("/simple/") else None
+    return DeployedMirror(simple=urlunsplit(parts._replace(path=path, fragment="")),
+                          root=root, query=parts.query, shown=base + path)
+
+
+class DeployedInputs:
+    """The deployed mirror's lockfiles and constraints, each read once (bytes kept
+    for the run) and put into a run's directory on demand."""
+
+    def __init__(self, mirror: DeployedMirror, local_dir: Path | None,
+                 session: requests.Session) -> None:
+        self.mirror = mirror
+        self.local_dir = local_dir  # its copies are what the mirror's must equal
+        self.session = session
+        self.listed: dict[str, str] = {}  # relative path -> sha256, from its manifest.json
+        self._read: dict[str, bytes | str] = {}
+
+    def lockfiles(self) -> list[Lockfile]:
+        """Every lockfile the mirror's ``manifest.json`` lists (no local directory
+        to read them from). LockmirrorError when the mirror has no manifest, lists
+        no lockfile, or a lockfile it lists is missing or differs."""
+        from ..formats.bounded import load_toml
+        from ..formats.manifest import Manifest
+
+        data = self._get("manifest.json")
+        if data is None:
+            raise LockmirrorError(
+                f"the deployed mirror has no manifest.json ({self.mirror.show('manifest.json')}: "
+                "not found)", where="--index-url",
+                hint="give the simple/ URL of a mirror `lockmirror import` wrote")
+        manifest = Manifest.loads(data, where=self.mirror.show("manifest.json"))
+        self.listed = {path: entry.sha256 for path, entry in manifest.files.items()}
+        names = sorted(p for p in self.listed
+                       if p.startswith("lockfiles/pylock.") and p.endswith(".toml"))
+        if not names:
+            raise LockmirrorError("the deployed mirror's manifest.json lists no "
+                                  "lockfiles/pylock.*.toml", where=self.mirror.shown,
+                                  hint="import a bundle that carries its lockfiles")
+        found = []
+        for name in names:
+            text = self.read(name)
+            if isinstance(text, str):
+                raise LockmirrorError(text)
+            where = self.mirror.show(name)
+            try:
+                document = load_toml(text.decode("utf-8"), where=where)
+            except UnicodeDecodeError as exc:
+                raise InputError(f"cannot read the lockfile: {exc}", where=where) from None
+            found.append(Lockfile.from_toml(document, where=where))
+        return found
+
+    def read(self, relative: str) -> bytes | str:
+        """The bytes of ``relative`` in the mirror's tree, or why they cannot be used:
+        the mirror lacks it, or it differs from the local copy (or the manifest's sha256)."""
+        if relative not in self._read:
+            self._read[relative] = self._checked(relative)
+        return self._read[relative]
+
+    def place(self, relative: str, directory: Path) -> Path | str:
+        """:meth:`read`, written to ``directory/relative`` (the path, or the reason)."""
+        data = self.read(relative)
+        if isinstance(data, str):
+            return data
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def _checked(self, relative: str) -> bytes | str:
+        data = self._get(relative)
+        if data is None:
+            return (f"the deployed mirror has no {relative} "
+                    f"({self.mirror.show(relative)}: not found)")
+        local = self.local_dir / relative if self.local_dir is not None else None
+        if local is not None and local.is_file():
+            if local.read_bytes() != data:
+                return f"{self.mirror.show(relative)} differs from {local}"
+        elif relative in self.listed and hashlib.sha256(data).hexdigest() != self.listed[relative]:
+            return (f"{self.mirror.show(relative)} does not match the sha256 the mirror's "
+                    "manifest.json lists")
+        return data
+
+    def _get(self, relative: str) -> bytes | None:
+        """The bytes at ``relative`` (None: not found); errors as :func:`~lockmirror.net.http.get`,
+        naming the URL without its query."""
+        url = self.mirror.url(relative)
+        if url.startswith("file:"):
+            try:
+                return Path(url2pathname(urlsplit(url).path)).read_bytes()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise LockmirrorError(f"cannot read {self.mirror.show(relative)}: "
+                                      f"{exc.strerror}") from None
+        from ..net.http import get
+
+        try:
+            response = get(self.session, url, allow=_NOT_FOUND)
+            with response:
+                return None if response.status_code in _NOT_FOUND else response.content
+        except LockmirrorError as exc:
+            raise type(exc)(self.mirror.scrub(exc.message), where=exc.where,
+                            hint=exc.hint) from None
+        except requests.RequestException as exc:  # the body broke off
+            from ..net.http import network_error
+
+            raise network_error(exc, self.mirror.show(relative)) from None
+
+
+def probe(mirror: DeployedMirror, requirements: Sequence[str]) -> None:
+    """One request to a deployed mirror (a project page of the first requirement),
+    so a mirror nobody answers for is one line naming it, not every installer's
+    guess; UnreachableError or NetworkError. Any HTTP answer is left to the
+    installers."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from ..net.http import get, make_session
+
+    try:
+        project = canonicalize_name(Requirement(requirements[0]).name) if requirements else ""
+    except InvalidRequirement:  # the root page then
+        project = ""
+    try:
+        with make_session(retries=1) as session:
+            # a redirect is an answer too; where it leads is the installers' business
+            get(session, mirror.page(project), allow=range(300, 600), timeout=(10, 30),
+                redirects=False).close()
+    except LockmirrorError as exc:
+        raise type(exc)(mirror.scrub(exc.message), where=exc.where, hint=exc.hint) from None
