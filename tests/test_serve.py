@@ -7,6 +7,7 @@ stops it by pid.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import os
@@ -28,7 +29,7 @@ from lockmirror.errors import LockmirrorError
 from lockmirror.formats.landing_page import EXAMPLE_URL, pip_config, render_pip_config
 from lockmirror.stages.index import build_index
 from lockmirror.stages.serve import MirrorServer
-from lockmirror.stages.serve_handler import choose_format
+from lockmirror.stages.serve_headers import choose_format
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
@@ -244,6 +245,71 @@ def test_etag_revalidation(server: MirrorServer, mirror: FixtureMirror) -> None:
     assert request(server, path, headers={"If-None-Match": '"stale"'})[0] == 200
 
 
+def test_if_modified_since(server: MirrorServer, mirror: FixtureMirror) -> None:
+    path, data = wheel_path(mirror)
+    first = request(server, path)[1]
+    modified = email.utils.parsedate_to_datetime(first["last-modified"]).timestamp()
+    later = email.utils.formatdate(modified + 60, usegmt=True)
+    earlier = email.utils.formatdate(modified - 60, usegmt=True)
+    for since in (first["last-modified"], later):
+        status, headers, body = request(server, path, headers={"If-Modified-Since": since})
+        assert (status, body, headers["etag"]) == (304, b"", first["etag"])
+    assert request(server, path, headers={"If-Modified-Since": earlier})[:3:2] == (200, data)
+    assert request(server, path, headers={"If-Modified-Since": "yesterday"})[0] == 200
+    # If-None-Match takes precedence (RFC 9110 13.2.2): a stale tag is a 200 whatever the date
+    assert request(server, path, headers={"If-None-Match": '"stale"',
+                                          "If-Modified-Since": later})[0] == 200
+    assert request(server, path, headers={"If-None-Match": first["etag"],
+                                          "If-Modified-Since": earlier})[0] == 304
+
+
+def test_if_range(server: MirrorServer, mirror: FixtureMirror) -> None:
+    path, data = wheel_path(mirror)
+    first = request(server, path)[1]
+    for current in (first["etag"], first["last-modified"]):
+        status, _, body = request(server, path, headers={"Range": "bytes=0-9", "If-Range": current})
+        assert (status, body) == (206, data[:10])
+    # another version of the file (or a weak tag, never a match for If-Range): all of it
+    stale_date = email.utils.formatdate(
+        email.utils.parsedate_to_datetime(first["last-modified"]).timestamp() - 60, usegmt=True)
+    for stale in ('"stale"', f"W/{first['etag']}", stale_date):
+        status, headers, body = request(server, path, headers={"Range": "bytes=0-9",
+                                                               "If-Range": stale})
+        assert (status, body) == (200, data) and "content-range" not in headers
+    # nor is a 416 sent for a range of another version
+    status, _, body = request(server, path, headers={"Range": f"bytes={len(data)}-",
+                                                     "If-Range": '"stale"'})
+    assert (status, body) == (200, data)
+
+
+@pytest.mark.parametrize(("method", "status"), [
+    ("POST", 405), ("PUT", 405), ("DELETE", 405), ("OPTIONS", 405), ("PATCH", 405),
+    ("BREW", 501)])
+def test_other_methods(server: MirrorServer, log_lines: list[str], method: str,
+                       status: int) -> None:
+    answer = request(server, "/simple/beta/", method=method)
+    assert answer[0] == status and answer[1]["content-type"] == "text/plain; charset=utf-8"
+    if status == 405:
+        assert answer[1]["allow"] == "GET, HEAD"
+    # logged once, in the server's own format, with the path
+    deadline = time.monotonic() + 10
+    line = f'127.0.0.1 "{method} /simple/beta/ HTTP/1.1" {status} '
+    while not any(entry.startswith(line) for entry in log_lines):
+        assert time.monotonic() < deadline, log_lines[-5:]
+        time.sleep(0.01)
+    assert not any(method in entry and "code" in entry for entry in log_lines)
+
+
+def test_a_body_after_a_refused_method_is_not_read_as_a_request(server: MirrorServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 405 ") and reply.count(b"HTTP/1.1") == 1
+
+
 def test_health(server: MirrorServer) -> None:
     status, headers, body = request(server, "/health")
     assert status == 200 and headers["content-type"] == "application/json"
@@ -282,6 +348,17 @@ def test_no_path_traversal(server: MirrorServer, mirror: FixtureMirror, path: st
         assert raw_get(server, path) == 404
     finally:
         (mirror.out / ".hidden").unlink()
+
+
+@pytest.mark.parametrize("target", ["\\evil.com", "\\\\evil.com", "evil.com", "http:\\\\evil.com",
+                                    "ftp://evil.com/", "*"])
+def test_a_target_that_is_not_a_path_is_400(server: MirrorServer, target: str) -> None:
+    # not a 301 to "\evil.com/", which a browser reads as another host
+    assert raw_get(server, target) == 400
+
+
+def test_absolute_form_is_served(server: MirrorServer) -> None:
+    assert raw_get(server, f"http://127.0.0.1:{server.port}/health") == 200
 
 
 def test_symlink_out_of_the_tree_is_not_followed(mirror: FixtureMirror, tmp_path: Path) -> None:

@@ -10,9 +10,12 @@ inside the tree) and what one HTTP request to a built index gets:
   the PEP 503 normalized page, directory URLs without their slash with a 301
   to the slash form (relative links need it), and doubled slashes
   (``/simple//click/``) with a 301 to the path with single ones;
-* HEAD, single byte ``Range`` requests (206/416), ``ETag``/``If-None-Match`` (304),
-  ``Last-Modified``; each file's ``Content-Type`` the one the publishers give a static
-  host (:func:`lockmirror.formats.pages.content_type`);
+* HEAD, single byte ``Range`` requests (206/416, ``If-Range``), ``ETag`` and
+  ``Last-Modified`` with ``If-None-Match``/``If-Modified-Since`` (304):
+  :mod:`lockmirror.stages.serve_headers`; each file's ``Content-Type`` the one the
+  publishers give a static host (:func:`lockmirror.formats.pages.content_type`);
+* other methods answered 405 (``Allow: GET, HEAD``), a request target that is not
+  a path 400;
 * ``/health`` for load balancers and scripts.
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
@@ -33,69 +36,24 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_name
 
 from .. import __version__
-from ..formats.pages import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, cache_control, content_type
+from ..formats.pages import cache_control, content_type
+from .serve_headers import (
+    OFFERS,
+    Unsatisfiable,
+    choose_format,
+    not_modified,
+    parse_range,
+    range_applies,
+)
 
 _CHUNK = 1 << 16
-# Media types a simple page can be served as, in the server's order of
-# preference when the client likes several equally (browsers and curl: HTML).
-_OFFERS = (
-    ("text/html", "index.html", "text/html; charset=utf-8"),
-    (HTML_CONTENT_TYPE, "index.html", HTML_CONTENT_TYPE),
-    (JSON_CONTENT_TYPE, "index.json", JSON_CONTENT_TYPE),
-)
-_ALIASES = {
-    "application/vnd.pypi.simple.latest+json": JSON_CONTENT_TYPE,
-    "application/vnd.pypi.simple.latest+html": HTML_CONTENT_TYPE,
-}
-
-
-def choose_format(accept: str | None) -> tuple[str, str] | None:
-    """The (file name, Content-Type) that ``accept`` prefers, or None for 406.
-
-    Highest q wins; at equal q an exact media type beats ``type/*`` which
-    beats ``*/*``; then the server's preference (HTML first, so browsers and
-    a bare ``*/*`` get HTML). No header means ``text/html``.
-    """
-    if not accept or not accept.strip():
-        return _OFFERS[0][1], _OFFERS[0][2]
-    ranges: list[tuple[str, float]] = []
-    for part in accept.split(","):
-        fields = [f.strip() for f in part.split(";")]
-        media = fields[0].lower()
-        if not media:
-            continue
-        quality = 1.0
-        for param in fields[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    quality = max(0.0, min(1.0, float(value)))
-                except ValueError:
-                    quality = 0.0
-        ranges.append((_ALIASES.get(media, media), quality))
-    best: tuple[float, int, int] | None = None
-    chosen = None
-    for preference, (media, filename, media_type) in enumerate(_OFFERS):
-        kind = media.split("/")[0]
-        match: tuple[float, int] | None = None
-        for wanted, quality in ranges:
-            specificity = (2 if wanted == media else 1 if wanted == f"{kind}/*"
-                           else 0 if wanted == "*/*" else -1)
-            if specificity < 0:
-                continue
-            if match is None or specificity > match[1]:
-                match = (quality, specificity)
-        if match is None or match[0] <= 0:
-            continue
-        score = (match[0], match[1], -preference)
-        if best is None or score > best:
-            best, chosen = score, (filename, media_type)
-    return chosen
+# the methods HTTP defines besides GET and HEAD (RFC 9110, 5789): 405, any other 501
+_OTHER_METHODS = ("POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 
 class MirrorRequestHandler(BaseHTTPRequestHandler):
@@ -121,6 +79,19 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle(body=False)
 
+    def parse_request(self) -> bool:
+        """http.server's parsing of the request line and headers; then any method but
+        GET and HEAD is answered here, in the log's own format: 405 naming the two
+        (501 for a method HTTP does not define), and the connection closed, as a body
+        the server does not read may follow."""
+        if not super().parse_request():
+            return False
+        if self.command in ("GET", "HEAD"):
+            return True
+        self.close_connection = True
+        self._handle(body=True, route=self._refuse_method)
+        return False
+
     def log_message(self, format: str, *args: Any) -> None:
         # http.server's own messages (bad request lines, timeouts)
         self.server.log_line(f"{self.client_address[0]} {format % args}")
@@ -130,12 +101,12 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
 
     # -- routing ---------------------------------------------------------------
 
-    def _handle(self, *, body: bool) -> None:
+    def _handle(self, *, body: bool, route: Callable[[bool], None] | None = None) -> None:
         started = time.perf_counter()
         self._status = 0
         self._sent = 0
         try:
-            self._route(body)
+            (route or self._route)(body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
@@ -144,9 +115,20 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
                 f'{self.client_address[0]} "{self.command} {self.path} {self.request_version}" '
                 f"{self._status} {self._sent} {elapsed:.1f}ms")
 
+    def _refuse_method(self, body: bool) -> None:
+        if self.command in _OTHER_METHODS:
+            self._send_error(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
+        else:
+            self._send_error(HTTPStatus.NOT_IMPLEMENTED)
+
     def _route(self, body: bool) -> None:
         split = urllib.parse.urlsplit(self.path)
         raw_path = split.path or "/"
+        if not raw_path.startswith("/") or split.scheme.lower() not in ("", "http", "https"):
+            # neither a path nor an http URL (``GET \\evil.com``): answering it with a
+            # redirect to the slash form would send a browser to another host
+            self._send_error(HTTPStatus.BAD_REQUEST)
+            return
         if raw_path == "/health":
             self._send_bytes(HTTPStatus.OK, b'{"status":"ok"}\n', "application/json", body)
             return
@@ -201,7 +183,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         chosen = choose_format(requested or self.headers.get("Accept"))
         if chosen is None:
             self._send_error(HTTPStatus.NOT_ACCEPTABLE,
-                             f"offered: {', '.join(o[0] for o in _OFFERS)}\n")
+                             f"offered: {', '.join(o[0] for o in OFFERS)}\n")
             return
         filename, media_type = chosen
         path = directory / filename
@@ -222,18 +204,16 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _send_error(self, status: HTTPStatus, text: str | None = None) -> None:
+    def _send_error(self, status: HTTPStatus, text: str | None = None,
+                    headers: dict[str, str] | None = None) -> None:
         data = (text or f"{status.value} {status.phrase}\n").encode()
-        self._send_bytes(status, data, "text/plain; charset=utf-8", self.command != "HEAD")
+        self._send_bytes(status, data, "text/plain; charset=utf-8", self.command != "HEAD",
+                         headers)
 
     def _send_bytes(self, status: HTTPStatus, data: bytes, content_type: str,
-                    body: bool) -> None:
-        self._status = status
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
+                    body: bool, headers: dict[str, str] | None = None) -> None:
+        self._send_head(status, {"Content-Type": content_type, "Content-Length": str(len(data)),
+                                 "Cache-Control": "no-store", **(headers or {})})
         if body:
             self.wfile.write(data)
             self._sent = len(data)
@@ -243,8 +223,8 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         """``path``, the file at ``tree_path``, with the Content-Type and
         Cache-Control the publishers give a static host for that path
         (:mod:`lockmirror.formats.pages`), or the ``negotiated`` type of a simple
-        page (then ``Vary: Accept``)."""
-        vary = negotiated is not None
+        page (then ``Vary: Accept``); 304, 206 and 416 as the request's conditional
+        and range headers ask (:mod:`lockmirror.stages.serve_headers`)."""
         try:
             handle = open(path, "rb")  # noqa: SIM115 - opened first to answer 404 on failure
         except OSError:
@@ -252,98 +232,66 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             return
         with handle:
             stat = os.fstat(handle.fileno())
-            size = stat.st_size
             etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-            if _etag_matches(self.headers.get("If-None-Match"), etag):
-                self._status = HTTPStatus.NOT_MODIFIED
-                self.send_response(HTTPStatus.NOT_MODIFIED)
-                self.send_header("ETag", etag)  # RFC 9110 15.4.5: what a 200 would carry
-                self.send_header("Cache-Control", cache_control(tree_path))
-                if vary:
-                    self.send_header("Vary", "Accept")
-                self.end_headers()
+            vary = {"Vary": "Accept"} if negotiated is not None else {}
+            if not_modified(self.headers.get("If-None-Match"),
+                            self.headers.get("If-Modified-Since"), etag, stat.st_mtime):
+                # RFC 9110 15.4.5: a 304 carries the ETag, Cache-Control and Vary a 200 would
+                self._send_head(HTTPStatus.NOT_MODIFIED, {
+                    "ETag": etag, "Cache-Control": cache_control(tree_path), **vary})
                 return
-            start, end = 0, size - 1
-            status = HTTPStatus.OK
-            wanted = self.headers.get("Range")
-            if wanted:
-                try:
-                    parsed = _parse_range(wanted, size)
-                except _Unsatisfiable:
-                    self._status = HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE
-                    self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-                    self.send_header("Content-Range", f"bytes */{size}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if parsed is not None:
-                    start, end = parsed
-                    status = HTTPStatus.PARTIAL_CONTENT
+            span = self._span(stat.st_size, etag, stat.st_mtime)
+            if span is None:
+                return  # answered 416
+            status, start, end = span
             length = max(0, end - start + 1)
-            self._status = status
-            self.send_response(status)
-            self.send_header("Content-Type", negotiated or content_type(tree_path))
-            self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", etag)
-            self.send_header("Last-Modified",
-                             email.utils.formatdate(stat.st_mtime, usegmt=True))
-            self.send_header("Cache-Control", cache_control(tree_path))
-            if vary:
-                self.send_header("Vary", "Accept")
-            if status == HTTPStatus.PARTIAL_CONTENT:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-            self.end_headers()
-            if not body or length == 0:
-                return
-            handle.seek(start)
-            remaining = length
-            while remaining > 0:
-                chunk = handle.read(min(_CHUNK, remaining))
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                remaining -= len(chunk)
-                self._sent += len(chunk)
+            self._send_head(status, {
+                "Content-Type": negotiated or content_type(tree_path),
+                "Content-Length": str(length),
+                "Accept-Ranges": "bytes",
+                "ETag": etag,
+                "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
+                "Cache-Control": cache_control(tree_path),
+                **vary,
+                **({"Content-Range": f"bytes {start}-{end}/{stat.st_size}"}
+                   if status == HTTPStatus.PARTIAL_CONTENT else {}),
+            })
+            if body and length:
+                self._copy(handle, start, length)
 
+    def _span(self, size: int, etag: str, mtime: float) -> tuple[HTTPStatus, int, int] | None:
+        """(status, first byte, last byte) of the file to send: the ``Range`` asked for
+        (206) unless it is to be ignored or ``If-Range`` names another version of the
+        file, then all of it (200); None once a 416 was sent."""
+        wanted = self.headers.get("Range")
+        if wanted and range_applies(self.headers.get("If-Range"), etag, mtime):
+            try:
+                parsed = parse_range(wanted, size)
+            except Unsatisfiable:
+                self._send_head(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                                {"Content-Range": f"bytes */{size}", "Content-Length": "0"})
+                return None
+            if parsed is not None:
+                return HTTPStatus.PARTIAL_CONTENT, *parsed
+        return HTTPStatus.OK, 0, size - 1
 
-class _Unsatisfiable(Exception):
-    """The range starts past the end of the file (answered with 416)."""
+    def _send_head(self, status: HTTPStatus, headers: dict[str, str]) -> None:
+        self._status = status
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
 
-
-def _etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """Whether an ``If-None-Match`` header names ``etag``: ``*``, or one of its
-    tags compared weakly (RFC 9110 13.1.2: ``W/"x"`` matches ``"x"``)."""
-    if not if_none_match:
-        return False
-    tags = [tag.strip() for tag in if_none_match.split(",")]
-    return "*" in tags or etag in [tag.removeprefix("W/") for tag in tags]
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """One ``bytes=`` range as (start, end) inclusive; None to ignore the header
-    (malformed or several ranges: the whole file is sent). Raises _Unsatisfiable."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0:
-                raise _Unsatisfiable
-            return max(0, size - suffix), size - 1
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
-        return None
-    if start >= size:
-        raise _Unsatisfiable
-    if start < 0 or end < start:
-        return None
-    return start, min(end, size - 1)
+    def _copy(self, handle: BinaryIO, start: int, length: int) -> None:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = handle.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            self.wfile.write(chunk)
+            remaining -= len(chunk)
+            self._sent += len(chunk)
 
 
 RequestLog = Callable[[str], None]
