@@ -12,13 +12,14 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -428,7 +429,8 @@ def test_threaded_and_logged(server: MirrorServer, mirror: FixtureMirror,
 def test_idle_connections_are_closed_and_threads_capped(mirror: FixtureMirror) -> None:
     """50 silent clients against a server capped at 8 connections with a 0.5 s
     idle timeout: never more than 8 connection threads, every silent socket is
-    closed by the server, and a real request is answered afterwards."""
+    closed by the server (those beyond the cap after a 503 naming Retry-After), and
+    a real request is answered afterwards."""
     peak = 0
     done = threading.Event()
 
@@ -447,15 +449,149 @@ def test_idle_connections_are_closed_and_threads_capped(mirror: FixtureMirror) -
         idle = [socket.create_connection(("127.0.0.1", running.port), timeout=60)
                 for _ in range(50)]
         try:
-            closed = [sock.recv(1) for sock in idle]  # b"" once the server closed it
+            replies = [read_to_close(sock) for sock in idle]
         finally:
             for sock in idle:
                 sock.close()
             done.set()
             sampler.join()
-        assert closed == [b""] * 50
+        cut = [reply for reply in replies if reply == b""]
+        busy = [reply for reply in replies if reply.startswith(b"HTTP/1.1 503 ")]
+        assert len(cut) + len(busy) == 50 and cut
+        assert all(b"\r\nRetry-After: 1\r\n" in reply for reply in busy)
         assert 1 <= peak <= 8
-        assert request(running, "/health")[0] == 200
+        assert request_when_free(running.port, "/health") == 200
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (a reset counts as a close)."""
+    reply = b""
+    try:
+        while chunk := sock.recv(65536):
+            reply += chunk
+    except ConnectionResetError:
+        pass
+    return reply
+
+
+def request_when_free(port: int, path: str) -> int:
+    """The status of GET ``path``, asked again after a 503 (all connections busy) as
+    pip and uv do: a slot is released a moment after its connection closes."""
+    for _ in range(20):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", path)
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+        if status != 503:
+            return status
+        time.sleep(0.1)
+    return status
+
+
+@pytest.fixture
+def serve_child(mirror: FixtureMirror) -> Iterator[Callable[..., int]]:
+    """Start ``lockmirror serve`` (a child process on a free port) with the given
+    options; return its port. Stopped by pid at the end."""
+    children: list[subprocess.Popen[str]] = []
+
+    def start(*options: str) -> int:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lockmirror", "serve", str(mirror.out), "--port", "0",
+             "--quiet", *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        children.append(process)
+        assert process.stdout is not None
+        match = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", process.stdout.readline())
+        assert match
+        return int(match.group(1))
+
+    yield start
+    for process in children:
+        os.kill(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def trickle(port: int, count: int, limit: float) -> tuple[list[socket.socket], threading.Thread]:
+    """``count`` clients that send a request line, then a header line every 0.5 s
+    (never the blank line ending the headers), until the server closes them or
+    ``limit`` seconds pass; the thread returns when all are closed or at the limit.
+    (http.server refuses a 101st header line: at 0.5 s a line, after 50 s.)"""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    for sock in socks:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+
+    def run() -> None:
+        open_ = list(socks)
+        end = time.monotonic() + limit
+        while open_ and time.monotonic() < end:
+            time.sleep(0.5)
+            for sock in list(open_):
+                try:
+                    sock.sendall(b"X-Slow: 1\r\n")
+                    if select.select([sock], [], [], 0)[0] and not sock.recv(1):
+                        open_.remove(sock)  # closed by the server
+                except OSError:  # reset or broken pipe: closed by the server
+                    open_.remove(sock)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return socks, thread
+
+
+def test_slow_headers_are_cut_at_a_deadline(serve_child: Callable[..., int]) -> None:
+    """Clients sending a header line every 0.5 s kept their threads for ever while the
+    idle timeout counted per read; now the headers must be in within --idle-timeout
+    of the request's first byte. Meanwhile a normal request is answered."""
+    port = serve_child("--max-connections", "4", "--idle-timeout", "2")
+    started = time.monotonic()
+    socks, thread = trickle(port, 3, limit=30)
+    try:
+        assert request_when_free(port, "/health") == 200
+        thread.join(timeout=90)
+        assert not thread.is_alive()
+        # cut after the deadline (2 s), well before the trickle's own limit
+        assert 1.5 < time.monotonic() - started < 25
+    finally:
+        for sock in socks:
+            sock.close()
+    assert request_when_free(port, "/health") == 200
+
+
+def test_connections_beyond_the_cap_are_answered_at_once(serve_child: Callable[..., int]) -> None:
+    """With every slot held, new connections get 503 with Retry-After at once, not
+    one after another after an idle timeout each (serially: 4, 8, 12, 16, 20 s)."""
+    port = serve_child("--max-connections", "2", "--idle-timeout", "4")
+    socks, thread = trickle(port, 2, limit=30)
+    try:
+        time.sleep(0.5)  # both held
+        answers: dict[int, tuple[float, bytes]] = {}
+        started = time.monotonic()
+
+        def client(index: int) -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answers[index] = (time.monotonic() - started, read_to_close(sock))
+
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(5)]
+        for each in clients:
+            each.start()
+        for each in clients:
+            each.join(timeout=60)
+        assert sorted(answers) == list(range(5))
+        for elapsed, reply in answers.values():
+            assert reply.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: 1\r\n" in reply
+            assert elapsed < 3.5  # less than one idle timeout, for every one of them
+        thread.join(timeout=90)
+        assert not thread.is_alive()  # the holders are cut at their deadline
+    finally:
+        for sock in socks:
+            sock.close()
+    assert request_when_free(port, "/health") == 200
 
 
 def _listening_address(pid: int, port: int) -> str:

@@ -19,10 +19,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "interface)")
     parser.add_argument("--port", type=int, default=8080, help="default: 8080; 0 picks a free one")
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="close a connection silent this long (default: 30)")
+                        help="close a connection silent this long, or still sending a "
+                             "request's headers this long after they began (default: 30)")
     parser.add_argument("--max-connections", type=int, default=100, metavar="N",
-                        help="connections served at once, one thread each; more wait "
-                             "(default: 100)")
+                        help="connections served at once, one thread each; more are "
+                             "answered 503 with Retry-After (default: 100)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no request log")
 
 

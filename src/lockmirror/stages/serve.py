@@ -6,8 +6,9 @@ PEP 691 content negotiation, redirects to normalized names, HEAD, ranges,
 
 * a thread per connection, at most ``max_connections`` of them: a connection
   idle for ``idle_timeout`` seconds (no request, or a client that stops
-  reading) is closed, and a new one waits up to ``idle_timeout`` for a free
-  thread, then is closed unanswered (clients retry);
+  reading) is closed, as is one whose request line and headers are not in within
+  ``idle_timeout`` of their first byte; a connection finding every thread busy
+  is answered 503 with ``Retry-After`` at once and closed (pip and uv retry);
 * a request log handed to a callback (the CLI prints it; nothing here prints).
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
@@ -37,8 +38,9 @@ class MirrorServer:
 
     ``port=0`` picks a free port. :meth:`start` serves on a background thread
     (tests, verify); :meth:`serve_forever` blocks (the CLI). At most
-    ``max_connections`` connections are served at once; one idle for
-    ``idle_timeout`` seconds is closed. Raises LockmirrorError when ``root``
+    ``max_connections`` connections are served at once (more get 503); one idle
+    for ``idle_timeout`` seconds, or not done sending its request's headers
+    ``idle_timeout`` after their first byte, is closed. Raises LockmirrorError when ``root``
     is not a built index or holds none of the files its manifest lists (one
     built from an S3 store), the limits are not positive or the address is taken.
     """

@@ -27,8 +27,10 @@ stopping: :mod:`lockmirror.stages.serve`.
 from __future__ import annotations
 
 import email.utils
+import io
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from packaging.utils import canonicalize_name
 
@@ -51,7 +53,11 @@ from .serve_headers import (
     range_applies,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 _CHUNK = 1 << 16
+_RETRY_AFTER = 1  # seconds a client turned away (all connections busy) is asked to wait
 # the methods HTTP defines besides GET and HEAD (RFC 9110, 5789): 405, any other 501
 _OTHER_METHODS = ("POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
@@ -70,6 +76,9 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         # StreamRequestHandler; each connection takes the server's setting)
         self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
+        self.rfile.close()  # the socket's own file: requests are read with a deadline
+        self._head = _RequestHead(self.connection, self.server.idle_timeout)
+        self.rfile = io.BufferedReader(self._head)
 
     # -- entry points --------------------------------------------------------
 
@@ -80,12 +89,19 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         self._handle(body=False)
 
     def parse_request(self) -> bool:
-        """http.server's parsing of the request line and headers; then any method but
+        """http.server's parsing of the request line and headers (read by
+        :class:`_RequestHead`, within ``idle_timeout`` of their first byte); then any method but
         GET and HEAD is answered here, in the log's own format: 405 naming the two
         (501 for a method HTTP does not define), and the connection closed, as a body
         the server does not read may follow."""
-        if not super().parse_request():
-            return False
+        try:
+            if not super().parse_request():
+                return False
+        finally:
+            # the request's head is read: the response, and the wait for the next
+            # request's first byte, get the idle timeout again
+            self._head.deadline = None
+            self.connection.settimeout(self.server.idle_timeout)
         if self.command in ("GET", "HEAD"):
             return True
         self.close_connection = True
@@ -294,6 +310,37 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             self._sent += len(chunk)
 
 
+class _RequestHead(io.RawIOBase):
+    """The connection as the request parser reads it, with a deadline per request: its
+    first byte may take ``timeout`` to come (an idle keep-alive connection), the rest
+    of the request line and headers must come within ``timeout`` of that byte. A
+    socket timeout alone counts per read, so a client sending a header line every
+    few seconds would hold its thread for ever. The handler clears ``deadline`` once
+    the headers are read."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._timeout = timeout
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        if self.deadline is None:
+            self._sock.settimeout(self._timeout)
+        else:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"request headers not complete within {self._timeout:g} s")
+            self._sock.settimeout(remaining)
+        count = self._sock.recv_into(buffer)
+        if self.deadline is None and count:
+            self.deadline = time.monotonic() + self._timeout
+        return count
+
+
 RequestLog = Callable[[str], None]
 
 
@@ -315,12 +362,10 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         super().__init__(address, MirrorRequestHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread for the connection once one of the ``max_connections``
-        slots is free (waiting up to ``idle_timeout``, then closing it)."""
-        if not self._slots.acquire(timeout=self.idle_timeout):
-            self.log_line(f"{client_address[0]} closed unanswered: all "
-                          f"{self.max_connections} connections busy")
-            self.shutdown_request(request)
+        """Start a thread for the connection if one of the ``max_connections`` slots
+        is free; otherwise answer 503 at once (:meth:`_turn_away`)."""
+        if not self._slots.acquire(blocking=False):
+            self._turn_away(request, client_address)
             return
         try:
             super().process_request(request, client_address)
@@ -333,6 +378,33 @@ class MirrorHTTPServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def _turn_away(self, request: socket.socket, client_address: Any) -> None:
+        """Answer 503 with ``Retry-After`` (pip and uv retry after it) and close, from
+        the accepting thread, without reading the request: a few bytes into an empty
+        send buffer of a non-blocking socket, so the next connection is not kept
+        waiting. What the client already sent is drained after the answer, so the
+        close is a FIN that does not discard the answer."""
+        self.log_line(f'{client_address[0]} "-" 503: all {self.max_connections} '
+                      "connections busy")
+        text = f"503 Service Unavailable: all {self.max_connections} connections busy\n"
+        answer = (f"HTTP/1.1 503 Service Unavailable\r\n"
+                  f"Server: {MirrorRequestHandler.server_version}\r\n"
+                  f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+                  f"Retry-After: {_RETRY_AFTER}\r\n"
+                  "Content-Type: text/plain; charset=utf-8\r\n"
+                  f"Content-Length: {len(text)}\r\n"
+                  "Cache-Control: no-store\r\n"
+                  "Connection: close\r\n\r\n" + text).encode()
+        try:
+            request.setblocking(False)
+            request.send(answer)
+            request.shutdown(socket.SHUT_WR)
+            while request.recv(_CHUNK):
+                pass
+        except OSError:  # BlockingIOError once drained; or the client is gone
+            pass
+        request.close()
 
     def resolve(self, parts: list[str]) -> Path | None:
         """The real path for URL path parts, or None if it is missing or outside the tree."""
