@@ -13,6 +13,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -371,6 +372,35 @@ def test_symlink_out_of_the_tree_is_not_followed(mirror: FixtureMirror, tmp_path
     with MirrorServer(tree, "127.0.0.1", 0) as running:
         assert raw_get(running, "/files/leak.txt") == 404
         assert raw_get(running, "/simple/alpha/") == 200
+
+
+def test_a_request_during_an_import_swap_waits_for_the_new_tree(mirror: FixtureMirror,
+                                                                tmp_path: Path) -> None:
+    """``lockmirror import`` swaps trees with two renames (import_swap.swap_into_place):
+    the mirror to the old name, then the staging tree to the mirror's. Requests that
+    come between them wait for the new tree instead of answering 404."""
+    served, staging = tmp_path / "mirror", tmp_path / "staging"
+    shutil.copytree(mirror.out, served)
+    shutil.copytree(mirror.out, staging)
+    wheel = wheel_path(mirror)[0]
+    paths = ["/simple/", "/simple/beta/", "/manifest.json", wheel, wheel + ".metadata", "/files"]
+    with MirrorServer(served, "127.0.0.1", 0) as running:
+        os.rename(served, tmp_path / "old")  # the first rename
+        answers: dict[str, int] = {}
+        clients = [threading.Thread(target=lambda path=path: answers.update(
+            {path: request(running, path, headers={"Accept": JSON})[0]})) for path in paths]
+        for client in clients:
+            client.start()
+        time.sleep(0.3)
+        os.rename(staging, served)  # the second
+        for client in clients:
+            client.join(timeout=30)
+        assert answers == dict.fromkeys(paths, 200) | {"/files": 301}
+        # a file the new tree does not hold is 404 (at once: the tree is there)
+        assert request(running, "/files/beta/gone-1.0.tar.gz")[0] == 404
+        # a tree gone for good: 404 after the short wait, not a hang
+        os.rename(served, tmp_path / "gone")
+        assert request(running, "/simple/")[0] == 404
 
 
 def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:

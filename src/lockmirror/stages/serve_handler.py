@@ -16,7 +16,9 @@ inside the tree) and what one HTTP request to a built index gets:
   publishers give a static host (:func:`lockmirror.formats.pages.content_type`);
 * other methods answered 405 (``Allow: GET, HEAD``), a request target that is not
   a path 400;
-* ``/health`` for load balancers and scripts.
+* ``/health`` for load balancers and scripts;
+* no 404 while ``lockmirror import`` swaps trees (the root is missing between its
+  two renames): such a request waits up to a second and looks again.
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
 names (temporary files) and symlinks leading out are answered with 404 (the
@@ -38,12 +40,13 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_name
 
 from .. import __version__
 from ..formats.pages import cache_control, content_type
+from .serve_head import RequestHeadReader
 from .serve_headers import (
     OFFERS,
     Unsatisfiable,
@@ -53,11 +56,9 @@ from .serve_headers import (
     range_applies,
 )
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
 _CHUNK = 1 << 16
 _RETRY_AFTER = 1  # seconds a client turned away (all connections busy) is asked to wait
+_SWAP_WAIT, _SWAP_PAUSE = 1.0, 0.05  # seconds a 404 waits for a swapped tree, and a pause
 # the methods HTTP defines besides GET and HEAD (RFC 9110, 5789): 405, any other 501
 _OTHER_METHODS = ("POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
@@ -77,7 +78,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
         self.rfile.close()  # the socket's own file: requests are read with a deadline
-        self._head = _RequestHead(self.connection, self.server.idle_timeout)
+        self._head = RequestHeadReader(self.connection, self.server.idle_timeout)
         self.rfile = io.BufferedReader(self._head)
 
     # -- entry points --------------------------------------------------------
@@ -89,11 +90,11 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         self._handle(body=False)
 
     def parse_request(self) -> bool:
-        """http.server's parsing of the request line and headers (read by
-        :class:`_RequestHead`, within ``idle_timeout`` of their first byte); then any method but
-        GET and HEAD is answered here, in the log's own format: 405 naming the two
-        (501 for a method HTTP does not define), and the connection closed, as a body
-        the server does not read may follow."""
+        """http.server's parsing of the request line and headers (read within
+        ``idle_timeout`` of their first byte: :class:`RequestHeadReader`); then any
+        method but GET and HEAD is answered here, in the log's own format: 405 naming
+        the two (501 for a method HTTP does not define), and the connection closed, as
+        a body the server does not read may follow."""
         try:
             if not super().parse_request():
                 return False
@@ -122,7 +123,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         self._status = 0
         self._sent = 0
         try:
-            (route or self._route)(body)
+            (route or self._route_across_swaps)(body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
@@ -136,6 +137,30 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
         else:
             self._send_error(HTTPStatus.NOT_IMPLEMENTED)
+
+    def _route_across_swaps(self, body: bool) -> None:
+        """:meth:`_route`; run again, after a pause, while it would answer 404 with the
+        tree missing or replaced since the request began (:meth:`_not_found`), up to
+        about a second. ``lockmirror import`` swaps trees with two renames, and
+        between them the root does not exist: a moment to wait out, not a 404."""
+        give_up = time.monotonic() + _SWAP_WAIT
+        while True:
+            self._waiting = time.monotonic() < give_up
+            self._tree = self.server.tree_identity()
+            try:
+                self._route(body)
+                return
+            except _TreeSwapped:
+                time.sleep(_SWAP_PAUSE)
+
+    def _not_found(self) -> None:
+        """404, unless the tree is missing or was replaced while the request looked
+        for its file (then :meth:`_route_across_swaps` looks again)."""
+        if self._waiting:
+            now = self.server.tree_identity()
+            if now is None or now != self._tree:
+                raise _TreeSwapped
+        self._send_error(HTTPStatus.NOT_FOUND)
 
     def _route(self, body: bool) -> None:
         split = urllib.parse.urlsplit(self.path)
@@ -158,14 +183,14 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             parts = parts[:-1]
         if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\x00" in p
                for p in parts):
-            self._send_error(HTTPStatus.NOT_FOUND)
+            self._send_error(HTTPStatus.NOT_FOUND)  # in no tree: nothing to wait for
             return
         path = self.server.resolve(parts)
         if parts[:1] == ["simple"] and len(parts) <= 2 and not (path and path.is_file()):
             self._simple(parts, path, trailing, split.query, body)
             return
         if path is None:
-            self._send_error(HTTPStatus.NOT_FOUND)
+            self._not_found()
             return
         if path.is_dir():
             if not trailing:
@@ -173,10 +198,10 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
                 return
             path, parts = path / "index.html", [*parts, "index.html"]
             if not path.is_file():
-                self._send_error(HTTPStatus.NOT_FOUND)
+                self._not_found()
                 return
         elif trailing:
-            self._send_error(HTTPStatus.NOT_FOUND)
+            self._not_found()
             return
         self._send_file(path, "/".join(parts), body)
 
@@ -192,7 +217,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             self._redirect("/" + "/".join(urllib.parse.quote(p) for p in parts) + "/", query)
             return
         if directory is None or not directory.is_dir():
-            self._send_error(HTTPStatus.NOT_FOUND)
+            self._not_found()
             return
         # "+" stays literal: media types hold no spaces, and clients rarely encode it
         requested = urllib.parse.parse_qs(query.replace("+", "%2B")).get("format", [None])[0]
@@ -204,7 +229,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         filename, media_type = chosen
         path = directory / filename
         if not path.is_file():
-            self._send_error(HTTPStatus.NOT_FOUND)
+            self._not_found()
             return
         self._send_file(path, "/".join([*parts, filename]), body, negotiated=media_type)
 
@@ -244,7 +269,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         try:
             handle = open(path, "rb")  # noqa: SIM115 - opened first to answer 404 on failure
         except OSError:
-            self._send_error(HTTPStatus.NOT_FOUND)
+            self._not_found()
             return
         with handle:
             stat = os.fstat(handle.fileno())
@@ -310,35 +335,8 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             self._sent += len(chunk)
 
 
-class _RequestHead(io.RawIOBase):
-    """The connection as the request parser reads it, with a deadline per request: its
-    first byte may take ``timeout`` to come (an idle keep-alive connection), the rest
-    of the request line and headers must come within ``timeout`` of that byte. A
-    socket timeout alone counts per read, so a client sending a header line every
-    few seconds would hold its thread for ever. The handler clears ``deadline`` once
-    the headers are read."""
-
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
-        super().__init__()
-        self._sock = sock
-        self._timeout = timeout
-        self.deadline: float | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        if self.deadline is None:
-            self._sock.settimeout(self._timeout)
-        else:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"request headers not complete within {self._timeout:g} s")
-            self._sock.settimeout(remaining)
-        count = self._sock.recv_into(buffer)
-        if self.deadline is None and count:
-            self.deadline = time.monotonic() + self._timeout
-        return count
+class _TreeSwapped(Exception):
+    """The served tree was missing or replaced when a request found no file."""
 
 
 RequestLog = Callable[[str], None]
@@ -405,6 +403,15 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         except OSError:  # BlockingIOError once drained; or the client is gone
             pass
         request.close()
+
+    def tree_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the tree's root, which an import's swap changes; None
+        while the root is missing (between the swap's two renames)."""
+        try:
+            stat = os.stat(self.root)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
 
     def resolve(self, parts: list[str]) -> Path | None:
         """The real path for URL path parts, or None if it is missing or outside the tree."""
