@@ -13,6 +13,10 @@ user name or password in it (``PIP_EXTRA_INDEX_URL=https://u:p@host/``) are
 left out. Proxies are the exception to that last rule: the build
 requirements install through them, and a proxy's password grants only the
 way out the build already has.
+
+This is hygiene, not a boundary: a backend runs as the same user, so it can still
+read the parent's ``/proc/<pid>/environ`` and the user's files (README, Threat
+model, "An upstream index").
 """
 
 from __future__ import annotations
