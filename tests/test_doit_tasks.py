@@ -182,7 +182,16 @@ def test_a_deleted_bundle_is_written_again_and_a_comment_runs_no_installer(
     the landing page and its data (mirror.yaml's sha256) changed."""
     from lockmirror import pipeline
 
+    asked: list[int] = []
+    original_retention = retention.retained_locks
+
+    def counted_retention(*args: object, **kwargs: object) -> retention.Retention:
+        asked.append(1)
+        return original_retention(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retention, "retained_locks", counted_retention)
     assert run_doit("bundle") == 0
+    assert asked == [1]  # fetch, index and bundle share one answer (found by a reviewer)
     [tar] = (project / "dist").glob("*.tar")
     written = tar.read_bytes()
     tar.unlink()

@@ -281,7 +281,7 @@ def verify_alias_task() -> TaskDict:
 
 
 def _bundle(project: Project) -> dict[str, Any]:
-    result = pipeline.bundle(project.loaded)
+    result = pipeline.bundle(project.loaded, retained=project.retained)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}, {'signed' if result.signed else 'unsigned'}) ({state})")

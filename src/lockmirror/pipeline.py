@@ -228,8 +228,8 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
 def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,
            since: Path | None = None, split: str | None = None, key: Path | None = None,
            tool: bool | None = None, source_date_epoch: int | None = None,
-           keep: int | None = None, now: datetime | None = None,
-           progress: Progress | None = None) -> BundleResult:
+           keep: int | None = None, now: datetime | None = None, progress: Progress | None = None,
+           retained: RetainedLockfiles | None = None) -> BundleResult:
     """Write the reproducible bundle of the index (default ``paths.index``, built from
     today's lockfiles) into ``out`` (default ``paths.dist``); the tool wheels from the
     store, as the tool set's lockfile (current, else StaleLockError) chose them, or
@@ -266,14 +266,15 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                           built_from=[loaded.lockfile_path(n) for n in loaded.config.sets])
     if result.tool_python and tool_source() == "index":  # else: this machine's Python only
         result = replace(result, tool_left_out=tuple(targets_without_tool(loaded.config)))
-    # what retention says of the lockfiles the index was built from (a shallow clone...)
-    return replace(result, notes=retention(loaded, now=datetime.now(UTC)).notes)
+    # retention's notes on the lockfiles the index was built from: this run's (``retained``)
+    kept = retained[1] if retained else retention(loaded, now=datetime.now(UTC))
+    return replace(result, notes=kept.notes)
 
 
 def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,
                      source_date_epoch: int | None) -> list[tuple[str, bytes]]:
-    """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with
-    advisory sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
+    """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with advisory
+    sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
     from .formats.bundle_format import ADVISORIES_NAME
 
     if since is not None or not loaded.config.policy.advisory_sources:
@@ -331,10 +332,9 @@ def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
     each checked as a lockfile under today's sources (one that is not is left out)."""
     from .stages.retention import retained_locks, under_sources
 
-    rule = loaded.config.retention
-    return under_sources(retained_locks(
-        [(name, loaded.lockfile_path(name)) for name in loaded.config.sets],
-        lock_revisions=rule.lock_revisions, days=rule.days, now=now), loaded.config.sources)
+    rule, sets = loaded.config.retention, [(n, loaded.lockfile_path(n)) for n in loaded.config.sets]
+    return under_sources(retained_locks(sets, lock_revisions=rule.lock_revisions, days=rule.days,
+                                        now=now), loaded.config.sources)
 
 
 def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:
