@@ -110,7 +110,6 @@ class DeployedInputs:
         """Every lockfile the mirror's ``manifest.json`` lists (no local directory
         to read them from). LockmirrorError when the mirror has no manifest, lists
         no lockfile, or a lockfile it lists is missing or differs."""
-        from ..formats.bounded import load_toml
         from ..formats.manifest import Manifest
 
         data = self._get("manifest.json")
@@ -134,10 +133,9 @@ class DeployedInputs:
                 raise LockmirrorError(text)
             where = self.mirror.show(name)
             try:
-                document = load_toml(text.decode("utf-8"), where=where)
+                found.append(Lockfile.loads(text.decode("utf-8"), where=where))
             except UnicodeDecodeError as exc:
                 raise InputError(f"cannot read the lockfile: {exc}", where=where) from None
-            found.append(Lockfile.from_toml(document, where=where))
         return found
 
     def read(self, relative: str) -> bytes | str:
