@@ -36,11 +36,10 @@ SCOPE: tuple[str, ...] = (
              "Downloader._rehash_prefix", "Downloader._stream"),
     # import: tar headers vetted, members hashed and written O_EXCL, the swap recovered
     *_checks("stages.import_plan", "member_problem", "_check_member", "_check_signature",
-             "_carried", "_index_manifest"),
+             "_carried", "_index_manifest", "check_outer_hashes"),
     *_checks("stages.import_extract", "_Members.feed", "_Members.check_complete",
              "_MemberWriter.__init__", "_MemberWriter.finish", "VolumeDigests.update",
-             "VolumeDigests._close_volume", "VolumeDigests.check_complete",
-             "check_outer_hashes"),
+             "VolumeDigests._close_volume", "VolumeDigests.check_complete"),
     *_checks("stages.import_swap", "recover_interrupted_import", "swap_into_place"),
     # the lockfile's URLs and the lock check (its fingerprint, the project pages)
     *_checks("formats.url_policy", "url_problem", "_is_under"),

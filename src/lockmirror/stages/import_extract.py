@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import BundleError
 from ..formats.bundle_format import INDEX_MANIFEST, BundleSource, ConcatenatedReader
 from ..formats.manifest import Entry
-from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan
+from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan, volume_damaged
 
 CHUNK = 1 << 20
 
@@ -183,7 +183,7 @@ class VolumeDigests:
     def _close_volume(self) -> None:
         part = self.source.parts[self.index]
         if self.digest.hexdigest() != self.source.expected_sha256[self.index]:
-            raise _volume_damaged(self.source, part)
+            raise volume_damaged(self.source, part)
         self.index += 1
         self.digest = hashlib.sha256()
         self.room = self.sizes[self.index] if self.index < len(self.sizes) else 1 << 62
@@ -192,19 +192,3 @@ class VolumeDigests:
         """Raise BundleError if a volume was not read to its end."""
         if self.index < len(self.sizes):
             raise BundleError("bundle is truncated", where=str(self.source.parts[self.index]))
-
-
-def check_outer_hashes(source: BundleSource) -> None:
-    """Hash every volume against the ``.sha256`` listing; raise BundleError
-    naming the first that differs. One sequential read of the bundle."""
-    for part, expected in zip(source.parts, source.expected_sha256, strict=True):
-        with open(part, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        if digest != expected:
-            raise _volume_damaged(source, part)
-
-
-def _volume_damaged(source: BundleSource, part: Path) -> BundleError:
-    """The error for a volume whose sha256 is not the ``.sha256`` listing's."""
-    return BundleError(f"sha256 does not match {source.checksums.name}", where=str(part),
-                       hint="damaged in transit; copy it again. Nothing was changed")

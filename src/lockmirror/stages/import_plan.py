@@ -16,6 +16,7 @@ link. It then checks the signature (when a public key is given);
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,8 +139,6 @@ def _refuse_damaged_copy(source: BundleSource, seen: str) -> None:
     ``.sha256`` listing's: what ``seen`` describes (tarfile stops early at a damaged
     header) is then a symptom, and the remedy is a new copy. Costs one read of the
     bundle, on the way to refusing it only."""
-    from .import_extract import check_outer_hashes  # it imports this module
-
     try:
         check_outer_hashes(source)
     except BundleError as exc:
@@ -147,6 +146,22 @@ def _refuse_damaged_copy(source: BundleSource, seen: str) -> None:
                           f"{source.checksums.name} listing ({seen})", where=exc.where,
                           hint="damaged in transit or cut short; copy it again. Nothing was "
                                "changed") from None
+
+
+def check_outer_hashes(source: BundleSource) -> None:
+    """Hash every volume against the ``.sha256`` listing; raise BundleError
+    naming the first that differs. One sequential read of the bundle."""
+    for part, expected in zip(source.parts, source.expected_sha256, strict=True):
+        with open(part, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        if digest != expected:
+            raise volume_damaged(source, part)
+
+
+def volume_damaged(source: BundleSource, part: Path) -> BundleError:
+    """The error for a volume whose sha256 is not the ``.sha256`` listing's."""
+    return BundleError(f"sha256 does not match {source.checksums.name}", where=str(part),
+                       hint="damaged in transit; copy it again. Nothing was changed")
 
 
 def read_member(reader: ConcatenatedReader, item: Carried, display: str) -> bytes:

@@ -57,8 +57,7 @@ from ..net.osv import Advisory
 from ..resolve.advisories import AdvisoryDB
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport
-from .import_extract import check_outer_hashes
-from .import_plan import VettedBundle, read_member, signature_note, vet_bundle
+from .import_plan import VettedBundle, check_outer_hashes, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import (
     audit_imported,
