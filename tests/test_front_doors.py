@@ -46,8 +46,9 @@ def run_doit_stages(root: Path) -> None:
     tasks = [*doit_tasks.lock_tasks(project), doit_tasks.fetch_task(project),
              doit_tasks.index_task(project), doit_tasks.bundle_task(project)]
     for task in tasks:
-        for action in task["actions"]:
-            assert action() is None, f"doit task {task.get('name', task['doc'])} failed"
+        for action in task["actions"]:  # None, or the values doit keeps (bundle's files)
+            assert isinstance(action() or {}, dict), \
+                f"doit task {task.get('name', task['doc'])} failed"
 
 
 def run_cli_stages(root: Path) -> None:
