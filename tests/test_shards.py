@@ -310,8 +310,10 @@ def test_a_flat_receipt_without_sets_refuses_prune_until_the_whole_index_is_publ
     path.write_text(json.dumps(old))
     before = snapshot(dest)
     with pytest.raises(PublishError, match=r"refused: --prune would delete \d+ published "
-                                           r"files?, and the receipt \(an older lockmirror's\)"):
+                                           r"files? \(.*yanky-1\.0.*\), and the receipt "
+                                           r"\(an older lockmirror's\)") as refused:
         publish(trees["core"], flat_dir(dest), prune=True)
+    assert "delete those files by hand" in (refused.value.hint or "")
     publish(trees["core"], flat_dir(dest))  # no --prune: kept, and the sets still unknown
     assert "sets" not in json.loads(path.read_text())
     with pytest.raises(PublishError, match="does not say which sets were published"):

@@ -52,8 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="print what would be uploaded and deleted (counts and bytes per "
                              "kind); change nothing")
     parser.add_argument("--prune", action="store_true",
-                        help="delete what the destination holds beyond the index (after the "
-                             "pages stopped linking it)")
+                        help="delete what lockmirror published there that the index no "
+                             "longer has (after the pages stopped linking it); other files "
+                             "are left and named")
     parser.add_argument("--drop-sets", action=NameList, default=[], metavar="SET[,SET]",
                         help="let this publish remove these sets from the destination (by "
                              "default a publish whose index lacks a set the destination holds "

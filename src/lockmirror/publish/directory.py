@@ -144,13 +144,14 @@ class DirectoryPublisher:
         sets were published and some file it published is stale (``published``): a set
         this index lacks could not be told from a file it dropped."""
         if prune and self.flat and self._held_sets is None and published:
+            shown = ", ".join(published[:10]) + (" ..." if len(published) > 10 else "")
             raise PublishError(
-                f"refused: --prune would delete {plural(len(published), 'published file')}, "
-                "and the receipt (an older lockmirror's) does not say which sets were "
-                "published, so a set this index lacks cannot be told from a dropped file",
+                f"refused: --prune would delete {plural(len(published), 'published file')} "
+                f"({shown}), and the receipt (an older lockmirror's) does not say which sets "
+                "were published, so a set this index lacks cannot be told from a dropped file",
                 where=self.display,
-                hint="publish the whole index once (the receipt then records its sets), "
-                     "then --prune; or delete the files by hand")
+                hint="if no set you still publish there needs them, delete those files by "
+                     "hand: the next publish records its sets, and --prune works from then on")
 
     def _existing(self) -> list[str]:
         """Files lockmirror may own there: artifacts (flat) or every non-hidden file
