@@ -33,6 +33,7 @@ import io
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -423,6 +424,14 @@ class MirrorHTTPServer(ThreadingHTTPServer):
             return path if path.exists() else None
         except OSError:  # a name too long for the file system (ENAMETOOLONG), EACCES: no file
             return None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone mid-answer is one log line, not socketserver's traceback on
+        stderr (any client could fill the operator's terminal); anything else as before."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            self.log_line(f"{client_address[0]} connection lost: {sys.exc_info()[1]}")
+        else:
+            super().handle_error(request, client_address)
 
     def log_line(self, line: str) -> None:
         # the request line is the client's text: no terminal escapes into the log
