@@ -41,17 +41,24 @@ def run_doit(*args: str) -> int:
     return int(DoitMain(ModuleTaskLoader(runpy.run_path(str(DODO)))).run(list(args)))
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Wrap ``owner.name`` so that each call appends 1 to the list returned (the real
+    function still runs)."""
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def test_retention_is_asked_once_per_run(project: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """fetch's up-to-date check, fetch and index share one answer (git processes per set)."""
-    calls: list[int] = []
-    original = retention.retained_locks
-
-    def counted(*args: object, **kwargs: object) -> retention.Retention:
-        calls.append(1)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(retention, "retained_locks", counted)
+    calls = count_calls(monkeypatch, retention, "retained_locks")
     assert run_doit("index") == 0  # lock, fetch, index: each ran
     assert (project / "dist-index" / "manifest.json").is_file()
     assert len(calls) == 1
@@ -182,14 +189,7 @@ def test_a_deleted_bundle_is_written_again_and_a_comment_runs_no_installer(
     the landing page and its data (mirror.yaml's sha256) changed."""
     from lockmirror import pipeline
 
-    asked: list[int] = []
-    original_retention = retention.retained_locks
-
-    def counted_retention(*args: object, **kwargs: object) -> retention.Retention:
-        asked.append(1)
-        return original_retention(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(retention, "retained_locks", counted_retention)
+    asked = count_calls(monkeypatch, retention, "retained_locks")
     assert run_doit("bundle") == 0
     assert asked == [1]  # fetch, index and bundle share one answer (found by a reviewer)
     [tar] = (project / "dist").glob("*.tar")
@@ -197,14 +197,7 @@ def test_a_deleted_bundle_is_written_again_and_a_comment_runs_no_installer(
     tar.unlink()
     assert run_doit("bundle") == 0
     assert tar.read_bytes() == written
-    installs: list[int] = []
-    original = pipeline.check_install
-
-    def counted(*args: object, **kwargs: object) -> object:
-        installs.append(1)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pipeline, "check_install", counted)
+    installs = count_calls(monkeypatch, pipeline, "check_install")
     landing = (project / "dist-index" / "landing.json").read_bytes()
     with (project / "mirror.yaml").open("a") as handle:
         handle.write("# a comment\n")

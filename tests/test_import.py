@@ -139,9 +139,7 @@ def test_importing_the_bundle_again_repairs_a_file_altered_in_place(mirror: Mirr
     tester: "nothing to do" compared sizes only and the file stayed altered)."""
     wheel = mirror.first_inputs / "dist-index" / WHEEL
     target = mirror.root / WHEEL
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 1
-    target.write_bytes(bytes(data))
+    flip_a_byte(target)
     report = verify_mirror(mirror.root)
     assert not report.ok and report.altered == (WHEEL,)
     again = import_bundle([mirror.first.path], mirror.root)
@@ -553,6 +551,13 @@ def test_a_signed_copy_of_what_the_mirror_holds_records_its_signer(
 # --------------------------------------------------------------------------
 
 
+def flip_a_byte(path: Path) -> None:
+    """Alter ``path`` in place, keeping its size: one bit of its middle byte flipped."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def _next_version(old_index: Path, root: Path) -> Path:
     """A new index: alpha kept, beta dropped, gamma added, pages changed."""
     files = base_files()
@@ -585,9 +590,7 @@ def test_delta_hashes_the_base_files_it_keeps(mirror: Mirror, tmp_path: Path) ->
     _next_version(mirror.first_inputs / "dist-index", tmp_path / "v2")
     delta = bundle(tmp_path / "v2", tmp_path / "delta", since=mirror.first.path)
     kept = mirror.root / WHEEL
-    data = bytearray(kept.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    kept.write_bytes(bytes(data))
+    flip_a_byte(kept)
     before = mirror.snapshot()
     with pytest.raises(BundleError, match="current mirror is damaged") as caught:
         import_bundle([delta.path], mirror.root)
@@ -606,9 +609,7 @@ def test_the_last_delta_again_onto_a_damaged_mirror_says_the_mirror_is_damaged(
     delta = bundle(tmp_path / "v2", tmp_path / "delta", since=mirror.first.path)
     import_bundle([delta.path], mirror.root)
     altered = mirror.root / WHEEL
-    data = bytearray(altered.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    altered.write_bytes(bytes(data))
+    flip_a_byte(altered)
     before = mirror.snapshot()
     with pytest.raises(BundleError, match="current mirror is damaged") as caught:
         import_bundle([delta.path], mirror.root)
