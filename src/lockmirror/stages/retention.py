@@ -167,7 +167,8 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     except OSError:
         return [], False  # the set is not locked yet
     revisions = history
-    if revisions and _show(path, revisions[0][0]) == current:
+    newest = _show(path, revisions[0][0]) if revisions else None  # read once, used below
+    if newest == current:
         revisions = revisions[1:]  # the working tree is the newest commit's revision
     if not revisions:  # committed once, as it is now: no earlier revision
         return [], _reaches_past(history, 1, lock_revisions, days, now)
@@ -179,7 +180,7 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     newer = _packages(_document(current, str(path)))
     position = 1  # the current lockfile is revision 1
     for (commit, _), superseded in zip(revisions, superseded_at, strict=True):
-        data = _show(path, commit)
+        data = newest if commit == history[0][0] else _show(path, commit)
         where = f"{path}@{commit[:8]}"
         document = None if data is None else _document(data, where)
         packages = _packages(document)
