@@ -4,11 +4,12 @@ location only (lockmirror.net.redirects), against real servers on 127.0.0.1."""
 from __future__ import annotations
 
 from dataclasses import replace
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import RedirectingServer, serving
+from helpers import QuietHandler, RedirectingServer, serving
 from servers import free_port
 from test_fetch import make_lockfile
 
@@ -16,7 +17,7 @@ from lockmirror.config_schema import SourceConfig
 from lockmirror.errors import NetworkError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
-from lockmirror.net.http import make_session
+from lockmirror.net.http import get, make_session
 from lockmirror.net.index_client import IndexClient
 from lockmirror.net.redirects import RedirectRefused
 from lockmirror.stages.fetch import fetch
@@ -128,3 +129,27 @@ def test_lock_follows_a_page_redirect_to_a_declared_location(
                         environ={}) as client:
         page = client.project("alpha")
     assert page.name == "alpha" and page.files
+
+
+class _SignedUrlHandler(QuietHandler):
+    """/file.whl redirects to a signed URL on the same host, which refuses (expired)."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/blob/"):
+            self.send_response(403)
+        else:
+            self.send_response(302)
+            self.send_header("Location", "/blob/file.whl?X-Amz-Security-Token=SECRET"
+                                         "&X-Amz-Signature=SIG")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_an_error_after_a_redirect_leaves_out_the_signed_urls_query() -> None:
+    """A private index's file redirects to storage's signed URL, whose query is a bearer
+    token: an error naming the URL that answered printed it (found by a reviewer)."""
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _SignedUrlHandler)) as base:
+        with pytest.raises(NetworkError) as caught:
+            get(make_session(retries=0), f"{base}/file.whl")
+    assert f"{base}/blob/file.whl" in caught.value.message
+    assert "SECRET" not in str(caught.value) and "SIG" not in str(caught.value)

@@ -88,6 +88,13 @@ class _Prefix:
         return f"{self.scheme}://{host}{port}{self.path}"
 
 
+def same_origin(first: str, second: str) -> bool:
+    """Whether two URLs have one scheme, host and port (a default port written out or
+    not); ValueError for a port that is no number."""
+    one, two = _Prefix.parse(first), _Prefix.parse(second)
+    return (one.scheme, one.host, one.port) == (two.scheme, two.host, two.port)
+
+
 def file_prefixes(source: SourceConfig) -> tuple[str, ...]:
     """The URL prefixes ``source`` serves files under (see the module docstring)."""
     if source.files_url:

@@ -50,7 +50,7 @@ from .http import (
     network_error,
     redact_url,
 )
-from .redirects import follow
+from .redirects import answered_url, follow
 
 if TYPE_CHECKING:
     from ..config_schema import SourceConfig
@@ -286,7 +286,8 @@ class Downloader:
                     break  # longer than locked: cannot be the locked file
         except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException,
                 ConnectionError, TimeoutError) as exc:
-            error = network_error(exc, response.url or item.url, read_timeout=self.timeout[1])
+            error = network_error(exc, answered_url(item.url, response.url),
+                                  read_timeout=self.timeout[1])
             raise _Resume(NetworkError(
                 f"{error.message} ({length} bytes received, after {self.resumes} "
                 f"{'retry' if self.resumes == 1 else 'retries'})",
@@ -335,7 +336,7 @@ def _fail_status(item: FetchItem, response: requests.Response) -> None:
     """Raise for a status that is not a usable answer (after the session's retries),
     naming the URL that answered (after a redirect, its target)."""
     status = response.status_code
-    answered = redact_url(response.url or item.url)
+    answered = redact_url(answered_url(item.url, response.url))
     if status in (404, 410):
         kind = "metadata file" if item.is_metadata else "file"
         raise NotFoundError(

@@ -38,7 +38,7 @@ from ..errors import LockmirrorError, NetworkError, NotFoundError, UnreachableEr
 # the redaction lives with the URL rule (formats); named here for every HTTP caller
 from ..formats.url_policy import redact_text as redact_text
 from ..formats.url_policy import redact_url as redact_url
-from .redirects import follow
+from .redirects import answered_url, follow
 
 if TYPE_CHECKING:
     from ..config_schema import SourceConfig
@@ -293,7 +293,7 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
     (after a redirect, its target), else ``url``."""
     chain = _causes(error)
     failed = getattr(getattr(error, "request", None), "url", None)
-    url = failed if isinstance(failed, str) and failed else url
+    url = answered_url(url, failed if isinstance(failed, str) else None)
 
     def has(*kinds: type[BaseException]) -> bool:
         return any(isinstance(e, kinds) for e in chain)
@@ -414,4 +414,4 @@ def get(session: requests.Session, url: str, *, headers: Mapping[str, str] | Non
                             read_timeout=chosen[1] if chosen else None) from None
     if response.status_code in allow:
         return response
-    return check_response(response, url=response.url or url)
+    return check_response(response, url=answered_url(url, response.url))

@@ -53,6 +53,7 @@ from ..errors import IntegrityError, LockmirrorError, NotFoundError
 from ..formats.core_metadata import archive_metadata, wheel_metadata_member
 from .disk_cache import DiskCache
 from .http import PrefixAuth, get, make_session, network_error, redact_url, source_auth
+from .redirects import answered_url
 from .remote_wheel import metadata_by_download, metadata_by_ranges, verify_digest
 from .simple_page import (
     DistFile,
@@ -258,7 +259,7 @@ class IndexClient:
                     return response, response.raw.read(decode_content=True)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
-                    raise network_error(error, response.url or url,
+                    raise network_error(error, answered_url(url, response.url),
                                         retries=attempt - 1) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -380,7 +381,7 @@ class IndexClient:
                     return metadata_by_download(file, response)
             except requests.RequestException as error:
                 if attempt == BODY_ATTEMPTS:
-                    raise network_error(error, response.url or file.url,
+                    raise network_error(error, answered_url(file.url, response.url),
                                         retries=attempt - 1) from None
             except zipfile.BadZipFile as error:
                 raise LockmirrorError(f"{file.filename} is not a valid wheel ({error})",

@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from ..errors import NetworkError
-from ..formats.url_policy import redact_url, url_problem
+from ..formats.url_policy import redact_url, same_origin, url_problem
 
 if TYPE_CHECKING:
     from ..config_schema import SourceConfig
@@ -36,11 +36,13 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/"
 
 
-def _origin_key(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+def answered_url(requested: str, answered: str | None) -> str:
+    """The URL to name in a message about the answer to ``requested``: itself, or
+    after a redirect the URL that answered, without its query and fragment (a
+    storage host's signed URL carries its token there: ``?X-Amz-Signature=...``)."""
+    if not answered or answered == requested:
+        return requested
+    return urlsplit(answered)._replace(query="", fragment="").geturl()
 
 
 def redirect_allowed(url: str, target: str, sources: Sequence[SourceConfig] = ()) -> bool:
@@ -48,7 +50,7 @@ def redirect_allowed(url: str, target: str, sources: Sequence[SourceConfig] = ()
     origin (scheme, host and port), or to a URL the lockfile URL rule accepts as a
     file of one of ``sources`` (:func:`lockmirror.formats.url_policy.url_problem`)."""
     try:
-        if _origin_key(target) == _origin_key(url):
+        if same_origin(target, url):
             return True
     except ValueError:  # a port that is no number
         return False

@@ -65,7 +65,6 @@ class DirectoryPublisher:
         self._known: dict[str, tuple[str, int, int]] = {}
         # the sets the receipt read says were published (None: an older receipt that
         # does not say), and the tree's sets the next receipt records
-        self._held_sets: list[str] | None = None
         self._sets: list[str] | None = None
         self._receipt_read: tuple[dict[str, tuple[str, int, int]], list[str] | None] = ({}, None)
 
@@ -89,7 +88,7 @@ class DirectoryPublisher:
         if self.root.exists() and not self.root.is_dir():
             raise PublishError("is not a directory", where=self.display)
         self._receipt_read = self._read_receipt()
-        receipt, self._held_sets = self._receipt_read
+        receipt = self._receipt_read[0]
         upload: list[Item] = []
         present: list[Item] = []
         wanted = self.wanted(tree)
@@ -130,6 +129,11 @@ class DirectoryPublisher:
                                present=tuple(present), stale=tuple(stale),
                                delete=tuple(stale) if prune else (), foreign=tuple(foreign)),
                           held_sets=self._held_sets or ())
+
+    @property
+    def _held_sets(self) -> list[str] | None:
+        """The sets the receipt :meth:`plan` read records (None: it records none)."""
+        return self._receipt_read[1]
 
     def _recorded_sets(self, tree: SourceTree, published: list[str]) -> list[str] | None:
         """The sets the next receipt records: the tree's. Not when an older receipt did
@@ -260,8 +264,8 @@ class DirectoryPublisher:
                      for k, v in data["files"].items()}
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return {}, None
-        sets = data.get("sets")  # a list of names (a dict of set -> files from one build)
-        if not isinstance(sets, (list, dict)):
+        sets = data.get("sets")  # the names of the sets published
+        if not isinstance(sets, list):
             return files, None
         return files, sorted(str(name) for name in sets)
 
