@@ -129,42 +129,57 @@ def url_problem(url: str, sources: Sequence[SourceConfig] | None) -> str | None:
     ``sources`` None applies only the rules that need no mirror.yaml. The
     reason never repeats credentials the URL carries.
     """
+    return _url_check(url, None if sources is None else _file_locations(sources))[0]
+
+
+# (source, one of its file prefixes as written, the same parsed)
+_Locations = list[tuple["SourceConfig", str, "_Prefix"]]
+
+
+def _file_locations(sources: Sequence[SourceConfig]) -> _Locations:
+    return [(s, text, _Prefix.parse(text)) for s in sources for text in file_prefixes(s)]
+
+
+def _url_check(url: str, allowed: _Locations | None) -> tuple[str | None, str]:
+    """(why ``url`` may not be a file URL under ``allowed`` or None, its path):
+    :func:`url_problem` with the sources' prefixes parsed once, and the URL split
+    once for the file-name check too."""
     if _UNSAFE_CHARS.search(url):
-        return "the URL holds whitespace, a control character or a backslash"
+        return "the URL holds whitespace, a control character or a backslash", ""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        return f"not a valid URL ({exc})"
+        return f"not a valid URL ({exc})", ""
     scheme = parts.scheme.lower()
     if scheme == "file":
-        return "file:// URLs are never allowed in a lockfile"
+        return "file:// URLs are never allowed in a lockfile", ""
     if scheme not in ("http", "https"):
-        return f"'{scheme}:' URLs are not allowed; https only"
+        return f"'{scheme}:' URLs are not allowed; https only", ""
     if "@" in parts.netloc:
-        return "the URL carries a user name or password; credentials belong in the environment"
+        return ("the URL carries a user name or password; credentials belong in the "
+                "environment"), ""
     if not parts.hostname:
-        return "the URL names no host"
+        return "the URL names no host", ""
     problem = _path_problem(parts.path)
     if problem is not None:
-        return problem
+        return problem, ""
     wanted = _Prefix(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme],
                      parts.path or "/")
-    if sources is None:
+    if allowed is None:
         if scheme == "http" and not is_loopback(wanted.host):
             return ("plain http is allowed only from a source that says `allow_http: true` "
-                    "(pass --config so its sources apply)")
-        return None
-    allowed = [(s, prefix) for s in sources for prefix in file_prefixes(s)]
-    under = [(s, p) for s, p in allowed if _is_under(wanted, _Prefix.parse(p))]
+                    "(pass --config so its sources apply)"), ""
+        return None, parts.path
+    under = [s for s, _text, prefix in allowed if _is_under(wanted, prefix)]
     if not under:
-        listed = ", ".join(sorted({p for _, p in allowed})) or "none"
-        return (f"not under a file location of its source (allowed: {listed}; a source declares "
-                "more with `files_url` in mirror.yaml)")
-    if scheme == "http" and not any(_http_allowed(s, wanted.host) for s, _ in under):
+        listed = ", ".join(sorted({text for _, text, _prefix in allowed})) or "none"
+        return (f"not under a file location of its source (allowed: {listed}; a source "
+                "declares more with `files_url` in mirror.yaml)"), ""
+    if scheme == "http" and not any(_http_allowed(s, wanted.host) for s in under):
         return ("plain http; allowed only from an http:// source that says `allow_http: true` "
-                "(or a loopback host)")
-    return None
+                "(or a loopback host)"), ""
+    return None, parts.path
 
 
 def _path_problem(path: str) -> str | None:
@@ -190,16 +205,13 @@ class LockEntry:
     name: str
     version: str
     index: str
-    urls: tuple[str, ...]  # every wheel's and the sdist's
+    files: tuple[tuple[str | None, str], ...]  # (stated file name, URL) of each wheel, the sdist
     refused: str | None = None  # a shape no lockmirror lockfile has (vcs, a local path, ...)
-    misnamed: str | None = None  # a file whose URL names another file (after the URLs' rules)
 
 
 def entries_of(lockfile: Lockfile) -> list[LockEntry]:
     """The entries of a lockfile already in memory (``lock`` checks before it writes)."""
-    return [LockEntry(p.name, str(p.version), p.index, tuple(f.url for f in p.files),
-                      misnamed=next(filter(None, (_named_elsewhere(
-                          {"name": f.filename, "url": f.url}) for f in p.files)), None))
+    return [LockEntry(p.name, str(p.version), p.index, tuple((f.filename, f.url) for f in p.files))
             for p in lockfile.packages]
 
 
@@ -238,8 +250,7 @@ def _entry(item: Any, position: int) -> LockEntry:
     files = [*(wheels if isinstance(wheels, list) else [wheels])]
     if "sdist" in item:
         files.append(item["sdist"])
-    urls: list[str] = []
-    misnamed = None
+    found: list[tuple[str | None, str]] = []
     for file in files:
         if not isinstance(file, dict):
             refused = "a wheel or sdist entry is not a table"
@@ -248,29 +259,24 @@ def _entry(item: Any, position: int) -> LockEntry:
         elif not isinstance(file.get("url"), str):
             refused = "a wheel or sdist without a URL"
         else:
-            urls.append(file["url"])
-            misnamed = misnamed or _named_elsewhere(file)
-    return LockEntry(name, version, index if isinstance(index, str) else "", tuple(urls), refused,
-                     misnamed)
+            stated = file.get("name")
+            found.append((stated if isinstance(stated, str) else None, file["url"]))
+    return LockEntry(name, version, index if isinstance(index, str) else "", tuple(found), refused)
 
 
 _DISTRIBUTION_SUFFIXES = (*ARTIFACT_SUFFIXES, ".tar")  # an old plain-tar sdist too
 
 
-def _named_elsewhere(file: dict[str, Any]) -> str | None:
-    """Why a file's URL names another file than its ``name``: PEP 503 has a file
-    link's text (the name) match the URL's last path segment, so a URL ending in
-    another distribution's file name (another project's wheel, its real sha256
-    and size) is a hand edit. None when they agree, when the entry states no name
-    (PEP 751 derives it then), or when the URL ends in no distribution file name
+def _named_elsewhere(name: str | None, path: str) -> str | None:
+    """Why a file whose URL has ``path`` names another file than its ``name``: PEP 503
+    has a file link's text (the name) match the URL's last path segment, so a URL
+    ending in another distribution's file name (another project's wheel, its real
+    sha256 and size) is a hand edit. None when they agree, when the entry states no
+    name (PEP 751 derives it then), or when the URL ends in no distribution file name
     (a PEP 691 index may serve files at opaque URLs)."""
-    name = file.get("name")
-    if not isinstance(name, str):
+    if name is None:
         return None
-    try:
-        last = unquote(urlsplit(file["url"]).path.rsplit("/", 1)[-1])
-    except ValueError:
-        return None  # not a URL: url_problem words it
+    last = unquote(path.rsplit("/", 1)[-1])
     if last == name or not last.lower().endswith(_DISTRIBUTION_SUFFIXES):
         return None
     return f"the URL of {name} names another file ({last})"
@@ -292,11 +298,14 @@ def package_problem(entry: LockEntry, sources: Sequence[SourceConfig] | None
                     (f"its index is not a source mirror.yaml declares for {entry.name} "
                      f"(declared: {declared})"))
         candidates = matching
-    for url in entry.urls:
-        reason = url_problem(url, candidates)
+    allowed = None if candidates is None else _file_locations(candidates)
+    misnamed = None  # reported after every URL passed the rules
+    for name, url in entry.files:
+        reason, path = _url_check(url, allowed)
         if reason is not None:
             return redact_url(url), reason
-    return (None, entry.misnamed) if entry.misnamed else None
+        misnamed = misnamed or _named_elsewhere(name, path)
+    return (None, misnamed) if misnamed else None
 
 
 def check_entries(entries: Iterable[LockEntry], path: Path | str,
