@@ -250,6 +250,33 @@ def test_a_signed_refresh_records_its_signer_in_a_mirror_imported_unsigned(
     assert "this import checks none" in capsys.readouterr().err
 
 
+def test_a_refresh_keeps_the_time_of_the_mirrors_last_bundle(
+        mirror: LoadedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A refresh bundle is ordered by its advisories' time, not by its own date (this one
+    is dated before the mirror's bundle and goes in); it keeps the mirror's record of its
+    last full bundle's time, so a full bundle dated before that is still refused after it."""
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")  # dated 1700000000
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    held_id = full.name.removesuffix(".tar").rsplit("-", 1)[1]
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only",
+                     "--source-date-epoch", "1600000000")
+    assert main(["import", str(refresh), "--into", str(far)]) == 0
+    older = bundle(mirror, tmp_path / "dist3", "2024-10-12T12:00:00Z",
+                   "--source-date-epoch", "1600000000")
+    before = tree_bytes(far)
+    capsys.readouterr()
+    assert main(["import", str(older), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert ("is dated 2020-09-13 12:26:40 UTC, before the bundle "
+            f"{held_id} the mirror holds (dated 2023-11-14 22:13:20 UTC)") in err
+    assert tree_bytes(far) == before
+    record = far / ".lockmirror/bundle-time"
+    assert record.read_text() == f"1700000000 {held_id}\n"
+    assert main(["import", str(older), "--into", str(far), "--allow-older"]) == 0
+    assert record.read_bytes().startswith(b"1600000000 ")
+
+
 def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(
         mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--renamed", action="store_true",
                         help="accept a bundle whose mirror name differs from the one DIR holds "
                              "(the mirror was renamed in mirror.yaml)")
+    parser.add_argument("--allow-older", action="store_true",
+                        help="accept a full or delta bundle dated before the last one DIR "
+                             "took (or of unknown date): going back to older releases on "
+                             "purpose")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(render_refresh(refresh)))
         return 0
     result = import_bundle(args.bundle, args.into, pubkey=args.pubkey, renamed=args.renamed,
+                           allow_older=args.allow_older,
                            progress=lambda text: print(f"import: {text}", file=sys.stderr))
     if result.recovered:
         print(f"import: {result.recovered}")

@@ -16,6 +16,10 @@ in with the tree so the two always agree:
 * ``bundle-manifest.sha256``: the sha256 of the index manifest the last
   full or delta bundle pinned (a refresh edits ``manifest.json``; the next
   delta still applies onto that bundle);
+* ``bundle-time``: the source date epoch (``bundle.json``'s ``mtime``: the
+  lockfiles' last commit, or ``SOURCE_DATE_EPOCH``; 0 when unknown) and the
+  content id of the last full or delta bundle: a bundle dated before it is
+  refused unless the operator goes back on purpose (:func:`check_bundle_time`);
 * ``signer``: the fingerprint of the key a bundle's signature was checked
   against (``--pubkey``): from then on every import must check one with that
   key (:func:`require_signature_check`).
@@ -27,24 +31,26 @@ lockfiles judged against the carried snapshot and policy, no network.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.version import Version
 
 from ..config import LoadedConfig, load_config
-from ..errors import LockmirrorError
+from ..errors import BundleError, LockmirrorError
 from ..formats import signing
-from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME
+from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME, BundleInfo
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import Lockfile
 from ..formats.manifest import (
     IMPORT_ADVISORIES,
     IMPORT_BUNDLE_MANIFEST,
     IMPORT_BUNDLE_NAME,
+    IMPORT_BUNDLE_TIME,
     IMPORT_MIRROR_YAML,
     IMPORT_SIGNER,
     STATE_DIR,
@@ -57,6 +63,12 @@ from .import_plan import ImportPlan
 from .import_swap import inside_mirror, link_or_copy
 
 MAX_STATE_MEMBER = 64 << 20
+WHEN = "%Y-%m-%d %H:%M:%S UTC"
+_BUNDLE_TIME = re.compile(r"(?P<epoch>[0-9]{1,20}) (?P<content_id>[0-9a-f]{1,64})")
+ROLLBACK_HINT = ("an older bundle takes the mirror back to older releases, vulnerable ones "
+                 "perhaps; to go back on purpose, import it with --allow-older")
+UNKNOWN_TIME_HINT = ("bundle it again with the lockfiles committed or SOURCE_DATE_EPOCH set, "
+                     "or, to take it as it is, import it with --allow-older")
 
 
 def read_snapshot(mirror: Path) -> Snapshot | None:
@@ -115,6 +127,54 @@ def require_signature_check(mirror: Path, trusted: Ed25519PublicKey | None) -> N
                  "and import again; nothing was changed")
 
 
+def bundle_time_record(info: BundleInfo) -> bytes:
+    """What ``.lockmirror/bundle-time`` holds: the bundle's source date epoch (0 when
+    unknown, as for a ``bundle.json`` of format /1, which records none) and its
+    content id (read back by :func:`check_bundle_time`)."""
+    return f"{info.mtime or 0} {info.content_id}\n".encode()
+
+
+def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> str | None:
+    """Refuse a full or delta bundle dated before the last one imported into
+    ``mirror``, as TUF's updaters refuse older metadata: a carrier's older, validly
+    signed bundle would take the mirror back to older releases. An equal time
+    passes (the same bundle again, a rebuild of the same lock); a bundle whose time
+    is unknown (0) passes only onto a mirror whose recorded time is unknown too; a
+    mirror with no record (imported by an older lockmirror) takes any bundle. A
+    record that does not read fails closed. With ``allow_older`` nothing is refused:
+    the line that would have been is returned, for the operator, else None.
+
+    Raises BundleError naming both times (UTC) and both content ids."""
+    if not os.path.lexists(mirror / IMPORT_BUNDLE_TIME):
+        return None
+    match = _BUNDLE_TIME.fullmatch(_state_line(mirror, IMPORT_BUNDLE_TIME) or "")
+    epoch = info.mtime or 0
+    if match and epoch >= int(match["epoch"]):
+        return None
+    this = f"this {info.kind} bundle {info.content_id}"
+    if not match:
+        problem = (f"{this}: the time of the last bundle imported ({IMPORT_BUNDLE_TIME}) "
+                   "does not read")
+    else:
+        held_id, held_when = match["content_id"], _utc(int(match["epoch"]))
+        problem = (f"{this}: its lock time is unknown, and the bundle {held_id} the mirror "
+                   f"holds is dated {held_when}" if epoch == 0
+                   else f"{this} is dated {_utc(epoch)}, before the bundle {held_id} the "
+                        f"mirror holds (dated {held_when})")
+    if allow_older:
+        return f"{problem}; imported as --allow-older asks"
+    raise BundleError(f"{problem}; refusing it, nothing was changed", where=str(mirror),
+                      hint=UNKNOWN_TIME_HINT if match and epoch == 0 else ROLLBACK_HINT)
+
+
+def _utc(epoch: int) -> str:
+    """A source date epoch as the messages show it (past year 9999: the seconds)."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime(WHEN)
+    except (OverflowError, ValueError, OSError):
+        return f"{epoch} s after 1970 (UTC)"
+
+
 def state_members(plan: ImportPlan) -> dict[str, str]:
     """The bundle's members that become the new tree's state, path in the bundle ->
     path in the tree: its ``advisories.json`` and ``mirror.yaml``, as far as it
@@ -132,27 +192,35 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     """Complete the state of a full or delta bundle in ``staging`` (the tree about
     to be swapped in), once the state members ``written`` (:func:`state_members`)
     are there: a bundle without a snapshot keeps the mirror's previous one (so
-    refresh bundles stay ordered), and the manifest the bundle pins is recorded."""
+    refresh bundles stay ordered), and the manifest the bundle pins, its mirror name
+    and its time are recorded."""
     if ADVISORIES_NAME not in written:
         keep_state(into, staging, IMPORT_ADVISORIES)
     write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
     write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
+    write_state(staging, IMPORT_BUNDLE_TIME, bundle_time_record(plan.info))
     if plan.signer:  # checked against --pubkey: from now on every import must check one
         write_state(staging, IMPORT_SIGNER, signer_record(plan.signer))
 
 
-def record_signer(plan: ImportPlan, into: Path) -> None:
-    """After a no-op import (``into`` already holds the bundle) whose signature was
-    checked: record the signer, as :func:`keep_bundle_state` does for an import that
-    swaps a tree in, so every later import into ``into`` must check one too. Raises
-    LockmirrorError when the state directory lies behind a symlink."""
-    if not plan.signer or _state_line(into, IMPORT_SIGNER) == plan.signer:
-        return
-    if not inside_mirror(into, IMPORT_SIGNER):
-        raise LockmirrorError("is a symlink or lies below one; a mirror's state is its own "
-                              "files", where=str(into / IMPORT_SIGNER),
-                              hint="run `lockmirror verify`, then import a full bundle")
-    write_state(into, IMPORT_SIGNER, signer_record(plan.signer))
+def record_held_bundle(plan: ImportPlan, into: Path) -> None:
+    """After a no-op import (``into`` already holds the bundle): record what
+    :func:`keep_bundle_state` records for an import that swaps a tree in, where it
+    differs: the bundle's time (a mirror imported by an older lockmirror starts
+    recording it) and, when the signature was checked, the signer, so every later
+    import into ``into`` must check one too. Raises LockmirrorError when the state
+    directory lies behind a symlink."""
+    wanted = {IMPORT_BUNDLE_TIME: bundle_time_record(plan.info)}
+    if plan.signer:
+        wanted[IMPORT_SIGNER] = signer_record(plan.signer)
+    for rel, data in sorted(wanted.items()):
+        if _state_line(into, rel) == data.decode().strip():
+            continue
+        if not inside_mirror(into, rel):
+            raise LockmirrorError("is a symlink or lies below one; a mirror's state is its "
+                                  "own files", where=str(into / rel),
+                                  hint="run `lockmirror verify`, then import a full bundle")
+        write_state(into, rel, data)
 
 
 def snapshot_current(plan: ImportPlan, into: Path) -> bool:

@@ -23,7 +23,10 @@ point leaves a staging or old directory, which the next import (or
 :func:`recover_interrupted_import`) resolves first; the previous good
 mirror is never lost. Importing what ``into`` already holds is a no-op
 that still checks the bundle's outer sha256 (a damaged copy is refused
-even then) and, with ``pubkey``, records the signer as any import does.
+even then) and records the bundle's time and, with ``pubkey``, the signer
+as any import does. A bundle dated before the last one imported is refused
+before anything changes, unless ``allow_older``
+(:func:`lockmirror.stages.import_state.check_bundle_time`).
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
 from .import_state import (
     bundle_manifest_sha256,
     bundle_name,
+    check_bundle_time,
     keep_bundle_state,
-    record_signer,
+    record_held_bundle,
     require_signature_check,
     snapshot_current,
     state_members,
@@ -98,13 +102,16 @@ class ImportResult:
 
 
 def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
-                  progress: Progress | None = None, renamed: bool = False) -> ImportResult:
+                  progress: Progress | None = None, renamed: bool = False,
+                  allow_older: bool = False) -> ImportResult:
     """Import a bundle (one ``.tar`` or all its volumes) into the mirror ``into``.
 
     With ``pubkey`` an unsigned bundle, or one signed by another key, is
     refused. A bundle of another mirror name than the one ``into`` holds is
     refused unless ``renamed`` (the mirror's name changed); a mirror whose
-    last bundle's signature was checked takes no import without ``pubkey``.
+    last bundle's signature was checked takes no import without ``pubkey``;
+    a bundle dated before the last one imported is refused unless
+    ``allow_older`` (going back on purpose).
     Missing parent
     directories of ``into`` are created (and removed again if the import
     fails). Raises BundleError naming the member or
@@ -123,7 +130,8 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
         with import_lock(into) as recovered:
             _check_destination(into)
             require_signature_check(into, trusted)
-            return _import(source, into, trusted, recovered, progress, renamed)
+            return _import(source, into, trusted, recovered, progress,
+                           renamed=renamed, allow_older=allow_older)
     except BaseException:
         remove_made_parents(made)  # a refused import leaves no new directories behind
         raise
@@ -146,7 +154,8 @@ def _check_destination(into: Path) -> None:
 
 
 def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
-            recovered: str | None, progress: Progress | None, renamed: bool) -> ImportResult:
+            recovered: str | None, progress: Progress | None, *, renamed: bool,
+            allow_older: bool) -> ImportResult:
     """Plan, then either prove the no-op or build, check and swap in the new tree."""
     with source.open() as reader:
         plan = plan_import(source, reader, staging_dir(into), trusted)
@@ -157,6 +166,9 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
                 f"holds the mirror '{held}'; this bundle is of the mirror '{info.name}'",
                 where=str(into), hint="import it into its own directory, or pass --renamed "
                                       "if the mirror was renamed; nothing was changed")
+        older = check_bundle_time(info, into, allow_older=allow_older)  # no rollback unasked
+        if older and progress:
+            progress(older)
 
         def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0),
                    removed: tuple[str, ...] = ()) -> ImportResult:
@@ -179,7 +191,7 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             # A no-op still proves the bundle it was given: a copy whose .sha256 was made
             # again after damage is refused here too, not answered with "nothing to do"
             extract(reader, plan, None, source, {})
-            record_signer(plan, into)  # a signed copy of what it holds: checked from now on
+            record_held_bundle(plan, into)  # its time; a signed copy: checked from now on
             return result(False)
         if report is not None and info.kind == DELTA:  # it applies onto its base, not itself
             damaged = (report.missing + report.altered + report.unexpected)[0]
