@@ -238,8 +238,9 @@ def test_dry_run_catches_a_lockfile_installers_refuse(mirror: FixtureMirror,
     lockfile.write_text(text + "\n")
     report = verify_closure(broken, sets=["core"], targets=["arm"], transports=["file://"])
     failed = {c.step: c.detail for c in report.failures}
-    assert list(failed) == ["uv install --dry-run -r lockfile"]
-    assert "Multiple active package entries" in failed["uv install --dry-run -r lockfile"]
+    step = "uv install --dry-run -r lockfile (file://)"
+    assert list(failed) == [step]
+    assert "Multiple active package entries" in failed[step]
 
 
 def test_a_lockfile_installing_more_than_the_closure_fails(mirror: FixtureMirror,

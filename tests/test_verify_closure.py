@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue
+from helpers import serving
 from index_mirror import FixtureMirror, make_built_mirror
 from servers import free_port
 from test_far_side import INSTALLER_CACHE, skip_if_unavailable
@@ -48,7 +53,7 @@ def test_every_set_and_target_is_proven(report: VerifyReport, mirror: FixtureMir
         ("core", "arm", "uv pip compile (file://)"): "ok",
         ("core", "arm", "uv pip compile (http)"): "ok",
         ("core", "arm", "installs"): "skipped",  # not this machine
-        ("core", "arm", "uv install --dry-run -r lockfile"): "ok",
+        ("core", "arm", "uv install --dry-run -r lockfile (file://)"): "ok",
     }
     for set_name in ("core", "extra"):
         for transport in ("file://", "http"):
@@ -369,3 +374,63 @@ def test_a_query_in_the_index_url_is_kept_and_not_printed(
     with pytest.raises(UnreachableError) as caught:
         verify_closure(mirror.out, sets=["extra"], index_url=unreachable, install=False)
     assert "s3cretTOKEN" not in str(caught.value)
+
+
+class _QuietStaticHandler(SimpleHTTPRequestHandler):
+    """``python -m http.server``, without its request log."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _served(directory: Path, server: str) -> Iterator[str]:
+    """``directory`` served on 127.0.0.1 by ``lockmirror serve`` or a plain static
+    server; yields its simple index URL."""
+    from lockmirror.stages.serve import MirrorServer
+
+    if server == "lockmirror serve":
+        with MirrorServer(directory, "127.0.0.1", 0) as served:
+            yield served.simple_url
+        return
+    handler = partial(_QuietStaticHandler, directory=str(directory))
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        yield f"{base}/simple/"
+
+
+@pytest.mark.parametrize("server", ["lockmirror serve", "http.server"])
+def test_a_deployed_mirror_is_dry_run_for_a_target_this_machine_is_not(
+        mirror: FixtureMirror, tmp_path: Path, server: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: with --index-url, the dry run of another machine's
+    target read the downloaded lockfile copy as it is, whose ../files/ paths pointed
+    into the run's empty directory, and failed blaming the mirror; the host's lockfile
+    install read a --base-url copy and passed."""
+    from lockmirror.cli import main
+
+    with _served(_deployed(mirror, tmp_path), server) as url:
+        assert main(["check-install", str(mirror.out), "--index-url", url, "--set", "core",
+                     "--installer", "uv"]) == 0
+    out = capsys.readouterr().out
+    assert ("set 'core', target 'arm': uv install --dry-run -r lockfile --base-url (given): ok"
+            in out)
+    assert "set 'core', target 'host': uv 0.13.9 install -r lockfile --base-url (given): ok" \
+        in out
+    assert f"closure verified from {url}" in out
+
+
+
+def test_a_deployed_mirror_whose_lockfiles_are_not_known_is_not_dry_run(
+        mirror: FixtureMirror, tmp_path: Path) -> None:
+    """An index URL not ending in /simple/: the dry run is skipped, as the lockfile
+    installs are, rather than read the local directory's files as the mirror's."""
+    deployed = _deployed(mirror, tmp_path)
+    (deployed / "simple").rename(deployed / "pypi")  # its pages link ../../files/
+    handler = partial(_QuietStaticHandler, directory=str(deployed))
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        result = verify_closure(mirror.out, sets=["core"], targets=["arm"],
+                                index_url=f"{base}/pypi/", install=False)
+    found = {c.step: c.skipped or ("ok" if c.ok else c.detail) for c in result.checks}
+    assert found["uv pip compile (given)"] == "ok"
+    assert found["uv install --dry-run -r lockfile (given)"] == (
+        "the index URL does not end in /simple/, so where its lockfiles are is not known")

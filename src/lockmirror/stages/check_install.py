@@ -25,7 +25,9 @@ deployed mirror's URL, whose own lockfiles and constraints are read from beside 
    lockfile install must install exactly what the same installer installed
    from the index (the runtime closure: no build-only or stale entry);
 3. elsewhere: ``uv pip install --dry-run -r`` of the lockfile for the target's
-   platform and Python, so its lockfile is exercised too.
+   platform and Python, so its lockfile is exercised too: over the first
+   transport, read as uv reads it in step 2 (from a URL: a relocated copy, so a
+   deployed mirror's files are read over its URL).
 
 A failure names the set, the target, the step and the requirement the
 installer could not meet. What cannot run here is reported as skipped, with
@@ -52,6 +54,7 @@ from .install_runs import (
     UvPlatform,
     Where,
     closure_mismatch,
+    host_mismatch,
     index_install,
     lockfile_dry_run,
     lockfile_install,
@@ -149,6 +152,14 @@ class _Transport:
     root: str | None  # its root URL (lockfiles/ beside simple/); None: the local tree, or unknown
     shown: str  # the simple index as printed
     query: str = ""  # the given URL's query, sent with the lockfile's URL too
+
+    @property
+    def unplaced(self) -> str | None:
+        """Why its lockfiles cannot be installed from (None: they can)."""
+        if self.name == "given" and self.root is None:
+            return ("the index URL does not end in /simple/, so where its lockfiles are "
+                    "is not known")
+        return None
 
 
 def verify_closure(
@@ -272,13 +283,12 @@ def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: 
         say(f"{head}: uv pip compile ({transport.name})")
         checks.append(uv_compile(runner, pair.where(transport.name, transport.url),
                                  requirements, constraints))
-    mismatch = _host_mismatch(pair)
+    mismatch = host_mismatch(pair.python, pair.implementation, pair.platforms)
     if mismatch or not install:
         where = pair.where(served[0].name, served[0].url)
         checks.append(where.check("installs", ok=True, skipped=mismatch or "not requested"))
         if mismatch:
-            say(f"{head}: uv install --dry-run -r lockfile")
-            checks.append(lockfile_dry_run(runner, where, lockfile))
+            checks.append(_dry_run(runner, where, served[0], lockfile, say))
         return checks
     for transport in served:
         checks += _installs(runner, pair.where(transport.name, transport.url), transport,
@@ -308,36 +318,47 @@ def _installs(runner: Runner, where: Where, transport: _Transport,
         checks.append(from_index[installer])
     for installer in (i for i in chosen if i.reads_pylock):
         copy = copies[installer]
-        for source, label in _lockfile_sources(runner, transport, installer, lockfile):
-            step = f"{installer.name} install -r {label} ({transport.name})"
-            unplaced = (transport.name == "given" and transport.root is None
-                        and "the index URL does not end in /simple/, so where its lockfiles "
-                            "are is not known")
-            if isinstance(copy, str) or unplaced:
-                checks.append(where.check(step, ok=True, skipped=unplaced or str(copy)))
-                continue
-            say(f"{head}: {step}")
-            done = lockfile_install(runner, where, installer, copy, source, label)
-            index = from_index.get(installer)
-            checks.append(closure_mismatch(done, index) if index else done)
+        source, label = _lockfile_source(runner, transport, installer.kind, lockfile)
+        step = f"{installer.name} install -r {label} ({transport.name})"
+        if isinstance(copy, str) or transport.unplaced:
+            checks.append(where.check(step, ok=True, skipped=transport.unplaced or str(copy)))
+            continue
+        say(f"{head}: {step}")
+        done = lockfile_install(runner, where, installer, copy, source, label)
+        index = from_index.get(installer)
+        checks.append(closure_mismatch(done, index) if index else done)
     return checks
 
 
-def _lockfile_sources(runner: Runner, transport: _Transport, installer: Installer,
-                      lockfile: Path) -> list[tuple[str, str]]:
-    """(what -r gets, its label) for one installer over one transport."""
+def _dry_run(runner: Runner, where: Where, transport: _Transport, lockfile: Path,
+             say: Progress) -> Check:
+    """The lockfile's dry run for a target this machine is not, reading the files
+    over the transport as the lockfile installs do (a deployed mirror's own)."""
+    source, label = _lockfile_source(runner, transport, "uv", lockfile)
+    step = f"uv install --dry-run -r {label} ({transport.name})"
+    if transport.unplaced:
+        return where.check(step, ok=True, skipped=transport.unplaced)
+    say(f"set '{where.set_name}', target '{where.target}': {step}")
+    return lockfile_dry_run(runner, where, source, label)
+
+
+def _lockfile_source(runner: Runner, transport: _Transport, kind: str,
+                     lockfile: Path) -> tuple[str, str]:
+    """(what -r gets, its label) for one kind of installer over one transport: the
+    path; over a URL, pip its URL (pip resolves the relative paths against it), uv a
+    copy relocated to the URL (uv resolves them against the current directory)."""
     if transport.root is None:
-        return [(str(lockfile), "lockfile")]
-    if installer.kind == "pip":  # pip resolves the relative paths against the URL
+        return str(lockfile), "lockfile"
+    if kind == "pip":
         query = f"?{transport.query}" if transport.query else ""
-        return [(f"{transport.root}lockfiles/{lockfile.name}{query}", "lockfile")]
+        return f"{transport.root}lockfiles/{lockfile.name}{query}", "lockfile"
     from ..formats.mirror_lockfile import relocate_lockfile
 
     copy = runner.work / "base-url" / lockfile.name
     copy.parent.mkdir(exist_ok=True)
     copy.write_bytes(relocate_lockfile(lockfile.read_bytes(), base_url=transport.root,
                                        where=str(lockfile)))
-    return [(str(copy), "lockfile --base-url")]
+    return str(copy), "lockfile --base-url"
 
 
 # --------------------------------------------------------------------------
@@ -421,18 +442,3 @@ def _pairs(lockfiles: Sequence[Lockfile], where: str, sets: Sequence[str] | None
                                   f"{', '.join(sorted(target_names))})", where=where)
     return sorted(found, key=lambda p: (p.set_name, p.target))
 
-
-def _host_mismatch(pair: _SetTarget) -> str | None:
-    """Why this machine cannot stand in for the target (None: it can)."""
-    from packaging.tags import sys_tags
-
-    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    wanted = ".".join(pair.python.split(".")[:2])
-    if pair.implementation != "cp" or sys.implementation.name != "cpython":
-        return f"needs {pair.implementation}{pair.python}; this is {sys.implementation.name}"
-    if wanted != here:
-        return f"needs Python {pair.python}; this is {here}"
-    host_platforms = {tag.platform for tag in sys_tags()}
-    if not any(p in host_platforms for p in pair.platforms):
-        return f"needs {', '.join(pair.platforms)}; this host is not one"
-    return None

@@ -16,7 +16,8 @@ then ``pip check`` (or ``uv pip check``) runs in it.
 * :func:`lockfile_install`: install a set from its mirrored lockfile
   (``-r pylock.<set>.toml``), with build requirements from the index;
 * :func:`lockfile_dry_run`: ``uv pip install --dry-run`` of the lockfile for a
-  target this machine cannot run (its ``--python-platform``/``--python-version``).
+  target this machine cannot run (:func:`host_mismatch` says why; its
+  ``--python-platform``/``--python-version``).
 """
 
 from __future__ import annotations
@@ -107,6 +108,23 @@ def uv_platform(platforms: Sequence[str]) -> UvPlatform:
     raise LockmirrorError(f"no uv --python-platform matches the platforms {', '.join(platforms)}",
                           hint="uv can check manylinux/musllinux x86_64 and aarch64, macOS "
                                "and Windows targets")
+
+
+def host_mismatch(python: str, implementation: str, platforms: Sequence[str]) -> str | None:
+    """Why this machine cannot stand in for a target of that Python (``"3.12"``),
+    implementation (``"cp"``) and platform tags (None: it can)."""
+    from packaging.tags import sys_tags
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    wanted = ".".join(python.split(".")[:2])
+    if implementation != "cp" or sys.implementation.name != "cpython":
+        return f"needs {implementation}{python}; this is {sys.implementation.name}"
+    if wanted != here:
+        return f"needs Python {python}; this is {here}"
+    host_platforms = {tag.platform for tag in sys_tags()}
+    if not any(p in host_platforms for p in platforms):
+        return f"needs {', '.join(platforms)}; this host is not one"
+    return None
 
 
 @dataclass(frozen=True)
@@ -269,14 +287,15 @@ def lockfile_install(runner: Runner, where: Where, installer: Installer, copy: P
     return _install(runner, where, installer, copy, step, arguments)
 
 
-def lockfile_dry_run(runner: Runner, where: Where, lockfile: Path) -> Check:
-    """``uv pip install --dry-run -r lockfile`` as the target (its platform and Python)."""
-    step = "uv install --dry-run -r lockfile"
+def lockfile_dry_run(runner: Runner, where: Where, lockfile: str, label: str) -> Check:
+    """``uv pip install --dry-run -r lockfile`` (a path) as the target (its platform and
+    Python)."""
+    step = f"uv install --dry-run -r {label} ({where.transport})"
     if where.implementation != "cp":
         return where.check(step, ok=True, skipped=f"uv cannot stand in for "
                                                   f"{where.implementation} targets")
     return _uv_as_target(runner, where, step,
-                         ["pip", "install", "--dry-run", "-r", str(lockfile),
+                         ["pip", "install", "--dry-run", "-r", lockfile,
                           "--target", str(runner.work / "dry-run-target")])
 
 
