@@ -169,12 +169,18 @@ def ensure_uv() -> Path:
         pytest.skip(str(exc))
 
 
-def test_base_url_lockfile_for_uv_over_http(mirror: FixtureMirror, tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", ["", "simple/", "simple"])
+def test_base_url_lockfile_for_uv_over_http(mirror: FixtureMirror, tmp_path: Path,
+                                            given: str) -> None:
+    """--base-url names the mirror's root, or its index URL (found by an outside
+    tester: .../simple/, the URL users are given, wrote .../simple/files/ URLs,
+    which uv then failed to fetch with a 404)."""
     from lockmirror.cli import main
 
     port = free_port()
     root = f"http://127.0.0.1:{port}/"
-    assert main(["lockfile", str(mirror.out), "--base-url", root, "-o", str(tmp_path)]) == 0
+    assert main(["lockfile", str(mirror.out), "--base-url", root + given,
+                 "-o", str(tmp_path)]) == 0
     text = (tmp_path / "pylock.core.toml").read_text()
     assert f'url = "{root}files/sdistonly/sdistonly-1.0.tar.gz"' in text
     assert f'index = "{root}simple/"' in text and "fixture.example" not in text
@@ -202,6 +208,19 @@ def test_base_url_is_checked(mirror: FixtureMirror, capsys: pytest.CaptureFixtur
     assert "carries credentials" in err and "secret" not in err
     assert main(["lockfile", str(mirror.out), "--base-url", "https://m/"]) == 2
     assert "2 sets to print" in capsys.readouterr().err
+
+
+def test_the_mirror_root_a_base_url_names() -> None:
+    from lockmirror.formats.mirror_lockfile import mirror_root
+
+    assert mirror_root("https://m/simple/") == "https://m/"
+    assert mirror_root("https://m/pypi/simple") == "https://m/pypi/"
+    assert mirror_root("file:///srv/mirror/simple/") == "file:///srv/mirror/"
+    for unchanged in ("https://m/", "https://m/pypi/", "https://m/not-simple/"):
+        assert mirror_root(unchanged) == unchanged  # as before: the root itself
+    assert mirror_root("https://m/pypi") == "https://m/pypi/"
+    with pytest.raises(RelocationError, match="carries credentials"):
+        mirror_root("https://u:p@m/simple/")
 
 
 def test_relocation_is_pure_and_idempotent(mirror: FixtureMirror) -> None:

@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the index tree or an imported mirror (default: dist-index)")
     parser.add_argument("--base-url", required=True, metavar="URL",
                         help="where the mirror's root (the directory holding files/ and "
-                             "simple/) is served, e.g. https://mirror.internal/")
+                             "simple/) is served, e.g. https://mirror.internal/; its index "
+                             "URL (https://mirror.internal/simple/) names the same root")
     parser.add_argument("--set", dest="sets", action=NameList, metavar="SET",
                         help="only this set (repeatable or A,B)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR",
@@ -27,10 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..formats.mirror_lockfile import RelocationError, check_base_url, relocate_lockfile
+    from ..formats.mirror_lockfile import RelocationError, mirror_root, relocate_lockfile
     from ..fsutil import atomic_write
 
-    base_url = check_base_url(args.base_url)
+    base_url = mirror_root(args.base_url)
     found = {p.name[len("pylock."):-len(".toml")]: p
              for p in sorted((args.directory / "lockfiles").glob("pylock.*.toml"))}
     if not found:

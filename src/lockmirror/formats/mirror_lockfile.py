@@ -16,8 +16,9 @@ lockfile's bytes, in one of two forms:
   current directory when it reads a lockfile over HTTP, so uv over HTTP needs
   the second form.
 * **absolute URLs** for a ``base_url`` the operator gives (``lockmirror lockfile
-  --base-url https://mirror.internal/``): ``<base_url>files/<project>/<filename>``,
-  which both installers take from a path or a URL.
+  --base-url https://mirror.internal/``, or its ``.../simple/``: :func:`mirror_root`):
+  ``<base_url>files/<project>/<filename>``, which both installers take from a path
+  or a URL.
 
 Either way the upstream ``index`` key (which may carry a token) is dropped or
 replaced by the mirror's ``<base_url>simple/``; hashes, sizes, markers and
@@ -119,6 +120,18 @@ def check_base_url(base_url: str) -> str:
         raise RelocationError(f"the base URL has a query or fragment: {base_url!r}",
                               where="--base-url")
     return base_url if base_url.endswith("/") else base_url + "/"
+
+
+def mirror_root(base_url: str) -> str:
+    """The mirror's root that ``lockmirror lockfile --base-url`` names: ``base_url``
+    itself, or for the mirror's simple index (``.../simple/`` or ``.../simple``, the
+    URL users are given) the directory holding it, as ``check-install --index-url``
+    reads it. Checked as :func:`check_base_url` (RelocationError)."""
+    base = check_base_url(base_url)
+    parts = urllib.parse.urlsplit(base)
+    if not parts.path.endswith("/simple/"):
+        return base
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.removesuffix("simple/")))
 
 
 def _relocate_package(package: Any, base: str | None, where: str) -> None:
