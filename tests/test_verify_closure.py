@@ -414,9 +414,44 @@ def test_a_deployed_mirror_is_dry_run_for_a_target_this_machine_is_not(
     out = capsys.readouterr().out
     assert ("set 'core', target 'arm': uv install --dry-run -r lockfile --base-url (given): ok"
             in out)
+    files = next(line for line in out.splitlines() if "read the files" in line)
+    assert files.startswith("set 'core', target 'arm': read the files the lockfile installs "
+                            "(given): ok (")
+    assert files.endswith(" s; 7 files)")
     assert "set 'core', target 'host': uv 0.13.9 install -r lockfile --base-url (given): ok" \
         in out
     assert f"closure verified from {url}" in out
+
+
+def test_a_deployed_mirror_lacking_a_file_only_another_target_needs_fails_naming_it(
+        mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """uv's dry run of a lockfile whose files are URLs reads none of them, so the
+    deployed mirror is asked for each file the other target installs: the one it
+    lacks (the aarch64 wheel) fails that target alone, naming its URL."""
+    from lockmirror.cli import main
+
+    wheel = mirror.catalogue.find("native", "1.0", tag="aarch64")
+    relative = f"files/native/{wheel.filename}"
+    with _served(_deployed(mirror, tmp_path, relative), "http.server") as url:
+        assert main(["check-install", str(mirror.out), "--index-url", url, "--set", "core",
+                     "--installer", "uv"]) == 1
+    captured = capsys.readouterr()
+    root = url.removesuffix("simple/")
+    assert ("set 'core', target 'arm': uv install --dry-run -r lockfile --base-url (given): ok"
+            in captured.out)
+    assert "check-install: 5 passed, 1 failed, 1 skipped" in captured.out
+    assert (f"set 'core', target 'arm': read the files the lockfile installs (given) failed "
+            f"(the deployed mirror has no {relative} ({root}{relative}: not found))"
+            in captured.err)
+    assert "the deployed mirror lacks what these requirements need" in captured.err
+
+    given = (tmp_path / "deployed" / "simple").as_uri() + "/"  # the same, read as files
+    result = verify_closure(mirror.out, sets=["core"], targets=["arm"], index_url=given,
+                            install=False)
+    root = given.removesuffix("simple/")
+    failed = {c.step: c.detail for c in result.failures}  # uv's compile reads a file: wheel
+    assert failed["read the files the lockfile installs (given)"] == (
+        f"the deployed mirror has no {relative} ({root}{relative}: not found)")
 
 
 

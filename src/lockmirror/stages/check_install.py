@@ -25,9 +25,9 @@ deployed mirror's URL, whose own lockfiles and constraints are read from beside 
    lockfile install must install exactly what the same installer installed
    from the index (the runtime closure: no build-only or stale entry);
 3. elsewhere: ``uv pip install --dry-run -r`` of the lockfile for the target's
-   platform and Python, so its lockfile is exercised too: over the first
-   transport, read as uv reads it in step 2 (from a URL: a relocated copy, so a
-   deployed mirror's files are read over its URL).
+   platform and Python, read as step 2's uv reads it (over a URL a relocated copy,
+   of whose files uv then reads none: a deployed mirror is asked for each file the
+   target installs, :meth:`~.deployed_mirror.DeployedInputs.files_check`).
 
 A failure names the set, the target, the step and the requirement the
 installer could not meet. What cannot run here is reported as skipped, with
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError, LockmirrorError, ResolutionError
 from ..fsutil import one_at_a_time
-from .deployed_mirror import DeployedInputs, DeployedMirror, parse_index_url, probe
+from .deployed_mirror import FILES_STEP, DeployedInputs, DeployedMirror, parse_index_url, probe
 from .install_runs import (
     Check,
     Runner,
@@ -75,7 +75,7 @@ from .verify import require_local_files
 if TYPE_CHECKING:
     import requests
 
-    from ..formats.lockfile import Lockfile
+    from ..formats.lockfile import LockedTarget, Lockfile
 
 __all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_check",
            "explain_uv", "uv_platform", "verify_closure"]
@@ -135,14 +135,16 @@ class VerifyReport:
 class _SetTarget:
     set_name: str
     requirements: tuple[str, ...]
-    target: str
-    python: str
-    implementation: str
-    platforms: tuple[str, ...]
+    locked: LockedTarget  # as the set's lockfile records it
+
+    @property
+    def target(self) -> str:
+        return self.locked.name
 
     def where(self, transport: str, url: str) -> Where:
-        return Where(self.set_name, self.target, self.python, self.implementation,
-                     self.platforms, url, transport)
+        t = self.locked
+        return Where(self.set_name, t.name, t.python, t.implementation, t.platforms, url,
+                     transport)
 
 
 @dataclass(frozen=True)
@@ -283,12 +285,16 @@ def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: 
         say(f"{head}: uv pip compile ({transport.name})")
         checks.append(uv_compile(runner, pair.where(transport.name, transport.url),
                                  requirements, constraints))
-    mismatch = host_mismatch(pair.python, pair.implementation, pair.platforms)
+    mismatch = host_mismatch(pair.locked.python, pair.locked.implementation,
+                             pair.locked.platforms)
     if mismatch or not install:
         where = pair.where(served[0].name, served[0].url)
         checks.append(where.check("installs", ok=True, skipped=mismatch or "not requested"))
         if mismatch:
             checks.append(_dry_run(runner, where, served[0], lockfile, say))
+        if mismatch and inputs is not None and checks[-1].passed:
+            say(f"{head}: {FILES_STEP}")
+            checks.append(inputs.files_check(where, pair.locked))
         return checks
     for transport in served:
         checks += _installs(runner, pair.where(transport.name, transport.url), transport,
@@ -430,8 +436,7 @@ def _pairs(lockfiles: Sequence[Lockfile], where: str, sets: Sequence[str] | None
             target_names.add(target.name)
             if targets and target.name not in targets:
                 continue
-            found.append(_SetTarget(lock.set_name, lock.requirements, target.name,
-                                    target.python, target.implementation, target.platforms))
+            found.append(_SetTarget(lock.set_name, lock.requirements, target))
     for name in sets or ():
         if name not in set_names:
             raise LockmirrorError(f"no set '{name}' in the index (sets: "

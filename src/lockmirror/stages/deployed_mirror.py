@@ -7,16 +7,21 @@ printed). :class:`DeployedInputs` reads the mirror's own
 beside its ``simple/``, with the one HTTP session: each compared with the
 local directory's copy when there is one, else with the sha256 the mirror's
 ``manifest.json`` lists. A file the mirror lacks, or one that differs, is a
-reason (a failed check), not a pass.
+reason (a failed check), not a pass. :meth:`DeployedInputs.files_check` asks
+the mirror for the files a target this machine is not would install (uv's dry
+run of the lockfile, given their URLs, reads none of them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import posixpath
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
@@ -24,9 +29,14 @@ import requests
 
 from ..errors import InputError, LockmirrorError
 from ..formats.lockfile import Lockfile
-from .install_runs import Check
+from .install_runs import Check, Where
+
+if TYPE_CHECKING:
+    from ..targets import TargetRecord
 
 _NOT_FOUND = (404, 410)
+FILES_STEP = "read the files the lockfile installs (given)"
+_NAMED = 3  # missing files a failed check names; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,60 @@ class DeployedInputs:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return path
+
+    def files_check(self, where: Where, target: TargetRecord) -> Check:
+        """Whether the mirror serves every file ``target`` installs from its lockfile
+        of ``where.set_name`` (read by :meth:`read`; packaging's ``Pylock.select``
+        picks them for the target's marker environment and tags, as an installer
+        there would): a failed check names those it lacks. One HEAD request per file;
+        errors as :meth:`read`."""
+        from packaging.pylock import Pylock, PylockSelectError, PylockValidationError
+
+        from ..formats.bounded import load_toml
+        from ..targets import Target
+
+        relative = f"lockfiles/pylock.{where.set_name}.toml"
+        data = self.read(relative)
+        if isinstance(data, str):
+            return where.check(FILES_STEP, ok=False, detail=data)
+        chosen = Target.of_locked(target)
+        try:
+            lock = Pylock.from_dict(load_toml(data.decode("utf-8"), where=relative))
+            # the mirror's copies name each file by a path relative to lockfiles/
+            files = [posixpath.normpath(f"lockfiles/{dist.path}") for _, dist in
+                     lock.select(environment=chosen.environment(),  # type: ignore[arg-type]
+                                 tags=chosen.tags) if dist.path]
+        except (PylockValidationError, PylockSelectError) as exc:
+            return where.check(FILES_STEP, ok=False, detail=f"cannot tell which files "
+                               f"{self.mirror.show(relative)} installs for the target: {exc}")
+        started = time.perf_counter()
+        lacking = [f"{file} ({self.mirror.show(file)}: {why})"
+                   for file, why in ((file, self._answer(file)) for file in files) if why]
+        seconds = time.perf_counter() - started
+        if not lacking:
+            return where.check(FILES_STEP, ok=True, detail=f"{len(files)} files",
+                               seconds=seconds)
+        more = f"; and {len(lacking) - _NAMED} more" if len(lacking) > _NAMED else ""
+        return where.check(FILES_STEP, ok=False, seconds=seconds, detail="the deployed mirror "
+                           "has no " + "; ".join(lacking[:_NAMED]) + more)
+
+    def _answer(self, relative: str) -> str | None:
+        """Why the mirror does not serve ``relative`` (None: it does); one HEAD request."""
+        url = self.mirror.url(relative)
+        if url.startswith("file:"):
+            return None if Path(url2pathname(urlsplit(url).path)).is_file() else "not found"
+        from ..net.http import network_error
+        from ..net.redirects import follow
+
+        try:
+            with follow(self.session, url, method="HEAD") as response:  # the session's timeout
+                status = response.status_code
+        except LockmirrorError as exc:  # a redirect elsewhere
+            raise type(exc)(self.mirror.scrub(exc.message), where=exc.where,
+                            hint=exc.hint) from None
+        except requests.RequestException as exc:
+            raise network_error(exc, self.mirror.show(relative)) from None
+        return None if status < 300 else "not found" if status in _NOT_FOUND else f"HTTP {status}"
 
     def _checked(self, relative: str) -> bytes | str:
         data = self._get(relative)
