@@ -41,6 +41,13 @@ from helpers import subprocess_env
 
 BIN = Path(sys.executable).parent
 
+# A host name for a server on 127.0.0.1 that pip does not count as loopback, as
+# it does not count a mirror's name on the LAN (``mirror.internal``): pip reads
+# the host with ipaddress, which takes no "127.1", so it compares it with
+# "localhost" as a name and wants --trusted-host; the C library's resolver
+# (inet_aton) and uv's URL parser read it as 127.0.0.1. No name service needed.
+LAN_HOST = "127.1"
+
 
 def free_port() -> int:
     with socket.socket() as probe:

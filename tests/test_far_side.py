@@ -26,7 +26,7 @@ import requests
 from fixtureindex import Catalogue
 from helpers import subprocess_env
 from index_mirror import FixtureMirror, make_built_mirror
-from servers import BIN, ServerProcess, free_port
+from servers import BIN, LAN_HOST, ServerProcess, free_port
 from test_bundle import TOOL_CACHE
 
 from lockmirror.errors import LockmirrorError
@@ -109,6 +109,27 @@ def test_old_pips_install_over_lockmirror_serve(mirror: FixtureMirror, tmp_path:
     assert report.ok, [c.describe() for c in report.failures]
     ran = {c.step for c in report.passed}
     assert {f"{name} install (given)" for name in OLD_PIPS} <= ran
+
+
+def test_every_installer_installs_from_a_mirror_on_plain_http_at_a_lan_name(
+        mirror: FixtureMirror) -> None:
+    """Found by an outside tester: `check-install --index-url http://NAME:PORT/simple/`
+    failed every pip run (pip ignored the mirror: "not a trusted or secure host"; uv
+    passed) and then told the user to import the bundle again. pip is now given
+    --trusted-host for such a host, which it hands on to the pip that installs
+    sdistonly's build requirement."""
+    from lockmirror.stages.serve import MirrorServer
+
+    with MirrorServer(mirror.out, "127.0.0.1", 0) as server:
+        report = verify_closure(mirror.out, sets=["core"], targets=["host"],
+                                index_url=f"http://{LAN_HOST}:{server.port}/simple/",
+                                installers=[*OLD_PIPS, "pip 26.3", "uv"],
+                                installer_cache=INSTALLER_CACHE)
+    skip_if_unavailable(report)
+    assert report.ok, [c.describe() for c in report.failures]
+    ran = {c.step for c in report.passed}
+    assert {f"{name} install (given)" for name in [*OLD_PIPS, NEWEST_PIP.name, UV.name]} <= ran
+    assert "pip 26.3 install -r lockfile (given)" in ran
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,13 @@ from fixtureindex import Catalogue
 from index_mirror import SETS, SOURCE, FixtureMirror, make_fixture_mirror
 from packaging.utils import canonicalize_name
 
-from lockmirror.formats.landing_page import EXAMPLE_URL, LandingData, landing_html
+from lockmirror.formats.client_config import pip_config
+from lockmirror.formats.landing_page import (
+    EXAMPLE_HTTP_URL,
+    EXAMPLE_URL,
+    LandingData,
+    landing_html,
+)
 from lockmirror.formats.manifest import Manifest
 from lockmirror.stages.index import build_index
 
@@ -125,8 +131,38 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", *args],
+         "--disable-sync", "--disable-features=HttpsUpgrades", f"--user-data-dir={profile}",
+         *args],
         capture_output=True, text=True, timeout=120, check=False)
+
+
+# as written, and as Chromium's DOM dump gives it back (data-mirror-config="")
+CONFIG_NODE = re.compile(
+    r'<(pre|code) data-mirror-config(?:="")? data-plain-http="([^"]*)">(.*?)</\1>', re.S)
+
+
+def config_texts(url: str, environments: tuple[str, ...]) -> list[str]:
+    """The configuration texts the page shows for the simple index ``url``: each
+    snippet of ``pip-config``, then the constraints line."""
+    from lockmirror.formats.client_config import pip_index_arguments
+
+    root = url.removesuffix("simple/")
+    return [*(s.text for s in pip_config(url, environments)),
+            f"pip install {' '.join(pip_index_arguments(url))} -c "
+            f"{root}constraints/SET-TARGET.txt PACKAGE"]
+
+
+def test_the_page_carries_the_configuration_for_https_and_for_plain_http(
+        mirror: FixtureMirror) -> None:
+    """Each snippet as pip-config gives it for an https URL, and (for a page its
+    script finds on plain http to a host pip does not trust) for an http one."""
+    environments = LandingData.from_json((mirror.out / "landing.json").read_bytes()
+                                         ).environments()
+    nodes = CONFIG_NODE.findall(page_text(mirror))
+    assert [html.unescape(text) for _, _, text in nodes] == config_texts(
+        EXAMPLE_URL, environments)
+    assert [html.unescape(http) for _, http, _ in nodes] == config_texts(
+        EXAMPLE_HTTP_URL, environments)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -158,6 +194,28 @@ def test_in_headless_chromium(mirror: FixtureMirror, tmp_path: Path) -> None:
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 2000)
     assert len(data) > 50_000  # a rendered page, not a blank canvas
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+@pytest.mark.parametrize("host", ["mirror.internal", "127.0.0.1"])
+def test_in_headless_chromium_over_http(mirror: FixtureMirror, tmp_path: Path,
+                                        host: str) -> None:
+    """Served on plain http, the page shows what ``lockmirror pip-config`` prints for
+    its address: with trusted-host at a LAN name (found by an outside tester: pip
+    ignored the mirror, "not a trusted or secure host"), without it at 127.0.0.1.
+    Chromium reaches mirror.internal at 127.0.0.1 by its own resolver rule."""
+    from lockmirror.stages.serve import MirrorServer
+
+    environments = LandingData.from_json((mirror.out / "landing.json").read_bytes()
+                                         ).environments()
+    with MirrorServer(mirror.out, "127.0.0.1", 0) as server:
+        url = f"http://{host}:{server.port}/"
+        dom = chromium("--dump-dom", "--host-resolver-rules=MAP mirror.internal 127.0.0.1",
+                       url, profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shown = [html.unescape(text) for _, _, text in CONFIG_NODE.findall(dom.stdout)]
+    assert shown == config_texts(f"{url}simple/", environments)
+    assert ("trusted-host = mirror.internal\n" in shown[0]) is (host == "mirror.internal")
 
 
 def test_serve_takes_a_landing_json_that_is_no_object_as_none(tmp_path: Path) -> None:

@@ -303,7 +303,7 @@ def test_uv_lock_with_the_landing_pages_project_snippet(
     build_index([loaded.lockfile_path("m")], loaded.store_dir, out)
     assert not (out / "files" / "windep").exists()
     snippets = [html.unescape(text) for text in re.findall(
-        r"<pre data-mirror-config>(.*?)</pre>", (out / "index.html").read_text(), re.S)]
+        r"<pre data-mirror-config[^>]*>(.*?)</pre>", (out / "index.html").read_text(), re.S)]
     snippet = next(s for s in snippets if "[[tool.uv.index]]" in s)
     snippet = snippet.replace(EXAMPLE_URL, (out / "simple").as_uri() + "/")
     env = {**subprocess_env(offline=True), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}

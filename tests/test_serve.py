@@ -29,7 +29,8 @@ from fixtureindex import Catalogue
 from index_mirror import FixtureMirror, make_built_mirror, pins, pip_install, uv_compile
 
 from lockmirror.errors import LockmirrorError
-from lockmirror.formats.landing_page import EXAMPLE_URL, pip_config, render_pip_config
+from lockmirror.formats.client_config import pip_config, render_pip_config
+from lockmirror.formats.landing_page import EXAMPLE_URL
 from lockmirror.stages.index import build_index
 from lockmirror.stages.serve import MirrorServer
 from lockmirror.stages.serve_headers import choose_format
@@ -708,6 +709,9 @@ def test_pip_config_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert out == render_pip_config("http://mirror.internal:8080/simple/")
     assert "index-url = http://mirror.internal:8080/simple/\n" in out
     assert "trusted-host = mirror.internal\n" in out
+    # the one-command line too (found by an outside tester: pip ignored the mirror)
+    assert ("pip install --index-url http://mirror.internal:8080/simple/ --trusted-host "
+            "mirror.internal PACKAGE\n") in out
     assert "export PIP_INDEX_URL=http://mirror.internal:8080/simple/" in out
     assert "export UV_DEFAULT_INDEX=http://mirror.internal:8080/simple/" in out
     assert "export UV_INDEX_URL=http://mirror.internal:8080/simple/" in out

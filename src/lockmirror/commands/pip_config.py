@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import LockmirrorError
-    from ..formats.landing_page import render_pip_config
+    from ..formats.client_config import render_pip_config
 
     if not args.url.startswith(("http://", "https://", "file://")):
         raise LockmirrorError(f"'{args.url}' is not an http(s) or file URL",

@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..formats.landing_page import render_pip_config
+    from ..formats.client_config import render_pip_config
     from ..stages.serve import MirrorServer
 
     def log(line: str) -> None:

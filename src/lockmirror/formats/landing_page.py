@@ -1,10 +1,11 @@
-"""The landing page ``index.html`` for people, and client configuration.
+"""The landing page ``index.html`` for people, with client configuration.
 
 Pure rendering, no file system, deterministic (no clock), relative links
 only: :mod:`lockmirror.stages.index` builds the page from :class:`SetSummary`
-values (cached per set) and writes it. :func:`pip_config` is the pip / uv
-configuration for a mirror URL: the text the landing page shows and
-``lockmirror pip-config`` prints. The simple pages are :mod:`lockmirror.formats.pages`.
+values (cached per set) and writes it. The configuration it shows is
+:func:`lockmirror.formats.client_config.pip_config` for an example URL, which
+the page's script replaces with the page's own address. The simple pages are
+:mod:`lockmirror.formats.pages`.
 
 Imports are kept to the standard library so the index entry point starts fast.
 """
@@ -13,17 +14,23 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 
 from ..fsutil import format_size
 from .bounded import load_json
+from .client_config import pip_config, pip_index_arguments
 
 # The URL shown in configuration snippets where the real one is not known
 # when the page is built; the landing page's script replaces it in the browser.
 EXAMPLE_URL = "https://mirror.example.com/simple/"
 EXAMPLE_ROOT = EXAMPLE_URL.removesuffix("simple/")  # the page's own address, for its files
+# The same for a page served on plain http to a host pip does not trust by itself:
+# each snippet's text for this URL (with trusted-host) is in its data-plain-http.
+EXAMPLE_HTTP_URL = "http://mirror.example.com/simple/"
+EXAMPLE_HTTP_ROOT = EXAMPLE_HTTP_URL.removesuffix("simple/")
+EXAMPLE_HOST = "mirror.example.com"
 
 
 # --------------------------------------------------------------------------
@@ -76,15 +83,6 @@ class Provenance:
     config_modified: bool = False  # mirror.yaml differs from that commit
     sources: tuple[str, ...] = ()  # index URLs the releases were locked from
     tool_version: str = ""
-
-
-@dataclass(frozen=True)
-class Snippet:
-    """One piece of client configuration: a heading, where it goes, the text."""
-
-    title: str
-    where: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -179,56 +177,6 @@ def public_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
-
-# --------------------------------------------------------------------------
-# Client configuration (pip-config command and landing page)
-# --------------------------------------------------------------------------
-
-
-def pip_config(url: str, environments: Sequence[str] = ()) -> list[Snippet]:
-    """pip and uv configuration making ``url`` (a simple index URL) the only index;
-    ``environments``, the targets' markers (:func:`target_markers`), limit
-    ``uv lock`` to them.
-
-    ``url`` is used as given except that a trailing ``/`` is added. For a
-    plain-http URL pip also needs ``trusted-host`` (it refuses insecure
-    hosts otherwise, except localhost).
-    """
-    if not url.endswith("/"):
-        url += "/"
-    parts = urllib.parse.urlsplit(url)
-    trusted = parts.scheme == "http" and parts.hostname not in (None, "localhost", "127.0.0.1")
-    trusted_line = f"trusted-host = {parts.hostname}\n" if trusted else ""
-    pip_conf = f"[global]\nindex-url = {url}\n{trusted_line}"
-    env = (f"export PIP_INDEX_URL={url}\n"
-           + (f"export PIP_TRUSTED_HOST={parts.hostname}\n" if trusted else "")
-           + f"export UV_DEFAULT_INDEX={url}\n"
-           + f"export UV_INDEX_URL={url}  # uv older than 0.4.23\n")
-    uv_toml = f'[[index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
-    pyproject = f'[[tool.uv.index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
-    if environments:  # uv lock resolves for every platform unless told otherwise
-        pyproject += ("\n[tool.uv]  # lock only for what this mirror carries\nenvironments = [\n"
-                      + "".join(f"    '{marker}',\n" for marker in environments) + "]\n")
-    once = (f"pip install --index-url {url} PACKAGE\n"
-            f"uv pip install --default-index {url} PACKAGE\n")
-    return [
-        Snippet("pip", "pip.conf: ~/.config/pip/pip.conf (Linux), "
-                "~/Library/Application Support/pip/pip.conf (macOS), "
-                "%APPDATA%\\pip\\pip.ini (Windows), or /etc/pip.conf", pip_conf),
-        Snippet("Environment variables", "shell profile or CI job", env),
-        Snippet("uv", "uv.toml: ~/.config/uv/uv.toml or the project's uv.toml", uv_toml),
-        Snippet("uv project", "pyproject.toml", pyproject),
-        Snippet("One command", "command line", once),
-    ]
-
-
-def render_pip_config(url: str, environments: Sequence[str] = ()) -> str:
-    """:func:`pip_config` as plain text with ``#`` headings."""
-    parts = []
-    for snippet in pip_config(url, environments):
-        parts.append(f"# --- {snippet.title} ({snippet.where})\n{snippet.text}")
-    return "\n".join(parts)
-
 # --------------------------------------------------------------------------
 # Landing page
 # --------------------------------------------------------------------------
@@ -264,13 +212,25 @@ details>summary{cursor:pointer;font-weight:600;margin:.4em 0}
 .where{color:#5a6570;font-size:.85em}
 """.strip()
 
+# pip refuses plain http except to localhost, 127.0.0.0/8 and ::1
+# (client_config.trusted_host): a page served to any other http host shows each
+# snippet's data-plain-http text, which names the host to trust.
 _SCRIPT = """
 (function(){
-  var url = new URL("simple/", document.baseURI).href;
-  var root = new URL("./", document.baseURI).href;
-  var from = %s, fromRoot = %s;
+  var page = new URL(document.baseURI);
+  var plainHttp = page.protocol === "http:"
+    && !/^(localhost|127[.][0-9]+[.][0-9]+[.][0-9]+|\\[::1\\])$/.test(page.hostname);
+  var url = new URL("simple/", page).href, root = new URL("./", page).href;
+  var from = %s[plainHttp ? "http" : "https"];
+  function fill(text){  // one pass: a replaced part is not replaced again
+    return text.split(from[0]).map(function(part){
+      return part.split(from[1]).map(function(rest){
+        return from[2] ? rest.split(from[2]).join(page.hostname) : rest;
+      }).join(root);
+    }).join(url);
+  }
   document.querySelectorAll("[data-mirror-config]").forEach(function(node){
-    node.textContent = node.textContent.split(from).join(url).split(fromRoot).join(root);
+    node.textContent = fill(plainHttp ? node.getAttribute("data-plain-http") : node.textContent);
   });
   document.querySelectorAll("[data-mirror-url]").forEach(function(node){
     node.textContent = url;
@@ -398,13 +358,30 @@ def _provenance_facts(page: LandingPage) -> list[tuple[str, str]]:
     return facts
 
 
+def _config_node(tag: str, text: str, plain_http: str) -> str:
+    """Configuration text for https (the content) and for plain http (an attribute)."""
+    return (f'<{tag} data-mirror-config data-plain-http="{escape(plain_http)}">'
+            f"{escape(text)}</{tag}>")
+
+
+def _script_examples() -> str:
+    """The example URL, root and trusted host the script replaces, per kind of page."""
+    return json.dumps({"https": [EXAMPLE_URL, EXAMPLE_ROOT, None],
+                       "http": [EXAMPLE_HTTP_URL, EXAMPLE_HTTP_ROOT, EXAMPLE_HOST]})
+
+
 def landing_html(page: LandingPage) -> str:
     """The human front page: sets, packages and versions per target, sizes,
     provenance, and copy-paste client configuration."""
-    snippets = pip_config(EXAMPLE_URL, page.environments)
+    plain_http = pip_config(EXAMPLE_HTTP_URL, page.environments)
     config_html = "".join(
         f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'
-        f"<pre data-mirror-config>{escape(s.text)}</pre></div>" for s in snippets)
+        f"{_config_node('pre', s.text, http.text)}</div>"
+        for s, http in zip(pip_config(EXAMPLE_URL, page.environments), plain_http, strict=True))
+    constraints = [f"pip install {' '.join(pip_index_arguments(url))} -c "
+                   f"{root}constraints/SET-TARGET.txt PACKAGE"
+                   for url, root in ((EXAMPLE_URL, EXAMPLE_ROOT),
+                                     (EXAMPLE_HTTP_URL, EXAMPLE_HTTP_ROOT))]
     set_links = ", ".join(f'<a href="#set-{escape(name)}"><code>{escape(name)}</code></a>'
                           for name in page.set_names)
     body = [
@@ -429,9 +406,7 @@ def landing_html(page: LandingPage) -> str:
          "from where the mirror is served; otherwise replace the example URL.</p>"),
         f'<div class="config">{config_html}</div>',
         ("<p>To install a set exactly as locked, use its lockfile or its constraints file "
-         "for your target, from the mirror: <code data-mirror-config>pip install --index-url "
-         f"{escape(EXAMPLE_URL)} -c {escape(EXAMPLE_ROOT)}constraints/SET-TARGET.txt "
-         "PACKAGE</code>.</p>"),
+         f"for your target, from the mirror: {_config_node('code', *constraints)}.</p>"),
         "</section>",
         '<section id="provenance"><h2>Where this content came from</h2>',
         _facts(_provenance_facts(page)),
@@ -441,7 +416,7 @@ def landing_html(page: LandingPage) -> str:
     body += page.sections
     body += [
         "</main>",
-        f"<script>{_SCRIPT % (json.dumps(EXAMPLE_URL), json.dumps(EXAMPLE_ROOT))}</script>",
+        f"<script>{_SCRIPT % _script_examples()}</script>",
         "</body>",
         "</html>",
         "",

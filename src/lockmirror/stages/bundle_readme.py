@@ -65,7 +65,10 @@ the bundle arrived whole, not who made it.
    Volumes of a split bundle: pass them all ({stem}.tar.0*).
 4. Serve /srv/mirror with any static web server, or (for other machines to reach it):
      {lockmirror} serve /srv/mirror --host 0.0.0.0 --port 8080
-   Clients: pip install --index-url http://HOST:8080/simple/ PACKAGE
+   Clients (HOST: this machine's name; plain http needs --trusted-host in pip):
+     pip install --index-url http://HOST:8080/simple/ --trusted-host HOST PACKAGE
+   Their pip.conf, environment variables and uv settings:
+     {lockmirror} pip-config http://HOST:8080/simple/
 5. Re-check the mirror at any time: {lockmirror} verify /srv/mirror
 6. What it holds, for review before import: index/sbom/mirror.cdx.json, the CycloneDX
    1.6 SBOM of every set (index/sbom/SET.cdx.json: one set), listed in

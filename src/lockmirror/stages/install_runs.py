@@ -2,7 +2,8 @@
 
 Every run sees the mirror and nothing else: the caller's ``PIP_*``/``UV_*``
 variables, configuration files and proxy settings are dropped, pip runs
-``--isolated --no-cache-dir``, uv ``--no-config`` with the run's private
+``--isolated --no-cache-dir`` (with ``--trusted-host`` for a plain-http mirror
+pip would otherwise ignore), uv ``--no-config`` with the run's private
 cache. When the mirror is ours (a directory, or served on 127.0.0.1) the
 network is cut: every proxy variable points at a closed port on 127.0.0.1
 and only 127.0.0.1 is exempt, so a file named by an upstream URL fails as it
@@ -35,6 +36,7 @@ from itertools import count
 from pathlib import Path
 
 from ..errors import LockmirrorError
+from ..formats.client_config import pip_index_arguments
 from .installer_output import explain_pip, explain_pip_check, explain_uv
 from .installers import Installer, pip_command, seed_wheel
 
@@ -273,7 +275,8 @@ def index_install(runner: Runner, where: Where, installer: Installer, copy: Path
     if installer.kind == "uv":
         arguments = ["-r", str(requirements), "-c", str(constraints)]
     else:
-        arguments = ["--index-url", where.url, "-r", str(requirements), "-c", str(constraints)]
+        arguments = [*pip_index_arguments(where.url), "-r", str(requirements),
+                     "-c", str(constraints)]
     return _install(runner, where, installer, copy, step, arguments)
 
 
@@ -283,7 +286,7 @@ def lockfile_install(runner: Runner, where: Where, installer: Installer, copy: P
     step = f"{installer.name} install -r {label} ({where.transport})"
     arguments = ["-r", lockfile]
     if installer.kind == "pip":
-        arguments = ["--index-url", where.url, *arguments]
+        arguments = [*pip_index_arguments(where.url), *arguments]
     return _install(runner, where, installer, copy, step, arguments)
 
 
