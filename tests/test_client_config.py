@@ -4,7 +4,10 @@ copied as given, it makes pip and uv install from the mirror.
 Found by an outside tester: a mirror on plain http at a LAN name
 (``http://mirror.internal:8080/``, as ``lockmirror serve --host 0.0.0.0`` serves
 it) was ignored by pip ("is not a trusted or secure host") wherever the
-instructions lacked ``trusted-host``. The runs here use real pip and uv against the fixture mirror
+instructions lacked ``trusted-host``; and the "uv project" snippet listed one
+``environments`` entry per target, which uv refuses in a project whose
+requires-python leaves out one target's Python ("don't overlap with Python
+requirement"). The runs here use real pip and uv against the fixture mirror
 served on 127.0.0.1 and reached by :data:`servers.LAN_HOST`, a host pip does not
 count as loopback.
 """
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import Catalogue
 from helpers import subprocess_env
-from index_mirror import FixtureMirror, make_built_mirror
+from index_mirror import HOST_PYTHON, FixtureMirror, make_built_mirror
 from servers import LAN_HOST
 
 from lockmirror.formats.client_config import (
@@ -29,7 +32,13 @@ from lockmirror.formats.client_config import (
     render_pip_config,
     trusted_host,
 )
+from lockmirror.formats.landing_page import LandingData, SetTarget, target_markers
 from lockmirror.stages.serve import MirrorServer
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
 
 REFUSED = "is not a trusted or secure host"
 
@@ -176,3 +185,26 @@ def test_uv_toml_snippet(lan_url: str, tmp_path: Path) -> None:
            "--python", sys.executable, "--cache-dir", str(tmp_path / "cache"), *PACKAGES),
         client_env(tmp_path), tmp_path)
     assert installed(tmp_path / "t") >= {"sdistonly", "beta"}
+
+
+def test_uv_project_snippet_in_a_project_newer_than_one_target(
+        mirror: FixtureMirror, lan_url: str, tmp_path: Path) -> None:
+    """A project as ``uv init`` writes it on this Python (requires-python >= this
+    minor) locks with the snippet of a mirror that also serves an older Python:
+    uv refused each entry outside requires-python, now the snippet's one entry
+    joins the targets, and uv still resolves each target apart (alpha 1.1 on
+    the host, 2.0 on the Python 3.12 target)."""
+    data = LandingData.from_json((mirror.out / "landing.json").read_bytes())
+    minor = int(HOST_PYTHON.split(".")[1])
+    older = SetTarget("old", f"3.{minor - 2}", "cp", ("manylinux_2_28_x86_64",))
+    markers = target_markers([older, *(t for s in data.sets for t in s.targets)])
+    snippet = next(s.text for s in pip_config(lan_url, markers) if s.title == "uv project")
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">={HOST_PYTHON}"\n'
+        f'dependencies = ["beta"]\n\n{snippet}')
+    run(uv("lock", "--cache-dir", str(tmp_path / "cache")), client_env(tmp_path), project)
+    locked = tomllib.loads((project / "uv.lock").read_text())
+    versions = {(p["name"], p["version"]) for p in locked["package"]}
+    assert {("beta", "1.0"), ("alpha", "1.1"), ("alpha", "2.0")} <= versions

@@ -94,9 +94,13 @@ def pip_config(url: str, environments: Sequence[str] = ()) -> list[Snippet]:
 
 def _uv_environments(markers: Sequence[str]) -> str:
     """``[tool.uv] environments``: ``uv lock`` resolves for every platform unless
-    told otherwise."""
-    return ("[tool.uv]  # lock only for what this mirror carries\nenvironments = [\n"
-            + "".join(f"    '{marker}',\n" for marker in markers) + "]\n")
+    told otherwise. One entry, the targets' markers joined by ``or``: uv refuses
+    an entry that does not overlap the project's requires-python (a mirror's
+    Python 3.9 target in a ``>=3.11`` project), and the entries must not overlap
+    each other; uv still splits the resolution where the targets differ."""
+    union = " or ".join(f"({marker})" if len(markers) > 1 else marker for marker in markers)
+    return ("[tool.uv]  # lock only for this mirror's targets that requires-python allows\n"
+            f"environments = [\n    '{union}',\n]\n")
 
 
 def render_pip_config(url: str, environments: Sequence[str] = ()) -> str:
