@@ -422,3 +422,53 @@ def test_prune_names_what_it_deletes_in_the_plan_and_the_run(
     _print_plan("www", PublishResult("www", Plan("www", (), (), stale=many, delete=many),
                                      dry_run=True), verbose=True)
     assert "    f12.whl\n" in capsys.readouterr().out
+
+
+def test_publish_from_a_bundle_says_what_it_checked_of_the_signature_as_import_does(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``publish --from BUNDLE`` words the signature as ``import`` does: not checked
+    without --pubkey, verified with it; another key's or an unsigned bundle is refused
+    with import's words, nothing published (found by an outside tester: a signed
+    bundle published with nothing said of its unchecked signature)."""
+    from lockmirror.formats import signing
+    from lockmirror.stages.bundle import build_bundle
+
+    public = signing.generate_keypair(tmp_path / "keys" / "release")
+    other = signing.generate_keypair(tmp_path / "keys" / "intruder")
+    mirror_yaml = tmp_path / "build" / "mirror.yaml"
+    mirror_yaml.parent.mkdir()
+    mirror_yaml.write_text("version: 1\n")
+
+    def built(out: str, key: Path | None) -> Path:
+        return build_bundle(index_tree, lockfile_dir=index_tree.parent / "lockfiles",
+                            mirror_yaml=mirror_yaml, out_dir=tmp_path / out, name="fixture",
+                            tool=False, key=key).path
+
+    signed, unsigned = built("signed", tmp_path / "keys" / "release"), built("unsigned", None)
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    count = len(artifacts(index_tree))
+
+    def published(bundle: Path, *pubkey: str) -> str:
+        packages = tmp_path / "packages" / f"{bundle.parent.name}{len(pubkey)}"
+        assert main(["publish", "--to", str(packages), "--from", str(bundle), "-q",
+                     *pubkey]) == 0
+        assert len(list(packages.iterdir())) == count + 1  # and .lockmirror/
+        return capsys.readouterr().out
+
+    fingerprint = signing.fingerprint(signing.load_public_key(public))
+    assert "every file verified; carries a signature, NOT checked: who made it is unknown " \
+           "(give --pubkey)" in published(signed)
+    assert f"every file verified; signature by {fingerprint} verified" in \
+        published(signed, "--pubkey", str(public))
+    assert "every file verified; unsigned" in published(unsigned)
+
+    refused = {(signed, other): "signed by key SHA256:.*, not by the trusted key",
+               (unsigned, public): "bundle is not signed, but a public key was given"}
+    for (bundle, key), words in refused.items():
+        packages = tmp_path / "refused"
+        assert main(["publish", "--to", str(packages), "--from", str(bundle), "-q",
+                     "--pubkey", str(key)]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.splitlines()) == 1
+        assert re.search(words, captured.err) and not packages.exists()

@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
 from ..config_schema import Destination
@@ -31,7 +32,11 @@ from ..publish import (
     publish,
     publish_each,
 )
+from ..stages.import_plan import signature_note
 from ._options import NameList
+
+if TYPE_CHECKING:
+    from ..stages.importer import ImportResult
 
 NAME = "publish"
 HELP = "publish the index (or a bundle) to S3, an upload-API repository or a directory"
@@ -190,13 +195,22 @@ def run(args: argparse.Namespace) -> int:
     def report(error: LockmirrorError | OSError) -> None:
         print(error_text(error), file=sys.stderr, flush=True)
 
-    with open_source(source, pubkey=args.pubkey,
-                     progress=_printer(args, str(source))) as tree_dir:
+    opened = open_source(source, pubkey=args.pubkey, progress=_printer(args, str(source)))
+    with opened as tree_dir:
+        if opened.imported is not None:  # said as import says it, -q or not
+            print(f"publish {source}: {_checked(opened.imported)}")
         failed = publish_each([name for name, _ in destinations], one, report)
     if failed:
         print(f"lockmirror: error: {failed}", file=sys.stderr)
         return 1
     return 1 if conflicts else 0
+
+
+def _checked(imported: ImportResult) -> str:
+    """What ``publish --from BUNDLE`` checked, in import's words for the signature."""
+    return (f"{imported.kind} bundle {imported.content_id} of {imported.name!r}: "
+            f"{imported.files} files, every file verified; "
+            f"{signature_note(imported.signed, imported.signer)}")
 
 
 def _publish_one(args: argparse.Namespace, loaded: LoadedConfig | None, tree_dir: Path,

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import LoadedConfig
 from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
@@ -45,6 +45,9 @@ from .tree import (
     SourceTree,
     no_progress,
 )
+
+if TYPE_CHECKING:
+    from ..stages.importer import ImportResult
 
 
 class Publisher(Protocol):
@@ -219,33 +222,46 @@ def destination_from_text(text: str, *, endpoint_url: str | None = None,
 
 
 def open_source(path: Path, *, pubkey: Path | None = None,
-                progress: Progress | None = None) -> AbstractContextManager[Path]:
+                progress: Progress | None = None) -> OpenedSource:
     """A context giving an index directory: ``path`` itself when it is one, or the
-    bundle ``path`` imported (every hash checked) into a temporary directory
-    removed afterwards. Raises LockmirrorError/BundleError for anything else."""
+    bundle ``path`` imported (every hash checked, its signature with ``pubkey`` as
+    ``lockmirror import`` checks it) into a temporary directory removed afterwards.
+    Raises LockmirrorError/BundleError for anything else; the bundle's errors are
+    the import's (an unsigned bundle, or another key's, is refused with ``pubkey``)."""
     if path.is_dir():
-        return nullcontext(path)
+        return OpenedSource(path, None, None, no_progress)
     if not path.exists():
         raise LockmirrorError("no such file or directory", where=str(path),
                               hint="pass a dist-index directory or a bundle .tar")
-    return _imported(path, pubkey, progress or no_progress)
+    return OpenedSource(None, path, pubkey, progress or no_progress)
 
 
-class _imported(AbstractContextManager[Path]):
-    def __init__(self, bundle: Path, pubkey: Path | None, progress: Progress) -> None:
+class OpenedSource(AbstractContextManager[Path]):
+    """An index directory (``directory``), or a ``bundle`` imported on entry;
+    ``imported`` is then what the import did (its ``signed`` and ``signer`` say
+    what was checked of the signature: :func:`~lockmirror.stages.import_plan.signature_note`)."""
+
+    def __init__(self, directory: Path | None, bundle: Path | None, pubkey: Path | None,
+                 progress: Progress) -> None:
+        self.directory = directory
         self.bundle = bundle
         self.pubkey = pubkey
         self.progress = progress
+        self.imported: ImportResult | None = None
         self.workdir: TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> Path:
+        if self.directory is not None:
+            return self.directory
+        assert self.bundle is not None
         from ..stages.importer import import_bundle
 
         self.workdir = TemporaryDirectory(prefix="lockmirror-publish-")
         into = Path(self.workdir.name) / "dist-index"
         try:
-            import_bundle([self.bundle], into, pubkey=self.pubkey,
-                          progress=lambda message: self.progress(ProgressEvent(message)))
+            self.imported = import_bundle(
+                [self.bundle], into, pubkey=self.pubkey,
+                progress=lambda message: self.progress(ProgressEvent(message)))
         except BaseException:
             self.workdir.cleanup()
             raise
@@ -259,6 +275,7 @@ class _imported(AbstractContextManager[Path]):
 __all__ = [
     "PHASES",
     "Item",
+    "OpenedSource",
     "Plan",
     "Progress",
     "ProgressEvent",
