@@ -257,6 +257,40 @@ def test_a_longer_body_is_refused_without_reading_it_all(
     assert list(store.temp_dir().iterdir()) == []
 
 
+def with_size(lock: Lockfile, size: int) -> Lockfile:
+    """``lock`` with its first wheel's size edited by hand (its sha256 left alone)."""
+    package = lock.packages[0]
+    edited = replace(package.wheels[0], size=size)
+    return replace(lock, packages=(replace(package, wheels=(edited,)),))
+
+
+def test_a_hand_edited_size_is_named_as_the_lockfiles_fault_before_and_after_a_download(
+        fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
+    """A lockfile whose size is wrong but whose sha256 is right: the lockfile is what
+    is wrong, and fetch says so in one line naming the file and both sizes; nothing is
+    stored. When the store already holds the file, without a download (found by an
+    outside tester: fetch downloaded it again and blamed the upstream's bytes)."""
+    entry = catalogue.find("alpha", "1.0", wheel=True)
+    edited = with_size(make_lockfile(fixture_index, "core", [entry.filename]), 12345)
+    said = (f"{edited.packages[0].wheels[0].url}: the lockfile's size is wrong: the lockfile "
+            f"of set core says 12345 bytes for {entry.filename}, but the file with its "
+            f"sha256 has {entry.size} (as the upstream served it); refused, nothing was "
+            "stored (a hand edit? re-create the lockfile with `lockmirror lock` or `doit lock`)")
+    with pytest.raises(IntegrityError) as caught:
+        fetch([edited], store, backoff=0.01)
+    assert str(caught.value) == said
+    assert not store.has(entry.sha256) and list(store.temp_dir().iterdir()) == []
+    assert fixture_index.count(file_path(fixture_index, entry.filename)) == 1  # not retried
+
+    fetch([make_lockfile(fixture_index, "core", [entry.filename])], store)  # the right size
+    fixture_index.reset_counts()
+    with pytest.raises(IntegrityError) as caught:
+        fetch([edited], store, backoff=0.01)
+    assert str(caught.value) == said.replace("as the upstream served it", "as the store holds it")
+    assert fixture_index.requests == []  # said before any download
+    assert sha256_file(store.path(entry.sha256)) == entry.sha256  # the store's file stays
+
+
 def test_truncated_body_is_refused_then_resumed_with_a_range_request(
         fixture_index: FixtureIndex, catalogue: Catalogue, store: Store) -> None:
     wheel = catalogue.find("native", "1.0", wheel=False).filename  # an sdist: no .metadata

@@ -190,6 +190,10 @@ class Downloader:
             actual = digest.hexdigest()
             if actual == item.sha256 and (item.size is None or length == item.size):
                 return
+            if actual == item.sha256:  # the locked bytes, of another size than locked
+                self.progress.advance(-shown.bytes)
+                _discard(handle, partial)
+                raise wrong_locked_size(item, length, "as the upstream served it")
             if not resumed:
                 self.progress.advance(-shown.bytes)
                 _discard(handle, partial)
@@ -364,6 +368,21 @@ def _mismatch(item: FetchItem, actual: str, length: int) -> IntegrityError:
         f"{got}; refused (needed by {sets_text(item)})",
         where=where(item),
         hint="if the upstream really replaced the file, re-lock with `doit lock`")
+
+
+def wrong_locked_size(item: FetchItem, found: int, seen: str) -> IntegrityError:
+    """The error for a file whose bytes have the locked sha256 but not the locked
+    size: the lockfile's size is what is wrong (a hand edit; the sha256 is what
+    names the file). Refused all the same: the store holds a file only as its
+    lockfile describes it. ``seen`` says where the ``found`` bytes were."""
+    plural = len(item.needed_by) != 1
+    lockfiles = (f"the lockfile{'s' if plural else ''} of {sets_text(item)} "
+                 f"say{'' if plural else 's'}")
+    return IntegrityError(
+        f"the lockfile's size is wrong: {lockfiles} {item.size} bytes for {item.filename}, "
+        f"but the file with its sha256 has {found} ({seen}); refused, nothing was stored",
+        where=where(item),
+        hint="a hand edit? re-create the lockfile with `lockmirror lock` or `doit lock`")
 
 
 def _truncate(handle: BinaryIO, partial: Path, store: AnyStore) -> int:

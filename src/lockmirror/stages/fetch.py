@@ -52,7 +52,7 @@ import requests
 from ..errors import LockmirrorError
 from ..formats.store import FetchItem, store_write_error
 from ..fsutil import format_size, plural
-from ..net.download import Downloader, Fatal, Stopped
+from ..net.download import Downloader, Fatal, Stopped, wrong_locked_size
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
 from ..net.s3_store import AnyStore, S3Store, store_of
@@ -214,6 +214,7 @@ def fetch(lockfiles: Sequence[Lockfile], store: AnyStore, *,
     todo = missing(items, store)
     todo_keys = {item.sha256 for item in todo}
     present = [item for item in items if item.sha256 not in todo_keys]
+    _refuse_wrong_locked_sizes(todo, store)
     if todo and not isinstance(store, S3Store):  # an S3 store stages files in flight only
         _check_free_space(todo, store)
     workers = max(max_workers, 1)
@@ -304,6 +305,30 @@ def _combine(errors: list[LockmirrorError]) -> LockmirrorError:
     kind: Callable[..., LockmirrorError] = kinds.pop() if len(kinds) == 1 else LockmirrorError
     lines = "\n".join(f"  {error}" for error in errors)
     return kind(f"{len(errors)} locked files could not be fetched:\n{lines}")
+
+
+def _refuse_wrong_locked_sizes(todo: Sequence[FetchItem], store: AnyStore) -> None:
+    """Before any download, refuse a file the store holds under its locked sha256
+    with another size than locked, when those bytes do have that sha256: the
+    lockfile's size is wrong (a hand edit), and a download could only find the
+    same. A store file that does not hash to its name (what a crash can leave) is
+    fetched again as any missing file. Costs one read of each such file only."""
+    errors: list[LockmirrorError] = []
+    for item in todo:
+        held = store.size_of(item.sha256) if item.size is not None else None
+        if held is None or held == item.size:
+            continue
+        digest = hashlib.sha256()
+        try:
+            with store.open(item.sha256) as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:  # gone meanwhile (gc): downloaded as any missing file
+            continue
+        if digest.hexdigest() == item.sha256:
+            errors.append(wrong_locked_size(item, held, "as the store holds it"))
+    if errors:
+        raise _combine(errors)
 
 
 def _metadata_from_wheel(item: FetchItem, store: AnyStore) -> bool:
