@@ -472,3 +472,38 @@ def test_publish_from_a_bundle_says_what_it_checked_of_the_signature_as_import_d
         captured = capsys.readouterr()
         assert captured.out == "" and len(captured.err.splitlines()) == 1
         assert re.search(words, captured.err) and not packages.exists()
+
+
+def test_verify_of_a_directory_publish_without_a_manifest_says_what_it_is(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flat publish has no manifest.json: verify says it is one and how to compare it
+    with its index, not 'import a bundle into it' (found by an outside tester); a tree
+    publish whose manifest is missing (interrupted) is told to publish again."""
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    packages = tmp_path / "packages"
+    publish(index_tree, flat(packages))
+    assert main(["verify", str(packages)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"lockmirror: error: {packages}: is a flat directory publish (artifacts only, as "
+        "pypiserver serves them): it has no manifest.json, which verify checks a tree against "
+        f"(compare it with its index: lockmirror publish --from DIST-INDEX-OR-BUNDLE --to "
+        f"{packages} --dry-run ('upload total: 0': every file is there as published; a file "
+        "missing or changed since the publish is counted to upload); a --layout tree publish "
+        "verifies)\n")
+    # what the hint says to run: a dry run against the index, 0 to upload, then 1
+    assert main(["publish", "--from", str(index_tree), "--to", str(packages), "--dry-run"]) == 0
+    assert "  upload total: 0 (0 B)" in capsys.readouterr().out.splitlines()
+    next(packages.glob("*.whl")).unlink()
+    assert main(["publish", "--from", str(index_tree), "--to", str(packages), "--dry-run"]) == 0
+    assert "  upload total: 1 (" in capsys.readouterr().out
+
+    web_root = tmp_path / "www"
+    publish(index_tree, DirectoryDestination(kind="directory", path=str(web_root),
+                                             layout="tree"))
+    (web_root / "manifest.json").unlink()
+    assert main(["verify", str(web_root)]) == 1
+    err = capsys.readouterr().err
+    assert "is a directory publish (tree layout) without its manifest.json" in err
+    assert "(publish to it again, then verify it)" in err and "import" not in err

@@ -18,7 +18,8 @@ HELP = ("re-check a mirror directory against its manifest.json: missing, altered
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR",
-                        help="a mirror tree (an imported bundle, or dist-index/)")
+                        help="a mirror tree (an imported bundle, dist-index/, or a tree-layout "
+                             "directory publish)")
     parser.add_argument("--sizes-only", action="store_true",
                         help="compare sizes, not sha256 (fast; misses same-size changes)")
 

@@ -61,7 +61,7 @@ class DirectoryPublisher:
         self.flat = destination.layout == "flat"
         self.lock_wait = lock_wait
         self.progress = progress
-        self._receipt_path = self.root / STATE_DIR / "receipt.json"
+        self._receipt_path = receipt_path(self.root)
         self._known: dict[str, tuple[str, int, int]] = {}
         # the sets the receipt read says were published (None: an older receipt that
         # does not say), and the tree's sets the next receipt records
@@ -87,7 +87,7 @@ class DirectoryPublisher:
         hashed only when its size or mtime differs from the receipt."""
         if self.root.exists() and not self.root.is_dir():
             raise PublishError("is not a directory", where=self.display)
-        self._receipt_read = self._read_receipt()
+        self._receipt_read = read_receipt(self.root)
         receipt = self._receipt_read[0]
         upload: list[Item] = []
         present: list[Item] = []
@@ -252,23 +252,6 @@ class DirectoryPublisher:
                 break
             parent = parent.parent
 
-    def _read_receipt(self) -> tuple[dict[str, tuple[str, int, int]], list[str] | None]:
-        """(file -> (sha256, size, mtime), the sets published or None when the receipt
-        does not record them). No receipt costs hashing, and makes every file there
-        one lockmirror does not own: --prune leaves them."""
-        try:
-            data = json.loads(self._receipt_path.read_text(encoding="utf-8"))
-            if data.get("format") != RECEIPT_FORMAT:
-                return {}, None
-            files = {str(k): (str(v[0]), int(v[1]), int(v[2]))
-                     for k, v in data["files"].items()}
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return {}, None
-        sets = data.get("sets")  # the names of the sets published
-        if not isinstance(sets, list):
-            return files, None
-        return files, sorted(str(name) for name in sets)
-
     def _receipt_current(self) -> bool:
         """Whether the receipt :meth:`plan` read already says what this publish would write."""
         return self._receipt_read == (self._known, self._sets)
@@ -321,3 +304,34 @@ class DirectoryPublisher:
                 handle.seek(0)
                 handle.truncate()
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def receipt_path(root: Path) -> Path:
+    """Where a directory publish keeps its receipt (``formats.manifest.PUBLISHER_STATE``)."""
+    return root / STATE_DIR / "receipt.json"
+
+
+def read_receipt(root: Path) -> tuple[dict[str, tuple[str, int, int]], list[str] | None]:
+    """(file -> (sha256, size, mtime), the sets published or None when the receipt
+    does not record them). No receipt costs hashing, and makes every file there
+    one lockmirror does not own: --prune leaves them."""
+    try:
+        data = json.loads(receipt_path(root).read_text(encoding="utf-8"))
+        if data.get("format") != RECEIPT_FORMAT:
+            return {}, None
+        files = {str(k): (str(v[0]), int(v[1]), int(v[2]))
+                 for k, v in data["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}, None
+    sets = data.get("sets")  # the names of the sets published
+    if not isinstance(sets, list):
+        return files, None
+    return files, sorted(str(name) for name in sets)
+
+
+def published_tree(root: Path) -> bool | None:
+    """Whether the directory publish at ``root`` has the tree layout (its receipt
+    names files under ``files/``, ``simple/``...), False for the flat one (bare
+    artifact names), None when ``root`` holds no receipt naming a file."""
+    files = read_receipt(root)[0]
+    return any("/" in path for path in files) if files else None

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import LockmirrorError
-from ..formats.manifest import MANIFEST_NAME, STATE_DIR, Manifest, TreeReport, check_tree
+from ..formats.manifest import MANIFEST_NAME, Manifest, TreeReport, check_tree
 from .import_swap import old_dir
 
 
@@ -22,18 +22,42 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
                 "the previous mirror first" if old_dir(root).is_dir() else None)
         raise LockmirrorError("no such mirror directory", where=str(root), hint=hint)
     if not (root / MANIFEST_NAME).exists():
-        raise LockmirrorError(f"is not a mirror (no {MANIFEST_NAME})", where=str(root),
-                              hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
-                                   f"--into {root}")
+        raise _no_manifest(root)
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
+
+
+def _no_manifest(root: Path) -> LockmirrorError:
+    """The error for a tree without a manifest, by what it is: a directory publish
+    (its receipt says which layout; the flat one, pypiserver's package directory,
+    has no manifest to verify against: found by an outside tester, verify told to
+    import a bundle into it) or no mirror at all."""
+    from ..publish.directory import published_tree, receipt_path
+
+    if not receipt_path(root).is_file():
+        return LockmirrorError(f"is not a mirror (no {MANIFEST_NAME})", where=str(root),
+                               hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
+                                    f"--into {root}")
+    if published_tree(root):
+        return LockmirrorError(
+            f"is a directory publish (tree layout) without its {MANIFEST_NAME}: a publish "
+            "writes it last, so the one before was interrupted", where=str(root),
+            hint="publish to it again, then verify it")
+    return LockmirrorError(
+        f"is a flat directory publish (artifacts only, as pypiserver serves them): it has "
+        f"no {MANIFEST_NAME}, which verify checks a tree against", where=str(root),
+        hint=f"compare it with its index: lockmirror publish --from DIST-INDEX-OR-BUNDLE "
+             f"--to {root} --dry-run ('upload total: 0': every file is there as published; a "
+             "file missing or changed since the publish is counted to upload); a --layout tree "
+             "publish verifies")
 
 
 def repair_hint(root: Path) -> str:
     """How to repair ``root``, by what made it (found by an outside tester: after
     an interrupted index run or publish, verify sent the operator after disk rot)."""
+    from ..publish.directory import receipt_path
     from .index import STATE_NAME, state_dir_for
 
-    if (root / STATE_DIR / "receipt.json").is_file():  # publish/directory.py's record
+    if receipt_path(root).is_file():
         return ("a published directory: publish to it again (an interrupted publish leaves "
                 "new files the manifest does not list yet)")
     if (state_dir_for(root) / STATE_NAME).is_file():
