@@ -275,8 +275,9 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
         "      10 B       1 file   core",
         "      10 B       1 file     core / host",
         f"      10 B       1 file     core + core@{commits[1][:8]} (the previous lock)",
-        "      20 B       2 files  total (each file once)",
+        "      20 B       2 files  total served by the index (each file once)",
         "largest releases: requests 2.31.0 10 B, requests 2.32.3 10 B",
+        "on this disk now: nothing yet (no store, index, bundles or cache)",
     ]
     assert err == ""
     (repo / "mirror.yaml").write_text(MIRROR % ("15", "warn"))

@@ -334,6 +334,50 @@ def test_bundle_declares_the_tool_wheels_and_audit_checks_them(
     assert not any("is not in" in note for note in report.notes)
 
 
+def test_du_counts_the_tool_set_and_what_the_build_keeps_on_disk(
+        tool_project: ToolProject, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: du said 31.4 MiB total beside a 108M store and
+    106-108 MiB bundles; lockmirror's own set (in the store, in every full bundle)
+    was not counted, nor the bundles, yet the README sizes a runner's disk with du."""
+    from lockmirror.cli import main
+    from lockmirror.fsutil import format_size
+
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    root = tool_project.root
+    locked = {name: Lockfile.read(root / "lockfiles" / f"pylock.{name}.toml")
+              for name in ("core", TOOL_SET)}
+    sizes = {name: {f.sha256: f.size for p in lf.packages for f in p.files}
+             for name, lf in locked.items()}
+    core = sum(sizes["core"].values())
+    tool_only = sum(size for sha, size in sizes[TOOL_SET].items() if sha not in sizes["core"])
+    assert main(["du", "--config", str(root / "mirror.yaml")]) == 0
+    out = capsys.readouterr().out
+    # size, file count, what the line is (up to its colon): ``usage_line``'s columns
+    lines = {line[26:].split(":")[0]: line[:10].split()
+             for line in out.splitlines() if line.startswith(" ")}
+    assert lines["total served by the index (each file once)"] == format_size(core).split()
+    assert lines[TOOL_SET] == format_size(tool_only).split()
+    assert lines["total locked"] == format_size(core + tool_only).split()
+    # measured: the store holds every locked file; the index adds its pages only
+    # (hard links); each bundle is a copy of its own
+    assert "on this disk now" in out
+    def files(top: str) -> dict[tuple[int, int], int]:
+        found = (f.stat() for f in (root / top).rglob("*") if f.is_file())
+        return {(st.st_dev, st.st_ino): st.st_size for st in found}
+
+    store, index, bundles, cache = (files(top) for top in (".store", "dist-index", "dist",
+                                                            ".cache"))
+    index_own = sum(size for inode, size in index.items() if inode not in store)
+    assert sum(store.values()) >= core + tool_only
+    assert lines["store .store"] == format_size(sum(store.values())).split()
+    assert lines["index dist-index"] == format_size(index_own).split()
+    assert index_own < sum(index.values()) - core  # artifacts and metadata not counted again
+    assert lines["bundles dist"] == format_size(sum(bundles.values())).split()
+    assert lines["total on this disk"] == format_size(
+        sum(store.values()) + index_own + sum(bundles.values()) + sum(cache.values())).split()
+
+
 def far_side_with(tool_project: ToolProject, directory: Path, bundle: Path | None = None) -> Path:
     """``directory`` as README.txt expects it: the bundle and the signer's public key."""
     directory.mkdir(parents=True)

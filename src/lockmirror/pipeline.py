@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .stages.bump import BumpResult
     from .stages.bundle import BundleResult
     from .stages.check_install import VerifyReport
+    from .stages.disk_footprint import Footprint
     from .stages.disk_usage import Usage
     from .stages.fetch import FetchProgress, FetchSummary
     from .stages.gc import GcResult
@@ -194,10 +195,10 @@ def _over_budget(loaded: LoadedConfig, kept: Retention) -> list[str]:
     warning line (``over_size: warn``), none within it; LockmirrorError under
     ``over_size: fail``."""
     from .errors import LockmirrorError
-    from .stages.disk_usage import over_budget
+    from .stages.disk_usage import mirror_usage, over_budget
 
     rule = loaded.config.retention
-    problem = over_budget(_usage(loaded, kept), rule) if rule.max_size is not None else None
+    problem = over_budget(mirror_usage(loaded, kept), rule) if rule.max_size is not None else None
     if problem is not None and rule.over_size == "fail":
         raise LockmirrorError(problem, where=str(loaded.path),
                               hint="raise retention.max_size, lower lock_revisions or days, "
@@ -337,20 +338,15 @@ def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
                                         now=now), loaded.config.sources)
 
 
-def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention]:
-    """The mirror's size per set, target and retained revision (from the lockfiles)."""
+def disk_usage(loaded: LoadedConfig, *, now: datetime
+               ) -> tuple[Usage, Retention, Footprint]:
+    """The mirror's size per set, target and retained revision (from the lockfiles,
+    lockmirror's own set's too), and what its directories take on this disk now."""
+    from .stages.disk_footprint import footprint
+    from .stages.disk_usage import mirror_usage
+
     kept = retention(loaded, now=now)
-    return _usage(loaded, kept), kept
-
-
-def _usage(loaded: LoadedConfig, kept: Retention) -> Usage:
-    """The sizes of the sets' current lockfiles (those that exist) and of ``kept``."""
-    from .formats.url_policy import read_checked_lockfiles
-    from .stages.disk_usage import disk_usage as usage_of
-
-    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
-    return usage_of({lockfile.set_name: lockfile for lockfile in current}, kept)
+    return mirror_usage(loaded, kept), kept, footprint(loaded)
 
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,

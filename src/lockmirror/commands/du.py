@@ -1,4 +1,5 @@
-"""``lockmirror du``: the mirror's size per set, target and retained lock revision."""
+"""``lockmirror du``: the mirror's size per set, target and retained lock revision,
+lockmirror's own set, and what the build's directories take on this disk now."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 
 NAME = "du"
-HELP = "how big the mirror is per set, target and retained lock revision, and its size budget"
+HELP = ("how big the mirror is per set, target and retained lock revision, its size budget, "
+        "and what the store, index, bundles and caches take on this disk")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,17 +19,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
     from ..config import load_config
+    from ..stages.disk_footprint import render_footprint
     from ..stages.disk_usage import over_budget, render_usage
+    from ..stages.tool_set import tool_lockfile_paths
 
     loaded = load_config(args.config)
-    usage, retention = pipeline.disk_usage(loaded, now=datetime.now(UTC))
-    for note in retention.notes:
+    usage, retention, on_disk = pipeline.disk_usage(loaded, now=datetime.now(UTC))
+    for note in (*retention.notes, *on_disk.notes):
         print(f"du: {note}", file=sys.stderr)
     for name in loaded.config.sets:
         if not loaded.lockfile_path(name).exists():
             print(f"du: set '{name}' has no lockfile yet, so it is not counted (run `doit lock`)",
                   file=sys.stderr)
+    if any(not path.exists() for path in tool_lockfile_paths(loaded)):
+        print("du: lockmirror's own set has no lockfile yet, so it is not counted "
+              "(run `doit lock`)", file=sys.stderr)
     sys.stdout.write(render_usage(usage))
+    sys.stdout.write(render_footprint(on_disk))
     rule = loaded.config.retention
     problem = over_budget(usage, rule)
     if problem is not None:

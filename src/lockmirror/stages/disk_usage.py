@@ -5,7 +5,12 @@ needs neither the store nor the network. A file is counted once however many
 sets, targets or revisions name it (the store and the index hold it once).
 A target's share is the files that install there: sdists, and wheels whose
 tags fit it. A retained revision's share is what it adds beyond the current
-locks: what keeping it costs.
+locks: what keeping it costs. lockmirror's own set (:data:`TOOL_SET`, the
+wheels full bundles carry in ``tool/``) is fetched into the store but not
+served: its share is what it adds to the store beyond the served files, and
+the size budget (``retention.max_size``) leaves it out. What is on the disk
+now (store, index pages, bundles, caches) is measured by
+:mod:`lockmirror.stages.disk_footprint`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..config import TOOL_SET, LoadedConfig
 from ..config_schema import RetentionConfig
 from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
 from ..fsutil import format_size, parse_size
@@ -35,14 +41,27 @@ class UsageRow:
 class Usage:
     rows: tuple[UsageRow, ...]
     total_files: int
-    total_size: int  # every distinct file, current and retained
+    total_size: int  # every distinct file the index serves, current and retained
     largest: tuple[tuple[str, int], ...]  # ("name version", bytes), the biggest releases
+    tool: UsageRow | None = None  # lockmirror's own set: what it adds to the store
+
+    @property
+    def locked_files(self) -> int:
+        """Files the store needs: the served ones and lockmirror's own set's."""
+        return self.total_files + (self.tool.files if self.tool else 0)
+
+    @property
+    def locked_size(self) -> int:
+        return self.total_size + (self.tool.size if self.tool else 0)
 
 
 def disk_usage(current: Mapping[str, Lockfile], retention: Retention, *,
                largest: int = 5) -> Usage:
-    """The mirror's size from its current lockfiles (set name -> lockfile) and
-    the revisions ``retention`` keeps."""
+    """The mirror's size from its current lockfiles (set name -> lockfile; that
+    of lockmirror's own set, :data:`TOOL_SET`, too when it is locked) and the
+    revisions ``retention`` keeps."""
+    tool = current.get(TOOL_SET)
+    current = {name: lockfile for name, lockfile in current.items() if name != TOOL_SET}
     rows: list[UsageRow] = []
     everything: dict[str, int] = {}
     releases: dict[str, dict[str, int]] = {}
@@ -69,7 +88,27 @@ def disk_usage(current: Mapping[str, Lockfile], retention: Retention, *,
                 _files([package]))
     biggest = sorted(((name, sum(files.values())) for name, files in releases.items()),
                      key=lambda item: (-item[1], item[0]))[:largest]
-    return Usage(tuple(rows), len(everything), sum(everything.values()), tuple(biggest))
+    return Usage(tuple(rows), len(everything), sum(everything.values()), tuple(biggest),
+                 _tool_row(tool, everything) if tool is not None else None)
+
+
+def _tool_row(tool: Lockfile, served: Mapping[str, int]) -> UsageRow:
+    """lockmirror's own set: its files the sets do not already put in the store."""
+    extra = {sha: size for sha, size in _files(tool.packages).items() if sha not in served}
+    return UsageRow(TOOL_SET, "tool", TOOL_SET, len(extra), sum(extra.values()))
+
+
+def mirror_usage(loaded: LoadedConfig, kept: Retention) -> Usage:
+    """:func:`disk_usage` of the lockfiles that exist of mirror.yaml's sets and
+    lockmirror's own set, each checked against mirror.yaml's sources (raising as
+    :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`), and of ``kept``."""
+    from ..formats.url_policy import read_checked_lockfiles
+    from .tool_set import tool_lockfile_paths
+
+    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
+    paths += tool_lockfile_paths(loaded)
+    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
+    return disk_usage({lockfile.set_name: lockfile for lockfile in current}, kept)
 
 
 def over_budget(usage: Usage, rule: RetentionConfig) -> str | None:
@@ -92,15 +131,29 @@ def _file_count(count: int) -> str:
     return f"{count:>6} {'file ' if count == 1 else 'files'}"
 
 
+def usage_line(size: int, files: int | None, label: str) -> str:
+    """One line of the ``lockmirror du`` table: size, file count (blank for
+    None), what the line is."""
+    count = _file_count(files) if files is not None else " " * 12
+    return f"{format_size(size):>10}  {count}  {label}"
+
+
 def render_usage(usage: Usage) -> str:
-    """The ``lockmirror du`` table: sizes right-aligned, one row per line."""
+    """The ``lockmirror du`` table of the lockfiles: sizes right-aligned, one row
+    per line, the served total, lockmirror's own set and what the store needs."""
     lines = []
     for row in usage.rows:
         label = {"set": f"{row.set_name}", "target": f"  {row.set_name} / {row.name}",
                  "retained": f"  {row.set_name} + {row.name}"}[row.scope]
-        lines.append(f"{format_size(row.size):>10}  {_file_count(row.files)}  {label}")
-    lines.append(f"{format_size(usage.total_size):>10}  {_file_count(usage.total_files)}  "
-                 "total (each file once)")
+        lines.append(usage_line(row.size, row.files, label))
+    lines.append(usage_line(usage.total_size, usage.total_files,
+                            "total served by the index (each file once)"))
+    if usage.tool is not None:
+        lines.append(usage_line(usage.tool.size, usage.tool.files,
+                                f"{TOOL_SET}: lockmirror's own wheels for bundles' tool/ "
+                                "(stored, not served)"))
+        lines.append(usage_line(usage.locked_size, usage.locked_files,
+                                "total locked: what the store needs"))
     if usage.largest:
         lines.append("largest releases: " + ", ".join(
             f"{name} {format_size(size)}" for name, size in usage.largest))

@@ -1,0 +1,113 @@
+"""What a build keeps on this disk now, measured: ``lockmirror du``'s second table.
+
+The lockfiles say what the store needs (:mod:`lockmirror.stages.disk_usage`);
+this walks the directories mirror.yaml's ``paths`` name (the store, the
+index, the bundles, the caches, among them the repacked tool wheels) and
+adds up the files there, each file once however many hard links it has and
+in the first place that holds it: ``dist-index/`` hard-links its files to
+the store's, so it adds its pages only, while each bundle in ``dist/`` is a
+copy of its own. A store on S3 is not on this disk: said, not measured.
+Symlinks are not followed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import LoadedConfig
+from .toolwheels import tool_wheel_cache
+
+
+@dataclass(frozen=True)
+class Place:
+    """One directory a build keeps: what it is, where, and what it adds to the disk."""
+
+    label: str  # "store .store: ...", what ``lockmirror du`` prints
+    files: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Footprint:
+    places: tuple[Place, ...]
+    notes: tuple[str, ...]  # what was not measured, and why
+
+    @property
+    def total_files(self) -> int:
+        return sum(place.files for place in self.places)
+
+    @property
+    def total_size(self) -> int:
+        return sum(place.size for place in self.places)
+
+
+def footprint(loaded: LoadedConfig) -> Footprint:
+    """The disk the mirror's directories take now, each file counted once.
+
+    Directories not there yet are left out. Costs a walk (one ``lstat`` per
+    file) of the store, the index, ``dist/`` and the cache."""
+    cache = loaded.cache_dir
+    keep = loaded.config.bundle.keep
+    places: list[tuple[str, Path, str]] = []
+    notes: list[str] = []
+    store = loaded.store_location
+    if store.startswith("s3://"):
+        notes.append(f"the store is on S3 ({store}): not on this disk, not measured")
+    else:
+        places.append(("store", Path(store), "every locked file and each wheel's metadata"))
+    places += [
+        ("index", loaded.index_dir, "its pages; its files are hard links into the store"),
+        ("bundles", loaded.dist_dir,
+         f"bundles, each a full copy of what it carries (bundle.keep: {keep or 'all'})"),
+        ("tool wheels", tool_wheel_cache(cache),
+         "lockmirror's own wheels repacked (LOCKMIRROR_TOOL_WHEELS=installed)"),
+        ("cache", cache, "HTTP cache, sdist metadata, retained lockfiles, check-install work"),
+    ]
+    seen: set[tuple[int, int]] = set()
+    measured = []
+    for name, path, what in places:
+        if path.is_dir() and not path.is_symlink():
+            files, size = _measure(path, seen)
+            measured.append(Place(f"{name} {_shown(path, loaded.root)}: {what}",
+                                  files, size))
+    return Footprint(tuple(measured), tuple(notes))
+
+
+def _measure(top: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
+    """Files and bytes below ``top`` not in ``seen`` (device, inode), which
+    gains them: a file hard-linked from several places is counted once."""
+    files = size = 0
+    for root, _dirs, names in os.walk(top):
+        for name in names:
+            try:
+                found = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue  # removed while we walked
+            key = (found.st_dev, found.st_ino)
+            if key not in seen:
+                seen.add(key)
+                files += 1
+                size += found.st_size
+    return files, size
+
+
+def _shown(path: Path, base: Path) -> str:
+    """``path`` relative to mirror.yaml's directory when below it, else whole."""
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def render_footprint(found: Footprint) -> str:
+    """The ``lockmirror du`` table of the disk: one line per directory, then the total."""
+    from .disk_usage import usage_line
+
+    if not found.places:
+        return "on this disk now: nothing yet (no store, index, bundles or cache)\n"
+    lines = ["on this disk now (measured; a hard-linked file counted once, where first met):"]
+    lines += [usage_line(place.size, place.files, place.label) for place in found.places]
+    lines.append(usage_line(found.total_size, found.total_files, "total on this disk"))
+    return "\n".join(lines) + "\n"
