@@ -278,7 +278,7 @@ def test_renderings(catalogue: Catalogue, fixture_index: FixtureIndex,
     assert lines[1].endswith("PYSEC-2023-0001 (GHSA-fix7-ture-0001): fixed in 1.1")
     assert lines[2].endswith("[waived by policy.exceptions[0]]")
     assert lines[1].index("vulny") == lines[0].index("RELEASE")  # columns line up
-    assert lines[-1] == ("6 releases in 1 sets checked at 2024-10-10 12:00 UTC: 1 denied, "
+    assert lines[-1] == ("6 releases in 1 set checked at 2024-10-10 12:00 UTC: 1 denied, "
                          "0 warnings, 1 waived")
 
     markdown = render_markdown(report)

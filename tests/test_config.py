@@ -180,7 +180,7 @@ def test_bundled_mirror_yaml_validates() -> None:
         capture_output=True, text=True, check=False, cwd=REPO,
         env={"PATH": "/usr/bin:/bin"})  # no LOCKMIRROR_* variables: defaults must do
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{REPO / 'mirror.yaml'}: ok: 3 sets, 2 targets, 1 sources"
+    assert result.stdout.strip() == f"{REPO / 'mirror.yaml'}: ok: 3 sets, 2 targets, 1 source"
     loaded = load_config(REPO / "mirror.yaml", environ={})
     assert loaded.config.sources[0].url == "https://pypi.org/simple/"
 

@@ -190,7 +190,7 @@ def test_outdated_cli_formats_and_exit_status(tmp_path: Path, universe: FixtureI
     assert {p["package"]: p["status"] for p in data["packages"]}["idna"] == "vulnerable"
     assert main(["outdated", "-c", config, "--now", "2024-10-10", "--format", "markdown"]) == 1
     markdown = capsys.readouterr().out
-    assert markdown.startswith("### lockmirror outdated: 6 locked packages in 1 sets: "
+    assert markdown.startswith("### lockmirror outdated: 6 locked packages in 1 set: "
                                "1 can move, 3 held back, 1 with advisories")
     assert "| main | idna | 3.6 | 3.8 | 3.8 | vulnerable | PYSEC-2024-60 (CVE-2024-3651)" \
         in markdown
@@ -210,7 +210,7 @@ def test_outdated_passes_when_only_held_back(tmp_path: Path, universe: FixtureIn
     loaded = locked_mirror(tmp_path, universe, ["pinny==1.0", "fresh", "yanky"])
     assert main(["outdated", "-c", str(loaded.path), "--now", "2024-10-10T12:00:00Z"]) == 0
     out = capsys.readouterr().out
-    assert out.endswith("3 locked packages in 1 sets: 0 can move, 3 held back, "
+    assert out.endswith("3 locked packages in 1 set: 0 can move, 3 held back, "
                         "0 with advisories\n")
 
 
@@ -371,7 +371,7 @@ def test_bump_security_commits_on_a_branch_and_writes_the_pr(
     # lockmirror diff --format markdown of the move, and what is still behind
     assert "| upgraded | `idna` | 3.6 → 3.7 | main: requests → idna |" in text
     assert "working tree" not in text and "lockmirror/bump-security" in text  # the PR's sides
-    assert "### lockmirror outdated: 6 locked packages in 1 sets: 2 can move, 3 held back, " \
+    assert "### lockmirror outdated: 6 locked packages in 1 set: 2 can move, 3 held back, " \
            "0 with advisories" in text
     assert "| main | pinny | 1.0 | 1.0 | 2.0 | held | pinned in mirror.yaml line 14" in text
     assert git(repo, "status", "--porcelain", "--", "lockfiles") == ""

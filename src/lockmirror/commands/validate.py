@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from ..config import LoadedConfig, load_config
+from ..fsutil import plural
 
 NAME = "validate"
 HELP = ("check mirror.yaml and report every problem, one line each, and the lockfiles' URLs "
@@ -60,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     checked = ""
     if args.online:
         projects = _check_online(loaded, args.path)
-        checked = f"; {projects} projects found on the sources"
-    print(f"{args.path}: ok: {len(config.sets)} sets, {len(config.targets)} targets, "
-          f"{len(config.sources)} sources{checked}")
+        checked = f"; {plural(projects, 'project')} found on the sources"
+    print(f"{args.path}: ok: {plural(len(config.sets), 'set')}, "
+          f"{plural(len(config.targets), 'target')}, "
+          f"{plural(len(config.sources), 'source')}{checked}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from ..fsutil import plural
 from .audit import AuditReport, AuditRow
 
 
@@ -23,9 +24,9 @@ def _detail(row: AuditRow) -> str:
 
 def _summary_line(report: AuditReport) -> str:
     waived = sum(1 for r in report.rows if r.level == "waived")
-    return (f"{report.releases} releases in {len(report.sets)} sets checked at "
-            f"{report.checked_at:%Y-%m-%d %H:%M} UTC: {len(report.denied)} denied, "
-            f"{len(report.warnings)} warnings, {waived} waived")
+    return (f"{plural(report.releases, 'release')} in {plural(len(report.sets), 'set')} "
+            f"checked at {report.checked_at:%Y-%m-%d %H:%M} UTC: {len(report.denied)} denied, "
+            f"{plural(len(report.warnings), 'warning')}, {waived} waived")
 
 
 def render_text(report: AuditReport) -> str:

@@ -53,6 +53,7 @@ from ..formats.manifest import (
     Manifest,
 )
 from ..formats.quarantine_list import QuarantineList
+from ..fsutil import plural
 from ..net.osv import Advisory
 from ..resolve.advisories import AdvisoryDB
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
@@ -215,7 +216,7 @@ def render_refresh(result: RefreshResult) -> Iterable[str]:
         yield f"import: removed {result.into / rel}"
     for rel in edit.rewritten:
         yield f"import: rewrote {result.into / rel}"
-    yield (f"import: quarantine list: {len(result.quarantined)} releases"
+    yield (f"import: quarantine list: {plural(len(result.quarantined), 'release')}"
            + (f" ({', '.join(result.quarantined)})" if result.quarantined else ""))
     report = result.report
     if report is None:
@@ -224,5 +225,5 @@ def render_refresh(result: RefreshResult) -> Iterable[str]:
         return
     for row in report.denied:
         yield f"import: audit: deny {row.release}: {row.advisory or row.rule}: {row.message}"
-    yield (f"import: audit of {report.releases} imported releases: {len(report.denied)} "
-           f"denied, {len(report.warnings)} warnings")
+    yield (f"import: audit of {plural(report.releases, 'imported release')}: "
+           f"{len(report.denied)} denied, {plural(len(report.warnings), 'warning')}")

@@ -42,6 +42,7 @@ from packaging.version import Version
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import LockedPackage, Lockfile
+from ..fsutil import plural
 from ..resolve.policy import Finding, PolicyEngine
 from ..targets import Target, Truth
 from ..timeutil import as_utc
@@ -137,7 +138,7 @@ class OutdatedReport:
     def summary(self) -> str:
         packages = len({(r.set_name, r.package, r.locked) for r in self.rows})
         unchecked = " (some not checked: see the notes)" if self.not_checked else ""
-        return (f"{packages} locked packages in {len(self.sets)} sets: "
+        return (f"{plural(packages, 'locked package')} in {plural(len(self.sets), 'set')}: "
                 f"{self.count('outdated')} can move, {self.count('held')} held back, "
                 f"{self.count('vulnerable')} with advisories{unchecked}")
 
