@@ -64,7 +64,7 @@ CASES = [
      (r"sets\.core\.requirements\[1\]: 'celery=5\.3\.2' is not a valid requirement; "
      r"did you mean '=='\?")),
     ("unknown key", broken("    priority: 10", "    priorty: 10"), "priorty", 5,
-     r"sources\[0\]\.priorty: unknown key$"),
+     r"sources\[0\]\.priorty: unknown key; did you mean 'priority'\?$"),
     ("undefined target", broken("targets: [linux-py311]", "targets: [linux-py311, win-py311]"),
      "win-py311", 28,
      r"sets\.core\.targets\[1\]: unknown target 'win-py311' \(defined: linux-py311, mac-py312\)$"),
@@ -157,7 +157,7 @@ CASES = [
      r"publish\.s3\.bucket: required key is missing$"),
     ("a destination named upload",
      broken("sets:\n", "publish:\n  upload: {kind: s3, bucket: bbb, regoin: x}\nsets:\n"),
-     "regoin", 35, r"publish\.upload\.regoin: unknown key$"),
+     "regoin", 35, r"publish\.upload\.regoin: unknown key; did you mean 'region'\?$"),
     ("a destination named directory",
      broken("sets:\n", "publish:\n  directory:\n    kind: upload\n    url: ftp://x\nsets:\n"),
      "ftp://x", 5, r"publish\.directory\.url: 'ftp://x' is not an http\(s\) URL$"),
@@ -203,6 +203,38 @@ def test_each_mistake_is_one_line_with_its_position(
     assert line.startswith(position), line
     assert re.search(pattern, line[len(position):]), line
     assert "Traceback" not in captured.err
+
+
+def test_a_mistyped_key_names_the_key_it_meant_and_the_required_one_it_left_missing(
+) -> None:
+    """Found by an outside tester: `platform:`, `requirments:` and `pasword_env:` got
+    `unknown key` and `required key is missing`, but no "did you mean" as values do."""
+    text = (BASE.replace("    priority: 10\n", "    priority: 10\n    pasword_env: PW\n")
+            .replace("platforms: [macosx_11_0_arm64]", "platform: [macosx_11_0_arm64]")
+            .replace("  tools:\n    requirements:", "  tools:\n    requirments:")
+            .replace("  core:\n", "  core:\n    prerelease: true\n"))
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    line = {word: line_of(text, word) for word in ("pasword_env", "platform:", "requirments",
+                                                   "mac-py312:", "tools:", "prerelease")}
+    assert raised.value.problems == [
+        f"mirror.yaml:{line['pasword_env']}:5: sources[0].pasword_env: unknown key; "
+        "did you mean 'password_env'?",
+        f"mirror.yaml:{line['mac-py312:']}:3: targets.mac-py312.platforms: required key is "
+        f"missing (did you write 'platform' at line {line['platform:']}?)",
+        f"mirror.yaml:{line['platform:']}:5: targets.mac-py312.platform: unknown key; "
+        "did you mean 'platforms'?",
+        f"mirror.yaml:{line['prerelease']}:5: sets.core.prerelease: unknown key; "
+        "did you mean 'prereleases'?",
+        f"mirror.yaml:{line['tools:']}:3: sets.tools.requirements: required key is missing "
+        f"(did you write 'requirments' at line {line['requirments']}?)",
+        f"mirror.yaml:{line['requirments']}:5: sets.tools.requirments: unknown key; "
+        "did you mean 'requirements'?",
+    ]
+    # a key like no valid one gets no guess
+    with pytest.raises(ConfigError) as raised:
+        parse_config(BASE.replace("    priority: 10\n", "    zzzz: 1\n    priority: 10\n"))
+    assert raised.value.problems[0].endswith("sources[0].zzzz: unknown key")
 
 
 def test_cli_subprocess_reports_the_line_without_traceback(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from .config_schema import MirrorConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError, InputError, LockmirrorError
+from .spelling import did_you_mean
 
 DEFAULT_CONFIG = "mirror.yaml"
 TOOL_SET = "lockmirror-tool"  # lockmirror's own set (stages.tool_set): no set of mirror.yaml
@@ -197,10 +198,12 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
         try:
             config = MirrorConfig.model_validate(doc.data)
         except ValidationError as exc:
-            for error in exc.errors():
+            errors = exc.errors()
+            meant = _meant_keys(errors)
+            for error in errors:
                 loc = _clean_loc(error["loc"])
                 if loc not in doc.unresolved:
-                    doc.problem(loc, _message(error))
+                    doc.problem(loc, _message(error) + _typo_note(error["type"], loc, meant, doc))
     if isinstance(doc.data, dict):
         for path, message in _cross_checks(doc.data):
             doc.problem(path, message)
@@ -221,6 +224,33 @@ def _clean_loc(loc: tuple[Any, ...]) -> Path_:
     if len(loc) > 2 and loc[0] == "publish" and loc[2] in ("s3", "upload", "directory"):
         return (*loc[:2], *loc[3:])
     return tuple(loc)
+
+
+def _meant_keys(errors: Iterable[Mapping[str, Any]]) -> dict[Path_, str]:
+    """Each unknown key's path -> the valid key it most likely misspells."""
+    from .config_keys import nearest_key
+
+    meant = {}
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            key = nearest_key(error["loc"])
+            if key is not None:
+                meant[_clean_loc(error["loc"])] = key
+    return meant
+
+
+def _typo_note(kind: str, loc: Path_, meant: Mapping[Path_, str], doc: PositionedYaml) -> str:
+    """What makes a typo read as one mistake: ``; did you mean 'platforms'?`` on
+    the unknown key, `` (did you write 'platform' at line 9?)`` on the required
+    key it leaves missing."""
+    if kind == "extra_forbidden":
+        return did_you_mean(meant.get(loc))
+    if kind != "missing":
+        return ""
+    typo = next((path for path, key in meant.items()
+                 if path[:-1] == loc[:-1] and key == loc[-1]), None)
+    return "" if typo is None else (
+        f" (did you write '{typo[-1]}' at line {doc.marks.get(typo, (1, 1))[0]}?)")
 
 
 def _message(error: Mapping[str, Any]) -> str:

@@ -16,8 +16,9 @@ Pure: no network, no I/O.
 
 from __future__ import annotations
 
-import difflib
 import re
+
+from .spelling import did_you_mean, nearest
 
 LINUX_ARCHES = ("x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x",
                 "riscv64", "loongarch64")
@@ -45,9 +46,7 @@ def platform_problem(tag: str) -> str | None:
     the nearest valid spelling when one is close."""
     if _valid(tag):
         return None
-    suggestion = nearest_platform(tag)
-    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-    return f"'{tag}' is not a platform tag ({GRAMMARS}){hint}"
+    return f"'{tag}' is not a platform tag ({GRAMMARS}){did_you_mean(nearest_platform(tag))}"
 
 
 def _valid(tag: str) -> bool:
@@ -87,8 +86,7 @@ def nearest_platform(tag: str) -> str | None:
     match = _LINUX.fullmatch(text)
     if match:
         return _with_arch("linux_", match.group(1), PLAIN_LINUX_ARCHES)
-    close = difflib.get_close_matches(text, FIXED_TAGS, n=1, cutoff=0.75)
-    return close[0] if close else None
+    return nearest(text, FIXED_TAGS, cutoff=0.75)
 
 
 # other names of one architecture (Debian's, Apple's, Go's)
@@ -104,5 +102,5 @@ def _with_arch(prefix: str, arch: str, arches: tuple[str, ...]) -> str | None:
     for known in arches:  # x86-64, x8664, X86_64
         if known.replace("_", "") == squeezed:
             return prefix + known
-    close = difflib.get_close_matches(arch, arches, n=1, cutoff=0.6)
-    return prefix + close[0] if close else None
+    close = nearest(arch, arches)
+    return prefix + close if close else None
