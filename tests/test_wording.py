@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,3 +35,22 @@ def test_validate_says_one_source_one_set_one_target(
     monkeypatch.chdir(tmp_path)
     assert main(["validate", "mirror.yaml"]) == 0
     assert capsys.readouterr().out == "mirror.yaml: ok: 1 set, 1 target, 1 source\n"
+
+
+def test_a_target_check_install_skips_names_python_and_platform_both() -> None:
+    """Found by an outside tester: a musllinux aarch64 target for Python 3.12, skipped on
+    a 3.11 build machine, said only `needs Python 3.12; this is 3.11`."""
+    from packaging.tags import sys_tags
+
+    from lockmirror.stages.install_runs import host_mismatch
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    host = next(iter(sys_tags())).platform
+    other = "musllinux_1_2_aarch64" if "aarch64" not in host else "musllinux_1_2_x86_64"
+    newer = f"{sys.version_info[0]}.{sys.version_info[1] + 1}"
+    assert host_mismatch(newer, "cp", (other,)) == (f"needs Python {newer} on {other}; "
+                                                    f"this is Python {here} on {host}")
+    # the same Python on another platform says the Python too: what the machine is
+    assert host_mismatch(here, "cp", (other,)) == (f"needs Python {here} on {other}; "
+                                                   f"this is Python {here} on {host}")
+    assert host_mismatch(here, "cp", (host,)) is None

@@ -121,11 +121,10 @@ def host_mismatch(python: str, implementation: str, platforms: Sequence[str]) ->
     wanted = ".".join(python.split(".")[:2])
     if implementation != "cp" or sys.implementation.name != "cpython":
         return f"needs {implementation}{python}; this is {sys.implementation.name}"
-    if wanted != here:
-        return f"needs Python {python}; this is {here}"
-    host_platforms = {tag.platform for tag in sys_tags()}
-    if not any(p in host_platforms for p in platforms):
-        return f"needs {', '.join(platforms)}; this host is not one"
+    host_platforms = [tag.platform for tag in sys_tags()]  # the most specific first
+    if wanted != here or not any(p in host_platforms for p in platforms):
+        return (f"needs Python {python} on {', '.join(platforms)}; "
+                f"this is Python {here} on {host_platforms[0]}")
     return None
 
 
