@@ -60,7 +60,8 @@ def task_gc():
 
 
 def task_mutation():
-    """Mutation testing of the safety-critical modules (slow; not part of build)."""
+    """lockmirror development: mutation testing of its safety checks (only in lockmirror's
+    own repository; slow, not part of build)."""
     return tasks.mutation_task()
 
 

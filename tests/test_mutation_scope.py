@@ -88,9 +88,45 @@ def test_doit_mutation_without_mutmut_prints_its_error_once(
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "mutmut" else real(name, *a))
+    monkeypatch.chdir(SRC.parent)  # lockmirror's repository: the task exists there
+    task = doit_tasks.mutation_task()
+    assert task is not None
     monkeypatch.chdir(tmp_path)
-    failed = doit_tasks.mutation_task()["actions"][0][0]("formats.signing", 1)
+    failed = task["actions"][0][0]("formats.signing", 1)
     assert failed is not None and not failed.report  # doit adds no report of its own
     assert capsys.readouterr().err.splitlines() == [
         "lockmirror: error: mutmut is not installed in this environment "
         "(pip install -e '.[mutation]')"]
+
+
+def test_doit_mutation_is_a_task_of_lockmirrors_repository_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: `doit mutation` in a mirror repository whose dodo.py
+    was copied as the README says answered `pip install -e '.[mutation]'`, which only
+    makes sense in lockmirror's own repository."""
+    import runpy
+    import shutil
+
+    from doit.cmd_base import ModuleTaskLoader  # type: ignore[import-untyped]
+    from doit.doit_cmd import DoitMain  # type: ignore[import-untyped]
+
+    def doit(*args: str) -> int:
+        dodo = runpy.run_path(str(Path.cwd() / "dodo.py"))
+        return int(DoitMain(ModuleTaskLoader(dodo)).run(list(args)))
+
+    monkeypatch.chdir(SRC.parent)
+    assert doit("list") == 0
+    listed = capsys.readouterr().out
+    assert "mutation" in listed and "lockmirror development" in listed
+    team = tmp_path / "our-mirror"  # the README's own mirror repository
+    team.mkdir()
+    for name in ("mirror.yaml", "dodo.py"):
+        shutil.copyfile(SRC.parent / name, team / name)
+    monkeypatch.chdir(team)
+    assert doit("list") == 0
+    listed = capsys.readouterr().out
+    assert "mutation" not in listed and "check-install" in listed
+    assert doit("mutation") != 0
+    err = capsys.readouterr().err
+    assert "mutation" in err and "pip install" not in err

@@ -423,15 +423,19 @@ def _mutation(modules: str, jobs: int) -> None:
           f"{mutation.MUTATION_SCORE})")
 
 
-def mutation_task() -> TaskDict:
+def mutation_task() -> TaskDict | None:
     """`doit mutation [--modules formats.signing,stages.serve] [--jobs 2]`: mutmut over
-    the safety modules."""
+    the safety modules of lockmirror's own sources, in lockmirror's repository only
+    (None, which doit reads as no task, in a mirror repository with a copied dodo.py)."""
+    if not mutation.lockmirror_repository(Path.cwd()):
+        return None
 
     def run(modules: str, jobs: int) -> TaskFailed | None:  # doit passes the params
         return _action(_mutation, modules, jobs)()
 
     return {
-        "doc": "mutation testing (mutmut) of the safety checks; slow, never in build",
+        "doc": "lockmirror development: mutation testing (mutmut) of lockmirror's safety "
+               "checks; slow, never in build",
         "actions": [(run,)],
         "params": [
             {"name": "modules", "long": "modules", "type": str,

@@ -6,7 +6,9 @@ a mutant ``<module>.x_<function>__mutmut_<n>``, or ``<module>.xǁ<Class>ǁ<metho
 for a method. Whole modules are about 3,600 mutants, hours on two cores; the checks are
 about a third of that. ``[tool.mutmut]`` in ``pyproject.toml`` names the files and tests.
 
-Behind ``doit mutation`` (``doit_tasks.mutation_task``); this module does not import doit.
+Behind ``doit mutation`` (``doit_tasks.mutation_task``), a task of lockmirror's own
+development: it exists only in lockmirror's repository (:func:`lockmirror_repository`), not
+in a mirror repository whose ``dodo.py`` was copied from it. This module does not import doit.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -106,6 +109,18 @@ def format_mutation_scores(scores: dict[str, dict[str, int]]) -> str:
         rest = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         lines.append(f"{module}: {score} ({caught} of {checked} checked mutants caught; {rest})")
     return "\n".join(lines) + "\n"
+
+
+def lockmirror_repository(directory: Path) -> bool:
+    """Whether ``directory`` is lockmirror's own repository (its ``pyproject.toml``
+    names the project lockmirror): where mutmut finds ``[tool.mutmut]``, the sources it
+    mutates and the tests it runs."""
+    try:
+        with (directory / "pyproject.toml").open("rb") as file:
+            project = tomllib.load(file).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(project, dict) and project.get("name") == "lockmirror"
 
 
 class MutationFailed(LockmirrorError):
