@@ -330,7 +330,7 @@ def test_publish_workflow_is_serial_and_uses_oidc() -> None:
     assert index["permissions"] == check["permissions"] == {"contents": "read"}
     # no doit: its lock task would re-lock a stale lockfile, running build backends
     assert _runs(index) == ["python -m pip install -e .", "lockmirror fetch --progress plain",
-                            "lockmirror index"]
+                            "lockmirror index --full"]
     (handed,) = _artifacts(index, "upload-artifact")
     assert handed["name"] == "dist-index" and handed["path"] == "dist-index/"
     # A stale or hand-edited lockfile fails the run instead of being published as
@@ -416,7 +416,7 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert gather["needs"] == "shard"
     gather_runs = _runs(gather)
     assert gather_runs == ["python -m pip install -e .", "lockmirror fetch --progress plain",
-                           "lockmirror index",
+                           "lockmirror index --full",
                            'lockmirror bundle --no-tool --out "$RUNNER_TEMP/check-bundle"']
     handed = {a["name"]: a["path"] for a in _artifacts(gather, "upload-artifact")}
     assert handed == {"dist-index": "dist-index/",
