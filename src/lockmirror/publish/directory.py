@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..config_schema import DirectoryDestination
 from ..errors import LockmirrorError, PublishError
+from ..formats.directory_receipt import RECEIPT_FORMAT, read_receipt, receipt_path
 from ..formats.manifest import STATE_DIR, temporary_target
 from ..fsutil import CHUNK, atomic_write, atomic_writer, plural, sha256_file
 from .tree import (
@@ -46,8 +47,6 @@ from .tree import (
     lock_holder_text,
     no_progress,
 )
-
-RECEIPT_FORMAT = "lockmirror-directory-receipt/1"
 
 
 class DirectoryPublisher:
@@ -304,34 +303,3 @@ class DirectoryPublisher:
                 handle.seek(0)
                 handle.truncate()
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def receipt_path(root: Path) -> Path:
-    """Where a directory publish keeps its receipt (``formats.manifest.PUBLISHER_STATE``)."""
-    return root / STATE_DIR / "receipt.json"
-
-
-def read_receipt(root: Path) -> tuple[dict[str, tuple[str, int, int]], list[str] | None]:
-    """(file -> (sha256, size, mtime), the sets published or None when the receipt
-    does not record them). No receipt costs hashing, and makes every file there
-    one lockmirror does not own: --prune leaves them."""
-    try:
-        data = json.loads(receipt_path(root).read_text(encoding="utf-8"))
-        if data.get("format") != RECEIPT_FORMAT:
-            return {}, None
-        files = {str(k): (str(v[0]), int(v[1]), int(v[2]))
-                 for k, v in data["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return {}, None
-    sets = data.get("sets")  # the names of the sets published
-    if not isinstance(sets, list):
-        return files, None
-    return files, sorted(str(name) for name in sets)
-
-
-def published_tree(root: Path) -> bool | None:
-    """Whether the directory publish at ``root`` has the tree layout (its receipt
-    names files under ``files/``, ``simple/``...), False for the flat one (bare
-    artifact names), None when ``root`` holds no receipt naming a file."""
-    files = read_receipt(root)[0]
-    return any("/" in path for path in files) if files else None

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import LockmirrorError
+from ..formats.directory_receipt import published_tree, receipt_path
 from ..formats.manifest import MANIFEST_NAME, Manifest, TreeReport, check_tree
 from .import_swap import old_dir
 
@@ -31,8 +32,6 @@ def _no_manifest(root: Path) -> LockmirrorError:
     (its receipt says which layout; the flat one, pypiserver's package directory,
     has no manifest to verify against: found by an outside tester, verify told to
     import a bundle into it) or no mirror at all."""
-    from ..publish.directory import published_tree, receipt_path
-
     if not receipt_path(root).is_file():
         return LockmirrorError(f"is not a mirror (no {MANIFEST_NAME})", where=str(root),
                                hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
@@ -54,7 +53,6 @@ def _no_manifest(root: Path) -> LockmirrorError:
 def repair_hint(root: Path) -> str:
     """How to repair ``root``, by what made it (found by an outside tester: after
     an interrupted index run or publish, verify sent the operator after disk rot)."""
-    from ..publish.directory import receipt_path
     from .index import STATE_NAME, state_dir_for
 
     if receipt_path(root).is_file():
