@@ -10,11 +10,15 @@
   mirror.yaml's own paths (or the defaults beside it) hold.
 * ``reproducible_build`` (function): ``own_paths``, ``SOURCE_DATE_EPOCH`` and the tool
   wheels repacked from this environment: a whole build (lock to bundle) in this process.
+* ``own_temp_dir`` (session, every test): ``$TMPDIR`` (and ``tempfile``'s) is the session's own
+  directory, so what gc removes from there (killed check-install runs) is never
+  another process's in /tmp.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,15 @@ os.environ.setdefault("LOCKMIRROR_TOOL_WHEELS", "installed")
 # shared by every test from here (issue 14).
 os.environ.setdefault("LOCKMIRROR_INSTALLER_CACHE",
                       str(Path(__file__).resolve().parent.parent / ".cache" / "installers"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    root = tmp_path_factory.mktemp("tmpdir")  # first of all: module fixtures run check-install
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(root))  # subprocesses: the CLI, doit
+        patch.setattr(tempfile, "tempdir", str(root))
+        yield
 
 
 @pytest.fixture(scope="session")

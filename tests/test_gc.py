@@ -193,3 +193,37 @@ def test_gc_leaves_a_running_check_installs_work_alone(project: Path) -> None:
         assert (verify / "run" / "requirements-q.txt").exists()
         assert f"a check-install is running in {verify}: its work left alone" in result.skipped
     assert verify / "run" in [r.path for r in pipeline.gc(loaded).removed]  # ended: it goes
+
+
+def test_gc_lists_and_removes_what_killed_check_install_runs_left(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run outside a project works in $TMPDIR/lockmirror-verify-<pid>-*; after `kill -9`
+    70M stayed there and `lockmirror gc --dry-run` did not list it (found by an outside
+    tester). A run that lives (its pid, or its lock held) is left alone."""
+    import tempfile
+
+    from lockmirror.cli import main
+    from lockmirror.fsutil import locked_unless_held
+
+    root = tmp_path / "tmp"
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = root / f"lockmirror-verify-{int(done.stdout)}-k1ll3d_x"  # that pid has ended
+    unnamed = root / "lockmirror-verify-a1b2c3d4"  # named before runs put their pid in
+    living = root / f"lockmirror-verify-{os.getppid()}-al1ve"
+    held = root / "lockmirror-verify-e5f6g7h8"
+    for run in (killed, unnamed, living, held):
+        (run / "run" / "venv").mkdir(parents=True)
+        (run / "run" / "venv" / "site.py").write_bytes(b"x" * 3000)
+    with locked_unless_held(held) as free:
+        assert free
+        assert main(["gc", "--dry-run", "--config", str(project)]) == 0
+        listed = capsys.readouterr().out
+        assert f"  killed check-install run: {killed} (" in listed
+        assert f"  killed check-install run: {unnamed} (" in listed
+        assert "gc: 2 x killed check-install run (" in listed
+        assert killed.exists() and str(living) not in listed and str(held) not in listed
+        assert main(["gc", "--config", str(project)]) == 0
+    assert sorted(root.iterdir()) == sorted([held, living])

@@ -174,3 +174,15 @@ def disk_bytes(path: Path) -> int:
                 continue
             total += found.st_size if found.st_nlink <= 1 else 0
     return total
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (another user's counts): a directory named
+    with its writer's pid is a killed writer's when that pid is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,7 +231,9 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
     elif mirror.simple.startswith(("http://", "https://")):
         probe(mirror, [r for pair in pairs for r in pair.requirements][:1])
     chosen = find_installers(installers)
-    temp_root = Path(tempfile.mkdtemp(prefix="lockmirror-verify-")) if work_dir is None else None
+    from .check_install_work import temporary_work_dir  # named with the pid: a killed run's goes
+
+    temp_root = temporary_work_dir(say) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
     cache = installer_cache or default_installer_cache(None if temp_root else work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

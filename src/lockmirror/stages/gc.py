@@ -12,7 +12,10 @@ or by an earlier revision of it that ``retention:`` keeps (git history,
 * the caches keyed by an artifact's sha256: what ``lock`` read and keeps
   (``<cache>/http/blobs/<2>/``: each wheel's METADATA, sdists read for theirs)
   and the build backends' answers for sdists (``<cache>/build/metadata/``);
-* what check-install runs left (:func:`lockmirror.stages.installers.stale_work`);
+* what check-install runs left (:func:`lockmirror.stages.installers.stale_work`),
+  and the temporary directories of killed runs outside a project
+  (``$TMPDIR/lockmirror-verify-<pid>-*``:
+  :func:`lockmirror.stages.check_install_work.killed_runs`);
 * tool-wheel caches of dependency sets this lockmirror no longer bundles
   (:func:`lockmirror.stages.toolwheels.current_cache_keys`).
 
@@ -43,6 +46,7 @@ from ..formats.manifest import temporary_target
 from ..formats.store import Store
 from ..fsutil import disk_bytes, format_size, locked_unless_held, plural
 from ..net.disk_cache import DiskCache
+from .check_install_work import killed_runs
 from .fetch_plan import plan
 from .installers import stale_work
 
@@ -150,6 +154,8 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
         found += _keyed_by_sha256(folder, needed)
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
     found += _check_install_leftovers(cache / "verify", dry_run, skipped)
+    found += [Removal(path, "killed check-install run", disk_bytes(path))
+              for path in killed_runs()]
     found += _old_tool_wheels(cache, skipped)
     if not dry_run:
         for removal in found:

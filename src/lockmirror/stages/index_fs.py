@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import pid_alive
+
 # Up to this many written files are flushed one by one; above it, one
 # os.sync() is cheaper.
 BULK_WRITES = 64
@@ -176,18 +178,6 @@ def remove_stale_staging(out_dir: Path) -> None:
     for entry in parent.iterdir():
         if entry.name.startswith(prefix) and entry.is_dir():
             pid = entry.name[len(prefix):]
-            if pid.isdigit() and _pid_alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 continue
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

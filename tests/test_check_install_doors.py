@@ -1,0 +1,69 @@
+"""``lockmirror check-install`` and ``doit check-install`` are one stage (issue 20).
+
+Outside a project, a run's temporary directory carries its pid, so what a killed
+run left is removed by the next run and by gc. Real installs on the fixture mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from fixtureindex import Catalogue
+from index_mirror import FixtureMirror, make_built_mirror
+
+from lockmirror.cli import main
+from lockmirror.fsutil import locked_unless_held
+
+
+@pytest.fixture
+def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process's temporary directory ($TMPDIR), empty, for the test alone."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been waited for)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def left_by_killed_run(root: Path, name: str) -> Path:
+    """A run directory as ``kill -9`` leaves it: an environment half made."""
+    left = root / name
+    (left / "run" / "venv").mkdir(parents=True)
+    (left / "run" / "venv" / "site.py").write_bytes(b"x" * 5000)
+    return left
+
+
+@pytest.fixture(scope="module")
+def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
+    return make_built_mirror(catalogue, tmp_path_factory.mktemp("doors-mirror"))
+
+
+def test_outside_a_project_a_killed_runs_directory_goes_with_the_next_run(
+        mirror: FixtureMirror, tmp_path: Path, temp_root: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: after `kill -9` of a check-install, 70M stayed in
+    /tmp/lockmirror-verify-XXXX and no later run removed it."""
+    monkeypatch.chdir(tmp_path)  # a directory and no mirror.yaml: the far side
+    killed = left_by_killed_run(temp_root, f"lockmirror-verify-{dead_pid()}-k1ll3d_x")
+    unnamed = left_by_killed_run(temp_root, "lockmirror-verify-a1b2c3d4")  # before pids
+    running = left_by_killed_run(temp_root, "lockmirror-verify-e5f6g7h8")
+    other = left_by_killed_run(temp_root, f"lockmirror-verify-{os.getppid()}-al1ve")
+    with locked_unless_held(running) as free:  # as a run holds its directory
+        assert free
+        assert main(["check-install", str(mirror.out), "--set", "extra", "--installer", "uv",
+                     "--file"]) == 0
+    assert not killed.exists() and not unnamed.exists()
+    assert running.exists() and other.exists()  # their runs live
+    assert "removed what killed check-install runs left" in capsys.readouterr().err
+    assert sorted(temp_root.iterdir()) == sorted([running, other])  # its own went too
