@@ -1,23 +1,32 @@
 """``lockmirror check-install`` and ``doit check-install`` are one stage (issue 20).
 
-Outside a project, a run's temporary directory carries its pid, so what a killed
-run left is removed by the next run and by gc. Real installs on the fixture mirror.
+In a project, on its ``paths.index``, the CLI works in ``.cache/verify/`` with the
+installer copies doit uses and records the pass doit's up-to-date check reads;
+outside one, a run's temporary directory carries its pid, so what a killed run
+left is removed by the next run and by gc. Real installs on the fixture mirror.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from fixtureindex import Catalogue
+from fixtureindex import Catalogue, FixtureIndex
+from helpers import mirror_yaml
 from index_mirror import FixtureMirror, make_built_mirror
+from test_doit_tasks import count_calls, run_doit
+from test_far_side import INSTALLER_CACHE
 
+from lockmirror import pipeline
 from lockmirror.cli import main
 from lockmirror.fsutil import locked_unless_held
+
+PASS_RECORD = "verified-manifest.json"  # in .cache/verify/, where doit's up-to-date check reads it
 
 
 @pytest.fixture
@@ -42,6 +51,38 @@ def left_by_killed_run(root: Path, name: str) -> Path:
     (left / "run" / "venv").mkdir(parents=True)
     (left / "run" / "venv" / "site.py").write_bytes(b"x" * 5000)
     return left
+
+
+def test_the_cli_in_a_project_works_where_doit_does_and_records_its_pass(
+        tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
+        temp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside tester: `lockmirror check-install` kept its installers in
+    ~/.cache/lockmirror/installers, built its environments in $TMPDIR and recorded
+    nothing, so `doit check-install` installed everything again (8 minutes)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, {"core": ["beta==1.0"]}))
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("LOCKMIRROR_INSTALLER_CACHE")  # where each door keeps them by itself
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    verify = project / ".cache" / "verify"
+    if INSTALLER_CACHE.is_dir():  # the suite's copies (fetched once), saving four pip fetches
+        shutil.copytree(INSTALLER_CACHE, verify / "installers", symlinks=True)
+    assert run_doit("index") == 0
+
+    assert main(["check-install"]) == 0  # every set and installer, both transports
+    assert (verify / PASS_RECORD).is_file()
+    assert (verify / "installers" / "pip-26.3").is_dir()
+    assert not (tmp_path / "user-cache" / "lockmirror").exists()
+    assert not list(temp_root.glob("lockmirror-verify-*"))
+    installs = count_calls(monkeypatch, pipeline, "check_install")
+    assert run_doit("check-install") == 0
+    assert installs == []  # up to date: the CLI's pass is doit's
+
+    # a run limited by an option proves only a part: it records no pass
+    (verify / PASS_RECORD).unlink()
+    assert main(["check-install", "--installer", "uv", "--file"]) == 0
+    assert not (verify / PASS_RECORD).exists()
 
 
 @pytest.fixture(scope="module")

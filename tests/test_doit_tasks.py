@@ -209,19 +209,28 @@ def test_a_deleted_bundle_is_written_again_and_a_comment_runs_no_installer(
 def test_installs_unchanged_looks_at_what_installers_read(tmp_path: Path) -> None:
     from lockmirror.doit_uptodate import installs_unchanged
     from lockmirror.formats.manifest import Entry, Manifest
+    from lockmirror.stages.check_install_work import PASS_RECORD, record_pass
+    from lockmirror.stages.installers import NEWEST_PIP
 
-    def manifest(name: str, **changed: Entry) -> Path:
+    index, verify = tmp_path / "dist-index", tmp_path / "verify"
+    verify.mkdir()
+
+    def build(**changed: Entry) -> Path:
         files = {"index.html": Entry("a" * 64, 1), "landing.json": Entry("b" * 64, 2),
                  "simple/six/index.html": Entry("c" * 64, 3),
                  "files/six/six-1.0-py3-none-any.whl": Entry("d" * 64, 4), **changed}
-        Manifest(files).write(tmp_path / name)
-        return tmp_path / name
+        Manifest(files).write(index / "manifest.json")
+        return index
 
-    proved = manifest("proved.json")
-    assert installs_unchanged(manifest("landing.json", **{"landing.json": Entry("e" * 64, 5)}),
-                              proved)
-    assert not installs_unchanged(
-        manifest("page.json", **{"simple/six/index.html": Entry("f" * 64, 3)}), proved)
-    assert not installs_unchanged(manifest("more.json", **{
-        "constraints/core-linux.txt": Entry("f" * 64, 3)}), proved)
-    assert not installs_unchanged(tmp_path / "missing.json", proved)
+    record_pass(verify, build(), True, deployed=False, limited_by=())
+    assert installs_unchanged(build(**{"landing.json": Entry("e" * 64, 5)}), verify)
+    assert not installs_unchanged(build(**{"simple/six/index.html": Entry("f" * 64, 3)}),
+                                  verify)
+    assert not installs_unchanged(build(**{"constraints/core-linux.txt": Entry("f" * 64, 3)}),
+                                  verify)
+    assert not installs_unchanged(tmp_path / "missing", verify)
+    # the installer matrix is part of the pass (was doit's file_dep on installers.py): a
+    # pass with another pip proves nothing for today's
+    record = verify / PASS_RECORD
+    record.write_text(record.read_text().replace(f'"{NEWEST_PIP.version}"', '"1.0"', 1))
+    assert not installs_unchanged(build(), verify)

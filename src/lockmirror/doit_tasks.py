@@ -24,7 +24,7 @@ from .config import signing_key_stamp, split_names
 from .doit_project import Project
 from .doit_uptodate import bundle_there, installs_unchanged, store_complete
 from .errors import LockmirrorError, error_text
-from .fsutil import atomic_write, format_size
+from .fsutil import format_size
 from .interrupt import restore, stopped, terminate_as_interrupt
 from .timeutil import mtime_stamp
 
@@ -226,32 +226,28 @@ def index_task(project: Project) -> TaskDict:
 # -- check-install -------------------------------------------------------------
 
 
-def _check_install(project: Project, stamp: Path, sets: list[str], targets: list[str]) -> None:
-    loaded = project.loaded
-    report = pipeline.check_install(loaded, work_dir=loaded.cache_dir / "verify", progress=print,
-                                    sets=sets or None, targets=targets or None)
+def _check_install(project: Project, sets: list[str], targets: list[str]) -> None:
+    loaded = project.loaded  # the stage records the pass, as for lockmirror check-install
+    report = pipeline.check_install(loaded, progress=print, sets=sets or None,
+                                    targets=targets or None)
     for line in report.installers:
         print(f"check-install: installer {line}")
     for check in report.checks:
         if check.ok:  # failures are listed once, in the error
             print(f"check-install: {check.describe()}")
     print(f"check-install: {report.summary()} from {loaded.index_dir} alone")
-    if sets or targets:  # a shard proves only its part: the next full run must not be skipped
-        stamp.unlink(missing_ok=True)
     report.raise_for_failures()
-    if not (sets or targets):
-        atomic_write(stamp, (loaded.index_dir / "manifest.json").read_bytes())
 
 
 def check_install_task(project: Project) -> TaskDict:
     """`doit check-install [--set A,B] [--target X]`: every set, or one shard."""
-    manifest = project.path_of("index") / "manifest.json"
-    stamp = project.path_of("cache") / "verify" / "verified-manifest.json"
+    from .stages.check_install_work import PASS_RECORD
+
+    index, verify = project.path_of("index"), project.path_of("cache") / "verify"
 
     def check(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
-        return _action(_check_install, project, stamp, _names(sets),
-                       _names(target_names))()
+        return _action(_check_install, project, _names(sets), _names(target_names))()
 
     return {
         "basename": "check-install",
@@ -259,10 +255,9 @@ def check_install_task(project: Project) -> TaskDict:
         "actions": [check],
         "params": _shard_params(),
         "task_dep": ["index"],
-        # what installers read changed (not the landing page), or the installer matrix did
-        "uptodate": [lambda: installs_unchanged(manifest, stamp)],
-        "file_dep": [str(Path(__file__).parent / "stages" / "installers.py")],
-        "targets": [str(stamp)],
+        # the pass either door recorded: what installers read and the installer matrix
+        "uptodate": [lambda: installs_unchanged(index, verify)],
+        "targets": [str(verify / PASS_RECORD)],
         "verbosity": 2,
     }
 

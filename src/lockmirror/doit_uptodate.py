@@ -9,9 +9,10 @@ and the ``values`` its last successful run returned, by parameter name):
 * :func:`bundle_there`: the bundle's files, named only when written (their name
   holds the content id), are still on disk;
 * :func:`installs_unchanged`: what an installer reads from the index is what
-  check-install last proved, so an edit that changes only the landing page or
-  the SBOMs (a comment in mirror.yaml, its commit) does not run every installer
-  again.
+  check-install last proved (``doit check-install`` or ``lockmirror
+  check-install``: the pass they record), with the same installers, so an edit
+  that changes only the landing page or the SBOMs (a comment in mirror.yaml,
+  its commit) does not run every installer again.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from .errors import LockmirrorError
 
 if TYPE_CHECKING:
     from .doit_project import Project
@@ -46,13 +45,10 @@ def bundle_there(task: object, values: dict[str, Any]) -> bool:
     return bool(parts) and all(os.path.isfile(part) for part in parts)
 
 
-def installs_unchanged(manifest: Path, proved: Path) -> bool:
-    """Whether ``manifest``'s installable part (:meth:`Manifest.installable`) is
-    that of ``proved``, the manifest check-install last passed on; False when
-    either cannot be read."""
-    from .formats.manifest import Manifest  # when the task is looked at, not at graph load
+def installs_unchanged(index_dir: Path, work_dir: Path) -> bool:
+    """Whether ``work_dir`` (``<paths.cache>/verify``) records a pass of
+    check-install, by either door, on what installers read from ``index_dir``
+    now (:meth:`Manifest.installable`) with today's installer matrix."""
+    from .stages.check_install_work import passed  # when the task is looked at
 
-    try:
-        return Manifest.read(manifest).installable() == Manifest.read(proved).installable()
-    except LockmirrorError:
-        return False
+    return passed(index_dir, work_dir)

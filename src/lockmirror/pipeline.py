@@ -118,8 +118,7 @@ def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None
                                 sets=names, targets=targets), notes=found.notes)
 
 
-def retained_lockfiles(loaded: LoadedConfig, *, now: datetime | None = None,
-                       ) -> RetainedLockfiles:
+def retained_lockfiles(loaded: LoadedConfig, *, now: datetime | None = None) -> RetainedLockfiles:
     """The revisions ``retention:`` keeps as of ``now`` (default: the clock),
     written as lockfiles under ``<paths.cache>/retained-locks/`` (path ->
     revision) for fetch and index; a set not locked yet has none. The one
@@ -210,20 +209,21 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
                   sets: Sequence[str] | None = None, targets: Sequence[str] | None = None,
                   installers: Sequence[str] | None = None, index_url: str | None = None,
                   transports: Sequence[str] | None = None, install: bool = True,
-                  work_dir: Path | None = None, progress: Progress | None = None
-                  ) -> VerifyReport:
-    """Install every set from the index alone with the far side's installers.
-
-    ``index_dir`` defaults to ``paths.index`` (``dist-index`` without a
-    mirror.yaml). The report is returned as is; ``raise_for_failures`` is the
-    caller's (after it printed what passed)."""
+                  work_dir: Path | None = None, progress: Progress | None = None) -> VerifyReport:
+    """Install every set from the index (default ``paths.index``; ``dist-index`` without a
+    mirror.yaml) alone with the far side's installers. On ``paths.index`` the run works in
+    (default) and records its pass in ``<paths.cache>/verify``, which doit's check reads
+    (:mod:`lockmirror.stages.check_install_work`). The caller raises its failures."""
     from .stages.check_install import TRANSPORTS, verify_closure
+    from .stages.check_install_work import record_pass, where_to_check
 
-    if index_dir is None:
-        index_dir = loaded.index_dir if loaded is not None else Path("dist-index")
-    return verify_closure(index_dir, sets=sets, targets=targets, index_url=index_url,
-                          transports=transports or TRANSPORTS, install=install,
-                          installers=installers, work_dir=work_dir, progress=progress)
+    index_dir, verify = where_to_check(loaded, index_dir)  # verify: None off paths.index
+    report = verify_closure(index_dir, sets=sets, targets=targets, index_url=index_url,
+                            transports=transports or TRANSPORTS, install=install,
+                            installers=installers, work_dir=work_dir or verify, progress=progress)
+    record_pass(verify, index_dir, report.ok, deployed=index_url is not None,
+                limited_by=(sets, targets, installers, transports, not install))
+    return report
 
 
 def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | None = None,

@@ -1,14 +1,21 @@
 """``lockmirror check-install [DIR]``: prove every set installs from the index alone.
 
-The same stage as ``doit check-install`` (``pipeline.check_install``)."""
+The same stage as ``doit check-install`` (``pipeline.check_install``): in a project
+(``--config``, default ./mirror.yaml when present) on its ``paths.index``, the same
+work directory and installer copies, and the same pass recorded."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..config import DEFAULT_CONFIG
 from ._options import NameList
+
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
 
 NAME = "check-install"
 HELP = ("prove with the far side's installers (newest pip and uv, the pips of Debian 12, "
@@ -17,8 +24,13 @@ HELP = ("prove with the far side's installers (newest pip and uv, the pips of De
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", nargs="?", type=Path, default=Path("dist-index"),
-                        help="the index tree (default: dist-index)")
+    parser.add_argument("directory", nargs="?", type=Path,
+                        help="the index tree (default: paths.index of mirror.yaml, else "
+                             "dist-index)")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"mirror.yaml (default: ./{DEFAULT_CONFIG} when present); on its "
+                             "paths.index the run works in its paths.cache/verify/ and records "
+                             "a whole pass there, as `doit check-install` does")
     parser.add_argument("--set", dest="sets", action=NameList, metavar="SET",
                         help="only this set (repeatable or A,B)")
     parser.add_argument("--target", dest="targets", action=NameList, metavar="TARGET",
@@ -36,7 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-install", action="store_true",
                         help="only resolve with uv (and dry-run the lockfiles); install nothing")
     parser.add_argument("--work-dir", type=Path,
-                        help="keep the installer copies here (runs are removed afterwards)")
+                        help="keep the installer copies here (runs are removed afterwards; "
+                             "default: paths.cache/verify/ on the project's index, else a "
+                             "temporary directory and ~/.cache/lockmirror/installers)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"... {message}", file=sys.stderr, flush=True)
 
     transports = ("http",) if args.serve else ("file://",) if args.file else None
-    report = pipeline.check_install(None, index_dir=args.directory, sets=args.sets,
-                                  targets=args.targets, index_url=args.index_url,
-                                  transports=transports, install=not args.no_install,
-                                  installers=args.installers, work_dir=args.work_dir,
-                                  progress=progress)
+    report = pipeline.check_install(_project(args.config), index_dir=args.directory,
+                                    sets=args.sets, targets=args.targets,
+                                    index_url=args.index_url, transports=transports,
+                                    install=not args.no_install, installers=args.installers,
+                                    work_dir=args.work_dir, progress=progress)
     for check in report.checks:
         if check.ok:  # failures are listed once, in the error below
             print(check.describe())
@@ -63,3 +77,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"closure verified from {', '.join(redact_url(u) for u in report.index_urls)}"
           f"{skipped}")
     return 0
+
+
+def _project(config: str | None) -> LoadedConfig | None:
+    """The mirror.yaml named, else ./mirror.yaml when present (a broken one is an
+    error, as for every command), else None: a directory outside a project."""
+    from ..config import load_config
+
+    if config is not None:
+        return load_config(config)
+    return load_config(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None

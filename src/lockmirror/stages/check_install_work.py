@@ -1,6 +1,16 @@
-"""Where check-install works outside a project: a temporary directory per run.
+"""Where check-install works, and the pass it records: its state on disk.
 
-With no project's work directory (a directory and no mirror.yaml) a run works in
+On a project's own index (``pipeline.check_install`` given the loaded
+mirror.yaml and its ``paths.index``), ``doit check-install`` and ``lockmirror
+check-install`` share ``<paths.cache>/verify/`` (:func:`where_to_check`):
+``run/`` (one run's environments), ``installers/`` (the copies) and
+``verified-manifest.json``, the record of the last whole pass
+(:func:`record_pass`): the sha256 of what installers read from the index
+(:meth:`~lockmirror.formats.manifest.Manifest.installable`) and the installer
+matrix that read it. While neither changed, the index needs no new run
+(:func:`passed`: doit's up-to-date check).
+
+Anywhere else (a directory and no mirror.yaml) a run works in
 ``$TMPDIR/lockmirror-verify-<pid>-XXXXXXXX`` (:func:`temporary_work_dir`) and
 removes it at its end; one whose run was killed (its pid gone) is removed by
 the next run and by gc (:func:`killed_runs`).
@@ -8,19 +18,86 @@ the next run and by gc (:func:`killed_runs`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..fsutil import disk_bytes, format_size, locked_unless_held, pid_alive
+from ..errors import LockmirrorError
+from ..fsutil import (
+    atomic_write,
+    disk_bytes,
+    format_size,
+    locked_unless_held,
+    pid_alive,
+    sha256_bytes,
+)
 
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
+
+PASS_RECORD = "verified-manifest.json"
+PASS_FORMAT = "lockmirror-check-install-pass/1"
 TEMP_PREFIX = "lockmirror-verify-"
 _PID_NAMED = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-[^/]+")
 # the name before the pid was in it: mkdtemp's 8 characters
 _BEFORE_PIDS = re.compile(re.escape(TEMP_PREFIX) + r"[a-z0-9_]{8}")
+
+
+def where_to_check(loaded: LoadedConfig | None, index_dir: Path | None
+                   ) -> tuple[Path, Path | None]:
+    """The index to check (``index_dir``, default ``paths.index``, else ``dist-index``)
+    and the project's work directory for it: ``<paths.cache>/verify`` when it is
+    ``paths.index``, None for any other tree and without mirror.yaml."""
+    if index_dir is None:
+        index_dir = loaded.index_dir if loaded is not None else Path("dist-index")
+    if loaded is None or Path(index_dir).resolve() != loaded.index_dir.resolve():
+        return Path(index_dir), None
+    return Path(index_dir), loaded.cache_dir / "verify"
+
+
+def pass_record(index_dir: Path) -> bytes:
+    """The bytes a whole pass on ``index_dir`` records. Raises LockmirrorError when
+    its manifest is missing or unreadable. Costs a read of the manifest."""
+    from ..formats.manifest import MANIFEST_NAME, Manifest  # when asked, not at doit's graph load
+    from .installers import INSTALLERS
+
+    installable = Manifest.read(Path(index_dir) / MANIFEST_NAME).installable().dumps()
+    record = {"format": PASS_FORMAT, "installable": sha256_bytes(installable.encode()),
+              "installers": [asdict(installer) for installer in INSTALLERS]}
+    return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+
+
+def passed(index_dir: Path, work_dir: Path) -> bool:
+    """Whether ``work_dir`` records a whole pass on what installers read from
+    ``index_dir`` now, with today's installer matrix (a landing page or SBOM
+    that changed does not count); False when either cannot be read."""
+    try:
+        return (work_dir / PASS_RECORD).read_bytes() == pass_record(index_dir)
+    except (OSError, LockmirrorError):
+        return False
+
+
+def record_pass(work_dir: Path | None, index_dir: Path, ok: bool, *, deployed: bool,
+                limited_by: Iterable[object]) -> None:
+    """After a run on the project's index (``work_dir``: its work directory; None:
+    another tree, nothing to do). A run that passed and was limited by none of its
+    options (``limited_by``: sets, targets, installers, transports, no installs)
+    records its pass; one that failed removes the record (what it proved may no
+    longer hold); a part that passed leaves it as it is (it proves only its part, as
+    a doit shard does). A ``deployed`` mirror's run installed from elsewhere: it
+    leaves the record alone."""
+    if work_dir is None or deployed:
+        return
+    if not ok:
+        (work_dir / PASS_RECORD).unlink(missing_ok=True)
+    elif not any(limited_by):
+        atomic_write(work_dir / PASS_RECORD, pass_record(index_dir))
 
 
 def temporary_work_dir(say: Callable[[str], None]) -> Path:
