@@ -10,7 +10,8 @@ its pid. Fixtures (import them into a test module to use them):
   anonymous may read) and checksums.
 * ``pypiserver`` (function scope, emptied before each test) over the
   session's ``pypiserver_session`` with an htpasswd file (update, download
-  and list need credentials).
+  and list need credentials); ``open_pypiserver`` (module scope): one that
+  asks for them only to upload.
 * ``devpi`` - devpi-server; ``devpi_index()`` makes a fresh user index.
 
 The classes are usable outside pytest too (benchmarks start them).
@@ -367,6 +368,19 @@ def pypiserver_session() -> Iterator[PypiServer]:
 def pypiserver(pypiserver_session: PypiServer) -> UploadServer:
     pypiserver_session.clear()
     return pypiserver_session.server
+
+
+@pytest.fixture(scope="module")
+def open_pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadServer]:
+    """pypiserver that lets anyone read and asks for credentials only to upload, as
+    a repository inside often does: a wrong password is refused by the upload itself
+    (its HTML error page), and its simple index needs none (check-install --index-url
+    takes no credentials). One per test module, starting empty."""
+    started = start_pypiserver(tmp_path_factory.mktemp("open-pypiserver"), "update")
+    try:
+        yield started.server
+    finally:
+        started.process.stop()
 
 
 @pytest.fixture(scope="session")

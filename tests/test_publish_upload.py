@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -216,19 +215,6 @@ def test_missing_credentials_are_named_not_called_refused(
     text = str(info.value)
     assert "TWINE_PASSWORD is not set" in text and "TWINE_USERNAME" not in text
     assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
-
-
-@pytest.fixture(scope="module")
-def open_pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadServer]:
-    """pypiserver that lets anyone read and asks for credentials only to upload, so
-    a wrong password is refused by the upload itself (its HTML error page)."""
-    from servers import start_pypiserver
-
-    started = start_pypiserver(tmp_path_factory.mktemp("open-pypiserver"), "update")
-    try:
-        yield started.server
-    finally:
-        started.process.stop()
 
 
 def test_a_refused_upload_prints_the_servers_message_not_its_page(

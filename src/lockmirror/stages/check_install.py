@@ -6,7 +6,8 @@ the pins from ``constraints/<set>-<target>.txt``, and the packages from
 ``simple/`` and ``files/``, over ``file://`` and over HTTP (a
 :class:`~lockmirror.stages.serve.MirrorServer` on a free 127.0.0.1 port), or from a
 deployed mirror's URL, whose own lockfiles and constraints are read from beside its
-``simple/`` (:mod:`~lockmirror.stages.deployed_mirror`). For every set and target:
+``simple/`` (:mod:`~lockmirror.stages.deployed_mirror`; an upload repository serves
+none, so the directory's pin the sets). For every set and target:
 
 1. ``uv pip compile`` of the set's requirements with the target's pins, for the
    target's Python and platform, over each transport;
@@ -44,9 +45,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InputError, LockmirrorError, ResolutionError
+from ..errors import LockmirrorError, ResolutionError
 from ..fsutil import one_at_a_time
-from .deployed_mirror import FILES_STEP, DeployedInputs, DeployedMirror, parse_index_url, probe
+from .deployed_mirror import (
+    FILES_STEP,
+    NO_TREE,
+    DeployedInputs,
+    DeployedMirror,
+    parse_index_url,
+    probe,
+    read_lockfiles,
+)
 from .install_runs import (
     Check,
     Runner,
@@ -91,6 +100,7 @@ class VerifyReport:
     checks: tuple[Check, ...]
     installers: tuple[str, ...] = ()  # "pip 23.0.1 (Debian 12 ...)" for each one asked for
     deployed: str | None = None  # the deployed mirror checked (--index-url), as printed
+    upload_repository: bool = False  # it serves no lockfiles/ (pypiserver, Nexus)
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -125,6 +135,10 @@ class VerifyReport:
             hint = ("the deployed mirror lacks what these requirements need or its lockfiles "
                     "or constraints, or an installer cannot read it; import the mirror's "
                     "latest bundle into it again")
+        if self.upload_repository:
+            hint = ("the upload repository lacks what these requirements need (the releases "
+                    "the directory's constraints pin), or an installer cannot read it; "
+                    "publish the index to it again (`lockmirror publish`)")
         raise ResolutionError(f"{len(lines)} closure check(s) failed for "
                               f"{self.deployed or self.index_dir}:\n  " + "\n  ".join(lines),
                               hint=hint)
@@ -140,6 +154,11 @@ class _SetTarget:
     def target(self) -> str:
         return self.locked.name
 
+    @property
+    def inputs(self) -> tuple[str, str]:  # its constraints and lockfile, in the tree
+        return (f"constraints/{self.set_name}-{self.target}.txt",
+                f"lockfiles/pylock.{self.set_name}.toml")
+
     def where(self, transport: str, url: str) -> Where:
         t = self.locked
         return Where(self.set_name, t.name, t.python, t.implementation, t.platforms, url,
@@ -153,14 +172,7 @@ class _Transport:
     root: str | None  # its root URL (lockfiles/ beside simple/); None: the local tree, or unknown
     shown: str  # the simple index as printed
     query: str = ""  # the given URL's query, sent with the lockfile's URL too
-
-    @property
-    def unplaced(self) -> str | None:
-        """Why its lockfiles cannot be installed from (None: they can)."""
-        if self.name == "given" and self.root is None:
-            return ("the index URL does not end in /simple/, so where its lockfiles are "
-                    "is not known")
-        return None
+    unplaced: str | None = None  # why its lockfiles cannot be installed from (None: they can)
 
 
 def verify_closure(
@@ -194,7 +206,9 @@ def verify_closure(
 
     With ``index_url``, the lockfiles and constraints installed from are the
     deployed mirror's (beside its ``simple/``), each required to equal the
-    directory's copy; with no lockfiles in ``index_dir``, the sets are those
+    directory's copy, unless it serves none of them and no ``manifest.json``
+    (an upload repository: the directory's pin the sets, its lockfile installs are
+    skipped); with no lockfiles in ``index_dir``, the sets are those
     the mirror's ``manifest.json`` lists. A URL carrying credentials raises
     InputError before anything runs.
 
@@ -223,7 +237,7 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
             transports: Sequence[str], install: bool, installers: Sequence[str] | None,
             work_dir: Path | None, installer_cache: Path | None, uv_bin: str | None,
             timeout: float, say: Progress) -> VerifyReport:
-    lockfiles, inputs = _lockfiles(index_dir, mirror, session)
+    lockfiles, inputs = read_lockfiles(index_dir, mirror, session)
     pairs = _pairs(lockfiles, inputs.mirror.shown if inputs and inputs.listed else str(index_dir),
                    sets, targets)
     if mirror is None:  # the tree itself is installed from: its files must be here
@@ -246,11 +260,15 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
         runner = Runner(uv_bin or uv_binary(copies), work_dir / "run", timeout)
         runner.work.mkdir(parents=True)
         try:
-            with _transports(index_dir, mirror, transports) as served:
+            no_tree = inputs.tree_absent([r for pair in pairs for r in pair.inputs],
+                                         index_dir) if inputs else None
+            if no_tree:  # an upload repository: the directory's lockfiles say what it holds
+                say(no_tree)
+            with _transports(index_dir, mirror, transports, tree=not no_tree) as served:
                 used = [t.shown for t in served]
                 for pair in pairs:
-                    checks += _check_pair(runner, (index_dir, inputs), pair, served, chosen,
-                                          copies, install, say)
+                    checks += _check_pair(runner, (index_dir, None if no_tree else inputs),
+                                          pair, served, chosen, copies, install, say)
         finally:
             shutil.rmtree(runner.work, ignore_errors=True)
             if temp_root is not None:
@@ -258,7 +276,8 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
     return VerifyReport(index_dir=index_dir, index_urls=tuple(used),
                         checks=tuple(mirror.scrub_check(c) if mirror else c for c in checks),
                         installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen),
-                        deployed=mirror.shown if mirror else None)
+                        deployed=mirror.shown if mirror else None,
+                        upload_repository=bool(no_tree))
 
 
 def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: _SetTarget,
@@ -269,16 +288,14 @@ def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: 
     requirements = runner.work / f"requirements-{pair.set_name}.txt"
     requirements.write_text("".join(r + "\n" for r in pair.requirements))
     index_dir, inputs = tree
-    named = (f"constraints/{pair.set_name}-{pair.target}.txt",
-             f"lockfiles/pylock.{pair.set_name}.toml")
     if inputs is None:
-        constraints, lockfile = (index_dir / relative for relative in named)
+        constraints, lockfile = (index_dir / relative for relative in pair.inputs)
     else:  # the deployed mirror's own, which must be the directory's
-        placed = [inputs.place(relative, runner.work / "deployed") for relative in named]
+        placed = [inputs.place(relative, runner.work / "deployed") for relative in pair.inputs]
         if any(isinstance(p, str) for p in placed):  # failed: nothing runs without them
             where = pair.where(served[0].name, served[0].url)
             return [where.check(f"read {relative} ({served[0].name})", ok=False, detail=p)
-                    for relative, p in zip(named, placed, strict=True) if isinstance(p, str)]
+                    for relative, p in zip(pair.inputs, placed, strict=True) if isinstance(p, str)]
         constraints, lockfile = (Path(p) for p in placed)
     head = f"set '{pair.set_name}', target '{pair.target}'"
     checks = []
@@ -374,11 +391,16 @@ def _lockfile_source(runner: Runner, transport: _Transport, kind: str,
 
 
 @contextmanager
-def _transports(index_dir: Path, mirror: DeployedMirror | None,
-                transports: Sequence[str]) -> Iterator[list[_Transport]]:
+def _transports(index_dir: Path, mirror: DeployedMirror | None, transports: Sequence[str],
+                tree: bool = True) -> Iterator[list[_Transport]]:
     if mirror is not None:
         # a deployed mirror's lockfiles are beside its simple/, as in the tree
-        yield [_Transport("given", mirror.simple, mirror.root, mirror.shown, mirror.query)]
+        unplaced = None if tree else NO_TREE  # an upload repository serves none
+        if mirror.root is None:
+            unplaced = ("the index URL does not end in /simple/, so where its lockfiles are "
+                        "is not known")
+        yield [_Transport("given", mirror.simple, mirror.root if tree else None, mirror.shown,
+                          mirror.query, unplaced)]
         return
     unknown = sorted(set(transports) - set(TRANSPORTS))
     if unknown or not transports:
@@ -399,29 +421,6 @@ def _transports(index_dir: Path, mirror: DeployedMirror | None,
     with MirrorServer(index_dir, "127.0.0.1", 0) as server:
         root = server.simple_url.removesuffix("simple/")
         yield [*found, _Transport("http", server.simple_url, root, server.simple_url)]
-
-
-def _lockfiles(index_dir: Path, mirror: DeployedMirror | None, session: requests.Session
-               ) -> tuple[list[Lockfile], DeployedInputs | None]:
-    """The lockfiles naming the sets, and the deployed mirror's inputs (None: the
-    directory's are installed from). With no lockfiles in ``index_dir``, those
-    of the deployed mirror."""
-    from ..formats.lockfile import Lockfile
-
-    paths = sorted((index_dir / "lockfiles").glob("pylock.*.toml"))
-    if paths:
-        inputs = (DeployedInputs(mirror, index_dir, session)
-                  if mirror is not None and mirror.root is not None else None)
-        return [Lockfile.read(path) for path in paths], inputs
-    if mirror is None:
-        raise LockmirrorError("holds no lockfiles/pylock.*.toml", where=str(index_dir),
-                              hint="build the index with `doit index`")
-    if mirror.root is None:
-        raise InputError(f"{mirror.shown} does not end in /simple/, so the deployed mirror's "
-                         f"lockfiles are not known, and {index_dir} holds none",
-                         where="--index-url", hint="give the mirror's .../simple/ URL")
-    inputs = DeployedInputs(mirror, None, session)
-    return inputs.lockfiles(), inputs
 
 
 def _pairs(lockfiles: Sequence[Lockfile], where: str, sets: Sequence[str] | None,

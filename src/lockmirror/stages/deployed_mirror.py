@@ -10,6 +10,9 @@ local directory's copy when there is one, else with the sha256 the mirror's
 reason (a failed check), not a pass. :meth:`DeployedInputs.files_check` asks
 the mirror for the files a target this machine is not would install (uv's dry
 run of the lockfile, given their URLs, reads none of them).
+:meth:`DeployedInputs.tree_absent` tells such a mirror from an upload repository
+(pypiserver, Nexus), which serves its pages and packages and nothing beside them:
+there the local directory's lockfiles and constraints say what must install.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 _NOT_FOUND = (404, 410)
 FILES_STEP = "read the files the lockfile installs (given)"
 _NAMED = 3  # missing files a failed check names; the rest are counted
+NO_TREE = "the index serves no lockfiles/ (an upload repository?): no lockfile to install from"
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,9 @@ class DeployedInputs:
             raise LockmirrorError(
                 f"the deployed mirror has no manifest.json ({self.mirror.show('manifest.json')}: "
                 "not found)", where="--index-url",
-                hint="give the simple/ URL of a mirror `lockmirror import` wrote")
+                hint="give the simple/ URL of a mirror `lockmirror import` wrote, or for an "
+                     "upload repository (pypiserver, Nexus), which serves no lockfiles, the "
+                     "dist-index published to it as the directory")
         manifest = Manifest.loads(data, where=self.mirror.show("manifest.json"))
         self.listed = {path: entry.sha256 for path, entry in manifest.files.items()}
         names = sorted(p for p in self.listed
@@ -147,6 +153,19 @@ class DeployedInputs:
             except UnicodeDecodeError as exc:
                 raise InputError(f"cannot read the lockfile: {exc}", where=where) from None
         return found
+
+    def tree_absent(self, relatives: Sequence[str], index_dir: Path) -> str | None:
+        """None when the mirror serves lockmirror's tree beside its ``simple/``: its
+        ``manifest.json`` or one of ``relatives`` (the lockfiles and constraints the run
+        reads) is there. Otherwise (each not found, as at an upload repository, which
+        serves what was uploaded and nothing else) the note saying so, and that the
+        sets are checked against its pages, pinned by ``index_dir``'s constraints. One
+        request each, up to the first found; errors as :meth:`read`."""
+        if any(self._get(relative) is not None for relative in ("manifest.json", *relatives)):
+            return None
+        return (f"the index at {self.mirror.shown} serves no lockfiles/ or constraints/ (an "
+                "upload repository such as pypiserver or Nexus?): checking the sets' "
+                f"requirements against its pages, pinned by {index_dir}/constraints/")
 
     def read(self, relative: str) -> bytes | str:
         """The bytes of ``relative`` in the mirror's tree, or why they cannot be used:
@@ -258,6 +277,27 @@ class DeployedInputs:
             from ..net.http import network_error
 
             raise network_error(exc, self.mirror.show(relative)) from None
+
+
+def read_lockfiles(index_dir: Path, mirror: DeployedMirror | None, session: requests.Session
+                   ) -> tuple[list[Lockfile], DeployedInputs | None]:
+    """The lockfiles naming the sets, and the deployed mirror's inputs (None: the
+    directory's are installed from). With no lockfiles in ``index_dir``, those
+    of the deployed mirror. LockmirrorError when neither has any."""
+    paths = sorted((index_dir / "lockfiles").glob("pylock.*.toml"))
+    if paths:
+        inputs = (DeployedInputs(mirror, index_dir, session)
+                  if mirror is not None and mirror.root is not None else None)
+        return [Lockfile.read(path) for path in paths], inputs
+    if mirror is None:
+        raise LockmirrorError("holds no lockfiles/pylock.*.toml", where=str(index_dir),
+                              hint="build the index with `doit index`")
+    if mirror.root is None:
+        raise InputError(f"{mirror.shown} does not end in /simple/, so the deployed mirror's "
+                         f"lockfiles are not known, and {index_dir} holds none",
+                         where="--index-url", hint="give the mirror's .../simple/ URL")
+    inputs = DeployedInputs(mirror, None, session)
+    return inputs.lockfiles(), inputs
 
 
 def probe(mirror: DeployedMirror, requirements: Sequence[str]) -> None:
