@@ -41,7 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--index-url", help="install from this simple index URL (a deployed "
                                            "mirror), with its own lockfiles and constraints "
-                                           "(which must equal the directory's, if it has any)")
+                                           "(which must equal the directory's, if it has any; "
+                                           "an upload repository such as pypiserver has none: "
+                                           "its pages are checked with the directory's "
+                                           "constraints)")
     where.add_argument("--serve", action="store_true",
                        help="only over HTTP (the directory served on 127.0.0.1)")
     where.add_argument("--file", action="store_true", help="only over file://")
