@@ -133,11 +133,20 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert (finding["package"], finding["version"], finding["advisory"]) == (
         "vulny", "1.0", "PYSEC-2023-0001")
 
+    # the full bundle imported before the refresh, replayed: its lock time is the
+    # mirror's, but its advisories are older, so it would put vulny 1.0 back
+    before = tree_bytes(far)
+    assert main(["import", str(newer), "--into", str(far), "--pubkey", str(public)]) == 1
+    err = capsys.readouterr().err
+    assert ("advisories were taken 2024-10-10 13:00:00 UTC, before those the mirror holds "
+            "(2024-10-11 12:00:00 UTC" in err and "--allow-older" in err), err
+    assert len(err.splitlines()) <= 2 and tree_bytes(far) == before
+
     # a delta made against the last full bundle still applies onto the edited mirror
     delta = tmp_path / "dist7"
     assert main(["bundle", "--config", str(mirror.path), "--out", str(delta),
                  "--since", str(newer), "--source-date-epoch", "1700000000",
-                 "--key", str(private)]) == 0
+                 "--now", "2024-10-11T12:00:00Z", "--key", str(private)]) == 0
     [delta_tar] = delta.glob("*.tar")
     assert main(["import", str(delta_tar), "--into", str(far), "--pubkey", str(public)]) == 0
     assert main(["verify", str(far)]) == 0 and not (far / VULNY_10).exists()
@@ -173,6 +182,12 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 1
     assert "before those" in capsys.readouterr().err
     assert (far / VULNY_10).is_file()
+    # going back on purpose: the older full bundle is taken, and said so
+    assert main(["import", str(newer), "--into", str(far), "--pubkey", str(public),
+                 "--allow-older"]) == 0
+    assert "before those the mirror holds" in capsys.readouterr().err
+    held = json.loads((far / ".lockmirror/advisories.json").read_text())
+    assert held["taken"] == "2024-10-10T13:00:00Z"
 
 
 def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(

@@ -19,7 +19,9 @@ in with the tree so the two always agree:
 * ``bundle-time``: the source date epoch (``bundle.json``'s ``mtime``: the
   lockfiles' last commit, or ``SOURCE_DATE_EPOCH``; 0 when unknown) and the
   content id of the last full or delta bundle: a bundle dated before it is
-  refused unless the operator goes back on purpose (:func:`check_bundle_time`);
+  refused unless the operator goes back on purpose (:func:`check_bundle_time`),
+  and so is one whose advisories were taken before ``advisories.json``'s
+  (:func:`check_snapshot_time`: a bundle replayed after a refresh);
 * ``signer``: the fingerprint of the key a bundle's signature was checked
   against (``--pubkey``): from then on every import must check one with that
   key (:func:`require_signature_check`).
@@ -165,6 +167,31 @@ def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> s
         return f"{problem}; imported as --allow-older asks"
     raise BundleError(f"{problem}; refusing it, nothing was changed", where=str(mirror),
                       hint=UNKNOWN_TIME_HINT if match and epoch == 0 else ROLLBACK_HINT)
+
+
+def check_snapshot_time(staging: Path, into: Path, *, allow_older: bool,
+                        where: str) -> str | None:
+    """Refuse a full or delta bundle whose advisory snapshot (already written to
+    ``staging``) was taken before the one ``into`` holds, the rule a refresh bundle
+    meets (:mod:`lockmirror.stages.import_refresh`): replaying a bundle imported
+    before a refresh would put back releases the refresh took out. A bundle with
+    no snapshot keeps the mirror's, so it passes. With ``allow_older`` nothing is
+    refused: the line that would have been is returned, else None.
+
+    Raises BundleError naming both times, InputError for a snapshot that does not
+    read (``where`` names the bundle's member)."""
+    held = read_snapshot(into)
+    if held is None or not (staging / IMPORT_ADVISORIES).is_file():
+        return None
+    taken = Snapshot.loads((staging / IMPORT_ADVISORIES).read_bytes(), where=where).taken
+    if taken >= held.taken:
+        return None
+    problem = (f"this bundle's advisories were taken {taken:{WHEN}}, before those the mirror "
+               f"holds ({held.taken:{WHEN}}, from a refresh bundle or a newer bundle)")
+    if allow_older:
+        return f"{problem}; imported as --allow-older asks"
+    raise BundleError(f"{problem}; refusing it, nothing was changed", where=str(into),
+                      hint=ROLLBACK_HINT)
 
 
 def _utc(epoch: int) -> str:
