@@ -130,6 +130,38 @@ def test_a_wrong_size_object_is_fetched_again(
     assert sha256_bytes(data) == sha
 
 
+class GcAfterSizing(S3Store):
+    """An S3 store whose objects gc removes right after their size is first read: the
+    race between a fetch's look at an object and its read of it."""
+
+    removed: set[str]
+
+    def size_of(self, sha256: str) -> int | None:
+        size = super().size_of(sha256)
+        if size is not None and sha256 not in self.removed:
+            self.removed.add(sha256)
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+        return size
+
+
+def test_an_object_gc_removes_while_fetch_reads_it_is_fetched_again(
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
+    name = sorted(f for f in fixture_index.files if f.endswith(".whl"))[0]
+    lockfile = make_lockfile(fixture_index, "core", [name])
+    bucket = aws_env.new_bucket(public=False)
+    plain, _calls = s3_store(aws_env, f"s3://{bucket}", tmp_path / "staging")
+    store = GcAfterSizing(f"s3://{bucket}", plain.client, tmp_path / "staging")
+    store.removed = set()
+    sha = fixture_index.files[name].sha256
+    aws_env.client().put_object(Bucket=bucket, Key=store.key(sha), Body=b"short")
+
+    fetch([lockfile], store)
+
+    assert sha in store.removed
+    data = aws_env.client().get_object(Bucket=bucket, Key=store.key(sha))["Body"].read()
+    assert sha256_bytes(data) == sha
+
+
 CONCURRENT_FETCH = textwrap.dedent("""
     import sys
     from pathlib import Path

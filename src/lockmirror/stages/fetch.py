@@ -323,8 +323,8 @@ def _refuse_wrong_locked_sizes(todo: Sequence[FetchItem], store: AnyStore) -> No
             with store.open(item.sha256) as handle:
                 while chunk := handle.read(1 << 20):
                     digest.update(chunk)
-        except OSError:  # gone meanwhile (gc): downloaded as any missing file
-            continue
+        except (OSError, LockmirrorError):  # gone meanwhile (gc; S3Store.open raises
+            continue                           # LockmirrorError): downloaded as any missing
         if digest.hexdigest() == item.sha256:
             errors.append(wrong_locked_size(item, held, "as the store holds it"))
     if errors:
@@ -341,7 +341,7 @@ def _metadata_from_wheel(item: FetchItem, store: AnyStore) -> bool:
         with store.open(item.wheel_sha256) as raw, zipfile.ZipFile(raw) as archive:
             member = wheel_metadata_member(archive, item.filename.removesuffix(".metadata"))
             data = archive.read(member) if member is not None else None
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, LockmirrorError, zipfile.BadZipFile):  # LockmirrorError: gone from S3
         return False
     if data is None or hashlib.sha256(data).hexdigest() != item.sha256:
         return False
