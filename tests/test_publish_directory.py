@@ -507,3 +507,10 @@ def test_verify_of_a_directory_publish_without_a_manifest_says_what_it_is(
     err = capsys.readouterr().err
     assert "is a directory publish (tree layout) without its manifest.json" in err
     assert "(publish to it again, then verify it)" in err and "import" not in err
+
+    # a receipt that does not read says so, not "a flat directory publish"
+    (web_root / ".lockmirror/receipt.json").write_text("{not json", encoding="utf-8")
+    assert main(["verify", str(web_root)]) == 1
+    err = capsys.readouterr().err
+    assert "is a directory publish whose receipt (.lockmirror/receipt.json) does not read" in err
+    assert "flat" not in err and len(err.splitlines()) == 1

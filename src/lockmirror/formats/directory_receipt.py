@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .manifest import STATE_DIR
+from .manifest import DIRECTORY_RECEIPT
 
 RECEIPT_FORMAT = "lockmirror-directory-receipt/1"
 
 
 def receipt_path(root: Path) -> Path:
     """Where a directory publish keeps its receipt (``formats.manifest.PUBLISHER_STATE``)."""
-    return root / STATE_DIR / "receipt.json"
+    return root / DIRECTORY_RECEIPT
 
 
 def read_receipt(root: Path) -> tuple[dict[str, tuple[str, int, int]], list[str] | None]:

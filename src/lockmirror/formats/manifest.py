@@ -161,8 +161,10 @@ def check_relative_path(path: str, *, where: str) -> None:
 # between leaves it behind.
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 STATE_DIR = ".lockmirror"  # an imported mirror's or a publisher's own files; never an index's
-# What a directory publish keeps in its destination (publish/directory.py).
-PUBLISHER_STATE = frozenset({f"{STATE_DIR}/lock", f"{STATE_DIR}/receipt.json"})
+# What a directory publish keeps in its destination (publish/directory.py): its lock
+# and its receipt (formats/directory_receipt.py reads and writes it here).
+DIRECTORY_RECEIPT = f"{STATE_DIR}/receipt.json"
+PUBLISHER_STATE = frozenset({f"{STATE_DIR}/lock", DIRECTORY_RECEIPT})
 # What an imported mirror keeps about itself (stages/import_state.py): the
 # advisory snapshot and mirror.yaml its bundles carried, the quarantine list a
 # refresh bundle applied, the manifest its last bundle pinned, that bundle's

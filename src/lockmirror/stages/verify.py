@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import LockmirrorError
 from ..formats.directory_receipt import published_tree, receipt_path
-from ..formats.manifest import MANIFEST_NAME, Manifest, TreeReport, check_tree
+from ..formats.manifest import DIRECTORY_RECEIPT, MANIFEST_NAME, Manifest, TreeReport, check_tree
 from .import_swap import old_dir
 
 
@@ -36,7 +36,13 @@ def _no_manifest(root: Path) -> LockmirrorError:
         return LockmirrorError(f"is not a mirror (no {MANIFEST_NAME})", where=str(root),
                                hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
                                     f"--into {root}")
-    if published_tree(root):
+    tree = published_tree(root)
+    if tree is None:
+        return LockmirrorError(
+            f"is a directory publish whose receipt ({DIRECTORY_RECEIPT}) does not read or "
+            f"names no file, and it has no {MANIFEST_NAME}", where=str(root),
+            hint="publish to it again, then verify it (a --layout tree publish verifies)")
+    if tree:
         return LockmirrorError(
             f"is a directory publish (tree layout) without its {MANIFEST_NAME}: a publish "
             "writes it last, so the one before was interrupted", where=str(root),
