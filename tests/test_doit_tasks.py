@@ -222,7 +222,18 @@ def test_installs_unchanged_looks_at_what_installers_read(tmp_path: Path) -> Non
         Manifest(files).write(index / "manifest.json")
         return index
 
-    record_pass(verify, build(), True, deployed=False, limited_by=())
+    from lockmirror.stages.check_install_work import record_before
+
+    # a run that skipped a step (an installer it could not fetch) records no whole pass
+    record_pass(verify, record_before(verify, build()), True, deployed=False, limited_by=(),
+                skipped=True)
+    assert not installs_unchanged(build(), verify)
+    # the record is of the index as the run found it, not as it is when the run ends
+    found = record_before(verify, build())
+    build(**{"simple/six/index.html": Entry("f" * 64, 3)})  # rebuilt during the run
+    record_pass(verify, found, True, deployed=False, limited_by=())
+    assert not installs_unchanged(index, verify)
+    record_pass(verify, record_before(verify, build()), True, deployed=False, limited_by=())
     assert installs_unchanged(build(**{"landing.json": Entry("e" * 64, 5)}), verify)
     assert not installs_unchanged(build(**{"simple/six/index.html": Entry("f" * 64, 3)}),
                                   verify)

@@ -215,14 +215,16 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
     (default) and records its pass in ``<paths.cache>/verify``, which doit's check reads
     (:mod:`lockmirror.stages.check_install_work`). The caller raises its failures."""
     from .stages.check_install import TRANSPORTS, verify_closure
-    from .stages.check_install_work import record_pass, where_to_check
+    from .stages.check_install_work import record_before, record_pass, where_to_check
 
     index_dir, verify = where_to_check(loaded, index_dir)  # verify: None off paths.index
+    record = record_before(verify, index_dir)  # the index as the run found it
     report = verify_closure(index_dir, sets=sets, targets=targets, index_url=index_url,
                             transports=transports or TRANSPORTS, install=install,
                             installers=installers, work_dir=work_dir or verify, progress=progress)
-    record_pass(verify, index_dir, report.ok, deployed=index_url is not None,
-                limited_by=(sets, targets, installers, transports, not install))
+    record_pass(verify, record, report.ok, deployed=index_url is not None,
+                limited_by=(sets, targets, installers, transports, not install),
+                skipped=bool(report.skipped))
     return report
 
 

@@ -83,21 +83,35 @@ def passed(index_dir: Path, work_dir: Path) -> bool:
         return False
 
 
-def record_pass(work_dir: Path | None, index_dir: Path, ok: bool, *, deployed: bool,
-                limited_by: Iterable[object]) -> None:
+def record_before(work_dir: Path | None, index_dir: Path) -> bytes | None:
+    """What a whole pass of the run about to start would record (:func:`pass_record`,
+    read now: an index rebuilt during the run is not the one it checked); None off
+    the project's index or when the manifest does not read (nothing is recorded)."""
+    if work_dir is None:
+        return None
+    try:
+        return pass_record(index_dir)
+    except LockmirrorError:
+        return None
+
+
+def record_pass(work_dir: Path | None, record: bytes | None, ok: bool, *, deployed: bool,
+                limited_by: Iterable[object], skipped: bool = False) -> None:
     """After a run on the project's index (``work_dir``: its work directory; None:
     another tree, nothing to do). A run that passed and was limited by none of its
     options (``limited_by``: sets, targets, installers, transports, no installs)
-    records its pass; one that failed removes the record (what it proved may no
-    longer hold); a part that passed leaves it as it is (it proves only its part, as
-    a doit shard does). A ``deployed`` mirror's run installed from elsewhere: it
-    leaves the record alone."""
+    records its pass (``record``: :func:`record_before`, taken as the run started); one
+    that failed removes the record (what it proved may no longer hold); a part that
+    passed, or a run that ``skipped`` a step (an installer that could not be fetched:
+    its installs never ran), leaves it as it is (it proves only its part, as a doit
+    shard does). A ``deployed`` mirror's run installed from elsewhere: it leaves the
+    record alone."""
     if work_dir is None or deployed:
         return
     if not ok:
         (work_dir / PASS_RECORD).unlink(missing_ok=True)
-    elif not any(limited_by):
-        atomic_write(work_dir / PASS_RECORD, pass_record(index_dir))
+    elif record is not None and not skipped and not any(limited_by):
+        atomic_write(work_dir / PASS_RECORD, record)
 
 
 def temporary_work_dir(say: Callable[[str], None]) -> Path:

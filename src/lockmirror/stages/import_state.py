@@ -175,13 +175,19 @@ def check_snapshot_time(staging: Path, into: Path, *, allow_older: bool,
     ``staging``) was taken before the one ``into`` holds, the rule a refresh bundle
     meets (:mod:`lockmirror.stages.import_refresh`): replaying a bundle imported
     before a refresh would put back releases the refresh took out. A bundle with
-    no snapshot keeps the mirror's, so it passes. With ``allow_older`` nothing is
+    no snapshot keeps the mirror's, so it passes, as does any onto a mirror whose
+    snapshot does not read (or is a symlink). With ``allow_older`` nothing is
     refused: the line that would have been is returned, else None.
 
     Raises BundleError naming both times, InputError for a snapshot that does not
     read (``where`` names the bundle's member)."""
-    held = read_snapshot(into)
-    if held is None or not (staging / IMPORT_ADVISORIES).is_file():
+    if not (staging / IMPORT_ADVISORIES).is_file() or not inside_mirror(into, IMPORT_ADVISORIES):
+        return None
+    try:
+        held = read_snapshot(into)
+    except LockmirrorError:  # one that does not read orders nothing: the bundle's replaces it
+        return None
+    if held is None:
         return None
     taken = Snapshot.loads((staging / IMPORT_ADVISORIES).read_bytes(), where=where).taken
     if taken >= held.taken:
