@@ -224,9 +224,9 @@ def test_installs_unchanged_looks_at_what_installers_read(tmp_path: Path) -> Non
 
     from lockmirror.stages.check_install_work import record_before
 
-    # a run that skipped a step (an installer it could not fetch) records no whole pass
+    # a run missing an installer (its copy could not be fetched) records no whole pass
     record_pass(verify, record_before(verify, build()), True, deployed=False, limited_by=(),
-                skipped=True)
+                unavailable=True)
     assert not installs_unchanged(build(), verify)
     # the record is of the index as the run found it, not as it is when the run ends
     found = record_before(verify, build())

@@ -224,7 +224,7 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
                             installers=installers, work_dir=work_dir or verify, progress=progress)
     record_pass(verify, record, report.ok, deployed=index_url is not None,
                 limited_by=(sets, targets, installers, transports, not install),
-                skipped=bool(report.skipped))
+                unavailable=bool(report.unavailable))
     return report
 
 

@@ -101,6 +101,7 @@ class VerifyReport:
     installers: tuple[str, ...] = ()  # "pip 23.0.1 (Debian 12 ...)" for each one asked for
     deployed: str | None = None  # the deployed mirror checked (--index-url), as printed
     upload_repository: bool = False  # it serves no lockfiles/ (pypiserver, Nexus)
+    unavailable: tuple[str, ...] = ()  # installers whose copy could not be fetched
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -200,9 +201,8 @@ def verify_closure(
     holds ``run/`` (uv cache, virtual environments: emptied before and after,
     so nothing cached can hide a missing file) and, unless
     ``installer_cache`` or ``$LOCKMIRROR_INSTALLER_CACHE`` is given,
-    ``installers/`` (the installer copies, kept and pruned to the matrix).
-    Without any of them the copies are kept in
-    ``$XDG_CACHE_HOME/lockmirror/installers``.
+    ``installers/`` (the installer copies, kept and pruned to the matrix); without
+    any of them the copies are kept in ``$XDG_CACHE_HOME/lockmirror/installers``.
 
     With ``index_url``, the lockfiles and constraints installed from are the
     deployed mirror's (beside its ``simple/``), each required to equal the
@@ -217,9 +217,9 @@ def verify_closure(
     or (without ``index_url``) holds none of the files its manifest lists (an
     index built from an S3 store), when a requested set, target or installer
     does not exist, or no uv can be found.
-    An installer that cannot be fetched is reported as skipped with the reason.
-    Costs one venv and install per installer, transport and host-matching
-    target: seconds each on a small mirror, dominated by sdist builds.
+    An installer that cannot be fetched is reported as skipped with the reason (and
+    named in ``report.unavailable``). Costs one venv and install per installer,
+    transport and host-matching target: seconds each, dominated by sdist builds.
     """
     from ..net.http import make_session
 
@@ -277,7 +277,8 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
                         checks=tuple(mirror.scrub_check(c) if mirror else c for c in checks),
                         installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen),
                         deployed=mirror.shown if mirror else None,
-                        upload_repository=bool(no_tree))
+                        upload_repository=bool(no_tree),
+                        unavailable=tuple(i.name for i, c in copies.items() if isinstance(c, str)))
 
 
 def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: _SetTarget,

@@ -96,21 +96,22 @@ def record_before(work_dir: Path | None, index_dir: Path) -> bytes | None:
 
 
 def record_pass(work_dir: Path | None, record: bytes | None, ok: bool, *, deployed: bool,
-                limited_by: Iterable[object], skipped: bool = False) -> None:
+                limited_by: Iterable[object], unavailable: bool = False) -> None:
     """After a run on the project's index (``work_dir``: its work directory; None:
     another tree, nothing to do). A run that passed and was limited by none of its
     options (``limited_by``: sets, targets, installers, transports, no installs)
     records its pass (``record``: :func:`record_before`, taken as the run started); one
     that failed removes the record (what it proved may no longer hold); a part that
-    passed, or a run that ``skipped`` a step (an installer that could not be fetched:
-    its installs never ran), leaves it as it is (it proves only its part, as a doit
-    shard does). A ``deployed`` mirror's run installed from elsewhere: it leaves the
-    record alone."""
+    passed, or a run missing an installer (``unavailable``: its copy could not be
+    fetched, so its installs never ran), leaves it as it is: it proves only its part,
+    as a doit shard does (steps skipped because a target or an installer cannot run
+    on this machine are what every run here skips: they do not count). A ``deployed``
+    mirror's run installed from elsewhere: it leaves the record alone."""
     if work_dir is None or deployed:
         return
     if not ok:
         (work_dir / PASS_RECORD).unlink(missing_ok=True)
-    elif record is not None and not skipped and not any(limited_by):
+    elif record is not None and not unavailable and not any(limited_by):
         atomic_write(work_dir / PASS_RECORD, record)
 
 
