@@ -138,18 +138,35 @@ def test_least_privilege_permissions(path: Path) -> None:
 # can read whatever its job holds (README, Threat model): lock resolves (`lock --check
 # --resolve` too; the rule takes every `lock`, though `lock --check` alone reads only
 # project pages), bump re-locks, check-install and any pip or uv install may build
-# sdists, and doit first runs the tasks a task depends on (a lock task re-locks a stale
-# lockfile) unless told --single. Installing the repository itself is lockmirror's code.
-RUNS_INDEX_CODE = re.compile(r"\blockmirror\s+(lock|bump|check-install)\b"
-                             r"|\bdoit\b(?!\s+(--single|-s)\b)"
-                             r"|\buv\b"
-                             r"|\bpip\s+install\b(?!\s+(-e\s+)?\.\s*$)")
+# sdists or run what the index serves now, and doit first runs the tasks a task depends
+# on (a lock task re-locks a stale lockfile) unless told --single. Two pip installs are
+# not index code: wheels by sha256 from reviewed requirement files, nothing built or
+# resolved; and the repository itself, its dependencies and build backend already there.
+# (`pip install -e .` alone is index code: it resolves lockmirror's unpinned dependencies
+# from the index and runs the newest setuptools in an isolated build; found by a reviewer.)
+RUNS_INDEX_CODE = re.compile(
+    r"\blockmirror\s+(lock|bump|check-install)\b"
+    r"|\bdoit\b(?!\s+(--single|-s)\b)"
+    r"|\buv\b"
+    r"|\bpip\s+install\b(?!\s+(--require-hashes\s+--only-binary\s+:all:\s+--no-deps"
+    r"(\s+-r\s+\S+)+|--no-deps\s+--no-build-isolation\s+-e\s+\.)\s*$)")
+# How every job installs lockmirror: its dependencies from lockfiles/pylock.lockmirror-tool.toml
+INSTALL = ("python .github/scripts/tool_requirements.py lockfiles/pylock.lockmirror-tool.toml"
+           ' > "$RUNNER_TEMP/tool-requirements.txt"\n'
+           "python -m pip install --require-hashes --only-binary :all: --no-deps"
+           ' -r "$RUNNER_TEMP/tool-requirements.txt" -r .github/scripts/build-backend.txt\n'
+           "python -m pip install --no-deps --no-build-isolation -e .")
+
+
+def _lines(script: str) -> list[str]:
+    """The commands of a `run:` script, a line continued with a backslash joined."""
+    return [line.strip() for line in re.sub(r"\s*\\\n\s*", " ", script).splitlines()]
 
 
 def _index_code(job: dict[str, Any]) -> list[str]:
     """The lines of the job's `run:` steps that can run code from a package index."""
-    return [line.strip() for step in job.get("steps", [])
-            for line in step.get("run", "").splitlines() if RUNS_INDEX_CODE.search(line)]
+    return [line for step in job.get("steps", [])
+            for line in _lines(step.get("run", "")) if RUNS_INDEX_CODE.search(line)]
 
 
 def _credentials(data: dict[str, Any], job: dict[str, Any]) -> list[str]:
@@ -203,6 +220,93 @@ def test_what_a_job_holding_a_credential_takes_comes_from_jobs_without_index_cod
                         f"{path.name}: job {name} takes {wanted} from {maker}"
 
 
+def _unchecked_downloads(data: dict[str, Any]) -> list[str]:
+    """The artifacts a job holding a credential takes on their name alone. A build backend
+    in a job without credentials can read the runner's ACTIONS_RUNTIME_TOKEN and upload
+    an artifact of the same name first (found by a reviewer), so the job checks what it
+    downloaded, in a later step: against an output of the job that made it (a sha256 of a
+    manifest, then `lockmirror verify` of every file against that manifest), or, for the
+    store's content-addressed files, with `lockmirror index --full` (each file hashed
+    against its name)."""
+    unchecked = []
+    for name, job in data["jobs"].items():
+        if not _credentials(data, job):
+            continue
+        steps = job["steps"]
+        for at, step in enumerate(steps):
+            if not step.get("uses", "").startswith("actions/download-artifact@"):
+                continue
+            wanted, path = step["with"].get("name") or step["with"]["pattern"], step["with"]["path"]
+            later = [(json.dumps(s.get("env", {})), _lines(s.get("run", ""))) for s in steps[at:]]
+            verified = (any(re.search(r"\$\{\{ needs\.[\w-]+\.outputs\.[\w-]+ \}\}", env)
+                            for env, _ in later)
+                        and any(f"lockmirror verify {path.rstrip('/')}" in lines
+                                for _, lines in later))
+            hashed = path == ".store/sha256/" and any("lockmirror index --full" in lines
+                                                      for _, lines in later)
+            if not (verified or hashed):
+                unchecked.append(f"job {name} takes {wanted} unchecked")
+    return unchecked
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_a_job_holding_a_credential_checks_the_artifacts_it_takes(path: Path) -> None:
+    assert _unchecked_downloads(_load(path)) == []
+
+
+def test_the_artifact_rule_really_checks() -> None:
+    workflow = yaml.safe_load("""
+jobs:
+  by-name:
+    environment: publish
+    permissions: {contents: read}
+    steps:
+      - {uses: actions/download-artifact@x, with: {name: dist-index, path: dist-index/}}
+      - run: lockmirror verify dist-index
+  publish:
+    environment: publish
+    permissions: {contents: read}
+    steps:
+      - {uses: actions/download-artifact@x, with: {name: other, path: other/}}
+      - {run: sha256sum --check, env: {S: "${{ needs.index.outputs.sha }}"}}
+      - {uses: actions/download-artifact@x, with: {pattern: store-*, path: .store/sha256/}}
+      - {uses: actions/download-artifact@x, with: {name: checked, path: checked/}}
+      - {run: sha256sum --check, env: {S: "${{ needs.index.outputs.sha }}"}}
+      - run: lockmirror verify checked
+      - run: lockmirror index
+  unprivileged:
+    permissions: {contents: read}
+    steps:
+      - {uses: actions/download-artifact@x, with: {name: dist-index, path: dist-index/}}
+""")
+    assert _unchecked_downloads(workflow) == ["job by-name takes dist-index unchecked",
+                                              "job publish takes other unchecked",
+                                              "job publish takes store-* unchecked"]
+
+
+def test_the_install_step_reads_the_tool_lockfile(tmp_path: Path) -> None:
+    """The hashed requirements the install step writes: one line per package of the
+    tool lockfile, each with every wheel's sha256; the build backend pinned by hash."""
+    script = ROOT / ".github" / "scripts" / "tool_requirements.py"
+    lockfile = ROOT / "lockfiles" / "pylock.lockmirror-tool.toml"
+    done = subprocess.run([sys.executable, str(script), str(lockfile)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    lines = done.stdout.splitlines()
+    assert len(lines) == lockfile.read_text(encoding="utf-8").count("\n[[packages]]\n")
+    assert all(re.match(r"^[\w.-]+==\S+( ; .+)? (--hash=sha256:[0-9a-f]{64} ?)+$", line)
+               for line in lines)
+    assert any(line.startswith("doit==") for line in lines)
+    backend = (ROOT / ".github" / "scripts" / "build-backend.txt").read_text(encoding="utf-8")
+    assert re.findall(r"^setuptools==\S+ --hash=sha256:[0-9a-f]{64}$", backend, re.MULTILINE)
+    sdist_only = tmp_path / "pylock.toml"
+    sdist_only.write_text('lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "1"\n'
+                          '[packages.sdist]\nname = "x-1.tar.gz"\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script), str(sdist_only)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "x 1 has no wheel locked" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_credential_rule_really_checks() -> None:
     """The rule fails the shape publish.yml and matrix.yml had (one job building and
     publishing), and passes lockmirror's own commands beside a credential."""
@@ -234,6 +338,12 @@ jobs:
     permissions: {contents: read, id-token: write}
     steps:
       - {run: python -m pip install -e ., env: {T: "${{ secrets.GITHUB_TOKEN }}"}}
+      - run: |
+          python -m pip install --require-hashes --only-binary :all: --no-deps \\
+            -r "$RUNNER_TEMP/tool-requirements.txt" -r build-backend.txt
+          python -m pip install --no-deps --no-build-isolation -e .
+          python -m pip install --require-hashes --no-deps -r tool-requirements.txt
+          pip install --no-deps --no-build-isolation -e . twine
       - run: lockmirror fetch --set lockmirror-tool && lockmirror bundle
       - run: doit --single publish
   unprivileged:
@@ -243,13 +353,20 @@ jobs:
 """)
     found = _index_code_beside_credentials(workflow)
     publish = "job publish holds id-token: write, environment publish, secrets.UPLOAD_PASSWORD"
-    assert found == [f"{publish} and runs `lockmirror lock --check --resolve`",
+    assert found == [f"{publish} and runs `python -m pip install -e .`",
+                     f"{publish} and runs `lockmirror lock --check --resolve`",
                      f"{publish} and runs `doit build`", f"{publish} and runs `doit publish`",
                      "job sign holds secrets.BUNDLE_KEY and runs `pip install twine`",
                      "job sign holds secrets.BUNDLE_KEY and runs "
                      "`uv pip install -r lockfiles/pylock.core.toml`",
                      "job sign holds secrets.BUNDLE_KEY and runs `lockmirror check-install`",
-                     "job oidc holds id-token: write and runs `pip install -e '.[test]'`"]
+                     "job oidc holds id-token: write and runs `pip install -e '.[test]'`",
+                     "job clean holds id-token: write, environment publish and runs "
+                     "`python -m pip install -e .`",
+                     "job clean holds id-token: write, environment publish and runs "
+                     "`python -m pip install --require-hashes --no-deps -r tool-requirements.txt`",
+                     "job clean holds id-token: write, environment publish and runs "
+                     "`pip install --no-deps --no-build-isolation -e . twine`"]
 
 
 def test_the_comment_job_runs_no_code_from_the_pull_request() -> None:
@@ -284,7 +401,14 @@ def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
 
 
 def _runs(job: dict[str, Any]) -> list[str]:
-    return [step["run"] for step in job["steps"] if "run" in step]
+    return ["\n".join(_lines(step["run"])) for step in job["steps"] if "run" in step]
+
+
+# The index step of publish.yml's index job and matrix.yml's gather job: the manifest's
+# sha256 goes out as the job's output `manifest-sha256`, for the publish job's check
+INDEX = ('lockmirror index --full\n'
+         'manifest_sha256="$(sha256sum dist-index/manifest.json | cut -d \' \' -f 1)"\n'
+         'echo "manifest-sha256=$manifest_sha256" >> "$GITHUB_OUTPUT"')
 
 
 def _artifacts(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
@@ -305,7 +429,11 @@ def _check_the_publish_job(job: dict[str, Any], builder: str) -> None:
                                                      "path": "dist-index/"}]
     runs = _runs(job)
     signing = next(run for run in runs if "LOCKMIRROR_SIGNING_KEY=" in run)
-    assert runs == ["python -m pip install -e .", signing,
+    checked = 'echo "$MANIFEST_SHA256  dist-index/manifest.json" | sha256sum --check --strict'
+    check = next(s for s in job["steps"] if s.get("run") == checked)
+    assert check["env"] == {"MANIFEST_SHA256": f"${{{{ needs.{builder}.outputs.manifest-sha256 }}}}"}
+    assert "if" not in check
+    assert runs == [INSTALL, checked, "lockmirror verify dist-index", signing,
                     "lockmirror fetch --set lockmirror-tool --progress plain",
                     "lockmirror bundle", "doit --single publish"]
     publish = next(s for s in job["steps"] if s.get("run") == "doit --single publish")
@@ -329,15 +457,15 @@ def test_publish_workflow_is_serial_and_uses_oidc() -> None:
     index, check, publish = jobs.values()
     assert index["permissions"] == check["permissions"] == {"contents": "read"}
     # no doit: its lock task would re-lock a stale lockfile, running build backends
-    assert _runs(index) == ["python -m pip install -e .", "lockmirror fetch --progress plain",
-                            "lockmirror index --full"]
+    assert _runs(index) == [INSTALL, "lockmirror fetch --progress plain", INDEX]
+    assert index["outputs"] == {"manifest-sha256": "${{ steps.index.outputs.manifest-sha256 }}"}
     (handed,) = _artifacts(index, "upload-artifact")
     assert handed["name"] == "dist-index" and handed["path"] == "dist-index/"
     # A stale or hand-edited lockfile fails the run instead of being published as
     # something unreviewed: --resolve is re-checked after the merge too (a pull request
     # can edit its own workflow; found by an outside tester)
     assert check["needs"] == "index"
-    assert _runs(check) == ["python -m pip install -e .", "lockmirror lock --check --resolve",
+    assert _runs(check) == [INSTALL, "lockmirror lock --check --resolve",
                             "lockmirror check-install"]
     assert _artifacts(check, "download-artifact") == [{"name": "dist-index",
                                                        "path": "dist-index/"}]
@@ -410,13 +538,13 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
         assert per_set["strategy"]["fail-fast"] is False
         assert per_set["env"]["SET"] == "${{ matrix.set }}"
     assert resolve["permissions"] == {"contents": "read"}
-    assert _runs(resolve)[1:] == ['lockmirror lock --check --resolve --set "$SET"']
-    assert _runs(shard)[1:] == ['lockmirror fetch --set "$SET" --progress plain']
+    assert _runs(resolve) == [INSTALL, 'lockmirror lock --check --resolve --set "$SET"']
+    assert _runs(shard) == [INSTALL, 'lockmirror fetch --set "$SET" --progress plain']
 
     assert gather["needs"] == "shard"
     gather_runs = _runs(gather)
-    assert gather_runs == ["python -m pip install -e .", "lockmirror fetch --progress plain",
-                           "lockmirror index --full",
+    assert gather["outputs"] == {"manifest-sha256": "${{ steps.index.outputs.manifest-sha256 }}"}
+    assert gather_runs == [INSTALL, "lockmirror fetch --progress plain", INDEX,
                            'lockmirror bundle --no-tool --out "$RUNNER_TEMP/check-bundle"']
     handed = {a["name"]: a["path"] for a in _artifacts(gather, "upload-artifact")}
     assert handed == {"dist-index": "dist-index/",
@@ -426,7 +554,7 @@ def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
     assert check["needs"] == ["resolve", "gather"]
     assert check["permissions"] == {"contents": "read"}
     check_runs = _runs(check)
-    assert check_runs[:4] == ["python -m pip install -e .", "lockmirror lock --check",
+    assert check_runs[:4] == [INSTALL, "lockmirror lock --check",
                               "lockmirror lock --check --resolve --set lockmirror-tool",
                               "lockmirror check-install"]
     # check-install needs the index's files in a tree: with the store on S3 the index

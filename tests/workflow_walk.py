@@ -14,12 +14,13 @@ jobs after it need. Per step:
   step writes to ``GITHUB_ENV`` reaches the later steps;
 * the AWS credentials action: the caller's ``aws_env`` (an S3 server's keys) joins the
   job's environment from there on, so only a job that takes the role can use S3;
-* skipped: setup-python and the install step (this environment's lockmirror runs) and
-  the cache (an empty store).
+* skipped: setup-python and the install steps (named ``Install lockmirror...``: this
+  environment's lockmirror runs) and the cache (an empty store).
 
 ``${{ secrets.X }}`` and ``${{ vars.X }}`` (from the caller's tables; absent: empty),
-``${{ matrix.X }}`` and ``${{ runner.temp }}`` are filled in; an ``if:`` is looked up in
-the caller's table, and one missing from it fails the walk.
+``${{ matrix.X }}``, ``${{ runner.temp }}`` and ``${{ needs.JOB.outputs.X }}`` (a job's
+``outputs:`` of ``${{ steps.ID.outputs.X }}``, from the last run of JOB) are filled in;
+an ``if:`` is looked up in the caller's table, and one missing from it fails the walk.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from typing import Any
 import yaml
 
 SKIPPED_ACTIONS = ("actions/setup-python", "actions/cache")
-INSTALL = "python -m pip install -e ."
-EXPRESSION = re.compile(r"\$\{\{\s*(secrets|vars|matrix|runner)\.([\w-]+)\s*\}\}")
+INSTALL = "Install lockmirror"  # how the install steps' names start
+EXPRESSION = re.compile(r"\$\{\{\s*(secrets|vars|matrix|runner|needs)\.([\w.-]+)\s*\}\}")
+STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\.[\w-]+\.outputs\.([\w-]+)\s*\}\}$")
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Walk:
         self.workflow_env: dict[str, str] = data.get("env", {})
         self.artifacts = self.work / "artifacts"
         self.artifacts.mkdir(parents=True)
+        self.job_outputs: dict[str, dict[str, str]] = {}  # job -> its `outputs:`, filled in
 
     def run_job(self, name: str, matrix: Mapping[str, str] | None = None) -> JobRun:
         """Run job ``name`` (one ``matrix`` entry) in a workspace of its own; raise
@@ -88,7 +91,10 @@ class Walk:
         for path in files.values():
             path.touch()
         run = JobRun(self.work / label / "workspace")
-        context = {"runner": {"temp": str(temp)}, "matrix": dict(matrix or {})}
+        context = {"runner": {"temp": str(temp)}, "matrix": dict(matrix or {}),
+                   "needs": {f"{job}.outputs.{key}": value
+                             for job, outputs in self.job_outputs.items()
+                             for key, value in outputs.items()}}
         job = self.jobs[name]
         env = {**self.env, **{k: str(v) for k, v in files.items()}, "RUNNER_TEMP": str(temp),
                **self._expand_all({**self.workflow_env, **job.get("env", {})}, context)}
@@ -105,12 +111,15 @@ class Walk:
                 self._upload(step["with"], run.workspace, context)
             elif uses == "actions/download-artifact":
                 self._download(step["with"], run.workspace, context)
-            elif "run" in step and step["run"] != INSTALL:
+            elif "run" in step and not step["name"].startswith(INSTALL):
                 step_env = {**env, **self._expand_all(step.get("env", {}), context)}
                 env.update(self._run(step, run, step_env))
-            elif not (uses.startswith(SKIPPED_ACTIONS) or step.get("run") == INSTALL):
+            elif not (uses.startswith(SKIPPED_ACTIONS) or step["name"].startswith(INSTALL)):
                 raise AssertionError(f"job {name}: no stand-in for step {step['name']!r}")
         run.outputs = _key_values(files["GITHUB_OUTPUT"].read_text(encoding="utf-8"))
+        self.job_outputs[name] = {key: run.outputs[match.group(1)]
+                                  for key, value in job.get("outputs", {}).items()
+                                  if (match := STEP_OUTPUT.match(value))}
         return run
 
     def _run(self, step: dict[str, Any], run: JobRun, env: dict[str, str]) -> dict[str, str]:
