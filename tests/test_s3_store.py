@@ -115,18 +115,27 @@ def test_fetch_into_s3_gives_the_local_store_keys_and_skips_what_is_there(
     assert missing(plan([lockfile]), again) == []
 
 
-def test_a_wrong_size_object_is_fetched_again(
-        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
+def _short_object(aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path,
+                  store_class: type[S3Store] = S3Store) -> tuple[Path, S3Store, str]:
+    """A one-wheel lockfile, and a store (of ``store_class``) whose object for that wheel
+    holds five wrong bytes: (lockfile, store, the wheel's sha256)."""
     name = sorted(f for f in fixture_index.files if f.endswith(".whl"))[0]
     lockfile = make_lockfile(fixture_index, "core", [name])
     bucket = aws_env.new_bucket(public=False)
-    store, _calls = s3_store(aws_env, f"s3://{bucket}", tmp_path / "staging")
+    plain, _calls = s3_store(aws_env, f"s3://{bucket}", tmp_path / "staging")
+    store = store_class(f"s3://{bucket}", plain.client, tmp_path / "staging")
     sha = fixture_index.files[name].sha256
     aws_env.client().put_object(Bucket=bucket, Key=store.key(sha), Body=b"short")
+    return lockfile, store, sha
+
+
+def test_a_wrong_size_object_is_fetched_again(
+        aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
+    lockfile, store, sha = _short_object(aws_env, fixture_index, tmp_path)
 
     fetch([lockfile], store)
 
-    data = aws_env.client().get_object(Bucket=bucket, Key=store.key(sha))["Body"].read()
+    data = aws_env.client().get_object(Bucket=store.bucket, Key=store.key(sha))["Body"].read()
     assert sha256_bytes(data) == sha
 
 
@@ -146,19 +155,14 @@ class GcAfterSizing(S3Store):
 
 def test_an_object_gc_removes_while_fetch_reads_it_is_fetched_again(
         aws_env: S3Server, fixture_index: FixtureIndex, tmp_path: Path) -> None:
-    name = sorted(f for f in fixture_index.files if f.endswith(".whl"))[0]
-    lockfile = make_lockfile(fixture_index, "core", [name])
-    bucket = aws_env.new_bucket(public=False)
-    plain, _calls = s3_store(aws_env, f"s3://{bucket}", tmp_path / "staging")
-    store = GcAfterSizing(f"s3://{bucket}", plain.client, tmp_path / "staging")
+    lockfile, store, sha = _short_object(aws_env, fixture_index, tmp_path, GcAfterSizing)
+    assert isinstance(store, GcAfterSizing)
     store.removed = set()
-    sha = fixture_index.files[name].sha256
-    aws_env.client().put_object(Bucket=bucket, Key=store.key(sha), Body=b"short")
 
     fetch([lockfile], store)
 
     assert sha in store.removed
-    data = aws_env.client().get_object(Bucket=bucket, Key=store.key(sha))["Body"].read()
+    data = aws_env.client().get_object(Bucket=store.bucket, Key=store.key(sha))["Body"].read()
     assert sha256_bytes(data) == sha
 
 
