@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -128,7 +129,7 @@ def test_least_privilege_permissions(path: Path) -> None:
                 continue
             allowed = {("pr.yml", "comment", "pull-requests"),
                        ("publish.yml", "publish", "id-token"),
-                       ("bump.yml", "bump", "contents"), ("bump.yml", "bump", "pull-requests"),
+                       ("bump.yml", "push", "contents"), ("bump.yml", "push", "pull-requests"),
                        ("matrix.yml", "shard", "id-token"), ("matrix.yml", "gather", "id-token"),
                        ("matrix.yml", "publish", "id-token")}
             assert (path.name, name, scope) in allowed, f"{path.name}: {name} writes {scope}"
@@ -180,9 +181,20 @@ def _credentials(data: dict[str, Any], job: dict[str, Any]) -> list[str]:
     return held + [f"secrets.{name}" for name in sorted(set(named) - {"GITHUB_TOKEN"})]
 
 
+def _write_scopes(job: dict[str, Any]) -> list[str]:
+    """The job's GITHUB_TOKEN scopes that can change the repository, its pull requests or
+    anything else (`contents: write`, `pull-requests: write`, ...): GitHub gives the job
+    that token whether it names it or not, and a build backend can read it from the
+    runner's memory (found by a reviewer: bump.yml's one job ran `lockmirror bump` with
+    `contents: write` and `pull-requests: write`)."""
+    return [f"{scope}: write" for scope, level in job.get("permissions", {}).items()
+            if level == "write" and scope != "id-token"]
+
+
 def _index_code_beside_credentials(data: dict[str, Any]) -> list[str]:
     return [f"job {name} holds {', '.join(held)} and runs `{line}`"
-            for name, job in data["jobs"].items() if (held := _credentials(data, job))
+            for name, job in data["jobs"].items()
+            if (held := _credentials(data, job) + _write_scopes(job))
             for line in _index_code(job)]
 
 
@@ -350,6 +362,17 @@ jobs:
     permissions: {contents: read}
     steps:
       - run: lockmirror lock --check --resolve && lockmirror check-install
+  bump:
+    permissions: {contents: write, pull-requests: write}
+    steps:
+      - run: python -m pip install -e .
+      - {run: "lockmirror bump --security", env: {SECURITY: "true"}}
+      - {run: git push, env: {GH_TOKEN: "${{ secrets.GITHUB_TOKEN }}"}}
+  push:
+    permissions: {contents: write, pull-requests: write}
+    steps:
+      - run: .github/scripts/apply_bump.sh "$RUNNER_TEMP/bump" "$BRANCH"
+      - {run: git push && gh pr create, env: {GH_TOKEN: "${{ secrets.GITHUB_TOKEN }}"}}
 """)
     found = _index_code_beside_credentials(workflow)
     publish = "job publish holds id-token: write, environment publish, secrets.UPLOAD_PASSWORD"
@@ -366,7 +389,12 @@ jobs:
                      "job clean holds id-token: write, environment publish and runs "
                      "`python -m pip install --require-hashes --no-deps -r tool-requirements.txt`",
                      "job clean holds id-token: write, environment publish and runs "
-                     "`pip install --no-deps --no-build-isolation -e . twine`"]
+                     "`pip install --no-deps --no-build-isolation -e . twine`",
+                     # bump.yml's one job before the split: a write token is a credential
+                     "job bump holds contents: write, pull-requests: write and runs "
+                     "`python -m pip install -e .`",
+                     "job bump holds contents: write, pull-requests: write and runs "
+                     "`lockmirror bump --security`"]
 
 
 def test_the_comment_job_runs_no_code_from_the_pull_request() -> None:
@@ -493,24 +521,48 @@ def test_gitattributes_names_the_diff_driver() -> None:
     assert "lockfiles/pylock.*.toml diff=lockmirror" in lines
 
 
-def test_bump_workflow_only_calls_lockmirror_bump_and_gh() -> None:
+def test_bump_workflow_bumps_read_only_and_pushes_without_index_code() -> None:
     """Weekly, and after a failed nightly audit (--security); the deciding is
-    `lockmirror bump`'s (tests/test_update_loop.py), the workflow pushes and calls gh."""
+    `lockmirror bump`'s (tests/test_update_loop.py). The bump job (a read-only token)
+    runs it and hands over data only: its commit as a patch, the title and the body; the
+    push job (the write token) runs git, gh and apply_bump.sh, installs nothing (found by
+    a reviewer: one job ran bump's build backends beside `contents: write`)."""
     data = _workflow("bump.yml")
     assert data["on"]["schedule"] and "workflow_dispatch" in data["on"]
     assert data["on"]["workflow_run"] == {"workflows": ["audit"], "types": ["completed"]}
-    assert data["concurrency"]["cancel-in-progress"] is False
-    job = data["jobs"]["bump"]
-    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
-    assert "github.event.workflow_run.conclusion == 'failure'" in job["if"]
-    scripts = "\n".join(step.get("run", "") for step in job["steps"])
-    assert set(re.findall(r"lockmirror (\w[\w-]*)", scripts)) == {"bump"}
-    assert "--security" in scripts and "--write-pr-body" in scripts
-    assert set(re.findall(r"\bgh (pr \w+)", scripts)) == {"pr view", "pr edit", "pr create"}
-    push = next(s for s in job["steps"] if "git push" in s.get("run", ""))
-    assert push["if"] == "steps.bump.outputs.branch != ''"  # nothing to do: nothing pushed
-    bump = next(s for s in job["steps"] if "lockmirror bump" in s.get("run", ""))
-    assert bump["env"]["SECURITY"].startswith("${{ github.event_name == 'workflow_run'")
+    assert data["concurrency"] == {"group": "lockmirror-bump", "cancel-in-progress": False}
+    assert list(data["jobs"]) == ["bump", "push"]
+    bump, push = data["jobs"].values()
+    assert bump["permissions"] == {"contents": "read"}
+    assert "github.event.workflow_run.conclusion == 'failure'" in bump["if"]
+    install, script = _runs(bump)
+    assert install == INSTALL
+    assert set(re.findall(r"lockmirror (\w[\w-]*)", script)) == {"bump"}
+    assert "--security" in script and '--write-pr-body "$RUNNER_TEMP/bump/body.md"' in script
+    assert ('git format-patch -1 --binary --no-textconv --no-ext-diff --stdout HEAD'
+            ' > "$RUNNER_TEMP/bump/bump.patch"') in script
+    step = next(s for s in bump["steps"] if "lockmirror bump" in s.get("run", ""))
+    assert step["env"]["SECURITY"].startswith("${{ github.event_name == 'workflow_run'")
+    assert bump["outputs"] == {"branch": "${{ steps.bump.outputs.branch }}"}
+    (handed,) = [s for s in bump["steps"] if s.get("uses", "").startswith(
+        "actions/upload-artifact@")]
+    assert handed["if"] == "steps.bump.outputs.branch != ''"  # nothing to do: nothing handed
+    assert handed["with"]["name"] == "bump" and handed["with"]["path"] == "${{ runner.temp }}/bump/"
+
+    assert push["needs"] == "bump" and push["if"] == "needs.bump.outputs.branch != ''"
+    assert push["permissions"] == {"contents": "write", "pull-requests": "write"}
+    # no setup-python, no cache: nothing installed, nothing restored another job wrote
+    assert [s["uses"].partition("@")[0] for s in push["steps"] if "uses" in s] == [
+        "actions/checkout", "actions/download-artifact"]
+    assert _artifacts(push, "download-artifact") == [{"name": "bump",
+                                                      "path": "${{ runner.temp }}/bump/"}]
+    apply, push_run = _runs(push)  # in this order: nothing is pushed before the check
+    assert apply.splitlines()[-1] == '.github/scripts/apply_bump.sh "$RUNNER_TEMP/bump" "$BRANCH"'
+    assert not re.search(r"\b(pip|python|uv|lockmirror|doit)\b", apply + push_run)
+    assert '"HEAD:refs/heads/$BRANCH"' in push_run and '"$RUNNER_TEMP/bump/body.md"' in push_run
+    assert set(re.findall(r"\bgh (pr \w+)", push_run)) == {"pr view", "pr edit", "pr create"}
+    assert all(s["env"]["BRANCH"] == "${{ needs.bump.outputs.branch }}"
+               for s in push["steps"] if "run" in s)
 
 
 def test_matrix_workflow_shards_by_set_and_gathers_once() -> None:
@@ -657,23 +709,128 @@ def test_matrix_signs_its_bundle_as_publish_does() -> None:
 
 
 def test_bump_keeps_the_write_token_out_of_git_and_its_build_backends() -> None:
-    """`lockmirror bump` runs sdists' build backends: the write token is not in
-    .git/config while it runs, only in the push step's environment (found by an
-    outside tester). The store pr.yml caches is restored first, for the diff's licenses."""
-    job = _workflow("bump.yml")["jobs"]["bump"]
-    assert _checkout(job)["with"] == {"fetch-depth": 0, "persist-credentials": False}
-    steps = job["steps"]
-    bump = next(i for i, s in enumerate(steps) if "lockmirror bump" in s.get("run", ""))
-    push = next(i for i, s in enumerate(steps) if "git push" in s.get("run", ""))
+    """The bump job holds a read-only token; the push job's write token is not in
+    .git/config, only in the push step's environment (found by an outside tester). The
+    store pr.yml caches is restored before the bump, for the diff's licenses."""
+    jobs = _workflow("bump.yml")["jobs"]
+    for job in jobs.values():
+        assert _checkout(job)["with"] == {"fetch-depth": 0, "persist-credentials": False}
+    steps = [step for job in jobs.values() for step in job["steps"]]
     with_token = [s["name"] for s in steps
                   if "token" in str(s.get("env", "")).lower() or "token" in str(s.get("with", ""))]
-    assert with_token == [steps[push]["name"]]
-    assert steps[push]["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
-    assert '"https://x-access-token:${GH_TOKEN}@' in steps[push]["run"]
-    assert "echo" not in steps[push]["run"]
+    (push,) = [s for s in jobs["push"]["steps"] if "git push" in s.get("run", "")]
+    assert with_token == [push["name"]]
+    assert push["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert '"https://x-access-token:${GH_TOKEN}@' in push["run"]
+    assert "echo" not in push["run"]
+    steps = jobs["bump"]["steps"]
+    bump = next(i for i, s in enumerate(steps) if "lockmirror bump" in s.get("run", ""))
     restore = next(i for i, s in enumerate(steps)
                    if s.get("uses", "").startswith("actions/cache/restore@"))
     assert restore < bump
     assert steps[restore]["with"] == {
         "path": ".store", "key": "lockmirror-store-${{ hashFiles('lockfiles/*.toml') }}",
         "restore-keys": "lockmirror-store-"}
+
+
+APPLY_BUMP = ROOT / ".github" / "scripts" / "apply_bump.sh"
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=True, env={**os.environ, **GIT_IDENTITY}).stdout
+
+
+def _bump_side(origin: Path, work: Path, handover: Path, change: str) -> None:
+    """What the bump job hands over, made in a clone of ``origin``: the commit of
+    ``change`` (lockfiles as bump moves them, or a tampering) as a patch, a title, a body."""
+    _git(origin.parent, "clone", "-q", str(origin), str(work))
+    _git(work, "checkout", "-q", "-B", "lockmirror/bump")
+    (work / "lockfiles" / "pylock.core.toml").write_text('lock-version = "1.0"\n# moved\n')
+    if change == "deleted and added lockfiles":
+        (work / "lockfiles" / "pylock.old.toml").unlink()
+        (work / "lockfiles" / "pylock.new.toml").write_text('lock-version = "1.0"\n')
+    elif change in (".github/workflows/x.yml", "src/x.py", "mirror.yaml",
+                    "lockfiles/deep/pylock.x.toml", "lockfiles/notes.txt"):
+        (work / change).parent.mkdir(parents=True, exist_ok=True)
+        (work / change).write_text("evil\n")
+    elif change == "symbolic link":
+        (work / "lockfiles" / "pylock.link.toml").symlink_to("../src/x.py")
+    elif change == "executable":
+        (work / "lockfiles" / "pylock.core.toml").chmod(0o755)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-q", "-m", "lockmirror: bump idna")
+    commits = "-1"
+    if change == "two commits":
+        (work / "lockfiles" / "pylock.core.toml").write_text('lock-version = "1.0"\n# 2\n')
+        _git(work, "commit", "-q", "-am", "again")
+        commits = "-2"
+    handover.mkdir()
+    (handover / "bump.patch").write_text(
+        _git(work, "format-patch", commits, "--binary", "--stdout", "HEAD"))
+    title = "lockmirror: bump idna\nsecond line\n" if change == "title" else "lockmirror: bump idna\n"
+    (handover / "title.txt").write_text(title)
+    (handover / "body.md").write_text("## Moves\n")
+
+
+@pytest.mark.parametrize(("change", "refusal"), [
+    ("deleted and added lockfiles", ""),
+    (".github/workflows/x.yml", "changes .github/workflows/x.yml: bump changes "
+                                "lockfiles/pylock.*.toml only"),
+    ("src/x.py", "changes src/x.py"),
+    ("mirror.yaml", "changes mirror.yaml"),
+    ("lockfiles/deep/pylock.x.toml", "changes lockfiles/deep/pylock.x.toml"),
+    ("lockfiles/notes.txt", "changes lockfiles/notes.txt"),
+    ("symbolic link", "makes lockfiles/pylock.link.toml mode 120000"),
+    ("executable", "makes lockfiles/pylock.core.toml mode 100755"),
+    ("two commits", "makes 2 commits, not one"),
+    ("title", "title.txt: not one line"),
+    ("branch main", "branch 'main' is not one lockmirror bump makes"),
+])
+def test_the_push_job_applies_only_the_lockfiles_bump_changes(
+        tmp_path: Path, change: str, refusal: str) -> None:
+    """bump.yml's push job holds the write token and takes what a job that ran build
+    backends handed over: apply_bump.sh, on a fresh clone as the push job's checkout,
+    applies lockmirror bump's commit and refuses, in one line, a hand-over that changes
+    anything but lockfiles/pylock.*.toml as regular files, or names another branch."""
+    origin = tmp_path / "origin"
+    (origin / "lockfiles").mkdir(parents=True)
+    (origin / "lockfiles" / "pylock.core.toml").write_text('lock-version = "1.0"\n')
+    (origin / "lockfiles" / "pylock.old.toml").write_text('lock-version = "1.0"\n')
+    (origin / "src").mkdir()
+    (origin / "src" / "x.py").write_text("print('x')\n")
+    (origin / "mirror.yaml").write_text("sets: {}\n")
+    _git(origin, "init", "-q", "-b", "main")
+    _git(origin, "add", "-A")
+    _git(origin, "commit", "-q", "-m", "base")
+    base = _git(origin, "rev-parse", "HEAD").strip()
+    handover = tmp_path / "handover"
+    _bump_side(origin, tmp_path / "bump", handover, change)
+
+    push = tmp_path / "push"
+    _git(tmp_path, "clone", "-q", str(origin), str(push))
+    branch = "main" if change == "branch main" else "lockmirror/bump"
+    done = subprocess.run(["bash", str(APPLY_BUMP), str(handover), branch], cwd=push,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, **GIT_IDENTITY})
+    if not refusal:
+        assert done.returncode == 0, done.stderr
+        assert _git(push, "rev-parse", "HEAD~1").strip() == base
+        assert _git(push, "diff", "--name-status", "--no-renames", base, "HEAD").splitlines() == [
+            "M\tlockfiles/pylock.core.toml", "A\tlockfiles/pylock.new.toml",
+            "D\tlockfiles/pylock.old.toml"]
+        assert _git(push, "log", "-1", "--format=%s").strip() == "lockmirror: bump idna"
+        return
+    assert done.returncode == 1
+    assert done.stderr.startswith("apply_bump: ") and refusal in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, no git noise
+
+
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
+def test_shellcheck_passes_the_scripts() -> None:
+    assert SHELLCHECK is not None
+    done = subprocess.run([SHELLCHECK, str(APPLY_BUMP)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stdout
