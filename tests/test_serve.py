@@ -723,6 +723,20 @@ def test_pip_config_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not an http(s) or file URL" in capsys.readouterr().err
 
 
+def test_serve_on_every_address_gives_clients_this_machines_name() -> None:
+    """``serve --host 0.0.0.0`` printed a client configuration for http://0.0.0.0:PORT/
+    (pip told ``trusted-host = 0.0.0.0``), which no other machine can use."""
+    from lockmirror.commands.serve import client_url
+
+    name = socket.gethostname()
+    assert client_url("http://0.0.0.0:8080/simple/") == f"http://{name}:8080/simple/"
+    assert client_url("http://[::]:8080/simple/") == f"http://{name}:8080/simple/"
+    for kept in ("http://127.0.0.1:8080/simple/", "http://10.0.0.5:8080/simple/",
+                 "http://mirror.internal:8080/simple/"):
+        assert client_url(kept) == kept
+    assert "0.0.0.0" not in render_pip_config(client_url("http://0.0.0.0:8080/simple/"))
+
+
 def test_landing_page_shows_the_same_configuration(mirror: FixtureMirror) -> None:
     import html
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 NAME = "serve"
 HELP = ("serve a built dist-index/ over HTTP with PEP 691 content negotiation "
@@ -39,13 +42,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"Serving {args.directory} at {server.url} (simple index: {server.simple_url}); "
           "Ctrl-C stops.", flush=True)
     if not args.quiet:
-        config = render_pip_config(server.simple_url, _environments(args.directory))
+        config = render_pip_config(client_url(server.simple_url), _environments(args.directory))
         print(f"\nClient configuration:\n\n{config}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     return 0
+
+
+def client_url(url: str) -> str:
+    """``url`` as clients reach it: a wildcard address (``--host 0.0.0.0`` or ``::``,
+    listening on every address) names no host a client can use (pip would be told
+    ``trusted-host = 0.0.0.0``), so this machine's name stands in for it."""
+    parts = urlsplit(url)
+    try:
+        wildcard = ipaddress.ip_address(parts.hostname or "").is_unspecified
+    except ValueError:  # a name, not an address
+        return url
+    if not wildcard:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{socket.gethostname()}:{parts.port}"))
 
 
 def _environments(directory: Path) -> tuple[str, ...]:
