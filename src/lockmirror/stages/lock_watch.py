@@ -97,6 +97,11 @@ class Watch:
             self._emit(key, finished=False)
 
     def finished(self, key: tuple[str, str]) -> None:
+        """Count ``key`` resolved; :class:`Stopped` instead after :meth:`stop` (the lock
+        drops it: a resolution whose last candidate came before the stop is not reported
+        as resolved while the command says it was interrupted)."""
+        if self._stopped.is_set():
+            raise Stopped(f"{key[0]} on {key[1]}")
         with self._lock:
             self._done += 1
             self._emit(key, finished=True)
