@@ -51,7 +51,7 @@ import requests
 
 from ..errors import LockmirrorError
 from ..formats.store import FetchItem, store_write_error
-from ..fsutil import format_size, plural
+from ..fsutil import format_size, plural, sha256_stream
 from ..net.download import Downloader, Fatal, Stopped, wrong_locked_size
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.index_client import wheel_metadata_member
@@ -318,14 +318,12 @@ def _refuse_wrong_locked_sizes(todo: Sequence[FetchItem], store: AnyStore) -> No
         held = store.size_of(item.sha256) if item.size is not None else None
         if held is None or held == item.size:
             continue
-        digest = hashlib.sha256()
         try:
             with store.open(item.sha256) as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+                digest = sha256_stream(handle)
         except (OSError, LockmirrorError):  # gone meanwhile (gc; S3Store.open raises
             continue                           # LockmirrorError): downloaded as any missing
-        if digest.hexdigest() == item.sha256:
+        if digest == item.sha256:
             errors.append(wrong_locked_size(item, held, "as the store holds it"))
     if errors:
         raise _combine(errors)
