@@ -828,9 +828,8 @@ def test_the_push_job_applies_only_the_lockfiles_bump_changes(
     assert done.stderr.count("\n") == 1, done.stderr  # one line, no git noise
 
 
-@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
 def test_shellcheck_passes_the_scripts() -> None:
-    assert SHELLCHECK is not None
+    assert SHELLCHECK is not None, "shellcheck is missing: `pip install -e '.[test]'`"
     done = subprocess.run([SHELLCHECK, str(APPLY_BUMP)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stdout

@@ -249,8 +249,10 @@ def _typo_note(kind: str, loc: Path_, meant: Mapping[Path_, str], doc: Positione
         return ""
     typo = next((path for path, key in meant.items()
                  if path[:-1] == loc[:-1] and key == loc[-1]), None)
-    return "" if typo is None else (
-        f" (did you write '{typo[-1]}' at line {doc.marks.get(typo, (1, 1))[0]}?)")
+    if typo is None:
+        return ""
+    line = f" at line {doc.marks[typo][0]}" if typo in doc.marks else ""
+    return f" (did you write '{typo[-1]}'{line}?)"
 
 
 def _message(error: Mapping[str, Any]) -> str:

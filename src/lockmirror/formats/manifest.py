@@ -164,7 +164,8 @@ STATE_DIR = ".lockmirror"  # an imported mirror's or a publisher's own files; ne
 # What a directory publish keeps in its destination (publish/directory.py): its lock
 # and its receipt (formats/directory_receipt.py reads and writes it here).
 DIRECTORY_RECEIPT = f"{STATE_DIR}/receipt.json"
-PUBLISHER_STATE = frozenset({f"{STATE_DIR}/lock", DIRECTORY_RECEIPT})
+DIRECTORY_LOCK = f"{STATE_DIR}/lock"
+PUBLISHER_STATE = frozenset({DIRECTORY_LOCK, DIRECTORY_RECEIPT})
 # What an imported mirror keeps about itself (stages/import_state.py): the
 # advisory snapshot and mirror.yaml its bundles carried, the quarantine list a
 # refresh bundle applied, the manifest its last bundle pinned, that bundle's

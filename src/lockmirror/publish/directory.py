@@ -33,7 +33,7 @@ from pathlib import Path
 from ..config_schema import DirectoryDestination
 from ..errors import LockmirrorError, PublishError
 from ..formats.directory_receipt import RECEIPT_FORMAT, read_receipt, receipt_path
-from ..formats.manifest import STATE_DIR, temporary_target
+from ..formats.manifest import DIRECTORY_LOCK, STATE_DIR, temporary_target
 from ..fsutil import CHUNK, atomic_write, atomic_writer, plural, sha256_file
 from .tree import (
     Item,
@@ -270,7 +270,7 @@ class DirectoryPublisher:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        path = self.root / STATE_DIR / "lock"
+        path = self.root / DIRECTORY_LOCK
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - `with handle` below

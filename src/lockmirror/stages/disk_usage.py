@@ -131,11 +131,9 @@ def _file_count(count: int) -> str:
     return f"{count:>6} {'file ' if count == 1 else 'files'}"
 
 
-def usage_line(size: int, files: int | None, label: str) -> str:
-    """One line of the ``lockmirror du`` table: size, file count (blank for
-    None), what the line is."""
-    count = _file_count(files) if files is not None else " " * 12
-    return f"{format_size(size):>10}  {count}  {label}"
+def usage_line(size: int, files: int, label: str) -> str:
+    """One line of the ``lockmirror du`` table: size, file count, what the line is."""
+    return f"{format_size(size):>10}  {_file_count(files)}  {label}"
 
 
 def render_usage(usage: Usage) -> str:

@@ -69,6 +69,9 @@ WHEN = "%Y-%m-%d %H:%M:%S UTC"
 _BUNDLE_TIME = re.compile(r"(?P<epoch>[0-9]{1,20}) (?P<content_id>[0-9a-f]{1,64})")
 ROLLBACK_HINT = ("an older bundle takes the mirror back to older releases, vulnerable ones "
                  "perhaps; to go back on purpose, import it with --allow-older")
+UNREADABLE_TIME_HINT = ("the mirror's record of its last bundle is damaged: run `lockmirror "
+                        "verify`, then import the newest bundle with --allow-older, which "
+                        "writes the record again")
 UNKNOWN_TIME_HINT = ("bundle it again with the lockfiles committed or SOURCE_DATE_EPOCH set, "
                      "or, to take it as it is, import it with --allow-older")
 
@@ -165,8 +168,10 @@ def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> s
                         f"mirror holds (dated {held_when})")
     if allow_older:
         return f"{problem}; imported as --allow-older asks"
+    hint = (UNREADABLE_TIME_HINT if not match
+            else UNKNOWN_TIME_HINT if epoch == 0 else ROLLBACK_HINT)
     raise BundleError(f"{problem}; refusing it, nothing was changed", where=str(mirror),
-                      hint=UNKNOWN_TIME_HINT if match and epoch == 0 else ROLLBACK_HINT)
+                      hint=hint)
 
 
 def check_snapshot_time(staging: Path, into: Path, *, allow_older: bool,
