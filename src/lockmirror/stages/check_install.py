@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError, ResolutionError
 from ..fsutil import one_at_a_time
+from .check_install_work import temporary_work_dir  # named with the pid: a killed run's goes
 from .deployed_mirror import (
     FILES_STEP,
     NO_TREE,
@@ -185,10 +186,8 @@ def verify_closure(
     transports: Sequence[str] = TRANSPORTS,
     install: bool = True,
     installers: Sequence[str] | None = None,
-    work_dir: Path | None = None,
-    installer_cache: Path | None = None,
-    uv_bin: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    work_dir: Path | None = None, installer_cache: Path | None = None,
+    uv_bin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Prove each set (optionally only ``sets``/``targets``) installs from the index alone.
@@ -245,34 +244,34 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
     elif mirror.simple.startswith(("http://", "https://")):
         probe(mirror, [r for pair in pairs for r in pair.requirements][:1])
     chosen = find_installers(installers)
-    from .check_install_work import temporary_work_dir  # named with the pid: a killed run's goes
-
     temp_root = temporary_work_dir(say) if work_dir is None else None
     work_dir = temp_root or Path(work_dir)  # type: ignore[arg-type]
     cache = installer_cache or default_installer_cache(None if temp_root else work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     checks: list[Check] = []
     used: list[str] = []
-    # held while the run lives: gc (and another run) leave its run/ alone
-    with one_at_a_time(work_dir, "another check-install is running in this work directory"):
-        clean_work_dir(work_dir, cache, say)
-        copies = installer_copies(chosen, cache, say) if install else {}
-        runner = Runner(uv_bin or uv_binary(copies), work_dir / "run", timeout)
-        runner.work.mkdir(parents=True)
-        try:
-            no_tree = inputs.tree_absent([r for pair in pairs for r in pair.inputs],
-                                         index_dir) if inputs else None
-            if no_tree:  # an upload repository: the directory's lockfiles say what it holds
-                say(no_tree)
-            with _transports(index_dir, mirror, transports, tree=not no_tree) as served:
-                used = [t.shown for t in served]
-                for pair in pairs:
-                    checks += _check_pair(runner, (index_dir, None if no_tree else inputs),
-                                          pair, served, chosen, copies, install, say)
-        finally:
-            shutil.rmtree(runner.work, ignore_errors=True)
-            if temp_root is not None:
-                shutil.rmtree(temp_root, ignore_errors=True)
+    try:  # whatever fails (no uv, an installer copy), no temporary directory is left
+        # held while the run lives: gc (and another run) leave its run/ alone
+        with one_at_a_time(work_dir, "another check-install is running in this work directory"):
+            clean_work_dir(work_dir, cache, say)
+            copies = installer_copies(chosen, cache, say) if install else {}
+            runner = Runner(uv_bin or uv_binary(copies), work_dir / "run", timeout)
+            runner.work.mkdir(parents=True)
+            try:
+                no_tree = inputs.tree_absent([r for pair in pairs for r in pair.inputs],
+                                             index_dir) if inputs else None
+                if no_tree:  # an upload repository: the directory's lockfiles say what it holds
+                    say(no_tree)
+                with _transports(index_dir, mirror, transports, tree=not no_tree) as served:
+                    used = [t.shown for t in served]
+                    for pair in pairs:
+                        checks += _check_pair(runner, (index_dir, None if no_tree else inputs),
+                                              pair, served, chosen, copies, install, say)
+            finally:
+                shutil.rmtree(runner.work, ignore_errors=True)
+    finally:
+        if temp_root is not None:
+            shutil.rmtree(temp_root, ignore_errors=True)
     return VerifyReport(index_dir=index_dir, index_urls=tuple(used),
                         checks=tuple(mirror.scrub_check(c) if mirror else c for c in checks),
                         installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen),
