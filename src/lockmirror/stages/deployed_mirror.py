@@ -70,6 +70,23 @@ class DeployedMirror:
         """``text`` without the query (an access token, perhaps)."""
         return text.replace(self.query, "...") if self.query else text
 
+    def failure(self, error: LockmirrorError | requests.RequestException,
+                url: str) -> LockmirrorError:
+        """``error`` of the request for ``url`` (a URL of this mirror, with the query) as
+        the one-line error to raise: a requests error as net.http's NetworkError, ``url``
+        named without its query, and no query in the message, the place or the hint."""
+        shown = url.replace(f"?{self.query}", "") if self.query else url
+        if isinstance(error, requests.RequestException):
+            from ..net.http import network_error
+
+            error = network_error(error, shown)  # names the URL requests asked for, no query
+
+        def clean(text: str) -> str:
+            return self.scrub(text.replace(url, shown))
+
+        return type(error)(clean(error.message), where=error.where and clean(error.where),
+                           hint=error.hint and clean(error.hint))
+
     def scrub_check(self, check: Check) -> Check:
         if not self.query:
             return check
@@ -225,17 +242,13 @@ class DeployedInputs:
         url = self.mirror.url(relative)
         if url.startswith("file:"):
             return None if Path(url2pathname(urlsplit(url).path)).is_file() else "not found"
-        from ..net.http import network_error
         from ..net.redirects import follow
 
         try:
             with follow(self.session, url, method="HEAD") as response:  # the session's timeout
                 status = response.status_code
-        except LockmirrorError as exc:  # a redirect elsewhere
-            raise type(exc)(self.mirror.scrub(exc.message), where=exc.where,
-                            hint=exc.hint) from None
-        except requests.RequestException as exc:
-            raise network_error(exc, self.mirror.show(relative)) from None
+        except (LockmirrorError, requests.RequestException) as exc:  # elsewhere; no answer
+            raise self.mirror.failure(exc, url) from None
         return None if status < 300 else "not found" if status in _NOT_FOUND else f"HTTP {status}"
 
     def _checked(self, relative: str) -> bytes | str:
@@ -267,16 +280,10 @@ class DeployedInputs:
         from ..net.http import get
 
         try:
-            response = get(self.session, url, allow=_NOT_FOUND)
-            with response:
+            with get(self.session, url, allow=_NOT_FOUND) as response:
                 return None if response.status_code in _NOT_FOUND else response.content
-        except LockmirrorError as exc:
-            raise type(exc)(self.mirror.scrub(exc.message), where=exc.where,
-                            hint=exc.hint) from None
-        except requests.RequestException as exc:  # the body broke off
-            from ..net.http import network_error
-
-            raise network_error(exc, self.mirror.show(relative)) from None
+        except (LockmirrorError, requests.RequestException) as exc:  # requests': the body broke
+            raise self.mirror.failure(exc, url) from None
 
 
 def read_lockfiles(index_dir: Path, mirror: DeployedMirror | None, session: requests.Session
@@ -314,10 +321,10 @@ def probe(mirror: DeployedMirror, requirements: Sequence[str]) -> None:
         project = canonicalize_name(Requirement(requirements[0]).name) if requirements else ""
     except InvalidRequirement:  # the root page then
         project = ""
+    url = mirror.page(project)
     try:
         with make_session(retries=1) as session:
             # a redirect is an answer too; where it leads is the installers' business
-            get(session, mirror.page(project), allow=range(300, 600), timeout=(10, 30),
-                redirects=False).close()
+            get(session, url, allow=range(300, 600), timeout=(10, 30), redirects=False).close()
     except LockmirrorError as exc:
-        raise type(exc)(mirror.scrub(exc.message), where=exc.where, hint=exc.hint) from None
+        raise mirror.failure(exc, url) from None
