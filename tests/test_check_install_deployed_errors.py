@@ -103,3 +103,21 @@ def test_a_failed_request_to_the_deployed_mirror_never_prints_the_token(
     named = error.removeprefix(prefix).split(": ", 1)
     assert "?" not in named[0] and named[1].startswith(cause.format(server.elsewhere)), error
 
+
+@pytest.mark.parametrize("url", [
+    "http://alice:hunter2\uff03pw@127.0.0.1:9/simple/",  # a full-width '#' in the password
+    "http://alice:hunter2pw@127.0.0.1:9\uff03/simple/",  # ... or after the port
+    "http://alice:hunter2pw@[::1/simple/",
+])
+def test_credentials_in_an_index_url_that_does_not_parse_are_not_printed(
+        tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found in review: urlsplit's reason for such a URL quotes its host part whole
+    (``netloc 'alice:hunter2＃pw@127.0.0.1:9' contains invalid characters ...``)."""
+    from lockmirror.cli import main
+
+    assert main(["check-install", str(tmp_path), "--index-url", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("lockmirror: error: --index-url: not a URL: ")
+    assert captured.err.count("\n") == 1
+    assert "hunter2" not in captured.err and "alice" not in captured.err

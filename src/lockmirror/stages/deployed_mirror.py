@@ -101,8 +101,9 @@ def parse_index_url(url: str) -> DeployedMirror:
     try:
         parts = urlsplit(url)
         port = f":{parts.port}" if parts.port else ""
-    except ValueError as exc:
-        raise InputError(f"not a URL: {exc}", where="--index-url") from None
+    except ValueError as exc:  # of the host part, which urlsplit quotes, user:password@ too
+        reason = "its host part does not parse" if "@" in url else str(exc)
+        raise InputError(f"not a URL: {reason}", where="--index-url") from None
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
                                                          and not parts.hostname):
         raise InputError("not an http(s) or file URL", where="--index-url",
