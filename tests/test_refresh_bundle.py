@@ -115,7 +115,7 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     before = tree_bytes(far)  # the same refresh bundle again: said so, nothing changes
     assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0
     again = capsys.readouterr().out
-    assert "advisories taken 2024-10-11 12:00 UTC, the same this mirror holds" in again, again
+    assert "advisories taken 2024-10-11 12:00:00 UTC, the same this mirror holds" in again, again
     assert tree_bytes(far) == before
     denied = pip_download(far, "vulny==1.0", tmp_path / "dl1")
     assert denied.returncode != 0 and "vulny==1.0" in denied.stderr
@@ -162,7 +162,7 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert "this import checks none" in capsys.readouterr().err
     assert main(["import", str(older), "--into", str(far), "--pubkey", str(public)]) == 1
     err = capsys.readouterr().err
-    assert "taken 2024-10-10 18:00 UTC, before those" in err and len(err.splitlines()) <= 2
+    assert "taken 2024-10-10 18:00:00 UTC, before those" in err and len(err.splitlines()) <= 2
     assert (far / "manifest.json").read_bytes() == before
 
     # an unsigned refresh is refused where a key is required
@@ -290,6 +290,37 @@ def test_a_refresh_keeps_the_time_of_the_mirrors_last_bundle(
     assert record.read_text() == f"1700000000 {held_id}\n"
     assert main(["import", str(older), "--into", str(far), "--allow-older"]) == 0
     assert record.read_bytes().startswith(b"1600000000 ")
+
+
+def test_older_advisories_are_refused_in_one_wording_whatever_the_bundle(
+        mirror: LoadedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A full bundle and a refresh bundle whose advisories are older than the mirror's
+    meet one rule, said in one wording with one time format (found by a reviewer: the
+    refresh said "12:00 UTC, before those DIR holds", the full bundle "12:00:00 UTC,
+    before those the mirror holds ..."; within a minute the refresh's two times read
+    the same); --allow-older takes either, and says so."""
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:10Z")
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-10T12:00:20Z", "--advisories-only")
+    newest = bundle(mirror, tmp_path / "dist3", "2024-10-10T12:00:30Z")
+    assert main(["import", str(newest), "--into", str(far)]) == 0
+    held = "2024-10-10 12:00:30 UTC, from a refresh bundle or a newer bundle"
+    for kind, older, taken in (("full", full, "12:00:10"), ("refresh", refresh, "12:00:20")):
+        before = tree_bytes(far)
+        capsys.readouterr()
+        assert main(["import", str(older), "--into", str(far)]) == 1
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"lockmirror: error: {far}: this {kind} bundle's advisories were taken 2024-10-10 "
+            f"{taken} UTC, before those the mirror holds ({held}); refusing it, nothing was "
+            "changed (an older bundle takes the mirror back to older releases, vulnerable "
+            "ones perhaps; to go back on purpose, import it with --allow-older)")
+        assert tree_bytes(far) == before
+    assert main(["import", str(refresh), "--into", str(far), "--allow-older"]) == 0
+    assert (f"import: this refresh bundle's advisories were taken 2024-10-10 12:00:20 UTC, "
+            f"before those the mirror holds ({held}); imported as --allow-older asks"
+            ) in capsys.readouterr().out
+    taken = json.loads((far / ".lockmirror/advisories.json").read_text())["taken"]
+    assert taken == "2024-10-10T12:00:20Z"
 
 
 def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(

@@ -32,14 +32,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(the mirror was renamed in mirror.yaml)")
     parser.add_argument("--allow-older", action="store_true",
                         help="accept a full or delta bundle dated before the last one DIR "
-                             "took (or of unknown date): going back to older releases on "
-                             "purpose")
+                             "took (or of unknown date), or any bundle whose advisories were "
+                             "taken before those DIR holds: going back on purpose")
 
 
 def run(args: argparse.Namespace) -> int:
     if is_refresh_bundle(args.bundle):  # bundle --advisories-only: stages/import_refresh.py
         refresh = import_refresh(args.bundle, args.into, now=datetime.now(UTC),
-                                 pubkey=args.pubkey)
+                                 pubkey=args.pubkey, allow_older=args.allow_older)
         print("\n".join(render_refresh(refresh)))
         return 0
     result = import_bundle(args.bundle, args.into, pubkey=args.pubkey, renamed=args.renamed,

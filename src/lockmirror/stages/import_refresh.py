@@ -9,9 +9,10 @@ of kind ``advisories``, :mod:`lockmirror.stages.refresh_bundle`):
    headers, ``bundle.json``, the signature with ``pubkey``), checks its outer
    sha256 and every member's;
 3. refuses it, in one line and changing nothing, when its advisories were
-   taken before those the mirror holds (``.lockmirror/advisories.json``,
-   :mod:`lockmirror.stages.import_state`): a full bundle imported since may
-   have brought back a release it would take out;
+   taken before those the mirror holds (``.lockmirror/advisories.json``), unless
+   ``allow_older``: the rule and wording a full or delta bundle meets
+   (:func:`lockmirror.stages.import_state.check_advisories_time`); a full bundle
+   imported since may have brought back a release it would take out;
 4. re-audits the mirror's lockfiles against the new snapshot under the policy
    its bundle carried (a release the snapshot does not cover is reported as
    not checked, never as clean);
@@ -61,8 +62,10 @@ from .audit import AuditReport
 from .import_plan import VettedBundle, check_outer_hashes, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import (
+    WHEN,
     audit_imported,
-    read_snapshot,
+    check_advisories_time,
+    held_snapshot,
     require_signature_check,
     signer_record,
 )
@@ -70,7 +73,6 @@ from .import_swap import import_lock, mirror_path, staging_dir
 
 Progress = Callable[[str], None]
 MAX_MEMBER = 64 << 20
-WHEN = "%Y-%m-%d %H:%M UTC"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class RefreshResult:
     signed: bool
     signer: str | None
     recovered: str | None
+    allowed_older: str | None = None  # the refusal --allow-older set aside
 
 
 def is_refresh_bundle(paths: Sequence[Path]) -> bool:
@@ -96,13 +99,13 @@ def is_refresh_bundle(paths: Sequence[Path]) -> bool:
 
 
 def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
-                   pubkey: Path | None = None, progress: Progress | None = None
-                   ) -> RefreshResult:
+                   pubkey: Path | None = None, progress: Progress | None = None,
+                   allow_older: bool = False) -> RefreshResult:
     """Import a refresh bundle into the imported mirror ``into``.
 
     ``now`` is the far side's time for the re-audit (exceptions expire).
     Raises BundleError (exit 2) for a damaged, unsigned (with ``pubkey``) or
-    older refresh bundle and LockmirrorError when ``into`` holds no mirror;
+    older (unless ``allow_older``) refresh bundle and LockmirrorError when ``into`` holds no mirror;
     ``into`` is then exactly as it was. Costs a read of the bundle (KiB) and,
     when releases leave the index, one hard link per file of the mirror."""
     source = locate_bundle([Path(p) for p in paths])
@@ -113,23 +116,21 @@ def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
                               where=str(into), hint="import a full bundle first")
     with import_lock(into) as recovered:
         require_signature_check(into, trusted)
-        return _refresh(source, into, trusted, recovered, now, progress)
+        return _refresh(source, into, trusted, recovered, now, progress,
+                        allow_older=allow_older)
 
 
 def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
-             recovered: str | None, now: datetime, progress: Progress | None
-             ) -> RefreshResult:
+             recovered: str | None, now: datetime, progress: Progress | None, *,
+             allow_older: bool) -> RefreshResult:
     members, vetted = _read_refresh(source, into, trusted)
     where = f"{source.display}:{ADVISORIES_NAME}"
     snapshot = Snapshot.loads(members[ADVISORIES_NAME], where=where)
     listed = QuarantineList.loads(members[QUARANTINE_NAME].decode("utf-8", "replace"),
                                   where=f"{source.display}:{QUARANTINE_NAME}")
-    held = read_snapshot(into)
-    if held is not None and snapshot.taken < held.taken:
-        raise BundleError(
-            f"this refresh bundle's advisories were taken {snapshot.taken:{WHEN}}, before "
-            f"those {into} holds ({held.taken:{WHEN}}); refusing it, nothing was changed",
-            where=source.display)
+    held = held_snapshot(into)
+    older = check_advisories_time("refresh", snapshot.taken, held, into,
+                                  allow_older=allow_older)
     if progress:
         progress(f"refreshing {into} with advisories taken {snapshot.taken:{WHEN}}")
     report = None  # a mirror imported before lockmirror kept its mirror.yaml: no policy
@@ -151,7 +152,7 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
                              if a.advisory.id not in known),
         quarantined=tuple(r.release for _, r in sorted(listed.releases.items())),
         edit=edit, report=report, signed=vetted.signed, signer=vetted.signer,
-        recovered=recovered)
+        recovered=recovered, allowed_older=older)
 
 
 def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None
@@ -204,6 +205,8 @@ def render_refresh(result: RefreshResult) -> Iterable[str]:
            f"{result.taken:{WHEN}}, {previous}; {signature}")
     if result.recovered:
         yield f"import: {result.recovered}"
+    if result.allowed_older:
+        yield f"import: {result.allowed_older}"
     yield ("import: new advisories: " + (", ".join(result.new_advisories) or "none"))
     edit = result.edit
     if edit.releases:

@@ -21,7 +21,8 @@ in with the tree so the two always agree:
   content id of the last full or delta bundle: a bundle dated before it is
   refused unless the operator goes back on purpose (:func:`check_bundle_time`),
   and so is one whose advisories were taken before ``advisories.json``'s
-  (:func:`check_snapshot_time`: a bundle replayed after a refresh);
+  (:func:`check_advisories_time`, the rule refresh bundles meet too: a bundle
+  replayed after a refresh);
 * ``signer``: the fingerprint of the key a bundle's signature was checked
   against (``--pubkey``): from then on every import must check one with that
   key (:func:`require_signature_check`).
@@ -65,7 +66,7 @@ from .import_plan import ImportPlan
 from .import_swap import inside_mirror, link_or_copy
 
 MAX_STATE_MEMBER = 64 << 20
-WHEN = "%Y-%m-%d %H:%M:%S UTC"
+WHEN = "%Y-%m-%d %H:%M:%S UTC"  # every time an import states: bundle dates, advisories
 _BUNDLE_TIME = re.compile(r"(?P<epoch>[0-9]{1,20}) (?P<content_id>[0-9a-f]{1,64})")
 ROLLBACK_HINT = ("an older bundle takes the mirror back to older releases, vulnerable ones "
                  "perhaps; to go back on purpose, import it with --allow-older")
@@ -174,35 +175,56 @@ def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> s
                       hint=hint)
 
 
-def check_snapshot_time(staging: Path, into: Path, *, allow_older: bool,
-                        where: str) -> str | None:
-    """Refuse a full or delta bundle whose advisory snapshot (already written to
-    ``staging``) was taken before the one ``into`` holds, the rule a refresh bundle
-    meets (:mod:`lockmirror.stages.import_refresh`): replaying a bundle imported
-    before a refresh would put back releases the refresh took out. A bundle with
-    no snapshot keeps the mirror's, so it passes, as does any onto a mirror whose
-    snapshot does not read (or is a symlink). With ``allow_older`` nothing is
-    refused: the line that would have been is returned, else None.
-
-    Raises BundleError naming both times, InputError for a snapshot that does not
-    read (``where`` names the bundle's member)."""
-    if not (staging / IMPORT_ADVISORIES).is_file() or not inside_mirror(into, IMPORT_ADVISORIES):
+def held_snapshot(mirror: Path) -> Snapshot | None:
+    """The advisory snapshot that orders the bundles ``mirror`` takes: None when it
+    holds none, when the file is a symlink or lies below one, or when it does not
+    read (it orders nothing then: the bundle's replaces it)."""
+    if not inside_mirror(mirror, IMPORT_ADVISORIES):
         return None
     try:
-        held = read_snapshot(into)
-    except LockmirrorError:  # one that does not read orders nothing: the bundle's replaces it
+        return read_snapshot(mirror)
+    except LockmirrorError:
         return None
-    if held is None:
+
+
+def check_advisories_time(kind: str, taken: datetime, held: Snapshot | None, into: Path, *,
+                          allow_older: bool) -> str | None:
+    """The one rule for every bundle that carries advisories (full, delta, refresh):
+    refuse one whose advisories were ``taken`` before those ``into`` holds
+    (``held``, :func:`held_snapshot`), as TUF's updaters refuse older metadata: a
+    refresh would hide advisories the mirror knows, and a full or delta bundle
+    imported before a refresh would put back the releases the refresh took out.
+    ``kind`` names the bundle (``full``, ``delta``, ``refresh``). An equal time
+    passes. With ``allow_older`` nothing is refused: the line that would have been
+    is returned, else None.
+
+    Raises BundleError naming both times (UTC)."""
+    if held is None or taken >= held.taken:
         return None
-    taken = Snapshot.loads((staging / IMPORT_ADVISORIES).read_bytes(), where=where).taken
-    if taken >= held.taken:
-        return None
-    problem = (f"this bundle's advisories were taken {taken:{WHEN}}, before those the mirror "
-               f"holds ({held.taken:{WHEN}}, from a refresh bundle or a newer bundle)")
+    problem = (f"this {kind} bundle's advisories were taken {taken:{WHEN}}, before those "
+               f"the mirror holds ({held.taken:{WHEN}}, from a refresh bundle or a newer "
+               "bundle)")
     if allow_older:
         return f"{problem}; imported as --allow-older asks"
     raise BundleError(f"{problem}; refusing it, nothing was changed", where=str(into),
                       hint=ROLLBACK_HINT)
+
+
+def check_snapshot_time(staging: Path, into: Path, *, allow_older: bool, kind: str,
+                        where: str) -> str | None:
+    """:func:`check_advisories_time` for a full or delta bundle of ``kind`` whose
+    advisory snapshot is already written to ``staging``. A bundle with no snapshot
+    keeps the mirror's, so it passes.
+
+    Raises BundleError naming both times, InputError for a snapshot that does not
+    read (``where`` names the bundle's member)."""
+    if not (staging / IMPORT_ADVISORIES).is_file():
+        return None
+    held = held_snapshot(into)
+    if held is None:
+        return None
+    taken = Snapshot.loads((staging / IMPORT_ADVISORIES).read_bytes(), where=where).taken
+    return check_advisories_time(kind, taken, held, into, allow_older=allow_older)
 
 
 def _utc(epoch: int) -> str:

@@ -234,6 +234,7 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
         state = state_members(plan)  # .lockmirror/: advisories, mirror.yaml
         extracted, size = extract(reader, plan, staging, source, state)
         older = check_snapshot_time(staging, into, allow_older=allow_older,
+                                    kind=plan.info.kind,
                                     where=f"{source.display}:{ADVISORIES_NAME}")
         if older and progress:
             progress(older)
