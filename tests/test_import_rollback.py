@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from test_import_guards import _forged
 
 from lockmirror.errors import BundleError
 from lockmirror.formats.bundle_format import BundleInfo
+from lockmirror.resolve.advisory_snapshot import Snapshot
 from lockmirror.stages.bundle import BundleResult
 from lockmirror.stages.importer import import_bundle
 from lockmirror.stages.verify import verify_mirror
@@ -231,3 +233,43 @@ def test_a_mirror_without_a_record_takes_a_bundle_and_starts_recording(
     assert import_bundle([oldest.path], far.root, allow_older=True).changed
     assert far.record() == f"{OLD - 1} {oldest.content_id}\n"
     assert WHEEL in tree_bytes(far.root)
+
+
+def _snapshot(taken: str) -> bytes:
+    """The bytes of an advisory snapshot taken at ``taken`` (ISO 8601, UTC)."""
+    return Snapshot(datetime.fromisoformat(taken), ("pypi-json:test",), frozenset(),
+                    ()).dumps().encode()
+
+
+def test_older_advisories_are_refused_before_a_byte_is_extracted(far: Far,
+                                                                 tmp_path: Path) -> None:
+    """A bundle whose advisories were taken before those the mirror holds is refused
+    from its small advisories.json, read while planning, not after the whole bundle
+    was extracted into staging (a multi-GB bundle cost its extraction first, found by
+    a reviewer): the damaged wheel behind it is never reached, the mirror and its
+    siblings are as they were (no staging tree left), and --allow-older still
+    takes the bundle, saying so."""
+    newer = bundle(tmp_path / "newer", tmp_path / "out-newer", source_date_epoch=NEW,
+                   extra=[("advisories.json", _snapshot("2024-10-11T12:00:00+00:00"))])
+    assert import_bundle([newer.path], far.root).changed
+    older = bundle(tmp_path / "older", tmp_path / "out-older", source_date_epoch=NEW,
+                   extra=[("advisories.json", _snapshot("2024-10-10T12:00:00+00:00"))])
+    damaged = copy_bundle(older, tmp_path / "damaged")
+    offset, size = member_offset(damaged, WHEEL)
+    data = bytearray(damaged.read_bytes())
+    data[offset + size // 2] ^= 0x01  # in transit: the .sha256 left as it was
+    damaged.write_bytes(bytes(data))
+    error = refused(far, damaged, "advisories were taken")  # not "does not match bundle.json"
+    assert error.where == str(far.root)
+    assert error.message == (
+        "this full bundle's advisories were taken 2024-10-10 12:00:00 UTC, before those the "
+        "mirror holds (2024-10-11 12:00:00 UTC, from a refresh bundle or a newer bundle); "
+        "refusing it, nothing was changed")
+    assert HINT in (error.hint or "")
+    with pytest.raises(BundleError, match="does not match bundle.json"):  # damaged: no way in
+        import_bundle([damaged], far.root, allow_older=True)
+    said: list[str] = []
+    assert import_bundle([older.path], far.root, allow_older=True, progress=said.append).changed
+    assert said[0].endswith("; imported as --allow-older asks")
+    assert (far.root / ".lockmirror" / "advisories.json").read_bytes() == _snapshot(
+        "2024-10-10T12:00:00+00:00")

@@ -46,7 +46,12 @@ from packaging.version import Version
 from ..config import LoadedConfig, load_config
 from ..errors import BundleError, LockmirrorError
 from ..formats import signing
-from ..formats.bundle_format import ADVISORIES_NAME, MIRROR_YAML_NAME, BundleInfo
+from ..formats.bundle_format import (
+    ADVISORIES_NAME,
+    MIRROR_YAML_NAME,
+    BundleInfo,
+    ConcatenatedReader,
+)
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import Lockfile
 from ..formats.manifest import (
@@ -62,7 +67,7 @@ from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit, has_license_rule
-from .import_plan import ImportPlan
+from .import_plan import ImportPlan, read_member
 from .import_swap import inside_mirror, link_or_copy
 
 MAX_STATE_MEMBER = 64 << 20
@@ -210,21 +215,25 @@ def check_advisories_time(kind: str, taken: datetime, held: Snapshot | None, int
                       hint=ROLLBACK_HINT)
 
 
-def check_snapshot_time(staging: Path, into: Path, *, allow_older: bool, kind: str,
-                        where: str) -> str | None:
-    """:func:`check_advisories_time` for a full or delta bundle of ``kind`` whose
-    advisory snapshot is already written to ``staging``. A bundle with no snapshot
-    keeps the mirror's, so it passes.
+def check_snapshot_time(plan: ImportPlan, reader: ConcatenatedReader, into: Path, *,
+                        allow_older: bool, display: str) -> str | None:
+    """:func:`check_advisories_time` for a full or delta bundle, before a byte is
+    extracted: its ``advisories.json`` (the state member :func:`state_members`
+    keeps) is read from ``reader`` as the index manifest is, so a refused bundle
+    costs no extraction. A bundle with no snapshot keeps the mirror's, so it passes.
 
-    Raises BundleError naming both times, InputError for a snapshot that does not
-    read (``where`` names the bundle's member)."""
-    if not (staging / IMPORT_ADVISORIES).is_file():
+    Raises BundleError for an older snapshot or one whose sha256 is not
+    ``bundle.json``'s, InputError for one that does not read (``display`` names the
+    bundle). Costs one read of the member (KiB), only when ``into`` holds a snapshot."""
+    if ADVISORIES_NAME not in state_members(plan):
         return None
     held = held_snapshot(into)
     if held is None:
         return None
-    taken = Snapshot.loads((staging / IMPORT_ADVISORIES).read_bytes(), where=where).taken
-    return check_advisories_time(kind, taken, held, into, allow_older=allow_older)
+    item = next(m for m in plan.members if m.path == ADVISORIES_NAME)
+    taken = Snapshot.loads(read_member(reader, item, display),
+                           where=f"{display}:{item.member.name}").taken
+    return check_advisories_time(plan.info.kind, taken, held, into, allow_older=allow_older)
 
 
 def _utc(epoch: int) -> str:

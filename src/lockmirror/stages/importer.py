@@ -28,7 +28,9 @@ as any import does. A bundle dated before the last one imported is refused
 before anything changes, unless ``allow_older``
 (:func:`lockmirror.stages.import_state.check_bundle_time`); so is one whose
 advisories were taken before those the mirror holds (a bundle replayed after
-a refresh bundle: :func:`lockmirror.stages.import_state.check_snapshot_time`).
+a refresh bundle: :func:`lockmirror.stages.import_state.check_snapshot_time`,
+which reads the bundle's small ``advisories.json`` while planning, as the
+index manifest is read, so a refused bundle costs no extraction).
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..errors import BundleError, LockmirrorError
 from ..formats import signing
 from ..formats.bundle_format import (
-    ADVISORIES_NAME,
     DELTA,
     INDEX_DIR,
     BundleSource,
@@ -170,9 +171,13 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
                 f"holds the mirror '{held}'; this bundle is of the mirror '{info.name}'",
                 where=str(into), hint="import it into its own directory, or pass --renamed "
                                       "if the mirror was renamed; nothing was changed")
-        older = check_bundle_time(info, into, allow_older=allow_older)  # no rollback unasked
-        if older and progress:
-            progress(older)
+        # no rollback unasked: of the lock, nor of the advisories (before any extraction)
+        said = (check_bundle_time(info, into, allow_older=allow_older),
+                check_snapshot_time(plan, reader, into, allow_older=allow_older,
+                                    display=source.display))
+        for older in said:
+            if older and progress:
+                progress(older)
 
         def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0),
                    removed: tuple[str, ...] = ()) -> ImportResult:
@@ -216,28 +221,18 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             if not source.display.startswith(info.filename):  # named as another bundle
                 progress(f"note: {source.display} is not named as bundle.json says: it holds "
                          f"{info.filename} (renamed after it was written)")
-        return result(True, _build_and_swap(reader, plan, reuse, source, into,
-                                            allow_older=allow_older, progress=progress),
-                      removed)
+        return result(True, _build_and_swap(reader, plan, reuse, source, into), removed)
 
 
 def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[str, str],
-                    source: BundleSource, into: Path, *, allow_older: bool,
-                    progress: Progress | None) -> tuple[int, int, int]:
+                    source: BundleSource, into: Path) -> tuple[int, int, int]:
     """Extract into staging, link the kept files, check, swap; (extracted, linked, bytes).
-    A bundle whose advisories are older than the mirror's is refused here, before
-    the swap, unless ``allow_older``.
 
     On any failure the staging tree is removed and ``into`` is untouched;
     an OSError becomes a LockmirrorError naming the file."""
     with replacing_tree(into) as staging:
         state = state_members(plan)  # .lockmirror/: advisories, mirror.yaml
         extracted, size = extract(reader, plan, staging, source, state)
-        older = check_snapshot_time(staging, into, allow_older=allow_older,
-                                    kind=plan.info.kind,
-                                    where=f"{source.display}:{ADVISORIES_NAME}")
-        if older and progress:
-            progress(older)
         linked = _link_reused(reuse, into, staging, plan.manifest)
         keep_bundle_state(plan, state, staging, into)
         report = check_tree(staging, plan.manifest, hash_files=False)
