@@ -969,6 +969,18 @@ def test_setup_git_driver_works_from_a_shell_without_the_venv(
     assert "^ requests 2.30.0 -> 2.31.0" in run("log", "-p", "--ext-diff", "-1", "feature")
 
 
+def test_setup_git_with_a_config_that_is_not_there_says_so(
+        lock_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped --config was taken for "no mirror.yaml": the driver was set up for
+    ./lockfiles/ whatever the named file says; it is an error, as for every command."""
+    monkeypatch.chdir(lock_repo)
+    monkeypatch.setenv("HOME", str(lock_repo))
+    assert cli.main(["setup-git", "--config", "mirorr.yaml"]) == 2
+    assert "mirorr.yaml: no such file" in capsys.readouterr().err
+    assert not (lock_repo / ".gitattributes").exists()
+
+
 def test_pin_bumps_are_moves_in_the_text_diff() -> None:
     old = _lock(_pkg("requests", "2.31.0", why=("core: requests==2.31.0",)),
                 _pkg("idna", "3.4", why=("core: idna>=3",)),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..config import split_names
+from ..config import DEFAULT_CONFIG, LoadedConfig, load_config, split_names
 
 
 class NameList(argparse.Action):
@@ -19,3 +20,11 @@ class NameList(argparse.Action):
         if not names:
             parser.error(f"{option_string} {values!r}: no name (write NAME or A,B)")
         setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or ()), *names])
+
+
+def project_if_any(config: str | None) -> LoadedConfig | None:
+    """The mirror.yaml ``--config`` names, else ./mirror.yaml when present (a broken
+    one is an error, as for every command), else None: a command run outside a project."""
+    if config is not None:
+        return load_config(config)
+    return load_config(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None

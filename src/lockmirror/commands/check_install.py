@@ -9,13 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_CONFIG
-from ._options import NameList
-
-if TYPE_CHECKING:
-    from ..config import LoadedConfig
+from ._options import NameList, project_if_any
 
 NAME = "check-install"
 HELP = ("prove with the far side's installers (newest pip and uv, the pips of Debian 12, "
@@ -63,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"... {message}", file=sys.stderr, flush=True)
 
     transports = ("http",) if args.serve else ("file://",) if args.file else None
-    report = pipeline.check_install(_project(args.config), index_dir=args.directory,
+    report = pipeline.check_install(project_if_any(args.config), index_dir=args.directory,
                                     sets=args.sets, targets=args.targets,
                                     index_url=args.index_url, transports=transports,
                                     install=not args.no_install, installers=args.installers,
@@ -81,12 +77,3 @@ def run(args: argparse.Namespace) -> int:
           f"{skipped}")
     return 0
 
-
-def _project(config: str | None) -> LoadedConfig | None:
-    """The mirror.yaml named, else ./mirror.yaml when present (a broken one is an
-    error, as for every command), else None: a directory outside a project."""
-    from ..config import load_config
-
-    if config is not None:
-        return load_config(config)
-    return load_config(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
+from ..config import DEFAULT_CONFIG, LoadedConfig
 from ..config_schema import Destination
 from ..errors import LockmirrorError, error_text
 from ..formats.url_policy import redact_url
@@ -33,7 +33,7 @@ from ..publish import (
     publish_each,
 )
 from ..stages.import_plan import signature_note
-from ._options import NameList
+from ._options import NameList, project_if_any
 
 if TYPE_CHECKING:
     from ..stages.importer import ImportResult
@@ -92,14 +92,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="directory: artifacts only (pypiserver) or the whole index")
     parser.add_argument("-v", "--verbose", action="store_true", help="report every file")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
-
-
-def _load(args: argparse.Namespace) -> LoadedConfig | None:
-    if args.config is not None:
-        return load_config(args.config)
-    if Path(DEFAULT_CONFIG).is_file():
-        return load_config(DEFAULT_CONFIG)
-    return None
 
 
 def _destinations(args: argparse.Namespace, loaded: LoadedConfig | None
@@ -179,7 +171,7 @@ def _print_plan(name: str, result: PublishResult, verbose: bool = False) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = project_if_any(args.config)
     destinations = _destinations(args, loaded)
     source = args.source or (loaded.index_dir if loaded is not None else Path("dist-index"))
     # an index built on the configured S3 store (the default one, or a directory given

@@ -29,20 +29,20 @@ HELP = ("configure git's diff driver for the lockfiles with this interpreter's a
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="mirror.yaml",
-                        help="mirror.yaml, for where the lockfiles live (default: mirror.yaml)")
+    parser.add_argument("-c", "--config",
+                        help="mirror.yaml, for where the lockfiles live (default: ./mirror.yaml "
+                             "when present, else ./lockfiles/)")
     parser.add_argument("--textconv-only", action="store_true",
                         help="set the textconv only: `git diff` shows -/+ lines of the "
                              "rendering instead of lockmirror's diff")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
     from ..fsutil import atomic_write
     from ..gitutil import repository_root, run_git
+    from ._options import project_if_any
 
-    config = Path(args.config)
-    loaded = load_config(config) if config.is_file() else None
+    loaded = project_if_any(args.config)
     start = loaded.root if loaded else Path.cwd()
     root = repository_root(start, hint="run it in the clone that holds mirror.yaml")
     lockfile_dir = loaded.lockfile_dir if loaded else start / "lockfiles"
