@@ -21,19 +21,11 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..stages.disk_footprint import render_footprint
     from ..stages.disk_usage import over_budget, render_usage
-    from ..stages.tool_set import tool_lockfile_paths
 
     loaded = load_config(args.config)
     usage, retention, on_disk = pipeline.disk_usage(loaded, now=datetime.now(UTC))
-    for note in (*retention.notes, *on_disk.notes):
+    for note in (*retention.notes, *on_disk.notes, *usage.notes):
         print(f"du: {note}", file=sys.stderr)
-    for name in loaded.config.sets:
-        if not loaded.lockfile_path(name).exists():
-            print(f"du: set '{name}' has no lockfile yet, so it is not counted (run `doit lock`)",
-                  file=sys.stderr)
-    if any(not path.exists() for path in tool_lockfile_paths(loaded)):
-        print("du: lockmirror's own set has no lockfile yet, so it is not counted "
-              "(run `doit lock`)", file=sys.stderr)
     sys.stdout.write(render_usage(usage))
     sys.stdout.write(render_footprint(on_disk))
     rule = loaded.config.retention

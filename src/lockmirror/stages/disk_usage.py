@@ -16,7 +16,7 @@ now (store, index pages, bundles, caches) is measured by
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import TOOL_SET, LoadedConfig
 from ..config_schema import RetentionConfig
@@ -44,6 +44,7 @@ class Usage:
     total_size: int  # every distinct file the index serves, current and retained
     largest: tuple[tuple[str, int], ...]  # ("name version", bytes), the biggest releases
     tool: UsageRow | None = None  # lockmirror's own set: what it adds to the store
+    notes: tuple[str, ...] = ()  # the sets not counted: no lockfile yet
 
     @property
     def locked_files(self) -> int:
@@ -101,14 +102,23 @@ def _tool_row(tool: Lockfile, served: Mapping[str, int]) -> UsageRow:
 def mirror_usage(loaded: LoadedConfig, kept: Retention) -> Usage:
     """:func:`disk_usage` of the lockfiles that exist of mirror.yaml's sets and
     lockmirror's own set, each checked against mirror.yaml's sources (raising as
-    :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`), and of ``kept``."""
+    :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`), and of ``kept``;
+    its notes name the sets left out for want of a lockfile."""
     from ..formats.url_policy import read_checked_lockfiles
     from .tool_set import tool_lockfile_paths
 
-    paths = [loaded.lockfile_path(name) for name in loaded.config.sets]
-    paths += tool_lockfile_paths(loaded)
-    current = read_checked_lockfiles([p for p in paths if p.exists()], loaded.config.sources)
-    return disk_usage({lockfile.set_name: lockfile for lockfile in current}, kept)
+    paths = {name: loaded.lockfile_path(name) for name in loaded.config.sets}
+    paths |= {TOOL_SET: path for path in tool_lockfile_paths(loaded)}
+    missing = [name for name, path in paths.items() if not path.exists()]
+    current = read_checked_lockfiles([path for name, path in paths.items() if name not in missing],
+                                     loaded.config.sources)
+    usage = disk_usage({lockfile.set_name: lockfile for lockfile in current}, kept)
+    return replace(usage, notes=tuple(_not_locked_note(name) for name in missing))
+
+
+def _not_locked_note(set_name: str) -> str:
+    what = "lockmirror's own set" if set_name == TOOL_SET else f"set '{set_name}'"
+    return f"{what} has no lockfile yet, so it is not counted (run `doit lock`)"
 
 
 def over_budget(usage: Usage, rule: RetentionConfig) -> str | None:
