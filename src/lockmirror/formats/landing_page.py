@@ -20,7 +20,7 @@ from html import escape
 
 from ..fsutil import format_size
 from .bounded import load_json
-from .client_config import pip_config, pip_index_arguments
+from .client_config import pip_config, pip_index_arguments, trusted_host
 
 # The URL shown in configuration snippets where the real one is not known
 # when the page is built; the landing page's script replaces it in the browser.
@@ -30,7 +30,7 @@ EXAMPLE_ROOT = EXAMPLE_URL.removesuffix("simple/")  # the page's own address, fo
 # each snippet's text for this URL (with trusted-host) is in its data-plain-http.
 EXAMPLE_HTTP_URL = "http://mirror.example.com/simple/"
 EXAMPLE_HTTP_ROOT = EXAMPLE_HTTP_URL.removesuffix("simple/")
-EXAMPLE_HOST = "mirror.example.com"
+EXAMPLE_HOST = trusted_host(EXAMPLE_HTTP_URL)  # the trusted-host its pip snippets carry
 
 
 # --------------------------------------------------------------------------
