@@ -108,3 +108,34 @@ def test_outside_a_project_a_killed_runs_directory_goes_with_the_next_run(
     assert running.exists() and other.exists()  # their runs live
     assert "removed what killed check-install runs left" in capsys.readouterr().err
     assert sorted(temp_root.iterdir()) == sorted([running, other])  # its own went too
+
+
+
+# Found in a final read: a run that failed once its $TMPDIR/lockmirror-verify-<pid>-*
+# was made but before the installs started left the directory behind (its pid alive
+# until the next run's check): these two fail there.
+
+def test_outside_a_project_a_run_without_uv_leaves_no_directory(
+        mirror: FixtureMirror, tmp_path: Path, temp_root: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # a directory and no mirror.yaml: the far side
+    # neither the uv package (None is what `import uv` meets without it) nor a uv on PATH
+    monkeypatch.setitem(sys.modules, "uv", None)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert main(["check-install", str(mirror.out), "--set", "extra", "--file",
+                 "--no-install"]) == 1
+    assert "uv is not installed" in capsys.readouterr().err
+    assert list(temp_root.iterdir()) == []
+
+
+def test_outside_a_project_a_run_whose_installer_copy_fails_leaves_no_directory(
+        mirror: FixtureMirror, tmp_path: Path, temp_root: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    not_a_directory = tmp_path / "installers"  # where the installer copies would go
+    not_a_directory.write_bytes(b"")
+    monkeypatch.setenv("LOCKMIRROR_INSTALLER_CACHE", str(not_a_directory))
+    assert main(["check-install", str(mirror.out), "--set", "extra", "--file",
+                 "--installer", "pip 21.2.3"]) == 1
+    assert str(not_a_directory) in capsys.readouterr().err
+    assert list(temp_root.iterdir()) == []
