@@ -21,6 +21,8 @@ jobs after it need. Per step:
 ``${{ matrix.X }}``, ``${{ runner.temp }}`` and ``${{ needs.JOB.outputs.X }}`` (a job's
 ``outputs:`` of ``${{ steps.ID.outputs.X }}``, from the last run of JOB) are filled in;
 an ``if:`` is looked up in the caller's table, and one missing from it fails the walk.
+A step without ``name:`` is called as GitHub shows it (``Run`` and its ``uses:`` or the
+first line of its ``run:``), after its place in the job: ``step 2: Run echo hi``.
 """
 
 from __future__ import annotations
@@ -98,9 +100,10 @@ class Walk:
         job = self.jobs[name]
         env = {**self.env, **{k: str(v) for k, v in files.items()}, "RUNNER_TEMP": str(temp),
                **self._expand_all({**self.workflow_env, **job.get("env", {})}, context)}
-        for step in job["steps"]:
+        for number, step in enumerate(job["steps"], 1):
             if "if" in step and not self.conditions[step["if"]]:
                 continue
+            step_name = _step_name(step, number)
             uses = step.get("uses", "").partition("@")[0]
             if uses == "actions/checkout":
                 subprocess.run(["git", "clone", "-q", str(self.repo), str(run.workspace)],
@@ -111,28 +114,29 @@ class Walk:
                 self._upload(step["with"], run.workspace, context)
             elif uses == "actions/download-artifact":
                 self._download(step["with"], run.workspace, context)
-            elif "run" in step and not step["name"].startswith(INSTALL):
+            elif "run" in step and not step_name.startswith(INSTALL):
                 step_env = {**env, **self._expand_all(step.get("env", {}), context)}
-                env.update(self._run(step, run, step_env))
-            elif not (uses.startswith(SKIPPED_ACTIONS) or step["name"].startswith(INSTALL)):
-                raise AssertionError(f"job {name}: no stand-in for step {step['name']!r}")
+                env.update(self._run(step_name, step["run"], run, step_env))
+            elif not (uses.startswith(SKIPPED_ACTIONS) or step_name.startswith(INSTALL)):
+                raise AssertionError(f"job {name}: no stand-in for step {step_name!r}")
         run.outputs = _key_values(files["GITHUB_OUTPUT"].read_text(encoding="utf-8"))
         self.job_outputs[name] = {key: run.outputs[match.group(1)]
                                   for key, value in job.get("outputs", {}).items()
                                   if (match := STEP_OUTPUT.match(value))}
         return run
 
-    def _run(self, step: dict[str, Any], run: JobRun, env: dict[str, str]) -> dict[str, str]:
+    def _run(self, step_name: str, script: str, run: JobRun, env: dict[str, str]
+             ) -> dict[str, str]:
         """Run one ``run:`` step; return what it added to ``GITHUB_ENV`` (KEY=VALUE lines)."""
         github_env = Path(env["GITHUB_ENV"])
         before = github_env.read_text(encoding="utf-8")
-        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
-                               step["run"]], cwd=run.workspace, env=env, capture_output=True,
-                              text=True, timeout=self.step_timeout, check=False)
-        run.steps.append(step["name"])
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                              cwd=run.workspace, env=env, capture_output=True, text=True,
+                              timeout=self.step_timeout, check=False)
+        run.steps.append(step_name)
         run.output.append(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise StepFailed(f"step {step['name']!r} failed ({done.returncode}):\n"
+            raise StepFailed(f"step {step_name!r} failed ({done.returncode}):\n"
                              f"{done.stdout}\n{done.stderr}")
         return _key_values(github_env.read_text(encoding="utf-8")[len(before):])
 
@@ -176,6 +180,15 @@ class Walk:
         expanded = EXPRESSION.sub(value, text)
         assert "${{" not in expanded, f"no stand-in for the expression in {text!r}"
         return expanded
+
+
+def _step_name(step: Mapping[str, Any], number: int) -> str:
+    """The step's ``name:``, else what GitHub shows for it: ``Run`` and its ``uses:`` or
+    the first line of its ``run:``, with its place in the job (1 is the first)."""
+    if "name" in step:
+        return str(step["name"])
+    what = step.get("uses") or str(step.get("run", "")).strip().partition("\n")[0]
+    return f"step {number}: Run {what}"
 
 
 def _key_values(text: str) -> dict[str, str]:
