@@ -7,6 +7,7 @@ committed at chosen times (GIT_COMMITTER_DATE).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -185,6 +186,36 @@ def test_a_relock_that_changes_no_package_is_no_lock_revision(tmp_path: Path) ->
     checked = under_sources(retention, [])
     assert checked.kept == () and [n.split(": ")[0] for n in checked.notes] == [
         retention.kept[0].where], checked.notes
+
+
+
+def test_a_relock_that_serves_the_same_files_is_no_lock_revision(tmp_path: Path) -> None:
+    """Found by an outside tester: a requirement reworded (``why`` records its text)
+    with the same releases locked pushed the previous real lock out of the window. A
+    revision is a lock of its own only when the files it serves (each package's name,
+    version, file names and sha256) differ: not its ``why``, requirements, markers,
+    targets or URLs, which change what a target picks, not what the index must hold."""
+    repo, commits = repository(tmp_path)  # 2.30.0 (30 days ago), 2.31.0 (10), 2.32.3 (2)
+    path = repo / "lockfiles" / "pylock.core.toml"
+    locked = lockfile("2.32.3")
+    (package,) = locked.packages
+    (wheel,) = package.wheels
+    reworded = replace(
+        locked, requirements=("requests>=2.32",), input_hash="reworded",
+        targets=(replace(TARGET, marker='python_version >= "3.11"'),),
+        packages=(replace(package, why={"host": ("requests>=2.32 (from set)",)},
+                          marker='python_version >= "3.11"', index="https://mirror.example/",
+                          wheels=(replace(wheel, url="https://mirror.example/" + wheel.filename,
+                                          upload_time=NOW),)),))
+    reworded.write(path)
+    git(repo, "commit", "-qam", "requirement reworded", when=NOW - timedelta(days=1))
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert versions(retention) == ["2.31.0"] and retention.kept[0].commit == commits[1]
+    # the same file name with other bytes is another lock (diff raises an alarm for it)
+    replace(reworded, packages=(replace(package, wheels=(replace(wheel, sha256="f" * 64),)),)
+            ).write(path)
+    retention = retained_locks([("core", path)], lock_revisions=2, days=0, now=NOW)
+    assert versions(retention) == ["2.32.3"], retention
 
 
 def test_a_deadline_already_past_is_not_said(tmp_path: Path) -> None:
@@ -542,7 +573,11 @@ def test_an_unreviewed_intermediate_commit_is_never_served_from_another_host(
     lock_revision(repo, url, REVISIONS[0], NOW - timedelta(days=3))
     lockfile = repo / "lockfiles" / "pylock.core.toml"
     honest = lockfile.read_text()
-    evil = honest.replace(f"{url.removesuffix('/simple/')}", "https://evil.example", 1)
+    # other bytes from another host: a commit that only points the same files (the
+    # same sha256) elsewhere is the same lock, and nothing is fetched from it
+    evil = re.sub('sha256 = "[0-9a-f]{64}"', f'sha256 = "{"e" * 64}"',
+                  honest.replace(f"{url.removesuffix('/simple/')}", "https://evil.example"),
+                  count=1)
     assert evil != honest
     lockfile.write_text(evil)
     git(repo, "commit", "-qam", "intermediate", when=NOW - timedelta(days=2))
@@ -607,3 +642,38 @@ def test_a_project_moved_to_another_source_keeps_the_previous_lock_working(
     said = capsys.readouterr()
     assert "pylock.core.toml@" in said.out + said.err
     assert "not kept for retention: package " in said.out + said.err
+
+
+
+def test_a_requirement_edit_that_locks_the_same_releases_keeps_the_previous_lock_served(
+        kept_repo: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: a requirement reworded so that it locks the same
+    releases changes each package's ``why`` (the requirement text) and the input
+    hash, nothing installed; that commit took a place in the window, and the next
+    index removed the previous real lock's releases (``du``: ``0 B 0 files core +
+    core@<the edit> (the previous lock)``)."""
+    from lockmirror.cli import main
+
+    repo, url = kept_repo, fixture_index.url
+    previous = lock_revision(repo, url, REVISIONS[0], NOW - timedelta(days=3))
+    lock_revision(repo, url, "alpha==1.1, speedup==1.2", NOW - timedelta(days=2))
+    for command in ("fetch", "index"):
+        assert main([command]) == 0, command
+    served = {"alpha 1.0", "alpha 1.1", "speedup 1.0", "speedup 1.2"}
+    assert released(repo / "dist-index") == served
+    lock_revision(repo, url, "alpha==1.1, speedup>=1.2,<2", NOW - timedelta(days=1))
+    lockfile = (repo / "lockfiles" / "pylock.core.toml").read_text()
+    assert "speedup>=1.2,<2" in lockfile and "speedup-1.2-" in lockfile  # why moved, not files
+    capsys.readouterr()
+    assert main(["diff", "HEAD~1", "HEAD"]) == 0
+    assert "kept in the index" not in capsys.readouterr().out  # nothing leaves the lock
+    for command in ("fetch", "index"):
+        assert main([command]) == 0, command
+    assert " removed alpha" not in capsys.readouterr().out
+    assert released(repo / "dist-index") == served
+    assert main(["du"]) == 0
+    # the edit is part of the current lock: the previous one is still the first
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if "core + " in line]
+    assert row.split()[2:] == ["2", "files", "core", "+", f"core@{previous[:8]}", "(the",
+                               "previous", "lock)"], row

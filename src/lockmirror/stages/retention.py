@@ -4,9 +4,10 @@ A release stays in the index while any of the last ``lock_revisions``
 revisions of its set's lockfile names it (the current lockfile counts as the
 first), or while the revision that named it stopped being current less than
 ``days`` days ago. The current lockfile is the working tree's; earlier
-revisions are the commits that changed its packages (``git log`` of that one
-file, read with ``git show``; a commit that changed only its input hash is
-part of the lock it re-locked). Without git history only the current lock is kept,
+revisions are the commits that changed the files it locks (``git log`` of that
+one file, read with ``git show``; a commit that left them as they were, changing
+only the input hash, a requirement's text or a marker, is part of the lock it
+re-locked). Without git history only the current lock is kept,
 and the notes say so; so do they when the window reaches past the oldest commit
 of a shallow clone. No network; a few git processes per set.
 """
@@ -19,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from packaging.utils import canonicalize_name
 
 from ..errors import LockmirrorError
 from ..fsutil import atomic_write
@@ -155,10 +158,11 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
                   now: datetime) -> tuple[list[RetainedLock], bool] | None:
     """(the set's earlier revisions in the window, whether the window reaches past
     the oldest commit git has of ``path``); None when git has no history of ``path``.
-    A commit that left the packages as the next newer revision has them (a re-lock
-    after a policy edit or a source added changes only the input hash) is no lock
-    revision of its own: it takes no place in the window (found by an outside
-    tester: it pushed the previous real lock out while nothing installed changed)."""
+    A commit that left the files as the next newer revision has them (a re-lock
+    after a policy edit, a source added or a requirement reworded that locks the
+    same releases; see :func:`_served`) is no lock revision of its own: it takes no
+    place in the window (found by an outside tester: it pushed the previous real lock
+    out while nothing installed changed)."""
     history = _history(path)
     if history is None:
         return None
@@ -177,16 +181,16 @@ def _retained_for(set_name: str, path: Path, lock_revisions: int, days: float,
     # the newest earlier revision was superseded by the working tree's (at its commit, or now)
     superseded_at = [history[0][1] if len(revisions) < len(history) else now]
     superseded_at += [when for _, when in revisions[:-1]]
-    newer = _packages(_document(current, str(path)))
+    newer = _served(_document(current, str(path)))
     position = 1  # the current lockfile is revision 1
     for (commit, _), superseded in zip(revisions, superseded_at, strict=True):
         data = newest if commit == history[0][0] else _show(path, commit)
         where = f"{path}@{commit[:8]}"
         document = None if data is None else _document(data, where)
-        packages = _packages(document)
-        if packages is not None and packages == newer:
+        served = _served(document)
+        if served is not None and served == newer:
             continue  # the same lock as the newer one, superseded when that one was
-        newer, position = packages, position + 1
+        newer, position = served, position + 1
         window = _window(position, superseded, lock_revisions, days, now)
         if window is None:
             return kept, False
@@ -236,11 +240,29 @@ def _document(data: bytes, where: str) -> dict[str, Any] | LockmirrorError:
         return error
 
 
-def _packages(document: dict[str, Any] | LockmirrorError | None) -> object:
-    """What a revision serves: its ``packages`` array, with no tool table, input
-    hash or creator to tell two locks of the same packages apart; None when it
-    does not read or is not there."""
-    return document.get("packages") if isinstance(document, dict) else None
+def _served(document: dict[str, Any] | LockmirrorError | None,
+            ) -> frozenset[tuple[str, str, str, str]] | None:
+    """What a revision serves: (name, version, file name, sha256) of every wheel and
+    sdist of its ``packages``; None when it does not read, is not there, or its
+    packages are not tables of that shape (a revision of its own, which
+    :func:`under_sources` then checks). Nothing else tells two locks apart: not the
+    input hash, the tool tables (each package's ``why`` holds the requirement text,
+    found by an outside tester: relaxing ``flask>=2.3.2`` to ``>=2.3.3`` with 2.3.3
+    locked already pushed the previous real lock out), nor markers, targets, groups,
+    URLs or upload times. Those change which of the files a target installs, not
+    which files the index must serve for a machine holding either revision."""
+    if not isinstance(document, dict):
+        return None
+    try:
+        return frozenset(
+            (canonicalize_name(package["name"]), str(package["version"]),
+             archive.get("name") or archive["url"].rsplit("/", 1)[-1],
+             archive["hashes"]["sha256"])
+            for package in document["packages"]
+            for archive in [*(package.get("wheels") or ()),
+                            *([package["sdist"]] if "sdist" in package else [])])
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def write_retained(retention: Retention, directory: Path) -> dict[Path, RetainedLock]:
