@@ -588,13 +588,13 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
         'policy.exceptions[urllib3]: added {"package": "urllib3", "version": "*", '
         '"reason": "r", "rules": []}',
         'sources.extra: added {"name": "extra", "url": "https://evil.example/simple/"}',
-        'policy.yanked: added "warn"',
-        'sources.s.files_url: added ["https://files.example/"]']
+        'policy.yanked: "deny" (the default) -> "warn"',
+        'sources.s.files_url: [] (the default) -> ["https://files.example/"]']
     assert cli.main(["diff", "main"]) == 0
     text = capsys.readouterr().out
     assert "mirror.yaml: trust settings changed (policy, sources, publish, build options, " \
         "paths, retention, quarantine)" in text
-    assert '  ! policy.yanked: added "warn"' in text
+    assert '  ! policy.yanked: "deny" (the default) -> "warn"' in text
     assert cli.main(["diff", "main", "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out
     assert "> [!WARNING]" in markdown
@@ -647,7 +647,8 @@ def test_trust_lines_follow_links_and_dotted_names(
     git(lock_repo, "add", "-A")
     git(lock_repo, "commit", "-qm", "a link")
     assert cli.main(["diff", "main", "HEAD", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["config_changes"] == ['policy.yanked: added "warn"']
+    assert json.loads(capsys.readouterr().out)["config_changes"] == [
+        'policy.yanked: "deny" (the default) -> "warn"']
     dotted = ("sources:\n  - {name: corp.internal, url: 'https://c.example/simple/'}\n"
               "publish:\n  prod.eu: {kind: upload, url: 'https://u.example/'}\n")
     moved = (dotted.replace("https://c.example", "https://evil.example")
@@ -684,8 +685,8 @@ def test_trust_settings_are_compared_as_written_with_destinations_and_build_opti
     assert config_changes(old, new) == (
         'publish.nexus: added {"kind": "upload", "url": "https://evil.example/", '
         '"username_env": "LOCKMIRROR_UPLOAD_USERNAME"}',
-        'policy.yanked: added "${YANKED:-deny}"',  # "deny" written out was the default
-        "sets.s.prefer_sdists: added true")  # no "exceptions: added []": as good as absent
+        'policy.yanked: "deny" -> "${YANKED:-deny}"',  # compared as written
+        "sets.s.prefer_sdists: false (the default) -> true")  # no "exceptions: added []"
     assert config_changes(new, new) == ()
     # found by an outside tester (a reviewer's screen): a widened exception showed as two
     # identical truncated lines; a default written out or taken out was an alarm; sources
@@ -694,7 +695,7 @@ def test_trust_settings_are_compared_as_written_with_destinations_and_build_opti
               f" reason: '{'long words ' * 30}'}}\n")
     wide = narrow.replace("version: '1.0', rules: [min_age_days],", "version: '*',")
     assert config_changes(narrow, wide) == (
-        'policy.exceptions[c].rules: removed (was ["min_age_days"])',
+        'policy.exceptions[c].rules: ["min_age_days"] -> [] (the default)',  # now all rules
         'policy.exceptions[c].version: "1.0" -> "*"')
     plain = "sources:\n  - {name: a, url: 'https://a/simple/'}\n  - {name: b, url: 'https://b/simple/'}\n"
     assert config_changes(plain, plain.replace("simple/'}\n  - {name: b",
@@ -724,13 +725,15 @@ def test_trust_settings_are_compared_as_written_with_destinations_and_build_opti
         "sources: order a, b -> b, a (of sources with the same priority, the first that has "
         "a project serves it)",
         'sources.c: added {"name": "c", "url": "https://c/simple/"}',
-        'sources.b.projects: added ["x"]')
+        'sources.b.projects: [] (the default) -> ["x"]')
     # found by an outside tester (round three): the quarantine list moved or emptied,
     # retention widened and the store moved to a committed directory showed nothing
     assert config_changes("version: 1\n", "retention: {lock_revisions: 50, days: 3650}\n"
                           "paths: {store: vendor-store, quarantine: .github/q.json}\n") == (
-        'paths.quarantine: added ".github/q.json"', 'paths.store: added "vendor-store"',
-        "retention.days: added 3650", "retention.lock_revisions: added 50")
+        'paths.quarantine: "quarantine.json" (the default) -> ".github/q.json"',
+        'paths.store: ".store" (the default) -> "vendor-store"',
+        "retention.days: 0 (the default) -> 3650",
+        "retention.lock_revisions: 2 (the default) -> 50")
     listed = '{"format": "lockmirror-quarantine/1", "releases": [%s]}'
     six = '{"name": "six", "version": "1.16.0", "since": "2024-01-01T00:00:00Z", "reasons": ["X"]}'
     assert config_changes("version: 1\n", "version: 1\n", (listed % six, None)) == (
@@ -746,6 +749,51 @@ def test_trust_settings_are_compared_as_written_with_destinations_and_build_opti
     b = "sources:\n  - {name: s, url: '${URL:-https://u:tok@h.example/simple/}'}\n"
     (line,) = config_changes(a, b)
     assert "tok" not in line and "${PORT}" in line and "${URL:-https://" in line
+
+
+def test_trust_lines_compare_effective_values_with_the_schema_defaults() -> None:
+    """Found by an outside tester: where the old mirror.yaml wrote a default out, the
+    lines hid the change: vulnerabilities deny -> warn (left out) read "removed (was
+    "deny")", yanked deny -> warn and lock_revisions 2 -> 1 read "added", warn ->
+    deny read "added "deny"". A key left out now has the schema's default."""
+    from lockmirror.stages.diff_config import config_changes
+
+    assert config_changes("policy: {vulnerabilities: deny}\n", "policy: {}\n") == (
+        'policy.vulnerabilities: "deny" -> "warn" (the default)',)
+    assert config_changes("policy: {yanked: deny}\n", "policy: {yanked: warn}\n") == (
+        'policy.yanked: "deny" -> "warn"',)
+    assert config_changes("retention: {lock_revisions: 2}\n",
+                          "retention: {lock_revisions: 1}\n") == (
+        "retention.lock_revisions: 2 -> 1",)
+    assert config_changes("policy: {vulnerabilities: warn}\n",
+                          "policy: {vulnerabilities: deny}\n") == (
+        'policy.vulnerabilities: "warn" -> "deny"',)
+    assert config_changes("version: 1\n", "policy: {vulnerabilities: deny}\n") == (
+        'policy.vulnerabilities: "warn" (the default) -> "deny"',)
+    # a default written out or taken out, anywhere the schema has one, is no change
+    written = ("name: mirror\npolicy:\n  vulnerabilities: warn\n  licenses: {unknown: warn}\n"
+               "  advisory_sources: [{kind: osv-api, allow_http: false}]\n"
+               "  exceptions: [{package: a, reason: r, version: '*', rules: []}]\n"
+               "retention: {lock_revisions: 2, days: 0}\nbundle: {keep: 3}\n"
+               "sets:\n  s: {requirements: [a], prereleases: false}\n"
+               "publish:\n  b: {kind: s3, bucket: b, lock_ttl: 3600, directory_keys: true}\n")
+    left_out = ("policy:\n  licenses: {}\n  advisory_sources: [{kind: osv-api}]\n"
+                "  exceptions: [{package: a, reason: r}]\n"
+                "sets:\n  s: {requirements: [a]}\npublish:\n  b: {kind: s3, bucket: b}\n")
+    assert config_changes(written, left_out) == ()
+    assert config_changes(left_out, written) == ()
+    # inside a destination, an exception and a license rule the defaults are filled in too
+    assert config_changes(left_out, left_out.replace("bucket: b}", "bucket: b, lock_ttl: 60}")
+                          .replace("reason: r}", "reason: r, version: '1.0'}")
+                          .replace("licenses: {}", "licenses: {unknown: deny}")) == (
+        'policy.exceptions[a].version: "*" (the default) -> "1.0"',
+        'policy.licenses.unknown: "warn" (the default) -> "deny"',
+        "publish.b.lock_ttl: 3600 (the default) -> 60")
+    # no default to fill in: a set, a license rule (off when left out) or a limit is new
+    assert config_changes("version: 1\n", "policy: {licenses: {}, min_age_days: 3}\n"
+                          "sets:\n  s: {requirements: [a], prereleases: true}\n") == (
+        "policy.licenses: added {}", "policy.min_age_days: added 3",
+        "sets.s.prereleases: added true")
 
 
 def test_default_old_side_is_the_merge_base_with_main(

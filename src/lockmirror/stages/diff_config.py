@@ -8,10 +8,13 @@ served and where credentials are sent. A pull request that relaxes them beside a
 showed in the lock diff as one line, "the lock's inputs changed: the policy",
 or not at all (found by outside testers). :func:`config_changes` compares
 the two sides' mirror.yaml key by key, as written (``${VAR:-deny}`` stays that
-text, credentials in URLs taken out, a value written out at its default as good
-as absent), and gives one line per change: ``policy.yanked: "deny" -> "warn"``;
-a source, destination or exception (by its package) added or removed whole is
-one line with its settings as written; one changed is a line per setting
+text, credentials in URLs taken out), by effective value: a key one side leaves
+out has the schema's default there, shown as such (``policy.vulnerabilities:
+"deny" -> "warn" (the default)``), so a default written out or taken out is no
+change (an outside tester read ``removed (was "deny")`` for a move to warn, and
+``added "warn"`` for deny -> warn written out). One line per change: a source,
+destination, exception (by its package) or license rule added or removed whole
+is one line with its settings as written; one changed is a line per setting
 (``policy.exceptions[cryptography].version: "51.0.1" -> "*"``), a list by the
 items it gained and lost; the sources both sides name, reordered, is a line too
 (the first of equal priority that has a project serves it). Names are escaped
@@ -27,8 +30,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 _TEXT = 100  # characters of one string value shown (a reason, a description)
-_NO_DEFAULT = object()
 
 
 @dataclass
@@ -36,6 +40,9 @@ class _Settings:
     """One mirror.yaml's trust settings."""
 
     flat: dict[str, Any] = field(default_factory=dict)  # dotted key -> value as written
+    # dotted key -> the schema's default, for each key of a mapping the file holds
+    # (a section, a source, ...) that has one: the value of a key left out
+    defaults: dict[str, Any] = field(default_factory=dict)
     entries: dict[str, Any] = field(default_factory=dict)  # "sources.corp" -> its mapping
     sources: list[str] = field(default_factory=list)  # the sources' names, in file order
     owner: dict[str, str] = field(default_factory=dict)  # flat key -> the entry holding it
@@ -65,55 +72,101 @@ def config_changes(old_text: str, new_text: str,
     for key in sorted(set(old.flat) | set(new.flat)):
         if key in whole or old.owner.get(key) in whole or new.owner.get(key) in whole:
             continue  # said with its entry (by what holds it: a name may hold a dot)
-        before, after = old.flat.get(key), new.flat.get(key)
-        if key not in old.flat:
-            lines.append(f"{key}: added {_shown(after)}")
-        elif key not in new.flat:
-            lines.append(f"{key}: removed (was {_shown(before)})")
-        elif isinstance(before, list) and isinstance(after, list) and before != after:
-            gained = [item for item in after if item not in before]
-            lost = [item for item in before if item not in after]
-            lines.append(f"{key}: " + "; ".join(
-                [f"{what} {_shown(items)}" for what, items in (("added", gained),
-                                                               ("removed", lost)) if items]
-                or [f"order {_shown(before)} -> {_shown(after)}"]))
-        elif before != after:
-            lines.append(f"{key}: {_shown(before)} -> {_shown(after)}")
+        lines += _setting_change(key, old, new)
     return tuple(lines)
+
+
+def _setting_change(key: str, old: _Settings, new: _Settings) -> list[str]:
+    """The line for one setting, when its effective values differ: as written, or
+    the schema's default where a side leaves it out (said so)."""
+    missing = object()
+
+    def effective(side: _Settings) -> tuple[Any, str]:
+        if key in side.flat:
+            return side.flat[key], ""
+        return side.defaults.get(key, missing), " (the default)"
+
+    (before, before_note), (after, after_note) = effective(old), effective(new)
+    if before == after:
+        return []
+    if before is missing:
+        return [f"{key}: added {_shown(after)}"]
+    if after is missing:
+        return [f"{key}: removed (was {_shown(before)})"]
+    if isinstance(before, list) and isinstance(after, list) and before and after:
+        gained = [item for item in after if item not in before]
+        lost = [item for item in before if item not in after]
+        return [f"{key}: " + "; ".join(
+            [f"{what} {_shown(items)}" for what, items in (("added", gained),
+                                                           ("removed", lost)) if items]
+            or [f"order {_shown(before)} -> {_shown(after)}"])]
+    # a list emptied or filled shows both sides: empty, an exception's rules or a
+    # source's projects mean all of them, and "removed [...]" would read as narrowing
+    return [f"{key}: {_shown(before)}{before_note} -> {_shown(after)}{after_note}"]
 
 
 def _trust_settings(text: str) -> _Settings:
     """The policy, each set's policy and build options, each source (by name) and
-    each publish destination of one mirror.yaml, as written."""
+    each publish destination of one mirror.yaml, as written, with the schema's
+    defaults of what it leaves out."""
+    from ..config_schema import (
+        BundleConfig,
+        DirectoryDestination,
+        MirrorConfig,
+        PathsConfig,
+        PolicyConfig,
+        RetentionConfig,
+        S3Destination,
+        SetConfig,
+        SourceConfig,
+        UploadDestination,
+    )
     from ..config_yaml import PositionedYaml
 
     data = PositionedYaml(text, "mirror.yaml", None).data  # ${VAR} as written
     data = _redacted(data if isinstance(data, dict) else {})
     found = _Settings()
-    for section in ("name", "paths", "retention", "bundle", "policy"):
-        _flatten(section, data.get(section), found)  # where things live, what stays served
+    found.defaults["name"] = MirrorConfig.model_fields["name"].default
+    _flatten("name", data.get("name"), found)
+    sections: dict[str, type[BaseModel]] = {  # where things live, what stays served
+        "paths": PathsConfig, "retention": RetentionConfig, "bundle": BundleConfig,
+        "policy": PolicyConfig}
+    for section, model in sections.items():
+        _note_defaults(section, model, found)  # each section is there when left out
+        _flatten(section, data.get(section), found, model)
     sets = data.get("sets")
     for name, spec in sorted(sets.items() if isinstance(sets, dict) else (), key=str):
+        if not isinstance(spec, dict):
+            continue
+        _note_defaults(f"sets.{_name(name)}", SetConfig, found, ("prefer_sdists",
+                                                                 "prereleases"))
         for key in ("policy", "prefer_sdists", "prereleases"):
-            if isinstance(spec, dict) and key in spec:
-                _flatten(f"sets.{_name(name)}.{key}", spec[key], found)
+            if key in spec:  # a set's policy: each key it gives replaces the global one
+                _flatten(f"sets.{_name(name)}.{key}", spec[key], found,
+                         _field_model(SetConfig, key)[0])
     sources = data.get("sources") if isinstance(data.get("sources"), list) else []
     names = [_name(source.get("name", number) if isinstance(source, dict) else number)
              for number, source in enumerate(sources)]
     for name, source in zip(_numbered(names), sources, strict=True):
         found.sources.append(name)  # a repeated name numbered: the first of them serves
-        _entry(f"sources.{name}", source, found)
+        _entry(f"sources.{name}", source, found, SourceConfig)
     publish = data.get("publish")
+    kinds: dict[Any, type[BaseModel]] = {
+        "s3": S3Destination, "upload": UploadDestination, "directory": DirectoryDestination}
     for name, destination in (publish.items() if isinstance(publish, dict) else ()):
-        _entry(f"publish.{_name(name)}", destination, found)
+        kind = destination.get("kind") if isinstance(destination, dict) else None
+        _entry(f"publish.{_name(name)}", destination, found,
+               kinds.get(kind) if isinstance(kind, str) else None)
     return found
 
 
-def _entry(entry: str, value: Any, found: _Settings) -> None:
-    """A source, destination or exception: whole, and its settings, each owned by it."""
+def _entry(entry: str, value: Any, found: _Settings,
+           model: type[BaseModel] | None = None) -> None:
+    """A source, destination, exception or license rule: whole, and its settings,
+    each owned by it (``model``: what the schema says it is, None if unknown)."""
     found.entries[entry] = value
     before = set(found.flat)
-    _flatten(entry, value, found)
+    _flatten(entry, value, found, model)
     found.owner.update(dict.fromkeys(set(found.flat) - before, entry))
 
 
@@ -184,74 +237,65 @@ def _redacted(value: Any) -> Any:
     return redact_text(value) if isinstance(value, str) else value
 
 
-def _flatten(prefix: str, value: Any, found: _Settings) -> None:
-    """``value`` below ``prefix`` into ``found``; a value at its schema default is
-    as good as absent, but a rule's mapping written out whose every key is (a set's
-    ``licenses: {}``, which replaces the global rule) is recorded itself."""
-    if value is None or value == _default(prefix):
+def _flatten(prefix: str, value: Any, found: _Settings,
+             model: type[BaseModel] | None = None) -> None:
+    """``value`` below ``prefix`` into ``found`` as written (``model``: what the
+    schema says a mapping there is, for its keys' defaults; None if unknown). A
+    rule whose presence is itself a setting (``licenses:``, off when left out; a
+    set's ``licenses: {}`` replaces the global rule) is an entry."""
+    if value is None:
         return
-    before = len(found.flat) + len(found.entries)
-    if isinstance(value, dict):
+    if isinstance(value, dict) and (value or model is not None):
+        if model is not None:
+            _note_defaults(prefix, model, found)
         for key, item in value.items():
-            _flatten(f"{prefix}.{_name(key)}", item, found)
+            inner, optional = _field_model(model, key)
+            if optional and isinstance(item, dict):
+                _entry(f"{prefix}.{_name(key)}", item, found, inner)
+            else:
+                _flatten(f"{prefix}.{_name(key)}", item, found, inner)
     elif isinstance(value, list) and value and all(
             isinstance(v, dict) and "package" in v for v in value):
         packages = _numbered([_name(item["package"]) for item in value])
         for package, item in zip(packages, value, strict=True):  # exceptions: by package
-            _entry(f"{prefix}[{package}]", item, found)
+            _entry(f"{prefix}[{package}]", item, found, model)
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         for item in value:  # advisory sources: each whole (keys in any order: one entry)
-            found.entries[f"{prefix}[{json.dumps(item, sort_keys=True)}]"] = item
+            written = {key: inner for key, inner in item.items()
+                       if not (model and _field_default(model, key) == inner)}
+            found.entries[f"{prefix}[{json.dumps(written, sort_keys=True)}]"] = item
     else:
         found.flat[prefix] = value
-    rule = prefix.startswith("policy.") or ".policy." in prefix  # not a section's root
-    if len(found.flat) + len(found.entries) == before and (rule or not isinstance(value, dict)):
-        found.flat[prefix] = value
 
 
-def _default(key: str) -> Any:
-    """The schema's default for a dotted key of :func:`_trust_settings`, or a
-    marker no value equals (unknown, or no default)."""
-    from pydantic import BaseModel
+def _note_defaults(prefix: str, model: type[BaseModel], found: _Settings,
+                   keys: tuple[str, ...] | None = None) -> None:
+    """The schema's default of each key of ``model`` (or of ``keys``) below ``prefix``
+    that has one (None is no default: the key is then added or removed)."""
+    for key in keys if keys is not None else tuple(model.model_fields):
+        default = _field_default(model, key)
+        if default is not None and not isinstance(default, BaseModel):
+            found.defaults[f"{prefix}.{key}"] = default
 
-    from ..config_schema import (
-        BundleConfig,
-        PathsConfig,
-        PolicyConfig,
-        PolicyOverride,
-        RetentionConfig,
-        SetConfig,
-        SourceConfig,
-    )
 
-    sections: dict[str, type[BaseModel]] = {
-        "policy": PolicyConfig, "paths": PathsConfig, "retention": RetentionConfig,
-        "bundle": BundleConfig}
-    parts = key.split(".")
-    model: type[BaseModel]
-    if parts[0] in sections and len(parts) > 1:
-        model, rest = sections[parts[0]], parts[1:]
-    elif parts[0] == "sets" and len(parts) > 3 and parts[2] == "policy":
-        model, rest = PolicyOverride, parts[3:]
-    elif parts[0] == "sets" and len(parts) == 3:
-        model, rest = SetConfig, parts[2:]
-    elif parts[0] == "sources" and len(parts) == 3:
-        model, rest = SourceConfig, parts[2:]
-    else:
-        return _NO_DEFAULT
-    for position, name in enumerate(rest):
-        found = model.model_fields.get(name)
-        if found is None:
-            return _NO_DEFAULT
-        if position == len(rest) - 1:
-            default = found.get_default(call_default_factory=True)
-            return _NO_DEFAULT if default is None else default
-        nested = [t for t in (found.annotation, *typing.get_args(found.annotation))
-                  if isinstance(t, type) and issubclass(t, BaseModel)]
-        if not nested:
-            return _NO_DEFAULT
-        model = nested[0]
-    return _NO_DEFAULT
+def _field_default(model: type[BaseModel], key: Any) -> Any:
+    """The default of ``model``'s field ``key``; None when it has none or no such field."""
+    found = model.model_fields.get(key) if isinstance(key, str) else None
+    return None if found is None else found.get_default(call_default_factory=True)
+
+
+def _field_model(model: type[BaseModel] | None, key: Any
+                 ) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field's mapping (or its list's items) is, or None; and whether the
+    field is an optional mapping (None by default: its presence is a setting)."""
+    found = model.model_fields.get(key) if model is not None and isinstance(key, str) else None
+    if found is None:
+        return None, False
+    nested = [t for t in (found.annotation, *typing.get_args(found.annotation))
+              if isinstance(t, type) and issubclass(t, BaseModel)]
+    if not nested:
+        return None, False
+    return nested[0], found.default is None and found.default_factory is None
 
 
 def _shown(value: Any) -> str:
