@@ -83,9 +83,13 @@ class ServerProcess:
     """A subprocess with its log in a file; stopped by pid (TERM, then KILL)."""
 
     def __init__(self, name: str, argv: Sequence[str], workdir: Path,
-                 env: dict[str, str] | None = None, term_timeout: float = 5) -> None:
+                 env: dict[str, str] | None = None, term_timeout: float = 5,
+                 outside: Sequence[Path] = ()) -> None:
+        """``outside``: files the server makes outside ``workdir`` that cannot be
+        moved into it; :meth:`stop` removes them once the server is gone."""
         self.name = name
         self.term_timeout = term_timeout
+        self.outside = tuple(outside)
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT,
@@ -116,6 +120,8 @@ class ServerProcess:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
         self._log.close()
+        for path in self.outside:
+            path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------
@@ -129,6 +135,7 @@ class S3Server:
     access_key: str
     secret_key: str
     process: ServerProcess
+    ports: tuple[int, ...] = ()  # SeaweedFS: the ports of all its services
 
     def env(self) -> dict[str, str]:
         """Environment for boto3 / aws CLI / lockmirror subprocesses."""
@@ -210,17 +217,25 @@ def start_seaweed(workdir: Path) -> S3Server:
     names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3",
              "s3.grpc")
     ports = dict(zip(names, quiet_ports(len(names)), strict=True))
-    argv = [str(BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-dir={workdir / 'data'}", "-filer", "-s3", f"-s3.config={config}",
-            "-volume.max=100", "-master.volumeSizeLimitMB=32",
+    (workdir / "logs").mkdir()
+    # weed writes its log files to $TMPDIR and its unix sockets to /tmp unless told
+    argv = [str(BIN / "weed"), f"-logdir={workdir / 'logs'}", "server", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1", f"-dir={workdir / 'data'}", "-filer", "-s3",
+            f"-s3.config={config}", "-volume.max=100", "-master.volumeSizeLimitMB=32",
+            f"-s3.localSocket={workdir / 's3.sock'}",
+            f"-filer.localSocket={workdir / 'filer.sock'}",
             # the catalog servers default to fixed ports (8181, 9101): parallel runs collide
             "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    grpc_sockets = []
     for name, port in ports.items():  # "volume.grpc" -> -volume.port.grpc=N
         service, _, grpc = name.partition(".")
         argv.append(f"-{service}.port{'.grpc' if grpc else ''}={port}")
+        if grpc:  # `weed server` puts these in /tmp, with no flag to move them
+            grpc_sockets.append(Path(f"/tmp/seaweedfs-{service}-grpc-{port}.sock"))  # noqa: S108
     # SeaweedFS shuts down gracefully for many seconds; its data is thrown away anyway
-    process = ServerProcess("seaweedfs", argv, workdir, term_timeout=0.5)
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", "AKID", "SECRET", process)
+    process = ServerProcess("seaweedfs", argv, workdir, term_timeout=0.5, outside=grpc_sockets)
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", "AKID", "SECRET", process,
+                      tuple(ports.values()))
 
     def ready() -> bool:
         client = server.client()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import subprocess_env
-from servers import S3Server, counting_client, pip_install
+from servers import S3Server, counting_client, pip_install, start_seaweed
 
 from lockmirror.cli import main
 from lockmirror.config_schema import S3Destination
@@ -659,3 +659,19 @@ def test_seaweedfs_takes_over_an_expired_lock_by_its_etag(weed_env: S3Server,
     assert result.notes == ("took over the expired lock of ci@runner-7 pid 4242 "
                             "(taken 2 h 0 min ago)",)
     assert f"pypi/{LOCK_KEY}" not in weed_env.keys(bucket)
+
+
+def test_seaweedfs_leaves_nothing_outside_its_directory(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # weed's defaults put its log files in $TMPDIR and its unix sockets in /tmp, and
+    # it is killed (its graceful stop takes seconds): each run left them behind
+    temp = tmp_path / "tmpdir"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    server = start_seaweed(workdir)
+    server.process.stop()
+    assert list(temp.iterdir()) == []
+    assert server.ports and [path for port in server.ports
+                             for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")] == []
