@@ -12,7 +12,8 @@
   wheels repacked from this environment: a whole build (lock to bundle) in this process.
 * ``own_temp_dir`` (session, every test): ``$TMPDIR`` (and ``tempfile``'s) is the session's own
   directory, so what gc removes from there (killed check-install runs) is never
-  another process's in /tmp.
+  another process's in /tmp; it must be empty again when the session ends (a
+  temporary file or directory left there by lockmirror or a test fails the run).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def own_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         patch.setenv("TMPDIR", str(root))  # subprocesses: the CLI, doit
         patch.setattr(tempfile, "tempdir", str(root))
         yield
+    left = sorted(path.name for path in root.iterdir())
+    if left:
+        pytest.fail(f"left in the tests' $TMPDIR {root}: {', '.join(left[:10])}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
