@@ -142,7 +142,9 @@ def test_least_privilege_permissions(path: Path) -> None:
 # sdists or run what the index serves now, and doit first runs the tasks a task depends
 # on (a lock task re-locks a stale lockfile) unless told --single. Two pip installs are
 # not index code: wheels by sha256 from reviewed requirement files, nothing built or
-# resolved; and the repository itself, its dependencies and build backend already there.
+# resolved; and lockmirror itself, its dependencies and build backend already there: the
+# repository's checkout (`-e .`), or the git commit install_lockmirror.sh lets through
+# (`"$requirement"`: a lockmirror git URL at a 40-hex commit, tests/test_own_mirror_workflows.py).
 # (`pip install -e .` alone is index code: it resolves lockmirror's unpinned dependencies
 # from the index and runs the newest setuptools in an isolated build; found by a reviewer.)
 RUNS_INDEX_CODE = re.compile(
@@ -150,13 +152,12 @@ RUNS_INDEX_CODE = re.compile(
     r"|\bdoit\b(?!\s+(--single|-s)\b)"
     r"|\buv\b"
     r"|\bpip\s+install\b(?!\s+(--require-hashes\s+--only-binary\s+:all:\s+--no-deps"
-    r"(\s+-r\s+\S+)+|--no-deps\s+--no-build-isolation\s+-e\s+\.)\s*$)")
-# How every job installs lockmirror: its dependencies from lockfiles/pylock.lockmirror-tool.toml
-INSTALL = ("python .github/scripts/tool_requirements.py lockfiles/pylock.lockmirror-tool.toml"
-           ' > "$RUNNER_TEMP/tool-requirements.txt"\n'
-           "python -m pip install --require-hashes --only-binary :all: --no-deps"
-           ' -r "$RUNNER_TEMP/tool-requirements.txt" -r .github/scripts/build-backend.txt\n'
-           "python -m pip install --no-deps --no-build-isolation -e .")
+    r"(\s+-r\s+\S+)+|--no-deps\s+--no-build-isolation\s+(-e\s+\.|\"\$requirement\"))\s*$)")
+# How every job installs lockmirror (its dependencies as the hashed wheels of
+# lockfiles/pylock.lockmirror-tool.toml; lockmirror from the checkout in its own repository,
+# else as .github/lockmirror.txt pins it): the script's commands are the job's
+INSTALL = "bash .github/scripts/install_lockmirror.sh"
+INSTALL_SCRIPT = ROOT / ".github" / "scripts" / "install_lockmirror.sh"
 
 
 def _lines(script: str) -> list[str]:
@@ -164,10 +165,19 @@ def _lines(script: str) -> list[str]:
     return [line.strip() for line in re.sub(r"\s*\\\n\s*", " ", script).splitlines()]
 
 
+def _commands(script: str) -> list[str]:
+    """:func:`_lines`, with the install script's own commands (not its comments) in place
+    of the line that runs it: what a job runs is what the rules read."""
+    inside = [line for line in _lines(INSTALL_SCRIPT.read_text(encoding="utf-8"))
+              if not line.startswith("#")]
+    return [command for line in _lines(script)
+            for command in (inside if line == INSTALL else [line])]
+
+
 def _index_code(job: dict[str, Any]) -> list[str]:
-    """The lines of the job's `run:` steps that can run code from a package index."""
+    """The commands of the job's `run:` steps that can run code from a package index."""
     return [line for step in job.get("steps", [])
-            for line in _lines(step.get("run", "")) if RUNS_INDEX_CODE.search(line)]
+            for line in _commands(step.get("run", "")) if RUNS_INDEX_CODE.search(line)]
 
 
 def _credentials(data: dict[str, Any], job: dict[str, Any]) -> list[str]:
@@ -317,6 +327,29 @@ def test_the_install_step_reads_the_tool_lockfile(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 1 and "x 1 has no wheel locked" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_rules_read_the_install_script() -> None:
+    """Every job installs lockmirror with install_lockmirror.sh (none runs pip itself),
+    and the credential rule reads the script's commands in place of that line: only the
+    hashed wheels and lockmirror itself without dependencies or build isolation (found by
+    an outside tester: the copied workflows' `pip install -e .` cannot work outside
+    lockmirror's repository, so the install moved into the script)."""
+    for path in WORKFLOW_FILES:
+        for name, job in _load(path)["jobs"].items():
+            runs = _runs(job)
+            assert not any(re.search(r"\bpip\b", run) for run in runs), f"{path.name}: {name}"
+            if any(re.search(r"\b(lockmirror [a-z]|doit\b)", run) for run in runs):
+                assert runs[0] == INSTALL, f"{path.name}: job {name} installs no lockmirror"
+    installs = [line for line in _commands(INSTALL) if re.search(r"\bpip\s+install\b", line)]
+    assert installs == [
+        "python -m pip install --require-hashes --only-binary :all: --no-deps"
+        ' -r "$work/requirements.txt"',
+        "python -m pip install --no-deps --no-build-isolation -e .",
+        'python -m pip install --no-deps --no-build-isolation "$requirement"']
+    assert not any(RUNS_INDEX_CODE.search(line) for line in _commands(INSTALL))
+    assert RUNS_INDEX_CODE.search('python -m pip install --no-build-isolation "$requirement"')
+    assert RUNS_INDEX_CODE.search('python -m pip install --no-deps --no-build-isolation "$other"')
 
 
 def test_the_credential_rule_really_checks() -> None:
@@ -830,6 +863,8 @@ def test_the_push_job_applies_only_the_lockfiles_bump_changes(
 
 def test_shellcheck_passes_the_scripts() -> None:
     assert SHELLCHECK is not None, "shellcheck is missing: `pip install -e '.[test]'`"
-    done = subprocess.run([SHELLCHECK, str(APPLY_BUMP)], capture_output=True, text=True,
+    scripts = sorted((ROOT / ".github" / "scripts").glob("*.sh"))
+    assert scripts == [APPLY_BUMP, INSTALL_SCRIPT]
+    done = subprocess.run([SHELLCHECK, *map(str, scripts)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stdout

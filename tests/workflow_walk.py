@@ -15,12 +15,15 @@ jobs after it need. Per step:
 * the AWS credentials action: the caller's ``aws_env`` (an S3 server's keys) joins the
   job's environment from there on, so only a job that takes the role can use S3;
 * skipped: setup-python and the install steps (named ``Install lockmirror...``: this
-  environment's lockmirror runs) and the cache (an empty store).
+  environment's lockmirror runs) and the cache (an empty store); with ``install`` the
+  install steps run too, into the Python the caller put first on PATH (setup-python's
+  stand-in).
 
 ``${{ secrets.X }}`` and ``${{ vars.X }}`` (from the caller's tables; absent: empty),
 ``${{ matrix.X }}``, ``${{ runner.temp }}`` and ``${{ needs.JOB.outputs.X }}`` (a job's
 ``outputs:`` of ``${{ steps.ID.outputs.X }}``, from the last run of JOB) are filled in;
-an ``if:`` is looked up in the caller's table, and one missing from it fails the walk.
+any other ``${{ }}`` is looked up whole in the caller's ``expressions``; an ``if:`` is
+looked up in the caller's ``conditions``, and one missing from either fails the walk.
 A step without ``name:`` is called as GitHub shows it (``Run`` and its ``uses:`` or the
 first line of its ``run:``), after its place in the job: ``step 2: Run echo hi``.
 """
@@ -41,6 +44,7 @@ import yaml
 SKIPPED_ACTIONS = ("actions/setup-python", "actions/cache")
 INSTALL = "Install lockmirror"  # how the install steps' names start
 EXPRESSION = re.compile(r"\$\{\{\s*(secrets|vars|matrix|runner|needs)\.([\w.-]+)\s*\}\}")
+ANY_EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\.[\w-]+\.outputs\.([\w-]+)\s*\}\}$")
 
 
@@ -72,6 +76,8 @@ class Walk:
     secrets: Mapping[str, str] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)
     aws_env: Mapping[str, str] = field(default_factory=dict)
+    expressions: Mapping[str, str] = field(default_factory=dict)
+    install: bool = False
     step_timeout: float = 600
 
     def __post_init__(self) -> None:
@@ -105,6 +111,9 @@ class Walk:
                 continue
             step_name = _step_name(step, number)
             uses = step.get("uses", "").partition("@")[0]
+            if uses.startswith(SKIPPED_ACTIONS) or (step_name.startswith(INSTALL)
+                                                    and not self.install):
+                continue
             if uses == "actions/checkout":
                 subprocess.run(["git", "clone", "-q", str(self.repo), str(run.workspace)],
                                check=True, env=self.env)
@@ -114,10 +123,10 @@ class Walk:
                 self._upload(step["with"], run.workspace, context)
             elif uses == "actions/download-artifact":
                 self._download(step["with"], run.workspace, context)
-            elif "run" in step and not step_name.startswith(INSTALL):
+            elif "run" in step:
                 step_env = {**env, **self._expand_all(step.get("env", {}), context)}
                 env.update(self._run(step_name, step["run"], run, step_env))
-            elif not (uses.startswith(SKIPPED_ACTIONS) or step_name.startswith(INSTALL)):
+            else:
                 raise AssertionError(f"job {name}: no stand-in for step {step_name!r}")
         run.outputs = _key_values(files["GITHUB_OUTPUT"].read_text(encoding="utf-8"))
         self.job_outputs[name] = {key: run.outputs[match.group(1)]
@@ -177,7 +186,9 @@ class Walk:
                 return (self.secrets if kind == "secrets" else self.variables).get(key, "")
             return str(context[kind][key])
 
-        expanded = EXPRESSION.sub(value, text)
+        expanded = ANY_EXPRESSION.sub(
+            lambda match: self.expressions.get(match.group(1), match.group(0)),
+            EXPRESSION.sub(value, text))
         assert "${{" not in expanded, f"no stand-in for the expression in {text!r}"
         return expanded
 
