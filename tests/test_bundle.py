@@ -243,6 +243,57 @@ def test_own_wheel_is_deterministic_and_installable_metadata() -> None:
         assert "lockmirror = lockmirror.cli:run" in entry_points
 
 
+def _pip_install(wheel: Path, venv: Path) -> Path:
+    """``wheel`` installed by this interpreter's pip into a new venv at ``venv``; its
+    site-packages."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                           "install", "--no-deps", "--no-index", str(wheel)],
+                          env=subprocess_env(installers=True), capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [site] = (venv / "lib").glob("python3*/site-packages")
+    return site
+
+
+def test_a_repacked_wheels_scripts_install_executable(tmp_path: Path) -> None:
+    """A script a wheel installs into bin/ (uv's ``uv``) stays executable through the
+    repack of ``LOCKMIRROR_TOOL_WHEELS=installed``: pip sets the executable bit only for
+    an entry whose mode says regular file (0o100755), and the far side's
+    ``lockmirror-venv/bin/uv`` was -rw-r--r-- (found by an outside tester)."""
+    from importlib import metadata
+
+    from lockmirror.stages.toolwheels import repack_installed
+
+    script = b"#!/bin/sh\necho repacked tool runs\n"
+    files = {"demo/__init__.py": b"", "demo-1.0.data/scripts/demo-tool": script,
+             "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+             "demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+                                         b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    original = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(original, "w") as archive:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100755 if name.endswith("demo-tool") else 0o100644) << 16
+            archive.writestr(info, data)
+        archive.writestr("demo-1.0.dist-info/RECORD",
+                         "".join(f"{name},,\n" for name in [*files, "demo-1.0.dist-info/RECORD"]))
+    site = _pip_install(original, tmp_path / "first")
+    assert os.access(tmp_path / "first" / "bin" / "demo-tool", os.X_OK)
+
+    repacked = repack_installed(metadata.PathDistribution(site / "demo-1.0.dist-info"),
+                                tmp_path / "repacked")
+    _pip_install(repacked, tmp_path / "far")
+    tool = tmp_path / "far" / "bin" / "demo-tool"
+    assert os.access(tool, os.X_OK), oct(tool.stat().st_mode)
+    ran = subprocess.run([str(tool)], capture_output=True, text=True, check=False)
+    assert ran.stdout == "repacked tool runs\n", ran
+    with zipfile.ZipFile(repacked) as archive:  # regular files, as wheels' RECORDs expect
+        modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+    assert modes["demo-1.0.data/scripts/demo-tool"] == 0o100755
+    assert modes["demo/__init__.py"] == modes["demo-1.0.dist-info/RECORD"] == 0o100644
+
+
 # --------------------------------------------------------------------------
 # Inputs that are wrong
 # --------------------------------------------------------------------------

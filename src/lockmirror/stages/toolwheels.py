@@ -32,6 +32,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -52,6 +53,7 @@ from ..fsutil import sha256_bytes
 
 PROJECT = "lockmirror"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
+_REPACK = 2  # how repack_installed packs; 2: entries are regular files (bin/ scripts executable)
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,11 @@ def dependency_pins(requirements: list[str]) -> list[str]:
 
 
 def dependency_cache_key(pins: list[str]) -> str:
-    """The name of the :func:`tool_wheel_cache` directory of one repacked dependency set."""
-    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": "installed"},
-                          sort_keys=True)
+    """The name of the :func:`tool_wheel_cache` directory of one repacked dependency set
+    (:data:`_REPACK` in it: wheels a fixed repack makes are not taken from an older one's
+    directory, which ``gc`` then removes)."""
+    key_text = json.dumps({"python": python_tag(), "pins": pins, "source": "installed",
+                           "repack": _REPACK}, sort_keys=True)
     return hashlib.sha256(key_text.encode()).hexdigest()[:16]
 
 
@@ -349,7 +353,8 @@ def own_wheel(dist: metadata.Distribution) -> ToolWheel:
 def _wheel_bytes(entries: dict[str, bytes], info_dir: str, *,
                  executable_prefix: str | None = None) -> bytes:
     """``entries`` plus a RECORD as a deterministic wheel: sorted, fixed dates
-    and modes, RECORD last (as installers expect)."""
+    and modes (regular files, 0o644, and 0o755 below ``executable_prefix``),
+    RECORD last (as installers expect)."""
     entries = dict(entries)
     record_lines = []
     for name, data in sorted(entries.items()):
@@ -363,7 +368,8 @@ def _wheel_bytes(entries: dict[str, bytes], info_dir: str, *,
                      f"{info_dir}/RECORD"]:
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             executable = executable_prefix is not None and name.startswith(executable_prefix)
-            info.external_attr = (0o755 if executable else 0o644) << 16
+            # the file type too: pip sets the executable bit only for a regular file's mode
+            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, entries[name])
     return wheel.getvalue()
