@@ -227,3 +227,39 @@ def test_gc_lists_and_removes_what_killed_check_install_runs_left(
         assert killed.exists() and str(living) not in listed and str(held) not in listed
         assert main(["gc", "--config", str(project)]) == 0
     assert sorted(root.iterdir()) == sorted([held, living])
+
+
+def test_gc_on_the_far_side_collects_what_killed_check_install_runs_left(
+        tmp_path: Path) -> None:
+    """An imported mirror has no mirror.yaml: `lockmirror gc --dry-run` there stopped at
+    `mirror.yaml: no such file`, while the README sends a killed check-install's
+    leftovers to gc (found by an outside tester)."""
+    root, far = tmp_path / "tmp", tmp_path / "srv" / "mirror"
+    far.mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = root / f"lockmirror-verify-{int(done.stdout)}-k1ll3d_x"  # that pid has ended
+    living = root / f"lockmirror-verify-{os.getpid()}-al1ve"
+    for run in (killed, living):
+        (run / "run" / "venv").mkdir(parents=True)
+        (run / "run" / "venv" / "site.py").write_bytes(b"x" * 3000)
+    env = subprocess_env(TMPDIR=str(root))
+
+    def gc(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lockmirror", "gc", *options], cwd=far,
+                              capture_output=True, text=True, env=env, check=False)
+
+    dry = gc("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"  killed check-install run: {killed} (" in dry.stdout
+    assert f"gc: no mirror.yaml in {far}: only what killed check-install runs" in dry.stdout
+    assert re.search(r"^gc: would remove 1 item \(.* would be freed\)$", dry.stdout,
+                     re.MULTILINE), dry.stdout
+    assert killed.exists() and str(living) not in dry.stdout
+    shared = gc("--shared-store")
+    assert shared.returncode == 2 and "--shared-store: no mirror.yaml in" in shared.stderr
+    assert len(shared.stderr.splitlines()) <= 2 and killed.exists()
+    assert gc().returncode == 0
+    assert sorted(root.iterdir()) == [living]
+    named = gc("--config", "mirror.yaml")  # a mirror.yaml named must be there
+    assert named.returncode == 2 and "mirror.yaml: no such file" in named.stderr

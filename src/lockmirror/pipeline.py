@@ -393,13 +393,16 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
                               progress=progress, drop_sets=drop_sets)
 
 
-def gc(loaded: LoadedConfig, *, dry_run: bool = False, shared_store: bool = False,
+def gc(loaded: LoadedConfig | None, *, dry_run: bool = False, shared_store: bool = False,
        now: datetime | None = None) -> GcResult:
     """Remove from the store and the caches what no lockfile in use needs (the
     current ones, and the earlier revisions ``retention:`` keeps as of ``now``,
-    default: the clock)."""
-    from .stages.gc import collect_garbage
+    default: the clock). With no mirror.yaml (``loaded`` None: the far side), only
+    what killed check-install runs outside a project left."""
+    from .stages.gc import collect_garbage, collect_outside_project
 
+    if loaded is None:
+        return collect_outside_project(dry_run=dry_run)
     kept = retention(loaded, now=now or datetime.now(UTC))
     return collect_garbage(loaded, kept, dry_run=dry_run, shared_store=shared_store)
 

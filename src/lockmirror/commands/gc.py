@@ -1,16 +1,21 @@
 """``lockmirror gc``: remove from the store and the caches what no current lockfile needs.
 
-The same stage as ``doit gc`` (``pipeline.gc``, :mod:`lockmirror.stages.gc`)."""
+The same stage as ``doit gc`` (``pipeline.gc``, :mod:`lockmirror.stages.gc`). With
+no mirror.yaml (no ``--config`` and none here: the far side) only what killed
+check-install runs outside a project left."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_CONFIG, load_config
+from ..errors import InputError
 from ..fsutil import format_size
 
 if TYPE_CHECKING:
+    from ..config import LoadedConfig
     from ..stages.gc import GcResult
 
 NAME = "gc"
@@ -19,8 +24,10 @@ HELP = ("remove store files, cached metadata and check-install leftovers that no
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
-                        help="the mirror's configuration (default: mirror.yaml)")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"the mirror's configuration (default: ./{DEFAULT_CONFIG}; with "
+                             "none here, only what killed check-install runs outside a "
+                             "project left is collected)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list what would be removed and the bytes it would free; "
                              "remove nothing")
@@ -33,10 +40,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
-    result = pipeline.gc(load_config(args.config), dry_run=args.dry_run,
-                         shared_store=args.shared_store)
+    result = pipeline.gc(_project(args.config, shared_store=args.shared_store),
+                         dry_run=args.dry_run, shared_store=args.shared_store)
     print_result(result, each=args.list or args.dry_run)
     return 0
+
+
+def _project(config: str | None, *, shared_store: bool) -> LoadedConfig | None:
+    """The mirror.yaml named, else ./mirror.yaml when present, else None (a directory
+    outside a project: the far side). InputError for ``--shared-store`` there: it
+    has no store to collect."""
+    if config is not None or Path(DEFAULT_CONFIG).is_file():
+        return load_config(config or DEFAULT_CONFIG)
+    if shared_store:
+        raise InputError(f"--shared-store: no {DEFAULT_CONFIG} in {Path.cwd()}, so no store "
+                         "to collect", hint="run it in the mirror's project or pass --config")
+    return None
 
 
 def print_result(result: GcResult, *, each: bool = False) -> None:

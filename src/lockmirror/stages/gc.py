@@ -1,6 +1,7 @@
 """The gc stage: remove from the store and the caches what no current lockfile needs.
 
-Entry: :func:`collect_garbage` (``lockmirror gc``, ``doit gc``). What is
+Entry: :func:`collect_garbage` (``lockmirror gc``, ``doit gc``); with no
+mirror.yaml (the far side), :func:`collect_outside_project`. What is
 needed is decided in one place, :func:`referenced`: every file, and each
 wheel's PEP 658 metadata, named by the lockfile of a set of ``mirror.yaml``
 or by an earlier revision of it that ``retention:`` keeps (git history,
@@ -53,7 +54,8 @@ from .installers import stale_work
 if TYPE_CHECKING:
     from .retention import Retention
 
-__all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "referenced"]
+__all__ = ["GcResult", "Needed", "Removal", "collect_garbage", "collect_outside_project",
+           "referenced"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ABANDONED = 3600  # seconds: a store's temporary file this old has no live writer
@@ -79,7 +81,7 @@ class Needed:
 @dataclass(frozen=True)
 class GcResult:
     removed: tuple[Removal, ...]
-    kept: int  # store files a lockfile in use needs
+    kept: int | None  # store files a lockfile in use needs (None: no project, no store)
     dry_run: bool
     skipped: tuple[str, ...] = ()  # what was left alone, and why (retention's notes too)
 
@@ -90,8 +92,10 @@ class GcResult:
     def describe(self) -> str:
         """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``."""
         verb, done = ("would remove", "would be freed") if self.dry_run else ("removed", "freed")
+        kept = ("" if self.kept is None
+                else f"; {plural(self.kept, 'store file')} a lockfile needs kept")
         return (f"{verb} {plural(len(self.removed), 'item')} ({format_size(self.freed)} "
-                f"{done}); {plural(self.kept, 'store file')} a lockfile needs kept")
+                f"{done}){kept}")
 
 
 def referenced(loaded: LoadedConfig, kept: Retention) -> Needed:
@@ -163,6 +167,21 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
                 _remove(removal.path)  # the others went under their locks already
     present = sum(1 for sha256 in needed if store.path(sha256).exists())
     return GcResult(tuple(found), present, dry_run, tuple(skipped))
+
+
+def collect_outside_project(*, dry_run: bool = False) -> GcResult:
+    """gc with no mirror.yaml (the far side, where an imported mirror has no store,
+    caches or lockfiles): what killed check-install runs outside a project left,
+    ``$TMPDIR/lockmirror-verify-<pid>-*`` (:func:`killed_runs`), removed unless
+    ``dry_run``. Raises LockmirrorError when a path cannot be removed."""
+    found = [Removal(path, "killed check-install run", disk_bytes(path))
+             for path in killed_runs()]
+    for removal in found if not dry_run else ():
+        _remove(removal.path)
+    note = (f"no mirror.yaml in {Path.cwd()}: only what killed check-install runs outside "
+            "a project left is collected (an interrupted import's leftovers go with the "
+            "next import into that mirror)")
+    return GcResult(tuple(found), None, dry_run, (note,))
 
 
 def _check_install_leftovers(verify: Path, dry_run: bool, skipped: list[str]) -> list[Removal]:
