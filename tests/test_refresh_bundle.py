@@ -347,6 +347,54 @@ def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(
     assert link.is_symlink() and main(["verify", str(real)]) == 0
 
 
+def test_check_install_after_a_quarantine_names_the_quarantine(
+        mirror: LoadedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a refresh bundle quarantined vulny 1.0, check-install of its set fails (the
+    lockfile and constraints still pin it); the hint said "import the mirror's latest
+    bundle into it again", which does not help (found by an outside tester). It names
+    the quarantined release, read from the landing.json that marks it: on the far side,
+    on the deployed mirror, and on the build side's own index."""
+    far = tmp_path / "srv" / "mirror"
+    assert main(["index", "--config", str(mirror.path)]) == 0
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    assert main(["audit", "-c", str(mirror.path), "--now", "2024-10-11", "--quarantine"]) == 1
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only")
+    assert main(["import", str(refresh), "--into", str(far)]) == 0
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    deployed = (far / "simple").as_uri() + "/"
+    for where in ([str(far), "--file"], ["--index-url", deployed],
+                  [str(mirror.index_dir), "--file"]):
+        capsys.readouterr()
+        assert main(["check-install", *where, "--no-install"]) == 1
+        err = capsys.readouterr().err
+        assert "(the mirror quarantined vulny==1.0 (set 'core'): its index leaves it out" \
+            in err, (where, err)
+        assert "import the mirror's latest bundle" not in err and "doit fetch" not in err
+
+
+def test_a_check_install_hint_says_a_quarantine_may_be_the_cause_when_it_cannot_tell(
+        tmp_path: Path) -> None:
+    """With no landing.json to read (a deployed mirror that serves none), the hint says
+    that a quarantined release fails this way too; with one that marks none, it does not."""
+    from lockmirror.errors import ResolutionError
+    from lockmirror.stages.check_install_report import VerifyReport, quarantined_locks
+    from lockmirror.stages.install_runs import Check
+
+    failed = (Check("core", "linux", "uv pip compile (given)", ok=False),)
+    for landing, said in ((None, True), (b"{}", True), (b'{"format": 1, "title": "m", '
+                          b'"sbom": false, "provenance": {"sources": []}, "sets": []}', False)):
+        report = VerifyReport(tmp_path, (), failed, deployed="http://mirror/simple/",
+                              quarantined=quarantined_locks(landing, ["core"]))
+        with pytest.raises(ResolutionError) as caught:
+            report.raise_for_failures()
+        assert caught.value.hint is not None
+        assert caught.value.hint.startswith("the deployed mirror lacks what")
+        assert ("or the mirror quarantined a release these sets lock" in caught.value.hint) \
+            is said, landing
+
+
 def test_a_refresh_does_not_link_files_from_outside_the_mirror(
         mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -45,8 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import LockmirrorError, ResolutionError
+from ..errors import LockmirrorError
+from ..formats.landing_page import LANDING_DATA
 from ..fsutil import one_at_a_time
+from .check_install_report import VerifyReport, quarantined_locks
 from .check_install_work import temporary_work_dir  # named with the pid: a killed run's goes
 from .deployed_mirror import (
     FILES_STEP,
@@ -92,58 +94,6 @@ __all__ = ["Check", "UvPlatform", "VerifyReport", "explain_pip", "explain_pip_ch
 Progress = Callable[[str], None]
 DEFAULT_TIMEOUT = 900.0
 TRANSPORTS = ("file://", "http")
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    index_dir: Path
-    index_urls: tuple[str, ...]
-    checks: tuple[Check, ...]
-    installers: tuple[str, ...] = ()  # "pip 23.0.1 (Debian 12 ...)" for each one asked for
-    deployed: str | None = None  # the deployed mirror checked (--index-url), as printed
-    upload_repository: bool = False  # it serves no lockfiles/ (pypiserver, Nexus)
-    unavailable: tuple[str, ...] = ()  # installers whose copy could not be fetched
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if not c.ok and not c.skipped)
-
-    @property
-    def skipped(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if c.skipped)
-
-    @property
-    def passed(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if c.passed)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def summary(self) -> str:
-        """``N passed, N failed, N skipped``."""
-        return (f"{len(self.passed)} passed, {len(self.failures)} failed, "
-                f"{len(self.skipped)} skipped")
-
-    def raise_for_failures(self) -> None:
-        """Raise ResolutionError naming every failed set/target/requirement."""
-        if not self.failures:
-            return
-        lines = [f.describe() for f in self.failures]
-        hint = ("the index lacks what these requirements need, an installer cannot read it, "
-                "or a lockfile installs more or less than the set needs; re-run `doit fetch` "
-                "and `doit index`, or fix the lockfile")
-        if self.deployed:
-            hint = ("the deployed mirror lacks what these requirements need or its lockfiles "
-                    "or constraints, or an installer cannot read it; import the mirror's "
-                    "latest bundle into it again")
-        if self.upload_repository:
-            hint = ("the upload repository lacks what these requirements need (the releases "
-                    "the directory's constraints pin), or an installer cannot read it; "
-                    "publish the index to it again (`lockmirror publish`)")
-        raise ResolutionError(f"{len(lines)} closure check(s) failed for "
-                              f"{self.deployed or self.index_dir}:\n  " + "\n  ".join(lines),
-                              hint=hint)
 
 
 @dataclass(frozen=True)
@@ -272,12 +222,27 @@ def _verify(index_dir: Path, mirror: DeployedMirror | None, session: requests.Se
     finally:
         if temp_root is not None:
             shutil.rmtree(temp_root, ignore_errors=True)
+    failing = {c.set_name for c in checks if not c.ok and not c.skipped}
     return VerifyReport(index_dir=index_dir, index_urls=tuple(used),
                         checks=tuple(mirror.scrub_check(c) if mirror else c for c in checks),
                         installers=tuple(f"{i.name} ({i.shipped_as})" for i in chosen),
                         deployed=mirror.shown if mirror else None,
                         upload_repository=bool(no_tree),
-                        unavailable=tuple(i.name for i, c in copies.items() if isinstance(c, str)))
+                        unavailable=tuple(i.name for i, c in copies.items() if isinstance(c, str)),
+                        quarantined=quarantined_locks(_landing_data(
+                            index_dir, None if no_tree else inputs), failing) if failing else ())
+
+
+def _landing_data(index_dir: Path, inputs: DeployedInputs | None) -> bytes | None:
+    """The ``landing.json`` of the tree installed from (which marks what it quarantined):
+    the deployed mirror's when its tree is read (``inputs``), else the directory's;
+    None when there is none or it cannot be read."""
+    if inputs is not None:
+        return inputs.landing_data()
+    try:
+        return (index_dir / LANDING_DATA).read_bytes()
+    except OSError:
+        return None
 
 
 def _check_pair(runner: Runner, tree: tuple[Path, DeployedInputs | None], pair: _SetTarget,

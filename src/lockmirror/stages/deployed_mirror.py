@@ -238,6 +238,16 @@ class DeployedInputs:
         return where.check(FILES_STEP, ok=False, seconds=seconds, detail="the deployed mirror "
                            "has no " + "; ".join(lacking[:_NAMED]) + more)
 
+    def landing_data(self) -> bytes | None:
+        """The mirror's ``landing.json`` (its landing page's data: which locked releases
+        it quarantined); None when it serves none or cannot be asked. One request."""
+        from ..formats.landing_page import LANDING_DATA
+
+        try:
+            return self._get(LANDING_DATA)
+        except LockmirrorError:  # only for a hint: the run's own errors are said elsewhere
+            return None
+
     def _answer(self, relative: str) -> str | None:
         """Why the mirror does not serve ``relative`` (None: it does); one HEAD request."""
         url = self.mirror.url(relative)
