@@ -395,12 +395,10 @@ def publish(loaded: LoadedConfig, name: str, *, dry_run: bool = False, prune: bo
 
 def gc(loaded: LoadedConfig | None, *, dry_run: bool = False, shared_store: bool = False,
        now: datetime | None = None) -> GcResult:
-    """Remove from the store and the caches what no lockfile in use needs (the
-    current ones, and the earlier revisions ``retention:`` keeps as of ``now``,
-    default: the clock). With no mirror.yaml (``loaded`` None: the far side), only
-    what killed check-install runs outside a project left."""
+    """Remove from the store and caches what no lockfile in use needs (the current
+    ones, and earlier revisions ``retention:`` keeps as of ``now``, default: the clock).
+    ``loaded`` None (the far side): what killed check-install runs left."""
     from .stages.gc import collect_garbage, collect_outside_project
-
     if loaded is None:
         return collect_outside_project(dry_run=dry_run)
     kept = retention(loaded, now=now or datetime.now(UTC))
