@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..fsutil import format_size
+from ..fsutil import format_size, plural
 from ..stages.import_plan import signature_note
 from ..stages.import_refresh import import_refresh, is_refresh_bundle, render_refresh
 from ..stages.importer import import_bundle
@@ -58,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
           f"verified; {signature}")
     for release in result.removed_releases:
         print(f"import: removed {release} (the bundle's index no longer serves it)")
+    if result.kept_out is not None:  # the bundle brought releases a refresh took out
+        edit = result.kept_out
+        files = sum(1 for rel in edit.removed if rel.startswith("files/"))
+        print(f"import: kept out {', '.join(edit.releases)}: on the mirror's quarantine list "
+              f"(from its last refresh bundle); {plural(files, 'file')} left out, "
+              f"{plural(len(edit.rewritten), 'page')} rewritten")
     if not result.data_filter:
         print("import: this Python's tarfile has no data filter; lockmirror's own member "
               "checks (regular files and directories only, no absolute names or '..') applied")

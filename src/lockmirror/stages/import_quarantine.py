@@ -20,6 +20,12 @@ drifts to another one. The landing page is rendered again from the
 ``landing.json`` the index keeps beside it, with the releases marked
 quarantined and the tree's new counts (an index from before ``landing.json``
 keeps its page as it was).
+
+The list a refresh bundle applied (``.lockmirror/quarantine.json``,
+:func:`held_quarantine`) holds for the bundles imported after it that bring no
+newer advisories (a delta, which carries none; a full bundle whose advisories are
+no newer than the mirror's): :func:`quarantine_staged` makes the same edit in the
+tree such an import is about to swap in.
 """
 
 from __future__ import annotations
@@ -32,12 +38,22 @@ from typing import Any
 
 from ..errors import BundleError, LockmirrorError
 from ..formats.landing_page import LANDING_DATA, LandingData, landing_html
-from ..formats.manifest import IMPORT_STATE, MANIFEST_NAME, Entry, Manifest, check_tree
+from ..formats.manifest import (
+    IMPORT_QUARANTINE,
+    IMPORT_STATE,
+    MANIFEST_NAME,
+    Entry,
+    Manifest,
+    check_tree,
+)
 from ..formats.pages import IndexFile, Release, project_html, project_json, root_html, root_json
-from ..formats.quarantine_list import Key, release_of
+from ..formats.quarantine_list import Key, QuarantineList, release_of
 from ..fsutil import atomic_write, sha256_bytes
 from .import_state import keep_state, write_state
-from .import_swap import link_or_copy, replacing_tree
+from .import_swap import inside_mirror, link_or_copy, replacing_tree
+
+HELD_LIST_HINT = ("import the newest refresh bundle again (it writes the list anew); nothing "
+                  "was changed")
 
 
 @dataclass(frozen=True)
@@ -58,19 +74,15 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
     """The edit that takes the releases ``keys`` out of the tree at ``mirror``
     (nothing is written). Raises LockmirrorError for a project page that is
     not the index's own JSON."""
-    wanted = set(keys)
     doomed: dict[str, set[str]] = {}  # project -> filenames
     taken: set[str] = set()
-    removed: set[str] = set()
-    for rel in manifest.files:
-        parts = rel.split("/")
-        if len(parts) != 3 or parts[0] != "files":
-            continue
-        key = release_of(parts[2])  # an artifact's and its .metadata file's
-        if key is not None and key in wanted:
-            doomed.setdefault(parts[1], set()).add(parts[2].removesuffix(".metadata"))
-            taken.add(f"{key[0]}=={key[1]}")
-            removed.add(rel)
+    removed = quarantined_files(manifest, keys)
+    for rel in removed:
+        _, project, filename = rel.split("/")
+        key = release_of(filename)
+        assert key is not None  # quarantined_files took only releases' files
+        doomed.setdefault(project, set()).add(filename.removesuffix(".metadata"))
+        taken.add(f"{key[0]}=={key[1]}")
     pages: dict[str, bytes] = {}
     emptied = []
     for project, filenames in sorted(doomed.items()):
@@ -93,6 +105,29 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
                  if manifest.files.get(rel) != Entry(sha256_bytes(data), len(data))}
     return TreeEdit(tuple(sorted(removed)), tuple(sorted(rewritten)), tuple(sorted(taken)),
                     rewritten)
+
+
+def quarantined_files(manifest: Manifest, keys: Iterable[Key]) -> set[str]:
+    """The paths of ``manifest`` that are files of the releases ``keys``: their
+    artifacts and ``.metadata`` files (``files/<project>/<filename>``)."""
+    wanted = set(keys)
+    found = set()
+    for rel in manifest.files if wanted else ():
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == "files" and release_of(parts[2]) in wanted:
+            found.add(rel)  # an artifact's and its .metadata file's release
+    return found
+
+
+def edited_pages(keys: Iterable[Key]) -> frozenset[str]:
+    """The pages taking the releases ``keys`` out may rewrite: their projects' pages,
+    the root pages and the landing page with its data."""
+    projects = sorted({name for name, _ in keys})
+    if not projects:
+        return frozenset()
+    return frozenset({"simple/index.html", "simple/index.json", "index.html", LANDING_DATA,
+                      *(f"simple/{project}/index.{kind}" for project in projects
+                        for kind in ("html", "json"))})
 
 
 def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
@@ -161,12 +196,9 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
     staging directory beside ``mirror``, check it, and swap it in; the new
     manifest. Hard links, so it costs one link per file and the pages' bytes.
     On any failure the staging tree is removed and ``mirror`` is as it was."""
-    files = {rel: entry for rel, entry in manifest.files.items() if rel not in edit.removed}
-    for rel, data in edit.pages.items():
-        files[rel] = Entry(sha256_bytes(data), len(data))
-    new = Manifest(files)
+    new = _edited_manifest(manifest, edit)
     with replacing_tree(mirror) as staging:
-        for rel in sorted(files):
+        for rel in sorted(new.files):
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel in edit.pages:
@@ -184,3 +216,58 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
                               where=str(staging))
     return new
 
+
+def _edited_manifest(manifest: Manifest, edit: TreeEdit) -> Manifest:
+    """``manifest`` without the paths ``edit`` removes, with its pages' new entries."""
+    files = {rel: entry for rel, entry in manifest.files.items() if rel not in edit.removed}
+    for rel, data in edit.pages.items():
+        files[rel] = Entry(sha256_bytes(data), len(data))
+    return Manifest(files)
+
+
+def held_quarantine(mirror: Path) -> QuarantineList:
+    """The quarantine list the last refresh bundle left in ``mirror`` (empty when
+    there is none). Raises LockmirrorError when it is a symlink, lies below one or
+    does not read: the list fails closed, so no bundle brings back what it lists."""
+    path = mirror / IMPORT_QUARANTINE
+    if not path.exists() and not path.is_symlink():
+        return QuarantineList()
+    if not inside_mirror(mirror, IMPORT_QUARANTINE):
+        raise LockmirrorError("the mirror's quarantine list is a symlink or lies below one",
+                              where=str(path), hint=HELD_LIST_HINT)
+    try:
+        return QuarantineList.loads(path.read_text(encoding="utf-8"), where=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise LockmirrorError(f"the mirror's quarantine list does not read ({reason})",
+                              where=str(path), hint=HELD_LIST_HINT) from None
+    except LockmirrorError as exc:
+        raise LockmirrorError(f"the mirror's quarantine list does not read ({exc.message})",
+                              where=str(path), hint=HELD_LIST_HINT) from None
+
+
+def quarantine_staged(staging: Path, manifest: Manifest,
+                      keys: Iterable[Key]) -> tuple[Manifest, TreeEdit]:
+    """Take the releases ``keys`` out of the tree ``staging`` an import is about to
+    swap in, whose manifest is ``manifest``: the edit a refresh bundle makes
+    (:func:`plan_edit`: files and ``.metadata`` removed, pages and landing page
+    rendered again, a project left empty out of the root pages), made in place
+    before the swap. A listed file the tree lacks is no error (a delta need not
+    find it). Each page is replaced, never written through (a staged file may be a
+    hard link to the current mirror's); ``manifest.json`` is written anew. Returns
+    the tree's manifest and the edit (empty: nothing listed is in the tree). Raises
+    LockmirrorError for a page that is not the index's own; OSError when a write fails."""
+    edit = plan_edit(staging, manifest, keys)
+    if not edit.changed:
+        return manifest, edit
+    for rel in edit.removed:
+        (staging / rel).unlink(missing_ok=True)
+        try:
+            (staging / rel).parent.rmdir()  # a project left with no file: no directory
+        except OSError:
+            pass  # it holds the project's other files
+    for rel, data in sorted(edit.pages.items()):
+        atomic_write(staging / rel, data)
+    new = _edited_manifest(manifest, edit)
+    new.write(staging / MANIFEST_NAME)
+    return new, edit

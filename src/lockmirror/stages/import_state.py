@@ -10,9 +10,14 @@ in with the tree so the two always agree:
   time orders refresh bundles (an older one is refused);
 * ``mirror.yaml``: the policy the bundle was built under (sets, exceptions,
   ``vulnerabilities:`` level), for the far side's audit;
-* ``quarantine.json``: the quarantine list the last refresh bundle applied
-  (a full bundle resets it: its index already leaves the build side's
-  quarantined releases out, and what it brings back is back);
+* ``quarantine.json``: the quarantine list the last refresh bundle applied; it
+  holds for every bundle imported after it that brings no newer advisories (a
+  delta, which carries none; a full bundle whose advisories are no newer than
+  ``advisories.json``): the releases it lists are taken out of the tree such a
+  bundle brings (:func:`lockmirror.stages.import_quarantine.quarantine_staged`).
+  A full bundle whose advisories were taken after the mirror's resets it: its
+  index already leaves the build side's quarantined releases out, and what it
+  brings back is back;
 * ``bundle-manifest.sha256``: the sha256 of the index manifest the last
   full or delta bundle pinned (a refresh edits ``manifest.json``; the next
   delta still applies onto that bundle);
@@ -60,6 +65,7 @@ from ..formats.manifest import (
     IMPORT_BUNDLE_NAME,
     IMPORT_BUNDLE_TIME,
     IMPORT_MIRROR_YAML,
+    IMPORT_QUARANTINE,
     IMPORT_SIGNER,
     STATE_DIR,
 )
@@ -215,25 +221,22 @@ def check_advisories_time(kind: str, taken: datetime, held: Snapshot | None, int
                       hint=ROLLBACK_HINT)
 
 
-def check_snapshot_time(plan: ImportPlan, reader: ConcatenatedReader, into: Path, *,
-                        allow_older: bool, display: str) -> str | None:
-    """:func:`check_advisories_time` for a full or delta bundle, before a byte is
-    extracted: its ``advisories.json`` (the state member :func:`state_members`
-    keeps) is read from ``reader`` as the index manifest is, so a refused bundle
-    costs no extraction. A bundle with no snapshot keeps the mirror's, so it passes.
+def bundle_snapshot_taken(plan: ImportPlan, reader: ConcatenatedReader, *,
+                          display: str) -> datetime | None:
+    """When the advisories a full or delta bundle carries were taken, before a byte is
+    extracted: its ``advisories.json`` (the state member :func:`state_members` keeps)
+    is read from ``reader`` as the index manifest is, so a bundle refused for it
+    (:func:`check_advisories_time`) costs no extraction. None when it carries none (a
+    delta; a mirror with no advisory sources): it keeps the mirror's snapshot.
 
-    Raises BundleError for an older snapshot or one whose sha256 is not
-    ``bundle.json``'s, InputError for one that does not read (``display`` names the
-    bundle). Costs one read of the member (KiB), only when ``into`` holds a snapshot."""
+    Raises BundleError for a snapshot whose sha256 is not ``bundle.json``'s,
+    InputError for one that does not read (``display`` names the bundle). Costs one
+    read of the member (KiB)."""
     if ADVISORIES_NAME not in state_members(plan):
         return None
-    held = held_snapshot(into)
-    if held is None:
-        return None
     item = next(m for m in plan.members if m.path == ADVISORIES_NAME)
-    taken = Snapshot.loads(read_member(reader, item, display),
-                           where=f"{display}:{item.member.name}").taken
-    return check_advisories_time(plan.info.kind, taken, held, into, allow_older=allow_older)
+    return Snapshot.loads(read_member(reader, item, display),
+                          where=f"{display}:{item.member.name}").taken
 
 
 def _utc(epoch: int) -> str:
@@ -257,14 +260,17 @@ def state_members(plan: ImportPlan) -> dict[str, str]:
 
 
 def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Path,
-                      into: Path) -> None:
+                      into: Path, *, keep_quarantine: bool) -> None:
     """Complete the state of a full or delta bundle in ``staging`` (the tree about
     to be swapped in), once the state members ``written`` (:func:`state_members`)
     are there: a bundle without a snapshot keeps the mirror's previous one (so
-    refresh bundles stay ordered), and the manifest the bundle pins, its mirror name
-    and its time are recorded."""
+    refresh bundles stay ordered), the mirror's quarantine list is kept when
+    ``keep_quarantine`` (it still holds), and the manifest the bundle pins, its
+    mirror name and its time are recorded."""
     if ADVISORIES_NAME not in written:
         keep_state(into, staging, IMPORT_ADVISORIES)
+    if keep_quarantine:
+        keep_state(into, staging, IMPORT_QUARANTINE)
     write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
     write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
     write_state(staging, IMPORT_BUNDLE_TIME, bundle_time_record(plan.info))

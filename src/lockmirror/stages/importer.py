@@ -28,16 +28,21 @@ as any import does. A bundle dated before the last one imported is refused
 before anything changes, unless ``allow_older``
 (:func:`lockmirror.stages.import_state.check_bundle_time`); so is one whose
 advisories were taken before those the mirror holds (a bundle replayed after
-a refresh bundle: :func:`lockmirror.stages.import_state.check_snapshot_time`,
-which reads the bundle's small ``advisories.json`` while planning, as the
-index manifest is read, so a refused bundle costs no extraction).
+a refresh bundle: :func:`lockmirror.stages.import_state.check_advisories_time`;
+the bundle's small ``advisories.json`` is read while planning, as the index
+manifest is, so a refused bundle costs no extraction). The quarantine list a
+refresh bundle left holds for a bundle that brings no newer advisories (a delta
+carries none): the releases it lists are taken out of the staged tree before the
+swap, as the refresh took them out
+(:func:`lockmirror.stages.import_quarantine.quarantine_staged`); a full bundle
+whose advisories were taken after the mirror's lifts it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -54,15 +59,24 @@ from ..formats.bundle_format import (
     locate_bundle,
 )
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
-from ..formats.quarantine_list import removed_releases
+from ..formats.quarantine_list import Key, QuarantineList, removed_releases
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import extract
 from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
+from .import_quarantine import (
+    TreeEdit,
+    edited_pages,
+    held_quarantine,
+    quarantine_staged,
+    quarantined_files,
+)
 from .import_state import (
     bundle_manifest_sha256,
     bundle_name,
+    bundle_snapshot_taken,
+    check_advisories_time,
     check_bundle_time,
-    check_snapshot_time,
+    held_snapshot,
     keep_bundle_state,
     record_held_bundle,
     require_signature_check,
@@ -80,6 +94,10 @@ from .import_swap import (
 )
 
 __all__ = ["ImportResult", "import_bundle"]
+
+REWRITTEN_HINT = ("the mirror's quarantine list (its last refresh bundle) rewrote that page, "
+                  "and this delta was made against the tree before: import a delta made "
+                  "after the refresh bundle, or a full bundle; nothing was changed")
 
 Progress = Callable[[str], None]
 
@@ -104,6 +122,19 @@ class ImportResult:
     recovered: str | None   # how an interrupted earlier import was resolved
     # "name version" of the releases the mirror held before and no longer serves
     removed_releases: tuple[str, ...] = ()
+    # what the mirror's quarantine list took out of the bundle's tree (None: nothing)
+    kept_out: TreeEdit | None = None
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What building and swapping in the new tree did."""
+
+    extracted: int
+    linked: int
+    bytes_extracted: int
+    manifest: Manifest            # the tree's (the bundle's, less what the list keeps out)
+    kept_out: TreeEdit | None
 
 
 def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
@@ -171,23 +202,20 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
                 f"holds the mirror '{held}'; this bundle is of the mirror '{info.name}'",
                 where=str(into), hint="import it into its own directory, or pass --renamed "
                                       "if the mirror was renamed; nothing was changed")
-        # no rollback unasked: of the lock, nor of the advisories (before any extraction)
-        said = (check_bundle_time(info, into, allow_older=allow_older),
-                check_snapshot_time(plan, reader, into, allow_older=allow_older,
-                                    display=source.display))
-        for older in said:
-            if older and progress:
-                progress(older)
+        listed = _check_order(plan, reader, into, source.display, progress,
+                              allow_older=allow_older)
 
-        def result(changed: bool, counts: tuple[int, int, int] = (0, 0, 0),
+        def result(changed: bool, built: _Built | None = None,
                    removed: tuple[str, ...] = ()) -> ImportResult:
-            extracted, linked, size = counts
             return ImportResult(
                 into=into, changed=changed, kind=info.kind, name=info.name,
                 content_id=info.content_id, index_manifest_sha256=info.index_manifest_sha256,
-                files=len(plan.manifest.files), extracted=extracted, linked=linked,
-                bytes_extracted=size, signed=plan.signed, signer=plan.signer,
-                data_filter=plan.data_filter, recovered=recovered, removed_releases=removed)
+                files=len((built.manifest if built else plan.manifest).files),
+                extracted=built.extracted if built else 0,
+                linked=built.linked if built else 0,
+                bytes_extracted=built.bytes_extracted if built else 0, signed=plan.signed,
+                signer=plan.signer, data_filter=plan.data_filter, recovered=recovered,
+                removed_releases=removed, kept_out=built.kept_out if built else None)
 
         current = _read_manifest_bytes(into)
         current_sha = sha256_bytes(current) if current is not None else None
@@ -212,8 +240,8 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
         before = _current_manifest(current, into, required=info.kind == DELTA)
         # a delta onto no mirror was refused by _check_applies
-        reuse = _reuse_plan(plan, absent, before) if info.kind == DELTA and before else {}
-        removed = removed_releases(before.files, plan.manifest.files) if before else ()
+        reuse = (_reuse_plan(plan, absent, before, listed.keys if listed is not None else ())
+                 if info.kind == DELTA and before else {})
         if progress:
             progress(f"importing {source.display} ({info.kind}, {len(plan.members)} files "
                      f"listed in bundle.json, "
@@ -221,12 +249,37 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             if not source.display.startswith(info.filename):  # named as another bundle
                 progress(f"note: {source.display} is not named as bundle.json says: it holds "
                          f"{info.filename} (renamed after it was written)")
-        return result(True, _build_and_swap(reader, plan, reuse, source, into), removed)
+        built = _build_and_swap(reader, plan, reuse, source, into, listed)
+        return result(True, built,
+                      removed_releases(before.files, built.manifest.files) if before else ())
+
+
+def _check_order(plan: ImportPlan, reader: ConcatenatedReader, into: Path, display: str,
+                 progress: Progress | None, *, allow_older: bool) -> QuarantineList | None:
+    """No rollback unasked, before any extraction: refuse a bundle dated before the
+    mirror's last one, or whose advisories were taken before the mirror's (with
+    ``allow_older``, say so instead). Returns the quarantine list the new tree keeps
+    to: the mirror's (a refresh bundle's), or None when the bundle's advisories were
+    taken after the mirror's (its index is the build side's quarantine as of them).
+    Raises BundleError (refused), LockmirrorError (the list does not read)."""
+    said = [check_bundle_time(plan.info, into, allow_older=allow_older)]
+    held = held_snapshot(into)
+    taken = bundle_snapshot_taken(plan, reader, display=display) if held else None
+    if taken is not None:
+        said.append(check_advisories_time(plan.info.kind, taken, held, into,
+                                          allow_older=allow_older))
+    for older in said:
+        if older and progress:
+            progress(older)
+    if held is not None and taken is not None and taken > held.taken:
+        return None
+    return held_quarantine(into)
 
 
 def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[str, str],
-                    source: BundleSource, into: Path) -> tuple[int, int, int]:
-    """Extract into staging, link the kept files, check, swap; (extracted, linked, bytes).
+                    source: BundleSource, into: Path, listed: QuarantineList | None) -> _Built:
+    """Extract into staging, link the kept files, take out what the quarantine list
+    ``listed`` keeps out (None: the bundle lifts the list), check, swap.
 
     On any failure the staging tree is removed and ``into`` is untouched;
     an OSError becomes a LockmirrorError naming the file."""
@@ -234,13 +287,15 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
         state = state_members(plan)  # .lockmirror/: advisories, mirror.yaml
         extracted, size = extract(reader, plan, staging, source, state)
         linked = _link_reused(reuse, into, staging, plan.manifest)
-        keep_bundle_state(plan, state, staging, into)
-        report = check_tree(staging, plan.manifest, hash_files=False)
+        keep_bundle_state(plan, state, staging, into, keep_quarantine=listed is not None)
+        manifest, edit = quarantine_staged(staging, plan.manifest,
+                                           listed.keys if listed is not None else ())
+        report = check_tree(staging, manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]
             raise BundleError("staged tree does not match the manifest",
                               where=f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
-    return extracted, linked, size
+    return _Built(extracted, linked, size, manifest, edit if edit.changed else None)
 
 
 def _read_manifest_bytes(root: Path) -> bytes | None:
@@ -274,17 +329,22 @@ def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None) -> lis
     return absent
 
 
-def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest) -> dict[str, str]:
+def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest,
+                kept_out: Iterable[Key]) -> dict[str, str]:
     """For a delta: each ``absent`` path -> the path in the current mirror (whose
-    manifest is ``base``) holding the same bytes. Raises BundleError when the base
-    lacks a file the delta needs."""
+    manifest is ``base``) holding the same bytes; the files of the releases
+    ``kept_out`` (the quarantine list's) are not needed. Raises BundleError when the
+    base lacks a file the delta needs."""
+    keys = frozenset(kept_out)
+    unneeded = quarantined_files(plan.manifest, keys)
     by_sha = {entry.sha256: path for path, entry in sorted(base.files.items())}
     reuse = {}
-    for path in absent:
+    for path in (path for path in absent if path not in unneeded):
         found = by_sha.get(plan.manifest.files[path].sha256)
         if found is None:
-            raise BundleError(f"delta neither carries {path} nor finds it in the base mirror",
-                              where=plan.top)
+            raise BundleError(
+                f"delta neither carries {path} nor finds it in the base mirror",
+                where=plan.top, hint=REWRITTEN_HINT if path in edited_pages(keys) else None)
         reuse[path] = found
     return reuse
 
