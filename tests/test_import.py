@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 from test_bundle import EPOCH, base_files, bundle, make_inputs, write_tree
 
-from lockmirror.errors import BundleError, LockmirrorError
+from lockmirror.errors import BundleError, IntegrityError, LockmirrorError
 from lockmirror.formats import signing
-from lockmirror.formats.manifest import Manifest, scan_tree
+from lockmirror.formats.manifest import Entry, Manifest, check_tree, scan_tree
 from lockmirror.stages.bundle import BundleResult
 from lockmirror.stages.import_swap import old_dir, recover_interrupted_import, staging_dir
 from lockmirror.stages.importer import ImportResult, import_bundle
@@ -146,6 +146,69 @@ def test_importing_the_bundle_again_repairs_a_file_altered_in_place(mirror: Mirr
     assert again.changed and again.extracted == again.files
     assert target.read_bytes() == wheel.read_bytes() and verify_mirror(mirror.root).ok
     assert not import_bundle([mirror.first.path], mirror.root).changed
+
+
+def _rewrite_entry(root: Path, rel: str) -> None:
+    """Make ``manifest.json``'s entry of ``rel`` match the file as it is now (what a
+    tamperer who knows the format does after altering it)."""
+    manifest = Manifest.read(root / "manifest.json")
+    data = (root / rel).read_bytes()
+    entry = Entry(hashlib.sha256(data).hexdigest(), len(data))
+    Manifest({**manifest.files, rel: entry}).write(root / "manifest.json")
+
+
+def test_verify_refuses_a_manifest_changed_after_the_import(mirror: Mirror) -> None:
+    """A byte of a wheel flipped and its manifest entry rewritten to match passed
+    verify: the tree matched its manifest, and nothing held the manifest to the one
+    the import wrote (found by an outside tester). Importing the bundle again repairs
+    the mirror; a no-op import of a mirror without the record starts it."""
+    record = mirror.root / ".lockmirror/manifest.sha256"
+    bundled = hashlib.sha256((mirror.root / "manifest.json").read_bytes()).hexdigest()
+    assert record.read_text() == f"{bundled}\n"
+    flip_a_byte(mirror.root / WHEEL)
+    _rewrite_entry(mirror.root, WHEEL)
+    changed = hashlib.sha256((mirror.root / "manifest.json").read_bytes()).hexdigest()
+    assert check_tree(mirror.root, Manifest.read(mirror.root / "manifest.json")).ok
+    with pytest.raises(IntegrityError) as caught:
+        verify_mirror(mirror.root, hash_files=False)
+    assert caught.value.message == (
+        f"manifest.json has sha256 {changed}, not the {bundled} the last import recorded "
+        "(.lockmirror/manifest.sha256): it was changed after the import")
+    assert caught.value.where == str(mirror.root) and "lockmirror import" in str(caught.value)
+    done = _cli("verify", str(mirror.root))
+    assert done.returncode == 1 and "every file matches" not in done.stdout
+    [line] = done.stderr.splitlines()
+    assert line.startswith("lockmirror: error: ") and bundled in line and changed in line
+    # a mirror imported before the record was kept: held to its last bundle's manifest
+    record.unlink()
+    with pytest.raises(IntegrityError, match=f"not the {bundled} the last import recorded "
+                                             r"\(.lockmirror/bundle-manifest.sha256\)"):
+        verify_mirror(mirror.root)
+    assert import_bundle([mirror.first.path], mirror.root).changed  # the repair
+    assert verify_mirror(mirror.root).ok and record.read_text() == f"{bundled}\n"
+    record.unlink()
+    assert not import_bundle([mirror.first.path], mirror.root).changed
+    assert record.read_text() == f"{bundled}\n"
+    record.write_text("not a sha256\n")  # a record that does not read fails closed
+    with pytest.raises(IntegrityError, match="the last import's record of it "
+                                             r"\(.lockmirror/manifest.sha256\) does not read"):
+        verify_mirror(mirror.root)
+
+
+def test_a_mirror_an_older_lockmirror_refreshed_is_not_held_to_its_bundle(
+        mirror: Mirror) -> None:
+    """Before manifest.sha256 was kept, a refresh bundle edited manifest.json and left
+    bundle-manifest.sha256 (a delta's base) as it was, and quarantine.json says so: such
+    a mirror is not failed for differing from its bundle (it is checked from its next
+    import or refresh on)."""
+    state = mirror.root / ".lockmirror"
+    (state / "manifest.sha256").unlink()
+    (mirror.root / WHEEL).unlink()  # as a quarantine takes a release out
+    manifest = Manifest.read(mirror.root / "manifest.json")
+    Manifest({rel: entry for rel, entry in manifest.files.items() if rel != WHEEL}).write(
+        mirror.root / "manifest.json")
+    (state / "quarantine.json").write_text("{}\n")
+    assert verify_mirror(mirror.root).ok
 
 
 def test_the_bundles_state_is_kept_and_a_bundle_without_a_snapshot_keeps_the_last(

@@ -111,6 +111,11 @@ def test_refresh_bundle_quarantines_on_the_far_side(
         # the far side's edit writes the bytes the build side's index stage wrote
         assert (far / page).read_bytes() == (mirror.index_dir / page).read_bytes(), page
     assert '<span class="tag yanked">quarantined</span>' in (far / "index.html").read_text()
+    # the refresh rewrote manifest.json and the record verify holds it to, in step; the
+    # last bundle's manifest stays recorded as the base a delta applies onto
+    edited = hashlib.sha256((far / "manifest.json").read_bytes()).hexdigest()
+    assert (far / ".lockmirror/manifest.sha256").read_text() == f"{edited}\n"
+    assert (far / ".lockmirror/bundle-manifest.sha256").read_text() != f"{edited}\n"
     assert main(["verify", str(far)]) == 0
     before = tree_bytes(far)  # the same refresh bundle again: said so, nothing changes
     assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0

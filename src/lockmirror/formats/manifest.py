@@ -168,18 +168,20 @@ DIRECTORY_LOCK = f"{STATE_DIR}/lock"
 PUBLISHER_STATE = frozenset({DIRECTORY_LOCK, DIRECTORY_RECEIPT})
 # What an imported mirror keeps about itself (stages/import_state.py): the
 # advisory snapshot and mirror.yaml its bundles carried, the quarantine list a
-# refresh bundle applied, the manifest its last bundle pinned, that bundle's
-# mirror name, time and content id, and the key its signature was checked against.
+# refresh bundle applied, the manifest its last bundle pinned, the manifest its
+# last import or refresh wrote, that bundle's mirror name, time and content id,
+# and the key its signature was checked against.
 IMPORT_ADVISORIES = f"{STATE_DIR}/advisories.json"
 IMPORT_MIRROR_YAML = f"{STATE_DIR}/mirror.yaml"
 IMPORT_QUARANTINE = f"{STATE_DIR}/quarantine.json"
 IMPORT_BUNDLE_MANIFEST = f"{STATE_DIR}/bundle-manifest.sha256"
+IMPORT_MANIFEST = f"{STATE_DIR}/manifest.sha256"  # manifest.json as lockmirror wrote it
 IMPORT_BUNDLE_NAME = f"{STATE_DIR}/bundle-name"  # the mirror name its bundles carry
 IMPORT_BUNDLE_TIME = f"{STATE_DIR}/bundle-time"  # its epoch and content id (no rollback)
 IMPORT_SIGNER = f"{STATE_DIR}/signer"  # the key its last bundle's signature was checked against
 IMPORT_STATE = frozenset({IMPORT_ADVISORIES, IMPORT_MIRROR_YAML, IMPORT_QUARANTINE,
-                          IMPORT_BUNDLE_MANIFEST, IMPORT_BUNDLE_NAME, IMPORT_BUNDLE_TIME,
-                          IMPORT_SIGNER})
+                          IMPORT_BUNDLE_MANIFEST, IMPORT_MANIFEST, IMPORT_BUNDLE_NAME,
+                          IMPORT_BUNDLE_TIME, IMPORT_SIGNER})
 
 
 def temporary_target(name: str) -> str | None:

@@ -39,6 +39,7 @@ from typing import Any
 from ..errors import BundleError, LockmirrorError
 from ..formats.landing_page import LANDING_DATA, LandingData, landing_html
 from ..formats.manifest import (
+    IMPORT_MANIFEST,
     IMPORT_QUARANTINE,
     IMPORT_STATE,
     MANIFEST_NAME,
@@ -49,7 +50,7 @@ from ..formats.manifest import (
 from ..formats.pages import IndexFile, Release, project_html, project_json, root_html, root_json
 from ..formats.quarantine_list import Key, QuarantineList, release_of
 from ..fsutil import atomic_write, sha256_bytes
-from .import_state import keep_state, write_state
+from .import_state import keep_state, manifest_record, write_state
 from .import_swap import inside_mirror, link_or_copy, replacing_tree
 
 HELD_LIST_HINT = ("import the newest refresh bundle again (it writes the list anew); nothing "
@@ -192,7 +193,8 @@ def _kept_releases(mirror: Path, project: str, dropped: set[str]) -> list[Releas
 def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
                state: dict[str, bytes]) -> Manifest:
     """Build the edited tree (with the state files ``state``, path -> bytes, the
-    mirror's other state files kept) in a
+    mirror's other state files kept, and the record of the new ``manifest.json``
+    that ``lockmirror verify`` holds it to) in a
     staging directory beside ``mirror``, check it, and swap it in; the new
     manifest. Hard links, so it costs one link per file and the pages' bytes.
     On any failure the staging tree is removed and ``mirror`` is as it was."""
@@ -205,11 +207,13 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
                 atomic_write(target, edit.pages[rel])
             else:
                 link_or_copy(mirror, rel, target)
+        written = new.dumps().encode()
+        state = {**state, IMPORT_MANIFEST: manifest_record(sha256_bytes(written))}
         for rel in sorted(IMPORT_STATE - set(state)):  # the rest of the mirror's state
             keep_state(mirror, staging, rel)
         for rel, data in sorted(state.items()):
             write_state(staging, rel, data)
-        new.write(staging / MANIFEST_NAME)
+        atomic_write(staging / MANIFEST_NAME, written)
         report = check_tree(staging, new, hash_files=False)
         if not report.ok:  # pragma: no cover - every file was placed above
             raise BundleError("the edited tree does not match its manifest",
@@ -254,7 +258,8 @@ def quarantine_staged(staging: Path, manifest: Manifest,
     rendered again, a project left empty out of the root pages), made in place
     before the swap. A listed file the tree lacks is no error (a delta need not
     find it). Each page is replaced, never written through (a staged file may be a
-    hard link to the current mirror's); ``manifest.json`` is written anew. Returns
+    hard link to the current mirror's); ``manifest.json`` is written anew, and its
+    record (``.lockmirror/manifest.sha256``). Returns
     the tree's manifest and the edit (empty: nothing listed is in the tree). Raises
     LockmirrorError for a page that is not the index's own; OSError when a write fails."""
     edit = plan_edit(staging, manifest, keys)
@@ -269,5 +274,7 @@ def quarantine_staged(staging: Path, manifest: Manifest,
     for rel, data in sorted(edit.pages.items()):
         atomic_write(staging / rel, data)
     new = _edited_manifest(manifest, edit)
-    new.write(staging / MANIFEST_NAME)
+    written = new.dumps().encode()
+    atomic_write(staging / MANIFEST_NAME, written)  # and the record verify holds it to
+    write_state(staging, IMPORT_MANIFEST, manifest_record(sha256_bytes(written)))
     return new, edit

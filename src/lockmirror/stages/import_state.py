@@ -21,6 +21,9 @@ in with the tree so the two always agree:
 * ``bundle-manifest.sha256``: the sha256 of the index manifest the last
   full or delta bundle pinned (a refresh edits ``manifest.json``; the next
   delta still applies onto that bundle);
+* ``manifest.sha256``: the sha256 of ``manifest.json`` as the last import or
+  refresh wrote it (the bundle's, or the one a refresh edited), which
+  ``lockmirror verify`` holds the tree's to (:func:`manifest_record`);
 * ``bundle-time``: the source date epoch (``bundle.json``'s ``mtime``: the
   lockfiles' last commit, or ``SOURCE_DATE_EPOCH``; 0 when unknown) and the
   content id of the last full or delta bundle: a bundle dated before it is
@@ -64,6 +67,7 @@ from ..formats.manifest import (
     IMPORT_BUNDLE_MANIFEST,
     IMPORT_BUNDLE_NAME,
     IMPORT_BUNDLE_TIME,
+    IMPORT_MANIFEST,
     IMPORT_MIRROR_YAML,
     IMPORT_QUARANTINE,
     IMPORT_SIGNER,
@@ -106,6 +110,13 @@ def _state_line(mirror: Path, rel: str) -> str | None:
 def bundle_manifest_sha256(mirror: Path) -> str | None:
     """The sha256 of the index manifest the mirror's last bundle pinned, if recorded."""
     return _state_line(mirror, IMPORT_BUNDLE_MANIFEST)
+
+
+def manifest_record(sha256: str) -> bytes:
+    """What ``.lockmirror/manifest.sha256`` holds: the sha256 of the ``manifest.json``
+    an import or a refresh just wrote (read back by
+    :func:`lockmirror.stages.verify.check_manifest_record`)."""
+    return f"{sha256}\n".encode()
 
 
 def bundle_name(mirror: Path) -> str | None:
@@ -265,13 +276,15 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     to be swapped in), once the state members ``written`` (:func:`state_members`)
     are there: a bundle without a snapshot keeps the mirror's previous one (so
     refresh bundles stay ordered), the mirror's quarantine list is kept when
-    ``keep_quarantine`` (it still holds), and the manifest the bundle pins, its
-    mirror name and its time are recorded."""
+    ``keep_quarantine`` (it still holds), and the manifest the bundle pins (as the
+    delta base and as the tree's manifest), its mirror name and its time are recorded."""
     if ADVISORIES_NAME not in written:
         keep_state(into, staging, IMPORT_ADVISORIES)
     if keep_quarantine:
         keep_state(into, staging, IMPORT_QUARANTINE)
-    write_state(staging, IMPORT_BUNDLE_MANIFEST, f"{plan.info.index_manifest_sha256}\n".encode())
+    pinned = manifest_record(plan.info.index_manifest_sha256)
+    write_state(staging, IMPORT_BUNDLE_MANIFEST, pinned)
+    write_state(staging, IMPORT_MANIFEST, pinned)
     write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
     write_state(staging, IMPORT_BUNDLE_TIME, bundle_time_record(plan.info))
     if plan.signer:  # checked against --pubkey: from now on every import must check one
@@ -281,11 +294,13 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
 def record_held_bundle(plan: ImportPlan, into: Path) -> None:
     """After a no-op import (``into`` already holds the bundle): record what
     :func:`keep_bundle_state` records for an import that swaps a tree in, where it
-    differs: the bundle's time (a mirror imported by an older lockmirror starts
-    recording it) and, when the signature was checked, the signer, so every later
-    import into ``into`` must check one too. Raises LockmirrorError when the state
-    directory lies behind a symlink."""
-    wanted = {IMPORT_BUNDLE_TIME: bundle_time_record(plan.info)}
+    differs: the bundle's time and the manifest it pins, which ``manifest.json`` is
+    (a mirror imported by an older lockmirror starts recording them) and, when the
+    signature was checked, the signer, so every later import into ``into`` must
+    check one too. Raises LockmirrorError when the state directory lies behind a
+    symlink."""
+    wanted = {IMPORT_BUNDLE_TIME: bundle_time_record(plan.info),
+              IMPORT_MANIFEST: manifest_record(plan.info.index_manifest_sha256)}
     if plan.signer:
         wanted[IMPORT_SIGNER] = signer_record(plan.signer)
     for rel, data in sorted(wanted.items()):

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from ..errors import LockmirrorError
+from ..errors import IntegrityError, LockmirrorError
 from ..formats.directory_receipt import published_tree, receipt_path
-from ..formats.manifest import DIRECTORY_RECEIPT, MANIFEST_NAME, Manifest, TreeReport, check_tree
-from .import_swap import old_dir
+from ..formats.manifest import (
+    DIRECTORY_RECEIPT,
+    IMPORT_BUNDLE_MANIFEST,
+    IMPORT_MANIFEST,
+    IMPORT_QUARANTINE,
+    MANIFEST_NAME,
+    Manifest,
+    TreeReport,
+    check_tree,
+)
+from ..fsutil import sha256_file
+from .import_swap import inside_mirror, old_dir
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
     """Compare a mirror tree with its ``manifest.json`` (missing, altered, unexpected).
 
     Raises LockmirrorError if there is no tree or no manifest (with a hint
-    when an interrupted import left the previous tree aside). Costs one
-    sha256 pass over the tree (a stat per file with ``hash_files=False``).
+    when an interrupted import left the previous tree aside), IntegrityError
+    when an imported mirror's manifest is not the one its last import wrote
+    (:func:`check_manifest_record`). Costs one sha256 pass over the tree (a
+    stat per file with ``hash_files=False``).
     """
     if not root.is_dir():
         hint = ("an import was interrupted; run `lockmirror import` again, which restores "
@@ -24,7 +39,54 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
         raise LockmirrorError("no such mirror directory", where=str(root), hint=hint)
     if not (root / MANIFEST_NAME).exists():
         raise _no_manifest(root)
+    check_manifest_record(root)
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
+
+
+def check_manifest_record(root: Path) -> None:
+    """Refuse an imported mirror whose ``manifest.json`` is not the one its last
+    import or refresh bundle wrote, as ``.lockmirror/manifest.sha256`` records it
+    (found by an outside tester: a wheel altered and its entry rewritten to match
+    passed verify). A mirror imported before that record was kept is held to the
+    manifest its last bundle pinned (``bundle-manifest.sha256``), unless a refresh
+    bundle edited it since (it left ``quarantine.json``); a tree with neither
+    record (``dist-index/``, a directory publish) is not checked. A record that
+    does not read, or is a symlink, fails closed. This catches an edit by hand or
+    by a tool that does not know the record, not one that rewrites the record too:
+    importing the signed bundle again is the repair.
+
+    Raises IntegrityError naming both sha256s. Costs one sha256 of the manifest."""
+    if os.path.lexists(root / IMPORT_MANIFEST):
+        rel = IMPORT_MANIFEST
+    elif (os.path.lexists(root / IMPORT_BUNDLE_MANIFEST)
+          and not os.path.lexists(root / IMPORT_QUARANTINE)):
+        rel = IMPORT_BUNDLE_MANIFEST
+    else:
+        return
+    recorded = _recorded_sha256(root, rel)
+    actual = sha256_file(root / MANIFEST_NAME)
+    if recorded == actual:
+        return
+    said = (f"not the {recorded} the last import recorded ({rel})" if recorded
+            else f"and the last import's record of it ({rel}) does not read")
+    raise IntegrityError(
+        f"{MANIFEST_NAME} has sha256 {actual}, {said}: it was changed after the import",
+        where=str(root),
+        hint=f"import its signed bundle again (`lockmirror import BUNDLE.tar --into {root} "
+             "--pubkey KEY`; after a refresh bundle, with --allow-older, then the refresh "
+             "bundle): that puts back the manifest and every file it lists")
+
+
+def _recorded_sha256(root: Path, rel: str) -> str | None:
+    """The sha256 the state file ``rel`` of ``root`` holds; None when it does not
+    read as one, or is a symlink or lies below one."""
+    if not inside_mirror(root, rel):
+        return None
+    try:
+        line = (root / rel).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return line if _SHA256_HEX.fullmatch(line) else None
 
 
 def _no_manifest(root: Path) -> LockmirrorError:
