@@ -169,6 +169,8 @@ BUNDLE_CASES = [
     ("bundle-long-integer.json", "integer of 5000 digits is out of range"),
     ("bundle-deep-nesting.json", "nested too deeply"),
     ("bundle-not-an-object.json", "not a lockmirror bundle.json: a JSON list"),
+    # json keeps the last of a key given twice (found by an outside tester)
+    ("bundle-duplicate-key.json", "the key 'kind' appears twice in one JSON object"),
 ]
 
 
@@ -192,6 +194,9 @@ MANIFEST_CASES = [
     ("manifest-files-a-list.json", "'files' is a JSON list, not an object"),
     ("manifest-sha256-a-number.json",
      "sha256 of 'files/a/a-1.0-py3-none-any.whl' is 5, not 64 hex digits"),
+    # a path listed twice: json keeps the last entry (found by an outside tester)
+    ("manifest-duplicate-path.json", "the key 'files/six/six-1.16.0-py2.py3-none-any.whl' "
+                                     "appears twice in one JSON object"),
 ]
 
 

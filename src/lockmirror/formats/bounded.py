@@ -5,9 +5,11 @@ whoever carried the bundle; a lockfile in a pull request comes from its
 author. The parsers accept what lockmirror's formats never hold and fail on
 the rest with foreign exceptions: json takes ``NaN`` and ``Infinity`` (and
 ``1e400``, which is infinity), integers of thousands of digits (a ValueError
-from ``int``) and nesting deep enough to reach the recursion limit (a
-RecursionError); TOML has ``inf`` and ``nan``, and rtoml reads 128-bit
-integers and date-times that fall outside Python's range once put in UTC.
+from ``int``), nesting deep enough to reach the recursion limit (a
+RecursionError), and a key given twice in one object, keeping the last (a
+manifest listing one path twice, the second entry winning); TOML has ``inf``
+and ``nan``, and rtoml reads 128-bit integers and date-times that fall outside
+Python's range once put in UTC.
 :func:`load_json` and :func:`load_toml` refuse all of them, and inputs past a
 size cap, with one :class:`~lockmirror.errors.InputError` line naming the file
 and, for syntax errors, the line and column.
@@ -60,8 +62,9 @@ def load_json(data: bytes | str, *, where: str,
     another LockmirrorError, e.g. for an upstream's page) naming ``where``
     for: more than MAX_JSON_BYTES, invalid UTF-8, a syntax error (with its
     line and column), NaN/Infinity or a non-finite float, an integer of more
-    than MAX_INT_DIGITS digits, nesting past the recursion limit. Costs one
-    pass of the C scanner plus a Python call per number.
+    than MAX_INT_DIGITS digits, nesting past the recursion limit, a key that
+    appears twice in one object (named). Costs one pass of the C scanner plus
+    a Python call per number and per object.
     """
     if len(data) > MAX_JSON_BYTES:
         raise error(f"{len(data)} bytes is more than the {MAX_JSON_BYTES >> 20} MiB "
@@ -69,7 +72,7 @@ def load_json(data: bytes | str, *, where: str,
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
-                          parse_float=_finite_float)
+                          parse_float=_finite_float, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise error(f"not valid JSON: {exc.msg}",
                     where=f"{where}:{exc.lineno}:{exc.colno}") from None
@@ -102,6 +105,21 @@ def load_toml(text: str, *, where: str,
 
 def _refuse_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a number lockmirror accepts")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object of ``pairs``, refused when a key appears twice: json keeps the
+    last, so a second entry for a path could stand in for the first unseen."""
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            shown = repr(key) if len(key) <= 200 else repr(key[:200]) + "..."
+            raise _Refused(f"the key {shown} appears twice in one JSON object")
+        seen.add(key)
+    raise AssertionError("unreachable: dict() kept fewer keys than it was given")
 
 
 def _bounded_int(text: str) -> int:
