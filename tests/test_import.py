@@ -387,6 +387,7 @@ def test_a_damaged_member_header_says_the_copy_is_damaged(mirror: Mirror,
     bad.with_name(bad.name + ".sha256").write_text(f"{digest}  {bad.name}\n")
     error = refused(mirror, [bad], "truncated or incomplete: ")
     assert error.message.startswith("bundle is truncated or incomplete: ")
+    assert error.hint == "refusing the whole bundle; nothing was changed"
 
 
 def test_missing_checksum_file_is_refused(mirror: Mirror, tmp_path: Path) -> None:
@@ -468,6 +469,7 @@ def test_member_not_in_bundle_json_is_refused(mirror: Mirror, tmp_path: Path) ->
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, smuggle)
     error = refused(mirror, [bad], "is not listed in bundle.json")
     assert "extra.whl" in str(error)
+    assert error.hint == "refusing the whole bundle; nothing was changed"
 
 
 def test_a_directory_holding_nothing_listed_is_refused(mirror: Mirror, tmp_path: Path) -> None:
@@ -480,6 +482,7 @@ def test_a_directory_holding_nothing_listed_is_refused(mirror: Mirror, tmp_path:
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, smuggle)
     error = refused(mirror, [bad], "is a directory holding nothing bundle.json lists")
     assert str(error.where).endswith("/index/files/stranger")
+    assert error.hint == "refusing the whole bundle; nothing was changed"
 
 
 def test_a_member_name_cannot_forge_lines_on_the_terminal(mirror: Mirror,
@@ -666,6 +669,7 @@ def test_a_delta_onto_a_mirror_with_a_file_altered_says_the_mirror_is_damaged(
         import_bundle([delta.path], mirror.root)
     assert caught.value.where == str(altered)
     assert "import a full bundle" in (caught.value.hint or "")
+    assert (caught.value.hint or "").endswith("; nothing was changed")
     assert mirror.snapshot() == before
     assert sorted(p.name for p in mirror.root.parent.iterdir()) == ["mirror"]
 

@@ -35,6 +35,10 @@ Members = list[tuple[tarfile.TarInfo, bytes]]
 mirror = test_import.mirror  # the fixture: a mirror imported from one bundle, and another
 
 CARRIED_WHEEL = f"index/{WHEEL}"  # its path in bundle.json
+# every refusal of a member says the mirror was left as it was (found by an outside
+# tester: "appears twice", "lies outside ...", "has N bytes ...", "truncated or
+# incomplete" and "is not listed in bundle.json" said nothing of it)
+REFUSED = "refusing the whole bundle; nothing was changed"
 
 
 def _forged(change: Callable[[BundleInfo], BundleInfo]) -> Callable[[Members], Members]:
@@ -64,6 +68,7 @@ def test_a_member_beside_the_bundle_directory_is_refused(mirror: Mirror,
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, beside)
     error = refused(mirror, [bad], "lies outside the bundle directory")
     assert error.where is not None and error.where.endswith("-evil/index/files/x.whl")
+    assert error.hint == REFUSED
 
 
 def test_a_member_listed_twice_is_refused(mirror: Mirror, tmp_path: Path) -> None:
@@ -74,6 +79,7 @@ def test_a_member_listed_twice_is_refused(mirror: Mirror, tmp_path: Path) -> Non
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, twice)
     error = refused(mirror, [bad], "appears twice")
     assert error.where is not None and error.where.endswith(WHEEL)
+    assert error.hint == REFUSED
 
 
 def test_a_member_of_another_size_than_bundle_json_says_is_refused(mirror: Mirror,
@@ -91,6 +97,7 @@ def test_a_member_of_another_size_than_bundle_json_says_is_refused(mirror: Mirro
     size = (mirror.inputs / "dist-index" / WHEEL).stat().st_size
     error = refused(mirror, [bad], rf"has {size + 1} bytes, bundle.json says {size}")
     assert error.where is not None and error.where.endswith(WHEEL)
+    assert error.hint == REFUSED
 
 
 def test_bundle_json_and_the_index_manifest_must_agree(mirror: Mirror, tmp_path: Path) -> None:
@@ -102,6 +109,7 @@ def test_bundle_json_and_the_index_manifest_must_agree(mirror: Mirror, tmp_path:
                  _forged(other_hash))
     error = refused(mirror, [bad], "bundle.json and the index manifest disagree about it")
     assert error.where is not None and error.where.endswith(WHEEL)
+    assert error.hint == REFUSED
 
 
 def test_the_index_manifest_must_be_the_one_bundle_json_pins(mirror: Mirror,
@@ -134,6 +142,7 @@ def test_a_malformed_index_manifest_that_bundle_json_pins_is_refused_naming_it(
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, edit)
     error = refused(mirror, [bad], "not valid JSON|not a")
     assert error.where == f"{bad.name}:{top_of_bundle(bad)}/{INDEX_MANIFEST}:1:2"  # line, column
+    assert error.hint == REFUSED and error.exit_code == 2  # bad input, as a bundle.json's
 
 
 def top_of_bundle(path: Path) -> str:
@@ -178,7 +187,7 @@ def test_missing_members_are_counted_and_the_first_named(mirror: Mirror, tmp_pat
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, drop_two)
     error = refused(mirror, [bad], "bundle is truncated or incomplete: 2 member")
     assert error.message.endswith(f"are missing, first {dropped[0]}")
-    assert error.where == bad.name
+    assert error.where == bad.name and error.hint == REFUSED
 
 
 def test_a_bundle_without_an_index_manifest_is_refused(mirror: Mirror, tmp_path: Path) -> None:
@@ -191,7 +200,7 @@ def test_a_bundle_without_an_index_manifest_is_refused(mirror: Mirror, tmp_path:
 
     bad = repack(mirror.good.path, tmp_path / "bad" / mirror.good.path.name, edit)
     error = refused(mirror, [bad], f"carries no {INDEX_MANIFEST}")
-    assert error.where == bad.name
+    assert error.where == bad.name and error.hint == REFUSED
 
 
 def test_a_signature_by_another_key_names_the_signature(mirror: Mirror, tmp_path: Path) -> None:

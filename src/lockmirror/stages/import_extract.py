@@ -14,10 +14,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import BundleError
 from ..formats.bundle_format import INDEX_MANIFEST, BundleSource, ConcatenatedReader
 from ..formats.manifest import Entry
-from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan, volume_damaged
+from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan, refusal, volume_damaged
 
 CHUNK = 1 << 20
 
@@ -110,8 +109,8 @@ class _Members:
     def check_complete(self) -> None:
         """Raise BundleError if the bundle ended before the last member did."""
         if self.index < len(self.carried):
-            raise BundleError("bundle is truncated: it ends inside this member",
-                              where=f"{self.display}:{self.carried[self.index].member.name}")
+            raise refusal("bundle is truncated: it ends inside this member",
+                          f"{self.display}:{self.carried[self.index].member.name}", DAMAGED)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -140,9 +139,8 @@ class _MemberWriter:
         """Close the file; BundleError if the member's sha256 is not the entry's."""
         self.close()
         if self.digest.hexdigest() != entry.sha256:
-            raise BundleError(f"sha256 {self.digest.hexdigest()[:16]}... does not match "
-                              f"bundle.json ({entry.sha256[:16]}...)", where=self.where,
-                              hint=DAMAGED)
+            raise refusal(f"sha256 {self.digest.hexdigest()[:16]}... does not match "
+                          f"bundle.json ({entry.sha256[:16]}...)", self.where, DAMAGED)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -191,4 +189,4 @@ class VolumeDigests:
     def check_complete(self) -> None:
         """Raise BundleError if a volume was not read to its end."""
         if self.index < len(self.sizes):
-            raise BundleError("bundle is truncated", where=str(self.source.parts[self.index]))
+            raise refusal("bundle is truncated", str(self.source.parts[self.index]), DAMAGED)

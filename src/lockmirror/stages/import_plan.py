@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..errors import BundleError, BundleFormatError, IntegrityError
+from ..errors import BundleError, BundleFormatError, IntegrityError, LockmirrorError
 from ..formats import signing
 from ..formats.bundle_format import (
     INDEX_DIR,
@@ -44,8 +44,16 @@ from ..fsutil import sha256_bytes
 
 INDEX_PREFIX = f"{INDEX_DIR}/"
 DataFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
-_REFUSED = "refusing the whole bundle; nothing was changed"
+REFUSED = "refusing the whole bundle; nothing was changed"
 DAMAGED = "damaged in transit or tampered; nothing was changed"  # a member's hint
+
+
+def refusal(problem: str, where: str, hint: str = REFUSED) -> BundleError:
+    """The one wording of a bundle an import refuses before it changes anything
+    (while vetting and planning, or extracting into a staging tree that is then
+    removed): ``problem`` at ``where``, and a hint that says nothing was changed.
+    Only for refusals where that is true."""
+    return BundleError(problem, where=where, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,8 @@ def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
     """Vet a bundle (:func:`vet_bundle`) and the index manifest it pins; nothing is written.
 
     Raises what :func:`vet_bundle` raises, BundleError for an index manifest
-    that does not match ``bundle.json``, InputError for a malformed one.
+    that does not match ``bundle.json``, BundleFormatError (exit 2) for a
+    malformed one (a key twice, an unsafe path).
     Costs :func:`vet_bundle`'s reads and one of the index manifest.
     """
     head = read_head(source)
@@ -131,7 +140,7 @@ def _check_complete(source: BundleSource, info: BundleInfo, carried: list[Carrie
         found = (f"truncated or incomplete: {len(missing)} member(s) listed in bundle.json "
                  f"are missing, first {info.top}/{missing[0]}")
         _refuse_damaged_copy(source, found)
-        raise BundleError(f"bundle is {found}", where=source.display)
+        raise refusal(f"bundle is {found}", source.display)
 
 
 def _refuse_damaged_copy(source: BundleSource, seen: str) -> None:
@@ -169,7 +178,7 @@ def read_member(reader: ConcatenatedReader, item: Carried, display: str) -> byte
     where = f"{display}:{item.member.name}"
     data = read_exact(reader, item.member.offset_data, item.entry.size, where=where)
     if sha256_bytes(data) != item.entry.sha256:
-        raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
+        raise refusal("sha256 does not match bundle.json", where, DAMAGED)
     return data
 
 
@@ -194,7 +203,7 @@ def _read_members(reader: ConcatenatedReader, source: BundleSource) -> list[tarf
             refuse_cut(members[-1], reader.size, bundle=display)
         after = f" after {members[-1].name}" if members else ""
         _refuse_damaged_copy(source, f"a damaged tar header{after}: {exc}")
-        raise BundleError(f"damaged or truncated tar{after} ({exc})", where=display) from None
+        raise refusal(f"damaged or truncated tar{after} ({exc})", display) from None
     return members
 
 
@@ -218,23 +227,22 @@ def _check_member(member: tarfile.TarInfo, top: str, seen: set[str],
     """Refuse one member that is not a plain, safe, unique file or directory under ``top``."""
     problem = member_problem(member)
     if problem:
-        raise BundleError(f"{problem}; a bundle holds only regular files and directories",
-                          where=where, hint=_REFUSED)
+        raise refusal(f"{problem}; a bundle holds only regular files and directories", where)
     try:
         check_relative_path(member.name.rstrip("/") if member.isdir() else member.name,
                             where=where)
     except IntegrityError:
-        raise BundleError("unsafe member name (absolute, '..', empty parts or control "
-                          "characters)", where=where, hint=_REFUSED) from None
+        raise refusal("unsafe member name (absolute, '..', empty parts or control "
+                      "characters)", where) from None
     if member.name != top and not member.name.startswith(top + "/"):
-        raise BundleError(f"lies outside the bundle directory {top}/", where=where)
+        raise refusal(f"lies outside the bundle directory {top}/", where)
     if data_filter is not None:
         try:
             data_filter(member, str(staging))
         except tarfile.FilterError as exc:
-            raise BundleError(f"refused by tarfile's data filter: {exc}", where=where) from None
+            raise refusal(f"refused by tarfile's data filter: {exc}", where) from None
     if member.name in seen:
-        raise BundleError("appears twice", where=where)
+        raise refusal("appears twice", where)
     seen.add(member.name)
 
 
@@ -262,16 +270,15 @@ def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> 
     for member in members:
         where = f"{display}:{member.name}"
         if member.isdir() and member.name.rstrip("/") not in folders:
-            raise BundleError("is a directory holding nothing bundle.json lists", where=where)
+            raise refusal("is a directory holding nothing bundle.json lists", where)
         if not member.isfile():
             continue
         path = member.name[len(top) + 1:]
         entry = info.files.get(path)
         if entry is None:
-            raise BundleError("is not listed in bundle.json", where=where)
+            raise refusal("is not listed in bundle.json", where)
         if entry.size != member.size:
-            raise BundleError(f"has {member.size} bytes, bundle.json says {entry.size}",
-                              where=where)
+            raise refusal(f"has {member.size} bytes, bundle.json says {entry.size}", where)
         carried.append(Carried(member, path, entry))
     return carried
 
@@ -281,20 +288,24 @@ def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: Bu
     """The index manifest the bundle carries, matching ``bundle.json`` in hash and entries."""
     item = next((item for item in carried if item.path == INDEX_MANIFEST), None)
     if item is None:
-        raise BundleError(f"carries no {INDEX_MANIFEST}", where=display)
+        raise refusal(f"carries no {INDEX_MANIFEST}", display)
     data = read_member(reader, item, display)  # its sha256 is now item.entry.sha256
     where = f"{display}:{item.member.name}"
     if item.entry.sha256 != info.index_manifest_sha256:
-        raise BundleError("sha256 does not match bundle.json", where=where, hint=DAMAGED)
-    manifest = Manifest.loads(data, where=where)  # InputError if malformed
+        raise refusal("sha256 does not match bundle.json", where, DAMAGED)
+    try:
+        manifest = Manifest.loads(data, where=where)
+    except LockmirrorError as exc:  # malformed: bad input (exit 2), as a bundle.json would be
+        raise BundleFormatError(exc.message, where=exc.where, hint=REFUSED) from None
     state = next((path for path in sorted(manifest.files)
                   if path.split("/", 1)[0] == STATE_DIR), None)
     if state is not None:  # the far side's own state: no index has such a file
         raise BundleFormatError(f"the index manifest names {state}, the mirror's own state",
-                          where=where, hint="this bundle was not made by `lockmirror bundle`")
+                                where=where, hint="this bundle was not made by `lockmirror "
+                                                  "bundle`; nothing was changed")
     for path, entry in info.files.items():
         if (path.startswith(INDEX_PREFIX) and path != INDEX_MANIFEST
                 and manifest.files.get(path[len(INDEX_PREFIX):]) != entry):
-            raise BundleError("bundle.json and the index manifest disagree about it",
-                              where=f"{display}:{info.top}/{path}")
+            raise refusal("bundle.json and the index manifest disagree about it",
+                          f"{display}:{info.top}/{path}")
     return manifest

@@ -62,7 +62,7 @@ from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
 from ..formats.quarantine_list import Key, QuarantineList, removed_releases
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import extract
-from .import_plan import INDEX_PREFIX, ImportPlan, plan_import
+from .import_plan import INDEX_PREFIX, REFUSED, ImportPlan, plan_import, refusal
 from .import_quarantine import (
     TreeEdit,
     edited_pages,
@@ -232,10 +232,10 @@ def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
             return result(False)
         if report is not None and info.kind == DELTA:  # it applies onto its base, not itself
             damaged = (report.missing + report.altered + report.unexpected)[0]
-            raise BundleError("the current mirror is damaged: this file is missing, altered "
-                              "or not its own", where=str(into / damaged),
-                              hint="run `lockmirror verify`, then import a full bundle and "
-                                   "the deltas after it")
+            raise refusal("the current mirror is damaged: this file is missing, altered or "
+                          "not its own", str(into / damaged),
+                          hint="run `lockmirror verify`, then import a full bundle and the "
+                               "deltas after it; nothing was changed")
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
         absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
         before = _current_manifest(current, into, required=info.kind == DELTA)
@@ -293,8 +293,8 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
         report = check_tree(staging, manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]
-            raise BundleError("staged tree does not match the manifest",
-                              where=f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
+            raise refusal("staged tree does not match the manifest",
+                          f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
     return _Built(extracted, linked, size, manifest, edit if edit.changed else None)
 
 
@@ -317,8 +317,8 @@ def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None) -> lis
     absent = sorted(set(manifest.files) - carried)
     if info.kind != DELTA:
         if absent:
-            raise BundleError(f"full bundle lacks {len(absent)} file(s) of its manifest, "
-                              f"first {absent[0]}", where=plan.top)
+            raise refusal(f"full bundle lacks {len(absent)} file(s) of its manifest, "
+                          f"first {absent[0]}", plan.top)
     elif current_sha != info.base_manifest_sha256:
         have = (f"its manifest.json has sha256 {current_sha}" if current_sha
                 else "it holds no mirror")
@@ -342,9 +342,8 @@ def _reuse_plan(plan: ImportPlan, absent: list[str], base: Manifest,
     for path in (path for path in absent if path not in unneeded):
         found = by_sha.get(plan.manifest.files[path].sha256)
         if found is None:
-            raise BundleError(
-                f"delta neither carries {path} nor finds it in the base mirror",
-                where=plan.top, hint=REWRITTEN_HINT if path in edited_pages(keys) else None)
+            raise refusal(f"delta neither carries {path} nor finds it in the base mirror",
+                          plan.top, REWRITTEN_HINT if path in edited_pages(keys) else REFUSED)
         reuse[path] = found
     return reuse
 
@@ -372,9 +371,9 @@ def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Man
     for path, old in sorted(reuse.items()):
         source, target = into / old, staging / path
         if not _reused_file_intact(source, manifest.files[path]):
-            raise BundleError("the current mirror is damaged: this file is missing or altered",
-                              where=str(source),
-                              hint="run `lockmirror verify`, then import a full bundle")
+            raise refusal("the current mirror is damaged: this file is missing or altered",
+                          str(source), hint="run `lockmirror verify`, then import a full "
+                                            "bundle; nothing was changed")
         target.parent.mkdir(parents=True, exist_ok=True)
         link_or_copy(into, old, target)
     return len(reuse)
