@@ -11,6 +11,7 @@ the update loop runs against them.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import textwrap
 from collections.abc import Callable
@@ -477,6 +478,34 @@ def test_advisory_snapshot_lets_the_far_side_audit_offline(
     bad.write_text('{"format": "lockmirror-quarantine/1", "releases": []}')
     assert main([*audit, "--advisories", str(bad)]) == 2
     assert "not a lockmirror-advisories/1 advisory snapshot" in capsys.readouterr().err
+
+
+def test_two_clones_of_a_mirror_give_the_same_advisory_snapshot(
+        tmp_path: Path, universe: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """An offline OSV source is named by its path as mirror.yaml states it: the snapshot
+    (and so the bundle carrying it) must not record where the repository was cloned."""
+    build = tmp_path / "build"
+    build.mkdir()
+    loaded = locked_mirror(build, universe)
+    text = loaded.text.replace(f'path: "{ADVISORIES / "vulns"}"', "path: osv/")
+    assert "path: osv/" in text
+    snapshots = []
+    for clone in ("clean", "mm"):
+        repo = tmp_path / clone
+        shutil.copytree(ADVISORIES / "vulns", repo / "osv")
+        (repo / "lockfiles").mkdir()
+        shutil.copy(loaded.lockfile_path("main"), repo / "lockfiles")
+        (repo / "mirror.yaml").write_text(text)
+        out = repo / "advisories.json"
+        assert main(["advisories", "-c", str(repo / "mirror.yaml"), "-o", str(out),
+                     "--now", "2024-10-10T12:00:00Z"]) == 0
+        snapshots.append(out.read_bytes())
+    capsys.readouterr()
+    assert snapshots[0] == snapshots[1]
+    data = json.loads(snapshots[0])
+    assert data["sources"] == ["osv-offline:osv/"]
+    assert [a["source"] for a in data["advisories"]] == ["osv-offline:osv/"]
+
 
 
 def test_the_snapshot_covers_what_audit_checks_on_the_build_side(

@@ -411,9 +411,10 @@ def open_advisory_db(configs: Sequence[AdvisorySourceConfig], *, base_dir: Path,
     """Build the sources ``policy.advisory_sources`` lists.
 
     Relative ``path`` values start at ``base_dir`` (the directory of
-    mirror.yaml). ``session`` is used by the network sources; nothing is
-    fetched until a lookup. Raises ConfigError for a source missing what
-    it needs.
+    mirror.yaml); an ``osv-offline`` source's label names the path as
+    mirror.yaml states it, never the absolute path it resolves to.
+    ``session`` is used by the network sources; nothing is fetched until a
+    lookup. Raises ConfigError for a source missing what it needs.
     """
     sources: list[AdvisorySource] = []
     for i, cfg in enumerate(configs):
@@ -422,7 +423,10 @@ def open_advisory_db(configs: Sequence[AdvisorySourceConfig], *, base_dir: Path,
                 problem = f"policy.advisory_sources[{i}]: an osv-offline source needs 'path'"
                 raise ConfigError([problem])
             path = Path(cfg.path)
-            sources.append(OsvOfflineSource(path if path.is_absolute() else base_dir / path))
+            # labelled as mirror.yaml states the path: the label reaches snapshots and
+            # bundles, which must not change with where the repository is cloned
+            sources.append(OsvOfflineSource(path if path.is_absolute() else base_dir / path,
+                                            label=f"osv-offline:{cfg.path}"))
             continue
         if session is None:
             session = make_session()
