@@ -168,7 +168,7 @@ def released(store: Store, name: str, *headers: str) -> LockedPackage:
 SUPPLIERS: list[tuple[str, list[str], dict[str, Any] | None]] = [
     ("maintained", ["Author: Ada", "Author-email: ada@example.org", "Maintainer: Grace",
                     "Maintainer-email: grace@example.org"],
-     {"name": "Grace", "contact": [{"email": "grace@example.org"}]}),
+     {"name": "Grace", "contact": [{"email": "grace@example.org", "name": "Grace"}]}),
     ("mailed", ["Author: Ada", "Maintainer-email: Grace Hopper <grace@example.org>, "
                 "ops@example.org"],
      {"name": "Grace Hopper", "contact": [{"email": "grace@example.org", "name": "Grace Hopper"},
@@ -180,6 +180,18 @@ SUPPLIERS: list[tuple[str, list[str], dict[str, Any] | None]] = [
     ("placeholders", ["Maintainer: None", "Author:   ", "Author-email: Ada <ada@example.org>"],
      {"name": "Ada", "contact": [{"email": "ada@example.org", "name": "Ada"}]}),
     ("nameless", ["Author-email: ada@example.org", "Maintainer-email: ops@example.org"], None),
+    # markdown 3.11.4 as its METADATA has it (PEP 621: the authors without an address in
+    # Author, those with one in Author-email); Waylan's address is his, not Isaac Muse's
+    ("markdown", [
+        "Author: Manfred Stienstra, Yuri Takhteyev",
+        "Author-email: Waylan limberg <python.markdown@gmail.com>",
+        "Maintainer: Isaac Muse",
+        "Maintainer-email: Waylan Limberg <python.markdown@gmail.com>"],
+     {"name": "Isaac Muse, Waylan Limberg",
+      "contact": [{"email": "python.markdown@gmail.com", "name": "Waylan Limberg"}]}),
+    ("echoed", ["Author: Ada", "Author-email: Ada <ada@example.org>, Bob <bob@example.org>"],
+     {"name": "Ada, Bob", "contact": [{"email": "ada@example.org", "name": "Ada"},
+                                      {"email": "bob@example.org", "name": "Bob"}]}),
     ("nobody", [], None),
 ]
 
@@ -202,6 +214,12 @@ def test_the_supplier_is_the_maintainer_else_the_author_else_absent(tmp_path: Pa
     # an address field's names and addresses are taken apart (idna's
     # `Author-email: Kim Davies <kim@...>` made an email of the whole text)
     assert components["authormailed"]["authors"] == [
+        {"email": "ada@example.org", "name": "Ada"}, {"email": "bob@example.org", "name": "Bob"}]
+    # every author kept, each address with its own name, a person once whatever the case
+    assert components["markdown"]["authors"] == [
+        {"name": "Isaac Muse"}, {"name": "Manfred Stienstra, Yuri Takhteyev"},
+        {"email": "python.markdown@gmail.com", "name": "Waylan Limberg"}]
+    assert components["echoed"]["authors"] == [
         {"email": "ada@example.org", "name": "Ada"}, {"email": "bob@example.org", "name": "Bob"}]
     assert components["mailed"]["authors"] == [
         {"name": "Ada"}, {"email": "grace@example.org", "name": "Grace Hopper"},

@@ -3,8 +3,10 @@
 One document covers one set (all its targets) or several (the whole mirror,
 carried in the bundle). For each locked release: a ``library`` component
 ``pkg:pypi/<name>@<version>`` with its declared license
-(:mod:`lockmirror.formats.licenses`), authors and a supplier (the maintainers,
-else the authors; none when the metadata names nobody) from the core metadata
+(:mod:`lockmirror.formats.licenses`), authors (every author and maintainer,
+each once, names and addresses paired as the metadata pairs them) and a
+supplier (the maintainers, else the authors; none when the metadata names
+nobody) from the core metadata
 and properties (``lockmirror:target``, ``lockmirror:build-only``,
 ``lockmirror:yanked``, ``lockmirror:policy-exception``,
 ``lockmirror:policy-finding`` (a warn-level finding the lock allowed, as the
@@ -37,7 +39,6 @@ from packaging.utils import canonicalize_name
 from .licenses import UNKNOWN, DeclaredLicense
 
 if TYPE_CHECKING:
-    from packaging.metadata import RawMetadata
     from packaging.version import Version
 
     from .core_metadata import CoreMetadata
@@ -47,15 +48,18 @@ SPEC_VERSION = "1.6"
 _ZERO_SERIAL = uuid.UUID(int=0)
 
 
+Person = tuple[str | None, str | None]  # (name, email); one of them at least
+
+
 @dataclass(frozen=True)
 class ReleaseFacts:
     """What the core metadata of one release says that an SBOM carries."""
 
     license: DeclaredLicense = UNKNOWN
-    authors: tuple[tuple[str | None, str | None], ...] = ()  # (name, email)
+    authors: tuple[Person, ...] = ()  # the authors and maintainers, each person once
     summary: str | None = None
     supplier: str | None = None  # the maintainers' (else the authors') names
-    supplier_contacts: tuple[tuple[str | None, str | None], ...] = ()  # their addresses
+    supplier_contacts: tuple[Person, ...] = ()  # those of them with an address
     metadata_found: bool = True
 
     @classmethod
@@ -63,40 +67,59 @@ class ReleaseFacts:
         from .licenses import declared_license
 
         raw = metadata.raw
-        people: list[tuple[str | None, str | None]] = []
-        for name, email in ((raw.get("author"), raw.get("author_email")),
-                            (raw.get("maintainer"), raw.get("maintainer_email"))):
-            people += _people(name or None, email or "")
-        supplier, contacts = _supplier(raw)
-        return cls(license=declared_license(metadata), authors=tuple(people),
+        maintainers = _role(raw.get("maintainer"), raw.get("maintainer_email"))
+        authors = _role(raw.get("author"), raw.get("author_email"))
+        supplier, contacts = _supplier(maintainers, authors)
+        # maintainers first: a person both roles name is spelled as the supplier spells them
+        return cls(license=declared_license(metadata),
+                   authors=tuple(_distinct([*maintainers, *authors])),
                    summary=raw.get("summary") or None, supplier=supplier,
                    supplier_contacts=contacts)
 
 
-def _people(name: str | None, addressed: str) -> list[tuple[str | None, str | None]]:
-    """One role's (name, email) pairs as written: each address in ``addressed``
-    (``Ada <ada@example.org>, ops@example.org``) with its own name, else
-    ``name``; just ``name`` when there is no address."""
-    addresses: list[tuple[str | None, str | None]] = [
-        (own.strip() or name, email) for own, email in getaddresses([addressed]) if "@" in email]
-    return addresses or ([(name, None)] if name else [])
+def _role(named: str | None, addressed: str | None) -> list[Person]:
+    """One role's people, paired as its two fields pair them. Each address in the
+    address field (``Ada <ada@example.org>, ops@example.org``) is a person with its
+    own name, or none; the name field names people besides them (PEP 621 backends
+    write the authors without an address there: ``Author: Manfred Stienstra, Yuri
+    Takhteyev`` beside ``Author-email: Waylan Limberg <...>``), except that a name
+    field and one bare address are one person (``Author: Ada``, ``Author-email:
+    ada@example.org``, as setup.py writes them). A placeholder (blank, ``UNKNOWN``,
+    ``None``) names no one."""
+    name = (named or "").strip()
+    addresses: list[Person] = [
+        (own.strip() if _names_someone(own.strip()) else None, email)
+        for own, email in getaddresses([addressed or ""]) if "@" in email]
+    if not _names_someone(name):
+        return _distinct(addresses)
+    if len(addresses) == 1 and addresses[0][0] is None:
+        return [(name, addresses[0][1])]
+    return _distinct([(name, None), *addresses])
 
 
-def _supplier(raw: RawMetadata) -> tuple[str | None, tuple[tuple[str | None, str | None], ...]]:
-    """Who supplies a release: ``Maintainer`` (else the names in ``Maintainer-email``),
-    else ``Author`` (else the names in ``Author-email``), with that role's addresses;
-    (None, ()) when the metadata names nobody (a bare address, "UNKNOWN" name no one)."""
-    roles = ((raw.get("maintainer"), raw.get("maintainer_email")),
-             (raw.get("author"), raw.get("author_email")))
-    for field, addressed in roles:
-        addresses = getaddresses([addressed or ""])
-        contacts = tuple((name.strip() or None, email if "@" in email else None)
-                         for name, email in addresses if name.strip() or "@" in email)
-        named = [(field or "").strip()]
-        if not _names_someone(named[0]):
-            named = [name for name, _ in contacts if name and _names_someone(name)]
-        if named:
-            return ", ".join(named), contacts
+def _distinct(people: Sequence[Person]) -> list[Person]:
+    """``people`` with each person once: the first of those alike but for case, and
+    no name alone where someone of that name has an address."""
+    addressed = {name.casefold() for name, email in people if name and email}
+    seen: set[tuple[str, str]] = set()
+    out: list[Person] = []
+    for name, email in people:
+        key = ((name or "").casefold(), (email or "").casefold())
+        if key in seen or (email is None and key[0] in addressed):
+            continue
+        seen.add(key)
+        out.append((name, email))
+    return out
+
+
+def _supplier(*roles: list[Person]) -> tuple[str | None, tuple[Person, ...]]:
+    """Who supplies a release: the first role in ``roles`` that names someone, as its
+    names (``Isaac Muse, Waylan Limberg``) with those of its people who have an
+    address as contacts; (None, ()) when no role names anyone (bare addresses only)."""
+    for people in roles:
+        names = [name for name, _ in people if name]
+        if names:
+            return ", ".join(names), tuple(p for p in people if p[1] is not None)
     return None, ()
 
 
