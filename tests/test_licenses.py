@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -341,3 +342,91 @@ def test_validate_names_an_expired_exception_with_its_line(
     said = capsys.readouterr().err
     assert f"{path}:" in said and ": policy.exceptions[0]: exception for copyleft==2.0 " \
         "expired on 2020-01-01; renew it" in said
+
+
+# --------------------------------------------------------------------------
+# A license change, not a change of how the license is written (found by an
+# outside tester: every bump flagged "Apache Software License -> Apache-2.0")
+# --------------------------------------------------------------------------
+
+APACHE = "Classifier: License :: OSI Approved :: Apache Software License"
+BSD = "Classifier: License :: OSI Approved :: BSD License"
+MIT = "Classifier: License :: OSI Approved :: MIT License"
+LGPL2_PLUS = ("Classifier: License :: OSI Approved :: GNU Lesser General Public License v2 or "
+              "later (LGPLv2+)")
+GPL3 = "Classifier: License :: OSI Approved :: GNU General Public License v3 (GPLv3)"
+
+
+def declared(*headers: str) -> DeclaredLicense:
+    from lockmirror.formats.core_metadata import parse_metadata
+    from lockmirror.formats.licenses import declared_license
+
+    text = "\n".join(["Metadata-Version: 2.4", "Name: x", "Version: 1", *headers]) + "\n\n"
+    return declared_license(parse_metadata(text.encode()))
+
+
+@pytest.mark.parametrize(("before", "after", "same"), [
+    # requests 2.31.0 -> 2.34.2: a classifier, then PEP 639's expression
+    ([APACHE, "License: Apache 2.0"], ["License-Expression: Apache-2.0"], True),
+    # click, flask, jinja2: the expression, then only the less specific classifier
+    (["License-Expression: BSD-3-Clause"], [BSD], True),
+    ([BSD, MIT], ["License-Expression: BSD-3-Clause OR MIT"], True),
+    ([GPL3], ["License-Expression: GPL-3.0-or-later"], True),
+    (["License-Expression: MIT OR Apache-2.0"], ["License-Expression: Apache-2.0 OR MIT"], True),
+    # real changes stay changes
+    ([LGPL2_PLUS], ["License-Expression: 0BSD"], False),      # chardet 5.1.0 -> 7.7.0
+    ([BSD], ["License-Expression: MIT"], False),
+    ([BSD, MIT], ["License-Expression: MIT"], False),          # the BSD choice is gone
+    ([APACHE], ["License-Expression: Apache-2.0 OR MIT"], False),
+    ([GPL3], ["License-Expression: GPL-2.0-only"], False),
+    (["License-Expression: MIT OR Apache-2.0"], ["License-Expression: MIT AND Apache-2.0"],
+     False),
+    (["Classifier: License :: Other/Proprietary License"], ["License-Expression: MIT"], False),
+    ([], ["License-Expression: MIT"], False),                  # unknown -> MIT
+    (["License: Apache Software License"], ["License-Expression: Apache-2.0"], False),  # prose
+])
+def test_a_classifier_and_a_consistent_spdx_expression_are_the_same_license(
+        before: list[str], after: list[str], same: bool) -> None:
+    from lockmirror.formats.licenses import same_license
+
+    old, new = declared(*before), declared(*after)
+    assert same_license(old, new) == same and same_license(new, old) == same, (old, new)
+
+
+def test_diff_flags_license_changes_not_how_a_license_is_written(
+        tmp_path: Path, make_index: Callable[..., FixtureIndex]) -> None:
+    """The moves of a bump, their licenses from the index's PEP 658 files as the bump
+    reads them: only chardet's license changed."""
+    from fixtureindex import build_wheel
+
+    from lockmirror.net.index_client import IndexClient
+    from lockmirror.stages.diff import run
+
+    releases = {("requests", "2.31.0"): [APACHE, "License: Apache 2.0"],
+                ("requests", "2.34.2"): ["License-Expression: Apache-2.0"],
+                ("click", "8.1.7"): ["License-Expression: BSD-3-Clause"],
+                ("click", "8.2.1"): [BSD],
+                ("chardet", "5.1.0"): [LGPL2_PLUS],
+                ("chardet", "7.7.0"): ["License-Expression: 0BSD"]}
+    files = tmp_path / "files"
+    files.mkdir()
+    for (name, version), headers in releases.items():
+        build_wheel(files, name, version, metadata_version="2.4",
+                    extra_metadata=[tuple(h.split(": ", 1)) for h in headers])
+    index = make_index(files, upload_times={}, yanked={})
+    sides = []
+    for pins in (["requests==2.31.0", "click==8.1.7", "chardet==5.1.0"],
+                 ["requests==2.34.2", "click==8.2.1", "chardet==7.7.0"]):
+        path = tmp_path / "mirror.yaml"
+        path.write_text(mirror_yaml(index.url, {"core": pins}, name="licensed",
+                                    extra=f'paths: {{cache: "{tmp_path / "cache"}"}}\n'))
+        (result,) = lock_sets(load_config(path), now=NOW)
+        sides.append(tmp_path / f"side{len(sides)}.toml")
+        shutil.copy(result.path, sides[-1])
+    loaded = load_config(path)
+    with IndexClient(loaded.config.sources_by_priority(),
+                     cache_dir=loaded.cache_dir / "http") as client:
+        diff = run(str(sides[0]), str(sides[1]), config=path, branches=[], client=client)
+    assert diff.notes == ()
+    assert [f.message for s in diff.sets for f in s.findings if f.kind == "license"] == [
+        "chardet 5.1.0 -> 7.7.0: license changed: LGPL-2.0-or-later -> 0BSD"]

@@ -39,6 +39,12 @@ def parse(expression: str) -> Any:
     return _licensing().parse(expression)
 
 
+def equivalent(first: str, second: str) -> bool:
+    """Whether two expressions :func:`spdx_expression` accepted offer the same
+    choices, however ordered (``MIT OR Apache-2.0``, ``Apache-2.0 OR MIT``)."""
+    return bool(_licensing().is_equivalent(first, second))
+
+
 def license_keys(expression: str) -> set[str]:
     """The license ids an expression names (``A WITH exc`` names ``A``)."""
     return {str(getattr(s, "license_symbol", s).key) for s in parse(expression).symbols

@@ -6,7 +6,8 @@ SPDX expression itself (``MIT``, ``Apache-2.0 OR BSD-3-Clause``), then the
 ``License ::`` classifiers that name exactly one SPDX license. Anything else
 is kept as the text the metadata gives (``Apache Software License`` names no
 version, ``BSD License`` no clause count), and a release that declares
-nothing is "unknown", said as such. No network; SPDX ids and expressions are
+nothing is "unknown", said as such. :func:`same_license` tells a change of
+license from a change of how it is written. No network; SPDX ids and expressions are
 parsed by ``license-expression``.
 """
 
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from ..spdx import license_keys, satisfiable, spdx_expression
+from ..spdx import equivalent, license_keys, satisfiable, spdx_expression
 
 if TYPE_CHECKING:
     from .core_metadata import CoreMetadata
@@ -48,6 +50,29 @@ _CLASSIFIERS = {
     "License :: OSI Approved :: European Union Public Licence 1.2 (EUPL 1.2)": "EUPL-1.2",
     "License :: CC0 1.0 Universal (CC0 1.0) Public Domain Dedication": "CC0-1.0",
 }
+# The classifiers above that name a family, not one license, and the SPDX ids
+# each is consistent with (fnmatch patterns): a release whose metadata moves
+# between one and an SPDX expression of those ids (requests: "Apache Software
+# License" -> Apache-2.0) says its license more or less exactly, not another one.
+_FAMILIES = {
+    "Apache Software License": ("Apache-*",),
+    "BSD License": ("BSD-*",),
+    "GNU General Public License (GPL)": ("GPL-*",),
+    "GNU General Public License v2 (GPLv2)": ("GPL-2.0*",),
+    "GNU General Public License v3 (GPLv3)": ("GPL-3.0*",),
+    "GNU Lesser General Public License v2 (LGPLv2)": ("LGPL-2.0*", "LGPL-2.1*"),
+    "GNU Lesser General Public License v3 (LGPLv3)": ("LGPL-3.0*",),
+    "GNU Library or Lesser General Public License (LGPL)": ("LGPL-*",),
+    "GNU Affero General Public License v3": ("AGPL-3.0*",),
+    "GNU Free Documentation License (FDL)": ("GFDL-*",),
+    "Academic Free License (AFL)": ("AFL-*",),
+    "Artistic License": ("Artistic-*",),
+    "Historical Permission Notice and Disclaimer (HPND)": ("HPND*",),
+    "Zope Public License": ("ZPL-*",),
+}
+# what a classifier, as DeclaredLicense.text names it (its last part), is consistent with
+_CONSISTENT = {**{c.rpartition(" :: ")[2]: (spdx,) for c, spdx in _CLASSIFIERS.items()},
+               **_FAMILIES}
 _MAX_TEXT = 200  # a License field holding the whole license text is cut to its start
 
 
@@ -102,6 +127,32 @@ def _from_classifiers(classifiers: Iterable[str]) -> DeclaredLicense | None:
                                "classifiers")
     return DeclaredLicense(None, "; ".join(c.rpartition(" :: ")[2] for c in named),
                            "classifiers")
+
+
+def same_license(first: DeclaredLicense, second: DeclaredLicense) -> bool:
+    """Whether two declarations say one license, however written: the same words,
+    equivalent SPDX expressions, or license classifiers and an SPDX expression
+    consistent with them, each classifier matched by an id the expression names and
+    each id by a classifier ("Apache Software License" and ``Apache-2.0``, "BSD
+    License" and ``BSD-3-Clause``). Anything else differs (``LGPL-2.0-or-later``
+    and ``0BSD``; "BSD License" and ``MIT``; "unknown" and any license)."""
+    if str(first) == str(second):
+        return True
+    if first.spdx is not None and second.spdx is not None:
+        return equivalent(first.spdx, second.spdx)
+    words, expression = (first, second) if second.spdx is not None else (second, first)
+    if expression.spdx is None or words.text is None or words.source != "classifiers":
+        return False
+    families = [_CONSISTENT.get(name) for name in words.text.split("; ")]
+    if not all(families):
+        return False  # a classifier that names no license ("Other/Proprietary License")
+    keys = license_keys(expression.spdx)
+
+    def consistent(key: str, family: tuple[str, ...] | None) -> bool:
+        return any(fnmatchcase(key, pattern) for pattern in family or ())
+
+    return (all(any(consistent(key, family) for family in families) for key in keys)
+            and all(any(consistent(key, family) for key in keys) for family in families))
 
 
 def _field(metadata: CoreMetadata, key: str, header: str) -> str | None:

@@ -408,12 +408,12 @@ def _findings(old: Lockfile | None, new: Lockfile | None) -> tuple[Finding, ...]
 
 def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
                          store: AnyStore, client: Any = None) -> tuple[LockDiff, list[str]]:
-    """``diff`` with a ``license`` finding for each upgraded or downgraded
-    project whose two releases declare different licenses, where the store
-    (or, given ``client``, an IndexClient, the index's PEP 658 file of a
-    locked wheel) has both releases' core metadata (``lockfiles``: both
-    sides' lockfiles); and the moves it could not compare (``name old ->
-    new``), for a warning. Reads one small metadata file per changed release."""
+    """``diff`` with a ``license`` finding for each upgraded or downgraded project whose two
+    releases declare different licenses (not one written two ways: ``licenses.same_license``),
+    where the store (or, given ``client``, an IndexClient, the index's PEP 658 file of a locked
+    wheel) has both releases' core metadata (``lockfiles``: both sides' lockfiles); and the
+    moves it could not compare (``name old -> new``), for a warning. Reads one small metadata
+    file per changed release."""
     from .release_licenses import release_licenses
 
     pairs = {(canonicalize_name(p.name), Version(p.old_version), Version(p.new_version))
@@ -438,11 +438,13 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
 
 def _license_change(name: str, old: str | None, new: str | None,
                     known: Mapping[tuple[str, Version], DeclaredLicense]) -> Finding | None:
+    from ..formats.licenses import same_license
+
     if old is None or new is None:
         return None
     before = known.get((canonicalize_name(name), Version(old)))
     after = known.get((canonicalize_name(name), Version(new)))
-    if before is None or after is None or str(before) == str(after):
+    if before is None or after is None or same_license(before, after):
         return None
     return Finding("license", "warn", name, new,
                    f"{name} {old} -> {new}: license changed: {before} -> {after}", new=True)
