@@ -300,6 +300,34 @@ def test_the_index_parses_a_changed_lockfile_once_for_its_pages_and_sboms(
         assert (mirror.out / "sbom" / name).read_bytes() == data, name
 
 
+def test_the_index_rewrites_its_sboms_when_the_quarantine_list_changes(
+        tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside tester: after ``audit --quarantine`` and ``doit`` the
+    index's SBOMs were byte-identical to before (the list was no input of their key),
+    still declaring the release no longer served. The SBOMs of the index follow the
+    list both ways, as ``sbom_documents`` renders them with it."""
+    from index_mirror import make_fixture_mirror
+    from packaging.utils import canonicalize_name
+
+    from lockmirror.stages.index import build_index
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    mirror = make_fixture_mirror(catalogue, tmp_path)
+    build_index(mirror.lockfiles, mirror.store, mirror.out, sbom="fixture")
+    before = {p.name: p.read_bytes() for p in (mirror.out / "sbom").iterdir()}
+    assert b"pkg:pypi/yanky@1.0" in before["extra.cdx.json"]
+    listed = {(canonicalize_name("yanky"), Version("1.0"))}
+    build_index(mirror.lockfiles, mirror.store, mirror.out, sbom="fixture", exclude=listed)
+    lockfiles = [Lockfile.read(p) for p in mirror.lockfiles]
+    fresh = sbom_documents(lockfiles, mirror.store, mirror_name="fixture",
+                           tool_version=__version__, quarantined=listed)
+    for name, data in fresh.items():
+        assert (mirror.out / "sbom" / name).read_bytes() == data, name
+    assert b"pkg:pypi/yanky@1.0" not in fresh["extra.cdx.json"]
+    build_index(mirror.lockfiles, mirror.store, mirror.out, sbom="fixture")  # off the list
+    assert {p.name: p.read_bytes() for p in (mirror.out / "sbom").iterdir()} == before
+
+
 REPO_LOCKFILES = Path(__file__).resolve().parents[1] / "lockfiles"
 
 
@@ -398,3 +426,36 @@ def test_a_file_only_a_retained_revision_locks_is_declared(tmp_path: Path) -> No
     assert dropped.sha256 in json.dumps(components["b 1.0"])
     assert {"name": "lockmirror:kept-for", "value": "kept for the previous lock"} in \
         components["a 1.0"]["properties"]
+
+
+def test_a_quarantined_release_is_no_component_and_is_named_as_such(
+        lockfiles: tuple[list[Lockfile], Store]) -> None:
+    """Found by an outside tester: after ``audit --quarantine`` the SBOMs still listed
+    the quarantined release as a component, files and hashes, though the mirror no
+    longer serves it. A document declares what the mirror serves: the release is no
+    component (nor in the dependency graph), and a ``lockmirror:quarantined``
+    property of the document says the lock pins it. The documents stay valid."""
+    sets, store = lockfiles
+    earlier = Lockfile(set_name="core", requirements=("webapp",), targets=(TARGET,),
+                       input_hash="w", packages=(package(store, "webapp", "1.0"),))
+    documents = sbom_documents(sets, store, mirror_name="demo", tool_version="9.9",
+                               retained=[(earlier, "kept for the previous lock")],
+                               quarantined=[("copyleft", Version("1.0")), ("webapp", "1.0")])
+    for name, data in documents.items():
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(data.decode()) is None, name
+    core = json.loads(documents["core.cdx.json"])
+    assert sorted(c["bom-ref"] for c in core["components"]) == [
+        "pkg:pypi/mystery@0.1", "pkg:pypi/webapp@2.0"]
+    graph = {d["ref"]: d.get("dependsOn", []) for d in core["dependencies"]}
+    assert graph == {"lockmirror:demo set core": ["pkg:pypi/webapp@2.0"],
+                     "pkg:pypi/webapp@2.0": ["pkg:pypi/mystery@0.1"],
+                     "pkg:pypi/mystery@0.1": []}
+    assert [p["value"] for p in core["metadata"]["properties"]
+            if p["name"] == "lockmirror:quarantined"] == ["copyleft==1.0", "webapp==1.0"]
+    tools = json.loads(documents["tools.cdx.json"])
+    assert tools.get("components", []) == []
+    assert {"name": "lockmirror:quarantined", "value": "copyleft==1.0"} in \
+        tools["metadata"]["properties"]
+    everything = json.loads(documents[MIRROR_DOCUMENT])
+    assert sorted(c["bom-ref"] for c in everything["components"]) == [
+        "pkg:pypi/mystery@0.1", "pkg:pypi/webapp@2.0"]

@@ -308,11 +308,12 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
     """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
-    (and the earlier revisions ``retention:`` keeps, as the index serves them)
-    and the store's metadata: file name -> bytes, one per set plus
-    ``mirror.cdx.json`` for them all; stamped with ``$SOURCE_DATE_EPOCH`` or the
-    lockfiles' last commit, else no timestamp."""
+    (and the earlier revisions ``retention:`` keeps, less the quarantine list's
+    releases, as the index serves them) and the store's metadata: file name ->
+    bytes, one per set plus ``mirror.cdx.json`` for them all; stamped with
+    ``$SOURCE_DATE_EPOCH`` or the lockfiles' last commit, else no timestamp."""
     from . import __version__
+    from .formats.quarantine_list import quarantined
     from .formats.url_policy import read_checked_lockfiles
     from .gitutil import last_commit
     from .net.s3_store import store_of
@@ -321,14 +322,14 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     names = loaded.chosen_sets(sets)
     lockfiles = read_checked_lockfiles([loaded.lockfile_path(n) for n in names],
                                        loaded.config.sources)
-    # the earlier revisions the index serves too (retention() checked them)
-    retained = [(revision.lockfile, revision.note)
+    retained = [(revision.lockfile, revision.note)  # served too (retention() checked them)
                 for revision in retention(loaded, now=datetime.now(UTC)).kept
                 if revision.set_name in names]
     return sbom_documents(lockfiles, store_of(loaded),
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
-                          commit=last_commit(loaded.path),
-                          source_date_epoch=sbom_stamp(loaded.lockfile_dir), retained=retained)
+                          commit=last_commit(loaded.path), retained=retained,
+                          source_date_epoch=sbom_stamp(loaded.lockfile_dir),
+                          quarantined=quarantined(loaded.quarantine_path))
 
 
 def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:

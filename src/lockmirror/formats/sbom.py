@@ -13,7 +13,9 @@ and properties (``lockmirror:target``, ``lockmirror:build-only``,
 lockfile records it), ``lockmirror:set``);
 inside it a ``file`` component per artifact (``?file_name=`` qualifier, its
 sha256). The dependency graph is the lockfiles' ``dependencies``, rooted at
-each set's requirements. The model and the JSON come from
+each set's requirements. A release the mirror does not serve (the quarantine
+list keeps it out of the index) is no component: the document names it only in
+a ``lockmirror:quarantined`` metadata property. The model and the JSON come from
 ``cyclonedx-python-lib``; nothing here writes JSON by hand.
 
 Deterministic: components, properties and dependencies sorted; the
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
@@ -148,18 +150,36 @@ NO_METADATA = "unknown: no core metadata in the store"
 
 def render_sbom(subject: SbomSubject, lockfiles: Sequence[Lockfile],
                 facts: Mapping[tuple[str, Version], ReleaseFacts],
-                retained: Sequence[tuple[Lockfile, str]] = ()) -> bytes:
+                retained: Sequence[tuple[Lockfile, str]] = (),
+                quarantined: Collection[tuple[str, str]] = ()) -> bytes:
     """The CycloneDX 1.6 JSON document of ``lockfiles`` (one per set), as bytes.
     ``retained``: earlier lock revisions the mirror still serves, each with why
     (the landing page's words); a release only they name is a component too, its
-    files and hashes declared, with the property ``lockmirror:kept-for``."""
+    files and hashes declared, with the property ``lockmirror:kept-for``.
+    ``quarantined``: releases (normalized name, version text) the index leaves out
+    although locked; none is a component (the document declares what the mirror
+    serves), each one the lockfiles name is a ``lockmirror:quarantined`` property
+    of the document's metadata (``name==version``), so a reader knows the lock pins it."""
+    from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom
 
     bom = Bom(serial_number=_ZERO_SERIAL)
     _describe(bom, subject, lockfiles)
-    packages = _components(bom, [*((lock, "") for lock in lockfiles), *retained], facts)
-    _dependencies(bom, lockfiles, packages)
+    named = [*lockfiles, *(lock for lock, _ in retained)]
+    for release in sorted({f"{p.name}=={p.version}" for lock in named for p in lock.packages
+                           if (p.name, str(p.version)) in quarantined}):
+        bom.metadata.properties.add(Property(name="lockmirror:quarantined", value=release))
+    current = [_served(lock, quarantined) for lock in lockfiles]
+    kept = [(_served(lock, quarantined), why) for lock, why in retained]
+    packages = _components(bom, [*((lock, "") for lock in current), *kept], facts)
+    _dependencies(bom, current, packages)
     return _with_serial(_serialize(bom))
+
+
+def _served(lockfile: Lockfile, quarantined: Collection[tuple[str, str]]) -> Lockfile:
+    """``lockfile`` without the releases ``quarantined`` (itself when it locks none)."""
+    kept = tuple(p for p in lockfile.packages if (p.name, str(p.version)) not in quarantined)
+    return lockfile if len(kept) == len(lockfile.packages) else replace(lockfile, packages=kept)
 
 
 def _serialize(bom: Any) -> bytes:

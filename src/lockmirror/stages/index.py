@@ -342,7 +342,8 @@ class _Run:
         if self.sbom is not None:
             self.sbom_key = write_sboms(tree, sets, self.store, provenance,
                                         mirror_name=self.sbom,
-                                        previous_key=self.previous.get("sbom"), kept=kept)
+                                        previous_key=self.previous.get("sbom"), kept=kept,
+                                        exclude=self.exclude)
         return summary
 
     def _place_files(self, tree: Tree, releases: dict[str, list[Release]]) -> None:

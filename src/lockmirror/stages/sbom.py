@@ -10,7 +10,7 @@ writes them under ``dist-index/sbom/`` and ``lockmirror sbom`` prints one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ..formats.sbom import MISSING, ReleaseFacts, SbomSubject, render_sbom
@@ -44,12 +44,18 @@ def sbom_stamp(lockfile_dir: Path | None) -> int | None:
 def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_name: str,
                    tool_version: str, commit: str | None = None,
                    source_date_epoch: int | None = None,
-                   retained: Sequence[tuple[Lockfile, str]] = ()) -> dict[str, bytes]:
+                   retained: Sequence[tuple[Lockfile, str]] = (),
+                   quarantined: Iterable[tuple[str, Version | str]] = ()) -> dict[str, bytes]:
     """File name -> bytes: one document per lockfile's set and
     :data:`MIRROR_DOCUMENT` for all of them; the releases only ``retained``
     revisions (lockfile, why it is kept) name are declared in their set's and
-    the mirror's document, as the index serves and bundles them. Deterministic
-    for the same lockfiles and store."""
+    the mirror's document, as the index serves and bundles them. The releases
+    ``quarantined`` (normalized name, version: the quarantine list) are not, as
+    the index leaves them out; each document names those its sets lock in a
+    ``lockmirror:quarantined`` property. Deterministic for the same lockfiles,
+    list and store."""
+    # the lockfiles' spelling: a normalized name, str(Version) (a version's text as is)
+    left_out = frozenset((str(name), str(version)) for name, version in quarantined)
     facts = release_facts([*lockfiles, *(lock for lock, _ in retained)], store)
     documents = {}
     for lockfile in lockfiles:
@@ -57,9 +63,10 @@ def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_nam
                               source_date_epoch)
         documents[sbom_name(lockfile.set_name)] = render_sbom(
             subject, [lockfile], facts,
-            [kept for kept in retained if kept[0].set_name == lockfile.set_name])
+            [kept for kept in retained if kept[0].set_name == lockfile.set_name], left_out)
     everything = SbomSubject(mirror_name, tool_version, commit, source_date_epoch)
-    documents[MIRROR_DOCUMENT] = render_sbom(everything, list(lockfiles), facts, retained)
+    documents[MIRROR_DOCUMENT] = render_sbom(everything, list(lockfiles), facts, retained,
+                                             left_out)
     return documents
 
 
