@@ -726,6 +726,35 @@ def test_quarantined_releases_are_left_out(own_mirror: FixtureMirror, tmp_path: 
     assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "b"))
 
 
+def test_the_landing_page_counts_what_is_served(own_mirror: FixtureMirror) -> None:
+    """Found by an outside tester: a project's row counted the files of its
+    quarantined release (``2 files 216.5 KiB``) while the header's count left them
+    out. A row's files and size, and its set's size, are what the mirror serves;
+    the release itself stays listed, marked quarantined."""
+    from lockmirror.fsutil import format_size
+
+    build(own_mirror, exclude={(canonicalize_name("yanky"), Version("1.0"))})
+    page = (own_mirror.out / "index.html").read_text()
+    extra = page.split('<section id="set-extra">', 1)[1]
+
+    def counts(project: str) -> list[str]:
+        row = next(r for r in re.findall(r"<tr>.*?</tr>", extra, flags=re.S)
+                   if f">{project}<" in r)
+        return re.findall(r'<td class="num">([^<]*)</td>', row)
+
+    assert "1.0" + '<span class="tag yanked">quarantined</span>' in extra
+    assert counts("yanky") == ["0", "0 B"]
+    locked = Lockfile.read(own_mirror.root / "lockfiles" / "pylock.extra.toml")
+    speedup = next(p for p in locked.packages if p.name == "speedup")
+    served = sum(f.size for f in speedup.files)
+    assert counts("speedup") == [str(len(speedup.files)), format_size(served)]
+    assert f"<dt>size</dt><dd>{format_size(served)}</dd>" in extra
+    # the header counts the same files: those under files/, .metadata files aside
+    artifacts = [p for p in (own_mirror.out / "files").glob("*/*")
+                 if not p.name.endswith(".metadata")]
+    assert f"{len(artifacts)} files, " in page
+
+
 # --------------------------------------------------------------------------
 # The same bytes as the index stage before it was made plain (golden listing),
 # and incremental without parsing what did not change

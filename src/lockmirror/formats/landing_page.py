@@ -53,7 +53,7 @@ class SetPackage:
     name: str
     version: str
     targets: tuple[str, ...]
-    size: int
+    size: int  # of its files as locked (the page counts them only while served)
     files: int
     build_only: bool = False
     yanked: str | None = None
@@ -70,7 +70,7 @@ class SetSummary:
     targets: tuple[SetTarget, ...]
     packages: tuple[SetPackage, ...]
     input_hash: str
-    total_size: int  # every distinct file of the set, once
+    total_size: int  # every distinct file of the set's current lock the mirror serves, once
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ def _targets_table(summary: SetSummary) -> str:
 
 
 def _packages_table(summary: SetSummary) -> str:
-    """One row per project: its release(s) on each target, files and size."""
+    """One row per project: its release(s) on each target, the files and size served."""
     target_names = [t.name for t in summary.targets]
     releases_by_name: dict[str, list[SetPackage]] = {}
     for package in summary.packages:
@@ -305,13 +305,15 @@ def _packages_table(summary: SetSummary) -> str:
             found = [p for p in releases if target in p.targets]
             cells.append(f"<td>{'<br>'.join(_release_text(p) for p in found)}</td>"
                          if found else '<td class="none">-</td>')
+        # the counts are what the mirror serves, as the header's: no quarantined file;
         # a project whose every release here is quarantined may have no page left
-        link = (escape(name) if all(p.quarantined for p in releases)
-                else f'<a href="simple/{escape(name)}/">{escape(name)}</a>')
+        served = [p for p in releases if not p.quarantined]
+        link = (f'<a href="simple/{escape(name)}/">{escape(name)}</a>' if served
+                else escape(name))
         out.append(f'<tr><td>{link}</td>'
                    + "".join(cells)
-                   + f'<td class="num">{sum(p.files for p in releases)}</td>'
-                   f'<td class="num">{escape(format_size(sum(p.size for p in releases)))}'
+                   + f'<td class="num">{sum(p.files for p in served)}</td>'
+                   f'<td class="num">{escape(format_size(sum(p.size for p in served)))}'
                    "</td></tr>")
     out.append("</tbody></table></section>")
     return "\n".join(out)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BundleError, LockmirrorError
-from ..formats.landing_page import LANDING_DATA, LandingData, landing_html
+from ..formats.landing_page import LANDING_DATA, LandingData, SetSummary, landing_html
 from ..formats.manifest import (
     IMPORT_MANIFEST,
     IMPORT_QUARANTINE,
@@ -147,11 +147,7 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
         if Entry(sha256_bytes(data), len(data)) != manifest.files[LANDING_DATA]:
             raise ValueError("its sha256 differs from manifest.json's")
         landing = LandingData.from_json(data)
-        landing = replace(landing, sets=tuple(
-            replace(summary, packages=tuple(
-                replace(p, quarantined=True) if f"{p.name}=={p.version}" in taken else p
-                for p in summary.packages))
-            for summary in landing.sets))
+        landing = replace(landing, sets=tuple(_quarantined(s, taken) for s in landing.sets))
         page = landing.page(projects=projects, files=len(artifacts),
                             total_size=sum(entry.size for entry in artifacts))
         return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
@@ -160,6 +156,20 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
                   str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__)
         raise LockmirrorError(f"not the index's own landing data ({reason})", where=str(path),
                               hint="run `lockmirror verify` on the mirror") from None
+
+
+def _quarantined(summary: SetSummary, taken: set[str]) -> SetSummary:
+    """A set's landing summary with the releases ``taken`` ("name==version") marked
+    quarantined and the size of its current lock's files no longer served (one entry
+    per release, each release's files its own) taken off its total, as the
+    build side's :func:`~lockmirror.stages.index_sets.set_summary` counts it."""
+    packages, size_out = [], 0
+    for package in summary.packages:
+        if f"{package.name}=={package.version}" in taken and not package.quarantined:
+            size_out += package.size if package.kept_for is None else 0
+            package = replace(package, quarantined=True)
+        packages.append(package)
+    return replace(summary, packages=tuple(packages), total_size=summary.total_size - size_out)
 
 
 def _kept_releases(mirror: Path, project: str, dropped: set[str]) -> list[Release]:

@@ -307,7 +307,8 @@ def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]],
     revisions that its current lock does not name, marked with why they stay
     (by the first revision naming one: ``kept`` newest first, the one keeping it longest),
     unless another set locks them now (``locked_elsewhere``: they do not leave
-    with the next lock, so they are not this set's to keep)."""
+    with the next lock, so they are not this set's to keep). The set's size is
+    that of its current lock's files the mirror serves (``excluded`` left out)."""
     packages = []
     sizes: dict[str, int] = {}
     current = {(row.name, row.version) for row in locked.rows} | set(locked_elsewhere)
@@ -318,7 +319,7 @@ def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]],
                      if (row.name, row.version) not in current]
             current |= {(row.name, row.version) for row in revision.rows}
     for row, kept_for in rows:
-        if not kept_for:
+        if not kept_for and (row.name, row.version) not in excluded:  # what is served
             for file in row.files:
                 sizes[file.sha256] = file.size
         packages.append(SetPackage(name=row.name, version=row.version, targets=row.targets,
