@@ -292,7 +292,7 @@ def test_renderings(catalogue: Catalogue, fixture_index: FixtureIndex,
     data = json.loads(render_json(report))
     assert data["format"] == "lockmirror-audit/1"
     assert data["checked_at"] == "2024-10-10T12:00:00Z"
-    assert data["summary"] == {"deny": 1, "warn": 0, "waived": 1}
+    assert data["summary"] == {"deny": 1, "warn": 0, "waived": 1, "quarantined": 0}
     assert data["findings"][0] == {
         "package": "vulny", "version": "1.0", "rule": "vulnerabilities", "level": "deny",
         "message": report.rows[0].message, "sets": ["core"], "advisory": "PYSEC-2023-0001",
@@ -500,9 +500,15 @@ def test_quarantine_takes_releases_out_of_the_index(mirror: LoadedConfig, catalo
     assert [r.release for r in listed.releases.values()] == ["vulny==1.0"]
     assert json.loads(mirror.quarantine_path.read_text())["releases"][0]["since"] == (
         "2024-10-10T12:00:00Z")
+    # the current lock still pins it: still denied (installs of that lock fail until a
+    # new lock moves it), the audit saying it is out of the index and what moves it
+    pinned = audit_mirror(mirror, now=NOW.replace(day=11))
+    assert pinned.exit_code == 1 and [r.release for r in pinned.denied] == ["vulny==1.0"]
+    assert ("quarantined (out of the index) but still pinned by the current lock, so still "
+            "denied: vulny==1.0 (core); installs of that lock fail until a new lock moves "
+            "them: run `lockmirror bump --security`") in pinned.notes
     # running again changes nothing, and keeps the first date
-    again = pipeline.quarantine(mirror, audit_mirror(mirror, now=NOW.replace(day=11)),
-                             now=NOW.replace(day=11))
+    again = pipeline.quarantine(mirror, pinned, now=NOW.replace(day=11))
     assert again.change.removed == () and again.added == ()
     assert QuarantineList.read(mirror.quarantine_path) == listed
     # once the set is locked without it, audit says the entry can go

@@ -24,7 +24,7 @@ from packaging.version import Version
 
 from lockmirror.config_schema import SourceConfig
 from lockmirror.formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from lockmirror.fsutil import sha256_file
+from lockmirror.fsutil import format_size, sha256_file
 from lockmirror.stages.retention import retained_locks, under_sources
 
 TARGET = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
@@ -464,8 +464,15 @@ def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_
         kept_repo: Path, fixture_index: FixtureIndex,
         capsys: pytest.CaptureFixture[str]) -> None:
     """A release only the previous lock still pins is served like any other, so an
-    advisory on it fails the audit (it passed, unmentioned), and ``--quarantine``
-    takes it out of the index."""
+    advisory on it fails the audit (it passed, unmentioned), which says to quarantine
+    it (no lock can move it: ``bump --security`` finds nothing), and ``--quarantine``
+    takes it out of the index.
+
+    Then, found by an outside tester: the SBOMs still declared it and the landing
+    page's row counted its file, and the nightly audit kept failing on it with
+    nothing left to do (audit.yml -> bump.yml -> "nothing to bump", for retention's
+    days). Now the SBOMs leave it out (naming it quarantined), the row counts what
+    is served, and the audit reports it ``quarantined``, which fails nothing."""
     from lockmirror.cli import main
 
     policy = ("policy:\n  vulnerabilities: deny\n  advisory_sources:\n"
@@ -484,9 +491,47 @@ def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_
         ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
     assert (f"also audited: 1 earlier lock revisions the mirror still serves (retention): "
             f"core@{previous[:8]}") in report["notes"]
-    assert main(["audit", "--quarantine"]) == 1
-    assert "speedup 1.0" not in released(kept_repo / "dist-index")
-    assert "speedup 1.2" in released(kept_repo / "dist-index")
+    assert (f"denied and served for earlier lock revisions retention keeps, which no lock or "
+            f"`bump` can move: speedup==1.0 (core@{previous[:8]}); run `lockmirror audit "
+            f"--quarantine` to take them out of the index") in report["notes"]
+    index = kept_repo / "dist-index"
+    sboms = {name: (index / "sbom" / name).read_bytes()
+             for name in ("core.cdx.json", "mirror.cdx.json")}
+    assert all(b"pkg:pypi/speedup@1.0" in data for data in sboms.values())
+    assert main(["audit", "--quarantine"]) == 1  # the report as it was before quarantining
+    assert "speedup 1.0" not in released(index)
+    assert "speedup 1.2" in released(index)
+
+    capsys.readouterr()
+    assert main(["audit", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["level"], r["package"], r["version"], r["sets"]) for r in report["findings"]
+            if r["package"] == "speedup"] == [
+        ("quarantined", "speedup", "1.0", [f"core@{previous[:8]}"])]
+    assert report["summary"] == {"deny": 0, "warn": 0, "waived": 0, "quarantined": 1}
+    assert (f"quarantined, so out of the index and failing no audit (only earlier lock "
+            f"revisions retention keeps name them): speedup==1.0 (core@{previous[:8]})"
+            ) in report["notes"]
+    assert main(["audit"]) == 0
+    assert "0 denied, 0 warnings, 0 waived, 1 quarantined" in capsys.readouterr().out
+
+    for name, before in sboms.items():  # rewritten: the quarantine list is an input
+        document = json.loads((index / "sbom" / name).read_bytes())
+        assert (index / "sbom" / name).read_bytes() != before
+        refs = [c["bom-ref"] for c in document["components"]]
+        assert "pkg:pypi/speedup@1.2" in refs and "pkg:pypi/speedup@1.0" not in refs, name
+        assert {"name": "lockmirror:quarantined", "value": "speedup==1.0"} in \
+            document["metadata"]["properties"]
+    assert main(["sbom"]) == 0  # what the command prints is what the index carries
+    assert capsys.readouterr().out.encode() == (index / "sbom" / "mirror.cdx.json").read_bytes()
+    # the landing page's speedup row: 1.0 listed as quarantined, only 1.2's files counted
+    core = (index / "index.html").read_text().split('<section id="set-core">', 1)[1]
+    row = next(r for r in re.findall(r"<tr>.*?</tr>", core, flags=re.S) if ">speedup<" in r)
+    assert '1.0<span class="tag yanked">quarantined</span>' in row
+    served = [p for p in (index / "files" / "speedup").iterdir()
+              if not p.name.endswith(".metadata")]
+    assert re.findall(r'<td class="num">([^<]*)</td>', row) == [
+        str(len(served)), format_size(sum(p.stat().st_size for p in served))]
 
 
 def test_diff_marks_what_leaves_the_lock_but_stays_in_the_index(

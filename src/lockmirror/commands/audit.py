@@ -1,8 +1,11 @@
 """``lockmirror audit``: re-check every locked release now; optionally quarantine.
 
-Exit status: 0 when nothing is denied, 1 when a deny-level finding remains
-(also after ``--quarantine``: the lockfiles still pin the release until
-``doit lock`` moves them), 2 for a configuration error.
+Exit status: 0 when nothing is denied, 1 when a deny-level finding remains,
+2 for a configuration error. With ``--quarantine`` the report and the status are
+those of the audit before quarantining; afterwards a release a current lockfile
+pins stays denied until a new lock moves it, and one only earlier lock revisions
+name is reported ``quarantined``, which fails nothing
+(:mod:`lockmirror.stages.audit_quarantine`).
 """
 
 from __future__ import annotations

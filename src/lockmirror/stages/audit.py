@@ -39,6 +39,7 @@ from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine
 from ..resolve.policy_exceptions import unmatched_exceptions
 from ..timeutil import as_utc
+from .audit_quarantine import with_quarantine
 from .audit_recorded import recorded_notes
 from .audit_row import AuditRow, RowLevel
 from .retention import RetainedLock
@@ -69,7 +70,7 @@ class ProjectPages(Protocol):
 
 @dataclass(frozen=True)
 class AuditReport:
-    """Everything one audit found. ``rows`` are sorted: deny, warn, waived."""
+    """Everything one audit found. ``rows`` are sorted: deny, warn, quarantined, waived."""
 
     checked_at: datetime
     sets: tuple[str, ...]
@@ -78,6 +79,8 @@ class AuditReport:
     sources: tuple[str, ...]  # advisory sources consulted
     notes: tuple[str, ...] = ()
     yanked_checked: bool = False
+    # (name, version) of each release the current lockfiles lock (not only a kept revision)
+    locked_now: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def denied(self) -> tuple[AuditRow, ...]:
@@ -193,6 +196,8 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         sources=tuple(sources.labels) if sources is not None else (),
         notes=tuple(notes),
         yanked_checked=client is not None,
+        locked_now=frozenset((canonicalize_name(p.name), str(p.version))
+                             for lockfile in lockfiles for p in lockfile.packages),
     )
 
 
@@ -362,6 +367,7 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                        where=loaded.path.name, licenses=_licenses(loaded, every, client),
                        kept=revisions)
     quarantined = QuarantineList.read(loaded.quarantine_path)
+    report = with_quarantine(report, quarantined.keys)  # what is out of the index already
     locked = {(p.name, p.version) for lf in every for p in lf.packages}
     stale = [r.release for r in quarantined.releases.values() if r.key not in locked]
     if stale and every_set:  # with fewer lockfiles, "not locked" proves nothing

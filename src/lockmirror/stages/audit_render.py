@@ -24,9 +24,11 @@ def _detail(row: AuditRow) -> str:
 
 def _summary_line(report: AuditReport) -> str:
     waived = sum(1 for r in report.rows if r.level == "waived")
+    quarantined = sum(1 for r in report.rows if r.level == "quarantined")
     return (f"{plural(report.releases, 'release')} in {plural(len(report.sets), 'set')} "
             f"checked at {report.checked_at:%Y-%m-%d %H:%M} UTC: {len(report.denied)} denied, "
-            f"{plural(len(report.warnings), 'warning')}, {waived} waived")
+            f"{plural(len(report.warnings), 'warning')}, {waived} waived"
+            + (f", {quarantined} quarantined" if quarantined else ""))
 
 
 def render_text(report: AuditReport) -> str:
@@ -84,7 +86,8 @@ def render_json(report: AuditReport) -> str:
         "yanked_checked": report.yanked_checked,
         "notes": list(report.notes),
         "summary": {"deny": len(report.denied), "warn": len(report.warnings),
-                    "waived": sum(1 for r in report.rows if r.level == "waived")},
+                    "waived": sum(1 for r in report.rows if r.level == "waived"),
+                    "quarantined": sum(1 for r in report.rows if r.level == "quarantined")},
         "findings": [row.to_json() for row in report.rows],
     }
     return json.dumps(data, indent=1, sort_keys=True) + "\n"

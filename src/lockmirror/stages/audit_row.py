@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 from packaging.version import Version
 
-RowLevel = Literal["deny", "warn", "waived"]
-LEVEL_ORDER = {"deny": 0, "warn": 1, "waived": 2}
+# quarantined: a finding on a release the mirror no longer serves and no lock pins
+# (only an earlier lock revision retention keeps names it): handled, failing nothing
+RowLevel = Literal["deny", "warn", "quarantined", "waived"]
+LEVEL_ORDER = {"deny": 0, "warn": 1, "quarantined": 2, "waived": 3}
 
 
 @dataclass(frozen=True)

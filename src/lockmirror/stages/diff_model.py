@@ -259,7 +259,7 @@ class AuditFinding(Protocol):
     @property
     def rule(self) -> str: ...
     @property
-    def level(self) -> Literal["deny", "warn", "waived"]: ...
+    def level(self) -> Literal["deny", "warn", "quarantined", "waived"]: ...
     @property
     def message(self) -> str: ...
     @property
@@ -274,11 +274,12 @@ def with_audit(diff: LockDiff, rows: Iterable[AuditFinding]) -> LockDiff:
     A finding is ``new`` when its release is added or changed by this diff; a
     row about many releases (vulnerabilities not checked) gives only a ``new``
     finding naming those this diff brings in, if any. Waived rows are left out (the
-    lockfile's exceptions-used already says so), and an audit row about a
+    lockfile's exceptions-used already says so), as are quarantined ones (no lock
+    pins them), and an audit row about a
     yanked release replaces the lockfile's own yanked finding, which is older
     news. O(rows + changes).
     """
-    rows = [r for r in rows if r.level != "waived"]
+    rows = [r for r in rows if r.level not in ("waived", "quarantined")]
     sets = []
     for set_diff in diff.sets:
         mine = [r for r in rows if set_diff.set_name in r.sets]
