@@ -307,11 +307,10 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
 
 
 def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, bytes]:
-    """The CycloneDX SBOMs of ``sets`` (default: every set) from their lockfiles
-    (and the earlier revisions ``retention:`` keeps, less the quarantine list's
-    releases, as the index serves them) and the store's metadata: file name ->
-    bytes, one per set plus ``mirror.cdx.json`` for them all; stamped with
-    ``$SOURCE_DATE_EPOCH`` or the lockfiles' last commit, else no timestamp."""
+    """The CycloneDX SBOMs of ``sets`` (default: all) as the index serves them: their
+    lockfiles and the revisions ``retention:`` keeps, less the quarantine list's releases,
+    with the store's metadata; file name -> bytes, one per set plus ``mirror.cdx.json``;
+    stamped with ``$SOURCE_DATE_EPOCH`` or the lockfiles' last commit, else none."""
     from . import __version__
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import read_checked_lockfiles
