@@ -38,8 +38,10 @@ SCOPE: tuple[str, ...] = (
     *_checks("net.download", "Downloader._download", "Downloader._transfer",
              "Downloader._rehash_prefix", "Downloader._stream"),
     # import: tar headers vetted, members hashed and written O_EXCL, the swap recovered
-    *_checks("stages.import_plan", "member_problem", "_check_member", "_check_signature",
-             "_carried", "_index_manifest", "check_outer_hashes"),
+    *_checks("stages.import_plan", "member_problem", "_check_member", "_carried",
+             "_index_manifest", "check_outer_hashes"),
+    # every size a bundle's tar headers state, checked before it is read
+    *_checks("formats.bundle_headers", "BundleTarInfo.frombuf"),
     *_checks("stages.import_extract", "_Members.feed", "_Members.check_complete",
              "_MemberWriter.__init__", "_MemberWriter.finish", "VolumeDigests.update",
              "VolumeDigests._close_volume", "VolumeDigests.check_complete"),
@@ -53,7 +55,7 @@ SCOPE: tuple[str, ...] = (
     *_checks("publish.directory", "DirectoryPublisher.plan", "DirectoryPublisher._existing",
              "DirectoryPublisher._owned", "DirectoryPublisher._copy"),
     # the bundle's signature
-    *_checks("formats.signing", "verify"),
+    *_checks("formats.signing", "verify", "check_bundle_signature"),
     # credentials: only under their prefix, never in a message
     *_checks("formats.url_policy", "redact_url", "redact_text"),
     *_checks("net.http", "PrefixAuth.for_url", "PrefixAuth.__call__"),

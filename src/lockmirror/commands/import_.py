@@ -37,7 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if is_refresh_bundle(args.bundle):  # bundle --advisories-only: stages/import_refresh.py
+    # bundle --advisories-only: stages/import_refresh.py; with --pubkey, an unsigned
+    # bundle.json is refused before it is parsed
+    if is_refresh_bundle(args.bundle, pubkey=args.pubkey):
         refresh = import_refresh(args.bundle, args.into, now=datetime.now(UTC),
                                  pubkey=args.pubkey, allow_older=args.allow_older)
         print("\n".join(render_refresh(refresh)))

@@ -66,9 +66,7 @@ def load_json(data: bytes | str, *, where: str,
     appears twice in one object (named). Costs one pass of the C scanner plus
     a Python call per number and per object.
     """
-    if len(data) > MAX_JSON_BYTES:
-        raise error(f"{len(data)} bytes is more than the {MAX_JSON_BYTES >> 20} MiB "
-                    "lockmirror reads as JSON", where=where)
+    check_json_size(len(data), where=where, error=error)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
@@ -82,6 +80,16 @@ def load_json(data: bytes | str, *, where: str,
         raise error(str(exc), where=where) from None
     except RecursionError:
         raise error("JSON nested too deeply", where=where) from None
+
+
+def check_json_size(size: int, *, where: str,
+                    error: type[LockmirrorError] = InputError) -> None:
+    """Raise ``error`` naming ``where`` when ``size`` bytes is more than MAX_JSON_BYTES:
+    what :func:`load_json` refuses, said before the bytes are read when a file (a
+    bundle member) states its size first."""
+    if size > MAX_JSON_BYTES:
+        raise error(f"{size} bytes is more than the {MAX_JSON_BYTES >> 20} MiB "
+                    "lockmirror reads as JSON", where=where)
 
 
 def load_toml(text: str, *, where: str,

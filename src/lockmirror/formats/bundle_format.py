@@ -11,7 +11,8 @@ reads, and the importer reads bundles with it.
 * :func:`parse_size`: ``--split`` sizes such as ``700M`` or ``4G``.
 * :func:`locate_bundle`, :class:`ConcatenatedReader`, :func:`read_head`,
   :func:`read_index_manifest`: a bundle's volumes found, read as one stream,
-  and its first members and index manifest read and checked.
+  and its first members and index manifest read and checked (tar headers through
+  :mod:`lockmirror.formats.bundle_headers`, every stated size capped before it is read).
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from ..errors import BundleError, BundleFormatError, LockmirrorError
 from ..fsutil import parse_size as fsutil_parse_size
 from ..fsutil import sha256_bytes
-from .bounded import load_json
+from . import signing
+from .bounded import check_json_size, load_json
+from .bundle_headers import next_member, open_tar, refuse_cut
 from .manifest import (
     MANIFEST_NAME,
     Entry,
@@ -195,8 +200,6 @@ def read_checksums(path: Path) -> list[tuple[str, str]]:
     return entries
 
 
-
-
 def parse_size(text: str | int) -> int:
     """A ``--split`` volume size (:func:`lockmirror.fsutil.parse_size`) in bytes.
 
@@ -336,21 +339,6 @@ class ConcatenatedReader(io.RawIOBase):
         super().close()
 
 
-def open_tar(reader: ConcatenatedReader, *, where: str) -> tarfile.TarFile:
-    try:
-        return tarfile.open(fileobj=reader, mode="r:")
-    except tarfile.TarError as exc:
-        raise BundleError(f"not a tar archive ({exc})", where=where) from None
-
-
-def refuse_cut(member: tarfile.TarInfo, total: int, *, bundle: str) -> None:
-    """BundleError naming ``member`` of ``bundle`` when its data ends past the
-    ``total`` bytes the bundle has: the copy was cut inside it."""
-    if member.offset_data + member.size > total:
-        raise BundleError("bundle is truncated: it ends inside this member",
-                          where=f"{bundle}:{member.name}", hint="copy it again")
-
-
 def read_exact(reader: ConcatenatedReader, offset: int, size: int, *, where: str) -> bytes:
     reader.seek(offset)
     data = bytearray(size)
@@ -364,40 +352,23 @@ class BundleHead:
     info: BundleInfo
     info_bytes: bytes
     signature: str | None
+    signer: str | None = None  # fingerprint of the key that verified the signature, if given
 
 
-def read_head(source: BundleSource) -> BundleHead:
-    """Read ``bundle.json`` (and its signature) from the start of a bundle.
+def read_head(source: BundleSource, trusted: Ed25519PublicKey | None = None) -> BundleHead:
+    """Read ``bundle.json`` (and its signature) from the start of a bundle; with
+    ``trusted``, check the signature before ``bundle.json`` is parsed.
 
-    Costs a few header reads; raises BundleError if the bundle does not
-    start the way lockmirror writes them.
+    Costs a few header reads and one read of ``bundle.json``, refused unread when its
+    header states more than JSON's size cap. Raises BundleError if the bundle does not
+    start the way lockmirror writes them, or with ``trusted`` is unsigned or not
+    signed by it (BundleFormatError for a ``bundle.json`` past the cap or malformed).
     """
     with source.open() as reader:
-        tar = open_tar(reader, where=source.display)
-        top = info_member = None
-        try:
-            top = tar.next()
-            info_member = tar.next()
-            sig_member = tar.next()
-        except tarfile.TarError as exc:
-            last = info_member or top
-            if last is not None:
-                refuse_cut(last, reader.size, bundle=source.display)
-            raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
-        if top is not None and top.isdir() and info_member is None:
-            raise BundleError(f"bundle is truncated: it ends before {INFO_NAME}",
-                              where=source.display, hint="copy it again")
-        if (top is None or not top.isdir() or info_member is None
-                or info_member.name != f"{top.name}/{INFO_NAME}" or info_member.size > 1 << 30):
-            raise BundleError(f"does not start with <dir>/{INFO_NAME}; not a lockmirror bundle",
-                              where=source.display)
+        top, info_member, sig_member = _first_members(open_tar(reader, where=source.display),
+                                                      reader.size, source.display)
         where = f"{source.display}:{info_member.name}"
         info_bytes = read_exact(reader, info_member.offset_data, info_member.size, where=where)
-        info = BundleInfo.loads(info_bytes, where=where)
-        if info.top != top.name:
-            raise BundleError(f"bundle.json hashes to {info.content_id}, but the bundle "
-                              f"directory is {top.name}", where=where,
-                              hint="bundle.json was altered")
         signature = None
         if sig_member is not None and sig_member.name == f"{top.name}/{SIGNATURE_NAME}":
             if sig_member.size > 1 << 16:
@@ -405,7 +376,50 @@ def read_head(source: BundleSource) -> BundleHead:
             raw = read_exact(reader, sig_member.offset_data, sig_member.size,
                              where=f"{source.display}:{sig_member.name}")
             signature = raw.decode("ascii", "replace")
-        return BundleHead(info, info_bytes, signature)
+    signer = signing.check_bundle_signature(
+        info_bytes, signature, trusted, bundle=source.display,
+        where=f"{source.display}:{top.name}/{SIGNATURE_NAME}")
+    info = BundleInfo.loads(info_bytes, where=where)
+    if info.top != top.name:
+        raise BundleError(f"bundle.json hashes to {info.content_id}, but the bundle "
+                          f"directory is {top.name}", where=where,
+                          hint="bundle.json was altered")
+    return BundleHead(info, info_bytes, signature, signer)
+
+
+def _first_members(tar: tarfile.TarFile, total: int, display: str
+                   ) -> tuple[tarfile.TarInfo, tarfile.TarInfo, tarfile.TarInfo | None]:
+    """The bundle's directory, its ``bundle.json`` (refused by the size its header
+    states before tarfile seeks past it) and the member after it (the signature, if
+    signed); BundleError if the bundle does not start so."""
+    top = info_member = None
+    try:
+        top = next_member(tar, where=display)
+        info_member = next_member(tar, where=display)
+    except tarfile.TarError as exc:
+        raise _damaged(exc, top, total, display) from None
+    if top is not None and top.isdir() and info_member is None:
+        raise BundleError(f"bundle is truncated: it ends before {INFO_NAME}",
+                          where=display, hint="copy it again")
+    if (top is None or not top.isdir() or info_member is None
+            or info_member.name != f"{top.name}/{INFO_NAME}"):
+        raise BundleError(f"does not start with <dir>/{INFO_NAME}; not a lockmirror bundle",
+                          where=display)
+    check_json_size(info_member.size, where=f"{display}:{info_member.name}",
+                    error=BundleFormatError)
+    try:
+        return top, info_member, next_member(tar, where=display)
+    except tarfile.TarError as exc:
+        raise _damaged(exc, info_member, total, display) from None
+
+
+def _damaged(exc: tarfile.TarError, last: tarfile.TarInfo | None, total: int,
+             display: str) -> BundleError:
+    """The error for a tar header that does not read after ``last``: the bundle cut
+    inside ``last`` (raised), else a damaged header."""
+    if last is not None:
+        refuse_cut(last, total, bundle=display)
+    return BundleError(f"damaged tar header ({exc})", where=display)
 
 
 def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
@@ -415,15 +429,17 @@ def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
     with source.open() as reader:
         tar = open_tar(reader, where=source.display)
         try:
-            member = next((m for m in tar if m.name == wanted), None)
+            member = next_member(tar, where=source.display)
+            while member is not None and member.name != wanted:
+                member = next_member(tar, where=source.display)
         except tarfile.TarError as exc:
             raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
         if member is None:
             raise BundleError(f"{wanted} is missing", where=source.display)
         where = f"{source.display}:{wanted}"
+        check_json_size(member.size, where=where, error=BundleFormatError)
         data = read_exact(reader, member.offset_data, member.size, where=where)
     digest = sha256_bytes(data)
     if digest != head.info.index_manifest_sha256:
         raise BundleError("index manifest does not match bundle.json", where=where)
     return Manifest.loads(data, where=where), digest
-

@@ -299,3 +299,18 @@ def verify(message: bytes, signature_text: str, trusted: Ed25519PublicKey, *,
         raise BundleError("signature does not match the signed data (tampered?)",
                           where=where) from None
     return info
+
+
+def check_bundle_signature(info_bytes: bytes, signature_text: str | None,
+                           trusted: Ed25519PublicKey | None, *, bundle: str,
+                           where: str) -> str | None:
+    """The fingerprint of ``trusted`` once it verified a bundle's ``bundle.json``
+    (``info_bytes``, not yet parsed); None without a key. Raises BundleError naming
+    ``bundle`` when it carries no signature, else as :func:`verify` does (``where``)."""
+    if trusted is None:
+        return None
+    if signature_text is None:
+        raise BundleError("bundle is not signed, but a public key was given; refusing it",
+                          where=bundle, hint="the build side must sign it (its signing key "
+                          "matching your --pubkey); nothing was changed")
+    return verify(info_bytes, signature_text, trusted, where=where).fingerprint

@@ -2,7 +2,10 @@
 
 :func:`vet_bundle`, the one vetting of every import (a bundle's and a refresh
 bundle's), takes ``bundle.json`` and its signature as
-:func:`bundle_format.read_head` read them, reads every tar header, and refuses the
+:func:`bundle_format.read_head` read them (with a public key, the signature
+checked before ``bundle.json`` is parsed), reads every tar header (through
+:mod:`lockmirror.formats.bundle_headers`: no pax headers, GNU long names capped,
+each refused before tarfile reads what it states), and refuses the
 bundle if any member is not a regular file or directory (links, devices,
 FIFOs), has an absolute name or ``..``, lies outside the bundle's
 directory, is listed twice, is not in ``bundle.json``, or has another
@@ -10,8 +13,8 @@ size; tarfile's ``data`` filter (Python >= 3.11.4, 3.12.1) vets each member
 as well. On a Python without it the checks above stand alone: they are
 stricter than the filter (no links of any kind), and files are created
 only with ``O_EXCL`` in a fresh staging directory that never contains a
-link. It then checks the signature (when a public key is given);
-:func:`plan_import` adds the index manifest the bundle pins.
+link. :func:`plan_import` adds the index manifest the bundle pins, its size
+checked against JSON's cap before it is read.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import BundleError, BundleFormatError, IntegrityError, LockmirrorError
-from ..formats import signing
+from ..formats.bounded import check_json_size
 from ..formats.bundle_format import (
     INDEX_DIR,
     INDEX_MANIFEST,
@@ -34,11 +37,10 @@ from ..formats.bundle_format import (
     BundleInfo,
     BundleSource,
     ConcatenatedReader,
-    open_tar,
     read_exact,
     read_head,
-    refuse_cut,
 )
+from ..formats.bundle_headers import next_member, open_tar, refuse_cut
 from ..formats.manifest import STATE_DIR, Entry, Manifest, check_relative_path
 from ..fsutil import sha256_bytes
 
@@ -98,16 +100,16 @@ def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
     malformed one (a key twice, an unsafe path).
     Costs :func:`vet_bundle`'s reads and one of the index manifest.
     """
-    head = read_head(source)
-    vetted = vet_bundle(source, head, reader, staging, trusted)
+    head = read_head(source, trusted)  # the signature checked before bundle.json is parsed
+    vetted = vet_bundle(source, head, reader, staging)
     manifest = _index_manifest(reader, vetted.members, head.info, source.display)
     return ImportPlan(**vars(vetted), manifest=manifest)
 
 
 def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReader,
-               staging: Path, trusted: Ed25519PublicKey | None) -> VettedBundle:
-    """Vet every tar header of a bundle against its ``head`` (:func:`read_head`),
-    and its signature with ``trusted``; nothing is written. The one vetting of
+               staging: Path) -> VettedBundle:
+    """Vet every tar header of a bundle against its ``head`` (:func:`read_head`, which
+    checked the signature when given a key); nothing is written. The one vetting of
     every import, a bundle's and a refresh bundle's.
 
     ``staging`` is where members would be extracted (for tarfile's data
@@ -123,13 +125,12 @@ def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReade
                       where=f"{source.display}:{member.name}")
         if member.isfile():
             refuse_cut(member, reader.size, bundle=source.display)
-    signer = _check_signature(head, trusted, source.display)
     # members[0] is the directory, [1] bundle.json (read_head checked both), [2] the signature
     # if it has one; a signature anywhere else is an unlisted member
     signed = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
     carried = _carried(members[3 if signed else 2:], head.info, source.display)
     _check_complete(source, head.info, carried)
-    return VettedBundle(head.info, carried, signer, signed, data_filter is not None)
+    return VettedBundle(head.info, carried, head.signer, signed, data_filter is not None)
 
 
 def _check_complete(source: BundleSource, info: BundleInfo, carried: list[Carried]) -> None:
@@ -196,7 +197,7 @@ def _read_members(reader: ConcatenatedReader, source: BundleSource) -> list[tarf
     tar = open_tar(reader, where=display)
     members: list[tarfile.TarInfo] = []
     try:
-        while (member := tar.next()) is not None:
+        while (member := next_member(tar, where=display)) is not None:
             members.append(member)
     except tarfile.TarError as exc:
         if members:
@@ -246,19 +247,6 @@ def _check_member(member: tarfile.TarInfo, top: str, seen: set[str],
     seen.add(member.name)
 
 
-def _check_signature(head: BundleHead, trusted: Ed25519PublicKey | None,
-                     display: str) -> str | None:
-    """The fingerprint of ``trusted`` once it verified ``bundle.json``; None without a key."""
-    if trusted is None:
-        return None
-    if head.signature is None:
-        raise BundleError("bundle is not signed, but a public key was given; refusing it",
-                          where=display, hint="the build side must sign it (its signing key "
-                          "matching your --pubkey); nothing was changed")
-    where = f"{display}:{head.info.top}/{SIGNATURE_NAME}"
-    return signing.verify(head.info_bytes, head.signature, trusted, where=where).fingerprint
-
-
 def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> list[Carried]:
     """The regular files after ``bundle.json`` (and its signature), each listed in
     ``bundle.json`` with its size; BundleError if one is unlisted or of another size,
@@ -289,8 +277,9 @@ def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: Bu
     item = next((item for item in carried if item.path == INDEX_MANIFEST), None)
     if item is None:
         raise refusal(f"carries no {INDEX_MANIFEST}", display)
-    data = read_member(reader, item, display)  # its sha256 is now item.entry.sha256
     where = f"{display}:{item.member.name}"
+    check_json_size(item.entry.size, where=where, error=BundleFormatError)  # before reading
+    data = read_member(reader, item, display)  # its sha256 is now item.entry.sha256
     if item.entry.sha256 != info.index_manifest_sha256:
         raise refusal("sha256 does not match bundle.json", where, DAMAGED)
     try:

@@ -93,9 +93,12 @@ class RefreshResult:
     allowed_older: str | None = None  # the refusal --allow-older set aside
 
 
-def is_refresh_bundle(paths: Sequence[Path]) -> bool:
-    """Whether ``paths`` name a refresh bundle (reads its first header and bundle.json)."""
-    return read_head(locate_bundle([Path(p) for p in paths])).info.kind == ADVISORIES
+def is_refresh_bundle(paths: Sequence[Path], *, pubkey: Path | None = None) -> bool:
+    """Whether ``paths`` name a refresh bundle (reads its first headers and bundle.json,
+    whose signature is checked first with ``pubkey``: an unsigned bundle.json is then
+    refused unparsed)."""
+    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
+    return read_head(locate_bundle([Path(p) for p in paths]), trusted).info.kind == ADVISORIES
 
 
 def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
@@ -159,13 +162,13 @@ def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | 
                   ) -> tuple[dict[str, bytes], VettedBundle]:
     """Vet the bundle (headers, signature, outer and member sha256); its members'
     bytes, and the vetted bundle (its info, whether signed and by whom)."""
-    head = read_head(source)
+    head = read_head(source, trusted)  # the signature checked before bundle.json is parsed
     if head.info.kind != ADVISORIES:
         raise BundleError(f"is a {head.info.kind} bundle, not a refresh bundle",
                           where=source.display)
     check_outer_hashes(source)
     with source.open() as reader:
-        vetted = vet_bundle(source, head, reader, staging_dir(into), trusted)
+        vetted = vet_bundle(source, head, reader, staging_dir(into))
         found = {}
         for item in vetted.members:
             if item.entry.size > MAX_MEMBER:
