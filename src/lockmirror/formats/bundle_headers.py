@@ -38,7 +38,7 @@ _NEVER_WRITTEN = {
     tarfile.GNUTYPE_SPARSE: "GNU sparse member",
 }
 _LONG_NAMES = {tarfile.GNUTYPE_LONGNAME: "name", tarfile.GNUTYPE_LONGLINK: "link"}
-_ALTERED = "lockmirror never writes one: the bundle was altered after it was written"
+_ALTERED = "lockmirror never writes such a header: the bundle was altered after it was written"
 
 
 class RefusedHeader(tarfile.TarError):

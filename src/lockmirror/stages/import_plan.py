@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -114,21 +114,28 @@ def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReade
 
     ``staging`` is where members would be extracted (for tarfile's data
     filter, used where this Python has it). Raises BundleError naming the
-    member at fault. Costs one read of every tar header.
+    member at fault. Costs one read of every tar header; each is vetted as it is
+    read, so what it holds is at most the members ``bundle.json`` lists.
     """
     top = head.info.top
     data_filter: DataFilter | None = getattr(tarfile, "data_filter", None)
-    members = _read_members(reader, source)
+    folders = _folders(head.info)
     seen: set[str] = set()
-    for member in members:
-        _check_member(member, top, seen, staging, data_filter,
-                      where=f"{source.display}:{member.name}")
+    carried: list[Carried] = []
+    signed = False
+    # each header vetted as it is read: a bundle of a million forged headers is refused
+    # at the first, not after all of them are held in memory
+    for position, member in enumerate(_read_members(reader, source)):
+        where = f"{source.display}:{member.name}"
+        _check_member(member, top, seen, staging, data_filter, where=where)
         if member.isfile():
             refuse_cut(member, reader.size, bundle=source.display)
-    # members[0] is the directory, [1] bundle.json (read_head checked both), [2] the signature
-    # if it has one; a signature anywhere else is an unlisted member
-    signed = len(members) > 2 and members[2].name == f"{top}/{SIGNATURE_NAME}"
-    carried = _carried(members[3 if signed else 2:], head.info, source.display)
+        # [0] is the directory, [1] bundle.json (read_head checked both), [2] the signature
+        # if it has one; a signature anywhere else is an unlisted member
+        if position == 2 and member.name == f"{top}/{SIGNATURE_NAME}":
+            signed = True
+        elif position >= 2:
+            carried.extend(_carried(member, head.info, folders, where))
     _check_complete(source, head.info, carried)
     return VettedBundle(head.info, carried, head.signer, signed, data_filter is not None)
 
@@ -191,21 +198,22 @@ def signature_note(signed: bool, signer: str | None) -> str:
             else "unsigned")
 
 
-def _read_members(reader: ConcatenatedReader, source: BundleSource) -> list[tarfile.TarInfo]:
-    """Every tar header, in order; BundleError for a damaged or truncated tar."""
+def _read_members(reader: ConcatenatedReader, source: BundleSource) -> Iterator[tarfile.TarInfo]:
+    """Every tar header, in order, each read once the one before was vetted; BundleError
+    for a damaged or truncated tar."""
     display = source.display
     tar = open_tar(reader, where=display)
-    members: list[tarfile.TarInfo] = []
+    last: tarfile.TarInfo | None = None
     try:
         while (member := next_member(tar, where=display)) is not None:
-            members.append(member)
+            last = member
+            yield member
     except tarfile.TarError as exc:
-        if members:
-            refuse_cut(members[-1], reader.size, bundle=display)
-        after = f" after {members[-1].name}" if members else ""
+        if last is not None:
+            refuse_cut(last, reader.size, bundle=display)
+        after = f" after {last.name}" if last is not None else ""
         _refuse_damaged_copy(source, f"a damaged tar header{after}: {exc}")
         raise refusal(f"damaged or truncated tar{after} ({exc})", display) from None
-    return members
 
 
 def member_problem(member: tarfile.TarInfo) -> str | None:
@@ -247,28 +255,29 @@ def _check_member(member: tarfile.TarInfo, top: str, seen: set[str],
     seen.add(member.name)
 
 
-def _carried(members: list[tarfile.TarInfo], info: BundleInfo, display: str) -> list[Carried]:
-    """The regular files after ``bundle.json`` (and its signature), each listed in
-    ``bundle.json`` with its size; BundleError if one is unlisted or of another size,
-    or a directory holds no listed file (:func:`vet_bundle` counts the missing ones)."""
-    top = info.top
-    folders = {top} | {f"{top}/{parent}" for path in info.files
-                       for parent in PurePosixPath(path).parents if str(parent) != "."}
-    carried = []
-    for member in members:
-        where = f"{display}:{member.name}"
-        if member.isdir() and member.name.rstrip("/") not in folders:
-            raise refusal("is a directory holding nothing bundle.json lists", where)
-        if not member.isfile():
-            continue
-        path = member.name[len(top) + 1:]
-        entry = info.files.get(path)
-        if entry is None:
-            raise refusal("is not listed in bundle.json", where)
-        if entry.size != member.size:
-            raise refusal(f"has {member.size} bytes, bundle.json says {entry.size}", where)
-        carried.append(Carried(member, path, entry))
-    return carried
+def _folders(info: BundleInfo) -> set[str]:
+    """The directories a bundle may carry: its top and the parents of what it lists."""
+    return {info.top} | {f"{info.top}/{parent}" for path in info.files
+                         for parent in PurePosixPath(path).parents if str(parent) != "."}
+
+
+def _carried(member: tarfile.TarInfo, info: BundleInfo, folders: set[str],
+             where: str) -> list[Carried]:
+    """A member after ``bundle.json`` (and its signature): a regular file listed in
+    ``bundle.json`` with its size (one Carried), or a directory of ``folders`` (none);
+    BundleError if a file is unlisted or of another size, or a directory holds no
+    listed file (:func:`vet_bundle` counts the missing ones)."""
+    if member.isdir() and member.name.rstrip("/") not in folders:
+        raise refusal("is a directory holding nothing bundle.json lists", where)
+    if not member.isfile():
+        return []
+    path = member.name[len(info.top) + 1:]
+    entry = info.files.get(path)
+    if entry is None:
+        raise refusal("is not listed in bundle.json", where)
+    if entry.size != member.size:
+        raise refusal(f"has {member.size} bytes, bundle.json says {entry.size}", where)
+    return [Carried(member, path, entry)]
 
 
 def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: BundleInfo,
