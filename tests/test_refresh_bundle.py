@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,24 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert main(["bundle", "--config", str(mirror.path), "--out", str(tmp_path / "dist3e"),
                  "--no-tool", "--source-date-epoch", "1700000000", "--advisories-only"]) == 0
     assert "advisories taken 2023-11-14T22:13:20Z" in capsys.readouterr().out
+
+    # a mirror whose file and manifest entry were altered after the import takes no
+    # refresh: recording its edited manifest as imported would make `verify` pass it
+    tampered = tmp_path / "tampered" / "mirror"
+    shutil.copytree(far, tampered)
+    manifest = Manifest.read(tampered / "manifest.json")
+    wheel = next(rel for rel in sorted(manifest.files)
+                 if rel.endswith(".whl") and rel != VULNY_10)
+    (tampered / wheel).unlink()  # a copy: not the imported mirror's inode
+    (tampered / wheel).write_bytes(b"altered")
+    manifest.files[wheel] = Entry(hashlib.sha256(b"altered").hexdigest(), len(b"altered"))
+    (tampered / "manifest.json").write_text(manifest.dumps())
+    before = tree_bytes(tampered)
+    capsys.readouterr()
+    assert main(["import", str(refresh), "--into", str(tampered), "--pubkey", str(public)]) == 1
+    assert "it was changed after the import" in capsys.readouterr().err
+    assert tree_bytes(tampered) == before
+    assert main(["verify", str(tampered)]) == 1
 
     # 3. imported on the far side (signature required): vulny 1.0 leaves the index
     assert main(["import", str(refresh), "--into", str(far), "--pubkey", str(public)]) == 0
@@ -225,24 +244,33 @@ def test_a_damaged_refresh_is_refused_and_an_old_mirror_is_refreshed_unaudited(
     assert ("landing.json: not the index's own landing data (its sha256 differs from "
             "manifest.json's)") in err and "Traceback" not in err
     assert (far / "manifest.json").read_bytes() == before and (far / VULNY_10).is_file()
-    # malformed, but vouched for by the manifest (as a hostile bundle could): one line too
+    # malformed, but vouched for by the manifest (as a hostile bundle's import would
+    # leave it, the manifest recorded as imported): one line too
+    record = (far / ".lockmirror/manifest.sha256").read_bytes()
+
+    def vouched(files: dict[str, Entry]) -> None:
+        Manifest(files).write(far / "manifest.json")
+        digest = hashlib.sha256((far / "manifest.json").read_bytes()).hexdigest()
+        (far / ".lockmirror/manifest.sha256").write_text(f"{digest}\n")
+
     (far / "landing.json").write_bytes(b"[]\n")
     files = dict(Manifest.read(far / "manifest.json").files)
     files["landing.json"] = Entry(hashlib.sha256(b"[]\n").hexdigest(), 3)
-    Manifest(files).write(far / "manifest.json")
+    vouched(files)
     assert main(["import", str(refresh), "--into", str(far)]) == 1
     err = capsys.readouterr().err
     assert "not the index's own landing data (AttributeError)" in err and "Traceback" not in err
     deep = b"[" * 100_000 + b"]" * 100_000  # past the recursion limit: the bounded reader's
     (far / "landing.json").write_bytes(deep)
     files["landing.json"] = Entry(hashlib.sha256(deep).hexdigest(), len(deep))
-    Manifest(files).write(far / "manifest.json")
+    vouched(files)
     assert main(["import", str(refresh), "--into", str(far)]) == 1
     err = capsys.readouterr().err
     assert "not the index's own landing data (" in err and "Traceback" not in err
     assert (far / VULNY_10).is_file()
     (far / "landing.json").write_bytes(landing)
     (far / "manifest.json").write_bytes(before)
+    (far / ".lockmirror/manifest.sha256").write_bytes(record)
     # a mirror imported before lockmirror kept its bundle's mirror.yaml: quarantined, not audited
     (far / ".lockmirror/mirror.yaml").unlink()
     assert main(["import", str(refresh), "--into", str(far)]) == 0

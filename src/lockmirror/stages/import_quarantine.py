@@ -268,8 +268,7 @@ def quarantine_staged(staging: Path, manifest: Manifest,
     rendered again, a project left empty out of the root pages), made in place
     before the swap. A listed file the tree lacks is no error (a delta need not
     find it). Each page is replaced, never written through (a staged file may be a
-    hard link to the current mirror's); ``manifest.json`` is written anew, and its
-    record (``.lockmirror/manifest.sha256``). Returns
+    hard link to the current mirror's); ``manifest.json`` is written anew. Returns
     the tree's manifest and the edit (empty: nothing listed is in the tree). Raises
     LockmirrorError for a page that is not the index's own; OSError when a write fails."""
     edit = plan_edit(staging, manifest, keys)
@@ -284,7 +283,5 @@ def quarantine_staged(staging: Path, manifest: Manifest,
     for rel, data in sorted(edit.pages.items()):
         atomic_write(staging / rel, data)
     new = _edited_manifest(manifest, edit)
-    written = new.dumps().encode()
-    atomic_write(staging / MANIFEST_NAME, written)  # and the record verify holds it to
-    write_state(staging, IMPORT_MANIFEST, manifest_record(sha256_bytes(written)))
+    new.write(staging / MANIFEST_NAME)
     return new, edit

@@ -70,6 +70,7 @@ from .import_state import (
     signer_record,
 )
 from .import_swap import import_lock, mirror_path, staging_dir
+from .verify import check_manifest_record
 
 Progress = Callable[[str], None]
 MAX_MEMBER = 64 << 20
@@ -140,6 +141,7 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
     if (into / IMPORT_MIRROR_YAML).is_file():
         report = audit_imported(into, now=now, sources=AdvisoryDB(
             [CoveringSnapshotSource(snapshot, where=where)]))
+    check_manifest_record(into)  # a tree edited by hand is not recorded as imported
     manifest = Manifest.read(into / MANIFEST_NAME)
     edit = plan_edit(into, manifest, listed.keys)
     state = {IMPORT_ADVISORIES: members[ADVISORIES_NAME],

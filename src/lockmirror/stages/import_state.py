@@ -71,9 +71,10 @@ from ..formats.manifest import (
     IMPORT_MIRROR_YAML,
     IMPORT_QUARANTINE,
     IMPORT_SIGNER,
+    MANIFEST_NAME,
     STATE_DIR,
 )
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, sha256_bytes, sha256_file
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit, has_license_rule
@@ -276,19 +277,24 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     to be swapped in), once the state members ``written`` (:func:`state_members`)
     are there: a bundle without a snapshot keeps the mirror's previous one (so
     refresh bundles stay ordered), the mirror's quarantine list is kept when
-    ``keep_quarantine`` (it still holds), and the manifest the bundle pins (as the
-    delta base and as the tree's manifest), its mirror name and its time are recorded."""
+    ``keep_quarantine`` (it still holds), and the manifest the bundle pins (the
+    delta base), its mirror name and its time are recorded (the tree's own manifest
+    once it is final: :func:`record_manifest`)."""
     if ADVISORIES_NAME not in written:
         keep_state(into, staging, IMPORT_ADVISORIES)
     if keep_quarantine:
         keep_state(into, staging, IMPORT_QUARANTINE)
-    pinned = manifest_record(plan.info.index_manifest_sha256)
-    write_state(staging, IMPORT_BUNDLE_MANIFEST, pinned)
-    write_state(staging, IMPORT_MANIFEST, pinned)
+    write_state(staging, IMPORT_BUNDLE_MANIFEST, manifest_record(plan.info.index_manifest_sha256))
     write_state(staging, IMPORT_BUNDLE_NAME, f"{plan.info.name}\n".encode())
     write_state(staging, IMPORT_BUNDLE_TIME, bundle_time_record(plan.info))
     if plan.signer:  # checked against --pubkey: from now on every import must check one
         write_state(staging, IMPORT_SIGNER, signer_record(plan.signer))
+
+
+def record_manifest(tree: Path) -> None:
+    """Record the sha256 of ``tree``'s final ``manifest.json``, which ``lockmirror
+    verify`` holds the mirror to (:func:`~lockmirror.stages.verify.check_manifest_record`)."""
+    write_state(tree, IMPORT_MANIFEST, manifest_record(sha256_file(tree / MANIFEST_NAME)))
 
 
 def record_held_bundle(plan: ImportPlan, into: Path) -> None:

@@ -79,6 +79,7 @@ from .import_state import (
     held_snapshot,
     keep_bundle_state,
     record_held_bundle,
+    record_manifest,
     require_signature_check,
     snapshot_current,
     state_members,
@@ -290,6 +291,7 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
         keep_bundle_state(plan, state, staging, into, keep_quarantine=listed is not None)
         manifest, edit = quarantine_staged(staging, plan.manifest,
                                            listed.keys if listed is not None else ())
+        record_manifest(staging)  # the one verify holds the mirror to
         report = check_tree(staging, manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]
