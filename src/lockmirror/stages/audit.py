@@ -39,7 +39,7 @@ from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine
 from ..resolve.policy_exceptions import unmatched_exceptions
 from ..timeutil import as_utc
-from .audit_quarantine import with_quarantine
+from .audit_quarantine import quarantine_rows
 from .audit_recorded import recorded_notes
 from .audit_row import AuditRow, RowLevel
 from .retention import RetainedLock
@@ -367,7 +367,9 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                        where=loaded.path.name, licenses=_licenses(loaded, every, client),
                        kept=revisions)
     quarantined = QuarantineList.read(loaded.quarantine_path)
-    report = with_quarantine(report, quarantined.keys)  # what is out of the index already
+    rows, notes = quarantine_rows(report.rows, report.locked_now,  # out of the index already
+                                  quarantined.keys)
+    report = replace(report, rows=rows, notes=(*report.notes, *notes))
     locked = {(p.name, p.version) for lf in every for p in lf.packages}
     stale = [r.release for r in quarantined.releases.values() if r.key not in locked]
     if stale and every_set:  # with fewer lockfiles, "not locked" proves nothing

@@ -2,8 +2,8 @@
 
 ``audit --quarantine`` takes a denied release out of the index
 (:mod:`lockmirror.stages.quarantine`); it cannot move a lock. So
-:func:`with_quarantine` tells three cases apart, by what the audited lockfiles
-lock now (:attr:`AuditReport.locked_now`):
+:func:`quarantine_rows` tells three cases apart, by what the audited lockfiles
+lock now (``AuditReport.locked_now``):
 
 - a release on the list that only earlier lock revisions name (retention keeps
   them; no lock and no ``bump`` can move them) is handled: the mirror serves it
@@ -29,35 +29,35 @@ from .audit_row import AuditRow
 if TYPE_CHECKING:
     from packaging.version import Version
 
-    from .audit import AuditReport
-
 _SHOWN = 5  # releases a note names before "and N more"
 
-__all__ = ["with_quarantine"]
+__all__ = ["quarantine_rows"]
 
 
-def with_quarantine(report: AuditReport,
-                    quarantined: Collection[tuple[str, Version]]) -> AuditReport:
-    """``report`` with its rows on the releases ``quarantined`` (the list's keys:
-    normalized name, version) that no audited lockfile locks now at the level
-    ``quarantined``, and a note for each case the module docstring names."""
+def quarantine_rows(rows: Collection[AuditRow], locked_now: Collection[tuple[str, str]],
+                    quarantined: Collection[tuple[str, Version]],
+                    ) -> tuple[tuple[AuditRow, ...], tuple[str, ...]]:
+    """An audit's ``rows``, those on the releases ``quarantined`` (the list's keys:
+    normalized name, version) that no audited lockfile locks now (``locked_now``)
+    at the level ``quarantined``, sorted; and a note for each case the module
+    docstring names."""
     listed = {(str(name), str(version)) for name, version in quarantined}
     handled: dict[str, set[str]] = {}  # "name==version" -> the labels naming it
     pinned: dict[str, set[str]] = {}
     to_quarantine: dict[str, set[str]] = {}
-    rows = []
-    for row in report.rows:
+    kept = []
+    for row in rows:
         release = (row.package, row.version)
         if not row.version or row.rule == "exceptions" or row.level == "waived":
             pass
-        elif release in listed and release not in report.locked_now:
+        elif release in listed and release not in locked_now:
             handled.setdefault(row.release, set()).update(row.sets)
             row = replace(row, level="quarantined")
         elif row.level == "deny" and release in listed:
             pinned.setdefault(row.release, set()).update(row.sets)
-        elif row.level == "deny" and release not in report.locked_now:
+        elif row.level == "deny" and release not in locked_now:
             to_quarantine.setdefault(row.release, set()).update(row.sets)
-        rows.append(row)
+        kept.append(row)
     notes = []
     if handled:
         notes.append(f"quarantined, so out of the index and failing no audit (only earlier "
@@ -70,8 +70,7 @@ def with_quarantine(report: AuditReport,
         notes.append(f"denied and served for earlier lock revisions retention keeps, which "
                      f"no lock or `bump` can move: {_named(to_quarantine)}; run `lockmirror "
                      f"audit --quarantine` to take them out of the index")
-    return replace(report, rows=tuple(sorted(rows, key=AuditRow.sort_key)),
-                   notes=(*report.notes, *notes))
+    return tuple(sorted(kept, key=AuditRow.sort_key)), tuple(notes)
 
 
 def _named(releases: dict[str, set[str]]) -> str:
