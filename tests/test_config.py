@@ -439,3 +439,42 @@ def test_validate_names_the_line_of_a_credential_variable_that_is_not_set(
     monkeypatch.setenv("IDX_TOKEN", "t0ken")
     assert main(["validate", "mirror.yaml"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_credentials_written_into_a_source_url_are_refused_at_their_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: `validate` and every stage took a source URL with
+    user:password@ written in mirror.yaml without a word. The line is named, never the
+    secret; a URL a ${VAR} fills in whole comes from the environment, and passes."""
+    monkeypatch.chdir(tmp_path)
+    text = broken("https://pypi.org/simple/", "https://ci:s3cr3t@nexus.example/simple/")
+    Path("mirror.yaml").write_text(text, encoding="utf-8")
+    assert main(["validate"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lockmirror: error: mirror.yaml:{line_of(text, 's3cr3t')}:5: sources[0].url: a user "
+        "name or password is written into the URL (mirror.yaml never holds credentials); name "
+        "the environment variables holding them in the source's username_env and password_env"]
+    # variables written into the userinfo, or in a default, are written too
+    for url in ("https://${CI_USER}:${CI_TOKEN}@nexus.example/simple/",
+                "${NEXUS_URL:-https://ci:s3cr3t@nexus.example/simple/}"):
+        with pytest.raises(ConfigError) as raised:
+            parse_config(broken("https://pypi.org/simple/", url),
+                         environ={"CI_USER": "ci", "CI_TOKEN": "s3cr3t"})
+        (problem,) = raised.value.problems
+        assert "sources[0].url: a user name or password is written" in problem
+        assert "s3cr3t" not in problem
+    from_env = broken("https://pypi.org/simple/", "${NEXUS_URL}")
+    config = parse_config(from_env, environ={
+        "NEXUS_URL": "https://ci:s3cr3t@nexus.example/simple/"})
+    assert config.sources[0].url == "https://ci:s3cr3t@nexus.example/simple/"
+    # other messages about such a URL leave the secret out too
+    with pytest.raises(ConfigError) as raised:
+        parse_config(broken("https://pypi.org/simple/", "ftp://ci:s3cr3t@nexus.example/simple/")
+                     .replace("priority: 10", "files_url: ['https://ci:s3cr3t@cdn.example/']"))
+    assert raised.value.problems[0].endswith(
+        "sources[0].url: 'ftp://nexus.example/simple/' is not an http(s) or file URL")
+    assert raised.value.problems[-1].endswith(
+        "sources[0].files_url: 'https://cdn.example/' carries a user name or password; "
+        "files_url takes none")
+    assert not any("s3cr3t" in problem for problem in raised.value.problems)

@@ -579,7 +579,7 @@ def test_a_relaxed_policy_or_widened_source_is_spelled_out_for_the_reviewer(
         "sources: [{name: s, url: 'https://index.example/simple/'}]",
         "sources:\n  - name: s\n    url: 'https://index.example/simple/'\n"
         "    files_url: ['https://files.example/']\n"
-        "  - name: extra\n    url: 'https://ci:s3cr3t@evil.example/simple/'\n")
+        "  - name: extra\n    url: 'https://evil.example/simple/'\n")
         + "policy:\n  yanked: warn\n  exceptions:\n"
         "    - {package: urllib3, version: '*', reason: 'r', rules: []}\n", encoding="utf-8")
     assert cli.main(["diff", "main", "--format", "json"]) == 0

@@ -399,14 +399,16 @@ def test_sdists_denied_by_policy(tmp_path: Path, fixture_index: FixtureIndex) ->
 
 @pytest.mark.parametrize("relative", [False, True])
 def test_credentials_in_a_source_url_never_reach_the_lockfile(
-        tmp_path: Path, fixture_index: FixtureIndex, relative: bool) -> None:
+        tmp_path: Path, fixture_index: FixtureIndex, relative: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from lockmirror.stages.fetch import fetch_config
 
     fixture_index.require_basic_auth("reader", "s3cret-pw")
     fixture_index.relative_urls = relative
     path = write_mirror(tmp_path, fixture_index, "  c:\n    requirements: [beta]\n")
-    path.write_text(path.read_text().replace(
-        f"url: {fixture_index.url}", f"url: {fixture_index.url_with_auth('reader', 's3cret-pw')}"))
+    # from the environment: mirror.yaml refuses credentials written into it
+    path.write_text(path.read_text().replace(f"url: {fixture_index.url}", "url: ${SOURCE_URL}"))
+    monkeypatch.setenv("SOURCE_URL", fixture_index.url_with_auth("reader", "s3cret-pw"))
     loaded = load_config(path)
     result = lock_sets(loaded)[0]
     text = result.path.read_text()

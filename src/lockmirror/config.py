@@ -205,7 +205,7 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
                 if loc not in doc.unresolved:
                     doc.problem(loc, _message(error) + _typo_note(error["type"], loc, meant, doc))
     if isinstance(doc.data, dict):
-        for path, message in _cross_checks(doc.data):
+        for path, message in [*_cross_checks(doc.data), *_written_credentials(doc)]:
             doc.problem(path, message)
     if problems:
         raise ConfigError(sorted(set(problems), key=_line_key))
@@ -304,6 +304,19 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
                 and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)):
             yield (("publish", name, "bucket"), f"'{bucket}' is not an S3 bucket name (3 to 63 "
                    "lower-case letters, digits, '.' and '-')")
+
+
+def _written_credentials(doc: PositionedYaml) -> Iterator[tuple[Path_, str]]:
+    """A user name or password written into a source's URL in the file (never shown).
+    One a ``${VAR}`` fills in comes from the environment, as credentials may."""
+    from .formats.url_policy import redact_text
+
+    for i, source in enumerate(_as_list(doc.data.get("sources"))):
+        url = doc.written.get(("sources", i, "url"), _as_dict(source).get("url"))
+        if isinstance(url, str) and redact_text(url) != url:
+            yield (("sources", i, "url"), "a user name or password is written into the URL "
+                   "(mirror.yaml never holds credentials); name the environment variables "
+                   "holding them in the source's username_env and password_env")
 
 
 def _source_checks(items: list[Any]) -> Iterator[tuple[Path_, str]]:

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from .formats.url_policy import redact_text
 from .fsutil import parse_size
 from .spdx import spdx_expression
 from .targets import MARKER_NAMES, Target
@@ -72,13 +73,16 @@ class SourceConfig(_Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         if not re.match(r"^(https?|file)://", value):
-            raise ValueError(f"'{value}' is not an http(s) or file URL")
+            raise ValueError(f"'{redact_text(value)}' is not an http(s) or file URL")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("files_url")
     @classmethod
     def _files_url(cls, value: list[str]) -> list[str]:
         for url in value:
+            if redact_text(url) != url:  # the credential is never shown
+                raise ValueError(f"'{redact_text(url)}' carries a user name or password; "
+                                 "files_url takes none")
             if not re.match(r"^https?://[^/@]+/", url if url.endswith("/") else url + "/"):
                 raise ValueError(f"'{url}' is not an http(s) URL with a host (and no user name)")
         return [url if url.endswith("/") else url + "/" for url in value]

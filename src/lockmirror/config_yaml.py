@@ -92,6 +92,9 @@ class PositionedYaml:
         self.problems: list[str] = []
         # values holding an unset ${VAR}: already reported, so schema errors there are noise
         self.unresolved: set[Path_] = set()
+        # strings as the file writes them, where a ${VAR} changed them (what came
+        # from the environment and what was written in the file tell apart)
+        self.written: dict[Path_, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
         self._seen: set[int] = set()  # nodes converted once: an alias repeats them
         self._alias_weight = 0
@@ -171,6 +174,8 @@ class PositionedYaml:
         value = self._scalar(node, path)
         if isinstance(value, str) and self.environ is not None:
             substituted = self._substitute(value, path)
+            if substituted != value:
+                self.written[path] = value
             if substituted != value and node.style is None:
                 # a plain `keep: ${KEEP:-3}` is the number 3, as `keep: 3` would be
                 tag = yaml.resolver.Resolver().resolve(  # type: ignore[no-untyped-call]
