@@ -428,6 +428,26 @@ def test_an_unconverted_os_error_is_one_line_naming_the_file(
         "lockmirror: error: /srv/mirror.yaml: Permission denied"]
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """Found by an outside tester: `lockmirror ... | head` (and git's textconv under a
+    pager quit early) printed `lockmirror: error: Broken pipe`. The command now stops
+    without a word, with the status a shell gives a process SIGPIPE stopped."""
+    sets = "".join(f"  set{i}-{'x' * 250}: {{requirements: [six]}}\n" for i in range(2000))
+    (tmp_path / "mirror.yaml").write_text(  # ~1 MiB of output: more than a pipe holds
+        "version: 1\nsources: [{name: pypi, url: 'https://pypi.org/simple/'}]\n"
+        "targets: {t: {python: '3.11', platforms: [manylinux_2_28_x86_64]}}\nsets:\n" + sets,
+        encoding="utf-8")
+    child = subprocess.Popen([sys.executable, "-m", "lockmirror", "sets"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=subprocess_env(offline=True))
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.readline().startswith(b"set0-")
+    child.stdout.close()  # as head does after its lines
+    stderr = child.stderr.read()
+    assert child.wait() == 141
+    assert stderr == b""
+
+
 def test_a_doit_action_turns_any_exception_into_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from doit.exceptions import TaskFailed  # type: ignore[import-untyped]

@@ -6,7 +6,8 @@ on stderr and an exit status, never a traceback: an OSError nothing converted
 becomes one line (exit 1), any other exception one "internal error" line
 (exit 70; ``LOCKMIRROR_TRACEBACK=1`` shows the traceback). SIGTERM is taken as
 Ctrl-C (:mod:`lockmirror.interrupt`): locks are released and temporary files
-removed, then exit 143 (Ctrl-C: 130).
+removed, then exit 143 (Ctrl-C: 130). A reader of stdout that went away
+(``| head``) ends the command quietly with 141.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .interrupt import restore, stopped, terminate_as_interrupt
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
 TRACEBACK_ENV = "LOCKMIRROR_TRACEBACK"
+PIPE_CLOSED_EXIT = 128 + 13  # 141: what a shell reports for a process SIGPIPE stopped
 
 def _module_names() -> list[str]:
     return sorted(info.name for info in pkgutil.iter_modules(commands.__path__)
@@ -80,7 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args._parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     previous = terminate_as_interrupt()
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # what reads the output stopped reading (`| head`, git's textconv under a
+        # pager quit early): stop quietly, as other command-line tools do
+        _discard_stdout()
+        return PIPE_CLOSED_EXIT
     except LockmirrorError as error:
         print(error_text(error), file=sys.stderr)
         return error.exit_code
@@ -103,6 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERNAL_ERROR
     finally:
         restore(previous)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so what is left in its buffer is not written to
+    the closed pipe again when Python flushes it at exit (another BrokenPipeError)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor: a stream a test or caller handed in
+        pass
 
 
 def _first_line(error: BaseException) -> str:
