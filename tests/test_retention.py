@@ -489,7 +489,7 @@ def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_
     denied = [r for r in report["findings"] if r["level"] == "deny"]
     assert [(r["package"], r["version"], r["advisory"], r["sets"]) for r in denied] == [
         ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
-    assert (f"also audited: 1 earlier lock revisions the mirror still serves (retention): "
+    assert (f"also audited: 1 earlier lock revision the mirror still serves (retention): "
             f"core@{previous[:8]}") in report["notes"]
     assert (f"denied and served for earlier lock revisions retention keeps, which no lock or "
             f"`bump` can move: speedup==1.0 (core@{previous[:8]}); run `lockmirror audit "

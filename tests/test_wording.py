@@ -54,3 +54,28 @@ def test_a_target_check_install_skips_names_python_and_platform_both() -> None:
     assert host_mismatch(here, "cp", (other,)) == (f"needs Python {here} on {other}; "
                                                    f"this is Python {here} on {host}")
     assert host_mismatch(here, "cp", (host,)) is None
+
+
+def test_lock_and_quarantine_say_one_target_one_release(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: `lock` printed `... for 1 targets`, `audit --quarantine`
+    `quarantine: 1 releases on the list`."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from lockmirror.commands.lock import print_results
+    from lockmirror.formats.lockfile import LockedTarget, Lockfile
+    from lockmirror.formats.quarantine_list import QuarantinedRelease
+    from lockmirror.stages.lock import LockResult
+    from lockmirror.stages.quarantine import IndexChange, QuarantineResult, render_plan
+
+    target = LockedTarget("host", "3.11", "cp", ("manylinux_2_28_x86_64",),
+                          "python_version == '3.11'")
+    lockfile = Lockfile("core", ("six",), (target,), (), "0" * 64)
+    print_results([LockResult("core", tmp_path / "pylock.core.toml", lockfile, True)])
+    assert capsys.readouterr().out == f"{tmp_path}/pylock.core.toml: 0 packages for 1 target " \
+                                      "(written)\n"
+    release = QuarantinedRelease(canonicalize_name("six"), Version("1.16.0"), NOW, ("X",))
+    plan = render_plan(QuarantineResult(tmp_path / "quarantine.json", tmp_path / "index", (),
+                                        (release,), IndexChange(), dry_run=True))
+    assert "quarantine: 1 release on the list; taken out of the index now: none" in plan

@@ -14,6 +14,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
+from ..fsutil import plural
 from ._options import NameList
 
 if TYPE_CHECKING:
@@ -80,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
         for scope, names in scopes:
             report = check_lockfiles(scope, names, resolve=args.resolve)
             how = "; re-resolved: identical" if report.resolved else ""
-            print(f"lockfiles current: {', '.join(report.sets)} ({report.packages} packages, "
-                  f"{report.files} files match their sources' project pages{how})")
+            print(f"lockfiles current: {', '.join(report.sets)} "
+                  f"({plural(report.packages, 'package')}, {plural(report.files, 'file')} "
+                  f"match their sources' project pages{how})")
         return 0
     if args.upgrade_vulnerable:
         return _upgrade_vulnerable(args, loaded)
@@ -211,7 +213,8 @@ def print_results(results: Sequence[LockResult]) -> None:
         count = len(result.lockfile.packages)
         state = "written" if result.written else "unchanged"
         targets = len(result.lockfile.targets)
-        print(f"{result.path}: {count} packages for {targets} targets ({state})")
+        print(f"{result.path}: {plural(count, 'package')} for {plural(targets, 'target')} "
+              f"({state})")
         for warning in result.warnings:
             print(f"  policy warning: {warning}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 
-from ..fsutil import format_size
+from ..fsutil import format_size, plural
 from .bounded import load_json
 from .client_config import pip_config, pip_index_arguments, trusted_host
 
@@ -263,7 +263,7 @@ def _set_facts(summary: SetSummary, *, sbom: bool) -> str:
     locked = [p for p in summary.packages if p.kept_for is None]
     kept = len(summary.packages) - len(locked)
     return _facts([
-        ("packages", f"{len({p.name for p in locked})} ({len(locked)} releases"
+        ("packages", f"{len({p.name for p in locked})} ({plural(len(locked), 'release')}"
                      + (f"; {kept} more kept for earlier locks)" if kept else ")")),
         ("size", escape(format_size(summary.total_size))),
         ("lockfile", (f'<a href="lockfiles/pylock.{escape(summary.name)}.toml">'
@@ -397,7 +397,8 @@ def landing_html(page: LandingPage) -> str:
         "</head>",
         "<body>",
         (f"<header><h1>{escape(page.title)}</h1>"
-         f"<p>{len(page.set_names)} package sets, {page.projects} projects, {page.files} files, "
+         f"<p>{plural(len(page.set_names), 'package set')}, {plural(page.projects, 'project')}, "
+         f"{plural(page.files, 'file')}, "
          f"{escape(format_size(page.total_size))}</p></header>"),
         "<main>",
         '<section id="use"><h2>Use this mirror</h2>',

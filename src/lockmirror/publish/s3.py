@@ -42,7 +42,7 @@ from typing import Any
 from ..config_schema import S3Destination
 from ..errors import LockmirrorError, PublishError
 from ..formats.pages import cache_control, content_type
-from ..fsutil import format_size, sha256_bytes, sha256_file
+from ..fsutil import format_size, plural, sha256_bytes, sha256_file
 from ..net.s3_client import (
     DEFAULT_JOBS,
     NOT_FOUND_CODES,
@@ -179,8 +179,8 @@ class S3Publisher:
             else:
                 unsure.append(item)
         if unsure:
-            self.progress(ProgressEvent(f"checking {len(unsure)} objects the receipt does not "
-                                        "vouch for"))
+            self.progress(ProgressEvent(f"checking {plural(len(unsure), 'object')} the receipt "
+                                        "does not vouch for"))
             with ThreadPoolExecutor(self.jobs) as pool:
                 answers = list(pool.map(self._remote_sha256, unsure))
             for item, (sha, etag) in zip(unsure, answers, strict=True):
@@ -295,7 +295,8 @@ class S3Publisher:
                 finally:  # Ctrl-C: the uploads under way finish, the queued ones never start
                     pool.shutdown(wait=True, cancel_futures=True)
                 if plan.delete:
-                    self.progress(ProgressEvent(f"deleting {len(plan.delete)} stale objects"))
+                    deleting = plural(len(plan.delete), "stale object")
+                    self.progress(ProgressEvent(f"deleting {deleting}"))
                     self._delete(plan.delete, deleted)
             except BaseException:
                 # what did get uploaded is remembered, so the next run skips it
@@ -416,7 +417,7 @@ class S3Publisher:
             for key in batch:
                 self._known.pop(key, None)
             if failed:
-                raise PublishError(f"{len(failed)} stale objects could not be deleted: "
+                raise PublishError(f"{plural(len(failed), 'stale object')} could not be deleted: "
                                    f"{first_lines([f'{k} ({c})' for k, c in failed.items()])}",
                                    where=self.display)
 

@@ -33,7 +33,7 @@ from ..errors import NotFoundError
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..formats.quarantine_list import QuarantineList
-from ..fsutil import first_of
+from ..fsutil import first_of, plural
 from ..resolve.advisories import NO_SOURCE, AdvisoryDB, not_checked_text, open_advisory_db
 from ..resolve.advisory_snapshot import offline_source
 from ..resolve.policy import Finding, PolicyEngine
@@ -177,13 +177,13 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         locked.setdefault(lockfile.set_name, []).extend(p.key for p in lockfile.packages)
     notes += unmatched_exceptions(config, locked)
     if kept:
-        notes.append(f"also audited: {len(kept)} earlier lock revisions the mirror still "
+        notes.append(f"also audited: {plural(len(kept), 'earlier lock revision')} the mirror still "
                      f"serves (retention): {', '.join(label for label, _ in kept)}")
     if client is None:
         notes.append("yanked state taken from the lockfiles only (no index was asked)")
     if no_license:
-        notes.append(f"licenses not checked for {len(no_license)} releases (no core metadata "
-                     f"in the store or on the index): {first_of(sorted(no_license), 5)}")
+        notes.append(f"licenses not checked for {plural(len(no_license), 'release')} (no core "
+                     f"metadata in the store or on the index): {first_of(sorted(no_license), 5)}")
     rows = [_with_sets(row, sets) for row, sets in collected.values()]
     rows += _unchecked_rows(unchecked, len(releases))
     notes += recorded_notes(lockfiles, rows, no_license=no_license,

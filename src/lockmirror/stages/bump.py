@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
-from ..fsutil import first_of
+from ..fsutil import first_of, plural
 from ..gitutil import path_in_repository, repository_root, run_git
 from .outdated import OutdatedReport, outdated_sets, render_markdown
 
@@ -124,7 +124,7 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
         diff_markdown = _diff_markdown(loaded, head, branch, client)
     body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security)
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
-                      f"committed {len(moves)} moves on {branch}", warnings)
+                      f"committed {plural(len(moves), 'move')} on {branch}", warnings)
 
 
 def _diff_markdown(loaded: LoadedConfig, head: str, branch: str, client: IndexClient) -> str:

@@ -72,7 +72,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..fsutil import format_size
+from ..fsutil import format_size, plural
 from .diff_model import LockDiff, PackageChange, SetDiff, TargetDiff
 
 SCHEMA = "lockmirror-diff/1"
@@ -336,7 +336,7 @@ def _md_table(names: list[str], changes: tuple[PackageChange, ...],
         out.append(f"| {_MD_CHANGE[change.change]} | {_code(change.name)} | "
                    f"{_md(_version_text(change, '→'))} | {why} |")
     if len(shown) < len(changes):
-        out += ["", (f"_{len(changes) - len(shown)} more changes not shown; "
+        out += ["", (f"_{plural(len(changes) - len(shown), 'more change')} not shown; "
                     "run `lockmirror diff` for all of them._")]
     return out
 

@@ -304,7 +304,7 @@ def _combine(errors: list[LockmirrorError]) -> LockmirrorError:
     kinds = {type(error) for error in errors}
     kind: Callable[..., LockmirrorError] = kinds.pop() if len(kinds) == 1 else LockmirrorError
     lines = "\n".join(f"  {error}" for error in errors)
-    return kind(f"{len(errors)} locked files could not be fetched:\n{lines}")
+    return kind(f"{plural(len(errors), 'locked file')} could not be fetched:\n{lines}")
 
 
 def _refuse_wrong_locked_sizes(todo: Sequence[FetchItem], store: AnyStore) -> None:
@@ -364,7 +364,7 @@ def _check_free_space(todo: Sequence[FetchItem], store: AnyStore) -> None:
     free = shutil.disk_usage(tmp).free
     if needed + FREE_SPACE_MARGIN > free:
         raise LockmirrorError(
-            f"not enough free space for the store: {len(todo)} files need "
+            f"not enough free space for the store: {plural(len(todo), 'file')} need "
             f"{format_size(needed)}, the disk has {format_size(free)} free",
             where=str(store.root),
             hint="free some space, or point paths.store / LOCKMIRROR_STORE at a bigger disk")

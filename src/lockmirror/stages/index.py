@@ -71,7 +71,7 @@ from ..formats.pages import (
 from ..formats.quarantine_list import releases_of
 from ..formats.store import Store
 from ..formats.url_policy import UrlRule
-from ..fsutil import atomic_write, one_at_a_time, sha256_bytes
+from ..fsutil import atomic_write, one_at_a_time, plural, sha256_bytes
 from ..net.s3_store import AnyStore, S3Store
 from . import index_fs as fs
 from .index_sbom import write_sboms
@@ -243,7 +243,7 @@ class _Run:
             return IndexResult(out_dir=self.out_dir, noop=True, written=(), removed=(),
                                removed_releases=(), projects=counts["projects"],
                                files=counts["files"], total_size=counts["total_size"])
-        self.progress(f"reading {len(inputs)} lockfiles")
+        self.progress(f"reading {plural(len(inputs), 'lockfile')}")
         sets = read_sets(inputs, self.state_dir / ROWS_DIR, full=self.full,
                          url_rule=self.url_rule)
         # an earlier revision was checked under today's sources when retention chose it
@@ -363,7 +363,8 @@ class _Run:
                                        f"({file.metadata_sha256[:12]})")
         if missing:
             shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
-            raise NotFoundError(f"{len(missing)} locked files are not in the store: {shown}",
+            raise NotFoundError(f"{plural(len(missing), 'locked file')} "
+                                f"{'is' if len(missing) == 1 else 'are'} not in the store: {shown}",
                                 where=self.store.identity, hint="run `doit fetch`")
 
     def _write_set(self, tree: Tree, locked: PackageSet) -> None:

@@ -38,6 +38,7 @@ from ..formats.quarantine_list import (
     quarantined,
     release_of,
 )
+from ..fsutil import plural
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -156,7 +157,7 @@ def render_plan(result: QuarantineResult) -> str:
     for rel in result.change.removed:
         lines.append(f"quarantine: {verb} remove {result.index_dir / rel}")
     taken = ", ".join(result.change.releases) or "none (already out of the index)"
-    lines.append(f"quarantine: {len(result.quarantined)} releases on the list; "
+    lines.append(f"quarantine: {plural(len(result.quarantined), 'release')} on the list; "
                  f"taken out of the index now: {taken}")
     if result.change.removed and not result.dry_run:
         lines.append("quarantine: run `lockmirror publish --prune` (or `doit publish`) to delete "
