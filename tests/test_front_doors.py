@@ -75,6 +75,42 @@ def test_doit_and_the_cli_write_the_same_bytes_at_every_stage(
         p.relative_to(by_cli) for p in sorted((by_cli / ".cache").rglob("pins.txt"))]
 
 
+def test_both_doors_word_the_index_result_the_same(
+        projects: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: `lockmirror index` said `wrote 20 files (...), removed
+    6` and `removed flask 2.3.2`, `doit index` `20 written, 6 removed` and `removed click
+    8.1.3 (no lockfile needs it any more)`. Both print the same lines now."""
+    said = []
+    for root in projects:
+        monkeypatch.chdir(root)
+        config = root / "mirror.yaml"
+
+        def index(root: Path = root) -> list[str]:
+            if root.name == "doit":
+                for action in doit_tasks.index_task(doit_tasks.load("mirror.yaml"))["actions"]:
+                    assert action() is None
+            else:
+                assert main(["index"]) == 0
+            return capsys.readouterr().out.replace(str(root), "ROOT").splitlines()
+
+        assert main(["lock"]) == 0 and main(["fetch"]) == 0
+        capsys.readouterr()
+        built = index()
+        config.write_text(config.read_text().replace("extra: {requirements: [marked==1.0]}",
+                                                     "extra: {requirements: [beta==1.0]}"))
+        assert main(["lock"]) == 0
+        capsys.readouterr()
+        said.append((built, index(), index()))
+    assert said[0] == said[1]
+    built, shrunk, again = said[0]
+    assert built[0].startswith("index: ROOT/dist-index: ") and " written (" in built[0]
+    assert "  removed marked 1.0 (no lockfile needs it any more)" in shrunk[1:]
+    assert all(line.endswith(" (no lockfile needs it any more)") for line in shrunk[1:])
+    assert again == [shrunk[0].split("; ")[0].replace("dist-index: ", "dist-index: up to "
+                                                      "date (") + ")"]
+
+
 def test_both_doors_sign_with_the_key_the_environment_names(
         projects: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,18 +191,12 @@ def fetch_task(project: Project) -> TaskDict:
 
 
 def _index(project: Project) -> None:
-    loaded = project.loaded
-    result = pipeline.index(loaded, retained=project.retained)
+    from .commands.index import print_result
+
+    result = pipeline.index(project.loaded, retained=project.retained)
     for note in result.notes:
         print(f"index: {note}", file=sys.stderr)
-    if result.noop:
-        print(f"index: {loaded.index_dir} is current ({result.projects} projects, "
-              f"{result.files} files)")
-        return
-    print(f"index: {loaded.index_dir}: {result.projects} projects, {result.files} files; "
-          f"{len(result.written)} written, {len(result.removed)} removed")
-    for release in result.removed_releases:
-        print(f"  removed {release} (no lockfile needs it any more)")
+    print_result(result)
 
 
 def index_task(project: Project) -> TaskDict:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..config import LoadedConfig
     from ..net.s3_store import AnyStore
+    from ..stages.index import IndexResult
 
 NAME = "index"
 HELP = "build dist-index/ (PEP 503/691/658/700 pages, files, manifest) from lockfiles and the store"
@@ -48,7 +49,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
-    from ..fsutil import format_size
 
     loaded = None  # lockfiles, --store and --out given: mirror.yaml is not read
     if not (args.lockfiles and args.store and args.out) or args.config is not None:
@@ -60,18 +60,24 @@ def run(args: argparse.Namespace) -> int:
                             quarantine=args.quarantine, full=args.full, sbom=args.sbom)
     for note in result.notes:
         print(f"index: {note}", file=sys.stderr)
-    if args.quiet:
-        return 0
-    what = (f"{result.projects} projects, {result.files} files, "
+    if not args.quiet:
+        print_result(result)
+    return 0
+
+
+def print_result(result: IndexResult) -> None:
+    """What a run did, as both front doors (this command and ``doit index``) say it."""
+    from ..fsutil import format_size, plural
+
+    what = (f"{plural(result.projects, 'project')}, {plural(result.files, 'file')}, "
             f"{format_size(result.total_size)}")
     if result.noop:
-        print(f"{result.out_dir}: up to date ({what})")
-        return 0
-    print(f"{result.out_dir}: {what}; wrote {len(result.written)} files "
-          f"({result.linked} linked, {result.copied} copied), removed {len(result.removed)}")
+        print(f"index: {result.out_dir}: up to date ({what})")
+        return
+    print(f"index: {result.out_dir}: {what}; {plural(len(result.written), 'file')} written "
+          f"({result.linked} linked, {result.copied} copied), {len(result.removed)} removed")
     for release in result.removed_releases:
-        print(f"  removed {release}")
-    return 0
+        print(f"  removed {release} (no lockfile needs it any more)")
 
 
 def _store(given: str | None, loaded: LoadedConfig | None) -> Path | AnyStore | None:
