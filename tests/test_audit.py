@@ -237,6 +237,24 @@ def test_expired_exception_is_a_denied_finding_and_stops_waiving(
     assert list(report.quarantine_candidates()) == [("vulny", "1.0")]
 
 
+def test_an_expired_exception_names_only_the_sets_that_lock_its_release(
+        catalogue: Catalogue, fixture_index: FixtureIndex) -> None:
+    """Found by an outside tester: `deny chardet==5.1.0 exceptions data,lockmirror-tool,
+    tools,web` where only `data` locked chardet. An exception that matches nothing
+    locked is named with every set whose policy holds it (lock refuses them all)."""
+    config = parse_config(mirror_yaml(fixture_index, """\
+        exceptions:
+          - {package: vulny, version: "1.0", reason: not reachable, expires: 2024-10-01}
+          - {package: gone, reason: no longer in any set, expires: 2024-10-01}
+        """, sets=("core", "misp", "tools")))
+    lockfiles = [lockfile_of(catalogue, fixture_index, "core", LOCKED),
+                 lockfile_of(catalogue, fixture_index, "misp", LOCKED[2:]),
+                 lockfile_of(catalogue, fixture_index, "tools", [("vulny", "1.1")])]
+    report = audit(lockfiles, config, sources=None, now=NOW)
+    assert [(r.release or r.package, r.sets) for r in report.rows if r.rule == "exceptions"] == [
+        ("gone", ("core", "misp", "tools")), ("vulny==1.0", ("core",))]
+
+
 def test_exception_a_bump_left_behind_is_noted(catalogue: Catalogue,
                                                fixture_index: FixtureIndex) -> None:
     """An exception matching no locked release (the pin moved past it) is

@@ -178,9 +178,14 @@ class PolicyEngine:
         """``mirror.yaml: policy.exceptions[2]: exception for foo==1.0 expired on ...``"""
         return [f"{self.where}: {e.label}: {e.expired_message}" for e in self._expired]
 
-    def expired_findings(self) -> list[Finding]:
+    def expired_findings(self, locked: Iterable[tuple[NormalizedName, Version]] | None = None
+                         ) -> list[Finding]:
+        """A deny finding per expired exception; given ``locked`` releases, only for
+        those that match one of them."""
+        releases = None if locked is None else list(locked)
         return [Finding("exceptions", "deny", e.name, e.exact, message)
-                for e, message in zip(self._expired, self.expired_messages(), strict=True)]
+                for e, message in zip(self._expired, self.expired_messages(), strict=True)
+                if releases is None or any(e.matches(*release) for release in releases)]
 
     def not_checked(self, releases: Sequence[tuple[str, Version]]) -> tuple[str, ...]:
         """Warnings naming the ``releases`` (looked up already) no advisory source

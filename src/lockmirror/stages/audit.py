@@ -16,7 +16,7 @@ not. The time is a parameter; nothing here reads the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -164,13 +164,13 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         if engine is None:
             engine = engines[lockfile.set_name] = _engine(
                 config, lockfile.set_name, now=moment, sources=sources, where=where, notes=notes)
-            for finding in engine.expired_findings():
-                add(finding, lockfile.set_name)
         for package in lockfile.packages:
             for finding in [*_check(engine, package, yanked_now),
                             *_license_check(engine, package, licenses or {}, no_license)]:
                 add(finding, label)
         _note_unchecked(engine, lockfile, label, sources, unchecked)
+    for finding, set_name in _expired_exceptions(audited, engines):
+        add(finding, set_name)
 
     locked: dict[str, list[tuple[str, Version]]] = {}
     for _, lockfile in audited:
@@ -199,6 +199,21 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         locked_now=frozenset((canonicalize_name(p.name), str(p.version))
                              for lockfile in lockfiles for p in lockfile.packages),
     )
+
+
+def _expired_exceptions(audited: Sequence[tuple[str, Lockfile]],
+                        engines: Mapping[str, PolicyEngine]) -> Iterator[tuple[Finding, str]]:
+    """(finding, set) of each expired exception, with the sets that lock a release it
+    matches (in a kept revision too); one that matches nothing locked, with every set
+    whose policy holds it (lock refuses to run for each)."""
+    locked: set[str] = set()
+    for _, lockfile in audited:
+        engine = engines[lockfile.set_name]
+        for finding in engine.expired_findings((p.name, p.version) for p in lockfile.packages):
+            locked.add(finding.message)  # names the exception's place in mirror.yaml
+            yield finding, lockfile.set_name
+    for set_name, engine in engines.items():
+        yield from ((f, set_name) for f in engine.expired_findings() if f.message not in locked)
 
 
 def _note_unchecked(engine: PolicyEngine, lockfile: Lockfile, label: str,
