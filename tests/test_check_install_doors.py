@@ -24,6 +24,7 @@ from test_far_side import INSTALLER_CACHE
 
 from lockmirror import pipeline
 from lockmirror.cli import main
+from lockmirror.errors import LockmirrorError
 from lockmirror.fsutil import locked_unless_held
 
 PASS_RECORD = "verified-manifest.json"  # in .cache/verify/, where doit's up-to-date check reads it
@@ -137,5 +138,17 @@ def test_outside_a_project_a_run_whose_installer_copy_fails_leaves_no_directory(
     monkeypatch.setenv("LOCKMIRROR_INSTALLER_CACHE", str(not_a_directory))
     assert main(["check-install", str(mirror.out), "--set", "extra", "--file",
                  "--installer", "pip 21.2.3"]) == 1
-    assert str(not_a_directory) in capsys.readouterr().err
+    # one line saying what is wrong with what (found by an outside tester: `File exists`)
+    assert capsys.readouterr().err.splitlines() == [
+        f"lockmirror: error: {not_a_directory}: the installer cache is a file, not a directory "
+        "($LOCKMIRROR_INSTALLER_CACHE names it; point it at a directory)"]
     assert list(temp_root.iterdir()) == []
+    # a cache the variable does not name (--work-dir's installers/) says how to move it
+    from lockmirror.stages.installers import ensure_installer, find_installers
+
+    monkeypatch.delenv("LOCKMIRROR_INSTALLER_CACHE")
+    with pytest.raises(LockmirrorError) as raised:
+        ensure_installer(find_installers(["pip 21.2.3"])[0], not_a_directory / "installers")
+    assert str(raised.value) == (
+        f"{not_a_directory / 'installers'}: the installer cache lies under a file (set "
+        "$LOCKMIRROR_INSTALLER_CACHE to a directory for the installer copies)")

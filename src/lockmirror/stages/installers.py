@@ -45,6 +45,8 @@ from pathlib import Path
 from ..errors import LockmirrorError
 from ..fsutil import disk_bytes, format_size
 
+INSTALLER_CACHE_ENV = "LOCKMIRROR_INSTALLER_CACHE"  # where the installer copies are kept
+
 
 class InstallerUnavailable(LockmirrorError):
     """An installer copy could not be had (no package index, no wheel for it)."""
@@ -203,8 +205,8 @@ def uv_binary(copies: dict[Installer, Path | str]) -> str:
 
 def default_installer_cache(work_dir: Path | None) -> Path:
     """``$LOCKMIRROR_INSTALLER_CACHE``, else ``work_dir/installers``, else the user's cache."""
-    if os.environ.get("LOCKMIRROR_INSTALLER_CACHE"):
-        return Path(os.environ["LOCKMIRROR_INSTALLER_CACHE"])
+    if os.environ.get(INSTALLER_CACHE_ENV):
+        return Path(os.environ[INSTALLER_CACHE_ENV])
     if work_dir is not None:
         return work_dir / "installers"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -267,8 +269,7 @@ def _installed_uv(version: str) -> Path | None:
 
 
 def _fetch(installer: Installer, home: Path) -> None:
-    home.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{installer.key}.", dir=home.parent))
+    staging = _staging_dir(installer, home.parent)
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary", ":all:",
                "--target", str(staging), "--disable-pip-version-check", "--no-input",
                "--quiet", f"{installer.kind}=={installer.version}"]
@@ -289,6 +290,24 @@ def _fetch(installer: Installer, home: Path) -> None:
     except BaseException:  # InstallerUnavailable, Ctrl-C: no staging copy is left behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _staging_dir(installer: Installer, cache: Path) -> Path:
+    """A new directory in the installer cache to fetch a copy into; LockmirrorError
+    naming the cache (and the variable that set it) when it cannot be made there."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{installer.key}.", dir=cache))
+    except OSError as exc:
+        why = ("is a file, not a directory" if isinstance(exc, FileExistsError) else
+               "lies under a file" if isinstance(exc, NotADirectoryError) else
+               f"cannot be written: {exc.strerror or exc}")
+        named = os.environ.get(INSTALLER_CACHE_ENV)
+        hint = (f"${INSTALLER_CACHE_ENV} names it; point it at a directory"
+                if named and Path(named) == cache else
+                f"set ${INSTALLER_CACHE_ENV} to a directory for the installer copies")
+        raise LockmirrorError(f"the installer cache {why}", where=str(cache),
+                              hint=hint) from None
 
 
 def _pip(command: list[str], installer: Installer, home: Path) -> None:
