@@ -24,8 +24,8 @@ from pydantic import (
     field_validator,
 )
 
-from .formats.url_policy import redact_text
 from .fsutil import parse_size
+from .redaction import redact_text
 from .spdx import spdx_expression
 from .targets import MARKER_NAMES, Target
 

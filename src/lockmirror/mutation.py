@@ -57,7 +57,7 @@ SCOPE: tuple[str, ...] = (
     # the bundle's signature
     *_checks("formats.signing", "verify", "check_bundle_signature"),
     # credentials: only under their prefix, never in a message
-    *_checks("formats.url_policy", "redact_url", "redact_text"),
+    *_checks("redaction", "redact_url", "redact_text"),
     *_checks("net.http", "PrefixAuth.for_url", "PrefixAuth.__call__"),
     # serve: no path outside the tree
     *_checks("stages.serve_handler", "MirrorHTTPServer.resolve"),

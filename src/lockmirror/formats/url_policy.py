@@ -42,11 +42,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
 from ..errors import UrlPolicyError
+from ..redaction import redact_text as redact_text
+from ..redaction import redact_url as redact_url
 from .lockfile import Lockfile, read_document
 from .pages import ARTIFACT_SUFFIXES
 
@@ -407,20 +409,6 @@ def _http_allowed(source: SourceConfig, host: str) -> bool:
     return source.allow_http or (is_loopback(own.host) and is_loopback(host))
 
 
-def redact_url(url: str) -> str:
-    """``url`` without user name and password (safe to print)."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""  # ValueError for a port out of range
-    except ValueError:
-        return redact_text(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = (f"[{host}]" if ":" in host else host) + port
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def url_host(url: str) -> str:
     """The scheme, host and port of ``url`` (no user info), as it decides where bytes
     come from; a URL that does not parse so, whole but redacted."""
@@ -432,12 +420,6 @@ def url_host(url: str) -> str:
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}{port}" if parts.scheme else redact_url(url)
-
-
-def redact_text(text: str) -> str:
-    """``text`` with the userinfo of every URL in it removed (for server messages)."""
-    # to the last @ of the authority, which ends at / ? or # as urlsplit reads it
-    return re.sub(r"(\w+://)[^/?#\s]*@", r"\1", text)
 
 
 def normal_source_url(url: str) -> str:

@@ -1,0 +1,29 @@
+"""Credentials out of what lockmirror prints: a URL's user name and password
+(:func:`redact_url`), and the userinfo of every URL in a text (:func:`redact_text`,
+for a server's or an exception's message). No I/O; nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user name and password (safe to print)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""  # ValueError for a port out of range
+    except ValueError:
+        return redact_text(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + port
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the userinfo of every URL in it removed (for server messages)."""
+    # to the last @ of the authority, which ends at / ? or # as urlsplit reads it
+    return re.sub(r"(\w+://)[^/?#\s]*@", r"\1", text)
