@@ -36,7 +36,7 @@ from fixtureindex import FixtureIndex, build_wheel
 from helpers import mirror_yaml, subprocess_env
 from packaging.tags import platform_tags
 from test_bundle import TOOL_CACHE
-from workflow_walk import Walk
+from workflow_walk import Walk, commit_locked_mirror
 
 from lockmirror.fsutil import sha256_file
 from lockmirror.stages.toolwheels import installed_dependency_wheels, own_wheel, repack_installed
@@ -93,15 +93,8 @@ def _mirror_repo(tmp_path: Path, index: FixtureIndex, pins: dict[str, str],
     shutil.copytree(ROOT / ".github", repo / ".github")
     for name, pin in pins.items():
         (repo / ".github" / name).write_text(f"# for the workflows\n{pin}\n", encoding="utf-8")
-    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text(encoding="utf-8"),
-                                     encoding="utf-8")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
-    done = subprocess.run([str(BIN / "lockmirror"), "lock"], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
+    commit_locked_mirror(repo, env, ROOT, BIN)
     assert (repo / "lockfiles" / "pylock.lockmirror-tool.toml").is_file()
-    subprocess.run(["git", "add", "-A"], cwd=repo, env=env, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "mirror"], cwd=repo, env=env, check=True)
     return repo
 
 

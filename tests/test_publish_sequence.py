@@ -25,7 +25,7 @@ import pytest
 from fixtureindex import FixtureIndex
 from helpers import mirror_yaml, subprocess_env
 from servers import S3Server
-from workflow_walk import JobRun, Walk
+from workflow_walk import JobRun, Walk, commit_locked_mirror
 
 from lockmirror.formats import signing
 
@@ -63,14 +63,7 @@ def _mirror_repo(tmp_path: Path, url: str, destination: str, env: Mapping[str, s
         mirror_yaml(url, {"core": ["beta==1.0"]},
                     extra=f"publish:\n  mirrored: {destination}\n"), encoding="utf-8")
     shutil.copy(ROOT / "dodo.py", repo / "dodo.py")
-    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text(encoding="utf-8"),
-                                     encoding="utf-8")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
-    done = subprocess.run([str(BIN / "lockmirror"), "lock"], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    subprocess.run(["git", "add", "-A"], cwd=repo, env=env, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "mirror"], cwd=repo, env=env, check=True)
+    commit_locked_mirror(repo, env, ROOT, BIN)
     return repo
 
 

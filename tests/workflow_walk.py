@@ -205,3 +205,17 @@ def _step_name(step: Mapping[str, Any], number: int) -> str:
 def _key_values(text: str) -> dict[str, str]:
     """The KEY=VALUE lines of a GITHUB_ENV or GITHUB_OUTPUT file (no heredoc form here)."""
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def commit_locked_mirror(repo: Path, env: Mapping[str, str], root: Path, bin_dir: Path) -> None:
+    """Make ``repo`` (holding its mirror.yaml) a mirror repository as a user keeps one:
+    lockmirror's ``.gitignore`` (from ``root``), ``git init``, ``lockmirror lock``
+    (from ``bin_dir``), one commit of it all."""
+    (repo / ".gitignore").write_text((root / ".gitignore").read_text(encoding="utf-8"),
+                                     encoding="utf-8")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
+    done = subprocess.run([str(bin_dir / "lockmirror"), "lock"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    subprocess.run(["git", "add", "-A"], cwd=repo, env=env, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "mirror"], cwd=repo, env=env, check=True)
