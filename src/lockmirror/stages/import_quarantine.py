@@ -217,18 +217,24 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
                 atomic_write(target, edit.pages[rel])
             else:
                 link_or_copy(mirror, rel, target)
-        written = new.dumps().encode()
-        state = {**state, IMPORT_MANIFEST: manifest_record(sha256_bytes(written))}
+        state = {**state, IMPORT_MANIFEST: manifest_record(write_manifest(staging, new))}
         for rel in sorted(IMPORT_STATE - set(state)):  # the rest of the mirror's state
             keep_state(mirror, staging, rel)
         for rel, data in sorted(state.items()):
             write_state(staging, rel, data)
-        atomic_write(staging / MANIFEST_NAME, written)
         report = check_tree(staging, new, hash_files=False)
         if not report.ok:  # pragma: no cover - every file was placed above
             raise BundleError("the edited tree does not match its manifest",
                               where=str(staging))
     return new
+
+
+def write_manifest(tree: Path, manifest: Manifest) -> str:
+    """Write ``manifest`` as ``tree``'s ``manifest.json``; the sha256 of its bytes
+    (what ``lockmirror verify`` holds the tree to)."""
+    written = manifest.dumps().encode()
+    atomic_write(tree / MANIFEST_NAME, written)
+    return sha256_bytes(written)
 
 
 def _edited_manifest(manifest: Manifest, edit: TreeEdit) -> Manifest:
@@ -261,7 +267,7 @@ def held_quarantine(mirror: Path) -> QuarantineList:
 
 
 def quarantine_staged(staging: Path, manifest: Manifest,
-                      keys: Iterable[Key]) -> tuple[Manifest, TreeEdit]:
+                      keys: Iterable[Key]) -> tuple[Manifest, TreeEdit, str | None]:
     """Take the releases ``keys`` out of the tree ``staging`` an import is about to
     swap in, whose manifest is ``manifest``: the edit a refresh bundle makes
     (:func:`plan_edit`: files and ``.metadata`` removed, pages and landing page
@@ -269,11 +275,12 @@ def quarantine_staged(staging: Path, manifest: Manifest,
     before the swap. A listed file the tree lacks is no error (a delta need not
     find it). Each page is replaced, never written through (a staged file may be a
     hard link to the current mirror's); ``manifest.json`` is written anew. Returns
-    the tree's manifest and the edit (empty: nothing listed is in the tree). Raises
+    the tree's manifest, the edit (empty: nothing listed is in the tree) and the
+    sha256 of the manifest written (None: the tree's is left as it was). Raises
     LockmirrorError for a page that is not the index's own; OSError when a write fails."""
     edit = plan_edit(staging, manifest, keys)
     if not edit.changed:
-        return manifest, edit
+        return manifest, edit, None
     for rel in edit.removed:
         (staging / rel).unlink(missing_ok=True)
         try:
@@ -283,5 +290,4 @@ def quarantine_staged(staging: Path, manifest: Manifest,
     for rel, data in sorted(edit.pages.items()):
         atomic_write(staging / rel, data)
     new = _edited_manifest(manifest, edit)
-    new.write(staging / MANIFEST_NAME)
-    return new, edit
+    return new, edit, write_manifest(staging, new)

@@ -135,13 +135,13 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
     held = held_snapshot(into)
     older = check_advisories_time("refresh", snapshot.taken, held, into,
                                   allow_older=allow_older)
+    check_manifest_record(into)  # a tree edited by hand is not recorded as imported
     if progress:
         progress(f"refreshing {into} with advisories taken {snapshot.taken:{WHEN}}")
     report = None  # a mirror imported before lockmirror kept its mirror.yaml: no policy
     if (into / IMPORT_MIRROR_YAML).is_file():
         report = audit_imported(into, now=now, sources=AdvisoryDB(
             [CoveringSnapshotSource(snapshot, where=where)]))
-    check_manifest_record(into)  # a tree edited by hand is not recorded as imported
     manifest = Manifest.read(into / MANIFEST_NAME)
     edit = plan_edit(into, manifest, listed.keys)
     state = {IMPORT_ADVISORIES: members[ADVISORIES_NAME],

@@ -71,10 +71,9 @@ from ..formats.manifest import (
     IMPORT_MIRROR_YAML,
     IMPORT_QUARANTINE,
     IMPORT_SIGNER,
-    MANIFEST_NAME,
     STATE_DIR,
 )
-from ..fsutil import atomic_write, sha256_bytes, sha256_file
+from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit, has_license_rule
@@ -279,7 +278,7 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     refresh bundles stay ordered), the mirror's quarantine list is kept when
     ``keep_quarantine`` (it still holds), and the manifest the bundle pins (the
     delta base), its mirror name and its time are recorded (the tree's own manifest
-    once it is final: :func:`record_manifest`)."""
+    once it is final: ``importer._build_and_swap``)."""
     if ADVISORIES_NAME not in written:
         keep_state(into, staging, IMPORT_ADVISORIES)
     if keep_quarantine:
@@ -289,12 +288,6 @@ def keep_bundle_state(plan: ImportPlan, written: Mapping[str, str], staging: Pat
     write_state(staging, IMPORT_BUNDLE_TIME, bundle_time_record(plan.info))
     if plan.signer:  # checked against --pubkey: from now on every import must check one
         write_state(staging, IMPORT_SIGNER, signer_record(plan.signer))
-
-
-def record_manifest(tree: Path) -> None:
-    """Record the sha256 of ``tree``'s final ``manifest.json``, which ``lockmirror
-    verify`` holds the mirror to (:func:`~lockmirror.stages.verify.check_manifest_record`)."""
-    write_state(tree, IMPORT_MANIFEST, manifest_record(sha256_file(tree / MANIFEST_NAME)))
 
 
 def record_held_bundle(plan: ImportPlan, into: Path) -> None:

@@ -58,7 +58,7 @@ from ..formats.bundle_format import (
     ConcatenatedReader,
     locate_bundle,
 )
-from ..formats.manifest import MANIFEST_NAME, Entry, Manifest, check_tree
+from ..formats.manifest import IMPORT_MANIFEST, MANIFEST_NAME, Entry, Manifest, check_tree
 from ..formats.quarantine_list import Key, QuarantineList, removed_releases
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import extract
@@ -78,11 +78,12 @@ from .import_state import (
     check_bundle_time,
     held_snapshot,
     keep_bundle_state,
+    manifest_record,
     record_held_bundle,
-    record_manifest,
     require_signature_check,
     snapshot_current,
     state_members,
+    write_state,
 )
 from .import_swap import (
     import_lock,
@@ -289,9 +290,12 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
         extracted, size = extract(reader, plan, staging, source, state)
         linked = _link_reused(reuse, into, staging, plan.manifest)
         keep_bundle_state(plan, state, staging, into, keep_quarantine=listed is not None)
-        manifest, edit = quarantine_staged(staging, plan.manifest,
-                                           listed.keys if listed is not None else ())
-        record_manifest(staging)  # the one verify holds the mirror to
+        manifest, edit, edited = quarantine_staged(staging, plan.manifest,
+                                                   listed.keys if listed is not None else ())
+        # the manifest verify holds the mirror to: the bundle's (checked on the way in)
+        # or the one the edit wrote
+        write_state(staging, IMPORT_MANIFEST,
+                    manifest_record(edited or plan.info.index_manifest_sha256))
         report = check_tree(staging, manifest, hash_files=False)
         if not report.ok:  # pragma: no cover - every path was checked on the way in
             first = (report.missing + report.altered + report.unexpected)[0]
