@@ -12,8 +12,9 @@ from fixtureindex import Catalogue, FixtureIndex, build_wheel
 
 from lockmirror.config_schema import SourceConfig
 from lockmirror.errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
-from lockmirror.net.http import make_session, redact_url
+from lockmirror.net.http import make_session
 from lockmirror.net.index_client import IndexClient
+from lockmirror.redaction import redact_url
 
 MakeIndex = Callable[..., FixtureIndex]
 

@@ -37,10 +37,9 @@ from lockmirror.net.http import (
     auth_prefix,
     iter_raw_body,
     make_session,
-    redact_text,
-    redact_url,
 )
 from lockmirror.publish import publish
+from lockmirror.redaction import redact_text, redact_url
 from lockmirror.stages.lock import lock_sets, stale_sets
 
 pytest_plugins = ["servers"]  # index_tree: a built dist-index/

@@ -309,7 +309,7 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
 def _written_credentials(doc: PositionedYaml) -> Iterator[tuple[Path_, str]]:
     """A user name or password written into a source's URL in the file (never shown).
     One a ``${VAR}`` fills in comes from the environment, as credentials may."""
-    from .formats.url_policy import redact_text
+    from .redaction import redact_text
 
     for i, source in enumerate(_as_list(doc.data.get("sources"))):
         url = doc.written.get(("sources", i, "url"), _as_dict(source).get("url"))

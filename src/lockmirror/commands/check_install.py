@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             print(check.describe())
     print(f"check-install: {report.summary()}")
     report.raise_for_failures()
-    from ..net.http import redact_url
+    from ..redaction import redact_url
 
     skipped = (f"; {len(report.skipped)} of the steps skipped (above): not everything was "
                "installed" if report.skipped else "")

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from ..config import DEFAULT_CONFIG, LoadedConfig
 from ..config_schema import Destination
 from ..errors import LockmirrorError, error_text
-from ..formats.url_policy import redact_url
 from ..fsutil import format_size
 from ..net.s3_store import s3_store_of
 from ..publish import (
@@ -32,6 +31,7 @@ from ..publish import (
     publish,
     publish_each,
 )
+from ..redaction import redact_url
 from ..stages.import_plan import signature_note
 from ._options import NameList, project_if_any
 

@@ -47,8 +47,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 from ..errors import UrlPolicyError
-from ..redaction import redact_text as redact_text
-from ..redaction import redact_url as redact_url
+from ..redaction import redact_url
 from .lockfile import Lockfile, read_document
 from .pages import ARTIFACT_SUFFIXES
 

@@ -42,13 +42,13 @@ import urllib3.exceptions
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from ..formats.store import FetchItem, open_partial, release_partial, store_write_error
+from ..redaction import redact_url
 from .http import (
     PrefixAuth,
     access_denied,
     check_response,
     iter_raw_body,
     network_error,
-    redact_url,
 )
 from .redirects import answered_url, follow
 

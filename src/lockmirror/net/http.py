@@ -11,7 +11,7 @@ Redirects: :func:`get` follows them through :func:`lockmirror.net.redirects.foll
 
 Credentials: :func:`source_auth` reads a source's ``username_env`` /
 ``password_env`` variables, :class:`PrefixAuth` applies them to URLs under
-the source only. Credentials never appear in messages: :func:`redact_url`
+the source only. Credentials never appear in messages: :func:`~lockmirror.redaction.redact_url`
 strips them from every URL an error names.
 """
 
@@ -34,10 +34,7 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..errors import LockmirrorError, NetworkError, NotFoundError, UnreachableError
-
-# the redaction lives with the URL rule (formats); named here for every HTTP caller
-from ..formats.url_policy import redact_text as redact_text
-from ..formats.url_policy import redact_url as redact_url
+from ..redaction import redact_text, redact_url
 from .redirects import answered_url, follow
 
 if TYPE_CHECKING:

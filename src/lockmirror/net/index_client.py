@@ -51,8 +51,9 @@ from packaging.utils import NormalizedName, canonicalize_name
 from ..config_schema import SourceConfig
 from ..errors import IntegrityError, LockmirrorError, NotFoundError
 from ..formats.core_metadata import archive_metadata, wheel_metadata_member
+from ..redaction import redact_url
 from .disk_cache import DiskCache
-from .http import PrefixAuth, get, make_session, network_error, redact_url, source_auth
+from .http import PrefixAuth, get, make_session, network_error, source_auth
 from .redirects import answered_url
 from .remote_wheel import metadata_by_download, metadata_by_ranges, verify_digest
 from .simple_page import (

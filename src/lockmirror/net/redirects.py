@@ -18,7 +18,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from ..errors import NetworkError
-from ..formats.url_policy import redact_url, same_origin, url_problem
+from ..formats.url_policy import same_origin, url_problem
+from ..redaction import redact_url
 
 if TYPE_CHECKING:
     from ..config_schema import SourceConfig

@@ -21,7 +21,8 @@ import requests
 
 from ..errors import IntegrityError, LockmirrorError, NetworkError
 from ..formats.core_metadata import zip_metadata
-from .http import get, redact_url
+from ..redaction import redact_url
+from .http import get
 
 if TYPE_CHECKING:
     from ..config_schema import SourceConfig

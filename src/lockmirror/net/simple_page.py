@@ -42,7 +42,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import LockmirrorError
 from ..formats.bounded import load_json
-from .http import redact_url
+from ..redaction import redact_url
 
 _SHA256 = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _SDIST_SUFFIXES = (".tar.gz", ".zip")

@@ -34,9 +34,10 @@ from ..config_schema import UploadDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError, UnreachableError
 from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
-from ..net.http import make_session, network_error, redact_text, redact_url, retries_made
+from ..net.http import make_session, network_error, retries_made
 from ..net.index_client import DistFile
 from ..net.redirects import origin
+from ..redaction import redact_text, redact_url
 from .tree import (
     Item,
     Plan,

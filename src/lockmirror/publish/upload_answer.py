@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 
 import requests
 
-from ..net.http import redact_text
+from ..redaction import redact_text
 
 MAX_CHARS = 200
 _PREFERRED = ("pre", "h1", "title")  # most specific first: bottle puts the reason in <pre>

@@ -27,9 +27,10 @@ from packaging.utils import canonicalize_name
 
 from ..config_schema import UploadDestination
 from ..errors import LockmirrorError, PublishError
-from ..net.http import PrefixAuth, make_session, network_error, redact_url
+from ..net.http import PrefixAuth, make_session, network_error
 from ..net.index_client import DistFile, parse_html_page, parse_json_page
 from ..net.redirects import RedirectRefused, follow, origin
+from ..redaction import redact_url
 from .upload_answer import server_message
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, " \

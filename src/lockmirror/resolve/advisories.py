@@ -42,8 +42,9 @@ from packaging.version import InvalidVersion, Version
 from ..config_schema import AdvisorySourceConfig
 from ..errors import ConfigError, LockmirrorError, NetworkError
 from ..formats.bounded import load_json
-from ..net.http import check_response, get, make_session, network_error, redact_url
+from ..net.http import check_response, get, make_session, network_error
 from ..net.osv import Advisory, OsvRecord, short_summary
+from ..redaction import redact_url
 
 DEFAULT_PYPI_JSON_URL = "https://pypi.org/pypi/"
 DEFAULT_OSV_API_URL = "https://api.osv.dev/"

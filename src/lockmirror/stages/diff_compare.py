@@ -27,8 +27,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..formats.lockfile import LockedFile, LockedPackage, LockedTarget, Lockfile
-from ..formats.url_policy import redact_url, url_host
+from ..formats.url_policy import url_host
 from ..fsutil import first_of
+from ..redaction import redact_url
 from ..targets import Target
 from .diff_model import (
     Alarm,

@@ -228,7 +228,7 @@ def _name(value: Any) -> str:
 def _redacted(value: Any) -> Any:
     """``value`` with every URL's user name and password taken out: a source URL
     may carry a token, and the diff goes into a pull-request comment."""
-    from ..formats.url_policy import redact_text  # a regex: ${PORT} or ${URL:-...} too
+    from ..redaction import redact_text  # a regex: ${PORT} or ${URL:-...} too
 
     if isinstance(value, dict):
         return {key: _redacted(item) for key, item in value.items()}

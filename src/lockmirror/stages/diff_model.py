@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..formats.lockfile import LockedFile, LockedPackage
-from ..formats.url_policy import redact_url, url_host
+from ..formats.url_policy import url_host
+from ..redaction import redact_url
 
 SetStatus = Literal["added", "removed", "changed", "unchanged"]
 ChangeKind = Literal["added", "removed", "upgraded", "downgraded", "changed"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import LoadedConfig
 from ..formats.lockfile import LOCK_FORMAT
-from ..formats.url_policy import redact_url
+from ..redaction import redact_url
 
 __all__ = ["input_hash", "input_parts", "what_changed"]
 
