@@ -76,4 +76,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"closure verified from {', '.join(redact_url(u) for u in report.index_urls)}"
           f"{skipped}")
     return 0
-

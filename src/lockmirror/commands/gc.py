@@ -10,12 +10,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import DEFAULT_CONFIG, load_config
+from ..config import DEFAULT_CONFIG
 from ..errors import InputError
 from ..fsutil import format_size
+from ._options import project_if_any
 
 if TYPE_CHECKING:
-    from ..config import LoadedConfig
     from ..stages.gc import GcResult
 
 NAME = "gc"
@@ -40,22 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
-    result = pipeline.gc(_project(args.config, shared_store=args.shared_store),
-                         dry_run=args.dry_run, shared_store=args.shared_store)
-    print_result(result, each=args.list or args.dry_run)
-    return 0
-
-
-def _project(config: str | None, *, shared_store: bool) -> LoadedConfig | None:
-    """The mirror.yaml named, else ./mirror.yaml when present, else None (a directory
-    outside a project: the far side). InputError for ``--shared-store`` there: it
-    has no store to collect."""
-    if config is not None or Path(DEFAULT_CONFIG).is_file():
-        return load_config(config or DEFAULT_CONFIG)
-    if shared_store:
+    loaded = project_if_any(args.config)
+    if loaded is None and args.shared_store:  # outside a project (the far side): no store
         raise InputError(f"--shared-store: no {DEFAULT_CONFIG} in {Path.cwd()}, so no store "
                          "to collect", hint="run it in the mirror's project or pass --config")
-    return None
+    result = pipeline.gc(loaded, dry_run=args.dry_run, shared_store=args.shared_store)
+    print_result(result, each=args.list or args.dry_run)
+    return 0
 
 
 def print_result(result: GcResult, *, each: bool = False) -> None:

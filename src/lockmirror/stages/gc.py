@@ -158,8 +158,7 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
         found += _keyed_by_sha256(folder, needed)
     found += _keyed_by_sha256(cache / "build" / "metadata", needed)
     found += _check_install_leftovers(cache / "verify", dry_run, skipped)
-    found += [Removal(path, "killed check-install run", disk_bytes(path))
-              for path in killed_runs()]
+    found += _killed_runs()
     found += _old_tool_wheels(cache, skipped)
     if not dry_run:
         for removal in found:
@@ -174,8 +173,7 @@ def collect_outside_project(*, dry_run: bool = False) -> GcResult:
     caches or lockfiles): what killed check-install runs outside a project left,
     ``$TMPDIR/lockmirror-verify-<pid>-*`` (:func:`killed_runs`), removed unless
     ``dry_run``. Raises LockmirrorError when a path cannot be removed."""
-    found = [Removal(path, "killed check-install run", disk_bytes(path))
-             for path in killed_runs()]
+    found = _killed_runs()
     for removal in found if not dry_run else ():
         _remove(removal.path)
     note = (f"no mirror.yaml in {Path.cwd()}: only what killed check-install runs outside "
@@ -283,3 +281,9 @@ def _remove(path: Path) -> None:
             path.unlink(missing_ok=True)
     except OSError as exc:
         raise LockmirrorError(f"cannot remove: {exc.strerror or exc}", where=str(path)) from None
+
+
+def _killed_runs() -> list[Removal]:
+    """What killed check-install runs outside a project left (:func:`killed_runs`)."""
+    return [Removal(path, "killed check-install run", disk_bytes(path))
+            for path in killed_runs()]
