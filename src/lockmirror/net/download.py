@@ -190,11 +190,13 @@ class Downloader:
             actual = digest.hexdigest()
             if actual == item.sha256 and (item.size is None or length == item.size):
                 return
-            if actual == item.sha256 or not resumed:
+            if actual == item.sha256:  # the locked bytes, of another size than locked
                 self.progress.advance(-shown.bytes)
                 _discard(handle, partial)
-                if actual == item.sha256:  # the locked bytes, of another size than locked
-                    raise wrong_locked_size(item, length, "as the upstream served it")
+                raise wrong_locked_size(item, length, "as the upstream served it")
+            if not resumed:
+                self.progress.advance(-shown.bytes)
+                _discard(handle, partial)
                 raise _mismatch(item, actual, length)
             # The kept prefix may be what is wrong (from a server that changed
             # the file since): one fresh download decides.

@@ -179,7 +179,8 @@ class DeployedInputs:
         serves what was uploaded and nothing else) the note saying so, and that the
         sets are checked against its pages, pinned by ``index_dir``'s constraints. One
         request each, up to the first found; errors as :meth:`read`."""
-        if any(self._get(relative) is not None for relative in ("manifest.json", *relatives)):
+        if self.listed or any(self._get(relative) is not None  # each path asked once
+                              for relative in dict.fromkeys(("manifest.json", *relatives))):
             return None
         return (f"the index at {self.mirror.shown} serves no lockfiles/ or constraints/ (an "
                 "upload repository such as pypiserver or Nexus?): checking the sets' "
