@@ -22,9 +22,13 @@ def _detail(row: AuditRow) -> str:
     return detail
 
 
+def _count(report: AuditReport, level: str) -> int:
+    """How many of the report's rows are at ``level``."""
+    return sum(1 for row in report.rows if row.level == level)
+
+
 def _summary_line(report: AuditReport) -> str:
-    waived = sum(1 for r in report.rows if r.level == "waived")
-    quarantined = sum(1 for r in report.rows if r.level == "quarantined")
+    waived, quarantined = _count(report, "waived"), _count(report, "quarantined")
     return (f"{plural(report.releases, 'release')} in {plural(len(report.sets), 'set')} "
             f"checked at {report.checked_at:%Y-%m-%d %H:%M} UTC: {len(report.denied)} denied, "
             f"{plural(len(report.warnings), 'warning')}, {waived} waived"
@@ -86,8 +90,8 @@ def render_json(report: AuditReport) -> str:
         "yanked_checked": report.yanked_checked,
         "notes": list(report.notes),
         "summary": {"deny": len(report.denied), "warn": len(report.warnings),
-                    "waived": sum(1 for r in report.rows if r.level == "waived"),
-                    "quarantined": sum(1 for r in report.rows if r.level == "quarantined")},
+                    "waived": _count(report, "waived"),
+                    "quarantined": _count(report, "quarantined")},
         "findings": [row.to_json() for row in report.rows],
     }
     return json.dumps(data, indent=1, sort_keys=True) + "\n"

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel
 
 _TEXT = 100  # characters of one string value shown (a reason, a description)
+_SET_KEYS = ("policy", "prefer_sdists", "prereleases")  # a set's keys that are trust settings
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _trust_settings(text: str) -> _Settings:
     data = PositionedYaml(text, "mirror.yaml", None).data  # ${VAR} as written
     data = _redacted(data if isinstance(data, dict) else {})
     found = _Settings()
-    found.defaults["name"] = MirrorConfig.model_fields["name"].default
+    found.defaults["name"] = _field_default(MirrorConfig, "name")
     _flatten("name", data.get("name"), found)
     sections: dict[str, type[BaseModel]] = {  # where things live, what stays served
         "paths": PathsConfig, "retention": RetentionConfig, "bundle": BundleConfig,
@@ -138,9 +139,8 @@ def _trust_settings(text: str) -> _Settings:
     for name, spec in sorted(sets.items() if isinstance(sets, dict) else (), key=str):
         if not isinstance(spec, dict):
             continue
-        _note_defaults(f"sets.{_name(name)}", SetConfig, found, ("prefer_sdists",
-                                                                 "prereleases"))
-        for key in ("policy", "prefer_sdists", "prereleases"):
+        _note_defaults(f"sets.{_name(name)}", SetConfig, found, _SET_KEYS)
+        for key in _SET_KEYS:
             if key in spec:  # a set's policy: each key it gives replaces the global one
                 _flatten(f"sets.{_name(name)}.{key}", spec[key], found,
                          _field_model(SetConfig, key)[0])
