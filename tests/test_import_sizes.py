@@ -62,9 +62,15 @@ def write_forged(source: Path, out: Path, data: bytes) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     target = out / source.name
     target.write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    target.with_name(target.name + ".sha256").write_text(f"{digest}  {target.name}\n")
+    write_sha256(target)
     return target
+
+
+def write_sha256(path: Path) -> None:
+    """The bundle's ``.sha256`` listing, made again for its bytes as they are now."""
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
 
 
 HEADERS = [  # typeflag, header name, what the refusal says
@@ -220,9 +226,7 @@ def test_an_index_manifest_stated_past_the_json_cap_is_refused_unread(
         handle.seek(manifest.offset)
         handle.write(header(manifest.name, tarfile.REGTYPE, size))
         handle.truncate(manifest.offset_data + size + (-size % 512) + 1024)
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    write_sha256(path)
     error = refused(mirror, [path], f"{size} bytes is more than the 256 MiB lockmirror reads "
                                     "as JSON")
     assert error.where == f"{path.name}:{manifest.name}"
