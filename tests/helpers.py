@@ -184,3 +184,18 @@ class RedirectingServer(ThreadingHTTPServer):
         self.target = target
         self.files = dict(files or {})
         self.authorized: list[bool] = []
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been waited for)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def left_by_killed_run(root: Path, name: str) -> Path:
+    """A run directory as ``kill -9`` leaves it: an environment half made."""
+    left = root / name
+    (left / "run" / "venv").mkdir(parents=True)
+    (left / "run" / "venv" / "site.py").write_bytes(b"x" * 5000)
+    return left

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from helpers import mirror_yaml
+from helpers import dead_pid, left_by_killed_run, mirror_yaml
 from index_mirror import FixtureMirror, make_built_mirror
 from test_doit_tasks import count_calls, run_doit
 from test_far_side import INSTALLER_CACHE
@@ -37,21 +36,6 @@ def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(root))
     return root
-
-
-def dead_pid() -> int:
-    """The pid of a process that has ended (and been waited for)."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    return int(done.stdout)
-
-
-def left_by_killed_run(root: Path, name: str) -> Path:
-    """A run directory as ``kill -9`` leaves it: an environment half made."""
-    left = root / name
-    (left / "run" / "venv").mkdir(parents=True)
-    (left / "run" / "venv" / "site.py").write_bytes(b"x" * 5000)
-    return left
 
 
 def test_the_cli_in_a_project_works_where_doit_does_and_records_its_pass(

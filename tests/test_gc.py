@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
-from helpers import git, subprocess_env, tree_bytes
+from helpers import dead_pid, git, left_by_killed_run, subprocess_env, tree_bytes
 from test_lock import write_mirror
 
 from lockmirror import pipeline
@@ -208,15 +208,10 @@ def test_gc_lists_and_removes_what_killed_check_install_runs_left(
 
     root = tmp_path / "tmp"
     monkeypatch.setattr(tempfile, "tempdir", str(root))
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    killed = root / f"lockmirror-verify-{int(done.stdout)}-k1ll3d_x"  # that pid has ended
-    unnamed = root / "lockmirror-verify-a1b2c3d4"  # named before runs put their pid in
-    living = root / f"lockmirror-verify-{os.getppid()}-al1ve"
-    held = root / "lockmirror-verify-e5f6g7h8"
-    for run in (killed, unnamed, living, held):
-        (run / "run" / "venv").mkdir(parents=True)
-        (run / "run" / "venv" / "site.py").write_bytes(b"x" * 3000)
+    killed = left_by_killed_run(root, f"lockmirror-verify-{dead_pid()}-k1ll3d_x")
+    unnamed = left_by_killed_run(root, "lockmirror-verify-a1b2c3d4")  # before runs had pids
+    living = left_by_killed_run(root, f"lockmirror-verify-{os.getppid()}-al1ve")
+    held = left_by_killed_run(root, "lockmirror-verify-e5f6g7h8")
     with locked_unless_held(held) as free:
         assert free
         assert main(["gc", "--dry-run", "--config", str(project)]) == 0
@@ -236,13 +231,8 @@ def test_gc_on_the_far_side_collects_what_killed_check_install_runs_left(
     leftovers to gc (found by an outside tester)."""
     root, far = tmp_path / "tmp", tmp_path / "srv" / "mirror"
     far.mkdir(parents=True)
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    killed = root / f"lockmirror-verify-{int(done.stdout)}-k1ll3d_x"  # that pid has ended
-    living = root / f"lockmirror-verify-{os.getpid()}-al1ve"
-    for run in (killed, living):
-        (run / "run" / "venv").mkdir(parents=True)
-        (run / "run" / "venv" / "site.py").write_bytes(b"x" * 3000)
+    killed = left_by_killed_run(root, f"lockmirror-verify-{dead_pid()}-k1ll3d_x")
+    living = left_by_killed_run(root, f"lockmirror-verify-{os.getpid()}-al1ve")
     env = subprocess_env(TMPDIR=str(root))
 
     def gc(*options: str) -> subprocess.CompletedProcess[str]:
