@@ -79,8 +79,6 @@ class AuditReport:
     sources: tuple[str, ...]  # advisory sources consulted
     notes: tuple[str, ...] = ()
     yanked_checked: bool = False
-    # (name, version) of each release the current lockfiles lock (not only a kept revision)
-    locked_now: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def denied(self) -> tuple[AuditRow, ...]:
@@ -196,8 +194,6 @@ def audit(lockfiles: Sequence[Lockfile], config: MirrorConfig, *,
         sources=tuple(sources.labels) if sources is not None else (),
         notes=tuple(notes),
         yanked_checked=client is not None,
-        locked_now=frozenset((canonicalize_name(p.name), str(p.version))
-                             for lockfile in lockfiles for p in lockfile.packages),
     )
 
 
@@ -382,7 +378,9 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                        where=loaded.path.name, licenses=_licenses(loaded, every, client),
                        kept=revisions)
     quarantined = QuarantineList.read(loaded.quarantine_path)
-    rows, notes = quarantine_rows(report.rows, report.locked_now,  # out of the index already
+    # what the current lockfiles lock (names are normalized), not only a kept revision
+    locked_now = {(p.name, str(p.version)) for lf in lockfiles for p in lf.packages}
+    rows, notes = quarantine_rows(report.rows, locked_now,  # out of the index already
                                   quarantined.keys)
     report = replace(report, rows=rows, notes=(*report.notes, *notes))
     locked = {(p.name, p.version) for lf in every for p in lf.packages}

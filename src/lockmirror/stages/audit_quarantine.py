@@ -3,7 +3,7 @@
 ``audit --quarantine`` takes a denied release out of the index
 (:mod:`lockmirror.stages.quarantine`); it cannot move a lock. So
 :func:`quarantine_rows` tells three cases apart, by what the audited lockfiles
-lock now (``AuditReport.locked_now``):
+lock now (``locked_now``):
 
 - a release on the list that only earlier lock revisions name (retention keeps
   them; no lock and no ``bump`` can move them) is handled: the mirror serves it
