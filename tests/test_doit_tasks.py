@@ -225,15 +225,15 @@ def test_installs_unchanged_looks_at_what_installers_read(tmp_path: Path) -> Non
     from lockmirror.stages.check_install_work import record_before
 
     # a run missing an installer (its copy could not be fetched) records no whole pass
-    record_pass(verify, record_before(verify, build()), True, deployed=False, limited_by=(),
+    record_pass(verify, record_before(verify, build()), True, limited_by=(),
                 unavailable=True)
     assert not installs_unchanged(build(), verify)
     # the record is of the index as the run found it, not as it is when the run ends
     found = record_before(verify, build())
     build(**{"simple/six/index.html": Entry("f" * 64, 3)})  # rebuilt during the run
-    record_pass(verify, found, True, deployed=False, limited_by=())
+    record_pass(verify, found, True, limited_by=())
     assert not installs_unchanged(index, verify)
-    record_pass(verify, record_before(verify, build()), True, deployed=False, limited_by=())
+    record_pass(verify, record_before(verify, build()), True, limited_by=())
     assert installs_unchanged(build(**{"landing.json": Entry("e" * 64, 5)}), verify)
     assert not installs_unchanged(build(**{"simple/six/index.html": Entry("f" * 64, 3)}),
                                   verify)

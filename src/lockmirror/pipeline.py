@@ -218,12 +218,12 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
     from .stages.check_install_work import record_before, record_pass, where_to_check
 
     index_dir, verify = where_to_check(loaded, index_dir)  # verify: None off paths.index
-    # the index as the run found it; none for a deployed mirror's run (it records nothing)
-    record = record_before(None if index_url else verify, index_dir)
+    recorded = None if index_url else verify  # a deployed mirror's run records nothing
+    record = record_before(recorded, index_dir)  # the index as the run found it
     report = verify_closure(index_dir, sets=sets, targets=targets, index_url=index_url,
                             transports=transports or TRANSPORTS, install=install,
                             installers=installers, work_dir=work_dir or verify, progress=progress)
-    record_pass(verify, record, report.ok, deployed=index_url is not None,
+    record_pass(recorded, record, report.ok,
                 limited_by=(sets, targets, installers, transports, not install),
                 unavailable=bool(report.unavailable))
     return report

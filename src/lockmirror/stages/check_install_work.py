@@ -95,7 +95,7 @@ def record_before(work_dir: Path | None, index_dir: Path) -> bytes | None:
         return None
 
 
-def record_pass(work_dir: Path | None, record: bytes | None, ok: bool, *, deployed: bool,
+def record_pass(work_dir: Path | None, record: bytes | None, ok: bool, *,
                 limited_by: Iterable[object], unavailable: bool = False) -> None:
     """After a run on the project's index (``work_dir``: its work directory; None:
     another tree, nothing to do). A run that passed and was limited by none of its
@@ -105,9 +105,9 @@ def record_pass(work_dir: Path | None, record: bytes | None, ok: bool, *, deploy
     passed, or a run missing an installer (``unavailable``: its copy could not be
     fetched, so its installs never ran), leaves it as it is: it proves only its part,
     as a doit shard does (steps skipped because a target or an installer cannot run
-    on this machine are what every run here skips: they do not count). A ``deployed``
-    mirror's run installed from elsewhere: it leaves the record alone."""
-    if work_dir is None or deployed:
+    on this machine are what every run here skips: they do not count). A deployed
+    mirror's run installed from elsewhere: its caller passes None."""
+    if work_dir is None:
         return
     if not ok:
         (work_dir / PASS_RECORD).unlink(missing_ok=True)
