@@ -78,7 +78,7 @@ from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit, has_license_rule
 from .import_plan import ImportPlan, read_member
-from .import_swap import inside_mirror, link_or_copy
+from .import_swap import inside_mirror, link_or_copy, state_line
 
 MAX_STATE_MEMBER = 64 << 20
 WHEN = "%Y-%m-%d %H:%M:%S UTC"  # every time an import states: bundle dates, advisories
@@ -98,18 +98,9 @@ def read_snapshot(mirror: Path) -> Snapshot | None:
     return Snapshot.read(path) if path.is_file() else None
 
 
-def _state_line(mirror: Path, rel: str) -> str | None:
-    """The one line a state file of ``mirror`` holds; None when there is none (an
-    older lockmirror did not record it)."""
-    try:
-        return (mirror / rel).read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def bundle_manifest_sha256(mirror: Path) -> str | None:
     """The sha256 of the index manifest the mirror's last bundle pinned, if recorded."""
-    return _state_line(mirror, IMPORT_BUNDLE_MANIFEST)
+    return state_line(mirror, IMPORT_BUNDLE_MANIFEST)
 
 
 def manifest_record(sha256: str) -> bytes:
@@ -121,7 +112,7 @@ def manifest_record(sha256: str) -> bytes:
 
 def bundle_name(mirror: Path) -> str | None:
     """The mirror name of the last full or delta bundle imported into ``mirror``."""
-    return _state_line(mirror, IMPORT_BUNDLE_NAME)
+    return state_line(mirror, IMPORT_BUNDLE_NAME)
 
 
 def signer_record(signer: str) -> bytes:
@@ -139,7 +130,7 @@ def require_signature_check(mirror: Path, trusted: Ed25519PublicKey | None) -> N
     closed)."""
     if not os.path.lexists(mirror / IMPORT_SIGNER):
         return
-    recorded = _state_line(mirror, IMPORT_SIGNER)
+    recorded = state_line(mirror, IMPORT_SIGNER)
     signer = recorded or f"named in {IMPORT_SIGNER} (unreadable)"
     if trusted is None:
         raise LockmirrorError(
@@ -175,7 +166,7 @@ def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> s
     Raises BundleError naming both times (UTC) and both content ids."""
     if not os.path.lexists(mirror / IMPORT_BUNDLE_TIME):
         return None
-    match = _BUNDLE_TIME.fullmatch(_state_line(mirror, IMPORT_BUNDLE_TIME) or "")
+    match = _BUNDLE_TIME.fullmatch(state_line(mirror, IMPORT_BUNDLE_TIME) or "")
     epoch = info.mtime or 0
     if match and epoch >= int(match["epoch"]):
         return None
@@ -303,7 +294,7 @@ def record_held_bundle(plan: ImportPlan, into: Path) -> None:
     if plan.signer:
         wanted[IMPORT_SIGNER] = signer_record(plan.signer)
     for rel, data in sorted(wanted.items()):
-        if _state_line(into, rel) == data.decode().strip():
+        if state_line(into, rel) == data.decode().strip():
             continue
         if not inside_mirror(into, rel):
             raise LockmirrorError("is a symlink or lies below one; a mirror's state is its "

@@ -182,6 +182,15 @@ def inside_mirror(mirror: Path, rel: str) -> bool:
     return os.path.realpath(mirror / rel) == os.path.join(os.path.realpath(mirror), rel)
 
 
+def state_line(mirror: Path, rel: str) -> str | None:
+    """The one line a state file ``rel`` of ``mirror`` holds; None when there is none
+    (an older lockmirror did not record it) or it does not read."""
+    try:
+        return (mirror / rel).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def link_or_copy(mirror: Path, rel: str, target: Path) -> None:
     """Place the unchanged file ``rel`` of the current ``mirror`` into a staging
     tree: a hard link, or a copy where the file system refuses one. Raises

@@ -19,7 +19,7 @@ from ..formats.manifest import (
     check_tree,
 )
 from ..fsutil import sha256_file
-from .import_swap import inside_mirror, old_dir
+from .import_swap import inside_mirror, old_dir, state_line
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -80,13 +80,8 @@ def check_manifest_record(root: Path) -> None:
 def _recorded_sha256(root: Path, rel: str) -> str | None:
     """The sha256 the state file ``rel`` of ``root`` holds; None when it does not
     read as one, or is a symlink or lies below one."""
-    if not inside_mirror(root, rel):
-        return None
-    try:
-        line = (root / rel).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return line if _SHA256_HEX.fullmatch(line) else None
+    line = state_line(root, rel) if inside_mirror(root, rel) else None
+    return line if line is not None and _SHA256_HEX.fullmatch(line) else None
 
 
 def _no_manifest(root: Path) -> LockmirrorError:
