@@ -6,8 +6,7 @@
   policy findings (exceptions used, warn-level findings the lock recorded,
   yanked releases) and alarms (a file whose name stays while its sha256 or its
   URL's host changes, a file added from a host the old side does not use).
-- :func:`why_chains` — why a package is locked: requirer entries walked up
-  to the set.
+- :func:`why_chains` — why a package is locked: requirer entries walked up to the set.
 - :func:`with_license_changes` — a "license changed: MIT -> BUSL-1.1" finding
   for each release change whose declared license differs (from the store's
   metadata, or an index client's PEP 658 files; never a distribution).
