@@ -28,6 +28,7 @@ from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.manifest import MANIFEST_NAME, Manifest
 from ..formats.pages import ARTIFACT_SUFFIXES
 from ..fsutil import format_size, plural, sha256_bytes
+from ..stages.verify import check_manifest_record
 
 FILE = "file"
 DOCUMENT = "document"
@@ -128,8 +129,10 @@ class SourceTree:
 
         Raises LockmirrorError when the manifest is missing or unreadable,
         IntegrityError naming the first file that is missing or has another
-        size. Costs one stat per file; no file is hashed here (each is
-        hashed when it is read for upload).
+        size, or, for an imported mirror, when ``manifest.json`` is not the one
+        its last import wrote (verify's check: a wheel and its entry edited by
+        hand). Costs one stat per file and a sha256 of the manifest; no file
+        is hashed here (each is hashed when it is read for upload).
         """
         if not root.is_dir():
             raise LockmirrorError("no such directory", where=str(root),
@@ -140,6 +143,7 @@ class SourceTree:
         except FileNotFoundError:
             raise LockmirrorError("manifest is missing", where=str(path),
                                   hint="build the index with `doit index`") from None
+        check_manifest_record(root, sha256_bytes(raw))  # an imported mirror edited by hand
         manifest = Manifest.loads(raw.decode("utf-8"), where=str(path))
         base = str(root)
         for rel, entry in sorted(manifest.files.items()):

@@ -43,11 +43,13 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
 
 
-def check_manifest_record(root: Path) -> None:
+def check_manifest_record(root: Path, actual: str | None = None) -> None:
     """Refuse an imported mirror whose ``manifest.json`` is not the one its last
     import or refresh bundle wrote, as ``.lockmirror/manifest.sha256`` records it
     (found by an outside tester: a wheel altered and its entry rewritten to match
-    passed verify). A mirror imported before that record was kept is held to the
+    passed verify; publish from the mirror sent it on too). ``actual``: the
+    sha256 of the manifest bytes the caller read (publish), else it is hashed
+    here. A mirror imported before that record was kept is held to the
     manifest its last bundle pinned (``bundle-manifest.sha256``), unless a refresh
     bundle edited it since (it left ``quarantine.json``); a tree with neither
     record (``dist-index/``, a directory publish) is not checked. A record that
@@ -55,7 +57,8 @@ def check_manifest_record(root: Path) -> None:
     by a tool that does not know the record, not one that rewrites the record too:
     importing the signed bundle again is the repair.
 
-    Raises IntegrityError naming both sha256s. Costs one sha256 of the manifest."""
+    Raises IntegrityError naming both sha256s. Costs one sha256 of the manifest
+    (nothing with ``actual``)."""
     if os.path.lexists(root / IMPORT_MANIFEST):
         rel = IMPORT_MANIFEST
     elif (os.path.lexists(root / IMPORT_BUNDLE_MANIFEST)
@@ -64,7 +67,7 @@ def check_manifest_record(root: Path) -> None:
     else:
         return
     recorded = _recorded_sha256(root, rel)
-    actual = sha256_file(root / MANIFEST_NAME)
+    actual = actual or sha256_file(root / MANIFEST_NAME)
     if recorded == actual:
         return
     said = (f"not the {recorded} the last import recorded ({rel})" if recorded

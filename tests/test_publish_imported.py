@@ -1,0 +1,89 @@
+"""Publishing from an imported mirror (the far side's ``publish --from /srv/mirror``):
+held to the manifest its last import wrote, as ``lockmirror verify`` holds it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from servers import S3Server, UploadServer
+
+from lockmirror.cli import main
+from lockmirror.formats.manifest import Entry, Manifest
+from lockmirror.stages.bundle import build_bundle
+from lockmirror.stages.importer import import_bundle
+
+pytest_plugins = ["servers"]  # the server fixtures, shared by every publish test
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def imported(index_tree: Path, tmp_path: Path) -> Path:
+    """``index_tree`` bundled and imported into ``srv/mirror``, as on the far side."""
+    mirror_yaml = tmp_path / "build" / "mirror.yaml"
+    mirror_yaml.parent.mkdir()
+    mirror_yaml.write_text("version: 1\n")
+    bundle = build_bundle(index_tree, lockfile_dir=index_tree.parent / "lockfiles",
+                          mirror_yaml=mirror_yaml, out_dir=tmp_path / "out", name="fixture",
+                          tool=False).path
+    mirror = tmp_path / "srv" / "mirror"
+    assert import_bundle([bundle], mirror).changed
+    assert (mirror / ".lockmirror/manifest.sha256").read_text() == \
+        f"{sha256_of(mirror / 'manifest.json')}\n"
+    return mirror
+
+
+def tamper(mirror: Path) -> tuple[str, str]:
+    """Alter a wheel (same size) and rewrite its manifest entry to match, as a
+    tamperer who knows the format does; the sha256s of manifest.json before and after."""
+    before = sha256_of(mirror / "manifest.json")
+    manifest = Manifest.read(mirror / "manifest.json")
+    wheel = next(rel for rel in sorted(manifest.files) if rel.endswith(".whl"))
+    data = bytearray((mirror / wheel).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (mirror / wheel).write_bytes(bytes(data))
+    manifest.files[wheel] = Entry(hashlib.sha256(data).hexdigest(), len(data))
+    manifest.write(mirror / "manifest.json")
+    return before, sha256_of(mirror / "manifest.json")
+
+
+def test_publish_from_an_edited_imported_mirror_is_refused_as_verify_refuses_it(
+        imported: Path, index_tree: Path, tmp_path: Path, pypiserver: UploadServer,
+        aws_env: S3Server, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel and its manifest entry edited by hand in an imported mirror: verify
+    refused the mirror, but publish --from it sent the altered wheel on to every kind
+    of destination (found by review). Publish now refuses in verify's one line, naming
+    both sha256s and the mirror, before it sends anything, its dry run too; a mirror
+    as imported, or without the record (a near-side dist-index), publishes as before."""
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    assert main(["publish", "--from", str(imported), "--to", str(tmp_path / "good"),
+                 "--layout", "tree", "-q"]) == 0
+    assert not (index_tree / ".lockmirror").exists()  # the near side's index: no record
+    assert main(["publish", "--from", str(index_tree), "--to", str(tmp_path / "near"),
+                 "--layout", "tree", "-q"]) == 0
+    capsys.readouterr()
+
+    recorded, edited = tamper(imported)
+    assert main(["verify", str(imported)]) == 1
+    [refusal] = capsys.readouterr().err.splitlines()
+    assert f"{imported}: manifest.json has sha256 {edited}, not the {recorded} the last " \
+           "import recorded (.lockmirror/manifest.sha256)" in refusal
+
+    monkeypatch.setenv("TWINE_USERNAME", pypiserver.username)
+    monkeypatch.setenv("TWINE_PASSWORD", pypiserver.password)
+    bucket = aws_env.new_bucket()
+    web_root = tmp_path / "www"
+    for to in ([str(web_root), "--layout", "tree"], [str(tmp_path / "packages")],
+               [pypiserver.url], [f"s3://{bucket}/pypi", "--endpoint-url", aws_env.endpoint_url]):
+        for dry_run in ([], ["--dry-run"]):
+            assert main(["publish", "--from", str(imported), "--to", *to, *dry_run]) == 1, to
+            out, err = capsys.readouterr()
+            assert out == "" and err.splitlines() == [refusal], to
+    assert not web_root.exists() and not (tmp_path / "packages").exists()
+    assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
+    assert aws_env.keys(bucket) == {}
