@@ -14,7 +14,9 @@ it was.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import tarfile
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from test_bundle import EPOCH, bundle, make_inputs
 from test_hostile_input import HOSTILE, assert_one_line, run_cli, write_bundle
 from test_import import Mirror, refused
 
+from lockmirror.cli import main
 from lockmirror.formats import signing
 from lockmirror.formats.bounded import MAX_JSON_BYTES
 from lockmirror.formats.bundle_format import INDEX_MANIFEST, BundleInfo
@@ -205,6 +208,35 @@ def test_with_a_key_a_signed_bundle_json_is_verified_before_it_is_parsed(
     assert done.returncode == 1 and done.stderr == (
         f"lockmirror: error: {forged.name}:{info.name}.sig: signature does not match the "
         "signed data (tampered?)\n"), done.stderr[-2000:]
+    assert mirror.snapshot() == before
+
+
+def test_the_signature_is_checked_under_the_import_lock(
+        mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``lockmirror import`` checks the signature once, with the import lock held (found
+    by review: it was checked first outside the lock, to tell a refresh bundle, then
+    again inside). While another import holds the lock, a forged bundle is refused
+    for the lock, its signature not yet read; once the lock is free, for the signature."""
+    signed, public = signed_bundle(mirror, tmp_path)
+    info = members_of(signed)[1]
+    data = bytearray(signed.read_bytes())
+    data[info.offset_data:info.offset_data + info.size] = b"[" * info.size
+    forged = write_forged(signed, tmp_path / "forged", bytes(data))
+    before = mirror.snapshot()
+    command = ["import", str(forged), "--into", str(mirror.root), "--pubkey", str(public)]
+    fd = os.open(mirror.root.parent, os.O_RDONLY)  # the lock another import would hold
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        capsys.readouterr()
+        assert main(command) == 1
+        assert capsys.readouterr().err == (
+            f"lockmirror: error: {mirror.root.parent}: another lockmirror import is running "
+            f"here (into {mirror.root.name} or a directory beside it) (wait for it to finish)\n")
+    finally:
+        os.close(fd)
+    assert main(command) == 1
+    assert capsys.readouterr().err == (f"lockmirror: error: {forged.name}:{info.name}.sig: "
+                                       "signature does not match the signed data (tampered?)\n")
     assert mirror.snapshot() == before
 
 

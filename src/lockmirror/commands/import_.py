@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..fsutil import format_size, plural
 from ..stages.import_plan import signature_note
-from ..stages.import_refresh import import_refresh, is_refresh_bundle, render_refresh
-from ..stages.importer import import_bundle
+from ..stages.import_refresh import RefreshResult, render_refresh
+from ..stages.importer import import_any
 
 NAME = "import"
 HELP = ("check a bundle (outer hash, signature, every member) and swap it atomically into a "
@@ -37,16 +37,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # bundle --advisories-only: stages/import_refresh.py; with --pubkey, an unsigned
-    # bundle.json is refused before it is parsed
-    if is_refresh_bundle(args.bundle, pubkey=args.pubkey):
-        refresh = import_refresh(args.bundle, args.into, now=datetime.now(UTC),
-                                 pubkey=args.pubkey, allow_older=args.allow_older)
-        print("\n".join(render_refresh(refresh)))
+    # a bundle --advisories-only made is imported by stages/import_refresh.py; with
+    # --pubkey, an unsigned bundle.json is refused before it is parsed to tell which
+    result = import_any(args.bundle, args.into, now=datetime.now(UTC), pubkey=args.pubkey,
+                        renamed=args.renamed, allow_older=args.allow_older,
+                        progress=lambda text: print(f"import: {text}", file=sys.stderr))
+    if isinstance(result, RefreshResult):
+        print("\n".join(render_refresh(result)))
         return 0
-    result = import_bundle(args.bundle, args.into, pubkey=args.pubkey, renamed=args.renamed,
-                           allow_older=args.allow_older,
-                           progress=lambda text: print(f"import: {text}", file=sys.stderr))
     if result.recovered:
         print(f"import: {result.recovered}")
     signature = signature_note(result.signed, result.signer)

@@ -2,8 +2,9 @@
 
 :func:`vet_bundle`, the one vetting of every import (a bundle's and a refresh
 bundle's), takes ``bundle.json`` and its signature as
-:func:`bundle_format.read_head` read them (with a public key, the signature
-checked before ``bundle.json`` is parsed), reads every tar header (through
+:func:`bundle_format.read_head` read them once, under the import lock
+(:func:`lockmirror.stages.import_open.opened_import`; with a public key, the
+signature checked before ``bundle.json`` is parsed), reads every tar header (through
 :mod:`lockmirror.formats.bundle_headers`: no pax headers, GNU long names capped,
 each refused before tarfile reads what it states), and refuses the
 bundle if any member is not a regular file or directory (links, devices,
@@ -25,8 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ..errors import BundleError, BundleFormatError, IntegrityError, LockmirrorError
 from ..formats.bounded import check_json_size
 from ..formats.bundle_format import (
@@ -38,7 +37,6 @@ from ..formats.bundle_format import (
     BundleSource,
     ConcatenatedReader,
     read_exact,
-    read_head,
 )
 from ..formats.bundle_headers import next_member, open_tar, refuse_cut
 from ..formats.manifest import STATE_DIR, Entry, Manifest, check_relative_path
@@ -91,16 +89,17 @@ class ImportPlan(VettedBundle):
     manifest: Manifest
 
 
-def plan_import(source: BundleSource, reader: ConcatenatedReader, staging: Path,
-                trusted: Ed25519PublicKey | None) -> ImportPlan:
-    """Vet a bundle (:func:`vet_bundle`) and the index manifest it pins; nothing is written.
+def plan_import(source: BundleSource, head: BundleHead, reader: ConcatenatedReader,
+                staging: Path) -> ImportPlan:
+    """Vet a bundle (:func:`vet_bundle`, against its ``head`` as
+    :func:`lockmirror.stages.import_open.opened_import` read it, the signature
+    checked) and the index manifest it pins; nothing is written.
 
     Raises what :func:`vet_bundle` raises, BundleError for an index manifest
     that does not match ``bundle.json``, BundleFormatError (exit 2) for a
     malformed one (a key twice, an unsafe path).
     Costs :func:`vet_bundle`'s reads and one of the index manifest.
     """
-    head = read_head(source, trusted)  # the signature checked before bundle.json is parsed
     vetted = vet_bundle(source, head, reader, staging)
     manifest = _index_manifest(reader, vetted.members, head.info, source.display)
     return ImportPlan(**vars(vetted), manifest=manifest)

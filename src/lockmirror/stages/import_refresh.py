@@ -4,10 +4,11 @@
 of kind ``advisories``, :mod:`lockmirror.stages.refresh_bundle`):
 
 1. finds the bundle and its ``.sha256``, takes the import lock beside the
-   mirror and resolves what a killed import left, as every import does;
+   mirror, resolves what a killed import left and reads ``bundle.json``, its
+   signature checked with ``pubkey``, as every import does
+   (:mod:`lockmirror.stages.import_open`);
 2. vets it as every bundle is vetted (:mod:`lockmirror.stages.import_plan`:
-   headers, ``bundle.json``, the signature with ``pubkey``), checks its outer
-   sha256 and every member's;
+   headers against ``bundle.json``), checks its outer sha256 and every member's;
 3. refuses it, in one line and changing nothing, when its advisories were
    taken before those the mirror holds (``.lockmirror/advisories.json``), unless
    ``allow_older``: the rule and wording a full or delta bundle meets
@@ -31,20 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from ..errors import BundleError, LockmirrorError
-from ..formats import signing
-from ..formats.bundle_format import (
-    ADVISORIES,
-    ADVISORIES_NAME,
-    QUARANTINE_NAME,
-    BundleSource,
-    locate_bundle,
-    read_head,
-)
+from ..formats.bundle_format import ADVISORIES, ADVISORIES_NAME, QUARANTINE_NAME
 from ..formats.manifest import (
     IMPORT_ADVISORIES,
     IMPORT_MIRROR_YAML,
@@ -59,6 +51,7 @@ from ..net.osv import Advisory
 from ..resolve.advisories import AdvisoryDB
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport
+from .import_open import OpenedImport, opened_import
 from .import_plan import VettedBundle, check_outer_hashes, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import (
@@ -66,10 +59,9 @@ from .import_state import (
     audit_imported,
     check_advisories_time,
     held_snapshot,
-    require_signature_check,
     signer_record,
 )
-from .import_swap import import_lock, mirror_path, staging_dir
+from .import_swap import staging_dir
 from .verify import check_manifest_record
 
 Progress = Callable[[str], None]
@@ -94,14 +86,6 @@ class RefreshResult:
     allowed_older: str | None = None  # the refusal --allow-older set aside
 
 
-def is_refresh_bundle(paths: Sequence[Path], *, pubkey: Path | None = None) -> bool:
-    """Whether ``paths`` name a refresh bundle (reads its first headers and bundle.json,
-    whose signature is checked first with ``pubkey``: an unsigned bundle.json is then
-    refused unparsed)."""
-    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
-    return read_head(locate_bundle([Path(p) for p in paths]), trusted).info.kind == ADVISORIES
-
-
 def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
                    pubkey: Path | None = None, progress: Progress | None = None,
                    allow_older: bool = False) -> RefreshResult:
@@ -112,22 +96,23 @@ def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
     older (unless ``allow_older``) refresh bundle and LockmirrorError when ``into`` holds no mirror;
     ``into`` is then exactly as it was. Costs a read of the bundle (KiB) and,
     when releases leave the index, one hard link per file of the mirror."""
-    source = locate_bundle([Path(p) for p in paths])
-    into = mirror_path(into)
-    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
-    if not (into / MANIFEST_NAME).is_file():
+    with opened_import(paths, into, pubkey) as opened:
+        return refresh_opened(opened, now=now, progress=progress, allow_older=allow_older)
+
+
+def refresh_opened(opened: OpenedImport, *, now: datetime, progress: Progress | None = None,
+                   allow_older: bool = False) -> RefreshResult:
+    """:func:`import_refresh` of a bundle :func:`opened_import` opened (the lock held)."""
+    if not (opened.into / MANIFEST_NAME).is_file():
         raise LockmirrorError("holds no imported mirror; a refresh bundle applies onto one",
-                              where=str(into), hint="import a full bundle first")
-    with import_lock(into) as recovered:
-        require_signature_check(into, trusted)
-        return _refresh(source, into, trusted, recovered, now, progress,
-                        allow_older=allow_older)
+                              where=str(opened.into), hint="import a full bundle first")
+    return _refresh(opened, now, progress, allow_older=allow_older)
 
 
-def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
-             recovered: str | None, now: datetime, progress: Progress | None, *,
+def _refresh(opened: OpenedImport, now: datetime, progress: Progress | None, *,
              allow_older: bool) -> RefreshResult:
-    members, vetted = _read_refresh(source, into, trusted)
+    source, into = opened.source, opened.into
+    members, vetted = _read_refresh(opened)
     where = f"{source.display}:{ADVISORIES_NAME}"
     snapshot = Snapshot.loads(members[ADVISORIES_NAME], where=where)
     listed = QuarantineList.loads(members[QUARANTINE_NAME].decode("utf-8", "replace"),
@@ -157,20 +142,20 @@ def _refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
                              if a.advisory.id not in known),
         quarantined=tuple(r.release for _, r in sorted(listed.releases.items())),
         edit=edit, report=report, signed=vetted.signed, signer=vetted.signer,
-        recovered=recovered, allowed_older=older)
+        recovered=opened.recovered, allowed_older=older)
 
 
-def _read_refresh(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None
-                  ) -> tuple[dict[str, bytes], VettedBundle]:
-    """Vet the bundle (headers, signature, outer and member sha256); its members'
-    bytes, and the vetted bundle (its info, whether signed and by whom)."""
-    head = read_head(source, trusted)  # the signature checked before bundle.json is parsed
+def _read_refresh(opened: OpenedImport) -> tuple[dict[str, bytes], VettedBundle]:
+    """Vet the bundle (headers, outer and member sha256; its signature was checked as
+    it was opened); its members' bytes, and the vetted bundle (its info, whether
+    signed and by whom)."""
+    source, head = opened.source, opened.head
     if head.info.kind != ADVISORIES:
         raise BundleError(f"is a {head.info.kind} bundle, not a refresh bundle",
                           where=source.display)
     check_outer_hashes(source)
     with source.open() as reader:
-        vetted = vet_bundle(source, head, reader, staging_dir(into))
+        vetted = vet_bundle(source, head, reader, staging_dir(opened.into))
         found = {}
         for item in vetted.members:
             if item.entry.size > MAX_MEMBER:

@@ -3,10 +3,11 @@
 ``import_bundle(paths, into)``:
 
 1. finds the bundle's volumes and their ``.sha256`` listing, takes the
-   directory lock and resolves what a killed earlier import left
-   (:mod:`lockmirror.stages.import_swap`);
-2. vets every tar header, ``bundle.json``, its signature and the index
-   manifest it pins before a byte is extracted (:mod:`lockmirror.stages.import_plan`:
+   directory lock, resolves what a killed earlier import left
+   (:mod:`lockmirror.stages.import_swap`), then reads ``bundle.json`` and
+   checks its signature, once (:mod:`lockmirror.stages.import_open`);
+2. vets every tar header against ``bundle.json``, and the index
+   manifest it pins, before a byte is extracted (:mod:`lockmirror.stages.import_plan`:
    regular files and directories only, no absolute names or ``..``, nothing
    unlisted or twice, tarfile's ``data`` filter where Python has it);
 3. streams the tar once, front to back, into a staging directory beside
@@ -44,24 +45,23 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from stat import S_ISREG
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ..errors import BundleError, LockmirrorError
-from ..formats import signing
 from ..formats.bundle_format import (
+    ADVISORIES,
     DELTA,
     INDEX_DIR,
     BundleSource,
     ConcatenatedReader,
-    locate_bundle,
 )
 from ..formats.manifest import IMPORT_MANIFEST, MANIFEST_NAME, Entry, Manifest, check_tree
 from ..formats.quarantine_list import Key, QuarantineList, removed_releases
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import extract
+from .import_open import OpenedImport, opened_import
 from .import_plan import INDEX_PREFIX, REFUSED, ImportPlan, plan_import, refusal
 from .import_quarantine import (
     TreeEdit,
@@ -70,6 +70,7 @@ from .import_quarantine import (
     quarantine_staged,
     quarantined_files,
 )
+from .import_refresh import RefreshResult, refresh_opened
 from .import_state import (
     bundle_manifest_sha256,
     bundle_name,
@@ -80,22 +81,13 @@ from .import_state import (
     keep_bundle_state,
     manifest_record,
     record_held_bundle,
-    require_signature_check,
     snapshot_current,
     state_members,
     write_state,
 )
-from .import_swap import (
-    import_lock,
-    link_or_copy,
-    make_parents,
-    mirror_path,
-    remove_made_parents,
-    replacing_tree,
-    staging_dir,
-)
+from .import_swap import link_or_copy, replacing_tree, staging_dir
 
-__all__ = ["ImportResult", "import_bundle"]
+__all__ = ["ImportResult", "import_any", "import_bundle"]
 
 REWRITTEN_HINT = ("the mirror's quarantine list (its last refresh bundle) rewrote that page, "
                   "and this delta was made against the tree before: import a delta made "
@@ -160,19 +152,25 @@ def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = No
     (every member is still proved), one sha256 pass over the mirror's files (one
     altered in place is extracted again) and nothing written.
     """
-    source = locate_bundle([Path(p) for p in paths])
-    into = mirror_path(into)
-    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
-    made = make_parents(into)
-    try:
-        with import_lock(into) as recovered:
-            _check_destination(into)
-            require_signature_check(into, trusted)
-            return _import(source, into, trusted, recovered, progress,
-                           renamed=renamed, allow_older=allow_older)
-    except BaseException:
-        remove_made_parents(made)  # a refused import leaves no new directories behind
-        raise
+    with opened_import(paths, into, pubkey) as opened:
+        return _import(opened, progress, renamed=renamed, allow_older=allow_older)
+
+
+def import_any(paths: Sequence[Path], into: Path, *, now: datetime,
+               pubkey: Path | None = None, progress: Progress | None = None,
+               renamed: bool = False, allow_older: bool = False
+               ) -> ImportResult | RefreshResult:
+    """What ``lockmirror import`` runs: a refresh bundle (``bundle.json`` says so) as
+    :func:`~lockmirror.stages.import_refresh.import_refresh` imports it (at ``now``;
+    ``progress`` and ``renamed`` are for the others), any other as
+    :func:`import_bundle` does. The signature is checked once, under the import
+    lock, before ``bundle.json`` is parsed to tell which
+    (:func:`~lockmirror.stages.import_open.opened_import`). Raises and costs what
+    the one it runs does."""
+    with opened_import(paths, into, pubkey) as opened:
+        if opened.head.info.kind == ADVISORIES:
+            return refresh_opened(opened, now=now, allow_older=allow_older)
+        return _import(opened, progress, renamed=renamed, allow_older=allow_older)
 
 
 def _check_destination(into: Path) -> None:
@@ -191,12 +189,14 @@ def _check_destination(into: Path) -> None:
                               where=str(into), hint="import into a new or empty directory")
 
 
-def _import(source: BundleSource, into: Path, trusted: Ed25519PublicKey | None,
-            recovered: str | None, progress: Progress | None, *, renamed: bool,
+def _import(opened: OpenedImport, progress: Progress | None, *, renamed: bool,
             allow_older: bool) -> ImportResult:
-    """Plan, then either prove the no-op or build, check and swap in the new tree."""
+    """Of a bundle :func:`opened_import` opened (the lock held): check the destination,
+    plan, then either prove the no-op or build, check and swap in the new tree."""
+    source, into, recovered = opened.source, opened.into, opened.recovered
+    _check_destination(into)
     with source.open() as reader:
-        plan = plan_import(source, reader, staging_dir(into), trusted)
+        plan = plan_import(source, opened.head, reader, staging_dir(into))
         info = plan.info
         held = bundle_name(into)
         if held is not None and held != info.name and not renamed:

@@ -1,0 +1,63 @@
+"""How every import starts: the lock beside the mirror, then the bundle's head, its
+signature checked once, under the lock.
+
+:func:`opened_import` is the one opening of a bundle for import: a full or delta
+bundle's (:func:`lockmirror.stages.importer.import_bundle`), a refresh bundle's
+(:func:`lockmirror.stages.import_refresh.import_refresh`), and ``lockmirror
+import``'s, which picks between the two by the kind the checked head names
+(:func:`lockmirror.stages.importer.import_any`). What it yields is handed on:
+nothing reads ``bundle.json`` or checks its signature again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..formats import signing
+from ..formats.bundle_format import BundleHead, BundleSource, locate_bundle, read_head
+from .import_state import require_signature_check
+from .import_swap import import_lock, make_parents, mirror_path, remove_made_parents
+
+
+@dataclass(frozen=True)
+class OpenedImport:
+    """A bundle an import holds the lock for, and the mirror it goes into."""
+
+    source: BundleSource
+    into: Path                        # absolute, a symlink resolved (:func:`mirror_path`)
+    trusted: Ed25519PublicKey | None  # the --pubkey, if given
+    head: BundleHead                  # bundle.json, its signature checked against trusted
+    recovered: str | None             # how an interrupted earlier import was resolved
+
+
+@contextmanager
+def opened_import(paths: Sequence[Path], into: Path,
+                  pubkey: Path | None) -> Iterator[OpenedImport]:
+    """Hold the import lock beside ``into`` for the block and yield the bundle
+    ``paths`` opened for it: what a killed import left resolved, the mirror's
+    recorded signer required of ``pubkey`` (:func:`require_signature_check`), then
+    ``bundle.json`` read with its signature checked before it is parsed
+    (:func:`read_head`).
+
+    Missing parent directories of ``into`` are created for the lock, and removed
+    again when the block (or the opening) fails. Raises LockmirrorError for an
+    unusable key, destination or signer record, or while another import runs
+    beside ``into``; BundleError for a bundle that does not start as lockmirror
+    writes them or whose signature is missing or wrong. Costs a few header reads
+    and one read of ``bundle.json``."""
+    source = locate_bundle([Path(p) for p in paths])
+    into = mirror_path(into)
+    trusted = signing.load_public_key(pubkey) if pubkey is not None else None
+    made = make_parents(into)
+    try:
+        with import_lock(into) as recovered:
+            require_signature_check(into, trusted)
+            yield OpenedImport(source, into, trusted, read_head(source, trusted), recovered)
+    except BaseException:
+        remove_made_parents(made)  # a refused import leaves no new directories behind
+        raise
