@@ -118,16 +118,16 @@ def _refuse_constant(name: str) -> Any:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """The object of ``pairs``, refused when a key appears twice: json keeps the
     last, so a second entry for a path could stand in for the first unseen."""
-    found = dict(pairs)
+    found = dict(pairs)  # one C call: the common case costs no Python loop
     if len(found) == len(pairs):
         return found
     seen: set[str] = set()
-    for key, _ in pairs:
+    for key, _ in pairs:  # dict() kept fewer: a key comes again, and the loop stops there
         if key in seen:
-            shown = repr(key) if len(key) <= 200 else repr(key[:200]) + "..."
-            raise _Refused(f"the key {shown} appears twice in one JSON object")
+            break
         seen.add(key)
-    raise AssertionError("unreachable: dict() kept fewer keys than it was given")
+    shown = repr(key) if len(key) <= 200 else repr(key[:200]) + "..."
+    raise _Refused(f"the key {shown} appears twice in one JSON object")
 
 
 def _bounded_int(text: str) -> int:

@@ -134,7 +134,9 @@ def vet_bundle(source: BundleSource, head: BundleHead, reader: ConcatenatedReade
         if position == 2 and member.name == f"{top}/{SIGNATURE_NAME}":
             signed = True
         elif position >= 2:
-            carried.extend(_carried(member, head.info, folders, where))
+            item = _carried(member, head.info, folders, where)
+            if item is not None:  # a file; a directory carries nothing
+                carried.append(item)
     _check_complete(source, head.info, carried)
     return VettedBundle(head.info, carried, head.signer, signed, data_filter is not None)
 
@@ -261,22 +263,22 @@ def _folders(info: BundleInfo) -> set[str]:
 
 
 def _carried(member: tarfile.TarInfo, info: BundleInfo, folders: set[str],
-             where: str) -> list[Carried]:
+             where: str) -> Carried | None:
     """A member after ``bundle.json`` (and its signature): a regular file listed in
-    ``bundle.json`` with its size (one Carried), or a directory of ``folders`` (none);
+    ``bundle.json`` with its size (its Carried), or a directory of ``folders`` (None);
     BundleError if a file is unlisted or of another size, or a directory holds no
     listed file (:func:`vet_bundle` counts the missing ones)."""
     if member.isdir() and member.name.rstrip("/") not in folders:
         raise refusal("is a directory holding nothing bundle.json lists", where)
     if not member.isfile():
-        return []
+        return None
     path = member.name[len(info.top) + 1:]
     entry = info.files.get(path)
     if entry is None:
         raise refusal("is not listed in bundle.json", where)
     if entry.size != member.size:
         raise refusal(f"has {member.size} bytes, bundle.json says {entry.size}", where)
-    return [Carried(member, path, entry)]
+    return Carried(member, path, entry)
 
 
 def _index_manifest(reader: ConcatenatedReader, carried: list[Carried], info: BundleInfo,

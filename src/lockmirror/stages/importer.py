@@ -265,17 +265,18 @@ def _check_order(plan: ImportPlan, reader: ConcatenatedReader, into: Path, displ
     taken after the mirror's (its index is the build side's quarantine as of them).
     Raises BundleError (refused), LockmirrorError (the list does not read)."""
     said = [check_bundle_time(plan.info, into, allow_older=allow_older)]
+    lifted = False  # the bundle's advisories were taken after the mirror's
     held = held_snapshot(into)
-    taken = bundle_snapshot_taken(plan, reader, display=display) if held else None
-    if taken is not None:
-        said.append(check_advisories_time(plan.info.kind, taken, held, into,
-                                          allow_older=allow_older))
+    if held is not None:
+        taken = bundle_snapshot_taken(plan, reader, display=display)
+        if taken is not None:  # a delta carries none: the mirror's snapshot holds
+            said.append(check_advisories_time(plan.info.kind, taken, held, into,
+                                              allow_older=allow_older))
+            lifted = taken > held.taken
     for older in said:
         if older and progress:
             progress(older)
-    if held is not None and taken is not None and taken > held.taken:
-        return None
-    return held_quarantine(into)
+    return None if lifted else held_quarantine(into)
 
 
 def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[str, str],
