@@ -59,11 +59,10 @@ def run(args: argparse.Namespace) -> int:
     for release in result.removed_releases:
         print(f"import: removed {release} (the bundle's index no longer serves it)")
     if result.kept_out is not None:  # the bundle brought releases a refresh took out
-        edit = result.kept_out
-        files = sum(1 for rel in edit.removed if rel.startswith("files/"))
+        edit = result.kept_out  # files: wheels and sdists, not a wheel's .metadata
         print(f"import: kept out {', '.join(edit.releases)}: on the mirror's quarantine list "
-              f"(from its last refresh bundle); {plural(files, 'file')} left out, "
-              f"{plural(len(edit.rewritten), 'page')} rewritten")
+              f"(from its last refresh bundle); {plural(edit.distributions_removed, 'file')} "
+              f"left out, {plural(len(edit.rewritten), 'page')} rewritten")
     if not result.data_filter:
         print("import: this Python's tarfile has no data filter; lockmirror's own member "
               "checks (regular files and directories only, no absolute names or '..') applied")

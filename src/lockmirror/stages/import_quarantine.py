@@ -70,6 +70,18 @@ class TreeEdit:
     def changed(self) -> bool:
         return bool(self.removed or self.rewritten)
 
+    @property
+    def distributions_removed(self) -> int:
+        """How many distribution files (wheels, sdists) the edit takes out; a wheel's
+        PEP 658 ``.metadata`` goes with it and is not counted."""
+        return sum(1 for rel in self.removed if is_distribution(rel))
+
+
+def is_distribution(rel: str) -> bool:
+    """Whether the tree path ``rel`` is a distribution file under ``files/``, not a
+    wheel's ``.metadata`` (or a page)."""
+    return rel.startswith("files/") and not rel.endswith(".metadata")
+
 
 def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit:
     """The edit that takes the releases ``keys`` out of the tree at ``mirror``
@@ -140,8 +152,7 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
     from a bundle) is one line naming the file."""
     path = mirror / LANDING_DATA
     artifacts = [entry for rel, entry in manifest.files.items()
-                 if rel.startswith("files/") and rel not in removed
-                 and not rel.endswith(".metadata")]
+                 if is_distribution(rel) and rel not in removed]
     try:
         data = path.read_bytes()
         if Entry(sha256_bytes(data), len(data)) != manifest.files[LANDING_DATA]:
