@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -478,3 +479,29 @@ def test_credentials_written_into_a_source_url_are_refused_at_their_line(
         "sources[0].files_url: 'https://cdn.example/' carries a user name or password; "
         "files_url takes none")
     assert not any("s3cr3t" in problem for problem in raised.value.problems)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda text: "\ufeff" + text, "not TOML 1.0, which installers read: "),
+    (lambda text: text + '\n[tool.review]\nnote = """a\r\nb"""\n',
+     "installers read other values from it than lockmirror"),
+], ids=["byte-order mark", "carriage return in a multi-line string"])
+def test_validate_reads_a_lockfile_as_lock_check_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        change: Any, says: str) -> None:
+    """validate printed ok for a lockfile starting with a byte-order mark that `lock
+    --check` refuses (installers' TOML parser does): it reads lockfiles with the same
+    reader, offline, and says which file."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "mirror.yaml", "mirror.yaml")
+    shutil.copytree(REPO / "lockfiles", "lockfiles")
+    assert main(["validate"]) == 0
+    capsys.readouterr()
+    path = tmp_path / "lockfiles" / "pylock.core.toml"
+    path.write_bytes(change(path.read_text(encoding="utf-8")).encode("utf-8"))
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lockmirror: error: lockfiles installers would read differently:\n")
+    assert f"  {path}: {says}" in err
