@@ -162,6 +162,12 @@ CASES = [
     ("a destination named directory",
      broken("sets:\n", "publish:\n  directory:\n    kind: upload\n    url: ftp://x\nsets:\n"),
      "ftp://x", 5, r"publish\.directory\.url: 'ftp://x' is not an http\(s\) URL$"),
+    # validate passed it, and lock said no source has 'requests' (check the spelling)
+    ("a plain http source", broken("https://pypi.org/simple/", "http://pypi.org/simple/"),
+     "http://pypi.org", 5,
+     r"sources\[0\]\.url: 'http://pypi\.org/simple/' is plain http: anyone on the path can "
+     r"change what the index lists and serves \(use https, or say `allow_http: true` for a "
+     r"network you trust\)$"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "
@@ -505,3 +511,10 @@ def test_validate_reads_a_lockfile_as_lock_check_does(
     err = capsys.readouterr().err
     assert err.startswith("lockmirror: error: lockfiles installers would read differently:\n")
     assert f"  {path}: {says}" in err
+
+
+def test_a_plain_http_source_passes_when_allowed_or_on_a_loopback_host() -> None:
+    for url, extra in (("http://pypi.org/simple/", "\n    allow_http: true"),
+                       ("http://127.0.0.1:8080/simple/", ""), ("http://localhost/simple/", "")):
+        config = parse_config(broken("url: https://pypi.org/simple/", f"url: {url}{extra}"))
+        assert config.sources[0].url == url

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -320,16 +320,23 @@ def _written_credentials(doc: PositionedYaml) -> Iterator[tuple[Path_, str]]:
 
 
 def _source_checks(items: list[Any]) -> Iterator[tuple[Path_, str]]:
-    """Source names unique; a project pinned to one source only."""
-    sources = [s for s in items if isinstance(s, dict)]
+    """Source names unique; no plain http unless allowed; a project pinned to one
+    source only."""
     seen: dict[str, int] = {}
     owners: dict[NormalizedName, str] = {}
-    for i, source in enumerate(sources):
+    for i, source in enumerate(items):
+        if not isinstance(source, dict):
+            continue  # reported by the schema
         name = str(source.get("name", ""))
         if name in seen:
             yield (("sources", i, "name"),
                    f"duplicate source name '{name}' (also sources[{seen[name]}])")
         seen[name] = i
+        url = source.get("url")
+        if _plain_http(url) and source.get("allow_http") is not True:
+            yield (("sources", i, "url"), f"'{_redacted(url)}' is plain http: anyone on the "
+                   "path can change what the index lists and serves (use https, or say "
+                   "`allow_http: true` for a network you trust)")
         for j, project in enumerate(_as_list(source.get("projects"))):
             key = canonicalize_name(str(project))
             if key in owners and owners[key] != name:
@@ -396,17 +403,27 @@ def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tup
         url = source.get("url")
         if isinstance(url, str) and not re.match(r"^https?://", url):
             yield (("policy", "advisory_sources", i, "url"), f"'{url}' is not an http(s) URL")
-        elif (isinstance(url, str) and url.startswith("http://") and not source.get("allow_http")
-              and not _loopback_url(url)):
+        elif _plain_http(url) and not source.get("allow_http"):
             yield (("policy", "advisory_sources", i, "url"),
                    f"'{url}' is plain http: anyone on the path can hide advisories (use "
                    "https, or say `allow_http: true` for a network you trust)")
 
 
+def _plain_http(url: Any) -> TypeGuard[str]:
+    """Whether ``url`` is an ``http://`` URL to a host other than a loopback one."""
+    return isinstance(url, str) and url.lower().startswith("http://") and not _loopback_url(url)
+
+
+def _redacted(url: str) -> str:
+    from .redaction import redact_text
+
+    return redact_text(url)
+
+
 def _loopback_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
-    from .formats.url_policy import is_loopback  # only for an http:// advisory source
+    from .formats.url_policy import is_loopback  # only for an http:// source
 
     try:
         return is_loopback(urlsplit(url).hostname or "")
