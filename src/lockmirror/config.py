@@ -22,10 +22,10 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
+from .config_messages import schema_problems
 from .config_schema import MirrorConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError, InputError, LockmirrorError
-from .spelling import did_you_mean
 
 DEFAULT_CONFIG = "mirror.yaml"
 TOOL_SET = "lockmirror-tool"  # lockmirror's own set (stages.tool_set): no set of mirror.yaml
@@ -198,12 +198,8 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
         try:
             config = MirrorConfig.model_validate(doc.data)
         except ValidationError as exc:
-            errors = exc.errors()
-            meant = _meant_keys(errors)
-            for error in errors:
-                loc = _clean_loc(error["loc"])
-                if loc not in doc.unresolved:
-                    doc.problem(loc, _message(error) + _typo_note(error["type"], loc, meant, doc))
+            for loc, message in schema_problems(exc.errors(), doc):
+                doc.problem(loc, message)
     if isinstance(doc.data, dict):
         for path, message in [*_cross_checks(doc.data), *_written_credentials(doc)]:
             doc.problem(path, message)
@@ -216,65 +212,6 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
 def _line_key(problem: str) -> tuple[int, int, str]:
     match = re.match(r"^[^:]*:(\d+):(\d+):", problem)
     return (int(match.group(1)), int(match.group(2)), problem) if match else (0, 0, problem)
-
-
-def _clean_loc(loc: tuple[Any, ...]) -> Path_:
-    # pydantic inserts the discriminator tag after the destination's name:
-    # publish.x.s3.bucket. Only that part goes; a destination may be named s3 itself.
-    if len(loc) > 2 and loc[0] == "publish" and loc[2] in ("s3", "upload", "directory"):
-        return (*loc[:2], *loc[3:])
-    return tuple(loc)
-
-
-def _meant_keys(errors: Iterable[Mapping[str, Any]]) -> dict[Path_, str]:
-    """Each unknown key's path -> the valid key it most likely misspells."""
-    from .config_keys import nearest_key
-
-    meant = {}
-    for error in errors:
-        if error["type"] == "extra_forbidden":
-            key = nearest_key(error["loc"])
-            if key is not None:
-                meant[_clean_loc(error["loc"])] = key
-    return meant
-
-
-def _typo_note(kind: str, loc: Path_, meant: Mapping[Path_, str], doc: PositionedYaml) -> str:
-    """What makes a typo read as one mistake: ``; did you mean 'platforms'?`` on
-    the unknown key, `` (did you write 'platform' at line 9?)`` on the required
-    key it leaves missing."""
-    if kind == "extra_forbidden":
-        return did_you_mean(meant.get(loc))
-    if kind != "missing":
-        return ""
-    typo = next((path for path, key in meant.items()
-                 if path[:-1] == loc[:-1] and key == loc[-1]), None)
-    if typo is None:
-        return ""
-    line = f" at line {doc.marks[typo][0]}" if typo in doc.marks else ""
-    return f" (did you write '{typo[-1]}'{line}?)"
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "value_error":
-        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
-    # the user wrote yes, no, on or off (maybe through ${VAR}): say what YAML made of it
-    note = (" (YAML reads true/false, yes/no and on/off as a boolean)"
-            if isinstance(error.get("input"), bool) else "")
-    if kind == "literal_error":
-        return f"{error['msg'].lower()}, got {error['input']!r}{note}"
-    got = f"got {type(error['input']).__name__} {error['input']!r}{note}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):  # not the class's name
-        return f"input should be a mapping (key: value), {got}"
-    if kind.endswith(("_type", "_parsing")):
-        return f"{error['msg'].lower()}, {got}"
-    message = str(error["msg"])  # "List should have at least 1 item ...": one casing throughout
-    return message[:1].lower() + message[1:]
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
