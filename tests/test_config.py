@@ -518,3 +518,43 @@ def test_a_plain_http_source_passes_when_allowed_or_on_a_loopback_host() -> None
                        ("http://127.0.0.1:8080/simple/", ""), ("http://localhost/simple/", "")):
         config = parse_config(broken("url: https://pypi.org/simple/", f"url: {url}{extra}"))
         assert config.sources[0].url == url
+
+
+@pytest.mark.parametrize(("tag", "meant"), [
+    ("manylinux_2_28", "'manylinux_2_28_x86_64' or 'manylinux_2_28_aarch64'"),
+    ("manylinux2014", "'manylinux2014_x86_64' or 'manylinux2014_aarch64'"),
+    ("musllinux_1_2", "'musllinux_1_2_x86_64' or 'musllinux_1_2_aarch64'"),
+    ("macosx_11_0", "'macosx_11_0_x86_64' or 'macosx_11_0_arm64'"),
+    ("manylinux1", "'manylinux1_x86_64' or 'manylinux1_i686'"),
+])
+def test_a_platform_tag_without_its_architecture_names_the_usual_two(tag: str, meant: str
+                                                                     ) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(broken("[manylinux_2_28_x86_64]", f"[{tag}]"))
+    (problem,) = raised.value.problems
+    assert problem.endswith(f"; did you mean {meant}?"), problem
+
+
+def test_a_linux_platform_tag_is_a_warning_from_validate_and_lock_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """linux_x86_64 was taken without a word, and lock took sdists of most binary
+    packages (PyPI has no linux_* wheels); such tags are right for privately built
+    wheels, so it is a warning with its line, printed once, not an error."""
+    monkeypatch.chdir(tmp_path)
+    text = broken("[manylinux_2_28_x86_64]", "[linux_x86_64]").replace(
+        "targets: [linux-py311]", "targets: [linux-py311]\n  more:\n    requirements: [six]\n"
+        "    targets: [linux-py311]")
+    Path("mirror.yaml").write_text(text, encoding="utf-8")
+    warning = (f"lockmirror: warning: mirror.yaml:{line_of(text, 'linux_x86_64')}:17: "
+               "targets.linux-py311.platforms[0]: 'linux_x86_64' matches only privately built "
+               "wheels: PyPI carries no linux_* wheels, so most binary packages lock as sdists; "
+               "for PyPI wheels use e.g. manylinux_2_28_x86_64")
+    assert main(["validate"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("mirror.yaml: ok: ")
+    assert captured.err.splitlines() == [warning]
+    assert main(["lock", "--check"]) == 1  # nothing locked yet: stale, after the warning
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == warning
+    assert err.count("warning: ") == 1  # two sets lock for the target: said once

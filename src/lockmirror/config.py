@@ -61,6 +61,20 @@ class LoadedConfig:
             doc.problem(path, message)
         return ConfigError(doc.problems)
 
+    def platform_warnings(self, filename: str | None = None,
+                          targets: Iterable[str] | None = None) -> list[str]:
+        """One line per platform tag of a target (of ``targets``; default: every one)
+        that is valid but likely unintended (:func:`lockmirror.platform_tags.platform_warning`),
+        with its line and column; ``validate`` and ``lock`` print them once."""
+        from .platform_tags import platform_warning
+
+        wanted = set(self.config.targets if targets is None else targets)
+        found = [(("targets", name, "platforms", i), warning)
+                 for name, target in self.config.targets.items() if name in wanted
+                 for i, tag in enumerate(target.platforms)
+                 if (warning := platform_warning(tag)) is not None]
+        return self.problems_at(found, filename).problems if found else []
+
     @property
     def lockfile_dir(self) -> Path:
         return self.resolve(self.config.paths.lockfiles)

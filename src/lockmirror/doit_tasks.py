@@ -101,9 +101,13 @@ def _remove_orphans(project: Project) -> None:
 def _lock_one(project: Project, set_name: str) -> None:
     from .commands.lock import LockLine, print_results
 
+    loaded = project.loaded  # a linux_* tag: once per set that locks for it
+    targets = loaded.config.set_targets(set_name) if set_name in loaded.config.sets else []
+    for warning in loaded.platform_warnings(targets=targets):
+        print(f"lockmirror: warning: {warning}", file=sys.stderr)
     line = LockLine(sys.stderr)
     try:
-        results = pipeline.lock(project.loaded, [set_name], progress=line)
+        results = pipeline.lock(loaded, [set_name], progress=line)
     finally:
         line.close()
     print_results(results)

@@ -43,10 +43,42 @@ _LINUX = re.compile(r"linux_(.+)")
 
 def platform_problem(tag: str) -> str | None:
     """None when ``tag`` follows a known grammar, else what is wrong with it and
-    the nearest valid spelling when one is close."""
+    the nearest valid spelling when one is close (or, for a tag without its
+    architecture, the two usual ones)."""
     if _valid(tag):
         return None
-    return f"'{tag}' is not a platform tag ({GRAMMARS}){did_you_mean(nearest_platform(tag))}"
+    arches = _without_arch(tag)
+    hint = (f"; did you mean '{arches[0]}' or '{arches[1]}'?" if arches
+            else did_you_mean(nearest_platform(tag)))
+    return f"'{tag}' is not a platform tag ({GRAMMARS}){hint}"
+
+
+def platform_warning(tag: str) -> str | None:
+    """What may be unintended in a valid ``tag``: ``linux_ARCH`` matches privately
+    built wheels only (PyPI refuses them), so a lock for PyPI takes sdists of most
+    binary packages. None for the rest."""
+    match = _LINUX.fullmatch(tag)
+    if match is None:
+        return None
+    arch = match.group(1) if match.group(1) in LINUX_ARCHES else "x86_64"
+    return (f"'{tag}' matches only privately built wheels: PyPI carries no linux_* wheels, "
+            f"so most binary packages lock as sdists; for PyPI wheels use e.g. "
+            f"manylinux_2_28_{arch}")
+
+
+_NO_ARCH = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)|manylinux1|manylinux2010|"
+                      r"manylinux2014")
+
+
+def _without_arch(tag: str) -> tuple[str, str] | None:
+    """The tag with the two usual architectures when ``tag`` lacks its own
+    (``manylinux_2_28``, ``manylinux2014``), else None."""
+    text = re.sub(r"[-.\s]+", "_", tag.strip().lower()).rstrip("_")
+    if not _NO_ARCH.fullmatch(text):
+        return None
+    second = ("arm64" if text.startswith("macosx")
+              else "i686" if text in ("manylinux1", "manylinux2010") else "aarch64")
+    return f"{text}_x86_64", f"{text}_{second}"
 
 
 def _valid(tag: str) -> bool:

@@ -60,6 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     _check_shard_options(args)
+    for warning in loaded.platform_warnings(args.config):
+        print(f"lockmirror: warning: {warning}", file=sys.stderr)
     if args.resolve and not args.check:
         raise LockmirrorError("--resolve goes with --check",
                               hint="lockmirror lock --check --resolve")

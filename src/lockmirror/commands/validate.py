@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.path)
     config = loaded.config
+    for line in loaded.platform_warnings(args.path):
+        print(f"lockmirror: warning: {line}", file=sys.stderr)
     # a set not locked yet is `lock --check`'s to report; a lockfile that exists must be
     # sound: its URLs under their sources, then PEP 751 as `lock` writes it (a path-like
     # file name passed here and failed later; found by an outside tester)
