@@ -83,7 +83,7 @@ CASES = [
      r"sources\[0\]\.priority: input should be a valid integer.*got bool True "
      r"\(YAML reads true/false, yes/no and on/off as a boolean\)$"),
     ("no targets", broken("targets: [linux-py311]", "targets: []"), "targets: []", 5,
-     r"sets\.core\.targets: list should have at least 1 item"),
+     r"sets\.core\.targets: is empty; give at least one item$"),
     ("wrong container", broken("      - click==8.1.7", "      click: 8.1.7"),
      "requirements:\n      click", 5,
      r"sets\.tools\.requirements: input should be a valid list, got dict"),
@@ -168,6 +168,34 @@ CASES = [
      r"sources\[0\]\.url: 'http://pypi\.org/simple/' is plain http: anyone on the path can "
      r"change what the index lists and serves \(use https, or say `allow_http: true` for a "
      r"network you trust\)$"),
+    # a newcomer's slips said NoneType, "after validation" and a regular expression
+    ("an empty set", broken("  tools:\n    requirements:\n      - click==8.1.7\n", "  tools:\n"),
+     "tools:", 3, r"sets\.tools: is empty; write its keys under it, indented$"),
+    ("empty requirements", broken("requirements:\n      - click==8.1.7\n",
+                                  "requirements:  # none yet\n"), "# none yet", 5,
+     r"sets\.tools\.requirements: is empty; write its items under it, one '- item' a line$"),
+    ("an empty requirements list", broken("      - click==8.1.7\n", "").replace(
+        "  tools:\n    requirements:\n", "  tools:\n    requirements: []\n"), "requirements: []",
+     5, r"sets\.tools\.requirements: is empty; give at least one item$"),
+    ("a name with a space", broken("name: testmirror", "name: test mirror"), "name: test", 1,
+     r"^name: 'test mirror' may hold letters, digits, '\.', '_' and '-' only, starting with a "
+     r"letter or digit$"),
+    ("a python version as a tag", broken('python: "3.11"', "python: py311"), "python: py311", 5,
+     r"targets\.linux-py311\.python: 'py311' is not a Python version like '3\.11' or "
+     r"'3\.11\.4'; did you mean '3\.11'\?$"),
+    ("a quoted switch", broken("      - click==8.1.7\n", "      - click==8.1.7\n"
+                               "    prereleases: \"true\"\n"), "prereleases", 5,
+     r"sets\.tools\.prereleases: input should be a valid boolean, got the quoted word 'true'; "
+     r"drop the quotes$"),
+    ("requirements as one string", broken("requirements:\n      - click==8.1.7",
+                                          "requirements: click==8.1.7"), "requirements: click",
+     5, r"sets\.tools\.requirements: input should be a list, got the text 'click==8\.1\.7'; "
+        r"write a list: - name==version$"),
+    ("a set's targets markers cannot tell apart",
+     broken("  mac-py312:\n", "  linux-3119:\n    python: \"3.11.9\"\n"
+                              "    platforms: [manylinux_2_28_x86_64]\n  mac-py312:\n"),
+     "  tools:", 3, r"sets\.tools: set 'tools': targets 'linux-py311' and 'linux-3119' cannot "
+                    r"be told apart by a lockfile marker"),
     ("missing variable", broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL}/simple/"),
      "PRIVATE_INDEX_URL", 5,
      (r"sources\[0\]\.url: environment variable PRIVATE_INDEX_URL is not set; "
@@ -558,3 +586,28 @@ def test_a_linux_platform_tag_is_a_warning_from_validate_and_lock_once(
     err = capsys.readouterr().err
     assert err.splitlines()[0] == warning
     assert err.count("warning: ") == 1  # two sets lock for the target: said once
+
+
+def test_a_key_of_a_target_indented_a_level_too_little_says_so() -> None:
+    """`platforms:` under `targets:` gave two errors about a target named platforms."""
+    text = broken("    platforms: [manylinux_2_28_x86_64]", "  platforms: [manylinux_2_28_x86_64]")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    stray = line_of(text, "  platforms: [manylinux")
+    assert [p.split(": ", 1)[1] for p in raised.value.problems] == [
+        f"targets.linux-py311.platforms: required key is missing (is 'platforms' at line "
+        f"{stray} meant to be indented under it?)",
+        "targets.platforms: input should be a mapping (key: value), got list "
+        "['manylinux_2_28_x86_64']; is it indented under the target above?"]
+    text = broken("  tools:\n    requirements:", "  tools:\n  requirements:")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    assert raised.value.problems[-1].endswith("; is it indented under the set above?")
+
+
+def test_a_file_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.yaml"
+    path.write_bytes(BASE.replace("testmirror", "caf\u00e9").encode("latin-1"))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value).endswith("not UTF-8 (byte 0xe9); save it as UTF-8")

@@ -194,8 +194,8 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG, *,
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigError([f"{display}:{line}:{column}: not UTF-8 (byte 0x{raw[exc.start]:02x})"]
-                          ) from None
+        raise ConfigError([f"{display}:{line}:{column}: not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                           "save it as UTF-8"]) from None
     return LoadedConfig(parse_config(text, display, environ=environ), file.resolve(), text)
 
 
@@ -248,6 +248,7 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
     yield from _set_checks(_as_dict(data.get("sets")), targets)
+    yield from _overlap_checks(_as_dict(data.get("sets")), targets)
     yield from _policy_checks(_as_dict(data.get("policy")), _as_dict(data.get("sets")))
     for name, destination in _as_dict(data.get("publish")).items():
         bucket = _as_dict(destination).get("bucket")
@@ -317,6 +318,25 @@ def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple
                 yield (("sets", set_name, "targets", j),
                        f"unknown target '{target}' (defined: {', '.join(targets) or 'none'})")
         yield from _requirement_checks(set_name, _as_list(spec.get("requirements")))
+
+
+def _overlap_checks(sets: dict[str, Any], targets: dict[str, Any]
+                    ) -> Iterator[tuple[Path_, str]]:
+    """A set two of whose (valid) targets a lockfile marker cannot tell apart, at the
+    set's own line."""
+    from .config_schema import TargetConfig, overlapping_targets
+
+    valid = {}
+    for name, spec in targets.items():
+        try:
+            valid[name] = TargetConfig.model_validate(spec)
+        except ValidationError:
+            continue  # reported by the schema
+    for set_name, spec in sets.items():
+        chosen = _as_dict(spec).get("targets")
+        chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list) else None
+        for message in overlapping_targets(set_name, chosen, valid):
+            yield ("sets", set_name), message
 
 
 def _requirement_checks(set_name: str, requirements: list[Any]) -> Iterator[tuple[Path_, str]]:

@@ -25,7 +25,8 @@ def schema_problems(errors: Iterable[Mapping[str, Any]], doc: PositionedYaml
     for error in errors:
         loc = _clean_loc(error["loc"])
         if loc not in doc.unresolved:
-            yield loc, _message(error) + _typo_note(error["type"], loc, meant, doc)
+            yield loc, (_message(error) + _typo_note(error["type"], loc, meant, doc)
+                        + _indent_note(error["type"], loc, doc))
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> Path_:
@@ -65,6 +66,37 @@ def _typo_note(kind: str, loc: Path_, meant: Mapping[Path_, str], doc: Positione
     return f" (did you write '{typo[-1]}'{line}?)"
 
 
+# the entries of these mappings are named by the user; a known key of the entry
+# itself among them is one indented a level too little (`platforms:` under `targets:`)
+_ENTRIES = {"targets": "target", "sets": "set"}
+
+
+def _entry_keys(section: str) -> set[str]:
+    from .config_schema import SetConfig, TargetConfig
+
+    return set((TargetConfig if section == "targets" else SetConfig).model_fields)
+
+
+def _indent_note(kind: str, loc: Path_, doc: PositionedYaml) -> str:
+    """``; is it indented under the target above?`` on a target or set named like a
+    key of one; on the key that left missing, where that entry is."""
+    if len(loc) < 2 or loc[0] not in _ENTRIES or not isinstance(loc[1], str):
+        return ""
+    entry, keys = _ENTRIES[str(loc[0])], _entry_keys(str(loc[0]))
+    if len(loc) == 2 and loc[1] in keys:
+        return f"; is it indented under the {entry} above?"
+    stray = (loc[0], loc[-1])
+    if kind == "missing" and len(loc) == 3 and stray in doc.marks:
+        return f" (is '{loc[-1]}' at line {doc.marks[stray][0]} meant to be indented under it?)"
+    return ""
+
+
+# what a pattern of the schema allows, in words
+_PATTERNS = {r"^[A-Za-z0-9][A-Za-z0-9._-]*$": "letters, digits, '.', '_' and '-' only, "
+                                              "starting with a letter or digit"}
+_BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off")
+
+
 def _message(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -73,6 +105,9 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required key is missing"
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    worded = _in_words(kind, error)
+    if worded is not None:
+        return worded
     # the user wrote yes, no, on or off (maybe through ${VAR}): say what YAML made of it
     note = (" (YAML reads true/false, yes/no and on/off as a boolean)"
             if isinstance(error.get("input"), bool) else "")
@@ -85,3 +120,28 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"{error['msg'].lower()}, {got}"
     message = str(error["msg"])  # "List should have at least 1 item ...": one casing throughout
     return message[:1].lower() + message[1:]
+
+
+def _in_words(kind: str, error: Mapping[str, Any]) -> str | None:
+    """The message of an error whose pydantic wording speaks Python (NoneType, list
+    after validation, a regular expression) or that misses the usual slip; None:
+    pydantic's own words will do."""
+    value = error.get("input")
+    if value is None and kind.endswith("_type"):  # `core:` or `requirements:` and nothing
+        what = ("write its keys under it, indented" if kind.startswith(("model", "dict"))
+                else "write its items under it, one '- item' a line"
+                if kind == "list_type" else "give it a value")
+        return f"is empty; {what}"
+    if kind == "too_short" and isinstance(value, (list, dict)) and not value:
+        return "is empty; give at least one " + ("item" if isinstance(value, list) else "entry")
+    if kind == "string_pattern_mismatch":
+        allowed = _PATTERNS.get(str(error.get("ctx", {}).get("pattern")))
+        return (f"'{value}' may hold {allowed}" if allowed
+                else f"'{value}' holds characters that are not allowed here")
+    if kind == "bool_type" and isinstance(value, str) and value.lower() in _BOOLEAN_WORDS:
+        return (f"input should be a valid boolean, got the quoted word '{value}'; drop the "
+                "quotes")
+    if kind == "list_type" and isinstance(value, str):
+        items = "- name==version" if error["loc"][-1] == "requirements" else "- item"
+        return f"input should be a list, got the text '{value}'; write a list: {items}"
+    return None

@@ -136,7 +136,10 @@ class TargetConfig(_Strict):
             return value  # pydantic names the type
         text = value
         if not re.fullmatch(r"3\.\d+(\.\d+)?", text):
-            raise ValueError(f"'{text}' is not a Python version like '3.11' or '3.11.4'")
+            # py311, cp311, python3.11, 311: the version written as a tag or a word
+            meant = re.fullmatch(r"(?:py|cp|python)?\s*3\.?(1\d|[0-9])", text.strip().lower())
+            hint = f"; did you mean '3.{meant.group(1)}'?" if meant else ""
+            raise ValueError(f"'{text}' is not a Python version like '3.11' or '3.11.4'{hint}")
         return text
 
     @field_validator("markers")
@@ -358,20 +361,6 @@ class MirrorConfig(_Strict):
     # model (an ad-hoc publish destination) do not pay for all of them at import.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    @field_validator("sets")
-    @classmethod
-    def _targets_apart(cls, sets: dict[str, SetConfig],
-                       info: ValidationInfo) -> dict[str, SetConfig]:
-        """Refuse a set whose targets a PEP 508 marker cannot tell apart."""
-        targets = info.data.get("targets")
-        if not isinstance(targets, dict):
-            return sets  # the targets are invalid themselves; reported there
-        problems = [problem for name, spec in sets.items()
-                    for problem in _overlapping_targets(name, spec, targets)]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return sets
-
     def all_targets(self) -> dict[str, Target]:
         """Every target of mirror.yaml by name, in the file's order."""
         return {name: spec.target(name) for name, spec in self.targets.items()}
@@ -409,16 +398,17 @@ class MirrorConfig(_Strict):
         return found
 
 
-def _overlapping_targets(set_name: str, spec: SetConfig,
-                         targets: Mapping[str, TargetConfig]) -> Iterator[str]:
-    """The problem of a set two of whose targets one installer could be both of.
+def overlapping_targets(set_name: str, chosen: Iterable[str] | None,
+                        targets: Mapping[str, TargetConfig]) -> Iterator[str]:
+    """The problem of a set (for the targets ``chosen``; None: every one) two of whose
+    targets one installer could be both of.
 
     A lockfile selects entries by marker, and markers cannot see a glibc or
     musl level or which patch release a "3.11" target means: two such
     targets would get two active entries of one package (installers refuse
     the file), so lockmirror refuses the set instead.
     """
-    names = [n for n in (spec.targets if spec.targets is not None else targets) if n in targets]
+    names = [n for n in (chosen if chosen is not None else targets) if n in targets]
     built = [targets[n].target(n) for n in names]
     pairs = [(a, b) for i, a in enumerate(built) for b in built[i + 1:] if a.overlaps(b)]
     if pairs:
