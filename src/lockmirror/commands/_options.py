@@ -22,6 +22,18 @@ class NameList(argparse.Action):
         setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or ()), *names])
 
 
+def positive_int(text: str) -> int:
+    """An option's value that counts something (``--jobs``): a whole number from 1; the
+    error says so in words (argparse would name this function)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number (1 or more)")
+    return value
+
+
 def project_if_any(config: str | None) -> LoadedConfig | None:
     """The mirror.yaml ``--config`` names, else ./mirror.yaml when present (a broken
     one is an error, as for every command), else None: a command run outside a project."""

@@ -22,7 +22,7 @@ from .. import pipeline
 from ..config import load_config
 from ..fsutil import atomic_write
 from ..timeutil import parse_when
-from ._options import NameList
+from ._options import NameList, positive_int
 
 NAME = "bump"
 HELP = ("move the lockfiles (--security: only what has advisories) on a branch, commit, and "
@@ -43,7 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="write the pull request's body here (only when something moved)")
     parser.add_argument("--now", metavar="WHEN",
                         help="judge ages and advisories as of this ISO date/time (UTC)")
-    parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
+    parser.add_argument("--jobs", type=positive_int, default=6, metavar="N",
+                        help="concurrent resolutions (default 6)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from ..config import DEFAULT_CONFIG, load_config
 from ..formats.store import FetchItem
 from ..fsutil import format_size, plural
 from ..stages.fetch import FetchProgress, FetchSummary
-from ._options import NameList
+from ._options import NameList, positive_int
 
 NAME = "fetch"
 HELP = ("download every file of every lockfile (and each wheel's PEP 658 metadata) into the "
@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "lockmirror's own): one shard of a CI matrix")
     parser.add_argument("--target", dest="targets", action=NameList, metavar="NAME",
                         help="only the files that install on this target (repeatable or A,B)")
-    parser.add_argument("--jobs", "-j", type=_positive_int, default=8, metavar="N",
+    parser.add_argument("--jobs", "-j", type=positive_int, default=8, metavar="N",
                         help="concurrent downloads (default: 8)")
     parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
                         help="auto: a live bar on a terminal, periodic lines otherwise")
@@ -187,11 +187,3 @@ def _speed_column() -> Any:
             return Text("?" if speed is None else f"{format_size(int(speed))}/s")
 
     return SpeedColumn()
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from ..config import load_config
 from ..errors import LockmirrorError, StaleLockError
 from ..fsutil import plural
-from ._options import NameList
+from ._options import NameList, positive_int
 
 if TYPE_CHECKING:
     from ..config import LoadedConfig
@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="move only the packages with deny-level advisories, each to the "
                              "lowest release without one, every other pin kept; exit 1 naming "
                              "the mirror.yaml line of a vulnerable == pin")
-    parser.add_argument("--jobs", type=int, default=6, help="concurrent resolutions (default 6)")
+    parser.add_argument("--jobs", type=positive_int, default=6, metavar="N",
+                        help="concurrent resolutions (default 6)")
 
 
 def run(args: argparse.Namespace) -> int:

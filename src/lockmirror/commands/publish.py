@@ -33,7 +33,7 @@ from ..publish import (
 )
 from ..redaction import redact_url
 from ..stages.import_plan import signature_note
-from ._options import NameList, project_if_any
+from ._options import NameList, positive_int, project_if_any
 
 if TYPE_CHECKING:
     from ..stages.importer import ImportResult
@@ -68,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="remove a publish lock left by a publish that died")
     parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
                         help="wait this long for another publish's lock (default: fail at once)")
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                         help="parallel uploads (default: 10 for S3, 2 for upload APIs)")
     parser.add_argument("--pubkey", type=Path, default=None,
                         help="with a bundle: refuse it unless signed by this public key")
