@@ -611,3 +611,33 @@ def test_a_file_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert str(raised.value).endswith("not UTF-8 (byte 0xe9); save it as UTF-8")
+
+
+def test_lock_names_every_unset_credential_variable_with_its_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """lock named only the first unset variable, and no line (validate gives the line):
+    every one, each with its line, before a source is asked."""
+    from lockmirror.errors import LockmirrorError
+    from lockmirror.net.http import source_auth
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("IDX_USER", "IDX_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    text = ("version: 1\nsources:\n  - name: private\n    url: https://idx.example/simple/\n"
+            "    username_env: IDX_USER\n    password_env: IDX_TOKEN\ntargets:\n"
+            "  linux: {python: '3.11', platforms: [manylinux_2_17_x86_64]}\n"
+            "sets:\n  core: {requirements: [six]}\n")
+    Path("mirror.yaml").write_text(text, encoding="utf-8")
+    for command in (["lock"], ["lock", "--check"]):
+        assert main(command) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "mirror.yaml:5:5: sources[0].username_env: environment variable IDX_USER is not "
+            "set (lock and fetch need it for this source's credentials)",
+            "mirror.yaml:6:5: sources[0].password_env: environment variable IDX_TOKEN is not "
+            "set (lock and fetch need it for this source's credentials)"]
+    with pytest.raises(LockmirrorError) as raised:  # fetch's door: every one too
+        source_auth(load_config("mirror.yaml").config.sources, {})
+    assert "environment variables IDX_USER and IDX_TOKEN are not set" in str(raised.value)
+    assert raised.value.where == ("mirror.yaml: source 'private', username_env; "
+                                  "source 'private', password_env")

@@ -75,6 +75,18 @@ class LoadedConfig:
                  if (warning := platform_warning(tag)) is not None]
         return self.problems_at(found, filename).problems if found else []
 
+    def unset_credentials(self, filename: str | None = None) -> ConfigError | None:
+        """A ConfigError naming every credential variable (``username_env`` /
+        ``password_env``) of a source that the environment does not set, each with
+        its line; None when all are set. ``lock`` raises it before asking a source,
+        ``validate`` warns of it (a CI job may validate without the secret)."""
+        from .net.http import unset_credentials
+
+        unset = [(("sources", i, field), f"environment variable {variable} is not set (lock "
+                  "and fetch need it for this source's credentials)")
+                 for i, field, variable in unset_credentials(self.config.sources)]
+        return self.problems_at(unset, filename) if unset else None
+
     @property
     def lockfile_dir(self) -> Path:
         return self.resolve(self.config.paths.lockfiles)

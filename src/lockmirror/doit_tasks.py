@@ -105,6 +105,9 @@ def _lock_one(project: Project, set_name: str) -> None:
     targets = loaded.config.set_targets(set_name) if set_name in loaded.config.sets else []
     for warning in loaded.platform_warnings(targets=targets):
         print(f"lockmirror: warning: {warning}", file=sys.stderr)
+    unset = loaded.unset_credentials()  # every one, with its line, before a source is asked
+    if unset is not None:
+        raise unset
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(loaded, [set_name], progress=line)

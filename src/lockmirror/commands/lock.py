@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     _check_shard_options(args)
     for warning in loaded.platform_warnings(args.config):
         print(f"lockmirror: warning: {warning}", file=sys.stderr)
+    unset = loaded.unset_credentials(args.config)
+    if unset is not None and not args.from_shards:  # every source may be asked
+        raise unset
     if args.resolve and not args.check:
         raise LockmirrorError("--resolve goes with --check",
                               hint="lockmirror lock --check --resolve")

@@ -50,13 +50,8 @@ def run(args: argparse.Namespace) -> int:
     expired = expired_exceptions(config, config.sets, datetime.now(UTC).date())
     if expired:  # lock refuses to run with them
         raise loaded.problems_at(expired, args.path)
-    from ..net.http import unset_credentials
-
-    unset = [(("sources", i, field), f"environment variable {variable} is not set (lock "
-              "and fetch need it for this source's credentials)")
-             for i, field, variable in unset_credentials(config.sources)]
-    if unset:
-        problem = loaded.problems_at(unset, args.path)
+    problem = loaded.unset_credentials(args.path)
+    if problem is not None:
         if args.online:  # the sources are asked now
             raise problem
         for line in problem.problems:  # a CI job without the secret: a warning

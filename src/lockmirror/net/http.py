@@ -186,11 +186,16 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
     env = os.environ if environ is None else environ
     unset = unset_credentials(sources, env)
     if unset:
-        index, field, variable = unset[0]
-        # named by the source, not its position: ``sources`` may come sorted by priority
-        raise LockmirrorError(f"environment variable {variable} is not set",
-                              where=f"mirror.yaml: source '{sources[index].name}', {field}",
-                              hint=f"export {variable}=... (the source's credentials)")
+        # named by the source, not its position: ``sources`` may come sorted by priority;
+        # every one at once, so a CI job's secrets are mended in one round
+        names = [variable for _, _, variable in unset]
+        what = (f"environment variable {names[0]} is not set" if len(names) == 1 else
+                f"environment variables {', '.join(names[:-1])} and {names[-1]} are not set")
+        where = "; ".join(f"source '{sources[index].name}', {field}"
+                          for index, field, _ in unset)
+        raise LockmirrorError(what, where=f"mirror.yaml: {where}",
+                              hint=f"export {' '.join(f'{n}=...' for n in names)} (the "
+                              "source's credentials)")
     result: dict[str, Credentials] = {}
     for source in sources:
         prefix = auth_prefix(redact_url(source.url))
