@@ -356,6 +356,25 @@ def test_older_advisories_are_refused_in_one_wording_whatever_the_bundle(
     assert taken == "2024-10-10T12:00:20Z"
 
 
+def test_a_refresh_refuses_a_mirror_holding_state_it_does_not_know(
+        mirror: LoadedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A refresh rebuilds the tree as an import does: a newer lockmirror's record in
+    ``.lockmirror/`` was dropped by it too (an outside tester). Refused, unchanged."""
+    far = tmp_path / "far"
+    full = bundle(mirror, tmp_path / "dist1", "2024-10-10T12:00:00Z")
+    refresh = bundle(mirror, tmp_path / "dist2", "2024-10-11T12:00:00Z", "--advisories-only")
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    (far / ".lockmirror/future-record").write_text("v9 something\n")
+    before = tree_bytes(far)
+    capsys.readouterr()
+    assert main(["import", str(refresh), "--into", str(far)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"lockmirror: error: {far}: .lockmirror/ holds future-record, which "
+                          "this lockmirror does not know (written by a newer lockmirror?)")
+    assert err.count("\n") == 1 and "refusing the whole bundle; nothing was changed" in err
+    assert tree_bytes(far) == before
+
+
 def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(
         mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..formats import signing
 from ..formats.bundle_format import BundleHead, BundleSource, locate_bundle, read_head
-from .import_state import require_signature_check
+from .import_state import refuse_unknown_state, require_signature_check
 from .import_swap import import_lock, make_parents, mirror_path, remove_made_parents
 
 
@@ -39,16 +39,18 @@ class OpenedImport:
 def opened_import(paths: Sequence[Path], into: Path,
                   pubkey: Path | None) -> Iterator[OpenedImport]:
     """Hold the import lock beside ``into`` for the block and yield the bundle
-    ``paths`` opened for it: what a killed import left resolved, the mirror's
-    recorded signer required of ``pubkey`` (:func:`require_signature_check`), then
-    ``bundle.json`` read with its signature checked before it is parsed
+    ``paths`` opened for it: what a killed import left resolved, a ``.lockmirror/``
+    holding nothing this lockmirror does not know (:func:`refuse_unknown_state`), the
+    mirror's recorded signer required of ``pubkey`` (:func:`require_signature_check`),
+    then ``bundle.json`` read with its signature checked before it is parsed
     (:func:`read_head`).
 
     Missing parent directories of ``into`` are created for the lock, and removed
     again when the block (or the opening) fails. Raises LockmirrorError for an
     unusable key, destination or signer record, or while another import runs
-    beside ``into``; BundleError for a bundle that does not start as lockmirror
-    writes them or whose signature is missing or wrong. Costs a few header reads
+    beside ``into``; BundleError for a state entry this lockmirror does not know,
+    for a bundle that does not start as lockmirror writes them or whose signature
+    is missing or wrong. Costs a few header reads
     and one read of ``bundle.json``."""
     source = locate_bundle([Path(p) for p in paths])
     into = mirror_path(into)
@@ -56,6 +58,7 @@ def opened_import(paths: Sequence[Path], into: Path,
     made = make_parents(into)
     try:
         with import_lock(into) as recovered:
+            refuse_unknown_state(into)  # a newer lockmirror's record: the swap would drop it
             require_signature_check(into, trusted)
             yield OpenedImport(source, into, trusted, read_head(source, trusted), recovered)
     except BaseException:

@@ -1,0 +1,115 @@
+"""Older and newer lockmirrors on the two sides of an air gap (an outside tester's report).
+
+Bundle formats move (``lockmirror-bundle/1`` had no lock time, /2 records it) and so
+does an imported mirror's state (``.lockmirror/``). Whatever one version meets of
+another's, it says what it is and what to do, and it never drops what it does not
+know. The bundles here are real ones, written by the bundle stage; an older or newer
+lockmirror's output is made from them as that version would have written it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import tree_bytes
+from test_bundle import bundle
+from test_import import WHEEL
+
+from lockmirror.errors import BundleError
+from lockmirror.stages.bundle import BundleResult
+from lockmirror.stages.importer import import_bundle
+
+NEW = 1_700_000_000
+REFUSED = "refusing the whole bundle; nothing was changed"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lockmirror", *args],
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def far(tmp_path: Path) -> Path:
+    """A mirror imported from a bundle dated NEW."""
+    root = tmp_path / "srv" / "far"
+    root.parent.mkdir()
+    assert import_bundle([bundle(tmp_path / "held", tmp_path / "out-held",
+                                 source_date_epoch=NEW).path], root).changed
+    return root
+
+
+@pytest.fixture
+def newer(tmp_path: Path) -> BundleResult:
+    """Another index, dated after the mirror's bundle: an import would swap it in."""
+    return bundle(tmp_path / "newer", tmp_path / "out-newer", source_date_epoch=NEW + 1)
+
+
+# --------------------------------------------------------------------------
+# .lockmirror/: what a newer lockmirror recorded is not dropped
+# --------------------------------------------------------------------------
+
+
+def test_an_import_refuses_a_mirror_holding_state_it_does_not_know(
+        far: Path, newer: BundleResult, tmp_path: Path) -> None:
+    """A newer lockmirror's record in ``.lockmirror/`` (its own protection, as ``signer``
+    and ``bundle-time`` once were to an older tool) was deleted by the swap and the
+    import exited 0: now the import is refused in one line naming the entries, before
+    anything changes (the no-op import of what the mirror holds too)."""
+    (far / ".lockmirror" / "future-record").write_text("v9 something\n")
+    (far / ".lockmirror" / "pins").mkdir()
+    before = tree_bytes(far)
+    for offered in (newer.path, tmp_path / "out-held" / next(
+            p.name for p in (tmp_path / "out-held").glob("*.tar"))):
+        with pytest.raises(BundleError) as caught:
+            import_bundle([offered], far)
+        assert caught.value.where == str(far)
+        assert caught.value.message == (
+            ".lockmirror/ holds future-record, pins, which this lockmirror does not know "
+            "(written by a newer lockmirror?)")
+        assert caught.value.hint == (
+            "install lockmirror from the newest full bundle's tool/ (README.txt in it says "
+            f"how) and import with that; {REFUSED}")
+        assert tree_bytes(far) == before
+    done = _cli("import", str(newer.path), "--into", str(far))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "future-record" in done.stderr and done.stderr.rstrip().endswith(f"{REFUSED})")
+    assert tree_bytes(far) == before
+    # the operator's way through: the newer tool, or (knowing what it is) remove it
+    (far / ".lockmirror" / "future-record").unlink()
+    (far / ".lockmirror" / "pins").rmdir()
+    assert import_bundle([newer.path], far).changed
+
+
+def test_what_this_lockmirror_writes_there_itself_is_known(
+        far: Path, newer: BundleResult) -> None:
+    """Every state file an import, a refresh or a directory publish writes, and the
+    temporary file an interrupted atomic write of one leaves, does not stop an import."""
+    state = far / ".lockmirror"
+    assert {p.name for p in state.iterdir()} >= {"bundle-time", "manifest.sha256"}
+    (state / "receipt.json").write_text("{}\n")  # a directory publish's
+    (state / "lock").write_text("")
+    (state / ".signer.k2j4h5g6.tmp").write_text("SHA256:half")  # a write killed midway
+    (state / ".quarantine.json.zz9_x0y1.tmp").write_text("{")
+    result = import_bundle([newer.path], far)
+    assert result.changed and WHEEL in tree_bytes(far)
+    assert not (state / "receipt.json").exists()  # a new tree: only the import's state
+
+
+def test_a_symlinked_or_missing_state_directory_is_not_listed(
+        far: Path, newer: BundleResult, tmp_path: Path) -> None:
+    """No ``.lockmirror/`` (a mirror an early lockmirror imported) takes a bundle; a
+    symlinked one is not followed to list another directory's files."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "someone-elses-file").write_text("x")
+    state = far / ".lockmirror"
+    for path in state.iterdir():
+        path.unlink()
+    state.rmdir()
+    state.symlink_to(elsewhere, target_is_directory=True)
+    assert import_bundle([newer.path], far).changed
+    assert (elsewhere / "someone-elses-file").exists()
