@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import tree_bytes
 from test_bundle import bundle
-from test_import import WHEEL
+from test_import import WHEEL, repack
+from test_import_guards import _forged
 
 from lockmirror.errors import BundleError
 from lockmirror.stages.bundle import BundleResult
@@ -113,3 +115,39 @@ def test_a_symlinked_or_missing_state_directory_is_not_listed(
     state.symlink_to(elsewhere, target_is_directory=True)
     assert import_bundle([newer.path], far).changed
     assert (elsewhere / "someone-elses-file").exists()
+
+
+# --------------------------------------------------------------------------
+# lockmirror-bundle/1: written by a lockmirror that recorded no lock time
+# --------------------------------------------------------------------------
+
+
+def _format_1(result: BundleResult, target: Path) -> Path:
+    """``result`` as a lockmirror before format /2 wrote it: no ``mtime``."""
+    return repack(result.path, target, _forged(
+        lambda info: replace(info, mtime=None, format_read=None)))
+
+
+def test_a_format_1_bundle_onto_a_dated_mirror_says_its_format_is_why(
+        far: Path, newer: BundleResult, tmp_path: Path) -> None:
+    """Format /1 records no lock time whatever the lockfiles' commits: the refusal said to
+    commit them or set SOURCE_DATE_EPOCH (an outside tester had). It names the format and
+    says to bundle it again with a lockmirror writing /2; --allow-older stays the other
+    way."""
+    old = _format_1(newer, tmp_path / "v1" / "old.tar")
+    before = tree_bytes(far)
+    with pytest.raises(BundleError) as caught:
+        import_bundle([old], far)
+    held = (far / ".lockmirror" / "bundle-time").read_text().split()[1]
+    assert caught.value.message.endswith(
+        ": its lock time is unknown (its bundle.json is of format lockmirror-bundle/1, which "
+        f"records none), and the bundle {held} the mirror holds is dated 2023-11-14 22:13:20 "
+        "UTC; refusing it, nothing was changed")
+    assert caught.value.hint == (
+        "bundle it again with a lockmirror that writes lockmirror-bundle/2, as this one does, "
+        "or, to take it as it is, import it with --allow-older")
+    assert "SOURCE_DATE_EPOCH" not in str(caught.value)
+    assert tree_bytes(far) == before
+    said: list[str] = []
+    assert import_bundle([old], far, allow_older=True, progress=said.append).changed
+    assert "of format lockmirror-bundle/1, which records none" in said[0]

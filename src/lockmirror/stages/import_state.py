@@ -61,6 +61,8 @@ from ..errors import BundleError, LockmirrorError, printable
 from ..formats import signing
 from ..formats.bundle_format import (
     ADVISORIES_NAME,
+    FORMAT,
+    FORMAT_V1,
     MIRROR_YAML_NAME,
     BundleInfo,
     ConcatenatedReader,
@@ -98,6 +100,8 @@ UNREADABLE_TIME_HINT = ("the mirror's record of its last bundle is damaged: run 
                         "writes the record again")
 UNKNOWN_TIME_HINT = ("bundle it again with the lockfiles committed or SOURCE_DATE_EPOCH set, "
                      "or, to take it as it is, import it with --allow-older")
+FORMAT_1_TIME_HINT = (f"bundle it again with a lockmirror that writes {FORMAT}, as this one "
+                      "does, or, to take it as it is, import it with --allow-older")
 
 
 def read_snapshot(mirror: Path) -> Snapshot | None:
@@ -190,10 +194,11 @@ def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> s
     ``mirror``, as TUF's updaters refuse older metadata: a carrier's older, validly
     signed bundle would take the mirror back to older releases. An equal time
     passes (the same bundle again, a rebuild of the same lock); a bundle whose time
-    is unknown (0) passes only onto a mirror whose recorded time is unknown too; a
-    mirror with no record (imported by an older lockmirror) takes any bundle. A
-    record that does not read fails closed. With ``allow_older`` nothing is refused:
-    the line that would have been is returned, for the operator, else None.
+    is unknown (0; a ``bundle.json`` of format /1, so said) passes only onto a mirror
+    whose recorded time is unknown too; a mirror with no record (imported by an older
+    lockmirror) takes any bundle. A record that does not read fails closed. With
+    ``allow_older`` nothing is refused: the line that would have been is returned,
+    for the operator, else None.
 
     Raises BundleError naming both times (UTC) and both content ids."""
     if not os.path.lexists(mirror / IMPORT_BUNDLE_TIME):
@@ -208,16 +213,23 @@ def check_bundle_time(info: BundleInfo, mirror: Path, *, allow_older: bool) -> s
                    "does not read")
     else:
         held_id, held_when = match["content_id"], _utc(int(match["epoch"]))
-        problem = (f"{this}: its lock time is unknown, and the bundle {held_id} the mirror "
-                   f"holds is dated {held_when}" if epoch == 0
+        problem = (f"{this}: its lock time is unknown{_why_unknown(info)}, and the bundle "
+                   f"{held_id} the mirror holds is dated {held_when}" if epoch == 0
                    else f"{this} is dated {_utc(epoch)}, before the bundle {held_id} the "
                         f"mirror holds (dated {held_when})")
     if allow_older:
         return f"{problem}; imported as --allow-older asks"
-    hint = (UNREADABLE_TIME_HINT if not match
-            else UNKNOWN_TIME_HINT if epoch == 0 else ROLLBACK_HINT)
+    hint = (UNREADABLE_TIME_HINT if not match else ROLLBACK_HINT if epoch
+            else FORMAT_1_TIME_HINT if info.mtime is None else UNKNOWN_TIME_HINT)
     raise BundleError(f"{problem}; refusing it, nothing was changed", where=str(mirror),
                       hint=hint)
+
+
+def _why_unknown(info: BundleInfo) -> str:
+    """Why the time is unknown when the format is why: /1 records none, however the
+    lockfiles stood (an outside tester was told to commit them)."""
+    return "" if info.mtime is not None else (
+        f" (its bundle.json is of format {FORMAT_V1}, which records none)")
 
 
 def held_snapshot(mirror: Path) -> Snapshot | None:
