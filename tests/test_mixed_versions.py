@@ -20,7 +20,7 @@ from test_bundle import bundle
 from test_import import WHEEL, repack
 from test_import_guards import _forged
 
-from lockmirror.errors import BundleError
+from lockmirror.errors import BundleError, BundleFormatError
 from lockmirror.stages.bundle import BundleResult
 from lockmirror.stages.importer import import_bundle
 
@@ -151,3 +151,39 @@ def test_a_format_1_bundle_onto_a_dated_mirror_says_its_format_is_why(
     said: list[str] = []
     assert import_bundle([old], far, allow_older=True, progress=said.append).changed
     assert "of format lockmirror-bundle/1, which records none" in said[0]
+
+
+# --------------------------------------------------------------------------
+# A format after lockmirror-bundle/2: a newer lockmirror's bundle
+# --------------------------------------------------------------------------
+
+
+def test_a_bundle_of_a_newer_format_says_so_and_how_to_read_it(
+        far: Path, newer: BundleResult, tmp_path: Path) -> None:
+    """``lockmirror-bundle/3`` was refused as "not a lockmirror bundle.json: format is
+    'lockmirror-bundle/3', expected 'lockmirror-bundle/2'" (/1 reads too), with no
+    remedy. It is a newer lockmirror's: the line says so, which formats this one reads,
+    where to get the tool that reads it, and that nothing was changed."""
+    future = repack(newer.path, tmp_path / "v3" / "future.tar", _forged(
+        lambda info: replace(info, format_read="lockmirror-bundle/3")))
+    before = tree_bytes(far)
+    with pytest.raises(BundleFormatError) as caught:
+        import_bundle([future], far)
+    assert caught.value.message == (
+        "made by a newer lockmirror (format lockmirror-bundle/3; this one reads "
+        "lockmirror-bundle/1 and lockmirror-bundle/2)")
+    assert caught.value.where is not None and caught.value.where.endswith("/bundle.json")
+    assert caught.value.hint == (
+        "install lockmirror from that bundle's tool/ (a delta's: the newest full bundle's), "
+        "as the README's 'Across the air gap' says, and read it with that; refusing the "
+        "whole bundle; nothing was changed")
+    done = _cli("import", str(future), "--into", str(far))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "made by a newer lockmirror" in done.stderr and "expected" not in done.stderr
+    assert tree_bytes(far) == before
+    # what is no lockmirror format at all is still said to be none
+    odd = repack(newer.path, tmp_path / "odd" / "odd.tar", _forged(
+        lambda info: replace(info, format_read="lockmirror-bundle/2b")))
+    with pytest.raises(BundleFormatError, match="not a lockmirror bundle.json: format is "):
+        import_bundle([odd], far)

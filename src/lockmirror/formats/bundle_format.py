@@ -9,10 +9,10 @@ reads, and the importer reads bundles with it.
 * :func:`format_checksums` / :func:`read_checksums`: ``sha256sum`` listings
   (the outer ``X.tar.sha256`` and the inner ``SHA256SUMS``).
 * :func:`parse_size`: ``--split`` sizes such as ``700M`` or ``4G``.
-* :func:`locate_bundle`, :class:`ConcatenatedReader`, :func:`read_head`,
-  :func:`read_index_manifest`: a bundle's volumes found, read as one stream,
-  and its first members and index manifest read and checked (tar headers through
-  :mod:`lockmirror.formats.bundle_headers`, every stated size capped before it is read).
+* :func:`locate_bundle`, :class:`ConcatenatedReader`, :func:`read_head`: a bundle's
+  volumes found, read as one stream, and its first members read and checked (tar headers
+  through :mod:`lockmirror.formats.bundle_headers`, every stated size capped before it is
+  read; a delta's base manifest: :func:`lockmirror.stages.bundle.load_base_manifest`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from .bundle_headers import next_member, open_tar, refuse_cut
 from .manifest import (
     MANIFEST_NAME,
     Entry,
-    Manifest,
     check_format,
     entries_from_json,
     entries_to_json,
@@ -47,6 +46,10 @@ from .manifest import (
 
 FORMAT = "lockmirror-bundle/2"  # /2 records the members' mtime; a /1 bundle.json has none
 FORMAT_V1 = "lockmirror-bundle/1"  # still read: bundles written before it
+_FORMAT_NUMBER = re.compile(r"lockmirror-bundle/([0-9]{1,9})")  # a newer one: say so
+NEWER_FORMAT_HINT = ("install lockmirror from that bundle's tool/ (a delta's: the newest full "
+                     "bundle's), as the README's 'Across the air gap' says, and read it with "
+                     "that; refusing the whole bundle; nothing was changed")
 INFO_NAME = "bundle.json"
 SIGNATURE_NAME = "bundle.json.sig"
 SUMS_NAME = "SHA256SUMS"
@@ -124,6 +127,7 @@ class BundleInfo:
         """Parse (with :mod:`lockmirror.formats.bounded`'s limits) and sanity-check;
         BundleFormatError (a BundleError, exit 2) naming ``where`` otherwise."""
         raw = load_json(data, where=where, error=BundleFormatError)
+        _refuse_newer_format(raw, where=where)
         try:
             raw = check_format(raw, FORMAT_V1 if isinstance(raw, dict) and raw.get(
                 "format") == FORMAT_V1 else FORMAT)
@@ -164,6 +168,16 @@ class BundleInfo:
     def filename(self) -> str:
         suffix = {DELTA: ".delta.tar", ADVISORIES: ".advisories.tar"}.get(self.kind, ".tar")
         return f"{self.top}{suffix}"
+
+
+def _refuse_newer_format(raw: object, *, where: str) -> None:
+    """Say what a ``bundle.json`` of a format after :data:`FORMAT` is, a newer
+    lockmirror's, and how to read it (it was "not a lockmirror bundle.json")."""
+    found = _FORMAT_NUMBER.fullmatch(str(raw.get("format"))) if isinstance(raw, dict) else None
+    if found and int(found[1]) > int(FORMAT.rsplit("/", 1)[1]):
+        raise BundleFormatError(
+            f"made by a newer lockmirror (format {found[0]}; this one reads {FORMAT_V1} and "
+            f"{FORMAT})", where=where, hint=NEWER_FORMAT_HINT)
 
 
 # --------------------------------------------------------------------------
@@ -420,26 +434,3 @@ def _damaged(exc: tarfile.TarError, last: tarfile.TarInfo | None, total: int,
     if last is not None:
         refuse_cut(last, total, bundle=display)
     return BundleError(f"damaged tar header ({exc})", where=display)
-
-
-def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
-    """The index manifest a bundle carries, and its sha256 (checked against bundle.json)."""
-    head = read_head(source)
-    wanted = f"{head.info.top}/{INDEX_MANIFEST}"
-    with source.open() as reader:
-        tar = open_tar(reader, where=source.display)
-        try:
-            member = next_member(tar, where=source.display)
-            while member is not None and member.name != wanted:
-                member = next_member(tar, where=source.display)
-        except tarfile.TarError as exc:
-            raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
-        if member is None:
-            raise BundleError(f"{wanted} is missing", where=source.display)
-        where = f"{source.display}:{wanted}"
-        check_json_size(member.size, where=where, error=BundleFormatError)
-        data = read_exact(reader, member.offset_data, member.size, where=where)
-    digest = sha256_bytes(data)
-    if digest != head.info.index_manifest_sha256:
-        raise BundleError("index manifest does not match bundle.json", where=where)
-    return Manifest.loads(data, where=where), digest

@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import os
 import re
+import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import LockmirrorError
+from ..errors import BundleError, BundleFormatError, LockmirrorError
+from ..formats.bounded import check_json_size
 from ..formats.bundle_format import (
     DELTA,
     FULL,
@@ -58,10 +60,13 @@ from ..formats.bundle_format import (
     TOOL_DIR,
     TOOL_SBOM,
     BundleInfo,
+    BundleSource,
     locate_bundle,
     parse_size,
-    read_index_manifest,
+    read_exact,
+    read_head,
 )
+from ..formats.bundle_headers import next_member, open_tar
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
 from ..formats.quarantine_list import removed_releases
 from ..fsutil import sha256_bytes
@@ -240,6 +245,29 @@ def load_base_manifest(since: Path) -> tuple[Manifest, str]:
                                   where=str(since)) from None
         return Manifest.loads(data.decode("utf-8"), where=str(since)), sha256_bytes(data)
     return read_index_manifest(locate_bundle([since]))
+
+
+def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
+    """The index manifest a bundle carries, and its sha256 (checked against bundle.json)."""
+    head = read_head(source)
+    wanted = f"{head.info.top}/{INDEX_MANIFEST}"
+    with source.open() as reader:
+        tar = open_tar(reader, where=source.display)
+        try:
+            member = next_member(tar, where=source.display)
+            while member is not None and member.name != wanted:
+                member = next_member(tar, where=source.display)
+        except tarfile.TarError as exc:
+            raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
+        if member is None:
+            raise BundleError(f"{wanted} is missing", where=source.display)
+        where = f"{source.display}:{wanted}"
+        check_json_size(member.size, where=where, error=BundleFormatError)
+        data = read_exact(reader, member.offset_data, member.size, where=where)
+    digest = sha256_bytes(data)
+    if digest != head.info.index_manifest_sha256:
+        raise BundleError("index manifest does not match bundle.json", where=where)
+    return Manifest.loads(data, where=where), digest
 
 
 
