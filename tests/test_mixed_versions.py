@@ -9,6 +9,7 @@ lockmirror's output is made from them as that version would have written it.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,10 +17,14 @@ from pathlib import Path
 
 import pytest
 from helpers import tree_bytes
-from test_bundle import bundle
+from test_audit import mirror  # noqa: F401 - the build side: lockfile, store, index
+from test_bundle import bundle, write_tree
 from test_import import WHEEL, repack
 from test_import_guards import _forged
+from test_refresh_bundle import bundle as cli_bundle
 
+from lockmirror.cli import main
+from lockmirror.config import LoadedConfig
 from lockmirror.errors import BundleError, BundleFormatError
 from lockmirror.stages.bundle import BundleResult
 from lockmirror.stages.importer import import_bundle
@@ -122,9 +127,10 @@ def test_a_symlinked_or_missing_state_directory_is_not_listed(
 # --------------------------------------------------------------------------
 
 
-def _format_1(result: BundleResult, target: Path) -> Path:
-    """``result`` as a lockmirror before format /2 wrote it: no ``mtime``."""
-    return repack(result.path, target, _forged(
+def _format_1(bundle_path: Path, target: Path) -> Path:
+    """The bundle at ``bundle_path`` as a lockmirror before format /2 wrote it: no
+    ``mtime``, at ``target``."""
+    return repack(bundle_path, target, _forged(
         lambda info: replace(info, mtime=None, format_read=None)))
 
 
@@ -134,7 +140,7 @@ def test_a_format_1_bundle_onto_a_dated_mirror_says_its_format_is_why(
     commit them or set SOURCE_DATE_EPOCH (an outside tester had). It names the format and
     says to bundle it again with a lockmirror writing /2; --allow-older stays the other
     way."""
-    old = _format_1(newer, tmp_path / "v1" / "old.tar")
+    old = _format_1(newer.path, tmp_path / "v1" / "old.tar")
     before = tree_bytes(far)
     with pytest.raises(BundleError) as caught:
         import_bundle([old], far)
@@ -187,3 +193,49 @@ def test_a_bundle_of_a_newer_format_says_so_and_how_to_read_it(
         lambda info: replace(info, format_read="lockmirror-bundle/2b")))
     with pytest.raises(BundleFormatError, match="not a lockmirror bundle.json: format is "):
         import_bundle([odd], far)
+
+
+# --------------------------------------------------------------------------
+# A delta onto a /1 bundle: the far side may still run the lockmirror that wrote it
+# --------------------------------------------------------------------------
+
+
+def _older_base(base: Path, delta: str) -> str:
+    return (f"the base bundle {base.name} was written by an older lockmirror (format "
+            f"lockmirror-bundle/1); a far side still on that lockmirror refuses this delta "
+            f"(lockmirror-bundle/2), so it needs this lockmirror first: {delta}")
+
+
+def test_a_delta_onto_a_format_1_bundle_says_the_far_side_needs_this_tool_first(
+        newer: BundleResult, tmp_path: Path) -> None:
+    """``bundle --since`` a /1 bundle wrote a /2 delta with no tool/ in silence, which
+    the far side's older lockmirror then refused. The stage's notes say so; a base of
+    format /2, a manifest.json or a mirror directory says nothing."""
+    old = _format_1(newer.path, tmp_path / "v1" / "old.tar")
+    v2 = tmp_path / "v2"
+    shutil.copytree(tmp_path / "newer", v2)
+    (v2 / "dist-index" / "simple" / "index.html").write_bytes(b"<a href='gamma/'>gamma</a>\n")
+    write_tree(v2 / "dist-index", {})  # manifest.json again
+    delta = bundle(v2, tmp_path / "out-delta", since=old)
+    assert delta.kind == "delta" and delta.tool_wheels == 0
+    assert delta.notes == (_older_base(old, "from a full bundle's tool/ (this delta carries "
+                                            "none; --tool adds it)"),)
+    for since in (newer.path, tmp_path / "newer" / "dist-index",
+                  tmp_path / "newer" / "dist-index" / "manifest.json"):
+        assert bundle(v2, tmp_path / "out-other", since=since).notes == ()
+
+
+def test_both_front_doors_print_the_delta_note(
+        mirror: LoadedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """``lockmirror bundle --since`` prints the stage's notes (the pipeline no longer
+    replaces them with retention's); ``doit bundle`` prints the same ``notes`` (it makes
+    no delta: doit_tasks._bundle)."""
+    full = cli_bundle(mirror, tmp_path / "dist-f", "2024-10-10T12:00:00Z")
+    old = _format_1(full, tmp_path / "v1" / "old.tar")
+    capsys.readouterr()
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(tmp_path / "dist-d"),
+                 "--since", str(old), "--source-date-epoch", "1700000000",
+                 "--now", "2024-10-10T12:00:00Z"]) == 0
+    err = capsys.readouterr().err
+    assert f"bundle: {_older_base(old, 'from a full bundle')}" in err
+    assert "this delta carries none; --tool adds it)" in err

@@ -272,7 +272,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
         result = replace(result, tool_left_out=tuple(targets_without_tool(loaded.config)))
     # retention's notes on the lockfiles the index was built from: this run's (``retained``)
     kept = retained[1] if retained else retention(loaded, now=datetime.now(UTC))
-    return replace(result, notes=kept.notes)
+    return replace(result, notes=(*result.notes, *kept.notes))
 
 
 def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,

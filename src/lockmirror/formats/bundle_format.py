@@ -12,7 +12,7 @@ reads, and the importer reads bundles with it.
 * :func:`locate_bundle`, :class:`ConcatenatedReader`, :func:`read_head`: a bundle's
   volumes found, read as one stream, and its first members read and checked (tar headers
   through :mod:`lockmirror.formats.bundle_headers`, every stated size capped before it is
-  read; a delta's base manifest: :func:`lockmirror.stages.bundle.load_base_manifest`).
+  read; a delta's base manifest: :func:`lockmirror.stages.bundle.load_delta_base`).
 """
 
 from __future__ import annotations

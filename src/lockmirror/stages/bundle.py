@@ -51,6 +51,8 @@ from ..errors import BundleError, BundleFormatError, LockmirrorError
 from ..formats.bounded import check_json_size
 from ..formats.bundle_format import (
     DELTA,
+    FORMAT,
+    FORMAT_V1,
     FULL,
     INDEX_DIR,
     INDEX_MANIFEST,
@@ -107,7 +109,9 @@ class BundleResult:
     removes: tuple[str, ...] = ()
     tool_python: str | None = None  # the Pythons and platforms tool/'s wheels install on
     tool_left_out: tuple[str, ...] = ()  # mirror.yaml's targets lockmirror cannot run on
-    notes: tuple[str, ...] = ()  # retention's (a shallow clone...), for the edge to print
+    # a delta onto an older lockmirror's bundle, retention's (a shallow clone...): for the
+    # edge to print
+    notes: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -169,17 +173,20 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     epoch, epoch_source = known or NO_EPOCH
     stamp = known[0] if known else None  # the SBOM's time: none when none is known
     kind = DELTA if since is not None else FULL
+    with_tool = (kind == FULL) if tool is None else tool
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")
     manifest = Manifest.loads(manifest_bytes.decode("utf-8"), where=str(index_dir / MANIFEST_NAME))
     if built_from is not None:
         _check_built_from(manifest, built_from, index_dir)
-    carried, base_sha, removes = _carried(manifest, since)
+    base = load_delta_base(since) if since is not None else None
+    base_sha = base.sha256 if base else None
+    carried, removes = _carried(manifest, base)
     manifest_sha = sha256_bytes(manifest_bytes)
     members, tool_python = _gather(
         index_dir, carried, lockfile_dir=lockfile_dir, mirror_yaml=mirror_yaml,
         index_manifest=Member(INDEX_MANIFEST, data=manifest_bytes,
                               entry=Entry(manifest_sha, len(manifest_bytes))),
-        with_tool=(kind == FULL) if tool is None else tool,
+        with_tool=with_tool,
         cache_dir=cache_dir, store_dir=store_dir, progress=progress, store=store,
         sbom=lambda wheels: tool_sbom(wheels, mirror_name=name, tool_version=__version__,
                                       source_date_epoch=stamp))
@@ -203,7 +210,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
         index_files_total=len(manifest.files), signed=written.signed,
         source_date_epoch=epoch, epoch_source=epoch_source,
         tool_wheels=sum(1 for m in members if m.name.startswith(f"{TOOL_DIR}/")),
-        changed=written.changed, removed=removed, removes=removes, tool_python=tool_python)
+        changed=written.changed, removed=removed, removes=removes, tool_python=tool_python,
+        notes=_older_base_notes(base, since, with_tool=with_tool))
 
 
 def _check_built_from(manifest: Manifest, lockfiles: Sequence[Path], index_dir: Path) -> None:
@@ -229,12 +237,19 @@ def _check_built_from(manifest: Manifest, lockfiles: Sequence[Path], index_dir: 
             + ")", where=str(index_dir), hint="run `doit index` (or `lockmirror index`) first")
 
 
-def load_base_manifest(since: Path) -> tuple[Manifest, str]:
-    """The manifest a delta starts from, and the sha256 of its bytes.
+@dataclass(frozen=True)
+class DeltaBase:
+    """What a delta starts from: the base's manifest, the sha256 of its bytes, and the
+    base bundle's ``bundle.json`` when the base is a bundle."""
 
-    ``since`` is a ``manifest.json``, a mirror directory holding one, or a
-    previous bundle (``.tar`` or a volume).
-    """
+    manifest: Manifest
+    sha256: str
+    bundle: BundleInfo | None = None
+
+
+def load_delta_base(since: Path) -> DeltaBase:
+    """The base a delta starts from. ``since`` is a ``manifest.json``, a mirror
+    directory holding one, or a previous bundle (``.tar`` or a volume)."""
     if since.is_dir():
         since = since / MANIFEST_NAME
     if since.name.endswith(".json"):
@@ -243,12 +258,14 @@ def load_base_manifest(since: Path) -> tuple[Manifest, str]:
         except OSError as exc:
             raise LockmirrorError(f"cannot read base manifest: {exc.strerror}",
                                   where=str(since)) from None
-        return Manifest.loads(data.decode("utf-8"), where=str(since)), sha256_bytes(data)
+        return DeltaBase(Manifest.loads(data.decode("utf-8"), where=str(since)),
+                         sha256_bytes(data))
     return read_index_manifest(locate_bundle([since]))
 
 
-def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
-    """The index manifest a bundle carries, and its sha256 (checked against bundle.json)."""
+def read_index_manifest(source: BundleSource) -> DeltaBase:
+    """The index manifest a bundle carries (its sha256 checked against bundle.json),
+    with the bundle's ``bundle.json``."""
     head = read_head(source)
     wanted = f"{head.info.top}/{INDEX_MANIFEST}"
     with source.open() as reader:
@@ -267,24 +284,36 @@ def read_index_manifest(source: BundleSource) -> tuple[Manifest, str]:
     digest = sha256_bytes(data)
     if digest != head.info.index_manifest_sha256:
         raise BundleError("index manifest does not match bundle.json", where=where)
-    return Manifest.loads(data, where=where), digest
+    return DeltaBase(Manifest.loads(data, where=where), digest, head.info)
 
 
+def _older_base_notes(base: DeltaBase | None, since: Path | None, *,
+                      with_tool: bool) -> tuple[str, ...]:
+    """What a delta onto a bundle of format /1 must say (an outside tester's delta
+    carried no tool, without a word): the lockmirror that wrote the base may be the
+    far side's, and it refuses this delta's format."""
+    if base is None or since is None or base.bundle is None or (
+            base.bundle.format_read != FORMAT_V1):
+        return ()
+    return (f"the base bundle {since.name} was written by an older lockmirror "
+            f"(format {FORMAT_V1}); a far side still on that lockmirror refuses this delta "
+            f"({FORMAT}), so it needs this lockmirror first: " + (
+                "this delta carries it in tool/" if with_tool else
+                "from a full bundle's tool/ (this delta carries none; --tool adds it)"),)
 
-def _carried(manifest: Manifest, since: Path | None,
-             ) -> tuple[dict[str, Entry], str | None, tuple[str, ...]]:
-    """The index files to carry, the sha256 of the base manifest (None for a
-    full bundle) and the releases the base serves that ``manifest`` does not:
-    all files, or for a delta the files whose bytes the base lacks (new or
-    changed; the importer takes the rest from the base by sha256, pages
-    included) and what its import removes."""
-    if since is None:
-        return dict(manifest.files), None, ()
-    base, base_sha = load_base_manifest(since)
-    have = {entry.sha256 for entry in base.files.values()}
-    removes = removed_releases(base.files, manifest.files)
+
+def _carried(manifest: Manifest, base: DeltaBase | None,
+             ) -> tuple[dict[str, Entry], tuple[str, ...]]:
+    """The index files to carry and the releases the ``base`` serves that
+    ``manifest`` does not: all files (a full bundle: no base), or for a delta the files
+    whose bytes the base lacks (new or changed; the importer takes the rest from the
+    base by sha256, pages included) and what its import removes."""
+    if base is None:
+        return dict(manifest.files), ()
+    have = {entry.sha256 for entry in base.manifest.files.values()}
+    removes = removed_releases(base.manifest.files, manifest.files)
     return {path: entry for path, entry in manifest.files.items()
-            if entry.sha256 not in have}, base_sha, removes
+            if entry.sha256 not in have}, removes
 
 
 def _gather(index_dir: Path, carried: Mapping[str, Entry], *, lockfile_dir: Path,
