@@ -239,3 +239,31 @@ def test_both_front_doors_print_the_delta_note(
     err = capsys.readouterr().err
     assert f"bundle: {_older_base(old, 'from a full bundle')}" in err
     assert "this delta carries none; --tool adds it)" in err
+
+
+# --------------------------------------------------------------------------
+# verify of a mirror an older lockmirror imported: manifest.json itself unchecked
+# --------------------------------------------------------------------------
+
+
+def test_verify_says_when_manifest_json_itself_could_not_be_checked(far: Path) -> None:
+    """With no ``.lockmirror/manifest.sha256`` (nor the bundle's manifest to fall back
+    on) verify held the tree to ``manifest.json`` and said "every file matches" as if
+    the manifest were checked too. The line now says it was not, what that misses and
+    how the record starts; with a record, or the bundle's manifest to hold it to, the
+    line is as before."""
+    plain = f"verify: {far}: every file matches manifest.json\n"
+    done = _cli("verify", str(far))
+    assert done.returncode == 0 and done.stdout == plain, done.stderr
+    (far / ".lockmirror" / "manifest.sha256").unlink()  # held to the bundle's manifest
+    assert _cli("verify", str(far)).stdout == plain
+    (far / ".lockmirror" / "bundle-manifest.sha256").unlink()  # as an older tool left it
+    done = _cli("verify", str(far))
+    assert done.returncode == 0 and done.stdout == (
+        f"verify: {far}: every file matches manifest.json; manifest.json itself not checked: "
+        "there is no .lockmirror/manifest.sha256 (an older lockmirror imported or refreshed "
+        "this mirror), so a file altered together with its manifest entry passes; import its "
+        "bundle again with this lockmirror to start the record\n")
+    (far / ".lockmirror" / "bundle-manifest.sha256").write_text("0" * 64 + "\n")
+    (far / ".lockmirror" / "quarantine.json").write_text("{}\n")  # an older tool's refresh
+    assert "manifest.json itself not checked" in _cli("verify", str(far)).stdout

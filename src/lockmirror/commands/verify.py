@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..stages.verify import repair_hint, verify_mirror
+from ..stages.verify import repair_hint, unchecked_manifest, verify_mirror
 
 NAME = "verify"
 HELP = ("re-check a mirror directory against its manifest.json: missing, altered and "
@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"leftover: {args.directory / path} (an interrupted write's temporary file; "
               "not part of the mirror, `publish --prune` removes it)")
     if report.ok:
-        print(f"verify: {args.directory}: every file matches manifest.json")
+        unchecked = unchecked_manifest(args.directory)
+        print(f"verify: {args.directory}: every file matches manifest.json"
+              + (f"; {unchecked}" if unchecked else ""))
         return 0
     print(f"verify: {args.directory}: {len(report.missing)} missing, {len(report.altered)} "
           f"altered, {len(report.unexpected)} unexpected")

@@ -59,12 +59,8 @@ def check_manifest_record(root: Path, actual: str | None = None) -> None:
 
     Raises IntegrityError naming both sha256s. Costs one sha256 of the manifest
     (nothing with ``actual``)."""
-    if os.path.lexists(root / IMPORT_MANIFEST):
-        rel = IMPORT_MANIFEST
-    elif (os.path.lexists(root / IMPORT_BUNDLE_MANIFEST)
-          and not os.path.lexists(root / IMPORT_QUARANTINE)):
-        rel = IMPORT_BUNDLE_MANIFEST
-    else:
+    rel = _manifest_record(root)
+    if rel is None:
         return
     recorded = _recorded_sha256(root, rel)
     actual = actual or sha256_file(root / MANIFEST_NAME)
@@ -78,6 +74,31 @@ def check_manifest_record(root: Path, actual: str | None = None) -> None:
         hint=f"import its signed bundle again (`lockmirror import BUNDLE.tar --into {root} "
              "--pubkey KEY`; after a refresh bundle, with --allow-older, then the refresh "
              "bundle): that puts back the manifest and every file it lists")
+
+
+def _manifest_record(root: Path) -> str | None:
+    """The state file :func:`check_manifest_record` holds ``root``'s manifest to; None
+    when there is none (then the manifest itself is not checked)."""
+    if os.path.lexists(root / IMPORT_MANIFEST):
+        return IMPORT_MANIFEST
+    if (os.path.lexists(root / IMPORT_BUNDLE_MANIFEST)
+            and not os.path.lexists(root / IMPORT_QUARANTINE)):
+        return IMPORT_BUNDLE_MANIFEST
+    return None
+
+
+def unchecked_manifest(root: Path) -> str | None:
+    """What ``lockmirror verify`` adds to its "every file matches" about an imported
+    mirror whose ``manifest.json`` nothing recorded (an older lockmirror imported or
+    refreshed it): that the manifest itself was not checked, what that misses, and how
+    the record starts (found by an outside tester: the line did not say). None for a
+    mirror with the record, a built index and a directory publish (none is kept)."""
+    if _manifest_record(root) is not None or _made_by(root) != "import":
+        return None
+    return (f"{MANIFEST_NAME} itself not checked: there is no {IMPORT_MANIFEST} (an older "
+            "lockmirror imported or refreshed this mirror), so a file altered together with "
+            "its manifest entry passes; import its bundle again with this lockmirror to start "
+            "the record")
 
 
 def _recorded_sha256(root: Path, rel: str) -> str | None:
@@ -119,16 +140,25 @@ def _no_manifest(root: Path) -> LockmirrorError:
 def repair_hint(root: Path) -> str:
     """How to repair ``root``, by what made it (found by an outside tester: after
     an interrupted index run or publish, verify sent the operator after disk rot)."""
-    from .index import STATE_NAME, state_dir_for
-
-    if receipt_path(root).is_file():
+    made_by = _made_by(root)
+    if made_by == "publish":
         return ("a published directory: publish to it again (an interrupted publish leaves "
                 "new files the manifest does not list yet)")
-    if (state_dir_for(root) / STATE_NAME).is_file():
+    if made_by == "index":
         return ("a built index: run `lockmirror index` again (an interrupted run leaves "
                 "this); if it stays, `lockmirror index --full` names a store file damaged "
                 "through a hard link")
     return "an imported mirror: import its bundle again"
+
+
+def _made_by(root: Path) -> str:
+    """What made the tree ``root``: ``publish`` (a directory publish's receipt is in it),
+    ``index`` (the index stage's state is beside it), else ``import``."""
+    from .index import STATE_NAME, state_dir_for
+
+    if receipt_path(root).is_file():
+        return "publish"
+    return "index" if (state_dir_for(root) / STATE_NAME).is_file() else "import"
 
 
 def require_local_files(root: Path) -> None:
