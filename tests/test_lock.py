@@ -437,3 +437,67 @@ def test_settings_left_at_their_defaults_do_not_move_the_input_hash(tmp_path: Pa
         hashes[name] = input_hash(load_config(path, environ={}), "core")
     # a newer lockmirror's new optional setting is a default too: no lockfile goes stale
     assert hashes["bare"] == hashes["defaults"] != hashes["changed"]
+
+
+PINNED_MIRROR_YAML = """\
+version: 1
+name: pinned
+sources:
+  - name: internal
+    url: https://pkgs.example/simple/
+    priority: 10
+    projects: [ourlib]
+    username_env: PKGS_USER
+    password_env: PKGS_TOKEN
+  - name: pypi
+    url: https://pypi.org/simple/
+    files_url: [https://files.pythonhosted.org/packages/]
+targets:
+  py311:
+    python: "3.11"
+    platforms: [manylinux_2_28_x86_64]
+  py312-arm:
+    python: "3.12"
+    platforms: [manylinux_2_28_aarch64]
+    markers: {platform_release: "6.1"}
+sets:
+  core:
+    description: not an input
+    requirements: ["requests>=2.31", "ourlib==1.2"]
+    prereleases: true
+    policy: {sdists: deny}
+policy:
+  min_age_days: 3
+  yanked: warn
+  exceptions:
+    - {package: requests, version: "2.31.0", reason: reviewed, rules: [min_age_days]}
+"""
+# what lockmirror of LOCK_FORMAT 3 records for PINNED_MIRROR_YAML's set 'core'
+PINNED_INPUT_HASH = "sha256:5dcb46b0fd49984e3a0e948a4474bd1c7fdb1aa1943b123b15681500e1c7153f"
+PINNED_INPUT_PARTS = {
+    "format": "3", "policy": "1ea3b39f1d211ad8", "requirements": "dac0410cb6fd63de",
+    "set": "b7d0eb5c8d377631", "source.internal": "4949fe23a58ef7a5",
+    "source.pypi": "58676a4b84052b30", "target.py311": "fd0ad524d3e657e1",
+    "target.py312-arm": "d22fa5c457673395"}
+
+
+def test_the_input_hash_recipe_is_pinned(tmp_path: Path) -> None:
+    """The lock-inputs hash (``input-hash``) and its parts (``inputs``) of a fixed
+    mirror.yaml, to the byte. Every lockfile records them, and ``lock --check`` compares
+    them with what this lockmirror computes: a change to the recipe (what is hashed, how
+    it is dumped) without a new LOCK_FORMAT made the lockfiles of a lockmirror of a day
+    earlier stale, naming inputs no one changed (4958e21: "the policy; the set's options;
+    target 'py311'", found by an outside tester). Settings left at their defaults are not
+    hashed, so a new optional setting does not fail this."""
+    from lockmirror.formats.lockfile import LOCK_FORMAT
+    from lockmirror.stages.lock_inputs import input_hash, input_parts
+
+    path = tmp_path / "mirror.yaml"
+    path.write_text(PINNED_MIRROR_YAML)
+    loaded = load_config(path, environ={})
+    bump = (f"the lock-inputs hash recipe (stages/lock_inputs.py) changed: every lockfile an "
+            f"earlier lockmirror wrote now reads as locked from other inputs. Bump LOCK_FORMAT "
+            f"(formats/lockfile.py, now {LOCK_FORMAT}) so `lock --check` says the lock format "
+            "changed, then pin the new values here")
+    assert input_hash(loaded, "core") == PINNED_INPUT_HASH, bump
+    assert input_parts(loaded, "core") == PINNED_INPUT_PARTS, bump
