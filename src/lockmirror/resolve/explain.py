@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from packaging.utils import NormalizedName
 from packaging.version import Version
-from resolvelib.resolvers import ResolutionImpossible
+from resolvelib.structs import RequirementInformation
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
 from ..fsutil import first_of
@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     from .candidates import Candidate, CandidateFactory, Refusal, Req
 
 
-def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: CandidateFactory,
-                        root_label: str) -> LockmirrorError:
+def explain_impossible(causes: Collection[RequirementInformation[Req, Candidate]],
+                       factory: CandidateFactory, root_label: str) -> LockmirrorError:
+    """The conflict ``causes`` (resolvelib's ResolutionImpossible.causes, or those a
+    reporter saw last) in words: the requirements on each project and their chains."""
     target = factory.ctx.target
     where = f"{root_label} on target {target.name}"
-    causes = exc.causes
     by_name: dict[str, list[Any]] = defaultdict(list)
     for cause in causes:
         by_name[cause.requirement.name].append(cause)
@@ -48,6 +49,28 @@ def explain_impossible(exc: ResolutionImpossible[Req, Candidate], factory: Candi
         if excluded:
             lines.append(f"  excluded by policy: {excluded}")
     return ResolutionError("cannot resolve:\n" + "\n".join(lines), where=where)
+
+
+def explain_gave_up(causes: Collection[RequirementInformation[Req, Candidate]],
+                    factory: CandidateFactory, root_label: str, rounds: int,
+                    all_pinned: bool) -> LockmirrorError:
+    """resolvelib's ResolutionTooDeep in words: the conflict it met last (``causes``,
+    worded as :func:`explain_impossible` words it), and what to do: pin more of the
+    requirements, or when the set pins them all, change a pin the conflict names."""
+    gave_up = f"resolution gave up after {rounds} backtracking rounds"
+    excluded = policy_excluded(factory.ctx.excluded)
+    hint = ("every requirement of the set is pinned: the conflict is the likely cause; "
+            "change a pin it names" if all_pinned else "pin more of the requirements")
+    if excluded:
+        hint += f"; the policy kept these from it, which may be why: {excluded}"
+    where = f"{root_label} on target {factory.ctx.target.name}"
+    if not causes:
+        return ResolutionError(gave_up, where=where, hint=hint)
+    conflict = explain_impossible(causes, factory, root_label)
+    last = conflict.message.removeprefix("cannot resolve:\n")
+    return ResolutionError(f"{gave_up}; the conflict it met last: {last}",
+                           where=conflict.where or where,
+                           hint=f"{conflict.hint}; {hint}" if conflict.hint else hint)
 
 
 def policy_excluded(excluded: Mapping[tuple[str, str], Refusal], names: set[str] | None = None,

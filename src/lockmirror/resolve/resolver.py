@@ -17,7 +17,7 @@ prefetched concurrently as soon as they are known.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,8 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, Resolver
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+from resolvelib.structs import RequirementInformation
 
-from ..errors import ResolutionError
 from ..targets import Target
 from .candidates import (
     Candidate,
@@ -37,7 +37,7 @@ from .candidates import (
     TargetContext,
     requirement_to_reqs,
 )
-from .explain import explain_impossible, policy_excluded
+from .explain import explain_gave_up, explain_impossible
 from .sdist_metadata import SdistBuildError
 
 # --------------------------------------------------------------------------
@@ -62,7 +62,11 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
                        backtrack_causes: Sequence[Any]) -> Any:
         infos = list(information[identifier])
         pinned = any(info.requirement.is_pin for info in infos)
+        # a conflict's requirements and their requirers (pip's rule): trying them
+        # first re-checks the conflict at once instead of re-pinning, release by
+        # release, every unrelated project pinned since
         causes = {c.requirement.name for c in backtrack_causes}
+        causes |= {c.parent.name for c in backtrack_causes if c.parent is not None}
         name = identifier.split("[")[0]
         # Backtrack causes first, then pins, then those with the most constraints.
         return (name not in causes, not pinned, -len(infos), identifier)
@@ -132,6 +136,22 @@ class TargetProvider(AbstractProvider[Req, Candidate, str]):
 # --------------------------------------------------------------------------
 
 
+# resolvelib's rounds before it gives up (ResolutionTooDeep): each pins one release
+# or backtracks once; a set whose conflict needs more is reported with that conflict.
+MAX_ROUNDS = 20000
+
+
+class ConflictReporter(BaseReporter[Req, Candidate, str]):
+    """Keeps the conflict resolvelib met last, to name it if resolution gives up."""
+
+    def __init__(self) -> None:
+        self.last_conflict: list[RequirementInformation[Req, Candidate]] = []
+
+    def resolving_conflicts(self, causes: Collection[RequirementInformation[Req, Candidate]]
+                            ) -> None:
+        self.last_conflict = list(causes)
+
+
 # An edge into a package: (its requirer, None for a root; the edge's marker condition)
 _Edge = tuple[NormalizedName | None, str | None]
 
@@ -163,18 +183,15 @@ def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
         roots.extend(requirement_to_reqs(Requirement(text), target, None))
     factory = CandidateFactory(ctx)
     ctx.client.prefetch_projects(sorted({r.name for r in roots}))
-    resolver: Resolver[Req, Candidate, str] = Resolver(TargetProvider(factory), BaseReporter())
+    reporter = ConflictReporter()
+    resolver: Resolver[Req, Candidate, str] = Resolver(TargetProvider(factory), reporter)
     try:
-        result = resolver.resolve(roots, max_rounds=20000)
+        result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
     except ResolutionImpossible as exc:
-        raise explain_impossible(exc, factory, root_label) from None
+        raise explain_impossible(exc.causes, factory, root_label) from None
     except ResolutionTooDeep:
-        excluded = policy_excluded(ctx.excluded)
-        raise ResolutionError("resolution gave up after too many backtracking rounds",
-                              where=f"{root_label} on {target.name}",
-                              hint="pin more of the requirements"
-                              + (f"; the policy kept these from it, which may be why: {excluded}"
-                                 if excluded else "")) from None
+        raise explain_gave_up(reporter.last_conflict, factory, root_label, MAX_ROUNDS,
+                              all_pinned=all(root.is_pin for root in roots)) from None
 
     chosen: dict[NormalizedName, Candidate] = {}
     for candidate in result.mapping.values():
