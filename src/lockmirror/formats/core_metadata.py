@@ -53,6 +53,11 @@ class CoreMetadata:
         return self.raw.get("requires_python") or self._first("requires-python")
 
     @property
+    def provides_extra(self) -> tuple[str, ...]:
+        """Every ``Provides-Extra``, as written."""
+        return tuple(self.raw.get("provides_extra") or self.unparsed.get("provides-extra") or ())
+
+    @property
     def dynamic(self) -> frozenset[str]:
         """``Dynamic`` field names, lower-cased."""
         names = self.raw.get("dynamic") or self.unparsed.get("dynamic") or ()

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, Resolver
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 from resolvelib.structs import RequirementInformation
 
+from ..errors import ResolutionError
+from ..spelling import did_you_mean, nearest
 from ..targets import Target
 from .candidates import (
     Candidate,
@@ -197,6 +199,7 @@ def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
     for candidate in result.mapping.values():
         if not candidate.extras:
             chosen[candidate.name] = candidate
+    _refuse_unknown_extras(roots, chosen, factory, root_label)
     parents: dict[NormalizedName, set[str]] = defaultdict(set)
     edges: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
     # Edge conditions: child -> list of (parent name or None for root, condition)
@@ -216,6 +219,33 @@ def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
     conditions = _propagate_conditions(chosen, incoming)
     return Resolution(target, chosen, dict(parents), conditions, dict(edges), dict(ctx.excluded),
                       dict(ctx.skipped))
+
+
+def _refuse_unknown_extras(roots: Sequence[Req], chosen: Mapping[NormalizedName, Candidate],
+                           factory: CandidateFactory, root_label: str) -> None:
+    """Raise ResolutionError for an extra the set asks for that the chosen release
+    does not provide (``idna[securty]``, ``celery[reddis]``): pip warns and installs
+    without it, but a mirror locked so lacks what the extra pulls in. A release
+    whose metadata declares no extra at all is taken as it is (older metadata
+    need not list them). Extras a dependency asks for are not checked."""
+    for root in roots:
+        if not root.extras or root.name not in chosen:
+            continue
+        candidate = chosen[root.name]
+        declared: dict[str, str] = {canonicalize_name(e): e
+                                    for e in factory.metadata(candidate).provides_extra}
+        written: dict[str, str] = {canonicalize_name(e): e for e in Requirement(root.text).extras}
+        unknown = sorted(written[e] for e in root.extras - declared.keys())
+        if not declared or not unknown:
+            continue
+        words = ", ".join(f"'{e}'" for e in unknown)
+        close = nearest(canonicalize_name(unknown[0]), declared)
+        raise ResolutionError(
+            f"'{root.text}': {candidate.name} {candidate.version} has no "
+            f"extra{'s' if len(unknown) > 1 else ''} {words}; it has: "
+            f"{', '.join(sorted(declared.values()))}"
+            + did_you_mean(declared[close] if close else None),
+            where=f"{root_label} on target {factory.ctx.target.name}")
 
 
 def _propagate_conditions(
