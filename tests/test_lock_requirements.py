@@ -1,5 +1,6 @@
 """The set's own requirements against what they name, at lock: an extra the
-chosen release does not provide. On a fixture index, hermetic."""
+chosen release does not provide, a specifier set that excludes its own pin.
+On a fixture index, hermetic."""
 
 from __future__ import annotations
 
@@ -64,3 +65,25 @@ def test_extras_that_exist_or_cannot_be_checked_lock(
                       X86)
     assert locked == {"idna": "3.4", "cryptography": "41.0", "plain": "1.0", "asks": "1.0"}
 
+
+@pytest.mark.parametrize(("requirements", "message"), [
+    (["plain", "idna==3.4,<3"],
+     "'idna<3,==3.4' contradicts itself: no version can satisfy both ==3.4 and <3 "
+     "(keep either the pin or the range)"),
+    (["plain", "idna==3.4,>=3,!=3.4,<3.1"],
+     "'idna!=3.4,<3.1,==3.4,>=3' contradicts itself: no version can satisfy ==3.4 and !=3.4 "
+     "and <3.1 (keep either the pin or the range)"),
+    (["plain", "strict"],  # a dependency's: named with its requirer
+     "'idna!=3.4,==3.4' (required by strict 1.0) contradicts itself: no version can satisfy "
+     "both ==3.4 and !=3.4 (keep either the pin or the range)"),
+    (["plain", "idna==3.9,<4"],  # no such release: not a contradiction
+     "no version of idna matches 'idna<4,==3.9' (nearest existing versions: 3.4)"),
+])
+def test_a_requirement_that_excludes_its_own_pin_is_named_a_contradiction(
+        tmp_path: Path, make_index: Callable[..., FixtureIndex], requirements: list[str],
+        message: str) -> None:
+    build_wheel(tmp_path / "files", "strict", "1.0", requires_dist=["idna==3.4,!=3.4"])
+    index = extras_index(tmp_path / "files", make_index)
+    with pytest.raises(ResolutionError) as caught:
+        lock_one(tmp_path, index, *requirements)
+    assert str(caught.value) == f"mirror.yaml:18: set 'web', target '{X86}': {message}"

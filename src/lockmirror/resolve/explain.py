@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from packaging.utils import NormalizedName
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 from resolvelib.structs import RequirementInformation
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
@@ -144,6 +144,11 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
     """Explain why nothing matched one requirement: no such version, builds that
     failed, a policy, or why the newest matching release installs nowhere here."""
     ctx = factory.ctx
+    who = f" (required by {parent.name} {parent.version})" if parent else ""
+    contradiction = _self_contradiction(req)
+    if contradiction is not None:
+        return ResolutionError(f"'{req.text}'{who} contradicts itself: {contradiction}",
+                               where=where, hint="keep either the pin or the range")
     versions = factory.versions(req.name)  # newest first
     matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
     unfiltered = None
@@ -151,7 +156,6 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
         unfiltered = ctx.client.unfiltered_project(req.name)
         versions = unfiltered.releases
         matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
-    who = f" (required by {parent.name} {parent.version})" if parent else ""
     if not matching:
         nearest = _nearest(sorted(versions), req)
         return ResolutionError(
@@ -184,6 +188,24 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
         hint = f"{hint}; {pre_hint}"
     return ResolutionError(f"no file of {req.name} {best} installs on "
                            f"{ctx.target.describe()}{who}: {reason}", where=where, hint=hint)
+
+
+def _self_contradiction(req: Req) -> str | None:
+    """``no version can satisfy both ==3.4 and <3`` when the requirement's own
+    specifiers exclude the version it pins; None when they do not."""
+    for pin in req.specifier:
+        if pin.operator != "==" or "*" in pin.version:
+            continue
+        try:
+            version = Version(pin.version)
+        except InvalidVersion:
+            continue
+        others = sorted(str(s) for s in req.specifier
+                        if not s.contains(version, prereleases=True))
+        if others:
+            both = "both " if len(others) == 1 else ""
+            return f"no version can satisfy {both}{pin} and {' and '.join(others)}"
+    return None
 
 
 def _why_not(req: Req, factory: CandidateFactory, version: Version,
