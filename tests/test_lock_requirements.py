@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex, build_wheel
-from test_lock import X86, versions, write_mirror
+from fixtureindex import FixtureIndex, build_backend_wheel, build_sdist, build_wheel
+from test_lock import X86, package, versions, write_mirror
 
 from lockmirror.config import load_config
 from lockmirror.errors import ResolutionError
@@ -64,6 +64,19 @@ def test_extras_that_exist_or_cannot_be_checked_lock(
     locked = versions(lock_one(tmp_path, index, "idna[Security]", "plain[anything]", "asks"),
                       X86)
     assert locked == {"idna": "3.4", "cryptography": "41.0", "plain": "1.0", "asks": "1.0"}
+
+
+
+def test_an_unknown_extra_among_build_requirements_is_not_refused(
+        tmp_path: Path, make_index: Callable[..., FixtureIndex]) -> None:
+    files = tmp_path / "files"
+    build_backend_wheel(files)
+    build_sdist(files, "needsbuild", "1.0", build_requires=("fixture-backend", "idna[securty]"))
+    index = extras_index(files, make_index)
+    # a build requirement is the sdist's, not the set's own: locked as before
+    lockfile = lock_one(tmp_path, index, "needsbuild")
+    assert lockfile.build_groups == ("build-needsbuild",)
+    assert package(lockfile, "idna", "3.4").build_only
 
 
 @pytest.mark.parametrize(("requirements", "message"), [

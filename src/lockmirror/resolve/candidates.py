@@ -144,7 +144,10 @@ class TargetContext:
 
     ``excluded``: (name, version) -> why the policy hook refused the release;
     ``skipped``: (name, version) -> the failed sdist build for which a
-    candidate was passed over; both filled while resolving."""
+    candidate was passed over; both filled while resolving. ``check_extras``:
+    the requirements resolved are the set's own, and an extra of theirs the
+    chosen release does not provide is refused (False for an sdist's build
+    requirements, which are a dependency's)."""
 
     target: Target
     client: IndexClient
@@ -156,6 +159,7 @@ class TargetContext:
     candidate_filter: CandidateFilter | None = None
     excluded: dict[tuple[str, str], Refusal] = field(default_factory=dict)
     skipped: dict[tuple[str, str], SdistBuildError] = field(default_factory=dict)
+    check_extras: bool = True
 
 
 class CandidateFactory:

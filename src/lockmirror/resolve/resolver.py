@@ -199,7 +199,8 @@ def resolve_target(requirements: Sequence[str], ctx: TargetContext, *,
     for candidate in result.mapping.values():
         if not candidate.extras:
             chosen[candidate.name] = candidate
-    _refuse_unknown_extras(roots, chosen, factory, root_label)
+    if ctx.check_extras:
+        _refuse_unknown_extras(roots, chosen, factory, root_label)
     parents: dict[NormalizedName, set[str]] = defaultdict(set)
     edges: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
     # Edge conditions: child -> list of (parent name or None for root, condition)

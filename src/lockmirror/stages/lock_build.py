@@ -65,7 +65,7 @@ def with_build_resolutions(runtime: Resolution, ctx: TargetContext, set_name: st
         build_ctx = TargetContext(
             target=ctx.target, client=ctx.client, sdists=ctx.sdists,
             prereleases=ctx.prereleases, prefer_sdists=False, allow_sdists=ctx.allow_sdists,
-            preferred=preferred, candidate_filter=ctx.candidate_filter)
+            preferred=preferred, candidate_filter=ctx.candidate_filter, check_extras=False)
         label = f"{set_name} (to build {candidate.name} {candidate.version})"
         resolution = resolve(requirements, build_ctx, root_label=label)
         group = build_group(candidate.name)
