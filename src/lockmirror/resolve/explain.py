@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
-from resolvelib.structs import RequirementInformation
+from resolvelib.resolvers import RequirementInformation
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
 from ..fsutil import first_of
