@@ -166,8 +166,8 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
               if (req.name, str(v)) in ctx.skipped]
     if failed:
         return ResolutionError(
-            f"no candidate of {req.name} for '{req.text}'{who} is left: preparing the "
-            f"metadata failed for {'; '.join(e.message for e in failed)}", where=where,
+            f"no candidate of {req.name} for '{req.text}'{who} is left: "
+            f"{'; '.join(e.message for e in failed)}", where=where,
             hint="pin a version with wheels or static metadata")
     excluded = [_release_reason(str(v), req.name, v, ctx.excluded[(req.name, str(v))].reason)
                 for v in reversed(matching) if (req.name, str(v)) in ctx.excluded]

@@ -41,6 +41,10 @@ _MEMBERS = ("PKG-INFO", "pyproject.toml", "setup.py")
 Runner = Callable[..., None]
 
 
+# how much of a failed backend's output its error keeps: its last lines hold the error
+_OUTPUT_LINES = 2
+_OUTPUT_KEPT = 300
+
 BACKEND_FAILED = "its PEP 517 backend failed"
 REQUIREMENTS_FAILED = "its build requirements did not install"
 
@@ -201,10 +205,9 @@ class SdistMetadataSource:
                 summary = (REQUIREMENTS_FAILED if isinstance(exc, LockmirrorError)
                            else BACKEND_FAILED)
                 raise SdistBuildError(
-                    f"cannot ask the build backend of {file.filename}: {exc}".splitlines()[0],
+                    f"preparing the metadata of {file.filename} failed: {_failure_text(exc)}",
                     filename=file.filename, summary=summary, where=file.url,
-                    hint="its PEP 517 backend failed; pin a version with wheels or static "
-                         "metadata") from None
+                    hint="pin a version with wheels or static metadata") from None
 
     def _pip_environ(self) -> dict[str, str]:
         """The variables that make pip install from the lock's sources, quietly."""
@@ -219,9 +222,33 @@ def _remembered_failure(path: Path, file: DistFile) -> SdistBuildError:
         kept = json.loads(path.read_text(encoding="utf-8"))
         message, hint = str(kept["message"]), kept.get("hint")
     except (OSError, ValueError, KeyError, TypeError):
-        message, hint = f"cannot ask the build backend of {file.filename}", None
+        message, hint = f"preparing the metadata of {file.filename} failed", None
     return SdistBuildError(message, filename=file.filename, summary=BACKEND_FAILED,
                            where=file.url, hint=hint if isinstance(hint, str) else None)
+
+
+def _failure_text(exc: Exception) -> str:
+    """One line saying why a backend run failed: what build says (which hook the
+    backend's process exited in) and the last non-empty lines the backend
+    printed (where its own error is; a traceback's frames left out), at most
+    :data:`_OUTPUT_KEPT` characters."""
+    said = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    inner = getattr(exc, "exception", None)  # build's BuildBackendException wraps the cause
+    # a hook's process that exited: its output; a backend that did not import: its traceback
+    output: object = getattr(inner, "output", None) or getattr(inner, "traceback", None)
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", "replace")
+    if not isinstance(output, str):
+        return said
+    lines = [line for line in output.splitlines() if line.strip()]
+    # a traceback's frames are indented: the error is on the lines that are not
+    lines = [" ".join(line.split()) for line in (
+        [line for line in lines if not line[0].isspace() and not line.startswith("Traceback")]
+        or lines)]
+    last = " | ".join(lines[-_OUTPUT_LINES:])
+    if len(last) > _OUTPUT_KEPT:
+        last = "..." + last[-_OUTPUT_KEPT:]
+    return f"{said}: {last}" if last and last not in said else said
 
 
 def _static(metadata: CoreMetadata) -> bool:
