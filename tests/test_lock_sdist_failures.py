@@ -1,16 +1,23 @@
 """Sdists whose metadata cannot be prepared: the backend's own error kept in the
-message. On the fixture index, hermetic (the sdists are built here)."""
+message, each build and failure said as it goes, and a project whose builds keep
+failing for a target stopped after a few. On the fixture index, hermetic (the
+sdists are built here)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex
+from fixtureindex import FixtureIndex, build_wheel
 from fixtureindex.fixture_backend import core_metadata, write_sdist
-from test_lock import X86, lock
+from test_lock import X86, lock, write_mirror
 
+from lockmirror.commands.lock import LockLine
+from lockmirror.config import load_config
 from lockmirror.errors import ResolutionError
+from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.lock_watch import LockProgress
 
 # an in-tree backend that fails as a setup.py does: chatter, then a traceback
 FAILING_BACKEND = '''\
@@ -44,3 +51,38 @@ def test_a_failed_build_keeps_the_backends_own_error(tmp_path: Path,
     assert text.count("AttributeError: cython_sources") == 1, text  # the build's last line
     assert "failed for" not in text and "File \"" not in text and "\n" not in text, text
     assert f"target '{X86}'" in text, text
+
+
+def test_sdist_builds_that_keep_failing_stop_the_lock_after_three_saying_so(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    files = tmp_path / "files"
+    fixture_index.add_file(build_wheel(files, "manybroken", "1.0"))
+    for version in ("2.0", "3.0", "4.0", "5.0"):  # the newest four: sdists that do not build
+        fixture_index.add_file(failing_sdist(files, "manybroken", version))
+    loaded = load_config(write_mirror(tmp_path, fixture_index,
+                                      "  m:\n    requirements: [manybroken]\n"))
+    events: list[LockProgress] = []
+    with pytest.raises(ResolutionError) as info:
+        lock_sets(loaded, progress=events.append, jobs=1)
+    text = str(info.value)
+    assert "gave up on manybroken for target '" in text, text
+    assert "sdists 5.0, 4.0, 3.0 failed one after another" in text, text
+    assert "AttributeError: cython_sources" in text, text
+    assert "pin manybroken==1.0 (its newest release with a wheel for '" in text, text
+    assert "newer platform tag" in text and "sdists: deny" in text, text
+    # three builds, not four: the fourth sdist is never even downloaded
+    downloaded = {r.path.rsplit("/", 1)[-1] for r in fixture_index.requests}
+    assert {"manybroken-5.0.tar.gz", "manybroken-3.0.tar.gz"} <= downloaded, downloaded
+    assert "manybroken-2.0.tar.gz" not in downloaded, downloaded
+    # said as it went, each a line of its own on the live line's stream
+    stream = io.StringIO()
+    line = LockLine(stream, interval=3600.0)
+    for event in events:
+        line(event)
+    said = stream.getvalue().splitlines()
+    target = next(e.target for e in events if e.note)
+    assert (f"lock: set 'm': preparing the metadata of manybroken-5.0.tar.gz for target "
+            f"'{target}' (no wheel of manybroken 5.0 for it)") in said, said
+    assert any(text.startswith(f"lock: set 'm': skipped manybroken 4.0 on {target}: preparing "
+                               "the metadata of manybroken-4.0.tar.gz failed: ")
+               for text in said), said

@@ -136,7 +136,8 @@ def _check_shard_options(args: argparse.Namespace) -> None:
 class LockLine:
     """The live line of a lock on ``stream``: rewritten in place on a terminal
     (at most every ``tty_interval`` seconds), else a line when a resolution
-    ends and at most every ``interval`` seconds in between (CI logs)."""
+    ends and at most every ``interval`` seconds in between (CI logs). A note
+    (an sdist being built or skipped) is always a line of its own, kept."""
 
     def __init__(self, stream: TextIO, *, interval: float = 10.0,
                  tty_interval: float = 0.1) -> None:
@@ -148,10 +149,15 @@ class LockLine:
 
     def __call__(self, event: LockProgress) -> None:
         now = time.monotonic()
+        text = f"lock: {event.describe()}"
+        if event.note:
+            self._stream.write(f"\r\x1b[K{text}\n" if self._tty else text + "\n")
+            self._shown = False
+            self._stream.flush()
+            return
         if not event.finished and now - self._last < self._interval:
             return
         self._last = now
-        text = f"lock: {event.describe()}"
         if self._tty:
             self._stream.write(f"\r\x1b[K{text}")
             self._shown = True

@@ -20,7 +20,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from ..errors import LockmirrorError
+from ..errors import LockmirrorError, ResolutionError
 from ..formats.core_metadata import CoreMetadata, parse_metadata
 from ..net.index_client import DistFile, IndexClient
 from ..targets import Target, Truth
@@ -46,6 +46,12 @@ class Refusal:
 # A policy hook: (candidate, pinned) -> None when allowed, else why it is
 # excluded. Supplied by the lock stage from the policy engine.
 CandidateFilter = Callable[["Candidate", bool], Refusal | None]
+
+
+# Failed sdist metadata builds of one project for one target, one after another,
+# after which the lock stops and says what to do (scipy has no wheel for an old
+# macOS and each of its sdists is a 30-60 MB download and a failing build).
+SDIST_FAILURES_IN_A_ROW = 3
 
 
 # --------------------------------------------------------------------------
@@ -147,7 +153,8 @@ class TargetContext:
     candidate was passed over; both filled while resolving. ``check_extras``:
     the requirements resolved are the set's own, and an extra of theirs the
     chosen release does not provide is refused (False for an sdist's build
-    requirements, which are a dependency's)."""
+    requirements, which are a dependency's). ``note`` hears each sdist whose
+    metadata is prepared and each one skipped."""
 
     target: Target
     client: IndexClient
@@ -160,6 +167,9 @@ class TargetContext:
     excluded: dict[tuple[str, str], Refusal] = field(default_factory=dict)
     skipped: dict[tuple[str, str], SdistBuildError] = field(default_factory=dict)
     check_extras: bool = True
+    note: Callable[[str], None] | None = None  # says, as it goes, which sdist is built and how
+    # name -> the versions whose sdist builds failed one after another (none prepared since)
+    failed_in_a_row: dict[NormalizedName, list[str]] = field(default_factory=dict)
 
 
 class CandidateFactory:
@@ -252,18 +262,46 @@ class CandidateFactory:
         """Whether the candidate's metadata can be had. A wheel's is read when its
         dependencies are asked for; an sdist's is prepared now, and when its
         build fails the candidate is recorded in ``ctx.skipped`` and passed
-        over (as pip passes over a link whose build fails)."""
+        over (as pip passes over a link whose build fails), saying so to
+        ``ctx.note``. Raises ResolutionError when that is the
+        :data:`SDIST_FAILURES_IN_A_ROW`-th failed build of the project in a
+        row for the target (:func:`sdists_keep_failing`): each can be a large
+        download and a long build, and the next is unlikely to fare better."""
         if not candidate.is_sdist_only:
             return True
         key = (candidate.name, str(candidate.version))
         if key in self.ctx.skipped:
             return False
+        target = self.ctx.target.name
+        if not self.ctx.sdists.known(candidate.best):
+            self._note(f"preparing the metadata of {candidate.best.filename} for target "
+                       f"'{target}' (no wheel of {candidate.name} {candidate.version} for it)")
         try:
             self.ctx.sdists.metadata(candidate.best)
         except SdistBuildError as error:
             self.ctx.skipped[key] = error
+            self._note(f"skipped {candidate.name} {candidate.version} on {target}: "
+                       f"{error.message}")
+            failed = self.ctx.failed_in_a_row.setdefault(candidate.name, [])
+            failed.append(str(candidate.version))
+            if len(failed) >= SDIST_FAILURES_IN_A_ROW:
+                raise sdists_keep_failing(self, candidate.name, failed, error)
             return False
+        self.ctx.failed_in_a_row.pop(candidate.name, None)
         return True
+
+    def newest_with_wheel(self, name: NormalizedName) -> Version | None:
+        """The newest release of ``name`` with a wheel for the target (any Requires-Python
+        the target allows), or None. In memory: the pages are already read."""
+        for version in self.versions(name):
+            candidate = self.candidate(name, version)
+            if candidate is not None and any(f.is_wheel for f in candidate.files):
+                return version
+        return None
+
+    def _note(self, text: str) -> None:
+        if self.ctx.note is not None:
+            self.ctx.note(text)
 
     def with_extras(self, base: Candidate, extras: frozenset[str]) -> Candidate:
         key = (base.name, base.version, extras)
@@ -314,3 +352,19 @@ class CandidateFactory:
         candidate.dependencies = deps
         self.ctx.client.prefetch_projects(sorted({d.name for d in deps}))
         return deps
+
+
+def sdists_keep_failing(factory: CandidateFactory, name: NormalizedName, versions: Sequence[str],
+                        last: SdistBuildError) -> ResolutionError:
+    """The error that stops a lock whose builds of ``name``'s sdists (``versions``,
+    newest first) failed one after another for the factory's target."""
+    target = factory.ctx.target.name
+    wheel = factory.newest_with_wheel(name)
+    pin = (f"pin {name}=={wheel} (its newest release with a wheel for '{target}') or older"
+           if wheel is not None else f"pin {name} to a release that builds here")
+    return ResolutionError(
+        f"gave up on {name} for target '{target}': the metadata builds of its sdists "
+        f"{', '.join(versions)} failed one after another (the last: {last.message})",
+        hint=f"{pin} in mirror.yaml, give the target a newer platform tag that "
+             f"{name}'s wheels name, or lock wheels only (policy 'sdists: deny'"
+             + (", without 'prefer_sdists'" if factory.ctx.prefer_sdists else "") + ")")

@@ -109,6 +109,12 @@ class SdistMetadataSource:
             self._metadata[file.url] = result
         return result
 
+    def known(self, file: DistFile) -> bool:
+        """Whether :meth:`metadata` for ``file`` already has its answer in memory
+        (its metadata, or its failure): asking costs no download and no build."""
+        with self._lock:
+            return file.url in self._metadata or file.url in self._failed
+
     def build_requirements(self, file: DistFile) -> list[str]:
         """``[build-system].requires``, or setuptools and wheel for a legacy sdist."""
         members = self._members(file)

@@ -222,7 +222,8 @@ def _contexts(loaded: LoadedConfig, client: IndexClient, keys: Sequence[tuple[st
             allow_sdists=config.policy_for(set_name).sdists == "allow",
             preferred=dict(pins[(set_name, target_name)]),
             candidate_filter=watch.filter((set_name, target_name),
-                                          candidate_filter_for(set_name)))
+                                          candidate_filter_for(set_name)),
+            note=watch.noter((set_name, target_name)))
     return contexts
 
 

@@ -40,7 +40,9 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 class LockProgress:
     """One moment of a lock: ``set_name`` on ``target`` has seen ``projects``
     projects; ``done`` of ``total`` resolutions have finished (``finished``:
-    this event says that this one has)."""
+    this event says that this one has). ``note``, when not empty, is a line
+    to show as it is, not a state to overwrite (an sdist being built, or
+    skipped because its build failed)."""
 
     set_name: str
     target: str
@@ -48,8 +50,11 @@ class LockProgress:
     done: int
     total: int
     finished: bool = False
+    note: str = ""
 
     def describe(self) -> str:
+        if self.note:
+            return f"set '{self.set_name}': {self.note}"
         state = "resolved" if self.finished else "resolving"
         return (f"{state} set '{self.set_name}' for target '{self.target}': "
                 f"{self.projects} projects seen ({self.done} of {self.total} resolutions done)")
@@ -92,6 +97,15 @@ class Watch:
 
         return counting
 
+    def noter(self, key: tuple[str, str]) -> Callable[[str], None]:
+        """What hands ``key``'s notes (sdists built and skipped) to ``progress``."""
+
+        def note(text: str) -> None:
+            with self._lock:
+                self._emit(key, finished=False, note=text)
+
+        return note
+
     def started(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._emit(key, finished=False)
@@ -106,10 +120,10 @@ class Watch:
             self._done += 1
             self._emit(key, finished=True)
 
-    def _emit(self, key: tuple[str, str], *, finished: bool) -> None:
+    def _emit(self, key: tuple[str, str], *, finished: bool, note: str = "") -> None:
         if self._progress is not None:
             self._progress(LockProgress(key[0], key[1], len(self._seen.get(key, ())),
-                                        self._done, self._total, finished))
+                                        self._done, self._total, finished, note))
 
 
 def in_context(error: LockmirrorError, loaded: LoadedConfig, set_name: str,
