@@ -75,23 +75,23 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     gathered only when ``sets`` names it."""
     from .stages.lock import lock_sets
     from .stages.lock_shard import check_shard_options, gather_shards, lock_shards
+    from .stages.lock_watch import each_scope
     from .stages.tool_set import lock_scopes, upgrade_names
 
     check_shard_options(sets, targets, shard_dir, from_shards,
                         upgrade=bool(upgrade) or upgrade_all)
     if from_shards is not None:
         return gather_shards(loaded, sets, from_shards)
-    out: list[LockResult] = []
-    for scope, names in lock_scopes(loaded, sets):
+
+    def one(scope: LoadedConfig, names: list[str]) -> list[LockResult]:
         named = upgrade_names(scope, loaded, upgrade)
         if targets and shard_dir is not None:  # (check_shard_options: both or neither)
-            out += lock_shards(scope, names or list(scope.config.sets), targets, shard_dir,
-                               upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
-                               progress=progress)
-        else:
-            out += lock_sets(scope, names, upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
-                             progress=progress)
-    return out
+            return lock_shards(scope, names, targets, shard_dir, upgrade=named,
+                               upgrade_all=upgrade_all, jobs=jobs, progress=progress)
+        return lock_sets(scope, names, upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
+                         progress=progress)
+    return each_scope([(scope, names or list(scope.config.sets))
+                       for scope, names in lock_scopes(loaded, sets)], one)
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,

@@ -102,12 +102,18 @@ def run(args: argparse.Namespace) -> int:
     before = _versions(scope.lockfile_path(name)
                        for scope, names in lock_scopes(loaded, args.sets)
                        for name in names or scope.config.sets) if args.upgrade else {}
+    from ..stages.lock_watch import LocksFailed
+
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(loaded, args.sets, upgrade=args.upgrade or (),
                                 upgrade_all=args.upgrade is not None and not args.upgrade,
                                 jobs=args.jobs, progress=line, targets=args.targets,
                                 shard_dir=args.shard_dir, from_shards=args.from_shards)
+    except LocksFailed as failed:  # the sets that locked, then the error naming the others
+        line.close()
+        print_results(failed.results)
+        raise
     finally:
         line.close()
     print_results(results)

@@ -102,10 +102,12 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
         warnings: tuple[str, ...] = ()
         what = "every locked release is the newest its set allows"
         if security:
-            upgrade = upgrade_vulnerable(loaded, sets, now=now, client=client, jobs=jobs)
+            upgrade = upgrade_vulnerable(loaded, sets, now=now, client=client, jobs=jobs,
+                                         all_or_nothing=True)
             warnings, what = upgrade.not_checked, upgrade.none_found
         else:
-            lock_sets(loaded, sets, client=client, now=now, upgrade_all=True, jobs=jobs)
+            lock_sets(loaded, sets, client=client, now=now, upgrade_all=True, jobs=jobs,
+                      all_or_nothing=True)  # a set that fails: no lockfile moves
         if not run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
             return BumpResult(False, branch, message=f"nothing to bump: {what}; nothing written",
                               warnings=warnings)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,7 @@ from .lock_merge import (
     skipped_notes,
     target_parts,
 )
-from .lock_watch import LockProgress, Watch, check_upgrade, in_context
+from .lock_watch import LockProgress, LocksFailed, Stopped, Watch, check_upgrade, in_context
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
     from ..net.index_client import IndexClient
@@ -55,6 +55,10 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
 
 __all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "resolve_parts", "stale_sets",
            "write_lockfile"]
+
+
+# what a set resolved for all its targets is handed to: (set, target -> part, warnings)
+SetDone = Callable[[str, dict[str, TargetPart], tuple[str, ...]], None]
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
               candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
               prefer: Mapping[str, Mapping[NormalizedName, Version]] | None = None,
               progress: Callable[[LockProgress], None] | None = None,
-              ) -> list[LockResult]:
+              all_or_nothing: bool = False) -> list[LockResult]:
     """Resolve and write the lockfiles of ``set_names`` (default: all sets).
 
     Existing pins are kept unless they must move, or the package is named in
@@ -86,7 +90,10 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     Raises LockmirrorError subclasses (see
     :func:`~lockmirror.resolve.resolver.resolve_target`), placed at the set,
     target and mirror.yaml line (:func:`~lockmirror.stages.lock_watch.in_context`);
-    a failed set leaves its previous lockfile untouched.
+    a failed set leaves its previous lockfile untouched, and the other sets are
+    still locked and written: with several sets, LocksFailed names every one
+    that failed (its ``results``: the lockfiles written). ``all_or_nothing``:
+    none is written unless every set locked (``bump`` commits all or none).
 
     Each set is its targets' :class:`~lockmirror.stages.lock_merge.TargetPart`
     merged (:func:`resolve_parts`, then :func:`write_lockfile`): the same
@@ -94,12 +101,23 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     file and gathers, so both give the same bytes.
     """
     names = loaded.chosen_sets(list(set_names) if set_names else None)
-    resolved = resolve_parts(loaded, {s: loaded.config.set_targets(s) for s in names},
-                             client=client, now=now, upgrade=upgrade, upgrade_all=upgrade_all,
-                             jobs=jobs, candidate_filter_for=candidate_filter_for,
-                             prefer=prefer, progress=progress)
-    return [write_lockfile(loaded, name, parts, warnings)
-            for name, (parts, warnings) in resolved.items()]
+    written: dict[str, LockResult] = {}
+
+    def write(name: str, parts: dict[str, TargetPart], warnings: tuple[str, ...]) -> None:
+        written[name] = write_lockfile(loaded, name, parts, warnings)
+
+    try:
+        resolved = resolve_parts(
+            loaded, {s: loaded.config.set_targets(s) for s in names}, client=client, now=now,
+            upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs,
+            candidate_filter_for=candidate_filter_for, prefer=prefer, progress=progress,
+            on_set=None if all_or_nothing else write)
+    except LocksFailed as failed:
+        failed.results = [written[n] for n in names if n in written]
+        raise
+    for name, (parts, warnings) in resolved.items() if all_or_nothing else ():
+        write(name, parts, warnings)
+    return [written[n] for n in names]
 
 
 def write_lockfile(loaded: LoadedConfig, set_name: str, parts: Mapping[str, TargetPart],
@@ -135,11 +153,15 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
                   candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
                   prefer: Mapping[str, Mapping[NormalizedName, Version]] | None = None,
                   progress: Callable[[LockProgress], None] | None = None,
+                  on_set: SetDone | None = None,
                   ) -> dict[str, tuple[dict[str, TargetPart], tuple[str, ...]]]:
     """Resolve each set of ``work`` (set -> the targets to resolve, checked
     names) for those targets: set -> (target -> its part, with the policy
     exceptions its lock used; the policy warnings). Options and errors as
-    :func:`lock_sets`; writes nothing.
+    :func:`lock_sets`; writes nothing itself: each set resolved for all its
+    targets is handed to ``on_set`` (set, parts, warnings). A failed set does
+    not stop the others: when one of several failed, LocksFailed names each
+    after the others were handed on (one set alone: its own error).
 
     Steps: each (set, target) gets its resolver context (:func:`_contexts`:
     previous pins, policy filter), all resolve concurrently on one client
@@ -156,7 +178,7 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
             return resolve_parts(loaded, work, client=own, now=now, upgrade=upgrade,
                                  upgrade_all=upgrade_all, jobs=jobs,
                                  candidate_filter_for=candidate_filter_for, prefer=prefer,
-                                 progress=progress)
+                                 progress=progress, on_set=on_set)
     names = list(work)
     upgrade = list(upgrade)
     # each set's previous lockfile read once, not once per target; none kept under upgrade_all
@@ -180,11 +202,22 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
     pins = {key: _pins_to_keep(previous_locks.get(key[0]), key[1], upgrade,
                                (prefer or {}).get(key[0], {})) for key in keys}
     contexts = _contexts(loaded, client, keys, pins, watch, candidate_filter_for)
-    results = _resolve_all(loaded, contexts, gates, watch, jobs)
-    return {set_name: _set_parts(loaded, set_name,
-                                 {t: results[(set_name, t)] for t in work[set_name]},
-                                 client, engines.get(set_name), gates.get(set_name))
-            for set_name in names}
+    failed: dict[str, LockmirrorError] = {}
+    results = _resolve_all(loaded, contexts, gates, watch, jobs, failed)
+    resolved = {}
+    for set_name in names:
+        if set_name in failed:
+            continue
+        resolved[set_name] = _set_parts(loaded, set_name,
+                                        {t: results[(set_name, t)] for t in work[set_name]},
+                                        client, engines.get(set_name), gates.get(set_name))
+        if on_set is not None:
+            on_set(set_name, *resolved[set_name])
+    if len(names) == 1 and failed:
+        raise failed[names[0]]
+    if failed:
+        raise LocksFailed({n: failed[n] for n in names if n in failed}, len(names))
+    return resolved
 
 
 def _pins_to_keep(previous: Lockfile | None, target: str, upgrade: Sequence[str],
@@ -229,10 +262,11 @@ def _contexts(loaded: LoadedConfig, client: IndexClient, keys: Sequence[tuple[st
 
 def _resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], TargetContext],
                  gates: Mapping[str, LicenseGate], watch: Watch, jobs: int,
-                 ) -> dict[tuple[str, str], TargetLock]:
+                 failed: dict[str, LockmirrorError]) -> dict[tuple[str, str], TargetLock]:
     """Every (set, target) resolved, with its sdists' build requirements, ``jobs``
     at a time (the network is the cost); errors placed at the set and target.
-    On Ctrl-C or an error the rest is dropped, not waited for."""
+    A set's first error goes into ``failed``, and its other targets give up
+    (the other sets go on). On Ctrl-C the rest is dropped, not waited for."""
     from ..resolve.resolver import resolve_target
 
     def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
@@ -249,15 +283,30 @@ def _resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], Target
         watch.finished(key)
         return key, locked
 
+    results: dict[tuple[str, str], TargetLock] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(run, key): key for key in contexts}
         try:
-            return dict(pool.map(run, list(contexts)))
+            for future in as_completed(futures):
+                set_name = futures[future][0]
+                try:
+                    key, locked = future.result()
+                except LockmirrorError as error:
+                    failed.setdefault(set_name, error)
+                    watch.stop(set_name)  # its other targets give up: it fails anyway
+                    continue
+                except Stopped:
+                    if set_name in failed:
+                        continue
+                    raise
+                results[key] = locked
         except BaseException:
-            # Ctrl-C, or a set failed: what is queued never starts, and what runs gives
-            # up at its next candidate (all the pool's exit then waits for)
+            # Ctrl-C: what is queued never starts, and what runs gives up at its next
+            # candidate (all the pool's exit then waits for)
             watch.stop()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    return results
 
 
 def _set_parts(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, TargetLock],

@@ -36,6 +36,7 @@ from ..fsutil import atomic_write
 from .lock import LockResult, build_lockfile, resolve_parts, write_lockfile
 from .lock_inputs import input_hash
 from .lock_merge import TargetEntry, TargetPart
+from .lock_watch import LocksFailed
 from .shard import check_targets
 
 if TYPE_CHECKING:
@@ -110,16 +111,22 @@ def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str
                 raise LockmirrorError(
                     f"set '{name}' does not have target '{target}'", where=loaded.path.name,
                     hint=f"targets of set '{name}': {', '.join(covered)}")
-    resolved = resolve_parts(loaded, {name: list(targets) for name in names}, now=now,
-                             upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs,
-                             progress=progress)
-    out = []
-    for name, (parts, warnings) in resolved.items():
+    out: list[LockResult] = []
+
+    def write(name: str, parts: dict[str, TargetPart], warnings: tuple[str, ...]) -> None:
         for target, part in parts.items():
             path = shard_path(shard_dir, name, target)
             lockfile, text = _shard_text(loaded, name, part, path)
             written = atomic_write(path, text, only_if_changed=True)
             out.append(LockResult(name, path, lockfile, written, warnings))
+
+    try:  # each set's shards as it is resolved, as lock_sets writes its lockfile
+        resolve_parts(loaded, {name: list(targets) for name in names}, now=now,
+                      upgrade=upgrade, upgrade_all=upgrade_all, jobs=jobs,
+                      progress=progress, on_set=write)
+    except LocksFailed as failed:
+        failed.results = out
+        raise
     return out
 
 

@@ -74,7 +74,8 @@ class VulnerableUpgrade:
 
 def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
                        now: datetime, client: IndexClient | None = None, jobs: int = 6,
-                       advisories: AdvisoryDB | None = None) -> VulnerableUpgrade:
+                       advisories: AdvisoryDB | None = None,
+                       all_or_nothing: bool = False) -> VulnerableUpgrade:
     """Move exactly the packages with deny-level advisories, each to its lowest fix.
 
     Reads the sets' lockfiles (LockmirrorError when one is missing), the
@@ -82,7 +83,8 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     PolicyError, before resolving or writing anything, when a vulnerable
     release is pinned with ``==`` in mirror.yaml (one line per pin: its line
     and the version to pin). Writes only the sets that hold a vulnerable
-    release; with none, writes nothing. Other errors as :func:`lock_sets`.
+    release; with none, writes nothing. Other errors, and ``all_or_nothing``,
+    as :func:`lock_sets`.
     """
     from ..net.index_client import IndexClient
     from ..resolve.advisories import not_checked_notes, open_advisory_db
@@ -135,7 +137,8 @@ def upgrade_vulnerable(loaded: LoadedConfig, set_names: Sequence[str] | None = N
     # the preference replaces the old pin for these packages only, in their own set
     # (``upgrade`` would free a name in every set); the vulnerable release itself is
     # excluded by the policy, so a package without a known fix moves to the newest allowed
-    results = lock_sets(loaded, sets, client=client, now=now, jobs=jobs, prefer=prefer)
+    results = lock_sets(loaded, sets, client=client, now=now, jobs=jobs, prefer=prefer,
+                        all_or_nothing=all_or_nothing)
     return VulnerableUpgrade(tuple(found), tuple(results), notes)
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import difflib
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -31,8 +31,11 @@ if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
     from ..resolve.candidates import Candidate, CandidateFilter, Refusal
 
-__all__ = ["LockProgress", "Stopped", "Watch", "check_upgrade", "in_context"]
+__all__ = ["LockProgress", "LocksFailed", "Stopped", "Watch", "check_upgrade", "each_scope",
+           "in_context"]
 
+ScopeT = TypeVar("ScopeT")
+ResultT = TypeVar("ResultT")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -60,6 +63,50 @@ class LockProgress:
                 f"{self.projects} projects seen ({self.done} of {self.total} resolutions done)")
 
 
+class LocksFailed(LockmirrorError):
+    """Some sets of a lock failed, the others were locked: ``failures`` (set ->
+    its first error, in the lock's order) one line each (a conflict's chains
+    indented under its line); ``results``, the lockfiles the others got (filled
+    in by the stage that wrote them). Its exit status is the highest of the
+    failures' (2 when one of them is bad input)."""
+
+    def __init__(self, failures: Mapping[str, LockmirrorError], total: int) -> None:
+        self.failures = dict(failures)
+        self.results: list[Any] = []
+        self.exit_code = max(error.exit_code for error in self.failures.values())
+        lines: list[str] = []
+        for error in self.failures.values():
+            first, *rest = str(error).split("\n")
+            lines += [first, *(f"  {line}" for line in rest)]
+        super().__init__(f"{len(self.failures)} of {total} sets did not lock (each set's first "
+                         "error; the others were locked):\n  " + "\n  ".join(lines))
+
+
+def each_scope(scopes: Sequence[tuple[ScopeT, list[str]]],
+               lock: Callable[[ScopeT, list[str]], list[ResultT]]) -> list[ResultT]:
+    """``lock`` of each (scope, its set names) of ``scopes`` (mirror.yaml's sets, then
+    lockmirror's own), the results together; one whose sets failed does not keep
+    the next from its lock, and then LocksFailed names every failed set of all
+    (its ``results``: what was locked). Any other error stops at once."""
+    out: list[ResultT] = []
+    failures: dict[str, LockmirrorError] = {}
+    for scope, names in scopes:
+        try:
+            out += lock(scope, names)
+        except LocksFailed as failed:
+            out += failed.results
+            failures.update(failed.failures)
+        except LockmirrorError as error:
+            if not failures or len(names) != 1:  # not a set's own failure, or the first
+                raise
+            failures[names[0]] = error
+    if failures:
+        merged = LocksFailed(failures, sum(len(names) for _, names in scopes))
+        merged.results = out
+        raise merged
+    return out
+
+
 class Stopped(Exception):
     """A resolution given up because the lock stopped (Ctrl-C, or another set failed)."""
 
@@ -77,18 +124,28 @@ class Watch:
         self._seen: dict[tuple[str, str], set[str]] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._stopped_sets: set[str] = set()
 
-    def stop(self) -> None:
-        """Make the running resolutions give up at the next candidate they look at."""
-        self._stopped.set()
+    def stop(self, set_name: str | None = None) -> None:
+        """Make the running resolutions (of ``set_name`` only, when given: a target
+        of it failed) give up at the next candidate they look at, and those not
+        started give up as they start."""
+        if set_name is None:
+            self._stopped.set()
+        else:
+            with self._lock:
+                self._stopped_sets.add(set_name)
+
+    def _check(self, key: tuple[str, str]) -> None:
+        if self._stopped.is_set() or key[0] in self._stopped_sets:
+            raise Stopped(f"{key[0]} on {key[1]}")
 
     def filter(self, key: tuple[str, str], inner: CandidateFilter | None) -> CandidateFilter:
         """``inner`` (may be None), also counting each new project for ``key``."""
         seen = self._seen.setdefault(key, set())
 
         def counting(candidate: Candidate, pinned: bool) -> Refusal | None:
-            if self._stopped.is_set():
-                raise Stopped(f"{key[0]} on {key[1]}")
+            self._check(key)
             if candidate.name not in seen:
                 with self._lock:
                     seen.add(candidate.name)
@@ -107,6 +164,8 @@ class Watch:
         return note
 
     def started(self, key: tuple[str, str]) -> None:
+        """Announce ``key``'s resolution; :class:`Stopped` when it was stopped already."""
+        self._check(key)
         with self._lock:
             self._emit(key, finished=False)
 
@@ -114,8 +173,7 @@ class Watch:
         """Count ``key`` resolved; :class:`Stopped` instead after :meth:`stop` (the lock
         drops it: a resolution whose last candidate came before the stop is not reported
         as resolved while the command says it was interrupted)."""
-        if self._stopped.is_set():
-            raise Stopped(f"{key[0]} on {key[1]}")
+        self._check(key)
         with self._lock:
             self._done += 1
             self._emit(key, finished=True)
