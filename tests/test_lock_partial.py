@@ -1,13 +1,17 @@
-"""A lock of several sets when some fail: every failing set named, one line each, the
-others locked and written. On the fixture index, hermetic."""
+"""A lock of several sets when some fail or it is stopped: every failing set named, one
+line each, the others locked and written; each set written as soon as all its targets
+are resolved, so a SIGTERM keeps the sets done. On the fixture index, hermetic."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fixtureindex import FixtureIndex
+from fixtureindex.fixture_backend import core_metadata, write_sdist
 from helpers import subprocess_env
 from test_lock import write_mirror
 from test_lock_sdist_failures import failing_sdist
@@ -52,3 +56,57 @@ def test_every_failing_set_is_named_and_the_others_are_written(
     assert sorted(p.name for p in lockfiles.glob("pylock.*.toml")) == ["pylock.good.toml"]
     assert Lockfile.read(lockfiles / "pylock.good.toml").packages
     assert "pylock.good.toml: " in done.stdout and "(written)" in done.stdout, done.stdout
+
+
+# an in-tree backend that waits until the test lets it go (then fails): a resolution
+# that is surely still running when the signal comes
+WAITING_BACKEND = """\
+import os, time
+def get_requires_for_build_wheel(config_settings=None):
+    deadline = time.monotonic() + 120
+    while not os.path.exists({release!r}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    raise RuntimeError("let go")
+"""
+
+
+def waiting_sdist(out_dir: Path, release: Path) -> Path:
+    pyproject = ('[build-system]\nrequires = []\nbuild-backend = "waiting_backend"\n'
+                 'backend-path = ["."]\n')
+    files = {"PKG-INFO": core_metadata("waitbuild", "1.0", metadata_version="2.1").encode(),
+             "pyproject.toml": pyproject.encode(),
+             "waiting_backend.py": WAITING_BACKEND.format(release=str(release)).encode()}
+    return out_dir / write_sdist(out_dir, "waitbuild", "1.0", files)
+
+
+def test_sigterm_keeps_the_lockfiles_of_the_sets_already_resolved(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    release = tmp_path / "release"
+    fixture_index.add_file(waiting_sdist(tmp_path / "files", release))
+    path = write_mirror(tmp_path, fixture_index, "  first:\n    requirements: [gamma]\n"
+                        "  second:\n    requirements: [yanky]\n"
+                        "  third:\n    requirements: [waitbuild]\n")
+    lockfiles = tmp_path / "lockfiles"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lockmirror", "lock", "--config", str(path), "--jobs", "1"],
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # first and second resolve (one at a time), third waits in its sdist's backend:
+        # the two done are written while it waits
+        deadline = time.monotonic() + 120
+        while (not (lockfiles / "pylock.second.toml").exists() and process.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert (lockfiles / "pylock.first.toml").exists(), "not written while third runs"
+        assert (lockfiles / "pylock.second.toml").exists(), "not written while third runs"
+        process.send_signal(signal.SIGTERM)
+    finally:
+        release.touch()  # the waiting backend returns; the lock then stops
+    _, said = process.communicate(timeout=120)
+    assert process.returncode == 143, said
+    assert ("lockmirror: terminated: what finished is kept and nothing half-written is in "
+            "place") in said and "Traceback" not in said, said
+    assert sorted(p.name for p in lockfiles.glob("pylock.*.toml")) == [
+        "pylock.first.toml", "pylock.second.toml"]
+    for name in ("first", "second"):
+        assert Lockfile.read(lockfiles / f"pylock.{name}.toml").packages

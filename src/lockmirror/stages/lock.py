@@ -5,8 +5,9 @@ Entries:
 
 - :func:`lock_sets` — resolve and write. All sets and targets share one
   index client (each page and metadata file fetched once) and run
-  concurrently. Its steps follow it; merging the targets' resolutions into
-  one lockfile is :mod:`lockmirror.stages.lock_merge`.
+  concurrently (:mod:`lockmirror.stages.lock_run`), each set written as soon
+  as all its targets are resolved. Its steps follow it; merging the targets'
+  resolutions into one lockfile is :mod:`lockmirror.stages.lock_merge`.
 - :func:`input_hash` (from :mod:`lockmirror.stages.lock_inputs`) — the hash of
   what shapes a set's lock; recorded in the lockfile with its named parts, so
   "is it current?" needs no network and no doit database, and a stale one says
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from packaging.version import Version
 from ..config import LoadedConfig
 from ..errors import LockmirrorError
 from ..formats.lockfile import Lockfile, read_input_hash
-from .lock_build import build_group, with_build_resolutions
+from .lock_build import build_group
 from .lock_inputs import input_hash, input_parts, what_changed
 from .lock_licenses import LicenseGate
 from .lock_merge import (
@@ -46,7 +46,8 @@ from .lock_merge import (
     skipped_notes,
     target_parts,
 )
-from .lock_watch import LockProgress, LocksFailed, Stopped, Watch, check_upgrade, in_context
+from .lock_run import resolve_all
+from .lock_watch import LockProgress, LocksFailed, Watch, check_upgrade
 
 if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is resolved
     from ..net.index_client import IndexClient
@@ -158,8 +159,9 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
     """Resolve each set of ``work`` (set -> the targets to resolve, checked
     names) for those targets: set -> (target -> its part, with the policy
     exceptions its lock used; the policy warnings). Options and errors as
-    :func:`lock_sets`; writes nothing itself: each set resolved for all its
-    targets is handed to ``on_set`` (set, parts, warnings). A failed set does
+    :func:`lock_sets`; writes nothing itself: each set is handed to ``on_set``
+    (set, parts, warnings) as soon as all its targets are resolved (so a lock
+    stopped by Ctrl-C or SIGTERM keeps the sets done). A failed set does
     not stop the others: when one of several failed, LocksFailed names each
     after the others were handed on (one set alone: its own error).
 
@@ -203,21 +205,21 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
                                (prefer or {}).get(key[0], {})) for key in keys}
     contexts = _contexts(loaded, client, keys, pins, watch, candidate_filter_for)
     failed: dict[str, LockmirrorError] = {}
-    results = _resolve_all(loaded, contexts, gates, watch, jobs, failed)
     resolved = {}
-    for set_name in names:
-        if set_name in failed:
-            continue
+
+    def set_done(set_name: str, per_target: dict[str, TargetLock]) -> None:
         resolved[set_name] = _set_parts(loaded, set_name,
-                                        {t: results[(set_name, t)] for t in work[set_name]},
+                                        {t: per_target[t] for t in work[set_name]},
                                         client, engines.get(set_name), gates.get(set_name))
-        if on_set is not None:
+        if on_set is not None:  # now: a lock stopped later keeps it
             on_set(set_name, *resolved[set_name])
+
+    resolve_all(loaded, contexts, gates, watch, jobs, failed, set_done)
     if len(names) == 1 and failed:
         raise failed[names[0]]
     if failed:
         raise LocksFailed({n: failed[n] for n in names if n in failed}, len(names))
-    return resolved
+    return {name: resolved[name] for name in names}
 
 
 def _pins_to_keep(previous: Lockfile | None, target: str, upgrade: Sequence[str],
@@ -258,55 +260,6 @@ def _contexts(loaded: LoadedConfig, client: IndexClient, keys: Sequence[tuple[st
                                           candidate_filter_for(set_name)),
             note=watch.noter((set_name, target_name)))
     return contexts
-
-
-def _resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], TargetContext],
-                 gates: Mapping[str, LicenseGate], watch: Watch, jobs: int,
-                 failed: dict[str, LockmirrorError]) -> dict[tuple[str, str], TargetLock]:
-    """Every (set, target) resolved, with its sdists' build requirements, ``jobs``
-    at a time (the network is the cost); errors placed at the set and target.
-    A set's first error goes into ``failed``, and its other targets give up
-    (the other sets go on). On Ctrl-C the rest is dropped, not waited for."""
-    from ..resolve.resolver import resolve_target
-
-    def run(key: tuple[str, str]) -> tuple[tuple[str, str], TargetLock]:
-        set_name, target_name = key
-        ctx = contexts[key]
-        resolve = gates[set_name].resolve if set_name in gates else resolve_target
-        watch.started(key)
-        try:
-            runtime = resolve(loaded.config.sets[set_name].requirements, ctx,
-                              root_label=set_name)
-            locked = with_build_resolutions(runtime, ctx, set_name, resolve)
-        except LockmirrorError as error:
-            raise in_context(error, loaded, set_name, target_name) from None
-        watch.finished(key)
-        return key, locked
-
-    results: dict[tuple[str, str], TargetLock] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run, key): key for key in contexts}
-        try:
-            for future in as_completed(futures):
-                set_name = futures[future][0]
-                try:
-                    key, locked = future.result()
-                except LockmirrorError as error:
-                    failed.setdefault(set_name, error)
-                    watch.stop(set_name)  # its other targets give up: it fails anyway
-                    continue
-                except Stopped:
-                    if set_name in failed:
-                        continue
-                    raise
-                results[key] = locked
-        except BaseException:
-            # Ctrl-C: what is queued never starts, and what runs gives up at its next
-            # candidate (all the pool's exit then waits for)
-            watch.stop()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    return results
 
 
 def _set_parts(loaded: LoadedConfig, set_name: str, per_target: Mapping[str, TargetLock],
