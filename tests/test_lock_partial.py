@@ -10,13 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from fixtureindex import FixtureIndex
 from fixtureindex.fixture_backend import core_metadata, write_sdist
 from helpers import subprocess_env
 from test_lock import write_mirror
 from test_lock_sdist_failures import failing_sdist
 
+from lockmirror.config import load_config
 from lockmirror.formats.lockfile import Lockfile
+from lockmirror.stages.lock import lock_sets
+from lockmirror.stages.lock_watch import LocksFailed
 
 # four sets: one that locks, a pin that does not exist, a conflict, an sdist that
 # does not build (and nothing else to take)
@@ -56,6 +60,21 @@ def test_every_failing_set_is_named_and_the_others_are_written(
     assert sorted(p.name for p in lockfiles.glob("pylock.*.toml")) == ["pylock.good.toml"]
     assert Lockfile.read(lockfiles / "pylock.good.toml").packages
     assert "pylock.good.toml: " in done.stdout and "(written)" in done.stdout, done.stdout
+
+
+def test_all_or_nothing_writes_no_set_when_one_fails(tmp_path: Path,
+                                                     fixture_index: FixtureIndex) -> None:
+    """What bump asks for: its commit holds every set's move or none."""
+    loaded = load_config(write_mirror(tmp_path, fixture_index, "  good:\n    requirements: "
+                                      "[gamma]\n  nopin:\n    requirements: [alpha==9.9]\n"))
+    with pytest.raises(LocksFailed) as info:
+        lock_sets(loaded, all_or_nothing=True)
+    assert list(info.value.failures) == ["nopin"] and not info.value.results
+    assert not list((tmp_path / "lockfiles").glob("pylock.*.toml"))
+    with pytest.raises(LocksFailed) as info:  # without it: the good set is written
+        lock_sets(loaded)
+    assert [r.set_name for r in info.value.results] == ["good"]
+    assert (tmp_path / "lockfiles" / "pylock.good.toml").exists()
 
 
 # an in-tree backend that waits until the test lets it go (then fails): a resolution
