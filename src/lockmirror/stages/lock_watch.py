@@ -108,7 +108,8 @@ def each_scope(scopes: Sequence[tuple[ScopeT, list[str]]],
 
 
 class Stopped(Exception):
-    """A resolution given up because the lock stopped (Ctrl-C, or another set failed)."""
+    """A resolution given up because the lock stopped (Ctrl-C), or another target of its
+    set failed."""
 
 
 class Watch:
