@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import Catalogue, FixtureIndex
-from test_lock import ARM, X86, write_mirror
+from test_lock import ARM, X86, versions, write_mirror
 
 from lockmirror import pipeline
 from lockmirror.cli import main
@@ -109,9 +109,10 @@ def test_a_plain_lock_after_the_cli_gather_changes_no_byte(
     assert lockfile.read_bytes() == before
 
 
-def refused(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """Run a gather that must fail: its one line; the lockfile as it was."""
-    lockfile = config.parent / "lockfiles" / "pylock.mixed.toml"
+def refused(config: Path, capsys: pytest.CaptureFixture[str], *args: str,
+            set_name: str = "mixed") -> str:
+    """Run a gather that must fail: its one line; ``set_name``'s lockfile as it was."""
+    lockfile = config.parent / "lockfiles" / f"pylock.{set_name}.toml"
     before = lockfile.read_bytes()
     capsys.readouterr()
     assert main(["lock", "--config", str(config), *args]) == 2
@@ -145,6 +146,52 @@ def test_a_stale_shard_is_refused(gathered: Path, tmp_path: Path,
     err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(tmp_path / "shards"))
     assert "stale shard: locked from other inputs than mirror.yaml gives set 'mixed'" in err
     assert f"--shard-dir {tmp_path / 'shards'})" in err  # the directory given, not its target's
+
+
+def test_shards_that_kept_different_lockfiles_pins_are_refused(
+        tmp_path: Path, fixture_index: FixtureIndex, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each shard job reads its own clone's committed lockfile for its pins; shards
+    made on two commits (the same mirror.yaml, the second `lock --upgrade alpha`)
+    would gather into a lockfile of one commit's versions for one target and the
+    other's for the other. The gather refuses them, writing nothing."""
+    root = tmp_path / "m"
+    root.mkdir()
+    config = write_mirror(root, fixture_index, "  k:\n    requirements: [beta]\n")
+    lockfile = root / "lockfiles" / "pylock.k.toml"
+    for name in [f for f in fixture_index.files if f.startswith("alpha-1.1")]:
+        fixture_index.remove_file(name)
+    assert main(["lock", "--config", str(config)]) == 0  # commit A: alpha 1.0 on x86
+    commit_a = lockfile.read_bytes()
+    fixture_index.reset()  # alpha 1.1 is back upstream
+    assert main(["lock", "--config", str(config), "--upgrade", "alpha"]) == 0  # commit B
+    commit_b = lockfile.read_bytes()
+    assert commit_a != commit_b
+    shards = tmp_path / "shards"
+    for commit, target in ((commit_a, X86), (commit_b, ARM)):  # each job its own clone
+        lockfile.write_bytes(commit)
+        assert main(["lock", "--config", str(config), "--set", "k", "--target", target,
+                     "--shard-dir", str(shards)]) == 0
+    assert versions(Lockfile.read(shard_path(shards, "k", X86)), X86)["alpha"] == "1.0"
+    gather = ("--set", "k", "--from-shards", str(shards))
+    err = refused(config, capsys, *gather, set_name="k")
+    assert "the shards of set 'k' kept the pins of different lockfiles" in err
+    assert str(shard_path(shards, "k", X86)) in err and str(shard_path(shards, "k", ARM)) in err
+    assert f"lockmirror lock --set k --target T --shard-dir {shards}` for T in {X86}, " \
+           f"{ARM}" in err
+
+    # both made again from commit B: gathered, the bytes commit B holds
+    assert main(["lock", "--config", str(config), "--set", "k", "--target", X86,
+                 "--shard-dir", str(shards)]) == 0
+    lockfile.write_bytes(commit_a)  # the gather job's checkout: the lockfile it rewrites
+    assert main(["lock", "--config", str(config), *gather]) == 0
+    assert lockfile.read_bytes() == commit_b
+
+    # a shard that does not say what it started from is not trusted
+    shard = shard_path(shards, "k", X86)
+    shard.write_text(re.sub(r"(?m)^pins-from = .*\n", "", shard.read_text()))
+    err = refused(config, capsys, *gather, set_name="k")
+    assert f"{shard}: records no pins-from" in err
+    assert f"lockmirror lock --set k --target {X86} --shard-dir {shards}" in err
 
 
 def test_a_shard_under_another_name_is_refused(gathered: Path, tmp_path: Path,

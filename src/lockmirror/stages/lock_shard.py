@@ -6,7 +6,9 @@ PEP 751 lockfile of that one target (installable there) that also keeps, per
 package, the condition under which each dependency group needs it
 (``[packages.tool.lockmirror] conditions``: group -> marker text, ``""`` for
 always), the one thing a lockfile's markers fold away. Its ``input-hash`` is
-the whole set's, so a shard made from another mirror.yaml is stale.
+the whole set's, so a shard made from another mirror.yaml is stale; its
+``pins-from`` names the lockfile whose pins it kept (``sha256:<hex>`` of the
+committed ``lockfiles/pylock.S.toml``, or ``none``).
 
 :func:`gather_shards` (``lockmirror lock --set S --from-shards DIR``) reads
 the shards of every target of S back into the
@@ -16,12 +18,15 @@ the shards of every target of S back into the
 itself merges the parts it resolved in memory: the gathered lockfile is the
 bytes a plain lock gives. The gather resolves nothing and uses no network. It
 refuses, before writing anything, a missing shard, a shard of a target the set
-does not have, and a stale shard.
+does not have, a stale shard, and shards of one set that kept the pins of
+different lockfiles (made from different commits: gathered, each target would
+keep its own commit's versions).
 """
 
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +37,7 @@ from packaging.utils import canonicalize_name
 from ..config import LoadedConfig
 from ..errors import InputError, LockmirrorError
 from ..formats.lockfile import RUNTIME_GROUP, Lockfile, read_document
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, sha256_file
 from .lock import LockResult, build_lockfile, resolve_parts, write_lockfile
 from .lock_inputs import input_hash
 from .lock_merge import TargetEntry, TargetPart
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["check_shard_options", "gather_shards", "lock_shards", "shard_path"]
 
 ALWAYS = ""  # a condition that always holds, as a shard file writes it
+NO_PINS = "none"  # pins-from of a shard that kept no lockfile's pins
 
 
 def shard_path(shard_dir: Path, set_name: str, target: str) -> Path:
@@ -111,12 +117,13 @@ def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str
                 raise LockmirrorError(
                     f"set '{name}' does not have target '{target}'", where=loaded.path.name,
                     hint=f"targets of set '{name}': {', '.join(covered)}")
+    pins_from = {name: _pins_from(loaded, name, upgrade_all) for name in names}
     out: list[LockResult] = []
 
     def write(name: str, parts: dict[str, TargetPart], warnings: tuple[str, ...]) -> None:
         for target, part in parts.items():
             path = shard_path(shard_dir, name, target)
-            lockfile, text = _shard_text(loaded, name, part, path)
+            lockfile, text = _shard_text(loaded, name, part, path, pins_from[name])
             written = atomic_write(path, text, only_if_changed=True)
             out.append(LockResult(name, path, lockfile, written, warnings))
 
@@ -138,8 +145,9 @@ def gather_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
     shards in ``shard_dir``. Every shard of every set is read and checked
     first; InputError (exit 2, one line naming the file) for a missing shard, a
     shard of a target the set does not have, a stale shard (another input hash
-    than mirror.yaml gives the set now) or a file that is not a shard; then
-    nothing is written. No network."""
+    than mirror.yaml gives the set now), shards of a set that kept the pins of
+    different lockfiles, or a file that is not a shard; then nothing is
+    written. No network."""
     from .tool_set import TOOL_SET, lock_scopes
 
     scopes = [(scope, names) for scope, names in lock_scopes(loaded, sets)
@@ -160,13 +168,24 @@ def _read_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
 # -- writing a shard ---------------------------------------------------------
 
 
-def _shard_text(loaded: LoadedConfig, set_name: str, part: TargetPart,
-                path: Path) -> tuple[Lockfile, str]:
+def _pins_from(loaded: LoadedConfig, set_name: str, upgrade_all: bool) -> str:
+    """What a shard of ``set_name`` keeps its pins from, as it records it: the
+    sha256 of the committed lockfile (which :func:`resolve_parts` reads), or
+    ``none`` (no lockfile, or ``--upgrade-all``, which keeps no pin)."""
+    path = loaded.lockfile_path(set_name)
+    if upgrade_all or not path.is_file():
+        return NO_PINS
+    return f"sha256:{sha256_file(path)}"
+
+
+def _shard_text(loaded: LoadedConfig, set_name: str, part: TargetPart, path: Path,
+                pins_from: str) -> tuple[Lockfile, str]:
     """The shard's lockfile (checked as a lockfile is) and its text."""
     import tomli_w
 
     lockfile = build_lockfile(loaded, set_name, {part.target: part}, path)
     data = lockfile.to_pylock().to_dict()
+    data["tool"]["lockmirror"]["pins-from"] = pins_from
     conditions = {(str(e.name), str(e.version)): e.conditions for e in part.entries}
     for package in data.get("packages", []):
         package["tool"]["lockmirror"]["conditions"] = {
@@ -192,19 +211,43 @@ def _read_set(loaded: LoadedConfig, set_name: str, shard_dir: Path) -> dict[str,
                              f"have in {loaded.path.name} (its targets: {', '.join(covered)})",
                              where=str(path), hint="remove the file, or add the target to the "
                              "set and lock that shard")
-    parts = {}
+    parts, pins_from = {}, {}
     for target in covered:
         path = shard_path(shard_dir, set_name, target)
         if not path.is_file():
             raise InputError(f"the shard of set '{set_name}' for target '{target}' is missing",
                              where=str(path), hint=f"run `lockmirror lock --set {set_name} "
                              f"--target {target} --shard-dir {shard_dir}` (one job per target)")
-        parts[target] = _read_shard(loaded, set_name, target, path)
+        parts[target], pins_from[path] = _read_shard(loaded, set_name, target, path)
+    _check_same_pins(set_name, covered, shard_dir, pins_from)
     return parts
 
 
-def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) -> TargetPart:
-    """The part a shard file holds; InputError if it is not that shard, or stale."""
+def _check_same_pins(set_name: str, targets: Sequence[str], shard_dir: Path,
+                     pins_from: dict[Path, str]) -> None:
+    """InputError naming the shards unless all of ``pins_from`` (shard -> the
+    lockfile whose pins it kept) are one: shards locked from different commits'
+    lockfiles would each keep their own commit's versions, gathered side by side."""
+    if len(set(pins_from.values())) <= 1:
+        return
+    kept = ", ".join(f"{path} from {_short(start)}" for path, start in pins_from.items())
+    raise InputError(f"the shards of set '{set_name}' kept the pins of different lockfiles "
+                     f"(made from different commits): {kept}", where=str(shard_dir),
+                     hint=f"make every shard again from one commit, one job per target: "
+                          f"`lockmirror lock --set {set_name} --target T --shard-dir "
+                          f"{shard_dir}` for T in {', '.join(targets)}")
+
+
+def _short(pins_from: str) -> str:
+    """A recorded pins-from as the refusal prints it (a lockfile's hash cut to 12)."""
+    return "no lockfile" if pins_from == NO_PINS else f"lockfile {pins_from[:19]}"
+
+
+def _read_shard(loaded: LoadedConfig, set_name: str, target: str,
+                path: Path) -> tuple[TargetPart, str]:
+    """The part a shard file holds and its pins-from; InputError if it is not
+    that shard, or stale."""
+    again = _lock_again(set_name, target, path.parent.parent)
     data = read_document(path)
     conditions = _pop_conditions(data, path)
     lockfile = Lockfile.from_toml(data, where=str(path))
@@ -216,8 +259,8 @@ def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) ->
     if lockfile.input_hash != input_hash(loaded, set_name):
         raise InputError(f"stale shard: locked from other inputs than {loaded.path.name} gives "
                          f"set '{set_name}' now", where=str(path),
-                         hint=f"lock it again: lockmirror lock --set {set_name} --target "
-                              f"{target} --shard-dir {path.parent.parent}")
+                         hint=f"lock it again: {again}")
+    pins_from = _pins_from_of(data["tool"]["lockmirror"], path, again)
     entries = []
     groups = {RUNTIME_GROUP, *lockfile.build_groups}
     for package in sorted(lockfile.packages, key=lambda p: (p.name, p.version)):
@@ -236,7 +279,12 @@ def _read_shard(loaded: LoadedConfig, set_name: str, target: str, path: Path) ->
                       lockfile.backend_not_asked.get(target),
                       tuple((r["package"], r["version"], r["reason"])
                             for r in lockfile.skipped_builds),
-                      lockfile.exceptions_used, lockfile.policy_findings)
+                      lockfile.exceptions_used, lockfile.policy_findings), pins_from
+
+
+def _lock_again(set_name: str, target: str, shard_dir: Path) -> str:
+    """The command that makes the shard of ``set_name`` for ``target`` again."""
+    return f"lockmirror lock --set {set_name} --target {target} --shard-dir {shard_dir}"
 
 
 def _check_conditions(conditions: dict[str, str], groups: set[str], release: str,
@@ -260,6 +308,21 @@ def _check_conditions(conditions: dict[str, str], groups: set[str], release: str
                              ) from None
     if not conditions:
         raise InputError(f"{release}: its conditions table is empty", where=str(path))
+
+
+def _pins_from_of(tool: dict[str, Any], path: Path, again: str) -> str:
+    """The ``pins-from`` of a shard's ``[tool.lockmirror]`` table, checked
+    (``again``: the command that makes the shard again)."""
+    pins_from = tool.get("pins-from")
+    if pins_from is None:
+        raise InputError("records no pins-from (the lockfile whose pins it kept): not a shard "
+                         "written by this lockmirror", where=str(path),
+                         hint=f"make it again: {again}")
+    if not isinstance(pins_from, str) or not re.fullmatch(r"none|sha256:[0-9a-f]{64}",
+                                                          pins_from):
+        raise InputError(f"tool.lockmirror.pins-from is not 'none' or 'sha256:<hex>': "
+                         f"{pins_from!r}", where=str(path), hint=f"make it again: {again}")
+    return pins_from
 
 
 def _pop_conditions(data: dict[str, Any], path: Path) -> dict[tuple[str, str], dict[str, str]]:
