@@ -215,6 +215,25 @@ def test_damaged_conditions_are_refused(gathered: Path, tmp_path: Path,
     assert "conditions name group 'nightly', which the shard does not declare" in err
 
 
+def test_a_shard_cut_short_is_refused_naming_the_command_that_makes_it(
+        gathered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An artifact cut short in transit reads as a damaged lockfile; the hint names
+    the shard's own command, not `doit lock` (which makes no shard)."""
+    shards = tmp_path / "shards"
+    shard = shard_path(shards, "mixed", ARM)
+    text = shard.read_text()
+    command = f"lock it again: lockmirror lock --set mixed --target {ARM} --shard-dir {shards})"
+    for end, message in ((text.index("[tool.lockmirror]"),
+                          "lockfile has no [tool.lockmirror] section"),
+                         (text.index("[[packages]]"), "not a valid PEP 751 lockfile"),
+                         (text.index("[[packages.wheels]]"), "not a valid PEP 751 lockfile"),
+                         (text.index("[[packages.wheels]]") + 4, "not valid TOML")):
+        shard.write_text(text[:end])
+        err = refused(gathered, capsys, "--set", "mixed", "--from-shards", str(shards))
+        assert f"{shard}: {message}" in err and err.rstrip().endswith(command), (end, err)
+        assert "doit lock" not in err
+
+
 def test_a_gather_checks_every_shard_before_writing_any_lockfile(
         gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -246,20 +246,22 @@ def _short(pins_from: str) -> str:
 def _read_shard(loaded: LoadedConfig, set_name: str, target: str,
                 path: Path) -> tuple[TargetPart, str]:
     """The part a shard file holds and its pins-from; InputError if it is not
-    that shard, or stale."""
-    again = _lock_again(set_name, target, path.parent.parent)
-    data = read_document(path)
-    conditions = _pop_conditions(data, path)
-    lockfile = Lockfile.from_toml(data, where=str(path))
+    that shard (damaged, cut short), or stale, each hint naming the command
+    that makes the shard again (a lockfile's hint, `doit lock`, makes none)."""
+    again = f"lock it again: {_lock_again(set_name, target, path.parent.parent)}"
+    try:
+        data = read_document(path)
+        conditions = _pop_conditions(data, path)
+        lockfile = Lockfile.from_toml(data, where=str(path))
+    except InputError as error:
+        raise InputError(error.message, where=error.where, hint=again) from None
     if lockfile.set_name != set_name or [t.name for t in lockfile.targets] != [target]:
         held = ", ".join(t.name for t in lockfile.targets)
         raise InputError(f"holds set '{lockfile.set_name}' on target(s) {held}, not set "
-                         f"'{set_name}' on target '{target}'", where=str(path),
-                         hint="lock the shard again into its own file")
+                         f"'{set_name}' on target '{target}'", where=str(path), hint=again)
     if lockfile.input_hash != input_hash(loaded, set_name):
         raise InputError(f"stale shard: locked from other inputs than {loaded.path.name} gives "
-                         f"set '{set_name}' now", where=str(path),
-                         hint=f"lock it again: {again}")
+                         f"set '{set_name}' now", where=str(path), hint=again)
     pins_from = _pins_from_of(data["tool"]["lockmirror"], path, again)
     entries = []
     groups = {RUNTIME_GROUP, *lockfile.build_groups}
@@ -267,8 +269,10 @@ def _read_shard(loaded: LoadedConfig, set_name: str, target: str,
         key = (str(package.name), str(package.version))
         if key not in conditions:
             raise InputError(f"{package.name} {package.version} has no conditions: not a "
-                             "shard written by `lockmirror lock --shard-dir`", where=str(path))
-        _check_conditions(conditions[key], groups, f"{package.name} {package.version}", path)
+                             "shard written by `lockmirror lock --shard-dir`", where=str(path),
+                             hint=again)
+        _check_conditions(conditions[key], groups, f"{package.name} {package.version}", path,
+                          again)
         entries.append(TargetEntry(
             name=package.name, version=package.version,
             conditions={g: None if c == ALWAYS else c for g, c in conditions[key].items()},
@@ -288,40 +292,40 @@ def _lock_again(set_name: str, target: str, shard_dir: Path) -> str:
 
 
 def _check_conditions(conditions: dict[str, str], groups: set[str], release: str,
-                      path: Path) -> None:
-    """InputError unless every group is one the shard declares and every
-    condition is empty (always) or a PEP 508 marker."""
+                      path: Path, again: str) -> None:
+    """InputError (its hint ``again``) unless every group is one the shard
+    declares and every condition is empty (always) or a PEP 508 marker."""
     from packaging.markers import InvalidMarker, Marker
 
     for group, condition in conditions.items():
         if group not in groups:
             raise InputError(f"{release}: conditions name group {group!r}, which the shard "
                              "does not declare", where=str(path),
-                             hint="lock the shard again with `lockmirror lock --shard-dir`")
+                             hint=again)
         try:
             if condition != ALWAYS:
                 Marker(condition)
         except InvalidMarker:
             raise InputError(f"{release}: the condition for group {group!r} is not a marker: "
                              f"{condition!r}", where=str(path),
-                             hint="lock the shard again with `lockmirror lock --shard-dir`"
-                             ) from None
+                             hint=again) from None
     if not conditions:
-        raise InputError(f"{release}: its conditions table is empty", where=str(path))
+        raise InputError(f"{release}: its conditions table is empty", where=str(path),
+                         hint=again)
 
 
 def _pins_from_of(tool: dict[str, Any], path: Path, again: str) -> str:
     """The ``pins-from`` of a shard's ``[tool.lockmirror]`` table, checked
-    (``again``: the command that makes the shard again)."""
+    (``again``: the hint naming the command that makes the shard again)."""
     pins_from = tool.get("pins-from")
     if pins_from is None:
         raise InputError("records no pins-from (the lockfile whose pins it kept): not a shard "
                          "written by this lockmirror", where=str(path),
-                         hint=f"make it again: {again}")
+                         hint=again)
     if not isinstance(pins_from, str) or not re.fullmatch(r"none|sha256:[0-9a-f]{64}",
                                                           pins_from):
         raise InputError(f"tool.lockmirror.pins-from is not 'none' or 'sha256:<hex>': "
-                         f"{pins_from!r}", where=str(path), hint=f"make it again: {again}")
+                         f"{pins_from!r}", where=str(path), hint=again)
     return pins_from
 
 
