@@ -312,6 +312,37 @@ jobs:
                                               "job publish takes store-* unchecked"]
 
 
+def _uploads_a_rerun_refuses(data: dict[str, Any]) -> list[str]:
+    """The artifact uploads a re-run of their job would fail: actions/upload-artifact v4+
+    answers 409 Conflict to a name the run already holds, and a re-run job is the same
+    run, so each upload says `overwrite: true` (or its name carries the run attempt)."""
+    return [f"job {name} uploads {step['with']['name']} without overwrite: true"
+            for name, job in data["jobs"].items() for step in job.get("steps", [])
+            if step.get("uses", "").startswith("actions/upload-artifact@")
+            and step["with"].get("overwrite") is not True
+            and "github.run_attempt" not in step["with"]["name"]]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_a_rerun_job_can_upload_its_artifacts_again(path: Path) -> None:
+    assert _uploads_a_rerun_refuses(_load(path)) == []
+
+
+def test_the_rerun_rule_really_checks() -> None:
+    workflow = yaml.safe_load("""
+jobs:
+  shard:
+    steps:
+      - {uses: actions/upload-artifact@x, with: {name: "store-${{ matrix.set }}", path: s/}}
+      - {uses: actions/upload-artifact@x, with: {name: a, path: a/, overwrite: true}}
+      - {uses: actions/upload-artifact@x, with: {name: "b-${{ github.run_attempt }}", path: b/}}
+      - {uses: actions/upload-artifact@x, with: {name: c, path: c/, overwrite: "false"}}
+""")
+    assert _uploads_a_rerun_refuses(workflow) == [
+        "job shard uploads store-${{ matrix.set }} without overwrite: true",
+        "job shard uploads c without overwrite: true"]
+
+
 def test_the_install_step_reads_the_tool_lockfile(tmp_path: Path) -> None:
     """The hashed requirements the install step writes: one line per package of the
     tool lockfile, each with every wheel's sha256; the build backend pinned by hash."""
