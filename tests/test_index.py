@@ -300,11 +300,13 @@ def test_copies_laid_out_by_another_writer_are_written_again(
     before rtoml, or another rtoml version) gets them written again on the
     next run, although no lockfile changed: the copies depend on their writer."""
     from lockmirror.stages import index as index_stage
+    from lockmirror.stages import index_sets
 
-    real = index_stage.relocate_document
+    real = index_sets.relocate_document
     with monkeypatch.context() as patch:
-        patch.setattr(index_stage, "COPY_FORMAT", "an earlier writer")
-        patch.setattr(index_stage, "relocate_document",
+        for module in (index_stage, index_sets):  # the run's key, the set's record
+            patch.setattr(module, "COPY_FORMAT", "an earlier writer")
+        patch.setattr(index_sets, "relocate_document",
                       lambda *args, **kwargs: b"# laid out otherwise\n" + real(*args, **kwargs))
         build(own_mirror)
     copy = own_mirror.out / "lockfiles" / "pylock.core.toml"
@@ -420,7 +422,7 @@ def test_missing_store_file_is_named_and_nothing_is_published(own_mirror: Fixtur
     own_mirror.store.path(beta.sha256).unlink()
     with pytest.raises(NotFoundError, match=re.escape(beta.filename)) as error:
         build(own_mirror)
-    assert "doit fetch" in str(error.value)
+    assert "run `lockmirror fetch --set core`" in str(error.value)
     assert not own_mirror.out.exists()
     assert not list(own_mirror.root.glob(".dist-index.staging-*"))
 
@@ -448,6 +450,23 @@ def test_missing_store_file_leaves_the_previous_tree(own_mirror: FixtureMirror) 
     with pytest.raises(NotFoundError, match="not in the store"):
         build(own_mirror)
     assert tree_bytes(own_mirror.out) == before
+
+
+def test_files_missing_from_the_store_name_the_sets_that_lock_them(
+        own_mirror: FixtureMirror) -> None:
+    """In a CI matrix each set's own job fetches its files into the store: the hint
+    names the fetch of the sets that lock what is missing."""
+    def missing(*releases: tuple[str, str]) -> str | None:
+        for name, version in releases:
+            own_mirror.store.path(own_mirror.catalogue.find(name, version).sha256).unlink()
+        with pytest.raises(NotFoundError, match="not in the store") as caught:
+            build(own_mirror)
+        return caught.value.hint
+
+    assert missing(("beta", "1.0")) == "locked by set core: run `lockmirror fetch --set core`"
+    assert missing(("yanky", "1.0")) == ("locked by sets core, extra: run `lockmirror fetch "
+                                         "--set core,extra`")  # beta still missing
+    assert not own_mirror.out.exists()
 
 
 @pytest.mark.parametrize("fresh", [True, False])

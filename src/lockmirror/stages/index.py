@@ -59,7 +59,7 @@ from ..formats.landing_page import (
     public_url,
 )
 from ..formats.manifest import MANIFEST_NAME
-from ..formats.mirror_lockfile import COPY_FORMAT, relocate_document, relocate_lockfile
+from ..formats.mirror_lockfile import COPY_FORMAT
 from ..formats.pages import (
     Release,
     constraints_text,
@@ -79,12 +79,15 @@ from .index_sets import (
     LockfileInput,
     PackageSet,
     constraint_pins,
+    fetch_hint,
     group_projects,
     hash_lockfiles,
     keep_rows,
+    lockfile_copy,
     merge_project,
     normalized_releases,
     read_sets,
+    set_record,
     set_summary,
 )
 from .index_tree import Tree
@@ -314,7 +317,7 @@ class _Run:
         changed = {name: merge_project(name, rows)
                    for name, (_digest, rows) in projects.items() if name not in self.projects}
         self.progress(f"{len(changed)} of {len(projects)} projects changed")
-        self._place_files(tree, changed)
+        self._place_files(tree, changed, sets + kept)
         for name, releases in changed.items():
             tree.put(f"simple/{name}/index.html", project_html(name, releases).encode())
             tree.put(f"simple/{name}/index.json", project_json(name, releases).encode())
@@ -346,36 +349,38 @@ class _Run:
                                         exclude=self.exclude)
         return summary
 
-    def _place_files(self, tree: Tree, releases: dict[str, list[Release]]) -> None:
+    def _place_files(self, tree: Tree, releases: dict[str, list[Release]],
+                     sets: list[PackageSet]) -> None:
         """Link (or copy) every file of the changed projects, .metadata files
         included, before any page links to them; then report all files
-        missing from the store at once."""
-        missing: list[str] = []
+        missing from the store at once, with the ``sets`` that lock them."""
+        missing: dict[str, str] = {}  # sha256 -> the file as the error names it
         for name, project_releases in releases.items():
             for release in project_releases:
                 for file in release.files:
                     rel = f"files/{name}/{file.filename}"
                     if not tree.place(rel, file.sha256, file.size):
-                        missing.append(f"{file.filename} ({file.sha256[:12]})")
+                        missing[file.sha256] = f"{file.filename} ({file.sha256[:12]})"
                     if file.metadata_sha256 and not tree.place(
                             rel + ".metadata", file.metadata_sha256, None):
-                        missing.append(f"{file.filename}.metadata "
-                                       f"({file.metadata_sha256[:12]})")
+                        missing[file.metadata_sha256] = (f"{file.filename}.metadata "
+                                                         f"({file.metadata_sha256[:12]})")
         if missing:
-            shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
-            raise NotFoundError(f"{plural(len(missing), 'locked file')} "
-                                f"{'is' if len(missing) == 1 else 'are'} not in the store: {shown}",
-                                where=self.store.identity, hint="run `doit fetch`")
+            shown = list(missing.values())
+            listed = "; ".join(shown[:5]) + ("; ..." if len(shown) > 5 else "")
+            raise NotFoundError(f"{plural(len(shown), 'locked file')} "
+                                f"{'is' if len(shown) == 1 else 'are'} not in the store: {listed}",
+                                where=self.store.identity, hint=fetch_hint(sets, missing))
 
     def _write_set(self, tree: Tree, locked: PackageSet) -> None:
         """A set's lockfile copy and constraints, unless its lockfile and
         exclusions are those of the last run."""
         paths = [f"lockfiles/pylock.{locked.name}.toml",
                  *(f"constraints/{locked.name}-{t.name}.txt" for t in locked.targets)]
-        if (self.previous.get("sets", {}).get(locked.name) == _set_record(locked, self.exclude)
+        if (self.previous.get("sets", {}).get(locked.name) == set_record(locked, self.exclude)
                 and tree.keep_files(paths)):
             return
-        tree.put(paths[0], _lockfile_copy(locked))
+        tree.put(paths[0], lockfile_copy(locked))
         for target in locked.targets:
             pins = constraint_pins(locked.rows, target.name)
             tree.put(f"constraints/{locked.name}-{target.name}.txt",
@@ -398,38 +403,17 @@ class _Run:
             "manifest": fs.stat_key(self.out_dir / MANIFEST_NAME),
             "dirs": dirs, "tree": fs.tree_key(self.out_dir, dirs),
             "projects": self.projects,
-            "sets": {s.name: _set_record(s, self.exclude) for s in sets},
+            "sets": {s.name: set_record(s, self.exclude) for s in sets},
             "sbom": self.sbom_key,
         }
         atomic_write(self.state_dir / STATE_NAME, json.dumps(state, sort_keys=True) + "\n",
                      fsync=False)
 
 
-def _lockfile_copy(locked: PackageSet) -> bytes:
-    """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
-    mirror's own (relative PEP 751 paths), so it installs behind the gap."""
-    where = str(locked.input.path)
-    if locked.document is not None:  # parsed (and validated) in this run
-        return relocate_document(locked.document, locked.input.read(), where=where)
-    return relocate_lockfile(locked.input.read(), where=where)
-
-
-# --------------------------------------------------------------------------
-# Projects and sets
-# --------------------------------------------------------------------------
-
 def _summary(projects: dict[str, list[Any]]) -> dict[str, int]:
     """IndexResult's counts from the projects' state records ([digest, files, size])."""
     return {"projects": len(projects), "files": sum(int(r[1]) for r in projects.values()),
             "total_size": sum(int(r[2]) for r in projects.values())}
-
-
-def _set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[Any]:
-    """What a set's files depend on besides its name: its lockfile, the
-    releases of it left out and what lays out the lockfile copy."""
-    excluded = {(row.name, row.version) for row in locked.rows} & exclude
-    return [locked.input.sha256, sorted([name, version] for name, version in excluded),
-            COPY_FORMAT]
 
 
 def provenance_of(mirror_yaml: Path | None) -> Provenance:

@@ -9,7 +9,10 @@ state, named by the lockfile's sha256 (:func:`keep_rows`), and later runs
 read them instead, as dumb-pypi takes the previous package list. Names and
 file names that would be unsafe in a path are refused here.
 :func:`group_projects` and :func:`merge_project` give each project's rows over
-every set and its releases; :func:`set_summary` a set's landing-page summary.
+every set and its releases; :func:`set_summary` a set's landing-page summary,
+:func:`lockfile_copy` its lockfile as the index serves it, :func:`set_record`
+what its files depend on, :func:`fetch_hint` the command that fetches files
+the store lacks, naming the sets that lock them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import InputError, IntegrityError, LockmirrorError, NotFoundError
 from ..formats.landing_page import SetPackage, SetSummary, SetTarget
+from ..formats.mirror_lockfile import COPY_FORMAT, relocate_document, relocate_lockfile
 from ..formats.pages import IndexFile, Release
 from ..fsutil import atomic_write, sha256_bytes
 from ..timeutil import as_utc
@@ -331,6 +335,35 @@ def set_summary(locked: PackageSet, excluded: frozenset[tuple[str, str]],
     return SetSummary(name=locked.name, requirements=locked.requirements,
                       targets=locked.targets, packages=tuple(packages),
                       input_hash=locked.input_hash, total_size=sum(sizes.values()))
+
+
+def lockfile_copy(locked: PackageSet) -> bytes:
+    """``lockfiles/pylock.<set>.toml``: the lockfile with its files pointing at the
+    mirror's own (relative PEP 751 paths), so it installs behind the gap."""
+    where = str(locked.input.path)
+    if locked.document is not None:  # parsed (and validated) in this run
+        return relocate_document(locked.document, locked.input.read(), where=where)
+    return relocate_lockfile(locked.input.read(), where=where)
+
+
+def set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[Any]:
+    """What a set's files depend on besides its name: its lockfile, the
+    releases of it left out and what lays out the lockfile copy."""
+    excluded = {(row.name, row.version) for row in locked.rows} & exclude
+    return [locked.input.sha256, sorted([name, version] for name, version in excluded),
+            COPY_FORMAT]
+
+
+def fetch_hint(sets: Iterable[PackageSet], missing: Collection[str]) -> str:
+    """The hint for locked files the store lacks (``missing``: their sha256, a
+    wheel's metadata file's too): the fetch of the sets that lock them (in a CI
+    matrix each set's own job fetches them), by name."""
+    names = sorted({locked.name for locked in sets for row in locked.rows for file in row.files
+                    if file.sha256 in missing or file.metadata_sha256 in missing})
+    if not names:
+        return "run `doit fetch`"
+    return (f"locked by set{'s' if len(names) > 1 else ''} {', '.join(names)}: "
+            f"run `lockmirror fetch --set {','.join(names)}`")
 
 
 def constraint_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str]]:
