@@ -70,6 +70,34 @@ def test_the_cli_in_a_project_works_where_doit_does_and_records_its_pass(
     assert not (verify / PASS_RECORD).exists()
 
 
+def test_the_projects_index_built_from_other_lockfiles_is_refused_before_installing(
+        tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: `check-install --set web` passed on a dist-index/
+    whose copy of web's lockfile lacked a package the checkout's lockfile has (a
+    lock since the index, or a dist-index artifact of another commit): its pass
+    vouched for a lockfile no installer read."""
+    project = tmp_path / "project"
+    project.mkdir()
+    config = project / "mirror.yaml"
+    config.write_text(mirror_yaml(fixture_index.url, {"web": ["beta==1.0"], "cli": ["alpha"]}))
+    monkeypatch.chdir(project)
+    assert run_doit("index") == 0
+    config.write_text(config.read_text().replace("[beta==1.0]", "[beta==1.0, gamma]"))
+    assert main(["lock", "--set", "web"]) == 0  # the checkout's web locks gamma; the index not
+    capsys.readouterr()
+
+    for limited in (["--set", "web"], []):
+        assert main(["check-install", *limited, "--installer", "uv", "--file"]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"lockmirror: error: {project / 'dist-index'} was built from other lockfiles "
+            "(set web): run `doit index`"]
+        assert not (project / ".cache" / "verify").exists()  # nothing installed, nor fetched
+    assert main(["check-install", "--set", "cli", "--file", "--no-install"]) == 0  # current
+    assert run_doit("index") == 0
+    assert main(["check-install", "--set", "web", "--file", "--no-install"]) == 0
+
+
 @pytest.fixture(scope="module")
 def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
     return make_built_mirror(catalogue, tmp_path_factory.mktemp("doors-mirror"))

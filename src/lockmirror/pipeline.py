@@ -159,6 +159,7 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import UrlRule
     from .net.s3_store import store_of
+    from .stages.disk_usage import budget_notes
     from .stages.index import DEFAULT_TITLE, build_index
 
     sources = None
@@ -168,7 +169,7 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     if loaded is not None and not lockfiles:
         written, kept = retained if retained is not None else retained_lockfiles(loaded)
         kept_for = {path: revision.note for path, revision in written.items()}
-        notes = (*kept.notes, *_over_budget(loaded, kept))
+        notes = (*kept.notes, *budget_notes(loaded, kept))
     if loaded is not None:
         lockfiles = lockfiles or [loaded.lockfile_path(name) for name in loaded.config.sets]
         store, out = store or store_of(loaded), out or loaded.index_dir
@@ -189,22 +190,6 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     return replace(built, notes=notes) if notes else built
 
 
-def _over_budget(loaded: LoadedConfig, kept: Retention) -> list[str]:
-    """``retention.max_size`` checked against the current and kept locks: the
-    warning line (``over_size: warn``), none within it; LockmirrorError under
-    ``over_size: fail``."""
-    from .errors import LockmirrorError
-    from .stages.disk_usage import mirror_usage, over_budget
-
-    rule = loaded.config.retention
-    problem = over_budget(mirror_usage(loaded, kept), rule) if rule.max_size is not None else None
-    if problem is not None and rule.over_size == "fail":
-        raise LockmirrorError(problem, where=str(loaded.path),
-                              hint="raise retention.max_size, lower lock_revisions or days, "
-                                   "or drop packages; nothing was written")
-    return [f"warning: {problem}"] if problem is not None else []
-
-
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
                   sets: Sequence[str] | None = None, targets: Sequence[str] | None = None,
                   installers: Sequence[str] | None = None, index_url: str | None = None,
@@ -213,11 +198,19 @@ def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,
     """Install every set from the index (default ``paths.index``; ``dist-index`` without a
     mirror.yaml) alone with the far side's installers. On ``paths.index`` the run works in
     (default) and records its pass in ``<paths.cache>/verify``, which doit's check reads
-    (:mod:`lockmirror.stages.check_install_work`). The caller raises its failures."""
+    (:mod:`lockmirror.stages.check_install_work`), once the index is found built from the
+    project's lockfiles (else LockmirrorError). The caller raises its failures."""
     from .stages.check_install import TRANSPORTS, verify_closure
-    from .stages.check_install_work import record_before, record_pass, where_to_check
+    from .stages.check_install_work import (
+        record_before,
+        record_pass,
+        require_built_from,
+        where_to_check,
+    )
 
     index_dir, verify = where_to_check(loaded, index_dir)  # verify: None off paths.index
+    if loaded is not None and verify is not None:  # the project's own index: of its lockfiles
+        require_built_from(loaded, index_dir, sets)
     recorded = None if index_url else verify  # a deployed mirror's run records nothing
     record = record_before(recorded, index_dir)  # the index as the run found it
     report = verify_closure(index_dir, sets=sets, targets=targets, index_url=index_url,

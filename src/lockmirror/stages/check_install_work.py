@@ -8,7 +8,9 @@ check-install`` share ``<paths.cache>/verify/`` (:func:`where_to_check`):
 (:func:`record_pass`): the sha256 of what installers read from the index
 (:meth:`~lockmirror.formats.manifest.Manifest.installable`) and the installer
 matrix that read it. While neither changed, the index needs no new run
-(:func:`passed`: doit's up-to-date check).
+(:func:`passed`: doit's up-to-date check). A run there first makes sure the
+index was built from the project's lockfiles (:func:`require_built_from`): a
+pass on another lock's index would vouch for lockfiles it never installed.
 
 Anywhere else (a directory and no mirror.yaml) a run works in
 ``$TMPDIR/lockmirror-verify-<pid>-XXXXXXXX`` (:func:`temporary_work_dir`) and
@@ -23,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +61,46 @@ def where_to_check(loaded: LoadedConfig | None, index_dir: Path | None
     if loaded is None or Path(index_dir).resolve() != loaded.index_dir.resolve():
         return Path(index_dir), None
     return Path(index_dir), loaded.cache_dir / "verify"
+
+
+def require_built_from(loaded: LoadedConfig, index_dir: Path,
+                       sets: Sequence[str] | None) -> None:
+    """Refuse the project's index when it was built from other lockfiles than the
+    checkout's (a lock since the last index, an index artifact of another commit):
+    for each of ``sets`` (default: every set of mirror.yaml and of the index), the
+    lockfile copy it serves (``lockfiles/pylock.<set>.toml``, what installers read)
+    must be the checkout's lockfile relocated as the index stage relocates it
+    (:func:`~lockmirror.formats.mirror_lockfile.relocate_lockfile`), or neither be
+    there. An index holding no copy is left to check-install's own refusal.
+    LockmirrorError naming the sets, before anything is installed. Costs a read of
+    each lockfile and its copy, and a relocation."""
+    from ..formats.mirror_lockfile import relocate_lockfile
+
+    served = {path.name.removeprefix("pylock.").removesuffix(".toml")
+              for path in (index_dir / "lockfiles").glob("pylock.*.toml")}
+    if not served:
+        return
+    differ = []
+    for name in sets or sorted(served | set(loaded.config.sets)):
+        path = loaded.lockfile_path(name)
+        locked = _read(path) if name in loaded.config.sets else None
+        mine = None if locked is None else relocate_lockfile(locked, where=str(path))
+        if mine != _read(index_dir / "lockfiles" / path.name):
+            differ.append(name)
+    if differ:
+        raise LockmirrorError(f"{index_dir} was built from other lockfiles (set"
+                              f"{'s' if len(differ) > 1 else ''} {', '.join(differ)}): "
+                              "run `doit index`")
+
+
+def _read(path: Path) -> bytes | None:
+    """The bytes of ``path``; None when there is no such file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LockmirrorError(f"cannot read: {exc.strerror}", where=str(path)) from None
 
 
 def pass_record(index_dir: Path) -> bytes:

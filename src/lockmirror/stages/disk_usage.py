@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from ..config import TOOL_SET, LoadedConfig
 from ..config_schema import RetentionConfig
+from ..errors import LockmirrorError
 from ..formats.lockfile import LockedFile, LockedPackage, Lockfile
 from ..fsutil import format_size, parse_size
 from ..targets import Target
@@ -134,6 +135,19 @@ def over_budget(usage: Usage, rule: RetentionConfig) -> str | None:
     named = ", ".join(f"{name} {format_size(size)}" for name, size in usage.largest[:3])
     return (f"the mirror would hold {format_size(usage.total_size)}, over retention.max_size "
             f"{format_size(max_size)} (largest sets: {named_sets}; largest releases: {named})")
+
+
+def budget_notes(loaded: LoadedConfig, kept: Retention) -> list[str]:
+    """``retention.max_size`` checked against the current and kept locks before an
+    index is built: the warning line (``over_size: warn``), none within it;
+    LockmirrorError under ``over_size: fail``."""
+    rule = loaded.config.retention
+    problem = over_budget(mirror_usage(loaded, kept), rule) if rule.max_size is not None else None
+    if problem is not None and rule.over_size == "fail":
+        raise LockmirrorError(problem, where=str(loaded.path),
+                              hint="raise retention.max_size, lower lock_revisions or days, "
+                                   "or drop packages; nothing was written")
+    return [f"warning: {problem}"] if problem is not None else []
 
 
 def _file_count(count: int) -> str:
