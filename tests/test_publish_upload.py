@@ -455,11 +455,19 @@ def test_an_unreachable_repository_stops_the_upload_at_the_first_file(
     """The pages answer, the upload URL does not (a server gone mid-publish): one
     error, and no other file pays the retries again."""
     dest = destination(pypiserver).model_copy(update={"url": "http://127.0.0.1:9/"})
+    events: list[str] = []
     with pytest.raises(PublishError) as error:
-        publish(index_tree, dest, environ=credentials(pypiserver))
+        publish(index_tree, dest, environ=credentials(pypiserver),
+                progress=lambda event: events.append(event.message))
     assert str(error.value).startswith("http://127.0.0.1:9/: cannot upload to "
                                        "http://127.0.0.1:9/: the connection was refused")
     assert "not published" not in str(error.value) and "nothing more was tried" in str(error.value)
+    # -v's line for the file: nobody refused it, it failed to reach the server (found by
+    # an outside tester: it said "refused")
+    failed = [message for message in events if message.startswith("failed ")]
+    assert failed and all(": cannot upload to http://127.0.0.1:9/: the connection was refused"
+                          in message for message in failed), events
+    assert not any(message.startswith("refused ") for message in events)
 
 
 def test_credentials_in_the_url_that_are_refused_are_called_so(

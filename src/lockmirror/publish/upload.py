@@ -68,15 +68,27 @@ class _Outcome:
     uploaded: bool = False
     present: bool = False       # the server said "exists" and holds our bytes
     problem: str | None = None
+    refused: bool = False       # the problem is the server's HTTP answer (not a failure to ask)
+
+    def progress_text(self) -> str:
+        """``uploaded F``, ``present F``, ``refused F`` (the server said no) or ``failed F:
+        REASON`` (it was not reached, or failed to answer)."""
+        name = self.path.rsplit("/", 1)[-1]
+        if self.uploaded or self.present:
+            return f"{'uploaded' if self.uploaded else 'present'} {name}"
+        if self.refused:
+            return f"refused {name}"
+        return f"failed {name}: {(self.problem or '').removeprefix(name + ': ')}"
 
 
 class _StopAll(Exception):
     """No other file can be published either (401/403/404/405 on an upload, or
     nobody answers): every other upload stops, and this is the error."""
 
-    def __init__(self, error: LockmirrorError) -> None:
+    def __init__(self, error: LockmirrorError, *, answered: bool = True) -> None:
         super().__init__(str(error))
         self.error = error
+        self.answered = answered  # an HTTP answer refused it (not: nobody answered)
 
 
 class UploadPublisher:
@@ -191,10 +203,8 @@ class UploadPublisher:
                     if outcome is None:  # not tried: credentials refused, or nobody answers
                         continue
                     outcomes.append(outcome)
-                    verb = "uploaded" if outcome.uploaded else "present" if outcome.present \
-                        else "refused"
-                    self.progress(ProgressEvent(f"{verb} {outcome.path.rsplit('/', 1)[-1]}",
-                                                done, len(plan.upload), detail=True))
+                    self.progress(ProgressEvent(outcome.progress_text(), done,
+                                                len(plan.upload), detail=True))
             finally:  # Ctrl-C: the uploads under way finish, the queued ones never start
                 pool.shutdown(wait=True, cancel_futures=True)
         return self._result(plan, outcomes)
@@ -228,7 +238,7 @@ class UploadPublisher:
         except _StopAll as refused:
             with self._lock:
                 self._refused = self._refused or refused.error
-            return _Outcome(item.path, problem=refused.error.message)
+            return _Outcome(item.path, problem=refused.error.message, refused=refused.answered)
         except LockmirrorError as error:  # this file only: the others go on
             return _Outcome(item.path, problem=str(error))
         except Exception as error:  # noqa: BLE001 - reported as this file's problem
@@ -256,7 +266,8 @@ class UploadPublisher:
             if isinstance(failure, UnreachableError):  # the next file would wait the same
                 raise _StopAll(PublishError(failure.message, where=self.display,
                                             hint="nothing more was tried; publish again once "
-                                                 "the repository answers")) from None
+                                                 "the repository answers"),
+                               answered=False) from None
             return _Outcome(item.path, problem=f"{path.name}: {failure.message}")
         status = response.status_code
         answer = http_answer(response)
@@ -281,8 +292,9 @@ class UploadPublisher:
             return settled
         retried = retries_made(response)
         after = f" after {retried} {'retry' if retried == 1 else 'retries'}" if retried else ""
-        verb = "failed" if status >= 500 or status == 429 else "refused"
-        return _Outcome(item.path, problem=f"{path.name}: {verb} ({answer}){after}")
+        failed = status >= 500 or status == 429
+        return _Outcome(item.path, problem=f"{path.name}: {'failed' if failed else 'refused'} "
+                                           f"({answer}){after}", refused=not failed)
 
     def _settled(self, item: Item, filename: str) -> _Outcome | None:
         """Present with our bytes -> success; with other bytes -> a conflict; else None."""
@@ -292,7 +304,7 @@ class UploadPublisher:
         if self.pages.sha256(remote) == item.sha256:
             return _Outcome(item.path, present=True)
         return _Outcome(item.path, problem=f"{filename}: the repository holds other bytes "
-                                           "under this name")
+                                           "under this name", refused=True)
 
 
 __all__ = ["UploadPublisher", "simple_url_for", "upload_credentials"]
