@@ -150,6 +150,8 @@ def _names(paths: Sequence[str], verbose: bool) -> str:
 def _print_plan(name: str, result: PublishResult, verbose: bool = False) -> None:
     plan = result.plan
     print(f"publish {name} ({result.destination}): dry run, nothing changed")
+    if plan.locked:
+        print(f"  {plan.locked} (a publish now would wait for it or fail)")
     for kind, (count, size) in plan.by_kind().items():
         print(f"  upload {kind}s: {count} ({format_size(size)})")  # kinds are nouns
     print(f"  upload total: {len(plan.upload)} ({format_size(plan.upload_bytes)})")

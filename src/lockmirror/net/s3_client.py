@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, LockmirrorError, PublishError
@@ -18,6 +19,9 @@ if TYPE_CHECKING:  # pydantic's import is for the commands that read mirror.yaml
 S3Client = Any
 
 DEFAULT_JOBS = 10
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 120
+ATTEMPTS = 4
 
 # Errors that will not go away by trying the next object: stop the phase.
 _AUTH_CODES = frozenset({
@@ -27,14 +31,28 @@ _AUTH_CODES = frozenset({
 })
 _DIGEST_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
 
 
-def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> S3Client:
+@dataclass(frozen=True)
+class Listed:
+    """An object as a listing gives it."""
+
+    size: int
+    etag: str
+
+
+def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4,
+                attempts: int = ATTEMPTS, read_timeout: float = READ_TIMEOUT) -> S3Client:
     """A boto3 S3 client for the destination (profile, region, endpoint).
 
     Credentials come from boto3's usual chain (environment, profile, instance
     or OIDC web identity); they are never read or printed here. botocore's
-    standard retry mode is the one retry policy for S3 requests. Raises
+    standard retry mode is the one retry policy for S3 requests: ``attempts``
+    tries of a request, each given up after ``read_timeout`` seconds without a
+    byte from the server (fewer and shorter for the clean-up after a failure,
+    so that a silent server cannot hold it up for long). Raises
     PublishError for an unknown profile. Costs boto3's import and the S3
     service model (about 0.2 s); no request.
     """
@@ -57,10 +75,30 @@ def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4) -> 
     if destination.endpoint_url:
         s3_options["addressing_style"] = "path"
     config = botocore.config.Config(
-        max_pool_connections=pool, connect_timeout=10, read_timeout=120,
-        retries={"max_attempts": 4, "mode": "standard"}, s3=s3_options)
+        max_pool_connections=pool, connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
+        retries={"max_attempts": attempts, "mode": "standard"}, s3=s3_options)
     return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
                           config=config)
+
+
+def transfer_config() -> Any:
+    """boto3's transfer settings for a large file: multipart above 8 MiB, 4 parts at once."""
+    from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                          multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
+
+
+def list_objects(client: S3Client, bucket: str, prefix: str) -> dict[str, Listed]:
+    """Every object under ``prefix``: key (after the prefix) -> size and ETag. One
+    request per 1,000 keys; raises boto3's errors."""
+    found: dict[str, Listed] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            key = entry["Key"][len(prefix):]
+            if key:
+                found[key] = Listed(int(entry["Size"]), str(entry["ETag"]))
+    return found
 
 
 @functools.cache

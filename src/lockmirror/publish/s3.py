@@ -36,7 +36,7 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ..config_schema import S3Destination
@@ -45,20 +45,25 @@ from ..formats.pages import cache_control, content_type
 from ..fsutil import format_size, plural, sha256_bytes, sha256_file
 from ..net.s3_client import (
     DEFAULT_JOBS,
+    MULTIPART_THRESHOLD,
     NOT_FOUND_CODES,
+    Listed,
     S3Client,
     convert_error,
     error_code,
+    list_objects,
     make_client,
     s3_errors,
+    transfer_config,
 )
-from .s3_lock import STATE_CACHE, BucketLock, Lease, LockHolder
+from .s3_lock import BucketLock, Lease, LockHolder
 from .s3_receipt import (
     RECEIPT_DIGEST,
     parse_receipt,
-    receipt_body,
+    read_receipt,
     receipt_digest,
     split_stale,
+    write_receipt,
 )
 from .tree import (
     MANIFEST,
@@ -77,27 +82,12 @@ from .tree import (
 STATE_DIR = ".lockmirror/"
 RECEIPT_KEY = STATE_DIR + "receipt.json"
 LOCK_KEY = STATE_DIR + "lock.json"
-MULTIPART_THRESHOLD = 8 * 1024 * 1024
-MULTIPART_CHUNK = 8 * 1024 * 1024
 
-
-def _transfer_config() -> Any:
-    """boto3's transfer settings for a large file: multipart above 8 MiB, 4 parts at once."""
-    from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
-
-    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                          multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
 
 def normalize_prefix(prefix: str) -> str:
     """``a/b`` -> ``a/b/``; empty stays empty."""
     cleaned = prefix.strip("/")
     return f"{cleaned}/" if cleaned else ""
-
-
-@dataclass(frozen=True)
-class _Remote:
-    size: int
-    etag: str
 
 
 class S3Publisher:
@@ -115,11 +105,12 @@ class S3Publisher:
         self.lock_wait = lock_wait
         self.progress = progress
         self._client = client
+        self._cleanup_client: S3Client | None = None
         # key (relative to the prefix) -> (sha256, etag) known to be current
         self._known: dict[str, tuple[str, str]] = {}
         self._receipt: dict[str, tuple[str, str]] = {}
         self._receipt_vouched = False  # the receipt's digest vouched for the listing
-        self._listing: dict[str, _Remote] = {}
+        self._listing: dict[str, Listed] = {}
         self._lease: Lease | None = None  # the publish lock while apply() holds it
 
     # ------------------------------------------------------------------
@@ -131,6 +122,14 @@ class S3Publisher:
         if self._client is None:
             self._client = make_client(self.destination, pool=self.jobs + 4)
         return self._client
+
+    def cleanup_client(self) -> S3Client:
+        """A client for the clean-up after a failure (receipt, lock): one try, short
+        timeouts, so that a server that stopped answering holds it up briefly."""
+        if self._cleanup_client is None:
+            self._cleanup_client = make_client(self.destination, pool=2, attempts=1,
+                                               read_timeout=10)
+        return self._cleanup_client
 
     @property
     def endpoint(self) -> str:
@@ -197,23 +196,17 @@ class S3Publisher:
             key: remote.etag for key, remote in self._listing.items()
             if key not in names and not key.startswith(STATE_DIR)})
         self._known.update((key, self._receipt[key]) for key in stale)  # the receipt keeps them
+        holder = self._lock().read() if LOCK_KEY in self._listing and not self._lease else None
         return tree.guard(Plan(destination=self.display, upload=tuple(upload),
                                present=tuple(present), stale=stale,
-                               delete=stale if prune else (), foreign=foreign))
+                               delete=stale if prune else (), foreign=foreign,
+                               locked=holder.describe(datetime.now(UTC)) if holder else ""))
 
-    def _list(self) -> dict[str, _Remote]:
-        found: dict[str, _Remote] = {}
+    def _list(self) -> dict[str, Listed]:
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix)
-            for page in pages:
-                for entry in page.get("Contents", []):
-                    key = entry["Key"][len(self.prefix):]
-                    if key:
-                        found[key] = _Remote(int(entry["Size"]), str(entry["ETag"]))
+            return list_objects(self.client, self.bucket, self.prefix)
         except s3_errors() as error:
             raise self._convert(error, "listing the bucket") from None
-        return found
 
     def _receipt_for(self, wanted: list[Item]) -> dict[str, tuple[str, str]]:
         """The receipt, for comparing ``wanted`` with the listing. A HEAD first:
@@ -235,16 +228,9 @@ class S3Publisher:
             if head.get("Metadata", {}).get(RECEIPT_DIGEST) == receipt_digest(listed):
                 self._receipt_vouched = True
                 return listed
-        return self._read_receipt()
-
-    def _read_receipt(self) -> dict[str, tuple[str, str]]:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY)
-            return parse_receipt(body["Body"].read())
-        except s3_errors() as error:
-            if error_code(error) in NOT_FOUND_CODES:
-                return {}
-            raise self._convert(error, "reading the receipt", RECEIPT_KEY) from None
+        return read_receipt(self.client, self.bucket, self.prefix + RECEIPT_KEY,
+                            lambda error: self._convert(error, "reading the receipt",
+                                                        RECEIPT_KEY))
 
     def _remote_sha256(self, item: Item) -> tuple[str | None, str]:
         try:
@@ -300,7 +286,7 @@ class S3Publisher:
                     self._delete(plan.delete, deleted)
             except BaseException:
                 # what did get uploaded is remembered, so the next run skips it
-                self._write_receipt(raise_errors=False)
+                self._write_receipt(self.cleanup_client())
                 raise
             self._write_receipt()
         return PublishResult(destination=self.display, plan=plan, dry_run=False,
@@ -377,7 +363,7 @@ class S3Publisher:
         item.check_bytes(path, os.stat(path).st_size, sha256_file(path))
         try:
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra,
-                                    Config=_transfer_config())
+                                    Config=transfer_config())
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
         except s3_errors() as error:
             raise self._convert(error, "uploading", item.path) from None
@@ -398,7 +384,7 @@ class S3Publisher:
         try:
             with store.reader(item.sha256, item.size, item.path) as body:
                 self.client.upload_fileobj(body, self.bucket, key, ExtraArgs=extra,
-                                           Config=_transfer_config())
+                                           Config=transfer_config())
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
         except s3_errors() as error:
             raise self._convert(error, "copying from the store", item.path) from None
@@ -421,16 +407,16 @@ class S3Publisher:
                                    f"{first_lines([f'{k} ({c})' for k, c in failed.items()])}",
                                    where=self.display)
 
-    def _write_receipt(self, raise_errors: bool = True) -> None:
+    def _write_receipt(self, after_failure: S3Client | None = None) -> None:
+        """Write the receipt of what is known current; ``after_failure``: the clean-up
+        client, whose errors are dropped (the failure is what the user needs to see)."""
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.prefix + RECEIPT_KEY,
-                                   Body=receipt_body(self._known),
-                                   ContentType="application/json", CacheControl=STATE_CACHE,
-                                   Metadata={RECEIPT_DIGEST: receipt_digest(self._known)})
+            write_receipt(after_failure or self.client, self.bucket,
+                          self.prefix + RECEIPT_KEY, self._known)
             self._receipt = dict(self._known)
             self._receipt_vouched = True
         except s3_errors() as error:
-            if raise_errors:
+            if after_failure is None:
                 raise self._convert(error, "writing the receipt", RECEIPT_KEY) from None
 
     # ------------------------------------------------------------------
@@ -439,7 +425,8 @@ class S3Publisher:
 
     def _lock(self) -> BucketLock:
         return BucketLock(self.client, self.bucket, self.prefix + LOCK_KEY, self.display,
-                          lambda error, action: self._convert(error, action, LOCK_KEY))
+                          lambda error, action: self._convert(error, action, LOCK_KEY),
+                          self.cleanup_client)
 
     def read_lock(self) -> LockHolder | None:
         """The current lock holder, or None when the prefix is not locked."""

@@ -11,12 +11,18 @@ past its expiry -- its publisher was killed -- is taken over with a write
 conditional on the dead holder's ETag (``If-Match``), so of two publishers
 finding it expired only one wins, and the takeover is reported. Releasing
 deletes the lock only while it is still this publisher's (``If-Match`` on
-the delete, after reading it back).
+the delete, after reading it back); a publish that fails or is stopped releases
+it too, through a client with short timeouts (a silent server cannot hold the
+clean-up up), and when that fails too its error says the lock is left. A lock
+whose holder ran on this host under a pid that is gone names it so: that
+publish ended (``--break-lock`` clears it; it is never broken unasked).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
 import uuid
@@ -26,11 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..errors import LockmirrorError, PublishError
+from ..fsutil import pid_alive
 from ..net.s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
 from ..timeutil import as_utc
+from .s3_receipt import STATE_CACHE
 from .tree import Progress, ProgressEvent, lock_holder_text
 
-STATE_CACHE = "no-store"
 DEFAULT_TTL = 3600  # seconds a lock lives without renewal: a killed publisher's lock at most
 _LOCK_TAKEN_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
@@ -53,6 +60,21 @@ class LockHolder:
         end = self.expires or (self.created + timedelta(seconds=ttl) if self.created else None)
         return end is not None and now >= end
 
+    def gone(self) -> int | None:
+        """The holder's pid when it ran on this host and that process is gone."""
+        match = re.fullmatch(r".*@(.+) pid (\d+)", self.holder)
+        if match is None or match.group(1) != socket.gethostname():
+            return None
+        pid = int(match.group(2))
+        return None if pid_alive(pid) else pid
+
+    def describe(self, now: datetime) -> str:
+        """``locked by HOLDER for AGE, expires in N min`` (and that it ended, when it did)."""
+        until = f", expires in {_minutes(self.expires - now)}" if self.expires else ""
+        pid = self.gone()
+        ended = f"; the publish that held it ended (pid {pid} gone)" if pid else ""
+        return f"locked by {self.holder} for {self.age(now)}{until}{ended}"
+
     def age(self, now: datetime | None = None) -> str:
         if self.created is None:
             return "an unknown time"
@@ -73,11 +95,13 @@ class BucketLock:
     key: str
     display: str
     convert: Convert
+    # a client with short timeouts and one try, for releasing after a failure (made on use)
+    cleanup_client: Callable[[], S3Client] | None = None
 
-    def read(self) -> LockHolder | None:
+    def read(self, client: S3Client | None = None) -> LockHolder | None:
         """The current lock holder, or None when the prefix is not locked."""
         try:
-            reply = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            reply = (client or self.client).get_object(Bucket=self.bucket, Key=self.key)
             raw, etag = reply["Body"].read(), str(reply.get("ETag", ""))
         except s3_errors() as error:
             if error_code(error) in NOT_FOUND_CODES:
@@ -101,7 +125,9 @@ class BucketLock:
         said in ``notes``). The block calls :meth:`Lease.renew` as it works.
 
         Raises PublishError naming the holder and its age when the lock stays
-        taken, or when the server let another publisher take it too."""
+        taken, or when the server let another publisher take it too. The lock is
+        released however the block ends; when releasing fails, the block's
+        LockmirrorError says so in its hint (on success: a PublishError saying so)."""
         lease = Lease(self, uuid.uuid4().hex, ttl)
         self._take(lease, wait=wait, break_lock=break_lock, notes=notes, progress=progress)
         current = self.read()
@@ -113,10 +139,29 @@ class BucketLock:
         lease.etag = current.etag
         try:
             yield lease
-        finally:
-            current = self.read()
+        except BaseException as error:
+            left = self._release(lease, self.cleanup_client() if self.cleanup_client
+                                 else self.client)
+            if left and isinstance(error, LockmirrorError):
+                error.hint = f"{error.hint}; {left}" if error.hint else left
+            elif left:  # Ctrl-C, SIGTERM: their line is fixed; said before it
+                progress(ProgressEvent(left))
+            raise
+        left = self._release(lease, self.client)
+        if left:
+            raise PublishError(f"published, but {left}", where=self.display)
+
+    def _release(self, lease: Lease, client: S3Client) -> str | None:
+        """Remove the lock while it is ``lease``'s; None when done (or not ours any
+        more), else what the error line says: that it is left and how to clear it."""
+        try:
+            current = self.read(client)
             if current is not None and current.token == lease.token:
-                self.remove(if_match=current.etag)
+                self.remove(if_match=current.etag, client=client)
+        except LockmirrorError as error:
+            return (f"the publish lock is left held (releasing it failed: {error.message}); "
+                    "the next publish needs --break-lock")
+        return None
 
     def _take(self, lease: Lease, *, wait: float, break_lock: bool, notes: list[str],
               progress: Progress) -> None:
@@ -145,10 +190,10 @@ class BucketLock:
             if time.monotonic() < deadline:
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
                 continue
-            until = f", expires in {_minutes(holder.expires - now)}" if holder.expires else ""
             raise PublishError(
-                f"locked by {holder.holder} for {holder.age(now)}{until}", where=self.display,
-                hint="another publish is running: wait for it (--lock-wait SECONDS); "
+                holder.describe(now), where=self.display,
+                hint="run again with --break-lock" if holder.gone() else
+                     "another publish is running: wait for it (--lock-wait SECONDS); "
                      "if it died, run again with --break-lock")
 
     def _put(self, body: bytes, *, action: str, if_none_match: bool = False,
@@ -170,12 +215,12 @@ class BucketLock:
             raise self.convert(error, action) from None
         return str(reply.get("ETag", "")) or "written"
 
-    def remove(self, *, if_match: str | None = None) -> None:
+    def remove(self, *, if_match: str | None = None, client: S3Client | None = None) -> None:
         """Delete the lock object: only the version ``if_match`` names, when given
         (a lock another publisher took over in the meantime stays)."""
         condition = {"IfMatch": if_match} if if_match else {}
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key, **condition)
+            (client or self.client).delete_object(Bucket=self.bucket, Key=self.key, **condition)
         except s3_errors() as error:
             if error_code(error) in _LOCK_TAKEN_CODES | NOT_FOUND_CODES:
                 return

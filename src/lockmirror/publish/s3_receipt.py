@@ -12,14 +12,16 @@ receipt alone (:meth:`lockmirror.publish.s3.S3Publisher.plan`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..errors import LockmirrorError
 from ..formats.bounded import load_json
 from ..fsutil import sha256_bytes
+from ..net.s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
 
 RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
 RECEIPT_DIGEST = "objects-sha256"  # the receipt object's metadata key
+STATE_CACHE = "no-store"  # the receipt's and the lock's Cache-Control
 
 Receipt = dict[str, tuple[str, str]]  # key -> (sha256, ETag)
 
@@ -56,3 +58,25 @@ def split_stale(receipt: Receipt, extra: Mapping[str, str]) -> tuple[tuple[str, 
     tree's keys: then every extra key is foreign."""
     owned = {key for key, etag in extra.items() if key in receipt and receipt[key][1] == etag}
     return tuple(sorted(owned)), tuple(sorted(set(extra) - owned))
+
+
+def read_receipt(client: S3Client, bucket: str, key: str,
+                 convert: Callable[[BaseException], LockmirrorError]) -> Receipt:
+    """The receipt object ``key`` ({} when there is none). One GET; raises
+    what ``convert`` makes of any other S3 error."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)
+        return parse_receipt(body["Body"].read())
+    except s3_errors() as error:
+        if error_code(error) in NOT_FOUND_CODES:
+            return {}
+        raise convert(error) from None
+
+
+def write_receipt(client: S3Client, bucket: str, key: str, objects: Receipt) -> None:
+    """Put the receipt of ``objects`` at ``key``, its digest in its metadata. One PUT;
+    raises boto3's errors."""
+    objects = dict(objects)  # a copy: a worker still finishing may add to it (Ctrl-C)
+    client.put_object(Bucket=bucket, Key=key, Body=receipt_body(objects),
+                      ContentType="application/json", CacheControl=STATE_CACHE,
+                      Metadata={RECEIPT_DIGEST: receipt_digest(objects)})

@@ -226,6 +226,7 @@ class Plan:
     delete: tuple[str, ...] = ()     # what --prune removes (a subset of stale)
     foreign: tuple[str, ...] = ()    # there, not in the tree, not lockmirror's: never deleted
     conflicts: tuple[str, ...] = ()  # same name, other bytes: never overwritten silently
+    locked: str = ""  # who holds the destination's publish lock (``locked by ...``), if anyone
 
     def by_kind(self) -> dict[str, tuple[int, int]]:
         """Phase -> (count, bytes) of what is to be uploaded, in phase order."""

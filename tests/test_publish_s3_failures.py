@@ -1,0 +1,123 @@
+"""An S3 publish that fails or is stopped while its server is gone or frozen: the lock
+is released when the server answers, else the error says it is left and how to clear
+it; a lock whose holder on this host is gone says so (found by an outside tester).
+
+These tests start their own moto server: they stop or freeze it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from helpers import subprocess_env
+from servers import S3Server, start_moto
+from test_publish_s3 import destination, tree_with_a_fifo
+
+from lockmirror.cli import main
+from lockmirror.errors import PublishError
+from lockmirror.publish import publish
+from lockmirror.publish.s3 import LOCK_KEY, S3Publisher
+
+pytest_plugins = ["servers"]
+
+
+@pytest.fixture
+def own_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    (tmp_path / "moto").mkdir()
+    server = start_moto(tmp_path / "moto")
+    server.export(monkeypatch)
+    try:
+        yield server
+    finally:
+        if server.process.process.poll() is None:
+            os.kill(server.process.process.pid, signal.SIGCONT)  # a frozen one, to be stopped
+        server.process.stop()
+
+
+def unblock(fifo: Path) -> None:
+    """Let an upload blocked opening the FIFO read it (empty) and go on."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader (yet, or any more)
+        pass
+
+
+def start_publish(server: S3Server, bucket: str, source: Path, cwd: Path,
+                  *extra: str) -> subprocess.Popen[str]:
+    """``lockmirror publish`` of ``source`` (a tree with a FIFO) to ``bucket``/pypi, once
+    it holds the lock and uploaded a file (with --jobs 1 the FIFO's, last, blocks it)."""
+    argv = [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
+            "--from", str(source), "--endpoint-url", server.endpoint_url, "--jobs", "1", *extra]
+    child = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**server.env()),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = S3Publisher(destination(server, bucket))._lock()
+    deadline = time.monotonic() + 60
+    while (not any("/files/" in key for key in server.keys(bucket)) or lock.read() is None) \
+            and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.read() is not None, "the publish never took its lock"
+    return child
+
+
+def test_a_publish_whose_server_stops_says_its_lock_is_left_and_how_to_clear_it(
+        own_moto: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    source = tree_with_a_fifo(index_tree, tmp_path / "tree")
+    fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
+    child = start_publish(own_moto, own_moto.new_bucket(), source, tmp_path, "-q")
+    try:
+        own_moto.process.stop()  # the server goes away mid-run
+        while child.poll() is None:
+            unblock(fifo)  # the last upload now finds nobody there
+            time.sleep(0.05)
+        _out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("lockmirror: error: ") and "cannot reach" in err
+    assert "the publish lock is left held (releasing it failed: cannot reach " in err
+    assert err.rstrip().endswith("the next publish needs --break-lock)")
+
+
+def dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_lock_held_by_a_gone_process_of_this_host_says_so_and_dry_run_says_held(
+        aws_env: S3Server, index_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bucket = aws_env.new_bucket()
+    dest = destination(aws_env, bucket)
+    pid = dead_pid()
+    now = datetime.now(UTC)
+    aws_env.client().put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps({
+        "holder": f"{getpass.getuser()}@{socket.gethostname()} pid {pid}", "token": "t",
+        "created": (now - timedelta(seconds=50)).isoformat(timespec="seconds"),
+        "expires": (now + timedelta(minutes=59)).isoformat(timespec="seconds")}).encode())
+    with pytest.raises(PublishError) as caught:
+        publish(index_tree, dest)
+    assert caught.value.message.endswith(f"; the publish that held it ended (pid {pid} gone)")
+    assert caught.value.hint == "run again with --break-lock"
+    assert S3Publisher(dest).read_lock() is not None  # not broken unasked
+
+    code = main(["publish", "--to", f"s3://{bucket}/pypi", "--from", str(index_tree),
+                 "--endpoint-url", aws_env.endpoint_url, "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"  locked by {getpass.getuser()}@{socket.gethostname()} pid {pid} for " in out
+    assert f"the publish that held it ended (pid {pid} gone) (a publish now would wait" in out
+
