@@ -121,3 +121,28 @@ def test_a_lock_held_by_a_gone_process_of_this_host_says_so_and_dry_run_says_hel
     assert f"  locked by {getpass.getuser()}@{socket.gethostname()} pid {pid} for " in out
     assert f"the publish that held it ended (pid {pid} gone) (a publish now would wait" in out
 
+
+def test_sigterm_ends_a_publish_to_a_frozen_server_without_waiting_for_its_workers(
+        own_moto: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    """The server freezes (SIGSTOP) under a running publish whose worker is stuck:
+    SIGTERM ends it with the one terminated line and exit 143, the clean-up bounded
+    by the clean-up client's timeouts, the lock said to be left; the stuck worker is
+    not waited for (the FIFO never gets a writer while the publish runs)."""
+    source = tree_with_a_fifo(index_tree, tmp_path / "tree")
+    fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
+    bucket = own_moto.new_bucket()
+    child = start_publish(own_moto, bucket, source, tmp_path)
+    try:
+        os.kill(own_moto.process.process.pid, signal.SIGSTOP)
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        unblock(fifo)
+    assert child.returncode == 143, err
+    lines = err.splitlines()
+    assert lines[-1].startswith("lockmirror: terminated: ") and "Traceback" not in err
+    assert any("the publish lock is left held (releasing it failed: " in line
+               and "stopped answering" in line for line in lines[:-1]), err

@@ -22,7 +22,7 @@ from types import ModuleType
 
 from . import __version__, commands
 from .errors import LockmirrorError, error_text
-from .interrupt import restore, stopped, terminate_as_interrupt
+from .interrupt import leave, restore, stopped, terminate_as_interrupt
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake, so neither 1 nor 2
 TRACEBACK_ENV = "LOCKMIRROR_TRACEBACK"
@@ -131,7 +131,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def run() -> None:  # pragma: no cover - console script wrapper
-    sys.exit(main())
+    leave(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

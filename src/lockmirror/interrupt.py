@@ -8,11 +8,17 @@ KeyboardInterrupt: every path that releases a lock or removes a temporary file
 on Ctrl-C runs for it too. The front doors install it while they run a stage:
 the ``lockmirror`` command (exit 143) and each doit action
 (:func:`lockmirror.doit_tasks._action`).
+
+Workers blocked on a server that stopped answering are not waited for: the
+stage cancels what they had queued and cleans up without them, and the
+``lockmirror`` command then ends without joining them (:func:`leave`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -57,3 +63,17 @@ def restore(previous: Handler) -> None:
     """Put back the SIGTERM handler :func:`terminate_as_interrupt` replaced."""
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
+
+
+def leave(status: int) -> None:
+    """End the process with ``status``. After Ctrl-C or SIGTERM (130, 143), threads
+    still running are workers blocked in a request to a server that stopped
+    answering: the interpreter would join them at exit, until their client
+    timeouts, so the process ends without them (every lock and temporary file
+    was seen to on the way out, and the output is flushed first)."""
+    stopped_by_signal = status in (130, TERMINATED_EXIT)
+    if stopped_by_signal and threading.active_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

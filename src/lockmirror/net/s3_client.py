@@ -19,9 +19,12 @@ if TYPE_CHECKING:  # pydantic's import is for the commands that read mirror.yaml
 S3Client = Any
 
 DEFAULT_JOBS = 10
+# A server that stops answering (frozen, or a network that drops packets) ends a
+# request after READ_TIMEOUT seconds of silence, and a publish within about
+# ATTEMPTS * READ_TIMEOUT seconds: one line naming the endpoint, not a silent hang.
 CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 120
-ATTEMPTS = 4
+READ_TIMEOUT = 30
+ATTEMPTS = 3
 
 # Errors that will not go away by trying the next object: stop the phase.
 _AUTH_CODES = frozenset({
@@ -76,7 +79,7 @@ def make_client(destination: S3Destination, *, pool: int = DEFAULT_JOBS + 4,
         s3_options["addressing_style"] = "path"
     config = botocore.config.Config(
         max_pool_connections=pool, connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
-        retries={"max_attempts": attempts, "mode": "standard"}, s3=s3_options)
+        retries={"total_max_attempts": attempts, "mode": "standard"}, s3=s3_options)
     return session.client("s3", endpoint_url=destination.endpoint_url, region_name=region,
                           config=config)
 
@@ -135,8 +138,12 @@ def convert_error(error: BaseException, *, action: str, bucket: str, where: str,
         return PublishError("no AWS credentials found", where=where,
                             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
                                  "or the destination's profile")
+    if isinstance(cause, be.ReadTimeoutError):  # connected, then silence (a frozen server)
+        return PublishError(f"{server} stopped answering (ReadTimeoutError)", where=where,
+                            hint="it took the connection but sent nothing back; check that "
+                                 "the server is running and not overloaded")
     if isinstance(cause, (be.EndpointConnectionError, be.ConnectTimeoutError,
-                          be.ConnectionClosedError, be.ReadTimeoutError)):
+                          be.ConnectionClosedError)):
         return PublishError(f"cannot reach {server} ({type(cause).__name__})", where=where,
                             hint="check endpoint_url and the network")
     if isinstance(cause, be.ClientError):

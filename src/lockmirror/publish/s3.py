@@ -278,8 +278,13 @@ class S3Publisher:
                             f"({format_size(sum(i.size for i in step.items))})",
                             0, len(step.items)))
                         self._run_step(pool, tree, step, uploaded)
-                finally:  # Ctrl-C: the uploads under way finish, the queued ones never start
-                    pool.shutdown(wait=True, cancel_futures=True)
+                except BaseException:
+                    # Ctrl-C, SIGTERM: the queued uploads never start, and those under way
+                    # are not waited for (a frozen server would hold them until its
+                    # client timeouts); the receipt and the lock are seen to at once
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                pool.shutdown()
                 if plan.delete:
                     deleting = plural(len(plan.delete), "stale object")
                     self.progress(ProgressEvent(f"deleting {deleting}"))
