@@ -325,6 +325,35 @@ def test_a_live_lock_names_its_holder_and_expiry_and_can_be_broken(aws_env: S3Se
     assert f"pypi/{LOCK_KEY}" not in aws_env.keys(bucket)
 
 
+def test_a_broken_lock_and_the_objects_checked_are_said_once(
+        aws_env: S3Server, index_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan made again under the lock neither HEADs nor says again what this run
+    already checked, and a broken lock is said once, -q or not (found by an outside
+    tester: both lines were printed twice)."""
+    bucket = aws_env.new_bucket()
+    publish(index_tree, destination(aws_env, bucket))
+    client = aws_env.client()
+    client.delete_object(Bucket=bucket, Key=f"pypi/{RECEIPT_KEY}")  # nothing vouched for
+    client.delete_object(Bucket=bucket, Key="pypi/index.html")  # something to upload
+    client.put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
+        {"holder": "ci@runner-7 pid 4242", "created": datetime.now(UTC).isoformat(),
+         "token": "t"}).encode())
+    argv = ["publish", "--to", f"s3://{bucket}/pypi", "--from", str(index_tree),
+            "--endpoint-url", aws_env.endpoint_url, "--break-lock"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("the receipt does not vouch for") == 1, err
+    assert err.count("broke the lock held by ci@runner-7 pid 4242") == 1, err
+
+    client.put_object(Bucket=bucket, Key=f"pypi/{LOCK_KEY}", Body=json.dumps(
+        {"holder": "ci@runner-7 pid 4242", "created": datetime.now(UTC).isoformat(),
+         "token": "t"}).encode())
+    client.delete_object(Bucket=bucket, Key="pypi/index.html")
+    assert main([*argv, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("broke the lock held by ci@runner-7 pid 4242") == 1, err  # -q too
+
+
 def test_an_expired_lock_is_taken_over_and_said(aws_env: S3Server, index_tree: Path) -> None:
     bucket = aws_env.new_bucket()
     dest = destination(aws_env, bucket)

@@ -124,7 +124,9 @@ def _destinations(args: argparse.Namespace, loaded: LoadedConfig | None
 
 def _printer(args: argparse.Namespace, name: str) -> Progress:
     def report(event: ProgressEvent) -> None:
-        if args.quiet or (event.detail and not args.verbose):
+        # a note (a lock broken or taken over) is said as it happens, -q or not, and
+        # only then (not again from the result's notes)
+        if (args.quiet and not event.note) or (event.detail and not args.verbose):
             return
         counter = f" [{event.done}/{event.total}]" if event.detail and event.total else ""
         print(f"publish {name}: {event.message}{counter}", file=sys.stderr, flush=True)
@@ -219,8 +221,6 @@ def _publish_one(args: argparse.Namespace, loaded: LoadedConfig | None, tree_dir
     if args.dry_run:
         _print_plan(name, result, args.verbose)
         return bool(result.plan.conflicts)
-    for note in result.notes:
-        print(f"publish {name}: {note}", file=sys.stderr)
     if result.deleted and not args.quiet:
         print(f"publish {name}: deleted {len(result.deleted)}: "
               f"{_names(result.deleted, args.verbose)}")

@@ -66,7 +66,6 @@ from .s3_receipt import (
     write_receipt,
 )
 from .tree import (
-    MANIFEST,
     Item,
     Plan,
     Progress,
@@ -111,6 +110,8 @@ class S3Publisher:
         self._receipt: dict[str, tuple[str, str]] = {}
         self._receipt_vouched = False  # the receipt's digest vouched for the listing
         self._listing: dict[str, Listed] = {}
+        # key -> (sha256 in its metadata, ETag) as a HEAD of this run answered
+        self._heads: dict[str, tuple[str | None, str]] = {}
         self._lease: Lease | None = None  # the publish lock while apply() holds it
 
     # ------------------------------------------------------------------
@@ -177,17 +178,14 @@ class S3Publisher:
                 self._known[item.path] = (item.sha256, remote.etag)
             else:
                 unsure.append(item)
-        if unsure:
-            self.progress(ProgressEvent(f"checking {plural(len(unsure), 'object')} the receipt "
-                                        "does not vouch for"))
-            with ThreadPoolExecutor(self.jobs) as pool:
-                answers = list(pool.map(self._remote_sha256, unsure))
-            for item, (sha, etag) in zip(unsure, answers, strict=True):
-                if sha == item.sha256:
-                    present.append(item)
-                    self._known[item.path] = (item.sha256, etag)
-                else:
-                    upload.append(item)
+        self._ask_sha256(unsure)
+        for item in unsure:
+            sha, etag = self._heads[item.path]
+            if sha == item.sha256:
+                present.append(item)
+                self._known[item.path] = (item.sha256, etag)
+            else:
+                upload.append(item)
         order = {item.path: index for index, item in enumerate(wanted)}
         upload.sort(key=lambda item: order[item.path])
         present.sort(key=lambda item: order[item.path])
@@ -231,6 +229,19 @@ class S3Publisher:
         return read_receipt(self.client, self.bucket, self.prefix + RECEIPT_KEY,
                             lambda error: self._convert(error, "reading the receipt",
                                                         RECEIPT_KEY))
+
+    def _ask_sha256(self, unsure: list[Item]) -> None:
+        """HEAD each of ``unsure`` for its sha256 into ``_heads``, unless this run
+        already did for the ETag listed (the plan made again under the lock)."""
+        asked = [item for item in unsure
+                 if self._heads.get(item.path, (None, ""))[1] != self._listing[item.path].etag]
+        if not asked:
+            return
+        self.progress(ProgressEvent(f"checking {plural(len(asked), 'object')} the receipt "
+                                    "does not vouch for"))
+        with ThreadPoolExecutor(self.jobs) as pool:
+            for item, answer in zip(asked, pool.map(self._remote_sha256, asked), strict=True):
+                self._heads[item.path] = answer
 
     def _remote_sha256(self, item: Item) -> tuple[str | None, str]:
         try:
@@ -332,20 +343,8 @@ class S3Publisher:
             if error is not None:
                 problems.append(error if isinstance(error, LockmirrorError)
                                 else self._convert(error, "uploading", item.path))
-        if not problems:
-            return
-        untouched = "the pages were left as they were" if step.first else \
-            "the root pages and manifest were left as they were" if MANIFEST not in step.kinds \
-            else "the manifest was left as it was"
-        # One cause for all (credentials, bucket, endpoint) is shown as itself.
-        first = problems[0]
-        if isinstance(first, PublishError) and all(str(p) == str(first) for p in problems):
-            raise PublishError(first.message, where=first.where,
-                               hint=f"{first.hint + '; ' if first.hint else ''}{untouched}")
-        raise PublishError(
-            f"{len(problems)} of {step.describe()} failed: "
-            f"{first_lines([str(p) for p in problems])}", where=self.display,
-            hint=f"{untouched}; fix the cause and publish again")
+        if problems:
+            raise step.failure(problems, self.display)
 
     def _put(self, tree: SourceTree, item: Item) -> str:
         path = tree.root / item.source

@@ -145,7 +145,7 @@ class BucketLock:
             if left and isinstance(error, LockmirrorError):
                 error.hint = f"{error.hint}; {left}" if error.hint else left
             elif left:  # Ctrl-C, SIGTERM: their line is fixed; said before it
-                progress(ProgressEvent(left))
+                progress(ProgressEvent(left, note=True))
             raise
         left = self._release(lease, self.client)
         if left:
@@ -185,7 +185,7 @@ class BucketLock:
                 notes.append(f"took over the expired lock of {holder.holder} "
                              f"(taken {holder.age(now)} ago)" if expired else
                              f"broke the lock held by {holder.holder} for {holder.age(now)}")
-                progress(ProgressEvent(notes[-1]))
+                progress(ProgressEvent(notes[-1], note=True))
                 return
             if time.monotonic() < deadline:
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))

@@ -92,12 +92,15 @@ class Item:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """What a running publish reports; ``detail`` events are per file, the rest per phase."""
+    """What a running publish reports; ``detail`` events are per file, the rest per phase.
+    A ``note`` (a lock broken or taken over) is in the result's ``notes`` too: a front
+    door that shows it as it happens (even when quiet) does not print it again."""
 
     message: str
     done: int = 0
     total: int = 0
     detail: bool = False
+    note: bool = False
 
 
 Progress = Callable[[ProgressEvent], None]
@@ -309,6 +312,22 @@ class Step:
         counts = [(kind, sum(1 for item in self.items if item.kind == kind))
                   for kind in self.kinds]
         return " and ".join(plural(count, kind) for kind, count in counts if count)
+
+    def failure(self, problems: Sequence[LockmirrorError], destination: str) -> PublishError:
+        """The one error for this step's failed items, saying what the destination's
+        readers still see (the later steps were not started)."""
+        untouched = "the pages were left as they were" if self.first else \
+            "the root pages and manifest were left as they were" if MANIFEST not in self.kinds \
+            else "the manifest was left as it was"
+        # One cause for all (credentials, bucket, endpoint) is shown as itself.
+        first = problems[0]
+        if isinstance(first, PublishError) and all(str(p) == str(first) for p in problems):
+            return PublishError(first.message, where=first.where,
+                                hint=f"{first.hint + '; ' if first.hint else ''}{untouched}")
+        return PublishError(
+            f"{len(problems)} of {self.describe()} failed: "
+            f"{first_lines([str(p) for p in problems])}", where=destination,
+            hint=f"{untouched}; fix the cause and publish again")
 
 
 def in_steps(items: Iterable[Item]) -> list[Step]:
