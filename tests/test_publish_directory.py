@@ -514,3 +514,34 @@ def test_verify_of_a_directory_publish_without_a_manifest_says_what_it_is(
     err = capsys.readouterr().err
     assert "is a directory publish whose receipt (.lockmirror/receipt.json) does not read" in err
     assert "flat" not in err and len(err.splitlines()) == 1
+
+
+def test_a_hand_placed_wheel_of_the_same_name_is_a_conflict_not_overwritten(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wheel lockmirror did not put there, with other bytes under an index file's
+    name, is refused as the upload API refuses it: named with both sha256s, left as it
+    is, the other files copied, no page (found by an outside tester: it was overwritten
+    silently, "1 uploaded, 19 already present")."""
+    name = "beta-1.0-py3-none-any.whl"
+    ours = Manifest.read(index_tree / "manifest.json").files[f"files/beta/{name}"].sha256
+    for layout, path in (("flat", name), ("tree", f"files/beta/{name}")):
+        root = tmp_path / layout
+        (root / path).parent.mkdir(parents=True)
+        (root / path).write_bytes(b"a hand-made wheel")
+        dest = DirectoryDestination(kind="directory", path=str(root),
+                                    layout="tree" if layout == "tree" else "flat")
+        with pytest.raises(PublishError) as caught:
+            publish(index_tree, dest)
+        text = str(caught.value)
+        assert text.startswith(f"{root}: 1 file not published (") and "\n" not in text
+        assert f"{path}: the destination holds other bytes under this name (sha256 " \
+               f"{sha256_bytes(b'a hand-made wheel')}; the index has sha256 {ours})" in text
+        assert "remove it from the destination if it is not needed" in text
+        assert (root / path).read_bytes() == b"a hand-made wheel"
+        assert (root / ("alpha-1.1-py3-none-any.whl" if layout == "flat"
+                        else "files/alpha/alpha-1.1-py3-none-any.whl")).is_file()
+        if layout == "tree":
+            assert not (root / "simple").exists()  # no page links the conflicting file
+        assert main(["publish", "--to", str(root), "--from", str(index_tree), "--dry-run",
+                     "--layout", layout]) == 1
+        assert f"  CONFLICT: {path}: the destination holds other bytes" in capsys.readouterr().out

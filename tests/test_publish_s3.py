@@ -189,6 +189,41 @@ def test_changed_object_is_uploaded_again_and_prune_waits_for_pages(
         f"pypi/{RECEIPT_KEY}", "pypi/files/old/old-0.1.tar.gz"}
 
 
+def test_a_hand_placed_wheel_of_the_same_name_is_a_conflict_not_overwritten(
+        aws_env: S3Server, index_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wheel lockmirror did not put there (no receipt names it), with other bytes
+    under an index file's name, is refused as the upload API refuses it: named with
+    both sha256s where known, left as it is, the other files uploaded, no page (found
+    by an outside tester: "1 uploaded, 19 already present", the wheel overwritten)."""
+    bucket = aws_env.new_bucket()
+    key = "pypi/files/beta/beta-1.0-py3-none-any.whl"
+    ours = Manifest.read(index_tree / "manifest.json").files[
+        "files/beta/beta-1.0-py3-none-any.whl"].sha256
+    theirs = b"a hand-made wheel"
+    aws_env.client().put_object(Bucket=bucket, Key=key, Body=theirs,
+                                Metadata={"sha256": sha256_bytes(theirs)})
+    with pytest.raises(PublishError) as caught:
+        publish(index_tree, destination(aws_env, bucket))
+    text = str(caught.value)
+    assert text.startswith(f"s3://{bucket}/pypi/: 1 file not published (") and "\n" not in text
+    assert (f"files/beta/beta-1.0-py3-none-any.whl: the destination holds other bytes under "
+            f"this name (sha256 {sha256_bytes(theirs)}; the index has sha256 {ours})") in text
+    assert "remove it from the destination if it is not needed" in text
+    keys = aws_env.keys(bucket)
+    assert aws_env.get(bucket, key) == theirs
+    assert "pypi/files/alpha/alpha-1.1-py3-none-any.whl" in keys
+    assert not any(k.startswith("pypi/simple/") for k in keys)  # no page links it
+    assert f"pypi/{LOCK_KEY}" not in keys
+
+    # without the sha256 metadata (as most hand uploads): its sha256 is not known
+    aws_env.client().put_object(Bucket=bucket, Key=key, Body=theirs + b"!")
+    assert main(["publish", "--to", f"s3://{bucket}/pypi", "--from", str(index_tree),
+                 "--endpoint-url", aws_env.endpoint_url, "--dry-run"]) == 1
+    assert ("  CONFLICT: files/beta/beta-1.0-py3-none-any.whl: the destination holds other "
+            f"bytes under this name (18 bytes, sha256 not known; the index has sha256 {ours})"
+            ) in capsys.readouterr().out
+
+
 def test_prune_deletes_only_what_lockmirror_uploaded_and_names_it(
         aws_env: S3Server, index_tree: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

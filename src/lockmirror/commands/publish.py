@@ -170,8 +170,8 @@ def _print_plan(name: str, result: PublishResult, verbose: bool = False) -> None
     if plan.foreign:
         print(f"  not lockmirror's: left in place: {len(plan.foreign)} "
               f"({_names(plan.foreign, verbose)})")
-    for name_ in plan.conflicts:
-        print(f"  CONFLICT: {name_}: the destination holds other bytes under this name")
+    for line in plan.conflicts:
+        print(f"  CONFLICT: {line}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from stat import S_ISREG
 
 from ..config_schema import DirectoryDestination
 from ..errors import LockmirrorError, PublishError
@@ -42,10 +43,12 @@ from .tree import (
     ProgressEvent,
     PublishResult,
     SourceTree,
+    conflict,
     in_steps,
     is_artifact,
     lock_holder_text,
     no_progress,
+    refuse_conflicts,
 )
 
 
@@ -83,13 +86,16 @@ class DirectoryPublisher:
 
     def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
         """Compare the tree with the directory. Costs a stat per file; a file is
-        hashed only when its size or mtime differs from the receipt."""
+        hashed only when its size or mtime differs from the receipt. A wheel or
+        sdist there that lockmirror did not write (the receipt does not name it)
+        with other bytes is a conflict, never overwritten (as the upload API's)."""
         if self.root.exists() and not self.root.is_dir():
             raise PublishError("is not a directory", where=self.display)
         self._receipt_read = read_receipt(self.root)
         receipt = self._receipt_read[0]
         upload: list[Item] = []
         present: list[Item] = []
+        conflicts: list[str] = []
         wanted = self.wanted(tree)
         for item in wanted:
             target = self.root / item.path
@@ -100,16 +106,20 @@ class DirectoryPublisher:
                 continue
             except OSError as error:
                 raise PublishError(f"cannot read ({error.strerror})", where=str(target)) from None
-            if stat.st_size != item.size:
-                upload.append(item)
-                continue
             remembered = receipt.get(item.path)
             current = (item.sha256, stat.st_size, stat.st_mtime_ns)
-            if remembered == current or sha256_file(target) == item.sha256:
+            # not a file (a directory in its place): writing it fails, naming it
+            ours = remembered is not None or not is_artifact(item.source) \
+                or not S_ISREG(stat.st_mode)
+            if stat.st_size != item.size and ours:
+                upload.append(item)
+            elif remembered == current or (found := sha256_file(target)) == item.sha256:
                 present.append(item)
                 self._known[item.path] = current
-            else:
+            elif ours:
                 upload.append(item)
+            else:
+                conflicts.append(conflict(item, stat.st_size, found))
         names = {item.path for item in wanted}
         stale: list[str] = []
         foreign: list[str] = []
@@ -126,7 +136,8 @@ class DirectoryPublisher:
         self._refuse_unrecorded_prune(prune, published)
         return tree.guard(Plan(destination=self.display, upload=tuple(upload),
                                present=tuple(present), stale=tuple(stale),
-                               delete=tuple(stale) if prune else (), foreign=tuple(foreign)),
+                               delete=tuple(stale) if prune else (), foreign=tuple(foreign),
+                               conflicts=tuple(conflicts)),
                           held_sets=self._held_sets or ())
 
     @property
@@ -193,7 +204,7 @@ class DirectoryPublisher:
         (its phase stops; later phases are not started), PublishError when
         the directory cannot be written or another publish holds the lock.
         """
-        if plan.empty and self._receipt_current():
+        if plan.empty and not plan.conflicts and self._receipt_current():
             return PublishResult(destination=self.display, plan=plan, dry_run=False)
         uploaded: list[str] = []
         deleted: list[str] = []
@@ -201,6 +212,8 @@ class DirectoryPublisher:
             plan = self.plan(tree, prune=prune)
             try:
                 for step in in_steps(plan.upload):
+                    if not step.first:  # the other files went; no page links a conflict
+                        refuse_conflicts(plan, uploaded)
                     self.progress(ProgressEvent(f"copying {step.describe()}", 0,
                                                 len(step.items)))
                     for count, item in enumerate(step.items, 1):
@@ -208,6 +221,7 @@ class DirectoryPublisher:
                         uploaded.append(item.path)
                         self.progress(ProgressEvent(f"copied {item.path}", count,
                                                     len(step.items), detail=True))
+                refuse_conflicts(plan, uploaded)
                 for path in plan.delete:
                     self._remove(path)
                     deleted.append(path)

@@ -57,14 +57,7 @@ from ..net.s3_client import (
     transfer_config,
 )
 from .s3_lock import BucketLock, Lease, LockHolder
-from .s3_receipt import (
-    RECEIPT_DIGEST,
-    parse_receipt,
-    read_receipt,
-    receipt_digest,
-    split_stale,
-    write_receipt,
-)
+from .s3_receipt import parse_receipt, receipt_for, split_stale, write_receipt
 from .tree import (
     Item,
     Plan,
@@ -73,9 +66,12 @@ from .tree import (
     PublishResult,
     SourceTree,
     Step,
+    conflict,
     first_lines,
     in_steps,
+    is_artifact,
     no_progress,
+    refuse_conflicts,
 )
 
 STATE_DIR = ".lockmirror/"
@@ -159,36 +155,14 @@ class S3Publisher:
     def plan(self, tree: SourceTree, *, prune: bool = False) -> Plan:
         """Compare the tree with the bucket. Costs one listing (paginated), a
         HEAD of the receipt (a GET too unless its digest vouches for the listing),
-        and a HEAD for each same-size key the receipt does not vouch for (none
-        after a publish by lockmirror). Raises PublishError
+        and a HEAD for each key the receipt does not vouch for that is the same
+        size or an artifact (none after a publish by lockmirror). Raises PublishError
         for unreachable endpoints, refused credentials and missing buckets."""
         self._listing = self._list()
         self._receipt_vouched = False
         wanted = self.wanted(tree)
         self._receipt = self._receipt_for(wanted) if RECEIPT_KEY in self._listing else {}
-        upload: list[Item] = []
-        present: list[Item] = []
-        unsure: list[Item] = []
-        for item in wanted:
-            remote = self._listing.get(item.path)
-            if remote is None or remote.size != item.size:
-                upload.append(item)
-            elif self._receipt.get(item.path) == (item.sha256, remote.etag):
-                present.append(item)
-                self._known[item.path] = (item.sha256, remote.etag)
-            else:
-                unsure.append(item)
-        self._ask_sha256(unsure)
-        for item in unsure:
-            sha, etag = self._heads[item.path]
-            if sha == item.sha256:
-                present.append(item)
-                self._known[item.path] = (item.sha256, etag)
-            else:
-                upload.append(item)
-        order = {item.path: index for index, item in enumerate(wanted)}
-        upload.sort(key=lambda item: order[item.path])
-        present.sort(key=lambda item: order[item.path])
+        upload, present, conflicts = self._compare(wanted)
         names = {item.path for item in wanted}
         stale, foreign = split_stale(self._receipt, {
             key: remote.etag for key, remote in self._listing.items()
@@ -198,6 +172,7 @@ class S3Publisher:
         return tree.guard(Plan(destination=self.display, upload=tuple(upload),
                                present=tuple(present), stale=stale,
                                delete=stale if prune else (), foreign=foreign,
+                               conflicts=tuple(conflicts),
                                locked=holder.describe(datetime.now(UTC)) if holder else ""))
 
     def _list(self) -> dict[str, Listed]:
@@ -215,20 +190,43 @@ class S3Publisher:
         listed = {item.path: (item.sha256, self._listing[item.path].etag) for item in wanted
                   if item.path in self._listing
                   and self._listing[item.path].size == item.size}
-        if len(listed) == len(wanted):
-            try:
-                head = self.client.head_object(Bucket=self.bucket,
-                                               Key=self.prefix + RECEIPT_KEY)
-            except s3_errors() as error:
-                if error_code(error) not in NOT_FOUND_CODES:
-                    raise self._convert(error, "reading the receipt", RECEIPT_KEY) from None
-                return {}
-            if head.get("Metadata", {}).get(RECEIPT_DIGEST) == receipt_digest(listed):
-                self._receipt_vouched = True
-                return listed
-        return read_receipt(self.client, self.bucket, self.prefix + RECEIPT_KEY,
-                            lambda error: self._convert(error, "reading the receipt",
-                                                        RECEIPT_KEY))
+        receipt, self._receipt_vouched = receipt_for(
+            self.client, self.bucket, self.prefix + RECEIPT_KEY, listed,
+            complete=len(listed) == len(wanted),
+            convert=lambda error: self._convert(error, "reading the receipt", RECEIPT_KEY))
+        return receipt
+
+    def _compare(self, wanted: list[Item]) -> tuple[list[Item], list[Item], list[str]]:
+        """(upload, present, conflicts) of ``wanted``, in its order. A wheel or sdist
+        under its name that lockmirror did not put there (the receipt does not name the
+        key) with other bytes is a conflict, never overwritten (as the upload API's)."""
+        upload: list[Item] = []
+        present: list[Item] = []
+        conflicts: list[str] = []
+        unsure: list[Item] = []
+        for item in wanted:
+            remote = self._listing.get(item.path)
+            ours = item.path in self._receipt or not is_artifact(item.path)
+            if remote is None or (remote.size != item.size and ours):
+                upload.append(item)
+            elif self._receipt.get(item.path) == (item.sha256, remote.etag):
+                present.append(item)
+                self._known[item.path] = (item.sha256, remote.etag)
+            else:
+                unsure.append(item)
+        self._ask_sha256(unsure)
+        for item in unsure:
+            (sha, etag), size = self._heads[item.path], self._listing[item.path].size
+            if sha == item.sha256 and size == item.size:
+                present.append(item)
+                self._known[item.path] = (item.sha256, etag)
+            elif item.path in self._receipt or not is_artifact(item.path):
+                upload.append(item)
+            else:
+                conflicts.append(conflict(item, size, sha))
+        order = {item.path: index for index, item in enumerate(wanted)}
+        return (sorted(upload, key=lambda item: order[item.path]),
+                sorted(present, key=lambda item: order[item.path]), conflicts)
 
     def _ask_sha256(self, unsure: list[Item]) -> None:
         """HEAD each of ``unsure`` for its sha256 into ``_heads``, unless this run
@@ -267,7 +265,7 @@ class S3Publisher:
         IntegrityError when a tree file does not match the manifest. Costs the
         upload of what differs; nothing but the planning requests for a no-op.
         """
-        if plan.empty:
+        if plan.empty and not plan.conflicts:
             # other contents, or no digest (an older lockmirror's): saves the next no-op a GET
             if self._receipt != self._known or not self._receipt_vouched:
                 self._write_receipt()
@@ -284,6 +282,8 @@ class S3Publisher:
                 pool = ThreadPoolExecutor(self.jobs)
                 try:
                     for step in in_steps(plan.upload):
+                        if not step.first:  # the other files went; no page links a conflict
+                            refuse_conflicts(plan, uploaded)
                         self.progress(ProgressEvent(
                             f"uploading {step.describe()} "
                             f"({format_size(sum(i.size for i in step.items))})",
@@ -296,6 +296,7 @@ class S3Publisher:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
                 pool.shutdown()
+                refuse_conflicts(plan, uploaded)
                 if plan.delete:
                     deleting = plural(len(plan.delete), "stale object")
                     self.progress(ProgressEvent(f"deleting {deleting}"))

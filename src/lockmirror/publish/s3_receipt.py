@@ -60,6 +60,25 @@ def split_stale(receipt: Receipt, extra: Mapping[str, str]) -> tuple[tuple[str, 
     return tuple(sorted(owned)), tuple(sorted(set(extra) - owned))
 
 
+def receipt_for(client: S3Client, bucket: str, key: str, listed: Receipt, *, complete: bool,
+                convert: Callable[[BaseException], LockmirrorError]) -> tuple[Receipt, bool]:
+    """(the receipt ``key``, whether its digest vouched for ``listed``): ``listed`` is
+    the tree's keys as listed (sha256, listed ETag), ``complete`` when every key of the
+    tree is listed with its size. Then a HEAD first: when the receipt's digest (its
+    metadata) is that of ``listed``, it vouches for exactly them and is not read;
+    otherwise one GET. Raises what ``convert`` makes of an S3 error but not-found."""
+    if complete:
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except s3_errors() as error:
+            if error_code(error) not in NOT_FOUND_CODES:
+                raise convert(error) from None
+            return {}, False
+        if head.get("Metadata", {}).get(RECEIPT_DIGEST) == receipt_digest(listed):
+            return listed, True
+    return read_receipt(client, bucket, key, convert), False
+
+
 def read_receipt(client: S3Client, bucket: str, key: str,
                  convert: Callable[[BaseException], LockmirrorError]) -> Receipt:
     """The receipt object ``key`` ({} when there is none). One GET; raises

@@ -228,7 +228,9 @@ class Plan:
     stale: tuple[str, ...] = ()      # lockmirror published it there, the tree lacks it
     delete: tuple[str, ...] = ()     # what --prune removes (a subset of stale)
     foreign: tuple[str, ...] = ()    # there, not in the tree, not lockmirror's: never deleted
-    conflicts: tuple[str, ...] = ()  # same name, other bytes: never overwritten silently
+    # "NAME: the destination holds other bytes ...": a file of the same name that
+    # lockmirror did not put there; never overwritten
+    conflicts: tuple[str, ...] = ()
     locked: str = ""  # who holds the destination's publish lock (``locked by ...``), if anyone
 
     def by_kind(self) -> dict[str, tuple[int, int]]:
@@ -335,6 +337,28 @@ def in_steps(items: Iterable[Item]) -> list[Step]:
     chosen = list(items)
     steps = [Step(kinds, [item for item in chosen if item.kind in kinds]) for kinds in _STEPS]
     return [step for step in steps if step.items]
+
+
+def conflict(item: Item, size: int, sha256: str | None) -> str:
+    """A plan's line for a file the destination holds under ``item``'s name with other
+    bytes (``size``; ``sha256`` when known) that lockmirror did not put there."""
+    there = f"sha256 {sha256}" if sha256 else f"{size} bytes, sha256 not known"
+    return (f"{item.path}: the destination holds other bytes under this name ({there}; "
+            f"the index has sha256 {item.sha256})")
+
+
+def refuse_conflicts(plan: Plan, uploaded: Sequence[str]) -> None:
+    """PublishError for the plan's conflicts, if any: raised by a publisher once the
+    other files went (``uploaded``), before any page could link a conflicting file."""
+    if plan.conflicts:
+        done = PublishResult(destination=plan.destination, plan=plan, dry_run=False,
+                             uploaded=tuple(uploaded))
+        raise PublishError(f"{plural(len(plan.conflicts), 'file')} not published "
+                           f"({done.summary()}): {first_lines(plan.conflicts)}",
+                           where=plan.destination,
+                           hint="lockmirror did not put it there: remove it from the destination "
+                                "if it is not needed, else publish a new version; the pages "
+                                "were left as they were")
 
 
 def first_lines(problems: Sequence[str], shown: int = 3) -> str:

@@ -166,7 +166,8 @@ class UploadPublisher:
                 elif self.pages.sha256(remote) == item.sha256:
                     present.append(item)
                 else:
-                    conflicts.append(item.path.rsplit("/", 1)[-1])
+                    conflicts.append(f"{item.path.rsplit('/', 1)[-1]}: the repository holds "
+                                     "other bytes under this name")
         return Plan(destination=self.display, upload=tuple(upload), present=tuple(present),
                     conflicts=tuple(sorted(conflicts)))
 
@@ -217,8 +218,7 @@ class UploadPublisher:
                                found_present=tuple(o.path for o in outcomes if o.present))
         if self._refused is not None:
             raise self._refused
-        problems = [o.problem for o in outcomes if o.problem] + [
-            f"{name}: the repository holds other bytes under this name" for name in plan.conflicts]
+        problems = [o.problem for o in outcomes if o.problem] + list(plan.conflicts)
         if problems:
             raise PublishError(f"{plural(len(problems), 'file')} not published "
                                f"({result.summary()}): "
