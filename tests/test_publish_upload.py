@@ -124,8 +124,14 @@ def test_devpi_takes_the_index_and_the_wheel_twine_refuses(
     # without simple_url: the default <url>/simple/ is not devpi's; its +simple/ is found
     guessed = UploadDestination(kind="upload", url=server.url, username_env="REPO_USER",
                                 password_env="REPO_PASSWORD")
-    again = publish(tree, guessed, environ=env)
+    said: list[str] = []
+    again = publish(tree, guessed, environ=env, progress=lambda event: said.append(event.message))
     assert again.uploaded == () and again.present_count == len(artifacts(tree))
+    # and says so, naming the URL it reads (found by an outside tester: only the
+    # guessed one, which devpi answers 404, was named)
+    plus_simple = server.url.rstrip("/") + "/+simple/"
+    assert (f"{server.url.rstrip('/')}/simple/ is not found: devpi's pages are at "
+            f"{plus_simple}, reading those") in said, said
 
 
 def test_wrong_credentials_fail_cleanly_with_nothing_uploaded(
@@ -215,6 +221,34 @@ def test_missing_credentials_are_named_not_called_refused(
     text = str(info.value)
     assert "TWINE_PASSWORD is not set" in text and "TWINE_USERNAME" not in text
     assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
+
+
+def test_keyring_without_a_user_name_says_it_needs_one(
+        pypiserver: UploadServer, index_tree: Path) -> None:
+    """keyring: true with no user name set: the keyring is looked up by the upload URL
+    and a user name, so the error says that name is what is missing, not only that
+    TWINE_USERNAME/TWINE_PASSWORD are unset (found by an outside tester)."""
+    import keyring
+    from keyring.backends.null import Keyring as EmptyKeyring
+
+    dest = UploadDestination(kind="upload", url=pypiserver.url,
+                             simple_url=pypiserver.simple_url, keyring=True)
+    before = keyring.get_keyring()
+    keyring.set_keyring(EmptyKeyring())  # a real backend that holds nothing
+    try:
+        with pytest.raises(PublishError) as info:
+            publish(index_tree, dest, environ={})
+        text = str(info.value)
+        assert "keyring: true looks the password up by the upload URL and a user name, " \
+               "and TWINE_USERNAME is not set" in text and "(HTTP 401)" in text
+        assert "export TWINE_USERNAME=..." in text
+        with pytest.raises(PublishError) as info:
+            publish(index_tree, dest, environ={"TWINE_USERNAME": pypiserver.username})
+        text = str(info.value)
+        assert "the keyring holds no password for the upload URL and the user name in " \
+               "TWINE_USERNAME" in text and pypiserver.username not in text
+    finally:
+        keyring.set_keyring(before)
 
 
 def test_a_refused_upload_prints_the_servers_message_not_its_page(

@@ -140,10 +140,15 @@ class UploadPublisher:
         if projects:
             # said before the first read: a server that never answers keeps the user
             # waiting through the session's timeouts and retries here
+            guessed = self.simple_url
             self.progress(ProgressEvent(f"reading what the repository holds "
                                         f"({plural(len(projects), 'project')}, "
-                                        f"{redact_url(self.simple_url)})"))
+                                        f"{redact_url(guessed)})"))
             pages[projects[0]] = self.pages.files(projects[0])
+            if self.simple_url != guessed:  # devpi's +simple/, found by the first read
+                self.progress(ProgressEvent(f"{redact_url(guessed)} is not found: devpi's "
+                                            f"pages are at {redact_url(self.simple_url)}, "
+                                            "reading those"))
         # page reads are small and the server's work: more at once than uploads
         with ThreadPoolExecutor(max(self.jobs, 8)) as pool:
             reads = {pool.submit(self.pages.files, project): project

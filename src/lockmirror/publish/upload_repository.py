@@ -111,15 +111,32 @@ def auth_failure(doing: str, answer: str, missing: tuple[str, ...], *,
         return (f"the credentials in the upload URL were refused {doing} ({answer})",
                 "check the user name and password written into the URL, or set "
                 + " and ".join(credential_variables(destination)) + " instead")
+    user, password = credential_variables(destination)
+    if missing and destination.keyring:
+        return _keyring_failure(doing, answer, user, missing)
     if missing:
         names = " and ".join(missing)
         verb = "is" if len(missing) == 1 else "are"
         return (f"the repository wants credentials {doing} ({answer}), and {names} {verb} "
                 "not set", "export " + " ".join(f"{name}=..." for name in missing)
                 + ", or name other variables with username_env/password_env in mirror.yaml")
-    user, password = credential_variables(destination)
     return (f"the credentials were refused {doing} ({answer})",
             f"check {user}/{password}" + (" or the keyring" if destination.keyring else ""))
+
+
+def _keyring_failure(doing: str, answer: str, user: str,
+                     missing: tuple[str, ...]) -> tuple[str, str]:
+    """(message, hint) for a 401/403 with ``keyring: true`` that gave no password: the
+    keyring is looked up by the upload URL and a user name, which ``user`` gives."""
+    if user in missing:
+        return (f"the repository wants credentials {doing} ({answer}); keyring: true looks "
+                f"the password up by the upload URL and a user name, and {user} is not set",
+                f"export {user}=... (the user name the keyring holds the password under, "
+                "for the upload URL), or name another variable with username_env")
+    return (f"the repository wants credentials {doing} ({answer}), and the keyring holds no "
+            f"password for the upload URL and the user name in {user}",
+            "store it with `keyring set UPLOAD-URL USER`, or set "
+            f"{missing[0]} (password_env names another variable)")
 
 
 def http_answer(response: requests.Response) -> str:
