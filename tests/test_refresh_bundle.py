@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,10 +96,6 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     assert bundle(mirror, tmp_path / "dist3", "2024-10-11T12:00:00Z", "--advisories-only",
                   "--key", str(private)) == again  # the same bundle again: left alone, said so
     assert "already current" in capsys.readouterr().out
-    # without --now the snapshot is taken as of --source-date-epoch, as a full bundle's
-    assert main(["bundle", "--config", str(mirror.path), "--out", str(tmp_path / "dist3e"),
-                 "--no-tool", "--source-date-epoch", "1700000000", "--advisories-only"]) == 0
-    assert "advisories taken 2023-11-14T22:13:20Z" in capsys.readouterr().out
 
     # a mirror whose file and manifest entry were altered after the import takes no
     # refresh: recording its edited manifest as imported would make `verify` pass it
@@ -373,6 +370,45 @@ def test_a_refresh_refuses_a_mirror_holding_state_it_does_not_know(
                           "this lockmirror does not know (written by a newer lockmirror?)")
     assert err.count("\n") == 1 and "refusing the whole bundle; nothing was changed" in err
     assert tree_bytes(far) == before
+
+
+def test_source_date_epoch_dates_the_members_never_when_the_advisories_were_taken(
+        mirror: LoadedConfig, fixture_index: FixtureIndex, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --now the advisories are taken when the sources are asked, whatever
+    SOURCE_DATE_EPOCH (or --source-date-epoch) says: it stamps the tar members only. A
+    snapshot dated back to it (a day before) made the far side refuse a newer bundle as a
+    rollback of the one it had imported (found by a security team)."""
+    far = tmp_path / "far"
+
+    def plain_bundle(out: Path, *extra: str) -> tuple[Path, str]:
+        """``lockmirror bundle`` with no --now: the bundle, and what it printed."""
+        capsys.readouterr()
+        assert main(["bundle", "--config", str(mirror.path), "--out", str(out), "--no-tool",
+                     *extra]) == 0
+        [written] = out.glob("*.tar")
+        return written, capsys.readouterr().out
+
+    def held() -> datetime:
+        taken = json.loads((far / ".lockmirror/advisories.json").read_text())["taken"]
+        return datetime.fromisoformat(taken)
+
+    first, _ = plain_bundle(tmp_path / "dist1")  # no SOURCE_DATE_EPOCH: taken now
+    assert main(["import", str(first), "--into", str(far)]) == 0
+    imported = held()
+    day_before = int((imported - timedelta(days=1)).timestamp())
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(day_before))
+    newer, said = plain_bundle(tmp_path / "dist2")
+    assert f"mtime {day_before} from SOURCE_DATE_EPOCH" in said  # the members: the epoch
+    capsys.readouterr()
+    assert main(["import", str(newer), "--into", str(far)]) == 0, capsys.readouterr().err
+    assert held() >= imported  # the advisories: when they were asked, not the epoch
+    # a refresh bundle alike, by --source-date-epoch or $SOURCE_DATE_EPOCH
+    refresh, said = plain_bundle(tmp_path / "dist3", "--advisories-only",
+                                 "--source-date-epoch", "1700000000")
+    assert "advisories taken 2023-11-14" not in said, said
+    assert main(["import", str(refresh), "--into", str(far)]) == 0, capsys.readouterr().err
+    assert held() >= imported
 
 
 def test_a_refresh_through_a_symlinked_mirror_edits_the_directory_it_names(

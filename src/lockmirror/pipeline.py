@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .timeutil import snapshot_time
-
 if TYPE_CHECKING:
     from packaging.version import Version
 
@@ -232,8 +230,9 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     store, as the tool set's lockfile (current, else StaleLockError) chose them, or
     repacked into ``paths.cache``; older bundles beyond ``keep`` removed. A full bundle
     carries ``advisories.json`` (when ``policy.advisory_sources`` lists any), the advisory
-    snapshot taken at ``now`` (default: ``source_date_epoch``, then ``$SOURCE_DATE_EPOCH``,
-    then the clock: with either set the bundle's bytes repeat while the answers do)."""
+    snapshot taken at ``now`` (default: the clock, when the sources are really asked;
+    never ``source_date_epoch``, which stamps the members only: with ``now`` given the
+    bundle's bytes repeat while the answers do)."""
     from .errors import LockmirrorError
     from .formats.bundle_format import parse_size
     from .formats.url_policy import check_lockfile_dir
@@ -258,7 +257,7 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
                           tool=tool, cache_dir=loaded.cache_dir,
                           store_dir=None if s3_store else loaded.store_dir,
                           progress=progress, store=s3_store,
-                          extra=_bundle_snapshot(loaded, since, now, source_date_epoch),
+                          extra=_bundle_snapshot(loaded, since, now),
                           keep=loaded.config.bundle.keep if keep is None else keep,
                           built_from=[loaded.lockfile_path(n) for n in loaded.config.sets])
     if result.tool_python and tool_source() == "index":  # else: this machine's Python only
@@ -268,15 +267,15 @@ def bundle(loaded: LoadedConfig, *, index_dir: Path | None = None, out: Path | N
     return replace(result, notes=(*result.notes, *kept.notes))
 
 
-def _bundle_snapshot(loaded: LoadedConfig, since: Path | None, now: datetime | None,
-                     source_date_epoch: int | None) -> list[tuple[str, bytes]]:
+def _bundle_snapshot(loaded: LoadedConfig, since: Path | None,
+                     now: datetime | None) -> list[tuple[str, bytes]]:
     """``[("advisories.json", snapshot)]`` for a full bundle of a mirror with advisory
     sources (what the far side's ``audit --mirror`` uses), else ``[]``."""
     from .formats.bundle_format import ADVISORIES_NAME
 
     if since is not None or not loaded.config.policy.advisory_sources:
         return []
-    snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
+    snapshot = advisories(loaded, now=now or datetime.now(UTC))
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
 
 
@@ -284,7 +283,7 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
                    source_date_epoch: int | None = None,
                    now: datetime | None = None) -> RefreshBundleResult:
     """``bundle --advisories-only``: the refresh bundle (the advisory snapshot as of
-    ``now``, default as :func:`bundle`'s snapshot, and the quarantine list) in
+    ``now``, default the clock, as :func:`bundle`'s snapshot, and the quarantine list) in
     ``out`` (default ``paths.dist``); LockmirrorError without advisory sources."""
     from .errors import LockmirrorError
     from .stages.refresh_bundle import build_refresh_bundle
@@ -293,7 +292,7 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
         raise LockmirrorError("no advisory sources to refresh the far side with",
                               where=loaded.path.name,
                               hint="list them under policy.advisory_sources")
-    snapshot = advisories(loaded, now=snapshot_time(now, source_date_epoch))
+    snapshot = advisories(loaded, now=now or datetime.now(UTC))
     return build_refresh_bundle(loaded, snapshot, out_dir=out or loaded.dist_dir,
                                 key=key or loaded.signing_key,
                                 source_date_epoch=source_date_epoch)

@@ -67,16 +67,6 @@ def known_source_date_epoch(explicit: int | None,
     return None
 
 
-def snapshot_time(now: datetime | None, source_date_epoch: int | None) -> datetime:
-    """When a bundle's advisory snapshot is taken: ``now``, else the
-    reproducible builds' time (``source_date_epoch``, ``$SOURCE_DATE_EPOCH``), else
-    the clock: the same answers and time give the same bundle bytes."""
-    if now is not None:
-        return now
-    known = known_source_date_epoch(source_date_epoch, None)
-    return datetime.fromtimestamp(known[0], UTC) if known else datetime.now(UTC)
-
-
 def _env_source_date_epoch() -> int | None:
     """``$SOURCE_DATE_EPOCH`` when set; LockmirrorError when it is not an integer."""
     env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()

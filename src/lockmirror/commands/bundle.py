@@ -48,15 +48,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "the far side re-audits and quarantines with it")
     parser.add_argument("--now", metavar="WHEN",
                         help="the time the advisory snapshot records as taken (default: now, "
-                             "UTC); the same answers and time give the same bytes")
+                             "UTC, never SOURCE_DATE_EPOCH); the same inputs, answers and "
+                             "--now give the same bytes")
     parser.add_argument("--source-date-epoch", type=int, metavar="SECONDS",
                         help="mtime of every member (default: $SOURCE_DATE_EPOCH, else the "
                              "lockfiles' last commit time)")
 
 
 def run(args: argparse.Namespace) -> int:
-    # without --now, a bundle's snapshot time comes from --source-date-epoch or
-    # $SOURCE_DATE_EPOCH when given (pipeline), so its bytes repeat
+    # without --now the advisories are taken at the clock, when the sources are asked:
+    # --source-date-epoch / $SOURCE_DATE_EPOCH stamp the tar members only, never "taken"
     now = parse_when(args.now) if args.now else None
     if args.advisories_only:
         return _refresh(args, now)
