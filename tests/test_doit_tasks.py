@@ -7,11 +7,13 @@ the up-to-date checks are doit's own.
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -204,6 +206,40 @@ def test_a_deleted_bundle_is_written_again_and_a_comment_runs_no_installer(
     assert run_doit("bundle") == 0
     assert (project / "dist-index" / "landing.json").read_bytes() != landing  # index ran
     assert installs == []
+
+
+def test_doit_bundle_takes_now_and_the_same_now_gives_the_same_bytes(
+        tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`doit bundle --now WHEN`, as `lockmirror bundle --now WHEN`: the advisory snapshot
+    says WHEN, so a bundle written again has the same bytes (a plain run takes the
+    advisories at the clock); another --now is not up to date; a bad one is one line."""
+    policy = ("policy:\n  advisory_sources:\n"
+              f"    - {{kind: pypi-json, url: \"{fixture_index.json_api_url}\"}}\n")
+    (tmp_path / "mirror.yaml").write_text(
+        mirror_yaml(fixture_index.url, {"core": ["speedup==1.2"]}, extra=policy))
+    monkeypatch.chdir(tmp_path)
+
+    def taken(tar: Path) -> str:
+        with tarfile.open(tar) as bundle:
+            [member] = [m for m in bundle.getmembers() if m.name.endswith("/advisories.json")]
+            handle = bundle.extractfile(member)
+            assert handle is not None
+            return str(json.loads(handle.read())["taken"])
+
+    assert run_doit("bundle", "--now", "2024-10-10T12:00:00Z") == 0
+    [tar] = (tmp_path / "dist").glob("*.tar")
+    written = tar.read_bytes()
+    assert taken(tar) == "2024-10-10T12:00:00Z"
+    tar.unlink()
+    assert run_doit("bundle", "--now", "2024-10-10T12:00:00Z") == 0
+    assert tar.read_bytes() == written  # byte-identical
+    assert run_doit("bundle", "--now", "2024-10-11T12:00:00Z") == 0  # not up to date
+    [newer] = [p for p in (tmp_path / "dist").glob("*.tar") if p != tar]
+    assert taken(newer) == "2024-10-11T12:00:00Z"
+    capsys.readouterr()
+    assert run_doit("bundle", "--now", "yesterday") != 0
+    assert "'yesterday' is not an ISO date or date-time" in capsys.readouterr().err
 
 
 def test_installs_unchanged_looks_at_what_installers_read(tmp_path: Path) -> None:

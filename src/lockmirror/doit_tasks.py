@@ -276,21 +276,31 @@ def verify_alias_task() -> TaskDict:
 # -- bundle ------------------------------------------------------------------
 
 
-def _bundle(project: Project) -> dict[str, Any]:
-    result = pipeline.bundle(project.loaded, retained=project.retained)
+def _bundle(project: Project, now: str = "") -> dict[str, Any]:
+    from .timeutil import parse_when
+
+    result = pipeline.bundle(project.loaded, retained=project.retained,
+                             now=parse_when(now) if now else None)
     state = "written" if result.changed else "unchanged"
     print(f"bundle: {result.path} ({format_size(result.size)}, {result.members} members, "
           f"sha256 {result.sha256[0]}, {'signed' if result.signed else 'unsigned'}) ({state})")
     for line in (*result.notes, result.tool_note(), result.removed.summary()):
         if line:
             print(f"bundle: {line}")
-    return {"parts": [str(part) for part in (*result.parts, result.checksums)]}
+    return {"parts": [str(part) for part in (*result.parts, result.checksums)], "now": now}
 
 
 def bundle_task(project: Project) -> TaskDict:
+    """`doit bundle [--now WHEN]`: as `lockmirror bundle [--now WHEN]`."""
+    def write(now: str = "") -> TaskFailed | dict[str, Any] | None:  # doit passes its param
+        return _action(_bundle, project, now)()
+
     return {
         "doc": "write dist/lockmirror-<name>-<id>.tar: the index, lockfiles, manifest, tool wheels",
-        "actions": [_action(_bundle, project)],
+        "actions": [write],
+        "params": [{"name": "now", "long": "now", "type": str, "default": "",
+                    "help": "the time the advisory snapshot records as taken (default: now, "
+                            "UTC); the same inputs, answers and --now give the same bytes"}],
         "task_dep": ["check-install"],
         "file_dep": [str(project.path_of("index") / "manifest.json"), str(project.path),
                      *(str(p) for p in project.lockfile_paths())],

@@ -40,9 +40,13 @@ def store_complete(project: Project, task: object = None) -> bool:
 
 def bundle_there(task: object, values: dict[str, Any]) -> bool:
     """Whether the files the last bundle run wrote (``values["parts"]``) are all
-    still there: a deleted tar is written again (found by an outside tester)."""
+    still there: a deleted tar is written again (found by an outside tester); and,
+    when ``--now`` is given, whether that run was given the same (else its snapshot
+    says another time)."""
     parts = values.get("parts") or []
-    return bool(parts) and all(os.path.isfile(part) for part in parts)
+    now = (getattr(task, "options", None) or {}).get("now") or ""
+    return (bool(parts) and all(os.path.isfile(part) for part in parts)
+            and (not now or values.get("now") == now))
 
 
 def installs_unchanged(index_dir: Path, work_dir: Path) -> bool:
