@@ -534,6 +534,42 @@ def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_
         str(len(served)), format_size(sum(p.stat().st_size for p in served))]
 
 
+def test_the_far_side_audits_the_releases_retention_keeps_serving(
+        kept_repo: Path, fixture_index: FixtureIndex, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The far side serves what the previous lock still pins (it crossed the gap in the
+    bundle), so `audit --mirror` checks it against the carried snapshot as the build
+    side does, under the set's level and named by its revision, with the far side's way
+    to take it out; it used to audit the current lockfiles only (found by a security
+    team: "served and crossing the gap, never checked")."""
+    from lockmirror.cli import main
+    from lockmirror.stages.audit_quarantine import FAR_SIDE_REMEDY
+
+    policy = ("policy:\n  vulnerabilities: deny\n  advisory_sources:\n"
+              f"    - {{kind: pypi-json, url: \"{fixture_index.json_api_url}\"}}\n")
+    previous = lock_revision(kept_repo, fixture_index.url, REVISIONS[1],
+                             NOW - timedelta(days=2), policy)
+    lock_revision(kept_repo, fixture_index.url, REVISIONS[2], NOW - timedelta(days=1), policy)
+    fixture_index.add_vulnerability("speedup", "1.0", "PYSEC-2026-0001", summary="bad")
+    assert main(["fetch"]) == 0 and main(["index"]) == 0
+    assert main(["bundle", "--no-tool"]) == 0
+    (bundle,) = (kept_repo / "dist").glob("*.tar")
+    far = tmp_path / "far" / "mirror"
+    assert main(["import", str(bundle), "--into", str(far)]) == 0
+    assert "speedup 1.0" in released(far)  # served on the far side
+    capsys.readouterr()
+    assert main(["audit", "--mirror", str(far), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    denied = [r for r in report["findings"] if r["level"] == "deny"]
+    assert [(r["package"], r["version"], r["advisory"], r["sets"]) for r in denied] == [
+        ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
+    assert (f"also audited: 1 earlier lock revision the mirror still serves (retention): "
+            f"core@{previous[:8]}") in report["notes"]
+    assert (f"denied and served for earlier lock revisions retention keeps, which no lock or "
+            f"`bump` can move: speedup==1.0 (core@{previous[:8]}); {FAR_SIDE_REMEDY}"
+            ) in report["notes"]
+
+
 def test_diff_marks_what_leaves_the_lock_but_stays_in_the_index(
         kept_repo: Path, fixture_index: FixtureIndex,
         capsys: pytest.CaptureFixture[str]) -> None:

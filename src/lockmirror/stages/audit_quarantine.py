@@ -31,16 +31,22 @@ if TYPE_CHECKING:
 
 _SHOWN = 5  # releases a note names before "and N more"
 
-__all__ = ["quarantine_rows"]
+__all__ = ["BUILD_SIDE_REMEDY", "FAR_SIDE_REMEDY", "quarantine_rows"]
+
+
+BUILD_SIDE_REMEDY = "run `lockmirror audit --quarantine` to take them out of the index"
+FAR_SIDE_REMEDY = ("on the build side, `lockmirror audit --quarantine` and a refresh bundle "
+                   "(`lockmirror bundle --advisories-only`) take them out of this mirror")
 
 
 def quarantine_rows(rows: Collection[AuditRow], locked_now: Collection[tuple[str, str]],
                     quarantined: Collection[tuple[str, Version]],
+                    remedy: str = BUILD_SIDE_REMEDY,
                     ) -> tuple[tuple[AuditRow, ...], tuple[str, ...]]:
     """An audit's ``rows``, those on the releases ``quarantined`` (the list's keys:
     normalized name, version) that no audited lockfile locks now (``locked_now``)
     at the level ``quarantined``, sorted; and a note for each case the module
-    docstring names."""
+    docstring names (a denied kept release: what takes it out, ``remedy``)."""
     listed = {(str(name), str(version)) for name, version in quarantined}
     handled: dict[str, set[str]] = {}  # "name==version" -> the labels naming it
     pinned: dict[str, set[str]] = {}
@@ -68,8 +74,7 @@ def quarantine_rows(rows: Collection[AuditRow], locked_now: Collection[tuple[str
                      f"new lock moves them: run `lockmirror bump --security`")
     if to_quarantine:
         notes.append(f"denied and served for earlier lock revisions retention keeps, which "
-                     f"no lock or `bump` can move: {_named(to_quarantine)}; run `lockmirror "
-                     f"audit --quarantine` to take them out of the index")
+                     f"no lock or `bump` can move: {_named(to_quarantine)}; {remedy}")
     return tuple(sorted(kept, key=AuditRow.sort_key)), tuple(notes)
 
 

@@ -401,9 +401,13 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
     of the mirror.yaml its bundle carried (or ``config``), against the advisory
     snapshot it holds plus ``databases`` (or ``sources`` when given).
 
-    Raises LockmirrorError for a directory that is no imported mirror, what
+    The releases the index serves for earlier lock revisions (retention) are audited
+    too, named by their revision (:mod:`lockmirror.stages.audit_kept`). Raises
+    LockmirrorError for a directory that is no imported mirror, what
     :class:`SnapshotSource` raises for a release the snapshot does not cover."""
     from ..resolve.advisory_snapshot import offline_source
+    from .audit_kept import kept_revisions
+    from .audit_quarantine import FAR_SIDE_REMEDY, quarantine_rows
 
     mirror = Path(os.path.abspath(mirror))
     loaded = mirror_config(mirror, config)
@@ -414,10 +418,15 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
         found: list[AdvisorySource] = (
             [SnapshotSource(snapshot, where=str(mirror / IMPORT_ADVISORIES))] if snapshot else [])
         sources = AdvisoryDB([*found, *(offline_source(path) for path in databases)])
+    kept, not_read = kept_revisions(mirror)
     report = audit(lockfiles, loaded.config, sources=sources, now=now, client=None,
                    where=str(loaded.path),
                    licenses=mirror_licenses(mirror, lockfiles)
-                   if has_license_rule(loaded.config, lockfiles) else None)
+                   if has_license_rule(loaded.config, lockfiles) else None, kept=kept)
+    locked_now = {(p.name, str(p.version)) for lf in lockfiles for p in lf.packages}
+    rows, notes = quarantine_rows(report.rows, locked_now, (), remedy=FAR_SIDE_REMEDY)
+    report = replace(report, rows=rows, notes=(*report.notes, *notes,
+                                               *([not_read] if not_read else [])))
     if snapshot is not None and not snapshot.records_unchecked:
         report = replace(report, notes=(*report.notes, (
             "the advisory snapshot predates lockmirror recording which releases its sources "
