@@ -138,6 +138,27 @@ def test_sboms_validate_and_match_the_lockfile_and_the_metadata(
         ["core", "tools"]
 
 
+def test_license_classifiers_are_one_license_object_each_and_no_invented_expression(
+        tmp_path: Path) -> None:
+    """python-dateutil's classifiers (Apache Software License, BSD License: no one SPDX
+    id for the second) were one license named "Apache Software License; BSD License";
+    they say neither AND nor OR, so each is its own license object, no expression."""
+    store = Store(tmp_path / "store")
+    lockfile = Lockfile(set_name="core", requirements=("python-dateutil",), targets=(TARGET,),
+                        input_hash="x", packages=(package(
+                            store, "python-dateutil", "2.9.0.post0",
+                            "Classifier: License :: OSI Approved :: BSD License",
+                            "Classifier: License :: OSI Approved :: Apache Software License"),))
+    documents = sbom_documents([lockfile], store, mirror_name="demo", tool_version="9.9")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(
+        documents["core.cdx.json"].decode()) is None
+    [component] = json.loads(documents["core.cdx.json"])["components"]
+    assert sorted(component["licenses"], key=json.dumps) == [
+        {"license": {"name": "Apache Software License"}}, {"license": {"name": "BSD License"}}]
+    assert {"name": "lockmirror:license-source", "value": "classifiers"} in \
+        component["properties"]
+
+
 def test_two_renders_are_the_same_bytes_and_no_clock_without_an_epoch(
         lockfiles: tuple[list[Lockfile], Store]) -> None:
     sets, store = lockfiles

@@ -192,6 +192,13 @@ SUPPLIERS: list[tuple[str, list[str], dict[str, Any] | None]] = [
     ("echoed", ["Author: Ada", "Author-email: Ada <ada@example.org>, Bob <bob@example.org>"],
      {"name": "Ada, Bob", "contact": [{"email": "ada@example.org", "name": "Ada"},
                                       {"email": "bob@example.org", "name": "Bob"}]}),
+    # aiohttp's METADATA: the address in the name field, nothing in Author-email
+    ("svetlov", ["Author: Andrew Svetlov <andrew.svetlov@gmail.com>"],
+     {"name": "Andrew Svetlov",
+      "contact": [{"email": "andrew.svetlov@gmail.com", "name": "Andrew Svetlov"}]}),
+    ("nameful", ["Author: Ada Lovelace, Bob <bob@example.org>, nobody@example.org"],
+     {"name": "Ada Lovelace, Bob",
+      "contact": [{"email": "bob@example.org", "name": "Bob"}, {"email": "nobody@example.org"}]}),
     ("nobody", [], None),
 ]
 
@@ -224,4 +231,11 @@ def test_the_supplier_is_the_maintainer_else_the_author_else_absent(tmp_path: Pa
     assert components["mailed"]["authors"] == [
         {"name": "Ada"}, {"email": "grace@example.org", "name": "Grace Hopper"},
         {"email": "ops@example.org"}]
+    # an address in the name field is taken apart as in the address field (it was
+    # kept in the name: "Andrew Svetlov <andrew.svetlov@gmail.com>")
+    assert components["svetlov"]["authors"] == [
+        {"email": "andrew.svetlov@gmail.com", "name": "Andrew Svetlov"}]
+    assert components["nameful"]["authors"] == [
+        {"name": "Ada Lovelace"}, {"email": "bob@example.org", "name": "Bob"},
+        {"email": "nobody@example.org"}]
     assert documents == sbom_documents([lockfile], store, mirror_name="demo", tool_version="9.9")

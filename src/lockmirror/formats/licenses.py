@@ -117,6 +117,9 @@ def declared_license(metadata: CoreMetadata) -> DeclaredLicense:
     return UNKNOWN
 
 
+CLASSIFIER_SEPARATOR = "; "  # between the license classifiers' names in a DeclaredLicense's text
+
+
 def _from_classifiers(classifiers: Iterable[str]) -> DeclaredLicense | None:
     named = sorted({c for c in classifiers if c.startswith("License ::")})
     if not named:
@@ -125,7 +128,7 @@ def _from_classifiers(classifiers: Iterable[str]) -> DeclaredLicense | None:
     if all(ids):  # several classifiers: PEP 639 reads them as a choice
         return DeclaredLicense(" OR ".join(sorted(set(i for i in ids if i))), None,
                                "classifiers")
-    return DeclaredLicense(None, "; ".join(c.rpartition(" :: ")[2] for c in named),
+    return DeclaredLicense(None, CLASSIFIER_SEPARATOR.join(c.rpartition(" :: ")[2] for c in named),
                            "classifiers")
 
 
@@ -143,7 +146,7 @@ def same_license(first: DeclaredLicense, second: DeclaredLicense) -> bool:
     words, expression = (first, second) if second.spdx is not None else (second, first)
     if expression.spdx is None or words.text is None or words.source != "classifiers":
         return False
-    families = [_CONSISTENT.get(name) for name in words.text.split("; ")]
+    families = [_CONSISTENT.get(name) for name in words.text.split(CLASSIFIER_SEPARATOR)]
     if not all(families):
         return False  # a classifier that names no license ("Other/Proprietary License")
     keys = license_keys(expression.spdx)

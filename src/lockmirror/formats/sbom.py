@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .licenses import UNKNOWN, DeclaredLicense
+from .licenses import CLASSIFIER_SEPARATOR, UNKNOWN, DeclaredLicense
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -87,16 +87,35 @@ def _role(named: str | None, addressed: str | None) -> list[Person]:
     Takhteyev`` beside ``Author-email: Waylan Limberg <...>``), except that a name
     field and one bare address are one person (``Author: Ada``, ``Author-email:
     ada@example.org``, as setup.py writes them). A placeholder (blank, ``UNKNOWN``,
-    ``None``) names no one."""
+    ``None``) names no one. A name field that holds addresses too (``Author: Andrew
+    Svetlov <andrew.svetlov@gmail.com>``) is taken apart the same way."""
     name = (named or "").strip()
     addresses: list[Person] = [
         (own.strip() if _names_someone(own.strip()) else None, email)
         for own, email in getaddresses([addressed or ""]) if "@" in email]
+    if "@" in name:
+        return _distinct([*_named_people(name), *addresses])
     if not _names_someone(name):
         return _distinct(addresses)
     if len(addresses) == 1 and addresses[0][0] is None:
         return [(name, addresses[0][1])]
     return _distinct([(name, None), *addresses])
+
+
+def _named_people(text: str) -> list[Person]:
+    """The people of a name field that holds addresses: each comma-separated part
+    with an address as name and address, any other as a name alone (a name is never
+    passed to the address parser, which drops all but its first word)."""
+    people: list[Person] = []
+    for part in (part.strip() for part in text.split(",")):
+        if "@" in part:
+            found = getaddresses([part])
+            own, email = found[0] if found else ("", "")
+            if "@" in email:
+                people.append((own.strip() if _names_someone(own.strip()) else None, email))
+        elif _names_someone(part):
+            people.append((part, None))
+    return people
 
 
 def _distinct(people: Sequence[Person]) -> list[Person]:
@@ -304,6 +323,10 @@ def _add_license(component: Any, facts: ReleaseFacts) -> None:
     declared = facts.license
     if declared.spdx is not None:
         component.licenses.add(LicenseExpression(declared.spdx))
+    elif declared.text is not None and declared.source == "classifiers":
+        # one license per classifier: they do not say AND or OR, so no expression
+        for name in declared.text.split(CLASSIFIER_SEPARATOR):
+            component.licenses.add(DisjunctiveLicense(name=name))
     elif declared.text is not None:
         component.licenses.add(DisjunctiveLicense(name=declared.text))
 
