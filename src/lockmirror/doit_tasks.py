@@ -26,7 +26,7 @@ from .doit_uptodate import bundle_there, installs_unchanged, store_complete
 from .errors import LockmirrorError, error_text
 from .fsutil import format_size
 from .interrupt import restore, stopped, terminate_as_interrupt
-from .timeutil import mtime_stamp
+from .timeutil import mtime_stamp, parse_when
 
 TaskDict = dict[str, Any]
 
@@ -99,15 +99,11 @@ def _remove_orphans(project: Project) -> None:
 
 
 def _lock_one(project: Project, set_name: str) -> None:
-    from .commands.lock import LockLine, print_results
+    from .commands.lock import LockLine, before_lock, print_results
 
-    loaded = project.loaded  # a linux_* tag: once per set that locks for it
-    targets = loaded.config.set_targets(set_name) if set_name in loaded.config.sets else []
-    for warning in loaded.platform_warnings(targets=targets):
-        print(f"lockmirror: warning: {warning}", file=sys.stderr)
-    unset = loaded.unset_credentials()  # every one, with its line, before a source is asked
-    if unset is not None:
-        raise unset
+    loaded = project.loaded  # a linux_* tag is named once per set that locks for it
+    before_lock(loaded, targets=loaded.config.set_targets(set_name)
+                if set_name in loaded.config.sets else [])
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(loaded, [set_name], progress=line)
@@ -277,8 +273,6 @@ def verify_alias_task() -> TaskDict:
 
 
 def _bundle(project: Project, now: str = "") -> dict[str, Any]:
-    from .timeutil import parse_when
-
     result = pipeline.bundle(project.loaded, retained=project.retained,
                              now=parse_when(now) if now else None)
     state = "written" if result.changed else "unchanged"

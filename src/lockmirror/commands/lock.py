@@ -58,14 +58,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="concurrent resolutions (default 6)")
 
 
+def before_lock(loaded: LoadedConfig, filename: str | None = None, *,
+                targets: Iterable[str] | None = None, asks_sources: bool = True) -> None:
+    """What both front doors do before a lock: warn of a likely unintended platform
+    tag (of ``targets``; default every target), then, when sources will be asked,
+    raise the ConfigError naming every unset credential variable with its line."""
+    for warning in loaded.platform_warnings(filename, targets=targets):
+        print(f"lockmirror: warning: {warning}", file=sys.stderr)
+    unset = loaded.unset_credentials(filename)
+    if unset is not None and asks_sources:
+        raise unset
+
+
 def run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     _check_shard_options(args)
-    for warning in loaded.platform_warnings(args.config):
-        print(f"lockmirror: warning: {warning}", file=sys.stderr)
-    unset = loaded.unset_credentials(args.config)
-    if unset is not None and not args.from_shards:  # every source may be asked
-        raise unset
+    before_lock(loaded, args.config, asks_sources=not args.from_shards)  # a gather asks none
     if args.resolve and not args.check:
         raise LockmirrorError("--resolve goes with --check",
                               hint="lockmirror lock --check --resolve")

@@ -11,6 +11,7 @@ nothing reads ``bundle.json`` or checks its signature again.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,9 +19,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ..errors import BundleError, printable
 from ..formats import signing
 from ..formats.bundle_format import BundleHead, BundleSource, locate_bundle, read_head
-from .import_state import refuse_unknown_state, require_signature_check
+from ..formats.manifest import IMPORT_STATE, PUBLISHER_STATE, STATE_DIR, temporary_target
+from ..fsutil import first_of
+from .import_plan import REFUSED
+from .import_state import require_signature_check
 from .import_swap import import_lock, make_parents, mirror_path, remove_made_parents
 
 
@@ -64,3 +69,27 @@ def opened_import(paths: Sequence[Path], into: Path,
     except BaseException:
         remove_made_parents(made)  # a refused import leaves no new directories behind
         raise
+
+
+def refuse_unknown_state(mirror: Path) -> None:
+    """Refuse an import (a bundle's or a refresh bundle's) into a mirror whose
+    ``.lockmirror/`` holds an entry this lockmirror does not write: a newer
+    lockmirror's record, which the swap would drop without a word, and with it the
+    protection it keeps (as an older lockmirror once dropped ``signer`` and
+    ``bundle-time``). Known are the import's state (:data:`IMPORT_STATE`), a directory
+    publish's (:data:`PUBLISHER_STATE`) and an interrupted atomic write's temporary
+    file of either; the import and publish locks are taken on directories, and staging
+    trees live beside the mirror, never in it. Raises BundleError naming the entries;
+    costs one listing of the directory."""
+    state = mirror / STATE_DIR
+    if state.is_symlink() or not state.is_dir():
+        return
+    known = {rel.removeprefix(f"{STATE_DIR}/") for rel in IMPORT_STATE | PUBLISHER_STATE}
+    unknown = sorted(printable(name) for name in os.listdir(state)
+                     if name not in known and temporary_target(name) not in known)
+    if unknown:
+        raise BundleError(
+            f"{STATE_DIR}/ holds {first_of(unknown, 5)}, which this lockmirror does not know "
+            "(written by a newer lockmirror?)", where=str(mirror),
+            hint=f"install lockmirror from the newest full bundle's tool/ (README.txt in it "
+                 f"says how) and import with that; {REFUSED}")

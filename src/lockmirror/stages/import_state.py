@@ -38,7 +38,8 @@ in with the tree so the two always agree:
 Nothing else lives there but a directory publish's state and the temporary files
 of an interrupted write of either: an entry this lockmirror does not know (a newer
 lockmirror's record, a protection like ``signer`` once was) stops every import
-before anything changes (:func:`refuse_unknown_state`), as the swap would drop it.
+before anything changes, as the swap would drop it
+(:func:`lockmirror.stages.import_open.refuse_unknown_state`).
 
 :func:`audit_imported` is ``lockmirror audit --mirror DIR``: the imported
 lockfiles judged against the carried snapshot and policy, no network.
@@ -57,7 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.version import Version
 
 from ..config import LoadedConfig, load_config
-from ..errors import BundleError, LockmirrorError, printable
+from ..errors import BundleError, LockmirrorError
 from ..formats import signing
 from ..formats.bundle_format import (
     ADVISORIES_NAME,
@@ -78,16 +79,13 @@ from ..formats.manifest import (
     IMPORT_MIRROR_YAML,
     IMPORT_QUARANTINE,
     IMPORT_SIGNER,
-    IMPORT_STATE,
-    PUBLISHER_STATE,
     STATE_DIR,
-    temporary_target,
 )
-from ..fsutil import atomic_write, first_of, sha256_bytes
+from ..fsutil import atomic_write, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit, has_license_rule
-from .import_plan import REFUSED, ImportPlan, read_member
+from .import_plan import ImportPlan, read_member
 from .import_swap import inside_mirror, link_or_copy, state_line
 
 MAX_STATE_MEMBER = 64 << 20
@@ -131,30 +129,6 @@ def signer_record(signer: str) -> bytes:
     """What ``.lockmirror/signer`` holds: the fingerprint of the key that checked the
     last bundle's signature (read back by :func:`require_signature_check`)."""
     return f"{signer}\n".encode()
-
-
-def refuse_unknown_state(mirror: Path) -> None:
-    """Refuse an import (a bundle's or a refresh bundle's) into a mirror whose
-    ``.lockmirror/`` holds an entry this lockmirror does not write: a newer
-    lockmirror's record, which the swap would drop without a word, and with it the
-    protection it keeps (as an older lockmirror once dropped ``signer`` and
-    ``bundle-time``). Known are the import's state (:data:`IMPORT_STATE`), a directory
-    publish's (:data:`PUBLISHER_STATE`) and an interrupted atomic write's temporary
-    file of either; the import and publish locks are taken on directories, and staging
-    trees live beside the mirror, never in it. Raises BundleError naming the entries;
-    costs one listing of the directory."""
-    state = mirror / STATE_DIR
-    if state.is_symlink() or not state.is_dir():
-        return
-    known = {rel.removeprefix(f"{STATE_DIR}/") for rel in IMPORT_STATE | PUBLISHER_STATE}
-    unknown = sorted(printable(name) for name in os.listdir(state)
-                     if name not in known and temporary_target(name) not in known)
-    if unknown:
-        raise BundleError(
-            f"{STATE_DIR}/ holds {first_of(unknown, 5)}, which this lockmirror does not know "
-            "(written by a newer lockmirror?)", where=str(mirror),
-            hint=f"install lockmirror from the newest full bundle's tool/ (README.txt in it "
-                 f"says how) and import with that; {REFUSED}")
 
 
 def require_signature_check(mirror: Path, trusted: Ed25519PublicKey | None) -> None:
