@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import helpers
 import pytest
@@ -485,15 +486,8 @@ def test_audit_checks_the_releases_retention_keeps_serving_and_quarantine_drops_
     fixture_index.add_vulnerability("speedup", "1.0", "PYSEC-2026-0001", summary="bad")
     capsys.readouterr()
     assert main(["audit", "--format", "json"]) == 1
-    report = json.loads(capsys.readouterr().out)
-    denied = [r for r in report["findings"] if r["level"] == "deny"]
-    assert [(r["package"], r["version"], r["advisory"], r["sets"]) for r in denied] == [
-        ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
-    assert (f"also audited: 1 earlier lock revision the mirror still serves (retention): "
-            f"core@{previous[:8]}") in report["notes"]
-    assert (f"denied and served for earlier lock revisions retention keeps, which no lock or "
-            f"`bump` can move: speedup==1.0 (core@{previous[:8]}); run `lockmirror audit "
-            f"--quarantine` to take them out of the index") in report["notes"]
+    assert_kept_release_denied(json.loads(capsys.readouterr().out), previous,
+                               "run `lockmirror audit --quarantine` to take them out of the index")
     index = kept_repo / "dist-index"
     sboms = {name: (index / "sbom" / name).read_bytes()
              for name in ("core.cdx.json", "mirror.cdx.json")}
@@ -559,15 +553,7 @@ def test_the_far_side_audits_the_releases_retention_keeps_serving(
     assert "speedup 1.0" in released(far)  # served on the far side
     capsys.readouterr()
     assert main(["audit", "--mirror", str(far), "--format", "json"]) == 1
-    report = json.loads(capsys.readouterr().out)
-    denied = [r for r in report["findings"] if r["level"] == "deny"]
-    assert [(r["package"], r["version"], r["advisory"], r["sets"]) for r in denied] == [
-        ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
-    assert (f"also audited: 1 earlier lock revision the mirror still serves (retention): "
-            f"core@{previous[:8]}") in report["notes"]
-    assert (f"denied and served for earlier lock revisions retention keeps, which no lock or "
-            f"`bump` can move: speedup==1.0 (core@{previous[:8]}); {FAR_SIDE_REMEDY}"
-            ) in report["notes"]
+    assert_kept_release_denied(json.loads(capsys.readouterr().out), previous, FAR_SIDE_REMEDY)
 
 
 def test_diff_marks_what_leaves_the_lock_but_stays_in_the_index(
@@ -758,3 +744,15 @@ def test_a_requirement_edit_that_locks_the_same_releases_keeps_the_previous_lock
     (row,) = [line for line in capsys.readouterr().out.splitlines() if "core + " in line]
     assert row.split()[2:] == ["2", "files", "core", "+", f"core@{previous[:8]}", "(the",
                                "previous", "lock)"], row
+
+
+def assert_kept_release_denied(report: dict[str, Any], previous: str, remedy: str) -> None:
+    """The audit report denies speedup 1.0, served only for the ``previous`` lock
+    revision, audited as such, with the note ending in ``remedy``."""
+    denied = [r for r in report["findings"] if r["level"] == "deny"]
+    assert [(r["package"], r["version"], r["advisory"], r["sets"]) for r in denied] == [
+        ("speedup", "1.0", "PYSEC-2026-0001", [f"core@{previous[:8]}"])]
+    assert (f"also audited: 1 earlier lock revision the mirror still serves (retention): "
+            f"core@{previous[:8]}") in report["notes"]
+    assert (f"denied and served for earlier lock revisions retention keeps, which no lock or "
+            f"`bump` can move: speedup==1.0 (core@{previous[:8]}); {remedy}") in report["notes"]
