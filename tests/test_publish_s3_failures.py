@@ -77,7 +77,8 @@ def test_a_publish_whose_server_stops_says_its_lock_is_left_and_how_to_clear_it(
     child = start_publish(own_moto, own_moto.new_bucket(), source, tmp_path, "-q")
     try:
         own_moto.process.stop()  # the server goes away mid-run
-        while child.poll() is None:
+        deadline = time.monotonic() + 120
+        while child.poll() is None and time.monotonic() < deadline:
             unblock(fifo)  # the last upload now finds nobody there
             time.sleep(0.05)
         _out, err = child.communicate(timeout=120)

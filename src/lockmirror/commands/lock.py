@@ -65,8 +65,7 @@ def before_lock(loaded: LoadedConfig, filename: str | None = None, *,
     raise the ConfigError naming every unset credential variable with its line."""
     for warning in loaded.platform_warnings(filename, targets=targets):
         print(f"lockmirror: warning: {warning}", file=sys.stderr)
-    unset = loaded.unset_credentials(filename)
-    if unset is not None and asks_sources:
+    if asks_sources and (unset := loaded.unset_credentials(filename)) is not None:
         raise unset
 
 

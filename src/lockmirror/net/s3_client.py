@@ -34,6 +34,7 @@ _AUTH_CODES = frozenset({
 })
 _DIGEST_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+STATE_CACHE = "no-store"  # the Cache-Control of the receipt and the lock
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 

@@ -204,10 +204,13 @@ class S3Publisher:
         present: list[Item] = []
         conflicts: list[str] = []
         unsure: list[Item] = []
+
+        def ours(item: Item) -> bool:  # lockmirror put it there, or it is no artifact
+            return item.path in self._receipt or not is_artifact(item.path)
+
         for item in wanted:
             remote = self._listing.get(item.path)
-            ours = item.path in self._receipt or not is_artifact(item.path)
-            if remote is None or (remote.size != item.size and ours):
+            if remote is None or (remote.size != item.size and ours(item)):
                 upload.append(item)
             elif self._receipt.get(item.path) == (item.sha256, remote.etag):
                 present.append(item)
@@ -220,7 +223,7 @@ class S3Publisher:
             if sha == item.sha256 and size == item.size:
                 present.append(item)
                 self._known[item.path] = (item.sha256, etag)
-            elif item.path in self._receipt or not is_artifact(item.path):
+            elif ours(item):
                 upload.append(item)
             else:
                 conflicts.append(conflict(item, size, sha))

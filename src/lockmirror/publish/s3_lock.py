@@ -28,14 +28,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from ..errors import LockmirrorError, PublishError
 from ..fsutil import pid_alive
-from ..net.s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
+from ..net.s3_client import NOT_FOUND_CODES, STATE_CACHE, S3Client, error_code, s3_errors
 from ..timeutil import as_utc
-from .s3_receipt import STATE_CACHE
 from .tree import Progress, ProgressEvent, lock_holder_text
 
 DEFAULT_TTL = 3600  # seconds a lock lives without renewal: a killed publisher's lock at most
@@ -98,10 +97,10 @@ class BucketLock:
     # a client with short timeouts and one try, for releasing after a failure (made on use)
     cleanup_client: Callable[[], S3Client] | None = None
 
-    def read(self, client: S3Client | None = None) -> LockHolder | None:
+    def read(self) -> LockHolder | None:
         """The current lock holder, or None when the prefix is not locked."""
         try:
-            reply = (client or self.client).get_object(Bucket=self.bucket, Key=self.key)
+            reply = self.client.get_object(Bucket=self.bucket, Key=self.key)
             raw, etag = reply["Body"].read(), str(reply.get("ETag", ""))
         except s3_errors() as error:
             if error_code(error) in NOT_FOUND_CODES:
@@ -154,10 +153,11 @@ class BucketLock:
     def _release(self, lease: Lease, client: S3Client) -> str | None:
         """Remove the lock while it is ``lease``'s; None when done (or not ours any
         more), else what the error line says: that it is left and how to clear it."""
+        lock = replace(self, client=client)
         try:
-            current = self.read(client)
+            current = lock.read()
             if current is not None and current.token == lease.token:
-                self.remove(if_match=current.etag, client=client)
+                lock.remove(if_match=current.etag)
         except LockmirrorError as error:
             return (f"the publish lock is left held (releasing it failed: {error.message}); "
                     "the next publish needs --break-lock")
@@ -215,12 +215,12 @@ class BucketLock:
             raise self.convert(error, action) from None
         return str(reply.get("ETag", "")) or "written"
 
-    def remove(self, *, if_match: str | None = None, client: S3Client | None = None) -> None:
+    def remove(self, *, if_match: str | None = None) -> None:
         """Delete the lock object: only the version ``if_match`` names, when given
         (a lock another publisher took over in the meantime stays)."""
         condition = {"IfMatch": if_match} if if_match else {}
         try:
-            (client or self.client).delete_object(Bucket=self.bucket, Key=self.key, **condition)
+            self.client.delete_object(Bucket=self.bucket, Key=self.key, **condition)
         except s3_errors() as error:
             if error_code(error) in _LOCK_TAKEN_CODES | NOT_FOUND_CODES:
                 return

@@ -17,11 +17,10 @@ from collections.abc import Callable, Mapping
 from ..errors import LockmirrorError
 from ..formats.bounded import load_json
 from ..fsutil import sha256_bytes
-from ..net.s3_client import NOT_FOUND_CODES, S3Client, error_code, s3_errors
+from ..net.s3_client import NOT_FOUND_CODES, STATE_CACHE, S3Client, error_code, s3_errors
 
 RECEIPT_FORMAT = "lockmirror-s3-receipt/1"
 RECEIPT_DIGEST = "objects-sha256"  # the receipt object's metadata key
-STATE_CACHE = "no-store"  # the receipt's and the lock's Cache-Control
 
 Receipt = dict[str, tuple[str, str]]  # key -> (sha256, ETag)
 

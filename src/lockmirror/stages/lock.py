@@ -116,8 +116,9 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     except LocksFailed as failed:
         failed.results = [written[n] for n in names if n in written]
         raise
-    for name, (parts, warnings) in resolved.items() if all_or_nothing else ():
-        write(name, parts, warnings)
+    if all_or_nothing:  # bump: every set resolved, then all written
+        for name, (parts, warnings) in resolved.items():
+            write(name, parts, warnings)
     return [written[n] for n in names]
 
 

@@ -216,8 +216,9 @@ def _read_set(loaded: LoadedConfig, set_name: str, shard_dir: Path) -> dict[str,
         path = shard_path(shard_dir, set_name, target)
         if not path.is_file():
             raise InputError(f"the shard of set '{set_name}' for target '{target}' is missing",
-                             where=str(path), hint=f"run `lockmirror lock --set {set_name} "
-                             f"--target {target} --shard-dir {shard_dir}` (one job per target)")
+                             where=str(path),
+                             hint=f"run `{_lock_again(set_name, target, shard_dir)}` "
+                                  "(one job per target)")
         parts[target], pins_from[path] = _read_shard(loaded, set_name, target, path)
     _check_same_pins(set_name, covered, shard_dir, pins_from)
     return parts
@@ -234,8 +235,8 @@ def _check_same_pins(set_name: str, targets: Sequence[str], shard_dir: Path,
     raise InputError(f"the shards of set '{set_name}' kept the pins of different lockfiles "
                      f"(made from different commits): {kept}", where=str(shard_dir),
                      hint=f"make every shard again from one commit, one job per target: "
-                          f"`lockmirror lock --set {set_name} --target T --shard-dir "
-                          f"{shard_dir}` for T in {', '.join(targets)}")
+                          f"`{_lock_again(set_name, 'T', shard_dir)}` for T in "
+                          f"{', '.join(targets)}")
 
 
 def _short(pins_from: str) -> str:
