@@ -3,7 +3,7 @@ signature checked once, under the lock.
 
 :func:`opened_import` is the one opening of a bundle for import: a full or delta
 bundle's (:func:`lockmirror.stages.importer.import_bundle`), a refresh bundle's
-(:func:`lockmirror.stages.import_refresh.import_refresh`), and ``lockmirror
+(:func:`lockmirror.stages.import_refresh.refresh_opened`), and ``lockmirror
 import``'s, which picks between the two by the kind the checked head names
 (:func:`lockmirror.stages.importer.import_any`). What it yields is handed on:
 nothing reads ``bundle.json`` or checks its signature again.

@@ -1,7 +1,8 @@
 """Importing a refresh bundle on the far side: new advisories, the build side's quarantine.
 
-``import_refresh(paths, into)`` (what ``lockmirror import`` runs for a bundle
-of kind ``advisories``, :mod:`lockmirror.stages.refresh_bundle`):
+``refresh_opened(opened)`` (what ``lockmirror import`` runs for a bundle of
+kind ``advisories``, :mod:`lockmirror.stages.refresh_bundle`, through
+:func:`lockmirror.stages.importer.import_any`):
 
 1. finds the bundle and its ``.sha256``, takes the import lock beside the
    mirror, resolves what a killed import left and reads ``bundle.json``, its
@@ -27,7 +28,7 @@ taken out now, files removed, pages rewritten, and the audit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ from ..net.osv import Advisory
 from ..resolve.advisories import AdvisoryDB
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport
-from .import_open import OpenedImport, opened_import
+from .import_open import OpenedImport
 from .import_plan import VettedBundle, check_outer_hashes, read_member, signature_note, vet_bundle
 from .import_quarantine import TreeEdit, apply_edit, plan_edit
 from .import_state import (
@@ -86,23 +87,18 @@ class RefreshResult:
     allowed_older: str | None = None  # the refusal --allow-older set aside
 
 
-def import_refresh(paths: Sequence[Path], into: Path, *, now: datetime,
-                   pubkey: Path | None = None, progress: Progress | None = None,
-                   allow_older: bool = False) -> RefreshResult:
-    """Import a refresh bundle into the imported mirror ``into``.
-
-    ``now`` is the far side's time for the re-audit (exceptions expire).
-    Raises BundleError (exit 2) for a damaged, unsigned (with ``pubkey``) or
-    older (unless ``allow_older``) refresh bundle and LockmirrorError when ``into`` holds no mirror;
-    ``into`` is then exactly as it was. Costs a read of the bundle (KiB) and,
-    when releases leave the index, one hard link per file of the mirror."""
-    with opened_import(paths, into, pubkey) as opened:
-        return refresh_opened(opened, now=now, progress=progress, allow_older=allow_older)
-
-
 def refresh_opened(opened: OpenedImport, *, now: datetime, progress: Progress | None = None,
                    allow_older: bool = False) -> RefreshResult:
-    """:func:`import_refresh` of a bundle :func:`opened_import` opened (the lock held)."""
+    """Import the refresh bundle
+    :func:`~lockmirror.stages.import_open.opened_import` opened (the lock held) into
+    the imported mirror it names (``lockmirror import``:
+    :func:`lockmirror.stages.importer.import_any`).
+
+    ``now`` is the far side's time for the re-audit (exceptions expire).
+    Raises BundleError (exit 2) for a damaged or older (unless ``allow_older``)
+    refresh bundle and LockmirrorError when the destination holds no mirror; it is
+    then exactly as it was. Costs a read of the bundle (KiB) and, when releases
+    leave the index, one hard link per file of the mirror."""
     if not (opened.into / MANIFEST_NAME).is_file():
         raise LockmirrorError("holds no imported mirror; a refresh bundle applies onto one",
                               where=str(opened.into), hint="import a full bundle first")

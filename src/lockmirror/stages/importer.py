@@ -161,7 +161,7 @@ def import_any(paths: Sequence[Path], into: Path, *, now: datetime,
                renamed: bool = False, allow_older: bool = False
                ) -> ImportResult | RefreshResult:
     """What ``lockmirror import`` runs: a refresh bundle (``bundle.json`` says so) as
-    :func:`~lockmirror.stages.import_refresh.import_refresh` imports it (at ``now``;
+    :func:`~lockmirror.stages.import_refresh.refresh_opened` imports it (at ``now``;
     ``progress`` and ``renamed`` are for the others), any other as
     :func:`import_bundle` does. The signature is checked once, under the import
     lock, before ``bundle.json`` is parsed to tell which
