@@ -191,7 +191,9 @@ def test_a_bundle_of_a_newer_format_says_so_and_how_to_read_it(
     # what is no lockmirror format at all is still said to be none
     odd = repack(newer.path, tmp_path / "odd" / "odd.tar", _forged(
         lambda info: replace(info, format_read="lockmirror-bundle/2b")))
-    with pytest.raises(BundleFormatError, match="not a lockmirror bundle.json: format is "):
+    with pytest.raises(BundleFormatError, match="not a lockmirror bundle.json: format is "
+                       "'lockmirror-bundle/2b', expected 'lockmirror-bundle/1' or "
+                       "'lockmirror-bundle/2'"):
         import_bundle([odd], far)
 
 
