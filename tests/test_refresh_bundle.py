@@ -597,3 +597,21 @@ def test_a_bundle_refuses_an_index_built_from_other_lockfiles(
     lockfile.write_text(text)  # the index's own lockfiles again: bundled
     assert main(["bundle", "--config", str(mirror.path), "--out", str(out), "--no-tool",
                  "--source-date-epoch", "1700000000"]) == 0
+
+
+@pytest.mark.parametrize("extra", [(), ("--advisories-only",)])
+def test_a_now_later_than_the_clock_is_refused_and_nothing_is_written(
+        mirror: LoadedConfig, fixture_index: FixtureIndex, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str], extra: tuple[str, ...]) -> None:
+    """A snapshot dated in the future (a mistyped year) would make the far side refuse
+    every real bundle after it as older, until that date (found by an outside re-test):
+    ``bundle --now`` later than the clock is refused in one line, before anything is
+    written, for full and refresh bundles alike."""
+    out = tmp_path / "dist"
+    capsys.readouterr()
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(out), "--no-tool",
+                 "--now", "2999-01-01T00:00:00Z", *extra]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--now 2999-01-01 00:00:00 UTC is later than the clock" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .timeutil import snapshot_taken
+
 if TYPE_CHECKING:
     from packaging.version import Version
 
@@ -76,8 +78,7 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     from .stages.lock_watch import each_scope
     from .stages.tool_set import lock_scopes, upgrade_names
 
-    check_shard_options(sets, targets, shard_dir, from_shards,
-                        upgrade=bool(upgrade) or upgrade_all)
+    check_shard_options(sets, targets, shard_dir, from_shards, upgrade=bool(upgrade) or upgrade_all)
     if from_shards is not None:
         return gather_shards(loaded, sets, from_shards)
 
@@ -275,7 +276,7 @@ def _bundle_snapshot(loaded: LoadedConfig, since: Path | None,
 
     if since is not None or not loaded.config.policy.advisory_sources:
         return []
-    snapshot = advisories(loaded, now=now or datetime.now(UTC))
+    snapshot = advisories(loaded, now=snapshot_taken(now))
     return [(ADVISORIES_NAME, snapshot.dumps().encode())]
 
 
@@ -292,7 +293,7 @@ def refresh_bundle(loaded: LoadedConfig, *, out: Path | None = None, key: Path |
         raise LockmirrorError("no advisory sources to refresh the far side with",
                               where=loaded.path.name,
                               hint="list them under policy.advisory_sources")
-    snapshot = advisories(loaded, now=now or datetime.now(UTC))
+    snapshot = advisories(loaded, now=snapshot_taken(now))
     return build_refresh_bundle(loaded, snapshot, out_dir=out or loaded.dist_dir,
                                 key=key or loaded.signing_key,
                                 source_date_epoch=source_date_epoch)

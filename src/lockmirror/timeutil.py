@@ -25,6 +25,23 @@ def parse_when(text: str) -> datetime:
     return as_utc(moment)
 
 
+def snapshot_taken(now: datetime | None) -> datetime:
+    """When a bundle's advisory snapshot is taken: the clock, or ``now`` (``--now``)
+    unless it is later than the clock. A far side refuses every bundle whose advisories
+    are older than those it holds, so a snapshot dated in the future (a mistyped year)
+    would keep out every real one until that date; LockmirrorError then."""
+    clock = datetime.now(UTC)
+    if now is None:
+        return clock
+    if now > clock:
+        raise LockmirrorError(
+            f"--now {now:%Y-%m-%d %H:%M:%S} UTC is later than the clock "
+            f"({clock:%Y-%m-%d %H:%M:%S} UTC)",
+            hint="a far side refuses every bundle whose advisories are older than those it "
+                 "holds: give a time that has passed, or leave --now out")
+    return now
+
+
 def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple[int, str]:
     """The mtime stamped on every member and where it came from.
 

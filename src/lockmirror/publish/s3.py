@@ -125,7 +125,7 @@ class S3Publisher:
         timeouts, so that a server that stopped answering holds it up briefly."""
         if self._cleanup_client is None:
             self._cleanup_client = make_client(self.destination, pool=2, attempts=1,
-                                               read_timeout=10)
+                                               read_timeout=3)
         return self._cleanup_client
 
     @property
