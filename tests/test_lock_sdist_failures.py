@@ -28,14 +28,24 @@ def get_requires_for_build_wheel(config_settings=None):
 '''
 
 
-def failing_sdist(out_dir: Path, name: str, version: str) -> Path:
+# a backend that fails as meson-python does: its error, then where its log was
+LOGGING_BACKEND = '''\
+def get_requires_for_build_wheel(config_settings=None):
+    print('ERROR: Dependency "cairo" not found (tried pkg-config and cmake)')
+    print("A full log can be found at /gone/.mesonpy-x/meson-logs/meson-log.txt")
+    raise SystemExit(1)
+'''
+
+
+def failing_sdist(out_dir: Path, name: str, version: str, backend: str = FAILING_BACKEND
+                  ) -> Path:
     """An sdist whose metadata only its backend knows (Metadata-Version 2.1), and
     whose backend fails in ``get_requires_for_build_wheel`` after printing."""
     pyproject = ('[build-system]\nrequires = []\nbuild-backend = "failing_backend"\n'
                  'backend-path = ["."]\n')
     files = {"PKG-INFO": core_metadata(name, version, metadata_version="2.1").encode(),
              "pyproject.toml": pyproject.encode(),
-             "failing_backend.py": FAILING_BACKEND.format(name=name).encode()}
+             "failing_backend.py": backend.format(name=name).encode()}
     return out_dir / write_sdist(out_dir, name, version, files)
 
 
@@ -51,6 +61,25 @@ def test_a_failed_build_keeps_the_backends_own_error(tmp_path: Path,
     assert text.count("AttributeError: cython_sources") == 1, text  # the build's last line
     assert "failed for" not in text and "File \"" not in text and "\n" not in text, text
     assert f"target '{X86}'" in text or f"target '{ARM}'" in text, text  # the first to fail
+
+
+def test_a_failed_build_names_no_log_it_removed_and_says_when_it_is_remembered(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """The build's directory is gone when its error is read: a pointer to a log in it
+    sent an outside re-tester to a file that did not exist. The next lock does not run
+    the backend again, and says that the failure is remembered and how to retry."""
+    fixture_index.add_file(failing_sdist(tmp_path / "files", "nocairo", "1.29.0",
+                                         LOGGING_BACKEND))
+    texts = []
+    for _run in range(2):
+        with pytest.raises(ResolutionError) as info:
+            lock(tmp_path, fixture_index, "  n:\n    requirements: [nocairo]\n")
+        texts.append(str(info.value))
+    assert 'Dependency "cairo" not found' in texts[0], texts[0]
+    assert all("full log" not in text for text in texts), texts
+    assert "remembered from an earlier run: delete " not in texts[0], texts[0]
+    assert "remembered from an earlier run: delete " in texts[1], texts[1]
+    assert f"{tmp_path}" in texts[1].split("remembered from an earlier run: delete ")[1]
 
 
 def test_sdist_builds_that_keep_failing_stop_the_lock_after_three_saying_so(

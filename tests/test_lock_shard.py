@@ -193,6 +193,16 @@ def test_shards_that_kept_different_lockfiles_pins_are_refused(
     assert f"{shard}: records no pins-from" in err
     assert f"lockmirror lock --set k --target {X86} --shard-dir {shards}" in err
 
+    # one commit, but one shard made with --upgrade (no pins kept): the refusal says so
+    # (an outside re-test followed "from one commit" and met the same refusal)
+    lockfile.write_bytes(commit_b)
+    for target, extra in ((X86, ["--upgrade"]), (ARM, [])):
+        assert main(["lock", "--config", str(config), "--set", "k", "--target", target,
+                     "--shard-dir", str(shards), *extra]) == 0
+    err = refused(config, capsys, *gather, set_name="k")
+    assert "(made from different commits or with --upgrade in some and not in others)" in err
+    assert "with --upgrade in all or none" in err
+
 
 def test_a_shard_under_another_name_is_refused(gathered: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:

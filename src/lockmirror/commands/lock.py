@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
             print(text)
     for text in upgrade_outcomes(args.upgrade or (), before, results):
         print(text)
-    what = "shards" if args.shard_dir else "sets"
-    print(f"locked {len(results)} {what} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    what = plural(len(results), "shard" if args.shard_dir else "set")
+    print(f"locked {what} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -44,6 +45,7 @@ Runner = Callable[..., None]
 # how much of a failed backend's output its error keeps: its last lines hold the error
 _OUTPUT_LINES = 2
 _OUTPUT_KEPT = 300
+_LOG_POINTER = re.compile(r"full log can be found at|see the log at", re.IGNORECASE)
 
 BACKEND_FAILED = "its PEP 517 backend failed"
 REQUIREMENTS_FAILED = "its build requirements did not install"
@@ -229,8 +231,10 @@ def _remembered_failure(path: Path, file: DistFile) -> SdistBuildError:
         message, hint = str(kept["message"]), kept.get("hint")
     except (OSError, ValueError, KeyError, TypeError):
         message, hint = f"preparing the metadata of {file.filename} failed", None
-    return SdistBuildError(message, filename=file.filename, summary=BACKEND_FAILED,
-                           where=file.url, hint=hint if isinstance(hint, str) else None)
+    return SdistBuildError(f"{message} (remembered from an earlier run: delete "
+                           f"{path.parent.parent} to try again)", filename=file.filename,
+                           summary=BACKEND_FAILED, where=file.url,
+                           hint=hint if isinstance(hint, str) else None)
 
 
 def _failure_text(exc: Exception) -> str:
@@ -246,7 +250,9 @@ def _failure_text(exc: Exception) -> str:
         output = output.decode("utf-8", "replace")
     if not isinstance(output, str):
         return said
-    lines = [line for line in output.splitlines() if line.strip()]
+    # the build's directory is gone when this is read: no "full log can be found at" it
+    lines = [line for line in output.splitlines()
+             if line.strip() and not _LOG_POINTER.search(line)]
     # a traceback's frames are indented: the error is on the lines that are not
     lines = [" ".join(line.split()) for line in (
         [line for line in lines if not line[0].isspace() and not line.startswith("Traceback")]

@@ -217,8 +217,8 @@ def _read_set(loaded: LoadedConfig, set_name: str, shard_dir: Path) -> dict[str,
         if not path.is_file():
             raise InputError(f"the shard of set '{set_name}' for target '{target}' is missing",
                              where=str(path),
-                             hint=f"run `{_lock_again(set_name, target, shard_dir)}` "
-                                  "(one job per target)")
+                             hint=f"run `{_lock_again(set_name, target, shard_dir)}`, "
+                                  "one job per target")
         parts[target], pins_from[path] = _read_shard(loaded, set_name, target, path)
     _check_same_pins(set_name, covered, shard_dir, pins_from)
     return parts
@@ -232,10 +232,14 @@ def _check_same_pins(set_name: str, targets: Sequence[str], shard_dir: Path,
     if len(set(pins_from.values())) <= 1:
         return
     kept = ", ".join(f"{path} from {_short(start)}" for path, start in pins_from.items())
+    # "none": locked with --upgrade (every pin dropped), or with no committed lockfile
+    why = (" or with --upgrade in some and not in others" if NO_PINS in pins_from.values()
+           else "")
     raise InputError(f"the shards of set '{set_name}' kept the pins of different lockfiles "
-                     f"(made from different commits): {kept}", where=str(shard_dir),
-                     hint=f"make every shard again from one commit, one job per target: "
-                          f"`{_lock_again(set_name, 'T', shard_dir)}` for T in "
+                     f"(made from different commits{why}): {kept}", where=str(shard_dir),
+                     hint=f"make every shard again from one commit, with --upgrade in all or "
+                          f"none, one job per target: `{_lock_again(set_name, 'T', shard_dir)}` "
+                          f"for T in "
                           f"{', '.join(targets)}")
 
 
