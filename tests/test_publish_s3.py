@@ -292,7 +292,8 @@ def test_a_file_that_does_not_match_the_manifest_leaves_the_pages_alone(
     wheel.unlink()  # the index hard-links into the store: never write through the link
     wheel.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     bucket = aws_env.new_bucket()
-    with pytest.raises(PublishError, match=r"1 of \d+ files and \d+ documents failed: .*beta-1.0-py3-none-any.whl"
+    with pytest.raises(PublishError, match=r"1 of \d+ uploads \(\d+ files and \d+ documents\) failed: "
+                       r".*beta-1.0-py3-none-any.whl"
                        ".*does not match manifest.json.*pages were left as they were"):
         publish(tree_dir, destination(aws_env, bucket))
     keys = aws_env.keys(bucket)

@@ -327,7 +327,7 @@ class Step:
             return PublishError(first.message, where=first.where,
                                 hint=f"{first.hint + '; ' if first.hint else ''}{untouched}")
         return PublishError(
-            f"{len(problems)} of {self.describe()} failed: "
+            f"{len(problems)} of {len(self.items)} uploads ({self.describe()}) failed: "
             f"{first_lines([str(p) for p in problems])}", where=destination,
             hint=f"{untouched}; fix the cause and publish again")
 
