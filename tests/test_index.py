@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
@@ -291,6 +293,22 @@ def test_noop_run_writes_nothing(own_mirror: FixtureMirror) -> None:
     fresh_state = build(own_mirror)
     assert fresh_state.written == () and fresh_state.removed == ()
     assert tree_state(own_mirror.out) == before
+
+
+def test_the_index_without_mirror_yaml_loads_no_config_schema(own_mirror: FixtureMirror
+                                                              ) -> None:
+    """``lockmirror index LOCKFILES --store --out`` (the benchmark's command) stays
+    light: the retention size budget, which needs mirror.yaml, is imported with it
+    only (its import made every run 0.05 s slower: pydantic and the schema)."""
+    code = ("import sys; from lockmirror.cli import main; "
+            f"main(['index', *{[str(p) for p in own_mirror.lockfiles]!r}, "
+            f"'--store', {str(own_mirror.store.root)!r}, '--out', {str(own_mirror.out)!r}, "
+            "'--quiet']); "
+            "print(sorted({'pydantic', 'lockmirror.config_schema'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n", done.stdout
 
 
 def test_copies_laid_out_by_another_writer_are_written_again(

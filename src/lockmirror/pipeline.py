@@ -158,7 +158,6 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import UrlRule
     from .net.s3_store import store_of
-    from .stages.disk_usage import budget_notes
     from .stages.index import DEFAULT_TITLE, build_index
 
     sources = None
@@ -166,6 +165,8 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
     kept_for: dict[Path, str] = {}  # a retained revision's lockfile -> the landing page's note
     notes: tuple[str, ...] = ()
     if loaded is not None and not lockfiles:
+        from .stages.disk_usage import budget_notes  # pydantic's config: with mirror.yaml only
+
         written, kept = retained if retained is not None else retained_lockfiles(loaded)
         kept_for = {path: revision.note for path, revision in written.items()}
         notes = (*kept.notes, *budget_notes(loaded, kept))
