@@ -119,9 +119,13 @@ def test_sigterm_keeps_the_lockfiles_of_the_sets_already_resolved(
         assert (lockfiles / "pylock.first.toml").exists(), "not written while third runs"
         assert (lockfiles / "pylock.second.toml").exists(), "not written while third runs"
         process.send_signal(signal.SIGTERM)
-    finally:
         release.touch()  # the waiting backend returns; the lock then stops
-    _, said = process.communicate(timeout=120)
+        _, said = process.communicate(timeout=120)
+    finally:
+        release.touch()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.returncode == 143, said
     assert ("lockmirror: terminated: what finished is kept and nothing half-written is in "
             "place") in said and "Traceback" not in said, said

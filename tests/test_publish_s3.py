@@ -459,6 +459,14 @@ def tree_with_a_fifo(index_tree: Path, into: Path) -> Path:
     return into
 
 
+def unblock(fifo: Path) -> None:
+    """Let an upload blocked opening the FIFO read it (empty) and go on."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader (yet, or any more)
+        pass
+
+
 def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
                     cwd: Path) -> tuple[int, str]:
     """Run ``argv`` (a publish to ``bucket``'s prefix pypi that blocks on ``fifo``),
@@ -479,10 +487,7 @@ def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
             time.sleep(0.05)
         child.send_signal(signal.SIGTERM)
         while child.poll() is None and time.monotonic() < deadline:
-            try:  # the blocked upload reads its (empty) file and ends
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader (yet, or any more)
-                pass
+            unblock(fifo)  # the blocked upload reads its (empty) file and ends
             time.sleep(0.05)
         _out, err = child.communicate(timeout=30)
     finally:

@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env
+from helpers import dead_pid, subprocess_env
 from servers import S3Server, start_moto
-from test_publish_s3 import destination, tree_with_a_fifo
+from test_publish_s3 import destination, tree_with_a_fifo, unblock
 
 from lockmirror.cli import main
 from lockmirror.errors import PublishError
@@ -45,14 +45,6 @@ def own_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Serv
         server.process.stop()
 
 
-def unblock(fifo: Path) -> None:
-    """Let an upload blocked opening the FIFO read it (empty) and go on."""
-    try:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:  # no reader (yet, or any more)
-        pass
-
-
 def start_publish(server: S3Server, bucket: str, source: Path, cwd: Path,
                   *extra: str) -> subprocess.Popen[str]:
     """``lockmirror publish`` of ``source`` (a tree with a FIFO) to ``bucket``/pypi, once
@@ -66,6 +58,9 @@ def start_publish(server: S3Server, bucket: str, source: Path, cwd: Path,
     while (not any("/files/" in key for key in server.keys(bucket)) or lock.read() is None) \
             and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    if lock.read() is None:  # no caller's clean-up holds it yet: stop it here
+        child.kill()
+        child.communicate()
     assert lock.read() is not None, "the publish never took its lock"
     return child
 
@@ -91,12 +86,6 @@ def test_a_publish_whose_server_stops_says_its_lock_is_left_and_how_to_clear_it(
     assert err.startswith("lockmirror: error: ") and "cannot reach" in err
     assert "the publish lock is left held (releasing it failed: cannot reach " in err
     assert err.rstrip().endswith("the next publish needs --break-lock)")
-
-
-def dead_pid() -> int:
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    return gone.pid
 
 
 def test_a_lock_held_by_a_gone_process_of_this_host_says_so_and_dry_run_says_held(

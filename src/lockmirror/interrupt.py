@@ -9,8 +9,8 @@ on Ctrl-C runs for it too. The front doors install it while they run a stage:
 the ``lockmirror`` command (exit 143) and each doit action
 (:func:`lockmirror.doit_tasks._action`).
 
-Workers blocked on a server that stopped answering are not waited for: the
-stage cancels what they had queued and cleans up without them, and the
+Workers blocked on a server that stopped answering are not waited for by an S3
+publish: it cancels what they had queued and cleans up without them, and the
 ``lockmirror`` command then ends without joining them (:func:`leave`).
 """
 

@@ -129,11 +129,11 @@ class BundleInfo:
         raw = load_json(data, where=where, error=BundleFormatError)
         _refuse_newer_format(raw, where=where)
         try:
-            if isinstance(raw, dict) and raw.get("format") not in (FORMAT_V1, FORMAT):
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT_V1!r} "
+            found = raw.get("format") if isinstance(raw, dict) else None
+            if isinstance(raw, dict) and found not in (FORMAT_V1, FORMAT):
+                raise ValueError(f"format is {found!r}, expected {FORMAT_V1!r} "
                                  f"or {FORMAT!r}")  # both are read
-            raw = check_format(raw, FORMAT_V1 if isinstance(raw, dict) and raw.get(
-                "format") == FORMAT_V1 else FORMAT)
+            raw = check_format(raw, FORMAT_V1 if found == FORMAT_V1 else FORMAT)  # an object
             files = entries_from_json(raw["files"], where=where)
             for key in ("base_manifest_sha256", "tool_python"):
                 if not isinstance(raw[key], str | None):

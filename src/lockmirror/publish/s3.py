@@ -156,7 +156,8 @@ class S3Publisher:
         """Compare the tree with the bucket. Costs one listing (paginated), a
         HEAD of the receipt (a GET too unless its digest vouches for the listing),
         and a HEAD for each key the receipt does not vouch for that is the same
-        size or an artifact (none after a publish by lockmirror). Raises PublishError
+        size or an artifact (none after a publish by lockmirror), and a GET of the
+        lock when one is there (to name its holder). Raises PublishError
         for unreachable endpoints, refused credentials and missing buckets."""
         self._listing = self._list()
         self._receipt_vouched = False

@@ -378,9 +378,7 @@ def audit_mirror(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | N
                        where=loaded.path.name, licenses=_licenses(loaded, every, client),
                        kept=revisions)
     quarantined = QuarantineList.read(loaded.quarantine_path)
-    # what the current lockfiles lock (names are normalized), not only a kept revision
-    locked_now = {(p.name, str(p.version)) for lf in lockfiles for p in lf.packages}
-    rows, notes = quarantine_rows(report.rows, locked_now,  # out of the index already
+    rows, notes = quarantine_rows(report.rows, lockfiles,  # out of the index already
                                   quarantined.keys)
     report = replace(report, rows=rows, notes=(*report.notes, *notes))
     locked = {(p.name, p.version) for lf in every for p in lf.packages}

@@ -19,7 +19,7 @@ they are.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,8 @@ from .audit_row import AuditRow
 
 if TYPE_CHECKING:
     from packaging.version import Version
+
+    from ..formats.lockfile import Lockfile
 
 _SHOWN = 5  # releases a note names before "and N more"
 
@@ -39,15 +41,17 @@ FAR_SIDE_REMEDY = ("on the build side, `lockmirror audit --quarantine` and a ref
                    "(`lockmirror bundle --advisories-only`) take them out of this mirror")
 
 
-def quarantine_rows(rows: Collection[AuditRow], locked_now: Collection[tuple[str, str]],
+def quarantine_rows(rows: Collection[AuditRow], lockfiles: Iterable[Lockfile],
                     quarantined: Collection[tuple[str, Version]],
                     remedy: str = BUILD_SIDE_REMEDY,
                     ) -> tuple[tuple[AuditRow, ...], tuple[str, ...]]:
     """An audit's ``rows``, those on the releases ``quarantined`` (the list's keys:
-    normalized name, version) that no audited lockfile locks now (``locked_now``)
+    normalized name, version) that none of the current ``lockfiles`` locks now
     at the level ``quarantined``, sorted; and a note for each case the module
     docstring names (a denied kept release: what takes it out, ``remedy``)."""
     listed = {(str(name), str(version)) for name, version in quarantined}
+    # what the current lockfiles lock (names are normalized), not only a kept revision
+    locked_now = {(p.name, str(p.version)) for lf in lockfiles for p in lf.packages}
     handled: dict[str, set[str]] = {}  # "name==version" -> the labels naming it
     pinned: dict[str, set[str]] = {}
     to_quarantine: dict[str, set[str]] = {}

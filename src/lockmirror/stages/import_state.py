@@ -397,8 +397,7 @@ def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,
                    where=str(loaded.path),
                    licenses=mirror_licenses(mirror, lockfiles)
                    if has_license_rule(loaded.config, lockfiles) else None, kept=kept)
-    locked_now = {(p.name, str(p.version)) for lf in lockfiles for p in lf.packages}
-    rows, notes = quarantine_rows(report.rows, locked_now, (), remedy=FAR_SIDE_REMEDY)
+    rows, notes = quarantine_rows(report.rows, lockfiles, (), remedy=FAR_SIDE_REMEDY)
     report = replace(report, rows=rows, notes=(*report.notes, *notes,
                                                *([not_read] if not_read else [])))
     if snapshot is not None and not snapshot.records_unchecked:
