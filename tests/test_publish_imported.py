@@ -4,6 +4,7 @@ held to the manifest its last import wrote, as ``lockmirror verify`` holds it.""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,33 @@ def test_publish_from_an_edited_imported_mirror_is_refused_as_verify_refuses_it(
     assert not web_root.exists() and not (tmp_path / "packages").exists()
     assert pypiserver.packages is not None and list(pypiserver.packages.iterdir()) == []
     assert aws_env.keys(bucket) == {}
+
+
+@pytest.mark.parametrize("deleted", [".lockmirror/manifest.sha256", ".lockmirror"])
+def test_publish_from_an_imported_mirror_without_its_record_says_it_was_not_checked(
+        imported: Path, tmp_path: Path, deleted: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An imported mirror whose record of manifest.json is gone (the record alone, or
+    the whole .lockmirror/; quarantine.json as a refresh bundle leaves it, so the
+    bundle's pin does not hold either): verify says manifest.json itself was not
+    checked, and publish --from it said nothing of it (found by review). It says
+    verify's words now, its dry run too, -q or not; a mirror with its record does not."""
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    target = str(tmp_path / "packages")
+    assert main(["publish", "--from", str(imported), "--to", target]) == 0
+    assert "not checked" not in capsys.readouterr().out
+    (imported / ".lockmirror/quarantine.json").write_text("{}\n")
+    if deleted == ".lockmirror":
+        shutil.rmtree(imported / deleted)
+    else:
+        (imported / deleted).unlink()
+
+    assert main(["verify", str(imported)]) == 0
+    [verified] = capsys.readouterr().out.splitlines()
+    unchecked = verified.split("every file matches manifest.json; ", 1)[1]
+    assert unchecked.startswith("manifest.json itself not checked: there is no "
+                                ".lockmirror/manifest.sha256")
+    for options in (["--dry-run"], ["-q"]):
+        assert main(["publish", "--from", str(imported), "--to", target, *options]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == f"publish {imported}: {unchecked}", options

@@ -33,6 +33,7 @@ from ..publish import (
 )
 from ..redaction import redact_url
 from ..stages.import_plan import signature_note
+from ..stages.verify import unchecked_manifest
 from ._options import NameList, positive_int, project_if_any
 
 if TYPE_CHECKING:
@@ -195,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     with opened as tree_dir:
         if opened.imported is not None:  # said as import says it, -q or not
             print(f"publish {source}: {_checked(opened.imported)}")
+        elif unchecked := unchecked_manifest(tree_dir):  # as verify says it, -q or not
+            print(f"publish {source}: {unchecked}")
         failed = publish_each([name for name, _ in destinations], one, report)
     if failed:
         print(f"lockmirror: error: {failed}", file=sys.stderr)

@@ -91,9 +91,11 @@ def unchecked_manifest(root: Path) -> str | None:
     """What ``lockmirror verify`` adds to its "every file matches" about an imported
     mirror whose ``manifest.json`` nothing recorded (an older lockmirror imported or
     refreshed it): that the manifest itself was not checked, what that misses, and how
-    the record starts (found by an outside tester: the line did not say). None for a
-    mirror with the record, a built index and a directory publish (none is kept)."""
-    if _manifest_record(root) is not None or _made_by(root) != "import":
+    the record starts (found by an outside tester: the line did not say); ``publish
+    --from`` such a mirror says it too. None for a mirror with the record, a built
+    index, a directory publish (none is kept) and a tree without a manifest."""
+    if (_manifest_record(root) is not None or not (root / MANIFEST_NAME).is_file()
+            or _made_by(root) != "import"):
         return None
     return (f"{MANIFEST_NAME} itself not checked: there is no {IMPORT_MANIFEST} (an older "
             "lockmirror imported or refreshed this mirror), so a file altered together with "
