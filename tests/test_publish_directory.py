@@ -129,6 +129,25 @@ def test_prune_leaves_files_lockmirror_did_not_write(index_tree: Path, tmp_path:
                for name in ("stranger-1.0.tar.gz", "README.txt", ".hidden-1.0.tar.gz"))
 
 
+def test_a_corrupt_source_file_in_a_flat_publish_names_no_pages(index_tree: Path,
+                                                                  tmp_path: Path) -> None:
+    """A flat directory has no pages: the hint says the file was not copied and those
+    copied before it are served (it said "the destination's pages were left")."""
+    source = tmp_path / "tree"
+    shutil.copytree(index_tree, source)
+    wheel = source / "files" / "speedup" / "speedup-1.2-py3-none-any.whl"
+    size = wheel.stat().st_size
+    wheel.unlink()  # a hard link into the store: replace, never write through it
+    wheel.write_bytes(bytes(size))
+    with pytest.raises(IntegrityError, match="speedup-1.2-py3-none-any.whl: does not match") \
+            as caught:
+        publish(source, flat(tmp_path / "packages"))
+    assert str(caught.value).endswith("(rebuild or re-import the index; it was not copied, "
+                                      "and a flat directory has no pages: the files copied "
+                                      "before it are served)")
+    assert not (tmp_path / "packages" / wheel.name).exists()
+
+
 def test_a_corrupt_source_file_stops_before_the_pages(index_tree: Path, tmp_path: Path) -> None:
     source = tmp_path / "tree"
     shutil.copytree(index_tree, source)
@@ -521,7 +540,8 @@ def test_a_hand_placed_wheel_of_the_same_name_is_a_conflict_not_overwritten(
     """A wheel lockmirror did not put there, with other bytes under an index file's
     name, is refused as the upload API refuses it: named with both sha256s, left as it
     is, the other files copied, no page (found by an outside tester: it was overwritten
-    silently, "1 uploaded, 19 already present")."""
+    silently, "1 uploaded, 19 already present"). A flat directory has no pages to leave:
+    its hint says the file there is served as it is (it said "the pages were left")."""
     name = "beta-1.0-py3-none-any.whl"
     ours = Manifest.read(index_tree / "manifest.json").files[f"files/beta/{name}"].sha256
     for layout, path in (("flat", name), ("tree", f"files/beta/{name}")):
@@ -537,6 +557,8 @@ def test_a_hand_placed_wheel_of_the_same_name_is_a_conflict_not_overwritten(
         assert f"{path}: the destination holds other bytes under this name (sha256 " \
                f"{sha256_bytes(b'a hand-made wheel')}; the index has sha256 {ours})" in text
         assert "remove it from the destination if it is not needed" in text
+        assert text.endswith("a flat directory has no pages: the file there is served as it "
+                             "is)" if layout == "flat" else "the pages were left as they were)")
         assert (root / path).read_bytes() == b"a hand-made wheel"
         assert (root / ("alpha-1.1-py3-none-any.whl" if layout == "flat"
                         else "files/alpha/alpha-1.1-py3-none-any.whl")).is_file()

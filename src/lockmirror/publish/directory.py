@@ -213,7 +213,7 @@ class DirectoryPublisher:
             try:
                 for step in in_steps(plan.upload):
                     if not step.first:  # the other files went; no page links a conflict
-                        refuse_conflicts(plan, uploaded)
+                        refuse_conflicts(plan, uploaded, self._left_on_conflict)
                     self.progress(ProgressEvent(f"copying {step.describe()}", 0,
                                                 len(step.items)))
                     for count, item in enumerate(step.items, 1):
@@ -221,7 +221,7 @@ class DirectoryPublisher:
                         uploaded.append(item.path)
                         self.progress(ProgressEvent(f"copied {item.path}", count,
                                                     len(step.items), detail=True))
-                refuse_conflicts(plan, uploaded)
+                refuse_conflicts(plan, uploaded, self._left_on_conflict)
                 for path in plan.delete:
                     self._remove(path)
                     deleted.append(path)
@@ -229,6 +229,21 @@ class DirectoryPublisher:
                 self._write_receipt()
         return PublishResult(destination=self.display, plan=plan, dry_run=False,
                              uploaded=tuple(uploaded), deleted=tuple(deleted))
+
+    @property
+    def _left_on_conflict(self) -> str:
+        """What a conflict's hint says of the destination: a flat directory has no
+        pages to hold the file there back (found by review: it said they were left)."""
+        return ("a flat directory has no pages: the file there is served as it is"
+                if self.flat else "the pages were left as they were")
+
+    @property
+    def _left_on_mismatch(self) -> str:
+        """What the hint for a tree file that does not match its manifest says of the
+        destination (a flat directory serves every file it holds)."""
+        return ("it was not copied, and a flat directory has no pages: the files copied "
+                "before it are served" if self.flat
+                else "the destination's pages were left as they were")
 
     def _copy(self, tree: SourceTree, item: Item) -> None:
         source = tree.root / item.source
@@ -241,8 +256,7 @@ class DirectoryPublisher:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-                item.check_bytes(source, size, digest.hexdigest(),
-                                 "the destination's pages were left as they were")
+                item.check_bytes(source, size, digest.hexdigest(), self._left_on_mismatch)
         except OSError as error:
             raise PublishError(f"cannot write ({error.strerror})", where=str(target)) from None
         stat = target.stat()

@@ -347,9 +347,11 @@ def conflict(item: Item, size: int, sha256: str | None) -> str:
             f"the index has sha256 {item.sha256})")
 
 
-def refuse_conflicts(plan: Plan, uploaded: Sequence[str]) -> None:
+def refuse_conflicts(plan: Plan, uploaded: Sequence[str],
+                     left: str = "the pages were left as they were") -> None:
     """PublishError for the plan's conflicts, if any: raised by a publisher once the
-    other files went (``uploaded``), before any page could link a conflicting file."""
+    other files went (``uploaded``), before any page could link a conflicting file;
+    ``left``: what the hint says of the destination."""
     if plan.conflicts:
         done = PublishResult(destination=plan.destination, plan=plan, dry_run=False,
                              uploaded=tuple(uploaded))
@@ -357,8 +359,7 @@ def refuse_conflicts(plan: Plan, uploaded: Sequence[str]) -> None:
                            f"({done.summary()}): {first_lines(plan.conflicts)}",
                            where=plan.destination,
                            hint="lockmirror did not put it there: remove it from the destination "
-                                "if it is not needed, else publish a new version; the pages "
-                                "were left as they were")
+                                f"if it is not needed, else publish a new version; {left}")
 
 
 def first_lines(problems: Sequence[str], shown: int = 3) -> str:
