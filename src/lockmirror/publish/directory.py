@@ -44,11 +44,10 @@ from .tree import (
     PublishResult,
     SourceTree,
     conflict,
-    in_steps,
     is_artifact,
     lock_holder_text,
     no_progress,
-    refuse_conflicts,
+    upload_steps,
 )
 
 
@@ -211,9 +210,8 @@ class DirectoryPublisher:
         with self._locked():
             plan = self.plan(tree, prune=prune)
             try:
-                for step in in_steps(plan.upload):
-                    if not step.first:  # the other files went; no page links a conflict
-                        refuse_conflicts(plan, uploaded, self._left_on_conflict)
+                # a conflict is refused once the other files went, before a page links it
+                for step in upload_steps(plan, uploaded, self._left_on_conflict):
                     self.progress(ProgressEvent(f"copying {step.describe()}", 0,
                                                 len(step.items)))
                     for count, item in enumerate(step.items, 1):
@@ -221,7 +219,6 @@ class DirectoryPublisher:
                         uploaded.append(item.path)
                         self.progress(ProgressEvent(f"copied {item.path}", count,
                                                     len(step.items), detail=True))
-                refuse_conflicts(plan, uploaded, self._left_on_conflict)
                 for path in plan.delete:
                     self._remove(path)
                     deleted.append(path)

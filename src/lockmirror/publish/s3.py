@@ -68,10 +68,9 @@ from .tree import (
     Step,
     conflict,
     first_lines,
-    in_steps,
     is_artifact,
     no_progress,
-    refuse_conflicts,
+    upload_steps,
 )
 
 STATE_DIR = ".lockmirror/"
@@ -174,7 +173,8 @@ class S3Publisher:
                                present=tuple(present), stale=stale,
                                delete=stale if prune else (), foreign=foreign,
                                conflicts=tuple(conflicts),
-                               locked=holder.describe(datetime.now(UTC)) if holder else ""))
+                               locked=holder.describe(datetime.now(UTC), holder.gone())
+                               if holder else ""))
 
     def _list(self) -> dict[str, Listed]:
         try:
@@ -285,9 +285,8 @@ class S3Publisher:
             try:
                 pool = ThreadPoolExecutor(self.jobs)
                 try:
-                    for step in in_steps(plan.upload):
-                        if not step.first:  # the other files went; no page links a conflict
-                            refuse_conflicts(plan, uploaded)
+                    # a conflict is refused once the files went, before a page links it
+                    for step in upload_steps(plan, uploaded):
                         self.progress(ProgressEvent(
                             f"uploading {step.describe()} "
                             f"({format_size(sum(i.size for i in step.items))})",
@@ -300,7 +299,6 @@ class S3Publisher:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
                 pool.shutdown()
-                refuse_conflicts(plan, uploaded)
                 if plan.delete:
                     deleting = plural(len(plan.delete), "stale object")
                     self.progress(ProgressEvent(f"deleting {deleting}"))

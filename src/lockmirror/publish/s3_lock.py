@@ -67,11 +67,11 @@ class LockHolder:
         pid = int(match.group(2))
         return None if pid_alive(pid) else pid
 
-    def describe(self, now: datetime) -> str:
-        """``locked by HOLDER for AGE, expires in N min`` (and that it ended, when it did)."""
+    def describe(self, now: datetime, gone: int | None) -> str:
+        """``locked by HOLDER for AGE, expires in N min`` (and that it ended, when it did:
+        ``gone``, what :meth:`gone` said)."""
         until = f", expires in {_minutes(self.expires - now)}" if self.expires else ""
-        pid = self.gone()
-        ended = f"; the publish that held it ended (pid {pid} gone)" if pid else ""
+        ended = f"; the publish that held it ended (pid {gone} gone)" if gone else ""
         return f"locked by {self.holder} for {self.age(now)}{until}{ended}"
 
     def age(self, now: datetime | None = None) -> str:
@@ -190,9 +190,10 @@ class BucketLock:
             if time.monotonic() < deadline:
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
                 continue
+            gone = holder.gone()
             raise PublishError(
-                holder.describe(now), where=self.display,
-                hint="run again with --break-lock" if holder.gone() else
+                holder.describe(now, gone), where=self.display,
+                hint="run again with --break-lock" if gone else
                      "another publish is running: wait for it (--lock-wait SECONDS); "
                      "if it died, run again with --break-lock")
 

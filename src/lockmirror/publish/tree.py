@@ -19,7 +19,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -337,6 +337,20 @@ def in_steps(items: Iterable[Item]) -> list[Step]:
     chosen = list(items)
     steps = [Step(kinds, [item for item in chosen if item.kind in kinds]) for kinds in _STEPS]
     return [step for step in steps if step.items]
+
+
+def upload_steps(plan: Plan, uploaded: Sequence[str],
+                 left: str = "the pages were left as they were") -> Iterator[Step]:
+    """``plan.upload`` in its steps, with the one conflict guard of the S3 and directory
+    publishers: the plan's conflicts are refused (:func:`refuse_conflicts`, saying
+    ``left``) once the files went, before the first step that links anything, or after
+    the last step when none does. ``uploaded``: the caller's list of what went so far,
+    appended to as the steps run (the refusal counts it)."""
+    for step in in_steps(plan.upload):
+        if not step.first:
+            refuse_conflicts(plan, uploaded, left)
+        yield step
+    refuse_conflicts(plan, uploaded, left)
 
 
 def conflict(item: Item, size: int, sha256: str | None) -> str:
