@@ -168,6 +168,13 @@ CASES = [
      r"sources\[0\]\.url: 'http://pypi\.org/simple/' is plain http: anyone on the path can "
      r"change what the index lists and serves \(use https, or say `allow_http: true` for a "
      r"network you trust\)$"),
+    # a scheme in capitals was 'not an http(s) or file URL' first (RFC 3986: it is http)
+    ("a plain http source in capitals", broken("https://pypi.org/simple/",
+                                               "HTTP://pypi.org/simple/"),
+     "HTTP://pypi.org", 5,
+     r"sources\[0\]\.url: 'HTTP://pypi\.org/simple/' is plain http: anyone on the path can "
+     r"change what the index lists and serves \(use https, or say `allow_http: true` for a "
+     r"network you trust\)$"),
     # a newcomer's slips said NoneType, "after validation" and a regular expression
     ("an empty set", broken("  tools:\n    requirements:\n      - click==8.1.7\n", "  tools:\n"),
      "tools:", 3, r"sets\.tools: is empty; write its keys under it, indented$"),
@@ -546,6 +553,24 @@ def test_a_plain_http_source_passes_when_allowed_or_on_a_loopback_host() -> None
                        ("http://127.0.0.1:8080/simple/", ""), ("http://localhost/simple/", "")):
         config = parse_config(broken("url: https://pypi.org/simple/", f"url: {url}{extra}"))
         assert config.sources[0].url == url
+
+
+def test_a_url_scheme_in_capitals_is_the_scheme_in_lower_case() -> None:
+    """Schemes are case-insensitive (RFC 3986): `HTTPS://` is https, and `HTTP://` is
+    http, refused or allowed as `http://` is."""
+    for written, extra in (("HTTPS://pypi.org/simple/", ""), ("Https://pypi.org/simple/", ""),
+                           ("HTTP://127.0.0.1:8080/simple/", ""),
+                           ("HTTP://pypi.org/simple/", "\n    allow_http: true")):
+        config = parse_config(broken("url: https://pypi.org/simple/",
+                                     f"url: {written}{extra}"))
+        scheme, rest = written.split(":", 1)
+        assert config.sources[0].url == f"{scheme.lower()}:{rest}"
+    config = parse_config(broken("priority: 10", "priority: 10\n    files_url: "
+                                 "[HTTPS://files.example.org/packages]\n"
+                                 "policy:\n  advisory_sources:\n    - kind: osv-api\n"
+                                 "      url: HTTPS://osv.example.org/"))
+    assert config.sources[0].files_url == ["https://files.example.org/packages/"]
+    assert config.policy.advisory_sources[0].url == "https://osv.example.org/"
 
 
 @pytest.mark.parametrize(("tag", "meant"), [

@@ -384,7 +384,7 @@ def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tup
             yield (("policy", "advisory_sources", i, "path"),
                    "'path' is for osv-offline sources; give 'url' (or nothing for the default)")
         url = source.get("url")
-        if isinstance(url, str) and not re.match(r"^https?://", url):
+        if isinstance(url, str) and not re.match(r"^https?://", url, re.IGNORECASE):
             yield (("policy", "advisory_sources", i, "url"), f"'{url}' is not an http(s) URL")
         elif _plain_http(url) and not source.get("allow_http"):
             yield (("policy", "advisory_sources", i, "url"),

@@ -51,6 +51,14 @@ def _check_env_name(text: str) -> str:
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 
 
+def lower_scheme(url: str) -> str:
+    """``url`` with its scheme in lower case: schemes are case-insensitive (RFC 3986),
+    and the rest of lockmirror compares them written so (``HTTPS://`` is https)."""
+    scheme, colon, rest = url.partition(":")
+    known = colon and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme)
+    return scheme.lower() + colon + rest if known else url
+
+
 class SourceConfig(_Strict):
     """An upstream index (PEP 503/691 simple API)."""
 
@@ -72,8 +80,9 @@ class SourceConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^(https?|file)://", value):
+        if not re.match(r"^(https?|file)://", value, re.IGNORECASE):
             raise ValueError(f"'{redact_text(value)}' is not an http(s) or file URL")
+        value = lower_scheme(value)
         return value if value.endswith("/") else value + "/"
 
     @field_validator("files_url")
@@ -83,9 +92,10 @@ class SourceConfig(_Strict):
             if redact_text(url) != url:  # the credential is never shown
                 raise ValueError(f"'{redact_text(url)}' carries a user name or password; "
                                  "files_url takes none")
-            if not re.match(r"^https?://[^/@]+/", url if url.endswith("/") else url + "/"):
+            if not re.match(r"^https?://[^/@]+/", url if url.endswith("/") else url + "/",
+                            re.IGNORECASE):
                 raise ValueError(f"'{url}' is not an http(s) URL with a host (and no user name)")
-        return [url if url.endswith("/") else url + "/" for url in value]
+        return [lower_scheme(url if url.endswith("/") else url + "/") for url in value]
 
     @property
     def normalized_projects(self) -> frozenset[NormalizedName]:
@@ -186,7 +196,7 @@ MAX_AGE_DAYS = 36_500  # a century; beyond it the date arithmetic of the lock ov
 
 class AdvisorySourceConfig(_Strict):
     kind: Literal["pypi-json", "osv-api", "osv-offline"]
-    url: str | None = None
+    url: Annotated[str, AfterValidator(lower_scheme)] | None = None  # checked in .config
     path: str | None = None
     allow_http: StrictBool = Field(False, description="an http:// url (anyone on the path "
                                    "can hide advisories; loopback hosts need no flag)")
@@ -291,9 +301,9 @@ class UploadDestination(_Strict):
     @field_validator("url", "simple_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        if value is not None and not re.match(r"^https?://[^/\s]+", value, re.IGNORECASE):
             raise ValueError(f"'{value}' is not an http(s) URL")
-        return value
+        return None if value is None else lower_scheme(value)
 
 
 class DirectoryDestination(_Strict):
