@@ -630,6 +630,32 @@ def test_a_key_of_a_target_indented_a_level_too_little_says_so() -> None:
     assert raised.value.problems[-1].endswith("; is it indented under the set above?")
 
 
+def test_a_target_or_set_at_column_1_says_to_indent_it_under_its_section() -> None:
+    """A target written at column 1 under `targets:` is a top-level key to YAML: it was
+    'unknown key' with no word of the section it left empty."""
+    text = broken("  linux-py311:\n    python: \"3.11\"\n    platforms: [manylinux_2_28_x86_64]\n"
+                  "  mac-py312:\n    python: \"3.12\"\n    platforms: [macosx_11_0_arm64]\n",
+                  "linux-py311:\n  python: \"3.11\"\n  platforms: [manylinux_2_28_x86_64]\n"
+                  "mac-py312:\n  python: \"3.12\"\n  platforms: [macosx_11_0_arm64]\n")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    section, first, second = (expected_line(text, key) for key in ("targets:\n", "linux-py311:",
+                                                                    "mac-py312:"))
+    assert raised.value.problems[:3] == [
+        f"mirror.yaml:{section}:1: targets: is empty; write its keys under it, indented "
+        f"(is 'linux-py311' at line {first} meant to be indented under it?)",
+        f"mirror.yaml:{first}:1: linux-py311: unknown key; is it a target meant to be "
+        f"indented under 'targets:' at line {section}?",
+        f"mirror.yaml:{second}:1: mac-py312: unknown key; is it a target meant to be "
+        f"indented under 'targets:' at line {section}?"]
+    text = broken("  tools:\n    requirements:\n      - click", "tools:\n  requirements:\n    - click")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    assert raised.value.problems == [
+        f"mirror.yaml:{line_of(text, 'tools:')}:1: tools: unknown key; is it a set meant to be "
+        f"indented under 'sets:' at line {line_of(text, 'sets:')}?"]
+
+
 def test_a_file_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path: Path) -> None:
     path = tmp_path / "mirror.yaml"
     path.write_bytes(BASE.replace("testmirror", "caf\u00e9").encode("latin-1"))

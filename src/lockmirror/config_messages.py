@@ -25,8 +25,8 @@ def schema_problems(errors: Iterable[Mapping[str, Any]], doc: PositionedYaml
     for error in errors:
         loc = _clean_loc(error["loc"])
         if loc not in doc.unresolved:
-            yield loc, (_message(error) + _typo_note(error["type"], loc, meant, doc)
-                        + _indent_note(error["type"], loc, doc))
+            yield loc, _message(error) + (_typo_note(error["type"], loc, meant, doc)
+                                          or _indent_note(error["type"], loc, doc))
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> Path_:
@@ -79,8 +79,11 @@ def _entry_keys(section: str) -> set[str]:
 
 def _indent_note(kind: str, loc: Path_, doc: PositionedYaml) -> str:
     """``; is it indented under the target above?`` on a target or set named like a
-    key of one; on the key that left missing, where that entry is."""
-    if len(loc) < 2 or loc[0] not in _ENTRIES or not isinstance(loc[1], str):
+    key of one; on the key that left missing, where that entry is. A target or set
+    at column 1: see :func:`_top_level_note`."""
+    if len(loc) == 1:
+        return _top_level_note(kind, loc[0], doc)
+    if loc[0] not in _ENTRIES or not isinstance(loc[1], str):
         return ""
     entry, keys = _ENTRIES[str(loc[0])], _entry_keys(str(loc[0]))
     if len(loc) == 2 and loc[1] in keys:
@@ -89,6 +92,39 @@ def _indent_note(kind: str, loc: Path_, doc: PositionedYaml) -> str:
     if kind == "missing" and len(loc) == 3 and stray in doc.marks:
         return f" (is '{loc[-1]}' at line {doc.marks[stray][0]} meant to be indented under it?)"
     return ""
+
+
+def _top_level_note(kind: str, key: str | int, doc: PositionedYaml) -> str:
+    """A target or set written at column 1 under ``targets:`` or ``sets:``, which
+    YAML reads as a top-level key: ``; is it a target meant to be indented under
+    'targets:' at line 8?`` on it, and where it is on the section it left empty."""
+    section = _section_above(key, doc)
+    if kind == "extra_forbidden" and section is not None:
+        return (f"; is it a {_ENTRIES[section]} meant to be indented under '{section}:' at "
+                f"line {doc.marks[(section,)][0]}?")
+    if key in _ENTRIES and kind.endswith("_type") and not doc.data.get(key):
+        stray = next((k for k in doc.data if _section_above(k, doc) == key), None)
+        if stray is not None:
+            return (f" (is '{stray}' at line {doc.marks[(stray,)][0]} meant to be indented "
+                    "under it?)")
+    return ""
+
+
+def _section_above(key: str | int, doc: PositionedYaml) -> str | None:
+    """``targets`` or ``sets`` when ``key`` is a top-level key mirror.yaml does not
+    know, holding a mapping (or nothing), whose nearest known top-level key above
+    it is that section: an entry of it indented a level too little."""
+    from .config_schema import MirrorConfig
+
+    known = MirrorConfig.model_fields
+    if key in known or (key,) not in doc.marks or not isinstance(doc.data.get(key),
+                                                                  (dict, type(None))):
+        return None
+    line = doc.marks[(key,)][0]
+    above = [(doc.marks[(k,)][0], k) for k in doc.data
+             if k in known and (k,) in doc.marks and doc.marks[(k,)][0] < line]
+    section = max(above)[1] if above else None
+    return section if section in _ENTRIES else None
 
 
 # what a pattern of the schema allows, in words
