@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..config import LoadedConfig, load_config
 from ..errors import InputError
@@ -32,6 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stages.lock_check import read_lockfiles
     from ..stages.tool_set import tool_lockfile_paths
 
     loaded = load_config(args.path)
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # sound: its URLs under their sources, then PEP 751 as `lock` writes it (a path-like
     # file name passed here and failed later; found by an outside tester)
     paths = [loaded.lockfile_path(name) for name in config.sets] + tool_lockfile_paths(loaded)
-    _read_lockfiles([path for path in paths if path.exists()], loaded)
+    read_lockfiles([path for path in paths if path.exists()], config.sources,
+                   misread=InputError, shown=None)  # as `lock --check` reads them
     from datetime import UTC, datetime
 
     from ..resolve.policy_exceptions import expired_exceptions
@@ -64,24 +65,6 @@ def run(args: argparse.Namespace) -> int:
           f"{plural(len(config.targets), 'target')}, "
           f"{plural(len(config.sources), 'source')}{checked}")
     return 0
-
-
-def _read_lockfiles(paths: list[Path], loaded: LoadedConfig) -> None:
-    """Read the lockfiles at ``paths`` as ``lock --check`` reads them before it asks the
-    sources: URLs under their sources, the bytes as installers' TOML parser reads them (a
-    byte-order mark passed here and failed there), then PEP 751. Raises UrlPolicyError,
-    InputError."""
-    from ..formats.lockfile import Lockfile
-    from ..formats.url_policy import read_checked_documents
-    from ..stages.lock_check import EDITED, installer_parse_mismatches
-
-    documents = read_checked_documents(paths, loaded.config.sources)
-    problems = installer_parse_mismatches(zip(paths, documents, strict=True))
-    if problems:
-        raise InputError("lockfiles installers would read differently:\n  "
-                         + "\n  ".join(problems) + EDITED)
-    for path, document in zip(paths, documents, strict=True):
-        Lockfile.from_toml(document, where=str(path))
 
 
 def _check_online(loaded: LoadedConfig, filename: str) -> int:

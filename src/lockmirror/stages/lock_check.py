@@ -5,15 +5,15 @@ from the current mirror.yaml; it says nothing about what was written into it
 afterwards. A pull request that edits only a lockfile could swap a file's
 URL, sha256 and size. So, after the fingerprint:
 
-1. :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`: every URL lies under a
-   source mirror.yaml declares for its package (no network);
-   :func:`~lockmirror.stages.lock_merge.entry_problems`: each entry's marker is true
-   exactly on the targets the lockfile records for it (what ``diff`` shows a reviewer
-   is what installers take), one entry per release; and
+1. :func:`read_lockfiles` (``validate`` reads them so too): every URL lies under a
+   source mirror.yaml declares for its package (no network), and
    :func:`installer_parse_mismatches`: the standard library's TOML 1.0 parser
    (what pip reads ``-r pylock.toml`` with) reads the same values from each
    lockfile as lockmirror's rtoml, which also takes TOML 1.1 syntax and a
    byte-order mark, and keeps the carriage returns of multi-line strings;
+   :func:`~lockmirror.stages.lock_merge.entry_problems`: each entry's marker is true
+   exactly on the targets the lockfile records for it (what ``diff`` shows a reviewer
+   is what installers take), one entry per release;
 2. :func:`page_mismatches`: every entry against its source's project page,
    read through the same HTTP cache as ``lock`` (a revalidation per project;
    no distribution is downloaded): the page comes from the source the entry
@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import LoadedConfig
-from ..errors import NotFoundError, StaleLockError
+from ..errors import LockmirrorError, NotFoundError, StaleLockError
 from ..formats.lockfile import RUNTIME_GROUP, LockedFile, LockedPackage, Lockfile
 from ..formats.url_policy import normal_source_url, read_checked_documents
 from .lock_merge import entry_problems
 
 if TYPE_CHECKING:
+    from ..config_schema import SourceConfig
     from ..net.index_client import DistFile, IndexClient, ProjectPage
 
 SHOWN = 20  # difference lines in one error; the rest are counted
@@ -74,13 +75,7 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
     """
     names = list(set_names or loaded.config.sets)
     paths = [loaded.lockfile_path(name) for name in names]
-    documents = read_checked_documents(paths, loaded.config.sources)
-    problems = installer_parse_mismatches(zip(paths, documents, strict=True))
-    if problems:
-        raise StaleLockError(_listing("lockfiles installers would read differently", problems)
-                             + EDITED)
-    lockfiles = [Lockfile.from_toml(document, where=str(path))
-                 for path, document in zip(paths, documents, strict=True)]
+    documents, lockfiles = read_lockfiles(paths, loaded.config.sources)
     problems = [f"{path}: {package.name} {package.version}: {text}"
                 for path, lockfile in zip(paths, lockfiles, strict=True)
                 for package, text in entry_problems(lockfile)]
@@ -101,6 +96,23 @@ def check_lockfiles(loaded: LoadedConfig, set_names: Sequence[str] | None = None
             return _check_read(loaded, names, dict(zip(paths, lockfiles, strict=True)),
                                resolve, own)
     return _check_read(loaded, names, dict(zip(paths, lockfiles, strict=True)), resolve, client)
+
+
+def read_lockfiles(paths: Sequence[Path], sources: Sequence[SourceConfig], *,
+                   misread: type[LockmirrorError] = StaleLockError, shown: int | None = SHOWN
+                   ) -> tuple[list[dict[str, Any]], list[Lockfile]]:
+    """(parsed TOML, PEP 751 lockfile) of each lockfile at ``paths``, read as ``lock
+    --check`` and ``validate`` read them before they ask the sources: every URL under
+    its source (UrlPolicyError), the bytes as installers' TOML parser reads them (a
+    byte-order mark passes rtoml and fails tomllib: ``misread``, listing ``shown``
+    lockfiles, None: all), then PEP 751 (InputError). Costs two TOML parses each."""
+    documents = read_checked_documents(paths, sources)
+    problems = installer_parse_mismatches(zip(paths, documents, strict=True))
+    if problems:
+        raise misread(_listing("lockfiles installers would read differently", problems, shown)
+                      + EDITED)
+    return documents, [Lockfile.from_toml(document, where=str(path))
+                       for path, document in zip(paths, documents, strict=True)]
 
 
 def _check_read(loaded: LoadedConfig, names: list[str], read: dict[Path, Lockfile],
@@ -322,10 +334,10 @@ def _package_changes(ours: LockedPackage, theirs: LockedPackage) -> list[str]:
     return lines
 
 
-def _listing(title: str, problems: Sequence[str]) -> str:
-    shown = [f"  {line}" for line in problems[:SHOWN]]
-    if len(problems) > SHOWN:
-        shown.append(f"  ... and {len(problems) - SHOWN} more")
+def _listing(title: str, problems: Sequence[str], most: int | None = SHOWN) -> str:
+    shown = [f"  {line}" for line in problems[:most]]
+    if len(shown) < len(problems):
+        shown.append(f"  ... and {len(problems) - len(shown)} more")
     return f"{title}:\n" + "\n".join(shown)
 
 
