@@ -25,9 +25,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,7 @@ from packaging.utils import parse_wheel_filename
 from test_bundle import TOOL_CACHE, make_inputs
 
 from lockmirror import pipeline
-from lockmirror.config import load_config, parse_config
+from lockmirror.config import LoadedConfig, load_config, parse_config
 from lockmirror.errors import IntegrityError, StaleLockError
 from lockmirror.formats import signing
 from lockmirror.formats.bundle_format import BundleInfo
@@ -57,6 +59,7 @@ from lockmirror.stages.tool_set import (
     tool_loaded,
     tool_targets,
 )
+from lockmirror.stages.toolwheels import runtime_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -194,6 +197,45 @@ def test_committed_tool_set_carries_cp311_x86_64_and_cp312_aarch64_wheels() -> N
                    for t in tags), (name, tags)
     required = {re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] for r in lockfile.requirements}
     assert {name.replace("_", "-") for name in required} <= set(by_name)
+
+
+def tool_scope_of(loaded: LoadedConfig, pyproject: Path, scratch: Path) -> LoadedConfig:
+    """The tool set as `lock` derives it (:func:`tool_loaded`), with the requirements
+    of ``pyproject`` read as from an editable install of it, for mirror.yaml's targets
+    only: the build machine is a target where none of them is it, and the committed
+    lockfile must not depend on which machine runs the tests."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    info = scratch / f"lockmirror-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: lockmirror\n"
+                                   f"Version: {project['version']}\n", encoding="utf-8")
+    (info / "direct_url.json").write_text(json.dumps(
+        {"url": pyproject.parent.as_uri(), "dir_info": {"editable": True}}), encoding="utf-8")
+    requirements = sorted(runtime_requirements(metadata.PathDistribution(info)), key=str.lower)
+    tool = tool_loaded(loaded).config
+    spec = tool.sets[TOOL_SET].model_copy(update={"requirements": requirements})
+    targets = {name: target for name, target in tool.targets.items() if name != BUILD_MACHINE}
+    return LoadedConfig(tool.model_copy(update={"sets": {TOOL_SET: spec}, "targets": targets}),
+                        loaded.path, loaded.text)
+
+
+def test_committed_lockfiles_are_current_for_mirror_yaml_and_pyproject(tmp_path: Path) -> None:
+    """The committed lockfiles' input hashes, offline: the sets against mirror.yaml,
+    lockmirror's own set against pyproject.toml's dependencies. A dependency added,
+    dropped or bounded otherwise without `doit lock` fails here, not first in a CI
+    job's `lock --check` (which asks the sources) or in a bundle's tool/."""
+    loaded = load_config(REPO / "mirror.yaml", environ={})
+    assert stale_sets(loaded) == {}
+    assert stale_sets(tool_scope_of(loaded, REPO / "pyproject.toml", tmp_path)) == {}
+    # the same check on a copy of pyproject.toml with one dependency changed
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"resolvelib>=1.1",' in text
+    edited = tmp_path / "edited" / "pyproject.toml"
+    edited.parent.mkdir()
+    edited.write_text(text.replace('"resolvelib>=1.1",', '"resolvelib>=1.2",'),
+                      encoding="utf-8")
+    stale = stale_sets(tool_scope_of(loaded, edited, tmp_path / "edited"))
+    assert "(changed: the set's requirements)" in stale[TOOL_SET]
 
 
 # --------------------------------------------------------------------------
