@@ -106,6 +106,21 @@ def test_a_list_param_takes_comma_separated_names(tmp_path: Path, fixture_index:
     assert run_doit("fetch") == 0
 
 
+def test_doit_lock_warns_of_a_linux_tag_once_per_run(
+        tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The warning is about the target, not the set: each lock task that re-locked a
+    set for it said it again."""
+    (tmp_path / "mirror.yaml").write_text(mirror_yaml(
+        fixture_index.url, {"core": ["beta==1.0"], "extra": ["gamma"], "more": ["beta"]},
+        targets={"linux": ("3.11", "linux_x86_64")}))
+    monkeypatch.chdir(tmp_path)
+    assert run_doit("lock") == 0
+    err = capsys.readouterr().err
+    assert err.count("'linux_x86_64' matches only privately built wheels") == 1, err
+    assert len(list((tmp_path / "lockfiles").glob("pylock.*.toml"))) == 3
+
+
 def test_doit_publish_tries_every_destination_in_name_order(
         project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`doit publish`: the destinations one after another in name order, in every

@@ -56,6 +56,9 @@ class Project:
         self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
                               / f"{digest.hexdigest()[:32]}.json")
         self.summary = self._read_summary() or self._make_summary()
+        # the platform-tag warnings the lock tasks printed this run: each is said once,
+        # however many sets re-lock for its target
+        self.warned: set[str] = set()
 
     def _read_summary(self) -> dict[str, Any] | None:
         try:

@@ -101,9 +101,9 @@ def _remove_orphans(project: Project) -> None:
 def _lock_one(project: Project, set_name: str) -> None:
     from .commands.lock import LockLine, before_lock, print_results
 
-    loaded = project.loaded  # a linux_* tag is named once per set that locks for it
+    loaded = project.loaded  # a linux_* tag: named once per run, by a set that locks for it
     before_lock(loaded, targets=loaded.config.set_targets(set_name)
-                if set_name in loaded.config.sets else [])
+                if set_name in loaded.config.sets else [], said=project.warned)
     line = LockLine(sys.stderr)
     try:
         results = pipeline.lock(loaded, [set_name], progress=line)

@@ -59,12 +59,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def before_lock(loaded: LoadedConfig, filename: str | None = None, *,
-                targets: Iterable[str] | None = None, asks_sources: bool = True) -> None:
+                targets: Iterable[str] | None = None, asks_sources: bool = True,
+                said: set[str] | None = None) -> None:
     """What both front doors do before a lock: warn of a likely unintended platform
-    tag (of ``targets``; default every target), then, when sources will be asked,
-    raise the ConfigError naming every unset credential variable with its line."""
+    tag (of ``targets``; default every target; none already in ``said``, to which
+    each is added: doit's lock tasks say each once per run), then, when sources
+    will be asked, raise the ConfigError naming every unset credential variable
+    with its line."""
+    said = set() if said is None else said
     for warning in loaded.platform_warnings(filename, targets=targets):
-        print(f"lockmirror: warning: {warning}", file=sys.stderr)
+        if warning not in said:
+            print(f"lockmirror: warning: {warning}", file=sys.stderr)
+            said.add(warning)
     if asks_sources and (unset := loaded.unset_credentials(filename)) is not None:
         raise unset
 
