@@ -98,7 +98,7 @@ def waiting_sdist(out_dir: Path, release: Path) -> Path:
     return out_dir / write_sdist(out_dir, "waitbuild", "1.0", files)
 
 
-def test_sigterm_keeps_the_lockfiles_of_the_sets_already_resolved(
+def test_sigterm_keeps_the_lockfiles_of_the_sets_already_resolved_and_names_them(
         tmp_path: Path, fixture_index: FixtureIndex) -> None:
     release = tmp_path / "release"
     fixture_index.add_file(waiting_sdist(tmp_path / "files", release))
@@ -129,6 +129,9 @@ def test_sigterm_keeps_the_lockfiles_of_the_sets_already_resolved(
     assert process.returncode == 143, said
     assert ("lockmirror: terminated: what finished is kept and nothing half-written is in "
             "place") in said and "Traceback" not in said, said
+    # and says which: the lockfiles written, the set that was not locked
+    assert (f"lockmirror: kept: {lockfiles / 'pylock.first.toml'}, "
+            f"{lockfiles / 'pylock.second.toml'}; not locked: third") in said.splitlines(), said
     assert sorted(p.name for p in lockfiles.glob("pylock.*.toml")) == [
         "pylock.first.toml", "pylock.second.toml"]
     for name in ("first", "second"):

@@ -34,13 +34,15 @@ class Terminated(KeyboardInterrupt):
 
 
 def stopped(interrupt: KeyboardInterrupt) -> tuple[str, int]:
-    """The line a front door prints for a run stopped by Ctrl-C or SIGTERM, and
-    its exit status (130 or 143, as a shell reports the signal)."""
+    """The line a front door prints for a run stopped by Ctrl-C or SIGTERM (with
+    the notes a stage added to ``interrupt`` on the lines under it: what a lock
+    kept), and its exit status (130 or 143, as a shell reports the signal)."""
     terminated = isinstance(interrupt, Terminated)
     # every stage writes each file whole or not at all (a download resumes)
-    return (f"lockmirror: {'terminated' if terminated else 'interrupted'}: what finished is "
-            "kept and nothing half-written is in place; run the command again to go on",
-            TERMINATED_EXIT if terminated else 130)
+    line = (f"lockmirror: {'terminated' if terminated else 'interrupted'}: what finished is "
+            "kept and nothing half-written is in place; run the command again to go on")
+    notes = getattr(interrupt, "__notes__", [])
+    return "\n".join([line, *notes]), TERMINATED_EXIT if terminated else 130
 
 
 def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:

@@ -72,25 +72,31 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     into a shard file there; ``from_shards`` resolves nothing and writes each
     set's lockfile from the shards in that directory (the bytes a plain lock
     writes), after reading and checking every shard; lockmirror's own set is
-    gathered only when ``sets`` names it."""
+    gathered only when ``sets`` names it. Stopped by Ctrl-C or SIGTERM, the
+    KeyboardInterrupt gets a note naming the files written and the sets not locked."""
     from .stages.lock import lock_sets
     from .stages.lock_shard import check_shard_options, gather_shards, lock_shards
-    from .stages.lock_watch import each_scope
+    from .stages.lock_watch import each_scope, stopped_note
     from .stages.tool_set import lock_scopes, upgrade_names
 
     check_shard_options(sets, targets, shard_dir, from_shards, upgrade=bool(upgrade) or upgrade_all)
     if from_shards is not None:
         return gather_shards(loaded, sets, from_shards)
+    kept: list[LockResult] = []  # every file written, as it is written
 
     def one(scope: LoadedConfig, names: list[str]) -> list[LockResult]:
         named = upgrade_names(scope, loaded, upgrade)
         if targets and shard_dir is not None:  # (check_shard_options: both or neither)
             return lock_shards(scope, names, targets, shard_dir, upgrade=named,
-                               upgrade_all=upgrade_all, jobs=jobs, progress=progress)
+                               upgrade_all=upgrade_all, jobs=jobs, progress=progress, kept=kept)
         return lock_sets(scope, names, upgrade=named, upgrade_all=upgrade_all, jobs=jobs,
-                         progress=progress)
-    return each_scope([(scope, names or list(scope.config.sets))
-                       for scope, names in lock_scopes(loaded, sets)], one)
+                         progress=progress, kept=kept)
+    scopes = [(s, names or list(s.config.sets)) for s, names in lock_scopes(loaded, sets)]
+    try:
+        return each_scope(scopes, one)
+    except KeyboardInterrupt as stopped:
+        stopped.add_note(stopped_note(kept, [n for _, names in scopes for n in names]))
+        raise
 
 
 def fetch(loaded: LoadedConfig, *, jobs: int = 8, progress: FetchProgress | None = None,

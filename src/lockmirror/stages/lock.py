@@ -77,7 +77,8 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
               candidate_filter_for: Callable[[str], CandidateFilter | None] | None = None,
               prefer: Mapping[str, Mapping[NormalizedName, Version]] | None = None,
               progress: Callable[[LockProgress], None] | None = None,
-              all_or_nothing: bool = False) -> list[LockResult]:
+              all_or_nothing: bool = False,
+              kept: list[LockResult] | None = None) -> list[LockResult]:
     """Resolve and write the lockfiles of ``set_names`` (default: all sets).
 
     Existing pins are kept unless they must move, or the package is named in
@@ -95,6 +96,8 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
     still locked and written: with several sets, LocksFailed names every one
     that failed (its ``results``: the lockfiles written). ``all_or_nothing``:
     none is written unless every set locked (``bump`` commits all or none).
+    ``kept`` gets each lockfile as it is written (what a lock stopped by Ctrl-C
+    or SIGTERM kept: :func:`lockmirror.pipeline.lock` names it).
 
     Each set is its targets' :class:`~lockmirror.stages.lock_merge.TargetPart`
     merged (:func:`resolve_parts`, then :func:`write_lockfile`): the same
@@ -106,6 +109,8 @@ def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
 
     def write(name: str, parts: dict[str, TargetPart], warnings: tuple[str, ...]) -> None:
         written[name] = write_lockfile(loaded, name, parts, warnings)
+        if kept is not None:
+            kept.append(written[name])
 
     try:
         resolved = resolve_parts(

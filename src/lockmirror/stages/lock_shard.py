@@ -96,14 +96,15 @@ def check_shard_options(sets: Sequence[str] | None, targets: Sequence[str] | Non
 def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str],
                 shard_dir: Path, *, now: datetime | None = None, upgrade: Iterable[str] = (),
                 upgrade_all: bool = False, jobs: int = 6,
-                progress: Callable[[LockProgress], None] | None = None) -> list[LockResult]:
+                progress: Callable[[LockProgress], None] | None = None,
+                kept: list[LockResult] | None = None) -> list[LockResult]:
     """Resolve each of ``sets`` for each of ``targets`` alone and write one
     shard file per pair into ``shard_dir`` (only if its bytes changed); the
-    results name the shard files. Pins are kept as :func:`lock_sets` keeps
-    them (from ``lockfiles/pylock.<set>.toml``). Raises LockmirrorError for an
-    unknown set or target, a target a set does not have, or ``shard_dir``
-    being the lockfiles' directory, before any resolution; resolution errors
-    as :func:`lock_sets`."""
+    results name the shard files (``kept`` gets each as it is written). Pins
+    are kept as :func:`lock_sets` keeps them (from ``lockfiles/pylock.<set>.toml``).
+    Raises LockmirrorError for an unknown set or target, a target a set does
+    not have, or ``shard_dir`` being the lockfiles' directory, before any
+    resolution; resolution errors as :func:`lock_sets`."""
     if shard_dir.resolve() == loaded.lockfile_dir.resolve():
         raise LockmirrorError("shards do not go beside the lockfiles: `diff` and the bundle "
                               "read every pylock.*.toml there", where=str(shard_dir),
@@ -126,6 +127,8 @@ def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str
             lockfile, text = _shard_text(loaded, name, part, path, pins_from[name])
             written = atomic_write(path, text, only_if_changed=True)
             out.append(LockResult(name, path, lockfile, written, warnings))
+            if kept is not None:
+                kept.append(out[-1])
 
     try:  # each set's shards as it is resolved, as lock_sets writes its lockfile
         resolve_parts(loaded, {name: list(targets) for name in names}, now=now,

@@ -30,9 +30,10 @@ from ..resolve.requirement_check import pins_exactly
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
     from ..resolve.candidates import Candidate, CandidateFilter, Refusal
+    from .lock import LockResult
 
 __all__ = ["LockProgress", "LocksFailed", "Stopped", "Watch", "check_upgrade", "each_scope",
-           "in_context"]
+           "in_context", "stopped_note"]
 
 ScopeT = TypeVar("ScopeT")
 ResultT = TypeVar("ResultT")
@@ -105,6 +106,17 @@ def each_scope(scopes: Sequence[tuple[ScopeT, list[str]]],
         merged.results = out
         raise merged
     return out
+
+
+def stopped_note(kept: Sequence[LockResult], names: Sequence[str]) -> str:
+    """The line under a stopped lock's own: the files it wrote (``kept``) and which
+    of the sets it was asked for (``names``) it did not lock."""
+    done = {result.set_name for result in kept}
+    written = sorted(kept, key=lambda result: names.index(result.set_name))  # the lock's order
+    parts = [f"kept: {', '.join(str(result.path) for result in written) or 'nothing'}"]
+    if missing := [name for name in names if name not in done]:
+        parts.append(f"not locked: {', '.join(missing)}")
+    return "lockmirror: " + "; ".join(parts)
 
 
 class Stopped(Exception):
