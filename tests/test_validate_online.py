@@ -119,3 +119,29 @@ def test_online_takes_a_yanked_pin_the_policy_takes(
     path.write_text(text.replace("      - python-alpha\n", "").replace("alpha==1.5", "alpha")
                     + policy, encoding="utf-8")
     assert main(["validate", "--online", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_wrong_source_path_is_named_once_not_a_spelling_hint_per_project(
+        tmp_path: Path, fixture_index: FixtureIndex,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``/simpel/`` for ``/simple/``: every project answered 404, and each got a spelling
+    hint (validate's likely spellings, lock's "check the spelling"). Both now say the
+    source's URL looks wrong, naming it, in one wording."""
+    wrong = fixture_index.url.replace("/simple/", "/simpel/")
+    path = tmp_path / "mirror.yaml"
+    path.write_text(MIRROR.format(url=wrong, cache=tmp_path / "cache"), encoding="utf-8")
+    says = (f"source fixture ({wrong}) answers 404 for every project asked, pip too, so "
+            "the URL looks wrong")
+    assert main(["validate", "--online", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"{path}:8:9: sets.intel.requirements[0]: no source has a project "
+                        f"named 'python-alpha': {says} (set intel); check the source's url "
+                        "in mirror.yaml: a PEP 503 index, e.g. https://pypi.org/simple/")
+    assert len(lines) == 4 and all(says in line for line in lines), lines
+    asked = {r.path.split("/")[2] for r in fixture_index.requests}
+    assert asked == {"python-alpha", "yanky", "alpha", "beta", "pip"}, asked  # no spellings
+    assert main(["lock", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"no source has a project named 'python-alpha': {says} (check the source's " \
+        "url in mirror.yaml" in err, err
+    assert "spelling" not in err, err

@@ -64,6 +64,11 @@ class NotFoundError(LockmirrorError):
     """A project, version or file does not exist where it was expected."""
 
 
+class WrongSourceError(NotFoundError):
+    """A project was not found on a source that answers 404 for every project asked:
+    the source's URL, not the project's name, is likely wrong."""
+
+
 class IntegrityError(LockmirrorError):
     """Bytes did not match the sha256 (or size) they were promised to have."""
 

@@ -49,7 +49,7 @@ import urllib3.exceptions
 from packaging.utils import NormalizedName, canonicalize_name
 
 from ..config_schema import SourceConfig
-from ..errors import IntegrityError, LockmirrorError, NotFoundError
+from ..errors import IntegrityError, LockmirrorError, NotFoundError, WrongSourceError
 from ..formats.core_metadata import archive_metadata, wheel_metadata_member
 from ..redaction import redact_url
 from .disk_cache import DiskCache
@@ -78,6 +78,9 @@ PAGE_HEADERS = {"Accept": PAGE_ACCEPT, "Cache-Control": "max-age=0"}
 # directory of almost every wheel fits, and small wheels come whole.
 TAIL_BYTES = 64 * 1024
 BODY_ATTEMPTS = 3
+# every index that carries PyPI's projects has it: a source that answers 404 for it and
+# for every other project asked has a wrong URL (``/simpel/``), not misspelt requirements
+WELL_KNOWN_PROJECT = NormalizedName("pip")
 
 
 # --------------------------------------------------------------------------
@@ -133,6 +136,7 @@ class IndexClient:
             workers=workers, name="lockmirror-pages")
         self._metadata: WorkTable[str, bytes] = WorkTable(
             workers=workers, name="lockmirror-metadata")
+        self._answered: set[str] = set()  # the sources that had a page for a project asked
 
     @property
     def auth(self) -> PrefixAuth:
@@ -160,14 +164,18 @@ class IndexClient:
     def project(self, name: str) -> ProjectPage:
         """The page of ``name`` from the first source that has it (memoized).
 
-        Raises NotFoundError when no allowed source has the project,
-        NetworkError when a source fails (after retries), LockmirrorError
-        when a page is malformed. Costs one request per source tried the
-        first time (a revalidation when the cache has the page), none
-        afterwards.
+        Raises NotFoundError when no allowed source has the project (its
+        subclass WrongSourceError when a source tried looks wrong:
+        :meth:`_wrong_source`), NetworkError when a source fails (after
+        retries), LockmirrorError when a page is malformed. Costs one request
+        per source tried the first time (a revalidation when the cache has the
+        page), none afterwards.
         """
         key = canonicalize_name(name)
-        return self._pages.get(key, lambda: self._fetch_project(key, self._keep))
+        try:
+            return self._pages.get(key, lambda: self._fetch_project(key, self._keep))
+        except NotFoundError as missing:
+            raise self._wrong_source(key) or missing from None
 
     def unfiltered_project(self, name: str) -> ProjectPage:
         """The page of ``name`` with every file, those ``keep_tags`` drops too (to
@@ -184,6 +192,38 @@ class IndexClient:
             key = canonicalize_name(name)
             self._pages.prefetch(key, functools.partial(self._fetch_project, key, self._keep))
 
+    def _wrong_source(self, project: NormalizedName) -> WrongSourceError | None:
+        """The error for ``project``, which no source tried has, when one of them
+        looks wrong: it had no page for any project asked (every page asked so far
+        is read first, so the answer does not depend on which came back first)
+        and answers 404 for :data:`WELL_KNOWN_PROJECT` too. None otherwise (the
+        name is the likely mistake). Costs one request per such source."""
+        for key in self._pages.keys():  # done, or done now on this thread
+            try:
+                self._pages.get(key, functools.partial(self._fetch_project, key, self._keep))
+            except LockmirrorError:
+                pass
+        wrong = [f"{source.name} ({redact_url(source.url)})"
+                 for source in self._candidate_sources(project)
+                 if source.name not in self._answered and self._lacks_well_known(source)]
+        if not wrong:
+            return None
+        which = f"source {wrong[0]} answers" if len(wrong) == 1 else \
+            f"sources {', '.join(wrong)} answer"
+        return WrongSourceError(
+            f"no source has a project named '{project}': {which} 404 for every project "
+            f"asked, {WELL_KNOWN_PROJECT} too, so the URL looks wrong",
+            hint="check the source's url in mirror.yaml: a PEP 503 index, e.g. "
+                 "https://pypi.org/simple/")
+
+    def _lacks_well_known(self, source: SourceConfig) -> bool:
+        """Whether ``source`` answers 404 for :data:`WELL_KNOWN_PROJECT` (any other
+        failure: not known to lack it)."""
+        try:
+            return self._fetch_page(source, WELL_KNOWN_PROJECT, self._keep) is None
+        except LockmirrorError:
+            return False
+
     def _candidate_sources(self, project: NormalizedName) -> list[SourceConfig]:
         pinned = self._pinned.get(project)
         return [pinned] if pinned is not None else list(self.sources)
@@ -193,6 +233,7 @@ class IndexClient:
         for source in self._candidate_sources(project):
             page = self._fetch_page(source, project, keep)
             if page is not None:
+                self._answered.add(source.name)
                 return page
             tried.append(f"{source.name} ({redact_url(source.url)})")
         if project in self._pinned:

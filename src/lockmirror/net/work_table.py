@@ -51,6 +51,11 @@ class WorkTable(Generic[_Key, _Value]):
             executor = self._executor
         executor.submit(self._queued, key, work, future)
 
+    def keys(self) -> list[_Key]:
+        """Every key asked for or queued so far."""
+        with self._lock:
+            return list(self._futures)
+
     def close(self) -> None:
         """Drop queued work and wait for the running work to finish."""
         with self._lock:

@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..config import LoadedConfig
 from ..config_yaml import Path_
-from ..errors import NotFoundError
+from ..errors import NotFoundError, WrongSourceError
 
 MAX_VARIANTS = 8
 MAX_SWAPS = 24  # a name of 25 letters; longer names try their first 24 swaps
@@ -92,6 +92,8 @@ def _problem(requirement: Requirement, set_name: str, pages: Pages,
              yank_allowed: Callable[[str, Version], bool]) -> str | None:
     try:
         page = pages.project(requirement.name)
+    except WrongSourceError as error:  # the source's URL, not the name: no spellings tried
+        return f"{error.message} (set {set_name}); {error.hint}"
     except NotFoundError:
         found = existing_names(requirement.name, pages)
         hint = (f"; nearest existing names: {', '.join(found)}" if found
