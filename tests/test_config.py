@@ -692,3 +692,20 @@ def test_lock_names_every_unset_credential_variable_with_its_line(
     assert "environment variables IDX_USER and IDX_TOKEN are not set" in str(raised.value)
     assert raised.value.where == ("mirror.yaml: source 'private', username_env; "
                                   "source 'private', password_env")
+
+
+def test_a_newer_platform_tag_is_one_of_the_targets_family() -> None:
+    """Only a newer tag of the target's system and architecture would bring a wheel;
+    universal2 serves both macOS architectures, legacy manylinux tags are glibc versions."""
+    from lockmirror.platform_tags import newer_platforms
+
+    assert newer_platforms(["macosx_11_0_arm64"], ["win_amd64", "win32"]) is None
+    assert newer_platforms(["macosx_11_0_arm64"], ["macosx_14_0_arm64",
+                                                   "macosx_12_0_x86_64"]) == ["macosx_14_0_arm64"]
+    assert newer_platforms(["macosx_11_0_arm64"], ["macosx_12_0_universal2"]) == [
+        "macosx_12_0_universal2"]
+    assert newer_platforms(["manylinux_2_17_x86_64"], ["manylinux1_x86_64"]) == []
+    assert newer_platforms(["manylinux2014_x86_64"], ["manylinux_2_28_x86_64",
+                                                      "musllinux_1_2_x86_64"]) == [
+        "manylinux_2_28_x86_64"]
+    assert newer_platforms(["win_amd64"], ["any"]) == []

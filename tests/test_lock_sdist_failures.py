@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fixtureindex import FixtureIndex, build_wheel
 from fixtureindex.fixture_backend import core_metadata, write_sdist
+from helpers import mirror_yaml
 from test_lock import ARM, X86, lock, write_mirror
 
 from lockmirror.commands.lock import LockLine
@@ -98,7 +99,9 @@ def test_sdist_builds_that_keep_failing_stop_the_lock_after_three_saying_so(
     assert "sdists 5.0, 4.0, 3.0 failed one after another" in text, text
     assert "AttributeError: cython_sources" in text, text
     assert "pin manybroken==1.0 (its newest release with a wheel for '" in text, text
-    assert "newer platform tag" in text and "sdists: deny" in text, text
+    # its one wheel is pure: no platform tag would bring another (the hint said one would)
+    assert "newer platform tag" not in text and "no wheel for" not in text, text
+    assert "sdists: deny" in text, text
     # three builds, not four: the fourth sdist is never even downloaded
     downloaded = {r.path.rsplit("/", 1)[-1] for r in fixture_index.requests}
     assert {"manybroken-5.0.tar.gz", "manybroken-3.0.tar.gz"} <= downloaded, downloaded
@@ -115,3 +118,28 @@ def test_sdist_builds_that_keep_failing_stop_the_lock_after_three_saying_so(
     assert any(text.startswith(f"lock: set 'm': skipped manybroken 4.0 on {target}: preparing "
                                "the metadata of manybroken-4.0.tar.gz failed: ")
                for text in said), said
+
+
+@pytest.mark.parametrize(("wheel_tag", "says", "not_said"), [
+    ("cp311-cp311-manylinux_2_34_x86_64", "give the target a newer platform tag that "
+     "platbroken's wheels name (manylinux_2_34_x86_64), ", "no wheel for"),
+    ("cp311-cp311-win_amd64", "platbroken has no wheel for manylinux x86_64 in any release: "
+     "pin platbroken to a release that builds here", "newer platform tag"),
+], ids=["newer-tag", "no-wheel-for-the-platform"])
+def test_a_project_whose_sdists_keep_failing_is_told_a_newer_tag_only_when_a_wheel_has_one(
+        tmp_path: Path, fixture_index: FixtureIndex, wheel_tag: str, says: str,
+        not_said: str) -> None:
+    """pycairo for macOS targets: no macOS wheel at all, yet the hint said to give the
+    target a newer platform tag. A newer tag is named only when a wheel has it."""
+    files = tmp_path / "files"
+    fixture_index.add_file(build_wheel(files, "platbroken", "1.0", tag=wheel_tag))
+    for version in ("2.0", "3.0", "4.0"):
+        fixture_index.add_file(failing_sdist(files, "platbroken", version))
+    path = tmp_path / "mirror.yaml"
+    path.write_text(mirror_yaml(fixture_index.url, {"p": ["platbroken"]},
+                                targets={"x86": ("3.11", "manylinux_2_28_x86_64")}))
+    with pytest.raises(ResolutionError) as info:
+        lock_sets(load_config(path), jobs=1)
+    text = str(info.value)
+    assert "gave up on platbroken for target 'x86'" in text, text
+    assert says in text and not_said not in text, text

@@ -17,6 +17,7 @@ Pure: no network, no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from .spelling import did_you_mean, nearest
 
@@ -136,3 +137,46 @@ def _with_arch(prefix: str, arch: str, arches: tuple[str, ...]) -> str | None:
             return prefix + known
     close = nearest(arch, arches)
     return prefix + close if close else None
+
+
+# the PEP 600 version each legacy manylinux tag stands for
+_LEGACY_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+# macOS wheels for both architectures serve either
+_MACOS_FAT = ("universal2",)
+
+
+def platform_family(tag: str) -> tuple[str, tuple[int, int]]:
+    """``tag``'s system and architecture (``macosx arm64``, ``manylinux x86_64``;
+    a tag without a version, ``win_amd64``, is its own) and its version
+    (``(11, 0)``; ``(0, 0)`` for none): wheels of one family differ only by the
+    oldest system they need."""
+    match = _VERSIONED.fullmatch(tag)
+    if match:
+        kind, major, minor, arch = match.groups()
+        return f"{kind} {arch}", (int(major), int(minor))
+    match = _LEGACY.fullmatch(tag)
+    if match:
+        return f"manylinux {match.group(2)}", _LEGACY_GLIBC[match.group(1)]
+    return tag, (0, 0)
+
+
+def newer_platforms(targets: Iterable[str], wheels: Iterable[str]) -> list[str] | None:
+    """Of a project's wheel platform tags ``wheels``, those of a family of the
+    target platforms ``targets`` with a newer version (sorted): a tag the target
+    could move to for a wheel. Empty when the project's wheels of those families
+    are no newer (or one is ``any``); None when it has no wheel of any of them."""
+    wanted = dict(map(platform_family, targets))
+    wheels = set(wheels)
+    if "any" in wheels:
+        return []
+    newer, found = [], False
+    for tag in sorted(wheels):
+        family, version = platform_family(tag)
+        arches = ([f"macosx {a}" for a in ("arm64", "x86_64")]
+                  if family.startswith("macosx ") and tag.endswith(_MACOS_FAT) else [family])
+        for each in arches:
+            if each in wanted:
+                found = True
+                if version > wanted[each]:
+                    newer.append(tag)
+    return sorted(set(newer)) if found else None

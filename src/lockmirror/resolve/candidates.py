@@ -362,9 +362,34 @@ def sdists_keep_failing(factory: CandidateFactory, name: NormalizedName, version
     wheel = factory.newest_with_wheel(name)
     pin = (f"pin {name}=={wheel} (its newest release with a wheel for '{target}') or older"
            if wheel is not None else f"pin {name} to a release that builds here")
+    no_wheel, newer_tag = _platform_advice(factory, name)
     return ResolutionError(
         f"gave up on {name} for target '{target}': the metadata builds of its sdists "
         f"{', '.join(versions)} failed one after another (the last: {last.message})",
-        hint=f"{pin} in mirror.yaml, give the target a newer platform tag that "
-             f"{name}'s wheels name, or lock wheels only (policy 'sdists: deny'"
-             + (", without 'prefer_sdists'" if factory.ctx.prefer_sdists else "") + ")")
+        hint=f"{no_wheel}{pin} in mirror.yaml, {newer_tag}or lock wheels only (policy "
+             "'sdists: deny'" + (", without 'prefer_sdists'" if factory.ctx.prefer_sdists
+                                 else "") + ")")
+
+
+def _platform_advice(factory: CandidateFactory, name: NormalizedName) -> tuple[str, str]:
+    """What the target's platform tags have to do with it: (``NAME has no wheel for
+    macosx arm64 in any release: `` when none of ``name``'s wheels is of the target's
+    platform families, ``give the target a newer platform tag ... (TAGS), `` when some
+    are of a newer one); each empty otherwise. Reads ``name``'s whole page again (the
+    lock's keeps only the targets' tags); no advice when that fails."""
+    from ..platform_tags import newer_platforms, platform_family
+
+    try:
+        page = factory.ctx.client.unfiltered_project(name)
+    except LockmirrorError:
+        return "", ""
+    platforms = factory.ctx.target.platforms
+    newer = newer_platforms(platforms, {tag.platform for file in page.files
+                                        if file.is_wheel for tag in file.tags})
+    if newer is None:
+        families = sorted({platform_family(tag)[0] for tag in platforms})
+        return f"{name} has no wheel for {' or '.join(families)} in any release: ", ""
+    if newer:
+        return "", f"give the target a newer platform tag that {name}'s wheels name " \
+            f"({', '.join(newer)}), "
+    return "", ""
