@@ -279,6 +279,19 @@ def test_unknown_project(tmp_path: Path, fixture_index: FixtureIndex) -> None:
     assert "no-such-project" in str(info.value)
 
 
+def test_an_error_both_targets_meet_is_placed_once(tmp_path: Path,
+                                                    fixture_index: FixtureIndex) -> None:
+    """The missing project's page is asked once, so both targets got the one error, and
+    each placed it: 'mirror.yaml:15: set 'u', target 'A': mirror.yaml:15: set 'u', target
+    'B': no source has ...'."""
+    with pytest.raises(NotFoundError) as info:
+        lock(tmp_path, fixture_index, "  u:\n    requirements: [gamma, no-such-project]\n")
+    text = str(info.value)
+    assert text.count("set 'u'") == 1 and text.count("mirror.yaml:") == 1, text
+    assert text.startswith("mirror.yaml:15: set 'u', target '"), text
+    assert "check the spelling of the requirement" in text, text
+
+
 def test_check_and_no_network_when_current(tmp_path: Path, fixture_index: FixtureIndex) -> None:
     path = write_mirror(tmp_path, fixture_index, "  q:\n    requirements: [alpha]\n")
     loaded = load_config(path)

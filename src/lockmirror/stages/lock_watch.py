@@ -201,7 +201,9 @@ def in_context(error: LockmirrorError, loaded: LoadedConfig, set_name: str,
                target: str) -> LockmirrorError:
     """``error`` placed where it comes from: ``mirror.yaml:LINE: set 'S', target
     'T'`` (the line of the set's requirement the message names, else of the
-    set's requirement list), keeping what the error said of where it was."""
+    set's requirement list), keeping what the error said of where it was. A
+    copy: one error can reach several targets (a missing project's page is
+    asked once), and each places it anew."""
     if isinstance(error, ConfigError):
         return error
     spec = loaded.config.sets[set_name]
@@ -213,9 +215,11 @@ def in_context(error: LockmirrorError, loaded: LoadedConfig, set_name: str,
     generic = {f"{set_name} on target {target}", f"{set_name} on {target}"}
     if error.where and error.where not in generic:
         place += f": {error.where}"
-    error.where = place
-    error.args = (str(error),)
-    return error
+    # the same class and fields, only ``where`` differs (no __init__: its arguments vary)
+    placed = type(error).__new__(type(error))
+    placed.__dict__.update(vars(error), where=place)
+    placed.args = (str(placed),)
+    return placed
 
 
 def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequence[str],
