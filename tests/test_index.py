@@ -714,6 +714,33 @@ def test_index_command(own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[
     assert "not in the store" in capsys.readouterr().err
 
 
+def test_a_state_of_another_version_is_said_and_the_tree_is_built_as_fresh(
+        own_mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After an upgrade every page is rendered again: a long run that says why (it said
+    nothing); a missing state or --full is no upgrade and says nothing."""
+    from lockmirror.cli import main
+
+    args = ["index", *map(str, own_mirror.lockfiles), "--store", str(own_mirror.store.root),
+            "--out", str(own_mirror.out), "--title", "Fixture mirror"]
+    said = "index: rebuilt every page: the index was built by another lockmirror version"
+    state = state_dir_for(own_mirror.out) / "state.json"
+
+    def older_state() -> None:
+        data = json.loads(state.read_text())
+        state.write_text(json.dumps({**data, "format": "lockmirror-index/4;state/2"}))
+
+    assert main(args) == 0 and said not in capsys.readouterr().err
+    older_state()
+    assert main(args) == 0
+    assert capsys.readouterr().err.splitlines() == [said]
+    assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "fresh"))
+    assert main(args) == 0 and capsys.readouterr().err == ""  # the state is this version's
+    older_state()
+    assert main([*args, "--full"]) == 0 and capsys.readouterr().err == ""
+    shutil.rmtree(state_dir_for(own_mirror.out))
+    assert main(args) == 0 and capsys.readouterr().err == ""
+
+
 def test_files_deleted_by_hand_are_put_back(own_mirror: FixtureMirror) -> None:
     build(own_mirror)
     beta = own_mirror.catalogue.find("beta", "1.0").filename

@@ -193,7 +193,7 @@ def index(loaded: LoadedConfig | None, *, lockfiles: Sequence[Path] = (),
                         title=title or DEFAULT_TITLE, full=full, exclude=exclude,
                         state_dir=state_dir, url_rule=UrlRule(sources),
                         sbom=name if sbom else None, retained=kept_for)
-    return replace(built, notes=notes) if notes else built
+    return replace(built, notes=(*notes, *built.notes)) if notes else built
 
 
 def check_install(loaded: LoadedConfig | None, *, index_dir: Path | None = None,

@@ -103,6 +103,8 @@ DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 STATE_FORMAT = f"{INDEX_FORMAT};state/3"
 ROWS_DIR = "sets"  # in the state directory: <lockfile sha256>.json, its package rows
+# after an upgrade (a state of another format; not on --full): why that run was long
+REBUILT_NOTE = "rebuilt every page: the index was built by another lockmirror version"
 
 Progress = Callable[[str], None]
 
@@ -121,7 +123,7 @@ class IndexResult:
     total_size: int  # bytes of those artifacts
     linked: int = 0
     copied: int = 0
-    notes: tuple[str, ...] = ()  # for the user: retention's notes, the size budget's warning
+    notes: tuple[str, ...] = ()  # for the user: retention's, the size budget's, REBUILT_NOTE
 
     @property
     def changed(self) -> bool:
@@ -271,7 +273,8 @@ class _Run:
             out_dir=self.out_dir, noop=False, written=tuple(sorted(tree.written)),
             removed=tuple(removed), removed_releases=tuple(sorted(releases_of(removed))),
             projects=summary["projects"], files=summary["files"],
-            total_size=summary["total_size"], linked=tree.linked, copied=tree.copied)
+            total_size=summary["total_size"], linked=tree.linked, copied=tree.copied,
+            notes=(REBUILT_NOTE,) if state and state.get("format") != STATE_FORMAT else ())
 
     # -- 1. the no-op check ----------------------------------------------
 
