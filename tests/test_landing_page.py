@@ -69,6 +69,25 @@ def test_page_names_sets_packages_versions_and_sizes(mirror: FixtureMirror) -> N
     assert '1.1<span class="tag yanked">yanked</span>' in row
 
 
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"[]\n", "AttributeError"),
+    (b'{"format": 2}\n', "landing data format 2"),  # the audit said "(ValueError)"
+])
+def test_the_far_sides_audit_words_a_landing_json_that_does_not_read_as_import_does(
+        tmp_path: Path, data: bytes, reason: str) -> None:
+    """``audit --mirror`` (its kept revisions) and the far side's quarantine read
+    landing.json under one wording: the file named, the reason, what to run."""
+    from lockmirror.errors import LockmirrorError
+    from lockmirror.stages.audit_kept import kept_revisions
+
+    (tmp_path / "landing.json").write_bytes(data)
+    with pytest.raises(LockmirrorError) as caught:
+        kept_revisions(tmp_path)
+    assert caught.value.message == f"not the index's own landing data ({reason})"
+    assert caught.value.where == str(tmp_path / "landing.json")
+    assert caught.value.hint == "run `lockmirror verify` on the mirror"
+
+
 def test_landing_json_renders_the_same_page(mirror: FixtureMirror) -> None:
     """landing.json (what the far side re-renders the page from) holds everything
     the page shows but the counts, which the manifest gives."""

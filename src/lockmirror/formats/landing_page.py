@@ -5,19 +5,23 @@ only: :mod:`lockmirror.stages.index` builds the page from :class:`SetSummary`
 values (cached per set) and writes it. The configuration it shows is
 :func:`lockmirror.formats.client_config.pip_config` for an example URL, which
 the page's script replaces with the page's own address. The simple pages are
-:mod:`lockmirror.formats.pages`.
+:mod:`lockmirror.formats.pages`. The page's data, ``landing.json``, is read back by the
+far side under :func:`reading_landing_data` (one wording for every error of it).
 
 Imports are kept to the standard library so the index entry point starts fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 
+from ..errors import LockmirrorError
 from ..fsutil import format_size, plural
 from .bounded import load_json
 from .client_config import pip_config, pip_index_arguments, trusted_host
@@ -157,6 +161,19 @@ class LandingData:
                                    "sources": tuple(raw["provenance"]["sources"])})
         return cls(title=str(raw["title"]), provenance=provenance, sets=sets,
                    sbom=bool(raw["sbom"]))
+
+
+@contextlib.contextmanager
+def reading_landing_data(path: Path) -> Iterator[None]:
+    """Around reading and using a mirror's ``landing.json`` (``path``; it came in a bundle,
+    so it may be any JSON): what it raises is one LockmirrorError naming the file."""
+    try:
+        yield
+    except (LockmirrorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = (exc.message if isinstance(exc, LockmirrorError) else
+                  str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__)
+        raise LockmirrorError(f"not the index's own landing data ({reason})", where=str(path),
+                              hint="run `lockmirror verify` on the mirror") from None
 
 
 def target_markers(targets: Iterable[SetTarget]) -> tuple[str, ...]:

@@ -20,8 +20,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from ..errors import LockmirrorError
-from ..formats.landing_page import LANDING_DATA, LandingData
+from ..formats.landing_page import LANDING_DATA, LandingData, reading_landing_data
 from ..formats.lockfile import LockedPackage, Lockfile
 
 __all__ = ["kept_revisions"]
@@ -40,12 +39,8 @@ def kept_revisions(mirror: Path) -> tuple[list[tuple[str, Lockfile]], str | None
         return [], (f"releases kept for earlier lock revisions not audited: {path} is "
                     "missing (an index from before lockmirror wrote it); the build side's "
                     "audit checks them")
-    try:
+    with reading_landing_data(path):
         revisions = _served_for_revisions(LandingData.from_json(path.read_bytes()))
-    except (LockmirrorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = exc.message if isinstance(exc, LockmirrorError) else exc.__class__.__name__
-        raise LockmirrorError(f"not the index's own landing data ({reason})", where=str(path),
-                              hint="run `lockmirror verify` on the mirror") from None
     return [(label, Lockfile(set_name=set_name, requirements=(), targets=(),
                              packages=tuple(packages), input_hash=""))
             for (set_name, label), packages in sorted(revisions.items())], None

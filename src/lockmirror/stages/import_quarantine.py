@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BundleError, LockmirrorError
-from ..formats.landing_page import LANDING_DATA, LandingData, SetSummary, landing_html
+from ..formats.landing_page import (
+    LANDING_DATA,
+    LandingData,
+    SetSummary,
+    landing_html,
+    reading_landing_data,
+)
 from ..formats.manifest import (
     IMPORT_MANIFEST,
     IMPORT_QUARANTINE,
@@ -153,7 +159,7 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
     path = mirror / LANDING_DATA
     artifacts = [entry for rel, entry in manifest.files.items()
                  if is_distribution(rel) and rel not in removed]
-    try:
+    with reading_landing_data(path):
         data = path.read_bytes()
         if Entry(sha256_bytes(data), len(data)) != manifest.files[LANDING_DATA]:
             raise ValueError("its sha256 differs from manifest.json's")
@@ -162,11 +168,6 @@ def _landing_pages(mirror: Path, manifest: Manifest, removed: set[str],
         page = landing.page(projects=projects, files=len(artifacts),
                             total_size=sum(entry.size for entry in artifacts))
         return {"index.html": landing_html(page).encode(), LANDING_DATA: landing.to_json()}
-    except (LockmirrorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = (exc.message if isinstance(exc, LockmirrorError) else
-                  str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__)
-        raise LockmirrorError(f"not the index's own landing data ({reason})", where=str(path),
-                              hint="run `lockmirror verify` on the mirror") from None
 
 
 def _quarantined(summary: SetSummary, taken: set[str]) -> SetSummary:
