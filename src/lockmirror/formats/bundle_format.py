@@ -382,20 +382,27 @@ def read_head(source: BundleSource, trusted: Ed25519PublicKey | None = None) -> 
     signed by it (BundleFormatError for a ``bundle.json`` past the cap or malformed).
     """
     with source.open() as reader:
-        top, info_member, sig_member = _first_members(open_tar(reader, where=source.display),
-                                                      reader.size, source.display)
-        where = f"{source.display}:{info_member.name}"
-        info_bytes = read_exact(reader, info_member.offset_data, info_member.size, where=where)
-        signature = None
-        if sig_member is not None and sig_member.name == f"{top.name}/{SIGNATURE_NAME}":
-            if sig_member.size > 1 << 16:
-                raise BundleError("signature is implausibly large", where=sig_member.name)
-            raw = read_exact(reader, sig_member.offset_data, sig_member.size,
-                             where=f"{source.display}:{sig_member.name}")
-            signature = raw.decode("ascii", "replace")
+        return head_of(reader, source.display, trusted)
+
+
+def head_of(reader: ConcatenatedReader, display: str,
+            trusted: Ed25519PublicKey | None = None) -> BundleHead:
+    """:func:`read_head` of the bundle ``display`` names, open as ``reader``."""
+    reader.seek(0)
+    top, info_member, sig_member = _first_members(open_tar(reader, where=display),
+                                                  reader.size, display)
+    where = f"{display}:{info_member.name}"
+    info_bytes = read_exact(reader, info_member.offset_data, info_member.size, where=where)
+    signature = None
+    if sig_member is not None and sig_member.name == f"{top.name}/{SIGNATURE_NAME}":
+        if sig_member.size > 1 << 16:
+            raise BundleError("signature is implausibly large", where=sig_member.name)
+        raw = read_exact(reader, sig_member.offset_data, sig_member.size,
+                         where=f"{display}:{sig_member.name}")
+        signature = raw.decode("ascii", "replace")
     signer = signing.check_bundle_signature(
-        info_bytes, signature, trusted, bundle=source.display,
-        where=f"{source.display}:{top.name}/{SIGNATURE_NAME}")
+        info_bytes, signature, trusted, bundle=display,
+        where=f"{display}:{top.name}/{SIGNATURE_NAME}")
     info = BundleInfo.loads(info_bytes, where=where)
     if info.top != top.name:
         raise BundleError(f"bundle.json hashes to {info.content_id}, but the bundle "

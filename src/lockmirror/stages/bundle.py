@@ -63,10 +63,10 @@ from ..formats.bundle_format import (
     TOOL_SBOM,
     BundleInfo,
     BundleSource,
+    head_of,
     locate_bundle,
     parse_size,
     read_exact,
-    read_head,
 )
 from ..formats.bundle_headers import next_member, open_tar
 from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
@@ -266,9 +266,10 @@ def load_delta_base(since: Path) -> DeltaBase:
 def read_index_manifest(source: BundleSource) -> DeltaBase:
     """The index manifest a bundle carries (its sha256 checked against bundle.json),
     with the bundle's ``bundle.json``."""
-    head = read_head(source)
-    wanted = f"{head.info.top}/{INDEX_MANIFEST}"
-    with source.open() as reader:
+    with source.open() as reader:  # once: the head, then the manifest
+        head = head_of(reader, source.display)
+        wanted = f"{head.info.top}/{INDEX_MANIFEST}"
+        reader.seek(0)
         tar = open_tar(reader, where=source.display)
         try:
             member = next_member(tar, where=source.display)
