@@ -227,6 +227,29 @@ def test_a_delta_onto_a_format_1_bundle_says_the_far_side_needs_this_tool_first(
         assert bundle(v2, tmp_path / "out-other", since=since).notes == ()
 
 
+def test_a_delta_onto_a_mirror_an_older_lockmirror_imported_says_so_too(
+        far: Path, newer: BundleResult, tmp_path: Path) -> None:
+    """``bundle --since DIR``, DIR a mirror a lockmirror from before format /2 imported,
+    wrote the /2 delta in silence, which that lockmirror refuses ("format is
+    'lockmirror-bundle/2', expected 'lockmirror-bundle/1'"). Its ``.lockmirror/`` as
+    that lockmirror left it (bundle-manifest.sha256, bundle-name, mirror.yaml: no
+    bundle-time, no manifest.sha256) gets the note, by the directory or its
+    manifest.json; a mirror this lockmirror imported gets none."""
+    assert bundle(tmp_path / "newer", tmp_path / "out-this", since=far).notes == ()
+    for record in ("bundle-time", "manifest.sha256"):
+        (far / ".lockmirror" / record).unlink()
+    note = (f"the base mirror {far} was imported by an older lockmirror (its .lockmirror/ "
+            "records no bundle-time); a far side still on that lockmirror may refuse this "
+            "delta (lockmirror-bundle/2; one from before that format does), so it needs "
+            "this lockmirror first: ")
+    for since in (far, far / "manifest.json"):
+        delta = bundle(tmp_path / "newer", tmp_path / f"out-{since.name}", since=since)
+        assert delta.kind == "delta" and delta.notes == (
+            note + "from a full bundle's tool/ (this delta carries none; --tool adds it)",)
+    with_tool = bundle(tmp_path / "newer", tmp_path / "out-tool", since=far, tool=True)
+    assert with_tool.notes == (note + "this delta carries it in tool/",)
+
+
 def test_both_front_doors_print_the_delta_note(
         mirror: LoadedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     """``lockmirror bundle --since`` prints the stage's notes (the pipeline no longer

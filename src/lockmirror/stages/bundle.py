@@ -69,7 +69,15 @@ from ..formats.bundle_format import (
     read_exact,
 )
 from ..formats.bundle_headers import next_member, open_tar
-from ..formats.manifest import MANIFEST_NAME, Entry, Manifest
+from ..formats.manifest import (
+    IMPORT_BUNDLE_MANIFEST,
+    IMPORT_BUNDLE_TIME,
+    IMPORT_MANIFEST,
+    MANIFEST_NAME,
+    STATE_DIR,
+    Entry,
+    Manifest,
+)
 from ..formats.quarantine_list import removed_releases
 from ..fsutil import sha256_bytes
 from ..timeutil import NO_EPOCH, known_source_date_epoch
@@ -290,17 +298,31 @@ def read_index_manifest(source: BundleSource) -> DeltaBase:
 
 def _older_base_notes(base: DeltaBase | None, since: Path | None, *,
                       with_tool: bool) -> tuple[str, ...]:
-    """What a delta onto a bundle of format /1 must say (an outside tester's delta
-    carried no tool, without a word): the lockmirror that wrote the base may be the
-    far side's, and it refuses this delta's format."""
-    if base is None or since is None or base.bundle is None or (
-            base.bundle.format_read != FORMAT_V1):
+    """What a delta onto a base an older lockmirror wrote or imported must say (an
+    outside tester's delta carried no tool, without a word): that lockmirror may be the
+    far side's, and one from before this delta's format refuses it. A bundle of format
+    /1 is one; so is a mirror directory whose last import or refresh recorded neither
+    its bundle's time nor manifest.json, as none before /2 did (nor, for a few hours,
+    those after it: so the note says "may")."""
+    if base is None or since is None:
         return ()
-    return (f"the base bundle {since.name} was written by an older lockmirror "
-            f"(format {FORMAT_V1}); a far side still on that lockmirror refuses this delta "
-            f"({FORMAT}), so it needs this lockmirror first: " + (
-                "this delta carries it in tool/" if with_tool else
-                "from a full bundle's tool/ (this delta carries none; --tool adds it)"),)
+    if base.bundle is not None:
+        if base.bundle.format_read != FORMAT_V1:
+            return ()
+        made = (f"the base bundle {since.name} was written by an older lockmirror "
+                f"(format {FORMAT_V1}); a far side still on that lockmirror refuses this "
+                f"delta ({FORMAT})")
+    else:
+        mirror = since if since.is_dir() else since.parent
+        if not os.path.lexists(mirror / IMPORT_BUNDLE_MANIFEST) or any(
+                os.path.lexists(mirror / rel) for rel in (IMPORT_BUNDLE_TIME, IMPORT_MANIFEST)):
+            return ()
+        made = (f"the base mirror {mirror} was imported by an older lockmirror (its "
+                f"{STATE_DIR}/ records no bundle-time); a far side still on that lockmirror "
+                f"may refuse this delta ({FORMAT}; one from before that format does)")
+    return (f"{made}, so it needs this lockmirror first: " + (
+        "this delta carries it in tool/" if with_tool else
+        "from a full bundle's tool/ (this delta carries none; --tool adds it)"),)
 
 
 def _carried(manifest: Manifest, base: DeltaBase | None,
