@@ -163,6 +163,21 @@ def test_refresh_bundle_quarantines_on_the_far_side(
             "(2024-10-11 12:00:00 UTC" in err and "--allow-older" in err), err
     assert len(err.splitlines()) <= 2 and tree_bytes(far) == before
 
+    # a delta made --since the mirror directory itself, whose manifest.json the refresh
+    # edited: its base is the manifest the mirror's last bundle pinned, which the import
+    # checks (it took manifest.json's sha256, and the import refused the delta)
+    pinned = (far / ".lockmirror/bundle-manifest.sha256").read_text().strip()
+    assert hashlib.sha256((far / "manifest.json").read_bytes()).hexdigest() != pinned
+    far_copy = tmp_path / "far-copy" / "mirror"
+    shutil.copytree(far, far_copy)
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(tmp_path / "dist8"),
+                 "--since", str(far_copy), "--source-date-epoch", "1700000000",
+                 "--now", "2024-10-11T12:00:00Z", "--key", str(private)]) == 0
+    [by_dir] = (tmp_path / "dist8").glob("*.tar")
+    assert main(["import", str(by_dir), "--into", str(far_copy), "--pubkey", str(public)]) == 0
+    assert main(["verify", str(far_copy)]) == 0 and not (far_copy / VULNY_10).exists()
+    capsys.readouterr()
+
     # a delta made against the last full bundle still applies onto the edited mirror
     delta = tmp_path / "dist7"
     assert main(["bundle", "--config", str(mirror.path), "--out", str(delta),

@@ -85,6 +85,7 @@ from .bundle_readme import readme_text
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Member, read_input
 from .bundle_write import write_bundle, writing_in
+from .import_swap import state_line
 from .sbom import tool_sbom
 from .tool_set import collect_tool_wheels
 from .toolwheels import ToolWheel
@@ -257,7 +258,9 @@ class DeltaBase:
 
 def load_delta_base(since: Path) -> DeltaBase:
     """The base a delta starts from. ``since`` is a ``manifest.json``, a mirror
-    directory holding one, or a previous bundle (``.tar`` or a volume)."""
+    directory holding one, or a previous bundle (``.tar`` or a volume). An imported
+    mirror's deltas apply onto the manifest its last bundle pinned (the import records
+    it: a refresh bundle edits ``manifest.json``), as the far side checks them."""
     if since.is_dir():
         since = since / MANIFEST_NAME
     if since.name.endswith(".json"):
@@ -267,7 +270,7 @@ def load_delta_base(since: Path) -> DeltaBase:
             raise LockmirrorError(f"cannot read base manifest: {exc.strerror}",
                                   where=str(since)) from None
         return DeltaBase(Manifest.loads(data.decode("utf-8"), where=str(since)),
-                         sha256_bytes(data))
+                         state_line(since.parent, IMPORT_BUNDLE_MANIFEST) or sha256_bytes(data))
     return read_index_manifest(locate_bundle([since]))
 
 
