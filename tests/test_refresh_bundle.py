@@ -176,7 +176,19 @@ def test_refresh_bundle_quarantines_on_the_far_side(
     [by_dir] = (tmp_path / "dist8").glob("*.tar")
     assert main(["import", str(by_dir), "--into", str(far_copy), "--pubkey", str(public)]) == 0
     assert main(["verify", str(far_copy)]) == 0 and not (far_copy / VULNY_10).exists()
+    # a delta made against the edited manifest.json alone is refused by the manifest the
+    # refusal names (it said "its manifest.json has sha256 <the pinned one's>")
+    lone = tmp_path / "lone" / "manifest.json"
+    lone.parent.mkdir()
+    shutil.copyfile(far / "manifest.json", lone)
+    assert main(["bundle", "--config", str(mirror.path), "--out", str(tmp_path / "dist9"),
+                 "--since", str(lone), "--source-date-epoch", "1700000000",
+                 "--now", "2024-10-11T12:00:00Z", "--key", str(private)]) == 0
+    [by_lone] = (tmp_path / "dist9").glob("*.tar")
     capsys.readouterr()
+    assert main(["import", str(by_lone), "--into", str(far), "--pubkey", str(public)]) == 1
+    assert (f"but its last bundle's manifest.json had sha256 {pinned} (a refresh edited "
+            "manifest.json since)") in capsys.readouterr().err
 
     # a delta made against the last full bundle still applies onto the edited mirror
     delta = tmp_path / "dist7"

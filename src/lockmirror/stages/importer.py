@@ -239,7 +239,7 @@ def _import(opened: OpenedImport, progress: Progress | None, *, renamed: bool,
                           hint="run `lockmirror verify`, then import a full bundle and the "
                                "deltas after it; nothing was changed")
         # after a refresh bundle edited manifest.json, a delta applies onto its last bundle
-        absent = _check_applies(plan, into, bundle_manifest_sha256(into) or current_sha)
+        absent = _check_applies(plan, into, current_sha, bundle_manifest_sha256(into))
         before = _current_manifest(current, into, required=info.kind == DELTA)
         # a delta onto no mirror was refused by _check_applies
         reuse = (_reuse_plan(plan, absent, before, listed.keys if listed is not None else ())
@@ -313,9 +313,11 @@ def _read_manifest_bytes(root: Path) -> bytes | None:
         return None
 
 
-def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None) -> list[str]:
+def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None,
+                   pinned: str | None) -> list[str]:
     """The manifest's files the bundle does not carry, once it is sure the bundle
-    applies onto the mirror whose (last bundle's) manifest has ``current_sha``.
+    applies onto the mirror whose last bundle's manifest has ``pinned`` (recorded by
+    the import), else whose manifest has ``current_sha``.
 
     Raises BundleError for a full bundle that lacks files of its manifest or a
     delta onto another base."""
@@ -326,9 +328,12 @@ def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None) -> lis
         if absent:
             raise refusal(f"full bundle lacks {len(absent)} file(s) of its manifest, "
                           f"first {absent[0]}", plan.top)
-    elif current_sha != info.base_manifest_sha256:
-        have = (f"its manifest.json has sha256 {current_sha}" if current_sha
-                else "it holds no mirror")
+    elif (pinned or current_sha) != info.base_manifest_sha256:
+        base = pinned or current_sha
+        have = ("it holds no mirror" if base is None
+                else f"its manifest.json has sha256 {base}" if base == current_sha
+                else f"its last bundle's manifest.json had sha256 {base} (a refresh edited "
+                     "manifest.json since)")
         raise BundleError(
             f"this delta applies only onto the mirror whose manifest.json has sha256 "
             f"{info.base_manifest_sha256}, but {have}", where=str(into),
