@@ -11,7 +11,7 @@ from lockmirror import doit_tasks as tasks
 DOIT_CONFIG = {"default_tasks": ["build"], "verbosity": 2, "backend": "sqlite3",
                "dep_file": ".doit.db"}
 
-MIRROR = tasks.load("mirror.yaml")
+MIRROR = tasks.Project("mirror.yaml")
 
 
 def task_lock():

@@ -80,6 +80,38 @@ def test_fetch_up_to_date_check_and_gc_load_no_http_stack() -> None:
     assert done.stdout == "[]\n"
 
 
+def test_a_broken_mirror_yaml_still_lists_the_tasks_and_a_task_says_where(
+        tmp_path: Path, reproducible_build: None) -> None:
+    """doit runs every task creator for every command, and they loaded mirror.yaml:
+    one broken field failed ``doit list`` (and help, info, clean) too, so a newcomer
+    could not see the tasks. Now the same tasks are listed; running one that needs
+    the config says the field and the line, once, with no traceback."""
+    def doit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(tmp_path),
+                               *args], capture_output=True, text=True, check=False, timeout=120)
+
+    good = mirror_yaml("http://127.0.0.1:9/simple/", {"core": ["beta==1.0"]})
+    (tmp_path / "mirror.yaml").write_text(good)
+    listed = doit("list")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert {"lock", "fetch", "index", "check-install", "bundle", "publish"} <= set(names)
+    (tmp_path / "mirror.yaml").write_text(good.replace('python: "3.11"', 'python: "3.11x"'))
+    listed = doit("list")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == names
+    for args in (["help", "lock"], ["info", "lock"], ["clean", "--dry-run"]):
+        done = doit(*args)
+        assert "lock" in done.stdout or args[0] == "clean", args
+        assert done.returncode in (0, 1) and done.stderr == "", (args, done.stderr)
+    for args in (["lock"], ["build"], ["publish"]):
+        done = doit(*args)
+        assert done.returncode != 0
+        assert done.stderr.splitlines() == [
+            "lockmirror: error: mirror.yaml:5:24: targets.linux-x86_64-py311.python: '3.11x' "
+            "is not a Python version like '3.11' or '3.11.4'"], (args, done.stderr)
+
+
 def test_a_list_param_takes_comma_separated_names(tmp_path: Path, fixture_index: FixtureIndex,
                                                    reproducible_build: None,
                                                    monkeypatch: pytest.MonkeyPatch,

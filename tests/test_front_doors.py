@@ -42,7 +42,7 @@ def projects(tmp_path: Path, fixture_index: FixtureIndex,
 
 def run_doit_stages(root: Path) -> None:
     """What `doit lock fetch index bundle` runs: each task's actions, in order."""
-    project = doit_tasks.load(str(root / "mirror.yaml"))
+    project = doit_tasks.Project(str(root / "mirror.yaml"))
     tasks = [*doit_tasks.lock_tasks(project), doit_tasks.fetch_task(project),
              doit_tasks.index_task(project), doit_tasks.bundle_task(project)]
     for task in tasks:
@@ -88,7 +88,7 @@ def test_both_doors_word_the_index_result_the_same(
 
         def index(root: Path = root) -> list[str]:
             if root.name == "doit":
-                for action in doit_tasks.index_task(doit_tasks.load("mirror.yaml"))["actions"]:
+                for action in doit_tasks.index_task(doit_tasks.Project("mirror.yaml"))["actions"]:
                     assert action() is None
             else:
                 assert main(["index"]) == 0
@@ -145,7 +145,7 @@ def test_a_broken_mirror_yaml_fails_the_doit_task_in_one_place(
         tmp_path: Path, projects: tuple[Path, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
     root = projects[0]
-    project = doit_tasks.load(str(root / "mirror.yaml"))
+    project = doit_tasks.Project(str(root / "mirror.yaml"))
     (root / "mirror.yaml").write_text("version: 1\nsets: {core: {requirements: [1]}}\n")
     project.__dict__.pop("loaded", None)  # a task that runs after mirror.yaml broke
     with pytest.raises(ConfigError):

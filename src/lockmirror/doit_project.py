@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import LockmirrorError
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -36,6 +37,23 @@ class Project:
 
     def __init__(self, path: str | os.PathLike[str] = "mirror.yaml") -> None:
         self.path = Path(path)
+        self.summary: dict[str, Any] = {}
+        #: why mirror.yaml does not load (a broken file, a bad LOCKMIRROR_TOOL_WHEELS):
+        #: doit runs every task creator for every command, ``doit list`` too, so the
+        #: creators build stand-ins that report it when run (:func:`doit_tasks.unloaded`)
+        self.error: LockmirrorError | None = None
+        # the platform-tag warnings the lock tasks printed this run: each is said once,
+        # however many sets re-lock for its target
+        self.warned: set[str] = set()
+        try:
+            self._summary_path = self._summary_file()
+            self.summary = self._read_summary() or self._make_summary()
+        except LockmirrorError as error:
+            self.error = error
+
+    def _summary_file(self) -> Path:
+        """Where the summary of this mirror.yaml, its variables and this lockmirror is
+        kept. Raises LockmirrorError for a bad ``LOCKMIRROR_TOOL_WHEELS``."""
         try:
             raw = self.path.read_bytes()
         except OSError:
@@ -53,12 +71,8 @@ class Project:
         from .stages.toolwheels import tool_fingerprint
 
         digest.update(f"\0{__version__}\0{LOCK_FORMAT}\0{tool_fingerprint()}".encode())
-        self._summary_path = (self.path.resolve().parent / ".cache" / "doit-config"
-                              / f"{digest.hexdigest()[:32]}.json")
-        self.summary = self._read_summary() or self._make_summary()
-        # the platform-tag warnings the lock tasks printed this run: each is said once,
-        # however many sets re-lock for its target
-        self.warned: set[str] = set()
+        return (self.path.resolve().parent / ".cache" / "doit-config"
+                / f"{digest.hexdigest()[:32]}.json")
 
     def _read_summary(self) -> dict[str, Any] | None:
         try:
@@ -117,6 +131,18 @@ class Project:
 
     def lockfile_path(self, set_name: str) -> Path:
         return Path(self.summary["sets"][set_name]["lockfile"])
+
+    def locks(self) -> list[tuple[str, Path, str, str]]:
+        """What each lock task locks: its name, lockfile, input hash and what it
+        resolves; every set, then lockmirror's own set (stages/tool_set.py, the
+        bundle's tool wheels) when it is locked."""
+        locks = [(name, self.lockfile_path(name), self.summary["sets"][name]["input_hash"],
+                  f"resolve set '{name}' for its targets") for name in self.set_names]
+        tool = self.summary.get("tool")
+        if tool:
+            locks.append((tool["name"], Path(tool["lockfile"]), tool["input_hash"],
+                          "resolve lockmirror's own dependencies"))
+        return locks
 
     def lockfile_paths(self) -> list[Path]:
         """Every set's lockfile, and lockmirror's own set's when it is locked."""

@@ -22,7 +22,7 @@ from doit.tools import config_changed  # type: ignore[import-untyped]
 from . import mutation, pipeline
 from .config import signing_key_stamp, split_names
 from .doit_project import Project
-from .doit_uptodate import bundle_there, installs_unchanged, store_complete
+from .doit_uptodate import bundle_there, installs_unchanged, lock_current, store_complete
 from .errors import LockmirrorError, error_text
 from .fsutil import format_size
 from .interrupt import restore, stopped, terminate_as_interrupt
@@ -31,14 +31,11 @@ from .timeutil import mtime_stamp, parse_when
 TaskDict = dict[str, Any]
 
 
-def load(path: str = "mirror.yaml") -> Project:
-    """The project for dodo.py (cheap when mirror.yaml is unchanged); a
-    broken mirror.yaml exits 2 with the lines ``lockmirror validate`` prints."""
-    try:
-        return Project(path)
-    except LockmirrorError as error:  # a broken mirror.yaml, a bad LOCKMIRROR_TOOL_WHEELS
-        _report(error)
-        raise SystemExit(2) from None
+def unloaded(basename: str, error: LockmirrorError) -> TaskDict:
+    """The task standing in for ``basename`` while mirror.yaml does not load
+    (``Project.error``): ``doit list``, ``help`` and ``info`` work, with dodo.py's
+    docstring; running it prints the lines ``lockmirror validate`` prints, fails."""
+    return {"basename": basename, "actions": [lambda: _report(error)], "uptodate": [False]}
 
 
 def _report(error: Exception) -> TaskFailed:
@@ -113,24 +110,18 @@ def _lock_one(project: Project, set_name: str) -> None:
 
 
 def lock_tasks(project: Project) -> Iterator[TaskDict]:
-    from .formats.lockfile import read_input_hash
     from .stages.lock_orphans import orphan_lockfiles
 
-    locks = [(name, project.lockfile_path(name), project.summary["sets"][name]["input_hash"],
-              f"resolve set '{name}' for its targets") for name in project.set_names]
-    tool = project.summary.get("tool")
-    if tool:  # lockmirror's own set: the bundle's tool wheels (stages/tool_set.py)
-        locks.append((tool["name"], Path(tool["lockfile"]), tool["input_hash"],
-                      "resolve lockmirror's own dependencies"))
-    for set_name, path, wanted, what in locks:
+    if project.error:
+        yield unloaded("lock", project.error)
+        return
+    for set_name, path, wanted, what in project.locks():
         yield {
             "name": set_name,
             "doc": f"{what} into {path.name}",
             "actions": [_action(_lock_one, project, set_name)],
             "targets": [str(path)],
-            # Up to date when the hash recorded in the lockfile matches: a fresh
-            # clone with current lockfiles does no network at all.
-            "uptodate": [lambda path=path, wanted=wanted: read_input_hash(path) == wanted],
+            "uptodate": [lambda path=path, wanted=wanted: lock_current(path, wanted)],
             "verbosity": 2,
         }
     # as `lockmirror lock`: a set gone from mirror.yaml loses its lockfile (no set is .orphans)
@@ -174,6 +165,8 @@ def _shard_params() -> list[dict[str, Any]]:
 
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
+    if project.error:
+        return unloaded("fetch", project.error)
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
         return _action(_fetch, project, _names(sets), _names(target_names))()
@@ -203,6 +196,8 @@ def _index(project: Project) -> None:
 
 
 def index_task(project: Project) -> TaskDict:
+    if project.error:
+        return unloaded("index", project.error)
     return {
         "doc": "build dist-index/ (PEP 503/691/658/700 pages, files, constraints, manifest)",
         "actions": [_action(_index, project)],
@@ -240,6 +235,8 @@ def check_install_task(project: Project) -> TaskDict:
     """`doit check-install [--set A,B] [--target X]`: every set, or one shard."""
     from .stages.check_install_work import PASS_RECORD
 
+    if project.error:
+        return unloaded("check-install", project.error)
     index, verify = project.path_of("index"), project.path_of("cache") / "verify"
 
     def check(sets: list[str] | None = None, target_names: list[str] | None = None
@@ -286,6 +283,8 @@ def _bundle(project: Project, now: str = "") -> dict[str, Any]:
 
 def bundle_task(project: Project) -> TaskDict:
     """`doit bundle [--now WHEN]`: as `lockmirror bundle [--now WHEN]`."""
+    if project.error:
+        return unloaded("bundle", project.error)
     def write(now: str = "") -> TaskFailed | dict[str, Any] | None:  # doit passes its param
         return _action(_bundle, project, now)()
 
@@ -347,10 +346,7 @@ def _publish(project: Project, names: list[str], drop_sets: list[str]) -> TaskFa
         print(f"publish {name}: {result.summary()}")
 
     failed = publish_each(names, one, report=_report)
-    if failed is None:
-        return None
-    print(f"lockmirror: error: {failed}", file=sys.stderr)
-    return TaskFailed(failed, report=False)
+    return None if failed is None else _report(LockmirrorError(failed))
 
 
 def publish_tasks(project: Project) -> Iterator[TaskDict]:
@@ -359,6 +355,9 @@ def publish_tasks(project: Project) -> Iterator[TaskDict]:
     pages), so it always runs and a current destination costs a few requests.
     Not doit subtasks: doit starts subtasks waiting on one task (``index``) in the
     order of a set (another each run), and stops at the first that fails."""
+    if project.error:
+        yield unloaded("publish", project.error)
+        return
     names = project.summary["publish"]
     if not names:
         def explain() -> None:

@@ -4,6 +4,8 @@ doit reruns a task when a ``file_dep`` changed or a ``targets`` file is missing;
 these say the rest (no doit import here: doit calls them with the ``task``
 and the ``values`` its last successful run returned, by parameter name):
 
+* :func:`lock_current`: the lockfile records the hash of the inputs it is
+  locked from now (a fresh clone with current lockfiles does no network at all);
 * :func:`store_complete`: the store still holds every file the lockfiles name
   (a stat per file; the names prove the hashes);
 * :func:`bundle_there`: the bundle's files, named only when written (their name
@@ -23,6 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .doit_project import Project
+
+
+def lock_current(path: Path, wanted: str) -> bool:
+    """Whether the lockfile ``path`` records the input hash ``wanted``."""
+    from .formats.lockfile import read_input_hash
+
+    return read_input_hash(path) == wanted
 
 
 def store_complete(project: Project, task: object = None) -> bool:
