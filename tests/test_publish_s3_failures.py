@@ -26,6 +26,7 @@ from test_publish_s3 import destination, tree_with_a_fifo, unblock
 
 from lockmirror.cli import main
 from lockmirror.errors import PublishError
+from lockmirror.interrupt import Terminated, stopped
 from lockmirror.publish import publish
 from lockmirror.publish.s3 import LOCK_KEY, S3Publisher
 
@@ -49,8 +50,14 @@ def start_publish(server: S3Server, bucket: str, source: Path, cwd: Path,
                   *extra: str) -> subprocess.Popen[str]:
     """``lockmirror publish`` of ``source`` (a tree with a FIFO) to ``bucket``/pypi, once
     it holds the lock and uploaded a file (with --jobs 1 the FIFO's, last, blocks it)."""
-    argv = [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
-            "--from", str(source), "--endpoint-url", server.endpoint_url, "--jobs", "1", *extra]
+    return start([sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
+                  "--from", str(source), "--endpoint-url", server.endpoint_url, "--jobs", "1",
+                  *extra], server, bucket, cwd)
+
+
+def start(argv: list[str], server: S3Server, bucket: str, cwd: Path) -> subprocess.Popen[str]:
+    """``argv``, a publish to ``bucket``/pypi, once it holds the lock and uploaded a file
+    (an upload blocked on the FIFO holds it there)."""
     child = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**server.env()),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = S3Publisher(destination(server, bucket))._lock()
@@ -136,3 +143,36 @@ def test_sigterm_ends_a_publish_to_a_frozen_server_without_waiting_for_its_worke
     assert lines[-1].startswith("lockmirror: terminated: ") and "Traceback" not in err
     assert any("the publish lock is left held (releasing it failed: " in line
                and "stopped answering" in line for line in lines[:-1]), err
+
+
+def test_sigterm_ends_a_doit_publish_to_a_frozen_server_as_the_cli_does(
+        own_moto: S3Server, index_tree: Path, tmp_path: Path) -> None:
+    """`doit publish` ended its action as `lockmirror publish` does, but then the
+    interpreter waited at exit for the worker stuck in its upload (until the client's
+    timeouts; here for ever: the FIFO gets no writer while the publish runs). It
+    leaves as the CLI does (:func:`lockmirror.interrupt.leave`): the same one line, 143."""
+    source = tree_with_a_fifo(index_tree, tmp_path / "tree")
+    fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
+    bucket = own_moto.new_bucket()
+    (tmp_path / "mirror.yaml").write_text(f"""\
+version: 1
+sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
+targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
+sets: {{core: {{requirements: [beta]}}}}
+paths: {{index: "{source}"}}
+publish: {{bucket: {{kind: s3, bucket: {bucket}, prefix: pypi, endpoint_url: "{own_moto.endpoint_url}"}}}}
+""")
+    dodo = Path(__file__).resolve().parent.parent / "dodo.py"
+    child = start([sys.executable, "-m", "doit", "-f", str(dodo), "-d", str(tmp_path), "run",
+                   "--single", "publish"], own_moto, bucket, tmp_path)
+    try:
+        os.kill(own_moto.process.process.pid, signal.SIGSTOP)
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=30)  # well under the workers' timeouts
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        unblock(fifo)
+    assert child.returncode == 143, err
+    assert err.splitlines()[-1] == stopped(Terminated("SIGTERM"))[0] and "Traceback" not in err

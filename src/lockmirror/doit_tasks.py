@@ -25,7 +25,7 @@ from .doit_project import Project
 from .doit_uptodate import bundle_there, installs_unchanged, lock_current, store_complete
 from .errors import LockmirrorError, error_text
 from .fsutil import format_size
-from .interrupt import restore, stopped, terminate_as_interrupt
+from .interrupt import leave, restore, stopped, terminate_as_interrupt
 from .timeutil import mtime_stamp, parse_when
 
 TaskDict = dict[str, Any]
@@ -61,7 +61,7 @@ def _action(function: Callable[..., object], *args: Any
     with LOCKMIRROR_TRACEBACK=1); a TaskFailed the call returns is passed on, and
     a dict (doit keeps it as the task's values, for its up-to-date checks).
     Ctrl-C or SIGTERM (taken as Ctrl-C while the action runs: :mod:`lockmirror.interrupt`;
-    once the clean-up ran) -> one line, doit stops, exit 130/143."""
+    once the clean-up ran) -> one line, exit 130/143 as the CLI's (:func:`leave`)."""
 
     def run() -> TaskFailed | dict[str, Any] | None:
         previous = terminate_as_interrupt()
@@ -72,7 +72,7 @@ def _action(function: Callable[..., object], *args: Any
         except KeyboardInterrupt as interrupt:
             line, code = stopped(interrupt)
             print(line, file=sys.stderr)
-            raise SystemExit(code) from None  # passes doit by, which still saves its state
+            leave(code)  # SystemExit, which passes doit by; with workers stuck, ends at once
         except Exception as error:
             if os.environ.get("LOCKMIRROR_TRACEBACK"):
                 raise

@@ -11,7 +11,9 @@ the ``lockmirror`` command (exit 143) and each doit action
 
 Workers blocked on a server that stopped answering are not waited for by an S3
 publish: it cancels what they had queued and cleans up without them, and the
-``lockmirror`` command then ends without joining them (:func:`leave`).
+front door then ends without joining them (:func:`leave`): the ``lockmirror``
+command, and a doit action (``doit publish``; doit does not save that run's state
+in ``.doit.db`` then, which costs the next run some hashing, nothing more).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -67,7 +69,7 @@ def restore(previous: Handler) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def leave(status: int) -> None:
+def leave(status: int) -> NoReturn:
     """End the process with ``status``. After Ctrl-C or SIGTERM (130, 143), threads
     still running are workers blocked in a request to a server that stopped
     answering: the interpreter would join them at exit, until their client
