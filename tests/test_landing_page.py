@@ -73,10 +73,11 @@ def test_page_names_sets_packages_versions_and_sizes(mirror: FixtureMirror) -> N
     (b"[]\n", "AttributeError"),
     (b'{"format": 2}\n', "landing data format 2"),  # the audit said "(ValueError)"
 ])
-def test_the_far_sides_audit_words_a_landing_json_that_does_not_read_as_import_does(
+def test_the_far_sides_audit_words_a_landing_json_that_does_not_read(
         tmp_path: Path, data: bytes, reason: str) -> None:
-    """``audit --mirror`` (its kept revisions) and the far side's quarantine read
-    landing.json under one wording: the file named, the reason, what to run."""
+    """``audit --mirror`` (its kept revisions) words a landing.json that does not
+    read as the far side's quarantine does (both through
+    ``landing_page.reading_landing_data``): the file named, the reason, what to run."""
     from lockmirror.errors import LockmirrorError
     from lockmirror.stages.audit_kept import kept_revisions
 

@@ -38,6 +38,8 @@ MANIFEST = "manifest"
 PHASES: tuple[str, ...] = (FILE, DOCUMENT, PROJECT_PAGE, ROOT_PAGE, MANIFEST)
 
 ROOT_PAGES = frozenset({"index.html", "simple/index.html", "simple/index.json"})
+# what a refusal says of a tree publish's pages (a flat directory has none)
+PAGES_LEFT = "the pages were left as they were"
 
 
 def kind_of(path: str) -> str:
@@ -318,7 +320,7 @@ class Step:
     def failure(self, problems: Sequence[LockmirrorError], destination: str) -> PublishError:
         """The one error for this step's failed items, saying what the destination's
         readers still see (the later steps were not started)."""
-        untouched = "the pages were left as they were" if self.first else \
+        untouched = PAGES_LEFT if self.first else \
             "the root pages and manifest were left as they were" if MANIFEST not in self.kinds \
             else "the manifest was left as it was"
         # One cause for all (credentials, bucket, endpoint) is shown as itself.
@@ -340,7 +342,7 @@ def in_steps(items: Iterable[Item]) -> list[Step]:
 
 
 def upload_steps(plan: Plan, uploaded: Sequence[str],
-                 left: str = "the pages were left as they were") -> Iterator[Step]:
+                 left: str = PAGES_LEFT) -> Iterator[Step]:
     """``plan.upload`` in its steps, with the one conflict guard of the S3 and directory
     publishers: the plan's conflicts are refused (:func:`refuse_conflicts`, saying
     ``left``) once the files went, before the first step that links anything, or after
@@ -362,7 +364,7 @@ def conflict(item: Item, size: int, sha256: str | None) -> str:
 
 
 def refuse_conflicts(plan: Plan, uploaded: Sequence[str],
-                     left: str = "the pages were left as they were") -> None:
+                     left: str = PAGES_LEFT) -> None:
     """PublishError for the plan's conflicts, if any: raised by a publisher once the
     other files went (``uploaded``), before any page could link a conflicting file;
     ``left``: what the hint says of the destination."""

@@ -254,6 +254,7 @@ class DeltaBase:
     manifest: Manifest
     sha256: str
     bundle: BundleInfo | None = None
+    mirror: Path | None = None  # the mirror directory holding the base manifest.json
 
 
 def load_delta_base(since: Path) -> DeltaBase:
@@ -270,7 +271,8 @@ def load_delta_base(since: Path) -> DeltaBase:
             raise LockmirrorError(f"cannot read base manifest: {exc.strerror}",
                                   where=str(since)) from None
         return DeltaBase(Manifest.loads(data.decode("utf-8"), where=str(since)),
-                         state_line(since.parent, IMPORT_BUNDLE_MANIFEST) or sha256_bytes(data))
+                         state_line(since.parent, IMPORT_BUNDLE_MANIFEST) or sha256_bytes(data),
+                         mirror=since.parent)
     return read_index_manifest(locate_bundle([since]))
 
 
@@ -316,7 +318,7 @@ def _older_base_notes(base: DeltaBase | None, since: Path | None, *,
                 f"(format {FORMAT_V1}); a far side still on that lockmirror refuses this "
                 f"delta ({FORMAT})")
     else:
-        mirror = since if since.is_dir() else since.parent
+        mirror = base.mirror or since.parent
         if not os.path.lexists(mirror / IMPORT_BUNDLE_MANIFEST) or any(
                 os.path.lexists(mirror / rel) for rel in (IMPORT_BUNDLE_TIME, IMPORT_MANIFEST)):
             return ()

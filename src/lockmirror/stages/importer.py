@@ -328,8 +328,7 @@ def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None,
         if absent:
             raise refusal(f"full bundle lacks {len(absent)} file(s) of its manifest, "
                           f"first {absent[0]}", plan.top)
-    elif (pinned or current_sha) != info.base_manifest_sha256:
-        base = pinned or current_sha
+    elif (base := pinned or current_sha) != info.base_manifest_sha256:
         have = ("it holds no mirror" if base is None
                 else f"its manifest.json has sha256 {base}" if base == current_sha
                 else f"its last bundle's manifest.json had sha256 {base} (a refresh edited "
