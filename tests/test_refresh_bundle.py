@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -174,6 +175,12 @@ def test_refresh_bundle_quarantines_on_the_far_side(
                  "--since", str(far_copy), "--source-date-epoch", "1700000000",
                  "--now", "2024-10-11T12:00:00Z", "--key", str(private)]) == 0
     [by_dir] = (tmp_path / "dist8").glob("*.tar")
+    # its README.txt's check of the base holds on this mirror (manifest.json's sha256 does not)
+    with tarfile.open(by_dir) as tar:
+        [readme] = [m for m in tar.getmembers() if m.name.endswith("/README.txt")]
+        text = tar.extractfile(readme).read().decode()  # type: ignore[union-attr]
+    assert f"sha256 {pinned}\n" in text
+    assert "cat /srv/mirror/.lockmirror/bundle-manifest.sha256" in text
     assert main(["import", str(by_dir), "--into", str(far_copy), "--pubkey", str(public)]) == 0
     assert main(["verify", str(far_copy)]) == 0 and not (far_copy / VULNY_10).exists()
     # a delta made against the edited manifest.json alone is refused by the manifest the

@@ -43,7 +43,9 @@ def readme_text(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     stem = f"lockmirror-{info.name}-*"
     delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
              f"sha256 {info.base_manifest_sha256}\n"
-             f"(check with: sha256sum /srv/mirror/manifest.json).\n"
+             f"(check with: cat /srv/mirror/.lockmirror/bundle-manifest.sha256, which a\n"
+             f"refresh bundle leaves as it was; on a mirror no bundle was imported into:\n"
+             f"sha256sum /srv/mirror/manifest.json).\n"
              + (f"Its import removes {len(removes)} release(s) that left the lock and the\n"
                 f"retention window: {', '.join(removes)}\n" if removes else "")
              + "\n" if info.kind == DELTA else "")
