@@ -3,10 +3,11 @@ pages (never a root listing), with the set, the mirror.yaml line and what exists
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex
+from fixtureindex import FixtureIndex, build_wheel
 from packaging.version import Version
 
 from lockmirror.cli import main
@@ -138,10 +139,36 @@ def test_a_wrong_source_path_is_named_once_not_a_spelling_hint_per_project(
                         f"named 'python-alpha': {says} (set intel); check the source's url "
                         "in mirror.yaml: a PEP 503 index, e.g. https://pypi.org/simple/")
     assert len(lines) == 4 and all(says in line for line in lines), lines
-    asked = {r.path.split("/")[2] for r in fixture_index.requests}
-    assert asked == {"python-alpha", "yanky", "alpha", "beta", "pip"}, asked  # no spellings
+    asked = [r.path.split("/")[2] for r in fixture_index.requests]
+    assert set(asked) == {"python-alpha", "yanky", "alpha", "beta", "pip"}, asked  # no spellings
+    assert asked.count("pip") == 1, asked  # once for the source, not once per project
+    fixture_index.reset_counts()
     assert main(["lock", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"no source has a project named 'python-alpha': {says} (check the source's " \
         "url in mirror.yaml" in err, err
     assert "spelling" not in err, err
+    pip_asked = [r for r in fixture_index.requests if r.path.split("/")[2] == "pip"]
+    assert len(pip_asked) == 1, pip_asked
+
+
+def test_a_fallback_source_asked_only_for_what_the_first_lacks_is_not_called_wrong(
+        tmp_path: Path, fixture_index: FixtureIndex, make_index: Callable[..., FixtureIndex],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A lower-priority source holding only internal packages (no pip) is asked only
+    for what the first source lacks: a misspelt name is the likely mistake, not its URL."""
+    files = tmp_path / "internal"
+    build_wheel(files, "private-tool", "1.0")
+    internal = make_index(files)
+    path = tmp_path / "mirror.yaml"
+    text = MIRROR.format(url=fixture_index.url, cache=tmp_path / "cache").replace(
+        '"}]', f'"}}, {{name: internal, url: "{internal.url}"}}]', 1)
+    path.write_text(text.replace("python-alpha", "btea").replace("yanky==1.1", "alpha")
+                    .replace("alpha==1.5", "yanky"), encoding="utf-8")
+    assert main(["validate", "--online", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"lockmirror: error: {path}:8:9: sets.intel.requirements[0]: no source "
+                   "has a project named 'btea' (set intel); nearest existing names: beta\n")
+    assert main(["lock", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "check the spelling of the requirement" in err and "looks wrong" not in err, err

@@ -136,7 +136,8 @@ class IndexClient:
             workers=workers, name="lockmirror-pages")
         self._metadata: WorkTable[str, bytes] = WorkTable(
             workers=workers, name="lockmirror-metadata")
-        self._answered: set[str] = set()  # the sources that had a page for a project asked
+        self._lacks_well_known_by_source: WorkTable[str, bool] = WorkTable(
+            workers=1, name="lockmirror-well-known")  # never prefetched: a memo
 
     @property
     def auth(self) -> PrefixAuth:
@@ -193,19 +194,14 @@ class IndexClient:
             self._pages.prefetch(key, functools.partial(self._fetch_project, key, self._keep))
 
     def _wrong_source(self, project: NormalizedName) -> WrongSourceError | None:
-        """The error for ``project``, which no source tried has, when one of them
-        looks wrong: it had no page for any project asked (every page asked so far
-        is read first, so the answer does not depend on which came back first)
-        and answers 404 for :data:`WELL_KNOWN_PROJECT` too. None otherwise (the
-        name is the likely mistake). Costs one request per such source."""
-        for key in self._pages.keys():  # done, or done now on this thread
-            try:
-                self._pages.get(key, functools.partial(self._fetch_project, key, self._keep))
-            except LockmirrorError:
-                pass
+        """The error for ``project``, which no source tried has, when one of them looks
+        wrong: :meth:`_asked_in_vain`, and 404 for :data:`WELL_KNOWN_PROJECT` too. None
+        otherwise (the name is the likely mistake). Costs a request per such source,
+        once per client."""
+        in_vain = self._asked_in_vain()
         wrong = [f"{source.name} ({redact_url(source.url)})"
                  for source in self._candidate_sources(project)
-                 if source.name not in self._answered and self._lacks_well_known(source)]
+                 if source.name in in_vain and self._lacks_well_known(source)]
         if not wrong:
             return None
         which = f"source {wrong[0]} answers" if len(wrong) == 1 else \
@@ -216,13 +212,33 @@ class IndexClient:
             hint="check the source's url in mirror.yaml: a PEP 503 index, e.g. "
                  "https://pypi.org/simple/")
 
+    def _asked_in_vain(self) -> set[str]:
+        """Names of the sources asked for every project asked they may serve (pinned
+        elsewhere aside) that had none, read off the pages held (all read first, so
+        which came back first does not matter): sources are asked in priority order
+        until one has the page; after an error but 404, which were is unknown."""
+        in_vain = {source.name for source in self.sources}
+        for key in self._pages.keys():
+            order = [source.name for source in self._candidate_sources(key)]
+            try:  # done, or done now on this thread
+                page = self._pages.get(key, functools.partial(self._fetch_project, key, self._keep))
+            except NotFoundError:
+                continue  # every source it may come from was asked, in vain
+            except LockmirrorError:
+                in_vain.difference_update(order)
+            else:
+                in_vain.difference_update(order[order.index(page.source):])
+        return in_vain
+
     def _lacks_well_known(self, source: SourceConfig) -> bool:
         """Whether ``source`` answers 404 for :data:`WELL_KNOWN_PROJECT` (any other
-        failure: not known to lack it)."""
-        try:
-            return self._fetch_page(source, WELL_KNOWN_PROJECT, self._keep) is None
-        except LockmirrorError:
-            return False
+        failure: not known to lack it); asked once per source."""
+        def ask() -> bool:
+            try:
+                return self._fetch_page(source, WELL_KNOWN_PROJECT, self._keep) is None
+            except LockmirrorError:
+                return False
+        return self._lacks_well_known_by_source.get(source.name, ask)
 
     def _candidate_sources(self, project: NormalizedName) -> list[SourceConfig]:
         pinned = self._pinned.get(project)
@@ -233,7 +249,6 @@ class IndexClient:
         for source in self._candidate_sources(project):
             page = self._fetch_page(source, project, keep)
             if page is not None:
-                self._answered.add(source.name)
                 return page
             tried.append(f"{source.name} ({redact_url(source.url)})")
         if project in self._pinned:
