@@ -139,8 +139,9 @@ def _with_arch(prefix: str, arch: str, arches: tuple[str, ...]) -> str | None:
     return prefix + close if close else None
 
 
-# the PEP 600 version each legacy manylinux tag stands for
-_LEGACY_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+# the glibc version (PEP 600) each legacy manylinux tag stands for
+LEGACY_MANYLINUX_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12),
+                          "manylinux2014": (2, 17)}
 # macOS wheels for both architectures serve either
 _MACOS_FAT = ("universal2",)
 
@@ -156,7 +157,7 @@ def platform_family(tag: str) -> tuple[str, tuple[int, int]]:
         return f"{kind} {arch}", (int(major), int(minor))
     match = _LEGACY.fullmatch(tag)
     if match:
-        return f"manylinux {match.group(2)}", _LEGACY_GLIBC[match.group(1)]
+        return f"manylinux {match.group(2)}", LEGACY_MANYLINUX_GLIBC[match.group(1)]
     return tag, (0, 0)
 
 

@@ -24,6 +24,8 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
+from .platform_tags import LEGACY_MANYLINUX_GLIBC
+
 
 class TargetRecord(Protocol):
     """What a lockfile records of a target (:class:`lockmirror.formats.lockfile.LockedTarget`)."""
@@ -56,8 +58,8 @@ _PATCH_NAMES = frozenset({"python_full_version", "implementation_version"})  # p
 # glibc minors below which no manylinux wheel exists for an architecture.
 _MANYLINUX_FLOOR = {"x86_64": 5, "i686": 5}
 _MANYLINUX_DEFAULT_FLOOR = 17
-_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-_LEGACY_TO_GLIBC = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+# glibc 2.x minor -> the legacy tag that stands for it
+_LEGACY_MANYLINUX = {minor: tag for tag, (_, minor) in LEGACY_MANYLINUX_GLIBC.items()}
 # The highest patch release lockmirror assumes exists when a target says "3.11".
 _PATCH_HORIZON = 40
 
@@ -84,7 +86,7 @@ def expand_platform(platform: str) -> list[str]:
     legacy = re.fullmatch(r"(manylinux2014|manylinux2010|manylinux1)_(.+)", platform)
     if legacy:
         match = None
-        major, minor, arch = 2, _LEGACY_TO_GLIBC[legacy.group(1)], legacy.group(2)
+        (major, minor), arch = LEGACY_MANYLINUX_GLIBC[legacy.group(1)], legacy.group(2)
     elif match:
         major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
     if match or legacy:
