@@ -40,7 +40,7 @@ class Project:
         self.summary: dict[str, Any] = {}
         #: why mirror.yaml does not load (a broken file, a bad LOCKMIRROR_TOOL_WHEELS):
         #: doit runs every task creator for every command, ``doit list`` too, so the
-        #: creators build stand-ins that report it when run (:func:`doit_tasks.unloaded`)
+        #: creators build stand-ins that report it when run (:func:`doit_tasks.needs_config`)
         self.error: LockmirrorError | None = None
         # the platform-tag warnings the lock tasks printed this run: each is said once,
         # however many sets re-lock for its target

@@ -10,11 +10,13 @@ actions so a no-op run stays fast.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from doit.exceptions import TaskFailed  # type: ignore[import-untyped]
 from doit.tools import config_changed  # type: ignore[import-untyped]
@@ -29,13 +31,22 @@ from .interrupt import leave, restore, stopped, terminate_as_interrupt
 from .timeutil import mtime_stamp, parse_when
 
 TaskDict = dict[str, Any]
+_Creator = TypeVar("_Creator", bound=Callable[[Project], Any])
 
 
-def unloaded(basename: str, error: LockmirrorError) -> TaskDict:
-    """The task standing in for ``basename`` while mirror.yaml does not load
-    (``Project.error``): ``doit list``, ``help`` and ``info`` work, with dodo.py's
-    docstring; running it prints the lines ``lockmirror validate`` prints, fails."""
-    return {"basename": basename, "actions": [lambda: _report(error)], "uptodate": [False]}
+# audit and gc go without: they read mirror.yaml in their actions, not as doit lists tasks
+def needs_config(basename: str) -> Callable[[_Creator], _Creator]:
+    """While mirror.yaml does not load (``Project.error``), a task ``basename`` stands in
+    (one, or an iterator of one), so ``doit list`` works; run, it says why and fails."""
+    def wrap(creator: _Creator) -> _Creator:
+        @functools.wraps(creator)
+        def create(project: Project) -> Any:
+            if not (error := project.error):
+                return creator(project)
+            task = {"basename": basename, "actions": [lambda: _report(error)], "uptodate": [False]}
+            return iter([task]) if inspect.isgeneratorfunction(creator) else task
+        return cast(_Creator, create)
+    return wrap
 
 
 def _report(error: Exception) -> TaskFailed:
@@ -109,12 +120,10 @@ def _lock_one(project: Project, set_name: str) -> None:
     print_results(results)
 
 
+@needs_config("lock")
 def lock_tasks(project: Project) -> Iterator[TaskDict]:
     from .stages.lock_orphans import orphan_lockfiles
 
-    if project.error:
-        yield unloaded("lock", project.error)
-        return
     for set_name, path, wanted, what in project.locks():
         yield {
             "name": set_name,
@@ -163,10 +172,9 @@ def _shard_params() -> list[dict[str, Any]]:
              "help": "only these targets (comma-separated)"}]
 
 
+@needs_config("fetch")
 def fetch_task(project: Project) -> TaskDict:
     """`doit fetch [--set A,B] [--target X]`: every set, or one shard."""
-    if project.error:
-        return unloaded("fetch", project.error)
     def fetch(sets: list[str] | None = None, target_names: list[str] | None = None
               ) -> TaskFailed | None:  # doit passes its params by name
         return _action(_fetch, project, _names(sets), _names(target_names))()
@@ -195,9 +203,8 @@ def _index(project: Project) -> None:
     print_result(result)
 
 
+@needs_config("index")
 def index_task(project: Project) -> TaskDict:
-    if project.error:
-        return unloaded("index", project.error)
     return {
         "doc": "build dist-index/ (PEP 503/691/658/700 pages, files, constraints, manifest)",
         "actions": [_action(_index, project)],
@@ -231,12 +238,11 @@ def _check_install(project: Project, sets: list[str], targets: list[str]) -> Non
     report.raise_for_failures()
 
 
+@needs_config("check-install")
 def check_install_task(project: Project) -> TaskDict:
     """`doit check-install [--set A,B] [--target X]`: every set, or one shard."""
     from .stages.check_install_work import PASS_RECORD
 
-    if project.error:
-        return unloaded("check-install", project.error)
     index, verify = project.path_of("index"), project.path_of("cache") / "verify"
 
     def check(sets: list[str] | None = None, target_names: list[str] | None = None
@@ -281,10 +287,9 @@ def _bundle(project: Project, now: str = "") -> dict[str, Any]:
     return {"parts": [str(part) for part in (*result.parts, result.checksums)], "now": now}
 
 
+@needs_config("bundle")
 def bundle_task(project: Project) -> TaskDict:
     """`doit bundle [--now WHEN]`: as `lockmirror bundle [--now WHEN]`."""
-    if project.error:
-        return unloaded("bundle", project.error)
     def write(now: str = "") -> TaskFailed | dict[str, Any] | None:  # doit passes its param
         return _action(_bundle, project, now)()
 
@@ -349,15 +354,13 @@ def _publish(project: Project, names: list[str], drop_sets: list[str]) -> TaskFa
     return None if failed is None else _report(LockmirrorError(failed))
 
 
+@needs_config("publish")
 def publish_tasks(project: Project) -> Iterator[TaskDict]:
     """``publish``: every destination in name order, each tried; ``publish:<name>``:
     one. Each asks the destination what it lacks (a listing, a receipt or its simple
     pages), so it always runs and a current destination costs a few requests.
     Not doit subtasks: doit starts subtasks waiting on one task (``index``) in the
     order of a set (another each run), and stops at the first that fails."""
-    if project.error:
-        yield unloaded("publish", project.error)
-        return
     names = project.summary["publish"]
     if not names:
         def explain() -> None:
@@ -416,8 +419,7 @@ def gc_task(project: Project) -> TaskDict:
 
 
 def _mutation(modules: str, jobs: int) -> None:
-    text = mutation.run(modules, jobs)
-    print(text, end="")
+    print(mutation.run(modules, jobs), end="")
     print(f"(survivors: `mutmut results`; one mutant: `mutmut show NAME`; score in "
           f"{mutation.MUTATION_SCORE})")
 
@@ -437,8 +439,7 @@ def mutation_task() -> TaskDict | None:
                "checks; slow, never in build",
         "actions": [(run,)],
         "params": [
-            {"name": "modules", "long": "modules", "type": str,
-             "default": "",
+            {"name": "modules", "long": "modules", "type": str, "default": "",
              "help": "comma-separated modules whose safety checks to mutate, e.g. "
                      "download,import_plan (default: every module of mutation.SCOPE)"},
             {"name": "jobs", "long": "jobs", "type": int, "default": 2,
