@@ -52,8 +52,10 @@ EnvName = Annotated[str, AfterValidator(_check_env_name)]
 
 
 def lower_scheme(url: str) -> str:
-    """``url`` with its scheme in lower case: schemes are case-insensitive (RFC 3986),
-    and the rest of lockmirror compares them written so (``HTTPS://`` is https)."""
+    """``url`` with its scheme in lower case (``HTTPS://`` is https, RFC 3986), as the rest
+    of lockmirror compares schemes; a scheme not well formed is left: that guards only the
+    advisory source's url, which comes here unchecked (.config refuses it as written); the
+    other callers matched an http(s) or file scheme first."""
     scheme, colon, rest = url.partition(":")
     known = colon and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme)
     return scheme.lower() + colon + rest if known else url
