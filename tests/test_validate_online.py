@@ -172,3 +172,33 @@ def test_a_fallback_source_asked_only_for_what_the_first_lacks_is_not_called_wro
     assert main(["lock", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "check the spelling of the requirement" in err and "looks wrong" not in err, err
+
+
+def test_two_sources_without_pip_are_not_both_accused(
+        tmp_path: Path, fixture_index: FixtureIndex, make_index: Callable[..., FixtureIndex],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``/simpel/`` first, then a right in-house index (no pip: it serves only its own
+    packages): both have no page for anything asked, but nothing tells from outside which
+    URL is wrong, so the message says one may be, and names both."""
+    files = tmp_path / "internal"
+    build_wheel(files, "private-tool", "1.0")
+    internal = make_index(files)
+    wrong = fixture_index.url.replace("/simple/", "/simpel/")
+    path = tmp_path / "mirror.yaml"
+    text = MIRROR.format(url=wrong, cache=tmp_path / "cache").replace(
+        '"}]', f'", priority: 1}}, {{name: internal, url: "{internal.url}", priority: 2}}]', 1)
+    path.write_text(text, encoding="utf-8")
+    says = (f"sources fixture ({wrong}), internal ({internal.url}) have no page for any "
+            "project asked, nor for pip: one of their urls may be wrong (an index of in-house "
+            "packages has no pip either)")
+    assert main(["validate", "--online", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"{path}:8:9: sets.intel.requirements[0]: no source has a project "
+                        f"named 'python-alpha': {says} (set intel); check their urls in "
+                        "mirror.yaml: a PEP 503 index, e.g. https://pypi.org/simple/")
+    assert len(lines) == 4 and all(says in line for line in lines), lines
+    assert "looks wrong" not in "\n".join(lines)
+    assert main(["lock", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"no source has a project named 'python-alpha': {says} (check their urls in " \
+        "mirror.yaml" in err, err

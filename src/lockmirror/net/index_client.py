@@ -194,23 +194,23 @@ class IndexClient:
             self._pages.prefetch(key, functools.partial(self._fetch_project, key, self._keep))
 
     def _wrong_source(self, project: NormalizedName) -> WrongSourceError | None:
-        """The error for ``project``, which no source tried has, when one of them looks
-        wrong: :meth:`_asked_in_vain`, and 404 for :data:`WELL_KNOWN_PROJECT` too. None
-        otherwise (the name is the likely mistake). Costs a request per such source,
-        once per client."""
+        """The error for ``project``, which no source tried has, when a source looks wrong
+        (:meth:`_asked_in_vain`, 404 for :data:`WELL_KNOWN_PROJECT`: a request each), else None."""
         in_vain = self._asked_in_vain()
         wrong = [f"{source.name} ({redact_url(source.url)})"
                  for source in self._candidate_sources(project)
                  if source.name in in_vain and self._lacks_well_known(source)]
         if not wrong:
-            return None
-        which = f"source {wrong[0]} answers" if len(wrong) == 1 else \
-            f"sources {', '.join(wrong)} answer"
-        return WrongSourceError(
-            f"no source has a project named '{project}': {which} 404 for every project "
-            f"asked, {WELL_KNOWN_PROJECT} too, so the URL looks wrong",
-            hint="check the source's url in mirror.yaml: a PEP 503 index, e.g. "
-                 "https://pypi.org/simple/")
+            return None  # the name is the likely mistake
+        whose, says = "the source's url", (
+            f"source {wrong[0]} answers 404 for every project asked, {WELL_KNOWN_PROJECT} too, "
+            "so the URL looks wrong")
+        if len(wrong) > 1:  # nothing tells from outside which (in-house ones have no pip)
+            whose, says = "their urls", (f"sources {', '.join(wrong)} have no page for any "
+                f"project asked, nor for {WELL_KNOWN_PROJECT}: one of their urls may be wrong "
+                f"(an index of in-house packages has no {WELL_KNOWN_PROJECT} either)")
+        return WrongSourceError(f"no source has a project named '{project}': {says}", hint=(
+            f"check {whose} in mirror.yaml: a PEP 503 index, e.g. https://pypi.org/simple/"))
 
     def _asked_in_vain(self) -> set[str]:
         """Names of the sources asked for every project asked they may serve (pinned
