@@ -112,9 +112,36 @@ def test_publish_from_an_imported_mirror_without_its_record_says_it_was_not_chec
     assert main(["verify", str(imported)]) == 0
     [verified] = capsys.readouterr().out.splitlines()
     unchecked = verified.split("every file matches manifest.json; ", 1)[1]
-    assert unchecked.startswith("manifest.json itself not checked: there is no "
-                                ".lockmirror/manifest.sha256")
+    older = ("manifest.json itself not checked: there is no .lockmirror/manifest.sha256 (an "
+             "older lockmirror imported or refreshed this mirror)")
+    gone = ("manifest.json itself not checked: there is no .lockmirror/ (a copy of a "
+            "build-side index has none, nor a mirror whose records were deleted)")
+    assert unchecked.startswith(gone if deleted == ".lockmirror" else older), unchecked
     for options in (["--dry-run"], ["-q"]):
         assert main(["publish", "--from", str(imported), "--to", target, *options]) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[0] == f"publish {imported}: {unchecked}", options
+
+
+def test_a_copy_of_a_built_index_is_not_said_to_be_an_older_import(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cp -r dist-index elsewhere``: no index state beside it, no ``.lockmirror/`` in
+    it. verify and publish --from said an older lockmirror imported it and to import
+    its bundle again (found by an outside tester); they say what it may be now, and
+    advice that fits a copy and a mirror whose records were deleted alike."""
+    monkeypatch.chdir(tmp_path)
+    copy = tmp_path / "elsewhere" / "dist-index"
+    shutil.copytree(index_tree, copy)
+    says = ("manifest.json itself not checked: there is no .lockmirror/ (a copy of a "
+            "build-side index has none, nor a mirror whose records were deleted), so a file "
+            "altered together with its manifest entry passes; import a bundle of it "
+            f"(`lockmirror import BUNDLE.tar --into {copy}`) to start the record")
+    assert main(["verify", str(copy)]) == 0
+    assert capsys.readouterr().out == f"verify: {copy}: every file matches manifest.json; {says}\n"
+    assert main(["publish", "--from", str(copy), "--to", str(tmp_path / "packages")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"publish {copy}: {says}"
+    assert "older lockmirror" not in "\n".join(out)
+    assert main(["verify", str(index_tree)]) == 0  # where it was built: nothing to add
+    assert capsys.readouterr().out == f"verify: {index_tree}: every file matches manifest.json\n"

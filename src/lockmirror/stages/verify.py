@@ -14,6 +14,7 @@ from ..formats.manifest import (
     IMPORT_MANIFEST,
     IMPORT_QUARANTINE,
     MANIFEST_NAME,
+    STATE_DIR,
     Manifest,
     TreeReport,
     check_tree,
@@ -88,19 +89,27 @@ def _manifest_record(root: Path) -> str | None:
 
 
 def unchecked_manifest(root: Path) -> str | None:
-    """What ``lockmirror verify`` adds to its "every file matches" about an imported
-    mirror whose ``manifest.json`` nothing recorded (an older lockmirror imported or
-    refreshed it): that the manifest itself was not checked, what that misses, and how
-    the record starts (found by an outside tester: the line did not say); ``publish
-    --from`` such a mirror says it too. None for a mirror with the record, a built
-    index, a directory publish (none is kept) and a tree without a manifest."""
+    """What ``lockmirror verify`` adds to its "every file matches" about a tree whose
+    ``manifest.json`` nothing recorded: that the manifest itself was not checked, what
+    that misses, and how the record starts (found by an outside tester: the line did not
+    say); ``publish --from`` such a tree says it too. With ``.lockmirror/`` there, an
+    older lockmirror imported or refreshed it; with none, it may as well be a build-side
+    index copied away from its index state (found by an outside tester: it was told an
+    older lockmirror imported it) or a mirror whose records were deleted. None for a
+    mirror with the record, a built index, a directory publish (none is kept) and a tree
+    without a manifest."""
     if (_manifest_record(root) is not None or not (root / MANIFEST_NAME).is_file()
             or _made_by(root) != "import"):
         return None
+    misses = "so a file altered together with its manifest entry passes"
+    if not os.path.lexists(root / STATE_DIR):
+        return (f"{MANIFEST_NAME} itself not checked: there is no {STATE_DIR}/ (a copy of a "
+                "build-side index has none, nor a mirror whose records were deleted), "
+                f"{misses}; import a bundle of it (`lockmirror import BUNDLE.tar --into "
+                f"{root}`) to start the record")
     return (f"{MANIFEST_NAME} itself not checked: there is no {IMPORT_MANIFEST} (an older "
-            "lockmirror imported or refreshed this mirror), so a file altered together with "
-            "its manifest entry passes; import its bundle again with this lockmirror to start "
-            "the record")
+            f"lockmirror imported or refreshed this mirror), {misses}; import its bundle "
+            "again with this lockmirror to start the record")
 
 
 def _recorded_sha256(root: Path, rel: str) -> str | None:
