@@ -717,12 +717,14 @@ def test_index_command(own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[
 def test_a_state_of_another_version_is_said_and_the_tree_is_built_as_fresh(
         own_mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """After an upgrade every page is rendered again: a long run that says why (it said
-    nothing); a missing state or --full is no upgrade and says nothing."""
+    nothing); a missing state or --full is no upgrade and says nothing. The note says
+    every page and file was compared: after "0 files written" it said "rebuilt every
+    page" (found by an outside tester)."""
     from lockmirror.cli import main
 
     args = ["index", *map(str, own_mirror.lockfiles), "--store", str(own_mirror.store.root),
             "--out", str(own_mirror.out), "--title", "Fixture mirror"]
-    said = "index: rebuilt every page: the index was built by another lockmirror version"
+    said = "index: compared every page and file: the index state is another lockmirror version's"
     state = state_dir_for(own_mirror.out) / "state.json"
 
     def older_state() -> None:
@@ -732,7 +734,9 @@ def test_a_state_of_another_version_is_said_and_the_tree_is_built_as_fresh(
     assert main(args) == 0 and said not in capsys.readouterr().err
     older_state()
     assert main(args) == 0
-    assert capsys.readouterr().err.splitlines() == [said]
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [said]
+    assert "; 0 files written" in out, out  # compared, none differed: the note says so
     assert tree_bytes(own_mirror.out) == tree_bytes(full_copy(own_mirror, tmp_path / "fresh"))
     assert main(args) == 0 and capsys.readouterr().err == ""  # the state is this version's
     older_state()

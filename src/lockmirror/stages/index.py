@@ -104,7 +104,7 @@ STATE_NAME = "state.json"
 STATE_FORMAT = f"{INDEX_FORMAT};state/3"
 ROWS_DIR = "sets"  # in the state directory: <lockfile sha256>.json, its package rows
 # after an upgrade (a state of another format; not on --full): why that run was long
-REBUILT_NOTE = "rebuilt every page: the index was built by another lockmirror version"
+REBUILT_NOTE = "compared every page and file: the index state is another lockmirror version's"
 
 Progress = Callable[[str], None]
 
