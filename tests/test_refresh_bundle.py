@@ -175,11 +175,15 @@ def test_refresh_bundle_quarantines_on_the_far_side(
                  "--since", str(far_copy), "--source-date-epoch", "1700000000",
                  "--now", "2024-10-11T12:00:00Z", "--key", str(private)]) == 0
     [by_dir] = (tmp_path / "dist8").glob("*.tar")
-    # its README.txt's check of the base holds on this mirror (manifest.json's sha256 does not)
+    # what bundle says of the base and README.txt's check of it hold on this mirror
+    # (its manifest.json's sha256 is not the base: they said "whose manifest.json has")
+    assert ("  applies onto the mirror whose last full or delta bundle's manifest.json had "
+            f"sha256 {pinned}\n") in capsys.readouterr().out
     with tarfile.open(by_dir) as tar:
         [readme] = [m for m in tar.getmembers() if m.name.endswith("/README.txt")]
         text = tar.extractfile(readme).read().decode()  # type: ignore[union-attr]
-    assert f"sha256 {pinned}\n" in text
+    assert ("This is a DELTA bundle: it applies only onto the mirror whose last full or "
+            f"delta\nbundle's manifest.json had sha256 {pinned}\n") in text
     assert "cat /srv/mirror/.lockmirror/bundle-manifest.sha256" in text
     assert main(["import", str(by_dir), "--into", str(far_copy), "--pubkey", str(public)]) == 0
     assert main(["verify", str(far_copy)]) == 0 and not (far_copy / VULNY_10).exists()

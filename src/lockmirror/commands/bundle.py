@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {part}  sha256 {digest}")
     print(f"  {result.checksums}")
     if result.base_manifest_sha256:
-        print(f"  applies onto the mirror whose manifest.json has sha256 "
-              f"{result.base_manifest_sha256}")
+        print(f"  applies onto the mirror whose last full or delta bundle's manifest.json "
+              f"had sha256 {result.base_manifest_sha256}")
     for release in result.removes:
         print(f"  removes {release} on the far side (left the lock and the retention window)")
     print(f"  mtime {result.source_date_epoch} from {result.epoch_source}")

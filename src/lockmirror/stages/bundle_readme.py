@@ -41,8 +41,8 @@ def readme_text(info: BundleInfo, removes: Sequence[str] = ()) -> bytes:
     """README.txt for the bundle ``info`` describes (``removes``: the releases a
     delta's import takes out)."""
     stem = f"lockmirror-{info.name}-*"
-    delta = (f"This is a DELTA bundle: it applies only onto the mirror whose manifest.json has\n"
-             f"sha256 {info.base_manifest_sha256}\n"
+    delta = (f"This is a DELTA bundle: it applies only onto the mirror whose last full or delta\n"
+             f"bundle's manifest.json had sha256 {info.base_manifest_sha256}\n"
              f"(check with: cat /srv/mirror/.lockmirror/bundle-manifest.sha256, which a\n"
              f"refresh bundle leaves as it was; on a mirror no bundle was imported into:\n"
              f"sha256sum /srv/mirror/manifest.json).\n"
