@@ -1,15 +1,25 @@
-"""Ctrl-C during `lock`: what is queued never starts and what runs gives up; exit 130."""
+"""Ctrl-C during `lock`: what is queued never starts and what runs gives up; exit 130.
+SIGTERM while a source holds a request: the run ends at once; exit 143."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import threading
+import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from fixtureindex import FixtureIndex
-from helpers import subprocess_env
+from helpers import QuietHandler, serving, subprocess_env
 from test_lock import write_mirror
+
+from lockmirror.config_schema import SourceConfig
+from lockmirror.errors import LockmirrorError, NotFoundError
+from lockmirror.net.http import make_session
+from lockmirror.net.index_client import IndexClient
 
 # none shares a project with another: a request for one's metadata means its set was resolved
 SETS = {"first": "'beta[fast]', marked", "second": "gamma", "third": "yanky"}
@@ -40,3 +50,105 @@ def test_ctrl_c_stops_the_running_resolution_and_drops_the_queued(
                  if r.path.endswith(".metadata")}
     assert not looked_at & {"gamma", "yanky"}, looked_at
     assert not list((tmp_path / "lockfiles").glob("pylock.*.toml"))
+
+
+class StuckServer(ThreadingHTTPServer):
+    """An index that never answers while the test runs: each GET is recorded in
+    ``asked`` and held until ``let_go`` is set (then 404). Serve with :func:`serving`."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _StuckHandler)
+        self.asked: list[str] = []
+        self.let_go = threading.Event()
+
+
+class _StuckHandler(QuietHandler):
+    server: StuckServer
+
+    def do_GET(self) -> None:
+        self.server.asked.append(self.path)
+        self.server.let_go.wait(300)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+DODO = Path(__file__).resolve().parent.parent / "dodo.py"
+
+
+@pytest.mark.parametrize("door", ["lockmirror lock", "doit lock"])
+def test_sigterm_ends_a_lock_waiting_on_a_stuck_source_and_names_what_it_kept(
+        tmp_path: Path, fixture_index: FixtureIndex, door: str) -> None:
+    """A set taken from a source that holds every request: SIGTERM ends the run at once
+    (it waited for the stuck request, then asked that source for pip to judge its URL),
+    naming the lockfiles the run wrote (doit: those of its earlier lock tasks too)."""
+    with StuckServer() as server, serving(server) as stuck_url:
+        (tmp_path / "mirror.yaml").write_text(f"""\
+version: 1
+name: test
+sources:
+  - name: fixture
+    url: {fixture_index.url}
+  - name: stuck
+    url: {stuck_url}/simple/
+    allow_http: true
+    projects: [slowpkg]
+targets:
+  linux-x86_64-py311: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
+sets:
+  first: {{requirements: [gamma]}}
+  second: {{requirements: [yanky]}}
+  third: {{requirements: [slowpkg]}}
+paths:
+  cache: {tmp_path / "cache"}
+""")
+        argv = ([sys.executable, "-m", "lockmirror", "lock"] if door == "lockmirror lock" else
+                [sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(tmp_path), "lock"])
+        lockfiles = tmp_path / "lockfiles"
+        process = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not ((lockfiles / "pylock.second.toml").exists() and server.asked) \
+                    and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.asked == ["/simple/slowpkg/"], server.asked
+            process.send_signal(signal.SIGTERM)
+            _, said = process.communicate(timeout=30)
+        finally:
+            server.let_go.set()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 143, said
+    assert "lockmirror: terminated: what finished is kept" in said, said
+    assert "Traceback" not in said, said
+    if door == "lockmirror lock":
+        assert (f"lockmirror: kept: {lockfiles / 'pylock.first.toml'}, "
+                f"{lockfiles / 'pylock.second.toml'}; not locked: third") in said.splitlines(), said
+    assert server.asked == ["/simple/slowpkg/"], server.asked  # nothing asked after the signal
+
+
+def test_a_closed_client_does_not_ask_whether_the_source_is_wrong(tmp_path: Path) -> None:
+    """What a stopped lock's resolution meets when the page it waited for comes back 404
+    after the stop: the plain 'no source has it', no request for pip to judge the URL."""
+    found: list[BaseException] = []
+
+    def ask(client: IndexClient) -> None:
+        try:
+            client.project("slowpkg")
+        except LockmirrorError as error:
+            found.append(error)
+
+    with StuckServer() as server, serving(server) as url:
+        client = IndexClient([SourceConfig(name="stuck", url=f"{url}/simple/", allow_http=True)],
+                             session=make_session(retries=0))
+        asking = threading.Thread(target=ask, args=(client,))
+        asking.start()
+        while not server.asked and asking.is_alive():
+            time.sleep(0.01)
+        client.close(wait=False)  # as a lock stopped by Ctrl-C or SIGTERM closes it
+        server.let_go.set()
+        asking.join()
+    assert [type(error) for error in found] == [NotFoundError], found
+    assert server.asked == ["/simple/slowpkg/"], server.asked

@@ -63,6 +63,7 @@ from .simple_page import (
     TagText,
     parse_html_page,
     parse_json_page,
+    parse_page,
 )
 from .work_table import WorkTable
 
@@ -138,6 +139,7 @@ class IndexClient:
             workers=workers, name="lockmirror-metadata")
         self._lacks_well_known_by_source: WorkTable[str, bool] = WorkTable(
             workers=1, name="lockmirror-well-known")  # never prefetched: a memo
+        self._closed = False
 
     @property
     def auth(self) -> PrefixAuth:
@@ -146,10 +148,12 @@ class IndexClient:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def close(self) -> None:
-        """Drop queued prefetches, wait for running ones, release connections."""
-        self._pages.close()
-        self._metadata.close()
+    def close(self, *, wait: bool = True) -> None:
+        """Drop queued prefetches, wait for running ones (unless not ``wait``), release
+        connections. A closed client asks no source whether its URL looks wrong."""
+        self._closed = True
+        self._pages.close(wait=wait)
+        self._metadata.close(wait=wait)
         if self._owns_session:
             self.session.close()
 
@@ -158,7 +162,9 @@ class IndexClient:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self.close()
+        # Ctrl-C, SIGTERM: a prefetch blocked on a source that stopped answering would
+        # hold the stop until its timeouts (the front door ends without it: interrupt.leave)
+        self.close(wait=not isinstance(value, KeyboardInterrupt))
 
     # -- project pages -------------------------------------------------------------
 
@@ -195,7 +201,10 @@ class IndexClient:
 
     def _wrong_source(self, project: NormalizedName) -> WrongSourceError | None:
         """The error for ``project``, which no source tried has, when a source looks wrong
-        (:meth:`_asked_in_vain`, 404 for :data:`WELL_KNOWN_PROJECT`: a request each), else None."""
+        (:meth:`_asked_in_vain`, 404 for :data:`WELL_KNOWN_PROJECT`: a request each, once
+        per client), else None; None once the client is closed (a stopped lock)."""
+        if self._closed:
+            return None
         in_vain = self._asked_in_vain()
         wrong = [f"{source.name} ({redact_url(source.url)})"
                  for source in self._candidate_sources(project)
@@ -279,24 +288,7 @@ class IndexClient:
             if self._cache is not None:
                 self._cache.keep_page(url, PAGE_ACCEPT, page_url,
                                       {k.lower(): v for k, v in response.headers.items()}, data)
-        return self._parse_page(data, content_type, page_url, project, source, keep)
-
-    @staticmethod
-    def _parse_page(data: bytes, content_type: str, page_url: str, project: NormalizedName,
-                    source: SourceConfig, keep: TagFilter | None) -> ProjectPage:
-        kind, _, parameters = content_type.partition(";")
-        kind = kind.strip().lower()
-        if kind == "application/vnd.pypi.simple.v1+json":
-            return parse_json_page(data, page_url, project, source.name, keep=keep)
-        if kind.endswith("json"):
-            raise LockmirrorError(f"the index answered with unsupported type {kind}",
-                                  where=redact_url(page_url))
-        charset = parameters.partition("charset=")[2].strip().strip('"') or "utf-8"
-        try:
-            text = data.decode(charset, errors="replace")
-        except LookupError:  # a charset Python does not know
-            text = data.decode("utf-8", errors="replace")
-        return parse_html_page(text, page_url, project, source.name, keep=keep)
+        return parse_page(data, content_type, page_url, project, source.name, keep=keep)
 
     def _read(self, url: str, *, headers: Mapping[str, str] | None = None,
               allow: Sequence[int] = ()) -> tuple[requests.Response, bytes] | None:

@@ -5,7 +5,8 @@
 core metadata and ``data-requires-python``) through the stdlib
 :mod:`html.parser`. Both give a :class:`ProjectPage` and raise
 LockmirrorError naming the page's URL when it is malformed or speaks another
-major repository API version.
+major repository API version; :func:`parse_page` picks one by the page's
+content type.
 
 A page is read lazily: each file is kept as one small tuple (a
 :data:`Record`: the strings the index sent, nothing parsed), grouped by the
@@ -266,6 +267,26 @@ class _Sorter:
 # --------------------------------------------------------------------------
 # PEP 691 JSON
 # --------------------------------------------------------------------------
+
+
+def parse_page(data: bytes, content_type: str, url: str, project: NormalizedName,
+               source: str, *, keep: TagFilter | None = None) -> ProjectPage:
+    """A page as the index sent it: :func:`parse_json_page` or :func:`parse_html_page`
+    by its ``content_type`` (the HTML decoded by its charset). Raises as they do, and
+    LockmirrorError for another JSON type."""
+    kind, _, parameters = content_type.partition(";")
+    kind = kind.strip().lower()
+    if kind == "application/vnd.pypi.simple.v1+json":
+        return parse_json_page(data, url, project, source, keep=keep)
+    if kind.endswith("json"):
+        raise LockmirrorError(f"the index answered with unsupported type {kind}",
+                              where=redact_url(url))
+    charset = parameters.partition("charset=")[2].strip().strip('"') or "utf-8"
+    try:
+        text = data.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = data.decode("utf-8", errors="replace")
+    return parse_html_page(text, url, project, source, keep=keep)
 
 
 def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str, *,

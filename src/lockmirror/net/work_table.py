@@ -56,12 +56,12 @@ class WorkTable(Generic[_Key, _Value]):
         with self._lock:
             return list(self._futures)
 
-    def close(self) -> None:
-        """Drop queued work and wait for the running work to finish."""
+    def close(self, *, wait: bool = True) -> None:
+        """Drop queued work and, with ``wait``, wait for the running work to finish."""
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=wait, cancel_futures=True)
 
     def _future(self, key: _Key) -> Future[_Value]:
         with self._lock:

@@ -52,26 +52,29 @@ def resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], TargetC
 
     targets_of = Counter(set_name for set_name, _ in contexts)
     resolved: dict[str, dict[str, TargetLock]] = {}  # set -> target -> its resolution
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run, key): key for key in contexts}
-        try:
-            for future in as_completed(futures):
-                set_name, target_name = futures[future]
-                locked = _outcome(future, set_name, failed, watch)
-                if locked is None:
-                    continue
-                resolved.setdefault(set_name, {})[target_name] = locked
-                if len(resolved[set_name]) == targets_of[set_name]:
-                    try:
-                        set_done(set_name, resolved.pop(set_name))
-                    except LockmirrorError as error:
-                        failed.setdefault(set_name, error)
-        except BaseException:
-            # Ctrl-C: what is queued never starts, and what runs gives up at its next
-            # candidate (all the pool's exit then waits for); the sets done are kept
-            watch.stop()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = {pool.submit(run, key): key for key in contexts}
+    try:
+        for future in as_completed(futures):
+            set_name, target_name = futures[future]
+            locked = _outcome(future, set_name, failed, watch)
+            if locked is None:
+                continue
+            resolved.setdefault(set_name, {})[target_name] = locked
+            if len(resolved[set_name]) == targets_of[set_name]:
+                try:
+                    set_done(set_name, resolved.pop(set_name))
+                except LockmirrorError as error:
+                    failed.setdefault(set_name, error)
+    except BaseException:
+        # Ctrl-C: what is queued never starts, and what runs gives up at its next
+        # candidate, not waited for: one blocked in a request to a source that stopped
+        # answering would hold the stop until its timeouts (the front door ends without
+        # it: lockmirror.interrupt.leave); the sets done are kept
+        watch.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()  # every resolution is done: nothing to wait for
 
 
 def _outcome(future: Future[TargetLock], set_name: str, failed: dict[str, LockmirrorError],
