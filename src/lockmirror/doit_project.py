@@ -21,6 +21,7 @@ from .fsutil import atomic_write
 if TYPE_CHECKING:
     from .config import LoadedConfig
     from .pipeline import RetainedLockfiles
+    from .stages.lock import LockResult
 
 _SUMMARY_FORMAT = 1
 
@@ -45,6 +46,9 @@ class Project:
         # the platform-tag warnings the lock tasks printed this run: each is said once,
         # however many sets re-lock for its target
         self.warned: set[str] = set()
+        # the lockfiles the lock tasks wrote this run: a task stopped by Ctrl-C or SIGTERM
+        # names them all (pipeline.lock's ``kept``), not only its own set's
+        self.locked: list[LockResult] = []
         try:
             self._summary_path = self._summary_file()
             self.summary = self._read_summary() or self._make_summary()

@@ -114,7 +114,7 @@ def _lock_one(project: Project, set_name: str) -> None:
                 if set_name in loaded.config.sets else [], said=project.warned)
     line = LockLine(sys.stderr)
     try:
-        results = pipeline.lock(loaded, [set_name], progress=line)
+        results = pipeline.lock(loaded, [set_name], progress=line, kept=project.locked)
     finally:
         line.close()
     print_results(results)

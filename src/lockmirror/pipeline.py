@@ -58,10 +58,10 @@ Progress = Callable[[str], None]
 
 
 def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
-         upgrade: Sequence[str] = (), upgrade_all: bool = False,
-         jobs: int = 6, progress: Callable[[LockProgress], None] | None = None,
+         upgrade: Sequence[str] = (), upgrade_all: bool = False, jobs: int = 6,
+         progress: Callable[[LockProgress], None] | None = None, from_shards: Path | None = None,
          targets: Sequence[str] | None = None, shard_dir: Path | None = None,
-         from_shards: Path | None = None) -> list[LockResult]:
+         kept: list[LockResult] | None = None) -> list[LockResult]:
     """Resolve ``sets`` (default: every set, and lockmirror's own set, the
     bundle's tool wheels: :mod:`lockmirror.stages.tool_set`) into their
     lockfiles; ``progress`` sees each resolution start, look at another project
@@ -72,8 +72,8 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     into a shard file there; ``from_shards`` resolves nothing and writes each
     set's lockfile from the shards in that directory (the bytes a plain lock
     writes), after reading and checking every shard; lockmirror's own set is
-    gathered only when ``sets`` names it. Stopped by Ctrl-C or SIGTERM, the
-    KeyboardInterrupt gets a note naming the files written and the sets not locked."""
+    gathered only when ``sets`` names it. Stopped by Ctrl-C or SIGTERM, the KeyboardInterrupt
+    gets a note naming the sets not locked and the files written (``kept``: one per doit run)."""
     from .stages.lock import lock_sets
     from .stages.lock_shard import check_shard_options, gather_shards, lock_shards
     from .stages.lock_watch import each_scope, stopped_note
@@ -82,7 +82,7 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     check_shard_options(sets, targets, shard_dir, from_shards, upgrade=bool(upgrade) or upgrade_all)
     if from_shards is not None:
         return gather_shards(loaded, sets, from_shards)
-    kept: list[LockResult] = []  # every file written, as it is written
+    kept = [] if kept is None else kept  # every file written, as it is written
 
     def one(scope: LoadedConfig, names: list[str]) -> list[LockResult]:
         named = upgrade_names(scope, loaded, upgrade)
