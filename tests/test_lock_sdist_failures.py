@@ -83,6 +83,30 @@ def test_a_failed_build_names_no_log_it_removed_and_says_when_it_is_remembered(
     assert f"{tmp_path}" in texts[1].split("remembered from an earlier run: delete ")[1]
 
 
+# a backend killed by a signal: Ctrl-C reaches the backend's process group too
+KILLED_BACKEND = '''\
+import os, signal
+def get_requires_for_build_wheel(config_settings=None):
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_a_backend_killed_by_a_signal_is_not_remembered_as_the_sdists_failure(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """A build stopped by Ctrl-C (or the OOM killer) says nothing of the sdist: it
+    was remembered as a failure, and every later lock passed the sdist over."""
+    fixture_index.add_file(failing_sdist(tmp_path / "files", "stopped", "1.0",
+                                         KILLED_BACKEND))
+    texts = []
+    for _run in range(2):
+        with pytest.raises(ResolutionError) as info:
+            lock(tmp_path, fixture_index, "  n:\n    requirements: [stopped]\n")
+        texts.append(str(info.value))
+    assert "preparing the metadata of stopped-1.0.tar.gz failed" in texts[0], texts[0]
+    assert all("remembered from an earlier run" not in text for text in texts), texts
+    assert not list(tmp_path.rglob("*.failed.json"))
+
+
 def test_sdist_builds_that_keep_failing_stop_the_lock_after_three_saying_so(
         tmp_path: Path, fixture_index: FixtureIndex) -> None:
     files = tmp_path / "files"

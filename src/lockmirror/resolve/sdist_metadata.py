@@ -47,8 +47,11 @@ _OUTPUT_LINES = 2
 _OUTPUT_KEPT = 300
 _LOG_POINTER = re.compile(r"full log can be found at|see the log at", re.IGNORECASE)
 
-BACKEND_FAILED = "its PEP 517 backend failed"
+BACKEND_FAILED = "its PEP 517 backend failed"  # the one failure remembered on disk
 REQUIREMENTS_FAILED = "its build requirements did not install"
+# killed by a signal (Ctrl-C reaches the backend's process group too; the OOM killer):
+# not the sdist's own failure, so not remembered
+BACKEND_STOPPED = "its PEP 517 backend was stopped by a signal"
 
 
 class SdistBuildError(LockmirrorError):
@@ -211,7 +214,7 @@ class SdistMetadataSource:
             except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
                 # the one LockmirrorError in there is _install's
                 summary = (REQUIREMENTS_FAILED if isinstance(exc, LockmirrorError)
-                           else BACKEND_FAILED)
+                           else BACKEND_STOPPED if _killed_by_signal(exc) else BACKEND_FAILED)
                 raise SdistBuildError(
                     f"preparing the metadata of {file.filename} failed: {_failure_text(exc)}",
                     filename=file.filename, summary=summary, where=file.url,
@@ -222,6 +225,13 @@ class SdistMetadataSource:
         return {"PIP_INDEX_URL": self.index_urls[0],
                 "PIP_EXTRA_INDEX_URL": " ".join(self.index_urls[1:]),
                 "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _killed_by_signal(exc: Exception) -> bool:
+    """Whether the backend's process ended by a signal (build wraps the hook's
+    CalledProcessError, whose returncode is then the signal's number, negated)."""
+    cause = getattr(exc, "exception", exc)
+    return isinstance(cause, subprocess.CalledProcessError) and cause.returncode < 0
 
 
 def _remembered_failure(path: Path, file: DistFile) -> SdistBuildError:
