@@ -74,9 +74,9 @@ def lock(loaded: LoadedConfig, sets: Sequence[str] | None = None, *,
     writes), after reading and checking every shard; lockmirror's own set is
     gathered only when ``sets`` names it. Stopped by Ctrl-C or SIGTERM, the KeyboardInterrupt
     gets a note naming the sets not locked and the files written (``kept``: one per doit run)."""
-    from .stages.lock import lock_sets
+    from .stages.lock import lock_sets, stopped_note
     from .stages.lock_shard import check_shard_options, gather_shards, lock_shards
-    from .stages.lock_watch import each_scope, stopped_note
+    from .stages.lock_watch import each_scope
     from .stages.tool_set import lock_scopes, upgrade_names
 
     check_shard_options(sets, targets, shard_dir, from_shards, upgrade=bool(upgrade) or upgrade_all)

@@ -71,6 +71,20 @@ class LockResult:
     warnings: tuple[str, ...] = ()  # warn-level policy findings on what was locked
 
 
+def stopped_note(kept: Sequence[LockResult], names: Sequence[str]) -> str:
+    """The line under a stopped lock's own: the files it wrote (``kept``, with those of
+    the run's earlier locks: doit's lock tasks) and which of the sets it was asked for
+    (``names``) it did not lock."""
+    done = {result.set_name for result in kept}
+    # the lock's order, after the earlier locks' files (in the order they were written)
+    written = sorted(kept, key=lambda result: names.index(result.set_name)
+                     if result.set_name in names else -1)
+    parts = [f"kept: {', '.join(str(result.path) for result in written) or 'nothing'}"]
+    if missing := [name for name in names if name not in done]:
+        parts.append(f"not locked: {', '.join(missing)}")
+    return "lockmirror: " + "; ".join(parts)
+
+
 def lock_sets(loaded: LoadedConfig, set_names: Sequence[str] | None = None, *,
               client: IndexClient | None = None, now: datetime | None = None,
               upgrade: Iterable[str] = (), upgrade_all: bool = False, jobs: int = 6,

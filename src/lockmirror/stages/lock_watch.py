@@ -30,10 +30,9 @@ from ..resolve.requirement_check import pins_exactly
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
     from ..resolve.candidates import Candidate, CandidateFilter, Refusal
-    from .lock import LockResult
 
 __all__ = ["LockProgress", "LocksFailed", "Stopped", "Watch", "check_upgrade", "each_scope",
-           "in_context", "stopped_note"]
+           "in_context"]
 
 ScopeT = TypeVar("ScopeT")
 ResultT = TypeVar("ResultT")
@@ -106,20 +105,6 @@ def each_scope(scopes: Sequence[tuple[ScopeT, list[str]]],
         merged.results = out
         raise merged
     return out
-
-
-def stopped_note(kept: Sequence[LockResult], names: Sequence[str]) -> str:
-    """The line under a stopped lock's own: the files it wrote (``kept``, with those of
-    the run's earlier locks: doit's lock tasks) and which of the sets it was asked for
-    (``names``) it did not lock."""
-    done = {result.set_name for result in kept}
-    # the lock's order, after the earlier locks' files (in the order they were written)
-    written = sorted(kept, key=lambda result: names.index(result.set_name)
-                     if result.set_name in names else -1)
-    parts = [f"kept: {', '.join(str(result.path) for result in written) or 'nothing'}"]
-    if missing := [name for name in names if name not in done]:
-        parts.append(f"not locked: {', '.join(missing)}")
-    return "lockmirror: " + "; ".join(parts)
 
 
 class Stopped(Exception):
