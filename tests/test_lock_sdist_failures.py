@@ -50,6 +50,13 @@ def failing_sdist(out_dir: Path, name: str, version: str, backend: str = FAILING
     return out_dir / write_sdist(out_dir, name, version, files)
 
 
+def lock_fails(tmp_path: Path, fixture_index: FixtureIndex, requirement: str) -> str:
+    """The error of locking a set of ``requirement`` alone, which must fail."""
+    with pytest.raises(ResolutionError) as info:
+        lock(tmp_path, fixture_index, f"  n:\n    requirements: [{requirement}]\n")
+    return str(info.value)
+
+
 def test_a_failed_build_keeps_the_backends_own_error(tmp_path: Path,
                                                     fixture_index: FixtureIndex) -> None:
     fixture_index.add_file(failing_sdist(tmp_path / "files", "nobuild", "5.4.1"))
@@ -71,11 +78,7 @@ def test_a_failed_build_names_no_log_it_removed_and_says_when_it_is_remembered(
     the backend again, and says that the failure is remembered and how to retry."""
     fixture_index.add_file(failing_sdist(tmp_path / "files", "nocairo", "1.29.0",
                                          LOGGING_BACKEND))
-    texts = []
-    for _run in range(2):
-        with pytest.raises(ResolutionError) as info:
-            lock(tmp_path, fixture_index, "  n:\n    requirements: [nocairo]\n")
-        texts.append(str(info.value))
+    texts = [lock_fails(tmp_path, fixture_index, "nocairo") for _run in range(2)]
     assert 'Dependency "cairo" not found' in texts[0], texts[0]
     assert all("full log" not in text for text in texts), texts
     assert "remembered from an earlier run: delete " not in texts[0], texts[0]
@@ -97,11 +100,7 @@ def test_a_backend_killed_by_a_signal_is_not_remembered_as_the_sdists_failure(
     was remembered as a failure, and every later lock passed the sdist over."""
     fixture_index.add_file(failing_sdist(tmp_path / "files", "stopped", "1.0",
                                          KILLED_BACKEND))
-    texts = []
-    for _run in range(2):
-        with pytest.raises(ResolutionError) as info:
-            lock(tmp_path, fixture_index, "  n:\n    requirements: [stopped]\n")
-        texts.append(str(info.value))
+    texts = [lock_fails(tmp_path, fixture_index, "stopped") for _run in range(2)]
     assert "preparing the metadata of stopped-1.0.tar.gz failed" in texts[0], texts[0]
     assert all("remembered from an earlier run" not in text for text in texts), texts
     assert not list(tmp_path.rglob("*.failed.json"))

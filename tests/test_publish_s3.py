@@ -497,6 +497,24 @@ def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
     return child.returncode, err
 
 
+def doit_publish_project(directory: Path, source: Path, bucket: str,
+                         server: S3Server) -> list[str]:
+    """A mirror.yaml in ``directory`` whose index is ``source`` and whose publish
+    ``bucket`` (prefix pypi) is on ``server``; the doit command that runs one of its
+    tasks alone (the task's name to add)."""
+    (directory / "mirror.yaml").write_text(f"""\
+version: 1
+sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
+targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
+sets: {{core: {{requirements: [beta]}}}}
+paths: {{index: "{source}"}}
+publish: {{bucket: {{kind: s3, bucket: {bucket}, prefix: pypi, endpoint_url: "{server.endpoint_url}"}}}}
+""")
+    dodo = Path(__file__).resolve().parent.parent / "dodo.py"
+    return [sys.executable, "-m", "doit", "-f", str(dodo), "-d", str(directory), "run",
+            "--single"]
+
+
 def test_a_sigtermed_publish_releases_its_lock_as_ctrl_c_does(
         aws_env: S3Server, index_tree: Path, tmp_path: Path) -> None:
     """SIGTERM (timeout, docker stop, systemd, Kubernetes) takes Ctrl-C's path at
@@ -516,18 +534,9 @@ def test_a_sigtermed_publish_releases_its_lock_as_ctrl_c_does(
 
     # `doit publish:<name>` (alone: --single, the index is the tree above)
     bucket = aws_env.new_bucket()
-    (tmp_path / "mirror.yaml").write_text(f"""\
-version: 1
-sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
-targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
-sets: {{core: {{requirements: [beta]}}}}
-paths: {{index: "{source}"}}
-publish: {{bucket: {{kind: s3, bucket: {bucket}, prefix: pypi, endpoint_url: "{aws_env.endpoint_url}"}}}}
-""")
-    dodo = Path(__file__).resolve().parent.parent / "dodo.py"
     code, err = sigterm_publish(
-        [sys.executable, "-m", "doit", "-f", str(dodo), "-d", str(tmp_path), "run", "--single",
-         "publish:bucket"], aws_env, bucket, fifo, tmp_path)
+        [*doit_publish_project(tmp_path, source, bucket, aws_env), "publish:bucket"],
+        aws_env, bucket, fifo, tmp_path)
     assert code == 143, err
     assert err.splitlines()[-1].startswith("lockmirror: terminated: ") and "Traceback" not in err
     assert S3Publisher(destination(aws_env, bucket))._lock().read() is None

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from helpers import dead_pid, subprocess_env
 from servers import S3Server, start_moto
-from test_publish_s3 import destination, tree_with_a_fifo, unblock
+from test_publish_s3 import destination, doit_publish_project, tree_with_a_fifo, unblock
 
 from lockmirror.cli import main
 from lockmirror.errors import PublishError
@@ -119,6 +119,23 @@ def test_a_lock_held_by_a_gone_process_of_this_host_says_so_and_dry_run_says_hel
     assert f"the publish that held it ended (pid {pid} gone) (a publish now would wait" in out
 
 
+def terminate_when_frozen(server: S3Server, child: subprocess.Popen[str], fifo: Path, *,
+                          timeout: float) -> str:
+    """Freeze ``server`` (SIGSTOP) under the running publish ``child``, SIGTERM it, and
+    return its stderr; the child is killed if it outlives ``timeout``, and the worker
+    stuck on ``fifo`` let go either way."""
+    try:
+        os.kill(server.process.process.pid, signal.SIGSTOP)
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        unblock(fifo)
+    return err
+
+
 def test_sigterm_ends_a_publish_to_a_frozen_server_without_waiting_for_its_workers(
         own_moto: S3Server, index_tree: Path, tmp_path: Path) -> None:
     """The server freezes (SIGSTOP) under a running publish whose worker is stuck:
@@ -129,15 +146,7 @@ def test_sigterm_ends_a_publish_to_a_frozen_server_without_waiting_for_its_worke
     fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
     bucket = own_moto.new_bucket()
     child = start_publish(own_moto, bucket, source, tmp_path)
-    try:
-        os.kill(own_moto.process.process.pid, signal.SIGSTOP)
-        child.send_signal(signal.SIGTERM)
-        _out, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        unblock(fifo)
+    err = terminate_when_frozen(own_moto, child, fifo, timeout=120)
     assert child.returncode == 143, err
     lines = err.splitlines()
     assert lines[-1].startswith("lockmirror: terminated: ") and "Traceback" not in err
@@ -154,25 +163,8 @@ def test_sigterm_ends_a_doit_publish_to_a_frozen_server_as_the_cli_does(
     source = tree_with_a_fifo(index_tree, tmp_path / "tree")
     fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
     bucket = own_moto.new_bucket()
-    (tmp_path / "mirror.yaml").write_text(f"""\
-version: 1
-sources: [{{name: pypi, url: "https://pypi.org/simple/"}}]
-targets: {{host: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}}}
-sets: {{core: {{requirements: [beta]}}}}
-paths: {{index: "{source}"}}
-publish: {{bucket: {{kind: s3, bucket: {bucket}, prefix: pypi, endpoint_url: "{own_moto.endpoint_url}"}}}}
-""")
-    dodo = Path(__file__).resolve().parent.parent / "dodo.py"
-    child = start([sys.executable, "-m", "doit", "-f", str(dodo), "-d", str(tmp_path), "run",
-                   "--single", "publish"], own_moto, bucket, tmp_path)
-    try:
-        os.kill(own_moto.process.process.pid, signal.SIGSTOP)
-        child.send_signal(signal.SIGTERM)
-        _out, err = child.communicate(timeout=30)  # well under the workers' timeouts
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        unblock(fifo)
+    child = start([*doit_publish_project(tmp_path, source, bucket, own_moto), "publish"],
+                  own_moto, bucket, tmp_path)
+    err = terminate_when_frozen(own_moto, child, fifo, timeout=30)  # under the workers' timeouts
     assert child.returncode == 143, err
     assert err.splitlines()[-1] == stopped(Terminated("SIGTERM"))[0] and "Traceback" not in err
