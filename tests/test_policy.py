@@ -395,6 +395,22 @@ def test_advisory_sources_are_checked() -> None:
     ]
 
 
+def test_an_advisory_sources_refused_url_is_shown_without_its_credentials() -> None:
+    """A refused advisory URL (plain http, or not http at all) is quoted without the
+    user name and password written into it, as a package source's is."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(HEADER + textwrap.dedent("""\
+            policy:
+              advisory_sources:
+                - {kind: osv-api, url: "http://ops:s3cret-token@osv.internal/"}
+                - {kind: osv-api, url: "ftp://ops:s3cret-token@osv.internal/"}
+            """))
+    assert len(caught.value.problems) == 2, caught.value.problems
+    assert all("s3cret-token" not in problem for problem in caught.value.problems)
+    assert "is plain http" in caught.value.problems[0]
+    assert "is not an http(s) URL" in caught.value.problems[1]
+
+
 def test_per_set_overrides_replace_global_keys_and_add_exceptions() -> None:
     config = parse_config(textwrap.dedent("""\
         version: 1

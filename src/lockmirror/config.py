@@ -26,6 +26,7 @@ from .config_messages import schema_problems
 from .config_schema import MirrorConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError, InputError, LockmirrorError
+from .redaction import redact_text
 
 DEFAULT_CONFIG = "mirror.yaml"
 TOOL_SET = "lockmirror-tool"  # lockmirror's own set (stages.tool_set): no set of mirror.yaml
@@ -273,8 +274,6 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
 def _written_credentials(doc: PositionedYaml) -> Iterator[tuple[Path_, str]]:
     """A user name or password written into a source's URL in the file (never shown).
     One a ``${VAR}`` fills in comes from the environment, as credentials may."""
-    from .redaction import redact_text
-
     for i, source in enumerate(_as_list(doc.data.get("sources"))):
         url = doc.written.get(("sources", i, "url"), _as_dict(source).get("url"))
         if isinstance(url, str) and redact_text(url) != url:
@@ -298,7 +297,7 @@ def _source_checks(items: list[Any]) -> Iterator[tuple[Path_, str]]:
         seen[name] = i
         url = source.get("url")
         if _plain_http(url) and source.get("allow_http") is not True:
-            yield (("sources", i, "url"), f"'{_redacted(url)}' is plain http: anyone on the "
+            yield (("sources", i, "url"), f"'{redact_text(url)}' is plain http: anyone on the "
                    "path can change what the index lists and serves (use https, or say "
                    "`allow_http: true` for a network you trust)")
         for j, project in enumerate(_as_list(source.get("projects"))):
@@ -385,22 +384,17 @@ def _policy_checks(policy: dict[str, Any], sets: dict[str, Any]) -> Iterator[tup
                    "'path' is for osv-offline sources; give 'url' (or nothing for the default)")
         url = source.get("url")
         if isinstance(url, str) and not re.match(r"^https?://", url, re.IGNORECASE):
-            yield (("policy", "advisory_sources", i, "url"), f"'{url}' is not an http(s) URL")
+            yield (("policy", "advisory_sources", i, "url"),
+                   f"'{redact_text(url)}' is not an http(s) URL")
         elif _plain_http(url) and not source.get("allow_http"):
             yield (("policy", "advisory_sources", i, "url"),
-                   f"'{url}' is plain http: anyone on the path can hide advisories (use "
-                   "https, or say `allow_http: true` for a network you trust)")
+                   f"'{redact_text(url)}' is plain http: anyone on the path can hide "
+                   "advisories (use https, or say `allow_http: true` for a network you trust)")
 
 
 def _plain_http(url: Any) -> TypeGuard[str]:
     """Whether ``url`` is an ``http://`` URL to a host other than a loopback one."""
     return isinstance(url, str) and url.lower().startswith("http://") and not _loopback_url(url)
-
-
-def _redacted(url: str) -> str:
-    from .redaction import redact_text
-
-    return redact_text(url)
 
 
 def _loopback_url(url: str) -> bool:
