@@ -467,25 +467,33 @@ def unblock(fifo: Path) -> None:
         pass
 
 
+def start_holding_lock(argv: list[str], server: S3Server, bucket: str, cwd: Path) -> subprocess.Popen[str]:
+    """``argv``, a publish to ``bucket``/pypi, once it holds the lock and uploaded a file
+    (an upload blocked on the FIFO holds it there)."""
+    child = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**server.env()),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = S3Publisher(destination(server, bucket))._lock()
+    deadline = time.monotonic() + 60
+    while (not any("/files/" in key for key in server.keys(bucket)) or lock.read() is None) \
+            and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if lock.read() is None:  # no caller's clean-up holds it yet: stop it here
+        child.kill()
+        child.communicate()
+    assert lock.read() is not None, "the publish never took its lock"
+    return child
+
+
 def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
                     cwd: Path) -> tuple[int, str]:
     """Run ``argv`` (a publish to ``bucket``'s prefix pypi that blocks on ``fifo``),
-    SIGTERM it once it holds the lock, then unblock the upload under way (as Ctrl-C
-    lets it finish); its exit status and stderr."""
-    lock = S3Publisher(destination(server, bucket))._lock()
-    child = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**server.env()),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    SIGTERM it once it holds the lock and uploaded a file (so there is something to
+    remember), then unblock the upload under way (as Ctrl-C lets it finish); its exit
+    status and stderr."""
+    child = start_holding_lock(argv, server, bucket, cwd)
     try:
-        deadline = time.monotonic() + 60
-        while lock.read() is None and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert lock.read() is not None, "the publish never took its lock"
-        # and uploaded a file (so there is something to remember): with --jobs 1 the
-        # FIFO's file, last in order, blocks the publish after the others
-        while (not any("/files/" in key for key in server.keys(bucket))
-               and child.poll() is None and time.monotonic() < deadline):
-            time.sleep(0.05)
         child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
         while child.poll() is None and time.monotonic() < deadline:
             unblock(fifo)  # the blocked upload reads its (empty) file and ends
             time.sleep(0.05)

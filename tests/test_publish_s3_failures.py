@@ -20,9 +20,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import dead_pid, subprocess_env
+from helpers import dead_pid
 from servers import S3Server, start_moto
-from test_publish_s3 import destination, doit_publish_project, tree_with_a_fifo, unblock
+from test_publish_s3 import (
+    destination,
+    doit_publish_project,
+    start_holding_lock,
+    tree_with_a_fifo,
+    unblock,
+)
 
 from lockmirror.cli import main
 from lockmirror.errors import PublishError
@@ -50,26 +56,10 @@ def start_publish(server: S3Server, bucket: str, source: Path, cwd: Path,
                   *extra: str) -> subprocess.Popen[str]:
     """``lockmirror publish`` of ``source`` (a tree with a FIFO) to ``bucket``/pypi, once
     it holds the lock and uploaded a file (with --jobs 1 the FIFO's, last, blocks it)."""
-    return start([sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
-                  "--from", str(source), "--endpoint-url", server.endpoint_url, "--jobs", "1",
-                  *extra], server, bucket, cwd)
-
-
-def start(argv: list[str], server: S3Server, bucket: str, cwd: Path) -> subprocess.Popen[str]:
-    """``argv``, a publish to ``bucket``/pypi, once it holds the lock and uploaded a file
-    (an upload blocked on the FIFO holds it there)."""
-    child = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**server.env()),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock = S3Publisher(destination(server, bucket))._lock()
-    deadline = time.monotonic() + 60
-    while (not any("/files/" in key for key in server.keys(bucket)) or lock.read() is None) \
-            and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if lock.read() is None:  # no caller's clean-up holds it yet: stop it here
-        child.kill()
-        child.communicate()
-    assert lock.read() is not None, "the publish never took its lock"
-    return child
+    return start_holding_lock(
+        [sys.executable, "-m", "lockmirror", "publish", "--to", f"s3://{bucket}/pypi",
+         "--from", str(source), "--endpoint-url", server.endpoint_url, "--jobs", "1", *extra],
+        server, bucket, cwd)
 
 
 def test_a_publish_whose_server_stops_says_its_lock_is_left_and_how_to_clear_it(
@@ -163,7 +153,7 @@ def test_sigterm_ends_a_doit_publish_to_a_frozen_server_as_the_cli_does(
     source = tree_with_a_fifo(index_tree, tmp_path / "tree")
     fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
     bucket = own_moto.new_bucket()
-    child = start([*doit_publish_project(tmp_path, source, bucket, own_moto), "publish"],
+    child = start_holding_lock([*doit_publish_project(tmp_path, source, bucket, own_moto), "publish"],
                   own_moto, bucket, tmp_path)
     err = terminate_when_frozen(own_moto, child, fifo, timeout=30)  # under the workers' timeouts
     assert child.returncode == 143, err
