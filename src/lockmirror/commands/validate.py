@@ -17,6 +17,7 @@ import sys
 from ..config import LoadedConfig, load_config
 from ..errors import InputError
 from ..fsutil import plural
+from .lock import before_lock
 
 NAME = "validate"
 HELP = ("check mirror.yaml and report every problem, one line each, and the lockfiles' URLs "
@@ -36,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.path)
     config = loaded.config
-    for line in loaded.platform_warnings(args.path):
-        print(f"lockmirror: warning: {line}", file=sys.stderr)
+    before_lock(loaded, args.path, asks_sources=False)  # lock's warnings (credentials below)
     # a set not locked yet is `lock --check`'s to report; a lockfile that exists must be
     # sound: its URLs under their sources, then PEP 751 as `lock` writes it (a path-like
     # file name passed here and failed later; found by an outside tester)
