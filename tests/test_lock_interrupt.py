@@ -152,3 +152,22 @@ def test_a_closed_client_does_not_ask_whether_the_source_is_wrong(tmp_path: Path
         asking.join()
     assert [type(error) for error in found] == [NotFoundError], found
     assert server.asked == ["/simple/slowpkg/"], server.asked
+
+
+@pytest.mark.parametrize(("daemon", "exits_cleanly"), [(True, True), (False, False)])
+def test_leave_cuts_short_only_a_wait_for_threads_the_exit_would_join(
+        daemon: bool, exits_cleanly: bool) -> None:
+    """After a signal, :func:`lockmirror.interrupt.leave` ends the process without the
+    interpreter's exit (no atexit handlers) only when a thread the exit would join is
+    alive (a worker stuck in a request); a daemon thread, never joined, is no reason."""
+    program = f"""
+import atexit, threading, time
+from lockmirror.interrupt import leave
+atexit.register(lambda: print("exited cleanly", flush=True))
+threading.Thread(target=time.sleep, args=(30,), daemon={daemon}).start()
+leave(130)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, env=subprocess_env())
+    assert done.returncode == 130, done.stderr
+    assert ("exited cleanly" in done.stdout) is exits_cleanly, done

@@ -76,7 +76,10 @@ def leave(status: int) -> NoReturn:
     timeouts, so the process ends without them (every lock and temporary file
     was seen to on the way out, and the output is flushed first)."""
     stopped_by_signal = status in (130, TERMINATED_EXIT)
-    if stopped_by_signal and threading.active_count() > 1:
+    # daemon threads are never joined at exit: only the others would keep it waiting
+    if stopped_by_signal and any(thread.is_alive() and not thread.daemon
+                                 for thread in threading.enumerate()
+                                 if thread is not threading.main_thread()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
