@@ -150,7 +150,7 @@ class Project:
 
     def lockfile_paths(self) -> list[Path]:
         """Every set's lockfile, and lockmirror's own set's when it is locked."""
-        return [self.lockfile_path(name) for name in self.set_names] + self.tool_lockfile()
+        return [path for _name, path, _input_hash, _doc in self.locks()]
 
     def tool_lockfile(self) -> list[Path]:
         """lockmirror's own set's lockfile (stages/tool_set.py), if it is locked."""
