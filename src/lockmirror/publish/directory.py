@@ -37,6 +37,7 @@ from ..formats.directory_receipt import RECEIPT_FORMAT, read_receipt, receipt_pa
 from ..formats.manifest import DIRECTORY_LOCK, STATE_DIR, temporary_target
 from ..fsutil import CHUNK, atomic_write, atomic_writer, plural, sha256_file
 from .tree import (
+    PAGES_LEFT,
     Item,
     Plan,
     Progress,
@@ -230,9 +231,9 @@ class DirectoryPublisher:
     @property
     def _left_on_conflict(self) -> str:
         """What a conflict's hint says of the destination: a flat directory has no
-        pages to hold the file there back (found by review: it said they were left)."""
+        pages to hold the file there back."""
         return ("a flat directory has no pages: the file there is served as it is"
-                if self.flat else "the pages were left as they were")
+                if self.flat else PAGES_LEFT)
 
     @property
     def _left_on_mismatch(self) -> str:

@@ -303,12 +303,11 @@ def read_index_manifest(source: BundleSource) -> DeltaBase:
 
 def _older_base_notes(base: DeltaBase | None, since: Path | None, *,
                       with_tool: bool) -> tuple[str, ...]:
-    """What a delta onto a base an older lockmirror wrote or imported must say (an
-    outside tester's delta carried no tool, without a word): that lockmirror may be the
-    far side's, and one from before this delta's format refuses it. A bundle of format
-    /1 is one; so is a mirror directory whose last import or refresh recorded neither
-    its bundle's time nor manifest.json, as none before /2 did (nor, for a few hours,
-    those after it: so the note says "may")."""
+    """What a delta onto a base an older lockmirror wrote or imported must say: that
+    lockmirror may be the far side's, and one from before this delta's format refuses
+    it. A bundle of format /1 is one; so is a mirror directory whose last import or
+    refresh recorded neither its bundle's time nor manifest.json, as none before /2 did
+    (nor the first lockmirrors that wrote /2: so the note says "may")."""
     if base is None or since is None:
         return ()
     if base.bundle is not None:

@@ -91,11 +91,10 @@ def _manifest_record(root: Path) -> str | None:
 def unchecked_manifest(root: Path) -> str | None:
     """What ``lockmirror verify`` adds to its "every file matches" about a tree whose
     ``manifest.json`` nothing recorded: that the manifest itself was not checked, what
-    that misses, and how the record starts (found by an outside tester: the line did not
-    say); ``publish --from`` such a tree says it too. With ``.lockmirror/`` there, an
-    older lockmirror imported or refreshed it; with none, it may as well be a build-side
-    index copied away from its index state (found by an outside tester: it was told an
-    older lockmirror imported it) or a mirror whose records were deleted. None for a
+    that misses, and how the record starts; ``publish --from`` such a tree says it too.
+    With ``.lockmirror/`` there, an older lockmirror imported or refreshed it; with none,
+    it may as well be a build-side index copied away from its index state or a mirror
+    whose records were deleted. None for a
     mirror with the record, a built index, a directory publish (none is kept) and a tree
     without a manifest."""
     if (_manifest_record(root) is not None or not (root / MANIFEST_NAME).is_file()
