@@ -23,10 +23,11 @@ from test_fetch import make_lockfile
 from lockmirror.cli import main
 from lockmirror.config_schema import DirectoryDestination, S3Destination
 from lockmirror.errors import PublishError
+from lockmirror.formats.mirror_lockfile import set_of_lockfile_copy
 from lockmirror.formats.store import Store
 from lockmirror.publish import publish
 from lockmirror.publish.directory import DirectoryPublisher
-from lockmirror.publish.tree import SourceTree, set_of_lockfile_copy
+from lockmirror.publish.tree import SourceTree
 from lockmirror.stages.index import build_index
 from lockmirror.stages.shard import for_targets
 

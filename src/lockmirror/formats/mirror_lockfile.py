@@ -187,3 +187,11 @@ def _header(data: bytes, base: str | None) -> str:
     where = f"under {base}files/" if base else "in ../files/, relative to this file"
     lines.append(f"{_NOTE} every file points at the mirror ({where}).")
     return "".join(line + "\n" for line in lines)
+
+
+def set_of_lockfile_copy(path: str) -> str | None:
+    """The set of an index's lockfile copy path (``lockfiles/pylock.<set>.toml``), else None."""
+    prefix, suffix = "lockfiles/pylock.", ".toml"
+    if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):]:
+        return path[len(prefix):-len(suffix)] or None
+    return None

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.manifest import MANIFEST_NAME, Manifest
+from ..formats.mirror_lockfile import set_of_lockfile_copy
 from ..formats.pages import ARTIFACT_SUFFIXES
 from ..fsutil import format_size, plural, sha256_bytes
 from ..stages.verify import check_manifest_record
@@ -58,14 +59,6 @@ def kind_of(path: str) -> str:
 def is_artifact(path: str) -> bool:
     """A wheel or sdist under ``files/`` (not its ``.metadata``)."""
     return path.startswith("files/") and path.endswith(ARTIFACT_SUFFIXES)
-
-
-def set_of_lockfile_copy(path: str) -> str | None:
-    """The set of an index's lockfile copy path (``lockfiles/pylock.<set>.toml``), else None."""
-    prefix, suffix = "lockfiles/pylock.", ".toml"
-    if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):]:
-        return path[len(prefix):-len(suffix)] or None
-    return None
 
 
 @dataclass(frozen=True)

@@ -74,10 +74,10 @@ def require_built_from(loaded: LoadedConfig, index_dir: Path,
     there. An index holding no copy is left to check-install's own refusal.
     LockmirrorError naming the sets, before anything is installed. Costs a read of
     each lockfile and its copy, and a relocation."""
-    from ..formats.mirror_lockfile import relocate_lockfile
+    from ..formats.mirror_lockfile import relocate_lockfile, set_of_lockfile_copy
 
-    served = {path.name.removeprefix("pylock.").removesuffix(".toml")
-              for path in (index_dir / "lockfiles").glob("pylock.*.toml")}
+    served = {name for path in (index_dir / "lockfiles").glob("pylock.*.toml")
+              if (name := set_of_lockfile_copy(f"lockfiles/{path.name}"))}
     if not served:
         return
     differ = []
