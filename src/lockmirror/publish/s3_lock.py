@@ -21,8 +21,6 @@ publish ended (``--break-lock`` clears it; it is never broken unasked).
 from __future__ import annotations
 
 import json
-import re
-import socket
 import threading
 import time
 import uuid
@@ -32,10 +30,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from ..errors import LockmirrorError, PublishError
-from ..fsutil import pid_alive
 from ..net.s3_client import NOT_FOUND_CODES, STATE_CACHE, S3Client, error_code, s3_errors
 from ..timeutil import as_utc
-from .tree import Progress, ProgressEvent, lock_holder_text
+from .tree import Progress, ProgressEvent, lock_holder_text, process_gone
 
 DEFAULT_TTL = 3600  # seconds a lock lives without renewal: a killed publisher's lock at most
 _LOCK_TAKEN_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
@@ -61,11 +58,7 @@ class LockHolder:
 
     def gone(self) -> int | None:
         """The holder's pid when it ran on this host and that process is gone."""
-        match = re.fullmatch(r".*@(.+) pid (\d+)", self.holder)
-        if match is None or match.group(1) != socket.gethostname():
-            return None
-        pid = int(match.group(2))
-        return None if pid_alive(pid) else pid
+        return process_gone(self.holder)
 
     def describe(self, now: datetime, gone: int | None) -> str:
         """``locked by HOLDER for AGE, expires in N min`` (and that it ended, when it did:

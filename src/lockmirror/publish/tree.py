@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from ..errors import IntegrityError, LockmirrorError, PublishError
 from ..formats.manifest import MANIFEST_NAME, Manifest
 from ..formats.mirror_lockfile import set_of_lockfile_copy
 from ..formats.pages import ARTIFACT_SUFFIXES
-from ..fsutil import format_size, plural, sha256_bytes
+from ..fsutil import format_size, pid_alive, plural, sha256_bytes
 from ..stages.verify import check_manifest_record
 
 FILE = "file"
@@ -386,3 +387,13 @@ def lock_holder_text() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def process_gone(holder: str) -> int | None:
+    """The pid in a :func:`lock_holder_text` when the process ran on this host and is
+    gone; None otherwise (another host, still running, or not such a text)."""
+    match = re.fullmatch(r".*@(.+) pid (\d+)", holder)
+    if match is None or match.group(1) != socket.gethostname():
+        return None
+    pid = int(match.group(2))
+    return None if pid_alive(pid) else pid
