@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -491,13 +491,21 @@ def sigterm_publish(argv: list[str], server: S3Server, bucket: str, fifo: Path,
     remember), then unblock the upload under way (as Ctrl-C lets it finish); its exit
     status and stderr."""
     child = start_holding_lock(argv, server, bucket, cwd)
+    return stop_and_finish(child, fifo, lambda: child.send_signal(signal.SIGTERM))
+
+
+def stop_and_finish(child: subprocess.Popen[str], fifo: Path, stop: Callable[[], object], *,
+                    wait: float = 60, timeout: float = 30) -> tuple[int, str]:
+    """``stop()`` the publish ``child`` blocked on ``fifo``, then unblock its upload
+    under way until it ends (within ``wait`` s, then ``timeout`` s more); its exit
+    status and stderr. A child still running then is killed."""
     try:
-        child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 60
+        stop()
+        deadline = time.monotonic() + wait
         while child.poll() is None and time.monotonic() < deadline:
             unblock(fifo)  # the blocked upload reads its (empty) file and ends
             time.sleep(0.05)
-        _out, err = child.communicate(timeout=30)
+        _out, err = child.communicate(timeout=timeout)
     finally:
         if child.poll() is None:
             child.kill()

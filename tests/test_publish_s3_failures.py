@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from test_publish_s3 import (
     destination,
     doit_publish_project,
     start_holding_lock,
+    stop_and_finish,
     tree_with_a_fifo,
     unblock,
 )
@@ -67,18 +67,9 @@ def test_a_publish_whose_server_stops_says_its_lock_is_left_and_how_to_clear_it(
     source = tree_with_a_fifo(index_tree, tmp_path / "tree")
     fifo = source / "files" / "zzz" / "zzz-0.1.tar.gz"
     child = start_publish(own_moto, own_moto.new_bucket(), source, tmp_path, "-q")
-    try:
-        own_moto.process.stop()  # the server goes away mid-run
-        deadline = time.monotonic() + 120
-        while child.poll() is None and time.monotonic() < deadline:
-            unblock(fifo)  # the last upload now finds nobody there
-            time.sleep(0.05)
-        _out, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 1, err
+    # the server goes away mid-run; the last upload then finds nobody there
+    code, err = stop_and_finish(child, fifo, own_moto.process.stop, wait=120, timeout=120)
+    assert code == 1, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("lockmirror: error: ") and "cannot reach" in err
     assert "the publish lock is left held (releasing it failed: cannot reach " in err
