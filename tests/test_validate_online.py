@@ -122,6 +122,25 @@ def test_online_takes_a_yanked_pin_the_policy_takes(
     assert main(["validate", "--online", str(path)]) == 0, capsys.readouterr().err
 
 
+def url_blamed(path: Path, capsys: pytest.CaptureFixture[str], says: str, check: str, *,
+               after_validate: Callable[[], None] = lambda: None) -> tuple[list[str], str]:
+    """``validate --online`` and ``lock`` of ``path`` both fail on the sources' URLs,
+    every line of validate's (one per requirement) and lock's error saying ``says``
+    and the hint ``check ... in mirror.yaml``; validate's lines and lock's stderr."""
+    assert main(["validate", "--online", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"{path}:8:9: sets.intel.requirements[0]: no source has a project "
+                        f"named 'python-alpha': {says} (set intel); {check} in mirror.yaml: "
+                        "a PEP 503 index, e.g. https://pypi.org/simple/")
+    assert len(lines) == 4 and all(says in line for line in lines), lines
+    after_validate()
+    assert main(["lock", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (f"no source has a project named 'python-alpha': {says} ({check} in "
+            "mirror.yaml") in err, err
+    return lines, err
+
+
 def test_a_wrong_source_path_is_named_once_not_a_spelling_hint_per_project(
         tmp_path: Path, fixture_index: FixtureIndex,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,20 +152,16 @@ def test_a_wrong_source_path_is_named_once_not_a_spelling_hint_per_project(
     path.write_text(MIRROR.format(url=wrong, cache=tmp_path / "cache"), encoding="utf-8")
     says = (f"source fixture ({wrong}) answers 404 for every project asked, pip too, so "
             "the URL looks wrong")
-    assert main(["validate", "--online", str(path)]) == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == (f"{path}:8:9: sets.intel.requirements[0]: no source has a project "
-                        f"named 'python-alpha': {says} (set intel); check the source's url "
-                        "in mirror.yaml: a PEP 503 index, e.g. https://pypi.org/simple/")
-    assert len(lines) == 4 and all(says in line for line in lines), lines
-    asked = [r.path.split("/")[2] for r in fixture_index.requests]
+    asked: list[str] = []
+
+    def validate_asked() -> None:  # what validate asked, before lock asks again
+        asked.extend(r.path.split("/")[2] for r in fixture_index.requests)
+        fixture_index.reset_counts()
+
+    _lines, err = url_blamed(path, capsys, says, "check the source's url",
+                             after_validate=validate_asked)
     assert set(asked) == {"python-alpha", "yanky", "alpha", "beta", "pip"}, asked  # no spellings
     assert asked.count("pip") == 1, asked  # once for the source, not once per project
-    fixture_index.reset_counts()
-    assert main(["lock", "--config", str(path)]) == 1
-    err = capsys.readouterr().err
-    assert f"no source has a project named 'python-alpha': {says} (check the source's " \
-        "url in mirror.yaml" in err, err
     assert "spelling" not in err, err
     pip_asked = [r for r in fixture_index.requests if r.path.split("/")[2] == "pip"]
     assert len(pip_asked) == 1, pip_asked
@@ -191,14 +206,5 @@ def test_two_sources_without_pip_are_not_both_accused(
     says = (f"sources fixture ({wrong}), internal ({internal.url}) have no page for any "
             "project asked, nor for pip: one of their urls may be wrong (an index of in-house "
             "packages has no pip either)")
-    assert main(["validate", "--online", str(path)]) == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == (f"{path}:8:9: sets.intel.requirements[0]: no source has a project "
-                        f"named 'python-alpha': {says} (set intel); check their urls in "
-                        "mirror.yaml: a PEP 503 index, e.g. https://pypi.org/simple/")
-    assert len(lines) == 4 and all(says in line for line in lines), lines
+    lines, _err = url_blamed(path, capsys, says, "check their urls")
     assert "looks wrong" not in "\n".join(lines)
-    assert main(["lock", "--config", str(path)]) == 1
-    err = capsys.readouterr().err
-    assert f"no source has a project named 'python-alpha': {says} (check their urls in " \
-        "mirror.yaml" in err, err
