@@ -25,6 +25,9 @@ LINUX_ARCHES = ("x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390
                 "riscv64", "loongarch64")
 MUSLLINUX_ARCHES = ("x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64",
                     "loongarch64")
+# the glibc version (PEP 600) each legacy manylinux tag stands for
+LEGACY_MANYLINUX_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12),
+                          "manylinux2014": (2, 17)}
 LEGACY_MANYLINUX_ARCHES = {
     "manylinux1": ("x86_64", "i686"),
     "manylinux2010": ("x86_64", "i686"),
@@ -38,7 +41,8 @@ GRAMMARS = ("manylinux_X_Y_ARCH, manylinux1/2010/2014_ARCH, musllinux_X_Y_ARCH, 
             "macosx_X_Y_ARCH, win32, win_amd64, win_arm64, linux_ARCH, any")
 
 _VERSIONED = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)_(.+)")
-_LEGACY = re.compile(r"(manylinux1|manylinux2010|manylinux2014)_(.+)")
+# a legacy manylinux tag: its name (a key of LEGACY_MANYLINUX_GLIBC), then its architecture
+LEGACY_MANYLINUX_TAG = re.compile(rf"({'|'.join(LEGACY_MANYLINUX_GLIBC)})_(.+)")
 _LINUX = re.compile(r"linux_(.+)")
 
 
@@ -67,8 +71,8 @@ def platform_warning(tag: str) -> str | None:
             f"manylinux_2_28_{arch}")
 
 
-_NO_ARCH = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)|manylinux1|manylinux2010|"
-                      r"manylinux2014")
+_NO_ARCH = re.compile(rf"(manylinux|musllinux|macosx)_(\d+)_(\d+)"
+                      rf"|{'|'.join(LEGACY_MANYLINUX_GLIBC)}")
 
 
 def _without_arch(tag: str) -> tuple[str, str] | None:
@@ -90,7 +94,7 @@ def _valid(tag: str) -> bool:
         family, arch = match.group(1), match.group(4)
         return arch in {"manylinux": LINUX_ARCHES, "musllinux": MUSLLINUX_ARCHES,
                         "macosx": MACOS_ARCHES}[family]
-    match = _LEGACY.fullmatch(tag)
+    match = LEGACY_MANYLINUX_TAG.fullmatch(tag)
     if match:
         return match.group(2) in LEGACY_MANYLINUX_ARCHES[match.group(1)]
     match = _LINUX.fullmatch(tag)
@@ -112,7 +116,7 @@ def nearest_platform(tag: str) -> str | None:
         arches = {"manylinux": LINUX_ARCHES, "musllinux": MUSLLINUX_ARCHES,
                   "macosx": MACOS_ARCHES}[family]
         return _with_arch(f"{family}_{int(major)}_{int(minor)}_", arch, arches)
-    match = _LEGACY.fullmatch(text)
+    match = LEGACY_MANYLINUX_TAG.fullmatch(text)
     if match:
         family, arch = match.groups()
         return _with_arch(f"{family}_", arch, LEGACY_MANYLINUX_ARCHES[family])
@@ -139,9 +143,6 @@ def _with_arch(prefix: str, arch: str, arches: tuple[str, ...]) -> str | None:
     return prefix + close if close else None
 
 
-# the glibc version (PEP 600) each legacy manylinux tag stands for
-LEGACY_MANYLINUX_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12),
-                          "manylinux2014": (2, 17)}
 # macOS wheels for both architectures serve either
 _MACOS_FAT = ("universal2",)
 
@@ -155,7 +156,7 @@ def platform_family(tag: str) -> tuple[str, tuple[int, int]]:
     if match:
         kind, major, minor, arch = match.groups()
         return f"{kind} {arch}", (int(major), int(minor))
-    match = _LEGACY.fullmatch(tag)
+    match = LEGACY_MANYLINUX_TAG.fullmatch(tag)
     if match:
         return f"manylinux {match.group(2)}", LEGACY_MANYLINUX_GLIBC[match.group(1)]
     return tag, (0, 0)

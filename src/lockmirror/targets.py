@@ -24,7 +24,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-from .platform_tags import LEGACY_MANYLINUX_GLIBC
+from .platform_tags import LEGACY_MANYLINUX_GLIBC, LEGACY_MANYLINUX_TAG
 
 
 class TargetRecord(Protocol):
@@ -83,7 +83,7 @@ def expand_platform(platform: str) -> list[str]:
     macOS expand the same way; anything else stands for itself.
     """
     match = re.fullmatch(r"manylinux_(\d+)_(\d+)_(.+)", platform)
-    legacy = re.fullmatch(r"(manylinux2014|manylinux2010|manylinux1)_(.+)", platform)
+    legacy = LEGACY_MANYLINUX_TAG.fullmatch(platform)
     if legacy:
         match = None
         (major, minor), arch = LEGACY_MANYLINUX_GLIBC[legacy.group(1)], legacy.group(2)
