@@ -322,6 +322,20 @@ def test_every_problem_is_reported_in_one_pass() -> None:
     assert caught.value.exit_code == 2
 
 
+def test_targets_that_overlap_are_reported_beside_a_broken_target() -> None:
+    # the overlap check sees the targets the schema passed, even when the file has problems
+    text = broken("  mac-py312:\n", "  linux-3119:\n    python: \"3.11.9\"\n"
+                                     "    platforms: [manylinux_2_28_x86_64]\n"
+                                     "  linux-bad:\n    python: \"3.11\"\n"
+                                     "    platforms: [manylinux_2_28_x86-64]\n  mac-py312:\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "mirror.yaml", environ={})
+    assert [p.split(": ")[1] for p in caught.value.problems] == [
+        "targets.linux-bad.platforms[0]", "sets.tools"]
+    assert "'linux-py311' and 'linux-3119' cannot be told apart" in caught.value.problems[1]
+    assert "linux-bad'" not in caught.value.problems[1]
+
+
 def test_variables_are_substituted(tmp_path: Path) -> None:
     text = broken("https://pypi.org/simple/", "${PRIVATE_INDEX_URL:-https://fallback.example/simple}")
     config = parse_config(text, environ={})

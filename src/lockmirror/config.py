@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
 from .config_messages import schema_problems
-from .config_schema import MirrorConfig
+from .config_schema import MirrorConfig, TargetConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
 from .errors import ConfigError, InputError, LockmirrorError
 from .redaction import redact_text
@@ -222,18 +222,32 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
         problems.append(f"{doc.where(())}: the file must be a mapping with version, "
                         "sources, targets and sets")
     else:
-        try:
-            config = MirrorConfig.model_validate(doc.data)
-        except ValidationError as exc:
-            for loc, message in schema_problems(exc.errors(), doc):
-                doc.problem(loc, message)
-    if isinstance(doc.data, dict):
-        for path, message in [*_cross_checks(doc.data), *_written_credentials(doc)]:
+        config, valid_targets = _schema_checks(doc)
+        for path, message in [*_cross_checks(doc.data, valid_targets),
+                              *_written_credentials(doc)]:
             doc.problem(path, message)
     if problems:
         raise ConfigError(sorted(set(problems), key=_line_key))
     assert config is not None
     return config
+
+
+def _schema_checks(doc: PositionedYaml) -> tuple[MirrorConfig | None, dict[str, TargetConfig]]:
+    """The file validated by the schema (None when it has problems, each reported at
+    its place in ``doc``) and, by name, the targets the schema found valid: with no
+    config to take them from, those no problem points into, built on their own."""
+    try:
+        config = MirrorConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        for loc, message in schema_problems(errors, doc):
+            doc.problem(loc, message)
+        broken = {error["loc"][1] for error in errors
+                  if len(error["loc"]) > 1 and error["loc"][0] == "targets"}
+        written = _as_dict(doc.data.get("targets"))
+        return None, {name: TargetConfig.model_validate(spec)
+                      for name, spec in written.items() if name not in broken}
+    return config, config.targets
 
 
 def _line_key(problem: str) -> tuple[int, int, str]:
@@ -249,7 +263,8 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+def _cross_checks(data: dict[str, Any], valid_targets: Mapping[str, TargetConfig]
+                  ) -> Iterator[tuple[Path_, str]]:
     """Checks that span sections: names, references, dates.
 
     They run on the raw data, tolerant of wrong types (pydantic reports
@@ -261,7 +276,7 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
     yield from _set_checks(_as_dict(data.get("sets")), targets)
-    yield from _overlap_checks(_as_dict(data.get("sets")), targets)
+    yield from _overlap_checks(_as_dict(data.get("sets")), valid_targets)
     yield from _policy_checks(_as_dict(data.get("policy")), _as_dict(data.get("sets")))
     for name, destination in _as_dict(data.get("publish")).items():
         bucket = _as_dict(destination).get("bucket")
@@ -331,18 +346,12 @@ def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple
         yield from _requirement_checks(set_name, _as_list(spec.get("requirements")))
 
 
-def _overlap_checks(sets: dict[str, Any], targets: dict[str, Any]
+def _overlap_checks(sets: dict[str, Any], valid: Mapping[str, TargetConfig]
                     ) -> Iterator[tuple[Path_, str]]:
-    """A set two of whose (valid) targets a lockfile marker cannot tell apart, at the
-    set's own line."""
-    from .config_schema import TargetConfig, overlapping_targets
+    """A set two of whose valid targets (the broken ones the schema reports) a lockfile
+    marker cannot tell apart, at the set's own line."""
+    from .config_schema import overlapping_targets
 
-    valid = {}
-    for name, spec in targets.items():
-        try:
-            valid[name] = TargetConfig.model_validate(spec)
-        except ValidationError:
-            continue  # reported by the schema
     for set_name, spec in sets.items():
         chosen = _as_dict(spec).get("targets")
         chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list) else None
