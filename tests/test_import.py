@@ -656,8 +656,8 @@ def test_a_delta_onto_a_mirror_with_a_file_altered_says_the_mirror_is_damaged(
     """A base file altered in place with its size kept is found by its sha256: the
     delta is refused instead of reporting "every file verified". Imported once already,
     the delta cannot repair it either (it applies onto its base), and says so, naming
-    the file, rather than "applies only onto the mirror whose manifest.json has sha256
-    ..." (found by a reviewer)."""
+    the file, rather than "applies only onto the mirror whose last full or delta
+    bundle's manifest.json had sha256 ..." (found by a reviewer)."""
     _next_version(mirror.first_inputs / "dist-index", tmp_path / "v2")
     delta = bundle(tmp_path / "v2", tmp_path / "delta", since=mirror.first.path)
     if delta_imported:
@@ -681,8 +681,15 @@ def test_delta_onto_the_wrong_base_is_refused(mirror: Mirror, tmp_path: Path) ->
     delta = bundle(tmp_path / "v2", tmp_path / "delta",
                    since=other / "dist-index" / "manifest.json")
     current = hashlib.sha256((mirror.root / "manifest.json").read_bytes()).hexdigest()
-    error = refused(mirror, [delta.path], "applies only onto the mirror whose manifest.json")
-    assert current in str(error) and str(delta.base_manifest_sha256) in str(error)
+    # the opening says what the delta is held to: the manifest the last bundle pinned
+    error = refused(mirror, [delta.path], "applies only onto the mirror whose last full or "
+                    "delta bundle's manifest.json had sha256")
+    assert str(error).startswith(
+        f"{mirror.root}: this delta applies only onto the mirror whose last full or delta "
+        f"bundle's manifest.json had sha256 {delta.base_manifest_sha256} (.lockmirror/"
+        "bundle-manifest.sha256; on a mirror without that record, its manifest.json's), "
+        f"but its manifest.json has sha256 {current}")
+    assert len(str(error).splitlines()) == 1
     empty = tmp_path / "empty"
     with pytest.raises(BundleError, match="it holds no mirror"):
         import_bundle([delta.path], empty)

@@ -57,7 +57,14 @@ from ..formats.bundle_format import (
     BundleSource,
     ConcatenatedReader,
 )
-from ..formats.manifest import IMPORT_MANIFEST, MANIFEST_NAME, Entry, Manifest, check_tree
+from ..formats.manifest import (
+    IMPORT_BUNDLE_MANIFEST,
+    IMPORT_MANIFEST,
+    MANIFEST_NAME,
+    Entry,
+    Manifest,
+    check_tree,
+)
 from ..formats.quarantine_list import Key, QuarantineList, removed_releases
 from ..fsutil import format_size, sha256_bytes
 from .import_extract import extract
@@ -334,8 +341,10 @@ def _check_applies(plan: ImportPlan, into: Path, current_sha: str | None,
                 else f"its last bundle's manifest.json had sha256 {base} (a refresh edited "
                      "manifest.json since)")
         raise BundleError(
-            f"this delta applies only onto the mirror whose manifest.json has sha256 "
-            f"{info.base_manifest_sha256}, but {have}", where=str(into),
+            f"this delta applies only onto the mirror whose last full or delta bundle's "
+            f"manifest.json had sha256 {info.base_manifest_sha256} ({IMPORT_BUNDLE_MANIFEST}; "
+            f"on a mirror without that record, its manifest.json's), but {have}",
+            where=str(into),
             hint="import the full bundle (or the deltas in order) first; nothing was changed")
     return absent
 
