@@ -25,7 +25,8 @@ from helpers import git, subprocess_env
 
 from lockmirror.errors import BundleError, LockmirrorError
 from lockmirror.formats import signing
-from lockmirror.formats.bundle_format import BundleInfo, locate_bundle, parse_size, read_head
+from lockmirror.formats.bundle_format import BundleInfo, parse_size
+from lockmirror.formats.bundle_reader import locate_bundle, read_head
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.stages.bundle import BundleResult, build_bundle
 from lockmirror.timeutil import resolve_source_date_epoch

@@ -27,10 +27,10 @@ lockfiles' last commit time, else 0), uid/gid 0, no user or group names,
 mode 0644/0755 (:mod:`lockmirror.stages.bundle_tar`). The same inputs give the
 same bytes wherever and whenever they are built. Plain tar, no compression:
 the payload is wheels, which are zip files already (benchmarks/bench_bundle.py
-measures gzip and zstd). The format itself (bundle.json, checksum listings,
-reading a bundle) is :mod:`lockmirror.formats.bundle_format`; members become
-files on disk through :mod:`lockmirror.stages.bundle_write`, the path the
-refresh bundle takes too.
+measures gzip and zstd). The format itself (bundle.json, checksum listings)
+is :mod:`lockmirror.formats.bundle_format`, reading a bundle
+:mod:`lockmirror.formats.bundle_reader`; members become files on disk through
+:mod:`lockmirror.stages.bundle_write`, the path the refresh bundle takes too.
 
 The content id is the first 16 hex digits of the sha256 of ``bundle.json``,
 which pins every member, so it names the content.
@@ -62,13 +62,10 @@ from ..formats.bundle_format import (
     TOOL_DIR,
     TOOL_SBOM,
     BundleInfo,
-    BundleSource,
-    head_of,
-    locate_bundle,
     parse_size,
-    read_exact,
 )
 from ..formats.bundle_headers import next_member, open_tar
+from ..formats.bundle_reader import BundleSource, head_of, locate_bundle, read_exact
 from ..formats.manifest import (
     IMPORT_BUNDLE_MANIFEST,
     IMPORT_BUNDLE_TIME,

@@ -47,7 +47,7 @@ class Removed:
 def _index_of(files: list[Path]) -> str | None:
     """The sha256 of the index manifest a bundle on disk carries (its head only);
     None when it does not read (such a bundle is no delta's base)."""
-    from ..formats.bundle_format import locate_bundle, read_head
+    from ..formats.bundle_reader import locate_bundle, read_head
 
     try:
         parts = sorted(p for p in files if not p.name.endswith(".sha256"))

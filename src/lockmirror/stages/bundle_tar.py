@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import LockmirrorError
-from ..formats.bundle_format import BLOCK, VOLUME_NAME, volume_stem
+from ..formats.bundle_format import BLOCK
+from ..formats.bundle_reader import VOLUME_NAME, volume_stem
 from ..formats.manifest import Entry
 from ..fsutil import CHUNK, sha256_bytes
 

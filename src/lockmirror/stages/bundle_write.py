@@ -29,10 +29,9 @@ from ..formats.bundle_format import (
     SUMS_NAME,
     BundleInfo,
     format_checksums,
-    locate_bundle,
     read_checksums,
-    read_head,
 )
+from ..formats.bundle_reader import locate_bundle, read_head
 from ..fsutil import atomic_write, format_size, one_at_a_time
 from .bundle_tar import Layout, Member, directories, output_error
 

@@ -14,7 +14,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..formats.bundle_format import INDEX_MANIFEST, BundleSource, ConcatenatedReader
+from ..formats.bundle_format import INDEX_MANIFEST
+from ..formats.bundle_reader import BundleSource, ConcatenatedReader
 from ..formats.manifest import Entry
 from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan, refusal, volume_damaged
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import BundleError, printable
 from ..formats import signing
-from ..formats.bundle_format import BundleHead, BundleSource, locate_bundle, read_head
+from ..formats.bundle_reader import BundleHead, BundleSource, locate_bundle, read_head
 from ..formats.manifest import IMPORT_STATE, PUBLISHER_STATE, STATE_DIR, temporary_target
 from ..fsutil import first_of
 from .import_plan import REFUSED

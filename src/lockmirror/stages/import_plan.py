@@ -2,7 +2,7 @@
 
 :func:`vet_bundle`, the one vetting of every import (a bundle's and a refresh
 bundle's), takes ``bundle.json`` and its signature as
-:func:`bundle_format.read_head` read them once, under the import lock
+:func:`bundle_reader.read_head` read them once, under the import lock
 (:func:`lockmirror.stages.import_open.opened_import`; with a public key, the
 signature checked before ``bundle.json`` is parsed), reads every tar header (through
 :mod:`lockmirror.formats.bundle_headers`: no pax headers, GNU long names capped,
@@ -28,17 +28,9 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import BundleError, BundleFormatError, IntegrityError, LockmirrorError
 from ..formats.bounded import check_json_size
-from ..formats.bundle_format import (
-    INDEX_DIR,
-    INDEX_MANIFEST,
-    SIGNATURE_NAME,
-    BundleHead,
-    BundleInfo,
-    BundleSource,
-    ConcatenatedReader,
-    read_exact,
-)
+from ..formats.bundle_format import INDEX_DIR, INDEX_MANIFEST, SIGNATURE_NAME, BundleInfo
 from ..formats.bundle_headers import next_member, open_tar, refuse_cut
+from ..formats.bundle_reader import BundleHead, BundleSource, ConcatenatedReader, read_exact
 from ..formats.manifest import STATE_DIR, Entry, Manifest, check_relative_path
 from ..fsutil import sha256_bytes
 

@@ -60,14 +60,8 @@ from packaging.version import Version
 from ..config import LoadedConfig, load_config
 from ..errors import BundleError, LockmirrorError
 from ..formats import signing
-from ..formats.bundle_format import (
-    ADVISORIES_NAME,
-    FORMAT,
-    FORMAT_V1,
-    MIRROR_YAML_NAME,
-    BundleInfo,
-    ConcatenatedReader,
-)
+from ..formats.bundle_format import ADVISORIES_NAME, FORMAT, FORMAT_V1, MIRROR_YAML_NAME, BundleInfo
+from ..formats.bundle_reader import ConcatenatedReader
 from ..formats.licenses import DeclaredLicense
 from ..formats.lockfile import Lockfile
 from ..formats.manifest import (

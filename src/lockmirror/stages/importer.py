@@ -50,13 +50,8 @@ from pathlib import Path
 from stat import S_ISREG
 
 from ..errors import BundleError, LockmirrorError
-from ..formats.bundle_format import (
-    ADVISORIES,
-    DELTA,
-    INDEX_DIR,
-    BundleSource,
-    ConcatenatedReader,
-)
+from ..formats.bundle_format import ADVISORIES, DELTA, INDEX_DIR
+from ..formats.bundle_reader import BundleSource, ConcatenatedReader
 from ..formats.manifest import (
     IMPORT_BUNDLE_MANIFEST,
     IMPORT_MANIFEST,
