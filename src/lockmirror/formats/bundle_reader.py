@@ -5,8 +5,10 @@
 * :class:`ConcatenatedReader`: the volumes read as one seekable stream.
 * :func:`read_head`: its first members (``bundle.json`` and its signature) read and
   checked, tar headers through :mod:`lockmirror.formats.bundle_headers`, every stated
-  size capped before it is read (a delta's base manifest:
-  :func:`lockmirror.stages.bundle.load_delta_base`).
+  size capped before it is read.
+* :func:`read_index_manifest`: the index manifest it carries, as the base of a delta
+  (:class:`DeltaBase`; the bundle stage's :func:`lockmirror.stages.bundle.load_delta_base`
+  takes a manifest or a mirror directory too).
 
 Shared by the bundle stage and the importer; what the members mean is
 :mod:`lockmirror.formats.bundle_format`. No network.
@@ -26,10 +28,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import BundleError, BundleFormatError
+from ..fsutil import sha256_bytes
 from . import signing
 from .bounded import check_json_size
-from .bundle_format import INFO_NAME, SIGNATURE_NAME, BundleInfo, read_checksums
+from .bundle_format import INDEX_MANIFEST, INFO_NAME, SIGNATURE_NAME, BundleInfo, read_checksums
 from .bundle_headers import next_member, open_tar, refuse_cut
+from .manifest import Manifest
 
 Buffer = bytearray | memoryview
 
@@ -242,3 +246,39 @@ def _damaged(exc: tarfile.TarError, last: tarfile.TarInfo | None, total: int,
     if last is not None:
         refuse_cut(last, total, bundle=display)
     return BundleError(f"damaged tar header ({exc})", where=display)
+
+
+@dataclass(frozen=True)
+class DeltaBase:
+    """What a delta starts from: the base's manifest, the sha256 of its bytes, and the
+    base bundle's ``bundle.json`` when the base is a bundle."""
+
+    manifest: Manifest
+    sha256: str
+    bundle: BundleInfo | None = None
+    mirror: Path | None = None  # the mirror directory holding the base manifest.json
+
+
+def read_index_manifest(source: BundleSource) -> DeltaBase:
+    """The index manifest a bundle carries (its sha256 checked against bundle.json),
+    with the bundle's ``bundle.json``."""
+    with source.open() as reader:  # once: the head, then the manifest
+        head = head_of(reader, source.display)
+        wanted = f"{head.info.top}/{INDEX_MANIFEST}"
+        reader.seek(0)
+        tar = open_tar(reader, where=source.display)
+        try:
+            member = next_member(tar, where=source.display)
+            while member is not None and member.name != wanted:
+                member = next_member(tar, where=source.display)
+        except tarfile.TarError as exc:
+            raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
+        if member is None:
+            raise BundleError(f"{wanted} is missing", where=source.display)
+        where = f"{source.display}:{wanted}"
+        check_json_size(member.size, where=where, error=BundleFormatError)
+        data = read_exact(reader, member.offset_data, member.size, where=where)
+    digest = sha256_bytes(data)
+    if digest != head.info.index_manifest_sha256:
+        raise BundleError("index manifest does not match bundle.json", where=where)
+    return DeltaBase(Manifest.loads(data, where=where), digest, head.info)

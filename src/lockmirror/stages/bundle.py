@@ -40,15 +40,13 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import BundleError, BundleFormatError, LockmirrorError
-from ..formats.bounded import check_json_size
+from ..errors import LockmirrorError
 from ..formats.bundle_format import (
     DELTA,
     FORMAT,
@@ -64,8 +62,7 @@ from ..formats.bundle_format import (
     BundleInfo,
     parse_size,
 )
-from ..formats.bundle_headers import next_member, open_tar
-from ..formats.bundle_reader import BundleSource, head_of, locate_bundle, read_exact
+from ..formats.bundle_reader import DeltaBase, locate_bundle, read_index_manifest
 from ..formats.manifest import (
     IMPORT_BUNDLE_MANIFEST,
     IMPORT_BUNDLE_TIME,
@@ -243,17 +240,6 @@ def _check_built_from(manifest: Manifest, lockfiles: Sequence[Path], index_dir: 
             + ")", where=str(index_dir), hint="run `doit index` (or `lockmirror index`) first")
 
 
-@dataclass(frozen=True)
-class DeltaBase:
-    """What a delta starts from: the base's manifest, the sha256 of its bytes, and the
-    base bundle's ``bundle.json`` when the base is a bundle."""
-
-    manifest: Manifest
-    sha256: str
-    bundle: BundleInfo | None = None
-    mirror: Path | None = None  # the mirror directory holding the base manifest.json
-
-
 def load_delta_base(since: Path) -> DeltaBase:
     """The base a delta starts from. ``since`` is a ``manifest.json``, a mirror
     directory holding one, or a previous bundle (``.tar`` or a volume). An imported
@@ -271,31 +257,6 @@ def load_delta_base(since: Path) -> DeltaBase:
                          state_line(since.parent, IMPORT_BUNDLE_MANIFEST) or sha256_bytes(data),
                          mirror=since.parent)
     return read_index_manifest(locate_bundle([since]))
-
-
-def read_index_manifest(source: BundleSource) -> DeltaBase:
-    """The index manifest a bundle carries (its sha256 checked against bundle.json),
-    with the bundle's ``bundle.json``."""
-    with source.open() as reader:  # once: the head, then the manifest
-        head = head_of(reader, source.display)
-        wanted = f"{head.info.top}/{INDEX_MANIFEST}"
-        reader.seek(0)
-        tar = open_tar(reader, where=source.display)
-        try:
-            member = next_member(tar, where=source.display)
-            while member is not None and member.name != wanted:
-                member = next_member(tar, where=source.display)
-        except tarfile.TarError as exc:
-            raise BundleError(f"damaged tar header ({exc})", where=source.display) from None
-        if member is None:
-            raise BundleError(f"{wanted} is missing", where=source.display)
-        where = f"{source.display}:{wanted}"
-        check_json_size(member.size, where=where, error=BundleFormatError)
-        data = read_exact(reader, member.offset_data, member.size, where=where)
-    digest = sha256_bytes(data)
-    if digest != head.info.index_manifest_sha256:
-        raise BundleError("index manifest does not match bundle.json", where=where)
-    return DeltaBase(Manifest.loads(data, where=where), digest, head.info)
 
 
 def _older_base_notes(base: DeltaBase | None, since: Path | None, *,
