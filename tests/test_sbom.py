@@ -291,6 +291,25 @@ def test_the_explicit_index_form_writes_sboms_only_when_asked(
         "core.cdx.json", "mirror.cdx.json", "tools.cdx.json"]
 
 
+def test_sbom_set_into_a_directory_writes_that_sets_document_only(
+        tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    out = tmp_path / "sbom"
+    assert main(["sbom", "--config", str(config), "-o", str(out)]) == 0
+    whole = (out / MIRROR_DOCUMENT).read_bytes()
+    assert {c["name"] for c in json.loads(whole)["components"]} >= {"beta", "speedup"}
+    capsys.readouterr()
+    assert main(["sbom", "--config", str(config), "--set", "tools", "-o", str(out)]) == 0
+    printed, said = capsys.readouterr()
+    assert printed == f"{out / 'tools.cdx.json'}\n"  # the one file written
+    assert "mirror.cdx.json (the whole mirror) is written without --set" in said
+    assert (out / MIRROR_DOCUMENT).read_bytes() == whole  # still every set's, not tools' alone
+    alone = tmp_path / "alone"
+    assert main(["sbom", "--config", str(config), "--set", "tools", "-o", str(alone)]) == 0
+    assert [p.name for p in alone.iterdir()] == ["tools.cdx.json"]
+
+
 def test_the_index_parses_a_changed_lockfile_once_for_its_pages_and_sboms(
         tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lockfile the index parsed (and relocated for its mirror copy) is the one

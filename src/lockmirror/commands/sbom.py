@@ -19,7 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cyclonedx-json (CycloneDX 1.6; the only format)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR",
                         help="write every set's <set>.cdx.json and mirror.cdx.json here "
-                             "instead of printing one document")
+                             "(with --set: that set's <set>.cdx.json only) instead of "
+                             "printing one document")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,11 +44,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"lockmirror: warning: {plural(unknown, 'release')} without core metadata in the "
               f"store ({loaded.store_location}): license, authors and description unknown; "
               f"{remedy}", file=sys.stderr)
-    if args.output is not None:
-        for name, data in sorted(documents.items()):
-            atomic_write(args.output / name, data, only_if_changed=True)
-            print(f"{args.output / name}")
-        return 0
     wanted = sbom_name(args.set_name) if args.set_name else MIRROR_DOCUMENT
+    if args.output is not None:
+        # one set's mirror.cdx.json would hold only its components under the whole mirror's
+        # name, and replace a complete one already there
+        written = [wanted] if args.set_name else sorted(documents)
+        for name in written:
+            atomic_write(args.output / name, documents[name], only_if_changed=True)
+            print(f"{args.output / name}")
+        if args.set_name:
+            print(f"lockmirror: wrote set {args.set_name}'s SBOM only; {MIRROR_DOCUMENT} "
+                  "(the whole mirror) is written without --set", file=sys.stderr)
+        return 0
     sys.stdout.buffer.write(documents[wanted])
     return 0
