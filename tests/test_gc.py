@@ -21,7 +21,7 @@ from lockmirror.config import load_config
 from lockmirror.errors import StaleLockError
 from lockmirror.formats.lockfile import Lockfile
 from lockmirror.formats.store import Store
-from lockmirror.fsutil import format_size
+from lockmirror.fsutil import format_size, plural
 from lockmirror.stages.fetch_plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +150,42 @@ def test_gc_command_and_doit_task(project: Path) -> None:
     assert re.search(r"^gc: removed \d+ items \(.* freed\); \d+ store files a lockfile "
                      "needs kept$", done.stdout, re.MULTILINE), done.stdout
     assert tree_bytes(load_config(project).store_dir) != store_before
+
+
+def test_du_and_gc_name_locked_files_deleted_from_the_store(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A locked file removed from the store by hand: du counts and names it with the
+    fetch that brings it back (still rc 0: a report), gc does not count it as kept."""
+    from lockmirror.cli import main
+
+    loaded = load_config(project)
+    store = Store(loaded.store_dir)
+    needed = plan([Lockfile.read(loaded.lockfile_path("q"))])
+    wheel = next(item for item in needed if item.filename.endswith(".whl"))
+    store.path(wheel.sha256).unlink()
+    capsys.readouterr()
+    assert main(["du", "--config", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == (
+        f"{format_size(wheel.size or 0):>10}       1 file   missing from the store (as "
+        f"locked): {wheel.filename}; locked by set q: run `lockmirror fetch --set q`"), out
+    assert main(["gc", "--dry-run", "--config", str(project)]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.endswith(f"; {plural(len(needed) - 1, 'store file')} a lockfile needs "
+                            "kept; 1 locked file missing from the store (`lockmirror du` "
+                            "names it)"), summary
+    # more than du names (alpha's files too): counted, the rest elided
+    project.write_text(project.read_text().replace("[gamma]", "[alpha, gamma]"))
+    pipeline.lock(load_config(project))
+    shutil.rmtree(store.root / "sha256")
+    assert main(["du", "--config", str(project)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    count = len(plan([Lockfile.read(loaded.lockfile_path("q"))]))
+    assert count > 3 and f"{count} files  missing from the store (as locked): " in last
+    assert last.count(", ") == 3 and ", ...; locked by set q:" in last, last
+    pipeline.fetch(load_config(project))
+    assert main(["du", "--config", str(project)]) == 0
+    assert "missing" not in capsys.readouterr().out
 
 
 def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:

@@ -310,6 +310,9 @@ def test_du_shows_sets_targets_and_the_retained_revision_and_the_budget(
         "      20 B       2 files  total served by the index (each file once)",
         "largest releases: requests 2.31.0 10 B, requests 2.32.3 10 B",
         "on this disk now: nothing yet (no store, index, bundles or cache)",
+        "      20 B       2 files  missing from the store (as locked): "  # not fetched yet
+        "requests-2.31.0-py3-none-any.whl, requests-2.32.3-py3-none-any.whl; locked by set "
+        "core: run `lockmirror fetch --set core`",
     ]
     assert err == ""
     (repo / "mirror.yaml").write_text(MIRROR % ("15", "warn"))

@@ -344,12 +344,16 @@ def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
 def disk_usage(loaded: LoadedConfig, *, now: datetime
                ) -> tuple[Usage, Retention, Footprint]:
     """The mirror's size per set, target and retained revision (from the lockfiles,
-    lockmirror's own set's too), and what its directories take on this disk now."""
+    lockmirror's own set's too), and what its directories take on this disk now,
+    with the locked files missing from a local store."""
     from .stages.disk_footprint import footprint
-    from .stages.disk_usage import mirror_usage
+    from .stages.disk_usage import current_lockfiles, disk_usage
 
     kept = retention(loaded, now=now)
-    return mirror_usage(loaded, kept), kept, footprint(loaded)
+    current, unlocked = current_lockfiles(loaded)
+    usage = replace(disk_usage(current, kept), notes=unlocked)
+    locked = [*current.values(), *(revision.lockfile for revision in kept.kept)]
+    return usage, kept, footprint(loaded, locked)
 
 
 def audit(loaded: LoadedConfig, *, now: datetime, sets: Sequence[str] | None = None,

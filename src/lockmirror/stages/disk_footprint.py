@@ -7,17 +7,24 @@ adds up the files there, each file once however many hard links it has and
 in the first place that holds it: ``dist-index/`` hard-links its files to
 the store's, so it adds its pages only, while each bundle in ``dist/`` is a
 copy of its own. A store on S3 is not on this disk: said, not measured.
-Symlinks are not followed.
+Symlinks are not followed. The locked files a local store lacks (deleted by
+hand, or a fetch not run since the lock) are counted and named, by ``stat``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import LoadedConfig
+from ..formats.lockfile import Lockfile
+from ..formats.store import FetchItem, Store
+from .fetch_plan import fetch_command, missing, plan
 from .toolwheels import tool_wheel_cache
+
+SHOWN_MISSING = 3  # the missing files du names; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class Place:
 class Footprint:
     places: tuple[Place, ...]
     notes: tuple[str, ...]  # what was not measured, and why
+    missing: tuple[FetchItem, ...] = ()  # locked files the (local) store lacks
 
     @property
     def total_files(self) -> int:
@@ -43,20 +51,24 @@ class Footprint:
         return sum(place.size for place in self.places)
 
 
-def footprint(loaded: LoadedConfig) -> Footprint:
-    """The disk the mirror's directories take now, each file counted once.
+def footprint(loaded: LoadedConfig, locked: Sequence[Lockfile] = ()) -> Footprint:
+    """The disk the mirror's directories take now, each file counted once, and
+    the files of ``locked`` a local store lacks.
 
     Directories not there yet are left out. Costs a walk (one ``lstat`` per
-    file) of the store, the index, ``dist/`` and the cache."""
+    file) of the store, the index, ``dist/`` and the cache, and one ``stat``
+    per locked file (no hashing: a file's name in the store is its hash)."""
     cache = loaded.cache_dir
     keep = loaded.config.bundle.keep
     places: list[tuple[str, Path, str]] = []
     notes: list[str] = []
+    gone: tuple[FetchItem, ...] = ()
     store = loaded.store_location
     if store.startswith("s3://"):
         notes.append(f"the store is on S3 ({store}): not on this disk, not measured")
     else:
         places.append(("store", Path(store), "every locked file and each wheel's metadata"))
+        gone = tuple(missing(plan(locked), Store(Path(store))))
     places += [
         ("index", loaded.index_dir, "its pages; its files are hard links into the store"),
         ("bundles", loaded.dist_dir,
@@ -72,7 +84,7 @@ def footprint(loaded: LoadedConfig) -> Footprint:
             files, size = _measure(path, seen)
             measured.append(Place(f"{name} {_shown(path, loaded.root)}: {what}",
                                   files, size))
-    return Footprint(tuple(measured), tuple(notes))
+    return Footprint(tuple(measured), tuple(notes), gone)
 
 
 def _measure(top: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
@@ -102,12 +114,29 @@ def _shown(path: Path, base: Path) -> str:
 
 
 def render_footprint(found: Footprint) -> str:
-    """The ``lockmirror du`` table of the disk: one line per directory, then the total."""
+    """The ``lockmirror du`` table of the disk: one line per directory, the total, then
+    the locked files the store lacks, if any."""
     from .disk_usage import usage_line
 
     if not found.places:
-        return "on this disk now: nothing yet (no store, index, bundles or cache)\n"
-    lines = ["on this disk now (measured; a hard-linked file counted once, where first met):"]
-    lines += [usage_line(place.size, place.files, place.label) for place in found.places]
-    lines.append(usage_line(found.total_size, found.total_files, "total on this disk"))
+        lines = ["on this disk now: nothing yet (no store, index, bundles or cache)"]
+    else:
+        lines = ["on this disk now (measured; a hard-linked file counted once, where first met):"]
+        lines += [usage_line(place.size, place.files, place.label) for place in found.places]
+        lines.append(usage_line(found.total_size, found.total_files, "total on this disk"))
+    if found.missing:
+        lines.append(_missing_line(found.missing))
     return "\n".join(lines) + "\n"
+
+
+def _missing_line(gone: Sequence[FetchItem]) -> str:
+    """The locked files the store lacks: their size as the lockfiles state it (a
+    metadata file's is not stated), the first few by name, and the fetch that brings them."""
+    from .disk_usage import usage_line
+
+    named = ", ".join(item.filename for item in gone[:SHOWN_MISSING])
+    more = ", ..." if len(gone) > SHOWN_MISSING else ""
+    sets = {name for item in gone for name in item.needed_by}
+    return usage_line(sum(item.size or 0 for item in gone), len(gone),
+                      f"missing from the store (as locked): {named}{more}; "
+                      f"{fetch_command(sets)}")

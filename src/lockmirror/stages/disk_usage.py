@@ -101,10 +101,17 @@ def _tool_row(tool: Lockfile, served: Mapping[str, int]) -> UsageRow:
 
 
 def mirror_usage(loaded: LoadedConfig, kept: Retention) -> Usage:
-    """:func:`disk_usage` of the lockfiles that exist of mirror.yaml's sets and
-    lockmirror's own set, each checked against mirror.yaml's sources (raising as
-    :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`), and of ``kept``;
-    its notes name the sets left out for want of a lockfile."""
+    """:func:`disk_usage` of :func:`current_lockfiles` and of ``kept``; its notes name
+    the sets left out for want of a lockfile."""
+    current, notes = current_lockfiles(loaded)
+    return replace(disk_usage(current, kept), notes=notes)
+
+
+def current_lockfiles(loaded: LoadedConfig) -> tuple[dict[str, Lockfile], tuple[str, ...]]:
+    """Set name -> lockfile of mirror.yaml's sets and lockmirror's own set that have
+    one, each checked against mirror.yaml's sources (raising as
+    :func:`~lockmirror.formats.url_policy.read_checked_lockfiles`), and the notes
+    naming the sets without one."""
     from ..formats.url_policy import read_checked_lockfiles
     from .tool_set import tool_lockfile_paths
 
@@ -113,8 +120,8 @@ def mirror_usage(loaded: LoadedConfig, kept: Retention) -> Usage:
     missing = [name for name, path in paths.items() if not path.exists()]
     current = read_checked_lockfiles([path for name, path in paths.items() if name not in missing],
                                      loaded.config.sources)
-    usage = disk_usage({lockfile.set_name: lockfile for lockfile in current}, kept)
-    return replace(usage, notes=tuple(_not_locked_note(name) for name in missing))
+    return ({lockfile.set_name: lockfile for lockfile in current},
+            tuple(_not_locked_note(name) for name in missing))
 
 
 def _not_locked_note(set_name: str) -> str:

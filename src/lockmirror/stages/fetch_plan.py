@@ -6,7 +6,7 @@
   the sets that need it. gc keeps what it names.
 * :func:`missing` is the cheap "already current?" check (one ``stat`` per item);
   :func:`is_current` applies it to a loaded ``mirror.yaml`` (doit's up-to-date
-  check of ``fetch``).
+  check of ``fetch``); :func:`fetch_command` is the hint for what it finds.
 
 No network and no HTTP stack: the downloads are :mod:`lockmirror.stages.fetch`'s.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError
@@ -102,6 +102,16 @@ def missing(items: Sequence[FetchItem], store: AnyStore) -> list[FetchItem]:
     (see ``durable`` in :func:`lockmirror.stages.fetch.fetch`).
     """
     return [item for item in items if not _present(item, store)]
+
+
+def fetch_command(set_names: Collection[str]) -> str:
+    """The hint for locked files the store lacks, given the sets that lock them: the
+    fetch of those sets by name (in a CI matrix each set's own job fetches them)."""
+    names = sorted(set_names)
+    if not names:
+        return "run `doit fetch`"
+    return (f"locked by set{'s' if len(names) > 1 else ''} {', '.join(names)}: "
+            f"run `lockmirror fetch --set {','.join(names)}`")
 
 
 def _present(item: FetchItem, store: AnyStore) -> bool:

@@ -84,16 +84,21 @@ class GcResult:
     kept: int | None  # store files a lockfile in use needs (None: no project, no store)
     dry_run: bool
     skipped: tuple[str, ...] = ()  # what was left alone, and why (retention's notes too)
+    missing: int = 0  # files a lockfile in use needs that the store lacks (not in ``kept``)
 
     @property
     def freed(self) -> int:
         return sum(r.freed for r in self.removed)
 
     def describe(self) -> str:
-        """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``."""
+        """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``, and
+        ``; 1 locked file missing from the store (lockmirror du names it)`` when one is."""
         verb, done = ("would remove", "would be freed") if self.dry_run else ("removed", "freed")
         kept = ("" if self.kept is None
                 else f"; {plural(self.kept, 'store file')} a lockfile needs kept")
+        if self.missing:
+            kept += (f"; {plural(self.missing, 'locked file')} missing from the store "
+                     f"(`lockmirror du` names {'it' if self.missing == 1 else 'them'})")
         return (f"{verb} {plural(len(self.removed), 'item')} ({format_size(self.freed)} "
                 f"{done}){kept}")
 
@@ -165,7 +170,7 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
             if removal.kind not in ("partial download", "check-install leftover"):
                 _remove(removal.path)  # the others went under their locks already
     present = sum(1 for sha256 in needed if store.path(sha256).exists())
-    return GcResult(tuple(found), present, dry_run, tuple(skipped))
+    return GcResult(tuple(found), present, dry_run, tuple(skipped), len(needed) - present)
 
 
 def collect_outside_project(*, dry_run: bool = False) -> GcResult:

@@ -32,6 +32,7 @@ from ..formats.mirror_lockfile import COPY_FORMAT, relocate_document, relocate_l
 from ..formats.pages import IndexFile, Release
 from ..fsutil import atomic_write, sha256_bytes
 from ..timeutil import as_utc
+from .fetch_plan import fetch_command
 from .index_fs import read_json, stat_key
 
 if TYPE_CHECKING:
@@ -356,14 +357,11 @@ def set_record(locked: PackageSet, exclude: frozenset[tuple[str, str]]) -> list[
 
 def fetch_hint(sets: Iterable[PackageSet], missing: Collection[str]) -> str:
     """The hint for locked files the store lacks (``missing``: their sha256, a
-    wheel's metadata file's too): the fetch of the sets that lock them (in a CI
-    matrix each set's own job fetches them), by name."""
-    names = sorted({locked.name for locked in sets for row in locked.rows for file in row.files
-                    if file.sha256 in missing or file.metadata_sha256 in missing})
-    if not names:
-        return "run `doit fetch`"
-    return (f"locked by set{'s' if len(names) > 1 else ''} {', '.join(names)}: "
-            f"run `lockmirror fetch --set {','.join(names)}`")
+    wheel's metadata file's too): :func:`~lockmirror.stages.fetch_plan.fetch_command`
+    of the sets that lock them."""
+    return fetch_command({locked.name for locked in sets for row in locked.rows
+                          for file in row.files
+                          if file.sha256 in missing or file.metadata_sha256 in missing})
 
 
 def constraint_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str]]:
