@@ -7,8 +7,10 @@ of expressions against the lists and the engine's findings and waivers.
 
 from __future__ import annotations
 
+import io
 import shutil
 import textwrap
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -290,6 +292,54 @@ def test_diff_shows_a_license_change_between_versions(
     assert finding.message == "copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only"
     assert "license: copyleft 1.0 -> 2.0: license changed: MIT -> GPL-3.0-only" in \
         render_text(result)
+
+
+def test_diff_reads_no_license_from_store_bytes_that_do_not_match_their_name(
+        tmp_path: Path, fixture_index: FixtureIndex, catalogue: Catalogue) -> None:
+    """pr.yml's diff job restores the store from a cache entry, which a build backend in
+    the check job can write: a metadata file or an archive whose bytes are not its name's
+    is not read, so the diff says the licenses were not compared instead of showing a
+    forged change (found by an outside tester)."""
+    from lockmirror.stages.diff import run
+
+    path = write_mirror(tmp_path, fixture_index, "copyleft==1.0")
+    (old,) = lock_sets(load_config(path), now=NOW)
+    shutil.copy(old.path, tmp_path / "old.toml")
+    path = write_mirror(tmp_path, fixture_index, "copyleft==2.0")
+    (new,) = lock_sets(load_config(path), now=NOW)
+    store = Store(tmp_path / "store")
+    store_metadata(tmp_path / "store", catalogue, "copyleft", "1.0")
+    forged = catalogue.find("copyleft", "1.0", wheel=True).metadata  # says MIT
+    metadata_file = store.path(catalogue.find("copyleft", "2.0", wheel=True).metadata_sha256)
+    metadata_file.parent.mkdir(parents=True, exist_ok=True)
+    metadata_file.write_bytes(forged.replace(b"Version: 1.0", b"Version: 2.0"))
+    result = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
+    assert not [f for s in result.sets for f in s.findings if f.kind == "license"]
+    assert result.notes == ("licenses not compared for 1 release move (copyleft 1.0 -> "
+                            "2.0): the store lacks their metadata; run lockmirror fetch first",)
+
+    # the wheel itself, rewritten to declare MIT and padded to its size: not read either
+    metadata_file.unlink()
+    wheel = catalogue.find("copyleft", "2.0", wheel=True)
+    archive = store.path(wheel.sha256)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+
+    def rewritten(comment: bytes) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(wheel.path) as real, zipfile.ZipFile(out, "w") as fake:
+            for info in real.infolist():
+                data = real.read(info)
+                if info.filename.endswith(".dist-info/METADATA"):
+                    data = data.replace(b"GPL-3.0-only", b"MIT")
+                fake.writestr(info, data)
+            fake.comment = comment
+        return out.getvalue()
+
+    archive.write_bytes(rewritten(b"x" * (wheel.size - len(rewritten(b"")))))
+    assert archive.stat().st_size == wheel.size
+    result = run(str(tmp_path / "old.toml"), str(new.path), config=path, branches=[])
+    assert not [f for s in result.sets for f in s.findings if f.kind == "license"]
+    assert "licenses not compared for 1 release move" in result.notes[0]
 
 
 def test_an_exception_for_the_license_rule_waives_an_unknown_license_of_its_release_only() -> None:

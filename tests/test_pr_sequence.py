@@ -1,14 +1,14 @@
 """What a pull request runs, run here: the `run:` steps of pr.yml on a fixture mirror.
 
 The commands come out of ``.github/workflows/pr.yml`` itself (every `run:`
-step of the ``check`` job but the install step), so the workflow and this
-test cannot drift apart. They run in order, as GitHub runs them (``bash -eo
+step of the ``check`` job, then of the ``diff`` job, but the install steps), so the
+workflow and this test cannot drift apart. They run in order, as GitHub runs them (``bash -eo
 pipefail``), with this environment's executables first on PATH, in a
 temporary git repository whose mirror.yaml points at the fixture index and
 whose lockfiles were written by ``lockmirror lock``:
 
 * a pull request that edits mirror.yaml and re-locks passes every step, and
-  the job summary gets the lock diff;
+  the job summary gets the lock diff, whose sha256 is the diff job's output;
 * one that edits mirror.yaml without re-locking fails at ``lock --check``,
   with a message naming the set;
 * one that edits a lockfile by hand fails at ``lock --check --resolve``,
@@ -18,6 +18,7 @@ whose lockfiles were written by ``lockmirror lock``:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -61,9 +62,11 @@ class Step:
 
 
 def pr_steps() -> list[Step]:
-    """The `run:` steps of pr.yml's check job, in order, without the install step."""
+    """The `run:` steps of pr.yml's check job, then its diff job's, in order, without
+    the install steps."""
     workflow = yaml.safe_load(PR_WORKFLOW.read_text(encoding="utf-8"))
-    steps: list[dict[str, Any]] = workflow["jobs"]["check"]["steps"]
+    steps: list[dict[str, Any]] = [*workflow["jobs"]["check"]["steps"],
+                                   *workflow["jobs"]["diff"]["steps"]]
     out = []
     for step in steps:
         if "run" not in step or step.get("id") == "install":
@@ -109,6 +112,7 @@ def mirror_repo(tmp_path: Path, fixture_index: FixtureIndex) -> tuple[Path, dict
         drop=["GITHUB_", "LOCKMIRROR_"], git_identity=True, home=tmp_path, venv_first=True,
         CI="true", GITHUB_ACTIONS="true", GITHUB_BASE_REF="main",
         GITHUB_STEP_SUMMARY=str(tmp_path / "step-summary.md"), SOURCE_DATE_EPOCH="1700000000",
+        GITHUB_OUTPUT=str(tmp_path / "step-output.txt"),
         # the bundle's dependency wheels repacked from this environment: no package index
         LOCKMIRROR_TOOL_WHEELS="installed",
         # the verify step's installers (old pips): fetched once, shared with the other tests
@@ -151,6 +155,9 @@ def test_the_pull_request_steps_pass_on_a_relocked_change(
     assert "| upgraded | `speedup` | 1.0 → 1.2 | core: speedup==1.2 |" in summary
     assert "| removed | `shared` |" in summary
     assert "core: beta==1.0 → alpha" in summary
+    lock_diff = (repo / "lock-diff.md").read_bytes()
+    assert Path(env["GITHUB_OUTPUT"]).read_text(encoding="utf-8").splitlines() == [
+        f"lock-diff-sha256={hashlib.sha256(lock_diff).hexdigest()}"]
     bundles = sorted((repo / "dist").glob("*.tar"))
     assert bundles, "doit bundle made no bundle in dist/"
 

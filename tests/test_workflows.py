@@ -223,11 +223,28 @@ def test_no_job_holding_a_credential_runs_code_from_the_index(path: Path) -> Non
     assert _index_code_beside_credentials(_load(path)) == []
 
 
+# The one hand-over a job holding a write scope takes from a job that runs build backends:
+# bump.yml's push job takes the `bump` job's patch (bump re-locks, so it cannot run without
+# them) and applies it only through apply_bump.sh, which refuses any change but
+# lockfiles/pylock.*.toml as regular files (test_the_push_job_applies_only_the_lockfiles_
+# bump_changes); what it pushes is a pull request, whose diff pr.yml makes without them.
+GATED = {("bump.yml", "push", "bump"): '.github/scripts/apply_bump.sh "$RUNNER_TEMP/bump" '
+                                       '"$BRANCH"'}
+
+
+def _gated(path: Path, job_name: str, job: dict[str, Any], artifact: str) -> bool:
+    gate = GATED.get((path.name, job_name, artifact))
+    return gate is not None and any(gate in run.splitlines() for run in _runs(job))
+
+
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_what_a_job_holding_a_credential_takes_comes_from_jobs_without_index_code(
         path: Path) -> None:
     """An artifact is as trusted as the job that made it: the index a publish job signs
-    and publishes is built where no build backend ran (the check job reads a copy)."""
+    and publishes is built where no build backend ran (the check job reads a copy), and
+    so is the lock diff pr.yml's comment job posts with its `pull-requests: write` token
+    (found by an outside tester: it came from the job running `lock --check --resolve`
+    and check-install, whose build backends could rewrite it)."""
     data = _load(path)
     makers: dict[str, list[str]] = {}  # artifact name (may hold ${{ }}) -> jobs uploading it
     for name, job in data["jobs"].items():
@@ -235,7 +252,7 @@ def test_what_a_job_holding_a_credential_takes_comes_from_jobs_without_index_cod
             if step.get("uses", "").startswith("actions/upload-artifact@"):
                 makers.setdefault(step["with"]["name"], []).append(name)
     for name, job in data["jobs"].items():
-        if not _credentials(data, job):
+        if not _credentials(data, job) + _write_scopes(job):
             continue
         for step in job["steps"]:
             if step.get("uses", "").startswith("actions/download-artifact@"):
@@ -243,6 +260,8 @@ def test_what_a_job_holding_a_credential_takes_comes_from_jobs_without_index_cod
                 made_by = [maker for artifact, jobs in makers.items()
                            if fnmatch.fnmatch(artifact, wanted) for maker in jobs]
                 assert made_by, f"{path.name}: job {name} takes {wanted}, which no job makes"
+                if _gated(path, name, job, wanted):
+                    continue
                 for maker in made_by:
                     assert _index_code(data["jobs"][maker]) == [], \
                         f"{path.name}: job {name} takes {wanted} from {maker}"
@@ -255,10 +274,11 @@ def _unchecked_downloads(data: dict[str, Any]) -> list[str]:
     downloaded, in a later step: against an output of the job that made it (a sha256 of a
     manifest, then `lockmirror verify` of every file against that manifest), or, for the
     store's content-addressed files, with `lockmirror index --full` (each file hashed
-    against its name)."""
+    against its name). A job holding a write scope of its token is held to the same
+    rule; one file may be checked by `sha256sum --check --strict` against such an output."""
     unchecked = []
     for name, job in data["jobs"].items():
-        if not _credentials(data, job):
+        if not _credentials(data, job) + _write_scopes(job):
             continue
         steps = job["steps"]
         for at, step in enumerate(steps):
@@ -272,14 +292,25 @@ def _unchecked_downloads(data: dict[str, Any]) -> list[str]:
                                 for _, lines in later))
             hashed = path == ".store/sha256/" and any("lockmirror index --full" in lines
                                                       for _, lines in later)
-            if not (verified or hashed):
+            summed = any(re.search(r"\$\{\{ needs\.[\w-]+\.outputs\.[\w-]+ \}\}", env)
+                         and any(re.fullmatch(rf'echo "\$\w+  {re.escape(path)}[^"/]+" \| '
+                                              r"sha256sum --check --strict", line)
+                                 for line in lines)
+                         for env, lines in later)
+            if not (verified or hashed or summed):
                 unchecked.append(f"job {name} takes {wanted} unchecked")
     return unchecked
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_a_job_holding_a_credential_checks_the_artifacts_it_takes(path: Path) -> None:
-    assert _unchecked_downloads(_load(path)) == []
+    data = _load(path)
+    unchecked = []
+    for line in _unchecked_downloads(data):
+        job_name, artifact = re.fullmatch(r"job (\S+) takes (\S+) unchecked", line).groups()
+        if not _gated(path, job_name, data["jobs"][job_name], artifact):
+            unchecked.append(line)
+    assert unchecked == []
 
 
 def test_the_artifact_rule_really_checks() -> None:
@@ -306,10 +337,19 @@ jobs:
     permissions: {contents: read}
     steps:
       - {uses: actions/download-artifact@x, with: {name: dist-index, path: dist-index/}}
+  comment:
+    permissions: {pull-requests: write}
+    steps:
+      - {uses: actions/download-artifact@x, with: {name: lock-diff, path: lock-diff/}}
+      - {uses: actions/download-artifact@x, with: {name: summed, path: summed/}}
+      - run: echo "$S  lock-diff/lock-diff.md" | sha256sum --check --strict
+      - run: echo "$S  summed/lock-diff.md" | sha256sum --check --strict
+        env: {S: "${{ needs.diff.outputs.sha }}"}
 """)
     assert _unchecked_downloads(workflow) == ["job by-name takes dist-index unchecked",
                                               "job publish takes other unchecked",
-                                              "job publish takes store-* unchecked"]
+                                              "job publish takes store-* unchecked",
+                                              "job comment takes lock-diff unchecked"]
 
 
 def _uploads_a_rerun_refuses(data: dict[str, Any]) -> list[str]:
@@ -467,12 +507,37 @@ jobs:
                      "`lockmirror bump --security`"]
 
 
-def test_the_comment_job_runs_no_code_from_the_pull_request() -> None:
-    comment = _workflow("pr.yml")["jobs"]["comment"]
+def test_the_comment_job_posts_the_diff_of_a_job_without_build_backends() -> None:
+    """The lock diff is made by the `diff` job, which runs no build backend (lockmirror
+    installed as every job installs it, fetch and diff); the comment job, holding
+    `pull-requests: write`, runs nothing but the check of that file's sha256 against the
+    diff job's output (found by an outside tester: it posted what the check job, running
+    build backends, wrote)."""
+    jobs = _workflow("pr.yml")["jobs"]
+    assert list(jobs) == ["check", "diff", "comment"]
+    diff, comment = jobs["diff"], jobs["comment"]
+    assert diff["permissions"] == {"contents": "read"}
+    assert _index_code(diff) == []
+    assert _runs(diff) == [INSTALL, "lockmirror fetch --progress plain",
+                           "lockmirror diff --audit --format markdown --output lock-diff.md\n"
+                           'cat lock-diff.md >> "$GITHUB_STEP_SUMMARY"\n'
+                           "lock_diff_sha256=\"$(sha256sum lock-diff.md | cut -d ' ' -f 1)\"\n"
+                           'echo "lock-diff-sha256=$lock_diff_sha256" >> "$GITHUB_OUTPUT"']
+    assert diff["outputs"] == {"lock-diff-sha256": "${{ steps.diff.outputs.lock-diff-sha256 }}"}
+    assert _checkout(diff)["with"] == {"fetch-depth": 0, "persist-credentials": False}
+    restore = next(s for s in diff["steps"] if "cache" in s.get("uses", ""))
+    assert restore["uses"].startswith("actions/cache/restore@")  # saves nothing
+    assert [a["name"] for a in _artifacts(diff, "upload-artifact")] == ["lock-diff"]
+
+    assert comment["needs"] == "diff"
     assert comment["permissions"] == {"pull-requests": "write"}
     uses = [step.get("uses", "").partition("@")[0] for step in comment["steps"]]
-    assert uses == ["actions/download-artifact", "marocchino/sticky-pull-request-comment"]
-    assert all("run" not in step for step in comment["steps"])
+    assert uses == ["actions/download-artifact", "", "marocchino/sticky-pull-request-comment"]
+    assert _runs(comment) == [
+        'echo "$LOCK_DIFF_SHA256  lock-diff/lock-diff.md" | sha256sum --check --strict']
+    assert comment["steps"][1]["env"] == {
+        "LOCK_DIFF_SHA256": "${{ needs.diff.outputs.lock-diff-sha256 }}"}
+    assert comment["steps"][2]["with"]["path"] == "lock-diff/lock-diff.md"
 
 
 def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
@@ -481,19 +546,26 @@ def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
     steps = data["jobs"]["check"]["steps"]
     scripts = "\n".join(step.get("run", "") for step in steps)
     commands = ("lockmirror validate", "lockmirror lock --check", "lockmirror audit",
-                "doit fetch", "lockmirror diff --audit --format markdown",
-                "$GITHUB_STEP_SUMMARY", "doit index check-install", "doit bundle")
-    # in this order: the store is fetched before the diff, which reads licenses from it
+                "doit fetch", "doit index check-install", "doit bundle")
     assert [scripts.find(command) for command in commands] == sorted(
         scripts.find(command) for command in commands)
     assert -1 not in [scripts.find(command) for command in commands]
+    assert "lockmirror diff" not in scripts  # the diff job's, where no build backend runs
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
     assert steps.index(cache) < next(i for i, s in enumerate(steps) if s.get("run") == "doit fetch")
     assert cache["with"]["key"] == "lockmirror-store-${{ hashFiles('lockfiles/*.toml') }}"
     assert cache["with"]["path"] == ".store"
+    # the diff job restores the store the check job saves (the diff reads licenses from it)
+    diff_steps = data["jobs"]["diff"]["steps"]
+    restore = next(s for s in diff_steps if s.get("uses", "").startswith("actions/cache/"))
+    assert restore["with"] == cache["with"]
+    fetch = next(i for i, s in enumerate(diff_steps) if "lockmirror fetch" in s.get("run", ""))
+    diff = next(i for i, s in enumerate(diff_steps) if "lockmirror diff" in s.get("run", ""))
+    assert diff_steps.index(restore) < fetch < diff
+    assert diff_steps[diff]["if"] == "${{ !cancelled() }}"  # also when the fetch failed
     uploads = [s["with"]["name"] for s in steps
                if s.get("uses", "").startswith("actions/upload-artifact@")]
-    assert uploads == ["lock-diff", "lockmirror-bundle"]
+    assert uploads == ["lockmirror-bundle"]
     checkout = steps[0]
     assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
 

@@ -1,7 +1,8 @@
 """The declared license of each locked release, without downloading a distribution.
 
 Where from, in order: the store (the PEP 658 metadata file fetch put there, or
-the metadata inside a stored wheel or sdist: :func:`lockmirror.stages.sbom.release_facts`),
+the metadata inside a stored wheel or sdist: :func:`lockmirror.stages.sbom.facts_of`, each
+file used only where its bytes match its sha256 name),
 then, for a release the store lacks and when an index client is given, the
 index's PEP 658 ``.metadata`` file of a locked wheel (a few KiB; never the
 wheel). A release neither can tell about is left out: its license was not
@@ -42,7 +43,8 @@ def release_licenses(lockfiles: Sequence[Lockfile], store: AnyStore | None, clie
             key = package.key
             if key in found or key in missing or (only is not None and key not in only):
                 continue
-            known = facts_of(package, store) if store is not None else None
+            known = (facts_of(package, store, hash_archives=True) if store is not None
+                     else None)
             if known is not None and known.metadata_found:
                 found[key] = known.license
             else:

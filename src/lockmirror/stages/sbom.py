@@ -110,24 +110,32 @@ def release_facts(lockfiles: Sequence[Lockfile], store: AnyStore
     return facts
 
 
-def facts_of(package: LockedPackage, store: AnyStore) -> ReleaseFacts:
+def facts_of(package: LockedPackage, store: AnyStore, *,
+             hash_archives: bool = False) -> ReleaseFacts:
     """What ``package``'s core metadata in the store says (MISSING when it has none).
     An S3 store is asked for the PEP 658 files only (fetch keeps one beside every
-    wheel); a local store also for the metadata inside an sdist."""
+    wheel); a local store also for the metadata inside an sdist. A store file is
+    read only where its bytes match its sha256 name: the PEP 658 file always (it is
+    read whole anyway), a wheel or sdist with ``hash_archives`` (a store restored from
+    a cache entry, which any job of a CI repository can write)."""
     from ..formats.core_metadata import MetadataError, archive_metadata, parse_metadata
     from ..formats.store import Store
+    from ..fsutil import sha256_bytes, sha256_file
 
     for file in package.files:  # a PEP 658 file is smallest: any wheel's will do
         if file.metadata_sha256 and store.has(file.metadata_sha256):
             data = _read(store, file.metadata_sha256)
-            if data is not None:
+            if data is not None and sha256_bytes(data) == file.metadata_sha256.lower():
                 return ReleaseFacts.from_metadata(parse_metadata(data))
     if not isinstance(store, Store):
         return MISSING
     for file in package.files:
         if store.has(file.sha256, file.size):
+            archive = store.path(file.sha256)
+            if hash_archives and sha256_file(archive) != file.sha256:
+                continue
             try:
-                data = archive_metadata(store.path(file.sha256), file.filename)
+                data = archive_metadata(archive, file.filename)
             except MetadataError:
                 continue
             return ReleaseFacts.from_metadata(parse_metadata(data))
