@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import mirror_yaml
 from servers import S3Server, UploadServer
 
 from lockmirror.cli import main
@@ -135,7 +136,10 @@ def test_a_copy_of_a_built_index_is_not_said_to_be_an_older_import(
     shutil.copytree(index_tree, copy)
     says = ("manifest.json itself not checked: there is no .lockmirror/ (a copy of a "
             "build-side index has none, nor a mirror whose records were deleted), so a file "
-            "altered together with its manifest entry passes; import a bundle of it "
+            "altered together with its manifest entry passes; a copy: compare its sha256 with "
+            "the one taken where the index was built, as the workflows' publish job does "
+            "before it publishes (`sha256sum --check` against the index job's output "
+            "manifest-sha256); a far-side mirror: import a bundle of it "
             f"(`lockmirror import BUNDLE.tar --into {copy}`) to start the record")
     assert main(["verify", str(copy)]) == 0
     assert capsys.readouterr().out == f"verify: {copy}: every file matches manifest.json; {says}\n"
@@ -145,3 +149,28 @@ def test_a_copy_of_a_built_index_is_not_said_to_be_an_older_import(
     assert "older lockmirror" not in "\n".join(out)
     assert main(["verify", str(index_tree)]) == 0  # where it was built: nothing to add
     assert capsys.readouterr().out == f"verify: {index_tree}: every file matches manifest.json\n"
+
+
+def test_publishing_the_projects_own_index_copy_says_how_its_manifest_is_checked(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a CI publish job holds: the project's dist-index/ downloaded as an artifact,
+    without the index state beside it. `publish --to DEST` (and `--from` it) told the
+    operator to import a bundle into the build-side index (found by an outside tester);
+    it says the manifest is held to its sha256 where that is checked, and how."""
+    project = tmp_path / "project"
+    shutil.copytree(index_tree, project / "dist-index")
+    (project / "mirror.yaml").write_text(mirror_yaml("http://127.0.0.1:9/simple/",
+                                                     {"core": ["alpha"]}), encoding="utf-8")
+    monkeypatch.chdir(project)
+    says = ("manifest.json itself not checked: this is the project's index without the index "
+            "state beside it (a copy, as a CI job holds the dist-index artifact), so a file "
+            "altered together with its manifest entry passes unless you compare its sha256 "
+            "with the one taken where the index was built, as the workflows' publish job does "
+            "before it publishes (`sha256sum --check` against the index job's output "
+            "manifest-sha256)")
+    for source in ([], ["--from", "dist-index"]):
+        assert main(["publish", *source, "--to", str(tmp_path / "packages")]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].endswith(f": {says}"), out[0]
+        assert "import" not in out[0]

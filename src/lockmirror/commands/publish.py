@@ -196,13 +196,23 @@ def run(args: argparse.Namespace) -> int:
     with opened as tree_dir:
         if opened.imported is not None:  # said as import says it, -q or not
             print(f"publish {source}: {_checked(opened.imported)}")
-        elif unchecked := unchecked_manifest(tree_dir):  # as verify says it, -q or not
+        elif unchecked := unchecked_manifest(  # as verify says it, -q or not
+                tree_dir, project_index=loaded is not None and _same_dir(source,
+                                                                          loaded.index_dir)):
             print(f"publish {source}: {unchecked}")
         failed = publish_each([name for name, _ in destinations], one, report)
     if failed:
         print(f"lockmirror: error: {failed}", file=sys.stderr)
         return 1
     return 1 if conflicts else 0
+
+
+def _same_dir(one: Path, other: Path) -> bool:
+    """Whether two paths name one directory (not the same when either is missing)."""
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
 
 
 def _checked(imported: ImportResult) -> str:

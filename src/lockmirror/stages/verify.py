@@ -88,27 +88,41 @@ def _manifest_record(root: Path) -> str | None:
     return None
 
 
-def unchecked_manifest(root: Path) -> str | None:
+# How a build-side index copy's manifest.json is held to the one its index step wrote:
+# what publish.yml's and matrix.yml's publish jobs do before they publish
+BUILD_SIDE_CHECK = ("compare its sha256 with the one taken where the index was built, as "
+                    "the workflows' publish job does before it publishes (`sha256sum --check` "
+                    "against the index job's output manifest-sha256)")
+
+
+def unchecked_manifest(root: Path, *, project_index: bool = False) -> str | None:
     """What ``lockmirror verify`` adds to its "every file matches" about a tree whose
     ``manifest.json`` nothing recorded: that the manifest itself was not checked, what
-    that misses, and how the record starts; ``publish --from`` such a tree says it too.
-    With ``.lockmirror/`` there, an older lockmirror imported or refreshed it; with none,
-    it may as well be a build-side index copied away from its index state or a mirror
-    whose records were deleted. None for a
+    that misses, and how it can be. With ``.lockmirror/`` there, an older lockmirror
+    imported or refreshed it: import its bundle again. With none, and ``project_index``
+    (the tree is the index directory of the mirror.yaml in use: the build side, a copy
+    of ``dist-index/`` without its index state, as a CI publish job holds), by its
+    sha256 taken where it was built; with none otherwise, it may be such a copy or a
+    far-side mirror whose records were deleted, and the line says how for each
+    (:data:`BUILD_SIDE_CHECK`; import a bundle of it to start the record). None for a
     mirror with the record, a built index, a directory publish (none is kept) and a tree
     without a manifest."""
     if (_manifest_record(root) is not None or not (root / MANIFEST_NAME).is_file()
             or _made_by(root) != "import"):
         return None
     misses = "so a file altered together with its manifest entry passes"
-    if not os.path.lexists(root / STATE_DIR):
-        return (f"{MANIFEST_NAME} itself not checked: there is no {STATE_DIR}/ (a copy of a "
-                "build-side index has none, nor a mirror whose records were deleted), "
-                f"{misses}; import a bundle of it (`lockmirror import BUNDLE.tar --into "
-                f"{root}`) to start the record")
-    return (f"{MANIFEST_NAME} itself not checked: there is no {IMPORT_MANIFEST} (an older "
-            f"lockmirror imported or refreshed this mirror), {misses}; import its bundle "
-            "again with this lockmirror to start the record")
+    if os.path.lexists(root / STATE_DIR):
+        return (f"{MANIFEST_NAME} itself not checked: there is no {IMPORT_MANIFEST} (an older "
+                f"lockmirror imported or refreshed this mirror), {misses}; import its bundle "
+                "again with this lockmirror to start the record")
+    if project_index:
+        return (f"{MANIFEST_NAME} itself not checked: this is the project's index without the "
+                f"index state beside it (a copy, as a CI job holds the dist-index artifact), "
+                f"{misses} unless you {BUILD_SIDE_CHECK}")
+    return (f"{MANIFEST_NAME} itself not checked: there is no {STATE_DIR}/ (a copy of a "
+            "build-side index has none, nor a mirror whose records were deleted), "
+            f"{misses}; a copy: {BUILD_SIDE_CHECK}; a far-side mirror: import a bundle of it "
+            f"(`lockmirror import BUNDLE.tar --into {root}`) to start the record")
 
 
 def _recorded_sha256(root: Path, rel: str) -> str | None:
