@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -559,3 +561,96 @@ def test_the_first_progress_line_comes_before_the_first_page_read(
     assert seen and seen[0][1] == 0
     assert seen[0][0].startswith("reading what the repository holds (")
     assert f"{base}/simple/" in seen[0][0]
+
+
+class SilentListener:
+    """A server on 127.0.0.1 that accepts every connection and never answers: each
+    connection is read and held open until the block ends; ``connections`` counts them."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.1)  # accept() wakes to see the block has ended
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/"
+        self.connections: list[socket.socket] = []
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self.ended.is_set():
+            try:
+                connection, _ = self.socket.accept()
+            except TimeoutError:
+                continue
+            self.connections.append(connection)
+
+    def __enter__(self) -> SilentListener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.ended.set()
+        self.thread.join()
+        self.socket.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_repository_that_never_answers_fails_by_the_publish_timeout_policy(
+        tmp_path: Path) -> None:
+    """A repository that takes the connection and then says nothing held the publish
+    ~245 s (four tries of 60 s at the first page read; a POST waited 600 s), S3 ~90 s
+    (found by an outside tester). Both follow net/publish_timeouts.py now: ATTEMPTS
+    tries, each ended by READ_TIMEOUT seconds of silence (set small here), then one
+    line naming the server."""
+    from lockmirror.net.publish_timeouts import ATTEMPTS
+
+    wheel = build_wheel(tmp_path / "built", "silent", "1.0")
+    tree = SourceTree.open(tree_of(tmp_path / "tree", [wheel]))
+    with SilentListener() as server:
+        publisher = UploadPublisher(UploadDestination(kind="upload", url=server.url),
+                                    environ={}, read_timeout=0.3)
+        with pytest.raises(PublishError) as error:
+            publisher.plan(tree)
+        tries = len(server.connections)
+    text = str(error.value)
+    assert text == (f"{server.url}: cannot fetch {server.url}simple/silent/: the server did "
+                    f"not answer within 0.3 s after {ATTEMPTS - 1} retries (check the "
+                    "repository URL and that it is running)"), text
+    assert tries == ATTEMPTS  # it gave up after the policy's tries
+
+
+def test_an_upload_that_is_never_answered_fails_by_the_publish_timeout_policy(
+        tmp_path: Path) -> None:
+    """The pages answer, the POST never does: the upload is tried ATTEMPTS times, each
+    given up after the read timeout, and fails in one line naming the file."""
+    from http.server import ThreadingHTTPServer
+
+    from lockmirror.net.publish_timeouts import ATTEMPTS
+
+    release = threading.Event()
+    posts: list[str] = []
+
+    class AnswersPagesOnly(QuietHandler):
+        def do_GET(self) -> None:  # no project page: nothing uploaded yet
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            release.wait(60)  # silent until the test ends
+
+    wheel = build_wheel(tmp_path / "built", "silent", "1.0")
+    tree = tree_of(tmp_path / "tree", [wheel])
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), AnswersPagesOnly)) as base:
+        try:
+            with pytest.raises(PublishError) as error:
+                UploadPublisher(UploadDestination(kind="upload", url=base + "/"), environ={},
+                                read_timeout=0.3).run(SourceTree.open(tree))
+        finally:
+            release.set()
+    text = str(error.value)
+    assert "\n" not in text, text
+    assert (f"{wheel.name}: cannot upload to {base}/: the server did not answer within 0.3 s "
+            f"after {ATTEMPTS - 1} retries") in text, text
+    assert len(posts) == ATTEMPTS

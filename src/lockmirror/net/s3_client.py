@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, LockmirrorError, PublishError
+from .publish_timeouts import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT
 
 if TYPE_CHECKING:  # pydantic's import is for the commands that read mirror.yaml
     from ..config_schema import S3Destination
@@ -19,12 +20,6 @@ if TYPE_CHECKING:  # pydantic's import is for the commands that read mirror.yaml
 S3Client = Any
 
 DEFAULT_JOBS = 10
-# A server that stops answering (frozen, or a network that drops packets) ends a
-# request after READ_TIMEOUT seconds of silence, and a publish within about
-# ATTEMPTS * READ_TIMEOUT seconds: one line naming the endpoint, not a silent hang.
-CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 30
-ATTEMPTS = 3
 
 # Errors that will not go away by trying the next object: stop the phase.
 _AUTH_CODES = frozenset({

@@ -36,6 +36,7 @@ from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
 from ..net.http import make_session, network_error, retries_made
 from ..net.index_client import DistFile
+from ..net.publish_timeouts import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT
 from ..net.redirects import origin
 from ..redaction import redact_text, redact_url
 from .tree import (
@@ -59,7 +60,7 @@ from .upload_repository import (
 )
 
 DEFAULT_JOBS = 2  # uploads in flight: two keep a repository busy; four crowded pypiserver
-POST_RETRIES = 2
+POST_RETRIES = ATTEMPTS - 1  # the publish policy, as S3's (net/publish_timeouts.py)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class UploadPublisher:
 
     def __init__(self, destination: UploadDestination, *, jobs: int = DEFAULT_JOBS,
                  progress: Progress = no_progress,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 read_timeout: float = READ_TIMEOUT) -> None:
         self.destination = destination
         self.url = destination.url
         self.display = redact_url(destination.url)
@@ -105,9 +107,11 @@ class UploadPublisher:
         self.credentials = upload_credentials(destination, environ)
         self.missing = missing_credentials(destination, self.credentials, environ)
         self.pages = RepositoryPages(destination, self.credentials, display=self.display,
-                                     missing=self.missing, pool_size=max(self.jobs, 8) + 2)
+                                     missing=self.missing, pool_size=max(self.jobs, 8) + 2,
+                                     read_timeout=read_timeout)
         creds = {origin(self.url): self.credentials} if self.credentials else {}
-        self.post_session = make_session(retries=POST_RETRIES, timeout=(10, 600),
+        self.post_session = make_session(retries=POST_RETRIES,
+                                         timeout=(CONNECT_TIMEOUT, read_timeout),
                                          pool_size=self.jobs + 2, credentials=creds)
         self._refused: LockmirrorError | None = None  # why no upload can succeed: stop
         self._lock = threading.Lock()
@@ -267,7 +271,8 @@ class UploadPublisher:
                     self.url, data=body, headers={"Content-Type": body.content_type},
                     allow_redirects=False)
         except requests.RequestException as error:
-            failure = network_error(error, self.url, retries=POST_RETRIES, doing="upload to")
+            failure = network_error(error, self.url, retries=POST_RETRIES, doing="upload to",
+                                    read_timeout=self.post_session.default_timeout[1])
             if isinstance(failure, UnreachableError):  # the next file would wait the same
                 raise _StopAll(PublishError(failure.message, where=self.display,
                                             hint="nothing more was tried; publish again once "

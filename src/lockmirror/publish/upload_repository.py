@@ -3,10 +3,11 @@
 :class:`RepositoryPages` reads the repository's simple page of a project
 (PEP 691 JSON when offered, else PEP 503 HTML) through the session of
 :func:`lockmirror.net.http.make_session` (its urllib3 ``Retry`` retries
-connection errors, 5xx and 429). Pages are read without credentials until
-the repository asks for them (HTTP 401): many serve reads anonymously, and
-checking a password costs servers such as pypiserver (htpasswd) real time
-on every request.
+connection errors, read timeouts, 5xx and 429, as
+:mod:`lockmirror.net.publish_timeouts` says for every publish). Pages are read
+without credentials until the repository asks for them (HTTP 401): many serve
+reads anonymously, and checking a password costs servers such as pypiserver
+(htpasswd) real time on every request.
 
 Credentials come from the variables named by ``username_env`` /
 ``password_env`` (default ``TWINE_USERNAME`` / ``TWINE_PASSWORD``) or the
@@ -29,6 +30,7 @@ from ..config_schema import UploadDestination
 from ..errors import LockmirrorError, PublishError
 from ..net.http import PrefixAuth, make_session, network_error
 from ..net.index_client import DistFile, parse_html_page, parse_json_page
+from ..net.publish_timeouts import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT
 from ..net.redirects import RedirectRefused, follow, origin
 from ..redaction import redact_url
 from .upload_answer import server_message
@@ -170,7 +172,8 @@ class RepositoryPages:
     """The simple pages of one repository, read on demand (thread-safe)."""
 
     def __init__(self, destination: UploadDestination, credentials: Credentials | None, *,
-                 display: str, missing: tuple[str, ...], pool_size: int) -> None:
+                 display: str, missing: tuple[str, ...], pool_size: int,
+                 read_timeout: float = READ_TIMEOUT) -> None:
         self.destination = destination
         self.url = destination.url
         self.simple_url = simple_url_for(destination)
@@ -180,7 +183,9 @@ class RepositoryPages:
         prefixes = {origin(self.url), origin(self.simple_url)}
         self.auth = PrefixAuth({prefix: credentials for prefix in prefixes}) \
             if credentials else None
-        self.session = make_session(retries=3, pool_size=pool_size)
+        # the publish policy (as S3's): ATTEMPTS tries, each ended by read_timeout s of silence
+        self.session = make_session(retries=ATTEMPTS - 1, pool_size=pool_size,
+                                    timeout=(CONNECT_TIMEOUT, read_timeout))
         self._reads_need_auth = threading.Event()
 
     def files(self, project: str) -> dict[str, DistFile]:
@@ -270,5 +275,7 @@ class RepositoryPages:
 
     def unreachable(self, error: BaseException, url: str) -> PublishError:
         """The one-line error for a request that failed on the network."""
-        return PublishError(network_error(error, url).message, where=self.display,
+        message = network_error(error, url, retries=ATTEMPTS - 1,
+                                read_timeout=self.session.default_timeout[1]).message
+        return PublishError(message, where=self.display,
                             hint="check the repository URL and that it is running")
