@@ -341,18 +341,14 @@ def retention(loaded: LoadedConfig, *, now: datetime) -> Retention:
                                         now=now), loaded.config.sources)
 
 
-def disk_usage(loaded: LoadedConfig, *, now: datetime
-               ) -> tuple[Usage, Retention, Footprint]:
-    """The mirror's size per set, target and retained revision (from the lockfiles,
-    lockmirror's own set's too), and what its directories take on this disk now,
-    with the locked files missing from a local store."""
+def disk_usage(loaded: LoadedConfig, *, now: datetime) -> tuple[Usage, Retention, Footprint]:
+    """The mirror's size per set, target and retained revision (lockmirror's own set's
+    too), and what its directories take on this disk now (locked files missing included)."""
     from .stages.disk_footprint import footprint
-    from .stages.disk_usage import current_lockfiles, disk_usage
+    from .stages.disk_usage import mirror_usage
 
     kept = retention(loaded, now=now)
-    current, unlocked = current_lockfiles(loaded)
-    usage = replace(disk_usage(current, kept), notes=unlocked)
-    locked = [*current.values(), *(revision.lockfile for revision in kept.kept)]
+    usage, locked = mirror_usage(loaded, kept)
     return usage, kept, footprint(loaded, locked)
 
 

@@ -100,11 +100,12 @@ def _tool_row(tool: Lockfile, served: Mapping[str, int]) -> UsageRow:
     return UsageRow(TOOL_SET, "tool", TOOL_SET, len(extra), sum(extra.values()))
 
 
-def mirror_usage(loaded: LoadedConfig, kept: Retention) -> Usage:
-    """:func:`disk_usage` of :func:`current_lockfiles` and of ``kept``; its notes name
-    the sets left out for want of a lockfile."""
+def mirror_usage(loaded: LoadedConfig, kept: Retention) -> tuple[Usage, list[Lockfile]]:
+    """:func:`disk_usage` of :func:`current_lockfiles` and of ``kept`` (its notes name
+    the sets left out for want of a lockfile), and every lockfile it counted."""
     current, notes = current_lockfiles(loaded)
-    return replace(disk_usage(current, kept), notes=notes)
+    counted = [*current.values(), *(revision.lockfile for revision in kept.kept)]
+    return replace(disk_usage(current, kept), notes=notes), counted
 
 
 def current_lockfiles(loaded: LoadedConfig) -> tuple[dict[str, Lockfile], tuple[str, ...]]:
@@ -149,7 +150,8 @@ def budget_notes(loaded: LoadedConfig, kept: Retention) -> list[str]:
     index is built: the warning line (``over_size: warn``), none within it;
     LockmirrorError under ``over_size: fail``."""
     rule = loaded.config.retention
-    problem = over_budget(mirror_usage(loaded, kept), rule) if rule.max_size is not None else None
+    problem = (over_budget(mirror_usage(loaded, kept)[0], rule)
+               if rule.max_size is not None else None)
     if problem is not None and rule.over_size == "fail":
         raise LockmirrorError(problem, where=str(loaded.path),
                               hint="raise retention.max_size, lower lock_revisions or days, "
