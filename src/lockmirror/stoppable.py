@@ -1,0 +1,97 @@
+"""Subprocesses worker threads run, stopped with the run that started them.
+
+Ctrl-C at a terminal reaches the whole process group, so a subprocess ends with
+its run; SIGTERM (``timeout``, ``docker stop``, a CI runner) reaches the run's
+own pid alone. In the main thread ``subprocess.run`` kills its subprocess on the
+KeyboardInterrupt either signal raises (:mod:`lockmirror.interrupt`): that is how
+check-install's installer runs end. A worker thread never sees that interrupt,
+and the front doors end without waiting for workers
+(:func:`lockmirror.interrupt.leave`): its subprocess ran on, and the temporary
+directories its ``with`` blocks would have removed stayed.
+
+:class:`StoppableWork` runs a worker's subprocesses (:meth:`~StoppableWork.run`,
+``subprocess.run`` with the same kill on an interrupt) inside spans of work
+(:meth:`~StoppableWork.span`) that remove what they made on their way out.
+:meth:`~StoppableWork.stop`, called by the main thread when the run is
+interrupted, kills those subprocesses, refuses new spans and subprocesses
+(:class:`WorkStopped`), and returns once every span has ended: its temporary
+directories are gone before the process exits. A span does only local work
+besides its subprocesses (a download from a source that stopped answering is
+made before it), so the wait is short.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+
+class WorkStopped(Exception):
+    """The run was stopped (:meth:`StoppableWork.stop`): no new work starts."""
+
+
+class StoppableWork:
+    """The spans of work and the subprocesses of worker threads, stopped together."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._spans = 0
+        self._running: set[subprocess.Popen[str]] = set()
+        self._stopped = False
+
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        """One piece of work that :meth:`stop` waits for: put the ``with`` blocks that
+        remove its temporary directories inside it. Raises WorkStopped after a stop."""
+        with self._changed:
+            if self._stopped:
+                raise WorkStopped("the run was stopped")
+            self._spans += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._spans -= 1
+                self._changed.notify_all()
+
+    def run(self, command: Sequence[str], *, env: Mapping[str, str], cwd: str | None = None,
+            merge_stderr: bool = False, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """``subprocess.run(command)`` with its output captured as text (stderr into
+        stdout when ``merge_stderr``) and the stdin of this process, killed by
+        :meth:`stop`. Raises WorkStopped after a stop, CalledProcessError as
+        ``subprocess.run`` does when ``check``."""
+        with self._changed:
+            if self._stopped:
+                raise WorkStopped("the run was stopped")
+            process = subprocess.Popen(
+                command, cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                text=True, encoding="utf-8", errors="replace")
+            self._running.add(process)
+        try:
+            with process:
+                try:
+                    stdout, stderr = process.communicate()
+                except BaseException:
+                    process.kill()  # as subprocess.run does
+                    raise
+        finally:
+            with self._changed:
+                self._running.discard(process)
+        done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        if check:
+            done.check_returncode()
+        return done
+
+    def stop(self) -> None:
+        """Kill every subprocess :meth:`run` has under way (SIGKILL, as
+        ``subprocess.run`` on an interrupt), refuse new spans and subprocesses, and
+        return once every span has ended. Called by the main thread, in no span."""
+        with self._changed:
+            self._stopped = True
+            for process in self._running:
+                process.kill()  # one that ended already is not signalled
+            while self._spans:
+                self._changed.wait()
