@@ -1,0 +1,49 @@
+"""StoppableWork: a worker thread's subprocess killed, and its span waited for, when the
+main thread stops the run; nothing new starts after. Real subprocesses and threads."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lockmirror.fsutil import pid_alive
+from lockmirror.stoppable import StoppableWork, WorkStopped
+
+
+def test_stop_kills_a_workers_subprocess_and_returns_once_its_span_cleaned_up(
+        tmp_path: Path) -> None:
+    work = StoppableWork()
+    pid_file, scratch = tmp_path / "child.pid", tmp_path / "scratch"
+    sleeper = ("import os, sys, time; open(sys.argv[1] + '.part', 'w').write(str(os.getpid()));"
+               " os.replace(sys.argv[1] + '.part', sys.argv[1]); time.sleep(600)")
+    ended: list[int] = []
+
+    def worker() -> None:
+        with work.span():
+            scratch.mkdir()
+            try:
+                ended.append(work.run([sys.executable, "-c", sleeper, str(pid_file)],
+                                      env={}).returncode)
+            finally:
+                shutil.rmtree(scratch)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child = int(pid_file.read_text())
+    work.stop()
+    # the span ended before stop returned: its clean-up ran, its subprocess was reaped
+    assert not scratch.exists()
+    assert ended == [-9] and not pid_alive(child)
+    with pytest.raises(WorkStopped):
+        work.run([sys.executable, "-c", "pass"], env={})
+    with pytest.raises(WorkStopped), work.span():
+        pass
+    thread.join(timeout=60)
