@@ -38,7 +38,7 @@ def test_stop_kills_a_workers_subprocess_and_returns_once_its_span_cleaned_up(
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     child = int(pid_file.read_text())
-    work.stop()
+    assert work.stop()
     # the span ended before stop returned: its clean-up ran, its subprocess was reaped
     assert not scratch.exists()
     assert ended == [-9] and not pid_alive(child)
@@ -47,3 +47,23 @@ def test_stop_kills_a_workers_subprocess_and_returns_once_its_span_cleaned_up(
     with pytest.raises(WorkStopped), work.span():
         pass
     thread.join(timeout=60)
+
+
+def test_stop_waits_for_a_span_that_does_not_end_no_longer_than_it_is_told() -> None:
+    # a process the killed one started may hold its output open, so a span may not end:
+    # the stop gives up waiting (False) rather than hold the stopped run
+    work = StoppableWork()
+    inside, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with work.span():
+            inside.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    assert inside.wait(60)
+    assert work.stop(wait=0.1) is False
+    release.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive()

@@ -17,7 +17,8 @@ interrupted, kills those subprocesses, refuses new spans and subprocesses
 (:class:`WorkStopped`), and returns once every span has ended: its temporary
 directories are gone before the process exits. A span does only local work
 besides its subprocesses (a download from a source that stopped answering is
-made before it), so the wait is short.
+made before it), so the wait is short; it is bounded (:data:`STOP_WAIT`) all the
+same, for a process a killed one left holding its output open.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+
+# seconds a stop waits for the spans under way to remove what they made
+STOP_WAIT = 10.0
 
 
 class WorkStopped(Exception):
@@ -85,13 +89,14 @@ class StoppableWork:
             done.check_returncode()
         return done
 
-    def stop(self) -> None:
+    def stop(self, wait: float = STOP_WAIT) -> bool:
         """Kill every subprocess :meth:`run` has under way (SIGKILL, as
         ``subprocess.run`` on an interrupt), refuse new spans and subprocesses, and
-        return once every span has ended. Called by the main thread, in no span."""
+        return once every span has ended, or after ``wait`` seconds (a process the
+        killed one started may hold its output open: the stop must not wait on it).
+        Whether every span ended. Called by the main thread, in no span."""
         with self._changed:
             self._stopped = True
             for process in self._running:
                 process.kill()  # one that ended already is not signalled
-            while self._spans:
-                self._changed.wait()
+            return self._changed.wait_for(lambda: not self._spans, timeout=wait)
