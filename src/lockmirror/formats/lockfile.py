@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # loaded on use: `doit` only reads input hashes, and must sta
 
 _PYTHON_RE = re.compile(r"3\.\d+(\.\d+)?")
 _INPUT_HASH_RE = re.compile(rb'^input-hash = "(sha256:[0-9a-f]{64})"$', re.MULTILINE)
+_CONFLICT_RE = re.compile(rb"^(?:<{7}|>{7}) ", re.MULTILINE)  # git's conflict markers
 
 LOCK_VERSION = "1.0"
 # lockmirror's own: part of every input hash; bump when the same inputs should give
@@ -384,12 +385,15 @@ def text_digest(text: str) -> str:
 def read_input_hash(path: Path) -> str | None:
     """The recorded input hash, read cheaply (a line scan, no TOML parse and
     no validation: lockmirror writes the key on a line of its own); None if
-    the file or the key is absent."""
+    the file or the key is absent, or the file holds git's merge-conflict
+    markers (two locks of the same inputs conflict over their pins only, under
+    one shared input-hash line: that lockfile is not current)."""
     try:
-        found = _INPUT_HASH_RE.findall(path.read_bytes())
+        data = path.read_bytes()
     except OSError:
         return None
-    return found[-1].decode() if len(found) == 1 else None
+    found = _INPUT_HASH_RE.findall(data)
+    return found[-1].decode() if len(found) == 1 and not _CONFLICT_RE.search(data) else None
 
 
 def _package_tool(pkg: LockedPackage) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..config import LoadedConfig
-from ..errors import LockmirrorError
+from ..errors import InputError, LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile, read_input_hash
 from .lock_build import build_group
 from .lock_inputs import input_hash, input_parts, what_changed
@@ -57,6 +57,10 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
 __all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "resolve_parts", "stale_sets",
            "write_lockfile"]
 
+
+# how to go on from a committed lockfile that does not read (_read_committed)
+NOT_READ_HINT = ("resolve the merge conflict in it, or `git checkout` it, or delete it to "
+                 "lock the set afresh")
 
 # what a set resolved for all its targets is handed to: (set, target -> part, warnings)
 SetDone = Callable[[str, dict[str, TargetPart], tuple[str, ...]], None]
@@ -203,9 +207,10 @@ def resolve_parts(loaded: LoadedConfig, work: Mapping[str, Sequence[str]], *,
                                  progress=progress, on_set=on_set)
     names = list(work)
     upgrade = list(upgrade)
-    # each set's previous lockfile read once, not once per target; none kept under upgrade_all
-    previous_locks = {} if upgrade_all else {
-        s: _read_previous(loaded.lockfile_path(s)) for s in names}
+    # each set's previous lockfile read once, not once per target, and under upgrade_all
+    # too (one that does not read is refused, not written over); none kept under upgrade_all
+    committed = {s: _read_committed(loaded.lockfile_path(s)) for s in names}
+    previous_locks = {} if upgrade_all else committed
     if upgrade:
         check_upgrade(loaded, upgrade, names, previous_locks)
     engines = (_policy_engines(loaded, names, now or datetime.now(UTC))
@@ -377,14 +382,18 @@ def _requirement_names(requirements: Iterable[str]) -> list[str]:
     return [Requirement(r).name for r in requirements]
 
 
-def _read_previous(path: Path) -> Lockfile | None:
-    """The set's lockfile as it stands, if it exists and reads; None otherwise."""
-    if not path.exists():
-        return None
+def _read_committed(path: Path) -> Lockfile | None:
+    """The set's lockfile as it stands (the pins a lock keeps); None when there is
+    none, and the set locks afresh. One that is there but does not read (merge-conflict
+    markers left in it, not TOML, not a lockfile) raises its InputError (exit 2: the
+    file, the parse error's line and column) saying how to go on, never None: locking
+    over it would move every pin silently. Unreadable: LockmirrorError."""
     try:
         return Lockfile.read(path)
-    except LockmirrorError:
+    except StaleLockError:  # missing
         return None
+    except InputError as exc:
+        raise InputError(exc.message, where=exc.where, hint=NOT_READ_HINT) from None
 
 
 def _previous_pins(previous: Lockfile | None, target: str) -> dict[NormalizedName, Version]:
@@ -410,7 +419,7 @@ def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> 
         if recorded is None:
             stale[name] = f"{path} is missing or unreadable"
         elif recorded != input_hash(loaded, name):
-            previous = _read_previous(path)
+            previous = _read_committed(path)
             changed = what_changed(loaded, name, dict(previous.inputs) if previous else {})
             stale[name] = f"{path} was locked from other inputs ({changed})"
     return stale

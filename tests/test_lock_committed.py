@@ -1,0 +1,103 @@
+"""The committed lockfile a lock starts from.
+
+A lock keeps the committed pins unless they must move, so a lockfile that is
+there but does not read (merge-conflict markers left in it, a hand edit that
+is not TOML, TOML that is not a lockfile) is refused with its parse error,
+exit 2 and nothing written, by ``lock`` and ``doit lock`` alike.
+Found by an outside tester: the lock rewrote a conflicted lockfile with every
+pin moved to the newest, and said "written".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fixtureindex import FixtureIndex
+from helpers import mirror_yaml
+from test_doit_tasks import run_doit
+
+from lockmirror.cli import main
+
+SETS = {"web": ["beta"], "util": ["speedup"]}
+
+
+
+def conflicted(text: str) -> str:
+    """``text`` as a merge that conflicted over all of it (two input hashes)."""
+    return f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> feature\n"
+
+
+def conflicted_pins(text: str) -> str:
+    """``text`` as a merge of two locks of the same inputs that conflicted over the
+    packages only: the one input-hash line is shared, and current."""
+    head, _, rest = text.partition("[[packages]]")
+    packages, _, tail = rest.partition("[tool.lockmirror]")
+    block = f"[[packages]]{packages}"
+    return (f"{head}<<<<<<< HEAD\n{block}=======\n{block}>>>>>>> feature\n"
+            f"[tool.lockmirror]{tail}")
+
+
+# how a lockfile is broken, what the refusal says, and where
+Broken = tuple[Callable[[str], str], str, str]
+BROKEN = pytest.mark.parametrize("broken", [
+    (conflicted, "not valid TOML", "line 1 column"),
+    (conflicted_pins, "not valid TOML", " at line "),
+    (lambda text: "garbage = [ unclosed\n", "not valid TOML", "line 1 column 21"),
+    (lambda text: 'lock-version = "1.0"\ncreated-by = "someone"\n',
+     "not a valid PEP 751 lockfile", "")],
+    ids=["conflict", "conflict-in-packages", "unclosed-array", "not-a-lockfile"])
+
+
+@pytest.fixture
+def project(tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
+            monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory whose mirror.yaml (sets web, util) is locked; the working directory."""
+    (tmp_path / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, SETS))
+    monkeypatch.chdir(tmp_path)
+    assert main(["lock"]) == 0
+    return tmp_path
+
+
+def break_lockfile(project: Path, broken: Broken) -> tuple[Path, str]:
+    """The web set's lockfile rewritten as ``broken`` makes it: its path, its text now."""
+    path = project / "lockfiles" / "pylock.web.toml"
+    text = broken[0](path.read_text())
+    path.write_text(text)
+    return path, text
+
+
+def refusal(err: str, path: Path, broken: Broken) -> str:
+    """The one line of ``err``, checked to name ``path``, the parse error and the way out."""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"lockmirror: error: {path}: {broken[1]}"), err
+    assert broken[2] in lines[0], err
+    assert "git checkout" in lines[0] and "delete it to lock the set afresh" in lines[0], err
+    return lines[0]
+
+
+@BROKEN
+def test_lock_refuses_a_committed_lockfile_that_does_not_read(
+        project: Path, broken: Broken,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path, text = break_lockfile(project, broken)
+    capsys.readouterr()
+    for args in (["lock"], ["lock", "--set", "web"], ["lock", "--upgrade"],
+                 ["lock", "--upgrade", "beta"]):
+        assert main(args) == 2, args
+        out, err = capsys.readouterr()
+        refusal(err, path, broken)
+        assert "written" not in out and path.read_text() == text, args
+
+
+@BROKEN
+def test_doit_lock_refuses_it_too(project: Path, broken: Broken,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path, text = break_lockfile(project, broken)
+    capsys.readouterr()
+    assert run_doit("lock") != 0
+    err = capsys.readouterr().err
+    assert f"lockmirror: error: {path}: {broken[1]}" in err and "git checkout" in err, err
+    assert path.read_text() == text
