@@ -3,7 +3,8 @@
 A lock keeps the committed pins unless they must move, so a lockfile that is
 there but does not read (merge-conflict markers left in it, a hand edit that
 is not TOML, TOML that is not a lockfile) is refused with its parse error,
-exit 2 and nothing written, by ``lock`` and ``doit lock`` alike.
+exit 2 and nothing written, by ``lock``, ``doit lock`` and ``lock --check``
+alike; a missing one still locks afresh (``--check``: stale, exit 1).
 Found by an outside tester: the lock rewrote a conflicted lockfile with every
 pin moved to the newest, and said "written".
 """
@@ -101,3 +102,25 @@ def test_doit_lock_refuses_it_too(project: Path, broken: Broken,
     err = capsys.readouterr().err
     assert f"lockmirror: error: {path}: {broken[1]}" in err and "git checkout" in err, err
     assert path.read_text() == text
+
+
+@BROKEN
+def test_lock_check_gives_the_parse_error_as_bad_input(
+        project: Path, broken: Broken,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = break_lockfile(project, broken)
+    capsys.readouterr()
+    assert main(["lock", "--check"]) == 2
+    assert "stale" not in refusal(capsys.readouterr().err, path, broken)
+
+
+def test_a_missing_lockfile_is_stale_and_locks_afresh(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project / "lockfiles" / "pylock.web.toml"
+    path.unlink()
+    capsys.readouterr()
+    assert main(["lock", "--check"]) == 1
+    assert f"set 'web': {path} is missing" in capsys.readouterr().err
+    assert main(["lock"]) == 0
+    assert f"{path}: " in capsys.readouterr().out and path.is_file()
+    assert main(["lock", "--check"]) == 0

@@ -410,14 +410,18 @@ def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> 
     """Sets whose lockfile is missing or was made from other inputs -> why.
 
     Reads the lockfiles' recorded hashes: no network, milliseconds; a stale
-    one is read whole to name the inputs that changed (:func:`what_changed`).
+    one is read whole to name the inputs that changed (:func:`what_changed`),
+    and one whose hash does not read, to tell a missing lockfile (stale) from
+    one that is there but does not read: the InputError a lock refuses it with
+    (exit 2: the parse error's line and column).
     """
     stale = {}
     for name in loaded.chosen_sets(list(set_names) if set_names else None):
         path = loaded.lockfile_path(name)
         recorded = read_input_hash(path)
         if recorded is None:
-            stale[name] = f"{path} is missing or unreadable"
+            stale[name] = (f"{path} is missing" if _read_committed(path) is None
+                           else f"{path} records no input hash (not written by `lock`)")
         elif recorded != input_hash(loaded, name):
             previous = _read_committed(path)
             changed = what_changed(loaded, name, dict(previous.inputs) if previous else {})
