@@ -475,7 +475,7 @@ def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: F
     assert main(["audit", "-c", config, "--offline", "--quarantine"]) == 1
     assert capsys.readouterr().err == "quarantine: nothing to quarantine\n"  # names no release
     assert not mirror.quarantine_path.exists()  # no list until something is quarantined
-    assert main(["audit", "-c", config, "--set", "nope"]) == 1
+    assert main(["audit", "-c", config, "--set", "nope"]) == 2
     assert "no set named 'nope'" in capsys.readouterr().err
     assert main(["audit", "-c", config, "--now", "yesterday"]) == 1
     assert "'yesterday' is not an ISO date" in capsys.readouterr().err

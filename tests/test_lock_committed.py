@@ -1,10 +1,12 @@
-"""The committed lockfile a lock starts from.
+"""The committed lockfile a lock starts from, and the names the commands look up.
 
 A lock keeps the committed pins unless they must move, so a lockfile that is
 there but does not read (merge-conflict markers left in it, a hand edit that
 is not TOML, TOML that is not a lockfile) is refused with its parse error,
 exit 2 and nothing written, by ``lock``, ``doit lock`` and ``lock --check``
-alike; a missing one still locks afresh (``--check``: stale, exit 1).
+alike; a missing one still locks afresh (``--check``: stale, exit 1). A set,
+target or package name mirror.yaml or the lock does not have is bad input too
+(exit 2, as README's exit statuses say), not "something to do" (exit 1).
 Found by an outside tester: the lock rewrote a conflicted lockfile with every
 pin moved to the newest, and said "written".
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
-from helpers import mirror_yaml
+from helpers import git, mirror_yaml
 from test_doit_tasks import run_doit
 
 from lockmirror.cli import main
@@ -124,3 +126,37 @@ def test_a_missing_lockfile_is_stale_and_locks_afresh(
     assert main(["lock"]) == 0
     assert f"{path}: " in capsys.readouterr().out and path.is_file()
     assert main(["lock", "--check"]) == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["outdated", "--set", "nosuch"], ["audit", "--set", "nosuch"],
+    ["lock", "--set", "nosuch"], ["lock", "--check", "--set", "nosuch"],
+    ["lock", "--set", "web,nosuch"], ["fetch", "--set", "nosuch"],
+    ["bump", "--set", "nosuch"], ["lock", "--upgrade-vulnerable", "--set", "nosuch"],
+    ["sbom", "--set", "nosuch"]])
+def test_an_unknown_set_is_bad_input(project: Path, args: list[str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    git(project, "init", "-q")  # bump works in a clone
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "locked")
+    capsys.readouterr()
+    assert main(args) == 2, args
+    assert capsys.readouterr().err == ("lockmirror: error: mirror.yaml: no set named 'nosuch' "
+                                       "(sets in mirror.yaml: web, util)\n"), args
+
+
+def test_an_unknown_package_or_target_is_bad_input(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (project / "lockfiles" / "pylock.web.toml").read_bytes()
+    capsys.readouterr()
+    assert main(["lock", "--upgrade", "nosuchpkg"]) == 2
+    assert "--upgrade: no set locks a package named 'nosuchpkg'" in capsys.readouterr().err
+    assert main(["fetch", "--target", "windows"]) == 2
+    assert "no target named 'windows'" in capsys.readouterr().err
+    assert (project / "lockfiles" / "pylock.web.toml").read_bytes() == before
+    # check-install of an index tree looks the names up in its lockfiles
+    assert main(["fetch", "--progress", "none"]) == 0 and main(["index"]) == 0
+    capsys.readouterr()
+    for option, name in (("--set", "sets"), ("--target", "targets")):
+        assert main(["check-install", "dist-index", option, "nosuch", "--no-install"]) == 2
+        assert f"no {option[2:]} 'nosuch' in the index ({name}: " in capsys.readouterr().err

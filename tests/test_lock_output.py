@@ -92,7 +92,7 @@ def test_upgrade_refuses_unknown_names_with_the_nearest_and_pinned_packages(
 
     cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "urlib3",
                           "--config", str(path)], capture_output=True, text=True, check=False)
-    assert cli.returncode == 1 and "no set locks a package named 'urlib3'" in cli.stderr
+    assert cli.returncode == 2 and "no set locks a package named 'urlib3'" in cli.stderr
     assert "(unchanged)" not in cli.stdout and "Traceback" not in cli.stderr
     cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "alpha",
                           "--config", str(path)], capture_output=True, text=True, check=False)

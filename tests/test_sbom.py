@@ -192,7 +192,7 @@ def test_lockmirror_sbom_prints_a_set_and_writes_every_document(
     assert sorted(p.name for p in (tmp_path / "sbom").iterdir()) == [
         "core.cdx.json", MIRROR_DOCUMENT]
     assert (tmp_path / "sbom" / "core.cdx.json").read_bytes() == printed
-    assert main(["sbom", "--config", str(config), "--set", "nope"]) == 1
+    assert main(["sbom", "--config", str(config), "--set", "nope"]) == 2
     shutil.rmtree(tmp_path / ".store")  # not fetched (a CI job that only locks): said so
     capsysbinary.readouterr()
     assert main(["sbom", "--config", str(config)]) == 0

@@ -100,8 +100,8 @@ def test_unknown_set_or_target_is_one_line_and_fetches_nothing(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_sharded_mirror(tmp_path, fixture_index, catalogue)
     monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))
-    assert main(["fetch", "--config", str(config), "--set", "nope"]) == 1
-    assert main(["fetch", "--config", str(config), "--target", "windows"]) == 1
+    assert main(["fetch", "--config", str(config), "--set", "nope"]) == 2
+    assert main(["fetch", "--config", str(config), "--target", "windows"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("lockmirror: error: mirror.yaml: no set named 'nope' (sets in "
                              "mirror.yaml: core, misp)")

@@ -198,7 +198,7 @@ def test_outdated_cli_formats_and_exit_status(tmp_path: Path, universe: FixtureI
     assert main(["outdated", "-c", config, "--now", "2024-10-10"]) == 1
     text = capsys.readouterr().out
     assert "main: urllib3 2.0.7 -> allowed 2.2.3, newest 3.0.0 [outdated; linux]" in text
-    assert main(["outdated", "-c", config, "--set", "nope"]) == 1
+    assert main(["outdated", "-c", config, "--set", "nope"]) == 2
     assert "no set named 'nope'" in capsys.readouterr().err
     loaded.lockfile_path("main").unlink()
     assert main(["outdated", "-c", config]) == 1

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .config_messages import schema_problems
 from .config_schema import MirrorConfig, TargetConfig
 from .config_yaml import MAX_YAML_BYTES, Path_, PositionedYaml
-from .errors import ConfigError, InputError, LockmirrorError
+from .errors import ConfigError, InputError, LockmirrorError, UnknownNameError
 from .redaction import redact_text
 
 DEFAULT_CONFIG = "mirror.yaml"
@@ -134,11 +134,12 @@ class LoadedConfig:
 
     def chosen_sets(self, names: Sequence[str] | None) -> list[str]:
         """``names`` (default: every set, in mirror.yaml's order), each checked to
-        be a set of mirror.yaml; raises LockmirrorError naming the first that is not."""
+        be a set of mirror.yaml; raises UnknownNameError (exit 2) naming the first
+        that is not: every command's ``--set`` is looked up here."""
         for name in names or ():
             if name not in self.config.sets:
-                raise LockmirrorError(f"no set named '{name}'", where=self.path.name,
-                                      hint=f"sets in mirror.yaml: {', '.join(self.config.sets)}")
+                raise UnknownNameError(f"no set named '{name}'", where=self.path.name,
+                                       hint=f"sets in mirror.yaml: {', '.join(self.config.sets)}")
         return list(names) if names else list(self.config.sets)
 
     def lockfile_path(self, set_name: str) -> Path:

@@ -51,6 +51,14 @@ class InputError(LockmirrorError):
     exit_code = 2
 
 
+class UnknownNameError(LockmirrorError):
+    """A set, target or package named on the command line (``--set``, ``--target``,
+    ``--upgrade``) that mirror.yaml, the lockfiles or the index does not have: bad
+    input, exit code 2."""
+
+    exit_code = 2
+
+
 class NetworkError(LockmirrorError):
     """A server could not be reached or kept failing after retries."""
 

@@ -43,7 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 listing sets whose lockfile is stale or "
                              "missing, or entries that differ from the sources' project pages "
-                             "(exit 2 for a URL outside its source)")
+                             "(exit 2 for bad input: a lockfile that does not read, a URL "
+                             "outside its source, an unknown --set)")
     parser.add_argument("--resolve", action="store_true",
                         help="with --check: also resolve every set again in memory and fail "
                              "unless the lockfile is byte for byte what `lock` writes today")

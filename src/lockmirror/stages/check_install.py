@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import LockmirrorError
+from ..errors import LockmirrorError, UnknownNameError
 from ..formats.landing_page import LANDING_DATA
 from ..fsutil import one_at_a_time
 from .check_install_report import VerifyReport, quarantined_locks
@@ -164,8 +164,9 @@ def verify_closure(
     Returns a report (``report.raise_for_failures()`` turns failures into a
     ResolutionError). Raises LockmirrorError when the index has no lockfiles
     or (without ``index_url``) holds none of the files its manifest lists (an
-    index built from an S3 store), when a requested set, target or installer
-    does not exist, or no uv can be found.
+    index built from an S3 store), when a requested installer does not exist,
+    or no uv can be found; UnknownNameError (exit 2) for a requested set or
+    target the index does not have.
     An installer that cannot be fetched is reported as skipped with the reason (and
     named in ``report.unavailable``). Costs one venv and install per installer,
     transport and host-matching target: seconds each, dominated by sdist builds.
@@ -404,11 +405,11 @@ def _pairs(lockfiles: Sequence[Lockfile], where: str, sets: Sequence[str] | None
             found.append(_SetTarget(lock.set_name, lock.requirements, target))
     for name in sets or ():
         if name not in set_names:
-            raise LockmirrorError(f"no set '{name}' in the index (sets: "
-                                  f"{', '.join(sorted(set_names))})", where=where)
+            raise UnknownNameError(f"no set '{name}' in the index (sets: "
+                                   f"{', '.join(sorted(set_names))})", where=where)
     for name in targets or ():
         if name not in target_names:
-            raise LockmirrorError(f"no target '{name}' in the index (targets: "
-                                  f"{', '.join(sorted(target_names))})", where=where)
+            raise UnknownNameError(f"no target '{name}' in the index (targets: "
+                                   f"{', '.join(sorted(target_names))})", where=where)
     return sorted(found, key=lambda p: (p.set_name, p.target))
 

@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..config import LoadedConfig
-from ..errors import ConfigError, LockmirrorError
+from ..errors import ConfigError, LockmirrorError, UnknownNameError
 from ..resolve.requirement_check import pins_exactly
 
 if TYPE_CHECKING:
@@ -214,9 +214,9 @@ def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequenc
                   locked: dict[str, Lockfile | None]) -> None:
     """Refuse ``--upgrade`` names that cannot move anything.
 
-    Raises LockmirrorError (exit 1) for a name that no set of ``set_names``
+    Raises UnknownNameError (exit 2) for a name that no set of ``set_names``
     requires or locks (``locked``: each set's current lockfile), naming the
-    nearest names, and for a package a set pins with ``==`` in mirror.yaml,
+    nearest names, and LockmirrorError for a package a set pins with ``==`` in mirror.yaml,
     naming the set and the line: that pin, not ``--upgrade``, decides its version.
     """
     known: set[str] = set()
@@ -229,7 +229,7 @@ def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequenc
         wanted = canonicalize_name(name)
         if wanted not in known:
             nearest = difflib.get_close_matches(wanted, sorted(known), n=3, cutoff=0.6)
-            raise LockmirrorError(
+            raise UnknownNameError(
                 f"no set locks a package named '{name}'", where="--upgrade",
                 hint=f"did you mean {' or '.join(nearest)}?" if nearest
                 else f"sets locked here: {', '.join(set_names)}")

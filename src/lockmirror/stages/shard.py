@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import LockmirrorError
+from ..errors import UnknownNameError
 from ..formats.lockfile import LockedPackage, Lockfile
 from ..targets import Target
 
@@ -33,7 +33,7 @@ def shard_sets(loaded: LoadedConfig, sets: Sequence[str] | None,
                tool_set: str) -> tuple[list[str] | None, bool]:
     """(mirror.yaml's sets to cover, whether lockmirror's own set ``tool_set`` is
     covered too) for a ``--set`` list: None covers every set and the tool set;
-    a list covers the sets it names (each checked: LockmirrorError naming the
+    a list covers the sets it names (each checked: UnknownNameError naming the
     first unknown one) and the tool set only when it names it."""
     if not sets:
         return None, True
@@ -42,12 +42,13 @@ def shard_sets(loaded: LoadedConfig, sets: Sequence[str] | None,
 
 
 def check_targets(loaded: LoadedConfig, targets: Sequence[str] | None) -> None:
-    """Raise LockmirrorError naming the first of ``targets`` mirror.yaml does not define."""
+    """Raise UnknownNameError (exit 2) naming the first of ``targets`` mirror.yaml
+    does not define."""
     defined = loaded.config.targets
     for name in targets or ():
         if name not in defined:
-            raise LockmirrorError(f"no target named '{name}'", where=loaded.path.name,
-                                  hint=f"targets in mirror.yaml: {', '.join(defined)}")
+            raise UnknownNameError(f"no target named '{name}'", where=loaded.path.name,
+                                   hint=f"targets in mirror.yaml: {', '.join(defined)}")
 
 
 def for_targets(lockfiles: Sequence[Lockfile], targets: Sequence[str] | None) -> list[Lockfile]:
