@@ -416,6 +416,27 @@ def test_bump_moves_every_pin_to_the_newest_allowed(repo: Path, tmp_path: Path,
     assert not [r.path for r in universe.requests if r.path.endswith(".whl")]
 
 
+def test_bump_reads_licenses_out_of_wheels_where_the_index_serves_no_pep658_files(
+        repo: Path, tmp_path: Path, universe: FixtureIndex) -> None:
+    # found by an outside tester: an index that advertises no PEP 658 files (lock read
+    # METADATA out of the wheels and recorded its hash) and an empty store gave "licenses
+    # not compared ...: run lockmirror fetch first" in every bump body
+    universe.no_metadata = True
+    universe.reset_counts()
+    shutil.rmtree(repo / "cache")  # a fresh clone: no HTTP cache, no store
+    body = tmp_path / "body.md"
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--security", "--now",
+                 NOW.isoformat(), "--write-pr-body", str(body)]) == 0
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat(),
+                 "--write-pr-body", str(body)]) == 0
+    text = body.read_text()
+    assert "licenses not compared" not in text
+    assert "license: urllib3 2.0.7 -\\> 2.2.3: license changed: unknown -\\> MIT" in text
+    assert not [r.path for r in universe.requests if r.path.endswith(".metadata")]
+    assert not [r.path for r in universe.requests  # the zip directory by ranges, never whole
+                if r.path.endswith(".whl") and r.range is None]
+
+
 def test_bump_refuses_uncommitted_lockfiles(repo: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     lockfile = repo / "lockfiles" / "pylock.main.toml"

@@ -411,9 +411,9 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
     """``diff`` with a ``license`` finding for each upgraded or downgraded project whose two
     releases declare different licenses (not one written two ways: ``licenses.same_license``),
     where the store (or, given ``client``, an IndexClient, the index's PEP 658 file of a locked
-    wheel) has both releases' core metadata (``lockfiles``: both sides' lockfiles); and the
-    moves it could not compare (``name old -> new``), for a warning. Reads one small metadata
-    file per changed release."""
+    wheel, else its METADATA as lock read it) has both releases' core metadata (``lockfiles``:
+    both sides' lockfiles); and the moves it could not compare (``name old -> new``), for a
+    warning. Reads one small metadata file (or a wheel's METADATA by ranges) per release."""
     from .release_licenses import release_licenses
 
     pairs = {(canonicalize_name(p.name), Version(p.old_version), Version(p.new_version))
@@ -422,7 +422,7 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
     if not pairs:
         return diff, []
     wanted = {(n, v) for n, old, new in pairs for v in (old, new)}
-    known = release_licenses(lockfiles, store, client, only=wanted)
+    known = release_licenses(lockfiles, store, client, only=wanted, wheel_metadata=True)
     unknown = sorted(f"{name} {old} -> {new}" for name, old, new in pairs
                      if (name, old) not in known or (name, new) not in known)
     sets = []

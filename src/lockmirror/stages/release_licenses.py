@@ -4,13 +4,16 @@ Where from, in order: the store (the PEP 658 metadata file fetch put there, or
 the metadata inside a stored wheel or sdist: :func:`lockmirror.stages.sbom.facts_of`, each
 file used only where its bytes match its sha256 name),
 then, for a release the store lacks and when an index client is given, the
-index's PEP 658 ``.metadata`` file of a locked wheel (a few KiB; never the
-wheel). A release neither can tell about is left out: its license was not
-checked, which audit says.
+index's PEP 658 ``.metadata`` file of a locked wheel (a few KiB), else, where
+the index serves none (lock then read METADATA out of the wheel and recorded its
+hash), the METADATA read the way lock reads it: the client's memo or HTTP cache,
+or range requests on the wheel's zip directory. A release neither can tell about
+is left out: its license was not checked, which audit says.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +31,15 @@ __all__ = ["release_licenses"]
 
 def release_licenses(lockfiles: Sequence[Lockfile], store: AnyStore | None, client: Any = None,
                      *, only: Collection[tuple[str, Version]] | None = None,
+                     wheel_metadata: bool = False,
                      ) -> dict[tuple[str, Version], DeclaredLicense]:
     """(name, version) -> declared license, for every locked release (those in
     ``only`` when given) whose core metadata the store or the index's PEP 658
-    files give. ``client``: an :class:`~lockmirror.net.index_client.IndexClient`
-    (anything else, or None: the store only). Raises NetworkError when the
-    index cannot be reached."""
+    files give (``wheel_metadata``: or, where the index serves none, the METADATA
+    in a locked wheel whose hash the lockfile records, read as lock reads it).
+    ``client``: an :class:`~lockmirror.net.index_client.IndexClient` (anything
+    else, or None: the store only). Raises NetworkError when the index cannot be
+    reached."""
     from .sbom import facts_of
 
     found: dict[tuple[str, Version], DeclaredLicense] = {}
@@ -51,23 +57,34 @@ def release_licenses(lockfiles: Sequence[Lockfile], store: AnyStore | None, clie
                 missing[key] = package
     if missing and client is not None and hasattr(client, "metadata"):
         for key, package in sorted(missing.items()):
-            declared = _from_index(client, package)
+            declared = _from_index(client, package, wheel_metadata)
             if declared is not None:
                 found[key] = declared
     return found
 
 
-def _from_index(client: Any, package: LockedPackage) -> DeclaredLicense | None:
-    """The license in the PEP 658 file of one of ``package``'s locked wheels, if
-    its index serves one (verified against the advertised sha256)."""
+def _from_index(client: Any, package: LockedPackage, wheel_metadata: bool
+                ) -> DeclaredLicense | None:
+    """The license in the core metadata of one of ``package``'s locked wheels: its
+    PEP 658 file if the index serves one (verified against the advertised sha256),
+    else (``wheel_metadata``), for a wheel whose metadata hash the lockfile records
+    (lock read METADATA out of the wheel), that METADATA read again (the client's
+    memo or cache, or range requests) and checked against the recorded hash; None
+    when neither is there."""
     from ..formats.core_metadata import parse_metadata
 
-    locked = {f.filename for f in package.files}
+    recorded = {f.filename: f.metadata_sha256 for f in package.files if f.is_wheel}
     try:
         page = client.project(package.name)
     except LockmirrorError:
         return None
-    for file in page.files:
-        if file.filename in locked and file.is_wheel and file.has_metadata:
+    wheels = [f for f in page.files if f.filename in recorded and f.is_wheel]
+    for file in sorted(wheels, key=lambda f: not f.has_metadata):  # a PEP 658 file first
+        if file.has_metadata:
             return declared_license(parse_metadata(client.metadata(file)))
+        pinned = recorded[file.filename]
+        if wheel_metadata and pinned:
+            data = client.metadata(file)
+            if hashlib.sha256(data).hexdigest() == pinned.lower():
+                return declared_license(parse_metadata(data))
     return None
