@@ -162,6 +162,22 @@ def test_outdated_lists_every_kind_of_reason(tmp_path: Path, universe: FixtureIn
     assert universe.count(prefix="/simple/") == len(INITIAL)
 
 
+def test_outdated_gives_the_reasons_of_the_newest_release_not_of_older_excluded_ones(
+        tmp_path: Path, universe: FixtureIndex) -> None:
+    # found by an outside tester: under `urllib3>=1.26.5,<2` the listing gave the newest
+    # release's exclusion, then an older excluded one's exclusion and yank
+    loaded = locked_mirror(tmp_path, universe, ["requests", "urllib3<2.1"])
+    for version, yanked in (("2.0.9", None), ("2.1.0", "broken")):
+        universe.add_file(build_wheel(tmp_path / "newer", "urllib3", version),
+                          upload_time=LATER, yanked_reason=yanked)
+    (row,) = [r for r in outdated_sets(loaded, now=NOW).rows if r.package == "urllib3"]
+    assert (str(row.allowed), str(row.newest)) == ("2.0.9", "3.0.0")
+    line = line_of(loaded, "urllib3<2.1")
+    assert [r.text for r in row.reasons] == [
+        f"3.0.0 excluded by `urllib3<2.1` in mirror.yaml line {line}",
+        "3.0.0 excluded by `urllib3<3,>=1.21.1` from requests 2.31.0"]
+
+
 def test_outdated_says_how_to_take_a_release_that_leaves_out_early_patch_releases(
         tmp_path: Path, universe: FixtureIndex) -> None:
     """cryptography's `!=3.9.0,!=3.9.1`: a target "3.11" stands for every 3.11.x,

@@ -15,10 +15,11 @@ each package it reports:
   own dependencies conflict;
 - ``newest``: the newest release upstream (pre-releases only where the set
   allows them, or the locked one is one);
-- ``reasons``: for each version above ``allowed`` that a different rule holds
-  back, the reason in words ("pinned in mirror.yaml line 12", "2.32.4 is 3
-  days old, allowed from 2026-12-09", "3.0.0 excluded by `urllib3<3` from
-  requests 2.32.3", "1.1 is yanked: ...", "1.1 has PYSEC-...");
+- ``reasons``: for the newest release and for the newest one only the policy
+  holds back (when above ``allowed``), the reasons in words ("pinned in
+  mirror.yaml line 12", "2.32.4 is 3 days old, allowed from 2026-12-09", "3.0.0
+  excluded by `urllib3<3` from requests 2.32.3", "1.1 is yanked: ...", "1.1 has
+  PYSEC-...");
 - ``advisories`` on the locked release, each with the lowest version that
   fixes it, and ``fix``: the lowest release above it with no advisory.
 
@@ -247,15 +248,9 @@ class SetChecker:
         judged = [(v, self.reasons(package, v, releases[v], target)) for v in newer]
         allowed = next((v for v, why in judged if not why), locked)
         shown: list[Reason] = []
-        kinds_seen: list[set[str]] = []
-        for version, why in judged:
-            if version <= allowed:
-                break
-            kinds: set[str] = {r.kind for r in why}
-            if kinds not in kinds_seen:  # one version per distinct obstacle
-                kinds_seen.append(kinds)
-                said = {r.text for r in shown}
-                shown += [r for r in why if r.text not in said]  # a pin's line once
+        for version, why in _worth_saying(judged, allowed):
+            said = {r.text for r in shown}
+            shown += [r for r in why if r.text not in said]  # a pin's line once
         notes = self.advisory_notes(name, locked)
         fix = None
         if notes:
@@ -350,6 +345,24 @@ class SetChecker:
             notes.append(AdvisoryNote(advisory.id, advisory.aliases, advisory.summary, level,
                                       fixes[0] if fixes else None))
         return tuple(notes)
+
+
+# what the set or target rules out: no wait and no policy exception takes such a release
+SET_RULES = frozenset({"pinned", "constraint", "no-file"})
+
+
+def _worth_saying(judged: list[tuple[Version, list[Reason]]], allowed: Version
+                  ) -> list[tuple[Version, list[Reason]]]:
+    """Of the releases above ``allowed`` (``judged``: newest first, each with its
+    reasons), the ones whose reasons are shown: the newest, and the newest that only
+    the policy holds back (age, yank, advisory: what a wait or an exception would
+    take), when that is another; an older release the set rules out tells nothing."""
+    above = [(v, why) for v, why in judged if v > allowed]
+    if not above:
+        return []
+    policy_only = next(((v, why) for v, why in above
+                        if not {r.kind for r in why} & SET_RULES), None)
+    return [above[0]] + ([policy_only] if policy_only and policy_only != above[0] else [])
 
 
 def _merge_targets(rows: Iterable[OutdatedRow]) -> list[OutdatedRow]:
