@@ -304,8 +304,11 @@ def test_nothing_to_move_is_not_called_clean_when_advisories_were_not_checked(
     captured = capsys.readouterr()
     assert captured.out == ("no checked release has a deny-level advisory: nothing to move, "
                             "nothing written\n")
-    assert captured.err == ("lockmirror: warning: vulnerabilities were not checked: no advisory "
-                            "source is configured (policy.advisory_sources)\n")
+    assert captured.err == (  # the policy changed since the lock: that is said too
+        "lockmirror: warning: vulnerabilities were not checked: no advisory source is "
+        "configured (policy.advisory_sources)\nlockmirror: warning: lockfiles/pylock.main.toml "
+        "was locked from other inputs (changed: the policy): `lockmirror lock --check` fails "
+        "for set 'main'; run `lockmirror lock --set main`\n")
     main(["outdated", "--config", str(loaded.path)])
     out = capsys.readouterr().out
     assert ("note: vulnerabilities were not checked: no advisory source is configured "
@@ -451,6 +454,55 @@ def test_bump_reads_licenses_out_of_wheels_where_the_index_serves_no_pep658_file
     assert not [r.path for r in universe.requests if r.path.endswith(".metadata")]
     assert not [r.path for r in universe.requests  # the zip directory by ranges, never whole
                 if r.path.endswith(".whl") and r.range is None]
+
+
+def test_bump_after_a_policy_change_locks_the_other_stale_sets_again_with_pins_kept(
+        tmp_path: Path, universe: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # found by an outside tester: after `vulnerabilities: deny` came in, `bump --security`
+    # committed the vulnerable set's lockfile alone; on its branch `lock --check` failed for
+    # the other sets ("locked from other inputs (changed: the policy)"): the PR's CI was red
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "bot@example.invalid" if key.endswith("EMAIL") else "bot")
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "--quiet", "--initial-branch=main")
+    (root / ".gitignore").write_text("cache/\nnewer/\n")
+    two_sets = mirror_text(universe, root, ["requests"], "ignore").replace(
+        "policy:\n", "  extra:\n    requirements:\n      - fresh\n      - yanky\npolicy:\n")
+    (root / "mirror.yaml").write_text(two_sets)
+    lock_sets(load_config(root / "mirror.yaml"), now=NOW, candidate_filter_for=lambda n: None)
+    release_newer(universe, root)
+    git(root, "add", ".")
+    git(root, "commit", "--quiet", "-m", "lock")
+    (root / "mirror.yaml").write_text(two_sets.replace("vulnerabilities: ignore",
+                                                       "vulnerabilities: deny"))
+    git(root, "commit", "--quiet", "-am", "deny vulnerable releases")
+    config, body = str(root / "mirror.yaml"), tmp_path / "body.md"
+    stale = ("lockfiles/pylock.extra.toml was locked from other inputs (changed: the "
+             "policy): `lockmirror lock --check` fails for set 'extra'; run `lockmirror lock "
+             "--set extra`")
+    assert main(["lock", "--config", config, "--upgrade-vulnerable"]) == 0  # main only
+    assert capsys.readouterr().err == f"lockmirror: warning: {stale}\n"
+    git(root, "checkout", "--quiet", "--", "lockfiles")
+    # --set main: the other set is not the bump's to lock, so it is named
+    assert main(["bump", "-c", config, "--security", "--set", "main", "--now", NOW.isoformat(),
+                 "--branch", "only-main", "--write-pr-body", str(body)]) == 0
+    assert f"lockmirror: warning: {stale}\n" in capsys.readouterr().err
+    assert f"> [!WARNING]\n> {stale}\n" in body.read_text()
+    git(root, "checkout", "--quiet", "main")
+    assert main(["bump", "-c", config, "--security", "--now", NOW.isoformat(),
+                 "--write-pr-body", str(body)]) == 0
+    assert "lock --check` fails" not in capsys.readouterr().err
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == [
+        "lockfiles/pylock.extra.toml", "lockfiles/pylock.main.toml"]
+    assert "Locked again, pins kept (locked from other inputs): extra" in git(
+        root, "log", "-1", "--format=%B")
+    assert "Also locked again with their pins kept, as `lockmirror lock` would (they were " \
+        "locked from other inputs): `extra`." in body.read_text()
+    assert entries(root / "lockfiles" / "pylock.extra.toml") == {"fresh": "1.0", "yanky": "1.0"}
+    assert main(["lock", "--config", config, "--check"]) == 0
 
 
 def test_bump_refuses_uncommitted_lockfiles(repo: Path,

@@ -266,10 +266,19 @@ def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         print(f"lockmirror: warning: {note}", file=sys.stderr)
     if not upgrade.found:
         print(f"{upgrade.none_found}: nothing to move, nothing written")
-        return 0
     found = {(r.set_name, r.package): r for r in upgrade.found}
     for set_name, package, old, new in upgrade.moves():
         ids = ", ".join(found[(set_name, package)].advisories)
         print(f"set '{set_name}': {package} {old} -> {', '.join(map(str, new))} ({ids})")
     print_results(upgrade.results)
+    _warn_stale(loaded)
     return 0
+
+
+def _warn_stale(loaded: LoadedConfig) -> None:
+    """One line per set the vulnerable move left locked from other inputs (it locks only
+    the sets holding a vulnerable release): ``lock --check`` fails for it until locked."""
+    from ..stages.bump import stale_lines
+
+    for line in stale_lines(loaded):
+        print(f"lockmirror: warning: {line}", file=sys.stderr)

@@ -11,7 +11,12 @@ only pushes and calls ``gh``:
    --upgrade`` (every pin to the newest allowed release);
 4. nothing changed: nothing is written, no branch made, and the result says
    so (``changed`` False);
-5. otherwise ``outdated`` after; the advisories fixed are those on a locked
+5. otherwise the chosen sets the move left locked from other inputs (a policy
+   or source change since their lock) are locked again with their pins kept, as
+   ``lock`` would, so ``lock --check`` passes on the branch; a stale set it
+   leaves (outside ``--set``, or its lock failed) is named in a warning and in
+   the body;
+6. ``outdated`` after; the advisories fixed are those on a locked
    release before that are on none after; the branch (``git checkout -B``
    from HEAD), one commit of the lockfile directory, and the pull request's
    title and body: the advisories fixed, ``lockmirror diff --format
@@ -26,6 +31,7 @@ git's configured one. Nothing here prints; the time is a parameter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -111,22 +117,61 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
         if not run_git(repo, "status", "--porcelain", "--", lockfiles).strip():
             return BumpResult(False, branch, message=f"nothing to bump: {what}; nothing written",
                               warnings=warnings)
+        relocked, stale = _relock_stale(loaded, sets, client=client, now=now, jobs=jobs)
         after = outdated_sets(loaded, sets, now=now, client=client)
         fixed = fixed_advisories(before, after)
         moves = _moves(before, after)
         title = pr_title(moves, fixed, security)
         run_git(repo, "checkout", "-B", branch)
         run_git(repo, "add", "--", lockfiles)
-        run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed),
+        run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed, relocked),
                 failed="git commit failed", hint="is git's user.name and user.email set?")
         commit = run_git(repo, "rev-parse", "HEAD").strip()
         # the diff of the commit the pull request carries (its sides: the base and the
         # branch); the new releases' licenses from the index's PEP 658 files, as the
         # store of a fresh clone has no metadata of releases locked a moment ago
         diff_markdown = _diff_markdown(loaded, head, branch, client)
-    body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security)
+    body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security,
+                   relocked=relocked, stale=stale)
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
-                      f"committed {plural(len(moves), 'move')} on {branch}", warnings)
+                      f"committed {plural(len(moves), 'move')} on {branch}",
+                      (*warnings, *stale))
+
+
+def _relock_stale(loaded: LoadedConfig, sets: list[str] | None, *, client: IndexClient,
+                  now: datetime, jobs: int) -> tuple[list[str], list[str]]:
+    """Lock again, pins kept, the chosen sets (``sets``; default every set) the move
+    left locked from other inputs: ``lock --check`` would fail for them on the branch,
+    so the pull request's CI would. Returns the sets locked again and a line for each
+    set still stale (outside ``sets``, or its lock failed: nothing of it written)."""
+    from .lock import lock_sets, stale_sets
+
+    chosen = loaded.chosen_sets(sets)
+    relock = [name for name in stale_sets(loaded) if name in chosen]
+    failed = ""
+    if relock:
+        try:
+            lock_sets(loaded, relock, client=client, now=now, jobs=jobs, all_or_nothing=True)
+        except LockmirrorError as error:
+            failed, relock = f"; locking it again failed: {str(error).splitlines()[0]}", []
+    return relock, stale_lines(loaded, {name: failed for name in chosen})
+
+
+def stale_lines(loaded: LoadedConfig, notes: Mapping[str, str] | None = None) -> list[str]:
+    """A line per set locked from other inputs (``notes``: set -> what to add), its
+    lockfile named as from mirror.yaml's folder (the lines go in a public PR body):
+    ``lock --check`` fails for it until it is locked again."""
+    from .lock import stale_sets
+
+    lines = []
+    for name, why in stale_sets(loaded).items():
+        path = loaded.lockfile_path(name)
+        shown = (path.relative_to(loaded.root).as_posix() if path.is_relative_to(loaded.root)
+                 else path.name)
+        lines.append(f"{why.replace(str(path), shown)}{(notes or {}).get(name, '')}: "
+                     f"`lockmirror lock --check` fails for set '{name}'; run `lockmirror lock "
+                     f"--set {name}`")
+    return lines
 
 
 def _diff_markdown(loaded: LoadedConfig, head: str, branch: str, client: IndexClient) -> str:
@@ -181,19 +226,28 @@ def pr_title(moves: list[str], fixed: list[FixedAdvisory], security: bool) -> st
     return f"lockmirror: bump {shown}"
 
 
-def commit_message(title: str, moves: list[str], fixed: list[FixedAdvisory]) -> str:
+def commit_message(title: str, moves: list[str], fixed: list[FixedAdvisory],
+                   relocked: Sequence[str] = ()) -> str:
     lines = [title, "", *moves]
+    if relocked:
+        lines += ["", f"Locked again, pins kept (locked from other inputs): {', '.join(relocked)}"]
     if fixed:
         lines += ["", "Fixes:", *(f"{f.id} ({f.package} {f.old})" for f in fixed)]
     return "\n".join(lines) + "\n"
 
 
 def pr_body(moves: list[str], fixed: list[FixedAdvisory], diff_markdown: str,
-            outdated_markdown: str, security: bool) -> str:
+            outdated_markdown: str, security: bool, *, relocked: Sequence[str] = (),
+            stale: Sequence[str] = ()) -> str:
     how = ("`lockmirror lock --upgrade-vulnerable`: only packages with deny-level advisories "
            "moved, each to the lowest release without one" if security else
            "`lockmirror lock --upgrade`: every pin moved to the newest release its set allows")
     parts = [f"Opened by `lockmirror bump` ({how}).", ""]
+    if relocked:
+        parts += [f"Also locked again with their pins kept, as `lockmirror lock` would (they "
+                  f"were locked from other inputs): {', '.join(f'`{n}`' for n in relocked)}.",
+                  ""]
+    parts += [f"> [!WARNING]\n> {line}\n" for line in stale]
     parts += ["### Advisories fixed", ""]
     parts += [f.line() for f in fixed] or ["(none)"]
     parts += ["", diff_markdown.rstrip(), "", "<details><summary>Still behind after this bump"
