@@ -809,6 +809,13 @@ def test_default_old_side_is_the_merge_base_with_main(
     data = json.loads(capsys.readouterr().out)
     assert data["old"] == f"merge base with main ({base[:12]})"
     assert data["new"] == "working tree"
+    # a clone's origin/HEAD is named as the branch it points to (README: "merge base with
+    # the main branch"), not "origin/HEAD"
+    git(lock_repo, "update-ref", "refs/remotes/origin/main", "main")
+    git(lock_repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    assert cli.main(["diff", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["old"] == \
+        f"merge base with origin/main ({base[:12]})"
     package = data["sets"][0]["targets"][0]["packages"][0]
     assert (package["change"], package["old_version"], package["new_version"]) == (
         "upgraded", "2.30.0", "2.32.0")
@@ -981,6 +988,21 @@ def test_git_diff_driver_shows_readable_lines(lock_repo: Path) -> None:
         (f"+requests 2.31.0: wheel requests-2.31.0-py3-none-any.whl 1000 B sha256:{digest_new} "
          "from https://files.example/requests-2.31.0-py3-none-any.whl"),
     ]
+
+
+def test_git_textconv_warning_names_the_file_in_the_repository(lock_repo: Path) -> None:
+    # found by an outside tester: a lockfile at a revision that is no lockfile gave "...
+    # (/tmp/git-blob-dg7quj/pylock.util.toml); showing the raw text": git's temporary copy
+    git(lock_repo, "config", "diff.lockmirror.textconv",
+        f"{shlex.quote(sys.executable)} -m lockmirror diff --textconv")
+    (lock_repo / ".gitattributes").write_text("lockfiles/pylock.*.toml diff=lockmirror\n")
+    (lock_repo / "lockfiles" / "pylock.core.toml").write_text("this is [not toml\n")
+    git(lock_repo, "commit", "-q", "-am", "break it")
+    done = subprocess.run(["git", "-C", str(lock_repo), "diff", "main", "HEAD", "--",
+                           "lockfiles"], capture_output=True, text=True, check=True)
+    assert "+this is [not toml" in done.stdout
+    assert "lockfiles/pylock.core.toml" in done.stderr and "showing the raw text" in done.stderr
+    assert "git-blob-" not in done.stderr
 
 
 def test_setup_git_driver_works_from_a_shell_without_the_venv(

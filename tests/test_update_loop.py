@@ -391,6 +391,8 @@ def test_bump_security_commits_on_a_branch_and_writes_the_pr(
     # lockmirror diff --format markdown of the move, and what is still behind
     assert "| upgraded | `idna` | 3.6 → 3.7 | main: requests → idna |" in text
     assert "working tree" not in text and "lockmirror/bump-security" in text  # the PR's sides
+    base = git(repo, "rev-parse", "main").strip()
+    assert f"### lockmirror diff: `main ({base[:12]})` → `lockmirror/bump-security (" in text
     assert "### lockmirror outdated: 6 locked packages in 1 set: 2 can move, 3 held back, " \
            "0 with advisories" in text
     assert "| main | pinny | 1.0 | 1.0 | 2.0 | held | pinned in mirror.yaml line 14" in text
@@ -503,6 +505,23 @@ def test_bump_after_a_policy_change_locks_the_other_stale_sets_again_with_pins_k
         "locked from other inputs): `extra`." in body.read_text()
     assert entries(root / "lockfiles" / "pylock.extra.toml") == {"fresh": "1.0", "yanky": "1.0"}
     assert main(["lock", "--config", config, "--check"]) == 0
+
+
+def test_bump_says_when_rebuilding_its_branch_drops_a_commit(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    git(repo, "checkout", "--quiet", "-b", "lockmirror/bump-security")
+    (repo / "notes.txt").write_text("a fix made by hand on the bump branch\n")
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "--quiet", "-m", "by hand")
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "--quiet", "main")
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--security", "--now",
+                 NOW.isoformat()]) == 0
+    assert capsys.readouterr().err == (
+        f"lockmirror: warning: branch lockmirror/bump-security is rebuilt from HEAD, dropping "
+        f"1 commit HEAD does not have (tip {tip[:12]}; `git branch lockmirror/bump-security-old "
+        f"{tip[:12]}` keeps them)\n")
+    assert git(repo, "rev-parse", "HEAD~1").strip() == git(repo, "rev-parse", "main").strip()
 
 
 def test_bump_refuses_uncommitted_lockfiles(repo: Path,

@@ -117,19 +117,34 @@ def _write_output(path: Path, text: str) -> None:
 def _textconv(path: Path) -> int:
     # git gives an empty file for the missing side of an added or deleted lockfile,
     # and a failing textconv aborts the whole `git diff`: fall back to the raw text.
+    shown = _name_in_repository(path)
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LockmirrorError(f"cannot read: {exc}", where=str(path)) from None
+        raise LockmirrorError(f"cannot read: {exc}", where=shown) from None
     if not raw.strip():
         return 0
     try:
-        sys.stdout.write(render_textconv(Lockfile.loads(raw, where=str(path)),
+        sys.stdout.write(render_textconv(Lockfile.loads(raw, where=shown),
                                          text_sha256=text_digest(raw)))
     except LockmirrorError as error:
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
     return 0
+
+
+def _name_in_repository(path: Path) -> str:
+    """``path`` as the user knows it: git hands textconv a side that is no working-tree
+    file as ``$TMPDIR/git-blob-XXXXXX/<its base name>``, named here by the one tracked
+    file of that base name (git runs textconv at the work tree's top), else the base name."""
+    if not path.parent.name.startswith("git-blob-"):
+        return str(path)
+    from ..gitutil import run_git
+
+    listed = run_git(Path.cwd(), "ls-files", "--full-name", "-z", "--",
+                     f":(glob)**/{path.name}", optional=True) or ""
+    found = [name for name in listed.split("\0") if name]
+    return found[0] if len(found) == 1 else path.name
 
 
 def _git_external(argv: list[str]) -> str:

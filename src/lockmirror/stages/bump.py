@@ -18,12 +18,14 @@ only pushes and calls ``gh``:
    the body;
 6. ``outdated`` after; the advisories fixed are those on a locked
    release before that are on none after; the branch (``git checkout -B``
-   from HEAD), one commit of the lockfile directory, and the pull request's
-   title and body: the advisories fixed, ``lockmirror diff --format
-   markdown`` of HEAD against the new lockfiles, and the ``outdated``
-   summary of what is still behind. The diff reads the moved releases'
-   licenses from the store, else from the index's PEP 658 files (the bump
-   job's fresh clone has no metadata of the releases it just locked).
+   from HEAD; a warning names the commits an existing branch loses), one
+   commit of the lockfile directory, and the pull request's title and body:
+   the advisories fixed, ``lockmirror diff --format markdown`` of HEAD (named
+   by its branch) against the new lockfiles, and the ``outdated`` summary of
+   what is still behind. The diff reads the moved releases' licenses from the
+   store, else from the index's PEP 658 files or the wheels' METADATA as lock
+   read it (the bump job's fresh clone has no metadata of the releases it just
+   locked).
 
 Git runs through :func:`lockmirror.gitutil.run_git`; the commit's author is
 git's configured one. Nothing here prints; the time is a parameter.
@@ -34,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import LoadedConfig
@@ -122,6 +125,8 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
         fixed = fixed_advisories(before, after)
         moves = _moves(before, after)
         title = pr_title(moves, fixed, security)
+        base = _base_name(repo, head, branch)
+        warnings += _dropped(repo, branch)
         run_git(repo, "checkout", "-B", branch)
         run_git(repo, "add", "--", lockfiles)
         run_git(repo, "commit", "--quiet", "-m", commit_message(title, moves, fixed, relocked),
@@ -130,7 +135,7 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
         # the diff of the commit the pull request carries (its sides: the base and the
         # branch); the new releases' licenses from the index's PEP 658 files, as the
         # store of a fresh clone has no metadata of releases locked a moment ago
-        diff_markdown = _diff_markdown(loaded, head, branch, client)
+        diff_markdown = _diff_markdown(loaded, base, branch, client)
     body = pr_body(moves, fixed, diff_markdown, render_markdown(after), security,
                    relocked=relocked, stale=stale)
     return BumpResult(True, branch, title, body, commit, tuple(moves), tuple(fixed),
@@ -172,6 +177,27 @@ def stale_lines(loaded: LoadedConfig, notes: Mapping[str, str] | None = None) ->
                      f"`lockmirror lock --check` fails for set '{name}'; run `lockmirror lock "
                      f"--set {name}`")
     return lines
+
+
+def _base_name(repo: Path, head: str, branch: str) -> str:
+    """What the diff calls the pull request's base: HEAD's branch (``main``), which the
+    bump does not move; the commit when HEAD is detached or is ``branch`` itself."""
+    name = run_git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    return head if name in ("HEAD", branch) else name
+
+
+def _dropped(repo: Path, branch: str) -> tuple[str, ...]:
+    """The line saying ``git checkout -B`` drops commits an existing ``branch`` holds
+    that HEAD does not (an earlier bump's, or a hand-made fix): its old tip, to keep them."""
+    if run_git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}",
+               optional=True) is None:
+        return ()
+    dropped = run_git(repo, "rev-list", f"HEAD..refs/heads/{branch}").split()
+    if not dropped:
+        return ()
+    return (f"branch {branch} is rebuilt from HEAD, dropping {plural(len(dropped), 'commit')} "
+            f"HEAD does not have (tip {dropped[0][:12]}; `git branch {branch}-old "
+            f"{dropped[0][:12]}` keeps them)",)
 
 
 def _diff_markdown(loaded: LoadedConfig, head: str, branch: str, client: IndexClient) -> str:

@@ -249,7 +249,9 @@ def read_revision(repo: Path, revision: str, lockfile_dir: str) -> LockfileSide:
         text = run_git(repo, "show", f"{commit}:{member}", failed=f"cannot read {where}")
         lockfile = Lockfile.loads(text, where=where)
         texts[_add(lockfiles, paths, lockfile, where, name)] = TextFacts.of(lockfile, text)
-    return LockfileSide(f"{revision} ({commit[:12]})", lockfiles, paths, texts=texts)
+    named = len(revision) < 7 or not commit.startswith(revision.lower())  # not a commit id
+    shown = f"{revision} ({commit[:12]})" if named else commit[:12]
+    return LockfileSide(shown, lockfiles, paths, texts=texts)
 
 
 def load_lockfiles(spec: str, *, repo: Path, lockfile_dir: str) -> LockfileSide:
@@ -269,8 +271,10 @@ def load_lockfiles(spec: str, *, repo: Path, lockfile_dir: str) -> LockfileSide:
 def default_base(repo: Path, branches: Sequence[str]) -> tuple[str, str]:
     """(branch, commit): the merge base of ``HEAD`` with the first of ``branches`` that exists.
 
-    ``branches`` is the caller's preference order, e.g. ``origin/main``,
-    ``main``. Raises LockmirrorError naming the candidates when none exists.
+    ``branches`` is the caller's preference order, e.g. ``origin/HEAD``,
+    ``origin/main``, ``main``; the branch is named as git resolves it (``origin/HEAD``
+    is the remote's default branch: ``origin/main``). Raises LockmirrorError naming
+    the candidates when none exists.
     """
     for branch in branches:
         if run_git(repo, "rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}",
@@ -278,7 +282,8 @@ def default_base(repo: Path, branches: Sequence[str]) -> tuple[str, str]:
             continue
         commit = run_git(repo, "merge-base", "HEAD", branch,
                          failed=f"HEAD and {branch} have no common ancestor").strip()
-        return branch, commit
+        named = (run_git(repo, "rev-parse", "--abbrev-ref", branch, optional=True) or "").strip()
+        return named or branch, commit
     raise LockmirrorError(f"none of the branches {', '.join(branches)} exists",
                           where=str(repo), hint="name the old side: `lockmirror diff REVISION`")
 
