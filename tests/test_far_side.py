@@ -227,6 +227,11 @@ def test_base_url_is_checked(mirror: FixtureMirror, capsys: pytest.CaptureFixtur
                  "--set", "core"]) == 2
     err = capsys.readouterr().err
     assert "carries credentials" in err and "secret" not in err
+    # a host part that does not parse is one line too, without the password
+    assert main(["lockfile", str(mirror.out), "--base-url", "https://u:secret@[m/",
+                 "--set", "core"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not parse" in err and "secret" not in err
     assert main(["lockfile", str(mirror.out), "--base-url", "https://m/"]) == 2
     assert "2 sets to print" in capsys.readouterr().err
 

@@ -723,6 +723,28 @@ def test_pip_config_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not an http(s) or file URL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("url", ["https://alice:s3cretPW@mirror.lan/simple/",
+                                 "https://s3cretPW@mirror.lan/simple/",
+                                 "https://alice:s3cretPW@[mirror.lan/simple/",
+                                 "alice:s3cretPW@mirror.lan/simple/"])
+def test_pip_config_refuses_a_url_with_credentials(
+        url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``pip-config https://u:p@mirror.lan/simple/`` printed the password into every
+    snippet (pip.conf, PIP_INDEX_URL, the pyproject.toml users commit): refused in one
+    line, as ``lockfile --base-url`` and ``check-install --index-url`` refuse it, with
+    where pip and uv take credentials from instead, and never the secret."""
+    from lockmirror.cli import main
+
+    assert main(["pip-config", url]) != 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert "s3cretPW" not in captured.err and "alice" not in captured.err
+    if url.startswith("https://"):
+        assert "carries credentials" in captured.err
+        assert "keyring" in captured.err and "netrc" in captured.err
+
+
 def test_serve_on_every_address_gives_clients_this_machines_name() -> None:
     """``serve --host 0.0.0.0`` printed a client configuration for http://0.0.0.0:PORT/
     (pip told ``trusted-host = 0.0.0.0``), which no other machine can use."""

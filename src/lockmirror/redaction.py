@@ -1,6 +1,8 @@
 """Credentials out of what lockmirror prints: a URL's user name and password
 (:func:`redact_url`), and the userinfo of every URL in a text (:func:`redact_text`,
-for a server's or an exception's message). No I/O; nothing but the standard library.
+for a server's or an exception's message); :func:`carries_credentials` tells a URL
+that must be refused where it would be printed or written into a file. No I/O;
+nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = (f"[{host}]" if ":" in host else host) + port
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def carries_credentials(url: str) -> bool:
+    """Whether ``url`` holds a user name or password (``user:password@``, ``user@``):
+    what ``lockfile --base-url``, ``check-install --index-url`` and ``pip-config``
+    refuse, since each would write the URL into a file or print it. A URL whose host
+    part does not parse counts when it holds an ``@`` (never a ValueError)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "@" in url
+    return parts.username is not None or parts.password is not None
 
 
 def redact_text(text: str) -> str:

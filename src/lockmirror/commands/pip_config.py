@@ -10,16 +10,31 @@ HELP = ("print pip.conf, environment variables and uv configuration that make UR
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", help="the mirror's simple index, e.g. https://mirror.example/simple/")
+    parser.add_argument("url", help="the mirror's simple index, e.g. "
+                                    "https://mirror.example/simple/; without user:password "
+                                    "(pip and uv take those from keyring or ~/.netrc)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import LockmirrorError
+    from ..errors import InputError, LockmirrorError
     from ..formats.client_config import render_pip_config
+    from ..redaction import carries_credentials, redact_url
 
     if not args.url.startswith(("http://", "https://", "file://")):
-        raise LockmirrorError(f"'{args.url}' is not an http(s) or file URL",
+        shown = "the URL" if "@" in args.url else f"'{args.url}'"  # user:password@ stays unsaid
+        raise LockmirrorError(f"{shown} is not an http(s) or file URL",
                               hint="give the mirror's simple index URL, e.g. "
                                    "https://mirror.example/simple/")
-    print(render_pip_config(args.url), end="")
+    if carries_credentials(args.url):  # the snippets are copied into files users commit
+        raise InputError(f"{redact_url(args.url)}: the URL carries credentials "
+                         "(user:password@), which would be printed into pip.conf, the "
+                         "environment lines and pyproject.toml",
+                         hint="give the URL without them; pip and uv read credentials "
+                              "from keyring or ~/.netrc, or from PIP_INDEX_URL / "
+                              "UV_DEFAULT_INDEX you set in your own environment")
+    try:
+        text = render_pip_config(args.url)
+    except ValueError:  # of the host part (a bad IPv6 address or port)
+        raise InputError(f"'{args.url}' is not a URL: its host part does not parse") from None
+    print(text, end="")
     return 0

@@ -44,6 +44,7 @@ from typing import Any
 import rtoml
 
 from ..errors import LockmirrorError
+from ..redaction import carries_credentials
 from .bounded import load_toml
 
 FILES_FROM_LOCKFILE = "../files"  # dist-index/lockfiles/ -> dist-index/files/
@@ -106,12 +107,16 @@ def _relocate(document: dict[str, Any], data: bytes, base: str | None, where: st
 
 def check_base_url(base_url: str) -> str:
     """``base_url`` ending in ``/``; RelocationError unless http(s)/file with no credentials."""
-    parts = urllib.parse.urlsplit(base_url)
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+    except ValueError:  # of the host part (user:password@ too): never echoed
+        raise RelocationError("not a URL: its host part does not parse",
+                              where="--base-url") from None
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
                                                          and not parts.hostname):
         raise RelocationError(f"not an http(s) or file URL: {base_url!r}", where="--base-url",
                               hint="give the mirror's root, e.g. https://mirror.internal/")
-    if parts.username or parts.password:
+    if carries_credentials(base_url):
         raise RelocationError("the base URL carries credentials, which would be written into "
                               "the lockfile", where="--base-url",
                               hint="give the URL without user:password; let the installer "

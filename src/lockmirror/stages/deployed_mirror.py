@@ -32,6 +32,7 @@ import requests
 
 from ..errors import InputError, LockmirrorError
 from ..formats.lockfile import Lockfile
+from ..redaction import carries_credentials
 from .install_runs import Check, Where
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def parse_index_url(url: str) -> DeployedMirror:
                               "https://mirror.internal/simple/")
     host = parts.hostname or ""
     netloc = (f"[{host}]" if ":" in host else host) + port
-    if parts.username is not None or parts.password is not None:
+    if carries_credentials(url):
         raise InputError(
             f"{parts.scheme}://{netloc}{parts.path}: the URL carries credentials "
             "(user:password@), which check-install does not pass to installers",
