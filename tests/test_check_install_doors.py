@@ -162,5 +162,6 @@ def test_outside_a_project_a_run_whose_installer_copy_fails_leaves_no_directory(
     with pytest.raises(LockmirrorError) as raised:
         ensure_installer(find_installers(["pip 21.2.3"])[0], not_a_directory / "installers")
     assert str(raised.value) == (
-        f"{not_a_directory / 'installers'}: the installer cache lies under a file (set "
-        "$LOCKMIRROR_INSTALLER_CACHE to a directory for the installer copies)")
+        f"{not_a_directory / 'installers'}: the installer cache lies under {not_a_directory}, "
+        "a file, not a directory (set $LOCKMIRROR_INSTALLER_CACHE to a directory for the "
+        "installer copies)")

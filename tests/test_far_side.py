@@ -382,7 +382,9 @@ def test_import_names_a_parent_that_is_a_file(tmp_path: Path,
     (tmp_path / "srv").write_text("not a directory\n")
     assert main(["import", str(path), "--into", str(tmp_path / "srv" / "mirror")]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{tmp_path / 'srv'}: is in the way" in err
+    assert err.count("\n") == 1
+    assert (f"{tmp_path / 'srv' / 'mirror'}: the import destination lies under "
+            f"{tmp_path / 'srv'}, a file, not a directory") in err
 
 
 def test_serve_of_a_directory_that_is_no_mirror_says_how_to_import(

@@ -1,4 +1,5 @@
-"""Small filesystem helpers: atomic writes and streaming hashes.
+"""Small filesystem helpers: atomic writes, streaming hashes, and the check that an
+output directory can be one (:func:`check_output_dir`).
 
 Nothing partial is ever visible: writers go to a temporary file in the
 target's own directory and ``os.replace`` it into place.
@@ -14,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from .errors import LockmirrorError
 
 CHUNK = 1 << 20
 
@@ -66,6 +69,23 @@ def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False
     with atomic_writer(path, fsync=fsync) as handle:
         handle.write(raw)
     return True
+
+
+def check_output_dir(path: Path, what: str, *, hint: str) -> None:
+    """Refuse ``path`` as the directory ``what`` (``"the index output"``) is written
+    into when it cannot be one: a LockmirrorError naming ``path`` as given, that it
+    is a file, or that it lies under one (named too), with ``hint`` (the option or
+    setting to change). A directory that does not exist yet passes: the writer makes
+    it. Every command writing into a directory the user names calls this before it
+    starts, so no error names a file inside it. Costs a stat per level that is missing."""
+    if path.exists() and not path.is_dir():
+        raise LockmirrorError(f"{what} is a file, not a directory", where=str(path), hint=hint)
+    for parent in path.parents:
+        if parent.is_dir():
+            return
+        if parent.exists():
+            raise LockmirrorError(f"{what} lies under {parent}, a file, not a directory",
+                                  where=str(path), hint=hint)
 
 
 @contextmanager

@@ -29,9 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..formats.mirror_lockfile import RelocationError, mirror_root, relocate_lockfile
-    from ..fsutil import atomic_write
+    from ..fsutil import atomic_write, check_output_dir
 
     base_url = mirror_root(args.base_url)
+    if args.output is not None:
+        check_output_dir(args.output, "the lockfile output", hint="point -o at a directory")
     found = {p.name[len("pylock."):-len(".toml")]: p
              for p in sorted((args.directory / "lockfiles").glob("pylock.*.toml"))}
     if not found:

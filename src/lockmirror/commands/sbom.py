@@ -27,10 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from .. import pipeline
     from ..config import load_config
     from ..formats.sbom import NO_METADATA
-    from ..fsutil import atomic_write, plural
+    from ..fsutil import atomic_write, check_output_dir, plural
     from ..net.s3_store import is_s3_url
     from ..stages.sbom import MIRROR_DOCUMENT, sbom_name
 
+    if args.output is not None:
+        check_output_dir(args.output, "the SBOM output", hint="point -o at a directory")
     loaded = load_config(args.config)
     sets = [args.set_name] if args.set_name else None
     documents = pipeline.sbom(loaded, sets)

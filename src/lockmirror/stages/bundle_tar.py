@@ -148,10 +148,8 @@ class Layout:
 
 def output_error(exc: OSError, out_dir: Path) -> LockmirrorError:
     """An error writing the bundle, naming the output directory (not a temporary
-    file the user never sees)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        return LockmirrorError("the bundle output is a file, not a directory",
-                               where=str(out_dir), hint="point --out (paths.dist) at a directory")
+    file the user never sees). An output that is a file was refused before
+    (:func:`lockmirror.stages.bundle_write.writing_in`)."""
     return LockmirrorError(f"cannot write the bundle: {exc.strerror}", where=str(out_dir),
                            hint="nothing was left behind")
 

@@ -32,7 +32,7 @@ from ..formats.bundle_format import (
     read_checksums,
 )
 from ..formats.bundle_reader import locate_bundle, read_head
-from ..fsutil import atomic_write, format_size, one_at_a_time
+from ..fsutil import atomic_write, check_output_dir, format_size, one_at_a_time
 from .bundle_tar import Layout, Member, directories, output_error
 
 MAX_PARTS = 999
@@ -152,7 +152,9 @@ def _existing_digests(out_dir: Path, names: list[str], checksums: Path, total: i
 def writing_in(out_dir: Path, name: str) -> Iterator[None]:
     """One bundle writer (full, delta or refresh) at a time in ``out_dir``; first,
     the temporary volumes a killed writer of this mirror's bundles left (each as
-    large as a bundle)."""
+    large as a bundle). An ``out_dir`` that is a file, or lies under one, is refused
+    naming it (:func:`lockmirror.fsutil.check_output_dir`)."""
+    check_output_dir(out_dir, "the bundle output", hint="point --out (paths.dist) at a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

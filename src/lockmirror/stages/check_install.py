@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LockmirrorError, UnknownNameError
 from ..formats.landing_page import LANDING_DATA
-from ..fsutil import one_at_a_time
+from ..fsutil import check_output_dir, one_at_a_time
 from .check_install_report import VerifyReport, quarantined_locks
 from .check_install_work import temporary_work_dir  # named with the pid: a killed run's goes
 from .deployed_mirror import (
@@ -175,6 +175,9 @@ def verify_closure(
 
     index_dir = Path(index_dir)
     mirror = parse_index_url(index_url) if index_url else None
+    if work_dir is not None:
+        check_output_dir(Path(work_dir), "the check-install work directory",
+                         hint="point --work-dir (paths.cache) at a directory")
     with make_session() as session:
         return _verify(index_dir, mirror, session, sets=sets, targets=targets,
                        transports=transports, install=install, installers=installers,

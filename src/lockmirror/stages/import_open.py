@@ -23,7 +23,7 @@ from ..errors import BundleError, printable
 from ..formats import signing
 from ..formats.bundle_reader import BundleHead, BundleSource, locate_bundle, read_head
 from ..formats.manifest import IMPORT_STATE, PUBLISHER_STATE, STATE_DIR, temporary_target
-from ..fsutil import first_of
+from ..fsutil import check_output_dir, first_of
 from .import_plan import REFUSED
 from .import_state import require_signature_check
 from .import_swap import import_lock, make_parents, mirror_path, remove_made_parents
@@ -52,12 +52,13 @@ def opened_import(paths: Sequence[Path], into: Path,
 
     Missing parent directories of ``into`` are created for the lock, and removed
     again when the block (or the opening) fails. Raises LockmirrorError for an
-    unusable key, destination or signer record, or while another import runs
-    beside ``into``; BundleError for a state entry this lockmirror does not know,
-    for a bundle that does not start as lockmirror writes them or whose signature
-    is missing or wrong. Costs a few header reads
-    and one read of ``bundle.json``."""
+    unusable key, destination (a file, or under one: :func:`check_output_dir`) or
+    signer record, or while another import runs beside ``into``; BundleError for a
+    state entry this lockmirror does not know, for a bundle that does not start as
+    lockmirror writes them or whose signature is missing or wrong. Costs a few
+    header reads and one read of ``bundle.json``."""
     source = locate_bundle([Path(p) for p in paths])
+    check_output_dir(into, "the import destination", hint="point --into at a directory")
     into = mirror_path(into)
     trusted = signing.load_public_key(pubkey) if pubkey is not None else None
     made = make_parents(into)

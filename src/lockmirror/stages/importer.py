@@ -176,12 +176,10 @@ def import_any(paths: Sequence[Path], into: Path, *, now: datetime,
 
 
 def _check_destination(into: Path) -> None:
-    """Refuse a destination that is not a directory, is a mount point, or
-    holds something other than a mirror."""
-    if not into.exists():
-        return
+    """Refuse a destination that is a mount point, or holds something other than a
+    mirror (one that is a file was refused when the import opened)."""
     if not into.is_dir():
-        raise LockmirrorError("exists and is not a directory", where=str(into))
+        return
     if os.stat(into).st_dev != os.stat(into.parent).st_dev:
         raise LockmirrorError(
             "is a mount point, so the new tree cannot be swapped in atomically", where=str(into),

@@ -71,7 +71,7 @@ from ..formats.pages import (
 from ..formats.quarantine_list import releases_of
 from ..formats.store import Store
 from ..formats.url_policy import UrlRule
-from ..fsutil import atomic_write, one_at_a_time, plural, sha256_bytes
+from ..fsutil import atomic_write, check_output_dir, one_at_a_time, plural, sha256_bytes
 from ..net.s3_store import AnyStore, S3Store
 from . import index_fs as fs
 from .index_sbom import write_sboms
@@ -186,9 +186,8 @@ def build_index(
     time grows with the changed lockfiles and projects plus a pass over every
     project's rows (no artifact is read or hashed, but under ``full``).
     """
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise LockmirrorError("the index output is a file, not a directory", where=str(out_dir),
-                              hint="point --out (paths.index) at a directory")
+    check_output_dir(Path(out_dir), "the index output",
+                     hint="point --out (paths.index) at a directory")
     out_dir = Path(os.path.realpath(out_dir))  # one index by two names: one lock, one state
     state = Path(state_dir) if state_dir else state_dir_for(out_dir)
     run = _Run(store=store if isinstance(store, (Store, S3Store)) else Store(Path(store)),

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError
-from ..fsutil import disk_bytes, format_size
+from ..fsutil import check_output_dir, disk_bytes, format_size
 
 INSTALLER_CACHE_ENV = "LOCKMIRROR_INSTALLER_CACHE"  # where the installer copies are kept
 
@@ -295,19 +295,17 @@ def _fetch(installer: Installer, home: Path) -> None:
 def _staging_dir(installer: Installer, cache: Path) -> Path:
     """A new directory in the installer cache to fetch a copy into; LockmirrorError
     naming the cache (and the variable that set it) when it cannot be made there."""
+    named = os.environ.get(INSTALLER_CACHE_ENV)
+    hint = (f"${INSTALLER_CACHE_ENV} names it; point it at a directory"
+            if named and Path(named) == cache else
+            f"set ${INSTALLER_CACHE_ENV} to a directory for the installer copies")
+    check_output_dir(cache, "the installer cache", hint=hint)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{installer.key}.", dir=cache))
     except OSError as exc:
-        why = ("is a file, not a directory" if isinstance(exc, FileExistsError) else
-               "lies under a file" if isinstance(exc, NotADirectoryError) else
-               f"cannot be written: {exc.strerror or exc}")
-        named = os.environ.get(INSTALLER_CACHE_ENV)
-        hint = (f"${INSTALLER_CACHE_ENV} names it; point it at a directory"
-                if named and Path(named) == cache else
-                f"set ${INSTALLER_CACHE_ENV} to a directory for the installer copies")
-        raise LockmirrorError(f"the installer cache {why}", where=str(cache),
-                              hint=hint) from None
+        raise LockmirrorError(f"the installer cache cannot be written: {exc.strerror or exc}",
+                              where=str(cache), hint=hint) from None
 
 
 def _pip(command: list[str], installer: Installer, home: Path) -> None:
