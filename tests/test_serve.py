@@ -412,6 +412,43 @@ def test_refuses_a_tree_that_is_not_an_index(tmp_path: Path) -> None:
     assert caught.value.hint == f"import a bundle into it first: lockmirror import BUNDLE.tar --into {tmp_path}"
 
 
+def test_a_path_no_import_could_go_to_is_not_told_to_take_one(
+        mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``serve /tmp`` (a directory holding other things) and ``serve afile`` suggested
+    ``lockmirror import BUNDLE.tar --into`` that path: an import replaces the whole
+    tree. Only a missing or empty directory (or a mirror lacking a part) gets that
+    hint; the others say what is missing and point at the mirror, as verify does."""
+    from lockmirror.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a mirror")
+    project = tmp_path / "project"  # holds a built index beside other files
+    shutil.copytree(mirror.out, project / "dist-index")
+    (project / "mirror.yaml").write_text("version: 1\n")
+    said = {}
+    for command in ("serve", "verify"):
+        for path in (afile, project, project / "dist-index" / "simple"):
+            assert main([command, str(path), *(["--port", "0"] if command == "serve" else [])]
+                        ) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "lockmirror import" not in err, err
+            said[command, path.name] = err
+    for command in ("serve", "verify"):
+        assert said[command, "afile"] == (
+            f"lockmirror: error: {afile}: is a file, not a mirror directory (give the "
+            "directory of a built index (dist-index/) or of an imported mirror, the one "
+            "holding manifest.json)\n")
+        assert said[command, "project"] == (
+            f"lockmirror: error: {project}: is not a lockmirror index or mirror (no "
+            "manifest.json, and it holds other files) (the mirror is "
+            f"{project / 'dist-index'}: give that)\n")
+        assert said[command, "simple"].startswith(
+            f"lockmirror: error: {project / 'dist-index' / 'simple'}: is not a lockmirror "
+            "index or mirror (no manifest.json, and it holds other files) (give the "
+            "directory of a built index (dist-index/) or of an imported mirror")
+    assert afile.read_text() == "not a mirror"
+
+
 @pytest.mark.parametrize(("idle_timeout", "max_connections", "refused"), [
     (0, 10, True), (-1, 10, True), (1, 0, True), (float("inf"), 10, True), (0.01, 1, False)])
 def test_connection_limits_must_be_positive(mirror: FixtureMirror, idle_timeout: float,

@@ -27,7 +27,7 @@ from typing import Self
 
 from ..errors import LockmirrorError
 from .serve_handler import MirrorHTTPServer, RequestLog
-from .verify import require_local_files
+from .verify import not_a_mirror, require_local_files
 
 IDLE_TIMEOUT = 30.0    # seconds a connection may stay silent (nginx: 60 s headers, 75 s keep-alive)
 MAX_CONNECTIONS = 100  # connections (threads) served at once
@@ -50,9 +50,7 @@ class MirrorServer:
                  max_connections: int = MAX_CONNECTIONS) -> None:
         root = Path(root)
         if not (root / "simple" / "index.html").is_file():
-            raise LockmirrorError(
-                "is not a mirror (no simple/index.html)", where=str(root),
-                hint=f"import a bundle into it first: lockmirror import BUNDLE.tar --into {root}")
+            raise not_a_mirror(root, "simple/index.html")
         require_local_files(root)  # an index built from an S3 store: 404 for every file
         if not 0 < idle_timeout <= MAX_IDLE_TIMEOUT or max_connections < 1:
             raise LockmirrorError(f"idle timeout ({idle_timeout}) and connection limit "

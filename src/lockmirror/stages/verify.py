@@ -34,6 +34,8 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
     (:func:`check_manifest_record`). Costs one sha256 pass over the tree (a
     stat per file with ``hash_files=False``).
     """
+    if root.exists() and not root.is_dir():
+        raise not_a_mirror(root, MANIFEST_NAME)
     if not root.is_dir():
         hint = ("an import was interrupted; run `lockmirror import` again, which restores "
                 "the previous mirror first" if old_dir(root).is_dir() else None)
@@ -132,15 +134,41 @@ def _recorded_sha256(root: Path, rel: str) -> str | None:
     return line if line is not None and _SHA256_HEX.fullmatch(line) else None
 
 
+def not_a_mirror(root: Path, missing: str) -> LockmirrorError:
+    """The error for a ``root`` that is no mirror (it lacks ``missing``), from
+    ``serve`` and ``verify``: where an import could go (no such directory, an empty
+    one, or a mirror lacking a part) the hint imports a bundle into it; a file, or
+    a directory holding other things, is said to be no lockmirror index or mirror,
+    and the hint names the mirror directories inside it, if any (an import would
+    replace the whole tree, so it is never suggested there). Costs a listing of
+    ``root`` and a stat per entry."""
+    importable = f"lockmirror import BUNDLE.tar --into {root}"
+    if root.exists() and not root.is_dir():
+        return LockmirrorError("is a file, not a mirror directory", where=str(root),
+                               hint="give the directory of a built index (dist-index/) or "
+                                    "of an imported mirror, the one holding manifest.json")
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError as exc:
+        return LockmirrorError(f"cannot be read: {exc.strerror or exc}", where=str(root))
+    if not entries or (root / MANIFEST_NAME).is_file():
+        return LockmirrorError(f"is not a mirror (no {missing})", where=str(root),
+                               hint=f"import a bundle into it first: {importable}")
+    inside = [str(p) for p in entries if (p / MANIFEST_NAME).is_file()]
+    hint = (f"the mirror is {' or '.join(inside[:3])}: give that" if inside else
+            "give the directory of a built index (dist-index/) or of an imported "
+            "mirror, the one holding manifest.json and simple/")
+    return LockmirrorError(f"is not a lockmirror index or mirror (no {MANIFEST_NAME}, and "
+                           "it holds other files)", where=str(root), hint=hint)
+
+
 def _no_manifest(root: Path) -> LockmirrorError:
     """The error for a tree without a manifest, by what it is: a directory publish
     (its receipt says which layout; the flat one, pypiserver's package directory,
     has no manifest to verify against: found by an outside tester, verify told to
     import a bundle into it) or no mirror at all."""
     if not receipt_path(root).is_file():
-        return LockmirrorError(f"is not a mirror (no {MANIFEST_NAME})", where=str(root),
-                               hint=f"import a bundle into it: lockmirror import BUNDLE.tar "
-                                    f"--into {root}")
+        return not_a_mirror(root, MANIFEST_NAME)
     tree = published_tree(root)
     if tree is None:
         return LockmirrorError(
