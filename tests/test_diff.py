@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtureindex import FixtureIndex
 from helpers import ARM_TARGET, X86_TARGET, git, mirror_yaml
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -1037,6 +1038,43 @@ def test_setup_git_driver_works_from_a_shell_without_the_venv(
     log = run("log", "-p", "-1", "feature")
     assert "+requests 2.31.0: why: core: requests" in log
     assert "^ requests 2.30.0 -> 2.31.0" in run("log", "-p", "--ext-diff", "-1", "feature")
+
+
+def test_setup_git_keeps_what_lockmirror_writes_out_of_git_status(
+        tmp_path: Path, fixture_index: FixtureIndex, reproducible_build: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: the index state beside ``dist-index/``
+    (``.dist-index.lockmirror/``) showed as untracked in their own repository's
+    ``git status``. setup-git adds to .gitignore every path lockmirror writes that
+    must not be committed (by mirror.yaml's paths), once: after every stage only
+    what is to be committed is untracked."""
+    repo = tmp_path / "mirror-repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("HOME", str(repo))  # the config goes into the repository's
+    (repo / "mirror.yaml").write_text(mirror_yaml(
+        fixture_index.url, {"core": ["beta==1.0"]},
+        extra="paths: {index: site/dist-index, store: /nowhere/outside/store}\n"))
+    (repo / ".gitignore").write_text("/.venv/\n/dist/")  # the user's own, no newline at its end
+    monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))  # paths.store is outside
+    assert cli.main(["setup-git"]) == 0
+    expected = ["/.venv/", "/dist/", "/site/dist-index/", "/site/.*.lockmirror/", "/.cache/",
+                ".doit.db*"]
+    assert (repo / ".gitignore").read_text().splitlines() == expected
+    assert (".gitignore: added `/site/dist-index/`, `/site/.*.lockmirror/`, `/.cache/`, "
+            "`.doit.db*` (commit it)") in capsys.readouterr().out
+    assert cli.main(["setup-git"]) == 0  # again: nothing added twice
+    assert (repo / ".gitignore").read_text().splitlines() == expected
+    assert ".gitignore" not in capsys.readouterr().out
+    for command in (["lock"], ["fetch"], ["index"], ["bundle", "--no-tool"],
+                    ["check-install", "--file", "--no-install"], ["sbom", "-o", "dist/sbom"]):
+        assert cli.main(command) == 0, command
+    assert (repo / "site" / ".dist-index.lockmirror").is_dir()
+    assert (repo / ".cache").is_dir() and (repo / "dist").is_dir()
+    untracked = git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert sorted(untracked) == ["?? .gitattributes", "?? .gitignore",
+                                 "?? lockfiles/pylock.core.toml", "?? mirror.yaml"]
 
 
 def test_setup_git_with_a_config_that_is_not_there_says_so(

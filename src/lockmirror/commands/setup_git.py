@@ -12,8 +12,11 @@ so the driver works without the venv on ``PATH``:
   ``^ requests 2.31.0 -> 2.32.3``.
 
 and the ``.gitattributes`` line that marks the lockfiles ``diff=lockmirror``
-(added when missing). Re-running it is harmless; after moving or recreating the
-venv, run it again.
+(added when missing). It adds to ``.gitignore`` what lockmirror writes into the
+repository that must not be committed (:func:`ignore_lines`: the store, the
+index and its state beside it, the bundles, the caches, doit's database), each
+line once. Re-running it is harmless; after moving or recreating the venv, run
+it again.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
 
 NAME = "setup-git"
 HELP = ("configure git's diff driver for the lockfiles with this interpreter's absolute path, "
-        "so `git diff` and `git log -p` work from any shell")
+        "so `git diff` and `git log -p` work from any shell; add what lockmirror writes and "
+        "must not be committed to .gitignore")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,13 +64,39 @@ def run(args: argparse.Namespace) -> int:
     for key, value in settings.items():
         run_git(root, "config", key, value, failed=f"cannot set {key}")
         print(f"git config {key} {shlex.quote(value)}")
-    attributes = root / ".gitattributes"
-    text = attributes.read_text(encoding="utf-8") if attributes.is_file() else ""
-    if pattern not in text.splitlines():
-        atomic_write(attributes, text + ("" if not text or text.endswith("\n") else "\n")
-                     + pattern + "\n")
-        print(f"{attributes}: added `{pattern}` (commit it)")
+    for name, lines in ((".gitattributes", [pattern]),
+                        (".gitignore", ignore_lines(loaded, start, root))):
+        path = root / name
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        missing = [line for line in lines if line not in text.splitlines()]
+        if missing:
+            atomic_write(path, text + ("" if not text or text.endswith("\n") else "\n")
+                         + "".join(f"{line}\n" for line in missing))
+            print(f"{path}: added {', '.join(f'`{line}`' for line in missing)} (commit it)")
     return 0
+
+
+def ignore_lines(loaded: LoadedConfig | None, start: Path, root: Path) -> list[str]:
+    """The ``.gitignore`` lines for what lockmirror writes into the repository at
+    ``root`` and must not be committed, by mirror.yaml's ``paths`` (defaults
+    without one, under ``start``): the store (unless on S3), the index and the
+    index stage's state beside it (``.<index>.lockmirror/``), the bundles, the
+    caches, and doit's database (``.doit.db*``, as ``dodo.py`` names it). A path
+    outside the repository needs no line."""
+    from ..config_schema import PathsConfig
+
+    paths = loaded.config.paths if loaded else PathsConfig()
+    base = loaded.root if loaded else start
+    written = [base / paths.store] if not paths.store.startswith("s3://") else []
+    written += [base / paths.index, base / paths.dist, base / paths.cache]
+    lines = []
+    for path in written:
+        relative = _relative(path, root)
+        if relative not in ("", "**/"):  # the repository itself, or outside it
+            lines.append(f"/{relative}")
+            if path == base / paths.index:
+                lines.append(f"/{_relative(path.parent, root)}.*.lockmirror/")
+    return [*lines, ".doit.db*"]
 
 
 def _relative(directory: Path, root: Path) -> str:
