@@ -234,9 +234,8 @@ def parse_config(text: str, filename: str = DEFAULT_CONFIG, *,
 
 
 def _schema_checks(doc: PositionedYaml) -> tuple[MirrorConfig | None, dict[str, TargetConfig]]:
-    """The file validated by the schema (None when it has problems, each reported at
-    its place in ``doc``) and, by name, the targets the schema found valid: with no
-    config to take them from, those no problem points into, built on their own."""
+    """The file validated by the schema (None when it has problems, each reported at its
+    place in ``doc``) and the valid targets by name (with problems: those that build alone)."""
     try:
         config = MirrorConfig.model_validate(doc.data)
     except ValidationError as exc:
@@ -245,9 +244,14 @@ def _schema_checks(doc: PositionedYaml) -> tuple[MirrorConfig | None, dict[str, 
             doc.problem(loc, message)
         broken = {error["loc"][1] for error in errors
                   if len(error["loc"]) > 1 and error["loc"][0] == "targets"}
-        written = _as_dict(doc.data.get("targets"))
-        return None, {name: TargetConfig.model_validate(spec)
-                      for name, spec in written.items() if name not in broken}
+        valid = {}
+        for name, spec in _as_dict(doc.data.get("targets")).items():
+            try:  # one whose problem the schema placed elsewhere fails here: left out too
+                if name not in broken:
+                    valid[name] = TargetConfig.model_validate(spec)
+            except ValidationError:
+                continue
+        return None, valid
     return config, config.targets
 
 
