@@ -264,8 +264,10 @@ def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
                                           jobs=args.jobs)
     for note in upgrade.not_checked:  # "nothing to move" is not "nothing vulnerable"
         print(f"lockmirror: warning: {note}", file=sys.stderr)
-    if not upgrade.found:
+    if not upgrade.found:  # a set locked from other inputs is still said
         print(f"{upgrade.none_found}: nothing to move, nothing written")
+        _warn_stale(loaded)
+        return 0
     found = {(r.set_name, r.package): r for r in upgrade.found}
     for set_name, package, old, new in upgrade.moves():
         ids = ", ".join(found[(set_name, package)].advisories)
