@@ -50,7 +50,7 @@ SCOPE: tuple[str, ...] = (
     *_checks("formats.url_policy", "url_problem", "_is_under"),
     *_checks("stages.lock_check", "_package_mismatches"),
     *_checks("stages.lock_inputs", "input_hash"),
-    *_checks("stages.lock", "stale_sets"),
+    *_checks("stages.lock", "stale_sets", "stale_reason"),
     # publish to a directory: a changed file copied again, prune, its own temporary files
     *_checks("publish.directory", "DirectoryPublisher.plan", "DirectoryPublisher._existing",
              "DirectoryPublisher._owned", "DirectoryPublisher._copy"),

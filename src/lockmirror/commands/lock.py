@@ -280,7 +280,7 @@ def _upgrade_vulnerable(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 def _warn_stale(loaded: LoadedConfig) -> None:
     """One line per set the vulnerable move left locked from other inputs (it locks only
     the sets holding a vulnerable release): ``lock --check`` fails for it until locked."""
-    from ..stages.bump import stale_lines
+    from ..stages.lock_stale import stale_lines
 
     for line in stale_lines(loaded):
         print(f"lockmirror: warning: {line}", file=sys.stderr)

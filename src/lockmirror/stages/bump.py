@@ -33,7 +33,7 @@ git's configured one. Nothing here prints; the time is a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -150,6 +150,7 @@ def _relock_stale(loaded: LoadedConfig, sets: list[str] | None, *, client: Index
     so the pull request's CI would. Returns the sets locked again and a line for each
     set still stale (outside ``sets``, or its lock failed: nothing of it written)."""
     from .lock import lock_sets, stale_sets
+    from .lock_stale import stale_lines
 
     chosen = loaded.chosen_sets(sets)
     relock = [name for name in stale_sets(loaded) if name in chosen]
@@ -160,23 +161,6 @@ def _relock_stale(loaded: LoadedConfig, sets: list[str] | None, *, client: Index
         except LockmirrorError as error:
             failed, relock = f"; locking it again failed: {str(error).splitlines()[0]}", []
     return relock, stale_lines(loaded, {name: failed for name in chosen})
-
-
-def stale_lines(loaded: LoadedConfig, notes: Mapping[str, str] | None = None) -> list[str]:
-    """A line per set locked from other inputs (``notes``: set -> what to add), its
-    lockfile named as from mirror.yaml's folder (the lines go in a public PR body):
-    ``lock --check`` fails for it until it is locked again."""
-    from .lock import stale_sets
-
-    lines = []
-    for name, why in stale_sets(loaded).items():
-        path = loaded.lockfile_path(name)
-        shown = (path.relative_to(loaded.root).as_posix() if path.is_relative_to(loaded.root)
-                 else path.name)
-        lines.append(f"{why.replace(str(path), shown)}{(notes or {}).get(name, '')}: "
-                     f"`lockmirror lock --check` fails for set '{name}'; run `lockmirror lock "
-                     f"--set {name}`")
-    return lines
 
 
 def _base_name(repo: Path, head: str, branch: str) -> str:

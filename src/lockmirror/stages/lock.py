@@ -12,7 +12,7 @@ Entries:
   what shapes a set's lock; recorded in the lockfile with its named parts, so
   "is it current?" needs no network and no doit database, and a stale one says
   which input changed.
-- :func:`stale_sets` — the ``lock --check`` gate.
+- :func:`stale_sets` — the ``lock --check`` gate (:func:`stale_reason` for one set).
 
 What a person sees while it runs and when it fails (progress events, errors at
 their mirror.yaml line, ``--upgrade`` names checked) is :mod:`lockmirror.stages.lock_watch`.
@@ -54,8 +54,8 @@ if TYPE_CHECKING:  # the resolver and HTTP stack load only when something is res
     from ..resolve.candidates import Candidate, CandidateFilter, TargetContext
     from ..resolve.policy import ExceptionUse, Finding, PolicyEngine
 
-__all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "resolve_parts", "stale_sets",
-           "write_lockfile"]
+__all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "resolve_parts", "stale_reason",
+           "stale_sets", "write_lockfile"]
 
 
 # how to go on from a committed lockfile that does not read (_read_committed)
@@ -407,24 +407,33 @@ def _previous_pins(previous: Lockfile | None, target: str) -> dict[NormalizedNam
 
 
 def stale_sets(loaded: LoadedConfig, set_names: Iterable[str] | None = None) -> dict[str, str]:
-    """Sets whose lockfile is missing or was made from other inputs -> why.
+    """Sets whose lockfile is missing or was made from other inputs -> why
+    (:func:`stale_reason`, each lockfile named by its path)."""
+    stale = {}
+    for name in loaded.chosen_sets(list(set_names) if set_names else None):
+        if (why := stale_reason(loaded, name)) is not None:
+            stale[name] = why
+    return stale
 
-    Reads the lockfiles' recorded hashes: no network, milliseconds; a stale
+
+def stale_reason(loaded: LoadedConfig, name: str, shown: str | None = None) -> str | None:
+    """Why set ``name``'s lockfile is missing or was made from other inputs, the
+    lockfile called ``shown`` (default: its path); None when it is current.
+
+    Reads the lockfile's recorded hash: no network, milliseconds; a stale
     one is read whole to name the inputs that changed (:func:`what_changed`),
     and one whose hash does not read, to tell a missing lockfile (stale) from
     one that is there but does not read: the InputError a lock refuses it with
     (exit 2: the parse error's line and column).
     """
-    stale = {}
-    for name in loaded.chosen_sets(list(set_names) if set_names else None):
-        path = loaded.lockfile_path(name)
-        recorded = read_input_hash(path)
-        if recorded is None:
-            stale[name] = (f"{path} is missing" if _read_committed(path) is None
-                           else f"{path} records no input hash (not written by `lock`)")
-        elif recorded != input_hash(loaded, name):
-            previous = _read_committed(path)
-            changed = what_changed(loaded, name, dict(previous.inputs) if previous else {})
-            stale[name] = f"{path} was locked from other inputs ({changed})"
-    return stale
-
+    path = loaded.lockfile_path(name)
+    shown = shown or str(path)
+    recorded = read_input_hash(path)
+    if recorded is None:
+        return (f"{shown} is missing" if _read_committed(path) is None
+                else f"{shown} records no input hash (not written by `lock`)")
+    if recorded == input_hash(loaded, name):
+        return None
+    previous = _read_committed(path)
+    changed = what_changed(loaded, name, dict(previous.inputs) if previous else {})
+    return f"{shown} was locked from other inputs ({changed})"
