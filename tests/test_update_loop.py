@@ -458,12 +458,10 @@ def test_bump_reads_licenses_out_of_wheels_where_the_index_serves_no_pep658_file
                 if r.path.endswith(".whl") and r.range is None]
 
 
-def test_bump_after_a_policy_change_locks_the_other_stale_sets_again_with_pins_kept(
-        tmp_path: Path, universe: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    # found by an outside tester: after `vulnerabilities: deny` came in, `bump --security`
-    # committed the vulnerable set's lockfile alone; on its branch `lock --check` failed for
-    # the other sets ("locked from other inputs (changed: the policy)"): the PR's CI was red
+def two_sets_after_a_policy_change(tmp_path: Path, universe: FixtureIndex,
+                                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git repository (on main) whose sets main and extra were locked, then
+    ``vulnerabilities: deny`` came in: both are locked from other inputs."""
     for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
                 "GIT_COMMITTER_EMAIL"):
         monkeypatch.setenv(key, "bot@example.invalid" if key.endswith("EMAIL") else "bot")
@@ -481,6 +479,16 @@ def test_bump_after_a_policy_change_locks_the_other_stale_sets_again_with_pins_k
     (root / "mirror.yaml").write_text(two_sets.replace("vulnerabilities: ignore",
                                                        "vulnerabilities: deny"))
     git(root, "commit", "--quiet", "-am", "deny vulnerable releases")
+    return root
+
+
+def test_bump_after_a_policy_change_locks_the_other_stale_sets_again_with_pins_kept(
+        tmp_path: Path, universe: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # found by an outside tester: after `vulnerabilities: deny` came in, `bump --security`
+    # committed the vulnerable set's lockfile alone; on its branch `lock --check` failed for
+    # the other sets ("locked from other inputs (changed: the policy)"): the PR's CI was red
+    root = two_sets_after_a_policy_change(tmp_path, universe, monkeypatch)
     config, body = str(root / "mirror.yaml"), tmp_path / "body.md"
     stale = ("lockfiles/pylock.extra.toml was locked from other inputs (changed: the "
              "policy): `lockmirror lock --check` fails for set 'extra'; run `lockmirror lock "
@@ -505,6 +513,40 @@ def test_bump_after_a_policy_change_locks_the_other_stale_sets_again_with_pins_k
         "locked from other inputs): `extra`." in body.read_text()
     assert entries(root / "lockfiles" / "pylock.extra.toml") == {"fresh": "1.0", "yanky": "1.0"}
     assert main(["lock", "--config", config, "--check"]) == 0
+
+
+def test_a_lockfile_of_another_set_that_does_not_read_is_named_not_fatal(
+        tmp_path: Path, universe: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # found by a reviewer: the stale-set lines asked every set at once, and a lockfile
+    # that does not read (merge-conflict markers) made that raise: `lock
+    # --upgrade-vulnerable --set main` printed "(written)" then exited 2, and `bump --set
+    # main` failed after its lock had changed the lockfiles (the next bump then refused)
+    root = two_sets_after_a_policy_change(tmp_path, universe, monkeypatch)
+    extra = root / "lockfiles" / "pylock.extra.toml"
+    extra.write_text("<<<<<<< HEAD\n" + extra.read_text())
+    git(root, "commit", "--quiet", "-am", "a merge gone wrong")
+    config, body = str(root / "mirror.yaml"), tmp_path / "body.md"
+    broken = ("lockfiles/pylock.extra.toml does not read: not valid TOML: key with no "
+              "value, expected `=` at line 1 column 9 (resolve the merge conflict in it, or "
+              "`git checkout` it, or delete it to lock the set afresh); then run `lockmirror "
+              "lock --set extra`")
+    assert main(["lock", "--config", config, "--upgrade-vulnerable", "--set", "main"]) == 0
+    captured = capsys.readouterr()
+    assert "pylock.main.toml: 3 packages for 1 target (written)" in captured.out
+    assert captured.err == f"lockmirror: warning: {broken}\n"
+    git(root, "checkout", "--quiet", "--", "lockfiles")
+    # bump: the diff in its body reads every set's lockfile, so it refuses before it moves
+    head = git(root, "rev-parse", "HEAD")
+    assert main(["bump", "-c", config, "--security", "--set", "main", "--now", NOW.isoformat(),
+                 "--branch", "only-main", "--write-pr-body", str(body)]) == 2
+    assert capsys.readouterr().err == (
+        f"lockmirror: error: {extra}: not valid TOML: key with no value, expected `=` at line "
+        "1 column 9 (resolve the merge conflict in it, or `git checkout` it, or delete it to "
+        "lock the set afresh)\n")
+    assert git(root, "status", "--porcelain", "--", "lockfiles") == ""
+    assert git(root, "rev-parse", "HEAD") == head
+    assert not body.exists()
 
 
 def test_bump_says_when_rebuilding_its_branch_drops_a_commit(

@@ -4,7 +4,8 @@
 only pushes and calls ``gh``:
 
 1. refuse lockfiles with uncommitted changes (the commit must hold only the
-   bump);
+   bump), and a set's lockfile that does not read (the diff in the body, made
+   after the commit, reads every set's);
 2. ``outdated`` before, to know the advisories on the locked releases;
 3. move: ``security`` runs ``lock --upgrade-vulnerable`` (only packages with
    deny-level advisories, each to its lowest fix), otherwise ``lock
@@ -87,13 +88,14 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
 
     ``branch`` defaults to :data:`BRANCH` (:data:`SECURITY_BRANCH` with
     ``security``). Raises LockmirrorError when mirror.yaml is not in a git
-    work tree or its lockfiles have uncommitted changes, and whatever the lock
+    work tree or its lockfiles have uncommitted changes, InputError when a set's
+    lockfile does not read (both before anything is written), and whatever the lock
     raises (its previous lockfiles stay). Costs two ``outdated`` runs (project
     pages, from the HTTP cache the lock also uses), one lock, and a PEP 658
     metadata file per moved release the store lacks (for the diff's licenses).
     """
     from ..net.index_client import IndexClient
-    from .lock import lock_sets
+    from .lock import lock_sets, stale_sets
     from .lock_vulnerable import upgrade_vulnerable
 
     repo = repository_root(loaded.root, hint="run it in the clone that holds mirror.yaml")
@@ -103,6 +105,7 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
         raise LockmirrorError(f"{lockfiles} has uncommitted changes",
                               where=str(repo),
                               hint="commit or discard them: the bump commit holds only the bump")
+    stale_sets(loaded)  # InputError for a lockfile that does not read: the body's diff reads all
     head = run_git(repo, "rev-parse", "HEAD").strip()
     # one client: each project page is read once for the lock and both reports
     with IndexClient(loaded.config.sources_by_priority(),
@@ -148,12 +151,13 @@ def _relock_stale(loaded: LoadedConfig, sets: list[str] | None, *, client: Index
     """Lock again, pins kept, the chosen sets (``sets``; default every set) the move
     left locked from other inputs: ``lock --check`` would fail for them on the branch,
     so the pull request's CI would. Returns the sets locked again and a line for each
-    set still stale (outside ``sets``, or its lock failed: nothing of it written)."""
+    set still stale (outside ``sets``, or its lock failed: nothing of it written) or
+    whose lockfile does not read (outside ``sets``: the move read every chosen one)."""
     from .lock import lock_sets, stale_sets
     from .lock_stale import stale_lines
 
     chosen = loaded.chosen_sets(sets)
-    relock = [name for name in stale_sets(loaded) if name in chosen]
+    relock = list(stale_sets(loaded, chosen))  # only these: another's lockfile may not read
     failed = ""
     if relock:
         try:
