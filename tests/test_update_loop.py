@@ -458,6 +458,23 @@ def test_bump_reads_licenses_out_of_wheels_where_the_index_serves_no_pep658_file
                 if r.path.endswith(".whl") and r.range is None]
 
 
+def test_bump_commits_and_says_licenses_not_compared_when_a_wheel_cannot_be_read(
+        repo: Path, tmp_path: Path, universe: FixtureIndex) -> None:
+    # found by a reviewer: reading METADATA out of a wheel for the body's diff (the index
+    # serves no PEP 658 files) raised on a failed read, after the bump's commit, so the
+    # bump failed with its branch already committed
+    universe.no_metadata = True
+    shutil.rmtree(repo / "cache")  # a fresh clone: no HTTP cache, no store
+    universe.fail_next(1000, 404, path_prefix="/files/urllib3/urllib3-2.0.7")  # only the diff
+    body = tmp_path / "body.md"
+    assert main(["bump", "-c", str(repo / "mirror.yaml"), "--now", NOW.isoformat(),
+                 "--write-pr-body", str(body)]) == 0
+    assert git(repo, "branch", "--show-current").strip() == "lockmirror/bump"
+    assert "licenses not compared for 1 release move (urllib3 2.0.7 -\\> 2.2.3)" in \
+        body.read_text()
+    assert [r.path for r in universe.requests if r.path.startswith("/files/urllib3/urllib3-2.0.7")]
+
+
 def two_sets_after_a_policy_change(tmp_path: Path, universe: FixtureIndex,
                                    monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git repository (on main) whose sets main and extra were locked, then

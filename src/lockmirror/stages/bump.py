@@ -92,7 +92,9 @@ def bump(loaded: LoadedConfig, *, now: datetime, security: bool = False,
     lockfile does not read (both before anything is written), and whatever the lock
     raises (its previous lockfiles stay). Costs two ``outdated`` runs (project
     pages, from the HTTP cache the lock also uses), one lock, and a PEP 658
-    metadata file per moved release the store lacks (for the diff's licenses).
+    metadata file per moved release the store lacks (for the diff's licenses; where
+    the index serves none, the wheel's METADATA as lock read it, or the whole wheel
+    where the server ignores Range; a read that fails leaves the license uncompared).
     """
     from ..net.index_client import IndexClient
     from .lock import lock_sets, stale_sets

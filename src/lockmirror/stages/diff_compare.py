@@ -413,7 +413,7 @@ def with_license_changes(diff: LockDiff, lockfiles: Sequence[Lockfile],
     where the store (or, given ``client``, an IndexClient, the index's PEP 658 file of a locked
     wheel, else its METADATA as lock read it) has both releases' core metadata (``lockfiles``:
     both sides' lockfiles); and the moves it could not compare (``name old -> new``), for a
-    warning. Reads one small metadata file (or a wheel's METADATA by ranges) per release."""
+    warning. Reads per release a metadata file or a wheel's METADATA (by ranges, else whole)."""
     from .release_licenses import release_licenses
 
     pairs = {(canonicalize_name(p.name), Version(p.old_version), Version(p.new_version))

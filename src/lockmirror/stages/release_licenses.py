@@ -7,18 +7,20 @@ then, for a release the store lacks and when an index client is given, the
 index's PEP 658 ``.metadata`` file of a locked wheel (a few KiB), else, where
 the index serves none (lock then read METADATA out of the wheel and recorded its
 hash), the METADATA read the way lock reads it: the client's memo or HTTP cache,
-or range requests on the wheel's zip directory. A release neither can tell about
-is left out: its license was not checked, which audit says.
+or range requests on the wheel's zip directory (where the server ignores Range,
+a download of the whole wheel). A release neither can tell about, or whose
+wheel's METADATA cannot be read, is left out: its license was not checked,
+which audit and diff say.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LockmirrorError
 from ..formats.licenses import DeclaredLicense, declared_license
+from ..fsutil import sha256_bytes
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -36,7 +38,8 @@ def release_licenses(lockfiles: Sequence[Lockfile], store: AnyStore | None, clie
     """(name, version) -> declared license, for every locked release (those in
     ``only`` when given) whose core metadata the store or the index's PEP 658
     files give (``wheel_metadata``: or, where the index serves none, the METADATA
-    in a locked wheel whose hash the lockfile records, read as lock reads it).
+    in a locked wheel whose hash the lockfile records, read as lock reads it: by
+    range requests, or the whole wheel where the server ignores Range).
     ``client``: an :class:`~lockmirror.net.index_client.IndexClient` (anything
     else, or None: the store only). Raises NetworkError when the index cannot be
     reached."""
@@ -69,8 +72,9 @@ def _from_index(client: Any, package: LockedPackage, wheel_metadata: bool
     PEP 658 file if the index serves one (verified against the advertised sha256),
     else (``wheel_metadata``), for a wheel whose metadata hash the lockfile records
     (lock read METADATA out of the wheel), that METADATA read again (the client's
-    memo or cache, or range requests) and checked against the recorded hash; None
-    when neither is there."""
+    memo or cache, or range requests; the whole wheel where the server ignores Range)
+    and checked against the recorded hash; None when neither is there or that read
+    fails (a network, integrity or metadata error: the license is not compared)."""
     from ..formats.core_metadata import parse_metadata
 
     recorded = {f.filename: f.metadata_sha256 for f in package.files if f.is_wheel}
@@ -84,7 +88,10 @@ def _from_index(client: Any, package: LockedPackage, wheel_metadata: bool
             return declared_license(parse_metadata(client.metadata(file)))
         pinned = recorded[file.filename]
         if wheel_metadata and pinned:
-            data = client.metadata(file)
-            if hashlib.sha256(data).hexdigest() == pinned.lower():
+            try:  # bump's diff runs after its commit: a failed read must not fail it
+                data = client.metadata(file)
+            except LockmirrorError:
+                return None
+            if sha256_bytes(data) == pinned.lower():
                 return declared_license(parse_metadata(data))
     return None
