@@ -7,8 +7,9 @@ pipefail``), with this environment's executables first on PATH, in a
 temporary git repository whose mirror.yaml points at the fixture index and
 whose lockfiles were written by ``lockmirror lock``:
 
-* a pull request that edits mirror.yaml and re-locks passes every step, and
-  the job summary gets the lock diff, whose sha256 is the diff job's output;
+* a pull request that edits mirror.yaml and re-locks passes every step (with the
+  base commit checked out into pr-base/, as the diff job has it), and the job
+  summary gets the lock diff, whose sha256 is the diff job's output;
 * one that edits mirror.yaml without re-locking fails at ``lock --check``,
   with a message naming the set;
 * one that edits a lockfile by hand fails at ``lock --check --resolve``,
@@ -138,6 +139,10 @@ def mirror_repo(tmp_path: Path, fixture_index: FixtureIndex) -> tuple[Path, dict
     subprocess.run(["git", "checkout", "-q", "-b", "feature"], cwd=repo, env=env, check=True)
     _write_mirror(repo, fixture_index.url, ["speedup==1.2", "beta==1.0", "marked==1.0"])
     lock_and_commit("mirror: upgrade speedup, add beta and marked, drop shared")
+    # What the diff job's second checkout gives: the base commit in pr-base/, inside the
+    # pull request's checkout (lockmirror is installed from there; the steps read the head)
+    subprocess.run(["git", "clone", "-q", "--branch", "main", str(repo), str(repo / "pr-base")],
+                   env=env, check=True)
     return repo, env
 
 

@@ -509,10 +509,10 @@ jobs:
 
 def test_the_comment_job_posts_the_diff_of_a_job_without_build_backends() -> None:
     """The lock diff is made by the `diff` job, which runs no build backend (lockmirror
-    installed as every job installs it, fetch and diff); the comment job, holding
-    `pull-requests: write`, runs nothing but the check of that file's sha256 against the
-    diff job's output (found by an outside tester: it posted what the check job, running
-    build backends, wrote)."""
+    installed as every job installs it, from the base commit; fetch and diff); the comment
+    job, holding `pull-requests: write`, runs nothing but the check of that file's sha256
+    against the diff job's output (found by an outside tester: it posted what the check
+    job, running build backends, wrote)."""
     jobs = _workflow("pr.yml")["jobs"]
     assert list(jobs) == ["check", "diff", "comment"]
     diff, comment = jobs["diff"], jobs["comment"]
@@ -538,6 +538,70 @@ def test_the_comment_job_posts_the_diff_of_a_job_without_build_backends() -> Non
     assert comment["steps"][1]["env"] == {
         "LOCK_DIFF_SHA256": "${{ needs.diff.outputs.lock-diff-sha256 }}"}
     assert comment["steps"][2]["with"]["path"] == "lock-diff/lock-diff.md"
+
+
+BASE_SHA = "${{ github.event.pull_request.base.sha }}"
+
+
+def _installs_from_the_head(job: dict[str, Any]) -> list[str]:
+    """The steps of a pull-request job that install or run something from the pull
+    request's own checkout: an install (the install script, any pip or uv) outside a
+    directory the job checked out at the base commit after its workspace checkout (which
+    empties the workspace), or a local action (`uses: ./...`)."""
+    found, base_paths = [], set()
+    for number, step in enumerate(job["steps"]):
+        name = step.get("name", f"step {number + 1}")
+        given = step.get("with", {})
+        if step.get("uses", "").startswith("actions/checkout@"):
+            if given.get("ref") == BASE_SHA and given.get("path"):
+                base_paths.add(given["path"])
+            elif not given.get("path"):
+                base_paths.clear()
+        elif step.get("uses", "").startswith("./"):
+            found.append(f"{name}: runs the action {step['uses']} from the pull request")
+        installs = any(line == INSTALL or re.search(r"\b(pip|uv)\b.*\binstall\b", line)
+                       for line in _lines(step.get("run", "")))
+        if installs and step.get("working-directory") not in base_paths:
+            where = step.get("working-directory", "the workspace")
+            found.append(f"{name}: installs from {where}, the pull request's head")
+    return found
+
+
+def test_the_diff_job_installs_nothing_from_the_pull_request() -> None:
+    """The diff job installs lockmirror from the pull request's base commit, checked out
+    beside the head, whose lockfiles and mirror.yaml it reads only as data (found by an
+    outside tester: in lockmirror's own repository it installed the head's checkout, so a
+    pull request changing lockmirror ran its own code there and wrote the lock diff and
+    the sha256 the comment job checks it by)."""
+    diff = _workflow("pr.yml")["jobs"]["diff"]
+    assert _installs_from_the_head(diff) == []
+    installs = [s for s in diff["steps"] if s.get("id") == "install"]
+    assert [s.get("working-directory") for s in installs] == ["pr-base"]
+
+
+def test_the_head_install_rule_really_checks() -> None:
+    """The rule fails the diff job as it was (the install in the head's checkout), a base
+    checkout the workspace checkout then empties, and a local action."""
+    job = yaml.safe_load(f"""
+steps:
+  - uses: actions/checkout@x
+    with: {{fetch-depth: 0}}
+  - run: {INSTALL}
+  - uses: actions/checkout@x
+    with: {{ref: "{BASE_SHA}", path: pr-base}}
+  - uses: actions/checkout@x
+  - {{name: late, run: {INSTALL}, working-directory: pr-base}}
+  - uses: actions/checkout@x
+    with: {{ref: "{BASE_SHA}", path: pr-base}}
+  - {{name: good, run: {INSTALL}, working-directory: pr-base}}
+  - {{name: other, run: "python -m pip install --no-deps ./tools", working-directory: tools}}
+  - {{name: local, uses: ./.github/actions/setup}}
+""")
+    assert _installs_from_the_head(job) == [
+        "step 2: installs from the workspace, the pull request's head",
+        "late: installs from pr-base, the pull request's head",
+        "other: installs from tools, the pull request's head",
+        "local: runs the action ./.github/actions/setup from the pull request"]
 
 
 def test_pr_workflow_checks_diffs_caches_and_keeps_the_bundle() -> None:
@@ -803,7 +867,9 @@ HISTORY_COMMANDS = re.compile(
 
 
 def _checkout(job: dict[str, Any]) -> dict[str, Any]:
-    (checkout,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    """The job's checkout into the workspace itself (not one into a `path:` beside it)."""
+    (checkout,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")
+                   and "path" not in s.get("with", {})]
     return checkout
 
 
