@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -1004,6 +1005,21 @@ def test_git_textconv_warning_names_the_file_in_the_repository(lock_repo: Path) 
     assert "+this is [not toml" in done.stdout
     assert "lockfiles/pylock.core.toml" in done.stderr and "showing the raw text" in done.stderr
     assert "git-blob-" not in done.stderr
+
+
+def test_git_textconv_of_good_lockfiles_asks_git_nothing(lock_repo: Path, tmp_path: Path) -> None:
+    # `git log -p` runs textconv once per blob: the name in the repository (a `git
+    # ls-files` over the whole index) is looked up only when there is an error to name
+    git(lock_repo, "config", "diff.lockmirror.textconv",
+        f"{shlex.quote(sys.executable)} -m lockmirror diff --textconv")
+    (lock_repo / ".gitattributes").write_text("lockfiles/pylock.*.toml diff=lockmirror\n")
+    trace = tmp_path / "git-trace"
+    done = subprocess.run(["git", "-C", str(lock_repo), "diff", "main", "feature", "--",
+                           "lockfiles"], capture_output=True, text=True, check=True,
+                          env={**os.environ, "GIT_TRACE": str(trace)})
+    assert "requests" in done.stdout and done.stderr == ""
+    assert "textconv" in trace.read_text(encoding="utf-8")  # the driver did run
+    assert "ls-files" not in trace.read_text(encoding="utf-8")
 
 
 def test_setup_git_driver_works_from_a_shell_without_the_venv(

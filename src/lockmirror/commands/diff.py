@@ -117,17 +117,20 @@ def _write_output(path: Path, text: str) -> None:
 def _textconv(path: Path) -> int:
     # git gives an empty file for the missing side of an added or deleted lockfile,
     # and a failing textconv aborts the whole `git diff`: fall back to the raw text.
-    shown = _name_in_repository(path)
+    # The name in the repository is looked up only for an error (it costs a git process
+    # scanning the index, for every blob `git log -p` hands over).
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LockmirrorError(f"cannot read: {exc}", where=shown) from None
+        raise LockmirrorError(f"cannot read: {exc}", where=_name_in_repository(path)) from None
     if not raw.strip():
         return 0
     try:
-        sys.stdout.write(render_textconv(Lockfile.loads(raw, where=shown),
+        sys.stdout.write(render_textconv(Lockfile.loads(raw, where=str(path)),
                                          text_sha256=text_digest(raw)))
     except LockmirrorError as error:
+        if error.where == str(path):
+            error.where = _name_in_repository(path)
         print(f"lockmirror: warning: {error}; showing the raw text", file=sys.stderr)
         sys.stdout.write(raw)
     return 0
