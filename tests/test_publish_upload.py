@@ -622,7 +622,8 @@ def test_a_repository_that_never_answers_fails_by_the_publish_timeout_policy(
 def test_an_upload_that_is_never_answered_fails_by_the_publish_timeout_policy(
         tmp_path: Path) -> None:
     """The pages answer, the POST never does: the upload is tried ATTEMPTS times, each
-    given up after the read timeout, and fails in one line naming the file."""
+    given up after UPLOAD_ANSWER_TIMEOUT (set small here), and fails in one line naming
+    the file."""
     from http.server import ThreadingHTTPServer
 
     from lockmirror.net.publish_timeouts import ATTEMPTS
@@ -646,7 +647,7 @@ def test_an_upload_that_is_never_answered_fails_by_the_publish_timeout_policy(
         try:
             with pytest.raises(PublishError) as error:
                 UploadPublisher(UploadDestination(kind="upload", url=base + "/"), environ={},
-                                read_timeout=0.3).run(SourceTree.open(tree))
+                                upload_answer_timeout=0.3).run(SourceTree.open(tree))
         finally:
             release.set()
     text = str(error.value)
@@ -654,3 +655,34 @@ def test_an_upload_that_is_never_answered_fails_by_the_publish_timeout_policy(
     assert (f"{wheel.name}: cannot upload to {base}/: the server did not answer within 0.3 s "
             f"after {ATTEMPTS - 1} retries") in text, text
     assert len(posts) == ATTEMPTS
+
+
+def test_an_upload_answered_after_the_page_read_timeout_is_sent_once(tmp_path: Path) -> None:
+    """A repository that checks a wheel before it answers the POST (Nexus, Artifactory,
+    devpi hash or scan it) answers later than pages should: that answer has its own,
+    longer wait, so the file is not given up on and sent again (the POST is retried)."""
+    from http.server import ThreadingHTTPServer
+
+    posts: list[bytes] = []
+    never = threading.Event()
+
+    class ChecksBeforeAnswering(QuietHandler):
+        def do_GET(self) -> None:  # no project page: nothing uploaded yet
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+            never.wait(1.5)  # checking the file: longer than the pages' read timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    wheel = build_wheel(tmp_path / "built", "checked", "1.0")
+    tree = tree_of(tmp_path / "tree", [wheel])
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), ChecksBeforeAnswering)) as base:
+        result = UploadPublisher(UploadDestination(kind="upload", url=base + "/"), environ={},
+                                 read_timeout=0.3).run(SourceTree.open(tree))
+    assert result.uploaded == (f"files/checked/{wheel.name}",)
+    assert len(posts) == 1

@@ -36,7 +36,12 @@ from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
 from ..net.http import make_session, network_error, retries_made
 from ..net.index_client import DistFile
-from ..net.publish_timeouts import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT
+from ..net.publish_timeouts import (
+    ATTEMPTS,
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    UPLOAD_ANSWER_TIMEOUT,
+)
 from ..net.redirects import origin
 from ..redaction import redact_text, redact_url
 from .tree import (
@@ -98,7 +103,8 @@ class UploadPublisher:
     def __init__(self, destination: UploadDestination, *, jobs: int = DEFAULT_JOBS,
                  progress: Progress = no_progress,
                  environ: Mapping[str, str] | None = None,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT,
+                 upload_answer_timeout: float = UPLOAD_ANSWER_TIMEOUT) -> None:
         self.destination = destination
         self.url = destination.url
         self.display = redact_url(destination.url)
@@ -110,8 +116,10 @@ class UploadPublisher:
                                      missing=self.missing, pool_size=max(self.jobs, 8) + 2,
                                      read_timeout=read_timeout)
         creds = {origin(self.url): self.credentials} if self.credentials else {}
+        # the answer to a POST comes once the whole file is sent and the repository has
+        # checked it: a longer wait than the pages' (net/publish_timeouts.py)
         self.post_session = make_session(retries=POST_RETRIES,
-                                         timeout=(CONNECT_TIMEOUT, read_timeout),
+                                         timeout=(CONNECT_TIMEOUT, upload_answer_timeout),
                                          pool_size=self.jobs + 2, credentials=creds)
         self._refused: LockmirrorError | None = None  # why no upload can succeed: stop
         self._lock = threading.Lock()
