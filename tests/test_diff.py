@@ -1075,10 +1075,10 @@ def test_setup_git_keeps_what_lockmirror_writes_out_of_git_status(
     (repo / ".gitignore").write_text("/.venv/\n/dist/")  # the user's own, no newline at its end
     monkeypatch.setenv("LOCKMIRROR_STORE", str(tmp_path / "store"))  # paths.store is outside
     assert cli.main(["setup-git"]) == 0
-    expected = ["/.venv/", "/dist/", "/site/dist-index/", "/site/.*.lockmirror/", "/.cache/",
+    expected = ["/.venv/", "/dist/", "/site/dist-index/", "/site/.dist-index.lockmirror/", "/.cache/",
                 ".doit.db*"]
     assert (repo / ".gitignore").read_text().splitlines() == expected
-    assert (".gitignore: added `/site/dist-index/`, `/site/.*.lockmirror/`, `/.cache/`, "
+    assert (".gitignore: added `/site/dist-index/`, `/site/.dist-index.lockmirror/`, `/.cache/`, "
             "`.doit.db*` (commit it)") in capsys.readouterr().out
     assert cli.main(["setup-git"]) == 0  # again: nothing added twice
     assert (repo / ".gitignore").read_text().splitlines() == expected

@@ -80,22 +80,22 @@ def ignore_lines(loaded: LoadedConfig | None, start: Path, root: Path) -> list[s
     """The ``.gitignore`` lines for what lockmirror writes into the repository at
     ``root`` and must not be committed, by mirror.yaml's ``paths`` (defaults
     without one, under ``start``): the store (unless on S3), the index and the
-    index stage's state beside it (``.<index>.lockmirror/``), the bundles, the
-    caches, and doit's database (``.doit.db*``, as ``dodo.py`` names it). A path
-    outside the repository needs no line."""
+    index stage's state beside it (where :func:`~lockmirror.stages.index.state_dir_for`
+    puts it), the bundles, the caches, and doit's database (``.doit.db*``, as
+    ``dodo.py`` names it). A path outside the repository needs no line."""
     from ..config_schema import PathsConfig
+    from ..stages.index import state_dir_for
 
     paths = loaded.config.paths if loaded else PathsConfig()
     base = loaded.root if loaded else start
     written = [base / paths.store] if not paths.store.startswith("s3://") else []
-    written += [base / paths.index, base / paths.dist, base / paths.cache]
+    index = base / paths.index
+    written += [index, state_dir_for(index), base / paths.dist, base / paths.cache]
     lines = []
     for path in written:
         relative = _relative(path, root)
         if relative not in ("", "**/"):  # the repository itself, or outside it
             lines.append(f"/{relative}")
-            if path == base / paths.index:
-                lines.append(f"/{_relative(path.parent, root)}.*.lockmirror/")
     return [*lines, ".doit.db*"]
 
 
