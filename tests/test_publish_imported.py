@@ -157,7 +157,8 @@ def test_publishing_the_projects_own_index_copy_says_how_its_manifest_is_checked
     """What a CI publish job holds: the project's dist-index/ downloaded as an artifact,
     without the index state beside it. `publish --to DEST` (and `--from` it) told the
     operator to import a bundle into the build-side index (found by an outside tester);
-    it says the manifest is held to its sha256 where that is checked, and how."""
+    it says the manifest is held to its sha256 where that is checked, and how; so does
+    `lockmirror verify dist-index`, the workflows' check of it."""
     project = tmp_path / "project"
     shutil.copytree(index_tree, project / "dist-index")
     (project / "mirror.yaml").write_text(mirror_yaml("http://127.0.0.1:9/simple/",
@@ -174,3 +175,10 @@ def test_publishing_the_projects_own_index_copy_says_how_its_manifest_is_checked
         out = capsys.readouterr().out.splitlines()
         assert out[0].endswith(f": {says}"), out[0]
         assert "import" not in out[0]
+    # verify says it as publish does (it said a copy or a far-side mirror, import a bundle)
+    assert main(["verify", "dist-index"]) == 0
+    assert capsys.readouterr().out == f"verify: dist-index: every file matches manifest.json; {says}\n"
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--config", str(project / "mirror.yaml"),
+                 str(project / "dist-index")]) == 0
+    assert capsys.readouterr().out.endswith(f"; {says}\n")

@@ -40,3 +40,15 @@ def project_if_any(config: str | None) -> LoadedConfig | None:
     if config is not None:
         return load_config(config)
     return load_config(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
+
+
+def is_project_index(tree: Path, loaded: LoadedConfig | None) -> bool:
+    """Whether ``tree`` is the index directory of the mirror.yaml in use (not when
+    there is none, or either directory is missing): what ``verify`` and ``publish``
+    say about its unchecked ``manifest.json`` depends on it."""
+    if loaded is None:
+        return False
+    try:
+        return tree.samefile(loaded.index_dir)
+    except OSError:
+        return False

@@ -34,7 +34,7 @@ from ..publish import (
 from ..redaction import redact_url
 from ..stages.import_plan import signature_note
 from ..stages.verify import unchecked_manifest
-from ._options import NameList, positive_int, project_if_any
+from ._options import NameList, is_project_index, positive_int, project_if_any
 
 if TYPE_CHECKING:
     from ..stages.importer import ImportResult
@@ -197,22 +197,13 @@ def run(args: argparse.Namespace) -> int:
         if opened.imported is not None:  # said as import says it, -q or not
             print(f"publish {source}: {_checked(opened.imported)}")
         elif unchecked := unchecked_manifest(  # as verify says it, -q or not
-                tree_dir, project_index=loaded is not None and _same_dir(source,
-                                                                          loaded.index_dir)):
+                tree_dir, project_index=is_project_index(source, loaded)):
             print(f"publish {source}: {unchecked}")
         failed = publish_each([name for name, _ in destinations], one, report)
     if failed:
         print(f"lockmirror: error: {failed}", file=sys.stderr)
         return 1
     return 1 if conflicts else 0
-
-
-def _same_dir(one: Path, other: Path) -> bool:
-    """Whether two paths name one directory (not the same when either is missing)."""
-    try:
-        return one.samefile(other)
-    except OSError:
-        return False
 
 
 def _checked(imported: ImportResult) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import DEFAULT_CONFIG
 from ..stages.verify import repair_hint, unchecked_manifest, verify_mirror
+from ._options import is_project_index, project_if_any
 
 NAME = "verify"
 HELP = ("re-check a mirror directory against its manifest.json: missing, altered and "
@@ -22,9 +24,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "directory publish)")
     parser.add_argument("--sizes-only", action="store_true",
                         help="compare sizes, not sha256 (fast; misses same-size changes)")
+    parser.add_argument("--config", default=None, metavar="PATH",
+                        help=f"mirror.yaml (default: ./{DEFAULT_CONFIG} when present): tells its "
+                             "index (a copy, as a CI job holds) from other trees, as publish does")
 
 
 def run(args: argparse.Namespace) -> int:
+    loaded = project_if_any(args.config)
     report = verify_mirror(args.directory, hash_files=not args.sizes_only)
     for label, paths in (("missing", report.missing), ("altered", report.altered),
                          ("unexpected", report.unexpected)):
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"leftover: {args.directory / path} (an interrupted write's temporary file; "
               "not part of the mirror, `publish --prune` removes it)")
     if report.ok:
-        unchecked = unchecked_manifest(args.directory)
+        unchecked = unchecked_manifest(args.directory,
+                                       project_index=is_project_index(args.directory, loaded))
         print(f"verify: {args.directory}: every file matches manifest.json"
               + (f"; {unchecked}" if unchecked else ""))
         return 0
