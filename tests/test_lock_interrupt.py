@@ -177,12 +177,14 @@ leave(130)
     assert ("exited cleanly" in done.stdout) is exits_cleanly, done
 
 
-# a backend that says where it runs (its pid, written whole) and then takes its time
+# a backend that starts a process of its own (as real ones start compilers, cmake, cargo),
+# says where both run (their pids, written whole) and then takes its time
 SLEEPING_BACKEND = '''\
-import os, time
+import os, subprocess, sys, time
 def get_requires_for_build_wheel(config_settings=None):
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     with open(PID_FILE + ".part", "w") as handle:
-        handle.write(str(os.getpid()))
+        handle.write("%d %d" % (os.getpid(), helper.pid))
     os.replace(PID_FILE + ".part", PID_FILE)
     time.sleep(600)
 '''
@@ -193,7 +195,9 @@ def test_sigterm_during_an_sdist_build_stops_its_backend_and_removes_its_directo
         tmp_path: Path, fixture_index: FixtureIndex, door: str) -> None:
     """SIGTERM reaches the lock's pid alone (``timeout``, ``docker stop``, a CI runner):
     the backend it started ran on after the lock exited, and the unpacked sources
-    (``.cache/build/tmp*``) and the isolated environment (``$TMPDIR/build-env-*``) stayed."""
+    (``.cache/build/tmp*``) and the isolated environment (``$TMPDIR/build-env-*``) stayed.
+    Then only the backend was killed: the process it started ran on, holding the
+    backend's output open, so the stop gave up waiting and the directories stayed."""
     pid_file = tmp_path / "backend.pid"
     backend = f"PID_FILE = {str(pid_file)!r}\n{SLEEPING_BACKEND}"
     fixture_index.add_file(failing_sdist(tmp_path / "files", "sleepy", "1.0", backend))
@@ -207,26 +211,28 @@ def test_sigterm_during_an_sdist_build_stops_its_backend_and_removes_its_directo
     process = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(TMPDIR=str(temp_dir)),
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    backend_pid = None
+    pids: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while not pid_file.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        backend_pid = int(pid_file.read_text())
+        pids = [int(pid) for pid in pid_file.read_text().split()]
         # the build's directories, while it runs
         assert list(build_dir.glob("tmp*")) and list(temp_dir.glob("build-env-*"))
         process.send_signal(signal.SIGTERM)
         _, said = process.communicate(timeout=60)
         deadline = time.monotonic() + 30
-        while pid_alive(backend_pid) and time.monotonic() < deadline:
+        while any(map(pid_alive, pids)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not pid_alive(backend_pid), f"the backend (pid {backend_pid}) runs on"
+        running = [pid for pid in pids if pid_alive(pid)]
+        assert not running, f"the backend and its helper ({pids}): {running} run on"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        if backend_pid is not None and pid_alive(backend_pid):
-            os.kill(backend_pid, signal.SIGKILL)  # what the old code left running
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)  # what the old code left running
     assert process.returncode == 143, said
     assert "lockmirror: terminated: what finished is kept" in said, said
     assert "Traceback" not in said, said

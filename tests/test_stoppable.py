@@ -3,7 +3,9 @@ main thread stops the run; nothing new starts after. Real subprocesses and threa
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -67,3 +69,39 @@ def test_stop_waits_for_a_span_that_does_not_end_no_longer_than_it_is_told() -> 
     release.set()
     thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_stop_kills_what_the_subprocess_started_too(tmp_path: Path) -> None:
+    """A subprocess that starts one of its own (a backend's compiler, cmake, cargo),
+    which inherits its output: the stop kills both, so the output closes and the span
+    ends (stop returns True rather than giving up after its wait)."""
+    work = StoppableWork()
+    pid_file = tmp_path / "grandchild.pid"
+    starter = ("import subprocess, sys, time, os;"
+               " child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
+               " open(sys.argv[1] + '.part', 'w').write(str(child.pid));"
+               " os.replace(sys.argv[1] + '.part', sys.argv[1]); time.sleep(600)")
+    ended: list[int] = []
+
+    def worker() -> None:
+        with work.span():
+            ended.append(work.run([sys.executable, "-c", starter, str(pid_file)],
+                                  env=dict(os.environ)).returncode)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    grandchild = int(pid_file.read_text())
+    try:
+        assert work.stop() is True  # the old stop gave up after STOP_WAIT: the pipe stayed open
+        assert ended == [-9]
+        deadline = time.monotonic() + 30
+        while pid_alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.02)  # killed, and reaped by init: not at once
+        assert not pid_alive(grandchild), f"the grandchild (pid {grandchild}) runs on"
+    finally:
+        if pid_alive(grandchild):
+            os.kill(grandchild, signal.SIGKILL)  # what the old code left running
+    thread.join(timeout=60)
