@@ -49,8 +49,11 @@ BROKEN = pytest.mark.parametrize("broken", [
     (conflicted_pins, "not valid TOML", " at line "),
     (lambda text: "garbage = [ unclosed\n", "not valid TOML", "line 1 column 21"),
     (lambda text: 'lock-version = "1.0"\ncreated-by = "someone"\n',
-     "not a valid PEP 751 lockfile", "")],
-    ids=["conflict", "conflict-in-packages", "unclosed-array", "not-a-lockfile"])
+     "not a valid PEP 751 lockfile", ""),
+    (lambda text: "", "not a valid PEP 751 lockfile", ""),
+    (lambda text: "[foo]\n", "not a valid PEP 751 lockfile", "")],
+    ids=["conflict", "conflict-in-packages", "unclosed-array", "not-a-lockfile", "empty",
+         "a-table"])
 
 
 @pytest.fixture
@@ -78,6 +81,10 @@ def refusal(err: str, path: Path, broken: Broken) -> str:
     assert lines[0].startswith(f"lockmirror: error: {path}: {broken[1]}"), err
     assert broken[2] in lines[0], err
     assert "git checkout" in lines[0] and "delete it to lock the set afresh" in lines[0], err
+    # the merge conflict is named only when git's markers are in the file
+    markers = any(line.startswith(("<<<<<<< ", ">>>>>>> "))
+                  for line in path.read_text().splitlines())
+    assert ("resolve the merge conflict" in lines[0]) is markers, err
     return lines[0]
 
 

@@ -58,9 +58,10 @@ __all__ = ["LockResult", "build_group", "input_hash", "lock_sets", "resolve_part
            "stale_sets", "write_lockfile"]
 
 
-# how to go on from a committed lockfile that does not read (_read_committed)
-NOT_READ_HINT = ("resolve the merge conflict in it, or `git checkout` it, or delete it to "
-                 "lock the set afresh")
+# how to go on from a committed lockfile that does not read (_read_committed); the merge
+# conflict is named only when git's markers are in it (a line starting <<<<<<< or >>>>>>>)
+NOT_READ_HINT = "`git checkout` it, or delete it to lock the set afresh"
+CONFLICT_HINT = "resolve the merge conflict in it, or " + NOT_READ_HINT
 
 # what a set resolved for all its targets is handed to: (set, target -> part, warnings)
 SetDone = Callable[[str, dict[str, TargetPart], tuple[str, ...]], None]
@@ -393,7 +394,13 @@ def _read_committed(path: Path) -> Lockfile | None:
     except StaleLockError:  # missing
         return None
     except InputError as exc:
-        raise InputError(exc.message, where=exc.where, hint=NOT_READ_HINT) from None
+        try:
+            conflicted = any(line.startswith((b"<<<<<<< ", b">>>>>>> "))
+                             for line in path.read_bytes().splitlines())
+        except OSError:
+            conflicted = False
+        raise InputError(exc.message, where=exc.where,
+                         hint=CONFLICT_HINT if conflicted else NOT_READ_HINT) from None
 
 
 def _previous_pins(previous: Lockfile | None, target: str) -> dict[NormalizedName, Version]:
