@@ -79,7 +79,7 @@ def test_upgrade_refuses_unknown_names_with_the_nearest_and_pinned_packages(
     before = loaded.lockfile_path("k").read_bytes()
     fixture_index.reset_counts()
     with pytest.raises(LockmirrorError, match=r"^--upgrade: no set locks a package named "
-                                              r"'alpah' \(did you mean alpha\?\)$"):
+                                              r"'alpah'; did you mean 'alpha'\?$"):
         lock_sets(loaded, upgrade=["alpah"])
     with pytest.raises(LockmirrorError) as info:
         lock_sets(loaded, upgrade=["Gamma"])
@@ -94,11 +94,17 @@ def test_upgrade_refuses_unknown_names_with_the_nearest_and_pinned_packages(
                           "--config", str(path)], capture_output=True, text=True, check=False)
     assert cli.returncode == 2 and "no set locks a package named 'urlib3'" in cli.stderr
     assert "(unchanged)" not in cli.stdout and "Traceback" not in cli.stderr
-    cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "alpha",
+    # names split at commas, as --set's, each checked; the sets are no list of packages
+    cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "beta,nope",
+                          "--config", str(path)], capture_output=True, text=True, check=False)
+    assert cli.returncode == 2, cli.stderr
+    assert cli.stderr == "lockmirror: error: --upgrade: no set locks a package named 'nope'\n"
+    cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "alpha,beta",
                           "--config", str(path)], capture_output=True, text=True, check=False)
     assert cli.returncode == 0, cli.stderr
     assert "upgrade alpha: stays at 1.1, 2.0 in set 'k' (the newest its requirements and the " \
            "policy allow)" in cli.stdout
+    assert "upgrade beta: " in cli.stdout, cli.stdout
 
 
 def test_lock_check_names_the_input_that_changed(

@@ -12,13 +12,16 @@ from ..config import DEFAULT_CONFIG, LoadedConfig, load_config, split_names
 
 class NameList(argparse.Action):
     """``--set a,b`` and ``--set a --set b`` alike: the names, in order, split at
-    commas, as doit's list parameters take them (``doit fetch --set a,b``)."""
+    commas, as doit's list parameters take them (``doit fetch --set a,b``). With
+    ``nargs="*"`` (``--upgrade a,b c``) each value is split so; none given: an empty
+    list (``--upgrade``: every package)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        names = split_names([str(values)])
-        if not names:
-            parser.error(f"{option_string} {values!r}: no name (write NAME or A,B)")
+        given = [str(value) for value in values] if isinstance(values, list) else [str(values)]
+        names = split_names(given)
+        if given and not names:
+            parser.error(f"{option_string} {' '.join(given)!r}: no name (write NAME or A,B)")
         setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or ()), *names])
 
 

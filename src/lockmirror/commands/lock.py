@@ -48,9 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolve", action="store_true",
                         help="with --check: also resolve every set again in memory and fail "
                              "unless the lockfile is byte for byte what `lock` writes today")
-    parser.add_argument("--upgrade", nargs="*", metavar="PACKAGE", default=None,
-                        help="move pins deliberately: the named packages, or every one if "
-                             "none named")
+    parser.add_argument("--upgrade", nargs="*", action=NameList, metavar="PACKAGE",
+                        default=None, help="move pins deliberately: the named packages "
+                                           "(A B or A,B), or every one if none named")
     parser.add_argument("--upgrade-vulnerable", action="store_true",
                         help="move only the packages with deny-level advisories, each to the "
                              "lowest release without one, every other pin kept; exit 1 naming "

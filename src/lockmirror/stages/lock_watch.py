@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +25,7 @@ from packaging.utils import canonicalize_name
 from ..config import LoadedConfig
 from ..errors import ConfigError, LockmirrorError, UnknownNameError
 from ..resolve.requirement_check import pins_exactly
+from ..spelling import did_you_mean, nearest
 
 if TYPE_CHECKING:
     from ..formats.lockfile import Lockfile
@@ -216,8 +216,9 @@ def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequenc
 
     Raises UnknownNameError (exit 2) for a name that no set of ``set_names``
     requires or locks (``locked``: each set's current lockfile), naming the
-    nearest names, and LockmirrorError for a package a set pins with ``==`` in mirror.yaml,
-    naming the set and the line: that pin, not ``--upgrade``, decides its version.
+    nearest locked name when one is close, and LockmirrorError for a package a set
+    pins with ``==`` in mirror.yaml, naming the set and the line: that pin, not
+    ``--upgrade``, decides its version. Each of ``names`` is checked, in order.
     """
     known: set[str] = set()
     for set_name in set_names:
@@ -227,12 +228,10 @@ def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequenc
             known.update(str(p.name) for p in lockfile.packages)
     for name in names:
         wanted = canonicalize_name(name)
-        if wanted not in known:
-            nearest = difflib.get_close_matches(wanted, sorted(known), n=3, cutoff=0.6)
-            raise UnknownNameError(
-                f"no set locks a package named '{name}'", where="--upgrade",
-                hint=f"did you mean {' or '.join(nearest)}?" if nearest
-                else f"sets locked here: {', '.join(set_names)}")
+        if wanted not in known:  # the nearest locked name, if one is close (not the sets)
+            raise UnknownNameError(f"no set locks a package named '{name}'"
+                                   f"{did_you_mean(nearest(wanted, sorted(known)))}",
+                                   where="--upgrade")
         for set_name in set_names:
             index = _pin(loaded, set_name, wanted)
             if index is not None:
