@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtureindex import FixtureIndex
+from fixtureindex.fixture_backend import core_metadata, write_sdist
 from helpers import QuietHandler, serving, subprocess_env
 from test_lock import write_mirror
 from test_lock_sdist_failures import failing_sdist
@@ -24,6 +25,8 @@ from lockmirror.errors import LockmirrorError, NotFoundError
 from lockmirror.fsutil import pid_alive
 from lockmirror.net.http import make_session
 from lockmirror.net.index_client import IndexClient
+from lockmirror.resolve.sdist_metadata import SdistMetadataSource
+from lockmirror.stoppable import WorkStopped
 
 # none shares a project with another: a request for one's metadata means its set was resolved
 SETS = {"first": "'beta[fast]', marked", "second": "gamma", "third": "yanky"}
@@ -239,3 +242,101 @@ def test_sigterm_during_an_sdist_build_stops_its_backend_and_removes_its_directo
     assert not list(build_dir.glob("tmp*")), list(build_dir.iterdir())
     assert not list(temp_dir.iterdir()), list(temp_dir.iterdir())  # no build-env-*, nothing
     assert not list(build_dir.rglob("*.failed.json"))  # a stop is not the sdist's failure
+
+
+
+def slow_requirements_sdist(out_dir: Path) -> Path:
+    """docopty 0.6.2, an sdist whose metadata only its backend knows and whose build
+    requires slowpkg: pip asks every source for it (a stuck one holds it)."""
+    pyproject = '[build-system]\nrequires = ["slowpkg"]\nbuild-backend = "setuptools.build_meta"\n'
+    files = {"PKG-INFO": core_metadata("docopty", "0.6.2", metadata_version="2.1").encode(),
+             "pyproject.toml": pyproject.encode()}
+    return out_dir / write_sdist(out_dir, "docopty", "0.6.2", files)
+
+
+def test_a_build_the_stop_ended_raises_no_build_error(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip killed by the stop while it installs the build requirements: the build raises
+    WorkStopped, not the SdistBuildError "cannot install the build requirements ...: pip
+    exited -9" the resolver printed as the package's failure ("skipped docopty ...")."""
+    fixture_index.add_file(slow_requirements_sdist(tmp_path / "files"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # pip's own, which a killed pip leaves
+    raised: list[BaseException] = []
+    with StuckServer() as server, serving(server) as stuck_url:
+        client = IndexClient([SourceConfig(name="fixture", url=fixture_index.url)],
+                             session=make_session(retries=0))
+        sdist = client.project("docopty").files[0]
+        source = SdistMetadataSource(client, tmp_path / "build",
+                                     [fixture_index.url, f"{stuck_url}/simple/"])
+
+        def build() -> None:
+            try:
+                source.metadata(sdist)
+            except Exception as error:  # noqa: BLE001 - what it raised is the point
+                raised.append(error)
+
+        building = threading.Thread(target=build)
+        building.start()
+        try:
+            while not server.asked and building.is_alive():
+                time.sleep(0.05)
+            assert server.asked, raised  # pip is waiting on the stuck source
+            source.stop_builds()
+            building.join(60)
+        finally:
+            server.let_go.set()
+            client.close(wait=False)
+    assert [type(error) for error in raised] == [WorkStopped], raised
+    assert not list((tmp_path / "build").rglob("*.failed.json"))
+
+
+def test_a_build_the_stop_ended_is_no_failure_of_its_sdist(
+        tmp_path: Path, fixture_index: FixtureIndex) -> None:
+    """SIGTERM while pip installs an sdist's build requirements (from a source that holds
+    the request): pip is killed, and that is the stop's doing, not the sdist's. The lock
+    said "skipped docopt 0.6.2 ...: cannot install the build requirements ...: pip exited
+    -9" before its own line, once glued onto it; now the stop's lines alone, each whole."""
+    fixture_index.add_file(slow_requirements_sdist(tmp_path / "files"))
+    with StuckServer() as server, serving(server) as stuck_url:
+        (tmp_path / "mirror.yaml").write_text(f"""\
+version: 1
+name: test
+sources:
+  - name: fixture
+    url: {fixture_index.url}
+  - name: stuck
+    url: {stuck_url}/simple/
+    allow_http: true
+    projects: [slowpkg]
+targets:
+  linux-x86_64-py311: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
+sets:
+  s: {{requirements: [docopty]}}
+paths:
+  cache: {tmp_path / "cache"}
+""")
+        temp_dir = tmp_path / "tmp"  # the run's own $TMPDIR: a killed pip leaves its own there
+        temp_dir.mkdir()
+        process = subprocess.Popen([sys.executable, "-m", "lockmirror", "lock"], cwd=tmp_path,
+                                   env=subprocess_env(TMPDIR=str(temp_dir)),
+                                   stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not server.asked and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.asked, process.communicate(timeout=60)  # pip is waiting on it
+            process.send_signal(signal.SIGTERM)
+            _, said = process.communicate(timeout=60)
+        finally:
+            server.let_go.set()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 143, said
+    assert "skipped" not in said and "cannot install" not in said, said
+    assert said.endswith("\n"), said
+    lines = said.splitlines()
+    assert lines[-2].startswith("lockmirror: terminated: what finished is kept"), said
+    assert lines[-1] == "lockmirror: kept: nothing; not locked: s", said
+    assert not list((tmp_path / "cache" / "build").rglob("*.failed.json"))

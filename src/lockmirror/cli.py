@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM
         line, code = stopped(interrupt)
-        print(line, file=sys.stderr)
+        # one write, newline and all: a worker's line printed meanwhile is not glued on
+        sys.stderr.write(line + "\n")
         return code
     except OSError as error:  # a file or device the command was pointed at
         print(error_text(error), file=sys.stderr)

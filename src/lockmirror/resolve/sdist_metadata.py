@@ -53,8 +53,8 @@ _LOG_POINTER = re.compile(r"full log can be found at|see the log at", re.IGNOREC
 
 BACKEND_FAILED = "its PEP 517 backend failed"  # the one failure remembered on disk
 REQUIREMENTS_FAILED = "its build requirements did not install"
-# killed by a signal (Ctrl-C reaches the backend's process group too; a stopped lock
-# kills it; the OOM killer): not the sdist's own failure, so not remembered
+# killed by a signal not the lock's stop (the OOM killer; a stop raises WorkStopped):
+# not the sdist's own failure, so not remembered
 BACKEND_STOPPED = "its PEP 517 backend was stopped by a signal"
 
 
@@ -94,7 +94,8 @@ class SdistMetadataSource:
     def metadata(self, file: DistFile) -> CoreMetadata:
         """The sdist's core metadata (memoized, failures too: every target asks).
         Raises SdistBuildError when its backend fails, NetworkError /
-        IntegrityError when it cannot be downloaded."""
+        IntegrityError when it cannot be downloaded, WorkStopped when
+        :meth:`stop_builds` ended (or came before) its build."""
         with self._lock:
             if file.url in self._metadata:
                 return self._metadata[file.url]
@@ -121,8 +122,10 @@ class SdistMetadataSource:
 
     def stop_builds(self) -> None:
         """The lock was stopped (Ctrl-C, SIGTERM): kill the backend or pip of the build
-        under way, start no other, and return once its unpacked sources and isolated
-        environment are removed. Called by the main thread; waits for local work only."""
+        under way (and what it started), start no other, and return once its unpacked
+        sources and isolated environment are removed. From then on :meth:`metadata` and
+        :meth:`backend_requirements` raise WorkStopped where they would build. Called by
+        the main thread; waits for local work only."""
         self._builds.stop()
 
     def known(self, file: DistFile) -> bool:
@@ -212,24 +215,26 @@ class SdistMetadataSource:
     def _run_backend(self, file: DistFile, want_metadata: bool) -> tuple[list[str], bytes | None]:
         """Unpack the sdist and ask its backend in an isolated environment whose
         build requirements come from the lock's sources. Both are removed before
-        the build's span ends (what :meth:`stop_builds` waits for)."""
+        the build's span ends (what :meth:`stop_builds` waits for). A build the
+        stop ended, or would have started, raises WorkStopped: no SdistBuildError,
+        so the resolver says nothing of it (the stopped lock's own lines do)."""
         archive = self._archive(file)  # first: a stopped lock does not wait for a download
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with self._builds.span(), tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-                root = Path(tmp)
-                source = _unpack(archive, file.filename, root / "src")
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
-                        return _ask_backend(source, root / "out",
-                                            build_environ(os.environ, self.secret_names),
-                                            self._pip_environ(), want_metadata,
-                                            self._builds.run)
-                except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
-                    raise _build_error(file, exc) from None
-        except WorkStopped as stopped:  # the lock was stopped before this build began
-            raise _build_error(file, stopped) from None
+        # a stop before it began: WorkStopped from span()
+        with self._builds.span(), tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            root = Path(tmp)
+            source = _unpack(archive, file.filename, root / "src")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # backends' chatter, re-emitted by build
+                    return _ask_backend(source, root / "out",
+                                        build_environ(os.environ, self.secret_names),
+                                        self._pip_environ(), want_metadata,
+                                        self._builds.run)
+            except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
+                if self._builds.stopped:  # killed by the stop: no failure of the sdist's
+                    raise WorkStopped(f"the build of {file.filename} was stopped") from None
+                raise _build_error(file, exc) from None
 
     def _pip_environ(self) -> dict[str, str]:
         """The variables that make pip install from the lock's sources, quietly."""
@@ -250,13 +255,11 @@ def _failure_summary(exc: Exception) -> str:
     """Which of the failures a backend run's ``exc`` is: the build requirements' (the
     one LockmirrorError in there is _install's), a stop (the backend's process ended
     by a signal: build wraps the hook's CalledProcessError, whose returncode is then
-    the signal's number, negated; or the lock was stopped before it started), or the
-    backend's own."""
+    the signal's number, negated), or the backend's own."""
     cause = getattr(exc, "exception", exc)
     if isinstance(exc, LockmirrorError):
         return REQUIREMENTS_FAILED
-    if isinstance(cause, WorkStopped) or (isinstance(cause, subprocess.CalledProcessError)
-                                          and cause.returncode < 0):
+    if isinstance(cause, subprocess.CalledProcessError) and cause.returncode < 0:
         return BACKEND_STOPPED
     return BACKEND_FAILED
 
