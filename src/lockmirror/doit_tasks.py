@@ -82,8 +82,7 @@ def _action(function: Callable[..., object], *args: Any
             return _report(error)
         except KeyboardInterrupt as interrupt:
             line, code = stopped(interrupt)
-            # one write, newline and all: a worker's line printed meanwhile is not glued on
-            sys.stderr.write(line + "\n")
+            sys.stderr.write(line + "\n")  # one write: no worker's line is glued onto it
             leave(code)  # SystemExit, which passes doit by; with workers stuck, ends at once
         except Exception as error:
             if os.environ.get("LOCKMIRROR_TRACEBACK"):
