@@ -621,12 +621,10 @@ def test_a_repository_that_never_answers_fails_by_the_publish_timeout_policy(
 
 def test_an_upload_that_is_never_answered_fails_by_the_publish_timeout_policy(
         tmp_path: Path) -> None:
-    """The pages answer, the POST never does: the upload is tried ATTEMPTS times, each
-    given up after UPLOAD_ANSWER_TIMEOUT (set small here), and fails in one line naming
-    the file."""
+    """The pages answer, the POSTs never do: the first upload is given up after
+    UPLOAD_ANSWER_TIMEOUT (set small here) and not sent again (its body was sent), and
+    the publish stops in one line naming the file: no other file is sent to wait the same."""
     from http.server import ThreadingHTTPServer
-
-    from lockmirror.net.publish_timeouts import ATTEMPTS
 
     release = threading.Event()
     posts: list[str] = []
@@ -641,20 +639,23 @@ def test_an_upload_that_is_never_answered_fails_by_the_publish_timeout_policy(
             posts.append(self.path)
             release.wait(60)  # silent until the test ends
 
-    wheel = build_wheel(tmp_path / "built", "silent", "1.0")
-    tree = tree_of(tmp_path / "tree", [wheel])
+    wheels = [build_wheel(tmp_path / "built", name, "1.0") for name in ("silent", "quiet")]
+    tree = tree_of(tmp_path / "tree", wheels)
     with serving(ThreadingHTTPServer(("127.0.0.1", 0), AnswersPagesOnly)) as base:
         try:
             with pytest.raises(PublishError) as error:
                 UploadPublisher(UploadDestination(kind="upload", url=base + "/"), environ={},
-                                upload_answer_timeout=0.3).run(SourceTree.open(tree))
+                                jobs=1, upload_answer_timeout=0.3).run(SourceTree.open(tree))
         finally:
             release.set()
     text = str(error.value)
     assert "\n" not in text, text
-    assert (f"{wheel.name}: cannot upload to {base}/: the server did not answer within 0.3 s "
-            f"after {ATTEMPTS - 1} retries") in text, text
-    assert len(posts) == ATTEMPTS
+    assert f"{wheels[1].name}: cannot upload to {base}/: the server did not answer within 0.3 s" \
+        in text or f"{wheels[0].name}: cannot upload to {base}/: the server did not answer " \
+        "within 0.3 s" in text, text
+    assert "retries" not in text, text
+    assert "nothing more was tried" in text, text
+    assert len(posts) == 1, posts  # not sent again, and the other file not sent to wait
 
 
 def test_an_upload_answered_after_the_page_read_timeout_is_sent_once(tmp_path: Path) -> None:

@@ -219,7 +219,8 @@ def source_auth(sources: Sequence[Any], environ: Mapping[str, str] | None = None
 
 def make_session(*, retries: int = 4, backoff: float = 0.5,
                  timeout: tuple[float, float] = (10, 60), pool_size: int = 16,
-                 credentials: Mapping[str, Credentials] | None = None) -> LockmirrorSession:
+                 credentials: Mapping[str, Credentials] | None = None,
+                 retry_reads: bool = True) -> LockmirrorSession:
     """The session every lockmirror stage uses.
 
     - ``retries``: per request, on connection errors, read timeouts, 5xx and
@@ -229,7 +230,8 @@ def make_session(*, retries: int = 4, backoff: float = 0.5,
       error); on a connection failure, requests raises (use
       :func:`network_error`).
     - ``timeout``: (connect, read) seconds for every request that does not
-      give its own.
+      give its own. ``retry_reads`` False: a read timeout is not retried (an
+      upload's body was sent: trying again would send it again).
     - Proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and CA bundles
       (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, then ``SSL_CERT_FILE``) come
       from the environment.
@@ -241,7 +243,8 @@ def make_session(*, retries: int = 4, backoff: float = 0.5,
     """
     session = LockmirrorSession(timeout=timeout, retries=retries)
     retry = _BoundedRetry(
-        total=retries, connect=retries, read=retries, status=retries, other=0,
+        total=retries, connect=retries, read=retries if retry_reads else 0, status=retries,
+        other=0,
         # requests, not urllib3, sees redirects; redirects.follow decides which to follow
         redirect=False, backoff_factor=backoff, backoff_max=30,
         status_forcelist=RETRY_STATUSES, allowed_methods=RETRY_METHODS,
@@ -286,6 +289,12 @@ def _retry_text(retries: int) -> str:
     return f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
 
 
+def timed_out(error: BaseException) -> bool:
+    """Whether a failed request's server took it and then sent nothing back in time."""
+    return any(isinstance(e, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError,
+                              TimeoutError)) for e in _causes(error))
+
+
 def network_error(error: BaseException, url: str, *, retries: int = 0,
                   read_timeout: float | None = None, doing: str = "fetch") -> NetworkError:
     """A NetworkError for a failed request: what happened, the URL (credentials
@@ -316,7 +325,7 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
         cause, unreachable = "the connection was refused", True
     elif has(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
         cause, unreachable = "connecting timed out", True
-    elif has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
+    elif timed_out(error):
         within = f" within {read_timeout:g} s" if read_timeout else ""
         cause = f"the server did not answer{within}"
     elif has(requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,

@@ -11,7 +11,8 @@ ATTEMPTS * READ_TIMEOUT seconds: one line naming the server, not a long hang.
 One wait is longer: the answer to an upload API's POST. Its clock starts once the
 whole file is sent, and a repository (Nexus, Artifactory, devpi) may hash or scan
 a large wheel before it answers; giving up on that early would not save time but
-re-send the whole file (urllib3 retries the POST).
+re-send the whole file. An upload whose answer never comes is not tried again
+either, and the publish stops there: every other file would wait the same.
 """
 
 from __future__ import annotations

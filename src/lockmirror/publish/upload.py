@@ -34,7 +34,7 @@ from ..config_schema import UploadDestination
 from ..errors import IntegrityError, LockmirrorError, PublishError, UnreachableError
 from ..formats.core_metadata import parse_metadata, read_metadata
 from ..fsutil import plural
-from ..net.http import make_session, network_error, retries_made
+from ..net.http import make_session, network_error, retries_made, timed_out
 from ..net.index_client import DistFile
 from ..net.publish_timeouts import (
     ATTEMPTS,
@@ -118,7 +118,7 @@ class UploadPublisher:
         creds = {origin(self.url): self.credentials} if self.credentials else {}
         # the answer to a POST comes once the whole file is sent and the repository has
         # checked it: a longer wait than the pages' (net/publish_timeouts.py)
-        self.post_session = make_session(retries=POST_RETRIES,
+        self.post_session = make_session(retries=POST_RETRIES, retry_reads=False,
                                          timeout=(CONNECT_TIMEOUT, upload_answer_timeout),
                                          pool_size=self.jobs + 2, credentials=creds)
         self._refused: LockmirrorError | None = None  # why no upload can succeed: stop
@@ -279,12 +279,16 @@ class UploadPublisher:
                     self.url, data=body, headers={"Content-Type": body.content_type},
                     allow_redirects=False)
         except requests.RequestException as error:
-            failure = network_error(error, self.url, retries=POST_RETRIES, doing="upload to",
+            silent = timed_out(error)  # sent, never answered: not re-sent (retry_reads)
+            failure = network_error(error, self.url, retries=0 if silent else POST_RETRIES,
+                                    doing="upload to",
                                     read_timeout=self.post_session.default_timeout[1])
-            if isinstance(failure, UnreachableError):  # the next file would wait the same
-                raise _StopAll(PublishError(failure.message, where=self.display,
+            if silent or isinstance(failure, UnreachableError):  # the next would wait the same
+                said = f"{path.name}: {failure.message}" if silent else failure.message
+                raise _StopAll(PublishError(said, where=self.display,
                                             hint="nothing more was tried; publish again once "
-                                                 "the repository answers"),
+                                                 "the repository answers: a file it took "
+                                                 "meanwhile is found there, not sent again"),
                                answered=False) from None
             return _Outcome(item.path, problem=f"{path.name}: {failure.message}")
         status = response.status_code
