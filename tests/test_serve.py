@@ -783,6 +783,30 @@ def test_pip_config_refuses_a_url_with_credentials(
         assert "keyring" in captured.err and "netrc" in captured.err
 
 
+@pytest.mark.parametrize("url", ["https://host.example/simple/?token=s3cretPW",
+                                 "https://host.example/simple?token=s3cretPW",
+                                 "https://alice:pw@host.example/simple/?token=s3cretPW",
+                                 "https://host.example/simple/#s3cretPW",
+                                 "host.example/simple/?token=s3cretPW"])
+def test_pip_config_refuses_a_url_with_a_query(
+        url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``pip-config https://host/simple/?token=T`` printed ``index-url =
+    https://host/simple/?token=T/`` (a ``/`` appended to the query) with the token in
+    it: pip joins project names onto the path and drops the query, so no such URL
+    works. Refused in one line (exit 2), the query not echoed, with the hint the
+    credential refusal gives."""
+    from lockmirror.cli import main
+
+    assert main(["pip-config", url]) == (2 if "://" in url else 1)  # 1: not a URL at all
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert "s3cretPW" not in captured.err and "token" not in captured.err
+    if url.startswith("https://"):
+        assert "host.example/simple" in captured.err
+        assert "keyring" in captured.err and "netrc" in captured.err
+
+
 def test_serve_on_every_address_gives_clients_this_machines_name() -> None:
     """``serve --host 0.0.0.0`` printed a client configuration for http://0.0.0.0:PORT/
     (pip told ``trusted-host = 0.0.0.0``), which no other machine can use."""

@@ -9,6 +9,11 @@ HELP = ("print pip.conf, environment variables and uv configuration that make UR
         "(a mirror's simple/ index) the only index")
 
 
+_CREDENTIALS_HINT = ("give the URL without them; pip and uv read credentials from keyring "
+                     "or ~/.netrc, or from PIP_INDEX_URL / UV_DEFAULT_INDEX you set in "
+                     "your own environment")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="the mirror's simple index, e.g. "
                                     "https://mirror.example/simple/; without user:password "
@@ -21,17 +26,20 @@ def run(args: argparse.Namespace) -> int:
     from ..redaction import carries_credentials, redact_url
 
     if not args.url.startswith(("http://", "https://", "file://")):
-        shown = "the URL" if "@" in args.url else f"'{args.url}'"  # user:password@ stays unsaid
-        raise LockmirrorError(f"{shown} is not an http(s) or file URL",
+        said = "the URL" if set("@?#") & set(args.url) else f"'{args.url}'"  # no secret said
+        raise LockmirrorError(f"{said} is not an http(s) or file URL",
                               hint="give the mirror's simple index URL, e.g. "
                                    "https://mirror.example/simple/")
+    # neither a query nor user:password@ is echoed: either may hold a token
+    shown = redact_url(args.url.split("?", 1)[0].split("#", 1)[0])
     if carries_credentials(args.url):  # the snippets are copied into files users commit
-        raise InputError(f"{redact_url(args.url)}: the URL carries credentials "
+        raise InputError(f"{shown}: the URL carries credentials "
                          "(user:password@), which would be printed into pip.conf, the "
-                         "environment lines and pyproject.toml",
-                         hint="give the URL without them; pip and uv read credentials "
-                              "from keyring or ~/.netrc, or from PIP_INDEX_URL / "
-                              "UV_DEFAULT_INDEX you set in your own environment")
+                         "environment lines and pyproject.toml", hint=_CREDENTIALS_HINT)
+    if "?" in args.url or "#" in args.url:  # pip joins project names onto the path only
+        raise InputError(f"{shown}: the URL has a query or fragment (?... or #...), which "
+                         "pip drops when it joins a project name onto the index URL",
+                         hint=_CREDENTIALS_HINT)
     try:
         text = render_pip_config(args.url)
     except ValueError:  # of the host part (a bad IPv6 address or port)
