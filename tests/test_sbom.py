@@ -310,6 +310,27 @@ def test_sbom_set_into_a_directory_writes_that_sets_document_only(
     assert [p.name for p in alone.iterdir()] == ["tools.cdx.json"]
 
 
+@pytest.mark.parametrize("chosen", [["--set", "core", "--set", "tools"], ["--set", "core,tools"],
+                                    ["--set", "tools,core", "--set", "core"]])
+def test_sbom_takes_several_sets_as_other_commands_do(
+        chosen: list[str], tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``sbom --set a --set b -o DIR`` wrote b.cdx.json only and ``--set a,b`` said "no
+    set named 'a,b'": each named set's document is written, as ``fetch --set a,b`` takes
+    them; printing several documents on stdout is refused in one line."""
+    config = _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    out = tmp_path / "sbom"
+    capsys.readouterr()
+    assert main(["sbom", "--config", str(config), *chosen, "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["core.cdx.json", "tools.cdx.json"]
+    printed = capsys.readouterr().out.splitlines()
+    assert sorted(printed) == [str(out / "core.cdx.json"), str(out / "tools.cdx.json")]
+    assert main(["sbom", "--config", str(config), *chosen]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "2 sets' SBOMs to print" in captured.err and "-o DIR" in captured.err
+
+
 def test_the_index_parses_a_changed_lockfile_once_for_its_pages_and_sboms(
         tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lockfile the index parsed (and relocated for its mirror copy) is the one
