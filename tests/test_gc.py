@@ -180,12 +180,47 @@ def test_du_and_gc_name_locked_files_deleted_from_the_store(
     shutil.rmtree(store.root / "sha256")
     assert main(["du", "--config", str(project)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    count = len(plan([Lockfile.read(loaded.lockfile_path("q"))]))
-    assert count > 3 and f"{count} files  missing from the store (as locked): " in last
-    assert last.count(", ") == 3 and ", ...; locked by set q:" in last, last
+    items = plan([Lockfile.read(loaded.lockfile_path("q"))])
+    count = sum(1 for item in items if not item.is_metadata)
+    assert count == 3 and len(items) - count == 3  # three wheels, three metadata files
+    assert ("3 files  missing from the store (as locked), with 3 wheel metadata files: "
+            in last), last
+    assert last.count(", ") == 4 and ", ...; locked by set q:" in last, last
     pipeline.fetch(load_config(project))
     assert main(["du", "--config", str(project)]) == 0
     assert "missing" not in capsys.readouterr().out
+
+
+def test_du_and_gc_counts_of_a_partly_fetched_store_add_up(
+        tmp_path: Path, fixture_index: FixtureIndex, own_paths: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """One set of two fetched: du said "3 files total" then "2 files missing" (the
+    missing count held wheels' metadata files, the totals do not) and its store line
+    said "every locked file"; gc called metadata files "locked files". Each count now
+    says what it counts, and present + missing give the totals."""
+    from lockmirror.cli import main
+
+    path = write_mirror(tmp_path, fixture_index, "  a:\n    requirements: [alpha]\n"
+                        "  b:\n    requirements: [gamma]\n",
+                        extra=f"  store: {tmp_path / 'store'}\n")
+    pipeline.lock(load_config(path))
+    pipeline.fetch(load_config(path), sets=["a"])
+    capsys.readouterr()
+    assert main(["du", "--config", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    total = next(line for line in lines if "total served by the index" in line)
+    assert total.split()[2:4] == ["3", "files"]  # alpha 1.1, alpha 2.0, gamma 1.0
+    store_line = next(line for line in lines if " store store: " in line)
+    assert "every locked file" not in store_line
+    assert ("store store: 2 of the 3 locked files (the rest missing: below), their "
+            "wheels' metadata and any file gc would remove") in store_line
+    assert lines[-1].split()[2:4] == ["1", "file"], lines[-1]  # 2 there + 1 missing = 3
+    assert "missing from the store (as locked), with 1 wheel metadata file: " in lines[-1]
+    assert main(["gc", "--dry-run", "--config", str(path)]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.endswith("; 4 store files a lockfile needs kept; 1 locked file and 1 "
+                            "wheel metadata file missing from the store (`lockmirror du` "
+                            "names them)"), summary
 
 
 def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:

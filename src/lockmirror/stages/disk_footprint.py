@@ -21,6 +21,7 @@ from pathlib import Path
 from ..config import LoadedConfig
 from ..formats.lockfile import Lockfile
 from ..formats.store import FetchItem, Store
+from ..fsutil import plural
 from .fetch_plan import fetch_command, missing, plan
 from .toolwheels import tool_wheel_cache
 
@@ -67,8 +68,9 @@ def footprint(loaded: LoadedConfig, locked: Sequence[Lockfile] = ()) -> Footprin
     if store.startswith("s3://"):
         notes.append(f"the store is on S3 ({store}): not on this disk, not measured")
     else:
-        places.append(("store", Path(store), "every locked file and each wheel's metadata"))
-        gone = tuple(missing(plan(locked), Store(Path(store))))
+        needed = plan(locked)
+        gone = tuple(missing(needed, Store(Path(store))))
+        places.append(("store", Path(store), _store_holds(needed, gone)))
     places += [
         ("index", loaded.index_dir, "its pages; its files are hard links into the store"),
         ("bundles", loaded.dist_dir,
@@ -85,6 +87,17 @@ def footprint(loaded: LoadedConfig, locked: Sequence[Lockfile] = ()) -> Footprin
             measured.append(Place(f"{name} {_shown(path, loaded.root)}: {what}",
                                   files, size))
     return Footprint(tuple(measured), tuple(notes), gone)
+
+
+def _store_holds(needed: Sequence[FetchItem], gone: Sequence[FetchItem]) -> str:
+    """What the store's line counts: every locked file, or how many of them (the
+    lockfiles' count, as the totals above give it) when some are missing."""
+    if not gone:
+        return "every locked file and each wheel's metadata"
+    locked = sum(1 for item in needed if not item.is_metadata)
+    there = locked - sum(1 for item in gone if not item.is_metadata)
+    return (f"{there} of the {locked} locked files (the rest missing: below), their wheels' "
+            "metadata and any file gc would remove")
 
 
 def _measure(top: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
@@ -130,13 +143,18 @@ def render_footprint(found: Footprint) -> str:
 
 
 def _missing_line(gone: Sequence[FetchItem]) -> str:
-    """The locked files the store lacks: their size as the lockfiles state it (a
-    metadata file's is not stated), the first few by name, and the fetch that brings them."""
+    """The locked files the store lacks, counted and sized as the lockfiles state them
+    (as the totals above count them), the wheels' metadata files it lacks besides (their
+    size is not stated), the first few by name, and the fetch that brings them."""
     from .disk_usage import usage_line
 
-    named = ", ".join(item.filename for item in gone[:SHOWN_MISSING])
-    more = ", ..." if len(gone) > SHOWN_MISSING else ""
+    files = [item for item in gone if not item.is_metadata]
+    metadata = len(gone) - len(files)
+    ordered = [*files, *(item for item in gone if item.is_metadata)]
+    named = ", ".join(item.filename for item in ordered[:SHOWN_MISSING])
+    more = ", ..." if len(ordered) > SHOWN_MISSING else ""
+    besides = f", with {plural(metadata, 'wheel metadata file')}" if metadata else ""
     sets = {name for item in gone for name in item.needed_by}
-    return usage_line(sum(item.size or 0 for item in gone), len(gone),
-                      f"missing from the store (as locked): {named}{more}; "
+    return usage_line(sum(item.size or 0 for item in files), len(files),
+                      f"missing from the store (as locked){besides}: {named}{more}; "
                       f"{fetch_command(sets)}")

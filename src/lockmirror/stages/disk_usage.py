@@ -184,7 +184,7 @@ def render_usage(usage: Usage) -> str:
                                 f"{TOOL_SET}: lockmirror's own wheels for bundles' tool/ "
                                 "(stored, not served)"))
         lines.append(usage_line(usage.locked_size, usage.locked_files,
-                                "total locked: what the store needs"))
+                                "total locked: what the store needs (and each wheel's metadata)"))
     if usage.largest:
         lines.append("largest releases: " + ", ".join(
             f"{name} {format_size(size)}" for name, size in usage.largest))

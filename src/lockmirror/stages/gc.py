@@ -76,6 +76,7 @@ class Needed:
 
     sha256: frozenset[str]
     notes: tuple[str, ...] = ()
+    metadata: frozenset[str] = frozenset()  # those of them that are wheels' PEP 658 files
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class GcResult:
     dry_run: bool
     skipped: tuple[str, ...] = ()  # what was left alone, and why (retention's notes too)
     missing: int = 0  # files a lockfile in use needs that the store lacks (not in ``kept``)
+    missing_metadata: int = 0  # of ``missing``, wheels' metadata files (lockfiles list
+    # the others; du's totals count those only)
 
     @property
     def freed(self) -> int:
@@ -92,12 +95,17 @@ class GcResult:
 
     def describe(self) -> str:
         """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``, and
-        ``; 1 locked file missing from the store (lockmirror du names it)`` when one is."""
+        ``; 1 locked file and 1 wheel metadata file missing from the store (lockmirror du
+        names them)`` when some are: kept and missing add up to what the lockfiles need."""
         verb, done = ("would remove", "would be freed") if self.dry_run else ("removed", "freed")
         kept = ("" if self.kept is None
                 else f"; {plural(self.kept, 'store file')} a lockfile needs kept")
         if self.missing:
-            kept += (f"; {plural(self.missing, 'locked file')} missing from the store "
+            files = self.missing - self.missing_metadata
+            counted = [*([plural(files, "locked file")] if files else []),
+                       *([plural(self.missing_metadata, "wheel metadata file")]
+                         if self.missing_metadata else [])]
+            kept += (f"; {' and '.join(counted)} missing from the store "
                      f"(`lockmirror du` names {'it' if self.missing == 1 else 'them'})")
         return (f"{verb} {plural(len(self.removed), 'item')} ({format_size(self.freed)} "
                 f"{done}){kept}")
@@ -128,7 +136,9 @@ def referenced(loaded: LoadedConfig, kept: Retention) -> Needed:
     lockfiles += [Lockfile.read(path) for path in tool_lockfile_paths(loaded) if path.exists()]
     lockfiles += [revision.lockfile for revision in kept.kept]
     notes = [f"kept what {revision.label} needs ({revision.reason})" for revision in kept.kept]
-    return Needed(frozenset(item.sha256 for item in plan(lockfiles)), (*kept.notes, *notes))
+    items = plan(lockfiles)
+    return Needed(frozenset(item.sha256 for item in items), (*kept.notes, *notes),
+                  frozenset(item.sha256 for item in items if item.is_metadata))
 
 
 def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = False,
@@ -169,8 +179,9 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
         for removal in found:
             if removal.kind not in ("partial download", "check-install leftover"):
                 _remove(removal.path)  # the others went under their locks already
-    present = sum(1 for sha256 in needed if store.path(sha256).exists())
-    return GcResult(tuple(found), present, dry_run, tuple(skipped), len(needed) - present)
+    absent = [sha256 for sha256 in needed if not store.path(sha256).exists()]
+    return GcResult(tuple(found), len(needed) - len(absent), dry_run, tuple(skipped),
+                    len(absent), sum(1 for sha256 in absent if sha256 in decided.metadata))
 
 
 def collect_outside_project(*, dry_run: bool = False) -> GcResult:
