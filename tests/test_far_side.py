@@ -393,7 +393,7 @@ def test_serve_of_a_directory_that_is_no_mirror_says_how_to_import(
 
     assert main(["serve", str(tmp_path / "nonexistent")]) == 1
     err = capsys.readouterr().err
-    assert "is not a mirror" in err and "lockmirror import BUNDLE.tar --into" in err
+    assert "no such directory" in err and "lockmirror import BUNDLE.tar --into" in err
     assert "doit" not in err
     assert main(["verify", str(tmp_path)]) == 1  # a directory, but no manifest.json
     err = capsys.readouterr().err

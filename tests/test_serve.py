@@ -449,6 +449,23 @@ def test_a_path_no_import_could_go_to_is_not_told_to_take_one(
     assert afile.read_text() == "not a mirror"
 
 
+def test_a_directory_that_does_not_exist_is_said_to_be_none(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``serve /tmp/x/nonexist`` said "is not a mirror (no simple/index.html)": serve and
+    verify say the directory does not exist, and where an import could put a mirror."""
+    from lockmirror.cli import main
+
+    gone = tmp_path / "x" / "nonexist"
+    for command in ("serve", "verify"):
+        assert main([command, str(gone), *(["--port", "0"] if command == "serve" else [])]
+                    ) == 1
+        assert capsys.readouterr().err == (
+            f"lockmirror: error: {gone}: no such directory (give the directory of a built "
+            "index (dist-index/) or of an imported mirror, or import a bundle there: "
+            f"lockmirror import BUNDLE.tar --into {gone})\n")
+    assert not gone.exists()
+
+
 @pytest.mark.parametrize(("idle_timeout", "max_connections", "refused"), [
     (0, 10, True), (-1, 10, True), (1, 0, True), (float("inf"), 10, True), (0.01, 1, False)])
 def test_connection_limits_must_be_positive(mirror: FixtureMirror, idle_timeout: float,

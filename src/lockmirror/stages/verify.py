@@ -34,12 +34,8 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
     (:func:`check_manifest_record`). Costs one sha256 pass over the tree (a
     stat per file with ``hash_files=False``).
     """
-    if root.exists() and not root.is_dir():
-        raise not_a_mirror(root, MANIFEST_NAME)
     if not root.is_dir():
-        hint = ("an import was interrupted; run `lockmirror import` again, which restores "
-                "the previous mirror first" if old_dir(root).is_dir() else None)
-        raise LockmirrorError("no such mirror directory", where=str(root), hint=hint)
+        raise not_a_mirror(root, MANIFEST_NAME)
     if not (root / MANIFEST_NAME).exists():
         raise _no_manifest(root)
     check_manifest_record(root)
@@ -136,19 +132,28 @@ def _recorded_sha256(root: Path, rel: str) -> str | None:
 
 def not_a_mirror(root: Path, missing: str) -> LockmirrorError:
     """The error for a ``root`` that is no mirror (it lacks ``missing``), from
-    ``serve`` and ``verify``: where an import could go (no such directory, an empty
-    one, or a mirror lacking a part) the hint imports a bundle into it; a file, or
+    ``serve`` and ``verify``: one that does not exist is said to be no such directory
+    (the hint: rerun an interrupted import that left the previous mirror aside, else
+    the directories to give, or an import into it); where an import could go (an empty
+    directory, or a mirror lacking a part) the hint imports a bundle into it; a file, or
     a directory holding other things, is said to be no lockmirror index or mirror,
     and the hint names the mirror directories inside it, if any (an import would
     replace the whole tree, so it is never suggested there). Costs a listing of
     ``root`` and a stat per entry."""
     importable = f"lockmirror import BUNDLE.tar --into {root}"
-    if root.exists() and not root.is_dir():
+    if not root.exists():
+        return LockmirrorError(
+            "no such directory", where=str(root),
+            hint="an import was interrupted; run `lockmirror import` again, which restores "
+                 "the previous mirror first" if old_dir(root).is_dir() else
+                 "give the directory of a built index (dist-index/) or of an imported "
+                 f"mirror, or import a bundle there: {importable}")
+    if not root.is_dir():
         return LockmirrorError("is a file, not a mirror directory", where=str(root),
                                hint="give the directory of a built index (dist-index/) or "
                                     "of an imported mirror, the one holding manifest.json")
     try:
-        entries = sorted(root.iterdir()) if root.is_dir() else []
+        entries = sorted(root.iterdir())
     except OSError as exc:
         return LockmirrorError(f"cannot be read: {exc.strerror or exc}", where=str(root))
     if not entries or (root / MANIFEST_NAME).is_file():
