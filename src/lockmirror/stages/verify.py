@@ -88,39 +88,32 @@ def _manifest_record(root: Path) -> str | None:
 
 # How a build-side index copy's manifest.json is held to the one its index step wrote:
 # what publish.yml's and matrix.yml's publish jobs do before they publish
-BUILD_SIDE_CHECK = ("compare its sha256 with the one taken where the index was built, as "
-                    "the workflows' publish job does before it publishes (`sha256sum --check` "
-                    "against the index job's output manifest-sha256)")
+BUILD_SIDE_CHECK = "check its sha256 as the publish workflow does"  # README: manifest-sha256
 
 
 def unchecked_manifest(root: Path, *, project_index: bool = False) -> str | None:
     """What ``lockmirror verify`` adds to its "every file matches" about a tree whose
-    ``manifest.json`` nothing recorded: that the manifest itself was not checked, what
-    that misses, and how it can be. With ``.lockmirror/`` there, an older lockmirror
-    imported or refreshed it: import its bundle again. With none, and ``project_index``
-    (the tree is the index directory of the mirror.yaml in use: the build side, a copy
-    of ``dist-index/`` without its index state, as a CI publish job holds), by its
-    sha256 taken where it was built; with none otherwise, it may be such a copy or a
-    far-side mirror whose records were deleted, and the line says how for each
-    (:data:`BUILD_SIDE_CHECK`; import a bundle of it to start the record). None for a
-    mirror with the record, a built index, a directory publish (none is kept) and a tree
-    without a manifest."""
+    ``manifest.json`` nothing recorded, in under 200 characters: that the manifest
+    itself was not checked, why, and the one remedy that fits. With ``.lockmirror/``
+    there, an older lockmirror imported or refreshed it: import its bundle again. With
+    none, and ``project_index`` (the tree is the index directory of the mirror.yaml in
+    use: the build side, a copy of ``dist-index/`` without its index state, as a CI
+    publish job holds), by its sha256 taken where it was built
+    (:data:`BUILD_SIDE_CHECK`); with none otherwise, most likely such a copy, else a
+    far-side mirror whose records were deleted: both remedies, the copy's first. None
+    for a mirror with the record, a built index, a directory publish (none is kept)
+    and a tree without a manifest."""
     if (_manifest_record(root) is not None or not (root / MANIFEST_NAME).is_file()
             or _made_by(root) != "import"):
         return None
-    misses = "so a file altered together with its manifest entry passes"
     if os.path.lexists(root / STATE_DIR):
-        return (f"{MANIFEST_NAME} itself not checked: there is no {IMPORT_MANIFEST} (an older "
-                f"lockmirror imported or refreshed this mirror), {misses}; import its bundle "
-                "again with this lockmirror to start the record")
+        return (f"{MANIFEST_NAME} itself not checked: no {IMPORT_MANIFEST} (an older "
+                "lockmirror imported this mirror); import its bundle again to start the record")
     if project_index:
-        return (f"{MANIFEST_NAME} itself not checked: this is the project's index without the "
-                f"index state beside it (a copy, as a CI job holds the dist-index artifact), "
-                f"{misses} unless you {BUILD_SIDE_CHECK}")
-    return (f"{MANIFEST_NAME} itself not checked: there is no {STATE_DIR}/ (a copy of a "
-            "build-side index has none, nor a mirror whose records were deleted), "
-            f"{misses}; a copy: {BUILD_SIDE_CHECK}; a far-side mirror: import a bundle of it "
-            f"(`lockmirror import BUNDLE.tar --into {root}`) to start the record")
+        return (f"{MANIFEST_NAME} itself not checked (the project's index without its index "
+                f"state, as a CI job holds it): {BUILD_SIDE_CHECK}")
+    return (f"{MANIFEST_NAME} itself not checked (no {STATE_DIR}/, as in a copy of a built "
+            f"index): {BUILD_SIDE_CHECK}, or on a far side import a bundle into it")
 
 
 def _recorded_sha256(root: Path, rel: str) -> str | None:
