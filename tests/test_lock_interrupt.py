@@ -83,14 +83,13 @@ class _StuckHandler(QuietHandler):
 DODO = Path(__file__).resolve().parent.parent / "dodo.py"
 
 
-@pytest.mark.parametrize("door", ["lockmirror lock", "doit lock"])
-def test_sigterm_ends_a_lock_waiting_on_a_stuck_source_and_names_what_it_kept(
-        tmp_path: Path, fixture_index: FixtureIndex, door: str) -> None:
-    """A set taken from a source that holds every request: SIGTERM ends the run at once
-    (it waited for the stuck request, then asked that source for pip to judge its URL),
-    naming the lockfiles the run wrote (doit: those of its earlier lock tasks too)."""
-    with StuckServer() as server, serving(server) as stuck_url:
-        (tmp_path / "mirror.yaml").write_text(f"""\
+def with_stuck_source(project: Path, fixture_index: FixtureIndex, stuck_url: str,
+                      **sets: str) -> None:
+    """Write ``project``'s mirror.yaml: the fixture index, and a source at ``stuck_url``
+    (a :class:`StuckServer`) that ``slowpkg`` is taken from; ``sets``: name -> requirements."""
+    lines = "".join(f"  {name}: {{requirements: {requirements}}}\n"
+                    for name, requirements in sets.items())
+    (project / "mirror.yaml").write_text(f"""\
 version: 1
 name: test
 sources:
@@ -103,12 +102,20 @@ sources:
 targets:
   linux-x86_64-py311: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
 sets:
-  first: {{requirements: [gamma]}}
-  second: {{requirements: [yanky]}}
-  third: {{requirements: [slowpkg]}}
-paths:
-  cache: {tmp_path / "cache"}
+{lines}paths:
+  cache: {project / "cache"}
 """)
+
+
+@pytest.mark.parametrize("door", ["lockmirror lock", "doit lock"])
+def test_sigterm_ends_a_lock_waiting_on_a_stuck_source_and_names_what_it_kept(
+        tmp_path: Path, fixture_index: FixtureIndex, door: str) -> None:
+    """A set taken from a source that holds every request: SIGTERM ends the run at once
+    (it waited for the stuck request, then asked that source for pip to judge its URL),
+    naming the lockfiles the run wrote (doit: those of its earlier lock tasks too)."""
+    with StuckServer() as server, serving(server) as stuck_url:
+        with_stuck_source(tmp_path, fixture_index, stuck_url,
+                          first="[gamma]", second="[yanky]", third="[slowpkg]")
         argv = ([sys.executable, "-m", "lockmirror", "lock"] if door == "lockmirror lock" else
                 [sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(tmp_path), "lock"])
         lockfiles = tmp_path / "lockfiles"
@@ -298,23 +305,7 @@ def test_a_build_the_stop_ended_is_no_failure_of_its_sdist(
     -9" before its own line, once glued onto it; now the stop's lines alone, each whole."""
     fixture_index.add_file(slow_requirements_sdist(tmp_path / "files"))
     with StuckServer() as server, serving(server) as stuck_url:
-        (tmp_path / "mirror.yaml").write_text(f"""\
-version: 1
-name: test
-sources:
-  - name: fixture
-    url: {fixture_index.url}
-  - name: stuck
-    url: {stuck_url}/simple/
-    allow_http: true
-    projects: [slowpkg]
-targets:
-  linux-x86_64-py311: {{python: "3.11", platforms: [manylinux_2_28_x86_64]}}
-sets:
-  s: {{requirements: [docopty]}}
-paths:
-  cache: {tmp_path / "cache"}
-""")
+        with_stuck_source(tmp_path, fixture_index, stuck_url, s="[docopty]")
         temp_dir = tmp_path / "tmp"  # the run's own $TMPDIR: a killed pip leaves its own there
         temp_dir.mkdir()
         process = subprocess.Popen([sys.executable, "-m", "lockmirror", "lock"], cwd=tmp_path,

@@ -9,12 +9,23 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lockmirror.fsutil import pid_alive
 from lockmirror.stoppable import StoppableWork, WorkStopped
+
+
+def start_worker(worker: Callable[[], None], pid_file: Path) -> tuple[threading.Thread, int]:
+    """``worker`` started in a thread, and the pid its subprocess writes to ``pid_file``."""
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return thread, int(pid_file.read_text())
 
 
 def test_stop_kills_a_workers_subprocess_and_returns_once_its_span_cleaned_up(
@@ -34,12 +45,7 @@ def test_stop_kills_a_workers_subprocess_and_returns_once_its_span_cleaned_up(
             finally:
                 shutil.rmtree(scratch)
 
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    child = int(pid_file.read_text())
+    thread, child = start_worker(worker, pid_file)
     assert work.stop()
     # the span ended before stop returned: its clean-up ran, its subprocess was reaped
     assert not scratch.exists()
@@ -88,12 +94,7 @@ def test_stop_kills_what_the_subprocess_started_too(tmp_path: Path) -> None:
             ended.append(work.run([sys.executable, "-c", starter, str(pid_file)],
                                   env=dict(os.environ)).returncode)
 
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    grandchild = int(pid_file.read_text())
+    thread, grandchild = start_worker(worker, pid_file)
     try:
         assert work.stop() is True  # the old stop gave up after STOP_WAIT: the pipe stayed open
         assert ended == [-9]
