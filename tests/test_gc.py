@@ -172,8 +172,8 @@ def test_du_and_gc_name_locked_files_deleted_from_the_store(
     assert main(["gc", "--dry-run", "--config", str(project)]) == 0
     summary = capsys.readouterr().out.splitlines()[-1]
     assert summary.endswith(f"; {plural(len(needed) - 1, 'store file')} a lockfile needs "
-                            "kept; 1 locked file missing from the store (`lockmirror du` "
-                            "names it)"), summary
+                            "kept; 1 more missing from the store (1 locked file; "
+                            "`lockmirror du` names it)"), summary
     # more than du names (alpha's files too): counted, the rest elided
     project.write_text(project.read_text().replace("[gamma]", "[alpha, gamma]"))
     pipeline.lock(load_config(project))
@@ -218,9 +218,9 @@ def test_du_and_gc_counts_of_a_partly_fetched_store_add_up(
     assert "missing from the store (as locked), with 1 wheel metadata file: " in lines[-1]
     assert main(["gc", "--dry-run", "--config", str(path)]) == 0
     summary = capsys.readouterr().out.splitlines()[-1]
-    assert summary.endswith("; 4 store files a lockfile needs kept; 1 locked file and 1 "
-                            "wheel metadata file missing from the store (`lockmirror du` "
-                            "names them)"), summary
+    assert summary.endswith("; 4 store files a lockfile needs kept; 2 more missing from the "
+                            "store (1 locked file and 1 wheel metadata file; `lockmirror du` "
+                            "names them)"), summary  # store files both: 4 + 2 = what is needed
 
 
 def test_gc_keeps_what_retained_lock_revisions_need(project: Path) -> None:

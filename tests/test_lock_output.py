@@ -99,6 +99,11 @@ def test_upgrade_refuses_unknown_names_with_the_nearest_and_pinned_packages(
                           "--config", str(path)], capture_output=True, text=True, check=False)
     assert cli.returncode == 2, cli.stderr
     assert cli.stderr == "lockmirror: error: --upgrade: no set locks a package named 'nope'\n"
+    # every unknown name at once, and before a pin of another name is looked at
+    with pytest.raises(LockmirrorError) as info:
+        lock_sets(loaded, upgrade=["gamma", "nope", "alpah"])
+    assert str(info.value) == ("--upgrade: no set locks a package named 'nope'; no set locks "
+                               "a package named 'alpah'; did you mean 'alpha'?")
     cli = subprocess.run([sys.executable, "-m", "lockmirror", "lock", "--upgrade", "alpha,beta",
                           "--config", str(path)], capture_output=True, text=True, check=False)
     assert cli.returncode == 0, cli.stderr

@@ -116,8 +116,8 @@ def test_publish_from_an_imported_mirror_without_its_record_says_it_was_not_chec
     older = ("manifest.json itself not checked: no .lockmirror/manifest.sha256 (an older "
              "lockmirror imported this mirror); import its bundle again to start the record")
     gone = ("manifest.json itself not checked (no .lockmirror/, as in a copy of a built "
-            "index): check its sha256 as the publish workflow does, or on a far side import "
-            "a bundle into it")
+            "index): compare its sha256 with the build's, as publish.yml does, or on a far "
+            "side import a bundle into it")
     assert unchecked == (gone if deleted == ".lockmirror" else older), unchecked
     for options in (["--dry-run"], ["-q"]):
         assert main(["publish", "--from", str(imported), "--to", target, *options]) == 0
@@ -137,8 +137,8 @@ def test_a_copy_of_a_built_index_is_not_said_to_be_an_older_import(
     copy = tmp_path / "elsewhere" / "dist-index"
     shutil.copytree(index_tree, copy)
     says = ("manifest.json itself not checked (no .lockmirror/, as in a copy of a built "
-            "index): check its sha256 as the publish workflow does, or on a far side import "
-            "a bundle into it")
+            "index): compare its sha256 with the build's, as publish.yml does, or on a far "
+            "side import a bundle into it")
     assert len(says) < 200
     assert main(["verify", str(copy)]) == 0
     assert capsys.readouterr().out == f"verify: {copy}: every file matches manifest.json; {says}\n"
@@ -164,7 +164,7 @@ def test_publishing_the_projects_own_index_copy_says_how_its_manifest_is_checked
                                                      {"core": ["alpha"]}), encoding="utf-8")
     monkeypatch.chdir(project)
     says = ("manifest.json itself not checked (the project's index without its index state, "
-            "as a CI job holds it): check its sha256 as the publish workflow does")
+            "as a CI job holds it): compare its sha256 with the build's, as publish.yml does")
     for source in ([], ["--from", "dist-index"]):
         assert main(["publish", *source, "--to", str(tmp_path / "packages")]) == 0
         out = capsys.readouterr().out.splitlines()

@@ -95,8 +95,9 @@ class GcResult:
 
     def describe(self) -> str:
         """``removed 3 items (1.2 MiB freed); 40 store files a lockfile needs kept``, and
-        ``; 1 locked file and 1 wheel metadata file missing from the store (lockmirror du
-        names them)`` when some are: kept and missing add up to what the lockfiles need."""
+        ``; 2 more missing from the store (1 locked file and 1 wheel metadata file;
+        lockmirror du names them)`` when some are: both count store files, so kept and
+        missing add up to what the lockfiles need."""
         verb, done = ("would remove", "would be freed") if self.dry_run else ("removed", "freed")
         kept = ("" if self.kept is None
                 else f"; {plural(self.kept, 'store file')} a lockfile needs kept")
@@ -105,8 +106,8 @@ class GcResult:
             counted = [*([plural(files, "locked file")] if files else []),
                        *([plural(self.missing_metadata, "wheel metadata file")]
                          if self.missing_metadata else [])]
-            kept += (f"; {' and '.join(counted)} missing from the store "
-                     f"(`lockmirror du` names {'it' if self.missing == 1 else 'them'})")
+            kept += (f"; {self.missing} more missing from the store ({' and '.join(counted)}; "
+                     f"`lockmirror du` names {'it' if self.missing == 1 else 'them'})")
         return (f"{verb} {plural(len(self.removed), 'item')} ({format_size(self.freed)} "
                 f"{done}){kept}")
 

@@ -218,7 +218,8 @@ def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequenc
     requires or locks (``locked``: each set's current lockfile), naming the
     nearest locked name when one is close, and LockmirrorError for a package a set
     pins with ``==`` in mirror.yaml, naming the set and the line: that pin, not
-    ``--upgrade``, decides its version. Each of ``names`` is checked, in order.
+    ``--upgrade``, decides its version. Every unknown name is named (in one line)
+    before any pin is looked at; then each name, in order.
     """
     known: set[str] = set()
     for set_name in set_names:
@@ -226,12 +227,13 @@ def check_upgrade(loaded: LoadedConfig, names: Iterable[str], set_names: Sequenc
         lockfile = locked.get(set_name)
         if lockfile is not None:
             known.update(str(p.name) for p in lockfile.packages)
+    unknown = [f"no set locks a package named '{name}'"
+               f"{did_you_mean(nearest(canonicalize_name(name), sorted(known)))}"
+               for name in names if canonicalize_name(name) not in known]
+    if unknown:  # the nearest locked name, if one is close (not the sets)
+        raise UnknownNameError("; ".join(unknown), where="--upgrade")
     for name in names:
         wanted = canonicalize_name(name)
-        if wanted not in known:  # the nearest locked name, if one is close (not the sets)
-            raise UnknownNameError(f"no set locks a package named '{name}'"
-                                   f"{did_you_mean(nearest(wanted, sorted(known)))}",
-                                   where="--upgrade")
         for set_name in set_names:
             index = _pin(loaded, set_name, wanted)
             if index is not None:

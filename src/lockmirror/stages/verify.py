@@ -87,8 +87,9 @@ def _manifest_record(root: Path) -> str | None:
 
 
 # How a build-side index copy's manifest.json is held to the one its index step wrote:
-# what publish.yml's and matrix.yml's publish jobs do before they publish
-BUILD_SIDE_CHECK = "check its sha256 as the publish workflow does"  # README: manifest-sha256
+# what publish.yml's and matrix.yml's publish jobs do before they publish (README:
+# manifest-sha256)
+BUILD_SIDE_CHECK = "compare its sha256 with the build's, as publish.yml does"
 
 
 def unchecked_manifest(root: Path, *, project_index: bool = False) -> str | None:
