@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -83,6 +84,26 @@ class _StuckHandler(QuietHandler):
 DODO = Path(__file__).resolve().parent.parent / "dodo.py"
 
 
+def sigterm_when(process: subprocess.Popen[str], server: StuckServer,
+                 ready: Callable[[], bool], *, check: Callable[[], None],
+                 wait: float = 30) -> str:
+    """SIGTERM ``process`` once ``ready()`` (or it ended, or 120 s passed) and ``check()``
+    passed; its stderr. The stuck server lets go, and the process is killed, whatever
+    happens."""
+    try:
+        deadline = time.monotonic() + 120
+        while not ready() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check()
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=wait)[1]
+    finally:
+        server.let_go.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def with_stuck_source(project: Path, fixture_index: FixtureIndex, stuck_url: str,
                       **sets: str) -> None:
     """Write ``project``'s mirror.yaml: the fixture index, and a source at ``stuck_url``
@@ -121,19 +142,13 @@ def test_sigterm_ends_a_lock_waiting_on_a_stuck_source_and_names_what_it_kept(
         lockfiles = tmp_path / "lockfiles"
         process = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not ((lockfiles / "pylock.second.toml").exists() and server.asked) \
-                    and process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+
+        def asked_for_slowpkg() -> None:
             assert server.asked == ["/simple/slowpkg/"], server.asked
-            process.send_signal(signal.SIGTERM)
-            _, said = process.communicate(timeout=30)
-        finally:
-            server.let_go.set()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+
+        said = sigterm_when(process, server,
+                            lambda: (lockfiles / "pylock.second.toml").exists()
+                            and bool(server.asked), check=asked_for_slowpkg)
     assert process.returncode == 143, said
     assert "lockmirror: terminated: what finished is kept" in said, said
     assert "Traceback" not in said, said
@@ -312,18 +327,12 @@ def test_a_build_the_stop_ended_is_no_failure_of_its_sdist(
                                    env=subprocess_env(TMPDIR=str(temp_dir)),
                                    stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not server.asked and process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+
+        def pip_waits() -> None:
             assert server.asked, process.communicate(timeout=60)  # pip is waiting on it
-            process.send_signal(signal.SIGTERM)
-            _, said = process.communicate(timeout=60)
-        finally:
-            server.let_go.set()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+
+        said = sigterm_when(process, server, lambda: bool(server.asked), check=pip_waits,
+                            wait=60)
     assert process.returncode == 143, said
     assert "skipped" not in said and "cannot install" not in said, said
     assert said.endswith("\n"), said
