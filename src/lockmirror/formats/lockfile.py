@@ -382,6 +382,11 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
 
 
+def has_conflict_markers(data: bytes) -> bool:
+    """Whether ``data`` holds git's merge-conflict markers at a line's start."""
+    return _CONFLICT_RE.search(data) is not None
+
+
 def read_input_hash(path: Path) -> str | None:
     """The recorded input hash, read cheaply (a line scan, no TOML parse and
     no validation: lockmirror writes the key on a line of its own); None if
@@ -393,7 +398,7 @@ def read_input_hash(path: Path) -> str | None:
     except OSError:
         return None
     found = _INPUT_HASH_RE.findall(data)
-    return found[-1].decode() if len(found) == 1 and not _CONFLICT_RE.search(data) else None
+    return found[-1].decode() if len(found) == 1 and not has_conflict_markers(data) else None
 
 
 def _package_tool(pkg: LockedPackage) -> dict[str, Any]:

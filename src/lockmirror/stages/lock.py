@@ -34,7 +34,7 @@ from packaging.version import Version
 
 from ..config import LoadedConfig
 from ..errors import InputError, LockmirrorError, StaleLockError
-from ..formats.lockfile import Lockfile, read_input_hash
+from ..formats.lockfile import Lockfile, has_conflict_markers, read_input_hash
 from .lock_build import build_group
 from .lock_inputs import input_hash, input_parts, what_changed
 from .lock_licenses import LicenseGate
@@ -395,8 +395,7 @@ def _read_committed(path: Path) -> Lockfile | None:
         return None
     except InputError as exc:
         try:
-            conflicted = any(line.startswith((b"<<<<<<< ", b">>>>>>> "))
-                             for line in path.read_bytes().splitlines())
+            conflicted = has_conflict_markers(path.read_bytes())
         except OSError:
             conflicted = False
         raise InputError(exc.message, where=exc.where,
