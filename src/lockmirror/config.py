@@ -12,6 +12,7 @@ module holds the loading and the checks that span sections.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -246,11 +247,9 @@ def _schema_checks(doc: PositionedYaml) -> tuple[MirrorConfig | None, dict[str, 
                   if len(error["loc"]) > 1 and error["loc"][0] == "targets"}
         valid = {}
         for name, spec in _as_dict(doc.data.get("targets")).items():
-            try:  # one whose problem the schema placed elsewhere fails here: left out too
-                if name not in broken:
+            if name not in broken:  # one whose problem the schema placed elsewhere fails here
+                with contextlib.suppress(ValidationError):  # and is left out too
                     valid[name] = TargetConfig.model_validate(spec)
-            except ValidationError:
-                continue
         return None, valid
     return config, config.targets
 
