@@ -148,6 +148,10 @@ def test_a_copy_of_a_built_index_is_not_said_to_be_an_older_import(
     assert "older lockmirror" not in "\n".join(out)
     assert main(["verify", str(index_tree)]) == 0  # where it was built: nothing to add
     assert capsys.readouterr().out == f"verify: {index_tree}: every file matches manifest.json\n"
+    # verify checks a mirror, not the config: a broken mirror.yaml where it runs is no project
+    (tmp_path / "mirror.yaml").write_text("version: [\n")
+    assert main(["verify", str(copy)]) == 0
+    assert capsys.readouterr().out == f"verify: {copy}: every file matches manifest.json; {says}\n"
 
 
 def test_publishing_the_projects_own_index_copy_says_how_its_manifest_is_checked(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG
+from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
+from ..errors import LockmirrorError
 from ..stages.verify import repair_hint, unchecked_manifest, verify_mirror
 from ._options import is_project_index, project_if_any
 
@@ -30,7 +31,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = project_if_any(args.config)
     report = verify_mirror(args.directory, hash_files=not args.sizes_only)
     for label, paths in (("missing", report.missing), ("altered", report.altered),
                          ("unexpected", report.unexpected)):
@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"leftover: {args.directory / path} (an interrupted write's temporary file; "
               "not part of the mirror, `publish --prune` removes it)")
     if report.ok:
-        unchecked = unchecked_manifest(args.directory,
-                                       project_index=is_project_index(args.directory, loaded))
+        unchecked = unchecked_manifest(
+            args.directory, project_index=is_project_index(args.directory, _project(args.config)))
         print(f"verify: {args.directory}: every file matches manifest.json"
               + (f"; {unchecked}" if unchecked else ""))
         return 0
@@ -49,3 +49,15 @@ def run(args: argparse.Namespace) -> int:
           f"altered, {len(report.unexpected)} unexpected")
     print(f"verify: to repair {repair_hint(args.directory)}")
     return 1
+
+
+def _project(config: str | None) -> LoadedConfig | None:
+    """The project whose index verify words its answer for: ``--config``'s, else
+    ./mirror.yaml's when it loads (verify checks a mirror, not the config: a broken
+    mirror.yaml in the directory it runs from is no project, not an error)."""
+    if config is not None:
+        return load_config(config)
+    try:
+        return project_if_any(None)
+    except LockmirrorError:
+        return None
