@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if "?" in args.url or "#" in args.url:  # pip joins project names onto the path only
         raise InputError(f"{shown}: the URL has a query or fragment (?... or #...), which "
                          "pip drops when it joins a project name onto the index URL",
-                         hint=_CREDENTIALS_HINT)
+                         hint="give the URL without ?.../#...; if it held a credential, "
+                              + _CREDENTIALS_HINT.removeprefix("give the URL without them; "))
     try:
         text = render_pip_config(args.url)
     except ValueError:  # of the host part (a bad IPv6 address or port)
