@@ -477,7 +477,7 @@ def test_cli_audit_formats_and_exit_codes(mirror: LoadedConfig, fixture_index: F
     assert not mirror.quarantine_path.exists()  # no list until something is quarantined
     assert main(["audit", "-c", config, "--set", "nope"]) == 2
     assert "no set named 'nope'" in capsys.readouterr().err
-    assert main(["audit", "-c", config, "--now", "yesterday"]) == 1
+    assert main(["audit", "-c", config, "--now", "yesterday"]) == 2  # bad input
     assert "'yesterday' is not an ISO date" in capsys.readouterr().err
 
 

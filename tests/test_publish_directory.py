@@ -204,7 +204,7 @@ def test_cli_publishes_to_every_configured_destination_or_one(
     capsys.readouterr()
     assert main(["publish", "--config", str(config), "--to", "web"]) == 0
     assert "publish web" in capsys.readouterr().out
-    assert main(["publish", "--config", str(config), "--to", "nope"]) == 1
+    assert main(["publish", "--config", str(config), "--to", "nope"]) == 2  # bad input
     assert "no publish destination named 'nope' (defined: pypiserver-dir, web)" in \
         capsys.readouterr().err
 

@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import LockmirrorError, PolicyError
+from .errors import InputError, LockmirrorError
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -20,7 +20,7 @@ def parse_when(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise PolicyError(f"'{text}' is not an ISO date or date-time",
+        raise InputError(f"'{text}' is not an ISO date or date-time",
                           hint="e.g. 2024-10-10 or 2024-10-10T12:00:00Z") from None
     return as_utc(moment)
 

@@ -21,13 +21,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError, LockmirrorError
+    from ..errors import InputError
     from ..formats.client_config import render_pip_config
     from ..redaction import carries_credentials, redact_url
 
     if not args.url.startswith(("http://", "https://", "file://")):
         said = "the URL" if set("@?#") & set(args.url) else f"'{args.url}'"  # no secret said
-        raise LockmirrorError(f"{said} is not an http(s) or file URL",
+        raise InputError(f"{said} is not an http(s) or file URL",
                               hint="give the mirror's simple index URL, e.g. "
                                    "https://mirror.example/simple/")
     # neither a query nor user:password@ is echoed: either may hold a token

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import LoadedConfig
 from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
-from ..errors import LockmirrorError
+from ..errors import InputError, LockmirrorError, UnknownNameError
 from ..net.s3_client import endpoint_from_environment
 from .tree import (
     PHASES,
@@ -146,11 +146,11 @@ def publish(source: Path, destination: Destination, *, base_dir: Path | None = N
 def configured_destination(loaded: LoadedConfig, name: str) -> Destination:
     """The destination ``name`` of mirror.yaml's ``publish`` section.
 
-    Raises LockmirrorError naming the defined destinations when it is not there."""
+    Raises UnknownNameError naming the defined destinations when it is not there."""
     destinations = loaded.config.publish
     if name not in destinations:
         defined = ", ".join(sorted(destinations)) or "none"
-        raise LockmirrorError(f"no publish destination named {name!r} (defined: {defined})",
+        raise UnknownNameError(f"no publish destination named {name!r} (defined: {defined})",
                               where=str(loaded.path))
     return destinations[name]
 
@@ -203,11 +203,11 @@ def destination_from_text(text: str, *, endpoint_url: str | None = None,
                           ) -> Destination:
     """An ad-hoc destination: ``s3://bucket[/prefix]``, an ``http(s)://`` upload URL
     (credentials from TWINE_USERNAME/TWINE_PASSWORD unless variables are named),
-    or a directory path. Raises LockmirrorError for a malformed S3 URL."""
+    or a directory path. Raises InputError for a malformed S3 URL."""
     if text.startswith("s3://"):
         match = re.fullmatch(r"s3://([^/]+)/?(.*)", text)
         if not match:
-            raise LockmirrorError(f"{text!r} is not an S3 URL", hint="write s3://BUCKET/PREFIX")
+            raise InputError(f"{text!r} is not an S3 URL", hint="write s3://BUCKET/PREFIX")
         return S3Destination(kind="s3", bucket=match.group(1), prefix=match.group(2),
                              endpoint_url=endpoint_url or endpoint_from_environment(),
                              region=region, profile=profile, directory_keys=directory_keys)
