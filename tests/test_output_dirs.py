@@ -59,3 +59,27 @@ def test_an_output_directory_that_is_a_file_or_under_one_is_named_as_given(
     # nothing written (no file, no directory) beside the file or anywhere else
     assert (tree_digests(tmp_path), sorted(tmp_path.rglob("*"))) == before
     assert len(said) == 2 * len({command[0] for command in WRITERS})
+
+
+@pytest.mark.parametrize("command", [("diff", "-o"), ("keygen",)])
+def test_an_output_file_under_a_file_names_that_file(
+        command: tuple[str, ...], tmp_path: Path, fixture_index: FixtureIndex,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file output under a path that is a file said ``cannot write: File exists``
+    (``diff -o``), ``afile: cannot write the key: File exists`` (``keygen``): it names
+    the file in the way now, nothing written. ``advisories -o`` writes through the same
+    ``atomic_write``; it needs advisory sources to get that far."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mirror.yaml").write_text(mirror_yaml(fixture_index.url, {"core": ["beta==1.0"]}))
+    assert main(["lock"]) == 0
+    (tmp_path / "afile").write_text("not a directory")
+    before = tree_digests(tmp_path), sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    argv = [*command, "afile/sub/out"]
+    if command[0] == "diff":
+        argv += ["lockfiles/pylock.core.toml", "lockfiles/pylock.core.toml"]
+    assert main(argv) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("lockmirror: error: afile/sub/out: "), line
+    assert line.endswith("afile is a file, not a directory"), line
+    assert (tree_digests(tmp_path), sorted(tmp_path.rglob("*"))) == before

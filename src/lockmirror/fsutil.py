@@ -7,6 +7,7 @@ target's own directory and ``os.replace`` it into place.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -29,7 +30,7 @@ def atomic_writer(path: Path, mode: int = 0o644, *, fsync: bool = True) -> Itera
     readers); a caller writing thousands of files does one ``os.sync()``
     afterwards instead of paying a journal commit per file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # name the file being written, not a temporary name
@@ -50,6 +51,17 @@ def atomic_writer(path: Path, mode: int = 0o644, *, fsync: bool = True) -> Itera
         if isinstance(exc, OSError) and exc.filename == tmp:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+def make_parent(path: Path) -> None:
+    """Make the directory ``path`` goes in. Where a file stands in the way, the
+    OSError says which file (``mkdir`` says "File exists" of the path itself)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        above = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise NotADirectoryError(errno.ENOTDIR, f"{above} is a file, not a directory",
+                                 str(path)) from None
 
 
 def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False,

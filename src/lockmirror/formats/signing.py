@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import BundleError, LockmirrorError
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, make_parent
 
 NAMESPACE = "lockmirror-bundle"
 PASSPHRASE_ENV = "LOCKMIRROR_KEY_PASSPHRASE"
@@ -173,7 +173,7 @@ def generate_keypair(private_path: Path, *, comment: str = "lockmirror") -> Path
                                                 serialization.PublicFormat.OpenSSH)
     created = False
     try:
-        private_path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(private_path)
         # O_EXCL with 0600 from the start: the secret is never readable by
         # others, not even for the instant before a chmod.
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
