@@ -589,3 +589,17 @@ def test_a_release_only_lockmirrors_own_set_locks_is_no_quarantine_candidate() -
     assert report.exit_code == 1
     assert report.quarantine_candidates() == {("both", "1.0"): ["both bad"],
                                               ("kept", "1.0"): ["kept bad"]}
+
+
+def test_audit_of_a_mirror_directory_that_is_not_there_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``audit --mirror /srv/mirorr`` (mistyped) said the directory held "no mirror.yaml
+    of its bundle (imported before lockmirror kept one)" and sent the user to ``-c``
+    (found by an outside tester); verify and publish --from say no such directory."""
+    from lockmirror.cli import main
+
+    assert main(["audit", "--mirror", str(tmp_path / "mirorr")]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"lockmirror: error: {tmp_path / 'mirorr'}: no such directory ("), line
+    assert "mirror.yaml" not in line
+    assert not (tmp_path / "mirorr").exists()

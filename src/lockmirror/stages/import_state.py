@@ -355,6 +355,10 @@ def imported_lockfiles(mirror: Path) -> list[Path]:
 def mirror_config(mirror: Path, config: Path | None) -> LoadedConfig:
     """``config`` if given, else the mirror.yaml the mirror's bundle carried."""
     path = config if config is not None else mirror / IMPORT_MIRROR_YAML
+    if config is None and not mirror.is_dir():  # a mistyped path is not an old import
+        from .verify import not_a_mirror
+
+        raise not_a_mirror(mirror, IMPORT_MIRROR_YAML)
     if config is None and not path.is_file():
         raise LockmirrorError("holds no mirror.yaml of its bundle (imported before lockmirror "
                               "kept one)", where=str(mirror),

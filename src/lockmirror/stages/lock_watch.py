@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from ..config import LoadedConfig
 from ..errors import ConfigError, LockmirrorError, UnknownNameError
+from ..fsutil import plural
 from ..resolve.requirement_check import pins_exactly
 from ..spelling import did_you_mean, nearest
 
@@ -60,7 +61,8 @@ class LockProgress:
             return f"set '{self.set_name}': {self.note}"
         state = "resolved" if self.finished else "resolving"
         return (f"{state} set '{self.set_name}' for target '{self.target}': "
-                f"{self.projects} projects seen ({self.done} of {self.total} resolutions done)")
+                f"{plural(self.projects, 'project')} seen "
+                f"({self.done} of {self.total} resolutions done)")
 
 
 class LocksFailed(LockmirrorError):
