@@ -625,6 +625,10 @@ def test_advisory_snapshot_lets_the_far_side_audit_offline(
     lockfile.write_bytes(loaded.lockfile_path("main").read_bytes())
     audit = ["audit", "-c", str(far / "mirror.yaml"), "--offline", "--lockfile", str(lockfile),
              "--now", "2024-10-11", "--format", "json"]
+    # a shell glob gives --lockfile several paths: each is a lockfile to audit (the
+    # second was "unrecognized arguments", though --help says "e.g. lockfiles/*.toml")
+    assert main([*audit[:6], str(far / "pylock.gone.toml"), *audit[6:]]) == 1
+    assert "pylock.gone.toml" in capsys.readouterr().err
     # without the snapshot the far side knows nothing, and says so (vulnerabilities: deny)
     assert main(audit) == 1
     [unchecked] = json.loads(capsys.readouterr().out)["findings"]

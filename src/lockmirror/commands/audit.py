@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "its bundle carried)")
     parser.add_argument("--set", dest="sets", action=NameList, metavar="SET",
                         help="audit only this set (repeatable or A,B; default: every set)")
-    parser.add_argument("--lockfile", dest="lockfiles", action="append", type=Path,
+    parser.add_argument("--lockfile", dest="lockfiles", action="extend", nargs="+", type=Path,
                         metavar="PATH", help="audit these lockfiles instead of the sets' "
                         "(e.g. dist-index/lockfiles/*.toml on the far side)")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text",
