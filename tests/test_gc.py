@@ -304,6 +304,8 @@ def test_gc_on_the_far_side_collects_what_killed_check_install_runs_left(
     far.mkdir(parents=True)
     killed = left_by_killed_run(root, f"lockmirror-verify-{dead_pid()}-k1ll3d_x")
     living = left_by_killed_run(root, f"lockmirror-verify-{os.getpid()}-al1ve")
+    # what a killed `publish --from BUNDLE` left (it went only by hand before)
+    publish = left_by_killed_run(root, f"lockmirror-publish-{dead_pid()}-k1ll3d_y")
     env = subprocess_env(TMPDIR=str(root))
 
     def gc(*options: str) -> subprocess.CompletedProcess[str]:
@@ -313,8 +315,9 @@ def test_gc_on_the_far_side_collects_what_killed_check_install_runs_left(
     dry = gc("--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert f"  killed check-install run: {killed} (" in dry.stdout
+    assert f"  killed publish: {publish} (" in dry.stdout
     assert f"gc: no mirror.yaml in {far}: only what killed check-install runs" in dry.stdout
-    assert re.search(r"^gc: would remove 1 item \(.* would be freed\)$", dry.stdout,
+    assert re.search(r"^gc: would remove 2 items \(.* would be freed\)$", dry.stdout,
                      re.MULTILINE), dry.stdout
     assert killed.exists() and str(living) not in dry.stdout
     shared = gc("--shared-store")

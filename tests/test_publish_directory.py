@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import dead_pid, left_by_killed_run
 from servers import UploadServer, pip_install
 from test_publish_s3 import tree_with_a_fifo
 
@@ -567,3 +568,32 @@ def test_a_hand_placed_wheel_of_the_same_name_is_a_conflict_not_overwritten(
         assert main(["publish", "--to", str(root), "--from", str(index_tree), "--dry-run",
                      "--layout", layout]) == 1
         assert f"  CONFLICT: {path}: the destination holds other bytes" in capsys.readouterr().out
+
+
+def test_the_next_publish_of_a_bundle_removes_what_a_killed_one_left(
+        index_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``publish --from BUNDLE`` imports the bundle into ``$TMPDIR/lockmirror-publish-*``;
+    one killed by ``kill -9`` left it there for good, "to delete by hand" (the whole
+    mirror, each time: found by an outside tester). The next publish of a bundle removes
+    it, saying so, and its own; a living publish's directory stays."""
+    import tempfile
+
+    from lockmirror.stages.bundle import build_bundle
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    mirror_yaml = tmp_path / "build" / "mirror.yaml"
+    mirror_yaml.parent.mkdir()
+    mirror_yaml.write_text("version: 1\n")
+    bundle = build_bundle(index_tree, lockfile_dir=index_tree.parent / "lockfiles",
+                          mirror_yaml=mirror_yaml, out_dir=tmp_path / "dist", name="fixture",
+                          tool=False).path
+    killed = left_by_killed_run(root, f"lockmirror-publish-{dead_pid()}-k1ll3d_x")
+    living = left_by_killed_run(root, f"lockmirror-publish-{os.getppid()}-al1ve")
+    monkeypatch.chdir(tmp_path)  # no mirror.yaml here: the far side
+    assert main(["publish", "--to", str(tmp_path / "packages"), "--from", str(bundle)]) == 0
+    captured = capsys.readouterr()
+    assert f"removed what killed publishes left: {killed}" in captured.out + captured.err
+    assert sorted(root.iterdir()) == [living]

@@ -20,6 +20,9 @@ from typing import BinaryIO
 from .errors import LockmirrorError
 
 CHUNK = 1 << 20
+# $TMPDIR/lockmirror-publish-<pid>-XXXXXXXX: where `publish --from BUNDLE` imports the
+# bundle; a killed publish's is removed by the next one and by gc (:func:`killed_runs`)
+PUBLISH_RUN_PREFIX = "lockmirror-publish-"
 
 
 @contextmanager
@@ -224,3 +227,36 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # it runs, as another user: not ours to signal
         pass
     return True
+
+
+def killed_runs(prefix: str, root: Path | None = None,
+                unnamed: re.Pattern[str] | None = None) -> list[Path]:
+    """This user's run directories ``<root>/<prefix><pid>-*`` (``root`` default: the
+    temporary directory, ``$TMPDIR``) whose run was killed: named with a pid no process
+    has (or matching ``unnamed``, a name from before runs put their pid in it), and held
+    by no run (a run holds its directory's lock, :func:`locked_unless_held`, while it
+    lives, seen from any pid namespace). Removes nothing."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) if root is None else root
+    pid_named = re.compile(re.escape(prefix) + r"([0-9]+)-[^/]+")
+    found = []
+    for entry in sorted(root.glob(f"{prefix}*")):
+        try:
+            mine = entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
+        except OSError:  # gone meanwhile
+            continue
+        named = pid_named.fullmatch(entry.name)
+        gone = (not pid_alive(int(named[1])) if named
+                else unnamed is not None and unnamed.fullmatch(entry.name) is not None)
+        if mine and gone and _not_held(entry):
+            found.append(entry)
+    return found
+
+
+def _not_held(directory: Path) -> bool:
+    try:
+        with locked_unless_held(directory) as free:
+            return free
+    except OSError:
+        return False

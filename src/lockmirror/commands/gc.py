@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH",
                         help=f"the mirror's configuration (default: ./{DEFAULT_CONFIG}; with "
                              "none here, only what killed check-install runs outside a "
-                             "project left is collected)")
+                             "project and killed publishes left is collected)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list what would be removed and the bytes it would free; "
                              "remove nothing")

@@ -24,9 +24,11 @@ or IntegrityError when the source tree does not match its manifest.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config import LoadedConfig
 from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
 from ..errors import InputError, LockmirrorError, UnknownNameError
+from ..fsutil import PUBLISH_RUN_PREFIX, killed_runs, locked_unless_held
 from ..net.s3_client import endpoint_from_environment
 from .tree import (
     PHASES,
@@ -248,7 +251,7 @@ class OpenedSource(AbstractContextManager[Path]):
         self.pubkey = pubkey
         self.progress = progress
         self.imported: ImportResult | None = None
-        self.workdir: TemporaryDirectory[str] | None = None
+        self.held = ExitStack()  # the work directory: held while this publish lives
 
     def __enter__(self) -> Path:
         if self.directory is not None:
@@ -256,20 +259,31 @@ class OpenedSource(AbstractContextManager[Path]):
         assert self.bundle is not None
         from ..stages.importer import import_bundle
 
-        self.workdir = TemporaryDirectory(prefix="lockmirror-publish-")
-        into = Path(self.workdir.name) / "dist-index"
+        self._remove_killed_runs()
+        workdir = self.held.enter_context(TemporaryDirectory(
+            prefix=f"{PUBLISH_RUN_PREFIX}{os.getpid()}-"))  # pid-named: a killed run's goes later
+        self.held.enter_context(locked_unless_held(Path(workdir)))
+        into = Path(workdir) / "import" / "dist-index"  # import locks import/, this run workdir
         try:
             self.imported = import_bundle(
                 [self.bundle], into, pubkey=self.pubkey,
                 progress=lambda message: self.progress(ProgressEvent(message)))
         except BaseException:
-            self.workdir.cleanup()
+            self.held.close()
             raise
         return into
 
     def __exit__(self, *exc: object) -> None:
-        if self.workdir is not None:
-            self.workdir.cleanup()
+        self.held.close()
+
+    def _remove_killed_runs(self) -> None:
+        """What publishes of a bundle killed by ``kill -9`` left in ``$TMPDIR``."""
+        removed = killed_runs(PUBLISH_RUN_PREFIX)
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+        if removed:
+            self.progress(ProgressEvent("removed what killed publishes left: "
+                                        + ", ".join(str(path) for path in removed)))
 
 
 __all__ = [

@@ -30,15 +30,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import fsutil
 from ..errors import LockmirrorError
-from ..fsutil import (
-    atomic_write,
-    disk_bytes,
-    format_size,
-    locked_unless_held,
-    pid_alive,
-    sha256_bytes,
-)
+from ..fsutil import atomic_write, disk_bytes, format_size, sha256_bytes
 
 if TYPE_CHECKING:
     from ..config import LoadedConfig
@@ -46,7 +40,6 @@ if TYPE_CHECKING:
 PASS_RECORD = "verified-manifest.json"
 PASS_FORMAT = "lockmirror-check-install-pass/1"
 TEMP_PREFIX = "lockmirror-verify-"
-_PID_NAMED = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-[^/]+")
 # the name before the pid was in it: mkdtemp's 8 characters
 _BEFORE_PIDS = re.compile(re.escape(TEMP_PREFIX) + r"[a-z0-9_]{8}")
 
@@ -171,27 +164,6 @@ def temporary_work_dir(say: Callable[[str], None]) -> Path:
 
 
 def killed_runs(root: Path | None = None) -> list[Path]:
-    """This user's run directories in ``root`` (default: the temporary directory,
-    ``$TMPDIR``) whose run was killed: named with a pid no process has (or named
-    before runs put their pid in the name), and held by no run (a run holds its
-    directory's lock while it lives, seen from any pid namespace). Removes nothing."""
-    root = Path(tempfile.gettempdir()) if root is None else root
-    found = []
-    for entry in sorted(root.glob(f"{TEMP_PREFIX}*")):
-        try:
-            mine = entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
-        except OSError:  # gone meanwhile
-            continue
-        named = _PID_NAMED.fullmatch(entry.name)
-        gone = not pid_alive(int(named[1])) if named else _BEFORE_PIDS.fullmatch(entry.name)
-        if mine and gone and _not_held(entry):
-            found.append(entry)
-    return found
-
-
-def _not_held(directory: Path) -> bool:
-    try:
-        with locked_unless_held(directory) as free:
-            return free
-    except OSError:
-        return False
+    """The directories of killed check-install runs in ``root`` (default ``$TMPDIR``):
+    :func:`lockmirror.fsutil.killed_runs` of ``lockmirror-verify-``. Removes nothing."""
+    return fsutil.killed_runs(TEMP_PREFIX, root, unnamed=_BEFORE_PIDS)

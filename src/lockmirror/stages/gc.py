@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import fsutil
 from ..config import LoadedConfig
 from ..errors import LockmirrorError, StaleLockError
 from ..formats.lockfile import Lockfile
 from ..formats.manifest import temporary_target
 from ..formats.store import Store
-from ..fsutil import disk_bytes, format_size, locked_unless_held, plural
+from ..fsutil import PUBLISH_RUN_PREFIX, disk_bytes, format_size, locked_unless_held, plural
 from ..net.disk_cache import DiskCache
 from .check_install_work import killed_runs
 from .fetch_plan import plan
@@ -187,15 +188,15 @@ def collect_garbage(loaded: LoadedConfig, kept: Retention, *, dry_run: bool = Fa
 
 def collect_outside_project(*, dry_run: bool = False) -> GcResult:
     """gc with no mirror.yaml (the far side, where an imported mirror has no store,
-    caches or lockfiles): what killed check-install runs outside a project left,
-    ``$TMPDIR/lockmirror-verify-<pid>-*`` (:func:`killed_runs`), removed unless
+    caches or lockfiles): what killed check-install runs outside a project and
+    killed publishes of a bundle left (:func:`_killed_runs`), removed unless
     ``dry_run``. Raises LockmirrorError when a path cannot be removed."""
     found = _killed_runs()
     for removal in found if not dry_run else ():
         _remove(removal.path)
     note = (f"no mirror.yaml in {Path.cwd()}: only what killed check-install runs outside "
-            "a project left is collected (an interrupted import's leftovers go with the "
-            "next import into that mirror)")
+            "a project and killed publishes left is collected (an interrupted import's "
+            "leftovers go with the next import into that mirror)")
     return GcResult(tuple(found), None, dry_run, (note,))
 
 
@@ -301,6 +302,9 @@ def _remove(path: Path) -> None:
 
 
 def _killed_runs() -> list[Removal]:
-    """What killed check-install runs outside a project left (:func:`killed_runs`)."""
-    return [Removal(path, "killed check-install run", disk_bytes(path))
-            for path in killed_runs()]
+    """What killed check-install runs outside a project (:func:`killed_runs`) and
+    killed publishes of a bundle (``$TMPDIR/lockmirror-publish-<pid>-*``) left."""
+    return ([Removal(path, "killed check-install run", disk_bytes(path))
+             for path in killed_runs()]
+            + [Removal(path, "killed publish", disk_bytes(path))
+               for path in fsutil.killed_runs(PUBLISH_RUN_PREFIX)])
