@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
                         progress=lambda text: print(f"import: {text}", file=sys.stderr))
     if isinstance(result, RefreshResult):
         print("\n".join(render_refresh(result)))
+        _warn_leftover(result.leftover)
         return 0
     if result.recovered:
         print(f"import: {result.recovered}")
@@ -66,4 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if not result.data_filter:
         print("import: this Python's tarfile has no data filter; lockmirror's own member "
               "checks (regular files and directories only, no absolute names or '..') applied")
+    _warn_leftover(result.leftover)
     return 0
+
+
+def _warn_leftover(leftover: str | None) -> None:
+    """The import succeeded, but the previous tree it swapped out is still there."""
+    if leftover:
+        print(f"lockmirror: warning: {leftover}", file=sys.stderr)

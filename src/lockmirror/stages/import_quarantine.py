@@ -213,15 +213,18 @@ def _kept_releases(mirror: Path, project: str, dropped: set[str]) -> list[Releas
 
 
 def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
-               state: dict[str, bytes]) -> Manifest:
+               state: dict[str, bytes]) -> str | None:
     """Build the edited tree (with the state files ``state``, path -> bytes, the
     mirror's other state files kept, and the record of the new ``manifest.json``
     that ``lockmirror verify`` holds it to) in a
-    staging directory beside ``mirror``, check it, and swap it in; the new
-    manifest. Hard links, so it costs one link per file and the pages' bytes.
+    staging directory beside ``mirror``, check it, and swap it in. None, or the warning
+    naming the previous tree where it could not be removed (the edited tree is in place
+    all the same: :func:`~lockmirror.stages.import_swap.swap_into_place`). Hard links,
+    so it costs one link per file and the pages' bytes.
     On any failure the staging tree is removed and ``mirror`` is as it was."""
     new = _edited_manifest(manifest, edit)
-    with replacing_tree(mirror) as staging:
+    with replacing_tree(mirror) as staged:
+        staging = staged.path
         for rel in sorted(new.files):
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +241,7 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
         if not report.ok:  # pragma: no cover - every file was placed above
             raise BundleError("the edited tree does not match its manifest",
                               where=str(staging))
-    return new
+    return staged.leftover
 
 
 def write_manifest(tree: Path, manifest: Manifest) -> str:

@@ -85,6 +85,7 @@ class RefreshResult:
     signer: str | None
     recovered: str | None
     allowed_older: str | None = None  # the refusal --allow-older set aside
+    leftover: str | None = None  # the previous tree, left where it could not be removed
 
 
 def refresh_opened(opened: OpenedImport, *, now: datetime, progress: Progress | None = None,
@@ -129,7 +130,7 @@ def _refresh(opened: OpenedImport, now: datetime, progress: Progress | None, *,
              IMPORT_QUARANTINE: members[QUARANTINE_NAME]}
     if vetted.signer:  # checked against --pubkey: from now on every import must check one
         state[IMPORT_SIGNER] = signer_record(vetted.signer)
-    apply_edit(into, manifest, edit, state)
+    leftover = apply_edit(into, manifest, edit, state)
     known = {a.advisory.id for a in held.advisories} if held else set()
     return RefreshResult(
         into=into, content_id=vetted.info.content_id, taken=snapshot.taken,
@@ -138,7 +139,7 @@ def _refresh(opened: OpenedImport, now: datetime, progress: Progress | None, *,
                              if a.advisory.id not in known),
         quarantined=tuple(r.release for _, r in sorted(listed.releases.items())),
         edit=edit, report=report, signed=vetted.signed, signer=vetted.signer,
-        recovered=opened.recovered, allowed_older=older)
+        recovered=opened.recovered, allowed_older=older, leftover=leftover)
 
 
 def _read_refresh(opened: OpenedImport) -> tuple[dict[str, bytes], VettedBundle]:

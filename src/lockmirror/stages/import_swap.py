@@ -22,14 +22,22 @@ before it starts) resolves without losing the previous good mirror:
   back to ``into``, which is the previous good mirror, byte for byte;
 - old and ``into`` (killed after the swap): ``into`` is the new, fully
   checked mirror; the old tree is removed.
+
+The new root takes the old root's permission bits (the operator's choice, such as
+a read-only root). The old tree is ours to remove even where the operator made
+directories read-only (:func:`remove_tree`); if it still cannot be removed the
+import has succeeded all the same, and says which tree is left and how to remove it
+(:attr:`StagedTree.leftover`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError
@@ -103,9 +111,37 @@ def import_lock(into: Path) -> Iterator[str | None]:
         try:
             recovered = recover_interrupted_import(into)
         except OSError as exc:
-            raise LockmirrorError(f"cannot clean up an interrupted import: {exc.strerror}",
-                                  where=str(exc.filename or into)) from None
+            raise _cleanup_error(exc, into) from None
         yield recovered
+
+
+def _cleanup_error(exc: OSError, into: Path) -> LockmirrorError:
+    """What an import says when it cannot resolve what an earlier one left: the tree at
+    fault by its full path (rmtree's error names a file relative to a directory it
+    holds open), what that tree is, and what to do by hand."""
+    old, staging = old_dir(into), staging_dir(into)
+    if old.exists() and not into.exists():
+        return LockmirrorError(
+            f"cannot rename the previous tree back to {into} (an earlier import was stopped "
+            f"between its two renames): {exc.strerror}", where=str(old),
+            hint=f"rename it back by hand (`mv {old} {into}`), then import again")
+    if old.exists():
+        return LockmirrorError(
+            f"cannot remove the old tree an earlier import left after swapping in {into}: "
+            f"{exc.strerror}", where=str(old), hint=removal_hint(old))
+    return LockmirrorError(
+        f"cannot remove the unfinished staging tree an earlier import left: {exc.strerror}",
+        where=str(staging), hint=removal_hint(staging))
+
+
+def removal_hint(tree: Path) -> str:
+    """How an operator removes a leftover tree of ours by hand."""
+    return f"remove it by hand with `{removal_command(tree)}`, then import again"
+
+
+def removal_command(tree: Path) -> str:
+    """The shell command that removes a leftover tree of ours, read-only parts included."""
+    return f"chmod -R u+rwX {tree} && rm -rf {tree}"
 
 
 def recover_interrupted_import(into: Path) -> str | None:
@@ -120,29 +156,31 @@ def recover_interrupted_import(into: Path) -> str | None:
     old, staging = old_dir(into), staging_dir(into)
     if old.is_dir():
         if into.exists():
-            shutil.rmtree(old)
+            remove_tree(old)
             done.append(f"removed the previous tree {old.name} left after a completed swap")
         else:
             os.rename(old, into)
             done.append(f"restored {into.name} from {old.name} (an import was interrupted "
                         "between its two renames)")
     if staging.exists():
-        shutil.rmtree(staging)
+        remove_tree(staging)
         done.append(f"removed the unfinished staging tree {staging.name}")
     return "; ".join(done) or None
 
 
-def swap_into_place(staging: Path, into: Path) -> None:
-    """Make the checked tree ``staging`` the mirror ``into``; remove the previous tree.
+def swap_into_place(staging: Path, into: Path) -> str | None:
+    """Make the checked tree ``staging`` the mirror ``into``, with the permission bits
+    ``into`` had; remove the previous tree. None, or a warning naming the previous tree
+    when it cannot be removed (the new mirror is in place all the same).
 
     ``into -> old``, ``staging -> into``, then the old tree is removed (see
     the module's docstring for what a kill in between leaves). If the second
-    rename fails, the first is undone before the OSError propagates. A
-    failure to remove the old tree is not an error: the next import removes it.
+    rename fails, the first is undone before the OSError propagates.
     """
     if not into.exists():
         os.rename(staging, into)
-        return
+        return None
+    os.chmod(staging, stat.S_IMODE(os.stat(into).st_mode))  # the operator's choice, kept
     old = old_dir(into)
     os.rename(into, old)
     try:
@@ -150,23 +188,72 @@ def swap_into_place(staging: Path, into: Path) -> None:
     except OSError:
         os.rename(old, into)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        remove_tree(old)
+    except OSError as exc:
+        return (f"the new mirror is in place, but its previous tree could not be removed "
+                f"({exc.strerror}) and is left beside it: {old}; remove it before the next "
+                f"import (`{removal_command(old)}`)")
+    return None
+
+
+def remove_tree(tree: Path) -> None:
+    """Remove ``tree``, one of the import's own (an old or a staging tree), directories
+    the operator made read-only in it included: where rmtree fails, every directory is
+    made readable, writable and searchable by its owner (:func:`_open_directories`) and
+    rmtree runs again. Raises OSError for what still cannot be removed (a directory of
+    another user)."""
+    try:
+        shutil.rmtree(tree)
+    except OSError:
+        _open_directories(tree)
+        shutil.rmtree(tree)
+
+
+def _open_directories(tree: Path) -> None:
+    """Add the owner's rwx to every directory of ``tree``, each before it is listed (top
+    down); symlinks are not followed, and what cannot be changed is left for rmtree to
+    report."""
+    def owner_rwx(path: str) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+            if stat.S_ISDIR(mode):  # lstat: a symlink is no directory here
+                os.chmod(path, stat.S_IMODE(mode) | stat.S_IRWXU)
+        except OSError:
+            pass
+
+    owner_rwx(str(tree))
+    for directory, subdirectories, _files in os.walk(tree):
+        for name in subdirectories:
+            owner_rwx(os.path.join(directory, name))
+
+
+@dataclass
+class StagedTree:
+    """What :func:`replacing_tree` yields: the staging directory to fill and, once the
+    block ended and the tree was swapped in, the warning of :func:`swap_into_place`."""
+
+    path: Path
+    leftover: str | None = None  # the previous tree could not be removed: where, and how
 
 
 @contextmanager
-def replacing_tree(into: Path) -> Iterator[Path]:
-    """Yield a new, empty staging directory beside ``into`` for the block to fill
-    and check; when the block ends without error, swap it in (:func:`swap_into_place`).
+def replacing_tree(into: Path) -> Iterator[StagedTree]:
+    """Yield a new, empty staging directory beside ``into`` (:attr:`StagedTree.path`)
+    for the block to fill and check; when the block ends without error, swap it in
+    (:func:`swap_into_place`) and set :attr:`StagedTree.leftover`.
 
     On any failure (in the block or the swap) the staging tree is removed and
     ``into`` is as it was; an OSError becomes a LockmirrorError naming the file."""
     staging = staging_dir(into)
+    staged = StagedTree(staging)
     try:
         staging.mkdir()
-        yield staging
-        swap_into_place(staging, into)
+        yield staged
+        staged.leftover = swap_into_place(staging, into)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        with suppress(OSError):  # what is left, the next import removes
+            remove_tree(staging)
         if isinstance(exc, OSError):
             named = str(exc.filename or staging)  # as the mirror will name it, not staging
             if named.startswith(str(staging)):

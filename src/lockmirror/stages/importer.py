@@ -116,6 +116,8 @@ class ImportResult:
     signer: str | None      # fingerprint of the key that was checked, if any
     data_filter: bool       # whether tarfile's data filter vetted the members too
     recovered: str | None   # how an interrupted earlier import was resolved
+    # the previous tree could not be removed after the swap: where it is, how to remove it
+    leftover: str | None = None
     # "name version" of the releases the mirror held before and no longer serves
     removed_releases: tuple[str, ...] = ()
     # what the mirror's quarantine list took out of the bundle's tree (None: nothing)
@@ -131,6 +133,7 @@ class _Built:
     bytes_extracted: int
     manifest: Manifest            # the tree's (the bundle's, less what the list keeps out)
     kept_out: TreeEdit | None
+    leftover: str | None          # the previous tree, left where it could not be removed
 
 
 def import_bundle(paths: Sequence[Path], into: Path, *, pubkey: Path | None = None,
@@ -217,7 +220,8 @@ def _import(opened: OpenedImport, progress: Progress | None, *, renamed: bool,
                 linked=built.linked if built else 0,
                 bytes_extracted=built.bytes_extracted if built else 0, signed=plan.signed,
                 signer=plan.signer, data_filter=plan.data_filter, recovered=recovered,
-                removed_releases=removed, kept_out=built.kept_out if built else None)
+                removed_releases=removed, kept_out=built.kept_out if built else None,
+                leftover=built.leftover if built else None)
 
         current = _read_manifest_bytes(into)
         current_sha = sha256_bytes(current) if current is not None else None
@@ -286,7 +290,8 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
 
     On any failure the staging tree is removed and ``into`` is untouched;
     an OSError becomes a LockmirrorError naming the file."""
-    with replacing_tree(into) as staging:
+    with replacing_tree(into) as staged:
+        staging = staged.path
         state = state_members(plan)  # .lockmirror/: advisories, mirror.yaml
         extracted, size = extract(reader, plan, staging, source, state)
         linked = _link_reused(reuse, into, staging, plan.manifest)
@@ -302,7 +307,8 @@ def _build_and_swap(reader: ConcatenatedReader, plan: ImportPlan, reuse: dict[st
             first = (report.missing + report.altered + report.unexpected)[0]
             raise refusal("staged tree does not match the manifest",
                           f"{source.display}:{plan.top}/{INDEX_DIR}/{first}")
-    return _Built(extracted, linked, size, manifest, edit if edit.changed else None)
+    return _Built(extracted, linked, size, manifest, edit if edit.changed else None,
+                  staged.leftover)
 
 
 def _read_manifest_bytes(root: Path) -> bytes | None:
