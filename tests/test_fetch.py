@@ -468,9 +468,12 @@ def test_not_enough_free_space_fails_before_any_download(
     huge = replace(lock, packages=tuple(
         replace(p, wheels=tuple(replace(w, size=1 << 60) for w in p.wheels))
         for p in lock.packages))
-    with pytest.raises(LockmirrorError, match="not enough free space for the store"):
+    with pytest.raises(LockmirrorError, match="not enough free space for the store") as caught:
         fetch([huge], store)
     assert fixture_index.requests == []
+    # the margin is said: "need 48.2 MiB ... 70.0 MiB free" refused without it looked wrong
+    assert " need 1073741824.0 GiB plus the 64.0 MiB fetch keeps free, the disk has " in \
+        str(caught.value)
 
 
 def test_a_full_disk_is_one_clear_error_and_leaves_nothing(

@@ -365,7 +365,8 @@ def _check_free_space(todo: Sequence[FetchItem], store: AnyStore) -> None:
     if needed + FREE_SPACE_MARGIN > free:
         raise LockmirrorError(
             f"not enough free space for the store: {plural(len(todo), 'file')} need "
-            f"{format_size(needed)}, the disk has {format_size(free)} free",
+            f"{format_size(needed)} plus the {format_size(FREE_SPACE_MARGIN)} fetch keeps free, "
+            f"the disk has {format_size(free)} free",
             where=str(store.root),
             hint="free some space, or point paths.store / LOCKMIRROR_STORE at a bigger disk")
 
