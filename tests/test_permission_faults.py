@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtureindex import Catalogue, FixtureIndex
 from helpers import subprocess_env
 from test_bundle import bundle
+from test_fetch import make_lockfile, write_mirror
 
 from lockmirror.formats.manifest import Manifest, scan_tree
+from lockmirror.formats.store import Store
 from lockmirror.stages.import_swap import old_dir
 from lockmirror.stages.verify import verify_mirror
 
@@ -126,3 +129,21 @@ def test_an_old_tree_that_cannot_be_removed_is_a_warning_then_a_clear_error(
         "import again)\n")
     shutil.rmtree(old)  # what the hint says, as root
     assert unprivileged.run("import", first, "--into", mirror).returncode == 0
+
+
+def test_fetch_names_the_store_directory_it_cannot_write(
+        unprivileged: Unprivileged, fixture_index: FixtureIndex, catalogue: Catalogue,
+        tmp_path: Path) -> None:
+    """A store directory made read-only: the error names it, not the temporary file
+    in the (writable) ``tmp/`` (found by an outside tester)."""
+    entry = catalogue.find("native", "1.0", wheel=False)
+    config = write_mirror(tmp_path, fixture_index,
+                          [make_lockfile(fixture_index, "core", [entry.filename])])
+    store = Store(tmp_path / "store")
+    blocked = store.path(entry.sha256).parent
+    blocked.mkdir(parents=True, mode=0o555)
+    done = unprivileged.run("fetch", "--config", config, LOCKMIRROR_STORE=str(store.root))
+    assert done.returncode == 1, done.stderr
+    assert (f"lockmirror: error: {blocked}: cannot write to the store: Permission denied"
+            in done.stderr.splitlines()), done.stderr
+    assert not store.has(entry.sha256)

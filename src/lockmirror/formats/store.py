@@ -97,10 +97,16 @@ class Store:
         return self.temp_dir() / f"{sha256.lower()}.partial"
 
     def adopt(self, verified: Path, sha256: str) -> Path:
-        """Rename a file whose hash the caller has verified into the store."""
+        """Rename a file whose hash the caller has verified into the store. Raises
+        OSError naming the store directory that refused the file (not the temporary
+        file: the rename fails where the new name is made, as in a directory the
+        operator made read-only)."""
         final = self.path(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(verified, final)
+        try:
+            os.replace(verified, final)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(final.parent)) from None
         return final
 
 

@@ -405,7 +405,9 @@ def _disk_error(exc: OSError, store: AnyStore, partial: Path, handle: BinaryIO) 
         _discard(handle, partial)
     except OSError:
         pass
-    return store_write_error(exc, store, partial)
+    # the path the failure names (a store directory the rename was refused in), else
+    # the partial file (a write, a truncation: no path of their own)
+    return store_write_error(exc, store, Path(exc.filename) if exc.filename else partial)
 
 
 def sets_text(item: FetchItem) -> str:
