@@ -8,8 +8,11 @@ commands run as they are. Skipped where neither works.
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -22,10 +25,12 @@ from fixtureindex import Catalogue, FixtureIndex
 from helpers import subprocess_env
 from test_bundle import bundle
 from test_fetch import make_lockfile, write_mirror
+from test_import import WHEEL
 
 from lockmirror.formats.manifest import Manifest, scan_tree
 from lockmirror.formats.store import Store
 from lockmirror.stages.import_swap import old_dir
+from lockmirror.stages.importer import import_bundle
 from lockmirror.stages.verify import verify_mirror
 
 # what lets root read, write and chmod what is not its to (capabilities(7))
@@ -147,3 +152,33 @@ def test_fetch_names_the_store_directory_it_cannot_write(
     assert (f"lockmirror: error: {blocked}: cannot write to the store: Permission denied"
             in done.stderr.splitlines()), done.stderr
     assert not store.has(entry.sha256)
+
+
+def test_serve_answers_500_and_logs_a_file_it_cannot_read(
+        unprivileged: Unprivileged, tmp_path: Path) -> None:
+    """A file of the tree the server may not read is the server's fault: 500 and a log
+    line naming it and why (it was a 404 that said nothing)."""
+    mirror = tmp_path / "mirror"
+    import_bundle([bundle(tmp_path / "v1", tmp_path / "out1").path], mirror)
+    unreadable = mirror / WHEEL
+    unreadable.chmod(0o000)
+    server = unprivileged.popen("serve", mirror, "--port", "0", stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        first_line = server.stdout.readline()
+        match = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", first_line)
+        assert match, first_line
+        statuses = {}
+        for path in (WHEEL, "manifest.json"):
+            connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)),
+                                                    timeout=10)
+            connection.request("GET", f"/{path}")
+            statuses[path] = connection.getresponse().status
+            connection.close()
+    finally:
+        os.kill(server.pid, signal.SIGINT)
+        _, log = server.communicate(timeout=60)
+    assert statuses == {WHEEL: 500, "manifest.json": 200}
+    # logged before the answer is sent (the request's own line follows it, racing the stop)
+    assert f"127.0.0.1 error: cannot read {unreadable}: Permission denied" in log.splitlines()

@@ -268,9 +268,14 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         page (then ``Vary: Accept``); 304, 206 and 416 as the request's conditional
         and range headers ask (:mod:`lockmirror.stages.serve_headers`)."""
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - opened first to answer 404 on failure
-        except OSError:
+            handle = open(path, "rb")  # noqa: SIM115 - opened first to answer on failure
+        except FileNotFoundError:  # gone since it was found: a tree swapped meanwhile
             self._not_found()
+            return
+        except OSError as exc:  # there, but not readable by the server: its fault, not 404
+            self.server.log_line(f"{self.client_address[0]} error: cannot read {path}: "
+                                 f"{exc.strerror}")
+            self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
             return
         with handle:
             stat = os.fstat(handle.fileno())
