@@ -5,6 +5,11 @@
 :func:`read_metadata` prefers a wheel's PEP 658 ``.metadata`` file beside
 it; :func:`parse_metadata` parses the bytes with ``packaging.metadata``
 (fields it cannot parse are kept, raw, in ``unparsed``). No network.
+
+Every member read (METADATA, PKG-INFO, the PEP 658 file, an sdist's
+pyproject.toml / setup.py) is bounded by :data:`MAX_METADATA_BYTES`: refused
+by the size its header states before a byte is inflated, and read no further
+than the cap in case the header lies (a zip bomb: 1 MiB inflating to 1 GiB).
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from packaging.metadata import RawMetadata, parse_email
 
 from ..errors import LockmirrorError
+from ..fsutil import format_size
+
+# Core metadata of real packages is KiBs to a few MiB: past this, a member is refused.
+MAX_METADATA_BYTES = 16 << 20
 
 
 class MetadataError(LockmirrorError):
@@ -82,7 +92,10 @@ def read_metadata(path: Path) -> bytes:
     if path.name.endswith(".whl"):
         sibling = path.with_name(path.name + ".metadata")
         if sibling.is_file():
-            return sibling.read_bytes()
+            try:
+                return bounded_read(sibling.open("rb"), sibling.stat().st_size, str(sibling))
+            except OSError as error:
+                raise MetadataError(f"cannot read it ({error})", where=str(sibling)) from None
     return archive_metadata(path, str(path))
 
 
@@ -114,7 +127,7 @@ def zip_metadata(archive: zipfile.ZipFile, filename: str) -> bytes:
     member = wheel_metadata_member(archive, filename)
     if member is None:
         raise MetadataError("has no METADATA / PKG-INFO", where=filename)
-    return archive.read(member)
+    return _zip_member(archive, member, filename)
 
 
 def wheel_metadata_member(archive: zipfile.ZipFile, filename: str) -> str | None:
@@ -142,7 +155,7 @@ def sdist_members(archive: Path | bytes, filename: str,
                 for name in opened.namelist():
                     top = _top_level(name, wanted)
                     if top is not None and top not in found:
-                        found[top] = opened.read(name)
+                        found[top] = _zip_member(opened, name, filename)
         else:
             with (tarfile.open(fileobj=source) if isinstance(source, io.BytesIO)
                   else tarfile.open(source)) as opened:
@@ -151,10 +164,38 @@ def sdist_members(archive: Path | bytes, filename: str,
                     if top is not None and top not in found and info.isfile():
                         extracted = opened.extractfile(info)
                         if extracted is not None:
-                            found[top] = extracted.read()
+                            found[top] = bounded_read(extracted, info.size,
+                                                      f"{filename}: {info.name}")
     except (OSError, zipfile.BadZipFile, tarfile.TarError) as error:
         raise MetadataError(f"cannot read its metadata ({error})", where=filename) from None
     return found
+
+
+def check_stated(size: int, where: str) -> None:
+    """Raise MetadataError naming ``where`` and the cap when ``size`` (the bytes a
+    header states) is more than MAX_METADATA_BYTES."""
+    if size > MAX_METADATA_BYTES:
+        raise MetadataError(f"core metadata of {size} bytes is more than the "
+                            f"{format_size(MAX_METADATA_BYTES)} lockmirror reads; refused",
+                            where=where)
+
+
+def bounded_read(handle: IO[bytes], stated: int, where: str) -> bytes:
+    """The bytes of the open member or file ``handle`` (closed after), which states
+    ``stated`` bytes: refused as :func:`check_stated` says, and past the cap
+    whatever it stated (a header may lie)."""
+    with handle:
+        check_stated(stated, where)
+        data = handle.read(MAX_METADATA_BYTES + 1)
+    if len(data) > MAX_METADATA_BYTES:
+        raise MetadataError(f"core metadata runs past the {format_size(MAX_METADATA_BYTES)} "
+                            "lockmirror reads; refused", where=where)
+    return data
+
+
+def _zip_member(archive: zipfile.ZipFile, name: str, filename: str) -> bytes:
+    info = archive.getinfo(name)  # its stated size is checked before a byte is inflated
+    return bounded_read(archive.open(info), info.file_size, f"{filename}: {name}")
 
 
 _DIST_INFO_METADATA = re.compile(r"[^/]+\.dist-info/METADATA")

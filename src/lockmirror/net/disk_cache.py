@@ -100,10 +100,14 @@ class DiskCache:
         blobs = self.root / "blobs"
         return sorted(p for p in blobs.iterdir() if p.is_dir()) if blobs.is_dir() else []
 
-    def blob(self, key: str) -> bytes | None:
-        """The bytes kept under ``key`` (a sha256 hex digest, maybe with a suffix)."""
+    def blob(self, key: str, *, limit: int | None = None) -> bytes | None:
+        """The bytes kept under ``key`` (a sha256 hex digest, maybe with a suffix);
+        None when there are none, or more than ``limit`` (kept before a cap was)."""
+        path = self._blob_path(key)
         try:
-            return self._blob_path(key).read_bytes()
+            if limit is not None and path.stat().st_size > limit:
+                return None
+            return path.read_bytes()
         except OSError:
             return None
 

@@ -50,7 +50,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from ..config_schema import SourceConfig
 from ..errors import IntegrityError, LockmirrorError, NotFoundError, WrongSourceError
-from ..formats.core_metadata import archive_metadata, wheel_metadata_member
+from ..formats.core_metadata import MAX_METADATA_BYTES, archive_metadata, wheel_metadata_member
 from ..redaction import redact_url
 from .disk_cache import DiskCache
 from .http import PrefixAuth, get, make_session, network_error, source_auth
@@ -385,7 +385,7 @@ class IndexClient:
             return archive_metadata(self.download_bytes(file), file.filename)
         key = f"{file.sha256}.METADATA" if self._cache is not None and file.sha256 else None
         if self._cache is not None and key is not None:
-            kept = self._cache.blob(key)
+            kept = self._cache.blob(key, limit=MAX_METADATA_BYTES)
             if kept is not None:
                 return kept
         data = self._wheel_metadata(file)

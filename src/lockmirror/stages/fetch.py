@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, Protocol
 import requests
 
 from ..errors import LockmirrorError
+from ..formats.core_metadata import zip_metadata
 from ..formats.store import FetchItem, store_write_error
 from ..fsutil import format_size, plural, sha256_stream
 from ..net.download import Downloader, Fatal, Stopped, wrong_locked_size
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
-from ..net.index_client import wheel_metadata_member
 from ..net.s3_store import AnyStore, S3Store, store_of
 from .fetch_plan import missing, plan
 
@@ -337,11 +337,10 @@ def _metadata_from_wheel(item: FetchItem, store: AnyStore) -> bool:
         return False
     try:
         with store.open(item.wheel_sha256) as raw, zipfile.ZipFile(raw) as archive:
-            member = wheel_metadata_member(archive, item.filename.removesuffix(".metadata"))
-            data = archive.read(member) if member is not None else None
-    except (OSError, LockmirrorError, zipfile.BadZipFile):  # LockmirrorError: gone from S3
+            data = zip_metadata(archive, item.filename.removesuffix(".metadata"))
+    except (OSError, LockmirrorError, zipfile.BadZipFile):  # gone from S3, no METADATA, too large
         return False
-    if data is None or hashlib.sha256(data).hexdigest() != item.sha256:
+    if hashlib.sha256(data).hexdigest() != item.sha256:
         return False
     try:  # visible only when complete (local: a temp file renamed in; S3: one PUT)
         store.write(item.sha256, data)
