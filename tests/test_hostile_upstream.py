@@ -1,9 +1,12 @@
-"""A hostile upstream index ends `lock` in one line: never a crash, a hang or
-gigabytes in memory and on disk.
+"""A hostile upstream index ends `lock` and `fetch` in one line: never a crash, a hang
+or gigabytes in memory and on disk.
 
-The upstream is real: the fixture index on 127.0.0.1. ``lock`` runs as the CLI in a
-subprocess with a timeout and an address-space limit, so a regression fails instead
-of hanging or swapping.
+The upstream is real: the fixture index on 127.0.0.1, or a small handler that lies
+about Content-Length or trickles its body a byte at a time (which no read timeout
+catches: every byte comes in time). ``lock`` runs as the CLI in a subprocess with a
+timeout and an address-space limit, so a regression fails instead of hanging or
+swapping; the slow-body figures come through the environment
+(``LOCKMIRROR_PAGE_DEADLINE``, ``LOCKMIRROR_RATE_WINDOW``) so a test takes seconds.
 """
 
 from __future__ import annotations
@@ -13,20 +16,29 @@ import resource
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex, build_wheel
-from helpers import mirror_yaml, subprocess_env
+from fixtureindex import Catalogue, FixtureIndex, build_wheel
+from helpers import QuietHandler, mirror_yaml, serving, subprocess_env
+from test_fetch import make_lockfile
 
+from lockmirror.errors import NetworkError
 from lockmirror.formats.core_metadata import (
     MAX_METADATA_BYTES,
     MetadataError,
     archive_metadata,
     read_metadata,
 )
+from lockmirror.formats.store import Store
+from lockmirror.net.http import make_session
+from lockmirror.stages.fetch import fetch
 
 MakeIndex = Callable[..., FixtureIndex]
 TIMEOUT = 120         # seconds; each refusal takes a few, a regression hangs
@@ -82,7 +94,7 @@ def zip_bomb(directory: Path) -> Path:
     return bomb
 
 
-@pytest.mark.parametrize("pep658", [False], ids=["from-the-wheel"])
+@pytest.mark.parametrize("pep658", [True, False], ids=["metadata-file", "from-the-wheel"])
 def test_lock_refuses_a_zip_bomb_wheels_metadata_and_keeps_nothing(
         tmp_path: Path, make_index: MakeIndex, pep658: bool) -> None:
     zip_bomb(tmp_path / "files")
@@ -115,3 +127,108 @@ def test_the_one_reader_refuses_core_metadata_past_the_cap_wherever_it_lies(
     beside.write_bytes(b"Name: fine\n" + b"a" * MAX_METADATA_BYTES)
     with pytest.raises(MetadataError, match=r"16\.0 MiB"):
         read_metadata(wheel)
+
+
+# --------------------------------------------------------------------------
+# project pages: a lying Content-Length, a trickle
+# --------------------------------------------------------------------------
+
+
+class _HostilePage(QuietHandler):
+    """Every project page states ``stated`` bytes, then sends ``body`` one byte every
+    ``pause`` seconds (all at once when ``pause`` is 0), until the client goes."""
+
+    stated = 0
+    body = b""
+    pause = 0.0
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        self.send_header("Content-Length", str(self.stated))
+        self.end_headers()
+        try:
+            if not self.pause:
+                self.wfile.write(self.body)
+                return
+            for byte in self.body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.pause)
+        except OSError:
+            pass  # the client gave up
+        self.close_connection = True
+
+
+def hostile_page(stated: int, body: bytes, pause: float) -> ThreadingHTTPServer:
+    handler = type("Handler", (_HostilePage,), {"stated": stated, "body": body, "pause": pause})
+    return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+
+def test_a_page_stating_a_huge_content_length_is_refused_naming_url_and_cap(
+        tmp_path: Path) -> None:
+    with serving(hostile_page(99999999999, b'{"meta": {"api-version": "1.1"}', 0)) as base:
+        project = project_for(tmp_path, f"{base}/simple/", "alpha")
+        line = error_line(lock(project))
+    assert f"{base}/simple/alpha/" in line and "64.0 MiB" in line, line
+    assert "99999999999 bytes" in line, line
+
+
+def test_a_trickling_page_is_given_up_at_its_deadline(tmp_path: Path) -> None:
+    with serving(hostile_page(100000, b" " * 100000, 0.05)) as base:
+        project = project_for(tmp_path, f"{base}/simple/", "alpha")
+        line = error_line(lock(project, LOCKMIRROR_PAGE_DEADLINE="2"))
+    assert f"{base}/simple/alpha/" in line, line
+    assert "the body took more than 2 s" in line and "bytes received" in line, line
+
+
+# --------------------------------------------------------------------------
+# fetch: a wheel trickled a byte at a time
+# --------------------------------------------------------------------------
+
+
+class _TrickleFile(QuietHandler):
+    """The file's bytes, stated in full, sent one byte every 50 ms until the client goes."""
+
+    def do_GET(self) -> None:
+        body: bytes = self.server.body  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                if self.server.done.is_set():  # type: ignore[attr-defined]
+                    break
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+        self.close_connection = True
+
+
+def test_a_trickled_download_is_given_up_and_its_bytes_kept(
+        fixture_index: FixtureIndex, catalogue: Catalogue, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKMIRROR_RATE_WINDOW", "1")
+    entry = catalogue.find("alpha", "1.0")
+    lock_ = make_lockfile(fixture_index, "core", [entry.filename])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TrickleFile)
+    server.body = entry.path.read_bytes()  # type: ignore[attr-defined]
+    server.done = threading.Event()  # type: ignore[attr-defined]
+    store = Store(tmp_path / "store")
+    with serving(server) as base:
+        url = f"{base}/files/alpha/{entry.filename}"
+        trickled = replace(lock_, packages=tuple(
+            replace(p, wheels=tuple(replace(w, url=url) for w in p.wheels))
+            for p in lock_.packages))
+        try:
+            with make_session(retries=0) as session, pytest.raises(NetworkError) as caught:
+                fetch([trickled], store, session=session, retries=1)
+        finally:
+            server.done.set()  # type: ignore[attr-defined]
+    message = str(caught.value)
+    assert url in message and "fewer than 1.0 KiB a second arrived over 1 s" in message
+    assert "bytes received, after 1 retry" in message
+    partial = store.partial_path(entry.sha256)
+    assert partial.is_file() and partial.stat().st_size > 0  # a re-run resumes from them

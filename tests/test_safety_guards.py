@@ -32,12 +32,8 @@ from lockmirror.config_schema import DirectoryDestination
 from lockmirror.errors import BundleError
 from lockmirror.formats import signing
 from lockmirror.fsutil import atomic_write, atomic_writer
-from lockmirror.net.http import (
-    PrefixAuth,
-    auth_prefix,
-    iter_raw_body,
-    make_session,
-)
+from lockmirror.net.body import iter_raw_body
+from lockmirror.net.http import PrefixAuth, auth_prefix, make_session
 from lockmirror.publish import publish
 from lockmirror.redaction import redact_text, redact_url
 from lockmirror.stages.lock import lock_sets, stale_sets
@@ -297,7 +293,7 @@ def test_the_body_is_read_as_sent_never_decoded() -> None:
     with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GzipFile)) as base, \
             make_session(retries=0) as session:
         response = session.get(f"{base}/a.tar.gz", stream=True)
-        pieces = list(iter_raw_body(response, 1000))
+        pieces = list(iter_raw_body(response, 1000, f"{base}/a.tar.gz"))
     assert b"".join(pieces) == _GzipFile.body  # what is hashed is what upstream stores
     assert max(len(p) for p in pieces) <= 1000
 

@@ -15,9 +15,10 @@ Contract for one file:
 * Retries: the session's urllib3 ``Retry`` (see :func:`lockmirror.net.http.make_session`)
   is the one retry policy for connection errors, 5xx and 429. The only thing
   added here is :meth:`Downloader._download`'s loop, which continues a body
-  that broke off or stalled (urllib3 does not retry those) with an HTTP
-  ``Range`` request from the bytes already held, at most ``resumes`` times; a
-  resumed file that does not verify is downloaded once more from scratch.
+  that broke off, stalled or came slower than :mod:`lockmirror.net.body`'s floor
+  (urllib3 does not retry those) with an HTTP ``Range`` request from the bytes
+  already held, at most ``resumes`` times; a resumed file that does not verify
+  is downloaded once more from scratch.
 * A body longer than the locked size is refused as soon as it is longer; a
   404/410 names the sets that need the file; refused credentials are never
   shown.
@@ -43,13 +44,8 @@ import urllib3.exceptions
 from ..errors import IntegrityError, LockmirrorError, NetworkError, NotFoundError
 from ..formats.store import FetchItem, open_partial, release_partial, store_write_error
 from ..redaction import redact_url
-from .http import (
-    PrefixAuth,
-    access_denied,
-    check_response,
-    iter_raw_body,
-    network_error,
-)
+from .body import SlowBody, iter_raw_body
+from .http import PrefixAuth, access_denied, check_response, network_error
 from .redirects import answered_url, follow
 
 if TYPE_CHECKING:
@@ -280,18 +276,19 @@ class Downloader:
         every byte received and raises :class:`_Resume` saying how many."""
         length = offset
         handle.seek(offset)
+        answered = answered_url(item.url, response.url)
         try:
             # The bytes exactly as sent (a gzip'ed .tar.gz is hashed as is), in
             # pieces as they arrive, so a stall keeps every byte before it.
-            for chunk in iter_raw_body(response, CHUNK):
+            for chunk in iter_raw_body(response, CHUNK, answered):
                 length += self._take(item, handle, partial, digest, chunk, shown)
                 self.tally.add(network_bytes=len(chunk))
                 if item.size is not None and length > item.size:
                     break  # longer than locked: cannot be the locked file
         except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException,
-                ConnectionError, TimeoutError) as exc:
-            error = network_error(exc, answered_url(item.url, response.url),
-                                  read_timeout=self.timeout[1])
+                ConnectionError, TimeoutError, SlowBody) as exc:
+            error = exc if isinstance(exc, SlowBody) else network_error(
+                exc, answered, read_timeout=self.timeout[1])
             raise _Resume(NetworkError(
                 f"{error.message} ({length} bytes received, after {self.resumes} "
                 f"{'retry' if self.resumes == 1 else 'retries'})",

@@ -22,7 +22,7 @@ import os
 import platform
 import ssl
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -341,20 +341,6 @@ def network_error(error: BaseException, url: str, *, retries: int = 0,
         cause = redact_text(f"{type(root).__name__}: {root}".splitlines()[0])
     return (UnreachableError if unreachable else NetworkError)(
         f"cannot {doing} {redact_url(url)}: {cause}{_retry_text(retries)}", hint=hint)
-
-
-def iter_raw_body(response: requests.Response, size: int) -> Iterator[bytes]:
-    """The body exactly as sent (no content decoding), in pieces of at most
-    ``size`` bytes handed on as soon as they arrive: each piece is one read
-    of the socket, so bytes that came before a stall or a broken connection
-    have been yielded (and can be counted and kept) when the error is raised.
-    Raises what urllib3 raises for a timeout or a short body."""
-    raw = response.raw
-    if raw.chunked and raw.supports_chunked_reads():
-        yield from raw.stream(size, decode_content=False)  # one piece per HTTP chunk
-        return
-    while piece := raw.read1(size, decode_content=False):
-        yield piece
 
 
 def retries_made(response: requests.Response) -> int:

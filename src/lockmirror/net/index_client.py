@@ -52,6 +52,7 @@ from ..config_schema import SourceConfig
 from ..errors import IntegrityError, LockmirrorError, NotFoundError, WrongSourceError
 from ..formats.core_metadata import MAX_METADATA_BYTES, archive_metadata, wheel_metadata_member
 from ..redaction import redact_url
+from .body import MAX_PAGE_BYTES, page_deadline, read_body, read_file
 from .disk_cache import DiskCache
 from .http import PrefixAuth, get, make_session, network_error, source_auth
 from .redirects import answered_url
@@ -79,6 +80,8 @@ PAGE_HEADERS = {"Accept": PAGE_ACCEPT, "Cache-Control": "max-age=0"}
 # directory of almost every wheel fits, and small wheels come whole.
 TAIL_BYTES = 64 * 1024
 BODY_ATTEMPTS = 3
+# an sdist read into memory for its metadata (the largest on PyPI are a few hundred MiB)
+MAX_SDIST_BYTES = 1 << 30
 # every index that carries PyPI's projects has it: a source that answers 404 for it and
 # for every other project asked has a wrong URL (``/simpel/``), not misspelt requirements
 WELL_KNOWN_PROJECT = NormalizedName("pip")
@@ -275,7 +278,8 @@ class IndexClient:
             return self._local_page(source, project, url, keep)
         cached = self._cache.page(url, PAGE_ACCEPT) if self._cache is not None else None
         headers = {**PAGE_HEADERS, **(cached.validators() if cached else {})}
-        answer = self._read(url, headers=headers, allow=(304, 404, 410))
+        answer = self._read(url, headers=headers, allow=(304, 404, 410), cap=MAX_PAGE_BYTES,
+                            what="the project page", deadline=page_deadline())
         if answer is None:
             return None
         response, data = answer
@@ -290,11 +294,12 @@ class IndexClient:
                                       {k.lower(): v for k, v in response.headers.items()}, data)
         return parse_page(data, content_type, page_url, project, source.name, keep=keep)
 
-    def _read(self, url: str, *, headers: Mapping[str, str] | None = None,
+    def _read(self, url: str, *, cap: int, what: str, deadline: float | None = None,
+              headers: Mapping[str, str] | None = None,
               allow: Sequence[int] = ()) -> tuple[requests.Response, bytes] | None:
         """(response, body); None for a status in ``allow`` other than 304. A body
         cut short is fetched again (``BODY_ATTEMPTS`` in all); urllib3 already
-        retried the rest."""
+        retried the rest. Bounded by ``cap`` and ``deadline``: :func:`.body.read_body`."""
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = get(self.session, url, headers=headers, stream=True, allow=allow,
                            auth=self._auth, sources=self.sources)
@@ -304,8 +309,8 @@ class IndexClient:
                         return response, b""
                     if response.status_code in allow:
                         return None
-                    # one read of the whole body, not requests' 10 KiB pieces
-                    return response, response.raw.read(decode_content=True)
+                    return response, read_body(response, url, cap=cap, what=what,
+                                               deadline=deadline)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
                     raise network_error(error, answered_url(url, response.url),
@@ -327,15 +332,16 @@ class IndexClient:
 
     # -- bytes -------------------------------------------------------------------
 
-    def _get_bytes(self, url: str, *, what: str) -> bytes:
-        """A whole body, retried when the connection breaks mid-transfer."""
+    def _get_bytes(self, url: str, *, what: str, kind: str, cap: int) -> bytes:
+        """A whole body (``what``, a ``kind``) of at most ``cap`` bytes, retried when
+        the connection breaks mid-transfer."""
         if url.startswith("file:"):
             path = Path(url2pathname(urlsplit(url).path))
             try:
-                return path.read_bytes()
+                return read_file(path, cap=cap, what=kind)
             except FileNotFoundError:
                 raise NotFoundError(f"{what} is missing", where=str(path)) from None
-        answer = self._read(url)
+        answer = self._read(url, cap=cap, what=kind)
         assert answer is not None
         return answer[1]
 
@@ -349,7 +355,8 @@ class IndexClient:
         key = file.sha256 if self._cache is not None and file.sha256 else None
         data = self._cache.blob(key) if self._cache is not None and key else None
         if data is None:
-            data = self._get_bytes(file.url, what=file.filename)
+            data = self._get_bytes(file.url, what=file.filename, kind="the sdist",
+                                   cap=MAX_SDIST_BYTES)
             _verify(data, file)
             if self._cache is not None and key:
                 self._cache.keep_blob(key, data)
@@ -397,7 +404,8 @@ class IndexClient:
         """The PEP 658 file (verified), else METADATA read out of the wheel."""
         if file.has_metadata:
             try:
-                data = self._get_bytes(file.metadata_url, what=f"{file.filename}.metadata")
+                data = self._get_bytes(file.metadata_url, what=f"{file.filename}.metadata",
+                                       kind="the core metadata", cap=MAX_METADATA_BYTES)
             except NotFoundError:
                 data = None  # advertised but absent: read it from the wheel instead
             if data is not None:
@@ -428,7 +436,7 @@ class IndexClient:
                         return metadata_by_ranges(file, response, self.session, self._auth,
                                                   self.sources)
                     return metadata_by_download(file, response)
-            except requests.RequestException as error:
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
                     raise network_error(error, answered_url(file.url, response.url),
                                         retries=attempt - 1) from None

@@ -22,6 +22,7 @@ import requests
 from ..errors import IntegrityError, LockmirrorError, NetworkError
 from ..formats.core_metadata import zip_metadata
 from ..redaction import redact_url
+from .body import iter_raw_body, read_body
 from .http import get
 
 if TYPE_CHECKING:
@@ -114,13 +115,14 @@ def metadata_by_ranges(file: DistFile, response: requests.Response,
     if file.size is not None and length != file.size:
         raise IntegrityError(f"{file.filename} is {length} bytes, the index says {file.size}",
                              where=redact_url(file.url))
-    tail = response.content
+    tail = read_body(response, file.url, cap=length - start, what=f"the tail of {file.filename}")
 
     def fetch(begin: int, end: int) -> bytes:
-        part = get(session, file.url, auth=auth, sources=sources,
+        part = get(session, file.url, auth=auth, sources=sources, stream=True,
                    headers={"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"})
         with part:
-            body = part.content
+            body = read_body(part, file.url, cap=length if part.status_code == 200
+                             else end - begin, what=f"a range of {file.filename}")
             if part.status_code == 200:  # the server stopped honouring Range
                 body = body[begin:end]
         if len(body) != end - begin:
@@ -140,10 +142,12 @@ def metadata_by_download(file: DistFile, response: requests.Response) -> bytes:
     digest = hashlib.sha256()
     size = 0
     with tempfile.TemporaryFile(prefix="lockmirror-wheel-") as spool:
-        for chunk in response.iter_content(CHUNK):
+        for chunk in iter_raw_body(response, CHUNK, file.url):
             spool.write(chunk)
             digest.update(chunk)
             size += len(chunk)
+            if file.size is not None and size > file.size:
+                break  # longer than the page says: verify_digest refuses it
         verify_digest(digest.hexdigest(), size, file)
         spool.seek(0)
         with zipfile.ZipFile(spool) as archive:
