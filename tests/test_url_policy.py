@@ -104,6 +104,30 @@ def test_never_file_urls_credentials_or_dot_segments() -> None:
     assert url_problem("file:///etc/passwd", None) is not None  # also without mirror.yaml
 
 
+def test_a_page_link_follows_the_lockfile_rule_but_file_links_of_a_file_source() -> None:
+    """LinkRule: a project page's links as ``lock`` reads them (tests/test_hostile_upstream
+    serves such pages): the lockfile's rule for the page's source, except that a
+    ``file://`` link passes on a ``file://`` source's page (and nowhere else)."""
+    from lockmirror.formats.url_policy import LinkRule
+
+    loopback = SourceConfig(name="up", url="http://127.0.0.1:8080/simple/")
+    local = SourceConfig(name="local", url="file:///srv/wheels/simple/")
+    assert LinkRule(loopback).problem(f"http://127.0.0.1:8080/files/{WHEEL}") is None
+    assert LinkRule(PYPI).problem(f"https://files.pythonhosted.org/packages/{WHEEL}") is None
+    for source, url in [(loopback, f"http://127.0.0.1:9090/files/{WHEEL}"),
+                        (loopback, f"http://localhost:8080/files/{WHEEL}"),
+                        (loopback, f"http://169.254.169.254/latest/{WHEEL}"),
+                        (loopback, f"file:///tmp/outside/{WHEEL}"),
+                        (PYPI, f"file:///srv/wheels/files/{WHEEL}"),
+                        (local, f"file://elsewhere/srv/wheels/files/{WHEEL}"),
+                        (local, f"http://127.0.0.1:8080/files/{WHEEL}")]:
+        problem = LinkRule(source).problem(url)
+        assert problem is not None and "not under a file location" in problem, (url, problem)
+    assert LinkRule(local).problem(f"file:///srv/wheels/files/{WHEEL}") is None
+    assert "'..'" in (LinkRule(local).problem(f"file:///srv/wheels/%2e%2e/{WHEEL}") or "")
+    assert url_problem(f"file:///srv/wheels/files/{WHEEL}", [local]) is not None  # lockfile
+
+
 def test_a_decoded_space_or_letter_outside_ascii_is_a_path_like_any_other() -> None:
     """Private indexes name projects with spaces (Azure DevOps) or other scripts:
     neither steps out of a directory."""

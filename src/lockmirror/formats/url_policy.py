@@ -28,7 +28,8 @@ before any file is opened or downloaded:
 
 Without sources (``lockmirror index LOCKFILE... --store --out`` reads no
 mirror.yaml) only the rules that need none apply: 3 as for a loopback-or-https
-source, 4 and 5. Nothing here does I/O beyond reading the lockfiles it is given.
+source, 4 and 5. :class:`LinkRule` applies 1 to 4 to a project page's links as ``lock``
+reads it (never asked for if refused). No I/O beyond reading the lockfiles it is given.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ _UNSAFE_CHARS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 _ENCODED_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f]")  # a decoded path may hold spaces, not these
 # after one decoding, what a server that decodes twice would turn into '.', '/', '\' or NUL
 _ENCODED_AGAIN = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+# path segments no rule looks twice at: ASCII, no dot first, nothing encoded
+_PLAIN_SEGMENTS = re.compile(r"(?:[\w+~-][\w.+~-]*/)*[\w+~-][\w.+~-]*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -141,10 +144,31 @@ def _file_locations(sources: Sequence[SourceConfig]) -> _Locations:
     return [(s, text, _Prefix.parse(text)) for s in sources for text in file_prefixes(s)]
 
 
-def _url_check(url: str, allowed: _Locations | None) -> tuple[str | None, str]:
-    """(why ``url`` may not be a file URL under ``allowed`` or None, its path):
-    :func:`url_problem` with the sources' prefixes parsed once, and the URL split
-    once for the file-name check too."""
+class LinkRule:
+    """The rule for the links on one source's project pages, applied as a page is read (a
+    link a lockfile would refuse is never requested, cached or a candidate): the lockfile's
+    with that source, except that a ``file://`` link passes under a ``file://`` source's
+    file location (``file:///``, or its ``files_url``). A few string operations a link."""
+
+    def __init__(self, source: SourceConfig) -> None:
+        self._allowed = _file_locations([source])
+        # a link that is a location the rule accepts plus plain segments passes at once
+        self._plain = tuple(text for text in (prefix.text() for _, _, prefix in self._allowed)
+                            if _url_check(text + "x.whl", self._allowed, local=True)[0] is None)
+
+    def problem(self, url: str) -> str | None:
+        """Why the absolute link ``url`` may not be followed; None if it may."""
+        for text in self._plain:
+            if url.startswith(text) and _PLAIN_SEGMENTS.fullmatch(url, len(text)):
+                return None
+        return _url_check(url, self._allowed, local=True)[0]
+
+
+def _url_check(url: str, allowed: _Locations | None, *, local: bool = False
+               ) -> tuple[str | None, str]:
+    """(why ``url`` may not be a file URL under ``allowed`` or None, its path): :func:`url_problem`
+    with the prefixes parsed once, the URL split once for the file-name check too;
+    ``local``: a file:// URL is judged by the locations too (:class:`LinkRule`)."""
     if _UNSAFE_CHARS.search(url):
         return "the URL holds whitespace, a control character or a backslash", ""
     try:
@@ -153,19 +177,19 @@ def _url_check(url: str, allowed: _Locations | None) -> tuple[str | None, str]:
     except ValueError as exc:
         return f"not a valid URL ({exc})", ""
     scheme = parts.scheme.lower()
-    if scheme == "file":
+    if scheme == "file" and not local:
         return "file:// URLs are never allowed in a lockfile", ""
-    if scheme not in ("http", "https"):
+    if scheme not in ("http", "https", "file"):
         return f"'{scheme}:' URLs are not allowed; https only", ""
     if "@" in parts.netloc:
         return ("the URL carries a user name or password; credentials belong in the "
                 "environment"), ""
-    if not parts.hostname:
+    if not parts.hostname and scheme != "file":
         return "the URL names no host", ""
     problem = _path_problem(parts.path)
     if problem is not None:
         return problem, ""
-    wanted = _Prefix(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme],
+    wanted = _Prefix(scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme),
                      parts.path or "/")
     if allowed is None:
         if scheme == "http" and not is_loopback(wanted.host):
@@ -403,9 +427,8 @@ def _is_under(url: _Prefix, prefix: _Prefix) -> bool:
 
 def _http_allowed(source: SourceConfig, host: str) -> bool:
     own = _Prefix.parse(redact_url(source.url))
-    if own.scheme != "http":
-        return False
-    return source.allow_http or (is_loopback(own.host) and is_loopback(host))
+    return own.scheme == "http" and (source.allow_http
+                                     or (is_loopback(own.host) and is_loopback(host)))
 
 
 def url_host(url: str) -> str:

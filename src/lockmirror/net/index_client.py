@@ -28,7 +28,9 @@ Source rules (``mirror.yaml`` ``sources``):
 - a project listed in a source's ``projects`` is taken from that source and
   is never looked up anywhere else;
 - a redirect is followed only to the same origin or to a file location a
-  source declares (:mod:`lockmirror.net.redirects`); any other is an error.
+  source declares (:mod:`lockmirror.net.redirects`); any other is an error;
+- a page keeps only the file links its source may serve, by the lockfile's rule
+  (:class:`~lockmirror.formats.url_policy.LinkRule`): any other is never asked.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ from packaging.utils import NormalizedName, canonicalize_name
 from ..config_schema import SourceConfig
 from ..errors import IntegrityError, LockmirrorError, NotFoundError, WrongSourceError
 from ..formats.core_metadata import MAX_METADATA_BYTES, archive_metadata, wheel_metadata_member
+from ..formats.url_policy import LinkRule
 from ..redaction import redact_url
 from .body import MAX_PAGE_BYTES, page_deadline, read_body, read_file
 from .disk_cache import DiskCache
+from .file_names import TagText
 from .http import PrefixAuth, get, make_session, network_error, source_auth
 from .redirects import answered_url
 from .remote_wheel import metadata_by_download, metadata_by_ranges, verify_digest
@@ -61,7 +65,6 @@ from .simple_page import (
     DistFile,
     ProjectPage,
     TagFilter,
-    TagText,
     parse_html_page,
     parse_json_page,
     parse_page,
@@ -120,6 +123,8 @@ class IndexClient:
         # auth table), so no page, file URL or lockfile ever carries them.
         sources = [s.model_copy(update={"url": redact_url(s.url)}) for s in sources]
         self.sources = sorted(sources, key=lambda s: s.priority)  # stable: ties keep file order
+        # a page keeps only the links a lockfile may name (never asked, cached, locked)
+        self._links = {s.name: LinkRule(s).problem for s in self.sources}
         self._pinned: dict[NormalizedName, SourceConfig] = {}
         for source in self.sources:
             for project in source.normalized_projects:
@@ -292,7 +297,8 @@ class IndexClient:
             if self._cache is not None:
                 self._cache.keep_page(url, PAGE_ACCEPT, page_url,
                                       {k.lower(): v for k, v in response.headers.items()}, data)
-        return parse_page(data, content_type, page_url, project, source.name, keep=keep)
+        return parse_page(data, content_type, page_url, project, source.name, keep=keep,
+                          links=self._links[source.name])
 
     def _read(self, url: str, *, cap: int, what: str, deadline: float | None = None,
               headers: Mapping[str, str] | None = None,
@@ -317,17 +323,17 @@ class IndexClient:
                                         retries=attempt - 1) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @staticmethod
-    def _local_page(source: SourceConfig, project: NormalizedName, url: str,
+    def _local_page(self, source: SourceConfig, project: NormalizedName, url: str,
                     keep: TagFilter | None) -> ProjectPage | None:
         directory = Path(url2pathname(urlsplit(url).path))
         json_page, html_page = directory / "index.json", directory / "index.html"
+        links = self._links[source.name]
         if json_page.is_file():
             return parse_json_page(json_page.read_bytes(), json_page.as_uri(), project,
-                                   source.name, keep=keep)
+                                   source.name, keep=keep, links=links)
         if html_page.is_file():
             return parse_html_page(html_page.read_text(encoding="utf-8"), html_page.as_uri(),
-                                   project, source.name, keep=keep)
+                                   project, source.name, keep=keep, links=links)
         return None
 
     # -- bytes -------------------------------------------------------------------

@@ -16,13 +16,18 @@ lists ``selenium-2.0-dev-9429.tar.gz``, which reads as project
 ``selenium-2-0-dev``) is left out of the releases, as pip leaves it out.
 :class:`DistFile` objects (absolute URL, parsed time) are made only for the
 releases asked for with :meth:`ProjectPage.files_of`.
+
+A file the source may not serve (its link fails the source's
+:class:`~lockmirror.formats.url_policy.LinkRule`, handed in as ``links``) or
+whose name holds a path is no file of the page: kept only in
+:attr:`ProjectPage.refused`, so the error that finds nothing left says why.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -31,30 +36,21 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.tags import Tag
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import LockmirrorError
 from ..formats.bounded import load_json
 from ..redaction import redact_url
+from .file_names import TagText, parse_filename, path_in_file_name, split_filename, wheel_tag_texts
 
 _SHA256 = re.compile(r"sha256=([0-9a-fA-F]{64})")
-_SDIST_SUFFIXES = (".tar.gz", ".zip")
 LOG = logging.getLogger(__name__)
 
 # One file as the page lists it: (filename, url as written (relative to the
 # page's base), sha256, size, upload time text, requires-python, yanked (False,
 # True or the reason), core metadata (False, True or its sha256)).
 Record = tuple[str, str, str | None, int | None, str | None, str | None, bool | str, bool | str]
-# A wheel name's tags, as strings: (interpreter, abi, platform).
-TagText = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,63 +77,38 @@ class DistFile:
     @property
     def version(self) -> Version | None:
         """From the file name; None when the name cannot be parsed."""
-        return _parse_filename(self.filename)[0]
+        return parse_filename(self.filename)[0]
 
     @property
     def tags(self) -> frozenset[Tag]:
         """The wheel's tags (empty for sdists)."""
-        return _parse_filename(self.filename)[1]
+        return parse_filename(self.filename)[1]
 
     @property
     def metadata_url(self) -> str:
         return self.url.split("#", 1)[0] + ".metadata"
 
 
-_FILENAME_CACHE: dict[str, tuple[Version | None, frozenset[Tag]]] = {}
-
-
-def _parse_filename(filename: str) -> tuple[Version | None, frozenset[Tag]]:
-    found = _FILENAME_CACHE.get(filename)
-    if found is None:
-        try:
-            if filename.endswith(".whl"):
-                _, version, _, tags = parse_wheel_filename(filename)
-                found = (version, tags)
-            else:
-                found = (parse_sdist_filename(filename)[1], frozenset())
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-            found = (None, frozenset())
-        _FILENAME_CACHE[filename] = found
-    return found
-
-
-def split_filename(filename: str) -> tuple[str, str, str] | None:
-    """(name, version, tags text) as a file name writes them, without parsing
-    either: ``tags text`` is ``py3-none-any`` for a wheel, "" for an sdist;
-    None for a name that is neither (PEP 427 / PEP 625 shapes)."""
-    if filename.endswith(".whl"):
-        parts = filename[:-4].split("-")
-        if len(parts) not in (5, 6):
-            return None
-        return parts[0], parts[1], "-".join(parts[-3:])
-    for suffix in _SDIST_SUFFIXES:
-        if filename.endswith(suffix):
-            name, _, version = filename[: -len(suffix)].rpartition("-")
-            return (name, version, "") if name and version else None
-    return None
-
-
-def wheel_tag_texts(tags: str) -> Iterator[TagText]:
-    """The (interpreter, abi, platform) triples of a wheel's compressed tag text."""
-    interpreters, abis, platforms = tags.split("-")
-    for interpreter in interpreters.split("."):
-        for abi in abis.split("."):
-            for platform in platforms.split("."):
-                yield interpreter, abi, platform
-
-
 # A page keeps a wheel only if this says yes to one of its tags (see IndexClient).
 TagFilter = Callable[[TagText], bool]
+# Why a page's link (absolute URL) may not be followed, None if it may: the
+# source's :class:`~lockmirror.formats.url_policy.LinkRule` (see IndexClient).
+LinkCheck = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedFile:
+    """A file of the project a page links but lockmirror refused as it read the page
+    (never asked for, never a candidate): what an error says when nothing is left."""
+
+    filename: str                  # as the page names it
+    version_text: str              # the version its last name segment states
+    url: str                       # absolute, redacted
+    reason: str                    # "a path in its file name" or the link rule's reason
+
+    @property
+    def version(self) -> Version | None:
+        return _version(self.version_text)
 
 
 class ProjectPage:
@@ -147,8 +118,9 @@ class ProjectPage:
 
     def __init__(self, name: NormalizedName, source: str, url: str, records: list[Record],
                  releases: dict[Version, list[Record]], *, base: str | None = None,
-                 given_versions: Any = None) -> None:
+                 given_versions: Any = None, refused: tuple[RefusedFile, ...] = ()) -> None:
         self.name = name
+        self.refused = refused  # this project's files left out as the page was read
         self.source = source
         self.url = url
         self.base = base or url
@@ -192,6 +164,13 @@ class ProjectPage:
             has_metadata=core is not False, source=self.source)
 
 
+def _absolute(base: str, url: str) -> str:
+    """``url`` joined to ``base``, without its fragment (as :class:`DistFile` has it;
+    urljoin only round-trips a URL that names its host)."""
+    url = url.partition("#")[0]
+    return url if url.startswith(("https://", "http://")) else urljoin(base, url)
+
+
 _VERSIONS: dict[str, Version | None] = {}
 
 
@@ -217,10 +196,14 @@ class _Sorter:
 
     _NO_RELEASE = ("", "", "")
 
-    def __init__(self, project: NormalizedName, url: str, keep: TagFilter | None) -> None:
+    def __init__(self, project: NormalizedName, url: str, keep: TagFilter | None,
+                 links: LinkCheck | None, base: str | None = None) -> None:
         self.project = project
         self.url = url
         self.keep = keep
+        self.links = links
+        self.base = base or url
+        self.refused: list[RefusedFile] = []
         self.records: list[Record] = []
         self.by_text: dict[str, list[Record]] = {}
         self._ours: dict[str, bool] = {}  # the name as a file writes it -> is it the project's
@@ -248,6 +231,27 @@ class _Sorter:
                           redact_url(self.url), written)
         return split if ours else self._NO_RELEASE
 
+    def take(self, record: Record) -> None:
+        """File ``record`` as :meth:`admit` says, unless its name holds a path or
+        ``links`` refuses its URL: such a file of the project is kept in
+        :attr:`refused` only (to say why when nothing else is left)."""
+        filename = record[0]
+        last = path_in_file_name(filename)
+        split = self.admit(filename if last is None else last)
+        if split is None:
+            return
+        reason, url = None, ""
+        if last is not None:
+            reason = "a path in its file name"
+        elif self.links is not None:
+            url = _absolute(self.base, record[1])
+            reason = self.links(url)
+        if reason is None:
+            self.add(record, split)
+        elif split is not self._NO_RELEASE:
+            url = url or _absolute(self.base, record[1])
+            self.refused.append(RefusedFile(filename, split[1], redact_url(url), reason))
+
     def add(self, record: Record, split: tuple[str, str, str]) -> None:
         self.records.append(record)
         if split is not self._NO_RELEASE:
@@ -261,7 +265,7 @@ class _Sorter:
             if version is not None:
                 releases.setdefault(version, []).extend(group)
         return ProjectPage(self.project, source, self.url, self.records, releases, base=base,
-                           given_versions=given_versions)
+                           given_versions=given_versions, refused=tuple(self.refused))
 
 
 # --------------------------------------------------------------------------
@@ -270,14 +274,15 @@ class _Sorter:
 
 
 def parse_page(data: bytes, content_type: str, url: str, project: NormalizedName,
-               source: str, *, keep: TagFilter | None = None) -> ProjectPage:
+               source: str, *, keep: TagFilter | None = None,
+               links: LinkCheck | None = None) -> ProjectPage:
     """A page as the index sent it: :func:`parse_json_page` or :func:`parse_html_page`
     by its ``content_type`` (the HTML decoded by its charset). Raises as they do, and
     LockmirrorError for another JSON type."""
     kind, _, parameters = content_type.partition(";")
     kind = kind.strip().lower()
     if kind == "application/vnd.pypi.simple.v1+json":
-        return parse_json_page(data, url, project, source, keep=keep)
+        return parse_json_page(data, url, project, source, keep=keep, links=links)
     if kind.endswith("json"):
         raise LockmirrorError(f"the index answered with unsupported type {kind}",
                               where=redact_url(url))
@@ -286,22 +291,22 @@ def parse_page(data: bytes, content_type: str, url: str, project: NormalizedName
         text = data.decode(charset, errors="replace")
     except LookupError:  # a charset Python does not know
         text = data.decode("utf-8", errors="replace")
-    return parse_html_page(text, url, project, source, keep=keep)
+    return parse_html_page(text, url, project, source, keep=keep, links=links)
 
 
 def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str, *,
-                    keep: TagFilter | None = None) -> ProjectPage:
+                    keep: TagFilter | None = None, links: LinkCheck | None = None
+                    ) -> ProjectPage:
     """A PEP 691 page (with PEP 700 fields when present). Raises LockmirrorError if
-    malformed. ``keep``: wheels none of whose tags it accepts are dropped."""
+    malformed. ``keep``:
+    wheels none of whose tags it accepts are dropped; ``links``: files whose URL it
+    refuses, and files named with a path, are left out (:attr:`ProjectPage.refused`)."""
     page = load_json(data, where=redact_url(url), error=LockmirrorError)
     try:
         _check_api_version(page.get("meta", {}).get("api-version"), url)
-        sorter = _Sorter(project, url, keep)
+        sorter = _Sorter(project, url, keep, links)
         for entry in page["files"]:
-            filename = str(entry["filename"])
-            split = sorter.admit(filename)
-            if split is not None:
-                sorter.add(_json_record(entry, filename), split)
+            sorter.take(_json_record(entry, str(entry["filename"])))
         return sorter.page(source, given_versions=page.get("versions"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockmirrorError(f"the project page is not valid PEP 691 JSON ({exc})",
@@ -371,18 +376,19 @@ class _LinkParser(HTMLParser):
 
 
 def parse_html_page(text: str, url: str, project: NormalizedName, source: str, *,
-                    keep: TagFilter | None = None) -> ProjectPage:
-    """A PEP 503 page with PEP 592/658/714 attributes (``keep`` as for JSON)."""
+                    keep: TagFilter | None = None, links: LinkCheck | None = None
+                    ) -> ProjectPage:
+    """A PEP 503 page with PEP 592/658/714 attributes (``keep``, ``links`` as for JSON)."""
     parser = _LinkParser()
     parser.feed(text)
     parser.close()
     _check_api_version(parser.api_version, url)
     base = urljoin(url, parser.base) if parser.base else url
-    sorter = _Sorter(project, url, keep)
+    sorter = _Sorter(project, url, keep, links, base)
     for link in parser.links:
         record = _html_record(link)
-        if record is not None and (split := sorter.admit(record[0])) is not None:
-            sorter.add(record, split)
+        if record is not None:
+            sorter.take(record)
     return sorter.page(source, base=base)
 
 

@@ -17,8 +17,9 @@ from packaging.version import InvalidVersion, Version
 from resolvelib.resolvers import RequirementInformation
 
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
+from ..formats.url_policy import url_host
 from ..fsutil import first_of
-from ..net.simple_page import DistFile, ProjectPage
+from ..net.simple_page import DistFile, ProjectPage, RefusedFile
 from ..targets import Truth
 
 if TYPE_CHECKING:
@@ -156,6 +157,10 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
         unfiltered = ctx.client.unfiltered_project(req.name)
         versions = unfiltered.releases
         matching = [v for v in versions if req.specifier.contains(v, prereleases=True)]
+    refused = None if matching or unfiltered is None else _refused_files(req, unfiltered)
+    if refused is not None:
+        return ResolutionError(f"no version of {req.name} matches '{req.text}'{who}: {refused[0]}",
+                               where=where, hint=refused[1])
     if not matching:
         nearest = _nearest(sorted(versions), req)
         return ResolutionError(
@@ -188,6 +193,49 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
         hint = f"{hint}; {pre_hint}"
     return ResolutionError(f"no file of {req.name} {best} installs on "
                            f"{ctx.target.describe()}{who}: {reason}", where=where, hint=hint)
+
+
+def _refused_files(req: Req, page: ProjectPage) -> tuple[str, str] | None:
+    """(what, hint) when files of the newest release matching ``req`` were refused as
+    the page was read (:attr:`ProjectPage.refused`: on a host no source declares, a
+    file:// link, a path in the name), as ``2 files of p 1.0 are outside the file
+    locations their source declares: http://other:8080 (not asked)``; None when no
+    matching file was."""
+    matching = [r for r in page.refused if r.version is not None
+                and req.specifier.contains(r.version, prereleases=True)]
+    if not matching:
+        return None
+    newest = max(r.version for r in matching if r.version is not None)
+    groups: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    count: dict[tuple[str, str, str], int] = defaultdict(int)
+    for file in (r for r in matching if r.version == newest):
+        kind, detail = _refusal(file)
+        groups[kind].add(detail)
+        count[kind] += 1
+    said = "; ".join(
+        f"{count[kind]} {'file' if count[kind] == 1 else 'files'} of {req.name} {newest} "
+        f"{kind[0] if count[kind] == 1 else kind[1]}: {', '.join(sorted(details))}{kind[2]}"
+        for kind, details in groups.items())
+    hint = ("if that host serves the source's files, add it to the source's files_url in "
+            "mirror.yaml" if any("locations" in kind[0] for kind in groups) else
+            "lockmirror does not fetch such files; ask the index's maintainer, or pin "
+            "another version")
+    return said, hint
+
+
+def _refusal(file: RefusedFile) -> tuple[tuple[str, str, str], str]:
+    """((what one such file is, what several are, what was not done), the detail)."""
+    if file.reason == "a path in its file name":
+        return ("is named with a path", "are named with a path", " (refused)"), file.filename
+    if file.url.startswith("file:"):
+        return ("is a file:// link outside any file:// source",
+                "are file:// links outside any file:// source", " (not opened)"), file.url
+    if file.reason.startswith("not under a file location"):
+        return ("is outside the file locations its source declares",
+                "are outside the file locations their source declares", " (not asked)"), \
+            url_host(file.url)
+    return (f"is refused ({file.reason})", f"are refused ({file.reason})", " (not asked)"), \
+        file.url
 
 
 def _self_contradiction(req: Req) -> str | None:

@@ -1,0 +1,141 @@
+"""A hostile upstream index: hand-written PEP 503 and PEP 691 pages served from a real
+HTTP server on 127.0.0.1 as a mirror's only source, read by ``lockmirror lock``.
+
+* a file link on a host no source declares, or a ``file://`` link, is refused as the
+  page is read: that host gets no request, nothing is cached, a local file is never
+  opened, and the error says why no file is left (not a bare "no version");
+* a file named with a path (``../../x.whl``, ``x%2F..%2Fx.whl``) is refused the same way;
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from helpers import QuietHandler, mirror_yaml, serving
+from test_hostile_input import run_cli
+
+DIGEST = "0" * 64
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+class _PageHandler(QuietHandler):
+    server: PageServer
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.requests.append(self.path)
+        found = self.server.pages.get(self.path.split("?", 1)[0])
+        if found is None:
+            self.send_error(404)
+            return
+        content_type, body = found
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+
+class PageServer(ThreadingHTTPServer):
+    """Serves ``pages`` (path -> (content type, body)), 404 elsewhere; records every
+    request path it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _PageHandler)
+        self.pages: dict[str, tuple[str, bytes]] = {}
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+
+
+def html_page(*hrefs: str) -> tuple[str, bytes]:
+    links = "".join(f'<a href="{href}">{href.rsplit("/", 1)[-1]}</a>\n' for href in hrefs)
+    return "text/html", f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
+
+
+def json_page(project: str, *files: dict[str, object]) -> tuple[str, bytes]:
+    return JSON_TYPE, json.dumps({"meta": {"api-version": "1.1"}, "name": project,
+                                  "files": list(files)}).encode()
+
+
+def json_file(filename: str, url: str, **fields: object) -> dict[str, object]:
+    return {"filename": filename, "url": url, "hashes": {"sha256": DIGEST}, **fields}
+
+
+def lock(tmp: Path, base: str, requirement: str) -> tuple[int, list[str]]:
+    """``lockmirror lock`` of one set holding ``requirement`` from the source
+    ``<base>/simple/``: (exit code, its error lines; progress lines left out)."""
+    (tmp / "mirror.yaml").write_text(mirror_yaml(f"{base}/simple/", {"s": [requirement]}))
+    done = run_cli("lock", cwd=tmp)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    return done.returncode, [line for line in done.stderr.splitlines()
+                             if not line.startswith("lock: ")]
+
+
+def cached_blobs(tmp: Path) -> list[str]:
+    blobs = tmp / ".cache" / "http" / "blobs"
+    return sorted(p.name for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
+
+
+@pytest.mark.parametrize("form", ["html", "json"])
+def test_a_link_to_a_host_no_source_declares_is_never_asked(tmp_path: Path, form: str) -> None:
+    elsewhere = PageServer()
+    with serving(elsewhere) as other_base:
+        wheel = "p_host-1.0-py3-none-any.whl"
+        url = f"{other_base}/files/{wheel}"
+        elsewhere.pages[f"/files/{wheel}"] = ("application/octet-stream", b"PK")
+        index = PageServer()
+        index.pages["/simple/p-host/"] = (
+            html_page(f"{url}#sha256={DIGEST}") if form == "html"
+            else json_page("p-host", json_file(wheel, url, size=2)))
+        with serving(index) as base:
+            code, lines = lock(tmp_path, base, "p-host==1.0")
+        assert elsewhere.requests == []  # not asked: no HEAD, no range, no .metadata
+    assert code == 1 and len(lines) == 1, lines
+    assert (f"no version of p-host matches 'p-host==1.0': 1 file of p-host 1.0 is outside "
+            f"the file locations its source declares: {other_base} (not asked)") in lines[0]
+    assert cached_blobs(tmp_path) == []
+    assert not (tmp_path / "lockfiles" / "pylock.s.toml").exists()
+
+
+def test_a_file_link_is_never_opened(tmp_path: Path) -> None:
+    """The link names a FIFO without a writer: opening it would block the lock."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fifo = outside / "p_file-1.0-py3-none-any.whl"
+    os.mkfifo(fifo)
+    index = PageServer()
+    index.pages["/simple/p-file/"] = html_page(f"{fifo.as_uri()}#sha256={DIGEST}")
+    project = tmp_path / "project"
+    project.mkdir()
+    with serving(index) as base:
+        code, lines = lock(project, base, "p-file==1.0")
+    assert code == 1 and len(lines) == 1, lines
+    assert (f"1 file of p-file 1.0 is a file:// link outside any file:// source: "
+            f"{fifo.as_uri()} (not opened)") in lines[0]
+    assert cached_blobs(project) == []
+
+
+@pytest.mark.parametrize(("project", "page", "named"), [
+    ("p-enc", html_page("/files/x%2F..%2Fp_enc-1.0-py3-none-any.whl#sha256=" + DIGEST),
+     "x/../p_enc-1.0-py3-none-any.whl"),
+    ("p-json3", json_page("p-json3", json_file("../../p_json3-1.0-py3-none-any.whl",
+                                               "/files/p_json3-1.0-py3-none-any.whl")),
+     "../../p_json3-1.0-py3-none-any.whl"),
+])
+def test_a_file_named_with_a_path_is_refused_and_said(
+        tmp_path: Path, project: str, page: tuple[str, bytes], named: str) -> None:
+    index = PageServer()
+    index.pages[f"/simple/{project}/"] = page
+    with serving(index) as base:
+        code, lines = lock(tmp_path, base, f"{project}==1.0")
+    assert code == 1 and len(lines) == 1, lines
+    assert (f"no version of {project} matches '{project}==1.0': 1 file of {project} 1.0 is "
+            f"named with a path: {named} (refused)") in lines[0]
+    assert [p for p in index.requests if not p.startswith("/simple/")] == []
