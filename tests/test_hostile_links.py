@@ -5,12 +5,14 @@ HTTP server on 127.0.0.1 as a mirror's only source, read by ``lockmirror lock``.
   page is read: that host gets no request, nothing is cached, a local file is never
   opened, and the error says why no file is left (not a bare "no version");
 * a file named with a path (``../../x.whl``, ``x%2F..%2Fx.whl``) is refused the same way;
+* a PEP 691 field of the wrong JSON type refuses the page in one line naming the field.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -138,4 +140,33 @@ def test_a_file_named_with_a_path_is_refused_and_said(
     assert code == 1 and len(lines) == 1, lines
     assert (f"no version of {project} matches '{project}==1.0': 1 file of {project} 1.0 is "
             f"named with a path: {named} (refused)") in lines[0]
+    assert [p for p in index.requests if not p.startswith("/simple/")] == []
+
+
+WHEEL = "p_bad-1.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"hashes": {"sha256": 12345}}, "'hashes' is not an object of hash names to hex digests"),
+    ({"hashes": {"sha256": "abc"}}, "'hashes' is not an object whose sha256 is 64 hex"),
+    ({"hashes": ["sha256"]}, "'hashes' is not an object of hash names"),
+    ({"requires-python": 7}, "'requires-python' is not a string \\(it is 7\\)"),
+    ({"requires-python": ["3"]}, "'requires-python' is not a string"),
+    ({"size": -5}, "'size' is not a non-negative integer \\(it is -5\\)"),
+    ({"size": "5"}, "'size' is not a non-negative integer"),
+    ({"yanked": 3}, "'yanked' is not a boolean or a string"),
+    ({"upload-time": 1700000000}, "'upload-time' is not a string"),
+    ({"filename": 5}, "files\\[0\\]: 'filename' is not a string"),
+    ({"url": {"href": "x"}}, "'url' is not a string"),
+])
+def test_a_json_field_of_the_wrong_type_refuses_the_page(
+        tmp_path: Path, fields: dict[str, object], says: str) -> None:
+    index = PageServer()
+    entry = {**json_file(WHEEL, f"/files/{WHEEL}", size=2), **fields}
+    index.pages["/simple/p-bad/"] = json_page("p-bad", entry)
+    with serving(index) as base:
+        code, lines = lock(tmp_path, base, "p-bad==1.0")
+    assert code == 1 and len(lines) == 1, lines
+    assert f"{base}/simple/p-bad/" in lines[0]
+    assert "not valid PEP 691 JSON" in lines[0] and re.search(says, lines[0]), lines[0]
     assert [p for p in index.requests if not p.startswith("/simple/")] == []

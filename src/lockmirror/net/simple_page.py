@@ -43,6 +43,7 @@ from ..errors import LockmirrorError
 from ..formats.bounded import load_json
 from ..redaction import redact_url
 from .file_names import TagText, parse_filename, path_in_file_name, split_filename, wheel_tag_texts
+from .page_fields import check_file_entry
 
 _SHA256 = re.compile(r"sha256=([0-9a-fA-F]{64})")
 LOG = logging.getLogger(__name__)
@@ -298,15 +299,16 @@ def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str,
                     keep: TagFilter | None = None, links: LinkCheck | None = None
                     ) -> ProjectPage:
     """A PEP 691 page (with PEP 700 fields when present). Raises LockmirrorError if
-    malformed. ``keep``:
+    malformed, a file's field of the wrong JSON type too (naming it). ``keep``:
     wheels none of whose tags it accepts are dropped; ``links``: files whose URL it
     refuses, and files named with a path, are left out (:attr:`ProjectPage.refused`)."""
     page = load_json(data, where=redact_url(url), error=LockmirrorError)
     try:
         _check_api_version(page.get("meta", {}).get("api-version"), url)
         sorter = _Sorter(project, url, keep, links)
-        for entry in page["files"]:
-            sorter.take(_json_record(entry, str(entry["filename"])))
+        for position, entry in enumerate(page["files"]):
+            check_file_entry(entry, position)
+            sorter.take(_json_record(entry, entry["filename"]))
         return sorter.page(source, given_versions=page.get("versions"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockmirrorError(f"the project page is not valid PEP 691 JSON ({exc})",
@@ -322,18 +324,15 @@ def _json_record(entry: dict[str, Any], filename: str) -> Record:
     if core is None:
         core = get("dist-info-metadata", False)
     yanked = get("yanked", False)
-    sha256 = (get("hashes") or {}).get("sha256")
+    sha256 = (get("hashes") or {}).get("sha256")  # types checked: check_file_entry
     if sha256 is not None:
-        sha256 = str(sha256)
         sha256 = sha256 if sha256.islower() else sha256.lower()  # no copy of a lower-case one
     size = get("size")
     requires_python = get("requires-python") or None
     if requires_python is not None:  # a few texts recur on thousands of files: one copy each
-        requires_python = str(requires_python)
         requires_python = _REQUIRES_PYTHON.setdefault(requires_python, requires_python)
     upload_time = get("upload-time")
-    return (filename, str(entry["url"]), sha256 or None,
-            size if type(size) is int else None,
+    return (filename, entry["url"], sha256 or None, size,
             upload_time if type(upload_time) is str else None,
             requires_python,
             yanked if type(yanked) is str and yanked else bool(yanked),
