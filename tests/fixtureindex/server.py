@@ -53,7 +53,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from .builder import DistributionName, read_core_metadata
@@ -106,8 +106,13 @@ def describe_file(path: Path, *, upload_time: datetime | None = None,
     data = path.read_bytes()
     metadata, is_wheel = read_core_metadata(path)
     headers = email.parser.BytesHeaderParser().parsebytes(metadata)
+    # served on the page of the project its file name says, as an index does (a
+    # hostile file's metadata may name another)
+    named = (parse_wheel_filename(path.name) if is_wheel else parse_sdist_filename(path.name))[0]
+    project = str(headers["Name"])
     return ServedFile(
-        filename=path.name, path=path, project=str(headers["Name"]),
+        filename=path.name, path=path,
+        project=project if canonicalize_name(project) == named else named,
         version=str(headers["Version"]),
         sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),
         blake2b_256=hashlib.blake2b(data, digest_size=32).hexdigest(), size=len(data),

@@ -4,7 +4,9 @@
 ``<name>.dist-info/METADATA``, an sdist's top-level ``PKG-INFO``);
 :func:`read_metadata` prefers a wheel's PEP 658 ``.metadata`` file beside
 it; :func:`parse_metadata` parses the bytes with ``packaging.metadata``
-(fields it cannot parse are kept, raw, in ``unparsed``). No network.
+(fields it cannot parse are kept, raw, in ``unparsed``);
+:func:`refuse_mislabelled` checks that its Name and Version are the file
+name's, as installers do. No network.
 
 Every member read (METADATA, PKG-INFO, the PEP 658 file, an sdist's
 pyproject.toml / setup.py) is bounded by :data:`MAX_METADATA_BYTES`: refused
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import IO
 
 from packaging.metadata import RawMetadata, parse_email
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from ..errors import LockmirrorError
 from ..fsutil import format_size
@@ -46,6 +50,16 @@ class CoreMetadata:
 
     # What resolution reads; a field packaging could not parse (repeated, not
     # UTF-8) is taken as written, so no dependency is lost to a strict parser.
+
+    @property
+    def name(self) -> str | None:
+        """``Name`` as written (None when absent)."""
+        return self.raw.get("name") or self._first("name")
+
+    @property
+    def version(self) -> str | None:
+        """``Version`` as written (None when absent)."""
+        return self.raw.get("version") or self._first("version")
 
     @property
     def metadata_version(self) -> str:
@@ -82,6 +96,29 @@ def parse_metadata(data: bytes) -> CoreMetadata:
     """Parse METADATA / PKG-INFO bytes (any metadata version; never raises for a field)."""
     raw, unparsed = parse_email(data)
     return CoreMetadata(raw=raw, unparsed=unparsed)
+
+
+def refuse_mislabelled(metadata: CoreMetadata, filename: str, project: NormalizedName,
+                       version: Version, *, read_from: str) -> None:
+    """Raise MetadataError naming ``filename`` when the ``Name`` and ``Version`` of its
+    core metadata (``read_from``: ``METADATA``, ``PKG-INFO``...) are not the file
+    name's ``project`` and ``version`` (names canonicalized, versions normalized):
+    pip and uv refuse such a distribution, so a mirror serving it is of no use."""
+    name, written = metadata.name, metadata.version
+    if name and written and canonicalize_name(name) == project and _same(written, version):
+        return
+    says = f"names {name} {written}" if name and written else \
+        f"has no {'Name' if not name else 'Version'}"
+    raise MetadataError(f"its {read_from} {says}, not {project} {version} (the file "
+                        "name's); an installer refuses it", where=filename,
+                        hint="lock another release of it, or have its index replace the file")
+
+
+def _same(written: str, version: Version) -> bool:
+    try:
+        return Version(written) == version
+    except InvalidVersion:
+        return False
 
 
 def read_metadata(path: Path) -> bytes:

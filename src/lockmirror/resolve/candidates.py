@@ -21,7 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import LockmirrorError, ResolutionError
-from ..formats.core_metadata import CoreMetadata, parse_metadata
+from ..formats.core_metadata import CoreMetadata, parse_metadata, refuse_mislabelled
 from ..net.index_client import DistFile, IndexClient
 from ..targets import Target, Truth
 from .marker_extras import without_extra
@@ -324,10 +324,16 @@ class CandidateFactory:
         return None
 
     def metadata(self, candidate: Candidate) -> CoreMetadata:
+        """The core metadata of the candidate's best file. Raises MetadataError when
+        it names another project or version than the file's name (an sdist's is
+        checked by :class:`SdistMetadataSource`), as for metadata that does not read."""
         file = candidate.best
-        if file.is_wheel:
-            return _parsed_metadata(self.ctx.client.metadata(file))
-        return self.ctx.sdists.metadata(file)
+        if not file.is_wheel:
+            return self.ctx.sdists.metadata(file)
+        found = _parsed_metadata(self.ctx.client.metadata(file))
+        refuse_mislabelled(found, file.filename, candidate.name, candidate.version,
+                           read_from="METADATA")
+        return found
 
     def dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.dependencies is not None:

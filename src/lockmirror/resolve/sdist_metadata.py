@@ -31,7 +31,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import LockmirrorError
-from ..formats.core_metadata import CoreMetadata, parse_metadata, sdist_members
+from ..formats.core_metadata import (
+    CoreMetadata,
+    parse_metadata,
+    refuse_mislabelled,
+    sdist_members,
+)
 from ..fsutil import atomic_write
 from ..net.index_client import DistFile, IndexClient
 from ..stoppable import StoppableWork, WorkStopped
@@ -94,8 +99,9 @@ class SdistMetadataSource:
     def metadata(self, file: DistFile) -> CoreMetadata:
         """The sdist's core metadata (memoized, failures too: every target asks).
         Raises SdistBuildError when its backend fails, NetworkError /
-        IntegrityError when it cannot be downloaded, WorkStopped when
-        :meth:`stop_builds` ended (or came before) its build."""
+        IntegrityError when it cannot be downloaded, MetadataError when it does not
+        read or names another project or version than the file name, WorkStopped
+        when :meth:`stop_builds` ended (or came before) its build."""
         with self._lock:
             if file.url in self._metadata:
                 return self._metadata[file.url]
@@ -103,11 +109,13 @@ class SdistMetadataSource:
                 raise self._failed[file.url]
         pkg_info = self._members(file).get("PKG-INFO")
         result: CoreMetadata | None = None
+        read_from = "PKG-INFO"
         if pkg_info is not None:
             parsed = parse_metadata(pkg_info)
             if _static(parsed):
                 result = parsed
         if result is None:
+            read_from = "metadata (as its PEP 517 backend prepared it)"
             try:
                 metadata = self._backend_answers(file, want_metadata=True)[1]
             except SdistBuildError as error:
@@ -116,6 +124,9 @@ class SdistMetadataSource:
                 raise
             assert metadata is not None
             result = parse_metadata(metadata)
+        if file.version is not None:
+            refuse_mislabelled(result, file.filename, file.project, file.version,
+                               read_from=read_from)
         with self._lock:
             self._metadata[file.url] = result
         return result
