@@ -76,7 +76,35 @@ CASES = [
     # pylock.web.core.toml is no PEP 751 file name: uv refuses it, pip reads it as
     # requirements (found by an outside tester)
     ("a dot in a set name", broken("  tools:", "  web.tools:"), "web.tools:", 3,
-     r"sets\.web\.tools: set names may hold letters, digits, '_' and '-' only \(no '\.'"),
+     r"sets\.web\.tools: set names may hold letters, digits, '_' and '-' only, starting with "
+     r"a letter or digit \(no '\.'"),
+    # names that are file names: `lock` failed with 'File name too long' (an outside tester)
+    ("a set name of 300 characters", broken("  tools:", "  " + "s" * 300 + ":"), "s" * 300, 3,
+     r"^sets\.s{20}\.\.\.\(300 characters\): a name of 300 characters; at most 100 \(it "
+     r"becomes part of file names\)$"),
+    ("a target name of 101 characters", broken("  mac-py312:", "  " + "m" * 101 + ":"),
+     "m" * 101, 3, r"^targets\.m{20}\.\.\.\(101 characters\): a name of 101 characters"),
+    ("a mirror name of 101 characters", broken("name: testmirror", "name: " + "n" * 101),
+     "n" * 101, 1, r"^name: a name of 101 characters; at most 100"),
+    # PyYAML reads no plain key over 1024 characters and blamed a missing ':' at its end
+    ("a key of 5000 characters", broken("  tools:", "  " + "k" * 5000 + ":"), "k" * 5000, 3,
+     r"^a key of 5000 characters: YAML reads a key of at most 1024$"),
+    # '-x' and '-rf' hold only letters and '-': the rule they break is their first character
+    ("a set name starting with '-'", broken("  tools:", "  -x:"), "-x:", 3,
+     r"^sets\.-x: set names may hold letters, digits, '_' and '-' only, starting with a letter "
+     r"or digit"),
+    ("a target name starting with '-'", broken("  mac-py312:", "  -rf:"), "-rf:", 3,
+     r"^targets\.-rf: target names may hold letters, digits, '\.', '_' and '-' only, starting "
+     r"with a letter or digit$"),
+    # an escape in double quotes gives what the reader refuses written raw
+    ("a NUL written as an escape", broken("  tools:\n", '  tools:\n    description: "a\\0b"\n'),
+     "description:", 18, r"^sets\.tools\.description: holds the control character '\\x00'; "
+                         r"mirror\.yaml takes none but tab and newline$"),
+    ("an ESC written as an escape", broken("  tools:\n", '  tools:\n    description: '
+                                           '"x\\e[31mred\\u202e"\n'),
+     "description:", 18, r"^sets\.tools\.description: holds the control character '\\x1b'"),
+    ("a control character in a key", broken("  tools:", '  "to\\x01ls":'), "to\\x01ls", 3,
+     r"^sets\.to\\x01ls: holds the control character '\\x01'"),
     ("wrong type", broken("priority: 10", "priority: high"), "priority: high", 5,
      r"sources\[0\]\.priority: input should be a valid integer.*got str 'high'$"),
     ("a switch for a number", broken("priority: 10", "priority: yes"), "priority: yes", 5,

@@ -669,8 +669,9 @@ def test_trust_lines_follow_links_and_dotted_names(
     config.unlink()
     config.write_text((lock_repo / "config" / "mirror.yaml").read_text()
                       + 'paths:\n  quarantine: "q\\0.json"\n', encoding="utf-8")
-    assert cli.main(["diff", "HEAD", "--format", "json"]) == 0  # no internal error
-    capsys.readouterr()
+    # no internal error: the escaped NUL is refused where mirror.yaml is read, at its line
+    assert cli.main(["diff", "HEAD", "--format", "json"]) == 2
+    assert "paths.quarantine: holds the control character '\\x00'" in capsys.readouterr().err
 
 
 def test_trust_settings_are_compared_as_written_with_destinations_and_build_options() -> None:

@@ -432,8 +432,9 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     """Found by an outside tester: `lockmirror ... | head` (and git's textconv under a
     pager quit early) printed `lockmirror: error: Broken pipe`. The command now stops
     without a word, with the status a shell gives a process SIGPIPE stopped."""
-    sets = "".join(f"  set{i}-{'x' * 250}: {{requirements: [six]}}\n" for i in range(2000))
-    (tmp_path / "mirror.yaml").write_text(  # ~1 MiB of output: more than a pipe holds
+    # names of at most 100 characters, the most mirror.yaml takes
+    sets = "".join(f"  set{i}-{'x' * 90}: {{requirements: [six]}}\n" for i in range(2000))
+    (tmp_path / "mirror.yaml").write_text(  # ~200 KiB of output: more than a pipe holds
         "version: 1\nsources: [{name: pypi, url: 'https://pypi.org/simple/'}]\n"
         "targets: {t: {python: '3.11', platforms: [manylinux_2_28_x86_64]}}\nsets:\n" + sets,
         encoding="utf-8")

@@ -278,7 +278,8 @@ def _cross_checks(data: dict[str, Any], valid_targets: Mapping[str, TargetConfig
     targets = _as_dict(data.get("targets"))
     for name in targets:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            yield ("targets", name), "target names may hold letters, digits, '.', '_' and '-' only"
+            yield ("targets", name), ("target names may hold letters, digits, '.', '_' and '-' "
+                                      "only, starting with a letter or digit")
     yield from _set_checks(_as_dict(data.get("sets")), targets)
     yield from _overlap_checks(_as_dict(data.get("sets")), valid_targets)
     yield from _policy_checks(_as_dict(data.get("policy")), _as_dict(data.get("sets")))
@@ -332,8 +333,8 @@ def _set_checks(sets: dict[str, Any], targets: dict[str, Any]) -> Iterator[tuple
     normalized_sets: dict[str, str] = {}
     for set_name, spec in sets.items():
         if not re.fullmatch(SET_NAME, set_name):
-            yield (("sets", set_name), "set names may hold letters, digits, '_' and '-' only "
-                   "(no '.': installers refuse a pylock.<name>.toml whose name holds one)")
+            yield (("sets", set_name), "set names may hold letters, digits, '_' and '-' only, "
+                   "starting with a letter or digit (no '.', which pylock.<name>.toml cannot hold)")
         lowered = set_name.lower()
         if lowered == TOOL_SET:  # its lockfile too: pylock.lockmirror-tool.toml
             case = "" if set_name == TOOL_SET else ", in any letter case"

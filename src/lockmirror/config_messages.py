@@ -34,6 +34,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> Path_:
     # publish.x.s3.bucket. Only that part goes; a destination may be named s3 itself.
     if len(loc) > 2 and loc[0] == "publish" and loc[2] in ("s3", "upload", "directory"):
         return (*loc[:2], *loc[3:])
+    if loc and loc[-1] == "[key]":  # a mapping's key (a set's name) is wrong: the key's path
+        return tuple(loc[:-1])
     return tuple(loc)
 
 
@@ -170,6 +172,9 @@ def _in_words(kind: str, error: Mapping[str, Any]) -> str | None:
         return f"is empty; {what}"
     if kind == "too_short" and isinstance(value, (list, dict)) and not value:
         return "is empty; give at least one " + ("item" if isinstance(value, list) else "entry")
+    if kind == "string_too_long" and isinstance(value, str):
+        return (f"a name of {len(value)} characters; at most {error['ctx']['max_length']} "
+                "(it becomes part of file names)")
     if kind == "string_pattern_mismatch":
         allowed = _PATTERNS.get(str(error.get("ctx", {}).get("pattern")))
         return (f"'{value}' may hold {allowed}" if allowed

@@ -356,22 +356,22 @@ class BundleConfig(_Strict):
                             "the one just written included; older ones are removed (0: keep all)")
 
 
+# names that become part of file names (bundles, pylock.<set>.toml, constraints/<set>-...)
+MAX_NAME_CHARS = 100
+FileName = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+
+
 class MirrorConfig(_Strict):
     version: Literal[1]
-    name: str = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: FileName = Field("mirror", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: list[SourceConfig] = Field(min_length=1)
-    targets: dict[str, TargetConfig] = Field(min_length=1)
-    sets: dict[str, SetConfig] = Field(min_length=1)
+    targets: dict[FileName, TargetConfig] = Field(min_length=1)
+    sets: dict[FileName, SetConfig] = Field(min_length=1)
     policy: PolicyConfig = Field(default_factory=lambda: PolicyConfig())
     publish: dict[str, Destination] = Field(default_factory=dict)
     paths: PathsConfig = Field(default_factory=lambda: PathsConfig())
     retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
     bundle: BundleConfig = Field(default_factory=lambda: BundleConfig())
-
-    # Filled by load_config: where the file is, for resolving relative paths.
-    # defer_build: schemas are built on first use, so commands that touch one
-    # model (an ad-hoc publish destination) do not pay for all of them at import.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     def all_targets(self) -> dict[str, Target]:
         """Every target of mirror.yaml by name, in the file's order."""

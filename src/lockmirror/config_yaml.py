@@ -47,6 +47,11 @@ _PLAIN_WORDS = (
                              "with)"),
 )
 _VALUE_TAG = "tag:yaml.org,2002:value"  # PyYAML's tag for a plain '=': a string here
+# what the reader refuses written raw (NUL, ESC...), which a double-quoted "\0" or "\e"
+# still gives: control characters but tab and newline
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# PyYAML reads a key written without '? ' up to this long, and says a ':' is amiss after it
+MAX_KEY_CHARS = 1024
 
 
 class _Refused(Exception):
@@ -128,6 +133,11 @@ class PositionedYaml:
             plain = next((words for fragment, words in _PLAIN_WORDS if fragment in detail), "")
             line_text = text.splitlines()[mark.line] if mark and mark.line < len(
                 text.splitlines()) else ""
+            long_key = _long_key(line_text)
+            if long_key is not None and mark is not None:
+                raise ConfigError([f"{filename}:{mark.line + 1}:{long_key[0]}: a key of "
+                                   f"{long_key[1]} characters: YAML reads a key of at most "
+                                   f"{MAX_KEY_CHARS}"]) from None
             if not plain and "${" in line_text and "{" in line_text.split("${")[0]:
                 plain = (" (${VAR} inside {...}: YAML reads its '{' as a mapping; write that "
                          "mapping in block style, one key per line)")
@@ -161,6 +171,8 @@ class PositionedYaml:
                 # or destination named so was renamed and its files with it)
                 key = str(key_node.value)
                 child = (*path, key)
+                if self._control_character(key, child, key_node.start_mark):
+                    continue
                 if key in result:
                     self.problem(child, f"duplicate key '{key}' (first given at line "
                                         f"{self.marks[child][0]})", mark=key_node.start_mark)
@@ -172,6 +184,8 @@ class PositionedYaml:
             return [self._convert(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
+        if isinstance(value, str) and self._control_character(value, path, node.start_mark):
+            return None
         if isinstance(value, str) and self.environ is not None:
             substituted = self._substitute(value, path)
             if substituted != value:
@@ -230,6 +244,18 @@ class PositionedYaml:
                          mark=node.start_mark)
             return None
 
+    def _control_character(self, value: str, path: Path_, mark: yaml.Mark) -> bool:
+        """Whether ``value`` (a string or key as the file writes it: an escape such
+        as "\\0" or "\\e" in double quotes) holds a control character other than tab
+        and newline; if so, a problem at ``mark``."""
+        found = _CONTROL.search(value)
+        if found is None:
+            return False
+        self.unresolved.add(path)
+        self.problem(path, f"holds the control character {found.group()!r}; mirror.yaml "
+                     "takes none but tab and newline", mark=mark)
+        return True
+
     def _substitute(self, value: str, path: Path_) -> str:
         environ = self.environ
         assert environ is not None  # _convert substitutes only with an environment
@@ -264,13 +290,33 @@ class PositionedYaml:
         self.problems.append(_LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], text))
 
 
+def _long_key(line: str) -> tuple[int, int] | None:
+    """(column, length) of the key ``line`` starts with (after its indent and any
+    '- ') when it is longer than :data:`MAX_KEY_CHARS`, which YAML then reports as
+    a ':' out of place; None for any other line."""
+    stripped = line.lstrip(" ")
+    if stripped.startswith("- "):
+        stripped = stripped[2:].lstrip(" ")
+    found = re.match(r"(.*?):(?:\s|$)", stripped)
+    key = found.group(1) if found else ""
+    if len(key) > 1 and key[0] in "'\"" and key[-1] == key[0]:
+        key = key[1:-1]
+    return (len(line) - len(stripped) + 1, len(key)) if len(key) > MAX_KEY_CHARS else None
+
+
 def format_path(path: Path_) -> str:
+    """``sets.core.requirements[2]``; a key too long to read in one line (a set named
+    with 300 characters) is cut to its start and its length."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
+            continue
+        shown = f"{part[:20]}...({len(part)} characters)" if len(part) > _KEY_SHOWN else part
+        out += f".{shown}" if out else shown
     return out
+
+
+_KEY_SHOWN = 60  # characters of a key a message shows whole
 
 
