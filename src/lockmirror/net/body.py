@@ -24,14 +24,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import requests
+import urllib3.exceptions
+from requests.auth import AuthBase
 
+from ..config_schema import SourceConfig
 from ..errors import InputError, LockmirrorError, NetworkError
 from ..fsutil import format_size
 from ..redaction import redact_url
+from .http import get, network_error
+from .redirects import answered_url
 
 # PyPI's largest project pages are a few MiB of JSON; a page past this is refused.
 MAX_PAGE_BYTES = 64 << 20
@@ -42,6 +47,8 @@ PAGE_DEADLINE = 300.0
 RATE_WINDOW = 60.0
 MIN_RATE = 1024
 PIECE = 1 << 20
+# a body cut short mid-transfer is fetched again, this many times in all
+BODY_ATTEMPTS = 3
 
 
 class SlowBody(NetworkError):
@@ -78,6 +85,32 @@ def read_body(response: requests.Response, url: str, *, cap: int, what: str,
             raise _too_large(url, what, cap)
         pace.took(len(piece), received=len(data))
     return bytes(data)
+
+
+def get_body(session: requests.Session, url: str, *, cap: int, what: str,
+             auth: AuthBase | None = None, sources: Sequence[SourceConfig] = (),
+             deadline: float | None = None, headers: Mapping[str, str] | None = None,
+             allow: Sequence[int] = ()) -> tuple[requests.Response, bytes] | None:
+    """GET ``url`` and :func:`read_body` it: (response, body); None for a status in
+    ``allow`` other than 304 (whose body is b""). A body cut short is fetched again
+    (:data:`BODY_ATTEMPTS` in all); urllib3 already retried the rest. ``auth`` and
+    ``sources`` as :func:`lockmirror.net.http.get` takes them."""
+    for attempt in range(1, BODY_ATTEMPTS + 1):
+        response = get(session, url, headers=headers, stream=True, allow=allow,
+                       auth=auth, sources=sources)
+        try:
+            with response:
+                if response.status_code == 304:
+                    return response, b""
+                if response.status_code in allow:
+                    return None
+                return response, read_body(response, url, cap=cap, what=what,
+                                           deadline=deadline)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+            if attempt == BODY_ATTEMPTS:
+                raise network_error(error, answered_url(url, response.url),
+                                    retries=attempt - 1) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def iter_raw_body(response: requests.Response, size: int, url: str) -> Iterator[bytes]:

@@ -55,7 +55,7 @@ from ..errors import IntegrityError, LockmirrorError, NotFoundError, WrongSource
 from ..formats.core_metadata import MAX_METADATA_BYTES, archive_metadata, wheel_metadata_member
 from ..formats.url_policy import LinkRule
 from ..redaction import redact_url
-from .body import MAX_PAGE_BYTES, page_deadline, read_body, read_file
+from .body import BODY_ATTEMPTS, MAX_PAGE_BYTES, get_body, page_deadline, read_file
 from .disk_cache import DiskCache
 from .file_names import TagText
 from .http import PrefixAuth, get, make_session, network_error, source_auth
@@ -82,7 +82,6 @@ PAGE_HEADERS = {"Accept": PAGE_ACCEPT, "Cache-Control": "max-age=0"}
 # The first Range request asks for this much of a wheel's tail: the central
 # directory of almost every wheel fits, and small wheels come whole.
 TAIL_BYTES = 64 * 1024
-BODY_ATTEMPTS = 3
 # an sdist read into memory for its metadata (the largest on PyPI are a few hundred MiB)
 MAX_SDIST_BYTES = 1 << 30
 # every index that carries PyPI's projects has it: a source that answers 404 for it and
@@ -283,8 +282,9 @@ class IndexClient:
             return self._local_page(source, project, url, keep)
         cached = self._cache.page(url, PAGE_ACCEPT) if self._cache is not None else None
         headers = {**PAGE_HEADERS, **(cached.validators() if cached else {})}
-        answer = self._read(url, headers=headers, allow=(304, 404, 410), cap=MAX_PAGE_BYTES,
-                            what="the project page", deadline=page_deadline())
+        answer = get_body(self.session, url, auth=self._auth, sources=self.sources,
+                          headers=headers, allow=(304, 404, 410), cap=MAX_PAGE_BYTES,
+                          what="the project page", deadline=page_deadline())
         if answer is None:
             return None
         response, data = answer
@@ -299,29 +299,6 @@ class IndexClient:
                                       {k.lower(): v for k, v in response.headers.items()}, data)
         return parse_page(data, content_type, page_url, project, source.name, keep=keep,
                           links=self._links[source.name])
-
-    def _read(self, url: str, *, cap: int, what: str, deadline: float | None = None,
-              headers: Mapping[str, str] | None = None,
-              allow: Sequence[int] = ()) -> tuple[requests.Response, bytes] | None:
-        """(response, body); None for a status in ``allow`` other than 304. A body
-        cut short is fetched again (``BODY_ATTEMPTS`` in all); urllib3 already
-        retried the rest. Bounded by ``cap`` and ``deadline``: :func:`.body.read_body`."""
-        for attempt in range(1, BODY_ATTEMPTS + 1):
-            response = get(self.session, url, headers=headers, stream=True, allow=allow,
-                           auth=self._auth, sources=self.sources)
-            try:
-                with response:
-                    if response.status_code == 304:
-                        return response, b""
-                    if response.status_code in allow:
-                        return None
-                    return response, read_body(response, url, cap=cap, what=what,
-                                               deadline=deadline)
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-                if attempt == BODY_ATTEMPTS:
-                    raise network_error(error, answered_url(url, response.url),
-                                        retries=attempt - 1) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _local_page(self, source: SourceConfig, project: NormalizedName, url: str,
                     keep: TagFilter | None) -> ProjectPage | None:
@@ -347,7 +324,8 @@ class IndexClient:
                 return read_file(path, cap=cap, what=kind)
             except FileNotFoundError:
                 raise NotFoundError(f"{what} is missing", where=str(path)) from None
-        answer = self._read(url, cap=cap, what=kind)
+        answer = get_body(self.session, url, auth=self._auth, sources=self.sources, cap=cap,
+                          what=kind)
         assert answer is not None
         return answer[1]
 
