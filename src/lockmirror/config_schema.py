@@ -27,7 +27,7 @@ from pydantic import (
 from .fsutil import parse_size
 from .redaction import redact_text
 from .spdx import spdx_expression
-from .targets import MARKER_NAMES, Target
+from .targets import MARKER_NAMES, Target, default_abi
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -123,7 +123,8 @@ class TargetConfig(_Strict):
     implementation: Literal["cp", "pp"] = "cp"
     platforms: list[PlatformTag] = Field(min_length=1,
                                          description="platform tags, e.g. manylinux_2_28_x86_64")
-    abi: str | None = Field(None, description="default: cpXY for CPython")
+    abi: str | None = Field(None, description="default: what that Python reports (CPython: "
+                                              "cpXY, cpXYm for 3.7 and older)")
     markers: dict[str, str] = Field(default_factory=dict, description="marker overrides")
 
     @field_validator("abi")
@@ -180,8 +181,10 @@ def _abi_mismatch(abi: str | None, python: object, implementation: object) -> st
     family, digits = match.groups()
     version = "".join(python.split(".")[:2])
     own = "cp" if implementation == "cp" else "pypy"
-    hint = (f"use cp{version}, abi3 or none, or leave abi out" if implementation == "cp"
-            else f"use pypy{version}_pp73 or none, or leave abi out")
+    major, minor = (int(part) for part in python.split(".")[:2])
+    usual = default_abi(implementation, (major, minor))
+    hint = (f"use {usual}, abi3 or none, or leave abi out" if implementation == "cp"
+            else f"use {usual} or none, or leave abi out")
     if family != own:
         kind = "a CPython" if family == "cp" else "a PyPy"
         return (f"'{abi}' is {kind} ABI, and this target's implementation is "

@@ -110,6 +110,17 @@ def expand_platform(platform: str) -> list[str]:
     return [platform]
 
 
+def default_abi(implementation: str, version: tuple[int, int]) -> str:
+    """The ABI tag an interpreter of that implementation (``"cp"``, ``"pp"``) and
+    minor version reports when built as distributions build it: CPython 3.7 and
+    older add ``m`` (pymalloc; their wheels are ``cp36-cp36m``), as
+    ``packaging.tags._cpython_abis`` does; PyPy names its own ABI."""
+    major, minor = version
+    if implementation == "cp":
+        return f"cp{major}{minor}m" if (major, minor) < (3, 8) else f"cp{major}{minor}"
+    return f"pypy{major}{minor}_pp73"
+
+
 def _platform_facts(platforms: Iterable[str]) -> dict[str, str]:
     """sys_platform, platform_system, os_name and platform_machine from tags."""
     first = next(iter(platforms))
@@ -190,13 +201,12 @@ class Target:
         platforms = [p for platform in self.platforms for p in expand_platform(platform)]
         platforms = list(dict.fromkeys(platforms))
         version = self.python_minor
+        abi = self.abi or default_abi(self.implementation, version)
         if self.implementation == "cp":
-            abi = self.abi or f"cp{version[0]}{version[1]}"
             interpreter = f"cp{version[0]}{version[1]}"
             found = list(cpython_tags(version, [abi], platforms))
         else:
             interpreter = f"pp{version[0]}{version[1]}"
-            abi = self.abi or f"pypy{version[0]}{version[1]}_pp73"
             found = list(generic_tags(interpreter, [abi], platforms))
         found += list(compatible_tags(version, interpreter, platforms))
         return tuple(dict.fromkeys(found))

@@ -21,8 +21,10 @@ import re
 from typing import Any
 
 from ..config import LoadedConfig
+from ..config_schema import TargetConfig
 from ..formats.lockfile import LOCK_FORMAT
 from ..redaction import redact_url
+from ..targets import default_abi
 
 __all__ = ["input_hash", "input_parts", "what_changed"]
 
@@ -41,7 +43,7 @@ def _input_data(loaded: LoadedConfig, set_name: str) -> dict[str, Any]:
     return {
         "format": LOCK_FORMAT,
         "set": spec.model_dump(mode="json", exclude={"description"}, exclude_defaults=True),
-        "targets": {name: config.targets[name].model_dump(mode="json", exclude_defaults=True)
+        "targets": {name: _target_data(config.targets[name])
                     for name in config.set_targets(set_name)},
         # without user info: the hash is committed, a token in the URL is not its input;
         # where its files may lie and which credentials it gets are inputs (the URL rule)
@@ -51,6 +53,18 @@ def _input_data(loaded: LoadedConfig, set_name: str) -> dict[str, Any]:
                     for s in config.sources],
         "policy": config.policy_for(set_name).model_dump(mode="json", exclude_defaults=True),
     }
+
+
+def _target_data(target: TargetConfig) -> dict[str, Any]:
+    """A target's settings, and the ABI it gets where that is not the ``cpXY`` lockmirror
+    assumed before it knew CPython 3.7 and older report ``cpXYm``: a lockfile locked
+    under the old default took sdists where cp36m wheels exist, so it is not current."""
+    data = target.model_dump(mode="json", exclude_defaults=True)
+    major, minor = (int(part) for part in target.python.split(".")[:2])
+    abi = default_abi(target.implementation, (major, minor))
+    if target.abi is None and target.implementation == "cp" and abi != f"cp{major}{minor}":
+        data["abi"] = abi
+    return data
 
 
 def input_hash(loaded: LoadedConfig, set_name: str) -> str:
