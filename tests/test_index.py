@@ -357,6 +357,7 @@ def test_changed_pin_rewrites_only_that_project(own_mirror: FixtureMirror,
         new_file, new_file + ".metadata",
         "simple/speedup/index.html", "simple/speedup/index.json",
         "index.html", "landing.json", "lockfiles/pylock.extra.toml", "constraints/extra-host.txt",
+        "requirements/extra-host.txt",
     }
     after = tree_state(own_mirror.out)
     changed = {rel for rel in after if before.get(rel) != after[rel]}
@@ -690,7 +691,8 @@ def test_a_set_no_longer_built_is_taken_out(own_mirror: FixtureMirror, tmp_path:
     build(own_mirror)
     core_only = [p for p in own_mirror.lockfiles if "core" in p.name]
     result = build_index(core_only, own_mirror.store, own_mirror.out, title="Fixture mirror")
-    assert {"lockfiles/pylock.extra.toml", "constraints/extra-host.txt"} <= set(result.removed)
+    assert {"lockfiles/pylock.extra.toml", "constraints/extra-host.txt",
+            "requirements/extra-host.txt"} <= set(result.removed)
     assert result.removed_releases == ("yanky 1.0",)  # speedup 1.2 is still in core
     landing = (own_mirror.out / "index.html").read_text()
     assert 'id="set-extra"' not in landing and 'id="set-core"' in landing

@@ -60,6 +60,7 @@ def test_page_names_sets_packages_versions_and_sizes(mirror: FixtureMirror) -> N
             assert requirement in text
         for target in targets:
             assert f"constraints/{set_name}-{target.name}.txt" in text
+            assert f"requirements/{set_name}-{target.name}.txt" in text
         for project, version, *_ in entries:
             assert canonicalize_name(project) in text and version in text
     assert re.search(r"\d+(\.\d)? KiB", text)
@@ -163,13 +164,15 @@ CONFIG_NODE = re.compile(
 
 def config_texts(url: str, environments: tuple[str, ...]) -> list[str]:
     """The configuration texts the page shows for the simple index ``url``: each
-    snippet of ``pip-config``, then the constraints line."""
+    snippet of ``pip-config``, then the constraints and hashed requirements lines."""
     from lockmirror.formats.client_config import pip_index_arguments
 
     root = url.removesuffix("simple/")
     return [*(s.text for s in pip_config(url, environments)),
             f"pip install {' '.join(pip_index_arguments(url))} -c "
-            f"{root}constraints/SET-TARGET.txt PACKAGE"]
+            f"{root}constraints/SET-TARGET.txt PACKAGE",
+            f"pip install {' '.join(pip_index_arguments(url))} --require-hashes -r "
+            f"{root}requirements/SET-TARGET.txt"]
 
 
 def test_the_page_carries_the_configuration_for_https_and_for_plain_http(

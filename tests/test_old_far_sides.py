@@ -9,14 +9,24 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtureindex import FixtureIndex, build_sdist, build_wheel
+from fixtureindex import Catalogue, FixtureIndex, build_sdist, build_wheel
+from helpers import subprocess_env
+from index_mirror import FixtureMirror, make_built_mirror
+from test_far_side import INSTALLER_CACHE
 
 from lockmirror.config import load_config
 from lockmirror.errors import ConfigError
+from lockmirror.formats.lockfile import Lockfile
+from lockmirror.formats.manifest import MANIFEST_NAME, Manifest
+from lockmirror.fsutil import sha256_bytes
+from lockmirror.stages.installers import InstallerUnavailable, ensure_installer, find_installers
 from lockmirror.stages.lock import lock_sets
 from lockmirror.stages.lock_inputs import input_hash, input_parts
 from lockmirror.targets import Target
@@ -119,3 +129,70 @@ def test_a_wrong_abi_on_an_old_python_is_told_the_one_it_reports(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"\(use cp36m, abi3 or none, or leave abi out\)"):
         _fingerprints(tmp_path, '{python: "3.6", platforms: [manylinux_2_17_x86_64], '
                                 'abi: cp37m}')
+
+
+# -- hash-checked installs with a pip that reads no lockfile ---------------------
+
+
+@pytest.fixture(scope="module")
+def mirror(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> FixtureMirror:
+    return make_built_mirror(catalogue, tmp_path_factory.mktemp("old-far-side"))
+
+
+def test_the_index_writes_each_targets_closure_with_hashes(mirror: FixtureMirror) -> None:
+    text = (mirror.out / "requirements" / "core-host.txt").read_text()
+    assert "#   pip install --require-hashes -r requirements/core-host.txt\n" in text
+    lockfile = Lockfile.read(mirror.lockfiles[0])
+    runtime = [p for p in lockfile.packages_for("host") if not p.build_only]
+    expected = "".join(f"{p.name}=={p.version}" + "".join(
+        f" \\\n    --hash=sha256:{digest}" for digest in sorted(f.sha256 for f in p.files)) + "\n"
+        for p in sorted(runtime, key=lambda p: p.name))
+    assert text.split("\n", 4)[4] == expected
+    assert "fixture-backend" not in text  # build-only: pip builds the sdist apart
+    manifest = Manifest.read(mirror.out / MANIFEST_NAME)
+    assert {"requirements/core-host.txt", "requirements/core-arm.txt",
+            "requirements/extra-host.txt"} <= set(manifest.installable().files)
+
+
+def pip_install(pip: Path, index: Path, requirements: Path, venv: Path) -> str:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), str(pip / "pip"), "install", "--isolated",
+         "--no-cache-dir", "--disable-pip-version-check", "--require-hashes",
+         "-r", str(requirements), "--index-url", (index / "simple").as_uri() + "/"],
+        env=subprocess_env(offline=True), capture_output=True, text=True, timeout=300,
+        check=False)
+    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
+
+
+def test_an_old_pip_installs_a_set_hash_checked_and_refuses_an_altered_file(
+        mirror: FixtureMirror, tmp_path: Path) -> None:
+    """pip 21.2.3 (RHEL 9; the pips before 26.1 read no lockfile) installs the set
+    with --require-hashes; a wheel swapped on the mirror, its pages' #sha256 changed
+    to match, is refused: the hashes come from the lockfile, not the server."""
+    try:
+        pip = ensure_installer(find_installers(["pip 21.2.3"])[0], INSTALLER_CACHE)
+    except InstallerUnavailable as exc:
+        pytest.skip(str(exc))
+    output = pip_install(pip, mirror.out, mirror.out / "requirements" / "core-host.txt",
+                         tmp_path / "venv")
+    assert output.startswith("exit 0"), output
+    assert "Successfully installed alpha-1.1 beta-1.0 foo-bar-baz-1.0 native-1.0 " \
+           "sdistonly-1.0 speedup-1.2 yanky-1.1" in output, output
+
+    altered = tmp_path / "altered"
+    shutil.copytree(mirror.out, altered)
+    wheel = next((altered / "files" / "speedup").glob("*.whl"))
+    before = sha256_bytes(wheel.read_bytes())
+    data = wheel.read_bytes()
+    wheel.unlink()  # a hard link into the module's store: never written through
+    wheel.write_bytes(data + b"\0")
+    after = sha256_bytes(wheel.read_bytes())
+    for page in (altered / "simple" / "speedup").iterdir():
+        text = page.read_text()
+        page.unlink()
+        page.write_text(text.replace(before, after))
+    output = pip_install(pip, altered, altered / "requirements" / "core-host.txt",
+                         tmp_path / "venv2")
+    assert not output.startswith("exit 0"), output
+    assert "DO NOT MATCH THE HASHES" in output and f"Got        {after}" in output, output

@@ -116,7 +116,7 @@ def test_phases_go_files_pages_root_manifest_and_lock_brackets_them(
     puts = [key for name, key in calls if name == "PutObject"]
     assert puts[0] == LOCK_KEY and puts[-1] == RECEIPT_KEY
     body = puts[1:-1]
-    rank = {"files/": 0, "constraints/": 0, "lockfiles/": 0}  # one step: nothing links both
+    rank = {"files/": 0, "constraints/": 0, "requirements/": 0, "lockfiles/": 0}  # one step: nothing links both
 
     def phase(key: str) -> int:
         if key == "manifest.json":
@@ -301,7 +301,8 @@ def test_a_file_that_does_not_match_the_manifest_leaves_the_pages_alone(
     assert f"pypi/{LOCK_KEY}" not in keys
     # what did go up is in the receipt: the next run (a good tree) uploads only the rest
     receipt = json.loads(aws_env.get(bucket, f"pypi/{RECEIPT_KEY}"))["objects"]
-    assert all(path.startswith(("files/", "constraints/", "lockfiles/", "landing.json"))
+    assert all(path.startswith(("files/", "constraints/", "requirements/", "lockfiles/",
+                                "landing.json"))
                for path in receipt)
     assert "files/beta/beta-1.0-py3-none-any.whl" not in receipt
     repaired = publish(index_tree, destination(aws_env, bucket))

@@ -171,6 +171,8 @@ def test_other_content_types(server: MirrorServer) -> None:
     assert request(server, "/manifest.json")[1]["content-type"] == "application/json"
     assert request(server, "/constraints/core-host.txt")[1]["content-type"].startswith(
         "text/plain")
+    assert request(server, "/requirements/core-host.txt")[1]["content-type"] == \
+        request(server, "/constraints/core-host.txt")[1]["content-type"]
     # as the publishers send it (formats.pages.content_type; tests/test_serve_content_types.py)
     assert request(server, "/lockfiles/pylock.core.toml")[1]["content-type"] == \
         "text/plain; charset=utf-8"

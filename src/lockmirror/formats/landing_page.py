@@ -293,15 +293,17 @@ def _set_facts(summary: SetSummary, *, sbom: bool) -> str:
 
 
 def _targets_table(summary: SetSummary) -> str:
-    """A set's targets, each with its constraints file."""
+    """A set's targets, each with its constraints and hashed requirements files."""
     out = ["<h3>Targets</h3><table><thead><tr><th>target</th><th>python</th>"
-           "<th>platforms</th><th>constraints</th></tr></thead><tbody>"]
+           "<th>platforms</th><th>constraints, requirements with hashes</th></tr></thead><tbody>"]
     for set_target in summary.targets:
-        path = f"constraints/{summary.name}-{set_target.name}.txt"
+        paths = [f"{kind}/{summary.name}-{set_target.name}.txt"
+                 for kind in ("constraints", "requirements")]
         out.append(f"<tr><td><code>{escape(set_target.name)}</code></td>"
                    f"<td>{escape(set_target.implementation)}{escape(set_target.python)}</td>"
-                   f"<td>{escape(', '.join(set_target.platforms))}</td>"
-                   f'<td><a href="{escape(path)}">{escape(path)}</a></td></tr>')
+                   f"<td>{escape(', '.join(set_target.platforms))}</td><td>"
+                   + "<br>".join(f'<a href="{escape(p)}">{escape(p)}</a>' for p in paths)
+                   + "</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -397,10 +399,11 @@ def landing_html(page: LandingPage) -> str:
         f'<div><h3>{escape(s.title)}</h3><div class="where">{escape(s.where)}</div>'
         f"{_config_node('pre', s.text, http.text)}</div>"
         for s, http in zip(pip_config(EXAMPLE_URL, page.environments), plain_http, strict=True))
+    roots = ((EXAMPLE_URL, EXAMPLE_ROOT), (EXAMPLE_HTTP_URL, EXAMPLE_HTTP_ROOT))
     constraints = [f"pip install {' '.join(pip_index_arguments(url))} -c "
-                   f"{root}constraints/SET-TARGET.txt PACKAGE"
-                   for url, root in ((EXAMPLE_URL, EXAMPLE_ROOT),
-                                     (EXAMPLE_HTTP_URL, EXAMPLE_HTTP_ROOT))]
+                   f"{root}constraints/SET-TARGET.txt PACKAGE" for url, root in roots]
+    hashed = [f"pip install {' '.join(pip_index_arguments(url))} --require-hashes -r "
+              f"{root}requirements/SET-TARGET.txt" for url, root in roots]
     set_links = ", ".join(f'<a href="#set-{escape(name)}"><code>{escape(name)}</code></a>'
                           for name in page.set_names)
     body = [
@@ -426,7 +429,8 @@ def landing_html(page: LandingPage) -> str:
          "from where the mirror is served; otherwise replace the example URL.</p>"),
         f'<div class="config">{config_html}</div>',
         ("<p>To install a set exactly as locked, use its lockfile or its constraints file "
-         f"for your target, from the mirror: {_config_node('code', *constraints)}.</p>"),
+         f"for your target, from the mirror: {_config_node('code', *constraints)}; with a "
+         f"pip older than 26.1, check every file's hash: {_config_node('code', *hashed)}.</p>"),
         "</section>",
         '<section id="provenance"><h2>Where this content came from</h2>',
         _facts(_provenance_facts(page)),

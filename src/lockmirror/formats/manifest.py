@@ -29,7 +29,7 @@ from .bounded import load_json
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "lockmirror-manifest/1"
-INSTALLABLE_DIRS = ("simple/", "files/", "constraints/", "lockfiles/")
+INSTALLABLE_DIRS = ("simple/", "files/", "constraints/", "requirements/", "lockfiles/")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -77,7 +77,7 @@ class Manifest:
         return sum(e.size for e in self.files.values())
 
     def installable(self) -> Manifest:
-        """What an installer reads: the pages, files, constraints and lockfile copies
+        """What an installer reads: the pages, files, constraints, requirements and lockfile copies
         (not the landing page, its data or the SBOMs, which name mirror.yaml's commit)."""
         return Manifest({rel: entry for rel, entry in self.files.items()
                          if rel.startswith(INSTALLABLE_DIRS)})

@@ -67,8 +67,10 @@ the bundle arrived whole, not who made it.
    Volumes of a split bundle: pass them all ({stem}.tar.0*).
 4. Serve /srv/mirror with any static web server, or (for other machines to reach it):
      {lockmirror} serve /srv/mirror --host 0.0.0.0 --port 8080
-   Clients (HOST: this machine's name; plain http needs --trusted-host in pip):
-     pip install --index-url http://HOST:8080/simple/ --trusted-host HOST PACKAGE
+   Clients (HOST: this machine's name; plain http needs --trusted-host in pip) name
+   their target's file (http://HOST:8080/ lists each SET-TARGET), every hash checked:
+     pip install --index-url http://HOST:8080/simple/ --trusted-host HOST \\
+         --require-hashes -r http://HOST:8080/requirements/SET-TARGET.txt
    Their pip.conf, environment variables and uv settings:
      {lockmirror} pip-config http://HOST:8080/simple/
 5. Re-check the mirror at any time: {lockmirror} verify /srv/mirror

@@ -65,6 +65,7 @@ from ..formats.pages import (
     constraints_text,
     project_html,
     project_json,
+    requirements_text,
     root_html,
     root_json,
 )
@@ -82,6 +83,7 @@ from .index_sets import (
     fetch_hint,
     group_projects,
     hash_lockfiles,
+    hashed_pins,
     keep_rows,
     lockfile_copy,
     merge_project,
@@ -98,7 +100,7 @@ if TYPE_CHECKING:
 
 # Bump whenever what a page contains for the same input changes: every
 # project's pages are then rendered (and compared) again.
-INDEX_FORMAT = "lockmirror-index/5"
+INDEX_FORMAT = "lockmirror-index/6"  # 6: requirements/<set>-<target>.txt
 DEFAULT_TITLE = "Python package mirror"
 STATE_NAME = "state.json"
 STATE_FORMAT = f"{INDEX_FORMAT};state/3"
@@ -375,10 +377,11 @@ class _Run:
                                 where=self.store.identity, hint=fetch_hint(sets, missing))
 
     def _write_set(self, tree: Tree, locked: PackageSet) -> None:
-        """A set's lockfile copy and constraints, unless its lockfile and
-        exclusions are those of the last run."""
+        """A set's lockfile copy, constraints and hashed requirements, unless its
+        lockfile and exclusions are those of the last run."""
         paths = [f"lockfiles/pylock.{locked.name}.toml",
-                 *(f"constraints/{locked.name}-{t.name}.txt" for t in locked.targets)]
+                 *(f"{kind}/{locked.name}-{t.name}.txt" for t in locked.targets
+                   for kind in ("constraints", "requirements"))]
         if (self.previous.get("sets", {}).get(locked.name) == set_record(locked, self.exclude)
                 and tree.keep_files(paths)):
             return
@@ -387,6 +390,8 @@ class _Run:
             pins = constraint_pins(locked.rows, target.name)
             tree.put(f"constraints/{locked.name}-{target.name}.txt",
                      constraints_text(locked.name, target, pins).encode())
+            tree.put(f"requirements/{locked.name}-{target.name}.txt", requirements_text(
+                locked.name, target, hashed_pins(locked.rows, target.name)).encode())
 
     # -- 6. the state --------------------------------------------------------
 

@@ -377,6 +377,22 @@ def constraint_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str]]:
             if not row.build_only or (row.name not in runtime and len(versions[row.name]) == 1)]
 
 
+def hashed_pins(rows: Iterable[Row], target: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """A target's locked closure for ``pip install --require-hashes -r``: each runtime
+    release, sorted, with the sha256 of every file the lockfile locks for it. Build-only
+    releases are left out (they are no part of what installs; pip builds an sdist in an
+    environment of its own). A release's wheels for the set's other targets are in too,
+    as pip-compile --generate-hashes lists every file: pip takes only a file its
+    interpreter accepts, and the lockfile records no ABI to tell a free-threaded
+    target's wheels from the others by."""
+    hashes: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        if target in row.targets and not row.build_only:
+            hashes.setdefault((row.name, row.version), set()).update(f.sha256 for f in row.files)
+    return [(name, version, tuple(sorted(digests)))
+            for (name, version), digests in sorted(hashes.items())]
+
+
 def normalized_releases(releases: Iterable[tuple[str, Version | str]],
                          ) -> frozenset[tuple[str, str]]:
     """(normalized name, normalized version) pairs, as the rows spell them."""
