@@ -27,7 +27,7 @@ from pydantic import (
 from .fsutil import parse_size
 from .redaction import redact_text
 from .spdx import spdx_expression
-from .targets import MARKER_NAMES, Target, default_abi
+from .targets import MARKER_NAMES, Target, abi_mismatch
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -134,7 +134,7 @@ class TargetConfig(_Strict):
         if value is not None and not re.fullmatch(r"cp3\d+[dmtu]*|pypy3\d+_pp\d+|abi3|none",
                                                   value):
             raise ValueError(f"'{value}' is not an ABI tag like cp311, cp313t or pypy310_pp73")
-        problem = _abi_mismatch(value, info.data.get("python"), info.data.get("implementation"))
+        problem = abi_mismatch(value, info.data.get("python"), info.data.get("implementation"))
         if problem:
             raise ValueError(problem)
         return value
@@ -169,30 +169,6 @@ class TargetConfig(_Strict):
         return Target(name=name, python=self.python, implementation=self.implementation,
                       platforms=tuple(self.platforms), abi=self.abi,
                       overrides=dict(sorted(self.markers.items())))
-
-
-def _abi_mismatch(abi: str | None, python: object, implementation: object) -> str | None:
-    """Why ``abi`` cannot be the ABI of that Python and implementation (None: it can,
-    or they are invalid themselves and reported there). A wrong one (cp311 on 3.12)
-    matched no compiled wheel, and lock failed naming some unrelated package."""
-    match = re.match(r"(cp|pypy)(3\d+)", abi or "")
-    if not match or not isinstance(python, str) or implementation not in ("cp", "pp"):
-        return None  # abi3, none, no abi; or the python/implementation is reported already
-    family, digits = match.groups()
-    version = "".join(python.split(".")[:2])
-    own = "cp" if implementation == "cp" else "pypy"
-    major, minor = (int(part) for part in python.split(".")[:2])
-    usual = default_abi(implementation, (major, minor))
-    hint = (f"use {usual}, abi3 or none, or leave abi out" if implementation == "cp"
-            else f"use {usual} or none, or leave abi out")
-    if family != own:
-        kind = "a CPython" if family == "cp" else "a PyPy"
-        return (f"'{abi}' is {kind} ABI, and this target's implementation is "
-                f"{implementation} ({hint})")
-    if digits != version:
-        return (f"'{abi}' is an ABI of Python {digits[0]}.{digits[1:]}, not of this target's "
-                f"python \"{python}\" ({hint})")
-    return None
 
 
 Severity = Literal["deny", "warn", "ignore"]

@@ -342,3 +342,27 @@ def versions_in(marker_text: str) -> list[Version]:
         except ValueError:  # pragma: no cover - regex admits only digits and dots
             continue
     return out
+
+
+def abi_mismatch(abi: str | None, python: object, implementation: object) -> str | None:
+    """Why ``abi`` cannot be the ABI of that Python and implementation (None: it can,
+    or they are invalid themselves and reported there). A wrong one (cp311 on 3.12)
+    matched no compiled wheel, and lock failed naming some unrelated package."""
+    match = re.match(r"(cp|pypy)(3\d+)", abi or "")
+    if not match or not isinstance(python, str) or implementation not in ("cp", "pp"):
+        return None  # abi3, none, no abi; or the python/implementation is reported already
+    family, digits = match.groups()
+    version = "".join(python.split(".")[:2])
+    own = "cp" if implementation == "cp" else "pypy"
+    major, minor = (int(part) for part in python.split(".")[:2])
+    usual = default_abi(implementation, (major, minor))
+    hint = (f"use {usual}, abi3 or none, or leave abi out" if implementation == "cp"
+            else f"use {usual} or none, or leave abi out")
+    if family != own:
+        kind = "a CPython" if family == "cp" else "a PyPy"
+        return (f"'{abi}' is {kind} ABI, and this target's implementation is "
+                f"{implementation} ({hint})")
+    if digits != version:
+        return (f"'{abi}' is an ABI of Python {digits[0]}.{digits[1:]}, not of this target's "
+                f"python \"{python}\" ({hint})")
+    return None
