@@ -11,11 +11,14 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -997,33 +1000,11 @@ def test_a_second_build_at_once_is_told_and_changes_nothing(own_mirror: FixtureM
                        title="Fixture mirror").noop  # the state the real name left
 
 
-def test_a_failure_after_the_pages_or_the_manifest_keeps_the_files_they_name(
+def test_a_failure_after_the_manifest_keeps_the_files_it_names(
         own_mirror: FixtureMirror, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The new files go again after a failure only while nothing names them yet: once a
-    page was rewritten (a full disk at the landing page) or the manifest written (Ctrl-C
-    while removing), they stay, and every link and manifest entry still resolves."""
-    import errno
-
-    from lockmirror.stages import index_tree
-
-    build(own_mirror)
-    _swap_speedup(own_mirror, "1.0")
-    real_write = index_tree.atomic_write
-
-    def full_at_the_landing_page(path: Path, data: bytes, **kwargs: Any) -> bool:
-        if Path(path) == own_mirror.out / "index.html":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_write(path, data, **kwargs)
-
-    monkeypatch.setattr(index_tree, "atomic_write", full_at_the_landing_page)
-    with pytest.raises(LockmirrorError, match="No space left"):
-        build(own_mirror)
-    monkeypatch.undo()
-    page = (own_mirror.out / "simple" / "speedup" / "index.html").read_text()
-    for href in re.findall(r'href="\.\./\.\./(files/[^"#]+)', page):
-        assert (own_mirror.out / urllib.parse.unquote(href)).is_file(), href
-
-    _swap_speedup(own_mirror, "1.2")
+    """The new files go again after a failure only while nothing names them yet: once
+    the manifest is written (Ctrl-C while removing), they stay, and every manifest
+    entry still resolves."""
     build(own_mirror)
     _swap_speedup(own_mirror, "1.0")
 
@@ -1036,3 +1017,135 @@ def test_a_failure_after_the_pages_or_the_manifest_keeps_the_files_they_name(
     monkeypatch.undo()
     manifest = Manifest.read(own_mirror.out / "manifest.json")
     assert not [rel for rel in manifest.files if not (own_mirror.out / rel).exists()]
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """In this process, a write past ``limit`` bytes of a file fails (EFBIG), as a
+    full disk fails it: a real failure, made without root."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the error, not the signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def tree_dirs(root: Path) -> list[str]:
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_dir())
+
+
+def _drop_two_projects(mirror: FixtureMirror) -> Lockfile:
+    """Lock core without beta and foo-bar-baz; the whole core lock (which adds them)."""
+    core = build_lockfile(mirror.catalogue, "core")
+    rewrite_lockfile(mirror, replace(core, packages=tuple(
+        p for p in core.packages if p.name not in {"beta", "foo-bar-baz"})))
+    return core
+
+
+def test_an_update_that_fails_leaves_the_previous_tree_as_it_was(
+        own_mirror: FixtureMirror, tmp_path: Path) -> None:
+    """Found by an outside tester: an update that failed half-way (a full disk) had
+    rewritten pages, lockfile and constraints in place and left the new projects' files,
+    so verify failed (4 altered, 8 unexpected). Pages that replace files are renamed into
+    place only once everything is written: until then a failure leaves every old file
+    and takes out every new one, directories included. Here the largest file the update
+    writes (after it replaced pages) is one byte too large for this process."""
+    core = _drop_two_projects(own_mirror)
+    build(own_mirror)
+    before, dirs = tree_bytes(own_mirror.out), tree_dirs(own_mirror.out)
+    rewrite_lockfile(own_mirror, core)  # two new projects
+    _swap_speedup(own_mirror, "1.0")  # and a changed one
+    wanted = tree_bytes(full_copy(own_mirror, tmp_path / "wanted"))
+    sizes = sorted(len(data) for rel, data in wanted.items()
+                   if before.get(rel) != data and not rel.startswith("files/"))
+    assert len(sizes) > 5 and sizes[-1] > sizes[-2]
+    with file_size_limit(sizes[-2]), pytest.raises(LockmirrorError, match="File too large"):
+        build(own_mirror)
+    assert tree_bytes(own_mirror.out) == before  # no temporary file either
+    assert tree_dirs(own_mirror.out) == dirs
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+    result = build(own_mirror)
+    assert "simple/beta/index.html" in result.written
+    assert tree_bytes(own_mirror.out) == wanted
+
+
+@pytest.mark.parametrize("free_kib", [16, 40])
+def test_a_full_disk_leaves_the_previous_tree_as_it_was(own_mirror: FixtureMirror,
+                                                         tmp_path: Path, free_kib: int) -> None:
+    """The outside tester's own case: the index on a 2 MB tmpfs filled up to a few KiB,
+    an update adding two projects (copies: the store is on another file system); before
+    the fix 16 KiB free left their empty directories, 40 KiB altered pages. Needs root
+    (mount); skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs",
+                                            str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    try:
+        out = disk / "idx"
+        core = _drop_two_projects(own_mirror)
+        build_index(own_mirror.lockfiles, own_mirror.store, out, title="Fixture mirror")
+        before, dirs = tree_bytes(out), tree_dirs(out)
+        rewrite_lockfile(own_mirror, core)
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - free_kib * 1024))
+        with pytest.raises(LockmirrorError, match="No space left on device"):
+            build_index(own_mirror.lockfiles, own_mirror.store, out, title="Fixture mirror")
+        assert tree_bytes(out) == before
+        assert tree_dirs(out) == dirs
+        (disk / "filler").unlink()
+        build_index(own_mirror.lockfiles, own_mirror.store, out, title="Fixture mirror")
+        assert check_tree(out, Manifest.read(out / "manifest.json")).ok
+        assert "simple/beta/index.html" in tree_bytes(out)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_an_update_into_a_read_only_directory_leaves_the_previous_tree(
+        own_mirror: FixtureMirror) -> None:
+    """The outside tester's other case: a directory of the index chmod 555 (here the
+    top one, where the landing page is replaced after the project pages were)."""
+    core = _drop_two_projects(own_mirror)
+    build(own_mirror)
+    before, dirs = tree_bytes(own_mirror.out), tree_dirs(own_mirror.out)
+    rewrite_lockfile(own_mirror, core)
+    own_mirror.out.chmod(0o555)
+    try:
+        with pytest.raises(LockmirrorError, match="Permission denied"):
+            build(own_mirror)
+    finally:
+        own_mirror.out.chmod(0o755)
+    assert tree_bytes(own_mirror.out) == before
+    assert tree_dirs(own_mirror.out) == dirs
+    build(own_mirror)
+    assert check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json")).ok
+
+
+def test_a_killed_runs_temporary_files_are_leftovers_and_go_with_the_next_run(
+        own_mirror: FixtureMirror) -> None:
+    """An update killed (kill -9) before its renames leaves its temporary files: verify
+    names them leftovers, not unexpected files, and the next run removes them; those
+    of a run still going (its pid alive) are left alone."""
+    build(own_mirror)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        killed = own_mirror.out / "simple" / f".index.html.index-{gone.stdout.strip()}.tmp"
+        live = own_mirror.out / "simple" / f".index.json.index-{running.pid}.tmp"
+        killed.write_text("half a page")
+        live.write_text("a page")
+        report = check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json"))
+        assert report.ok and report.temporary == (
+            "simple/.index.html.index-" + gone.stdout.strip() + ".tmp",
+            f"simple/.index.json.index-{running.pid}.tmp")
+        result = build(own_mirror)
+        assert not killed.exists() and live.exists()
+        assert not result.noop and result.removed == () and result.written == ()
+    finally:
+        running.kill()
+        running.wait()

@@ -157,9 +157,10 @@ def check_relative_path(path: str, *, where: str) -> None:
 
 
 # fsutil.atomic_writer writes ``<dir>/.<name>.XXXXXXXX.tmp`` (tempfile.mkstemp's
-# eight characters) and renames it to ``<dir>/<name>``; a process killed in
-# between leaves it behind.
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+# eight characters) and renames it to ``<dir>/<name>``; the index stage writes
+# ``<dir>/.<name>.index-<pid>.tmp`` (:func:`index_temporary`); a process killed
+# in between leaves it behind.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?:[a-z0-9_]{8}|index-(?P<pid>[0-9]+))\.tmp")
 STATE_DIR = ".lockmirror"  # an imported mirror's or a publisher's own files; never an index's
 # What a directory publish keeps in its destination (publish/directory.py): its lock
 # and its receipt (formats/directory_receipt.py reads and writes it here).
@@ -190,6 +191,17 @@ def temporary_target(name: str) -> str | None:
     else None."""
     match = _TEMPORARY.fullmatch(name)
     return match.group("name") if match else None
+
+
+def index_temporary(name: str, pid: int) -> str:
+    """The temporary file an index run (process ``pid``) writes ``name`` to, beside it."""
+    return f".{name}.index-{pid}.tmp"
+
+
+def index_temporary_writer(name: str) -> int | None:
+    """The pid of the index run whose temporary file ``name`` is, else None."""
+    match = _TEMPORARY.fullmatch(name)
+    return int(match.group("pid")) if match and match.group("pid") else None
 
 
 def scan_tree(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Manifest:

@@ -24,8 +24,8 @@ A run, step by step (like dumb-pypi's ``build_repo``, plus bandersnatch's
    render its two pages and write each only if its bytes changed;
 5. each changed set's lockfile copy and constraints, then the root pages and
    the landing page, each written only if changed;
-6. flush what was written, write the manifest, remove what no lockfile names
-   (pages first), save the state.
+6. flush what was written, rename the files that replace others into place
+   (the manifest last), remove what no lockfile names (pages first), save the state.
 
 Every file goes into the tree through :class:`~lockmirror.stages.index_tree.Tree`
 (write if changed, link unless current, the manifest entries, the flush, the
@@ -182,7 +182,7 @@ def build_index(
     IntegrityError when the store or two lockfiles disagree about a file, and
     LockmirrorError for an unreadable lockfile, an ``out_dir`` that is not
     an index, or a file that cannot be written (a full disk): a first build
-    that fails leaves no tree; an update keeps the previous manifest.
+    that fails leaves no tree; an update leaves the previous tree as it was.
     Costs: a no-op run stats the lockfiles, the manifest and the tree's
     directories (and runs git twice when ``mirror_yaml`` is given); otherwise
     time grows with the changed lockfiles and projects plus a pass over every

@@ -1,6 +1,7 @@
 """The index stage's file-system operations, none of them specific to one
-file system: placing a store file (hard link, else a copy, atomically),
-flushing written files before the manifest names them, the directory stamp
+file system: writing a file beside the one it replaces (a temporary file
+named by the run's pid) and renaming it, flushing written files before they
+are renamed and the manifest names them, the directory stamp
 the no-op check compares, walking and pruning the tree, and removing the
 staging directories of killed builds.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..formats.manifest import index_temporary, index_temporary_writer
 from ..fsutil import pid_alive
 
 # Up to this many written files are flushed one by one; above it, one
@@ -82,52 +84,80 @@ def read_manifest(path: Path) -> dict[str, tuple[str, int]] | None:
         return None
 
 
-def link(source: str, dest: str, *, replace: bool) -> None:
-    """Hard-link ``source`` to ``dest``; ``replace``: over an existing file, atomically."""
-    if replace:
-        _into_place(dest, lambda temp: os.link(source, temp))
-    else:
-        os.link(source, dest)
-
-
-def copy(source: str, dest: str, src: os.stat_result) -> None:
-    """Copy ``source`` (whose stat is ``src``) to ``dest`` atomically, with its
-    mtime: how a later run knows the copy is current (same size and mtime)."""
-
-    def make(temp: str) -> None:
-        shutil.copyfile(source, temp)
-        os.chmod(temp, 0o644)
-        os.utime(temp, ns=(src.st_atime_ns, src.st_mtime_ns))
-
-    _into_place(dest, make)
-
-
-def _into_place(dest: str, make: Callable[[str], None]) -> None:
-    """``make`` a temporary file beside ``dest``, then rename it to ``dest``;
-    whatever fails, no temporary file is left."""
+def temporary_name(dest: str) -> str:
+    """The temporary file beside ``dest`` this run writes it to before the
+    rename (``.<name>.index-<pid>.tmp``: verify names it a leftover, and
+    :func:`walk` removes it once the run is gone)."""
     directory, name = os.path.split(dest)
-    temp = f"{directory}/.{name}.{os.getpid()}.tmp"
+    return f"{directory}/{index_temporary(name, os.getpid())}"
+
+
+def make_beside(dest: str, make: Callable[[str], None], *, rename: bool = True) -> str:
+    """``make`` the temporary file of ``dest`` (:func:`temporary_name`), then
+    rename it to ``dest`` (``rename`` False: the caller does, later); its name.
+    Whatever fails, no temporary file is left and the OSError names ``dest``."""
+    temp = temporary_name(dest)
     try:
         make(temp)
-        os.replace(temp, dest)
+        if rename:
+            os.replace(temp, dest)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         if isinstance(exc, OSError) and temp in (exc.filename, exc.filename2):
             raise OSError(exc.errno, exc.strerror, dest) from None  # the name the user knows
         raise
+    return temp
 
 
-def flush(root: Path, written: list[str], *, everything: bool) -> None:
-    """Make ``written`` durable before the manifest names them: files written
-    without a flush each (a journal commit per file is what makes many small
-    writes slow), flushed back to back here; ``everything`` (a staging tree)
-    or many files: one os.sync()."""
-    if everything or len(written) > BULK_WRITES:
+def writer(data: bytes) -> Callable[[str], None]:
+    """What writes ``data`` to a new file (mode 0644, as fsutil.atomic_write leaves it)."""
+
+    def write(path: str) -> None:
+        with open(path, "wb") as handle:
+            handle.write(data)
+        os.chmod(path, 0o644)
+
+    return write
+
+
+def copier(source: str, src: os.stat_result) -> Callable[[str], None]:
+    """What copies ``source`` (whose stat is ``src``) to a new file, with its
+    mtime: how a later run knows the copy is current (same size and mtime)."""
+
+    def make(path: str) -> None:
+        shutil.copyfile(source, path)
+        os.chmod(path, 0o644)
+        os.utime(path, ns=(src.st_atime_ns, src.st_mtime_ns))
+
+    return make
+
+
+def holds(path: str, data: bytes) -> bool:
+    """Whether the file ``path`` exists and holds ``data`` (read only when the size is right)."""
+    try:
+        with open(path, "rb") as handle:
+            return os.fstat(handle.fileno()).st_size == len(data) and handle.read() == data
+    except FileNotFoundError:
+        return False
+
+
+def flush(paths: list[str], *, everything: bool) -> bool:
+    """Make the files ``paths`` durable before they are renamed or named by the
+    manifest: files written without a flush each (a journal commit per file is
+    what makes many small writes slow), flushed back to back here; ``everything``
+    (a staging tree) or many files: one os.sync(), and True (their directories
+    are flushed too)."""
+    if everything or len(paths) > BULK_WRITES:
         os.sync()
-        return
-    parents = sorted({os.path.dirname(f"{root}/{rel}") for rel in written})
-    for path in [*(f"{root}/{rel}" for rel in written), *parents]:
+        return True
+    flush_dirs(paths)
+    return False
+
+
+def flush_dirs(paths: Iterable[str]) -> None:
+    """fsync each of ``paths`` (files or directories), in that order."""
+    for path in paths:
         descriptor = os.open(path, os.O_RDONLY)
         try:
             os.fsync(descriptor)
@@ -136,12 +166,21 @@ def flush(root: Path, written: list[str], *, everything: bool) -> None:
 
 
 def walk(root: Path) -> list[str]:
+    """Every file below ``root``, but index runs' temporary files: those of runs
+    that are gone (killed) are removed on the way, a live run's left alone.
+    Called before this run writes any."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         base = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if base == "." else base + "/"
-        found += [prefix + name for name in sorted(filenames)]
+        for name in sorted(filenames):
+            pid = index_temporary_writer(name)
+            if pid is None:
+                found.append(prefix + name)
+            elif pid == os.getpid() or not pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{dirpath}/{name}")
     return found
 
 

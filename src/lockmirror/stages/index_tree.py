@@ -12,8 +12,18 @@ it, and it records each one for the manifest (:attr:`Tree.entries`):
   mtime; artifacts are read and hashed only by a ``--full`` run (``verify``:
   disk rot in the store), or to tell which side is wrong when a size differs;
 * :meth:`Tree.keep`: the previous manifest's entries below a directory, as they are;
-* :meth:`Tree.finish`: flush what was written, write the manifest, remove what
-  nothing names (pages first), and swap a staging tree into place.
+* :meth:`Tree.finish`: write the manifest, flush what was written, rename the
+  replacements into place (the manifest last), remove what nothing names (pages
+  first), and swap a staging tree into place.
+
+An update changes no file the previous manifest names before :meth:`Tree.finish`:
+a file that replaces one is written to a temporary file beside it
+(``.<name>.index-<pid>.tmp``), renamed into place, in the order the run made
+them (files, project pages, root pages, the manifest last), only once every
+file is written and flushed. Until then a failure (:meth:`Tree.discard`) leaves
+the previous tree as it was: it removes the temporary files and the files and
+directories the run created. A killed run's temporary files are removed by the
+next run (:func:`index_fs.walk`).
 """
 
 from __future__ import annotations
@@ -23,13 +33,14 @@ import errno
 import os
 import shutil
 import stat as statmod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError
 from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
-from ..fsutil import atomic_write, sha256_bytes, sha256_file
+from ..fsutil import sha256_bytes, sha256_file
 from . import index_fs as fs
 
 _EMPTY_SHA256 = sha256_bytes(b"")
@@ -51,7 +62,9 @@ class Tree:
     entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> sha256, size
     written: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # written where no file was (discard's)
-    pages_replaced: bool = False  # a page (or another generated file) was rewritten in place
+    created_dirs: list[str] = field(default_factory=list)  # made by this run (discard's)
+    pending: dict[str, str] = field(default_factory=dict)  # rel -> the temporary file replacing it
+    present: list[str] = field(default_factory=list)  # the files found at open (untrusted)
     linked: int = 0
     copied: int = 0
     can_link: bool = True
@@ -78,7 +91,7 @@ class Tree:
                     hint="remove it or choose another output directory")
             old = fs.read_manifest(manifest) if trusted else None
             return cls(out_dir, out_dir, False, store_objects, old is not None, old or {},
-                       remote=remote)
+                       present=[] if old is not None else fs.walk(out_dir), remote=remote)
         fs.remove_stale_staging(out_dir)
         root = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
         shutil.rmtree(root, ignore_errors=True)
@@ -113,11 +126,16 @@ class Tree:
             with open(path, "wb") as handle:
                 handle.write(data)
             self._wrote(rel)
+            return
+        have = fs.lstat(path)
+        if have is None:
+            self._mkdir(os.path.dirname(path))
+            fs.make_beside(path, fs.writer(data))
+        elif have.st_size == len(data) and fs.holds(path, data):
+            return
         else:
-            new = not os.path.lexists(path)
-            if atomic_write(Path(path), data, only_if_changed=True, fsync=False):
-                self._wrote(rel, new=new)
-                self.pages_replaced |= not new
+            self._replace_later(rel, fs.writer(data), have)
+        self._wrote(rel, new=have is None)
 
     def place(self, rel: str, sha256: str, size: int | None) -> bool:
         """Make ``rel`` the store's file ``sha256``: nothing to do when it already
@@ -155,7 +173,10 @@ class Tree:
         self._mkdir(os.path.dirname(dest))
         if self.can_link:
             try:
-                fs.link(source, dest, replace=have is not None)
+                if have is None:
+                    os.link(source, dest)
+                else:
+                    self._replace_later(rel, lambda temp: os.link(source, temp), have)
                 self.linked += 1
                 self._wrote(rel, new=have is None)
                 return True
@@ -163,10 +184,22 @@ class Tree:
                 if exc.errno not in _NO_LINK:
                     raise
                 self.can_link = False
-        fs.copy(source, dest, src)
+        if have is None:
+            fs.make_beside(dest, fs.copier(source, src))
+        else:
+            self._replace_later(rel, fs.copier(source, src), have)
         self.copied += 1
         self._wrote(rel, new=have is None)
         return True
+
+    def _replace_later(self, rel: str, make: Callable[[str], None],
+                       have: os.stat_result | None) -> None:
+        """``make`` the file that replaces ``rel`` (``have``: its stat) beside it;
+        :meth:`finish` renames it into place."""
+        dest = f"{self.root}/{rel}"
+        if have is not None and statmod.S_ISDIR(have.st_mode):  # fail now, not at the rename
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), dest)
+        self.pending[rel] = fs.make_beside(dest, make, rename=False)
 
     def _enter_remote(self, rel: str, sha256: str, size: int | None) -> bool:
         """:meth:`place` for an S3 store: the object's size from its listing."""
@@ -181,53 +214,70 @@ class Tree:
         return True
 
     def finish(self) -> list[str]:
-        """Flush what was written, write the manifest, remove what nothing
-        names (pages first, so no page links to a file already gone), and
-        rename a staging tree into place. The removed paths, in that order."""
-        fs.flush(self.root, self.written, everything=self.fresh)  # a staging tree: synced whole
-        present = self.old_entries if self.trusted else (
-            {} if self.fresh else dict.fromkeys(fs.walk(self.root)))
+        """Write the manifest, flush what was written, rename the replacements
+        into place (the manifest last), remove what nothing names (pages first,
+        so no page links to a file already gone), and rename a staging tree
+        into place. The removed paths, in that order."""
+        present = self.old_entries if self.trusted else self.present
         removed = sorted((rel for rel in present if rel not in self.entries
                           and rel != MANIFEST_NAME),
                          key=lambda rel: (not rel.startswith("simple/"),
                                           rel.startswith("files/"), rel))
+        manifest = f"{self.root}/{MANIFEST_NAME}"
         if self.entries != self.old_entries:  # else the manifest holds them already
             data = join_encoded([encode_files(
-                [(rel, *self.entries[rel]) for rel in sorted(self.entries)])])
-            atomic_write(self.root / MANIFEST_NAME, data, only_if_changed=not self.trusted)
-        self.created.clear()  # the manifest names them now: they stay, whatever follows
+                [(rel, *self.entries[rel]) for rel in sorted(self.entries)])]).encode()
+            if self.fresh:
+                fs.writer(data)(manifest)
+            elif self.trusted or not fs.holds(manifest, data):
+                self._replace_later(MANIFEST_NAME, fs.writer(data), None)
+        self._commit()
         fs.remove_files(self.root, removed)
         if self.fresh:
             os.replace(self.root, self.out_dir)
         return removed
 
+    def _commit(self) -> None:
+        """Flush every file written (a replacement as its temporary file), then
+        rename the replacements into place in the order they were made, then
+        flush their directories: the point after which the run's files stay."""
+        files = [f"{self.root}/{rel}" for rel in self.written if rel not in self.pending]
+        synced = fs.flush([*files, *self.pending.values()], everything=self.fresh)
+        self.created.clear()  # pages may name them from here on: they stay, whatever follows
+        renamed = [f"{self.root}/{rel}" for rel in self.pending]
+        for rel, temp in list(self.pending.items()):
+            os.replace(temp, f"{self.root}/{rel}")
+            del self.pending[rel]
+        fs.flush_dirs(sorted({os.path.dirname(path)
+                              for path in (renamed if synced else [*files, *renamed])}))
+
     def discard(self) -> None:
-        """After a failure: a staging tree is removed; an updated tree keeps
-        the previous manifest (written last, so never ahead of the files) and
-        loses the files this run created where none was (a full disk half-way
-        through new projects), so it again holds what that manifest names;
-        unless a page was already rewritten, which may link to them."""
+        """After a failure: a staging tree is removed; an updated tree loses
+        the temporary files and the files and directories this run created
+        where none was, so it is again the previous tree, which its manifest
+        names (no file it names was changed before :meth:`finish`)."""
         if self.fresh:
             shutil.rmtree(self.root, ignore_errors=True)
             return
-        if self.pages_replaced:
-            return
-        for rel in reversed(self.created):
+        for path in [*self.pending.values(), *(f"{self.root}/{rel}" for rel in self.created)]:
             with contextlib.suppress(OSError):
-                os.unlink(f"{self.root}/{rel}")
-        for directory in sorted(self.made_dirs, reverse=True):  # deepest first; only if empty
+                os.unlink(path)
+        for directory in reversed(self.created_dirs):  # deepest last made: first removed
             with contextlib.suppress(OSError):
                 os.rmdir(directory)
 
     def _mkdir(self, directory: str) -> None:
-        """Make ``directory`` (and its parents) once per run."""
+        """Make ``directory`` (and its parents) once per run; note those made."""
         if directory not in self.made_dirs:
             try:  # the parent (files/, simple/) is almost always there: one call
                 os.mkdir(directory)
+                self.created_dirs.append(directory)
             except FileExistsError:
                 pass
             except FileNotFoundError:
-                os.makedirs(directory, exist_ok=True)
+                self._mkdir(os.path.dirname(directory))
+                os.mkdir(directory)
+                self.created_dirs.append(directory)
             self.made_dirs.add(directory)
 
     def _wrote(self, rel: str, *, new: bool = True) -> None:
