@@ -12,6 +12,7 @@ swapping; the slow-body figures come through the environment
 from __future__ import annotations
 
 import io
+import re
 import resource
 import subprocess
 import sys
@@ -228,7 +229,8 @@ def test_a_trickled_download_is_given_up_and_its_bytes_kept(
         finally:
             server.done.set()  # type: ignore[attr-defined]
     message = str(caught.value)
-    assert url in message and "fewer than 1.0 KiB a second arrived over 1 s" in message
+    assert url in message  # the seconds are the clock's: 1 s, or more on a busy machine
+    assert re.search(r"fewer than 1\.0 KiB a second arrived over \d+ s", message), message
     assert "bytes received, after 1 retry" in message
     partial = store.partial_path(entry.sha256)
     assert partial.is_file() and partial.stat().st_size > 0  # a re-run resumes from them

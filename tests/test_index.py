@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from fixtureindex import Catalogue
-from helpers import tree_bytes
+from helpers import dead_pid, tree_bytes
 from index_mirror import (
     SETS,
     FixtureMirror,
@@ -1131,21 +1131,14 @@ def test_a_killed_runs_temporary_files_are_leftovers_and_go_with_the_next_run(
     names them leftovers, not unexpected files, and the next run removes them; those
     of a run still going (its pid alive) are left alone."""
     build(own_mirror)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    try:
-        killed = own_mirror.out / "simple" / f".index.html.index-{gone.stdout.strip()}.tmp"
-        live = own_mirror.out / "simple" / f".index.json.index-{running.pid}.tmp"
-        killed.write_text("half a page")
-        live.write_text("a page")
-        report = check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json"))
-        assert report.ok and report.temporary == (
-            "simple/.index.html.index-" + gone.stdout.strip() + ".tmp",
-            f"simple/.index.json.index-{running.pid}.tmp")
-        result = build(own_mirror)
-        assert not killed.exists() and live.exists()
-        assert not result.noop and result.removed == () and result.written == ()
-    finally:
-        running.kill()
-        running.wait()
+    gone, running = dead_pid(), os.getppid()  # the run's own pid's go too: not os.getpid()
+    killed = own_mirror.out / "simple" / f".index.html.index-{gone}.tmp"
+    live = own_mirror.out / "simple" / f".index.json.index-{running}.tmp"
+    killed.write_text("half a page")
+    live.write_text("a page")
+    report = check_tree(own_mirror.out, Manifest.read(own_mirror.out / "manifest.json"))
+    assert report.ok and report.temporary == (f"simple/.index.html.index-{gone}.tmp",
+                                              f"simple/.index.json.index-{running}.tmp")
+    result = build(own_mirror)
+    assert not killed.exists() and live.exists()
+    assert not result.noop and result.removed == () and result.written == ()

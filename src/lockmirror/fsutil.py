@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -252,6 +252,22 @@ def killed_runs(prefix: str, root: Path | None = None,
         if mine and gone and _not_held(entry):
             found.append(entry)
     return found
+
+
+def remove_killed_runs(prefix: str, say: Callable[[str], object], runs: str,
+                       unnamed: re.Pattern[str] | None = None) -> None:
+    """Remove the directories of killed runs (:func:`killed_runs` of ``prefix``) and
+    ``say`` which went and what they freed (``runs``: "check-install runs")."""
+    import shutil
+
+    removed = [(path, disk_bytes(path)) for path in killed_runs(prefix, unnamed=unnamed)]
+    for path, _ in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    gone = [(path, size) for path, size in removed if not path.exists()]
+    if gone:
+        freed = format_size(sum(size for _, size in gone))
+        say(f"removed what killed {runs} left: "
+            f"{', '.join(str(path) for path, _ in gone)} ({freed} freed)")
 
 
 def _not_held(directory: Path) -> bool:

@@ -26,17 +26,21 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 import urllib3.exceptions
-from requests.auth import AuthBase
 
-from ..config_schema import SourceConfig
 from ..errors import InputError, LockmirrorError, NetworkError
 from ..fsutil import format_size
 from ..redaction import redact_url
 from .http import get, network_error
 from .redirects import answered_url
+
+if TYPE_CHECKING:
+    from requests.auth import AuthBase
+
+    from ..config_schema import SourceConfig
 
 # PyPI's largest project pages are a few MiB of JSON; a page past this is refused.
 MAX_PAGE_BYTES = 64 << 20

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config import LoadedConfig
 from ..config_schema import Destination, DirectoryDestination, S3Destination, UploadDestination
 from ..errors import InputError, LockmirrorError, UnknownNameError
-from ..fsutil import PUBLISH_RUN_PREFIX, killed_runs, locked_unless_held
+from ..fsutil import PUBLISH_RUN_PREFIX, locked_unless_held, remove_killed_runs
 from ..net.s3_client import endpoint_from_environment
 from .tree import (
     PHASES,
@@ -259,7 +258,8 @@ class OpenedSource(AbstractContextManager[Path]):
         assert self.bundle is not None
         from ..stages.importer import import_bundle
 
-        self._remove_killed_runs()
+        remove_killed_runs(PUBLISH_RUN_PREFIX, lambda line: self.progress(ProgressEvent(line)),
+                           "publishes")
         workdir = self.held.enter_context(TemporaryDirectory(
             prefix=f"{PUBLISH_RUN_PREFIX}{os.getpid()}-"))  # pid-named: a killed run's goes later
         self.held.enter_context(locked_unless_held(Path(workdir)))
@@ -275,15 +275,6 @@ class OpenedSource(AbstractContextManager[Path]):
 
     def __exit__(self, *exc: object) -> None:
         self.held.close()
-
-    def _remove_killed_runs(self) -> None:
-        """What publishes of a bundle killed by ``kill -9`` left in ``$TMPDIR``."""
-        removed = killed_runs(PUBLISH_RUN_PREFIX)
-        for path in removed:
-            shutil.rmtree(path, ignore_errors=True)
-        if removed:
-            self.progress(ProgressEvent("removed what killed publishes left: "
-                                        + ", ".join(str(path) for path in removed)))
 
 
 __all__ = [

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from .. import fsutil
 from ..errors import LockmirrorError
-from ..fsutil import atomic_write, disk_bytes, format_size, sha256_bytes
+from ..fsutil import atomic_write, sha256_bytes
 
 if TYPE_CHECKING:
     from ..config import LoadedConfig
@@ -153,13 +152,7 @@ def record_pass(work_dir: Path | None, record: bytes | None, ok: bool, *,
 def temporary_work_dir(say: Callable[[str], None]) -> Path:
     """A new ``$TMPDIR/lockmirror-verify-<pid>-XXXXXXXX`` for one run, once the
     directories of killed runs (:func:`killed_runs`) are removed, saying so."""
-    removed = [(path, disk_bytes(path)) for path in killed_runs()]
-    for path, _ in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    if removed:
-        freed = format_size(sum(size for _, size in removed))
-        say(f"removed what killed check-install runs left: "
-            f"{', '.join(str(path) for path, _ in removed)} ({freed} freed)")
+    fsutil.remove_killed_runs(TEMP_PREFIX, say, "check-install runs", unnamed=_BEFORE_PIDS)
     return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
 
 
