@@ -1,8 +1,8 @@
 """Issue 15: lockmirror's own wheels as a locked set, and the far side without lockmirror.
 
 * The tool set (``lockfiles/pylock.lockmirror-tool.toml``) is locked for every
-  target of mirror.yaml whose Python lockmirror supports, plus the build
-  machine; the committed one (from PyPI, for the bundled mirror.yaml) carries
+  target of mirror.yaml whose Python lockmirror supports, never for the build
+  machine (the lockfile is the same whichever Python locks it); the committed one (from PyPI, for the bundled mirror.yaml) carries
   cp311 x86_64 and cp312 aarch64 wheels for glibc 2.28, checked by tag.
 * A fixture mirror whose source serves lockmirror's dependencies (repacked from
   this environment, so no package index is needed) is locked, fetched, indexed
@@ -51,7 +51,6 @@ from lockmirror.stages.bundle import BundleResult, build_bundle
 from lockmirror.stages.bundle_readme import readme_text
 from lockmirror.stages.lock import stale_sets
 from lockmirror.stages.tool_set import (
-    BUILD_MACHINE,
     TOOL_SET,
     choose_tool_wheels,
     collect_tool_wheels,
@@ -86,7 +85,7 @@ def mirror_yaml(targets: str, sets: str = "  a:\n    requirements: [six]\n") -> 
             f"targets:\n{targets}sets:\n{sets}")
 
 
-def test_tool_targets_are_the_supported_ones_plus_the_build_machine() -> None:
+def test_tool_targets_are_the_supported_ones_of_mirror_yaml() -> None:
     config = parse_config(mirror_yaml(
         "  old:\n    python: '3.10'\n    platforms: [manylinux_2_28_x86_64]\n"
         "  arm:\n    python: '3.12'\n    platforms: [manylinux_2_28_aarch64]\n"
@@ -98,17 +97,50 @@ def test_tool_targets_are_the_supported_ones_plus_the_build_machine() -> None:
     targets = tool_targets(config)
     # 3.10 is older than lockmirror's Requires-Python; lockmirror does not run on Windows;
     # a musllinux target a marker cannot tell from the manylinux one is left out; this
-    # machine is no listed target
-    assert list(targets) == ["arm", "mac", BUILD_MACHINE]
+    # machine is no listed target, and is not added
+    assert list(targets) == ["arm", "mac"]
     # what bundle names as left out: the ones lockmirror cannot run on, not the musl twin
     assert targets_without_tool(config) == ["old", "win"]
-    assert targets[BUILD_MACHINE].python == HOST_PYTHON
-    assert targets[BUILD_MACHINE].platforms == [HOST_PLATFORM]
 
-    here = parse_config(mirror_yaml(
-        f"  here:\n    python: '{HOST_PYTHON}'\n    platforms: [manylinux_2_28_x86_64]\n"))
-    if sys.platform == "linux" and os.uname().machine == "x86_64":
-        assert list(tool_targets(here)) == ["here"]  # the build machine is a target already
+
+def test_the_tool_set_depends_on_mirror_yaml_not_on_the_python_that_locks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside tester: with targets py311 x86_64 and win py312, `lock` on 3.11
+    wrote 57 packages for 1 target, on 3.12 58 packages for 2 (a `build-machine` target
+    of the locking Python); `lock --check` then failed and `doit bundle` re-locked the
+    committed file on every other runner. The running Python as a target, and another
+    Python beside it, give mirror.yaml's targets and nothing more."""
+    from lockmirror.cli import main
+    from lockmirror.stages.lock_inputs import input_hash
+
+    other = "3.13" if HOST_PYTHON == "3.12" else "3.12"
+    here = f"  here:\n    python: '{HOST_PYTHON}'\n    platforms: [{HOST_PLATFORM}]\n"
+    there = f"  there:\n    python: '{other}'\n    platforms: [{HOST_PLATFORM}]\n"
+    win = "  win:\n    python: '3.12'\n    platforms: [win_amd64]\n"
+    assert list(tool_targets(parse_config(mirror_yaml(here + win)))) == ["here"]
+    assert list(tool_targets(parse_config(mirror_yaml(there + win)))) == ["there"]
+    assert list(tool_targets(parse_config(mirror_yaml(here + there)))) == ["here", "there"]
+    # the tool set's lock inputs (what its lockfile records and `lock --check` compares)
+    # are those of a mirror.yaml naming the same targets, whatever Python runs
+    (tmp_path / "mirror.yaml").write_text(mirror_yaml(there + win))
+    (tmp_path / "same.yaml").write_text(mirror_yaml(there))
+    tool = tool_loaded(load_config(tmp_path / "mirror.yaml", environ={})).config
+    assert list(tool.targets) == ["there"]
+    assert input_hash(tool_loaded(load_config(tmp_path / "mirror.yaml", environ={})), TOOL_SET) \
+        == input_hash(tool_loaded(load_config(tmp_path / "same.yaml", environ={})), TOOL_SET)
+    # no target lockmirror runs on: refused in one line before anything is locked (the
+    # build machine's Python would make the committed lockfile the locking machine's)
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    old = "  old:\n    python: '3.10'\n    platforms: [manylinux_2_28_x86_64]\n"
+    (tmp_path / "mirror.yaml").write_text(mirror_yaml(old + win).replace(
+        "https://pypi.org/simple/", "http://127.0.0.1:9/simple/"))
+    assert main(["lock", "--config", str(tmp_path / "mirror.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert "targets: none is a Python and platform lockmirror runs on" in err
+    assert "add a target for the far side's mirror host" in err
+    assert not (tmp_path / "lockfiles").exists()
 
 
 def test_bundle_names_where_its_tool_installs_and_which_targets_it_leaves_out(
@@ -201,9 +233,8 @@ def test_committed_tool_set_carries_cp311_x86_64_and_cp312_aarch64_wheels() -> N
 
 def tool_scope_of(loaded: LoadedConfig, pyproject: Path, scratch: Path) -> LoadedConfig:
     """The tool set as `lock` derives it (:func:`tool_loaded`), with the requirements
-    of ``pyproject`` read as from an editable install of it, for mirror.yaml's targets
-    only: the build machine is a target where none of them is it, and the committed
-    lockfile must not depend on which machine runs the tests."""
+    of ``pyproject`` read as from an editable install of it (its targets are
+    mirror.yaml's, whichever machine runs the tests)."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     info = scratch / f"lockmirror-{project['version']}.dist-info"
     info.mkdir()
@@ -214,8 +245,7 @@ def tool_scope_of(loaded: LoadedConfig, pyproject: Path, scratch: Path) -> Loade
     requirements = sorted(runtime_requirements(metadata.PathDistribution(info)), key=str.lower)
     tool = tool_loaded(loaded).config
     spec = tool.sets[TOOL_SET].model_copy(update={"requirements": requirements})
-    targets = {name: target for name, target in tool.targets.items() if name != BUILD_MACHINE}
-    return LoadedConfig(tool.model_copy(update={"sets": {TOOL_SET: spec}, "targets": targets}),
+    return LoadedConfig(tool.model_copy(update={"sets": {TOOL_SET: spec}}),
                         loaded.path, loaded.text)
 
 
@@ -280,6 +310,8 @@ def tool_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolProje
             loaded = load_config(root / "mirror.yaml")
             locked = pipeline.lock(loaded)
             assert [r.set_name for r in locked] == ["core", TOOL_SET]
+            tool_lockfile = Lockfile.read(root / "lockfiles" / f"pylock.{TOOL_SET}.toml")
+            assert [t.name for t in tool_lockfile.targets] == ["host"]  # mirror.yaml's only
             pipeline.fetch(loaded)  # every file checked against its sha256
             pipeline.index(loaded)
             result = pipeline.bundle(loaded)

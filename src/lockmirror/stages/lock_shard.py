@@ -143,8 +143,8 @@ def lock_shards(loaded: LoadedConfig, sets: Sequence[str], targets: Sequence[str
 def gather_shards(loaded: LoadedConfig, sets: Sequence[str] | None,
                   shard_dir: Path) -> list[LockResult]:
     """Write the lockfile of each of ``sets`` (default: every set of
-    mirror.yaml; lockmirror's own set only when ``sets`` names it, as its
-    targets follow the build machine and it is locked whole) from its targets'
+    mirror.yaml; lockmirror's own set only when ``sets`` names it, as it is
+    locked whole, not split by target) from its targets'
     shards in ``shard_dir``. Every shard of every set is read and checked
     first; InputError (exit 2, one line naming the file) for a missing shard, a
     shard of a target the set does not have, a stale shard (another input hash

@@ -8,10 +8,10 @@ lockmirror``. Those dependency wheels are a set like any other, named
 * the lock stage resolves lockmirror's runtime requirements
   (:func:`tool_requirements`) from mirror.yaml's sources into
   ``lockfiles/pylock.lockmirror-tool.toml``, for every target of mirror.yaml
-  whose Python lockmirror supports (its ``Requires-Python``), plus the build
-  machine (this interpreter and platform) when no such target already is it
-  (:func:`tool_targets`); so ``lockmirror diff`` shows when they change and
-  ``lock --check`` fails when they are stale;
+  whose Python and platform lockmirror runs on (:func:`tool_targets`), and
+  on nothing of the machine that locks it, so the committed lockfile is the
+  same bytes whichever Python runs ``lock``; ``lockmirror diff`` shows when
+  they change and ``lock --check`` fails when they are stale;
 * the fetch stage downloads what that lockfile names into the store,
   verified by sha256 like every other file;
 * the bundle stage carries, for each target, the wheel of each package an
@@ -26,7 +26,6 @@ and the test suite).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -49,7 +48,6 @@ from .toolwheels import (
     tool_source,
 )
 
-BUILD_MACHINE = "build-machine"
 LOCK_HINT = "run `lockmirror lock` (it locks lockmirror's own set too), or bundle --no-tool"
 
 
@@ -69,38 +67,21 @@ def requires_python() -> str:
     return metadata.distribution(PROJECT).metadata["Requires-Python"] or ""
 
 
-def build_machine_target() -> TargetConfig | None:
-    """This interpreter and platform as a target (its most specific platform
-    tag, e.g. ``manylinux_2_36_x86_64``); None for an implementation or a
-    platform targets cannot name."""
-    from packaging.tags import platform_tags
-
-    implementation = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name)
-    # its most specific tag a wheel index uses (plain linux_* wheels are never uploaded)
-    platform = next((tag for tag in platform_tags() if not tag.startswith("linux_")), None)
-    if implementation is None or platform is None:
-        return None
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return TargetConfig(python=version, implementation=implementation, platforms=[platform])
-
-
 def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
     """The targets the tool set is locked for: mirror.yaml's targets whose
     Python lockmirror supports on every patch release, on a POSIX platform
-    (lockmirror locks files with ``flock``: not Windows), then the build
-    machine (:data:`BUILD_MACHINE`). A target a marker cannot tell apart from one
+    (lockmirror locks files with ``flock``: not Windows). Never the machine
+    that locks (its Python would make the committed lockfile differ between
+    developers and CI runners). A target a marker cannot tell apart from one
     already chosen is left out (two sets of mirror.yaml may keep such targets
-    apart; one lockfile cannot): the build machine, when a target is it, and
-    a musllinux target beside a manylinux one of the same Python and machine."""
+    apart; one lockfile cannot): a musllinux target beside a manylinux one of
+    the same Python and machine."""
     left_out = set(targets_without_tool(config))
-    candidates = [(name, spec) for name, spec in config.targets.items() if name not in left_out]
-    host = build_machine_target()
-    if host is not None and BUILD_MACHINE not in config.targets:
-        candidates.append((BUILD_MACHINE, host))
     chosen: dict[str, TargetConfig] = {}
-    for name, spec in candidates:
+    for name, spec in config.targets.items():
         target = spec.target(name)
-        if not any(s.target(n).overlaps(target) for n, s in chosen.items()):
+        if name not in left_out and not any(s.target(n).overlaps(target)
+                                            for n, s in chosen.items()):
             chosen[name] = spec
     return chosen
 
@@ -120,16 +101,20 @@ def tool_loaded(loaded: LoadedConfig) -> LoadedConfig:
     one set :data:`TOOL_SET` and :func:`tool_targets`. What ``lock_sets``,
     ``stale_sets`` and ``check_lockfiles`` take to lock or check the tool set.
 
-    Raises ConfigError when none of mirror.yaml's targets and not the build
-    machine can run lockmirror (a set named ``lockmirror-tool`` is refused by
+    Raises ConfigError when none of mirror.yaml's targets can run lockmirror
+    (a set named ``lockmirror-tool`` is refused by
     :func:`lockmirror.config.load_config`).
     """
     config = loaded.config
     targets = tool_targets(config)
     if not targets:
-        raise ConfigError([f"{loaded.path}: targets: none has a Python lockmirror supports "
-                           f"({requires_python()}), and the build machine cannot be named as a "
-                           "target; set LOCKMIRROR_TOOL_WHEELS=installed or bundle --no-tool"])
+        raise ConfigError([
+            f"{loaded.path}: targets: none is a Python and platform lockmirror runs on "
+            f"({requires_python()}, not Windows), so lockmirror's own set (the bundle's "
+            "tool/) has no target; add a target for the far side's mirror host (e.g. python "
+            "'3.11', platforms [manylinux_2_28_x86_64]; a set's `targets:` may leave it out), "
+            "or set LOCKMIRROR_TOOL_WHEELS=installed and bundle --no-tool (README: \"Without "
+            "lockmirror on the far side\")"])
     spec = SetConfig(description="lockmirror's runtime dependencies (the bundle's tool/)",
                      requirements=tool_requirements())
     derived = config.model_copy(update={"sets": {TOOL_SET: spec}, "targets": targets})

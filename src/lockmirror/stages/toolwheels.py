@@ -6,7 +6,7 @@ A bundle carries them so an operator can install the tool with
 * The dependency wheels are, by default, a locked set like any other
   (:mod:`lockmirror.stages.tool_set`): lockmirror's runtime requirements
   resolved by the lock stage into ``lockfiles/pylock.lockmirror-tool.toml``
-  for every target of mirror.yaml whose Python lockmirror supports (plus
+  for every target of mirror.yaml whose Python lockmirror supports (never
   the build machine), fetched into the store by the fetch stage (sha256
   verified), and taken from the store by the bundle: one wheel per package
   and target, so the far side's Python and platform pick their own.
@@ -86,13 +86,11 @@ def python_tag() -> str:
 
 def tool_fingerprint() -> str:
     """What the tool set's lock depends on beyond mirror.yaml, cheaply (no
-    pydantic): lockmirror's requirements and this interpreter and platform (the
-    build machine may be one of its targets). For caches keyed on the lock's inputs."""
-    from packaging.tags import platform_tags
-
+    pydantic): lockmirror's requirements and ``Requires-Python`` (not this
+    machine: the tool set's targets are mirror.yaml's). For caches keyed on
+    the lock's inputs."""
     dist = metadata.distribution(PROJECT)
-    return json.dumps([runtime_requirements(dist), dist.metadata["Requires-Python"],
-                       python_tag(), list(platform_tags())[:2]])
+    return json.dumps([runtime_requirements(dist), dist.metadata["Requires-Python"]])
 
 
 def tool_wheel_cache(cache_dir: Path | None) -> Path:
