@@ -221,6 +221,43 @@ def test_source_date_epoch_from_environment(tmp_path: Path,
     assert resolve_source_date_epoch(None, tmp_path)[0] == 0  # not a git checkout
 
 
+@pytest.mark.parametrize("change", ["modified", "added", "deleted", "staged"])
+def test_lockfiles_with_uncommitted_changes_give_no_date(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """Found by an outside tester: the last commit's time dated lockfiles it does not
+    hold, so a later bundle of edited lockfiles carried an earlier one's date. doit's
+    up-to-date stamp follows (a commit of those changes makes the bundle again)."""
+    from lockmirror.timeutil import mtime_stamp
+
+    uncommitted = (0, "none (no SOURCE_DATE_EPOCH, lockfiles have uncommitted changes: "
+                      "commit them to date the bundle)")
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    lockfiles = make_inputs(tmp_path)["lockfile_dir"]
+    (lockfiles / "pylock.extra.toml").write_text("lock-version = '1.0'\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "lock", date="2024-01-02T03:04:05Z")
+    (tmp_path / "mirror.yaml").write_text("version: 1\nname: edited\n")  # not a lockfile
+    assert resolve_source_date_epoch(None, lockfiles) == (1704164645, "git log (lockfiles)")
+    assert mtime_stamp(lockfiles) == "1704164645"
+    lockfile = lockfiles / "pylock.core.toml"
+    if change == "modified":
+        lockfile.write_text("lock-version = '1.0'\n# edited\n")
+    elif change == "added":
+        (lockfiles / "pylock.new.toml").write_text("lock-version = '1.0'\n")
+    elif change == "deleted":
+        lockfile.unlink()
+    else:
+        lockfile.write_text("lock-version = '1.0'\n# edited\n")
+        git(tmp_path, "add", ".")
+    assert resolve_source_date_epoch(None, lockfiles) == uncommitted
+    assert mtime_stamp(lockfiles) == "0"
+    result = bundle(tmp_path, tmp_path / "out", source_date_epoch=None)
+    assert (result.source_date_epoch, result.epoch_source) == uncommitted  # the output line's
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "42")  # given: it wins, as before
+    assert resolve_source_date_epoch(None, lockfiles) == (42, "SOURCE_DATE_EPOCH")
+
+
 # --------------------------------------------------------------------------
 # Tool wheels
 # --------------------------------------------------------------------------

@@ -520,3 +520,60 @@ def test_a_quarantined_release_is_no_component_and_is_named_as_such(
     everything = json.loads(documents[MIRROR_DOCUMENT])
     assert sorted(c["bom-ref"] for c in everything["components"]) == [
         "pkg:pypi/mystery@0.1", "pkg:pypi/webapp@2.0"]
+
+
+def test_uncommitted_changes_give_no_date_and_claim_no_commit(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside tester: with mirror.yaml and a lockfile edited and not
+    committed, the index and the bundle took the old HEAD's time ("mtime T from git log
+    (lockfiles)") and the SBOM named HEAD as mirror.yaml's commit: an earlier bundle of
+    the same date then went in over a later one with no --allow-older. Uncommitted
+    lockfiles give no date, and a modified mirror.yaml names its commit as changed since."""
+    from helpers import git
+
+    from lockmirror.stages.bundle import build_bundle
+
+    for name in ("LOCKMIRROR_STORE", "LOCKMIRROR_CACHE", "SOURCE_DATE_EPOCH"):
+        monkeypatch.delenv(name, raising=False)
+    config = _fetched_mirror(tmp_path, fixture_index, "dist-index")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "mirror.yaml", "lockfiles")
+    git(tmp_path, "commit", "-q", "-m", "lock", date="2024-01-02T03:04:05Z")
+    head = git(tmp_path, "rev-parse", "HEAD").strip()
+
+    def metadata_of_index() -> dict[str, Any]:
+        assert main(["index", "--config", str(config)]) == 0
+        document = json.loads((tmp_path / "dist-index" / "sbom" / MIRROR_DOCUMENT).read_text())
+        return document["metadata"]  # type: ignore[no-any-return]
+
+    def bundled() -> tuple[int, str]:
+        result = build_bundle(tmp_path / "dist-index", lockfile_dir=tmp_path / "lockfiles",
+                              mirror_yaml=config, out_dir=tmp_path / "dist", name="m",
+                              tool=False)
+        return result.source_date_epoch, result.epoch_source
+
+    committed = metadata_of_index()
+    assert committed["timestamp"].startswith("2024-01-02T03:04:05")
+    assert {"name": "lockmirror:mirror.yaml-commit", "value": head} in committed["properties"]
+    assert bundled() == (1704164645, "git log (lockfiles)")
+
+    config.write_text(config.read_text() + "# edited, not committed\n")
+    lockfile = tmp_path / "lockfiles" / "pylock.core.toml"
+    lockfile.write_text(lockfile.read_text() + "# edited, not committed\n")
+    edited = metadata_of_index()
+    assert "timestamp" not in edited  # no date: not HEAD's
+    names = {p["name"]: p["value"] for p in edited["properties"]}
+    assert "lockmirror:mirror.yaml-commit" not in names
+    assert names["lockmirror:mirror.yaml-modified-since-commit"] == head
+    assert bundled() == (0, "none (no SOURCE_DATE_EPOCH, lockfiles have uncommitted changes: "
+                            "commit them to date the bundle)")
+    assert main(["sbom", "--config", str(config), "-o", str(tmp_path / "sbom")]) == 0
+    printed = json.loads((tmp_path / "sbom" / MIRROR_DOCUMENT).read_text())["metadata"]
+    assert printed["properties"] == edited["properties"] and "timestamp" not in printed
+
+    # committed again: dated by that commit, mirror.yaml's commit claimed
+    git(tmp_path, "commit", "-q", "-am", "edit", date="2024-02-03T04:05:06Z")
+    again = metadata_of_index()
+    assert {"name": "lockmirror:mirror.yaml-commit",
+            "value": git(tmp_path, "rev-parse", "HEAD").strip()} in again["properties"]
+    assert bundled() == (1706933106, "git log (lockfiles)")

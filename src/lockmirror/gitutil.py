@@ -92,3 +92,16 @@ def last_commit(path: Path) -> str | None:
     out = run_git(path.absolute().parent, "log", "-1", "--format=%H", "--", path.name,
                   optional=True)
     return (out or "").strip() or None
+
+
+def commit_of(path: Path) -> tuple[str | None, bool]:
+    """The last commit touching ``path`` (None outside git or when none does)
+    and whether ``path`` differs from it now (``git status``: modified, staged or
+    deleted), so what names that commit as ``path``'s source can say it is not.
+    Costs two git processes (one outside git)."""
+    commit = last_commit(path)
+    if commit is None:
+        return None, False
+    changes = run_git(path.absolute().parent, "status", "--porcelain", "--", path.name,
+                      optional=True)
+    return commit, bool((changes or "").strip())

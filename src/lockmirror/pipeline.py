@@ -314,7 +314,7 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     from . import __version__
     from .formats.quarantine_list import quarantined
     from .formats.url_policy import read_checked_lockfiles
-    from .gitutil import last_commit
+    from .gitutil import commit_of
     from .net.s3_store import store_of
     from .stages.sbom import sbom_documents, sbom_stamp
 
@@ -324,10 +324,10 @@ def sbom(loaded: LoadedConfig, sets: Sequence[str] | None = None) -> dict[str, b
     retained = [(revision.lockfile, revision.note)  # served too (retention() checked them)
                 for revision in retention(loaded, now=datetime.now(UTC)).kept
                 if revision.set_name in names]
-    return sbom_documents(lockfiles, store_of(loaded),
+    commit, modified = commit_of(loaded.path)
+    return sbom_documents(lockfiles, store_of(loaded), commit=commit, commit_modified=modified,
                           mirror_name=loaded.config.name or "lockmirror", tool_version=__version__,
-                          commit=last_commit(loaded.path), retained=retained,
-                          source_date_epoch=sbom_stamp(loaded.lockfile_dir),
+                          retained=retained, source_date_epoch=sbom_stamp(loaded.lockfile_dir),
                           quarantined=quarantined(loaded.quarantine_path))
 
 

@@ -46,17 +46,22 @@ def resolve_source_date_epoch(explicit: int | None, lockfile_dir: Path) -> tuple
     """The mtime stamped on every member and where it came from.
 
     ``explicit`` wins, then ``$SOURCE_DATE_EPOCH``, then the time of the last
-    commit touching ``lockfile_dir``; else 0 (so output stays reproducible).
+    commit touching ``lockfile_dir`` when the lockfiles there are that commit's;
+    else 0 (so output stays reproducible), and why.
     """
-    return known_source_date_epoch(explicit, lockfile_dir) or NO_EPOCH
+    epoch, source = source_date_epoch_of(explicit, lockfile_dir)
+    return (0 if epoch is None else epoch), source
 
 
 NO_EPOCH = (0, "none (no SOURCE_DATE_EPOCH, lockfiles not committed)")
+UNCOMMITTED = ("none (no SOURCE_DATE_EPOCH, lockfiles have uncommitted changes: commit them "
+               "to date the bundle)")
 
 
 def mtime_stamp(lockfile_dir: Path) -> str:
     """:func:`resolve_source_date_epoch` as text for an up-to-date stamp; "invalid"
-    for a bad $SOURCE_DATE_EPOCH, which the bundle itself reports in one line."""
+    for a bad $SOURCE_DATE_EPOCH, which the bundle itself reports in one line.
+    Costs two git processes (status, log) without $SOURCE_DATE_EPOCH."""
     from .errors import LockmirrorError
 
     try:
@@ -69,19 +74,32 @@ def known_source_date_epoch(explicit: int | None,
                             lockfile_dir: Path | None) -> tuple[int, str] | None:
     """:func:`resolve_source_date_epoch` without its fallback: None when no time
     is known (the SBOMs then carry no time stamp)."""
+    epoch, source = source_date_epoch_of(explicit, lockfile_dir)
+    return None if epoch is None else (epoch, source)
+
+
+def source_date_epoch_of(explicit: int | None, lockfile_dir: Path | None) -> tuple[int | None, str]:
+    """The time to stamp (None when none is known) and where it came from, or why
+    there is none: ``explicit``, ``$SOURCE_DATE_EPOCH``, the last commit touching
+    ``lockfile_dir`` unless ``git status`` shows its files modified, added or
+    deleted since (that commit's time would date lockfiles it does not hold).
+    Raises LockmirrorError for a $SOURCE_DATE_EPOCH that is not an integer."""
     if explicit is not None:
         return int(explicit), "argument"
     env = _env_source_date_epoch()
     if env is not None:
         return env, "SOURCE_DATE_EPOCH"
     if lockfile_dir is None:
-        return None
+        return None, NO_EPOCH[1]
     from .gitutil import run_git  # only here: keeps the module light for the index stage
 
+    changes = run_git(lockfile_dir, "status", "--porcelain", "--", ".", optional=True)
+    if changes and changes.strip():
+        return None, UNCOMMITTED
     stamp = run_git(lockfile_dir, "log", "-1", "--format=%ct", "--", ".", optional=True)
     if stamp and stamp.strip().isdigit():
         return int(stamp.strip()), "git log (lockfiles)"
-    return None
+    return None, NO_EPOCH[1]
 
 
 def _env_source_date_epoch() -> int | None:

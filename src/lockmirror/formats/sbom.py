@@ -154,13 +154,21 @@ MISSING = ReleaseFacts(metadata_found=False)
 @dataclass(frozen=True)
 class SbomSubject:
     """What a document describes: ``name`` (a set, or the mirror), the tool's
-    version, the mirror.yaml commit and the time to stamp (seconds since the
-    epoch; None writes no timestamp)."""
+    version, the mirror.yaml commit, the time to stamp (seconds since the
+    epoch; None writes no timestamp) and whether mirror.yaml differs from that
+    commit (then the commit is not claimed as its source: :data:`MODIFIED_SINCE`)."""
 
     name: str
     tool_version: str
     commit: str | None = None
     source_date_epoch: int | None = None
+    commit_modified: bool = False
+
+
+# mirror.yaml's commit, claimed only for the mirror.yaml that commit holds; one with
+# uncommitted changes names the commit it was changed from under MODIFIED_SINCE instead
+COMMIT_PROPERTY = "lockmirror:mirror.yaml-commit"
+MODIFIED_SINCE = "lockmirror:mirror.yaml-modified-since-commit"
 
 
 # A release whose core metadata the store lacks (not fetched): said in its license property
@@ -230,8 +238,9 @@ def _describe(bom: Any, subject: SbomSubject, lockfiles: Sequence[Lockfile]) -> 
     metadata.component = Component(type=ComponentType.PLATFORM, name=subject.name,
                                    bom_ref=_root_ref(subject.name))
     if subject.commit:
-        metadata.properties.add(Property(name="lockmirror:mirror.yaml-commit",
-                                         value=subject.commit))
+        metadata.properties.add(Property(
+            name=MODIFIED_SINCE if subject.commit_modified else COMMIT_PROPERTY,
+            value=subject.commit))
     for lockfile in lockfiles:
         metadata.properties.add(Property(name="lockmirror:set", value=lockfile.set_name))
         for target in lockfile.targets:

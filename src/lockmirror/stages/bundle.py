@@ -74,7 +74,7 @@ from ..formats.manifest import (
 )
 from ..formats.quarantine_list import removed_releases
 from ..fsutil import sha256_bytes
-from ..timeutil import NO_EPOCH, known_source_date_epoch
+from ..timeutil import source_date_epoch_of
 from .bundle_readme import readme_text
 from .bundle_retention import Removed, prune_bundles
 from .bundle_tar import Member, read_input
@@ -172,9 +172,8 @@ def build_bundle(index_dir: Path, *, lockfile_dir: Path, mirror_yaml: Path, out_
     if not re.fullmatch(NAME_PATTERN, name):
         raise LockmirrorError(f"bad bundle name {name!r}", hint="letters, digits, '.', '_', '-'")
     volume_size = parse_size(split) if split is not None else None
-    known = known_source_date_epoch(source_date_epoch, lockfile_dir)
-    epoch, epoch_source = known or NO_EPOCH
-    stamp = known[0] if known else None  # the SBOM's time: none when none is known
+    stamp, epoch_source = source_date_epoch_of(source_date_epoch, lockfile_dir)
+    epoch = 0 if stamp is None else stamp  # the SBOM's time (stamp): none when none is known
     kind = DELTA if since is not None else FULL
     with_tool = (kind == FULL) if tool is None else tool
     manifest_bytes = read_input(index_dir / MANIFEST_NAME, hint="build the index first")

@@ -431,11 +431,8 @@ def provenance_of(mirror_yaml: Path | None) -> Provenance:
         digest = hashlib.sha256(mirror_yaml.read_bytes()).hexdigest()
     except OSError as exc:
         raise LockmirrorError(f"cannot read: {exc.strerror}", where=str(mirror_yaml)) from None
-    from ..gitutil import last_commit, run_git  # only with a mirror.yaml: keeps the entry light
+    from ..gitutil import commit_of  # only with a mirror.yaml: keeps the entry light
 
-    cwd, name = mirror_yaml.absolute().parent, mirror_yaml.name
-    commit = last_commit(mirror_yaml)
-    modified = bool(commit and (run_git(cwd, "status", "--porcelain", "--", name,
-                                        optional=True) or "").strip())
-    return Provenance(config_name=name, config_sha256=digest, commit=commit,
+    commit, modified = commit_of(mirror_yaml)
+    return Provenance(config_name=mirror_yaml.name, config_sha256=digest, commit=commit,
                       config_modified=modified, tool_version=__version__)

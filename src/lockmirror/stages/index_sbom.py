@@ -53,7 +53,7 @@ def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provena
     paths = [*(sbom_path(s.name) for s in sets), sbom_path(None)]
     stamp = sbom_stamp(sets[0].input.path.parent if sets else None)
     key = sha256_bytes(json.dumps([
-        "sbom/1", __version__, mirror_name, provenance.commit, stamp,
+        "sbom/1", __version__, mirror_name, provenance.commit, provenance.config_modified, stamp,
         sorted((s.name, s.input.sha256) for s in sets),
         sorted((s.name, s.input.sha256, s.kept_for) for s in kept), sorted(exclude)]).encode())
     if key == previous_key and tree.keep_files(paths):
@@ -65,6 +65,7 @@ def write_sboms(tree: Tree, sets: Sequence[PackageSet], store: AnyStore, provena
 
     documents = sbom_documents([lockfile_of(s) for s in sets], store, mirror_name=mirror_name,
                                tool_version=__version__, commit=provenance.commit,
+                               commit_modified=provenance.config_modified,
                                source_date_epoch=stamp,
                                retained=[(lockfile_of(s), s.kept_for) for s in kept],
                                quarantined=exclude)

@@ -43,7 +43,7 @@ def sbom_stamp(lockfile_dir: Path | None) -> int | None:
 
 def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_name: str,
                    tool_version: str, commit: str | None = None,
-                   source_date_epoch: int | None = None,
+                   commit_modified: bool = False, source_date_epoch: int | None = None,
                    retained: Sequence[tuple[Lockfile, str]] = (),
                    quarantined: Iterable[tuple[str, Version | str]] = ()) -> dict[str, bytes]:
     """File name -> bytes: one document per lockfile's set and
@@ -60,11 +60,12 @@ def sbom_documents(lockfiles: Sequence[Lockfile], store: AnyStore, *, mirror_nam
     documents = {}
     for lockfile in lockfiles:
         subject = SbomSubject(f"{mirror_name} set {lockfile.set_name}", tool_version, commit,
-                              source_date_epoch)
+                              source_date_epoch, commit_modified)
         documents[sbom_name(lockfile.set_name)] = render_sbom(
             subject, [lockfile], facts,
             [kept for kept in retained if kept[0].set_name == lockfile.set_name], left_out)
-    everything = SbomSubject(mirror_name, tool_version, commit, source_date_epoch)
+    everything = SbomSubject(mirror_name, tool_version, commit, source_date_epoch,
+                             commit_modified)
     documents[MIRROR_DOCUMENT] = render_sbom(everything, list(lockfiles), facts, retained,
                                              left_out)
     return documents
