@@ -224,6 +224,29 @@ def test_imported_files_are_plain_readable_files(mirror: Mirror) -> None:
     assert modes == {0o644}
 
 
+def test_an_imported_mirror_is_readable_by_a_web_server_whatever_the_umask(
+        mirror: Mirror, tmp_path: Path) -> None:
+    """Found by an outside tester (of the build side's index): under umask 077 the
+    files written were 0600 and the directories 0700, so a web server running as
+    another user could not serve the mirror. Every file 0644, every directory 0755;
+    a second bundle's import (files taken from the current mirror) keeps them."""
+    old = os.umask(0o077)
+    try:
+        assert import_bundle([mirror.good.path], mirror.root).changed
+        found = [mirror.root, *mirror.root.rglob("*")]
+        assert {p.stat().st_mode & 0o777 for p in found if p.is_file()} == {0o644}
+        assert {p.stat().st_mode & 0o777 for p in found if p.is_dir()} == {0o755}
+        test_import._next_version(mirror.inputs / "dist-index", tmp_path / "v3")  # gamma/ new
+        delta = bundle(tmp_path / "v3", tmp_path / "delta", since=mirror.good.path)
+        assert import_bundle([delta.path], mirror.root).changed
+        assert (mirror.root / "files" / "gamma").is_dir()
+        found = [mirror.root, *mirror.root.rglob("*")]
+        assert {p.stat().st_mode & 0o777 for p in found if p.is_file()} == {0o644}
+        assert {p.stat().st_mode & 0o777 for p in found if p.is_dir()} == {0o755}
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.parametrize("occupant", ["symlink", "file"])
 def test_a_member_is_never_written_through_a_link_or_over_a_file(tmp_path: Path,
                                                                  occupant: str) -> None:

@@ -1142,3 +1142,31 @@ def test_a_killed_runs_temporary_files_are_leftovers_and_go_with_the_next_run(
     result = build(own_mirror)
     assert not killed.exists() and live.exists()
     assert not result.noop and result.removed == () and result.written == ()
+
+
+def served_modes(root: Path) -> tuple[set[int], set[int]]:
+    """The permission bits of every file and of every directory below ``root`` (itself too)."""
+    found = [root, *root.rglob("*")]
+    return ({p.stat().st_mode & 0o777 for p in found if p.is_file()},
+            {p.stat().st_mode & 0o777 for p in found if p.is_dir()})
+
+
+def test_the_index_is_readable_by_a_web_server_whatever_the_umask(
+        own_mirror: FixtureMirror, tmp_path: Path) -> None:
+    """Found by an outside tester: under umask 077 the pages, index.html and the
+    directories were 0600/0700 (manifest.json alone 0644), so a web server running as
+    another user could not read the index it is meant to serve."""
+    out = tmp_path / "dist-index"
+    old = os.umask(0o077)
+    try:
+        build_index(own_mirror.lockfiles, own_mirror.store, out, title="Fixture mirror")
+        assert served_modes(out) == ({0o644}, {0o755})  # store files keep the store's 0644
+        # updated in place: a project's pages and directory made again
+        project = sorted((out / "simple").iterdir())[0]
+        shutil.rmtree(project)
+        (out / "index.html").unlink()
+        again = build_index(own_mirror.lockfiles, own_mirror.store, out, title="Fixture mirror")
+        assert again.written and project.is_dir()
+        assert served_modes(out) == ({0o644}, {0o755})
+    finally:
+        os.umask(old)

@@ -20,6 +20,10 @@ from typing import BinaryIO
 from .errors import LockmirrorError
 
 CHUNK = 1 << 20
+# An index (and the far side's mirror) is served, often by a web server running as
+# another user: its files and directories get these modes whatever the umask.
+SERVED_FILE_MODE = 0o644
+SERVED_DIR_MODE = 0o755
 # $TMPDIR/lockmirror-publish-<pid>-XXXXXXXX: where `publish --from BUNDLE` imports the
 # bundle; a killed publish's is removed by the next one and by gc (:func:`killed_runs`)
 PUBLISH_RUN_PREFIX = "lockmirror-publish-"
@@ -65,6 +69,25 @@ def make_parent(path: Path) -> None:
         above = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
         raise NotADirectoryError(errno.ENOTDIR, f"{above} is a file, not a directory",
                                  str(path)) from None
+
+
+def make_served_dirs(directory: Path | str) -> None:
+    """Make ``directory`` and its missing parents, each :data:`SERVED_DIR_MODE`
+    whatever the umask; existing ones are left as they are. FileExistsError
+    when a file stands in the way (as ``mkdir -p``). Costs a mkdir, and a chmod
+    per directory made."""
+    path = os.fspath(directory)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    except FileNotFoundError:
+        make_served_dirs(os.path.dirname(path))
+        make_served_dirs(path)
+        return
+    os.chmod(path, SERVED_DIR_MODE)
 
 
 def atomic_write(path: Path, data: bytes | str, *, only_if_changed: bool = False,

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..formats.bundle_format import INDEX_MANIFEST
 from ..formats.bundle_reader import BundleSource, ConcatenatedReader
 from ..formats.manifest import Entry
+from ..fsutil import SERVED_FILE_MODE, make_served_dirs
 from .import_plan import DAMAGED, INDEX_PREFIX, Carried, ImportPlan, refusal, volume_damaged
 
 CHUNK = 1 << 20
@@ -103,7 +104,7 @@ class _Members:
         else:
             return None
         if target.parent not in self.made:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_served_dirs(target.parent)  # served: 0755 whatever the umask
             self.made.add(target.parent)
         return target
 
@@ -129,7 +130,9 @@ class _MemberWriter:
         self.where = where
         self.digest = hashlib.sha256()
         self.fd = (os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                           | os.O_CLOEXEC, 0o644) if target is not None else -1)
+                           | os.O_CLOEXEC, SERVED_FILE_MODE) if target is not None else -1)
+        if self.fd >= 0:
+            os.fchmod(self.fd, SERVED_FILE_MODE)  # served: not the umask's 0600
 
     def update(self, piece: memoryview) -> None:
         self.digest.update(piece)

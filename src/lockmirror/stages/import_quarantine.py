@@ -55,7 +55,7 @@ from ..formats.manifest import (
 )
 from ..formats.pages import IndexFile, Release, project_html, project_json, root_html, root_json
 from ..formats.quarantine_list import Key, QuarantineList, release_of
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, make_served_dirs, sha256_bytes
 from .import_state import keep_state, manifest_record, write_state
 from .import_swap import inside_mirror, link_or_copy, replacing_tree
 
@@ -227,7 +227,7 @@ def apply_edit(mirror: Path, manifest: Manifest, edit: TreeEdit,
         staging = staged.path
         for rel in sorted(new.files):
             target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_served_dirs(target.parent)
             if rel in edit.pages:
                 atomic_write(target, edit.pages[rel])
             else:

@@ -75,7 +75,7 @@ from ..formats.manifest import (
     IMPORT_SIGNER,
     STATE_DIR,
 )
-from ..fsutil import atomic_write, sha256_bytes
+from ..fsutil import atomic_write, make_served_dirs, sha256_bytes
 from ..resolve.advisories import AdvisoryDB, AdvisorySource
 from ..resolve.advisory_snapshot import Snapshot, SnapshotSource
 from .audit import AuditReport, audit, has_license_rule
@@ -330,7 +330,7 @@ def snapshot_current(plan: ImportPlan, into: Path) -> bool:
 
 def write_state(root: Path, rel: str, data: bytes) -> None:
     """One state file of the tree at ``root`` (atomically)."""
-    (root / STATE_DIR).mkdir(exist_ok=True)
+    make_served_dirs(root / STATE_DIR)
     atomic_write(root / rel, data)
 
 
@@ -339,7 +339,7 @@ def keep_state(mirror: Path, staging: Path, rel: str) -> None:
     the tree ``staging`` that replaces it (a symlink there is not followed: the
     state is lockmirror's own files, never a link out of the mirror)."""
     if (mirror / rel).is_file() and inside_mirror(mirror, rel):
-        (staging / STATE_DIR).mkdir(exist_ok=True)
+        make_served_dirs(staging / STATE_DIR)
         link_or_copy(mirror, rel, staging / rel)
 
 

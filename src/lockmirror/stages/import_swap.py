@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockmirrorError
-from ..fsutil import one_at_a_time
+from ..fsutil import SERVED_DIR_MODE, SERVED_FILE_MODE, one_at_a_time
 
 
 def mirror_path(into: Path) -> Path:
@@ -249,6 +249,7 @@ def replacing_tree(into: Path) -> Iterator[StagedTree]:
     staged = StagedTree(staging)
     try:
         staging.mkdir()
+        os.chmod(staging, SERVED_DIR_MODE)  # it becomes the mirror: served, whatever the umask
         yield staged
         staged.leftover = swap_into_place(staging, into)
     except BaseException as exc:
@@ -292,3 +293,4 @@ def link_or_copy(mirror: Path, rel: str, target: Path) -> None:
         os.link(source, target, follow_symlinks=False)
     except OSError:
         shutil.copyfile(source, target)
+        os.chmod(target, SERVED_FILE_MODE)  # a link keeps the mirror file's mode; a copy too

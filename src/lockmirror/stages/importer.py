@@ -61,7 +61,7 @@ from ..formats.manifest import (
     check_tree,
 )
 from ..formats.quarantine_list import Key, QuarantineList, removed_releases
-from ..fsutil import format_size, sha256_bytes
+from ..fsutil import format_size, make_served_dirs, sha256_bytes
 from .import_extract import extract
 from .import_open import OpenedImport, opened_import
 from .import_plan import INDEX_PREFIX, REFUSED, ImportPlan, plan_import, refusal
@@ -393,7 +393,7 @@ def _link_reused(reuse: dict[str, str], into: Path, staging: Path, manifest: Man
             raise refusal("the current mirror is damaged: this file is missing or altered",
                           str(source), hint="run `lockmirror verify`, then import a full "
                                             "bundle; nothing was changed")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_served_dirs(target.parent)
         link_or_copy(into, old, target)
     return len(reuse)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..formats.manifest import index_temporary, index_temporary_writer
-from ..fsutil import pid_alive
+from ..fsutil import SERVED_FILE_MODE, pid_alive
 
 # Up to this many written files are flushed one by one; above it, one
 # os.sync() is cheaper.
@@ -111,12 +111,12 @@ def make_beside(dest: str, make: Callable[[str], None], *, rename: bool = True) 
 
 
 def writer(data: bytes) -> Callable[[str], None]:
-    """What writes ``data`` to a new file (mode 0644, as fsutil.atomic_write leaves it)."""
+    """What writes ``data`` to a new file (SERVED_FILE_MODE, 0644, whatever the umask)."""
 
     def write(path: str) -> None:
         with open(path, "wb") as handle:
             handle.write(data)
-        os.chmod(path, 0o644)
+        os.chmod(path, SERVED_FILE_MODE)
 
     return write
 
@@ -127,7 +127,7 @@ def copier(source: str, src: os.stat_result) -> Callable[[str], None]:
 
     def make(path: str) -> None:
         shutil.copyfile(source, path)
-        os.chmod(path, 0o644)
+        os.chmod(path, SERVED_FILE_MODE)
         os.utime(path, ns=(src.st_atime_ns, src.st_mtime_ns))
 
     return make

@@ -24,6 +24,10 @@ file is written and flushed. Until then a failure (:meth:`Tree.discard`) leaves
 the previous tree as it was: it removes the temporary files and the files and
 directories the run created. A killed run's temporary files are removed by the
 next run (:func:`index_fs.walk`).
+
+An index is served: every file it writes is 0644 and every directory it makes 0755,
+whatever the umask (``fsutil.SERVED_FILE_MODE``); a hard link into the store keeps
+the store file's mode (the store writes 0644 too).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any
 
 from ..errors import IntegrityError, LockmirrorError
 from ..formats.manifest import MANIFEST_NAME, encode_files, join_encoded
-from ..fsutil import sha256_bytes, sha256_file
+from ..fsutil import SERVED_DIR_MODE, SERVED_FILE_MODE, sha256_bytes, sha256_file
 from . import index_fs as fs
 
 _EMPTY_SHA256 = sha256_bytes(b"")
@@ -96,6 +100,7 @@ class Tree:
         root = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
+        os.chmod(root, SERVED_DIR_MODE)  # it becomes out_dir
         return cls(out_dir, root, True, store_objects, False, {}, remote=remote)
 
     def keep(self, *directories: str) -> None:
@@ -124,6 +129,7 @@ class Tree:
         if self.fresh:  # nobody reads the staging tree: no temp file, synced at the end
             self._mkdir(os.path.dirname(path))
             with open(path, "wb") as handle:
+                os.fchmod(handle.fileno(), SERVED_FILE_MODE)  # served: not the umask's 0600
                 handle.write(data)
             self._wrote(rel)
             return
@@ -271,13 +277,14 @@ class Tree:
         if directory not in self.made_dirs:
             try:  # the parent (files/, simple/) is almost always there: one call
                 os.mkdir(directory)
-                self.created_dirs.append(directory)
             except FileExistsError:
-                pass
+                self.made_dirs.add(directory)
+                return
             except FileNotFoundError:
                 self._mkdir(os.path.dirname(directory))
                 os.mkdir(directory)
-                self.created_dirs.append(directory)
+            os.chmod(directory, SERVED_DIR_MODE)  # served: not the umask's 0700
+            self.created_dirs.append(directory)
             self.made_dirs.add(directory)
 
     def _wrote(self, rel: str, *, new: bool = True) -> None:
