@@ -51,6 +51,8 @@ from lockmirror.stages.bundle import BundleResult, build_bundle
 from lockmirror.stages.bundle_readme import readme_text
 from lockmirror.stages.lock import stale_sets
 from lockmirror.stages.tool_set import (
+    DEFAULT_TOOL_HOST,
+    DEFAULT_TOOL_TARGET,
     TOOL_SET,
     choose_tool_wheels,
     collect_tool_wheels,
@@ -111,7 +113,6 @@ def test_the_tool_set_depends_on_mirror_yaml_not_on_the_python_that_locks(
     of the locking Python); `lock --check` then failed and `doit bundle` re-locked the
     committed file on every other runner. The running Python as a target, and another
     Python beside it, give mirror.yaml's targets and nothing more."""
-    from lockmirror.cli import main
     from lockmirror.stages.lock_inputs import input_hash
 
     other = "3.13" if HOST_PYTHON == "3.12" else "3.12"
@@ -129,18 +130,13 @@ def test_the_tool_set_depends_on_mirror_yaml_not_on_the_python_that_locks(
     assert list(tool.targets) == ["there"]
     assert input_hash(tool_loaded(load_config(tmp_path / "mirror.yaml", environ={})), TOOL_SET) \
         == input_hash(tool_loaded(load_config(tmp_path / "same.yaml", environ={})), TOOL_SET)
-    # no target lockmirror runs on: refused in one line before anything is locked (the
-    # build machine's Python would make the committed lockfile the locking machine's)
-    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    # no target lockmirror runs on: a fixed far-side host (CPython 3.11, manylinux_2_28),
+    # never the locking machine's Python, which made the lockfile the machine's
     old = "  old:\n    python: '3.10'\n    platforms: [manylinux_2_28_x86_64]\n"
-    (tmp_path / "mirror.yaml").write_text(mirror_yaml(old + win).replace(
-        "https://pypi.org/simple/", "http://127.0.0.1:9/simple/"))
-    assert main(["lock", "--config", str(tmp_path / "mirror.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1, err
-    assert "targets: none is a Python and platform lockmirror runs on" in err
-    assert "add a target for the far side's mirror host" in err
-    assert not (tmp_path / "lockfiles").exists()
+    config = parse_config(mirror_yaml(old + win))
+    assert tool_targets(config) == {DEFAULT_TOOL_HOST: DEFAULT_TOOL_TARGET}
+    assert DEFAULT_TOOL_TARGET.python == "3.11"
+    assert DEFAULT_TOOL_TARGET.platforms == ["manylinux_2_28_x86_64"]
 
 
 def test_bundle_names_where_its_tool_installs_and_which_targets_it_leaves_out(

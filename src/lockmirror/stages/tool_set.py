@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from ..config import TOOL_SET as TOOL_SET  # named here by the stages that use it
 from ..config import LoadedConfig, lockfile_name
 from ..config_schema import MirrorConfig, SetConfig, TargetConfig
-from ..errors import ConfigError, IntegrityError, LockmirrorError, StaleLockError
+from ..errors import IntegrityError, LockmirrorError, StaleLockError
 from ..formats.lockfile import LockedFile, Lockfile
 from ..formats.store import Store
 from ..targets import Target, Truth
@@ -48,6 +48,13 @@ from .toolwheels import (
     tool_source,
 )
 
+# Where no target of mirror.yaml runs lockmirror (3.8 clients, Windows), tool/ is for
+# this far-side mirror host: the oldest Python lockmirror runs on, on glibc 2.28 (RHEL 8,
+# Ubuntu 20.04, Debian 11 and newer). Fixed, so the lockfile is the same wherever it is
+# locked; a target of mirror.yaml for the real host (a set's `targets:` may leave it
+# out) replaces it.
+DEFAULT_TOOL_HOST = "mirror-host"
+DEFAULT_TOOL_TARGET = TargetConfig(python="3.11", platforms=["manylinux_2_28_x86_64"])
 LOCK_HINT = "run `lockmirror lock` (it locks lockmirror's own set too), or bundle --no-tool"
 
 
@@ -75,7 +82,7 @@ def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
     developers and CI runners). A target a marker cannot tell apart from one
     already chosen is left out (two sets of mirror.yaml may keep such targets
     apart; one lockfile cannot): a musllinux target beside a manylinux one of
-    the same Python and machine."""
+    the same Python and machine. When none is left, :data:`DEFAULT_TOOL_TARGET`."""
     left_out = set(targets_without_tool(config))
     chosen: dict[str, TargetConfig] = {}
     for name, spec in config.targets.items():
@@ -83,7 +90,7 @@ def tool_targets(config: MirrorConfig) -> dict[str, TargetConfig]:
         if name not in left_out and not any(s.target(n).overlaps(target)
                                             for n, s in chosen.items()):
             chosen[name] = spec
-    return chosen
+    return chosen or {DEFAULT_TOOL_HOST: DEFAULT_TOOL_TARGET}
 
 
 def targets_without_tool(config: MirrorConfig) -> list[str]:
@@ -101,20 +108,10 @@ def tool_loaded(loaded: LoadedConfig) -> LoadedConfig:
     one set :data:`TOOL_SET` and :func:`tool_targets`. What ``lock_sets``,
     ``stale_sets`` and ``check_lockfiles`` take to lock or check the tool set.
 
-    Raises ConfigError when none of mirror.yaml's targets can run lockmirror
-    (a set named ``lockmirror-tool`` is refused by
-    :func:`lockmirror.config.load_config`).
+    (A set named ``lockmirror-tool`` is refused by :func:`lockmirror.config.load_config`.)
     """
     config = loaded.config
     targets = tool_targets(config)
-    if not targets:
-        raise ConfigError([
-            f"{loaded.path}: targets: none is a Python and platform lockmirror runs on "
-            f"({requires_python()}, not Windows), so lockmirror's own set (the bundle's "
-            "tool/) has no target; add a target for the far side's mirror host (e.g. python "
-            "'3.11', platforms [manylinux_2_28_x86_64]; a set's `targets:` may leave it out), "
-            "or set LOCKMIRROR_TOOL_WHEELS=installed and bundle --no-tool (README: \"Without "
-            "lockmirror on the far side\")"])
     spec = SetConfig(description="lockmirror's runtime dependencies (the bundle's tool/)",
                      requirements=tool_requirements())
     derived = config.model_copy(update={"sets": {TOOL_SET: spec}, "targets": targets})
