@@ -161,6 +161,15 @@ CASES = [
      "abi: cp311", 5,
      r"targets\.mac-py312\.abi: 'cp311' is an ABI of Python 3\.11, not of this target's python "
      r"\"3\.12\" \(use cp312, abi3 or none, or leave abi out\)$"),
+    # CPython 3.7 and older have no cpXY ABI: `abi: cp36` locked sdists only (found by an
+    # outside tester)
+    ("a 3.8-style ABI on CPython 3.6",
+     broken('python: "3.12"', 'python: "3.6"\n    abi: cp36'), "abi: cp36", 5,
+     r"targets\.mac-py312\.abi: 'cp36' is no ABI of CPython 3\.6: 3\.7 and older report cp36m, "
+     r"or cp36dm for a debug build \(use cp36m, abi3 or none, or leave abi out\)$"),
+    ("a 3.8-style ABI on CPython 3.7.9",
+     broken('python: "3.12"', 'python: "3.7.9"\n    abi: cp37d'), "abi: cp37d", 5,
+     r"targets\.mac-py312\.abi: 'cp37d' is no ABI of CPython 3\.7: .* \(use cp37m, abi3"),
     ("a CPython ABI on PyPy",
      broken('python: "3.12"', 'python: "3.12"\n    implementation: pp\n    abi: cp312'),
      "abi: cp312", 5,
@@ -453,7 +462,8 @@ def test_an_abi_that_is_no_abi_tag_is_refused() -> None:
     for python, implementation, abi in [
             ("3.11", "cp", "cp311"), ("3.13", "cp", "cp313t"), ("3.11.4", "cp", "cp311d"),
             ("3.12", "cp", "abi3"), ("3.12", "cp", "none"), ("3.10", "pp", "pypy310_pp73"),
-            ("3.11", "pp", "pypy311_pp74"), ("3.10", "pp", "none")]:
+            ("3.11", "pp", "pypy311_pp74"), ("3.10", "pp", "none"), ("3.6", "cp", "cp36m"),
+            ("3.7", "cp", "cp37dm"), ("3.6", "cp", "abi3")]:
         parsed = parse_config(config(python, implementation, abi))
         assert parsed.targets["lin"].abi == abi
 

@@ -53,8 +53,8 @@ def test_an_old_cpython_target_takes_the_wheels_its_python_reports(
 
 
 def test_an_abi_set_by_hand_still_wins() -> None:
-    target = Target("t", "3.6", abi="cp36", platforms=("manylinux_2_17_x86_64",))
-    assert target.wheel_rank("x-1.0-cp36-cp36-manylinux_2_17_x86_64.whl") is not None
+    target = Target("t", "3.6", abi="cp36dm", platforms=("manylinux_2_17_x86_64",))
+    assert target.wheel_rank("x-1.0-cp36-cp36dm-manylinux_2_17_x86_64.whl") is not None
     assert target.wheel_rank(MARKUPSAFE_36) is None
 
 
@@ -125,10 +125,13 @@ def test_a_lockfile_locked_for_the_old_default_abi_is_not_current(tmp_path: Path
                                           '[manylinux_2_17_x86_64], abi: cp311}')
 
 
-def test_a_wrong_abi_on_an_old_python_is_told_the_one_it_reports(tmp_path: Path) -> None:
+@pytest.mark.parametrize("abi", ["cp37m", "cp36"])
+def test_a_wrong_abi_on_an_old_python_is_told_the_one_it_reports(
+        tmp_path: Path, abi: str) -> None:
+    """`abi: cp36` (no such ABI: 3.6 reports cp36m) validated and locked sdists only."""
     with pytest.raises(ConfigError, match=r"\(use cp36m, abi3 or none, or leave abi out\)"):
         _fingerprints(tmp_path, '{python: "3.6", platforms: [manylinux_2_17_x86_64], '
-                                'abi: cp37m}')
+                                f'abi: {abi}}}')
 
 
 # -- hash-checked installs with a pip that reads no lockfile ---------------------

@@ -348,10 +348,10 @@ def abi_mismatch(abi: str | None, python: object, implementation: object) -> str
     """Why ``abi`` cannot be the ABI of that Python and implementation (None: it can,
     or they are invalid themselves and reported there). A wrong one (cp311 on 3.12)
     matched no compiled wheel, and lock failed naming some unrelated package."""
-    match = re.match(r"(cp|pypy)(3\d+)", abi or "")
+    match = re.match(r"(cp|pypy)(3\d+)([a-z]*)", abi or "")
     if not match or not isinstance(python, str) or implementation not in ("cp", "pp"):
         return None  # abi3, none, no abi; or the python/implementation is reported already
-    family, digits = match.groups()
+    family, digits, flags = match.groups()
     version = "".join(python.split(".")[:2])
     own = "cp" if implementation == "cp" else "pypy"
     major, minor = (int(part) for part in python.split(".")[:2])
@@ -365,4 +365,8 @@ def abi_mismatch(abi: str | None, python: object, implementation: object) -> str
     if digits != version:
         return (f"'{abi}' is an ABI of Python {digits[0]}.{digits[1:]}, not of this target's "
                 f"python \"{python}\" ({hint})")
+    if family == "cp" and (major, minor) < (3, 8) and "m" not in flags:
+        # cp36 matched none of the cp36m wheels 3.6 installs: the lock took sdists only
+        return (f"'{abi}' is no ABI of CPython {major}.{minor}: 3.7 and older report "
+                f"{usual}, or {usual.removesuffix('m')}dm for a debug build ({hint})")
     return None
