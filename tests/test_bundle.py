@@ -174,7 +174,14 @@ def test_layout_checksums_and_readme_work_by_hand(tmp_path: Path) -> None:
     assert info.index_manifest_sha256 == sha256(top / "index" / "manifest.json")
     assert (top / "index" / "manifest.json").read_bytes() == \
         (tmp_path / "in" / "dist-index" / "manifest.json").read_bytes()
-    assert "lockmirror import" in (top / "README.txt").read_text()
+    readme = " ".join((top / "README.txt").read_text().split())
+    assert "lockmirror import" in readme
+    # the hashes guard the files only from a requirements file the mirror did not serve
+    # (an outside tester: step 4 read it over http from the mirror it checks)
+    assert "Give them /srv/mirror/requirements/SET-TARGET.txt from this machine" in readme
+    assert "--require-hashes -r SET-TARGET.txt" in readme
+    assert ("refuses a file altered on the mirror alone, not a mirror (or a network path) "
+            "that alters the requirements file too") in readme
 
 
 def test_an_identical_bundle_is_recognised_without_rewriting(tmp_path: Path) -> None:

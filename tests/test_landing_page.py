@@ -64,6 +64,9 @@ def test_page_names_sets_packages_versions_and_sizes(mirror: FixtureMirror) -> N
         for project, version, *_ in entries:
             assert canonicalize_name(project) in text and version in text
     assert re.search(r"\d+(\.\d)? KiB", text)
+    # the hashed requirements line over http guards against less than it seemed to
+    assert ("Read from this server, that requirements file refuses a file altered here alone, "
+            "not a server that alters both: take it from a copy you trust") in " ".join(text.split())
     # the yanked release carries its tag in its own row (not just the stylesheet)
     row = next(r for r in re.findall(r"<tr>.*?</tr>", page_text(mirror), flags=re.S)
                if ">yanky<" in r or "yanky</" in r)

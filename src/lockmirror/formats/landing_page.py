@@ -430,7 +430,9 @@ def landing_html(page: LandingPage) -> str:
         f'<div class="config">{config_html}</div>',
         ("<p>To install a set exactly as locked, use its lockfile or its constraints file "
          f"for your target, from the mirror: {_config_node('code', *constraints)}; with a "
-         f"pip older than 26.1, check every file's hash: {_config_node('code', *hashed)}.</p>"),
+         f"pip older than 26.1, check every file's hash: {_config_node('code', *hashed)}. "
+         "Read from this server, that requirements file refuses a file altered here alone, not a "
+         "server that alters both: take it from a copy you trust (the verified bundle's).</p>"),
         "</section>",
         '<section id="provenance"><h2>Where this content came from</h2>',
         _facts(_provenance_facts(page)),

@@ -15,7 +15,8 @@ Formats:
 * root pages: the PEP 503/691 project list;
 * ``constraints/<set>-<target>.txt``: ``name==version`` pins;
 * ``requirements/<set>-<target>.txt``: the same closure with ``--hash`` options,
-  for ``pip install --require-hashes -r`` (pip 8 and newer, which read no lockfile).
+  for ``pip install --require-hashes -r`` (pip 8 to 26.0, which read no lockfile; each
+  installs only the wheels whose platform tags it reads: README.md's tag table).
 
 The landing page ``index.html`` for people and the pip / uv configuration
 are :mod:`lockmirror.formats.landing_page`.
@@ -232,8 +233,8 @@ def requirements_text(set_name: str, target: SetTarget,
                       pins: Iterable[tuple[str, str, Sequence[str]]]) -> str:
     """The locked closure as pip-compile --generate-hashes writes it: ``name==version``
     and a ``--hash=sha256:...`` per file, for ``pip install --require-hashes -r``
-    (pip 8 and newer: the hashes come from the committed lockfile, not from the
-    server that serves the files)."""
+    (the hashes come from the committed lockfile, not from the server that serves
+    the files: they guard against it only when this file does not come from it)."""
     header = (
         f"# Requirements with hashes for the package set '{set_name}' on the target "
         f"'{target.name}'\n"

@@ -68,9 +68,14 @@ the bundle arrived whole, not who made it.
 4. Serve /srv/mirror with any static web server, or (for other machines to reach it):
      {lockmirror} serve /srv/mirror --host 0.0.0.0 --port 8080
    Clients (HOST: this machine's name; plain http needs --trusted-host in pip) name
-   their target's file (http://HOST:8080/ lists each SET-TARGET), every hash checked:
+   their target's file (http://HOST:8080/ lists each SET-TARGET), every file checked
+   against the lockfile's hashes. Give them /srv/mirror/requirements/SET-TARGET.txt
+   from this machine (step 5 re-checks it), copied beside them:
      pip install --index-url http://HOST:8080/simple/ --trusted-host HOST \\
-         --require-hashes -r http://HOST:8080/requirements/SET-TARGET.txt
+         --require-hashes -r SET-TARGET.txt
+   Read over http from the mirror instead (-r http://HOST:8080/requirements/...),
+   it refuses a file altered on the mirror alone, not a mirror (or a network path)
+   that alters the requirements file too.
    Their pip.conf, environment variables and uv settings:
      {lockmirror} pip-config http://HOST:8080/simple/
 5. Re-check the mirror at any time: {lockmirror} verify /srv/mirror
