@@ -154,23 +154,19 @@ def test_fetch_names_the_store_directory_it_cannot_write(
     assert not store.has(entry.sha256)
 
 
-def test_serve_answers_500_and_logs_a_file_it_cannot_read(
-        unprivileged: Unprivileged, tmp_path: Path) -> None:
-    """A file of the tree the server may not read is the server's fault: 500 and a log
-    line naming it and why (it was a 404 that said nothing)."""
-    mirror = tmp_path / "mirror"
-    import_bundle([bundle(tmp_path / "v1", tmp_path / "out1").path], mirror)
-    unreadable = mirror / WHEEL
-    unreadable.chmod(0o000)
-    server = unprivileged.popen("serve", mirror, "--port", "0", stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+def served_statuses(runner: Unprivileged, mirror: Path,
+                    paths: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+    """The status ``runner``'s ``lockmirror serve`` of ``mirror`` answers a GET of each
+    of ``paths`` with, and its log's lines once stopped."""
+    server = runner.popen("serve", mirror, "--port", "0", stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    statuses = {}
     try:
         assert server.stdout is not None
         first_line = server.stdout.readline()
         match = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", first_line)
         assert match, first_line
-        statuses = {}
-        for path in (WHEEL, "manifest.json"):
+        for path in paths:
             connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)),
                                                     timeout=10)
             connection.request("GET", f"/{path}")
@@ -179,6 +175,36 @@ def test_serve_answers_500_and_logs_a_file_it_cannot_read(
     finally:
         os.kill(server.pid, signal.SIGINT)
         _, log = server.communicate(timeout=60)
+    return statuses, log.splitlines()
+
+
+def test_serve_answers_500_and_logs_a_file_it_cannot_read(
+        unprivileged: Unprivileged, tmp_path: Path) -> None:
+    """A file of the tree the server may not read is the server's fault: 500 and a log
+    line naming it and why (it was a 404 that said nothing)."""
+    mirror = tmp_path / "mirror"
+    import_bundle([bundle(tmp_path / "v1", tmp_path / "out1").path], mirror)
+    unreadable = mirror / WHEEL
+    unreadable.chmod(0o000)
+    statuses, log = served_statuses(unprivileged, mirror, (WHEEL, "manifest.json"))
     assert statuses == {WHEEL: 500, "manifest.json": 200}
     # logged before the answer is sent (the request's own line follows it, racing the stop)
-    assert f"127.0.0.1 error: cannot read {unreadable}: Permission denied" in log.splitlines()
+    assert f"127.0.0.1 error: cannot read {unreadable}: Permission denied" in log
+
+
+@pytest.mark.parametrize("directory, path", [
+    ("simple/alpha", "simple/alpha/"),  # was no answer at all: a traceback in _simple
+    ("files/alpha", WHEEL),  # was a 404 that said nothing
+])
+def test_serve_answers_500_and_logs_a_directory_it_cannot_read(
+        unprivileged: Unprivileged, tmp_path: Path, directory: str, path: str) -> None:
+    """A directory of the tree the server may not search, on the way to the page or
+    file asked for: as for a file it may not read, 500 and a log line naming the
+    directory and why (found by an outside tester); the rest is served."""
+    mirror = tmp_path / "mirror"
+    import_bundle([bundle(tmp_path / "v1", tmp_path / "out1").path], mirror)
+    (mirror / directory).chmod(0o000)
+    statuses, log = served_statuses(unprivileged, mirror, (path, "manifest.json"))
+    assert statuses == {path: 500, "manifest.json": 200}, log
+    assert f"127.0.0.1 error: cannot read {mirror / directory}: Permission denied" in log
+    assert not any("Traceback" in line for line in log), log

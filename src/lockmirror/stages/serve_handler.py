@@ -21,8 +21,9 @@ inside the tree) and what one HTTP request to a built index gets:
   two renames): such a request waits up to a second and looks again.
 
 It never serves anything outside the tree: ``..``, encoded or not, hidden
-names (temporary files) and symlinks leading out are answered with 404 (the
-server's ``resolve`` keeps every path inside the tree). Binding, starting and
+names (temporary files) and symlinks leading out are answered with 404
+(:func:`lockmirror.stages.serve_tree.resolve` keeps every path inside the tree). A
+file or directory the server may not read is a 500 and a log line naming it. Binding, starting and
 stopping: :mod:`lockmirror.stages.serve`.
 """
 
@@ -56,6 +57,7 @@ from .serve_headers import (
     parse_range,
     range_applies,
 )
+from .serve_tree import blocking_part, resolve, tree_identity
 
 _CHUNK = 1 << 16
 _RETRY_AFTER = 1  # seconds a client turned away (all connections busy) is asked to wait
@@ -147,18 +149,21 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         give_up = time.monotonic() + _SWAP_WAIT
         while True:
             self._waiting = time.monotonic() < give_up
-            self._tree = self.server.tree_identity()
+            self._tree = tree_identity(self.server.root)
             try:
                 self._route(body)
                 return
             except _TreeSwapped:
                 time.sleep(_SWAP_PAUSE)
+            except PermissionError as exc:  # a directory on the way it may not search
+                self._cannot_read(exc)
+                return
 
     def _not_found(self) -> None:
         """404, unless the tree is missing or was replaced while the request looked
         for its file (then :meth:`_route_across_swaps` looks again)."""
         if self._waiting:
-            now = self.server.tree_identity()
+            now = tree_identity(self.server.root)
             if now is None or now != self._tree:
                 raise _TreeSwapped
         self._send_error(HTTPStatus.NOT_FOUND)
@@ -186,7 +191,7 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
                for p in parts):
             self._send_error(HTTPStatus.NOT_FOUND)  # in no tree: nothing to wait for
             return
-        path = self.server.resolve(parts)
+        path = resolve(self.server.root, parts)
         if parts[:1] == ["simple"] and len(parts) <= 2 and not (path and path.is_file()):
             self._simple(parts, path, trailing, split.query, body)
             return
@@ -272,10 +277,8 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
         except FileNotFoundError:  # gone since it was found: a tree swapped meanwhile
             self._not_found()
             return
-        except OSError as exc:  # there, but not readable by the server: its fault, not 404
-            self.server.log_line(f"{self.client_address[0]} error: cannot read {path}: "
-                                 f"{exc.strerror}")
-            self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
+        except OSError as exc:
+            self._cannot_read(exc)
             return
         with handle:
             stat = os.fstat(handle.fileno())
@@ -305,6 +308,14 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
             })
             if body and length:
                 self._copy(handle, start, length)
+
+    def _cannot_read(self, exc: OSError) -> None:
+        """500 and a log line naming what the server may not read (the file, or the
+        directory on its way it may not search) and why: its fault, not a 404."""
+        blocked = blocking_part(self.server.root, str(exc.filename))
+        self.server.log_line(f"{self.client_address[0]} error: cannot read {blocked}: "
+                             f"{exc.strerror}")
+        self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _span(self, size: int, etag: str, mtime: float) -> tuple[HTTPStatus, int, int] | None:
         """(status, first byte, last byte) of the file to send: the ``Range`` asked for
@@ -409,26 +420,6 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         except OSError:  # BlockingIOError once drained; or the client is gone
             pass
         request.close()
-
-    def tree_identity(self) -> tuple[int, int] | None:
-        """(device, inode) of the tree's root, which an import's swap changes; None
-        while the root is missing (between the swap's two renames)."""
-        try:
-            stat = os.stat(self.root)
-        except OSError:
-            return None
-        return stat.st_dev, stat.st_ino
-
-    def resolve(self, parts: list[str]) -> Path | None:
-        """The real path for URL path parts, or None if it is missing or outside the tree."""
-        candidate = os.path.realpath(os.path.join(self.root, *parts))
-        if candidate != str(self.root) and not candidate.startswith(str(self.root) + os.sep):
-            return None
-        path = Path(candidate)
-        try:
-            return path if path.exists() else None
-        except OSError:  # a name too long for the file system (ENAMETOOLONG), EACCES: no file
-            return None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client gone mid-answer is one log line, not socketserver's traceback on
