@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -117,23 +118,47 @@ def test_an_old_tree_that_cannot_be_removed_is_a_warning_then_a_clear_error(
     os.chown(mirror / "theirs", OTHER_USER, OTHER_USER)
     old = old_dir(mirror)
     command = f"`chmod -R u+rwX {old} && rm -rf {old}`"
+    theirs = f"{old / 'theirs'} in it belongs to {pwd.getpwuid(OTHER_USER).pw_name} (uid {OTHER_USER})"
+    as_whom = f"as root, or after {pwd.getpwuid(OTHER_USER).pw_name} removes {old / 'theirs'}"
     done = unprivileged.run("import", second, "--into", mirror)
     assert done.returncode == 0, done.stderr
     assert " is now " in done.stdout and verify_mirror(mirror).ok
     assert done.stderr.splitlines()[-1] == (
         "lockmirror: warning: the new mirror is in place, but its previous tree could not be "
-        f"removed (Permission denied) and is left beside it: {old}; remove it before the next "
-        f"import ({command})")
+        f"removed (Permission denied: {theirs}) and is left beside it: {old}; remove it before "
+        f"the next import {as_whom} ({command})")
     assert (old / "theirs" / "note").is_file()
 
     again = unprivileged.run("import", first, "--into", mirror)
     assert again.returncode == 1
     assert again.stderr == (
         f"lockmirror: error: {old}: cannot remove the old tree an earlier import left after "
-        f"swapping in {mirror}: Permission denied (remove it by hand with {command}, then "
-        "import again)\n")
+        f"swapping in {mirror}: Permission denied ({theirs}) (remove it by hand {as_whom} "
+        f"with {command}, then import again)\n")
     shutil.rmtree(old)  # what the hint says, as root
     assert unprivileged.run("import", first, "--into", mirror).returncode == 0
+
+
+def test_an_import_into_a_read_only_parent_names_the_parent(
+        unprivileged: Unprivileged, tmp_path: Path) -> None:
+    """The staging tree and the swap are made beside the mirror: a parent directory the
+    import may not write is named as such, and why (found by an outside tester: the
+    error named the mirror, "cannot write the new mirror")."""
+    mirror, _first, second = imported_mirror(unprivileged, tmp_path)
+    before = scan_tree(mirror)
+    mirror.parent.chmod(0o555)
+    try:
+        done = unprivileged.run("import", second, "--into", mirror)
+    finally:
+        mirror.parent.chmod(0o755)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] + "\n" == (
+        f"lockmirror: error: {mirror.parent}: cannot create the import's staging tree "
+        ".mirror.lockmirror-staging here: Permission denied (an import builds the new mirror "
+        f"beside {mirror} and swaps it in by renaming both, so it needs write permission on "
+        f"{mirror.parent}; nothing was changed in {mirror})\n")
+    assert sorted(p.name for p in mirror.parent.iterdir()) == ["mirror"]
+    assert scan_tree(mirror) == before
 
 
 def test_fetch_names_the_store_directory_it_cannot_write(

@@ -32,6 +32,7 @@ import has succeeded all the same, and says which tree is left and how to remove
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -125,18 +126,45 @@ def _cleanup_error(exc: OSError, into: Path) -> LockmirrorError:
             f"cannot rename the previous tree back to {into} (an earlier import was stopped "
             f"between its two renames): {exc.strerror}", where=str(old),
             hint=f"rename it back by hand (`mv {old} {into}`), then import again")
-    if old.exists():
-        return LockmirrorError(
-            f"cannot remove the old tree an earlier import left after swapping in {into}: "
-            f"{exc.strerror}", where=str(old), hint=removal_hint(old))
+    tree, what = ((old, f"the old tree an earlier import left after swapping in {into}")
+                  if old.exists() else
+                  (staging, "the unfinished staging tree an earlier import left"))
+    owned = _owner_note(tree)
     return LockmirrorError(
-        f"cannot remove the unfinished staging tree an earlier import left: {exc.strerror}",
-        where=str(staging), hint=removal_hint(staging))
+        f"cannot remove {what}: {exc.strerror}{f' ({owned[0]})' if owned else ''}",
+        where=str(tree), hint=removal_hint(tree, owned[1] if owned else ""))
 
 
-def removal_hint(tree: Path) -> str:
-    """How an operator removes a leftover tree of ours by hand."""
-    return f"remove it by hand with `{removal_command(tree)}`, then import again"
+def removal_hint(tree: Path, who: str = "") -> str:
+    """How an operator removes a leftover tree of ours by hand (``who``: as whom,
+    from :func:`_owner_note`)."""
+    return f"remove it by hand{who} with `{removal_command(tree)}`, then import again"
+
+
+def _owner_note(tree: Path) -> tuple[str, str] | None:
+    """Why this user cannot remove ``tree``: the first directory in it (top down) that
+    another user owns, which this user can neither empty nor open up. None when
+    there is none; else what to say of it (``{dir} belongs to root``) and as whom to
+    remove the tree (`` as root``, or `` as root, or after nobody removes {dir}``)."""
+    import pwd
+
+    for directory, subdirectories, _files in os.walk(tree):
+        subdirectories.sort()
+        for path in [directory, *(os.path.join(directory, name) for name in subdirectories)]:
+            try:
+                uid = os.lstat(path).st_uid
+            except OSError:
+                continue
+            if uid != os.geteuid():
+                try:
+                    owner, owner_uid = pwd.getpwuid(uid).pw_name, f"{uid}"
+                except KeyError:  # no name here: the uid says it
+                    owner, owner_uid = f"uid {uid}", ""
+                said = f"{path} in it belongs to {owner}" + (f" (uid {owner_uid})"
+                                                             if owner_uid else "")
+                return said, (" as root" if uid == 0 else
+                              f" as root, or after {owner} removes {path}")
+    return None
 
 
 def removal_command(tree: Path) -> str:
@@ -191,9 +219,11 @@ def swap_into_place(staging: Path, into: Path) -> str | None:
     try:
         remove_tree(old)
     except OSError as exc:
+        owned = _owner_note(old)
         return (f"the new mirror is in place, but its previous tree could not be removed "
-                f"({exc.strerror}) and is left beside it: {old}; remove it before the next "
-                f"import (`{removal_command(old)}`)")
+                f"({exc.strerror}{f': {owned[0]}' if owned else ''}) and is left beside it: "
+                f"{old}; remove it before the next import{owned[1] if owned else ''} "
+                f"(`{removal_command(old)}`)")
     return None
 
 
@@ -249,6 +279,14 @@ def replacing_tree(into: Path) -> Iterator[StagedTree]:
     staged = StagedTree(staging)
     try:
         staging.mkdir()
+    except OSError as exc:  # the parent's fault, not the mirror's: say which and why
+        why = (f"an import builds the new mirror beside {into} and swaps it in by renaming "
+               f"both, so it needs write permission on {into.parent}; "
+               if exc.errno in (errno.EACCES, errno.EPERM) else "")
+        raise LockmirrorError(
+            f"cannot create the import's staging tree {staging.name} here: {exc.strerror}",
+            where=str(into.parent), hint=f"{why}nothing was changed in {into}") from None
+    try:
         os.chmod(staging, SERVED_DIR_MODE)  # it becomes the mirror: served, whatever the umask
         yield staged
         staged.leftover = swap_into_place(staging, into)
