@@ -902,3 +902,28 @@ def test_a_bundle_renamed_after_it_was_written_is_said(tmp_path: Path) -> None:
     said.clear()
     import_bundle([made.path], tmp_path / "far2", progress=said.append)
     assert not [line for line in said if line.startswith("note:")]
+
+
+def test_verify_during_an_import_says_one_is_running(
+        mirror: Mirror, capsys: pytest.CaptureFixture[str]) -> None:
+    """While an import into the mirror runs (it holds the lock beside the mirror, its
+    staging tree there; between its renames the mirror is missing), verify says so in
+    one line and exits 1 (it hashed a tree being swapped, and for the missing mirror
+    said an import was interrupted); an import into a directory beside it is no matter."""
+    from lockmirror.cli import main
+    from lockmirror.fsutil import one_at_a_time
+
+    running = (f"lockmirror: error: an import into {mirror.root} is running; verify again "
+               "when it ends\n")
+    with one_at_a_time(mirror.root.parent, "an import, as import_lock"):
+        assert main(["verify", str(mirror.root)]) == 0  # into a directory beside it
+        staging_dir(mirror.root).mkdir()
+        capsys.readouterr()
+        assert main(["verify", str(mirror.root)]) == 1
+        assert capsys.readouterr() == ("", running)
+        mirror.root.rename(old_dir(mirror.root))  # between the two renames
+        assert main(["verify", str(mirror.root)]) == 1
+        assert capsys.readouterr() == ("", running)
+        old_dir(mirror.root).rename(mirror.root)
+        staging_dir(mirror.root).rmdir()
+    assert main(["verify", str(mirror.root)]) == 0

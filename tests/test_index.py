@@ -961,6 +961,28 @@ def test_the_url_rule_checks_what_it_parses_and_again_when_the_sources_change(
     assert build(own_mirror, url_rule=fixture).noop
 
 
+def test_verify_during_an_index_build_says_one_is_running(
+        own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: verify of an index an index run was updating listed
+    the run's new files as unexpected and said to run index again. While a build holds
+    the index's lock (the one build_index takes), verify says so in one line and exits
+    1, listing nothing; once the build ended, it verifies."""
+    from lockmirror.cli import main
+    from lockmirror.fsutil import one_at_a_time
+
+    build(own_mirror)
+    with one_at_a_time(state_dir_for(own_mirror.out), "an index build, as build_index"):
+        (own_mirror.out / "files" / "new-1.0.tar.gz").write_bytes(b"the run's new file")
+        capsys.readouterr()
+        assert main(["verify", str(own_mirror.out)]) == 1
+        out, err = capsys.readouterr()
+        (own_mirror.out / "files" / "new-1.0.tar.gz").unlink()  # the run's, as it ends
+    assert out == ""
+    assert err == (f"lockmirror: error: an index build is running on {own_mirror.out}; "
+                   "verify again when it ends\n")
+    assert main(["verify", str(own_mirror.out)]) == 0
+
+
 def test_verify_of_a_damaged_index_says_to_run_index_again(
         own_mirror: FixtureMirror, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by an outside tester: after an index run killed half-way, verify sent the

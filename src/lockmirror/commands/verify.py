@@ -11,7 +11,12 @@ from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, LoadedConfig, load_config
 from ..errors import LockmirrorError
-from ..stages.verify import repair_hint, unchecked_manifest, verify_mirror
+from ..stages.verify import (
+    refuse_while_changing,
+    repair_hint,
+    unchecked_manifest,
+    verify_mirror,
+)
 from ._options import is_project_index, project_if_any
 
 NAME = "verify"
@@ -32,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = verify_mirror(args.directory, hash_files=not args.sizes_only)
+    if not report.ok:  # an index build or import begun meanwhile: its files, not damage
+        refuse_while_changing(args.directory)
     for label, paths in (("missing", report.missing), ("altered", report.altered),
                          ("unexpected", report.unexpected)):
         for path in paths:

@@ -19,8 +19,8 @@ from ..formats.manifest import (
     TreeReport,
     check_tree,
 )
-from ..fsutil import sha256_file
-from .import_swap import inside_mirror, old_dir, state_line
+from ..fsutil import locked_unless_held, sha256_file
+from .import_swap import inside_mirror, mirror_path, old_dir, staging_dir, state_line
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -34,12 +34,40 @@ def verify_mirror(root: Path, *, hash_files: bool = True) -> TreeReport:
     (:func:`check_manifest_record`). Costs one sha256 pass over the tree (a
     stat per file with ``hash_files=False``).
     """
+    refuse_while_changing(root)
     if not root.is_dir():
         raise not_a_mirror(root, MANIFEST_NAME)
     if not (root / MANIFEST_NAME).exists():
         raise _no_manifest(root)
     check_manifest_record(root)
     return check_tree(root, Manifest.read(root / MANIFEST_NAME), hash_files=hash_files)
+
+
+def refuse_while_changing(root: Path) -> None:
+    """Refuse to verify ``root`` while a run that changes it holds its lock: an index
+    build (the lock on its state directory, :func:`lockmirror.stages.index.build_index`)
+    or an import into it (the lock beside it, with its staging or old tree there,
+    :func:`lockmirror.stages.import_swap.import_lock`). Its new files would be
+    reported as unexpected, and the repair hint would say to run it again (found by
+    an outside tester). Raises LockmirrorError, one line. Costs a try of each lock,
+    released at once."""
+    from .index import state_dir_for
+
+    if _held(state_dir_for(root)):
+        raise LockmirrorError(f"an index build is running on {root}; verify again when it ends")
+    mirror = mirror_path(root)
+    if (os.path.lexists(staging_dir(mirror)) or os.path.lexists(old_dir(mirror))) and _held(
+            mirror.parent):
+        raise LockmirrorError(f"an import into {root} is running; verify again when it ends")
+
+
+def _held(directory: Path) -> bool:
+    """Whether another process holds ``directory``'s lock (:func:`locked_unless_held`)."""
+    try:
+        with locked_unless_held(directory) as free:
+            return not free
+    except OSError:  # no such directory, or not ours to open: no run holds it
+        return False
 
 
 def check_manifest_record(root: Path, actual: str | None = None) -> None:
