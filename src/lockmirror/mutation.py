@@ -60,7 +60,7 @@ SCOPE: tuple[str, ...] = (
     *_checks("redaction", "redact_url", "redact_text"),
     *_checks("net.http", "PrefixAuth.for_url", "PrefixAuth.__call__"),
     # serve: no path outside the tree
-    *_checks("stages.serve_handler", "MirrorHTTPServer.resolve"),
+    *_checks("stages.serve_tree", "resolve"),
     # the policy's decisions
     *_checks("resolve.policy", "PolicyEngine.candidate_allowed", "PolicyEngine.min_age_finding",
              "PolicyEngine.yanked_finding", "PolicyEngine.vulnerability_findings",
