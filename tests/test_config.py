@@ -565,7 +565,7 @@ def test_credentials_written_into_a_source_url_are_refused_at_their_line(
         parse_config(broken("https://pypi.org/simple/", "ftp://ci:s3cr3t@nexus.example/simple/")
                      .replace("priority: 10", "files_url: ['https://ci:s3cr3t@cdn.example/']"))
     assert raised.value.problems[0].endswith(
-        "sources[0].url: 'ftp://nexus.example/simple/' is not an http(s) or file URL")
+        "sources[0].url: 'ftp://nexus.example/simple/' is not an http(s) URL")
     assert raised.value.problems[-1].endswith(
         "sources[0].files_url: 'https://cdn.example/' carries a user name or password; "
         "files_url takes none")

@@ -287,22 +287,3 @@ def test_session_defaults_and_environment(fixture_index: FixtureIndex,
     [record] = fixture_index.requests
     assert record.path == "/simple/gamma/"
     assert record.user_agent is not None and record.user_agent.startswith("lockmirror/")
-
-
-def test_file_url_source(tmp_path: Path, catalogue: Catalogue) -> None:
-    wheel = catalogue.find("beta", "1.0")
-    files = tmp_path / "tree" / "files" / "beta"
-    files.mkdir(parents=True)
-    (files / wheel.filename).write_bytes(wheel.path.read_bytes())
-    page = tmp_path / "tree" / "simple" / "beta" / "index.html"
-    page.parent.mkdir(parents=True)
-    page.write_text(f'<a href="../../files/beta/{wheel.filename}#sha256={wheel.sha256}">'
-                    f"{wheel.filename}</a>\n")
-    local = SourceConfig(name="local", url=(tmp_path / "tree" / "simple").as_uri())
-    with IndexClient([local], environ={}) as client:
-        file = client.project("beta").files[0]
-        assert file.sha256 == wheel.sha256
-        assert client.metadata(file) == wheel.metadata
-        assert client.download_bytes(file) == wheel.path.read_bytes()
-        with pytest.raises(NotFoundError):
-            client.project("alpha")

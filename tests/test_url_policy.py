@@ -104,28 +104,55 @@ def test_never_file_urls_credentials_or_dot_segments() -> None:
     assert url_problem("file:///etc/passwd", None) is not None  # also without mirror.yaml
 
 
-def test_a_page_link_follows_the_lockfile_rule_but_file_links_of_a_file_source() -> None:
+def test_a_page_link_follows_the_lockfile_rule() -> None:
     """LinkRule: a project page's links as ``lock`` reads them (tests/test_hostile_upstream
-    serves such pages): the lockfile's rule for the page's source, except that a
-    ``file://`` link passes on a ``file://`` source's page (and nowhere else)."""
+    serves such pages): the lockfile's rule for the page's source; a ``file://`` link in
+    any case of its scheme passes nowhere (mirror.yaml has no file:// source)."""
     from lockmirror.formats.url_policy import LinkRule
 
     loopback = SourceConfig(name="up", url="http://127.0.0.1:8080/simple/")
-    local = SourceConfig(name="local", url="file:///srv/wheels/simple/")
     assert LinkRule(loopback).problem(f"http://127.0.0.1:8080/files/{WHEEL}") is None
     assert LinkRule(PYPI).problem(f"https://files.pythonhosted.org/packages/{WHEEL}") is None
     for source, url in [(loopback, f"http://127.0.0.1:9090/files/{WHEEL}"),
                         (loopback, f"http://localhost:8080/files/{WHEEL}"),
-                        (loopback, f"http://169.254.169.254/latest/{WHEEL}"),
-                        (loopback, f"file:///tmp/outside/{WHEEL}"),
-                        (PYPI, f"file:///srv/wheels/files/{WHEEL}"),
-                        (local, f"file://elsewhere/srv/wheels/files/{WHEEL}"),
-                        (local, f"http://127.0.0.1:8080/files/{WHEEL}")]:
+                        (loopback, f"http://169.254.169.254/latest/{WHEEL}")]:
         problem = LinkRule(source).problem(url)
         assert problem is not None and "not under a file location" in problem, (url, problem)
-    assert LinkRule(local).problem(f"file:///srv/wheels/files/{WHEEL}") is None
-    assert "'..'" in (LinkRule(local).problem(f"file:///srv/wheels/%2e%2e/{WHEEL}") or "")
-    assert url_problem(f"file:///srv/wheels/files/{WHEEL}", [local]) is not None  # lockfile
+    for url in (f"file:///tmp/outside/{WHEEL}", f"FILE:///tmp/outside/{WHEEL}",
+                f"File://elsewhere/srv/wheels/files/{WHEEL}"):
+        for source in (loopback, PYPI):
+            assert LinkRule(source).problem(url) == "file:// URLs are never allowed in a lockfile"
+
+
+@pytest.mark.parametrize("url", ["file:///tmp/x/simple/", "FILE:///tmp/x/simple"])
+def test_mirror_yaml_refuses_a_file_source(url: str) -> None:
+    """Nothing can be locked from a file:// source (a lockfile never carries a file://
+    URL): mirror.yaml refuses one, saying what to serve instead. The old code took it,
+    and lock failed on requests' 'No connection adapters were found'."""
+    with pytest.raises(ValueError, match="is a file:// source") as raised:
+        SourceConfig(name="local", url=url)
+    assert ("serve the tree over http on loopback (python3 -m http.server --bind 127.0.0.1 "
+            "8000 --directory /tmp/x) and give the source url: http://127.0.0.1:8000/simple/"
+            ) in str(raised.value)
+
+
+@pytest.mark.parametrize("command", [["validate"], ["validate", "--online"], ["lock"],
+                                     ["lock", "--check", "--resolve"], ["outdated"]])
+def test_every_command_refuses_a_file_source_up_front(tmp_path: Path,
+                                                      command: list[str]) -> None:
+    tree = tmp_path / "tree" / "simple" / "amqp"
+    tree.mkdir(parents=True)
+    (tree / "index.html").write_text(f'<a href="../../files/{WHEEL}">{WHEEL}</a>\n')
+    repo(tmp_path, package())
+    (tmp_path / "mirror.yaml").write_text(
+        MIRROR.replace("https://pypi.org/simple/", (tmp_path / "tree" / "simple").as_uri()))
+    done = run_cli(tmp_path, *command)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("lockmirror: error: ") and "mirror.yaml:5" in line, line
+    assert (f"sources[0].url: '{(tmp_path / 'tree' / 'simple').as_uri()}' is a file:// "
+            "source, which lockmirror cannot lock from") in line
+    assert f"--directory {tmp_path / 'tree'}) and give" in line
 
 
 def test_a_decoded_space_or_letter_outside_ascii_is_a_path_like_any_other() -> None:

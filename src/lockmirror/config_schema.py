@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 from pydantic import (
@@ -61,6 +63,18 @@ def lower_scheme(url: str) -> str:
     return scheme.lower() + colon + rest if known else url
 
 
+def _file_source_problem(url: str) -> str:
+    """Why a ``file:`` source is refused, and the loopback server to use instead: a
+    lockfile never carries a file:// URL, so nothing could be locked from it."""
+    tree = PurePosixPath(unquote(urlsplit(url).path) or "/")
+    served = tree.parent if tree.name else tree
+    return (f"'{redact_text(url)}' is a file:// source, which lockmirror cannot lock from "
+            "(a lockfile never carries a file:// URL); serve the tree over http on loopback "
+            f"(python3 -m http.server --bind 127.0.0.1 8000 --directory {served}) and give "
+            f"the source url: http://127.0.0.1:8000/{tree.name + '/' if tree.name else ''} "
+            "(loopback needs no allow_http)")
+
+
 class SourceConfig(_Strict):
     """An upstream index (PEP 503/691 simple API)."""
 
@@ -82,8 +96,10 @@ class SourceConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^(https?|file)://", value, re.IGNORECASE):
-            raise ValueError(f"'{redact_text(value)}' is not an http(s) or file URL")
+        if re.match(r"^file:", value, re.IGNORECASE):
+            raise ValueError(_file_source_problem(value))
+        if not re.match(r"^https?://", value, re.IGNORECASE):
+            raise ValueError(f"'{redact_text(value)}' is not an http(s) URL")
         value = lower_scheme(value)
         return value if value.endswith("/") else value + "/"
 

@@ -147,28 +147,26 @@ def _file_locations(sources: Sequence[SourceConfig]) -> _Locations:
 class LinkRule:
     """The rule for the links on one source's project pages, applied as a page is read (a
     link a lockfile would refuse is never requested, cached or a candidate): the lockfile's
-    with that source, except that a ``file://`` link passes under a ``file://`` source's
-    file location (``file:///``, or its ``files_url``). A few string operations a link."""
+    with that source (mirror.yaml has no ``file://`` source, so no ``file://`` link passes).
+    A few string operations a link."""
 
     def __init__(self, source: SourceConfig) -> None:
         self._allowed = _file_locations([source])
         # a link that is a location the rule accepts plus plain segments passes at once
         self._plain = tuple(text for text in (prefix.text() for _, _, prefix in self._allowed)
-                            if _url_check(text + "x.whl", self._allowed, local=True)[0] is None)
+                            if _url_check(text + "x.whl", self._allowed)[0] is None)
 
     def problem(self, url: str) -> str | None:
         """Why the absolute link ``url`` may not be followed; None if it may."""
         for text in self._plain:
             if url.startswith(text) and _PLAIN_SEGMENTS.fullmatch(url, len(text)):
                 return None
-        return _url_check(url, self._allowed, local=True)[0]
+        return _url_check(url, self._allowed)[0]
 
 
-def _url_check(url: str, allowed: _Locations | None, *, local: bool = False
-               ) -> tuple[str | None, str]:
+def _url_check(url: str, allowed: _Locations | None) -> tuple[str | None, str]:
     """(why ``url`` may not be a file URL under ``allowed`` or None, its path): :func:`url_problem`
-    with the prefixes parsed once, the URL split once for the file-name check too;
-    ``local``: a file:// URL is judged by the locations too (:class:`LinkRule`)."""
+    with the prefixes parsed once, the URL split once for the file-name check too."""
     if _UNSAFE_CHARS.search(url):
         return "the URL holds whitespace, a control character or a backslash", ""
     try:
@@ -177,19 +175,19 @@ def _url_check(url: str, allowed: _Locations | None, *, local: bool = False
     except ValueError as exc:
         return f"not a valid URL ({exc})", ""
     scheme = parts.scheme.lower()
-    if scheme == "file" and not local:
+    if scheme == "file":
         return "file:// URLs are never allowed in a lockfile", ""
-    if scheme not in ("http", "https", "file"):
+    if scheme not in ("http", "https"):
         return f"'{scheme}:' URLs are not allowed; https only", ""
     if "@" in parts.netloc:
         return ("the URL carries a user name or password; credentials belong in the "
                 "environment"), ""
-    if not parts.hostname and scheme != "file":
+    if not parts.hostname:
         return "the URL names no host", ""
     problem = _path_problem(parts.path)
     if problem is not None:
         return problem, ""
-    wanted = _Prefix(scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme),
+    wanted = _Prefix(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme],
                      parts.path or "/")
     if allowed is None:
         if scheme == "http" and not is_loopback(wanted.host):

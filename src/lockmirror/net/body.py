@@ -25,7 +25,6 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import requests
@@ -159,16 +158,6 @@ class _Pace:
     def _slow(self, what: str, received: int | None) -> SlowBody:
         count = f" ({received} bytes received)" if received is not None else ""
         return SlowBody(f"cannot fetch {redact_url(self.url)}: {what}{count}")
-
-
-def read_file(path: Path, *, cap: int, what: str) -> bytes:
-    """The bytes of a local file (a ``file:`` source's) refused as :func:`read_body`
-    refuses a body past ``cap``; OSError passes through."""
-    with path.open("rb") as handle:
-        data = handle.read(cap + 1)
-    if len(data) > cap:
-        raise _too_large(str(path), what, cap)
-    return data
 
 
 def _too_large(url: str, what: str, cap: int, size: int | None = None) -> LockmirrorError:

@@ -43,8 +43,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-from urllib.parse import urljoin, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import urljoin
 
 import requests
 import urllib3.exceptions
@@ -55,7 +54,7 @@ from ..errors import IntegrityError, LockmirrorError, NotFoundError, WrongSource
 from ..formats.core_metadata import MAX_METADATA_BYTES, archive_metadata, wheel_metadata_member
 from ..formats.url_policy import LinkRule
 from ..redaction import redact_url
-from .body import BODY_ATTEMPTS, MAX_PAGE_BYTES, get_body, page_deadline, read_file
+from .body import BODY_ATTEMPTS, MAX_PAGE_BYTES, get_body, page_deadline
 from .disk_cache import DiskCache
 from .file_names import TagText
 from .http import PrefixAuth, get, make_session, network_error, source_auth
@@ -278,8 +277,6 @@ class IndexClient:
     def _fetch_page(self, source: SourceConfig, project: NormalizedName,
                     keep: TagFilter | None) -> ProjectPage | None:
         url = urljoin(source.url, f"{project}/")
-        if url.startswith("file:"):
-            return self._local_page(source, project, url, keep)
         cached = self._cache.page(url, PAGE_ACCEPT) if self._cache is not None else None
         headers = {**PAGE_HEADERS, **(cached.validators() if cached else {})}
         answer = get_body(self.session, url, auth=self._auth, sources=self.sources,
@@ -300,30 +297,11 @@ class IndexClient:
         return parse_page(data, content_type, page_url, project, source.name, keep=keep,
                           links=self._links[source.name])
 
-    def _local_page(self, source: SourceConfig, project: NormalizedName, url: str,
-                    keep: TagFilter | None) -> ProjectPage | None:
-        directory = Path(url2pathname(urlsplit(url).path))
-        json_page, html_page = directory / "index.json", directory / "index.html"
-        links = self._links[source.name]
-        if json_page.is_file():
-            return parse_json_page(json_page.read_bytes(), json_page.as_uri(), project,
-                                   source.name, keep=keep, links=links)
-        if html_page.is_file():
-            return parse_html_page(html_page.read_text(encoding="utf-8"), html_page.as_uri(),
-                                   project, source.name, keep=keep, links=links)
-        return None
-
     # -- bytes -------------------------------------------------------------------
 
     def _get_bytes(self, url: str, *, what: str, kind: str, cap: int) -> bytes:
         """A whole body (``what``, a ``kind``) of at most ``cap`` bytes, retried when
         the connection breaks mid-transfer."""
-        if url.startswith("file:"):
-            path = Path(url2pathname(urlsplit(url).path))
-            try:
-                return read_file(path, cap=cap, what=kind)
-            except FileNotFoundError:
-                raise NotFoundError(f"{what} is missing", where=str(path)) from None
         answer = get_body(self.session, url, auth=self._auth, sources=self.sources, cap=cap,
                           what=kind)
         assert answer is not None
@@ -406,9 +384,6 @@ class IndexClient:
         return self._read_wheel_metadata(file)
 
     def _read_wheel_metadata(self, file: DistFile) -> bytes:
-        if file.url.startswith("file:"):
-            path = Path(url2pathname(urlsplit(file.url).path))
-            return archive_metadata(path, file.filename)
         tail = TAIL_BYTES if file.size is None else min(TAIL_BYTES, file.size)
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = get(self.session, file.url, stream=True, auth=self._auth,

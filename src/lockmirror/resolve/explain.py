@@ -227,9 +227,8 @@ def _refusal(file: RefusedFile) -> tuple[tuple[str, str, str], str]:
     """((what one such file is, what several are, what was not done), the detail)."""
     if file.reason == "a path in its file name":
         return ("is named with a path", "are named with a path", " (refused)"), file.filename
-    if file.url.startswith("file:"):
-        return ("is a file:// link outside any file:// source",
-                "are file:// links outside any file:// source", " (not opened)"), file.url
+    if file.url[:5].lower() == "file:":  # schemes are case-insensitive (FILE:///x too)
+        return ("is a file:// link", "are file:// links", " (not opened)"), file.url
     if file.reason.startswith("not under a file location"):
         return ("is outside the file locations its source declares",
                 "are outside the file locations their source declares", " (not asked)"), \
