@@ -110,6 +110,27 @@ def test_lock_refuses_a_zip_bomb_wheels_metadata_and_keeps_nothing(
     assert kept == []
 
 
+def test_fetch_says_a_locked_wheels_metadata_is_past_the_cap(
+        tmp_path: Path, make_index: MakeIndex) -> None:
+    """A lockfile (hand-made: lock refuses such a wheel) locks a zip bomb's metadata file:
+    the METADATA read out of the stored wheel is refused for its size, and fetch says so
+    (it said the upstream no longer had the .metadata file, HTTP 404)."""
+    zip_bomb(tmp_path / "files")
+    index = make_index(tmp_path / "files")
+    index.no_metadata = True  # the upstream serves no .metadata: the wheel's is the one read
+    locked = make_lockfile(index, "core", [BOMB])
+    assert locked.packages[0].wheels[0].metadata_sha256 is not None
+    store = Store(tmp_path / "store")
+    with make_session(retries=0) as session, pytest.raises(MetadataError) as caught:
+        fetch([locked], store, session=session, retries=0)
+    message = str(caught.value)
+    assert "\n" not in message and "404" not in message, message
+    assert message.startswith(f"{BOMB}.metadata: the METADATA of the locked wheel {BOMB} "
+                              "(bomb-1.0.dist-info/METADATA): core metadata of "), message
+    assert "is more than the 16.0 MiB lockmirror reads; refused" in message, message
+    assert store.has(locked.packages[0].wheels[0].sha256)  # the wheel itself is kept
+
+
 def test_the_one_reader_refuses_core_metadata_past_the_cap_wherever_it_lies(
         tmp_path: Path) -> None:
     bomb = zip_bomb(tmp_path / "files")

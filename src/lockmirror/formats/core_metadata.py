@@ -40,6 +40,10 @@ class MetadataError(LockmirrorError):
     """A distribution whose core metadata cannot be found or read."""
 
 
+class MetadataTooLarge(MetadataError):
+    """Core metadata past MAX_METADATA_BYTES (a zip bomb's): refused, not read."""
+
+
 @dataclass(frozen=True)
 class CoreMetadata:
     """Parsed core metadata: ``raw`` as ``packaging.metadata`` reads it, plus the
@@ -209,10 +213,10 @@ def sdist_members(archive: Path | bytes, filename: str,
 
 
 def check_stated(size: int, where: str) -> None:
-    """Raise MetadataError naming ``where`` and the cap when ``size`` (the bytes a
+    """Raise MetadataTooLarge naming ``where`` and the cap when ``size`` (the bytes a
     header states) is more than MAX_METADATA_BYTES."""
     if size > MAX_METADATA_BYTES:
-        raise MetadataError(f"core metadata of {size} bytes is more than the "
+        raise MetadataTooLarge(f"core metadata of {size} bytes is more than the "
                             f"{format_size(MAX_METADATA_BYTES)} lockmirror reads; refused",
                             where=where)
 
@@ -225,7 +229,7 @@ def bounded_read(handle: IO[bytes], stated: int, where: str) -> bytes:
         check_stated(stated, where)
         data = handle.read(MAX_METADATA_BYTES + 1)
     if len(data) > MAX_METADATA_BYTES:
-        raise MetadataError(f"core metadata runs past the {format_size(MAX_METADATA_BYTES)} "
+        raise MetadataTooLarge(f"core metadata runs past the {format_size(MAX_METADATA_BYTES)} "
                             "lockmirror reads; refused", where=where)
     return data
 

@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Protocol
 import requests
 
 from ..errors import LockmirrorError
-from ..formats.core_metadata import zip_metadata
+from ..formats.core_metadata import MetadataTooLarge, zip_metadata
 from ..formats.store import FetchItem, store_write_error
 from ..fsutil import format_size, plural, sha256_stream
-from ..net.download import Downloader, Fatal, Stopped, wrong_locked_size
+from ..net.download import Downloader, Fatal, Stopped, sets_text, wrong_locked_size
 from ..net.http import Credentials, PrefixAuth, make_session, source_auth
 from ..net.s3_store import AnyStore, S3Store, store_of
 from .fetch_plan import missing, plan
@@ -332,13 +332,23 @@ def _refuse_wrong_locked_sizes(todo: Sequence[FetchItem], store: AnyStore) -> No
 def _metadata_from_wheel(item: FetchItem, store: AnyStore) -> bool:
     """Put a wheel's METADATA in the store from the verified wheel itself,
     when its bytes have the locked hash; False when they do not (or the wheel
-    is absent), and the caller downloads the ``.metadata`` file instead."""
+    is absent), and the caller downloads the ``.metadata`` file instead.
+    Raises MetadataTooLarge when the verified wheel's METADATA is past the cap:
+    the locked file is that METADATA, which lockmirror never reads nor serves."""
     if item.wheel_sha256 is None or not store.has(item.wheel_sha256):
         return False
+    wheel = item.filename.removesuffix(".metadata")
     try:
         with store.open(item.wheel_sha256) as raw, zipfile.ZipFile(raw) as archive:
-            data = zip_metadata(archive, item.filename.removesuffix(".metadata"))
-    except (OSError, LockmirrorError, zipfile.BadZipFile):  # gone from S3, no METADATA, too large
+            data = zip_metadata(archive, wheel)
+    except MetadataTooLarge as exc:
+        member = (exc.where or "").removeprefix(f"{wheel}: ")
+        raise MetadataTooLarge(
+            f"the METADATA of the locked wheel {wheel} ({member}): {exc.message}; needed "
+            f"by {sets_text(item)}", where=item.filename,
+            hint="lock refuses such a wheel: re-lock those sets with `doit lock`, or pin "
+                 "another version") from None
+    except (OSError, LockmirrorError, zipfile.BadZipFile):  # gone from S3, no METADATA
         return False
     if hashlib.sha256(data).hexdigest() != item.sha256:
         return False
