@@ -172,3 +172,23 @@ def test_a_json_field_of_the_wrong_type_refuses_the_page(
     assert f"{base}/simple/p-bad/" in lines[0]
     assert "not valid PEP 691 JSON" in lines[0] and re.search(says, lines[0]), lines[0]
     assert [p for p in index.requests if not p.startswith("/simple/")] == []
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"meta": {"api-version": "1.1"}, "name": "p-bad", "files": {"a": 1}},
+     "'files' is an object, not a list"),
+    ([{"filename": WHEEL}], "the page is a list, not an object"),
+    ({"meta": {"api-version": "1.1"}, "name": "p-bad"}, "the page has no 'files'"),
+    ({"meta": ["1.1"], "files": []}, "'meta' is a list, not an object"),
+])
+def test_a_json_page_of_the_wrong_shape_is_refused_saying_what_is_wrong(
+        tmp_path: Path, body: object, says: str) -> None:
+    """It said 'files[0] is not an object' of an object, and Python's "'list' object has
+    no attribute 'get'" of a list."""
+    index = PageServer()
+    index.pages["/simple/p-bad/"] = (JSON_TYPE, json.dumps(body).encode())
+    with serving(index) as base:
+        code, lines = lock(tmp_path, base, "p-bad==1.0")
+    assert code == 1 and len(lines) == 1, lines
+    assert (f"{base}/simple/p-bad/: the project page is not valid PEP 691 JSON ({says})"
+            ) in lines[0], lines[0]

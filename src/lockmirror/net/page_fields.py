@@ -20,6 +20,28 @@ class FieldError(ValueError):
     """A file entry's field has the wrong JSON type or shape."""
 
 
+def check_page(page: Any) -> list[Any]:
+    """The ``files`` list of the PEP 691 page ``page`` (parsed JSON); raise FieldError
+    saying what is wrong when the page is no object, its ``meta`` no object, or
+    ``files`` absent or no list."""
+    if type(page) is not dict:
+        raise FieldError(f"the page is {_json_type(page)}, not an object")
+    if type(page.get("meta", {})) is not dict:
+        raise FieldError(f"'meta' is {_json_type(page['meta'])}, not an object")
+    if "files" not in page:
+        raise FieldError("the page has no 'files'")
+    files = page["files"]
+    if type(files) is not list:
+        raise FieldError(f"'files' is {_json_type(files)}, not a list")
+    return files
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, in JSON's words: ``a list``, ``an object``, ``null``."""
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), "null")
+
+
 def check_file_entry(entry: Any, position: int) -> None:
     """Raise FieldError naming ``files[position]`` and the field when ``entry`` is not an
     object whose ``filename`` and ``url`` are strings, ``hashes`` (and a

@@ -43,7 +43,7 @@ from ..errors import LockmirrorError
 from ..formats.bounded import load_json
 from ..redaction import redact_url
 from .file_names import TagText, parse_filename, path_in_file_name, split_filename, wheel_tag_texts
-from .page_fields import check_file_entry
+from .page_fields import check_file_entry, check_page
 
 _SHA256 = re.compile(r"sha256=([0-9a-fA-F]{64})")
 LOG = logging.getLogger(__name__)
@@ -304,9 +304,10 @@ def parse_json_page(data: bytes, url: str, project: NormalizedName, source: str,
     refuses, and files named with a path, are left out (:attr:`ProjectPage.refused`)."""
     page = load_json(data, where=redact_url(url), error=LockmirrorError)
     try:
+        files = check_page(page)
         _check_api_version(page.get("meta", {}).get("api-version"), url)
         sorter = _Sorter(project, url, keep, links)
-        for position, entry in enumerate(page["files"]):
+        for position, entry in enumerate(files):
             check_file_entry(entry, position)
             sorter.take(_json_record(entry, entry["filename"]))
         return sorter.page(source, given_versions=page.get("versions"))
