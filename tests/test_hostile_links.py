@@ -174,6 +174,58 @@ def test_a_json_field_of_the_wrong_type_refuses_the_page(
     assert [p for p in index.requests if not p.startswith("/simple/")] == []
 
 
+@pytest.mark.parametrize(("project", "page", "says"), [
+    # refused links that name no file of the project: named, never "no releases"
+    ("p-x", html_page("/files/x%2F..%2Fx.whl#sha256=" + DIGEST),
+     "1 link on its page was refused: x/../x.whl (a path in its file name)"),
+    ("p-x", json_page("p-x", json_file("../../x.whl", "/files/x.whl")),
+     "1 link on its page was refused: ../../x.whl (a path in its file name)"),
+    ("p-x", html_page("data:text/plain,x"),
+     "1 link on its page was refused: data:text/plain,x ('data:' URLs are not allowed; "
+     "https only)"),
+    ("p-x", html_page(*(f"file:///tmp/x{n}.whl" for n in range(5))),
+     "5 links on its page were refused: file:///tmp/x0.whl (file:// URLs are never allowed "
+     "in a lockfile), file:///tmp/x1.whl (file:// URLs are never allowed in a lockfile), "
+     "file:///tmp/x2.whl (file:// URLs are never allowed in a lockfile); 2 more links refused"),
+    # a PEP 691 file name is not percent-decoded by the index, but a server may decode it
+    ("p-jpath", json_page("p-jpath", json_file("x%2F..%2Fp_jpath-1.0-py3-none-any.whl",
+                                               "/files/p_jpath-1.0-py3-none-any.whl")),
+     "1 file of p-jpath 1.0 is named with a path: x%2F..%2Fp_jpath-1.0-py3-none-any.whl "
+     "(refused)"),
+])
+def test_every_refused_link_is_said(tmp_path: Path, project: str, page: tuple[str, bytes],
+                                    says: str) -> None:
+    """A page whose every link was refused is never said to have no releases: each
+    refused link is named (the first three) or counted."""
+    index = PageServer()
+    index.pages[f"/simple/{project}/"] = page
+    with serving(index) as base:
+        code, lines = lock(tmp_path, base, f"{project}==1.0")
+    assert code == 1 and len(lines) == 1, lines
+    assert f"no version of {project} matches '{project}==1.0': {says}" in lines[0], lines[0]
+    assert "has no releases" not in lines[0]
+    assert [p for p in index.requests if not p.startswith("/simple/")] == []
+
+
+def test_a_refused_link_is_shown_as_written_but_its_credentials(tmp_path: Path) -> None:
+    """A backslash before an '@' is where parsers disagree on the host: the link is shown
+    as the page wrote it (it was shown as http://127.0.0.1:PORT/..., the trick gone); a
+    user name and password are still left out."""
+    index = PageServer()
+    with serving(index) as base:
+        port = base.rsplit(":", 1)[1]
+        tricked = f"http://127.0.0.1:1\\@127.0.0.1:{port}/files/p_bs-1.0-py3-none-any.whl"
+        secret = f"http://user:s3cret@127.0.0.1:{port}/files/p_bs-1.0-py3-none-any.whl"
+        index.pages["/simple/p-bs/"] = html_page(tricked, secret)
+        code, lines = lock(tmp_path, base, "p-bs==1.0")
+    assert code == 1 and len(lines) == 1, lines
+    assert ("is refused (the URL holds whitespace, a control character or a backslash): "
+            f"{tricked} (not asked)") in lines[0], lines[0]
+    assert ("is refused (the URL carries a user name or password; credentials belong in the "
+            f"environment): http://127.0.0.1:{port}/files/p_bs-1.0-py3-none-any.whl") in lines[0]
+    assert "s3cret" not in lines[0]
+
+
 @pytest.mark.parametrize(("body", "says"), [
     ({"meta": {"api-version": "1.1"}, "name": "p-bad", "files": {"a": 1}},
      "'files' is an object, not a list"),

@@ -25,6 +25,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def redact_link(url: str) -> str:
+    """``url`` as a page wrote it, for an error that refuses it: only its user info left
+    out, reading the authority to its first ``/``, ``\\``, ``?`` or ``#`` (as browsers
+    do), so ``http://a:1\\@b/x`` is shown as written, trick and all, while
+    ``https://user:token@host/x`` loses its token."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/\\?#]*@", r"\1", url)
+
+
 def carries_credentials(url: str) -> bool:
     """Whether ``url`` holds a user name or password (``user:password@``, ``user@``):
     what ``lockfile --base-url``, ``check-install --index-url`` and ``pip-config``

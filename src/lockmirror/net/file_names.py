@@ -8,7 +8,9 @@ page of thousands of files costs no parsing; :func:`parse_filename` parses
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from urllib.parse import unquote
 
 from packaging.tags import Tag
 from packaging.utils import (
@@ -20,6 +22,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
+_ENCODED_AGAIN = re.compile(r"%(2f|5c)", re.IGNORECASE)  # a separator encoded twice
 # A wheel name's tags, as strings: (interpreter, abi, platform).
 TagText = tuple[str, str, str]
 _FILENAME_CACHE: dict[str, tuple[Version | None, frozenset[Tag]]] = {}
@@ -68,8 +71,14 @@ def wheel_tag_texts(tags: str) -> Iterator[TagText]:
 
 def path_in_file_name(filename: str) -> str | None:
     """The last segment of ``filename`` when it holds a path (a slash or backslash,
-    as ``../../x-1.0-py3-none-any.whl`` or a decoded ``%2F`` does: a file saved
-    under it would land elsewhere), else None."""
-    if "/" not in filename and "\\" not in filename:
-        return None
-    return filename.replace("\\", "/").rsplit("/", 1)[-1]
+    as ``../../x-1.0-py3-none-any.whl`` does, or once percent-decoded, as a PEP 691
+    ``x%2F..%2Fx-1.0-py3-none-any.whl`` does: a file saved under it, or asked for
+    from a server that decodes it, would land elsewhere), else None."""
+    plain = unquote(filename) if "%" in filename else filename
+    if "/" not in plain and "\\" not in plain:
+        if "%" not in plain:
+            return None
+        plain = _ENCODED_AGAIN.sub("/", plain)  # what a server decoding twice would see
+        if "/" not in plain:
+            return None
+    return plain.replace("\\", "/").rsplit("/", 1)[-1]

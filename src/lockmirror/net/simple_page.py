@@ -41,7 +41,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import LockmirrorError
 from ..formats.bounded import load_json
-from ..redaction import redact_url
+from ..redaction import redact_link, redact_url
 from .file_names import TagText, parse_filename, path_in_file_name, split_filename, wheel_tag_texts
 from .page_fields import check_file_entry, check_page
 
@@ -95,17 +95,20 @@ TagFilter = Callable[[TagText], bool]
 # Why a page's link (absolute URL) may not be followed, None if it may: the
 # source's :class:`~lockmirror.formats.url_policy.LinkRule` (see IndexClient).
 LinkCheck = Callable[[str], str | None]
+# RefusedFile.reason of a file whose name holds a path
+PATH_IN_NAME = "a path in its file name"
 
 
 @dataclass(frozen=True, slots=True)
 class RefusedFile:
-    """A file of the project a page links but lockmirror refused as it read the page
-    (never asked for, never a candidate): what an error says when nothing is left."""
+    """A link of a page lockmirror refused as it read the page (never asked for, never a
+    candidate), a file of the project or not: what an error says when nothing is left."""
 
     filename: str                  # as the page names it
-    version_text: str              # the version its last name segment states
-    url: str                       # absolute, redacted
-    reason: str                    # "a path in its file name" or the link rule's reason
+    version_text: str              # the version its last name segment states ("": no
+                                   # file of the project, as x.whl or another's name)
+    url: str                       # absolute, as written but its user info
+    reason: str                    # PATH_IN_NAME or the link rule's reason
 
     @property
     def version(self) -> Version | None:
@@ -234,7 +237,7 @@ class _Sorter:
 
     def take(self, record: Record) -> None:
         """File ``record`` as :meth:`admit` says, unless its name holds a path or
-        ``links`` refuses its URL: such a file of the project is kept in
+        ``links`` refuses its URL: such a file (of the project or not) is kept in
         :attr:`refused` only (to say why when nothing else is left)."""
         filename = record[0]
         last = path_in_file_name(filename)
@@ -243,15 +246,15 @@ class _Sorter:
             return
         reason, url = None, ""
         if last is not None:
-            reason = "a path in its file name"
+            reason = PATH_IN_NAME
         elif self.links is not None:
             url = _absolute(self.base, record[1])
             reason = self.links(url)
         if reason is None:
             self.add(record, split)
-        elif split is not self._NO_RELEASE:
+        else:  # kept whatever its name: the error that finds no release says it was refused
             url = url or _absolute(self.base, record[1])
-            self.refused.append(RefusedFile(filename, split[1], redact_url(url), reason))
+            self.refused.append(RefusedFile(filename, split[1], redact_link(url), reason))
 
     def add(self, record: Record, split: tuple[str, str, str]) -> None:
         self.records.append(record)

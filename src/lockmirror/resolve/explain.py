@@ -19,7 +19,7 @@ from resolvelib.resolvers import RequirementInformation
 from ..errors import LockmirrorError, NotFoundError, ResolutionError
 from ..formats.url_policy import url_host
 from ..fsutil import first_of
-from ..net.simple_page import DistFile, ProjectPage, RefusedFile
+from ..net.simple_page import PATH_IN_NAME, DistFile, ProjectPage, RefusedFile
 from ..targets import Truth
 
 if TYPE_CHECKING:
@@ -163,10 +163,12 @@ def _no_match(req: Req, factory: CandidateFactory, where: str,
                                where=where, hint=refused[1])
     if not matching:
         nearest = _nearest(sorted(versions), req)
+        others = _refused_links(unfiltered.refused) if unfiltered is not None else ""
         return ResolutionError(
-            f"no version of {req.name} matches '{req.text}'{who}",
+            f"no version of {req.name} matches '{req.text}'{who}{others}",
             where=where, hint=f"nearest existing versions: {', '.join(map(str, nearest))}"
-            if nearest else "the project has no releases")
+            if nearest else "lockmirror does not follow such links; ask the index's "
+            "maintainer" if others else "the project has no releases")
     failed = [ctx.skipped[(req.name, str(v))] for v in matching
               if (req.name, str(v)) in ctx.skipped]
     if failed:
@@ -223,9 +225,28 @@ def _refused_files(req: Req, page: ProjectPage) -> tuple[str, str] | None:
     return said, hint
 
 
+def _refused_links(refused: Sequence[RefusedFile], shown: int = 3) -> str:
+    """``: 2 links on its page were refused: x/../x.whl (a path in its file name), data:x
+    ('data:' URLs are not allowed; https only)`` (the first ``shown``, each cut to 120
+    characters, then ``; N more links refused``), for the links refused as the page was
+    read that no matching release named; "" when none was."""
+    if not refused:
+        return ""
+    named = ", ".join(f"{_cut(file.filename if file.reason == PATH_IN_NAME else file.url)}"
+                      f" ({file.reason})" for file in refused[:shown])
+    more = f"; {len(refused) - shown} more links refused" if len(refused) > shown else ""
+    links = "1 link on its page was" if len(refused) == 1 else \
+        f"{len(refused)} links on its page were"
+    return f": {links} refused: {named}{more}"
+
+
+def _cut(text: str, most: int = 120) -> str:
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
 def _refusal(file: RefusedFile) -> tuple[tuple[str, str, str], str]:
     """((what one such file is, what several are, what was not done), the detail)."""
-    if file.reason == "a path in its file name":
+    if file.reason == PATH_IN_NAME:
         return ("is named with a path", "are named with a path", " (refused)"), file.filename
     if file.url[:5].lower() == "file:":  # schemes are case-insensitive (FILE:///x too)
         return ("is a file:// link", "are file:// links", " (not opened)"), file.url
