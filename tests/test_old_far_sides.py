@@ -71,22 +71,11 @@ def test_a_py36_target_locks_the_cp36m_wheels_not_the_sdists(
     build_sdist(files, "markupsafe", "2.0.1", build_requires=("no-such-backend",))
     index = make_index(files)
     mirror = tmp_path / "mirror.yaml"
-    mirror.write_text(f"""\
-version: 1
-name: test
-sources:
-  - name: fixture
-    url: {index.url}
-targets:
-  py36: {{python: "3.6", platforms: [manylinux_2_17_x86_64]}}
-  py37: {{python: "3.7", platforms: [manylinux_2_17_x86_64]}}
-  py38: {{python: "3.8", platforms: [manylinux_2_17_x86_64]}}
-sets:
-  cext:
-    requirements: [markupsafe==2.0.1]
-paths:
-  cache: {tmp_path / "cache"}
-""")
+    mirror.write_text(_mirror_yaml(index.url, {
+        "py36": '{python: "3.6", platforms: [manylinux_2_17_x86_64]}',
+        "py37": '{python: "3.7", platforms: [manylinux_2_17_x86_64]}',
+        "py38": '{python: "3.8", platforms: [manylinux_2_17_x86_64]}'},
+        "cext", "markupsafe==2.0.1") + f"paths:\n  cache: {tmp_path / 'cache'}\n")
     [result] = lock_sets(load_config(mirror))
     [package] = result.lockfile.packages
     assert package.targets == ("py36", "py37", "py38")
@@ -94,20 +83,17 @@ paths:
     assert wheels == ["cp36m", "cp37m", "cp38"]
 
 
+def _mirror_yaml(url: str, targets: dict[str, str], set_name: str, requirement: str) -> str:
+    """mirror.yaml with one source, these targets (name: flow mapping) and one set."""
+    lines = "".join(f"  {name}: {spec}\n" for name, spec in targets.items())
+    return (f"version: 1\nname: test\nsources:\n  - name: fixture\n    url: {url}\n"
+            f"targets:\n{lines}sets:\n  {set_name}:\n    requirements: [{requirement}]\n")
+
+
 def _fingerprints(tmp_path: Path, target: str) -> tuple[str, dict[str, str]]:
     mirror = tmp_path / "mirror.yaml"
-    mirror.write_text(f"""\
-version: 1
-name: test
-sources:
-  - name: fixture
-    url: https://fixture.example/simple/
-targets:
-  old: {target}
-sets:
-  s:
-    requirements: [markupsafe]
-""")
+    mirror.write_text(_mirror_yaml("https://fixture.example/simple/", {"old": target},
+                                   "s", "markupsafe"))
     loaded = load_config(mirror)
     return input_hash(loaded, "s"), input_parts(loaded, "s")
 
