@@ -170,6 +170,15 @@ CASES = [
     ("a 3.8-style ABI on CPython 3.7.9",
      broken('python: "3.12"', 'python: "3.7.9"\n    abi: cp37d'), "abi: cp37d", 5,
      r"targets\.mac-py312\.abi: 'cp37d' is no ABI of CPython 3\.7: .* \(use cp37m, abi3"),
+    # and 3.8 and newer have no cpXYm: `abi: cp38m` passed and locked sdists only (found by
+    # an outside re-tester)
+    ("a 3.7-style ABI on CPython 3.8",
+     broken('python: "3.12"', 'python: "3.8"\n    abi: cp38m'), "abi: cp38m", 5,
+     r"targets\.mac-py312\.abi: 'cp38m' is no ABI of CPython 3\.8: 3\.8 and newer report cp38 "
+     r"\(no 'm'\), or cp38d for a debug build \(use cp38, abi3 or none, or leave abi out\)$"),
+    ("a 3.7-style debug ABI on CPython 3.11",
+     broken('python: "3.12"', 'python: "3.11"\n    abi: cp311dm'), "abi: cp311dm", 5,
+     r"targets\.mac-py312\.abi: 'cp311dm' is no ABI of CPython 3\.11: .* \(use cp311, abi3"),
     ("a CPython ABI on PyPy",
      broken('python: "3.12"', 'python: "3.12"\n    implementation: pp\n    abi: cp312'),
      "abi: cp312", 5,

@@ -369,4 +369,8 @@ def abi_mismatch(abi: str | None, python: object, implementation: object) -> str
         # cp36 matched none of the cp36m wheels 3.6 installs: the lock took sdists only
         return (f"'{abi}' is no ABI of CPython {major}.{minor}: 3.7 and older report "
                 f"{usual}, or {usual.removesuffix('m')}dm for a debug build ({hint})")
+    if family == "cp" and (major, minor) >= (3, 8) and "m" in flags:
+        # 3.8 dropped pymalloc's m: cp38m matches no wheel, and the lock took sdists only
+        return (f"'{abi}' is no ABI of CPython {major}.{minor}: 3.8 and newer report "
+                f"{usual} (no 'm'), or {usual}d for a debug build ({hint})")
     return None
