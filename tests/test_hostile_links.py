@@ -101,7 +101,7 @@ def test_a_link_to_a_host_no_source_declares_is_never_asked(tmp_path: Path, form
         assert elsewhere.requests == []  # not asked: no HEAD, no range, no .metadata
     assert code == 1 and len(lines) == 1, lines
     assert (f"no version of p-host matches 'p-host==1.0': 1 file of p-host 1.0 is outside "
-            f"the file locations its source declares: {other_base} (not asked)") in lines[0]
+            f"the file locations its source declares: {other_base} (that host was not asked)") in lines[0]
     assert cached_blobs(tmp_path) == []
     assert not (tmp_path / "lockfiles" / "pylock.s.toml").exists()
 
@@ -187,6 +187,14 @@ def test_a_json_field_of_the_wrong_type_refuses_the_page(
      "5 links on its page were refused: file:///tmp/x0.whl (file:// URLs are never allowed "
      "in a lockfile), file:///tmp/x1.whl (file:// URLs are never allowed in a lockfile), "
      "file:///tmp/x2.whl (file:// URLs are never allowed in a lockfile); 2 more links refused"),
+    # a refused file of the release and other refused links: all said (the links were
+    # dropped whenever a file of the release was refused: found by an outside re-tester)
+    ("p-x", html_page("https://evil.example/files/p_x-1.0-py3-none-any.whl",
+                      "data:text/plain,x", "/files/x%2F..%2Fx.whl#sha256=" + DIGEST),
+     "1 file of p-x 1.0 is outside the file locations its source declares: "
+     "https://evil.example (that host was not asked); and 2 links on its page were refused: "
+     "data:text/plain,x ('data:' URLs are not allowed; https only), x/../x.whl (a path in "
+     "its file name)"),
     # a PEP 691 file name is not percent-decoded by the index, but a server may decode it
     ("p-jpath", json_page("p-jpath", json_file("x%2F..%2Fp_jpath-1.0-py3-none-any.whl",
                                                "/files/p_jpath-1.0-py3-none-any.whl")),
@@ -220,7 +228,7 @@ def test_a_refused_link_is_shown_as_written_but_its_credentials(tmp_path: Path) 
         code, lines = lock(tmp_path, base, "p-bs==1.0")
     assert code == 1 and len(lines) == 1, lines
     assert ("is refused (the URL holds whitespace, a control character or a backslash): "
-            f"{tricked} (not asked)") in lines[0], lines[0]
+            f"{tricked} (not requested)") in lines[0], lines[0]
     assert ("is refused (the URL carries a user name or password; credentials belong in the "
             f"environment): http://127.0.0.1:{port}/files/p_bs-1.0-py3-none-any.whl") in lines[0]
     assert "s3cret" not in lines[0]

@@ -210,7 +210,8 @@ def _refused_files(req: Req, page: ProjectPage) -> tuple[str, str] | None:
     newest = max(r.version for r in matching if r.version is not None)
     groups: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     count: dict[tuple[str, str, str], int] = defaultdict(int)
-    for file in (r for r in matching if r.version == newest):
+    described = [r for r in matching if r.version == newest]
+    for file in described:
         kind, detail = _refusal(file)
         groups[kind].add(detail)
         count[kind] += 1
@@ -218,6 +219,9 @@ def _refused_files(req: Req, page: ProjectPage) -> tuple[str, str] | None:
         f"{count[kind]} {'file' if count[kind] == 1 else 'files'} of {req.name} {newest} "
         f"{kind[0] if count[kind] == 1 else kind[1]}: {', '.join(sorted(details))}{kind[2]}"
         for kind, details in groups.items())
+    others = _refused_links([r for r in page.refused if r not in described])
+    if others:  # the page's other refused links are said too, not dropped
+        said += f"; and{others.removeprefix(':')}"
     hint = ("if that host serves the source's files, add it to the source's files_url in "
             "mirror.yaml" if any("locations" in kind[0] for kind in groups) else
             "lockmirror does not fetch such files; ask the index's maintainer, or pin "
@@ -252,10 +256,11 @@ def _refusal(file: RefusedFile) -> tuple[tuple[str, str, str], str]:
         return ("is a file:// link", "are file:// links", " (not opened)"), file.url
     if file.reason.startswith("not under a file location"):
         return ("is outside the file locations its source declares",
-                "are outside the file locations their source declares", " (not asked)"), \
+                "are outside the file locations their source declares",
+                " (that host was not asked)"), \
             url_host(file.url)
-    return (f"is refused ({file.reason})", f"are refused ({file.reason})", " (not asked)"), \
-        file.url
+    return (f"is refused ({file.reason})", f"are refused ({file.reason})",
+            " (not requested)"), file.url
 
 
 def _self_contradiction(req: Req) -> str | None:
