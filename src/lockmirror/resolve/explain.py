@@ -201,7 +201,7 @@ def _refused_files(req: Req, page: ProjectPage) -> tuple[str, str] | None:
     """(what, hint) when files of the newest release matching ``req`` were refused as
     the page was read (:attr:`ProjectPage.refused`: on a host no source declares, a
     file:// link, a path in the name), as ``2 files of p 1.0 are outside the file
-    locations their source declares: http://other:8080 (not asked)``; None when no
+    locations their source declares: http://other:8080 (that host was not asked)``; None when no
     matching file was."""
     matching = [r for r in page.refused if r.version is not None
                 and req.specifier.contains(r.version, prereleases=True)]
