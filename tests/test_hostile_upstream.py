@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import resource
+import struct
 import subprocess
 import sys
 import tarfile
@@ -255,3 +256,107 @@ def test_a_trickled_download_is_given_up_and_its_bytes_kept(
     assert "bytes received, after 1 retry" in message
     partial = store.partial_path(entry.sha256)
     assert partial.is_file() and partial.stat().st_size > 0  # a re-run resumes from them
+
+
+# --------------------------------------------------------------------------
+# lock: a wheel's METADATA read from a server that decides how much is read
+# --------------------------------------------------------------------------
+
+HOSTILE_WHEEL = "hostile-1.0-py3-none-any.whl"
+
+
+class _HostileWheel(QuietHandler):
+    """A PEP 503 HTML page (which states no size) linking one wheel, served as ``mode``:
+
+    - "other-range": every Range request is answered 206 with ``bytes 0-N-1/N`` and
+      N bytes (the whole "file", not the tail asked for);
+    - "huge-directory": Range honoured over ``length`` zero bytes ending in a zip end
+      record that states a central directory of ``directory`` bytes;
+    - "huge-body": Range ignored, 200 stating ``length`` bytes; one MiB sent.
+    """
+
+    mode = ""
+    length = 0
+    directory = 0
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/simple/"):
+            link = f'<a href="/files/{HOSTILE_WHEEL}#sha256={"0" * 64}">{HOSTILE_WHEEL}</a>'
+            self._send(200, f"<!DOCTYPE html><html><body>{link}</body></html>".encode(),
+                       {"Content-Type": "text/html"})
+        elif self.mode == "other-range":
+            self._send(206, bytes(self.length),
+                       {"Content-Range": f"bytes 0-{self.length - 1}/{self.length}"})
+        elif self.mode == "huge-directory":
+            start, end = self._range()
+            self._send(206, self._virtual(start, end + 1),
+                       {"Content-Range": f"bytes {start}-{end}/{self.length}"})
+        else:
+            self._send(200, bytes(1 << 20), {"Content-Length": str(self.length)})
+
+    def _range(self) -> tuple[int, int]:
+        first, last = self.headers["Range"].removeprefix("bytes=").split("-")
+        if not first:
+            return max(0, self.length - int(last)), self.length - 1
+        return int(first), min(int(last), self.length - 1)
+
+    def _virtual(self, start: int, stop: int) -> bytes:
+        """Bytes start..stop of zeros ending in an end record: the central directory
+        (``directory`` bytes) ends where the end record starts."""
+        record = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, self.directory,
+                             self.length - 22 - self.directory, 0)
+        whole_from = self.length - len(record)
+        zeros = bytes(max(0, min(stop, whole_from) - start))
+        return zeros + record[max(0, start - whole_from): max(0, stop - whole_from)]
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        headers.setdefault("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up
+        self.close_connection = True
+
+
+def hostile_wheel(mode: str, length: int, directory: int = 0) -> ThreadingHTTPServer:
+    handler = type("Handler", (_HostileWheel,),
+                   {"mode": mode, "length": length, "directory": directory})
+    return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+
+def test_a_range_answer_other_than_the_tail_asked_is_refused_unread(tmp_path: Path) -> None:
+    """The tail read was capped at what the server's own Content-Range stated: N bytes
+    for any N (633 MiB of lock's memory at 300 MiB)."""
+    with serving(hostile_wheel("other-range", 8 << 20)) as base:
+        project = project_for(tmp_path, f"{base}/simple/", "hostile")
+        line = error_line(lock(project))
+    assert f"{base}/files/{HOSTILE_WHEEL}" in line, line
+    assert (f"asked for the last 65536 bytes of {HOSTILE_WHEEL}, the server answered "
+            f"bytes 0-{(8 << 20) - 1}/{8 << 20}; refused") in line, line
+
+
+def test_a_central_directory_past_the_range_cap_is_refused_unread(tmp_path: Path) -> None:
+    """A zip end record states its central directory's size: it was one fetch of any size."""
+    directory = 48 << 20
+    with serving(hostile_wheel("huge-directory", directory + (1 << 20), directory)) as base:
+        project = project_for(tmp_path, f"{base}/simple/", "hostile")
+        line = error_line(lock(project))
+    assert f"{base}/files/{HOSTILE_WHEEL}" in line, line
+    assert re.search(r"a read of \d+ bytes \(its zip central directory or a member\) is more "
+                     r"than the 32\.0 MiB lockmirror reads by Range requests; refused", line), line
+
+
+def test_a_whole_wheel_of_no_stated_size_is_capped(tmp_path: Path) -> None:
+    """A PEP 503 HTML page states no size: the whole-wheel download had no cap at all
+    (an endless body filled $TMPDIR)."""
+    stated = 5 << 30
+    with serving(hostile_wheel("huge-body", stated)) as base:
+        project = project_for(tmp_path, f"{base}/simple/", "hostile")
+        line = error_line(lock(project))
+    assert f"{base}/files/{HOSTILE_WHEEL}" in line, line
+    assert (f"the wheel {HOSTILE_WHEEL} of {stated} bytes is more than the 4.0 GiB "
+            "lockmirror reads; refused") in line, line

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 # PyPI's largest project pages are a few MiB of JSON; a page past this is refused.
 MAX_PAGE_BYTES = 64 << 20
+# A wheel downloaded whole (to a temporary file) for its METADATA when the page states
+# no size (a PEP 503 HTML page): the largest real wheels (CUDA builds) are 2-3 GiB.
+MAX_WHEEL_BYTES = 4 << 30
 # Seconds for a whole page: a 5 MiB page at 20 KiB/s, a link no index user is on.
 PAGE_DEADLINE = 300.0
 # A body is given up when fewer than MIN_RATE bytes a second arrived over RATE_WINDOW
@@ -79,13 +82,13 @@ def read_body(response: requests.Response, url: str, *, cap: int, what: str,
     than the floor; urllib3's errors for a body cut short."""
     stated = response.headers.get("Content-Length", "").strip()
     if stated.isdigit() and int(stated) > cap:
-        raise _too_large(url, what, cap, int(stated))
+        raise too_large(url, what, cap, int(stated))
     pace = _Pace(url, deadline)
     data = bytearray()
     while piece := response.raw.read1(PIECE, decode_content=True):
         data += piece
         if len(data) > cap:
-            raise _too_large(url, what, cap)
+            raise too_large(url, what, cap)
         pace.took(len(piece), received=len(data))
     return bytes(data)
 
@@ -160,7 +163,8 @@ class _Pace:
         return SlowBody(f"cannot fetch {redact_url(self.url)}: {what}{count}")
 
 
-def _too_large(url: str, what: str, cap: int, size: int | None = None) -> LockmirrorError:
+def too_large(url: str, what: str, cap: int, size: int | None = None) -> LockmirrorError:
+    """The one-line refusal of ``what`` at ``url`` (``size`` bytes stated) past ``cap``."""
     stated = f" of {size} bytes" if size is not None else ""
     return LockmirrorError(f"{what}{stated} is more than the {format_size(cap)} lockmirror "
                            "reads; refused", where=redact_url(url))

@@ -393,7 +393,7 @@ class IndexClient:
                 with response:
                     if response.status_code == 206:
                         return metadata_by_ranges(file, response, self.session, self._auth,
-                                                  self.sources)
+                                                  self.sources, asked=tail)
                     return metadata_by_download(file, response)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 if attempt == BODY_ATTEMPTS:
