@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import tarfile
 import zipfile
 from pathlib import Path
@@ -10,10 +11,13 @@ import pytest
 from fixtureindex import build_sdist, build_wheel
 
 from lockmirror.formats.core_metadata import (
+    MAX_METADATA_BYTES,
     MetadataError,
+    MetadataTooLarge,
     archive_metadata,
     parse_metadata,
     read_metadata,
+    sdist_members,
 )
 from lockmirror.publish.upload_form import file_digests, upload_fields
 
@@ -69,3 +73,67 @@ def test_upload_form_carries_every_field_as_written(tmp_path: Path) -> None:
     assert ("x_custom", "kept") in fields  # unknown to packaging: passed on as written
     assert ("filetype", "bdist_wheel") in fields and ("pyversion", "py3") in fields
     assert dict(fields)["sha256_digest"] and dict(fields)["blake2_256_digest"]
+
+
+# --------------------------------------------------------------------------
+# hostile sdists: tar headers and compressed bombs
+# --------------------------------------------------------------------------
+
+PKG_INFO = b"Metadata-Version: 2.1\nName: bomb\nVersion: 1.0\n"
+
+
+def tar_block(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
+    """One tar header block stating ``size`` bytes of data (not written here)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def member(name: str, data: bytes) -> bytes:
+    """A header and its data, padded to whole blocks."""
+    return tar_block(name, len(data)) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def gzip_of(parts: list[bytes]) -> bytes:
+    """One gzip member per part, concatenated: a valid gzip file."""
+    return b"".join(gzip.compress(part) for part in parts)
+
+
+END = bytes(2 * tarfile.BLOCKSIZE)
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE],
+                         ids=["gnu-longname", "pax"])
+def test_a_tar_header_past_the_cap_is_refused_before_it_is_read(kind: bytes) -> None:
+    """tarfile reads a GNU long name's or a pax header's data whole, at the size its header
+    states, before a member reaches the bounded read (400 MiB stated took 436 MiB)."""
+    stated = 2 * MAX_METADATA_BYTES
+    sdist = gzip_of([tar_block("././@LongLink", stated, kind), bytes(stated),
+                     member("bomb-1.0/PKG-INFO", PKG_INFO), END])
+    with pytest.raises(MetadataTooLarge) as caught:
+        archive_metadata(sdist, "bomb-1.0.tar.gz")
+    assert str(caught.value) == (f"bomb-1.0.tar.gz: a tar header of {stated} bytes (at byte 0) "
+                                 "is more than the 16.0 MiB lockmirror reads; refused")
+
+
+def test_a_compressed_bomb_before_pkg_info_is_refused_not_decompressed() -> None:
+    """5 GiB of zeros in 5 MiB of gzip ahead of PKG-INFO: it was decompressed in full."""
+    size = 5 << 30
+    zeros = gzip.compress(bytes(1 << 20)) * (size >> 20)  # one gzip member per MiB
+    sdist = gzip_of([tar_block("bomb-1.0/zeros", size)]) + zeros + \
+        gzip_of([member("bomb-1.0/PKG-INFO", PKG_INFO), END])
+    with pytest.raises(MetadataTooLarge) as caught:
+        archive_metadata(sdist, "bomb-1.0.tar.gz")
+    assert str(caught.value) == (f"bomb-1.0.tar.gz: its members run to byte {size} "
+                                 "decompressed, past the 4.0 GiB lockmirror looks through for "
+                                 "the core metadata; refused")
+
+
+def test_nothing_after_the_wanted_members_is_read() -> None:
+    """PKG-INFO first, then a member stating 5 GiB of which the archive holds one MiB: the
+    rest is never read, so the archive cut short there is not even noticed (it was read
+    to its end: "unexpected end of data")."""
+    sdist = gzip_of([member("bomb-1.0/PKG-INFO", PKG_INFO), tar_block("bomb-1.0/zeros", 5 << 30),
+                     bytes(1 << 20)])
+    assert archive_metadata(sdist, "bomb-1.0.tar.gz") == PKG_INFO
+    assert sdist_members(sdist, "bomb-1.0.tar.gz", ["PKG-INFO"]) == {"PKG-INFO": PKG_INFO}

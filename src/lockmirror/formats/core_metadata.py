@@ -12,6 +12,8 @@ Every member read (METADATA, PKG-INFO, the PEP 658 file, an sdist's
 pyproject.toml / setup.py) is bounded by :data:`MAX_METADATA_BYTES`: refused
 by the size its header states before a byte is inflated, and read no further
 than the cap in case the header lies (a zip bomb: 1 MiB inflating to 1 GiB).
+A tarball's own headers (GNU long names, pax) are held to the same cap before
+tarfile reads them, and the tarball to :data:`MAX_SCANNED_BYTES` decompressed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from ..fsutil import format_size
 
 # Core metadata of real packages is KiBs to a few MiB: past this, a member is refused.
 MAX_METADATA_BYTES = 16 << 20
+# An sdist tarball is looked through no further than this, decompressed (four times the
+# largest sdist lockmirror downloads, 1 GiB): a compressed bomb (gzip inflates 1000-fold)
+# is refused at the header stating it, not decompressed.
+MAX_SCANNED_BYTES = 4 << 30
 
 
 class MetadataError(LockmirrorError):
@@ -185,31 +191,83 @@ def sdist_members(archive: Path | bytes, filename: str,
                   names: Iterable[str]) -> dict[str, bytes]:
     """The top-level files ``names`` (``<dir>/<name>``: PKG-INFO, pyproject.toml...)
     of an sdist (``.zip`` or a tarball) given as a path or its bytes; those it lacks
-    are absent from the answer. Raises MetadataError naming ``filename`` when the
+    are absent from the answer. Reads no further once every one is found, and a
+    tarball no further than :data:`MAX_SCANNED_BYTES` decompressed.
+
+    Raises MetadataTooLarge naming ``filename`` past a cap, MetadataError when the
     archive is unreadable."""
     wanted = set(names)
-    found: dict[str, bytes] = {}
     source = io.BytesIO(archive) if isinstance(archive, bytes) else archive
     try:
         if filename.endswith(".zip"):
             with zipfile.ZipFile(source) as opened:
-                for name in opened.namelist():
-                    top = _top_level(name, wanted)
-                    if top is not None and top not in found:
-                        found[top] = _zip_member(opened, name, filename)
-        else:
-            with (tarfile.open(fileobj=source) if isinstance(source, io.BytesIO)
-                  else tarfile.open(source)) as opened:
-                for info in opened:
-                    top = _top_level(info.name, wanted)
-                    if top is not None and top not in found and info.isfile():
-                        extracted = opened.extractfile(info)
-                        if extracted is not None:
-                            found[top] = bounded_read(extracted, info.size,
-                                                      f"{filename}: {info.name}")
+                return _zip_members(opened, wanted, filename)
+        with (tarfile.open(fileobj=source, tarinfo=_BoundedTarInfo)
+              if isinstance(source, io.BytesIO)
+              else tarfile.open(source, tarinfo=_BoundedTarInfo)) as opened:
+            return _tar_members(opened, wanted, filename)
+    except _TarHeaderRefused as refused:
+        raise MetadataTooLarge(str(refused), where=filename) from None
     except (OSError, zipfile.BadZipFile, tarfile.TarError) as error:
         raise MetadataError(f"cannot read its metadata ({error})", where=filename) from None
+
+
+def _zip_members(opened: zipfile.ZipFile, wanted: set[str], filename: str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for name in opened.namelist():
+        top = _top_level(name, wanted)
+        if top is not None and top not in found:
+            found[top] = _zip_member(opened, name, filename)
+            if found.keys() == wanted:
+                break
     return found
+
+
+def _tar_members(opened: tarfile.TarFile, wanted: set[str], filename: str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for info in opened:
+        top = _top_level(info.name, wanted)
+        if top is not None and top not in found and info.isfile():
+            extracted = opened.extractfile(info)
+            if extracted is not None:
+                found[top] = bounded_read(extracted, info.size, f"{filename}: {info.name}")
+                if found.keys() == wanted:
+                    break  # the rest may be a compressed bomb: never decompressed
+        if opened.offset > MAX_SCANNED_BYTES:  # the next header (a pax header sets any size)
+            raise _TarHeaderRefused(_past_scan(opened.offset))
+    return found
+
+
+class _TarHeaderRefused(Exception):
+    """A tar header refused by :class:`_BoundedTarInfo` (the archive's name is added after)."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Each tar header checked before tarfile reads past it: tarfile reads a GNU long
+    name's or a pax header's data into memory whole, at the size its header states,
+    before any member reaches :func:`bounded_read` (a 400 KB tar.gz stating a 400 MiB
+    long name took 436 MiB). ``_proc_member`` is tarfile's hook for subclasses."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _READ_WHOLE and self.size > MAX_METADATA_BYTES:
+            raise _TarHeaderRefused(f"a tar header of {self.size} bytes (at byte {self.offset}) "
+                                    f"is more than the {format_size(MAX_METADATA_BYTES)} "
+                                    "lockmirror reads; refused")
+        if self.offset + self.size > MAX_SCANNED_BYTES:
+            raise _TarHeaderRefused(_past_scan(self.offset + self.size))
+        member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+        return member
+
+
+# the header types whose data tarfile reads whole into memory
+_READ_WHOLE = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+               tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
+def _past_scan(offset: int) -> str:
+    return (f"its members run to byte {offset} decompressed, past the "
+            f"{format_size(MAX_SCANNED_BYTES)} lockmirror looks through for the core "
+            "metadata; refused")
 
 
 def check_stated(size: int, where: str) -> None:
