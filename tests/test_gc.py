@@ -327,3 +327,31 @@ def test_gc_on_the_far_side_collects_what_killed_check_install_runs_left(
     assert sorted(root.iterdir()) == [living]
     named = gc("--config", "mirror.yaml")  # a mirror.yaml named must be there
     assert named.returncode == 2 and "mirror.yaml: no such file" in named.stderr
+
+
+def test_gc_is_not_stopped_by_a_run_directory_named_with_no_possible_pid(
+        tmp_path: Path) -> None:
+    """Any local user could `mkdir /tmp/lockmirror-verify-99999999999999999999-x`, and
+    every other user's check-install, publish and gc then ended in a traceback (os.kill's
+    OverflowError; found by a security review). Another user's entry is not looked into;
+    this user's own named with a number no pid can be is no live run's."""
+    root, far = tmp_path / "tmp", tmp_path / "srv" / "mirror"
+    far.mkdir(parents=True)
+    theirs = root / "lockmirror-verify-99999999999999999999-x"
+    theirs.mkdir(parents=True)
+    if os.geteuid() == 0:
+        os.chown(theirs, 65534, 65534)  # nobody's
+    beyond = left_by_killed_run(root, "lockmirror-verify-4294967296-k1ll3d_x")  # > pid_t
+    unnamed = left_by_killed_run(root, "lockmirror-publish-99999999999999999999-x")
+
+    def gc(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lockmirror", "gc", *options], cwd=far,
+                              capture_output=True, text=True, check=False,
+                              env=subprocess_env(TMPDIR=str(root)))
+
+    dry = gc("--dry-run")
+    assert dry.returncode == 0 and dry.stderr == "", dry.stderr
+    assert f"  killed check-install run: {beyond} (" in dry.stdout
+    assert str(theirs) not in dry.stdout and str(unnamed) not in dry.stdout
+    assert gc().returncode == 0
+    assert sorted(root.iterdir()) == [unnamed, theirs]

@@ -242,10 +242,11 @@ def disk_bytes(path: Path) -> int:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` runs (another user's counts): a directory named
-    with its writer's pid is a killed writer's when that pid is gone."""
+    with its writer's pid is a killed writer's when that pid is gone. A number too
+    large for a pid (read from a name anyone may choose) is no process's."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # it runs, as another user: not ours to signal
         pass
@@ -258,21 +259,24 @@ def killed_runs(prefix: str, root: Path | None = None,
     temporary directory, ``$TMPDIR``) whose run was killed: named with a pid no process
     has (or matching ``unnamed``, a name from before runs put their pid in it), and held
     by no run (a run holds its directory's lock, :func:`locked_unless_held`, while it
-    lives, seen from any pid namespace). Removes nothing."""
+    lives, seen from any pid namespace). Removes nothing. Only this user's entries are
+    looked into: the temporary directory is shared, and any user may name one there."""
     import tempfile
 
     root = Path(tempfile.gettempdir()) if root is None else root
-    pid_named = re.compile(re.escape(prefix) + r"([0-9]+)-[^/]+")
+    pid_named = re.compile(re.escape(prefix) + r"([0-9]{1,10})-[^/]+")
     found = []
     for entry in sorted(root.glob(f"{prefix}*")):
         try:
             mine = entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
         except OSError:  # gone meanwhile
             continue
+        if not mine:
+            continue
         named = pid_named.fullmatch(entry.name)
         gone = (not pid_alive(int(named[1])) if named
                 else unnamed is not None and unnamed.fullmatch(entry.name) is not None)
-        if mine and gone and _not_held(entry):
+        if gone and _not_held(entry):
             found.append(entry)
     return found
 
