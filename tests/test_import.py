@@ -18,6 +18,7 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -33,7 +34,12 @@ from lockmirror.errors import BundleError, IntegrityError, LockmirrorError
 from lockmirror.formats import signing
 from lockmirror.formats.manifest import Entry, Manifest, check_tree, scan_tree
 from lockmirror.stages.bundle import BundleResult
-from lockmirror.stages.import_swap import old_dir, recover_interrupted_import, staging_dir
+from lockmirror.stages.import_swap import (
+    old_dir,
+    recover_interrupted_import,
+    remove_tree,
+    staging_dir,
+)
 from lockmirror.stages.importer import ImportResult, import_bundle
 from lockmirror.stages.verify import verify_mirror
 
@@ -840,6 +846,69 @@ def test_interrupted_swap_is_undone_or_finished(mirror: Mirror) -> None:
     assert "removed" in (recover_interrupted_import(mirror.root) or "")
     assert mirror.snapshot() == before
     assert recover_interrupted_import(mirror.root) is None
+
+
+def outside_directories(tmp_path: Path) -> Path:
+    """A tree outside any mirror whose directories are all read-only (0o500)."""
+    outside = tmp_path / "outside"
+    (outside / "a" / "b").mkdir(parents=True)
+    for directory in (outside / "a" / "b", outside / "a", outside):
+        directory.chmod(0o500)
+    return outside
+
+
+def modes(tree: Path) -> dict[str, int]:
+    return {str(path): stat.S_IMODE(path.lstat().st_mode) for path in [tree, *tree.rglob("*")]}
+
+
+@pytest.mark.parametrize("role", ["old", "staging"])
+def test_a_symlink_planted_as_the_old_or_staging_tree_is_refused_and_not_followed(
+        mirror: Mirror, tmp_path: Path, role: str) -> None:
+    """Whoever may write the mirror's parent can put a symbolic link where an import keeps
+    its old or staging tree: the next import (often as root) made every directory it led
+    to u+rwx while removing it (found by a security review: 500 became 700 outside the
+    mirror). It is refused, naming it, and what it points to is left as it was."""
+    outside = outside_directories(tmp_path)
+    before = modes(outside)
+    planted = (old_dir if role == "old" else staging_dir)(mirror.root)
+    planted.symlink_to(outside)
+    mirrored = mirror.snapshot()
+    with pytest.raises(LockmirrorError) as caught:
+        import_bundle([mirror.good.path], mirror.root)
+    assert modes(outside) == before and planted.is_symlink()
+    assert str(caught.value) == (
+        f"{planted}: is a symbolic link, where an import of {mirror.root} keeps its {role} "
+        "tree; an import removes or renames only a directory there, so nothing was changed "
+        f"(see what it is and who put it there, remove it (`rm {planted}`), then import again)")
+    assert mirror.snapshot() == mirrored and verify_mirror(mirror.root).ok
+
+
+def test_a_symlink_planted_as_the_old_tree_of_a_missing_mirror_is_not_made_the_mirror(
+        mirror: Mirror, tmp_path: Path) -> None:
+    """No mirror and an old tree beside it is a swap killed between its renames: the old
+    tree was renamed back even where it was a link, which the import then swapped out and
+    removed, following it."""
+    outside = outside_directories(tmp_path)
+    before = modes(outside)
+    shutil.rmtree(mirror.root)
+    old_dir(mirror.root).symlink_to(outside)
+    with pytest.raises(LockmirrorError, match="is a symbolic link, where an import of"):
+        import_bundle([mirror.good.path], mirror.root)
+    assert not os.path.lexists(mirror.root) and old_dir(mirror.root).is_symlink()
+    assert modes(outside) == before
+
+
+def test_removing_a_tree_that_is_a_symlink_changes_nothing_it_leads_to(tmp_path: Path) -> None:
+    """rmtree refuses a link, and the directories were then opened up by walking it, the
+    link followed."""
+    outside = outside_directories(tmp_path)
+    before = modes(outside)
+    link = tmp_path / "srv" / ".mirror.lockmirror-old"
+    link.parent.mkdir()
+    link.symlink_to(outside)
+    with pytest.raises(OSError):
+        remove_tree(link)
+    assert modes(outside) == before
 
 
 # --------------------------------------------------------------------------

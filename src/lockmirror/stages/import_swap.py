@@ -28,12 +28,19 @@ a read-only root). The old tree is ours to remove even where the operator made
 directories read-only (:func:`remove_tree`); if it still cannot be removed the
 import has succeeded all the same, and says which tree is left and how to remove it
 (:attr:`StagedTree.leftover`).
+
+The old and staging trees are found by name beside the mirror, where whoever may write
+the mirror's parent could plant a symbolic link instead: such an entry is refused, never
+followed (chmod and rmtree through it would change what lies outside the mirror,
+:func:`own_tree`), and no directory is made writable through a link
+(:func:`_open_directories`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shlex
 import shutil
 import stat
 from collections.abc import Iterator
@@ -148,6 +155,8 @@ def _owner_note(tree: Path) -> tuple[str, str] | None:
     remove the tree (`` as root``, or `` as root, or after nobody removes {dir}``)."""
     import pwd
 
+    if tree.is_symlink():  # os.walk would list what it points to: not the tree
+        return None
     for directory, subdirectories, _files in os.walk(tree):
         subdirectories.sort()
         for path in [directory, *(os.path.join(directory, name) for name in subdirectories)]:
@@ -182,7 +191,8 @@ def recover_interrupted_import(into: Path) -> str | None:
     """
     done = []
     old, staging = old_dir(into), staging_dir(into)
-    if old.is_dir():
+    has_old, has_staging = own_tree(old, into), own_tree(staging, into)  # before any change
+    if has_old:
         if into.exists():
             remove_tree(old)
             done.append(f"removed the previous tree {old.name} left after a completed swap")
@@ -190,10 +200,31 @@ def recover_interrupted_import(into: Path) -> str | None:
             os.rename(old, into)
             done.append(f"restored {into.name} from {old.name} (an import was interrupted "
                         "between its two renames)")
-    if staging.exists():
+    if has_staging:
         remove_tree(staging)
         done.append(f"removed the unfinished staging tree {staging.name}")
     return "; ".join(done) or None
+
+
+def own_tree(tree: Path, into: Path) -> bool:
+    """Whether the old or staging tree ``tree`` of the mirror ``into`` is there: a
+    directory (True) or nothing (False). Anything else, a symbolic link above all (a
+    link planted there would lead the removal's chmod and rmtree out of the mirror), is
+    refused with a LockmirrorError naming it, and left as it is: an import removes or
+    renames only a directory. Raises OSError when ``tree`` cannot be looked at."""
+    try:
+        mode = os.lstat(tree).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        return True
+    what = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
+    role = "staging" if tree == staging_dir(into) else "old"
+    raise LockmirrorError(
+        f"is {what}, where an import of {into} keeps its {role} tree; an import removes or "
+        "renames only a directory there, so nothing was changed", where=str(tree),
+        hint=f"see what it is and who put it there, remove it (`rm {shlex.quote(str(tree))}`), "
+             "then import again")
 
 
 def swap_into_place(staging: Path, into: Path) -> str | None:
@@ -242,20 +273,59 @@ def remove_tree(tree: Path) -> None:
 
 def _open_directories(tree: Path) -> None:
     """Add the owner's rwx to every directory of ``tree``, each before it is listed (top
-    down); symlinks are not followed, and what cannot be changed is left for rmtree to
-    report."""
-    def owner_rwx(path: str) -> None:
-        try:
-            mode = os.lstat(path).st_mode
-            if stat.S_ISDIR(mode):  # lstat: a symlink is no directory here
-                os.chmod(path, stat.S_IMODE(mode) | stat.S_IRWXU)
-        except OSError:
-            pass
+    down), never through a symbolic link: neither ``tree`` itself nor a directory in it
+    is followed when it is one (:func:`os.fwalk`, :func:`_owner_rwx`). What cannot be
+    changed is left for rmtree to report."""
+    try:
+        parent = os.open(tree.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        _owner_rwx(parent, tree.name)
+        for _path, subdirectories, _files, directory in os.fwalk(tree.name, dir_fd=parent):
+            for name in subdirectories:
+                _owner_rwx(directory, name)
+    finally:
+        os.close(parent)
 
-    owner_rwx(str(tree))
-    for directory, subdirectories, _files in os.walk(tree):
-        for name in subdirectories:
-            owner_rwx(os.path.join(directory, name))
+
+def _owner_rwx(parent: int, name: str) -> None:
+    """Add the owner's rwx to the directory ``name`` in the open directory ``parent``;
+    a symbolic link there is left alone, and so is what it points to, even when the name
+    is swapped for a link between the look and the change: a chmod that does not follow
+    links where the platform has one, else the directory opened without following links
+    (``O_NOFOLLOW``) and changed through that descriptor, else (a directory its owner may
+    not read) by name where nobody but this user may write ``parent``, so nobody can swap
+    the name. Errors are ignored: rmtree reports what stays."""
+    try:
+        found = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if not stat.S_ISDIR(found.st_mode):
+            return
+        if os.chmod in os.supports_follow_symlinks and os.chmod in os.supports_dir_fd:
+            os.chmod(name, stat.S_IMODE(found.st_mode) | stat.S_IRWXU, dir_fd=parent,
+                     follow_symlinks=False)
+            return
+        try:
+            opened = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK,
+                             dir_fd=parent)
+        except PermissionError:
+            if _only_mine(parent):
+                os.chmod(name, stat.S_IMODE(found.st_mode) | stat.S_IRWXU, dir_fd=parent)
+            return
+        try:
+            os.fchmod(opened, stat.S_IMODE(os.fstat(opened).st_mode) | stat.S_IRWXU)
+        finally:
+            os.close(opened)
+    except OSError:
+        pass
+
+
+def _only_mine(directory: int) -> bool:
+    """Whether only this user may write the open ``directory`` (rename or replace what
+    is in it): it is this user's, and neither its group nor others may write it (an
+    access list that lets another user write shows in the group bits)."""
+    found = os.fstat(directory)
+    return found.st_uid == os.geteuid() and not found.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 @dataclass
