@@ -37,6 +37,7 @@ from lockmirror.stages.bundle import BundleResult
 from lockmirror.stages.import_swap import (
     old_dir,
     recover_interrupted_import,
+    removal_command,
     remove_tree,
     staging_dir,
 )
@@ -909,6 +910,22 @@ def test_removing_a_tree_that_is_a_symlink_changes_nothing_it_leads_to(tmp_path:
     with pytest.raises(OSError):
         remove_tree(link)
     assert modes(outside) == before
+
+
+def test_the_command_printed_to_remove_a_leftover_tree_removes_that_tree_alone(
+        tmp_path: Path) -> None:
+    """A mirror at `/srv/my mirror`: the command said `rm -rf /srv/.my mirror.lockmirror-old`
+    unquoted, which removes /srv/.my and ./mirror.lockmirror-old instead (found by a
+    security review)."""
+    srv, elsewhere = tmp_path / "srv", tmp_path / "cwd"
+    old = old_dir(srv / "my mirror")
+    (old / "files").mkdir(parents=True)
+    (old / "files").chmod(0o555)
+    (srv / ".my").mkdir()  # what the words of the path unquoted name
+    (elsewhere / "mirror.lockmirror-old").mkdir(parents=True)
+    subprocess.run(["sh", "-c", removal_command(old)], cwd=elsewhere, check=True)
+    assert not os.path.lexists(old)
+    assert (srv / ".my").is_dir() and (elsewhere / "mirror.lockmirror-old").is_dir()
 
 
 # --------------------------------------------------------------------------

@@ -132,7 +132,8 @@ def _cleanup_error(exc: OSError, into: Path) -> LockmirrorError:
         return LockmirrorError(
             f"cannot rename the previous tree back to {into} (an earlier import was stopped "
             f"between its two renames): {exc.strerror}", where=str(old),
-            hint=f"rename it back by hand (`mv {old} {into}`), then import again")
+            hint=f"rename it back by hand (`mv {shlex.quote(str(old))} "
+                 f"{shlex.quote(str(into))}`), then import again")
     tree, what = ((old, f"the old tree an earlier import left after swapping in {into}")
                   if old.exists() else
                   (staging, "the unfinished staging tree an earlier import left"))
@@ -177,8 +178,12 @@ def _owner_note(tree: Path) -> tuple[str, str] | None:
 
 
 def removal_command(tree: Path) -> str:
-    """The shell command that removes a leftover tree of ours, read-only parts included."""
-    return f"chmod -R u+rwX {tree} && rm -rf {tree}"
+    """The shell command that removes a leftover tree of ours, read-only parts included,
+    its path quoted for the shell (a mirror at ``/srv/my mirror``). ``tree`` is a
+    directory, never a symbolic link: ``chmod -R`` changes the target of a link named on
+    its command line (``-P``, which would not, is no POSIX chmod option)."""
+    quoted = shlex.quote(str(tree))
+    return f"chmod -R u+rwX {quoted} && rm -rf {quoted}"
 
 
 def recover_interrupted_import(into: Path) -> str | None:
