@@ -81,7 +81,8 @@ CASES = [
     # names that are file names: `lock` failed with 'File name too long' (an outside tester)
     ("a set name of 300 characters", broken("  tools:", "  " + "s" * 300 + ":"), "s" * 300, 3,
      r"^sets\.s{20}\.\.\.\(300 characters\): a name of 300 characters; at most 100 \(it "
-     r"becomes part of file names\)$"),
+     r"becomes part of file names\); rename it in mirror\.yaml \(`doit lock` then removes the "
+     r"old name's lockfile as an orphan\)$"),
     ("a target name of 101 characters", broken("  mac-py312:", "  " + "m" * 101 + ":"),
      "m" * 101, 3, r"^targets\.m{20}\.\.\.\(101 characters\): a name of 101 characters"),
     ("a mirror name of 101 characters", broken("name: testmirror", "name: " + "n" * 101),
@@ -768,3 +769,27 @@ def test_a_newer_platform_tag_is_one_of_the_targets_family() -> None:
                                                       "musllinux_1_2_x86_64"]) == [
         "manylinux_2_28_x86_64"]
     assert newer_platforms(["win_amd64"], ["any"]) == []
+
+
+def test_a_name_over_the_limit_says_to_rename_it_and_where_a_bundled_one_is_fixed(
+        tmp_path: Path) -> None:
+    """Older lockmirrors took a set name as long as the file system did; this one
+    refuses it over 100 characters. The message says what to do (found by an outside
+    tester); a mirror.yaml a bundle carried (`audit --mirror`) is fixed on the build side."""
+    from lockmirror.stages.import_state import IMPORT_MIRROR_YAML, mirror_config
+
+    text = broken("  tools:\n", f"  {'s' * 120}:\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    [problem] = caught.value.problems
+    assert problem.endswith(
+        f"sets.{'s' * 20}...(120 characters): a name of 120 characters; at most 100 (it becomes part of file "
+        "names); rename it in mirror.yaml (`doit lock` then removes the old name's lockfile "
+        "as an orphan)"), problem
+    carried = tmp_path / "far" / IMPORT_MIRROR_YAML
+    carried.parent.mkdir(parents=True)
+    carried.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        mirror_config(tmp_path / "far", None)
+    assert caught.value.problems[-1] == (f"{carried}: this mirror.yaml came with the bundle: "
+                                         "fix it on the build side and import a new bundle")

@@ -1192,3 +1192,36 @@ def test_the_index_is_readable_by_a_web_server_whatever_the_umask(
         assert served_modes(out) == ({0o644}, {0o755})
     finally:
         os.umask(old)
+
+
+def test_a_tree_compared_file_by_file_is_made_served_and_the_store_is_not_touched(
+        own_mirror: FixtureMirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an outside tester: an index an older lockmirror built under umask 077
+    kept its 0600 pages and 0700 directories when this version rebuilt it (every page
+    and file compared), so a web server running as another user still could not read
+    it. A run that compares every file (another version's state, --full) makes the
+    pages and directories it keeps served; a hard link is never chmod'ed through (the
+    store's files, a page linked elsewhere: written anew)."""
+    from lockmirror.cli import main
+
+    args = ["index", *map(str, own_mirror.lockfiles), "--store", str(own_mirror.store.root),
+            "--out", str(own_mirror.out), "--title", "Fixture mirror"]
+    state = state_dir_for(own_mirror.out) / "state.json"
+    outside = tmp_path / "outside.html"
+    for full in (False, True):
+        assert main(args) == 0
+        found = [own_mirror.out, *own_mirror.out.rglob("*")]
+        pages = [p for p in found if p.is_file() and p.stat().st_nlink == 1]
+        for path in [p for p in found if p.is_dir()] + pages:  # an older version's, umask 077
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        outside.unlink(missing_ok=True)
+        os.link(own_mirror.out / "simple" / "index.html", outside)  # a page linked elsewhere
+        data = json.loads(state.read_text())
+        state.write_text(json.dumps({**data, "format": "lockmirror-index/4;state/2"}))
+        store_modes = {p: p.stat().st_mode for p in own_mirror.store.root.rglob("*")}
+        capsys.readouterr()
+        assert main([*args, "--full"] if full else args) == 0
+        assert "; 1 file written" in capsys.readouterr().out  # the linked page, anew
+        assert served_modes(own_mirror.out) == ({0o644}, {0o755})
+        assert outside.stat().st_mode & 0o777 == 0o600  # not chmod'ed through the link
+        assert {p: p.stat().st_mode for p in own_mirror.store.root.rglob("*")} == store_modes

@@ -656,3 +656,27 @@ def test_a_now_later_than_the_clock_is_refused_and_nothing_is_written(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "--now 2999-01-01 00:00:00 UTC is later than the clock" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_import_with_nothing_kept_out_leaves_the_bundles_pages_as_they_came(
+        mirror: LoadedConfig, fixture_index: FixtureIndex,  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bundle whose landing page another lockmirror version rendered (it differs from
+    what this one renders from landing.json): an import that keeps nothing out rewrote it
+    with its own template, printing an empty 'kept out' line, so a newer importer's page
+    linked requirements files an older bundle lacks (404) and an older importer dropped a
+    newer bundle's links (found by an outside tester upgrading one side)."""
+    from test_bundle import write_tree
+
+    fixture_index.set_vulnerabilities("vulny", "1.0", [])  # nothing to keep out
+    assert main(["index", "--config", str(mirror.path)]) == 0
+    page = mirror.index_dir / "index.html"
+    page.write_bytes(page.read_bytes().replace(b"</body>", b"<!-- another version -->\n</body>"))
+    write_tree(mirror.index_dir, {})  # manifest.json again, as that version wrote it
+    full = bundle(mirror, tmp_path / "dist", "2024-10-10T12:00:00Z")
+    far = tmp_path / "far" / "mirror"
+    capsys.readouterr()
+    assert main(["import", str(full), "--into", str(far)]) == 0
+    assert "kept out" not in capsys.readouterr().out
+    assert (far / "index.html").read_bytes() == page.read_bytes()
+    assert main(["verify", str(far)]) == 0

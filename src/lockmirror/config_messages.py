@@ -173,8 +173,10 @@ def _in_words(kind: str, error: Mapping[str, Any]) -> str | None:
     if kind == "too_short" and isinstance(value, (list, dict)) and not value:
         return "is empty; give at least one " + ("item" if isinstance(value, list) else "entry")
     if kind == "string_too_long" and isinstance(value, str):
+        orphan = (" (`doit lock` then removes the old name's lockfile as an orphan)"
+                  if error["loc"][:1] == ("sets",) else "")
         return (f"a name of {len(value)} characters; at most {error['ctx']['max_length']} "
-                "(it becomes part of file names)")
+                f"(it becomes part of file names); rename it in mirror.yaml{orphan}")
     if kind == "string_pattern_mismatch":
         allowed = _PATTERNS.get(str(error.get("ctx", {}).get("pattern")))
         return (f"'{value}' may hold {allowed}" if allowed

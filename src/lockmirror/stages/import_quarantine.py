@@ -19,7 +19,8 @@ leaves them: an installer asked for a quarantined release fails; it never
 drifts to another one. The landing page is rendered again from the
 ``landing.json`` the index keeps beside it, with the releases marked
 quarantined and the tree's new counts (an index from before ``landing.json``
-keeps its page as it was).
+keeps its page as it was). An edit that takes no file out changes nothing, not
+even a landing page another lockmirror version rendered.
 
 The list a refresh bundle applied (``.lockmirror/quarantine.json``,
 :func:`held_quarantine`) holds for the bundles imported after it that bring no
@@ -96,6 +97,8 @@ def plan_edit(mirror: Path, manifest: Manifest, keys: Iterable[Key]) -> TreeEdit
     doomed: dict[str, set[str]] = {}  # project -> filenames
     taken: set[str] = set()
     removed = quarantined_files(manifest, keys)
+    if not removed:  # nothing of the bundle is kept out: its pages are left as they are
+        return TreeEdit((), (), (), {})
     for rel in removed:
         _, project, filename = rel.split("/")
         key = release_of(filename)

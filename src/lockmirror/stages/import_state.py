@@ -58,7 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.version import Version
 
 from ..config import LoadedConfig, load_config
-from ..errors import BundleError, LockmirrorError
+from ..errors import BundleError, ConfigError, LockmirrorError
 from ..formats import signing
 from ..formats.bundle_format import ADVISORIES_NAME, FORMAT, FORMAT_V1, MIRROR_YAML_NAME, BundleInfo
 from ..formats.bundle_reader import ConcatenatedReader
@@ -363,7 +363,13 @@ def mirror_config(mirror: Path, config: Path | None) -> LoadedConfig:
         raise LockmirrorError("holds no mirror.yaml of its bundle (imported before lockmirror "
                               "kept one)", where=str(mirror),
                               hint="pass the mirror's mirror.yaml with -c")
-    return load_config(path)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        if config is not None:
+            raise
+        raise ConfigError([*exc.problems, f"{path}: this mirror.yaml came with the bundle: "
+                           "fix it on the build side and import a new bundle"]) from None
 
 
 def audit_imported(mirror: Path, *, now: datetime, config: Path | None = None,

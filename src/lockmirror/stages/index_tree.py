@@ -137,11 +137,38 @@ class Tree:
         if have is None:
             self._mkdir(os.path.dirname(path))
             fs.make_beside(path, fs.writer(data))
-        elif have.st_size == len(data) and fs.holds(path, data):
+        elif have.st_size == len(data) and fs.holds(path, data) and self._served(path, have):
             return
         else:
             self._replace_later(rel, fs.writer(data), have)
         self._wrote(rel, new=have is None)
+
+    def _served(self, path: str, have: os.stat_result) -> bool:
+        """Whether the generated file ``path`` (``have``: its lstat), which holds the
+        right bytes, may stay as it is. A trusted tree's does (no call made). A tree
+        compared file by file (another version's state, ``--full``) may be an older
+        lockmirror's under umask 077: a 0600 file is made 0644, unless it is a hard
+        link (never chmod through a link: False, it is written anew)."""
+        if self.trusted or statmod.S_IMODE(have.st_mode) == SERVED_FILE_MODE:
+            return True
+        if have.st_nlink != 1 or not statmod.S_ISREG(have.st_mode):
+            return False
+        os.chmod(path, SERVED_FILE_MODE)
+        return True
+
+    def _served_dirs(self) -> None:
+        """In a tree compared file by file: make the root and each directory holding
+        a file of the manifest 0755 (an older lockmirror's under umask 077 are 0700)."""
+        directories = {""}
+        for rel in self.entries:
+            parts = rel.split("/")[:-1]
+            directories.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+        for directory in sorted(directories):
+            have = fs.lstat(f"{self.root}/{directory}" if directory else str(self.root))
+            if (have is not None and statmod.S_ISDIR(have.st_mode)
+                    and statmod.S_IMODE(have.st_mode) != SERVED_DIR_MODE):
+                os.chmod(f"{self.root}/{directory}" if directory else self.root,
+                         SERVED_DIR_MODE)
 
     def place(self, rel: str, sha256: str, size: int | None) -> bool:
         """Make ``rel`` the store's file ``sha256``: nothing to do when it already
@@ -235,8 +262,11 @@ class Tree:
                 [(rel, *self.entries[rel]) for rel in sorted(self.entries)])]).encode()
             if self.fresh:
                 fs.writer(data)(manifest)
-            elif self.trusted or not fs.holds(manifest, data):
+            elif self.trusted or not fs.holds(manifest, data) or not self._served(
+                    manifest, os.lstat(manifest)):
                 self._replace_later(MANIFEST_NAME, fs.writer(data), None)
+        if not self.trusted and not self.fresh:
+            self._served_dirs()
         self._commit()
         fs.remove_files(self.root, removed)
         if self.fresh:
