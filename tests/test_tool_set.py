@@ -885,3 +885,29 @@ def test_bundled_mirror_tool_set_from_pypi_installs_on_cp311(
     done = subprocess.run([str(venv / "bin" / "lockmirror"), "verify", "--help"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_source_without_lockmirrors_dependencies_is_not_called_a_wrong_url(
+        tmp_path: Path, fixture_index: FixtureIndex, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A mirror.yaml whose one source is the user's own small index (as the file://
+    refusal advises: the tree served over http on loopback): the sets locked from it, then
+    lockmirror's own set failed with "no source has a project named 'boto3': ... so the
+    URL looks wrong", at a line of mirror.yaml no such set is on (an outside re-tester).
+    It says which set it is and where its dependencies come from."""
+    import helpers
+
+    from lockmirror.cli import main
+
+    monkeypatch.setenv("LOCKMIRROR_TOOL_WHEELS", "index")
+    (tmp_path / "mirror.yaml").write_text(helpers.mirror_yaml(
+        fixture_index.url, {"core": ["beta==1.0"]},
+        extra=f"paths:\n  cache: {tmp_path / 'cache'}\n"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["lock"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("lockmirror: error: mirror.yaml: lockmirror's own set (the bundle's "
+                          "tool/), target "), err
+    assert "which lockmirror itself needs" in err and "URL looks wrong" not in err
+    assert "LOCKMIRROR_TOOL_WHEELS=installed" in err
+    assert (tmp_path / "lockfiles" / "pylock.core.toml").is_file()  # the set itself locked

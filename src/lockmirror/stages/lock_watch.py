@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..config import LoadedConfig
-from ..errors import ConfigError, LockmirrorError, UnknownNameError
+from ..config import TOOL_SET, LoadedConfig
+from ..errors import ConfigError, LockmirrorError, NotFoundError, UnknownNameError
 from ..fsutil import plural
 from ..resolve.requirement_check import pins_exactly
 from ..spelling import did_you_mean, nearest
@@ -187,6 +187,12 @@ class Watch:
                                         self._done, self._total, finished, note))
 
 
+TOOL_SOURCES_HINT = ("lockmirror's own set takes lockmirror's dependencies from mirror.yaml's "
+                     "sources as well: add a source that serves them (e.g. "
+                     "https://pypi.org/simple/ with a higher priority number than yours), or "
+                     "set LOCKMIRROR_TOOL_WHEELS=installed to carry this installation's")
+
+
 def in_context(error: LockmirrorError, loaded: LoadedConfig, set_name: str,
                target: str) -> LockmirrorError:
     """``error`` placed where it comes from: ``mirror.yaml:LINE: set 'S', target
@@ -196,6 +202,13 @@ def in_context(error: LockmirrorError, loaded: LoadedConfig, set_name: str,
     asked once), and each places it anew."""
     if isinstance(error, ConfigError):
         return error
+    if set_name == TOOL_SET and isinstance(error, NotFoundError):
+        # not in mirror.yaml, whose sources' owner may not know it needs these projects
+        named = re.match(r"no source has a project named '([^']+)'", error.message)
+        said = f"no source has {named[1]}, which lockmirror itself needs" if named else \
+            error.message  # not "the URL looks wrong": the sources' sets locked from it
+        return NotFoundError(said, hint=TOOL_SOURCES_HINT, where=(
+            f"{loaded.path.name}: lockmirror's own set (the bundle's tool/), target '{target}'"))
     spec = loaded.config.sets[set_name]
     words = {canonicalize_name(w) for w in _WORD.findall(error.message + " " + (error.where or ""))}
     index = next((i for i, name in enumerate(_names(spec.requirements)) if name in words), None)
