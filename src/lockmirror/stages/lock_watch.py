@@ -99,9 +99,9 @@ def each_scope(scopes: Sequence[tuple[ScopeT, list[str]]],
             out += failed.results
             failures.update(failed.failures)
         except LockmirrorError as error:
-            if not failures or len(names) != 1:  # not a set's own failure, or the first
+            if len(names) != 1 or not (failures or out):  # not a set's own, or all there is
                 raise
-            failures[names[0]] = error
+            failures[names[0]] = error  # and what the scopes before it locked is said
     if failures:
         merged = LocksFailed(failures, sum(len(names) for _, names in scopes))
         merged.results = out
