@@ -118,8 +118,9 @@ def test_an_old_tree_that_cannot_be_removed_is_a_warning_then_a_clear_error(
     os.chown(mirror / "theirs", OTHER_USER, OTHER_USER)
     old = old_dir(mirror)
     command = f"`chmod -R u+rwX {old} && rm -rf {old}`"
-    theirs = f"{old / 'theirs'} in it belongs to {pwd.getpwuid(OTHER_USER).pw_name} (uid {OTHER_USER})"
-    as_whom = f"as root, or after {pwd.getpwuid(OTHER_USER).pw_name} removes {old / 'theirs'}"
+    user = f"user {pwd.getpwuid(OTHER_USER).pw_name} (uid {OTHER_USER})"  # not "nobody"
+    theirs = f"{old / 'theirs'} in it belongs to {user}"
+    as_whom = f"as root, or after {user} removes {old / 'theirs'}"
     done = unprivileged.run("import", second, "--into", mirror)
     assert done.returncode == 0, done.stderr
     assert " is now " in done.stdout and verify_mirror(mirror).ok

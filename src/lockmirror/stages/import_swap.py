@@ -153,7 +153,8 @@ def _owner_note(tree: Path) -> tuple[str, str] | None:
     """Why this user cannot remove ``tree``: the first directory in it (top down) that
     another user owns, which this user can neither empty nor open up. None when
     there is none; else what to say of it (``{dir} belongs to root``) and as whom to
-    remove the tree (`` as root``, or `` as root, or after nobody removes {dir}``)."""
+    remove the tree (`` as root``, or `` as root, or after user nobody (uid 65534) removes
+    {dir}``)."""
     import pwd
 
     if tree.is_symlink():  # os.walk would list what it points to: not the tree
@@ -166,14 +167,12 @@ def _owner_note(tree: Path) -> tuple[str, str] | None:
             except OSError:
                 continue
             if uid != os.geteuid():
-                try:
-                    owner, owner_uid = pwd.getpwuid(uid).pw_name, f"{uid}"
+                try:  # 'user nobody (uid 65534)': "after nobody removes" read as no one
+                    owner = f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
                 except KeyError:  # no name here: the uid says it
-                    owner, owner_uid = f"uid {uid}", ""
-                said = f"{path} in it belongs to {owner}" + (f" (uid {owner_uid})"
-                                                             if owner_uid else "")
-                return said, (" as root" if uid == 0 else
-                              f" as root, or after {owner} removes {path}")
+                    owner = f"uid {uid}"
+                return f"{path} in it belongs to {owner}", (
+                    " as root" if uid == 0 else f" as root, or after {owner} removes {path}")
     return None
 
 
